@@ -1,0 +1,139 @@
+"""Shared click options: per-side AWS settings, run options, output. Parsing only; no AWS calls."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable, Dict, Optional
+
+import click
+
+from ..config import RetryPolicy, RunOptions, TableRef
+
+F = Callable[..., Any]
+
+AWS_FIELDS = ("region", "profile", "endpoint_url", "role_arn")
+
+
+def _aws_options(prefix: str, side_help: str) -> Callable[[F], F]:
+    p = f"{prefix}-" if prefix else ""
+    u = f"{prefix}_" if prefix else ""
+
+    def deco(f: F) -> F:
+        f = click.option(f"--{p}role-arn", f"{u}role_arn", help=f"IAM role to assume for {side_help} (cross-account).")(f)
+        f = click.option(f"--{p}endpoint-url", f"{u}endpoint_url",
+                         help=f"DynamoDB endpoint for {side_help} (default: AWS_ENDPOINT_URL or the region's).")(f)
+        f = click.option(f"--{p}profile", f"{u}profile", help=f"AWS profile for {side_help}.")(f)
+        f = click.option(f"--{p}region", f"{u}region", help=f"AWS region for {side_help}.")(f)
+        return f
+
+    return deco
+
+
+def aws_options(f: F) -> F:
+    """--region/--profile/--endpoint-url/--role-arn (both sides, or the single table)."""
+    return _aws_options("", "both sides")(f)
+
+
+def two_sided_aws_options(f: F) -> F:
+    f = _aws_options("target", "the target")(f)
+    f = _aws_options("source", "the source")(f)
+    return aws_options(f)
+
+
+def table_ref(table: str, kw: Dict[str, Any], side: Optional[str] = None) -> TableRef:
+    """Side-specific options override the shared ones."""
+    vals = {}
+    for name in AWS_FIELDS:
+        v = kw.get(f"{side}_{name}") if side else None
+        vals[name] = v if v is not None else kw.get(name)
+    return TableRef(table=table, **vals)
+
+
+def run_options(f: F) -> F:
+    opts = [
+        click.option("--segments", type=int, help="Parallel scan segments (default: from the table size)."),
+        click.option("--writers", type=int, help="Concurrent writer threads (default 8; 32 for conditional modes)."),
+        click.option("--dead-letter", "dead_letter", type=click.Path(dir_okay=False),
+                     help="JSON-lines file for items that could not be written (replayable with import)."),
+        click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here."),
+        click.option("--checkpoint", type=click.Path(dir_okay=False),
+                     help="Checkpoint file (default: .ddbmigrate/<job>-<tables>-<hash>.checkpoint.json)."),
+        click.option("--resume", is_flag=True, help="Continue from the checkpoint."),
+        click.option("--restart", is_flag=True, help="Ignore an existing checkpoint and start over."),
+        click.option("--force", is_flag=True, help="Resume even if the checkpoint belongs to a different job."),
+        click.option("--max-read-units", type=float, help="Read capacity units per second, across all workers."),
+        click.option("--max-write-units", type=float, help="Write capacity units per second, across all workers."),
+        click.option("--read-percent", type=float, help="Percent of the source's read capacity to use."),
+        click.option("--write-percent", type=float, help="Percent of the target's write capacity to use."),
+        click.option("--max-attempts", type=int, default=10, show_default=True,
+                     help="Attempts per request before stopping with exit 75 (resumable)."),
+        click.option("--consistent-read", is_flag=True, help="Strongly consistent scans."),
+        click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="auto",
+                     show_default=True, help="Progress display (auto: bar on a terminal, JSON lines otherwise)."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress and no summary."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def transform_options(f: F) -> F:
+    opts = [
+        click.option("--transform", help="Python transform: path/to/file.py:func or package.module:func."),
+        click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+                     help="When the transform raises: stop (fail) or dead-letter the item (skip)."),
+        click.option("--max-errors", type=int, help="Stop once more than N items are dead-lettered."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def write_mode_options(f: F) -> F:
+    opts = [
+        click.option("--mode", type=click.Choice(["overwrite", "skip-existing", "fail-existing"]),
+                     default="overwrite", show_default=True,
+                     help="overwrite; skip-existing (conditional put, existing items counted as skipped); "
+                          "fail-existing (existing items dead-lettered)."),
+        click.option("--dry-run", is_flag=True, help="Read, transform and validate; write nothing."),
+        click.option("--sample", type=int, default=0, help="With --dry-run: show N before/after pairs."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def build_run_options(kw: Dict[str, Any]) -> RunOptions:
+    progress = "off" if kw.get("quiet") else kw.get("progress", "auto")
+    return RunOptions(
+        segments=kw.get("segments"), writers=kw.get("writers"), mode=kw.get("mode") or "overwrite",
+        transform=kw.get("transform"), on_error=kw.get("on_error") or "fail", max_errors=kw.get("max_errors"),
+        dead_letter=kw.get("dead_letter"), report=kw.get("report"), checkpoint=kw.get("checkpoint"),
+        resume=bool(kw.get("resume")), restart=bool(kw.get("restart")), force=bool(kw.get("force")),
+        dry_run=bool(kw.get("dry_run")), sample=int(kw.get("sample") or 0),
+        consistent_read=bool(kw.get("consistent_read")), max_read_units=kw.get("max_read_units"),
+        max_write_units=kw.get("max_write_units"), read_percent=kw.get("read_percent"),
+        write_percent=kw.get("write_percent"), retry=RetryPolicy(max_attempts=kw.get("max_attempts") or 10),
+        progress=progress,
+    )
+
+
+def confirm_prompt(yes: bool) -> Callable[[str], bool]:
+    def ask(message: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            click.echo(f"{message}\nNot a terminal: refusing without --yes.", err=True)
+            return False
+        return click.confirm(message, default=False, err=True)
+
+    return ask
+
+
+def pass_kwargs(f: F) -> F:
+    @functools.wraps(f)
+    def wrapper(**kw: Any) -> Any:
+        return f(kw)
+
+    return wrapper

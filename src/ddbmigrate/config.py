@@ -1,0 +1,138 @@
+"""Typed configuration: where a table lives, and how a job runs.
+
+Everything here is a plain, picklable dataclass so a job can be shipped to a Spark executor or
+written into a checkpoint fingerprint unchanged. Nothing here talks to AWS.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Dict, Optional
+
+from .errors import UsageError
+
+_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:dynamodb:([a-z0-9-]+):(\d{12}):table/([A-Za-z0-9_.-]{3,255})$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+
+WRITE_MODES = ("overwrite", "skip-existing", "fail-existing")
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A DynamoDB table and how to reach it.
+
+    ``table`` may be a name or a table ARN; an ARN also supplies the region when none is given.
+    Credentials come from the standard chain (``profile`` selects a named profile), optionally
+    followed by assuming ``role_arn`` (cross-account). ``endpoint_url`` overrides the endpoint;
+    when unset, botocore honours ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_DYNAMODB``.
+    """
+
+    table: str
+    region: Optional[str] = None
+    profile: Optional[str] = None
+    role_arn: Optional[str] = None
+    endpoint_url: Optional[str] = None
+    role_session_name: str = "ddbmigrate"
+    external_id: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        m = _ARN.match(self.table)
+        if m:
+            region, _account, name = m.groups()
+            object.__setattr__(self, "table", name)
+            if self.region is None:
+                object.__setattr__(self, "region", region)
+        elif not _NAME.match(self.table):
+            raise UsageError(
+                f"invalid table name {self.table!r}: expected 3-255 characters of "
+                "[A-Za-z0-9_.-] or a table ARN"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.table
+
+    def describe(self) -> str:
+        """A human label without secrets."""
+        parts = [self.table]
+        if self.region:
+            parts.append(self.region)
+        if self.endpoint_url:
+            parts.append(self.endpoint_url)
+        return " @ ".join(parts)
+
+    def identity(self) -> Dict[str, Any]:
+        """What identifies this table for a checkpoint fingerprint (no credentials)."""
+        return {
+            "table": self.table,
+            "region": self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            "endpoint_url": self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+            or os.environ.get("AWS_ENDPOINT_URL"),
+            "role_arn": self.role_arn,
+        }
+
+    def with_table(self, table: str) -> "TableRef":
+        return replace(self, table=table)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Our own batch-level back-off (capped exponential, full jitter).
+
+    botocore's control-plane client is configured separately with mode="standard".
+    """
+
+    max_attempts: int = 10
+    base_delay: float = 0.05
+    max_delay: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise UsageError("max attempts must be at least 1")
+
+
+@dataclass
+class RunOptions:
+    """Options shared by jobs that read a table and write a table or files."""
+
+    segments: Optional[int] = None
+    writers: Optional[int] = None
+    mode: str = "overwrite"
+    transform: Optional[str] = None
+    on_error: str = "fail"
+    max_errors: Optional[int] = None
+    dead_letter: Optional[str] = None
+    report: Optional[str] = None
+    checkpoint: Optional[str] = None
+    resume: bool = False
+    restart: bool = False
+    force: bool = False
+    dry_run: bool = False
+    sample: int = 0
+    consistent_read: bool = False
+    max_read_units: Optional[float] = None
+    max_write_units: Optional[float] = None
+    read_percent: Optional[float] = None
+    write_percent: Optional[float] = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    progress: str = "auto"  # auto | bar | json | off
+    queue_batches: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in WRITE_MODES:
+            raise UsageError(f"--mode must be one of {', '.join(WRITE_MODES)}, not {self.mode!r}")
+        if self.on_error not in ("fail", "skip"):
+            raise UsageError(f"--on-error must be fail or skip, not {self.on_error!r}")
+        if self.segments is not None and not (1 <= self.segments <= 1_000_000):
+            raise UsageError("--segments must be between 1 and 1000000")
+        if self.writers is not None and not (1 <= self.writers <= 1024):
+            raise UsageError("--writers must be between 1 and 1024")
+        if self.max_errors is not None and self.max_errors < 0:
+            raise UsageError("--max-errors must be >= 0")
+
+    def fingerprint_fields(self) -> Dict[str, Any]:
+        """Options that change what a job writes (so a resume must match them)."""
+        d = asdict(self)
+        return {k: d[k] for k in ("mode", "transform", "dry_run")}

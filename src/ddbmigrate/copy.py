@@ -1,0 +1,199 @@
+"""``copy_table``: table -> (transform) -> table, with parallel scan and concurrent batch writes.
+
+Also home of the shared steps other jobs reuse: preparing the target table (create from the
+source or from a spec, clean it after confirmation) and building the writer sink.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional
+
+from .client import DynamoClient, RetryStats
+from .config import RunOptions, TableRef
+from .errors import TableNotFoundError, UsageError
+from .items import KeySchema
+from .pipeline import BatchResult, Op, Processing, default_readers
+from .ratelimit import RateLimiter, TokenBucket
+from .report import Report
+from .runner import JobSpec, pool_size, run_job
+from .schema import clone_request, create_table, load_spec, spec_to_request, spec_ttl_attribute, time_to_live
+from .sinks.table_writer import TableWriter
+from .sources.table_scan import TableScanSource, default_segments
+from .transform import Transform, TransformContext, load_transform
+
+Confirm = Callable[[str], bool]
+ON_DEMAND_DEFAULT_UNITS = 40_000.0
+
+
+class DryRunSink:
+    """Counts what would be written; writes nothing."""
+
+    def write(self, ops: List[Op]) -> BatchResult:
+        return BatchResult(written=sum(1 for o in ops if o.kind == 0), deleted=sum(1 for o in ops if o.kind == 1))
+
+    def close(self) -> None:
+        return None
+
+
+def default_writers(mode: str) -> int:
+    # Conditional modes send one PutItem per item, so they need more requests in flight.
+    return 8 if mode == "overwrite" else 32
+
+
+def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Optional[float], kind: str) -> Optional[float]:
+    """Units/s from --max-*-units, or --*-percent of provisioned (on-demand: max/warm or 40,000)."""
+    if units:
+        return float(units)
+    if not percent:
+        return None
+    if not 0 < percent <= 100:
+        raise UsageError(f"--{kind}-percent must be in (0, 100]")
+    field = "ReadCapacityUnits" if kind == "read" else "WriteCapacityUnits"
+    prov = float((desc.get("ProvisionedThroughput") or {}).get(field) or 0)
+    if prov <= 0:
+        odt = desc.get("OnDemandThroughput") or {}
+        warm = desc.get("WarmThroughput") or {}
+        odt_key = "MaxReadRequestUnits" if kind == "read" else "MaxWriteRequestUnits"
+        warm_key = "ReadUnitsPerSecond" if kind == "read" else "WriteUnitsPerSecond"
+        prov = float(odt.get(odt_key) or 0) if float(odt.get(odt_key) or 0) > 0 else float(warm.get(warm_key) or 0)
+        if prov <= 0:
+            prov = ON_DEMAND_DEFAULT_UNITS
+    return max(1.0, prov * percent / 100.0)
+
+
+def make_limiter(rate: Optional[float]) -> RateLimiter:
+    return TokenBucket(rate) if rate else RateLimiter()
+
+
+def prepare_target(
+    client: DynamoClient,
+    *,
+    source_desc: Optional[Dict[str, Any]] = None,
+    source_client: Optional[DynamoClient] = None,
+    create: bool = False,
+    spec_path: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Describe the target, creating it (from a spec or as a clone of the source) when asked."""
+    name = client.ref.table
+    try:
+        return client.describe_table()
+    except TableNotFoundError:
+        if not create and not spec_path:
+            raise TableNotFoundError(
+                f"target table {name!r} does not exist at {client.endpoint}; add --create-target to "
+                "create it from the source's schema (or --target-spec FILE)", table=name,
+            ) from None
+    if spec_path:
+        spec = load_spec(spec_path)
+        req = spec_to_request(spec, table_name=name)
+        ttl = spec_ttl_attribute(spec)
+    elif source_desc is not None:
+        req = clone_request(source_desc, name)
+        ttl = time_to_live(source_client, source_desc["TableName"]) if source_client is not None else None
+    else:
+        raise UsageError(f"cannot create {name}: give --spec FILE")
+    return create_table(client, req, ttl_attribute=ttl)
+
+
+def copy_table(
+    source: TableRef,
+    target: TableRef,
+    options: Optional[RunOptions] = None,
+    *,
+    create_target: bool = False,
+    target_spec: Optional[str] = None,
+    clean_target: bool = False,
+    confirm: Optional[Confirm] = None,
+    transform: Optional[Transform] = None,
+    source_client: Optional[DynamoClient] = None,
+    target_client: Optional[DynamoClient] = None,
+) -> Report:
+    """Copy every item of ``source`` into ``target`` and return the report.
+
+    ``confirm`` is asked before ``clean_target`` empties the target (pass ``lambda m: True`` for
+    --yes). ``transform`` (or ``options.transform``) re-models each item on the way.
+    """
+    opts = options or RunOptions()
+    if opts.resume and opts.restart:
+        raise UsageError("--resume and --restart are mutually exclusive")
+    if transform is None and opts.transform:
+        transform = load_transform(opts.transform)
+    writers = opts.writers or default_writers(opts.mode)
+    src_stats, dst_stats = RetryStats(), RetryStats()
+    # Pool sized for the segment readers and writers sharing one client per side.
+    src = source_client or DynamoClient(source, pool_size=pool_size(32, 0), retry=opts.retry, stats=src_stats)
+    dst = target_client or DynamoClient(target, pool_size=pool_size(0, writers), retry=opts.retry, stats=dst_stats)
+    sdesc = src.describe_table()
+    if _same_table(source, target, src, dst):
+        raise UsageError("source and target are the same table")
+    if opts.dry_run:
+        tdesc = _describe_or_planned(dst, sdesc, create_target, target_spec)
+    else:
+        tdesc = prepare_target(dst, source_desc=sdesc, source_client=src, create=create_target, spec_path=target_spec)
+    src_keys = KeySchema.from_table_description(sdesc)
+    dst_keys = KeySchema.from_table_description(tdesc)
+
+    if clean_target and not opts.dry_run and not (opts.resume):
+        from .clean import clean_table
+
+        clean_table(target, options=RunOptions(progress=opts.progress, retry=opts.retry), confirm=confirm,
+                    client=dst)
+
+    segments = opts.segments or default_segments(sdesc)
+    readers = default_readers(segments)
+    read_rate = capacity_limit(sdesc, opts.max_read_units, opts.read_percent, "read")
+    write_rate = capacity_limit(tdesc, opts.max_write_units, opts.write_percent, "write")
+    rlim, wlim = make_limiter(read_rate), make_limiter(write_rate)
+    scan = TableScanSource(src, src.ref.table, segments, consistent_read=opts.consistent_read, limiter=rlim,
+                           page_limit=_page_limit(read_rate))
+    sink = DryRunSink() if opts.dry_run else TableWriter(dst, dst.ref.table, dst_keys, mode=opts.mode, limiter=wlim)
+    proc = Processing(
+        key_schema=dst_keys, transform=transform, on_error=opts.on_error, max_errors=opts.max_errors,
+        trusted=(src_keys == dst_keys), source_key_schema=src_keys,
+        context=TransformContext(source_table=src.ref.table, target_table=dst.ref.table), sample=opts.sample,
+    )
+    identity = {
+        "job": "copy",
+        "names": [src.ref.table, dst.ref.table],
+        "source": source.identity(),
+        "target": target.identity(),
+        "segments": segments,
+        "transform": transform.name if transform else None,
+        "transform_hash": transform.code_hash if transform else None,
+        **opts.fingerprint_fields(),
+    }
+    spec = JobSpec(
+        job="copy", source=scan, sink=sink, processing=proc, options=opts, identity=identity,
+        source_label=source.describe(), target_label=target.describe(),
+        total_estimate=int(sdesc.get("ItemCount") or 0) or None, readers=readers, writers=writers,
+        stats=[src.stats, dst.stats] if src.stats is not dst.stats else [src.stats], limiters=[wlim, rlim],
+        progress_done=lambda c: c.get("read", 0),
+        extra={"mode": opts.mode, "transform": transform.name if transform else None},
+    )
+    report = run_job(spec)
+    report.extra = {k: v for k, v in report.extra.items() if v is not None}
+    return report
+
+
+def _describe_or_planned(dst: DynamoClient, sdesc: Dict[str, Any], create: bool, spec_path: Optional[str]) -> Dict[str, Any]:
+    """A dry run validates against the target's schema, or the one it would be created with."""
+    try:
+        return dst.describe_table()
+    except TableNotFoundError:
+        if spec_path:
+            return spec_to_request(load_spec(spec_path), table_name=dst.ref.table)
+        if create:
+            return sdesc
+        raise
+
+
+def _page_limit(read_rate: Optional[float]) -> Optional[int]:
+    # Under a read limit, smaller pages keep each request's cost near the bucket's size.
+    if not read_rate:
+        return None
+    return int(max(10, min(1000, read_rate * 4)))
+
+
+def _same_table(a: TableRef, b: TableRef, ca: DynamoClient, cb: DynamoClient) -> bool:
+    return a.table == b.table and ca.endpoint == cb.endpoint and ca.region == cb.region and a.role_arn == b.role_arn \
+        and a.profile == b.profile

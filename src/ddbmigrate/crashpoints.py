@@ -1,0 +1,32 @@
+"""Named crash points for kill -9 tests.
+
+Set ``DDBMIGRATE_CRASH_AT=<point>`` (and optionally ``DDBMIGRATE_CRASH_AFTER=<n>``, default 1)
+and the process SIGKILLs itself the n-th time it reaches that point. Points:
+
+- ``after_batch_ack``: a batch was acknowledged by DynamoDB, the checkpoint not yet saved;
+- ``mid_checkpoint_write``: half of the checkpoint's temp file is written;
+- ``mid_export_line``: half of an export data line is written;
+- ``after_stream_write``: stream records were written, the shard checkpoint not yet saved.
+
+When the variable is unset this costs one dict lookup per call.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+_lock = threading.Lock()
+_hits: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    target = os.environ.get("DDBMIGRATE_CRASH_AT")
+    if target is None or target != name:
+        return
+    after = int(os.environ.get("DDBMIGRATE_CRASH_AFTER", "1"))
+    with _lock:
+        _hits[name] = _hits.get(name, 0) + 1
+        if _hits[name] >= after:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,593 @@
+"""The one engine every job runs: Source -> (Transform, validate, batch) -> Sink.
+
+    reader threads (one unit at a time: scan segment / file / shard)
+        read a chunk (scan page, N file lines) -> transform -> validate -> encode -> batches
+        └─ bounded queue of batches (backpressure) ─▶ writer threads -> Sink.write(batch)
+                                                           └─ ack -> ticket -> unit position
+
+Invariants:
+1. A unit's checkpoint position only moves past a chunk when every batch of that chunk, and
+   every chunk before it, has been acknowledged by the sink (tickets complete in order).
+2. Every record read ends in exactly one place: written, skipped by a user rule (dropped by the
+   transform, skipped-existing, collapsed duplicate), or dead-lettered with its reason.
+   Counters are committed with their ticket, so a checkpoint's counters match its positions.
+3. Memory is bounded by ``queue_batches`` x 25 items plus one chunk per reader.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from queue import Empty, Full, Queue
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
+
+import orjson
+
+from .deadletter import DeadLetters
+from .errors import (
+    DdbMigrateError,
+    FatalError,
+    InterruptedError_,
+    SkippableError,
+    TransformError,
+    UsageError,
+)
+from .items import MAX_ITEM_BYTES, KeySchema, WireItem, oversize
+from .transform import Transform, TransformContext, short_traceback
+
+PUT = 0
+DELETE = 1
+MAX_BATCH_OPS = 25
+MAX_BATCH_BYTES = 16 * 1024 * 1024 - 64 * 1024  # headroom for the request envelope
+
+COUNTER_NAMES = (
+    "read",  # records read from the source
+    "out",  # records after the transform (fan-out and drops applied)
+    "written",  # acknowledged by the sink
+    "deleted",  # acknowledged deletes (clean, incremental import, replicate)
+    "dead_lettered",
+    "collapsed",  # duplicate keys inside one batch, last one kept
+    "skipped_existing",  # --mode skip-existing
+    "dropped",  # transform returned None / []
+    "transform_errors",
+    "fanout_extra",  # outputs beyond the first for one source record
+)
+
+
+class Op:
+    """One write: put of a full item, or delete of a key. ``enc`` is the item's JSON."""
+
+    __slots__ = ("kind", "item", "enc", "key", "origin", "source_key")
+
+    def __init__(self, kind: int, item: WireItem, enc: bytes, key: Any, origin: Any = None,
+                 source_key: Any = None) -> None:
+        self.kind = kind
+        self.item = item
+        self.enc = enc
+        self.key = key
+        self.origin = origin
+        self.source_key = source_key
+
+
+@dataclass
+class Chunk:
+    """What a source yields: records, and the position to resume from once they are written.
+
+    ``items`` are puts; ``ops`` (kind, image) pairs allow deletes (incremental files, streams).
+    ``rejects`` are records the source could not parse: (raw text, reason, origin).
+    ``origins`` optionally names each item's place (file:line) for dead letters.
+    """
+
+    items: List[WireItem] = field(default_factory=list)
+    position: Any = None
+    ops: Optional[List[Tuple[int, WireItem]]] = None
+    rejects: List[Tuple[str, str, str]] = field(default_factory=list)
+    origins: Optional[List[str]] = None
+    done: bool = False  # the unit has no more data after this chunk
+    consumed: float = 0.0
+
+
+class Source(Protocol):
+    """A source splits into independent units, each read from a resumable position."""
+
+    def units(self) -> List[str]: ...
+
+    def read(self, unit: str, position: Any, stop: threading.Event) -> Iterator[Chunk]: ...
+
+
+@dataclass
+class BatchResult:
+    written: int = 0
+    deleted: int = 0
+    skipped_existing: int = 0
+    # ops the sink refused item by item (dead-lettered by the pipeline with the reason)
+    rejected: List[Tuple[Op, str, str]] = field(default_factory=list)
+
+
+class Sink(Protocol):
+    def write(self, ops: List[Op]) -> BatchResult: ...
+
+    def close(self) -> None: ...
+
+
+class Ticket:
+    """Outstanding work of one chunk; complete when every batch is acknowledged."""
+
+    __slots__ = ("unit", "position", "remaining", "sealed", "counts", "done_unit")
+
+    def __init__(self, unit: str, position: Any, done_unit: bool) -> None:
+        self.unit = unit
+        self.position = position
+        self.remaining = 0
+        self.sealed = False
+        self.counts: Dict[str, int] = {}
+        self.done_unit = done_unit
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+
+@dataclass
+class Batch:
+    ops: List[Op]
+    ticket: Ticket
+    nbytes: int
+
+
+@dataclass
+class UnitState:
+    position: Any = None
+    done: bool = False
+    pending: Deque[Ticket] = field(default_factory=deque)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Counters:
+    """Live counters (for progress) and committed counters (for checkpoints and reports)."""
+
+    def __init__(self, initial: Optional[Dict[str, int]] = None) -> None:
+        self._lock = threading.Lock()
+        self.live: Dict[str, int] = {k: 0 for k in COUNTER_NAMES}
+        self.committed: Dict[str, int] = {k: 0 for k in COUNTER_NAMES}
+        for k, v in (initial or {}).items():
+            self.live[k] = self.live.get(k, 0) + v
+            self.committed[k] = self.committed.get(k, 0) + v
+
+    def bump(self, counts: Dict[str, int]) -> None:
+        with self._lock:
+            for k, v in counts.items():
+                self.live[k] = self.live.get(k, 0) + v
+
+    def commit(self, counts: Dict[str, int]) -> None:
+        with self._lock:
+            for k, v in counts.items():
+                self.committed[k] = self.committed.get(k, 0) + v
+
+    def snapshot(self, committed: bool = False) -> Dict[str, int]:
+        with self._lock:
+            return dict(self.committed if committed else self.live)
+
+
+@dataclass
+class Processing:
+    """How records become write operations."""
+
+    key_schema: Optional[KeySchema]  # the sink's key (None: files, no key checks)
+    transform: Optional[Transform] = None
+    on_error: str = "fail"
+    max_errors: Optional[int] = None
+    trusted: bool = False  # records come from a table with this very key schema: skip key checks
+    source_key_schema: Optional[KeySchema] = None
+    context: TransformContext = field(default_factory=TransformContext)
+    max_batch_ops: int = MAX_BATCH_OPS
+    dedupe: bool = True
+    sample: int = 0  # keep N before/after pairs (dry run)
+
+
+class Pipeline:
+    """Run a source into a sink with bounded queues, threads, tickets and cancellation."""
+
+    def __init__(
+        self,
+        source: Source,
+        sink: Sink,
+        processing: Processing,
+        *,
+        readers: int = 4,
+        writers: int = 8,
+        queue_batches: Optional[int] = None,
+        dead_letters: Optional[DeadLetters] = None,
+        positions: Optional[Dict[str, Any]] = None,
+        done_units: Sequence[str] = (),
+        counters: Optional[Dict[str, int]] = None,
+        on_checkpoint: Optional[Callable[["Pipeline"], None]] = None,
+        checkpoint_every: float = 2.0,
+        drain_timeout: float = 60.0,
+        crash_hook: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.proc = processing
+        self.readers = max(1, readers)
+        self.writers = max(1, writers)
+        self.queue: "Queue[Optional[Batch]]" = Queue(maxsize=queue_batches or self.writers * 4)
+        self.dead = dead_letters or DeadLetters(None)
+        self.counters = Counters(counters)
+        self.on_checkpoint = on_checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.drain_timeout = drain_timeout
+        self.crash_hook = crash_hook or (lambda point: None)
+        self.stop_reading = threading.Event()  # graceful: finish what is queued
+        self.abort = threading.Event()  # fatal: stop everything now
+        self.errors: List[BaseException] = []
+        self._err_lock = threading.Lock()
+        self.units: Dict[str, UnitState] = {}
+        all_units = source.units()
+        positions = positions or {}
+        for u in all_units:
+            self.units[u] = UnitState(position=positions.get(u), done=u in set(done_units))
+        self.samples: List[Tuple[Any, Any]] = []
+        self._sample_lock = threading.Lock()
+        self.started = time.monotonic()
+        self.finished: Optional[float] = None
+        self.interrupted = False
+        self._ckpt_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public
+
+    def run(self) -> None:
+        todo = [u for u, st in self.units.items() if not st.done]
+        work: "Queue[str]" = Queue()
+        for u in todo:
+            work.put(u)
+        readers = [threading.Thread(target=self._reader, args=(work,), name=f"reader-{i}", daemon=True)
+                   for i in range(min(self.readers, max(1, len(todo))))]
+        writers = [threading.Thread(target=self._writer, name=f"writer-{i}", daemon=True)
+                   for i in range(self.writers)]
+        for t in writers + readers:
+            t.start()
+        saver_stop = threading.Event()
+        saver = threading.Thread(target=self._saver, args=(saver_stop,), name="checkpoint", daemon=True)
+        saver.start()
+        try:
+            self._join_all(readers, drain=False)
+            # Readers are done (or stopped): writers finish the queue, then see a sentinel each.
+            for _ in writers:
+                self._put_sentinel()
+            self._join_all(writers, drain=True)
+        finally:
+            saver_stop.set()
+            saver.join()
+            self.finished = time.monotonic()
+            self.save_checkpoint()
+        if self.errors:
+            raise self.errors[0]
+        if self.interrupted:
+            raise InterruptedError_("interrupted; checkpoint saved")
+
+    def _join_all(self, threads: List[threading.Thread], drain: bool) -> None:
+        """Wait for threads; a first Ctrl-C stops reading, a second one (or the drain timeout) aborts."""
+        deadline: Optional[float] = None
+        for t in threads:
+            while t.is_alive():
+                try:
+                    t.join(0.2)
+                except KeyboardInterrupt:
+                    if self.stop_reading.is_set():
+                        self.abort.set()
+                    self.interrupt()
+                if drain and self.stop_reading.is_set() and not self.abort.is_set():
+                    deadline = deadline or time.monotonic() + self.drain_timeout
+                    if time.monotonic() > deadline:
+                        self.abort.set()
+
+    def interrupt(self) -> None:
+        """Graceful stop (Ctrl-C / SIGTERM): stop reading, let queued batches finish."""
+        self.interrupted = True
+        self.stop_reading.set()
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    def save_checkpoint(self) -> None:
+        if self.on_checkpoint is None:
+            return
+        with self._ckpt_lock:
+            self.dead.sync()  # dead letters are durable before a checkpoint counts them
+            self.on_checkpoint(self)
+
+    def unit_positions(self) -> Tuple[Dict[str, Any], List[str]]:
+        positions: Dict[str, Any] = {}
+        done: List[str] = []
+        for u, st in self.units.items():
+            with st.lock:
+                if st.done:
+                    done.append(u)
+                elif st.position is not None:
+                    positions[u] = st.position
+        return positions, done
+
+    # ------------------------------------------------------------------ threads
+
+    def _fail(self, e: BaseException) -> None:
+        with self._err_lock:
+            self.errors.append(e)
+        self.abort.set()
+        self.stop_reading.set()
+
+    def _saver(self, stop: threading.Event) -> None:
+        while not stop.wait(self.checkpoint_every):
+            try:
+                self.save_checkpoint()
+            except BaseException as e:  # a checkpoint we cannot save must stop the job
+                self._fail(e)
+                return
+
+    def _put_sentinel(self) -> None:
+        while True:
+            try:
+                self.queue.put(None, timeout=0.2)
+                return
+            except Full:
+                if self.abort.is_set():
+                    # Writers are stopping anyway; make room so they can see the sentinel.
+                    try:
+                        self.queue.get_nowait()
+                    except Empty:
+                        pass
+
+    def _reader(self, work: "Queue[str]") -> None:
+        try:
+            while not self.stop_reading.is_set():
+                try:
+                    unit = work.get_nowait()
+                except Empty:
+                    return
+                self._read_unit(unit)
+        except BaseException as e:
+            self._fail(e)
+
+    def _read_unit(self, unit: str) -> None:
+        st = self.units[unit]
+        for chunk in self.source.read(unit, st.position, self.stop_reading):
+            ticket = Ticket(unit, chunk.position, chunk.done)
+            batches = self._process(chunk, ticket)
+            with st.lock:
+                st.pending.append(ticket)
+                ticket.remaining = len(batches)
+            for b in batches:
+                if not self._enqueue(b):
+                    return
+            with st.lock:
+                ticket.sealed = True
+            self._maybe_complete(st)
+            if self.stop_reading.is_set():
+                return
+
+    def _enqueue(self, b: Batch) -> bool:
+        while True:
+            if self.abort.is_set():
+                return False
+            try:
+                self.queue.put(b, timeout=0.2)
+                return True
+            except Full:
+                continue
+
+    def _writer(self) -> None:
+        try:
+            while True:
+                b = self.queue.get()
+                if b is None:
+                    return
+                if self.abort.is_set():
+                    continue  # drop from the queue: not acknowledged, so not checkpointed
+                res = self.sink.write(b.ops)
+                self._ack(b, res)
+        except BaseException as e:
+            self._fail(e)
+
+    def _ack(self, b: Batch, res: BatchResult) -> None:
+        t = b.ticket
+        counts = {"written": res.written, "deleted": res.deleted, "skipped_existing": res.skipped_existing}
+        for op, reason, code in res.rejected:
+            self._dead(op.item, reason, code, "write", op.origin, op.source_key, t)
+        self.counters.bump(counts)
+        for k, v in counts.items():
+            if v:
+                t.add(k, v)
+        self.crash_hook("after_batch_ack")
+        st = self.units[t.unit]
+        with st.lock:
+            t.remaining -= 1
+        self._maybe_complete(st)
+
+    def _maybe_complete(self, st: UnitState) -> None:
+        with st.lock:
+            while st.pending and st.pending[0].sealed and st.pending[0].remaining <= 0:
+                t = st.pending.popleft()
+                st.position = t.position
+                if t.done_unit:
+                    st.done = True
+                self.counters.commit(t.counts)
+
+    # ------------------------------------------------------------------ processing
+
+    def _dead(self, item: Any, reason: str, code: str, stage: str, origin: Any, source_key: Any,
+              ticket: Ticket, raw: Optional[str] = None, tb: Optional[str] = None) -> None:
+        self.dead.add(item, reason, code=code, stage=stage, origin=str(origin) if origin is not None else None,
+                      source_key=source_key, transform=self.proc.transform.name if self.proc.transform else None,
+                      raw=raw, traceback=tb)
+        ticket.add("dead_lettered")
+        self.counters.bump({"dead_lettered": 1})
+        limit = self.proc.max_errors
+        if limit is not None and self.dead.count > limit:
+            self._fail(FatalError(f"more than --max-errors {limit} items dead-lettered; stopping "
+                                  "(checkpoint kept; fix the cause and --resume)"))
+
+    def _process(self, chunk: Chunk, ticket: Ticket) -> List[Batch]:
+        proc = self.proc
+        keyschema = proc.key_schema
+        check_keys = keyschema is not None and not (proc.trusted and proc.transform is None)
+        dedupe = proc.dedupe and keyschema is not None
+        tf = proc.transform
+        dumps = orjson.dumps
+        counts = {"read": 0, "out": 0, "dropped": 0, "transform_errors": 0, "fanout_extra": 0}
+
+        for raw, reason, origin in chunk.rejects:
+            counts["read"] += 1
+            self._dead(None, reason, "InvalidInput", "read", origin, None, ticket, raw=raw)
+
+        records: List[Tuple[int, WireItem]]
+        if chunk.ops is not None:
+            records = chunk.ops
+        else:
+            records = [(PUT, it) for it in chunk.items]
+        origins = chunk.origins
+        ops: List[Op] = []
+        ctx = proc.context
+        for idx, (kind, item) in enumerate(records):
+            counts["read"] += 1
+            origin = origins[idx] if origins is not None else None
+            if tf is not None:
+                if origin is not None:
+                    ctx.origin = origin
+                try:
+                    outs = tf(item, ctx)
+                except TransformError as e:
+                    counts["transform_errors"] += 1
+                    skey = _source_key(proc, item)
+                    if proc.on_error == "fail":
+                        raise TransformError(f"{e.message} (source key {orjson.dumps(skey).decode()})",
+                                             code=e.code) from e
+                    self._dead(item, e.message, e.code or "TransformError", "transform", origin, skey, ticket,
+                               tb=short_traceback(e))
+                    continue
+                if proc.sample and len(self.samples) < proc.sample:
+                    with self._sample_lock:
+                        if len(self.samples) < proc.sample:
+                            self.samples.append((item, outs))
+                if not outs:
+                    counts["dropped"] += 1
+                    continue
+                if len(outs) > 1:
+                    counts["fanout_extra"] += len(outs) - 1
+                skey = None
+            else:
+                outs = [item]
+                skey = None
+            for out in outs:
+                counts["out"] += 1
+                if kind == DELETE:
+                    # A delete only needs the key; the image may be an old full item.
+                    if keyschema is not None:
+                        p = keyschema.problem(out) if check_keys else None
+                        if p:
+                            self._dead(out, p, "InvalidKey", "validate", origin, skey, ticket)
+                            continue
+                        out = keyschema.project(out)
+                    enc = dumps(out)
+                    ops.append(Op(DELETE, out, enc, keyschema.key(out) if dedupe and keyschema else None,
+                                  origin, skey))
+                    continue
+                if check_keys:
+                    p = keyschema.problem(out)  # type: ignore[union-attr]
+                    if p:
+                        if tf is not None:
+                            skey = _source_key(proc, item)
+                        self._dead(out, p, "InvalidKey", "validate", origin, skey, ticket)
+                        continue
+                enc = dumps(out)
+                if len(enc) > MAX_ITEM_BYTES:
+                    size = oversize(out, len(enc))
+                    if size is not None:
+                        if tf is not None:
+                            skey = _source_key(proc, item)
+                        self._dead(out, f"item is {size} bytes; DynamoDB's limit is {MAX_ITEM_BYTES}",
+                                   "ItemTooLarge", "validate", origin, skey, ticket)
+                        continue
+                ops.append(Op(PUT, out, enc, keyschema.key(out) if dedupe and keyschema else None,  # type: ignore[union-attr]
+                              origin, skey))
+        self.counters.bump(counts)
+        for k, v in counts.items():
+            if v:
+                ticket.add(k, v)
+        return self._batches(ops, ticket, dedupe)
+
+    def _batches(self, ops: List[Op], ticket: Ticket, dedupe: bool) -> List[Batch]:
+        out: List[Batch] = []
+        cur: List[Optional[Op]] = []
+        seen: Dict[Any, int] = {}
+        nbytes = 0
+        live = 0
+        collapsed = 0
+        limit = self.proc.max_batch_ops
+
+        def flush() -> None:
+            nonlocal cur, seen, nbytes, live
+            ops_live = [o for o in cur if o is not None]
+            if ops_live:
+                out.append(Batch(ops_live, ticket, nbytes))
+            cur, seen, nbytes, live = [], {}, 0, 0
+
+        for op in ops:
+            if dedupe:
+                prev = seen.get(op.key)
+                if prev is not None:
+                    # The same key twice in one BatchWriteItem is rejected by DynamoDB; last wins.
+                    old = cur[prev]
+                    assert old is not None
+                    nbytes -= len(old.enc)
+                    cur[prev] = None
+                    live -= 1
+                    collapsed += 1
+            if live >= limit or (live and nbytes + len(op.enc) > MAX_BATCH_BYTES):
+                flush()
+            cur.append(op)
+            live += 1
+            if dedupe:
+                seen[op.key] = len(cur) - 1
+            nbytes += len(op.enc)
+        flush()
+        if collapsed:
+            ticket.add("collapsed", collapsed)
+            self.counters.bump({"collapsed": collapsed})
+        return out
+
+
+def _source_key(proc: Processing, item: WireItem) -> Any:
+    ks = proc.source_key_schema
+    if ks is None:
+        return None
+    try:
+        return ks.project(item)
+    except (KeyError, TypeError):
+        return None
+
+
+def default_readers(units: int) -> int:
+    return max(1, min(units, 4 * (os.cpu_count() or 2), 32))
+
+
+__all__ = [
+    "Batch",
+    "BatchResult",
+    "Chunk",
+    "Counters",
+    "DELETE",
+    "Op",
+    "PUT",
+    "Pipeline",
+    "Processing",
+    "Sink",
+    "Source",
+    "Ticket",
+    "default_readers",
+    "DdbMigrateError",
+    "SkippableError",
+    "UsageError",
+]

@@ -1,0 +1,159 @@
+"""Progress: a rich bar on a TTY, one-line JSON events elsewhere, nothing with --quiet.
+
+The display polls a snapshot function from its own thread, so the hot path only bumps
+counters. JSON events go to stderr, one per ``interval`` seconds::
+
+    {"event": "progress", "job": "copy", "done": 12000, "total": 100000, "items_per_s": 8123.4,
+     "eta_s": 10.8, "retries": 3, "throttles": 1, "dead_lettered": 0, "rate_limit": null}
+
+Invariant 8: no secret and no item body is ever part of an event.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import orjson
+
+Snapshot = Callable[[], Dict[str, Any]]
+
+
+def resolve_mode(mode: str, stream: Any = None) -> str:
+    if mode != "auto":
+        return mode
+    stream = stream or sys.stderr
+    try:
+        return "bar" if stream.isatty() else "json"
+    except (AttributeError, ValueError):
+        return "json"
+
+
+class Progress:
+    """Owns the display thread. ``snapshot()`` returns done/total/retries/... for one moment."""
+
+    def __init__(self, job: str, snapshot: Snapshot, *, mode: str = "auto", interval: Optional[float] = None,
+                 stream: Any = None, label: str = "items") -> None:
+        self.job = job
+        self.snapshot = snapshot
+        self.stream = stream or sys.stderr
+        self.mode = resolve_mode(mode, self.stream)
+        self.interval = interval if interval is not None else (0.25 if self.mode == "bar" else 5.0)
+        self.label = label
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._bar: Any = None
+        self._task: Any = None
+        self._t0 = time.monotonic()
+        self._history: List[tuple[float, int]] = []
+        self.timeline: List[Dict[str, Any]] = []
+
+    def __enter__(self) -> "Progress":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.mode == "off":
+            return
+        if self.mode == "bar":
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+
+            self._bar = RichProgress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("ETA {task.fields[eta]}"),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[extra]}"),
+                console=Console(file=self.stream),
+                transient=False,
+                refresh_per_second=4,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.job, total=None, rate="", eta="?", extra="")
+        self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._tick(final=True)
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._tick()
+            except Exception:  # a display problem must never stop a migration
+                pass
+
+    def _rate(self, now: float, done: int) -> float:
+        self._history.append((now, done))
+        # A 10-second window: responsive to turning the speed up, smooth enough to read.
+        while len(self._history) > 2 and now - self._history[0][0] > 10.0:
+            self._history.pop(0)
+        t0, d0 = self._history[0]
+        if now - t0 <= 0:
+            return 0.0
+        return (done - d0) / (now - t0)
+
+    def _tick(self, final: bool = False) -> None:
+        if self.mode == "off":
+            return
+        s = self.snapshot()
+        now = time.monotonic()
+        done = int(s.get("done", 0))
+        total = s.get("total")
+        rate = self._rate(now, done)
+        eta = (max(0, int(total) - done) / rate) if (total and rate > 0) else None
+        self.timeline.append({"t": round(now - self._t0, 2), "done": done, "retries": s.get("retries", 0),
+                              "throttles": s.get("throttles", 0)})
+        if len(self.timeline) > 2000:
+            self.timeline = self.timeline[::2]
+        if self.mode == "bar" and self._bar is not None:
+            extra = []
+            if s.get("retries"):
+                extra.append(f"retries {s['retries']}")
+            if s.get("throttles"):
+                extra.append(f"throttles {s['throttles']}")
+            if s.get("dead_lettered"):
+                extra.append(f"[red]dead {s['dead_lettered']}[/red]")
+            if s.get("rate_limit"):
+                extra.append(f"limit {s['rate_limit']:.0f}/s")
+            if s.get("status"):
+                extra.append(str(s["status"]))
+            self._bar.update(
+                self._task, completed=done, total=max(int(total), done) if total else None,
+                rate=f"{rate:,.0f} {self.label}/s", eta=_fmt_eta(eta), extra=" ".join(extra),
+            )
+        elif self.mode == "json":
+            ev = {"event": "progress" if not final else "progress_final", "job": self.job, "done": done,
+                  "total": total, "items_per_s": round(rate, 1), "eta_s": round(eta, 1) if eta is not None else None,
+                  "elapsed_s": round(now - self._t0, 1)}
+            for k in ("retries", "throttles", "dead_lettered", "rate_limit", "status", "lag_s"):
+                if k in s:
+                    ev[k] = s[k]
+            try:
+                self.stream.write(orjson.dumps(ev).decode() + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
+def _fmt_eta(eta: Optional[float]) -> str:
+    if eta is None:
+        return "?"
+    eta = int(eta)
+    h, rem = divmod(eta, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,0 +1,1 @@
+"""Where records go: tables (batch writer, conditional puts, deletes), files."""

@@ -1,0 +1,1 @@
+"""Where records come from: table scans, files, streams. Each splits into resumable units."""
