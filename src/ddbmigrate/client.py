@@ -17,6 +17,7 @@ unprocessed); when attempts run out we raise RetriesExhaustedError, never drop.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -35,7 +36,11 @@ from botocore.config import Config
 from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 
 from .config import RetryPolicy, TableRef
+from .signing import FastSigV4
+from .transport import Transport
 from .errors import AwsError, ConditionalCheckFailed, RetriesExhaustedError, TableNotFoundError, UsageError
+
+log = logging.getLogger("ddbmigrate.client")
 
 THROTTLE_CODES = frozenset(
     (
@@ -169,7 +174,10 @@ class DynamoClient:
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
         timeout: float = 30.0,
+        service: str = "dynamodb",
     ) -> None:
+        """``service`` names the botocore service of the fast path (``dynamodbstreams`` for the
+        Streams API); its signing name and JSON target prefix come from botocore's model."""
         self.ref = ref
         self.retry_policy = retry or RetryPolicy()
         self.stats = stats or RetryStats()
@@ -183,8 +191,11 @@ class DynamoClient:
             read_timeout=timeout,
         )
         self.control = self.session.client(
-            "dynamodb", region_name=region, endpoint_url=ref.endpoint_url, config=cfg
+            service, region_name=region, endpoint_url=ref.endpoint_url, config=cfg
         )
+        model = self.control.meta.service_model
+        self._signing_name = model.signing_name or "dynamodb"
+        self._target_prefix = str(model.metadata.get("targetPrefix") or "DynamoDB_20120810") + "."
         self.region = self.control.meta.region_name
         self.endpoint = self.control.meta.endpoint_url.rstrip("/")
         creds = self.session.get_credentials()
@@ -194,13 +205,17 @@ class DynamoClient:
                 "variables or an instance role"
             )
         self._credentials = creds
-        self._http = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=max(4, pool_size),
-            block=False,
-            retries=False,
-            timeout=urllib3.Timeout(connect=10.0, read=timeout),
-        )
+        self._transport: Optional[Transport] = None
+        self._http: Any = None
+        if _proxy_configured(self.endpoint):
+            # The thin transport speaks no proxy protocol; urllib3 does (slower, still correct).
+            self._http = urllib3.ProxyManager(_proxy_url(self.endpoint), maxsize=max(4, pool_size), block=False,
+                                              retries=False, timeout=urllib3.Timeout(connect=10.0, read=timeout))
+        else:
+            self._transport = Transport(self.endpoint + "/", read_timeout=timeout, max_idle=max(4, pool_size))
+        self._fast_signer: Optional[FastSigV4] = None
+        if self._transport is not None and self._transport.path == "/":
+            self._fast_signer = FastSigV4(creds, self.region, self._signing_name, self._transport.host_header)
         self._url = self.endpoint + "/"
         self._lock = threading.Lock()
         self._signer: Optional[SigV4Auth] = None
@@ -209,10 +224,12 @@ class DynamoClient:
     # ------------------------------------------------------------------ raw exchange
 
     def _sign(self, op: str, body: bytes) -> Dict[str, str]:
+        if self._fast_signer is not None:
+            return self._fast_signer.sign(self._target_prefix + op, body, "application/x-amz-json-1.0")
         frozen = self._credentials.get_frozen_credentials()
         signer = self._signer
         if signer is None or self._signer_creds is not frozen:
-            signer = SigV4Auth(frozen, "dynamodb", self.region)
+            signer = SigV4Auth(frozen, self._signing_name, self.region)
             self._signer, self._signer_creds = signer, frozen
         req = AWSRequest(
             method="POST",
@@ -220,22 +237,31 @@ class DynamoClient:
             data=body,
             headers={
                 "Content-Type": "application/x-amz-json-1.0",
-                "X-Amz-Target": "DynamoDB_20120810." + op,
+                "X-Amz-Target": self._target_prefix + op,
             },
         )
         signer.add_auth(req)
         return dict(req.headers.items())
 
     def request_once(self, op: str, body: bytes) -> Dict[str, Any]:
-        """One signed POST. Raises ServiceError or a connection error."""
+        """One signed POST, parsed. Raises ServiceError or a connection error."""
+        data = self.request_raw_once(op, body)
+        return orjson.loads(data) if data else {}
+
+    def request_raw_once(self, op: str, body: bytes) -> bytes:
+        """One signed POST; the raw 200 body. Raises ServiceError or a connection error."""
         headers = self._sign(op, body)
-        r = self._http.request("POST", self._url, body=body, headers=headers, preload_content=True)
+        if self._transport is not None:
+            r: Any = self._transport.post(headers, body)
+        else:
+            r = self._http.urlopen("POST", self._url, body=body, headers=headers, preload_content=True,
+                                   retries=False, redirect=False)
         data = r.data
         crc = r.headers.get("x-amz-crc32")
         if crc is not None and int(crc) != (zlib.crc32(data) & 0xFFFFFFFF):
             raise ServiceError("CRC32Mismatch", "response body failed its CRC32 check", 0)
         if r.status == 200:
-            return orjson.loads(data) if data else {}
+            return bytes(data)
         try:
             err = orjson.loads(data)
             code = str(err.get("__type", "")).rsplit("#", 1)[-1] or f"HTTP{r.status}"
@@ -246,11 +272,16 @@ class DynamoClient:
 
     def call(self, op: str, payload: Any, *, table: Optional[str] = None, limiter: Any = None) -> Dict[str, Any]:
         """A data-plane call with explicit, counted, capped and jittered retries."""
+        data = self.call_raw(op, payload, table=table, limiter=limiter)
+        return orjson.loads(data) if data else {}
+
+    def call_raw(self, op: str, payload: Any, *, table: Optional[str] = None, limiter: Any = None) -> bytes:
+        """Like :meth:`call`, but returns the response body unparsed (for lazy parsers)."""
         body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         attempt = 0
         while True:
             try:
-                return self.request_once(op, body)
+                return self.request_raw_once(op, body)
             except ServiceError as e:
                 cause = e.cause
                 if cause is None:
@@ -266,6 +297,7 @@ class DynamoClient:
                     code=getattr(last, "code", type(last).__name__),
                 )
             self.stats.retry(cause)
+            log.debug("%s retry %d (%s): %s", op, attempt, cause, _brief(last))
             if cause == "throttle" and limiter is not None:
                 limiter.throttled()
             self.backoff.wait(attempt)
@@ -302,7 +334,25 @@ class DynamoClient:
             return False
 
     def close(self) -> None:
-        self._http.clear()
+        if self._transport is not None:
+            self._transport.close()
+        if self._http is not None:
+            self._http.clear()
+
+
+def _proxy_configured(endpoint: str) -> bool:
+    return bool(_proxy_url(endpoint))
+
+
+def _proxy_url(endpoint: str) -> str:
+    import os
+    import urllib.request
+
+    host = urllib3.util.parse_url(endpoint).host or ""
+    if urllib.request.proxy_bypass_environment(host):
+        return ""
+    scheme = "https" if endpoint.startswith("https") else "http"
+    return os.environ.get(f"{scheme}_proxy") or os.environ.get(f"{scheme.upper()}_PROXY") or ""
 
 
 def _brief(e: Exception) -> str:

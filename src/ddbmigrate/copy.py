@@ -6,6 +6,7 @@ source or from a spec, clean it after confirmation) and building the writer sink
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Dict, List, Optional
 
 from .client import DynamoClient, RetryStats
@@ -16,7 +17,7 @@ from .pipeline import BatchResult, Op, Processing, default_readers
 from .ratelimit import RateLimiter, TokenBucket
 from .report import Report
 from .runner import JobSpec, pool_size, run_job
-from .schema import clone_request, create_table, load_spec, spec_to_request, spec_ttl_attribute, time_to_live
+from .schema import clone_request, create_table, load_spec, request_from_spec, time_to_live
 from .sinks.table_writer import TableWriter
 from .sources.table_scan import TableScanSource, default_segments
 from .transform import Transform, TransformContext, load_transform
@@ -61,8 +62,8 @@ def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Option
     return max(1.0, prov * percent / 100.0)
 
 
-def make_limiter(rate: Optional[float]) -> RateLimiter:
-    return TokenBucket(rate) if rate else RateLimiter()
+def make_limiter(rate: Optional[float], name: str = "") -> RateLimiter:
+    return TokenBucket(rate, name=name) if rate else RateLimiter()
 
 
 def prepare_target(
@@ -84,9 +85,7 @@ def prepare_target(
                 "create it from the source's schema (or --target-spec FILE)", table=name,
             ) from None
     if spec_path:
-        spec = load_spec(spec_path)
-        req = spec_to_request(spec, table_name=name)
-        ttl = spec_ttl_attribute(spec)
+        req, ttl = request_from_spec(load_spec(spec_path), spec_path, name)
     elif source_desc is not None:
         req = clone_request(source_desc, name)
         ttl = time_to_live(source_client, source_desc["TableName"]) if source_client is not None else None
@@ -133,25 +132,7 @@ def copy_table(
     src_keys = KeySchema.from_table_description(sdesc)
     dst_keys = KeySchema.from_table_description(tdesc)
 
-    if clean_target and not opts.dry_run and not (opts.resume):
-        from .clean import clean_table
-
-        clean_table(target, options=RunOptions(progress=opts.progress, retry=opts.retry), confirm=confirm,
-                    client=dst)
-
     segments = opts.segments or default_segments(sdesc)
-    readers = default_readers(segments)
-    read_rate = capacity_limit(sdesc, opts.max_read_units, opts.read_percent, "read")
-    write_rate = capacity_limit(tdesc, opts.max_write_units, opts.write_percent, "write")
-    rlim, wlim = make_limiter(read_rate), make_limiter(write_rate)
-    scan = TableScanSource(src, src.ref.table, segments, consistent_read=opts.consistent_read, limiter=rlim,
-                           page_limit=_page_limit(read_rate))
-    sink = DryRunSink() if opts.dry_run else TableWriter(dst, dst.ref.table, dst_keys, mode=opts.mode, limiter=wlim)
-    proc = Processing(
-        key_schema=dst_keys, transform=transform, on_error=opts.on_error, max_errors=opts.max_errors,
-        trusted=(src_keys == dst_keys), source_key_schema=src_keys,
-        context=TransformContext(source_table=src.ref.table, target_table=dst.ref.table), sample=opts.sample,
-    )
     identity = {
         "job": "copy",
         "names": [src.ref.table, dst.ref.table],
@@ -162,6 +143,34 @@ def copy_table(
         "transform_hash": transform.code_hash if transform else None,
         **opts.fingerprint_fields(),
     }
+
+    if clean_target and not opts.dry_run:
+        from .checkpoint import default_path
+        from .clean import clean_table
+
+        # Crash-safe two-phase job: once the copy phase has a checkpoint the clean is over (its
+        # own checkpoint says done); before that, --resume continues an interrupted clean.
+        copy_started = opts.resume and os.path.exists(opts.checkpoint or default_path("copy", identity))
+        if not copy_started:
+            clean_opts = RunOptions(progress=opts.progress, retry=opts.retry, resume=opts.resume,
+                                    restart=not opts.resume, drain_timeout=opts.drain_timeout,
+                                    checkpoint=f"{opts.checkpoint}.clean" if opts.checkpoint else None,
+                                    max_write_units=opts.max_write_units, write_percent=opts.write_percent)
+            clean_table(target, options=clean_opts, confirm=confirm, client=dst)
+
+    readers = default_readers(segments)
+    read_rate = capacity_limit(sdesc, opts.max_read_units, opts.read_percent, "read")
+    write_rate = capacity_limit(tdesc, opts.max_write_units, opts.write_percent, "write")
+    rlim, wlim = make_limiter(read_rate, "read"), make_limiter(write_rate, "write")
+    trusted = src_keys == dst_keys
+    scan = TableScanSource(src, src.ref.table, segments, consistent_read=opts.consistent_read, limiter=rlim,
+                           page_limit=_page_limit(read_rate), raw=trusted and transform is None)
+    sink = DryRunSink() if opts.dry_run else TableWriter(dst, dst.ref.table, dst_keys, mode=opts.mode, limiter=wlim)
+    proc = Processing(
+        key_schema=dst_keys, transform=transform, on_error=opts.on_error, max_errors=opts.max_errors,
+        trusted=(src_keys == dst_keys), source_key_schema=src_keys,
+        context=TransformContext(source_table=src.ref.table, target_table=dst.ref.table), sample=opts.sample,
+    )
     spec = JobSpec(
         job="copy", source=scan, sink=sink, processing=proc, options=opts, identity=identity,
         source_label=source.describe(), target_label=target.describe(),
@@ -181,7 +190,7 @@ def _describe_or_planned(dst: DynamoClient, sdesc: Dict[str, Any], create: bool,
         return dst.describe_table()
     except TableNotFoundError:
         if spec_path:
-            return spec_to_request(load_spec(spec_path), table_name=dst.ref.table)
+            return request_from_spec(load_spec(spec_path), spec_path, dst.ref.table)[0]
         if create:
             return sdesc
         raise

@@ -20,9 +20,9 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from queue import Empty, Full, Queue
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
 
 import orjson
 
@@ -71,6 +71,12 @@ class Op:
         self.origin = origin
         self.source_key = source_key
 
+    def wire(self) -> WireItem:
+        """The item as a dict (pass-through ops carry only their JSON bytes)."""
+        if self.item is None:
+            self.item = orjson.loads(self.enc)
+        return self.item
+
 
 @dataclass
 class Chunk:
@@ -88,6 +94,10 @@ class Chunk:
     origins: Optional[List[str]] = None
     done: bool = False  # the unit has no more data after this chunk
     consumed: float = 0.0
+    raw: Optional[List[bytes]] = None  # items as their JSON bytes (lazy): parsed only if needed
+    # Records the source read and resolved itself, counted with this chunk's ticket (an
+    # incremental import counts the superseded versions of a key as read + collapsed).
+    counts: Optional[Dict[str, int]] = None
 
 
 class Source(Protocol):
@@ -207,6 +217,7 @@ class Pipeline:
         checkpoint_every: float = 2.0,
         drain_timeout: float = 60.0,
         crash_hook: Optional[Callable[[str], None]] = None,
+        abandon_grace: float = 5.0,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -219,6 +230,13 @@ class Pipeline:
         self.on_checkpoint = on_checkpoint
         self.checkpoint_every = checkpoint_every
         self.drain_timeout = drain_timeout
+        # After an abort, threads still inside a request get this long before they are abandoned.
+        self.abandon_grace = abandon_grace
+        self._drain_deadline: Optional[float] = None
+        self._abandon_at: Optional[float] = None
+        # Held while a ticket moves a position and commits its counters, and while a checkpoint
+        # snapshots them, so a saved checkpoint's counters match its positions exactly.
+        self._commit_lock = threading.Lock()
         self.crash_hook = crash_hook or (lambda point: None)
         self.stop_reading = threading.Event()  # graceful: finish what is queued
         self.abort = threading.Event()  # fatal: stop everything now
@@ -269,8 +287,13 @@ class Pipeline:
             raise InterruptedError_("interrupted; checkpoint saved")
 
     def _join_all(self, threads: List[threading.Thread], drain: bool) -> None:
-        """Wait for threads; a first Ctrl-C stops reading, a second one (or the drain timeout) aborts."""
-        deadline: Optional[float] = None
+        """Wait for threads; a first Ctrl-C stops reading, a second one (or the drain timeout) aborts.
+
+        The drain deadline runs from the interrupt, for readers and writers alike (a reader can
+        be stuck retrying a Scan through an outage too). Once aborted, threads still inside a
+        request get ``abandon_grace`` seconds, then are abandoned: they are daemons, and whatever
+        they acknowledge later can only move a position over writes DynamoDB acknowledged.
+        """
         for t in threads:
             while t.is_alive():
                 try:
@@ -279,14 +302,20 @@ class Pipeline:
                     if self.stop_reading.is_set():
                         self.abort.set()
                     self.interrupt()
-                if drain and self.stop_reading.is_set() and not self.abort.is_set():
-                    deadline = deadline or time.monotonic() + self.drain_timeout
-                    if time.monotonic() > deadline:
-                        self.abort.set()
+                now = time.monotonic()
+                if self._drain_deadline is not None and now > self._drain_deadline:
+                    self.abort.set()
+                if self.abort.is_set():
+                    if self._abandon_at is None:
+                        self._abandon_at = now + self.abandon_grace
+                    if now > self._abandon_at:
+                        return
 
     def interrupt(self) -> None:
         """Graceful stop (Ctrl-C / SIGTERM): stop reading, let queued batches finish."""
         self.interrupted = True
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + self.drain_timeout
         self.stop_reading.set()
 
     @property
@@ -297,8 +326,23 @@ class Pipeline:
         if self.on_checkpoint is None:
             return
         with self._ckpt_lock:
-            self.dead.sync()  # dead letters are durable before a checkpoint counts them
-            self.on_checkpoint(self)
+            # A sink that buffers (files) may hold writes back while it makes everything it
+            # acknowledged durable, or ask to skip this save; see sinks/files.py.
+            gate = getattr(self.sink, "checkpoint_gate", None)
+            if gate is None:
+                self.dead.sync()  # dead letters are durable before a checkpoint counts them
+                self.on_checkpoint(self)
+                return
+            with gate(self.finished is not None) as save:
+                if save:
+                    self.dead.sync()
+                    self.on_checkpoint(self)
+
+    def checkpoint_snapshot(self) -> Tuple[Dict[str, Any], List[str], Dict[str, int]]:
+        """Positions, finished units and committed counters, all as of the same instant."""
+        with self._commit_lock:
+            positions, done = self.unit_positions()
+            return positions, done, self.counters.snapshot(committed=True)
 
     def unit_positions(self) -> Tuple[Dict[str, Any], List[str]]:
         positions: Dict[str, Any] = {}
@@ -395,7 +439,7 @@ class Pipeline:
         t = b.ticket
         counts = {"written": res.written, "deleted": res.deleted, "skipped_existing": res.skipped_existing}
         for op, reason, code in res.rejected:
-            self._dead(op.item, reason, code, "write", op.origin, op.source_key, t)
+            self._dead(op.wire(), reason, code, "write", op.origin, op.source_key, t)
         self.counters.bump(counts)
         for k, v in counts.items():
             if v:
@@ -407,7 +451,7 @@ class Pipeline:
         self._maybe_complete(st)
 
     def _maybe_complete(self, st: UnitState) -> None:
-        with st.lock:
+        with self._commit_lock, st.lock:
             while st.pending and st.pending[0].sealed and st.pending[0].remaining <= 0:
                 t = st.pending.popleft()
                 st.position = t.position
@@ -438,10 +482,17 @@ class Pipeline:
         dumps = orjson.dumps
         counts = {"read": 0, "out": 0, "dropped": 0, "transform_errors": 0, "fanout_extra": 0}
 
+        for name, n in (chunk.counts or {}).items():
+            counts[name] = counts.get(name, 0) + n
         for raw, reason, origin in chunk.rejects:
             counts["read"] += 1
             self._dead(None, reason, "InvalidInput", "read", origin, None, ticket, raw=raw)
 
+        if chunk.raw is not None:
+            if tf is None and not check_keys and chunk.ops is None:
+                return self._pass_through(chunk.raw, ticket, counts)
+            chunk.items = [orjson.loads(b) for b in chunk.raw]
+            chunk.raw = None
         records: List[Tuple[int, WireItem]]
         if chunk.ops is not None:
             records = chunk.ops
@@ -449,7 +500,9 @@ class Pipeline:
             records = [(PUT, it) for it in chunk.items]
         origins = chunk.origins
         ops: List[Op] = []
-        ctx = proc.context
+        # A context of its own per chunk: reader threads never share a mutable context, and the
+        # transform sees the segment it is reading.
+        ctx = replace(proc.context, segment=_segment_of(ticket.unit, proc.context.segment)) if tf else proc.context
         for idx, (kind, item) in enumerate(records):
             counts["read"] += 1
             origin = origins[idx] if origins is not None else None
@@ -476,10 +529,14 @@ class Pipeline:
                     continue
                 if len(outs) > 1:
                     counts["fanout_extra"] += len(outs) - 1
-                skey = None
+                # Every dead letter of a transformed item names the source item it came from.
+                skey = _source_key(proc, item)
             else:
                 outs = [item]
                 skey = None
+            # Keys already produced by this one source record: a second output with the same key
+            # is a transform bug (the writes would race); the first is kept, the rest dead-lettered.
+            seen_keys: Optional[Set[Any]] = set() if len(outs) > 1 and keyschema is not None else None
             for out in outs:
                 counts["out"] += 1
                 if kind == DELETE:
@@ -497,26 +554,57 @@ class Pipeline:
                 if check_keys:
                     p = keyschema.problem(out)  # type: ignore[union-attr]
                     if p:
-                        if tf is not None:
-                            skey = _source_key(proc, item)
                         self._dead(out, p, "InvalidKey", "validate", origin, skey, ticket)
                         continue
                 enc = dumps(out)
                 if len(enc) > MAX_ITEM_BYTES:
                     size = oversize(out, len(enc))
                     if size is not None:
-                        if tf is not None:
-                            skey = _source_key(proc, item)
                         self._dead(out, f"item is {size} bytes; DynamoDB's limit is {MAX_ITEM_BYTES}",
                                    "ItemTooLarge", "validate", origin, skey, ticket)
                         continue
-                ops.append(Op(PUT, out, enc, keyschema.key(out) if dedupe and keyschema else None,  # type: ignore[union-attr]
-                              origin, skey))
+                okey = keyschema.key(out) if (dedupe or seen_keys is not None) and keyschema else None
+                if seen_keys is not None:
+                    if okey in seen_keys:
+                        self._dead(out, "the transform returned more than one item with key "
+                                   f"{orjson.dumps(keyschema.project(out)).decode()} for one source item; "  # type: ignore[union-attr]
+                                   "the first was kept", "DuplicateKey", "validate", origin, skey, ticket)
+                        continue
+                    seen_keys.add(okey)
+                ops.append(Op(PUT, out, enc, okey if dedupe else None, origin, skey))
         self.counters.bump(counts)
         for k, v in counts.items():
             if v:
                 ticket.add(k, v)
         return self._batches(ops, ticket, dedupe)
+
+    def _pass_through(self, raw: List[bytes], ticket: Ticket, counts: Dict[str, int]) -> List[Batch]:
+        """Items from a table with the target's very key schema, no transform: no parsing.
+
+        A scan page holds each key once, so no dedupe is needed; only the size is checked
+        (JSON length is an upper bound of DynamoDB's size, so almost never parsed).
+        """
+        ops: List[Op] = []
+        append = ops.append
+        for enc in raw:
+            if len(enc) > MAX_ITEM_BYTES:
+                item = orjson.loads(enc)
+                size = oversize(item, len(enc))
+                if size is not None:
+                    self._dead(item, f"item is {size} bytes; DynamoDB's limit is {MAX_ITEM_BYTES}",
+                               "ItemTooLarge", "validate", None, None, ticket)
+                    continue
+            append(Op(PUT, None, enc, None))  # type: ignore[arg-type]
+        n = len(raw)
+        counts["read"] += n
+        counts["out"] += n
+        self.counters.bump(counts)
+        for k, v in counts.items():
+            if v:
+                ticket.add(k, v)
+        limit = self.proc.max_batch_ops
+        return [Batch(ops[i : i + limit], ticket, sum(len(o.enc) for o in ops[i : i + limit]))
+                for i in range(0, len(ops), limit)]
 
     def _batches(self, ops: List[Op], ticket: Ticket, dedupe: bool) -> List[Batch]:
         out: List[Batch] = []
@@ -567,6 +655,11 @@ def _source_key(proc: Processing, item: WireItem) -> Any:
         return ks.project(item)
     except (KeyError, TypeError):
         return None
+
+
+def _segment_of(unit: str, default: Optional[int]) -> Optional[int]:
+    # Table scans name their units by segment number; other sources keep the job's value.
+    return int(unit) if unit.isdigit() else default
 
 
 def default_readers(units: int) -> int:

@@ -27,15 +27,21 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(f)
     def wrapper(*args: Any, **kw: Any) -> Any:
         quiet = bool(kw.get("quiet"))
+        from ..logs import configure_logging, redact
+
+        level = kw.get("log_level") or ("debug" if (kw.get("verbose") or 0) > 1 else
+                                        "info" if kw.get("verbose") else None) \
+            or os.environ.get("DDBMIGRATE_LOG_LEVEL")
+        configure_logging(level or "warning", kw.get("log_file"))
         try:
             code = f(*args, **kw)
         except DdbMigrateError as e:
             report = getattr(e, "report", None)
             if report is not None and not quiet:
                 report.render()
-            click.echo(f"error: {e.one_line()}", err=True)
+            click.echo(f"error: {redact(e.one_line())}", err=True)
             if e.hint and e.hint not in e.one_line():
-                click.echo(f"hint: {e.hint}", err=True)
+                click.echo(f"hint: {redact(e.hint)}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -45,7 +51,7 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as e:
             if os.environ.get("DDBMIGRATE_DEBUG"):
                 raise
-            click.echo(f"internal error: {type(e).__name__}: {str(e)[:500]} "
+            click.echo(f"internal error: {type(e).__name__}: {redact(str(e)[:500])} "
                        "(set DDBMIGRATE_DEBUG=1 for a traceback)", err=True)
             sys.exit(EXIT_FATAL)
         sys.exit(code or 0)
@@ -65,7 +71,7 @@ def _register() -> None:
     for mod in (commands_copy, commands_local):
         mod.register(main)
     for name in ("commands_files", "commands_verify", "commands_replicate", "commands_schema",
-                 "commands_plan", "commands_spark"):
+                 "commands_plan", "commands_report", "commands_spark"):
         try:
             mod = __import__(f"{__name__}.{name}", fromlist=["register"])
         except ModuleNotFoundError as e:

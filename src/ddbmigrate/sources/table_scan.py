@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import orjson
 
 from ..client import DynamoClient
 from ..pipeline import Chunk
@@ -28,6 +30,30 @@ def default_segments(table: Dict[str, Any]) -> int:
     return int(min(4096, max(8, math.ceil(size / (128 * 1024 * 1024)))))
 
 
+try:  # optional: a lazy parser that hands out each item's JSON without building Python objects
+    import simdjson as _simdjson
+except ImportError:  # pragma: no cover - pysimdjson is a dependency, but degrade gracefully
+    _simdjson = None
+
+
+def split_page(data: bytes) -> Tuple[List[bytes], Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
+    """A Scan/Query response -> (each item's minified JSON, LastEvaluatedKey, ConsumedCapacity).
+
+    Building Python dicts for every attribute is most of a copy's client CPU (about 10-15 µs per
+    1 KB item with orjson); pass-through copies never need them, so the page is parsed by
+    simdjson and each item is taken out as bytes (about 2 µs).
+    """
+    assert _simdjson is not None
+    doc = _simdjson.Parser().parse(data)
+    items = doc.get("Items")
+    raw = [it.mini for it in items] if items is not None else []
+    lek = doc.get("LastEvaluatedKey")
+    cc = doc.get("ConsumedCapacity")
+    out = (raw, lek.as_dict() if lek is not None else None, cc.as_dict() if cc is not None else None)
+    del items, lek, cc, doc  # the parser's buffers are released with its last proxy
+    return out
+
+
 def unit_name(segment: int) -> str:
     return str(segment)
 
@@ -44,6 +70,7 @@ class TableScanSource:
         limiter: Optional[RateLimiter] = None,
         segments: Optional[List[int]] = None,
         projection: Optional[List[str]] = None,
+        raw: bool = False,
     ) -> None:
         self.client = client
         self.table = table
@@ -53,6 +80,8 @@ class TableScanSource:
         self.limiter = limiter or RateLimiter()
         self.only = segments
         self.projection = projection
+        # raw: hand items on as their JSON bytes (lazy parse), for pass-through copies.
+        self.raw = raw and _simdjson is not None
 
     def units(self) -> List[str]:
         segs = self.only if self.only is not None else range(self.total)
@@ -79,12 +108,19 @@ class TableScanSource:
             estimate = min(estimate, max(1.0, self.page_limit / 2))
         while not stop.is_set():
             self.limiter.acquire(estimate)
-            resp = self.client.call("Scan", req, table=self.table, limiter=self.limiter)
-            consumed = float((resp.get("ConsumedCapacity") or {}).get("CapacityUnits") or 0.0)
+            data = self.client.call_raw("Scan", req, table=self.table, limiter=self.limiter)
+            if self.raw:
+                raw, lek, cc = split_page(data)
+                chunk = Chunk(raw=raw, position=lek, done=lek is None)
+            else:
+                resp = orjson.loads(data)
+                lek, cc = resp.get("LastEvaluatedKey"), resp.get("ConsumedCapacity")
+                chunk = Chunk(items=resp.get("Items") or [], position=lek, done=lek is None)
+            consumed = float((cc or {}).get("CapacityUnits") or 0.0)
+            chunk.consumed = consumed
             self.limiter.settle(estimate, consumed)
             self.client.stats.consumed(read=consumed)
-            lek = resp.get("LastEvaluatedKey")
-            yield Chunk(items=resp.get("Items") or [], position=lek, done=lek is None, consumed=consumed)
+            yield chunk
             if lek is None:
                 return
             req["ExclusiveStartKey"] = lek
