@@ -14,6 +14,7 @@ import base64
 import binascii
 import decimal
 import hashlib
+from collections import abc as _abc
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
@@ -312,97 +313,165 @@ def to_python(item: Mapping[str, Mapping[str, Any]]) -> Dict[str, Any]:
     return {k: _to_py(v) for k, v in item.items()}
 
 
+_b64decode = base64.b64decode
+
+
 def _to_py(v: Any) -> Any:
-    if not isinstance(v, dict):
-        # DynamoDB Local can deliver an empty nested map in stream images as a bare {} without
-        # its "M" tag; the only sound reading is an empty map.
+    # Ordered by how often each type occurs; this runs for every value of every transformed item.
+    if type(v) is not dict:
         raise InvalidItemError(f"not a typed value: {_short(v)}")
-    if not v:
-        return {}
+    if len(v) != 1:
+        if not v:
+            # DynamoDB Local can deliver an empty nested map in a stream image as a bare {}
+            # without its "M" tag; the only sound reading is an empty map.
+            return {}
+        raise InvalidItemError(f"expected one type descriptor, got {_short(v)}")
     ((t, x),) = v.items()
     if t == "S":
         return x
     if t == "N":
         return Decimal(x)
-    if t == "B":
-        return base64.b64decode(x) if isinstance(x, str) else bytes(x)
-    if t == "BOOL":
-        return x
-    if t == "NULL":
-        return None
     if t == "M":
         return {k: _to_py(e) for k, e in x.items()}
     if t == "L":
         return [_to_py(e) for e in x]
+    if t == "BOOL":
+        return x
+    if t == "NULL":
+        return None
+    if t == "B":
+        return _b64decode(x) if type(x) is str else bytes(x)
     if t == "SS":
         return set(x)
     if t == "NS":
         return {Decimal(e) for e in x}
     if t == "BS":
-        return {base64.b64decode(e) if isinstance(e, str) else bytes(e) for e in x}
+        return {_b64decode(e) if type(e) is str else bytes(e) for e in x}
     raise InvalidItemError(f"unknown type descriptor {t!r}")
+
+
+class _PathError(Exception):
+    """Raised inside the conversion; the attribute path is assembled only on the way out."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.parts: List[str] = []
 
 
 def from_python(item: Mapping[str, Any]) -> WireItem:
     """Plain Python values -> wire item. Raises InvalidItemError naming the attribute path."""
-    if not isinstance(item, Mapping):
+    if type(item) is not dict and not isinstance(item, _abc.Mapping):
         raise InvalidItemError(f"an item must be a dict, got {type(item).__name__}")
     out: WireItem = {}
     for k, v in item.items():
-        if not isinstance(k, str):
+        if type(k) is not str:
             raise InvalidItemError(f"attribute names must be strings, got {k!r}")
-        out[k] = _from_py(v, k)
+        try:
+            out[k] = _from_py(v)
+        except _PathError as e:
+            path = k + "".join(reversed(e.parts))
+            raise InvalidItemError(f"{path}: {e.message}") from None
     return out
 
 
-def _num(v: Any, path: str) -> str:
-    if isinstance(v, bool):
-        raise InvalidItemError(f"{path}: booleans are not numbers")
-    if isinstance(v, int):
+_TEN38 = 10 ** 38
+
+
+def _num(v: Any) -> str:
+    t = type(v)
+    if t is int:
+        if -_TEN38 < v < _TEN38:
+            return str(v)
         s = str(v)
-    elif isinstance(v, Decimal):
+    elif t is Decimal:
+        if v.is_finite():
+            s = str(v)
+            # Short plain spellings cannot exceed 38 digits or the exponent range.
+            if len(s) <= 38 and "E" not in s:
+                return s
         s = str(v)
+    elif t is bool:
+        raise _PathError("booleans are not numbers")
     elif isinstance(v, float):
         s = repr(v)
+    elif isinstance(v, (int, Decimal)):
+        s = str(v)
     else:
-        raise InvalidItemError(f"{path}: not a number: {_short(v)}")
+        raise _PathError(f"not a number: {_short(v)}")
     p = number_problem(s)
     if p:
-        raise InvalidItemError(f"{path}: {p}")
+        raise _PathError(p)
     return s
 
 
-def _from_py(v: Any, path: str) -> Dict[str, Any]:
-    if isinstance(v, str):
+def _from_py(v: Any) -> Dict[str, Any]:
+    t = type(v)
+    if t is str:
         return {"S": v}
-    if isinstance(v, bool):
+    if t is Decimal or t is int:
+        return {"N": _num(v)}
+    if t is dict:
+        m = {}
+        for k, e in v.items():
+            if type(k) is not str:
+                raise _PathError(f"map keys must be strings, got {k!r}")
+            try:
+                m[k] = _from_py(e)
+            except _PathError as err:
+                err.parts.append(f".{k}")
+                raise
+        return {"M": m}
+    if t is list or t is tuple:
+        out = []
+        for i, e in enumerate(v):
+            try:
+                out.append(_from_py(e))
+            except _PathError as err:
+                err.parts.append(f"[{i}]")
+                raise
+        return {"L": out}
+    if t is bool:
         return {"BOOL": v}
     if v is None:
         return {"NULL": True}
+    if t is bytes or t is bytearray or t is memoryview:
+        return {"B": base64.b64encode(bytes(v)).decode("ascii")}
+    if t is set or t is frozenset:
+        return _set(v)
+    # Subclasses and other mappings/sequences: the slower, general checks.
+    if isinstance(v, str):
+        return {"S": str(v)}
+    if isinstance(v, bool):
+        return {"BOOL": bool(v)}
     if isinstance(v, (int, float, Decimal)):
-        return {"N": _num(v, path)}
+        return {"N": _num(v)}
     if isinstance(v, (bytes, bytearray, memoryview)):
         return {"B": base64.b64encode(bytes(v)).decode("ascii")}
-    if isinstance(v, Mapping):
-        m = {}
-        for k, e in v.items():
-            if not isinstance(k, str):
-                raise InvalidItemError(f"{path}: map keys must be strings, got {k!r}")
-            m[k] = _from_py(e, f"{path}.{k}")
-        return {"M": m}
+    if isinstance(v, _abc.Mapping):
+        return _from_py(dict(v))
     if isinstance(v, (list, tuple)):
-        return {"L": [_from_py(e, f"{path}[{i}]") for i, e in enumerate(v)]}
+        return _from_py(list(v))
     if isinstance(v, (set, frozenset)):
-        if not v:
-            raise InvalidItemError(f"{path}: empty set; DynamoDB does not allow empty sets")
-        if all(isinstance(e, str) for e in v):
-            return {"SS": sorted(v)}
+        return _set(v)
+    raise _PathError(f"unsupported Python type {type(v).__name__}")
+
+
+def _set(v: Any) -> Dict[str, Any]:
+    # Set order carries no meaning in DynamoDB, so elements are not sorted.
+    if not v:
+        raise _PathError("empty set; DynamoDB does not allow empty sets")
+    first = type(next(iter(v)))
+    if first is str or isinstance(next(iter(v)), str):
+        if all(type(e) is str or isinstance(e, str) for e in v):
+            return {"SS": list(v)}
+    elif first is bytes or first is bytearray:
         if all(isinstance(e, (bytes, bytearray)) for e in v):
-            return {"BS": [base64.b64encode(bytes(e)).decode("ascii") for e in sorted(v)]}
-        if all(isinstance(e, (int, float, Decimal)) and not isinstance(e, bool) for e in v):
-            return {"NS": sorted((_num(e, path) for e in v), key=Decimal)}
-        raise InvalidItemError(f"{path}: a set must hold only strings, only numbers or only bytes")
-    raise InvalidItemError(f"{path}: unsupported Python type {type(v).__name__}")
+            return {"BS": [base64.b64encode(bytes(e)).decode("ascii") for e in v]}
+    elif all(isinstance(e, (int, float, Decimal)) and not isinstance(e, bool) for e in v):
+        # A Python set already holds each numeric value once (1 == 1.0 == Decimal("1")).
+        return {"NS": [_num(e) for e in v]}
+    raise _PathError("a set must hold only strings, only numbers or only bytes")
 
 
 # --------------------------------------------------------------------------- canonical form

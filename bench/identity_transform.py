@@ -1,0 +1,5 @@
+"""Identity transform for benchmarks: measures the wire <-> Python conversion cost alone."""
+
+
+def identity(item):
+    return item
