@@ -34,10 +34,23 @@ def fingerprint(identity: Dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+# Identity fields that are *how* a job runs rather than *what* it moves. They stay in the
+# fingerprint but not in the default path, so changing one and running --resume meets the old
+# checkpoint and is refused with a clear message (instead of silently starting a fresh run).
+HOW_FIELDS = frozenset(("transform", "transform_hash", "mode", "dry_run", "segments", "options", "format",
+                        "compression", "on_error"))
+
+
 def default_path(kind: str, identity: Dict[str, Any]) -> str:
-    """``.ddbmigrate/<kind>-<names>-<hash8>.checkpoint.json`` in the working directory."""
+    """``.ddbmigrate/<kind>-<names>-<hash8>.checkpoint.json`` in the working directory.
+
+    The hash covers where the data comes from and goes to (tables, endpoints, files), not the
+    options (see HOW_FIELDS): one job has one default checkpoint whatever options it is rerun with.
+    """
     names = "-".join(str(v) for v in identity.get("names", []))[:80] or kind
-    return os.path.join(".ddbmigrate", f"{kind}-{names}-{fingerprint(identity)[:8]}.checkpoint.json")
+    names = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in names)
+    where = {k: v for k, v in identity.items() if k not in HOW_FIELDS}
+    return os.path.join(".ddbmigrate", f"{kind}-{names}-{fingerprint(where)[:8]}.checkpoint.json")
 
 
 @dataclass
@@ -66,13 +79,20 @@ class CheckpointStore:
             return None
         except (OSError, orjson.JSONDecodeError) as e:
             raise UsageError(f"checkpoint {self.path} is unreadable: {e}; use --restart to start over") from None
-        if data.get("version") != VERSION:
-            raise UsageError(f"checkpoint {self.path} has version {data.get('version')}, expected {VERSION}")
-        return CheckpointState(
-            fingerprint=data["fingerprint"], job=data.get("job", {}), positions=data.get("positions", {}),
-            done=data.get("done", []), counters=data.get("counters", {}), state=data.get("state", "running"),
-            extra=data.get("extra", {}),
-        )
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            version = data.get("version") if isinstance(data, dict) else None
+            raise UsageError(f"checkpoint {self.path} has version {version}, expected {VERSION}; "
+                             "use --restart to start over")
+        try:
+            return CheckpointState(
+                fingerprint=str(data["fingerprint"]), job=dict(data.get("job") or {}),
+                positions=dict(data.get("positions") or {}), done=list(data.get("done") or []),
+                counters={str(k): int(v) for k, v in (data.get("counters") or {}).items()},
+                state=str(data.get("state", "running")), extra=dict(data.get("extra") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise UsageError(f"checkpoint {self.path} is malformed ({type(e).__name__}: {e}); "
+                             "use --restart to start over") from None
 
     def save(self, st: CheckpointState) -> None:
         payload = orjson.dumps(
@@ -107,6 +127,7 @@ def atomic_write(path: str, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             half = len(data) // 2
             fh.write(data[:half])
+            fh.flush()  # so a crash here really leaves a torn half on disk (one extra syscall)
             crash_point("mid_checkpoint_write")
             fh.write(data[half:])
             fh.flush()

@@ -57,13 +57,20 @@ def clean_table(
         raise UsageError(f"not emptying {c.ref.table}: not confirmed (pass --yes to skip the prompt)")
     keys = KeySchema.from_table_description(desc)
     segments = opts.segments or default_segments(desc)
-    scan = TableScanSource(c, c.ref.table, segments, projection=list(keys.names))
-    sink = TableWriter(c, c.ref.table, keys)
+    from .copy import _page_limit, capacity_limit, make_limiter
+
+    # The same capacity caps as copy: the scan reads keys only, the deletes cost write units.
+    read_rate = capacity_limit(desc, opts.max_read_units, opts.read_percent, "read")
+    write_rate = capacity_limit(desc, opts.max_write_units, opts.write_percent, "write")
+    rlim, wlim = make_limiter(read_rate, "read"), make_limiter(write_rate, "write")
+    scan = TableScanSource(c, c.ref.table, segments, projection=list(keys.names), limiter=rlim,
+                           page_limit=_page_limit(read_rate), consistent_read=opts.consistent_read)
+    sink = TableWriter(c, c.ref.table, keys, limiter=wlim)
     identity = {"job": "clean", "names": [c.ref.table], "table": table.identity(), "segments": segments}
     spec = JobSpec(
         job="clean", source=_KeysAsDeletes(scan), sink=sink,
         processing=Processing(key_schema=keys, trusted=True), options=opts, identity=identity,
         target_label=table.describe(), total_estimate=count or None, readers=default_readers(segments),
-        writers=writers, stats=[c.stats], progress_done=lambda cnt: cnt.get("deleted", 0),
+        writers=writers, stats=[c.stats], progress_done=lambda cnt: cnt.get("deleted", 0), limiters=[wlim, rlim],
     )
     return run_job(spec)

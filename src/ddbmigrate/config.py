@@ -119,12 +119,27 @@ class RunOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     progress: str = "auto"  # auto | bar | json | off
     queue_batches: Optional[int] = None
+    processes: int = 1  # worker processes for the local engine (segments spread over them)
+    checkpoint_every: float = 2.0  # seconds between checkpoint saves (and one at the end)
+    drain_timeout: float = 30.0  # after Ctrl-C / SIGTERM: seconds to let in-flight batches finish
 
     def __post_init__(self) -> None:
+        if self.checkpoint_every <= 0 or self.drain_timeout < 0:
+            raise UsageError("--checkpoint-every must be > 0 and --drain-timeout >= 0")
+        for name in ("max_read_units", "max_write_units"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive number of units per second")
+        for name in ("read_percent", "write_percent"):
+            v = getattr(self, name)
+            if v is not None and not 0 < v <= 100:
+                raise UsageError(f"--{name.replace('_', '-')} must be in (0, 100]")
         if self.mode not in WRITE_MODES:
             raise UsageError(f"--mode must be one of {', '.join(WRITE_MODES)}, not {self.mode!r}")
         if self.on_error not in ("fail", "skip"):
             raise UsageError(f"--on-error must be fail or skip, not {self.on_error!r}")
+        if not 1 <= self.processes <= 256:
+            raise UsageError("--processes must be between 1 and 256")
         if self.segments is not None and not (1 <= self.segments <= 1_000_000):
             raise UsageError("--segments must be between 1 and 1000000")
         if self.writers is not None and not (1 <= self.writers <= 1024):

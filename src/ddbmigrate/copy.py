@@ -6,6 +6,8 @@ source or from a spec, clean it after confirmation) and building the writer sink
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from typing import Any, Callable, Dict, List, Optional
 
@@ -163,6 +165,17 @@ def copy_table(
     write_rate = capacity_limit(tdesc, opts.max_write_units, opts.write_percent, "write")
     rlim, wlim = make_limiter(read_rate, "read"), make_limiter(write_rate, "write")
     trusted = src_keys == dst_keys
+    if opts.processes > 1:
+        from .multiproc import run_copy_processes
+
+        popts = dataclasses.replace(opts, transform=transform.name) if transform is not None else opts
+        return run_copy_processes(
+            processes=opts.processes, source=source, target=target, options=popts, total_segments=segments,
+            identity=identity, source_keys=src_keys, target_keys=dst_keys, read_rate=read_rate,
+            write_rate=write_rate, page_limit=_page_limit(read_rate), writers=writers,
+            raw=trusted and transform is None, total_estimate=int(sdesc.get("ItemCount") or 0) or None,
+            extra={"mode": opts.mode, **({"transform": transform.name} if transform else {})},
+        )
     scan = TableScanSource(src, src.ref.table, segments, consistent_read=opts.consistent_read, limiter=rlim,
                            page_limit=_page_limit(read_rate), raw=trusted and transform is None)
     sink = DryRunSink() if opts.dry_run else TableWriter(dst, dst.ref.table, dst_keys, mode=opts.mode, limiter=wlim)

@@ -153,6 +153,9 @@ class UnitState:
     done: bool = False
     pending: Deque[Ticket] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # monotonic times of this run's first read and of the unit's last acknowledgement (report only)
+    started: Optional[float] = None
+    finished: Optional[float] = None
 
 
 class Counters:
@@ -344,6 +347,11 @@ class Pipeline:
             positions, done = self.unit_positions()
             return positions, done, self.counters.snapshot(committed=True)
 
+    def unit_seconds(self) -> Dict[str, float]:
+        """Seconds each unit (segment, file, shard) took in this run, for units that finished."""
+        return {u: round(st.finished - st.started, 3) for u, st in self.units.items()
+                if st.started is not None and st.finished is not None}
+
     def unit_positions(self) -> Tuple[Dict[str, Any], List[str]]:
         positions: Dict[str, Any] = {}
         done: List[str] = []
@@ -397,6 +405,8 @@ class Pipeline:
 
     def _read_unit(self, unit: str) -> None:
         st = self.units[unit]
+        if st.started is None:
+            st.started = time.monotonic()
         for chunk in self.source.read(unit, st.position, self.stop_reading):
             ticket = Ticket(unit, chunk.position, chunk.done)
             batches = self._process(chunk, ticket)
@@ -457,6 +467,7 @@ class Pipeline:
                 st.position = t.position
                 if t.done_unit:
                     st.done = True
+                    st.finished = time.monotonic()
                 self.counters.commit(t.counts)
 
     # ------------------------------------------------------------------ processing
@@ -515,8 +526,10 @@ class Pipeline:
                     counts["transform_errors"] += 1
                     skey = _source_key(proc, item)
                     if proc.on_error == "fail":
-                        raise TransformError(f"{e.message} (source key {orjson.dumps(skey).decode()})",
-                                             code=e.code) from e
+                        # Name the record: by its key (tables) or its place (files without a key).
+                        where = (f"source key {orjson.dumps(skey).decode()}" if skey is not None
+                                 else f"source record {origin}" if origin is not None else "source record")
+                        raise TransformError(f"{e.message} ({where})", code=e.code) from e
                     self._dead(item, e.message, e.code or "TransformError", "transform", origin, skey, ticket,
                                tb=short_traceback(e))
                     continue

@@ -128,7 +128,9 @@ class Progress:
                 extra.append(f"throttles {s['throttles']}")
             if s.get("dead_lettered"):
                 extra.append(f"[red]dead {s['dead_lettered']}[/red]")
-            if s.get("rate_limit"):
+            if s.get("rate_limits"):
+                extra.append(" ".join(f"{k} limit {v:,.0f}/s" for k, v in sorted(s["rate_limits"].items())))
+            elif s.get("rate_limit"):
                 extra.append(f"limit {s['rate_limit']:.0f}/s")
             if s.get("status"):
                 extra.append(str(s["status"]))
@@ -140,7 +142,7 @@ class Progress:
             ev = {"event": "progress" if not final else "progress_final", "job": self.job, "done": done,
                   "total": total, "items_per_s": round(rate, 1), "eta_s": round(eta, 1) if eta is not None else None,
                   "elapsed_s": round(now - self._t0, 1)}
-            for k in ("retries", "throttles", "dead_lettered", "rate_limit", "status", "lag_s"):
+            for k in ("retries", "throttles", "dead_lettered", "rate_limit", "rate_limits", "status", "lag_s"):
                 if k in s:
                     ev[k] = s[k]
             try:

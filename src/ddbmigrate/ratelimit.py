@@ -2,8 +2,9 @@
 
 Workers call ``acquire(estimate)`` before a request and ``settle(estimate, consumed)`` after
 it, so the bucket is charged what DynamoDB actually consumed. ``throttled()`` halves the rate
-(multiplicative decrease); each second without throttling adds back ``recover_step`` of the
-ceiling (additive increase). Time and sleep are injected so tests run without sleeping.
+(multiplicative decrease, at most once per ``decrease_interval``: eight writers throttled by the
+same burst are one signal, not eight halvings); each second without throttling adds back
+``recover_step`` of the ceiling (additive increase). Time and sleep are injected so tests run without sleeping.
 
 Invariant: over any window the consumed units stay within rate x window + burst.
 """
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 
 class RateLimiter:
     """No limit: the default."""
 
     rate: Optional[float] = None
+    ceiling: Optional[float] = None
+    name: str = ""
+    throttle_events: int = 0
 
     def acquire(self, units: float = 1.0) -> None:
         return None
@@ -32,8 +36,18 @@ class RateLimiter:
     def current_rate(self) -> Optional[float]:
         return None
 
+    def describe(self) -> Optional[Dict[str, Any]]:
+        """For the report: the configured limit, the current (adapted) rate, throttle events."""
+        if self.ceiling is None:
+            return None
+        return {"limit": round(self.ceiling, 1), "current": round(self.rate or 0.0, 1),
+                "throttle_events": self.throttle_events}
+
 
 class TokenBucket(RateLimiter):
+    rate: float
+    ceiling: float
+
     def __init__(
         self,
         rate: float,
@@ -43,6 +57,8 @@ class TokenBucket(RateLimiter):
         recover_step: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        decrease_interval: float = 1.0,
+        name: str = "",
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -53,10 +69,13 @@ class TokenBucket(RateLimiter):
         self.recover_step = recover_step
         self.clock = clock
         self.sleep = sleep
+        self.decrease_interval = decrease_interval
+        self.name = name
         self._lock = threading.Lock()
         self._tokens = self.rate * burst_seconds
         self._last = clock()
         self._last_throttle = -1e18
+        self._last_decrease = -1e18
         self._last_recover = self._last
         self.throttle_events = 0
 
@@ -77,7 +96,8 @@ class TokenBucket(RateLimiter):
             with self._lock:
                 now = self.clock()
                 self._refill(now)
-                if self._tokens > 0 or units <= 0:
+                # A tiny tolerance: after sleeping exactly -tokens/rate the balance is ~0.
+                if self._tokens > -1e-9 or units <= 0:
                     self._tokens -= units
                     return
                 wait = -self._tokens / self.rate if self._tokens < 0 else units / self.rate
@@ -92,8 +112,12 @@ class TokenBucket(RateLimiter):
         with self._lock:
             now = self.clock()
             self.throttle_events += 1
-            self.rate = max(self.min_rate, self.rate / 2.0)
             self._tokens = min(self._tokens, 0.0)
+            # Throttles within decrease_interval of the last halving are the same congestion
+            # event (every worker sees it at once): answer it once, but still delay recovery.
+            if now - self._last_decrease >= self.decrease_interval:
+                self.rate = max(self.min_rate, self.rate / 2.0)
+                self._last_decrease = now
             self._last_throttle = now
             self._last_recover = now
 
@@ -101,5 +125,5 @@ class TokenBucket(RateLimiter):
         return self.rate
 
 
-def limiter_for(rate: Optional[float]) -> RateLimiter:
-    return TokenBucket(rate) if rate else RateLimiter()
+def limiter_for(rate: Optional[float], name: str = "") -> RateLimiter:
+    return TokenBucket(rate, name=name) if rate else RateLimiter()

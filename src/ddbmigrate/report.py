@@ -46,6 +46,8 @@ class Report:
     error: Optional[str] = None
     samples: List[Dict[str, Any]] = field(default_factory=list)
     extra: Dict[str, Any] = field(default_factory=dict)
+    # per limiter ("read"/"write"): {"limit": units/s, "current": units/s at the end, "throttle_events": n}
+    rate_limits: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     timeline: List[Dict[str, Any]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ derived
@@ -100,13 +102,20 @@ class Report:
             t.add_row("source", self.source)
         if self.target:
             t.add_row("target", self.target)
+        dry = self.status == "dry-run"
+        # A dry run always shows the whole funnel (in, out, dropped, fan-out, invalid), in words
+        # that cannot be mistaken for writes.
+        labels = DRY_RUN_LABELS if dry else {}
         for k in ("read", "out", "written", "deleted", "skipped_existing", "dropped", "fanout_extra",
                   "collapsed", "dead_lettered", "transform_errors"):
             v = self.count(k)
-            if v or k in ("read", "written", "dead_lettered"):
-                t.add_row(k.replace("_", " "), f"{v:,}")
+            if v or k in ("read", "written", "dead_lettered") or (dry and k in labels):
+                t.add_row(labels.get(k, k.replace("_", " ")), f"{v:,}")
         retries = ", ".join(f"{k} {v}" for k, v in sorted(self.retries.items()) if v) or "0"
         t.add_row("retries", retries)
+        for name, lim in sorted(self.rate_limits.items()):
+            t.add_row(f"{name} rate limit", f"{lim.get('limit', 0):,.0f}/s (now {lim.get('current', 0):,.0f}/s, "
+                                             f"{lim.get('throttle_events', 0)} throttles)")
         t.add_row("consumed RCU / WCU", f"{self.consumed_read_units:,.1f} / {self.consumed_write_units:,.1f}")
         t.add_row("duration", f"{self.duration_seconds:,.1f} s")
         t.add_row("items/s", f"{self.items_per_second:,.0f}")
@@ -120,6 +129,16 @@ class Report:
         console.print(t)
         if self.error:
             console.print(f"[red]error:[/red] {self.error}")
+
+
+DRY_RUN_LABELS = {
+    "read": "in (read)",
+    "out": "out (after transform)",
+    "written": "would write",
+    "dropped": "dropped by transform",
+    "fanout_extra": "fan-out (extra items)",
+    "dead_lettered": "invalid (would dead-letter)",
+}
 
 
 def finish(report: Report, counters: Dict[str, int], stats: Dict[str, Any], elapsed: float) -> Report:

@@ -8,7 +8,7 @@ with UpdateTimeToLive because CreateTable cannot carry it.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .client import DynamoClient
 from .errors import SchemaError, TableNotFoundError, UsageError
@@ -114,6 +114,9 @@ def spec_to_request(spec: Dict[str, Any], table_name: Optional[str] = None) -> D
     if not isinstance(spec, dict):
         raise UsageError("table spec must be a mapping of AWS::DynamoDB::Table properties")
     props = spec.get("Properties", spec)
+    if not isinstance(props, dict):
+        raise UsageError("table spec: Properties must be a mapping of AWS::DynamoDB::Table properties")
+    _check_fields(props, TABLE_PROPERTIES, "")
     name = table_name or props.get("TableName")
     if not name:
         raise UsageError("table spec: TableName is required (or give the table name on the command line)")
@@ -187,6 +190,7 @@ def spec_to_request(spec: Dict[str, Any], table_name: Optional[str] = None) -> D
             where = f"{kind}[{i}]"
             if not isinstance(g, dict) or not g.get("IndexName"):
                 raise UsageError(f"table spec: {where}.IndexName is required")
+            _check_fields(g, INDEX_PROPERTIES, f"{where}.")
             gi: Dict[str, Any] = {"IndexName": g["IndexName"], "KeySchema": keys(g.get("KeySchema"), f"{where}.KeySchema"),
                                   "Projection": projection(g.get("Projection"), f"{where}.Projection")}
             if kind == "GlobalSecondaryIndexes" and mode == "PROVISIONED":
@@ -210,6 +214,39 @@ def spec_to_request(spec: Dict[str, Any], table_name: Optional[str] = None) -> D
     if unused:
         raise UsageError(f"table spec: AttributeDefinitions lists {', '.join(unused)} which no key or index uses")
     return req
+
+
+# Every property of AWS::DynamoDB::Table, so a typo ("GlobalSecondaryIndex") is an error that names
+# the field instead of an index silently missing from the new table.
+TABLE_PROPERTIES = frozenset((
+    "AttributeDefinitions", "BillingMode", "ContributorInsightsSpecification", "DeletionProtectionEnabled",
+    "GlobalSecondaryIndexes", "ImportSourceSpecification", "KeySchema", "KinesisStreamSpecification",
+    "LocalSecondaryIndexes", "OnDemandThroughput", "PointInTimeRecoverySpecification", "ProvisionedThroughput",
+    "ResourcePolicy", "SSESpecification", "StreamSpecification", "TableClass", "TableName", "Tags",
+    "TimeToLiveSpecification", "WarmThroughput",
+))
+INDEX_PROPERTIES = frozenset(("IndexName", "KeySchema", "Projection", "ProvisionedThroughput",
+                              "ContributorInsightsSpecification", "OnDemandThroughput", "WarmThroughput"))
+# Valid CloudFormation properties that CreateTable here does not apply (they are reported, not hidden).
+NOT_APPLIED = ("ContributorInsightsSpecification", "ImportSourceSpecification", "KinesisStreamSpecification",
+               "OnDemandThroughput", "PointInTimeRecoverySpecification", "ResourcePolicy", "SSESpecification",
+               "TableClass", "Tags", "WarmThroughput", "DeletionProtectionEnabled")
+
+
+def _check_fields(obj: Dict[str, Any], known: frozenset, where: str) -> None:  # type: ignore[type-arg]
+    import difflib
+
+    for k in obj:
+        if k not in known:
+            close = difflib.get_close_matches(str(k), sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UsageError(f"table spec: unknown property {where}{k}{hint}")
+
+
+def spec_not_applied(spec: Dict[str, Any]) -> List[str]:
+    """Properties present in ``spec`` that are valid CloudFormation but not applied on creation."""
+    props = spec.get("Properties", spec)
+    return [k for k in NOT_APPLIED if isinstance(props, dict) and k in props]
 
 
 def spec_ttl_attribute(spec: Dict[str, Any]) -> Optional[str]:
@@ -244,3 +281,45 @@ def load_spec(path: str) -> Dict[str, Any]:
             raise UsageError(f"table spec {path}: expected exactly one AWS::DynamoDB::Table resource")
         data = tables[0]
     return data
+
+
+def create_table_from_spec(
+    spec_path: str,
+    table: Optional[str] = None,
+    *,
+    region: Optional[str] = None,
+    profile: Optional[str] = None,
+    endpoint_url: Optional[str] = None,
+    role_arn: Optional[str] = None,
+    client: Optional[DynamoClient] = None,
+) -> Dict[str, Any]:
+    """Create a table from a spec file (YAML/JSON), wait until it and its indexes are ACTIVE.
+
+    ``table`` overrides the spec's TableName. Returns the DescribeTable answer, with the spec
+    properties that were not applied under ``"NotApplied"``. Errors name the file and the field.
+    """
+    from .config import TableRef
+
+    spec = load_spec(spec_path)
+    req, ttl = request_from_spec(spec, spec_path, table)
+    ref = TableRef(table=req["TableName"], region=region, profile=profile, endpoint_url=endpoint_url,
+                   role_arn=role_arn)
+    c = client or DynamoClient(ref)
+    desc = create_table(c, req, ttl_attribute=ttl)
+    out = dict(desc)
+    out["NotApplied"] = spec_not_applied(spec)
+    out["TimeToLiveAttribute"] = ttl
+    return out
+
+
+def request_from_spec(spec: Dict[str, Any], spec_path: str, table: Optional[str] = None) -> Tuple[Dict[str, Any], Optional[str]]:
+    """(CreateTable request, TTL attribute) from a loaded spec; errors name ``spec_path`` and the field."""
+    try:
+        props = spec.get("Properties", spec)
+        name = table or (props.get("TableName") if isinstance(props, dict) else None)
+        if not name:
+            raise UsageError("table spec: TableName is required (or give the table name on the command line)")
+        return spec_to_request(spec, table_name=str(name)), spec_ttl_attribute(spec)
+    except UsageError as e:
+        # Name the file, so the one line says which spec and which field.
+        raise UsageError(e.message.replace("table spec:", f"table spec {spec_path}:", 1)) from None

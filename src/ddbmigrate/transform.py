@@ -106,8 +106,12 @@ def _user_frame(e: BaseException, location: str) -> str:
     return f"{tb[-1].filename}:{tb[-1].lineno}" if tb else location
 
 
-def short_traceback(e: BaseException, limit: int = 5) -> str:
-    cause = e.__cause__ or e
+def short_traceback(e: BaseException, limit: int = 5) -> Optional[str]:
+    """The last ``limit`` frames of the user's exception, or None when the user's code did not raise
+    (a bad return value has no user traceback worth keeping)."""
+    cause = e.__cause__
+    if cause is None:
+        return None
     return "".join(traceback.format_exception(type(cause), cause, cause.__traceback__, limit=-limit))[-2000:]
 
 

@@ -72,6 +72,14 @@ def run_options(f: F) -> F:
         click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="auto",
                      show_default=True, help="Progress display (auto: bar on a terminal, JSON lines otherwise)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress and no summary."),
+        click.option("--checkpoint-every", "checkpoint_every", type=float, default=2.0, show_default=True,
+                     help="Seconds between checkpoint saves."),
+        click.option("--drain-timeout", "drain_timeout", type=float, default=30.0, show_default=True,
+                     help="On Ctrl-C/SIGTERM: seconds to let in-flight batches finish before stopping."),
+        click.option("--verbose", "-v", count=True, help="Log what the job does (-vv: debug). Never logs secrets."),
+        click.option("--log-level", "log_level", type=click.Choice(["error", "warning", "info", "debug"]),
+                     help="Log level (default warning; env DDBMIGRATE_LOG_LEVEL)."),
+        click.option("--log-file", "log_file", type=click.Path(dir_okay=False), help="Also write the log here."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -115,7 +123,9 @@ def build_run_options(kw: Dict[str, Any]) -> RunOptions:
         consistent_read=bool(kw.get("consistent_read")), max_read_units=kw.get("max_read_units"),
         max_write_units=kw.get("max_write_units"), read_percent=kw.get("read_percent"),
         write_percent=kw.get("write_percent"), retry=RetryPolicy(max_attempts=kw.get("max_attempts") or 10),
-        progress=progress,
+        processes=kw.get("processes") or 1,
+        progress=progress, checkpoint_every=kw.get("checkpoint_every") or 2.0,
+        drain_timeout=kw["drain_timeout"] if kw.get("drain_timeout") is not None else 30.0,
     )
 
 

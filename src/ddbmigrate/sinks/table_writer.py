@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+import logging
+
 import orjson
 
 from ..client import Backoff, DynamoClient
@@ -25,6 +27,9 @@ from ..errors import AwsError, ConditionalCheckFailed, RetriesExhaustedError
 from ..items import KeySchema
 from ..pipeline import DELETE, MAX_BATCH_OPS, BatchResult, Op
 from ..ratelimit import RateLimiter
+
+
+log = logging.getLogger("ddbmigrate.sinks")
 
 
 def _wcu(enc_len: int) -> float:
@@ -106,6 +111,7 @@ class TableWriter:
                     code="UnprocessedItems",
                 )
             self.client.stats.retry("unprocessed")
+            log.debug("BatchWriteItem: %d of %d requests unprocessed (attempt %d)", len(unprocessed), len(ops), attempt)
             self.limiter.throttled()
             body = b'{"RequestItems":' + orjson.dumps({self.table: unprocessed}) + b',"ReturnConsumedCapacity":"TOTAL"}'
             estimate = float(len(unprocessed))

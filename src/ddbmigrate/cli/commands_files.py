@@ -1,0 +1,128 @@
+"""``ddbmigrate export TABLE DEST`` and ``ddbmigrate import SOURCE TABLE`` (thin over the library)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+import click
+
+from ..exporting import export_table
+from ..importing import import_files
+from ..sinks.files import DEFAULT_FILE_SIZE
+from ..storage import S3Settings
+from . import handle_errors, render_report
+from .engine import engine_options, spark_settings, uses_spark
+from .options import (
+    aws_options,
+    build_run_options,
+    pass_kwargs,
+    run_options,
+    table_ref,
+    transform_options,
+    write_mode_options,
+)
+
+F = Callable[..., Any]
+
+
+def s3_options(f: F) -> F:
+    opts = [
+        click.option("--s3-endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, "
+                                                "then AWS's). --endpoint-url is DynamoDB's only."),
+        click.option("--s3-region", help="Region of the bucket (default: --region)."),
+        click.option("--s3-profile", help="AWS profile for S3 (default: --profile)."),
+        click.option("--s3-role-arn", help="IAM role to assume for S3 (default: --role-arn)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def s3_settings(kw: Dict[str, Any]) -> S3Settings:
+    return S3Settings(
+        region=kw.get("s3_region") or kw.get("region"),
+        profile=kw.get("s3_profile") or kw.get("profile"),
+        role_arn=kw.get("s3_role_arn") or kw.get("role_arn"),
+        endpoint_url=kw.get("s3_endpoint_url"),
+    )
+
+
+@click.command("export")
+@click.argument("table")
+@click.argument("dest")
+@aws_options
+@s3_options
+@run_options
+@transform_options
+@click.option("--format", "fmt", type=click.Choice(["dynamodb-json", "json"]), default="dynamodb-json",
+              show_default=True, help="dynamodb-json: the AWS export layout (lossless); json: plain values.")
+@click.option("--file-size", type=int, default=DEFAULT_FILE_SIZE // (1024 * 1024), show_default=True,
+              help="Start a new data file after this many MB of (uncompressed) items.")
+@click.option("--commit-every", type=float, default=30.0, show_default=True,
+              help="Seconds between checkpoints; each one finishes the open data files first.")
+@engine_options
+@handle_errors
+@pass_kwargs
+def export_cmd(kw: Dict[str, Any]) -> int:
+    """Export TABLE to DEST (a folder or s3://bucket/prefix) in DynamoDB's Export-to-S3 layout."""
+    opts = build_run_options(kw)
+    if uses_spark(kw):
+        from ..spark import export_table_spark
+
+        report = export_table_spark(table_ref(kw["table"], kw), kw["dest"], opts, kw["fmt"], spark=spark_settings(kw),
+                                    s3=s3_settings(kw), file_size=max(1, kw["file_size"]) * 1024 * 1024)
+        render_report(report, kw["quiet"])
+        if not kw["quiet"]:
+            click.echo(report.extra.get("export_path", ""))
+        return report.exit_code
+    report = export_table(table_ref(kw["table"], kw), kw["dest"], opts, kw["fmt"], s3=s3_settings(kw),
+                          file_size=max(1, kw["file_size"]) * 1024 * 1024, commit_every=kw["commit_every"])
+    render_report(report, kw["quiet"])
+    if not kw["quiet"]:
+        click.echo(report.extra.get("export_path", ""))
+    return report.exit_code
+
+
+@click.command("import")
+@click.argument("source")
+@click.argument("table")
+@aws_options
+@s3_options
+@run_options
+@transform_options
+@write_mode_options
+@click.option("--no-validate", is_flag=True,
+              help="Stream each file at once instead of checking it (gzip, md5Checksum, itemCount) first.")
+@click.option("--input-format", type=click.Choice(["auto", "dynamodb-json", "json"]), default="auto",
+              show_default=True, help="Format of the lines (auto: detected per file from its first object).")
+@click.option("--create-target", is_flag=True, help="Create TABLE from --spec if it does not exist.")
+@click.option("--spec", type=click.Path(exists=True, dir_okay=False),
+              help="CloudFormation-style table spec (YAML/JSON) for --create-target.")
+@click.option("--verify", "verify_after", is_flag=True, help="Verify TABLE == transform(SOURCE) afterwards.")
+@handle_errors
+@pass_kwargs
+def import_cmd(kw: Dict[str, Any]) -> int:
+    """Load SOURCE (export folder, file, folder or glob; local or s3://) into TABLE."""
+    opts = build_run_options(kw)
+    report = import_files(kw["source"], table_ref(kw["table"], kw), opts, create_target=kw["create_target"],
+                          spec=kw["spec"], validate=not kw["no_validate"], input_format=kw["input_format"],
+                          s3=s3_settings(kw))
+    render_report(report, kw["quiet"])
+    if kw.get("verify_after"):
+        if report.extra.get("source_kind") == "incremental":
+            click.echo("--verify skipped: an incremental export holds changes, not a full image", err=True)
+        else:
+            from ..verify import files_side, verify_tables
+
+            side = files_side(kw["source"], s3=s3_settings(kw), input_format=kw["input_format"])
+            vrep = verify_tables(kw["source"], table_ref(kw["table"], kw), source_side=side,
+                                 transform=opts.transform, progress=opts.progress, on_error=opts.on_error)
+            render_report(vrep, kw["quiet"])
+            if vrep.exit_code:
+                return int(vrep.exit_code)
+    return report.exit_code
+
+
+def register(group: click.Group) -> None:
+    group.add_command(export_cmd)
+    group.add_command(import_cmd)

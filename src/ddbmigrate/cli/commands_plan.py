@@ -1,0 +1,166 @@
+"""``ddbmigrate run PLAN``, ``ddbmigrate plan validate PLAN`` and ``ddbmigrate report RUN.json``."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import click
+
+from ..errors import EXIT_OK, EXIT_USAGE
+from . import handle_errors
+from .options import pass_kwargs
+
+
+@click.command("run")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option("--parallel", type=click.IntRange(1, 256), help="Jobs at a time (default: the plan's, else 4).")
+@click.option("--resume", is_flag=True, help="Skip finished jobs; resume the others from their checkpoints.")
+@click.option("--restart", is_flag=True, help="Ignore an unfinished earlier run and start every job over.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the combined JSON report here.")
+@click.option("--state-dir", type=click.Path(file_okay=False),
+              help="Where checkpoints, dead letters and plan-state.json live (default: from the plan).")
+@click.option("--fail-fast", is_flag=True, default=None, help="Stop every job when one fails.")
+@click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="auto", show_default=True,
+              help="Progress display (auto: bars on a terminal, JSON lines otherwise).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
+@handle_errors
+@pass_kwargs
+def run_cmd(kw: Dict[str, Any]) -> int:
+    """Run every job of PLAN_FILE (YAML): concurrently, with one progress display and one report."""
+    from ..plan import PlanError, run_plan
+
+    try:
+        rep = run_plan(kw["plan_file"], parallel=kw["parallel"], resume=kw["resume"], restart=kw["restart"],
+                       report=kw["report"], progress="off" if kw["quiet"] else kw["progress"],
+                       state_dir=kw["state_dir"], fail_fast=kw["fail_fast"])
+    except PlanError as e:
+        for p in e.problems:  # every problem, each with its line, not just the first
+            click.echo(f"error: {p}", err=True)
+        return EXIT_USAGE
+    if not kw["quiet"]:
+        rep.render()
+        if rep.status != "done":
+            click.echo(f"state kept in {rep.state_dir}; rerun with --resume to continue", err=True)
+    return rep.exit_code
+
+
+@click.group("plan")
+def plan_group() -> None:
+    """Check migration plans."""
+
+
+@plan_group.command("validate")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option("--no-check-tables", is_flag=True, help="Only check the file (no AWS calls).")
+@click.option("--sample", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Source items to run through each transform to check the target's key schema.")
+@handle_errors
+@pass_kwargs
+def validate_cmd(kw: Dict[str, Any]) -> int:
+    """Check PLAN_FILE (schema, tables, permissions, key schemas) and print what would run."""
+    from ..plan import load_plan, validate_plan
+
+    problems = validate_plan(kw["plan_file"], check_tables=not kw["no_check_tables"], sample=kw["sample"])
+    for p in problems:
+        click.echo(f"error: {p}", err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s) in {kw['plan_file']}", err=True)
+        return EXIT_USAGE
+    plan = load_plan(kw["plan_file"])
+    click.echo(f"plan {plan.name}: {len(plan.jobs)} job(s), {plan.parallel} at a time, state in {plan.state_dir}")
+    for line in plan.describe():
+        click.echo(f"  {line}")
+    return EXIT_OK
+
+
+@click.command("report")
+@click.argument("report_file", type=click.Path(dir_okay=False))
+@click.option("--html", "html_out", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML page (charts inline, no external assets).")
+@click.option("--quiet", "-q", is_flag=True, help="No terminal summary.")
+@handle_errors
+@pass_kwargs
+def report_cmd(kw: Dict[str, Any]) -> int:
+    """Summarise a finished run's JSON report (from --report) on the terminal and as HTML."""
+    from ..report_html import load_run_report, render_terminal, write_html
+
+    data = load_run_report(kw["report_file"])
+    if not kw["quiet"]:
+        render_terminal(data)
+    if kw["html_out"]:
+        write_html(data, kw["html_out"])
+        if not kw["quiet"]:
+            click.echo(f"wrote {kw['html_out']}", err=True)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- native export/import
+# ``ddbmigrate export ... --native`` and ``ddbmigrate import ... --native`` (commands_files.py)
+# hand over to these, so the native paths live with their library module's owner.
+
+
+def wants_native_export(kw: Dict[str, Any]) -> bool:
+    if kw.get("native"):
+        return True
+    if kw.get("export_time") or kw.get("incremental"):
+        raise click.UsageError("--export-time and --incremental need --native")
+    return False
+
+
+def run_native_export(kw: Dict[str, Any]) -> int:
+    """``export TABLE s3://... --native [--export-time T] [--incremental FROM TO]``."""
+    from ..native import native_export
+    from .options import table_ref
+
+    if not str(kw["dest"]).startswith("s3://"):
+        raise click.UsageError("--native exports go to S3: DEST must be s3://bucket/prefix")
+    inc = kw.get("incremental") or None
+    report = native_export(table_ref(kw["table"], kw), kw["dest"], export_time=kw.get("export_time"),
+                           incremental=(inc[0], inc[1]) if inc else None,
+                           progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
+                           report_path=kw.get("report"))
+    if not kw.get("quiet"):
+        report.render()
+    click.echo(report.extra.get("export_path", ""))
+    return report.exit_code
+
+
+def run_native_import(kw: Dict[str, Any]) -> int:
+    """``import s3://... TABLE --native --spec table.yaml``."""
+    from ..native import native_import
+    from .options import table_ref
+
+    if not kw.get("spec"):
+        raise click.UsageError("--native creates the table with ImportTable: give --spec table.yaml")
+    if not str(kw["source"]).startswith("s3://"):
+        raise click.UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
+    report = native_import(kw["source"], table_ref(kw["table"], kw), kw["spec"],
+                           progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
+                           report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
+    if not kw.get("quiet"):
+        report.render()
+    return report.exit_code
+
+
+def native_export_options(f: Any) -> Any:
+    """The options ``export`` gains for --native (added by commands_files.export_cmd)."""
+    f = click.option("--incremental", nargs=2, metavar="FROM TO", default=None,
+                     help="With --native: export only the changes between FROM and TO (15 min to 24 h).")(f)
+    f = click.option("--export-time", help="With --native: the table as it was at this time "
+                                           "(ISO 8601 or Unix seconds; default now).")(f)
+    f = click.option("--native", is_flag=True, help="Use DynamoDB's managed Export to S3 (needs point-in-time "
+                                                    "recovery; DEST s3://...), watched to the end.")(f)
+    return f
+
+
+def native_import_options(f: Any) -> Any:
+    """The option ``import`` gains for --native (uses its existing --spec)."""
+    return click.option("--native", is_flag=True, help="Create TABLE with DynamoDB's managed Import from S3 "
+                                                        "(ImportTable; needs --spec), watched to the end.")(f)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(run_cmd)
+    group.add_command(plan_group)
+    group.add_command(report_cmd)
+

@@ -1,0 +1,190 @@
+"""``ddbmigrate replicate SOURCE TARGET``, ``ddbmigrate replicate status`` and ``ddbmigrate cutover``.
+
+``replicate`` is a group whose default command runs a replication, so both
+``replicate SOURCE TARGET [options]`` and ``replicate status`` work (``replicate run ...`` too).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List
+
+import click
+import orjson
+
+from ..replicate import cutover, read_status, replicate, status_path_for
+from . import handle_errors, render_report
+from .options import (
+    build_run_options,
+    confirm_prompt,
+    pass_kwargs,
+    run_options,
+    table_ref,
+    transform_options,
+    two_sided_aws_options,
+)
+
+
+class _DefaultGroup(click.Group):
+    """A group that runs ``run`` when the first argument is not one of its commands."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "SOURCE_TABLE TARGET_TABLE [OPTIONS] | status [OPTIONS]")
+
+
+@click.group("replicate", cls=_DefaultGroup)
+def replicate_group() -> None:
+    """Live migration: backfill TARGET from SOURCE, then replay and tail SOURCE's stream.
+
+    \b
+    ddbmigrate replicate SOURCE TARGET [--transform f.py:fn]   run (until stopped)
+    ddbmigrate replicate status [SOURCE TARGET]                 lag and counts of a running one
+    ddbmigrate cutover SOURCE TARGET                             go / no-go gate
+    Rollback: ddbmigrate replicate TARGET SOURCE --transform reverse.py:fn
+    """
+
+
+@replicate_group.command("run")
+@click.argument("source_table")
+@click.argument("target_table")
+@two_sided_aws_options
+@run_options
+@transform_options
+@click.option("--status-file", type=click.Path(dir_okay=False),
+              help="Status file written every second (default: next to the checkpoint in .ddbmigrate/).")
+@click.option("--max-runtime", type=float, help="Stop (checkpoint kept, exit 0) after this many seconds.")
+@click.option("--stop-after-idle", type=float,
+              help="Stop (checkpoint kept, exit 0) once the stream has had no new record for this many seconds.")
+@click.option("--poll-interval", type=float, default=0.5, show_default=True,
+              help="Seconds between polls of a caught-up stream.")
+@click.option("--no-backfill", is_flag=True,
+              help="Skip the copy: only replay changes from now on (both sides already equal, e.g. rollback "
+                   "replication started right after a verified cutover).")
+@click.option("--create-target", is_flag=True, help="Create the target with the source's schema if missing.")
+@click.option("--target-spec", type=click.Path(exists=True, dir_okay=False),
+              help="Create the target from a table spec (YAML/JSON) if missing.")
+@click.option("--clean-target", is_flag=True, help="Empty the target before the backfill (asks for confirmation).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (enabling the stream, --clean-target).")
+@handle_errors
+@pass_kwargs
+def replicate_cmd(kw: Dict[str, Any]) -> int:
+    """Replicate SOURCE_TABLE into TARGET_TABLE: backfill, then follow the stream until stopped.
+
+    Ctrl-C / SIGTERM stop it with the checkpoint saved (exit 130); --resume continues.
+    """
+    src = table_ref(kw["source_table"], kw, "source")
+    dst = table_ref(kw["target_table"], kw, "target")
+    opts = build_run_options(kw)
+    ask = confirm_prompt(kw["yes"])
+    report = replicate(
+        src, dst, transform=kw.get("transform"), options=opts, enable_stream_confirm=ask,
+        status_path=kw.get("status_file"), max_runtime=kw.get("max_runtime"),
+        stop_after_idle=kw.get("stop_after_idle"), poll_interval=kw["poll_interval"],
+        backfill=not kw["no_backfill"], create_target=kw["create_target"], target_spec=kw.get("target_spec"),
+        clean_target=kw["clean_target"], confirm=ask,
+    )
+    render_report(report, kw["quiet"])
+    return report.exit_code
+
+
+@replicate_group.command("status")
+@click.argument("source_table", required=False)
+@click.argument("target_table", required=False)
+@two_sided_aws_options
+@click.option("--status-file", type=click.Path(dir_okay=False), help="The replicator's status file.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="The replicator's --checkpoint, if it had one.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--watch", type=float, help="Print again every N seconds until Ctrl-C.")
+@handle_errors
+@pass_kwargs
+def status_cmd(kw: Dict[str, Any]) -> int:
+    """Show state, lag and counts of a replication (from its status file)."""
+    path = kw.get("status_file")
+    if not path:
+        if not (kw.get("source_table") and kw.get("target_table")):
+            raise click.UsageError("give SOURCE_TABLE TARGET_TABLE (with the same AWS options) or --status-file")
+        path = status_path_for(table_ref(kw["source_table"], kw, "source"), table_ref(kw["target_table"], kw, "target"),
+                               kw.get("checkpoint"))
+    while True:
+        doc = read_status(path)
+        if kw["as_json"]:
+            click.echo(orjson.dumps(doc, default=str).decode())
+        else:
+            _print_status(doc)
+        if not kw.get("watch"):
+            return 0 if doc.get("state") != "failed" else 1
+        time.sleep(kw["watch"])
+
+
+def _print_status(doc: Dict[str, Any]) -> None:
+    state = doc.get("state")
+    alive = "running" if doc.get("alive") else "not running"
+    lines = [
+        f"replication {doc.get('source')} -> {doc.get('target')}",
+        f"  state            {state} ({alive}; updated {doc.get('age_seconds')} s ago)",
+    ]
+    if doc.get("phase") == "stream" or "lag_seconds" in doc:
+        lines += [
+            f"  lag              {doc.get('lag_seconds', '-')} s behind the newest change"
+            + (" (caught up)" if doc.get("caught_up") else ""),
+            f"  pending records  {doc.get('pending_records', '-')}",
+            f"  quiet for        {doc.get('idle_seconds', 0)} s",
+            f"  records          {doc.get('records', 0)} (inserts {doc.get('inserts', 0)}, modifies "
+            f"{doc.get('modifies', 0)}, removes {doc.get('removes', 0)})",
+            f"  shards           {doc.get('shards_open', 0)} open, {doc.get('shards_waiting', 0)} waiting, "
+            f"{doc.get('shards_finished', 0)} finished",
+        ]
+        counts = doc.get("counts") or {}
+        if counts:
+            lines.append("  target writes    " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if doc.get("error"):
+        lines.append(f"  error            {doc['error']}")
+    click.echo("\n".join(lines))
+
+
+@click.command("cutover")
+@click.argument("source_table")
+@click.argument("target_table")
+@two_sided_aws_options
+@click.option("--transform", help="The replication's transform (verify compares the target with transform(source)).")
+@click.option("--status-file", type=click.Path(dir_okay=False), help="The replicator's status file.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="The replicator's --checkpoint, if it had one.")
+@click.option("--quiet-period", type=float, default=10.0, show_default=True,
+              help="Seconds without any new stream record that count as 'writes have stopped'.")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Give up (no-go) after this long.")
+@click.option("--no-verify", is_flag=True, help="Only wait for lag 0 (not recommended).")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the go / no-go report as JSON here.")
+@click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="auto", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No summary.")
+@handle_errors
+@pass_kwargs
+def cutover_cmd(kw: Dict[str, Any]) -> int:
+    """Cutover gate: wait until replication lag is 0 after source writes stopped, verify, print GO / NO-GO.
+
+    Exit 0 on GO; 4 when verify found differences; 1 when lag did not reach 0 or the replicator is down.
+    """
+    src = table_ref(kw["source_table"], kw, "source")
+    dst = table_ref(kw["target_table"], kw, "target")
+    rep = cutover(src, dst, transform=kw.get("transform"), status_path=kw.get("status_file"),
+                  checkpoint=kw.get("checkpoint"), quiet_period=kw["quiet_period"], timeout=kw["timeout"],
+                  verify=not kw["no_verify"], progress="off" if kw["quiet"] else kw["progress"])
+    if kw.get("report"):
+        from ..checkpoint import atomic_write
+
+        atomic_write(kw["report"], orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2, default=str))
+    if not kw["quiet"]:
+        rep.render()
+    click.echo(("GO: " if rep.go else "NO-GO: ") + rep.reason, err=not rep.go)
+    return rep.exit_code
+
+
+def register(group: click.Group) -> None:
+    group.add_command(replicate_group)
+    group.add_command(cutover_cmd)

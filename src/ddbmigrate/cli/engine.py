@@ -1,0 +1,42 @@
+"""``--engine local|spark`` and ``--spark-master``: shared by copy, export and verify.
+
+Parsing only: the Spark engine itself lives in ``ddbmigrate.spark`` (which imports pyspark
+lazily), so the CLI starts as fast with these options as without them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+import click
+
+F = Callable[..., Any]
+
+
+def engine_options(f: F) -> F:
+    opts = [
+        click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+                     help="local: threads in this process; spark: one scan segment per Spark task "
+                          "(needs pyspark: pip install 'ddbmigrate[spark]')."),
+        click.option("--spark-master", "spark_master", metavar="URL",
+                     help="Spark master when no Spark context is running yet (default local[*]; "
+                          "spark-submit and Glue set their own)."),
+        click.option("--spark-tasks", "spark_tasks", type=click.IntRange(1, 100_000),
+                     help="Segments running at once on Spark (default: the cluster's default parallelism); "
+                          "rate limits are divided among them."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def uses_spark(kw: Dict[str, Any]) -> bool:
+    if kw.get("engine") != "spark" and (kw.get("spark_master") or kw.get("spark_tasks")):
+        raise click.UsageError("--spark-master/--spark-tasks need --engine spark")
+    return kw.get("engine") == "spark"
+
+
+def spark_settings(kw: Dict[str, Any]) -> Any:
+    from ..spark import SparkSettings
+
+    return SparkSettings(master=kw.get("spark_master"), max_tasks=kw.get("spark_tasks"))

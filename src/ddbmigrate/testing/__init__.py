@@ -1,0 +1,19 @@
+"""Test kit for ddbmigrate users: run the tool (and your own transforms) under injected faults.
+
+- :class:`FaultProxy` (``python -m ddbmigrate.testing.proxy``): a seeded, fault-injecting HTTP
+  proxy on loopback between the tool and DynamoDB (Local): throttling, 500/503, connection
+  resets, lost responses after the write was applied, partial ``UnprocessedItems`` and outages,
+  with a per-key audit of the writes it forwarded.
+- :func:`run_tool`: run ``python -m ddbmigrate ...`` as a subprocess (optionally killed with
+  SIGKILL or stopped with SIGTERM at a chosen moment) and collect its exit code, output and
+  peak RSS.
+
+Nothing here is imported by the tool itself; it is only for tests.
+"""
+
+from __future__ import annotations
+
+from .proxy import Audit, FaultProxy, Faults
+from .tool import ToolRun, run_tool
+
+__all__ = ["Audit", "FaultProxy", "Faults", "ToolRun", "run_tool"]

@@ -1,0 +1,483 @@
+"""``--engine spark`` against the real DynamoDB Local, on a real local Spark (``local[2,4]``).
+
+One SparkContext serves the whole module (starting one takes ~10 s); the engine uses the active
+context, exactly as it does under spark-submit or Glue. ``local[2,4]``: 2 cores, and a failed
+task is retried up to 4 times, so the forced failure below is retried by Spark itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import orjson
+import pytest
+
+pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'ddbmigrate[spark]')")
+if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+    pytest.skip("Spark needs Java 17+ (no java on PATH, no JAVA_HOME)", allow_module_level=True)
+
+from ddbmigrate import RunOptions, TableRef  # noqa: E402
+from ddbmigrate.checkpoint import CheckpointStore  # noqa: E402
+from ddbmigrate.errors import DdbMigrateError  # noqa: E402
+from ddbmigrate.spark import FAIL_ONCE_ENV, SparkSettings, copy_table_spark  # noqa: E402
+from support import as_set, create_table, every_type_items, put_items, scan_all  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+MASTER = "local[2,4]"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def spark_context() -> Iterator[Any]:
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    from pyspark import SparkConf, SparkContext
+
+    conf = (SparkConf().setMaster(MASTER).setAppName("ddbmigrate-tests")
+            .set("spark.ui.enabled", "false").set("spark.ui.showConsoleProgress", "false")
+            .set("spark.driver.host", "127.0.0.1"))
+    sc = SparkContext.getOrCreate(conf)
+    sc.setLogLevel("ERROR")
+    try:
+        yield sc
+    finally:
+        sc.stop()
+
+
+def ref(endpoint: str, table: str) -> TableRef:
+    return TableRef(table, endpoint_url=endpoint, region="us-east-1")
+
+
+def opts(**kw: Any) -> RunOptions:
+    kw.setdefault("progress", "off")
+    return RunOptions(**kw)
+
+
+def numbered(n: int, start: int = 0) -> List[Dict[str, Any]]:
+    return [{"pk": {"S": f"item-{i:05d}"}, "n": {"N": str(i)}, "pad": {"S": "x" * 200}} for i in range(start, start + n)]
+
+
+def dead_lines(folder: Path, stem: str) -> List[Dict[str, Any]]:
+    out: List[Dict[str, Any]] = []
+    for f in sorted(folder.glob(f"{stem}.segment-*.jsonl")):
+        out.extend(orjson.loads(line) for line in f.read_bytes().splitlines() if line.strip())
+    return out
+
+
+TRANSFORM = '''
+import os
+CALLS = {calls!r}
+FAIL_FLAG = {flag!r}
+
+def reshape(item, ctx):
+    with open(CALLS, "a") as fh:  # one short line per call: O_APPEND keeps lines whole
+        fh.write(item["pk"] + "\\n")
+    n = int(item.get("n", -1))
+    if n >= 0 and n % 10 == 3:
+        return None  # dropped on purpose
+    if n >= 0 and n % 10 == 7 and os.path.exists(FAIL_FLAG):
+        # The flag file holds "all" (every 7 fails) or the one key that fails.
+        with open(FAIL_FLAG) as fh:
+            which = fh.read().strip()
+        if which in ("all", item["pk"]):
+            raise RuntimeError("seven is not allowed")
+    item["upper"] = item["pk"].upper()
+    item["segment"] = ctx.segment
+    return item
+'''
+
+
+def write_transform(tmp_path: Path) -> tuple[str, Path, Path]:
+    calls, flag = tmp_path / "calls.log", tmp_path / "fail.flag"
+    path = tmp_path / "reshape.py"
+    path.write_text(TRANSFORM.format(calls=str(calls), flag=str(flag)))
+    return f"{path}:reshape", calls, flag
+
+
+def expected_transformed(items: List[Dict[str, Any]], failing: bool) -> List[Dict[str, Any]]:
+    out = []
+    for it in items:
+        n = int(it["n"]["N"])
+        if n % 10 == 3 or (failing and n % 10 == 7):
+            continue
+        out.append({**it, "upper": {"S": it["pk"]["S"].upper()}})
+    return out
+
+
+def strip_segment(items: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    # The segment number depends on DynamoDB's hashing: checked separately, then ignored.
+    return [{k: v for k, v in it.items() if k != "segment"} for it in items]
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_every_type_copied_exactly(endpoint: str) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = every_type_items() + numbered(300)
+    put_items(endpoint, src, items)
+    rep = copy_table_spark(ref(endpoint, src), ref(endpoint, dst), opts(segments=5), spark=SparkSettings())
+    assert as_set(scan_all(endpoint, dst)) == as_set(items)
+    assert rep.read == len(items) and rep.written == len(items) and rep.balanced() and rep.exit_code == 0
+    assert rep.status == "done" and rep.segments == 5
+    assert rep.extra["engine"] == "spark" and rep.extra["spark_master"] == MASTER
+    assert rep.retries.get("spark_task", 0) == 0
+    st = CheckpointStore(str(rep.checkpoint_path)).load()
+    assert st is not None and st.state == "done" and sorted(st.done, key=int) == [str(s) for s in range(5)]
+    assert sum(s["counters"]["read"] for s in st.extra["segments"].values()) == len(items)
+
+
+def test_empty_table_and_create_target(endpoint: str) -> None:
+    src = create_table(endpoint, hash_key=("h", "N"), range_key=("r", "S"))
+    dst_name = src + "-copy"
+    rep = copy_table_spark(ref(endpoint, src), ref(endpoint, dst_name), opts(), create_target=True)
+    assert rep.read == 0 and rep.written == 0 and rep.segments == 1
+    assert scan_all(endpoint, dst_name) == []
+
+
+def test_transform_drops_and_dead_letters_per_segment(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = numbered(400)
+    put_items(endpoint, src, items)
+    tf, calls, flag = write_transform(tmp_path)
+    flag.write_text("all")
+    rep = copy_table_spark(ref(endpoint, src), ref(endpoint, dst),
+                           opts(segments=4, transform=tf, on_error="skip", dead_letter=str(tmp_path / "dead.jsonl")))
+    got = scan_all(endpoint, dst)
+    assert {it["segment"]["N"] for it in got} <= {"0", "1", "2", "3"}
+    assert as_set(strip_segment(got)) == as_set(expected_transformed(items, failing=True))
+    assert rep.read == 400 and rep.count("dropped") == 40 and rep.dead_lettered == 40
+    assert rep.written == 320 and rep.balanced() and rep.exit_code == 3
+    dead = dead_lines(tmp_path, "dead")
+    assert sorted(d["item"]["pk"]["S"] for d in dead) == sorted(f"item-{i:05d}" for i in range(7, 400, 10))
+    assert all(d["stage"] == "transform" and "seven is not allowed" in d["reason"] for d in dead)
+    assert len(rep.extra["dead_letter_files"]) == len(list(tmp_path.glob("dead.segment-*.jsonl"))) > 1
+    assert rep.dead_letter_reasons == {"RuntimeError": 40}
+
+
+def test_failed_task_is_retried_by_spark_with_exact_result(endpoint: str, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segment 1's first attempt dies after 2 acknowledged batches; Spark runs it again.
+
+    The retry rewrites the same full images (harmless), its counts replace the failed
+    attempt's, and its dead-letter file starts afresh: the report still adds up exactly.
+    """
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = numbered(1200)
+    put_items(endpoint, src, items)
+    tf, _calls, flag = write_transform(tmp_path)
+    flag.write_text("all")
+    marker = tmp_path / "failed-once.marker"
+    monkeypatch.setenv(FAIL_ONCE_ENV, f"1:2:{marker}")
+    rep = copy_table_spark(ref(endpoint, src), ref(endpoint, dst),
+                           opts(segments=3, transform=tf, on_error="skip", dead_letter=str(tmp_path / "dl.jsonl")))
+    assert marker.exists(), "the injected failure did not fire"
+    assert rep.retries.get("spark_task") == 1
+    assert as_set(strip_segment(scan_all(endpoint, dst))) == as_set(expected_transformed(items, failing=True))
+    assert rep.read == 1200 and rep.written == 960 and rep.dead_lettered == 120 and rep.balanced()
+    dead = dead_lines(tmp_path, "dl")
+    assert len(dead) == 120 and len({d["item"]["pk"]["S"] for d in dead}) == 120
+
+
+def first_seven_of_segment(endpoint: str, table: str, segment: int, total: int) -> str:
+    """A key with n % 10 == 7 that DynamoDB puts in ``segment`` (plain boto3 scan)."""
+    from support import boto_client
+
+    pages = boto_client(endpoint).get_paginator("scan").paginate(TableName=table, Segment=segment,
+                                                                  TotalSegments=total)
+    sevens = sorted(i["pk"]["S"] for p in pages for i in p["Items"] if int(i["n"]["N"]) % 10 == 7)
+    assert sevens, "test data too small: no candidate key in that segment"
+    return sevens[0]
+
+
+def test_resume_skips_finished_segments(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = numbered(600)
+    put_items(endpoint, src, items)
+    tf, calls, flag = write_transform(tmp_path)
+    # One key of the last segment makes that segment fail (--on-error fail); with one task at a
+    # time, segments 0-4 finish first and are checkpointed.
+    flag.write_text(first_seven_of_segment(endpoint, src, 5, 6))
+    ckpt = str(tmp_path / "spark.checkpoint.json")
+    with pytest.raises(DdbMigrateError) as ei:
+        copy_table_spark(ref(endpoint, src), ref(endpoint, dst),
+                         opts(segments=6, transform=tf, checkpoint=ckpt), spark=SparkSettings(max_tasks=1))
+    assert "seven is not allowed" in str(ei.value) and "segment 5" in str(ei.value) and ei.value.exit_code == 1
+    report = getattr(ei.value, "report")
+    assert report.status == "failed"
+    st = CheckpointStore(ckpt).load()
+    assert st is not None and st.state == "running" and sorted(st.done, key=int) == ["0", "1", "2", "3", "4"]
+    done_read = sum(s["counters"]["read"] for s in st.extra["segments"].values())
+    assert 0 < done_read < 600
+
+    flag.unlink()
+    calls.write_text("")
+    rep = copy_table_spark(ref(endpoint, src), ref(endpoint, dst),
+                           opts(segments=6, transform=tf, checkpoint=ckpt, resume=True))
+    # Only the unfinished segment ran again: the transform saw exactly its items.
+    assert len(calls.read_text().splitlines()) == 600 - done_read
+    assert rep.extra["segments_resumed"] == 5
+    assert rep.read == 600 and rep.written == 540 and rep.balanced() and rep.status == "done"
+    assert as_set(strip_segment(scan_all(endpoint, dst))) == as_set(expected_transformed(items, failing=False))
+    # A finished job resumes to a no-op (no Spark job at all) with the same counts.
+    calls.write_text("")
+    again = copy_table_spark(ref(endpoint, src), ref(endpoint, dst),
+                             opts(segments=6, transform=tf, checkpoint=ckpt, resume=True))
+    assert again.read == 600 and again.extra["segments_resumed"] == 6 and calls.read_text() == ""
+
+
+def test_cli_engine_spark(endpoint: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = numbered(150)
+    put_items(endpoint, src, items)
+    report = tmp_path / "report.json"
+    res = CliRunner().invoke(main, ["copy", src, dst, "--endpoint-url", endpoint, "--region", "us-east-1",
+                                    "--engine", "spark", "--segments", "3", "--max-write-units", "100000",
+                                    "--report", str(report), "-q"])
+    assert res.exit_code == 0, res.output
+    assert as_set(scan_all(endpoint, dst)) == as_set(items)
+    data = orjson.loads(report.read_bytes())
+    assert data["counters"]["written"] == 150 and data["balanced"] and data["extra"]["engine"] == "spark"
+
+    res = CliRunner().invoke(main, ["copy", src, dst, "--endpoint-url", endpoint, "--spark-master", "local[1]"])
+    assert res.exit_code == 2 and "--engine spark" in res.output
+
+
+# --------------------------------------------------------------------------- export
+
+
+def read_export(dest: Path) -> tuple[Dict[str, Any], List[Dict[str, Any]]]:
+    """An independent reader of the Export-to-S3 layout: summary + every item, checksums checked."""
+    import base64
+    import gzip
+    import hashlib
+
+    (root,) = list((dest / "AWSDynamoDB").iterdir())
+    summary = orjson.loads((root / "manifest-summary.json").read_bytes())
+    items: List[Dict[str, Any]] = []
+    listed = set()
+    for line in (root / "manifest-files.json").read_bytes().splitlines():
+        entry = orjson.loads(line)
+        path = dest / entry["dataFileS3Key"]
+        raw = path.read_bytes()
+        assert base64.b64encode(hashlib.md5(raw).digest()).decode() == entry["md5Checksum"]
+        lines = [orjson.loads(x) for x in gzip.decompress(raw).splitlines() if x.strip()]
+        assert len(lines) == entry["itemCount"]
+        items.extend(x["Item"] for x in lines)
+        listed.add(path.name)
+    # No data file outside the manifest (a failed attempt's files must be gone).
+    assert {p.name for p in (root / "data").iterdir()} == listed
+    assert summary["itemCount"] == len(items)
+    return summary, items
+
+
+def test_export_every_type_exact(endpoint: str, tmp_path: Path) -> None:
+    from ddbmigrate.spark import export_table_spark
+
+    src = create_table(endpoint)
+    items = every_type_items() + numbered(200)
+    put_items(endpoint, src, items)
+    rep = export_table_spark(ref(endpoint, src), str(tmp_path / "out"), opts(segments=4))
+    summary, got = read_export(tmp_path / "out")
+    assert as_set(got) == as_set(items)
+    assert rep.read == len(items) and rep.written == len(items) and rep.balanced()
+    assert summary["outputFormat"] == "DYNAMODB_JSON" and summary["version"] == "2020-06-30"
+    assert rep.extra["export_id"] in summary["exportArn"] and rep.extra["items_exported"] == len(items)
+
+
+def test_export_task_retry_leaves_no_duplicate(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segment 0's first attempt finishes data files, then dies; Spark retries it.
+
+    The failed attempt's files are not in the manifest and are deleted: each item once.
+    """
+    from ddbmigrate.spark import export_table_spark
+
+    src = create_table(endpoint)
+    items = numbered(1500)
+    put_items(endpoint, src, items)
+    marker = tmp_path / "export-failed.marker"
+    monkeypatch.setenv(FAIL_ONCE_ENV, f"0:1:{marker}")
+    tf, _calls, _flag = write_transform(tmp_path)
+    rep = export_table_spark(ref(endpoint, src), str(tmp_path / "out"), opts(segments=3, transform=tf),
+                             file_size=30_000)
+    assert marker.exists() and rep.retries.get("spark_task") == 1
+    assert rep.extra["orphan_files_deleted"] >= 1  # the failed attempt had finished a file
+    _summary, got = read_export(tmp_path / "out")
+    assert as_set(strip_segment(got)) == as_set(expected_transformed(items, failing=False))
+    assert rep.read == 1500 and rep.count("dropped") == 150 and rep.written == 1350 and rep.balanced()
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def test_verify_equal_every_type(endpoint: str) -> None:
+    from ddbmigrate.spark import verify_tables_spark
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = every_type_items() + numbered(150)
+    put_items(endpoint, src, items)
+    put_items(endpoint, dst, items)
+    rep = verify_tables_spark(ref(endpoint, src), ref(endpoint, dst), segments=3, progress="off")
+    assert rep.equal == len(items) and rep.differences == 0 and rep.exit_code == 0 and rep.balanced()
+    assert rep.count("source_read") == rep.count("target_read") == len(items)
+    assert rep.extra["engine"] == "spark"
+
+
+def test_verify_differences_match_local_engine(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Missing, unexpected and mismatched items under a transform, with a map task retried by Spark."""
+    from ddbmigrate.spark import verify_tables_spark
+    from ddbmigrate.verify import iter_diffs, verify_tables
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = numbered(500)
+    put_items(endpoint, src, items)
+    expected = {it["pk"]["S"]: it for it in expected_transformed(items, failing=False)}
+    target = dict(expected)
+    for i in (1, 2, 4):  # missing
+        target.pop(f"item-{i:05d}")
+    target["item-00005"] = {**target["item-00005"], "upper": {"S": "changed"}}  # mismatched
+    target["extra-1"] = {"pk": {"S": "extra-1"}}  # unexpected
+    tf, _calls, _flag = write_transform(tmp_path)
+    # The transform also writes ctx.segment, which is None when verifying: expected has no segment.
+    put_items(endpoint, dst, [{**it, "segment": {"NULL": True}} for it in target.values()])
+    marker = tmp_path / "verify-failed.marker"
+    monkeypatch.setenv(FAIL_ONCE_ENV, f"1:1:{marker}")
+    diff = tmp_path / "diff.jsonl"
+    rep = verify_tables_spark(ref(endpoint, src), ref(endpoint, dst), transform=tf, segments=3,
+                              diff_path=str(diff), progress="off")
+    assert marker.exists() and rep.retries.get("spark_task", 0) >= 1
+    print("DEBUG", rep.counters, rep.equal, rep.missing, rep.unexpected, rep.mismatched, rep.retries)
+    assert (rep.missing, rep.unexpected, rep.mismatched) == (3, 1, 1) and rep.exit_code == 4 and rep.balanced()
+    assert rep.count("source_read") == 500 and rep.count("dropped") == 50
+    cats = sorted((d["category"], d.get("key", {}).get("pk", {}).get("S")) for d in iter_diffs(str(diff)))
+    assert cats == [("mismatched", "item-00005"), ("missing", "item-00001"), ("missing", "item-00002"),
+                    ("missing", "item-00004"), ("unexpected", "extra-1")]
+    assert not list(tmp_path.glob("diff.part-*"))
+    monkeypatch.delenv(FAIL_ONCE_ENV)
+    local = verify_tables(ref(endpoint, src), ref(endpoint, dst), transform=tf, segments=3, progress="off")
+    for k in ("equal", "missing", "unexpected", "mismatched", "invalid", "unreadable"):
+        assert getattr(local, k) == getattr(rep, k), k
+    for k in ("source_read", "target_read", "expected", "actual", "dropped"):
+        assert local.count(k) == rep.count(k), k
+
+
+def test_cli_verify_engine_spark_repairs(endpoint: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = numbered(120)
+    put_items(endpoint, src, items)
+    put_items(endpoint, dst, items[10:] + [{"pk": {"S": "stray"}}])
+    args = ["verify", src, dst, "--endpoint-url", endpoint, "--region", "us-east-1", "--engine", "spark",
+            "--segments", "2", "-q"]
+    res = CliRunner().invoke(main, args + ["--report", str(tmp_path / "r1.json")])
+    assert res.exit_code == 4, res.output
+    r1 = orjson.loads((tmp_path / "r1.json").read_bytes())
+    assert (r1["missing"], r1["unexpected"], r1["mismatched"]) == (10, 1, 0)
+    res = CliRunner().invoke(main, args + ["--repair", "--yes", "--report", str(tmp_path / "r2.json")])
+    assert res.exit_code == 0, res.output
+    r2 = orjson.loads((tmp_path / "r2.json").read_bytes())
+    assert r2["repair"]["put"] == 10 and r2["repair"]["deleted"] == 1 and r2["repair"]["still_different"] == 0
+    assert as_set(scan_all(endpoint, dst)) == as_set(items)
+
+
+# --------------------------------------------------------------------------- S3 (moto server process)
+
+
+@pytest.fixture(scope="module")
+def s3_url() -> Iterator[str]:
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start")
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_cli_export_to_s3_with_dead_letters(endpoint: str, s3_url: str, tmp_path: Path) -> None:
+    """Tasks write data files and per-segment dead-letter files straight to S3."""
+    import gzip
+
+    import boto3
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1")
+    bucket = "spark-exports"
+    s3.create_bucket(Bucket=bucket)
+    src = create_table(endpoint)
+    items = numbered(300)
+    put_items(endpoint, src, items)
+    tf, _calls, flag = write_transform(tmp_path)
+    flag.write_text("all")
+    res = CliRunner().invoke(main, [
+        "export", src, f"s3://{bucket}/exports/x", "--endpoint-url", endpoint, "--region", "us-east-1",
+        "--s3-endpoint-url", s3_url, "--engine", "spark", "--segments", "3", "--transform", tf,
+        "--on-error", "skip", "--dead-letter", f"s3://{bucket}/dead/dl.jsonl", "-q",
+        "--report", str(tmp_path / "r.json")])
+    assert res.exit_code == 3, res.output  # done, with dead letters
+    rep = orjson.loads((tmp_path / "r.json").read_bytes())
+    assert rep["counters"]["written"] == 240 and rep["counters"]["dead_lettered"] == 30 and rep["balanced"]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    (summary_key,) = [k for k in keys if k.endswith("manifest-summary.json")]
+    summary = orjson.loads(s3.get_object(Bucket=bucket, Key=summary_key)["Body"].read())
+    assert summary["s3Bucket"] == bucket and summary["itemCount"] == 240
+    manifest = s3.get_object(Bucket=bucket, Key=summary["manifestFilesS3Key"])["Body"].read()
+    got: List[Dict[str, Any]] = []
+    data_keys = set()
+    for line in manifest.splitlines():
+        entry = orjson.loads(line)
+        data_keys.add(entry["dataFileS3Key"])
+        body = gzip.decompress(s3.get_object(Bucket=bucket, Key=entry["dataFileS3Key"])["Body"].read())
+        got.extend(orjson.loads(x)["Item"] for x in body.splitlines() if x.strip())
+    assert {k for k in keys if "/data/" in k} == data_keys
+    assert as_set(strip_segment(got)) == as_set(expected_transformed(items, failing=True))
+    dead_keys = sorted(k for k in keys if k.startswith("dead/"))
+    assert dead_keys and all(k.startswith("dead/dl.segment-") and k.endswith(".jsonl") for k in dead_keys)
+    dead = [orjson.loads(x) for k in dead_keys
+            for x in s3.get_object(Bucket=bucket, Key=k)["Body"].read().splitlines() if x.strip()]
+    assert sorted(d["item"]["pk"]["S"] for d in dead) == sorted(f"item-{i:05d}" for i in range(7, 300, 10))
+
+
+def test_glue_style_entry_point(endpoint: str) -> None:
+    """The driver script as Glue calls it: its own arguments around --ddbmigrate_args."""
+    from ddbmigrate.spark_entry import main as entry
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = numbered(80)
+    put_items(endpoint, src, items)
+    code = entry(["--JOB_ID", "j_123", "--ddbmigrate_args",
+                  f"copy {src} {dst} --endpoint-url {endpoint} --region us-east-1 --segments 2 -q",
+                  "--TempDir", "s3://glue-temp/x", "--job-bookmark-option", "job-bookmark-disable"])
+    assert code == 0
+    assert as_set(scan_all(endpoint, dst)) == as_set(items)

@@ -1,0 +1,84 @@
+"""Ctrl-C / SIGTERM: stop reading, drain in-flight batches (bounded), save, say how to resume, exit 130."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+import pytest
+
+from ddbmigrate.testing import FaultProxy, run_tool
+from reliability_support import PACE, Outcome, after_more_writes, assert_copied, compare, read_report, record, run_until_done
+from support import create_table
+
+pytestmark = pytest.mark.reliability
+
+
+def args(proxy: FaultProxy, src: str, dst: str, *extra: str) -> List[str]:
+    return ["copy", src, dst, "--endpoint-url", proxy.url, "--segments", "4", "--progress", "json",
+            "--checkpoint", "ck.json", *PACE, *extra]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_drains_saves_and_resumes(endpoint: str, source: Tuple[str, Dict[str, Any]], tmp_path: Path,
+                                         sig: int) -> None:
+    src, expected = source
+    dst = create_table(endpoint)
+    with FaultProxy(endpoint) as proxy:
+        first = run_tool(args(proxy, src, dst, "--report", "stopped.json"), cwd=str(tmp_path), timeout=120,
+                         kill_when=after_more_writes(proxy, 15), signal_to_send=sig)
+        assert first.exit_code == 130, first.stderr
+        assert "ck.json" in first.stderr and "--resume" in first.stderr
+        assert "Traceback" not in first.stderr
+        ck = json.loads((tmp_path / "ck.json").read_text())
+        stopped = read_report(tmp_path / "stopped.json")
+        assert ck["state"] == "running" and stopped is not None and stopped["status"] == "interrupted"
+        # The interrupted run's counts are the committed ones: they add up, and match the checkpoint.
+        assert stopped["balanced"] and ck["counters"]["read"] == stopped["counters"]["read"] > 0
+        assert ck["counters"]["read"] < len(expected)
+        att = run_until_done(args(proxy, src, dst), tmp_path, resume_first=True)
+    diff = compare(expected, endpoint, dst)
+    att.runs.insert(0, first)
+    record(Outcome(scenario=f"copy/{signal.Signals(sig).name}+resume", kind="signal", items=len(expected), **diff,
+                   write_amplification=proxy.audit.write_amplification(dst, len(expected)),
+                   retries=att.retries(), recovery_s=round(sum(r.duration_s for r in att.runs[1:]), 2),
+                   peak_rss_mb=att.peak_rss_mb(), exit_codes=att.exit_codes))
+    assert_copied(att, diff, len(expected))
+
+
+def outage_then_signal(proxy: FaultProxy, writes: int, delay: float) -> Callable[[], bool]:
+    """Start an endless outage after ``writes`` writes; true ``delay`` seconds later."""
+    state: Dict[str, float] = {}
+
+    def cond() -> bool:
+        if "t" not in state and proxy.audit.forwarded.get("BatchWriteItem", 0) >= writes:
+            proxy.start_outage(3600)
+            state["t"] = time.monotonic()
+        return "t" in state and time.monotonic() - state["t"] >= delay
+
+    return cond
+
+
+def test_signal_during_an_outage_gives_up_draining_and_keeps_a_consistent_checkpoint(
+        endpoint: str, source: Tuple[str, Dict[str, Any]], tmp_path: Path) -> None:
+    src, expected = source
+    dst = create_table(endpoint)
+    with FaultProxy(endpoint) as proxy:
+        # In-flight batches cannot finish (every request is reset): the drain must time out
+        # (--drain-timeout 1) and the process still exit 130 with its checkpoint saved.
+        first = run_tool(args(proxy, src, dst, "--drain-timeout", "1", "--max-attempts", "50"), cwd=str(tmp_path),
+                         timeout=90, kill_when=outage_then_signal(proxy, 10, 1.0), signal_to_send=signal.SIGTERM)
+        assert first.exit_code == 130, first.stderr
+        assert not first.timed_out and "--resume" in first.stderr
+        proxy.end_outage()
+        att = run_until_done(args(proxy, src, dst), tmp_path, resume_first=True)
+    diff = compare(expected, endpoint, dst)
+    att.runs.insert(0, first)
+    record(Outcome(scenario="copy/SIGTERM-in-outage+resume", kind="signal", items=len(expected), **diff,
+                   write_amplification=proxy.audit.write_amplification(dst, len(expected)),
+                   retries=att.retries(), recovery_s=round(sum(r.duration_s for r in att.runs[1:]), 2),
+                   peak_rss_mb=att.peak_rss_mb(), exit_codes=att.exit_codes))
+    assert_copied(att, diff, len(expected))

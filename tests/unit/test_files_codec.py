@@ -1,0 +1,174 @@
+"""File codecs without a server: line parsing, plain JSON, gzip streaming, the export sink's commits."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import threading
+import zlib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Dict, List
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ddbmigrate.items import canonical_item, number_problem
+from ddbmigrate.pipeline import PUT, Op
+from ddbmigrate.sinks.files import FileSink, plain_json
+from ddbmigrate.sources.files import (
+    FileEntry,
+    FileSource,
+    LineStream,
+    Plan,
+    TooLong,
+    _checksum_matches,
+    parse_item,
+)
+from ddbmigrate.storage import LocalStorage
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+_num = st.builds(lambda m, e: f"{m}E{e}", st.integers(-10 ** 38 + 1, 10 ** 38 - 1), st.integers(-90, 80)) \
+    .filter(lambda s: number_problem(s) is None)
+_scalar = st.one_of(
+    st.text(max_size=10).map(lambda s: {"S": s}), _num.map(lambda n: {"N": n}),
+    st.binary(max_size=10).map(lambda b: {"B": _b64(b)}), st.booleans().map(lambda b: {"BOOL": b}),
+    st.just({"NULL": True}),
+    st.sets(st.text(max_size=5), min_size=1, max_size=3).map(lambda s: {"SS": sorted(s)}),
+    st.sets(st.integers(-999, 999), min_size=1, max_size=3).map(lambda s: {"NS": [str(x) for x in s]}),
+    st.sets(st.binary(min_size=1, max_size=4), min_size=1, max_size=3).map(lambda s: {"BS": [_b64(x) for x in s]}),
+)
+_value = st.recursive(_scalar, lambda k: st.one_of(st.lists(k, max_size=3).map(lambda v: {"L": v}),
+                                                   st.dictionaries(st.text(min_size=1, max_size=4), k, max_size=3)
+                                                   .map(lambda v: {"M": v})), max_leaves=10)
+_item = st.dictionaries(st.text(min_size=1, max_size=6), _value, min_size=1, max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(item=_item, wrapped=st.booleans())
+def test_dynamodb_json_line_round_trip(item: Dict[str, Any], wrapped: bool) -> None:
+    if not wrapped and list(item) == ["Item"] and isinstance(item["Item"].get("M"), dict):
+        return  # {"Item": {"M": {...}}} bare is the wrapper of an item with an "M" attribute: ambiguous
+    line = orjson.dumps({"Item": item} if wrapped else item)
+    got, reason, fmt = parse_item(line, "ddb")
+    assert reason is None and got == item and fmt == "ddb"
+
+
+def _plain_expected(v: Dict[str, Any]) -> Dict[str, Any]:
+    """What survives plain JSON: B becomes a base64 string, sets become lists."""
+    ((t, x),) = v.items()
+    if t == "B":
+        return {"S": x}
+    if t in ("SS", "BS"):
+        return {"L": [{"S": e} for e in x]}
+    if t == "NS":
+        return {"L": [{"N": e} for e in x]}
+    if t == "L":
+        return {"L": [_plain_expected(e) for e in x]}
+    if t == "M":
+        return {"M": {k: _plain_expected(e) for k, e in x.items()}}
+    return v
+
+
+@settings(max_examples=300, deadline=None)
+@given(item=_item)
+def test_plain_json_round_trip_keeps_every_digit(item: Dict[str, Any]) -> None:
+    got, reason, _ = parse_item(plain_json(item), "plain")
+    assert reason is None
+    assert canonical_item(got) == canonical_item({k: _plain_expected(v) for k, v in item.items()})  # type: ignore[arg-type]
+
+
+def test_plain_number_precision() -> None:
+    got, reason, _ = parse_item(b'{"a": 0.1000000000000000000000000000000000001, "b": 1e-130, "c": -12}', "auto")
+    assert reason is None and got == {"a": {"N": "0.1000000000000000000000000000000000001"}, "b": {"N": "1E-130"},
+                                      "c": {"N": "-12"}}
+
+
+def test_format_is_fixed_by_the_first_object_of_a_file() -> None:
+    _, _, fmt = parse_item(b'{"Item": {"pk": {"S": "a"}}}', "auto")
+    got, reason, _ = parse_item(b'{"pk": {"S": 1}}', fmt)
+    assert got is None and "S must be a string" in (reason or "")
+
+
+def test_checksum_encodings() -> None:
+    data = b"manifest"
+    for h in (hashlib.md5(data).digest(), hashlib.sha256(data).digest()):
+        assert _checksum_matches(base64.b64encode(h).decode(), data) and _checksum_matches(h.hex(), data)
+    assert not _checksum_matches(base64.b64encode(hashlib.md5(b"x").digest()).decode(), data)
+
+
+def _lines(path: Path) -> List[Any]:
+    ls = LineStream(LocalStorage(), str(path))
+    try:
+        return list(ls.lines())
+    finally:
+        ls.close()
+
+
+def test_gzip_stream_multi_member_truncated_and_long_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "m.gz"
+    p.write_bytes(gzip.compress(b"a\nb\n") + gzip.compress(b"c\n"))
+    assert _lines(p) == [b"a", b"b", b"c"]
+    data = b"".join(b"line%05d\n" % i for i in range(20000))
+    gz = gzip.compress(data)
+    (tmp_path / "t.gz").write_bytes(gz[: len(gz) // 2])
+    ls = LineStream(LocalStorage(), str(tmp_path / "t.gz"))
+    seen = []
+    with pytest.raises(EOFError):
+        for ln in ls.lines():
+            seen.append(ln)
+    expected = zlib.decompressobj(31).decompress(gz[: len(gz) // 2]).split(b"\n")[:-1]
+    assert seen == expected and len(seen) > 0
+    monkeypatch.setattr("ddbmigrate.sources.files.MAX_LINE", 1000)
+    (tmp_path / "long.json").write_bytes(b"x\n" + b"y" * 5000 + b"\nz")
+    got = _lines(tmp_path / "long.json")
+    assert got[0] == b"x" and isinstance(got[1], TooLong) and got[1].size == 5000 and got[2] == b"z"
+
+
+def test_json_array_across_blocks(tmp_path: Path) -> None:
+    items = [{"pk": f"k{i}", "n": Decimal(f"{i}.5"), "pad": "x" * 300} for i in range(6000)]  # > 1 MB
+    text = "[\n" + ",\n".join(json.dumps(i, default=str).replace(f'"{i["n"]}"', str(i["n"])) for i in items) + "\n]"
+    (tmp_path / "a.json").write_text(text)
+    src = FileSource(LocalStorage(), Plan("files", str(tmp_path), [FileEntry(str(tmp_path / "a.json"), "a.json")]))
+    chunks = list(src.read("a.json", None, threading.Event()))
+    got = [it for c in chunks for it in c.items]
+    assert len(got) == 6000 and got[10] == {"pk": {"S": "k10"}, "n": {"N": "10.5"}, "pad": {"S": "x" * 300}}
+    assert chunks[-1].done and chunks[-1].position == 6000 and not src.failures
+    assert [c.origins[0] for c in chunks if c.items][:2] == ["a.json:2", "a.json:1002"]  # type: ignore[index]
+    resumed = [it for c in src.read("a.json", 5990, threading.Event()) for it in c.items]
+    assert [i["pk"]["S"] for i in resumed] == [f"k{i}" for i in range(5990, 6000)]
+
+
+def _op(i: int) -> Op:
+    item = {"pk": {"S": f"k{i}"}}
+    return Op(PUT, item, orjson.dumps(item), None)
+
+
+def test_file_sink_commits_only_at_checkpoints_and_restore_drops_orphans(tmp_path: Path) -> None:
+    now = [0.0]
+    sink = FileSink(LocalStorage(), str(tmp_path), commit_every=10.0, file_size=50, clock=lambda: now[0])
+    sink.write([_op(i) for i in range(10)])  # rolls over every ~2 lines
+    with sink.checkpoint_gate(False) as ok:
+        assert not ok  # too soon: no save, nothing committed
+    assert sink.committed == []
+    now[0] = 11.0
+    with sink.checkpoint_gate(False) as ok:
+        assert ok
+        saved = sink.checkpoint_extra()
+    assert sum(e["itemCount"] for e in saved["files"]) == 10
+    sink.write([_op(i) for i in range(10, 14)])  # finished files not covered by a checkpoint
+    sink.close()
+    data = Path(sink.root) / "data"
+    assert len(list(data.iterdir())) > len(saved["files"])
+    again = FileSink(LocalStorage(), str(tmp_path))
+    again.restore(saved)
+    assert again.root == sink.root
+    assert sorted(p.name for p in data.iterdir()) == sorted(e["dataFileS3Key"].rsplit("/", 1)[1] for e in saved["files"])

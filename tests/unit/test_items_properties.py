@@ -1,0 +1,304 @@
+"""Property tests for the wire-format codec in items.py (no server).
+
+The transform boundary converts wire items to Python values and back; these properties prove the
+conversion lossless over every DynamoDB type, that item_size never exceeds the JSON encoding's
+length (the oversize() shortcut depends on it), and that keys and canonical forms compare by
+value, not by spelling or set order.
+"""
+
+from __future__ import annotations
+
+import base64
+from decimal import Decimal
+from typing import Any, Dict, List
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ddbmigrate.errors import InvalidItemError
+from ddbmigrate.items import (
+    MAX_ITEM_BYTES,
+    KeySchema,
+    canonical_item,
+    canonical_number,
+    digest,
+    from_python,
+    item_problem,
+    item_size,
+    number_problem,
+    oversize,
+    to_python,
+)
+
+PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def b64(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+# ------------------------------------------------------------------ strategies
+
+
+@st.composite
+def numbers(draw: Any) -> str:
+    """Valid DynamoDB numbers in many spellings: up to 38 digits, exponents from 1E-130 to 9.99E+125."""
+    digits = draw(st.text("0123456789", min_size=1, max_size=38)).lstrip("0")
+    sign = draw(st.sampled_from(["", "-"]))
+    if not digits:
+        return draw(st.sampled_from(["0", "0.0", "0E+3", "-0", "0.000"]))
+    lo, hi = -130 - (len(digits) - 1), 125 - (len(digits) - 1)
+    exp = draw(st.integers(lo, hi))
+    form = draw(st.sampled_from(["E", "e", "str", "plain"]))
+    d = Decimal(f"{sign}{digits}E{exp}")
+    if form == "E":
+        return f"{sign}{digits}E{exp:+d}"
+    if form == "e":
+        return f"{sign}{digits}e{exp}"
+    if form == "plain" and -45 <= exp <= 45:
+        return format(d, "f")
+    return str(d)
+
+
+texts = st.text(max_size=12)
+scalars = st.one_of(
+    texts.map(lambda s: {"S": s}),
+    numbers().map(lambda n: {"N": n}),
+    st.binary(max_size=16).map(lambda b: {"B": b64(b)}),
+    st.booleans().map(lambda b: {"BOOL": b}),
+    st.just({"NULL": True}),
+    st.sets(texts, min_size=1, max_size=5).map(lambda s: {"SS": list(s)}),
+    st.lists(numbers(), min_size=1, max_size=5, unique_by=canonical_number).map(lambda n: {"NS": n}),
+    st.sets(st.binary(max_size=8), min_size=1, max_size=5).map(lambda s: {"BS": [b64(b) for b in s]}),
+)
+values = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4).map(lambda l: {"L": l}),
+        st.dictionaries(texts, children, max_size=4).map(lambda m: {"M": m}),
+    ),
+    max_leaves=25,
+)
+names = st.text(min_size=1, max_size=10)
+wire_items = st.dictionaries(names, values, min_size=1, max_size=6)
+
+
+@st.composite
+def deep_items(draw: Any) -> Dict[str, Any]:
+    """A map nested up to DynamoDB's 32 levels, with a leaf of any scalar type."""
+    v = draw(scalars)
+    for _ in range(draw(st.integers(1, 31))):
+        v = {"M": {draw(texts): v}} if draw(st.booleans()) else {"L": [v]}
+    return {"deep": v}
+
+
+def exact(v: Any) -> Any:
+    """A form equal only for identical values: numbers by exact digits and exponent, sets unordered."""
+    if isinstance(v, dict) and len(v) == 1:
+        ((t, x),) = v.items()
+        if t == "N":
+            return ("N", Decimal(x).as_tuple())
+        if t == "NS":
+            return ("NS", frozenset(Decimal(e).as_tuple() for e in x))
+        if t in ("SS", "BS"):
+            return (t, frozenset(x))
+        if t == "L":
+            return ("L", tuple(exact(e) for e in x))
+        if t == "M":
+            return ("M", frozenset((k, exact(e)) for k, e in x.items()))
+        return (t, x)
+    raise AssertionError(f"not a typed value: {v!r}")
+
+
+def exact_item(item: Dict[str, Any]) -> Any:
+    return frozenset((k, exact(v)) for k, v in item.items())
+
+
+# ------------------------------------------------------------------ round trips
+
+
+@PROPS
+@given(wire_items)
+def test_generated_items_are_valid_wire_items(item: Dict[str, Any]) -> None:
+    assert item_problem(item) is None
+
+
+@PROPS
+@given(st.one_of(wire_items, deep_items()))
+def test_wire_python_wire_is_lossless(item: Dict[str, Any]) -> None:
+    back = from_python(to_python(item))
+    assert exact_item(back) == exact_item(item)
+    assert canonical_item(back) == canonical_item(item) and digest(back) == digest(item)
+    assert item_problem(back) is None
+
+
+@PROPS
+@given(st.one_of(wire_items, deep_items()))
+def test_python_wire_python_is_lossless(item: Dict[str, Any]) -> None:
+    py = to_python(item)
+    again = to_python(from_python(py))
+    assert again == py
+    # Decimal equality is by value; the spelling (digits and exponent) must survive too.
+    assert exact_item(from_python(again)) == exact_item(from_python(py))
+
+
+@PROPS
+@given(numbers())
+def test_numbers_keep_every_digit(n: str) -> None:
+    assert number_problem(n) is None
+    py = to_python({"n": {"N": n}})["n"]
+    assert isinstance(py, Decimal) and py.as_tuple() == Decimal(n).as_tuple()
+    assert Decimal(from_python({"n": py})["n"]["N"]).as_tuple() == Decimal(n).as_tuple()
+
+
+def test_python_types_map_to_dynamodb_types() -> None:
+    py = to_python({"s": {"S": ""}, "n": {"N": "12345678901234567890123456789012345678"}, "b": {"B": b64(b"\x00\xff")},
+                    "t": {"BOOL": True}, "z": {"NULL": True}, "l": {"L": [{"N": "1.50"}]}, "m": {"M": {}},
+                    "ss": {"SS": ["a"]}, "ns": {"NS": ["1E+125"]}, "bs": {"BS": [b64(b"x")]}})
+    assert py == {"s": "", "n": Decimal("12345678901234567890123456789012345678"), "b": b"\x00\xff", "t": True,
+                  "z": None, "l": [Decimal("1.50")], "m": {}, "ss": {"a"}, "ns": {Decimal("1E+125")}, "bs": {b"x"}}
+    assert str(py["l"][0]) == "1.50"
+    assert from_python({"i": 7, "f": 0.1, "t": (1, "a"), "fs": frozenset({2, 1})}) == {
+        "i": {"N": "7"}, "f": {"N": "0.1"}, "t": {"L": [{"N": "1"}, {"S": "a"}]}, "fs": {"NS": ["1", "2"]}}
+
+
+# ------------------------------------------------------------------ rejected values
+
+
+@pytest.mark.parametrize("value,path", [
+    ({"tags": set()}, "tags"),
+    ({"m": {"inner": frozenset()}}, "m.inner"),
+    ({"l": [1, {"x": set()}]}, "l[1].x"),
+])
+def test_empty_sets_rejected_naming_the_path(value: Dict[str, Any], path: str) -> None:
+    with pytest.raises(InvalidItemError) as ei:
+        from_python(value)
+    assert ei.value.message.startswith(f"{path}: empty set") and "DynamoDB does not allow empty sets" in ei.value.message
+
+
+@pytest.mark.parametrize("t", ["SS", "NS", "BS"])
+def test_empty_wire_sets_rejected(t: str) -> None:
+    assert "empty" in (item_problem({"a": {t: []}}) or "")
+
+
+@pytest.mark.parametrize("value,needle", [
+    ({"x": float("nan")}, "not a finite number"),
+    ({"x": Decimal("1" * 39)}, "39 significant digits"),
+    ({"x": Decimal("1E+126")}, "out of DynamoDB's range"),
+    ({"x": {1, "a"}}, "only strings, only numbers or only bytes"),
+    ({"x": object()}, "unsupported Python type object"),
+    ({"x": {1: "a"}}, "map keys must be strings"),
+    ({1: "a"}, "attribute names must be strings"),
+])
+def test_unrepresentable_values_rejected(value: Dict[Any, Any], needle: str) -> None:
+    with pytest.raises(InvalidItemError, match=needle):
+        from_python(value)
+
+
+# ------------------------------------------------------------------ item size
+
+
+@pytest.mark.parametrize("item,size", [
+    ({"pk": {"S": "abc"}}, 5),  # name 2 + 3 UTF-8 bytes
+    ({"e": {"S": "🙂é"}}, 1 + 4 + 2),
+    ({"n": {"N": "123"}}, 1 + 3),  # 1 byte per 2 significant digits (rounded up) + 1
+    ({"n": {"N": "12345678901234567890123456789012345678"}}, 1 + 20),
+    ({"n": {"N": "1.500E+10"}}, 1 + 2),  # trailing zeros are not significant
+    ({"b": {"B": b64(b"\x00\x01\xff")}}, 1 + 3),  # raw bytes, not base64
+    ({"t": {"BOOL": True}, "z": {"NULL": True}}, 2 + 2),
+    ({"l": {"L": [{"N": "1"}, {"BOOL": True}]}}, 1 + 3 + (2 + 1) + (1 + 1)),  # 3 + 1 per element
+    ({"m": {"M": {"a": {"S": "xy"}}}}, 1 + 3 + (1 + 2 + 1)),
+    ({"m": {"M": {}}, "l": {"L": []}}, 1 + 3 + 1 + 3),
+    ({"ss": {"SS": ["ab", "c"]}, "bs": {"BS": [b64(b"12")]}}, 2 + 3 + 2 + 2),
+])
+def test_item_size_known_values(item: Dict[str, Any], size: int) -> None:
+    assert item_size(item) == size
+
+
+@PROPS
+@given(st.one_of(wire_items, deep_items()))
+def test_json_encoding_never_shorter_than_item_size(item: Dict[str, Any]) -> None:
+    enc = orjson.dumps(item)
+    assert len(enc) >= item_size(item)
+    # so oversize() may skip the exact walk for any encoding within the limit
+    assert oversize(item, len(enc)) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(MAX_ITEM_BYTES - 200, MAX_ITEM_BYTES + 200), st.text(max_size=5, alphabet="ab"))
+def test_oversize_matches_item_size_near_the_limit(n: int, name: str) -> None:
+    item = {"k" + name: {"S": "x" * n}}
+    size = item_size(item)
+    got = oversize(item, len(orjson.dumps(item)))
+    assert got == (size if size > MAX_ITEM_BYTES else None)
+
+
+# ------------------------------------------------------------------ keys and canonical form
+
+
+@PROPS
+@given(numbers(), st.sampled_from(["str", "E", "zeros"]))
+def test_number_keys_compare_by_value(n: str, respell: str) -> None:
+    ks = KeySchema("id", "N")
+    d = Decimal(n)
+    other = {"str": str(d), "E": f"{d:E}", "zeros": str(d) + ("0" if "." in str(d) and "E" not in str(d) else "")}[respell]
+    assert Decimal(other) == d
+    assert ks.key({"id": {"N": n}}) == ks.key({"id": {"N": other}})
+    assert ks.problem({"id": {"N": n}}) is None
+
+
+def test_number_key_examples() -> None:
+    ks = KeySchema("h", "S", "r", "N")
+    assert ks.key({"h": {"S": "a"}, "r": {"N": "1"}}) == ks.key({"h": {"S": "a"}, "r": {"N": "1.0"}})
+    assert ks.key({"h": {"S": "a"}, "r": {"N": "100"}}) == ks.key({"h": {"S": "a"}, "r": {"N": "1E2"}})
+    assert ks.key({"h": {"S": "a"}, "r": {"N": "1"}}) != ks.key({"h": {"S": "a"}, "r": {"N": "1.000000001"}})
+
+
+@PROPS
+@given(numbers(), numbers())
+def test_distinct_number_keys_stay_distinct(a: str, b: str) -> None:
+    ks = KeySchema("id", "N")
+    assert (ks.key({"id": {"N": a}}) == ks.key({"id": {"N": b}})) == (Decimal(a) == Decimal(b))
+
+
+@pytest.mark.parametrize("item,needle", [
+    ({"r": {"N": "1"}}, "missing key attribute 'h'"),
+    ({"h": {"S": "a"}}, "missing key attribute 'r'"),
+    ({"h": {"N": "1"}, "r": {"N": "1"}}, "'h' must be of type S, got N"),
+    ({"h": {"S": ""}, "r": {"N": "1"}}, "'h' is an empty string"),
+    ({"h": {"S": "a"}, "r": {"N": "x"}}, "'r': not a number"),
+    ({"h": {"S": "a"}, "r": {"S": "1"}}, "'r' must be of type N, got S"),
+])
+def test_key_problems_name_the_attribute(item: Dict[str, Any], needle: str) -> None:
+    assert needle in (KeySchema("h", "S", "r", "N").problem(item) or "")
+
+
+@PROPS
+@given(wire_items, st.randoms(use_true_random=False))
+def test_canonical_item_ignores_set_order(item: Dict[str, Any], rnd: Any) -> None:
+    def shuffle(v: Any) -> Any:
+        ((t, x),) = v.items()
+        if t in ("SS", "NS", "BS"):
+            y = list(x)
+            rnd.shuffle(y)
+            return {t: y}
+        if t == "L":
+            return {"L": [shuffle(e) for e in x]}
+        if t == "M":
+            return {"M": {k: shuffle(e) for k, e in x.items()}}
+        return v
+
+    shuffled = {k: shuffle(v) for k, v in item.items()}
+    assert canonical_item(shuffled) == canonical_item(item) and digest(shuffled) == digest(item)
+
+
+def test_canonical_item_tells_values_apart() -> None:
+    a: Dict[str, Any] = {"pk": {"S": "1"}, "l": {"L": [{"N": "1"}, {"N": "2"}]}}
+    b: Dict[str, Any] = {"pk": {"S": "1"}, "l": {"L": [{"N": "2"}, {"N": "1"}]}}  # list order matters
+    c: Dict[str, Any] = {"pk": {"N": "1"}, "l": {"L": [{"N": "1"}, {"N": "2"}]}}  # type matters
+    assert len({canonical_item(x) for x in (a, b, c)}) == 3
+    same: List[Dict[str, Any]] = [{"n": {"N": "1.0"}, "ns": {"NS": ["2", "1E0"]}},
+                                  {"n": {"N": "1"}, "ns": {"NS": ["1", "2.00"]}}]
+    assert canonical_item(same[0]) == canonical_item(same[1])
