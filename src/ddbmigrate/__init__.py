@@ -16,23 +16,33 @@ from .errors import (
     DdbMigrateError,
     FatalError,
     InterruptedError_,
+    ResyncNeededError,
     RetriableError,
     RetriesExhaustedError,
     SkippableError,
     UsageError,
 )
+from .exporting import export_table
+from .importing import import_files
 from .items import KeySchema, from_python, to_python
+from .plan import PlanReport, run_plan, validate_plan
+from .replicate import CutoverReport, cutover, read_status, replicate
 from .report import Report
+from .schema import create_table_from_spec
 from .transform import Transform, TransformContext, load_transform
+from .verify import VerifyReport, verify_tables
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CutoverReport",
     "DdbMigrateError",
     "FatalError",
     "InterruptedError_",
     "KeySchema",
+    "PlanReport",
     "Report",
+    "ResyncNeededError",
     "RetriableError",
     "RetriesExhaustedError",
     "RetryPolicy",
@@ -42,9 +52,19 @@ __all__ = [
     "Transform",
     "TransformContext",
     "UsageError",
+    "VerifyReport",
     "clean_table",
     "copy_table",
+    "create_table_from_spec",
+    "cutover",
+    "export_table",
     "from_python",
+    "import_files",
     "load_transform",
+    "read_status",
+    "replicate",
+    "run_plan",
     "to_python",
+    "validate_plan",
+    "verify_tables",
 ]

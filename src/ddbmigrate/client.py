@@ -108,7 +108,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         cap = min(self.policy.max_delay, self.policy.base_delay * (2 ** attempt))
-        return cap * self.rand()
+        return float(cap * self.rand())
 
     def wait(self, attempt: int) -> float:
         d = self.delay(attempt)
@@ -185,7 +185,7 @@ class DynamoClient:
         self.session = make_session(ref)
         region = self.session.region_name or "us-east-1"
         cfg = Config(
-            retries={"mode": "standard", "max_attempts": self.retry_policy.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": self.retry_policy.max_attempts},
             max_pool_connections=max(10, pool_size),
             connect_timeout=10,
             read_timeout=timeout,
@@ -349,7 +349,7 @@ def _proxy_url(endpoint: str) -> str:
     import urllib.request
 
     host = urllib3.util.parse_url(endpoint).host or ""
-    if urllib.request.proxy_bypass_environment(host):
+    if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]
         return ""
     scheme = "https" if endpoint.startswith("https") else "http"
     return os.environ.get(f"{scheme}_proxy") or os.environ.get(f"{scheme.upper()}_PROXY") or ""

@@ -286,7 +286,7 @@ class KeySchema:
             h = canonical_number(h)
         if self.range_name is None:
             return (h,)
-        r = item[self.range_name][self.range_type]  # type: ignore[index]
+        r = item[self.range_name][self.range_type]
         if self.range_type == "N":
             r = canonical_number(r)
         return (h, r)

@@ -101,8 +101,8 @@ def _child_main(job: ChildJob, out: Any) -> None:
         dead = DeadLetters(job.dead_letter)
 
         def report_checkpoint(p: Pipeline) -> None:
-            pos, done = p.unit_positions()
-            out.put(("ckpt", job.index, pos, done, p.counters.snapshot(committed=True)))
+            pos, done, committed = p.checkpoint_snapshot()  # one consistent cut
+            out.put(("ckpt", job.index, pos, done, committed))
 
         pipeline = Pipeline(scan, sink, proc, readers=readers, writers=job.writers, dead_letters=dead,
                             positions=job.positions, on_checkpoint=report_checkpoint, crash_hook=crash_point,

@@ -495,9 +495,9 @@ class Pipeline:
 
         for name, n in (chunk.counts or {}).items():
             counts[name] = counts.get(name, 0) + n
-        for raw, reason, origin in chunk.rejects:
+        for raw, reason, where in chunk.rejects:
             counts["read"] += 1
-            self._dead(None, reason, "InvalidInput", "read", origin, None, ticket, raw=raw)
+            self._dead(None, reason, "InvalidInput", "read", where, None, ticket, raw=raw)
 
         if chunk.raw is not None:
             if tf is None and not check_keys and chunk.ops is None:

@@ -508,12 +508,14 @@ class SegmentRunner:
         stop = threading.Event()
         progress = Progress(self.job, self._snapshot, mode=opts.progress, label=self.progress_label)
         progress.start()
+        restore = _sigterm_as_interrupt()
         try:
             if self.todo:
                 error = self._run_all(worker, task, stop, on_result)
         except KeyboardInterrupt:
             error = InterruptedError_("interrupted")
         finally:
+            restore()
             progress.stop()
             if self._created and self.sc is not None:
                 try:
@@ -659,6 +661,28 @@ class SegmentRunner:
             setattr(error, "report", report)
             raise error
         return report
+
+
+def _sigterm_as_interrupt() -> Callable[[], None]:
+    """SIGTERM (a cancelled EMR step, a stopped container) stops like Ctrl-C: cancel the running
+    segments, save the finished ones, exit 130. Only the main thread can install handlers."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return lambda: None
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, old)
+
+    return restore
 
 
 def _digits(total: int) -> int:
@@ -1043,9 +1067,17 @@ class _ShuffleFeed:
     def __init__(self, out: Any) -> None:
         self.out = out
 
-    def add(self, side: int, items: List[Any]) -> None:
-        if items:
-            self.out.put(("items", side, items))
+    def add(self, side: int, items: Iterable[Any]) -> None:
+        # Consumed here, in the scan thread: verify may pass a generator that counts (drops,
+        # invalid items) as it is iterated, and counts it must be before _scan bumps them.
+        batch: List[Any] = []
+        for it in items:
+            batch.append(it)
+            if len(batch) >= 500:
+                self.out.put(("items", side, batch))
+                batch = []
+        if batch:
+            self.out.put(("items", side, batch))
 
 
 def verify_partition(kb: bytes) -> int:

@@ -186,7 +186,7 @@ class Transport:
 
     @staticmethod
     def _read_chunked(rfile: "object") -> bytes:
-        out = []
+        out: List[bytes] = []
         read, readline = rfile.read, rfile.readline  # type: ignore[attr-defined]
         while True:
             size_line = readline(65537)

@@ -197,7 +197,7 @@ class VerifyReport(Report):
         t.add_row("target", self.target)
         mode = "keys only" if self.keys_only else "full items"
         if self.sample_rate is not None:
-            mode += f", sample {self.sample_rate:.4%} of keys"
+            mode += f", sample {self.sample_rate * 100:.4g}% of keys"
         t.add_row("compared", mode)
         c = self.count
         t.add_row("source read", f"{c('source_read'):,}")
@@ -207,6 +207,8 @@ class VerifyReport(Report):
                 if c(k):
                     t.add_row(k.replace("_", " "), f"{c(k):,}")
         t.add_row("target read", f"{c('target_read'):,}")
+        if self.sample_rate is not None:
+            t.add_row("not in the sample", f"{c('sampled_out_expected'):,} expected / {c('sampled_out_actual'):,} target")
         t.add_row("equal", f"{self.equal:,}")
         for k in CATEGORIES:
             v = getattr(self, k)

@@ -612,3 +612,8 @@ def test_cli_s3_endpoint_from_environment(endpoint: str, s3_endpoint: str, tmp_p
     (summary_key,) = [k for k in keys if k.endswith("manifest-summary.json")]
     summary = json.loads(_s3(s3_endpoint).get_object(Bucket=bucket, Key=summary_key)["Body"].read())
     assert summary["itemCount"] == 50 and summary["s3Prefix"] == "cli"
+    # A glob over S3 keys reads the data files directly (no manifest).
+    other = create_table(endpoint)
+    rep = import_files(f"s3://{bucket}/in/AWSDynamoDB/*/data/*.json.gz", ref(endpoint, other), OFF,
+                       s3=S3Settings(endpoint_url=s3_endpoint))
+    assert rep.extra["source_kind"] == "files" and as_set(scan_all(endpoint, other)) == as_set(gen_items(50))

@@ -24,7 +24,7 @@ from ddbmigrate import RunOptions, TableRef  # noqa: E402
 from ddbmigrate.checkpoint import CheckpointStore  # noqa: E402
 from ddbmigrate.errors import DdbMigrateError  # noqa: E402
 from ddbmigrate.spark import FAIL_ONCE_ENV, SparkSettings, copy_table_spark  # noqa: E402
-from support import as_set, create_table, every_type_items, put_items, scan_all  # noqa: E402
+from support import as_set, create_table, every_type_items, scan_all  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +47,17 @@ def spark_context() -> Iterator[Any]:
         yield sc
     finally:
         sc.stop()
+
+
+def put_items(endpoint: str, table: str, items: List[Dict[str, Any]]) -> None:
+    """Seed with plain boto3 BatchWriteItem (independent of ddbmigrate; faster than one PutItem each)."""
+    from support import boto_client, from_wire
+
+    c = boto_client(endpoint)
+    for i in range(0, len(items), 25):
+        req = {table: [{"PutRequest": {"Item": from_wire(it)}} for it in items[i:i + 25]]}
+        while req:
+            req = c.batch_write_item(RequestItems=req).get("UnprocessedItems") or {}
 
 
 def ref(endpoint: str, table: str) -> TableRef:
@@ -168,7 +179,7 @@ def test_failed_task_is_retried_by_spark_with_exact_result(endpoint: str, tmp_pa
     attempt's, and its dead-letter file starts afresh: the report still adds up exactly.
     """
     src, dst = create_table(endpoint), create_table(endpoint)
-    items = numbered(1200)
+    items = numbered(600)
     put_items(endpoint, src, items)
     tf, _calls, flag = write_transform(tmp_path)
     flag.write_text("all")
@@ -179,9 +190,9 @@ def test_failed_task_is_retried_by_spark_with_exact_result(endpoint: str, tmp_pa
     assert marker.exists(), "the injected failure did not fire"
     assert rep.retries.get("spark_task") == 1
     assert as_set(strip_segment(scan_all(endpoint, dst))) == as_set(expected_transformed(items, failing=True))
-    assert rep.read == 1200 and rep.written == 960 and rep.dead_lettered == 120 and rep.balanced()
+    assert rep.read == 600 and rep.written == 480 and rep.dead_lettered == 60 and rep.balanced()
     dead = dead_lines(tmp_path, "dl")
-    assert len(dead) == 120 and len({d["item"]["pk"]["S"] for d in dead}) == 120
+    assert len(dead) == 60 and len({d["item"]["pk"]["S"] for d in dead}) == 60
 
 
 def first_seven_of_segment(endpoint: str, table: str, segment: int, total: int) -> str:
@@ -302,7 +313,7 @@ def test_export_task_retry_leaves_no_duplicate(endpoint: str, tmp_path: Path, mo
     from ddbmigrate.spark import export_table_spark
 
     src = create_table(endpoint)
-    items = numbered(1500)
+    items = numbered(600)
     put_items(endpoint, src, items)
     marker = tmp_path / "export-failed.marker"
     monkeypatch.setenv(FAIL_ONCE_ENV, f"0:1:{marker}")
@@ -313,7 +324,7 @@ def test_export_task_retry_leaves_no_duplicate(endpoint: str, tmp_path: Path, mo
     assert rep.extra["orphan_files_deleted"] >= 1  # the failed attempt had finished a file
     _summary, got = read_export(tmp_path / "out")
     assert as_set(strip_segment(got)) == as_set(expected_transformed(items, failing=False))
-    assert rep.read == 1500 and rep.count("dropped") == 150 and rep.written == 1350 and rep.balanced()
+    assert rep.read == 600 and rep.count("dropped") == 60 and rep.written == 540 and rep.balanced()
 
 
 # --------------------------------------------------------------------------- verify
@@ -355,7 +366,6 @@ def test_verify_differences_match_local_engine(endpoint: str, tmp_path: Path, mo
     rep = verify_tables_spark(ref(endpoint, src), ref(endpoint, dst), transform=tf, segments=3,
                               diff_path=str(diff), progress="off")
     assert marker.exists() and rep.retries.get("spark_task", 0) >= 1
-    print("DEBUG", rep.counters, rep.equal, rep.missing, rep.unexpected, rep.mismatched, rep.retries)
     assert (rep.missing, rep.unexpected, rep.mismatched) == (3, 1, 1) and rep.exit_code == 4 and rep.balanced()
     assert rep.count("source_read") == 500 and rep.count("dropped") == 50
     cats = sorted((d["category"], d.get("key", {}).get("pk", {}).get("S")) for d in iter_diffs(str(diff)))
@@ -480,4 +490,45 @@ def test_glue_style_entry_point(endpoint: str) -> None:
                   f"copy {src} {dst} --endpoint-url {endpoint} --region us-east-1 --segments 2 -q",
                   "--TempDir", "s3://glue-temp/x", "--job-bookmark-option", "job-bookmark-disable"])
     assert code == 0
+    assert as_set(scan_all(endpoint, dst)) == as_set(items)
+
+
+def test_sigterm_saves_finished_segments_then_resume(endpoint: str, tmp_path: Path) -> None:
+    """A separate driver process (as spark-submit runs it) is stopped with SIGTERM mid-run."""
+    import signal
+    import subprocess
+    import time
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = numbered(120)
+    put_items(endpoint, src, items)
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\n\ndef f(item):\n    time.sleep(0.05)\n    return item\n")
+    ckpt = tmp_path / "ck.json"
+    args = ["copy", src, dst, "--endpoint-url", endpoint, "--region", "us-east-1", "--segments", "6",
+            "--transform", f"{slow}:f", "--checkpoint", str(ckpt), "-q"]
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
+    proc = subprocess.Popen([sys.executable, "-m", "ddbmigrate", *args, "--engine", "spark",
+                             "--spark-master", "local[1]"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            st = CheckpointStore(str(ckpt)).load() if ckpt.exists() else None
+            if st is not None and st.done:
+                break
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "no segment finished in time"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()[-2000:]
+    st = CheckpointStore(str(ckpt)).load()
+    assert st is not None and st.state == "running" and 1 <= len(st.done) < 6
+    rep = copy_table_spark(ref(endpoint, src), ref(endpoint, dst),
+                           opts(segments=6, transform=f"{slow}:f", checkpoint=str(ckpt), resume=True))
+    assert rep.extra["segments_resumed"] == len(st.done) and rep.read == 120 and rep.balanced()
     assert as_set(scan_all(endpoint, dst)) == as_set(items)

@@ -105,7 +105,7 @@ def test_copy_killed_at_a_random_moment(endpoint: str, source: Tuple[str, Dict[s
     faults = Faults(throttle=0.03, reset=0.03, unprocessed=0.08) if trial % 3 == 2 else Faults()
     with FaultProxy(endpoint, seed=trial, faults=faults) as proxy:
         if trial % 2:
-            first: Dict[str, Any] = {"kill_after": round(rng.uniform(0.8, 3.0), 2)}
+            first: Dict[str, Any] = {"kill_after": round(rng.uniform(0.6, 2.2), 2)}
         else:
             first = {"kill_when": after_more_writes(proxy, rng.randint(1, batches - 5))}
         then = [{"kill_when": after_more_writes(proxy, rng.randint(1, batches // 2))}] if rng.random() < 0.4 else []

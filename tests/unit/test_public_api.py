@@ -9,7 +9,7 @@ EXPECTED = {
     "RetriesExhaustedError", "RetryPolicy", "RunOptions", "SkippableError", "TableRef", "Transform",
     "TransformContext", "UsageError", "clean_table", "copy_table", "from_python", "load_transform", "to_python",
     "create_table_from_spec", "export_table", "import_files", "verify_tables", "replicate", "cutover",
-    "run_plan", "validate_plan",
+    "run_plan", "validate_plan", "CutoverReport", "PlanReport", "ResyncNeededError", "VerifyReport", "read_status",
 }
 
 

@@ -524,27 +524,57 @@ def test_pipeline_replay_keeps_per_key_order_across_splits(seed: int, with_trans
     assert all(bool(pos[s].get("done")) == stream.shards[s]["closed"] for s in stream.shards)
 
 
-def test_stream_that_ends_needs_resync_but_a_split_in_progress_does_not() -> None:
-    clock = Clock()
+
+class TickClock(Clock):
+    """Every reading moves time on; scripted events fire when their time comes."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+        self.events: List[Tuple[float, Any]] = []
+
+    def __call__(self) -> float:
+        self.t += self.step
+        while self.events and self.t >= self.events[0][0]:
+            self.events.pop(0)[1]()
+        return self.t
+
+
+def ended_source(clock: Clock, stream: ScriptedStream) -> Any:
+    src = StreamChangeSource(StreamReader(stream, ARN, clock=clock), ChangeMapper(None, SK, SK),
+                             start={"shards": {}, "alive_at": clock.t}, skip_before=None, poll_interval=0,
+                             clock=clock, table="t")
+    return src.read("stream", None, threading.Event())
+
+
+def test_split_in_progress_waits_for_children_then_a_disabled_stream_needs_resync() -> None:
+    clock = TickClock(0.5)
     stream = ScriptedStream(clock)
     stream.add_shard("s")
     stream.write("s", "a")
-    stream.close("s")  # closed, children not listed yet
-    src = StreamChangeSource(StreamReader(stream, ARN, clock=clock), ChangeMapper(None, SK, SK),
-                             start={"shards": {}, "alive_at": clock()}, skip_before=None, poll_interval=0,
-                             clock=clock, sleep=lambda s: None, table="t")
-    chunks = src.read("stream", None, threading.Event())
-    assert [o for o in next(chunks).ops] == [(PUT, stream.shards["s"]["records"][0]["dynamodb"]["NewImage"])]
-    clock.t += 60
-    for _ in range(3):  # ENABLED: a grace period for the children to show up
-        next(chunks)
-        clock.t += 30
-    stream.add_shard("c", "s")  # the split completes: reading goes on in the child
-    stream.write("c", "b")
-    chunk = next(chunks)
-    assert [o["pk"]["S"] for _, o in chunk.ops] == ["b"]
+    stream.close("s")  # closed; its child is listed only a minute later
+
+    def child() -> None:
+        stream.add_shard("c", "s")
+        stream.write("c", "b")
+
+    clock.events.append((clock.t + 60, child))
+    chunks = ended_source(clock, stream)
+    assert [o["pk"]["S"] for _, o in next(chunks).ops] == ["a"]
+    assert [o["pk"]["S"] for _, o in next(chunks).ops] == ["b"]  # no error during the wait
     stream.close("c")
     stream.status = "DISABLED"
-    with pytest.raises(ResyncNeededError, match="ended"):
-        for _ in range(10):
+    with pytest.raises(ResyncNeededError, match="has ended"):
+        for _ in range(5):
             next(chunks)
+
+
+def test_enabled_stream_without_open_shards_for_long_needs_resync() -> None:
+    clock = TickClock(1.0)
+    stream = ScriptedStream(clock)
+    stream.add_shard("s")
+    stream.close("s")
+    with pytest.raises(ResyncNeededError, match="has ended"):
+        for _ in ended_source(clock, stream):
+            pass
+    assert clock.t > 120

@@ -33,6 +33,8 @@ def engine_options(f: F) -> F:
 def uses_spark(kw: Dict[str, Any]) -> bool:
     if kw.get("engine") != "spark" and (kw.get("spark_master") or kw.get("spark_tasks")):
         raise click.UsageError("--spark-master/--spark-tasks need --engine spark")
+    if kw.get("engine") == "spark" and (kw.get("processes") or 1) > 1:
+        raise click.UsageError("--processes is for the local engine; with --engine spark use --spark-tasks")
     return kw.get("engine") == "spark"
 
 

@@ -43,7 +43,7 @@ def two_sided_aws_options(f: F) -> F:
 
 def table_ref(table: str, kw: Dict[str, Any], side: Optional[str] = None) -> TableRef:
     """Side-specific options override the shared ones."""
-    vals = {}
+    vals: Dict[str, Any] = {}
     for name in AWS_FIELDS:
         v = kw.get(f"{side}_{name}") if side else None
         vals[name] = v if v is not None else kw.get(name)

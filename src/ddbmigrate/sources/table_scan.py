@@ -30,6 +30,7 @@ def default_segments(table: Dict[str, Any]) -> int:
     return int(min(4096, max(8, math.ceil(size / (128 * 1024 * 1024)))))
 
 
+_simdjson: Any
 try:  # optional: a lazy parser that hands out each item's JSON without building Python objects
     import simdjson as _simdjson
 except ImportError:  # pragma: no cover - pysimdjson is a dependency, but degrade gracefully
@@ -44,11 +45,11 @@ def split_page(data: bytes) -> Tuple[List[bytes], Optional[Dict[str, Any]], Opti
     simdjson and each item is taken out as bytes (about 2 µs).
     """
     assert _simdjson is not None
-    doc = _simdjson.Parser().parse(data)
-    items = doc.get("Items")
-    raw = [it.mini for it in items] if items is not None else []
-    lek = doc.get("LastEvaluatedKey")
-    cc = doc.get("ConsumedCapacity")
+    doc: Any = _simdjson.Parser().parse(data)
+    items: Any = doc.get("Items")
+    raw: List[bytes] = [it.mini for it in items] if items is not None else []
+    lek: Any = doc.get("LastEvaluatedKey")
+    cc: Any = doc.get("ConsumedCapacity")
     out = (raw, lek.as_dict() if lek is not None else None, cc.as_dict() if cc is not None else None)
     del items, lek, cc, doc  # the parser's buffers are released with its last proxy
     return out
