@@ -332,7 +332,8 @@ def copy_segment(task: CopyTask, seg: int, attempt: int = 0) -> SegmentResult:
         dst = DynamoClient(task.target, pool_size=pool_size(0, task.writers), retry=opts.retry)
         rlim, wlim = _limiter(task.read_rate), _limiter(task.write_rate)
         scan = TableScanSource(src, task.source.table, task.total_segments, consistent_read=opts.consistent_read,
-                               limiter=rlim, page_limit=task.page_limit, segments=[seg])
+                               limiter=rlim, page_limit=task.page_limit, segments=[seg],
+                               raw=task.source_keys == task.target_keys and transform is None)
         sink = DryRunSink() if opts.dry_run else TableWriter(dst, task.target.table, task.target_keys,
                                                              mode=opts.mode, limiter=wlim)
         proc = Processing(

@@ -70,7 +70,8 @@ def opts(**kw: Any) -> RunOptions:
 
 
 def numbered(n: int, start: int = 0) -> List[Dict[str, Any]]:
-    return [{"pk": {"S": f"item-{i:05d}"}, "n": {"N": str(i)}, "pad": {"S": "x" * 200}} for i in range(start, start + n)]
+    return [{"pk": {"S": f"item-{i:05d}"}, "n": {"N": str(i)}, "pad": {"S": "x" * 200}}
+            for i in range(start, start + n)]
 
 
 def dead_lines(folder: Path, stem: str) -> List[Dict[str, Any]]:
@@ -532,3 +533,30 @@ def test_sigterm_saves_finished_segments_then_resume(endpoint: str, tmp_path: Pa
                            opts(segments=6, transform=f"{slow}:f", checkpoint=str(ckpt), resume=True))
     assert rep.extra["segments_resumed"] == len(st.done) and rep.read == 120 and rep.balanced()
     assert as_set(scan_all(endpoint, dst)) == as_set(items)
+
+
+# --------------------------------------------------------------------------- Python Data Source (Spark 4+)
+
+
+def test_python_data_source_reads_every_item(endpoint: str) -> None:
+    if int(pyspark.__version__.split(".")[0]) < 4:
+        pytest.skip(f"the Python Data Source API needs Spark 4 (pyspark {pyspark.__version__})")
+    pytest.importorskip("pyarrow", reason="Spark's Python Data Source API needs pyarrow")
+    from pyspark.sql import SparkSession
+
+    from ddbmigrate.spark_source import register
+
+    spark = SparkSession.builder.getOrCreate()
+    register(spark)
+    src = create_table(endpoint)
+    items = every_type_items() + numbered(200)
+    put_items(endpoint, src, items)
+    reader = spark.read.format("ddbmigrate.dynamodb").option("table", src).option("endpoint_url", endpoint) \
+        .option("region", "us-east-1").option("segments", 3)
+    df = reader.load()
+    assert df.rdd.getNumPartitions() == 3
+    got = [orjson.loads(r["item"]) for r in df.collect()]
+    assert as_set(got) == as_set(items)  # the default schema is lossless
+    typed = reader.schema("pk string, n long, pad string, missing boolean").load()
+    rows = typed.filter("n >= 150").orderBy("n").collect()
+    assert [(r["pk"], r["n"], r["missing"]) for r in rows] == [(f"item-{i:05d}", i, None) for i in range(150, 200)]

@@ -125,3 +125,23 @@ def test_entry_point_arguments() -> None:
     assert command_line(["--JOB_ID", "j", "--ddbmigrate_args", "export t 's3://b/p q'", "--TempDir", "x"]) == \
         ["export", "--engine", "spark", "t", "s3://b/p q"]
     assert command_line(["--ddbmigrate_args=local start"]) == ["local", "start"]
+
+
+def test_data_source_conversions_never_truncate() -> None:
+    pytest.importorskip("pyspark.sql.datasource", reason="the Python Data Source API needs pyspark 4")
+    from decimal import Decimal
+
+    from pyspark.sql.types import ArrayType, BinaryType, DecimalType, IntegerType, LongType, StringType
+
+    from ddbmigrate.spark_source import convert
+
+    assert convert(Decimal("12.34"), None, DecimalType(38, 2)) == Decimal("12.34")
+    assert convert(Decimal("12.345"), None, DecimalType(38, 2)) is None  # would round
+    assert convert(Decimal("1E+100"), None, DecimalType(38, 2)) is None  # too many digits
+    big = Decimal("12345678901234567890123456789012345678")
+    assert convert(big, None, DecimalType(38, 0)) == big
+    assert convert(big, None, LongType()) is None and convert(Decimal("2147483648"), None, IntegerType()) is None
+    assert convert(Decimal("-5"), None, LongType()) == -5 and convert(Decimal("1.5"), None, LongType()) is None
+    assert convert({"b", "a"}, None, ArrayType(StringType())) == ["a", "b"]
+    assert convert(b"\x00\xff", None, BinaryType()) == b"\x00\xff"
+    assert convert(Decimal("7"), {"N": "7"}, StringType()) == '{"N":"7"}'  # other types: their DynamoDB JSON
