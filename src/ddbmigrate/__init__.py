@@ -25,6 +25,7 @@ from .errors import (
 from .exporting import export_table
 from .importing import import_files
 from .items import KeySchema, from_python, to_python
+from .native import native_export, native_import
 from .plan import PlanReport, run_plan, validate_plan
 from .replicate import CutoverReport, cutover, read_status, replicate
 from .report import Report
@@ -61,6 +62,8 @@ __all__ = [
     "from_python",
     "import_files",
     "load_transform",
+    "native_export",
+    "native_import",
     "read_status",
     "replicate",
     "run_plan",

@@ -125,26 +125,12 @@ def copy_table(
     src = source_client or DynamoClient(source, pool_size=pool_size(32, 0), retry=opts.retry, stats=src_stats)
     dst = target_client or DynamoClient(target, pool_size=pool_size(0, writers), retry=opts.retry, stats=dst_stats)
     sdesc = src.describe_table()
-    if _same_table(source, target, src, dst):
-        raise UsageError("source and target are the same table")
-    if opts.dry_run:
-        tdesc = _describe_or_planned(dst, sdesc, create_target, target_spec)
-    else:
-        tdesc = prepare_target(dst, source_desc=sdesc, source_client=src, create=create_target, spec_path=target_spec)
+    tdesc = _copy_target(source, target, src, dst, sdesc, opts.dry_run, create_target, target_spec)
     src_keys = KeySchema.from_table_description(sdesc)
     dst_keys = KeySchema.from_table_description(tdesc)
 
     segments = opts.segments or default_segments(sdesc)
-    identity = {
-        "job": "copy",
-        "names": [src.ref.table, dst.ref.table],
-        "source": source.identity(),
-        "target": target.identity(),
-        "segments": segments,
-        "transform": transform.name if transform else None,
-        "transform_hash": transform.code_hash if transform else None,
-        **opts.fingerprint_fields(),
-    }
+    identity = copy_identity(source, target, [src.ref.table, dst.ref.table], segments, transform, opts)
 
     if clean_target and not opts.dry_run:
         from .checkpoint import default_path
@@ -195,6 +181,31 @@ def copy_table(
     report = run_job(spec)
     report.extra = {k: v for k, v in report.extra.items() if v is not None}
     return report
+
+
+def copy_identity(source: TableRef, target: TableRef, names: List[str], segments: int,
+                  transform: Optional[Transform], opts: RunOptions) -> Dict[str, Any]:
+    """What makes two copy runs the same job: the checkpoint's fingerprint is taken over this."""
+    return {
+        "job": "copy",
+        "names": names,
+        "source": source.identity(),
+        "target": target.identity(),
+        "segments": segments,
+        "transform": transform.name if transform else None,
+        "transform_hash": transform.code_hash if transform else None,
+        **opts.fingerprint_fields(),
+    }
+
+
+def _copy_target(source: TableRef, target: TableRef, src: DynamoClient, dst: DynamoClient, sdesc: Dict[str, Any],
+                 dry_run: bool, create: bool, spec_path: Optional[str]) -> Dict[str, Any]:
+    """The target's description; refuses a copy onto the source. A dry run creates nothing."""
+    if _same_table(source, target, src, dst):
+        raise UsageError("source and target are the same table")
+    if dry_run:
+        return _describe_or_planned(dst, sdesc, create, spec_path)
+    return prepare_target(dst, source_desc=sdesc, source_client=src, create=create, spec_path=spec_path)
 
 
 def _describe_or_planned(dst: DynamoClient, sdesc: Dict[str, Any], create: bool, spec_path: Optional[str]) -> Dict[str, Any]:

@@ -28,6 +28,49 @@ from .transform import Transform, TransformContext, load_transform
 DEFAULT_EXPORT_WRITERS = 4
 
 
+def check_export_options(opts: RunOptions, fmt: str) -> None:
+    """The usage checks every export engine (local, Spark) makes before any AWS call."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if opts.resume and opts.restart:
+        raise UsageError("--resume and --restart are mutually exclusive")
+    if opts.dry_run:
+        raise UsageError("export has no --dry-run")
+
+
+def export_identity(table: TableRef, name: str, dest: str, fmt: str, segments: int,
+                    transform: Optional[Transform]) -> Dict[str, Any]:
+    """What makes two export runs the same job: the checkpoint's fingerprint is taken over this."""
+    return {
+        "job": "export",
+        "names": [name],
+        "source": table.identity(),
+        "dest": dest,
+        "format": fmt,
+        "segments": segments,
+        "transform": transform.name if transform else None,
+        "transform_hash": transform.code_hash if transform else None,
+    }
+
+
+def export_summary(desc: Dict[str, Any], region: str, name: str, export_id: str, started_at: float,
+                   bucket: Optional[str], prefix: Optional[str]) -> Dict[str, Any]:
+    """The manifest-summary.json fields known before the manifests are written (AWS's names)."""
+    table_arn = str(desc.get("TableArn") or f"arn:aws:dynamodb:{region}:000000000000:table/{name}")
+    return {
+        "exportArn": f"{table_arn}/export/{export_id}",
+        "startTime": iso_millis(started_at),
+        "endTime": iso_millis(time.time()),
+        "tableArn": table_arn,
+        "tableId": desc.get("TableId"),
+        "exportTime": iso_millis(started_at),
+        "s3Bucket": bucket,
+        "s3Prefix": prefix or None,
+        "s3SseAlgorithm": None,
+        "s3SseKmsKeyId": None,
+    }
+
+
 def export_table(
     table: TableRef,
     dest: str,
@@ -47,12 +90,7 @@ def export_table(
     same layout. ``s3`` defaults to the table's region/profile/role and botocore's S3 endpoint.
     """
     opts = options or RunOptions()
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if opts.resume and opts.restart:
-        raise UsageError("--resume and --restart are mutually exclusive")
-    if opts.dry_run:
-        raise UsageError("export has no --dry-run")
+    check_export_options(opts, fmt)
     if transform is None and opts.transform:
         transform = load_transform(opts.transform)
     dest = normalize(dest)
@@ -70,20 +108,14 @@ def export_table(
     bucket, prefix = split_s3(dest) if is_s3(dest) else (None, None)
     sink = FileSink(storage, dest, fmt=fmt, file_size=file_size, commit_every=commit_every, s3_prefix=prefix)
     proc = Processing(
-        key_schema=keys, transform=transform, on_error=opts.on_error, max_errors=opts.max_errors, trusted=True,
+        # Files have no key schema: a transform may re-key items (re-modelling export), so only
+        # untransformed items are tied to the table's key (which they always match: trusted).
+        key_schema=keys if transform is None else None, transform=transform, on_error=opts.on_error,
+        max_errors=opts.max_errors, trusted=True,
         source_key_schema=keys, dedupe=False, max_batch_ops=1000,
         context=TransformContext(source_table=c.ref.table), sample=opts.sample,
     )
-    identity = {
-        "job": "export",
-        "names": [c.ref.table],
-        "source": table.identity(),
-        "dest": dest,
-        "format": fmt,
-        "segments": segments,
-        "transform": transform.name if transform else None,
-        "transform_hash": transform.code_hash if transform else None,
-    }
+    identity = export_identity(table, c.ref.table, dest, fmt, segments, transform)
     spec = JobSpec(
         job="export", source=scan, sink=sink, processing=proc, options=opts, identity=identity,
         source_label=table.describe(), target_label=dest, total_estimate=int(desc.get("ItemCount") or 0) or None,
@@ -93,20 +125,8 @@ def export_table(
         checkpoint_extra=sink.checkpoint_extra, restore_extra=sink.restore,
     )
     report = run_job(spec)
-    table_arn = str(desc.get("TableArn") or f"arn:aws:dynamodb:{c.region}:000000000000:table/{c.ref.table}")
-    summary: Dict[str, Any] = {
-        "exportArn": f"{table_arn}/export/{sink.export_id}",
-        "startTime": iso_millis(sink.started_at),
-        "endTime": iso_millis(time.time()),
-        "tableArn": table_arn,
-        "tableId": desc.get("TableId"),
-        "exportTime": iso_millis(sink.started_at),
-        "s3Bucket": bucket,
-        "s3Prefix": prefix or None,
-        "s3SseAlgorithm": None,
-        "s3SseKmsKeyId": None,
-        "exportType": "FULL_EXPORT",
-    }
+    summary = export_summary(desc, c.region, c.ref.table, sink.export_id, sink.started_at, bucket, prefix)
+    summary["exportType"] = "FULL_EXPORT"
     manifest = sink.write_manifests(summary)
     report.extra = {k: v for k, v in report.extra.items() if v is not None}
     report.extra.update({"export_id": sink.export_id, "export_path": sink.root, "files": len(sink.committed),

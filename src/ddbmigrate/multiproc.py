@@ -30,7 +30,7 @@ from .config import RunOptions, TableRef
 from .errors import DdbMigrateError, FatalError, InterruptedError_, RetriesExhaustedError, UsageError
 from .items import KeySchema
 from .progress import Progress
-from .report import Report, finish, merge_stats
+from .report import Report, deliver, finish, merge_stats
 
 
 @dataclass
@@ -284,12 +284,7 @@ def run_copy_processes(
     report.timeline = progress.timeline
     if error is not None:
         report.error = error.one_line()
-    if opts.report:
-        report.write_json(opts.report)
-    if error is not None:
-        setattr(error, "report", report)
-        raise error
-    return report
+    return deliver(report, opts.report, error)
 
 
 def _merge_dead_letters(path: Optional[str], n: int) -> None:

@@ -31,7 +31,7 @@ from .client import DynamoClient
 from .config import TableRef
 from .errors import AwsError, DdbMigrateError, FatalError, InterruptedError_, TableNotFoundError, UsageError
 from .progress import Progress
-from .report import Report, utcnow
+from .report import Report, deliver, utcnow
 
 TERMINAL_EXPORT = ("COMPLETED", "FAILED")
 TERMINAL_IMPORT = ("COMPLETED", "FAILED", "CANCELLED")
@@ -155,6 +155,26 @@ class _Watch:
         return self.last
 
 
+def _watch_to_end(watch: _Watch, first: Dict[str, Any], kind: str, arn: str) -> Dict[str, Any]:
+    """``watch.run(first)``; Ctrl-C stops the watching only, and says how to watch the ``kind`` again."""
+    try:
+        return watch.run(first)
+    except (KeyboardInterrupt, _StopWatching):
+        raise InterruptedError_(
+            f"stopped watching; {kind} {arn} continues in AWS. Watch it again with "
+            f"native_{kind}(..., {kind}_arn={arn!r}) or `aws dynamodb describe-{kind} --{kind}-arn {arn}`") from None
+
+
+def _settle(report: Report, final: Dict[str, Any], kind: str, status_key: str, table: str,
+            report_path: Optional[str]) -> Report:
+    """Write the report (if asked) and return it; raise FatalError, carrying it, unless COMPLETED."""
+    if final.get(status_key) == "COMPLETED":
+        return deliver(report, report_path)
+    error = f"{kind} {final.get(status_key)}: {final.get('FailureCode')}: {final.get('FailureMessage')}"
+    report.status, report.error = "failed", error
+    return deliver(report, report_path, FatalError(error, table=table, code=final.get("FailureCode")))
+
+
 def _check_pitr(client: DynamoClient, table: str, export_time: Optional[_dt.datetime]) -> None:
     try:
         cb = client.control.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
@@ -258,12 +278,7 @@ def native_export(
                    "ExportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
                    clock=clock)
     t0 = clock()
-    try:
-        final = watch.run(first)
-    except (KeyboardInterrupt, _StopWatching):
-        raise InterruptedError_(
-            f"stopped watching; export {arn} continues in AWS. Watch it again with "
-            f"native_export(..., export_arn={arn!r}) or `aws dynamodb describe-export --export-arn {arn}`") from None
+    final = _watch_to_end(watch, first, "export", arn)
     report.duration_seconds = round(clock() - t0, 3)
     report.timeline = watch.timeline
     report.finished_at = utcnow()
@@ -277,17 +292,7 @@ def native_export(
     if window is not None:
         report.extra["export_from_time"], report.extra["export_to_time"] = window[0].isoformat(), window[1].isoformat()
     report.items_per_second = round(items / report.duration_seconds, 1) if report.duration_seconds > 0 else 0.0
-    if final.get("ExportStatus") != "COMPLETED":
-        report.status = "failed"
-        report.error = f"export {final.get('ExportStatus')}: {final.get('FailureCode')}: {final.get('FailureMessage')}"
-        err = FatalError(report.error, table=table.table, code=final.get("FailureCode"))
-        setattr(err, "report", report)
-        if report_path:
-            report.write_json(report_path)
-        raise err
-    if report_path:
-        report.write_json(report_path)
-    return report
+    return _settle(report, final, "export", "ExportStatus", table.table, report_path)
 
 
 def _describe_export(c: DynamoClient, arn: str, table: str) -> Dict[str, Any]:
@@ -396,12 +401,7 @@ def native_import(
     watch = _Watch("native-import", lambda: _describe_import(c, arn, table.table), snapshot, TERMINAL_IMPORT,
                    "ImportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
                    clock=clock)
-    try:
-        final = watch.run(first)
-    except (KeyboardInterrupt, _StopWatching):
-        raise InterruptedError_(
-            f"stopped watching; import {arn} continues in AWS. Watch it again with "
-            f"native_import(..., import_arn={arn!r}) or `aws dynamodb describe-import --import-arn {arn}`") from None
+    final = _watch_to_end(watch, first, "import", arn)
     elapsed = clock() - t0
     processed = int(final.get("ProcessedItemCount") or 0)
     imported = int(final.get("ImportedItemCount") or (processed - int(final.get("ErrorCount") or 0)))
@@ -417,17 +417,7 @@ def native_import(
                          "polls": watch.polls})
     if errors:
         report.dead_letter_reasons = {"import_error": errors}
-    if final.get("ImportStatus") != "COMPLETED":
-        report.status = "failed"
-        report.error = f"import {final.get('ImportStatus')}: {final.get('FailureCode')}: {final.get('FailureMessage')}"
-        err = FatalError(report.error, table=table.table, code=final.get("FailureCode"))
-        setattr(err, "report", report)
-        if report_path:
-            report.write_json(report_path)
-        raise err
-    if report_path:
-        report.write_json(report_path)
-    return report
+    return _settle(report, final, "import", "ImportStatus", table.table, report_path)
 
 
 def _describe_import(c: DynamoClient, arn: str, table: str) -> Dict[str, Any]:

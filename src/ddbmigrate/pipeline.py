@@ -448,14 +448,17 @@ class Pipeline:
     def _ack(self, b: Batch, res: BatchResult) -> None:
         t = b.ticket
         counts = {"written": res.written, "deleted": res.deleted, "skipped_existing": res.skipped_existing}
-        for op, reason, code in res.rejected:
-            self._dead(op.wire(), reason, code, "write", op.origin, op.source_key, t)
-        self.counters.bump(counts)
-        for k, v in counts.items():
-            if v:
-                t.add(k, v)
-        self.crash_hook("after_batch_ack")
         st = self.units[t.unit]
+        # Several writers acknowledge batches of one ticket at once: its counts are updated
+        # under the unit's lock, or concurrent read-modify-writes lose acknowledgements.
+        with st.lock:
+            for op, reason, code in res.rejected:
+                self._dead(op.wire(), reason, code, "write", op.origin, op.source_key, t)
+            for k, v in counts.items():
+                if v:
+                    t.add(k, v)
+        self.counters.bump(counts)
+        self.crash_hook("after_batch_ack")
         with st.lock:
             t.remaining -= 1
         self._maybe_complete(st)

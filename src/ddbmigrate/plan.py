@@ -38,7 +38,6 @@ import hashlib
 import inspect
 import os
 import re
-import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -1104,8 +1103,7 @@ class _Runner:
     def _install_signals(self) -> Callable[[], None]:
         # Ctrl-C and SIGTERM: running jobs drain and checkpoint, no new job starts. Handled as
         # a signal (not KeyboardInterrupt) so it never lands in the middle of a state save.
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
+        from .runner import install_handler
 
         def handler(signum: int, frame: Any) -> None:
             try:
@@ -1115,17 +1113,7 @@ class _Runner:
                 pass
             self.stop("signal")
 
-        try:
-            old_term = signal.signal(signal.SIGTERM, handler)
-            old_int = signal.signal(signal.SIGINT, handler)
-        except ValueError:
-            return lambda: None
-
-        def restore() -> None:
-            signal.signal(signal.SIGTERM, old_term)
-            signal.signal(signal.SIGINT, old_int)
-
-        return restore
+        return install_handler(handler)
 
     def stop(self, reason: str = "signal") -> None:
         if not self.stopping.is_set():

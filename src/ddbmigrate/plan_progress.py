@@ -122,6 +122,10 @@ class PlanProgress:
         def hook(kind: str, snapshot: Snapshot, interrupt: Callable[[], None]) -> Callable[[], None]:
             row = self.rows[name]
             phase = _Phase(kind, snapshot, interrupt, self.clock())
+            try:  # a first sample at the start, so even a short phase has a rate to draw
+                self._tick_phase(row, phase, phase.t0)
+            except Exception:  # display only
+                pass
             with self._lock:
                 row.phase = phase
                 row.status = kind

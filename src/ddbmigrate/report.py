@@ -155,6 +155,17 @@ def finish(report: Report, counters: Dict[str, int], stats: Dict[str, Any], elap
     return report
 
 
+def deliver(report: Report, path: Optional[str], error: Optional[BaseException] = None) -> Report:
+    """Write the report to ``path`` (if given) and return it; with ``error``, raise that instead,
+    carrying the report as ``error.report`` so a failed job still shows its counts."""
+    if path:
+        report.write_json(path)
+    if error is not None:
+        setattr(error, "report", report)
+        raise error
+    return report
+
+
 def merge_stats(*snaps: Dict[str, Any]) -> Dict[str, Any]:
     out: Dict[str, Any] = {"retries": {}, "consumed_read_units": 0.0, "consumed_write_units": 0.0}
     for s in snaps:

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .checkpoint import CheckpointState, CheckpointStore, default_path, fingerprint, open_checkpoint
 from .client import RetryStats
@@ -25,7 +25,7 @@ from .errors import DdbMigrateError, InterruptedError_, RetriableError
 from .pipeline import Pipeline, Processing, Sink, Source
 from .progress import Progress
 from .ratelimit import RateLimiter
-from .report import Report, finish, merge_stats
+from .report import Report, deliver, finish, merge_stats
 
 log = logging.getLogger("ddbmigrate")
 
@@ -203,12 +203,7 @@ def run_job(spec: JobSpec) -> Report:
         report.error = error.one_line() if isinstance(error, DdbMigrateError) else str(error)
     if spec.on_finish is not None and error is None:
         spec.on_finish(report)
-    if opts.report:
-        report.write_json(opts.report)
-    if error is not None:
-        setattr(error, "report", report)
-        raise error
-    return report
+    return deliver(report, opts.report, error)
 
 
 def _limits(limiters: List[RateLimiter]) -> Dict[str, Any]:
@@ -233,9 +228,6 @@ def _install_sigterm(pipeline: Pipeline) -> Callable[[], None]:
     checkpoint stays behind them). Handling SIGINT here rather than as KeyboardInterrupt means
     the interruption never lands in the middle of a checkpoint save or a sink's bookkeeping.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
     def handler(signum: int, frame: Any) -> None:
         if pipeline.stop_reading.is_set():
             pipeline.abort.set()
@@ -245,15 +237,26 @@ def _install_sigterm(pipeline: Pipeline) -> Callable[[], None]:
                  "(signal again to stop sooner)")
         pipeline.interrupt()
 
+    return install_handler(handler)
+
+
+def install_handler(handler: Callable[[int, Any], None],
+                    signums: Tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> Callable[[], None]:
+    """Handle ``signums`` with ``handler``; returns the function that puts the old handlers back.
+
+    Only the main thread can install handlers: in any other thread (a library caller's worker)
+    this does nothing, and the caller's own handling stays in place.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
     try:
-        old_term = signal.signal(signal.SIGTERM, handler)
-        old_int = signal.signal(signal.SIGINT, handler)
+        old = [(s, signal.signal(s, handler)) for s in signums]
     except ValueError:
         return lambda: None
 
     def restore() -> None:
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGINT, old_int)
+        for s, h in old:
+            signal.signal(s, h)
 
     return restore
 

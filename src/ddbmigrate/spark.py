@@ -55,8 +55,8 @@ from .items import KeySchema
 from .pipeline import Pipeline, Processing
 from .progress import Progress
 from .ratelimit import RateLimiter, TokenBucket
-from .report import Report, finish, merge_stats
-from .runner import pool_size
+from .report import Report, deliver, finish, merge_stats
+from .runner import install_handler, pool_size
 from .sinks.table_writer import TableWriter
 from .sources.table_scan import TableScanSource, default_segments
 from .transform import Transform, TransformContext, load_transform
@@ -311,6 +311,19 @@ def _limiter(rate: Optional[float]) -> RateLimiter:
     return TokenBucket(rate) if rate else RateLimiter()
 
 
+def _segment_outcome(res: SegmentResult, dl: SegmentDeadLetters, pipeline: Optional[Pipeline],
+                     clients: Tuple[Optional[DynamoClient], ...]) -> None:
+    """A task's ``finally``, however it ended: committed counters, retry stats and dead-letter
+    reasons into ``res``; the clients closed."""
+    if pipeline is not None:
+        res.counters = pipeline.counters.snapshot(committed=True)
+    res.stats = merge_stats(*(c.stats.snapshot() for c in clients if c is not None))
+    res.dead_letter_reasons = dict(dl.dead.by_reason)
+    for c in clients:
+        if c is not None:
+            c.close()
+
+
 def copy_segment(task: CopyTask, seg: int, attempt: int = 0) -> SegmentResult:
     """Copy one scan segment with the local engine's pipeline; runs on an executor.
 
@@ -355,14 +368,7 @@ def copy_segment(task: CopyTask, seg: int, attempt: int = 0) -> SegmentResult:
         dl.discard()
         raise  # not ours to classify: Spark retries the task
     finally:
-        if pipeline is not None:
-            res.counters = pipeline.counters.snapshot(committed=True)
-        snaps = [c.stats.snapshot() for c in (src, dst) if c is not None]
-        res.stats = merge_stats(*snaps)
-        res.dead_letter_reasons = dict(dl.dead.by_reason)
-        for c in (src, dst):
-            if c is not None:
-                c.close()
+        _segment_outcome(res, dl, pipeline, (src, dst))
     res.dead_letter_file = dl.publish()
     res.elapsed = round(time.monotonic() - t0, 3)
     return res
@@ -656,12 +662,7 @@ class SegmentRunner:
         else:
             report.status = "interrupted" if isinstance(error, InterruptedError_) else "failed"
             report.error = error.one_line() if isinstance(error, DdbMigrateError) else str(error)
-        if self.opts.report:
-            report.write_json(self.opts.report)
-        if error is not None:
-            setattr(error, "report", report)
-            raise error
-        return report
+        return deliver(report, self.opts.report, error)
 
 
 def _sigterm_as_interrupt() -> Callable[[], None]:
@@ -669,21 +670,10 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
     segments, save the finished ones, exit 130. Only the main thread can install handlers."""
     import signal
 
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return lambda: None
-
-    def restore() -> None:
-        signal.signal(signal.SIGTERM, old)
-
-    return restore
+    return install_handler(handler, (signal.SIGTERM,))
 
 
 def _digits(total: int) -> int:
@@ -717,8 +707,7 @@ def copy_table_spark(
     The transform travels by reference (``options.transform``): executors load it themselves,
     so it must be importable there (a module shipped with --py-files, or a path on every node).
     """
-    from .copy import _describe_or_planned, _page_limit, _same_table, capacity_limit, default_writers, \
-        prepare_target
+    from .copy import _copy_target, _page_limit, capacity_limit, copy_identity, default_writers
 
     opts = options or RunOptions()
     settings = spark or SparkSettings()
@@ -730,13 +719,7 @@ def copy_table_spark(
     dst = DynamoClient(target, pool_size=4, retry=opts.retry)
     try:
         sdesc = src.describe_table()
-        if _same_table(source, target, src, dst):
-            raise UsageError("source and target are the same table")
-        if opts.dry_run:
-            tdesc = _describe_or_planned(dst, sdesc, create_target, target_spec)
-        else:
-            tdesc = prepare_target(dst, source_desc=sdesc, source_client=src, create=create_target,
-                                   spec_path=target_spec)
+        tdesc = _copy_target(source, target, src, dst, sdesc, opts.dry_run, create_target, target_spec)
         if clean_target and not opts.dry_run and not opts.resume:
             from .clean import clean_table
 
@@ -750,16 +733,7 @@ def copy_table_spark(
     segments = opts.segments or default_segments(sdesc)
     read_rate = capacity_limit(sdesc, opts.max_read_units, opts.read_percent, "read")
     write_rate = capacity_limit(tdesc, opts.max_write_units, opts.write_percent, "write")
-    identity = {
-        "job": "copy",
-        "names": [source.table, target.table],
-        "source": source.identity(),
-        "target": target.identity(),
-        "segments": segments,
-        "transform": transform.name if transform else None,
-        "transform_hash": transform.code_hash if transform else None,
-        **opts.fingerprint_fields(),
-    }
+    identity = copy_identity(source, target, [source.table, target.table], segments, transform, opts)
     report = Report(job="copy", source=source.describe(), target=target.describe(),
                     dead_letter_path=dead_letter_pattern(opts.dead_letter, segments),
                     writers=writers)
@@ -831,8 +805,9 @@ def export_segment(task: ExportTask, seg: int, attempt: int = 0) -> SegmentResul
         sink = FileSink(storage_for(task.dest, task.s3), task.dest, fmt=task.fmt, file_size=task.file_size,
                         commit_every=float("inf"), s3_prefix=task.s3_prefix, export_id=task.export_id)
         proc = Processing(
-            key_schema=task.keys, transform=transform, on_error=opts.on_error, max_errors=opts.max_errors,
-            trusted=True, source_key_schema=task.keys, dedupe=False, max_batch_ops=1000,
+            # Files have no key schema: transformed (possibly re-keyed) items are not key-checked.
+            key_schema=task.keys if transform is None else None, transform=transform, on_error=opts.on_error,
+            max_errors=opts.max_errors, trusted=True, source_key_schema=task.keys, dedupe=False, max_batch_ops=1000,
             context=TransformContext(source_table=task.table.table, segment=seg), sample=opts.sample,
         )
         pipeline = Pipeline(scan, sink, proc, readers=1, writers=task.writers, queue_batches=opts.queue_batches,
@@ -853,12 +828,7 @@ def export_segment(task: ExportTask, seg: int, attempt: int = 0) -> SegmentResul
         dl.discard()
         raise  # not ours to classify: Spark retries the task
     finally:
-        if pipeline is not None:
-            res.counters = pipeline.counters.snapshot(committed=True)
-        res.stats = merge_stats(src.stats.snapshot()) if src is not None else merge_stats()
-        res.dead_letter_reasons = dict(dl.dead.by_reason)
-        if src is not None:
-            src.close()
+        _segment_outcome(res, dl, pipeline, (src,))
     res.dead_letter_file = dl.publish()
     res.elapsed = round(time.monotonic() - t0, 3)
     return res
@@ -881,17 +851,13 @@ def export_table_spark(
     A resumed run keeps the ExportId and the files of finished segments.
     """
     from .copy import _page_limit, capacity_limit
-    from .sinks.files import DEFAULT_FILE_SIZE, FORMATS, FileSink, iso_millis, new_export_id
+    from .exporting import check_export_options, export_identity, export_summary
+    from .sinks.files import DEFAULT_FILE_SIZE, FileSink, new_export_id
     from .storage import S3Settings, is_s3, normalize, split_s3, storage_for
 
     opts = options or RunOptions()
     settings = spark or SparkSettings()
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if opts.resume and opts.restart:
-        raise UsageError("--resume and --restart are mutually exclusive")
-    if opts.dry_run:
-        raise UsageError("export has no --dry-run")
+    check_export_options(opts, fmt)
     transform = load_transform(opts.transform) if opts.transform else None
     dest = normalize(dest)
     s3 = s3 or S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn)
@@ -906,16 +872,7 @@ def export_table_spark(
     segments = opts.segments or default_segments(desc)
     read_rate = capacity_limit(desc, opts.max_read_units, opts.read_percent, "read")
     bucket, prefix = split_s3(dest) if is_s3(dest) else (None, None)
-    identity = {
-        "job": "export",
-        "names": [table.table],
-        "source": table.identity(),
-        "dest": dest,
-        "format": fmt,
-        "segments": segments,
-        "transform": transform.name if transform else None,
-        "transform_hash": transform.code_hash if transform else None,
-    }
+    identity = export_identity(table, table.table, dest, fmt, segments, transform)
     report = Report(job="export", source=table.describe(), target=dest,
                     dead_letter_path=dead_letter_pattern(opts.dead_letter, segments), writers=opts.writers or 1)
     report.extra.update({"format": fmt, "transform": transform.name if transform else None})
@@ -954,19 +911,7 @@ def export_table_spark(
     sink.committed = files
     sink.bytes_written = nbytes
     sink.started_at = started_at
-    table_arn = str(desc.get("TableArn") or f"arn:aws:dynamodb:{region}:000000000000:table/{table.table}")
-    summary: Dict[str, Any] = {
-        "exportArn": f"{table_arn}/export/{export_id}",
-        "startTime": iso_millis(started_at),
-        "endTime": iso_millis(time.time()),
-        "tableArn": table_arn,
-        "tableId": desc.get("TableId"),
-        "exportTime": iso_millis(started_at),
-        "s3Bucket": bucket,
-        "s3Prefix": prefix or None,
-        "s3SseAlgorithm": None,
-        "s3SseKmsKeyId": None,
-    }
+    summary = export_summary(desc, region, table.table, export_id, started_at, bucket, prefix)
     manifest = sink.write_manifests(summary)
     report.extra.update({"export_id": export_id, "export_path": sink.root, "files": len(files),
                          "items_exported": manifest["itemCount"]})
@@ -1211,16 +1156,11 @@ def _verify_reduce(task: VerifyTask, records: Iterable[Tuple[bytes, Tuple[int, b
     attempts = 0
 
     def emit(d: Dict[str, Any]) -> None:
-        from .verify import PREVIEW
+        from .verify import PREVIEW, preview_entry
 
         out.write(orjson.dumps(d) + b"\n")
         if len(preview) < PREVIEW:
-            p: Dict[str, Any] = {"category": d["category"], "key": d.get("key") or d.get("source_key")}
-            if "differences" in d:
-                p["paths"] = [x["path"] for x in d["differences"]]
-            if "reason" in d:
-                p["reason"] = d["reason"]
-            preview.append(p)
+            preview.append(preview_entry(d))
 
     try:
         comparer = Comparer(task.keys, os.path.join(folder, "spill"),
@@ -1290,16 +1230,11 @@ def verify_tables_spark(
 
     from .compare import ACTUAL, DEFAULT_BUDGET, EXPECTED
     from .config import RetryPolicy
-    from .verify import VerifyReport, repair_differences, sample_confidence
+    from .verify import VerifyReport, check_verify_options, repair_differences, sample_confidence
 
     if not isinstance(source, TableRef) or not isinstance(target, TableRef):
         raise UsageError("verify --engine spark compares two tables; verify files with the local engine")
-    if sample is not None and not (0 < sample <= 1):
-        raise UsageError(f"--sample must be a rate in (0, 1], not {sample}")
-    if on_error not in ("fail", "skip"):
-        raise UsageError(f"--on-error must be fail or skip, not {on_error!r}")
-    if repair and keys_only:
-        raise UsageError("--repair needs full items; it cannot be combined with --keys-only")
+    check_verify_options(sample, on_error, repair, keys_only)
     if repair and diff_path is not None and diff_path.startswith("s3://"):
         raise UsageError("--repair with --engine spark needs a local --diff file")
     budget = int(memory_mb * 1024 * 1024) if memory_mb is not None else DEFAULT_BUDGET

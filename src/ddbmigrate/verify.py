@@ -100,6 +100,18 @@ def _open_table(ref: TableRef, client: Optional[DynamoClient], retry: RetryPolic
     return c, c.describe_table()
 
 
+def _open_side(arg: SideRef, client: Optional[DynamoClient], s3: Any, input_format: str, retry: RetryPolicy,
+               readers: int) -> Tuple[Side, Optional[Dict[str, Any]]]:
+    """A files location, or a table with its key schema and item count (and its description)."""
+    if isinstance(arg, str) and is_files_location(arg):
+        return files_side(arg, s3=s3, input_format=input_format), None
+    ref = arg if isinstance(arg, TableRef) else TableRef(str(arg))
+    c, desc = _open_table(ref, client, retry, readers)
+    side = Side(ref.describe(), _placeholder, KeySchema.from_table_description(desc),
+                int(desc.get("ItemCount") or 0) or None, c, trusted=True)
+    return side, desc
+
+
 def files_side(location: str, *, s3: Any = None, input_format: str = "auto", validate: bool = True) -> Side:
     """An export folder, file, folder of files, glob or ``s3://`` prefix, read by the file source.
 
@@ -272,6 +284,26 @@ def sample_confidence(rate: float, found: int) -> Dict[str, Any]:
 # --------------------------------------------------------------------------- differences file
 
 
+def preview_entry(d: Dict[str, Any]) -> Dict[str, Any]:
+    """A difference line without the item bodies: category, key, differing paths, reason."""
+    p: Dict[str, Any] = {"category": d["category"], "key": d.get("key") or d.get("source_key")}
+    if "differences" in d:
+        p["paths"] = [x["path"] for x in d["differences"]]
+    if "reason" in d:
+        p["reason"] = d["reason"]
+    return p
+
+
+def check_verify_options(sample: Optional[float], on_error: str, repair: bool, keys_only: bool) -> None:
+    """The usage checks every verify engine (local, Spark) makes before reading anything."""
+    if sample is not None and not (0 < sample <= 1):
+        raise UsageError(f"--sample must be a rate in (0, 1], not {sample}")
+    if on_error not in ("fail", "skip"):
+        raise UsageError(f"--on-error must be fail or skip, not {on_error!r}")
+    if repair and keys_only:
+        raise UsageError("--repair needs full items; it cannot be combined with --keys-only")
+
+
 class _DiffSink:
     """Writes difference lines (JSONL) and counts them; keeps a bodiless preview for the summary."""
 
@@ -290,12 +322,7 @@ class _DiffSink:
             self._fh.write(line)
             self.counts[d["category"]] = self.counts.get(d["category"], 0) + 1
             if len(self.preview) < PREVIEW:
-                p: Dict[str, Any] = {"category": d["category"], "key": d.get("key") or d.get("source_key")}
-                if "differences" in d:
-                    p["paths"] = [x["path"] for x in d["differences"]]
-                if "reason" in d:
-                    p["reason"] = d["reason"]
-                self.preview.append(p)
+                self.preview.append(preview_entry(d))
 
     def close(self) -> None:
         with self._lock:
@@ -358,12 +385,7 @@ def verify_tables(
     expected side and deletes unexpected ones when ``confirm(message)`` agrees, then re-reads the
     repaired keys consistently. Returns the report; ``report.exit_code`` is 0 or 4.
     """
-    if sample is not None and not (0 < sample <= 1):
-        raise UsageError(f"--sample must be a rate in (0, 1], not {sample}")
-    if on_error not in ("fail", "skip"):
-        raise UsageError(f"--on-error must be fail or skip, not {on_error!r}")
-    if repair and keys_only:
-        raise UsageError("--repair needs full items; it cannot be combined with --keys-only")
+    check_verify_options(sample, on_error, repair, keys_only)
     if memory_mb is not None and memory_mb <= 0:
         raise UsageError("--memory must be a positive number of MB")
     budget = int(memory_mb * 1024 * 1024) if memory_mb is not None else DEFAULT_BUDGET
@@ -373,23 +395,12 @@ def verify_tables(
     nreaders = readers or DEFAULT_READERS
 
     # ---- open both sides (describe tables; decide the key schema and projections)
-    src_desc = tgt_desc = None
+    src_desc: Optional[Dict[str, Any]] = None
+    tgt_desc: Optional[Dict[str, Any]] = None
     if source_side is None:
-        if isinstance(source, str) and is_files_location(source):
-            source_side = files_side(source, s3=s3, input_format=input_format)
-        else:
-            sref = source if isinstance(source, TableRef) else TableRef(str(source))
-            sc, src_desc = _open_table(sref, source_client, retry, nreaders)
-            source_side = Side(sref.describe(), _placeholder, KeySchema.from_table_description(src_desc),
-                               int(src_desc.get("ItemCount") or 0) or None, sc, trusted=True)
+        source_side, src_desc = _open_side(source, source_client, s3, input_format, retry, nreaders)
     if target_side is None:
-        if isinstance(target, str) and is_files_location(target):
-            target_side = files_side(target, s3=s3, input_format=input_format)
-        else:
-            tref = target if isinstance(target, TableRef) else TableRef(str(target))
-            tc, tgt_desc = _open_table(tref, target_client, retry, nreaders)
-            target_side = Side(tref.describe(), _placeholder, KeySchema.from_table_description(tgt_desc),
-                               int(tgt_desc.get("ItemCount") or 0) or None, tc, trusted=True)
+        target_side, tgt_desc = _open_side(target, target_client, s3, input_format, retry, nreaders)
     keys = key_schema or target_side.key_schema or (source_side.key_schema if tf is None else None)
     if keys is None:
         raise UsageError("cannot tell the target's primary key: give --key-schema HASH:TYPE[,RANGE:TYPE]")

@@ -11,13 +11,11 @@ import gzip
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import boto3
 import pytest
@@ -532,88 +530,59 @@ def test_missing_source_and_ambiguous_folder_are_usage_errors(endpoint: str, tmp
         import_files(str(tmp_path / "two"), ref(endpoint, dst), OFF)
 
 
-# --------------------------------------------------------------------------- S3 (moto server process)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("moto server did not start")
-            time.sleep(0.1)
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+# --------------------------------------------------------------------------- S3 (moto server process: conftest moto_s3)
 
 
 def _s3(url: str) -> Any:
     return boto3.client("s3", endpoint_url=url, region_name="us-east-1")
 
 
-def test_export_import_through_s3(endpoint: str, s3_endpoint: str) -> None:
+def test_export_import_through_s3(endpoint: str, moto_s3: str) -> None:
     bucket = unique("bkt")
-    _s3(s3_endpoint).create_bucket(Bucket=bucket)
+    _s3(moto_s3).create_bucket(Bucket=bucket)
     src, dst = create_table(endpoint), create_table(endpoint)
     items = every_type_items() + gen_items(100)
     put_items(endpoint, src, items)
-    s3 = S3Settings(endpoint_url=s3_endpoint)
+    s3 = S3Settings(endpoint_url=moto_s3)
     rep = export_table(ref(endpoint, src), f"s3://{bucket}/backups/x", opts(segments=2), s3=s3, file_size=200_000)
     eid = rep.extra["export_id"]
-    keys = {o["Key"] for o in _s3(s3_endpoint).list_objects_v2(Bucket=bucket)["Contents"]}
+    keys = {o["Key"] for o in _s3(moto_s3).list_objects_v2(Bucket=bucket)["Contents"]}
     base = f"backups/x/AWSDynamoDB/{eid}/"
     assert {base + n for n in ("_started", "manifest-files.json", "manifest-files.md5", "manifest-summary.json",
                                "manifest-summary.md5")} <= keys
-    summary = json.loads(_s3(s3_endpoint).get_object(Bucket=bucket, Key=base + "manifest-summary.json")["Body"].read())
+    summary = json.loads(_s3(moto_s3).get_object(Bucket=bucket, Key=base + "manifest-summary.json")["Body"].read())
     assert summary["s3Bucket"] == bucket and summary["s3Prefix"] == "backups/x"
     assert summary["manifestFilesS3Key"] == base + "manifest-files.json"
-    entries = [json.loads(x) for x in _s3(s3_endpoint).get_object(
+    entries = [json.loads(x) for x in _s3(moto_s3).get_object(
         Bucket=bucket, Key=base + "manifest-files.json")["Body"].read().splitlines()]
     assert {e["dataFileS3Key"] for e in entries} <= keys and len(entries) > 1
     import_files(f"s3://{bucket}/backups/x", ref(endpoint, dst), OFF, s3=s3)
     assert as_set(scan_all(endpoint, dst)) == as_set(items)
 
 
-def test_cli_s3_endpoint_from_environment(endpoint: str, s3_endpoint: str, tmp_path: Path) -> None:
+def test_cli_s3_endpoint_from_environment(endpoint: str, moto_s3: str, tmp_path: Path) -> None:
     bucket = unique("bkt")
-    _s3(s3_endpoint).create_bucket(Bucket=bucket)
+    _s3(moto_s3).create_bucket(Bucket=bucket)
     root = aws_export(tmp_path / "exp", [[{"Item": i} for i in gen_items(50)]], prefix="in")
     for p in root.rglob("*"):
         if p.is_file():
-            _s3(s3_endpoint).upload_file(str(p), bucket, "in/" + str(p.relative_to(tmp_path / "exp")))
+            _s3(moto_s3).upload_file(str(p), bucket, "in/" + str(p.relative_to(tmp_path / "exp")))
     dst = create_table(endpoint)
     # --endpoint-url is DynamoDB's; S3 is found through AWS_ENDPOINT_URL_S3.
     r = cli("import", f"s3://{bucket}/in", dst, "--endpoint-url", endpoint, "--quiet",
-            env={"AWS_ENDPOINT_URL_S3": s3_endpoint})
+            env={"AWS_ENDPOINT_URL_S3": moto_s3})
     assert r.returncode == 0, r.stderr
     assert as_set(scan_all(endpoint, dst)) == as_set(gen_items(50))
     # And the other way round, from the command line, with --s3-endpoint-url.
-    r = cli("export", dst, f"s3://{bucket}/cli", "--endpoint-url", endpoint, "--s3-endpoint-url", s3_endpoint,
+    r = cli("export", dst, f"s3://{bucket}/cli", "--endpoint-url", endpoint, "--s3-endpoint-url", moto_s3,
             "--quiet")
     assert r.returncode == 0, r.stderr
-    keys = [o["Key"] for o in _s3(s3_endpoint).list_objects_v2(Bucket=bucket, Prefix="cli/")["Contents"]]
+    keys = [o["Key"] for o in _s3(moto_s3).list_objects_v2(Bucket=bucket, Prefix="cli/")["Contents"]]
     (summary_key,) = [k for k in keys if k.endswith("manifest-summary.json")]
-    summary = json.loads(_s3(s3_endpoint).get_object(Bucket=bucket, Key=summary_key)["Body"].read())
+    summary = json.loads(_s3(moto_s3).get_object(Bucket=bucket, Key=summary_key)["Body"].read())
     assert summary["itemCount"] == 50 and summary["s3Prefix"] == "cli"
     # A glob over S3 keys reads the data files directly (no manifest).
     other = create_table(endpoint)
     rep = import_files(f"s3://{bucket}/in/AWSDynamoDB/*/data/*.json.gz", ref(endpoint, other), OFF,
-                       s3=S3Settings(endpoint_url=s3_endpoint))
+                       s3=S3Settings(endpoint_url=moto_s3))
     assert rep.extra["source_kind"] == "files" and as_set(scan_all(endpoint, other)) == as_set(gen_items(50))

@@ -403,38 +403,10 @@ def test_cli_verify_engine_spark_repairs(endpoint: str, tmp_path: Path) -> None:
     assert as_set(scan_all(endpoint, dst)) == as_set(items)
 
 
-# --------------------------------------------------------------------------- S3 (moto server process)
+# --------------------------------------------------------------------------- S3 (moto server process: conftest moto_s3)
 
 
-@pytest.fixture(scope="module")
-def s3_url() -> Iterator[str]:
-    import socket
-    import subprocess
-    import time
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("moto server did not start")
-            time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def test_cli_export_to_s3_with_dead_letters(endpoint: str, s3_url: str, tmp_path: Path) -> None:
+def test_cli_export_to_s3_with_dead_letters(endpoint: str, moto_s3: str, tmp_path: Path) -> None:
     """Tasks write data files and per-segment dead-letter files straight to S3."""
     import gzip
 
@@ -443,7 +415,7 @@ def test_cli_export_to_s3_with_dead_letters(endpoint: str, s3_url: str, tmp_path
 
     from ddbmigrate.cli import main
 
-    s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1")
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
     bucket = "spark-exports"
     s3.create_bucket(Bucket=bucket)
     src = create_table(endpoint)
@@ -453,7 +425,7 @@ def test_cli_export_to_s3_with_dead_letters(endpoint: str, s3_url: str, tmp_path
     flag.write_text("all")
     res = CliRunner().invoke(main, [
         "export", src, f"s3://{bucket}/exports/x", "--endpoint-url", endpoint, "--region", "us-east-1",
-        "--s3-endpoint-url", s3_url, "--engine", "spark", "--segments", "3", "--transform", tf,
+        "--s3-endpoint-url", moto_s3, "--engine", "spark", "--segments", "3", "--transform", tf,
         "--on-error", "skip", "--dead-letter", f"s3://{bucket}/dead/dl.jsonl", "-q",
         "--report", str(tmp_path / "r.json")])
     assert res.exit_code == 3, res.output  # done, with dead letters

@@ -39,8 +39,8 @@ def test_totals_timelines_and_json_events() -> None:
     detach_o()
     pp.stop()
     tl = pp.phase_timeline("users", "copy")
-    assert [p["done"] for p in tl] == [20, 40, 60, 60] and tl[2] == {"t": 3.0, "done": 60, "retries": 3,
-                                                                      "throttles": 2}
+    assert [p["done"] for p in tl] == [0, 20, 40, 60, 60] and tl[3] == {"t": 3.0, "done": 60, "retries": 3,
+                                                                         "throttles": 2}
     assert [p["done"] for p in pp.timeline][:3] == [25, 50, 75]
     events = [json.loads(x) for x in out.getvalue().splitlines()]
     users = [e for e in events if e["job"] == "users"]
@@ -64,8 +64,8 @@ def test_phases_are_kept_separately() -> None:
     pp._tick()
     detach()
     pp.stop()
-    assert [p["done"] for p in pp.phase_timeline("j", "clean")] == [7]
-    assert [p["done"] for p in pp.phase_timeline("j", "copy")] == [9, 9]
+    assert [p["done"] for p in pp.phase_timeline("j", "clean")] == [0, 7]
+    assert [p["done"] for p in pp.phase_timeline("j", "copy")] == [7, 9, 9]
     assert pp.phase_timeline("j", "verify") == []
 
 

@@ -2,49 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
 import click
 
 from ..exporting import export_table
 from ..importing import import_files
 from ..sinks.files import DEFAULT_FILE_SIZE
-from ..storage import S3Settings
 from . import handle_errors, render_report
+from .commands_plan import (
+    native_export_options,
+    native_import_options,
+    run_native_export,
+    run_native_import,
+    wants_native_export,
+)
 from .engine import engine_options, spark_settings, uses_spark
 from .options import (
     aws_options,
     build_run_options,
     pass_kwargs,
     run_options,
+    s3_options,
+    s3_settings,
     table_ref,
     transform_options,
     write_mode_options,
 )
-
-F = Callable[..., Any]
-
-
-def s3_options(f: F) -> F:
-    opts = [
-        click.option("--s3-endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, "
-                                                "then AWS's). --endpoint-url is DynamoDB's only."),
-        click.option("--s3-region", help="Region of the bucket (default: --region)."),
-        click.option("--s3-profile", help="AWS profile for S3 (default: --profile)."),
-        click.option("--s3-role-arn", help="IAM role to assume for S3 (default: --role-arn)."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
-
-def s3_settings(kw: Dict[str, Any]) -> S3Settings:
-    return S3Settings(
-        region=kw.get("s3_region") or kw.get("region"),
-        profile=kw.get("s3_profile") or kw.get("profile"),
-        role_arn=kw.get("s3_role_arn") or kw.get("role_arn"),
-        endpoint_url=kw.get("s3_endpoint_url"),
-    )
 
 
 @click.command("export")
@@ -61,10 +45,13 @@ def s3_settings(kw: Dict[str, Any]) -> S3Settings:
 @click.option("--commit-every", type=float, default=30.0, show_default=True,
               help="Seconds between checkpoints; each one finishes the open data files first.")
 @engine_options
+@native_export_options
 @handle_errors
 @pass_kwargs
 def export_cmd(kw: Dict[str, Any]) -> int:
     """Export TABLE to DEST (a folder or s3://bucket/prefix) in DynamoDB's Export-to-S3 layout."""
+    if wants_native_export(kw):  # DynamoDB's managed Export to S3, watched (see commands_plan.py)
+        return run_native_export(kw)
     opts = build_run_options(kw)
     if uses_spark(kw):
         from ..spark import export_table_spark
@@ -99,10 +86,13 @@ def export_cmd(kw: Dict[str, Any]) -> int:
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False),
               help="CloudFormation-style table spec (YAML/JSON) for --create-target.")
 @click.option("--verify", "verify_after", is_flag=True, help="Verify TABLE == transform(SOURCE) afterwards.")
+@native_import_options
 @handle_errors
 @pass_kwargs
 def import_cmd(kw: Dict[str, Any]) -> int:
     """Load SOURCE (export folder, file, folder or glob; local or s3://) into TABLE."""
+    if kw.get("native"):  # DynamoDB's managed Import from S3 into a new table, watched
+        return run_native_import(kw)
     opts = build_run_options(kw)
     report = import_files(kw["source"], table_ref(kw["table"], kw), opts, create_target=kw["create_target"],
                           spec=kw["spec"], validate=not kw["no_validate"], input_format=kw["input_format"],

@@ -9,11 +9,10 @@ import click
 from ..config import RetryPolicy, TableRef
 from ..errors import UsageError
 from ..items import KeySchema
-from ..storage import S3Settings
 from ..verify import is_files_location, verify_tables
 from . import handle_errors, render_report
 from .engine import engine_options, spark_settings, uses_spark
-from .options import confirm_prompt, pass_kwargs, table_ref, two_sided_aws_options
+from .options import confirm_prompt, pass_kwargs, s3_options, s3_settings, table_ref, two_sided_aws_options
 
 _KEY_TYPES = ("S", "N", "B")
 
@@ -80,11 +79,7 @@ def side_ref(arg: str, kw: Dict[str, Any], side: str) -> Union[TableRef, str]:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --repair deletes unexpected items.")
 @click.option("--input-format", type=click.Choice(["auto", "dynamodb-json", "json"]), default="auto",
               show_default=True, help="Format of a files side (auto-detected per file).")
-@click.option("--s3-endpoint-url", help="S3 endpoint for an s3:// side (default: AWS_ENDPOINT_URL_S3, then "
-                                        "AWS_ENDPOINT_URL).")
-@click.option("--s3-region", help="Region of the bucket (default: --region).")
-@click.option("--s3-profile", help="AWS profile for S3 (default: --profile).")
-@click.option("--s3-role-arn", help="IAM role to assume for S3 (default: --role-arn).")
+@s3_options
 @click.option("--key-schema", help="Target primary key when no table tells it (files target): pk:S[,sk:N].")
 @click.option("--segments", type=int, help="Scan segments for both tables (default: from each table's size).")
 @click.option("--source-segments", type=int, help="Scan segments for the source table.")
@@ -135,8 +130,7 @@ def verify_cmd(kw: Dict[str, Any]) -> int:
         max_read_units=kw.get("max_read_units"), memory_mb=kw["memory_mb"], work_dir=kw.get("work_dir"),
         retry=RetryPolicy(max_attempts=kw.get("max_attempts") or 10),
         progress="off" if kw["quiet"] else kw["progress"], input_format=kw["input_format"],
-        s3=S3Settings(region=kw.get("s3_region") or kw.get("region"), profile=kw.get("s3_profile") or kw.get("profile"),
-                      role_arn=kw.get("s3_role_arn") or kw.get("role_arn"), endpoint_url=kw.get("s3_endpoint_url")),
+        s3=s3_settings(kw),
     )
     render_report(report, kw["quiet"])
     return report.exit_code

@@ -1,4 +1,4 @@
-"""Shared click options: per-side AWS settings, run options, output. Parsing only; no AWS calls."""
+"""Shared click options: per-side AWS settings, S3 settings, run options, output. Parsing only; no AWS calls."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, Optional
 import click
 
 from ..config import RetryPolicy, RunOptions, TableRef
+from ..storage import S3Settings
 
 F = Callable[..., Any]
 
@@ -48,6 +49,30 @@ def table_ref(table: str, kw: Dict[str, Any], side: Optional[str] = None) -> Tab
         v = kw.get(f"{side}_{name}") if side else None
         vals[name] = v if v is not None else kw.get(name)
     return TableRef(table=table, **vals)
+
+
+def s3_options(f: F) -> F:
+    """--s3-endpoint-url/--s3-region/--s3-profile/--s3-role-arn, for s3:// locations (see s3_settings)."""
+    opts = [
+        click.option("--s3-endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, "
+                                                "then AWS's). --endpoint-url is DynamoDB's only."),
+        click.option("--s3-region", help="Region of the bucket (default: --region)."),
+        click.option("--s3-profile", help="AWS profile for S3 (default: --profile)."),
+        click.option("--s3-role-arn", help="IAM role to assume for S3 (default: --role-arn)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def s3_settings(kw: Dict[str, Any]) -> S3Settings:
+    """S3Settings from s3_options; each unset --s3-* falls back to the shared AWS option."""
+    return S3Settings(
+        region=kw.get("s3_region") or kw.get("region"),
+        profile=kw.get("s3_profile") or kw.get("profile"),
+        role_arn=kw.get("s3_role_arn") or kw.get("role_arn"),
+        endpoint_url=kw.get("s3_endpoint_url"),
+    )
 
 
 def run_options(f: F) -> F:
