@@ -56,8 +56,12 @@ def clean_table(
     if confirm is None or not confirm(msg):
         raise UsageError(f"not emptying {c.ref.table}: not confirmed (pass --yes to skip the prompt)")
     keys = KeySchema.from_table_description(desc)
-    segments = opts.segments or default_segments(desc)
-    from .copy import _page_limit, capacity_limit, make_limiter
+    from .copy import _page_limit, capacity_limit, make_limiter, resumed_segments
+
+    # A resumed clean keeps its checkpoint's segments (the table shrank since: the default drifts).
+    segments = (opts.segments or resumed_segments(opts, "clean", {"job": "clean", "names": [c.ref.table],
+                                                                  "table": table.identity()})
+                or default_segments(desc))
 
     # The same capacity caps as copy: the scan reads keys only, the deletes cost write units.
     read_rate = capacity_limit(desc, opts.max_read_units, opts.read_percent, "read")

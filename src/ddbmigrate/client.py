@@ -52,6 +52,8 @@ THROTTLE_CODES = frozenset(
     )
 )
 RETRIABLE_CODES = frozenset(("InternalServerError", "ServiceUnavailable", "TransactionInProgressException"))
+# A write that raced an ongoing transaction on the same item: retrying is what AWS advises.
+CONFLICT_CODES = frozenset(("TransactionConflictException",))
 
 _CONN_ERRORS = (
     urllib3.exceptions.ProtocolError,
@@ -130,6 +132,8 @@ class ServiceError(Exception):
     def cause(self) -> Optional[str]:
         if self.code in THROTTLE_CODES:
             return "throttle"
+        if self.code in CONFLICT_CODES:
+            return "conflict"
         if self.status >= 500 or self.code in RETRIABLE_CODES:
             return "5xx"
         if self.code == "CRC32Mismatch":

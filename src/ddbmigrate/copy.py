@@ -64,6 +64,25 @@ def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Option
     return max(1.0, prov * percent / 100.0)
 
 
+def resumed_segments(opts: RunOptions, kind: str, identity: Dict[str, Any]) -> Optional[int]:
+    """On --resume without --segments: the segment count the job's checkpoint was made with.
+
+    Its positions are per segment of that count, while the default (from DescribeTable's size)
+    drifts as a live source grows or a clean shrinks the table; recomputing it would refuse the
+    resume as "a different job". The default checkpoint path does not depend on the segments.
+    """
+    if not opts.resume or opts.restart or opts.segments:
+        return None
+    from .checkpoint import CheckpointStore, default_path
+
+    try:
+        st = CheckpointStore(opts.checkpoint or default_path(kind, identity)).load()
+    except UsageError:
+        return None  # unreadable: open_checkpoint reports it with its own message
+    seg = st.job.get("segments") if st is not None else None
+    return seg if isinstance(seg, int) and not isinstance(seg, bool) and seg > 0 else None
+
+
 def make_limiter(rate: Optional[float], name: str = "") -> RateLimiter:
     return TokenBucket(rate, name=name) if rate else RateLimiter()
 
@@ -129,12 +148,19 @@ def copy_table(
     src_keys = KeySchema.from_table_description(sdesc)
     dst_keys = KeySchema.from_table_description(tdesc)
 
-    segments = opts.segments or default_segments(sdesc)
-    identity = copy_identity(source, target, [src.ref.table, dst.ref.table], segments, transform, opts)
+    names = [src.ref.table, dst.ref.table]
+    segments = (opts.segments or resumed_segments(opts, "copy", copy_identity(source, target, names, 0, transform, opts))
+                or default_segments(sdesc))
+    identity = copy_identity(source, target, names, segments, transform, opts)
 
     if clean_target and not opts.dry_run:
-        from .checkpoint import default_path
+        from .checkpoint import default_path, open_checkpoint
         from .clean import clean_table
+
+        # Refuse before deleting anything when the copy itself would be refused afterwards
+        # (an unfinished copy checkpoint without --resume/--restart).
+        open_checkpoint(opts.checkpoint or default_path("copy", identity), identity, resume=opts.resume,
+                        restart=opts.restart, force=opts.force)
 
         # Crash-safe two-phase job: once the copy phase has a checkpoint the clean is over (its
         # own checkpoint says done); before that, --resume continues an interrupted clean.
@@ -159,11 +185,11 @@ def copy_table(
             processes=opts.processes, source=source, target=target, options=popts, total_segments=segments,
             identity=identity, source_keys=src_keys, target_keys=dst_keys, read_rate=read_rate,
             write_rate=write_rate, page_limit=_page_limit(read_rate), writers=writers,
-            raw=trusted and transform is None, total_estimate=int(sdesc.get("ItemCount") or 0) or None,
+            raw=True, total_estimate=int(sdesc.get("ItemCount") or 0) or None,
             extra={"mode": opts.mode, **({"transform": transform.name} if transform else {})},
         )
     scan = TableScanSource(src, src.ref.table, segments, consistent_read=opts.consistent_read, limiter=rlim,
-                           page_limit=_page_limit(read_rate), raw=trusted and transform is None)
+                           page_limit=_page_limit(read_rate), raw=True)
     sink = DryRunSink() if opts.dry_run else TableWriter(dst, dst.ref.table, dst_keys, mode=opts.mode, limiter=wlim)
     proc = Processing(
         key_schema=dst_keys, transform=transform, on_error=opts.on_error, max_errors=opts.max_errors,

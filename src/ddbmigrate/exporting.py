@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 
 from .client import DynamoClient, RetryStats
 from .config import RunOptions, TableRef
-from .copy import _page_limit, capacity_limit, make_limiter
+from .copy import _page_limit, capacity_limit, make_limiter, resumed_segments
 from .errors import UsageError
 from .items import KeySchema
 from .pipeline import Processing, default_readers
@@ -100,7 +100,9 @@ def export_table(
     c = client or DynamoClient(table, pool_size=pool_size(32, 0), retry=opts.retry, stats=RetryStats())
     desc = c.describe_table()
     keys = KeySchema.from_table_description(desc)
-    segments = opts.segments or default_segments(desc)
+    segments = (opts.segments or resumed_segments(opts, "export", export_identity(table, c.ref.table, dest, fmt, 0,
+                                                                                  transform))
+                or default_segments(desc))
     read_rate = capacity_limit(desc, opts.max_read_units, opts.read_percent, "read")
     limiter = make_limiter(read_rate)
     scan = TableScanSource(c, c.ref.table, segments, consistent_read=opts.consistent_read, limiter=limiter,

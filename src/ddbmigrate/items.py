@@ -42,6 +42,9 @@ def number_problem(text: Any) -> Optional[str]:
     """Why ``text`` is not a valid DynamoDB number, or None."""
     if not isinstance(text, str):
         return f"number must be a string, got {type(text).__name__}"
+    if "_" in text or text != text.strip():
+        # Decimal() accepts these; DynamoDB refuses them ("cannot be converted into a number").
+        return f"not a number: {text[:40]!r}"
     try:
         d = Decimal(text)
     except decimal.InvalidOperation:

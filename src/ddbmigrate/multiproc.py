@@ -183,6 +183,9 @@ def run_copy_processes(
                        source_keys=source_keys, target_keys=target_keys,
                        read_rate=read_rate / n if read_rate else None, write_rate=write_rate / n if write_rate else None,
                        page_limit=page_limit, writers=writers, dead_letter=dl, raw=raw)
+        # Until the worker reports, its segments stay where the checkpoint had them (a worker that
+        # dies before its first report must not erase them).
+        states[i].positions = dict(job.positions)
         p = ctx.Process(target=_child_main, args=(job, out), name=f"ddbmigrate-worker-{i}", daemon=True)
         p.start()
         children.append(p)

@@ -346,7 +346,7 @@ def copy_segment(task: CopyTask, seg: int, attempt: int = 0) -> SegmentResult:
         rlim, wlim = _limiter(task.read_rate), _limiter(task.write_rate)
         scan = TableScanSource(src, task.source.table, task.total_segments, consistent_read=opts.consistent_read,
                                limiter=rlim, page_limit=task.page_limit, segments=[seg],
-                               raw=task.source_keys == task.target_keys and transform is None)
+                               raw=True)
         sink = DryRunSink() if opts.dry_run else TableWriter(dst, task.target.table, task.target_keys,
                                                              mode=opts.mode, limiter=wlim)
         proc = Processing(
@@ -707,7 +707,7 @@ def copy_table_spark(
     The transform travels by reference (``options.transform``): executors load it themselves,
     so it must be importable there (a module shipped with --py-files, or a path on every node).
     """
-    from .copy import _copy_target, _page_limit, capacity_limit, copy_identity, default_writers
+    from .copy import _copy_target, _page_limit, capacity_limit, copy_identity, default_writers, resumed_segments
 
     opts = options or RunOptions()
     settings = spark or SparkSettings()
@@ -730,7 +730,10 @@ def copy_table_spark(
         dst.close()
     src_keys = KeySchema.from_table_description(sdesc)
     dst_keys = KeySchema.from_table_description(tdesc)
-    segments = opts.segments or default_segments(sdesc)
+    # On --resume, the checkpoint's segment count (the table's size may have drifted since).
+    segments = (opts.segments or resumed_segments(opts, "copy", dict(
+        copy_identity(source, target, [source.table, target.table], 0, transform, opts), engine="spark"))
+        or default_segments(sdesc))
     read_rate = capacity_limit(sdesc, opts.max_read_units, opts.read_percent, "read")
     write_rate = capacity_limit(tdesc, opts.max_write_units, opts.write_percent, "write")
     identity = copy_identity(source, target, [source.table, target.table], segments, transform, opts)
@@ -850,7 +853,7 @@ def export_table_spark(
     manifests (files, then summary: the completion marker) once every segment is done.
     A resumed run keeps the ExportId and the files of finished segments.
     """
-    from .copy import _page_limit, capacity_limit
+    from .copy import _page_limit, capacity_limit, resumed_segments
     from .exporting import check_export_options, export_identity, export_summary
     from .sinks.files import DEFAULT_FILE_SIZE, FileSink, new_export_id
     from .storage import S3Settings, is_s3, normalize, split_s3, storage_for
@@ -869,7 +872,8 @@ def export_table_spark(
     finally:
         c.close()
     keys = KeySchema.from_table_description(desc)
-    segments = opts.segments or default_segments(desc)
+    segments = (opts.segments or resumed_segments(opts, "export", dict(
+        export_identity(table, table.table, dest, fmt, 0, transform), engine="spark")) or default_segments(desc))
     read_rate = capacity_limit(desc, opts.max_read_units, opts.read_percent, "read")
     bucket, prefix = split_s3(dest) if is_s3(dest) else (None, None)
     identity = export_identity(table, table.table, dest, fmt, segments, transform)
@@ -912,6 +916,7 @@ def export_table_spark(
     sink.bytes_written = nbytes
     sink.started_at = started_at
     summary = export_summary(desc, region, table.table, export_id, started_at, bucket, prefix)
+    summary["exportType"] = "FULL_EXPORT"  # as the local engine and AWS write it
     manifest = sink.write_manifests(summary)
     report.extra.update({"export_id": export_id, "export_path": sink.root, "files": len(files),
                          "items_exported": manifest["itemCount"]})

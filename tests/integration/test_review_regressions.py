@@ -70,3 +70,43 @@ def test_resume_keeps_the_checkpoints_segment_count_when_the_table_grew(endpoint
     r = _cli(*args, "--resume")
     assert r.returncode == 0, r.stderr
     assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
+
+
+def test_resumed_clean_keeps_its_segment_count_after_the_table_shrank(endpoint: str) -> None:
+    # An interrupted clean has deleted items: the default segment count computed from the
+    # smaller table differs, and --resume must still continue the same job.
+    table = create_table(endpoint)
+    _seed(endpoint, table, 0, 5010)  # over 5,000 items: 8 default segments
+    args = ["clean", table, "--endpoint-url", endpoint, "--quiet", "--yes", "--writers", "1",
+            "--checkpoint-every", "0.05", "--checkpoint", "ck.json"]
+    r = _cli(*args, env={"DDBMIGRATE_CRASH_AT": "after_batch_ack", "DDBMIGRATE_CRASH_AFTER": "60"})
+    assert r.returncode == -9, r.stderr
+    assert json.loads(open("ck.json").read())["job"]["segments"] == 8
+    assert 0 < len(scan_all(endpoint, table)) < 5000  # the default would now be 4 segments
+    r = _cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert scan_all(endpoint, table) == []
+
+
+def test_processes_keep_resumed_positions_of_workers_that_died_before_reporting(endpoint: str) -> None:
+    # --processes: the parent saves what workers report. A worker killed before its first report
+    # must not erase the positions it was resumed from (its segments would start over, and the
+    # resumed counters would count those items twice).
+    from ddbmigrate.checkpoint import CheckpointState, CheckpointStore, fingerprint
+    from ddbmigrate.copy import copy_identity
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    _seed(endpoint, src, 0, 200)
+    c = boto_client(endpoint)
+    positions = {str(s): c.scan(TableName=src, Segment=s, TotalSegments=2, Limit=5)["LastEvaluatedKey"]
+                 for s in range(2)}
+    ident = copy_identity(TableRef(src, endpoint_url=endpoint), TableRef(dst, endpoint_url=endpoint), [src, dst],
+                          2, None, RunOptions())
+    CheckpointStore("ck.json").save(CheckpointState(fingerprint=fingerprint(ident), job=ident, positions=positions,
+                                                    counters={"read": 10, "out": 10, "written": 10}))
+    r = _cli("copy", src, dst, "--endpoint-url", endpoint, "--quiet", "--segments", "2", "--processes", "2",
+             "--checkpoint", "ck.json", "--resume",
+             env={"DDBMIGRATE_CRASH_AT": "after_batch_ack", "DDBMIGRATE_CRASH_AFTER": "1"})
+    assert r.returncode == 1 and "died" in r.stderr, r.stderr
+    saved = json.loads(open("ck.json").read())
+    assert saved["positions"] == positions and saved["counters"]["read"] == 10

@@ -51,3 +51,33 @@ def test_committed_counters_add_up_when_writers_ack_one_ticket_concurrently() ->
     committed = p.counters.snapshot(committed=True)
     assert committed["read"] == n_chunks * per_chunk
     assert committed["written"] == n_chunks * per_chunk
+
+
+def test_numbers_dynamodb_refuses_are_invalid_before_sending() -> None:
+    # Python's Decimal accepts surrounding whitespace and digit-group underscores; DynamoDB
+    # answers "A value provided cannot be converted into a number" (checked on DynamoDB Local).
+    # Caught here, the dead letter names the attribute and a dry run counts it as invalid.
+    from ddbmigrate.items import KeySchema as KS
+    from ddbmigrate.items import item_problem, number_problem
+
+    for bad in (" 5", "5 ", "1_000", "\t1", "1\n"):
+        assert number_problem(bad) is not None, bad
+    assert item_problem({"pk": {"S": "a"}, "n": {"N": "1_000"}}) is not None
+    assert KS("id", "N").problem({"id": {"N": " 7"}}) is not None
+    for good in ("5", "+5", "-5.", ".5", "1e5", "1E-130", "-0", "12345678901234567890123456789012345678"):
+        assert number_problem(good) is None, good
+
+
+def test_bare_item_with_an_attribute_named_item_is_not_read_as_the_wrapper() -> None:
+    # Only {"Item": {...}} alone is AWS's wrapper; a bare item that also has other attributes
+    # is the item itself (it used to be dead-lettered as an invalid "Item" value).
+    import orjson
+
+    from ddbmigrate.sources.files import parse_item
+
+    item = {"pk": {"S": "a"}, "Item": {"L": []}}
+    assert parse_item(orjson.dumps(item), "ddb")[:2] == (item, None)
+    item2 = {"pk": {"S": "b"}, "Item": {"M": {"x": {"N": "1"}}}}
+    assert parse_item(orjson.dumps(item2), "auto")[:2] == (item2, None)
+    wrapped = {"Item": {"pk": {"S": "c"}}}
+    assert parse_item(orjson.dumps(wrapped), "auto")[:2] == ({"pk": {"S": "c"}}, None)

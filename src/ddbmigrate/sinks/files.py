@@ -274,7 +274,7 @@ class FileSink:
                 if self.fmt == "dynamodb-json":
                     f.write(b'{"Item":' + op.enc + b"}\n")
                 else:
-                    f.write(plain_json(op.item) + b"\n")
+                    f.write(plain_json(op.wire()) + b"\n")
                 if f.bytes >= self.file_size:
                     del self._open[tid]
                     self._finish(f)

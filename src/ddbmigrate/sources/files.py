@@ -413,6 +413,8 @@ def _unwrap(obj: Dict[str, Any]) -> Any:
         return obj
     if len(obj) == 1 and item_problem(inner) is not None and item_problem(obj) is None:
         return obj
+    if len(obj) > 1 and item_problem(obj) is None:
+        return obj  # the wrapper has no other keys: this is a bare item with an attribute "Item"
     return inner
 
 
