@@ -60,23 +60,31 @@ COUNTER_NAMES = (
 
 
 class Op:
-    """One write: put of a full item, or delete of a key. ``enc`` is the item's JSON."""
+    """One write: put of a full item, or delete of a key. ``enc`` is the item's JSON.
 
-    __slots__ = ("kind", "item", "enc", "key", "origin", "source_key")
+    Ops made on the hot path keep only ``enc``; ``item`` decodes it on first access, so a sink
+    may read either, and a chunk waiting in the queue costs its bytes, not its Python objects.
+    """
 
-    def __init__(self, kind: int, item: WireItem, enc: bytes, key: Any, origin: Any = None,
+    __slots__ = ("kind", "_item", "enc", "key", "origin", "source_key")
+
+    def __init__(self, kind: int, item: Optional[WireItem], enc: bytes, key: Any, origin: Any = None,
                  source_key: Any = None) -> None:
         self.kind = kind
-        self.item = item
+        self._item = item
         self.enc = enc
         self.key = key
         self.origin = origin
         self.source_key = source_key
 
+    @property
+    def item(self) -> WireItem:
+        if self._item is None:
+            self._item = orjson.loads(self.enc)
+        return self._item
+
     def wire(self) -> WireItem:
-        """The item as a dict (pass-through ops carry only their JSON bytes)."""
-        if self.item is None:
-            self.item = orjson.loads(self.enc)
+        """The item as a dict (same as ``item``)."""
         return self.item
 
 
@@ -596,7 +604,7 @@ class Pipeline:
                     seen_keys.add(okey)
                 # Only the encoding is kept (Op.wire() decodes it again if ever needed), so a
                 # chunk waiting in the queue costs its JSON bytes, not its Python objects.
-                ops.append(Op(PUT, None, enc, okey if dedupe else None, origin, skey))  # type: ignore[arg-type]
+                ops.append(Op(PUT, None, enc, okey if dedupe else None, origin, skey))
         self.counters.bump(counts)
         for k, v in counts.items():
             if v:
@@ -619,7 +627,7 @@ class Pipeline:
                     self._dead(item, f"item is {size} bytes; DynamoDB's limit is {MAX_ITEM_BYTES}",
                                "ItemTooLarge", "validate", None, None, ticket)
                     continue
-            append(Op(PUT, None, enc, None))  # type: ignore[arg-type]
+            append(Op(PUT, None, enc, None))
         n = len(raw)
         counts["read"] += n
         counts["out"] += n
