@@ -79,6 +79,8 @@ def main() -> int:
     ap.add_argument("--guard-us", type=float, help="fail if ddbmigrate's client CPU per item exceeds this")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "copy.json"))
     ap.add_argument("--endpoint", help="use this DynamoDB (Local) instead of starting one")
+    ap.add_argument("--no-warmup", dest="warmup", action="store_false",
+                    help="skip the warm-up copy that heats DynamoDB Local's JVM before measuring")
     a = ap.parse_args()
     only = a.only.split(",")
 
@@ -99,6 +101,13 @@ def main() -> int:
         rows: List[Dict[str, Any]] = []
         py = sys.executable
         work = tempfile.mkdtemp(prefix="ddbbench-")
+        if a.warmup:
+            # Warm DynamoDB Local's JVM first, so the first contender is not measured on a cold server.
+            warm = f"bench-warmup-{int(time.time())}"
+            create_sample_table(c, warm)
+            run_measured([py, "-m", "ddbmigrate", "copy", src, warm, "--endpoint-url", endpoint, "--quiet",
+                          "--restart", "--segments", str(a.segments)], cwd=work)
+            print("server warmed up", file=sys.stderr)
         for kind in only:
             dst = f"bench-{kind}-{int(time.time())}"
             create_sample_table(c, dst)
