@@ -640,48 +640,28 @@ class Pipeline:
                 for i in range(0, len(ops), limit)]
 
     def _batches(self, ops: List[Op], ticket: Ticket, dedupe: bool) -> List[Batch]:
-        out: List[Batch] = []
-        cur: List[Optional[Op]] = []
-        seen: Dict[Any, int] = {}
-        nbytes = 0
-        live = 0
         collapsed = 0
-        limit = self.proc.max_batch_ops
-
-        def flush() -> None:
-            nonlocal cur, seen, nbytes, live
-            ops_live = [o for o in cur if o is not None]
-            if ops_live:
-                out.append(Batch(ops_live, ticket, nbytes))
-            cur, seen, nbytes, live = [], {}, 0, 0
-
         if dedupe and len(ops) > 1:
             # Last one wins across the whole chunk, not only inside one batch: two batches of
-            # one chunk may be written by different writers in either order.
+            # one chunk may be written by different writers in either order (and DynamoDB
+            # rejects a BatchWriteItem holding one key twice).
             last = {op.key: i for i, op in enumerate(ops)}
             if len(last) != len(ops):
                 kept = [op for i, op in enumerate(ops) if last[op.key] == i]
-                collapsed += len(ops) - len(kept)
+                collapsed = len(ops) - len(kept)
                 ops = kept
+        out: List[Batch] = []
+        cur: List[Op] = []
+        nbytes = 0
+        limit = self.proc.max_batch_ops
         for op in ops:
-            if dedupe:
-                prev = seen.get(op.key)
-                if prev is not None:
-                    # The same key twice in one BatchWriteItem is rejected by DynamoDB; last wins.
-                    old = cur[prev]
-                    assert old is not None
-                    nbytes -= len(old.enc)
-                    cur[prev] = None
-                    live -= 1
-                    collapsed += 1
-            if live >= limit or (live and nbytes + len(op.enc) > MAX_BATCH_BYTES):
-                flush()
+            if len(cur) >= limit or (cur and nbytes + len(op.enc) > MAX_BATCH_BYTES):
+                out.append(Batch(cur, ticket, nbytes))
+                cur, nbytes = [], 0
             cur.append(op)
-            live += 1
-            if dedupe:
-                seen[op.key] = len(cur) - 1
             nbytes += len(op.enc)
-        flush()
+        if cur:
+            out.append(Batch(cur, ticket, nbytes))
         if collapsed:
             ticket.add("collapsed", collapsed)
             self.counters.bump({"collapsed": collapsed})
