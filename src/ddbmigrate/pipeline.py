@@ -399,6 +399,10 @@ class Pipeline:
                 self.queue.put(None, timeout=0.2)
                 return
             except Full:
+                # Writers stuck in a request keep the queue full: the drain deadline must apply
+                # here too, or an interrupt would wait for them forever.
+                if self._drain_deadline is not None and time.monotonic() > self._drain_deadline:
+                    self.abort.set()
                 if self.abort.is_set():
                     # Writers are stopping anyway; make room so they can see the sentinel.
                     try:
