@@ -298,6 +298,13 @@ class KeySchema:
         """The key attributes of ``item`` as a wire-format key."""
         return {n: item[n] for n in self.names}
 
+    def project_or_none(self, item: Any) -> Optional[WireItem]:
+        """``project``, or None when ``item`` lacks a key attribute (naming a record in a report)."""
+        try:
+            return self.project(item)
+        except (KeyError, TypeError):
+            return None
+
     def key_from_tuple(self, key: Key) -> WireItem:
         out: WireItem = {self.hash_name: {self.hash_type: key[0]}}
         if self.range_name is not None:

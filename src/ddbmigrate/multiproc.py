@@ -25,12 +25,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .checkpoint import CheckpointState, CheckpointStore, default_path, fingerprint, open_checkpoint
+from .checkpoint import CheckpointState, fingerprint
 from .config import RunOptions, TableRef
 from .errors import DdbMigrateError, FatalError, InterruptedError_, RetriesExhaustedError, UsageError
 from .items import KeySchema
 from .progress import Progress
 from .report import Report, deliver, finish, merge_stats
+from .runner import interrupted_error, open_job_checkpoint
 
 
 @dataclass
@@ -158,12 +159,7 @@ def run_copy_processes(
                     writers=writers * processes)
     report.extra.update(extra, processes=processes)
     fp = fingerprint(identity)
-    store: Optional[CheckpointStore] = None
-    state = None
-    if not opts.dry_run:
-        path = opts.checkpoint or default_path("copy", identity)
-        store, state = open_checkpoint(path, identity, resume=opts.resume, restart=opts.restart, force=opts.force)
-        report.checkpoint_path = path
+    store, state = open_job_checkpoint("copy", identity, opts, report)
     base_counters = dict(state.counters) if state else {}
     done_all = set(state.done) if state else set()
     positions = dict(state.positions) if state else {}
@@ -269,8 +265,7 @@ def run_copy_processes(
         cls = {75: RetriesExhaustedError, 2: UsageError}.get(int(e0.get("exit_code", 1)), FatalError)
         error = cls(e0["message"])
     elif errors or interrupted:
-        error = InterruptedError_(f"interrupted; checkpoint saved to {report.checkpoint_path}; "
-                                  "rerun the same command with --resume")
+        error = interrupted_error(report.checkpoint_path)
         report.status = "interrupted"
     if error is None:
         report.status = "dry-run" if opts.dry_run else "done"

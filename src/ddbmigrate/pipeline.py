@@ -12,6 +12,8 @@ Invariants:
    transform, skipped-existing, collapsed duplicate), or dead-lettered with its reason.
    Counters are committed with their ticket, so a checkpoint's counters match its positions.
 3. Memory is bounded by ``queue_batches`` x 25 items plus one chunk per reader.
+4. A source with ``ordered = True`` (files) has its versions of one key written in source order:
+   keyed batches go to one writer per key hash (see ``Pipeline.key_affine``).
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ class Batch:
     ops: List[Op]
     ticket: Ticket
     nbytes: int
+    lane: int = 0  # the writer queue it goes to (key-affine pipelines only)
 
 
 @dataclass
@@ -237,7 +240,16 @@ class Pipeline:
         self.proc = processing
         self.readers = max(1, readers)
         self.writers = max(1, writers)
-        self.queue: "Queue[Optional[Batch]]" = Queue(maxsize=queue_batches or self.writers * 4)
+        # An ordered source (a file, read line by line) may hold one key several times, far
+        # apart: the last version must win. Its batches then go by key hash to one queue per
+        # writer, and a writer sends its batches one after the other (retries included), so
+        # every version of a key is written in source order by the same writer. Other sources
+        # (a scan holds each key once) share one queue, so no writer ever waits for a slow one.
+        self.key_affine = bool(getattr(source, "ordered", False)) and processing.dedupe \
+            and processing.key_schema is not None
+        lanes = self.writers if self.key_affine else 1
+        depth = queue_batches or self.writers * 4
+        self.queues: "List[Queue[Optional[Batch]]]" = [Queue(maxsize=max(2, depth // lanes)) for _ in range(lanes)]
         self.dead = dead_letters or DeadLetters(None)
         self.counters = Counters(counters)
         self.on_checkpoint = on_checkpoint
@@ -280,7 +292,8 @@ class Pipeline:
             work.put(u)
         readers = [threading.Thread(target=self._reader, args=(work,), name=f"reader-{i}", daemon=True)
                    for i in range(min(self.readers, max(1, len(todo))))]
-        writers = [threading.Thread(target=self._writer, name=f"writer-{i}", daemon=True)
+        writers = [threading.Thread(target=self._writer, args=(self.queues[i % len(self.queues)],),
+                                    name=f"writer-{i}", daemon=True)
                    for i in range(self.writers)]
         for t in writers + readers:
             t.start()
@@ -290,8 +303,8 @@ class Pipeline:
         try:
             self._join_all(readers, drain=False)
             # Readers are done (or stopped): writers finish the queue, then see a sentinel each.
-            for _ in writers:
-                self._put_sentinel()
+            for i in range(len(writers)):
+                self._put_sentinel(self.queues[i % len(self.queues)])
             self._join_all(writers, drain=True)
         finally:
             saver_stop.set()
@@ -393,10 +406,10 @@ class Pipeline:
                 self._fail(e)
                 return
 
-    def _put_sentinel(self) -> None:
+    def _put_sentinel(self, queue: "Queue[Optional[Batch]]") -> None:
         while True:
             try:
-                self.queue.put(None, timeout=0.2)
+                queue.put(None, timeout=0.2)
                 return
             except Full:
                 # Writers stuck in a request keep the queue full: the drain deadline must apply
@@ -406,7 +419,7 @@ class Pipeline:
                 if self.abort.is_set():
                     # Writers are stopping anyway; make room so they can see the sentinel.
                     try:
-                        self.queue.get_nowait()
+                        queue.get_nowait()
                     except Empty:
                         pass
 
@@ -445,15 +458,15 @@ class Pipeline:
             if self.abort.is_set():
                 return False
             try:
-                self.queue.put(b, timeout=0.2)
+                self.queues[b.lane].put(b, timeout=0.2)
                 return True
             except Full:
                 continue
 
-    def _writer(self) -> None:
+    def _writer(self, queue: "Queue[Optional[Batch]]") -> None:
         try:
             while True:
-                b = self.queue.get()
+                b = queue.get()
                 if b is None:
                     return
                 if self.abort.is_set():
@@ -643,6 +656,19 @@ class Pipeline:
         return [Batch(ops[i : i + limit], ticket, sum(len(o.enc) for o in ops[i : i + limit]))
                 for i in range(0, len(ops), limit)]
 
+    def _pack(self, ops: List[Op], ticket: Ticket, lane: int, out: List[Batch]) -> None:
+        cur: List[Op] = []
+        nbytes = 0
+        limit = self.proc.max_batch_ops
+        for op in ops:
+            if len(cur) >= limit or (cur and nbytes + len(op.enc) > MAX_BATCH_BYTES):
+                out.append(Batch(cur, ticket, nbytes, lane))
+                cur, nbytes = [], 0
+            cur.append(op)
+            nbytes += len(op.enc)
+        if cur:
+            out.append(Batch(cur, ticket, nbytes, lane))
+
     def _batches(self, ops: List[Op], ticket: Ticket, dedupe: bool) -> List[Batch]:
         collapsed = 0
         if dedupe and len(ops) > 1:
@@ -655,17 +681,15 @@ class Pipeline:
                 collapsed = len(ops) - len(kept)
                 ops = kept
         out: List[Batch] = []
-        cur: List[Op] = []
-        nbytes = 0
-        limit = self.proc.max_batch_ops
-        for op in ops:
-            if len(cur) >= limit or (cur and nbytes + len(op.enc) > MAX_BATCH_BYTES):
-                out.append(Batch(cur, ticket, nbytes))
-                cur, nbytes = [], 0
-            cur.append(op)
-            nbytes += len(op.enc)
-        if cur:
-            out.append(Batch(cur, ticket, nbytes))
+        lanes = len(self.queues)
+        if lanes > 1:
+            by_lane: Dict[int, List[Op]] = {}
+            for op in ops:
+                by_lane.setdefault(hash(op.key) % lanes, []).append(op)
+            for lane, lane_ops in by_lane.items():
+                self._pack(lane_ops, ticket, lane, out)
+        else:
+            self._pack(ops, ticket, 0, out)
         if collapsed:
             ticket.add("collapsed", collapsed)
             self.counters.bump({"collapsed": collapsed})
@@ -674,12 +698,7 @@ class Pipeline:
 
 def _source_key(proc: Processing, item: WireItem) -> Any:
     ks = proc.source_key_schema
-    if ks is None:
-        return None
-    try:
-        return ks.project(item)
-    except (KeyError, TypeError):
-        return None
+    return ks.project_or_none(item) if ks is not None else None
 
 
 def _segment_of(unit: str, default: Optional[int]) -> Optional[int]:

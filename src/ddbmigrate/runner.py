@@ -92,14 +92,9 @@ def run_job(spec: JobSpec) -> Report:
     report = Report(job=spec.job, source=spec.source_label, target=spec.target_label,
                     dead_letter_path=opts.dead_letter, segments=None, writers=spec.writers)
     report.extra.update(spec.extra)
-    store: Optional[CheckpointStore] = None
-    state: Optional[CheckpointState] = None
     fp = fingerprint(spec.identity)
-    if spec.checkpoint and not opts.dry_run:
-        path = opts.checkpoint or default_path(spec.job, spec.identity)
-        store, state = open_checkpoint(path, spec.identity, resume=opts.resume, restart=opts.restart,
-                                       force=opts.force)
-        report.checkpoint_path = path
+    store, state = open_job_checkpoint(spec.job, spec.identity, opts, report) if spec.checkpoint else (None, None)
+    if store is not None:
         if spec.checkpoint_extra is not None:
             store = _ExtraStore(store.path, spec.checkpoint_extra)
         if spec.restore_extra is not None and state is not None:
@@ -159,15 +154,9 @@ def run_job(spec: JobSpec) -> Report:
         if spec.after_run is not None:
             spec.after_run()
         report.status = "dry-run" if opts.dry_run else "done"
-    except InterruptedError_ as e:
+    except InterruptedError_:
         report.status = "interrupted"
-        error = e
-        resume_hint = "rerun the same command with --resume"
-        e.hint = resume_hint
-        if report.checkpoint_path:
-            e.message = f"interrupted; checkpoint saved to {report.checkpoint_path}; {resume_hint}"
-        else:
-            e.message = "interrupted (no checkpoint for this run)"
+        error = interrupted_error(report.checkpoint_path)
     except DdbMigrateError as e:
         report.status = "failed"
         error = e
@@ -175,8 +164,7 @@ def run_job(spec: JobSpec) -> Report:
             e.hint = f"checkpoint kept at {report.checkpoint_path}; rerun the same command with --resume"
     except KeyboardInterrupt:
         report.status = "interrupted"
-        error = InterruptedError_(f"interrupted; checkpoint saved to {report.checkpoint_path}; "
-                                  "rerun the same command with --resume")
+        error = interrupted_error(report.checkpoint_path)
     finally:
         restore()
         progress.stop()
@@ -204,6 +192,30 @@ def run_job(spec: JobSpec) -> Report:
     if spec.on_finish is not None and error is None:
         spec.on_finish(report)
     return deliver(report, opts.report, error)
+
+
+def open_job_checkpoint(job: str, identity: Dict[str, Any], opts: RunOptions,
+                        report: Report) -> Tuple[Optional[CheckpointStore], Optional[CheckpointState]]:
+    """The job's checkpoint store and saved state (None on a fresh start); nothing for a dry run.
+
+    Honours --checkpoint/--resume/--restart/--force and records the path in the report.
+    """
+    if opts.dry_run:
+        return None, None
+    path = opts.checkpoint or default_path(job, identity)
+    store, state = open_checkpoint(path, identity, resume=opts.resume, restart=opts.restart, force=opts.force)
+    report.checkpoint_path = path
+    return store, state
+
+
+def interrupted_error(checkpoint_path: Optional[str]) -> InterruptedError_:
+    """The one-line error of an interrupted job, telling how to go on."""
+    resume_hint = "rerun the same command with --resume"
+    if not checkpoint_path:
+        return InterruptedError_("interrupted (no checkpoint for this run)")
+    e = InterruptedError_(f"interrupted; checkpoint saved to {checkpoint_path}; {resume_hint}")
+    e.hint = resume_hint
+    return e
 
 
 def _limits(limiters: List[RateLimiter]) -> Dict[str, Any]:

@@ -583,7 +583,7 @@ def _scan(src: Side, tgt: Side, comparer: Comparer, keys: KeySchema, tf: Optiona
                     try:
                         outs = tf(item, ctx)
                     except TransformError as e:
-                        skey = _project(src.key_schema, item)
+                        skey = src.key_schema.project_or_none(item) if src.key_schema else None
                         if on_error == "fail":
                             raise TransformError(f"{e.message} (source key {orjson.dumps(skey).decode()})",
                                                  code=e.code) from e
@@ -605,7 +605,7 @@ def _scan(src: Side, tgt: Side, comparer: Comparer, keys: KeySchema, tf: Optiona
                                 p = f"item is {size} bytes; DynamoDB's limit is {MAX_ITEM_BYTES}"
                         if p:
                             counts["invalid"] = counts.get("invalid", 0) + 1
-                            diffs({"category": "invalid", "reason": p, "source_key": _project(src.key_schema, item),
+                            diffs({"category": "invalid", "reason": p, "source_key": (src.key_schema.project_or_none(item) if src.key_schema else None),
                                    "origin": _origin(chunk, i), "expected": o})
                             continue
                     yield o
@@ -649,15 +649,6 @@ def _origin(chunk: Chunk, i: int) -> Optional[str]:
     if chunk.origins is not None and i < len(chunk.origins):
         return chunk.origins[i]
     return None
-
-
-def _project(ks: Optional[KeySchema], item: WireItem) -> Any:
-    if ks is None:
-        return None
-    try:
-        return ks.project(item)
-    except (KeyError, TypeError):
-        return None
 
 
 # --------------------------------------------------------------------------- repair

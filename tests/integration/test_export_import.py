@@ -28,6 +28,7 @@ from ddbmigrate.exporting import export_table
 from ddbmigrate.importing import import_files
 from ddbmigrate.items import number_problem
 from ddbmigrate.storage import S3Settings
+from ddbmigrate.testing.proxy import Faults, FaultProxy
 from support import as_set, create_table, every_type_items, put_items, scan_all, unique
 
 pytestmark = pytest.mark.integration
@@ -335,6 +336,23 @@ def test_plain_json_lines_and_array_keep_full_precision(endpoint: str, tmp_path:
     assert "39 significant digits" in dead["plain.jsonl:3"] and "must be of type S" in dead["plain.jsonl:4"]
     assert "missing key" in dead["arr.json:4"]
     assert rep.exit_code == 3 and rep.balanced()
+
+
+def test_plain_file_versions_of_a_key_far_apart_land_in_file_order(endpoint: str, tmp_path: Path) -> None:
+    """A key repeated in far-apart chunks (1,000 lines each) ends with its last line's version."""
+    dst = create_table(endpoint)
+    rounds, keys = 12, 1000
+    with open(tmp_path / "versions.jsonl", "w") as fh:
+        for r in range(rounds):
+            for k in range(keys):
+                fh.write(json.dumps({"pk": f"k{k}", "v": r, "pad": "x" * (k % 50)}) + "\n")
+    # Throttled and partly unprocessed batches are retried after a back-off while other writers
+    # go on: without per-key order an older version would often land last.
+    with FaultProxy(endpoint, seed=3, faults=Faults(throttle=0.05, unprocessed=0.1, writes_only=True)) as proxy:
+        rep = import_files(str(tmp_path / "versions.jsonl"), ref(proxy.url, dst), opts(writers=16))
+    got = {i["pk"]["S"]: i["v"]["N"] for i in scan_all(endpoint, dst)}
+    assert got == {f"k{k}": str(rounds - 1) for k in range(keys)}
+    assert rep.exit_code == 0 and rep.balanced() and rep.counters["written"] == rounds * keys
 
 
 def test_dead_letter_file_is_replayable(endpoint: str, tmp_path: Path) -> None:

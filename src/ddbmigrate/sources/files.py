@@ -449,6 +449,9 @@ class FileFailure:
 class FileSource:
     """One pipeline unit per file; see the module docstring."""
 
+    # Lines of one file are versions in order: the pipeline writes one key's lines in that order.
+    ordered = True
+
     def __init__(self, storage: Storage, plan: Plan, *, validate: bool = True, input_format: str = "auto",
                  chunk_lines: int = CHUNK_LINES) -> None:
         if input_format not in INPUT_FORMATS:

@@ -1,0 +1,140 @@
+"""Peak RSS of a copy against table size: is memory bounded by configuration, not by the table?
+
+    python bench/bench_rss.py [--sizes 10000,100000,1000000,5000000] [--size 1000]
+                              [--only ddbmigrate,ddbmigrate-transform]
+                              [--json bench/results/rss-sweep.json]
+
+One DynamoDB Local, on disk (``-dbPath`` in a temporary folder: millions of ~1 KB items do not
+fit its in-memory mode), one source table grown step by step to each size. At every size each
+contender copies the whole source, as its own process, into a fresh table; the script reads
+that process's peak RSS and CPU time (``wait4``), counts the target with a parallel
+``Select=COUNT`` scan, and drops the target again so the server's disk stays small. Prints one
+markdown table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict, List
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "src"))
+sys.path.insert(0, HERE)
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+os.environ.setdefault("AWS_REGION", "us-east-1")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+from run import IDENTITY, run_measured  # noqa: E402
+
+from ddbmigrate import TableRef, local  # noqa: E402
+from ddbmigrate.client import DynamoClient  # noqa: E402
+from ddbmigrate.sample import create_sample_table, seed_table  # noqa: E402
+
+
+def parallel_count(client: DynamoClient, table: str, segments: int = 8) -> int:
+    def one(seg: int) -> int:
+        n, kw = 0, {"TableName": table, "Select": "COUNT", "Segment": seg, "TotalSegments": segments}
+        while True:
+            r = client.call("Scan", kw)
+            n += r["Count"]
+            if "LastEvaluatedKey" not in r:
+                return n
+            kw["ExclusiveStartKey"] = r["LastEvaluatedKey"]
+
+    with ThreadPoolExecutor(segments) as ex:
+        return sum(ex.map(one, range(segments)))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000,5000000")
+    ap.add_argument("--size", type=int, default=1000, help="bytes per item (about)")
+    ap.add_argument("--segments", type=int, default=8)
+    ap.add_argument("--writers", type=int, default=16)
+    ap.add_argument("--only", default="ddbmigrate,ddbmigrate-transform")
+    ap.add_argument("--heap", default="4g", help="DynamoDB Local's Java heap")
+    ap.add_argument("--json", default=os.path.join(HERE, "results", "rss-sweep.json"))
+    a = ap.parse_args()
+    sizes = sorted(int(s) for s in a.sizes.split(","))
+    only = a.only.split(",")
+
+    dbdir = tempfile.mkdtemp(prefix="ddbbench-db-")
+    work = tempfile.mkdtemp(prefix="ddbbench-")
+    server = local.start(db_path=dbdir, in_memory=False, heap=a.heap)
+    rows: List[Dict[str, Any]] = []
+    try:
+        c = DynamoClient(TableRef("bench-source", endpoint_url=server.endpoint_url), pool_size=16)
+        create_sample_table(c, "bench-source")
+        have = 0
+        py = sys.executable
+        for n in sizes:
+            t0 = time.perf_counter()
+            have += seed_table(c, "bench-source", n - have, size=a.size, start=have)
+            print(f"source at {have:,} items (seeded in {time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+            for kind in only:
+                dst = f"bench-{kind}-{n}"
+                create_sample_table(c, dst)
+                cmd = [py, "-m", "ddbmigrate", "copy", "bench-source", dst, "--endpoint-url", server.endpoint_url,
+                       "--quiet", "--restart", "--segments", str(a.segments), "--writers", str(a.writers)]
+                if kind == "ddbmigrate-transform":
+                    cmd += ["--transform", f"{IDENTITY}:identity"]
+                elif kind != "ddbmigrate":
+                    print(f"unknown contender {kind}", file=sys.stderr)
+                    continue
+                m = run_measured(cmd, cwd=work)
+                copied = parallel_count(c, dst)
+                row = {"kind": kind, "items": n, "copied": copied, "complete": copied == n and m["code"] == 0,
+                       "seconds": round(m["wall"], 1), "items_per_s": round(copied / m["wall"], 1),
+                       "cpu_us_per_item": round(m["cpu"] / max(1, copied) * 1e6, 1),
+                       "peak_rss_mb": round(m["rss_mb"], 1), "exit_code": m["code"]}
+                rows.append(row)
+                print(f"{kind} @ {n:,}: {row['peak_rss_mb']} MB peak RSS, {row['items_per_s']:,.0f} items/s, "
+                      f"{row['cpu_us_per_item']} µs/item, complete={row['complete']}", file=sys.stderr)
+                if m["code"] != 0:
+                    print(m["stderr"][-500:], file=sys.stderr)
+                c.call("DeleteTable", {"TableName": dst})
+                _save(a.json, rows, a)
+        print(render(rows))
+        return 0 if all(r["complete"] for r in rows) else 1
+    finally:
+        server.stop()
+        shutil.rmtree(dbdir, ignore_errors=True)
+
+
+def _save(path: str, rows: List[Dict[str, Any]], a: argparse.Namespace) -> None:
+    env = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+           "dynamodb_local_npm": local.NPM_VERSION, "item_size": a.size, "segments": a.segments,
+           "writers": a.writers, "server": f"DynamoDB Local on disk, -Xmx{a.heap}"}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump({"env": env, "rows": rows}, fh, indent=2)
+
+
+def render(rows: List[Dict[str, Any]]) -> str:
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    sizes = sorted({r["items"] for r in rows})
+    by = {(r["kind"], r["items"]): r for r in rows}
+    lines = ["| items | " + " | ".join(f"{k} peak RSS MB (µs/item)" for k in kinds) + " |",
+             "|---:|" + "---:|" * len(kinds)]
+    for n in sizes:
+        cells = []
+        for k in kinds:
+            r = by.get((k, n))
+            cells.append("-" if r is None else f"{r['peak_rss_mb']:.0f} ({r['cpu_us_per_item']:.1f})"
+                         + ("" if r["complete"] else " INCOMPLETE"))
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
