@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 from .client import DynamoClient
 from .config import RunOptions, TableRef
+from .copy import default_writers
 from .errors import UsageError
 from .items import KeySchema
 from .pipeline import DELETE, Processing, default_readers
@@ -47,7 +48,7 @@ def clean_table(
 ) -> Report:
     """Delete every item in ``table``. ``confirm(message)`` must return True to proceed."""
     opts = options or RunOptions()
-    writers = opts.writers or 8
+    writers = opts.writers or default_writers("overwrite")
     c = client or DynamoClient(table, pool_size=pool_size(32, writers), retry=opts.retry)
     desc = c.describe_table()
     count = int(desc.get("ItemCount") or 0)

@@ -11,7 +11,8 @@ Invariants:
 2. Every record read ends in exactly one place: written, skipped by a user rule (dropped by the
    transform, skipped-existing, collapsed duplicate), or dead-lettered with its reason.
    Counters are committed with their ticket, so a checkpoint's counters match its positions.
-3. Memory is bounded by ``queue_batches`` x 25 items plus one chunk per reader.
+3. Memory is bounded by ``queue_batches`` x 25 items (at least 4 batches per writer for an
+   ordered source) plus one chunk per reader.
 4. A source with ``ordered = True`` (files) has its versions of one key written in source order:
    keyed batches go to one writer per key hash (see ``Pipeline.key_affine``).
 """
@@ -247,9 +248,13 @@ class Pipeline:
         # (a scan holds each key once) share one queue, so no writer ever waits for a slow one.
         self.key_affine = bool(getattr(source, "ordered", False)) and processing.dedupe \
             and processing.key_schema is not None
+        self.keep_first = bool(getattr(sink, "first_write_wins", False))
         lanes = self.writers if self.key_affine else 1
         depth = queue_batches or self.writers * 4
-        self.queues: "List[Queue[Optional[Batch]]]" = [Queue(maxsize=max(2, depth // lanes)) for _ in range(lanes)]
+        # Each lane holds a few batches, so a reader blocked on one writer's retry back-off has
+        # usually handed the other writers enough to go on with.
+        self.queues: "List[Queue[Optional[Batch]]]" = [Queue(maxsize=max(4, -(-depth // lanes)))
+                                                       for _ in range(lanes)]
         self.dead = dead_letters or DeadLetters(None)
         self.counters = Counters(counters)
         self.on_checkpoint = on_checkpoint
@@ -411,6 +416,11 @@ class Pipeline:
             try:
                 queue.put(None, timeout=0.2)
                 return
+            except KeyboardInterrupt:
+                # As in _join_all: a first Ctrl-C drains, a second one aborts.
+                if self.stop_reading.is_set():
+                    self.abort.set()
+                self.interrupt()
             except Full:
                 # Writers stuck in a request keep the queue full: the drain deadline must apply
                 # here too, or an interrupt would wait for them forever.
@@ -535,7 +545,7 @@ class Pipeline:
 
         records: Iterable[Tuple[int, WireItem]]
         if chunk.raw is not None and chunk.ops is None:
-            if tf is None and not check_keys:
+            if tf is None and not check_keys and not self.key_affine:
                 return self._pass_through(chunk.raw, ticket, counts)
             # Parse one item at a time: only one item's dicts are alive at once, not a page's.
             loads = orjson.loads
@@ -672,12 +682,19 @@ class Pipeline:
     def _batches(self, ops: List[Op], ticket: Ticket, dedupe: bool) -> List[Batch]:
         collapsed = 0
         if dedupe and len(ops) > 1:
-            # Last one wins across the whole chunk, not only inside one batch: two batches of
-            # one chunk may be written by different writers in either order (and DynamoDB
-            # rejects a BatchWriteItem holding one key twice).
-            last = {op.key: i for i, op in enumerate(ops)}
-            if len(last) != len(ops):
-                kept = [op for i, op in enumerate(ops) if last[op.key] == i]
+            # One version per key across the whole chunk, not only inside one batch: two batches
+            # of one chunk may be written by different writers in either order (and DynamoDB
+            # rejects a BatchWriteItem holding one key twice). The last one, as a later write
+            # would replace it; the first one for a sink whose conditional writes keep it.
+            chosen: Dict[Any, int]
+            if self.keep_first:
+                chosen = {}
+                for i, op in enumerate(ops):
+                    chosen.setdefault(op.key, i)
+            else:
+                chosen = {op.key: i for i, op in enumerate(ops)}
+            if len(chosen) != len(ops):
+                kept = [op for i, op in enumerate(ops) if chosen[op.key] == i]
                 collapsed = len(ops) - len(kept)
                 ops = kept
         out: List[Batch] = []

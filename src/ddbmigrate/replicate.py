@@ -43,7 +43,7 @@ import orjson
 from .checkpoint import CheckpointState, CheckpointStore, atomic_write, default_path, fingerprint, open_checkpoint
 from .client import DynamoClient, RetryStats
 from .config import RunOptions, TableRef
-from .copy import copy_table, make_limiter, capacity_limit
+from .copy import capacity_limit, copy_table, default_writers, make_limiter
 from .crashpoints import crash_point
 from .errors import (
     DdbMigrateError,
@@ -603,7 +603,7 @@ def replicate(
     if tf is None and opts.transform:
         tf = load_transform(opts.transform)
     deadline = time.monotonic() + max_runtime if max_runtime else None
-    writers = opts.writers or 8
+    writers = opts.writers or default_writers("overwrite")
     src = source_client or DynamoClient(source, pool_size=pool_size(32, 0), retry=opts.retry, stats=RetryStats())
     dst = target_client or DynamoClient(target, pool_size=pool_size(0, writers), retry=opts.retry, stats=RetryStats())
     if (source.table == target.table and src.endpoint == dst.endpoint and src.region == dst.region

@@ -355,6 +355,20 @@ def test_plain_file_versions_of_a_key_far_apart_land_in_file_order(endpoint: str
     assert rep.exit_code == 0 and rep.balanced() and rep.counters["written"] == rounds * keys
 
 
+def test_skip_existing_import_keeps_the_first_version_of_a_key(endpoint: str, tmp_path: Path) -> None:
+    """A conditional mode never replaces an item: the first line of a key stays, near or far."""
+    dst = create_table(endpoint)
+    lines = [{"pk": "dup", "v": 0}, {"pk": "dup", "v": 1}]  # one chunk: collapsed to the first
+    lines += [{"pk": f"k{i}", "v": 0} for i in range(1500)]
+    lines += [{"pk": "dup", "v": 2}, {"pk": "k7", "v": 9}]  # a later chunk: skipped as existing
+    (tmp_path / "dups.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    rep = import_files(str(tmp_path / "dups.jsonl"), ref(endpoint, dst), opts(mode="skip-existing"))
+    got = {i["pk"]["S"]: i["v"]["N"] for i in scan_all(endpoint, dst)}
+    assert got == {"dup": "0", **{f"k{i}": "0" for i in range(1500)}}
+    assert rep.counters["collapsed"] == 1 and rep.counters["skipped_existing"] == 2
+    assert rep.counters["written"] == 1501 and rep.balanced()
+
+
 def test_dead_letter_file_is_replayable(endpoint: str, tmp_path: Path) -> None:
     (tmp_path / "in.json").write_bytes(dumps({"Item": {"pk": {"N": "7"}, "v": {"S": "x"}}}) + b"\n"
                                        + dumps({"Item": {"pk": {"S": "s"}}}) + b"\n")

@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional
 
 from ddbmigrate import RunOptions, TableRef
 from ddbmigrate.exporting import export_table
+from ddbmigrate.sources.table_scan import MIN_SEGMENTS
 from ddbmigrate.transform import load_transform
 from support import as_set, boto_client, create_table, put_items, scan_all
 
@@ -66,7 +67,7 @@ def test_resume_keeps_the_checkpoints_segment_count_when_the_table_grew(endpoint
     r = _cli(*args, env={"DDBMIGRATE_CRASH_AT": "mid_checkpoint_write", "DDBMIGRATE_CRASH_AFTER": "2"})
     assert r.returncode == -9, r.stderr
     assert json.loads(open("ck.json").read())["job"]["segments"] == 4
-    _seed(endpoint, src, 4990, 20)  # now over 5,000: the default would be 8 segments
+    _seed(endpoint, src, 4990, 20)  # now over 5,000: the default would be MIN_SEGMENTS
     r = _cli(*args, "--resume")
     assert r.returncode == 0, r.stderr
     assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
@@ -76,12 +77,12 @@ def test_resumed_clean_keeps_its_segment_count_after_the_table_shrank(endpoint: 
     # An interrupted clean has deleted items: the default segment count computed from the
     # smaller table differs, and --resume must still continue the same job.
     table = create_table(endpoint)
-    _seed(endpoint, table, 0, 5010)  # over 5,000 items: 8 default segments
+    _seed(endpoint, table, 0, 5010)  # over 5,000 items: MIN_SEGMENTS default segments
     args = ["clean", table, "--endpoint-url", endpoint, "--quiet", "--yes", "--writers", "1",
             "--checkpoint-every", "0.05", "--checkpoint", "ck.json"]
     r = _cli(*args, env={"DDBMIGRATE_CRASH_AT": "after_batch_ack", "DDBMIGRATE_CRASH_AFTER": "60"})
     assert r.returncode == -9, r.stderr
-    assert json.loads(open("ck.json").read())["job"]["segments"] == 8
+    assert json.loads(open("ck.json").read())["job"]["segments"] == MIN_SEGMENTS
     assert 0 < len(scan_all(endpoint, table)) < 5000  # the default would now be 4 segments
     r = _cli(*args, "--resume")
     assert r.returncode == 0, r.stderr

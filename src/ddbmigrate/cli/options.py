@@ -78,7 +78,7 @@ def s3_settings(kw: Dict[str, Any]) -> S3Settings:
 def run_options(f: F) -> F:
     opts = [
         click.option("--segments", type=int, help="Parallel scan segments (default: from the table size)."),
-        click.option("--writers", type=int, help="Concurrent writer threads (default 16; 32 for conditional modes)."),
+        click.option("--writers", type=int, help="Concurrent writer threads (default 16; 32 for conditional modes; export: 4 file writers)."),
         click.option("--dead-letter", "dead_letter", type=click.Path(dir_okay=False),
                      help="JSON-lines file for items that could not be written (replayable with import)."),
         click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here."),

@@ -51,6 +51,9 @@ class TableWriter:
         self.table = table
         self.keys = key_schema
         self.mode = mode
+        # Conditional modes never replace an item: of several versions of one key, the first
+        # written stays, so the pipeline collapses duplicates to the first, not the last.
+        self.first_write_wins = mode != "overwrite"
         self.limiter = limiter or RateLimiter()
         self.backoff = backoff or client.backoff
         self.max_attempts = client.retry_policy.max_attempts

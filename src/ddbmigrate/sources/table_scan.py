@@ -21,13 +21,22 @@ from ..ratelimit import RateLimiter
 _PAGE_RCU_ESTIMATE = 128.0
 
 
+MIN_SEGMENTS = 32
+
+
 def default_segments(table: Dict[str, Any]) -> int:
-    """Segments from DescribeTable size: about one per 128 MB, at least 4 for non-trivial tables."""
+    """Segments from DescribeTable size: about one per 128 MB, at least 32 for non-trivial tables.
+
+    Segments are cheap (reader threads, not segments, bound memory and connections) and many
+    small ones beat a few big ones: readers stay busy to the end instead of one thread scanning
+    the last big segment alone, a resume redoes less, and DynamoDB Local's Scan, whose cost per
+    page grows with the size of the segment, stays linear.
+    """
     size = int(table.get("TableSizeBytes") or 0)
     count = int(table.get("ItemCount") or 0)
     if size < 1_000_000 and count < 5_000:
         return 4 if count > 0 else 1
-    return int(min(4096, max(8, math.ceil(size / (128 * 1024 * 1024)))))
+    return int(min(4096, max(MIN_SEGMENTS, math.ceil(size / (128 * 1024 * 1024)))))
 
 
 _simdjson: Any
