@@ -4,8 +4,8 @@
                               [--only ddbmigrate,ddbmigrate-transform]
                               [--json bench/results/rss-sweep.json]
 
-One DynamoDB Local, on disk (``-dbPath`` in a temporary folder: millions of ~1 KB items do not
-fit its in-memory mode), one source table grown step by step to each size. At every size each
+One DynamoDB Local (in memory with a large heap by default; ``--on-disk`` uses ``-dbPath`` in a
+temporary folder, about 7x slower here), one source table grown step by step to each size. At every size each
 contender copies the whole source, as its own process, into a fresh table; the script reads
 that process's peak RSS and CPU time (``wait4``), checks the target's ``ItemCount`` (exact on
 DynamoDB Local) and the copy's own report, and drops the target again so the server's disk
@@ -59,7 +59,8 @@ def main() -> int:
                     help="default: 32, or one per 20,000 items (DynamoDB Local's Scan slows with segment size)")
     ap.add_argument("--writers", type=int, default=16)
     ap.add_argument("--only", default="ddbmigrate,ddbmigrate-transform")
-    ap.add_argument("--heap", default="4g", help="DynamoDB Local's Java heap")
+    ap.add_argument("--heap", default="8g", help="DynamoDB Local's Java heap")
+    ap.add_argument("--on-disk", action="store_true", help="run DynamoDB Local with -dbPath (slower)")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "rss-sweep.json"))
     a = ap.parse_args()
     sizes = sorted(int(s) for s in a.sizes.split(","))
@@ -67,7 +68,7 @@ def main() -> int:
 
     dbdir = tempfile.mkdtemp(prefix="ddbbench-db-")
     work = tempfile.mkdtemp(prefix="ddbbench-")
-    server = local.start(db_path=dbdir, in_memory=False, heap=a.heap)
+    server = local.start(db_path=dbdir if a.on_disk else None, in_memory=not a.on_disk, heap=a.heap)
     rows: List[Dict[str, Any]] = []
     try:
         c = DynamoClient(TableRef("bench-source", endpoint_url=server.endpoint_url), pool_size=16)
@@ -120,7 +121,8 @@ def main() -> int:
 def _save(path: str, rows: List[Dict[str, Any]], a: argparse.Namespace) -> None:
     env = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
            "dynamodb_local_npm": local.NPM_VERSION, "item_size": a.size,
-           "writers": a.writers, "server": f"DynamoDB Local on disk, -Xmx{a.heap}"}
+           "writers": a.writers,
+           "server": f"DynamoDB Local {'on disk' if a.on_disk else 'in memory'}, -Xmx{a.heap}"}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
         json.dump({"env": env, "rows": rows}, fh, indent=2)
