@@ -605,7 +605,7 @@ class Pipeline:
                             self._dead(out, p, "InvalidKey", "validate", origin, skey, ticket)
                             continue
                         out = keyschema.project(out)
-                    enc = dumps(out)
+                    enc = _exact(dumps(out))
                     ops.append(Op(DELETE, out, enc, keyschema.key(out) if dedupe and keyschema else None,
                                   origin, skey))
                     continue
@@ -614,7 +614,7 @@ class Pipeline:
                     if p:
                         self._dead(out, p, "InvalidKey", "validate", origin, skey, ticket)
                         continue
-                enc = dumps(out)
+                enc = _exact(dumps(out))
                 if len(enc) > MAX_ITEM_BYTES:
                     size = oversize(out, len(enc))
                     if size is not None:
@@ -711,6 +711,16 @@ class Pipeline:
             ticket.add("collapsed", collapsed)
             self.counters.bump({"collapsed": collapsed})
         return out
+
+
+def _exact(enc: bytes) -> bytes:
+    """A copy of ``enc`` that owns exactly its length.
+
+    orjson.dumps returns bytes inside the buffer it grew while writing and never shrinks (8 KB for
+    a 1 KB item, 130 KB for a 9 KB one): the ~13,000 ops a transform copy holds in its queues
+    took ~100 MB instead of ~13 MB (measured with tracemalloc). One memcpy fixes it.
+    """
+    return memoryview(enc).tobytes()
 
 
 def _source_key(proc: Processing, item: WireItem) -> Any:

@@ -95,3 +95,25 @@ def test_without_lanes_versions_race() -> None:
         Pipeline(src, sink, Processing(key_schema=KEYS, max_batch_ops=3), readers=1, writers=8).run()
         raced = raced or sink.table != expected(src)
     assert raced
+
+
+def test_queued_ops_hold_their_encoding_not_the_encoders_buffer() -> None:
+    """Memory: a queued op costs about its item's JSON (orjson's dumps buffer is 8x that)."""
+    import tracemalloc
+
+    from ddbmigrate.pipeline import Ticket
+    from ddbmigrate.transform import Transform
+
+    items = [{"pk": {"S": f"k{i:05d}"}, "body": {"S": "x" * 1000}} for i in range(2000)]
+    p = Pipeline(Versions(ordered=False), JitterSink(0), Processing(
+        key_schema=KEYS, transform=Transform(lambda it: it, "identity", "h", "test")), writers=2)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        batches = p._process(Chunk(items=items, position=0), Ticket("u", 0, False))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    encoded = sum(len(op.enc) for b in batches for op in b.ops)
+    assert sum(len(b.ops) for b in batches) == 2000
+    assert held < 2 * encoded, (held, encoded)
