@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -14,7 +17,7 @@ import pytest
 import yaml
 
 from ddbmigrate.plan import load_plan, run_plan, validate_plan
-from support import as_set, create_table, every_type_items, put_items, scan_all, unique
+from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all, unique
 
 pytestmark = pytest.mark.integration
 
@@ -301,3 +304,40 @@ def test_failed_dependency_blocks_and_verify_differences_fail(endpoint: str, tmp
     assert rep.job("after-broken").status == "blocked" and "broken" in (rep.job("after-broken").error or "")
     assert rep.job("differs").status == "differences" and rep.job("differs").exit_code == 4
     assert rep.status == "failed" and rep.exit_code == 1
+
+
+def test_replicate_job_under_concurrent_writes_then_verify(endpoint: str, tmp_path: Path) -> None:
+    """A plan's replicate job backfills and replays the stream until idle; a verify job after it
+    finds the target equal to the source, writes made during the job included."""
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, every_type_items() + _bulk("r", 200))
+    stop = threading.Event()
+
+    def writer() -> None:
+        c, rng, n = boto_client(endpoint), random.Random(5), 0
+        while not stop.is_set() and n < 400:
+            k = f"r{rng.randrange(260):04d}"
+            if rng.random() < 0.2:
+                c.delete_item(TableName=src, Key={"pk": {"S": k}})
+            else:
+                c.put_item(TableName=src, Item={"pk": {"S": k}, "n": {"N": str(n)}, "w": {"BOOL": True}})
+            n += 1
+            time.sleep(0.005)
+
+    jobs = [{"kind": "replicate", "name": "rep", "source": src, "target": dst,
+             "options": {"segments": 4, "writers": 4}, "args": {"stop_after_idle": 3.0, "poll_interval": 0.1}},
+            {"kind": "verify", "name": "ver", "source": src, "target": dst, "after": ["rep"]}]
+    plan = _write_plan(tmp_path / "plan.yaml", endpoint, jobs)
+    assert validate_plan(str(plan)) == []
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    try:
+        rep = run_plan(str(plan), progress="off")
+    finally:
+        stop.set()
+        t.join(30)
+    assert rep.status == "done" and rep.exit_code == 0, [(j.name, j.error) for j in rep.jobs]
+    assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
+    assert rep.job("rep").report is not None and rep.job("rep").report["balanced"]
+    assert rep.job("ver").report is not None and rep.job("ver").report["exit_code"] == 0
