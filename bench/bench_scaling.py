@@ -1,14 +1,16 @@
 """Copy throughput against workers: does it grow until the server is the limit?
 
-    python bench/bench_scaling.py [--items 100000] [--workers 1,2,4,8,16,32] [--segments 32] [--processes 2]
+    python bench/bench_scaling.py [--items 100000] [--workers 1,2,4,8,16] [--segments N] [--processes 2]
                                   [--json bench/results/scaling.json]
 
-One DynamoDB Local, one seeded source. For each writer count W, ``ddbmigrate copy`` runs with
-``--segments 32 --writers W`` into a fresh table (the segments, and so the reader threads, stay
-as copy's default: DynamoDB Local's Scan cost grows with segment size, so varying segments would
-measure the server's scan, not the client's workers); then once more with ``--processes P`` at
-the largest W (the segments spread over P worker processes, for when one core's GIL is the
-limit). Each run is its own process: items/s,
+One DynamoDB Local, one seeded source. For each worker count W, ``ddbmigrate copy`` runs with
+``--segments W --writers W`` (W segments read in parallel, W writer threads; ``--segments N``
+keeps the segments fixed and varies writers only) into a fresh table; then once more with
+``--processes P`` at the largest W (the segments spread over P worker processes, for when one
+core's GIL is the limit). Note that DynamoDB Local's Scan cost grows with segment size, so with
+few segments part of the gain is the server scanning smaller segments.
+
+Each run is its own process: items/s,
 client CPU per item and peak RSS are that process's. The server's own CPU time is sampled too
 (from /proc), so a table can show where DynamoDB Local, not the client, became the limit.
 """
@@ -54,8 +56,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--size", type=int, default=1000)
-    ap.add_argument("--workers", default="1,2,4,8,16,32", help="writer threads")
-    ap.add_argument("--segments", type=int, default=32)
+    ap.add_argument("--workers", default="1,2,4,8,16")
+    ap.add_argument("--segments", type=int, help="fixed segment count (default: W, as the writers)")
     ap.add_argument("--processes", type=int, default=2, help="also run the largest W over this many processes")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "scaling.json"))
     a = ap.parse_args()
@@ -76,7 +78,7 @@ def main() -> int:
             dst = f"bench-scale-{w}-{procs}-{int(time.time())}"
             create_sample_table(c, dst)
             cmd = [py, "-m", "ddbmigrate", "copy", "bench-source", dst, "--endpoint-url", server.endpoint_url,
-                   "--quiet", "--restart", "--segments", str(a.segments), "--writers", str(w)]
+                   "--quiet", "--restart", "--segments", str(a.segments or w), "--writers", str(w)]
             if procs > 1:
                 cmd += ["--processes", str(procs)]
             s0 = proc_cpu_seconds(server.pid or 0)
@@ -87,7 +89,8 @@ def main() -> int:
             if procs == 0:
                 print("server warmed up", file=sys.stderr)
                 continue
-            row = {"writers": w, "processes": procs, "items": copied, "complete": copied == a.items and m["code"] == 0,
+            row = {"workers": w, "segments": a.segments or w, "processes": procs, "items": copied,
+                   "complete": copied == a.items and m["code"] == 0,
                    "seconds": round(m["wall"], 2), "items_per_s": round(copied / m["wall"], 1),
                    "client_cpu_us_per_item": round(m["cpu"] / max(1, copied) * 1e6, 1),
                    "client_cores": round(m["cpu"] / m["wall"], 2),
@@ -110,10 +113,10 @@ def main() -> int:
 
 def render(rows: List[Dict[str, Any]]) -> str:
     base = rows[0]["items_per_s"] if rows else 1.0
-    lines = ["| writers | processes | items/s | × 1 worker | client CPU µs/item | client cores | server cores |",
+    lines = ["| segments = writers | processes | items/s | × 1 worker | client CPU µs/item | client cores | server cores |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['writers']} | {r['processes']} | {r['items_per_s']:,.0f} | {r['items_per_s'] / base:.2f} | "
+        lines.append(f"| {r['workers']} | {r['processes']} | {r['items_per_s']:,.0f} | {r['items_per_s'] / base:.2f} | "
                      f"{r['client_cpu_us_per_item']:.1f} | {r['client_cores']:.2f} | {r['server_cores'] or '-'} |")
     return "\n".join(lines)
 
