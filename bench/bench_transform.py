@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_transform.py [--items 20000] [--item-size 1000] [--repeat 1]
 
-Starts its own DynamoDB Local (ddbmigrate.local.start()), seeds one source table with sample
+Starts its own DynamoDB Local (ddbmigrate.dynamodb_local.start()), seeds one source table with sample
 items of every type, then copies it to fresh targets with and without ``--transform`` and prints
 a markdown table: items/s and the client's CPU microseconds per item (this process only; the
 server's CPU is not counted). A last row times the transform boundary alone (wire -> Python ->
@@ -22,12 +22,12 @@ from typing import Dict, List, Optional, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
-from ddbmigrate import local  # noqa: E402
-from ddbmigrate.client import DynamoClient  # noqa: E402
+from ddbmigrate import dynamodb_local as local  # noqa: E402
+from ddbmigrate.aws.client import DynamoClient  # noqa: E402
 from ddbmigrate.config import RunOptions, TableRef  # noqa: E402
-from ddbmigrate.copy import copy_table  # noqa: E402
-from ddbmigrate.sample import create_sample_table, sample_item, seed_table  # noqa: E402
-from ddbmigrate.transform import TransformContext, load_transform  # noqa: E402
+from ddbmigrate.jobs.copy import copy_table  # noqa: E402
+from ddbmigrate.sources.generated import create_sample_table, sample_item, seed_table  # noqa: E402
+from ddbmigrate.core.transform import TransformContext, load_transform  # noqa: E402
 
 IDENTITY = "def identity(item):\n    return item\n"
 

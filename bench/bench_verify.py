@@ -28,9 +28,9 @@ from typing import Any, Dict, Iterator, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
-from ddbmigrate.items import KeySchema  # noqa: E402
-from ddbmigrate.pipeline import Chunk  # noqa: E402
-from ddbmigrate.sample import sample_item  # noqa: E402
+from ddbmigrate.core.items import KeySchema  # noqa: E402
+from ddbmigrate.engine.pipeline import Chunk  # noqa: E402
+from ddbmigrate.sources.generated import sample_item  # noqa: E402
 
 
 class BenchSource:
@@ -63,7 +63,7 @@ def peak_rss_mb() -> float:
 
 def child(args: argparse.Namespace) -> Dict[str, Any]:
     from ddbmigrate.config import TableRef
-    from ddbmigrate.verify import Side, verify_tables
+    from ddbmigrate.verify.job import Side, verify_tables
 
     n = args.items
     t0 = time.perf_counter()
@@ -89,11 +89,11 @@ def child(args: argparse.Namespace) -> Dict[str, Any]:
 def seed(n: int) -> Dict[str, Any]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    from ddbmigrate import local
-    from ddbmigrate.client import DynamoClient
+    from ddbmigrate import dynamodb_local as local
+    from ddbmigrate.aws.client import DynamoClient
     from ddbmigrate.config import RunOptions, TableRef
-    from ddbmigrate.copy import copy_table
-    from ddbmigrate.sample import create_sample_table, seed_table
+    from ddbmigrate.jobs.copy import copy_table
+    from ddbmigrate.sources.generated import create_sample_table, seed_table
 
     server = local.start()
     ep = server.endpoint_url

@@ -26,7 +26,7 @@ for _v in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT
 
 @pytest.fixture(scope="session")
 def ddb_local() -> Iterator[object]:
-    from ddbmigrate import local
+    from ddbmigrate import dynamodb_local as local
 
     server = local.start()
     try:
@@ -46,7 +46,7 @@ def moto_s3() -> Iterator[str]:
 
     One process serves the whole session; tests keep apart by unique bucket and table names.
     """
-    from ddbmigrate.local import free_port
+    from ddbmigrate.dynamodb_local import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import boto3
 
-from ddbmigrate.items import canonical_item
+from ddbmigrate.core.items import canonical_item
 
 
 def unique(prefix: str = "t") -> str:

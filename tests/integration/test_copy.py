@@ -64,8 +64,8 @@ def test_empty_table(endpoint: str) -> None:
 
 
 def test_many_pages_many_segments(endpoint: str) -> None:
-    from ddbmigrate.client import DynamoClient
-    from ddbmigrate.sample import seed_table
+    from ddbmigrate.aws.client import DynamoClient
+    from ddbmigrate.sources.generated import seed_table
 
     src, dst = create_table(endpoint), create_table(endpoint)
     seed_table(DynamoClient(ref(endpoint, src)), src, 3000, size=2000)
@@ -98,7 +98,7 @@ def test_missing_target_is_clear_error(endpoint: str) -> None:
 
 
 def test_cross_endpoint_copy_between_two_servers(endpoint: str) -> None:
-    from ddbmigrate import local
+    from ddbmigrate import dynamodb_local as local
 
     with local.start() as other:
         src = create_table(endpoint)

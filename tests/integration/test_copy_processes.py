@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from ddbmigrate import RunOptions, TableRef, copy_table
-from ddbmigrate.client import DynamoClient
-from ddbmigrate.sample import seed_table
+from ddbmigrate.aws.client import DynamoClient
+from ddbmigrate.sources.generated import seed_table
 from support import as_set, create_table, every_type_items, put_items, scan_all
 
 pytestmark = pytest.mark.integration

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 from ddbmigrate import RunOptions, TableRef
 from ddbmigrate.errors import FatalError, UsageError
-from ddbmigrate.exporting import export_table
-from ddbmigrate.importing import import_files
-from ddbmigrate.items import number_problem
-from ddbmigrate.storage import S3Settings
+from ddbmigrate.jobs.export import export_table
+from ddbmigrate.jobs.import_files import import_files
+from ddbmigrate.core.items import number_problem
+from ddbmigrate.storage.stores import S3Settings
 from ddbmigrate.testing.proxy import Faults, FaultProxy
 from support import as_set, create_table, every_type_items, put_items, scan_all, unique
 
@@ -527,8 +527,8 @@ def test_import_resumes_inside_files_after_kill(endpoint: str, tmp_path: Path) -
 
 def test_export_resumes_after_kill_without_duplicates(endpoint: str, tmp_path: Path) -> None:
     """Killed while saving its second checkpoint: files finished for it are orphans, re-exported."""
-    from ddbmigrate.client import DynamoClient
-    from ddbmigrate.sample import seed_table
+    from ddbmigrate.aws.client import DynamoClient
+    from ddbmigrate.sources.generated import seed_table
 
     src, dst = create_table(endpoint), create_table(endpoint)
     seed_table(DynamoClient(ref(endpoint, src)), src, 1500, size=1000)

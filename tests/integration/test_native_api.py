@@ -22,7 +22,7 @@ import pytest
 
 from ddbmigrate.config import TableRef
 from ddbmigrate.errors import FatalError, UsageError
-from ddbmigrate.native import import_prefix, native_export, native_import, parse_time
+from ddbmigrate.aws.managed import import_prefix, native_export, native_import, parse_time
 from support import unique
 
 pytestmark = pytest.mark.integration
@@ -207,7 +207,7 @@ def test_cli_native_export_and_import(moto_s3: str, tmp_path: Any) -> None:
 
 
 def test_plan_validate_checks_pitr_for_native_exports(moto_s3: str, tmp_path: Any) -> None:
-    from ddbmigrate.plan import validate_plan
+    from ddbmigrate.plan.run import validate_plan
 
     on, off = _table(moto_s3, 1, pitr=True), _table(moto_s3, 1, pitr=False)
     (tmp_path / "p.yaml").write_text(

@@ -16,7 +16,7 @@ from typing import Any, Dict, List
 import pytest
 import yaml
 
-from ddbmigrate.plan import load_plan, run_plan, validate_plan
+from ddbmigrate.plan.run import load_plan, run_plan, validate_plan
 from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all, unique
 
 pytestmark = pytest.mark.integration
@@ -229,9 +229,9 @@ def test_ctrl_c_stops_every_job_and_resume_finishes_exactly(endpoint: str, tmp_p
     import signal
     import time
 
-    from ddbmigrate.client import DynamoClient
+    from ddbmigrate.aws.client import DynamoClient
     from ddbmigrate.config import TableRef
-    from ddbmigrate.sample import seed_table
+    from ddbmigrate.sources.generated import seed_table
 
     sources = [create_table(endpoint) for _ in range(2)]
     for s in sources:

@@ -21,8 +21,8 @@ import pytest
 
 from ddbmigrate import RunOptions, TableRef
 from ddbmigrate.errors import FatalError, ResyncNeededError, UsageError
-from ddbmigrate.replicate import read_status, replicate
-from ddbmigrate.transform import load_transform
+from ddbmigrate.jobs.replicate import read_status, replicate
+from ddbmigrate.core.transform import load_transform
 from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from ddbmigrate import RunOptions, TableRef
-from ddbmigrate.exporting import export_table
+from ddbmigrate.jobs.export import export_table
 from ddbmigrate.sources.table_scan import MIN_SEGMENTS
-from ddbmigrate.transform import load_transform
+from ddbmigrate.core.transform import load_transform
 from support import as_set, boto_client, create_table, put_items, scan_all
 
 
@@ -93,8 +93,8 @@ def test_processes_keep_resumed_positions_of_workers_that_died_before_reporting(
     # --processes: the parent saves what workers report. A worker killed before its first report
     # must not erase the positions it was resumed from (its segments would start over, and the
     # resumed counters would count those items twice).
-    from ddbmigrate.checkpoint import CheckpointState, CheckpointStore, fingerprint
-    from ddbmigrate.copy import copy_identity
+    from ddbmigrate.state.checkpoint import CheckpointState, CheckpointStore, fingerprint
+    from ddbmigrate.jobs.copy import copy_identity
 
     src, dst = create_table(endpoint), create_table(endpoint)
     _seed(endpoint, src, 0, 200)

@@ -21,9 +21,9 @@ if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
     pytest.skip("Spark needs Java 17+ (no java on PATH, no JAVA_HOME)", allow_module_level=True)
 
 from ddbmigrate import RunOptions, TableRef  # noqa: E402
-from ddbmigrate.checkpoint import CheckpointStore  # noqa: E402
+from ddbmigrate.state.checkpoint import CheckpointStore  # noqa: E402
 from ddbmigrate.errors import DdbMigrateError  # noqa: E402
-from ddbmigrate.spark import FAIL_ONCE_ENV, SparkSettings, copy_table_spark  # noqa: E402
+from ddbmigrate.engine.spark import FAIL_ONCE_ENV, SparkSettings, copy_table_spark  # noqa: E402
 from support import as_set, create_table, every_type_items, scan_all  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -293,7 +293,7 @@ def read_export(dest: Path) -> tuple[Dict[str, Any], List[Dict[str, Any]]]:
 
 
 def test_export_every_type_exact(endpoint: str, tmp_path: Path) -> None:
-    from ddbmigrate.spark import export_table_spark
+    from ddbmigrate.engine.spark import export_table_spark
 
     src = create_table(endpoint)
     items = every_type_items() + numbered(200)
@@ -311,7 +311,7 @@ def test_export_task_retry_leaves_no_duplicate(endpoint: str, tmp_path: Path, mo
 
     The failed attempt's files are not in the manifest and are deleted: each item once.
     """
-    from ddbmigrate.spark import export_table_spark
+    from ddbmigrate.engine.spark import export_table_spark
 
     src = create_table(endpoint)
     items = numbered(600)
@@ -332,7 +332,7 @@ def test_export_task_retry_leaves_no_duplicate(endpoint: str, tmp_path: Path, mo
 
 
 def test_verify_equal_every_type(endpoint: str) -> None:
-    from ddbmigrate.spark import verify_tables_spark
+    from ddbmigrate.engine.spark import verify_tables_spark
 
     src, dst = create_table(endpoint), create_table(endpoint)
     items = every_type_items() + numbered(150)
@@ -346,8 +346,8 @@ def test_verify_equal_every_type(endpoint: str) -> None:
 
 def test_verify_differences_match_local_engine(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Missing, unexpected and mismatched items under a transform, with a map task retried by Spark."""
-    from ddbmigrate.spark import verify_tables_spark
-    from ddbmigrate.verify import iter_diffs, verify_tables
+    from ddbmigrate.engine.spark import verify_tables_spark
+    from ddbmigrate.verify.job import iter_diffs, verify_tables
 
     src, dst = create_table(endpoint), create_table(endpoint)
     items = numbered(500)
@@ -454,7 +454,7 @@ def test_cli_export_to_s3_with_dead_letters(endpoint: str, moto_s3: str, tmp_pat
 
 def test_glue_style_entry_point(endpoint: str) -> None:
     """The driver script as Glue calls it: its own arguments around --ddbmigrate_args."""
-    from ddbmigrate.spark_entry import main as entry
+    from ddbmigrate.integrations.spark.entry import main as entry
 
     src, dst = create_table(endpoint), create_table(endpoint)
     items = numbered(80)
@@ -516,7 +516,7 @@ def test_python_data_source_reads_every_item(endpoint: str) -> None:
     pytest.importorskip("pyarrow", reason="Spark's Python Data Source API needs pyarrow")
     from pyspark.sql import SparkSession
 
-    from ddbmigrate.spark_source import register
+    from ddbmigrate.integrations.spark.datasource import register
 
     spark = SparkSession.builder.getOrCreate()
     register(spark)

@@ -16,7 +16,7 @@ import pytest
 
 from ddbmigrate import RunOptions, TableRef, copy_table
 from ddbmigrate.errors import FatalError, TransformError, UsageError
-from ddbmigrate.transform import load_transform
+from ddbmigrate.core.transform import load_transform
 from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all, unique
 
 pytestmark = pytest.mark.integration

@@ -18,13 +18,13 @@ import orjson
 import pytest
 
 from ddbmigrate import RunOptions, TableRef, copy_table
-from ddbmigrate.client import DynamoClient
-from ddbmigrate.compare import sampled
+from ddbmigrate.aws.client import DynamoClient
+from ddbmigrate.verify.compare import sampled
 from ddbmigrate.errors import UsageError
-from ddbmigrate.items import KeySchema
-from ddbmigrate.pipeline import Chunk
-from ddbmigrate.sample import seed_table
-from ddbmigrate.verify import Side, iter_diffs, verify_tables
+from ddbmigrate.core.items import KeySchema
+from ddbmigrate.engine.pipeline import Chunk
+from ddbmigrate.sources.generated import seed_table
+from ddbmigrate.verify.job import Side, iter_diffs, verify_tables
 from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all, unique
 
 pytestmark = pytest.mark.integration
@@ -307,7 +307,7 @@ def test_cli_copy_verify(endpoint: str, tmp_path: Any) -> None:
 
 def test_export_folder_as_either_side(endpoint: str, copied: Dict[str, str]) -> None:
     from ddbmigrate.errors import FatalError
-    from ddbmigrate.exporting import export_table
+    from ddbmigrate.jobs.export import export_table
 
     exp = export_table(ref(endpoint, copied["src"]), "exported", RunOptions(progress="off"))
     path = exp.extra["export_path"]
@@ -331,7 +331,7 @@ def test_export_folder_as_either_side(endpoint: str, copied: Dict[str, str]) -> 
 
 
 def test_cli_files_side_and_import_verify(endpoint: str, copied: Dict[str, str]) -> None:
-    from ddbmigrate.exporting import export_table
+    from ddbmigrate.jobs.export import export_table
 
     path = export_table(ref(endpoint, copied["src"]), "exported", RunOptions(progress="off")).extra["export_path"]
     common = ["--endpoint-url", endpoint, "--region", "us-east-1", "--progress", "off"]

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from ddbmigrate import RunOptions, TableRef, copy_table
-from ddbmigrate.client import DynamoClient
-from ddbmigrate.items import KeySchema
-from ddbmigrate.pipeline import PUT, Op
+from ddbmigrate.aws.client import DynamoClient
+from ddbmigrate.core.items import KeySchema
+from ddbmigrate.engine.pipeline import PUT, Op
 from ddbmigrate.sinks.table_writer import TableWriter
 from support import create_table, put_items, scan_all
 

@@ -6,9 +6,9 @@ from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 
-from ddbmigrate.client import DynamoClient
+from ddbmigrate.aws.client import DynamoClient
 from ddbmigrate.config import TableRef
-from ddbmigrate.sample import seed_table
+from ddbmigrate.sources.generated import seed_table
 from reliability_support import RESULTS, by_key, summary_table, write_summary
 from support import create_table, every_type_items, put_items, scan_all
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import orjson
 
-from ddbmigrate.items import canonical_item
+from ddbmigrate.core.items import canonical_item
 from ddbmigrate.testing import FaultProxy, ToolRun, run_tool
 from support import scan_all
 

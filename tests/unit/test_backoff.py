@@ -7,7 +7,7 @@ from typing import List
 
 import pytest
 
-from ddbmigrate.client import Backoff, DynamoClient, RetryStats
+from ddbmigrate.aws.client import Backoff, DynamoClient, RetryStats
 from ddbmigrate.config import RetryPolicy, TableRef
 from ddbmigrate.errors import EXIT_RETRIABLE, RetriesExhaustedError
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ddbmigrate.checkpoint import (
+from ddbmigrate.state.checkpoint import (
     VERSION,
     CheckpointState,
     CheckpointStore,
@@ -48,7 +48,7 @@ def test_kill_mid_write_leaves_the_old_checkpoint_and_an_ignored_temp_file(tmp_p
     CheckpointStore(str(path)).save(state())
     before = path.read_bytes()
     code = (
-        "import sys; from ddbmigrate.checkpoint import CheckpointStore, CheckpointState\n"
+        "import sys; from ddbmigrate.state.checkpoint import CheckpointStore, CheckpointState\n"
         f"CheckpointStore({str(path)!r}).save(CheckpointState(fingerprint='new', job={{}}, "
         "positions={'0': {'pk': {'S': 'x' * 5000}}}))\n"
     )

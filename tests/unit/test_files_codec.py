@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddbmigrate.items import canonical_item, number_problem
-from ddbmigrate.pipeline import PUT, Op
-from ddbmigrate.sinks.files import FileSink, plain_json
+from ddbmigrate.core.items import canonical_item, number_problem
+from ddbmigrate.engine.pipeline import PUT, Op
+from ddbmigrate.sinks.export_files import FileSink, plain_json
 from ddbmigrate.sources.files import (
     FileEntry,
     FileSource,
@@ -29,7 +29,7 @@ from ddbmigrate.sources.files import (
     _checksum_matches,
     parse_item,
 )
-from ddbmigrate.storage import LocalStorage
+from ddbmigrate.storage.stores import LocalStorage
 
 
 def _b64(b: bytes) -> str:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ddbmigrate.errors import InvalidItemError
-from ddbmigrate.items import (
+from ddbmigrate.core.items import (
     MAX_ITEM_BYTES,
     KeySchema,
     canonical_item,

@@ -9,8 +9,8 @@ from typing import Any, Iterator, List
 import pytest
 
 from ddbmigrate.errors import InterruptedError_
-from ddbmigrate.items import KeySchema
-from ddbmigrate.pipeline import BatchResult, Chunk, Op, Pipeline, Processing
+from ddbmigrate.core.items import KeySchema
+from ddbmigrate.engine.pipeline import BatchResult, Chunk, Op, Pipeline, Processing
 
 KEYS = KeySchema("pk", "S")
 

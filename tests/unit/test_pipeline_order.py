@@ -9,8 +9,8 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from ddbmigrate.items import KeySchema
-from ddbmigrate.pipeline import DELETE, PUT, BatchResult, Chunk, Op, Pipeline, Processing
+from ddbmigrate.core.items import KeySchema
+from ddbmigrate.engine.pipeline import DELETE, PUT, BatchResult, Chunk, Op, Pipeline, Processing
 
 KEYS = KeySchema("pk", "S")
 
@@ -101,8 +101,8 @@ def test_queued_ops_hold_their_encoding_not_the_encoders_buffer() -> None:
     """Memory: a queued op costs about its item's JSON (orjson's dumps buffer is 8x that)."""
     import tracemalloc
 
-    from ddbmigrate.pipeline import Ticket
-    from ddbmigrate.transform import Transform
+    from ddbmigrate.engine.pipeline import Ticket
+    from ddbmigrate.core.transform import Transform
 
     items = [{"pk": {"S": f"k{i:05d}"}, "body": {"S": "x" * 1000}} for i in range(2000)]
     p = Pipeline(Versions(ordered=False), JitterSink(0), Processing(

@@ -6,7 +6,7 @@ import io
 import json
 from typing import Any, Dict, List
 
-from ddbmigrate.plan_progress import PlanProgress
+from ddbmigrate.plan.progress import PlanProgress
 
 
 class Clock:

@@ -9,7 +9,7 @@ from typing import Dict, List
 
 import pytest
 
-from ddbmigrate.plan import PlanError, PlanReport, JobResult, load_plan, validate_plan
+from ddbmigrate.plan.run import PlanError, PlanReport, JobResult, load_plan, validate_plan
 
 
 def _write(tmp_path: Path, text: str, name: str = "plan.yaml") -> str:
@@ -230,9 +230,9 @@ def test_yaml_boolean_keys_are_explained(tmp_path: Path) -> None:
 
 def test_missing_job_function_is_one_clear_error() -> None:
     from ddbmigrate.errors import UsageError
-    from ddbmigrate.plan import _import_function
+    from ddbmigrate.plan.run import _import_function
 
     with pytest.raises(UsageError, match="needs ddbmigrate.not_in_this_build.run, which this build"):
         _import_function("not_in_this_build", "run", "export")
-    with pytest.raises(UsageError, match="needs ddbmigrate.copy.no_such_function"):
-        _import_function("copy", "no_such_function", "copy")
+    with pytest.raises(UsageError, match="needs ddbmigrate.jobs.copy.no_such_function"):
+        _import_function("jobs.copy", "no_such_function", "copy")

@@ -24,7 +24,7 @@ def test_core_does_not_import_spark_or_click() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, ddbmigrate; import ddbmigrate.copy, ddbmigrate.pipeline; "
+    code = ("import sys, ddbmigrate; import ddbmigrate.jobs.copy, ddbmigrate.engine.pipeline; "
             "print('pyspark' in sys.modules, 'click' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]

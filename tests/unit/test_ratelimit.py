@@ -6,10 +6,10 @@ from typing import List
 
 import pytest
 
-from ddbmigrate.copy import ON_DEMAND_DEFAULT_UNITS, capacity_limit
+from ddbmigrate.jobs.copy import ON_DEMAND_DEFAULT_UNITS, capacity_limit
 from ddbmigrate.errors import UsageError
 from ddbmigrate.config import RunOptions
-from ddbmigrate.ratelimit import RateLimiter, TokenBucket, limiter_for
+from ddbmigrate.aws.capacity import RateLimiter, TokenBucket, limiter_for
 
 
 class FakeClock:

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import pytest
 
 from ddbmigrate.errors import UsageError
-from ddbmigrate.report_html import load_run_report, normalise, render_html, sparkline, throughput
+from ddbmigrate.reporting.html import load_run_report, normalise, render_html, sparkline, throughput
 
 
 def _timeline(n: int, per_s: int, throttle_every: int = 0) -> List[Dict[str, Any]]:

@@ -6,8 +6,8 @@ import sys
 import threading
 from typing import Any, Iterator, List
 
-from ddbmigrate.items import KeySchema
-from ddbmigrate.pipeline import BatchResult, Chunk, Op, Pipeline, Processing
+from ddbmigrate.core.items import KeySchema
+from ddbmigrate.engine.pipeline import BatchResult, Chunk, Op, Pipeline, Processing
 
 KEYS = KeySchema("pk", "S")
 
@@ -57,8 +57,8 @@ def test_numbers_dynamodb_refuses_are_invalid_before_sending() -> None:
     # Python's Decimal accepts surrounding whitespace and digit-group underscores; DynamoDB
     # answers "A value provided cannot be converted into a number" (checked on DynamoDB Local).
     # Caught here, the dead letter names the attribute and a dry run counts it as invalid.
-    from ddbmigrate.items import KeySchema as KS
-    from ddbmigrate.items import item_problem, number_problem
+    from ddbmigrate.core.items import KeySchema as KS
+    from ddbmigrate.core.items import item_problem, number_problem
 
     for bad in (" 5", "5 ", "1_000", "\t1", "1\n"):
         assert number_problem(bad) is not None, bad

@@ -11,7 +11,7 @@ from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddbmigrate.signing import FastSigV4
+from ddbmigrate.aws.signing import FastSigV4
 
 
 def botocore_headers(creds: Credentials, url: str, region: str, service: str, target: str, body: bytes,

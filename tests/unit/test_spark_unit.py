@@ -20,7 +20,7 @@ from ddbmigrate.errors import (
     TransformError,
     UsageError,
 )
-from ddbmigrate.spark import (
+from ddbmigrate.engine.spark import (
     SegmentDeadLetters,
     SparkSettings,
     dead_letter_pattern,
@@ -31,11 +31,11 @@ from ddbmigrate.spark import (
     segment_file,
     task_slots,
 )
-from ddbmigrate.spark_entry import command_line
+from ddbmigrate.integrations.spark.entry import command_line
 
 
 def test_core_never_imports_pyspark() -> None:
-    code = ("import sys, ddbmigrate, ddbmigrate.cli, ddbmigrate.spark, ddbmigrate.spark_entry; "
+    code = ("import sys, ddbmigrate, ddbmigrate.cli, ddbmigrate.engine.spark, ddbmigrate.integrations.spark.entry; "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')], 'pyspark imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -53,7 +53,7 @@ def test_segment_file_names(base: str, seg: int, want: str) -> None:
 
 @given(st.integers(min_value=1, max_value=1_000_000))
 def test_segment_files_never_clash(total: int) -> None:
-    from ddbmigrate.spark import _digits
+    from ddbmigrate.engine.spark import _digits
 
     d = _digits(total)
     names = {segment_file("dead.jsonl", s, d) for s in {0, total // 2, total - 1}}
@@ -133,7 +133,7 @@ def test_data_source_conversions_never_truncate() -> None:
 
     from pyspark.sql.types import ArrayType, BinaryType, DecimalType, IntegerType, LongType, StringType
 
-    from ddbmigrate.spark_source import convert
+    from ddbmigrate.integrations.spark.datasource import convert
 
     assert convert(Decimal("12.34"), None, DecimalType(38, 2)) == Decimal("12.34")
     assert convert(Decimal("12.345"), None, DecimalType(38, 2)) is None  # would round

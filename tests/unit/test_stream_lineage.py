@@ -15,11 +15,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 from ddbmigrate.errors import AwsError, ResyncNeededError, TransformError
-from ddbmigrate.items import KeySchema
-from ddbmigrate.pipeline import DELETE, PUT
-from ddbmigrate.replicate import ChangeMapper, StreamChangeSource
+from ddbmigrate.core.items import KeySchema
+from ddbmigrate.engine.pipeline import DELETE, PUT
+from ddbmigrate.jobs.replicate import ChangeMapper, StreamChangeSource
 from ddbmigrate.sources.stream import StreamReader, check_stream_view, fix_image
-from ddbmigrate.transform import Transform
+from ddbmigrate.core.transform import Transform
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/label"
 
@@ -470,7 +470,7 @@ class MemorySink:
         self.rng = random.Random(seed)
 
     def write(self, ops: List[Any]) -> Any:
-        from ddbmigrate.pipeline import BatchResult
+        from ddbmigrate.engine.pipeline import BatchResult
 
         with self.lock:
             delay = self.rng.random() * 0.003
@@ -491,7 +491,7 @@ class MemorySink:
 @pytest.mark.parametrize("seed", [1, 2])
 @pytest.mark.parametrize("with_transform", [False, True])
 def test_pipeline_replay_keeps_per_key_order_across_splits(seed: int, with_transform: bool) -> None:
-    from ddbmigrate.pipeline import Pipeline, Processing
+    from ddbmigrate.engine.pipeline import Pipeline, Processing
 
     rng = random.Random(seed)
     clock = Clock()

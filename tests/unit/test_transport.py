@@ -8,7 +8,7 @@ from typing import Callable, List
 
 import pytest
 
-from ddbmigrate.transport import Transport, TransportError
+from ddbmigrate.aws.transport import Transport, TransportError
 
 
 class ScriptedServer:

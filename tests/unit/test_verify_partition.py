@@ -15,9 +15,9 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ddbmigrate.compare import ACTUAL, EXPECTED, Comparer, compare_in_memory, diff_paths, sampled
-from ddbmigrate.items import KeySchema
-from ddbmigrate.verify import sample_confidence
+from ddbmigrate.verify.compare import ACTUAL, EXPECTED, Comparer, compare_in_memory, diff_paths, sampled
+from ddbmigrate.core.items import KeySchema
+from ddbmigrate.verify.job import sample_confidence
 
 KEYS = KeySchema("pk", "S", "sk", "N")
 

@@ -6,8 +6,8 @@ from typing import Any, Dict
 
 import click
 
-from ..clean import clean_table
-from ..copy import copy_table
+from ..jobs.clean import clean_table
+from ..jobs.copy import copy_table
 from . import handle_errors, render_report
 from .engine import engine_options, spark_settings, uses_spark
 from .options import (
@@ -48,7 +48,7 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
     dst = table_ref(kw["target_table"], kw, "target")
     opts = build_run_options(kw)
     if uses_spark(kw):
-        from ..spark import copy_table_spark
+        from ..engine.spark import copy_table_spark
 
         report = copy_table_spark(src, dst, opts, spark=spark_settings(kw), create_target=kw["create_target"],
                                   target_spec=kw["target_spec"], clean_target=kw["clean_target"],
@@ -64,7 +64,7 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
             click.echo(orjson.dumps(s, default=str).decode())
     code = report.exit_code
     if kw.get("verify_after"):
-        from ..verify import verify_tables
+        from ..verify.job import verify_tables
 
         vrep = verify_tables(src, dst, transform=opts.transform, progress=opts.progress, on_error=opts.on_error)
         render_report(vrep, kw["quiet"])

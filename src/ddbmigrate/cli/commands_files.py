@@ -6,9 +6,9 @@ from typing import Any, Dict
 
 import click
 
-from ..exporting import export_table
-from ..importing import import_files
-from ..sinks.files import DEFAULT_FILE_SIZE
+from ..jobs.export import export_table
+from ..jobs.import_files import import_files
+from ..sinks.export_files import DEFAULT_FILE_SIZE
 from . import handle_errors, render_report
 from .commands_plan import (
     native_export_options,
@@ -54,7 +54,7 @@ def export_cmd(kw: Dict[str, Any]) -> int:
         return run_native_export(kw)
     opts = build_run_options(kw)
     if uses_spark(kw):
-        from ..spark import export_table_spark
+        from ..engine.spark import export_table_spark
 
         report = export_table_spark(table_ref(kw["table"], kw), kw["dest"], opts, kw["fmt"], spark=spark_settings(kw),
                                     s3=s3_settings(kw), file_size=max(1, kw["file_size"]) * 1024 * 1024)
@@ -102,7 +102,7 @@ def import_cmd(kw: Dict[str, Any]) -> int:
         if report.extra.get("source_kind") == "incremental":
             click.echo("--verify skipped: an incremental export holds changes, not a full image", err=True)
         else:
-            from ..verify import files_side, verify_tables
+            from ..verify.job import files_side, verify_tables
 
             side = files_side(kw["source"], s3=s3_settings(kw), input_format=kw["input_format"])
             vrep = verify_tables(kw["source"], table_ref(kw["table"], kw), source_side=side,

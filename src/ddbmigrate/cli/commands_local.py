@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 import click
 
-from .. import local
+from .. import dynamodb_local
 from . import handle_errors
 
 
@@ -56,10 +56,10 @@ def local_status() -> int:
 @handle_errors
 def demo(items: int, item_size: int, progress: str, report: Optional[str]) -> int:
     """Start DynamoDB Local, create a sample table of mixed types, copy it, print the report."""
-    from ..client import DynamoClient
+    from ..aws.client import DynamoClient
     from ..config import RunOptions, TableRef
-    from ..copy import copy_table
-    from ..sample import create_sample_table, seed_table
+    from ..jobs.copy import copy_table
+    from ..sources.generated import create_sample_table, seed_table
 
     for k, v in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local"), ("AWS_REGION", "us-east-1")):
         os.environ.setdefault(k, v)

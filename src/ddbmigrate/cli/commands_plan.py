@@ -27,7 +27,7 @@ from .options import pass_kwargs
 @pass_kwargs
 def run_cmd(kw: Dict[str, Any]) -> int:
     """Run every job of PLAN_FILE (YAML): concurrently, with one progress display and one report."""
-    from ..plan import PlanError, run_plan
+    from ..plan.run import PlanError, run_plan
 
     try:
         rep = run_plan(kw["plan_file"], parallel=kw["parallel"], resume=kw["resume"], restart=kw["restart"],
@@ -58,7 +58,7 @@ def plan_group() -> None:
 @pass_kwargs
 def validate_cmd(kw: Dict[str, Any]) -> int:
     """Check PLAN_FILE (schema, tables, permissions, key schemas) and print what would run."""
-    from ..plan import load_plan, validate_plan
+    from ..plan.run import load_plan, validate_plan
 
     problems = validate_plan(kw["plan_file"], check_tables=not kw["no_check_tables"], sample=kw["sample"])
     for p in problems:
@@ -82,7 +82,7 @@ def validate_cmd(kw: Dict[str, Any]) -> int:
 @pass_kwargs
 def report_cmd(kw: Dict[str, Any]) -> int:
     """Summarise a finished run's JSON report (from --report) on the terminal and as HTML."""
-    from ..report_html import load_run_report, render_terminal, write_html
+    from ..reporting.html import load_run_report, render_terminal, write_html
 
     data = load_run_report(kw["report_file"])
     if not kw["quiet"]:
@@ -109,7 +109,7 @@ def wants_native_export(kw: Dict[str, Any]) -> bool:
 
 def run_native_export(kw: Dict[str, Any]) -> int:
     """``export TABLE s3://... --native [--export-time T] [--incremental FROM TO]``."""
-    from ..native import native_export
+    from ..aws.managed import native_export
     from .options import table_ref
 
     if not str(kw["dest"]).startswith("s3://"):
@@ -127,7 +127,7 @@ def run_native_export(kw: Dict[str, Any]) -> int:
 
 def run_native_import(kw: Dict[str, Any]) -> int:
     """``import s3://... TABLE --native --spec table.yaml``."""
-    from ..native import native_import
+    from ..aws.managed import native_import
     from .options import table_ref
 
     if not kw.get("spec"):

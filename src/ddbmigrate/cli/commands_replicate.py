@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 import click
 import orjson
 
-from ..replicate import cutover, read_status, replicate, status_path_for
+from ..jobs.replicate import cutover, read_status, replicate, status_path_for
 from . import handle_errors, render_report
 from .options import (
     build_run_options,
@@ -176,7 +176,7 @@ def cutover_cmd(kw: Dict[str, Any]) -> int:
                   checkpoint=kw.get("checkpoint"), quiet_period=kw["quiet_period"], timeout=kw["timeout"],
                   verify=not kw["no_verify"], progress="off" if kw["quiet"] else kw["progress"])
     if kw.get("report"):
-        from ..checkpoint import atomic_write
+        from ..state.checkpoint import atomic_write
 
         atomic_write(kw["report"], orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2, default=str))
     if not kw["quiet"]:

@@ -1,6 +1,6 @@
 """``ddbmigrate create-table``: a table from a CloudFormation-shaped spec, waited until ACTIVE.
 
-Thin: parse options, call :func:`ddbmigrate.schema.create_table_from_spec`, print a summary.
+Thin: parse options, call :func:`ddbmigrate.aws.tables.create_table_from_spec`, print a summary.
 Spec errors are UsageErrors naming the file and the field (exit 2).
 """
 
@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 import click
 
-from ..schema import create_table_from_spec
+from ..aws.tables import create_table_from_spec
 from . import handle_errors
 from .options import aws_options, pass_kwargs
 

@@ -1,4 +1,4 @@
-"""``ddbmigrate verify``: parse options, call :func:`ddbmigrate.verify.verify_tables`, render."""
+"""``ddbmigrate verify``: parse options, call :func:`ddbmigrate.verify.job.verify_tables`, render."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import click
 
 from ..config import RetryPolicy, TableRef
 from ..errors import UsageError
-from ..items import KeySchema
-from ..verify import is_files_location, verify_tables
+from ..core.items import KeySchema
+from ..verify.job import is_files_location, verify_tables
 from . import handle_errors, render_report
 from .engine import engine_options, spark_settings, uses_spark
 from .options import confirm_prompt, pass_kwargs, s3_options, s3_settings, table_ref, two_sided_aws_options
@@ -107,7 +107,7 @@ def verify_cmd(kw: Dict[str, Any]) -> int:
         if kw.get(k) is not None and not 1 <= kw[k] <= 1_000_000:
             raise UsageError(f"--{k.replace('_', '-')} must be between 1 and 1000000")
     if uses_spark(kw):
-        from ..spark import verify_tables_spark
+        from ..engine.spark import verify_tables_spark
 
         report = verify_tables_spark(
             side_ref(kw["source"], kw, "source"), side_ref(kw["target"], kw, "target"),  # type: ignore[arg-type]

@@ -1,6 +1,6 @@
 """``--engine local|spark`` and ``--spark-master``: shared by copy, export and verify.
 
-Parsing only: the Spark engine itself lives in ``ddbmigrate.spark`` (which imports pyspark
+Parsing only: the Spark engine itself lives in ``ddbmigrate.engine.spark`` (which imports pyspark
 lazily), so the CLI starts as fast with these options as without them.
 """
 
@@ -39,6 +39,6 @@ def uses_spark(kw: Dict[str, Any]) -> bool:
 
 
 def spark_settings(kw: Dict[str, Any]) -> Any:
-    from ..spark import SparkSettings
+    from ..engine.spark import SparkSettings
 
     return SparkSettings(master=kw.get("spark_master"), max_tasks=kw.get("spark_tasks"))

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Optional
 import click
 
 from ..config import RetryPolicy, RunOptions, TableRef
-from ..storage import S3Settings
+from ..storage.stores import S3Settings
 
 F = Callable[..., Any]
 

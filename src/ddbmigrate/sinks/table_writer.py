@@ -22,11 +22,11 @@ import logging
 
 import orjson
 
-from ..client import Backoff, DynamoClient
+from ..aws.client import Backoff, DynamoClient
 from ..errors import AwsError, ConditionalCheckFailed, RetriesExhaustedError
-from ..items import KeySchema
-from ..pipeline import DELETE, MAX_BATCH_OPS, BatchResult, Op
-from ..ratelimit import RateLimiter
+from ..core.items import KeySchema
+from ..engine.pipeline import DELETE, MAX_BATCH_OPS, BatchResult, Op
+from ..aws.capacity import RateLimiter
 
 
 log = logging.getLogger("ddbmigrate.sinks")

@@ -47,9 +47,9 @@ from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
 import orjson
 
 from ..errors import FatalError, InvalidItemError, RetriableError, UsageError
-from ..items import ALL_TYPES, WireItem, canonical_item, from_python, item_problem
-from ..pipeline import DELETE, PUT, Chunk
-from ..storage import GLOB_CHARS, Storage, is_s3
+from ..core.items import ALL_TYPES, WireItem, canonical_item, from_python, item_problem
+from ..engine.pipeline import DELETE, PUT, Chunk
+from ..storage.stores import GLOB_CHARS, Storage, is_s3
 
 MAX_LINE = 8 * 1024 * 1024
 BLOCK = 1 << 20

@@ -36,10 +36,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from ..client import DynamoClient
+from ..aws.client import DynamoClient
 from ..config import RetryPolicy, TableRef
 from ..errors import DdbMigrateError, FatalError, ResyncNeededError
-from ..items import WireItem
+from ..core.items import WireItem
 
 RETENTION_SECONDS = 24 * 3600
 # Safety margin against the 24 h retention and clock skew between us and DynamoDB.

@@ -13,9 +13,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import orjson
 
-from ..client import DynamoClient
-from ..pipeline import Chunk
-from ..ratelimit import RateLimiter
+from ..aws.client import DynamoClient
+from ..engine.pipeline import Chunk
+from ..aws.capacity import RateLimiter
 
 # DynamoDB reads at most 1 MB per page: 1 MB eventually consistent = 128 RCU (4 KB at 0.5).
 _PAGE_RCU_ESTIMATE = 128.0

@@ -1,0 +1,449 @@
+"""DynamoDB's managed Export to S3 / Import from S3, started and *watched*.
+
+``native_export`` checks point-in-time recovery (DescribeContinuousBackups) first, because
+ExportTableToPointInTime refuses a table without it; then calls ExportTableToPointInTime (full,
+at a point in time, or incremental between two times) and polls DescribeExport with a progress
+display (elapsed, status, billed size and item count once DynamoDB reports them). It ends with
+the export folder, ``s3://bucket/prefix/AWSDynamoDB/<ExportId>/``, which ``ddbmigrate import``
+and ``native_import`` read.
+
+``native_import`` calls ImportTable, which always creates a *new* table (from a
+CloudFormation-style spec, see schema.py), and polls DescribeImport: processed items and bytes,
+errors, and an ETA from the processed rate when the item total is known (an export folder's
+``manifest-summary.json`` says it).
+
+Invariants: nothing here moves items itself, so the report's counts are DynamoDB's own
+(processed = imported + errors for an import; DynamoDB writes the items it rejected to the
+CloudWatch log group named in the report). Ctrl-C stops the *watching* only; the managed
+operation goes on in AWS and the message says how to watch it again. Time and sleep are
+injectable, so the watch loop is tested without waiting.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from .client import DynamoClient
+from ..config import TableRef
+from ..errors import AwsError, DdbMigrateError, FatalError, InterruptedError_, TableNotFoundError, UsageError
+from ..reporting.progress import Progress
+from ..reporting.report import Report, deliver, utcnow
+
+TERMINAL_EXPORT = ("COMPLETED", "FAILED")
+TERMINAL_IMPORT = ("COMPLETED", "FAILED", "CANCELLED")
+# AWS limits for incremental exports: the window is at least 15 minutes and at most 24 hours.
+MIN_INCREMENTAL = _dt.timedelta(minutes=15)
+MAX_INCREMENTAL = _dt.timedelta(hours=24)
+_EXPORT_FOLDER = re.compile(r"^(?P<prefix>.*?)/?AWSDynamoDB/(?P<id>[^/]+)/?(?P<data>data/?)?$")
+
+TimeLike = Union[str, int, float, _dt.datetime]
+
+
+def parse_time(value: TimeLike, what: str = "time") -> _dt.datetime:
+    """ISO 8601 (``2026-11-25T10:00:00Z``, offsets allowed) or Unix seconds -> aware UTC datetime."""
+    if isinstance(value, _dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _dt.datetime.fromtimestamp(float(value), tz=_dt.timezone.utc)
+    text = str(value).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return _dt.datetime.fromtimestamp(float(text), tz=_dt.timezone.utc)
+    try:
+        t = _dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{what} {text!r}: expected ISO 8601 like 2026-11-25T10:00:00Z or Unix seconds") from None
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+def split_s3_uri(uri: str) -> Tuple[str, str]:
+    """``s3://bucket/a/b/`` -> (``bucket``, ``a/b``); the prefix may be empty."""
+    if not uri.startswith("s3://"):
+        raise UsageError(f"{uri!r}: a native export/import needs an s3://bucket/prefix location")
+    bucket, _, prefix = uri[5:].partition("/")
+    if not bucket:
+        raise UsageError(f"{uri!r}: expected s3://bucket/prefix")
+    return bucket, prefix.strip("/")
+
+
+def export_folder(bucket: str, prefix: str, desc: Dict[str, Any]) -> str:
+    """The export's folder URL, from its manifest key when DynamoDB gives one, else its ARN."""
+    manifest = desc.get("ExportManifest")
+    if manifest and "/" in str(manifest):
+        return f"s3://{bucket}/{str(manifest).rsplit('/', 1)[0]}/"
+    export_id = str(desc.get("ExportArn", "")).rsplit("/", 1)[-1]
+    base = f"{prefix}/" if prefix else ""
+    return f"s3://{bucket}/{base}AWSDynamoDB/{export_id}/"
+
+
+def _fmt_bytes(n: Optional[int]) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _aws_error(e: Exception, table: str, op: str) -> DdbMigrateError:
+    code = getattr(e, "response", {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
+    msg = getattr(e, "response", {}).get("Error", {}).get("Message") if hasattr(e, "response") else None
+    if code == "PointInTimeRecoveryUnavailableException":
+        return FatalError(f"{op}: point-in-time recovery is not enabled on {table}", table=table, code=code)
+    return AwsError(f"{op} failed: {msg or e}", table=table, code=code)
+
+
+class _StopWatching(Exception):
+    """The caller asked to stop watching (a plan's Ctrl-C / SIGTERM)."""
+
+
+class _Watch:
+    """Poll ``describe()`` until a terminal status, feeding a progress display."""
+
+    def __init__(self, job: str, describe: Callable[[], Dict[str, Any]], snapshot: Callable[[Dict[str, Any]], Dict[str, Any]],
+                 terminal: Tuple[str, ...], status_key: str, *, progress: str, poll_interval: float,
+                 timeout: Optional[float], sleep: Callable[[float], None], clock: Callable[[], float]) -> None:
+        self.job = job
+        self.describe = describe
+        self.to_snapshot = snapshot
+        self.terminal = terminal
+        self.status_key = status_key
+        self.progress_mode = progress
+        self.poll = poll_interval
+        self.timeout = timeout
+        self.sleep = sleep
+        self.clock = clock
+        self.last: Dict[str, Any] = {}
+        self.polls = 0
+        self.timeline: List[Dict[str, Any]] = []
+        self.stop = threading.Event()  # set by a plan's Ctrl-C: stop watching (AWS goes on)
+
+    def snapshot(self) -> Dict[str, Any]:
+        return self.to_snapshot(self.last)
+
+    def run(self, first: Dict[str, Any]) -> Dict[str, Any]:
+        from ..engine.run import _PROGRESS_HOOK
+
+        self.last = first
+        display = Progress(self.job, self.snapshot, mode=self.progress_mode, label="items")
+        hook = _PROGRESS_HOOK.get()
+        detach = hook(self.job, self.snapshot, self.stop.set) if hook is not None else (lambda: None)
+        display.start()
+        t0 = self.clock()
+        try:
+            while str(self.last.get(self.status_key)) not in self.terminal:
+                if self.timeout is not None and self.clock() - t0 > self.timeout:
+                    raise FatalError(f"still {self.last.get(self.status_key)} after {self.timeout:.0f}s of watching; "
+                                     "the operation continues in AWS")
+                if self.sleep is time.sleep:
+                    self.stop.wait(self.poll)  # wakes at once when a plan stops
+                else:
+                    self.sleep(self.poll)
+                if self.stop.is_set():
+                    raise _StopWatching()
+                self.last = self.describe()
+                self.polls += 1
+        finally:
+            display.stop()
+            detach()
+        self.timeline = display.timeline
+        return self.last
+
+
+def _watch_to_end(watch: _Watch, first: Dict[str, Any], kind: str, arn: str) -> Dict[str, Any]:
+    """``watch.run(first)``; Ctrl-C stops the watching only, and says how to watch the ``kind`` again."""
+    try:
+        return watch.run(first)
+    except (KeyboardInterrupt, _StopWatching):
+        raise InterruptedError_(
+            f"stopped watching; {kind} {arn} continues in AWS. Watch it again with "
+            f"native_{kind}(..., {kind}_arn={arn!r}) or `aws dynamodb describe-{kind} --{kind}-arn {arn}`") from None
+
+
+def _settle(report: Report, final: Dict[str, Any], kind: str, status_key: str, table: str,
+            report_path: Optional[str]) -> Report:
+    """Write the report (if asked) and return it; raise FatalError, carrying it, unless COMPLETED."""
+    if final.get(status_key) == "COMPLETED":
+        return deliver(report, report_path)
+    error = f"{kind} {final.get(status_key)}: {final.get('FailureCode')}: {final.get('FailureMessage')}"
+    report.status, report.error = "failed", error
+    return deliver(report, report_path, FatalError(error, table=table, code=final.get("FailureCode")))
+
+
+def _check_pitr(client: DynamoClient, table: str, export_time: Optional[_dt.datetime]) -> None:
+    try:
+        cb = client.control.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
+    except client.control.exceptions.TableNotFoundException:
+        raise TableNotFoundError(f"table {table!r} does not exist at {client.endpoint}", table=table) from None
+    except Exception as e:
+        raise _aws_error(e, table, "DescribeContinuousBackups") from None
+    pitr = cb.get("PointInTimeRecoveryDescription") or {}
+    status = pitr.get("PointInTimeRecoveryStatus", "DISABLED")
+    if status != "ENABLED":
+        raise FatalError(
+            f"point-in-time recovery is {status} on {table}, and a native export needs it: enable it with "
+            f"`aws dynamodb update-continuous-backups --table-name {table} --point-in-time-recovery-specification "
+            "PointInTimeRecoveryEnabled=true` (billed per GB-month), or export without --native",
+            table=table, code="PointInTimeRecoveryUnavailable")
+    if export_time is not None:
+        earliest, latest = pitr.get("EarliestRestorableDateTime"), pitr.get("LatestRestorableDateTime")
+        if isinstance(earliest, _dt.datetime) and export_time < earliest:
+            raise UsageError(f"--export-time {export_time.isoformat()} is before the earliest restorable time "
+                             f"{earliest.isoformat()} of {table}")
+        if isinstance(latest, _dt.datetime) and export_time > latest + _dt.timedelta(minutes=5):
+            raise UsageError(f"--export-time {export_time.isoformat()} is after the latest restorable time "
+                             f"{latest.isoformat()} of {table}")
+
+
+def native_export(
+    table: TableRef,
+    s3_uri: str,
+    export_time: Optional[TimeLike] = None,
+    incremental: Optional[Tuple[TimeLike, TimeLike]] = None,
+    *,
+    export_format: str = "DYNAMODB_JSON",
+    view_type: str = "NEW_AND_OLD_IMAGES",
+    s3_bucket_owner: Optional[str] = None,
+    export_arn: Optional[str] = None,
+    progress: str = "auto",
+    poll_interval: float = 10.0,
+    timeout: Optional[float] = None,
+    report_path: Optional[str] = None,
+    client: Optional[DynamoClient] = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Report:
+    """Start a managed export of ``table`` to ``s3_uri`` and watch it to the end.
+
+    ``export_time`` exports the table as it was then (default: now). ``incremental=(from, to)``
+    exports only the changes in that window (15 minutes to 24 hours). ``export_arn`` watches an
+    export that is already running instead of starting one. Returns a report whose
+    ``extra["export_path"]`` is the export folder; raises FatalError if DynamoDB reports FAILED.
+    """
+    if export_time is not None and incremental is not None:
+        raise UsageError("--export-time and --incremental are exclusive (an incremental export has its own window)")
+    if export_format not in ("DYNAMODB_JSON", "ION"):
+        raise UsageError(f"export format must be DYNAMODB_JSON or ION, not {export_format!r}")
+    bucket, prefix = split_s3_uri(s3_uri)
+    at = parse_time(export_time, "--export-time") if export_time is not None else None
+    window: Optional[Tuple[_dt.datetime, _dt.datetime]] = None
+    if incremental is not None:
+        frm, to = parse_time(incremental[0], "--incremental FROM"), parse_time(incremental[1], "--incremental TO")
+        if to <= frm:
+            raise UsageError(f"--incremental: TO ({to.isoformat()}) must be after FROM ({frm.isoformat()})")
+        if to - frm < MIN_INCREMENTAL or to - frm > MAX_INCREMENTAL:
+            raise UsageError("--incremental: the window must be between 15 minutes and 24 hours "
+                             f"(got {to - frm})")
+        window = (frm, to)
+    c = client or DynamoClient(table, pool_size=2)
+    desc = c.describe_table()
+    report = Report(job="native-export", source=table.describe(), target=s3_uri)
+    if export_arn is None:
+        _check_pitr(c, table.table, at)
+        req: Dict[str, Any] = {"TableArn": desc["TableArn"], "S3Bucket": bucket, "ExportFormat": export_format}
+        if prefix:
+            req["S3Prefix"] = prefix
+        if s3_bucket_owner:
+            req["S3BucketOwner"] = s3_bucket_owner
+        if at is not None:
+            req["ExportTime"] = at
+        if window is not None:
+            req["ExportType"] = "INCREMENTAL_EXPORT"
+            req["IncrementalExportSpecification"] = {"ExportFromTime": window[0], "ExportToTime": window[1],
+                                                     "ExportViewType": view_type}
+        try:
+            first = c.control.export_table_to_point_in_time(**req)["ExportDescription"]
+        except Exception as e:
+            raise _aws_error(e, table.table, "ExportTableToPointInTime") from None
+    else:
+        first = _describe_export(c, export_arn, table.table)
+    arn = str(first.get("ExportArn"))
+    report.extra.update({"export_arn": arn, "export_type": first.get("ExportType") or
+                         ("INCREMENTAL_EXPORT" if window else "FULL_EXPORT")})
+
+    def snapshot(d: Dict[str, Any]) -> Dict[str, Any]:
+        status = str(d.get("ExportStatus", "?"))
+        billed = d.get("BilledSizeBytes")
+        parts = [status]
+        if billed is not None:
+            parts.append(f"billed {_fmt_bytes(int(billed))}")
+        return {"done": int(d.get("ItemCount") or 0), "total": None, "status": " ".join(parts)}
+
+    watch = _Watch("native-export", lambda: _describe_export(c, arn, table.table), snapshot, TERMINAL_EXPORT,
+                   "ExportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
+                   clock=clock)
+    t0 = clock()
+    final = _watch_to_end(watch, first, "export", arn)
+    report.duration_seconds = round(clock() - t0, 3)
+    report.timeline = watch.timeline
+    report.finished_at = utcnow()
+    items = int(final.get("ItemCount") or 0)
+    report.counters = {"read": items, "written": items}
+    report.extra.update({"export_status": final.get("ExportStatus"), "billed_size_bytes": final.get("BilledSizeBytes"),
+                         "item_count": final.get("ItemCount"), "export_path": export_folder(bucket, prefix, final),
+                         "polls": watch.polls})
+    if at is not None:
+        report.extra["export_time"] = at.isoformat()
+    if window is not None:
+        report.extra["export_from_time"], report.extra["export_to_time"] = window[0].isoformat(), window[1].isoformat()
+    report.items_per_second = round(items / report.duration_seconds, 1) if report.duration_seconds > 0 else 0.0
+    return _settle(report, final, "export", "ExportStatus", table.table, report_path)
+
+
+def _describe_export(c: DynamoClient, arn: str, table: str) -> Dict[str, Any]:
+    try:
+        return dict(c.control.describe_export(ExportArn=arn)["ExportDescription"])
+    except Exception as e:
+        raise _aws_error(e, table, "DescribeExport") from None
+
+
+def import_prefix(uri: str) -> Tuple[str, str, bool]:
+    """(bucket, key prefix, is an export folder): an export folder is read from its data/ files."""
+    bucket, prefix = split_s3_uri(uri)
+    m = _EXPORT_FOLDER.match(prefix)
+    if m:
+        base = f"{m.group('prefix')}/" if m.group("prefix") else ""
+        return bucket, f"{base}AWSDynamoDB/{m.group('id')}/data/", True
+    return bucket, (prefix + "/") if prefix else "", False
+
+
+def import_request(spec: Union[str, Dict[str, Any]], table: str) -> Tuple[Dict[str, Any], List[str]]:
+    """TableCreationParameters for ImportTable from a spec, plus notes on what it cannot carry."""
+    from .tables import load_spec, spec_to_request
+
+    data = load_spec(spec) if isinstance(spec, str) else spec
+    req = spec_to_request(data, table_name=table)
+    notes: List[str] = []
+    if req.get("LocalSecondaryIndexes"):
+        raise UsageError("ImportTable cannot create local secondary indexes; remove them from the spec "
+                         "(or create the table first and use `ddbmigrate import` without --native)")
+    if req.pop("StreamSpecification", None):
+        notes.append("ImportTable cannot enable a stream: enable it after the import (UpdateTable)")
+    props = data.get("Properties", data) if isinstance(data, dict) else {}
+    if isinstance(props, dict) and props.get("TimeToLiveSpecification"):
+        notes.append("ImportTable cannot set TTL: enable it after the import (UpdateTimeToLive)")
+    return req, notes
+
+
+def native_import(
+    s3_uri: str,
+    table: TableRef,
+    spec: Union[str, Dict[str, Any]],
+    *,
+    input_format: str = "DYNAMODB_JSON",
+    compression: str = "GZIP",
+    s3_bucket_owner: Optional[str] = None,
+    total_items: Optional[int] = None,
+    import_arn: Optional[str] = None,
+    progress: str = "auto",
+    poll_interval: float = 10.0,
+    timeout: Optional[float] = None,
+    report_path: Optional[str] = None,
+    s3_endpoint_url: Optional[str] = None,
+    client: Optional[DynamoClient] = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Report:
+    """Create ``table`` with ImportTable from the files at ``s3_uri`` and watch it to the end.
+
+    ``s3_uri`` may be an export folder (``.../AWSDynamoDB/<id>/``: its ``data/`` files are
+    imported and its manifest gives the item total for the ETA) or any prefix of DynamoDB JSON
+    files. ``spec`` is a CloudFormation-style table spec (path or mapping). Returns the report
+    (``counters``: read = processed, written = imported, dead_lettered = DynamoDB's error count;
+    the rejected items are in ``extra["cloudwatch_log_group"]``); raises FatalError if the
+    import FAILED or was CANCELLED.
+    """
+    if input_format not in ("DYNAMODB_JSON", "ION", "CSV"):
+        raise UsageError(f"input format must be DYNAMODB_JSON, ION or CSV, not {input_format!r}")
+    if compression not in ("GZIP", "ZSTD", "NONE"):
+        raise UsageError(f"compression must be GZIP, ZSTD or NONE, not {compression!r}")
+    bucket, key_prefix, is_export = import_prefix(s3_uri)
+    c = client or DynamoClient(table, pool_size=2)
+    report = Report(job="native-import", source=s3_uri, target=table.describe())
+    if import_arn is None:
+        params, notes = import_request(spec, table.table)
+        if c.table_exists(table.table):
+            raise UsageError(f"table {table.table} already exists: ImportTable only creates new tables; load into an "
+                             "existing table with `ddbmigrate import` (without --native)", table=table.table)
+        if total_items is None and is_export:
+            total_items = _manifest_item_count(bucket, key_prefix, table, s3_endpoint_url)
+        source: Dict[str, Any] = {"S3Bucket": bucket, "S3KeyPrefix": key_prefix}
+        if s3_bucket_owner:
+            source["S3BucketOwner"] = s3_bucket_owner
+        req: Dict[str, Any] = {"S3BucketSource": source, "InputFormat": input_format,
+                               "TableCreationParameters": params}
+        if compression != "NONE":
+            req["InputCompressionType"] = compression
+        try:
+            first = c.control.import_table(**req)["ImportTableDescription"]
+        except Exception as e:
+            raise _aws_error(e, table.table, "ImportTable") from None
+        report.extra["notes"] = notes
+    else:
+        first = _describe_import(c, import_arn, table.table)
+    arn = str(first.get("ImportArn"))
+    report.extra.update({"import_arn": arn, "s3_key_prefix": key_prefix, "total_items": total_items})
+    t0 = clock()
+
+    def snapshot(d: Dict[str, Any]) -> Dict[str, Any]:
+        done = int(d.get("ProcessedItemCount") or 0)
+        parts = [str(d.get("ImportStatus", "?")), _fmt_bytes(d.get("ProcessedSizeBytes"))]
+        if d.get("ErrorCount"):
+            parts.append(f"errors {d['ErrorCount']}")
+        return {"done": done, "total": total_items, "status": " ".join(parts),
+                "dead_lettered": int(d.get("ErrorCount") or 0)}
+
+    watch = _Watch("native-import", lambda: _describe_import(c, arn, table.table), snapshot, TERMINAL_IMPORT,
+                   "ImportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
+                   clock=clock)
+    final = _watch_to_end(watch, first, "import", arn)
+    elapsed = clock() - t0
+    processed = int(final.get("ProcessedItemCount") or 0)
+    imported = int(final.get("ImportedItemCount") or (processed - int(final.get("ErrorCount") or 0)))
+    errors = int(final.get("ErrorCount") or 0)
+    report.counters = {"read": processed, "written": imported, "dead_lettered": errors}
+    report.duration_seconds = round(elapsed, 3)
+    report.items_per_second = round(imported / elapsed, 1) if elapsed > 0 else 0.0
+    report.timeline = watch.timeline
+    report.finished_at = utcnow()
+    report.dead_letter_path = final.get("CloudWatchLogGroupArn")
+    report.extra.update({"import_status": final.get("ImportStatus"), "processed_size_bytes": final.get("ProcessedSizeBytes"),
+                         "cloudwatch_log_group": final.get("CloudWatchLogGroupArn"), "table_arn": final.get("TableArn"),
+                         "polls": watch.polls})
+    if errors:
+        report.dead_letter_reasons = {"import_error": errors}
+    return _settle(report, final, "import", "ImportStatus", table.table, report_path)
+
+
+def _describe_import(c: DynamoClient, arn: str, table: str) -> Dict[str, Any]:
+    try:
+        return dict(c.control.describe_import(ImportArn=arn)["ImportTableDescription"])
+    except Exception as e:
+        raise _aws_error(e, table, "DescribeImport") from None
+
+
+def _manifest_item_count(bucket: str, data_prefix: str, table: TableRef, endpoint_url: Optional[str]) -> Optional[int]:
+    """itemCount from the export's manifest-summary.json (best effort: only the ETA needs it).
+
+    Short timeouts and two attempts: an unreachable S3 must not hold up the import.
+    """
+    try:
+        import orjson
+        from botocore.config import Config
+
+        from .client import make_session
+
+        folder = data_prefix[: -len("data/")] if data_prefix.endswith("data/") else data_prefix
+        s3 = make_session(table).client(
+            "s3", endpoint_url=endpoint_url,
+            config=Config(connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}))
+        body = s3.get_object(Bucket=bucket, Key=f"{folder}manifest-summary.json")["Body"].read(1_000_000)
+        count = orjson.loads(body).get("itemCount")
+        return int(count) if count is not None else None
+    except Exception:  # no manifest, no permission: the import still runs, just without an ETA
+        return None

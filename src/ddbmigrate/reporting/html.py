@@ -1,0 +1,459 @@
+"""``ddbmigrate report``: a finished run's JSON report as a terminal summary and as one HTML page.
+
+Accepts what ``--report`` writes: a single job's :class:`~ddbmigrate.reporting.report.Report` or a plan's
+:class:`~ddbmigrate.plan.run.PlanReport` (``"kind": "plan"``). Both become a list of *runs* (one per
+job) with counters, retries, durations, dead-letter counts and a timeline of ``{t, done,
+retries, throttles}`` points.
+
+Invariant: the HTML page is self-contained (no external asset, no network request): the charts
+are inline SVG drawn here, in Python, so the page reads the same offline, in a mail attachment,
+or with scripts off; a small inline script only adds hover read-outs. Every string from the
+report is HTML-escaped. No item body is shown (reports carry none by default, invariant 8).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import orjson
+
+from ..errors import UsageError
+
+PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#65a30d", "#db2777", "#475569",
+           "#ca8a04")
+STATUS_COLOURS = {"done": "#16a34a", "failed": "#dc2626", "interrupted": "#d97706", "blocked": "#dc2626",
+                  "differences": "#dc2626", "not-started": "#94a3b8", "dry-run": "#2563eb"}
+
+
+@dataclass
+class Run:
+    """One job of a report, normalised."""
+
+    name: str
+    kind: str
+    status: str
+    counters: Dict[str, int] = field(default_factory=dict)
+    retries: Dict[str, int] = field(default_factory=dict)
+    duration: float = 0.0
+    offset: float = 0.0
+    timeline: List[Dict[str, Any]] = field(default_factory=list)
+    dead_letter_reasons: Dict[str, int] = field(default_factory=dict)
+    dead_letter_path: Optional[str] = None
+    unit_seconds: Dict[str, float] = field(default_factory=dict)
+    error: Optional[str] = None
+    items_per_second: float = 0.0
+    source: str = ""
+    target: str = ""
+    balanced: Optional[bool] = None
+
+    @property
+    def dead(self) -> int:
+        return int(self.counters.get("dead_lettered", 0) or 0)
+
+
+@dataclass
+class RunReport:
+    title: str
+    status: str
+    exit_code: Optional[int]
+    duration: float
+    started_at: Optional[str]
+    runs: List[Run]
+    total_timeline: List[Dict[str, Any]] = field(default_factory=list)
+    is_plan: bool = False
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_run_report(path: str) -> RunReport:
+    """Read and normalise a report file; one clear error line if it is not one."""
+    try:
+        with open(path, "rb") as fh:
+            data = orjson.loads(fh.read())
+    except FileNotFoundError:
+        raise UsageError(f"report {path} does not exist") from None
+    except OSError as e:
+        raise UsageError(f"cannot read report {path}: {e.strerror}") from None
+    except orjson.JSONDecodeError as e:
+        raise UsageError(f"report {path} is not JSON: {e}") from None
+    try:
+        return normalise(data)
+    except UsageError as e:
+        raise UsageError(f"{path}: {e.message}") from None
+
+
+def _run_from_report(d: Dict[str, Any], name: Optional[str] = None, offset: float = 0.0,
+                     status: Optional[str] = None, error: Optional[str] = None) -> Run:
+    extra = d.get("extra") or {}
+    units = extra.get("unit_seconds") if isinstance(extra.get("unit_seconds"), dict) else {}
+    return Run(
+        name=name or str(d.get("job") or "job"), kind=str(d.get("job") or "job"),
+        status=status or str(d.get("status") or "?"),
+        counters={k: int(v) for k, v in (d.get("counters") or {}).items() if isinstance(v, (int, float))},
+        retries={k: int(v) for k, v in (d.get("retries") or {}).items() if isinstance(v, (int, float))},
+        duration=float(d.get("duration_seconds") or 0.0), offset=offset,
+        timeline=[p for p in (d.get("timeline") or []) if isinstance(p, dict) and "t" in p],
+        dead_letter_reasons=dict(d.get("dead_letter_reasons") or {}), dead_letter_path=d.get("dead_letter_path"),
+        unit_seconds={str(k): float(v) for k, v in (units or {}).items()},
+        error=error or d.get("error"), items_per_second=float(d.get("items_per_second") or 0.0),
+        source=str(d.get("source") or ""), target=str(d.get("target") or ""), balanced=d.get("balanced"),
+    )
+
+
+def normalise(data: Any) -> RunReport:
+    if not isinstance(data, dict):
+        raise UsageError("not a ddbmigrate report (expected a JSON object)")
+    if data.get("kind") == "plan" and isinstance(data.get("jobs"), list):
+        runs = []
+        for j in data["jobs"]:
+            rep = j.get("report") or {}
+            run = _run_from_report(rep, name=j.get("name"), offset=float(j.get("offset_seconds") or 0.0),
+                                   status=j.get("status"), error=j.get("error"))
+            run.kind = str(j.get("kind") or run.kind)
+            if not rep:
+                run.duration = float(j.get("duration_seconds") or 0.0)
+            runs.append(run)
+        return RunReport(title=f"plan {data.get('name', '')}", status=str(data.get("status")),
+                         exit_code=data.get("exit_code"), duration=float(data.get("duration_seconds") or 0.0),
+                         started_at=data.get("started_at"), runs=runs,
+                         total_timeline=list(data.get("timeline") or []), is_plan=True)
+    if "job" in data and "counters" in data:
+        run = _run_from_report(data)
+        return RunReport(title=f"{run.kind} {run.source} → {run.target}".strip(), status=run.status,
+                         exit_code=data.get("exit_code"), duration=run.duration, started_at=data.get("started_at"),
+                         runs=[run], total_timeline=run.timeline)
+    raise UsageError("not a ddbmigrate report (no 'job'/'counters', and not a plan report)")
+
+
+# --------------------------------------------------------------------------- derived series
+
+
+def throughput(timeline: Sequence[Dict[str, Any]]) -> List[Tuple[float, float]]:
+    """(t, items/s) between consecutive timeline points."""
+    out: List[Tuple[float, float]] = []
+    for a, b in zip(timeline, timeline[1:]):
+        dt = float(b["t"]) - float(a["t"])
+        if dt > 0:
+            out.append((float(b["t"]), max(0.0, (float(b.get("done", 0)) - float(a.get("done", 0))) / dt)))
+    return out
+
+
+def cumulative(timeline: Sequence[Dict[str, Any]], key: str) -> List[Tuple[float, float]]:
+    return [(float(p["t"]), float(p.get(key, 0) or 0)) for p in timeline]
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def render_terminal(rr: RunReport, console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    t = Table(title=f"ddbmigrate {rr.title}: {rr.status}" + (f" (exit {rr.exit_code})" if rr.exit_code is not None
+                                                              else ""), title_justify="left")
+    for col, just in (("job", "left"), ("status", "left"), ("read", "right"), ("written", "right"),
+                      ("dead", "right"), ("retries", "right"), ("throttles", "right"), ("seconds", "right"),
+                      ("items/s", "right"), ("throughput", "left")):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in rr.runs:
+        colour = "green" if r.status == "done" else "red" if r.status in ("failed", "blocked", "differences") \
+            else "yellow"
+        t.add_row(r.name, f"[{colour}]{r.status}[/{colour}]", f"{r.counters.get('read', 0):,}",
+                  f"{r.counters.get('written', 0):,}", f"{r.dead:,}", f"{sum(r.retries.values()):,}",
+                  f"{r.retries.get('throttle', 0):,}", f"{r.duration:,.1f}", f"{r.items_per_second:,.0f}",
+                  sparkline([v for _, v in throughput(r.timeline)]))
+    if len(rr.runs) > 1:
+        def tot(k: str) -> int:
+            return sum(r.counters.get(k, 0) for r in rr.runs)
+
+        t.add_row("[bold]total", "", f"{tot('read'):,}", f"{tot('written'):,}", f"{tot('dead_lettered'):,}",
+                  f"{sum(sum(r.retries.values()) for r in rr.runs):,}",
+                  f"{sum(r.retries.get('throttle', 0) for r in rr.runs):,}", f"{rr.duration:,.1f}", "",
+                  sparkline([v for _, v in throughput(rr.total_timeline)]))
+    console.print(t)
+    for r in rr.runs:
+        if r.dead_letter_reasons:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(r.dead_letter_reasons.items(), key=lambda x: -x[1]))
+            console.print(f"[red]{r.name}[/red] dead letters: {reasons}"
+                          + (f" (in {r.dead_letter_path})" if r.dead_letter_path else ""))
+        if r.error:
+            console.print(f"[red]{r.name}:[/red] {r.error}")
+        if r.unit_seconds:
+            vals = sorted(r.unit_seconds.values())
+            console.print(f"{r.name}: {len(vals)} segment(s), fastest {vals[0]:.1f}s, median "
+                          f"{vals[len(vals) // 2]:.1f}s, slowest {vals[-1]:.1f}s")
+
+
+def sparkline(values: Sequence[float], width: int = 24) -> str:
+    if not values:
+        return ""
+    if len(values) > width:  # average into ``width`` buckets
+        step = len(values) / width
+        values = [sum(values[int(i * step):max(int(i * step) + 1, int((i + 1) * step))]) /
+                  max(1, len(values[int(i * step):max(int(i * step) + 1, int((i + 1) * step))])) for i in range(width)]
+    top = max(values) or 1.0
+    blocks = "▁▂▃▄▅▆▇█"
+    return "".join(blocks[min(7, int(v / top * 7.999))] for v in values)
+
+
+# --------------------------------------------------------------------------- SVG
+
+
+def _nice_max(v: float) -> float:
+    if v <= 0:
+        return 1.0
+    exp = 10 ** math.floor(math.log10(v))
+    for m in (1, 2, 2.5, 5, 10):
+        if v <= m * exp:
+            return float(m * exp)
+    return float(10 * exp)
+
+
+def _fmt(v: float) -> str:
+    if v >= 1_000_000:
+        return f"{v / 1_000_000:.1f}M"
+    if v >= 10_000:
+        return f"{v / 1000:.0f}k"
+    if v >= 1000:
+        return f"{v / 1000:.1f}k"
+    return f"{v:.0f}" if v >= 10 or v == int(v) else f"{v:.1f}"
+
+
+def line_chart(chart_id: str, title: str, series: List[Tuple[str, str, List[Tuple[float, float]]]],
+               y_label: str, width: int = 760, height: int = 260) -> str:
+    """An SVG line chart; ``series`` = [(name, colour, [(x, y), ...])]."""
+    left, right, top, bottom = 56, 16, 28, 34
+    pw, ph = width - left - right, height - top - bottom
+    xs = [x for _, _, pts in series for x, _ in pts]
+    ys = [y for _, _, pts in series for _, y in pts]
+    x_max = max(xs) if xs else 1.0
+    x_max = x_max if x_max > 0 else 1.0
+    y_max = _nice_max(max(ys) if ys else 0.0)
+    e = html.escape
+    out = [f'<svg class="chart" id="{e(chart_id)}" role="img" aria-label="{e(title)}" viewBox="0 0 {width} {height}" '
+           f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" data-xmax="{x_max}" '
+           f'data-ymax="{y_max}" data-left="{left}" data-top="{top}" data-pw="{pw}" data-ph="{ph}">',
+           f'<text class="title" x="{left}" y="18">{e(title)}</text>']
+    for i in range(5):
+        y = top + ph - ph * i / 4
+        out.append(f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        out.append(f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(y_max * i / 4)}</text>')
+    for i in range(6):
+        x = left + pw * i / 5
+        out.append(f'<text class="tick" x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle">'
+                   f'{_fmt(x_max * i / 5)}s</text>')
+    out.append(f'<text class="axis" x="12" y="{top + ph / 2:.0f}" transform="rotate(-90 12 {top + ph / 2:.0f})" '
+               f'text-anchor="middle">{e(y_label)}</text>')
+    if not xs:
+        out.append(f'<text class="empty" x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle">'
+                   'no timeline recorded</text>')
+    for name, colour, pts in series:
+        if not pts:
+            continue
+        coords = " ".join(f"{left + pw * x / x_max:.1f},{top + ph - ph * min(y, y_max) / y_max:.1f}" for x, y in pts)
+        data = ";".join(f"{x:g},{y:g}" for x, y in pts)
+        out.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="2" points="{coords}" '
+                   f'data-name="{e(name)}" data-points="{data}"><title>{e(name)}</title></polyline>')
+    out.append(_legend([(n, c) for n, c, pts in series if pts], left, height - 4))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _legend(items: List[Tuple[str, str]], x: int, y: int) -> str:
+    e = html.escape
+    parts = []
+    for name, colour in items[:10]:
+        parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{colour}"/>'
+                     f'<text class="legend" x="{x + 14}" y="{y}">{e(name[:28])}</text>')
+        x += 24 + 7 * min(28, len(name))
+    return f'<g class="legend">{"".join(parts)}</g>'
+
+
+def bar_chart(chart_id: str, title: str, bars: List[Tuple[str, float, float, str, str]], unit: str,
+              width: int = 760) -> str:
+    """Horizontal bars from ``start`` to ``start + length``: [(label, start, length, colour, tooltip)]."""
+    left, right, top, row = 180, 60, 28, 22
+    height = top + row * max(1, len(bars)) + 26
+    pw = width - left - right
+    end = max((s + ln for _, s, ln, _, _ in bars), default=0.0)
+    x_max = _nice_max(end)
+    e = html.escape
+    out = [f'<svg class="chart" id="{e(chart_id)}" role="img" aria-label="{e(title)}" viewBox="0 0 {width} {height}" '
+           f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+           f'<text class="title" x="12" y="18">{e(title)}</text>']
+    for i in range(6):
+        x = left + pw * i / 5
+        out.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - 22}"/>'
+                   f'<text class="tick" x="{x:.1f}" y="{height - 8}" text-anchor="middle">{_fmt(x_max * i / 5)}'
+                   f'{e(unit)}</text>')
+    if not bars:
+        out.append(f'<text class="empty" x="{left + pw / 2}" y="{top + 14}" text-anchor="middle">nothing to show</text>')
+    for i, (label, start, length, colour, tip) in enumerate(bars):
+        y = top + i * row + 3
+        x0 = left + pw * start / x_max
+        w = max(1.5, pw * length / x_max)
+        out.append(f'<text class="label" x="{left - 8}" y="{y + 12}" text-anchor="end">{e(label[:26])}</text>'
+                   f'<rect class="bar" x="{x0:.1f}" y="{y}" width="{w:.1f}" height="{row - 6}" fill="{colour}" '
+                   f'data-label="{e(label)}" data-value="{length:g}"><title>{e(tip)}</title></rect>'
+                   f'<text class="value" x="{x0 + w + 4:.1f}" y="{y + 12}">{e(_fmt(length))}{e(unit)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- HTML
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#0f172a;background:#fff}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 8px}
+.meta{color:#475569;margin-bottom:16px} .status{font-weight:600}
+table{border-collapse:collapse;margin:8px 0} th,td{padding:4px 10px;border-bottom:1px solid #e2e8f0;text-align:right}
+th:first-child,td:first-child{text-align:left} th{background:#f8fafc}
+.chart{display:block;margin:8px 0;max-width:100%;height:auto} .chart .title{font-weight:600;font-size:13px}
+.chart .grid{stroke:#e2e8f0} .chart .tick,.chart .legend,.chart .label,.chart .value,.chart .axis{font-size:11px;fill:#475569}
+.chart .empty{fill:#94a3b8} .err{color:#dc2626} .cursor{stroke:#0f172a;stroke-dasharray:3 3}
+.readout{font-size:11px;fill:#0f172a}
+"""
+
+# Adds a hover read-out to every line chart; marks the page when done (the browser test checks it).
+_JS = """
+(function(){
+  var charts = document.querySelectorAll('svg.chart');
+  var ready = 0;
+  charts.forEach(function(svg){
+    var lines = svg.querySelectorAll('polyline.series');
+    if (lines.length) {
+      var ns = 'http://www.w3.org/2000/svg';
+      var cursor = document.createElementNS(ns, 'line'); cursor.setAttribute('class', 'cursor');
+      var readout = document.createElementNS(ns, 'text'); readout.setAttribute('class', 'readout');
+      cursor.style.display = 'none'; svg.appendChild(cursor); svg.appendChild(readout);
+      var left = +svg.dataset.left, top = +svg.dataset.top, pw = +svg.dataset.pw, ph = +svg.dataset.ph;
+      var xmax = +svg.dataset.xmax;
+      var series = Array.prototype.map.call(lines, function(l){
+        return {name: l.dataset.name, pts: l.dataset.points.split(';').map(function(p){
+          var a = p.split(','); return [+a[0], +a[1]]; })};
+      });
+      svg.addEventListener('mousemove', function(ev){
+        var box = svg.getBoundingClientRect();
+        var x = (ev.clientX - box.left) * (svg.viewBox.baseVal.width / box.width);
+        var t = Math.max(0, Math.min(xmax, (x - left) / pw * xmax));
+        var parts = series.map(function(s){
+          var best = s.pts[0];
+          s.pts.forEach(function(p){ if (Math.abs(p[0] - t) < Math.abs(best[0] - t)) best = p; });
+          return s.name + ' ' + Math.round(best[1]);
+        });
+        cursor.setAttribute('x1', x); cursor.setAttribute('x2', x);
+        cursor.setAttribute('y1', top); cursor.setAttribute('y2', top + ph); cursor.style.display = '';
+        readout.setAttribute('x', left + 4); readout.setAttribute('y', top + 12);
+        readout.textContent = t.toFixed(1) + 's: ' + parts.join(', ');
+      });
+      svg.addEventListener('mouseleave', function(){ cursor.style.display = 'none'; readout.textContent = ''; });
+      svg.dataset.interactive = '1';
+    }
+    ready++;
+  });
+  document.documentElement.setAttribute('data-charts-ready', String(ready));
+})();
+"""
+
+
+def render_html(rr: RunReport) -> str:
+    """The whole page as one string (inline CSS, inline SVG, inline script)."""
+    e = html.escape
+    colours = {r.name: PALETTE[i % len(PALETTE)] for i, r in enumerate(rr.runs)}
+    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+             f"<title>ddbmigrate report: {e(rr.title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>ddbmigrate {e(rr.title)}</h1>",
+             f"<div class='meta'><span class='status' style='color:{STATUS_COLOURS.get(rr.status, '#0f172a')}'>"
+             f"{e(rr.status)}</span>"
+             + (f" · exit code {e(str(rr.exit_code))}" if rr.exit_code is not None else "")
+             + f" · {rr.duration:,.1f} s" + (f" · started {e(str(rr.started_at))}" if rr.started_at else "")
+             + "</div>"]
+    # Summary table
+    parts.append("<h2>Summary</h2><table id='summary'><tr><th>job</th><th>status</th><th>read</th><th>written</th>"
+                 "<th>dead letters</th><th>retries</th><th>throttles</th><th>seconds</th><th>items/s</th></tr>")
+    for r in rr.runs:
+        parts.append(
+            f"<tr><td>{e(r.name)}</td><td style='color:{STATUS_COLOURS.get(r.status, '#0f172a')}'>{e(r.status)}</td>"
+            f"<td>{r.counters.get('read', 0):,}</td><td>{r.counters.get('written', 0):,}</td><td>{r.dead:,}</td>"
+            f"<td>{sum(r.retries.values()):,}</td><td>{r.retries.get('throttle', 0):,}</td><td>{r.duration:,.1f}</td>"
+            f"<td>{r.items_per_second:,.0f}</td></tr>")
+    if len(rr.runs) > 1:
+        def tot(k: str) -> int:
+            return sum(r.counters.get(k, 0) for r in rr.runs)
+
+        parts.append(f"<tr><th>total</th><th></th><th>{tot('read'):,}</th><th>{tot('written'):,}</th>"
+                     f"<th>{tot('dead_lettered'):,}</th><th>{sum(sum(r.retries.values()) for r in rr.runs):,}</th>"
+                     f"<th>{sum(r.retries.get('throttle', 0) for r in rr.runs):,}</th><th>{rr.duration:,.1f}</th>"
+                     "<th></th></tr>")
+    parts.append("</table>")
+    errors = [r for r in rr.runs if r.error]
+    for r in errors:
+        parts.append(f"<p class='err'><b>{e(r.name)}</b>: {e(str(r.error))}</p>")
+
+    # 1. throughput over time
+    series = [(r.name, colours[r.name], _shift(throughput(r.timeline), r.offset if rr.is_plan else 0.0))
+              for r in rr.runs]
+    if rr.is_plan and len(rr.runs) > 1 and rr.total_timeline:
+        series.append(("total", "#0f172a", throughput(rr.total_timeline)))
+    parts.append("<h2>Throughput over time</h2>")
+    parts.append(line_chart("throughput", "items per second", series, "items/s"))
+    # 2. retries and throttles over time (cumulative)
+    rt: List[Tuple[str, str, List[Tuple[float, float]]]] = []
+    for r in rr.runs:
+        off = r.offset if rr.is_plan else 0.0
+        label = f"{r.name} " if len(rr.runs) > 1 else ""
+        rt.append((f"{label}retries", colours[r.name], _shift(cumulative(r.timeline, "retries"), off)))
+        rt.append((f"{label}throttles", _darker(colours[r.name]), _shift(cumulative(r.timeline, "throttles"), off)))
+    parts.append("<h2>Retries and throttles over time</h2>")
+    parts.append(line_chart("retries", "retries and throttles so far", rt, "count"))
+    # 3. durations: per job on the plan's clock, and per segment
+    parts.append("<h2>Durations</h2>")
+    bars = [(r.name, r.offset, r.duration, STATUS_COLOURS.get(r.status, "#475569"),
+             f"{r.name}: {r.status}, {r.duration:.1f}s from {r.offset:.1f}s") for r in rr.runs]
+    parts.append(bar_chart("durations", "per job (start and length, seconds)", bars, "s"))
+    for i, r in enumerate(rr.runs):
+        if r.unit_seconds:
+            units = sorted(r.unit_seconds.items(), key=lambda kv: _unit_order(kv[0]))[:200]
+            seg_bars = [(f"segment {u}", 0.0, s, colours[r.name], f"{r.name} segment {u}: {s:.2f}s") for u, s in units]
+            parts.append(bar_chart(f"segments-{i}", f"{r.name}: per segment", seg_bars, "s"))
+    # 4. dead letters
+    parts.append("<h2>Dead letters</h2>")
+    dl_bars = [(r.name, 0.0, float(r.dead), "#dc2626" if r.dead else "#94a3b8", f"{r.name}: {r.dead} dead-lettered")
+               for r in rr.runs]
+    parts.append(bar_chart("dead-letters", "items dead-lettered, per job", dl_bars, ""))
+    reasons = [(r, k, v) for r in rr.runs for k, v in sorted(r.dead_letter_reasons.items(), key=lambda x: -x[1])]
+    if reasons:
+        parts.append("<table id='dead-letter-reasons'><tr><th>job</th><th>reason</th><th>items</th><th>file</th></tr>")
+        for r, k, v in reasons:
+            parts.append(f"<tr><td>{e(r.name)}</td><td>{e(str(k))}</td><td>{int(v):,}</td>"
+                         f"<td>{e(str(r.dead_letter_path or ''))}</td></tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p>No item was dead-lettered.</p>")
+    parts.append(f"<script>{_JS}</script></body></html>")
+    return "".join(parts)
+
+
+def write_html(rr: RunReport, path: str) -> None:
+    from ..state.checkpoint import atomic_write
+
+    atomic_write(path, render_html(rr).encode("utf-8"))
+
+
+def _shift(pts: List[Tuple[float, float]], by: float) -> List[Tuple[float, float]]:
+    return [(x + by, y) for x, y in pts] if by else pts
+
+
+def _darker(colour: str) -> str:
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return "#%02x%02x%02x" % (r * 6 // 10, g * 6 // 10, b * 6 // 10)
+
+
+def _unit_order(u: str) -> Tuple[int, Any]:
+    return (0, int(u)) if u.isdigit() else (1, u)

@@ -1,0 +1,180 @@
+"""The report every job returns: counts that add up, retries by cause, capacity, speed.
+
+Balance (invariant 2 of the pipeline), checked by :meth:`Report.balanced`::
+
+    read + fanout_extra == written + deleted + skipped_existing + collapsed + dead_lettered + dropped
+
+Without a transform this is ``read == written + dead_lettered + collapsed (+ skipped_existing)``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+import orjson
+
+from ..state.checkpoint import atomic_write
+from ..errors import EXIT_DEAD_LETTERS, EXIT_OK
+
+
+def utcnow() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Report:
+    job: str
+    source: str = ""
+    target: str = ""
+    status: str = "done"  # done | interrupted | failed | dry-run
+    started_at: str = field(default_factory=utcnow)
+    finished_at: Optional[str] = None
+    duration_seconds: float = 0.0
+    counters: Dict[str, int] = field(default_factory=dict)
+    retries: Dict[str, int] = field(default_factory=dict)
+    consumed_read_units: float = 0.0
+    consumed_write_units: float = 0.0
+    items_per_second: float = 0.0
+    segments: Optional[int] = None
+    writers: Optional[int] = None
+    dead_letter_path: Optional[str] = None
+    dead_letter_reasons: Dict[str, int] = field(default_factory=dict)
+    checkpoint_path: Optional[str] = None
+    error: Optional[str] = None
+    samples: List[Dict[str, Any]] = field(default_factory=list)
+    extra: Dict[str, Any] = field(default_factory=dict)
+    # per limiter ("read"/"write"): {"limit": units/s, "current": units/s at the end, "throttle_events": n}
+    rate_limits: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    timeline: List[Dict[str, Any]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ derived
+
+    def count(self, name: str) -> int:
+        return int(self.counters.get(name, 0))
+
+    @property
+    def read(self) -> int:
+        return self.count("read")
+
+    @property
+    def written(self) -> int:
+        return self.count("written")
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.count("dead_lettered")
+
+    def balanced(self) -> bool:
+        c = self.count
+        lhs = c("read") + c("fanout_extra")
+        rhs = (c("written") + c("deleted") + c("skipped_existing") + c("collapsed") + c("dead_lettered")
+               + c("dropped"))
+        return lhs == rhs
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_DEAD_LETTERS if self.dead_lettered else EXIT_OK
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["balanced"] = self.balanced()
+        d["exit_code"] = self.exit_code
+        return d
+
+    def write_json(self, path: str) -> None:
+        atomic_write(path, orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2, default=str))
+
+    # ------------------------------------------------------------------ rendering
+
+    def render(self, console: Any = None) -> None:
+        """A summary table on the terminal (stderr by default)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        console = console or Console(stderr=True)
+        t = Table(title=f"ddbmigrate {self.job}: {self.status}", show_header=False, title_justify="left")
+        t.add_column("what", style="bold")
+        t.add_column("value", justify="right")
+        if self.source:
+            t.add_row("source", self.source)
+        if self.target:
+            t.add_row("target", self.target)
+        dry = self.status == "dry-run"
+        # A dry run always shows the whole funnel (in, out, dropped, fan-out, invalid), in words
+        # that cannot be mistaken for writes.
+        labels = DRY_RUN_LABELS if dry else {}
+        for k in ("read", "out", "written", "deleted", "skipped_existing", "dropped", "fanout_extra",
+                  "collapsed", "dead_lettered", "transform_errors"):
+            v = self.count(k)
+            if v or k in ("read", "written", "dead_lettered") or (dry and k in labels):
+                t.add_row(labels.get(k, k.replace("_", " ")), f"{v:,}")
+        retries = ", ".join(f"{k} {v}" for k, v in sorted(self.retries.items()) if v) or "0"
+        t.add_row("retries", retries)
+        for name, lim in sorted(self.rate_limits.items()):
+            t.add_row(f"{name} rate limit", f"{lim.get('limit', 0):,.0f}/s (now {lim.get('current', 0):,.0f}/s, "
+                                             f"{lim.get('throttle_events', 0)} throttles)")
+        t.add_row("consumed RCU / WCU", f"{self.consumed_read_units:,.1f} / {self.consumed_write_units:,.1f}")
+        t.add_row("duration", f"{self.duration_seconds:,.1f} s")
+        t.add_row("items/s", f"{self.items_per_second:,.0f}")
+        for k, v in self.extra.items():
+            if isinstance(v, (str, int, float)):
+                t.add_row(k.replace("_", " "), str(v))
+        if self.dead_lettered:
+            t.add_row("dead-letter file", str(self.dead_letter_path or "(not kept: use --dead-letter)"))
+        if not self.balanced():
+            t.add_row("[red]counts[/red]", "[red]do not add up[/red]")
+        console.print(t)
+        if self.error:
+            console.print(f"[red]error:[/red] {self.error}")
+
+
+DRY_RUN_LABELS = {
+    "read": "in (read)",
+    "out": "out (after transform)",
+    "written": "would write",
+    "dropped": "dropped by transform",
+    "fanout_extra": "fan-out (extra items)",
+    "dead_lettered": "invalid (would dead-letter)",
+}
+
+
+def finish(report: Report, counters: Dict[str, int], stats: Dict[str, Any], elapsed: float) -> Report:
+    report.counters = {k: v for k, v in counters.items()}
+    report.retries = dict(stats.get("retries", {}))
+    report.consumed_read_units = float(stats.get("consumed_read_units", 0.0))
+    report.consumed_write_units = float(stats.get("consumed_write_units", 0.0))
+    report.duration_seconds = round(elapsed, 3)
+    moved = report.count("written") + report.count("deleted") + report.count("skipped_existing")
+    if report.job in ("export", "verify"):
+        moved = report.count("read")
+    report.items_per_second = round(moved / elapsed, 1) if elapsed > 0 else 0.0
+    report.finished_at = utcnow()
+    return report
+
+
+def deliver(report: Report, path: Optional[str], error: Optional[BaseException] = None) -> Report:
+    """Write the report to ``path`` (if given) and return it; with ``error``, raise that instead,
+    carrying the report as ``error.report`` so a failed job still shows its counts."""
+    if path:
+        report.write_json(path)
+    if error is not None:
+        setattr(error, "report", report)
+        raise error
+    return report
+
+
+def merge_stats(*snaps: Dict[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"retries": {}, "consumed_read_units": 0.0, "consumed_write_units": 0.0}
+    for s in snaps:
+        for k, v in s.get("retries", {}).items():
+            out["retries"][k] = out["retries"].get(k, 0) + v
+        out["consumed_read_units"] += s.get("consumed_read_units", 0.0)
+        out["consumed_write_units"] += s.get("consumed_write_units", 0.0)
+    return out
+
+
+def default_report_dir() -> str:
+    return os.path.join(".ddbmigrate")

@@ -1,0 +1,381 @@
+"""Write items as an export in DynamoDB's own Export-to-S3 layout (local folder or S3).
+
+    DEST/AWSDynamoDB/<ExportId>/_started
+    DEST/AWSDynamoDB/<ExportId>/data/<name>.json.gz        one {"Item": {...}} per line
+    DEST/AWSDynamoDB/<ExportId>/manifest-files.json (+ .md5)  one line per data file
+    DEST/AWSDynamoDB/<ExportId>/manifest-summary.json (+ .md5) written last of all
+
+Each writer thread fills its own gzip file (so several files are written in parallel) and rolls
+over to a new one past ``file_size`` uncompressed bytes. A file is finished (gzip trailer, fsync,
+atomic rename or S3 upload) before it counts.
+
+Invariants:
+1. A checkpoint never counts an item that is not in a finished, durable file. The pipeline asks
+   :meth:`FileSink.checkpoint_gate` before each save: the gate blocks writes, finishes every open
+   file, moves the finished files to the *committed* list, and only then lets the checkpoint
+   (whose extra state carries that list) be saved. Between commits (``commit_every`` seconds) the
+   gate declines the save, so files are not cut every two seconds.
+2. Files finished after the last committed checkpoint are orphans on --resume (their items will
+   be read again from the checkpoint's positions): they are deleted, so no item is exported twice.
+3. The manifests are written only when every item is committed, and the summary last of all, so
+   an export without ``manifest-summary.json`` is recognisably torn.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as _dt
+import gzip
+import hashlib
+import os
+import threading
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import orjson
+
+from ..state.crashpoints import crash_point
+from ..core.items import canonical_number
+from ..engine.pipeline import DELETE, BatchResult, Op
+from ..storage.stores import Storage
+
+DEFAULT_FILE_SIZE = 256 * 1024 * 1024
+_CRASH_TESTING = os.environ.get("DDBMIGRATE_CRASH_AT") == "mid_export_line"
+FORMATS = ("dynamodb-json", "json")
+
+
+def new_export_id(now: Optional[float] = None) -> str:
+    """``<14-digit epoch millis>-<8 hex>``, the shape of AWS ExportIds."""
+    ms = int((now if now is not None else time.time()) * 1000)
+    return f"{ms:014d}-{os.urandom(4).hex()}"
+
+
+def _file_name() -> str:
+    # 26 lowercase base32 characters, like the names AWS gives its data files.
+    return base64.b32encode(os.urandom(16)).decode("ascii").lower().rstrip("=")
+
+
+def iso_millis(t: float) -> str:
+    d = _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+
+
+# --------------------------------------------------------------------------- plain JSON
+
+
+def plain_json(item: Dict[str, Any]) -> bytes:
+    """A wire item as plain JSON: numbers written as exact JSON numbers, binary as base64.
+
+    Not lossless for every type (sets become lists, binary becomes a base64 string); the
+    ``dynamodb-json`` format is.
+    """
+    parts: List[str] = []
+    _plain_map(item, parts)
+    return "".join(parts).encode("utf-8")
+
+
+def _plain_map(m: Dict[str, Any], out: List[str]) -> None:
+    out.append("{")
+    first = True
+    for k, v in m.items():
+        if not first:
+            out.append(",")
+        first = False
+        out.append(orjson.dumps(k).decode())
+        out.append(":")
+        _plain_value(v, out)
+    out.append("}")
+
+
+def _plain_value(v: Dict[str, Any], out: List[str]) -> None:
+    if not v:  # an untagged empty map (DynamoDB Local stream quirk)
+        out.append("{}")
+        return
+    ((t, x),) = v.items()
+    if t == "S":
+        out.append(orjson.dumps(x).decode())
+    elif t == "N":
+        out.append(canonical_number(x))
+    elif t in ("B",):
+        out.append(orjson.dumps(x).decode())
+    elif t == "BOOL":
+        out.append("true" if x else "false")
+    elif t == "NULL":
+        out.append("null")
+    elif t in ("SS", "BS"):
+        out.append(orjson.dumps(list(x)).decode())
+    elif t == "NS":
+        out.append("[" + ",".join(canonical_number(e) for e in x) + "]")
+    elif t == "L":
+        out.append("[")
+        for i, e in enumerate(x):
+            if i:
+                out.append(",")
+            _plain_value(e, out)
+        out.append("]")
+    elif t == "M":
+        _plain_map(x, out)
+    else:
+        out.append("null")
+
+
+# --------------------------------------------------------------------------- one data file
+
+
+class _HashingWriter:
+    """The raw file under the gzip stream: hashes exactly the bytes that land on disk."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.md5 = hashlib.md5()
+        self.size = 0
+
+    def write(self, b: bytes) -> int:
+        self.md5.update(b)
+        self.size += len(b)
+        return int(self.fh.write(b))
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+class _DataFile:
+    def __init__(self, tmp_dir: str, export_id: str, level: int) -> None:
+        self.name = _file_name()
+        self.tmp = os.path.join(tmp_dir, f"{export_id}-{self.name}.json.gz.part")
+        self._fh = open(self.tmp, "wb")
+        self._raw = _HashingWriter(self._fh)
+        # mtime=0 and no file name in the header: the same items give the same bytes.
+        self._gz = gzip.GzipFile(filename="", fileobj=self._raw, mode="wb", compresslevel=level, mtime=0)
+        self.items = 0
+        self.bytes = 0
+
+    def write(self, line: bytes) -> None:
+        if _CRASH_TESTING:
+            # Crash tests kill the process with half a line in the file (see crashpoints.py).
+            self._gz.write(line[: len(line) // 2])
+            crash_point("mid_export_line")
+            line = line[len(line) // 2:]
+        self._gz.write(line)
+        self.items += 1
+        self.bytes += len(line)
+
+    def finish(self) -> str:
+        """Close the gzip stream and fsync; returns the base64 MD5 of the compressed file."""
+        self._gz.close()
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        return base64.b64encode(self._raw.md5.digest()).decode("ascii")
+
+    def discard(self) -> None:
+        try:
+            self._gz.close()
+            self._fh.close()
+        finally:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
+
+
+# --------------------------------------------------------------------------- the sink
+
+
+class FileSink:
+    """Pipeline sink writing data files of one export; see the module docstring."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        dest: str,
+        *,
+        fmt: str = "dynamodb-json",
+        file_size: int = DEFAULT_FILE_SIZE,
+        commit_every: float = 30.0,
+        s3_prefix: Optional[str] = None,
+        compresslevel: int = 6,
+        clock: Callable[[], float] = time.monotonic,
+        export_id: Optional[str] = None,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}")
+        self.storage = storage
+        self.dest = dest
+        self.fmt = fmt
+        self.file_size = max(1, file_size)
+        self.commit_every = commit_every
+        self.s3_prefix = s3_prefix  # key prefix inside the bucket ("" for the root), None if local
+        self.level = compresslevel
+        self.clock = clock
+        self.export_id = export_id or new_export_id()
+        self.started_at = time.time()
+        self._cond = threading.Condition()
+        self._active = 0
+        self._gating = False
+        self._open: Dict[int, _DataFile] = {}
+        self._pending: List[Dict[str, Any]] = []  # finished, not yet covered by a checkpoint
+        self.committed: List[Dict[str, Any]] = []
+        self._last_commit = clock()
+        self._started_written = False
+        self._tmp_dir: Optional[str] = None
+        self.bytes_written = 0
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def root(self) -> str:
+        return self.storage.join(self.dest, "AWSDynamoDB", self.export_id)
+
+    def key_of(self, rel: str) -> str:
+        """A path inside the export as AWS names it: relative to the bucket root."""
+        k = f"AWSDynamoDB/{self.export_id}/{rel}"
+        return f"{self.s3_prefix.strip('/')}/{k}" if self.s3_prefix else k
+
+    def _tmp(self) -> str:
+        if self._tmp_dir is None:
+            self._tmp_dir = self.storage.temp_dir(self.dest)
+        return self._tmp_dir
+
+    def _ensure_started(self) -> None:
+        if not self._started_written:
+            self.storage.write_bytes(self.storage.join(self.root, "_started"), b"")
+            self._started_written = True
+
+    # ------------------------------------------------------------------ writes
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        with self._cond:
+            while self._gating:
+                self._cond.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    def write(self, ops: List[Op]) -> BatchResult:
+        if not ops:
+            return BatchResult()
+        with self._writing():
+            tid = threading.get_ident()
+            f = self._open.get(tid)
+            for op in ops:
+                if op.kind == DELETE:
+                    raise ValueError("an export only writes items")  # the export source never deletes
+                if f is None:
+                    with self._cond:
+                        self._ensure_started()
+                    f = self._open[tid] = _DataFile(self._tmp(), self.export_id, self.level)
+                if self.fmt == "dynamodb-json":
+                    f.write(b'{"Item":' + op.enc + b"}\n")
+                else:
+                    f.write(plain_json(op.wire()) + b"\n")
+                if f.bytes >= self.file_size:
+                    del self._open[tid]
+                    self._finish(f)
+                    f = None
+        return BatchResult(written=len(ops))
+
+    def _finish(self, f: _DataFile) -> None:
+        md5 = f.finish()
+        rel = f"data/{f.name}.json.gz"
+        etag = self.storage.put_file(f.tmp, self.storage.join(self.root, rel))
+        entry = {"itemCount": f.items, "md5Checksum": md5, "etag": etag, "dataFileS3Key": self.key_of(rel)}
+        with self._cond:
+            self._pending.append(entry)
+            self.bytes_written += f.bytes
+
+    def _finish_all(self) -> None:
+        files, self._open = list(self._open.values()), {}
+        for f in files:
+            self._finish(f)
+        with self._cond:
+            self.committed.extend(self._pending)
+            self._pending = []
+
+    # ------------------------------------------------------------------ checkpoints
+
+    @contextlib.contextmanager
+    def checkpoint_gate(self, final: bool) -> Iterator[bool]:
+        """Called by the pipeline around each checkpoint save (see invariant 1)."""
+        if not final and self.clock() - self._last_commit < self.commit_every:
+            yield False
+            return
+        with self._cond:
+            self._gating = True
+            while self._active:
+                self._cond.wait()
+        try:
+            self._finish_all()
+            self._last_commit = self.clock()
+            yield True
+        finally:
+            with self._cond:
+                self._gating = False
+                self._cond.notify_all()
+
+    def checkpoint_extra(self) -> Dict[str, Any]:
+        return {"export_id": self.export_id, "started_at": self.started_at, "files": list(self.committed),
+                "bytes": self.bytes_written}
+
+    def restore(self, extra: Dict[str, Any]) -> None:
+        """Continue the export a checkpoint describes; delete files it does not count."""
+        if not extra.get("export_id"):
+            return
+        self.export_id = str(extra["export_id"])
+        self.started_at = float(extra.get("started_at") or self.started_at)
+        self.committed = list(extra.get("files") or [])
+        self.bytes_written = int(extra.get("bytes") or 0)
+        self._started_written = True
+        keep = {e["dataFileS3Key"].rsplit("/", 1)[-1] for e in self.committed}
+        data = self.storage.join(self.root, "data")
+        if self.storage.is_dir(data):
+            for path, _size in self.storage.list_files(data):
+                if path.rsplit("/", 1)[-1] not in keep:
+                    self.storage.delete(path)  # finished after the last checkpoint: re-exported now
+        tmp = self._tmp()
+        if os.path.isdir(tmp):
+            for n in os.listdir(tmp):
+                if n.startswith(self.export_id + "-"):
+                    os.unlink(os.path.join(tmp, n))
+
+    def close(self) -> None:
+        """Finish every open file (idempotent). Without checkpoints, this commits them."""
+        with self._cond:
+            while self._active:
+                self._cond.wait()
+        self._finish_all()
+        if self._tmp_dir is not None and os.path.isdir(self._tmp_dir):
+            try:
+                os.rmdir(self._tmp_dir)  # only when empty
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------------ manifests
+
+    def write_manifests(self, summary: Dict[str, Any]) -> Dict[str, Any]:
+        """Write manifest-files.json, then manifest-summary.json (the completion marker)."""
+        self._ensure_started()
+        files = sorted(self.committed, key=lambda e: e["dataFileS3Key"])
+        lines = b"".join(orjson.dumps(e) + b"\n" for e in files)
+        self._write_with_md5("manifest-files.json", lines)
+        full = {
+            "version": "2020-06-30",
+            **summary,
+            "manifestFilesS3Key": self.key_of("manifest-files.json"),
+            "billedSizeBytes": self.bytes_written,
+            "itemCount": sum(int(e["itemCount"]) for e in files),
+            "outputFormat": "DYNAMODB_JSON" if self.fmt == "dynamodb-json" else "JSON",
+        }
+        self._write_with_md5("manifest-summary.json", orjson.dumps(full))
+        return full
+
+    def _write_with_md5(self, name: str, data: bytes) -> None:
+        self.storage.write_bytes(self.storage.join(self.root, name), data)
+        md5 = base64.b64encode(hashlib.md5(data).digest())
+        self.storage.write_bytes(self.storage.join(self.root, name[: -len(".json")] + ".md5"), md5)

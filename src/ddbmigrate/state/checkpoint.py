@@ -1,0 +1,186 @@
+"""Durable job state: per-unit positions and committed counters, saved atomically.
+
+On disk (JSON, versioned)::
+
+    {"version": 1, "fingerprint": "<sha256 of the job identity>", "job": {...identity...},
+     "positions": {"<unit>": <LastEvaluatedKey | line | sequence number>},
+     "done": ["<unit>", ...], "counters": {...}, "state": "running" | "done", "saved_at": ...}
+
+Saving is temp file -> fsync -> os.replace -> fsync of the folder, so a crash (even kill -9 in
+the middle of a save) leaves either the old or the new checkpoint, never a torn one.
+Invariant: a position is only written after every item before it was acknowledged by the sink
+(the pipeline's tickets guarantee it; see pipeline.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import orjson
+
+from ..errors import FingerprintMismatchError, UsageError
+from .crashpoints import crash_point
+
+VERSION = 1
+
+
+def fingerprint(identity: Dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+# Identity fields that are *how* a job runs rather than *what* it moves. They stay in the
+# fingerprint but not in the default path, so changing one and running --resume meets the old
+# checkpoint and is refused with a clear message (instead of silently starting a fresh run).
+HOW_FIELDS = frozenset(("transform", "transform_hash", "mode", "dry_run", "segments", "options", "format",
+                        "compression", "on_error"))
+
+
+def default_path(kind: str, identity: Dict[str, Any]) -> str:
+    """``.ddbmigrate/<kind>-<names>-<hash8>.checkpoint.json`` in the working directory.
+
+    The hash covers where the data comes from and goes to (tables, endpoints, files), not the
+    options (see HOW_FIELDS): one job has one default checkpoint whatever options it is rerun with.
+    """
+    names = "-".join(str(v) for v in identity.get("names", []))[:80] or kind
+    names = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in names)
+    where = {k: v for k, v in identity.items() if k not in HOW_FIELDS}
+    return os.path.join(".ddbmigrate", f"{kind}-{names}-{fingerprint(where)[:8]}.checkpoint.json")
+
+
+@dataclass
+class CheckpointState:
+    fingerprint: str
+    job: Dict[str, Any]
+    positions: Dict[str, Any] = field(default_factory=dict)
+    done: List[str] = field(default_factory=list)
+    counters: Dict[str, int] = field(default_factory=dict)
+    state: str = "running"
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+class CheckpointStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def exists(self) -> bool:
+        return os.path.exists(self.path)
+
+    def load(self) -> Optional[CheckpointState]:
+        try:
+            with open(self.path, "rb") as fh:
+                data = orjson.loads(fh.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, orjson.JSONDecodeError) as e:
+            raise UsageError(f"checkpoint {self.path} is unreadable: {e}; use --restart to start over") from None
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            version = data.get("version") if isinstance(data, dict) else None
+            raise UsageError(f"checkpoint {self.path} has version {version}, expected {VERSION}; "
+                             "use --restart to start over")
+        try:
+            return CheckpointState(
+                fingerprint=str(data["fingerprint"]), job=dict(data.get("job") or {}),
+                positions=dict(data.get("positions") or {}), done=list(data.get("done") or []),
+                counters={str(k): int(v) for k, v in (data.get("counters") or {}).items()},
+                state=str(data.get("state", "running")), extra=dict(data.get("extra") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise UsageError(f"checkpoint {self.path} is malformed ({type(e).__name__}: {e}); "
+                             "use --restart to start over") from None
+
+    def save(self, st: CheckpointState) -> None:
+        payload = orjson.dumps(
+            {
+                "version": VERSION,
+                "fingerprint": st.fingerprint,
+                "job": st.job,
+                "positions": st.positions,
+                "done": sorted(st.done),
+                "counters": st.counters,
+                "state": st.state,
+                "extra": st.extra,
+                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            option=orjson.OPT_INDENT_2,
+            default=str,
+        )
+        atomic_write(self.path, payload)
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    # mkstemp creates 0600; a report or manifest should get the usual umask-based mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            half = len(data) // 2
+            fh.write(data[:half])
+            fh.flush()  # so a crash here really leaves a torn half on disk (one extra syscall)
+            crash_point("mid_checkpoint_write")
+            fh.write(data[half:])
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restart: bool, force: bool) -> tuple[CheckpointStore, Optional[CheckpointState]]:
+    """Open the job's checkpoint: the state to resume from, or None to start fresh.
+
+    An existing checkpoint without --resume or --restart is refused (so a second run never
+    silently starts over nor silently continues); a fingerprint mismatch needs --force.
+    """
+    store = CheckpointStore(path)
+    fp = fingerprint(identity)
+    existing = store.load()
+    if existing is None or restart:
+        if resume and existing is None and not restart:
+            pass  # nothing to resume: start fresh, which is what the user wants anyway
+        return store, None
+    if existing.state == "done" and not resume:
+        return store, None
+    if not resume:
+        raise UsageError(
+            f"a checkpoint of an unfinished run exists at {path}: add --resume to continue it or "
+            "--restart to start over"
+        )
+    if existing.fingerprint != fp and not force:
+        diff = sorted(k for k in set(identity) | set(existing.job) if identity.get(k) != existing.job.get(k))
+        raise FingerprintMismatchError(
+            f"checkpoint {path} belongs to a different job (differs in: {', '.join(diff) or 'identity'}); "
+            "use --force to resume anyway or --restart to start over"
+        )
+    if existing.state == "done":
+        # Resuming a finished job: nothing left, but keep its counters for the report.
+        return store, existing
+    return store, existing
+
+
+def dumps_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)

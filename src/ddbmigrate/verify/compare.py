@@ -1,0 +1,410 @@
+"""Bounded-memory comparison of two item collections by primary key (the engine of ``verify``).
+
+Both sides are hash-partitioned by key into spill files on disk while they are read; then the
+partitions are compared one at a time. Only one partition's *index* (key -> digest and file
+offset, about 200 bytes + key per record) is ever in memory, never items: an item is read back
+from its spill file only when it is reported (missing, unexpected or mismatched). A partition
+whose index would exceed the memory budget is split again on disk with a fresh hash salt before
+it is loaded, so the budget holds however wrong the initial size estimate was.
+
+Spill record (little endian)::
+
+    u16 key length | u32 item length | 16-byte digest | key (orjson of KeySchema.key) | item
+
+``item`` is the orjson encoding of the wire item with sorted attribute names, and ``digest`` is
+BLAKE2b-128 of exactly those bytes. Equal digests therefore prove equal items cheaply; unequal
+digests are confirmed with :func:`items.canonical_item` (set order, number spelling, base64),
+so a reordered set or ``1`` vs ``1.0`` is never a difference, while ``N "1"`` vs ``S "1"`` is.
+
+Invariant: every record added to a side is counted in exactly one outcome: ``equal`` (both
+sides), ``missing`` (expected only), ``unexpected`` (target only), ``mismatched`` (both sides),
+or a duplicate of a key already seen on the same side. So::
+
+    expected == equal + missing + mismatched + expected_duplicates
+    actual   == equal + unexpected + mismatched + actual_duplicates
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import orjson
+
+from ..core.items import KeySchema, WireItem, canonical_item, canonical_value
+
+_HDR = struct.Struct("<HI16s")
+_IDX = struct.Struct("<16sQI")  # digest, item offset, item length: one index entry's value
+_NO_DIGEST = b"\0" * 16
+_MATCHED = b""  # index value of a key already paired (or seen only on the target side)
+# Rough bytes of Python heap per index entry, beyond the key bytes: key object header, packed
+# value object, and the dict slot. Used to size partitions, so it errs on the high side.
+INDEX_ENTRY_OVERHEAD = 200
+DEFAULT_BUDGET = 256 * 1024 * 1024
+MIN_PARTITIONS = 16
+MAX_PARTITIONS = 4096
+SPLIT_FANOUT = 16
+
+EXPECTED = 0
+ACTUAL = 1
+
+Emit = Callable[[Dict[str, Any]], None]
+
+
+def key_bytes(keys: KeySchema, item: WireItem) -> bytes:
+    """The key's identity as bytes (numbers by value), the unit of partitioning and matching."""
+    return orjson.dumps(keys.key(item))
+
+
+def key_hash(kb: bytes) -> Tuple[int, int]:
+    """Two independent 32-bit hashes of a key: one picks the partition, one decides sampling."""
+    h = hashlib.blake2b(kb, digest_size=8).digest()
+    return int.from_bytes(h[:4], "little"), int.from_bytes(h[4:], "little")
+
+
+def sampled(kb: bytes, rate: Optional[float]) -> bool:
+    """Deterministic key sampling: the same key is in (or out of) the sample on both sides."""
+    if rate is None or rate >= 1.0:
+        return True
+    return key_hash(kb)[1] < int(rate * 2 ** 32)
+
+
+def encode_record(kb: bytes, item: Optional[WireItem]) -> bytes:
+    if item is None:
+        return _HDR.pack(len(kb), 0, _NO_DIGEST) + kb
+    ib = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+    return _HDR.pack(len(kb), len(ib), hashlib.blake2b(ib, digest_size=16).digest()) + kb + ib
+
+
+def iter_records(path: str) -> Iterator[Tuple[bytes, bytes, int, int]]:
+    """(key bytes, digest, item offset, item length) of each record; items are skipped, not read."""
+    if not os.path.exists(path):
+        return
+    with open(path, "rb", buffering=1 << 20) as fh:
+        read, hsize = fh.read, _HDR.size
+        pos = 0
+        while True:
+            hdr = read(hsize)
+            if not hdr:
+                return
+            if len(hdr) < hsize:
+                raise OSError(f"spill file {path} is truncated")
+            klen, ilen, dig = _HDR.unpack(hdr)
+            kb = read(klen)
+            off = pos + hsize + klen
+            if ilen:
+                fh.seek(ilen, 1)
+            pos = off + ilen
+            yield kb, dig, off, ilen
+
+
+def read_item(fh: Any, off: int, length: int) -> Optional[WireItem]:
+    if not length:
+        return None
+    fh.seek(off)
+    item: WireItem = orjson.loads(fh.read(length))
+    return item
+
+
+class Spill:
+    """One side's partition files, appended to by many threads; buffers bounded per partition."""
+
+    def __init__(self, folder: str, name: str, partitions: int, buffer_bytes: int = 64 * 1024) -> None:
+        self.folder = folder
+        self.name = name
+        self.partitions = partitions
+        self.buffer_bytes = buffer_bytes
+        self.counts = [0] * partitions
+        self.key_bytes = [0] * partitions
+        self.bytes = 0
+        self._bufs = [bytearray() for _ in range(partitions)]
+        self._lock = threading.Lock()
+        os.makedirs(folder, exist_ok=True)
+
+    def path(self, p: int) -> str:
+        return os.path.join(self.folder, f"{self.name}-{p:05d}.bin")
+
+    def add(self, records: List[Tuple[int, int, bytes]]) -> None:
+        """Append (partition, key length, record bytes) tuples."""
+        with self._lock:
+            for p, klen, rec in records:
+                buf = self._bufs[p]
+                buf += rec
+                self.counts[p] += 1
+                self.key_bytes[p] += klen
+                self.bytes += len(rec)
+                if len(buf) >= self.buffer_bytes:
+                    self._flush(p)
+
+    def _flush(self, p: int) -> None:
+        buf = self._bufs[p]
+        if buf:
+            # Opened per flush, not kept open: thousands of partitions never exhaust descriptors.
+            with open(self.path(p), "ab") as fh:
+                fh.write(buf)
+            self._bufs[p] = bytearray()
+
+    def close(self) -> None:
+        with self._lock:
+            for p in range(self.partitions):
+                self._flush(p)
+
+    @property
+    def records(self) -> int:
+        return sum(self.counts)
+
+
+def partitions_for(estimated_records: int, budget: int, avg_key: int = 40) -> int:
+    """Enough partitions that one partition's index fits in half the budget (a power of two)."""
+    need = estimated_records * (INDEX_ENTRY_OVERHEAD + avg_key) * 2 // max(1, budget) + 1
+    n = MIN_PARTITIONS
+    while n < need and n < MAX_PARTITIONS:
+        n *= 2
+    return n
+
+
+@dataclass
+class CompareCounts:
+    expected: int = 0
+    actual: int = 0
+    equal: int = 0
+    missing: int = 0
+    unexpected: int = 0
+    mismatched: int = 0
+    expected_duplicates: int = 0
+    actual_duplicates: int = 0
+    splits: int = 0
+    max_partition_records: int = 0
+
+    def balanced(self) -> bool:
+        return (self.expected == self.equal + self.missing + self.mismatched + self.expected_duplicates
+                and self.actual == self.equal + self.unexpected + self.mismatched + self.actual_duplicates)
+
+    def as_dict(self) -> Dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Comparer:
+    """Add records of both sides (thread-safe), then :meth:`compare` partition by partition.
+
+    ``keys`` is the key schema both sides are matched by (the target's). With ``keys_only``
+    no item is stored, so only presence is compared. ``sample`` keeps a deterministic fraction
+    of keys (by key hash, identical on both sides).
+    """
+
+    keys: KeySchema
+    folder: str
+    partitions: int = MIN_PARTITIONS
+    budget: int = DEFAULT_BUDGET
+    keys_only: bool = False
+    sample: Optional[float] = None
+    spills: List[Spill] = field(default_factory=list)
+    sampled_out: List[int] = field(default_factory=lambda: [0, 0])
+
+    def __post_init__(self) -> None:
+        # Write buffers take at most an eighth of the budget across both sides.
+        buf = max(4096, min(256 * 1024, self.budget // 8 // (2 * self.partitions)))
+        self.spills = [Spill(self.folder, "expected", self.partitions, buf),
+                       Spill(self.folder, "actual", self.partitions, buf)]
+        self._threshold = int(self.sample * 2 ** 32) if self.sample is not None and self.sample < 1.0 else None
+        self._lock = threading.Lock()
+
+    def add(self, side: int, items: Iterable[WireItem]) -> None:
+        """Spill ``items`` (which must carry the key attributes) for ``side`` (EXPECTED/ACTUAL)."""
+        recs: List[Tuple[int, int, bytes]] = []
+        ks, n, thr, keys_only = self.keys, self.partitions, self._threshold, self.keys_only
+        dropped = 0
+        for it in items:
+            kb = orjson.dumps(ks.key(it))
+            h = hashlib.blake2b(kb, digest_size=8).digest()
+            if thr is not None and int.from_bytes(h[4:], "little") >= thr:
+                dropped += 1
+                continue
+            recs.append((int.from_bytes(h[:4], "little") % n, len(kb),
+                         encode_record(kb, None if keys_only else it)))
+        if dropped:
+            with self._lock:
+                self.sampled_out[side] += dropped
+        self.spills[side].add(recs)
+
+    def close(self) -> None:
+        for s in self.spills:
+            s.close()
+
+    # ------------------------------------------------------------------ compare
+
+    def compare(self, emit: Emit, on_partition: Optional[Callable[[int], None]] = None) -> CompareCounts:
+        """Compare every partition; ``emit`` receives one dict per difference."""
+        self.close()
+        counts = CompareCounts()
+        exp, act = self.spills
+        for p in range(self.partitions):
+            load = exp.counts[p] + act.counts[p]
+            kbytes = exp.key_bytes[p] + act.key_bytes[p]
+            self._compare_files(exp.path(p), act.path(p), load, kbytes, 0, emit, counts)
+            for path in (exp.path(p), act.path(p)):
+                if os.path.exists(path):
+                    os.unlink(path)  # free the disk as we go
+            if on_partition is not None:
+                on_partition(p)
+        return counts
+
+    def _compare_files(self, epath: str, apath: str, records: int, kbytes: int, depth: int, emit: Emit,
+                       counts: CompareCounts) -> None:
+        if records * INDEX_ENTRY_OVERHEAD + kbytes > self.budget and depth < 8 and records > 1:
+            self._split(epath, apath, depth, emit, counts)
+            return
+        counts.max_partition_records = max(counts.max_partition_records, records)
+        index: Dict[bytes, bytes] = {}
+        pack = _IDX.pack
+        for kb, dig, off, ilen in iter_records(epath):
+            counts.expected += 1
+            if kb in index:
+                counts.expected_duplicates += 1  # the later record wins, as a later write would
+            index[kb] = pack(dig, off, ilen)
+        efh = open(epath, "rb") if os.path.exists(epath) else None
+        afh = open(apath, "rb") if os.path.exists(apath) else None
+        try:
+            for kb, dig, off, ilen in iter_records(apath):
+                counts.actual += 1
+                v = index.get(kb)
+                if v is None:
+                    index[kb] = _MATCHED
+                    counts.unexpected += 1
+                    emit(self._diff("unexpected", kb, None, read_item(afh, off, ilen)))
+                    continue
+                if v == _MATCHED:
+                    counts.actual_duplicates += 1
+                    continue
+                index[kb] = _MATCHED
+                edig, eoff, elen = _IDX.unpack(v)
+                if edig == dig:
+                    counts.equal += 1
+                    continue
+                e_item = read_item(efh, eoff, elen)
+                a_item = read_item(afh, off, ilen)
+                if e_item is not None and a_item is not None and canonical_item(e_item) == canonical_item(a_item):
+                    counts.equal += 1
+                    continue
+                counts.mismatched += 1
+                emit(self._diff("mismatched", kb, e_item, a_item))
+            # Expected keys never paired are missing; report them in key order (stable output).
+            for kb in sorted(k for k, v in index.items() if v != _MATCHED):
+                _dig, eoff, elen = _IDX.unpack(index[kb])
+                counts.missing += 1
+                emit(self._diff("missing", kb, read_item(efh, eoff, elen), None))
+        finally:
+            for fh in (efh, afh):
+                if fh is not None:
+                    fh.close()
+
+    def _split(self, epath: str, apath: str, depth: int, emit: Emit, counts: CompareCounts) -> None:
+        """Re-partition one oversized partition on disk with a salt of its own, then recurse."""
+        counts.splits += 1
+        salt = (depth + 1).to_bytes(8, "little")
+        subs: List[List[str]] = [[], []]
+        sub_counts = [[0] * SPLIT_FANOUT, [0] * SPLIT_FANOUT]
+        sub_kbytes = [0] * SPLIT_FANOUT
+        for side, path in enumerate((epath, apath)):
+            outs = [f"{path}.{depth + 1}.{i:02d}" for i in range(SPLIT_FANOUT)]
+            subs[side] = outs
+            if not os.path.exists(path):
+                continue
+            bufs = [bytearray() for _ in range(SPLIT_FANOUT)]
+            with open(path, "rb", buffering=1 << 20) as fh:
+                for kb, dig, off, ilen in iter_records(path):
+                    i = int.from_bytes(hashlib.blake2b(kb, digest_size=4, salt=salt).digest(), "little") % SPLIT_FANOUT
+                    fh.seek(off)
+                    item = fh.read(ilen) if ilen else b""
+                    bufs[i] += _HDR.pack(len(kb), ilen, dig) + kb + item
+                    sub_counts[side][i] += 1
+                    sub_kbytes[i] += len(kb)
+                    if len(bufs[i]) >= 1 << 18:
+                        with open(outs[i], "ab") as out:
+                            out.write(bufs[i])
+                        bufs[i] = bytearray()
+            for i, b in enumerate(bufs):
+                if b:
+                    with open(outs[i], "ab") as out:
+                        out.write(b)
+            os.unlink(path)
+        for i in range(SPLIT_FANOUT):
+            self._compare_files(subs[0][i], subs[1][i], sub_counts[0][i] + sub_counts[1][i], sub_kbytes[i],
+                                depth + 1, emit, counts)
+            for path in (subs[0][i], subs[1][i]):
+                if os.path.exists(path):
+                    os.unlink(path)
+
+    def _diff(self, category: str, kb: bytes, expected: Optional[WireItem], actual: Optional[WireItem]) -> Dict[str, Any]:
+        key = self.keys.key_from_tuple(tuple(orjson.loads(kb)))
+        d: Dict[str, Any] = {"category": category, "key": key}
+        if category == "mismatched" and expected is not None and actual is not None:
+            d["differences"] = [{"path": p, "expected": e, "actual": a} for p, e, a in diff_paths(expected, actual)]
+        if expected is not None:
+            d["expected"] = expected
+        if actual is not None:
+            d["actual"] = actual
+        return d
+
+
+# --------------------------------------------------------------------------- attribute diffs
+
+
+def _tag(v: Any) -> str:
+    if isinstance(v, dict) and len(v) == 1:
+        return str(next(iter(v)))
+    return "M"  # an untagged {} is an empty map (see items.canonical_value)
+
+
+def diff_paths(expected: WireItem, actual: WireItem) -> List[Tuple[str, Any, Any]]:
+    """The attribute paths that differ (``a.b[2].c``) with the expected and actual wire values.
+
+    A path present on one side only has None on the other. Sets compare as sets, numbers by value.
+    """
+    out: List[Tuple[str, Any, Any]] = []
+    for name in sorted(set(expected) | set(actual)):
+        _diff_value(expected.get(name), actual.get(name), name, out)
+    return out
+
+
+def _diff_value(e: Any, a: Any, path: str, out: List[Tuple[str, Any, Any]]) -> None:
+    if e is None or a is None:
+        out.append((path, e, a))
+        return
+    te, ta = _tag(e), _tag(a)
+    if te != ta:
+        out.append((path, e, a))
+        return
+    if te == "M":
+        em, am = e.get("M", {}), a.get("M", {})
+        for k in sorted(set(em) | set(am)):
+            _diff_value(em.get(k), am.get(k), f"{path}.{k}", out)
+        return
+    if te == "L":
+        el, al = e["L"], a["L"]
+        for i in range(max(len(el), len(al))):
+            _diff_value(el[i] if i < len(el) else None, al[i] if i < len(al) else None, f"{path}[{i}]", out)
+        return
+    if canonical_value(e) != canonical_value(a):
+        out.append((path, e, a))
+
+
+def compare_in_memory(keys: KeySchema, expected: List[WireItem], actual: List[WireItem]) -> Dict[str, List[Any]]:
+    """The obvious all-in-memory comparison (reference for tests): category -> sorted keys."""
+    exp = {orjson.dumps(keys.key(i)): canonical_item(i) for i in expected}
+    act = {orjson.dumps(keys.key(i)): canonical_item(i) for i in actual}
+    out: Dict[str, List[Any]] = {"missing": [], "unexpected": [], "mismatched": [], "equal": []}
+    for k, v in exp.items():
+        if k not in act:
+            out["missing"].append(k)
+        elif act[k] != v:
+            out["mismatched"].append(k)
+        else:
+            out["equal"].append(k)
+    out["unexpected"] = [k for k in act if k not in exp]
+    return {c: sorted(v) for c, v in out.items()}
