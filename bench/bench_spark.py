@@ -83,7 +83,7 @@ def main() -> int:
         for i, master in enumerate(masters):
             from pyspark import SparkConf, SparkContext
 
-            from ddbmigrate.engine.spark import SparkSettings, copy_table_spark
+            from ddbmigrate.engine.spark import SparkEngine, SparkSettings
 
             t0 = time.perf_counter()
             sc = SparkContext.getOrCreate(SparkConf().setMaster(master).setAppName("bench")
@@ -95,7 +95,7 @@ def main() -> int:
             target = f"bench-spark-target-{i}"
             create(ep, target)
             t0 = time.perf_counter()
-            rep = copy_table_spark(ref("bench-spark-src"), ref(target), opts, spark=SparkSettings())
+            rep = copy_table(ref("bench-spark-src"), ref(target), opts, engine=SparkEngine(SparkSettings()))
             wall = time.perf_counter() - t0
             sc.stop()
             rows.append({"engine": f"spark {master}", "startup_s": round(startup, 2), "copy_s": round(wall, 2),

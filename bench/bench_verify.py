@@ -28,12 +28,13 @@ from typing import Any, Dict, Iterator, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
+from ddbmigrate.core.protocols import SourceBase  # noqa: E402
 from ddbmigrate.core.items import KeySchema  # noqa: E402
-from ddbmigrate.engine.pipeline import Chunk  # noqa: E402
+from ddbmigrate.core.records import Chunk  # noqa: E402
 from ddbmigrate.sources.generated import sample_item  # noqa: E402
 
 
-class BenchSource:
+class BenchSource(SourceBase):
     """``count`` items from a pool of 500 sample items with unique keys; ``mutate`` changes 1 in 10k."""
 
     def __init__(self, count: int, mutate: bool, per_unit: int = 20000, page: int = 500) -> None:
@@ -63,7 +64,7 @@ def peak_rss_mb() -> float:
 
 def child(args: argparse.Namespace) -> Dict[str, Any]:
     from ddbmigrate.config import TableRef
-    from ddbmigrate.verify.job import Side, verify_tables
+    from ddbmigrate.verify import Side, verify_tables
 
     n = args.items
     t0 = time.perf_counter()

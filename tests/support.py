@@ -7,8 +7,11 @@ a bug in our codec cannot hide itself in the assertions.
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
+import sys
 import uuid
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import boto3
 
@@ -135,3 +138,22 @@ def every_type_items() -> List[Dict[str, Any]]:
         {"pk": {"S": "unicode-ключ-🔑"}, "emoji": {"S": "🙂" * 10}},
         {"pk": {"S": "big"}, "blob": {"S": "y" * (399 * 1024)}},
     ]
+
+
+@contextlib.contextmanager
+def local_spark(master: str, app: str) -> Iterator[Any]:
+    """A SparkContext on this machine, its workers on this interpreter, quiet, stopped at the end."""
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    from pyspark import SparkConf, SparkContext
+
+    conf = (SparkConf().setMaster(master).setAppName(app)
+            .set("spark.ui.enabled", "false").set("spark.ui.showConsoleProgress", "false")
+            .set("spark.driver.host", "127.0.0.1"))
+    sc = SparkContext.getOrCreate(conf)
+    sc.setLogLevel("ERROR")
+    try:
+        yield sc
+    finally:
+        sc.stop()

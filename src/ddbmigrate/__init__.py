@@ -9,9 +9,11 @@ The library API (the CLI is a thin layer over it)::
 
 from __future__ import annotations
 
-from .jobs.clean import clean_table
+from .aws.managed import native_export, native_import
+from .aws.tables import create_table_from_spec
 from .config import RetryPolicy, RunOptions, TableRef
-from .jobs.copy import copy_table
+from .core.items import KeySchema, from_python, to_python
+from .core.transform import Transform, TransformContext, load_transform
 from .errors import (
     DdbMigrateError,
     FatalError,
@@ -22,16 +24,16 @@ from .errors import (
     SkippableError,
     UsageError,
 )
+from .jobs.clean import clean_table
+from .jobs.copy import copy_table
+from .jobs.cutover import CutoverReport, cutover
 from .jobs.export import export_table
 from .jobs.import_files import import_files
-from .core.items import KeySchema, from_python, to_python
-from .aws.managed import native_export, native_import
-from .plan.run import PlanReport, run_plan, validate_plan
-from .jobs.replicate import CutoverReport, cutover, read_status, replicate
+from .jobs.replicate import replicate
+from .plan import PlanReport, run_plan, validate_plan
 from .reporting.report import Report
-from .aws.tables import create_table_from_spec
-from .core.transform import Transform, TransformContext, load_transform
-from .verify.job import VerifyReport, verify_tables
+from .state.status import read_status
+from .verify import VerifyReport, verify_tables
 
 __version__ = "0.1.0"
 

@@ -117,7 +117,7 @@ class RunOptions:
     read_percent: Optional[float] = None
     write_percent: Optional[float] = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    progress: str = "auto"  # auto | bar | json | off
+    progress: str = "off"  # auto | bar | json | off (the CLI asks for auto; a library call prints nothing)
     queue_batches: Optional[int] = None
     processes: int = 1  # worker processes for the local engine (segments spread over them)
     checkpoint_every: float = 2.0  # seconds between checkpoint saves (and one at the end)

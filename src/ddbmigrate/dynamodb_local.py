@@ -207,7 +207,9 @@ def _answers(port: int) -> bool:
 
 
 def _state_file() -> Path:
-    return cache_dir() / "local-server.json"
+    # Per project (the working directory), like checkpoints: two projects on one machine each
+    # start, see and stop their own server, never the other's.
+    return Path(".ddbmigrate") / "local-server.json"
 
 
 def start_background(port: Optional[int] = None, db_path: Optional[str] = None) -> LocalServer:

@@ -15,14 +15,15 @@
     │   └── TransformError               user code raised or returned a bad value
     └── InterruptedError_                exit 130 Ctrl-C / SIGTERM, checkpoint saved
 
-Exit codes that are not errors: 0 done, 3 done with dead letters, 4 verify found differences.
+Exit codes that are not errors: 0 done, 3 done with dead letters, 4 verify found differences;
+``replicate status``: 5 running but lagging more than --max-lag, 6 not running.
 Every error carries structured attributes (table, segment, key, file, line, code) so the CLI can
 print a single line and the report can keep the details.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Dict, Optional
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -31,6 +32,9 @@ EXIT_DEAD_LETTERS = 3
 EXIT_DIFFERENCES = 4
 EXIT_RETRIABLE = 75
 EXIT_INTERRUPTED = 130
+# ``replicate status``: 0 running and caught up (or within --max-lag), these two otherwise.
+EXIT_LAGGING = 5
+EXIT_NOT_RUNNING = 6
 
 
 class DdbMigrateError(Exception):
@@ -110,7 +114,17 @@ class AwsError(FatalError):
 
 
 class ConditionalCheckFailed(AwsError):
-    """The write's condition did not hold (used by the skip/fail-existing write modes)."""
+    """The write's condition did not hold (used by the skip/fail-existing write modes).
+
+    ``item`` is the item that made it fail, when asked for (``ReturnValuesOnConditionCheckFailure``);
+    ``retried`` says an earlier attempt of the same request went unanswered (it may have been applied).
+    """
+
+    def __init__(self, message: str, *, item: Optional[Dict[str, Any]] = None, retried: bool = False,
+                 **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.item = item
+        self.retried = retried
 
 
 class RetriableError(DdbMigrateError):
@@ -137,3 +151,25 @@ class TransformError(SkippableError):
 
 class InterruptedError_(DdbMigrateError):
     exit_code = EXIT_INTERRUPTED
+
+
+def to_wire(e: BaseException) -> dict:  # type: ignore[type-arg]
+    """An error as plain values, to cross a process or Spark boundary (see :func:`from_wire`)."""
+    if isinstance(e, DdbMigrateError):
+        return {"class": type(e).__name__, "message": e.message, "table": e.table, "segment": e.segment,
+                "file": e.file, "line": e.line, "code": e.code, "hint": e.hint}
+    return {"class": "FatalError", "message": f"{type(e).__name__}: {e}"}
+
+
+def from_wire(d: dict, prefix: str = "") -> DdbMigrateError:  # type: ignore[type-arg]
+    """The same error on this side of the boundary: same class, so the same exit code."""
+    cls = globals().get(str(d.get("class")))
+    if not (isinstance(cls, type) and issubclass(cls, DdbMigrateError)):
+        cls = FatalError
+    kw = {k: d.get(k) for k in ("table", "segment", "file", "line", "code", "hint")}
+    message = prefix + str(d.get("message", ""))
+    try:
+        return cls(message, **kw)
+    except TypeError:  # a class with its own constructor
+        e = FatalError(message, **kw)
+        return e

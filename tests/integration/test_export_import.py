@@ -475,7 +475,9 @@ def test_export_level_faults_stop_before_writing(endpoint: str, tmp_path: Path) 
 
 
 def test_max_errors_stops_the_import(endpoint: str, tmp_path: Path) -> None:
-    lines = [dumps({"Item": {"pk": {"N": str(i)}}}) for i in range(50)]
+    # Every other item has a key of the wrong type: enough to stop the job, not every item (a
+    # file where no item fits is refused before any write: test_mismatched_target_exits_2...).
+    lines = [dumps({"Item": {"pk": {"N": str(i)} if i % 2 else {"S": str(i)}}}) for i in range(50)]
     (tmp_path / "bad.json").write_bytes(b"\n".join(lines) + b"\n")
     dst = create_table(endpoint)
     r = cli("import", str(tmp_path / "bad.json"), dst, "--endpoint-url", endpoint, "--max-errors", "5", "--quiet")

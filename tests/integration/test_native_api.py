@@ -207,7 +207,7 @@ def test_cli_native_export_and_import(moto_s3: str, tmp_path: Any) -> None:
 
 
 def test_plan_validate_checks_pitr_for_native_exports(moto_s3: str, tmp_path: Any) -> None:
-    from ddbmigrate.plan.run import validate_plan
+    from ddbmigrate.plan import validate_plan
 
     on, off = _table(moto_s3, 1, pitr=True), _table(moto_s3, 1, pitr=False)
     (tmp_path / "p.yaml").write_text(

@@ -21,7 +21,8 @@ import pytest
 
 from ddbmigrate import RunOptions, TableRef
 from ddbmigrate.errors import FatalError, ResyncNeededError, UsageError
-from ddbmigrate.jobs.replicate import read_status, replicate
+from ddbmigrate.jobs.replicate import replicate
+from ddbmigrate.state.status import read_status
 from ddbmigrate.core.transform import load_transform
 from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all
 
@@ -381,3 +382,89 @@ def test_resume_after_stream_replaced_needs_resync(endpoint: str) -> None:
     replicate(ref(endpoint, src), ref(endpoint, dst), options=opts(restart=True), clean_target=True,
               confirm=lambda m: True, stop_after_idle=0, poll_interval=0.05)
     assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
+
+
+def test_status_of_a_killed_replicator_is_not_running(endpoint: str, tmp_path: Path) -> None:
+    """kill -9: the status file still says "tailing", but nobody is: not running, lag unknown, exit 6."""
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, seed_items(20))
+    base = ["--endpoint-url", endpoint, "--region", "us-east-1"]
+    p = subprocess.Popen([sys.executable, "-m", "ddbmigrate", "replicate", src, dst, *base, "--poll-interval", "0.1",
+                          "--progress", "off"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_state(tmp_path / ".ddbmigrate", ("tailing",))
+        s = cli("replicate", "status", src, dst, *base, "--json", "--max-lag", "300")
+        assert s.exit_code == 0 and json.loads(s.stdout)["alive"], s.output
+    finally:
+        p.kill()
+        p.wait(timeout=30)
+    s = cli("replicate", "status", src, dst, *base, "--json")
+    doc = json.loads(s.stdout)
+    assert s.exit_code == 6 and doc["exit_code"] == 6, s.output
+    assert not doc["alive"] and doc["state"] == "dead"
+    assert doc["lag_seconds"] is None and not doc["caught_up"]
+    human = cli("replicate", "status", src, dst, *base)
+    assert human.exit_code == 6 and "not running" in human.stdout and "lag              unknown" in human.stdout
+    assert "caught up" not in human.stdout
+
+
+def test_replicate_stop_ends_it_cleanly_and_cutover_uses_its_transform(endpoint: str, tmp_path: Path) -> None:
+    """A transformed replication: cutover without --transform verifies with the replicator's own
+    transform (GO), then `replicate stop` ends it: exit 0, "stopped" in its report and status."""
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, seed_items(40))
+    (tmp_path / "rename.py").write_text(RENAME_PY)
+    base = ["--endpoint-url", endpoint, "--region", "us-east-1"]
+    p = subprocess.Popen([sys.executable, "-m", "ddbmigrate", "replicate", src, dst, *base, "--poll-interval", "0.1",
+                          "--transform", "rename.py:forward", "--progress", "off", "--report", "rep.json"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_state(tmp_path / ".ddbmigrate", ("tailing",))
+        put_items(endpoint, src, [{"pk": {"S": "late"}, "v": {"N": "1"}}])
+        status = next((tmp_path / ".ddbmigrate").glob("*.status.json")).resolve()
+        r = subprocess.run([sys.executable, "-m", "ddbmigrate", "cutover", src, dst, *base, "--quiet-period", "1",
+                            "--timeout", "90", "--progress", "off", "--report", "go.json", "--status-file", str(status)],
+                           cwd=tmp_path / "..", capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr  # run elsewhere: the transform's path comes from the status
+        go = json.loads((tmp_path / ".." / "go.json").read_text())
+        assert go["go"] and go["differences"] == 0 and go["transform"].endswith("rename.py:forward")
+        s = subprocess.run([sys.executable, "-m", "ddbmigrate", "replicate", "stop", src, dst, *base],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        assert s.returncode == 0 and "stopped" in s.stdout, s.stderr
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert rep["status"] == "stopped" and rep["extra"]["stopped_by"] == "stop requested"
+    doc = read_status(str(next((tmp_path / ".ddbmigrate").glob("*.status.json"))))
+    assert doc["state"] == "stopped" and not doc["alive"]
+    again = subprocess.run([sys.executable, "-m", "ddbmigrate", "replicate", "stop", src, dst, *base],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 6 and "not running" in again.stderr
+
+
+def test_cutover_no_go_names_the_differing_keys(endpoint: str, tmp_path: Path) -> None:
+    from ddbmigrate.jobs.cutover import cutover
+
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, seed_items(10))
+    status = tmp_path / "st.json"
+    box = run_in_thread(lambda: replicate(ref(endpoint, src), ref(endpoint, dst), options=opts(),
+                                          status_path=str(status), poll_interval=0.1, status_every=0.2,
+                                          stop_after_idle=20))
+    try:
+        wait_state(status, ("tailing",))
+        put_items(endpoint, dst, [{"pk": {"S": f"rogue{i:02d}"}} for i in range(25)])
+        rep = cutover(ref(endpoint, src), ref(endpoint, dst), status_path=str(status), quiet_period=0.5,
+                      timeout=60, progress="off", diff_path=str(tmp_path / "diff.jsonl"))
+    finally:
+        (tmp_path / "st.stop").write_text("{}")  # ask it to stop (as `replicate stop` does)
+        box["thread"].join(60)
+    assert not rep.go and rep.exit_code == 4 and rep.differences == 25
+    assert len(rep.differing) == 20 and all(d["category"] == "unexpected" for d in rep.differing)
+    assert len((tmp_path / "diff.jsonl").read_text().splitlines()) == 25

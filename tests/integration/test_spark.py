@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import orjson
 import pytest
@@ -23,8 +23,13 @@ if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
 from ddbmigrate import RunOptions, TableRef  # noqa: E402
 from ddbmigrate.state.checkpoint import CheckpointStore  # noqa: E402
 from ddbmigrate.errors import DdbMigrateError  # noqa: E402
-from ddbmigrate.engine.spark import FAIL_ONCE_ENV, SparkSettings, copy_table_spark  # noqa: E402
-from support import as_set, create_table, every_type_items, scan_all  # noqa: E402
+from ddbmigrate.engine.spark import FAIL_ONCE_ENV, SparkEngine, SparkSettings  # noqa: E402
+from ddbmigrate.jobs.clean import clean_table  # noqa: E402
+from ddbmigrate.jobs.copy import copy_table  # noqa: E402
+from ddbmigrate.jobs.export import export_table  # noqa: E402
+from ddbmigrate.jobs.import_files import import_files  # noqa: E402
+from ddbmigrate.reporting.report import Report  # noqa: E402
+from support import local_spark, as_set, create_table, every_type_items, scan_all  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -33,20 +38,23 @@ MASTER = "local[2,4]"
 
 @pytest.fixture(scope="module", autouse=True)
 def spark_context() -> Iterator[Any]:
-    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    from pyspark import SparkConf, SparkContext
-
-    conf = (SparkConf().setMaster(MASTER).setAppName("ddbmigrate-tests")
-            .set("spark.ui.enabled", "false").set("spark.ui.showConsoleProgress", "false")
-            .set("spark.driver.host", "127.0.0.1"))
-    sc = SparkContext.getOrCreate(conf)
-    sc.setLogLevel("ERROR")
-    try:
+    with local_spark(MASTER, "ddbmigrate-tests") as sc:
         yield sc
-    finally:
-        sc.stop()
+
+
+def spark(settings: Optional[SparkSettings] = None) -> SparkEngine:
+    return SparkEngine(settings or SparkSettings())
+
+
+def copy_table_spark(source: TableRef, target: TableRef, options: RunOptions, *,
+                     spark_settings: Optional[SparkSettings] = None, **kw: Any) -> Report:
+    """``copy_table`` on the Spark engine (0.1's ``copy_table_spark``)."""
+    return copy_table(source, target, options, engine=spark(spark_settings), **kw)
+
+
+def export_table_spark(table: TableRef, dest: str, options: RunOptions, **kw: Any) -> Report:
+    """``export_table`` on the Spark engine (0.1's ``export_table_spark``)."""
+    return export_table(table, dest, options, engine=spark(), **kw)
 
 
 def put_items(endpoint: str, table: str, items: List[Dict[str, Any]]) -> None:
@@ -88,7 +96,7 @@ FAIL_FLAG = {flag!r}
 
 def reshape(item, ctx):
     with open(CALLS, "a") as fh:  # one short line per call: O_APPEND keeps lines whole
-        fh.write(item["pk"] + "\\n")
+        fh.write(item["pk"] + " " + str(os.getpid()) + "\\n")
     n = int(item.get("n", -1))
     if n >= 0 and n % 10 == 3:
         return None  # dropped on purpose
@@ -109,6 +117,12 @@ def write_transform(tmp_path: Path) -> tuple[str, Path, Path]:
     path = tmp_path / "reshape.py"
     path.write_text(TRANSFORM.format(calls=str(calls), flag=str(flag)))
     return f"{path}:reshape", calls, flag
+
+
+def task_calls(calls: Path) -> List[str]:
+    """Keys the transform saw in Spark tasks (the driver may try it on a sample before the run)."""
+    me = str(os.getpid())
+    return [ln.split()[0] for ln in calls.read_text().splitlines() if ln.split()[1] != me]
 
 
 def expected_transformed(items: List[Dict[str, Any]], failing: bool) -> List[Dict[str, Any]]:
@@ -133,7 +147,7 @@ def test_every_type_copied_exactly(endpoint: str) -> None:
     src, dst = create_table(endpoint), create_table(endpoint)
     items = every_type_items() + numbered(300)
     put_items(endpoint, src, items)
-    rep = copy_table_spark(ref(endpoint, src), ref(endpoint, dst), opts(segments=5), spark=SparkSettings())
+    rep = copy_table_spark(ref(endpoint, src), ref(endpoint, dst), opts(segments=5), spark_settings=SparkSettings())
     assert as_set(scan_all(endpoint, dst)) == as_set(items)
     assert rep.read == len(items) and rep.written == len(items) and rep.balanced() and rep.exit_code == 0
     assert rep.status == "done" and rep.segments == 5
@@ -141,7 +155,7 @@ def test_every_type_copied_exactly(endpoint: str) -> None:
     assert rep.retries.get("spark_task", 0) == 0
     st = CheckpointStore(str(rep.checkpoint_path)).load()
     assert st is not None and st.state == "done" and sorted(st.done, key=int) == [str(s) for s in range(5)]
-    assert sum(s["counters"]["read"] for s in st.extra["segments"].values()) == len(items)
+    assert st.counters["read"] == len(items)
 
 
 def test_empty_table_and_create_target(endpoint: str) -> None:
@@ -218,13 +232,13 @@ def test_resume_skips_finished_segments(endpoint: str, tmp_path: Path) -> None:
     ckpt = str(tmp_path / "spark.checkpoint.json")
     with pytest.raises(DdbMigrateError) as ei:
         copy_table_spark(ref(endpoint, src), ref(endpoint, dst),
-                         opts(segments=6, transform=tf, checkpoint=ckpt), spark=SparkSettings(max_tasks=1))
+                         opts(segments=6, transform=tf, checkpoint=ckpt), spark_settings=SparkSettings(max_tasks=1))
     assert "seven is not allowed" in str(ei.value) and "segment 5" in str(ei.value) and ei.value.exit_code == 1
     report = getattr(ei.value, "report")
     assert report.status == "failed"
     st = CheckpointStore(ckpt).load()
     assert st is not None and st.state == "running" and sorted(st.done, key=int) == ["0", "1", "2", "3", "4"]
-    done_read = sum(s["counters"]["read"] for s in st.extra["segments"].values())
+    done_read = st.counters["read"]
     assert 0 < done_read < 600
 
     flag.unlink()
@@ -232,7 +246,7 @@ def test_resume_skips_finished_segments(endpoint: str, tmp_path: Path) -> None:
     rep = copy_table_spark(ref(endpoint, src), ref(endpoint, dst),
                            opts(segments=6, transform=tf, checkpoint=ckpt, resume=True))
     # Only the unfinished segment ran again: the transform saw exactly its items.
-    assert len(calls.read_text().splitlines()) == 600 - done_read
+    assert len(task_calls(calls)) == 600 - done_read
     assert rep.extra["segments_resumed"] == 5
     assert rep.read == 600 and rep.written == 540 and rep.balanced() and rep.status == "done"
     assert as_set(strip_segment(scan_all(endpoint, dst))) == as_set(expected_transformed(items, failing=False))
@@ -240,7 +254,7 @@ def test_resume_skips_finished_segments(endpoint: str, tmp_path: Path) -> None:
     calls.write_text("")
     again = copy_table_spark(ref(endpoint, src), ref(endpoint, dst),
                              opts(segments=6, transform=tf, checkpoint=ckpt, resume=True))
-    assert again.read == 600 and again.extra["segments_resumed"] == 6 and calls.read_text() == ""
+    assert again.read == 600 and again.extra["segments_resumed"] == 6 and task_calls(calls) == []
 
 
 def test_cli_engine_spark(endpoint: str, tmp_path: Path) -> None:
@@ -293,8 +307,6 @@ def read_export(dest: Path) -> tuple[Dict[str, Any], List[Dict[str, Any]]]:
 
 
 def test_export_every_type_exact(endpoint: str, tmp_path: Path) -> None:
-    from ddbmigrate.engine.spark import export_table_spark
-
     src = create_table(endpoint)
     items = every_type_items() + numbered(200)
     put_items(endpoint, src, items)
@@ -311,8 +323,6 @@ def test_export_task_retry_leaves_no_duplicate(endpoint: str, tmp_path: Path, mo
 
     The failed attempt's files are not in the manifest and are deleted: each item once.
     """
-    from ddbmigrate.engine.spark import export_table_spark
-
     src = create_table(endpoint)
     items = numbered(600)
     put_items(endpoint, src, items)
@@ -328,11 +338,308 @@ def test_export_task_retry_leaves_no_duplicate(endpoint: str, tmp_path: Path, mo
     assert rep.read == 600 and rep.count("dropped") == 60 and rep.written == 540 and rep.balanced()
 
 
+# --------------------------------------------------------------------------- every job on the one engine
+
+
+def seven_counts(endpoint: str, table: str, total: int) -> List[int]:
+    """How many keys with n % 10 == 7 each scan segment holds (plain boto3 scan)."""
+    from support import boto_client
+
+    out = []
+    for seg in range(total):
+        pages = boto_client(endpoint).get_paginator("scan").paginate(TableName=table, Segment=seg,
+                                                                      TotalSegments=total)
+        out.append(sum(1 for p in pages for i in p["Items"] if int(i["n"]["N"]) % 10 == 7))
+    return out
+
+
+def test_max_errors_counts_over_the_whole_job(endpoint: str, tmp_path: Path) -> None:
+    """No segment alone dead-letters more than --max-errors; together they do: the job stops."""
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, numbered(400))
+    tf, _calls, flag = write_transform(tmp_path)
+    flag.write_text("all")
+    per_segment = seven_counts(endpoint, src, 4)
+    limit = max(per_segment)
+    assert sum(per_segment) > limit
+    ckpt = str(tmp_path / "ck.json")
+    with pytest.raises(DdbMigrateError) as ei:
+        copy_table_spark(ref(endpoint, src), ref(endpoint, dst),
+                         opts(segments=4, transform=tf, on_error="skip", max_errors=limit, checkpoint=ckpt,
+                              dead_letter=str(tmp_path / "dead.jsonl")),
+                         spark_settings=SparkSettings(max_tasks=1))
+    assert f"--max-errors {limit}" in str(ei.value) and ei.value.exit_code == 1
+    report = getattr(ei.value, "report")
+    # The files hold at most --max-errors lines over the job, each one counted in the report.
+    assert report.status == "failed" and report.dead_lettered == len(dead_lines(tmp_path, "dead")) <= limit
+    assert report.balanced()
+    st = CheckpointStore(ckpt).load()
+    assert st is not None and st.state == "running" and len(st.done) < 4
+
+
+def test_dry_run_on_spark_writes_nothing_and_samples(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = numbered(200)
+    put_items(endpoint, src, items)
+    tf, _calls, _flag = write_transform(tmp_path)
+    rep = copy_table_spark(ref(endpoint, src), ref(endpoint, dst), opts(segments=2, transform=tf, dry_run=True,
+                                                                        sample=3))
+    assert scan_all(endpoint, dst) == [] and rep.status == "dry-run" and rep.checkpoint_path is None
+    assert rep.read == 200 and rep.written == 180 and rep.count("dropped") == 20 and rep.balanced()
+    # Before, and what the transform made of it (a list: a transform may fan out), wire items.
+    assert len(rep.samples) == 3
+    assert all(s["after"] == [] or s["after"][0]["upper"]["S"] == s["before"]["pk"]["S"].upper() for s in rep.samples)
+
+
+def test_clean_on_spark_then_resume_after_cancel(endpoint: str, tmp_path: Path) -> None:
+    """clean_table on Spark; a run cancelled mid-way (``cancel=``) resumes to an empty table."""
+    import threading
+    import time
+
+    from ddbmigrate.errors import InterruptedError_
+
+    table = create_table(endpoint)
+    put_items(endpoint, table, numbered(300))
+    rep = clean_table(ref(endpoint, table), opts(segments=3), confirm=lambda m: True, engine=spark())
+    assert scan_all(endpoint, table) == []
+    assert rep.read == 300 and rep.count("deleted") == 300 and rep.balanced() and rep.status == "done"
+    assert rep.extra["engine"] == "spark" and rep.segments == 3
+
+    put_items(endpoint, table, numbered(600))
+    ckpt = tmp_path / "clean.ck.json"
+    cancel = threading.Event()
+    outcome: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            clean_table(ref(endpoint, table), opts(segments=6, checkpoint=str(ckpt), max_write_units=150),
+                        confirm=lambda m: True, engine=spark(SparkSettings(max_tasks=1)), cancel=cancel)
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            outcome.append(e)
+
+    def done_units() -> List[str]:
+        st = CheckpointStore(str(ckpt)).load() if ckpt.exists() else None
+        return st.done if st is not None else []
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 120
+    while not done_units():
+        assert t.is_alive() and time.monotonic() < deadline, outcome
+        time.sleep(0.1)
+    cancel.set()
+    t.join(120)
+    assert outcome and isinstance(outcome[0], InterruptedError_) and outcome[0].exit_code == 130
+    st = CheckpointStore(str(ckpt)).load()
+    assert st is not None and st.state == "running" and 1 <= len(st.done) < 6
+    assert scan_all(endpoint, table), "the cancelled run should have left items"
+    rep = clean_table(ref(endpoint, table), opts(segments=6, checkpoint=str(ckpt), resume=True),
+                      confirm=lambda m: True, engine=spark())
+    assert scan_all(endpoint, table) == []
+    assert rep.status == "done" and rep.extra["segments_resumed"] == len(st.done)
+    # Deletes of the cancelled task are nowhere counted (its unit ran again from its start).
+    assert rep.read == rep.count("deleted") <= 600 and rep.balanced()
+
+
+def test_import_on_spark_with_transform_dead_letters_and_resume(endpoint: str, tmp_path: Path) -> None:
+    """import_files on Spark: one file per task, per-file dead letters; a failed run resumes."""
+    src = create_table(endpoint)
+    items = numbered(500)
+    put_items(endpoint, src, items)
+    folder = tmp_path / "export"
+    export_table(ref(endpoint, src), str(folder), opts(segments=3), file_size=20_000)  # threads engine
+    files = list(folder.glob("AWSDynamoDB/*/data/*.json.gz"))
+    assert len(files) >= 4
+
+    # Plain: every item, exactly; the same counters as the threads engine would give.
+    dst = create_table(endpoint)
+    rep = import_files(str(folder), ref(endpoint, dst), opts(), engine=spark())
+    assert as_set(scan_all(endpoint, dst)) == as_set(items)
+    assert rep.read == 500 and rep.written == 500 and rep.balanced() and rep.segments == len(files)
+    assert rep.extra["engine"] == "spark" and rep.extra["source_kind"] == "export"
+
+    # A transform that drops and fails items, --on-error skip: dead letters per file (unit index).
+    tf, calls, flag = write_transform(tmp_path)
+    flag.write_text("all")
+    dst = create_table(endpoint)
+    rep = import_files(str(folder), ref(endpoint, dst),
+                       opts(transform=tf, on_error="skip", dead_letter=str(tmp_path / "imp.jsonl")), engine=spark())
+    got = scan_all(endpoint, dst)
+    assert {it["segment"].get("NULL") for it in got} == {True}  # no scan segment for a file
+    assert as_set(strip_segment(got)) == as_set(expected_transformed(items, failing=True))
+    assert rep.read == 500 and rep.count("dropped") == 50 and rep.dead_lettered == 50 and rep.written == 400
+    assert rep.balanced() and rep.exit_code == 3 and rep.dead_letter_path == str(tmp_path / "imp.segment-*.jsonl")
+    dead = dead_lines(tmp_path, "imp")
+    assert sorted(d["item"]["pk"]["S"] for d in dead) == sorted(f"item-{i:05d}" for i in range(7, 500, 10))
+    assert sorted(rep.extra["dead_letter_files"]) == sorted(str(p) for p in tmp_path.glob("imp.segment-*.jsonl"))
+
+    # One key of the last file fails (--on-error fail), one file at a time: the run fails, the
+    # finished files are checkpointed; --resume loads only the last file.
+    from ddbmigrate.storage.export_layout import discover
+    from ddbmigrate.storage.stores import storage_for
+
+    last = discover(str(folder), storage_for(str(folder))).files[-1]
+    import gzip
+
+    sevens = [orjson.loads(x)["Item"]["pk"]["S"] for x in gzip.decompress(Path(last.path).read_bytes()).splitlines()
+              if x.strip() and int(orjson.loads(x)["Item"]["n"]["N"]) % 10 == 7]
+    flag.write_text(sevens[0])
+    dst = create_table(endpoint)
+    ckpt = str(tmp_path / "imp.ck.json")
+    with pytest.raises(DdbMigrateError) as ei:
+        import_files(str(folder), ref(endpoint, dst), opts(transform=tf, checkpoint=ckpt),
+                     engine=spark(SparkSettings(max_tasks=1)))
+    assert "seven is not allowed" in str(ei.value) and ei.value.exit_code == 1
+    st = CheckpointStore(ckpt).load()
+    assert st is not None and st.state == "running" and len(st.done) == len(files) - 1
+    done_read = st.counters["read"]
+    flag.unlink()
+    calls.write_text("")
+    rep = import_files(str(folder), ref(endpoint, dst), opts(transform=tf, checkpoint=ckpt, resume=True),
+                       engine=spark())
+    assert len(task_calls(calls)) == 500 - done_read
+    assert rep.status == "done" and rep.read == 500 and rep.written == 450 and rep.balanced()
+    assert rep.extra["segments_resumed"] == len(st.done)
+    assert as_set(strip_segment(scan_all(endpoint, dst))) == as_set(expected_transformed(items, failing=False))
+
+
+def test_export_failed_run_resumes_with_the_same_export(endpoint: str, tmp_path: Path) -> None:
+    """A failed export run keeps its ExportId and finished segments' files; --resume completes it."""
+    src = create_table(endpoint)
+    items = numbered(600)
+    put_items(endpoint, src, items)
+    tf, calls, flag = write_transform(tmp_path)
+    flag.write_text(first_seven_of_segment(endpoint, src, 2, 3))
+    ckpt = str(tmp_path / "exp.ck.json")
+    with pytest.raises(DdbMigrateError):
+        export_table_spark(ref(endpoint, src), str(tmp_path / "out"), opts(segments=3, transform=tf, checkpoint=ckpt),
+                           file_size=20_000)
+    st = CheckpointStore(ckpt).load()
+    assert st is not None and sorted(st.done) == ["0", "1"] and st.extra["files"]
+    export_id = st.extra["export_id"]
+    assert not list((tmp_path / "out").glob("AWSDynamoDB/*/manifest-summary.json"))
+    flag.unlink()
+    calls.write_text("")
+    rep = export_table_spark(ref(endpoint, src), str(tmp_path / "out"),
+                             opts(segments=3, transform=tf, checkpoint=ckpt, resume=True), file_size=20_000)
+    assert len(task_calls(calls)) == 600 - st.counters["read"]
+    assert rep.extra["export_id"] == export_id and rep.extra["segments_resumed"] == 2
+    _summary, got = read_export(tmp_path / "out")
+    assert as_set(strip_segment(got)) == as_set(expected_transformed(items, failing=False))
+    assert rep.read == 600 and rep.written == 540 and rep.balanced()
+
+
+def test_cli_clean_and_import_engine_spark(endpoint: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = numbered(120)
+    put_items(endpoint, src, items)
+    export_table(ref(endpoint, src), str(tmp_path / "exp"), opts(segments=2))
+    common = ["--endpoint-url", endpoint, "--region", "us-east-1", "--engine", "spark", "-q"]
+    res = CliRunner().invoke(main, ["import", str(tmp_path / "exp"), dst, *common, "--report", str(tmp_path / "i.json")])
+    assert res.exit_code == 0, res.output
+    assert as_set(scan_all(endpoint, dst)) == as_set(items)
+    data = orjson.loads((tmp_path / "i.json").read_bytes())
+    assert data["counters"]["written"] == 120 and data["extra"]["engine"] == "spark" and data["balanced"]
+    res = CliRunner().invoke(main, ["clean", dst, "--yes", "--segments", "2", *common, "--report", str(tmp_path / "c.json")])
+    assert res.exit_code == 0, res.output
+    assert scan_all(endpoint, dst) == []
+    data = orjson.loads((tmp_path / "c.json").read_bytes())
+    assert data["counters"]["deleted"] == 120 and data["extra"]["engine"] == "spark"
+
+
+# --------------------------------------------------------------------------- 0.1 Spark checkpoints
+
+# tests/data/spark-0.1 holds what ddbmigrate 0.1 (commit ee84828, ``spark.copy_table_spark`` and
+# ``spark.export_table_spark``) left behind, unedited: on DynamoDB Local, 600 ``item_01`` items in
+# ``spark01-source``, ``--segments 3 --spark-tasks 1`` on ``local[1]``, segment 2's task failed by
+# DDBMIGRATE_SPARK_FAIL_ONCE. Segments 0 and 1 are done; the export folder holds their four data
+# files and one file of the failed attempt (an orphan, in no checkpoint).
+DATA_01 = Path(__file__).resolve().parents[1] / "data" / "spark-0.1"
+
+
+def item_01(i: int) -> Dict[str, Any]:
+    """Item ``i`` of the 0.1 run's source. Do not change: the checkpoints describe these items."""
+    return {"pk": {"S": f"item-{i:05d}"}, "n": {"N": str(i)}, "pad": {"S": "x" * (100 + i % 50)}}
+
+
+def fresh_table(endpoint: str, name: str) -> None:
+    from support import boto_client
+
+    c = boto_client(endpoint)
+    try:
+        c.delete_table(TableName=name)
+        c.get_waiter("table_not_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    except c.exceptions.ResourceNotFoundException:
+        pass
+    create_table(endpoint, name)
+
+
+def checkpoint_01(name: str, endpoint: str, tmp_path: Path, **identity: Any) -> str:
+    """The saved 0.1 checkpoint with this machine's endpoint (and ``identity``) in its job, re-signed."""
+    from ddbmigrate.state.checkpoint import fingerprint
+
+    saved = orjson.loads((DATA_01 / name).read_bytes())
+    job = dict(saved["job"], **identity)
+    for side in ("source", "target"):
+        if side in job:
+            job[side] = dict(job[side], endpoint_url=endpoint)
+    assert saved["extra"]["engine"] == "spark" and "job_state" in saved["extra"] and job["engine"] == "spark"
+    path = tmp_path / name
+    path.write_bytes(orjson.dumps(dict(saved, job=job, fingerprint=fingerprint(job))))
+    return str(path)
+
+
+def test_01_spark_copy_checkpoint_resumes(endpoint: str, tmp_path: Path) -> None:
+    from support import boto_client
+
+    items = [item_01(i) for i in range(600)]
+    fresh_table(endpoint, "spark01-source")
+    fresh_table(endpoint, "spark01-target")
+    put_items(endpoint, "spark01-source", items)
+    saved = orjson.loads((DATA_01 / "copy.checkpoint.json").read_bytes())
+    # The target as 0.1 left it: its finished segments written.
+    done_keys = [i["pk"]["S"] for seg in saved["done"] for p in boto_client(endpoint).get_paginator("scan").paginate(
+        TableName="spark01-source", Segment=int(seg), TotalSegments=3) for i in p["Items"]]
+    assert len(done_keys) == saved["counters"]["read"] == saved["counters"]["written"]
+    put_items(endpoint, "spark01-target", [it for it in items if it["pk"]["S"] in set(done_keys)])
+    ckpt = checkpoint_01("copy.checkpoint.json", endpoint, tmp_path)
+    rep = copy_table_spark(ref(endpoint, "spark01-source"), ref(endpoint, "spark01-target"),
+                           opts(checkpoint=ckpt, resume=True))  # the segments come from the checkpoint
+    assert rep.status == "done" and rep.extra["segments_resumed"] == 2 and rep.segments == 3
+    assert sorted(rep.extra["unit_seconds"]) == ["2"]  # only the unfinished segment ran
+    assert rep.read == rep.written == 600 and rep.balanced()
+    assert as_set(scan_all(endpoint, "spark01-target")) == as_set(items)
+    st = CheckpointStore(ckpt).load()
+    assert st is not None and st.state == "done" and sorted(st.done) == ["0", "1", "2"]
+
+
+def test_01_spark_export_checkpoint_resumes(endpoint: str, tmp_path: Path) -> None:
+    items = [item_01(i) for i in range(600)]
+    fresh_table(endpoint, "spark01-source")
+    put_items(endpoint, "spark01-source", items)
+    dest = tmp_path / "export"
+    shutil.copytree(DATA_01 / "export", dest)
+    saved = orjson.loads((DATA_01 / "export.checkpoint.json").read_bytes())
+    export_id = saved["extra"]["job_state"]["export_id"]
+    assert len(list(dest.glob("AWSDynamoDB/*/data/*.json.gz"))) == 5  # four committed, one orphan
+    ckpt = checkpoint_01("export.checkpoint.json", endpoint, tmp_path, dest=str(dest))
+    rep = export_table_spark(ref(endpoint, "spark01-source"), str(dest), opts(checkpoint=ckpt, resume=True),
+                             file_size=20_000)
+    assert rep.status == "done" and rep.extra["export_id"] == export_id and rep.extra["segments_resumed"] == 2
+    _summary, got = read_export(dest)  # no orphan left, every item once, checksums right
+    assert as_set(got) == as_set(items)
+    assert rep.read == rep.written == rep.extra["items_exported"] == 600 and rep.balanced()
+
+
 # --------------------------------------------------------------------------- verify
 
 
 def test_verify_equal_every_type(endpoint: str) -> None:
-    from ddbmigrate.engine.spark import verify_tables_spark
+    from ddbmigrate.verify.spark import verify_tables_spark
 
     src, dst = create_table(endpoint), create_table(endpoint)
     items = every_type_items() + numbered(150)
@@ -346,8 +653,8 @@ def test_verify_equal_every_type(endpoint: str) -> None:
 
 def test_verify_differences_match_local_engine(endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Missing, unexpected and mismatched items under a transform, with a map task retried by Spark."""
-    from ddbmigrate.engine.spark import verify_tables_spark
-    from ddbmigrate.verify.job import iter_diffs, verify_tables
+    from ddbmigrate.verify.spark import verify_tables_spark
+    from ddbmigrate.verify import iter_diffs, verify_tables
 
     src, dst = create_table(endpoint), create_table(endpoint)
     items = numbered(500)

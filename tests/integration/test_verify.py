@@ -17,14 +17,15 @@ from typing import Any, Dict, Iterator, List
 import orjson
 import pytest
 
+from ddbmigrate.core.protocols import SourceBase
 from ddbmigrate import RunOptions, TableRef, copy_table
 from ddbmigrate.aws.client import DynamoClient
 from ddbmigrate.verify.compare import sampled
 from ddbmigrate.errors import UsageError
 from ddbmigrate.core.items import KeySchema
-from ddbmigrate.engine.pipeline import Chunk
+from ddbmigrate.core.records import Chunk
 from ddbmigrate.sources.generated import seed_table
-from ddbmigrate.verify.job import Side, iter_diffs, verify_tables
+from ddbmigrate.verify import Side, iter_diffs, verify_tables
 from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all, unique
 
 pytestmark = pytest.mark.integration
@@ -130,7 +131,7 @@ def test_injected_differences_are_reported_exactly(endpoint: str, copied: Dict[s
     assert all("expected" not in p and "actual" not in p for p in rep.preview)
 
 
-class ListSource:
+class ListSource(SourceBase):
     """A real pipeline Source over a list of wire items (as a file side would yield them)."""
 
     def __init__(self, items: List[Dict[str, Any]], per_unit: int = 50) -> None:

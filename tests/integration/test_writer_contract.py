@@ -10,7 +10,7 @@ import pytest
 from ddbmigrate import RunOptions, TableRef, copy_table
 from ddbmigrate.aws.client import DynamoClient
 from ddbmigrate.core.items import KeySchema
-from ddbmigrate.engine.pipeline import PUT, Op
+from ddbmigrate.core.records import PUT, Op
 from ddbmigrate.sinks.table_writer import TableWriter
 from support import create_table, put_items, scan_all
 

@@ -124,3 +124,38 @@ def test_the_relative_update_guard_sees_an_update(endpoint: str) -> None:
         c.update_item(TableName=table, Key={"pk": {"S": "a"}}, UpdateExpression="ADD n :one",
                       ExpressionAttributeValues={":one": {"N": "1"}})
         assert proxy.audit.relative_updates == 1 and proxy.audit.requests["UpdateItem"] == 1
+
+
+@pytest.mark.parametrize("mode", ["skip-existing", "fail-existing"])
+def test_conditional_put_whose_response_was_lost_counts_as_written(
+        endpoint: str, source: Tuple[str, Dict[str, Any]], tmp_path: Path, mode: str) -> None:
+    """A conditional PutItem applied by the server, its response lost, fails its condition on the
+    retry: it is this run's write (the existing item is the one sent), not an existing item."""
+    src, expected = source
+    dst = create_table(endpoint)
+    with FaultProxy(endpoint, seed=23, faults=Faults(lost_response=0.1, writes_only=True)) as proxy:
+        att = run_until_done(copy_through(proxy, src, dst, "--mode", mode), tmp_path)
+        lost = proxy.audit.faults.get("lost_response", 0)
+    assert lost > 0, "no response was lost: the test proves nothing"
+    assert compare(expected, endpoint, dst) == {"lost": 0, "unexpected": 0, "mismatched": 0}, att.describe()
+    rep = att.last_report
+    c = rep["counters"]
+    assert c["written"] == len(expected), (c, att.describe())
+    assert c.get("skipped_existing", 0) == 0 and c.get("dead_lettered", 0) == 0, c
+    assert rep["balanced"] and att.exit_codes[-1] == 0
+
+
+def test_conditional_put_of_an_item_that_was_there_is_still_skipped(endpoint: str, tmp_path: Path) -> None:
+    """The other side of the rule above: an item that existed before (even one equal to the one
+    sent) is skipped when no attempt of ours could have written it."""
+    from support import put_items
+
+    src = create_table(endpoint)
+    dst = create_table(endpoint)
+    items = [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(50)]
+    put_items(endpoint, src, items)
+    put_items(endpoint, dst, items[:20])
+    with FaultProxy(endpoint, seed=5) as proxy:
+        att = run_until_done(copy_through(proxy, src, dst, "--mode", "skip-existing"), tmp_path)
+    c = att.last_report["counters"]
+    assert c["written"] == 30 and c["skipped_existing"] == 20, c

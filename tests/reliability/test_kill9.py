@@ -115,3 +115,30 @@ def test_copy_killed_at_a_random_moment(endpoint: str, source: Tuple[str, Dict[s
     out = finish_trial(f"copy/kill9@random#{trial}", "crash", att, proxy, dst, len(expected), diff)
     out.notes = f"{how}; resume killed too: {bool(then)}; faults: {dict(proxy.audit.faults)}"
     assert_copied(att, diff, len(expected))
+
+
+FAILING_SEVENTH = "def f(item):\n    if int(item['n']) % 7 == 0:\n        raise ValueError('seven')\n    return item\n"
+
+
+@pytest.mark.parametrize("after", [3, 12])
+def test_dead_letters_after_kill_9_and_resume_hold_each_item_once(endpoint: str, tmp_path: Path, after: int) -> None:
+    """kill -9 after some acknowledged batches: the dead letters of chunks committed after the last
+    checkpoint are in the file but not in the checkpoint; the resume cuts them off before it reads
+    those chunks again, so each rejected item has exactly one line."""
+    from support import put_items
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, [{"pk": {"S": f"k{i:05d}"}, "n": {"N": str(i)}} for i in range(700)])
+    (tmp_path / "tf.py").write_text(FAILING_SEVENTH)
+    dead = tmp_path / "dead.jsonl"
+    args = ["copy", src, dst, "--endpoint-url", endpoint, "--segments", "4", "--progress", "json",
+            "--transform", str(tmp_path / "tf.py") + ":f", "--on-error", "skip", "--dead-letter", str(dead),
+            "--checkpoint-every", "5", "--max-read-units", "40", "--writers", "2"]
+    att = run_until_done(args, tmp_path, first={"env": crash_env("after_batch_ack", after)})
+    assert att.exit_codes[0] < 0, att.describe()  # the first run was killed
+    import json
+
+    keys = [json.loads(line)["source_key"]["pk"]["S"] for line in dead.read_text().splitlines()]
+    expected = sorted(f"k{i:05d}" for i in range(700) if i % 7 == 0)
+    assert sorted(keys) == expected, f"{len(keys)} lines for {len(expected)} items; {att.describe()}"
+    assert att.last_report["counters"]["dead_lettered"] == len(expected)

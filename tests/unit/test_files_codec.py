@@ -18,17 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ddbmigrate.core.items import canonical_item, number_problem
-from ddbmigrate.engine.pipeline import PUT, Op
+from ddbmigrate.core.records import PUT, Op
 from ddbmigrate.sinks.export_files import FileSink, plain_json
-from ddbmigrate.sources.files import (
-    FileEntry,
-    FileSource,
-    LineStream,
-    Plan,
-    TooLong,
-    _checksum_matches,
-    parse_item,
-)
+from ddbmigrate.sources.files import FileSource
+from ddbmigrate.sources.lines import LineStream, TooLong, parse_item
+from ddbmigrate.storage.export_layout import FileEntry, Plan
+from ddbmigrate.storage.export_layout import checksum_matches as _checksum_matches
 from ddbmigrate.storage.stores import LocalStorage
 
 
@@ -127,7 +122,7 @@ def test_gzip_stream_multi_member_truncated_and_long_lines(tmp_path: Path, monke
             seen.append(ln)
     expected = zlib.decompressobj(31).decompress(gz[: len(gz) // 2]).split(b"\n")[:-1]
     assert seen == expected and len(seen) > 0
-    monkeypatch.setattr("ddbmigrate.sources.files.MAX_LINE", 1000)
+    monkeypatch.setattr("ddbmigrate.sources.lines.MAX_LINE", 1000)
     (tmp_path / "long.json").write_bytes(b"x\n" + b"y" * 5000 + b"\nz")
     got = _lines(tmp_path / "long.json")
     assert got[0] == b"x" and isinstance(got[1], TooLong) and got[1].size == 5000 and got[2] == b"z"
@@ -141,7 +136,7 @@ def test_json_array_across_blocks(tmp_path: Path) -> None:
     chunks = list(src.read("a.json", None, threading.Event()))
     got = [it for c in chunks for it in c.items]
     assert len(got) == 6000 and got[10] == {"pk": {"S": "k10"}, "n": {"N": "10.5"}, "pad": {"S": "x" * 300}}
-    assert chunks[-1].done and chunks[-1].position == 6000 and not src.failures
+    assert chunks[-1].done and chunks[-1].position == 6000 and not src.failures()
     assert [c.origins[0] for c in chunks if c.items][:2] == ["a.json:2", "a.json:1002"]  # type: ignore[index]
     resumed = [it for c in src.read("a.json", 5990, threading.Event()) for it in c.items]
     assert [i["pk"]["S"] for i in resumed] == [f"k{i}" for i in range(5990, 6000)]
@@ -156,13 +151,13 @@ def test_file_sink_commits_only_at_checkpoints_and_restore_drops_orphans(tmp_pat
     now = [0.0]
     sink = FileSink(LocalStorage(), str(tmp_path), commit_every=10.0, file_size=50, clock=lambda: now[0])
     sink.write([_op(i) for i in range(10)])  # rolls over every ~2 lines
-    with sink.checkpoint_gate(False) as ok:
-        assert not ok  # too soon: no save, nothing committed
+    with sink.commit(False) as state:
+        assert state is None  # too soon: no save, nothing committed
     assert sink.committed == []
     now[0] = 11.0
-    with sink.checkpoint_gate(False) as ok:
-        assert ok
-        saved = sink.checkpoint_extra()
+    with sink.commit(False) as state:
+        assert state is not None
+        saved = state
     assert sum(e["itemCount"] for e in saved["files"]) == 10
     sink.write([_op(i) for i in range(10, 14)])  # finished files not covered by a checkpoint
     sink.close()

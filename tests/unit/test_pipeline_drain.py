@@ -8,14 +8,17 @@ from typing import Any, Iterator, List
 
 import pytest
 
+from ddbmigrate.core.protocols import SinkBase, SourceBase
 from ddbmigrate.errors import InterruptedError_
 from ddbmigrate.core.items import KeySchema
-from ddbmigrate.engine.pipeline import BatchResult, Chunk, Op, Pipeline, Processing
+from ddbmigrate.core.records import BatchResult, Chunk, Op
+from ddbmigrate.engine.pipeline import Pipeline
+from ddbmigrate.core.processing import Processing
 
 KEYS = KeySchema("pk", "S")
 
 
-class Pages:
+class Pages(SourceBase):
     """``units`` units of ``pages`` chunks of 10 items each; positions are page numbers."""
 
     def __init__(self, units: int = 2, pages: int = 20) -> None:
@@ -33,7 +36,7 @@ class Pages:
             yield Chunk(items=items, position=p, done=p == self.pages - 1)
 
 
-class StuckSink:
+class StuckSink(SinkBase):
     """Acknowledges ``ok`` batches, then blocks every write (an unreachable DynamoDB)."""
 
     def __init__(self, ok: int) -> None:
@@ -85,7 +88,7 @@ def test_interrupt_with_stuck_writes_is_bounded_and_checkpoint_stays_behind() ->
         sink.release.set()
 
 
-class CountingSink:
+class CountingSink(SinkBase):
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
 
@@ -102,7 +105,7 @@ def test_saved_counters_match_saved_positions_at_every_save() -> None:
     """Every snapshot taken while the job runs has counters == the items behind its positions."""
     seen: List[tuple] = []
 
-    def on_checkpoint(p: Pipeline) -> None:
+    def on_checkpoint(p: Pipeline, state: object) -> None:
         seen.append(p.checkpoint_snapshot())
 
     p = Pipeline(Pages(units=4, pages=50), CountingSink(0.001), Processing(key_schema=KEYS, max_batch_ops=5),

@@ -9,13 +9,16 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
+from ddbmigrate.core.protocols import SinkBase, SourceBase
 from ddbmigrate.core.items import KeySchema
-from ddbmigrate.engine.pipeline import DELETE, PUT, BatchResult, Chunk, Op, Pipeline, Processing
+from ddbmigrate.core.records import DELETE, PUT, BatchResult, Chunk, Op
+from ddbmigrate.engine.pipeline import Pipeline
+from ddbmigrate.core.processing import Processing
 
 KEYS = KeySchema("pk", "S")
 
 
-class Versions:
+class Versions(SourceBase):
     """One unit; chunk r holds version r of every key (and deletes some keys in odd rounds)."""
 
     def __init__(self, ordered: bool, keys: int = 40, rounds: int = 30) -> None:
@@ -35,7 +38,7 @@ class Versions:
             yield Chunk(ops=ops, position=r, done=r == self.rounds - 1)
 
 
-class JitterSink:
+class JitterSink(SinkBase):
     """Applies writes to a dict after a random pause; one write in ten is slow (a throttled retry)."""
 
     def __init__(self, seed: int) -> None:

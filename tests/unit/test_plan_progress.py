@@ -1,10 +1,10 @@
-"""The combined plan display: per-job phases, totals, timelines, JSON events, interrupts (fake clock)."""
+"""The combined plan display: per-job phases, totals, timelines, JSON events (fake clock)."""
 
 from __future__ import annotations
 
 import io
 import json
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from ddbmigrate.plan.progress import PlanProgress
 
@@ -25,16 +25,13 @@ def test_totals_timelines_and_json_events() -> None:
     pp.start()
     state: Dict[str, Dict[str, Any]] = {"users": {"done": 0, "total": 100, "retries": 0, "throttles": 0},
                                         "orders": {"done": 0, "total": None, "retries": 0, "throttles": 0}}
-    interrupted: List[str] = []
-    detach_u = pp.hook_for("users")("copy", lambda: dict(state["users"]), lambda: interrupted.append("users"))
-    detach_o = pp.hook_for("orders")("copy", lambda: dict(state["orders"]), lambda: interrupted.append("orders"))
+    detach_u = pp.observer_for("users").attach("copy", lambda: dict(state["users"]))
+    detach_o = pp.observer_for("orders").attach("copy", lambda: dict(state["orders"]))
     for step in range(1, 4):
         clock.now += 1.0
         state["users"].update(done=20 * step, retries=step, throttles=step - 1)
         state["orders"].update(done=5 * step)
         pp._tick()
-    pp.interrupt_all()
-    assert sorted(interrupted) == ["orders", "users"]
     detach_u()
     detach_o()
     pp.stop()
@@ -56,10 +53,10 @@ def test_phases_are_kept_separately() -> None:
     pp = PlanProgress([("j", "j")], mode="off", interval=3600, clock=clock)
     pp.start()
     done = {"n": 0}
-    detach = pp.hook_for("j")("clean", lambda: {"done": done["n"]}, lambda: None)
+    detach = pp.observer_for("j").attach("clean", lambda: {"done": done["n"]})
     done["n"] = 7
     detach()
-    detach = pp.hook_for("j")("copy", lambda: {"done": done["n"]}, lambda: None)
+    detach = pp.observer_for("j").attach("copy", lambda: {"done": done["n"]})
     done["n"] = 9
     pp._tick()
     detach()
@@ -76,7 +73,7 @@ def test_a_broken_snapshot_never_stops_the_display() -> None:
     def boom() -> Dict[str, Any]:
         raise RuntimeError("display bug")
 
-    detach = pp.hook_for("j")("copy", boom, lambda: None)
+    detach = pp.observer_for("j").attach("copy", boom)
     pp._safe_tick()
     detach()
     pp.stop()

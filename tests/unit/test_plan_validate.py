@@ -9,7 +9,9 @@ from typing import Dict, List
 
 import pytest
 
-from ddbmigrate.plan.run import PlanError, PlanReport, JobResult, load_plan, validate_plan
+from ddbmigrate.plan import PlanError, load_plan
+from ddbmigrate.plan.report import JobResult, PlanReport
+from ddbmigrate.plan.validate import validate_plan
 
 
 def _write(tmp_path: Path, text: str, name: str = "plan.yaml") -> str:
@@ -230,9 +232,234 @@ def test_yaml_boolean_keys_are_explained(tmp_path: Path) -> None:
 
 def test_missing_job_function_is_one_clear_error() -> None:
     from ddbmigrate.errors import UsageError
-    from ddbmigrate.plan.run import _import_function
+    from ddbmigrate.jobs.registry import resolve
 
-    with pytest.raises(UsageError, match="needs ddbmigrate.not_in_this_build.run, which this build"):
-        _import_function("not_in_this_build", "run", "export")
-    with pytest.raises(UsageError, match="needs ddbmigrate.jobs.copy.no_such_function"):
-        _import_function("jobs.copy", "no_such_function", "copy")
+    with pytest.raises(UsageError, match="job kind 'export' needs ddbmigrate.not_in_this_build.run, which this build"):
+        resolve("ddbmigrate.not_in_this_build", "run", "job kind 'export'")
+    with pytest.raises(UsageError, match="needs ddbmigrate.jobs.copy.no_such_function, which this build"):
+        resolve("ddbmigrate.jobs.copy", "no_such_function", "job kind 'copy'")
+
+
+def test_registry_names_every_kind_and_its_engines() -> None:
+    from ddbmigrate.jobs import registry
+
+    assert registry.job_kind("copy").reference == "ddbmigrate.jobs.copy.copy_table"
+    assert registry.job_kind("export", native=True).reference == "ddbmigrate.aws.managed.native_export"
+    assert registry.job_kind("import", native=True).reference == "ddbmigrate.aws.managed.native_import"
+    assert registry.job_kind("clean", native=True) is registry.job_kind("clean")  # no native variant
+    assert registry.engines_for("replicate") == ("threads",)
+    assert registry.engines_for("export", native=True) == ("threads",)
+    assert registry.engines_for("verify") == ("threads", "processes", "spark")
+    for kind in registry.KINDS:
+        assert callable(registry.job_function(kind))
+    assert registry.job_function("copy").__name__ == "copy_table"
+
+
+def test_a_kind_missing_from_the_build_is_a_plan_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddbmigrate.jobs import registry
+
+    gone = registry.JobKind("replicate", "ddbmigrate.jobs.not_in_this_build", "replicate", ("threads",))
+    monkeypatch.setitem(registry._REGISTRY, ("replicate", False), gone)
+    path = _write(tmp_path, """
+        jobs:
+          - {kind: copy, source: a-table, target: b-table}
+          - {kind: replicate, source: a-table, target: c-table}
+    """)
+    got = _problems(path)
+    assert list(got) == [3]
+    assert got[3] == ("replicate-a-table: job kind 'replicate' needs ddbmigrate.jobs.not_in_this_build.replicate, "
+                      "which this build of ddbmigrate does not include")
+    from ddbmigrate.errors import UsageError
+    from ddbmigrate.plan import run_plan
+
+    with pytest.raises(UsageError, match="not_in_this_build"):  # before any job starts
+        run_plan(path, progress="off", state_dir=str(tmp_path / "st"))
+    assert not (tmp_path / "st").exists()
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def test_engine_fields_apply_per_job_and_from_defaults(tmp_path: Path) -> None:
+    path = _write(tmp_path, """
+        defaults:
+          engine: processes
+          processes: 6
+          spark_master: "local[4]"
+        jobs:
+          - {kind: copy, source: a-table, target: b-table}
+          - {kind: copy, source: a-table, target: c-table, processes: 3}
+          - {kind: export, source: a-table, to: out, engine: spark}
+          - {kind: import, from: out, target: d-table, engine: spark, spark_master: "local[2]"}
+          - {kind: verify, source: a-table, target: b-table, engine: threads}
+          - {kind: replicate, source: a-table, target: e-table}
+          - {kind: export, source: a-table, to: "s3://b/p", native: true}
+    """)
+    jobs = load_plan(path).jobs
+    got = [(j.engine, j.processes, j.spark_master) for j in jobs]
+    assert got == [("processes", 6, None), ("processes", 3, None), ("spark", None, "local[4]"),
+                   ("spark", None, "local[2]"), ("threads", None, None),
+                   # a default engine serves only the kinds that can run on it
+                   (None, None, None), (None, None, None)]
+    assert [j.passed_engine() for j in jobs] == ["processes", "processes", "spark", "spark", "threads", None, None]
+    assert "engine processes (3)" in jobs[1].describe() and "engine spark (local[2])" in jobs[3].describe()
+
+
+def test_processes_default_to_two(tmp_path: Path) -> None:
+    path = _write(tmp_path, "jobs: [{kind: clean, target: t-one, confirm: true, engine: processes}]\n")
+    (job,) = load_plan(path).jobs
+    assert (job.engine, job.processes) == ("processes", 2)
+
+
+def test_no_engine_field_means_no_engine(tmp_path: Path) -> None:
+    path = _write(tmp_path, "jobs: [{kind: copy, source: a-table, target: b-table}]\n")
+    (job,) = load_plan(path).jobs
+    assert (job.engine, job.processes, job.spark_master, job.passed_engine()) == (None, None, None, None)
+
+
+def test_engine_field_problems_each_name_their_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, """
+        defaults:
+          engine: threds
+        jobs:
+          - kind: copy
+            source: a-table
+            target: b-table
+            engine: sparkle
+          - kind: copy
+            source: a-table
+            target: c-table
+            engine: processes
+            processes: 0
+          - kind: copy
+            source: a-table
+            target: d-table
+            engine: processes
+            processes: two
+          - kind: replicate
+            source: a-table
+            target: e-table
+            engine: spark
+          - kind: export
+            source: a-table
+            to: s3://bucket/p
+            native: true
+            engine: processes
+          - kind: copy
+            source: a-table
+            target: f-table
+            processes: 4
+          - kind: copy
+            source: a-table
+            target: g-table
+            engine: spark
+            spark_master: ""
+          - kind: copy
+            source: a-table
+            target: h-table
+            engine: processes
+            spark_master: "local[2]"
+          - kind: copy
+            source: a-table
+            target: i-table
+            processes: true
+            engine: processes
+    """)
+    with pytest.raises(PlanError) as ei:
+        load_plan(path)
+    got: Dict[int, str] = {}
+    for p in ei.value.problems:
+        assert p.line is not None and "\n" not in str(p), p
+        got[p.line] = got[p.line] + " | " + p.message if p.line in got else p.message
+    assert got[2] == "defaults.engine must be one of threads, processes, spark, not 'threds'; did you mean 'threads'?"
+    assert got[7] == "jobs[0].engine must be one of threads, processes, spark, not 'sparkle'; did you mean 'spark'?"
+    assert got[12] == "jobs[1].processes must be a positive integer, not 0"
+    assert got[17] == "jobs[2].processes must be a positive integer, not 'two'"
+    assert got[21] == "jobs[3].engine: replicate runs on threads only, not 'spark'"
+    assert got[26] == "jobs[4].engine: a native export runs on threads only, not 'processes'"
+    assert got[30] == "jobs[5].processes applies only to engine: processes (this job runs on threads)"
+    assert got[35].startswith("jobs[6].spark_master must be a Spark master URL")
+    assert got[40] == "jobs[7].spark_master applies only to engine: spark (this job runs on processes)"
+    assert got[44] == "jobs[8].processes must be a positive integer, not True"
+    assert len(ei.value.problems) == 10
+
+
+def test_engine_is_not_part_of_the_job_definition(tmp_path: Path) -> None:
+    """Moving a finished job to another engine must not make --resume run it again, and plan
+    states saved before engines existed keep their hashes."""
+    plain = _write(tmp_path, "jobs: [{kind: copy, source: a-table, target: b-table}]\n", "a.yaml")
+    spark = _write(tmp_path, "jobs: [{kind: copy, source: a-table, target: b-table, engine: spark, "
+                             "spark_master: 'local[2]'}]\n", "b.yaml")
+    (a,), (b,) = load_plan(plain).jobs, load_plan(spark).jobs
+    assert a.definition_hash() == b.definition_hash()
+    assert "engine" not in a.definition()
+    # the hash 0.1 computed for this job (before engines), as saved in its plan-state.json
+    assert a.definition_hash() == "b969eb771ab666b46be5e925fd53fb0329826fb4f196ab048cc044b310812116"
+
+
+def test_an_engine_missing_from_the_build_is_a_plan_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ddbmigrate.engine as engine_pkg
+
+    monkeypatch.delattr(engine_pkg, "engine_for", raising=False)
+    path = _write(tmp_path, """
+        jobs:
+          - {kind: copy, source: a-table, target: b-table}
+          - {kind: copy, source: a-table, target: c-table, engine: processes}
+          - {kind: replicate, source: a-table, target: d-table, engine: threads}
+    """)
+    got = _problems(path)
+    assert got == {3: "copy-a-table-2: engine 'processes' needs ddbmigrate.engine.engine_for, which this build of "
+                      "ddbmigrate does not include"}
+
+
+def test_engine_needs_a_function_that_takes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ddbmigrate.engine as engine_pkg
+    from ddbmigrate.jobs import registry
+
+    def old_clean(table: object, options: object = None) -> None:
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(engine_pkg, "engine_for", lambda name, **kw: name, raising=False)
+    monkeypatch.setattr(registry.JobKind, "resolve", lambda self: old_clean)
+    path = _write(tmp_path, "jobs: [{kind: clean, target: t-one, confirm: true, engine: spark}]\n")
+    got = _problems(path)
+    assert list(got) == [1] and "needs ddbmigrate.jobs.clean.clean_table to take engine=" in got[1]
+
+
+def test_run_passes_engine_only_when_the_job_names_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job without ``engine:`` is called exactly as before engines existed (no keyword at all);
+    one with it gets ``engine_for(name, processes=..., spark_master=...)``."""
+    import ddbmigrate.engine as engine_pkg
+    from ddbmigrate.jobs import registry
+    from ddbmigrate.plan import run_plan
+
+    built: List[Dict[str, object]] = []
+    calls: Dict[str, Dict[str, object]] = {}
+
+    def engine_for(name: str, *, processes: int = 2, spark_master: object = None) -> str:
+        built.append({"name": name, "processes": processes, "spark_master": spark_master})
+        return f"<{name} engine>"
+
+    def clean_table(table: object, options: object = None, *, confirm: object = None,
+                    **kw: object) -> Dict[str, object]:
+        calls[getattr(table, "table")] = {"engine_given": "engine" in kw, "engine": kw.get("engine")}
+        return {"counters": {"read": 0}, "balanced": True, "exit_code": 0}
+
+    monkeypatch.setattr(engine_pkg, "engine_for", engine_for, raising=False)
+    monkeypatch.setattr(registry.JobKind, "resolve", lambda self: clean_table)
+    path = _write(tmp_path, """
+        defaults:
+          spark_master: "local[3]"
+        jobs:
+          - {kind: clean, target: t-plain, confirm: true}
+          - {kind: clean, target: t-procs, confirm: true, engine: processes, processes: 5}
+          - {kind: clean, target: t-spark, confirm: true, engine: spark}
+    """)
+    rep = run_plan(path, progress="off", state_dir=str(tmp_path / "st"))
+    assert rep.status == "done", [(j.name, j.error) for j in rep.jobs]
+    assert calls == {"t-plain": {"engine_given": False, "engine": None},
+                     "t-procs": {"engine_given": True, "engine": "<processes engine>"},
+                     "t-spark": {"engine_given": True, "engine": "<spark engine>"}}
+    assert sorted(built, key=lambda b: str(b["name"])) == [
+        {"name": "processes", "processes": 5, "spark_master": None},
+        {"name": "spark", "processes": 2, "spark_master": "local[3]"}]

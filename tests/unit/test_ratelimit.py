@@ -6,7 +6,7 @@ from typing import List
 
 import pytest
 
-from ddbmigrate.jobs.copy import ON_DEMAND_DEFAULT_UNITS, capacity_limit
+from ddbmigrate.aws.capacity import ON_DEMAND_DEFAULT_UNITS, capacity_limit
 from ddbmigrate.errors import UsageError
 from ddbmigrate.config import RunOptions
 from ddbmigrate.aws.capacity import RateLimiter, TokenBucket, limiter_for

@@ -6,13 +6,16 @@ import sys
 import threading
 from typing import Any, Iterator, List
 
+from ddbmigrate.core.protocols import SinkBase, SourceBase
 from ddbmigrate.core.items import KeySchema
-from ddbmigrate.engine.pipeline import BatchResult, Chunk, Op, Pipeline, Processing
+from ddbmigrate.core.records import BatchResult, Chunk, Op
+from ddbmigrate.engine.pipeline import Pipeline
+from ddbmigrate.core.processing import Processing
 
 KEYS = KeySchema("pk", "S")
 
 
-class BigPages:
+class BigPages(SourceBase):
     """One unit of a few large chunks: many batches per ticket, acknowledged by many writers."""
 
     def __init__(self, chunks: int, per_chunk: int) -> None:
@@ -27,7 +30,7 @@ class BigPages:
             yield Chunk(items=items, position=c, done=c == self.chunks - 1)
 
 
-class AckSink:
+class AckSink(SinkBase):
     def write(self, ops: List[Op]) -> BatchResult:
         return BatchResult(written=len(ops))
 
@@ -73,7 +76,7 @@ def test_bare_item_with_an_attribute_named_item_is_not_read_as_the_wrapper() -> 
     # is the item itself (it used to be dead-lettered as an invalid "Item" value).
     import orjson
 
-    from ddbmigrate.sources.files import parse_item
+    from ddbmigrate.sources.lines import parse_item
 
     item = {"pk": {"S": "a"}, "Item": {"L": []}}
     assert parse_item(orjson.dumps(item), "ddb")[:2] == (item, None)

@@ -25,9 +25,7 @@ from ddbmigrate.engine.spark import (
     SparkSettings,
     dead_letter_pattern,
     divide_rate,
-    error_dict,
     parse_fail_once,
-    rebuild_error,
     segment_file,
     task_slots,
 )
@@ -90,11 +88,14 @@ def test_task_slots() -> None:
 
 
 def test_errors_keep_their_class_and_exit_code() -> None:
+    from ddbmigrate.errors import from_wire, to_wire
+
     for err, code in ((RetriesExhaustedError("x", table="t", code="UnprocessedItems"), EXIT_RETRIABLE),
                       (UsageError("bad"), EXIT_USAGE), (TransformError("boom"), EXIT_FATAL)):
-        back = rebuild_error(5, orjson.loads(orjson.dumps(error_dict(err))))
+        back = from_wire(orjson.loads(orjson.dumps(to_wire(err))), "segment 5: ")
         assert type(back) is type(err) and back.exit_code == code and back.message.startswith("segment 5: ")
-    assert isinstance(rebuild_error(1, {"class": "NoSuchThing", "message": "m"}), FatalError)
+        assert back.table == err.table and back.code == err.code
+    assert isinstance(from_wire({"class": "NoSuchThing", "message": "m"}), FatalError)
 
 
 def test_fail_once_spec() -> None:
@@ -145,3 +146,23 @@ def test_data_source_conversions_never_truncate() -> None:
     assert convert({"b", "a"}, None, ArrayType(StringType())) == ["a", "b"]
     assert convert(b"\x00\xff", None, BinaryType()) == b"\x00\xff"
     assert convert(Decimal("7"), {"N": "7"}, StringType()) == '{"N":"7"}'  # other types: their DynamoDB JSON
+
+
+def test_01_spark_checkpoint_state_reads_as_todays() -> None:
+    """0.1 kept an export's id under extra["job_state"] and each segment's files under its own
+    entry; the sink spec is prepared from the merged state, as today's checkpoints hold it."""
+    from ddbmigrate.engine.spark import Spark01State
+
+    class Spec:
+        def prepare(self, saved: object) -> object:
+            return saved
+
+    f = [{"dataFileS3Key": f"AWSDynamoDB/x/data/{n}.json.gz", "itemCount": 1} for n in "abc"]
+    saved = {"engine": "spark", "total_segments": 12, "job_state": {"export_id": "x", "started_at": 1.5},
+             "segments": {"10": {"extra": {"files": [f[2]], "bytes": 5}},
+                          "2": {"extra": {"files": f[:2], "bytes": 7}}}}
+    assert Spark01State(Spec()).prepare(saved) == {"export_id": "x", "started_at": 1.5, "files": f, "bytes": 12}
+    copy_01 = {"engine": "spark", "total_segments": 3, "job_state": {}, "segments": {"0": {"extra": {}}}}
+    assert Spark01State(Spec()).prepare(copy_01) == {}
+    today = {"export_id": "y", "files": [], "bytes": 0}
+    assert Spark01State(Spec()).prepare(today) == today and Spark01State(Spec()).prepare(None) is None

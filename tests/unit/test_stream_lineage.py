@@ -14,10 +14,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
+from ddbmigrate.core.protocols import SinkBase
 from ddbmigrate.errors import AwsError, ResyncNeededError, TransformError
 from ddbmigrate.core.items import KeySchema
-from ddbmigrate.engine.pipeline import DELETE, PUT
-from ddbmigrate.jobs.replicate import ChangeMapper, StreamChangeSource
+from ddbmigrate.core.records import DELETE, PUT
+from ddbmigrate.sources.changes import ChangeMapper, StreamChangeSource
 from ddbmigrate.sources.stream import StreamReader, check_stream_view, fix_image
 from ddbmigrate.core.transform import Transform
 
@@ -461,7 +462,7 @@ class SimulatedTable:
         self.stream.shards[sid]["records"].append({"eventName": name, "dynamodb": d})
 
 
-class MemorySink:
+class MemorySink(SinkBase):
     """Applies batches to a dict, finishing in a shuffled order (parallel writers, random latency)."""
 
     def __init__(self, seed: int) -> None:
@@ -470,7 +471,7 @@ class MemorySink:
         self.rng = random.Random(seed)
 
     def write(self, ops: List[Any]) -> Any:
-        from ddbmigrate.engine.pipeline import BatchResult
+        from ddbmigrate.core.records import BatchResult
 
         with self.lock:
             delay = self.rng.random() * 0.003
@@ -491,7 +492,8 @@ class MemorySink:
 @pytest.mark.parametrize("seed", [1, 2])
 @pytest.mark.parametrize("with_transform", [False, True])
 def test_pipeline_replay_keeps_per_key_order_across_splits(seed: int, with_transform: bool) -> None:
-    from ddbmigrate.engine.pipeline import Pipeline, Processing
+    from ddbmigrate.engine.pipeline import Pipeline
+    from ddbmigrate.core.processing import Processing
 
     rng = random.Random(seed)
     clock = Clock()

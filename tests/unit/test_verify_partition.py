@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ddbmigrate.verify.compare import ACTUAL, EXPECTED, Comparer, compare_in_memory, diff_paths, sampled
 from ddbmigrate.core.items import KeySchema
-from ddbmigrate.verify.job import sample_confidence
+from ddbmigrate.verify.report import sample_confidence
 
 KEYS = KeySchema("pk", "S", "sk", "N")
 

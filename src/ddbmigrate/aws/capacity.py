@@ -15,6 +15,11 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
+from ..errors import UsageError
+
+# What --*-percent of an on-demand table without a configured maximum is a percentage of.
+ON_DEMAND_DEFAULT_UNITS = 40_000.0
+
 
 class RateLimiter:
     """No limit: the default."""
@@ -127,3 +132,31 @@ class TokenBucket(RateLimiter):
 
 def limiter_for(rate: Optional[float], name: str = "") -> RateLimiter:
     return TokenBucket(rate, name=name) if rate else RateLimiter()
+
+
+def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Optional[float], kind: str) -> Optional[float]:
+    """Units/s from --max-*-units, or --*-percent of provisioned (on-demand: max/warm or 40,000)."""
+    if units:
+        return float(units)
+    if not percent:
+        return None
+    if not 0 < percent <= 100:
+        raise UsageError(f"--{kind}-percent must be in (0, 100]")
+    field = "ReadCapacityUnits" if kind == "read" else "WriteCapacityUnits"
+    prov = float((desc.get("ProvisionedThroughput") or {}).get(field) or 0)
+    if prov <= 0:
+        odt = desc.get("OnDemandThroughput") or {}
+        warm = desc.get("WarmThroughput") or {}
+        odt_key = "MaxReadRequestUnits" if kind == "read" else "MaxWriteRequestUnits"
+        warm_key = "ReadUnitsPerSecond" if kind == "read" else "WriteUnitsPerSecond"
+        prov = float(odt.get(odt_key) or 0) if float(odt.get(odt_key) or 0) > 0 else float(warm.get(warm_key) or 0)
+        if prov <= 0:
+            prov = ON_DEMAND_DEFAULT_UNITS
+    return max(1.0, prov * percent / 100.0)
+
+
+def page_limit(read_rate: Optional[float]) -> Optional[int]:
+    """Scan page size under a read limit: small pages keep each request's cost near the bucket's size."""
+    if not read_rate:
+        return None
+    return int(max(10, min(1000, read_rate * 4)))

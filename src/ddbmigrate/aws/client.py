@@ -33,12 +33,22 @@ import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
-from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    DeferredRefreshableCredentials,
+)
 
 from ..config import RetryPolicy, TableRef
+from ..errors import (
+    AwsError,
+    ConditionalCheckFailed,
+    RetriesExhaustedError,
+    TableNotFoundError,
+    UsageError,
+)
+from .errors import error_code, parse_error_body
 from .signing import FastSigV4
 from .transport import Transport
-from ..errors import AwsError, ConditionalCheckFailed, RetriesExhaustedError, TableNotFoundError, UsageError
 
 log = logging.getLogger("ddbmigrate.client")
 
@@ -122,11 +132,12 @@ class Backoff:
 class ServiceError(Exception):
     """One failed HTTP exchange, classified (internal; callers see ddbmigrate errors)."""
 
-    def __init__(self, code: str, message: str, status: int) -> None:
+    def __init__(self, code: str, message: str, status: int, item: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.status = status
+        self.item = item  # the existing item of a failed condition (ReturnValuesOnConditionCheckFailure)
 
     @property
     def cause(self) -> Optional[str]:
@@ -191,12 +202,14 @@ class DynamoClient:
         cfg = Config(
             retries={"mode": "standard", "total_max_attempts": self.retry_policy.max_attempts},
             max_pool_connections=max(10, pool_size),
-            connect_timeout=10,
+            # A wrong or unreachable endpoint is reported within seconds, not after minutes.
+            connect_timeout=5,
             read_timeout=timeout,
         )
         self.control = self.session.client(
             service, region_name=region, endpoint_url=ref.endpoint_url, config=cfg
         )
+        self.control.meta.events.register("needs-retry", self._say_unreachable)
         model = self.control.meta.service_model
         self._signing_name = model.signing_name or "dynamodb"
         self._target_prefix = str(model.metadata.get("targetPrefix") or "DynamoDB_20120810") + "."
@@ -266,13 +279,14 @@ class DynamoClient:
             raise ServiceError("CRC32Mismatch", "response body failed its CRC32 check", 0)
         if r.status == 200:
             return bytes(data)
-        try:
-            err = orjson.loads(data)
-            code = str(err.get("__type", "")).rsplit("#", 1)[-1] or f"HTTP{r.status}"
-            msg = str(err.get("message") or err.get("Message") or "")
-        except orjson.JSONDecodeError:
-            code, msg = f"HTTP{r.status}", data[:200].decode("utf-8", "replace")
-        raise ServiceError(code, msg, r.status)
+        code, msg = parse_error_body(data, r.status)
+        item = None
+        if code == "ConditionalCheckFailedException":
+            try:
+                item = orjson.loads(data).get("Item")
+            except (orjson.JSONDecodeError, AttributeError):
+                item = None
+        raise ServiceError(code, msg, r.status, item)
 
     def call(self, op: str, payload: Any, *, table: Optional[str] = None, limiter: Any = None) -> Dict[str, Any]:
         """A data-plane call with explicit, counted, capped and jittered retries."""
@@ -289,11 +303,19 @@ class DynamoClient:
             except ServiceError as e:
                 cause = e.cause
                 if cause is None:
-                    raise self._to_error(e, table) from None
+                    err = self._to_error(e, table)
+                    if isinstance(err, ConditionalCheckFailed):
+                        # An earlier attempt may have been applied with its response lost.
+                        err.retried = attempt > 0
+                    raise err from None
                 last: Exception = e
             except _CONN_ERRORS as e:
                 cause, last = "connection", e
             attempt += 1
+            if cause == "connection" and attempt >= 2:
+                # One line per attempt once it is not a passing blip: silence looks like a hang.
+                log.warning("cannot reach %s (%s); retrying, attempt %d of %d", self.endpoint, _brief(last),
+                            attempt + 1, self.retry_policy.max_attempts)
             if attempt >= self.retry_policy.max_attempts:
                 raise RetriesExhaustedError(
                     f"{op} still failing after {attempt} attempts: {_brief(last)}",
@@ -306,10 +328,19 @@ class DynamoClient:
                 limiter.throttled()
             self.backoff.wait(attempt)
 
+    def _say_unreachable(self, attempts: int = 0, caught_exception: Any = None, **_: Any) -> None:
+        """botocore's retry hook (control plane): say so while an endpoint cannot be reached."""
+        if caught_exception is not None and caught_exception.__class__.__name__ in (
+                "EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError"):
+            if attempts < self.retry_policy.max_attempts:
+                log.warning("cannot reach %s (%s); retrying, attempt %d of %d", self.endpoint,
+                            _brief(caught_exception), attempts + 1, self.retry_policy.max_attempts)
+
     def _to_error(self, e: ServiceError, table: Optional[str]) -> Exception:
         t = table or self.ref.table
         if e.code == "ConditionalCheckFailedException":
-            return ConditionalCheckFailed(e.message or "condition failed", table=t, code=e.code, status=e.status)
+            return ConditionalCheckFailed(e.message or "condition failed", table=t, code=e.code, status=e.status,
+                                          item=e.item)
         if e.code == "ResourceNotFoundException":
             return TableNotFoundError(
                 f"table {t!r} not found at {self.endpoint} ({self.region})", table=t, code=e.code
@@ -365,7 +396,7 @@ def _brief(e: Exception) -> str:
 
 
 def _control_error(e: Exception, table: str) -> Exception:
-    code = getattr(e, "response", {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
+    code = error_code(e)
     if code in THROTTLE_CODES or code in RETRIABLE_CODES:
         return RetriesExhaustedError(f"{code} on {table}: {_brief(e)}", table=table, code=code)
     if e.__class__.__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):

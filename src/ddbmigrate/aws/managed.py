@@ -27,11 +27,19 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from .client import DynamoClient
 from ..config import TableRef
-from ..errors import AwsError, DdbMigrateError, FatalError, InterruptedError_, TableNotFoundError, UsageError
+from ..errors import (
+    AwsError,
+    DdbMigrateError,
+    FatalError,
+    InterruptedError_,
+    TableNotFoundError,
+    UsageError,
+)
 from ..reporting.progress import Progress
 from ..reporting.report import Report, deliver, utcnow
+from .client import DynamoClient
+from .errors import error_code, error_message
 
 TERMINAL_EXPORT = ("COMPLETED", "FAILED")
 TERMINAL_IMPORT = ("COMPLETED", "FAILED", "CANCELLED")
@@ -91,8 +99,7 @@ def _fmt_bytes(n: Optional[int]) -> str:
 
 
 def _aws_error(e: Exception, table: str, op: str) -> DdbMigrateError:
-    code = getattr(e, "response", {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
-    msg = getattr(e, "response", {}).get("Error", {}).get("Message") if hasattr(e, "response") else None
+    code, msg = error_code(e), error_message(e)
     if code == "PointInTimeRecoveryUnavailableException":
         return FatalError(f"{op}: point-in-time recovery is not enabled on {table}", table=table, code=code)
     return AwsError(f"{op} failed: {msg or e}", table=table, code=code)
@@ -107,7 +114,8 @@ class _Watch:
 
     def __init__(self, job: str, describe: Callable[[], Dict[str, Any]], snapshot: Callable[[Dict[str, Any]], Dict[str, Any]],
                  terminal: Tuple[str, ...], status_key: str, *, progress: str, poll_interval: float,
-                 timeout: Optional[float], sleep: Callable[[float], None], clock: Callable[[], float]) -> None:
+                 timeout: Optional[float], sleep: Callable[[float], None], clock: Callable[[], float],
+                 observer: Any = None, cancel: Optional[threading.Event] = None) -> None:
         self.job = job
         self.describe = describe
         self.to_snapshot = snapshot
@@ -121,18 +129,16 @@ class _Watch:
         self.last: Dict[str, Any] = {}
         self.polls = 0
         self.timeline: List[Dict[str, Any]] = []
-        self.stop = threading.Event()  # set by a plan's Ctrl-C: stop watching (AWS goes on)
+        self.observer = observer
+        self.stop = cancel or threading.Event()  # a caller's stop: stop watching (AWS goes on)
 
     def snapshot(self) -> Dict[str, Any]:
         return self.to_snapshot(self.last)
 
     def run(self, first: Dict[str, Any]) -> Dict[str, Any]:
-        from ..engine.run import _PROGRESS_HOOK
-
         self.last = first
         display = Progress(self.job, self.snapshot, mode=self.progress_mode, label="items")
-        hook = _PROGRESS_HOOK.get()
-        detach = hook(self.job, self.snapshot, self.stop.set) if hook is not None else (lambda: None)
+        detach = self.observer.attach(self.job, self.snapshot) if self.observer is not None else (lambda: None)
         display.start()
         t0 = self.clock()
         try:
@@ -210,7 +216,9 @@ def native_export(
     view_type: str = "NEW_AND_OLD_IMAGES",
     s3_bucket_owner: Optional[str] = None,
     export_arn: Optional[str] = None,
-    progress: str = "auto",
+    progress: str = "off",
+    observer: Any = None,
+    cancel: Optional[threading.Event] = None,
     poll_interval: float = 10.0,
     timeout: Optional[float] = None,
     report_path: Optional[str] = None,
@@ -276,7 +284,7 @@ def native_export(
 
     watch = _Watch("native-export", lambda: _describe_export(c, arn, table.table), snapshot, TERMINAL_EXPORT,
                    "ExportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
-                   clock=clock)
+                   clock=clock, observer=observer, cancel=cancel)
     t0 = clock()
     final = _watch_to_end(watch, first, "export", arn)
     report.duration_seconds = round(clock() - t0, 3)
@@ -340,7 +348,9 @@ def native_import(
     s3_bucket_owner: Optional[str] = None,
     total_items: Optional[int] = None,
     import_arn: Optional[str] = None,
-    progress: str = "auto",
+    progress: str = "off",
+    observer: Any = None,
+    cancel: Optional[threading.Event] = None,
     poll_interval: float = 10.0,
     timeout: Optional[float] = None,
     report_path: Optional[str] = None,
@@ -400,7 +410,7 @@ def native_import(
 
     watch = _Watch("native-import", lambda: _describe_import(c, arn, table.table), snapshot, TERMINAL_IMPORT,
                    "ImportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
-                   clock=clock)
+                   clock=clock, observer=observer, cancel=cancel)
     final = _watch_to_end(watch, first, "import", arn)
     elapsed = clock() - t0
     processed = int(final.get("ProcessedItemCount") or 0)

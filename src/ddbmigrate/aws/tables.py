@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .client import DynamoClient
 from ..errors import SchemaError, TableNotFoundError, UsageError
+from .client import DynamoClient
+from .errors import error_code
 
 
 def _throughput(pt: Optional[Dict[str, Any]]) -> Optional[Dict[str, int]]:
@@ -96,8 +97,7 @@ def create_table(client: DynamoClient, request: Dict[str, Any], *, ttl_attribute
     except client.control.exceptions.ResourceInUseException:
         raise SchemaError(f"table {name} already exists", table=name, code="ResourceInUseException") from None
     except Exception as e:
-        code = getattr(e, "response", {}).get("Error", {}).get("Code", "") if hasattr(e, "response") else ""
-        raise SchemaError(f"cannot create table {name}: {e}", table=name, code=code or None) from None
+        raise SchemaError(f"cannot create table {name}: {e}", table=name, code=error_code(e)) from None
     desc = wait_active(client, name) if wait else client.describe_table(name)
     if ttl_attribute:
         client.control.update_time_to_live(

@@ -8,8 +8,7 @@ import click
 
 from ..jobs.clean import clean_table
 from ..jobs.copy import copy_table
-from . import handle_errors, render_report
-from .engine import engine_options, spark_settings, uses_spark
+from .engine import engine_from, engine_options
 from .options import (
     aws_options,
     build_run_options,
@@ -21,6 +20,7 @@ from .options import (
     two_sided_aws_options,
     write_mode_options,
 )
+from .render import handle_errors, render_report
 
 
 @click.command("copy")
@@ -47,15 +47,8 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
     src = table_ref(kw["source_table"], kw, "source")
     dst = table_ref(kw["target_table"], kw, "target")
     opts = build_run_options(kw)
-    if uses_spark(kw):
-        from ..engine.spark import copy_table_spark
-
-        report = copy_table_spark(src, dst, opts, spark=spark_settings(kw), create_target=kw["create_target"],
-                                  target_spec=kw["target_spec"], clean_target=kw["clean_target"],
-                                  confirm=confirm_prompt(kw["yes"]))
-    else:
-        report = copy_table(src, dst, opts, create_target=kw["create_target"], target_spec=kw["target_spec"],
-                            clean_target=kw["clean_target"], confirm=confirm_prompt(kw["yes"]))
+    report = copy_table(src, dst, opts, create_target=kw["create_target"], target_spec=kw["target_spec"],
+                        clean_target=kw["clean_target"], confirm=confirm_prompt(kw["yes"]), engine=engine_from(kw))
     render_report(report, kw["quiet"])
     if opts.dry_run and report.samples and not kw["quiet"]:
         import orjson
@@ -64,7 +57,7 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
             click.echo(orjson.dumps(s, default=str).decode())
     code = report.exit_code
     if kw.get("verify_after"):
-        from ..verify.job import verify_tables
+        from ..verify import verify_tables
 
         vrep = verify_tables(src, dst, transform=opts.transform, progress=opts.progress, on_error=opts.on_error)
         render_report(vrep, kw["quiet"])
@@ -78,11 +71,13 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
 @aws_options
 @run_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@engine_options
 @handle_errors
 @pass_kwargs
 def clean_cmd(kw: Dict[str, Any]) -> int:
     """Delete every item of TABLE (asks for confirmation naming the table and its item count)."""
-    report = clean_table(table_ref(kw["table"], kw), build_run_options(kw), confirm=confirm_prompt(kw["yes"]))
+    report = clean_table(table_ref(kw["table"], kw), build_run_options(kw), confirm=confirm_prompt(kw["yes"]),
+                         engine=engine_from(kw))
     render_report(report, kw["quiet"])
     return report.exit_code
 

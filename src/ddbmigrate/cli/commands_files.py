@@ -9,7 +9,6 @@ import click
 from ..jobs.export import export_table
 from ..jobs.import_files import import_files
 from ..sinks.export_files import DEFAULT_FILE_SIZE
-from . import handle_errors, render_report
 from .commands_plan import (
     native_export_options,
     native_import_options,
@@ -17,7 +16,7 @@ from .commands_plan import (
     run_native_import,
     wants_native_export,
 )
-from .engine import engine_options, spark_settings, uses_spark
+from .engine import engine_from, engine_options
 from .options import (
     aws_options,
     build_run_options,
@@ -29,6 +28,7 @@ from .options import (
     transform_options,
     write_mode_options,
 )
+from .render import handle_errors, render_report
 
 
 @click.command("export")
@@ -53,17 +53,9 @@ def export_cmd(kw: Dict[str, Any]) -> int:
     if wants_native_export(kw):  # DynamoDB's managed Export to S3, watched (see commands_plan.py)
         return run_native_export(kw)
     opts = build_run_options(kw)
-    if uses_spark(kw):
-        from ..engine.spark import export_table_spark
-
-        report = export_table_spark(table_ref(kw["table"], kw), kw["dest"], opts, kw["fmt"], spark=spark_settings(kw),
-                                    s3=s3_settings(kw), file_size=max(1, kw["file_size"]) * 1024 * 1024)
-        render_report(report, kw["quiet"])
-        if not kw["quiet"]:
-            click.echo(report.extra.get("export_path", ""))
-        return report.exit_code
     report = export_table(table_ref(kw["table"], kw), kw["dest"], opts, kw["fmt"], s3=s3_settings(kw),
-                          file_size=max(1, kw["file_size"]) * 1024 * 1024, commit_every=kw["commit_every"])
+                          file_size=max(1, kw["file_size"]) * 1024 * 1024, commit_every=kw["commit_every"],
+                          engine=engine_from(kw))
     render_report(report, kw["quiet"])
     if not kw["quiet"]:
         click.echo(report.extra.get("export_path", ""))
@@ -86,6 +78,7 @@ def export_cmd(kw: Dict[str, Any]) -> int:
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False),
               help="CloudFormation-style table spec (YAML/JSON) for --create-target.")
 @click.option("--verify", "verify_after", is_flag=True, help="Verify TABLE == transform(SOURCE) afterwards.")
+@engine_options
 @native_import_options
 @handle_errors
 @pass_kwargs
@@ -96,13 +89,13 @@ def import_cmd(kw: Dict[str, Any]) -> int:
     opts = build_run_options(kw)
     report = import_files(kw["source"], table_ref(kw["table"], kw), opts, create_target=kw["create_target"],
                           spec=kw["spec"], validate=not kw["no_validate"], input_format=kw["input_format"],
-                          s3=s3_settings(kw))
+                          s3=s3_settings(kw), engine=engine_from(kw))
     render_report(report, kw["quiet"])
     if kw.get("verify_after"):
         if report.extra.get("source_kind") == "incremental":
             click.echo("--verify skipped: an incremental export holds changes, not a full image", err=True)
         else:
-            from ..verify.job import files_side, verify_tables
+            from ..verify import files_side, verify_tables
 
             side = files_side(kw["source"], s3=s3_settings(kw), input_format=kw["input_format"])
             vrep = verify_tables(kw["source"], table_ref(kw["table"], kw), source_side=side,

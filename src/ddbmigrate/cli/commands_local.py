@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import click
 
 from .. import dynamodb_local
-from . import handle_errors
+from .render import draw_report, handle_errors
 
 
 @click.group("local")
@@ -22,7 +22,7 @@ def local_group() -> None:
 @handle_errors
 def local_start(port: Optional[int], db_path: Optional[str]) -> int:
     """Start DynamoDB Local in the background and print its endpoint."""
-    server = local.start_background(port, db_path)
+    server = dynamodb_local.start_background(port, db_path)
     click.echo(server.endpoint_url)
     click.echo(f"# use: --endpoint-url {server.endpoint_url} (any credentials, e.g. AWS_ACCESS_KEY_ID=local)", err=True)
     return 0
@@ -32,7 +32,7 @@ def local_start(port: Optional[int], db_path: Optional[str]) -> int:
 @handle_errors
 def local_stop() -> int:
     """Stop the DynamoDB Local started by `local start`."""
-    click.echo("stopped" if local.stop_background() else "not running")
+    click.echo("stopped" if dynamodb_local.stop_background() else "not running")
     return 0
 
 
@@ -40,7 +40,7 @@ def local_stop() -> int:
 @handle_errors
 def local_status() -> int:
     """Print the endpoint of the running DynamoDB Local, exit 1 if none."""
-    server = local.status()
+    server = dynamodb_local.status()
     if server is None:
         click.echo("not running")
         return 1
@@ -64,7 +64,7 @@ def demo(items: int, item_size: int, progress: str, report: Optional[str]) -> in
     for k, v in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local"), ("AWS_REGION", "us-east-1")):
         os.environ.setdefault(k, v)
     click.echo("starting DynamoDB Local ...", err=True)
-    with local.start() as server:
+    with dynamodb_local.start() as server:
         click.echo(f"DynamoDB Local at {server.endpoint_url}", err=True)
         src = TableRef("demo-source", endpoint_url=server.endpoint_url, region="us-east-1")
         dst = TableRef("demo-target", endpoint_url=server.endpoint_url, region="us-east-1")
@@ -76,7 +76,7 @@ def demo(items: int, item_size: int, progress: str, report: Optional[str]) -> in
         rep = copy_table(src, dst, RunOptions(progress=progress, report=report, restart=True,
                                               checkpoint=os.path.join(".ddbmigrate", "demo.checkpoint.json")),
                          create_target=True)
-        rep.render()
+        draw_report(rep)
         click.echo(f"counts add up: {rep.balanced()}", err=True)
     return rep.exit_code
 

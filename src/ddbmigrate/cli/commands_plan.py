@@ -7,8 +7,8 @@ from typing import Any, Dict
 import click
 
 from ..errors import EXIT_OK, EXIT_USAGE
-from . import handle_errors
 from .options import pass_kwargs
+from .render import draw_report, handle_errors
 
 
 @click.command("run")
@@ -27,7 +27,8 @@ from .options import pass_kwargs
 @pass_kwargs
 def run_cmd(kw: Dict[str, Any]) -> int:
     """Run every job of PLAN_FILE (YAML): concurrently, with one progress display and one report."""
-    from ..plan.run import PlanError, run_plan
+    from ..plan import PlanError, run_plan
+    from ..reporting.terminal import render_plan_report
 
     try:
         rep = run_plan(kw["plan_file"], parallel=kw["parallel"], resume=kw["resume"], restart=kw["restart"],
@@ -38,7 +39,7 @@ def run_cmd(kw: Dict[str, Any]) -> int:
             click.echo(f"error: {p}", err=True)
         return EXIT_USAGE
     if not kw["quiet"]:
-        rep.render()
+        render_plan_report(rep)
         if rep.status != "done":
             click.echo(f"state kept in {rep.state_dir}; rerun with --resume to continue", err=True)
     return rep.exit_code
@@ -58,7 +59,7 @@ def plan_group() -> None:
 @pass_kwargs
 def validate_cmd(kw: Dict[str, Any]) -> int:
     """Check PLAN_FILE (schema, tables, permissions, key schemas) and print what would run."""
-    from ..plan.run import load_plan, validate_plan
+    from ..plan import load_plan, validate_plan
 
     problems = validate_plan(kw["plan_file"], check_tables=not kw["no_check_tables"], sample=kw["sample"])
     for p in problems:
@@ -82,11 +83,12 @@ def validate_cmd(kw: Dict[str, Any]) -> int:
 @pass_kwargs
 def report_cmd(kw: Dict[str, Any]) -> int:
     """Summarise a finished run's JSON report (from --report) on the terminal and as HTML."""
-    from ..reporting.html import load_run_report, render_terminal, write_html
+    from ..reporting.html import load_run_report, write_html
+    from ..reporting.terminal import render_run_report
 
     data = load_run_report(kw["report_file"])
     if not kw["quiet"]:
-        render_terminal(data)
+        render_run_report(data)
     if kw["html_out"]:
         write_html(data, kw["html_out"])
         if not kw["quiet"]:
@@ -120,7 +122,7 @@ def run_native_export(kw: Dict[str, Any]) -> int:
                            progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
                            report_path=kw.get("report"))
     if not kw.get("quiet"):
-        report.render()
+        draw_report(report)
     click.echo(report.extra.get("export_path", ""))
     return report.exit_code
 
@@ -138,7 +140,7 @@ def run_native_import(kw: Dict[str, Any]) -> int:
                            progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
                            report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
     if not kw.get("quiet"):
-        report.render()
+        draw_report(report)
     return report.exit_code
 
 

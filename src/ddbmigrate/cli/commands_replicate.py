@@ -12,8 +12,10 @@ from typing import Any, Dict, List
 import click
 import orjson
 
-from ..jobs.replicate import cutover, read_status, replicate, status_path_for
-from . import handle_errors, render_report
+from ..errors import EXIT_LAGGING, EXIT_NOT_RUNNING, FatalError
+from ..jobs.cutover import cutover
+from ..jobs.replicate import replicate
+from ..state.status import read_status, request_stop, status_path_for, stop_request_path
 from .options import (
     build_run_options,
     confirm_prompt,
@@ -23,6 +25,7 @@ from .options import (
     transform_options,
     two_sided_aws_options,
 )
+from .render import handle_errors, render_report
 
 
 class _DefaultGroup(click.Group):
@@ -36,7 +39,7 @@ class _DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "SOURCE_TABLE TARGET_TABLE [OPTIONS] | status [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "SOURCE_TABLE TARGET_TABLE [OPTIONS] | status [OPTIONS] | stop")
 
 
 @click.group("replicate", cls=_DefaultGroup)
@@ -46,6 +49,7 @@ def replicate_group() -> None:
     \b
     ddbmigrate replicate SOURCE TARGET [--transform f.py:fn]   run (until stopped)
     ddbmigrate replicate status [SOURCE TARGET]                 lag and counts of a running one
+    ddbmigrate replicate stop SOURCE TARGET                      end it cleanly (after cutover)
     ddbmigrate cutover SOURCE TARGET                             go / no-go gate
     Rollback: ddbmigrate replicate TARGET SOURCE --transform reverse.py:fn
     """
@@ -100,27 +104,82 @@ def replicate_cmd(kw: Dict[str, Any]) -> int:
 @two_sided_aws_options
 @click.option("--status-file", type=click.Path(dir_okay=False), help="The replicator's status file.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="The replicator's --checkpoint, if it had one.")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (with its exit code).")
 @click.option("--watch", type=float, help="Print again every N seconds until Ctrl-C.")
+@click.option("--max-lag", type=float, metavar="SECONDS",
+              help="Exit 5 when the replicator is running but more than SECONDS behind.")
 @handle_errors
 @pass_kwargs
 def status_cmd(kw: Dict[str, Any]) -> int:
-    """Show state, lag and counts of a replication (from its status file)."""
+    """Show state, lag and counts of a replication (from its status file).
+
+    \b
+    Exit codes: 0 running (caught up, or within --max-lag), 5 running but lagging more than
+    --max-lag, 6 not running (stopped, failed, or dead: its lag is then unknown).
+    """
+    path = _status_path(kw)
+    while True:
+        doc = read_status(path)
+        code = status_exit_code(doc, kw.get("max_lag"))
+        if kw["as_json"]:
+            click.echo(orjson.dumps({**doc, "exit_code": code}, default=str).decode())
+        else:
+            _print_status(doc)
+        if not kw.get("watch"):
+            return code
+        time.sleep(kw["watch"])
+
+
+def status_exit_code(doc: Dict[str, Any], max_lag: Any = None) -> int:
+    if not doc.get("alive"):
+        return EXIT_NOT_RUNNING
+    lag = doc.get("lag_seconds")
+    if max_lag is not None and (lag is None or float(lag) > float(max_lag)):
+        return EXIT_LAGGING
+    return 0
+
+
+def _status_path(kw: Dict[str, Any]) -> str:
     path = kw.get("status_file")
     if not path:
         if not (kw.get("source_table") and kw.get("target_table")):
             raise click.UsageError("give SOURCE_TABLE TARGET_TABLE (with the same AWS options) or --status-file")
         path = status_path_for(table_ref(kw["source_table"], kw, "source"), table_ref(kw["target_table"], kw, "target"),
                                kw.get("checkpoint"))
-    while True:
+    return str(path)
+
+
+@replicate_group.command("stop")
+@click.argument("source_table", required=False)
+@click.argument("target_table", required=False)
+@two_sided_aws_options
+@click.option("--status-file", type=click.Path(dir_okay=False), help="The replicator's status file.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="The replicator's --checkpoint, if it had one.")
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds to wait for the replicator to finish its in-flight writes and stop.")
+@handle_errors
+@pass_kwargs
+def stop_cmd(kw: Dict[str, Any]) -> int:
+    """End a replication cleanly (after cutover): it finishes in-flight writes, saves its checkpoint
+    and exits 0 with the report saying "stopped". Exit 6 when no replicator is running."""
+    path = _status_path(kw)
+    doc = read_status(path)
+    if not doc.get("alive"):
+        click.echo(f"not running: the replication is {doc.get('state')} (status {path})", err=True)
+        return EXIT_NOT_RUNNING
+    request_stop(path)
+    deadline = time.monotonic() + kw["timeout"]
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
         doc = read_status(path)
-        if kw["as_json"]:
-            click.echo(orjson.dumps(doc, default=str).decode())
-        else:
-            _print_status(doc)
-        if not kw.get("watch"):
-            return 0 if doc.get("state") != "failed" else 1
-        time.sleep(kw["watch"])
+        if not doc.get("alive"):
+            if doc.get("state") == "stopped":
+                click.echo("stopped")
+                return 0
+            click.echo(f"the replicator ended as {doc.get('state')}: {doc.get('error', 'see its output')}", err=True)
+            return 1
+    raise FatalError(f"the replicator did not stop within {kw['timeout']:.0f} s (the request stays at "
+                     f"{stop_request_path(path)}; it stops once its in-flight writes are done)")
 
 
 def _print_status(doc: Dict[str, Any]) -> None:
@@ -131,9 +190,11 @@ def _print_status(doc: Dict[str, Any]) -> None:
         f"  state            {state} ({alive}; updated {doc.get('age_seconds')} s ago)",
     ]
     if doc.get("phase") == "stream" or "lag_seconds" in doc:
+        lag = doc.get("lag_seconds")
         lines += [
-            f"  lag              {doc.get('lag_seconds', '-')} s behind the newest change"
-            + (" (caught up)" if doc.get("caught_up") else ""),
+            (f"  lag              {lag} s behind the newest change" + (" (caught up)" if doc.get("caught_up") else ""))
+            if lag is not None else
+            f"  lag              unknown: not running (last reported {doc.get('last_lag_seconds', '-')} s)",
             f"  pending records  {doc.get('pending_records', '-')}",
             f"  quiet for        {doc.get('idle_seconds', 0)} s",
             f"  records          {doc.get('records', 0)} (inserts {doc.get('inserts', 0)}, modifies "
@@ -153,7 +214,7 @@ def _print_status(doc: Dict[str, Any]) -> None:
 @click.argument("source_table")
 @click.argument("target_table")
 @two_sided_aws_options
-@click.option("--transform", help="The replication's transform (verify compares the target with transform(source)).")
+@click.option("--transform", help="The transform verify compares with (default: the running replicator's own).")
 @click.option("--status-file", type=click.Path(dir_okay=False), help="The replicator's status file.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="The replicator's --checkpoint, if it had one.")
 @click.option("--quiet-period", type=float, default=10.0, show_default=True,
@@ -161,6 +222,8 @@ def _print_status(doc: Dict[str, Any]) -> None:
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Give up (no-go) after this long.")
 @click.option("--no-verify", is_flag=True, help="Only wait for lag 0 (not recommended).")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the go / no-go report as JSON here.")
+@click.option("--diff", "diff_path", type=click.Path(dir_okay=False),
+              help="Write every difference verify finds here (JSON lines); NO-GO names the first 20 anyway.")
 @click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="auto", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No summary.")
 @handle_errors
@@ -174,13 +237,16 @@ def cutover_cmd(kw: Dict[str, Any]) -> int:
     dst = table_ref(kw["target_table"], kw, "target")
     rep = cutover(src, dst, transform=kw.get("transform"), status_path=kw.get("status_file"),
                   checkpoint=kw.get("checkpoint"), quiet_period=kw["quiet_period"], timeout=kw["timeout"],
-                  verify=not kw["no_verify"], progress="off" if kw["quiet"] else kw["progress"])
+                  verify=not kw["no_verify"], progress="off" if kw["quiet"] else kw["progress"],
+                  diff_path=kw.get("diff_path"))
     if kw.get("report"):
         from ..state.checkpoint import atomic_write
 
         atomic_write(kw["report"], orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2, default=str))
     if not kw["quiet"]:
-        rep.render()
+        from ..reporting.terminal import render_cutover_report
+
+        render_cutover_report(rep)
     click.echo(("GO: " if rep.go else "NO-GO: ") + rep.reason, err=not rep.go)
     return rep.exit_code
 

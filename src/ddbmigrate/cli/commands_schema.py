@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Optional
 import click
 
 from ..aws.tables import create_table_from_spec
-from . import handle_errors
 from .options import aws_options, pass_kwargs
+from .render import handle_errors
 
 
 def _keys(ks: List[Dict[str, str]], types: Dict[str, str]) -> str:

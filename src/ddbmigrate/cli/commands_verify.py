@@ -7,12 +7,19 @@ from typing import Any, Dict, Optional, Union
 import click
 
 from ..config import RetryPolicy, TableRef
-from ..errors import UsageError
 from ..core.items import KeySchema
-from ..verify.job import is_files_location, verify_tables
-from . import handle_errors, render_report
+from ..errors import UsageError
+from ..verify import is_files_location, verify_tables
 from .engine import engine_options, spark_settings, uses_spark
-from .options import confirm_prompt, pass_kwargs, s3_options, s3_settings, table_ref, two_sided_aws_options
+from .options import (
+    confirm_prompt,
+    pass_kwargs,
+    s3_options,
+    s3_settings,
+    table_ref,
+    two_sided_aws_options,
+)
+from .render import handle_errors, render_report
 
 _KEY_TYPES = ("S", "N", "B")
 
@@ -107,7 +114,7 @@ def verify_cmd(kw: Dict[str, Any]) -> int:
         if kw.get(k) is not None and not 1 <= kw[k] <= 1_000_000:
             raise UsageError(f"--{k.replace('_', '-')} must be between 1 and 1000000")
     if uses_spark(kw):
-        from ..engine.spark import verify_tables_spark
+        from ..verify.spark import verify_tables_spark
 
         report = verify_tables_spark(
             side_ref(kw["source"], kw, "source"), side_ref(kw["target"], kw, "target"),  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""``--engine local|spark`` and ``--spark-master``: shared by copy, export and verify.
+"""``--engine local|spark`` and ``--spark-master``: shared by copy, clean, export, import and verify.
 
 Parsing only: the Spark engine itself lives in ``ddbmigrate.engine.spark`` (which imports pyspark
 lazily), so the CLI starts as fast with these options as without them.
@@ -16,7 +16,7 @@ F = Callable[..., Any]
 def engine_options(f: F) -> F:
     opts = [
         click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
-                     help="local: threads in this process; spark: one scan segment per Spark task "
+                     help="local: threads in this process; spark: one scan segment (or file) per Spark task "
                           "(needs pyspark: pip install 'ddbmigrate[spark]')."),
         click.option("--spark-master", "spark_master", metavar="URL",
                      help="Spark master when no Spark context is running yet (default local[*]; "
@@ -42,3 +42,13 @@ def spark_settings(kw: Dict[str, Any]) -> Any:
     from ..engine.spark import SparkSettings
 
     return SparkSettings(master=kw.get("spark_master"), max_tasks=kw.get("spark_tasks"))
+
+
+def engine_from(kw: Dict[str, Any]) -> Any:
+    """The engine the parsed options ask for: Spark with ``--engine spark`` (``--spark-master``,
+    ``--spark-tasks``), else the local one (worker processes with ``--processes N``)."""
+    from ..engine import engine_for
+
+    if uses_spark(kw):
+        return engine_for("spark", spark_master=kw.get("spark_master"), spark_tasks=kw.get("spark_tasks"))
+    return engine_for("local", processes=kw.get("processes") or 1)

@@ -25,121 +25,32 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from queue import Empty, Full, Queue
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
-
-import orjson
-
-from ..state.deadletter import DeadLetters
-from ..errors import (
-    DdbMigrateError,
-    FatalError,
-    InterruptedError_,
-    SkippableError,
-    TransformError,
-    UsageError,
-)
-from ..core.items import MAX_ITEM_BYTES, KeySchema, WireItem, oversize
-from ..core.transform import Transform, TransformContext, short_traceback
-
-PUT = 0
-DELETE = 1
-MAX_BATCH_OPS = 25
-MAX_BATCH_BYTES = 16 * 1024 * 1024 - 64 * 1024  # headroom for the request envelope
-
-COUNTER_NAMES = (
-    "read",  # records read from the source
-    "out",  # records after the transform (fan-out and drops applied)
-    "written",  # acknowledged by the sink
-    "deleted",  # acknowledged deletes (clean, incremental import, replicate)
-    "dead_lettered",
-    "collapsed",  # duplicate keys inside one batch, last one kept
-    "skipped_existing",  # --mode skip-existing
-    "dropped",  # transform returned None / []
-    "transform_errors",
-    "fanout_extra",  # outputs beyond the first for one source record
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
 )
 
-
-class Op:
-    """One write: put of a full item, or delete of a key. ``enc`` is the item's JSON.
-
-    Ops made on the hot path keep only ``enc``; ``item`` decodes it on first access, so a sink
-    may read either, and a chunk waiting in the queue costs its bytes, not its Python objects.
-    """
-
-    __slots__ = ("kind", "_item", "enc", "key", "origin", "source_key")
-
-    def __init__(self, kind: int, item: Optional[WireItem], enc: bytes, key: Any, origin: Any = None,
-                 source_key: Any = None) -> None:
-        self.kind = kind
-        self._item = item
-        self.enc = enc
-        self.key = key
-        self.origin = origin
-        self.source_key = source_key
-
-    @property
-    def item(self) -> WireItem:
-        if self._item is None:
-            self._item = orjson.loads(self.enc)
-        return self._item
-
-    def wire(self) -> WireItem:
-        """The item as a dict (same as ``item``)."""
-        return self.item
-
-
-@dataclass
-class Chunk:
-    """What a source yields: records, and the position to resume from once they are written.
-
-    ``items`` are puts; ``ops`` (kind, image) pairs allow deletes (incremental files, streams).
-    ``rejects`` are records the source could not parse: (raw text, reason, origin).
-    ``origins`` optionally names each item's place (file:line) for dead letters.
-    """
-
-    items: List[WireItem] = field(default_factory=list)
-    position: Any = None
-    ops: Optional[List[Tuple[int, WireItem]]] = None
-    rejects: List[Tuple[str, str, str]] = field(default_factory=list)
-    origins: Optional[List[str]] = None
-    done: bool = False  # the unit has no more data after this chunk
-    consumed: float = 0.0
-    raw: Optional[List[bytes]] = None  # items as their JSON bytes (lazy): parsed only if needed
-    # Records the source read and resolved itself, counted with this chunk's ticket (an
-    # incremental import counts the superseded versions of a key as read + collapsed).
-    counts: Optional[Dict[str, int]] = None
-
-
-class Source(Protocol):
-    """A source splits into independent units, each read from a resumable position."""
-
-    def units(self) -> List[str]: ...
-
-    def read(self, unit: str, position: Any, stop: threading.Event) -> Iterator[Chunk]: ...
-
-
-@dataclass
-class BatchResult:
-    written: int = 0
-    deleted: int = 0
-    skipped_existing: int = 0
-    # ops the sink refused item by item (dead-lettered by the pipeline with the reason)
-    rejected: List[Tuple[Op, str, str]] = field(default_factory=list)
-
-
-class Sink(Protocol):
-    def write(self, ops: List[Op]) -> BatchResult: ...
-
-    def close(self) -> None: ...
+from ..core.processing import Processing, Processor
+from ..core.protocols import Sink, Source
+from ..core.records import COUNTER_NAMES, MAX_BATCH_BYTES, BatchResult, Chunk, Op
+from ..errors import FatalError, InterruptedError_
+from ..state.deadletter import DeadLetters, dead_letter_line
 
 
 class Ticket:
     """Outstanding work of one chunk; complete when every batch is acknowledged."""
 
-    __slots__ = ("unit", "position", "remaining", "sealed", "counts", "done_unit")
+    __slots__ = ("unit", "position", "remaining", "sealed", "counts", "done_unit", "dead")
 
     def __init__(self, unit: str, position: Any, done_unit: bool) -> None:
         self.unit = unit
@@ -148,9 +59,21 @@ class Ticket:
         self.sealed = False
         self.counts: Dict[str, int] = {}
         self.done_unit = done_unit
+        # Dead-letter lines of this chunk: written when the ticket completes, with its counters,
+        # so the file holds exactly the dead letters a checkpoint counts (a resume never repeats one).
+        self.dead: List[Tuple[bytes, str]] = []
 
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
+
+
+class Cut(NamedTuple):
+    """One consistent instant of a pipeline: what a checkpoint saves."""
+
+    positions: Dict[str, Any]
+    done: List[str]
+    counters: Dict[str, int]
+    dead_mark: int  # the dead-letter sink's mark covering exactly these tickets
 
 
 @dataclass
@@ -198,22 +121,6 @@ class Counters:
             return dict(self.committed if committed else self.live)
 
 
-@dataclass
-class Processing:
-    """How records become write operations."""
-
-    key_schema: Optional[KeySchema]  # the sink's key (None: files, no key checks)
-    transform: Optional[Transform] = None
-    on_error: str = "fail"
-    max_errors: Optional[int] = None
-    trusted: bool = False  # records come from a table with this very key schema: skip key checks
-    source_key_schema: Optional[KeySchema] = None
-    context: TransformContext = field(default_factory=TransformContext)
-    max_batch_ops: int = MAX_BATCH_OPS
-    dedupe: bool = True
-    sample: int = 0  # keep N before/after pairs (dry run)
-
-
 class Pipeline:
     """Run a source into a sink with bounded queues, threads, tickets and cancellation."""
 
@@ -230,7 +137,7 @@ class Pipeline:
         positions: Optional[Dict[str, Any]] = None,
         done_units: Sequence[str] = (),
         counters: Optional[Dict[str, int]] = None,
-        on_checkpoint: Optional[Callable[["Pipeline"], None]] = None,
+        on_checkpoint: Optional[Callable[["Pipeline", Dict[str, Any]], None]] = None,
         checkpoint_every: float = 2.0,
         drain_timeout: float = 60.0,
         crash_hook: Optional[Callable[[str], None]] = None,
@@ -246,9 +153,9 @@ class Pipeline:
         # writer, and a writer sends its batches one after the other (retries included), so
         # every version of a key is written in source order by the same writer. Other sources
         # (a scan holds each key once) share one queue, so no writer ever waits for a slow one.
-        self.key_affine = bool(getattr(source, "ordered", False)) and processing.dedupe \
-            and processing.key_schema is not None
-        self.keep_first = bool(getattr(sink, "first_write_wins", False))
+        self.key_affine = source.ordered and processing.dedupe and processing.key_schema is not None
+        self.keep_first = sink.first_write_wins
+        self.processor = Processor(processing)
         lanes = self.writers if self.key_affine else 1
         depth = queue_batches or self.writers * 4
         # Each lane holds a few batches, so a reader blocked on one writer's retry back-off has
@@ -277,12 +184,11 @@ class Pipeline:
         positions = positions or {}
         for u in all_units:
             self.units[u] = UnitState(position=positions.get(u), done=u in set(done_units))
-        self.samples: List[Tuple[Any, Any]] = []
-        self._sample_lock = threading.Lock()
         self.started = time.monotonic()
         self.finished: Optional[float] = None
         self.interrupted = False
         self._ckpt_lock = threading.Lock()
+        self._dropped: List[Ticket] = []  # tickets abandoned before they were queued
 
     # ------------------------------------------------------------------ public
 
@@ -316,6 +222,7 @@ class Pipeline:
             saver.join()
             self.finished = time.monotonic()
             self.save_checkpoint()
+            self._keep_unsettled_dead_letters()
         if self.errors:
             raise self.errors[0]
         if self.interrupted:
@@ -354,6 +261,11 @@ class Pipeline:
         self.stop_reading.set()
 
     @property
+    def samples(self) -> List[Tuple[Any, Any]]:
+        """The first ``processing.sample`` (before, after) pairs of a transform."""
+        return self.processor.samples
+
+    @property
     def elapsed(self) -> float:
         return (self.finished or time.monotonic()) - self.started
 
@@ -362,22 +274,42 @@ class Pipeline:
             return
         with self._ckpt_lock:
             # A sink that buffers (files) may hold writes back while it makes everything it
-            # acknowledged durable, or ask to skip this save; see sinks/files.py.
-            gate = getattr(self.sink, "checkpoint_gate", None)
-            if gate is None:
-                self.dead.sync()  # dead letters are durable before a checkpoint counts them
-                self.on_checkpoint(self)
-                return
-            with gate(self.finished is not None) as save:
-                if save:
-                    self.dead.sync()
-                    self.on_checkpoint(self)
+            # acknowledged durable, or ask to skip this save (core/protocols.py, invariant 2).
+            with self.sink.commit(self.finished is not None) as state:
+                if state is not None:
+                    self.dead.sync()  # dead letters are durable before a checkpoint counts them
+                    self.on_checkpoint(self, state)
+
+    def _keep_unsettled_dead_letters(self) -> None:
+        """After the last checkpoint of a stopped run: the dead letters of chunks it does not cover.
+
+        They are kept for the operator to see why the job stopped (``--max-errors``), *after*
+        the size the checkpoint recorded: a resume reads those chunks again and cuts the file
+        back to that size first, so no line is ever repeated.
+        """
+        lines: List[Tuple[bytes, str]] = []
+        with self._commit_lock:
+            for st in self.units.values():
+                with st.lock:
+                    for t in st.pending:
+                        lines.extend(t.dead)
+                        t.dead = []
+            for t in self._dropped:
+                lines.extend(t.dead)
+                t.dead = []
+        if lines:
+            self.dead.commit(lines, settled=False)
 
     def checkpoint_snapshot(self) -> Tuple[Dict[str, Any], List[str], Dict[str, int]]:
         """Positions, finished units and committed counters, all as of the same instant."""
+        cut = self.checkpoint_cut()
+        return cut.positions, cut.done, cut.counters
+
+    def checkpoint_cut(self) -> "Cut":
+        """:meth:`checkpoint_snapshot` plus how much of the dead-letter file that cut covers."""
         with self._commit_lock:
             positions, done = self.unit_positions()
-            return positions, done, self.counters.snapshot(committed=True)
+            return Cut(positions, done, self.counters.snapshot(committed=True), self.dead.mark())
 
     def unit_seconds(self) -> Dict[str, float]:
         """Seconds each unit (segment, file, shard) took in this run, for units that finished."""
@@ -451,6 +383,12 @@ class Pipeline:
         for chunk in self.source.read(unit, st.position, self.stop_reading):
             ticket = Ticket(unit, chunk.position, chunk.done)
             batches = self._process(chunk, ticket)
+            if self.abort.is_set():
+                # A record of this chunk was refused (--max-errors): the chunk is never sealed,
+                # so the checkpoint stays behind it and a resume reads it again.
+                with st.lock:
+                    self._dropped.append(ticket)
+                return
             with st.lock:
                 st.pending.append(ticket)
                 ticket.remaining = len(batches)
@@ -494,7 +432,8 @@ class Pipeline:
         # under the unit's lock, or concurrent read-modify-writes lose acknowledgements.
         with st.lock:
             for op, reason, code in res.rejected:
-                self._dead(op.wire(), reason, code, "write", op.origin, op.source_key, t)
+                if not self._dead(op.wire(), reason, code, "write", op.origin, op.source_key, t):
+                    return  # refused (--max-errors): the ticket stays open, its position unsaved
             for k, v in counts.items():
                 if v:
                     t.add(k, v)
@@ -512,159 +451,45 @@ class Pipeline:
                 if t.done_unit:
                     st.done = True
                     st.finished = time.monotonic()
+                if t.dead:
+                    self.dead.commit(t.dead)
                 self.counters.commit(t.counts)
 
     # ------------------------------------------------------------------ processing
 
     def _dead(self, item: Any, reason: str, code: str, stage: str, origin: Any, source_key: Any,
-              ticket: Ticket, raw: Optional[str] = None, tb: Optional[str] = None) -> None:
-        self.dead.add(item, reason, code=code, stage=stage, origin=str(origin) if origin is not None else None,
-                      source_key=source_key, transform=self.proc.transform.name if self.proc.transform else None,
-                      raw=raw, traceback=tb)
+              ticket: Ticket, raw: Optional[str] = None, tb: Optional[str] = None) -> bool:
+        """Dead-letter one record; False when ``--max-errors`` refuses it (the job then stops).
+
+        The limit is counted over the whole job (the dead-letter file may be shared by several
+        worker processes): the file holds at most ``max_errors`` lines, and the record that would
+        have been one more is not settled anywhere, so the checkpoint stays behind it.
+        """
+        limit = self.proc.max_errors
+        if not self.dead.reserve(limit):
+            self._fail(FatalError(f"more than --max-errors {limit} items would be dead-lettered; stopping "
+                                  "(checkpoint kept; fix the cause and --resume)"))
+            return False
+        ticket.dead.append((dead_letter_line(
+            item, reason, code=code, stage=stage, origin=str(origin) if origin is not None else None,
+            source_key=source_key, transform=self.proc.transform.name if self.proc.transform else None,
+            raw=raw, traceback=tb), code or reason))
         ticket.add("dead_lettered")
         self.counters.bump({"dead_lettered": 1})
-        limit = self.proc.max_errors
-        if limit is not None and self.dead.count > limit:
-            self._fail(FatalError(f"more than --max-errors {limit} items dead-lettered; stopping "
-                                  "(checkpoint kept; fix the cause and --resume)"))
+        return True
 
     def _process(self, chunk: Chunk, ticket: Ticket) -> List[Batch]:
-        proc = self.proc
-        keyschema = proc.key_schema
-        check_keys = keyschema is not None and not (proc.trusted and proc.transform is None)
-        dedupe = proc.dedupe and keyschema is not None
-        tf = proc.transform
-        dumps = orjson.dumps
-        counts = {"read": 0, "out": 0, "dropped": 0, "transform_errors": 0, "fanout_extra": 0}
+        def dead(item: Any, reason: str, code: str, stage: str, origin: Any, skey: Any,
+                 raw: Optional[str] = None, tb: Optional[str] = None) -> None:
+            self._dead(item, reason, code, stage, origin, skey, ticket, raw=raw, tb=tb)
 
-        for name, n in (chunk.counts or {}).items():
-            counts[name] = counts.get(name, 0) + n
-        for raw, reason, where in chunk.rejects:
-            counts["read"] += 1
-            self._dead(None, reason, "InvalidInput", "read", where, None, ticket, raw=raw)
-
-        records: Iterable[Tuple[int, WireItem]]
-        if chunk.raw is not None and chunk.ops is None:
-            if tf is None and not check_keys and not self.key_affine:
-                return self._pass_through(chunk.raw, ticket, counts)
-            # Parse one item at a time: only one item's dicts are alive at once, not a page's.
-            loads = orjson.loads
-            records = ((PUT, loads(b)) for b in chunk.raw)
-        elif chunk.ops is not None:
-            records = chunk.ops
-        else:
-            records = [(PUT, it) for it in chunk.items]
-        origins = chunk.origins
-        ops: List[Op] = []
-        # A context of its own per chunk: reader threads never share a mutable context, and the
-        # transform sees the segment it is reading.
-        ctx = replace(proc.context, segment=_segment_of(ticket.unit, proc.context.segment)) if tf else proc.context
-        for idx, (kind, item) in enumerate(records):
-            counts["read"] += 1
-            origin = origins[idx] if origins is not None else None
-            if tf is not None:
-                if origin is not None:
-                    ctx.origin = origin
-                try:
-                    outs = tf(item, ctx)
-                except TransformError as e:
-                    counts["transform_errors"] += 1
-                    skey = _source_key(proc, item)
-                    if proc.on_error == "fail":
-                        # Name the record: by its key (tables) or its place (files without a key).
-                        where = (f"source key {orjson.dumps(skey).decode()}" if skey is not None
-                                 else f"source record {origin}" if origin is not None else "source record")
-                        raise TransformError(f"{e.message} ({where})", code=e.code) from e
-                    self._dead(item, e.message, e.code or "TransformError", "transform", origin, skey, ticket,
-                               tb=short_traceback(e))
-                    continue
-                if proc.sample and len(self.samples) < proc.sample:
-                    with self._sample_lock:
-                        if len(self.samples) < proc.sample:
-                            self.samples.append((item, outs))
-                if not outs:
-                    counts["dropped"] += 1
-                    continue
-                if len(outs) > 1:
-                    counts["fanout_extra"] += len(outs) - 1
-                # Every dead letter of a transformed item names the source item it came from.
-                skey = _source_key(proc, item)
-            else:
-                outs = [item]
-                skey = None
-            # Keys already produced by this one source record: a second output with the same key
-            # is a transform bug (the writes would race); the first is kept, the rest dead-lettered.
-            seen_keys: Optional[Set[Any]] = set() if len(outs) > 1 and keyschema is not None else None
-            for out in outs:
-                counts["out"] += 1
-                if kind == DELETE:
-                    # A delete only needs the key; the image may be an old full item.
-                    if keyschema is not None:
-                        p = keyschema.problem(out) if check_keys else None
-                        if p:
-                            self._dead(out, p, "InvalidKey", "validate", origin, skey, ticket)
-                            continue
-                        out = keyschema.project(out)
-                    enc = _exact(dumps(out))
-                    ops.append(Op(DELETE, out, enc, keyschema.key(out) if dedupe and keyschema else None,
-                                  origin, skey))
-                    continue
-                if check_keys:
-                    p = keyschema.problem(out)  # type: ignore[union-attr]
-                    if p:
-                        self._dead(out, p, "InvalidKey", "validate", origin, skey, ticket)
-                        continue
-                enc = _exact(dumps(out))
-                if len(enc) > MAX_ITEM_BYTES:
-                    size = oversize(out, len(enc))
-                    if size is not None:
-                        self._dead(out, f"item is {size} bytes; DynamoDB's limit is {MAX_ITEM_BYTES}",
-                                   "ItemTooLarge", "validate", origin, skey, ticket)
-                        continue
-                okey = keyschema.key(out) if (dedupe or seen_keys is not None) and keyschema else None
-                if seen_keys is not None:
-                    if okey in seen_keys:
-                        self._dead(out, "the transform returned more than one item with key "
-                                   f"{orjson.dumps(keyschema.project(out)).decode()} for one source item; "  # type: ignore[union-attr]
-                                   "the first was kept", "DuplicateKey", "validate", origin, skey, ticket)
-                        continue
-                    seen_keys.add(okey)
-                # Only the encoding is kept (Op.wire() decodes it again if ever needed), so a
-                # chunk waiting in the queue costs its JSON bytes, not its Python objects.
-                ops.append(Op(PUT, None, enc, okey if dedupe else None, origin, skey))
+        ops, counts, keyed = self.processor.chunk(chunk, _segment_of(ticket.unit, self.proc.context.segment),
+                                                  dead, keep_keys=self.key_affine)
         self.counters.bump(counts)
         for k, v in counts.items():
             if v:
                 ticket.add(k, v)
-        return self._batches(ops, ticket, dedupe)
-
-    def _pass_through(self, raw: List[bytes], ticket: Ticket, counts: Dict[str, int]) -> List[Batch]:
-        """Items from a table with the target's very key schema, no transform: no parsing.
-
-        A scan page holds each key once, so no dedupe is needed; only the size is checked
-        (JSON length is an upper bound of DynamoDB's size, so almost never parsed).
-        """
-        ops: List[Op] = []
-        append = ops.append
-        for enc in raw:
-            if len(enc) > MAX_ITEM_BYTES:
-                item = orjson.loads(enc)
-                size = oversize(item, len(enc))
-                if size is not None:
-                    self._dead(item, f"item is {size} bytes; DynamoDB's limit is {MAX_ITEM_BYTES}",
-                               "ItemTooLarge", "validate", None, None, ticket)
-                    continue
-            append(Op(PUT, None, enc, None))
-        n = len(raw)
-        counts["read"] += n
-        counts["out"] += n
-        self.counters.bump(counts)
-        for k, v in counts.items():
-            if v:
-                ticket.add(k, v)
-        limit = self.proc.max_batch_ops
-        return [Batch(ops[i : i + limit], ticket, sum(len(o.enc) for o in ops[i : i + limit]))
-                for i in range(0, len(ops), limit)]
+        return self._batches(ops, ticket, keyed)
 
     def _pack(self, ops: List[Op], ticket: Ticket, lane: int, out: List[Batch]) -> None:
         cur: List[Op] = []
@@ -711,21 +536,6 @@ class Pipeline:
             ticket.add("collapsed", collapsed)
             self.counters.bump({"collapsed": collapsed})
         return out
-
-
-def _exact(enc: bytes) -> bytes:
-    """A copy of ``enc`` that owns exactly its length.
-
-    orjson.dumps returns bytes inside the buffer it grew while writing and never shrinks (8 KB for
-    a 1 KB item, 130 KB for a 9 KB one): the ~13,000 ops a transform copy holds in its queues
-    took ~100 MB instead of ~13 MB (measured with tracemalloc). One memcpy fixes it.
-    """
-    return memoryview(enc).tobytes()
-
-
-def _source_key(proc: Processing, item: WireItem) -> Any:
-    ks = proc.source_key_schema
-    return ks.project_or_none(item) if ks is not None else None
 
 
 def _segment_of(unit: str, default: Optional[int]) -> Optional[int]:
@@ -796,21 +606,4 @@ def default_readers(units: int) -> int:
     return max(1, min(units, 4 * (os.cpu_count() or 2), 32))
 
 
-__all__ = [
-    "Batch",
-    "BatchResult",
-    "Chunk",
-    "Counters",
-    "DELETE",
-    "Op",
-    "PUT",
-    "Pipeline",
-    "Processing",
-    "Sink",
-    "Source",
-    "Ticket",
-    "default_readers",
-    "DdbMigrateError",
-    "SkippableError",
-    "UsageError",
-]
+__all__ = ["Batch", "Counters", "Pipeline", "Ticket", "default_readers"]

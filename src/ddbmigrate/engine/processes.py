@@ -1,16 +1,21 @@
-"""The local engine across processes: scan segments spread over a pool of worker processes.
+"""The processes engine: a job's units spread over N worker processes, one driver in the parent.
 
 Why: one process moves items at a few tens of microseconds of CPU each, which one core turns
-into roughly 30-40k items/s; past that the GIL, not DynamoDB, is the limit. ``--processes N``
-runs N processes, each the ordinary threaded pipeline over every N-th segment, with its own
-clients; the parent merges their checkpoints, progress, counters and dead letters.
+into roughly 30-40k items/s; past that the GIL, not DynamoDB, is the limit. Each worker runs
+the threads engine's pipeline over every N-th unit; what the driver owns stays in the parent:
+
+    parent: Driver (checkpoint, dead-letter file, counters, progress, report)
+      ▲  one queue, in order per worker:  dead letters ... commit ... live ... end
+    worker i: Pipeline(units[i::N]) with a driver stand-in that forwards to the parent
 
 Invariants:
-- The checkpoint format is the threaded engine's (per-segment LastEvaluatedKey + done), so a job
-  can be resumed with a different --processes value (or none).
-- A child reports a segment position only after its own pipeline committed it (acknowledged
-  writes, dead letters fsynced); the parent saves exactly what children reported.
-- Rate limits are divided evenly between the processes.
+- The checkpoint format is the threads engine's (per-unit positions + done), so a job can be
+  resumed with a different --processes value (or none).
+- A worker's dead letters reach the parent before the commit that counts them (one FIFO queue
+  per worker), and the parent fsyncs them before it saves that commit: the same invariant as
+  in one process.
+- ``--max-errors`` counts over the whole job: every worker draws from one shared counter.
+- Rate limits are divided evenly between the workers.
 """
 
 from __future__ import annotations
@@ -18,285 +23,240 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue as _queue
-import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from ..state.checkpoint import CheckpointState, fingerprint
-from ..config import RunOptions, TableRef
-from ..errors import DdbMigrateError, FatalError, InterruptedError_, RetriesExhaustedError, UsageError
-from ..core.items import KeySchema
-from ..reporting.progress import Progress
-from ..reporting.report import Report, deliver, finish, merge_stats
-from .run import interrupted_error, open_job_checkpoint
+from ..core.specs import Resources
+from ..errors import FatalError, InterruptedError_, from_wire, to_wire
+from ..reporting.report import Report, merge_stats
+from .job import Job, split_units
+from .run import Driver, Observer, WorkerView, first_error
 
-
-@dataclass
-class ChildJob:
-    """Everything one worker process needs (plain, picklable values)."""
-
-    index: int
-    source: TableRef
-    target: TableRef
-    options: RunOptions
-    total_segments: int
-    segments: List[int]
-    positions: Dict[str, Any]
-    source_keys: KeySchema
-    target_keys: KeySchema
-    read_rate: Optional[float]
-    write_rate: Optional[float]
-    page_limit: Optional[int]
-    writers: int
-    dead_letter: Optional[str]
-    raw: bool
+# Seconds between the parent's checkpoint saves (workers commit every second).
+SAVE_EVERY = 1.0
 
 
-@dataclass
-class _ChildState:
-    positions: Dict[str, Any] = field(default_factory=dict)
-    done: List[str] = field(default_factory=list)
-    committed: Dict[str, int] = field(default_factory=dict)
-    live: Dict[str, int] = field(default_factory=dict)
-    stats: Dict[str, Any] = field(default_factory=dict)
-    reasons: Dict[str, int] = field(default_factory=dict)
-    finished: bool = False
-    error: Optional[Dict[str, Any]] = None
+class ProcessesEngine:
+    name = "processes"
+
+    def __init__(self, processes: int = 2) -> None:
+        self.processes = max(1, processes)
+
+    def run(self, job: Job, *, cancel: Optional[Any] = None, observer: Optional[Observer] = None) -> Report:
+        driver = Driver(job, self.name, cancel=cancel, observer=observer)
+        todo = driver.todo()
+        groups = split_units(todo, self.processes) if todo else []
+        ctx = mp.get_context("spawn")
+        out: Any = ctx.Queue(maxsize=10_000)
+        budget: Any = ctx.Value("q", driver.dead.count)
+        children: List[Any] = []
+        share = 1.0 / max(1, len(groups))
+        for wid, units in enumerate(groups):
+            positions = {u: driver.positions[u] for u in units if u in driver.positions}
+            p = ctx.Process(target=_child_main, name=f"ddbmigrate-worker-{wid}", daemon=True,
+                            args=(job, driver.sink, wid, units, positions, share, out, budget))
+            p.start()
+            children.append(p)
+            driver.worker(wid)
+        driver.report.extra["processes"] = self.processes
+
+        def signal_all() -> None:
+            for c in children:
+                if c.is_alive() and c.pid is not None:
+                    try:
+                        os.kill(c.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+
+        # A worker's first SIGTERM drains; a second one aborts (as Ctrl-C does in one process).
+        driver.on_stop(signal_all, signal_all)
+        errors: List[Optional[BaseException]] = []
+        ended: Set[int] = set()
+        # Dead-letter lines received per worker, not yet covered by one of its commits.
+        pending: Dict[int, List[Tuple[bytes, str]]] = {wid: [] for wid in range(len(children))}
+        flushed = {wid: 0 for wid in range(len(children))}
+        unsettled: List[Tuple[bytes, str]] = []  # a stopped worker's last chunks (see Pipeline)
+
+        def flush(wid: int, upto: int) -> None:
+            n = upto - flushed[wid]
+            if n > 0:
+                driver.dead.commit(pending[wid][:n])
+                del pending[wid][:n]
+                flushed[wid] = upto
+        last_save = 0.0
+        with driver.running():
+            while len(ended) < len(children):
+                try:
+                    msg = out.get(timeout=0.5)
+                except _queue.Empty:
+                    for wid, c in enumerate(children):
+                        if wid not in ended and not c.is_alive():
+                            # Killed without a word (OOM, kill -9): what it committed stays valid.
+                            ended.add(wid)
+                            driver.worker(wid).finished = True
+                            errors.append(FatalError(f"worker process {wid} died (exit code {c.exitcode})"))
+                            driver.interrupt()
+                    continue
+                kind, wid = msg[0], msg[1]
+                if kind == "dead":
+                    pending[wid].extend(msg[2])
+                elif kind == "unsettled":
+                    unsettled.extend(msg[2])
+                elif kind == "commit":
+                    flush(wid, msg[6])
+                    driver.commit(wid, msg[2], msg[3], msg[4], msg[5], save=False)
+                    if time.monotonic() - last_save >= SAVE_EVERY:
+                        driver.save()
+                        last_save = time.monotonic()
+                elif kind == "live":
+                    driver.live(wid, msg[2], msg[3], msg[4], msg[5])
+                elif kind == "end":
+                    _, _, result, err = msg
+                    flush(wid, result["dead_mark"])
+                    view = driver.worker(wid)
+                    view.committed = result["counters"]
+                    view.finished = True
+                    driver.samples.extend(result["samples"])
+                    driver.unit_seconds.update(result["unit_seconds"])
+                    driver.failures.extend(result["failures"])
+                    ended.add(wid)
+                    if err is not None:
+                        e = from_wire(err)
+                        errors.append(e)
+                        if not isinstance(e, InterruptedError_):
+                            driver.interrupt()  # one failure stops the others, checkpoint kept
+            for c in children:
+                c.join(timeout=60)
+        # The last commits are saved before any unsettled line is appended after them.
+        driver.save()
+        for lines in list(pending.values()) + [unsettled]:
+            if lines:
+                driver.dead.commit(lines, settled=False)
+        if driver.interrupted and not errors:
+            errors.append(KeyboardInterrupt())
+        return driver.finish(first_error(errors))
 
 
-def _child_main(job: ChildJob, out: Any) -> None:
-    """Runs in a worker process: the threaded pipeline over this process's segments."""
-    from ..aws.client import DynamoClient
-    from ..jobs.copy import DryRunSink
+class _RemoteDriver:
+    """The parent's driver as one worker sees it: everything it reports is forwarded."""
+
+    def __init__(self, sink: Any, wid: int, units: Sequence[str], positions: Mapping[str, Any], out: Any) -> None:
+        self.sink = sink
+        self.wid = wid
+        self.done: List[str] = []
+        self.positions = dict(positions)
+        self.out = out
+        self.samples: List[Any] = []
+        self.unit_seconds: Dict[str, float] = {}
+        self.failures: List[Any] = []
+        self._view = WorkerView()
+        self._stops: List[Any] = []
+        self.dead_mark = 0
+
+    def worker(self, wid: int) -> WorkerView:
+        return self._view
+
+    def on_stop(self, interrupt: Any, abort: Any) -> None:
+        self._stops.append((interrupt, abort))
+
+    def commit(self, wid: int, positions: Mapping[str, Any], done: Sequence[str], counters: Mapping[str, int],
+               sink_state: Optional[Mapping[str, Any]], save: bool = True, dead_mark: Optional[int] = None) -> None:
+        self._view.committed = dict(counters)
+        self.dead_mark = dead_mark if dead_mark is not None else self.dead_mark
+        self.out.put(("commit", wid, dict(positions), list(done), dict(counters),
+                      dict(sink_state) if sink_state is not None else None, self.dead_mark))
+
+    def live(self, wid: int, counters: Mapping[str, int], stats: Mapping[str, Any],
+             limits: Mapping[str, Mapping[str, Any]], settled: Optional[Mapping[str, int]] = None) -> None:
+        self.out.put(("live", wid, dict(counters), dict(stats), {k: dict(v) for k, v in limits.items()},
+                      dict(settled) if settled is not None else None))
+
+
+class _ForwardedDeadLetters:
+    """Dead letters of a worker: counted job-wide here, encoded here, written by the parent.
+
+    Lines travel when their chunk commits, numbered; a commit carries the number it covers
+    (``mark``), so the parent writes exactly the lines of the commits it saves.
+    """
+
+    def __init__(self, out: Any, wid: int, budget: Any) -> None:
+        self.out = out
+        self.wid = wid
+        self.budget = budget
+        self.sent = 0
+        self.path = None
+
+    def reserve(self, limit: Optional[int] = None) -> bool:
+        with self.budget.get_lock():
+            if limit is not None and self.budget.value >= limit:
+                return False
+            self.budget.value += 1
+            return True
+
+    def commit(self, lines: Sequence[Tuple[bytes, str]], settled: bool = True) -> None:
+        if not settled:
+            self.out.put(("unsettled", self.wid, list(lines)))
+            return
+        self.sent += len(lines)
+        self.out.put(("dead", self.wid, list(lines)))
+
+    def mark(self) -> int:
+        return self.sent
+
+    def sync(self) -> None:
+        return None  # the parent fsyncs before it saves the commit that covers these lines
+
+    def close(self) -> None:
+        return None
+
+
+def _child_main(job: Job, sink: Any, wid: int, units: List[str], positions: Dict[str, Any], share: float,
+                out: Any, budget: Any) -> None:
+    """A worker process: the threads engine's pipeline over ``units``, reporting to the parent."""
     from ..state.crashpoints import crash_point
-    from ..state.deadletter import DeadLetters
-    from .pipeline import Pipeline, Processing, default_readers
-    from ..aws.capacity import RateLimiter, TokenBucket
-    from .run import pool_size
-    from ..sinks.table_writer import TableWriter
-    from ..sources.table_scan import TableScanSource
-    from ..core.transform import TransformContext, load_transform
+    from .threads import run_units
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
-    opts = job.options
-    pipeline: Optional[Pipeline] = None
-    src = dst = None
+    driver = _RemoteDriver(sink, wid, units, positions, out)
+    res = Resources(share=share, units=units)
+    err: Optional[Dict[str, Any]] = None
+    stop = threading.Event()
+    signals = [0]
+
+    def on_term(signum: int, frame: Any) -> None:
+        signals[0] += 1
+        for interrupt, abort in driver._stops:
+            (interrupt if signals[0] == 1 else abort)()
+
+    signal.signal(signal.SIGTERM, on_term)
+    view = driver.worker(wid)
+
+    def live() -> None:
+        while not stop.wait(0.5):
+            if view.live_fn is not None and view.settled_fn is not None:
+                driver.live(wid, view.live_fn(), merge_stats(*res.stats()), _limits(res), view.settled_fn())
+
+    t = threading.Thread(target=live, name="live", daemon=True)
+    t.start()
     try:
-        transform = load_transform(opts.transform) if opts.transform else None
-        readers = default_readers(len(job.segments))
-        src = DynamoClient(job.source, pool_size=pool_size(readers, 0), retry=opts.retry)
-        dst = DynamoClient(job.target, pool_size=pool_size(0, job.writers), retry=opts.retry)
-        rlim = TokenBucket(job.read_rate) if job.read_rate else RateLimiter()
-        wlim = TokenBucket(job.write_rate) if job.write_rate else RateLimiter()
-        scan = TableScanSource(src, job.source.table, job.total_segments, consistent_read=opts.consistent_read,
-                               limiter=rlim, page_limit=job.page_limit, segments=job.segments, raw=job.raw)
-        sink: Any = DryRunSink() if opts.dry_run else TableWriter(dst, job.target.table, job.target_keys,
-                                                                  mode=opts.mode, limiter=wlim)
-        proc = Processing(key_schema=job.target_keys, transform=transform, on_error=opts.on_error,
-                          max_errors=opts.max_errors, trusted=job.source_keys == job.target_keys,
-                          source_key_schema=job.source_keys,
-                          context=TransformContext(source_table=job.source.table, target_table=job.target.table))
-        dead = DeadLetters(job.dead_letter)
-
-        def report_checkpoint(p: Pipeline) -> None:
-            pos, done, committed = p.checkpoint_snapshot()  # one consistent cut
-            out.put(("ckpt", job.index, pos, done, committed))
-
-        pipeline = Pipeline(scan, sink, proc, readers=readers, writers=job.writers, dead_letters=dead,
-                            positions=job.positions, on_checkpoint=report_checkpoint, crash_hook=crash_point,
-                            checkpoint_every=1.0)
-        p = pipeline
-        signal.signal(signal.SIGTERM, lambda *_: p.interrupt())
-        stop = threading.Event()
-
-        def live() -> None:
-            while not stop.wait(0.5):
-                out.put(("live", job.index, p.counters.snapshot(), merge_stats(src.stats.snapshot(),
-                                                                               dst.stats.snapshot())))
-
-        t = threading.Thread(target=live, daemon=True)
-        t.start()
-        err: Optional[Dict[str, Any]] = None
-        try:
-            pipeline.run()
-        except DdbMigrateError as e:
-            err = {"type": type(e).__name__, "message": e.one_line(), "exit_code": e.exit_code}
-        finally:
-            stop.set()
-            dead.close()
-            sink.close()
-        out.put(("end", job.index, pipeline.counters.snapshot(committed=True),
-                 merge_stats(src.stats.snapshot(), dst.stats.snapshot()), dict(dead.by_reason), err))
+        run_units(driver, job, res, crash_point, wid=wid, dead=_ForwardedDeadLetters(out, wid, budget),
+                  checkpoint=True)
     except BaseException as e:  # anything escaping must still reach the parent as a clear line
-        msg = e.one_line() if isinstance(e, DdbMigrateError) else f"{type(e).__name__}: {e}"
-        code = e.exit_code if isinstance(e, DdbMigrateError) else 1
-        out.put(("end", job.index, {}, {}, {}, {"type": type(e).__name__, "message": msg, "exit_code": code}))
-
-
-def run_copy_processes(
-    *,
-    processes: int,
-    source: TableRef,
-    target: TableRef,
-    options: RunOptions,
-    total_segments: int,
-    identity: Dict[str, Any],
-    source_keys: KeySchema,
-    target_keys: KeySchema,
-    read_rate: Optional[float],
-    write_rate: Optional[float],
-    page_limit: Optional[int],
-    writers: int,
-    raw: bool,
-    total_estimate: Optional[int],
-    extra: Dict[str, Any],
-) -> Report:
-    opts = options
-    report = Report(job="copy", source=source.describe(), target=target.describe(), dead_letter_path=opts.dead_letter,
-                    writers=writers * processes)
-    report.extra.update(extra, processes=processes)
-    fp = fingerprint(identity)
-    store, state = open_job_checkpoint("copy", identity, opts, report)
-    base_counters = dict(state.counters) if state else {}
-    done_all = set(state.done) if state else set()
-    positions = dict(state.positions) if state else {}
-    if state is not None and state.state == "done":
-        done_all = {str(s) for s in range(total_segments)}
-    todo = [s for s in range(total_segments) if str(s) not in done_all]
-    n = max(1, min(processes, len(todo) or 1))
-    groups = [todo[i::n] for i in range(n)]
-    ctx = mp.get_context("spawn")
-    out: Any = ctx.Queue()
-    children: List[Any] = []
-    states: List[_ChildState] = [_ChildState() for _ in range(n)]
-    for i, segs in enumerate(groups):
-        dl = f"{opts.dead_letter}.part{i}" if opts.dead_letter else None
-        job = ChildJob(index=i, source=source, target=target, options=opts, total_segments=total_segments,
-                       segments=segs, positions={str(s): positions[str(s)] for s in segs if str(s) in positions},
-                       source_keys=source_keys, target_keys=target_keys,
-                       read_rate=read_rate / n if read_rate else None, write_rate=write_rate / n if write_rate else None,
-                       page_limit=page_limit, writers=writers, dead_letter=dl, raw=raw)
-        # Until the worker reports, its segments stay where the checkpoint had them (a worker that
-        # dies before its first report must not erase them).
-        states[i].positions = dict(job.positions)
-        p = ctx.Process(target=_child_main, args=(job, out), name=f"ddbmigrate-worker-{i}", daemon=True)
-        p.start()
-        children.append(p)
-
-    def merged(live: bool) -> Dict[str, int]:
-        total = dict(base_counters)
-        for st in states:
-            for k, v in (st.live if live and not st.finished else st.committed).items():
-                total[k] = total.get(k, 0) + v
-        return total
-
-    def save(final: bool = False) -> None:
-        if store is None:
-            return
-        pos: Dict[str, Any] = {}
-        done = set(done_all)
-        for st in states:
-            pos.update(st.positions)
-            done.update(st.done)
-        for d in done:
-            pos.pop(d, None)
-        store.save(CheckpointState(fingerprint=fp, job=identity, positions=pos, done=sorted(done),
-                                   counters=merged(False), state="done" if final else "running"))
-
-    def snapshot() -> Dict[str, Any]:
-        c = merged(True)
-        stats = merge_stats(*(st.stats for st in states))
-        return {"done": c.get("read", 0), "total": total_estimate, "retries": sum(stats["retries"].values()),
-                "throttles": stats["retries"].get("throttle", 0), "dead_lettered": c.get("dead_lettered", 0)}
-
-    progress = Progress("copy", snapshot, mode=opts.progress)
-    progress.start()
-    t0 = time.monotonic()
-    interrupted = False
-    last_save = 0.0
-    try:
-        while not all(st.finished for st in states):
-            try:
-                msg = out.get(timeout=0.5)
-            except _queue.Empty:
-                for i, p in enumerate(children):
-                    if not p.is_alive() and not states[i].finished:
-                        # Killed without a word (OOM, kill -9): what it reported stays valid.
-                        states[i].finished = True
-                        states[i].error = {"type": "FatalError", "exit_code": 1,
-                                           "message": f"worker process {i} died (exit code {p.exitcode})"}
-                continue
-            except KeyboardInterrupt:
-                interrupted = True
-                for p in children:
-                    if p.is_alive():
-                        os.kill(p.pid, signal.SIGTERM)
-                continue
-            kind, i = msg[0], msg[1]
-            st = states[i]
-            if kind == "ckpt":
-                st.positions, st.done, st.committed = msg[2], msg[3], msg[4]
-                if time.monotonic() - last_save > 1.0:
-                    save()
-                    last_save = time.monotonic()
-            elif kind == "live":
-                st.live, st.stats = msg[2], msg[3]
-            elif kind == "end":
-                if msg[2]:
-                    st.committed = msg[2]
-                st.stats, st.reasons, st.error = msg[3] or st.stats, msg[4], msg[5]
-                st.finished = True
-                if st.error is not None:
-                    for p in children:
-                        if p.is_alive():
-                            os.kill(p.pid, signal.SIGTERM)
+        err = to_wire(e) if not isinstance(e, KeyboardInterrupt) else {"class": "InterruptedError_",
+                                                                        "message": "interrupted"}
     finally:
-        for p in children:
-            p.join(timeout=60)
-        progress.stop()
-    errors = [st.error for st in states if st.error]
-    error: Optional[DdbMigrateError] = None
-    real = [e for e in errors if e.get("type") != "InterruptedError_"]
-    if real:
-        e0 = real[0]
-        cls = {75: RetriesExhaustedError, 2: UsageError}.get(int(e0.get("exit_code", 1)), FatalError)
-        error = cls(e0["message"])
-    elif errors or interrupted:
-        error = interrupted_error(report.checkpoint_path)
-        report.status = "interrupted"
-    if error is None:
-        report.status = "dry-run" if opts.dry_run else "done"
-    elif report.status != "interrupted":
-        report.status = "failed"
-    _merge_dead_letters(opts.dead_letter, n)
-    stats = merge_stats(*(st.stats for st in states))
-    finish(report, merged(False), stats, time.monotonic() - t0)
-    report.segments = total_segments
-    for st in states:
-        for k, v in st.reasons.items():
-            report.dead_letter_reasons[k] = report.dead_letter_reasons.get(k, 0) + v
-    save(final=error is None)
-    report.timeline = progress.timeline
-    if error is not None:
-        report.error = error.one_line()
-    return deliver(report, opts.report, error)
+        stop.set()
+    driver.live(wid, view.committed, merge_stats(*res.stats()), _limits(res), view.committed)
+    out.put(("end", wid, {"dead_mark": driver.dead_mark,
+                          "counters": view.committed if err else (view.live or view.committed),
+                          "samples": driver.samples, "unit_seconds": driver.unit_seconds,
+                          "failures": driver.failures}, err))
+    out.close()
+    out.join_thread()
 
 
-def _merge_dead_letters(path: Optional[str], n: int) -> None:
-    """Append the workers' dead-letter parts to the one file the user asked for."""
-    if not path:
-        return
-    parts = [f"{path}.part{i}" for i in range(n) if os.path.exists(f"{path}.part{i}")]
-    if not parts:
-        return
-    with open(path, "ab") as out:
-        for part in parts:
-            with open(part, "rb") as fh:
-                shutil.copyfileobj(fh, out)
-        out.flush()
-        os.fsync(out.fileno())
-    for part in parts:
-        os.unlink(part)
+def _limits(res: Resources) -> Dict[str, Dict[str, Any]]:
+    return {lim.name or str(i): d for i, lim in enumerate(res.limiters) if (d := lim.describe()) is not None}
+

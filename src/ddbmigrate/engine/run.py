@@ -1,197 +1,435 @@
-"""Run one pipeline as a job: checkpoint, dead letters, progress, signals, report.
+"""The one driver every engine runs a job through: checkpoint, dead letters, counters, progress,
+report, errors.
 
-Every job (copy, export, import, clean, ...) builds its Source and Sink and hands them here, so
-resume, Ctrl-C handling and the report behave the same everywhere.
+    Engine.run(job, cancel=, observer=)
+        └─ Driver(job)  opens the checkpoint, prepares the sink, owns the dead-letter file
+             ├─ engine schedules units on workers (threads / processes / Spark tasks)
+             │     worker ──commit(positions, done, counters, sink state)──▶ Driver.commit ─▶ checkpoint
+             │     worker ──live(counters, stats, limits)──────────────────▶ Driver.live   ─▶ progress
+             └─ Driver.finish(error)  final checkpoint, sink.finalize, report, exit code
+
+Engines differ only in how they schedule units; whatever they are, a job resumes, reports,
+counts and stops the same way.
+
+Invariants:
+1. The checkpoint saves exactly what workers committed: positions of acknowledged writes, the
+   counters of those writes and the sink's committed state, from one consistent cut per worker
+   (the pipeline's invariant 1). Dead letters it counts are fsynced before it is saved.
+2. A stop (``cancel``, Ctrl-C, SIGTERM) is graceful first — in-flight batches finish and are
+   checkpointed — and immediate on a second signal or after ``--drain-timeout``.
+3. The report is built once, here, from the same counters the checkpoint holds, and is written
+   (``--report``) whether the job succeeded or not.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+import time
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+)
 
-from ..state.checkpoint import CheckpointState, CheckpointStore, default_path, fingerprint, open_checkpoint
-from ..aws.client import RetryStats
 from ..config import RunOptions
-from ..state.crashpoints import crash_point
-from ..state.deadletter import DeadLetters
-from ..errors import DdbMigrateError, InterruptedError_, RetriableError
-from .pipeline import Pipeline, Processing, Sink, Source
+from ..errors import DdbMigrateError, FatalError, InterruptedError_, RetriableError
 from ..reporting.progress import Progress
-from ..aws.capacity import RateLimiter
 from ..reporting.report import Report, deliver, finish, merge_stats
+from ..state.checkpoint import (
+    CheckpointState,
+    CheckpointStore,
+    default_path,
+    fingerprint,
+    open_checkpoint,
+)
+from ..state.deadletter import DeadLetters
+from .job import Job
 
 log = logging.getLogger("ddbmigrate")
 
-
-@dataclass
-class JobSpec:
-    job: str
-    source: Source
-    sink: Sink
-    processing: Processing
-    options: RunOptions
-    identity: Dict[str, Any]
-    source_label: str = ""
-    target_label: str = ""
-    total_estimate: Optional[int] = None
-    readers: int = 4
-    writers: int = 8
-    stats: List[RetryStats] = field(default_factory=list)
-    limiters: List[RateLimiter] = field(default_factory=list)
-    progress_done: Callable[[Dict[str, int]], int] = lambda c: c.get("read", 0)
-    extra: Dict[str, Any] = field(default_factory=dict)
-    checkpoint: bool = True
-    on_finish: Optional[Callable[[Report], None]] = None
-    # An external display (e.g. a plan's combined progress) that polls this job's snapshot;
-    # when None, the one set by ``progress_hook_context`` in the calling thread is used.
-    progress_hook: Optional["ProgressHook"] = None
-    # Called with the Pipeline before it runs (a stream source waits on its acknowledgements).
-    on_pipeline: Optional[Callable[[Pipeline], None]] = None
-    # Extra fields for each progress snapshot (e.g. replication lag and status).
-    progress_extra: Optional[Callable[[], Dict[str, Any]]] = None
-    # Sink state that must be saved atomically with the positions (an export's committed files),
-    # and handed back on --resume.
-    checkpoint_extra: Optional[Callable[[], Dict[str, Any]]] = None
-    restore_extra: Optional[Callable[[Dict[str, Any]], None]] = None
-    # Called after the pipeline ran without error; raising a DdbMigrateError fails the job
-    # (e.g. an import whose corrupt files were skipped) and keeps the checkpoint unfinished.
-    after_run: Optional[Callable[[], None]] = None
+Snapshot = Callable[[], Dict[str, Any]]
 
 
-# hook(job, snapshot, interrupt) -> detach. Lets a caller that runs several jobs show one
-# combined display and stop them all (Ctrl-C) without changing each job function's signature.
-ProgressHook = Callable[[str, Callable[[], Dict[str, Any]], Callable[[], None]], Callable[[], None]]
-_PROGRESS_HOOK: "contextvars.ContextVar[Optional[ProgressHook]]" = contextvars.ContextVar(
-    "ddbmigrate_progress_hook", default=None)
+class Observer(Protocol):
+    """Watches jobs: ``attach`` is called when a job starts; the function it returns, when it ends."""
+
+    def attach(self, job: str, snapshot: Snapshot) -> Callable[[], None]: ...
 
 
-@contextlib.contextmanager
-def progress_hook_context(hook: Optional[ProgressHook]) -> Iterator[None]:
-    """Every run_job started in this context (this thread) reports to ``hook``."""
-    token = _PROGRESS_HOOK.set(hook)
-    try:
-        yield
-    finally:
-        _PROGRESS_HOOK.reset(token)
+class Engine(Protocol):
+    """Runs a :class:`Job`: threads, processes and Spark differ only in how they schedule units."""
+
+    name: str
+
+    def run(self, job: Job, *, cancel: Optional[threading.Event] = None,
+            observer: Optional[Observer] = None) -> Report: ...
 
 
-def run_job(spec: JobSpec) -> Report:
-    """Run the job to its end (or its interruption) and return its report.
+class WorkerView:
+    """What the driver knows of one worker: its last commit and its live counters."""
 
-    Raises a DdbMigrateError (with ``.report`` attached) when the job stops on an error or
-    is interrupted; returns normally when every record was handled (dead letters included).
-    """
-    opts = spec.options
-    report = Report(job=spec.job, source=spec.source_label, target=spec.target_label,
-                    dead_letter_path=opts.dead_letter, segments=None, writers=spec.writers)
-    report.extra.update(spec.extra)
-    fp = fingerprint(spec.identity)
-    store, state = open_job_checkpoint(spec.job, spec.identity, opts, report) if spec.checkpoint else (None, None)
-    if store is not None:
-        if spec.checkpoint_extra is not None:
-            store = _ExtraStore(store.path, spec.checkpoint_extra)
-        if spec.restore_extra is not None and state is not None:
-            spec.restore_extra(dict(state.extra))
-    positions = dict(state.positions) if state else {}
-    done_units = list(state.done) if state else []
-    counters = dict(state.counters) if state else {}
-    if state is not None and state.state == "done":
-        done_units = spec.source.units()
+    def __init__(self) -> None:
+        self.committed: Dict[str, int] = {}
+        self.live: Optional[Dict[str, int]] = None
+        self.settled: Optional[Dict[str, int]] = None
+        self.stats: Dict[str, Any] = {}
+        self.limits: Dict[str, Dict[str, Any]] = {}
+        self.sink_state: Optional[Mapping[str, Any]] = None
+        self.finished = False
+        self.live_fn: Optional[Callable[[], Dict[str, int]]] = None
+        self.settled_fn: Optional[Callable[[], Dict[str, int]]] = None
+        self.extra_fn: Optional[Callable[[], Dict[str, Any]]] = None
 
-    dead = DeadLetters(opts.dead_letter)
+    def live_counters(self) -> Dict[str, int]:
+        if self.live_fn is not None:
+            return self.live_fn()
+        if self.finished or self.live is None:
+            return self.committed
+        return self.live
 
-    if store is not None:
-        if state is None:
-            log.info("checkpoint: %s (new)", report.checkpoint_path)
-        else:
-            log.info("checkpoint: %s (resuming: %d units done, %d in progress, %s read so far)",
-                     report.checkpoint_path, len(state.done), len(state.positions), state.counters.get("read", 0))
+    def settled_counters(self) -> Dict[str, int]:
+        """Counters of records settled: their writes acknowledged (or skipped, dead-lettered, dropped)."""
+        if self.settled_fn is not None:
+            return self.settled_fn()
+        if self.finished or self.settled is None:
+            return self.committed
+        return self.settled
 
-    def save(p: Pipeline) -> None:
-        if store is None:
+
+class WorkerFeed(Protocol):
+    """What one worker's pipeline reports to: the :class:`Driver`, or its stand-in in a worker
+    process that forwards to the parent's driver."""
+
+    sink: Any  # the prepared SinkSpec
+    done: List[str]
+    positions: Dict[str, Any]
+    samples: List[Tuple[Any, Any]]
+    unit_seconds: Dict[str, float]
+    failures: List[Any]
+
+    def worker(self, wid: int) -> WorkerView: ...
+
+    def on_stop(self, interrupt: Callable[[], None], abort: Callable[[], None]) -> None: ...
+
+    def commit(self, wid: int, positions: Mapping[str, Any], done: Sequence[str], counters: Mapping[str, int],
+               sink_state: Optional[Mapping[str, Any]], save: bool = True,
+               dead_mark: Optional[int] = None) -> None: ...
+
+    def live(self, wid: int, counters: Mapping[str, int], stats: Mapping[str, Any],
+             limits: Mapping[str, Mapping[str, Any]], settled: Optional[Mapping[str, int]] = None) -> None: ...
+
+
+class Driver:
+    """One run of one job; see the module docstring. Engines call ``commit``/``live``/``finish``."""
+
+    def __init__(self, job: Job, engine: str, *, cancel: Optional[threading.Event] = None,
+                 observer: Optional[Observer] = None) -> None:
+        self.job = job
+        self.engine = engine
+        opts = self.opts = job.options
+        self.cancel = cancel
+        self.observer = observer
+        self.report = Report(job=job.kind, source=job.source_label, target=job.target_label,
+                             dead_letter_path=opts.dead_letter, segments=None, writers=job.writers)
+        self.report.extra.update(job.extra)
+        self.fp = fingerprint(dict(job.identity))
+        self.store: Optional[CheckpointStore] = None
+        state: Optional[CheckpointState] = None
+        if job.checkpoint and not opts.dry_run:
+            self.store, state = open_job_checkpoint(job.kind, dict(job.identity), opts, self.report)
+        self.units = list(job.source.units())
+        self.positions: Dict[str, Any] = dict(state.positions) if state else {}
+        self.done: List[str] = list(state.done) if state else []
+        if state is not None and state.state == "done":
+            self.done = list(self.units)
+        self.base: Dict[str, int] = dict(state.counters) if state else {}
+        self.saved_extra: Dict[str, Any] = dict(state.extra) if state else {}
+        self.sink = job.sink.prepare(self.saved_extra or None)
+        # Dead letters are always kept: by default next to the checkpoint.
+        dead_path = opts.dead_letter or default_dead_letter_path(
+            self.report.checkpoint_path or default_path(job.kind, dict(job.identity)))
+        self.report.dead_letter_path = dead_path
+        self.dead = DeadLetters(dead_path)
+        self.dead_bytes: Optional[int] = None
+        saved_dead = self.saved_extra.get("dead_letters") or {}
+        if state is not None and saved_dead.get("path") == dead_path:
+            # Lines of chunks the checkpoint does not count: this run reads those chunks again.
+            cut = self.dead.truncate(int(saved_dead.get("bytes") or 0))
+            if cut:
+                log.info("dead letters: dropped %d bytes written after the last checkpoint "
+                         "(their items are read again)", cut)
+        self.workers: Dict[int, WorkerView] = {}
+        self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self.samples: List[Tuple[Any, Any]] = []
+        self.failures: List[Any] = []
+        self.unit_seconds: Dict[str, float] = {}
+        self.started = time.monotonic()
+        self.progress: Optional[Progress] = None
+        self._interrupt: List[Callable[[], None]] = []
+        self._abort: List[Callable[[], None]] = []
+        self.interrupted = False
+        if self.store is not None:
+            if state is None:
+                # Saved before anything is read: it records where this run's dead letters start,
+                # so even a run killed before its first periodic save resumes without repeating one.
+                self.save()
+                log.info("checkpoint: %s (new)", self.report.checkpoint_path)
+            else:
+                log.info("checkpoint: %s (resuming: %d units done, %d in progress, %s read so far)",
+                         self.report.checkpoint_path, len(state.done), len(state.positions),
+                         state.counters.get("read", 0))
+
+    # ------------------------------------------------------------------ what engines schedule
+
+    def todo(self) -> List[str]:
+        done = set(self.done)
+        return [u for u in self.units if u not in done]
+
+    def worker(self, wid: int) -> WorkerView:
+        with self._lock:
+            w = self.workers.get(wid)
+            if w is None:
+                w = self.workers[wid] = WorkerView()
+            return w
+
+    def on_stop(self, interrupt: Callable[[], None], abort: Callable[[], None]) -> None:
+        """What a stop request does in this engine: graceful first, then immediate."""
+        self._interrupt.append(interrupt)
+        self._abort.append(abort)
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        for f in list(self._interrupt):
+            f()
+
+    def abort(self) -> None:
+        for f in list(self._abort):
+            f()
+
+    # ------------------------------------------------------------------ what workers report
+
+    def commit(self, wid: int, positions: Mapping[str, Any], done: Sequence[str], counters: Mapping[str, int],
+               sink_state: Optional[Mapping[str, Any]], save: bool = True, dead_mark: Optional[int] = None) -> None:
+        """A worker's consistent cut: its units' positions, finished units, committed counters.
+
+        ``dead_mark``: the dead-letter file size this cut covers, when the worker writes the
+        driver's file itself (threads); otherwise every line written is covered.
+        """
+        w = self.worker(wid)
+        with self._lock:
+            if dead_mark is not None:
+                self.dead_bytes = dead_mark
+            for u in done:
+                self.positions.pop(u, None)
+                if u not in self.done:
+                    self.done.append(u)
+            self.positions.update(positions)
+            w.committed = dict(counters)
+            if sink_state is not None:
+                w.sink_state = sink_state
+        if save:
+            self.save()
+
+    def live(self, wid: int, counters: Mapping[str, int], stats: Mapping[str, Any],
+             limits: Mapping[str, Mapping[str, Any]], settled: Optional[Mapping[str, int]] = None) -> None:
+        w = self.worker(wid)
+        with self._lock:
+            w.live = dict(counters)
+            if settled is not None:
+                w.settled = dict(settled)
+            w.stats = dict(stats)
+            w.limits = {k: dict(v) for k, v in limits.items()}
+
+    # ------------------------------------------------------------------ views
+
+    def counters(self, live: bool, settled: bool = False) -> Dict[str, int]:
+        """The job's counters: this run's workers' on top of a resumed checkpoint's.
+
+        ``live``: as records are read and written; ``settled``: records whose every write is
+        acknowledged (what progress shows); neither: what the last checkpoint of each worker holds.
+        """
+        total = dict(self.base)
+        with self._lock:
+            views = list(self.workers.values())
+        for w in views:
+            c = w.settled_counters() if settled else w.live_counters() if live else w.committed
+            for k, v in c.items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    def stats(self) -> Dict[str, Any]:
+        with self._lock:
+            return merge_stats(*(w.stats for w in self.workers.values() if w.stats))
+
+    def limits(self) -> Dict[str, Dict[str, Any]]:
+        """Every configured limit summed over workers: their shares add up to the job's limit."""
+        out: Dict[str, Dict[str, Any]] = {}
+        with self._lock:
+            views = list(self.workers.values())
+        for w in views:
+            for name, d in w.limits.items():
+                o = out.setdefault(name, {"limit": 0.0, "current": 0.0, "throttle_events": 0})
+                o["limit"] = round(o["limit"] + float(d.get("limit") or 0), 1)
+                o["current"] = round(o["current"] + float(d.get("current") or 0), 1)
+                o["throttle_events"] += int(d.get("throttle_events") or 0)
+        return out
+
+    def snapshot(self) -> Dict[str, Any]:
+        """What progress shows: records settled (not merely read), reads beside them."""
+        c = self.counters(live=False, settled=True)
+        stats = self.stats()
+        limits = self.limits()
+        out: Dict[str, Any] = {
+            "done": c.get(self.job.progress_counter, 0), "total": self.job.total_estimate,
+            "read": self.counters(live=True).get("read", 0),
+            "retries": sum(stats.get("retries", {}).values()),
+            "throttles": stats.get("retries", {}).get("throttle", 0) + stats.get("retries", {}).get("unprocessed", 0),
+            "dead_lettered": c.get("dead_lettered", 0),
+            "rate_limit": next((d["current"] for d in limits.values() if d.get("current")), None),
+        }
+        if limits:
+            out["rate_limits"] = {k: d["current"] for k, d in limits.items()}
+        with self._lock:
+            views = list(self.workers.values())
+        for w in views:
+            if w.extra_fn is not None:
+                out.update(w.extra_fn())
+        return out
+
+    def sink_state(self) -> Dict[str, Any]:
+        with self._lock:
+            states = [w.sink_state for w in self.workers.values() if w.sink_state is not None]
+        merged: Dict[str, Any] = self.sink.merge(states)
+        return merged
+
+    # ------------------------------------------------------------------ checkpoint
+
+    def save(self, final: bool = False) -> None:
+        if self.store is None:
             return
-        # One consistent snapshot: counters that match the positions exactly, so a resumed
-        # run's report adds up (no chunk counted twice, none missed).
-        pos, done, committed = p.checkpoint_snapshot()
-        st = CheckpointState(fingerprint=fp, job=spec.identity, positions=pos, done=done, counters=committed)
-        store.save(st)
-        log.debug("checkpoint saved: %d units done, %d in progress", len(done), len(pos))
+        with self._save_lock:
+            self.dead.sync()  # dead letters are durable before a checkpoint counts them
+            with self._lock:
+                positions, done = dict(self.positions), list(self.done)
+            extra = self.sink_state()
+            if self.dead.path is not None:
+                extra["dead_letters"] = {"path": self.dead.path,
+                                         "bytes": self.dead_bytes if self.dead_bytes is not None else self.dead.mark()}
+            st = CheckpointState(fingerprint=self.fp, job=dict(self.job.identity), positions=positions, done=done,
+                                 counters=self.counters(live=False), state="done" if final else "running",
+                                 extra=extra)
+            self.store.save(st)
+            log.debug("checkpoint saved: %d units done, %d in progress", len(done), len(positions))
 
-    pipeline = Pipeline(
-        spec.source, spec.sink, spec.processing, readers=spec.readers, writers=spec.writers,
-        queue_batches=opts.queue_batches, dead_letters=dead, positions=positions, done_units=done_units,
-        counters=counters, on_checkpoint=save if store is not None else None, crash_hook=crash_point,
-        checkpoint_every=getattr(opts, "checkpoint_every", 2.0), drain_timeout=getattr(opts, "drain_timeout", 30.0),
-    )
+    # ------------------------------------------------------------------ running
 
-    def snapshot() -> Dict[str, Any]:
-        c = pipeline.counters.snapshot()
-        stats = merge_stats(*(s.snapshot() for s in spec.stats))
-        retries = sum(stats["retries"].values())
-        rate = next((l.current_rate() for l in spec.limiters if l.current_rate()), None)
-        return {"done": spec.progress_done(c), "total": spec.total_estimate, "retries": retries,
-                "throttles": stats["retries"].get("throttle", 0) + stats["retries"].get("unprocessed", 0),
-                "dead_lettered": c.get("dead_lettered", 0), "rate_limit": rate, **_limits(spec.limiters), **(spec.progress_extra() if spec.progress_extra else {})}
+    @contextlib.contextmanager
+    def running(self, progress_label: str = "items") -> Iterator[None]:
+        """Progress display, observers, signals and ``cancel`` around the engine's work."""
+        progress = Progress(self.job.kind, self.snapshot, mode=self.opts.progress, label=progress_label)
+        self.progress = progress
+        restore = install_handler(self._on_signal)
+        detach: Callable[[], None] = lambda: None
+        if self.observer is not None:
+            detach = self.observer.attach(self.job.kind, self.snapshot)
+        watcher_done = threading.Event()
+        watcher: Optional[threading.Thread] = None
+        if self.cancel is not None:
+            cancel = self.cancel
 
-    if spec.on_pipeline is not None:
-        spec.on_pipeline(pipeline)
-    progress = Progress(spec.job, snapshot, mode=opts.progress)
-    restore = _install_sigterm(pipeline)
-    hook = spec.progress_hook or _PROGRESS_HOOK.get()
-    if hook is not None:
-        restore = _then(restore, hook(spec.job, snapshot, pipeline.interrupt))
-    error: Optional[BaseException] = None
-    progress.start()
-    try:
-        pipeline.run()
-        if spec.after_run is not None:
-            spec.after_run()
-        report.status = "dry-run" if opts.dry_run else "done"
-    except InterruptedError_:
-        report.status = "interrupted"
-        error = interrupted_error(report.checkpoint_path)
-    except DdbMigrateError as e:
-        report.status = "failed"
-        error = e
-        if isinstance(e, RetriableError) and report.checkpoint_path and not e.hint:
-            e.hint = f"checkpoint kept at {report.checkpoint_path}; rerun the same command with --resume"
-    except KeyboardInterrupt:
-        report.status = "interrupted"
-        error = interrupted_error(report.checkpoint_path)
-    finally:
-        restore()
-        progress.stop()
-        dead.close()
-        spec.sink.close()
-    report.timeline = progress.timeline
-    stats = merge_stats(*(s.snapshot() for s in spec.stats))
-    finish(report, pipeline.counters.snapshot(committed=error is not None), stats, pipeline.elapsed)
-    report.dead_letter_reasons = dict(dead.by_reason)
-    report.segments = len(spec.source.units())
-    unit_seconds = pipeline.unit_seconds()
-    if 0 < len(unit_seconds) <= 4096:  # per-segment durations for `ddbmigrate report`; bounded size
-        report.extra["unit_seconds"] = unit_seconds
-    _report_rate_limits(report, spec.limiters)
-    if pipeline.samples:
-        report.samples = [{"before": b, "after": a} for b, a in pipeline.samples]
-    if error is None and store is not None:
-        pos, done, committed = pipeline.checkpoint_snapshot()
-        store.save(CheckpointState(fingerprint=fp, job=spec.identity, positions=pos, done=done,
-                                   counters=committed, state="done"))
-    log.info("%s %s: %s", spec.job, report.status,
-             ", ".join(f"{k} {v}" for k, v in sorted(report.counters.items()) if v) or "nothing to do")
-    if error is not None:
-        report.error = error.one_line() if isinstance(error, DdbMigrateError) else str(error)
-    if spec.on_finish is not None and error is None:
-        spec.on_finish(report)
-    return deliver(report, opts.report, error)
+            def watch() -> None:
+                while not watcher_done.wait(0.1):
+                    if cancel.is_set():
+                        self.interrupt()
+                        return
+
+            watcher = threading.Thread(target=watch, name="cancel-watch", daemon=True)
+            watcher.start()
+        progress.start()
+        try:
+            yield
+        finally:
+            watcher_done.set()
+            if watcher is not None:
+                watcher.join()
+            restore()
+            detach()
+            progress.stop()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """SIGTERM and Ctrl-C (SIGINT): stop reading, drain, checkpoint, exit 130.
+
+        A second signal aborts the drain (queued batches are dropped, not acknowledged, so the
+        checkpoint stays behind them). Handling SIGINT here rather than as KeyboardInterrupt
+        means the interruption never lands in the middle of a checkpoint save.
+        """
+        if self.interrupted:
+            _say("second signal: not waiting for in-flight batches; saving the checkpoint")
+            self.abort()
+        else:
+            _say("stopping: finishing in-flight batches, then saving the checkpoint "
+                 "(signal again to stop sooner)")
+        self.interrupt()
+
+    def finish(self, error: Optional[BaseException], *, segments: Optional[int] = None,
+               extra: Optional[Mapping[str, Any]] = None) -> Report:
+        """Final checkpoint, sink finalisation, the report; raises the job's error (report attached)."""
+        opts = self.opts
+        report = self.report
+        if error is None and self.failures:
+            error = self.job.source.failed(self.failures)
+            report.extra["failed_files"] = [_plain(f) for f in self.failures]
+        if isinstance(error, KeyboardInterrupt):
+            error = InterruptedError_("interrupted")
+        if error is None:
+            report.status = "dry-run" if opts.dry_run else "done"
+        elif isinstance(error, InterruptedError_):
+            report.status = "interrupted"
+            error = interrupted_error(report.checkpoint_path)
+        else:
+            report.status = "failed"
+            if isinstance(error, RetriableError) and report.checkpoint_path and not error.hint:
+                error.hint = f"checkpoint kept at {report.checkpoint_path}; rerun the same command with --resume"
+        self.dead.close()
+        report.timeline = self.progress.timeline if self.progress is not None else []
+        finish(report, self.counters(live=error is None), self.stats(), time.monotonic() - self.started)
+        report.dead_letter_reasons = dict(self.dead.by_reason)
+        if self.dead.examples:
+            report.extra["dead_letter_messages"] = dict(self.dead.examples)
+        report.segments = segments if segments is not None else len(self.units)
+        if 0 < len(self.unit_seconds) <= 4096:  # per-segment durations for `ddbmigrate report`; bounded
+            report.extra["unit_seconds"] = dict(self.unit_seconds)
+        report.rate_limits.update(self.limits())
+        if self.samples:
+            keep = self.samples[: opts.sample] if opts.sample else self.samples
+            report.samples = [{"before": b, "after": a} for b, a in keep]
+        report.extra.update(extra or {})
+        if error is None:
+            self.save(final=True)
+            try:
+                self.sink.finalize(self.sink_state(), report)
+            except DdbMigrateError as e:
+                error = e
+                report.status = "failed"
+        log.info("%s %s: %s", self.job.kind, report.status,
+                 ", ".join(f"{k} {v}" for k, v in sorted(report.counters.items()) if v) or "nothing to do")
+        if error is not None:
+            report.error = error.one_line() if isinstance(error, DdbMigrateError) else str(error)
+        report.extra = {k: v for k, v in report.extra.items() if v is not None}
+        return deliver(report, opts.report, error)
 
 
 def open_job_checkpoint(job: str, identity: Dict[str, Any], opts: RunOptions,
@@ -208,6 +446,13 @@ def open_job_checkpoint(job: str, identity: Dict[str, Any], opts: RunOptions,
     return store, state
 
 
+def default_dead_letter_path(checkpoint_path: str) -> str:
+    """``.ddbmigrate/<job>-<names>-<hash>.deadletter.jsonl``: beside the job's checkpoint."""
+    base = checkpoint_path[: -len(".checkpoint.json")] if checkpoint_path.endswith(".checkpoint.json") \
+        else checkpoint_path
+    return base + ".deadletter.jsonl"
+
+
 def interrupted_error(checkpoint_path: Optional[str]) -> InterruptedError_:
     """The one-line error of an interrupted job, telling how to go on."""
     resume_hint = "rerun the same command with --resume"
@@ -218,38 +463,17 @@ def interrupted_error(checkpoint_path: Optional[str]) -> InterruptedError_:
     return e
 
 
-def _limits(limiters: List[RateLimiter]) -> Dict[str, Any]:
-    """Progress fields: every limiter's current (adapted) rate, by name."""
-    limits = {lim.name or str(i): round(lim.current_rate() or 0.0, 1) for i, lim in enumerate(limiters)
-              if lim.current_rate()}
-    return {"rate_limits": limits} if limits else {}
+def first_error(errors: Sequence[Optional[BaseException]]) -> Optional[BaseException]:
+    """The error a job ends with: a real failure before an interruption."""
+    real = [e for e in errors if e is not None and not isinstance(e, (InterruptedError_, KeyboardInterrupt))]
+    if real:
+        return real[0]
+    return next((e for e in errors if e is not None), None)
 
 
-def _report_rate_limits(report: Report, limiters: List[RateLimiter]) -> None:
-    """Each configured limit, its rate at the end (after adaptation) and its throttle events."""
-    for i, lim in enumerate(limiters):
-        d = lim.describe() if hasattr(lim, "describe") else None
-        if d is not None:
-            report.rate_limits[lim.name or str(i)] = d
-
-
-def _install_sigterm(pipeline: Pipeline) -> Callable[[], None]:
-    """SIGTERM and Ctrl-C (SIGINT): stop reading, drain, checkpoint, exit 130.
-
-    A second signal aborts the drain (queued batches are dropped, not acknowledged, so the
-    checkpoint stays behind them). Handling SIGINT here rather than as KeyboardInterrupt means
-    the interruption never lands in the middle of a checkpoint save or a sink's bookkeeping.
-    """
-    def handler(signum: int, frame: Any) -> None:
-        if pipeline.stop_reading.is_set():
-            pipeline.abort.set()
-            _say("second signal: not waiting for in-flight batches; saving the checkpoint")
-        else:
-            _say("stopping: finishing in-flight batches, then saving the checkpoint "
-                 "(signal again to stop sooner)")
-        pipeline.interrupt()
-
-    return install_handler(handler)
+def max_errors_error(limit: int) -> FatalError:
+    return FatalError(f"more than --max-errors {limit} items dead-lettered; stopping "
+                      "(checkpoint kept; fix the cause and --resume)")
 
 
 def install_handler(handler: Callable[[int, Any], None],
@@ -273,26 +497,11 @@ def install_handler(handler: Callable[[int, Any], None],
     return restore
 
 
-class _ExtraStore(CheckpointStore):
-    """A checkpoint store that adds the sink's state to every save (same atomic write)."""
-
-    def __init__(self, path: str, extra: Callable[[], Dict[str, Any]]) -> None:
-        super().__init__(path)
-        self._extra = extra
-
-    def save(self, st: CheckpointState) -> None:
-        st.extra = {**st.extra, **self._extra()}
-        super().save(st)
-
-
-def _then(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
-    def both() -> None:
-        try:
-            first()
-        finally:
-            second()
-
-    return both
+def _plain(obj: Any) -> Any:
+    try:
+        return dict(vars(obj))
+    except TypeError:
+        return str(obj)
 
 
 def _say(msg: str) -> None:

@@ -1,39 +1,41 @@
 """``export_table``: table -> (transform) -> files in DynamoDB's Export-to-S3 layout.
 
-The export is a parallel scan (one pipeline unit per segment) into :class:`sinks.files.FileSink`.
-It is resumable: the checkpoint carries the ExportId and the committed data files, and the sink
-only lets a checkpoint be saved once every item it counts is in a finished file (see
-sinks/files.py). The manifests are written after the last item is committed, the summary last,
-so a folder without ``manifest-summary.json`` is an unfinished export.
+The job is a composition: TableScanSpec -> ProcessingSpec -> ExportFilesSpec, run by any
+engine. It is resumable: the checkpoint carries the ExportId and the committed data files, and
+the sink only lets a checkpoint be saved once every item it counts is in a finished file (see
+sinks/export_files.py). The manifests are written after the last item is committed, the summary
+last, so a folder without ``manifest-summary.json`` is an unfinished export.
 """
 
 from __future__ import annotations
 
-import time
+import threading
 from typing import Any, Dict, Optional
 
-from ..aws.client import DynamoClient, RetryStats
+from ..aws.capacity import capacity_limit, page_limit
+from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
-from .copy import _page_limit, capacity_limit, make_limiter, resumed_segments
-from ..errors import UsageError
 from ..core.items import KeySchema
-from ..engine.pipeline import Processing, default_readers
+from ..core.specs import ProcessingSpec, TransformRef
+from ..core.transform import Transform, load_transform
+from ..engine.job import Job
+from ..engine.pipeline import default_readers
+from ..engine.run import Engine, Observer
+from ..errors import UsageError
 from ..reporting.report import Report
-from ..engine.run import JobSpec, pool_size, run_job
-from ..sinks.export_files import DEFAULT_FILE_SIZE, FORMATS, FileSink, iso_millis
-from ..sources.table_scan import TableScanSource, default_segments
-from ..storage.stores import S3Settings, is_s3, normalize, split_s3, storage_for
-from ..core.transform import Transform, TransformContext, load_transform
+from ..sinks.export_files import DEFAULT_FILE_SIZE, FORMATS, ExportFilesSpec
+from ..sources.table_scan import TableScanSpec, default_segments
+from ..storage.stores import S3Settings, is_s3, normalize, split_s3
+from .common import check_resume_options, resumed_segments, run
 
 DEFAULT_EXPORT_WRITERS = 4
 
 
 def check_export_options(opts: RunOptions, fmt: str) -> None:
-    """The usage checks every export engine (local, Spark) makes before any AWS call."""
+    """The usage checks an export makes before any AWS call."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    if opts.resume and opts.restart:
-        raise UsageError("--resume and --restart are mutually exclusive")
+    check_resume_options(opts)
     if opts.dry_run:
         raise UsageError("export has no --dry-run")
 
@@ -53,24 +55,6 @@ def export_identity(table: TableRef, name: str, dest: str, fmt: str, segments: i
     }
 
 
-def export_summary(desc: Dict[str, Any], region: str, name: str, export_id: str, started_at: float,
-                   bucket: Optional[str], prefix: Optional[str]) -> Dict[str, Any]:
-    """The manifest-summary.json fields known before the manifests are written (AWS's names)."""
-    table_arn = str(desc.get("TableArn") or f"arn:aws:dynamodb:{region}:000000000000:table/{name}")
-    return {
-        "exportArn": f"{table_arn}/export/{export_id}",
-        "startTime": iso_millis(started_at),
-        "endTime": iso_millis(time.time()),
-        "tableArn": table_arn,
-        "tableId": desc.get("TableId"),
-        "exportTime": iso_millis(started_at),
-        "s3Bucket": bucket,
-        "s3Prefix": prefix or None,
-        "s3SseAlgorithm": None,
-        "s3SseKmsKeyId": None,
-    }
-
-
 def export_table(
     table: TableRef,
     dest: str,
@@ -81,7 +65,9 @@ def export_table(
     file_size: int = DEFAULT_FILE_SIZE,
     commit_every: float = 30.0,
     transform: Optional[Transform] = None,
-    client: Optional[DynamoClient] = None,
+    engine: Optional[Engine] = None,
+    cancel: Optional[threading.Event] = None,
+    observer: Optional[Observer] = None,
 ) -> Report:
     """Export every item of ``table`` to ``dest`` (a folder or ``s3://bucket/prefix``).
 
@@ -95,44 +81,37 @@ def export_table(
         transform = load_transform(opts.transform)
     dest = normalize(dest)
     s3 = s3 or S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn)
-    storage = storage_for(dest, s3)
     writers = opts.writers or DEFAULT_EXPORT_WRITERS
-    c = client or DynamoClient(table, pool_size=pool_size(32, 0), retry=opts.retry, stats=RetryStats())
-    desc = c.describe_table()
+    spark = engine is not None and engine.name == "spark"
+    c = DynamoClient(table, pool_size=4, retry=opts.retry)
+    try:
+        desc = c.describe_table()
+        name, region = c.ref.table, c.region
+    finally:
+        c.close()
     keys = KeySchema.from_table_description(desc)
-    segments = (opts.segments or resumed_segments(opts, "export", export_identity(table, c.ref.table, dest, fmt, 0,
-                                                                                  transform))
+    base = export_identity(table, name, dest, fmt, 0, transform)
+    segments = (opts.segments or resumed_segments(opts, "export", dict(base, engine="spark") if spark else base)
                 or default_segments(desc))
     read_rate = capacity_limit(desc, opts.max_read_units, opts.read_percent, "read")
-    limiter = make_limiter(read_rate)
-    scan = TableScanSource(c, c.ref.table, segments, consistent_read=opts.consistent_read, limiter=limiter,
-                           page_limit=_page_limit(read_rate))
     bucket, prefix = split_s3(dest) if is_s3(dest) else (None, None)
-    sink = FileSink(storage, dest, fmt=fmt, file_size=file_size, commit_every=commit_every, s3_prefix=prefix)
-    proc = Processing(
+    table_arn = str(desc.get("TableArn") or f"arn:aws:dynamodb:{region}:000000000000:table/{name}")
+    job = Job(
+        kind="export", identity=export_identity(table, name, dest, fmt, segments, transform), options=opts,
+        source=TableScanSpec(table, segments, retry=opts.retry, consistent_read=opts.consistent_read,
+                             read_rate=read_rate, page_limit=page_limit(read_rate)),
+        sink=ExportFilesSpec(dest, s3, fmt=fmt, file_size=file_size, commit_every=commit_every, s3_prefix=prefix,
+                             summary={"table_arn": table_arn, "table_id": desc.get("TableId"), "bucket": bucket,
+                                      "prefix": prefix}),
         # Files have no key schema: a transform may re-key items (re-modelling export), so only
         # untransformed items are tied to the table's key (which they always match: trusted).
-        key_schema=keys if transform is None else None, transform=transform, on_error=opts.on_error,
-        max_errors=opts.max_errors, trusted=True,
-        source_key_schema=keys, dedupe=False, max_batch_ops=1000,
-        context=TransformContext(source_table=c.ref.table), sample=opts.sample,
-    )
-    identity = export_identity(table, c.ref.table, dest, fmt, segments, transform)
-    spec = JobSpec(
-        job="export", source=scan, sink=sink, processing=proc, options=opts, identity=identity,
+        processing=ProcessingSpec(
+            key_schema=keys if transform is None else None, transform=TransformRef.of(transform),
+            on_error=opts.on_error, trusted=True, source_key_schema=keys, dedupe=False, max_batch_ops=1000,
+            source_table=name, sample=opts.sample, loaded=transform,
+        ),
         source_label=table.describe(), target_label=dest, total_estimate=int(desc.get("ItemCount") or 0) or None,
-        readers=default_readers(segments), writers=writers, stats=[c.stats], limiters=[limiter],
-        progress_done=lambda cnt: cnt.get("read", 0),
+        readers=default_readers(segments), writers=writers,
         extra={"format": fmt, "transform": transform.name if transform else None},
-        checkpoint_extra=sink.checkpoint_extra, restore_extra=sink.restore,
     )
-    report = run_job(spec)
-    summary = export_summary(desc, c.region, c.ref.table, sink.export_id, sink.started_at, bucket, prefix)
-    summary["exportType"] = "FULL_EXPORT"
-    manifest = sink.write_manifests(summary)
-    report.extra = {k: v for k, v in report.extra.items() if v is not None}
-    report.extra.update({"export_id": sink.export_id, "export_path": sink.root, "files": len(sink.committed),
-                         "items_exported": manifest["itemCount"]})
-    if opts.report:
-        report.write_json(opts.report)
-    return report
+    return run(job, engine, cancel=cancel, observer=observer)

@@ -12,21 +12,28 @@ so ``--resume`` retries only what is left once the file is fixed.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+import threading
+from dataclasses import replace
+from typing import Any, List, Optional
 
-from ..aws.client import DynamoClient, RetryStats
+from ..aws.capacity import capacity_limit
+from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
-from .copy import DryRunSink, capacity_limit, default_writers, make_limiter, prepare_target
-from ..errors import FatalError, TableNotFoundError, UsageError
 from ..core.items import KeySchema
-from ..engine.pipeline import Processing
-from ..reporting.report import Report
-from ..engine.run import JobSpec, pool_size, run_job
-from ..aws.tables import load_spec, spec_to_request
-from ..sinks.table_writer import TableWriter
-from ..sources.files import FileSource, IncrementalSource, discover
-from ..storage.stores import S3Settings, normalize, storage_for
+from ..core.specs import LiveSourceSpec, ProcessingSpec, Resources, TransformRef
 from ..core.transform import Transform, TransformContext, load_transform
+from ..engine.job import Job
+from ..engine.run import Engine, Observer, pool_size
+from ..errors import DdbMigrateError, UsageError
+from ..reporting.report import Report
+from ..sinks.dry_run import DryRunSpec
+from ..sinks.table_writer import TableWriterSpec
+from ..sources.files import FilesSpec
+from ..sources.incremental import IncrementalSource
+from ..storage.export_layout import discover
+from ..storage.stores import S3Settings, normalize, storage_for
+from .common import check_resume_options, default_writers, prepare_target, run
+from .fit import SAMPLE, check_fits_target
 
 DEFAULT_READERS = 8
 
@@ -43,18 +50,20 @@ def import_files(
     s3: Optional[S3Settings] = None,
     readers: Optional[int] = None,
     transform: Optional[Transform] = None,
-    client: Optional[DynamoClient] = None,
     spill_dir: Optional[str] = None,
+    engine: Optional[Engine] = None,
+    cancel: Optional[threading.Event] = None,
+    observer: Optional[Observer] = None,
 ) -> Report:
     """Load the items of ``source`` (path, folder, glob or ``s3://...``) into ``table``.
 
     ``create_target``/``spec`` create the table from a CloudFormation-style spec when missing.
     ``validate=False`` skips the per-file check pass (items stream at once). Returns the report;
-    raises FatalError (with ``.report``) when a file failed its checks.
+    raises FatalError (with ``.report``) when a file failed its checks. An incremental export is
+    staged on this machine first, so it runs on the threads engine.
     """
     opts = options or RunOptions()
-    if opts.resume and opts.restart:
-        raise UsageError("--resume and --restart are mutually exclusive")
+    check_resume_options(opts)
     if create_target and not spec:
         raise UsageError("--create-target needs --spec FILE (files carry no table schema)")
     if transform is None and opts.transform:
@@ -63,44 +72,32 @@ def import_files(
     s3 = s3 or S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn)
     storage = storage_for(src, s3)
     plan = discover(src, storage)
+    if plan.kind == "incremental" and engine is not None and engine.name != "threads":
+        raise UsageError("an incremental export is applied on the threads engine (its records are staged "
+                         "by key on this machine first): drop --engine/--processes")
 
     writers = opts.writers or default_writers(opts.mode)
-    dst = client or DynamoClient(table, pool_size=pool_size(0, writers), retry=opts.retry, stats=RetryStats())
-    if opts.dry_run:
-        tdesc = _describe_or_planned(dst, spec)
-    else:
-        tdesc = prepare_target(dst, create=create_target, spec_path=spec)
+    dst = DynamoClient(table, pool_size=pool_size(0, 4), retry=opts.retry)
+    try:
+        tdesc = prepare_target(dst, create=create_target, spec_path=spec, dry_run=opts.dry_run)
+    finally:
+        dst.close()
     keys = KeySchema.from_table_description(tdesc)
-
-    src_obj: Union[FileSource, IncrementalSource]
     n_readers = readers or DEFAULT_READERS
+    source_spec: Any
     if plan.kind == "incremental":
-        src_obj = IncrementalSource(storage, plan, validate=validate, spill_dir=spill_dir, readers=n_readers)
-        src_obj.prepare()
+        inc = IncrementalSource(storage, plan, validate=validate, spill_dir=spill_dir, readers=n_readers)
+        inc.prepare()
+        source_spec = LiveSourceSpec(inc)
     else:
-        src_obj = FileSource(storage, plan, validate=validate, input_format=input_format)
-
+        source_spec = FilesSpec(src, plan, s3, validate=validate, input_format=input_format)
+        # Before the import proper: do the first records fit the table's keys and indexes?
+        check_fits_target(table.table, tdesc, sample=_first_items(source_spec), transform=transform,
+                          context=TransformContext(target_table=table.table))
     write_rate = capacity_limit(tdesc, opts.max_write_units, opts.write_percent, "write")
-    wlim = make_limiter(write_rate)
-    sink: Any = DryRunSink() if opts.dry_run else TableWriter(dst, dst.ref.table, keys, mode=opts.mode, limiter=wlim)
-    proc = Processing(
-        key_schema=keys, transform=transform, on_error=opts.on_error, max_errors=opts.max_errors,
-        context=TransformContext(target_table=dst.ref.table), sample=opts.sample,
-    )
-
-    def after_run() -> None:
-        failures = list(src_obj.failures.values())
-        if failures:
-            raise FatalError(
-                f"{len(failures)} file(s) failed their checks and were not fully loaded: "
-                + "; ".join(f.one_line() for f in failures[:5]) + (" ..." if len(failures) > 5 else ""),
-                file=failures[0].path, line=failures[0].line, code="BadFile",
-                hint="fix or replace the file(s), then rerun with --resume (loaded files are not redone)",
-            )
-
     identity = {
         "job": "import",
-        "names": [dst.ref.table],
+        "names": [table.table],
         "source": src,
         "target": table.identity(),
         "kind": plan.kind,
@@ -109,36 +106,35 @@ def import_files(
         "transform_hash": transform.code_hash if transform else None,
         **opts.fingerprint_fields(),
     }
-    estimate = sum(f.item_count or 0 for f in plan.files) or None
-    job = JobSpec(
-        job="import", source=src_obj, sink=sink, processing=proc, options=opts, identity=identity,
-        source_label=src, target_label=table.describe(), total_estimate=estimate,
-        readers=min(n_readers, max(1, len(src_obj.units()))), writers=writers, stats=[dst.stats], limiters=[wlim],
-        progress_done=lambda c: c.get("read", 0),
+    job = Job(
+        kind="import", identity=identity, options=opts, source=source_spec,
+        sink=DryRunSpec() if opts.dry_run else TableWriterSpec(table, keys, retry=opts.retry, mode=opts.mode,
+                                                               write_rate=write_rate, writers=writers),
+        processing=ProcessingSpec(key_schema=keys, transform=TransformRef.of(transform), on_error=opts.on_error,
+                                  target_table=table.table, sample=opts.sample, loaded=transform),
+        source_label=src, target_label=table.describe(),
+        total_estimate=sum(f.item_count or 0 for f in plan.files) or None,
+        readers=min(n_readers, max(1, len(source_spec.units()))), writers=writers,
         extra={"mode": opts.mode, "source_kind": plan.kind, "files": len(plan.files),
                "transform": transform.name if transform else None},
-        after_run=after_run,
     )
-    try:
-        report = run_job(job)
-    except FatalError as e:
-        rep = getattr(e, "report", None)
-        if rep is not None:
-            rep.extra["failed_files"] = [vars(f) for f in src_obj.failures.values()]
-            if opts.report:
-                rep.write_json(opts.report)
-        raise
-    finally:
-        if isinstance(src_obj, IncrementalSource):
-            src_obj.close()
-    report.extra = {k: v for k, v in report.extra.items() if v is not None}
-    return report
+    return run(job, engine, cancel=cancel, observer=observer)
 
 
-def _describe_or_planned(dst: DynamoClient, spec: Optional[str]) -> Any:
-    try:
-        return dst.describe_table()
-    except TableNotFoundError:
-        if spec:
-            return spec_to_request(load_spec(spec), table_name=dst.ref.table)
-        raise
+def _first_items(spec: FilesSpec, n: int = SAMPLE) -> List[Any]:
+    """The first ``n`` items of the first file that has any (unchecked: the job checks the files)."""
+    import threading as _threading
+
+    stop = _threading.Event()
+    for unit in spec.units()[:3]:
+        src = replace(spec, validate=False).build(Resources(units=[unit]))
+        try:
+            for chunk in src.read(unit, None, stop):
+                items = chunk.items or [img for _kind, img in (chunk.ops or [])]
+                if items:
+                    return list(items[:n])
+        except DdbMigrateError:
+            continue  # a bad file: the job reports it with its own message
+        finally:
+            src.close()
+    return []

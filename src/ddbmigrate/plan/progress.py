@@ -33,7 +33,6 @@ MAX_TIMELINE = 2000
 class _Phase:
     kind: str
     snapshot: Snapshot
-    interrupt: Callable[[], None]
     t0: float
     timeline: List[Dict[str, Any]] = field(default_factory=list)
     history: List[Tuple[float, int]] = field(default_factory=list)
@@ -63,8 +62,22 @@ def _window_rate(history: List[Tuple[float, int]], now: float, done: int) -> flo
     return (done - d0) / (now - t0) if now > t0 else 0.0
 
 
+class JobObserver:
+    """What a plan job's engine reports to (an engine Observer): the display's row of that job.
+
+    Several phases may attach in turn (a copy's clean, then its copy); each is drawn while it runs.
+    """
+
+    def __init__(self, display: "PlanProgress", name: str) -> None:
+        self.display = display
+        self.name = name
+
+    def attach(self, job: str, snapshot: Snapshot) -> Callable[[], None]:
+        return self.display.attach(self.name, job, snapshot)
+
+
 class PlanProgress:
-    """Combined display; ``hook_for(job_name)`` is passed to ``runner.progress_hook_context``."""
+    """Combined display: each job's engine reports to ``observer_for(job_name)``."""
 
     def __init__(self, jobs: List[Tuple[str, str]], *, mode: str = "auto", stream: Any = None,
                  interval: Optional[float] = None, clock: Callable[[], float] = time.monotonic) -> None:
@@ -88,8 +101,13 @@ class PlanProgress:
         self._t0 = self.clock()
         if self.mode == "bar":
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
-                TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -116,38 +134,38 @@ class PlanProgress:
 
     # ------------------------------------------------------------------ job side
 
-    def hook_for(self, name: str) -> Callable[[str, Snapshot, Callable[[], None]], Callable[[], None]]:
-        """A runner progress hook bound to one plan job (several phases may attach in turn)."""
-
-        def hook(kind: str, snapshot: Snapshot, interrupt: Callable[[], None]) -> Callable[[], None]:
-            row = self.rows[name]
-            phase = _Phase(kind, snapshot, interrupt, self.clock())
-            try:  # a first sample at the start, so even a short phase has a rate to draw
-                self._tick_phase(row, phase, phase.t0)
+    def attach(self, name: str, kind: str, snapshot: Snapshot) -> Callable[[], None]:
+        """Show job ``name``'s phase ``kind`` from now on; returns the function that ends it."""
+        row = self.rows[name]
+        phase = _Phase(kind, snapshot, self.clock())
+        try:  # a first sample at the start, so even a short phase has a rate to draw
+            self._tick_phase(row, phase, phase.t0)
+        except Exception:  # display only
+            pass
+        with self._lock:
+            row.phase = phase
+            row.status = kind
+        if self._bar is not None and row.task is not None:
+            try:
+                self._bar.start_task(row.task)
             except Exception:  # display only
                 pass
+
+        def detach() -> None:
+            try:  # one last sample, so the timeline ends where the phase ended
+                self._tick_phase(row, phase, self.clock())
+            except Exception:  # a display problem must never fail a job
+                pass
             with self._lock:
-                row.phase = phase
-                row.status = kind
-            if self._bar is not None and row.task is not None:
-                try:
-                    self._bar.start_task(row.task)
-                except Exception:  # display only
-                    pass
+                row.phases.append((phase.kind, list(phase.timeline)))
+                if row.phase is phase:
+                    row.phase = None
 
-            def detach() -> None:
-                try:  # one last sample, so the timeline ends where the phase ended
-                    self._tick_phase(row, phase, self.clock())
-                except Exception:  # a display problem must never fail a job
-                    pass
-                with self._lock:
-                    row.phases.append((phase.kind, list(phase.timeline)))
-                    if row.phase is phase:
-                        row.phase = None
+        return detach
 
-            return detach
-
-        return hook
+    def observer_for(self, name: str) -> "JobObserver":
+        """An engine Observer bound to one plan job (stopping goes through the job's ``cancel``)."""
+        return JobObserver(self, name)
 
     def set_status(self, name: str, status: str) -> None:
         with self._lock:
@@ -166,16 +184,6 @@ class PlanProgress:
                 if k == kind:
                     return list(tl)
         return []
-
-    def interrupt_all(self) -> None:
-        """Ask every attached job to stop gracefully (they drain and checkpoint)."""
-        with self._lock:
-            phases = [r.phase for r in self.rows.values() if r.phase is not None]
-        for p in phases:
-            try:
-                p.interrupt()
-            except Exception:
-                pass
 
     # ------------------------------------------------------------------ display
 

@@ -1,7 +1,8 @@
-"""``ddbmigrate report``: a finished run's JSON report as a terminal summary and as one HTML page.
+"""``ddbmigrate report``: a finished run's JSON report as one HTML page (the terminal summary is
+:func:`ddbmigrate.reporting.terminal.render_run_report`, drawn from the same :class:`RunReport`).
 
 Accepts what ``--report`` writes: a single job's :class:`~ddbmigrate.reporting.report.Report` or a plan's
-:class:`~ddbmigrate.plan.run.PlanReport` (``"kind": "plan"``). Both become a list of *runs* (one per
+:class:`~ddbmigrate.plan.report.PlanReport` (``"kind": "plan"``). Both become a list of *runs* (one per
 job) with counters, retries, durations, dead-letter counts and a timeline of ``{t, done,
 retries, throttles}`` points.
 
@@ -25,7 +26,15 @@ from ..errors import UsageError
 PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#65a30d", "#db2777", "#475569",
            "#ca8a04")
 STATUS_COLOURS = {"done": "#16a34a", "failed": "#dc2626", "interrupted": "#d97706", "blocked": "#dc2626",
-                  "differences": "#dc2626", "not-started": "#94a3b8", "dry-run": "#2563eb"}
+                  "differences": "#dc2626", "not-started": "#94a3b8", "dry-run": "#2563eb",
+                  "done with dead letters": "#d97706", "stopped": "#16a34a"}
+
+
+def status_label(status: str, exit_code: Optional[int], dead: int) -> str:
+    """A run that ended with dead letters (exit 3) is not a plain green "done"."""
+    if status == "done" and (exit_code == 3 or dead):
+        return "done with dead letters"
+    return status
 
 
 @dataclass
@@ -42,6 +51,7 @@ class Run:
     timeline: List[Dict[str, Any]] = field(default_factory=list)
     dead_letter_reasons: Dict[str, int] = field(default_factory=dict)
     dead_letter_path: Optional[str] = None
+    dead_letter_messages: Dict[str, str] = field(default_factory=dict)
     unit_seconds: Dict[str, float] = field(default_factory=dict)
     error: Optional[str] = None
     items_per_second: float = 0.0
@@ -98,6 +108,7 @@ def _run_from_report(d: Dict[str, Any], name: Optional[str] = None, offset: floa
         duration=float(d.get("duration_seconds") or 0.0), offset=offset,
         timeline=[p for p in (d.get("timeline") or []) if isinstance(p, dict) and "t" in p],
         dead_letter_reasons=dict(d.get("dead_letter_reasons") or {}), dead_letter_path=d.get("dead_letter_path"),
+        dead_letter_messages={str(k): str(v) for k, v in (extra.get("dead_letter_messages") or {}).items()},
         unit_seconds={str(k): float(v) for k, v in (units or {}).items()},
         error=error or d.get("error"), items_per_second=float(d.get("items_per_second") or 0.0),
         source=str(d.get("source") or ""), target=str(d.get("target") or ""), balanced=d.get("balanced"),
@@ -146,47 +157,7 @@ def cumulative(timeline: Sequence[Dict[str, Any]], key: str) -> List[Tuple[float
     return [(float(p["t"]), float(p.get(key, 0) or 0)) for p in timeline]
 
 
-# --------------------------------------------------------------------------- terminal
-
-
-def render_terminal(rr: RunReport, console: Any = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    t = Table(title=f"ddbmigrate {rr.title}: {rr.status}" + (f" (exit {rr.exit_code})" if rr.exit_code is not None
-                                                              else ""), title_justify="left")
-    for col, just in (("job", "left"), ("status", "left"), ("read", "right"), ("written", "right"),
-                      ("dead", "right"), ("retries", "right"), ("throttles", "right"), ("seconds", "right"),
-                      ("items/s", "right"), ("throughput", "left")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
-    for r in rr.runs:
-        colour = "green" if r.status == "done" else "red" if r.status in ("failed", "blocked", "differences") \
-            else "yellow"
-        t.add_row(r.name, f"[{colour}]{r.status}[/{colour}]", f"{r.counters.get('read', 0):,}",
-                  f"{r.counters.get('written', 0):,}", f"{r.dead:,}", f"{sum(r.retries.values()):,}",
-                  f"{r.retries.get('throttle', 0):,}", f"{r.duration:,.1f}", f"{r.items_per_second:,.0f}",
-                  sparkline([v for _, v in throughput(r.timeline)]))
-    if len(rr.runs) > 1:
-        def tot(k: str) -> int:
-            return sum(r.counters.get(k, 0) for r in rr.runs)
-
-        t.add_row("[bold]total", "", f"{tot('read'):,}", f"{tot('written'):,}", f"{tot('dead_lettered'):,}",
-                  f"{sum(sum(r.retries.values()) for r in rr.runs):,}",
-                  f"{sum(r.retries.get('throttle', 0) for r in rr.runs):,}", f"{rr.duration:,.1f}", "",
-                  sparkline([v for _, v in throughput(rr.total_timeline)]))
-    console.print(t)
-    for r in rr.runs:
-        if r.dead_letter_reasons:
-            reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(r.dead_letter_reasons.items(), key=lambda x: -x[1]))
-            console.print(f"[red]{r.name}[/red] dead letters: {reasons}"
-                          + (f" (in {r.dead_letter_path})" if r.dead_letter_path else ""))
-        if r.error:
-            console.print(f"[red]{r.name}:[/red] {r.error}")
-        if r.unit_seconds:
-            vals = sorted(r.unit_seconds.values())
-            console.print(f"{r.name}: {len(vals)} segment(s), fastest {vals[0]:.1f}s, median "
-                          f"{vals[len(vals) // 2]:.1f}s, slowest {vals[-1]:.1f}s")
+# --------------------------------------------------------------------------- sparkline
 
 
 def sparkline(values: Sequence[float], width: int = 24) -> str:
@@ -365,12 +336,13 @@ def render_html(rr: RunReport) -> str:
     """The whole page as one string (inline CSS, inline SVG, inline script)."""
     e = html.escape
     colours = {r.name: PALETTE[i % len(PALETTE)] for i, r in enumerate(rr.runs)}
+    top = status_label(rr.status, rr.exit_code, sum(r.dead for r in rr.runs))
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              "<meta name='viewport' content='width=device-width, initial-scale=1'>",
              f"<title>ddbmigrate report: {e(rr.title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>ddbmigrate {e(rr.title)}</h1>",
-             f"<div class='meta'><span class='status' style='color:{STATUS_COLOURS.get(rr.status, '#0f172a')}'>"
-             f"{e(rr.status)}</span>"
+             f"<div class='meta'><span class='status' style='color:{STATUS_COLOURS.get(top, '#0f172a')}'>"
+             f"{e(top)}</span>"
              + (f" · exit code {e(str(rr.exit_code))}" if rr.exit_code is not None else "")
              + f" · {rr.duration:,.1f} s" + (f" · started {e(str(rr.started_at))}" if rr.started_at else "")
              + "</div>"]
@@ -379,7 +351,8 @@ def render_html(rr: RunReport) -> str:
                  "<th>dead letters</th><th>retries</th><th>throttles</th><th>seconds</th><th>items/s</th></tr>")
     for r in rr.runs:
         parts.append(
-            f"<tr><td>{e(r.name)}</td><td style='color:{STATUS_COLOURS.get(r.status, '#0f172a')}'>{e(r.status)}</td>"
+            f"<tr><td>{e(r.name)}</td><td style='color:{STATUS_COLOURS.get(status_label(r.status, None, r.dead), '#0f172a')}'>"
+            f"{e(status_label(r.status, None, r.dead))}</td>"
             f"<td>{r.counters.get('read', 0):,}</td><td>{r.counters.get('written', 0):,}</td><td>{r.dead:,}</td>"
             f"<td>{sum(r.retries.values()):,}</td><td>{r.retries.get('throttle', 0):,}</td><td>{r.duration:,.1f}</td>"
             f"<td>{r.items_per_second:,.0f}</td></tr>")
@@ -429,10 +402,11 @@ def render_html(rr: RunReport) -> str:
     parts.append(bar_chart("dead-letters", "items dead-lettered, per job", dl_bars, ""))
     reasons = [(r, k, v) for r in rr.runs for k, v in sorted(r.dead_letter_reasons.items(), key=lambda x: -x[1])]
     if reasons:
-        parts.append("<table id='dead-letter-reasons'><tr><th>job</th><th>reason</th><th>items</th><th>file</th></tr>")
+        parts.append("<table id='dead-letter-reasons'><tr><th>job</th><th>reason</th><th>message</th><th>items</th>"
+                     "<th>file</th></tr>")
         for r, k, v in reasons:
-            parts.append(f"<tr><td>{e(r.name)}</td><td>{e(str(k))}</td><td>{int(v):,}</td>"
-                         f"<td>{e(str(r.dead_letter_path or ''))}</td></tr>")
+            parts.append(f"<tr><td>{e(r.name)}</td><td>{e(str(k))}</td><td>{e(r.dead_letter_messages.get(k, ''))}</td>"
+                         f"<td>{int(v):,}</td><td>{e(str(r.dead_letter_path or ''))}</td></tr>")
         parts.append("</table>")
     else:
         parts.append("<p>No item was dead-lettered.</p>")

@@ -4,7 +4,11 @@ The display polls a snapshot function from its own thread, so the hot path only 
 counters. JSON events go to stderr, one per ``interval`` seconds::
 
     {"event": "progress", "job": "copy", "done": 12000, "total": 100000, "items_per_s": 8123.4,
-     "eta_s": 10.8, "retries": 3, "throttles": 1, "dead_lettered": 0, "rate_limit": null}
+     "eta_s": 10.8, "read": 14000, "retries": 3, "throttles": 1, "dead_lettered": 0, "rate_limit": null}
+
+``done`` counts records *settled*: every write they led to acknowledged, or skipped, dropped or
+dead-lettered; the rate and the ETA are computed from it. ``read`` (records read) is shown
+beside, so a drain after the reads are over is visible as ``done`` catching up with ``read``.
 
 Invariant 8: no secret and no item body is ever part of an event.
 """
@@ -62,7 +66,13 @@ class Progress:
             return
         if self.mode == "bar":
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
                 TextColumn("[bold]{task.description}"),
@@ -134,6 +144,8 @@ class Progress:
                 extra.append(f"limit {s['rate_limit']:.0f}/s")
             if s.get("status"):
                 extra.append(str(s["status"]))
+            if s.get("read") and int(s["read"]) > done:
+                extra.append(f"read {int(s['read']):,}")
             self._bar.update(
                 self._task, completed=done, total=max(int(total), done) if total else None,
                 rate=f"{rate:,.0f} {self.label}/s", eta=_fmt_eta(eta), extra=" ".join(extra),
@@ -142,7 +154,7 @@ class Progress:
             ev = {"event": "progress" if not final else "progress_final", "job": self.job, "done": done,
                   "total": total, "items_per_s": round(rate, 1), "eta_s": round(eta, 1) if eta is not None else None,
                   "elapsed_s": round(now - self._t0, 1)}
-            for k in ("retries", "throttles", "dead_lettered", "rate_limit", "rate_limits", "status", "lag_s"):
+            for k in ("read", "retries", "throttles", "dead_lettered", "rate_limit", "rate_limits", "status", "lag_s"):
                 if k in s:
                     ev[k] = s[k]
             try:

@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Optional
 
 import orjson
 
-from ..state.checkpoint import atomic_write
 from ..errors import EXIT_DEAD_LETTERS, EXIT_OK
+from ..state.checkpoint import atomic_write
 
 
 def utcnow() -> str:
@@ -49,6 +49,9 @@ class Report:
     # per limiter ("read"/"write"): {"limit": units/s, "current": units/s at the end, "throttle_events": n}
     rate_limits: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     timeline: List[Dict[str, Any]] = field(default_factory=list)
+    # The exit code of a run that ended on an error (130 interrupted, 75 resumable, 1, 2);
+    # None for a run that ended: its code comes from its counters.
+    error_exit_code: Optional[int] = None
 
     # ------------------------------------------------------------------ derived
 
@@ -76,69 +79,19 @@ class Report:
 
     @property
     def exit_code(self) -> int:
+        if self.error_exit_code is not None:
+            return self.error_exit_code
         return EXIT_DEAD_LETTERS if self.dead_lettered else EXIT_OK
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
+        del d["error_exit_code"]
         d["balanced"] = self.balanced()
         d["exit_code"] = self.exit_code
         return d
 
     def write_json(self, path: str) -> None:
         atomic_write(path, orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2, default=str))
-
-    # ------------------------------------------------------------------ rendering
-
-    def render(self, console: Any = None) -> None:
-        """A summary table on the terminal (stderr by default)."""
-        from rich.console import Console
-        from rich.table import Table
-
-        console = console or Console(stderr=True)
-        t = Table(title=f"ddbmigrate {self.job}: {self.status}", show_header=False, title_justify="left")
-        t.add_column("what", style="bold")
-        t.add_column("value", justify="right")
-        if self.source:
-            t.add_row("source", self.source)
-        if self.target:
-            t.add_row("target", self.target)
-        dry = self.status == "dry-run"
-        # A dry run always shows the whole funnel (in, out, dropped, fan-out, invalid), in words
-        # that cannot be mistaken for writes.
-        labels = DRY_RUN_LABELS if dry else {}
-        for k in ("read", "out", "written", "deleted", "skipped_existing", "dropped", "fanout_extra",
-                  "collapsed", "dead_lettered", "transform_errors"):
-            v = self.count(k)
-            if v or k in ("read", "written", "dead_lettered") or (dry and k in labels):
-                t.add_row(labels.get(k, k.replace("_", " ")), f"{v:,}")
-        retries = ", ".join(f"{k} {v}" for k, v in sorted(self.retries.items()) if v) or "0"
-        t.add_row("retries", retries)
-        for name, lim in sorted(self.rate_limits.items()):
-            t.add_row(f"{name} rate limit", f"{lim.get('limit', 0):,.0f}/s (now {lim.get('current', 0):,.0f}/s, "
-                                             f"{lim.get('throttle_events', 0)} throttles)")
-        t.add_row("consumed RCU / WCU", f"{self.consumed_read_units:,.1f} / {self.consumed_write_units:,.1f}")
-        t.add_row("duration", f"{self.duration_seconds:,.1f} s")
-        t.add_row("items/s", f"{self.items_per_second:,.0f}")
-        for k, v in self.extra.items():
-            if isinstance(v, (str, int, float)):
-                t.add_row(k.replace("_", " "), str(v))
-        if self.dead_lettered:
-            t.add_row("dead-letter file", str(self.dead_letter_path or "(not kept: use --dead-letter)"))
-        if not self.balanced():
-            t.add_row("[red]counts[/red]", "[red]do not add up[/red]")
-        console.print(t)
-        if self.error:
-            console.print(f"[red]error:[/red] {self.error}")
-
-
-DRY_RUN_LABELS = {
-    "read": "in (read)",
-    "out": "out (after transform)",
-    "written": "would write",
-    "dropped": "dropped by transform",
-    "fanout_extra": "fan-out (extra items)",
-    "dead_lettered": "invalid (would dead-letter)",
-}
 
 
 def finish(report: Report, counters: Dict[str, int], stats: Dict[str, Any], elapsed: float) -> Report:
@@ -158,6 +111,8 @@ def finish(report: Report, counters: Dict[str, int], stats: Dict[str, Any], elap
 def deliver(report: Report, path: Optional[str], error: Optional[BaseException] = None) -> Report:
     """Write the report to ``path`` (if given) and return it; with ``error``, raise that instead,
     carrying the report as ``error.report`` so a failed job still shows its counts."""
+    if error is not None:
+        report.error_exit_code = int(getattr(error, "exit_code", 1))
     if path:
         report.write_json(path)
     if error is not None:

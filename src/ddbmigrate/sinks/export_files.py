@@ -10,11 +10,12 @@ over to a new one past ``file_size`` uncompressed bytes. A file is finished (gzi
 atomic rename or S3 upload) before it counts.
 
 Invariants:
-1. A checkpoint never counts an item that is not in a finished, durable file. The pipeline asks
-   :meth:`FileSink.checkpoint_gate` before each save: the gate blocks writes, finishes every open
-   file, moves the finished files to the *committed* list, and only then lets the checkpoint
-   (whose extra state carries that list) be saved. Between commits (``commit_every`` seconds) the
-   gate declines the save, so files are not cut every two seconds.
+1. A checkpoint never counts an item that is not in a finished, durable file. The pipeline
+   enters :meth:`FileSink.commit` around each save: it blocks writes, finishes every open file,
+   moves the finished files to the *committed* list, and only then lets the checkpoint (whose
+   extra state carries that list) be saved. Between commits (``commit_every`` seconds) it
+   declines the save, so files are not cut every two seconds. With several workers (processes,
+   Spark tasks) each commits its own files; :class:`ExportFilesSpec` merges their lists.
 2. Files finished after the last committed checkpoint are orphans on --resume (their items will
    be read again from the checkpoint's positions): they are deleted, so no item is exported twice.
 3. The manifests are written only when every item is committed, and the summary last of all, so
@@ -31,14 +32,30 @@ import hashlib
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from dataclasses import dataclass, field, replace
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+)
 
 import orjson
 
-from ..state.crashpoints import crash_point
 from ..core.items import canonical_number
-from ..engine.pipeline import DELETE, BatchResult, Op
-from ..storage.stores import Storage
+from ..core.protocols import SinkBase
+from ..core.records import DELETE, BatchResult, Op
+from ..core.specs import Resources
+from ..state.crashpoints import crash_point
+from ..storage.stores import S3Settings, Storage, storage_for
+
+if TYPE_CHECKING:
+    from ..reporting.report import Report
 
 DEFAULT_FILE_SIZE = 256 * 1024 * 1024
 _CRASH_TESTING = os.environ.get("DDBMIGRATE_CRASH_AT") == "mid_export_line"
@@ -183,7 +200,7 @@ class _DataFile:
 # --------------------------------------------------------------------------- the sink
 
 
-class FileSink:
+class FileSink(SinkBase):
     """Pipeline sink writing data files of one export; see the module docstring."""
 
     def __init__(
@@ -301,10 +318,10 @@ class FileSink:
     # ------------------------------------------------------------------ checkpoints
 
     @contextlib.contextmanager
-    def checkpoint_gate(self, final: bool) -> Iterator[bool]:
-        """Called by the pipeline around each checkpoint save (see invariant 1)."""
+    def commit(self, final: bool) -> Iterator[Optional[Dict[str, Any]]]:
+        """Around each checkpoint save (see invariant 1): yields the committed files, or None."""
         if not final and self.clock() - self._last_commit < self.commit_every:
-            yield False
+            yield None
             return
         with self._cond:
             self._gating = True
@@ -313,7 +330,7 @@ class FileSink:
         try:
             self._finish_all()
             self._last_commit = self.clock()
-            yield True
+            yield self.checkpoint_extra()
         finally:
             with self._cond:
                 self._gating = False
@@ -332,17 +349,24 @@ class FileSink:
         self.committed = list(extra.get("files") or [])
         self.bytes_written = int(extra.get("bytes") or 0)
         self._started_written = True
-        keep = {e["dataFileS3Key"].rsplit("/", 1)[-1] for e in self.committed}
-        data = self.storage.join(self.root, "data")
-        if self.storage.is_dir(data):
-            for path, _size in self.storage.list_files(data):
-                if path.rsplit("/", 1)[-1] not in keep:
-                    self.storage.delete(path)  # finished after the last checkpoint: re-exported now
+        self.delete_unlisted()  # finished after the last checkpoint: re-exported now
         tmp = self._tmp()
         if os.path.isdir(tmp):
             for n in os.listdir(tmp):
                 if n.startswith(self.export_id + "-"):
                     os.unlink(os.path.join(tmp, n))
+
+    def delete_unlisted(self) -> int:
+        """Delete the data files the committed list does not name (invariant 2); returns how many."""
+        keep = {e["dataFileS3Key"].rsplit("/", 1)[-1] for e in self.committed}
+        data = self.storage.join(self.root, "data")
+        n = 0
+        if self.storage.is_dir(data):
+            for path, _size in self.storage.list_files(data):
+                if path.rsplit("/", 1)[-1] not in keep:
+                    self.storage.delete(path)
+                    n += 1
+        return n
 
     def close(self) -> None:
         """Finish every open file (idempotent). Without checkpoints, this commits them."""
@@ -379,3 +403,84 @@ class FileSink:
         self.storage.write_bytes(self.storage.join(self.root, name), data)
         md5 = base64.b64encode(hashlib.md5(data).digest())
         self.storage.write_bytes(self.storage.join(self.root, name[: -len(".json")] + ".md5"), md5)
+
+
+@dataclass(frozen=True)
+class ExportFilesSpec:
+    """An export's data files at ``dest`` (picklable). ``prepare`` fixes the ExportId once, on the
+    driver, so every worker writes into the same export; ``finalize`` writes the manifests."""
+
+    dest: str
+    s3: Optional[S3Settings] = None
+    fmt: str = "dynamodb-json"
+    file_size: int = DEFAULT_FILE_SIZE
+    commit_every: float = 30.0
+    s3_prefix: Optional[str] = None
+    # export_summary's table fields: table_arn, table_id, bucket, prefix
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    export_id: Optional[str] = None
+    started_at: Optional[float] = None
+    # files and bytes a resumed export had committed before this run
+    base_files: Sequence[Mapping[str, Any]] = ()
+    base_bytes: int = 0
+
+    def _sink(self, **kw: Any) -> FileSink:
+        return FileSink(storage_for(self.dest, self.s3), self.dest, fmt=self.fmt, file_size=self.file_size,
+                        commit_every=self.commit_every, s3_prefix=self.s3_prefix, export_id=self.export_id, **kw)
+
+    def prepare(self, saved: Optional[Mapping[str, Any]]) -> "ExportFilesSpec":
+        """Continue the export a checkpoint describes (deleting files it does not count), or start one."""
+        sink = self._sink()
+        if saved and saved.get("export_id"):
+            sink.restore(dict(saved))
+        return replace(self, export_id=sink.export_id, started_at=sink.started_at,
+                       base_files=tuple(sink.committed), base_bytes=sink.bytes_written)
+
+    def build(self, res: Resources) -> FileSink:
+        sink = self._sink()
+        sink.started_at = self.started_at or sink.started_at
+        # A resumed export's folder already has its _started marker.
+        sink._started_written = bool(self.base_files)
+        return sink
+
+    def merge(self, states: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+        files = list(self.base_files)
+        nbytes = self.base_bytes
+        for st in states:
+            files.extend(st.get("files") or [])
+            nbytes += int(st.get("bytes") or 0)
+        return {"export_id": self.export_id, "started_at": self.started_at, "files": files, "bytes": nbytes}
+
+    def finalize(self, state: Mapping[str, Any], report: "Report") -> None:
+        """Write the manifests (the summary last: the export is complete) and report them."""
+        sink = self._sink()
+        sink.started_at = float(state.get("started_at") or sink.started_at)
+        sink.committed = list(state.get("files") or [])
+        sink.bytes_written = int(state.get("bytes") or 0)
+        # Files no worker committed (a Spark task attempt that failed after finishing one) are
+        # in no manifest: delete them before the manifests say the export is complete.
+        orphans = sink.delete_unlisted()
+        if orphans:
+            report.extra["orphan_files_deleted"] = orphans
+        summary = export_summary(sink.export_id, sink.started_at, **self.summary)
+        summary["exportType"] = "FULL_EXPORT"
+        manifest = sink.write_manifests(summary)
+        report.extra.update({"export_id": sink.export_id, "export_path": sink.root, "files": len(sink.committed),
+                             "items_exported": manifest["itemCount"]})
+
+
+def export_summary(export_id: str, started_at: float, *, table_arn: str, table_id: Optional[str],
+                   bucket: Optional[str], prefix: Optional[str]) -> Dict[str, Any]:
+    """The manifest-summary.json fields known before the manifests are written (AWS's names)."""
+    return {
+        "exportArn": f"{table_arn}/export/{export_id}",
+        "startTime": iso_millis(started_at),
+        "endTime": iso_millis(time.time()),
+        "tableArn": table_arn,
+        "tableId": table_id,
+        "exportTime": iso_millis(started_at),
+        "s3Bucket": bucket,
+        "s3Prefix": prefix or None,
+        "s3SseAlgorithm": None,
+        "s3SseKmsKeyId": None,
+    }

@@ -13,7 +13,10 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from ..aws.client import DynamoClient
 from ..core.items import KeySchema, WireItem
-from ..engine.pipeline import Chunk, Pipeline, Processing
+from ..core.processing import Processing
+from ..core.protocols import SourceBase
+from ..core.records import Chunk
+from ..engine.pipeline import Pipeline
 from ..sinks.table_writer import TableWriter
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
@@ -48,7 +51,7 @@ def sample_item(i: int, *, size: int = 1000, hash_name: str = "pk", range_name: 
     return item
 
 
-class GeneratedSource:
+class GeneratedSource(SourceBase):
     """``count`` sample items split into units of ``per_unit`` items."""
 
     def __init__(self, count: int, *, size: int = 1000, per_unit: int = 5000, page: int = 500,

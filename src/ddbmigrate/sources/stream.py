@@ -38,8 +38,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..aws.client import DynamoClient
 from ..config import RetryPolicy, TableRef
-from ..errors import DdbMigrateError, FatalError, ResyncNeededError
 from ..core.items import WireItem
+from ..errors import DdbMigrateError, FatalError, ResyncNeededError
 
 RETENTION_SECONDS = 24 * 3600
 # Safety margin against the 24 h retention and clock skew between us and DynamoDB.

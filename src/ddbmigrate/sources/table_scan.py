@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import orjson
 
-from ..aws.client import DynamoClient
-from ..engine.pipeline import Chunk
 from ..aws.capacity import RateLimiter
+from ..aws.client import DynamoClient
+from ..config import RetryPolicy, TableRef
+from ..core.protocols import SourceBase
+from ..core.records import DELETE, Chunk
+from ..core.specs import Resources, SourceSpecBase
 
 # DynamoDB reads at most 1 MB per page: 1 MB eventually consistent = 128 RCU (4 KB at 0.5).
 _PAGE_RCU_ESTIMATE = 128.0
@@ -68,7 +72,9 @@ def unit_name(segment: int) -> str:
     return str(segment)
 
 
-class TableScanSource:
+class TableScanSource(SourceBase):
+    """One unit per scan segment; see the module docstring."""
+
     def __init__(
         self,
         client: DynamoClient,
@@ -81,6 +87,7 @@ class TableScanSource:
         segments: Optional[List[int]] = None,
         projection: Optional[List[str]] = None,
         raw: bool = False,
+        as_deletes: bool = False,
     ) -> None:
         self.client = client
         self.table = table
@@ -91,7 +98,8 @@ class TableScanSource:
         self.only = segments
         self.projection = projection
         # raw: hand items on as their JSON bytes (lazy parse), for pass-through copies.
-        self.raw = raw and _simdjson is not None
+        self.raw = raw and _simdjson is not None and not as_deletes
+        self.as_deletes = as_deletes
 
     def units(self) -> List[str]:
         segs = self.only if self.only is not None else range(self.total)
@@ -125,7 +133,11 @@ class TableScanSource:
             else:
                 resp = orjson.loads(data)
                 lek, cc = resp.get("LastEvaluatedKey"), resp.get("ConsumedCapacity")
-                chunk = Chunk(items=resp.get("Items") or [], position=lek, done=lek is None)
+                items = resp.get("Items") or []
+                if self.as_deletes:  # emptying a table: each item read is a delete of its key
+                    chunk = Chunk(ops=[(DELETE, it) for it in items], position=lek, done=lek is None)
+                else:
+                    chunk = Chunk(items=items, position=lek, done=lek is None)
             consumed = float((cc or {}).get("CapacityUnits") or 0.0)
             chunk.consumed = consumed
             self.limiter.settle(estimate, consumed)
@@ -134,3 +146,30 @@ class TableScanSource:
             if lek is None:
                 return
             req["ExclusiveStartKey"] = lek
+
+
+@dataclass(frozen=True)
+class TableScanSpec(SourceSpecBase):
+    """A parallel scan of ``ref``'s table in ``total_segments`` segments (picklable)."""
+
+    ref: TableRef
+    total_segments: int
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    consistent_read: bool = False
+    read_rate: Optional[float] = None  # units/s for the whole job (workers divide it)
+    page_limit: Optional[int] = None
+    projection: Optional[Tuple[str, ...]] = None
+    raw: bool = False
+    as_deletes: bool = False
+
+    def units(self) -> List[str]:
+        return [unit_name(s) for s in range(max(1, self.total_segments))]
+
+    def build(self, res: Resources) -> TableScanSource:
+        segments = [int(u) for u in res.units] if res.units is not None else None
+        readers = len(segments) if segments is not None else self.total_segments
+        client = res.client(self.ref, self.retry, pool_size=min(32, max(1, readers)) + 4)
+        return TableScanSource(client, self.ref.table, self.total_segments, consistent_read=self.consistent_read,
+                               page_limit=self.page_limit, limiter=res.limiter(self.read_rate, "read"),
+                               segments=segments, projection=list(self.projection) if self.projection else None,
+                               raw=self.raw, as_deletes=self.as_deletes)

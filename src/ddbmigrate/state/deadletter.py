@@ -15,56 +15,89 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import orjson
 
 
 class DeadLetters:
+    """The dead-letter file of one job (``path=None``: counted, not kept).
+
+    Records are reserved when they fail (:meth:`reserve`, which enforces ``--max-errors``) and
+    written when the chunk they belong to is committed (:meth:`commit`), so the file holds
+    exactly the dead letters a checkpoint counts; :meth:`mark` is the size a checkpoint records
+    and :meth:`truncate` cuts a resumed file back to it.
+    """
+
     def __init__(self, path: Optional[str]) -> None:
         self.path = path
-        self.count = 0
+        self.count = 0  # records reserved (the --max-errors budget)
+        self.written = 0  # lines committed to the file
         self._lock = threading.Lock()
         self._fh: Any = None
+        self._bytes = 0
         self.by_reason: Dict[str, int] = {}
+        self.examples: Dict[str, str] = {}  # code -> one of its messages
 
-    def add(
-        self,
-        item: Any,
-        reason: str,
-        *,
-        code: str = "",
-        stage: str = "validate",
-        origin: Optional[str] = None,
-        source_key: Any = None,
-        transform: Optional[str] = None,
-        raw: Optional[str] = None,
-        traceback: Optional[str] = None,
-    ) -> None:
-        rec: Dict[str, Any] = {"item": item, "reason": reason, "error_code": code or reason, "stage": stage}
-        if origin is not None:
-            rec["origin"] = origin
-        if source_key is not None:
-            rec["source_key"] = source_key
-        if transform is not None:
-            rec["transform"] = transform
-        if raw is not None:
-            rec["raw"] = raw if len(raw) <= 1_000_000 else raw[:1_000_000]
-        if traceback is not None:
-            rec["traceback"] = traceback
-        rec["time"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        line = orjson.dumps(rec, default=_default) + b"\n"
+    def reserve(self, limit: Optional[int] = None) -> bool:
+        """Count one more dead letter; False (nothing counted) when ``limit`` are already counted."""
         with self._lock:
+            if limit is not None and self.count >= limit:
+                return False
             self.count += 1
-            key = code or reason
-            self.by_reason[key] = self.by_reason.get(key, 0) + 1
-            if self.path is None:
-                return
-            if self._fh is None:
-                d = os.path.dirname(os.path.abspath(self.path))
-                os.makedirs(d, exist_ok=True)
-                self._fh = open(self.path, "ab")
-            self._fh.write(line)
+            return True
+
+    def add(self, item: Any, reason: str, *, limit: Optional[int] = None, **kw: Any) -> bool:
+        """Reserve and write one record at once (callers without chunks to commit)."""
+        if not self.reserve(limit):
+            return False
+        self.commit([(dead_letter_line(item, reason, **kw), kw.get("code") or reason)])
+        return True
+
+    def commit(self, lines: Sequence[Tuple[bytes, str]], settled: bool = True) -> None:
+        """Append encoded lines, each with what the report counts it under (code or reason).
+
+        ``settled=False``: lines of records no checkpoint covers (a stopped run's last chunks),
+        kept to be read but not counted; a resume cuts them off and reads their records again.
+        """
+        with self._lock:
+            for line, key in lines:
+                if settled:
+                    self.written += 1
+                    self.by_reason[key] = self.by_reason.get(key, 0) + 1
+                    if key not in self.examples:
+                        # The message behind a code, once per code: the report shows it.
+                        self.examples[key] = str(orjson.loads(line).get("reason", ""))[:500]
+                if self.path is None:
+                    continue
+                if self._fh is None:
+                    d = os.path.dirname(os.path.abspath(self.path))
+                    os.makedirs(d, exist_ok=True)
+                    self._fh = open(self.path, "ab")
+                    self._bytes = self._fh.tell()
+                self._fh.write(line)
+                self._bytes += len(line)
+
+    def mark(self) -> int:
+        """The file's size as far as committed lines go (what a checkpoint records)."""
+        with self._lock:
+            if self._fh is None and self.path is not None and os.path.exists(self.path):
+                return os.path.getsize(self.path)
+            return self._bytes
+
+    def truncate(self, size: int) -> int:
+        """Cut the file back to ``size`` bytes (lines of chunks a resume reads again); returns bytes cut."""
+        if self.path is None or not os.path.exists(self.path):
+            return 0
+        with self._lock:
+            have = os.path.getsize(self.path)
+            if have <= size:
+                return 0
+            with open(self.path, "r+b") as fh:
+                fh.truncate(size)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return have - size
 
     def sync(self) -> None:
         """Make every line written so far durable (called before a checkpoint save)."""
@@ -80,6 +113,34 @@ class DeadLetters:
                 os.fsync(self._fh.fileno())
                 self._fh.close()
                 self._fh = None
+
+
+def dead_letter_line(
+    item: Any,
+    reason: str,
+    *,
+    code: str = "",
+    stage: str = "validate",
+    origin: Optional[str] = None,
+    source_key: Any = None,
+    transform: Optional[str] = None,
+    raw: Optional[str] = None,
+    traceback: Optional[str] = None,
+) -> bytes:
+    """One dead-letter line, as the module docstring shows it."""
+    rec: Dict[str, Any] = {"item": item, "reason": reason, "error_code": code or reason, "stage": stage}
+    if origin is not None:
+        rec["origin"] = origin
+    if source_key is not None:
+        rec["source_key"] = source_key
+    if transform is not None:
+        rec["transform"] = transform
+    if raw is not None:
+        rec["raw"] = raw if len(raw) <= 1_000_000 else raw[:1_000_000]
+    if traceback is not None:
+        rec["traceback"] = traceback
+    rec["time"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return orjson.dumps(rec, default=_default) + b"\n"
 
 
 def _default(o: Any) -> Any:

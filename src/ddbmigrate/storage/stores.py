@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Iterator, List, Optional, Tuple
 
+from ..aws.errors import error_code
 from ..errors import AwsError, UsageError
 
 GLOB_CHARS = "*?["
@@ -199,7 +200,7 @@ class S3Storage(Storage):
         try:
             return fn(**kw)
         except Exception as e:
-            code = getattr(e, "response", {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
+            code = error_code(e)
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise UsageError(f"{path} does not exist", file=path, code=code) from None
             if code == "NoSuchBucket":
@@ -213,7 +214,7 @@ class S3Storage(Storage):
             self.client.head_object(Bucket=bucket, Key=key)
             return True
         except Exception as e:
-            code = getattr(e, "response", {}).get("Error", {}).get("Code") if hasattr(e, "response") else None
+            code = error_code(e)
             if code in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise AwsError(f"S3 HEAD {path} failed: {str(e)[:300]}", file=path, code=code) from None

@@ -4,14 +4,12 @@
     target side ──scan/read──────────────────────────────────▶ actual  ─┴─▶ spill files (disk)
                                                          partition by partition ─▶ differences
 
-Each side is a table (parallel segmented Scan) or an export folder / S3 prefix (the file
-source); both are read at the same time by one pool of reader threads. Items are matched by the
-target's primary key; the comparison runs in :mod:`ddbmigrate.verify.compare`, whose memory is bounded
-by ``memory_mb`` whatever the table size. Differences come in categories — ``missing``
-(expected, not in the target), ``unexpected`` (in the target, not expected), ``mismatched``
-(same key, different content, with the differing attribute paths and both values) — plus
-``invalid`` (an expected item that cannot exist in the target: bad key, over 400 KB) and
-``unreadable`` (a file record that could not be parsed).
+Each side (:mod:`ddbmigrate.verify.sides`) is a table (parallel segmented Scan) or an export
+folder / S3 prefix (the file source); both are read at the same time by one pool of reader
+threads (:func:`scan_sides`, which the Spark engine runs per segment too). Items are matched by
+the target's primary key; the comparison runs in :mod:`ddbmigrate.verify.compare`, whose memory
+is bounded by ``memory_mb`` whatever the table size. The categories and the report are in
+:mod:`ddbmigrate.verify.report`; ``repair`` in :mod:`ddbmigrate.verify.repair`.
 
 Invariants:
 1. Counts add up (:meth:`VerifyReport.balanced`): every record read on either side ends in
@@ -25,273 +23,47 @@ Invariants:
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import orjson
 
-from ..aws.client import DynamoClient, RetryStats
-from .compare import ACTUAL, DEFAULT_BUDGET, EXPECTED, Comparer, partitions_for
-from ..config import RetryPolicy, TableRef
-from ..errors import (
-    EXIT_DIFFERENCES,
-    EXIT_OK,
-    FatalError,
-    InterruptedError_,
-    RetriesExhaustedError,
-    TransformError,
-    UsageError,
-)
-from ..core.items import MAX_ITEM_BYTES, KeySchema, WireItem, canonical_item, oversize
-from ..engine.pipeline import DELETE, MAX_BATCH_OPS, PUT, Chunk, Counters, Op, Source
-from ..reporting.progress import Progress
 from ..aws.capacity import RateLimiter, TokenBucket
-from ..reporting.report import Report, finish, merge_stats
-from ..sinks.table_writer import TableWriter
-from ..sources.table_scan import TableScanSource, default_segments
+from ..aws.client import DynamoClient
+from ..config import RetryPolicy
+from ..core.items import KeySchema, WireItem
+from ..core.processing import Processing, Processor
+from ..core.records import DELETE, Chunk
 from ..core.transform import Transform, TransformContext, load_transform
+from ..engine.pipeline import Counters
+from ..errors import InterruptedError_, TransformError, UsageError
+from ..reporting.progress import Progress
+from ..reporting.report import finish, merge_stats
+from ..sources.table_scan import TableScanSource, default_segments
+from .compare import ACTUAL, DEFAULT_BUDGET, EXPECTED, Comparer, partitions_for
+from .repair import Confirm, repair_differences
+from .report import DifferencesFile, VerifyReport, sample_confidence
+from .sides import Side, SideRef, check_file_failures, open_side
 
-Confirm = Callable[[str], bool]
-SideRef = Union[TableRef, str]
-
-CATEGORIES = ("missing", "unexpected", "mismatched", "invalid", "unreadable")
-PREVIEW = 20
 DEFAULT_READERS = 8
-_BATCH_GET = 100
-
-
-# --------------------------------------------------------------------------- sides
-
-
-@dataclass
-class Side:
-    """One side of a verification: something that yields wire items, and what we know of it.
-
-    ``source`` follows the pipeline's Source protocol (units, read(unit, position, stop)), so a
-    table scan and a file source plug in the same way. ``client`` is set for table sides.
-    """
-
-    label: str
-    source: Source
-    key_schema: Optional[KeySchema] = None
-    estimate: Optional[int] = None
-    client: Optional[DynamoClient] = None
-    trusted: bool = False  # items come from DynamoDB itself: valid, sized, keyed by key_schema
-
-
-def is_files_location(arg: str) -> bool:
-    """A side argument names files (not a table) when it is an S3 URL, a path, a glob or exists."""
-    if arg.startswith("arn:"):
-        return False
-    return arg.startswith("s3://") or "/" in arg or os.sep in arg or any(c in arg for c in "*?[") \
-        or os.path.exists(arg)
-
-
-def _open_table(ref: TableRef, client: Optional[DynamoClient], retry: RetryPolicy, readers: int) -> Tuple[DynamoClient, Dict[str, Any]]:
-    c = client or DynamoClient(ref, pool_size=readers + 8, retry=retry, stats=RetryStats())
-    return c, c.describe_table()
-
-
-def _open_side(arg: SideRef, client: Optional[DynamoClient], s3: Any, input_format: str, retry: RetryPolicy,
-               readers: int) -> Tuple[Side, Optional[Dict[str, Any]]]:
-    """A files location, or a table with its key schema and item count (and its description)."""
-    if isinstance(arg, str) and is_files_location(arg):
-        return files_side(arg, s3=s3, input_format=input_format), None
-    ref = arg if isinstance(arg, TableRef) else TableRef(str(arg))
-    c, desc = _open_table(ref, client, retry, readers)
-    side = Side(ref.describe(), _placeholder, KeySchema.from_table_description(desc),
-                int(desc.get("ItemCount") or 0) or None, c, trusted=True)
-    return side, desc
-
-
-def files_side(location: str, *, s3: Any = None, input_format: str = "auto", validate: bool = True) -> Side:
-    """An export folder, file, folder of files, glob or ``s3://`` prefix, read by the file source.
-
-    Files carry no key schema: it comes from the other side's table or ``key_schema``.
-    Incremental exports hold changes, not a full image, so they cannot be a verify side.
-    """
-    from ..sources.files import FileSource, discover
-    from ..storage.stores import normalize, storage_for
-
-    src = normalize(location) if "://" in location or not any(c in location for c in "*?[") else location
-    storage = storage_for(src, s3)
-    plan = discover(src, storage)
-    if plan.kind == "incremental":
-        raise UsageError(f"{location} is an incremental export (changes, not a full image): it cannot be "
-                         "verified; verify the table it was applied to, or a full export")
-    fs = FileSource(storage, plan, validate=validate, input_format=input_format)
-    estimate = sum(f.item_count or 0 for f in plan.files) or None
-    return Side(label=src, source=fs, key_schema=None, estimate=estimate)
-
-
-def _check_file_failures(side: Side) -> None:
-    failures = list((getattr(side.source, "failures", None) or {}).values())
-    if failures:
-        raise FatalError(
-            f"{len(failures)} file(s) of {side.label} failed their checks, so the comparison would be "
-            "incomplete: " + "; ".join(f.one_line() for f in failures[:5]) + (" ..." if len(failures) > 5 else ""),
-            file=failures[0].path, line=failures[0].line, code="BadFile")
-
-
-# --------------------------------------------------------------------------- report
-
-
-@dataclass
-class VerifyReport(Report):
-    """What ``verify`` found. ``exit_code`` is 0 when nothing differs (after repair), else 4."""
-
-    job: str = "verify"
-    equal: int = 0
-    missing: int = 0
-    unexpected: int = 0
-    mismatched: int = 0
-    invalid: int = 0
-    unreadable: int = 0
-    keys_only: bool = False
-    sample_rate: Optional[float] = None
-    confidence: Dict[str, Any] = field(default_factory=dict)
-    diff_path: Optional[str] = None
-    preview: List[Dict[str, Any]] = field(default_factory=list)
-    partitions: int = 0
-    spilled_bytes: int = 0
-    memory_budget_bytes: int = 0
-    repair: Optional[Dict[str, Any]] = None
-    remaining: int = 0
-
-    @property
-    def differences(self) -> int:
-        return self.missing + self.unexpected + self.mismatched + self.invalid + self.unreadable
-
-    @property
-    def equal_sides(self) -> bool:
-        return self.differences == 0
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_DIFFERENCES if self.remaining else EXIT_OK
-
-    def balanced(self) -> bool:
-        c = self.count
-        source_ok = (c("source_read") + c("fanout_extra") == c("expected") + c("sampled_out_expected") + c("dropped")
-                     + c("transform_errors") + c("invalid") + c("unreadable_source") + c("source_collapsed"))
-        target_ok = c("target_read") == (c("actual") + c("sampled_out_actual") + c("unreadable_target")
-                                         + c("target_collapsed"))
-        compare_ok = (c("expected") == self.equal + self.missing + self.mismatched + c("expected_duplicates")
-                      and c("actual") == self.equal + self.unexpected + self.mismatched + c("actual_duplicates"))
-        return source_ok and target_ok and compare_ok
-
-    def to_dict(self) -> Dict[str, Any]:
-        d = super().to_dict()
-        d["differences"] = self.differences
-        d["equal_sides"] = self.equal_sides
-        return d
-
-    def render(self, console: Any = None) -> None:
-        from rich.console import Console
-        from rich.table import Table
-
-        console = console or Console(stderr=True)
-        verdict = "EQUAL" if self.equal_sides else f"DIFFERENT ({self.differences:,})"
-        if self.repair is not None and self.differences:
-            verdict += " - repaired" if not self.remaining else f" - {self.remaining:,} remain after repair"
-        t = Table(title=f"ddbmigrate verify: {self.status}: {verdict}", show_header=False, title_justify="left")
-        t.add_column("what", style="bold")
-        t.add_column("value", justify="right")
-        t.add_row("source", self.source)
-        t.add_row("target", self.target)
-        mode = "keys only" if self.keys_only else "full items"
-        if self.sample_rate is not None:
-            mode += f", sample {self.sample_rate * 100:.4g}% of keys"
-        t.add_row("compared", mode)
-        c = self.count
-        t.add_row("source read", f"{c('source_read'):,}")
-        if self.extra.get("transform"):
-            t.add_row("expected after transform", f"{c('expected') + c('sampled_out_expected'):,}")
-            for k in ("dropped", "fanout_extra", "transform_errors"):
-                if c(k):
-                    t.add_row(k.replace("_", " "), f"{c(k):,}")
-        t.add_row("target read", f"{c('target_read'):,}")
-        if self.sample_rate is not None:
-            t.add_row("not in the sample", f"{c('sampled_out_expected'):,} expected / {c('sampled_out_actual'):,} target")
-        t.add_row("equal", f"{self.equal:,}")
-        for k in CATEGORIES:
-            v = getattr(self, k)
-            if v or k in ("missing", "unexpected", "mismatched"):
-                t.add_row(f"[red]{k}[/red]" if v else k, f"{v:,}")
-        for k in ("expected_duplicates", "actual_duplicates"):
-            if c(k):
-                t.add_row(k.replace("_", " "), f"{c(k):,}")
-        t.add_row("partitions / spilled", f"{self.partitions} / {self.spilled_bytes / 1e6:,.1f} MB")
-        t.add_row("consumed RCU", f"{self.consumed_read_units:,.1f}")
-        if self.consumed_write_units:
-            t.add_row("consumed WCU (repair)", f"{self.consumed_write_units:,.1f}")
-        t.add_row("duration", f"{self.duration_seconds:,.1f} s")
-        t.add_row("items/s", f"{self.items_per_second:,.0f}")
-        if self.diff_path:
-            t.add_row("differences file", self.diff_path)
-        if not self.balanced():
-            t.add_row("[red]counts[/red]", "[red]do not add up[/red]")
-        console.print(t)
-        for d in self.preview[:10]:
-            paths = ", ".join(d.get("paths", [])[:5])
-            console.print(f"  {d['category']:<11} {orjson.dumps(d['key']).decode()}" + (f"  ({paths})" if paths else "")
-                          + (f"  {d['reason']}" if d.get("reason") else ""))
-        if self.differences > len(self.preview[:10]):
-            console.print(f"  ... {self.differences - len(self.preview[:10]):,} more"
-                          + (f" in {self.diff_path}" if self.diff_path else " (use --diff FILE to list them all)"))
-        if self.confidence.get("statement"):
-            console.print(f"sample: {self.confidence['statement']}")
-        if self.repair is not None:
-            r = self.repair
-            console.print(f"repair: {r.get('put', 0):,} put, {r.get('deleted', 0):,} deleted"
-                          + (f", {r['delete_skipped']:,} unexpected kept (not confirmed)" if r.get("delete_skipped") else "")
-                          + (f", {r['rejected']:,} rejected" if r.get("rejected") else "")
-                          + f"; re-checked {r.get('rechecked', 0):,} keys with consistent reads: "
-                          + f"{r.get('still_different', 0):,} still different")
-        if self.error:
-            console.print(f"[red]error:[/red] {self.error}")
-
-
-def sample_confidence(rate: float, found: int) -> Dict[str, Any]:
-    """What a key-hash sample at ``rate`` that found ``found`` differences says about the whole.
-
-    Each key is in the sample independently with probability ``rate``, so k differences all
-    escape the sample with probability (1 - rate)^k.
-    """
-    catch = {str(k): round(1 - (1 - rate) ** k, 6) for k in (1, 10, 100, 1000)}
-    out: Dict[str, Any] = {"rate": rate, "found": found, "estimated_total": round(found / rate, 1),
-                           "catch_probability": catch}
-    if found == 0:
-        bound = math.inf if rate <= 0 else (1 if rate >= 1 else math.ceil(math.log(0.05) / math.log1p(-rate)))
-        out["max_differences_95"] = bound
-        out["statement"] = (f"no difference in the sample; with 95% confidence the full comparison would find "
-                            f"fewer than {bound:,} differences (one given difference is caught with probability "
-                            f"{rate:.2%}, 100 differences with probability {catch['100']:.2%})")
-    else:
-        out["statement"] = (f"{found:,} differences in the sample; about {found / rate:,.0f} expected in a full "
-                            "comparison")
-    return out
-
-
-# --------------------------------------------------------------------------- differences file
-
-
-def preview_entry(d: Dict[str, Any]) -> Dict[str, Any]:
-    """A difference line without the item bodies: category, key, differing paths, reason."""
-    p: Dict[str, Any] = {"category": d["category"], "key": d.get("key") or d.get("source_key")}
-    if "differences" in d:
-        p["paths"] = [x["path"] for x in d["differences"]]
-    if "reason" in d:
-        p["reason"] = d["reason"]
-    return p
 
 
 def check_verify_options(sample: Optional[float], on_error: str, repair: bool, keys_only: bool) -> None:
@@ -302,42 +74,6 @@ def check_verify_options(sample: Optional[float], on_error: str, repair: bool, k
         raise UsageError(f"--on-error must be fail or skip, not {on_error!r}")
     if repair and keys_only:
         raise UsageError("--repair needs full items; it cannot be combined with --keys-only")
-
-
-class _DiffSink:
-    """Writes difference lines (JSONL) and counts them; keeps a bodiless preview for the summary."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
-        self._fh = open(path, "wb")
-        self._lock = threading.Lock()
-        self.counts: Dict[str, int] = {c: 0 for c in CATEGORIES}
-        self.preview: List[Dict[str, Any]] = []
-
-    def __call__(self, d: Dict[str, Any]) -> None:
-        line = orjson.dumps(d) + b"\n"
-        with self._lock:
-            self._fh.write(line)
-            self.counts[d["category"]] = self.counts.get(d["category"], 0) + 1
-            if len(self.preview) < PREVIEW:
-                self.preview.append(preview_entry(d))
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._fh.closed:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-                self._fh.close()
-
-
-def iter_diffs(path: str) -> Iterator[Dict[str, Any]]:
-    """Read a differences file back (one JSON object per line)."""
-    with open(path, "rb") as fh:
-        for line in fh:
-            if line.strip():
-                yield orjson.loads(line)
 
 
 # --------------------------------------------------------------------------- the job
@@ -360,7 +96,7 @@ def verify_tables(
     consistent_read: bool = False,
     memory_mb: Optional[float] = None,
     work_dir: Optional[str] = None,
-    progress: str = "auto",
+    progress: str = "off",
     on_error: str = "fail",
     key_schema: Optional[KeySchema] = None,
     retry: Optional[RetryPolicy] = None,
@@ -398,9 +134,9 @@ def verify_tables(
     src_desc: Optional[Dict[str, Any]] = None
     tgt_desc: Optional[Dict[str, Any]] = None
     if source_side is None:
-        source_side, src_desc = _open_side(source, source_client, s3, input_format, retry, nreaders)
+        source_side, src_desc = open_side(source, source_client, s3, input_format, retry, nreaders)
     if target_side is None:
-        target_side, tgt_desc = _open_side(target, target_client, s3, input_format, retry, nreaders)
+        target_side, tgt_desc = open_side(target, target_client, s3, input_format, retry, nreaders)
     keys = key_schema or target_side.key_schema or (source_side.key_schema if tf is None else None)
     if keys is None:
         raise UsageError("cannot tell the target's primary key: give --key-schema HASH:TYPE[,RANGE:TYPE]")
@@ -439,7 +175,7 @@ def verify_tables(
     report = VerifyReport(source=source_side.label, target=target_side.label, keys_only=keys_only,
                           sample_rate=sample, memory_budget_bytes=budget, partitions=comparer.partitions)
     report.extra = {k: v for k, v in {"transform": tf.name if tf else None}.items() if v}
-    diffs = _DiffSink(diff_path or os.path.join(folder, "differences.jsonl"))
+    diffs = DifferencesFile(diff_path or os.path.join(folder, "differences.jsonl"))
     report.diff_path = diff_path
     counters = Counters()
     phase = {"status": "scan"}
@@ -457,10 +193,10 @@ def verify_tables(
     try:
         ctx = TransformContext(source_table=source_side.client.ref.table if source_side.client else None,
                                target_table=target_side.client.ref.table if target_side.client else None)
-        _scan(source_side, target_side, comparer, keys, tf, ctx, check_expected, check_actual, on_error,
+        scan_sides(source_side, target_side, comparer, keys, tf, ctx, check_expected, check_actual, on_error,
               counters, diffs, nreaders)
         for side in (source_side, target_side):
-            _check_file_failures(side)
+            check_file_failures(side)
         comparer.close()
         report.spilled_bytes = sum(s.bytes for s in comparer.spills)
         counters.bump({"sampled_out_expected": comparer.sampled_out[EXPECTED],
@@ -506,26 +242,26 @@ def verify_tables(
     return report
 
 
-class _Placeholder:
-    """Stands in for a table side's scan until the projection is known."""
-
-    def units(self) -> List[str]:
-        return []
-
-    def read(self, unit: str, position: Any, stop: threading.Event) -> Iterator[Chunk]:
-        return iter(())
-
-
-_placeholder = _Placeholder()
-
-
 # --------------------------------------------------------------------------- scan phase
 
 
-def _scan(src: Side, tgt: Side, comparer: Comparer, keys: KeySchema, tf: Optional[Transform],
-          ctx: TransformContext, check_expected: bool, check_actual: bool, on_error: str, counters: Counters,
-          diffs: _DiffSink, readers: int) -> None:
-    """Read both sides with one pool of threads, units interleaved so both sides advance together."""
+class ItemFeed(Protocol):
+    """Where :func:`scan_sides` hands each side's items: the Comparer locally, the shuffle on Spark."""
+
+    def add(self, side: int, items: Iterable[WireItem]) -> None: ...
+
+
+DiffWriter = Callable[[Dict[str, Any]], None]
+
+
+def scan_sides(src: Side, tgt: Side, comparer: ItemFeed, keys: KeySchema, tf: Optional[Transform],
+               ctx: TransformContext, check_expected: bool, check_actual: bool, on_error: str, counters: Counters,
+               diffs: DiffWriter, readers: int) -> None:
+    """Read both sides with one pool of threads, units interleaved so both sides advance together.
+
+    Shared by both engines (a Spark verify task runs it on one segment of one side), so a table
+    read on Spark is checked and counted exactly as it is locally.
+    """
     su = [(EXPECTED, u) for u in src.source.units()]
     tu = [(ACTUAL, u) for u in tgt.source.units()]
     work: Deque[Tuple[int, str]] = deque()
@@ -537,6 +273,8 @@ def _scan(src: Side, tgt: Side, comparer: Comparer, keys: KeySchema, tf: Optiona
     stop = threading.Event()
     errors: List[BaseException] = []
     sides = {EXPECTED: src, ACTUAL: tgt}
+    # The pipeline's own processing step: the target must hold exactly what a copy would write.
+    step = Processor(Processing(key_schema=keys, transform=tf, context=ctx, source_key_schema=src.key_schema))
 
     def handle(side: int, chunk: Chunk, unit: str) -> None:
         # Items are parsed, transformed and spilled one at a time (generators below), so a
@@ -552,7 +290,7 @@ def _scan(src: Side, tgt: Side, comparer: Comparer, keys: KeySchema, tf: Optiona
             items = [img for _kind, img in chunk.ops]
         name = "source" if side == EXPECTED else "target"
         counts: Dict[str, int] = {f"{name}_read": len(items) + len(chunk.rejects)}
-        extra = getattr(chunk, "counts", None) or {}
+        extra = chunk.counts or {}
         if extra.get("read"):
             # Records the source resolved itself (superseded versions of a key in an
             # incremental export): read, and collapsed into the version we compare.
@@ -581,9 +319,9 @@ def _scan(src: Side, tgt: Side, comparer: Comparer, keys: KeySchema, tf: Optiona
                     item = orjson.loads(item)
                 if tf is not None:
                     try:
-                        outs = tf(item, ctx)
+                        outs = step.apply(item, ctx)
                     except TransformError as e:
-                        skey = src.key_schema.project_or_none(item) if src.key_schema else None
+                        skey = step.source_key(item)
                         if on_error == "fail":
                             raise TransformError(f"{e.message} (source key {orjson.dumps(skey).decode()})",
                                                  code=e.code) from e
@@ -598,14 +336,10 @@ def _scan(src: Side, tgt: Side, comparer: Comparer, keys: KeySchema, tf: Optiona
                     outs = [item]
                 for o in outs:
                     if check_expected:
-                        p = keys.problem(o)
-                        if p is None:
-                            size = oversize(o, len(orjson.dumps(o)))
-                            if size is not None:
-                                p = f"item is {size} bytes; DynamoDB's limit is {MAX_ITEM_BYTES}"
+                        p = step.problem(o)
                         if p:
                             counts["invalid"] = counts.get("invalid", 0) + 1
-                            diffs({"category": "invalid", "reason": p, "source_key": (src.key_schema.project_or_none(item) if src.key_schema else None),
+                            diffs({"category": "invalid", "reason": p, "source_key": step.source_key(item),
                                    "origin": _origin(chunk, i), "expected": o})
                             continue
                     yield o
@@ -651,113 +385,4 @@ def _origin(chunk: Chunk, i: int) -> Optional[str]:
     return None
 
 
-# --------------------------------------------------------------------------- repair
-
-
-def repair_differences(diff_file: str, client: DynamoClient, keys: KeySchema, *,
-                       confirm: Optional[Confirm] = None, writers: int = 8) -> Dict[str, Any]:
-    """Put missing and mismatched items, delete unexpected ones (if confirmed), then re-check.
-
-    Streams the differences file twice (write, then re-check) so memory stays bounded by the
-    batches in flight. The re-check reads every repaired key with BatchGetItem(ConsistentRead)
-    and compares it canonically with the expected item (or expects it gone).
-    """
-    table = client.ref.table
-    to_delete = sum(1 for d in iter_diffs(diff_file) if d["category"] == "unexpected")
-    delete_ok = False
-    if to_delete:
-        msg = (f"Delete {to_delete:,} unexpected items (in the target, not in transform(source)) from table "
-               f"{table!r} at {client.endpoint}?")
-        delete_ok = bool(confirm is not None and confirm(msg))
-    writer = TableWriter(client, table, keys)
-    result: Dict[str, int] = {"put": 0, "deleted": 0, "delete_skipped": 0 if delete_ok else to_delete,
-                              "rejected": 0, "rechecked": 0, "still_different": 0}
-    still_keys: List[Dict[str, Any]] = []
-    lock = threading.Lock()
-    pending: Deque["Future[None]"] = deque()
-
-    def write(ops: List[Op]) -> None:
-        res = writer.write(ops)
-        with lock:
-            result["put"] += res.written
-            result["deleted"] += res.deleted
-            result["rejected"] += len(res.rejected)
-
-    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="verify-repair") as pool:
-        batch: List[Op] = []
-        for d in iter_diffs(diff_file):
-            cat = d["category"]
-            if cat in ("missing", "mismatched"):
-                item = d["expected"]
-                batch.append(Op(PUT, item, orjson.dumps(item), keys.key(item)))
-            elif cat == "unexpected" and delete_ok:
-                k = keys.project(d["key"])
-                batch.append(Op(DELETE, k, orjson.dumps(k), keys.key(k)))
-            else:
-                continue
-            if len(batch) >= MAX_BATCH_OPS:
-                pending.append(pool.submit(write, batch))
-                batch = []
-                while len(pending) > writers * 2:  # bounded in-flight batches
-                    pending.popleft().result()
-        if batch:
-            pending.append(pool.submit(write, batch))
-        while pending:
-            pending.popleft().result()
-
-    # Re-check with strongly consistent reads.
-    group: List[Tuple[Dict[str, Any], Optional[WireItem]]] = []
-
-    def recheck(group: List[Tuple[Dict[str, Any], Optional[WireItem]]]) -> None:
-        got = batch_get(client, table, [k for k, _ in group], keys)
-        for k, expected in group:
-            actual = got.get(orjson.dumps(keys.key(k)))
-            ok = actual is None if expected is None else (actual is not None and
-                                                          canonical_item(actual) == canonical_item(expected))
-            result["rechecked"] += 1
-            if not ok:
-                result["still_different"] += 1
-                if len(still_keys) < PREVIEW:
-                    still_keys.append(k)
-
-    for d in iter_diffs(diff_file):
-        cat = d["category"]
-        if cat in ("missing", "mismatched"):
-            group.append((keys.project(d["expected"]), d["expected"]))
-        elif cat == "unexpected" and delete_ok:
-            group.append((keys.project(d["key"]), None))
-        else:
-            continue
-        if len(group) >= _BATCH_GET:
-            recheck(group)
-            group = []
-    if group:
-        recheck(group)
-    return {**result, "still_different_keys": still_keys}
-
-
-def batch_get(client: DynamoClient, table: str, keys_list: List[Dict[str, Any]], keys: KeySchema,
-              consistent: bool = True) -> Dict[bytes, WireItem]:
-    """BatchGetItem of up to 100 keys (retrying UnprocessedKeys); returns key bytes -> item."""
-    out: Dict[bytes, WireItem] = {}
-    request: Dict[str, Any] = {table: {"Keys": keys_list, "ConsistentRead": consistent}}
-    attempt = 0
-    while request:
-        resp = client.call("BatchGetItem", {"RequestItems": request, "ReturnConsumedCapacity": "TOTAL"}, table=table)
-        for cc in resp.get("ConsumedCapacity") or []:
-            client.stats.consumed(read=float(cc.get("CapacityUnits") or 0.0))
-        for it in (resp.get("Responses") or {}).get(table) or []:
-            out[orjson.dumps(keys.key(it))] = it
-        request = resp.get("UnprocessedKeys") or {}
-        if request:
-            attempt += 1
-            if attempt >= client.retry_policy.max_attempts:
-                raise RetriesExhaustedError(f"BatchGetItem keys still unprocessed after {attempt} attempts",
-                                            table=table, code="UnprocessedKeys")
-            client.stats.retry("unprocessed")
-            client.backoff.wait(attempt)
-    return out
-
-
-__all__ = ["Side", "VerifyReport", "batch_get", "files_side", "is_files_location", "iter_diffs", "repair_differences",
-           "sample_confidence", "verify_tables"]
+__all__ = ["DEFAULT_READERS", "DiffWriter", "ItemFeed", "check_verify_options", "scan_sides", "verify_tables"]

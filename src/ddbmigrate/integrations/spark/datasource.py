@@ -92,8 +92,8 @@ class DynamoDBReader(DataSourceReader):
         return [InputPartition(s) for s in range(self.segments)]
 
     def read(self, partition: InputPartition) -> Iterator[Tuple[Any, ...]]:
-        from ...aws.client import DynamoClient
         from ...aws.capacity import limiter_for
+        from ...aws.client import DynamoClient
         from ...sources.table_scan import TableScanSource
 
         seg = int(partition.value)

@@ -1,0 +1,120 @@
+"""Before the first read: does what a job will write fit the target's keys and indexes?
+
+A target whose key (or an index key) has another type than the items carry would reject every
+item: the job would read the whole source and dead-letter all of it. This check finds that in
+seconds, before any item is read for real, and stops the job (exit 2) naming the attribute and
+both types.
+
+Two kinds of evidence, both cheap:
+1. Schemas: without a transform, an attribute that the source and the target both define
+   (table or index key, in ``AttributeDefinitions``) with different types cannot fit.
+2. A sample: the first items of the source, through the transform when there is one, checked
+   against the target's table key and every GSI/LSI key attribute that they carry (an index key
+   may be absent: that is a sparse index, not an error). When no sampled item fits, the job
+   stops; a few items that do not fit are left to the dead-letter file, item by item.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from ..core.items import KeySchema, WireItem
+from ..core.transform import Transform, TransformContext
+from ..errors import DdbMigrateError, UsageError
+
+SAMPLE = 20
+_TYPE_NAMES = {"S": "string", "N": "number", "B": "binary"}
+
+
+def index_key_attributes(desc: Mapping[str, Any]) -> List[Tuple[str, str, str]]:
+    """(attribute, type, where) of every key attribute of the table and of its GSIs and LSIs."""
+    types = {a["AttributeName"]: a["AttributeType"] for a in desc.get("AttributeDefinitions") or []}
+    out: List[Tuple[str, str, str]] = []
+    seen = set()
+
+    def add(schema: Iterable[Mapping[str, Any]], where: str) -> None:
+        for k in schema:
+            name = k["AttributeName"]
+            if (name, where) not in seen and name in types:
+                seen.add((name, where))
+                out.append((name, types[name], where))
+
+    add(desc.get("KeySchema") or [], "table key")
+    for kind, label in (("GlobalSecondaryIndexes", "GSI"), ("LocalSecondaryIndexes", "LSI")):
+        for ix in desc.get(kind) or []:
+            add(ix.get("KeySchema") or [], f"{label} {ix.get('IndexName')}")
+    return out
+
+
+def _type(t: str) -> str:
+    return f"{t} ({_TYPE_NAMES.get(t, t)})"
+
+
+def schema_problems(source_desc: Mapping[str, Any], target_desc: Mapping[str, Any]) -> List[str]:
+    """Attributes both tables define as keys with different types (meaningful without a transform)."""
+    src = {a["AttributeName"]: a["AttributeType"] for a in source_desc.get("AttributeDefinitions") or []}
+    problems = []
+    for name, typ, where in index_key_attributes(target_desc):
+        if name in src and src[name] != typ:
+            problems.append(f"target {where} attribute {name!r} is {_type(typ)} but the source's {name!r} is "
+                            f"{_type(src[name])}")
+    return problems
+
+
+def sample_problems(items: Iterable[WireItem], target_desc: Mapping[str, Any],
+                    transform: Optional[Transform] = None, context: Optional[TransformContext] = None,
+                    ) -> Tuple[int, int, List[str]]:
+    """(outputs checked, outputs that cannot fit, problems) of sampled source items, transformed
+    when there is a transform."""
+    keys = KeySchema.from_table_description(target_desc)
+    attrs = index_key_attributes(target_desc)
+    what = "transformed items" if transform is not None else "source items"
+    problems: List[str] = []
+    outputs = bad = 0
+    for item in items:
+        try:
+            outs = transform(item, context) if transform is not None else [item]
+        except DdbMigrateError:
+            continue  # the transform's own errors are the job's to report, item by item
+        for out in outs:
+            outputs += 1
+            found: List[str] = []
+            p = keys.problem(out)
+            if p and "missing" in p:
+                found.append(f"{what} lack the target's table key: {p}")
+            for name, typ, where in attrs:
+                v = out.get(name)
+                if isinstance(v, dict) and v and typ not in v:
+                    found.append(f"target {where} attribute {name!r} is {_type(typ)} but {what} carry "
+                                 f"{_type(next(iter(v)))}")
+            if found:
+                bad += 1
+                problems += found
+    return outputs, bad, problems
+
+
+def check_fits_target(target_name: str, target_desc: Mapping[str, Any], *,
+                      source_desc: Optional[Mapping[str, Any]] = None, sample: Iterable[WireItem] = (),
+                      transform: Optional[Transform] = None, context: Optional[TransformContext] = None) -> None:
+    """Raise UsageError (exit 2) naming the first attribute that cannot fit, before any read."""
+    problems: List[str] = []
+    if source_desc is not None and transform is None:
+        problems += schema_problems(source_desc, target_desc)
+    if not problems:
+        # A few odd items are the dead-letter file's business; a sample in which no item fits
+        # means the whole job would be dead letters.
+        outputs, bad, found = sample_problems(sample, target_desc, transform, context)
+        if outputs and bad == outputs:
+            problems += found
+    if problems:
+        unique: Dict[str, None] = dict.fromkeys(problems)
+        first = next(iter(unique))
+        more = f" (and {len(unique) - 1} more)" if len(unique) > 1 else ""
+        raise UsageError(f"what this job writes does not fit table {target_name!r}: {first}{more}; nothing "
+                         "was read or written", table=target_name, code="KeyMismatch")
+
+
+def sample_table(client: Any, table: str, n: int = SAMPLE) -> List[WireItem]:
+    """The first ``n`` items of ``table`` (one small Scan page)."""
+    resp = client.call("Scan", {"TableName": table, "Limit": n}, table=table)
+    return list(resp.get("Items") or [])

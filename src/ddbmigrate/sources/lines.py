@@ -1,0 +1,310 @@
+"""Lines and records of one stored file: streamed, gunzipped, and parsed into wire items.
+
+Files may be gzip (detected by their magic bytes) or plain. Per file, the format is detected
+from its first object (:func:`detect`): ``{"Item": ...}`` or bare DynamoDB-JSON items,
+incremental export records (``Keys``/``NewImage``/``Metadata``), our own dead-letter lines
+(``{"item": ...}``), or JSON lines of plain values (parsed with ``Decimal``, so numbers keep
+every digit).
+
+Invariants:
+1. Memory is bounded: files are streamed in ``BLOCK`` (1 MB) blocks; a line longer than
+   ``MAX_LINE`` is handed on as :class:`TooLong` without being held.
+2. Everything decompressed before a truncation or corruption is handed out before the error
+   (one of ``CORRUPT_ERRORS``) is raised, so a caller can say exactly what was read.
+3. Parsing is lossless: a record becomes a wire item or a reason, never a rounded number.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import hashlib
+import json
+import zlib
+from decimal import Decimal
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
+
+import orjson
+
+from ..core.items import ALL_TYPES, WireItem, from_python, item_problem
+from ..errors import InvalidItemError, RetriableError
+from ..storage.stores import Storage
+
+MAX_LINE = 8 * 1024 * 1024
+BLOCK = 1 << 20
+
+# What reading a corrupt or truncated file raises (gzip CRC / length, cut streams).
+CORRUPT_ERRORS = (OSError, EOFError, zlib.error)
+
+
+# --------------------------------------------------------------------------- streaming lines
+
+
+class _Raw:
+    """The stored bytes as read: hashed and counted on the way (for md5Checksum)."""
+
+    def __init__(self, fh: BinaryIO, head: bytes = b"") -> None:
+        self.fh = fh
+        self.md5 = hashlib.md5()
+        self._head = head
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            b, self._head = self._head, b""
+            if n is not None and 0 <= n < len(b):
+                b, self._head = b[:n], b[n:]
+            return b
+        try:
+            data: bytes = self.fh.read(n) if n is not None and n >= 0 else self.fh.read()
+        except OSError:
+            raise
+        except Exception as e:  # an S3 stream cut mid-file (botocore/urllib3 errors): resumable
+            raise RetriableError(f"reading stopped: {type(e).__name__}: {str(e)[:200]}; rerun with --resume",
+                                 code="ReadError") from None
+        self.md5.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(BLOCK):
+            pass
+
+
+class _Gunzip:
+    """Streaming gunzip (multi-member, CRC and length checked by zlib).
+
+    Unlike gzip.GzipFile, everything decompressed before a truncation or corruption is handed
+    out before the error is raised, so --no-validate can say exactly what was loaded.
+    """
+
+    def __init__(self, raw: _Raw) -> None:
+        self.raw = raw
+        self.d = zlib.decompressobj(31)
+        self._in = b""
+
+    def read(self, n: int) -> bytes:
+        while True:
+            if self._in:
+                buf, self._in = self._in, b""
+            else:
+                buf = self.raw.read(BLOCK)
+                if not buf:
+                    if not self.d.eof:
+                        raise EOFError("compressed file ended before the end of the gzip stream (truncated)")
+                    return b""
+            if self.d.eof:  # the previous member ended: another member, or padding
+                if not buf.strip(b"\0"):
+                    continue
+                self.d = zlib.decompressobj(31)
+            out = self.d.decompress(buf, n)
+            self._in = self.d.unconsumed_tail or (self.d.unused_data if self.d.eof else b"")
+            if out:
+                return out
+
+
+class TooLong:
+    """Stands in for a line over MAX_LINE bytes, which is skipped without being held."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+Line = Union[bytes, TooLong]
+
+
+class LineStream:
+    """Lines of one stored file, decompressed if it is gzip; md5 of the stored bytes at the end."""
+
+    def __init__(self, storage: Storage, path: str) -> None:
+        fh = storage.open_read(path)
+        self._fh = fh
+        head = fh.read(2)
+        self.raw = _Raw(fh)
+        self.raw.md5.update(head)
+        self.raw._head = head
+        self.gzip = head == b"\x1f\x8b"
+        self._reader: Any = _Gunzip(self.raw) if self.gzip else self.raw
+        self._pending: List[bytes] = []
+
+    def first_char(self) -> bytes:
+        """The first non-blank byte of the content (read ahead, not consumed)."""
+        while True:
+            b: bytes = self._reader.read(BLOCK)
+            if not b:
+                return b""
+            if not self._pending and b.startswith(codecs.BOM_UTF8):
+                b = b[len(codecs.BOM_UTF8):]
+            self._pending.append(b)
+            s = b.lstrip()
+            if s:
+                return s[:1]
+
+    def blocks(self) -> Iterator[bytes]:
+        while self._pending:
+            yield self._pending.pop(0)
+        while True:
+            b = self._reader.read(BLOCK)
+            if not b:
+                return
+            yield b
+
+    def lines(self) -> Iterator[Line]:
+        buf = b""
+        skipping = 0  # bytes of an over-long line dropped so far
+        for block in self.blocks():
+            if skipping:
+                nl = block.find(b"\n")
+                if nl < 0:
+                    skipping += len(block)
+                    continue
+                yield TooLong(skipping + nl)
+                skipping = 0
+                block = block[nl + 1:]
+            buf += block
+            parts = buf.split(b"\n")
+            buf = parts.pop()
+            for part in parts:
+                yield TooLong(len(part)) if len(part) > MAX_LINE else part
+            if len(buf) > MAX_LINE:
+                skipping, buf = len(buf), b""
+        if skipping:
+            yield TooLong(skipping)
+        elif buf:
+            yield TooLong(len(buf)) if len(buf) > MAX_LINE else buf
+
+    def md5_b64(self) -> str:
+        self.raw.drain()
+        return base64.b64encode(self.raw.md5.digest()).decode("ascii")
+
+    def close(self) -> None:
+        try:
+            self._fh.close()
+        except Exception:  # closing a half-read HTTP body may complain; nothing to keep
+            pass
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def looks_wire(obj: Dict[str, Any]) -> bool:
+    """Every value a one-key type descriptor: DynamoDB JSON rather than plain JSON."""
+    if not obj:
+        return False
+    for v in obj.values():
+        if not isinstance(v, dict) or len(v) != 1 or next(iter(v)) not in ALL_TYPES:
+            return False
+    return True
+
+
+def detect(obj: Any) -> str:
+    """The format of a file, from its first object: ddb, incremental, deadletter or plain."""
+    if not isinstance(obj, dict):
+        return "plain"
+    if isinstance(obj.get("Item"), dict):
+        return "ddb"
+    if "Keys" in obj and ("NewImage" in obj or "Metadata" in obj or "OldImage" in obj):
+        return "incremental"
+    if "item" in obj and ("reason" in obj or "error_code" in obj):
+        return "deadletter"
+    return "ddb" if looks_wire(obj) else "plain"
+
+
+def _loads_plain(text: Union[bytes, str]) -> Any:
+    # Decimal for every non-integer number, Python int (exact) for integers: no digit is lost.
+    return json.loads(text, parse_float=Decimal)
+
+
+def parse_item(line: bytes, fmt: str) -> Tuple[Optional[WireItem], Optional[str], str]:
+    """(item, None, fmt) or (None, reason, fmt); ``fmt`` is fixed by the first object of a file."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        if fmt in ("auto", "plain"):
+            try:  # orjson refuses what json accepts only in edge cases (e.g. huge ints): retry
+                obj = _loads_plain(line)
+            except ValueError:
+                return None, f"invalid JSON: {e}", fmt
+        else:
+            return None, f"invalid JSON: {e}", fmt
+    if fmt == "auto":
+        fmt = detect(obj)
+    if fmt == "incremental":
+        return None, "an incremental export record outside an incremental import", fmt
+    if fmt == "deadletter":
+        return _from_dead_letter(obj) + (fmt,)
+    if fmt == "plain":
+        if not isinstance(obj, dict):
+            return None, f"expected a JSON object, got {type(obj).__name__}", fmt
+        try:
+            return from_python(_loads_plain(line)), None, fmt
+        except InvalidItemError as e:
+            return None, e.message, fmt
+    if not isinstance(obj, dict):
+        return None, f"expected a JSON object, got {type(obj).__name__}", fmt
+    item = _unwrap(obj)
+    p = item_problem(item)
+    return (None, p, fmt) if p else (item, None, fmt)
+
+
+def _unwrap(obj: Dict[str, Any]) -> Any:
+    """``{"Item": {...}}`` -> the item; a bare item is returned as is.
+
+    A bare item with one attribute named ``Item`` looks like the wrapper: it is read as the
+    wrapper unless only the bare reading is a valid item.
+    """
+    inner = obj.get("Item")
+    if not isinstance(inner, dict):
+        return obj
+    if len(obj) == 1 and item_problem(inner) is not None and item_problem(obj) is None:
+        return obj
+    if len(obj) > 1 and item_problem(obj) is None:
+        return obj  # the wrapper has no other keys: this is a bare item with an attribute "Item"
+    return inner
+
+
+def _from_dead_letter(obj: Dict[str, Any]) -> Tuple[Optional[WireItem], Optional[str]]:
+    item = obj.get("item")
+    if item is None:
+        raw = obj.get("raw")
+        if not isinstance(raw, str):
+            return None, "dead-letter line has neither an item nor the raw line"
+        got, reason, _ = parse_item(raw.encode("utf-8"), "auto")
+        return got, reason
+    p = item_problem(item)
+    return (None, p) if p else (item, None)
+
+
+def convert_decoded(obj: Any, fmt: str) -> Tuple[Optional[WireItem], Optional[str], str]:
+    """An already decoded JSON value (numbers as Decimal/int) -> wire item or reason."""
+    if not isinstance(obj, dict):
+        return None, f"expected a JSON object, got {type(obj).__name__}", fmt
+    if fmt == "auto":
+        fmt = detect(obj)
+        fmt = fmt if fmt in ("ddb", "plain") else "plain"
+    if fmt == "ddb":
+        item = _unwrap(obj)
+        p = item_problem(item)
+        return (None, p, fmt) if p else (item, None, fmt)
+    try:
+        return from_python(obj), None, fmt
+    except InvalidItemError as e:
+        return None, e.message, fmt
+
+
+def short_json(obj: Any) -> str:
+    """A decoded value as JSON text for a reject line, at most 100,000 characters."""
+    try:
+        return json.dumps(obj, default=str)[:100_000]
+    except (TypeError, ValueError):
+        return repr(obj)[:100_000]
+
+
+def corrupt_reason(e: BaseException) -> str:
+    """One line for a CORRUPT_ERRORS exception, naming its type once."""
+    s = str(e) or type(e).__name__
+    return f"{type(e).__name__}: {s}" if type(e).__name__ not in s else s
+
+
+__all__ = ["BLOCK", "CORRUPT_ERRORS", "Line", "LineStream", "MAX_LINE", "TooLong", "convert_decoded", "corrupt_reason",
+           "detect", "looks_wire", "parse_item", "short_json"]

@@ -1,0 +1,178 @@
+"""The replicator's status file: what a running (or stopped) replication last reported.
+
+``StatusWriter`` rewrites ``<checkpoint base>.status.json`` every second from its own thread;
+``read_status`` reads it back for ``replicate status`` and the cutover gate, and says whether the
+replicator is still alive (a running state, a recent update and a live pid).
+
+Invariants:
+1. The file is replaced atomically (``checkpoint.atomic_write``), so a reader never sees a torn
+   status; it holds counts and lag, never an item body.
+2. A status problem never stops a replication: write errors are swallowed and the next write
+   catches up.
+3. One replicator per checkpoint: a second one is refused while the status file shows a live one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
+
+import orjson
+
+from ..config import TableRef
+from ..errors import UsageError
+from ..reporting.report import utcnow
+from .checkpoint import atomic_write, default_path
+
+
+def status_path_for(source: TableRef, target: TableRef, checkpoint: Optional[str] = None) -> str:
+    """Default status file: next to the replication checkpoint."""
+    meta = checkpoint or default_path("replicate", replication_identity(source, target))
+    base = meta[:-len(".checkpoint.json")] if meta.endswith(".checkpoint.json") else meta
+    return base + ".status.json"
+
+
+def stop_request_path(status_file: str) -> str:
+    """The file ``replicate stop`` creates to ask the replicator of ``status_file`` to stop."""
+    base = status_file[:-len(".status.json")] if status_file.endswith(".status.json") else status_file
+    return base + ".stop"
+
+
+def request_stop(status_file: str) -> None:
+    atomic_write(stop_request_path(status_file), orjson.dumps({"requested_at": time.time(), "by": os.getpid()}))
+
+
+def stop_requested(status_file: str) -> bool:
+    return os.path.exists(stop_request_path(status_file))
+
+
+def clear_stop_request(status_file: str) -> None:
+    try:
+        os.unlink(stop_request_path(status_file))
+    except FileNotFoundError:
+        pass
+
+
+def replication_identity(source: TableRef, target: TableRef) -> Dict[str, Any]:
+    """Which tables a replication joins: names its checkpoint and status file."""
+    return {"job": "replicate", "names": [source.table, target.table], "source": source.identity(),
+            "target": target.identity()}
+
+
+class StatusWriter:
+    """Writes the status file every ``every`` seconds from its own thread (atomic replace)."""
+
+    def __init__(self, path: Optional[str], base: Dict[str, Any], every: float = 1.0) -> None:
+        self.path = path
+        self.base = base
+        self.every = every
+        self.state = "starting"
+        self.error: Optional[str] = None
+        self.fields: Callable[[], Dict[str, Any]] = lambda: {}
+        self.state_fn: Optional[Callable[[], str]] = None  # live state while running
+        self._final = False
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        if self.path is None:
+            return
+        self.write()
+        self._thread = threading.Thread(target=self._loop, name="replicate-status", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.write()
+            except Exception:  # a status problem must never stop a replication
+                pass
+
+    def set(self, state: str, fields: Optional[Callable[[], Dict[str, Any]]] = None,
+            state_fn: Optional[Callable[[], str]] = None) -> None:
+        self.state = state
+        if fields is not None:
+            self.fields = fields
+        if state_fn is not None:
+            self.state_fn = state_fn
+        try:
+            self.write()
+        except OSError:
+            pass
+
+    def write(self) -> None:
+        if self.path is None:
+            return
+        doc = dict(self.base)
+        try:
+            doc.update(self.fields())
+        except Exception:  # a torn read of live metrics: the next write has them
+            pass
+        state = self.state_fn() if self.state_fn is not None and not self._final else self.state
+        doc.update({"state": state, "updated_at": time.time(), "updated": utcnow(), "pid": os.getpid()})
+        if self.error:
+            doc["error"] = self.error
+        atomic_write(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str))
+
+    def stop(self, state: str) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._final = True
+        self.set(state)
+
+
+def read_status(path: str) -> Dict[str, Any]:
+    """The status a running (or stopped) replicator last wrote; ``alive`` tells whether it still runs."""
+    try:
+        with open(path, "rb") as fh:
+            doc = orjson.loads(fh.read())
+    except FileNotFoundError:
+        raise UsageError(f"no replication status at {path}: is `ddbmigrate replicate` running in this folder? "
+                         "(or pass --status-file)") from None
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise UsageError(f"replication status {path} is unreadable: {e}") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"replication status {path} is not a JSON object")
+    age = time.time() - float(doc.get("updated_at") or 0)
+    doc["age_seconds"] = round(age, 1)
+    running = doc.get("state") in ("starting", "backfill", "replaying", "tailing")
+    doc["alive"] = running and age < max(10.0, 5 * float(doc.get("status_every") or 1.0)) and _pid_alive(doc.get("pid"))
+    if not doc["alive"] and doc.get("state") != "stopped":
+        # A replicator that is not running has no lag to speak of: its last figures are history
+        # (one stopped cleanly keeps them: they are where it stopped).
+        doc["last_lag_seconds"] = doc.get("lag_seconds")
+        doc["lag_seconds"] = None
+        doc["caught_up"] = False
+        if running:
+            doc["state"] = "dead"  # it said it was running, but it no longer updates its status
+    return doc
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+
+
+def refuse_second_replicator(status_file: str) -> None:
+    """Two replicators on one checkpoint would fight over it: refuse while another one is alive."""
+    if not os.path.exists(status_file):
+        return
+    try:
+        st = read_status(status_file)
+    except UsageError:
+        return
+    if st.get("alive") and int(st.get("pid") or 0) != os.getpid():
+        raise UsageError(f"another replicator (pid {st.get('pid')}) is running for these tables (status "
+                         f"{status_file}); stop it first")
+
+
+__all__ = ["StatusWriter", "clear_stop_request", "read_status", "refuse_second_replicator", "replication_identity",
+           "request_stop", "status_path_for", "stop_request_path", "stop_requested"]

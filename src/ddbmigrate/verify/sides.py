@@ -1,0 +1,130 @@
+"""The two sides of a verification: what each one reads, and how a side argument is opened.
+
+A side is a table (parallel segmented Scan) or an export folder / file / glob / ``s3://``
+prefix (the file source); either way it is a pipeline Source plus what is known of it (label,
+key schema, item estimate, client).
+
+Invariants:
+1. Opening a side only reads: DescribeTable for a table, the listing and manifests for files.
+2. A files side that is an incremental export (changes, not a full image) is refused, and a side
+   whose files failed their checks fails the verification (:func:`check_file_failures`), so a
+   comparison is never silently incomplete.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+from ..aws.client import DynamoClient, RetryStats
+from ..config import RetryPolicy, TableRef
+from ..core.items import KeySchema
+from ..core.protocols import Source, SourceBase
+from ..core.records import Chunk
+from ..errors import FatalError, TableNotFoundError, UsageError
+
+SideRef = Union[TableRef, str]
+
+
+@dataclass
+class Side:
+    """One side of a verification: something that yields wire items, and what we know of it.
+
+    ``source`` follows the pipeline's Source protocol (units, read(unit, position, stop)), so a
+    table scan and a file source plug in the same way. ``client`` is set for table sides.
+    """
+
+    label: str
+    source: Source
+    key_schema: Optional[KeySchema] = None
+    estimate: Optional[int] = None
+    client: Optional[DynamoClient] = None
+    trusted: bool = False  # items come from DynamoDB itself: valid, sized, keyed by key_schema
+
+
+class EmptySource(SourceBase):
+    """A Source with nothing to read: stands in for a table side's scan until the projection is
+    known, and for the side a Spark verify task does not read."""
+
+    def units(self) -> List[str]:
+        return []
+
+    def read(self, unit: str, position: Any, stop: threading.Event) -> Iterator[Chunk]:
+        return iter(())
+
+
+EMPTY_SOURCE = EmptySource()
+
+
+def is_files_location(arg: str) -> bool:
+    """A side argument names files when it says so: ``s3://...``, ``file:...``, a path with a
+    separator (``./dir``, ``/abs/dir``) or a glob. A bare name is a table, even when the working
+    directory has a file or folder of that name."""
+    if arg.startswith("arn:"):
+        return False
+    return arg.startswith(("s3://", "file:")) or "/" in arg or os.sep in arg or any(c in arg for c in "*?[")
+
+
+def files_location(arg: str) -> str:
+    """The location a files argument names (``file:dir`` is ``dir``)."""
+    return arg[len("file:"):] if arg.startswith("file:") else arg
+
+
+def open_table(ref: TableRef, client: Optional[DynamoClient], retry: RetryPolicy, readers: int) -> Tuple[DynamoClient, Dict[str, Any]]:
+    """A table's client (``client`` if given) and its description."""
+    c = client or DynamoClient(ref, pool_size=readers + 8, retry=retry, stats=RetryStats())
+    return c, c.describe_table()
+
+
+def open_side(arg: SideRef, client: Optional[DynamoClient], s3: Any, input_format: str, retry: RetryPolicy,
+               readers: int) -> Tuple[Side, Optional[Dict[str, Any]]]:
+    """A files location, or a table with its key schema and item count (and its description)."""
+    if isinstance(arg, str) and is_files_location(arg):
+        return files_side(files_location(arg), s3=s3, input_format=input_format), None
+    ref = arg if isinstance(arg, TableRef) else TableRef(str(arg))
+    try:
+        c, desc = open_table(ref, client, retry, readers)
+    except TableNotFoundError as e:
+        if os.path.exists(ref.table):
+            e.hint = f"to compare the files at {ref.table!r} instead, write ./{ref.table} (or file:{ref.table})"
+        raise
+    side = Side(ref.describe(), EMPTY_SOURCE, KeySchema.from_table_description(desc),
+                int(desc.get("ItemCount") or 0) or None, c, trusted=True)
+    return side, desc
+
+
+def files_side(location: str, *, s3: Any = None, input_format: str = "auto", validate: bool = True) -> Side:
+    """An export folder, file, folder of files, glob or ``s3://`` prefix, read by the file source.
+
+    Files carry no key schema: it comes from the other side's table or ``key_schema``.
+    Incremental exports hold changes, not a full image, so they cannot be a verify side.
+    """
+    from ..sources.files import FileSource
+    from ..storage.export_layout import discover
+    from ..storage.stores import normalize, storage_for
+
+    src = normalize(location) if "://" in location or not any(c in location for c in "*?[") else location
+    storage = storage_for(src, s3)
+    plan = discover(src, storage)
+    if plan.kind == "incremental":
+        raise UsageError(f"{location} is an incremental export (changes, not a full image): it cannot be "
+                         "verified; verify the table it was applied to, or a full export")
+    fs = FileSource(storage, plan, validate=validate, input_format=input_format)
+    estimate = sum(f.item_count or 0 for f in plan.files) or None
+    return Side(label=src, source=fs, key_schema=None, estimate=estimate)
+
+
+def check_file_failures(side: Side) -> None:
+    """A side whose files failed their checks cannot be compared completely: FatalError."""
+    failures = list(side.source.failures())
+    if failures:
+        raise FatalError(
+            f"{len(failures)} file(s) of {side.label} failed their checks, so the comparison would be "
+            "incomplete: " + "; ".join(f.one_line() for f in failures[:5]) + (" ..." if len(failures) > 5 else ""),
+            file=failures[0].path, line=failures[0].line, code="BadFile")
+
+
+__all__ = ["EMPTY_SOURCE", "EmptySource", "Side", "SideRef", "check_file_failures", "files_side", "is_files_location",
+           "open_side", "open_table"]

@@ -1,0 +1,201 @@
+"""What the tool *tells* the operator is true: default dead letters, resumes that repeat no dead
+letter, checks before the first read, progress on settled records, reports of failed runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import pytest
+
+from ddbmigrate import RunOptions, TableRef, copy_table
+from ddbmigrate.errors import InterruptedError_, UsageError
+from support import boto_client, create_table, put_items, scan_all
+
+pytestmark = pytest.mark.integration
+
+
+def ref(endpoint: str, table: str) -> TableRef:
+    return TableRef(table, endpoint_url=endpoint, region="us-east-1")
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    return subprocess.run([sys.executable, "-m", "ddbmigrate", *args], capture_output=True, text=True,
+                          timeout=180, cwd=cwd)
+
+
+def items(n: int) -> List[Dict[str, Any]]:
+    return [{"pk": {"S": f"k{i:05d}"}, "n": {"N": str(i)}, "pad": {"S": "x" * 200}} for i in range(n)]
+
+
+def write_transform(tmp_path: Path, body: str, name: str = "tf.py") -> str:
+    p = tmp_path / name
+    p.write_text(body)
+    return f"{p}:f"
+
+
+# Every 7th item fails: a known set of rejected source keys.
+FAILING = "def f(item):\n    if int(item['n']) % 7 == 0:\n        raise ValueError('seven')\n    return item\n"
+SLOW_FAILING = ("import time\n"
+                "def f(item):\n    time.sleep(0.002)\n    if int(item['n']) % 7 == 0:\n"
+                "        raise ValueError('seven')\n    return item\n")
+
+
+def dead_keys(path: Path) -> List[str]:
+    return [json.loads(line)["source_key"]["pk"]["S"] for line in path.read_text().splitlines()]
+
+
+def test_dead_letters_are_kept_by_default_beside_the_checkpoint(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(300))
+    rep = copy_table(ref(endpoint, src), ref(endpoint, dst),
+                     RunOptions(progress="off", transform=write_transform(tmp_path, FAILING), on_error="skip"))
+    expected = sorted(f"k{i:05d}" for i in range(300) if i % 7 == 0)
+    assert rep.dead_letter_path is not None and rep.dead_letter_path.endswith(".deadletter.jsonl")
+    assert rep.checkpoint_path is not None
+    assert Path(rep.dead_letter_path).parent == Path(rep.checkpoint_path).parent
+    assert sorted(dead_keys(Path(rep.dead_letter_path))) == expected
+    assert rep.dead_lettered == len(expected) and rep.exit_code == 3
+    assert len(scan_all(endpoint, dst)) == 300 - len(expected)
+
+
+def test_dead_letter_path_is_printed_in_the_summary(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(50))
+    r = cli("copy", src, dst, "--endpoint-url", endpoint, "--transform", write_transform(tmp_path, FAILING),
+            "--on-error", "skip", "--progress", "off", cwd=tmp_path)
+    assert r.returncode == 3, r.stderr
+    out = r.stdout + r.stderr
+    assert ".deadletter.jsonl" in out.replace("\n", "").replace(" ", "") or "deadletter" in out
+
+
+def test_a_resumed_run_repeats_no_dead_letter(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(1200))
+    tf = write_transform(tmp_path, SLOW_FAILING)
+    cancel = threading.Event()
+
+    class StopAfterSome:
+        def attach(self, job: str, snapshot: Callable[[], Dict[str, Any]]) -> Callable[[], None]:
+            done = threading.Event()
+
+            def watch() -> None:
+                while not done.wait(0.05):
+                    if snapshot().get("done", 0) > 0:
+                        cancel.set()
+                        return
+
+            threading.Thread(target=watch, daemon=True).start()
+            return done.set
+
+    # A read limit makes small pages (80 items), so the stop lands between pages of a segment;
+    # no drain: chunks already read and dead-lettered are dropped unacknowledged, to be read again.
+    o = RunOptions(progress="off", transform=tf, on_error="skip", segments=4, checkpoint_every=0.2,
+                   max_read_units=20, drain_timeout=0, writers=1, max_write_units=200)
+    with pytest.raises(InterruptedError_) as ei:
+        copy_table(ref(endpoint, src), ref(endpoint, dst), o, cancel=cancel, observer=StopAfterSome())
+    first = ei.value.report  # type: ignore[attr-defined]
+    assert first.exit_code == 130 and first.to_dict()["exit_code"] == 130
+    assert 0 < first.read < 1200  # the report of an interrupted run carries its real counts
+    rep = copy_table(ref(endpoint, src), ref(endpoint, dst),
+                     RunOptions(progress="off", transform=tf, on_error="skip", segments=4, resume=True,
+                                max_read_units=20))
+    keys = dead_keys(Path(rep.dead_letter_path))  # type: ignore[arg-type]
+    expected = sorted(f"k{i:05d}" for i in range(1200) if i % 7 == 0)
+    assert sorted(keys) == expected, f"{len(keys)} lines for {len(expected)} rejected items"
+    assert rep.dead_lettered == len(expected) and rep.balanced()
+
+
+def test_a_target_that_cannot_fit_exits_2_before_any_read(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint)
+    dst = create_table(endpoint, hash_key=("pk", "N"))
+    put_items(endpoint, src, items(100))
+    r = cli("copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", "--report", "r.json", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "'pk'" in r.stderr and "N (number)" in r.stderr and "S (string)" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 3
+    assert not (tmp_path / ".ddbmigrate").exists() or not list((tmp_path / ".ddbmigrate").glob("*.checkpoint.json"))
+    assert scan_all(endpoint, dst) == []
+
+
+def test_a_gsi_key_of_another_type_exits_2(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint)
+    gsi = [{"IndexName": "by_n", "KeySchema": [{"AttributeName": "n", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"}}]
+    dst = create_table(endpoint, gsis=gsi)  # the helper declares GSI key attributes as S
+    put_items(endpoint, src, items(30))  # ... while every item carries n as a number
+    with pytest.raises(UsageError, match=r"GSI by_n attribute 'n' is S \(string\) but source items carry N"):
+        copy_table(ref(endpoint, src), ref(endpoint, dst), RunOptions(progress="off"))
+    assert scan_all(endpoint, dst) == []
+
+
+def test_a_transform_whose_outputs_cannot_fit_exits_2(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint)
+    dst = create_table(endpoint, hash_key=("PK", "S"))
+    put_items(endpoint, src, items(30))
+    tf = write_transform(tmp_path, "def f(item):\n    return {'PK': int(item['n']), 'v': item['pad']}\n")
+    r = cli("copy", src, dst, "--endpoint-url", endpoint, "--transform", tf, "--progress", "off", cwd=tmp_path)
+    assert r.returncode == 2 and "'PK'" in r.stderr and "transformed items" in r.stderr, r.stderr
+
+
+def test_a_few_odd_items_are_dead_letters_not_a_refusal(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint)
+    dst = create_table(endpoint, hash_key=("PK", "S"))
+    put_items(endpoint, src, items(30))
+    tf = write_transform(tmp_path, "def f(item):\n    n = int(item['n'])\n"
+                         "    return {'PK': n if n == 3 else str(n)}\n")
+    rep = copy_table(ref(endpoint, src), ref(endpoint, dst), RunOptions(progress="off", transform=tf))
+    assert rep.dead_lettered == 1 and rep.written == 29
+
+
+def test_progress_counts_settled_records_not_reads(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(600))
+    seen: List[Dict[str, Any]] = []
+
+    class Record:
+        def attach(self, job: str, snapshot: Callable[[], Dict[str, Any]]) -> Callable[[], None]:
+            done = threading.Event()
+
+            def watch() -> None:
+                while not done.wait(0.02):
+                    seen.append(snapshot())
+
+            t = threading.Thread(target=watch, daemon=True)
+            t.start()
+
+            def detach() -> None:
+                seen.append(snapshot())
+                done.set()
+                t.join()
+
+            return detach
+
+    # Writes limited, reads not: reads run ahead of acknowledged writes.
+    rep = copy_table(ref(endpoint, src), ref(endpoint, dst),
+                     RunOptions(progress="off", max_write_units=400, segments=2, writers=2), observer=Record())
+    assert rep.written == 600
+    dones = [s["done"] for s in seen]
+    assert dones == sorted(dones) and dones[-1] == 600
+    assert all(s["done"] <= s["read"] for s in seen)
+    assert any(s["done"] < s["read"] for s in seen), "progress never lagged reads: it counts reads"
+    c = boto_client(endpoint)
+    assert c.scan(TableName=dst, Select="COUNT")["Count"] == 600
+
+
+def test_a_bare_name_is_a_table_even_beside_a_folder_of_that_name(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(20))
+    put_items(endpoint, dst, items(20))
+    (tmp_path / src).mkdir()  # a folder named like the source table, in the working directory
+    r = cli("verify", src, dst, "--endpoint-url", endpoint, "--progress", "off", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # ... while ./name still means the folder
+    r = cli("verify", f"./{src}", dst, "--endpoint-url", endpoint, "--progress", "off", cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    r = cli("verify", "nosuchtable", dst, "--endpoint-url", endpoint, "--progress", "off", cwd=tmp_path)
+    assert r.returncode == 1 and "nosuchtable" in r.stderr
