@@ -315,7 +315,7 @@ def test_export_folder_as_either_side(endpoint: str, copied: Dict[str, str]) -> 
     total = N + len(every_type_items())
     a = verify_tables(path, ref(endpoint, copied["dst"]), progress="off")
     assert a.exit_code == 0 and a.equal == total and a.balanced()
-    b = verify_tables(ref(endpoint, copied["src"]), "exported", progress="off")  # the folder holding the export
+    b = verify_tables(ref(endpoint, copied["src"]), "./exported", progress="off")  # the folder holding the export
     assert b.exit_code == 0 and b.equal == total
     inject(endpoint, copied["dst"])
     c = verify_tables(path, ref(endpoint, copied["dst"]), progress="off", diff_path="d.jsonl")

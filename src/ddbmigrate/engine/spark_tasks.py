@@ -225,6 +225,11 @@ def spark_context(settings: SparkSettings) -> Tuple[Any, bool]:
 
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf.set("spark.ui.showConsoleProgress", "false")  # our own progress display is enough
+    if not os.environ.get("DDBMIGRATE_SPARK_LOGS") and "SPARK_CONF_DIR" not in os.environ:
+        # Spark's own INFO/WARN lines would bury the progress display: errors only, unless asked
+        # (DDBMIGRATE_SPARK_LOGS=1) or the user has a Spark configuration of their own.
+        os.environ["SPARK_CONF_DIR"] = os.path.join(os.path.dirname(os.path.dirname(__file__)), "integrations",
+                                                    "spark", "conf")
     sc = SparkContext.getOrCreate(conf)
     sc.setLogLevel("ERROR")
     return sc, True
