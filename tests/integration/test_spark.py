@@ -839,3 +839,32 @@ def test_python_data_source_reads_every_item(endpoint: str) -> None:
     typed = reader.schema("pk string, n long, pad string, missing boolean").load()
     rows = typed.filter("n >= 150").orderBy("n").collect()
     assert [(r["pk"], r["n"], r["missing"]) for r in rows] == [(f"item-{i:05d}", i, None) for i in range(150, 200)]
+
+
+def test_progress_moves_inside_running_segments(endpoint: str, tmp_path: Path) -> None:
+    """Tasks report their counters while they run: the display moves before any segment is done."""
+    import threading
+    from typing import Callable
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, [{"pk": {"S": f"k{i:04d}"}, "n": {"N": str(i)}} for i in range(300)])
+    (tmp_path / "slow.py").write_text("import time\ndef f(item):\n    time.sleep(0.01)\n    return item\n")
+    seen: List[Dict[str, Any]] = []
+
+    class Record:
+        def attach(self, job: str, snapshot: Callable[[], Dict[str, Any]]) -> Callable[[], None]:
+            done = threading.Event()
+
+            def watch() -> None:
+                while not done.wait(0.05):
+                    seen.append(snapshot())
+
+            threading.Thread(target=watch, daemon=True).start()
+            return done.set
+
+    rep = copy_table(ref(endpoint, src), ref(endpoint, dst),
+                     opts(segments=2, transform=f"{tmp_path}/slow.py:f", max_read_units=20), engine=spark(),
+                     observer=Record())
+    assert rep.written == 300
+    inside = [s for s in seen if s["done"] > 0 and str(s.get("status", "")).startswith("segments 0/")]
+    assert inside, "progress only moved when whole segments finished"

@@ -40,10 +40,12 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
 import pickle
+import socket
 import threading
 import time
 import uuid
@@ -61,6 +63,8 @@ from typing import (
     Sequence,
     Tuple,
 )
+
+import orjson
 
 from ..core.specs import Resources
 from ..errors import DdbMigrateError, FatalError, UsageError, from_wire, to_wire
@@ -129,6 +133,7 @@ class UnitTask:
     digits: int = 4
     fault: Optional[Tuple[int, int, str]] = None
     output_s3: Any = None  # storage.S3Settings for an s3:// dead-letter path
+    progress_to: Optional[Tuple[str, int]] = None  # the driver's UDP address for progress inside units
 
 
 def run_unit(task: UnitTask, index: int, attempt: int = 0, already_dead: int = 0) -> SegmentResult:
@@ -157,7 +162,8 @@ def run_unit(task: UnitTask, index: int, attempt: int = 0, already_dead: int = 0
             positions={unit: pos} if pos is not None else None, crash_hook=fault_hook(task.fault, index),
             drain_timeout=job.options.drain_timeout,
         )
-        pipeline.run()
+        with _reporting_progress(task.progress_to, index, attempt, pipeline):
+            pipeline.run()
         # No checkpoint inside a task: the sink's one commit, final, as a pipeline's last save.
         with sink.commit(True) as state:
             res.sink_state = dict(state) if state is not None else None
@@ -186,6 +192,68 @@ def run_unit(task: UnitTask, index: int, attempt: int = 0, already_dead: int = 0
     res.dead_letter_file = dl.publish()
     res.elapsed = round(time.monotonic() - t0, 3)
     return res
+
+
+@contextlib.contextmanager
+def _reporting_progress(to: Optional[Tuple[str, int]], index: int, attempt: int,
+                        pipeline: Pipeline) -> Iterator[None]:
+    """Every half second, the unit's counters to the driver, over UDP: best effort (a lost datagram
+    only delays the display; the task's result carries the counts that count)."""
+    if to is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            while not stop.wait(0.5):
+                try:
+                    msg = {"i": index, "a": attempt, "live": pipeline.counters.snapshot(),
+                           "settled": pipeline.counters.snapshot(committed=True)}
+                    sock.sendto(orjson.dumps(msg), to)
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=send, name="unit-progress", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+
+
+class _ProgressListener:
+    """The driver's end of :func:`_reporting_progress`: counters of units still running."""
+
+    def __init__(self, driver: Driver, host: str) -> None:
+        self.driver = driver
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("", 0))
+        self.sock.settimeout(0.3)
+        self.address = (host, int(self.sock.getsockname()[1]))
+        self.attempts: Dict[int, int] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._listen, name="spark-progress", daemon=True)
+        self.thread.start()
+
+    def _listen(self) -> None:
+        while not self.done.is_set():
+            try:
+                data = self.sock.recv(65536)
+                msg = orjson.loads(data)
+                i, attempt = int(msg["i"]), int(msg["a"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if attempt < self.attempts.get(i, 0) or self.driver.worker(i).finished:
+                continue  # a late datagram of an earlier attempt, or of a unit already counted
+            self.attempts[i] = attempt
+            self.driver.live(i, msg.get("live") or {}, {}, {}, settled=msg.get("settled") or {})
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self.sock.close()
 
 
 def _task_main(payload: Tuple[Any, int], index: int, attempt: int) -> SegmentResult:
@@ -319,9 +387,10 @@ class _SparkRun:
             "dead_letter_files": sorted(self.dead_files) or None,
         })
 
-    def _task(self) -> UnitTask:
+    def _task(self, progress_to: Optional[Tuple[str, int]]) -> UnitTask:
         driver = self.driver
         return UnitTask(
+            progress_to=progress_to,
             job=dataclasses.replace(self.job, sink=driver.sink), units=tuple(self.units),
             positions=dict(driver.positions), share=1.0 / self.slots, dead_letter=self.dead_base,
             digits=_digits(len(self.units)), fault=parse_fail_once(os.environ.get(FAIL_ONCE_ENV)),
@@ -330,9 +399,18 @@ class _SparkRun:
 
     def _schedule(self) -> None:
         sc, driver = self.sc, self.driver
+        # Progress inside running units: tasks send their counters to the address executors
+        # reach the driver at (spark.driver.host).
+        listener: Optional[_ProgressListener] = None
         try:
-            payload = pickle.dumps(self._task(), protocol=pickle.HIGHEST_PROTOCOL)
+            listener = _ProgressListener(driver, str(sc.getConf().get("spark.driver.host") or socket.gethostname()))
+        except OSError:
+            listener = None  # no progress inside units, only per unit
+        try:
+            payload = pickle.dumps(self._task(listener.address if listener else None), protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as e:
+            if listener is not None:
+                listener.close()
             raise UsageError(f"this job cannot be sent to Spark tasks: {e}") from None
         broadcast = sc.broadcast(payload)  # once, not with every task
         rdd = sc.parallelize(range(len(self.units)), len(self.units))
@@ -393,6 +471,8 @@ class _SparkRun:
                 cancelled.set()
                 _cancel(sc, group)
             pool.shutdown(wait=True, cancel_futures=True)
+            if listener is not None:
+                listener.close()
             try:
                 broadcast.destroy()
             except Exception:
