@@ -117,7 +117,8 @@ class ConditionalCheckFailed(AwsError):
     """The write's condition did not hold (used by the skip/fail-existing write modes).
 
     ``item`` is the item that made it fail, when asked for (``ReturnValuesOnConditionCheckFailure``);
-    ``retried`` says an earlier attempt of the same request went unanswered (it may have been applied).
+    ``retried`` says an earlier attempt of the same request went unanswered or failed on the
+    server's side, so it may have been applied.
     """
 
     def __init__(self, message: str, *, item: Optional[Dict[str, Any]] = None, retried: bool = False,

@@ -463,3 +463,15 @@ def test_run_passes_engine_only_when_the_job_names_one(tmp_path: Path, monkeypat
     assert sorted(built, key=lambda b: str(b["name"])) == [
         {"name": "processes", "processes": 5, "spark_master": None},
         {"name": "spark", "processes": 2, "spark_master": "local[3]"}]
+
+
+@pytest.mark.parametrize("engine", ["threads", "processes", "spark"])
+def test_verify_and_verify_after_accept_every_engine(tmp_path: Path, engine: str) -> None:
+    path = _write(tmp_path, f"""
+        defaults:
+          engine: {engine}
+        jobs:
+          - {{name: move, kind: copy, source: t-src, target: t-dst, verify_after: true}}
+          - {{name: check, kind: verify, source: t-src, target: t-dst, after: [move]}}
+        """)
+    assert validate_plan(path, check_tables=False) == []

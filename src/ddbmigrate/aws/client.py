@@ -313,6 +313,9 @@ class DynamoClient:
         """Like :meth:`call`, but returns the response body unparsed (for lazy parsers)."""
         body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         attempt = 0
+        # An earlier attempt may have been applied only if its answer never came (a connection
+        # error) or came as a server error; a throttled one was certainly not.
+        maybe_applied = False
         while True:
             try:
                 return self.request_raw_once(op, body)
@@ -321,13 +324,13 @@ class DynamoClient:
                 if cause is None:
                     err = self._to_error(e, table)
                     if isinstance(err, ConditionalCheckFailed):
-                        # An earlier attempt may have been applied with its response lost.
-                        err.retried = attempt > 0
+                        err.retried = maybe_applied
                     raise err from None
                 last: Exception = e
             except _CONN_ERRORS as e:
                 cause, last = "connection", e
             attempt += 1
+            maybe_applied = maybe_applied or cause in ("connection", "5xx")
             if cause == "connection" and attempt >= 2:
                 # One line per attempt once it is not a passing blip: silence looks like a hang.
                 log.warning("cannot reach %s (%s); retrying, attempt %d of %d", self.endpoint, _brief(last),

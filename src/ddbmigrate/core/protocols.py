@@ -5,7 +5,7 @@ Both *declare* what they can do (class attributes), so the engine never probes t
 
     Source: units() ─▶ read(unit, position, stop) ─▶ Chunk ...          (one unit = segment / file / shard)
     Sink:   open() ─▶ write(ops) ... ─▶ commit(final) ─▶ close()    (in every worker)
-            finalize(committed)                                          (once, on the driver: see engine/job.py)
+            prepare, merge, finalize(state)                              (once, on the driver: the SinkSpec, core/specs.py)
 
 Invariants:
 1. A unit is read from a position a checkpoint saved, and every chunk carries the position to
@@ -73,8 +73,13 @@ class Sink(Protocol):
     # Of several versions of one key, the first written stays (conditional puts): duplicates
     # in one chunk collapse to the first, not the last.
     first_write_wins: bool
+    # Writes are held in the sink (files) until ``commit``: it may then only commit when no
+    # chunk is half-acknowledged, so the engine pauses reading and drains first.
+    buffers: bool
 
     def open(self) -> None: ...
+
+    def commit_due(self, final: bool) -> bool: ...
 
     def write(self, ops: List[Op]) -> BatchResult: ...
 
@@ -107,6 +112,11 @@ class SinkBase:
     """Defaults for a sink: last write wins, no state of its own, every checkpoint may be saved."""
 
     first_write_wins: bool = False
+    buffers: bool = False
+
+    def commit_due(self, final: bool) -> bool:
+        """Whether a checkpoint now would commit (a buffering sink commits every N seconds)."""
+        return True
 
     def open(self) -> None:
         """Acquire what writing needs, in the worker, before the first write."""

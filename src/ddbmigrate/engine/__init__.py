@@ -6,9 +6,9 @@ dead letters, counters, progress, report and errors for all of them.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
-ENGINES = ("threads", "processes", "spark")
+ENGINES: Tuple[str, ...] = ("threads", "processes", "spark")
 
 
 def engine_for(name: str, *, processes: int = 2, spark_master: Optional[str] = None,

@@ -189,6 +189,7 @@ class Pipeline:
         self.interrupted = False
         self._ckpt_lock = threading.Lock()
         self._dropped: List[Ticket] = []  # tickets abandoned before they were queued
+        self._paused = threading.Event()  # readers hold new chunks (a buffering sink commits)
 
     # ------------------------------------------------------------------ public
 
@@ -272,13 +273,52 @@ class Pipeline:
     def save_checkpoint(self) -> None:
         if self.on_checkpoint is None:
             return
+        final = self.finished is not None
         with self._ckpt_lock:
-            # A sink that buffers (files) may hold writes back while it makes everything it
-            # acknowledged durable, or ask to skip this save (core/protocols.py, invariant 2).
-            with self.sink.commit(self.finished is not None) as state:
-                if state is not None:
-                    self.dead.sync()  # dead letters are durable before a checkpoint counts them
-                    self.on_checkpoint(self, state)
+            if self.sink.buffers:
+                # A buffering sink (files) commits everything it wrote, including writes of
+                # chunks whose other batches are still queued: it may only commit when no chunk
+                # is half-acknowledged, or a resume would write those items a second time.
+                if not self.sink.commit_due(final):
+                    return
+                with self._quiesced(final) as quiet:
+                    if quiet:
+                        self._commit_and_save(final)
+                return
+            self._commit_and_save(final)
+
+    def _commit_and_save(self, final: bool) -> None:
+        # The sink makes everything it acknowledged durable, or asks to skip this save
+        # (core/protocols.py, invariant 2).
+        with self.sink.commit(final) as state:
+            if state is not None:
+                self.dead.sync()  # dead letters are durable before a checkpoint counts them
+                assert self.on_checkpoint is not None
+                self.on_checkpoint(self, state)
+
+    @contextlib.contextmanager
+    def _quiesced(self, final: bool) -> Iterator[bool]:
+        """Readers hold their next chunk until every queued one is acknowledged; yields whether
+        that happened (within ``drain_timeout``). At the end of a run nothing is waited for: a
+        run that stopped with chunks in flight saves nothing more (its last save stands)."""
+        if final:
+            yield not self._any_pending()
+            return
+        self._paused.set()
+        try:
+            deadline = time.monotonic() + max(1.0, self.drain_timeout)
+            while self._any_pending() and not self.abort.is_set() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            yield not self._any_pending()
+        finally:
+            self._paused.clear()
+
+    def _any_pending(self) -> bool:
+        for st in self.units.values():
+            with st.lock:
+                if st.pending:
+                    return True
+        return False
 
     def _keep_unsettled_dead_letters(self) -> None:
         """After the last checkpoint of a stopped run: the dead letters of chunks it does not cover.
@@ -381,6 +421,8 @@ class Pipeline:
         if st.started is None:
             st.started = time.monotonic()
         for chunk in self.source.read(unit, st.position, self.stop_reading):
+            while self._paused.is_set() and not self.abort.is_set():
+                time.sleep(0.005)  # a buffering sink is committing: queue nothing new meanwhile
             ticket = Ticket(unit, chunk.position, chunk.done)
             batches = self._process(chunk, ticket)
             if self.abort.is_set():

@@ -6,14 +6,15 @@ the threads engine's pipeline over every N-th unit; what the driver owns stays i
 
     parent: Driver (checkpoint, dead-letter file, counters, progress, report)
       ▲  one queue, in order per worker:  dead letters ... commit ... live ... end
+      │  stop / abort requests: two shared events (signals go to the parent only)
     worker i: Pipeline(units[i::N]) with a driver stand-in that forwards to the parent
 
 Invariants:
 - The checkpoint format is the threads engine's (per-unit positions + done), so a job can be
   resumed with a different --processes value (or none).
-- A worker's dead letters reach the parent before the commit that counts them (one FIFO queue
-  per worker), and the parent fsyncs them before it saves that commit: the same invariant as
-  in one process.
+- A worker's dead letters reach the parent numbered, and each commit says how many it covers:
+  the parent writes (and fsyncs) exactly those before it saves that commit, the same invariant
+  as in one process. (All workers share one queue; the messages of one worker keep their order.)
 - ``--max-errors`` counts over the whole job: every worker draws from one shared counter.
 - Rate limits are divided evenly between the workers.
 """
@@ -21,7 +22,6 @@ Invariants:
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import queue as _queue
 import signal
 import threading
@@ -46,103 +46,150 @@ class ProcessesEngine:
 
     def run(self, job: Job, *, cancel: Optional[Any] = None, observer: Optional[Observer] = None) -> Report:
         driver = Driver(job, self.name, cancel=cancel, observer=observer)
+        run = _Run(driver, job, self.processes)
+        error: Optional[BaseException] = None
+        try:
+            with driver.running():
+                run.start()
+                run.loop()
+        except BaseException as e:  # the parent's own failure: stop the workers, report it
+            error = e
+        finally:
+            run.stop_workers()
+        run.settle_dead_letters()
+        if driver.interrupted and not run.errors and error is None:
+            run.errors.append(KeyboardInterrupt())
+        return driver.finish(first_error([error, *run.errors]))
+
+
+class _Run:
+    """The parent's side of one job on worker processes: start them, read what they report."""
+
+    def __init__(self, driver: Driver, job: Job, processes: int) -> None:
+        self.driver = driver
+        self.job = job
         todo = driver.todo()
-        groups = split_units(todo, self.processes) if todo else []
-        ctx = mp.get_context("spawn")
-        out: Any = ctx.Queue(maxsize=10_000)
-        budget: Any = ctx.Value("q", driver.dead.count)
-        children: List[Any] = []
-        share = 1.0 / max(1, len(groups))
-        for wid, units in enumerate(groups):
-            positions = {u: driver.positions[u] for u in units if u in driver.positions}
-            p = ctx.Process(target=_child_main, name=f"ddbmigrate-worker-{wid}", daemon=True,
-                            args=(job, driver.sink, wid, units, positions, share, out, budget))
-            p.start()
-            children.append(p)
-            driver.worker(wid)
-        driver.report.extra["processes"] = self.processes
-
-        def signal_all() -> None:
-            for c in children:
-                if c.is_alive() and c.pid is not None:
-                    try:
-                        os.kill(c.pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
-
-        # A worker's first SIGTERM drains; a second one aborts (as Ctrl-C does in one process).
-        driver.on_stop(signal_all, signal_all)
-        errors: List[Optional[BaseException]] = []
-        ended: Set[int] = set()
+        self.groups = split_units(todo, processes) if todo else []
+        self.ctx = mp.get_context("spawn")
+        self.out: Any = self.ctx.Queue(maxsize=10_000)
+        self.budget: Any = self.ctx.Value("q", driver.dead.count)
+        # Stopping is asked through these (not signals): a SIGTERM sent to the whole process
+        # group must drain the workers once, not abort them by arriving twice.
+        self.stop_ev: Any = self.ctx.Event()
+        self.abort_ev: Any = self.ctx.Event()
+        self.children: List[Any] = []
+        self.errors: List[Optional[BaseException]] = []
+        self.ended: Set[int] = set()
         # Dead-letter lines received per worker, not yet covered by one of its commits.
-        pending: Dict[int, List[Tuple[bytes, str]]] = {wid: [] for wid in range(len(children))}
-        flushed = {wid: 0 for wid in range(len(children))}
-        unsettled: List[Tuple[bytes, str]] = []  # a stopped worker's last chunks (see Pipeline)
+        self.pending: Dict[int, List[Tuple[bytes, str]]] = {wid: [] for wid in range(len(self.groups))}
+        self.flushed = {wid: 0 for wid in range(len(self.groups))}
+        self.unsettled: List[Tuple[bytes, str]] = []  # a stopped worker's last chunks (see Pipeline)
+        self.exited_at: Dict[int, float] = {}
+        driver.report.extra["processes"] = processes
+        driver.on_stop(self.stop_ev.set, self.abort_ev.set)
 
-        def flush(wid: int, upto: int) -> None:
-            n = upto - flushed[wid]
-            if n > 0:
-                driver.dead.commit(pending[wid][:n])
-                del pending[wid][:n]
-                flushed[wid] = upto
-        last_save = 0.0
-        with driver.running():
-            while len(ended) < len(children):
-                try:
-                    msg = out.get(timeout=0.5)
-                except _queue.Empty:
-                    for wid, c in enumerate(children):
-                        if wid not in ended and not c.is_alive():
-                            # Killed without a word (OOM, kill -9): what it committed stays valid.
-                            ended.add(wid)
-                            driver.worker(wid).finished = True
-                            errors.append(FatalError(f"worker process {wid} died (exit code {c.exitcode})"))
-                            driver.interrupt()
-                    continue
-                kind, wid = msg[0], msg[1]
-                if kind == "dead":
-                    pending[wid].extend(msg[2])
-                elif kind == "unsettled":
-                    unsettled.extend(msg[2])
-                elif kind == "commit":
-                    flush(wid, msg[6])
-                    driver.commit(wid, msg[2], msg[3], msg[4], msg[5], save=False)
-                    if time.monotonic() - last_save >= SAVE_EVERY:
-                        driver.save()
-                        last_save = time.monotonic()
-                elif kind == "live":
-                    driver.live(wid, msg[2], msg[3], msg[4], msg[5])
-                elif kind == "end":
-                    _, _, result, err = msg
-                    flush(wid, result["dead_mark"])
-                    view = driver.worker(wid)
-                    view.committed = result["counters"]
-                    view.finished = True
-                    driver.samples.extend(result["samples"])
-                    driver.unit_seconds.update(result["unit_seconds"])
-                    driver.failures.extend(result["failures"])
-                    ended.add(wid)
-                    if err is not None:
-                        e = from_wire(err)
-                        errors.append(e)
-                        if not isinstance(e, InterruptedError_):
-                            driver.interrupt()  # one failure stops the others, checkpoint kept
-            for c in children:
-                c.join(timeout=60)
+    def start(self) -> None:
+        driver = self.driver
+        share = 1.0 / max(1, len(self.groups))
+        for wid, units in enumerate(self.groups):
+            positions = {u: driver.positions[u] for u in units if u in driver.positions}
+            p = self.ctx.Process(target=_child_main, name=f"ddbmigrate-worker-{wid}", daemon=True,
+                                 args=(self.job, driver.sink, wid, units, positions, share, self.out, self.budget,
+                                       self.stop_ev, self.abort_ev))
+            p.start()
+            self.children.append(p)
+            driver.worker(wid)
+
+    def loop(self) -> None:
+        driver = self.driver
+        last_save = last_check = 0.0
+        while len(self.ended) < len(self.children):
+            if time.monotonic() - last_check >= 1.0:
+                self._check_alive()
+                last_check = time.monotonic()
+            try:
+                msg = self.out.get(timeout=0.5)
+            except _queue.Empty:
+                continue
+            kind, wid = msg[0], msg[1]
+            if kind == "dead":
+                self.pending[wid].extend(msg[2])
+            elif kind == "unsettled":
+                self.unsettled.extend(msg[2])
+            elif kind == "commit":
+                self._flush(wid, msg[6])
+                driver.commit(wid, msg[2], msg[3], msg[4], msg[5], save=False)
+                if time.monotonic() - last_save >= SAVE_EVERY:
+                    driver.save()
+                    last_save = time.monotonic()
+            elif kind == "live":
+                driver.live(wid, msg[2], msg[3], msg[4], msg[5])
+            elif kind == "end":
+                self._end(wid, msg[2], msg[3])
+
+    def _end(self, wid: int, result: Dict[str, Any], err: Optional[Dict[str, Any]]) -> None:
+        driver = self.driver
+        self._flush(wid, result["dead_mark"])
+        view = driver.worker(wid)
+        view.committed = result["counters"]
+        view.finished = True
+        driver.samples.extend(result["samples"])
+        driver.unit_seconds.update(result["unit_seconds"])
+        driver.failures.extend(result["failures"])
+        self.ended.add(wid)
+        if err is not None:
+            e = from_wire(err)
+            self.errors.append(e)
+            if not isinstance(e, InterruptedError_):
+                driver.interrupt()  # one failure stops the others, checkpoint kept
+
+    def _check_alive(self) -> None:
+        """A worker killed without a word (OOM, kill -9) stops the job; what it committed stays valid.
+        One that exited normally has its last messages in the queue: it gets a few seconds."""
+        now = time.monotonic()
+        for wid, c in enumerate(self.children):
+            if wid in self.ended or c.is_alive():
+                continue
+            first = self.exited_at.setdefault(wid, now)
+            if c.exitcode == 0 and now - first < 10.0:
+                continue
+            self.ended.add(wid)
+            self.driver.worker(wid).finished = True
+            self.errors.append(FatalError(f"worker process {wid} died (exit code {c.exitcode})"))
+            self.driver.interrupt()
+
+    def _flush(self, wid: int, upto: int) -> None:
+        n = upto - self.flushed[wid]
+        if n > 0:
+            self.driver.dead.commit(self.pending[wid][:n])
+            del self.pending[wid][:n]
+            self.flushed[wid] = upto
+
+    def stop_workers(self) -> None:
+        if any(c.is_alive() for c in self.children) and len(self.ended) < len(self.children):
+            self.stop_ev.set()
+        for c in self.children:
+            c.join(timeout=60)
+            if c.is_alive():
+                c.terminate()  # stuck past the drain: its uncommitted work is read again on resume
+                c.join(timeout=10)
+
+    def settle_dead_letters(self) -> None:
         # The last commits are saved before any unsettled line is appended after them.
-        driver.save()
-        for lines in list(pending.values()) + [unsettled]:
+        self.driver.save()
+        for lines in list(self.pending.values()) + [self.unsettled]:
             if lines:
-                driver.dead.commit(lines, settled=False)
-        if driver.interrupted and not errors:
-            errors.append(KeyboardInterrupt())
-        return driver.finish(first_error(errors))
+                self.driver.dead.commit(lines, settled=False)
 
 
 class _RemoteDriver:
     """The parent's driver as one worker sees it: everything it reports is forwarded."""
 
-    def __init__(self, sink: Any, wid: int, units: Sequence[str], positions: Mapping[str, Any], out: Any) -> None:
+    def __init__(self, sink: Any, wid: int, units: Sequence[str], positions: Mapping[str, Any], out: Any,
+                 stop_ev: Any, abort_ev: Any) -> None:
+        self.stop_ev = stop_ev
+        self.abort_ev = abort_ev
+        self._applied = 0  # 1: interrupted, 2: aborted
         self.sink = sink
         self.wid = wid
         self.done: List[str] = []
@@ -160,6 +207,22 @@ class _RemoteDriver:
 
     def on_stop(self, interrupt: Any, abort: Any) -> None:
         self._stops.append((interrupt, abort))
+        # A stop asked before the pipeline existed applies to it at once.
+        if self._applied >= 1:
+            interrupt()
+        if self._applied >= 2:
+            abort()
+
+    def apply_stops(self) -> None:
+        """The parent's stop requests, as this worker's pipeline understands them."""
+        if self._applied < 1 and self.stop_ev.is_set():
+            self._applied = 1
+            for interrupt, _ in self._stops:
+                interrupt()
+        if self._applied < 2 and self.abort_ev.is_set():
+            self._applied = 2
+            for _, abort in self._stops:
+                abort()
 
     def commit(self, wid: int, positions: Mapping[str, Any], done: Sequence[str], counters: Mapping[str, int],
                sink_state: Optional[Mapping[str, Any]], save: bool = True, dead_mark: Optional[int] = None) -> None:
@@ -213,28 +276,24 @@ class _ForwardedDeadLetters:
 
 
 def _child_main(job: Job, sink: Any, wid: int, units: List[str], positions: Dict[str, Any], share: float,
-                out: Any, budget: Any) -> None:
+                out: Any, budget: Any, stop_ev: Any, abort_ev: Any) -> None:
     """A worker process: the threads engine's pipeline over ``units``, reporting to the parent."""
+    # The parent decides when to stop (through stop_ev / abort_ev): signals to the whole process
+    # group (Ctrl-C, a service manager's SIGTERM) reach the parent, which asks the workers once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from ..state.crashpoints import crash_point
     from .threads import run_units
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sends SIGTERM
-    driver = _RemoteDriver(sink, wid, units, positions, out)
+    driver = _RemoteDriver(sink, wid, units, positions, out, stop_ev, abort_ev)
     res = Resources(share=share, units=units)
     err: Optional[Dict[str, Any]] = None
     stop = threading.Event()
-    signals = [0]
-
-    def on_term(signum: int, frame: Any) -> None:
-        signals[0] += 1
-        for interrupt, abort in driver._stops:
-            (interrupt if signals[0] == 1 else abort)()
-
-    signal.signal(signal.SIGTERM, on_term)
     view = driver.worker(wid)
 
     def live() -> None:
         while not stop.wait(0.5):
+            driver.apply_stops()
             if view.live_fn is not None and view.settled_fn is not None:
                 driver.live(wid, view.live_fn(), merge_stats(*res.stats()), _limits(res), view.settled_fn())
 

@@ -27,7 +27,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from typing import (
@@ -157,9 +156,9 @@ class Driver:
         self.base: Dict[str, int] = dict(state.counters) if state else {}
         self.saved_extra: Dict[str, Any] = dict(state.extra) if state else {}
         self.sink = job.sink.prepare(self.saved_extra or None)
-        # Dead letters are always kept: by default next to the checkpoint.
+        # Dead letters are always kept: by default next to the checkpoint (a dry run's apart).
         dead_path = opts.dead_letter or default_dead_letter_path(
-            self.report.checkpoint_path or default_path(job.kind, dict(job.identity)))
+            self.report.checkpoint_path or default_path(job.kind, dict(job.identity)), dry_run=opts.dry_run)
         self.report.dead_letter_path = dead_path
         self.dead = DeadLetters(dead_path)
         self.dead_bytes: Optional[int] = None
@@ -170,6 +169,12 @@ class Driver:
             if cut:
                 log.info("dead letters: dropped %d bytes written after the last checkpoint "
                          "(their items are read again)", cut)
+        elif state is None and not opts.dead_letter:
+            # The default file belongs to this job: a fresh run starts it afresh (a --dead-letter
+            # file the user named is appended to, as it always was).
+            self.dead.truncate(0)
+        # --max-errors counts the whole job, a resumed one included.
+        self.dead.count = int(self.base.get("dead_lettered", 0))
         self.workers: Dict[int, WorkerView] = {}
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
@@ -206,9 +211,12 @@ class Driver:
             return w
 
     def on_stop(self, interrupt: Callable[[], None], abort: Callable[[], None]) -> None:
-        """What a stop request does in this engine: graceful first, then immediate."""
+        """What a stop request does in this engine: graceful first, then immediate. A stop that
+        came before the engine could say how to stop is applied at once."""
         self._interrupt.append(interrupt)
         self._abort.append(abort)
+        if self.interrupted:
+            interrupt()
 
     def interrupt(self) -> None:
         self.interrupted = True
@@ -307,6 +315,9 @@ class Driver:
         for w in views:
             if w.extra_fn is not None:
                 out.update(w.extra_fn())
+        if self.interrupted:
+            # The drain is visible: "done" keeps moving while in-flight writes are acknowledged.
+            out["status"] = "stopping: finishing in-flight writes (signal again to stop at once)"
         return out
 
     def sink_state(self) -> Dict[str, Any]:
@@ -424,6 +435,9 @@ class Driver:
             except DdbMigrateError as e:
                 error = e
                 report.status = "failed"
+            except Exception as e:  # an S3 or disk error writing manifests: still one line, a report
+                error = FatalError(f"finishing the {self.job.kind} failed: {type(e).__name__}: {e}")
+                report.status = "failed"
         log.info("%s %s: %s", self.job.kind, report.status,
                  ", ".join(f"{k} {v}" for k, v in sorted(report.counters.items()) if v) or "nothing to do")
         if error is not None:
@@ -446,11 +460,12 @@ def open_job_checkpoint(job: str, identity: Dict[str, Any], opts: RunOptions,
     return store, state
 
 
-def default_dead_letter_path(checkpoint_path: str) -> str:
-    """``.ddbmigrate/<job>-<names>-<hash>.deadletter.jsonl``: beside the job's checkpoint."""
+def default_dead_letter_path(checkpoint_path: str, dry_run: bool = False) -> str:
+    """``.ddbmigrate/<job>-<names>-<hash>.deadletter.jsonl``: beside the job's checkpoint (a dry
+    run's ``...dry-run.deadletter.jsonl``, so it never mixes with the real run's)."""
     base = checkpoint_path[: -len(".checkpoint.json")] if checkpoint_path.endswith(".checkpoint.json") \
         else checkpoint_path
-    return base + ".deadletter.jsonl"
+    return base + (".dry-run" if dry_run else "") + ".deadletter.jsonl"
 
 
 def interrupted_error(checkpoint_path: Optional[str]) -> InterruptedError_:
@@ -514,14 +529,3 @@ def _say(msg: str) -> None:
 
 def pool_size(readers: int, writers: int) -> int:
     return readers + writers + 4
-
-
-def stderr_is_tty() -> bool:
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -91,8 +91,10 @@ def run_units(feed: WorkerFeed, job: Job, res: Resources, crash_hook: Callable[[
         # The final commit came through ``save`` at the end of p.run(); without a checkpoint
         # (a dry run) the counters still have to reach the driver.
         cut = p.checkpoint_cut()
+        # A stopped run's mark would also cover the unsettled dead letters appended after its last
+        # save: only a finished run's is the size a checkpoint may record.
         feed.commit(wid, cut.positions, cut.done, p.counters.snapshot() if error is None else cut.counters, None,
-                    save=False, dead_mark=cut.dead_mark)
+                    save=False, dead_mark=cut.dead_mark if error is None else None)
         feed.samples.extend(p.samples)
         feed.unit_seconds.update(p.unit_seconds())
         feed.failures.extend(src.failures())

@@ -23,7 +23,7 @@ from ..errors import UsageError
 from ..reporting.report import Report
 from ..sinks.table_writer import TableWriterSpec
 from ..sources.table_scan import TableScanSpec, default_segments
-from .common import Confirm, default_writers, resumed_segments, run
+from .common import Confirm, default_writers, engine_identity, resumed_segments, run
 
 
 def clean_table(
@@ -52,7 +52,7 @@ def clean_table(
     keys = KeySchema.from_table_description(desc)
     base = {"job": "clean", "names": [name], "table": table.identity()}
     # A resumed clean keeps its checkpoint's segments (the table shrank since: the default drifts).
-    segments = opts.segments or resumed_segments(opts, "clean", base) or default_segments(desc)
+    segments = opts.segments or resumed_segments(opts, "clean", engine_identity(base, engine)) or default_segments(desc)
     # The same capacity caps as copy: the scan reads keys only, the deletes cost write units.
     read_rate = capacity_limit(desc, opts.max_read_units, opts.read_percent, "read")
     write_rate = capacity_limit(desc, opts.max_write_units, opts.write_percent, "write")

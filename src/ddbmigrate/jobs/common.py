@@ -34,6 +34,12 @@ def run(job: Job, engine: Optional[Engine] = None, *, cancel: Optional[threading
     return (engine or default_engine(job.options)).run(job, cancel=cancel, observer=observer)
 
 
+def engine_identity(identity: Dict[str, Any], engine: Optional[Engine]) -> Dict[str, Any]:
+    """The identity the engine will checkpoint the job under: Spark adds ``engine="spark"``, as
+    0.1's Spark checkpoints had it (see engine/spark.py), the others keep it as it is."""
+    return dict(identity, engine="spark") if engine is not None and engine.name == "spark" else identity
+
+
 def check_resume_options(opts: RunOptions) -> None:
     if opts.resume and opts.restart:
         raise UsageError("--resume and --restart are mutually exclusive")

@@ -31,6 +31,7 @@ from .common import (
     Confirm,
     check_resume_options,
     default_writers,
+    engine_identity,
     prepare_target,
     resumed_segments,
     run,
@@ -65,7 +66,6 @@ def copy_table(
     if transform is None and opts.transform:
         transform = load_transform(opts.transform)
     writers = opts.writers or default_writers(opts.mode)
-    spark = engine is not None and engine.name == "spark"
     src = DynamoClient(source, pool_size=4, retry=opts.retry)
     dst = DynamoClient(target, pool_size=pool_size(0, writers), retry=opts.retry)
     try:
@@ -82,10 +82,11 @@ def copy_table(
                           context=TransformContext(source_table=source.table, target_table=target.table))
         names = [src.ref.table, dst.ref.table]
         base = copy_identity(source, target, names, 0, transform, opts)
-        segments = (opts.segments or resumed_segments(opts, "copy", dict(base, engine="spark") if spark else base)
+        segments = (opts.segments or resumed_segments(opts, "copy", engine_identity(base, engine))
                     or default_segments(sdesc))
         identity = copy_identity(source, target, names, segments, transform, opts)
-        cleaned = _clean_first(target, dst, identity, opts, confirm) if clean_target and not opts.dry_run else None
+        cleaned = _clean_first(target, engine_identity(identity, engine), opts, confirm, engine) \
+            if clean_target and not opts.dry_run else None
     finally:
         src.close()
         dst.close()
@@ -110,8 +111,8 @@ def copy_table(
     return run(job, engine, cancel=cancel, observer=observer)
 
 
-def _clean_first(target: TableRef, dst: DynamoClient, identity: Dict[str, Any], opts: RunOptions,
-                 confirm: Optional[Confirm]) -> Optional[Dict[str, Any]]:
+def _clean_first(target: TableRef, identity: Dict[str, Any], opts: RunOptions, confirm: Optional[Confirm],
+                 engine: Optional[Engine]) -> Optional[Dict[str, Any]]:
     """``--clean-target``: empty the target before the copy, as a crash-safe first phase.
 
     Returns what the clean did (deleted, seconds, its checkpoint), for the copy's report; None
@@ -128,7 +129,7 @@ def _clean_first(target: TableRef, dst: DynamoClient, identity: Dict[str, Any], 
                             restart=not opts.resume, drain_timeout=opts.drain_timeout,
                             checkpoint=f"{opts.checkpoint}.clean" if opts.checkpoint else None,
                             max_write_units=opts.max_write_units, write_percent=opts.write_percent)
-    rep = clean_table(target, options=clean_opts, confirm=confirm)
+    rep = clean_table(target, options=clean_opts, confirm=confirm, engine=engine)
     return {"deleted": rep.count("deleted"), "seconds": rep.duration_seconds, "checkpoint": rep.checkpoint_path,
             "dead_lettered": rep.dead_lettered}
 

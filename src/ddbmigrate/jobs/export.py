@@ -26,7 +26,7 @@ from ..reporting.report import Report
 from ..sinks.export_files import DEFAULT_FILE_SIZE, FORMATS, ExportFilesSpec
 from ..sources.table_scan import TableScanSpec, default_segments
 from ..storage.stores import S3Settings, is_s3, normalize, split_s3
-from .common import check_resume_options, resumed_segments, run
+from .common import check_resume_options, engine_identity, resumed_segments, run
 
 DEFAULT_EXPORT_WRITERS = 4
 
@@ -82,7 +82,6 @@ def export_table(
     dest = normalize(dest)
     s3 = s3 or S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn)
     writers = opts.writers or DEFAULT_EXPORT_WRITERS
-    spark = engine is not None and engine.name == "spark"
     c = DynamoClient(table, pool_size=4, retry=opts.retry)
     try:
         desc = c.describe_table()
@@ -91,7 +90,7 @@ def export_table(
         c.close()
     keys = KeySchema.from_table_description(desc)
     base = export_identity(table, name, dest, fmt, 0, transform)
-    segments = (opts.segments or resumed_segments(opts, "export", dict(base, engine="spark") if spark else base)
+    segments = (opts.segments or resumed_segments(opts, "export", engine_identity(base, engine))
                 or default_segments(desc))
     read_rate = capacity_limit(desc, opts.max_read_units, opts.read_percent, "read")
     bucket, prefix = split_s3(dest) if is_s3(dest) else (None, None)

@@ -30,10 +30,10 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from ..engine import (
+    ENGINES,  # every engine a job can name, in the order messages list them
+)
 from ..errors import UsageError
-
-#: Every engine a job can name, in the order messages list them.
-ENGINES: Tuple[str, ...] = ("threads", "processes", "spark")
 
 #: The kinds a plan can name, in the order messages list them.
 KINDS: Tuple[str, ...] = ("copy", "export", "import", "verify", "clean", "replicate")

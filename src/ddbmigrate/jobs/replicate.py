@@ -247,6 +247,11 @@ def replicate(
         raise
     finally:
         stop.close()
+        sc.close()
+        if source_client is None:
+            src.close()
+        if target_client is None:
+            dst.close()
     if stop.requested:
         report.status = "stopped"  # `replicate stop`: the replication was ended on purpose
         clear_stop_request(status_file)

@@ -39,8 +39,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import orjson
 
 from ..config import RetryPolicy, RunOptions, TableRef
+from ..engine import ENGINES
 from ..errors import DdbMigrateError, UsageError
-from ..jobs.registry import ENGINES, KINDS, job_kind
+from ..jobs.registry import KINDS, job_kind
 from .yaml_lines import Path_, PlanError, PlanProblem, load_yaml
 
 TABLE_FIELDS = ("table", "region", "profile", "role_arn", "endpoint_url", "external_id", "role_session_name")

@@ -203,6 +203,8 @@ class _DataFile:
 class FileSink(SinkBase):
     """Pipeline sink writing data files of one export; see the module docstring."""
 
+    buffers = True
+
     def __init__(
         self,
         storage: Storage,
@@ -317,10 +319,13 @@ class FileSink(SinkBase):
 
     # ------------------------------------------------------------------ checkpoints
 
+    def commit_due(self, final: bool) -> bool:
+        return final or self.clock() - self._last_commit >= self.commit_every
+
     @contextlib.contextmanager
     def commit(self, final: bool) -> Iterator[Optional[Dict[str, Any]]]:
         """Around each checkpoint save (see invariant 1): yields the committed files, or None."""
-        if not final and self.clock() - self._last_commit < self.commit_every:
+        if not self.commit_due(final):
             yield None
             return
         with self._cond:

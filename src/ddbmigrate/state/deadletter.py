@@ -32,7 +32,6 @@ class DeadLetters:
     def __init__(self, path: Optional[str]) -> None:
         self.path = path
         self.count = 0  # records reserved (the --max-errors budget)
-        self.written = 0  # lines committed to the file
         self._lock = threading.Lock()
         self._fh: Any = None
         self._bytes = 0
@@ -63,7 +62,6 @@ class DeadLetters:
         with self._lock:
             for line, key in lines:
                 if settled:
-                    self.written += 1
                     self.by_reason[key] = self.by_reason.get(key, 0) + 1
                     if key not in self.examples:
                         # The message behind a code, once per code: the report shows it.

@@ -73,9 +73,9 @@ from .compare import (
     key_hash,
     partitions_for,
 )
-from .job import check_verify_options, scan_sides
 from .repair import repair_differences
 from .report import PREVIEW, VerifyReport, preview_entry, sample_confidence
+from .scan import check_verify_options, scan_sides
 from .sides import EMPTY_SOURCE, Side
 
 _SIDE_ITEM = (0, 1)  # compare.EXPECTED, compare.ACTUAL
