@@ -199,3 +199,28 @@ def test_a_bare_name_is_a_table_even_beside_a_folder_of_that_name(endpoint: str,
     assert r.returncode != 0 and "Traceback" not in r.stderr
     r = cli("verify", "nosuchtable", dst, "--endpoint-url", endpoint, "--progress", "off", cwd=tmp_path)
     assert r.returncode == 1 and "nosuchtable" in r.stderr
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_stop_asked_before_the_job_starts_still_stops_it(endpoint: str, processes: int) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(300))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(InterruptedError_):
+        copy_table(ref(endpoint, src), ref(endpoint, dst),
+                   RunOptions(progress="off", processes=processes, max_read_units=20), cancel=cancel)
+
+
+def test_a_fresh_run_starts_its_default_dead_letter_file_afresh(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(70))
+    tf = write_transform(tmp_path, FAILING)
+    for restart in (False, True, True):
+        rep = copy_table(ref(endpoint, src), ref(endpoint, dst),
+                         RunOptions(progress="off", transform=tf, on_error="skip", restart=restart))
+        assert len(Path(rep.dead_letter_path).read_text().splitlines()) == 10 == rep.dead_lettered  # type: ignore[arg-type]
+    dry = copy_table(ref(endpoint, src), ref(endpoint, dst),
+                     RunOptions(progress="off", transform=tf, on_error="skip", dry_run=True))
+    assert dry.dead_letter_path != rep.dead_letter_path and "dry-run" in str(dry.dead_letter_path)
+    assert len(Path(rep.dead_letter_path).read_text().splitlines()) == 10  # type: ignore[arg-type]
