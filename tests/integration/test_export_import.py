@@ -620,3 +620,13 @@ def test_cli_s3_endpoint_from_environment(endpoint: str, moto_s3: str, tmp_path:
     rep = import_files(f"s3://{bucket}/in/AWSDynamoDB/*/data/*.json.gz", ref(endpoint, other), OFF,
                        s3=S3Settings(endpoint_url=moto_s3))
     assert rep.extra["source_kind"] == "files" and as_set(scan_all(endpoint, other)) == as_set(gen_items(50))
+
+
+def test_incremental_export_that_cannot_fit_exits_2_before_staging(endpoint: str, tmp_path: Path) -> None:
+    dst = create_table(endpoint, hash_key=("pk", "N"))  # the export's keys are strings
+    t = 1_700_000_000_000_000
+    aws_export(tmp_path / "inc", [[_rec("a", t + 1, {"v": {"S": "x"}}), _rec("b", t + 2, {"v": {"S": "y"}})]],
+               incremental=True)
+    with pytest.raises(UsageError, match=r"'pk' is N \(number\) but source items carry S"):
+        import_files(str(tmp_path / "inc"), ref(endpoint, dst), OFF)
+    assert scan_all(endpoint, dst) == []

@@ -86,6 +86,9 @@ def import_files(
     n_readers = readers or DEFAULT_READERS
     source_spec: Any
     if plan.kind == "incremental":
+        # Before staging the whole export: do its first new images fit the table?
+        check_fits_target(table.table, tdesc, sample=_first_new_images(storage, plan), transform=transform,
+                          context=TransformContext(target_table=table.table))
         inc = IncrementalSource(storage, plan, validate=validate, spill_dir=spill_dir, readers=n_readers)
         inc.prepare()
         source_spec = LiveSourceSpec(inc)
@@ -138,3 +141,31 @@ def _first_items(spec: FilesSpec, n: int = SAMPLE) -> List[Any]:
         finally:
             src.close()
     return []
+
+
+def _first_new_images(storage: Any, plan: Any, n: int = SAMPLE) -> List[Any]:
+    """The ``NewImage`` of the first records of an incremental export (deletes carry none)."""
+    import orjson
+
+    from ..sources.lines import LineStream, TooLong
+
+    out: List[Any] = []
+    for f in plan.files[:3]:
+        ls = LineStream(storage, f.path)
+        try:
+            for line in ls.lines():
+                if isinstance(line, TooLong) or not line.strip():
+                    continue
+                try:
+                    new = orjson.loads(line).get("NewImage")
+                except (orjson.JSONDecodeError, AttributeError):
+                    continue  # the import reports bad lines with their place
+                if isinstance(new, dict):
+                    out.append(new)
+                if len(out) >= n:
+                    return out
+        except Exception:  # a corrupt file: the import's own checks name it
+            continue
+        finally:
+            ls.close()
+    return out
