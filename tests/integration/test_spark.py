@@ -868,3 +868,19 @@ def test_progress_moves_inside_running_segments(endpoint: str, tmp_path: Path) -
     assert rep.written == 300
     inside = [s for s in seen if s["done"] > 0 and str(s.get("status", "")).startswith("segments 0/")]
     assert inside, "progress only moved when whole segments finished"
+
+
+def test_spark_started_by_ddbmigrate_keeps_its_log_lines_out(endpoint: str, tmp_path: Path) -> None:
+    """No Spark banner or INFO/WARN lines between ddbmigrate's own output (DDBMIGRATE_SPARK_LOGS=1 keeps them)."""
+    import subprocess
+    import sys
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, numbered(20))
+    env = {k: v for k, v in os.environ.items() if k not in ("SPARK_CONF_DIR", "DDBMIGRATE_SPARK_LOGS")}
+    r = subprocess.run([sys.executable, "-m", "ddbmigrate", "copy", src, dst, "--endpoint-url", endpoint,
+                        "--region", "us-east-1", "--engine", "spark", "--spark-master", "local[1]", "--quiet"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "Setting default log level" not in r.stderr and " WARN " not in r.stderr and " INFO " not in r.stderr, r.stderr
+    assert as_set(scan_all(endpoint, dst)) == as_set(numbered(20))
