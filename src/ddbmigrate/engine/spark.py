@@ -29,9 +29,9 @@ Invariants:
    report adds up (``Report.balanced``) and lists every dead letter once.
 3. Rate limits are per job: each of the N concurrently running tasks gets 1/N of them
    (``Resources.share``), and the driver never runs more than N tasks at once.
-4. ``--max-errors`` counts over the whole job: a task starts counting where the job stood when
-   it was scheduled (it refuses the dead letter past the limit), and the driver stops once the
-   job's total passes it (tasks running side by side may together go past it).
+4. ``--max-errors`` counts over the whole job: every task asks the driver's budget before it
+   dead-letters a record (spark_tasks.ErrorBudget), so tasks side by side never pass the limit
+   together; a task that cannot reach the driver counts from the job's count when scheduled.
 5. Errors cross the boundary as ``errors.to_wire`` values (same class, same exit code on the
    driver); anything else a task raises propagates, so Spark retries the task.
 6. The core never imports pyspark: it is imported lazily, when a job needs a SparkContext
@@ -74,6 +74,7 @@ from .pipeline import Pipeline
 from .run import Driver, Observer, first_error, max_errors_error
 from .spark_tasks import (  # re-exported: Spark verify and the tests import them from here
     FAIL_ONCE_ENV,
+    ErrorBudget,
     SegmentDeadLetters,
     SparkSettings,
     _digits,
@@ -134,6 +135,7 @@ class UnitTask:
     fault: Optional[Tuple[int, int, str]] = None
     output_s3: Any = None  # storage.S3Settings for an s3:// dead-letter path
     progress_to: Optional[Tuple[str, int]] = None  # the driver's UDP address for progress inside units
+    budget_at: Optional[Tuple[str, int]] = None  # the driver's --max-errors budget (spark_tasks.ErrorBudget)
 
 
 def run_unit(task: UnitTask, index: int, attempt: int = 0, already_dead: int = 0) -> SegmentResult:
@@ -146,7 +148,8 @@ def run_unit(task: UnitTask, index: int, attempt: int = 0, already_dead: int = 0
     job = task.job
     unit = task.units[index]
     res = SegmentResult(segment=index, unit=unit, attempt=attempt, host=host_name())
-    dl = SegmentDeadLetters(task.dead_letter, index, task.digits, task.output_s3, already=already_dead)
+    dl = SegmentDeadLetters(task.dead_letter, index, task.digits, task.output_s3, already=already_dead,
+                            budget_at=task.budget_at, attempt=attempt)
     resources = Resources(share=task.share, units=[unit])
     src: Any = None
     sink: Any = None
@@ -387,10 +390,10 @@ class _SparkRun:
             "dead_letter_files": sorted(self.dead_files) or None,
         })
 
-    def _task(self, progress_to: Optional[Tuple[str, int]]) -> UnitTask:
+    def _task(self, progress_to: Optional[Tuple[str, int]], budget_at: Optional[Tuple[str, int]]) -> UnitTask:
         driver = self.driver
         return UnitTask(
-            progress_to=progress_to,
+            progress_to=progress_to, budget_at=budget_at,
             job=dataclasses.replace(self.job, sink=driver.sink), units=tuple(self.units),
             positions=dict(driver.positions), share=1.0 / self.slots, dead_letter=self.dead_base,
             digits=_digits(len(self.units)), fault=parse_fail_once(os.environ.get(FAIL_ONCE_ENV)),
@@ -406,11 +409,22 @@ class _SparkRun:
             listener = _ProgressListener(driver, str(sc.getConf().get("spark.driver.host") or socket.gethostname()))
         except OSError:
             listener = None  # no progress inside units, only per unit
+        host = str(sc.getConf().get("spark.driver.host") or socket.gethostname())
+        limit = self.job.options.max_errors
+        budget: Optional[ErrorBudget] = None
+        if limit is not None:
+            try:
+                budget = ErrorBudget(limit, driver.dead.count, host)
+            except OSError:
+                budget = None  # tasks count from the job's count when they were scheduled
         try:
-            payload = pickle.dumps(self._task(listener.address if listener else None), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps(self._task(listener.address if listener else None,
+                                              budget.address if budget else None), protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as e:
             if listener is not None:
                 listener.close()
+            if budget is not None:
+                budget.close()
             raise UsageError(f"this job cannot be sent to Spark tasks: {e}") from None
         broadcast = sc.broadcast(payload)  # once, not with every task
         rdd = sc.parallelize(range(len(self.units)), len(self.units))
@@ -473,6 +487,8 @@ class _SparkRun:
             pool.shutdown(wait=True, cancel_futures=True)
             if listener is not None:
                 listener.close()
+            if budget is not None:
+                budget.close()
             try:
                 broadcast.destroy()
             except Exception:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -96,6 +97,108 @@ def upload(local: str, url: str, s3: Any) -> None:
     storage_for(url, s3).put_file(local, url)
 
 
+class BudgetedDeadLetters(DeadLetters):
+    """A task's dead letters whose ``--max-errors`` budget is the job's, kept by the driver.
+
+    Each reservation asks the driver's :class:`ErrorBudget` (one short TCP exchange: dead letters
+    are rare), so tasks running side by side never pass the limit together. When the driver
+    cannot be reached, the task falls back to the count the job had when it was scheduled.
+    """
+
+    def __init__(self, path: Optional[str], budget_at: Optional[Tuple[str, int]], unit: int, attempt: int) -> None:
+        super().__init__(path)
+        self.budget_at = budget_at
+        self.unit = unit
+        self.attempt = attempt
+        self._sock: Any = None
+
+    def reserve(self, limit: Optional[int] = None) -> bool:
+        if limit is None or self.budget_at is None:
+            return super().reserve(limit)
+        try:
+            if self._sock is None:
+                self._sock = socket.create_connection(self.budget_at, timeout=10)
+                self._file = self._sock.makefile("rwb")
+            self._file.write(f"{self.unit} {self.attempt}\n".encode())
+            self._file.flush()
+            granted = bool(self._file.readline().strip() == b"1")
+        except OSError:
+            self.budget_at = None  # unreachable: count locally from here on
+            return super().reserve(limit)
+        if granted:
+            with self._lock:
+                self.count += 1
+        return granted
+
+    def close(self) -> None:
+        super().close()
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+
+
+class ErrorBudget:
+    """The driver's side of :class:`BudgetedDeadLetters`: grants dead letters up to the limit.
+
+    A unit's reservations count for its latest attempt only (an earlier, failed attempt's dead
+    letters are thrown away with its file), so a Spark task retry does not use up the budget.
+    """
+
+    def __init__(self, limit: int, already: int, host: str) -> None:
+        self.limit = limit
+        self.already = already
+        self.by_unit: Dict[int, Tuple[int, int]] = {}  # unit -> (attempt, reserved)
+        self._lock = threading.Lock()
+        self._server = socket.create_server(("", 0))
+        self.address = (host, int(self._server.getsockname()[1]))
+        self._thread = threading.Thread(target=self._serve, name="error-budget", daemon=True)
+        self._thread.start()
+
+    def grant(self, unit: int, attempt: int) -> bool:
+        with self._lock:
+            seen, n = self.by_unit.get(unit, (attempt, 0))
+            if attempt < seen:
+                return False  # a straggler of an attempt Spark already replaced
+            if attempt > seen:
+                n = 0  # a retry: the failed attempt's dead letters were thrown away with its file
+            others = sum(c for u, (_, c) in self.by_unit.items() if u != unit)
+            if self.already + others + n >= self.limit:
+                return False
+            self.by_unit[unit] = (attempt, n + 1)
+            return True
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn: Any) -> None:
+        with conn, conn.makefile("rwb") as f:
+            for line in f:
+                try:
+                    unit, attempt = (int(x) for x in line.split())
+                    ok = self.grant(unit, attempt)
+                except ValueError:
+                    ok = False
+                try:
+                    f.write(b"1\n" if ok else b"0\n")
+                    f.flush()
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        try:
+            self._server.close()
+        except OSError:
+            pass
+
+
 class SegmentDeadLetters:
     """A unit's dead-letter file: local (truncated per attempt) or S3 (uploaded at the end).
 
@@ -104,7 +207,8 @@ class SegmentDeadLetters:
     task was scheduled: ``--max-errors`` then counts over the job (invariant 4).
     """
 
-    def __init__(self, base: Optional[str], segment: int, digits: int, s3: Any = None, already: int = 0) -> None:
+    def __init__(self, base: Optional[str], segment: int, digits: int, s3: Any = None, already: int = 0,
+                 budget_at: Optional[Tuple[str, int]] = None, attempt: int = 0) -> None:
         self.target = segment_file(base, segment, digits) if base else None
         self.s3 = s3
         self.already = already
@@ -121,7 +225,7 @@ class SegmentDeadLetters:
             except FileNotFoundError:
                 pass
         self.local = local
-        self.dead = DeadLetters(local)
+        self.dead = BudgetedDeadLetters(local, budget_at, segment, attempt)
         self.dead.count = already  # the --max-errors budget is the job's (see DeadLetters.reserve)
 
     def publish(self) -> Optional[str]:
