@@ -224,3 +224,52 @@ def test_a_fresh_run_starts_its_default_dead_letter_file_afresh(endpoint: str, t
                      RunOptions(progress="off", transform=tf, on_error="skip", dry_run=True))
     assert dry.dead_letter_path != rep.dead_letter_path and "dry-run" in str(dry.dead_letter_path)
     assert len(Path(rep.dead_letter_path).read_text().splitlines()) == 10  # type: ignore[arg-type]
+
+
+def test_dry_run_shows_samples_without_a_transform_too(endpoint: str) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(40))
+    rep = copy_table(ref(endpoint, src), ref(endpoint, dst), RunOptions(progress="off", dry_run=True, sample=4))
+    assert len(rep.samples) == 4 and all(s["after"] == [s["before"]] for s in rep.samples)
+    assert scan_all(endpoint, dst) == []
+
+
+def test_clean_target_deletions_are_counted_and_timed(endpoint: str) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(30))
+    put_items(endpoint, dst, [{"pk": {"S": f"old{i}"}} for i in range(25)])
+    rep = copy_table(ref(endpoint, src), ref(endpoint, dst), RunOptions(progress="off"), clean_target=True,
+                     confirm=lambda m: True)
+    cleaned = rep.extra["clean_target"]
+    assert cleaned["deleted"] == 25 and cleaned["seconds"] >= 0
+    assert len(scan_all(endpoint, dst)) == 30
+
+
+def test_a_library_call_prints_no_progress(endpoint: str, capfd: pytest.CaptureFixture[str]) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(30))
+    copy_table(ref(endpoint, src), ref(endpoint, dst))
+    out, err = capfd.readouterr()
+    assert "progress" not in err and "progress" not in out
+
+
+def test_report_off_a_terminal_does_not_cut_numbers(tmp_path: Path) -> None:
+    from ddbmigrate.reporting.report import Report
+
+    rep = Report(job="copy", source="s" * 60, target="t" * 60, counters={"read": 12345678901, "written": 12345678901})
+    rep.write_json(str(tmp_path / "run.json"))
+    r = cli("report", str(tmp_path / "run.json"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "12,345,678,901" in r.stdout and "…" not in r.stdout
+
+
+def test_an_exit_3_run_is_not_a_green_done_in_html(tmp_path: Path) -> None:
+    from ddbmigrate.reporting.html import STATUS_COLOURS, load_run_report, render_html
+    from ddbmigrate.reporting.report import Report
+
+    rep = Report(job="copy", counters={"read": 10, "written": 7, "dead_lettered": 3},
+                 dead_letter_reasons={"ValueError": 3}, extra={"dead_letter_messages": {"ValueError": "seven"}})
+    rep.write_json(str(tmp_path / "run.json"))
+    page = render_html(load_run_report(str(tmp_path / "run.json")))
+    assert "done with dead letters" in page and STATUS_COLOURS["done"] not in page.split("<h2>")[0]
+    assert "<td>seven</td>" in page
