@@ -341,3 +341,11 @@ def compare_in_memory(keys: KeySchema, expected: List[WireItem], actual: List[Wi
             out["equal"].append(k)
     out["unexpected"] = [k for k in act if k not in exp]
     return {c: sorted(v) for c, v in out.items()}
+
+
+# The spill format and side numbers live with their writer (sinks/compare_spill.py); they are
+# re-exported here, where the comparison has always offered them.
+__all__ = ["ACTUAL", "DEFAULT_BUDGET", "EXPECTED", "INDEX_ENTRY_OVERHEAD", "MAX_PARTITIONS", "MIN_PARTITIONS",
+           "SPLIT_FANOUT", "CompareCounts", "Comparer", "Emit", "Spill", "SpillSet", "compare_in_memory",
+           "diff_paths", "iter_records", "key_bytes", "key_hash", "partitions_for", "read_item", "sampled",
+           "spill_buffer"]
