@@ -45,6 +45,9 @@ class Processing:
     max_batch_ops: int = MAX_BATCH_OPS
     dedupe: bool = True
     sample: int = 0  # keep N before/after pairs (dry run)
+    # The transform sees the scan segment a record came from (ctx.segment). Verify turns it off:
+    # its segments are not the copy's, so there ctx.segment is None, as it always was.
+    unit_segment: bool = True
 
 
 class Processed(NamedTuple):

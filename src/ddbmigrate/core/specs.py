@@ -168,6 +168,7 @@ class ProcessingSpec:
     max_batch_ops: int = 25
     dedupe: bool = True
     sample: int = 0
+    unit_segment: bool = True  # ctx.segment is the scan segment (verify: None; see Processing)
     # The loaded transform of the process that made the job, so the threads engine does not
     # load it twice; never pickled (other processes load it by reference).
     loaded: Optional[Transform] = field(default=None, compare=False, repr=False)
@@ -188,6 +189,7 @@ class ProcessingSpec:
             trusted=self.trusted, source_key_schema=self.source_key_schema,
             context=TransformContext(source_table=self.source_table, target_table=self.target_table),
             max_batch_ops=self.max_batch_ops, dedupe=self.dedupe, sample=self.sample,
+            unit_segment=self.unit_segment,
         )
 
 

@@ -525,8 +525,9 @@ class Pipeline:
                  raw: Optional[str] = None, tb: Optional[str] = None) -> None:
             self._dead(item, reason, code, stage, origin, skey, ticket, raw=raw, tb=tb)
 
-        ops, counts, keyed = self.processor.chunk(chunk, _segment_of(ticket.unit, self.proc.context.segment),
-                                                  dead, keep_keys=self.key_affine)
+        seg = _segment_of(ticket.unit, self.proc.context.segment) if self.proc.unit_segment \
+            else self.proc.context.segment
+        ops, counts, keyed = self.processor.chunk(chunk, seg, dead, keep_keys=self.key_affine)
         self.counters.bump(counts)
         for k, v in counts.items():
             if v:

@@ -91,10 +91,16 @@ def run_units(feed: WorkerFeed, job: Job, res: Resources, crash_hook: Callable[[
         # The final commit came through ``save`` at the end of p.run(); without a checkpoint
         # (a dry run) the counters still have to reach the driver.
         cut = p.checkpoint_cut()
+        final_state = None
+        if not checkpoint and error is None:
+            # Without a checkpoint the pipeline never commits the sink, yet the driver still
+            # merges and finalizes its state (the files a compare sink wrote, for one).
+            with sink.commit(True) as final_state:
+                pass
         # A stopped run's mark would also cover the unsettled dead letters appended after its last
         # save: only a finished run's is the size a checkpoint may record.
-        feed.commit(wid, cut.positions, cut.done, p.counters.snapshot() if error is None else cut.counters, None,
-                    save=False, dead_mark=cut.dead_mark if error is None else None)
+        feed.commit(wid, cut.positions, cut.done, p.counters.snapshot() if error is None else cut.counters,
+                    final_state, save=False, dead_mark=cut.dead_mark if error is None else None)
         feed.samples.extend(p.samples)
         feed.unit_seconds.update(p.unit_seconds())
         feed.failures.extend(src.failures())

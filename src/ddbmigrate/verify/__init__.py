@@ -1,9 +1,11 @@
 """Verify: prove a target equals transform(source), by key, with bounded memory; optionally repair.
 
-    sides ──▶ job (scan_sides) ──▶ compare (spill, partition) ──▶ report / differences file ──▶ repair
-                    spark: the same scan and comparison spread over Spark tasks
+    sides ──▶ side jobs (any local engine, into a compare sink) ──▶ compare (spill files, partition
+          by partition) ──▶ report / differences file ──▶ repair
+                    spark: its own scan (scan_sides) and the comparison spread over Spark tasks
 
-Modules: :mod:`.job` (``verify_tables``), :mod:`.sides` (what a side reads), :mod:`.compare`
+Modules: :mod:`.job` (``verify_tables``), :mod:`.sides` (what a side reads), :mod:`.side_jobs`
+(each side as a Job; dead letters as differences), :mod:`.scan` (Spark's reader), :mod:`.compare`
 (the bounded-memory comparison), :mod:`.report` (``VerifyReport``, the differences file),
 :mod:`.repair`, :mod:`.spark` (``verify_tables_spark``, imported on demand: it needs pyspark at run time).
 """

@@ -7,7 +7,9 @@ from its spill file only when it is reported (missing, unexpected or mismatched)
 whose index would exceed the memory budget is split again on disk with a fresh hash salt before
 it is loaded, so the budget holds however wrong the initial size estimate was.
 
-Spill record (little endian)::
+Spill files are written by :class:`~ddbmigrate.sinks.compare_spill.Spill` (here, or in a verify
+job's sink, one set of files per worker process); :meth:`Comparer.compare` takes every file
+of a partition, whoever wrote it. Spill record (little endian)::
 
     u16 key length | u32 item length | 16-byte digest | key (orjson of KeySchema.key) | item
 
@@ -31,15 +33,25 @@ import os
 import struct
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import orjson
 
 from ..core.items import KeySchema, WireItem, canonical_item, canonical_value
+from ..sinks.compare_spill import (
+    ACTUAL,
+    EXPECTED,
+    HDR,
+    Spill,
+    SpillSet,
+    iter_records,
+    read_item,
+    sample_threshold,
+    spill_buffer,
+    spill_records,
+)
 
-_HDR = struct.Struct("<HI16s")
-_IDX = struct.Struct("<16sQI")  # digest, item offset, item length: one index entry's value
-_NO_DIGEST = b"\0" * 16
+_IDX = struct.Struct("<16sHQI")  # digest, file number, item offset, item length: one index entry's value
 _MATCHED = b""  # index value of a key already paired (or seen only on the target side)
 # Rough bytes of Python heap per index entry, beyond the key bytes: key object header, packed
 # value object, and the dict slot. Used to size partitions, so it errs on the high side.
@@ -48,9 +60,6 @@ DEFAULT_BUDGET = 256 * 1024 * 1024
 MIN_PARTITIONS = 16
 MAX_PARTITIONS = 4096
 SPLIT_FANOUT = 16
-
-EXPECTED = 0
-ACTUAL = 1
 
 Emit = Callable[[Dict[str, Any]], None]
 
@@ -71,91 +80,6 @@ def sampled(kb: bytes, rate: Optional[float]) -> bool:
     if rate is None or rate >= 1.0:
         return True
     return key_hash(kb)[1] < int(rate * 2 ** 32)
-
-
-def encode_record(kb: bytes, item: Optional[WireItem]) -> bytes:
-    if item is None:
-        return _HDR.pack(len(kb), 0, _NO_DIGEST) + kb
-    ib = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
-    return _HDR.pack(len(kb), len(ib), hashlib.blake2b(ib, digest_size=16).digest()) + kb + ib
-
-
-def iter_records(path: str) -> Iterator[Tuple[bytes, bytes, int, int]]:
-    """(key bytes, digest, item offset, item length) of each record; items are skipped, not read."""
-    if not os.path.exists(path):
-        return
-    with open(path, "rb", buffering=1 << 20) as fh:
-        read, hsize = fh.read, _HDR.size
-        pos = 0
-        while True:
-            hdr = read(hsize)
-            if not hdr:
-                return
-            if len(hdr) < hsize:
-                raise OSError(f"spill file {path} is truncated")
-            klen, ilen, dig = _HDR.unpack(hdr)
-            kb = read(klen)
-            off = pos + hsize + klen
-            if ilen:
-                fh.seek(ilen, 1)
-            pos = off + ilen
-            yield kb, dig, off, ilen
-
-
-def read_item(fh: Any, off: int, length: int) -> Optional[WireItem]:
-    if not length:
-        return None
-    fh.seek(off)
-    item: WireItem = orjson.loads(fh.read(length))
-    return item
-
-
-class Spill:
-    """One side's partition files, appended to by many threads; buffers bounded per partition."""
-
-    def __init__(self, folder: str, name: str, partitions: int, buffer_bytes: int = 64 * 1024) -> None:
-        self.folder = folder
-        self.name = name
-        self.partitions = partitions
-        self.buffer_bytes = buffer_bytes
-        self.counts = [0] * partitions
-        self.key_bytes = [0] * partitions
-        self.bytes = 0
-        self._bufs = [bytearray() for _ in range(partitions)]
-        self._lock = threading.Lock()
-        os.makedirs(folder, exist_ok=True)
-
-    def path(self, p: int) -> str:
-        return os.path.join(self.folder, f"{self.name}-{p:05d}.bin")
-
-    def add(self, records: List[Tuple[int, int, bytes]]) -> None:
-        """Append (partition, key length, record bytes) tuples."""
-        with self._lock:
-            for p, klen, rec in records:
-                buf = self._bufs[p]
-                buf += rec
-                self.counts[p] += 1
-                self.key_bytes[p] += klen
-                self.bytes += len(rec)
-                if len(buf) >= self.buffer_bytes:
-                    self._flush(p)
-
-    def _flush(self, p: int) -> None:
-        buf = self._bufs[p]
-        if buf:
-            # Opened per flush, not kept open: thousands of partitions never exhaust descriptors.
-            with open(self.path(p), "ab") as fh:
-                fh.write(buf)
-            self._bufs[p] = bytearray()
-
-    def close(self) -> None:
-        with self._lock:
-            for p in range(self.partitions):
-                self._flush(p)
-
-    @property
-    def records(self) -> int:
-        return sum(self.counts)
 
 
 def partitions_for(estimated_records: int, budget: int, avg_key: int = 40) -> int:
@@ -207,26 +131,15 @@ class Comparer:
     sampled_out: List[int] = field(default_factory=lambda: [0, 0])
 
     def __post_init__(self) -> None:
-        # Write buffers take at most an eighth of the budget across both sides.
-        buf = max(4096, min(256 * 1024, self.budget // 8 // (2 * self.partitions)))
+        buf = spill_buffer(self.budget, self.partitions)
         self.spills = [Spill(self.folder, "expected", self.partitions, buf),
                        Spill(self.folder, "actual", self.partitions, buf)]
-        self._threshold = int(self.sample * 2 ** 32) if self.sample is not None and self.sample < 1.0 else None
+        self._threshold = sample_threshold(self.sample)
         self._lock = threading.Lock()
 
     def add(self, side: int, items: Iterable[WireItem]) -> None:
         """Spill ``items`` (which must carry the key attributes) for ``side`` (EXPECTED/ACTUAL)."""
-        recs: List[Tuple[int, int, bytes]] = []
-        ks, n, thr, keys_only = self.keys, self.partitions, self._threshold, self.keys_only
-        dropped = 0
-        for it in items:
-            kb = orjson.dumps(ks.key(it))
-            h = hashlib.blake2b(kb, digest_size=8).digest()
-            if thr is not None and int.from_bytes(h[4:], "little") >= thr:
-                dropped += 1
-                continue
-            recs.append((int.from_bytes(h[:4], "little") % n, len(kb),
-                         encode_record(kb, None if keys_only else it)))
+        recs, dropped = spill_records(self.keys, self.partitions, self._threshold, self.keys_only, items)
         if dropped:
             with self._lock:
                 self.sampled_out[side] += dropped
@@ -238,103 +151,123 @@ class Comparer:
 
     # ------------------------------------------------------------------ compare
 
-    def compare(self, emit: Emit, on_partition: Optional[Callable[[int], None]] = None) -> CompareCounts:
-        """Compare every partition; ``emit`` receives one dict per difference."""
+    def compare(self, emit: Emit, on_partition: Optional[Callable[[int], None]] = None,
+                sides: Optional[Tuple[SpillSet, SpillSet]] = None) -> CompareCounts:
+        """Compare every partition; ``emit`` receives one dict per difference.
+
+        ``sides``: the (expected, actual) spill files to compare instead of this comparer's own,
+        each partition possibly in several files (one per writer: a verify job's workers).
+        Every file is deleted once its partition is compared.
+        """
         self.close()
         counts = CompareCounts()
-        exp, act = self.spills
+        exp, act = sides if sides is not None else (self.spills[0].spilled(), self.spills[1].spilled())
         for p in range(self.partitions):
             load = exp.counts[p] + act.counts[p]
             kbytes = exp.key_bytes[p] + act.key_bytes[p]
-            self._compare_files(exp.path(p), act.path(p), load, kbytes, 0, emit, counts)
-            for path in (exp.path(p), act.path(p)):
+            self._compare_files(exp.files[p], act.files[p], load, kbytes, 0, emit, counts)
+            for path in exp.files[p] + act.files[p]:
                 if os.path.exists(path):
                     os.unlink(path)  # free the disk as we go
             if on_partition is not None:
                 on_partition(p)
         return counts
 
-    def _compare_files(self, epath: str, apath: str, records: int, kbytes: int, depth: int, emit: Emit,
-                       counts: CompareCounts) -> None:
+    def _compare_files(self, epaths: List[str], apaths: List[str], records: int, kbytes: int, depth: int,
+                       emit: Emit, counts: CompareCounts) -> None:
         if records * INDEX_ENTRY_OVERHEAD + kbytes > self.budget and depth < 8 and records > 1:
-            self._split(epath, apath, depth, emit, counts)
+            self._split(epaths, apaths, depth, emit, counts)
             return
         counts.max_partition_records = max(counts.max_partition_records, records)
         index: Dict[bytes, bytes] = {}
         pack = _IDX.pack
-        for kb, dig, off, ilen in iter_records(epath):
-            counts.expected += 1
-            if kb in index:
-                counts.expected_duplicates += 1  # the later record wins, as a later write would
-            index[kb] = pack(dig, off, ilen)
-        efh = open(epath, "rb") if os.path.exists(epath) else None
-        afh = open(apath, "rb") if os.path.exists(apath) else None
+        for fno, epath in enumerate(epaths):
+            for kb, dig, off, ilen in iter_records(epath):
+                counts.expected += 1
+                if kb in index:
+                    # The later record wins, as a later write would (within one writer's file;
+                    # across writers, which is "later" is arbitrary: either way it is counted).
+                    counts.expected_duplicates += 1
+                index[kb] = pack(dig, fno, off, ilen)
+        # One handle per file, opened when one of its items is first reported.
+        handles: Dict[Tuple[int, int], Any] = {}
+
+        def item(side: int, fno: int, off: int, ilen: int) -> Optional[WireItem]:
+            fh = handles.get((side, fno))
+            if fh is None:
+                fh = handles[(side, fno)] = open((epaths, apaths)[side][fno], "rb")
+            return read_item(fh, off, ilen)
+
         try:
-            for kb, dig, off, ilen in iter_records(apath):
-                counts.actual += 1
-                v = index.get(kb)
-                if v is None:
+            for afno, apath in enumerate(apaths):
+                for kb, dig, off, ilen in iter_records(apath):
+                    counts.actual += 1
+                    v = index.get(kb)
+                    if v is None:
+                        index[kb] = _MATCHED
+                        counts.unexpected += 1
+                        emit(self._diff("unexpected", kb, None, item(ACTUAL, afno, off, ilen)))
+                        continue
+                    if v == _MATCHED:
+                        counts.actual_duplicates += 1
+                        continue
                     index[kb] = _MATCHED
-                    counts.unexpected += 1
-                    emit(self._diff("unexpected", kb, None, read_item(afh, off, ilen)))
-                    continue
-                if v == _MATCHED:
-                    counts.actual_duplicates += 1
-                    continue
-                index[kb] = _MATCHED
-                edig, eoff, elen = _IDX.unpack(v)
-                if edig == dig:
-                    counts.equal += 1
-                    continue
-                e_item = read_item(efh, eoff, elen)
-                a_item = read_item(afh, off, ilen)
-                if e_item is not None and a_item is not None and canonical_item(e_item) == canonical_item(a_item):
-                    counts.equal += 1
-                    continue
-                counts.mismatched += 1
-                emit(self._diff("mismatched", kb, e_item, a_item))
+                    edig, efno, eoff, elen = _IDX.unpack(v)
+                    if edig == dig:
+                        counts.equal += 1
+                        continue
+                    e_item = item(EXPECTED, efno, eoff, elen)
+                    a_item = item(ACTUAL, afno, off, ilen)
+                    if e_item is not None and a_item is not None and canonical_item(e_item) == canonical_item(a_item):
+                        counts.equal += 1
+                        continue
+                    counts.mismatched += 1
+                    emit(self._diff("mismatched", kb, e_item, a_item))
             # Expected keys never paired are missing; report them in key order (stable output).
             for kb in sorted(k for k, v in index.items() if v != _MATCHED):
-                _dig, eoff, elen = _IDX.unpack(index[kb])
+                _dig, efno, eoff, elen = _IDX.unpack(index[kb])
                 counts.missing += 1
-                emit(self._diff("missing", kb, read_item(efh, eoff, elen), None))
+                emit(self._diff("missing", kb, item(EXPECTED, efno, eoff, elen), None))
         finally:
-            for fh in (efh, afh):
-                if fh is not None:
-                    fh.close()
+            for fh in handles.values():
+                fh.close()
 
-    def _split(self, epath: str, apath: str, depth: int, emit: Emit, counts: CompareCounts) -> None:
+    def _split(self, epaths: List[str], apaths: List[str], depth: int, emit: Emit, counts: CompareCounts) -> None:
         """Re-partition one oversized partition on disk with a salt of its own, then recurse."""
         counts.splits += 1
         salt = (depth + 1).to_bytes(8, "little")
         subs: List[List[str]] = [[], []]
         sub_counts = [[0] * SPLIT_FANOUT, [0] * SPLIT_FANOUT]
         sub_kbytes = [0] * SPLIT_FANOUT
-        for side, path in enumerate((epath, apath)):
-            outs = [f"{path}.{depth + 1}.{i:02d}" for i in range(SPLIT_FANOUT)]
+        for side, paths in enumerate((epaths, apaths)):
+            # A side's sub-files are named after its first file (unique to this comparison).
+            base = paths[0] if paths else os.path.join(self.folder, f"empty-{side}-{depth}")
+            outs = [f"{base}.{depth + 1}.{i:02d}" for i in range(SPLIT_FANOUT)]
             subs[side] = outs
-            if not os.path.exists(path):
-                continue
             bufs = [bytearray() for _ in range(SPLIT_FANOUT)]
-            with open(path, "rb", buffering=1 << 20) as fh:
-                for kb, dig, off, ilen in iter_records(path):
-                    i = int.from_bytes(hashlib.blake2b(kb, digest_size=4, salt=salt).digest(), "little") % SPLIT_FANOUT
-                    fh.seek(off)
-                    item = fh.read(ilen) if ilen else b""
-                    bufs[i] += _HDR.pack(len(kb), ilen, dig) + kb + item
-                    sub_counts[side][i] += 1
-                    sub_kbytes[i] += len(kb)
-                    if len(bufs[i]) >= 1 << 18:
-                        with open(outs[i], "ab") as out:
-                            out.write(bufs[i])
-                        bufs[i] = bytearray()
+            for path in paths:
+                if not os.path.exists(path):
+                    continue
+                with open(path, "rb", buffering=1 << 20) as fh:
+                    for kb, dig, off, ilen in iter_records(path):
+                        i = int.from_bytes(hashlib.blake2b(kb, digest_size=4, salt=salt).digest(),
+                                           "little") % SPLIT_FANOUT
+                        fh.seek(off)
+                        body = fh.read(ilen) if ilen else b""
+                        bufs[i] += HDR.pack(len(kb), ilen, dig) + kb + body
+                        sub_counts[side][i] += 1
+                        sub_kbytes[i] += len(kb)
+                        if len(bufs[i]) >= 1 << 18:
+                            with open(outs[i], "ab") as out:
+                                out.write(bufs[i])
+                            bufs[i] = bytearray()
+                os.unlink(path)
             for i, b in enumerate(bufs):
                 if b:
                     with open(outs[i], "ab") as out:
                         out.write(b)
-            os.unlink(path)
         for i in range(SPLIT_FANOUT):
-            self._compare_files(subs[0][i], subs[1][i], sub_counts[0][i] + sub_counts[1][i], sub_kbytes[i],
+            self._compare_files([subs[0][i]], [subs[1][i]], sub_counts[0][i] + sub_counts[1][i], sub_kbytes[i],
                                 depth + 1, emit, counts)
             for path in (subs[0][i], subs[1][i]):
                 if os.path.exists(path):
@@ -408,3 +341,11 @@ def compare_in_memory(keys: KeySchema, expected: List[WireItem], actual: List[Wi
             out["equal"].append(k)
     out["unexpected"] = [k for k in act if k not in exp]
     return {c: sorted(v) for c, v in out.items()}
+
+
+# The spill format and side numbers live with their writer (sinks/compare_spill.py); they are
+# re-exported here, where the comparison has always offered them.
+__all__ = ["ACTUAL", "DEFAULT_BUDGET", "EXPECTED", "INDEX_ENTRY_OVERHEAD", "MAX_PARTITIONS", "MIN_PARTITIONS",
+           "SPLIT_FANOUT", "CompareCounts", "Comparer", "Emit", "Spill", "SpillSet", "compare_in_memory",
+           "diff_paths", "iter_records", "key_bytes", "key_hash", "partitions_for", "read_item", "sampled",
+           "spill_buffer"]

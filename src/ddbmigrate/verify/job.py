@@ -1,15 +1,18 @@
 """``verify_tables``: prove the target equals transform(source), item by item, with bounded memory.
 
-    source side ──scan/read──▶ transform (fan-out, drops) ──▶ expected ─┐   hash-partitioned
-    target side ──scan/read──────────────────────────────────▶ actual  ─┴─▶ spill files (disk)
-                                                         partition by partition ─▶ differences
+    source side ─Job: scan/read ─▶ transform, validate (a copy's processing) ─▶ compare sink ─┐ hash-partitioned
+    target side ─Job: scan/read ─▶ key checks ─────────────────────────────────▶ compare sink ─┴▶ spill files
+                                      (threads or processes)      partition by partition ─▶ differences
 
 Each side (:mod:`ddbmigrate.verify.sides`) is a table (parallel segmented Scan) or an export
-folder / S3 prefix (the file source); both are read at the same time by one pool of reader
-threads (:func:`scan_sides`, which the Spark engine runs per segment too). Items are matched by
-the target's primary key; the comparison runs in :mod:`ddbmigrate.verify.compare`, whose memory
-is bounded by ``memory_mb`` whatever the table size. The categories and the report are in
-:mod:`ddbmigrate.verify.report`; ``repair`` in :mod:`ddbmigrate.verify.repair`.
+folder / S3 prefix (the file source). Each is read by a :class:`~ddbmigrate.engine.job.Job`
+(:mod:`ddbmigrate.verify.side_jobs`) on the engine verify is given, one side after the other,
+into a :class:`~ddbmigrate.sinks.compare_spill.CompareSpillSpec`; the jobs' dead letters become
+the ``invalid`` and ``unreadable`` differences. Items are matched by the target's primary key;
+the comparison runs in :mod:`ddbmigrate.verify.compare`, whose memory is bounded by
+``memory_mb`` whatever the table size. The categories and the report are in
+:mod:`ddbmigrate.verify.report`; ``repair`` in :mod:`ddbmigrate.verify.repair`. Spark keeps its
+own scan and shuffle (:mod:`ddbmigrate.verify.spark`).
 
 Invariants:
 1. Counts add up (:meth:`VerifyReport.balanced`): every record read on either side ends in
@@ -34,23 +37,30 @@ from typing import (
     Union,
 )
 
-from ..aws.capacity import RateLimiter, TokenBucket
 from ..aws.client import DynamoClient
 from ..config import RetryPolicy, TableRef
 from ..core.items import KeySchema
-from ..core.transform import Transform, TransformContext, load_transform
+from ..core.specs import ProcessingSpec, TransformRef
+from ..core.transform import Transform, load_transform
 from ..engine.pipeline import Counters
+from ..engine.run import Engine
+from ..engine.threads import ThreadsEngine
 from ..errors import InterruptedError_, UsageError
 from ..reporting.progress import Progress
 from ..reporting.report import finish, merge_stats
-from ..sources.table_scan import TableScanSource, default_segments
+from ..sinks.compare_spill import CompareSpillSpec, spill_buffer
+from ..sources.table_scan import TableScanSpec, default_segments
 from .compare import ACTUAL, DEFAULT_BUDGET, EXPECTED, Comparer, partitions_for
 from .repair import Confirm, repair_differences
 from .report import DifferencesFile, VerifyReport, sample_confidence
-from .scan import check_verify_options, scan_sides
-from .sides import Side, SideRef, check_file_failures, open_side
+from .scan import check_verify_options
+from .side_jobs import ReadObserver, run_side, side_job, side_outcomes, spills, stats_of
+from .sides import Side, SideRef, open_side
 
 DEFAULT_READERS = 8
+# Ops per batch handed to a compare sink: it has no 25-item limit, and each write takes the
+# spill's lock once, so larger batches cost less CPU (the queue holds a few of them).
+SPILL_BATCH = 500
 
 
 # --------------------------------------------------------------------------- the job
@@ -99,9 +109,10 @@ def verify_tables(
     expected side and deletes unexpected ones when ``confirm(message)`` agrees, then re-reads the
     repaired keys consistently. Returns the report; ``report.exit_code`` is 0 or 4.
 
-    ``engine``: a Spark engine (``ddbmigrate.engine.engine_for("spark")``) spreads the scans and
-    the comparison over Spark (two tables); otherwise both sides are read by threads of this
-    process (on the processes engine too: a verify's memory is bounded by its disk spill).
+    ``engine``: each side is read by a job on this engine (``ddbmigrate.engine.engine_for``):
+    threads by default, or the processes engine's worker processes, which spill their own files;
+    the comparison then runs here. A Spark engine spreads the scans and the comparison over
+    Spark (two tables).
     """
     if engine is not None and engine.name == "spark":
         from .spark import verify_tables_spark
@@ -122,6 +133,7 @@ def verify_tables(
     retry = retry or RetryPolicy()
     # Each reader holds one page (about 1 MB); more threads add no speed under the GIL.
     nreaders = readers or DEFAULT_READERS
+    run_on: Engine = engine if engine is not None else ThreadsEngine()
 
     # ---- open both sides (describe tables; decide the key schema and projections)
     src_desc: Optional[Dict[str, Any]] = None
@@ -136,66 +148,86 @@ def verify_tables(
     if repair and target_side.client is None:
         raise UsageError("--repair needs a table as the target")
 
-    limiter: RateLimiter = TokenBucket(max_read_units) if max_read_units else RateLimiter()
+    # The sides are read one after the other, each at the whole read limit.
     if src_desc is not None:
         assert source_side.client is not None and source_side.key_schema is not None
         proj = None
         if keys_only and tf is None:
-            proj = sorted(set(source_side.key_schema.names) | set(keys.names))
-        source_side.source = TableScanSource(
-            source_side.client, source_side.client.ref.table, source_segments or segments or default_segments(src_desc),
-            consistent_read=consistent_read, limiter=limiter, projection=proj, raw=True)
+            proj = tuple(sorted(set(source_side.key_schema.names) | set(keys.names)))
+        source_side.spec = TableScanSpec(
+            source_side.client.ref, source_segments or segments or default_segments(src_desc), retry=retry,
+            consistent_read=consistent_read, read_rate=max_read_units, projection=proj, raw=True)
     if tgt_desc is not None:
         assert target_side.client is not None
-        target_side.source = TableScanSource(
-            target_side.client, target_side.client.ref.table, target_segments or segments or default_segments(tgt_desc),
-            consistent_read=consistent_read, limiter=limiter, projection=list(keys.names) if keys_only else None,
-            raw=True)
+        target_side.spec = TableScanSpec(
+            target_side.client.ref, target_segments or segments or default_segments(tgt_desc), retry=retry,
+            consistent_read=consistent_read, read_rate=max_read_units,
+            projection=tuple(keys.names) if keys_only else None, raw=True)
     # Items from the source table need key checks only when a transform or another key shape
     # could make them unfit for the target.
-    check_expected = not (source_side.trusted and tf is None and source_side.key_schema == keys)
-    check_actual = not (target_side.trusted and target_side.key_schema == keys)
+    trusted_expected = source_side.trusted and source_side.key_schema == keys
+    trusted_actual = target_side.trusted and target_side.key_schema == keys
 
-    # ---- work folder, comparer, differences file
+    # ---- work folder (absolute: worker processes write their spill files there), differences file
     base = work_dir or os.path.join(".ddbmigrate")
     os.makedirs(base, exist_ok=True)
-    folder = tempfile.mkdtemp(prefix="verify-", dir=base)
+    folder = os.path.abspath(tempfile.mkdtemp(prefix="verify-", dir=base))
     estimate = (source_side.estimate or 0) + (target_side.estimate or 0)
     if sample is not None:
         estimate = int(estimate * sample) + 1
-    comparer = Comparer(keys, os.path.join(folder, "spill"), partitions=partitions_for(estimate, budget),
-                        budget=budget, keys_only=keys_only, sample=sample)
+    spill_dir = os.path.join(folder, "spill")
+    comparer = Comparer(keys, spill_dir, partitions=partitions_for(estimate, budget), budget=budget,
+                        keys_only=keys_only, sample=sample)
     report = VerifyReport(source=source_side.label, target=target_side.label, keys_only=keys_only,
                           sample_rate=sample, memory_budget_bytes=budget, partitions=comparer.partitions)
     report.extra = {k: v for k, v in {"transform": tf.name if tf else None}.items() if v}
     diffs = DifferencesFile(diff_path or os.path.join(folder, "differences.jsonl"))
     report.diff_path = diff_path
+    src_table = source_side.client.ref.table if source_side.client else None
+    tgt_table = target_side.client.ref.table if target_side.client else None
+
+    def sink(side: int) -> CompareSpillSpec:
+        return CompareSpillSpec(side, spill_dir, keys, comparer.partitions,
+                                buffer_bytes=spill_buffer(budget, comparer.partitions), keys_only=keys_only,
+                                sample=sample)
+
+    # The expected side is literally what a copy would write (duplicates kept for the comparer;
+    # ctx.segment None: verify's segments are not the copy's); the actual side only needs its
+    # keys checked.
+    runs = [
+        side_job(EXPECTED, source_side.job_source(), ProcessingSpec(
+            key_schema=keys, transform=TransformRef.of(tf), on_error=on_error, trusted=trusted_expected,
+            source_key_schema=source_side.key_schema, source_table=src_table, target_table=tgt_table,
+            dedupe=False, unit_segment=False, max_batch_ops=SPILL_BATCH, loaded=tf), sink(EXPECTED), label=source_side.label,
+            estimate=source_side.estimate, readers=nreaders,
+            dead_path=os.path.join(folder, "expected.deadletter.jsonl"), on_error=on_error),
+        side_job(ACTUAL, target_side.job_source(), ProcessingSpec(
+            key_schema=keys, trusted=trusted_actual, source_key_schema=target_side.key_schema,
+            source_table=tgt_table, target_table=tgt_table, dedupe=False, max_batch_ops=SPILL_BATCH), sink(ACTUAL),
+            label=target_side.label, estimate=target_side.estimate, readers=nreaders,
+            dead_path=os.path.join(folder, "actual.deadletter.jsonl"), on_error="fail"),
+    ]
     counters = Counters()
     phase = {"status": "scan"}
     total = (source_side.estimate or 0) + (target_side.estimate or 0)
+    reads = ReadObserver()
 
     def snapshot() -> Dict[str, Any]:
-        c = counters.snapshot()
-        return {"done": c.get("source_read", 0) + c.get("target_read", 0), "total": total or None,
-                "status": phase["status"]}
+        return {"done": reads.read(), "total": total or None, "status": phase["status"]}
 
     started = time.monotonic()
     display = Progress("verify", snapshot, mode=progress)
     display.start()
-    stats_list = [s.client.stats for s in (source_side, target_side) if s.client is not None]
     try:
-        ctx = TransformContext(source_table=source_side.client.ref.table if source_side.client else None,
-                               target_table=target_side.client.ref.table if target_side.client else None)
-        scan_sides(source_side, target_side, comparer, keys, tf, ctx, check_expected, check_actual, on_error,
-              counters, diffs, nreaders)
-        for side in (source_side, target_side):
-            check_file_failures(side)
-        comparer.close()
-        report.spilled_bytes = sum(s.bytes for s in comparer.spills)
-        counters.bump({"sampled_out_expected": comparer.sampled_out[EXPECTED],
-                       "sampled_out_actual": comparer.sampled_out[ACTUAL]})
+        for run in runs:
+            run_side(run, run_on, reads)
+            side_outcomes(run, diffs, source_side.key_schema, tf is not None)
+            counters.bump(run.counters)
+        exp, act = spills(runs)
+        report.spilled_bytes = exp.bytes + act.bytes
+        counters.bump({"sampled_out_expected": exp.sampled_out, "sampled_out_actual": act.sampled_out})
         phase["status"] = "compare"
-        cc = comparer.compare(diffs)
+        cc = comparer.compare(diffs, sides=(exp, act))
         diffs.close()
         counters.bump({k: v for k, v in cc.as_dict().items()
                        if k not in ("equal", "missing", "unexpected", "mismatched")})
@@ -226,7 +258,8 @@ def verify_tables(
         shutil.rmtree(folder, ignore_errors=True)
     c = counters.snapshot()
     c["read"] = c.get("source_read", 0) + c.get("target_read", 0)
-    finish(report, {k: v for k, v in c.items() if v}, merge_stats(*(s.snapshot() for s in stats_list)),
+    stats = [s.client.stats.snapshot() for s in (source_side, target_side) if s.client is not None]
+    finish(report, {k: v for k, v in c.items() if v}, merge_stats(*stats, *stats_of(runs)),
            time.monotonic() - started)
     report.timeline = display.timeline
     report.status = "done"

@@ -1,8 +1,10 @@
-"""Reading both sides of a verify: the expected items (transform(source), validated by the
-pipeline's own processing step) and the actual ones, fed to a comparer by key.
+"""Reading both sides of a verify in one pool of threads: the expected items (transform(source),
+validated by the pipeline's own processing step) and the actual ones, fed to a feed by key.
 
-Shared by both verify engines (a Spark verify task runs it on one segment of one side), so a
-side read on Spark is checked and counted exactly as it is locally.
+Spark's verify runs it in each map task (one segment of one side). The local verify reads its
+sides as jobs instead (:mod:`ddbmigrate.verify.side_jobs`), through the same processing step,
+so a side read on Spark is checked and counted as it is locally; :func:`check_verify_options`
+serves both.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def check_verify_options(sample: Optional[float], on_error: str, repair: bool, k
 
 
 class ItemFeed(Protocol):
-    """Where :func:`scan_sides` hands each side's items: the Comparer locally, the shuffle on Spark."""
+    """Where :func:`scan_sides` hands each side's items: the shuffle on Spark (or a Comparer)."""
 
     def add(self, side: int, items: Iterable[WireItem]) -> None: ...
 
@@ -62,8 +64,8 @@ def scan_sides(src: Side, tgt: Side, comparer: ItemFeed, keys: KeySchema, tf: Op
                diffs: DiffWriter, readers: int) -> None:
     """Read both sides with one pool of threads, units interleaved so both sides advance together.
 
-    Shared by both engines (a Spark verify task runs it on one segment of one side), so a table
-    read on Spark is checked and counted exactly as it is locally.
+    A Spark verify task runs it on one segment of one side; its counters are the ones the
+    local side jobs produce (see verify/side_jobs.py), so both engines report alike.
     """
     su = [(EXPECTED, u) for u in src.source.units()]
     tu = [(ACTUAL, u) for u in tgt.source.units()]

@@ -1,8 +1,9 @@
 """The two sides of a verification: what each one reads, and how a side argument is opened.
 
 A side is a table (parallel segmented Scan) or an export folder / file / glob / ``s3://``
-prefix (the file source); either way it is a pipeline Source plus what is known of it (label,
-key schema, item estimate, client).
+prefix (the file source); either way it is a pipeline source — a picklable ``spec`` that any
+engine builds in its workers (``TableScanSpec``, ``FilesSpec``), or a live ``source`` the caller
+built (threads only) — plus what is known of it (label, key schema, item estimate, client).
 
 Invariants:
 1. Opening a side only reads: DescribeTable for a table, the listing and manifests for files.
@@ -16,14 +17,16 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..aws.client import DynamoClient, RetryStats
 from ..config import RetryPolicy, TableRef
 from ..core.items import KeySchema
 from ..core.protocols import Source, SourceBase
 from ..core.records import Chunk
-from ..errors import FatalError, TableNotFoundError, UsageError
+from ..core.specs import LiveSourceSpec, SourceSpec
+from ..errors import DdbMigrateError, FatalError, TableNotFoundError, UsageError
+from ..sources.files import FilesSpec
 
 SideRef = Union[TableRef, str]
 
@@ -32,8 +35,9 @@ SideRef = Union[TableRef, str]
 class Side:
     """One side of a verification: something that yields wire items, and what we know of it.
 
-    ``source`` follows the pipeline's Source protocol (units, read(unit, position, stop)), so a
-    table scan and a file source plug in the same way. ``client`` is set for table sides.
+    ``spec`` is what a verify job reads (any engine); without one, the live ``source`` (the
+    pipeline's Source protocol: units, read(unit, position, stop)) is read, on threads only.
+    ``client`` is set for table sides (it describes the table; jobs open their own clients).
     """
 
     label: str
@@ -42,6 +46,40 @@ class Side:
     estimate: Optional[int] = None
     client: Optional[DynamoClient] = None
     trusted: bool = False  # items come from DynamoDB itself: valid, sized, keyed by key_schema
+    spec: Optional[SourceSpec] = None
+
+    def job_source(self) -> SourceSpec:
+        """The source spec a verify job reads this side through."""
+        return self.spec if self.spec is not None else _LiveSideSpec(self.source, self.label)
+
+
+def side_failed(label: str, failures: Sequence[Any]) -> DdbMigrateError:
+    """A side whose files failed their checks: the comparison would be incomplete."""
+    return FatalError(
+        f"{len(failures)} file(s) of {label} failed their checks, so the comparison would be "
+        "incomplete: " + "; ".join(f.one_line() for f in failures[:5]) + (" ..." if len(failures) > 5 else ""),
+        file=failures[0].path, line=failures[0].line, code="BadFile")
+
+
+@dataclass(frozen=True)
+class VerifyFilesSpec(FilesSpec):
+    """A files side: the file source's spec, failing as a verification (picklable)."""
+
+    label: str = ""
+
+    def failed(self, failures: Any) -> DdbMigrateError:
+        return side_failed(self.label or self.location, failures)
+
+
+class _LiveSideSpec(LiveSourceSpec):
+    """A side the caller built as a live source (threads engine only)."""
+
+    def __init__(self, source: Source, label: str) -> None:
+        super().__init__(source)
+        self.label = label
+
+    def failed(self, failures: Sequence[Any]) -> DdbMigrateError:
+        return side_failed(self.label, failures)
 
 
 class EmptySource(SourceBase):
@@ -113,18 +151,16 @@ def files_side(location: str, *, s3: Any = None, input_format: str = "auto", val
                          "verified; verify the table it was applied to, or a full export")
     fs = FileSource(storage, plan, validate=validate, input_format=input_format)
     estimate = sum(f.item_count or 0 for f in plan.files) or None
-    return Side(label=src, source=fs, key_schema=None, estimate=estimate)
+    spec = VerifyFilesSpec(src, plan, s3=s3, validate=validate, input_format=input_format, label=src)
+    return Side(label=src, source=fs, key_schema=None, estimate=estimate, spec=spec)
 
 
 def check_file_failures(side: Side) -> None:
     """A side whose files failed their checks cannot be compared completely: FatalError."""
     failures = list(side.source.failures())
     if failures:
-        raise FatalError(
-            f"{len(failures)} file(s) of {side.label} failed their checks, so the comparison would be "
-            "incomplete: " + "; ".join(f.one_line() for f in failures[:5]) + (" ..." if len(failures) > 5 else ""),
-            file=failures[0].path, line=failures[0].line, code="BadFile")
+        raise side_failed(side.label, failures)
 
 
-__all__ = ["EMPTY_SOURCE", "EmptySource", "Side", "SideRef", "check_file_failures", "files_side", "is_files_location",
-           "open_side", "open_table"]
+__all__ = ["EMPTY_SOURCE", "EmptySource", "Side", "SideRef", "VerifyFilesSpec", "check_file_failures", "files_side",
+           "is_files_location", "open_side", "open_table", "side_failed"]

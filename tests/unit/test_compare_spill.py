@@ -1,0 +1,74 @@
+"""The compare sink: several writers' spill files, merged per partition, compare exactly as one
+Comparer fed in one process does (no server)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from typing import Any, Dict, List, Tuple
+
+import orjson
+
+from ddbmigrate.core.items import KeySchema
+from ddbmigrate.core.records import PUT, Op
+from ddbmigrate.core.specs import Resources
+from ddbmigrate.sinks.compare_spill import ACTUAL, EXPECTED, CompareSpillSpec, SpillSet
+from ddbmigrate.verify.compare import Comparer
+
+KEYS = KeySchema("pk", "S")
+
+
+def ops(items: List[Dict[str, Any]]) -> List[Op]:
+    return [Op(PUT, None, orjson.dumps(it), None) for it in items]
+
+
+def spill(spec: CompareSpillSpec, parts: List[List[Dict[str, Any]]]) -> SpillSet:
+    """Each part written by its own sink (as worker processes would), merged by the spec."""
+    states = []
+    for part in parts:
+        sink = pickle.loads(pickle.dumps(spec)).build(Resources())
+        for i in range(0, len(part), 7):
+            assert sink.write(ops(part[i:i + 7])).written == len(part[i:i + 7])
+        with sink.commit(True) as st:
+            states.append(st)
+        sink.close()
+    return SpillSet.from_dict(spec.merge(states))
+
+
+def compare(parts_e: List[List[Dict[str, Any]]], parts_a: List[List[Dict[str, Any]]], budget: int,
+            sample: Any = None) -> Tuple[Dict[str, List[str]], Dict[str, int], SpillSet, SpillSet]:
+    with tempfile.TemporaryDirectory() as d:
+        folder = os.path.join(d, "spill")
+        exp = spill(CompareSpillSpec(EXPECTED, folder, KEYS, 16, sample=sample), parts_e)
+        act = spill(CompareSpillSpec(ACTUAL, folder, KEYS, 16, sample=sample), parts_a)
+        assert len({f for fs in exp.files + act.files for f in fs}) == sum(len(fs) for fs in exp.files + act.files)
+        seen: Dict[str, List[str]] = {"missing": [], "unexpected": [], "mismatched": []}
+        cc = Comparer(KEYS, folder, partitions=16, budget=budget, sample=sample).compare(
+            lambda diff: seen[diff["category"]].append(diff["key"]["pk"]["S"]), sides=(exp, act))
+        assert cc.balanced()
+        assert [f for _, _, fs in os.walk(d) for f in fs] == []  # every worker's files removed
+        return {k: sorted(v) for k, v in seen.items()}, cc.as_dict(), exp, act
+
+
+def test_several_writers_compare_as_one() -> None:
+    expected = [{"pk": {"S": f"k{i:03d}"}, "v": {"N": str(i)}} for i in range(200)]
+    actual = [dict(it) for it in expected if it["pk"]["S"] not in ("k001", "k050")]
+    actual[10] = {**actual[10], "v": {"S": "changed"}}
+    actual.append({"pk": {"S": "extra"}})
+    # Tiny budget: partitions are split again on disk, over every writer's files.
+    for budget in (10 ** 8, 3000):
+        got, counts, exp, act = compare([expected[0::3], expected[1::3], expected[2::3]],
+                                        [actual[:90], actual[90:]], budget)
+        assert got == {"missing": ["k001", "k050"], "unexpected": ["extra"], "mismatched": [actual[10]["pk"]["S"]]}
+        assert counts["equal"] == 197 and counts["expected"] == 200 and counts["actual"] == 199
+        assert sum(exp.counts) == 200 and sum(act.counts) == 199
+        assert (budget == 3000) == (counts["splits"] > 0)
+
+
+def test_sampling_is_by_key_on_both_sides() -> None:
+    items = [{"pk": {"S": f"k{i:04d}"}} for i in range(1000)]
+    got, counts, exp, act = compare([items[:500], items[500:]], [items], 10 ** 8, sample=0.3)
+    assert got == {"missing": [], "unexpected": [], "mismatched": []}
+    assert exp.sampled_out == act.sampled_out and 0 < exp.sampled_out < 1000
+    assert counts["equal"] + exp.sampled_out == 1000
