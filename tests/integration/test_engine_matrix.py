@@ -7,9 +7,8 @@ Every expectation comes from outside ddbmigrate (tests/matrix_support.py): items
 scanned with plain boto3, export folders are built and read back with gzip + json, and the
 expected output of a transform is computed on wire items, never by running the transform.
 
-replicate and verify are not in this matrix: replicate runs on the threads engine only (its
-stream phase is one ordered consumer; see test_replicate.py), and verify compares two tables
-instead of writing one (test_verify.py covers it on each engine).
+verify is in the matrix (the same differences on each engine); replicate is not: it runs on the
+threads engine only (its stream phase is one ordered consumer; see test_replicate.py).
 
 Spark cells run when ``ddbmigrate.engine.spark`` has a ``SparkEngine`` (checked in each test, at
 run time, not at import) and pyspark and Java are present; otherwise they are skipped, saying why.
@@ -127,6 +126,24 @@ def test_copy(endpoint: str, engine: Any) -> None:
     assert as_set(scan_all(endpoint, dst)) == as_set(items)
     assert fields(rep) == expect(read=len(items), written=len(items))
     assert rep.exit_code == 0
+
+
+def test_verify(endpoint: str, engine: Any, tmp_path: Path) -> None:
+    """Verify on every engine: the same differences, counted the same way."""
+    from ddbmigrate.verify import verify_tables
+    from support import boto_client, from_wire
+
+    items = matrix_items()
+    src, dst = source_table(endpoint, items), source_table(endpoint, items)
+    c = boto_client(endpoint)
+    c.delete_item(TableName=dst, Key=from_wire({"pk": items[0]["pk"]}))  # missing
+    c.put_item(TableName=dst, Item=from_wire({"pk": {"S": "extra-item"}}))  # unexpected
+    c.put_item(TableName=dst, Item=from_wire({**items[1], "changed": {"BOOL": True}}))  # mismatched
+    rep = verify_tables(ref(endpoint, src), ref(endpoint, dst), segments=SEGMENTS, engine=engine,
+                        work_dir=str(tmp_path))
+    assert (rep.missing, rep.unexpected, rep.mismatched, rep.invalid) == (1, 1, 1, 0)
+    assert rep.equal == len(items) - 2 and rep.exit_code == 4 and rep.balanced()
+    assert rep.count("source_read") == len(items) and rep.count("target_read") == len(items)
 
 
 def test_copy_with_transform(endpoint: str, engine: Any, tmp_path: Path) -> None:
