@@ -162,3 +162,23 @@ def test_processes_transform_error_stops_verify(endpoint: str, tmp_path: Any) ->
     skipped = verify_tables(ref(endpoint, src), ref(endpoint, dst), transform="boom.py:f", progress="off",
                             segments=4, engine=procs, on_error="skip")
     assert skipped.count("transform_errors") == 1 and skipped.unexpected == 1 and skipped.balanced()
+
+
+def test_cli_verify_with_processes(endpoint: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from support import put_items
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    rows = [{"pk": {"S": f"k{i:03d}"}, "n": {"N": str(i)}} for i in range(120)]
+    put_items(endpoint, src, rows)
+    put_items(endpoint, dst, rows[:-1])
+    r = subprocess.run([sys.executable, "-m", "ddbmigrate", "verify", src, dst, "--endpoint-url", endpoint,
+                        "--processes", "2", "--progress", "off", "--report", "v.json"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 4, r.stderr
+    import json
+
+    rep = json.loads((tmp_path / "v.json").read_text())
+    assert rep["missing"] == 1 and rep["equal"] == 119

@@ -10,7 +10,7 @@ from ..config import RetryPolicy, TableRef
 from ..core.items import KeySchema
 from ..errors import UsageError
 from ..verify import is_files_location, verify_tables
-from .engine import engine_options, spark_settings, uses_spark
+from .engine import engine_from, engine_options, spark_settings, uses_spark
 from .options import (
     confirm_prompt,
     pass_kwargs,
@@ -101,6 +101,8 @@ def side_ref(arg: str, kw: Dict[str, Any], side: str) -> Union[TableRef, str]:
 @click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="auto", show_default=True,
               help="Progress display (auto: bar on a terminal, JSON lines otherwise).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
+@click.option("--processes", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Local engine: read each side with N worker processes (each spills its own partitions).")
 @engine_options
 @handle_errors
 @pass_kwargs
@@ -137,7 +139,7 @@ def verify_cmd(kw: Dict[str, Any]) -> int:
         max_read_units=kw.get("max_read_units"), memory_mb=kw["memory_mb"], work_dir=kw.get("work_dir"),
         retry=RetryPolicy(max_attempts=kw.get("max_attempts") or 10),
         progress="off" if kw["quiet"] else kw["progress"], input_format=kw["input_format"],
-        s3=s3_settings(kw),
+        s3=s3_settings(kw), engine=engine_from(kw) if (kw.get("processes") or 1) > 1 else None,
     )
     render_report(report, kw["quiet"])
     return report.exit_code
