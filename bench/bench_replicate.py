@@ -43,7 +43,7 @@ from ddbmigrate import RunOptions, TableRef  # noqa: E402
 from ddbmigrate.aws.client import DynamoClient  # noqa: E402
 from ddbmigrate.jobs.replicate import replicate  # noqa: E402
 from ddbmigrate.state.status import read_status  # noqa: E402
-from ddbmigrate.sources.generated import seed_table  # noqa: E402
+from ddbmigrate.jobs.seed import seed_table  # noqa: E402
 from ddbmigrate.core.transform import load_transform  # noqa: E402
 from support import as_set, boto_client, create_table, scan_all  # noqa: E402
 

@@ -35,7 +35,7 @@ from run import count, run_measured  # noqa: E402
 from ddbmigrate import TableRef  # noqa: E402
 from ddbmigrate import dynamodb_local as local  # noqa: E402
 from ddbmigrate.aws.client import DynamoClient  # noqa: E402
-from ddbmigrate.sources.generated import create_sample_table, seed_table  # noqa: E402
+from ddbmigrate.jobs.seed import create_sample_table, seed_table  # noqa: E402
 
 
 def proc_cpu_seconds(pid: int) -> Optional[float]:

@@ -39,7 +39,7 @@ from ddbmigrate import dynamodb_local as local  # noqa: E402
 from ddbmigrate.aws.client import DynamoClient  # noqa: E402
 from ddbmigrate.config import RunOptions, TableRef  # noqa: E402
 from ddbmigrate.jobs.copy import copy_table  # noqa: E402
-from ddbmigrate.sources.generated import seed_table  # noqa: E402
+from ddbmigrate.jobs.seed import seed_table  # noqa: E402
 
 
 def create(endpoint: str, name: str) -> None:

@@ -26,7 +26,8 @@ from ddbmigrate import dynamodb_local as local  # noqa: E402
 from ddbmigrate.aws.client import DynamoClient  # noqa: E402
 from ddbmigrate.config import RunOptions, TableRef  # noqa: E402
 from ddbmigrate.jobs.copy import copy_table  # noqa: E402
-from ddbmigrate.sources.generated import create_sample_table, sample_item, seed_table  # noqa: E402
+from ddbmigrate.jobs.seed import create_sample_table, seed_table  # noqa: E402
+from ddbmigrate.sources.generated import sample_item  # noqa: E402
 from ddbmigrate.core.transform import TransformContext, load_transform  # noqa: E402
 
 IDENTITY = "def identity(item):\n    return item\n"

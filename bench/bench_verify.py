@@ -94,7 +94,7 @@ def seed(n: int) -> Dict[str, Any]:
     from ddbmigrate.aws.client import DynamoClient
     from ddbmigrate.config import RunOptions, TableRef
     from ddbmigrate.jobs.copy import copy_table
-    from ddbmigrate.sources.generated import create_sample_table, seed_table
+    from ddbmigrate.jobs.seed import create_sample_table, seed_table
 
     server = local.start()
     ep = server.endpoint_url

@@ -40,7 +40,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 from ddbmigrate import TableRef  # noqa: E402
 from ddbmigrate import dynamodb_local as local  # noqa: E402
 from ddbmigrate.aws.client import DynamoClient  # noqa: E402
-from ddbmigrate.sources.generated import create_sample_table, seed_table  # noqa: E402
+from ddbmigrate.jobs.seed import create_sample_table, seed_table  # noqa: E402
 
 IDENTITY = os.path.join(HERE, "identity_transform.py")
 

@@ -65,7 +65,7 @@ def test_empty_table(endpoint: str) -> None:
 
 def test_many_pages_many_segments(endpoint: str) -> None:
     from ddbmigrate.aws.client import DynamoClient
-    from ddbmigrate.sources.generated import seed_table
+    from ddbmigrate.jobs.seed import seed_table
 
     src, dst = create_table(endpoint), create_table(endpoint)
     seed_table(DynamoClient(ref(endpoint, src)), src, 3000, size=2000)

@@ -11,7 +11,7 @@ import pytest
 
 from ddbmigrate import RunOptions, TableRef, copy_table
 from ddbmigrate.aws.client import DynamoClient
-from ddbmigrate.sources.generated import seed_table
+from ddbmigrate.jobs.seed import seed_table
 from support import as_set, create_table, every_type_items, put_items, scan_all
 
 pytestmark = pytest.mark.integration

@@ -530,7 +530,7 @@ def test_import_resumes_inside_files_after_kill(endpoint: str, tmp_path: Path) -
 def test_export_resumes_after_kill_without_duplicates(endpoint: str, tmp_path: Path) -> None:
     """Killed while saving its second checkpoint: files finished for it are orphans, re-exported."""
     from ddbmigrate.aws.client import DynamoClient
-    from ddbmigrate.sources.generated import seed_table
+    from ddbmigrate.jobs.seed import seed_table
 
     src, dst = create_table(endpoint), create_table(endpoint)
     seed_table(DynamoClient(ref(endpoint, src)), src, 1500, size=1000)

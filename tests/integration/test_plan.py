@@ -231,7 +231,7 @@ def test_ctrl_c_stops_every_job_and_resume_finishes_exactly(endpoint: str, tmp_p
 
     from ddbmigrate.aws.client import DynamoClient
     from ddbmigrate.config import TableRef
-    from ddbmigrate.sources.generated import seed_table
+    from ddbmigrate.jobs.seed import seed_table
 
     sources = [create_table(endpoint) for _ in range(2)]
     for s in sources:

@@ -24,7 +24,7 @@ from ddbmigrate.verify.compare import sampled
 from ddbmigrate.errors import UsageError
 from ddbmigrate.core.items import KeySchema
 from ddbmigrate.core.records import Chunk
-from ddbmigrate.sources.generated import seed_table
+from ddbmigrate.jobs.seed import seed_table
 from ddbmigrate.verify import Side, iter_diffs, verify_tables
 from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all, unique
 

@@ -9,6 +9,7 @@ mismatched, invalid (an expected item that cannot exist in the target) and unrea
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import orjson
@@ -18,7 +19,7 @@ from ddbmigrate import RunOptions, TableRef, copy_table
 from ddbmigrate.aws.client import DynamoClient
 from ddbmigrate.engine import engine_for
 from ddbmigrate.errors import TransformError
-from ddbmigrate.sources.generated import seed_table
+from ddbmigrate.jobs.seed import seed_table
 from ddbmigrate.verify import VerifyReport, iter_diffs, verify_tables
 from support import boto_client, create_table, put_items
 

@@ -8,7 +8,7 @@ import pytest
 
 from ddbmigrate.aws.client import DynamoClient
 from ddbmigrate.config import TableRef
-from ddbmigrate.sources.generated import seed_table
+from ddbmigrate.jobs.seed import seed_table
 from reliability_support import RESULTS, by_key, summary_table, write_summary
 from support import create_table, every_type_items, put_items, scan_all
 

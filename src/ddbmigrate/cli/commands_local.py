@@ -59,7 +59,7 @@ def demo(items: int, item_size: int, progress: str, report: Optional[str]) -> in
     from ..aws.client import DynamoClient
     from ..config import RunOptions, TableRef
     from ..jobs.copy import copy_table
-    from ..sources.generated import create_sample_table, seed_table
+    from ..jobs.seed import create_sample_table, seed_table
 
     for k, v in (("AWS_ACCESS_KEY_ID", "local"), ("AWS_SECRET_ACCESS_KEY", "local"), ("AWS_REGION", "us-east-1")):
         os.environ.setdefault(k, v)

@@ -1,7 +1,6 @@
-"""Sample data: deterministic items of every DynamoDB type, and a fast seeder.
+"""Sample data: deterministic items of every DynamoDB type, as a Source (:class:`GeneratedSource`).
 
-Used by the demo, the tests and the benchmarks. Seeding runs through the same pipeline and
-batch writer as a copy (a generator source), so it is as fast as a copy.
+Used by the demo, the tests and the benchmarks (``jobs/seed.py`` writes them into a table).
 """
 
 from __future__ import annotations
@@ -9,15 +8,11 @@ from __future__ import annotations
 import base64
 import random
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 
-from ..aws.client import DynamoClient
-from ..core.items import KeySchema, WireItem
-from ..core.processing import Processing
+from ..core.items import WireItem
 from ..core.protocols import SourceBase
 from ..core.records import Chunk
-from ..engine.pipeline import Pipeline
-from ..sinks.table_writer import TableWriter
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
           "kilo", "lima", "mike", "november", "oscar", "papa", "québec", "romeo", "sierra", "tango", "ünïcødé")
@@ -72,28 +67,3 @@ class GeneratedSource(SourceBase):
                                  range_name=self.range_name) for k in range(i, j)]
             yield Chunk(items=items, position=j, done=j >= hi)
             i = j
-
-
-def create_sample_table(client: DynamoClient, table: str, *, range_key: bool = False) -> Dict[str, Any]:
-    from ..aws.tables import create_table
-
-    attrs = [{"AttributeName": "pk", "AttributeType": "S"}]
-    keys = [{"AttributeName": "pk", "KeyType": "HASH"}]
-    if range_key:
-        attrs.append({"AttributeName": "sk", "AttributeType": "N"})
-        keys.append({"AttributeName": "sk", "KeyType": "RANGE"})
-    return create_table(client, {"TableName": table, "AttributeDefinitions": attrs, "KeySchema": keys,
-                                 "BillingMode": "PAY_PER_REQUEST"})
-
-
-def seed_table(client: DynamoClient, table: str, count: int, *, size: int = 1000, writers: int = 8,
-               range_key: bool = False, start: int = 0) -> int:
-    """Write ``count`` sample items into ``table`` (which must exist). Returns the count written."""
-    desc = client.describe_table(table)
-    keys = KeySchema.from_table_description(desc)
-    src = GeneratedSource(count, size=size, hash_name=keys.hash_name,
-                          range_name=keys.range_name if range_key or keys.range_name else None, start=start)
-    p = Pipeline(src, TableWriter(client, table, keys), Processing(key_schema=keys, trusted=True),
-                 readers=2, writers=writers)
-    p.run()
-    return p.counters.snapshot()["written"]
