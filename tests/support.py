@@ -157,3 +157,13 @@ def local_spark(master: str, app: str) -> Iterator[Any]:
         yield sc
     finally:
         sc.stop()
+
+
+# A fan-out transform for verify tests: drops keys ending in 7, splits the others in two.
+VERIFY_FANOUT = '''
+def split(item):
+    if item["pk"].endswith("7"):
+        return None  # dropped
+    return [{"pk": item["pk"] + "#a", "age": item.get("age")},
+            {"pk": item["pk"] + "#b", "tags": item.get("tags", {"none"})}]
+'''

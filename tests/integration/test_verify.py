@@ -26,7 +26,7 @@ from ddbmigrate.core.items import KeySchema
 from ddbmigrate.core.records import Chunk
 from ddbmigrate.jobs.seed import seed_table
 from ddbmigrate.verify import Side, iter_diffs, verify_tables
-from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all, unique
+from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all, unique, VERIFY_FANOUT as FANOUT
 
 pytestmark = pytest.mark.integration
 N = 240
@@ -164,13 +164,6 @@ def test_number_spelling_and_set_order_are_not_differences(endpoint: str) -> Non
     assert line["differences"] == [{"path": "n", "expected": {"S": "1"}, "actual": {"N": "1"}}]
 
 
-FANOUT = '''
-def split(item):
-    if item["pk"].endswith("7"):
-        return None  # dropped
-    return [{"pk": item["pk"] + "#a", "age": item.get("age")},
-            {"pk": item["pk"] + "#b", "tags": item.get("tags", {"none"})}]
-'''
 
 
 def test_fanout_transform_missing_derived_item(endpoint: str, tmp_path: Any) -> None:

@@ -21,7 +21,7 @@ from ddbmigrate.engine import engine_for
 from ddbmigrate.errors import TransformError
 from ddbmigrate.jobs.seed import seed_table
 from ddbmigrate.verify import VerifyReport, iter_diffs, verify_tables
-from support import boto_client, create_table, put_items
+from support import boto_client, create_table, put_items, VERIFY_FANOUT as FANOUT
 
 pytestmark = pytest.mark.integration
 
@@ -117,13 +117,6 @@ def test_processes_files_side_with_unreadable_lines(endpoint: str, tmp_path: Any
     assert unreadable["origin"].endswith(":6")
 
 
-FANOUT = '''
-def split(item):
-    if item["pk"].endswith("7"):
-        return None  # dropped
-    return [{"pk": item["pk"] + "#a", "age": item.get("age")},
-            {"pk": item["pk"] + "#b", "tags": item.get("tags", {"none"})}]
-'''
 
 
 def test_processes_verify_with_transform(endpoint: str, tmp_path: Any) -> None:
