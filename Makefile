@@ -28,6 +28,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	bash scripts/ensure-deps
 	bash scripts/ensure-test-deps
+	bash scripts/ensure-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: $(VENV)/.installed-test
@@ -39,6 +40,7 @@ typecheck: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	bash scripts/ensure-deps
+	bash scripts/ensure-tools
 	$(BIN)/python bench/run.py
 
 clean:

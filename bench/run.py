@@ -58,6 +58,15 @@ def run_measured(cmd: List[str], cwd: Optional[str] = None) -> Dict[str, Any]:
             "stdout": out, "stderr": err[-2000:]}
 
 
+def dynamodump_exe() -> Optional[str]:
+    """dynamodump pins its own boto3, so it lives in .venv-tools (scripts/ensure-tools), not in .venv."""
+    for candidate in (os.path.join(os.path.dirname(HERE), ".venv-tools", "bin", "dynamodump"),
+                      shutil.which("dynamodump")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
 def count(client: DynamoClient, table: str) -> int:
     n, kw = 0, {"TableName": table, "Select": "COUNT"}
     while True:
@@ -126,10 +135,10 @@ def main() -> int:
                     cmd += ["--limit", str(a.naive_items)]
                     expected = min(a.naive_items, a.items)
             elif kind == "dynamodump":
-                if shutil.which("dynamodump") is None and not os.path.exists(os.path.join(os.path.dirname(py), "dynamodump")):
-                    print("dynamodump not installed (pip install dynamodump): skipped", file=sys.stderr)
+                exe = dynamodump_exe()
+                if exe is None:
+                    print("dynamodump not installed (bash scripts/ensure-tools): skipped", file=sys.stderr)
                     continue
-                exe = shutil.which("dynamodump") or os.path.join(os.path.dirname(py), "dynamodump")
                 host, port = endpoint.rsplit(":", 1)
                 common = ["--host", host.replace("http://", ""), "--port", port, "--accessKey", "bench",
                           "--secretKey", "bench", "-r", "local"]
