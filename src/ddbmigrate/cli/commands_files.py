@@ -6,9 +6,10 @@ from typing import Any, Dict
 
 import click
 
+from ..formats.detect import INPUT_FORMATS
 from ..jobs.export import export_table
 from ..jobs.import_files import import_files
-from ..sinks.export_files import DEFAULT_FILE_SIZE
+from ..sinks.export_files import DEFAULT_FILE_SIZE, FORMATS
 from .commands_plan import (
     native_export_options,
     native_import_options,
@@ -38,8 +39,8 @@ from .render import handle_errors, render_report
 @s3_options
 @run_options
 @transform_options
-@click.option("--format", "fmt", type=click.Choice(["dynamodb-json", "json"]), default="dynamodb-json",
-              show_default=True, help="dynamodb-json: the AWS export layout (lossless); json: plain values.")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="dynamodb-json",
+              show_default=True, help="dynamodb-json or ion: AWS's export formats (lossless); json: plain values.")
 @click.option("--file-size", type=int, default=DEFAULT_FILE_SIZE // (1024 * 1024), show_default=True,
               help="Start a new data file after this many MB of (uncompressed) items.")
 @click.option("--commit-every", type=float, default=30.0, show_default=True,
@@ -72,8 +73,11 @@ def export_cmd(kw: Dict[str, Any]) -> int:
 @write_mode_options
 @click.option("--no-validate", is_flag=True,
               help="Stream each file at once instead of checking it (gzip, md5Checksum, itemCount) first.")
-@click.option("--input-format", type=click.Choice(["auto", "dynamodb-json", "json"]), default="auto",
-              show_default=True, help="Format of the lines (auto: detected per file from its first object).")
+@click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)), default="auto", show_default=True,
+              help="Format of the data files (auto: decided per file from the layout and its first records).")
+@click.option("--csv-header", default=None, metavar="A,B,C",
+              help="CSV files have no header line: these are the column names (as ImportTable's HeaderList).")
+@click.option("--csv-delimiter", default=",", show_default=True, help="CSV field separator (one character).")
 @click.option("--create-target", is_flag=True, help="Create TABLE from --spec if it does not exist.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False),
               help="CloudFormation-style table spec (YAML/JSON) for --create-target.")
@@ -89,7 +93,8 @@ def import_cmd(kw: Dict[str, Any]) -> int:
     opts = build_run_options(kw)
     report = import_files(kw["source"], table_ref(kw["table"], kw), opts, create_target=kw["create_target"],
                           spec=kw["spec"], validate=not kw["no_validate"], input_format=kw["input_format"],
-                          s3=s3_settings(kw), engine=engine_from(kw))
+                          csv_header=kw["csv_header"].split(kw["csv_delimiter"]) if kw["csv_header"] else None,
+                          csv_delimiter=kw["csv_delimiter"], s3=s3_settings(kw), engine=engine_from(kw))
     render_report(report, kw["quiet"])
     if kw.get("verify_after"):
         if report.extra.get("source_kind") == "incremental":

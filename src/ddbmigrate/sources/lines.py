@@ -28,13 +28,14 @@ import orjson
 
 from ..core.items import ALL_TYPES, WireItem, from_python, item_problem
 from ..errors import InvalidItemError, RetriableError
+from ..formats.compression import HEAD, ZstdError, ZstdReader, codec_of
 from ..storage.stores import Storage
 
 MAX_LINE = 8 * 1024 * 1024
 BLOCK = 1 << 20
 
 # What reading a corrupt or truncated file raises (gzip CRC / length, cut streams).
-CORRUPT_ERRORS = (OSError, EOFError, zlib.error)
+CORRUPT_ERRORS = (OSError, EOFError, zlib.error, ZstdError)
 
 
 # --------------------------------------------------------------------------- streaming lines
@@ -119,12 +120,14 @@ class LineStream:
     def __init__(self, storage: Storage, path: str) -> None:
         fh = storage.open_read(path)
         self._fh = fh
-        head = fh.read(2)
+        head = fh.read(HEAD)
         self.raw = _Raw(fh)
         self.raw.md5.update(head)
         self.raw._head = head
-        self.gzip = head == b"\x1f\x8b"
-        self._reader: Any = _Gunzip(self.raw) if self.gzip else self.raw
+        self.codec = codec_of(head)  # gzip / zstd / plain, by magic bytes (ImportTable's three)
+        self.gzip = self.codec != "plain"  # compressed: a stream with its own integrity check
+        self._reader: Any = (_Gunzip(self.raw) if self.codec == "gzip" else
+                             ZstdReader(self.raw, 1 << 16) if self.codec == "zstd" else self.raw)
         self._pending: List[bytes] = []
 
     def first_char(self) -> bytes:
@@ -139,6 +142,19 @@ class LineStream:
             s = b.lstrip()
             if s:
                 return s[:1]
+
+    def peek(self, n: int = BLOCK) -> bytes:
+        """Up to ``n`` bytes of the (decompressed) content, read ahead and not consumed."""
+        have = sum(len(b) for b in self._pending)
+        while have < n:
+            b: bytes = self._reader.read(BLOCK)
+            if not b:
+                break
+            if not self._pending and b.startswith(codecs.BOM_UTF8):
+                b = b[len(codecs.BOM_UTF8):]
+            self._pending.append(b)
+            have += len(b)
+        return b"".join(self._pending)[:n]
 
     def blocks(self) -> Iterator[bytes]:
         while self._pending:

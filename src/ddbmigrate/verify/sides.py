@@ -145,10 +145,13 @@ def files_side(location: str, *, s3: Any = None, input_format: str = "auto", val
 
     src = normalize(location) if "://" in location or not any(c in location for c in "*?[") else location
     storage = storage_for(src, s3)
-    plan = discover(src, storage)
+    plan = discover(src, storage, any_name=input_format != "auto")
     if plan.kind == "incremental":
         raise UsageError(f"{location} is an incremental export (changes, not a full image): it cannot be "
                          "verified; verify the table it was applied to, or a full export")
+    from ..sources.detection import assign_formats
+
+    plan = assign_formats(plan, storage, input_format)
     fs = FileSource(storage, plan, validate=validate, input_format=input_format)
     estimate = sum(f.item_count or 0 for f in plan.files) or None
     spec = VerifyFilesSpec(src, plan, s3=s3, validate=validate, input_format=input_format, label=src)
