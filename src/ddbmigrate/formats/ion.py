@@ -160,7 +160,7 @@ def parse_change_line(line: bytes) -> Dict[str, Any]:
 
 
 def _name(k: str) -> str:
-    if _IDENT.match(k) and k not in _KEYWORDS:
+    if _IDENT.fullmatch(k) and k not in _KEYWORDS:
         return k
     return orjson.dumps(k).decode()
 

@@ -1,0 +1,218 @@
+"""Format codecs and detection without a server: Ion both ways (against amazon.ion's own writer),
+ZSTD streaming, CSV and Data Pipeline rows, and detection that never rests on one record."""
+
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Dict, List
+
+import orjson
+import pytest
+import zstandard
+from amazon.ion import simpleion
+from amazon.ion.core import IonType
+from amazon.ion.simple_types import IonPyBytes, IonPyList, IonPyNull
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ddbmigrate.core.items import canonical_item, number_problem
+from ddbmigrate.formats import ion
+from ddbmigrate.formats.detect import check_sample, detect
+from ddbmigrate.formats.records import RecordProblem, csv_item, from_data_pipeline
+from ddbmigrate.sources.lines import LineStream
+from ddbmigrate.storage.stores import LocalStorage
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+_num = st.builds(lambda m, e: f"{m}E{e}", st.integers(-10 ** 38 + 1, 10 ** 38 - 1), st.integers(-90, 80)) \
+    .filter(lambda s: number_problem(s) is None)
+_scalar = st.one_of(
+    st.text(max_size=10).map(lambda s: {"S": s}), _num.map(lambda n: {"N": n}),
+    st.binary(max_size=10).map(lambda b: {"B": _b64(b)}), st.booleans().map(lambda b: {"BOOL": b}),
+    st.just({"NULL": True}),
+    st.sets(st.text(max_size=5), min_size=1, max_size=3).map(lambda s: {"SS": sorted(s)}),
+    st.sets(_num, min_size=1, max_size=3).map(lambda s: {"NS": sorted(s)}),
+    st.sets(st.binary(min_size=0, max_size=4), min_size=1, max_size=3).map(lambda s: {"BS": [_b64(x) for x in s]}),
+)
+_value = st.recursive(_scalar, lambda k: st.one_of(st.lists(k, max_size=3).map(lambda v: {"L": v}),
+                                                   st.dictionaries(st.text(min_size=1, max_size=4), k, max_size=3)
+                                                   .map(lambda v: {"M": v})), max_leaves=10)
+_item = st.dictionaries(st.text(min_size=1, max_size=6), _value, min_size=1, max_size=5)
+
+
+def ion_value(v: Dict[str, Any]) -> Any:
+    """A wire value as amazon.ion's own Python values (AWS's mapping), independent of ddbmigrate."""
+    ((t, x),) = v.items()
+    if t == "S":
+        return x
+    if t == "N":
+        return Decimal(x)
+    if t == "B":
+        return IonPyBytes.from_value(IonType.BLOB, base64.b64decode(x))
+    if t == "BOOL":
+        return x
+    if t == "NULL":
+        return IonPyNull.from_value(IonType.NULL, None)
+    if t in ("SS", "NS", "BS"):
+        elems = [ion_value({t[0]: e}) for e in x]
+        return IonPyList.from_value(IonType.LIST, elems, annotations=(f"$dynamodb_{t}",))
+    if t == "L":
+        return [ion_value(e) for e in x]
+    return {k: ion_value(e) for k, e in x.items()}
+
+
+def aws_ion_line(item: Dict[str, Any]) -> bytes:
+    text = simpleion.dumps({"Item": {k: ion_value(v) for k, v in item.items()}}, binary=False)
+    return text.encode() if isinstance(text, str) else text
+
+
+@settings(max_examples=300, deadline=None)
+@given(item=_item)
+def test_ion_round_trip_is_lossless_for_every_type(item: Dict[str, Any]) -> None:
+    line = ion.item_line(item)
+    assert line.startswith(b"$ion_1_0 {Item:") and line.endswith(b"}\n") and line.count(b"\n") == 1
+    got, reason = ion.parse_item_line(line.rstrip(b"\n"))
+    assert reason is None and canonical_item(got) == canonical_item(item)  # type: ignore[arg-type]
+    # What amazon.ion itself reads from our line is AWS's mapping of the item.
+    theirs = simpleion.loads(line, single_value=False)[0]["Item"]
+    assert set(theirs) == set(item)
+
+
+@settings(max_examples=200, deadline=None)
+@given(item=_item)
+def test_ion_written_by_amazon_ion_reads_back(item: Dict[str, Any]) -> None:
+    got, reason = ion.parse_item_line(aws_ion_line(item))
+    assert reason is None and canonical_item(got) == canonical_item(item)  # type: ignore[arg-type]
+
+
+def test_ion_aws_documented_lines() -> None:
+    line = (b'$ion_1_0 {Item:{Authors:$dynamodb_SS::["Author1","Author2"],Dimensions:"8.5 x 11.0 x 1.5",'
+            b'ISBN:"333-3333333333",Id:103,InPublication:false,PageCount:600,Price:2000,ProductCategory:"Book",'
+            b'Title:"Book 103 Title",Rating:4.5,Cover:{{AAH/}},Gone:null}}')
+    got, reason = ion.parse_item_line(line)
+    assert reason is None and got == {
+        "Authors": {"SS": ["Author1", "Author2"]}, "Dimensions": {"S": "8.5 x 11.0 x 1.5"},
+        "ISBN": {"S": "333-3333333333"}, "Id": {"N": "103"}, "InPublication": {"BOOL": False},
+        "PageCount": {"N": "600"}, "Price": {"N": "2000"}, "ProductCategory": {"S": "Book"},
+        "Title": {"S": "Book 103 Title"}, "Rating": {"N": "4.5"}, "Cover": {"B": "AAH/"}, "Gone": {"NULL": True}}
+    rec = ion.parse_change_line(b'$ion_1_0 {Metadata:{WriteTimestampMicros:1680109764000000},Keys:{PK:"a"},'
+                                b'OldImage:{PK:"a",n:$dynamodb_NS::[1,2.50]},NewImage:{PK:"a",n:$dynamodb_NS::[3]}}')
+    assert rec == {"Metadata": {"WriteTimestampMicros": {"N": "1680109764000000"}}, "Keys": {"PK": {"S": "a"}},
+                   "NewImage": {"PK": {"S": "a"}, "n": {"NS": ["3"]}},
+                   "OldImage": {"PK": {"S": "a"}, "n": {"NS": ["1", "2.50"]}}}
+    assert ion.parse_item_line(b"{Item:{a:1}} {Item:{b:2}}")[1] == "expected one Ion value on the line, found 2"
+    assert (ion.parse_item_line(b'{Item:{a:"x"')[1] or "").startswith("invalid Ion")
+
+
+def test_ion_numbers_are_exact() -> None:
+    assert ion.ion_number("12345678901234567890123456789012345678") == "12345678901234567890123456789012345678"
+    assert ion.ion_number("1.5E+100") == "1.5d+100" and ion.ion_number("-0.000001") == "-0.000001"
+    assert ion.ion_number("1E-130") == "1d-130" and ion.ion_number("12.50") == "12.5"
+
+
+# --------------------------------------------------------------------------- ZSTD
+
+
+def _lines(path: Path) -> List[Any]:
+    ls = LineStream(LocalStorage(), str(path))
+    try:
+        return list(ls.lines())
+    finally:
+        ls.close()
+
+
+def test_zstd_stream_multi_frame_and_truncated(tmp_path: Path) -> None:
+    c = zstandard.ZstdCompressor()
+    p = tmp_path / "a.json.zst"
+    p.write_bytes(c.compress(b"a\nb\n") + c.compress(b"c\n"))
+    assert _lines(p) == [b"a", b"b", b"c"]
+    data = b"".join(b"line%06d\n" % i for i in range(200_000))
+    z = c.compress(data)
+    (tmp_path / "t.zst").write_bytes(z[: len(z) // 2])
+    seen: List[Any] = []
+    with pytest.raises((EOFError, zstandard.ZstdError)):
+        for ln in _lines_iter(tmp_path / "t.zst"):
+            seen.append(ln)
+    assert 0 < len(seen) < 200_000 and seen[:2] == [b"line000000", b"line000001"]
+
+
+def _lines_iter(path: Path) -> Any:
+    ls = LineStream(LocalStorage(), str(path))
+    try:
+        yield from ls.lines()
+    finally:
+        ls.close()
+
+
+# --------------------------------------------------------------------------- CSV, Data Pipeline
+
+
+def test_csv_rows_follow_importtable_rules() -> None:
+    keys = {"id": "N", "sk": "S", "blob": "B"}
+    assert csv_item(["id", "sk", "name", "empty"], ["007", "a", "12", ""], keys) == {
+        "id": {"N": "007"}, "sk": {"S": "a"}, "name": {"S": "12"}}
+    with pytest.raises(RecordProblem, match="not a number"):
+        csv_item(["id"], ["x"], keys)
+    with pytest.raises(RecordProblem, match="header names 1 columns"):
+        csv_item(["id"], ["1", "2"], keys)
+    with pytest.raises(RecordProblem, match="not base64"):
+        csv_item(["blob"], ["!!"], keys)
+
+
+def test_data_pipeline_lines() -> None:
+    line = {"pk": {"s": "a"}, "n": {"n": "1.5"}, "b": {"b": "AAH/"}, "ss": {"sS": ["x", "y"]}, "ns": {"nS": ["1"]},
+            "bs": {"bS": ["AA=="]}, "m": {"m": {"l": {"l": [{"bOOL": True}, {"nULLValue": True}]}}}}
+    assert from_data_pipeline(line) == {
+        "pk": {"S": "a"}, "n": {"N": "1.5"}, "b": {"B": "AAH/"}, "ss": {"SS": ["x", "y"]}, "ns": {"NS": ["1"]},
+        "bs": {"BS": ["AA=="]}, "m": {"M": {"l": {"L": [{"BOOL": True}, {"NULL": True}]}}}}
+    with pytest.raises(RecordProblem, match="unknown type key"):
+        from_data_pipeline({"a": {"q": "1"}})
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def _jl(objs: List[Any]) -> bytes:
+    return b"".join(orjson.dumps(o) + b"\n" for o in objs)
+
+
+def test_detection_uses_more_than_the_first_record() -> None:
+    # Plain JSON whose items have attributes named Item, Keys, Metadata: never DynamoDB JSON.
+    plain = [{"Item": {"S": "x"}}, {"Item": {"name": "pen"}, "id": 2}, {"Keys": {"a": {"S": "1"}}, "Metadata": 3},
+             {"id": 4, "Item": "y"}]
+    assert detect(_jl(plain), "x.json", True).fmt == "json"
+    assert detect(_jl([{"Keys": {"k": {"S": "1"}}, "Metadata": {"x": 1}}, {"id": 1}, {"id": 2}]), "x", True).fmt == "json"
+    ddb = [{"Item": {"pk": {"S": str(i)}, "n": {"N": "1"}}} for i in range(5)] + [{"Item": {"pk": {"S": "x"}, "a": {"Q": 1}}}]
+    assert detect(_jl(ddb), "d.json.gz", True).fmt == "dynamodb-json"  # a bad line does not change it
+    assert detect(_jl([{"pk": {"S": "a"}}, {"pk": {"S": "b"}}]), "bare", True).fmt == "dynamodb-json"
+    inc = [{"Metadata": {"WriteTimestampMicros": {"N": "1"}}, "Keys": {"pk": {"S": "a"}}, "NewImage": {"pk": {"S": "a"}}}]
+    assert detect(_jl(inc), "x", True).fmt == "incremental"
+    assert detect(_jl([{"pk": {"s": "a"}, "n": {"n": "1"}}]), "uuid", True).fmt == "data-pipeline"
+    page = {"Items": [{"pk": {"S": "a"}}], "Count": 1, "ScannedCount": 1, "ConsumedCapacity": None}
+    assert detect(json.dumps(page, indent=4).encode(), "out.json", True).fmt == "aws-scan"
+    assert detect(orjson.dumps(page), "out.json", True).fmt == "aws-scan"
+    assert detect(b'$ion_1_0 {Item:{a:1}}\n', "x.gz", True).fmt == "ion"
+    assert detect(b'{Item:{a:1}}\n{Item:{a:2}}\n', "x", True).fmt == "ion"
+    assert detect(b"pk,name\n1,a\n", "x.csv.zst", True).fmt == "csv"
+    assert detect(b"[\n" + b",".join(orjson.dumps({"pk": {"S": str(i)}}) for i in range(3)) + b"]", "a", True).fmt \
+        == "dynamodb-json"
+    assert detect(b'[{"pk": "a"}]', "a", True).fmt == "json"
+    bad = detect(b"pk,name\n1,a\n", "x.txt", True)
+    assert bad.fmt is None and "CSV" in bad.found
+    assert detect(b"\x00\x01garbage", "x", True).fmt is None
+
+
+def test_check_sample_refuses_a_file_in_another_format() -> None:
+    plain = _jl([{"pk": "a", "n": 1}, {"pk": "b"}])
+    assert check_sample(plain, "json", True) is None
+    assert "dynamodb-json" in (check_sample(plain, "dynamodb-json", True) or "")
+    assert check_sample(plain, "ion", True) is None  # JSON text is Ion text
+    assert (check_sample(b"{a:\n", "ion", True) or "").startswith("invalid Ion")
+    assert check_sample(b"a,b\n1,2\n", "dynamodb-json", True) == "not JSON lines"
+    assert check_sample(b"a,b\n1,2\n", "aws-scan", True) == "not a JSON document"
