@@ -34,7 +34,7 @@ from ..formats.records import csv_header_problem
 from ..reporting.report import Report
 from ..sinks.dry_run import DryRunSpec
 from ..sinks.table_writer import TableWriterSpec
-from ..sources.detection import assign_formats, formats_used
+from ..sources.detection import assign_formats, formats_line, formats_used
 from ..sources.files import FilesSpec
 from ..sources.incremental import IncrementalSource
 from ..storage.export_layout import discover
@@ -142,7 +142,8 @@ def import_files(
         total_estimate=sum(f.item_count or 0 for f in plan.files) or None,
         readers=min(n_readers, max(1, len(source_spec.units()))), writers=writers,
         extra={"mode": opts.mode, "source_kind": plan.kind, "files": len(plan.files),
-               "transform": transform.name if transform else None, "file_formats": formats_used(plan),
+               "transform": transform.name if transform else None, "formats": formats_line(plan),
+               "file_formats": formats_used(plan),
                **({"exports": plan.exports} if plan.exports else {})},
     )
     return run(job, engine, cancel=cancel, observer=observer)

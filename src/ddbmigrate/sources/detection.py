@@ -77,4 +77,14 @@ def formats_used(plan: Plan) -> Dict[str, str]:
     return {f.unit: f.fmt for f in plan.files}
 
 
-__all__ = ["HEAD_BYTES", "assign_formats", "formats_used"]
+def formats_line(plan: Plan) -> str:
+    """One line for the summary: each file's format (few files), or the count per format."""
+    if len(plan.files) <= 4:
+        return "; ".join(f"{f.unit}: {f.fmt}" for f in plan.files)
+    counts: Dict[str, int] = {}
+    for f in plan.files:
+        counts[f.fmt] = counts.get(f.fmt, 0) + 1
+    return ", ".join(f"{n} {fmt}" for fmt, n in sorted(counts.items())) + " files (report: file_formats)"
+
+
+__all__ = ["HEAD_BYTES", "assign_formats", "formats_line", "formats_used"]
