@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ddbmigrate import RunOptions, TableRef
-from ddbmigrate.errors import UsageError
+from ddbmigrate.errors import FatalError, UsageError
 from ddbmigrate.jobs.export import export_table
 from ddbmigrate.jobs.import_files import import_files
 from ddbmigrate.storage.stores import S3Settings
@@ -197,6 +197,17 @@ def _upload(s3: Any, bucket: str, folder: Path, prefix: str) -> None:
             s3.upload_file(str(p), bucket, f"{prefix}/{p.relative_to(folder)}")
 
 
+def from_s3(moto_s3: str, folder: Path, endpoint: str, make_table: Any, **kw: Any) -> Any:
+    """Upload ``folder`` to a new bucket and import it from there into a new table."""
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    bucket = unique("bkt")
+    s3.create_bucket(Bucket=bucket)
+    _upload(s3, bucket, folder, "in")
+    table = make_table()
+    rep = import_files(f"s3://{bucket}/in", ref(endpoint, table), OFF, s3=S3Settings(endpoint_url=moto_s3), **kw)
+    return table, rep
+
+
 def test_export_chain_and_ion_from_s3(endpoint: str, moto_s3: str, tmp_path: Path) -> None:
     s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
     bucket = unique("bkt")
@@ -287,7 +298,7 @@ def test_export_ion_then_import_is_lossless_for_generated_items(endpoint: str, t
 # --------------------------------------------------------------------------- ImportTable inputs
 
 
-def test_importtable_inputs_csv_ion_dynamodb_json_plain_gzip_zstd(endpoint: str, tmp_path: Path) -> None:
+def test_importtable_inputs_csv_ion_dynamodb_json_plain_gzip_zstd(endpoint: str, moto_s3: str, tmp_path: Path) -> None:
     dst = create_table(endpoint, hash_key=("id", "N"), range_key=("sk", "S"))
     rows = [["id", "sk", "name", "note"], ["1", "a", "pen", ""], ["2", "b", "x, \"quoted\"\nline", "12.50"],
             ["3", "c", "", "007"]]
@@ -296,8 +307,7 @@ def test_importtable_inputs_csv_ion_dynamodb_json_plain_gzip_zstd(endpoint: str,
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "with-header.csv").write_bytes(buf.getvalue().encode())
     dst2 = create_table(endpoint, hash_key=("id", "N"), range_key=("sk", "S"))
-    r = cli("import", str(tmp_path / "in"), dst, "--endpoint-url", endpoint, "--quiet")
-    assert r.returncode == 0, r.stderr
+    assert import_files(str(tmp_path / "in"), ref(endpoint, dst), OFF).exit_code == 0
     want = [{"id": {"N": "1"}, "sk": {"S": "a"}, "name": {"S": "pen"}},
             {"id": {"N": "2"}, "sk": {"S": "b"}, "name": {"S": "x, \"quoted\"\nline"}, "note": {"S": "12.50"}},
             {"id": {"N": "3"}, "sk": {"S": "c"}, "note": {"S": "007"}}]
@@ -326,12 +336,19 @@ def test_importtable_inputs_csv_ion_dynamodb_json_plain_gzip_zstd(endpoint: str,
     assert as_set(scan_all(endpoint, t3)) == as_set(every)
     assert rep.extra["file_formats"] == {"a.json": "dynamodb-json", "b.json.zst": "dynamodb-json", "c.ion.gz": "ion",
                                          "d.ion.zst": "ion"}
+    # The same from S3.
+    t4, _ = from_s3(moto_s3, d, endpoint, lambda: create_table(endpoint))
+    assert as_set(scan_all(endpoint, t4)) == as_set(every)
+    t5, rep = from_s3(moto_s3, tmp_path / "nh", endpoint,
+                      lambda: create_table(endpoint, hash_key=("id", "N"), range_key=("sk", "S")),
+                      input_format="csv", csv_header=["id", "sk", "name", "note"], csv_delimiter=";")
+    assert as_set(scan_all(endpoint, t5)) == as_set(scan_all(endpoint, dst2))
 
 
 # --------------------------------------------------------------------------- other tools
 
 
-def test_aws_cli_scan_output_with_several_pages(endpoint: str, tmp_path: Path) -> None:
+def test_aws_cli_scan_output_with_several_pages(endpoint: str, moto_s3: str, tmp_path: Path) -> None:
     every = every_type_items() + items(40)
     pages = [every[:3], every[3:20], every[20:]]
     text = "".join(json.dumps({"Items": p, "Count": len(p), "ScannedCount": len(p), "ConsumedCapacity": None},
@@ -344,11 +361,15 @@ def test_aws_cli_scan_output_with_several_pages(endpoint: str, tmp_path: Path) -
     assert as_set(scan_all(endpoint, dst)) == as_set(every)
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["counters"]["read"] == len(every) and rep["extra"]["file_formats"] == {"scan.json": "aws-scan"}
+    (tmp_path / "s3in").mkdir()
+    shutil.copy(tmp_path / "scan.json", tmp_path / "s3in" / "scan.json")
+    t2, _ = from_s3(moto_s3, tmp_path / "s3in", endpoint, lambda: create_table(endpoint))
+    assert as_set(scan_all(endpoint, t2)) == as_set(every)
     # A cut page is a failed file, not a silent partial load.
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / "scan.json").write_text(text.replace(f'"Count": {len(pages[2])}', '"Count": 999'))
-    r = cli("import", str(tmp_path / "cut"), create_table(endpoint), "--endpoint-url", endpoint, "--quiet")
-    assert r.returncode == 1 and "says Count 999" in r.stderr
+    with pytest.raises(FatalError, match="says Count 999 but holds"):
+        import_files(str(tmp_path / "cut"), ref(endpoint, create_table(endpoint)), OFF)
 
 
 def _dynamodump() -> str:
@@ -361,7 +382,7 @@ def _dynamodump() -> str:
     return found
 
 
-def test_dynamodump_backup_with_create_target(endpoint: str, tmp_path: Path) -> None:
+def test_dynamodump_backup_with_create_target(endpoint: str, moto_s3: str, tmp_path: Path) -> None:
     src = create_table(endpoint, unique("dump").replace("-", ""), gsis=[{
         "IndexName": "by_name", "KeySchema": [{"AttributeName": "name", "KeyType": "HASH"}],
         "Projection": {"ProjectionType": "ALL"}}])
@@ -394,6 +415,8 @@ def test_dynamodump_backup_with_create_target(endpoint: str, tmp_path: Path) -> 
     dst2 = create_table(endpoint)
     rep2 = import_files(str(tmp_path / "dump" / src), ref(endpoint, dst2), OFF)
     assert as_set(scan_all(endpoint, dst2)) == as_set(every) and rep2.read == len(every) and rep2.exit_code == 0
+    t3, rep3 = from_s3(moto_s3, tmp_path / "dump", endpoint, lambda: unique("froms3"), create_target=True)
+    assert as_set(scan_all(endpoint, t3)) == as_set(every) and rep3.extra["source_kind"] == "dynamodump"
 
 
 def _dp_value(v: Dict[str, Any]) -> Dict[str, Any]:
@@ -407,7 +430,7 @@ def _dp_value(v: Dict[str, Any]) -> Dict[str, Any]:
     return {name: x}
 
 
-def test_data_pipeline_export(endpoint: str, tmp_path: Path) -> None:
+def test_data_pipeline_export(endpoint: str, moto_s3: str, tmp_path: Path) -> None:
     every = every_type_items() + items(25)
     folder = tmp_path / "2019-03-01-12-00-00"
     folder.mkdir()
@@ -421,6 +444,11 @@ def test_data_pipeline_export(endpoint: str, tmp_path: Path) -> None:
     rep = import_files(str(folder), ref(endpoint, dst), OFF)
     assert as_set(scan_all(endpoint, dst)) == as_set(every)
     assert rep.extra["source_kind"] == "data-pipeline" and set(rep.extra["file_formats"].values()) == {"data-pipeline"}
+    t2, _ = from_s3(moto_s3, folder, endpoint, lambda: create_table(endpoint))
+    assert as_set(scan_all(endpoint, t2)) == as_set(every)
+    (folder / names[1]).unlink()
+    with pytest.raises(FatalError, match="listed in the Data Pipeline manifest is missing"):
+        import_files(str(folder), ref(endpoint, dst), OFF)
 
 
 # --------------------------------------------------------------------------- detection and errors
@@ -453,6 +481,12 @@ def test_a_file_not_in_the_chosen_format_fails_at_once(endpoint: str, tmp_path: 
     r = cli("import", str(root), dst, "--endpoint-url", endpoint, "--quiet", "--dead-letter", str(dl))
     assert r.returncode == 1 and "not dynamodb-json: its first 100 records all failed to parse" in r.stderr
     assert not dl.exists() or dl.read_text() == ""
+    assert scan_all(endpoint, dst) == []
+    # The same for an incremental export: nothing is staged, written or dead-lettered.
+    write_export(tmp_path / "liar2", "01793775600000-bbbbbbbb", [b"".join(b"pk=%d\n" % i for i in range(150))],
+                 incremental=True)
+    with pytest.raises(FatalError, match="not dynamodb-json: its first 100 records all failed"):
+        import_files(str(tmp_path / "liar2"), ref(endpoint, dst), OFF)
     assert scan_all(endpoint, dst) == []
 
 

@@ -39,7 +39,7 @@ from ..errors import FatalError
 from ..formats import ion
 from ..storage.export_layout import FileEntry, FileProblem, Plan, check_against_manifest
 from ..storage.stores import Storage
-from .files import CHUNK_LINES, FileFailure, FileSource
+from .files import CHUNK_LINES, FIRST_RECORDS, FileFailure, FileSource
 from .lines import (
     CORRUPT_ERRORS,
     MAX_LINE,
@@ -139,6 +139,7 @@ class IncrementalSource(SourceBase):
         ls = LineStream(self.storage, f.path)
         buffers: Dict[int, List[bytes]] = {}
         lineno = nonblank = 0
+        good = 0  # records of this file that parsed: none after FIRST_RECORDS lines, it is not in its format
 
         def flush(i: int) -> None:
             with self._locks[i]:
@@ -157,9 +158,15 @@ class IncrementalSource(SourceBase):
                 else:
                     obj, reason = self._decode(f, line)
                     if reason is not None:
+                        if not good and nonblank >= FIRST_RECORDS:
+                            self._failed[f.unit] = FileFailure(
+                                f.unit, f.path, f"not {f.fmt or 'dynamodb-json'}: its first {FIRST_RECORDS} records "
+                                f"all failed to parse (last: {reason})", None, 0)
+                            return
                         rec = ["!", line[:100_000].decode("utf-8", "replace"), reason, origin]
                         part = lineno % self.partitions
                     else:
+                        good += 1
                         kt = key_text(obj["Keys"])
                         ts = int(obj["Metadata"]["WriteTimestampMicros"]["N"])
                         new = obj.get("NewImage")
