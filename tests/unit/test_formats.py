@@ -166,3 +166,59 @@ def test_check_sample_refuses_a_file_in_another_format() -> None:
     assert (check_sample(b"{a:\n", "ion", True) or "").startswith("invalid Ion")
     assert check_sample(b"a,b\n1,2\n", "dynamodb-json", True) == "not JSON lines"
     assert check_sample(b"a,b\n1,2\n", "aws-scan", True) == "not a JSON document"
+
+
+# --------------------------------------------------------------------------- reading files (no server)
+
+
+def _read_all(folder: Path, **kw: Any) -> Any:
+    import threading
+
+    from ddbmigrate.sources.detection import assign_formats
+    from ddbmigrate.sources.files import FileSource
+    from ddbmigrate.storage.export_layout import discover
+
+    st = LocalStorage()
+    plan = assign_formats(discover(str(folder), st), st, kw.pop("input_format", "auto"))
+    src = FileSource(st, plan, **kw)
+    out = {}
+    for f in plan.files:
+        chunks = list(src.read(f.unit, kw.get("start"), threading.Event()))
+        out[f.unit] = (f.fmt, [i for c in chunks for i in c.items], [r for c in chunks for r in c.rejects], chunks)
+    return out, src.failures()
+
+
+def test_long_first_line_bom_and_scan_pages_across_blocks(tmp_path: Path) -> None:
+    big = {"pk": "a", "blob": "x" * 300_000}
+    (tmp_path / "long.json").write_bytes(orjson.dumps(big) + b"\n" + orjson.dumps({"pk": "b"}) + b"\n")
+    (tmp_path / "bom.ion").write_bytes(b"\xef\xbb\xbf" + aws_ion_line({"pk": {"S": "c"}}) + b"\n")
+    page_items = [{"pk": {"S": f"k{i}"}, "pad": {"S": "y" * 500}} for i in range(5000)]  # ~3 MB: several blocks
+    pages = [{"Items": page_items[:2000], "Count": 2000, "ScannedCount": 2000},
+             {"Items": page_items[2000:], "Count": 3000, "ScannedCount": 3000, "LastEvaluatedKey": None}]
+    (tmp_path / "scan.json").write_text("".join(json.dumps(p, indent=4) + "\n" for p in pages))
+    got, failures = _read_all(tmp_path)
+    assert not failures
+    assert got["long.json"][0] == "json" and [i["pk"]["S"] for i in got["long.json"][1]] == ["a", "b"]
+    assert got["bom.ion"][0] == "ion" and got["bom.ion"][1] == [{"pk": {"S": "c"}}]
+    fmt, items, rejects, chunks = got["scan.json"]
+    assert fmt == "aws-scan" and items == page_items and not rejects
+    assert chunks[-1].done and chunks[-1].position == 5000 and chunks[0].origins[0] == "scan.json:3"  # "{", "Items": [, then the item
+
+
+def test_csv_reader_header_quotes_resume_and_bad_rows(tmp_path: Path) -> None:
+    import threading
+
+    from ddbmigrate.sources.files import FileSource
+    from ddbmigrate.storage.export_layout import FileEntry, Plan
+
+    (tmp_path / "t.csv").write_bytes(b'\xef\xbb\xbfid,name\r\n1,"a\r\nb"\r\n\r\nx,c\r\n3,,\r\n4,"d,e"\r\n')
+    plan = Plan("files", str(tmp_path), [FileEntry(str(tmp_path / "t.csv"), "t.csv", fmt="csv")])
+    src = FileSource(LocalStorage(), plan, key_types={"id": "N"})
+    chunks = list(src.read("t.csv", None, threading.Event()))
+    items = [i for c in chunks for i in c.items]
+    rejects = [r for c in chunks for r in c.rejects]
+    assert items == [{"id": {"N": "1"}, "name": {"S": "a\r\nb"}}, {"id": {"N": "4"}, "name": {"S": "d,e"}}]
+    assert [(r[1][:13], r[2]) for r in rejects] == [("id: not a num", "t.csv:5"), ("row has 3 val", "t.csv:6")]
+    assert chunks[-1].done and chunks[-1].position == 4 and not src.failures()
+    resumed = [i for c in src.read("t.csv", 3, threading.Event()) for i in c.items]
+    assert resumed == [{"id": {"N": "4"}, "name": {"S": "d,e"}}]

@@ -160,9 +160,12 @@ def parse_change_line(line: bytes) -> Dict[str, Any]:
 
 
 def _name(k: str) -> str:
+    """A field name: a bare identifier when Ion allows, else a quoted symbol. Never a quoted
+    string: ion-c reads ``"$0"`` as symbol ID 0, while ``'$0'`` is the text ``$0``."""
     if _IDENT.fullmatch(k) and k not in _KEYWORDS:
         return k
-    return orjson.dumps(k).decode()
+    inner = orjson.dumps(k).decode()[1:-1]  # JSON's escapes are Ion's too
+    return "'" + inner.replace('\\"', '"').replace("'", "\\'") + "'"
 
 
 def ion_number(text: str) -> str:

@@ -20,20 +20,26 @@ from ..errors import UsageError
 from ..formats.detect import FORMATS, INPUT_FORMATS, check_sample, detect
 from ..storage.export_layout import FileEntry, Plan
 from ..storage.stores import Storage
-from .lines import CORRUPT_ERRORS, LineStream
+from .lines import CORRUPT_ERRORS, MAX_LINE, LineStream
 
 HEAD_BYTES = 256 * 1024
 
 
 def _head(storage: Storage, path: str) -> Tuple[bytes, bool]:
+    """The file's first HEAD_BYTES (decompressed), or up to its first whole line when that is
+    longer (an item of 400 KB may be one long line); and whether that is the whole file."""
     ls = LineStream(storage, path)
+    limit = HEAD_BYTES
     try:
-        head = ls.peek(HEAD_BYTES + 1)
+        head = ls.peek(limit + 1)
+        if len(head) > limit and b"\n" not in head:
+            limit = MAX_LINE
+            head = ls.peek(limit + 1)
     except CORRUPT_ERRORS:
         head = b"".join(ls._pending)  # what decompressed before the damage; the read reports it
     finally:
         ls.close()
-    return head[:HEAD_BYTES], len(head) <= HEAD_BYTES
+    return head[:limit], len(head) <= limit
 
 
 def _decide(storage: Storage, f: FileEntry, forced: Optional[str]) -> FileEntry:

@@ -179,7 +179,7 @@ class FileSource(SourceBase):
         parsed = failed = 0  # records of this file parsed / failed from its first line (invariant 5)
         first_fail: Optional[Tuple[str, str]] = None
         try:
-            if other is None and ls.first_char() == b"[":
+            if ls.first_char() == b"[" and other is None:  # first_char also drops a UTF-8 BOM
                 yield from self._read_array(f, ls, start, stop)
                 return
             for line in ls.lines():
