@@ -117,7 +117,10 @@ def run_native_export(kw: Dict[str, Any]) -> int:
     if not str(kw["dest"]).startswith("s3://"):
         raise click.UsageError("--native exports go to S3: DEST must be s3://bucket/prefix")
     inc = kw.get("incremental") or None
+    if kw.get("fmt") == "json":
+        raise click.UsageError("--native exports write DYNAMODB_JSON or ION: --format dynamodb-json or ion")
     report = native_export(table_ref(kw["table"], kw), kw["dest"], export_time=kw.get("export_time"),
+                           export_format="ION" if kw.get("fmt") == "ion" else "DYNAMODB_JSON",
                            incremental=(inc[0], inc[1]) if inc else None,
                            progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
                            report_path=kw.get("report"))

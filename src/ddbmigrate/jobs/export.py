@@ -72,8 +72,9 @@ def export_table(
     """Export every item of ``table`` to ``dest`` (a folder or ``s3://bucket/prefix``).
 
     Returns the report; ``report.extra`` holds ``export_id``, ``export_path`` and ``files``.
-    ``fmt="json"`` writes plain JSON lines (numbers exact, binary base64, sets as lists) in the
-    same layout. ``s3`` defaults to the table's region/profile/role and botocore's S3 endpoint.
+    ``fmt="ion"`` writes AWS's ION export (``$ion_1_0 {Item:{...}}`` lines in ``.ion.gz`` files,
+    ``outputFormat`` ION; lossless). ``fmt="json"`` writes plain JSON lines (numbers exact, binary
+    base64, sets as lists) in the same layout. ``s3`` defaults to the table's region/profile/role and botocore's S3 endpoint.
     """
     opts = options or RunOptions()
     check_export_options(opts, fmt)
