@@ -27,7 +27,7 @@ _scalar = st.one_of(
     st.just({"NULL": True}),
     st.sets(st.text(max_size=5), min_size=1, max_size=3).map(lambda s: {"SS": sorted(s)}),
     st.sets(_num, min_size=1, max_size=3).map(lambda s: {"NS": sorted(s)}),
-    st.sets(st.binary(min_size=0, max_size=4), min_size=1, max_size=3).map(lambda s: {"BS": [_b64(x) for x in s]}),
+    st.sets(st.binary(min_size=1, max_size=4), min_size=1, max_size=3).map(lambda s: {"BS": [_b64(x) for x in s]}),
 )
 _value = st.recursive(_scalar, lambda k: st.one_of(st.lists(k, max_size=3).map(lambda v: {"L": v}),
                                                    st.dictionaries(st.text(min_size=1, max_size=4), k, max_size=3)

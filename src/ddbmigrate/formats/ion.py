@@ -49,7 +49,7 @@ def loads_line(line: bytes) -> Any:
         # The C reader refuses text values over its buffer (4 KB by default): size it to the line.
         values = simpleion.loads(line, single_value=False, text_buffer_size_limit=max(4096, len(line) + 16))
     except Exception as e:  # amazon.ion raises IonException, ValueError and others on bad text
-        raise IonProblem(f"invalid Ion: {str(e)[:200] or type(e).__name__}") from None
+        raise IonProblem(f"invalid Ion: {str(e).strip()[:200] or type(e).__name__}") from None
     if len(values) != 1:
         raise IonProblem(f"expected one Ion value on the line, found {len(values)}")
     return values[0]

@@ -126,8 +126,10 @@ def _discover_folder(folder: str, storage: Storage, any_name: bool = False, tabl
     names = {storage.relative(folder, p): s for p, s in listing}
     if "manifest-summary.json" in names or "_started" in names:
         return _export_plan(folder, storage, names)
-    exports = sorted({n.split("/")[1] for n in names if n.startswith("AWSDynamoDB/") and n.count("/") >= 2
-                      and n.split("/")[2] in ("manifest-summary.json", "_started")})
+    # Every folder under AWSDynamoDB/ but the incremental exports' shared data/ is an export (one
+    # without manifest-summary.json is torn, and refused as such).
+    exports = sorted({n.split("/")[1] for n in names if n.startswith("AWSDynamoDB/") and n.count("/") >= 2}
+                     - {"data"})
     if exports:
         aws_dir = storage.join(folder, "AWSDynamoDB")
         plans = []
