@@ -76,7 +76,8 @@ def export_cmd(kw: Dict[str, Any]) -> int:
 @click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)), default="auto", show_default=True,
               help="Format of the data files (auto: decided per file from the layout and its first records).")
 @click.option("--csv-header", default=None, metavar="A,B,C",
-              help="CSV files have no header line: these are the column names (as ImportTable's HeaderList).")
+              help="CSV files have no header line: these are the column names, comma-separated whatever "
+                   "--csv-delimiter is (ImportTable's HeaderList).")
 @click.option("--csv-delimiter", default=",", show_default=True, help="CSV field separator (one character).")
 @click.option("--create-target", is_flag=True, help="Create TABLE from --spec if it does not exist.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False),
@@ -93,7 +94,7 @@ def import_cmd(kw: Dict[str, Any]) -> int:
     opts = build_run_options(kw)
     report = import_files(kw["source"], table_ref(kw["table"], kw), opts, create_target=kw["create_target"],
                           spec=kw["spec"], validate=not kw["no_validate"], input_format=kw["input_format"],
-                          csv_header=kw["csv_header"].split(kw["csv_delimiter"]) if kw["csv_header"] else None,
+                          csv_header=kw["csv_header"].split(",") if kw["csv_header"] else None,
                           csv_delimiter=kw["csv_delimiter"], s3=s3_settings(kw), engine=engine_from(kw))
     render_report(report, kw["quiet"])
     if kw.get("verify_after"):
