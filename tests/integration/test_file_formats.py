@@ -230,7 +230,7 @@ def test_export_chain_and_ion_from_s3(endpoint: str, moto_s3: str, tmp_path: Pat
 # --------------------------------------------------------------------------- ION
 
 
-def test_ion_full_and_incremental_exports(endpoint: str, tmp_path: Path) -> None:
+def test_ion_full_and_incremental_exports(endpoint: str, moto_s3: str, tmp_path: Path) -> None:
     full = every_type_items() + items(20)
     root = write_export(tmp_path / "full", "01793772000000-aaaaaaaa",
                         [b"".join(aws_ion_line(i) + b"\n" for i in full[:10]),
@@ -248,7 +248,12 @@ def test_ion_full_and_incremental_exports(endpoint: str, tmp_path: Path) -> None
         b'$ion_1_0 {Metadata:{WriteTimestampMicros:1793772000000005},Keys:{pk:"scalars"},NewImage:{pk:"scalars"}}',
     ]
     write_export(tmp_path / "inc", "01793775600000-bbbbbbbb", [b"\n".join(lines) + b"\n"], incremental=True, fmt="ION")
-    rep = import_files(str(tmp_path / "inc"), ref(endpoint, dst), OFF)
+    # Applied from S3 (its data in the shared AWSDynamoDB/data/ there).
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    bucket = unique("bkt")
+    s3.create_bucket(Bucket=bucket)
+    _upload(s3, bucket, tmp_path / "inc", "exports")
+    rep = import_files(f"s3://{bucket}/exports", ref(endpoint, dst), OFF, s3=S3Settings(endpoint_url=moto_s3))
     got = {i["pk"]["S"]: i for i in scan_all(endpoint, dst)}
     assert "empties" not in got and rep.counters["deleted"] == 1 and rep.counters["collapsed"] == 1
     assert as_set([got["scalars"]]) == as_set([{
