@@ -215,10 +215,12 @@ def _data_pipeline_plan(folder: str, storage: Storage, names: Dict[str, int]) ->
     if not isinstance(manifest, dict) or manifest.get("name") != "DynamoDB-export":
         return None
     files: List[FileEntry] = []
+    # Entries are s3:// URLs of where the export was written; the files are found by name here.
+    by_name = {n.rsplit("/", 1)[-1]: n for n in sorted(names, key=lambda n: n.count("/"), reverse=True)}
     for e in manifest.get("entries") or []:
         url = str(e.get("url", "")) if isinstance(e, dict) else ""
         base = url.rstrip("/").rsplit("/", 1)[-1]
-        rel = next((n for n in names if n == base or n.endswith("/" + base)), None) if base else None
+        rel = by_name.get(base) if base else None
         if rel is None:
             if isinstance(e, dict) and e.get("mandatory") is False:
                 continue
@@ -307,7 +309,11 @@ def _export_plan(root: str, storage: Storage, names: Dict[str, int],
         except (orjson.JSONDecodeError, KeyError, TypeError):
             raise FatalError("manifest-files.json line is not a valid entry", file=storage.join(root, "manifest-files.json"),
                              line=i) from None
-        found = _resolve(storage, root, base, names, key, shared)
+        if shared is None and base is not None and "/AWSDynamoDB/data/" in "/" + key:
+            # Listed once per export (not per file): the prefix's shared data folder.
+            d = storage.join(base, "AWSDynamoDB", "data")
+            shared = dict(storage.list_files(d)) if storage.is_dir(d) else {}
+        found = _resolve(storage, root, base, names, key, shared or {})
         if found is None:
             raise FatalError(f"data file {key} listed in manifest-files.json is missing (looked at its "
                              "dataFileS3Key under the export's prefix and in the export's data/ folder)",
@@ -326,7 +332,7 @@ def _export_plan(root: str, storage: Storage, names: Dict[str, int],
 
 
 def _resolve(storage: Storage, root: str, base: Optional[str], names: Dict[str, int], key: str,
-             shared: Optional[Dict[str, int]]) -> Optional[Any]:
+             shared: Dict[str, int]) -> Optional[Any]:
     """Where a manifest's ``dataFileS3Key`` is: under the prefix's folder (AWS: relative to the
     bucket), else in the export's own data/ folder (a copy whose prefix changed)."""
     idx = key.rfind("AWSDynamoDB/")
@@ -336,12 +342,8 @@ def _resolve(storage: Storage, root: str, base: Optional[str], names: Dict[str, 
             rel = storage.relative(root, path)
             if rel in names:
                 return path, names[rel]
-        else:
-            if shared is None:
-                d = storage.join(base, "AWSDynamoDB", "data")
-                shared = dict(storage.list_files(d)) if storage.is_dir(d) else {}
-            if path in shared:
-                return path, shared[path]
+        elif path in shared:
+            return path, shared[path]
     rel = "data/" + key.rsplit("/", 1)[-1]
     if rel in names:
         return storage.join(root, rel), names[rel]
