@@ -277,7 +277,7 @@ def test_export_format_ion_layout_and_round_trip(endpoint: str, tmp_path: Path) 
         lines = gzip.decompress((tmp_path / "o" / e["dataFileS3Key"]).read_bytes()).splitlines()
         assert all(ln.startswith(b"$ion_1_0 {Item:{") for ln in lines) and len(lines) == e["itemCount"]
     r = cli("import", str(tmp_path / "o"), dst, "--endpoint-url", endpoint, "--quiet", "--report",
-            str(tmp_path / "r.json"))
+            str(tmp_path / "r.json"), "--verify")  # and verify reads the ION export as its source side
     assert r.returncode == 0, r.stderr
     assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
     assert set(json.loads((tmp_path / "r.json").read_text())["extra"]["file_formats"].values()) == {"ion"}
