@@ -79,6 +79,8 @@ def export_cmd(kw: Dict[str, Any]) -> int:
               help="CSV files have no header line: these are the column names, comma-separated whatever "
                    "--csv-delimiter is (ImportTable's HeaderList).")
 @click.option("--csv-delimiter", default=",", show_default=True, help="CSV field separator (one character).")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Read files that link out of SOURCE's folder (refused by default).")
 @click.option("--create-target", is_flag=True, help="Create TABLE from --spec if it does not exist.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False),
               help="CloudFormation-style table spec (YAML/JSON) for --create-target.")
@@ -95,7 +97,8 @@ def import_cmd(kw: Dict[str, Any]) -> int:
     report = import_files(kw["source"], table_ref(kw["table"], kw), opts, create_target=kw["create_target"],
                           spec=kw["spec"], validate=not kw["no_validate"], input_format=kw["input_format"],
                           csv_header=kw["csv_header"].split(",") if kw["csv_header"] else None,
-                          csv_delimiter=kw["csv_delimiter"], s3=s3_settings(kw), engine=engine_from(kw))
+                          csv_delimiter=kw["csv_delimiter"], follow_symlinks=kw["follow_symlinks"],
+                          s3=s3_settings(kw), engine=engine_from(kw))
     render_report(report, kw["quiet"])
     if kw.get("verify_after"):
         if report.extra.get("source_kind") == "incremental":
@@ -103,7 +106,8 @@ def import_cmd(kw: Dict[str, Any]) -> int:
         else:
             from ..verify import files_side, verify_tables
 
-            side = files_side(kw["source"], s3=s3_settings(kw), input_format=kw["input_format"])
+            side = files_side(kw["source"], s3=s3_settings(kw), input_format=kw["input_format"],
+                              follow_symlinks=kw["follow_symlinks"])
             vrep = verify_tables(kw["source"], table_ref(kw["table"], kw), source_side=side,
                                  transform=opts.transform, progress=opts.progress, on_error=opts.on_error)
             render_report(vrep, kw["quiet"])

@@ -56,6 +56,7 @@ def import_files(
     input_format: str = "auto",
     csv_header: Optional[Sequence[str]] = None,
     csv_delimiter: str = ",",
+    follow_symlinks: bool = False,
     s3: Optional[S3Settings] = None,
     readers: Optional[int] = None,
     transform: Optional[Transform] = None,
@@ -69,7 +70,8 @@ def import_files(
     ``create_target``/``spec`` create the table from a CloudFormation-style spec when missing (a
     dynamodump backup carries its table's schema: no spec needed). ``csv_header`` names the
     columns of CSV files without a header line; ``csv_delimiter`` is their separator.
-    ``validate=False`` skips the per-file check pass (items stream at once). Returns the report;
+    ``validate=False`` skips the per-file check pass (items stream at once). A file that links out
+    of SOURCE's folder is refused unless ``follow_symlinks``. Returns the report;
     raises FatalError (with ``.report``) when a file failed its checks. An incremental export is
     staged on this machine first, so it runs on the threads engine.
     """
@@ -87,7 +89,8 @@ def import_files(
     src = normalize(source) if "://" in source or not any(c in source for c in "*?[") else source
     s3 = s3 or S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn)
     storage = storage_for(src, s3)
-    plan = discover(src, storage, any_name=input_format != "auto", table=table.table)
+    plan = discover(src, storage, any_name=input_format != "auto", table=table.table,
+                    follow_symlinks=follow_symlinks)
     if create_target and not spec and plan.schema is None:
         raise UsageError("--create-target needs --spec FILE (these files carry no table schema)")
     plan = assign_formats(plan, storage, input_format, workers=readers or DEFAULT_READERS)
@@ -176,8 +179,8 @@ def _first_new_images(inc: IncrementalSource, n: int = SAMPLE) -> List[Any]:
     for f in inc.plan.files[:3]:
         ls = LineStream(inc.storage, f.path)
         try:
-            for line in ls.lines():
-                if isinstance(line, TooLong) or not line.strip():
+            for _, line in ls.numbered():
+                if isinstance(line, TooLong):
                     continue
                 rec, _ = inc._decode(f, line)
                 new = rec.get("NewImage") if isinstance(rec, dict) else None

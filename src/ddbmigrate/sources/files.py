@@ -54,12 +54,17 @@ from .lines import (
     BLOCK,
     CORRUPT_ERRORS,
     MAX_LINE,
+    Line,
     LineStream,
     TooLong,
     convert_decoded,
     corrupt_reason,
+    duplicate_name,
+    duplicate_reason,
+    duplicate_recorder,
     parse_item,
     short_json,
+    unicode_problem,
 )
 
 CHUNK_LINES = 1000
@@ -125,9 +130,8 @@ class FileSource(SourceBase):
         ls = LineStream(self.storage, f.path)
         n = 0
         try:
-            for line in ls.lines():
-                if isinstance(line, TooLong) or line.strip():
-                    n += 1
+            for _ in ls.numbered():
+                n += 1
             md5 = ls.md5_b64()
         except CORRUPT_ERRORS as e:
             raise FileProblem(f"corrupt file: {corrupt_reason(e)}") from None
@@ -182,17 +186,15 @@ class FileSource(SourceBase):
             if ls.first_char() == b"[" and other is None:  # first_char also drops a UTF-8 BOM
                 yield from self._read_array(f, ls, start, stop)
                 return
-            for line in ls.lines():
-                lineno += 1
-                if isinstance(line, TooLong) or line.strip():
-                    nonblank += 1
+            for lineno, line in ls.numbered():
+                nonblank += 1
                 if lineno <= start:
                     continue
                 origin = f"{f.unit}:{lineno}"
                 if isinstance(line, TooLong):
                     chunk.rejects.append(("", f"line is {line.size} bytes, over the {MAX_LINE}-byte line limit "
                                           "(DynamoDB items are at most 400 KB)", origin))
-                elif line.strip():
+                else:
                     if other is None:
                         item, reason, fmt = parse_item(line.rstrip(b"\r"), fmt)
                     else:
@@ -237,10 +239,11 @@ class FileSource(SourceBase):
 
     def _read_array(self, f: FileEntry, ls: LineStream, start: int, stop: threading.Event) -> Iterator[Chunk]:
         """A JSON array, decoded one element at a time (position = elements handed on)."""
-        dec = json.JSONDecoder(parse_float=Decimal)
+        repeated, pairs = duplicate_recorder()
+        dec = json.JSONDecoder(parse_float=Decimal, object_pairs_hook=pairs)
         text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         blocks = ls.blocks()
-        buf, pos, line, eof = "", 0, 1, False
+        buf, pos, line, eof = "", 0, 1 + ls.skipped_newlines, False
         name = self._fmt(f)
         idx, handed, fmt = 0, 0, _LINE_FMT.get(name, name)
         chunk = Chunk(position=start, origins=[])
@@ -285,6 +288,8 @@ class FileSource(SourceBase):
                         obj, end = dec.raw_decode(buf, pos)
                         if end < len(buf) or eof:
                             break
+                    except RecursionError:
+                        raise FileProblem(f"array element {idx + 1} is nested too deeply", line) from None
                     except json.JSONDecodeError as e:
                         if eof:
                             raise FileProblem(f"invalid JSON in array element {idx + 1}: {e.msg}",
@@ -294,12 +299,17 @@ class FileSource(SourceBase):
                     fill()
                 elem_line = line
                 line += buf.count("\n", pos, end)
+                escaped = buf.find("\\u", pos, end) >= 0
                 pos = end
                 idx += 1
+                problem: Optional[str] = duplicate_reason(repeated.pop()) if repeated else None
                 if idx <= start:
                     continue
                 origin = f"{f.unit}:{elem_line}"
-                item, reason, fmt = convert_decoded(obj, fmt)
+                problem = problem or (unicode_problem(obj) if escaped else None)
+                item, reason = None, problem
+                if not problem:
+                    item, reason, fmt = convert_decoded(obj, fmt)
                 if item is not None:
                     chunk.items.append(item)
                     chunk.origins.append(origin)  # type: ignore[union-attr]
@@ -341,7 +351,7 @@ class FileSource(SourceBase):
 
         def text() -> Iterator[str]:
             nonlocal lineno
-            for line in ls.lines():
+            for line in _every_line(ls):  # blank lines and spaces too: they may be inside a quoted value
                 lineno += 1
                 if isinstance(line, TooLong):
                     raise FileProblem(f"line {lineno} is {line.size} bytes, over the {MAX_LINE}-byte line limit",
@@ -468,7 +478,7 @@ class FileSource(SourceBase):
                         if idx <= start:
                             continue
                         origin = f"{f.unit}:{line}"
-                        p = item_problem(obj)
+                        p = duplicate_reason(js.repeated[0]) if js.repeated else item_problem(obj)
                         if p is None:
                             chunk.items.append(obj)
                             chunk.origins.append(origin)  # type: ignore[union-attr]
@@ -506,13 +516,44 @@ class FileSource(SourceBase):
         yield Chunk(position=idx, done=True)
 
 
+def _every_line(ls: LineStream) -> Iterator[Line]:
+    """Every line of the file as it is (blank ones included; ``LineStream.numbered`` drops them),
+    a line over MAX_LINE as :class:`TooLong` without holding it."""
+    carry, skipping = b"", 0
+    for block in ls.blocks():
+        start = 0
+        while True:
+            nl = block.find(b"\n", start)
+            if nl < 0:
+                if skipping:
+                    skipping += len(block) - start
+                else:
+                    carry += block[start:]
+                    if len(carry) > MAX_LINE:
+                        skipping, carry = len(carry), b""
+                break
+            if skipping:
+                yield TooLong(skipping + nl - start)
+                skipping = 0
+            else:
+                line, carry = carry + block[start:nl], b""
+                yield TooLong(len(line)) if len(line) > MAX_LINE else line
+            start = nl + 1
+    if skipping:
+        yield TooLong(skipping)
+    elif carry:
+        yield carry
+
+
 _SCAN_OTHER_KEYS = frozenset(("Count", "ScannedCount", "LastEvaluatedKey", "ConsumedCapacity", "NextToken",
                               "ResponseMetadata"))
 
 
 def _data_pipeline_line(line: bytes) -> Tuple[Optional[Any], Optional[str]]:
     try:
-        return from_data_pipeline(orjson.loads(line)), None
+        obj = orjson.loads(line)
+        dup = duplicate_name(line, obj)
+        return (None, dup) if dup else (from_data_pipeline(obj), None)
     except orjson.JSONDecodeError as e:
         return None, f"invalid JSON: {e}"
     except RecordProblem as e:
@@ -526,7 +567,9 @@ class _JsonText:
     def __init__(self, ls: LineStream) -> None:
         self._blocks = ls.blocks()
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._dec = json.JSONDecoder(parse_float=Decimal)
+        # Names repeated in an object of the last value decoded (JSON would keep one silently).
+        self.repeated, pairs = duplicate_recorder()
+        self._dec = json.JSONDecoder(parse_float=Decimal, object_pairs_hook=pairs)
         self.buf, self.pos, self.line, self.eof = "", 0, 1, False
 
     def _fill(self) -> bool:
@@ -565,11 +608,14 @@ class _JsonText:
         return False
 
     def value(self, what: str) -> Any:
+        self.repeated.clear()
         while True:
             try:
                 obj, end = self._dec.raw_decode(self.buf, self.pos)
                 if end < len(self.buf) or self.eof:
                     break
+            except RecursionError:
+                raise FileProblem(f"{what} is nested too deeply", self.line) from None
             except json.JSONDecodeError as e:
                 if self.eof:
                     raise FileProblem(f"invalid JSON in {what}: {e.msg}",

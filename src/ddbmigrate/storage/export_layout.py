@@ -32,13 +32,14 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import hashlib
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional
 
 import orjson
 
 from ..errors import FatalError, UsageError
-from .stores import GLOB_CHARS, Storage
+from .stores import GLOB_CHARS, Storage, is_s3
 
 _STEMS = (".json", ".jsonl", ".ndjson", ".ion", ".csv")
 DATA_SUFFIXES = tuple(s + c for s in _STEMS for c in ("", ".gz", ".zst", ".zstd")) + (".gz", ".zst")
@@ -87,11 +88,18 @@ class Plan:
 # --------------------------------------------------------------------------- discovery
 
 
-def discover(source: str, storage: Storage, *, any_name: bool = False, table: Optional[str] = None) -> Plan:
+def discover(source: str, storage: Storage, *, any_name: bool = False, table: Optional[str] = None,
+             follow_symlinks: bool = False) -> Plan:
     """Find what SOURCE names; errors are one clear line.
 
     ``any_name``: a folder's files are data whatever their names (an explicit --input-format);
     ``table``: the target table's name, to pick its folder in a dynamodump backup of several.
+
+    A file found inside a folder (or by a glob) that resolves, through links, to a place outside
+    that folder is refused unless ``follow_symlinks``: an export handed over by someone else must
+    not make the import read (and copy into a dead-letter file) whatever the link points at. For
+    an export folder, "that folder" is the prefix holding its ``AWSDynamoDB/``: incremental
+    exports keep their data in the prefix's shared ``AWSDynamoDB/data/``.
     """
     if any(c in source for c in GLOB_CHARS):
         found = storage.glob(source)
@@ -99,12 +107,36 @@ def discover(source: str, storage: Storage, *, any_name: bool = False, table: Op
         files = [FileEntry(p, storage.relative(base, p), s) for p, s in found if _is_data_name(p, any_name)]
         if not files:
             raise UsageError(f"no data files match {source}")
-        return Plan("files", base, files)
+        plan = Plan("files", base, files)
+        return plan if follow_symlinks else _confined(plan, base, storage)
     if storage.is_dir(source):
-        return _discover_folder(source, storage, any_name, table)
+        plan = _discover_folder(source, storage, any_name, table)
+        return plan if follow_symlinks else _confined(plan, _confine_root(source, plan), storage)
     if not storage.exists(source):
         raise UsageError(f"{source} does not exist", file=source)
     return Plan("files", source.rsplit("/", 1)[0], [FileEntry(source, source.rsplit("/", 1)[-1], storage.size(source))])
+
+
+def _confine_root(source: str, plan: Plan) -> str:
+    parent, _, _ = source.rstrip("/").rpartition("/")
+    if plan.kind in ("export", "incremental") and parent.rsplit("/", 1)[-1] == "AWSDynamoDB":
+        return parent.rpartition("/")[0]
+    return source
+
+
+def _confined(plan: Plan, root: str, storage: Storage) -> Plan:
+    if is_s3(root):
+        return plan  # S3 has no links
+    top = os.path.realpath(root or ".")
+    paths = [f.path for f in plan.files]
+    if plan.kind != "files":
+        paths += [os.path.join(plan.root, n) for n in ("manifest-summary.json", "manifest-files.json")]
+    for path in paths:
+        real = os.path.realpath(path)
+        if real != top and not real.startswith(top.rstrip(os.sep) + os.sep):
+            raise UsageError(f"{path} leads to {real}, outside {root}: refused (a link out of the import folder; "
+                             "pass --follow-symlinks to read it anyway)", file=path)
+    return plan
 
 
 def _glob_base(pattern: str) -> str:
