@@ -179,7 +179,8 @@ def _read_all(folder: Path, **kw: Any) -> Any:
     from ddbmigrate.storage.export_layout import discover
 
     st = LocalStorage()
-    plan = assign_formats(discover(str(folder), st), st, kw.pop("input_format", "auto"))
+    given = kw.pop("input_format", "auto")
+    plan = assign_formats(discover(str(folder), st, any_name=given != "auto"), st, given)
     src = FileSource(st, plan, **kw)
     out = {}
     for f in plan.files:
@@ -222,3 +223,19 @@ def test_csv_reader_header_quotes_resume_and_bad_rows(tmp_path: Path) -> None:
     assert chunks[-1].done and chunks[-1].position == 4 and not src.failures()
     resumed = [i for c in src.read("t.csv", 3, threading.Event()) for i in c.items]
     assert resumed == [{"id": {"N": "4"}, "name": {"S": "d,e"}}]
+
+
+def test_data_pipeline_files_without_a_manifest_need_the_format_named(tmp_path: Path) -> None:
+    from ddbmigrate.errors import UsageError
+
+    (tmp_path / "5d2bf1ba-829e-402f-a9a4-2849b974be01").write_bytes(_jl([{"pk": {"s": "a"}, "n": {"n": "1"}}]))
+    (tmp_path / "_SUCCESS").write_bytes(b"")
+    with pytest.raises(UsageError, match="no data files"):
+        _read_all(tmp_path)
+    got, failures = _read_all(tmp_path, input_format="data-pipeline")
+    assert not failures and list(got) == ["5d2bf1ba-829e-402f-a9a4-2849b974be01"]
+    assert got["5d2bf1ba-829e-402f-a9a4-2849b974be01"][1] == [{"pk": {"S": "a"}, "n": {"N": "1"}}]
+    # A repeated name is a rejected line, not a silently kept one.
+    (tmp_path / "5d2bf1ba-829e-402f-a9a4-2849b974be01").write_bytes(b'{"pk":{"s":"a"},"pk":{"s":"b"}}\n')
+    got, _ = _read_all(tmp_path, input_format="data-pipeline")
+    assert "appears twice" in got["5d2bf1ba-829e-402f-a9a4-2849b974be01"][2][0][1]
