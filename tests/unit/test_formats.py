@@ -165,7 +165,7 @@ def test_check_sample_refuses_a_file_in_another_format() -> None:
     assert check_sample(plain, "ion", True) is None  # JSON text is Ion text
     assert (check_sample(b"{a:\n", "ion", True) or "").startswith("invalid Ion")
     assert check_sample(b"a,b\n1,2\n", "dynamodb-json", True) == "not JSON lines"
-    assert check_sample(b"a,b\n1,2\n", "aws-scan", True) == "not a JSON document"
+    assert check_sample(b"a,b\n1,2\n", "aws-scan", True) == "it does not start with a JSON object"
 
 
 # --------------------------------------------------------------------------- reading files (no server)

@@ -123,12 +123,11 @@ def detect(head: bytes, name: str, complete: bool) -> Detected:
     """The format of a file from its first bytes (decompressed), its name, and whether ``head``
     is the whole file."""
     body = head.lstrip()
-    low = name.lower()
+    stem = re.sub(r"\.(gz|zst|zstd)$", "", name.lower())
     if not body:
-        return Detected("dynamodb-json" if not low.split(".")[0].endswith("csv") else "csv", "an empty file")
+        return Detected("csv" if stem.endswith(".csv") else "dynamodb-json", "an empty file")
     if body.startswith(ion.IVM):
         return Detected("ion", "Ion ($ion_1_0 ...)")
-    stem = re.sub(r"\.(gz|zst|zstd)$", "", low)
     if stem.endswith(".csv"):
         return Detected("csv", "a .csv file")
     if stem.endswith(".ion"):
@@ -181,7 +180,7 @@ def check_sample(head: bytes, fmt: str, complete: bool) -> Optional[str]:
     reader = READER.get(fmt, fmt)
     body = head.lstrip()
     if not body or reader in ("csv", "scan"):
-        return None if reader != "scan" or body[:1] == b"{" else "not a JSON document"
+        return None if reader != "scan" or body[:1] == b"{" else "it does not start with a JSON object"
     lines = _sample_lines(body, complete)
     if not lines:
         return None
