@@ -531,3 +531,14 @@ def test_empty_table_export_has_aws_shape_and_s3_summary_fields(endpoint: str, m
     key = f"x/AWSDynamoDB/{rep.extra['export_id']}/manifest-summary.json"
     summary = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert summary["s3SseAlgorithm"] == "AES256" and summary["s3Bucket"] == bucket
+
+
+def test_a_chain_of_exports_with_a_transform_that_rekeys(endpoint: str, tmp_path: Path) -> None:
+    """The full export's items are keyed like the incremental records (the source's key), not like
+    the target: a transform may move the key."""
+    expected = _prefix_with_chain(tmp_path / "p")
+    (tmp_path / "t.py").write_text("def tf(item):\n    item['id'] = item.pop('pk')\n    return item\n")
+    dst = create_table(endpoint, hash_key=("id", "S"))
+    rep = import_files(str(tmp_path / "p"), ref(endpoint, dst), RunOptions(progress="off", transform=f"{tmp_path / 't.py'}:tf"))
+    want = [{("id" if k == "pk" else k): v for k, v in i.items()} for i in expected.values()]
+    assert as_set(scan_all(endpoint, dst)) == as_set(want) and rep.exit_code == 0

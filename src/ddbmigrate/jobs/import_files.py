@@ -112,6 +112,9 @@ def import_files(
         # Before staging the whole export: do its first new images fit the table?
         inc = IncrementalSource(storage, plan, validate=validate, spill_dir=spill_dir, readers=n_readers,
                                 key_names=keys.names)
+        if any(f.snapshot_micros is not None for f in plan.files):
+            # A full export applied with incremental ones: its items are keyed like their records.
+            inc.key_names = inc.source_key_names() or inc.key_names
         check_fits_target(table.table, tdesc, sample=_first_new_images(inc), transform=transform,
                           context=TransformContext(target_table=table.table))
         inc.prepare()

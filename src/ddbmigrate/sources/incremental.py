@@ -190,6 +190,29 @@ class IncrementalSource(SourceBase):
         with self._locks[0]:
             self.records += nonblank
 
+    def source_key_names(self, limit: int = 1000) -> Optional[Tuple[str, ...]]:
+        """The key attribute names the incremental records carry (their ``Keys``), from the first
+        valid record: a full export applied before them is keyed the same way, whatever the
+        target's key (a transform may re-key items). None when no record says."""
+        for f in self.plan.files:
+            if f.snapshot_micros is not None:
+                continue
+            ls = LineStream(self.storage, f.path)
+            try:
+                for n, (_, line) in enumerate(ls.numbered()):
+                    if n >= limit:
+                        break
+                    if isinstance(line, TooLong):
+                        continue
+                    rec, _ = self._decode(f, line)
+                    if isinstance(rec, dict):
+                        return tuple(sorted(rec["Keys"]))
+            except CORRUPT_ERRORS:
+                pass  # staging names the file
+            finally:
+                ls.close()
+        return None
+
     def _decode(self, f: FileEntry, line: bytes) -> Tuple[Any, Optional[str]]:
         """A data line -> (record in DYNAMODB_JSON's incremental shape, None) or (None, reason)."""
         if f.snapshot_micros is not None:  # a full export's item, written at its exportTime
