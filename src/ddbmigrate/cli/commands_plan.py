@@ -139,7 +139,13 @@ def run_native_import(kw: Dict[str, Any]) -> int:
         raise click.UsageError("--native creates the table with ImportTable: give --spec table.yaml")
     if not str(kw["source"]).startswith("s3://"):
         raise click.UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
-    report = native_import(kw["source"], table_ref(kw["table"], kw), kw["spec"],
+    native_formats = {"auto": "DYNAMODB_JSON", "dynamodb-json": "DYNAMODB_JSON", "ion": "ION", "csv": "CSV"}
+    given = kw.get("input_format") or "auto"
+    if given not in native_formats:
+        raise click.UsageError(f"--native: ImportTable reads dynamodb-json, ion or csv, not {given}")
+    if kw.get("csv_header") or (kw.get("csv_delimiter") or ",") != ",":
+        raise click.UsageError("--native does not pass --csv-header/--csv-delimiter on: import without --native")
+    report = native_import(kw["source"], table_ref(kw["table"], kw), kw["spec"], input_format=native_formats[given],
                            progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
                            report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
     if not kw.get("quiet"):
