@@ -239,3 +239,20 @@ def test_data_pipeline_files_without_a_manifest_need_the_format_named(tmp_path: 
     (tmp_path / "5d2bf1ba-829e-402f-a9a4-2849b974be01").write_bytes(b'{"pk":{"s":"a"},"pk":{"s":"b"}}\n')
     got, _ = _read_all(tmp_path, input_format="data-pipeline")
     assert "appears twice" in got["5d2bf1ba-829e-402f-a9a4-2849b974be01"][2][0][1]
+
+
+def test_zstd_bomb_is_read_in_bounded_pieces() -> None:
+    import io
+
+    from ddbmigrate.formats.compression import ZstdReader
+
+    bomb = zstandard.ZstdCompressor(level=19).compress(b"\0" * (64 << 20)) * 2  # two frames, 128 MB
+    assert len(bomb) < 10_000
+    r = ZstdReader(io.BytesIO(bomb))
+    sizes = []
+    while True:
+        b = r.read(1 << 20)
+        if not b:
+            break
+        sizes.append(len(b))
+    assert sum(sizes) == 128 << 20 and max(sizes) <= 32 << 20

@@ -1,6 +1,6 @@
 """Lines and records of one stored file: streamed, gunzipped, and parsed into wire items.
 
-Files may be gzip (detected by their magic bytes) or plain. Per file, the format is detected
+Files may be gzip or zstd (detected by their magic bytes) or plain. Per file, the format is detected
 from its first object (:func:`detect`): ``{"Item": ...}`` or bare DynamoDB-JSON items,
 incremental export records (``Keys``/``NewImage``/``Metadata``), our own dead-letter lines
 (``{"item": ...}``), or JSON lines of plain values (parsed with ``Decimal``, so numbers keep
@@ -138,7 +138,7 @@ class LineStream:
         self.codec = codec_of(head)  # gzip / zstd / plain, by magic bytes (ImportTable's three)
         self.gzip = self.codec != "plain"  # compressed: a stream with its own integrity check
         self._reader: Any = (_Gunzip(self.raw) if self.codec == "gzip" else
-                             ZstdReader(self.raw, 1 << 16) if self.codec == "zstd" else self.raw)
+                             ZstdReader(self.raw) if self.codec == "zstd" else self.raw)
         self._pending: List[bytes] = []
         self._started = False
         # Newlines in the whitespace-only blocks first_char() dropped: line numbers stay true.
