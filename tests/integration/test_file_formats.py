@@ -542,3 +542,18 @@ def test_a_chain_of_exports_with_a_transform_that_rekeys(endpoint: str, tmp_path
     rep = import_files(str(tmp_path / "p"), ref(endpoint, dst), RunOptions(progress="off", transform=f"{tmp_path / 't.py'}:tf"))
     want = [{("id" if k == "pk" else k): v for k, v in i.items()} for i in expected.values()]
     assert as_set(scan_all(endpoint, dst)) == as_set(want) and rep.exit_code == 0
+
+
+def test_incremental_records_older_than_the_full_export_never_bring_an_item_back(endpoint: str,
+                                                                                  tmp_path: Path) -> None:
+    base = tmp_path / "overlap"
+    write_export(base, "01793772000000-aaaaaaaa", [jl([{"Item": {"pk": {"S": "a"}, "v": {"S": "snapshot"}}}])])
+    write_export(base, "01793768400000-bbbbbbbb", [jl([
+        rec("ghost", T6 - 100, {"v": {"S": "deleted before the snapshot"}}),
+        rec("a", T6 - 50, {"v": {"S": "older than the snapshot"}}),
+        rec("b", T6 + 10, {"v": {"S": "after"}}),
+    ])], incremental=True, window=("2026-11-04T05:00:00.000Z", "2026-11-04T07:00:00.000Z"))
+    dst = create_table(endpoint)
+    rep = import_files(str(base), ref(endpoint, dst), OFF)
+    assert {i["pk"]["S"]: i["v"]["S"] for i in scan_all(endpoint, dst)} == {"a": "snapshot", "b": "after"}
+    assert rep.counters["read"] == 4 and rep.counters["collapsed"] == 2 and rep.balanced()

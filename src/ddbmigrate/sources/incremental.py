@@ -10,7 +10,9 @@ versions are counted as ``collapsed``.
 Several exports under one prefix (see :func:`ddbmigrate.storage.export_layout.discover`) are one
 staging: the full export's items count as puts written at its ``exportTime`` and every
 incremental record at its own ``WriteTimestampMicros``, so the newest version of each key wins
-whatever order the exports' files are read in. Records in ION are read into the same shape as
+whatever order the exports' files are read in. An incremental record older than the full
+export is superseded by it even when the key is absent from it (the snapshot says the key did
+not exist then), so an old put never brings back an item deleted before the snapshot. Records in ION are read into the same shape as
 their DYNAMODB_JSON twins first.
 
 Invariants:
@@ -48,6 +50,10 @@ from .lines import (
     corrupt_reason,
     parse_item,
 )
+
+
+# A record older than the full export applied before it (see IncrementalSource.read).
+STALE = "stale"
 
 
 def _record_problem(rec: Any) -> Optional[str]:
@@ -167,7 +173,9 @@ class IncrementalSource(SourceBase):
                         kt = key_text(obj["Keys"])
                         ts = int(obj["Metadata"]["WriteTimestampMicros"]["N"])
                         new = obj.get("NewImage")
-                        if new is not None:
+                        if f.since_micros is not None and ts < f.since_micros:
+                            rec = [kt, ts, n, lineno, STALE, None, origin]
+                        elif new is not None:
                             rec = [kt, ts, n, lineno, PUT, new, origin]
                         else:
                             rec = [kt, ts, n, lineno, DELETE, obj.get("OldImage") or obj["Keys"], origin]
@@ -257,6 +265,12 @@ class IncrementalSource(SourceBase):
                     best[rec[0]] = rec
         rejects.sort(key=lambda r: r[3])
         winners = [best[k] for k in sorted(best)]
+        # A key whose newest record predates the full export applied first: the snapshot is the
+        # truth then (the key was absent from it), so nothing is written for it.
+        stale = sum(1 for w in winners if w[4] == STALE)
+        if stale:
+            winners = [w for w in winners if w[4] != STALE]
+            superseded += stale
         del best
         start = int(position or 0)
         n = len(rejects) + len(winners)

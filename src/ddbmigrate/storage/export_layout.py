@@ -69,6 +69,8 @@ class FileEntry:
     fmt: str = ""  # the format it is read in ("" until detected; see formats.detect)
     # For a full export applied before incremental ones: its exportTime, as each item's write time.
     snapshot_micros: Optional[int] = None
+    # For an incremental export applied after a full one: that exportTime; older records are stale.
+    since_micros: Optional[int] = None
 
 
 @dataclass
@@ -230,10 +232,13 @@ def _chain(folder: str, plans: List[Plan]) -> Plan:
         covered = max(covered or end, end)
     files: List[FileEntry] = []
     order = fulls + incs
+    full_time = _micros(fulls[0].summary.get("exportTime")) if fulls else None
     for p in order:
-        snap = _micros(p.summary.get("exportTime")) if p.kind == "export" else None
+        snap = full_time if p.kind == "export" else None
+        since = full_time if p.kind == "incremental" else None
         for f in p.files:
-            files.append(replace(f, unit=f"{p.root.rsplit('/', 1)[-1]}/{f.unit}", snapshot_micros=snap))
+            files.append(replace(f, unit=f"{p.root.rsplit('/', 1)[-1]}/{f.unit}", snapshot_micros=snap,
+                                 since_micros=since))
     exports = [e for p in order for e in p.exports]
     return Plan("incremental", folder, files, order[-1].summary, exports)
 
@@ -311,8 +316,8 @@ def _export_plan(root: str, storage: Storage, names: Dict[str, int],
     """One export at ``root`` (names: its files, relative to it); ``shared``: the files of the
     prefix's shared ``AWSDynamoDB/data/`` folder (full paths), listed on demand when None."""
     if "manifest-summary.json" not in names:
-        raise FatalError(f"{root} is an unfinished export: _started is there but manifest-summary.json is "
-                         "not (the export was interrupted; resume it, or import its data/ folder knowingly)",
+        raise FatalError(f"{root} is an unfinished export: it has no manifest-summary.json (the export was "
+                         "interrupted; resume it, or import its data/ folder knowingly)",
                          file=root, code="TornExport")
     raw_summary = storage.read_bytes(storage.join(root, "manifest-summary.json"))
     _verify_checksum(storage, root, names, "manifest-summary.json", raw_summary)
