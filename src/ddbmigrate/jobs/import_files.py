@@ -109,17 +109,18 @@ def import_files(
     n_readers = readers or DEFAULT_READERS
     source_spec: Any
     if plan.kind == "incremental":
-        # Before staging the whole export: do its first new images fit the table?
         inc = IncrementalSource(storage, plan, validate=validate, spill_dir=spill_dir, readers=n_readers,
                                 key_names=keys.names)
         if any(f.snapshot_micros is not None for f in plan.files):
             # A full export applied with incremental ones: its items are keyed like their records.
             inc.key_names = inc.source_key_names() or inc.key_names
+        # Before staging the whole export: do its first new images fit the table?
         check_fits_target(table.table, tdesc, sample=_first_new_images(inc), transform=transform,
                           context=TransformContext(target_table=table.table))
         inc.prepare()
         source_spec = LiveSourceSpec(inc)
     else:
+        # CSV: attributes the table defines (its keys and index keys) get their type, as ImportTable does.
         key_types = {a["AttributeName"]: a["AttributeType"] for a in tdesc.get("AttributeDefinitions") or []}
         source_spec = FilesSpec(src, plan, s3, validate=validate, input_format=input_format, key_types=key_types,
                                 csv_header=header, csv_delimiter=csv_delimiter)
