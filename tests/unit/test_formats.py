@@ -166,6 +166,10 @@ def test_check_sample_refuses_a_file_in_another_format() -> None:
     assert (check_sample(b"{a:\n", "ion", True) or "").startswith("invalid Ion")
     assert check_sample(b"a,b\n1,2\n", "dynamodb-json", True) == "not JSON lines"
     assert check_sample(b"a,b\n1,2\n", "aws-scan", True) == "it does not start with a JSON object"
+    assert "not a Scan response" in (check_sample(plain, "dynamodump", True) or "")
+    page = json.dumps({"Items": [], "Count": 0, "ScannedCount": 0}, indent=2).encode()
+    assert check_sample(page, "aws-scan", True) is None and check_sample(page.replace(b"\n", b""), "dynamodump", True) is None
+    assert "first key" in (check_sample(b'{\n  "Item": {}\n}\n', "aws-scan", True) or "")
 
 
 # --------------------------------------------------------------------------- reading files (no server)

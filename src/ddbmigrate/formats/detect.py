@@ -179,9 +179,19 @@ def check_sample(head: bytes, fmt: str, complete: bool) -> Optional[str]:
     """Why a file whose head is ``head`` cannot be ``fmt`` (every sampled record fails), or None."""
     reader = READER.get(fmt, fmt)
     body = head.lstrip()
-    if not body or reader in ("csv", "scan"):
-        return None if reader != "scan" or body[:1] == b"{" else "it does not start with a JSON object"
+    if not body or reader == "csv":
+        return None
     lines = _sample_lines(body, complete)
+    if reader == "scan":
+        if body[:1] != b"{":
+            return "it does not start with a JSON object"
+        try:
+            first: Any = orjson.loads(lines[0]) if lines else None
+        except orjson.JSONDecodeError:
+            return None if _SCAN_FIRST_KEY.match(body) else "its first key is not a Scan response's (Items, Count, ...)"
+        if first is not None and not looks_scan_page(first):
+            return "its first line is a JSON object without Items and Count (not a Scan response)"
+        return None
     if not lines:
         return None
     if reader == "ion":
