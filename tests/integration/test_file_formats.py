@@ -522,6 +522,7 @@ def test_empty_table_export_has_aws_shape_and_s3_summary_fields(endpoint: str, m
                              "s3Bucket", "s3Prefix", "s3SseAlgorithm", "s3SseKmsKeyId", "manifestFilesS3Key",
                              "billedSizeBytes", "itemCount", "outputFormat", "exportType"]
     assert summary["itemCount"] == 0 and summary["s3SseAlgorithm"] is None
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["AWSDynamoDB"]  # nothing else left behind
     dst = create_table(endpoint)
     assert import_files(str(tmp_path / "e"), ref(endpoint, dst), OFF).exit_code == 0
     bucket = unique("bkt")

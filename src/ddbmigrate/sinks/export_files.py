@@ -490,6 +490,7 @@ class ExportFilesSpec:
         summary = export_summary(sink.export_id, sink.started_at, **self.summary)
         summary["exportType"] = "FULL_EXPORT"
         sink.ensure_a_file()
+        sink.close()  # removes its temporary folder again
         manifest = sink.write_manifests(summary)
         report.extra.update({"export_id": sink.export_id, "export_path": sink.root, "files": len(sink.committed),
                              "items_exported": manifest["itemCount"]})
