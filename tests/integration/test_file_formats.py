@@ -532,6 +532,13 @@ def test_empty_table_export_has_aws_shape_and_s3_summary_fields(endpoint: str, m
     key = f"x/AWSDynamoDB/{rep.extra['export_id']}/manifest-summary.json"
     summary = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert summary["s3SseAlgorithm"] == "AES256" and summary["s3Bucket"] == bucket
+    # A bucket whose default encryption is KMS: the summary says so, with the key.
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{
+        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "alias/exports"}}]})
+    rep = export_table(ref(endpoint, src), f"s3://{bucket}/k", OFF, s3=S3Settings(endpoint_url=moto_s3))
+    key = f"k/AWSDynamoDB/{rep.extra['export_id']}/manifest-summary.json"
+    summary = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert (summary["s3SseAlgorithm"], summary["s3SseKmsKeyId"]) == ("KMS", "alias/exports")
 
 
 def test_a_chain_of_exports_with_a_transform_that_rekeys(endpoint: str, tmp_path: Path) -> None:

@@ -497,7 +497,8 @@ class ExportFilesSpec:
 
 
 def export_summary(export_id: str, started_at: float, *, table_arn: str, table_id: Optional[str],
-                   bucket: Optional[str], prefix: Optional[str]) -> Dict[str, Any]:
+                   bucket: Optional[str], prefix: Optional[str], sse: Optional[str] = None,
+                   sse_kms_key_id: Optional[str] = None) -> Dict[str, Any]:
     """The manifest-summary.json fields known before the manifests are written (AWS's names)."""
     return {
         "exportArn": f"{table_arn}/export/{export_id}",
@@ -508,9 +509,10 @@ def export_summary(export_id: str, started_at: float, *, table_arn: str, table_i
         "exportTime": iso_millis(started_at),
         "s3Bucket": bucket,
         "s3Prefix": prefix or None,
-        # S3 encrypts every new object (SSE-S3) unless the bucket says KMS; a local folder has none.
-        "s3SseAlgorithm": "AES256" if bucket else None,
-        "s3SseKmsKeyId": None,
+        # S3 encrypts every new object: with the bucket's default (SSE-S3 unless it says KMS,
+        # see bucket_encryption); a local folder has none.
+        "s3SseAlgorithm": (sse or "AES256") if bucket else None,
+        "s3SseKmsKeyId": sse_kms_key_id if bucket else None,
     }
 
 
