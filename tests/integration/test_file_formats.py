@@ -323,7 +323,7 @@ def test_importtable_inputs_csv_ion_dynamodb_json_plain_gzip_zstd(endpoint: str,
     (tmp_path / "nh" / "part-1.csv.zst").write_bytes(zstandard.ZstdCompressor().compress(body.encode()))
     (tmp_path / "nh" / "part-2.csv").write_bytes(gzip.compress(b"6;f;gz;\n"))
     r = cli("import", str(tmp_path / "nh"), dst2, "--endpoint-url", endpoint, "--quiet", "--csv-header",
-            "id,sk,name,note", "--csv-delimiter", ";", "--input-format", "csv")
+            "id,sk,name,note", "--csv-delimiter", ";", "--input-format", "csv", "--verify")  # verify reads CSV alike
     assert r.returncode == 0, r.stderr
     assert as_set(scan_all(endpoint, dst2)) == as_set([
         {"id": {"N": "4"}, "sk": {"S": "d"}, "name": {"S": "semi"}, "note": {"S": "x"}},

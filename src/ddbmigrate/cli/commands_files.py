@@ -107,7 +107,9 @@ def import_cmd(kw: Dict[str, Any]) -> int:
             from ..verify import files_side, verify_tables
 
             side = files_side(kw["source"], s3=s3_settings(kw), input_format=kw["input_format"],
-                              follow_symlinks=kw["follow_symlinks"])
+                              follow_symlinks=kw["follow_symlinks"], key_types=report.extra.get("key_types"),
+                              csv_header=kw["csv_header"].split(",") if kw["csv_header"] else None,
+                              csv_delimiter=kw["csv_delimiter"])
             vrep = verify_tables(kw["source"], table_ref(kw["table"], kw), source_side=side,
                                  transform=opts.transform, progress=opts.progress, on_error=opts.on_error)
             render_report(vrep, kw["quiet"])

@@ -152,7 +152,9 @@ def import_files(
         extra={"mode": opts.mode, "source_kind": plan.kind, "files": len(plan.files),
                "transform": transform.name if transform else None, "formats": formats_line(plan),
                "file_formats": formats_used(plan),
-               **({"exports": plan.exports} if plan.exports else {})},
+               **({"exports": plan.exports} if plan.exports else {}),
+               # How CSV values were typed (for --verify, which reads the files again).
+               **({"key_types": source_spec.key_types} if any(f.fmt == "csv" for f in plan.files) else {})},
     )
     return run(job, engine, cancel=cancel, observer=observer)
 
