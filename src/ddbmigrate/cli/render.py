@@ -37,17 +37,21 @@ def draw_report(report: Any) -> None:
 
 
 def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into one line on stderr and the error class's exit code."""
+    """Turn library errors into one line on stderr and the error class's exit code.
+
+    It also gives the command the logging options (-v, --log-level, --log-file) and applies them
+    before the command runs: every command logs the same way, and the command never sees them."""
+    from .options import LOGGING_KEYS, logging_options
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kw: Any) -> Any:
         quiet = bool(kw.get("quiet"))
         from ..logs import configure_logging, redact
 
-        level = kw.get("log_level") or ("debug" if (kw.get("verbose") or 0) > 1 else
-                                        "info" if kw.get("verbose") else None) \
+        verbose, log_level, log_file = (kw.pop(k, None) for k in LOGGING_KEYS)
+        level = log_level or ("debug" if (verbose or 0) > 1 else "info" if verbose else None) \
             or os.environ.get("DDBMIGRATE_LOG_LEVEL")
-        configure_logging(level or "warning", kw.get("log_file"))
+        configure_logging(level or "warning", log_file)
         try:
             code = f(*args, **kw)
         except DdbMigrateError as e:
@@ -71,4 +75,4 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(EXIT_FATAL)
         sys.exit(code or 0)
 
-    return wrapper
+    return logging_options(wrapper)
