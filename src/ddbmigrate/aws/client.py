@@ -382,7 +382,7 @@ class DynamoClient:
                     "applying it twice could change the result", table=table or self.ref.table,
                     code=getattr(last, "code", "connection"))
             maybe_applied = maybe_applied or cause in ("connection", "5xx")
-            if cause == "connection" and attempt >= 2:
+            if cause == "connection" and 2 <= attempt < self.retry_policy.max_attempts:
                 # One line per attempt once it is not a passing blip: silence looks like a hang.
                 log.warning("cannot reach %s (%s); retrying, attempt %d of %d", self.endpoint, _brief(last),
                             attempt + 1, self.retry_policy.max_attempts)
