@@ -368,3 +368,49 @@ def test_proxy_credentials_reach_an_https_connect_tunnel(tmp_path: Path, monkeyp
     assert orjson.loads(srv.requests[0].split(b"\r\n\r\n", 1)[1]) == {"TableName": "tbl1"}
     srv.close()
     proxy.close()
+
+
+# ---------------------------------------------------------------- the signature on the wire, every stack
+
+
+def botocore_authorization(req: bytes, url: str) -> str:
+    """botocore's SigV4 Authorization for the request as the server received it."""
+    import botocore.auth as ba
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    head, _, body = req.partition(b"\r\n\r\n")
+    hdrs = dict(line.decode("latin-1").split(": ", 1) for line in head.split(b"\r\n")[1:])
+    when = dt.datetime.strptime(hdrs["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+    r = AWSRequest(method="POST", url=url, data=body,
+                   headers={"Content-Type": hdrs["Content-Type"], "X-Amz-Target": hdrs["X-Amz-Target"]})
+    orig = ba.get_current_datetime
+    try:
+        ba.get_current_datetime = lambda *a, **k: when  # type: ignore[assignment]
+        ba.SigV4Auth(Credentials("AKIDSTATICKEY0000001", "static-secret-key-value"), "dynamodb",
+                     "us-east-1").add_auth(r)
+    finally:
+        ba.get_current_datetime = orig  # type: ignore[assignment]
+    assert hdrs.get("Host") == r.url.split("/")[2]
+    return str(r.headers["Authorization"])
+
+
+@pytest.mark.parametrize("stack", ["builtin", "urllib3"])
+def test_the_request_on_the_wire_carries_botocores_signature(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DDBMIGRATE_HTTP_CLIENT", stack)
+    srv = ScriptedServer(lambda c, req, n: c.sendall(ok(SCAN_OK)) or True)
+    url = f"http://127.0.0.1:{srv.port}"
+    c = client(url)
+    assert (c._transport is None) == (stack == "urllib3")
+    c.call("Scan", {"TableName": "tbl1"})
+    wire = re.search(rb"\r\nAuthorization: ([^\r]+)", srv.requests[0])
+    assert wire is not None and wire.group(1).decode() == botocore_authorization(srv.requests[0], url + "/")
+    srv.close()
+
+
+def test_an_unknown_http_client_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddbmigrate.errors import UsageError
+
+    monkeypatch.setenv("DDBMIGRATE_HTTP_CLIENT", "curl")
+    with pytest.raises(UsageError, match="DDBMIGRATE_HTTP_CLIENT"):
+        client("http://127.0.0.1:9")

@@ -70,12 +70,15 @@ class Response:
 
 
 class _Conn:
-    __slots__ = ("sock", "buf", "used")
+    __slots__ = ("sock", "buf", "used", "poller")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = b""  # received, not yet consumed
         self.used = False
+        # Registered once: the check before each reuse is then a single poll(2).
+        self.poller = select.poll()
+        self.poller.register(sock.fileno(), select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
 
     def close(self) -> None:
         try:
@@ -94,11 +97,20 @@ class _Conn:
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return False
         try:
-            p = select.poll()
-            p.register(sock.fileno(), select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
-            return not p.poll(0)
+            return not self.poller.poll(0)
         except (OSError, ValueError):
             return False
+
+
+def host_header(url: str) -> str:
+    """The Host header for ``url``: host[:port], the port only when not the scheme's default
+    (what http.client and urllib3 send too, so a signature over it holds for every stack)."""
+    parts = urlsplit(url)
+    tls = parts.scheme == "https"
+    host = parts.hostname or "localhost"
+    port = parts.port or (443 if tls else 80)
+    h = host if ":" not in host else f"[{host}]"
+    return h if port == (443 if tls else 80) else f"{h}:{port}"
 
 
 def _bad_header(s: str) -> bool:
@@ -135,9 +147,7 @@ class Transport:
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (443 if self.tls else 80)
         self.path = parts.path or "/"
-        default_port = (self.tls and self.port == 443) or (not self.tls and self.port == 80)
-        host_header = self.host if ":" not in self.host else f"[{self.host}]"
-        self.host_header = host_header if default_port else f"{host_header}:{self.port}"
+        self.host_header = host_header(url)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         # The whole exchange (send, wait, every byte of the answer) fits in this; DynamoDB answers
@@ -226,16 +236,16 @@ class Transport:
         return Response(status, hdrs, data)
 
     def _request_head(self, headers: Dict[str, str], length: int) -> bytes:
-        parts = [self._head]
-        for k, v in headers.items():
-            if _bad_header(k) or _bad_header(v) or ":" in k:
-                raise InvalidHeader(f"header {k[:40]!r} has a line break or NUL in its name or value: refused")
-            lk = k.lower()
-            if lk in ("host", "content-length", "connection", "transfer-encoding"):
-                continue
-            parts.append(f"{k}: {v}\r\n".encode("latin-1"))
-        parts.append(f"Content-Length: {length}\r\n\r\n".encode("latin-1"))
-        return b"".join(parts)
+        lines = [f"{k}: {v}\r\n" for k, v in headers.items()
+                 if k.lower() not in ("host", "content-length", "connection", "transfer-encoding")]
+        text = "".join(lines)
+        # Exactly one CR and one LF per line, no NUL, no colon in a name: nothing was injected.
+        n = len(lines)
+        if text.count("\n") != n or text.count("\r") != n or "\0" in text or \
+                any(":" in k for k in headers):
+            bad = next((k for k, v in headers.items() if _bad_header(k) or _bad_header(v) or ":" in k), "?")
+            raise InvalidHeader(f"header {bad[:40]!r} has a line break, NUL or colon in its name or value: refused")
+        return self._head + f"{text}Content-Length: {length}\r\n\r\n".encode("latin-1")
 
     # ------------------------------------------------------------------ reading
 
