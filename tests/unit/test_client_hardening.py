@@ -414,3 +414,15 @@ def test_an_unknown_http_client_is_a_usage_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("DDBMIGRATE_HTTP_CLIENT", "curl")
     with pytest.raises(UsageError, match="DDBMIGRATE_HTTP_CLIENT"):
         client("http://127.0.0.1:9")
+
+
+def test_a_token_with_a_line_break_is_refused_before_sending(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddbmigrate.errors import UsageError
+
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "token-value\r\nX-Injected: yes")
+    srv = ScriptedServer(lambda c, req, n: c.sendall(ok(SCAN_OK)) or True)
+    c = client(f"http://127.0.0.1:{srv.port}")
+    with pytest.raises(UsageError, match="line break"):
+        c.call("Scan", {"TableName": "tbl1"})
+    assert srv.requests == [] and c.stats.snapshot()["retries"] == {}
+    srv.close()
