@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import threading
-from typing import Any, Iterable, List, Optional, Set
+from typing import Any, Iterable, List, Optional, Set, Tuple
 
 LEVELS = ("error", "warning", "info", "debug")
 NOISY = ("botocore", "boto3", "urllib3", "s3transfer")
@@ -51,10 +51,23 @@ def register_secrets(values: Iterable[Optional[str]]) -> None:
             _registered.update(new)
 
 
+_cache: Tuple[Tuple[Any, ...], List[str]] = ((), [])
+
+
 def secret_values(extra: Iterable[str] = ()) -> List[str]:
-    vals = [os.environ.get(k, "") for k in _SECRET_ENV] + list(_registered) + list(extra)
+    global _cache
+    env = tuple(os.environ.get(k, "") for k in _SECRET_ENV)
+    extra = list(extra)
+    key = (env, len(_registered))
+    if not extra and _cache[0] == key:
+        return _cache[1]  # the common case: nothing changed since the last error
+    with _registered_lock:  # another thread may be registering fresh credentials right now
+        vals = list(env) + list(_registered) + extra
     # Very short values ("test") would redact ordinary words; real secrets are long.
-    return sorted({v for v in vals if v and len(v) >= 8}, key=len, reverse=True)
+    out = sorted({v for v in vals if v and len(v) >= 8}, key=len, reverse=True)
+    if not extra:
+        _cache = (key, out)
+    return out
 
 
 def redact(text: str, secrets: Optional[Iterable[str]] = None) -> str:

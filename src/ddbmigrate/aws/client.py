@@ -255,7 +255,10 @@ class DynamoClient:
                 "variables or an instance role"
             )
         self._credentials = CredentialCache(creds, reload=lambda: make_session(ref).get_credentials())
-        self._credentials.get_frozen_credentials()  # registers the values for redaction, fails early
+        try:
+            self._credentials.get_frozen_credentials()  # registers the values for redaction, fails early
+        except Exception as e:  # a failing credential_process, SSO token, role assumption
+            raise UsageError(f"cannot load AWS credentials for {ref.describe()}: {_brief(e)}") from None
         # The CA bundle botocore uses (AWS_CA_BUNDLE, the profile's ca_bundle): the hot path
         # must trust exactly what the control plane trusts.
         ca_bundle = self.session._session.get_config_variable("ca_bundle") or None
