@@ -426,3 +426,34 @@ def test_a_token_with_a_line_break_is_refused_before_sending(monkeypatch: pytest
         c.call("Scan", {"TableName": "tbl1"})
     assert srv.requests == [] and c.stats.snapshot()["retries"] == {}
     srv.close()
+
+
+def test_conditional_put_whose_answer_was_lost_counts_as_written_not_as_existing() -> None:
+    # skip-existing: PutItem with attribute_not_exists. The server applies it, the connection
+    # closes without an answer; the retry then finds "our" item. Re-sent silently by the
+    # transport, the writer could not know and counted it as an item that already existed.
+    from ddbmigrate.core.items import KeySchema
+    from ddbmigrate.core.records import PUT, Op
+    from ddbmigrate.sinks.table_writer import TableWriter
+
+    item = {"pk": {"S": "k1"}, "v": {"N": "1"}}
+    failed = orjson.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException",
+                           "message": "The conditional request failed", "Item": item})
+
+    def reply(c: socket.socket, req: bytes, n: int) -> bool:
+        if n == 1:
+            c.sendall(ok(SCAN_OK))  # an earlier call: the connection is now a reused keep-alive one
+            return True
+        if n == 2:
+            return False  # the put is applied; its answer is lost
+        c.sendall(f"HTTP/1.1 400 Bad Request\r\nContent-Length: {len(failed)}\r\n\r\n".encode() + failed)
+        return True
+
+    srv = ScriptedServer(reply)
+    c = client(f"http://127.0.0.1:{srv.port}")
+    c.call("Scan", {"TableName": "tbl1"})
+    w = TableWriter(c, "tbl1", KeySchema("pk", "S"), mode="skip-existing")
+    res = w.write([Op(PUT, item, orjson.dumps(item), ("k1",))])
+    assert (res.written, res.skipped_existing, res.rejected) == (1, 0, [])
+    assert c.stats.snapshot()["retries"] == {"connection": 1}
+    srv.close()
