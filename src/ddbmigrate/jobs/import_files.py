@@ -19,7 +19,7 @@ from typing import Any, List, Optional
 from ..aws.capacity import capacity_limit
 from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
-from ..core.items import KeySchema
+from ..core.items import KeySchema, gsi_partition_keys
 from ..core.specs import LiveSourceSpec, ProcessingSpec, Resources, TransformRef
 from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.job import Job
@@ -47,6 +47,7 @@ def import_files(
     spec: Optional[str] = None,
     validate: bool = True,
     input_format: str = "auto",
+    follow_symlinks: bool = False,
     s3: Optional[S3Settings] = None,
     readers: Optional[int] = None,
     transform: Optional[Transform] = None,
@@ -58,7 +59,8 @@ def import_files(
     """Load the items of ``source`` (path, folder, glob or ``s3://...``) into ``table``.
 
     ``create_target``/``spec`` create the table from a CloudFormation-style spec when missing.
-    ``validate=False`` skips the per-file check pass (items stream at once). Returns the report;
+    ``validate=False`` skips the per-file check pass (items stream at once). A file that links out
+    of SOURCE's folder is refused unless ``follow_symlinks``. Returns the report;
     raises FatalError (with ``.report``) when a file failed its checks. An incremental export is
     staged on this machine first, so it runs on the threads engine.
     """
@@ -71,7 +73,7 @@ def import_files(
     src = normalize(source) if "://" in source or not any(c in source for c in "*?[") else source
     s3 = s3 or S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn)
     storage = storage_for(src, s3)
-    plan = discover(src, storage)
+    plan = discover(src, storage, follow_symlinks=follow_symlinks)
     if plan.kind == "incremental" and engine is not None and engine.name != "threads":
         raise UsageError("an incremental export is applied on the threads engine (its records are staged "
                          "by key on this machine first): drop --engine/--processes")
@@ -112,7 +114,8 @@ def import_files(
     job = Job(
         kind="import", identity=identity, options=opts, source=source_spec,
         sink=DryRunSpec() if opts.dry_run else TableWriterSpec(table, keys, retry=opts.retry, mode=opts.mode,
-                                                               write_rate=write_rate, writers=writers),
+                                                               write_rate=write_rate, writers=writers,
+                                                               index_keys=gsi_partition_keys(tdesc)),
         processing=ProcessingSpec(key_schema=keys, transform=TransformRef.of(transform), on_error=opts.on_error,
                                   target_table=table.table, sample=opts.sample, loaded=transform),
         source_label=src, target_label=table.describe(),
@@ -153,8 +156,8 @@ def _first_new_images(storage: Any, plan: Any, n: int = SAMPLE) -> List[Any]:
     for f in plan.files[:3]:
         ls = LineStream(storage, f.path)
         try:
-            for line in ls.lines():
-                if isinstance(line, TooLong) or not line.strip():
+            for _, line in ls.numbered():
+                if isinstance(line, TooLong):
                     continue
                 try:
                     new = orjson.loads(line).get("NewImage")
