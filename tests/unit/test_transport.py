@@ -140,6 +140,7 @@ def test_large_body_sent_whole() -> None:
     srv = ScriptedServer(lambda c, req, n: c.sendall(ok(str(len(req)).encode())) or True)
     body = b"x" * 1_000_000
     r = Transport(f"http://127.0.0.1:{srv.port}/").post({}, body)
+    assert r.data == str(len(srv.requests[0])).encode()
     assert srv.requests[0].endswith(body)
     srv.close()
 
