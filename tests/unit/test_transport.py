@@ -277,3 +277,11 @@ def test_ambiguous_framing_is_an_error_and_the_connection_is_dropped(response: b
     assert t.post({}, b"{}").data == b'{"n":2}'
     assert srv.connections == 2
     srv.close()
+
+
+def test_a_header_value_that_is_not_latin1_is_refused() -> None:
+    srv = ScriptedServer(lambda c, req, n: c.sendall(ok(b"{}")) or True)
+    with pytest.raises(InvalidHeader, match="Latin-1"):
+        Transport(f"http://127.0.0.1:{srv.port}/").post({"X-Amz-Security-Token": "tok\u20ac"}, b"{}")
+    assert srv.requests == []
+    srv.close()

@@ -245,7 +245,10 @@ class Transport:
                 any(":" in k for k in headers):
             bad = next((k for k, v in headers.items() if _bad_header(k) or _bad_header(v) or ":" in k), "?")
             raise InvalidHeader(f"header {bad[:40]!r} has a line break, NUL or colon in its name or value: refused")
-        return self._head + f"{text}Content-Length: {length}\r\n\r\n".encode("latin-1")
+        try:
+            return self._head + f"{text}Content-Length: {length}\r\n\r\n".encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidHeader("a header value is not Latin-1 text: refused") from None
 
     # ------------------------------------------------------------------ reading
 
