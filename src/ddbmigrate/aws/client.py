@@ -333,8 +333,8 @@ class DynamoClient:
                 raise
             # A CR/LF in a header value (http.client refuses it too, with a ValueError): a credential
             # source returned something that is no token. Never sent, never retried.
-            raise UsageError(f"refusing to send {op}: a header value contains a line break, a NUL or non-Latin-1 text "
-                             "(check the session token the credential source returns)",
+            raise UsageError(f"refusing to send {op}: a header value contains a line break, a NUL or "
+                             "non-Latin-1 text (check the session token the credential source returns)",
                              table=self.ref.table) from None
         data = r.data
         crc = r.headers.get("x-amz-crc32")
