@@ -457,3 +457,29 @@ def test_conditional_put_whose_answer_was_lost_counts_as_written_not_as_existing
     assert (res.written, res.skipped_existing, res.rejected) == (1, 0, [])
     assert c.stats.snapshot()["retries"] == {"connection": 1}
     srv.close()
+
+
+def test_control_plane_refreshes_refused_credentials_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DescribeTable goes through botocore: it must sign with the refreshed credentials as well.
+    process_profile(tmp_path, monkeypatch, minutes=60)
+    first: List[str] = []
+    desc = b'{"Table":{"TableName":"tbl1","TableStatus":"ACTIVE","ItemCount":0}}'
+
+    def reply(c: socket.socket, req: bytes, n: int) -> bool:
+        k = access_key(req)
+        if not first:
+            first.append(k)
+        if k == first[0]:
+            c.sendall(f"HTTP/1.1 400 Bad Request\r\nContent-Length: {len(EXPIRED)}\r\n\r\n".encode() + EXPIRED)
+        else:
+            c.sendall(ok(desc if target(req) == "DescribeTable" else SCAN_OK))
+        return True
+
+    srv = ScriptedServer(reply)
+    c = client(f"http://127.0.0.1:{srv.port}", profile="proc")
+    assert c.describe_table()["TableStatus"] == "ACTIVE"
+    assert c.stats.snapshot()["retries"] == {"credentials": 1}
+    assert c.call("Scan", {"TableName": "tbl1"})["Count"] == 0  # the data path has the fresh ones already
+    assert c.stats.snapshot()["retries"] == {"credentials": 1}
+    assert [access_key(r) for r in srv.requests].count(first[0]) == 1
+    srv.close()

@@ -259,6 +259,13 @@ class DynamoClient:
             self._credentials.get_frozen_credentials()  # registers the values for redaction, fails early
         except Exception as e:  # a failing credential_process, SSO token, role assumption
             raise UsageError(f"cannot load AWS credentials for {ref.describe()}: {_brief(e)}") from None
+        # The control plane signs with the same cache, so credentials refreshed after a refusal
+        # (below) serve both paths; botocore's signer only calls get_frozen_credentials().
+        try:
+            self.control._request_signer._credentials = self._credentials
+            self.control.meta.events.register("needs-retry", self._refresh_refused)
+        except AttributeError:  # another botocore: its own credentials, its own retries
+            pass
         # The CA bundle botocore uses (AWS_CA_BUNDLE, the profile's ca_bundle): the hot path
         # must trust exactly what the control plane trusts.
         ca_bundle = self.session._session.get_config_variable("ca_bundle") or None
@@ -415,6 +422,23 @@ class DynamoClient:
         return AwsError(f"{e.code}: {e.message or 'credentials refused'} ({why})",
                         table=table or self.ref.table, code=e.code, status=e.status,
                         hint="renew the credentials (aws sso login, a new session token, or the profile's source)")
+
+    def _refresh_refused(self, response: Any = None, request_dict: Any = None, **_: Any) -> Optional[int]:
+        """botocore's retry hook (control plane): credentials refused before their stated expiry
+        are loaded again and the call retried once, as on the data path."""
+        try:
+            code = response[1]["Error"]["Code"]
+            context = request_dict["context"]
+        except (TypeError, KeyError, IndexError):
+            return None
+        if code not in CREDENTIAL_CODES or context.get("ddbmigrate_refreshed"):
+            return None
+        context["ddbmigrate_refreshed"] = True
+        if not self._credentials.refresh(self._credentials.get_frozen_credentials()):
+            return None
+        self.stats.retry("credentials")
+        log.info("%s refused the credentials (%s): retrying with fresh ones", self.endpoint, code)
+        return 0
 
     def _say_unreachable(self, attempts: int = 0, caught_exception: Any = None, **_: Any) -> None:
         """botocore's retry hook (control plane): say so while an endpoint cannot be reached."""
