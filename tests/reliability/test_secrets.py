@@ -137,3 +137,28 @@ def test_echoed_request_headers_never_reach_reports_status_or_logs(endpoint: str
         for frag in fragments():
             assert frag not in text, f"canary {frag[:10]}... leaked into {name}"
         assert "Signature=0" not in text and not any(f"Signature={c}" in text for c in "0123456789abcdef")
+
+
+@pytest.mark.parametrize("text,secret", [
+    ("GET https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAQWERTYUIOPASDFGH%2F2026"
+     "1205%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Security-Token=IQoJb3JpZ2luX2VjE%2Fabc%3D&X-Amz-Signature=abcdef0123",
+     ["ASIAQWERTYUIOPASDFGH", "IQoJb3JpZ2luX2VjE", "abcdef0123"]),
+    ("{'Proxy-Authorization': 'Basic dXNlcjpwQHNzd29yZA=='}", ["dXNlcjpwQHNzd29yZA"]),
+    ("proxy http://alice:s3cr3t-pw@proxy.example:3128 refused", ["s3cr3t-pw"]),
+    ('{"SessionToken": "FQoGZXIvYXdzELr//////////session", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG"}',
+     ["FQoGZXIvYXdzELr", "wJalrXUtnFEMI"]),
+])
+def test_redaction_covers_signed_urls_proxy_credentials_and_json_keys(text: str, secret: List[str]) -> None:
+    from ddbmigrate.logs import redact
+
+    out = redact(text, [])  # by shape alone: none of these values is known
+    for s in secret:
+        assert s not in out, out
+
+
+def test_credentials_from_any_source_are_redacted_by_value() -> None:
+    from ddbmigrate.logs import redact, register_secrets
+
+    register_secrets(["a-process-issued-token/with+chars=", None, "short"])
+    assert redact("echo: a-process-issued-token/with+chars= end") == "echo: *** end"
+    assert redact("short words stay") == "short words stay"
