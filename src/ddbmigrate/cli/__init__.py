@@ -10,6 +10,7 @@ import click
 
 from . import (
     commands_copy,
+    commands_estimate,
     commands_files,
     commands_local,
     commands_plan,
@@ -26,5 +27,5 @@ def main() -> None:
 
 
 for _family in (commands_copy, commands_local, commands_files, commands_verify, commands_replicate, commands_schema,
-                commands_plan):
+                commands_plan, commands_estimate):
     _family.register(main)

@@ -8,6 +8,7 @@ import click
 
 from ..jobs.clean import clean_table
 from ..jobs.copy import copy_table
+from .commands_estimate import check_cost, max_cost_option
 from .engine import engine_from, engine_options
 from .options import (
     aws_options,
@@ -40,6 +41,7 @@ from .render import handle_errors, render_report
               help="Local engine: worker processes, segments spread over them (past ~30k items/s one "
                    "process is CPU-bound).")
 @engine_options
+@max_cost_option
 @handle_errors
 @pass_kwargs
 def copy_cmd(kw: Dict[str, Any]) -> int:
@@ -47,8 +49,20 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
     src = table_ref(kw["source_table"], kw, "source")
     dst = table_ref(kw["target_table"], kw, "target")
     opts = build_run_options(kw)
+
+    def estimate() -> Any:
+        from ..estimate import estimate_copy
+
+        return estimate_copy(src, dst, opts, create_target=kw["create_target"], target_spec=kw["target_spec"],
+                             prices=kw.get("prices"))
+
+    est = check_cost(kw, estimate, "the copy")  # before anything is read or written
     report = copy_table(src, dst, opts, create_target=kw["create_target"], target_spec=kw["target_spec"],
                         clean_target=kw["clean_target"], confirm=confirm_prompt(kw["yes"]), engine=engine_from(kw))
+    if est is not None:
+        from ..estimate import attach_estimate
+
+        attach_estimate(report, est)
     render_report(report, kw["quiet"])
     if opts.dry_run and report.samples and not kw["quiet"]:
         import orjson

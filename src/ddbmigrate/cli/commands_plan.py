@@ -127,18 +127,39 @@ def run_native_export(kw: Dict[str, Any]) -> int:
     return report.exit_code
 
 
-def run_native_import(kw: Dict[str, Any]) -> int:
-    """``import s3://... TABLE --native --spec table.yaml``."""
+def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
+    """``import s3://... TABLE --native --spec table.yaml`` (ImportTable, new table) or
+    ``import s3://... TABLE --native --bulk-put`` (bulk put items, existing table)."""
     from ..aws.managed import native_import
-    from .options import table_ref
+    from .options import confirm_prompt, table_ref
 
-    if not kw.get("spec"):
-        raise click.UsageError("--native creates the table with ImportTable: give --spec table.yaml")
     if not str(kw["source"]).startswith("s3://"):
         raise click.UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
-    report = native_import(kw["source"], table_ref(kw["table"], kw), kw["spec"],
-                           progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
-                           report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
+    if kw.get("bulk_put"):
+        from ..aws.bulk_put import native_bulk_put
+
+        if kw.get("spec"):
+            raise click.UsageError("--bulk-put loads an existing table: drop --spec (ImportTable creates new tables)")
+        ask = confirm_prompt(bool(kw.get("yes")))
+        report = native_bulk_put(kw["source"], table_ref(kw["table"], kw), tier=str(kw.get("tier") or "standard"),
+                                 max_write_units=kw.get("max_write_units"), report_uri=kw.get("failure_report"),
+                                 restart=bool(kw.get("restart")), confirm_cancel=ask,
+                                 progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
+                                 report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
+        click.echo(f"failure report: {report.extra.get('failure_report')}", err=True)
+    else:
+        if kw.get("tier") not in (None, "standard") or kw.get("failure_report"):
+            raise click.UsageError("--tier and --failure-report are bulk put options: add --bulk-put")
+        if not kw.get("spec"):
+            raise click.UsageError("--native creates the table with ImportTable: give --spec table.yaml "
+                                   "(or --bulk-put to load an existing table)")
+        report = native_import(kw["source"], table_ref(kw["table"], kw), kw["spec"],
+                               progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
+                               report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
+    if estimate is not None:
+        from ..estimate import attach_estimate
+
+        attach_estimate(report, estimate)
     if not kw.get("quiet"):
         draw_report(report)
     return report.exit_code
@@ -156,9 +177,18 @@ def native_export_options(f: Any) -> Any:
 
 
 def native_import_options(f: Any) -> Any:
-    """The option ``import`` gains for --native (uses its existing --spec)."""
+    """The options ``import`` gains for --native (uses its existing --spec, --max-write-units, --restart)."""
+    f = click.option("--failure-report", "failure_report", metavar="S3URI",
+                     help="With --bulk-put: where DynamoDB writes the items it could not write "
+                          "(default s3://<input bucket>/ddbmigrate-bulk-put-reports/<table>/).")(f)
+    f = click.option("--tier", type=click.Choice(["standard", "accelerated"]), default="standard", show_default=True,
+                     help="With --bulk-put: the performance tier.")(f)
+    f = click.option("--bulk-put", "bulk_put", is_flag=True,
+                     help="With --native: load the EXISTING table TABLE with bulk put items (StartBulkPutItems), "
+                          "watched; rerunning re-attaches (client token kept); Ctrl-C asks to cancel.")(f)
     return click.option("--native", is_flag=True, help="Create TABLE with DynamoDB's managed Import from S3 "
-                                                        "(ImportTable; needs --spec), watched to the end.")(f)
+                                                        "(ImportTable; needs --spec), or with --bulk-put load an "
+                                                        "existing one; watched to the end.")(f)
 
 
 def register(group: click.Group) -> None:

@@ -25,6 +25,7 @@ from .options import (
     transform_options,
     two_sided_aws_options,
 )
+from .commands_estimate import check_cost, max_cost_option
 from .render import handle_errors, render_report
 
 
@@ -76,6 +77,7 @@ def replicate_group() -> None:
               help="Create the target from a table spec (YAML/JSON) if missing.")
 @click.option("--clean-target", is_flag=True, help="Empty the target before the backfill (asks for confirmation).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (enabling the stream, --clean-target).")
+@max_cost_option
 @handle_errors
 @pass_kwargs
 def replicate_cmd(kw: Dict[str, Any]) -> int:
@@ -87,6 +89,14 @@ def replicate_cmd(kw: Dict[str, Any]) -> int:
     dst = table_ref(kw["target_table"], kw, "target")
     opts = build_run_options(kw)
     ask = confirm_prompt(kw["yes"])
+
+    def estimate() -> Any:
+        from ..estimate import estimate_replicate
+
+        return estimate_replicate(src, dst, opts, create_target=kw["create_target"], target_spec=kw.get("target_spec"),
+                                  prices=kw.get("prices"))
+
+    est = None if kw["no_backfill"] else check_cost(kw, estimate, "the replication's backfill")
     report = replicate(
         src, dst, transform=kw.get("transform"), options=opts, enable_stream_confirm=ask,
         status_path=kw.get("status_file"), max_runtime=kw.get("max_runtime"),
@@ -94,6 +104,10 @@ def replicate_cmd(kw: Dict[str, Any]) -> int:
         backfill=not kw["no_backfill"], create_target=kw["create_target"], target_spec=kw.get("target_spec"),
         clean_target=kw["clean_target"], confirm=ask,
     )
+    if est is not None:
+        from ..estimate import attach_estimate
+
+        attach_estimate(report, est)
     render_report(report, kw["quiet"])
     return report.exit_code
 
