@@ -62,7 +62,7 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
     if est is not None:
         from ..estimate import attach_estimate
 
-        attach_estimate(report, est)
+        attach_estimate(report, est, kw.get("report"))
     render_report(report, kw["quiet"])
     if opts.dry_run and report.samples and not kw["quiet"]:
         import orjson

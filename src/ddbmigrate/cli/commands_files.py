@@ -105,7 +105,7 @@ def import_cmd(kw: Dict[str, Any]) -> int:
     if est is not None:
         from ..estimate import attach_estimate
 
-        attach_estimate(report, est)
+        attach_estimate(report, est, kw.get("report"))
     render_report(report, kw["quiet"])
     if kw.get("verify_after"):
         if report.extra.get("source_kind") == "incremental":

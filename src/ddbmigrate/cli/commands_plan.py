@@ -159,7 +159,7 @@ def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
     if estimate is not None:
         from ..estimate import attach_estimate
 
-        attach_estimate(report, estimate)
+        attach_estimate(report, estimate, kw.get("report"))
     if not kw.get("quiet"):
         draw_report(report)
     return report.exit_code

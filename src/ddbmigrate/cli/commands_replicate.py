@@ -107,7 +107,7 @@ def replicate_cmd(kw: Dict[str, Any]) -> int:
     if est is not None:
         from ..estimate import attach_estimate
 
-        attach_estimate(report, est)
+        attach_estimate(report, est, kw.get("report"))
     render_report(report, kw["quiet"])
     return report.exit_code
 

@@ -43,8 +43,9 @@ def enforce_max_cost(est: Estimate, max_cost: Optional[float], *, what: str = "t
     return est
 
 
-def attach_estimate(report: Any, est: Estimate) -> Dict[str, Any]:
-    """Estimated vs actual time and capacity, into ``report.extra["estimate"]`` (also returned)."""
+def attach_estimate(report: Any, est: Estimate, path: Optional[str] = None) -> Dict[str, Any]:
+    """Estimated vs actual time and capacity, into ``report.extra["estimate"]`` (also returned);
+    ``path``: the run's JSON report, written again with it."""
     lane = est.lane()
     actual_w = float(getattr(report, "consumed_write_units", 0.0) or 0.0)
     actual_r = float(getattr(report, "consumed_read_units", 0.0) or 0.0)
@@ -59,6 +60,8 @@ def attach_estimate(report: Any, est: Estimate) -> Dict[str, Any]:
     extra = getattr(report, "extra", None)
     if isinstance(extra, dict):
         extra["estimate"] = out
+    if path and hasattr(report, "write_json"):
+        report.write_json(path)
     return out
 
 

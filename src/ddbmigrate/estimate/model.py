@@ -124,8 +124,8 @@ class Lane:
             "cost_usd": _money(self.cost_usd), "cost_on_demand_usd": _money(self.cost_on_demand_usd),
             "cost_provisioned_usd": _money(self.cost_provisioned_usd),
             "cost_parts_usd": {k: _money(v) for k, v in self.cost_parts.items()},
-            "duration_s": None if self.duration_s is None else round(self.duration_s, 1),
-            "limited_by": self.limited_by, "bounds_s": {k: round(v, 1) for k, v in self.bounds.items()},
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+            "limited_by": self.limited_by, "bounds_s": {k: round(v, 3) for k, v in self.bounds.items()},
             "notes": self.notes,
         }
 
@@ -135,7 +135,7 @@ def _rounded(d: Mapping[str, float]) -> Dict[str, float]:
 
 
 def _money(v: Optional[float]) -> Optional[float]:
-    return None if v is None else round(v, 6)
+    return None if v is None else round(v, 10)
 
 
 @dataclass
