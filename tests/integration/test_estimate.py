@@ -232,3 +232,47 @@ def test_estimate_export_and_import_lanes(endpoint: str, tmp_path: Path) -> None
     assert doc["inputs"]["source_items"] == 8
     assert lanes["engine"]["write_units"] == {"table": 16, "total": 16}
     assert lanes["bulk-put"]["available"] is False and "S3" in lanes["bulk-put"]["why_not"]
+
+
+def _plan(tmp_path: Path, endpoint: str, jobs: List[Dict[str, Any]], name: str = "plan.yaml") -> Path:
+    import yaml
+
+    side = {"endpoint_url": endpoint, "region": "us-east-1"}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({"version": 1, "defaults": {"source": side, "target": side}, "jobs": jobs},
+                                   sort_keys=False))
+    return path
+
+
+def test_plan_validate_estimate_and_run_max_cost(endpoint: str, tmp_path: Path) -> None:
+    src = _source(endpoint)
+    f = _files(tmp_path)
+    target = unique("app")
+    plan = _plan(tmp_path, endpoint, [{"kind": "copy", "name": "remodel", "source": src, "target": target,
+                                       "transform": f["transform"], "target_spec": f["spec"]}])
+    r = _run("plan", "validate", str(plan), "--estimate", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["total_cost_usd"] == pytest.approx(COST, abs=1e-9)
+    job = doc["jobs"][0]
+    assert job["job"] == "remodel" and job["estimate"]["lanes"][0]["write_units"]["total"] == WRITE_UNITS
+    r = _run("plan", "validate", str(plan), "--estimate")
+    assert r.exit_code == 0 and "remodel:" in r.stdout and "GSI1PK='USER'" in r.stdout and "total: $" in r.stdout
+    # run --max-cost below the plan's total: exit 2 before the target is even created
+    r = _run("run", str(plan), "--max-cost", "0.00001", "--progress", "off")
+    assert r.exit_code == 2, r.output
+    assert "exceeds --max-cost $0.00" in r.stderr and "remodel" in r.stderr
+    assert target not in boto_client(endpoint).list_tables()["TableNames"]
+    # a job's own cap (options.max_cost) is checked the same way
+    capped = _plan(tmp_path, endpoint, [{"kind": "copy", "name": "remodel", "source": src, "target": target,
+                                         "transform": f["transform"], "target_spec": f["spec"],
+                                         "options": {"max_cost": 0.00001}}], "capped.yaml")
+    r = _run("run", str(capped), "--progress", "off")
+    assert r.exit_code == 2 and "exceeds its max_cost" in r.stderr
+    assert target not in boto_client(endpoint).list_tables()["TableNames"]
+    # above the cap: the plan runs, and the job's report carries estimate vs actual
+    r = _run("run", str(plan), "--max-cost", "1", "--progress", "off", "--report", str(tmp_path / "run.json"))
+    assert r.exit_code == 0, r.output
+    assert len(scan_all(endpoint, target)) == 16
+    rep = json.loads((tmp_path / "run.json").read_text())
+    assert rep["jobs"][0]["report"]["extra"]["estimate"]["estimated"]["write_units"] == WRITE_UNITS

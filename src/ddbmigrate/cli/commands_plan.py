@@ -23,6 +23,11 @@ from .render import draw_report, handle_errors
 @click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="auto", show_default=True,
               help="Progress display (auto: bars on a terminal, JSON lines otherwise).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
+@click.option("--max-cost", "max_cost", type=float, metavar="USD",
+              help="Estimate the plan's jobs first; refuse to start (exit 2, with the estimates) when their total "
+                   "exceeds USD. A job's own cap is its options.max_cost.")
+@click.option("--prices", type=click.Path(exists=True, dir_okay=False),
+              help="JSON prices over the packaged, dated prices file (for --max-cost / max_cost).")
 @handle_errors
 @pass_kwargs
 def run_cmd(kw: Dict[str, Any]) -> int:
@@ -33,7 +38,8 @@ def run_cmd(kw: Dict[str, Any]) -> int:
     try:
         rep = run_plan(kw["plan_file"], parallel=kw["parallel"], resume=kw["resume"], restart=kw["restart"],
                        report=kw["report"], progress="off" if kw["quiet"] else kw["progress"],
-                       state_dir=kw["state_dir"], fail_fast=kw["fail_fast"])
+                       state_dir=kw["state_dir"], fail_fast=kw["fail_fast"], max_cost=kw["max_cost"],
+                       prices=kw["prices"])
     except PlanError as e:
         for p in e.problems:  # every problem, each with its line, not just the first
             click.echo(f"error: {p}", err=True)
@@ -55,6 +61,13 @@ def plan_group() -> None:
 @click.option("--no-check-tables", is_flag=True, help="Only check the file (no AWS calls).")
 @click.option("--sample", type=click.IntRange(1, 1000), default=20, show_default=True,
               help="Source items to run through each transform to check the target's key schema.")
+@click.option("--estimate", "with_estimate", is_flag=True,
+              help="Also estimate each job's units, cost and time (see `ddbmigrate estimate`), and the total.")
+@click.option("--estimate-sample", type=click.IntRange(1, 100_000), default=1000, show_default=True,
+              help="With --estimate: source items sampled per job.")
+@click.option("--prices", type=click.Path(exists=True, dir_okay=False),
+              help="With --estimate: JSON prices over the packaged, dated prices file.")
+@click.option("--json", "as_json", is_flag=True, help="With --estimate: one JSON document of every job's estimate.")
 @handle_errors
 @pass_kwargs
 def validate_cmd(kw: Dict[str, Any]) -> int:
@@ -68,9 +81,32 @@ def validate_cmd(kw: Dict[str, Any]) -> int:
         click.echo(f"{len(problems)} problem(s) in {kw['plan_file']}", err=True)
         return EXIT_USAGE
     plan = load_plan(kw["plan_file"])
+    if kw.get("with_estimate"):
+        return _print_plan_estimate(plan, kw)
     click.echo(f"plan {plan.name}: {len(plan.jobs)} job(s), {plan.parallel} at a time, state in {plan.state_dir}")
     for line in plan.describe():
         click.echo(f"  {line}")
+    return EXIT_OK
+
+
+def _print_plan_estimate(plan: Any, kw: Dict[str, Any]) -> int:
+    import orjson
+
+    from ..plan.estimate import estimate_plan
+
+    results = estimate_plan(plan, sample=kw["estimate_sample"], prices=kw.get("prices"))
+    known = [r.cost for r in results if r.cost is not None]
+    total = sum(known) if len(known) == len(results) else None
+    if kw.get("as_json"):
+        doc = {"plan": plan.name, "total_cost_usd": total,
+               "jobs": [{"job": r.job.name, "kind": r.job.kind, "error": r.error,
+                         "estimate": r.estimate.to_dict() if r.estimate is not None else None} for r in results]}
+        click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode())
+        return EXIT_OK
+    click.echo(f"plan {plan.name}: {len(plan.jobs)} job(s), {plan.parallel} at a time, state in {plan.state_dir}")
+    for r in results:
+        click.echo(f"  {r.line()}")
+    click.echo(f"  total: {'unknown (see above)' if total is None else f'${total:,.4f}'}")
     return EXIT_OK
 
 

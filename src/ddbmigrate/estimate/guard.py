@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from ..errors import UsageError
-from .model import Estimate, fmt_duration
+from .model import Estimate, fmt_duration, usd
 
 
 class CostCapExceeded(UsageError):
@@ -31,14 +31,14 @@ def enforce_max_cost(est: Estimate, max_cost: Optional[float], *, what: str = "t
         raise UsageError("--max-cost must be a positive amount of US dollars")
     lane = est.lane()
     if lane.cost_usd is None:
-        raise CostCapExceeded(f"--max-cost ${max_cost:,.2f}: the cost of {what} ({lane.title}) is unknown "
+        raise CostCapExceeded(f"--max-cost {usd(max_cost)}: the cost of {what} ({lane.title}) is unknown "
                               "(a price is missing from the prices file: give it with --prices); nothing was "
                               "read or written", est)
     if lane.cost_usd > max_cost:
         raise CostCapExceeded(
-            f"estimated cost ${lane.cost_usd:,.2f} of {what} ({lane.title}: "
+            f"estimated cost {usd(lane.cost_usd)} of {what} ({lane.title}: "
             f"{lane.write_units.get('total', 0):,.0f} write units, {lane.read_units.get('total', 0):,.0f} read units, "
-            f"about {fmt_duration(lane.duration_s)}) exceeds --max-cost ${max_cost:,.2f}; nothing was read or written",
+            f"about {fmt_duration(lane.duration_s)}) exceeds --max-cost {usd(max_cost)}; nothing was read or written",
             est)
     return est
 
@@ -70,7 +70,7 @@ def comparison_lines(cmp: Dict[str, Any]) -> list:  # type: ignore[type-arg]
     e, a = cmp["estimated"], cmp["actual"]
     return [
         f"estimated: {fmt_duration(e['duration_s'])}, {e['write_units'] or 0:,.0f} write units, "
-        f"{e['read_units'] or 0:,.0f} read units, ${(e['cost_usd'] or 0):,.4f}",
+        f"{e['read_units'] or 0:,.0f} read units, {usd(e['cost_usd'])}",
         f"actual:    {fmt_duration(a['duration_s'])}, {a['write_units']:,.0f} write units, "
         f"{a['read_units']:,.0f} read units",
     ]

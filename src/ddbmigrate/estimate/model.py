@@ -38,6 +38,16 @@ NATIVE_EXPORT = "native-export"
 REPLICA = "global-table-replica"
 
 
+def usd(v: Optional[float]) -> str:
+    """Dollars with cents, or with significant digits below a dollar ($0.000030)."""
+    if v is None:
+        return "unknown"
+    if v >= 1 or v <= 0:
+        return f"${v:,.2f}"
+    decimals = max(4, 1 - math.floor(math.log10(v)))
+    return f"${v:.{decimals}f}"
+
+
 def fmt_duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return "?"

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from .model import Estimate, Lane, fmt_duration
+from .model import Estimate, Lane, fmt_duration, usd
 
 
 def _usd(v: Optional[float]) -> str:
-    if v is None:
-        return "unknown"
-    return f"${v:,.2f}" if v >= 1 else f"${v:,.4f}"
+    return usd(v)
 
 
 def _units(d: dict) -> str:  # type: ignore[type-arg]
