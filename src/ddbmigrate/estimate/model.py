@@ -467,7 +467,8 @@ def _managed_common(c: _Calc, lane: Lane, import_gb: float) -> None:
         cost = c.cost_units(read, 0.0, mode, "PAY_PER_REQUEST")[0]
         files, puts = c.s3_put_cost(c.out_bytes())
         lane.cost_parts["export (ddbmigrate, transformed)"] = (cost or 0.0) + puts
-        cap = capacity((job.source.desc if job.source else None), mode, "read", c.p, c.notes, "source")
+        cap = capacity((job.source.desc if job.source else None), mode, "read", c.p, c.notes,
+                       f"source {job.source.label if job.source else ''}")
         lane.bounds["export (ddbmigrate)"] = read / cap if read else 0.0
         lane.needs.append("ddbmigrate export with the transform to S3 first")
     else:
