@@ -404,6 +404,9 @@ def _managed_import_lane(c: _Calc) -> Lane:
     else:
         lane.available = True
     _managed_common(c, lane, import_gb=c.out_bytes() / GB)
+    # The same writes as the engine's, for comparison; ImportTable bills them per GB, not as capacity.
+    lane.write_units = c.write_units()
+    lane.bytes_written = c.entry_bytes()
     if lane.available or lane.why_not:
         imp = c.price("import_per_gb")
         lane.cost_parts["ImportTable"] = None if imp is None else c.out_bytes() / GB * imp
