@@ -97,7 +97,7 @@ def fake() -> Iterator[Any]:
     service = FakeBulk(script)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
             op = self.headers["X-Amz-Target"].split(".", 1)[1]
             try:

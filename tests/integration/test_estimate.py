@@ -13,11 +13,11 @@ from typing import Any, Dict, List
 
 import pytest
 from click.testing import CliRunner
+from support import boto_client, create_table, put_items, scan_all, unique
 
 from ddbmigrate.cli import main
 from ddbmigrate.config import RunOptions, TableRef
 from ddbmigrate.estimate import estimate_copy
-from support import boto_client, create_table, put_items, scan_all, unique
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import base64
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import pytest
 from hypothesis import given, settings
@@ -15,8 +15,14 @@ from hypothesis import strategies as st
 from ddbmigrate.core.items import item_size
 from ddbmigrate.errors import UsageError
 from ddbmigrate.estimate import CostCapExceeded, enforce_max_cost, load_prices
-from ddbmigrate.estimate.model import Job, Side, estimate_job, fmt_duration, usd
-from ddbmigrate.estimate.sample import SampleStats, index_shapes, read_units, write_units
+from ddbmigrate.estimate.lanes import estimate_job
+from ddbmigrate.estimate.model import Job, Side, fmt_duration, usd
+from ddbmigrate.estimate.sample import (
+    SampleStats,
+    index_shapes,
+    read_units,
+    write_units,
+)
 
 APP = {  # the subscriber re-model's target (examples/remodel_subscribers/table.yaml)
     "TableName": "App", "BillingMode": "PAY_PER_REQUEST",

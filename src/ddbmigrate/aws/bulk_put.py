@@ -30,7 +30,15 @@ from ..config import TableRef
 from ..errors import FatalError, InterruptedError_, UsageError
 from ..reporting.report import Report, deliver, utcnow
 from .client import DynamoClient
-from .managed import _aws_error, _fmt_bytes, _manifest_item_count, _StopWatching, _Watch, import_prefix, split_s3_uri
+from .managed import (
+    _aws_error,
+    _fmt_bytes,
+    _manifest_item_count,
+    _StopWatching,
+    _Watch,
+    import_prefix,
+    split_s3_uri,
+)
 
 TERMINAL_BULK = ("COMPLETED", "COMPLETED_WITH_ERRORS", "CANCELLED", "FAILED")
 TIERS = ("STANDARD", "ACCELERATED")

@@ -20,7 +20,8 @@ from ..aws.client import DynamoClient
 from ..config import RetryPolicy, RunOptions, TableRef
 from ..core.transform import Transform, TransformContext, load_transform
 from ..errors import DdbMigrateError, TableNotFoundError, UsageError
-from .model import BULK_PUT, ENGINE, IMPORT_TABLE, NATIVE_EXPORT, Estimate, Job, Side, estimate_job
+from .lanes import estimate_job
+from .model import BULK_PUT, ENGINE, IMPORT_TABLE, NATIVE_EXPORT, Estimate, Job, Side
 from .prices import load_prices
 from .sample import DEFAULT_SAMPLE, SampleStats, index_shapes, sample_table
 
