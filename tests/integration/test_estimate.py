@@ -137,6 +137,9 @@ def test_estimate_table_output_names_the_hot_key_and_lanes(endpoint: str, tmp_pa
     assert "GSI1PK='USER' holds 100 % of items" in r.stdout
     assert "ddbmigrate engine" in r.stdout and "ImportTable" in r.stdout and "bulk put" in r.stdout
     assert "write units 48 (table 24, GSI1 16, GSI2 8)" in r.stdout
+    r = _run("estimate", "copy", src, unique("app"), "--endpoint-url", endpoint, "--region", "us-east-1",
+             "--transform", f["transform"], "--target-spec", f["spec"], "--max-cost", "0.00001")
+    assert r.exit_code == 2 and "exceeds --max-cost $0.000010" in r.stderr
 
 
 def test_prices_file_overrides_the_packaged_prices(endpoint: str, tmp_path: Path) -> None:
@@ -191,6 +194,18 @@ def test_max_cost_below_the_estimate_exits_2_before_any_write(endpoint: str, tmp
     r = _run("copy", src, existing, "--endpoint-url", endpoint, "--region", "us-east-1", "--transform",
              f["transform"], "--max-cost", "0.00001", "--progress", "off")
     assert r.exit_code == 2 and scan_all(endpoint, existing) == []
+    # replicate and import: the same cap, checked before the backfill / the first file
+    r = _run("replicate", src, target, "--endpoint-url", endpoint, "--region", "us-east-1", "--transform",
+             f["transform"], "--target-spec", f["spec"], "--max-cost", "0.00001", "--progress", "off", "--yes")
+    assert r.exit_code == 2 and "backfill" in r.stderr
+    assert target not in boto_client(endpoint).list_tables()["TableNames"]
+    lines = [json.dumps({"Item": {"pk": {"S": f"u{i}"}, "blob": {"S": "a" * 1500}}}) for i in range(8)]
+    (tmp_path / "in.json").write_text("\n".join(lines) + "\n")
+    plain = create_table(endpoint)
+    r = _run("import", str(tmp_path / "in.json"), plain, "--endpoint-url", endpoint, "--region", "us-east-1",
+             "--max-cost", "0.000001", "--progress", "off")
+    assert r.exit_code == 2, r.output
+    assert "16 write units" in r.stderr and scan_all(endpoint, plain) == []
 
 
 def test_max_cost_above_the_estimate_runs_and_reports_estimate_vs_actual(endpoint: str, tmp_path: Path) -> None:

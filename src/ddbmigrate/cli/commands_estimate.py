@@ -31,9 +31,12 @@ F = Callable[..., Any]
 
 
 def max_cost_option(f: F) -> F:
-    """``--max-cost USD`` (and ``--prices FILE``) for copy, import and replicate."""
+    """``--max-cost USD``, ``--estimate`` and ``--prices FILE`` for copy, import and replicate."""
     f = click.option("--prices", "prices", type=click.Path(exists=True, dir_okay=False),
                      help="With --max-cost: JSON prices over the packaged, dated prices file.")(f)
+    f = click.option("--estimate", "estimate_first", is_flag=True,
+                     help="Estimate first (as `ddbmigrate estimate` would) and show estimated vs actual time "
+                          "and capacity in the report.")(f)
     return click.option("--max-cost", "max_cost", type=float, metavar="USD",
                         help="Estimate first (see `ddbmigrate estimate`); refuse to start (exit 2, with the "
                              "estimate) when it exceeds USD. The report then shows estimated vs actual.")(f)
@@ -90,8 +93,9 @@ def finish(est: Any, kw: Dict[str, Any], what: str) -> int:
 
 
 def check_cost(kw: Dict[str, Any], make: Callable[[], Any], what: str) -> Optional[Any]:
-    """For a job with ``--max-cost``: estimate, refuse (exit 2, estimate on stderr) above the cap."""
-    if kw.get("max_cost") is None or kw.get("dry_run"):
+    """For a job with ``--max-cost`` (or ``--estimate``): estimate; refuse (exit 2, estimate on stderr)
+    above the cap. The estimate is returned, for the report's estimated vs actual."""
+    if (kw.get("max_cost") is None and not kw.get("estimate_first")) or kw.get("dry_run"):
         return None
     from ..estimate import CostCapExceeded, enforce_max_cost
 
