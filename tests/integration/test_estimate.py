@@ -7,6 +7,7 @@ attribute name bytes + value bytes), so a change in the formulas shows up as a f
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, List
@@ -291,3 +292,20 @@ def test_plan_validate_estimate_and_run_max_cost(endpoint: str, tmp_path: Path) 
     assert len(scan_all(endpoint, target)) == 16
     rep = json.loads((tmp_path / "run.json").read_text())
     assert rep["jobs"][0]["report"]["extra"]["estimate"]["estimated"]["write_units"] == WRITE_UNITS
+
+
+def test_a_partial_sample_is_scaled_to_the_table(endpoint: str) -> None:
+    """30 items of 1,508 bytes, a sample of 8: every sum is the sample's x 30/8."""
+    src = create_table(endpoint)
+    put_items(endpoint, src, [{"pk": {"S": f"u{i:02d}"}, "blob": {"S": "a" * 1500}} for i in range(30)])
+    desc = boto_client(endpoint).describe_table(TableName=src)["Table"]
+    assert desc["ItemCount"] == 30  # DynamoDB Local counts at once (AWS: about every 6 hours)
+    est = estimate_copy(TableRef(src, endpoint_url=endpoint, region="us-east-1"),
+                        TableRef(unique("t"), endpoint_url=endpoint, region="us-east-1"), sample=8,
+                        client_items_per_second=1e6)
+    assert est.inputs["sample"]["items"] == 8 and est.inputs["sample"]["complete"] is False
+    assert est.inputs["source_items"] == 30
+    lane = est.lane("engine")
+    assert lane.write_units == {"table": 60.0, "total": 60.0}  # 8 x 2 WCU x 30 / 8
+    bytes_ = desc["TableSizeBytes"]
+    assert lane.read_units["total"] == math.ceil(bytes_ / 4096) / 2

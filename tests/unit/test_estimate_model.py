@@ -184,3 +184,18 @@ def test_sample_sums_add_up_for_any_items(rows: List[Any]) -> None:
         assert firsts.count(hot[0]) >= 2
 
 
+
+
+def test_lagging_describe_table_counts_use_its_size() -> None:
+    from ddbmigrate.estimate.api import _side_counts
+
+    stats = SampleStats(index_shapes(APP))
+    for i in range(10):
+        stats.add(_user(i))
+    mean = stats.source_bytes / 10
+    notes: List[str] = []
+    items, nbytes = _side_counts({"ItemCount": 0, "TableSizeBytes": int(mean * 5000)}, stats, notes)
+    assert items == 5000 and nbytes == int(mean * 5000) and "from its size" in notes[0]
+    notes = []
+    items, _ = _side_counts({"ItemCount": 0, "TableSizeBytes": 0}, stats, notes)
+    assert items == 10 and "at least the 10 sampled items" in notes[0]

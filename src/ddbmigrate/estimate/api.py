@@ -68,12 +68,16 @@ def _side_counts(desc: Dict[str, Any], stats: SampleStats, notes: List[str]) -> 
         return stats.source_items, stats.source_bytes
     count = int(desc.get("ItemCount") or 0)
     size = int(desc.get("TableSizeBytes") or 0)
+    mean = stats.source_bytes / stats.source_items if stats.source_items else 0.0
     if count < stats.source_items:
-        notes.append(f"DescribeTable reports {count:,} items (it is updated about every 6 hours); at least the "
-                     f"{stats.source_items:,} sampled items are assumed")
-        count = stats.source_items
+        # DescribeTable's counts lag (updated about every 6 hours): its size still tells how many.
+        by_size = int(size / mean) if size > 0 and mean > 0 else 0
+        notes.append(f"DescribeTable reports {count:,} items (it is updated about every 6 hours); "
+                     + (f"{by_size:,} items assumed from its size and the sample's mean item size" if by_size
+                        > stats.source_items else f"at least the {stats.source_items:,} sampled items are assumed"))
+        count = max(stats.source_items, by_size)
     if size <= 0 and stats.source_items:
-        size = int(stats.source_bytes / stats.source_items * count)
+        size = int(mean * count)
     return count, size
 
 
