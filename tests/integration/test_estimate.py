@@ -234,6 +234,14 @@ def test_estimate_export_and_import_lanes(endpoint: str, tmp_path: Path) -> None
     doc = json.loads(r.stdout)
     lanes = {ln["lane"]: ln for ln in doc["lanes"]}
     assert lanes["engine"]["read_units"]["total"] == READ_UNITS
+    assert "s3 requests" not in lanes["engine"]["cost_parts_usd"]  # local files: no S3 requests
+    r = _run("estimate", "export", src, "s3://bucket/orders", "--endpoint-url", endpoint, "--region", "us-east-1",
+             "--json", "--native")
+    doc_s3 = json.loads(r.stdout)
+    engine_s3 = next(ln for ln in doc_s3["lanes"] if ln["lane"] == "engine")
+    # 19,520 output bytes: one data file + 4 manifest objects, at $0.005 per 1,000 PUTs
+    assert engine_s3["cost_parts_usd"]["s3 requests"] == pytest.approx(5 / 1000 * 0.005)
+    assert doc_s3["chosen_lane"] == "native-export"
     assert lanes["native-export"]["cost_parts_usd"]["native export"] == pytest.approx(SOURCE_BYTES / 1024 ** 3 * 0.10,
                                                                                        abs=1e-12)
     # import of local DynamoDB-JSON lines into an existing table

@@ -167,7 +167,8 @@ def estimate_export(source: TableRef, dest: str, options: Optional[RunOptions] =
               prices=load_prices(_region(source), prices), source=Side(sdesc, True, source.table),
               transform=tr.name if tr else None, consistent_read=opts.consistent_read,
               max_read_units=opts.max_read_units, read_percent=opts.read_percent, segments=opts.segments,
-              processes=opts.processes, client_items_per_second=client_items_per_second, assumptions=notes)
+              processes=opts.processes, files_in_s3=dest.startswith("s3://"),
+              client_items_per_second=client_items_per_second, assumptions=notes)
     est = estimate_job(job, source_label=source.describe(), target_label=dest)
     if native:
         est.chosen = NATIVE_EXPORT

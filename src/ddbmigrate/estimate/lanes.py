@@ -45,8 +45,9 @@ def _engine_lane(c: Calc) -> Lane:
     if job.kind == "export":
         lane.write_units = {"total": 0.0}
         files, put_cost = c.s3_put_cost(c.out_bytes())
-        lane.cost_parts["s3 requests"] = put_cost
-        lane.notes.append(f"about {files:,.0f} S3 objects written")
+        if job.files_in_s3:
+            lane.cost_parts["s3 requests"] = put_cost
+            lane.notes.append(f"about {files:,.0f} S3 objects written")
         lane.consumes_capacity = True
         write = 0.0
     else:

@@ -99,7 +99,7 @@ class Job:
     segments: Optional[int] = None
     processes: int = 1
     files: int = 0  # import: input files; export: none
-    files_in_s3: bool = False
+    files_in_s3: bool = False  # import: the input is in S3; export: the destination is
     tier: str = "STANDARD"
     cross_region_or_account: bool = False
     client_items_per_second: Optional[float] = None  # injected in tests; else measured
