@@ -317,3 +317,39 @@ def test_a_partial_sample_is_scaled_to_the_table(endpoint: str) -> None:
     assert lane.write_units == {"table": 60.0, "total": 60.0}  # 8 x 2 WCU x 30 / 8
     bytes_ = desc["TableSizeBytes"]
     assert lane.read_units["total"] == math.ceil(bytes_ / 4096) / 2
+
+
+def test_estimate_import_of_an_s3_export_offers_the_managed_lanes(endpoint: str, moto_s3: str) -> None:
+    """An export folder in S3 (written by our export, read from moto): manifest counts, the bulk put
+    lane for an existing table, ImportTable for a new one."""
+    import boto3
+
+    from ddbmigrate.estimate import estimate_import
+    from ddbmigrate.jobs.export import export_table
+    from ddbmigrate.storage.stores import S3Settings
+
+    bucket = unique("bkt")
+    boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1").create_bucket(Bucket=bucket)
+    src = _source(endpoint)
+    s3 = S3Settings(endpoint_url=moto_s3)
+    rep = export_table(TableRef(src, endpoint_url=endpoint, region="us-east-1"), f"s3://{bucket}/x",
+                       RunOptions(segments=2), s3=s3)
+    folder = f"s3://{bucket}/x/AWSDynamoDB/{rep.extra['export_id']}/"
+    existing = create_table(endpoint)
+    est = estimate_import(folder, TableRef(existing, endpoint_url=endpoint, region="us-east-1"), s3=s3,
+                          native=True, bulk_put=True, client_items_per_second=1e6)
+    assert est.inputs["source_items"] == 10 and est.chosen == "bulk-put"
+    lanes = {ln.name: ln for ln in est.lanes}
+    assert lanes["bulk-put"].available and not lanes["import-table"].available
+    # no transform: the table's bytes are the items' own (8 x 1508 + 2 x 18), 18 write units
+    assert lanes["bulk-put"].bytes_written == {"table": SOURCE_BYTES, "total": SOURCE_BYTES}
+    assert lanes["bulk-put"].write_units == {"table": 18.0, "total": 18.0}
+    assert lanes["engine"].cost_parts["s3 requests"] > 0  # GETs of the data files
+    spec = Path("spec.yaml")
+    spec.write_text("BillingMode: PAY_PER_REQUEST\nAttributeDefinitions: [{AttributeName: pk, AttributeType: S}]\n"
+                    "KeySchema: [{AttributeName: pk, KeyType: HASH}]\n")
+    new = estimate_import(folder, TableRef(unique("new"), endpoint_url=endpoint, region="us-east-1"), s3=s3,
+                          spec=str(spec), native=True, client_items_per_second=1e6)
+    imp = new.lane("import-table")
+    assert new.chosen == "import-table" and imp.available
+    assert imp.cost_usd == pytest.approx(SOURCE_BYTES / 1024 ** 3 * 0.15, abs=1e-12)
