@@ -180,6 +180,8 @@ def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
 @transform_options
 @_job_flags
 @click.option("--input-format", type=click.Choice(["auto", "dynamodb-json", "json"]), default="auto")
+@click.option("--follow-symlinks", is_flag=True, help="As for import: read files linked from outside SOURCE's folder.")
+@click.option("--no-validate", is_flag=True, hidden=True)
 @click.option("--create-target", is_flag=True, hidden=True)
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False),
               help="The table's spec when it does not exist yet.")
@@ -197,7 +199,7 @@ def estimate_import_cmd(kw: Dict[str, Any]) -> int:
     est = estimate_import(kw["source"], table_ref(kw["table"], kw), build_run_options(kw), spec=kw["spec"],
                           native=kw["native"], bulk_put=kw["bulk_put"], tier=kw["tier"].upper(),
                           sample=kw["estimate_sample"], prices=kw["prices"], input_format=kw["input_format"],
-                          s3=s3_settings(kw))
+                          s3=s3_settings(kw), follow_symlinks=kw["follow_symlinks"])
     return finish(est, kw, "the import")
 
 

@@ -75,6 +75,8 @@ def export_cmd(kw: Dict[str, Any]) -> int:
               help="Stream each file at once instead of checking it (gzip, md5Checksum, itemCount) first.")
 @click.option("--input-format", type=click.Choice(["auto", "dynamodb-json", "json"]), default="auto",
               show_default=True, help="Format of the lines (auto: detected per file from its first object).")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Read files that link out of SOURCE's folder (refused by default).")
 @click.option("--create-target", is_flag=True, help="Create TABLE from --spec if it does not exist.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False),
               help="CloudFormation-style table spec (YAML/JSON) for --create-target.")
@@ -94,14 +96,15 @@ def import_cmd(kw: Dict[str, Any]) -> int:
         return estimate_import(kw["source"], table_ref(kw["table"], kw), opts, spec=kw["spec"],
                                native=bool(kw.get("native")), bulk_put=bool(kw.get("bulk_put")),
                                tier=str(kw.get("tier") or "standard").upper(), prices=kw.get("prices"),
-                               input_format=kw["input_format"], s3=s3_settings(kw))
+                               input_format=kw["input_format"], s3=s3_settings(kw),
+                               follow_symlinks=kw["follow_symlinks"])
 
     est = check_cost(kw, estimate, "the import")  # before anything is read or written
     if kw.get("native") or kw.get("bulk_put"):  # ImportTable (new table) or bulk put (existing), watched
         return run_native_import(kw, est)
     report = import_files(kw["source"], table_ref(kw["table"], kw), opts, create_target=kw["create_target"],
                           spec=kw["spec"], validate=not kw["no_validate"], input_format=kw["input_format"],
-                          s3=s3_settings(kw), engine=engine_from(kw))
+                          follow_symlinks=kw["follow_symlinks"], s3=s3_settings(kw), engine=engine_from(kw))
     if est is not None:
         from ..estimate import attach_estimate
 
@@ -113,7 +116,8 @@ def import_cmd(kw: Dict[str, Any]) -> int:
         else:
             from ..verify import files_side, verify_tables
 
-            side = files_side(kw["source"], s3=s3_settings(kw), input_format=kw["input_format"])
+            side = files_side(kw["source"], s3=s3_settings(kw), input_format=kw["input_format"],
+                              follow_symlinks=kw["follow_symlinks"])
             vrep = verify_tables(kw["source"], table_ref(kw["table"], kw), source_side=side,
                                  transform=opts.transform, progress=opts.progress, on_error=opts.on_error)
             render_report(vrep, kw["quiet"])

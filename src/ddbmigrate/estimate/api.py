@@ -179,7 +179,8 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
                     transform: Optional[Transform] = None, spec: Optional[str] = None, native: bool = False,
                     bulk_put: bool = False, tier: str = "STANDARD", sample: int = DEFAULT_SAMPLE,
                     prices: Optional[str] = None, input_format: str = "auto", s3: Any = None,
-                    client_items_per_second: Optional[float] = None, client: Optional[Any] = None) -> Estimate:
+                    follow_symlinks: bool = False, client_items_per_second: Optional[float] = None,
+                    client: Optional[Any] = None) -> Estimate:
     """``import source table``: our engine, ImportTable (new table), bulk put (existing table)."""
     from ..storage.export_layout import discover
     from ..storage.stores import S3Settings, normalize, storage_for
@@ -201,7 +202,7 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
         tdesc = _planned_target(table.table, spec, None, notes)
     src = normalize(source) if "://" in source or not any(ch in source for ch in "*?[") else source
     s3 = s3 or S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn)
-    plan = discover(src, storage_for(src, s3))
+    plan = discover(src, storage_for(src, s3), follow_symlinks=follow_symlinks)
     if plan.kind == "incremental":
         raise UsageError("estimate: an incremental export holds changes, not items; estimate the full export "
                          "instead")
