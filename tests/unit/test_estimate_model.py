@@ -121,6 +121,14 @@ def test_unknown_bulk_put_price_is_unknown_and_the_cap_refuses(tmp_path: Path) -
     assert bulk.cost_usd == pytest.approx(bulk.bytes_written["total"] / 1024 ** 3 * 0.5 + 10 * item_size(_user(1)) / 1024 ** 3 * 0.10)
 
 
+def test_bulk_put_is_not_offered_for_a_global_table() -> None:
+    stats = SampleStats(index_shapes(APP))
+    stats.add(_user(1))
+    glob = dict(APP, Replicas=[{"RegionName": "eu-west-1", "ReplicaStatus": "ACTIVE"}])
+    bulk = estimate_job(_job(stats, 10, glob, exists=True)).lane("bulk-put")
+    assert not bulk.available and "global table" in (bulk.why_not or "")
+
+
 def test_enforce_max_cost_passes_under_the_cap_and_refuses_over_it() -> None:
     stats = SampleStats(index_shapes(APP))
     stats.add(_user(1))

@@ -136,6 +136,8 @@ def _bulk_put_lane(c: Calc) -> Lane:
         lane.why_not = "bulk put does not follow a stream: use it for the backfill, then replicate --no-backfill"
     elif job.target is None or not job.target.exists:
         lane.why_not = "the target does not exist yet (bulk put loads an existing table; see the ImportTable lane)"
+    elif (job.target.desc or {}).get("Replicas"):
+        lane.why_not = "the target is a global table, which bulk put cannot load"
     elif job.kind == "import" and job.transform:
         lane.why_not = "bulk put loads the files as they are: a transform needs the engine (or export them transformed first)"
     elif job.kind == "import" and not job.files_in_s3:
