@@ -155,6 +155,9 @@ def test_rerun_reattaches_by_client_token_and_restart_starts_a_new_operation(fak
     assert again.extra["bulk_operation_arn"] == first.extra["bulk_operation_arn"]
     assert again.extra["reattached"] is True
     assert sum(1 for c in fake.calls if c["op"] == "StartBulkPutItems") == 1  # re-attached, not restarted
+    # other settings for the same table and input: refused, naming the way out
+    with pytest.raises(UsageError, match="other settings.*--restart"):
+        native_bulk_put("s3://in-bucket/data/", _ref(fake.url), tier="accelerated", **kw)  # type: ignore[arg-type]
     new = native_bulk_put("s3://in-bucket/data/", _ref(fake.url), restart=True, **kw)  # type: ignore[arg-type]
     assert new.extra["bulk_operation_arn"] != first.extra["bulk_operation_arn"]
     tokens = [c["body"]["ClientToken"] for c in fake.calls if c["op"] == "StartBulkPutItems"]
@@ -207,3 +210,18 @@ def test_cli_import_native_bulk_put_prints_the_failure_report(fake: Any, tmp_pat
     assert "failure report: s3://in-bucket/ddbmigrate-bulk-put-reports/orders" in r.stderr
     start = next(c["body"] for c in fake.calls if c["op"] == "StartBulkPutItems")
     assert start["PerformanceTier"] == "STANDARD" and start["MaxWriteRequestUnits"] == 4096
+
+
+def test_a_crash_before_the_start_answer_reuses_the_saved_token(fake: Any, tmp_path: Any) -> None:
+    """The token is saved before StartBulkPutItems: a rerun sends the same token, so DynamoDB
+    answers with the operation the lost call started instead of starting a second load."""
+    from ddbmigrate.aws import bulk_put as bp
+
+    ref = _ref(fake.url)
+    path = bp._state_path(ref, "s3://in-bucket/data/", str(tmp_path))
+    bp._save_state(path, {"client_token": "tok-123"})  # what a crash right after the save leaves
+    rep = native_bulk_put("s3://in-bucket/data/", ref, poll_interval=0.0, sleep=lambda s: None,
+                          state_dir=str(tmp_path))
+    starts = [c["body"] for c in fake.calls if c["op"] == "StartBulkPutItems"]
+    assert [s["ClientToken"] for s in starts] == ["tok-123"] and rep.extra["client_token"] == "tok-123"
+    assert json.loads(open(path).read())["arn"] == rep.extra["bulk_operation_arn"]

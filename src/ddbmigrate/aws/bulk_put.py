@@ -141,6 +141,15 @@ def native_bulk_put(
     state_path = _state_path(table, s3_uri, state_dir)
     state = {} if restart else _load_state(state_path)
     rep = Report(job="bulk-put", source=s3_uri, target=table.describe())
+    desc = c.describe_table()  # the table must exist: bulk put never creates one
+    req = bulk_put_request(s3_uri, str(desc.get("TableArn") or table.table), report_uri,
+                           input_format=input_format, compression=compression, tier=tier,
+                           max_write_units=max_write_units, s3_bucket_owner=s3_bucket_owner)
+    if state.get("request") not in (None, req):
+        # Same table and input, other settings: re-attaching would silently ignore them.
+        raise UsageError(f"a bulk put of {s3_uri} into {table.table} with other settings is recorded in {state_path} "
+                         "(it may still be running): rerun with its settings to watch it, or add --restart to start "
+                         "a new operation", table=table.table)
     first: Optional[Dict[str, Any]] = None
     if state.get("arn"):
         try:
@@ -148,10 +157,6 @@ def native_bulk_put(
         except FatalError:
             first = None  # gone (older than DynamoDB keeps it): start again with the saved token
     if first is None:
-        desc = c.describe_table()  # the table must exist: bulk put never creates one
-        req = bulk_put_request(s3_uri, str(desc.get("TableArn") or table.table), report_uri,
-                               input_format=input_format, compression=compression, tier=tier,
-                               max_write_units=max_write_units, s3_bucket_owner=s3_bucket_owner)
         token = str(state.get("client_token") or uuid.uuid4())
         _save_state(state_path, {"client_token": token, "request": req, "started_at": utcnow()})
         try:
