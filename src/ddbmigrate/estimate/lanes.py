@@ -58,19 +58,13 @@ def _engine_lane(c: Calc) -> Lane:
         lane.needs.append("dynamodb:BatchWriteItem and DescribeTable on the target")
         lane.bytes_written = c.entry_bytes()
     read_mode = job.source.billing if job.source is not None else "PAY_PER_REQUEST"
-    actual, od, prov = c.cost_units(read, write, read_mode, write_mode)
-    extra = sum(v for v in lane.cost_parts.values() if v is not None)
     if job.kind == "import" and job.files_in_s3:
-        gets = job.files / 1000.0 * (c.price("s3_get_per_1000") or 0.0)
-        lane.cost_parts["s3 requests"] = gets
-        extra += gets
-    read_cost = (read / 1e6 * (c.price("on_demand_read_per_million") or 0.0) if read_mode != "PROVISIONED"
-                 else read / 3600.0 * (c.price("provisioned_rcu_hour") or 0.0))
-    write_cost = (write / 1e6 * (c.price("on_demand_write_per_million") or 0.0) if write_mode != "PROVISIONED"
-                  else write / 3600.0 * (c.price("provisioned_wcu_hour") or 0.0))
+        lane.cost_parts["s3 requests"] = job.files / 1000.0 * (c.price("s3_get_per_1000") or 0.0)
+    extra = sum(v for v in lane.cost_parts.values() if v is not None)
+    read_cost, write_cost, od, prov = c.cost_units(read, write, read_mode, write_mode)
     lane.cost_parts["read units"] = read_cost
     lane.cost_parts["write units"] = write_cost
-    lane.cost_usd = (actual or 0.0) + extra
+    lane.cost_usd = read_cost + write_cost + extra
     lane.cost_on_demand_usd = od + extra
     lane.cost_provisioned_usd = prov + extra
     # time
@@ -112,18 +106,17 @@ def _managed_import_lane(c: Calc) -> Lane:
         lane.why_not = "ImportTable reads S3: upload the files first"
     else:
         lane.available = True
-    _managed_common(c, lane, import_gb=c.out_bytes() / GB)
+    _managed_common(c, lane)
     # The same writes as the engine's, for comparison; ImportTable bills them per GB, not as capacity.
     lane.write_units = c.write_units()
     lane.bytes_written = c.entry_bytes()
-    if lane.available or lane.why_not:
-        imp = c.price("import_per_gb")
-        lane.cost_parts["ImportTable"] = None if imp is None else c.out_bytes() / GB * imp
-        lane.bounds["ImportTable"] = c.p.assume("managed_startup_seconds") + \
-            c.out_bytes() / GB / c.p.assume("import_table_gb_per_hour") * 3600
-        lane.needs += ["dynamodb:ImportTable", "s3:GetObject and s3:ListBucket on the bucket",
-                       "logs:CreateLogGroup/CreateLogStream/PutLogEvents (DynamoDB logs rejected items)"]
-        lane.notes.append("ImportTable consumes no table capacity: billed per GB of uncompressed input")
+    imp = c.price("import_per_gb")
+    lane.cost_parts["ImportTable"] = None if imp is None else c.out_bytes() / GB * imp
+    lane.bounds["ImportTable"] = c.p.assume("managed_startup_seconds") + \
+        c.out_bytes() / GB / c.p.assume("import_table_gb_per_hour") * 3600
+    lane.needs += ["dynamodb:ImportTable", "s3:GetObject and s3:ListBucket on the bucket",
+                   "logs:CreateLogGroup/CreateLogStream/PutLogEvents (DynamoDB logs rejected items)"]
+    lane.notes.append("ImportTable consumes no table capacity: billed per GB of uncompressed input")
     _sum_managed(c, lane)
     return lane
 
@@ -144,7 +137,7 @@ def _bulk_put_lane(c: Calc) -> Lane:
         lane.why_not = "bulk put reads S3: upload the files first"
     else:
         lane.available = True
-    _managed_common(c, lane, import_gb=c.out_bytes() / GB)
+    _managed_common(c, lane)
     units = c.write_units()
     lane.write_units = units
     lane.bytes_written = c.entry_bytes()
@@ -168,7 +161,7 @@ def _bulk_put_lane(c: Calc) -> Lane:
     return lane
 
 
-def _managed_common(c: Calc, lane: Lane, import_gb: float) -> None:
+def _managed_common(c: Calc, lane: Lane) -> None:
     """The export step in front of a managed load: native (no transform) or ours (with one)."""
     job = c.job
     if job.kind == "import":
@@ -179,8 +172,8 @@ def _managed_common(c: Calc, lane: Lane, import_gb: float) -> None:
         lane.read_units = {"table": read, "total": read}
         mode = job.source.billing if job.source else "PAY_PER_REQUEST"
         cost = c.cost_units(read, 0.0, mode, "PAY_PER_REQUEST")[0]
-        files, puts = c.s3_put_cost(c.out_bytes())
-        lane.cost_parts["export (ddbmigrate, transformed)"] = (cost or 0.0) + puts
+        _files, puts = c.s3_put_cost(c.out_bytes())
+        lane.cost_parts["export (ddbmigrate, transformed)"] = cost + puts
         cap = capacity((job.source.desc if job.source else None), mode, "read", c.p, c.notes,
                        f"source {job.source.label if job.source else ''}")
         lane.bounds["export (ddbmigrate)"] = read / cap if read else 0.0
@@ -214,7 +207,7 @@ def _native_export_lane(c: Calc) -> Lane:
     lane = Lane(NATIVE_EXPORT, "DynamoDB Export to S3 (native)", True, consumes_capacity=False)
     if c.job.transform:
         lane.available, lane.why_not = False, "a native export cannot transform items"
-    _managed_common(c, lane, 0.0)
+    _managed_common(c, lane)
     lane.write_units = {"total": 0.0}
     _sum_managed(c, lane)
     return lane

@@ -254,14 +254,15 @@ class Calc:
     def price(self, name: str, tier: Optional[str] = None) -> Optional[float]:
         return self.p.rate(name, tier)
 
-    def cost_units(self, read: float, write: float, read_mode: str, write_mode: str) -> Tuple[Optional[float], float, float]:
-        """(cost by the tables' own billing modes, all on-demand, all provisioned)."""
+    def cost_units(self, read: float, write: float, read_mode: str,
+                   write_mode: str) -> Tuple[float, float, float, float]:
+        """(read cost, write cost) at the tables' own billing modes, then (all on-demand, all provisioned)."""
         rr, wr = self.price("on_demand_read_per_million") or 0.0, self.price("on_demand_write_per_million") or 0.0
         rh, wh = self.price("provisioned_rcu_hour") or 0.0, self.price("provisioned_wcu_hour") or 0.0
         od_r, od_w = read / 1e6 * rr, write / 1e6 * wr
         pr_r, pr_w = read / 3600.0 * rh, write / 3600.0 * wh
-        actual = (pr_r if read_mode == "PROVISIONED" else od_r) + (pr_w if write_mode == "PROVISIONED" else od_w)
-        return actual, od_r + od_w, pr_r + pr_w
+        return (pr_r if read_mode == "PROVISIONED" else od_r, pr_w if write_mode == "PROVISIONED" else od_w,
+                od_r + od_w, pr_r + pr_w)
 
     def s3_put_cost(self, nbytes: float) -> Tuple[float, float]:
         files = math.ceil(nbytes / self.p.assume("export_file_bytes")) + 4 if nbytes > 0 else 0  # + manifests
