@@ -137,7 +137,7 @@ def estimate_group() -> None:
 @handle_errors
 @pass_kwargs
 def estimate_copy_cmd(kw: Dict[str, Any]) -> int:
-    """Estimate ``copy SOURCE_TABLE TARGET_TABLE``."""
+    """Estimate `copy SOURCE_TABLE TARGET_TABLE` (every lane, hot keys, cost, time)."""
     from ..estimate import estimate_copy
 
     est = estimate_copy(table_ref(kw["source_table"], kw, "source"), table_ref(kw["target_table"], kw, "target"),
@@ -161,7 +161,7 @@ def estimate_copy_cmd(kw: Dict[str, Any]) -> int:
 @handle_errors
 @pass_kwargs
 def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
-    """Estimate the backfill of ``replicate SOURCE_TABLE TARGET_TABLE`` (the stream is a note)."""
+    """Estimate the backfill of `replicate SOURCE_TABLE TARGET_TABLE` (the stream is a note)."""
     from ..estimate import estimate_replicate
 
     est = estimate_replicate(table_ref(kw["source_table"], kw, "source"),
@@ -193,7 +193,7 @@ def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
 @handle_errors
 @pass_kwargs
 def estimate_import_cmd(kw: Dict[str, Any]) -> int:
-    """Estimate ``import SOURCE TABLE``."""
+    """Estimate `import SOURCE TABLE` (our engine, ImportTable, bulk put)."""
     from ..estimate import estimate_import
 
     est = estimate_import(kw["source"], table_ref(kw["table"], kw), build_run_options(kw), spec=kw["spec"],
@@ -220,7 +220,7 @@ def estimate_import_cmd(kw: Dict[str, Any]) -> int:
 @handle_errors
 @pass_kwargs
 def estimate_export_cmd(kw: Dict[str, Any]) -> int:
-    """Estimate ``export TABLE DEST``."""
+    """Estimate `export TABLE DEST` (our scan to files, and the native export)."""
     from ..estimate import estimate_export
 
     est = estimate_export(table_ref(kw["table"], kw), kw["dest"], build_run_options(kw), native=kw["native"],
