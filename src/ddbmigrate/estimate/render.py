@@ -11,6 +11,10 @@ def _usd(v: Optional[float]) -> str:
     return usd(v)
 
 
+def _v(x: object) -> str:
+    return "-" if x is None else str(x)
+
+
 def _units(d: dict) -> str:  # type: ignore[type-arg]
     parts = [f"{k} {v:,.0f}" for k, v in d.items() if k != "total" and v]
     total = d.get("total", 0) or 0
@@ -41,8 +45,9 @@ def estimate_lines(est: Estimate) -> List[str]:
            f"  prices: {est.prices['region']} of {est.prices['date']} ({est.prices['file']})",
            f"  source: {est.inputs['source_items']:,} items, {est.inputs['source_bytes']:,} bytes"
            f"{' (the sample is the whole source)' if s['complete'] else ''}",
-           f"  sample: {s['items']:,} items -> {s['outputs']:,} outputs (fan-out {s['fan_out']}, "
-           f"drop rate {s['drop_rate']}, mean {s['mean_source_item_bytes']} -> {s['mean_output_item_bytes']} bytes)"]
+           f"  sample: {s['items']:,} items -> {s['outputs']:,} outputs (fan-out {_v(s['fan_out'])}, "
+           f"drop rate {_v(s['drop_rate'])}, mean {_v(s['mean_source_item_bytes'])} -> "
+           f"{_v(s['mean_output_item_bytes'])} bytes)"]
     for name, k in est.keys.items():
         hot = k.get("hottest")
         where = "table" if name == "table" else name
