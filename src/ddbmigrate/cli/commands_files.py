@@ -9,6 +9,7 @@ import click
 from ..jobs.export import export_table
 from ..jobs.import_files import import_files
 from ..sinks.export_files import DEFAULT_FILE_SIZE
+from .commands_estimate import check_cost, max_cost_option
 from .commands_plan import (
     native_export_options,
     native_import_options,
@@ -16,7 +17,6 @@ from .commands_plan import (
     run_native_import,
     wants_native_export,
 )
-from .commands_estimate import check_cost, max_cost_option
 from .engine import engine_from, engine_options
 from .options import (
     aws_options,

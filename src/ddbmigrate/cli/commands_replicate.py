@@ -16,6 +16,7 @@ from ..errors import EXIT_LAGGING, EXIT_NOT_RUNNING, FatalError
 from ..jobs.cutover import cutover
 from ..jobs.replicate import replicate
 from ..state.status import read_status, request_stop, status_path_for, stop_request_path
+from .commands_estimate import check_cost, max_cost_option
 from .options import (
     build_run_options,
     confirm_prompt,
@@ -25,7 +26,6 @@ from .options import (
     transform_options,
     two_sided_aws_options,
 )
-from .commands_estimate import check_cost, max_cost_option
 from .render import handle_errors, render_report
 
 
