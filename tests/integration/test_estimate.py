@@ -102,6 +102,7 @@ def test_estimate_copy_json_equals_the_hand_computation(endpoint: str, tmp_path:
     s = doc["inputs"]["sample"]
     assert (s["items"], s["outputs"], s["complete"]) == (10, 16, True)
     assert s["fan_out"] == 1.6 and s["drop_rate"] == 0.2
+    assert s["read_units_consumed"] > 0  # what the sample itself cost, as DynamoDB reported it
     assert doc["inputs"]["source_items"] == 10 and doc["inputs"]["source_bytes"] == SOURCE_BYTES
     assert doc["inputs"]["target_table"]["exists"] is False
     engine = next(ln for ln in doc["lanes"] if ln["lane"] == "engine")

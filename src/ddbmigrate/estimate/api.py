@@ -82,10 +82,11 @@ def _side_counts(desc: Dict[str, Any], stats: SampleStats, notes: List[str]) -> 
 
 
 def _run_sample(client: DynamoClient, table: str, stats: SampleStats, sample: int, consistent: bool) -> None:
-    items, complete, _units = sample_table(client, table, sample, consistent=consistent)
+    items, complete, units = sample_table(client, table, sample, consistent=consistent)
     for it in items:
         stats.add(it)
     stats.complete = complete
+    stats.read_units = units
 
 
 def _table_job(kind: str, source: TableRef, target: TableRef, options: Optional[RunOptions], *,

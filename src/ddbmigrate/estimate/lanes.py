@@ -301,7 +301,7 @@ def estimate_job(job: Job, *, source_label: str = "", target_label: str = "") ->
                    "transform_errors": st.errors,
                    "mean_source_item_bytes": round(st.source_bytes / st.source_items, 1) if st.source_items else None,
                    "mean_output_item_bytes": round(st.output_bytes / st.outputs, 1) if st.outputs else None,
-                   "cpu_seconds": round(st.cpu_seconds, 4)},
+                   "cpu_seconds": round(st.cpu_seconds, 4), "read_units_consumed": round(st.read_units, 2)},
         "transform": job.transform,
         "consistent_read": job.consistent_read,
     }

@@ -138,6 +138,7 @@ class SampleStats:
     output_bytes: int = 0
     cpu_seconds: float = 0.0
     complete: bool = False  # the sample is the whole source
+    read_units: float = 0.0  # what taking the sample consumed (DynamoDB's ConsumedCapacity)
     units: Dict[str, int] = field(default_factory=dict)  # index name -> write units of the sample
     entry_bytes: Dict[str, int] = field(default_factory=dict)  # index name -> bytes written to it
     projected: Dict[str, int] = field(default_factory=dict)  # index name -> outputs it holds
