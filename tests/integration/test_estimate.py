@@ -223,6 +223,9 @@ def test_max_cost_above_the_estimate_runs_and_reports_estimate_vs_actual(endpoin
     assert "estimate" in r.stderr and "actual" in r.stderr
     e = rep["extra"]["estimate"]
     assert e["lane"] == "engine" and e["estimated"]["write_units"] == WRITE_UNITS
+    shown = _run("report", str(tmp_path / "rep.json"))  # the saved report shows them too
+    assert shown.exit_code == 0 and "estimated: " in shown.stdout and "48 write units" in shown.stdout
+    assert "actual: " in shown.stdout
     assert e["actual"]["duration_s"] == rep["duration_seconds"] > 0
     assert e["actual"]["write_units"] == rep["consumed_write_units"]
 

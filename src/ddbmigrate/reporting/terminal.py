@@ -133,6 +133,11 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
                           + (f" (in {r.dead_letter_path})" if r.dead_letter_path else ""))
         if r.error:
             console.print(f"[red]{r.name}:[/red] {r.error}")
+        if r.estimate and "estimated" in r.estimate:
+            from ..estimate.guard import comparison_lines
+
+            for line in comparison_lines(r.estimate):
+                console.print(f"{r.name}: {line}")
         if r.unit_seconds:
             vals = sorted(r.unit_seconds.values())
             console.print(f"{r.name}: {len(vals)} segment(s), fastest {vals[0]:.1f}s, median "
