@@ -157,6 +157,10 @@ def estimate_copy_cmd(kw: Dict[str, Any]) -> int:
 @click.option("--target-spec", type=click.Path(exists=True, dir_okay=False),
               help="The target's spec (its keys and indexes), when it does not exist yet.")
 @click.option("--no-backfill", is_flag=True, hidden=True)
+@click.option("--status-file", hidden=True)
+@click.option("--max-runtime", type=float, hidden=True)
+@click.option("--stop-after-idle", type=float, hidden=True)
+@click.option("--poll-interval", type=float, hidden=True)
 @estimate_options
 @handle_errors
 @pass_kwargs
@@ -188,6 +192,7 @@ def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
 @click.option("--native", is_flag=True, help="This job's lane is DynamoDB's (ImportTable, or bulk put with --bulk-put).")
 @click.option("--bulk-put", is_flag=True, help="This job's lane is bulk put items (existing table).")
 @click.option("--tier", type=click.Choice(["standard", "accelerated"]), default="standard", show_default=True)
+@click.option("--failure-report", hidden=True)
 @engine_options
 @estimate_options
 @handle_errors
@@ -214,6 +219,8 @@ def estimate_import_cmd(kw: Dict[str, Any]) -> int:
 @click.option("--file-size", type=int, hidden=True)
 @click.option("--native", is_flag=True, help="This job's lane is DynamoDB's native export.")
 @click.option("--export-time", hidden=True)
+@click.option("--incremental", nargs=2, default=None, hidden=True)
+@click.option("--commit-every", type=float, hidden=True)
 @click.option("--processes", type=click.IntRange(1, 256), default=1, show_default=True)
 @engine_options
 @estimate_options
@@ -225,6 +232,9 @@ def estimate_export_cmd(kw: Dict[str, Any]) -> int:
 
     est = estimate_export(table_ref(kw["table"], kw), kw["dest"], build_run_options(kw), native=kw["native"],
                           sample=kw["estimate_sample"], prices=kw["prices"])
+    if kw.get("incremental"):
+        est.assumptions.insert(0, "--incremental: estimated as a full export (an incremental export's size is "
+                                  "only known once it has run): an upper bound")
     return finish(est, kw, "the export")
 
 
