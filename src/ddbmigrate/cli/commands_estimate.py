@@ -172,6 +172,9 @@ def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
                              table_ref(kw["target_table"], kw, "target"), build_run_options(kw),
                              create_target=kw["create_target"], target_spec=kw["target_spec"],
                              sample=kw["estimate_sample"], prices=kw["prices"])
+    if kw.get("no_backfill"):
+        est.assumptions.insert(0, "--no-backfill: the replication copies nothing up front; the lanes show what "
+                                  "a backfill would take, and the stream costs one write per change")
     return finish(est, kw, "the replication's backfill")
 
 
