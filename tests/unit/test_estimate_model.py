@@ -207,3 +207,21 @@ def test_lagging_describe_table_counts_use_its_size() -> None:
     notes = []
     items, _ = _side_counts({"ItemCount": 0, "TableSizeBytes": 0}, stats, notes)
     assert items == 10 and "at least the 10 sampled items" in notes[0]
+
+
+def test_transform_errors_are_counted_apart_from_drops() -> None:
+    from ddbmigrate.core.transform import Transform
+
+    def remodel(item: Dict[str, Any]) -> Any:
+        if item["pk"] == "boom":
+            raise ValueError("bad item")
+        return None if item["pk"] == "drop" else item
+
+    stats = SampleStats(index_shapes({"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]}),
+                        Transform(remodel, "t:remodel", "0", __file__))
+    for pk in ("a", "drop", "boom", "b"):
+        stats.add({"pk": {"S": pk}})
+    assert (stats.source_items, stats.outputs, stats.dropped, stats.errors) == (4, 2, 1, 1)
+    assert "bad item" in (stats.first_error or "")
+    est = estimate_job(_job(stats, 4, {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]}))
+    assert any("1 of 4 sampled items failed in the transform" in w for w in est.warnings)

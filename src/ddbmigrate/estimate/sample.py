@@ -169,12 +169,12 @@ class SampleStats:
             for o in outs:
                 orjson.dumps(o)  # the encoding the writer does: part of the CPU per item
         except DdbMigrateError as e:
-            self.errors += 1
+            self.errors += 1  # a dead letter of the job, not a drop
             self.first_error = self.first_error or e.one_line()
-            outs = []
+            return
         finally:
             self.cpu_seconds += time.process_time() - t0
-        if not outs and self.transform is not None:
+        if not outs:
             self.dropped += 1
         for o in outs:
             self.outputs += 1
