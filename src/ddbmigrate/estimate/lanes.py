@@ -116,7 +116,7 @@ def _managed_import_lane(c: Calc) -> Lane:
         c.out_bytes() / GB / c.p.assume("import_table_gb_per_hour") * 3600
     lane.needs += ["dynamodb:ImportTable", "s3:GetObject and s3:ListBucket on the bucket",
                    "logs:CreateLogGroup/CreateLogStream/PutLogEvents (DynamoDB logs rejected items)"]
-    lane.notes.append("ImportTable consumes no table capacity: billed per GB of uncompressed input")
+    lane.notes.append("ImportTable consumes no table capacity: billed per GB (GiB) of uncompressed input")
     _sum_managed(c, lane)
     return lane
 
