@@ -225,3 +225,13 @@ def test_a_crash_before_the_start_answer_reuses_the_saved_token(fake: Any, tmp_p
     starts = [c["body"] for c in fake.calls if c["op"] == "StartBulkPutItems"]
     assert [s["ClientToken"] for s in starts] == ["tok-123"] and rep.extra["client_token"] == "tok-123"
     assert json.loads(open(path).read())["arn"] == rep.extra["bulk_operation_arn"]
+
+
+def test_cli_refuses_mixed_lanes_before_any_call(fake: Any) -> None:
+    base = ["import", "s3://in-bucket/data/", TABLE, "--endpoint-url", fake.url, "--region", "us-east-1",
+            "--progress", "off"]
+    r = CliRunner().invoke(main, base + ["--native", "--bulk-put", "--spec", __file__])
+    assert r.exit_code == 2 and "drop --spec" in r.output
+    r = CliRunner().invoke(main, base + ["--native", "--tier", "accelerated", "--spec", __file__])
+    assert r.exit_code == 2 and "add --bulk-put" in r.output
+    assert fake.calls == []
