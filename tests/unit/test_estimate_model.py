@@ -56,7 +56,7 @@ def test_a_constant_gsi_key_caps_the_copy_and_is_named() -> None:
     assert engine.write_units == {"table": 19_980_000, "GSI1": 19_980_000, "total": 39_960_000}
     assert engine.bounds["hot key GSI1"] == pytest.approx(19_980.0)
     assert engine.limited_by == "hot key GSI1" and fmt_duration(engine.duration_s) == "5 h 33 min"
-    assert est.warnings == ["GSI1PK='USER' holds 100 % of items: GSI1 caps writes at 1,000 WCU/s -> >= 5 h 33 min"]
+    assert est.warnings == ["GSI1PK='USER' holds 100 % of items: GSI1 caps writes at 1,000 WCU/s → ≥ 5 h 33 min"]
     # on-demand: 39.96 M write units at $0.625 per million
     assert engine.cost_parts["write units"] == pytest.approx(39_960_000 * 0.625 / 1e6)
 

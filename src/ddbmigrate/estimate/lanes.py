@@ -268,7 +268,7 @@ def hot_key_warnings(c: Calc, engine: Lane) -> Tuple[Dict[str, Any], List[str]]:
             if item_share >= 0.1 or seconds >= rest:
                 where = "the table" if name == "table" else name
                 warnings.append(f"{spread.attribute}={value!r} holds {item_share * 100:.0f} % of items: {where} caps "
-                                f"writes at {limit / unit_share:,.0f} WCU/s -> >= {fmt_duration(seconds)}")
+                                f"writes at {limit / unit_share:,.0f} WCU/s → ≥ {fmt_duration(seconds)}")
         keys[name] = entry
     return keys, warnings
 
