@@ -225,3 +225,24 @@ def test_transform_errors_are_counted_apart_from_drops() -> None:
     assert "bad item" in (stats.first_error or "")
     est = estimate_job(_job(stats, 4, {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]}))
     assert any("1 of 4 sampled items failed in the transform" in w for w in est.warnings)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 5000), min_size=1, max_size=20), st.integers(1, 10 ** 9))
+def test_costs_are_the_scaled_units_times_the_prices(sizes: List[int], total: int) -> None:
+    """For any item sizes and table size: write units = k x the sample's, and the on-demand and
+    provisioned costs are exactly units x price (reads included)."""
+    desc = {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}], "BillingMode": "PAY_PER_REQUEST"}
+    stats = SampleStats(index_shapes(desc))
+    for i, n in enumerate(sizes):
+        stats.add({"pk": {"S": f"{i:04d}"}, "v": {"S": "x" * n}})
+    total = max(total, len(sizes))
+    job = _job(stats, total, desc)
+    lane = estimate_job(job).lane("engine")
+    k = total / len(sizes)
+    assert lane.write_units["total"] == pytest.approx(sum(write_units(6 + 1 + n) for n in sizes) * k)
+    reads = read_units(job.source_bytes)
+    assert lane.read_units["total"] == reads
+    assert lane.cost_on_demand_usd == pytest.approx(lane.write_units["total"] * 0.625e-6 + reads * 0.125e-6)
+    assert lane.cost_provisioned_usd == pytest.approx(lane.write_units["total"] / 3600 * 0.00065
+                                                      + reads / 3600 * 0.00013)
