@@ -58,15 +58,14 @@ def estimate_options(f: F) -> F:
 
 
 def _job_flags(f: F) -> F:
-    """Flags of the jobs that change nothing in an estimate, accepted so a job's command line works."""
+    """Flags of the jobs that change nothing in an estimate, accepted so a job's command line works
+    (``--processes`` comes with the engine options, as on the jobs: this machine's throughput scales with it)."""
     opts = [
         click.option("--mode", type=click.Choice(["overwrite", "skip-existing", "fail-existing"]), default="overwrite"),
         click.option("--dry-run", is_flag=True, hidden=True),
         click.option("--clean-target", is_flag=True, hidden=True),
         click.option("--yes", "-y", is_flag=True, hidden=True),
         click.option("--verify", "verify_after", is_flag=True, hidden=True),
-        click.option("--processes", type=click.IntRange(1, 256), default=1, show_default=True,
-                     help="Worker processes the job would use (this machine's throughput scales with them)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -224,7 +223,6 @@ def estimate_import_cmd(kw: Dict[str, Any]) -> int:
 @click.option("--export-time", hidden=True)
 @click.option("--incremental", nargs=2, default=None, hidden=True)
 @click.option("--commit-every", type=float, hidden=True)
-@click.option("--processes", type=click.IntRange(1, 256), default=1, show_default=True)
 @engine_options
 @estimate_options
 @handle_errors
