@@ -140,7 +140,8 @@ def test_estimate_table_output_names_the_hot_key_and_lanes(endpoint: str, tmp_pa
     assert "ddbmigrate engine" in r.stdout and "ImportTable" in r.stdout and "bulk put" in r.stdout
     assert "write units 48 (table 24, GSI1 16, GSI2 8)" in r.stdout
     r = _run("estimate", "copy", src, unique("app"), "--endpoint-url", endpoint, "--region", "us-east-1",
-             "--transform", f["transform"], "--target-spec", f["spec"], "--max-cost", "0.00001")
+             "--transform", f["transform"], "--target-spec", f["spec"], "--max-cost", "0.00001",
+             "--processes", "auto", "--mode", "skip-existing")  # the job's own options are accepted
     assert r.exit_code == 2 and "exceeds --max-cost $0.000010" in r.stderr
 
 
