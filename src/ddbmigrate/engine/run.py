@@ -44,6 +44,7 @@ from typing import (
 
 from ..config import RunOptions
 from ..errors import DdbMigrateError, FatalError, InterruptedError_, RetriableError
+from ..reporting import metrics
 from ..reporting.progress import Progress
 from ..reporting.report import Report, deliver, finish, merge_stats
 from ..state.checkpoint import (
@@ -320,6 +321,11 @@ class Driver:
             out["status"] = "stopping: finishing in-flight writes (signal again to stop at once)"
         return out
 
+    def metric_samples(self) -> List[metrics.Sample]:
+        """This job's figures for ``--metrics-port`` (read at scrape time)."""
+        return metrics.job_samples(self.job.kind, self.counters(live=True), self.stats(), self.limits(),
+                                   dict(self.dead.by_reason))
+
     def sink_state(self) -> Dict[str, Any]:
         with self._lock:
             states = [w.sink_state for w in self.workers.values() if w.sink_state is not None]
@@ -369,10 +375,20 @@ class Driver:
 
             watcher = threading.Thread(target=watch, name="cancel-watch", daemon=True)
             watcher.start()
+        server: Optional[metrics.MetricsServer] = None
+        remove: Callable[[], None] = lambda: None
+        if self.opts.metrics_port is not None:
+            server = metrics.acquire(self.opts.metrics_host, self.opts.metrics_port)
+            stall = metrics.Stall()
+            remove = server.add(self.metric_samples, lambda: stall.observe(
+                self.snapshot().get("done", 0), sum(self.stats().get("retries", {}).values())))
         progress.start()
         try:
             yield
         finally:
+            remove()
+            if server is not None:
+                metrics.release(server)
             watcher_done.set()
             if watcher is not None:
                 watcher.join()

@@ -61,12 +61,22 @@ UNIT = "stream"
 # --------------------------------------------------------------------------- change mapping
 
 
+def is_ttl_delete(record: Dict[str, Any]) -> bool:
+    """A REMOVE made by DynamoDB's TTL expiry: its ``userIdentity`` is the DynamoDB service."""
+    ident = record.get("userIdentity") or {}
+    kind = ident.get("Type") or ident.get("type")
+    principal = ident.get("PrincipalId") or ident.get("principalId")
+    return kind == "Service" and principal == "dynamodb.amazonaws.com"
+
+
 class ChangeMapper:
     """Stream records of one page -> write operations (see the module docstring, invariant 1)."""
 
     def __init__(self, transform: Optional[Transform], source_keys: KeySchema, target_keys: KeySchema, *,
-                 on_error: str = "fail", context: Optional[TransformContext] = None) -> None:
+                 on_error: str = "fail", context: Optional[TransformContext] = None,
+                 skip_ttl_deletes: bool = False) -> None:
         self.tf = transform
+        self.skip_ttl_deletes = skip_ttl_deletes
         self.skeys = source_keys
         self.tkeys = target_keys
         self.on_error = on_error
@@ -76,7 +86,8 @@ class ChangeMapper:
         # Without a transform and with the same key, a record's Keys are the target key.
         self.simple = transform is None and source_keys == target_keys
         self.counts: Dict[str, int] = {"records": 0, "inserts": 0, "modifies": 0, "removes": 0,
-                                       "skipped_before_start": 0, "collapsed_records": 0}
+                                       "skipped_before_start": 0, "collapsed_records": 0, "ttl_deletes": 0,
+                                       "ttl_deletes_skipped": 0}
 
     @property
     def needs_old_images(self) -> bool:
@@ -99,6 +110,11 @@ class ChangeMapper:
                     c["skipped_before_start"] += 1
                     continue
             name = r.get("eventName")
+            if name == "REMOVE" and is_ttl_delete(r):
+                if self.skip_ttl_deletes:
+                    c["ttl_deletes_skipped"] += 1  # --skip-ttl-deletes: the target keeps its copy
+                    continue
+                c["ttl_deletes"] += 1
             c["inserts" if name == "INSERT" else "modifies" if name == "MODIFY" else "removes"] += 1
             groups.setdefault(self.skeys.key(d["Keys"]), []).append(r)
         ops: List[Tuple[int, WireItem]] = []
@@ -385,4 +401,4 @@ class StreamChangeSource(SourceBase):
             "since then are not recorded", table=self.table, code="StreamDisabled")
 
 
-__all__ = ["ChangeMapper", "STREAM_END_GRACE", "StreamChangeSource", "UNIT"]
+__all__ = ["ChangeMapper", "STREAM_END_GRACE", "StreamChangeSource", "UNIT", "is_ttl_delete"]

@@ -273,9 +273,11 @@ class StreamReader:
             req["ShardIteratorType"] = "LATEST"
         else:
             since = pos.get("since")
-            if since is not None and self.clock() - float(since) > self.retention - RETENTION_MARGIN:
+            margin = min(RETENTION_MARGIN, self.retention / 4)
+            if since is not None and self.clock() - float(since) > self.retention - margin:
                 raise self._resync(shard_id, f"shard {shard_id} has been waiting since "
-                                   f"{_fmt_time(float(since))}, longer than the stream's 24 h retention")
+                                   f"{_fmt_time(float(since))}, longer than the stream's retention "
+                                   f"({_fmt_span(self.retention)})")
             req["ShardIteratorType"] = "TRIM_HORIZON"
         try:
             resp = self.client.call("GetShardIterator", req)
@@ -347,6 +349,10 @@ def _pos_text(pos: Position) -> str:
     if "at" in pos:
         return f"sequence number {pos['at']}"
     return str(pos.get("from", pos))
+
+
+def _fmt_span(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
 
 
 def _fmt_time(t: float) -> str:
