@@ -358,6 +358,13 @@ class Driver:
         """Progress display, observers, signals and ``cancel`` around the engine's work."""
         progress = Progress(self.job.kind, self.snapshot, mode=self.opts.progress, label=progress_label)
         self.progress = progress
+        server: Optional[metrics.MetricsServer] = None
+        remove: Callable[[], None] = lambda: None
+        if self.opts.metrics_port is not None:
+            server = metrics.acquire(self.opts.metrics_host, self.opts.metrics_port)
+            stall = metrics.Stall()
+            remove = server.add(self.metric_samples, lambda: stall.observe(
+                self.snapshot().get("done", 0), sum(self.stats().get("retries", {}).values())))
         restore = install_handler(self._on_signal)
         detach: Callable[[], None] = lambda: None
         if self.observer is not None:
@@ -375,13 +382,6 @@ class Driver:
 
             watcher = threading.Thread(target=watch, name="cancel-watch", daemon=True)
             watcher.start()
-        server: Optional[metrics.MetricsServer] = None
-        remove: Callable[[], None] = lambda: None
-        if self.opts.metrics_port is not None:
-            server = metrics.acquire(self.opts.metrics_host, self.opts.metrics_port)
-            stall = metrics.Stall()
-            remove = server.add(self.metric_samples, lambda: stall.observe(
-                self.snapshot().get("done", 0), sum(self.stats().get("retries", {}).values())))
         progress.start()
         try:
             yield

@@ -145,6 +145,7 @@ def replicate(
     target_client: Optional[DynamoClient] = None,
     clock: Callable[[], float] = time.time,
     journal: Optional[str] = None,
+    journal_s3: Optional[S3Settings] = None,
     shard_readers: int = DEFAULT_SHARD_READERS,
     skip_ttl_deletes: bool = False,
     max_lag: Optional[float] = None,
@@ -251,7 +252,8 @@ def replicate(
             raise UsageError(f"this replication journals to {meta['journal']}; resume it with that --journal "
                              "(or --restart)")
     jr = Journal(meta["journal"], journal_state, segment_bytes=journal_segment_bytes, clock=clock,
-                 s3=S3Settings(region=source.region, profile=source.profile) if is_s3(meta["journal"]) else None)
+                 s3=(journal_s3 or S3Settings(region=source.region, profile=source.profile))
+                 if is_s3(meta["journal"]) else None)
     jr.open(fresh=fresh, positions=meta["start"]["shards"])
     writer = JournalWriter(reader, jr, readers=shard_readers, poll_interval=poll_interval, clock=clock,
                            table=source.table, retention=stream_retention)
