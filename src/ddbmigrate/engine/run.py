@@ -91,6 +91,9 @@ class WorkerView:
         self.live_fn: Optional[Callable[[], Dict[str, int]]] = None
         self.settled_fn: Optional[Callable[[], Dict[str, int]]] = None
         self.extra_fn: Optional[Callable[[], Dict[str, Any]]] = None
+        # Live retry stats and rate limits while a worker in this process runs (threads engine).
+        self.stats_fn: Optional[Callable[[], Dict[str, Any]]] = None
+        self.limits_fn: Optional[Callable[[], Dict[str, Dict[str, Any]]]] = None
 
     def live_counters(self) -> Dict[str, int]:
         if self.live_fn is not None:
@@ -281,7 +284,8 @@ class Driver:
 
     def stats(self) -> Dict[str, Any]:
         with self._lock:
-            return merge_stats(*(w.stats for w in self.workers.values() if w.stats))
+            views = list(self.workers.values())
+        return merge_stats(*(s for s in (w.stats_fn() if w.stats_fn is not None else w.stats for w in views) if s))
 
     def limits(self) -> Dict[str, Dict[str, Any]]:
         """Every configured limit summed over workers: their shares add up to the job's limit."""
@@ -289,7 +293,7 @@ class Driver:
         with self._lock:
             views = list(self.workers.values())
         for w in views:
-            for name, d in w.limits.items():
+            for name, d in (w.limits_fn() if w.limits_fn is not None else w.limits).items():
                 o = out.setdefault(name, {"limit": 0.0, "current": 0.0, "throttle_events": 0})
                 o["limit"] = round(o["limit"] + float(d.get("limit") or 0), 1)
                 o["current"] = round(o["current"] + float(d.get("current") or 0), 1)

@@ -541,6 +541,10 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
         report = ThreadsEngine().run(job)
     finally:
         _reopen(stream_ckpt)
+        try:
+            jsrc.prune(force=True)  # the final checkpoint is saved: what it covers can go
+        except Exception:  # noqa: BLE001 - a segment left behind is deleted by the next run
+            pass
     m = jsrc.metrics()
     report.extra.update({k: v for k, v in m.items() if v is not None and k != "journal"})
     report.extra["journal"] = {**m["journal"], "records_journaled": jr.records_total,

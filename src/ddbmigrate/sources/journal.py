@@ -318,7 +318,7 @@ class JournalSource(SourceBase):
                 return False
             time.sleep(0.003)
 
-    def _prune(self, force: bool = False) -> None:
+    def prune(self, force: bool = False) -> None:
         """Delete segments the *saved* checkpoint is past (invariant 2)."""
         now = time.monotonic()
         if not force and now - self._pruned_at < 1.0:
@@ -331,7 +331,7 @@ class JournalSource(SourceBase):
     def read(self, unit: str, position: Any, stop: threading.Event) -> Iterator[Chunk]:
         pos = dict(position) if position else {"segment": self.journal.first, "offset": 0}
         self.position = {"segment": int(pos["segment"]), "offset": int(pos["offset"])}
-        self._prune(force=True)
+        self.prune(force=True)
         while not self._stop_now(stop):
             self.writer.check()
             seg, off = self.position["segment"], self.position["offset"]
@@ -342,7 +342,7 @@ class JournalSource(SourceBase):
                 if not caught:
                     self.caught_up_since = None
                 self.caught_up = caught
-                self._prune()
+                self.prune()
                 self._idle_wait(stop)
                 continue
             self.caught_up = False
@@ -369,7 +369,7 @@ class JournalSource(SourceBase):
                     return
             if off >= len(lines) and not lines:
                 self.position = {"segment": seg + 1, "offset": 0}
-            self._prune()
+            self.prune()
 
     def _idle_wait(self, stop: threading.Event) -> None:
         end = time.monotonic() + min(self.poll_interval, 0.1)
