@@ -65,6 +65,8 @@ class JournalWriter:
         self._busy: Set[str] = set()
         self._not_before: Dict[str, float] = {}
         self._last_empty: Dict[str, bool] = {}
+        self._turn: Dict[str, int] = {}  # when each shard was last dispatched: round robin over shards
+        self._turns = 0
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -154,7 +156,8 @@ class JournalWriter:
         self.caught_up = (not busy and not self.reader.waiting_shards()
                           and all(self._last_empty.get(s, False) for s in ready)
                           and self.journal.buffered_bytes() == 0)
-        for sid in ready:
+        # Least recently read first, so a busy shard never starves the others of a reader.
+        for sid in sorted(ready, key=lambda x: self._turn.get(x, -1)):
             if len(busy) >= self.readers:
                 break
             parent = self.reader.shards[sid].parent_id if sid in self.reader.shards else None
@@ -163,6 +166,8 @@ class JournalWriter:
             if sid in busy or (parent is not None and parent in busy) or self._not_before.get(sid, 0.0) > now:
                 continue
             busy.add(sid)
+            self._turns += 1
+            self._turn[sid] = self._turns
             with self._cond:
                 self._busy.add(sid)
                 self.max_concurrent = max(self.max_concurrent, len(self._busy))

@@ -11,7 +11,8 @@ DynamoDB does for trimmed data:
   400 ``TrimmedDataAccessException``;
 - ``GetShardIterator`` ``TRIM_HORIZON``: starts after the trimmed records (the request is
   rewritten to ``AFTER_SEQUENCE_NUMBER`` of the last trimmed one), silently, as DynamoDB does;
-- ``GetRecords`` whose answer would contain a trimmed record: 400 ``TrimmedDataAccessException``.
+- ``GetRecords`` whose answer would contain a record trimmed more than ``trim_lag`` seconds ago:
+  400 ``TrimmedDataAccessException``.
 
 ``scan_delay`` slows every ``Scan`` page down, so a test's backfill outlasts the retention.
 Everything else is the fault proxy's (:mod:`ddbmigrate.testing.proxy`): faults, outages, audit.
@@ -35,13 +36,17 @@ class RetentionProxy(FaultProxy):
     """See the module docstring. ``tables``: the tables whose streams are watched."""
 
     def __init__(self, target: str, *, retention: float, tables: Sequence[str], scan_delay: float = 0.0,
-                 poll_interval: float = 0.1, **kw: Any) -> None:
+                 poll_interval: float = 0.1, trim_lag: float = 1.0, **kw: Any) -> None:
         super().__init__(target, **kw)
         self.target = target
         self.retention = retention
         self.tables = list(tables)
         self.scan_delay = scan_delay
         self.poll_interval = poll_interval
+        # DynamoDB trims in the background: an iterator handed out just before a record's
+        # retention ends can still read it for a moment (without this, every TRIM_HORIZON read
+        # near the boundary would race the clock).
+        self.trim_lag = trim_lag
         self._lock = threading.Lock()
         # shard id -> (sorted sequence numbers, first-seen times in the same order, seq strings)
         self._seen: Dict[str, Tuple[List[int], List[float], List[str]]] = {}
@@ -132,7 +137,7 @@ class RetentionProxy(FaultProxy):
             return seqs[:n], strs[:n]
 
     def _is_trimmed(self, shard: str, seq: int) -> bool:
-        cut = time.time() - self.retention
+        cut = time.time() - self.retention - self.trim_lag
         with self._lock:
             seqs, times, _ = self._seen.get(shard, ([], [], []))
             i = bisect.bisect_left(seqs, seq)
