@@ -359,3 +359,26 @@ def test_stall_means_failing_only_while_retries_come_and_nothing_settles() -> No
     assert s.observe(4, 9) is None  # writes settle again
     now["t"] = 40
     assert s.observe(4, 9) is None  # idle without retries is healthy
+
+
+def test_finished_shards_trimmed_from_the_stream_are_forgotten(tmp_path: Path) -> None:
+    """A replication that runs for weeks keeps only the shards the stream still lists."""
+    clock = Clock()
+    stream = ScriptedStream(clock)
+    stream.add_shard("old")
+    stream.write("old", "a")
+    stream.close("old")
+    stream.add_shard("new", "old")
+    stream.write("new", "b")
+    j = journal(tmp_path, seal_every=0.0)
+    j.open(fresh=True, positions={})
+    reader = StreamReader(stream, ARN, clock=clock)
+    run_writer(reader, j, 2, lambda w: j.records_total >= 2 and j.positions.get("old", {}).get("done"))
+    del stream.shards["old"]  # trimmed after 24 h: DescribeStream no longer lists it
+    stream.order.remove("old")
+    stream.write("new", "c")
+    run_writer(reader, j, 2, lambda w: j.records_total >= 3 and "old" not in j.positions)
+    again = journal(tmp_path)
+    again.open(fresh=False, positions={})
+    assert set(again.positions) == {"new"} and "old" not in reader.shards
+    assert [x["r"]["dynamodb"]["Keys"]["pk"]["S"] for x in lines(again)] == ["a", "b", "c"]

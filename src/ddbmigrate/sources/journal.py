@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..core.protocols import SourceBase
 from ..core.records import Chunk
@@ -146,6 +146,13 @@ class JournalWriter:
             self.reader.refresh()
         for sid, pos in list(self.reader.positions.items()):
             self.journal.set_position(sid, pos)  # shards learnt from DescribeStream
+        if self.reader.forgotten:
+            gone, self.reader.forgotten = self.reader.forgotten, []
+            self.journal.forget(gone)
+            for sid in gone:
+                self._turn.pop(sid, None)
+                self._not_before.pop(sid, None)
+                self._last_empty.pop(sid, None)
         ready = self.reader.ready_shards()
         with self._cond:
             busy = set(self._busy)
@@ -337,10 +344,24 @@ class JournalSource(SourceBase):
         pos = dict(position) if position else {"segment": self.journal.first, "offset": 0}
         self.position = {"segment": int(pos["segment"]), "offset": int(pos["offset"])}
         self.prune(force=True)
+        loaded: Tuple[int, List[Dict[str, Any]]] = (-1, [])  # the one segment held in memory
         while not self._stop_now(stop):
             self.writer.check()
+            # A chunk takes up to chunk_records records, across sealed segments: one round trip
+            # to the target per chunk, however small the segments a tailing writer seals.
             seg, off = self.position["segment"], self.position["offset"]
-            if seg >= self.journal.sealed_next():
+            part: List[Dict[str, Any]] = []
+            while len(part) < self.chunk_records and seg < self.journal.sealed_next():
+                if loaded[0] != seg:
+                    loaded = (seg, self.journal.read_segment(seg))
+                lines = loaded[1]
+                take = lines[off: off + self.chunk_records - len(part)]
+                part.extend(take)
+                off += len(take)
+                if off >= len(lines):
+                    seg, off = seg + 1, 0
+            if not part:
+                self.position = {"segment": seg, "offset": off}
                 caught = self.writer.caught_up
                 if caught and not self.caught_up:
                     self.caught_up_since = self.clock()
@@ -352,28 +373,22 @@ class JournalSource(SourceBase):
                 continue
             self.caught_up = False
             self.caught_up_since = None
-            lines = self.journal.read_segment(seg)
-            while off < len(lines):
-                part = lines[off: off + self.chunk_records]
-                records = [x["r"] for x in part]
-                self.in_flight = len(records)
-                self.in_flight_since = record_time(records[0], float(part[0].get("t") or self.clock()))
-                ops, rejects = self.mapper.map(f"{part[0].get('s')} (journal segment {seg})", records,
-                                               self.skip_before)
-                off += len(part)
-                nxt = {"segment": seg, "offset": off} if off < len(lines) else {"segment": seg + 1, "offset": 0}
-                yield Chunk(ops=ops, rejects=rejects, position=nxt)
-                if stop.is_set() or not self._wait_acked(stop):
-                    return
-                crash_point("after_stream_write")  # acknowledged, not yet checkpointed (kill -9 tests)
-                self.records_applied += len(records)
-                self.last_applied_time = record_time(records[-1], float(part[-1].get("t") or self.clock()))
-                self.in_flight, self.in_flight_since = 0, None
-                self.position = dict(nxt)
-                if self._stop_now(stop):
-                    return
-            if off >= len(lines) and not lines:
-                self.position = {"segment": seg + 1, "offset": 0}
+            records = [x["r"] for x in part]
+            self.in_flight = len(records)
+            self.in_flight_since = record_time(records[0], float(part[0].get("t") or self.clock()))
+            ops, rejects = self.mapper.map(f"{part[0].get('s')} (journal segment {self.position['segment']})",
+                                           records, self.skip_before)
+            nxt = {"segment": seg, "offset": off}
+            yield Chunk(ops=ops, rejects=rejects, position=nxt)
+            if stop.is_set() or not self._wait_acked(stop):
+                return
+            crash_point("after_stream_write")  # acknowledged, not yet checkpointed (kill -9 tests)
+            self.records_applied += len(records)
+            self.last_applied_time = record_time(records[-1], float(part[-1].get("t") or self.clock()))
+            self.in_flight, self.in_flight_since = 0, None
+            self.position = dict(nxt)
+            if loaded[0] < seg:
+                loaded = (-1, [])
             self.prune()
 
     def _idle_wait(self, stop: threading.Event) -> None:

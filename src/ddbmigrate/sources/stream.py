@@ -153,6 +153,7 @@ class StreamReader:
         self._described_at: Optional[float] = None
         self.iterator_renewals = 0
         self.get_records_calls = 0
+        self.forgotten: List[str] = []  # finished shards dropped by refresh (the caller forgets them too)
 
     # ------------------------------------------------------------------ discovery
 
@@ -191,11 +192,20 @@ class StreamReader:
         d = self.describe()
         self._described_at = now
         self.status, self.view_type = d.status, d.view_type
+        listed = {s.shard_id for s in d.shards}
         for s in d.shards:
             self.shards[s.shard_id] = s
             if s.shard_id not in self.positions:
                 # A shard we have never seen began after our start: all of it is new to us.
                 self.positions[s.shard_id] = {"from": "TRIM_HORIZON", "since": now}
+        for sid in [sid for sid in list(self.shards) if sid not in listed]:
+            if self.positions.get(sid, {}).get("done"):
+                # Finished and trimmed from the stream (24 h): forgotten, so a replication that
+                # runs for weeks keeps as many shards in memory as the stream lists. A child
+                # whose parent is unknown treats it as finished (see _parent_finished).
+                del self.shards[sid]
+                del self.positions[sid]
+                self.forgotten.append(sid)
 
     def start_positions(self) -> Dict[str, Position]:
         """Positions recorded *before* a backfill: every change from now on will be replayed.

@@ -151,11 +151,13 @@ class Journal:
         return doc
 
     def _existing(self) -> List[Tuple[str, int]]:
+        """This journal's segment files: directly in its folder (never in a subfolder of it)."""
         try:
-            return [(p, s) for p, s in self.storage.list_files(self.location)
-                    if os.path.basename(p).startswith("seg-") and p.endswith(".jsonl")]
+            files = self.storage.list_files(self.location)
         except (DdbMigrateError, OSError):
             return []
+        return [(p, s) for p, s in files if _segment_number(p) is not None
+                and self.storage.join(self.location, os.path.basename(p)) == p]
 
     def _save_state(self, positions: Optional[Dict[str, Any]] = None, nxt: Optional[int] = None,
                     segments: Optional[Dict[int, SegMeta]] = None, records_total: Optional[int] = None) -> None:
@@ -196,6 +198,15 @@ class Journal:
             if shard_id not in self.positions:
                 self.positions[shard_id] = dict(position)
                 self._dirty = True
+
+    def forget(self, shard_ids: List[str]) -> None:
+        """Finished shards DynamoDB no longer lists (trimmed after 24 h): their positions can go,
+        so the state stays as small as the stream, however long the replication runs."""
+        with self._lock:
+            for sid in shard_ids:
+                if self.positions.get(sid, {}).get("done"):
+                    del self.positions[sid]
+                    self._dirty = True
 
     def seal_due(self) -> bool:
         with self._lock:
@@ -304,6 +315,8 @@ class Journal:
 
 def _segment_number(path: str) -> Optional[int]:
     name = os.path.basename(path)
+    if not (name.startswith("seg-") and name.endswith(".jsonl")):
+        return None
     try:
         return int(name[len("seg-"):-len(".jsonl")])
     except ValueError:
