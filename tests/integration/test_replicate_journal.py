@@ -24,6 +24,15 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
+from support import as_set, create_table, every_type_items, put_items, scan_all
+from test_replicate import (
+    FANOUT_PY,
+    Writer,
+    expected_after,
+    ref,
+    run_in_thread,
+    seed_items,
+)
 
 from ddbmigrate import RetryPolicy, RunOptions
 from ddbmigrate.errors import ResyncNeededError
@@ -31,8 +40,6 @@ from ddbmigrate.jobs.replicate import replicate
 from ddbmigrate.state.status import read_status
 from ddbmigrate.testing.proxy import FaultProxy
 from ddbmigrate.testing.retention import RetentionProxy
-from support import as_set, create_table, every_type_items, put_items, scan_all
-from test_replicate import FANOUT_PY, Writer, expected_after, ref, run_in_thread, seed_items
 
 pytestmark = pytest.mark.integration
 
@@ -188,7 +195,7 @@ def _scrape(port: int, path: str) -> Tuple[int, str]:
 
 
 def _metric(text: str, name: str) -> Optional[float]:
-    m = re.search(rf"^ddbmigrate_{name}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", text, re.M)
+    m = re.search(rf"^ddbmigrate_{name}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", text, re.MULTILINE)
     return float(m.group(1)) if m else None
 
 
@@ -350,3 +357,29 @@ def test_journal_on_s3(moto_s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert [x["r"]["dynamodb"]["NewImage"] for x in again.read_segment(2)] == [{"pk": {"S": "k2"}, "b": {"B": "AAE="}}]
     assert again.backlog(1, 0)["records"] == 2
     assert len(s3.list_objects_v2(Bucket=bucket)["Contents"]) == 2  # the applied segment is gone
+
+
+def test_every_long_job_serves_metrics_through_the_driver(endpoint: str, tmp_path: Path) -> None:
+    """`copy --metrics-port`: the one driver serves /metrics and /healthz while the job runs."""
+    from ddbmigrate.jobs.copy import copy_table
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, seed_items(30))
+    port = _free_port()
+    seen: Dict[str, Any] = {}
+
+    class Scrape:
+        def attach(self, job: str, snapshot: Any) -> Any:
+            seen["metrics"] = _scrape(port, "/metrics")
+            seen["health"] = _scrape(port, "/healthz")
+            return lambda: None
+
+    rep = copy_table(ref(endpoint, src), ref(endpoint, dst),
+                     RunOptions(progress="off", metrics_port=port, checkpoint=str(tmp_path / "c.json")),
+                     observer=Scrape())
+    assert rep.written == 30
+    code, text = seen["metrics"]
+    assert code == 200 and 'ddbmigrate_job_running{job="copy"} 1.0' in text
+    assert 'ddbmigrate_records_total{counter="read",job="copy"}' in text
+    assert seen["health"] == (200, "ok\n")
+    assert not _port_open(port)  # released with the job

@@ -13,9 +13,20 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
+from test_stream_lineage import (
+    ARN,
+    SK,
+    UNIQUE_FANOUT,
+    Clock,
+    MemorySink,
+    ScriptedStream,
+    SimulatedTable,
+    img,
+    rec,
+)
 
 from ddbmigrate.core.processing import Processing
 from ddbmigrate.engine.pipeline import Pipeline
@@ -24,9 +35,13 @@ from ddbmigrate.reporting import metrics
 from ddbmigrate.sources.changes import ChangeMapper, is_ttl_delete
 from ddbmigrate.sources.journal import JournalSource, JournalWriter
 from ddbmigrate.sources.stream import StreamReader
-from ddbmigrate.state.journal import Journal, JournalFullError, record_time, segment_name
+from ddbmigrate.state.journal import (
+    Journal,
+    JournalFullError,
+    record_time,
+    segment_name,
+)
 from ddbmigrate.storage.stores import LocalStorage
-from test_stream_lineage import ARN, SK, UNIQUE_FANOUT, Clock, MemorySink, ScriptedStream, SimulatedTable, img, rec
 
 
 def journal(tmp_path: Path, **kw: Any) -> Journal:

@@ -43,6 +43,7 @@ from typing import (
 )
 
 from ..config import RunOptions
+from ..core.records import COUNTER_NAMES
 from ..errors import DdbMigrateError, FatalError, InterruptedError_, RetriableError
 from ..reporting import metrics
 from ..reporting.progress import Progress
@@ -327,8 +328,9 @@ class Driver:
 
     def metric_samples(self) -> List[metrics.Sample]:
         """This job's figures for ``--metrics-port`` (read at scrape time)."""
-        return metrics.job_samples(self.job.kind, self.counters(live=True), self.stats(), self.limits(),
-                                   dict(self.dead.by_reason))
+        counters = {k: 0 for k in COUNTER_NAMES}
+        counters.update(self.counters(live=True))
+        return metrics.job_samples(self.job.kind, counters, self.stats(), self.limits(), dict(self.dead.by_reason))
 
     def sink_state(self) -> Dict[str, Any]:
         with self._lock:

@@ -50,14 +50,23 @@ from ..engine.job import Job
 from ..engine.run import pool_size
 from ..engine.threads import ThreadsEngine
 from ..errors import DdbMigrateError, FatalError, ResyncNeededError, UsageError
+from ..reporting import metrics
 from ..reporting.report import Report
 from ..sinks.table_writer import TableWriterSpec
-from ..reporting import metrics
 from ..sources.changes import ChangeMapper
-from ..sources.journal import DEFAULT_SHARD_READERS, JournalSource, JournalWriter, run_guarded
-from ..sources.stream import RETENTION_SECONDS, StreamReader, check_stream_view, stream_client
+from ..sources.journal import (
+    DEFAULT_SHARD_READERS,
+    JournalSource,
+    JournalWriter,
+    run_guarded,
+)
+from ..sources.stream import (
+    RETENTION_SECONDS,
+    StreamReader,
+    check_stream_view,
+    stream_client,
+)
 from ..sources.table_scan import default_segments
-from ..storage.stores import S3Settings, is_s3, normalize
 from ..state.checkpoint import (
     CheckpointState,
     CheckpointStore,
@@ -74,6 +83,7 @@ from ..state.status import (
     status_path_for,
     stop_requested,
 )
+from ..storage.stores import S3Settings, is_s3, normalize
 from .common import default_writers
 from .copy import copy_table
 from .fit import check_fits_target, sample_table
@@ -92,7 +102,7 @@ NO_BACKFILL_MARGIN = 120.0
 
 
 def _paths(meta: str) -> Tuple[str, str]:
-    base = meta[:-len(".checkpoint.json")] if meta.endswith(".checkpoint.json") else meta
+    base = meta.removesuffix(".checkpoint.json")
     return base + ".backfill.checkpoint.json", base + ".stream.checkpoint.json"
 
 
@@ -337,9 +347,9 @@ class _Live:
         self.clock = clock
         self.max_lag = max_lag
         self.phase = "backfill"
-        self.backfill: Callable[[], Dict[str, Any]] = lambda: {}
+        self.backfill: Callable[[], Dict[str, Any]] = dict
         self.source: Optional[JournalSource] = None
-        self.pipeline_counts: Callable[[], Dict[str, int]] = lambda: {}
+        self.pipeline_counts: Callable[[], Dict[str, int]] = dict
         self.failed: Optional[str] = None
 
     def fields(self) -> Dict[str, Any]:
@@ -454,7 +464,7 @@ def _resync_hint(source: TableRef, target: TableRef) -> str:
 def _backfill(source: TableRef, target: TableRef, opts: RunOptions, meta: Dict[str, Any], path: str,
               tf: Optional[Transform], fresh: bool, create_target: bool, target_spec: Optional[str],
               clean_target: bool, confirm: Optional[Confirm], stop_event: Optional[threading.Event],
-              deadline: Optional[float], live: "_Live", cancel: threading.Event) -> Report:
+              deadline: Optional[float], live: _Live, cancel: threading.Event) -> Report:
     """Phase 4: the parallel copy, resumable from its own checkpoint (the journal runs meanwhile)."""
     bopts = replace(opts, checkpoint=path, resume=not fresh, restart=fresh, force=False, report=None,
                     segments=int(meta["segments"]), transform=None)
@@ -489,7 +499,7 @@ def _backfill(source: TableRef, target: TableRef, opts: RunOptions, meta: Dict[s
 
 def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dict[str, Any], path: str,
                  identity: Dict[str, Any], tf: Optional[Transform], fresh: bool, src: DynamoClient,
-                 dst: DynamoClient, sc: DynamoClient, jr: Journal, writer: JournalWriter, live: "_Live",
+                 dst: DynamoClient, sc: DynamoClient, jr: Journal, writer: JournalWriter, live: _Live,
                  skeys: KeySchema, status: StatusWriter, stop_event: Optional[threading.Event],
                  deadline: Optional[float], stop_after_idle: Optional[float], poll_interval: float,
                  clock: Callable[[], float], writers: int, skip_ttl_deletes: bool, page_limit: int) -> Report:
@@ -521,7 +531,7 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
         return jsrc.pipeline.counters.snapshot(committed=True) if jsrc.pipeline is not None else {}
 
     live.phase = "stream"
-    live.backfill = lambda: {}
+    live.backfill = dict
     live.pipeline_counts = counts
     live.source = jsrc
     status.set("replaying", live.fields, lambda: "tailing" if jsrc.caught_up else "replaying")

@@ -25,8 +25,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    Set,
+    Tuple,
+)
 
 from ..core.protocols import SourceBase
 from ..core.records import Chunk
@@ -110,7 +120,7 @@ class JournalWriter:
 
     def _run(self) -> None:
         pool = ThreadPoolExecutor(max_workers=self.readers, thread_name_prefix="shard")
-        futures: List["Future[None]"] = []
+        futures: List[Future[None]] = []
         try:
             while not self._stop.is_set():
                 self._dispatch(pool, futures)
@@ -137,7 +147,7 @@ class JournalWriter:
                 if self.error is None:
                     self.error = e
 
-    def _dispatch(self, pool: ThreadPoolExecutor, futures: List["Future[None]"]) -> None:
+    def _dispatch(self, pool: ThreadPoolExecutor, futures: List[Future[None]]) -> None:
         now = self.clock()
         if self._refresh_now:
             self._refresh_now = False
@@ -262,7 +272,7 @@ class JournalSource(SourceBase):
     def units(self) -> List[str]:
         return [UNIT]
 
-    def attach(self, pipeline: "Pipeline") -> None:
+    def attach(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
 
     # ------------------------------------------------------------------ figures
@@ -423,4 +433,4 @@ def run_guarded(fn: Callable[[], Any], writer: JournalWriter, cancel: threading.
     return result
 
 
-__all__ = ["DEFAULT_SHARD_READERS", "JournalSource", "JournalWriter", "UNIT", "run_guarded"]
+__all__ = ["DEFAULT_SHARD_READERS", "UNIT", "JournalSource", "JournalWriter", "run_guarded"]

@@ -325,8 +325,7 @@ def _segment_number(path: str) -> Optional[int]:
 
 def journal_paths(checkpoint_meta: str) -> Tuple[str, str]:
     """Default journal folder and state file: next to the replication checkpoint."""
-    base = checkpoint_meta[:-len(".checkpoint.json")] if checkpoint_meta.endswith(".checkpoint.json") \
-        else checkpoint_meta
+    base = checkpoint_meta.removesuffix(".checkpoint.json")
     return base + ".journal", base + ".journal.json"
 
 

@@ -25,7 +25,8 @@ import asyncio
 import bisect
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
 
@@ -57,7 +58,7 @@ class RetentionProxy(FaultProxy):
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "RetentionProxy":
+    def start(self) -> RetentionProxy:
         super().start()
         self._poll_once()  # records present from the start are known before the first request
         self._poller = threading.Thread(target=self._poll, name="retention-poller", daemon=True)
