@@ -124,6 +124,9 @@ def test_full_disk_stops_with_a_resumable_error_and_loses_nothing(tmp_path: Path
     with pytest.raises(JournalFullError, match="disk is full.*--resume") as ei:
         j.seal()
     assert ei.value.exit_code == EXIT_RETRIABLE == 75
+    store.full = False  # even once space is back, this run saves nothing more: it must resume
+    with pytest.raises(JournalFullError):
+        j.seal()
     again = journal(tmp_path)
     again.open(fresh=False, positions={})
     assert again.positions == {"s": {"after": "1"}} and again.sealed_next() == 1  # record 2 is read again
@@ -397,3 +400,28 @@ def test_finished_shards_trimmed_from_the_stream_are_forgotten(tmp_path: Path) -
     again.open(fresh=False, positions={})
     assert set(again.positions) == {"new"} and "old" not in reader.shards
     assert [x["r"]["dynamodb"]["Keys"]["pk"]["S"] for x in lines(again)] == ["a", "b", "c"]
+
+
+def test_a_full_disk_stops_the_writer_with_the_resumable_error(tmp_path: Path) -> None:
+    class FullDisk(LocalStorage):
+        def write_bytes(self, path: str, data: bytes) -> str:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    clock = Clock()
+    stream = ScriptedStream(clock)
+    stream.add_shard("s")
+    stream.write("s", "a")
+    j = journal(tmp_path, storage=FullDisk(), seal_every=0.0, clock=clock)
+    j.open(fresh=True, positions={})
+    w = JournalWriter(StreamReader(stream, ARN, clock=clock), j, readers=2, poll_interval=0.0, clock=clock)
+    w.start()
+    deadline = time.monotonic() + 10
+    while w.error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    w.stop()
+    with pytest.raises(JournalFullError, match="disk is full") as ei:
+        w.check()
+    assert ei.value.exit_code == 75 and j.sealed_next() == 0
+    saved = journal(tmp_path, clock=clock)
+    saved.open(fresh=False, positions={})
+    assert saved.positions == {}  # as opened: never past the page that is in no segment

@@ -96,6 +96,9 @@ class Journal:
         self.alive_at: Optional[float] = None
         self.saved_at = 0.0
         self.extra: Dict[str, Any] = {}
+        # Set when a seal failed: the buffer it held is gone, so no later state may be saved
+        # (it would record positions past records that are in no segment).
+        self.broken: Optional[JournalFullError] = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -225,6 +228,8 @@ class Journal:
         Returns whether a segment was written. Raises :class:`JournalFullError` when it cannot be.
         """
         with self._seal_lock:
+            if self.broken is not None:
+                raise self.broken
             with self._lock:
                 buf, meta = self._buf, self._buf_meta
                 positions = {k: dict(v) for k, v in self.positions.items()}
@@ -246,13 +251,13 @@ class Journal:
                 else:
                     self._save_state(positions)
             except OSError as e:
-                raise self._full(e) from None
+                self.broken = self._full(e)
+                raise self.broken from None
             except DdbMigrateError as e:
-                if isinstance(e, JournalFullError):
-                    raise
-                raise JournalFullError(f"cannot write the journal at {self.location}: {e.message}; fix it, then "
-                                       "rerun with --resume (nothing was lost)", file=self.location,
-                                       code=e.code) from None
+                self.broken = e if isinstance(e, JournalFullError) else JournalFullError(
+                    f"cannot write the journal at {self.location}: {e.message}; fix it, then rerun with --resume "
+                    "(nothing was lost)", file=self.location, code=e.code)
+                raise self.broken from None
             return meta is not None
 
     def _full(self, e: OSError) -> JournalFullError:
