@@ -170,7 +170,9 @@ class JournalWriter:
             self._stream_ended()
         else:
             self._ended_since = None
-        self.caught_up = (not busy and not self.reader.waiting_shards()
+        # Caught up: every readable shard's last read was empty (a poll in flight does not count
+        # against it: a record it finds makes its shard non-empty again) and nothing is unsealed.
+        self.caught_up = (not self.reader.waiting_shards() and bool(ready)
                           and all(self._last_empty.get(s, False) for s in ready)
                           and self.journal.buffered_bytes() == 0)
         # Least recently read first, so a busy shard never starves the others of a reader.
