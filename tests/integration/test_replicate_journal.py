@@ -383,3 +383,49 @@ def test_every_long_job_serves_metrics_through_the_driver(endpoint: str, tmp_pat
     assert 'ddbmigrate_records_total{counter="read",job="copy"}' in text
     assert seen["health"] == (200, "ok\n")
     assert not _port_open(port)  # released with the job
+
+
+def test_ttl_deletes_are_replicated_by_default_and_skipped_with_the_option(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    put_items(endpoint, src, [{"pk": {"S": f"{kind}{i}"}, "v": {"N": str(i)}} for kind in ("ttl", "user")
+                              for i in range(5)])
+    proxy = RetentionProxy(endpoint, retention=3600, tables=[src],
+                           ttl_expired=lambda r: r["dynamodb"]["Keys"]["pk"]["S"].startswith("ttl")).start()
+    stop = threading.Event()
+    boxes, dsts = {}, {}
+    try:
+        for skip in (False, True):
+            dsts[skip] = create_table(endpoint)
+            boxes[skip] = run_in_thread(lambda skip=skip: replicate(
+                ref(proxy.url, src), ref(endpoint, dsts[skip]), skip_ttl_deletes=skip,
+                options=RunOptions(progress="off", checkpoint=str(tmp_path / f"{skip}.checkpoint.json")),
+                stop_event=stop, status_path=str(tmp_path / f"{skip}.status.json"), poll_interval=0.1,
+                status_every=0.2))
+        for skip in (False, True):
+            wait_for(lambda skip=skip: status_of(tmp_path / f"{skip}.status.json").get("state") == "tailing", 60, "tail")
+        from support import boto_client
+
+        c = boto_client(endpoint)
+        for i in range(5):  # "expire" the ttl items, delete the user items
+            c.delete_item(TableName=src, Key={"pk": {"S": f"ttl{i}"}})
+            c.delete_item(TableName=src, Key={"pk": {"S": f"user{i}"}})
+        done_at = time.time()
+        for skip in (False, True):
+            wait_for(lambda skip=skip: (lambda st: st.get("caught_up") and st.get("updated_at", 0) > done_at + 1
+                                        and st.get("removes", 0) + st.get("ttl_deletes_skipped", 0) >= 10)(
+                status_of(tmp_path / f"{skip}.status.json")), 60, "the deletes")
+        human = __import__("click.testing", fromlist=["CliRunner"]).CliRunner().invoke(
+            __import__("ddbmigrate.cli", fromlist=["main"]).main,
+            ["replicate", "status", "--status-file", str(tmp_path / "True.status.json")])
+    finally:
+        stop.set()
+        for b in boxes.values():
+            b["thread"].join(60)
+        proxy.stop()
+    assert scan_all(endpoint, dsts[False]) == []  # TTL expiries replicated as deletes by default
+    assert sorted(i["pk"]["S"] for i in scan_all(endpoint, dsts[True])) == [f"ttl{i}" for i in range(5)]
+    default, skipping = boxes[False]["result"], boxes[True]["result"]
+    assert default.extra["ttl_deletes"] == 5 and default.extra["ttl_deletes_skipped"] == 0
+    assert skipping.extra["ttl_deletes_skipped"] == 5 and skipping.extra["removes"] == 5
+    assert "TTL deletes      0 replicated, 5 skipped" in human.output and "journal" in human.output
+    assert "phase            tailing the stream (caught up)" in human.output, human.output

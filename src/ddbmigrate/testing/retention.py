@@ -15,6 +15,8 @@ DynamoDB does for trimmed data:
   400 ``TrimmedDataAccessException``.
 
 ``scan_delay`` slows every ``Scan`` page down, so a test's backfill outlasts the retention.
+``ttl_expired`` marks chosen REMOVE records as TTL expiries (``userIdentity`` the DynamoDB
+service), which DynamoDB Local never emits.
 Everything else is the fault proxy's (:mod:`ddbmigrate.testing.proxy`): faults, outages, audit.
 Memory grows with the records seen (a test tool).
 """
@@ -25,7 +27,7 @@ import asyncio
 import bisect
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
@@ -37,7 +39,8 @@ class RetentionProxy(FaultProxy):
     """See the module docstring. ``tables``: the tables whose streams are watched."""
 
     def __init__(self, target: str, *, retention: float, tables: Sequence[str], scan_delay: float = 0.0,
-                 poll_interval: float = 0.1, trim_lag: float = 1.0, **kw: Any) -> None:
+                 poll_interval: float = 0.1, trim_lag: float = 1.0,
+                 ttl_expired: Optional[Callable[[Dict[str, Any]], bool]] = None, **kw: Any) -> None:
         super().__init__(target, **kw)
         self.target = target
         self.retention = retention
@@ -48,6 +51,9 @@ class RetentionProxy(FaultProxy):
         # retention ends can still read it for a moment (without this, every TRIM_HORIZON read
         # near the boundary would race the clock).
         self.trim_lag = trim_lag
+        # REMOVE records this says yes to come out as TTL expiries (DynamoDB Local has no TTL):
+        # ``userIdentity`` is the DynamoDB service, as on a real stream.
+        self.ttl_expired = ttl_expired
         self._lock = threading.Lock()
         # shard id -> (sorted sequence numbers, first-seen times in the same order, seq strings)
         self._seen: Dict[str, Tuple[List[int], List[float], List[str]]] = {}
@@ -179,6 +185,14 @@ class RetentionProxy(FaultProxy):
                         return await self._error(writer, req, 400, "TrimmedDataAccessException",
                                                  "The operation attempted to read past the oldest stream record "
                                                  "in a shard.")
+                if self.ttl_expired is not None:
+                    marked = False
+                    for r in d.get("Records") or []:
+                        if r.get("eventName") == "REMOVE" and self.ttl_expired(r):
+                            r["userIdentity"] = {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}
+                            marked = True
+                    if marked:
+                        return await self._respond(writer, req, status, headers, orjson.dumps(d), recrc=True)
             return await self._respond(writer, req, status, headers, resp, recrc=False)
         return await super()._serve(req, writer)
 
