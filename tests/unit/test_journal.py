@@ -24,6 +24,7 @@ from test_stream_lineage import (
     MemorySink,
     ScriptedStream,
     SimulatedTable,
+    TickClock,
     img,
     rec,
 )
@@ -265,6 +266,10 @@ def test_journal_applied_through_the_pipeline_converges(tmp_path: Path, with_tra
     expected = [o for it in table.items.values() for o in (tf(it) if tf else [it])]
     assert sink.rows == {SK.key(o): o for o in expected}
     assert src.stopped_by == "idle" and src.backlog()["records"] == 0
+    c = pipeline.counters.snapshot(committed=True)
+    assert c["read"] + c["fanout_extra"] == c["written"] + c["deleted"] + c["collapsed"] + c["dead_lettered"]
+    # Every closed shard is finished in the journal's positions; open ones hold a sequence number.
+    assert all(bool(j.positions[s].get("done")) == stream.shards[s]["closed"] for s in stream.shards)
     src.prune(force=True)
     assert len(list((tmp_path / "j").iterdir())) <= 1  # applied segments deleted
 
@@ -425,3 +430,49 @@ def test_a_full_disk_stops_the_writer_with_the_resumable_error(tmp_path: Path) -
     saved = journal(tmp_path, clock=clock)
     saved.open(fresh=False, positions={})
     assert saved.positions == {}  # as opened: never past the page that is in no segment
+
+
+def _writer_error(clock: Clock, stream: ScriptedStream, tmp_path: Path, seconds: float = 10.0) -> Optional[BaseException]:
+    j = journal(tmp_path, seal_every=0.0, clock=clock)
+    j.open(fresh=True, positions={})
+    w = JournalWriter(StreamReader(stream, ARN, clock=clock), j, readers=2, poll_interval=0.0, clock=clock, table="t")
+    w.start()
+    deadline = time.monotonic() + seconds
+    while w.error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    w.stop()
+    return w.error
+
+
+def test_split_in_progress_waits_for_children_then_a_disabled_stream_needs_resync(tmp_path: Path) -> None:
+    clock = TickClock(0.5)
+    stream = ScriptedStream(clock)
+    stream.add_shard("s")
+    stream.write("s", "a")
+    stream.close("s")  # closed; its child is listed only a minute later
+
+    def child() -> None:
+        stream.add_shard("c", "s")
+        stream.write("c", "b")
+
+    def disable() -> None:
+        stream.close("c")
+        stream.status = "DISABLED"
+
+    clock.events.append((clock.t + 60, child))
+    clock.events.append((clock.t + 200, disable))
+    err = _writer_error(clock, stream, tmp_path)
+    assert isinstance(err, ResyncNeededError) and "has ended (status DISABLED)" in err.message
+    j = journal(tmp_path)
+    j.open(fresh=False, positions={})
+    assert [x["r"]["dynamodb"]["Keys"]["pk"]["S"] for x in lines(j)] == ["a", "b"]  # no error during the wait
+
+
+def test_enabled_stream_without_open_shards_for_long_needs_resync(tmp_path: Path) -> None:
+    clock = TickClock(1.0)
+    stream = ScriptedStream(clock)
+    stream.add_shard("s")
+    stream.close("s")
+    err = _writer_error(clock, stream, tmp_path)
+    assert isinstance(err, ResyncNeededError) and "has ended" in err.message
+    assert clock.t > 1_800_000_000.0 + 120
