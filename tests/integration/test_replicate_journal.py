@@ -397,7 +397,7 @@ def test_ttl_deletes_are_replicated_by_default_and_skipped_with_the_option(endpo
         for skip in (False, True):
             dsts[skip] = create_table(endpoint)
             boxes[skip] = run_in_thread(lambda skip=skip: replicate(
-                ref(proxy.url, src), ref(endpoint, dsts[skip]), skip_ttl_deletes=skip,
+                ref(proxy.url, src), ref(endpoint, dsts[skip]), skip_ttl_deletes=skip, journal=str(tmp_path / "shared"),
                 options=RunOptions(progress="off", checkpoint=str(tmp_path / f"{skip}.checkpoint.json")),
                 stop_event=stop, status_path=str(tmp_path / f"{skip}.status.json"), poll_interval=0.1,
                 status_every=0.2))
@@ -428,4 +428,5 @@ def test_ttl_deletes_are_replicated_by_default_and_skipped_with_the_option(endpo
     assert default.extra["ttl_deletes"] == 5 and default.extra["ttl_deletes_skipped"] == 0
     assert skipping.extra["ttl_deletes_skipped"] == 5 and skipping.extra["removes"] == 5
     assert "TTL deletes      0 replicated, 5 skipped" in human.output and "journal" in human.output
+    assert len(list((tmp_path / "shared").iterdir())) == 2  # --journal DIR shared: one folder each
     assert "phase            tailing the stream (caught up)" in human.output, human.output

@@ -242,7 +242,7 @@ def replicate(
             "skip_before": started_at - (SKEW_MARGIN if backfill else NO_BACKFILL_MARGIN),
             "start": {"shards": start, "alive_at": started_at},
             "segments": opts.segments or default_segments(sdesc),
-            "journal": normalize(journal or default_journal),
+            "journal": _journal_location(journal, default_journal),
         }
         store.save(CheckpointState(fingerprint=fp, job=identity, extra=meta))
         fresh = True
@@ -258,7 +258,7 @@ def replicate(
         if "journal" not in meta or not os.path.exists(journal_state):
             raise UsageError(f"the checkpoint {meta_path} has no journal state beside it (written by an older "
                              "ddbmigrate, or the .journal.json file was removed): --restart to start over")
-        if journal and normalize(journal) != meta["journal"]:
+        if journal and _journal_location(journal, default_journal) != meta["journal"]:
             raise UsageError(f"this replication journals to {meta['journal']}; resume it with that --journal "
                              "(or --restart)")
     jr = Journal(meta["journal"], journal_state, segment_bytes=journal_segment_bytes, clock=clock,
@@ -415,6 +415,16 @@ class _Live:
             if lag > self.max_lag:
                 return f"lag {lag:.1f} s is above --max-lag {self.max_lag:g} s"
         return None
+
+
+def _journal_location(given: Optional[str], default: str) -> str:
+    """Where this replication's segments go: its own folder, also inside a --journal DIR or S3
+    prefix that other replications share (a fresh start empties only its own)."""
+    if not given:
+        return normalize(default)
+    base = normalize(given)
+    name = os.path.basename(default)
+    return f"{base}/{name}" if is_s3(base) else os.path.join(base, name)
 
 
 def _absolute_ref(tf: Optional[Transform]) -> Optional[str]:
