@@ -133,9 +133,15 @@ def test_full_disk_stops_with_a_resumable_error_and_loses_nothing(tmp_path: Path
     assert again.positions == {"s": {"after": "1"}} and again.sealed_next() == 1  # record 2 is read again
 
 
-def test_resume_with_another_journal_location_is_refused(tmp_path: Path) -> None:
+def test_resume_with_another_journal_location_or_an_edited_state_is_refused(tmp_path: Path) -> None:
     j = journal(tmp_path)
-    j.open(fresh=True, positions={})
+    j.open(fresh=True, positions={"s": {"after": "5"}})
+    state = tmp_path / "j.json"
+    good = state.read_text()
+    state.write_text(good.replace('"after": "5"', '"after": "9"'))  # a position moved by hand
+    with pytest.raises(Exception, match="checksum"):
+        journal(tmp_path).open(fresh=False, positions={})
+    state.write_text(good)
     other = Journal(str(tmp_path / "elsewhere"), str(tmp_path / "j.json"))
     with pytest.raises(Exception, match="same --journal"):
         other.open(fresh=False, positions={})

@@ -26,6 +26,7 @@ Invariants:
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import threading
 import time
@@ -148,6 +149,10 @@ class Journal:
         if not isinstance(doc, dict) or doc.get("version") != VERSION or "next" not in doc:
             raise UsageError(f"journal state {self.state_path} is not a version-{VERSION} journal state; "
                              "use --restart to start over")
+        if doc.get("checksum") != _checksum(doc):
+            raise UsageError(f"journal state {self.state_path} does not match its checksum (edited by hand, or "
+                             "damaged): its stream positions cannot be trusted; use --restart to start over",
+                             file=self.state_path)
         if normalize(str(doc.get("location"))) != self.location:
             raise UsageError(f"the journal of this replication is {doc.get('location')}, not {self.location}: "
                              "resume with the same --journal (or --restart)")
@@ -172,6 +177,8 @@ class Journal:
                "positions": pos, "segments": {str(k): v for k, v in sorted(segs.items())},
                "records_total": self.records_total if records_total is None else records_total,
                "alive_at": self.alive_at, "extra": self.extra}
+        doc = orjson.loads(orjson.dumps(doc))  # exactly what a load will see
+        doc["checksum"] = _checksum(doc)
         atomic_write(self.state_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         self.saved_at = self.clock()
 
@@ -316,6 +323,11 @@ class Journal:
             if later:
                 return float(self.segments[min(later)][2])
             return float(self._buf_meta[2]) if self._buf_meta else None
+
+
+def _checksum(doc: Dict[str, Any]) -> str:
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    return "sha256:" + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _segment_number(path: str) -> Optional[int]:
