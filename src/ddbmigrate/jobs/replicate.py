@@ -244,6 +244,10 @@ def replicate(
             "segments": opts.segments or default_segments(sdesc),
             "journal": _journal_location(journal, default_journal),
         }
+        # The journal starts (at the recorded positions) before the checkpoint names it, so a
+        # crash in between leaves no checkpoint pointing to a journal that does not exist.
+        _journal(meta, journal_state, journal_segment_bytes, clock, journal_s3, source).open(
+            fresh=True, positions=meta["start"]["shards"])
         store.save(CheckpointState(fingerprint=fp, job=identity, extra=meta))
         fresh = True
     else:
@@ -261,10 +265,8 @@ def replicate(
         if journal and _journal_location(journal, default_journal) != meta["journal"]:
             raise UsageError(f"this replication journals to {meta['journal']}; resume it with that --journal "
                              "(or --restart)")
-    jr = Journal(meta["journal"], journal_state, segment_bytes=journal_segment_bytes, clock=clock,
-                 s3=(journal_s3 or S3Settings(region=source.region, profile=source.profile))
-                 if is_s3(meta["journal"]) else None)
-    jr.open(fresh=fresh, positions=meta["start"]["shards"])
+    jr = _journal(meta, journal_state, journal_segment_bytes, clock, journal_s3, source)
+    jr.open(fresh=False, positions=meta["start"]["shards"])
     writer = JournalWriter(reader, jr, readers=shard_readers, poll_interval=poll_interval, clock=clock,
                            table=source.table, retention=stream_retention)
     live = _Live(jr, writer, clock, max_lag)
@@ -325,9 +327,12 @@ def replicate(
             src.close()
         if target_client is None:
             dst.close()
-    if writer.error is not None and not isinstance(writer.error, ResyncNeededError):
-        # The applier stopped on its own (stop, idle, max runtime) as the writer failed sealing.
-        status.error = str(writer.error)
+    if isinstance(writer.error, DdbMigrateError):
+        # The applier stopped on its own (stop, idle, max runtime) as the writer failed, or its
+        # last seal failed: nothing is lost (no position passed an unsealed record), but say so.
+        status.error = writer.error.one_line()
+        status.stop("failed")
+        raise writer.error
     if stop.requested:
         report.status = "stopped"  # `replicate stop`: the replication was ended on purpose
         clear_stop_request(status_file)
@@ -415,6 +420,13 @@ class _Live:
             if lag > self.max_lag:
                 return f"lag {lag:.1f} s is above --max-lag {self.max_lag:g} s"
         return None
+
+
+def _journal(meta: Dict[str, Any], state_path: str, segment_bytes: int, clock: Callable[[], float],
+             s3: Optional[S3Settings], source: TableRef) -> Journal:
+    where = str(meta["journal"])
+    return Journal(where, state_path, segment_bytes=segment_bytes, clock=clock,
+                   s3=(s3 or S3Settings(region=source.region, profile=source.profile)) if is_s3(where) else None)
 
 
 def _journal_location(given: Optional[str], default: str) -> str:
