@@ -163,4 +163,4 @@ class ChangeMapper:
         rejects.append((raw, f"{what}: {e.message}", origin))
 
 
-__all__ = ["ChangeMapper", "STREAM_END_GRACE", "is_ttl_delete"]
+__all__ = ["STREAM_END_GRACE", "ChangeMapper", "is_ttl_delete"]
