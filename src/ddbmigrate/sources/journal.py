@@ -206,6 +206,10 @@ class JournalWriter:
             self._last_empty[sid] = empty
             if empty:
                 self._not_before[sid] = self.clock() + self.poll_interval
+            elif len(page.records) < self.reader.page_limit and not page.finished:
+                # A partial page: the shard is nearly caught up. A short pause keeps each shard
+                # under DynamoDB's 5 GetRecords per second; a full page is followed at once.
+                self._not_before[sid] = self.clock() + min(self.poll_interval, 0.2)
             if page.finished:
                 self._refresh_now = True  # its children may be listed now
         finally:
