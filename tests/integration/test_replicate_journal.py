@@ -384,6 +384,21 @@ def test_every_long_job_serves_metrics_through_the_driver(endpoint: str, tmp_pat
     assert seen["health"] == (200, "ok\n")
     assert not _port_open(port)  # released with the job
 
+    # verify too: both of its side jobs serve through the one server it holds while it runs.
+    from ddbmigrate.core.transform import Transform
+    from ddbmigrate.verify.job import verify_tables
+
+    def identity(item: Dict[str, Any]) -> Dict[str, Any]:
+        seen.setdefault("during_verify", _scrape(port, "/metrics"))
+        return item
+
+    vrep = verify_tables(ref(endpoint, src), ref(endpoint, dst), transform=Transform(identity, "t:identity", "h", __file__),
+                         metrics_port=port)
+    assert vrep.missing == vrep.mismatched == vrep.unexpected == 0
+    code, text = seen["during_verify"]
+    assert code == 200 and 'ddbmigrate_job_running{job="verify"} 1.0' in text
+    assert not _port_open(port)
+
 
 def test_ttl_deletes_are_replicated_by_default_and_skipped_with_the_option(endpoint: str, tmp_path: Path) -> None:
     src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
