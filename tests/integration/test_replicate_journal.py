@@ -241,7 +241,9 @@ def test_kill_9_in_every_phase_then_resume_converges(endpoint: str, tmp_path: Pa
         #    between sealing a segment and recording its positions: tests/unit/test_journal.py).
         assert run(env={"DDBMIGRATE_CRASH_AT": "after_stream_write", "DDBMIGRATE_CRASH_AFTER": "2"}) \
             == -signal.SIGKILL
-        # 3. Tailing (caught up with the journal) while the writer goes on.
+        # 3. Tailing (caught up with the journal) while the writer goes on, slower (so that the
+        #    stream is often caught up between two of its writes).
+        writer.pause = 0.3
         assert run(lambda st: st.get("state") == "tailing") == -signal.SIGKILL
         writer.halt.set()
         writer.join(120)
