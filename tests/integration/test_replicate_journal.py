@@ -255,7 +255,7 @@ def test_kill_9_in_every_phase_then_resume_converges(endpoint: str, tmp_path: Pa
                                                             scan_all(endpoint, src))
     # Applied segments are deleted: far fewer are left than were written.
     state = json.loads(next(ddir.glob("*.journal.json")).read_text())
-    left = list(next(ddir.glob("*.journal")).glob("seg-*.jsonl"))
+    left = list(next(ddir.glob("*.journal")).glob("seg-*.jsonl.gz"))
     assert state["next"] >= 5 and len(left) <= 2, (state["next"], left)
 
 
@@ -351,7 +351,7 @@ def test_journal_on_s3(moto_s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
         j.append("s", recs, {"after": str(10 + i)}, 100.0)
         j.seal()
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
-    assert keys == [f"replication/j/seg-{n:012d}.jsonl" for n in range(3)]
+    assert keys == [f"replication/j/seg-{n:012d}.jsonl.gz" for n in range(3)]
     j.delete_below(1)
     again = Journal(where, str(tmp_path / "j.json"))
     again.open(fresh=False, positions={})
