@@ -105,6 +105,19 @@ def run_options(f: F) -> F:
                      help="Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port while the job runs."),
         click.option("--metrics-host", "metrics_host", default="127.0.0.1", show_default=True,
                      help="Address the --metrics-port server binds."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+LOGGING_KEYS = ("verbose", "log_level", "log_file")
+
+
+def logging_options(f: F) -> F:
+    """-v/--verbose, --log-level, --log-file: every command has them (render.handle_errors adds
+    them, so a new command cannot forget them) and reads them before the command runs."""
+    opts = [
         click.option("--verbose", "-v", count=True, help="Log what the job does (-vv: debug). Never logs secrets."),
         click.option("--log-level", "log_level", type=click.Choice(["error", "warning", "info", "debug"]),
                      help="Log level (default warning; env DDBMIGRATE_LOG_LEVEL)."),
