@@ -20,7 +20,8 @@ Invariants:
 2. Positions only move past records that were handed out; the caller checkpoints a position only
    after the target acknowledged the writes of every record before it.
 3. A position the stream can no longer serve (``TrimmedDataAccessException``, a missing shard,
-   a checkpoint or a TRIM_HORIZON start older than the 24 h retention) raises
+   a checkpoint or a TRIM_HORIZON start older than the retention: 24 h, or ``retention`` seconds
+   for tests that simulate a short one) raises
    :class:`ResyncNeededError`; records are never skipped silently. Expired iterators (15 min)
    are renewed from the position transparently.
 
