@@ -106,8 +106,6 @@ def side_ref(arg: str, kw: Dict[str, Any], side: str) -> Union[TableRef, str]:
 @click.option("--metrics-port", type=int,
               help="Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port while it runs.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address --metrics-port binds.")
-@click.option("--processes", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="Local engine: read each side with N worker processes (each spills its own partitions).")
 @engine_options
 @handle_errors
 @pass_kwargs
