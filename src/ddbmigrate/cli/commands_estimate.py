@@ -66,6 +66,7 @@ def _job_flags(f: F) -> F:
         click.option("--clean-target", is_flag=True, hidden=True),
         click.option("--yes", "-y", is_flag=True, hidden=True),
         click.option("--verify", "verify_after", is_flag=True, hidden=True),
+        click.option("--estimate", "estimate_first", is_flag=True, hidden=True),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -160,6 +161,11 @@ def estimate_copy_cmd(kw: Dict[str, Any]) -> int:
 @click.option("--max-runtime", type=float, hidden=True)
 @click.option("--stop-after-idle", type=float, hidden=True)
 @click.option("--poll-interval", type=float, hidden=True)
+@click.option("--journal", hidden=True)
+@click.option("--shard-readers", type=int, hidden=True)
+@click.option("--skip-ttl-deletes", is_flag=True, hidden=True)
+@click.option("--max-lag", type=float, hidden=True)
+@s3_options
 @estimate_options
 @handle_errors
 @pass_kwargs
