@@ -132,6 +132,7 @@ def replicate(
     source_client: Optional[DynamoClient] = None,
     target_client: Optional[DynamoClient] = None,
     clock: Callable[[], float] = time.time,
+    target_kms_key: Optional[str] = None,
 ) -> Report:
     """Keep ``target`` equal to transform(``source``): backfill, then replay and tail the stream.
 
@@ -225,7 +226,7 @@ def replicate(
         if meta["phase"] == "backfill":
             status.set("backfill")
             brep = _backfill(source, target, opts, meta, bf_path, tf, fresh, create_target, target_spec,
-                             clean_target, confirm, stop.event, deadline, status)
+                             clean_target, confirm, stop.event, deadline, status, target_kms_key=target_kms_key)
             meta["phase"] = "stream"
             meta["backfill"] = {"read": brep.read, "written": brep.written, "dead_lettered": brep.dead_lettered,
                                 "seconds": brep.duration_seconds}
@@ -308,7 +309,7 @@ def _resync_hint(source: TableRef, target: TableRef) -> str:
 def _backfill(source: TableRef, target: TableRef, opts: RunOptions, meta: Dict[str, Any], path: str,
               tf: Optional[Transform], fresh: bool, create_target: bool, target_spec: Optional[str],
               clean_target: bool, confirm: Optional[Confirm], stop_event: Optional[threading.Event],
-              deadline: Optional[float], status: StatusWriter) -> Report:
+              deadline: Optional[float], status: StatusWriter, *, target_kms_key: Optional[str] = None) -> Report:
     """Phase 3: the parallel copy, resumable from its own checkpoint."""
     bopts = replace(opts, checkpoint=path, resume=not fresh, restart=fresh, force=False, report=None,
                     segments=int(meta["segments"]), transform=None)
@@ -336,7 +337,7 @@ def _backfill(source: TableRef, target: TableRef, opts: RunOptions, meta: Dict[s
     try:
         return copy_table(source, target, bopts, create_target=create_target, target_spec=target_spec,
                           clean_target=clean_target and fresh, confirm=confirm, transform=tf,
-                          cancel=cancel, observer=_Status())
+                          cancel=cancel, observer=_Status(), target_kms_key=target_kms_key)
     finally:
         done.set()
         watcher.join()
