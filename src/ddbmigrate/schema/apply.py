@@ -57,8 +57,18 @@ class CreateResult:
 
     def setting_lines(self) -> List[str]:
         """One line per setting not applied or not checked, and per note."""
-        out = [f"not applied: {s}: {r}" for s, r in self.not_applied]
-        out += [f"not checked: {s}: {r}" for s, r in self.unchecked]
+        # An endpoint without an API (DynamoDB Local has no PITR, tags, ...) makes one line, not five.
+        grouped: Dict[str, List[str]] = {}
+        out: List[str] = []
+        for kind, entries in (("not applied", self.not_applied), ("not checked", self.unchecked)):
+            for s, r in entries:
+                m = re.match(r"^(.*)the endpoint does not support \w+$", r)
+                if m:
+                    grouped.setdefault(f"{kind}: {{}}: {m.group(1)}the endpoint does not support their APIs", []) \
+                        .append(s)
+                else:
+                    out.append(f"{kind}: {s}: {r}")
+        out = [fmt.format(", ".join(settings)) for fmt, settings in grouped.items()] + out
         out += [f"note: {n}" for n in self.notes]
         return out
 
