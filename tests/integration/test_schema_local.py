@@ -175,3 +175,17 @@ def test_schema_diff_two_tables_and_preflight_note(endpoint: str) -> None:
     same = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
     r = run("copy", src, same, "--endpoint-url", endpoint, "--progress", "off")
     assert r.exit_code == 0 and "differs from source" not in r.stderr
+
+
+def test_replicate_and_cutover_show_the_preflight_note(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    boto_client(endpoint).update_table(TableName=dst, DeletionProtectionEnabled=True)
+    note = f"note: target {dst} differs from source {src} in 2 setting(s): StreamSpecification, DeletionProtectionEnabled"
+    r = run("replicate", src, dst, "--endpoint-url", endpoint, "--max-runtime", "0.5", "--progress", "off",
+            "--status-file", str(tmp_path / "status.json"))
+    assert r.exit_code == 0, r.stderr
+    assert note in r.stderr
+    r = run("cutover", src, dst, "--endpoint-url", endpoint, "--status-file", str(tmp_path / "none.json"),
+            "--timeout", "0", "--no-verify")
+    assert note in r.stderr

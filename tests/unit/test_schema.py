@@ -470,3 +470,82 @@ def test_export_notes_say_what_was_left_out() -> None:
                                "note: global table replicas (us-west-2) are not part of the definition"]
     with pytest.raises(UsageError, match="unknown export format"):
         render(d, "pulumi")
+
+
+# ------------------------------------------------------------------ creation: the calls DynamoDB sees
+
+
+def test_create_applies_post_creation_settings_after_active_and_checks_them() -> None:
+    """The settings no emulator keeps (table class, contributor insights on the table and a GSI),
+    PITR retried while DynamoDB sets up backups, Kinesis never applied: the exact calls, their
+    parameters checked against botocore's model by the Stubber, and the outcome of each setting."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from ddbmigrate.aws.client import DynamoClient
+    from ddbmigrate.config import TableRef
+    from ddbmigrate.schema.apply import create_from_definition
+
+    spec = {
+        "TableName": "Orders", "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                 {"AttributeName": "g", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [{"IndexName": "byG", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                    "Projection": {"ProjectionType": "ALL"},
+                                    "ContributorInsightsSpecification": {"Enabled": True}}],
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True, "RecoveryPeriodInDays": 10},
+        "TableClass": "STANDARD_INFREQUENT_ACCESS",
+        "ContributorInsightsSpecification": {"Enabled": True, "Mode": "THROTTLED_KEYS"},
+        "KinesisStreamSpecification": {"StreamArn": f"arn:aws:kinesis:eu-west-1:{ACCT}:stream/s"},
+    }
+    client = DynamoClient(TableRef("Orders", region="eu-west-1", endpoint_url="http://127.0.0.1:9"))
+    settings_ = boto3.client("dynamodb", region_name="eu-west-1", endpoint_url="http://127.0.0.1:9")
+    desc = {"TableName": "Orders", "TableArn": ARN, "TableStatus": "ACTIVE", "KeySchema": spec["KeySchema"],
+            "AttributeDefinitions": spec["AttributeDefinitions"],
+            "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+            "TableClassSummary": {"TableClass": "STANDARD_INFREQUENT_ACCESS"},
+            "GlobalSecondaryIndexes": [{"IndexName": "byG", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                        "Projection": {"ProjectionType": "ALL"}, "IndexStatus": "ACTIVE"}]}
+    sleeps: List[float] = []
+    with Stubber(client.control) as ctl, Stubber(settings_) as st_:
+        ctl.add_response("create_table", {"TableDescription": dict(desc, TableStatus="CREATING")}, {
+            "TableName": "Orders", "AttributeDefinitions": spec["AttributeDefinitions"],
+            "KeySchema": spec["KeySchema"], "BillingMode": "PAY_PER_REQUEST",
+            "TableClass": "STANDARD_INFREQUENT_ACCESS",
+            "GlobalSecondaryIndexes": [{"IndexName": "byG", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                        "Projection": {"ProjectionType": "ALL"}}]})
+        for _ in range(3):  # wait_active, the read-back, the final description
+            ctl.add_response("describe_table", {"Table": desc}, {"TableName": "Orders"})
+        st_.add_client_error("update_continuous_backups", "ContinuousBackupsUnavailableException")
+        pitr = {"TableName": "Orders", "PointInTimeRecoverySpecification": {
+            "PointInTimeRecoveryEnabled": True, "RecoveryPeriodInDays": 10}}
+        st_.add_response("update_continuous_backups", {"ContinuousBackupsDescription": {
+            "ContinuousBackupsStatus": "ENABLED"}}, pitr)
+        st_.add_response("update_contributor_insights", {}, {
+            "TableName": "Orders", "ContributorInsightsAction": "ENABLE", "ContributorInsightsMode": "THROTTLED_KEYS"})
+        st_.add_response("update_contributor_insights", {}, {
+            "TableName": "Orders", "IndexName": "byG", "ContributorInsightsAction": "ENABLE"})
+        st_.add_response("describe_time_to_live", {"TimeToLiveDescription": {"TimeToLiveStatus": "DISABLED"}})
+        st_.add_response("describe_continuous_backups", {"ContinuousBackupsDescription": {
+            "ContinuousBackupsStatus": "ENABLED", "PointInTimeRecoveryDescription": {
+                "PointInTimeRecoveryStatus": "ENABLED", "RecoveryPeriodInDays": 10}}})
+        st_.add_response("list_tags_of_resource", {"Tags": []}, {"ResourceArn": ARN})
+        st_.add_response("describe_contributor_insights", {"ContributorInsightsStatus": "ENABLED",
+                                                           "ContributorInsightsMode": "THROTTLED_KEYS"},
+                         {"TableName": "Orders"})
+        st_.add_response("describe_contributor_insights", {"ContributorInsightsStatus": "ENABLING"},
+                         {"TableName": "Orders", "IndexName": "byG"})
+        st_.add_client_error("get_resource_policy", "PolicyNotFoundException")
+        st_.add_response("describe_kinesis_streaming_destination", {"TableName": "Orders",
+                                                                    "KinesisDataStreamDestinations": []})
+        result = create_from_definition(client, defn(spec), sleep=sleeps.append, settings=settings_, account=ACCT)
+        ctl.assert_no_pending_responses()
+        st_.assert_no_pending_responses()
+    client.close()
+    assert len(sleeps) == 1  # one retry of UpdateContinuousBackups
+    assert [s for s, _ in result.not_applied] == ["KinesisStreamSpecification"]
+    assert "enable-kinesis-streaming-destination" in result.not_applied[0][1]
+    assert result.unchecked == []
+    assert set(result.applied) >= {"GlobalSecondaryIndexes", "PointInTimeRecoverySpecification", "TableClass",
+                                   "ContributorInsightsSpecification"}

@@ -143,11 +143,15 @@ def create_from_definition(
     kms_key: Optional[str] = None,
     sleep: Callable[[float], None] = time.sleep,
     timeout: float = 600.0,
+    settings: Any = None,
+    account: Optional[str] = None,
 ) -> CreateResult:
     """Create ``table`` (default: the client's) with every setting of ``definition``; see the module doc.
 
     ``kms_key`` (--target-kms-key) encrypts the new table with that key whatever the source used.
     Raises SchemaError when CreateTable itself fails (the table exists, a bad request).
+    ``settings`` (the botocore client for the post-creation and read-back calls) and ``account``
+    (the target's account id) are looked up when not given.
     """
     name = table or client.ref.table
     props = json.loads(json.dumps(definition.props))  # a deep copy the plan may change
@@ -167,7 +171,7 @@ def create_from_definition(
     if kms_key:
         props["SSESpecification"] = {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": kms_key}
     elif sse and sse.get("KMSMasterKeyId") and _KMS_ARN.match(sse["KMSMasterKeyId"]):
-        refused = foreign_key_reason(sse["KMSMasterKeyId"], client.region, account_of(client))
+        refused = foreign_key_reason(sse["KMSMasterKeyId"], client.region, account or account_of(client))
         if refused:
             props["SSESpecification"] = {"SSEEnabled": True, "SSEType": "KMS"}
             not_applied.append(("SSESpecification.KMSMasterKeyId",
@@ -197,7 +201,7 @@ def create_from_definition(
             raise SchemaError(f"cannot create table {name}: {e}", table=name, code=code) from None
     desc = wait_active(client, name, timeout=timeout, sleep=sleep)
     target_arn = str(desc.get("TableArn") or "")
-    ctl = settings_client(client)
+    ctl = settings if settings is not None else settings_client(client)
 
     def post(setting: str, op: str, fn: Callable[..., Any], retry_codes: Tuple[str, ...] = (), **kw: Any) -> None:
         try:
@@ -242,15 +246,15 @@ def create_from_definition(
         post("ResourcePolicy", "PutResourcePolicy", ctl.put_resource_policy, ResourceArn=target_arn,
              Policy=json.dumps(doc))
     result = CreateResult(table=name, description=desc, not_applied=not_applied, notes=notes)
-    _check(client, name, props, result, sleep)
+    _check(client, name, props, result, sleep, ctl)
     result.description = client.describe_table(name)
     return result
 
 
 def _check(client: DynamoClient, name: str, asked: Dict[str, Any], result: CreateResult,
-           sleep: Callable[[float], None]) -> None:
+           sleep: Callable[[float], None], settings: Any) -> None:
     """Compare what was asked with what the new table reports; sort every setting into its list."""
-    actual = read_definition(client, name, sleep=sleep)
+    actual = read_definition(client, name, sleep=sleep, settings=settings)
     want = json.loads(json.dumps(asked))
     sse_w, sse_a = want.get("SSESpecification"), actual.props.get("SSESpecification")
     if sse_w and not sse_w.get("KMSMasterKeyId") and sse_a and sse_a.get("KMSMasterKeyId"):

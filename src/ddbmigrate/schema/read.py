@@ -63,11 +63,14 @@ def call(fn: Callable[..., Any], op: str, *, sleep: Callable[[float], None] = ti
 
 
 def read_definition(client: DynamoClient, table: Optional[str] = None, *,
-                    sleep: Callable[[float], None] = time.sleep) -> TableDefinition:
-    """Every setting of ``table`` (default: the client's table) as a TableDefinition."""
+                    sleep: Callable[[float], None] = time.sleep, settings: Any = None) -> TableDefinition:
+    """Every setting of ``table`` (default: the client's table) as a TableDefinition.
+
+    ``settings`` is the botocore client for the six settings calls (default: :func:`settings_client`).
+    """
     name = table or client.ref.table
     desc = client.describe_table(name)
-    ctl = settings_client(client)
+    ctl = settings if settings is not None else settings_client(client)
     unread: Dict[str, str] = {}
     arn = str(desc.get("TableArn") or "")
 
