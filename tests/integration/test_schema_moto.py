@@ -16,10 +16,10 @@ from typing import Any, Dict, List
 import boto3
 import yaml
 from click.testing import CliRunner
+from support import unique
 
 from ddbmigrate import RunOptions, TableRef, copy_table
 from ddbmigrate.cli import main
-from support import unique
 
 ACCOUNT = "123456789012"  # moto's account
 FOREIGN_KEY = "arn:aws:kms:us-east-1:111122223333:key/0b1c2d3e-aaaa-bbbb-cccc-000000000001"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import cfnlint.api
@@ -549,3 +550,12 @@ def test_create_applies_post_creation_settings_after_active_and_checks_them() ->
     assert result.unchecked == []
     assert set(result.applied) >= {"GlobalSecondaryIndexes", "PointInTimeRecoverySpecification", "TableClass",
                                    "ContributorInsightsSpecification"}
+
+
+def test_spec_paths_and_table_arns_are_told_apart(tmp_path: Path) -> None:
+    from ddbmigrate.schema.spec import is_spec_path
+
+    assert is_spec_path("table.yaml") and is_spec_path("specs/orders.json") and is_spec_path("x.YML")
+    assert not is_spec_path("Orders") and not is_spec_path(ARN) and not is_spec_path("orders.v2")
+    (tmp_path / "Orders").write_text("TableName: Orders\n")
+    assert is_spec_path(str(tmp_path / "Orders"))

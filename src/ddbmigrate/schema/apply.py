@@ -32,7 +32,7 @@ from ..aws.tables import wait_active
 from ..errors import SchemaError
 from .diff import diff_definitions, shown
 from .model import DEFAULT_INSIGHTS_MODE, TableDefinition, create_request, normalize
-from .read import call, read_definition, settings_client, why
+from .read import ATTEMPTS, call, read_definition, settings_client, why
 
 log = logging.getLogger("ddbmigrate.schema")
 _KMS_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:kms:([a-z0-9-]+):(\d{12}):")
@@ -205,7 +205,8 @@ def create_from_definition(
 
     def post(setting: str, op: str, fn: Callable[..., Any], retry_codes: Tuple[str, ...] = (), **kw: Any) -> None:
         try:
-            call(fn, op, sleep=sleep, retry_codes=retry_codes, **kw)
+            # A new table's backups can take a minute to become available: wait up to ~50 s for them.
+            call(fn, op, sleep=sleep, retry_codes=retry_codes, attempts=10 if retry_codes else ATTEMPTS, **kw)
         except Exception as e:
             not_applied.append((setting, why(e, op)))
             _without(props, setting)

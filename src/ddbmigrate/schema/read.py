@@ -48,14 +48,14 @@ def why(e: Exception, op: str) -> str:
 
 
 def call(fn: Callable[..., Any], op: str, *, sleep: Callable[[float], None] = time.sleep,
-         retry_codes: Tuple[str, ...] = (), **kw: Any) -> Any:
+         retry_codes: Tuple[str, ...] = (), attempts: int = ATTEMPTS, **kw: Any) -> Any:
     """``fn(**kw)``, retrying throttling (and ``retry_codes``) with capped, jittered back-off."""
-    for attempt in range(ATTEMPTS):
+    for attempt in range(attempts):
         try:
             return fn(**kw)
         except Exception as e:
             code = error_code(e)
-            if attempt + 1 < ATTEMPTS and (code in THROTTLE_CODES or code in retry_codes):
+            if attempt + 1 < attempts and (code in THROTTLE_CODES or code in retry_codes):
                 sleep(min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2))
                 continue
             raise

@@ -187,4 +187,6 @@ def is_spec_path(arg: str) -> bool:
     """Whether a command-line argument names a spec file rather than a table."""
     import os
 
+    if arg.startswith("arn:"):
+        return False  # a table ARN has a "/" but is a table
     return os.path.isfile(arg) or arg.lower().endswith((".yaml", ".yml", ".json")) or os.sep in arg
