@@ -559,3 +559,51 @@ def test_spec_paths_and_table_arns_are_told_apart(tmp_path: Path) -> None:
     assert not is_spec_path("Orders") and not is_spec_path(ARN) and not is_spec_path("orders.v2")
     (tmp_path / "Orders").write_text("TableName: Orders\n")
     assert is_spec_path(str(tmp_path / "Orders"))
+
+
+def test_a_setting_that_shows_late_is_read_again_before_it_is_reported() -> None:
+    """Tags given to CreateTable that ListTagsOfResource shows only on the second read: applied,
+    after one wait (not reported as missing)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from ddbmigrate.aws.client import DynamoClient
+    from ddbmigrate.config import TableRef
+    from ddbmigrate.schema.apply import create_from_definition
+
+    spec = {"TableName": "Orders", "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}], "Tags": [{"Key": "env", "Value": "prod"}]}
+    client = DynamoClient(TableRef("Orders", region="eu-west-1", endpoint_url="http://127.0.0.1:9"))
+    settings_ = boto3.client("dynamodb", region_name="eu-west-1", endpoint_url="http://127.0.0.1:9")
+    desc = {"TableName": "Orders", "TableArn": ARN, "TableStatus": "ACTIVE", "KeySchema": spec["KeySchema"],
+            "AttributeDefinitions": spec["AttributeDefinitions"],
+            "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"}}
+
+    def read_back(st_: Any, tags: List[Dict[str, str]]) -> None:
+        ctl.add_response("describe_table", {"Table": desc}, {"TableName": "Orders"})
+        st_.add_response("describe_time_to_live", {"TimeToLiveDescription": {"TimeToLiveStatus": "DISABLED"}})
+        st_.add_response("describe_continuous_backups", {"ContinuousBackupsDescription": {
+            "ContinuousBackupsStatus": "ENABLED", "PointInTimeRecoveryDescription": {
+                "PointInTimeRecoveryStatus": "DISABLED"}}})
+        st_.add_response("list_tags_of_resource", {"Tags": tags}, {"ResourceArn": ARN})
+        st_.add_response("describe_contributor_insights", {"ContributorInsightsStatus": "DISABLED"})
+        st_.add_client_error("get_resource_policy", "PolicyNotFoundException")
+        st_.add_response("describe_kinesis_streaming_destination", {"TableName": "Orders",
+                                                                    "KinesisDataStreamDestinations": []})
+
+    sleeps: List[float] = []
+    with Stubber(client.control) as ctl, Stubber(settings_) as st_:
+        ctl.add_response("create_table", {"TableDescription": desc}, {
+            "TableName": "Orders", "AttributeDefinitions": spec["AttributeDefinitions"],
+            "KeySchema": spec["KeySchema"], "BillingMode": "PAY_PER_REQUEST", "Tags": spec["Tags"]})
+        ctl.add_response("describe_table", {"Table": desc}, {"TableName": "Orders"})
+        read_back(st_, [])
+        read_back(st_, spec["Tags"])
+        ctl.add_response("describe_table", {"Table": desc}, {"TableName": "Orders"})
+        result = create_from_definition(client, defn(spec), sleep=sleeps.append, settings=settings_)
+        ctl.assert_no_pending_responses()
+        st_.assert_no_pending_responses()
+    client.close()
+    assert sleeps == [2.0]
+    assert result.applied == ["BillingMode", "Tags"] and result.not_applied == [] and result.unchecked == []

@@ -162,9 +162,10 @@ def create_from_definition(
         not_applied.append((setting, f"not read from {definition.label or 'the source'}: {reason}"))
     ks = props.pop("KinesisStreamSpecification", None)
     if ks:
+        why_not = ("the source's Kinesis stream is not pointed at the new table (its consumers would see both "
+                   "tables' changes)") if definition.arn else "ddbmigrate does not enable Kinesis streaming destinations"
         not_applied.append(("KinesisStreamSpecification", (
-            f"streams to {ks['StreamArn']} are not pointed at the new table (its consumers would see both "
-            f"tables); when traffic moves: aws dynamodb enable-kinesis-streaming-destination --table-name {name} "
+            f"{why_not}; when wanted: aws dynamodb enable-kinesis-streaming-destination --table-name {name} "
             f"--stream-arn {ks['StreamArn']}")))
     sse = props.get("SSESpecification")
     explicit_key = bool(kms_key)
@@ -252,24 +253,34 @@ def create_from_definition(
     return result
 
 
+# Applied by their own calls after ACTIVE: DynamoDB may report them a moment later than it took them.
+_LAGGING = ("TimeToLiveSpecification", "PointInTimeRecoverySpecification", "Tags", "ContributorInsightsSpecification",
+            "ResourcePolicy")
+CHECK_READS = 4
+
+
 def _check(client: DynamoClient, name: str, asked: Dict[str, Any], result: CreateResult,
            sleep: Callable[[float], None], settings: Any) -> None:
     """Compare what was asked with what the new table reports; sort every setting into its list."""
-    actual = read_definition(client, name, sleep=sleep, settings=settings)
     want = json.loads(json.dumps(asked))
-    sse_w, sse_a = want.get("SSESpecification"), actual.props.get("SSESpecification")
-    if sse_w and not sse_w.get("KMSMasterKeyId") and sse_a and sse_a.get("KMSMasterKeyId"):
-        sse_w["KMSMasterKeyId"] = sse_a["KMSMasterKeyId"]  # "the AWS managed key": whichever ARN it has here
-    d = diff_definitions(TableDefinition(props=want, label="asked"), actual)
     done = {s for s, _ in result.not_applied}
-    for x in d.differences:
-        if x.setting not in done:
-            result.not_applied.append((x.setting, f"asked for {shown(x.a)}, the new table has {shown(x.b)} "
-                                                  "(the endpoint did not apply it)"))
+    for attempt in range(CHECK_READS):
+        actual = read_definition(client, name, sleep=sleep, settings=settings)
+        sse_w, sse_a = want.get("SSESpecification"), actual.props.get("SSESpecification")
+        if sse_w and not sse_w.get("KMSMasterKeyId") and sse_a and sse_a.get("KMSMasterKeyId"):
+            sse_w["KMSMasterKeyId"] = sse_a["KMSMasterKeyId"]  # "the AWS managed key": whichever ARN it has here
+        diffs = [x for x in diff_definitions(TableDefinition(props=want, label="asked"), actual).differences
+                 if x.setting not in done]
+        if attempt + 1 == CHECK_READS or not any(x.setting.split(".")[-1] in _LAGGING for x in diffs):
+            break
+        sleep(2.0 * (attempt + 1))
+    for x in diffs:
+        result.not_applied.append((x.setting, f"asked for {shown(x.a)}, the new table has {shown(x.b)} "
+                                              "(the endpoint did not apply it)"))
     for setting, reason in actual.unread.items():
         if setting in want or any(setting in g for g in want.get("GlobalSecondaryIndexes") or []):
             if setting not in done:
-                result.unchecked.append((setting, reason.split(": ", 1)[-1]))
+                result.unchecked.append((setting, reason))
     off = {s.split(".")[0].split("[")[0] for s, _ in result.not_applied} | {s for s, _ in result.unchecked}
     result.applied = [k for k in want if k not in ("TableName", "AttributeDefinitions", "KeySchema")
                       and k not in off]

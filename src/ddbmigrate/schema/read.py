@@ -132,9 +132,14 @@ def read_definition(client: DynamoClient, table: Optional[str] = None, *,
 def definition_of(side: Union[TableRef, str]) -> TableDefinition:
     """A table's definition (a TableRef) or a spec file's (a path)."""
     if isinstance(side, str):
-        from .spec import load_definition
+        from ..aws.tables import load_spec
+        from .spec import definition_from_spec
 
-        return load_definition(side)
+        spec = load_spec(side)
+        props = spec.get("Properties", spec)
+        # A spec without TableName can still be compared (names are never compared).
+        return definition_from_spec(spec, None if isinstance(props, dict) and props.get("TableName") else "unnamed",
+                                    path=side)
     client = DynamoClient(side, pool_size=1)
     try:
         return read_definition(client)
