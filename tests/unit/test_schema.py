@@ -168,7 +168,7 @@ def definitions(draw: Any) -> Dict[str, Any]:
     return spec
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(definitions())
 def test_spec_export_round_trips_and_normalize_is_idempotent(spec: Dict[str, Any]) -> None:
     d = defn(spec)
