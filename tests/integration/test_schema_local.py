@@ -96,7 +96,9 @@ def test_create_target_clones_what_local_keeps(endpoint: str, tmp_path: Path, pr
     assert len(scan_all(endpoint, dst)) == 1
     # What Local cannot report is said, in one line, not hidden.
     assert "not applied: PointInTimeRecoverySpecification, Tags" in r.stderr, r.stderr
-    assert "does not support" in r.stderr and f"created target {dst}" in r.stderr
+    assert "does not support" in r.stderr
+    assert f"created table {dst} ({'PROVISIONED' if provisioned else 'PAY_PER_REQUEST'})" in r.stderr
+    assert "applied and checked: " in r.stderr and "DeletionProtectionEnabled" in r.stderr
 
 
 @pytest.mark.parametrize("provisioned", [False, True], ids=["on-demand", "provisioned"])

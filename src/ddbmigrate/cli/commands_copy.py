@@ -20,7 +20,7 @@ from .options import (
     two_sided_aws_options,
     write_mode_options,
 )
-from .commands_schema import created_target_line, preflight
+from .commands_schema import preflight
 from .render import handle_errors, render_report
 
 
@@ -56,9 +56,6 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
                         clean_target=kw["clean_target"], confirm=confirm_prompt(kw["yes"]), engine=engine_from(kw),
                         target_kms_key=kw.get("target_kms_key"))
     render_report(report, kw["quiet"])
-    created = created_target_line(report.extra)
-    if created and not kw["quiet"]:
-        click.echo(created, err=True)
     if opts.dry_run and report.samples and not kw["quiet"]:
         import orjson
 

@@ -91,8 +91,7 @@ def replicate_cmd(kw: Dict[str, Any]) -> int:
     dst = table_ref(kw["target_table"], kw, "target")
     opts = build_run_options(kw)
     ask = confirm_prompt(kw["yes"])
-    if not opts.resume:
-        preflight(src, dst, kw["quiet"])
+    preflight(src, dst, kw["quiet"])
     report = replicate(
         src, dst, transform=kw.get("transform"), options=opts, enable_stream_confirm=ask,
         status_path=kw.get("status_file"), max_runtime=kw.get("max_runtime"),

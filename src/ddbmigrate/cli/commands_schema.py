@@ -125,16 +125,6 @@ def preflight(source: TableRef, target: TableRef, quiet: bool) -> None:
         click.echo(note, err=True)
 
 
-def created_target_line(extra: Dict[str, Any]) -> Optional[str]:
-    """copy --create-target: what the new target got (its gaps were logged when it was created)."""
-    created = extra.get("target_created")
-    if not created:
-        return None
-    gaps = len(created.get("not_applied") or []) + len(created.get("unchecked") or [])
-    return (f"created target {created['table']}; applied and checked: {', '.join(created.get('applied') or []) or '-'}"
-            + (f"; {gaps} setting(s) not applied or not checked (see the lines above and the report)" if gaps else ""))
-
-
 def register(group: click.Group) -> None:
     group.add_command(create_table_cmd)
     group.add_command(schema_group)

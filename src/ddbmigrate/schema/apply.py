@@ -311,8 +311,13 @@ def created_lines(result: CreateResult) -> List[str]:
 
 
 def log_result(result: CreateResult) -> None:
-    """For jobs that create their target: the creation at INFO, every gap at WARNING (shown by default)."""
-    log.info("created table %s with %s", result.table, ", ".join(result.applied) or "its keys")
+    """For jobs that create their target (copy, replicate, import, plans): what was created and every
+    gap, logged when it happens. WARNING, so it shows at the default level: creating a table in
+    someone's account, and what it lacks, is not something to tell only in a debug log."""
+    applied = [s for s in result.applied if s != "BillingMode"]
+    log.warning("created table %s (%s): applied and checked: %s", result.table,
+                (result.description.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED"),
+                ", ".join(applied) or "keys only")
     for line in result.setting_lines():
         log.warning("%s: %s", result.table, line)
 
