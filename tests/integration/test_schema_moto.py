@@ -163,3 +163,21 @@ def test_schema_diff_finds_moto_settings_changed_on_one_side(moto_s3: str, tmp_p
     assert got == ["DeletionProtectionEnabled", "PointInTimeRecoverySpecification", "Tags"]
     r = run("schema", "diff", a, b, "--endpoint-url", moto_s3)
     assert r.exit_code == 4 and "DeletionProtectionEnabled" in r.stdout and "true" in r.stdout
+
+
+def test_create_table_kms_key_overrides_the_spec(moto_s3: str, tmp_path: Path) -> None:
+    name = unique("kms")
+    spec = dict(full_spec(name), SSESpecification={"SSEEnabled": True, "SSEType": "KMS",
+                                                   "KMSMasterKeyId": FOREIGN_KEY})
+    path = tmp_path / "table.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    r = run("create-table", "--spec", str(path), "--endpoint-url", moto_s3, "--kms-key", OWN_KEY)
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert ddb(moto_s3).describe_table(TableName=name)["Table"]["SSEDescription"]["KMSMasterKeyArn"] == OWN_KEY
+    # Without it, the spec's key of another account is refused, and the line says so.
+    spec["TableName"] = other = unique("kms")
+    path.write_text(yaml.safe_dump(spec))
+    r = run("create-table", "--spec", str(path), "--endpoint-url", moto_s3)
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert "not applied: SSESpecification.KMSMasterKeyId: the KMS key" in r.stdout and "--target-kms-key" in r.stdout
+    assert ddb(moto_s3).describe_table(TableName=other)["Table"]["SSEDescription"]["KMSMasterKeyArn"] != FOREIGN_KEY

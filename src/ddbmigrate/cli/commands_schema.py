@@ -22,7 +22,8 @@ from .render import handle_errors
 @click.argument("table", required=False)
 @click.option("--spec", "spec", required=True, type=click.Path(dir_okay=False),
               help="Table spec (YAML or JSON) in the shape of CloudFormation's AWS::DynamoDB::Table properties.")
-@click.option("--kms-key", "kms_key", help="Encrypt the table with this KMS key (overrides the spec's KMSMasterKeyId).")
+@click.option("--kms-key", "--target-kms-key", "kms_key",
+              help="Encrypt the table with this KMS key (overrides the spec's KMSMasterKeyId).")
 @aws_options
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing on success.")
 @handle_errors
