@@ -192,3 +192,27 @@ def test_replicate_and_cutover_show_the_preflight_note(endpoint: str, tmp_path: 
     r = run("cutover", src, dst, "--endpoint-url", endpoint, "--status-file", str(tmp_path / "none.json"),
             "--timeout", "0", "--no-verify")
     assert note in r.stderr, (r.exit_code, r.stderr)
+
+
+def test_schema_export_every_format_of_a_real_table(endpoint: str, base_table: str, tmp_path: Path) -> None:
+    import cfnlint.api
+    import hcl2
+
+    spec = local_spec(base_table)
+    out = {}
+    for fmt in ("cloudformation", "terraform", "cdk"):
+        path = tmp_path / f"out.{fmt}"
+        r = run("schema", "export", base_table, "--as", fmt, "-o", str(path), "--endpoint-url", endpoint, "-q")
+        assert r.exit_code == 0 and r.stdout == "" and r.stderr == "", (r.stdout, r.stderr)
+        out[fmt] = path.read_text()
+    template = yaml.safe_load(out["cloudformation"])
+    resource = template["Resources"][next(iter(template["Resources"]))]
+    assert resource["Properties"] == spec
+    assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert not cfnlint.api.lint(out["cloudformation"], regions=["us-east-1"])
+    tf = hcl2.loads(out["terraform"], serialization_options=hcl2.SerializationOptions(
+        strip_string_quotes=True, explicit_blocks=False))
+    assert tf["import"][0]["id"] == base_table
+    table = tf["resource"][0]["aws_dynamodb_table"]
+    assert next(iter(table.values()))["ttl"][0] == {"attribute_name": "expiresAt", "enabled": True}
+    assert f'tableName: "{base_table}"' in out["cdk"] and "removalPolicy: cdk.RemovalPolicy.RETAIN" in out["cdk"]

@@ -180,8 +180,11 @@ def test_spec_export_round_trips_and_normalize_is_idempotent(spec: Dict[str, Any
     assert req["KeySchema"] == spec["KeySchema"] and req["BillingMode"] == spec["BillingMode"]
     assert req.get("DeletionProtectionEnabled", False) == spec.get("DeletionProtectionEnabled", False)
     assert all("ContributorInsightsSpecification" not in g for g in req.get("GlobalSecondaryIndexes", []))
-    # Terraform parses whatever the definition holds.
-    parse_hcl(to_terraform(d))
+    # CloudFormation carries the properties unchanged; Terraform parses whatever the definition holds.
+    template = yaml.safe_load(to_cloudformation(d))
+    assert next(iter(template["Resources"].values()))["Properties"] == d.props
+    tf = parse_hcl(to_terraform(d))
+    assert next(iter(tf["resource"][0]["aws_dynamodb_table"].values()))["name"] == spec["TableName"]
 
 
 @pytest.mark.parametrize("mutate,field", [
