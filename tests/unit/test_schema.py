@@ -610,3 +610,18 @@ def test_a_setting_that_shows_late_is_read_again_before_it_is_reported() -> None
     client.close()
     assert sleeps == [2.0]
     assert result.applied == ["BillingMode", "Tags"] and result.not_applied == [] and result.unchecked == []
+
+
+def test_schema_export_converts_a_spec_file(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    spec = every_setting()
+    path = tmp_path / "orders.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    r = CliRunner().invoke(main, ["schema", "export", str(path), "--as", "cloudformation"])
+    assert r.exit_code == 0, r.output
+    assert yaml.safe_load(r.stdout)["Resources"]["OrdersTable"]["Properties"] == spec
+    r = CliRunner().invoke(main, ["schema", "diff", str(path), str(path), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["equal"] is True

@@ -57,7 +57,7 @@ def schema_group() -> None:
 def _side(arg: str, kw: Dict[str, Any], side: str) -> Union[TableRef, str]:
     from ..schema.spec import is_spec_path
 
-    return arg if is_spec_path(arg) else table_ref(arg, kw, side)
+    return arg if is_spec_path(arg) else table_ref(arg, kw, side or None)
 
 
 @schema_group.command("diff")
@@ -97,11 +97,14 @@ def schema_diff_cmd(kw: Dict[str, Any]) -> int:
 @handle_errors
 @pass_kwargs
 def schema_export_cmd(kw: Dict[str, Any]) -> int:
-    """TABLE's full definition as code, to adopt it without ImportSourceSpecification (docs/iac.md)."""
+    """TABLE's full definition as code, to adopt it without ImportSourceSpecification (docs/iac.md).
+
+    TABLE is a table (name or ARN), or a spec file to convert (e.g. a spec into CloudFormation).
+    """
     from ..schema.read import definition_of
     from ..schema.render import export_notes, render
 
-    definition = definition_of(table_ref(kw["table"], kw))
+    definition = definition_of(_side(kw["table"], kw, ""))
     text = render(definition, kw["fmt"])
     if kw.get("output"):
         from ..state.checkpoint import atomic_write
