@@ -135,12 +135,17 @@ def preflight_note(source: Any, target: Any) -> Optional[str]:
     from ..aws.client import DynamoClient
     from .read import read_definition
 
+    from concurrent.futures import ThreadPoolExecutor
+
     try:
         sc, tc = DynamoClient(source, pool_size=1), DynamoClient(target, pool_size=1)
         try:
             if not tc.table_exists():
                 return None
-            d = diff_definitions(read_definition(sc), read_definition(tc))
+            # The two sides are read at once: a pre-flight should cost one table's reading time.
+            with ThreadPoolExecutor(2, thread_name_prefix="schema-preflight") as pool:
+                a, b = pool.submit(read_definition, sc), pool.submit(read_definition, tc)
+                d = diff_definitions(a.result(), b.result())
         finally:
             sc.close()
             tc.close()
