@@ -137,6 +137,9 @@ def test_create_target_clones_moto_settings_and_refuses_a_foreign_key(moto_s3: s
     assert any("resource policy rewritten" in n for n in created["notes"])
     for s in ("DeletionProtectionEnabled", "PointInTimeRecoverySpecification", "Tags", "ResourcePolicy"):
         assert s in created["applied"], created
+    # schema diff: the clone's policy (its own ARN) equals the source's; only the key differs.
+    r = run("schema", "diff", src, dst, "--endpoint-url", moto_s3, "--json")
+    assert [x["setting"] for x in json.loads(r.stdout)["differences"]] == ["SSESpecification"], r.stdout
 
     # --target-kms-key: the new table uses that key.
     dst2 = unique("dst")

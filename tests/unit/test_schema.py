@@ -625,3 +625,21 @@ def test_schema_export_converts_a_spec_file(tmp_path: Path) -> None:
     assert yaml.safe_load(r.stdout)["Resources"]["OrdersTable"]["Properties"] == spec
     r = CliRunner().invoke(main, ["schema", "diff", str(path), str(path), "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["equal"] is True
+
+
+def test_policies_that_differ_only_by_their_own_table_and_account_are_equal() -> None:
+    def table(arn: str, action: str) -> TableDefinition:
+        acct = arn.split(":")[4]
+        spec = dict(every_setting(), ResourcePolicy={"PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": [f"arn:aws:iam::{acct}:role/app", acct]}, "Action": action,
+            "Resource": [arn, arn + "/index/*"]}]}})
+        d = defn(spec)
+        d.arn = arn
+        return d
+
+    src = f"arn:aws:dynamodb:eu-west-1:{ACCT}:table/Orders"
+    dst = "arn:aws:dynamodb:us-east-1:999988887777:table/OrdersCopy"
+    assert diff_definitions(table(src, "dynamodb:GetItem"), table(dst, "dynamodb:GetItem")).equal
+    d = diff_definitions(table(src, "dynamodb:GetItem"), table(dst, "dynamodb:PutItem"))
+    assert [x.setting for x in d.differences] == ["ResourcePolicy"]
+    assert "${TableArn}" in json.dumps(d.differences[0].a)  # shown with the placeholders it was compared with

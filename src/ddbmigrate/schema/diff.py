@@ -10,7 +10,9 @@ never counted as equal or different; ``exit_code`` is 4 exactly when ``differenc
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -68,6 +70,21 @@ def _value(props: Dict[str, Any], key: str) -> Any:
     return props.get(key, DEFAULTS.get(key))
 
 
+_ACCOUNT_IN_ARN = re.compile(r"(arn:aws[a-zA-Z-]*:[a-z0-9-]*:[a-z0-9-]*:)(\d{12})(?=:)")
+
+
+def _policy_view(doc: Any, arns: List[str], accounts: List[str]) -> Any:
+    """A resource policy with the compared tables' own ARNs and account ids as placeholders: a
+    clone's policy (rewritten for the new table, see schema.apply) equals its source's."""
+    text = json.dumps(doc, sort_keys=True)
+    for arn in sorted(arns, key=len, reverse=True):
+        text = text.replace(arn, "${TableArn}")
+    for acct in accounts:
+        text = _ACCOUNT_IN_ARN.sub(lambda m: m.group(1) + "${AccountId}" if m.group(2) == acct else m.group(0), text)
+        text = text.replace(f'"{acct}"', '"${AccountId}"')
+    return json.loads(text)
+
+
 def diff_definitions(a: TableDefinition, b: TableDefinition) -> SchemaDiff:
     """Every setting whose value differs between ``a`` and ``b``."""
     out = SchemaDiff(a=a.label or (a.name or "A"), b=b.label or (b.name or "B"))
@@ -78,6 +95,8 @@ def diff_definitions(a: TableDefinition, b: TableDefinition) -> SchemaDiff:
     for setting, reason in unread.items():
         out.not_compared.append((setting, reason))
     keys = [k for k in ORDER if k != "TableName"] + sorted((set(a.props) | set(b.props)) - set(ORDER))
+    arns = [x.arn for x in (a, b) if x.arn]
+    accounts = sorted({x.split(":")[4] for x in arns if x.count(":") >= 5})
     for key in keys:
         if key in unread:
             continue
@@ -85,6 +104,8 @@ def diff_definitions(a: TableDefinition, b: TableDefinition) -> SchemaDiff:
             _indexes(out, key, a.props.get(key) or [], b.props.get(key) or [], unread)
             continue
         va, vb = _value(a.props, key), _value(b.props, key)
+        if key == "ResourcePolicy" and va and vb and arns:
+            va, vb = (_policy_view(v, arns, accounts) for v in (va, vb))
         if va != vb:
             out.differences.append(SettingDiff(key, va, vb))
     return out
