@@ -216,3 +216,14 @@ def test_schema_export_every_format_of_a_real_table(endpoint: str, base_table: s
     table = tf["resource"][0]["aws_dynamodb_table"]
     assert next(iter(table.values()))["ttl"][0] == {"attribute_name": "expiresAt", "enabled": True}
     assert f'tableName: "{base_table}"' in out["cdk"] and "removalPolicy: cdk.RemovalPolicy.RETAIN" in out["cdk"]
+
+
+def test_target_kms_key_without_a_table_to_create_is_a_usage_error(endpoint: str) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    for cmd in ("copy", "replicate"):
+        r = run(cmd, src, dst, "--endpoint-url", endpoint, "--target-kms-key", "alias/k", "--progress", "off")
+        assert r.exit_code == 2 and "--create-target" in r.stderr + r.stdout, (cmd, r.stdout, r.stderr)
+    # With --create-target and a target that exists, nothing is created and the key is said to be unused.
+    r = run("copy", src, dst, "--endpoint-url", endpoint, "--target-kms-key", "alias/k", "--create-target",
+            "--progress", "off")
+    assert r.exit_code == 0 and f"target {dst} exists: --target-kms-key alias/k is not used" in r.stderr

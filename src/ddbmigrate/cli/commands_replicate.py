@@ -91,6 +91,9 @@ def replicate_cmd(kw: Dict[str, Any]) -> int:
     dst = table_ref(kw["target_table"], kw, "target")
     opts = build_run_options(kw)
     ask = confirm_prompt(kw["yes"])
+    if kw.get("target_kms_key") and not (kw["create_target"] or kw.get("target_spec")):
+        raise click.UsageError("--target-kms-key applies to a table ddbmigrate creates: add --create-target or "
+                               "--target-spec")
     preflight(src, dst, kw["quiet"])
     report = replicate(
         src, dst, transform=kw.get("transform"), options=opts, enable_stream_confirm=ask,

@@ -83,7 +83,14 @@ def prepare_target(
     """
     name = client.ref.table
     try:
-        return client.describe_table()
+        desc = client.describe_table()
+        if kms_key:
+            import logging
+
+            logging.getLogger("ddbmigrate.schema").warning(
+                "target %s exists: --target-kms-key %s is not used (it only applies to a table ddbmigrate creates)",
+                name, kms_key)
+        return desc
     except TableNotFoundError:
         if not create and not spec_path:
             raise TableNotFoundError(

@@ -66,6 +66,8 @@ def copy_table(
     """
     opts = options or RunOptions()
     check_resume_options(opts)
+    if target_kms_key and not (create_target or target_spec):
+        raise UsageError("--target-kms-key applies to a table ddbmigrate creates: add --create-target or --target-spec")
     if transform is None and opts.transform:
         transform = load_transform(opts.transform)
     writers = opts.writers or default_writers(opts.mode)
