@@ -6,6 +6,7 @@ A job module (copy, clean, export, import) describes its job with these and hand
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, Dict, Optional
 
@@ -85,8 +86,6 @@ def prepare_target(
     try:
         desc = client.describe_table()
         if kms_key:
-            import logging
-
             logging.getLogger("ddbmigrate.schema").warning(
                 "target %s exists: --target-kms-key %s is not used (it only applies to a table ddbmigrate creates)",
                 name, kms_key)
