@@ -140,6 +140,10 @@ def test_create_target_clones_moto_settings_and_refuses_a_foreign_key(moto_s3: s
     # schema diff: the clone's policy (its own ARN) equals the source's; only the key differs.
     r = run("schema", "diff", src, dst, "--endpoint-url", moto_s3, "--json")
     assert [x["setting"] for x in json.loads(r.stdout)["differences"]] == ["SSESpecification"], r.stdout
+    # The new table's key is DynamoDB's AWS managed key (alias/aws/dynamodb): a definition names it by
+    # leaving the key out, so the export is portable to any account.
+    r = run("schema", "export", dst, "--endpoint-url", moto_s3)
+    assert yaml.safe_load(r.stdout)["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS"}
 
     # --target-kms-key: the new table uses that key.
     dst2 = unique("dst")

@@ -643,3 +643,67 @@ def test_policies_that_differ_only_by_their_own_table_and_account_are_equal() ->
     d = diff_definitions(table(src, "dynamodb:GetItem"), table(dst, "dynamodb:PutItem"))
     assert [x.setting for x in d.differences] == ["ResourcePolicy"]
     assert "${TableArn}" in json.dumps(d.differences[0].a)  # shown with the placeholders it was compared with
+
+
+def _described(req: Dict[str, Any]) -> Dict[str, Any]:
+    """What DescribeTable answers for a table created with CreateTable ``req`` (statuses, zeros and
+    defaults included, as DynamoDB reports them)."""
+    on_demand = req["BillingMode"] == "PAY_PER_REQUEST"
+    zero = {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0, "NumberOfDecreasesToday": 0}
+    unlimited = {"MaxReadRequestUnits": -1, "MaxWriteRequestUnits": -1}
+
+    def warm(x: Dict[str, Any]) -> Dict[str, Any]:
+        return dict(x.get("WarmThroughput") or {"ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 4000},
+                    Status="ACTIVE")
+
+    desc: Dict[str, Any] = {
+        "TableName": req["TableName"], "TableArn": f"arn:aws:dynamodb:eu-west-1:{ACCT}:table/{req['TableName']}",
+        "TableStatus": "ACTIVE", "ItemCount": 0, "AttributeDefinitions": list(reversed(req["AttributeDefinitions"])),
+        "KeySchema": req["KeySchema"], "BillingModeSummary": {"BillingMode": req["BillingMode"]},
+        "ProvisionedThroughput": zero if on_demand else dict(req["ProvisionedThroughput"], NumberOfDecreasesToday=0),
+        "OnDemandThroughput": dict(unlimited, **req.get("OnDemandThroughput", {})),
+        "WarmThroughput": warm(req), "DeletionProtectionEnabled": bool(req.get("DeletionProtectionEnabled")),
+    }
+    gsis = []
+    for g in req.get("GlobalSecondaryIndexes") or []:
+        gsis.append({"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"],
+                     "IndexStatus": "ACTIVE", "ProvisionedThroughput": zero if on_demand else g["ProvisionedThroughput"],
+                     "OnDemandThroughput": dict(unlimited, **g.get("OnDemandThroughput", {})), "WarmThroughput": warm(g)})
+    if gsis:
+        desc["GlobalSecondaryIndexes"] = gsis
+    if req.get("LocalSecondaryIndexes"):
+        desc["LocalSecondaryIndexes"] = req["LocalSecondaryIndexes"]
+    if req.get("StreamSpecification"):
+        desc["StreamSpecification"] = req["StreamSpecification"]
+    if req.get("SSESpecification"):
+        desc["SSEDescription"] = {"Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": req["SSESpecification"].get(
+            "KMSMasterKeyId", f"arn:aws:kms:eu-west-1:{ACCT}:key/aws-managed")}
+    desc["TableClassSummary"] = {"TableClass": req.get("TableClass", "STANDARD")}
+    return desc
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(definitions())
+def test_a_table_created_from_a_definition_reads_back_as_that_definition(spec: Dict[str, Any]) -> None:
+    """The model's invariant: spec -> CreateTable (+ the post-creation calls) -> Describe* answers ->
+    the same definition, with every status, zero, -1 and baseline DynamoDB adds normalized away."""
+    d = defn(spec)
+    req = create_request(d.props)
+    p = d.props
+    ttl = p.get("TimeToLiveSpecification")
+    pitr = p.get("PointInTimeRecoverySpecification")
+    insights: Dict[Any, Dict[str, Any]] = {None: {"ContributorInsightsStatus": "ENABLED" if p.get(
+        "ContributorInsightsSpecification") else "DISABLED"}}
+    for g in p.get("GlobalSecondaryIndexes") or []:
+        insights[g["IndexName"]] = {"ContributorInsightsStatus": "ENABLING" if g.get(
+            "ContributorInsightsSpecification") else "DISABLED"}
+    back = from_aws(
+        _described(req),
+        ttl={"TimeToLiveStatus": "ENABLED", "AttributeName": ttl["AttributeName"]} if ttl else {
+            "TimeToLiveStatus": "DISABLED"},
+        backups={"ContinuousBackupsStatus": "ENABLED", "PointInTimeRecoveryDescription": {
+            "PointInTimeRecoveryStatus": "ENABLED" if pitr else "DISABLED",
+            "RecoveryPeriodInDays": (pitr or {}).get("RecoveryPeriodInDays", 35)}},
+        tags=list(reversed(p.get("Tags") or [])), insights=insights, kinesis=[],
+        aws_managed_key=bool(p.get("SSESpecification")) and "KMSMasterKeyId" not in p["SSESpecification"])
+    assert back.props == p

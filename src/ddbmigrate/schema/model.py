@@ -251,11 +251,14 @@ def from_aws(
     policy: Optional[str] = None,
     kinesis: Optional[List[Dict[str, Any]]] = None,
     unread: Optional[Dict[str, str]] = None,
+    aws_managed_key: bool = False,
 ) -> TableDefinition:
     """A definition from DescribeTable and the answers of the other Describe/List/Get calls.
 
     Each keyword is the answer of one call (``insights``: DescribeContributorInsights per index,
     ``None`` for the table); a setting whose call failed is in ``unread`` and stays out.
+    ``aws_managed_key``: the SSE key is DynamoDB's AWS managed key (``alias/aws/dynamodb``), which a
+    definition names by leaving ``KMSMasterKeyId`` out (each account and region has its own).
     """
     notes: List[str] = []
     mode = (desc.get("BillingModeSummary") or {}).get("BillingMode") \
@@ -302,7 +305,7 @@ def from_aws(
     sse = desc.get("SSEDescription") or {}
     if sse.get("Status") in ("ENABLED", "ENABLING", "UPDATING") and sse.get("SSEType", "KMS") == "KMS":
         props["SSESpecification"] = {"SSEEnabled": True, "SSEType": "KMS",
-                                     "KMSMasterKeyId": sse.get("KMSMasterKeyArn")}
+                                     "KMSMasterKeyId": None if aws_managed_key else sse.get("KMSMasterKeyArn")}
     props["TableClass"] = (desc.get("TableClassSummary") or {}).get("TableClass")
     props["ContributorInsightsSpecification"] = ci(None)
     if policy:

@@ -62,6 +62,27 @@ def call(fn: Callable[..., Any], op: str, *, sleep: Callable[[float], None] = ti
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+AWS_MANAGED_ALIAS = "alias/aws/dynamodb"
+
+
+def is_aws_managed_key(client: DynamoClient, key_arn: str) -> bool:
+    """Whether ``key_arn`` is DynamoDB's AWS managed key (its alias is ``alias/aws/dynamodb``).
+
+    Best effort (kms:ListAliases on the key's account): when KMS cannot tell, the key stays named
+    by its ARN, which is still correct, only not portable to another account.
+    """
+    parts = key_arn.split(":")
+    region = parts[3] if len(parts) > 5 and parts[3] else client.region
+    try:
+        kms = client.session.client("kms", region_name=region, endpoint_url=client.ref.endpoint_url,
+                                    config=Config(retries={"total_max_attempts": 2}, connect_timeout=3,
+                                                  read_timeout=10))
+        aliases = kms.list_aliases(KeyId=key_arn).get("Aliases") or []
+    except Exception:
+        return False
+    return any(a.get("AliasName") == AWS_MANAGED_ALIAS for a in aliases)
+
+
 def read_definition(client: DynamoClient, table: Optional[str] = None, *,
                     sleep: Callable[[float], None] = time.sleep, settings: Any = None) -> TableDefinition:
     """Every setting of ``table`` (default: the client's table) as a TableDefinition.
@@ -115,8 +136,10 @@ def read_definition(client: DynamoClient, table: Optional[str] = None, *,
         policy = (got or {}).get("Policy")
     kin = get("KinesisStreamSpecification", "DescribeKinesisStreamingDestination",
               ctl.describe_kinesis_streaming_destination, TableName=name)
+    key = (desc.get("SSEDescription") or {}).get("KMSMasterKeyArn")
     defn = from_aws(
         desc,
+        aws_managed_key=bool(key) and is_aws_managed_key(client, str(key)),
         ttl=(ttl or {}).get("TimeToLiveDescription"),
         backups=(backups or {}).get("ContinuousBackupsDescription"),
         tags=tags,
