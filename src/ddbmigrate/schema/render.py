@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import yaml
 
@@ -214,7 +214,8 @@ def to_terraform(definition: TableDefinition) -> str:
         r = _Block(f'resource "aws_dynamodb_resource_policy" "{rn}"')
         r.lines.append(f"  resource_arn = {ref}.arn")
         r.lines.append(f"  policy       = jsonencode({hcl(rp['PolicyDocument'], 1)})")
-        parts += [_import(f"aws_dynamodb_resource_policy.{rn}", definition.arn or f"<ARN of table {name}>"),
+        parts += [_import(f"aws_dynamodb_resource_policy.{rn}", definition.arn or f"<ARN of table {name}>",
+                          None if definition.arn else "converted from a spec: put the table's ARN in id"),
                   r.text()]
     insights = [(None, p.get("ContributorInsightsSpecification"))] + \
         [(g["IndexName"], g.get("ContributorInsightsSpecification")) for g in p.get("GlobalSecondaryIndexes") or []]
@@ -230,7 +231,8 @@ def to_terraform(definition: TableDefinition) -> str:
             r.attr("mode", ci["Mode"])
         account = definition.arn.split(":")[4] if definition.arn and definition.arn.count(":") >= 5 else "ACCOUNT_ID"
         iid = f"name:{name}" + (f"/index:{index}" if index else "") + f"/{account}"
-        parts += [_import(f"aws_dynamodb_contributor_insights.{label}", iid), r.text()]
+        parts += [_import(f"aws_dynamodb_contributor_insights.{label}", iid,
+                          None if definition.arn else "converted from a spec: put the account id in id"), r.text()]
     ks = p.get("KinesisStreamSpecification")
     if ks:
         r = _Block(f'resource "aws_dynamodb_kinesis_streaming_destination" "{rn}"')
@@ -243,8 +245,9 @@ def to_terraform(definition: TableDefinition) -> str:
     return head + "\n\n".join(parts) + "\n"
 
 
-def _import(to: str, ident: str) -> str:
-    return f"import {{\n  to = {to}\n  id = {hcl(ident)}\n}}"
+def _import(to: str, ident: str, todo: Optional[str] = None) -> str:
+    head = f"# TODO {todo}\n" if todo else ""
+    return f"{head}import {{\n  to = {to}\n  id = {hcl(ident)}\n}}"
 
 
 # ------------------------------------------------------------------ CDK (TypeScript)
