@@ -707,3 +707,36 @@ def test_a_table_created_from_a_definition_reads_back_as_that_definition(spec: D
         tags=list(reversed(p.get("Tags") or [])), insights=insights, kinesis=[],
         aws_managed_key=bool(p.get("SSESpecification")) and "KMSMasterKeyId" not in p["SSESpecification"])
     assert back.props == p
+
+
+def test_settings_calls_retry_transient_errors_only() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from ddbmigrate.schema.read import call, why
+
+    def failing(*codes: str) -> Callable[..., Any]:
+        left = list(codes)
+
+        def fn(**kw: Any) -> Any:
+            if left:
+                code = left.pop(0)
+                if code == "connection":
+                    raise EndpointConnectionError(endpoint_url="http://x")
+                raise ClientError({"Error": {"Code": code, "Message": "m"}}, "Op")
+            return {"ok": kw}
+        return fn
+
+    sleeps: List[float] = []
+    assert call(failing("ThrottlingException", "InternalServerError", "connection"), "Op", sleep=sleeps.append,
+                a=1) == {"ok": {"a": 1}}
+    assert len(sleeps) == 3 and all(0 < s <= 8 for s in sleeps)
+    with pytest.raises(ClientError):  # moto's HTML 500 for an operation it lacks: no retry
+        call(failing("500"), "Op", sleep=sleeps.append)
+    assert len(sleeps) == 3
+    with pytest.raises(ClientError):
+        call(failing(*["ThrottlingException"] * 4), "Op", sleep=sleeps.append)
+    assert len(sleeps) == 6  # 4 attempts in all
+    e = ClientError({"Error": {"Code": "UnknownOperationException", "Message": "An unknown operation"}}, "X")
+    assert why(e, "DescribeContinuousBackups") == "the endpoint does not support DescribeContinuousBackups"
+    e = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "X")
+    assert why(e, "GetResourcePolicy") == "access denied to GetResourcePolicy"

@@ -18,12 +18,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from botocore.config import Config
 
-from ..aws.client import THROTTLE_CODES, DynamoClient
+from ..aws.client import RETRIABLE_CODES, THROTTLE_CODES, DynamoClient
 from ..aws.errors import error_code, error_message
 from ..config import TableRef
 from .model import TableDefinition, from_aws
 
 ATTEMPTS = 4
+# botocore's connection failures (no AWS error code): worth another attempt, like throttling.
+_CONNECTION_ERRORS = ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError")
 
 
 def settings_client(client: DynamoClient) -> Any:
@@ -49,13 +51,16 @@ def why(e: Exception, op: str) -> str:
 
 def call(fn: Callable[..., Any], op: str, *, sleep: Callable[[float], None] = time.sleep,
          retry_codes: Tuple[str, ...] = (), attempts: int = ATTEMPTS, **kw: Any) -> Any:
-    """``fn(**kw)``, retrying throttling (and ``retry_codes``) with capped, jittered back-off."""
+    """``fn(**kw)``, retrying throttling, DynamoDB's 500/503, dropped connections (and ``retry_codes``)
+    with capped, jittered back-off; ``attempts`` in all."""
     for attempt in range(attempts):
         try:
             return fn(**kw)
         except Exception as e:
             code = error_code(e)
-            if attempt + 1 < attempts and (code in THROTTLE_CODES or code in retry_codes):
+            transient = code in THROTTLE_CODES or code in RETRIABLE_CODES or code in retry_codes \
+                or type(e).__name__ in _CONNECTION_ERRORS
+            if attempt + 1 < attempts and transient:
                 sleep(min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2))
                 continue
             raise
