@@ -227,3 +227,22 @@ def test_target_kms_key_without_a_table_to_create_is_a_usage_error(endpoint: str
     r = run("copy", src, dst, "--endpoint-url", endpoint, "--target-kms-key", "alias/k", "--create-target",
             "--progress", "off")
     assert r.exit_code == 0 and f"target {dst} exists: --target-kms-key alias/k is not used" in r.stderr
+
+
+def test_dry_run_says_what_the_created_target_would_lack(endpoint: str, tmp_path: Path) -> None:
+    src = unique("src")
+    spec = dict(local_spec(src), KinesisStreamSpecification={
+        "StreamArn": "arn:aws:kinesis:us-east-1:000000000000:stream/s"})
+    spec_path = tmp_path / "target.yaml"
+    spec_path.write_text(yaml.safe_dump(spec))
+    create(endpoint, tmp_path, local_spec(src))
+    dst = unique("dst")
+    r = run("copy", src, dst, "--create-target", "--dry-run", "--endpoint-url", endpoint, "--progress", "off")
+    assert r.exit_code == 0, r.stderr
+    assert f"dry run: would create table {dst} with BillingMode, OnDemandThroughput" in r.stderr
+    assert f"{dst}: would not be applied: PointInTimeRecoverySpecification, Tags" in r.stderr
+    r = run("copy", src, dst, "--target-spec", str(spec_path), "--dry-run", "--endpoint-url", endpoint,
+            "--progress", "off")
+    assert r.exit_code == 0, r.stderr
+    assert "would not be applied: KinesisStreamSpecification: ddbmigrate does not enable" in r.stderr
+    assert dst not in boto_client(endpoint).list_tables(ExclusiveStartTableName=dst[:-1])["TableNames"]

@@ -96,15 +96,19 @@ def prepare_target(
                 f"target table {name!r} does not exist at {client.endpoint}; add --create-target to "
                 "create it from the source's schema (or --target-spec FILE)", table=name,
             ) from None
-    if dry_run:
-        if spec_path:
-            return request_from_spec(load_spec(spec_path), spec_path, name)[0]
-        if source_desc is not None:
-            return source_desc
-    from ..schema.apply import create_from_definition, log_result
+    from ..schema.apply import create_from_definition, log_plan, log_result, plan_creation
     from ..schema.read import read_definition
     from ..schema.spec import load_definition
 
+    if dry_run and spec_path:
+        # Nothing is created; say what would be, and what would not be applied, before the real run.
+        log_plan(plan_creation(client, load_definition(spec_path, name), table=name, kms_key=kms_key))
+        return request_from_spec(load_spec(spec_path), spec_path, name)[0]
+    if dry_run and source_desc is not None:
+        if source_client is not None:
+            definition = read_definition(source_client, source_desc["TableName"])
+            log_plan(plan_creation(client, definition, table=name, kms_key=kms_key))
+        return source_desc
     if spec_path:
         definition = load_definition(spec_path, name)
     elif source_desc is not None and source_client is not None:

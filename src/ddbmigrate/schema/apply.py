@@ -135,6 +135,47 @@ def _without(props: Dict[str, Any], setting: str) -> None:
     props.pop(setting.split(".")[0], None)
 
 
+@dataclass
+class CreationPlan:
+    """What a creation will ask for (``props``), and what it will not apply before it starts."""
+
+    table: str
+    props: Dict[str, Any]
+    not_applied: List[Tuple[str, str]] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+
+def plan_creation(client: DynamoClient, definition: TableDefinition, *, table: Optional[str] = None,
+                  kms_key: Optional[str] = None, account: Optional[str] = None) -> CreationPlan:
+    """The settings of ``definition`` a new table ``table`` will be asked for, and those it will not
+    get, with the reason: unread on the source, a Kinesis destination, a KMS key of another account
+    or region (replaced by ``kms_key`` or the AWS managed key). Creates nothing (a dry run shows it)."""
+    name = table or client.ref.table
+    props = json.loads(json.dumps(definition.props))  # a deep copy the plan may change
+    props["TableName"] = name
+    not_applied: List[Tuple[str, str]] = []
+    for setting, reason in definition.unread.items():
+        not_applied.append((setting, f"not read from {definition.label or 'the source'}: {reason}"))
+    ks = props.pop("KinesisStreamSpecification", None)
+    if ks:
+        why_not = ("the source's Kinesis stream is not pointed at the new table (its consumers would see both "
+                   "tables' changes)") if definition.arn else "ddbmigrate does not enable Kinesis streaming destinations"
+        not_applied.append(("KinesisStreamSpecification", (
+            f"{why_not}; when wanted: aws dynamodb enable-kinesis-streaming-destination --table-name {name} "
+            f"--stream-arn {ks['StreamArn']}")))
+    sse = props.get("SSESpecification")
+    if kms_key:
+        props["SSESpecification"] = {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": kms_key}
+    elif sse and sse.get("KMSMasterKeyId") and _KMS_ARN.match(sse["KMSMasterKeyId"]):
+        refused = foreign_key_reason(sse["KMSMasterKeyId"], client.region, account or account_of(client))
+        if refused:
+            props["SSESpecification"] = {"SSEEnabled": True, "SSEType": "KMS"}
+            not_applied.append(("SSESpecification.KMSMasterKeyId",
+                                f"{refused}; the new table uses the AWS managed key instead: pass "
+                                "--target-kms-key KEY to use your own"))
+    return CreationPlan(table=name, props=normalize(props), not_applied=not_applied, notes=list(definition.notes))
+
+
 def create_from_definition(
     client: DynamoClient,
     definition: TableDefinition,
@@ -154,31 +195,9 @@ def create_from_definition(
     (the target's account id) are looked up when not given.
     """
     name = table or client.ref.table
-    props = json.loads(json.dumps(definition.props))  # a deep copy the plan may change
-    props["TableName"] = name
-    not_applied: List[Tuple[str, str]] = []
-    notes = list(definition.notes)
-    for setting, reason in definition.unread.items():
-        not_applied.append((setting, f"not read from {definition.label or 'the source'}: {reason}"))
-    ks = props.pop("KinesisStreamSpecification", None)
-    if ks:
-        why_not = ("the source's Kinesis stream is not pointed at the new table (its consumers would see both "
-                   "tables' changes)") if definition.arn else "ddbmigrate does not enable Kinesis streaming destinations"
-        not_applied.append(("KinesisStreamSpecification", (
-            f"{why_not}; when wanted: aws dynamodb enable-kinesis-streaming-destination --table-name {name} "
-            f"--stream-arn {ks['StreamArn']}")))
-    sse = props.get("SSESpecification")
+    plan = plan_creation(client, definition, table=name, kms_key=kms_key, account=account)
+    props, not_applied, notes = plan.props, plan.not_applied, plan.notes
     explicit_key = bool(kms_key)
-    if kms_key:
-        props["SSESpecification"] = {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": kms_key}
-    elif sse and sse.get("KMSMasterKeyId") and _KMS_ARN.match(sse["KMSMasterKeyId"]):
-        refused = foreign_key_reason(sse["KMSMasterKeyId"], client.region, account or account_of(client))
-        if refused:
-            props["SSESpecification"] = {"SSEEnabled": True, "SSEType": "KMS"}
-            not_applied.append(("SSESpecification.KMSMasterKeyId",
-                                f"{refused}; the new table uses the AWS managed key instead: pass "
-                                "--target-kms-key KEY to use your own"))
-    props = normalize(props)
     req = create_request(props)
     try:
         client.control.create_table(**req)
@@ -320,6 +339,15 @@ def log_result(result: CreateResult) -> None:
                 ", ".join(applied) or "keys only")
     for line in result.setting_lines():
         log.warning("%s: %s", result.table, line)
+
+
+def log_plan(plan: CreationPlan) -> None:
+    """A dry run of a creation: what would be created, and what would not be applied (WARNING)."""
+    settings = [k for k in plan.props if k not in ("TableName", "AttributeDefinitions", "KeySchema")]
+    log.warning("dry run: would create table %s with %s", plan.table, ", ".join(settings))
+    gaps = CreateResult(table=plan.table, description={}, not_applied=plan.not_applied, notes=plan.notes)
+    for line in gaps.setting_lines():
+        log.warning("%s: %s", plan.table, line.replace("not applied:", "would not be applied:", 1))
 
 
 def create_table_from_spec(
