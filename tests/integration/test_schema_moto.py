@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import boto3
+import pytest
 import yaml
 from click.testing import CliRunner
 from support import unique
@@ -188,3 +189,38 @@ def test_create_table_kms_key_overrides_the_spec(moto_s3: str, tmp_path: Path) -
     assert r.exit_code == 0, r.stdout + r.stderr
     assert "not applied: SSESpecification.KMSMasterKeyId: the KMS key" in r.stdout and "--target-kms-key" in r.stdout
     assert ddb(moto_s3).describe_table(TableName=other)["Table"]["SSEDescription"]["KMSMasterKeyArn"] != FOREIGN_KEY
+
+
+def test_cross_account_clone_rewrites_the_policy_and_refuses_the_source_key(
+        moto_s3: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--target-role-arn into another account (moto keeps one set of tables per account and hands
+    out that account's credentials from AssumeRole)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_s3)  # the role is assumed at moto's STS
+    other, role = "111122223333", "arn:aws:iam::111122223333:role/migration"
+    src, dst = unique("src"), unique("dst")
+    c = ddb(moto_s3)
+    c.create_table(TableName=src, BillingMode="PAY_PER_REQUEST",
+                   AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                   KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                   SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": OWN_KEY})
+    c.put_resource_policy(ResourceArn=c.describe_table(TableName=src)["Table"]["TableArn"],
+                          Policy=json.dumps(policy(src)))
+    c.put_item(TableName=src, Item={"pk": {"S": "a"}})
+    r = run("copy", src, dst, "--endpoint-url", moto_s3, "--target-role-arn", role, "--create-target",
+            "--progress", "off")
+    assert r.exit_code == 0, r.stderr
+    assert f"the KMS key {OWN_KEY} belongs to account {ACCOUNT}, the new table to account {other}" in r.stderr
+    creds = boto3.client("sts", endpoint_url=moto_s3, region_name="us-east-1").assume_role(
+        RoleArn=role, RoleSessionName="check")["Credentials"]
+    theirs = boto3.client("dynamodb", endpoint_url=moto_s3, region_name="us-east-1",
+                          aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                          aws_session_token=creds["SessionToken"])
+    d = theirs.describe_table(TableName=dst)["Table"]
+    assert d["TableArn"] == f"arn:aws:dynamodb:us-east-1:{other}:table/{dst}"
+    assert dst not in c.list_tables()["TableNames"]  # not in the source's account
+    assert d["SSEDescription"]["KMSMasterKeyArn"] != OWN_KEY
+    # Every ARN and account id of the source account now names the target account and table.
+    assert json.loads(theirs.get_resource_policy(ResourceArn=d["TableArn"])["Policy"]) == policy(dst, other)
+    # ... so for `schema diff` (each side with its own credentials) the policies are equal.
+    r = run("schema", "diff", src, dst, "--endpoint-url", moto_s3, "--target-role-arn", role, "--json")
+    assert [x["setting"] for x in json.loads(r.stdout)["differences"]] == ["SSESpecification"], r.stdout
