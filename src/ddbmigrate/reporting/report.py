@@ -3,6 +3,7 @@
 Balance (invariant 2 of the pipeline), checked by :meth:`Report.balanced`::
 
     read + fanout_extra == written + deleted + skipped_existing + collapsed + dead_lettered + dropped
+                           + unchanged + vanished      (an in-place update: left as they were / deleted meanwhile)
 
 Without a transform this is ``read == written + dead_lettered + collapsed (+ skipped_existing)``.
 """
@@ -74,7 +75,7 @@ class Report:
         c = self.count
         lhs = c("read") + c("fanout_extra")
         rhs = (c("written") + c("deleted") + c("skipped_existing") + c("collapsed") + c("dead_lettered")
-               + c("dropped"))
+               + c("dropped") + c("unchanged") + c("vanished"))
         return lhs == rhs
 
     @property
