@@ -241,7 +241,7 @@ def test_update_dead_letters_bad_outputs_and_continues(endpoint: str) -> None:
     assert final["r7"]["w"] == {"N": "14"}
 
 
-def test_update_cli_resume_and_dry_run(endpoint: str, tmp_path: Path) -> None:
+def test_update_cli_dry_run_then_run(endpoint: str, tmp_path: Path) -> None:
     table = seed(endpoint, 30)
     f = tmp_path / "m.py"
     f.write_text("def fn(item):\n    item['gsi1pk'] = 'EMAIL#' + item['email'].lower()\n    return item\n")

@@ -107,7 +107,7 @@ class History:
         des = TypeDeserializer()
         for page in paginator.paginate(**kw):
             for raw in page.get("Items", []):
-                rec = {k: des.deserialize(v) for k, v in raw.items()}
+                rec = {k: _native(des.deserialize(v)) for k, v in raw.items()}
                 if rec.get("id") != LOCK_ID:
                     out[str(rec["id"])] = rec
         return out
@@ -120,7 +120,7 @@ class History:
         from boto3.dynamodb.types import TypeDeserializer
 
         des = TypeDeserializer()
-        return {k: des.deserialize(v) for k, v in item.items()}
+        return {k: _native(des.deserialize(v)) for k, v in item.items()}
 
     # ------------------------------------------------------------------ records
 
@@ -246,6 +246,21 @@ class Lock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def _native(v: Any) -> Any:
+    """A record read back: numbers as int (or float), sets as sorted lists, so it prints as JSON."""
+    from decimal import Decimal
+
+    if isinstance(v, Decimal):
+        return int(v) if v == v.to_integral_value() else float(v)
+    if isinstance(v, dict):
+        return {k: _native(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_native(x) for x in v]
+    if isinstance(v, (set, frozenset)):
+        return sorted(_native(x) for x in v)
+    return v
 
 
 def _plain(v: Any) -> Any:
