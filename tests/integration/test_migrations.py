@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+from support import create_table, put_items, scan_all, unique
 
+from ddbmigrate import RunOptions, TableRef
 from ddbmigrate.core.items import canonical_item, from_python, to_python
 from ddbmigrate.errors import EXIT_RETRIABLE, UsageError
+from ddbmigrate.jobs.update import update_table
 from ddbmigrate.migrations import (
     AwsSettings,
     History,
@@ -27,13 +30,10 @@ from ddbmigrate.migrations import (
     verify,
 )
 from ddbmigrate.migrations.upgrade import load_registry
-from ddbmigrate.jobs.update import update_table
-from ddbmigrate import RunOptions, TableRef
-from support import create_table, put_items, scan_all, unique
 
 pytestmark = pytest.mark.integration
 
-YES = lambda message: True  # noqa: E731 - the library's --yes
+YES = lambda message: True
 
 CREATE = '''"""Create {v2}, the re-modelled users table."""
 

@@ -18,11 +18,18 @@ from pathlib import Path
 from typing import Any, Dict, List, Set
 
 import pytest
+from support import (
+    boto_client,
+    create_table,
+    every_type_items,
+    put_items,
+    scan_all,
+    unique,
+)
 
 from ddbmigrate import RunOptions, TableRef
 from ddbmigrate.errors import TransformError, UsageError
 from ddbmigrate.jobs.update import update_table
-from support import boto_client, create_table, every_type_items, put_items, scan_all, unique
 
 pytestmark = pytest.mark.integration
 
@@ -191,7 +198,7 @@ def test_update_every_type_only_changed_attributes(endpoint: str) -> None:
         out = dict(item)
         out["migrated"] = True
         out["tags"] = {"a", "b"}
-        out["big_number"] = Decimal("12345678901234567890123456789012345678")
+        out["big_number"] = Decimal(12345678901234567890123456789012345678)
         return out
 
     rep = update_table(ref(endpoint, table), opts(segments=1), transform=mark)

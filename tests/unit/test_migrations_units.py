@@ -10,14 +10,18 @@ from typing import Any, Dict
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_items_properties import wire_items
 
 from ddbmigrate.core.items import KeySchema, canonical_item, from_python, to_python
 from ddbmigrate.core.transform import as_transform
 from ddbmigrate.errors import UsageError
 from ddbmigrate.migrations import UpgradeRegistry, upgrade_item
 from ddbmigrate.migrations.files import discover, load, load_all, new, slug
-from ddbmigrate.sinks.conditional_update import MAX_EXPRESSION_OPERATORS, UpdateRequestBuilder, diff
-from test_items_properties import wire_items
+from ddbmigrate.sinks.conditional_update import (
+    MAX_EXPRESSION_OPERATORS,
+    UpdateRequestBuilder,
+    diff,
+)
 
 PROPS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -82,7 +86,7 @@ def test_upgrade_is_idempotent_and_never_mutates(wire: Dict[str, Any]) -> None:
 def test_registry_refuses_gaps_duplicates_and_bad_versions() -> None:
     reg = UpgradeRegistry("_v", {1: split_name, 3: gsi_key})
     with pytest.raises(UsageError, match="gap"):
-        reg.latest
+        reg.check()
     with pytest.raises(UsageError, match="two upgrade steps"):
         UpgradeRegistry("_v", {1: split_name}).add(1, gsi_key)
     with pytest.raises(ValueError, match="whole number"):

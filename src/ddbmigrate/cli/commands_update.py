@@ -8,7 +8,14 @@ import click
 
 from ..jobs.update import update_table
 from .engine import engine_from, engine_options
-from .options import aws_options, build_run_options, pass_kwargs, run_options, table_ref, transform_options
+from .options import (
+    aws_options,
+    build_run_options,
+    pass_kwargs,
+    run_options,
+    table_ref,
+    transform_options,
+)
 from .render import handle_errors, render_report
 
 

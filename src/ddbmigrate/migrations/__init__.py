@@ -16,7 +16,16 @@ from __future__ import annotations
 from .context import AwsSettings, MigrationContext, StepFailed
 from .files import MigrationFile, load_all
 from .history import DEFAULT_HISTORY_TABLE, History, LockHeldError
-from .runner import MigrationStatus, RunResult, VerifyResult, down, history_records, status, up, verify
+from .runner import (
+    MigrationStatus,
+    RunResult,
+    VerifyResult,
+    down,
+    history_records,
+    status,
+    up,
+    verify,
+)
 from .upgrade import UpgradeRegistry, upgrade_item
 
 __all__ = [

@@ -25,7 +25,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from ..config import RunOptions
-from ..errors import EXIT_DIFFERENCES, EXIT_OK, DdbMigrateError, FatalError, InterruptedError_, UsageError
+from ..errors import (
+    EXIT_DIFFERENCES,
+    EXIT_OK,
+    DdbMigrateError,
+    FatalError,
+    InterruptedError_,
+    UsageError,
+)
 from .context import AwsSettings, MigrationContext
 from .files import MigrationFile, find, load_all
 from .history import DEFAULT_HISTORY_TABLE, DEFAULT_LEASE_SECONDS, History

@@ -80,6 +80,10 @@ class UpgradeRegistry:
             raise UsageError(f"upgrade steps have a gap: no step from version {v}, but one from {extra[0]}")
         return v
 
+    def check(self) -> int:
+        """The latest version, after checking the steps have no gap (UsageError otherwise)."""
+        return self.latest
+
     def version_of(self, item: Mapping[str, Any]) -> int:
         """The schema version ``item`` is at (``initial`` when it has no version attribute)."""
         v = item.get(self.attribute)
@@ -130,7 +134,7 @@ def load_registry(ref: Optional[str], attribute: str) -> Transform:
     if reg.attribute != attribute:
         raise UsageError(f"--transform {ref}: the registry keeps its version in {reg.attribute!r}, not "
                          f"{attribute!r} (--schema-version-attribute)")
-    reg.latest  # a gap in the steps is refused now, not on the first item
+    reg.check()  # a gap in the steps is refused now, not on the first item
     return tf
 
 

@@ -62,7 +62,7 @@ DEFAULT_MAX_RACES = 10
 class Plan:
     """What one item needs: nothing, a refusal, or an UpdateItem request (and the image it makes)."""
 
-    __slots__ = ("request", "after", "reason", "code")
+    __slots__ = ("after", "code", "reason", "request")
 
     def __init__(self, request: Optional[Dict[str, Any]] = None, after: Optional[WireItem] = None,
                  reason: Optional[str] = None, code: Optional[str] = None) -> None:
@@ -234,9 +234,9 @@ class ConditionalUpdateSink(SinkBase):
                     res.written += 1
                     return
                 if races >= self.max_races:
-                    res.rejected.append((op, f"the item changed on each of {races} attempts to update it "
-                                             "(a hot item); run the update again to settle it",
-                                         "ItemKeepsChanging"))
+                    reason = (f"the item changed on each of {races} attempts to update it (a hot item); "
+                              "run the update again to settle it")
+                    res.rejected.append((op, reason, "ItemKeepsChanging"))
                     return
                 item = current
             except AwsError as e:
