@@ -18,7 +18,6 @@ from support import create_table, put_items, scan_all, unique
 from ddbmigrate import RunOptions, TableRef
 from ddbmigrate.core.items import canonical_item, from_python, to_python
 from ddbmigrate.errors import EXIT_RETRIABLE, UsageError
-from ddbmigrate.jobs.update import update_table
 from ddbmigrate.migrations import (
     AwsSettings,
     History,
@@ -278,9 +277,17 @@ def test_upgrade_item_brings_v1_and_v2_to_v3_like_the_backfill(endpoint: str, tm
     put_items(endpoint, table, items)
     # What the application reads lazily, item by item, before the backfill reaches it:
     lazy = {it["pk"]["S"]: canonical_item(from_python(upgrade_item(to_python(it), reg))) for it in items}
-    rep = update_table(TableRef(table, endpoint_url=endpoint, region="us-east-1"),
-                       RunOptions(progress="off", segments=2), transform=tf)
-    assert rep.counters["written"] == len(items) - 1 and rep.counters["unchanged"] == 1 and rep.balanced()
+    # The backfill, from the command line (in this process: click's runner).
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    out = CliRunner().invoke(main, ["update", table, "--transform", f"{f}:REGISTRY", "--schema-version-attribute",
+                                    "_v", "--endpoint-url", endpoint, "--region", "us-east-1", "--segments", "2",
+                                    "--quiet", "--report", str(tmp_path / "r.json")])
+    assert out.exit_code == 0, out.output
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["counters"]["written"] == len(items) - 1 and rep["counters"]["unchanged"] == 1 and rep["balanced"]
     backfilled = {it["pk"]["S"]: canonical_item(it) for it in scan_all(endpoint, table)}
     assert backfilled == lazy
     assert all(to_python(it)["_v"] == 3 for it in scan_all(endpoint, table))

@@ -222,9 +222,17 @@ def _canon(it: Dict[str, Any]) -> Any:
 def test_update_dead_letters_bad_outputs_and_continues(endpoint: str) -> None:
     table = create_table(endpoint)
     put_items(endpoint, table, [{"pk": {"S": f"r{i}"}, "v": {"N": str(i)}} for i in range(12)])
+    app = boto_client(endpoint)
+    app.update_item(TableName=table, Key={"pk": {"S": "r5"}}, UpdateExpression="SET hot = :z",
+                    ExpressionAttributeValues={":z": {"N": "0"}})
 
     def bad(item: Dict[str, Any]) -> Any:
         i = int(item["v"])
+        if i == 5:
+            # A hot item: the application changes it between every read and write of ours.
+            app.update_item(TableName=table, Key={"pk": {"S": "r5"}}, UpdateExpression="ADD hot :one",
+                            ExpressionAttributeValues={":one": {"N": "1"}})
+            return dict(item, w=10)
         if i == 1:
             raise ValueError("boom")
         if i == 2:
@@ -235,17 +243,23 @@ def test_update_dead_letters_bad_outputs_and_continues(endpoint: str) -> None:
             return None  # left as it is
         return dict(item, w=i * 2)
 
-    with pytest.raises(TransformError):
-        update_table(ref(endpoint, table), opts(segments=1), transform=bad)
-    rep = update_table(ref(endpoint, table), opts(segments=1, on_error="skip", restart=True), transform=bad)
+    other = create_table(endpoint)
+    put_items(endpoint, other, [{"pk": {"S": "r1"}, "v": {"N": "1"}}])
+    with pytest.raises(TransformError, match="boom"):
+        update_table(ref(endpoint, other), opts(segments=1), transform=bad)
+    rep = update_table(ref(endpoint, table), opts(segments=1, on_error="skip"), transform=bad,
+                       max_races=3)
     c = rep.counters
-    assert c["read"] == 12 and c["dead_lettered"] == 3 and c["unchanged"] == 1 and c["written"] == 8
-    assert rep.exit_code == 3 and rep.balanced()
+    assert c["read"] == 12 and c["dead_lettered"] == 4 and c["unchanged"] == 1 and c["written"] == 7
+    assert c["retried_races"] == 3 and rep.exit_code == 3 and rep.balanced()
     lines = [json.loads(x) for x in Path(rep.dead_letter_path or "").read_text().splitlines()]
-    assert sorted(x["error_code"] for x in lines) == ["FanOut", "KeyChanged", "ValueError"]
+    assert sorted(x["error_code"] for x in lines) == ["FanOut", "ItemKeepsChanging", "KeyChanged", "ValueError"]
+    hot = next(x for x in lines if x["error_code"] == "ItemKeepsChanging")
+    assert hot["item"]["pk"] == {"S": "r5"} and "run the update again" in hot["reason"]
     final = by_pk(scan_all(endpoint, table))
     assert "other" not in final and final["r4"] == {"pk": {"S": "r4"}, "v": {"N": "4"}}
     assert final["r7"]["w"] == {"N": "14"}
+    assert "w" not in final["r5"] and final["r5"]["hot"] == {"N": "3"}  # all 3 application writes kept
 
 
 def test_update_cli_dry_run_then_run(endpoint: str, tmp_path: Path) -> None:
@@ -254,18 +268,16 @@ def test_update_cli_dry_run_then_run(endpoint: str, tmp_path: Path) -> None:
     f.write_text("def fn(item):\n    item['gsi1pk'] = 'EMAIL#' + item['email'].lower()\n    return item\n")
     base = [sys.executable, "-m", "ddbmigrate", "update", table, "--transform", f"{f}:fn",
             "--endpoint-url", endpoint, "--region", "us-east-1", "--progress", "off"]
-    dry = subprocess.run(base + ["--dry-run", "--report", str(tmp_path / "d.json")], capture_output=True,
-                         text=True, timeout=120)
-    assert dry.returncode == 0, dry.stderr
-    drep = json.loads((tmp_path / "d.json").read_text())
-    assert drep["status"] == "dry-run" and drep["counters"]["written"] == 30
+    drep = update_table(ref(endpoint, table), opts(dry_run=True), transform=f"{f}:fn")
+    assert drep.status == "dry-run" and drep.counters["written"] == 30 and drep.checkpoint_path is None
     assert all("gsi1pk" not in it for it in scan_all(endpoint, table))  # nothing written
     out = subprocess.run(base + ["--report", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["counters"]["written"] == 30 and rep["balanced"]
     assert all(it["gsi1pk"]["S"] == "EMAIL#" + it["email"]["S"].lower() for it in scan_all(endpoint, table))
-    bad = subprocess.run(base[:5] + ["--endpoint-url", endpoint, "--region", "us-east-1"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(base[:5] + ["--endpoint-url", endpoint, "--region", "us-east-1"], capture_output=True,
+                         text=True, timeout=60)
     assert bad.returncode == 2 and "transform" in bad.stderr and "Traceback" not in bad.stderr
 
 

@@ -67,8 +67,9 @@ class StepFailed(FatalError):
 class MigrationContext:
     """The ``ctx`` of one migration run; see the module docstring."""
 
-    def __init__(self, migration_id: str, settings: AwsSettings, *, state_dir: str = os.path.join(".ddbmigrate", "migrations"),
-                 options: Optional[RunOptions] = None, confirm: Optional[Confirm] = None) -> None:
+    def __init__(self, migration_id: str, settings: AwsSettings, *,
+                 state_dir: str = os.path.join(".ddbmigrate", "migrations"), options: Optional[RunOptions] = None,
+                 confirm: Optional[Confirm] = None) -> None:
         self.id = migration_id
         self.settings = settings
         self.state_dir = os.path.join(state_dir, migration_id)
@@ -107,7 +108,8 @@ class MigrationContext:
             if report.dead_lettered:
                 entry["dead_letters"] = report.dead_letter_path
         if error is not None:
-            entry["error"] = error.one_line() if isinstance(error, DdbMigrateError) else f"{type(error).__name__}: {error}"
+            entry["error"] = error.one_line() if isinstance(error, DdbMigrateError) \
+                else f"{type(error).__name__}: {error}"
         self.summary.append(entry)
 
     def _run(self, kind: str, label: str, call: Callable[[], Report]) -> Report:

@@ -4,7 +4,8 @@
                                    ├─▶ status: pending | running | applied | failed | changed | missing
     history table ─────────────────┘
     up:  check every file ─▶ create the history table ─▶ take the lock ─▶ refuse changed applied files
-         ─▶ for each pending (in order, up to --to): record running ─▶ upgrade(ctx) ─▶ applied | failed (stop)
+         ─▶ for each pending (in order, up to --to): record running ─▶ upgrade(ctx)
+         ─▶ applied | failed (stop)
 
 Invariants:
 1. Every file is loaded and checked, and every applied one compared with its checksum, before
@@ -298,8 +299,8 @@ def verify(directory: str, settings: AwsSettings, *, history_table: str = DEFAUL
     by_id = {m.id: m for m in migs}
     for s in st:
         if s.state == "changed":
-            res.problems.append(f"{s.id}: file changed since it was applied (checksum {(s.recorded_checksum or '')[:12]} "
-                                f"-> {(s.checksum or '')[:12]})")
+            res.problems.append(f"{s.id}: file changed since it was applied (checksum "
+                                f"{(s.recorded_checksum or '')[:12]} -> {(s.checksum or '')[:12]})")
         elif s.state == "missing":
             res.problems.append(f"{s.id}: recorded as {s.state} but has no file in {directory}")
         elif s.state in ("failed", "running"):

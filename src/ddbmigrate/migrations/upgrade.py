@@ -1,6 +1,6 @@
 """Item-level schema upgrades: one chain of functions for the backfill and for lazy reads.
 
-    v1 item ──step 1──▶ v2 ──step 2──▶ v3 (latest)        the version lives in one attribute (``_v``)
+    v1 item ──step 1──▶ v2 ──step 2──▶ v3 (latest)     the version lives in one attribute (``_v``)
 
 An :class:`UpgradeRegistry` holds the steps. The same object is the backfill's transform
 (``ddbmigrate update TABLE --transform schema.py:REGISTRY --schema-version-attribute _v``, or

@@ -6,10 +6,10 @@ Each op is an item *as the scan read it*. For each one this sink::
                                            │
                                            └──▶ UpdateItem  SET changed / REMOVE dropped attributes
                                                  IF the item is still what was read
-                                                    ├─ ok ──────────────────────▶ "written"
-                                                    └─ ConditionalCheckFailed ──▶ "retried_races" += 1,
-                                                         GetItem (strongly consistent), transform again,
-                                                         retry (item gone meanwhile: "vanished")
+                                                    ├─ ok ─▶ "written"
+                                                    └─ ConditionalCheckFailed ─▶ "retried_races" += 1,
+                                                       GetItem (strongly consistent), transform again,
+                                                       retry (item gone meanwhile: "vanished")
 
 "Still what was read" is, by default, every attribute of the read image being equal to what was
 read (plus ``attribute_not_exists`` on every attribute the update creates); with a version
