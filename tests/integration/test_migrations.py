@@ -293,28 +293,37 @@ def test_upgrade_item_brings_v1_and_v2_to_v3_like_the_backfill(endpoint: str, tm
     assert all(to_python(it)["_v"] == 3 for it in scan_all(endpoint, table))
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
-    return subprocess.run([sys.executable, "-m", "ddbmigrate", *args], capture_output=True, text=True, timeout=180)
+def cli(*args: str) -> Any:
+    """The command line in this process (click's runner): exit code, stdout and stderr."""
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    return CliRunner().invoke(main, list(args))
 
 
 def test_cli_init_new_status_up_history(world: Dict[str, Any], endpoint: str, tmp_path: Path) -> None:
     w = world
     aws = ["--endpoint-url", endpoint, "--region", "us-east-1"]
     fresh = tmp_path / "fresh"
-    assert cli("migrations", "init", str(fresh)).returncode == 0 and fresh.is_dir()
+    assert cli("migrations", "init", str(fresh)).exit_code == 0 and fresh.is_dir()
     made = cli("migrations", "new", "add user alias", "--dir", str(fresh))
-    assert made.returncode == 0 and made.stdout.strip().endswith("0001_add_user_alias.py")
+    assert made.exit_code == 0 and made.stdout.strip().endswith("0001_add_user_alias.py")
     common = ["--dir", w["dir"], "--history-table", w["hist"], "--state-dir", w["state"], *aws]
     st = cli("migrations", "status", "--json", *common)
-    assert st.returncode == 0, st.stderr
+    assert st.exit_code == 0, st.stderr
     assert json.loads(st.stdout)["pending"] == ["0001_create_users_v2", "0002_copy_users", "0003_add_gsi_key"]
-    refused = subprocess.run([sys.executable, "-m", "ddbmigrate", "migrations", "up", *common, "--progress", "off"],
-                             capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
-    assert refused.returncode == 2 and "--yes" in refused.stderr
-    ok = cli("migrations", "up", "--to", "0002", "--yes", "--progress", "off", "--json", *common)
+    refused = cli("migrations", "up", *common, "--progress", "off")  # no terminal, no --yes
+    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    # The real thing once, as a user runs it: a new process.
+    ok = subprocess.run([sys.executable, "-m", "ddbmigrate", "migrations", "up", "--to", "0002", "--yes",
+                         "--progress", "off", "--json", *common], capture_output=True, text=True, timeout=180)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["done"] == ["0001_create_users_v2", "0002_copy_users"]
     hist = cli("migrations", "history", "--json", "--history-table", w["hist"], *aws)
-    assert [r["state"] for r in json.loads(hist.stdout)["history"]] == ["applied", "applied"]
+    recs = json.loads(hist.stdout)["history"]
+    assert [r["state"] for r in recs] == ["applied", "applied"] and recs[1]["summary"][0]["counters"]["written"] == 12
     st2 = json.loads(cli("migrations", "status", "--json", *common).stdout)
     assert st2["pending"] == ["0003_add_gsi_key"]
+    bad = cli("migrations", "up", "--dir", str(tmp_path / "nope"), "--yes", *aws)
+    assert bad.exit_code == 2 and "does not exist" in bad.stderr
