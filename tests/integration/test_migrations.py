@@ -22,6 +22,7 @@ from ddbmigrate.migrations import (
     AwsSettings,
     History,
     LockHeldError,
+    down,
     history_records,
     status,
     up,
@@ -327,3 +328,89 @@ def test_cli_init_new_status_up_history(world: Dict[str, Any], endpoint: str, tm
     assert st2["pending"] == ["0003_add_gsi_key"]
     bad = cli("migrations", "up", "--dir", str(tmp_path / "nope"), "--yes", *aws)
     assert bad.exit_code == 2 and "does not exist" in bad.stderr
+
+
+FLAG = '''"""Flag every item (and unflag it on the way down)."""
+
+
+def add_flag(item):
+    item["flag"] = True
+    return item
+
+
+def drop_flag(item):
+    item.pop("flag", None)
+    return item
+
+
+def upgrade(ctx):
+    ctx.update("{table}", add_flag, segments=1)
+
+
+def downgrade(ctx):
+    ctx.update("{table}", drop_flag, segments=1)
+'''
+
+SLOW = '''"""Wait for the test to let it finish (a long migration)."""
+import os
+import time
+
+
+def upgrade(ctx):
+    deadline = time.monotonic() + 60
+    while not os.path.exists({go!r}) and time.monotonic() < deadline:
+        time.sleep(0.02)
+'''
+
+
+def test_down_reverts_and_up_applies_again_from_fresh_checkpoints(endpoint: str, tmp_path: Path) -> None:
+    table = create_table(endpoint)
+    put_items(endpoint, table, [{"pk": {"S": f"k{i}"}} for i in range(5)])
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "0001_flag.py").write_text(FLAG.format(table=table))
+    w = {"dir": str(d), "hist": unique("hist"), "state": str(tmp_path / "state"), "s": settings(endpoint)}
+    assert run_up(w).done == ["0001_flag"]
+    assert all(it.get("flag") == {"BOOL": True} for it in scan_all(endpoint, table))
+    res = down(str(d), w["s"], to="0", confirm=YES, history_table=w["hist"], state_dir=w["state"],
+               options=RunOptions(progress="off"))
+    assert res.done == ["0001_flag"] and not any("flag" in it for it in scan_all(endpoint, table))
+    assert [s.state for s in status(str(d), w["s"], history_table=w["hist"])] == ["reverted"]
+    assert run_up(w).done == ["0001_flag"]  # re-applied for real, not a no-op on the old checkpoint
+    assert all(it.get("flag") == {"BOOL": True} for it in scan_all(endpoint, table))
+    (d / "0002_no_down.py").write_text('"""No way back."""\n\ndef upgrade(ctx):\n    pass\n')
+    run_up(w)
+    with pytest.raises(UsageError, match="no downgrade"):
+        down(str(d), w["s"], to="0", confirm=YES, history_table=w["hist"], state_dir=w["state"])
+
+
+def test_two_concurrent_ups_one_waits_for_the_other(world: Dict[str, Any], endpoint: str, tmp_path: Path) -> None:
+    w = world
+    go = tmp_path / "go"
+    (Path(w["dir"]) / "0004_slow.py").write_text(SLOW.format(go=str(go)))
+    first: Dict[str, Any] = {}
+
+    def runner() -> None:
+        try:
+            first["result"] = run_up(w)
+        except BaseException as e:  # surfaced by the assertion below
+            first["error"] = e
+
+    t = threading.Thread(target=runner)
+    t.start()
+    try:
+        h = History(TableRef(w["hist"], region="us-east-1", endpoint_url=endpoint))
+        while not any(r.get("state") == "running" and r["id"] == "0004_slow"
+                      for r in history_records(w["s"], history_table=w["hist"]) if h.exists()):
+            assert t.is_alive(), first
+        with pytest.raises(LockHeldError):
+            run_up(w)  # the second runner, at the same moment: refused
+        go.write_text("go")
+        second = run_up(w, wait=60)  # waits for the first to finish, then finds nothing to do
+    finally:
+        go.write_text("go")
+        t.join()
+    assert "error" not in first, first
+    assert first["result"].done == ["0001_create_users_v2", "0002_copy_users", "0003_add_gsi_key", "0004_slow"]
+    assert second.done == [] and second.message == "nothing to apply"
+    h.close()

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import create_table, scan_all
 
 from ddbmigrate.aws.client import DynamoClient
 from ddbmigrate.config import TableRef
 from ddbmigrate.jobs.seed import seed_table
-from support import create_table, scan_all
 
 pytestmark = pytest.mark.reliability
 
