@@ -102,7 +102,7 @@ def finish(report: Report, counters: Dict[str, int], stats: Dict[str, Any], elap
     report.consumed_write_units = float(stats.get("consumed_write_units", 0.0))
     report.duration_seconds = round(elapsed, 3)
     moved = report.count("written") + report.count("deleted") + report.count("skipped_existing")
-    if report.job in ("export", "verify"):
+    if report.job in ("export", "verify", "update"):  # an update's unchanged items are work done too
         moved = report.count("read")
     report.items_per_second = round(moved / elapsed, 1) if elapsed > 0 else 0.0
     report.finished_at = utcnow()
