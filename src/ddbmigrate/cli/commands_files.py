@@ -74,6 +74,8 @@ def export_cmd(kw: Dict[str, Any]) -> int:
               help="Stream each file at once instead of checking it (gzip, md5Checksum, itemCount) first.")
 @click.option("--input-format", type=click.Choice(["auto", "dynamodb-json", "json"]), default="auto",
               show_default=True, help="Format of the lines (auto: detected per file from its first object).")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Read files that link out of SOURCE's folder (refused by default).")
 @click.option("--create-target", is_flag=True, help="Create TABLE from --spec if it does not exist.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False),
               help="CloudFormation-style table spec (YAML/JSON) for --create-target.")
@@ -89,7 +91,7 @@ def import_cmd(kw: Dict[str, Any]) -> int:
     opts = build_run_options(kw)
     report = import_files(kw["source"], table_ref(kw["table"], kw), opts, create_target=kw["create_target"],
                           spec=kw["spec"], validate=not kw["no_validate"], input_format=kw["input_format"],
-                          s3=s3_settings(kw), engine=engine_from(kw))
+                          follow_symlinks=kw["follow_symlinks"], s3=s3_settings(kw), engine=engine_from(kw))
     render_report(report, kw["quiet"])
     if kw.get("verify_after"):
         if report.extra.get("source_kind") == "incremental":
@@ -97,7 +99,8 @@ def import_cmd(kw: Dict[str, Any]) -> int:
         else:
             from ..verify import files_side, verify_tables
 
-            side = files_side(kw["source"], s3=s3_settings(kw), input_format=kw["input_format"])
+            side = files_side(kw["source"], s3=s3_settings(kw), input_format=kw["input_format"],
+                              follow_symlinks=kw["follow_symlinks"])
             vrep = verify_tables(kw["source"], table_ref(kw["table"], kw), source_side=side,
                                  transform=opts.transform, progress=opts.progress, on_error=opts.on_error)
             render_report(vrep, kw["quiet"])

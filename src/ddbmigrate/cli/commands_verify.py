@@ -86,6 +86,8 @@ def side_ref(arg: str, kw: Dict[str, Any], side: str) -> Union[TableRef, str]:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --repair deletes unexpected items.")
 @click.option("--input-format", type=click.Choice(["auto", "dynamodb-json", "json"]), default="auto",
               show_default=True, help="Format of a files side (auto-detected per file).")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Read files that link out of SOURCE's folder (refused by default).")
 @s3_options
 @click.option("--key-schema", help="Target primary key when no table tells it (files target): pk:S[,sk:N].")
 @click.option("--segments", type=int, help="Scan segments for both tables (default: from each table's size).")
@@ -139,6 +141,7 @@ def verify_cmd(kw: Dict[str, Any]) -> int:
         max_read_units=kw.get("max_read_units"), memory_mb=kw["memory_mb"], work_dir=kw.get("work_dir"),
         retry=RetryPolicy(max_attempts=kw.get("max_attempts") or 10),
         progress="off" if kw["quiet"] else kw["progress"], input_format=kw["input_format"],
+        follow_symlinks=kw["follow_symlinks"],
         s3=s3_settings(kw), engine=engine_from(kw) if (kw.get("processes") or 1) > 1 else None,
     )
     render_report(report, kw["quiet"])

@@ -17,13 +17,16 @@ Invariants:
   as in one process. (All workers share one queue; the messages of one worker keep their order.)
 - ``--max-errors`` counts over the whole job: every worker draws from one shared counter.
 - Rate limits are divided evenly between the workers.
+- Workers die with the parent (:func:`die_with_parent`), so a resume never runs beside orphans.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as _queue
 import signal
+import sys
 import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
@@ -95,7 +98,7 @@ class _Run:
             positions = {u: driver.positions[u] for u in units if u in driver.positions}
             p = self.ctx.Process(target=_child_main, name=f"ddbmigrate-worker-{wid}", daemon=True,
                                  args=(self.job, driver.sink, wid, units, positions, share, self.out, self.budget,
-                                       self.stop_ev, self.abort_ev))
+                                       self.stop_ev, self.abort_ev, os.getpid()))
             p.start()
             self.children.append(p)
             driver.worker(wid)
@@ -275,9 +278,41 @@ class _ForwardedDeadLetters:
         return None
 
 
+def die_with_parent(parent: int) -> None:
+    """End this process when ``parent`` dies, however it dies (kill -9 included).
+
+    A worker that outlives its parent keeps writing with nobody to checkpoint it, and a resume
+    would run beside it. Linux ends it with the parent (PR_SET_PDEATHSIG); everywhere, a
+    watcher thread polls the parent's pid as well (and covers the moment before prctl ran).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(EXIT_ORPHANED)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+# A worker's exit status when its parent died: nothing it did after its last commit counts.
+EXIT_ORPHANED = 70
+
+
 def _child_main(job: Job, sink: Any, wid: int, units: List[str], positions: Dict[str, Any], share: float,
-                out: Any, budget: Any, stop_ev: Any, abort_ev: Any) -> None:
+                out: Any, budget: Any, stop_ev: Any, abort_ev: Any, parent: int) -> None:
     """A worker process: the threads engine's pipeline over ``units``, reporting to the parent."""
+    die_with_parent(parent)
     # The parent decides when to stop (through stop_ev / abort_ev): signals to the whole process
     # group (Ctrl-C, a service manager's SIGTERM) reach the parent, which asks the workers once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

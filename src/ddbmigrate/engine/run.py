@@ -332,16 +332,25 @@ class Driver:
         if self.store is None:
             return
         with self._save_lock:
-            self.dead.sync()  # dead letters are durable before a checkpoint counts them
+            # One cut, taken at once: positions, counters and the dead-letter size they cover.
+            # Workers write a chunk's dead letters before they commit it, so every line this cut
+            # counts is written by now; the sync below, *after* the cut, makes them durable before
+            # the checkpoint that counts them exists (a sync before the cut would miss the lines of
+            # a commit landing between the two, and a kill -9 would lose them from the file).
             with self._lock:
                 positions, done = dict(self.positions), list(self.done)
+                counters = dict(self.base)
+                for w in self.workers.values():
+                    for k, v in w.committed.items():
+                        counters[k] = counters.get(k, 0) + v
+                dead_bytes = self.dead_bytes
             extra = self.sink_state()
             if self.dead.path is not None:
                 extra["dead_letters"] = {"path": self.dead.path,
-                                         "bytes": self.dead_bytes if self.dead_bytes is not None else self.dead.mark()}
+                                         "bytes": dead_bytes if dead_bytes is not None else self.dead.mark()}
+            self.dead.sync()
             st = CheckpointState(fingerprint=self.fp, job=dict(self.job.identity), positions=positions, done=done,
-                                 counters=self.counters(live=False), state="done" if final else "running",
-                                 extra=extra)
+                                 counters=counters, state="done" if final else "running", extra=extra)
             self.store.save(st)
             log.debug("checkpoint saved: %d units done, %d in progress", len(done), len(positions))
 

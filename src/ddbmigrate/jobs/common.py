@@ -62,7 +62,7 @@ def resumed_segments(opts: RunOptions, kind: str, identity: Dict[str, Any]) -> O
     if not opts.resume or opts.restart or opts.segments:
         return None
     try:
-        st = CheckpointStore(opts.checkpoint or default_path(kind, identity)).load()
+        st = CheckpointStore(opts.checkpoint or default_path(kind, identity)).load(verify=False)
     except UsageError:
         return None  # unreadable: open_checkpoint reports it with its own message
     seg = st.job.get("segments") if st is not None else None

@@ -47,6 +47,7 @@ def import_files(
     spec: Optional[str] = None,
     validate: bool = True,
     input_format: str = "auto",
+    follow_symlinks: bool = False,
     s3: Optional[S3Settings] = None,
     readers: Optional[int] = None,
     transform: Optional[Transform] = None,
@@ -58,7 +59,8 @@ def import_files(
     """Load the items of ``source`` (path, folder, glob or ``s3://...``) into ``table``.
 
     ``create_target``/``spec`` create the table from a CloudFormation-style spec when missing.
-    ``validate=False`` skips the per-file check pass (items stream at once). Returns the report;
+    ``validate=False`` skips the per-file check pass (items stream at once). A file that links out
+    of SOURCE's folder is refused unless ``follow_symlinks``. Returns the report;
     raises FatalError (with ``.report``) when a file failed its checks. An incremental export is
     staged on this machine first, so it runs on the threads engine.
     """
@@ -71,7 +73,7 @@ def import_files(
     src = normalize(source) if "://" in source or not any(c in source for c in "*?[") else source
     s3 = s3 or S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn)
     storage = storage_for(src, s3)
-    plan = discover(src, storage)
+    plan = discover(src, storage, follow_symlinks=follow_symlinks)
     if plan.kind == "incremental" and engine is not None and engine.name != "threads":
         raise UsageError("an incremental export is applied on the threads engine (its records are staged "
                          "by key on this machine first): drop --engine/--processes")
@@ -153,8 +155,8 @@ def _first_new_images(storage: Any, plan: Any, n: int = SAMPLE) -> List[Any]:
     for f in plan.files[:3]:
         ls = LineStream(storage, f.path)
         try:
-            for line in ls.lines():
-                if isinstance(line, TooLong) or not line.strip():
+            for _, line in ls.numbered():
+                if isinstance(line, TooLong):
                     continue
                 try:
                     new = orjson.loads(line).get("NewImage")

@@ -40,8 +40,11 @@ from .lines import (
     TooLong,
     convert_decoded,
     corrupt_reason,
+    duplicate_reason,
+    duplicate_recorder,
     parse_item,
     short_json,
+    unicode_problem,
 )
 
 CHUNK_LINES = 1000
@@ -101,9 +104,8 @@ class FileSource(SourceBase):
         ls = LineStream(self.storage, f.path)
         n = 0
         try:
-            for line in ls.lines():
-                if isinstance(line, TooLong) or line.strip():
-                    n += 1
+            for _ in ls.numbered():
+                n += 1
             md5 = ls.md5_b64()
         except CORRUPT_ERRORS as e:
             raise FileProblem(f"corrupt file: {corrupt_reason(e)}") from None
@@ -140,17 +142,15 @@ class FileSource(SourceBase):
             if ls.first_char() == b"[":
                 yield from self._read_array(f, ls, start, stop)
                 return
-            for line in ls.lines():
-                lineno += 1
-                if isinstance(line, TooLong) or line.strip():
-                    nonblank += 1
+            for lineno, line in ls.numbered():
+                nonblank += 1
                 if lineno <= start:
                     continue
                 origin = f"{f.unit}:{lineno}"
                 if isinstance(line, TooLong):
                     chunk.rejects.append(("", f"line is {line.size} bytes, over the {MAX_LINE}-byte line limit "
                                           "(DynamoDB items are at most 400 KB)", origin))
-                elif line.strip():
+                else:
                     item, reason, fmt = parse_item(line.rstrip(b"\r"), fmt)
                     if item is not None:
                         chunk.items.append(item)
@@ -185,10 +185,11 @@ class FileSource(SourceBase):
 
     def _read_array(self, f: FileEntry, ls: LineStream, start: int, stop: threading.Event) -> Iterator[Chunk]:
         """A JSON array, decoded one element at a time (position = elements handed on)."""
-        dec = json.JSONDecoder(parse_float=Decimal)
+        repeated, pairs = duplicate_recorder()
+        dec = json.JSONDecoder(parse_float=Decimal, object_pairs_hook=pairs)
         text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         blocks = ls.blocks()
-        buf, pos, line, eof = "", 0, 1, False
+        buf, pos, line, eof = "", 0, 1 + ls.skipped_newlines, False
         idx, handed, fmt = 0, 0, self.fmt
         chunk = Chunk(position=start, origins=[])
 
@@ -232,6 +233,8 @@ class FileSource(SourceBase):
                         obj, end = dec.raw_decode(buf, pos)
                         if end < len(buf) or eof:
                             break
+                    except RecursionError:
+                        raise FileProblem(f"array element {idx + 1} is nested too deeply", line) from None
                     except json.JSONDecodeError as e:
                         if eof:
                             raise FileProblem(f"invalid JSON in array element {idx + 1}: {e.msg}",
@@ -241,12 +244,17 @@ class FileSource(SourceBase):
                     fill()
                 elem_line = line
                 line += buf.count("\n", pos, end)
+                escaped = buf.find("\\u", pos, end) >= 0
                 pos = end
                 idx += 1
+                problem: Optional[str] = duplicate_reason(repeated.pop()) if repeated else None
                 if idx <= start:
                     continue
                 origin = f"{f.unit}:{elem_line}"
-                item, reason, fmt = convert_decoded(obj, fmt)
+                problem = problem or (unicode_problem(obj) if escaped else None)
+                item, reason = None, problem
+                if not problem:
+                    item, reason, fmt = convert_decoded(obj, fmt)
                 if item is not None:
                     chunk.items.append(item)
                     chunk.origins.append(origin)  # type: ignore[union-attr]

@@ -129,10 +129,7 @@ class IncrementalSource(SourceBase):
                 self._files[i].write(b"".join(buffers.pop(i)))
 
         try:
-            for line in ls.lines():
-                lineno += 1
-                if isinstance(line, bytes) and not line.strip():
-                    continue
+            for lineno, line in ls.numbered():
                 nonblank += 1
                 origin = f"{f.unit}:{lineno}"
                 if isinstance(line, TooLong):

@@ -20,6 +20,7 @@ import base64
 import codecs
 import hashlib
 import json
+import re
 import zlib
 from decimal import Decimal
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
@@ -112,9 +113,19 @@ class TooLong:
 
 Line = Union[bytes, TooLong]
 
+# A non-blank line: from its first non-space byte up to (not including) its newline. Linear:
+# once a non-space byte is found, ``[^\n]*`` cannot fail, so nothing is ever backtracked.
+_CONTENT = re.compile(rb"[^\s][^\n]*")
+
 
 class LineStream:
-    """Lines of one stored file, decompressed if it is gzip; md5 of the stored bytes at the end."""
+    """Lines of one stored file, decompressed if it is gzip; md5 of the stored bytes at the end.
+
+    Blank lines cost (almost) nothing: whitespace is skipped by a regular expression and counted
+    with ``bytes.count``, never split into Python objects, and whitespace-only blocks are never
+    held. So a file of 128 MB of newlines, or one line of 2 GB of spaces, is read in bounded
+    memory and in the time it takes to gunzip it.
+    """
 
     def __init__(self, storage: Storage, path: str) -> None:
         fh = storage.open_read(path)
@@ -126,52 +137,89 @@ class LineStream:
         self.gzip = head == b"\x1f\x8b"
         self._reader: Any = _Gunzip(self.raw) if self.gzip else self.raw
         self._pending: List[bytes] = []
+        self._started = False
+        # Newlines in the whitespace-only blocks first_char() dropped: line numbers stay true.
+        self.skipped_newlines = 0
+
+    def _read_block(self) -> bytes:
+        b: bytes = self._reader.read(BLOCK)
+        if not self._started and b:
+            self._started = True
+            if b.startswith(codecs.BOM_UTF8):
+                b = b[len(codecs.BOM_UTF8):]
+        return b
 
     def first_char(self) -> bytes:
-        """The first non-blank byte of the content (read ahead, not consumed)."""
-        while True:
-            b: bytes = self._reader.read(BLOCK)
-            if not b:
-                return b""
-            if not self._pending and b.startswith(codecs.BOM_UTF8):
-                b = b[len(codecs.BOM_UTF8):]
-            self._pending.append(b)
+        """The first non-blank byte of the content (read ahead, not consumed; blank blocks dropped)."""
+        for b in self._pending:
             s = b.lstrip()
             if s:
                 return s[:1]
+        while True:
+            b = self._read_block()
+            if not b:
+                return b""
+            s = b.lstrip()
+            if s:
+                self._pending.append(b)
+                return s[:1]
+            if not self._pending:  # leading whitespace only: count its lines, hold nothing
+                self.skipped_newlines += b.count(b"\n")
+            else:
+                self._pending.append(b)
 
     def blocks(self) -> Iterator[bytes]:
         while self._pending:
             yield self._pending.pop(0)
         while True:
-            b = self._reader.read(BLOCK)
+            b = self._read_block()
             if not b:
                 return
             yield b
 
-    def lines(self) -> Iterator[Line]:
-        buf = b""
+    def numbered(self) -> Iterator[Tuple[int, Line]]:
+        """``(line number, line)`` for every non-blank line, leading whitespace dropped.
+
+        A line over ``MAX_LINE`` bytes comes as :class:`TooLong` and is never held whole.
+        """
+        lineno = 1 + self.skipped_newlines  # the number of the line that ``pos`` is in
+        carry = b""  # the start of a line that goes on in the next block
         skipping = 0  # bytes of an over-long line dropped so far
         for block in self.blocks():
-            if skipping:
+            if skipping or carry:
                 nl = block.find(b"\n")
                 if nl < 0:
-                    skipping += len(block)
+                    if skipping:
+                        skipping += len(block)
+                    else:
+                        carry += block
+                        if len(carry) > MAX_LINE:
+                            skipping, carry = len(carry), b""
                     continue
-                yield TooLong(skipping + nl)
-                skipping = 0
+                if skipping:
+                    yield lineno, TooLong(skipping + nl)
+                else:
+                    line = carry + block[:nl]
+                    yield lineno, TooLong(len(line)) if len(line) > MAX_LINE else line
+                skipping, carry = 0, b""
+                lineno += 1
                 block = block[nl + 1:]
-            buf += block
-            parts = buf.split(b"\n")
-            buf = parts.pop()
-            for part in parts:
-                yield TooLong(len(part)) if len(part) > MAX_LINE else part
-            if len(buf) > MAX_LINE:
-                skipping, buf = len(buf), b""
+            pos = 0
+            end = len(block)
+            for m in _CONTENT.finditer(block):
+                start, stop = m.span()
+                lineno += block.count(b"\n", pos, start)
+                pos = stop
+                if stop == end:  # no newline after it in this block: the line goes on
+                    carry = m.group()
+                    break
+                yield lineno, TooLong(stop - start) if stop - start > MAX_LINE else m.group()
+            else:
+                lineno += block.count(b"\n", pos)
         if skipping:
-            yield TooLong(skipping)
-        elif buf:
-            yield TooLong(len(buf)) if len(buf) > MAX_LINE else buf
+            yield lineno, TooLong(skipping)
+        elif carry:
+            yield lineno, TooLong(len(carry)) if len(carry) > MAX_LINE else carry
 
     def md5_b64(self) -> str:
         self.raw.drain()
@@ -211,8 +259,88 @@ def detect(obj: Any) -> str:
 
 
 def _loads_plain(text: Union[bytes, str]) -> Any:
-    # Decimal for every non-integer number, Python int (exact) for integers: no digit is lost.
-    return json.loads(text, parse_float=Decimal)
+    """JSON with Decimal for every non-integer number and exact ints: no digit is lost.
+
+    Raises ValueError (with the reason) for what must be a bad line, not a crash: nesting deep
+    enough to exhaust the stack, and lone UTF-16 surrogates (``"\\ud800"``), which json accepts
+    but no UTF-8 writer can encode.
+    """
+    try:
+        obj = json.loads(text, parse_float=Decimal)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    if (b"\\u" in text) if isinstance(text, bytes) else ("\\u" in text):
+        p = unicode_problem(obj)
+        if p:
+            raise ValueError(p)
+    return obj
+
+
+def unicode_problem(obj: Any) -> Optional[str]:
+    """Why a value decoded by ``json`` cannot be written as UTF-8 (a lone surrogate), or None."""
+    try:
+        json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return "a string holds a lone UTF-16 surrogate escape, which is not valid Unicode"
+    return None
+
+
+def duplicate_recorder() -> Tuple[List[str], Any]:
+    """(found, hook): a ``json`` object_pairs_hook that records the first repeated name."""
+    found: List[str] = []
+
+    def pairs(kv: List[Tuple[str, Any]]) -> Dict[str, Any]:
+        d = dict(kv)
+        if len(d) != len(kv) and not found:
+            seen = set()
+            for k, _ in kv:
+                if k in seen:
+                    found.append(k)
+                    break
+                seen.add(k)
+        return d
+
+    return found, pairs
+
+
+def duplicate_reason(name: str) -> str:
+    return f"the name {name!r} appears twice in one object (JSON keeps only one of them)"
+
+
+# A key is a string followed by ``:``; inside a string a quote is always escaped, so every key
+# matches this and the only other matches are escaped quotes followed by a colon inside strings.
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+
+
+def _count_keys(obj: Any) -> int:
+    n = 0
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if type(o) is dict:
+            n += len(o)
+            stack.extend(o.values())
+        elif type(o) is list:
+            stack.extend(o)
+    return n
+
+
+def duplicate_name(line: bytes, obj: Any) -> Optional[str]:
+    """Why ``line`` holds an object with a repeated name (``obj`` is its parse), or None.
+
+    A JSON parser keeps one of two equal names, silently; a repeated attribute or type tag must
+    be a rejected line instead. Cheap in the usual case: the colons after quotes can only
+    outnumber the names kept if a name was repeated (or a string holds an escaped quote and a
+    colon); only then is the line parsed again, slowly, to be sure.
+    """
+    if len(_KEY_END.findall(line)) == _count_keys(obj):
+        return None
+    found, pairs = duplicate_recorder()
+    try:
+        json.loads(line, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return None  # the first parser accepted it; nothing more to learn here
+    return duplicate_reason(found[0]) if found else None
 
 
 def parse_item(line: bytes, fmt: str) -> Tuple[Optional[WireItem], Optional[str], str]:
@@ -223,10 +351,13 @@ def parse_item(line: bytes, fmt: str) -> Tuple[Optional[WireItem], Optional[str]
         if fmt in ("auto", "plain"):
             try:  # orjson refuses what json accepts only in edge cases (e.g. huge ints): retry
                 obj = _loads_plain(line)
-            except ValueError:
-                return None, f"invalid JSON: {e}", fmt
+            except ValueError as e2:
+                return None, f"invalid JSON: {e2}", fmt
         else:
             return None, f"invalid JSON: {e}", fmt
+    dup = duplicate_name(line, obj)
+    if dup:
+        return None, dup, fmt
     if fmt == "auto":
         fmt = detect(obj)
     if fmt == "incremental":
@@ -238,8 +369,12 @@ def parse_item(line: bytes, fmt: str) -> Tuple[Optional[WireItem], Optional[str]
             return None, f"expected a JSON object, got {type(obj).__name__}", fmt
         try:
             return from_python(_loads_plain(line)), None, fmt
+        except ValueError as e:
+            return None, f"invalid JSON: {e}", fmt
         except InvalidItemError as e:
             return None, e.message, fmt
+        except RecursionError:
+            return None, "nested deeper than DynamoDB's 32 levels", fmt
     if not isinstance(obj, dict):
         return None, f"expected a JSON object, got {type(obj).__name__}", fmt
     item = _unwrap(obj)
@@ -307,4 +442,4 @@ def corrupt_reason(e: BaseException) -> str:
 
 
 __all__ = ["BLOCK", "CORRUPT_ERRORS", "Line", "LineStream", "MAX_LINE", "TooLong", "convert_decoded", "corrupt_reason",
-           "detect", "looks_wire", "parse_item", "short_json"]
+           "detect", "duplicate_name", "duplicate_reason", "duplicate_recorder", "unicode_problem", "looks_wire", "parse_item", "short_json"]

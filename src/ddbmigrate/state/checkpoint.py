@@ -4,7 +4,11 @@ On disk (JSON, versioned)::
 
     {"version": 1, "fingerprint": "<sha256 of the job identity>", "job": {...identity...},
      "positions": {"<unit>": <LastEvaluatedKey | line | sequence number>},
-     "done": ["<unit>", ...], "counters": {...}, "state": "running" | "done", "saved_at": ...}
+     "done": ["<unit>", ...], "counters": {...}, "state": "running" | "done", "extra": {...},
+     "checksum": "sha256:<of all the above>", "saved_at": ...}
+
+The checksum makes a hand-edited checkpoint (a position moved, units marked done) a refused
+resume instead of thousands of silently skipped items; ``--force`` resumes from it anyway.
 
 Saving is temp file -> fsync -> os.replace -> fsync of the folder, so a crash (even kill -9 in
 the middle of a save) leaves either the old or the new checkpoint, never a torn one.
@@ -71,7 +75,8 @@ class CheckpointStore:
     def exists(self) -> bool:
         return os.path.exists(self.path)
 
-    def load(self) -> Optional[CheckpointState]:
+    def load(self, *, verify: bool = True) -> Optional[CheckpointState]:
+        """The saved state, or None. ``verify``: refuse one whose checksum does not match."""
         try:
             with open(self.path, "rb") as fh:
                 data = orjson.loads(fh.read())
@@ -83,6 +88,13 @@ class CheckpointStore:
             version = data.get("version") if isinstance(data, dict) else None
             raise UsageError(f"checkpoint {self.path} has version {version}, expected {VERSION}; "
                              "use --restart to start over")
+        saved_sum = data.get("checksum")
+        # A checkpoint from before checksums (0.1) has none: it is read as it is.
+        if verify and saved_sum is not None and saved_sum != _checksum(data):
+            raise CheckpointTamperedError(
+                f"checkpoint {self.path} does not match its checksum (edited by hand, or damaged): its "
+                "positions cannot be trusted; use --restart to start over, or --force to resume from it anyway",
+                file=self.path)
         try:
             return CheckpointState(
                 fingerprint=str(data["fingerprint"]), job=dict(data.get("job") or {}),
@@ -95,28 +107,36 @@ class CheckpointStore:
                              "use --restart to start over") from None
 
     def save(self, st: CheckpointState) -> None:
-        payload = orjson.dumps(
-            {
-                "version": VERSION,
-                "fingerprint": st.fingerprint,
-                "job": st.job,
-                "positions": st.positions,
-                "done": sorted(st.done),
-                "counters": st.counters,
-                "state": st.state,
-                "extra": st.extra,
-                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-            option=orjson.OPT_INDENT_2,
-            default=str,
-        )
-        atomic_write(self.path, payload)
+        body = {
+            "version": VERSION,
+            "fingerprint": st.fingerprint,
+            "job": st.job,
+            "positions": st.positions,
+            "done": sorted(st.done),
+            "counters": st.counters,
+            "state": st.state,
+            "extra": st.extra,
+        }
+        data = orjson.loads(orjson.dumps(body, default=str))  # exactly what a load will see
+        data["checksum"] = _checksum(data)
+        data["saved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        atomic_write(self.path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
 
     def remove(self) -> None:
         try:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+def _checksum(data: Dict[str, Any]) -> str:
+    """sha256 of everything a resume trusts (all but the checksum itself and the save time)."""
+    body = {k: v for k, v in data.items() if k not in ("checksum", "saved_at")}
+    return "sha256:" + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class CheckpointTamperedError(UsageError):
+    """A checkpoint whose content no longer matches the checksum it was saved with."""
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -154,11 +174,16 @@ def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restar
     """Open the job's checkpoint: the state to resume from, or None to start fresh.
 
     An existing checkpoint without --resume or --restart is refused (so a second run never
-    silently starts over nor silently continues); a fingerprint mismatch needs --force.
+    silently starts over nor silently continues); a fingerprint or checksum mismatch needs --force.
     """
     store = CheckpointStore(path)
     fp = fingerprint(identity)
-    existing = store.load()
+    try:
+        existing = store.load(verify=not force and not restart)
+    except CheckpointTamperedError:
+        if resume:
+            raise
+        existing = store.load(verify=False)  # not resumed from: the usual refusal below says what to do
     if existing is None or restart:
         if resume and existing is None and not restart:
             pass  # nothing to resume: start fresh, which is what the user wants anyway

@@ -9,6 +9,11 @@ and the process SIGKILLs itself the n-th time it reaches that point. Points:
 - ``after_stream_write``: stream records were written, the shard checkpoint not yet saved.
 
 When the variable is unset this costs one dict lookup per call.
+
+``DDBMIGRATE_PAUSE_AT=<point>:<seconds>`` widens a race window instead (tests kill the process
+while it is held there). Points: ``checkpoint_window``: just before a pipeline takes a
+checkpoint's cut (where an fsync of the dead letters would come too early: chunks completing
+in between are counted by the cut but not yet durable).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 _lock = threading.Lock()
 _hits: dict[str, int] = {}
@@ -30,3 +36,10 @@ def crash_point(name: str) -> None:
         _hits[name] = _hits.get(name, 0) + 1
         if _hits[name] >= after:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pause_point(name: str) -> None:
+    target = os.environ.get("DDBMIGRATE_PAUSE_AT")
+    if target is None or not target.startswith(name + ":"):
+        return
+    time.sleep(float(target.split(":", 1)[1]))

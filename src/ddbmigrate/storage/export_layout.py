@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import orjson
 
 from ..errors import FatalError, UsageError
-from .stores import GLOB_CHARS, Storage
+from .stores import GLOB_CHARS, Storage, is_s3
 
 DATA_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".gz")
 
@@ -67,20 +68,42 @@ class Plan:
 # --------------------------------------------------------------------------- discovery
 
 
-def discover(source: str, storage: Storage) -> Plan:
-    """Find what SOURCE names; errors are one clear line."""
+def discover(source: str, storage: Storage, *, follow_symlinks: bool = False) -> Plan:
+    """Find what SOURCE names; errors are one clear line.
+
+    A file found inside a folder (or by a glob) that resolves, through links, to a place outside
+    that folder is refused unless ``follow_symlinks``: an export handed over by someone else must
+    not make the import read (and copy into a dead-letter file) whatever the link points at.
+    """
     if any(c in source for c in GLOB_CHARS):
         found = storage.glob(source)
         base = _glob_base(source)
         files = [FileEntry(p, storage.relative(base, p), s) for p, s in found if _is_data_name(p)]
         if not files:
             raise UsageError(f"no data files match {source}")
-        return Plan("files", base, files)
+        plan = Plan("files", base, files)
+        return plan if follow_symlinks else _confined(plan, base, storage)
     if storage.is_dir(source):
-        return _discover_folder(source, storage)
+        plan = _discover_folder(source, storage)
+        return plan if follow_symlinks else _confined(plan, source, storage)
     if not storage.exists(source):
         raise UsageError(f"{source} does not exist", file=source)
     return Plan("files", source.rsplit("/", 1)[0], [FileEntry(source, source.rsplit("/", 1)[-1], storage.size(source))])
+
+
+def _confined(plan: Plan, root: str, storage: Storage) -> Plan:
+    if is_s3(root):
+        return plan  # S3 has no links
+    top = os.path.realpath(root or ".")
+    paths = [f.path for f in plan.files]
+    if plan.kind != "files":
+        paths += [os.path.join(plan.root, n) for n in ("manifest-summary.json", "manifest-files.json")]
+    for path in paths:
+        real = os.path.realpath(path)
+        if real != top and not real.startswith(top.rstrip(os.sep) + os.sep):
+            raise UsageError(f"{path} leads to {real}, outside {root}: refused (a link out of the import folder; "
+                             "pass --follow-symlinks to read it anyway)", file=path)
+    return plan
 
 
 def _glob_base(pattern: str) -> str:

@@ -95,6 +95,7 @@ def verify_tables(
     target_side: Optional[Side] = None,
     s3: Any = None,
     input_format: str = "auto",
+    follow_symlinks: bool = False,
     engine: Any = None,
 ) -> VerifyReport:
     """Compare ``target`` with ``transform(source)`` by primary key and report every difference.
@@ -139,9 +140,11 @@ def verify_tables(
     src_desc: Optional[Dict[str, Any]] = None
     tgt_desc: Optional[Dict[str, Any]] = None
     if source_side is None:
-        source_side, src_desc = open_side(source, source_client, s3, input_format, retry, nreaders)
+        source_side, src_desc = open_side(source, source_client, s3, input_format, retry, nreaders,
+                                              follow_symlinks)
     if target_side is None:
-        target_side, tgt_desc = open_side(target, target_client, s3, input_format, retry, nreaders)
+        target_side, tgt_desc = open_side(target, target_client, s3, input_format, retry, nreaders,
+                                              follow_symlinks)
     keys = key_schema or target_side.key_schema or (source_side.key_schema if tf is None else None)
     if keys is None:
         raise UsageError("cannot tell the target's primary key: give --key-schema HASH:TYPE[,RANGE:TYPE]")

@@ -117,10 +117,11 @@ def open_table(ref: TableRef, client: Optional[DynamoClient], retry: RetryPolicy
 
 
 def open_side(arg: SideRef, client: Optional[DynamoClient], s3: Any, input_format: str, retry: RetryPolicy,
-               readers: int) -> Tuple[Side, Optional[Dict[str, Any]]]:
+               readers: int, follow_symlinks: bool = False) -> Tuple[Side, Optional[Dict[str, Any]]]:
     """A files location, or a table with its key schema and item count (and its description)."""
     if isinstance(arg, str) and is_files_location(arg):
-        return files_side(files_location(arg), s3=s3, input_format=input_format), None
+        return files_side(files_location(arg), s3=s3, input_format=input_format,
+                          follow_symlinks=follow_symlinks), None
     ref = arg if isinstance(arg, TableRef) else TableRef(str(arg))
     try:
         c, desc = open_table(ref, client, retry, readers)
@@ -133,7 +134,8 @@ def open_side(arg: SideRef, client: Optional[DynamoClient], s3: Any, input_forma
     return side, desc
 
 
-def files_side(location: str, *, s3: Any = None, input_format: str = "auto", validate: bool = True) -> Side:
+def files_side(location: str, *, s3: Any = None, input_format: str = "auto", validate: bool = True,
+               follow_symlinks: bool = False) -> Side:
     """An export folder, file, folder of files, glob or ``s3://`` prefix, read by the file source.
 
     Files carry no key schema: it comes from the other side's table or ``key_schema``.
@@ -145,7 +147,7 @@ def files_side(location: str, *, s3: Any = None, input_format: str = "auto", val
 
     src = normalize(location) if "://" in location or not any(c in location for c in "*?[") else location
     storage = storage_for(src, s3)
-    plan = discover(src, storage)
+    plan = discover(src, storage, follow_symlinks=follow_symlinks)
     if plan.kind == "incremental":
         raise UsageError(f"{location} is an incremental export (changes, not a full image): it cannot be "
                          "verified; verify the table it was applied to, or a full export")
