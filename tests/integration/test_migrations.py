@@ -308,6 +308,7 @@ def test_cli_init_new_status_up_history(world: Dict[str, Any], endpoint: str, tm
     aws = ["--endpoint-url", endpoint, "--region", "us-east-1"]
     fresh = tmp_path / "fresh"
     assert cli("migrations", "init", str(fresh)).exit_code == 0 and fresh.is_dir()
+    assert cli("migrations", "init", "--dir", str(tmp_path / "other")).exit_code == 0 and (tmp_path / "other").is_dir()
     made = cli("migrations", "new", "add user alias", "--dir", str(fresh))
     assert made.exit_code == 0 and made.stdout.strip().endswith("0001_add_user_alias.py")
     common = ["--dir", w["dir"], "--history-table", w["hist"], "--state-dir", w["state"], *aws]
@@ -321,9 +322,12 @@ def test_cli_init_new_status_up_history(world: Dict[str, Any], endpoint: str, tm
                          "--progress", "off", "--json", *common], capture_output=True, text=True, timeout=180)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["done"] == ["0001_create_users_v2", "0002_copy_users"]
-    hist = cli("migrations", "history", "--json", "--history-table", w["hist"], *aws)
+    hist = cli("migrations", "history", "--json", "--dir", w["dir"], "--history-table", w["hist"], *aws)
     recs = json.loads(hist.stdout)["history"]
     assert [r["state"] for r in recs] == ["applied", "applied"] and recs[1]["summary"][0]["counters"]["written"] == 12
+    assert [r["file"] for r in recs] == ["same", "same"]
+    assert cli("migrations", "history", "--history-table", w["hist"], *aws).exit_code == 0  # the table view
+    assert cli("migrations", "status", *common).exit_code == 0
     st2 = json.loads(cli("migrations", "status", "--json", *common).stdout)
     assert st2["pending"] == ["0003_add_gsi_key"]
     bad = cli("migrations", "up", "--dir", str(tmp_path / "nope"), "--yes", *aws)

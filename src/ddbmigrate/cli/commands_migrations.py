@@ -52,14 +52,15 @@ def migrations_group() -> None:
 
 
 @migrations_group.command("init")
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=click.Path(file_okay=False), required=False)
+@click.option("--dir", "dir_option", type=click.Path(file_okay=False), help="The folder (instead of DIRECTORY).")
 @handle_errors
 @pass_kwargs
 def init_cmd(kw: Dict[str, Any]) -> int:
-    """Create the migrations folder DIRECTORY."""
+    """Create the migrations folder DIRECTORY (default: migrations)."""
     from ..migrations.files import init
 
-    click.echo(f"migrations folder: {init(kw['directory'])}")
+    click.echo(f"migrations folder: {init(kw['directory'] or kw['dir_option'] or 'migrations')}")
     return 0
 
 
@@ -177,6 +178,8 @@ def down_cmd(kw: Dict[str, Any]) -> int:
 
 
 @migrations_group.command("history")
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="The migrations folder: each record then says whether its file is there unchanged.")
 @_history_options
 @aws_options
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
@@ -186,12 +189,13 @@ def history_cmd(kw: Dict[str, Any]) -> int:
     """Every record of the history table: id, state, checksum, start/end, who, attempts."""
     from ..migrations import history_records
 
-    recs = history_records(_settings(kw), history_table=kw["history_table"])
+    recs = history_records(_settings(kw), history_table=kw["history_table"], directory=kw.get("directory"))
     if kw["as_json"]:
         _json({"history": recs})
     else:
         rows = [dict(r, checksum=str(r.get("checksum") or "")[:12]) for r in recs]
-        _table(rows, ["id", "state", "checksum", "started_at", "finished_at", "who", "attempts"])
+        _table(rows, ["id", "state", "checksum", "started_at", "finished_at", "who", "attempts"]
+               + (["file"] if kw.get("directory") else []))
     return 0
 
 

@@ -130,15 +130,22 @@ def status(directory: str, settings: AwsSettings, *, history_table: str = DEFAUL
 
 
 def history_records(settings: AwsSettings, *, history_table: str = DEFAULT_HISTORY_TABLE,
-                    history: Optional[History] = None) -> List[Dict[str, Any]]:
-    """Every record of the history table, in id order (the lock left out)."""
+                    history: Optional[History] = None, directory: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Every record of the history table, in id order (the lock left out). With ``directory``,
+    each record also says whether its ``file`` is there: ``same``, ``changed`` or ``missing``."""
+    files = {m.id: m.checksum for m in load_all(directory)} if directory else None
     h = _history(settings, history_table, history)
     try:
         recs = h.records()
-        return [recs[k] for k in sorted(recs)]
     finally:
         if history is None:
             h.close()
+    out = [recs[k] for k in sorted(recs)]
+    if files is not None:
+        for r in out:
+            r["file"] = "missing" if r["id"] not in files else "same" if files[r["id"]] == r.get("checksum") \
+                else "changed"
+    return out
 
 
 def _failed(m: MigrationFile, e: BaseException) -> BaseException:
