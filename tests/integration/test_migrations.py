@@ -418,3 +418,35 @@ def test_two_concurrent_ups_one_waits_for_the_other(world: Dict[str, Any], endpo
     assert first["result"].done == ["0001_create_users_v2", "0002_copy_users", "0003_add_gsi_key", "0004_slow"]
     assert second.done == [] and second.message == "nothing to apply"
     h.close()
+
+
+IMPORT_THEN_VERIFY = '''"""Load the seed file into {table}, then check it against {other}."""
+
+
+def upgrade(ctx):
+    ctx.import_files({path!r}, "{table}", input_format="json")
+    ctx.verify("{table}", "{other}")
+'''
+
+
+def test_ctx_import_files_and_a_verify_that_finds_differences_fails_the_migration(endpoint: str,
+                                                                                  tmp_path: Path) -> None:
+    table, other = create_table(endpoint), create_table(endpoint)
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("".join(json.dumps({"pk": f"s{i}", "n": i}) + "\n" for i in range(7)))
+    put_items(endpoint, other, [{"pk": {"S": f"s{i}"}, "n": {"N": str(i)}} for i in range(6)])  # one missing
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "0001_seed.py").write_text(IMPORT_THEN_VERIFY.format(table=table, other=other, path=str(seed)))
+    w = {"dir": str(d), "hist": unique("hist"), "state": str(tmp_path / "state"), "s": settings(endpoint)}
+    with pytest.raises(Exception, match="the tables differ"):
+        run_up(w)
+    assert len(scan_all(endpoint, table)) == 7
+    rec = history_records(w["s"], history_table=w["hist"])[0]
+    assert rec["state"] == "failed"
+    assert [s["kind"] for s in rec["summary"]] == ["import", "verify"]
+    assert rec["summary"][0]["counters"]["written"] == 7
+    put_items(endpoint, other, [{"pk": {"S": "s6"}, "n": {"N": "6"}}])  # the fix: the other side is complete
+    assert run_up(w).done == ["0001_seed"]
+    rec = history_records(w["s"], history_table=w["hist"])[0]
+    assert rec["state"] == "applied" and rec["attempts"] == 2 and rec["summary"][0]["counters"]["written"] == 7
