@@ -124,7 +124,8 @@ class History:
 
     # ------------------------------------------------------------------ records
 
-    def _put(self, item: Dict[str, Any]) -> None:
+    def put(self, item: Dict[str, Any]) -> None:
+        """Write one migration record as it is (the lock holder only; see invariant 4 of runner.py)."""
         from boto3.dynamodb.types import TypeSerializer
 
         ser = TypeSerializer()
@@ -139,7 +140,7 @@ class History:
         rec["runs"] = list(rec.get("runs") or [])[-19:] + [{"started_at": rec["started_at"], "who": rec["who"],
                                                             "state": "running", "kind": "up"}]
         rec = {k: v for k, v in rec.items() if v is not None}
-        self._put(rec)
+        self.put(rec)
         return rec
 
     def finish(self, rec: Dict[str, Any], state: str, summary: List[Dict[str, Any]],
@@ -160,7 +161,7 @@ class History:
                 last["error"] = error
             runs[-1] = last
         rec["runs"] = runs
-        self._put(rec)
+        self.put(rec)
         return rec
 
     # ------------------------------------------------------------------ the lock

@@ -203,7 +203,7 @@ def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow
                     rec = dict(recs[s.id])
                     rec["previous_checksums"] = list(rec.get("previous_checksums") or []) + [rec.get("checksum")]
                     rec["checksum"] = s.checksum
-                    h._put(rec)
+                    h.put(rec)
                     log.warning("migration %s: accepting its changed file (--allow-changed)", s.id)
             pending = [m for m in migs if (recs.get(m.id) or {}).get("state") != "applied"
                        and (last is None or m.number <= last.number)]
@@ -276,7 +276,7 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
                 except BaseException as e:
                     err = _failed(m, e)
                     rec["error"] = err.one_line() if isinstance(err, DdbMigrateError) else str(err)
-                    h._put(rec)
+                    h.put(rec)
                     if err is e:
                         raise
                     raise err from None
