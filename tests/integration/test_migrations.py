@@ -234,8 +234,15 @@ def test_a_second_runner_is_refused_or_waits_for_the_lock(world: Dict[str, Any],
         clocked.acquire(lease=60)
     now[0] += 61
     taken = clocked.acquire(lease=60)
-    assert taken.renew() and clocked.lock_item()["owner"] == taken.owner  # type: ignore[index]
-    taken.release()
+    now[0] += 30
+    assert taken.renew() and not taken.lost and clocked.lock_item()["owner"] == taken.owner  # type: ignore[index]
+    now[0] += 61  # no renewal reached DynamoDB for a whole lease: this runner must not go on
+    assert taken.lost
+    again = clocked.acquire(lease=60)  # a third runner takes the expired lease
+    assert not taken.renew() and taken.lost
+    again.release()
+    taken.release()  # not the owner any more: a no-op, the lock item is gone with again's release
+    assert clocked.lock_item() is None
     other.close()
     clocked.close()
 

@@ -179,7 +179,7 @@ class History:
                           "acquired_at": {"S": utcnow()}, "expires_at": {"N": repr(round(now + lease, 3))}},
                     ConditionExpression="attribute_not_exists(id) OR expires_at < :now",
                     ExpressionAttributeValues={":now": {"N": repr(round(now, 3))}})
-                return Lock(self, owner, lease)
+                return Lock(self, owner, lease, now + lease)
             except self.client.control.exceptions.ConditionalCheckFailedException:
                 held = self.lock_item() or {}
                 if self.clock() >= deadline:
@@ -194,26 +194,34 @@ class History:
 class Lock:
     """A held lease: renewed in the background while held, released on exit."""
 
-    def __init__(self, history: History, owner: str, lease: float) -> None:
+    def __init__(self, history: History, owner: str, lease: float, expires_at: float) -> None:
         self.history = history
         self.owner = owner
         self.lease = lease
-        self.lost = False
+        self.expires_at = expires_at  # the end of the lease as last written by this runner
+        self._taken_over = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+
+    @property
+    def lost(self) -> bool:
+        """Another runner took the lock, or the lease ran out without a renewal reaching DynamoDB
+        (so another runner may have taken it): either way this runner must not go on."""
+        return self._taken_over or self.history.clock() >= self.expires_at
 
     def renew(self) -> bool:
         """Move the lease's end on; False when this runner no longer owns the lock."""
         h = self.history
+        until = h.clock() + self.lease
         try:
             h.client.control.update_item(
                 TableName=h.table, Key={"id": {"S": LOCK_ID}}, UpdateExpression="SET expires_at = :e",
                 ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":e": {"N": repr(round(h.clock() + self.lease, 3))},
-                                           ":me": {"S": self.owner}})
+                ExpressionAttributeValues={":e": {"N": repr(round(until, 3))}, ":me": {"S": self.owner}})
+            self.expires_at = until
             return True
         except h.client.control.exceptions.ConditionalCheckFailedException:
-            self.lost = True
+            self._taken_over = True
             return False
 
     def start_renewing(self) -> None:

@@ -216,8 +216,8 @@ def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow
             done: List[str] = []
             for m in pending:
                 if lock.lost:
-                    raise FatalError("the migrations lock was lost (its lease expired and another runner took it); "
-                                     "stopping before the next migration")
+                    raise FatalError("the migrations lock was lost (another runner took it, or its lease ran out "
+                                     "without a renewal); stopping before the next migration")
                 prev = recs.get(m.id)
                 if (prev or {}).get("state") not in ("failed", "running"):
                     _fresh_state(state_dir, m.id)  # applied afresh: no step checkpoint of an earlier life
