@@ -86,6 +86,8 @@ def test_update_under_concurrent_writer_loses_no_write(endpoint: str) -> None:
 
     def transform(item: Dict[str, Any]) -> Dict[str, Any]:
         pk = item["pk"]
+        if not threading.current_thread().name.startswith("writer-"):
+            return remodel(item)  # the check of a sample before the job: no application write there
         with lock:
             first = pk not in seen
             seen.add(pk)
@@ -165,7 +167,7 @@ def test_update_with_version_attribute(endpoint: str) -> None:
     raced: Set[str] = set()
 
     def transform(item: Dict[str, Any]) -> Dict[str, Any]:
-        if item["pk"] == "k3" and "k3" not in raced:
+        if item["pk"] == "k3" and "k3" not in raced and threading.current_thread().name.startswith("writer-"):
             raced.add("k3")
             # An optimistic writer of the application: condition on the version, moves it on.
             app.update_item(TableName=table, Key={"pk": {"S": "k3"}},
@@ -228,7 +230,7 @@ def test_update_dead_letters_bad_outputs_and_continues(endpoint: str) -> None:
 
     def bad(item: Dict[str, Any]) -> Any:
         i = int(item["v"])
-        if i == 5:
+        if i == 5 and threading.current_thread().name.startswith("writer-"):
             # A hot item: the application changes it between every read and write of ours.
             app.update_item(TableName=table, Key={"pk": {"S": "r5"}}, UpdateExpression="ADD hot :one",
                             ExpressionAttributeValues={":one": {"N": "1"}})
@@ -279,6 +281,31 @@ def test_update_cli_dry_run_then_run(endpoint: str, tmp_path: Path) -> None:
     bad = subprocess.run(base[:5] + ["--endpoint-url", endpoint, "--region", "us-east-1"], capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "transform" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_update_refuses_up_front_what_no_item_could_take(endpoint: str) -> None:
+    """A transform whose every sampled output changes the key, fans out or breaks an index's
+    key type is one line (exit 2) before anything is written, not a table of dead letters."""
+    table = create_table(endpoint, gsis=[{"IndexName": "by-gk", "KeySchema": [{"AttributeName": "gk", "KeyType": "HASH"}],
+                                          "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+    items = [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(5)]
+    put_items(endpoint, table, items)
+    cases = [(lambda it: dict(it, pk="new-" + it["pk"]), "changed the key of the item"),
+             (lambda it: [it, dict(it, v=0)], "returned 2 items"),
+             (lambda it: dict(it, gk=1), "attribute 'gk' is S (string) but transformed items carry N")]
+    for fn, needle in cases:
+        with pytest.raises(UsageError) as ei:
+            update_table(ref(endpoint, table), opts(), transform=fn)
+        assert needle in ei.value.message and "nothing was written" in ei.value.message
+    assert as_canon(scan_all(endpoint, table)) == as_canon(items)
+    # A transform that fails on some items only is not refused up front: --on-error decides.
+    rep = update_table(ref(endpoint, table), opts(on_error="skip"),
+                       transform=lambda it: dict(it, w=1) if it["v"] != 3 else 1 / 0)
+    assert rep.counters["written"] == 4 and rep.counters["dead_lettered"] == 1
+
+
+def as_canon(items: List[Dict[str, Any]]) -> Any:
+    return sorted(_canon(it) for it in items)
 
 
 def test_update_refuses_unknown_table_and_key_version(endpoint: str) -> None:

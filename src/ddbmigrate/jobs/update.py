@@ -14,22 +14,25 @@ counts lost races (each one re-read, re-transformed and retried).
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
+
+import orjson
 
 from ..aws.capacity import capacity_limit, page_limit
 from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
-from ..core.items import KeySchema
+from ..core.items import KeySchema, WireItem
 from ..core.specs import ProcessingSpec, TransformRef
-from ..core.transform import Transform, as_transform
+from ..core.transform import Transform, TransformContext, as_transform
 from ..engine.job import Job
 from ..engine.pipeline import default_readers
 from ..engine.run import Engine, Observer
-from ..errors import UsageError
+from ..errors import DdbMigrateError, UsageError
 from ..reporting.report import Report
 from ..sinks.conditional_update import DEFAULT_MAX_RACES, ConditionalUpdateSpec
 from ..sources.table_scan import TableScanSpec, default_segments
 from .common import check_resume_options, engine_identity, resumed_segments, run
+from .fit import sample_problems, sample_table
 
 DEFAULT_UPDATE_WRITERS = 32  # one UpdateItem per item: many requests in flight, as conditional puts
 
@@ -72,11 +75,14 @@ def update_table(
     client = DynamoClient(table, pool_size=4, retry=opts.retry)
     try:
         desc = client.describe_table()
+        keys = KeySchema.from_table_description(desc)
+        if version_attribute is not None and version_attribute in keys.names:
+            raise UsageError(f"--version-attribute {version_attribute!r} is a key attribute of {table.table}")
+        # Before anything is written: would this transform's output be refused for every item?
+        check_sample(table.table, desc, keys, sample_table(client, table.table), tf,
+                     TransformContext(source_table=table.table, target_table=table.table))
     finally:
         client.close()
-    keys = KeySchema.from_table_description(desc)
-    if version_attribute is not None and version_attribute in keys.names:
-        raise UsageError(f"--version-attribute {version_attribute!r} is a key attribute of {table.table}")
     base = update_identity(table, 0, tf, version_attribute, opts)
     segments = (opts.segments or resumed_segments(opts, "update", engine_identity(base, engine))
                 or default_segments(desc))
@@ -101,6 +107,40 @@ def update_table(
         writers=writers, extra={"transform": tf.name, "version_attribute": version_attribute},
     )
     return run(job, engine, cancel=cancel, observer=observer)
+
+
+def check_sample(name: str, desc: Dict[str, Any], keys: KeySchema, sample: List[WireItem], tf: Transform,
+                 context: TransformContext) -> None:
+    """Raise UsageError (exit 2) when no sampled item's update could be written: the transform
+    fans out or changes the key, or its outputs do not fit the table's or an index's key types.
+    A few odd items are the dead-letter file's business; a sample with no good one means the
+    whole table would be dead letters. The transform runs once on each sampled item here."""
+    outputs: List[WireItem] = []
+    shape: List[str] = []
+    for item in sample:
+        try:
+            outs = tf(item, context)
+        except DdbMigrateError:
+            continue  # the transform's own errors are reported item by item (--on-error)
+        if not outs:
+            continue
+        where = orjson.dumps(keys.project_or_none(item)).decode()
+        if len(outs) > 1:
+            shape.append(f"returned {len(outs)} items for the item {where}")
+        elif keys.problem(outs[0]) or keys.key(outs[0]) != keys.key(item):
+            got = orjson.dumps(keys.project_or_none(outs[0])).decode()
+            shape.append(f"changed the key of the item {where} to {got}")
+        else:
+            outputs.append(outs[0])
+    if shape and not outputs:
+        raise UsageError(f"--transform {tf.name}: an update transform returns one item with the same key (or None "
+                         f"to leave it as it is), but on a sample of {len(sample)} items it {shape[0]}; nothing was "
+                         "written", table=name, code="KeyChanged")
+    n, bad, found = sample_problems(outputs, desc)
+    if n and bad == n:
+        first = found[0].replace("source items", "transformed items")
+        raise UsageError(f"what this update writes does not fit table {name!r}: {first}; nothing was written",
+                         table=name, code="KeyMismatch")
 
 
 def update_identity(table: TableRef, segments: int, tf: Transform, version_attribute: Optional[str],
