@@ -94,6 +94,7 @@ def test_registry_refuses_gaps_duplicates_and_bad_versions() -> None:
     newer = {"pk": "a", "_v": 7}
     assert upgrade_item(newer, REG) == newer  # written by newer code: left as it is
     assert upgrade_item({"pk": "a", "name": "A B"}, {1: split_name}) == {"pk": "a", "first": "A", "last": "B", "_v": 2}
+    assert upgrade_item({"pk": "a", "name": "A B"}, [split_name, gsi_key]) == upgrade_item({"pk": "a", "name": "A B"}, REG)
 
 
 # ------------------------------------------------------------------ the UpdateItem of one item

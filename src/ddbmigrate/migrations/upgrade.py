@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 from ..core.transform import Transform, load_transform
 from ..errors import UsageError
@@ -69,6 +69,8 @@ class UpgradeRegistry:
 
         return deco
 
+    register = step
+
     @property
     def latest(self) -> int:
         """The version every chain ends at; steps must cover initial .. latest - 1 without a gap."""
@@ -100,11 +102,18 @@ class UpgradeRegistry:
         return f"UpgradeRegistry({self.attribute!r}, steps={sorted(self.steps)})"
 
 
-def upgrade_item(item: Mapping[str, Any], registry: Union[UpgradeRegistry, Mapping[int, Step]]) -> Dict[str, Any]:
+def upgrade_item(item: Mapping[str, Any],
+                 registry: Union[UpgradeRegistry, Mapping[int, Step], Sequence[Step]]) -> Dict[str, Any]:
     """``item`` (plain Python values, as boto3's resource API or a transform sees it) upgraded to
     the registry's latest version; see the module docstring. ``registry`` may also be a plain
-    mapping {from_version: step}, with the version in ``_v``."""
-    reg = registry if isinstance(registry, UpgradeRegistry) else UpgradeRegistry("_v", registry)
+    mapping {from_version: step} or a list of steps (the first upgrades version 1), with the
+    version in ``_v``."""
+    if isinstance(registry, UpgradeRegistry):
+        reg = registry
+    elif isinstance(registry, Mapping):
+        reg = UpgradeRegistry("_v", registry)
+    else:
+        reg = UpgradeRegistry("_v", {i + 1: fn for i, fn in enumerate(registry)})
     latest = reg.latest
     v = reg.version_of(item)
     if v >= latest:
