@@ -317,3 +317,32 @@ def test_update_refuses_unknown_table_and_key_version(endpoint: str) -> None:
     with pytest.raises(Exception) as ei:
         update_table(ref(endpoint, unique("missing")), opts(), transform=remodel)
     assert "does not exist" in str(ei.value)
+
+
+def test_update_as_a_plan_job(endpoint: str, tmp_path: Path) -> None:
+    from ddbmigrate import run_plan, validate_plan
+
+    table = create_table(endpoint)
+    put_items(endpoint, table, [{"pk": {"S": f"p{i}"}, "ver": {"N": "1"}} for i in range(6)])
+    (tmp_path / "tf.py").write_text("def tag(item):\n    item['tagged'] = True\n    return item\n")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"""version: 1
+defaults:
+  target: {{region: us-east-1, endpoint_url: "{endpoint}"}}
+jobs:
+  - kind: update
+    target: {table}
+    transform: tf.py:tag
+    args: {{version_attribute: ver}}
+""")
+    assert validate_plan(str(plan)) == []
+    rep = run_plan(str(plan))
+    assert rep.exit_code == 0, rep.jobs[0].error
+    job = rep.jobs[0]
+    assert job.kind == "update" and job.status == "done" and job.report is not None
+    assert job.report["counters"]["written"] == 6
+    assert all(it["tagged"] == {"BOOL": True} and it["ver"] == {"N": "2"} for it in scan_all(endpoint, table))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"version: 1\njobs:\n  - kind: update\n    target: {table}\n")
+    with pytest.raises(Exception, match="needs 'transform'"):
+        run_plan(str(bad))
