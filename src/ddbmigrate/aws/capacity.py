@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import UsageError
 
@@ -33,6 +33,11 @@ class RateLimiter:
         return None
 
     def settle(self, estimate: float, consumed: float) -> None:
+        return None
+
+    def held_back(self, units: float) -> None:
+        """Units sent but not admitted (``UnprocessedItems``): what was sent counts, not only
+        what was consumed, or a throttled table would be offered ever more than the rate."""
         return None
 
     def throttled(self) -> None:
@@ -113,6 +118,10 @@ class TokenBucket(RateLimiter):
         with self._lock:
             self._tokens -= consumed - estimate
 
+    def held_back(self, units: float) -> None:
+        with self._lock:
+            self._tokens -= units
+
     def throttled(self) -> None:
         with self._lock:
             now = self.clock()
@@ -128,6 +137,132 @@ class TokenBucket(RateLimiter):
 
     def current_rate(self) -> Optional[float]:
         return self.rate
+
+
+_HISTORY = 10.0  # seconds of admitted units an AdaptiveLimiter keeps
+
+
+class AdaptiveLimiter(RateLimiter):
+    """No limit until DynamoDB says there is one; then hold just under what it accepts.
+
+    The job was given no rate: the table's capacity is whatever DynamoDB accepts. Until the first
+    throttle nothing is limited. A throttle sets the rate to ``hold`` (95 %) of the units DynamoDB
+    *accepted* over the last ``window`` seconds, which under a capacity limit is the capacity
+    itself, whatever was asked; each second without a throttle adds ``probe`` (3 %) of the rate,
+    so a capacity that grows is found again, and one that shrinks is followed at the next
+    throttle. Reacting at most once per ``decrease_interval`` makes a burst of throttles seen by
+    every writer at once one signal; basing the new rate on what was accepted (not on the old
+    rate) keeps sporadic throttles of a table with room from collapsing the rate, as halving
+    would. The result hovers between 95 % and ~100 % of the capacity with few throttled writes.
+    """
+
+    def __init__(self, *, hold: float = 0.95, probe: float = 0.03, window: float = 1.0,
+                 min_rate: float = 1.0, decrease_interval: float = 0.5, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, name: str = "") -> None:
+        self.hold, self.probe, self.window = hold, probe, window
+        self.min_rate = min_rate
+        self.decrease_interval = decrease_interval
+        self.clock, self.sleep = clock, sleep
+        self.name = name
+        self.rate = None
+        self.ceiling = None
+        self._lock = threading.Lock()
+        self._bucket: Optional[TokenBucket] = None
+        self._accepted: List[Tuple[float, float]] = []  # (time, units) in the window
+        self._started = clock()
+        self._last_decrease = -1e18
+        self._last_probe = 0.0
+        self.throttle_events = 0
+
+    def acquire(self, units: float = 1.0) -> None:
+        with self._lock:
+            bucket = self._bucket
+            if bucket is not None:
+                self._maybe_probe(bucket)
+        if bucket is not None:
+            bucket.acquire(units)
+
+    def _maybe_probe(self, bucket: "TokenBucket") -> None:
+        now = self.clock()
+        steps = int(now - self._last_probe)
+        if steps > 0 and now - self._last_decrease >= 1.0:
+            bucket.rate = bucket.ceiling = bucket.rate * (1.0 + self.probe) ** min(steps, 30)
+            self.rate = bucket.rate
+            self._last_probe += steps
+
+    def settle(self, estimate: float, consumed: float) -> None:
+        now = self.clock()
+        with self._lock:
+            self._accepted.append((now, consumed))
+            cut = now - _HISTORY
+            if self._accepted[0][0] < cut:
+                self._accepted = [(t, u) for t, u in self._accepted if t >= cut]
+            bucket = self._bucket
+        if bucket is not None:
+            bucket.settle(estimate, consumed)
+
+    def held_back(self, units: float) -> None:
+        bucket = self._bucket
+        if bucket is not None:
+            bucket.held_back(units)
+
+    def accepted_rate(self) -> float:
+        now = self.clock()
+        with self._lock:
+            if not self._accepted:
+                return 0.0
+            # Over the window; never less than a second, because what a table admits in its
+            # first instants includes its burst allowance, which is not a rate it can hold.
+            span = max(1.0, self.window)
+            return sum(u for t, u in self._accepted if t >= now - span) / span
+
+    def _peak_rate(self, now: float) -> float:
+        """The most units admitted in any one second of the recent history."""
+        per: Dict[int, float] = {}
+        for t, u in self._accepted:
+            per[int(now - t)] = per.get(int(now - t), 0.0) + u
+        return max(per.values(), default=0.0)
+
+    def throttled(self) -> None:
+        accepted = self.accepted_rate()
+        with self._lock:
+            now = self.clock()
+            self.throttle_events += 1
+            if now - self._last_decrease < self.decrease_interval:
+                return
+            if self._bucket is None and (not self._accepted or now - self._accepted[0][0] < 0.25):
+                # Too few answers to learn a rate from (the first answers of many writers arrive
+                # together): the retries' back-off waits meanwhile.
+                return
+            self._last_decrease = self._last_probe = now
+            target = max(self.min_rate, accepted * self.hold)
+            if not any(t >= now - 0.5 for t, _ in self._accepted[-64:]):
+                # No answer for half a second (every writer in a refused call's retries): what
+                # was admitted reads near zero, which says nothing; only halve.
+                before = self._bucket.rate if self._bucket is not None else self._peak_rate(now)
+                target = max(self.min_rate, before * 0.5)
+            if self._bucket is None:
+                self._bucket = TokenBucket(target, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
+                                           sleep=self.sleep, decrease_interval=self.decrease_interval,
+                                           name=self.name)
+                self._bucket._tokens = 0.0  # no burst on top of what is already in flight
+            else:
+                # At least a tenth below what was asked before this throttle: what a table
+                # admitted in the last second includes the burst it saved up while we stayed
+                # under its rate, so 95 % of it alone could still be above the rate.
+                target = max(self.min_rate, min(target, self._bucket.rate * 0.9))
+                self._bucket.rate = self._bucket.ceiling = target
+                self._bucket._tokens = min(self._bucket._tokens, 0.0)
+            self.rate = target
+
+    def current_rate(self) -> Optional[float]:
+        return self.rate
+
+    def describe(self) -> Optional[Dict[str, Any]]:
+        if self.rate is None and not self.throttle_events:
+            return None
+        return {"limit": round(self.rate or 0.0, 1), "current": round(self.rate or 0.0, 1),
+                "throttle_events": self.throttle_events, "auto": True}
 
 
 def limiter_for(rate: Optional[float], name: str = "") -> RateLimiter:

@@ -230,6 +230,12 @@ def validate_item(item: Any) -> WireItem:
 # --------------------------------------------------------------------------- keys
 
 
+def gsi_partition_keys(table: Mapping[str, Any]) -> Tuple[Tuple[str, str], ...]:
+    """(index name, partition key attribute) of each global secondary index of a DescribeTable."""
+    return tuple((g["IndexName"], k["AttributeName"]) for g in table.get("GlobalSecondaryIndexes") or []
+                 for k in g.get("KeySchema") or [] if k.get("KeyType") == "HASH")
+
+
 @dataclass(frozen=True)
 class KeySchema:
     """A table's primary key: hash attribute and optional range attribute, with types."""

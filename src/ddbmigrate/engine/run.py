@@ -293,6 +293,8 @@ class Driver:
                 o["limit"] = round(o["limit"] + float(d.get("limit") or 0), 1)
                 o["current"] = round(o["current"] + float(d.get("current") or 0), 1)
                 o["throttle_events"] += int(d.get("throttle_events") or 0)
+                if d.get("auto"):
+                    o["auto"] = True  # found from DynamoDB's throttles, not given
         return out
 
     def snapshot(self) -> Dict[str, Any]:

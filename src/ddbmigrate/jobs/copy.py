@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 from ..aws.capacity import capacity_limit, page_limit
 from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
-from ..core.items import KeySchema
+from ..core.items import KeySchema, gsi_partition_keys
 from ..core.specs import ProcessingSpec, TransformRef
 from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.job import Job
@@ -97,7 +97,8 @@ def copy_table(
         source=TableScanSpec(source, segments, retry=opts.retry, consistent_read=opts.consistent_read,
                              read_rate=read_rate, page_limit=page_limit(read_rate), raw=True),
         sink=DryRunSpec() if opts.dry_run else TableWriterSpec(target, dst_keys, retry=opts.retry, mode=opts.mode,
-                                                               write_rate=write_rate, writers=writers),
+                                                               write_rate=write_rate, writers=writers,
+                                                               index_keys=gsi_partition_keys(tdesc)),
         processing=ProcessingSpec(
             key_schema=dst_keys, transform=TransformRef.of(transform), on_error=opts.on_error,
             trusted=src_keys == dst_keys, source_key_schema=src_keys, source_table=source.table,

@@ -19,7 +19,7 @@ from typing import Any, List, Optional
 from ..aws.capacity import capacity_limit
 from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
-from ..core.items import KeySchema
+from ..core.items import KeySchema, gsi_partition_keys
 from ..core.specs import LiveSourceSpec, ProcessingSpec, Resources, TransformRef
 from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.job import Job
@@ -114,7 +114,8 @@ def import_files(
     job = Job(
         kind="import", identity=identity, options=opts, source=source_spec,
         sink=DryRunSpec() if opts.dry_run else TableWriterSpec(table, keys, retry=opts.retry, mode=opts.mode,
-                                                               write_rate=write_rate, writers=writers),
+                                                               write_rate=write_rate, writers=writers,
+                                                               index_keys=gsi_partition_keys(tdesc)),
         processing=ProcessingSpec(key_schema=keys, transform=TransformRef.of(transform), on_error=opts.on_error,
                                   target_table=table.table, sample=opts.sample, loaded=transform),
         source_label=src, target_label=table.describe(),

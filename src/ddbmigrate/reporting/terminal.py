@@ -68,6 +68,10 @@ def render_report(report: "Report", console: Any = None) -> None:
     retries = ", ".join(f"{k} {v}" for k, v in sorted(report.retries.items()) if v) or "0"
     t.add_row("retries", retries)
     for name, lim in sorted(report.rate_limits.items()):
+        if lim.get("auto"):
+            t.add_row(f"{name} rate", f"found from throttles: held at {lim.get('current', 0):,.0f}/s "
+                                      f"({lim.get('throttle_events', 0)} throttles)")
+            continue
         t.add_row(f"{name} rate limit", f"{lim.get('limit', 0):,.0f}/s (now {lim.get('current', 0):,.0f}/s, "
                                          f"{lim.get('throttle_events', 0)} throttles)")
     t.add_row("consumed RCU / WCU", f"{report.consumed_read_units:,.1f} / {report.consumed_write_units:,.1f}")

@@ -12,13 +12,20 @@ The BatchWriteItem contract this module owns:
 Conditional modes (skip-existing, fail-existing) cannot use BatchWriteItem, so they run as
 PutItem calls with ``attribute_not_exists`` on the hash key, with the same retries and counts.
 Invariant 3: only full images are written (Put/Delete), never relative updates.
+
+Throttled writes are attributed to their partition keys (the table's and each global secondary
+index's): when one key value takes most of them, the report names it as a hot key — a target
+partition no rate can get past (e.g. a transform that gives every item ``GSI1PK = "USER"``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import orjson
 
@@ -38,6 +45,24 @@ def _wcu(enc_len: int) -> float:
     return float(max(1, -(-enc_len // 1024)))
 
 
+# (index name or "" for the table, attribute, value as text): one throttled partition key.
+KeyValue = Tuple[str, str, str]
+_KEEP_KEYS = 1000  # distinct key values kept per writer (the most throttled; memory stays bounded)
+
+
+class _Attributed:
+    """The limiter as one call sees it: a throttle also says which items it held back."""
+
+    __slots__ = ("limiter", "note", "sent")
+
+    def __init__(self, limiter: RateLimiter, note: Any, sent: Sequence[Any]) -> None:
+        self.limiter, self.note, self.sent = limiter, note, sent  # Ops, or request images
+
+    def throttled(self) -> None:
+        self.note([s.item if isinstance(s, Op) else s for s in self.sent])
+        self.limiter.throttled()
+
+
 class TableWriter(SinkBase):
     """Writes acknowledged full images into one table; see the module docstring."""
 
@@ -50,8 +75,12 @@ class TableWriter(SinkBase):
         mode: str = "overwrite",
         limiter: Optional[RateLimiter] = None,
         backoff: Optional[Backoff] = None,
+        index_keys: Sequence[Tuple[str, str]] = (),
     ) -> None:
         self.client = client
+        self.index_keys = tuple(index_keys)
+        self.throttled_keys: Counter[KeyValue] = Counter()
+        self._keys_lock = threading.Lock()
         self.table = table
         self.keys = key_schema
         self.mode = mode
@@ -90,10 +119,12 @@ class TableWriter(SinkBase):
         body = self._encode(ops)
         estimate = sum(_wcu(len(o.enc)) for o in ops)
         attempt = 0
+        pending: Sequence[Any] = ops
         while True:
             self.limiter.acquire(estimate)
             try:
-                resp = self.client.call("BatchWriteItem", body, table=self.table, limiter=self.limiter)
+                resp = self.client.call("BatchWriteItem", body, table=self.table,
+                                        limiter=_Attributed(self.limiter, self._note_throttled, pending))
             except AwsError as e:
                 if e.code == "ValidationException" and len(ops) > 0:
                     return self._one_by_one(ops)
@@ -102,6 +133,8 @@ class TableWriter(SinkBase):
             self.limiter.settle(estimate, consumed)
             self.client.stats.consumed(write=consumed)
             unprocessed = (resp.get("UnprocessedItems") or {}).get(self.table) or []
+            if unprocessed:
+                self.limiter.held_back(float(len(unprocessed)))
             if not unprocessed:
                 puts = sum(1 for o in ops if o.kind != DELETE)
                 return BatchResult(written=puts, deleted=len(ops) - puts)
@@ -116,10 +149,34 @@ class TableWriter(SinkBase):
                 )
             self.client.stats.retry("unprocessed")
             log.debug("BatchWriteItem: %d of %d requests unprocessed (attempt %d)", len(unprocessed), len(ops), attempt)
+            pending = [(r.get("PutRequest") or {}).get("Item") or (r.get("DeleteRequest") or {}).get("Key")
+                       for r in unprocessed]
+            self._note_throttled(pending)
             self.limiter.throttled()
             body = b'{"RequestItems":' + orjson.dumps({self.table: unprocessed}) + b',"ReturnConsumedCapacity":"TOTAL"}'
             estimate = float(len(unprocessed))
             self.backoff.wait(attempt)
+
+    def _note_throttled(self, images: Sequence[Any]) -> None:
+        hk = self.keys.hash_name
+        with self._keys_lock:
+            for img in images:
+                if not isinstance(img, dict):
+                    continue
+                if hk in img:
+                    self.throttled_keys[("", hk, _text(img[hk]))] += 1
+                for index, attr in self.index_keys:
+                    if attr in img:
+                        self.throttled_keys[(index, attr, _text(img[attr]))] += 1
+            if len(self.throttled_keys) > 2 * _KEEP_KEYS:
+                self.throttled_keys = Counter(dict(self.throttled_keys.most_common(_KEEP_KEYS)))
+
+    @contextlib.contextmanager
+    def commit(self, final: bool) -> Iterator[Optional[Dict[str, Any]]]:
+        with self._keys_lock:
+            top = [[i, a, v, n] for (i, a, v), n in self.throttled_keys.most_common(20)]
+            total = sum(self.throttled_keys.values())
+        yield {"throttled_keys": top, "throttled_attributions": total} if total else {}
 
     def _one_by_one(self, ops: List[Op]) -> BatchResult:
         """Isolate the item(s) DynamoDB refuses; write the rest."""
@@ -177,6 +234,27 @@ class TableWriter(SinkBase):
         return res
 
 
+def _text(v: Any) -> str:
+    if isinstance(v, dict) and len(v) == 1:
+        return str(next(iter(v.values())))[:200]
+    return str(v)[:200]
+
+
+def hot_key(state: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The key value most throttled writes went to, when it stands out (else None)."""
+    top = state.get("throttled_keys") or []
+    total = int(state.get("throttled_attributions") or 0)
+    if not top or total < 20:
+        return None
+    index, attr, value, n = max(top, key=lambda t: t[3])
+    # Attributions count each throttled item once per key it has (table + each index), so a
+    # value holding at least a third of them took nearly every throttled item of its index.
+    if n * 3 < total:
+        return None
+    return {"index": index or None, "attribute": attr, "value": value, "throttled_writes": n,
+            "share": round(n / total, 3)}
+
+
 def _consumed(resp: Dict[str, Any]) -> float:
     cc = resp.get("ConsumedCapacity")
     if not cc:
@@ -196,8 +274,31 @@ class TableWriterSpec(SinkSpecBase):
     mode: str = "overwrite"
     write_rate: Optional[float] = None
     writers: int = 16
+    index_keys: Tuple[Tuple[str, str], ...] = ()  # (GSI name, its partition key) of the target
 
     def build(self, res: Resources) -> TableWriter:
         client = res.client(self.ref, self.retry, pool_size=self.writers + 4)
         return TableWriter(client, self.ref.table, self.keys, mode=self.mode,
-                           limiter=res.limiter(self.write_rate, "write"))
+                           limiter=res.limiter(self.write_rate, "write"), index_keys=self.index_keys)
+
+    def merge(self, states: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+        keys: Counter[Tuple[str, str, str]] = Counter()
+        total = 0
+        for st in states:
+            for i, a, v, n in st.get("throttled_keys") or []:
+                keys[(i, a, v)] += int(n)
+            total += int(st.get("throttled_attributions") or 0)
+        if not total:
+            return {}
+        return {"throttled_keys": [[i, a, v, n] for (i, a, v), n in keys.most_common(20)],
+                "throttled_attributions": total}
+
+    def finalize(self, state: Mapping[str, Any], report: Any) -> None:
+        hot = hot_key(state)
+        if hot is not None:
+            where = f"index {hot['index']}" if hot["index"] else "the table"
+            report.extra["hot_key_detail"] = hot
+            report.extra["hot_key"] = (
+                f"{hot['attribute']} = {hot['value']!r} ({where}) took {hot['share']:.0%} of the throttled writes "
+                f"({hot['throttled_writes']:,}): one partition of {where} caps this job's write rate whatever the "
+                "table's capacity; spread that key (e.g. a suffix) or accept the rate")

@@ -47,6 +47,8 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 import orjson
 
+from .capacity import WriteCapacity
+
 DATA_PLANE_OPS: FrozenSet[str] = frozenset((
     "Scan", "Query", "GetItem", "BatchGetItem", "PutItem", "DeleteItem", "UpdateItem", "BatchWriteItem",
     "TransactWriteItems", "GetRecords", "GetShardIterator",
@@ -72,6 +74,8 @@ class Faults:
     ops: FrozenSet[str] = DATA_PLANE_OPS
     # Only inject into requests that write (so scans stay clean), when set.
     writes_only: bool = False
+    # A table's write capacity split over partitions (testing/capacity.py); None: unlimited.
+    capacity: Optional[WriteCapacity] = None
 
     def total(self) -> float:
         return float(sum(getattr(self, k) for k in FAULT_KINDS))
@@ -89,6 +93,7 @@ class Audit:
         self.relative_updates = 0
         self.outage_recoveries: List[float] = []  # seconds from an outage's end to the next success
         self.keys: Dict[str, List[str]] = {}  # table -> key attribute names (learned from DescribeTable)
+        self.gsi_keys: Dict[str, Dict[str, str]] = {}  # table -> {index: its partition key attribute}
 
     # --------------------------------------------------------------- recording (loop thread)
 
@@ -124,6 +129,9 @@ class Audit:
         if t.get("TableName") and t.get("KeySchema"):
             with self._lock:
                 self.keys[t["TableName"]] = [k["AttributeName"] for k in t["KeySchema"]]
+                self.gsi_keys[t["TableName"]] = {
+                    g["IndexName"]: next(k["AttributeName"] for k in g["KeySchema"] if k["KeyType"] == "HASH")
+                    for g in t.get("GlobalSecondaryIndexes") or []}
 
     # --------------------------------------------------------------- reading (any thread)
 
@@ -137,9 +145,10 @@ class Audit:
         denom = items if items is not None else len(w)
         return round(sum(w.values()) / denom, 4) if denom else 0.0
 
-    def snapshot(self) -> Dict[str, Any]:
+    def snapshot(self, capacity: Optional[WriteCapacity] = None) -> Dict[str, Any]:
+        extra = {"capacity": capacity.snapshot()} if capacity is not None else {}
         with self._lock:
-            return {
+            return {**extra,
                 "requests": dict(self.requests), "forwarded": dict(self.forwarded), "faults": dict(self.faults),
                 "writes_forwarded": sum(self.writes.values()), "distinct_keys_written": len(self.writes),
                 "max_writes_per_key": max(self.writes.values(), default=0),
@@ -350,6 +359,18 @@ class FaultProxy:
         fwd_body = req.body
         if kind == "unprocessed" and body is not None:
             fwd_body, held, body = self._split_batch(body)
+        elif self.faults.capacity is not None and body is not None and op in ("BatchWriteItem", "PutItem",
+                                                                               "DeleteItem"):
+            if self._learn_needed(op, body):
+                await self._describe(req, op, body)
+            fwd_body, held, body = self._admit(op, body, fwd_body)
+            if held and body is None and op != "BatchWriteItem":
+                return await self._error(writer, req, 400, "ProvisionedThroughputExceededException",
+                                         "The level of configured provisioned throughput for the table was exceeded.")
+            if held and body is None:
+                # Nothing fits: DynamoDB refuses the whole call rather than returning all of it.
+                return await self._error(writer, req, 400, "ProvisionedThroughputExceededException",
+                                         "The level of configured provisioned throughput for the table was exceeded.")
         if held and body is None:
             # Nothing forwarded: everything comes back unprocessed.
             status, headers, resp = 200, [(b"Content-Type", b"application/x-amz-json-1.0")], b"{}"
@@ -378,6 +399,51 @@ class FaultProxy:
             _reset(writer)
             return False
         return await self._respond(writer, req, status, headers, resp, recrc=bool(held))
+
+    def _learn_needed(self, op: str, body: Dict[str, Any]) -> bool:
+        tables = list((body.get("RequestItems") or {}).keys()) if op == "BatchWriteItem" else [body.get("TableName")]
+        return any(t not in self.audit.keys for t in tables)
+
+    async def _describe(self, req: _Request, op: str, body: Dict[str, Any]) -> None:
+        """The key schema of a table first written before the tool described it through us."""
+        tables = list((body.get("RequestItems") or {}).keys()) if op == "BatchWriteItem" else [body.get("TableName")]
+        for t in tables:
+            headers = [(k, v) for k, v in req.headers if k.lower() != b"x-amz-target"]
+            headers.append((b"X-Amz-Target", b"DynamoDB_20120810.DescribeTable"))
+            probe = _Request(b"POST", b"/", b"HTTP/1.1", headers, orjson.dumps({"TableName": t}))
+            status, _, resp = await self._forward(probe, probe.body)
+            d = _loads(resp) if status == 200 else None
+            if d:
+                self.audit.learn_keys(d)
+
+    def _admit(self, op: str, body: Dict[str, Any], raw: bytes
+               ) -> Tuple[bytes, List[Tuple[str, List[Any]]], Optional[Dict[str, Any]]]:
+        """What the table's capacity admits of one write call: (body to forward, held back, new body)."""
+        cap = self.faults.capacity
+        assert cap is not None
+        if op == "BatchWriteItem":
+            items = body.get("RequestItems") or {}
+        else:
+            req = {"PutRequest": {"Item": body.get("Item")}} if op == "PutItem" else {"DeleteRequest": {"Key": body.get("Key")}}
+            items = {str(body.get("TableName")): [req]}
+        kept: Dict[str, List[Any]] = {}
+        held: List[Tuple[str, List[Any]]] = []
+        for table, reqs in items.items():
+            names = self.audit.keys.get(table) or []
+            k, h = cap.admit(table, reqs, names[0] if names else None, self.audit.gsi_keys.get(table, {}))
+            if k:
+                kept[table] = k
+            if h:
+                held.append((table, h))
+        if not held:
+            return raw, [], body
+        if not kept:
+            return b"", held, None
+        if op != "BatchWriteItem":
+            return raw, [], body
+        new = dict(body)
+        new["RequestItems"] = kept
+        return orjson.dumps(new), held, new
 
     def _split_batch(self, body: Dict[str, Any]) -> Tuple[bytes, List[Tuple[str, List[Any]]], Optional[Dict[str, Any]]]:
         """Keep a random prefix of each table's requests; hold back the rest as unprocessed."""
@@ -454,7 +520,7 @@ class FaultProxy:
     async def _control(self, req: _Request, writer: asyncio.StreamWriter) -> bool:
         path = req.target.decode()
         if path.startswith("/__proxy__/audit"):
-            body = orjson.dumps(self.audit.snapshot())
+            body = orjson.dumps(self.audit.snapshot(self.faults.capacity))
         elif path.startswith("/__proxy__/outage"):
             q = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
             self.start_outage(float(q.get("seconds", ["5"])[0]))

@@ -1,0 +1,142 @@
+"""A table's write capacity as DynamoDB spends it, for the fault proxy (``Faults.capacity``).
+
+DynamoDB splits a table's write capacity over its partitions by the hash of the partition key;
+each partition (and each partition of each global secondary index, which a write also consumes)
+admits about ``units / partitions`` write units per second, with a little burst. A
+BatchWriteItem whose requests do not all fit gets the rest back in ``UnprocessedItems``; when
+none fit, the whole call is refused with ``ProvisionedThroughputExceededException``. This model
+does the same, so a client's rate control can be measured against a known capacity ``C``:
+efficiency is accepted units / (C x seconds), the throttled share is what came back.
+
+The capacity can be changed while a run goes on (:meth:`WriteCapacity.set_units`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from collections import Counter
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..core.items import item_size
+
+# What one throttled key value is reported as: (index or "" for the table, attribute, value).
+HotKey = Tuple[str, str, str]
+
+
+class WriteCapacity:
+    def __init__(self, units: float, *, partitions: int = 4, burst_seconds: float = 1.0,
+                 clock: Any = time.monotonic) -> None:
+        if units <= 0 or partitions <= 0:
+            raise ValueError("units and partitions must be positive")
+        self.units = float(units)
+        self.partitions = partitions
+        self.burst_seconds = burst_seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._tokens: Dict[Tuple[str, str, int], Tuple[float, float]] = {}  # -> (tokens, at)
+        self.accepted_units = 0.0
+        self.accepted_items = 0
+        self.throttled_items = 0
+        self.refused_calls = 0
+        self.throttled_calls = 0  # calls with anything held back (refused ones included)
+        self.write_calls = 0
+        self.first: Optional[float] = None
+        self.last: Optional[float] = None
+        self.throttled_keys: Counter[HotKey] = Counter()
+
+    def reset_stats(self) -> None:
+        """Start counting afresh (the buckets keep their tokens): for a steady-state window."""
+        with self._lock:
+            self.accepted_units = 0.0
+            self.accepted_items = self.throttled_items = self.refused_calls = self.throttled_calls = 0
+            self.write_calls = 0
+            self.first = self.last = None
+            self.throttled_keys.clear()
+
+    def set_units(self, units: float) -> None:
+        with self._lock:
+            self.units = float(units)
+
+    def _take(self, bucket: Tuple[str, str, int], wcu: float, now: float) -> bool:
+        rate = self.units / self.partitions
+        tokens, at = self._tokens.get(bucket, (rate * self.burst_seconds, now))
+        tokens = min(rate * self.burst_seconds, tokens + (now - at) * rate)
+        if tokens < wcu:
+            self._tokens[bucket] = (tokens, now)
+            return False
+        self._tokens[bucket] = (tokens - wcu, now)
+        return True
+
+    def _partition(self, value: Any) -> int:
+        raw = repr(sorted(value.items())) if isinstance(value, dict) else repr(value)
+        return int.from_bytes(hashlib.md5(raw.encode()).digest()[:4], "big") % self.partitions
+
+    def admit(self, table: str, requests: Sequence[Dict[str, Any]], hash_key: Optional[str],
+              gsi_keys: Dict[str, str]) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+        """(admitted, held back) of one call's write requests, in order."""
+        now = self.clock()
+        kept: List[Dict[str, Any]] = []
+        held: List[Dict[str, Any]] = []
+        with self._lock:
+            self.write_calls += 1
+            self.first = now if self.first is None else self.first
+            self.last = now
+            for r in requests:
+                put = (r.get("PutRequest") or {}).get("Item")
+                image = put if put is not None else (r.get("DeleteRequest") or {}).get("Key") or {}
+                wcu = float(max(1, math.ceil(item_size(image) / 1024))) if put is not None else 1.0
+                wanted: List[Tuple[Tuple[str, str, int], HotKey]] = []
+                if hash_key and hash_key in image:
+                    v = image[hash_key]
+                    wanted.append((("", hash_key, self._partition(v)), ("", hash_key, _text(v))))
+                if put is not None:
+                    for index, attr in gsi_keys.items():
+                        if attr in put:
+                            v = put[attr]
+                            wanted.append(((index, attr, self._partition(v)), (index, attr, _text(v))))
+                short = [hot for bucket, hot in wanted if not self._peek(bucket, wcu, now)]
+                if short:
+                    held.append(r)
+                    self.throttled_items += 1
+                    for hot in short:
+                        self.throttled_keys[hot] += 1
+                    continue
+                for bucket, _ in wanted:
+                    self._take(bucket, wcu, now)
+                kept.append(r)
+                self.accepted_units += wcu
+                self.accepted_items += 1
+            if held:
+                self.throttled_calls += 1
+            if not kept:
+                self.refused_calls += 1
+        return kept, held
+
+    def _peek(self, bucket: Tuple[str, str, int], wcu: float, now: float) -> bool:
+        rate = self.units / self.partitions
+        tokens, at = self._tokens.get(bucket, (rate * self.burst_seconds, now))
+        return min(rate * self.burst_seconds, tokens + (now - at) * rate) >= wcu
+
+    def snapshot(self) -> Dict[str, Any]:
+        with self._lock:
+            span = (self.last - self.first) if self.first is not None and self.last is not None else 0.0
+            hot = self.throttled_keys.most_common(3)
+            return {
+                "units": self.units, "partitions": self.partitions, "seconds": round(span, 3),
+                "accepted_units": round(self.accepted_units, 1), "accepted_items": self.accepted_items,
+                "throttled_items": self.throttled_items, "refused_calls": self.refused_calls,
+                "write_calls": self.write_calls, "throttled_calls": self.throttled_calls,
+                "throttled_call_share": round(self.throttled_calls / max(1, self.write_calls), 4),
+                "efficiency": round(self.accepted_units / (self.units * span), 3) if span > 0 else None,
+                "throttled_share": round(self.throttled_items / max(1, self.throttled_items + self.accepted_items), 4),
+                "hot_keys": [{"index": i, "attribute": a, "value": v, "throttled": n} for (i, a, v), n in hot],
+            }
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, dict) and len(v) == 1:
+        return str(next(iter(v.values())))
+    return str(v)

@@ -1,0 +1,119 @@
+"""Capacity without being told: a copy against a table of limited write capacity, no rate options.
+
+The project's fault proxy models the capacity as DynamoDB applies it (testing/capacity.py): C
+write units per second split over P partitions by the hash of the partition key (and of each
+GSI's key), items over a partition's bucket back in ``UnprocessedItems``, a call with none
+admitted refused with ``ProvisionedThroughputExceededException``. These tests check outcomes
+(every item there, few writes throttled, the rate found and reported, a hot key named); how
+close to C the copy runs is measured by ``bench/capacity.py``; here only a loose floor, over the
+steady state (after the first seconds, when the table's burst allowance and the first estimate
+are spent), so a loaded test machine does not make it flaky.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from ddbmigrate.testing import FaultProxy, Faults, run_tool
+from ddbmigrate.testing.capacity import WriteCapacity
+from reliability_support import read_report
+from support import create_table, put_items, scan_all
+
+pytestmark = pytest.mark.reliability
+
+N = 12000
+SMALL = 2400
+
+
+def _seed(endpoint: str, n: int) -> str:
+    src = create_table(endpoint)
+    put_items(endpoint, src, [{"pk": {"S": f"k{i:05d}"}, "n": {"N": str(i)}, "pad": {"S": "x" * 500}}
+                              for i in range(n)])
+    return src
+
+
+@pytest.fixture(scope="module")
+def padded(endpoint: str) -> str:
+    return _seed(endpoint, N)
+
+
+@pytest.fixture(scope="module")
+def small(endpoint: str) -> str:
+    return _seed(endpoint, SMALL)
+
+
+def _copy(proxy: FaultProxy, src: str, dst: str, tmp_path: Path, *extra: str) -> Dict[str, Any]:
+    report = tmp_path / f"r-{dst}.json"
+    r = run_tool(["copy", src, dst, "--endpoint-url", proxy.url, "--segments", "4", "--progress", "off",
+                  "--report", str(report), *extra], cwd=str(tmp_path), timeout=240)
+    assert r.exit_code == 0, r.stderr[-3000:]
+    rep = read_report(report)
+    assert rep is not None
+    return rep
+
+
+def _steady(cap: WriteCapacity, after: float) -> threading.Timer:
+    t = threading.Timer(after, cap.reset_stats)
+    t.start()
+    return t
+
+
+def test_a_copy_finds_the_capacity_and_holds_it(endpoint: str, padded: str, tmp_path: Path) -> None:
+    cap = WriteCapacity(1500, partitions=4)
+    dst = create_table(endpoint)
+    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
+        timer = _steady(cap, 5.0)
+        try:
+            rep = _copy(proxy, padded, dst, tmp_path)
+        finally:
+            timer.cancel()
+    assert len(scan_all(endpoint, dst)) == N
+    steady = cap.snapshot()
+    # Without the adaptive rate, 16 writers retrying on their own back-off get about half of
+    # their calls throttled; holding the found rate keeps it to a few.
+    assert steady["throttled_call_share"] <= 0.10, steady
+    assert steady["efficiency"] is not None and steady["efficiency"] >= 0.6, steady
+    lim = rep["rate_limits"]["write"]
+    assert lim.get("auto") and lim["throttle_events"] >= 1 and 900 <= lim["current"] <= 1800, lim
+    assert "hot_key" not in rep.get("extra", {}), rep.get("extra")
+
+
+def test_a_capacity_that_shrinks_mid_run_is_followed_without_a_storm(endpoint: str, padded: str,
+                                                                     tmp_path: Path) -> None:
+    cap = WriteCapacity(3000, partitions=4)
+    dst = create_table(endpoint)
+    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
+        shrink = threading.Timer(1.5, cap.set_units, args=(1000,))
+        shrink.start()
+        timer = _steady(cap, 5.0)
+        try:
+            rep = _copy(proxy, padded, dst, tmp_path)
+        finally:
+            shrink.cancel()
+            timer.cancel()
+    assert len(scan_all(endpoint, dst)) == N
+    steady = cap.snapshot()
+    assert steady["throttled_call_share"] <= 0.10, steady
+    assert rep["rate_limits"]["write"]["current"] <= 1200, rep["rate_limits"]
+
+
+def test_a_constant_gsi_key_is_named_as_the_hot_key(endpoint: str, small: str, tmp_path: Path) -> None:
+    (tmp_path / "tf.py").write_text("def f(item):\n    item['GSI1PK'] = 'USER'\n    return item\n")
+    gsi: List[Dict[str, Any]] = [{"IndexName": "GSI1", "KeySchema": [{"AttributeName": "GSI1PK", "KeyType": "HASH"}],
+                                  "Projection": {"ProjectionType": "KEYS_ONLY"}}]
+    dst = create_table(endpoint, gsis=gsi)
+    cap = WriteCapacity(2400, partitions=4)  # one GSI partition: 600 WCU/s, whatever the table has
+    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
+        rep = _copy(proxy, small, dst, tmp_path, "--transform", f"{tmp_path / 'tf.py'}:f")
+    assert len(scan_all(endpoint, dst)) == SMALL
+    hot = rep["extra"]["hot_key_detail"]
+    assert (hot["index"], hot["attribute"], hot["value"]) == ("GSI1", "GSI1PK", "USER"), hot
+    assert "GSI1PK = 'USER' (index GSI1)" in rep["extra"]["hot_key"]
+    snap = cap.snapshot()
+    assert snap["hot_keys"][0]["value"] == "USER"
+    # Held at that partition's rate (units count the table's and the index's write: 2 per item).
+    assert rep["rate_limits"]["write"]["current"] <= 1.2 * 2 * 600, rep["rate_limits"]
