@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, Optional
 
+from .logs import redact
+
 EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_USAGE = 2
@@ -54,6 +56,9 @@ class DdbMigrateError(Exception):
         code: Optional[str] = None,
         hint: Optional[str] = None,
     ) -> None:
+        # Every error text ends up printed, logged or in a report: the one redaction step runs
+        # here, where the text is made (an AWS message may echo a request's headers).
+        message = redact(message)
         super().__init__(message)
         self.message = message
         self.table = table
@@ -62,7 +67,7 @@ class DdbMigrateError(Exception):
         self.file = file
         self.line = line
         self.code = code
-        self.hint = hint
+        self.hint = redact(hint) if hint else hint
 
     def one_line(self) -> str:
         """The message a person sees: one line, with where it happened."""

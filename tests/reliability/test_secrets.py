@@ -16,7 +16,7 @@ import pytest
 
 from ddbmigrate.testing import FaultProxy, Faults, ToolRun, run_tool
 from reliability_support import Outcome, record
-from support import create_table
+from support import create_table, every_type_items, put_items
 
 pytestmark = pytest.mark.reliability
 
@@ -97,3 +97,68 @@ def test_redaction_covers_credential_shapes() -> None:
         assert CANARIES["AWS_SESSION_TOKEN"] not in text
     assert CANARIES["AWS_SECRET_ACCESS_KEY"] not in redact(line, secrets)
     assert redact("copied 10 items from t-1 to t-2", secrets) == "copied 10 items from t-1 to t-2"
+
+
+def test_echoed_request_headers_never_reach_reports_status_or_logs(endpoint: str, source: Tuple[str, Dict[str, Any]],
+                                                                   tmp_path: Path) -> None:
+    """An endpoint that puts the request's headers (Authorization, X-Amz-Security-Token) into its
+    error body. The credentials come from a profile, not the environment, so redaction must know
+    them from the credential chain itself, and by their shape."""
+    src, _ = source
+    (tmp_path / "credentials").write_text(
+        "[canary]\n" + "".join(f"{k.lower()} = {v}\n" for k, v in CANARIES.items()) + "region = us-east-1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_PROFILE="canary", AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+    common = ["-vv", "--log-file", "tool.log", "--progress", "json"]
+    streamed = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    put_items(endpoint, streamed, every_type_items())
+    runs: List[ToolRun] = []
+    with FaultProxy(endpoint, seed=3, faults=Faults(echo_headers=1.0, writes_only=True)) as proxy:
+        runs.append(run_tool(["copy", src, create_table(endpoint), "--endpoint-url", proxy.url, *common,
+                              "--report", "r-copy.json", "--checkpoint", "ck-copy.json"], env=env, cwd=str(tmp_path)))
+        runs.append(run_tool(["replicate", "run", streamed, create_table(endpoint), "--endpoint-url", proxy.url, "--yes",
+                              *common, "--status-file", "status.json", "--report", "r-replicate.json",
+                              "--checkpoint", "ck-rep.json"], env=env, cwd=str(tmp_path), timeout=120))
+        proxy.faults = Faults(echo_headers=1.0, ops=frozenset({"Scan"}))
+        runs.append(run_tool(["export", src, str(tmp_path / "out"), "--endpoint-url", proxy.url, *common,
+                              "--report", "r-export.json", "--checkpoint", "ck-export.json"], env=env, cwd=str(tmp_path)))
+        assert proxy.audit.faults["echo_headers"] >= 3
+    assert [r.exit_code for r in runs] == [1, 1, 1], [r.stderr[-1500:] for r in runs]
+
+    files = {str(p.relative_to(tmp_path)): p.read_text(errors="replace") for p in tmp_path.rglob("*")
+             if p.is_file() and p.name != "credentials"}
+    assert {"r-copy.json", "r-export.json", "status.json", "tool.log"} <= set(files)
+    # The echo really came through (else this could pass by checking nothing):
+    assert "Forbidden by policy" in files["r-copy.json"] and "Forbidden by policy" in files["status.json"]
+    assert "Forbidden by policy" in files["r-export.json"] and "AccessDeniedException" in runs[0].stderr
+    texts = dict(files, **{f"run{i}.{s}": getattr(r, s) for i, r in enumerate(runs) for s in ("stdout", "stderr")})
+    for name, text in texts.items():
+        for frag in fragments():
+            assert frag not in text, f"canary {frag[:10]}... leaked into {name}"
+        assert "Signature=0" not in text and not any(f"Signature={c}" in text for c in "0123456789abcdef")
+
+
+@pytest.mark.parametrize("text,secret", [
+    ("GET https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAQWERTYUIOPASDFGH%2F2026"
+     "1205%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Security-Token=IQoJb3JpZ2luX2VjE%2Fabc%3D&X-Amz-Signature=abcdef0123",
+     ["ASIAQWERTYUIOPASDFGH", "IQoJb3JpZ2luX2VjE", "abcdef0123"]),
+    ("{'Proxy-Authorization': 'Basic dXNlcjpwQHNzd29yZA=='}", ["dXNlcjpwQHNzd29yZA"]),
+    ("proxy http://alice:s3cr3t-pw@proxy.example:3128 refused", ["s3cr3t-pw"]),
+    ('{"SessionToken": "FQoGZXIvYXdzELr//////////session", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG"}',
+     ["FQoGZXIvYXdzELr", "wJalrXUtnFEMI"]),
+])
+def test_redaction_covers_signed_urls_proxy_credentials_and_json_keys(text: str, secret: List[str]) -> None:
+    from ddbmigrate.logs import redact
+
+    out = redact(text, [])  # by shape alone: none of these values is known
+    for s in secret:
+        assert s not in out, out
+
+
+def test_credentials_from_any_source_are_redacted_by_value() -> None:
+    from ddbmigrate.logs import redact, register_secrets
+
+    register_secrets(["a-process-issued-token/with+chars=", None, "short"])
+    assert redact("echo: a-process-issued-token/with+chars= end") == "echo: *** end"
+    assert redact("short words stay") == "short words stay"

@@ -130,3 +130,60 @@ def test_capacity_limit_units_and_percentages() -> None:
 def test_bad_limits_are_usage_errors(kw: dict) -> None:
     with pytest.raises(UsageError):
         RunOptions(**kw)
+
+
+def _adaptive(clock: "FakeClock") -> "AdaptiveLimiter":
+    from ddbmigrate.aws.capacity import AdaptiveLimiter
+
+    return AdaptiveLimiter(clock=clock, sleep=clock.sleep)
+
+
+def _admit(lim: "AdaptiveLimiter", clock: "FakeClock", rate: float, seconds: float, step: float = 0.05) -> None:
+    for _ in range(int(seconds / step)):
+        clock.now += step
+        lim.settle(rate * step, rate * step)
+
+
+def test_adaptive_limiter_is_unlimited_until_a_throttle_then_holds_95_percent_of_what_was_admitted() -> None:
+    clock = FakeClock()
+    lim = _adaptive(clock)
+    lim.acquire(10_000)  # no limit yet: returns at once
+    assert lim.rate is None and lim.describe() is None
+    _admit(lim, clock, 1000, 0.1)
+    lim.throttled()  # a tenth of a second of answers: nothing to learn from yet
+    assert lim.rate is None and lim.throttle_events == 1
+    _admit(lim, clock, 1000, 1.0)
+    lim.throttled()
+    assert lim.rate is not None and 940 <= lim.rate <= 1000  # 95 % of ~1,000 admitted a second
+    assert lim.describe() == {"limit": lim.rate, "current": lim.rate, "throttle_events": 2, "auto": True}
+
+
+def test_adaptive_limiter_decreases_at_least_a_tenth_probes_up_and_halves_when_nothing_answers() -> None:
+    clock = FakeClock()
+    lim = _adaptive(clock)
+    _admit(lim, clock, 1000, 1.0)
+    lim.throttled()
+    first = lim.rate
+    assert first is not None
+    lim.throttled()  # the same congestion (within decrease_interval): one signal
+    assert lim.rate == first
+    _admit(lim, clock, 1000, 1.0)  # admitted as much as before, yet throttled again
+    lim.throttled()
+    assert lim.rate == pytest.approx(first * 0.9)
+    second = lim.rate
+    clock.now += 3.0  # three quiet seconds: +3 % each
+    lim.acquire(1)
+    assert lim.rate == pytest.approx(second * 1.03 ** 3)
+    probed = lim.rate
+    clock.now += 1.0  # nothing admitted for a second: every writer is stuck in retries
+    lim.throttled()
+    assert lim.rate == pytest.approx(probed * 0.5)
+
+
+def test_units_held_back_are_charged_as_sent() -> None:
+    clock = FakeClock()
+    b = bucket(100, clock)
+    b.acquire(100)
+    b.settle(100, 40)  # 60 refunded: DynamoDB consumed 40 ...
+    b.held_back(60)  # ... because it held the other 60 back: they were sent all the same
+    assert b._tokens == pytest.approx(0.0, abs=1e-6)

@@ -56,3 +56,31 @@ def test_signature_property(body, region, service, target) -> None:
     mine = FastSigV4(creds, region, service, "localhost:9000", now=lambda: when).sign(
         target, body, "application/x-amz-json-1.0")
     assert mine["Authorization"] == ref["Authorization"]
+
+
+@pytest.mark.parametrize("token", ["  leading-spaces-token", "doubled  spaces  token", "trailing ", "\ttab\tand  space",
+                                   " ", "mixed \t  runs/+="])
+def test_tokens_with_leading_or_doubled_spaces_sign_like_botocore(token: str) -> None:
+    # SigV4 signs header values "trimmed, inner runs of spaces collapsed"; the header itself is
+    # sent unchanged. A signer that signs the raw value is refused by DynamoDB (signature mismatch).
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    when = dt.datetime(2026, 11, 25, 10, 11, 12, tzinfo=dt.timezone.utc)
+    body = b'{"TableName":"t"}'
+    ref = botocore_headers(creds, "https://dynamodb.us-east-1.amazonaws.com/", "us-east-1", "dynamodb",
+                           "DynamoDB_20120810.Scan", body, when)
+    mine = FastSigV4(creds, "us-east-1", "dynamodb", "dynamodb.us-east-1.amazonaws.com", now=lambda: when).sign(
+        "DynamoDB_20120810.Scan", body, "application/x-amz-json-1.0")
+    assert mine["Authorization"] == ref["Authorization"]
+    assert mine.get("X-Amz-Security-Token") == ref.get("X-Amz-Security-Token")
+
+
+@settings(max_examples=100, deadline=None)
+@given(token=st.text(alphabet=st.sampled_from(list("ab/+= \t")), min_size=1, max_size=40))
+def test_any_whitespace_in_a_token_signs_like_botocore(token: str) -> None:
+    creds = Credentials("AKID", "secret", token)
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    ref = botocore_headers(creds, "http://localhost:9000/", "us-east-1", "dynamodb", "DynamoDB_20120810.Scan",
+                           b"{}", when)
+    mine = FastSigV4(creds, "us-east-1", "dynamodb", "localhost:9000", now=lambda: when).sign(
+        "DynamoDB_20120810.Scan", b"{}", "application/x-amz-json-1.0")
+    assert mine["Authorization"] == ref["Authorization"]

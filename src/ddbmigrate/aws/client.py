@@ -3,16 +3,23 @@
 Why a thin path: botocore walks every AttributeValue through its shape model on both parse and
 serialise, which costs hundreds of microseconds of CPU per 1 KB item. The hot operations (Scan,
 Query, BatchWriteItem, PutItem, DeleteItem, GetItem, BatchGetItem, GetRecords) instead send an
-orjson-encoded body, signed by botocore's own SigV4 signer with credentials from botocore's own
-chain (profiles, SSO, env, IMDS, assumed roles), over a urllib3 pool sized to the concurrency.
-Responses are checked against DynamoDB's x-amz-crc32 header and parsed with orjson: items stay
-wire-format dicts.
+orjson-encoded body, signed by ``signing.FastSigV4`` (byte-identical to botocore's SigV4) with
+credentials from botocore's own chain (profiles, SSO, env, IMDS, processes, assumed roles)
+cached by ``credentials.CredentialCache``, over ``transport.Transport`` (urllib3 when a proxy
+applies). Responses are checked against DynamoDB's x-amz-crc32 header and parsed with orjson:
+items stay wire-format dicts.
 
 Control-plane calls (DescribeTable, CreateTable, ...) use a normal botocore client configured
 with retry mode "standard" and explicit max attempts.
 
-Invariant: every retry is explicit and counted by cause (throttle, 5xx, connection,
-unprocessed); when attempts run out we raise RetriesExhaustedError, never drop.
+Invariants: every retry is explicit and counted by cause (throttle, 5xx, connection,
+unprocessed, credentials); when attempts run out we raise RetriesExhaustedError, never drop.
+A request whose answer was lost (connection error after sending, 5xx) may have been applied:
+it is sent again only when that is harmless - reads, full-image writes, and conditional puts
+whose ConditionalCheckFailed is then reconciled by the caller (``retried``); a relative update
+(``UpdateItem``, ``TransactWriteItems`` without a ``ClientRequestToken``) is not resent blindly.
+Every error text taken from a response passes through :func:`ddbmigrate.logs.redact` before
+it is truncated or stored: an endpoint that echoes request headers cannot leak a token.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.session
@@ -39,6 +47,7 @@ from botocore.credentials import (
 )
 
 from ..config import RetryPolicy, TableRef
+from ..logs import redact
 from ..errors import (
     AwsError,
     ConditionalCheckFailed,
@@ -46,9 +55,10 @@ from ..errors import (
     TableNotFoundError,
     UsageError,
 )
+from .credentials import CredentialCache
 from .errors import error_code, parse_error_body
 from .signing import FastSigV4
-from .transport import Transport
+from .transport import InvalidHeader, Transport, host_header
 
 log = logging.getLogger("ddbmigrate.client")
 
@@ -64,6 +74,12 @@ THROTTLE_CODES = frozenset(
 RETRIABLE_CODES = frozenset(("InternalServerError", "ServiceUnavailable", "TransactionInProgressException"))
 # A write that raced an ongoing transaction on the same item: retrying is what AWS advises.
 CONFLICT_CODES = frozenset(("TransactionConflictException",))
+# Credentials refused although they may be fine by their own clock: refresh, then retry once.
+CREDENTIAL_CODES = frozenset(("ExpiredTokenException", "UnrecognizedClientException"))
+# Operations whose second application can change the outcome: never resent after a response that
+# may have been lost (every other hot-path call is a read or a full-image write, see module doc).
+NON_IDEMPOTENT_OPS = frozenset(("UpdateItem", "TransactWriteItems", "ExecuteStatement",
+                                "BatchExecuteStatement", "ExecuteTransaction"))
 
 _CONN_ERRORS = (
     urllib3.exceptions.ProtocolError,
@@ -138,6 +154,7 @@ class ServiceError(Exception):
         self.message = message
         self.status = status
         self.item = item  # the existing item of a failed condition (ReturnValuesOnConditionCheckFailure)
+        self.credentials: Any = None  # the frozen credentials the refused request was signed with
 
     @property
     def cause(self) -> Optional[str]:
@@ -237,29 +254,56 @@ class DynamoClient:
                 f"no AWS credentials found for {ref.describe()}: set a profile, environment "
                 "variables or an instance role"
             )
-        self._credentials = creds
+        self._credentials = CredentialCache(creds, reload=lambda: make_session(ref).get_credentials())
+        try:
+            self._credentials.get_frozen_credentials()  # registers the values for redaction, fails early
+        except Exception as e:  # a failing credential_process, SSO token, role assumption
+            raise UsageError(f"cannot load AWS credentials for {ref.describe()}: {_brief(e)}") from None
+        # The control plane signs with the same cache, so credentials refreshed after a refusal
+        # (below) serve both paths; botocore's signer only calls get_frozen_credentials().
+        try:
+            self.control._request_signer._credentials = self._credentials
+            self.control.meta.events.register("needs-retry", self._refresh_refused)
+        except AttributeError:  # another botocore: its own credentials, its own retries
+            pass
+        # The CA bundle botocore uses (AWS_CA_BUNDLE, the profile's ca_bundle): the hot path
+        # must trust exactly what the control plane trusts.
+        ca_bundle = self.session._session.get_config_variable("ca_bundle") or None
         self._transport: Optional[Transport] = None
         self._http: Any = None
-        if _proxy_configured(self.endpoint):
-            # The thin transport speaks no proxy protocol; urllib3 does (slower, still correct).
-            self._http = urllib3.ProxyManager(_proxy_url(self.endpoint), maxsize=max(4, pool_size), block=False,
-                                              retries=False, timeout=urllib3.Timeout(connect=10.0, read=timeout))
+        proxy = _proxy_url(self.endpoint)
+        if proxy:
+            # The thin transport speaks no proxy protocol; urllib3 does (slower, still correct),
+            # including CONNECT for https endpoints. Credentials in the proxy URL become
+            # Proxy-Authorization (urllib3 does not take them from the URL by itself).
+            self._http = urllib3.ProxyManager(_strip_userinfo(proxy), maxsize=max(4, pool_size), block=False,
+                                              retries=False, proxy_headers=_proxy_headers(proxy),
+                                              ca_certs=ca_bundle,
+                                              timeout=urllib3.Timeout(connect=10.0, read=timeout))
+        elif _http_client() == "urllib3":
+            # The escape hatch (DDBMIGRATE_HTTP_CLIENT=urllib3): a maintained HTTP stack instead of
+            # transport.py, for a middlebox ours cannot talk to; ~35 % more client CPU per item.
+            self._http = urllib3.PoolManager(maxsize=max(4, pool_size), block=False, retries=False,
+                                             ca_certs=ca_bundle, timeout=urllib3.Timeout(connect=10.0, read=timeout))
         else:
-            self._transport = Transport(self.endpoint + "/", read_timeout=timeout, max_idle=max(4, pool_size))
-        self._fast_signer: Optional[FastSigV4] = None
-        if self._transport is not None and self._transport.path == "/":
-            self._fast_signer = FastSigV4(creds, self.region, self._signing_name, self._transport.host_header)
+            self._transport = Transport(self.endpoint + "/", read_timeout=timeout, max_idle=max(4, pool_size),
+                                        ca_bundle=ca_bundle)
         self._url = self.endpoint + "/"
+        self._fast_signer: Optional[FastSigV4] = None
+        if urlsplit(self._url).path == "/":
+            # Every stack sends Host as host[:port] (port only when not the scheme's default).
+            self._fast_signer = FastSigV4(self._credentials, self.region, self._signing_name,
+                                          host_header(self._url))
         self._lock = threading.Lock()
         self._signer: Optional[SigV4Auth] = None
         self._signer_creds: Any = None
 
     # ------------------------------------------------------------------ raw exchange
 
-    def _sign(self, op: str, body: bytes) -> Dict[str, str]:
+    def _sign(self, op: str, body: bytes, frozen: Any) -> Dict[str, str]:
         if self._fast_signer is not None:
-            return self._fast_signer.sign(self._target_prefix + op, body, "application/x-amz-json-1.0")
-        frozen = self._credentials.get_frozen_credentials()
+            return self._fast_signer.sign(self._target_prefix + op, body, "application/x-amz-json-1.0",
+                                          creds=frozen)
         signer = self._signer
         if signer is None or self._signer_creds is not frozen:
             signer = SigV4Auth(frozen, self._signing_name, self.region)
@@ -283,12 +327,22 @@ class DynamoClient:
 
     def request_raw_once(self, op: str, body: bytes) -> bytes:
         """One signed POST; the raw 200 body. Raises ServiceError or a connection error."""
-        headers = self._sign(op, body)
-        if self._transport is not None:
-            r: Any = self._transport.post(headers, body)
-        else:
-            r = self._http.urlopen("POST", self._url, body=body, headers=headers, preload_content=True,
-                                   retries=False, redirect=False)
+        frozen = self._credentials.get_frozen_credentials()
+        headers = self._sign(op, body, frozen)
+        try:
+            if self._transport is not None:
+                r: Any = self._transport.post(headers, body)
+            else:
+                r = self._http.urlopen("POST", self._url, body=body, headers=headers, preload_content=True,
+                                       retries=False, redirect=False)
+        except (InvalidHeader, ValueError) as e:
+            if not isinstance(e, InvalidHeader) and "header" not in str(e).lower():
+                raise
+            # A CR/LF in a header value (http.client refuses it too, with a ValueError): a credential
+            # source returned something that is no token. Never sent, never retried.
+            raise UsageError(f"refusing to send {op}: a header value contains a line break, a NUL or "
+                             "non-Latin-1 text (check the session token the credential source returns)",
+                             table=self.ref.table) from None
         data = r.data
         crc = r.headers.get("x-amz-crc32")
         if crc is not None and int(crc) != (zlib.crc32(data) & 0xFFFFFFFF):
@@ -302,7 +356,9 @@ class DynamoClient:
                 item = orjson.loads(data).get("Item")
             except (orjson.JSONDecodeError, AttributeError):
                 item = None
-        raise ServiceError(code, msg, r.status, item)
+        err = ServiceError(code, msg, r.status, item)
+        err.credentials = frozen
+        raise err
 
     def call(self, op: str, payload: Any, *, table: Optional[str] = None, limiter: Any = None) -> Dict[str, Any]:
         """A data-plane call with explicit, counted, capped and jittered retries."""
@@ -316,11 +372,18 @@ class DynamoClient:
         # An earlier attempt may have been applied only if its answer never came (a connection
         # error) or came as a server error; a throttled one was certainly not.
         maybe_applied = False
+        refreshed = False
         while True:
             try:
                 return self.request_raw_once(op, body)
             except ServiceError as e:
                 cause = e.cause
+                if cause is None and e.code in CREDENTIAL_CODES and e.credentials is not None:
+                    if refreshed or not self._credentials.refresh(e.credentials):
+                        raise self._refused(e, table, refreshed) from None
+                    refreshed = True
+                    cause = "credentials"
+                    log.info("%s refused the credentials (%s): retrying with fresh ones", self.endpoint, e.code)
                 if cause is None:
                     err = self._to_error(e, table)
                     if isinstance(err, ConditionalCheckFailed):
@@ -330,8 +393,13 @@ class DynamoClient:
             except _CONN_ERRORS as e:
                 cause, last = "connection", e
             attempt += 1
+            if cause in ("connection", "5xx") and not _resendable(op, body):
+                raise AwsError(
+                    f"{op} failed ({_brief(last)}) and may have been applied; it is not sent again because "
+                    "applying it twice could change the result", table=table or self.ref.table,
+                    code=getattr(last, "code", "connection"))
             maybe_applied = maybe_applied or cause in ("connection", "5xx")
-            if cause == "connection" and attempt >= 2:
+            if cause == "connection" and 2 <= attempt < self.retry_policy.max_attempts:
                 # One line per attempt once it is not a passing blip: silence looks like a hang.
                 log.warning("cannot reach %s (%s); retrying, attempt %d of %d", self.endpoint, _brief(last),
                             attempt + 1, self.retry_policy.max_attempts)
@@ -345,7 +413,32 @@ class DynamoClient:
             log.debug("%s retry %d (%s): %s", op, attempt, cause, _brief(last))
             if cause == "throttle" and limiter is not None:
                 limiter.throttled()
-            self.backoff.wait(attempt)
+            if cause != "credentials":  # fresh credentials need no back-off
+                self.backoff.wait(attempt)
+
+    def _refused(self, e: ServiceError, table: Optional[str], refreshed: bool) -> AwsError:
+        why = ("refused again after loading fresh credentials" if refreshed
+               else "and the credential chain has nothing fresher to offer")
+        return AwsError(f"{e.code}: {e.message or 'credentials refused'} ({why})",
+                        table=table or self.ref.table, code=e.code, status=e.status,
+                        hint="renew the credentials (aws sso login, a new session token, or the profile's source)")
+
+    def _refresh_refused(self, response: Any = None, request_dict: Any = None, **_: Any) -> Optional[int]:
+        """botocore's retry hook (control plane): credentials refused before their stated expiry
+        are loaded again and the call retried once, as on the data path."""
+        try:
+            code = response[1]["Error"]["Code"]
+            context = request_dict["context"]
+        except (TypeError, KeyError, IndexError):
+            return None
+        if code not in CREDENTIAL_CODES or context.get("ddbmigrate_refreshed"):
+            return None
+        context["ddbmigrate_refreshed"] = True
+        if not self._credentials.refresh(self._credentials.get_frozen_credentials()):
+            return None
+        self.stats.retry("credentials")
+        log.info("%s refused the credentials (%s): retrying with fresh ones", self.endpoint, code)
+        return 0
 
     def _say_unreachable(self, attempts: int = 0, caught_exception: Any = None, **_: Any) -> None:
         """botocore's retry hook (control plane): say so while an endpoint cannot be reached."""
@@ -394,8 +487,41 @@ class DynamoClient:
             self._http.clear()
 
 
+def _http_client() -> str:
+    import os
+
+    name = os.environ.get("DDBMIGRATE_HTTP_CLIENT", "builtin").strip().lower() or "builtin"
+    if name not in ("builtin", "urllib3"):
+        raise UsageError(f"DDBMIGRATE_HTTP_CLIENT must be builtin or urllib3, not {name!r}")
+    return name
+
+
+def _resendable(op: str, body: bytes) -> bool:
+    """May ``op`` be sent again when its first attempt may have been applied? See the module doc."""
+    if op == "TransactWriteItems":
+        return b'"ClientRequestToken"' in body  # DynamoDB makes it idempotent for 10 minutes
+    return op not in NON_IDEMPOTENT_OPS
+
+
 def _proxy_configured(endpoint: str) -> bool:
     return bool(_proxy_url(endpoint))
+
+
+def _strip_userinfo(proxy: str) -> str:
+    u = urllib3.util.parse_url(proxy if "://" in proxy else "http://" + proxy)
+    return u._replace(auth=None).url
+
+
+def _proxy_headers(proxy: str) -> Optional[Dict[str, str]]:
+    """``Proxy-Authorization: Basic`` from ``http://user:pass@host`` (percent-decoded, as curl
+    and requests do); None when the URL has no credentials."""
+    from urllib.parse import unquote
+
+    u = urllib3.util.parse_url(proxy if "://" in proxy else "http://" + proxy)
+    if not u.auth:
+        return None
+    user, _, password = u.auth.partition(":")
+    return dict(urllib3.util.make_headers(proxy_basic_auth=f"{unquote(user)}:{unquote(password)}"))
 
 
 def _proxy_url(endpoint: str) -> str:
@@ -410,7 +536,7 @@ def _proxy_url(endpoint: str) -> str:
 
 
 def _brief(e: Exception) -> str:
-    s = str(e)
+    s = redact(str(e))  # before the cut: half a token would no longer be recognised
     return s if len(s) < 200 else s[:197] + "..."
 
 

@@ -9,7 +9,8 @@ AWS reports a failure in one of two shapes, and ddbmigrate meets both:
   "message": "..."}`` (``Message`` on some services).
 
 Invariant: these helpers never raise, whatever they are given (an exception of any library, a
-malformed body); "no code" is ``None`` (or an ``HTTP<status>`` code for a body), so callers
+malformed body); messages read from a body are redacted (:func:`ddbmigrate.logs.redact`);
+"no code" is ``None`` (or an ``HTTP<status>`` code for a body), so callers
 classify errors without guarding each lookup. Which codes are retriable is decided by the
 callers (``aws.client``), not here.
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Tuple
 
 import orjson
+
+from ..logs import redact
 
 
 def _error_dict(e: object) -> Dict[str, Any]:
@@ -42,7 +45,7 @@ def error_code(e: object) -> Optional[str]:
 def error_message(e: object) -> Optional[str]:
     """The AWS error message of a botocore exception; ``None`` when there is none."""
     msg = _error_dict(e).get("Message")
-    return str(msg) if msg else None
+    return redact(str(msg)) if msg else None
 
 
 def code_from_type(error_type: str) -> str:
@@ -61,8 +64,9 @@ def parse_error_body(data: bytes, status: int) -> Tuple[str, str]:
     try:
         err = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return f"HTTP{status}", bytes(data[:200]).decode("utf-8", "replace")
+        # Redacted before the cut (a proxy may echo the request's headers into its error page).
+        return f"HTTP{status}", redact(bytes(data[:4096]).decode("utf-8", "replace"))[:200]
     if not isinstance(err, dict):
         return f"HTTP{status}", ""
     code = code_from_type(str(err.get("__type") or "")) or f"HTTP{status}"
-    return code, str(err.get("message") or err.get("Message") or "")
+    return code, redact(str(err.get("message") or err.get("Message") or ""))

@@ -23,6 +23,13 @@ def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode("utf-8"), _sha256).digest()
 
 
+def _trimall(value: str) -> str:
+    # The common case (a token without whitespace) costs one scan, no split/join.
+    if " " in value or "\t" in value or not value.isprintable():
+        return " ".join(value.split())
+    return value
+
+
 class FastSigV4:
     def __init__(self, credentials: Any, region: str, service: str, host: str,
                  now: Callable[[], _dt.datetime] = lambda: _dt.datetime.now(_dt.timezone.utc)) -> None:
@@ -44,18 +51,25 @@ class FastSigV4:
             self._key = (secret, date, key)
         return key
 
-    def sign(self, target: str, body: bytes, content_type: str, amz_date: Optional[str] = None) -> Dict[str, str]:
-        """Headers for ``POST /`` with ``X-Amz-Target: target`` (Authorization included)."""
-        creds = self.credentials.get_frozen_credentials()
+    def sign(self, target: str, body: bytes, content_type: str, amz_date: Optional[str] = None,
+             creds: Any = None) -> Dict[str, str]:
+        """Headers for ``POST /`` with ``X-Amz-Target: target`` (Authorization included).
+
+        ``creds`` are frozen credentials to sign with (default: the provider's current ones)."""
+        if creds is None:
+            creds = self.credentials.get_frozen_credentials()
         if amz_date is None:
             amz_date = self.now().strftime("%Y%m%dT%H%M%SZ")
         date = amz_date[:8]
         headers = {"Content-Type": content_type, "X-Amz-Target": target, "X-Amz-Date": amz_date}
-        canon = [("content-type", content_type), ("host", self.host), ("x-amz-date", amz_date)]
-        if creds.token:
-            headers["X-Amz-Security-Token"] = creds.token
-            canon.append(("x-amz-security-token", creds.token))
-        canon.append(("x-amz-target", target))
+        canon = [("content-type", _trimall(content_type)), ("host", self.host), ("x-amz-date", amz_date)]
+        token = creds.token
+        if token:
+            # Sent as it is; signed trimmed, with inner runs of whitespace collapsed (SigV4's
+            # Trimall, as botocore does): the server sees the header without its leading spaces.
+            headers["X-Amz-Security-Token"] = token
+            canon.append(("x-amz-security-token", _trimall(token)))
+        canon.append(("x-amz-target", _trimall(target)))
         signed = ";".join(n for n, _ in canon)
         canonical = "POST\n/\n\n" + "".join(f"{n}:{v}\n" for n, v in canon) + "\n" + signed + "\n" + \
             _sha256(body).hexdigest()

@@ -242,7 +242,9 @@ def cutover_cmd(kw: Dict[str, Any]) -> int:
     if kw.get("report"):
         from ..state.checkpoint import atomic_write
 
-        atomic_write(kw["report"], orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2, default=str))
+        from ..logs import redact_obj
+
+        atomic_write(kw["report"], orjson.dumps(redact_obj(rep.to_dict()), option=orjson.OPT_INDENT_2, default=str))
     if not kw["quiet"]:
         from ..reporting.terminal import render_cutover_report
 

@@ -101,6 +101,19 @@ def run_options(f: F) -> F:
                      help="Seconds between checkpoint saves."),
         click.option("--drain-timeout", "drain_timeout", type=float, default=30.0, show_default=True,
                      help="On Ctrl-C/SIGTERM: seconds to let in-flight batches finish before stopping."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+LOGGING_KEYS = ("verbose", "log_level", "log_file")
+
+
+def logging_options(f: F) -> F:
+    """-v/--verbose, --log-level, --log-file: every command has them (render.handle_errors adds
+    them, so a new command cannot forget them) and reads them before the command runs."""
+    opts = [
         click.option("--verbose", "-v", count=True, help="Log what the job does (-vv: debug). Never logs secrets."),
         click.option("--log-level", "log_level", type=click.Choice(["error", "warning", "info", "debug"]),
                      help="Log level (default warning; env DDBMIGRATE_LOG_LEVEL)."),

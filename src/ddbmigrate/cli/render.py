@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from typing import Any, Callable
@@ -37,38 +38,51 @@ def draw_report(report: Any) -> None:
 
 
 def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into one line on stderr and the error class's exit code."""
+    """Turn library errors into one line on stderr and the error class's exit code.
+
+    It also gives the command the logging options (-v, --log-level, --log-file) and applies them
+    before the command runs: every command logs the same way, and the command never sees them."""
+    from .options import LOGGING_KEYS, logging_options
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kw: Any) -> Any:
         quiet = bool(kw.get("quiet"))
         from ..logs import configure_logging, redact
 
-        level = kw.get("log_level") or ("debug" if (kw.get("verbose") or 0) > 1 else
-                                        "info" if kw.get("verbose") else None) \
+        verbose, log_level, log_file = (kw.pop(k, None) for k in LOGGING_KEYS)
+        level = log_level or ("debug" if (verbose or 0) > 1 else "info" if verbose else None) \
             or os.environ.get("DDBMIGRATE_LOG_LEVEL")
-        configure_logging(level or "warning", kw.get("log_file"))
+        configure_logging(level or "warning", log_file)
+        # The outcome goes to the log too (at info: -v), so a --log-file tells how the command ended.
+        log = logging.getLogger("ddbmigrate.cli")
+        name = f.__name__.removesuffix("_cmd").replace("_", " ")
         try:
             code = f(*args, **kw)
         except DdbMigrateError as e:
             report = getattr(e, "report", None)
             if report is not None and not quiet:
                 draw_report(report)
-            click.echo(f"error: {redact(e.one_line())}", err=True)
+            line = redact(e.one_line())
+            click.echo(f"error: {line}", err=True)
             if e.hint and e.hint not in e.one_line():
                 click.echo(f"hint: {redact(e.hint)}", err=True)
+            log.info("%s ended with exit %d: %s", name, e.exit_code, line)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
+            log.info("%s interrupted (exit %d)", name, EXIT_INTERRUPTED)
             sys.exit(EXIT_INTERRUPTED)
         except click.exceptions.ClickException:
             raise
         except Exception as e:
             if os.environ.get("DDBMIGRATE_DEBUG"):
                 raise
-            click.echo(f"internal error: {type(e).__name__}: {redact(str(e)[:500])} "
+            # Redacted before the cut: half a secret would no longer be recognised.
+            click.echo(f"internal error: {type(e).__name__}: {redact(str(e))[:500]} "
                        "(set DDBMIGRATE_DEBUG=1 for a traceback)", err=True)
+            log.info("%s ended with an internal error (exit %d): %s", name, EXIT_FATAL, type(e).__name__)
             sys.exit(EXIT_FATAL)
+        log.info("%s ended with exit %d", name, code or 0)
         sys.exit(code or 0)
 
-    return wrapper
+    return logging_options(wrapper)

@@ -44,6 +44,7 @@ from typing import (
 
 from ..config import RunOptions
 from ..errors import DdbMigrateError, FatalError, InterruptedError_, RetriableError
+from ..logs import redact
 from ..reporting.progress import Progress
 from ..reporting.report import Report, deliver, finish, merge_stats
 from ..state.checkpoint import (
@@ -452,7 +453,7 @@ class Driver:
         log.info("%s %s: %s", self.job.kind, report.status,
                  ", ".join(f"{k} {v}" for k, v in sorted(report.counters.items()) if v) or "nothing to do")
         if error is not None:
-            report.error = error.one_line() if isinstance(error, DdbMigrateError) else str(error)
+            report.error = error.one_line() if isinstance(error, DdbMigrateError) else redact(str(error))
         report.extra = {k: v for k, v in report.extra.items() if v is not None}
         return deliver(report, opts.report, error)
 

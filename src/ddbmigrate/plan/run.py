@@ -40,6 +40,7 @@ from ..errors import (
     UsageError,
 )
 from ..jobs import registry
+from ..logs import redact
 from ..reporting.report import utcnow
 from ..state.checkpoint import atomic_write
 from .load import Plan, PlanJob, load_plan, ref_key, run_options
@@ -330,7 +331,7 @@ class _Runner:
             res.error = e.one_line()
         except Exception as e:  # a bug or an unexpected library error: report it, keep the plan going
             res.status, res.exit_code = "failed", EXIT_FATAL
-            res.error = f"internal error: {type(e).__name__}: {str(e)[:500]}"
+            res.error = f"internal error: {type(e).__name__}: {redact(str(e))[:500]}"
         res.duration_seconds = round(time.monotonic() - t, 3)
         res.finished_at = utcnow()
         if res.report is not None and not res.report.get("timeline"):

@@ -92,7 +92,9 @@ class Report:
         return d
 
     def write_json(self, path: str) -> None:
-        atomic_write(path, orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2, default=str))
+        from ..logs import redact_obj
+
+        atomic_write(path, orjson.dumps(redact_obj(self.to_dict()), option=orjson.OPT_INDENT_2, default=str))
 
 
 def finish(report: Report, counters: Dict[str, int], stats: Dict[str, Any], elapsed: float) -> Report:

@@ -23,6 +23,7 @@ import orjson
 
 from ..config import TableRef
 from ..errors import UsageError
+from ..logs import redact_obj
 from ..reporting.report import utcnow
 from .checkpoint import atomic_write, default_path
 
@@ -114,7 +115,7 @@ class StatusWriter:
         doc.update({"state": state, "updated_at": time.time(), "updated": utcnow(), "pid": os.getpid()})
         if self.error:
             doc["error"] = self.error
-        atomic_write(self.path, orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str))
+        atomic_write(self.path, orjson.dumps(redact_obj(doc), option=orjson.OPT_INDENT_2, default=str))
 
     def stop(self, state: str) -> None:
         self._stop.set()

@@ -12,6 +12,9 @@ PutItem, DeleteItem, ...) may get, with the probabilities in :class:`Faults`:
   instead of answering — the client must retry a write that already happened;
 - ``unprocessed``: a BatchWriteItem is forwarded with only some of its requests; the rest come
   back as ``UnprocessedItems`` (the response's ``x-amz-crc32`` is recomputed for the new body);
+- ``echo_headers``: 403 ``AccessDeniedException`` (not forwarded) whose message repeats every
+  request header, ``Authorization`` and ``X-Amz-Security-Token`` included, as some proxies and
+  gateways do: what the tool prints, logs or stores from it must not carry the secrets;
 - outages (``Faults.outages``: (start, seconds) after the first request, or :meth:`start_outage`):
   every request, of any operation, has its connection reset.
 
@@ -54,7 +57,7 @@ DATA_PLANE_OPS: FrozenSet[str] = frozenset((
     "TransactWriteItems", "GetRecords", "GetShardIterator",
 ))
 WRITE_OPS: FrozenSet[str] = frozenset(("PutItem", "DeleteItem", "UpdateItem", "BatchWriteItem", "TransactWriteItems"))
-FAULT_KINDS = ("throttle", "error500", "error503", "reset", "lost_response", "unprocessed")
+FAULT_KINDS = ("throttle", "error500", "error503", "reset", "lost_response", "unprocessed", "echo_headers")
 _ERR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
 _HOP_HEADERS = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te",
                           b"trailer", b"upgrade", b"content-length"))
@@ -70,6 +73,7 @@ class Faults:
     reset: float = 0.0
     lost_response: float = 0.0
     unprocessed: float = 0.0
+    echo_headers: float = 0.0
     outages: List[Tuple[float, float]] = field(default_factory=list)  # (start s after first request, seconds)
     ops: FrozenSet[str] = DATA_PLANE_OPS
     # Only inject into requests that write (so scans stay clean), when set.
@@ -354,6 +358,11 @@ class FaultProxy:
         if kind == "reset":
             _reset(writer)
             return False
+        if kind == "echo_headers":
+            echoed = "; ".join(f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in req.headers)
+            return await self._error(writer, req, 403, "AccessDeniedException",
+                                     f"Forbidden by policy. Your request was: {req.method.decode()} "
+                                     f"{req.target.decode('latin-1')} with headers {{{echoed}}}")
 
         held: List[Any] = []
         fwd_body = req.body
