@@ -113,10 +113,6 @@ def _run_options(f: F) -> F:
         click.option("--quiet", "-q", is_flag=True, help="No progress."),
         click.option("--drain-timeout", "drain_timeout", type=float, default=30.0, show_default=True,
                      help="On Ctrl-C/SIGTERM: seconds to let in-flight batches finish before stopping."),
-        click.option("--verbose", "-v", count=True, help="Log what the migrations do (-vv: debug)."),
-        click.option("--log-level", "log_level", type=click.Choice(["error", "warning", "info", "debug"]),
-                     help="Log level (default warning)."),
-        click.option("--log-file", "log_file", type=click.Path(dir_okay=False), help="Also write the log here."),
     ]
     for o in reversed(opts):
         f = o(f)
