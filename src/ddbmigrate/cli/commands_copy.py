@@ -36,9 +36,6 @@ from .render import handle_errors, render_report
 @click.option("--clean-target", is_flag=True, help="Empty the target first (asks for confirmation).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--verify", "verify_after", is_flag=True, help="Verify target == transform(source) afterwards.")
-@click.option("--processes", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="Local engine: worker processes, segments spread over them (past ~30k items/s one "
-                   "process is CPU-bound).")
 @engine_options
 @handle_errors
 @pass_kwargs

@@ -103,8 +103,6 @@ def side_ref(arg: str, kw: Dict[str, Any], side: str) -> Union[TableRef, str]:
 @click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="auto", show_default=True,
               help="Progress display (auto: bar on a terminal, JSON lines otherwise).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
-@click.option("--processes", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="Local engine: read each side with N worker processes (each spills its own partitions).")
 @engine_options
 @handle_errors
 @pass_kwargs
