@@ -33,8 +33,6 @@ from .render import handle_errors, render_report
 @click.option("--max-races", "max_races", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="Lost races (the item changed between read and write) per item before it is dead-lettered.")
 @click.option("--dry-run", is_flag=True, help="Read and transform; count what would be written; write nothing.")
-@click.option("--processes", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="Local engine: worker processes, segments spread over them.")
 @engine_options
 @handle_errors
 @pass_kwargs
