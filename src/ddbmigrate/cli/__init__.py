@@ -12,9 +12,11 @@ from . import (
     commands_copy,
     commands_files,
     commands_local,
+    commands_migrations,
     commands_plan,
     commands_replicate,
     commands_schema,
+    commands_update,
     commands_verify,
 )
 
@@ -26,5 +28,5 @@ def main() -> None:
 
 
 for _family in (commands_copy, commands_local, commands_files, commands_verify, commands_replicate, commands_schema,
-                commands_plan):
+                commands_plan, commands_update, commands_migrations):
     _family.register(main)
