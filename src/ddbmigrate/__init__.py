@@ -10,7 +10,7 @@ The library API (the CLI is a thin layer over it)::
 from __future__ import annotations
 
 from .aws.managed import native_export, native_import
-from .aws.tables import create_table_from_spec
+from .schema.apply import create_table_from_spec
 from .config import RetryPolicy, RunOptions, TableRef
 from .core.items import KeySchema, from_python, to_python
 from .core.transform import Transform, TransformContext, load_transform
