@@ -21,6 +21,7 @@ from .options import (
     two_sided_aws_options,
     write_mode_options,
 )
+from .commands_schema import preflight
 from .render import handle_errors, render_report
 
 
@@ -34,6 +35,9 @@ from .render import handle_errors, render_report
 @click.option("--create-target", is_flag=True, help="Create the target with the source's schema if missing.")
 @click.option("--target-spec", type=click.Path(exists=True, dir_okay=False),
               help="Create the target from a CloudFormation-style table spec (YAML/JSON) if missing.")
+@click.option("--target-kms-key", "target_kms_key",
+              help="With --create-target: encrypt the new table with this KMS key (a source key in another "
+                   "account or region cannot be reused).")
 @click.option("--clean-target", is_flag=True, help="Empty the target first (asks for confirmation).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--verify", "verify_after", is_flag=True, help="Verify target == transform(source) afterwards.")
@@ -46,6 +50,7 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
     src = table_ref(kw["source_table"], kw, "source")
     dst = table_ref(kw["target_table"], kw, "target")
     opts = build_run_options(kw)
+    preflight(src, dst, kw["quiet"])
 
     def estimate() -> Any:
         from ..estimate import estimate_copy
@@ -53,9 +58,10 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
         return estimate_copy(src, dst, opts, create_target=kw["create_target"], target_spec=kw["target_spec"],
                              prices=kw.get("prices"))
 
-    est = check_cost(kw, estimate, "the copy")  # before anything is read or written
+    est = check_cost(kw, estimate, "the copy")  # before anything is written
     report = copy_table(src, dst, opts, create_target=kw["create_target"], target_spec=kw["target_spec"],
-                        clean_target=kw["clean_target"], confirm=confirm_prompt(kw["yes"]), engine=engine_from(kw))
+                        clean_target=kw["clean_target"], confirm=confirm_prompt(kw["yes"]), engine=engine_from(kw),
+                        target_kms_key=kw.get("target_kms_key"))
     if est is not None:
         from ..estimate import attach_estimate
 

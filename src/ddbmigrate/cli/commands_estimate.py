@@ -67,6 +67,7 @@ def _job_flags(f: F) -> F:
         click.option("--yes", "-y", is_flag=True, hidden=True),
         click.option("--verify", "verify_after", is_flag=True, hidden=True),
         click.option("--estimate", "estimate_first", is_flag=True, hidden=True),
+        click.option("--target-kms-key", hidden=True),
     ]
     for o in reversed(opts):
         f = o(f)

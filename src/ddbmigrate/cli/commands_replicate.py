@@ -28,6 +28,7 @@ from .options import (
     transform_options,
     two_sided_aws_options,
 )
+from .commands_schema import preflight
 from .render import handle_errors, render_report
 
 
@@ -77,6 +78,9 @@ def replicate_group() -> None:
 @click.option("--create-target", is_flag=True, help="Create the target with the source's schema if missing.")
 @click.option("--target-spec", type=click.Path(exists=True, dir_okay=False),
               help="Create the target from a table spec (YAML/JSON) if missing.")
+@click.option("--target-kms-key", "target_kms_key",
+              help="With --create-target: encrypt the new table with this KMS key (a source key in another "
+                   "account or region cannot be reused).")
 @click.option("--clean-target", is_flag=True, help="Empty the target before the backfill (asks for confirmation).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (enabling the stream, --clean-target).")
 @click.option("--journal", metavar="DIR|s3://bucket/prefix",
@@ -101,6 +105,10 @@ def replicate_cmd(kw: Dict[str, Any]) -> int:
     dst = table_ref(kw["target_table"], kw, "target")
     opts = build_run_options(kw)
     ask = confirm_prompt(kw["yes"])
+    if kw.get("target_kms_key") and not (kw["create_target"] or kw.get("target_spec")):
+        raise click.UsageError("--target-kms-key applies to a table ddbmigrate creates: add --create-target or "
+                               "--target-spec")
+    preflight(src, dst, kw["quiet"])
 
     def estimate() -> Any:
         from ..estimate import estimate_replicate
@@ -115,7 +123,7 @@ def replicate_cmd(kw: Dict[str, Any]) -> int:
         stop_after_idle=kw.get("stop_after_idle"), poll_interval=kw["poll_interval"],
         backfill=not kw["no_backfill"], create_target=kw["create_target"], target_spec=kw.get("target_spec"),
         clean_target=kw["clean_target"], confirm=ask, journal=kw.get("journal"), journal_s3=s3_settings(kw), shard_readers=kw["shard_readers"],
-        skip_ttl_deletes=kw["skip_ttl_deletes"], max_lag=kw.get("max_lag"),
+        skip_ttl_deletes=kw["skip_ttl_deletes"], max_lag=kw.get("max_lag"), target_kms_key=kw.get("target_kms_key"),
     )
     if est is not None:
         from ..estimate import attach_estimate
@@ -295,6 +303,7 @@ def cutover_cmd(kw: Dict[str, Any]) -> int:
     """
     src = table_ref(kw["source_table"], kw, "source")
     dst = table_ref(kw["target_table"], kw, "target")
+    preflight(src, dst, kw["quiet"])
     rep = cutover(src, dst, transform=kw.get("transform"), status_path=kw.get("status_file"),
                   checkpoint=kw.get("checkpoint"), quiet_period=kw["quiet_period"], timeout=kw["timeout"],
                   verify=not kw["no_verify"], progress="off" if kw["quiet"] else kw["progress"],

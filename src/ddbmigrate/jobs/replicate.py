@@ -162,6 +162,7 @@ def replicate(
     stream_retention: float = RETENTION_SECONDS,
     journal_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
     journal_during_backfill: bool = True,
+    target_kms_key: Optional[str] = None,
 ) -> Report:
     """Keep ``target`` equal to transform(``source``): backfill, then replay and tail the stream.
 
@@ -284,7 +285,8 @@ def replicate(
 
             def run_backfill() -> Report:
                 return _backfill(source, target, opts, meta, bf_path, tf, fresh, create_target, target_spec,
-                                 clean_target, confirm, stop.event, deadline, live, cancel)
+                                 clean_target, confirm, stop.event, deadline, live, cancel,
+                                 target_kms_key=target_kms_key)
 
             cancel = threading.Event()
             if journal_during_backfill:
@@ -486,7 +488,8 @@ def _resync_hint(source: TableRef, target: TableRef) -> str:
 def _backfill(source: TableRef, target: TableRef, opts: RunOptions, meta: Dict[str, Any], path: str,
               tf: Optional[Transform], fresh: bool, create_target: bool, target_spec: Optional[str],
               clean_target: bool, confirm: Optional[Confirm], stop_event: Optional[threading.Event],
-              deadline: Optional[float], live: _Live, cancel: threading.Event) -> Report:
+              deadline: Optional[float], live: _Live, cancel: threading.Event, *,
+              target_kms_key: Optional[str] = None) -> Report:
     """Phase 4: the parallel copy, resumable from its own checkpoint (the journal runs meanwhile)."""
     bopts = replace(opts, checkpoint=path, resume=not fresh, restart=fresh, force=False, report=None,
                     segments=int(meta["segments"]), transform=None)
@@ -513,7 +516,7 @@ def _backfill(source: TableRef, target: TableRef, opts: RunOptions, meta: Dict[s
     try:
         return copy_table(source, target, bopts, create_target=create_target, target_spec=target_spec,
                           clean_target=clean_target and fresh, confirm=confirm, transform=tf,
-                          cancel=cancel, observer=_Status())
+                          cancel=cancel, observer=_Status(), target_kms_key=target_kms_key)
     finally:
         done.set()
         watcher.join()

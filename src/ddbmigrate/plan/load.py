@@ -63,10 +63,12 @@ KIND_FIELDS: Dict[str, Tuple[str, ...]] = {
     "verify": ("source", "target", "transform"),
     "clean": ("target", "confirm"),
     "replicate": ("source", "target", "transform", "create_target", "target_spec"),
+    "update": ("target", "transform"),
 }
 REQUIRED: Dict[str, Tuple[str, ...]] = {
     "copy": ("source", "target"), "export": ("source", "to"), "import": ("from", "target"),
     "verify": ("source", "target"), "clean": ("target",), "replicate": ("source", "target"),
+    "update": ("target", "transform"),
 }
 TOP_FIELDS = ("version", "name", "state_dir", "parallel", "fail_fast", "defaults", "jobs")
 DEFAULT_FIELDS = ("source", "target", "options", "create_target", "target_spec", "verify_after", "transforms",
@@ -140,6 +142,8 @@ class PlanJob:
             what = f"{src} == {dst}"
         elif self.kind == "clean":
             what = f"delete every item of {dst}"
+        elif self.kind == "update":
+            what = f"{dst} in place"
         else:
             what = f"{src} => {dst} (backfill + stream)"
         notes = []

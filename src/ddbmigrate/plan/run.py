@@ -374,6 +374,8 @@ class _Runner:
                           "clean_target": job.clean_target, "confirm": confirm, **watch}, user)
         if job.kind == "clean":
             return _call(func, (job.target, opts), {"confirm": confirm, **watch}, user)
+        if job.kind == "update":  # the transform travels in opts; version_attribute etc. in args
+            return _call(func, (job.target, opts), watch, user)
         if job.kind == "export" and job.native:
             return _call(func, (job.source, job.path_to),
                          {"export_time": job.export_time, "incremental": job.incremental, "progress": "off", **watch},
