@@ -10,6 +10,7 @@ import click
 
 from . import (
     commands_copy,
+    commands_estimate,
     commands_files,
     commands_local,
     commands_migrations,
@@ -28,5 +29,5 @@ def main() -> None:
 
 
 for _family in (commands_copy, commands_local, commands_files, commands_verify, commands_replicate, commands_schema,
-                commands_plan, commands_update, commands_migrations):
+                commands_plan, commands_update, commands_migrations, commands_estimate):
     _family.register(main)

@@ -16,6 +16,7 @@ from ..errors import EXIT_LAGGING, EXIT_NOT_RUNNING, FatalError
 from ..jobs.cutover import cutover
 from ..jobs.replicate import replicate
 from ..state.status import read_status, request_stop, status_path_for, stop_request_path
+from .commands_estimate import check_cost, max_cost_option
 from .options import (
     build_run_options,
     confirm_prompt,
@@ -92,6 +93,7 @@ def replicate_group() -> None:
               help="Do not replicate deletes made by the source's TTL expiry (counted in the report).")
 @click.option("--max-lag", type=float, metavar="SECONDS",
               help="With --metrics-port: /healthz answers 503 while the lag is above SECONDS.")
+@max_cost_option
 @handle_errors
 @pass_kwargs
 def replicate_cmd(kw: Dict[str, Any]) -> int:
@@ -107,6 +109,14 @@ def replicate_cmd(kw: Dict[str, Any]) -> int:
         raise click.UsageError("--target-kms-key applies to a table ddbmigrate creates: add --create-target or "
                                "--target-spec")
     preflight(src, dst, kw["quiet"])
+
+    def estimate() -> Any:
+        from ..estimate import estimate_replicate
+
+        return estimate_replicate(src, dst, opts, create_target=kw["create_target"], target_spec=kw.get("target_spec"),
+                                  prices=kw.get("prices"))
+
+    est = None if kw["no_backfill"] else check_cost(kw, estimate, "the replication's backfill")
     report = replicate(
         src, dst, transform=kw.get("transform"), options=opts, enable_stream_confirm=ask,
         status_path=kw.get("status_file"), max_runtime=kw.get("max_runtime"),
@@ -115,6 +125,10 @@ def replicate_cmd(kw: Dict[str, Any]) -> int:
         clean_target=kw["clean_target"], confirm=ask, journal=kw.get("journal"), journal_s3=s3_settings(kw), shard_readers=kw["shard_readers"],
         skip_ttl_deletes=kw["skip_ttl_deletes"], max_lag=kw.get("max_lag"), target_kms_key=kw.get("target_kms_key"),
     )
+    if est is not None:
+        from ..estimate import attach_estimate
+
+        attach_estimate(report, est, kw.get("report"))
     render_report(report, kw["quiet"])
     return report.exit_code
 

@@ -51,6 +51,7 @@ OPTION_TYPES: Dict[str, Any] = {
     "segments": int, "writers": int, "mode": str, "on_error": str, "max_errors": int,
     "max_read_units": _NUM, "max_write_units": _NUM, "read_percent": _NUM, "write_percent": _NUM,
     "max_attempts": int, "consistent_read": bool, "dead_letters": bool,
+    "max_cost": _NUM,  # USD: `run` refuses to start the job when its estimate is above (plan/estimate.py)
 }
 # How a job is scheduled (threads, processes or Spark), per job or as a default.
 ENGINE_FIELDS = ("engine", "processes", "spark_master")
@@ -282,6 +283,8 @@ def _options(ck: _Checker, value: Any, p: Path_) -> Dict[str, Any]:
     for k, v in opts.items():
         if k in OPTION_TYPES and ck.typed(v, p + (k,), OPTION_TYPES[k], k):
             out[k] = v
+    if isinstance(out.get("max_cost"), _NUM) and out["max_cost"] < 0:
+        ck.add(p + ("max_cost",), f"{ck.where(p)}: max_cost must be a positive amount of US dollars")
     try:
         run_options(out)
     except UsageError as e:
