@@ -6,19 +6,23 @@
 
 A writer (several threads, paced to ``--rate`` operations per second: 50% puts, 35% updates,
 15% deletes over a key space twice the seeded size) writes the source while ``replicate`` runs:
-backfill first, then replay and tail. The replicator's own status file is sampled every 0.25 s.
-Printed as one JSON object:
+the backfill with the change journal filling, then the journal applied, then tailing. The
+replicator's own status file is sampled every 0.25 s. Printed as one JSON object:
 
-    backfill_seconds    time until the stream phase began
+    backfill_seconds    time until the apply phase began
     write_rate          achieved source writes per second
-    applied_per_s       stream records applied per second during the writer's run
+    journal_backlog_max most records waiting in the journal (at the end of the backfill)
+    journal_bytes_max   largest journal on disk
+    drain_seconds       from the end of the backfill until the journal's backlog was first empty
+    drain_per_s         journal records applied per second while draining that backlog
+    applied_per_s       stream records applied per second during the writer's run (after the backfill)
     lag_p50/p95/max_s   lag the replicator reported while the writer ran (seconds)
     pending_max         largest number of records read but not yet acknowledged
     catch_up_seconds    from the writer's last write until lag 0 (caught up, nothing pending)
     equal               target == transform(source) at the end (independent boto3 scans)
 
-Note: DynamoDB Local rounds ApproximateCreationDateTime to the minute, so its lag figures in
-seconds are coarse there; ``catch_up_seconds`` is exact.
+Lag is the age of the oldest change not yet applied (DynamoDB Local's minute-rounded timestamps
+are bounded by the moment the journal read the record); ``catch_up_seconds`` is exact.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ def main() -> None:
     ap.add_argument("--writer-threads", type=int, default=8)
     ap.add_argument("--writers", type=int, default=8, help="Replicator writer threads.")
     ap.add_argument("--transform")
+    ap.add_argument("--shard-readers", type=int, default=8)
     args = ap.parse_args()
 
     server: Any = None
@@ -111,7 +116,8 @@ def main() -> None:
             try:
                 box["report"] = replicate(TableRef(src, endpoint_url=endpoint), TableRef(dst, endpoint_url=endpoint),
                                           transform=args.transform, options=RunOptions(progress="off", writers=args.writers),
-                                          stop_event=stop, status_path=status, poll_interval=0.1, status_every=0.25)
+                                          stop_event=stop, status_path=status, poll_interval=0.1, status_every=0.25,
+                                          shard_readers=args.shard_readers)
             except BaseException as e:
                 box["error"] = e
 
@@ -127,15 +133,24 @@ def main() -> None:
         stream_began: Optional[float] = None
         records_at_start: Optional[int] = None
         records_at_end = 0
+        backlog_max = bytes_max = 0
+        backlog_at_start = 0
+        drained_at: Optional[float] = None
         while wt.is_alive():
             time.sleep(0.25)
             if not os.path.exists(status):
                 continue
             st = read_status(status)
+            j = st.get("journal") or {}
+            backlog_max = max(backlog_max, int(j.get("backlog_records") or 0))
+            bytes_max = max(bytes_max, int(j.get("bytes") or 0))
             if st.get("phase") == "stream":
                 if stream_began is None:
                     stream_began = time.time()
                     records_at_start = int(st.get("records") or 0)
+                    backlog_at_start = int(j.get("backlog_records") or 0)
+                if drained_at is None and int(j.get("backlog_records") or 0) == 0:
+                    drained_at = time.time()
                 lags.append(float(st.get("lag_seconds") or 0.0))
                 pending_max = max(pending_max, int(st.get("pending_records") or 0))
                 records_at_end = int(st.get("records") or 0)
@@ -166,9 +181,15 @@ def main() -> None:
             "lag_p95_s": round(sorted(lags)[int(len(lags) * 0.95) - 1], 2) if len(lags) >= 2 else None,
             "lag_max_s": max(lags) if lags else None,
             "pending_max": pending_max,
+            "journal_backlog_max": backlog_max,
+            "journal_bytes_max": bytes_max,
+            "drain_seconds": round(drained_at - stream_began, 2) if drained_at and stream_began else None,
+            "drain_per_s": round(backlog_at_start / max(1e-9, drained_at - stream_began), 1)
+            if drained_at and stream_began and backlog_at_start else None,
             "catch_up_seconds": round(caught_at - writer_end, 2) if caught_at else None,
             "equal": as_set(scan_all(endpoint, dst)) == as_set(expected),
-            "report": {k: v for k, v in box["report"].extra.items() if k in ("records", "collapsed_records")},
+            "report": {k: v for k, v in box["report"].extra.items()
+                       if k in ("records", "collapsed_records", "journal", "stream_records_read")},
         }
         print(json.dumps(out, indent=2))
     finally:

@@ -10,7 +10,7 @@ The library API (the CLI is a thin layer over it)::
 from __future__ import annotations
 
 from .aws.managed import native_export, native_import
-from .aws.tables import create_table_from_spec
+from .schema.apply import create_table_from_spec
 from .config import RetryPolicy, RunOptions, TableRef
 from .core.items import KeySchema, from_python, to_python
 from .core.transform import Transform, TransformContext, load_transform
@@ -30,6 +30,7 @@ from .jobs.cutover import CutoverReport, cutover
 from .jobs.export import export_table
 from .jobs.import_files import import_files
 from .jobs.replicate import replicate
+from .jobs.update import update_table
 from .plan import PlanReport, run_plan, validate_plan
 from .reporting.report import Report
 from .state.status import read_status
@@ -70,6 +71,7 @@ __all__ = [
     "replicate",
     "run_plan",
     "to_python",
+    "update_table",
     "validate_plan",
     "verify_tables",
 ]

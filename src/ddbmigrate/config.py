@@ -122,6 +122,8 @@ class RunOptions:
     processes: int = 1  # worker processes for the local engine (segments spread over them)
     checkpoint_every: float = 2.0  # seconds between checkpoint saves (and one at the end)
     drain_timeout: float = 30.0  # after Ctrl-C / SIGTERM: seconds to let in-flight batches finish
+    metrics_port: Optional[int] = None  # serve Prometheus /metrics and /healthz here while the job runs
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if self.checkpoint_every <= 0 or self.drain_timeout < 0:
@@ -144,6 +146,8 @@ class RunOptions:
             raise UsageError("--segments must be between 1 and 1000000")
         if self.writers is not None and not (1 <= self.writers <= 1024):
             raise UsageError("--writers must be between 1 and 1024")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise UsageError("--metrics-port must be between 0 and 65535")
         if self.max_errors is not None and self.max_errors < 0:
             raise UsageError("--max-errors must be >= 0")
 

@@ -463,7 +463,9 @@ def test_cutover_no_go_names_the_differing_keys(endpoint: str, tmp_path: Path) -
         rep = cutover(ref(endpoint, src), ref(endpoint, dst), status_path=str(status), quiet_period=0.5,
                       timeout=60, progress="off", diff_path=str(tmp_path / "diff.jsonl"))
     finally:
-        (tmp_path / "st.stop").write_text("{}")  # ask it to stop (as `replicate stop` does)
+        from ddbmigrate.state.status import request_stop
+
+        request_stop(str(status))  # ask it to stop, as `replicate stop` does (not its 20 s idle stop)
         box["thread"].join(60)
     assert not rep.go and rep.exit_code == 4 and rep.differences == 25
     assert len(rep.differing) == 20 and all(d["category"] == "unexpected" for d in rep.differing)

@@ -10,7 +10,7 @@ EXPECTED = {
     "TransformContext", "UsageError", "clean_table", "copy_table", "from_python", "load_transform", "to_python",
     "create_table_from_spec", "export_table", "import_files", "verify_tables", "replicate", "cutover",
     "run_plan", "validate_plan", "CutoverReport", "PlanReport", "ResyncNeededError", "VerifyReport", "read_status",
-    "native_export", "native_import",
+    "native_export", "native_import", "update_table",
 }
 
 

@@ -18,7 +18,7 @@ from ddbmigrate.core.protocols import SinkBase
 from ddbmigrate.errors import AwsError, ResyncNeededError, TransformError
 from ddbmigrate.core.items import KeySchema
 from ddbmigrate.core.records import DELETE, PUT
-from ddbmigrate.sources.changes import ChangeMapper, StreamChangeSource
+from ddbmigrate.sources.changes import ChangeMapper
 from ddbmigrate.sources.stream import StreamReader, check_stream_view, fix_image
 from ddbmigrate.core.transform import Transform
 
@@ -300,17 +300,6 @@ def test_trim_horizon_start_older_than_retention_means_resync_needed() -> None:
     assert reader.positions["s"] == {"from": "TRIM_HORIZON", "since": clock()}
 
 
-def test_checkpoint_older_than_retention_means_resync_needed() -> None:
-    clock = Clock()
-    stream = ScriptedStream(clock)
-    stream.add_shard("s")
-    ks = KeySchema("pk", "S")
-    src = StreamChangeSource(StreamReader(stream, ARN, clock=clock), ChangeMapper(None, ks, ks),
-                             start={"shards": {}, "alive_at": clock() - 30 * 3600}, skip_before=None, clock=clock)
-    with pytest.raises(ResyncNeededError, match="older than the stream's 24 h retention"):
-        next(src.read("stream", None, threading.Event()))
-
-
 def test_stream_view_types() -> None:
     check_stream_view("NEW_AND_OLD_IMAGES", needs_old=True, table="t")
     check_stream_view("NEW_IMAGE", needs_old=False, table="t")
@@ -489,44 +478,6 @@ class MemorySink(SinkBase):
         return None
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("with_transform", [False, True])
-def test_pipeline_replay_keeps_per_key_order_across_splits(seed: int, with_transform: bool) -> None:
-    from ddbmigrate.engine.pipeline import Pipeline
-    from ddbmigrate.core.processing import Processing
-
-    rng = random.Random(seed)
-    clock = Clock()
-    stream = ScriptedStream(clock)
-    table = SimulatedTable(stream)
-    keys = [f"k{i}" for i in range(12)]
-    for step in range(600):
-        if step in (150, 300, 450):
-            table.split(rng.choice(table.open), rng)
-        key = rng.choice(keys)
-        if rng.random() < 0.2:
-            table.write(key, None)
-        else:
-            table.write(key, img(key, rng.choice(("ann", "bob")), *rng.sample(("a", "b", "c"), rng.randint(1, 2))))
-    tf = UNIQUE_FANOUT if with_transform else None
-    reader = StreamReader(stream, ARN, page_limit=7, clock=clock)
-    source = StreamChangeSource(reader, ChangeMapper(tf, SK, SK), start={"shards": {}, "alive_at": clock()},
-                                skip_before=None, stop_after_idle=0, poll_interval=0, clock=clock)
-    sink = MemorySink(seed)
-    pipeline = Pipeline(source, sink, Processing(key_schema=SK, trusted=tf is None), readers=1, writers=8)
-    source.attach(pipeline)
-    pipeline.run()
-    expected = [o for it in table.items.values() for o in (tf(it) if tf else [it])]
-    assert sink.rows == {SK.key(o): o for o in expected}
-    assert source.stopped_by == "idle" and reader.get_records_calls > 600 // 7
-    c = pipeline.counters.snapshot(committed=True)
-    assert c["read"] + c["fanout_extra"] == c["written"] + c["deleted"] + c["collapsed"] + c["dead_lettered"]
-    # The unit's checkpoint position finished every closed shard and holds a sequence number for the rest.
-    pos = pipeline.units["stream"].position["shards"]
-    assert all(bool(pos[s].get("done")) == stream.shards[s]["closed"] for s in stream.shards)
-
-
-
 class TickClock(Clock):
     """Every reading moves time on; scripted events fire when their time comes."""
 
@@ -540,43 +491,3 @@ class TickClock(Clock):
         while self.events and self.t >= self.events[0][0]:
             self.events.pop(0)[1]()
         return self.t
-
-
-def ended_source(clock: Clock, stream: ScriptedStream) -> Any:
-    src = StreamChangeSource(StreamReader(stream, ARN, clock=clock), ChangeMapper(None, SK, SK),
-                             start={"shards": {}, "alive_at": clock.t}, skip_before=None, poll_interval=0,
-                             clock=clock, table="t")
-    return src.read("stream", None, threading.Event())
-
-
-def test_split_in_progress_waits_for_children_then_a_disabled_stream_needs_resync() -> None:
-    clock = TickClock(0.5)
-    stream = ScriptedStream(clock)
-    stream.add_shard("s")
-    stream.write("s", "a")
-    stream.close("s")  # closed; its child is listed only a minute later
-
-    def child() -> None:
-        stream.add_shard("c", "s")
-        stream.write("c", "b")
-
-    clock.events.append((clock.t + 60, child))
-    chunks = ended_source(clock, stream)
-    assert [o["pk"]["S"] for _, o in next(chunks).ops] == ["a"]
-    assert [o["pk"]["S"] for _, o in next(chunks).ops] == ["b"]  # no error during the wait
-    stream.close("c")
-    stream.status = "DISABLED"
-    with pytest.raises(ResyncNeededError, match="has ended"):
-        for _ in range(5):
-            next(chunks)
-
-
-def test_enabled_stream_without_open_shards_for_long_needs_resync() -> None:
-    clock = TickClock(1.0)
-    stream = ScriptedStream(clock)
-    stream.add_shard("s")
-    stream.close("s")
-    with pytest.raises(ResyncNeededError, match="has ended"):
-        for _ in ended_source(clock, stream):
-            pass
-    assert clock.t > 120

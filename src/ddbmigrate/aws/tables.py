@@ -1,7 +1,9 @@
-"""Describe, clone and create tables; specs in the shape of CloudFormation's AWS::DynamoDB::Table.
+"""Create tables and wait for them; the CreateTable core of specs shaped like AWS::DynamoDB::Table.
 
-``clone_request`` turns a DescribeTable answer into a CreateTable request (keys, attribute
-definitions, GSIs, LSIs, billing mode / throughput, stream spec); TTL is applied after creation
+``spec_to_request`` checks a spec's keys, indexes, billing and stream (and rejects unknown
+properties) and returns the CreateTable core that ImportTable and plan validation share. The
+whole definition (every other setting, cloning, diff, export) lives in :mod:`ddbmigrate.schema`.
+``clone_request`` turns a DescribeTable answer into that core; TTL is applied after creation
 with UpdateTimeToLive because CreateTable cannot carry it.
 """
 
@@ -227,10 +229,6 @@ TABLE_PROPERTIES = frozenset((
 ))
 INDEX_PROPERTIES = frozenset(("IndexName", "KeySchema", "Projection", "ProvisionedThroughput",
                               "ContributorInsightsSpecification", "OnDemandThroughput", "WarmThroughput"))
-# Valid CloudFormation properties that CreateTable here does not apply (they are reported, not hidden).
-NOT_APPLIED = ("ContributorInsightsSpecification", "ImportSourceSpecification", "KinesisStreamSpecification",
-               "OnDemandThroughput", "PointInTimeRecoverySpecification", "ResourcePolicy", "SSESpecification",
-               "TableClass", "Tags", "WarmThroughput", "DeletionProtectionEnabled")
 
 
 def _check_fields(obj: Dict[str, Any], known: frozenset, where: str) -> None:  # type: ignore[type-arg]
@@ -241,12 +239,6 @@ def _check_fields(obj: Dict[str, Any], known: frozenset, where: str) -> None:  #
             close = difflib.get_close_matches(str(k), sorted(known), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise UsageError(f"table spec: unknown property {where}{k}{hint}")
-
-
-def spec_not_applied(spec: Dict[str, Any]) -> List[str]:
-    """Properties present in ``spec`` that are valid CloudFormation but not applied on creation."""
-    props = spec.get("Properties", spec)
-    return [k for k in NOT_APPLIED if isinstance(props, dict) and k in props]
 
 
 def spec_ttl_attribute(spec: Dict[str, Any]) -> Optional[str]:
@@ -281,35 +273,6 @@ def load_spec(path: str) -> Dict[str, Any]:
             raise UsageError(f"table spec {path}: expected exactly one AWS::DynamoDB::Table resource")
         data = tables[0]
     return data
-
-
-def create_table_from_spec(
-    spec_path: str,
-    table: Optional[str] = None,
-    *,
-    region: Optional[str] = None,
-    profile: Optional[str] = None,
-    endpoint_url: Optional[str] = None,
-    role_arn: Optional[str] = None,
-    client: Optional[DynamoClient] = None,
-) -> Dict[str, Any]:
-    """Create a table from a spec file (YAML/JSON), wait until it and its indexes are ACTIVE.
-
-    ``table`` overrides the spec's TableName. Returns the DescribeTable answer, with the spec
-    properties that were not applied under ``"NotApplied"``. Errors name the file and the field.
-    """
-    from ..config import TableRef
-
-    spec = load_spec(spec_path)
-    req, ttl = request_from_spec(spec, spec_path, table)
-    ref = TableRef(table=req["TableName"], region=region, profile=profile, endpoint_url=endpoint_url,
-                   role_arn=role_arn)
-    c = client or DynamoClient(ref)
-    desc = create_table(c, req, ttl_attribute=ttl)
-    out = dict(desc)
-    out["NotApplied"] = spec_not_applied(spec)
-    out["TimeToLiveAttribute"] = ttl
-    return out
 
 
 def request_from_spec(spec: Dict[str, Any], spec_path: str, table: Optional[str] = None) -> Tuple[Dict[str, Any], Optional[str]]:

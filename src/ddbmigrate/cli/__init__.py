@@ -10,11 +10,14 @@ import click
 
 from . import (
     commands_copy,
+    commands_estimate,
     commands_files,
     commands_local,
+    commands_migrations,
     commands_plan,
     commands_replicate,
     commands_schema,
+    commands_update,
     commands_verify,
 )
 
@@ -26,5 +29,5 @@ def main() -> None:
 
 
 for _family in (commands_copy, commands_local, commands_files, commands_verify, commands_replicate, commands_schema,
-                commands_plan):
+                commands_plan, commands_update, commands_migrations, commands_estimate):
     _family.register(main)

@@ -8,6 +8,7 @@ import click
 
 from ..jobs.clean import clean_table
 from ..jobs.copy import copy_table
+from .commands_estimate import check_cost, max_cost_option
 from .engine import engine_from, engine_options
 from .options import (
     aws_options,
@@ -20,6 +21,7 @@ from .options import (
     two_sided_aws_options,
     write_mode_options,
 )
+from .commands_schema import preflight
 from .render import handle_errors, render_report
 
 
@@ -33,10 +35,14 @@ from .render import handle_errors, render_report
 @click.option("--create-target", is_flag=True, help="Create the target with the source's schema if missing.")
 @click.option("--target-spec", type=click.Path(exists=True, dir_okay=False),
               help="Create the target from a CloudFormation-style table spec (YAML/JSON) if missing.")
+@click.option("--target-kms-key", "target_kms_key",
+              help="With --create-target: encrypt the new table with this KMS key (a source key in another "
+                   "account or region cannot be reused).")
 @click.option("--clean-target", is_flag=True, help="Empty the target first (asks for confirmation).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--verify", "verify_after", is_flag=True, help="Verify target == transform(source) afterwards.")
 @engine_options
+@max_cost_option
 @handle_errors
 @pass_kwargs
 def copy_cmd(kw: Dict[str, Any]) -> int:
@@ -44,8 +50,22 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
     src = table_ref(kw["source_table"], kw, "source")
     dst = table_ref(kw["target_table"], kw, "target")
     opts = build_run_options(kw)
+    preflight(src, dst, kw["quiet"])
+
+    def estimate() -> Any:
+        from ..estimate import estimate_copy
+
+        return estimate_copy(src, dst, opts, create_target=kw["create_target"], target_spec=kw["target_spec"],
+                             prices=kw.get("prices"))
+
+    est = check_cost(kw, estimate, "the copy")  # before anything is written
     report = copy_table(src, dst, opts, create_target=kw["create_target"], target_spec=kw["target_spec"],
-                        clean_target=kw["clean_target"], confirm=confirm_prompt(kw["yes"]), engine=engine_from(kw))
+                        clean_target=kw["clean_target"], confirm=confirm_prompt(kw["yes"]), engine=engine_from(kw),
+                        target_kms_key=kw.get("target_kms_key"))
+    if est is not None:
+        from ..estimate import attach_estimate
+
+        attach_estimate(report, est, kw.get("report"))
     render_report(report, kw["quiet"])
     if opts.dry_run and report.samples and not kw["quiet"]:
         import orjson

@@ -10,6 +10,7 @@ from ..formats.detect import INPUT_FORMATS
 from ..jobs.export import export_table
 from ..jobs.import_files import import_files
 from ..sinks.export_files import DEFAULT_FILE_SIZE, FORMATS
+from .commands_estimate import check_cost, max_cost_option
 from .commands_plan import (
     native_export_options,
     native_import_options,
@@ -87,18 +88,34 @@ def export_cmd(kw: Dict[str, Any]) -> int:
 @click.option("--verify", "verify_after", is_flag=True, help="Verify TABLE == transform(SOURCE) afterwards.")
 @engine_options
 @native_import_options
+@max_cost_option
 @handle_errors
 @pass_kwargs
 def import_cmd(kw: Dict[str, Any]) -> int:
     """Load SOURCE (export folder, file, folder or glob; local or s3://) into TABLE."""
-    if kw.get("native"):  # DynamoDB's managed Import from S3 into a new table, watched
-        return run_native_import(kw)
     opts = build_run_options(kw)
+
+    def estimate() -> Any:
+        from ..estimate import estimate_import
+
+        return estimate_import(kw["source"], table_ref(kw["table"], kw), opts, spec=kw["spec"],
+                               native=bool(kw.get("native")), bulk_put=bool(kw.get("bulk_put")),
+                               tier=str(kw.get("tier") or "standard").upper(), prices=kw.get("prices"),
+                               input_format=kw["input_format"], s3=s3_settings(kw),
+                               follow_symlinks=kw["follow_symlinks"])
+
+    est = check_cost(kw, estimate, "the import")  # before anything is read or written
+    if kw.get("native") or kw.get("bulk_put"):  # ImportTable (new table) or bulk put (existing), watched
+        return run_native_import(kw, est)
     report = import_files(kw["source"], table_ref(kw["table"], kw), opts, create_target=kw["create_target"],
                           spec=kw["spec"], validate=not kw["no_validate"], input_format=kw["input_format"],
                           csv_header=kw["csv_header"].split(",") if kw["csv_header"] else None,
                           csv_delimiter=kw["csv_delimiter"], follow_symlinks=kw["follow_symlinks"],
                           s3=s3_settings(kw), engine=engine_from(kw))
+    if est is not None:
+        from ..estimate import attach_estimate
+
+        attach_estimate(report, est, kw.get("report"))
     render_report(report, kw["quiet"])
     if kw.get("verify_after"):
         if report.extra.get("source_kind") == "incremental":

@@ -23,6 +23,11 @@ from .render import draw_report, handle_errors
 @click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="auto", show_default=True,
               help="Progress display (auto: bars on a terminal, JSON lines otherwise).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
+@click.option("--max-cost", "max_cost", type=float, metavar="USD",
+              help="Estimate the plan's jobs first; refuse to start (exit 2, with the estimates) when their total "
+                   "exceeds USD. A job's own cap is its options.max_cost.")
+@click.option("--prices", type=click.Path(exists=True, dir_okay=False),
+              help="JSON prices over the packaged, dated prices file (for --max-cost / max_cost).")
 @handle_errors
 @pass_kwargs
 def run_cmd(kw: Dict[str, Any]) -> int:
@@ -33,7 +38,8 @@ def run_cmd(kw: Dict[str, Any]) -> int:
     try:
         rep = run_plan(kw["plan_file"], parallel=kw["parallel"], resume=kw["resume"], restart=kw["restart"],
                        report=kw["report"], progress="off" if kw["quiet"] else kw["progress"],
-                       state_dir=kw["state_dir"], fail_fast=kw["fail_fast"])
+                       state_dir=kw["state_dir"], fail_fast=kw["fail_fast"], max_cost=kw["max_cost"],
+                       prices=kw["prices"])
     except PlanError as e:
         for p in e.problems:  # every problem, each with its line, not just the first
             click.echo(f"error: {p}", err=True)
@@ -55,6 +61,13 @@ def plan_group() -> None:
 @click.option("--no-check-tables", is_flag=True, help="Only check the file (no AWS calls).")
 @click.option("--sample", type=click.IntRange(1, 1000), default=20, show_default=True,
               help="Source items to run through each transform to check the target's key schema.")
+@click.option("--estimate", "with_estimate", is_flag=True,
+              help="Also estimate each job's units, cost and time (see `ddbmigrate estimate`), and the total.")
+@click.option("--estimate-sample", type=click.IntRange(1, 100_000), default=1000, show_default=True,
+              help="With --estimate: source items sampled per job.")
+@click.option("--prices", type=click.Path(exists=True, dir_okay=False),
+              help="With --estimate: JSON prices over the packaged, dated prices file.")
+@click.option("--json", "as_json", is_flag=True, help="With --estimate: one JSON document of every job's estimate.")
 @handle_errors
 @pass_kwargs
 def validate_cmd(kw: Dict[str, Any]) -> int:
@@ -68,9 +81,32 @@ def validate_cmd(kw: Dict[str, Any]) -> int:
         click.echo(f"{len(problems)} problem(s) in {kw['plan_file']}", err=True)
         return EXIT_USAGE
     plan = load_plan(kw["plan_file"])
+    if kw.get("with_estimate"):
+        return _print_plan_estimate(plan, kw)
     click.echo(f"plan {plan.name}: {len(plan.jobs)} job(s), {plan.parallel} at a time, state in {plan.state_dir}")
     for line in plan.describe():
         click.echo(f"  {line}")
+    return EXIT_OK
+
+
+def _print_plan_estimate(plan: Any, kw: Dict[str, Any]) -> int:
+    import orjson
+
+    from ..plan.estimate import estimate_plan
+
+    results = estimate_plan(plan, sample=kw["estimate_sample"], prices=kw.get("prices"))
+    known = [r.cost for r in results if r.cost is not None]
+    total = sum(known) if len(known) == len(results) else None
+    if kw.get("as_json"):
+        doc = {"plan": plan.name, "total_cost_usd": total,
+               "jobs": [{"job": r.job.name, "kind": r.job.kind, "error": r.error,
+                         "estimate": r.estimate.to_dict() if r.estimate is not None else None} for r in results]}
+        click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode())
+        return EXIT_OK
+    click.echo(f"plan {plan.name}: {len(plan.jobs)} job(s), {plan.parallel} at a time, state in {plan.state_dir}")
+    for r in results:
+        click.echo(f"  {r.line()}")
+    click.echo(f"  total: {'unknown (see above)' if total is None else f'${total:,.4f}'}")
     return EXIT_OK
 
 
@@ -130,24 +166,47 @@ def run_native_export(kw: Dict[str, Any]) -> int:
     return report.exit_code
 
 
-def run_native_import(kw: Dict[str, Any]) -> int:
-    """``import s3://... TABLE --native --spec table.yaml``."""
+def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
+    """``import s3://... TABLE --native --spec table.yaml`` (ImportTable, new table) or
+    ``import s3://... TABLE --native --bulk-put`` (bulk put items, existing table)."""
     from ..aws.managed import native_import
-    from .options import table_ref
+    from .options import confirm_prompt, table_ref
 
-    if not kw.get("spec"):
-        raise click.UsageError("--native creates the table with ImportTable: give --spec table.yaml")
     if not str(kw["source"]).startswith("s3://"):
         raise click.UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
-    native_formats = {"auto": "DYNAMODB_JSON", "dynamodb-json": "DYNAMODB_JSON", "ion": "ION", "csv": "CSV"}
-    given = kw.get("input_format") or "auto"
-    if given not in native_formats:
-        raise click.UsageError(f"--native: ImportTable reads dynamodb-json, ion or csv, not {given}")
-    if kw.get("csv_header") or (kw.get("csv_delimiter") or ",") != ",":
-        raise click.UsageError("--native does not pass --csv-header/--csv-delimiter on: import without --native")
-    report = native_import(kw["source"], table_ref(kw["table"], kw), kw["spec"], input_format=native_formats[given],
-                           progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
-                           report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
+    if kw.get("bulk_put"):
+        from ..aws.bulk_put import native_bulk_put
+
+        if kw.get("spec"):
+            raise click.UsageError("--bulk-put loads an existing table: drop --spec (ImportTable creates new tables)")
+        ask = confirm_prompt(bool(kw.get("yes")))
+        report = native_bulk_put(kw["source"], table_ref(kw["table"], kw), tier=str(kw.get("tier") or "standard"),
+                                 max_write_units=kw.get("max_write_units"), report_uri=kw.get("failure_report"),
+                                 restart=bool(kw.get("restart")), confirm_cancel=ask,
+                                 progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
+                                 report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
+        click.echo(f"failure report: {report.extra.get('failure_report')}", err=True)
+    else:
+        if kw.get("tier") not in (None, "standard") or kw.get("failure_report"):
+            raise click.UsageError("--tier and --failure-report are bulk put options: add --bulk-put")
+        if not kw.get("spec"):
+            raise click.UsageError("--native creates the table with ImportTable: give --spec table.yaml "
+                                   "(or --bulk-put to load an existing table)")
+        # ImportTable reads three of the formats import does (and takes no CSV options from here).
+        native_formats = {"auto": "DYNAMODB_JSON", "dynamodb-json": "DYNAMODB_JSON", "ion": "ION", "csv": "CSV"}
+        given = kw.get("input_format") or "auto"
+        if given not in native_formats:
+            raise click.UsageError(f"--native: ImportTable reads dynamodb-json, ion or csv, not {given}")
+        if kw.get("csv_header") or (kw.get("csv_delimiter") or ",") != ",":
+            raise click.UsageError("--native does not pass --csv-header/--csv-delimiter on: import without --native")
+        report = native_import(kw["source"], table_ref(kw["table"], kw), kw["spec"],
+                               input_format=native_formats[given],
+                               progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
+                               report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
+    if estimate is not None:
+        from ..estimate import attach_estimate
+
+        attach_estimate(report, estimate, kw.get("report"))
     if not kw.get("quiet"):
         draw_report(report)
     return report.exit_code
@@ -165,9 +224,18 @@ def native_export_options(f: Any) -> Any:
 
 
 def native_import_options(f: Any) -> Any:
-    """The option ``import`` gains for --native (uses its existing --spec)."""
+    """The options ``import`` gains for --native (uses its existing --spec, --max-write-units, --restart)."""
+    f = click.option("--failure-report", "failure_report", metavar="S3URI",
+                     help="With --bulk-put: where DynamoDB writes the items it could not write "
+                          "(default s3://<input bucket>/ddbmigrate-bulk-put-reports/<table>/).")(f)
+    f = click.option("--tier", type=click.Choice(["standard", "accelerated"]), default="standard", show_default=True,
+                     help="With --bulk-put: the performance tier.")(f)
+    f = click.option("--bulk-put", "bulk_put", is_flag=True,
+                     help="With --native: load the EXISTING table TABLE with bulk put items (StartBulkPutItems), "
+                          "watched; rerunning re-attaches (client token kept); Ctrl-C asks to cancel.")(f)
     return click.option("--native", is_flag=True, help="Create TABLE with DynamoDB's managed Import from S3 "
-                                                        "(ImportTable; needs --spec), watched to the end.")(f)
+                                                        "(ImportTable; needs --spec), or with --bulk-put load an "
+                                                        "existing one; watched to the end.")(f)
 
 
 def register(group: click.Group) -> None:

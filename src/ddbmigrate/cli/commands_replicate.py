@@ -16,15 +16,19 @@ from ..errors import EXIT_LAGGING, EXIT_NOT_RUNNING, FatalError
 from ..jobs.cutover import cutover
 from ..jobs.replicate import replicate
 from ..state.status import read_status, request_stop, status_path_for, stop_request_path
+from .commands_estimate import check_cost, max_cost_option
 from .options import (
     build_run_options,
     confirm_prompt,
     pass_kwargs,
     run_options,
+    s3_options,
+    s3_settings,
     table_ref,
     transform_options,
     two_sided_aws_options,
 )
+from .commands_schema import preflight
 from .render import handle_errors, render_report
 
 
@@ -74,8 +78,22 @@ def replicate_group() -> None:
 @click.option("--create-target", is_flag=True, help="Create the target with the source's schema if missing.")
 @click.option("--target-spec", type=click.Path(exists=True, dir_okay=False),
               help="Create the target from a table spec (YAML/JSON) if missing.")
+@click.option("--target-kms-key", "target_kms_key",
+              help="With --create-target: encrypt the new table with this KMS key (a source key in another "
+                   "account or region cannot be reused).")
 @click.option("--clean-target", is_flag=True, help="Empty the target before the backfill (asks for confirmation).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (enabling the stream, --clean-target).")
+@click.option("--journal", metavar="DIR|s3://bucket/prefix",
+              help="Where the change journal keeps stream records until they are applied (default: a folder "
+                   "next to the checkpoint). Lets a backfill take longer than the stream's 24 h retention.")
+@click.option("--shard-readers", type=int, default=8, show_default=True,
+              help="Stream shards read at once (independent lineages in parallel; one reader per shard).")
+@s3_options
+@click.option("--skip-ttl-deletes", is_flag=True,
+              help="Do not replicate deletes made by the source's TTL expiry (counted in the report).")
+@click.option("--max-lag", type=float, metavar="SECONDS",
+              help="With --metrics-port: /healthz answers 503 while the lag is above SECONDS.")
+@max_cost_option
 @handle_errors
 @pass_kwargs
 def replicate_cmd(kw: Dict[str, Any]) -> int:
@@ -87,13 +105,30 @@ def replicate_cmd(kw: Dict[str, Any]) -> int:
     dst = table_ref(kw["target_table"], kw, "target")
     opts = build_run_options(kw)
     ask = confirm_prompt(kw["yes"])
+    if kw.get("target_kms_key") and not (kw["create_target"] or kw.get("target_spec")):
+        raise click.UsageError("--target-kms-key applies to a table ddbmigrate creates: add --create-target or "
+                               "--target-spec")
+    preflight(src, dst, kw["quiet"])
+
+    def estimate() -> Any:
+        from ..estimate import estimate_replicate
+
+        return estimate_replicate(src, dst, opts, create_target=kw["create_target"], target_spec=kw.get("target_spec"),
+                                  prices=kw.get("prices"))
+
+    est = None if kw["no_backfill"] else check_cost(kw, estimate, "the replication's backfill")
     report = replicate(
         src, dst, transform=kw.get("transform"), options=opts, enable_stream_confirm=ask,
         status_path=kw.get("status_file"), max_runtime=kw.get("max_runtime"),
         stop_after_idle=kw.get("stop_after_idle"), poll_interval=kw["poll_interval"],
         backfill=not kw["no_backfill"], create_target=kw["create_target"], target_spec=kw.get("target_spec"),
-        clean_target=kw["clean_target"], confirm=ask,
+        clean_target=kw["clean_target"], confirm=ask, journal=kw.get("journal"), journal_s3=s3_settings(kw), shard_readers=kw["shard_readers"],
+        skip_ttl_deletes=kw["skip_ttl_deletes"], max_lag=kw.get("max_lag"), target_kms_key=kw.get("target_kms_key"),
     )
+    if est is not None:
+        from ..estimate import attach_estimate
+
+        attach_estimate(report, est, kw.get("report"))
     render_report(report, kw["quiet"])
     return report.exit_code
 
@@ -188,26 +223,59 @@ def _print_status(doc: Dict[str, Any]) -> None:
     lines = [
         f"replication {doc.get('source')} -> {doc.get('target')}",
         f"  state            {state} ({alive}; updated {doc.get('age_seconds')} s ago)",
+        f"  phase            {_phase(doc)}",
     ]
-    if doc.get("phase") == "stream" or "lag_seconds" in doc:
+    if doc.get("phase") == "backfill":
+        done, total = doc.get("backfill_done"), doc.get("backfill_total")
+        pct = f" ({100.0 * float(done or 0) / float(total):.0f} %)" if total else ""
+        lines.append(f"  backfill         {done if done is not None else '-'} of {total or '?'} items{pct}")
+    if "lag_seconds" in doc:
         lag = doc.get("lag_seconds")
         lines += [
             (f"  lag              {lag} s behind the newest change" + (" (caught up)" if doc.get("caught_up") else ""))
             if lag is not None else
             f"  lag              unknown: not running (last reported {doc.get('last_lag_seconds', '-')} s)",
             f"  pending records  {doc.get('pending_records', '-')}",
+        ]
+    j = doc.get("journal") or {}
+    if j:
+        lines.append(f"  journal          {j.get('backlog_records', 0)} records to apply, {_bytes(j.get('bytes'))} in "
+                     f"{j.get('segments', 0)} segments at {j.get('location')}")
+    if doc.get("phase") == "stream":
+        lines += [
             f"  quiet for        {doc.get('idle_seconds', 0)} s",
             f"  records          {doc.get('records', 0)} (inserts {doc.get('inserts', 0)}, modifies "
             f"{doc.get('modifies', 0)}, removes {doc.get('removes', 0)})",
-            f"  shards           {doc.get('shards_open', 0)} open, {doc.get('shards_waiting', 0)} waiting, "
-            f"{doc.get('shards_finished', 0)} finished",
         ]
-        counts = doc.get("counts") or {}
-        if counts:
-            lines.append("  target writes    " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        if doc.get("ttl_deletes") or doc.get("ttl_deletes_skipped"):
+            lines.append(f"  TTL deletes      {doc.get('ttl_deletes', 0)} replicated, "
+                         f"{doc.get('ttl_deletes_skipped', 0)} skipped")
+    if "shards_open" in doc:
+        lines.append(f"  shards           {doc.get('shards_open', 0)} open, {doc.get('shards_waiting', 0)} waiting, "
+                     f"{doc.get('shards_finished', 0)} finished, {doc.get('shards_reading', 0)} being read")
+    counts = doc.get("counts") or {}
+    if counts:
+        lines.append("  target writes    " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if doc.get("error"):
         lines.append(f"  error            {doc['error']}")
     click.echo("\n".join(lines))
+
+
+def _phase(doc: Dict[str, Any]) -> str:
+    if doc.get("phase") == "backfill":
+        return "backfill (the journal keeps every change meanwhile)"
+    if doc.get("phase") == "stream":
+        return "tailing the stream (caught up)" if doc.get("caught_up") else "applying the journal"
+    return str(doc.get("phase") or "-")
+
+
+def _bytes(n: Any) -> str:
+    v = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if v < 1024 or unit == "GB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
+        v /= 1024
+    return f"{v:.1f} GB"
 
 
 @click.command("cutover")
@@ -235,6 +303,7 @@ def cutover_cmd(kw: Dict[str, Any]) -> int:
     """
     src = table_ref(kw["source_table"], kw, "source")
     dst = table_ref(kw["target_table"], kw, "target")
+    preflight(src, dst, kw["quiet"])
     rep = cutover(src, dst, transform=kw.get("transform"), status_path=kw.get("status_file"),
                   checkpoint=kw.get("checkpoint"), quiet_period=kw["quiet_period"], timeout=kw["timeout"],
                   verify=not kw["no_verify"], progress="off" if kw["quiet"] else kw["progress"],

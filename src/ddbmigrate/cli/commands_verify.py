@@ -104,6 +104,9 @@ def side_ref(arg: str, kw: Dict[str, Any], side: str) -> Union[TableRef, str]:
 @click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="auto", show_default=True,
               help="Progress display (auto: bar on a terminal, JSON lines otherwise).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
+@click.option("--metrics-port", type=int,
+              help="Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port while it runs.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address --metrics-port binds.")
 @engine_options
 @handle_errors
 @pass_kwargs
@@ -142,6 +145,7 @@ def verify_cmd(kw: Dict[str, Any]) -> int:
         progress="off" if kw["quiet"] else kw["progress"], input_format=kw["input_format"],
         follow_symlinks=kw["follow_symlinks"],
         s3=s3_settings(kw), engine=engine_from(kw) if (kw.get("processes") or 1) > 1 else None,
+        metrics_port=kw.get("metrics_port"), metrics_host=kw["metrics_host"],
     )
     render_report(report, kw["quiet"])
     return report.exit_code

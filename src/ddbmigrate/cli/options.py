@@ -101,6 +101,10 @@ def run_options(f: F) -> F:
                      help="Seconds between checkpoint saves."),
         click.option("--drain-timeout", "drain_timeout", type=float, default=30.0, show_default=True,
                      help="On Ctrl-C/SIGTERM: seconds to let in-flight batches finish before stopping."),
+        click.option("--metrics-port", "metrics_port", type=int,
+                     help="Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port while the job runs."),
+        click.option("--metrics-host", "metrics_host", default="127.0.0.1", show_default=True,
+                     help="Address the --metrics-port server binds."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -164,6 +168,7 @@ def build_run_options(kw: Dict[str, Any]) -> RunOptions:
         processes=kw.get("processes") or 1,
         progress=progress, checkpoint_every=kw.get("checkpoint_every") or 2.0,
         drain_timeout=kw["drain_timeout"] if kw.get("drain_timeout") is not None else 30.0,
+        metrics_port=kw.get("metrics_port"), metrics_host=kw.get("metrics_host") or "127.0.0.1",
     )
 
 

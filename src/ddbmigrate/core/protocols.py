@@ -13,7 +13,9 @@ Invariants:
 2. ``Sink.commit`` is entered around every checkpoint save: inside it, everything the sink
    acknowledged is durable, and the state it yields is saved atomically with the positions. It
    yields ``None`` to skip this save (a files sink commits every N seconds, not every save).
-3. A sink writes full images only (put / delete), so a replay after a crash is harmless.
+3. A sink writes full images only (put / delete), so a replay after a crash is harmless. The
+   one exception, the in-place update (sinks/conditional_update.py), re-applies its transform to
+   the item as it is now, so its replay is harmless too.
 """
 
 from __future__ import annotations

@@ -90,5 +90,8 @@ class BatchResult:
     written: int = 0
     deleted: int = 0
     skipped_existing: int = 0
+    # Counters of the sink's own outcomes, beside the three above (an in-place update's
+    # "unchanged", "retried_races", "vanished"); committed with the batch's ticket like them.
+    counts: Dict[str, int] = field(default_factory=dict)
     # ops the sink refused item by item (dead-lettered by the pipeline with the reason)
     rejected: List[Tuple[Op, str, str]] = field(default_factory=list)

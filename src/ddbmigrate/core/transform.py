@@ -159,3 +159,35 @@ def load_transform(ref: str) -> Transform:
     except OSError:
         code_hash = hashlib.sha256(ref.encode()).hexdigest()
     return Transform(func, ref, code_hash, location)
+
+
+def as_transform(fn: Any, *, name: Optional[str] = None) -> Transform:
+    """A :class:`Transform` from a reference string, a loaded Transform, or a plain callable.
+
+    A callable (a migration's function, a lambda in a script) gets its name from where it is
+    defined. A module-level function of a file keeps the ``file.py:func`` reference, so worker
+    processes can load it again (and check its hash); any other callable runs on the threads
+    engine only (its reference cannot be loaded elsewhere, and says so).
+    """
+    if isinstance(fn, Transform):
+        return fn
+    if isinstance(fn, str):
+        return load_transform(fn)
+    if not callable(fn):
+        raise UsageError(f"a transform must be a function or a 'file.py:func' reference, not {type(fn).__name__}")
+    qual = getattr(fn, "__qualname__", None) or type(fn).__name__
+    try:
+        location = os.path.abspath(inspect.getsourcefile(fn) or "")
+    except TypeError:
+        location = ""
+    ref = name
+    if ref is None:
+        module = sys.modules.get(getattr(fn, "__module__", "") or "")
+        top_level = module is not None and getattr(module, qual, None) is fn and "<" not in qual
+        ref = f"{location}:{qual}" if location and top_level else f"<callable {qual}>"
+    try:
+        with open(location, "rb") as fh:
+            code_hash = hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        code_hash = hashlib.sha256(ref.encode()).hexdigest()
+    return Transform(fn, ref, code_hash, location or ref)

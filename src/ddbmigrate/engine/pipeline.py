@@ -473,6 +473,8 @@ class Pipeline:
     def _ack(self, b: Batch, res: BatchResult) -> None:
         t = b.ticket
         counts = {"written": res.written, "deleted": res.deleted, "skipped_existing": res.skipped_existing}
+        for k, v in res.counts.items():
+            counts[k] = counts.get(k, 0) + v
         st = self.units[t.unit]
         # Several writers acknowledge batches of one ticket at once: its counts are updated
         # under the unit's lock, or concurrent read-modify-writes lose acknowledgements.

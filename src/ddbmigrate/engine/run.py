@@ -43,8 +43,10 @@ from typing import (
 )
 
 from ..config import RunOptions
+from ..core.records import COUNTER_NAMES
 from ..errors import DdbMigrateError, FatalError, InterruptedError_, RetriableError
 from ..logs import redact
+from ..reporting import metrics
 from ..reporting.progress import Progress
 from ..reporting.report import Report, deliver, finish, merge_stats
 from ..state.checkpoint import (
@@ -91,6 +93,9 @@ class WorkerView:
         self.live_fn: Optional[Callable[[], Dict[str, int]]] = None
         self.settled_fn: Optional[Callable[[], Dict[str, int]]] = None
         self.extra_fn: Optional[Callable[[], Dict[str, Any]]] = None
+        # Live retry stats and rate limits while a worker in this process runs (threads engine).
+        self.stats_fn: Optional[Callable[[], Dict[str, Any]]] = None
+        self.limits_fn: Optional[Callable[[], Dict[str, Dict[str, Any]]]] = None
 
     def live_counters(self) -> Dict[str, int]:
         if self.live_fn is not None:
@@ -281,7 +286,8 @@ class Driver:
 
     def stats(self) -> Dict[str, Any]:
         with self._lock:
-            return merge_stats(*(w.stats for w in self.workers.values() if w.stats))
+            views = list(self.workers.values())
+        return merge_stats(*(s for s in (w.stats_fn() if w.stats_fn is not None else w.stats for w in views) if s))
 
     def limits(self) -> Dict[str, Dict[str, Any]]:
         """Every configured limit summed over workers: their shares add up to the job's limit."""
@@ -289,7 +295,7 @@ class Driver:
         with self._lock:
             views = list(self.workers.values())
         for w in views:
-            for name, d in w.limits.items():
+            for name, d in (w.limits_fn() if w.limits_fn is not None else w.limits).items():
                 o = out.setdefault(name, {"limit": 0.0, "current": 0.0, "throttle_events": 0})
                 o["limit"] = round(o["limit"] + float(d.get("limit") or 0), 1)
                 o["current"] = round(o["current"] + float(d.get("current") or 0), 1)
@@ -322,6 +328,12 @@ class Driver:
             # The drain is visible: "done" keeps moving while in-flight writes are acknowledged.
             out["status"] = "stopping: finishing in-flight writes (signal again to stop at once)"
         return out
+
+    def metric_samples(self) -> List[metrics.Sample]:
+        """This job's figures for ``--metrics-port`` (read at scrape time)."""
+        counters = {k: 0 for k in COUNTER_NAMES}
+        counters.update(self.counters(live=True))
+        return metrics.job_samples(self.job.kind, counters, self.stats(), self.limits(), dict(self.dead.by_reason))
 
     def sink_state(self) -> Dict[str, Any]:
         with self._lock:
@@ -364,6 +376,13 @@ class Driver:
         """Progress display, observers, signals and ``cancel`` around the engine's work."""
         progress = Progress(self.job.kind, self.snapshot, mode=self.opts.progress, label=progress_label)
         self.progress = progress
+        server: Optional[metrics.MetricsServer] = None
+        remove: Callable[[], None] = lambda: None
+        if self.opts.metrics_port is not None:
+            server = metrics.acquire(self.opts.metrics_host, self.opts.metrics_port)
+            stall = metrics.Stall()
+            remove = server.add(self.metric_samples, lambda: stall.observe(
+                self.snapshot().get("done", 0), sum(self.stats().get("retries", {}).values())))
         restore = install_handler(self._on_signal)
         detach: Callable[[], None] = lambda: None
         if self.observer is not None:
@@ -385,6 +404,9 @@ class Driver:
         try:
             yield
         finally:
+            remove()
+            if server is not None:
+                metrics.release(server)
             watcher_done.set()
             if watcher is not None:
                 watcher.join()

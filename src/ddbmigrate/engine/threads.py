@@ -81,11 +81,14 @@ def run_units(feed: WorkerFeed, job: Job, res: Resources, crash_hook: Callable[[
                       p.counters.snapshot(committed=True))
 
         live()
+        view.stats_fn = lambda: merge_stats(*res.stats())
+        view.limits_fn = lambda: {lim.name or str(i): d for i, lim in enumerate(limits)
+                                  if (d := lim.describe()) is not None}
         try:
             p.run()
         except BaseException as e:
             error = e
-        view.live_fn = view.settled_fn = None
+        view.live_fn = view.settled_fn = view.stats_fn = view.limits_fn = None
         live()
         view.live = p.counters.snapshot()
         # The final commit came through ``save`` at the end of p.run(); without a checkpoint

@@ -6,17 +6,12 @@ A job module (copy, clean, export, import) describes its job with these and hand
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, Dict, Optional
 
 from ..aws.client import DynamoClient
-from ..aws.tables import (
-    clone_request,
-    create_table,
-    load_spec,
-    request_from_spec,
-    time_to_live,
-)
+from ..aws.tables import load_spec, request_from_spec
 from ..config import RunOptions, TableRef
 from ..engine import default_engine
 from ..engine.job import Job
@@ -77,31 +72,58 @@ def prepare_target(
     create: bool = False,
     spec_path: Optional[str] = None,
     dry_run: bool = False,
+    kms_key: Optional[str] = None,
+    on_created: Optional[Callable[[Any], None]] = None,
 ) -> Dict[str, Any]:
     """Describe the target, creating it (from a spec or as a clone of the source) when asked.
 
+    A clone carries every setting of the source (:mod:`ddbmigrate.schema.apply`); ``kms_key``
+    (--target-kms-key) replaces the source's encryption key. What was created, and every setting
+    not applied with its reason, is logged and handed to ``on_created`` (a ``CreateResult``).
     A dry run creates nothing: it validates against the schema the target would be created with.
     """
     name = client.ref.table
     try:
-        return client.describe_table()
+        desc = client.describe_table()
+        if kms_key:
+            logging.getLogger("ddbmigrate.schema").warning(
+                "target %s exists: --target-kms-key %s is not used (it only applies to a table ddbmigrate creates)",
+                name, kms_key)
+        return desc
     except TableNotFoundError:
         if not create and not spec_path:
             raise TableNotFoundError(
                 f"target table {name!r} does not exist at {client.endpoint}; add --create-target to "
                 "create it from the source's schema (or --target-spec FILE)", table=name,
             ) from None
+    from ..schema.apply import create_from_definition, log_plan, log_result, plan_creation
+    from ..schema.read import read_definition
+    from ..schema.spec import load_definition
+
+    if dry_run and spec_path:
+        # Nothing is created; say what would be, and what would not be applied, before the real run.
+        log_plan(plan_creation(client, load_definition(spec_path, name), table=name, kms_key=kms_key))
+        return request_from_spec(load_spec(spec_path), spec_path, name)[0]
+    if dry_run and source_desc is not None:
+        if source_client is not None:
+            definition = read_definition(source_client, source_desc["TableName"])
+            log_plan(plan_creation(client, definition, table=name, kms_key=kms_key))
+        return source_desc
     if spec_path:
-        req, ttl = request_from_spec(load_spec(spec_path), spec_path, name)
+        definition = load_definition(spec_path, name)
+    elif source_desc is not None and source_client is not None:
+        definition = read_definition(source_client, source_desc["TableName"])
     elif source_desc is not None:
-        req = clone_request(source_desc, name)
-        ttl = time_to_live(source_client, source_desc["TableName"]) if source_client is not None and not dry_run \
-            else None
+        from ..schema.model import READ_BY, from_aws
+
+        definition = from_aws(source_desc, unread={k: f"{op} was not called" for k, op in READ_BY.items()})
     else:
         raise UsageError(f"cannot create {name}: give --spec FILE")
-    if dry_run:
-        return source_desc if source_desc is not None and not spec_path else req
-    return create_table(client, req, ttl_attribute=ttl)
+    result = create_from_definition(client, definition, table=name, kms_key=kms_key)
+    log_result(result)
+    if on_created is not None:
+        on_created(result)
+    return result.description
 
 
 def same_table(a: TableRef, b: TableRef, ca: DynamoClient, cb: DynamoClient) -> bool:

@@ -53,16 +53,21 @@ def copy_table(
     engine: Optional[Engine] = None,
     cancel: Optional[threading.Event] = None,
     observer: Optional[Observer] = None,
+    target_kms_key: Optional[str] = None,
 ) -> Report:
     """Copy every item of ``source`` into ``target`` and return the report.
 
     ``confirm`` is asked before ``clean_target`` empties the target (pass ``lambda m: True`` for
     --yes). ``transform`` (or ``options.transform``) re-models each item on the way. ``engine``
     (``ddbmigrate.engine.engine_for``) runs it: threads by default, ``options.processes`` worker
-    processes, or Spark.
+    processes, or Spark. ``create_target`` clones every setting of the source (one line per setting
+    not applied, in the log and in ``report.extra["target_created"]``); ``target_kms_key`` encrypts
+    the new table with that KMS key.
     """
     opts = options or RunOptions()
     check_resume_options(opts)
+    if target_kms_key and not (create_target or target_spec):
+        raise UsageError("--target-kms-key applies to a table ddbmigrate creates: add --create-target or --target-spec")
     if transform is None and opts.transform:
         transform = load_transform(opts.transform)
     writers = opts.writers or default_writers(opts.mode)
@@ -72,8 +77,10 @@ def copy_table(
         sdesc = src.describe_table()
         if same_table(source, target, src, dst):
             raise UsageError("source and target are the same table")
+        created: List[Dict[str, Any]] = []
         tdesc = prepare_target(dst, source_desc=sdesc, source_client=src, create=create_target,
-                               spec_path=target_spec, dry_run=opts.dry_run)
+                               spec_path=target_spec, dry_run=opts.dry_run, kms_key=target_kms_key,
+                               on_created=lambda r: created.append(r.to_dict()))
         src_keys = KeySchema.from_table_description(sdesc)
         dst_keys = KeySchema.from_table_description(tdesc)
         # Before anything is read for real (or deleted by --clean-target): do the items fit?
@@ -107,7 +114,8 @@ def copy_table(
         source_label=source.describe(), target_label=target.describe(),
         total_estimate=int(sdesc.get("ItemCount") or 0) or None, readers=default_readers(segments),
         writers=writers, extra={"mode": opts.mode, "transform": transform.name if transform else None,
-                                "clean_target": cleaned},
+                                "clean_target": cleaned,
+                                **({"target_created": created[0]} if created else {})},
     )
     return run(job, engine, cancel=cancel, observer=observer)
 

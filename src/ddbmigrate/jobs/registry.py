@@ -10,6 +10,7 @@ A kind maps to a ``module:function`` reference, imported only when a plan uses i
     import (native)   -> ddbmigrate.aws.managed:native_import
     verify            -> ddbmigrate.verify:verify_tables (or ddbmigrate.verify.job)
     replicate         -> ddbmigrate.jobs.replicate:replicate
+    update            -> ddbmigrate.jobs.update:update_table
 
 Invariants:
 
@@ -36,7 +37,7 @@ from ..engine import (
 from ..errors import UsageError
 
 #: The kinds a plan can name, in the order messages list them.
-KINDS: Tuple[str, ...] = ("copy", "export", "import", "verify", "clean", "replicate")
+KINDS: Tuple[str, ...] = ("copy", "export", "import", "verify", "clean", "replicate", "update")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ _REGISTRY: Dict[Tuple[str, bool], JobKind] = {
     ("import", True): JobKind("import", "ddbmigrate.aws.managed", "native_import", ("threads",), native=True),
     ("verify", False): JobKind("verify", "ddbmigrate.verify", "verify_tables", also_in=("ddbmigrate.verify.job",)),
     ("replicate", False): JobKind("replicate", "ddbmigrate.jobs.replicate", "replicate", ("threads",)),
+    ("update", False): JobKind("update", "ddbmigrate.jobs.update", "update_table"),
 }
 
 # Only export and import have a native variant; for every other kind ``native`` is ignored.

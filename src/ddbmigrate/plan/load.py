@@ -51,6 +51,7 @@ OPTION_TYPES: Dict[str, Any] = {
     "segments": int, "writers": int, "mode": str, "on_error": str, "max_errors": int,
     "max_read_units": _NUM, "max_write_units": _NUM, "read_percent": _NUM, "write_percent": _NUM,
     "max_attempts": int, "consistent_read": bool, "dead_letters": bool,
+    "max_cost": _NUM,  # USD: `run` refuses to start the job when its estimate is above (plan/estimate.py)
 }
 # How a job is scheduled (threads, processes or Spark), per job or as a default.
 ENGINE_FIELDS = ("engine", "processes", "spark_master")
@@ -62,10 +63,12 @@ KIND_FIELDS: Dict[str, Tuple[str, ...]] = {
     "verify": ("source", "target", "transform"),
     "clean": ("target", "confirm"),
     "replicate": ("source", "target", "transform", "create_target", "target_spec"),
+    "update": ("target", "transform"),
 }
 REQUIRED: Dict[str, Tuple[str, ...]] = {
     "copy": ("source", "target"), "export": ("source", "to"), "import": ("from", "target"),
     "verify": ("source", "target"), "clean": ("target",), "replicate": ("source", "target"),
+    "update": ("target", "transform"),
 }
 TOP_FIELDS = ("version", "name", "state_dir", "parallel", "fail_fast", "defaults", "jobs")
 DEFAULT_FIELDS = ("source", "target", "options", "create_target", "target_spec", "verify_after", "transforms",
@@ -139,6 +142,8 @@ class PlanJob:
             what = f"{src} == {dst}"
         elif self.kind == "clean":
             what = f"delete every item of {dst}"
+        elif self.kind == "update":
+            what = f"{dst} in place"
         else:
             what = f"{src} => {dst} (backfill + stream)"
         notes = []
@@ -278,6 +283,8 @@ def _options(ck: _Checker, value: Any, p: Path_) -> Dict[str, Any]:
     for k, v in opts.items():
         if k in OPTION_TYPES and ck.typed(v, p + (k,), OPTION_TYPES[k], k):
             out[k] = v
+    if isinstance(out.get("max_cost"), _NUM) and out["max_cost"] < 0:
+        ck.add(p + ("max_cost",), f"{ck.where(p)}: max_cost must be a positive amount of US dollars")
     try:
         run_options(out)
     except UsageError as e:

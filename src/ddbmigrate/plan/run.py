@@ -120,7 +120,7 @@ class _PlanState:
 
 class _Runner:
     def __init__(self, plan: Plan, *, parallel: int, resume: bool, restart: bool, progress: str, stream: Any,
-                 fail_fast: bool) -> None:
+                 fail_fast: bool, max_cost: Optional[float] = None, prices: Optional[str] = None) -> None:
         from .progress import PlanProgress
 
         self.plan = plan
@@ -136,6 +136,9 @@ class _Runner:
         self.results: Dict[str, JobResult] = {
             j.name: JobResult(j.name, j.kind, j.line, description=j.describe()) for j in plan.jobs}
         self.report = PlanReport(plan=plan.path, name=plan.name, parallel=self.parallel, state_dir=plan.state_dir)
+        self.max_cost = max_cost
+        self.prices = prices
+        self.estimates: Dict[str, Any] = {}
 
     # ------------------------------------------------------------------ paths
 
@@ -175,6 +178,12 @@ class _Runner:
                 self.display.set_status(job.name, "done (earlier run)")
             else:
                 pending.append(job)
+        # The cost caps (run --max-cost, a job's options.max_cost): checked before anything runs.
+        from .estimate import check_plan_cost
+
+        for r in check_plan_cost(self.plan, pending, self.max_cost, prices=self.prices):
+            if r.estimate is not None:
+                self.estimates[r.job.name] = r.estimate
         self.display.start()
         restore = self._install_signals()
         try:
@@ -308,6 +317,10 @@ class _Runner:
         try:
             engine = self._engine(job)
             report = self._execute(job, engine)
+            if job.name in self.estimates and hasattr(report, "extra"):
+                from ..estimate import attach_estimate
+
+                attach_estimate(report, self.estimates[job.name])
             res.report = _report_dict(report)
             res.exit_code = int(getattr(report, "exit_code", EXIT_OK) or EXIT_OK)
             res.status = "done"
@@ -361,6 +374,8 @@ class _Runner:
                           "clean_target": job.clean_target, "confirm": confirm, **watch}, user)
         if job.kind == "clean":
             return _call(func, (job.target, opts), {"confirm": confirm, **watch}, user)
+        if job.kind == "update":  # the transform travels in opts; version_attribute etc. in args
+            return _call(func, (job.target, opts), watch, user)
         if job.kind == "export" and job.native:
             return _call(func, (job.source, job.path_to),
                          {"export_time": job.export_time, "incremental": job.incremental, "progress": "off", **watch},
@@ -409,12 +424,15 @@ def run_plan(
     state_dir: Optional[str] = None,
     fail_fast: Optional[bool] = None,
     stream: Any = None,
+    max_cost: Optional[float] = None,
+    prices: Optional[str] = None,
 ) -> PlanReport:
     """Run every job of the plan at ``path`` and return the combined report.
 
     Job failures do not raise: they are in the report (``status``, ``exit_code``, each job's
     ``error``). Invalid plans raise :class:`PlanError`; an unfinished earlier run without
-    ``resume`` or ``restart`` raises :class:`UsageError`.
+    ``resume`` or ``restart`` raises :class:`UsageError`, and so does an estimate above
+    ``max_cost`` (USD, the plan's total) or above a job's ``options.max_cost``, before any job runs.
     """
     if resume and restart:
         raise UsageError("--resume and --restart are mutually exclusive")
@@ -425,7 +443,8 @@ def run_plan(
         if job.verify_after:
             registry.job_function("verify", engine=job.passed_engine())
     runner = _Runner(plan, parallel=parallel or plan.parallel, resume=resume, restart=restart, progress=progress,
-                     stream=stream, fail_fast=plan.fail_fast if fail_fast is None else fail_fast)
+                     stream=stream, fail_fast=plan.fail_fast if fail_fast is None else fail_fast,
+                     max_cost=max_cost, prices=prices)
     rep = runner.run()
     if report:
         rep.write_json(report)

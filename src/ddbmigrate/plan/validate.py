@@ -53,10 +53,10 @@ def validate_plan(path: str, *, check_tables: bool = True, sample: int = 20,
                 add(job, "transform", e.one_line())
         for key, p in (("target_spec", job.target_spec), ("spec", job.spec)):
             if p:
-                from ..aws.tables import load_spec, spec_to_request
+                from ..schema.spec import load_definition
 
-                try:
-                    spec_to_request(load_spec(p), table_name=job.target.table if job.target else None)
+                try:  # every setting checked, not only the keys: a bad one stops the plan before it starts
+                    load_definition(p, job.target.table if job.target else None)
                 except DdbMigrateError as e:
                     add(job, key, e.one_line())
         exported = [j.path_to for j in plan.jobs if j.kind == "export" and j.path_to]

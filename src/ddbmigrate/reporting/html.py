@@ -58,6 +58,7 @@ class Run:
     source: str = ""
     target: str = ""
     balanced: Optional[bool] = None
+    estimate: Optional[Dict[str, Any]] = None  # estimated vs actual, when the run was estimated first
 
     @property
     def dead(self) -> int:
@@ -112,6 +113,7 @@ def _run_from_report(d: Dict[str, Any], name: Optional[str] = None, offset: floa
         unit_seconds={str(k): float(v) for k, v in (units or {}).items()},
         error=error or d.get("error"), items_per_second=float(d.get("items_per_second") or 0.0),
         source=str(d.get("source") or ""), target=str(d.get("target") or ""), balanced=d.get("balanced"),
+        estimate=extra.get("estimate") if isinstance(extra.get("estimate"), dict) else None,
     )
 
 

@@ -3,6 +3,7 @@
 Balance (invariant 2 of the pipeline), checked by :meth:`Report.balanced`::
 
     read + fanout_extra == written + deleted + skipped_existing + collapsed + dead_lettered + dropped
+                           + unchanged + vanished      (an in-place update: left as they were / deleted meanwhile)
 
 Without a transform this is ``read == written + dead_lettered + collapsed (+ skipped_existing)``.
 """
@@ -74,7 +75,7 @@ class Report:
         c = self.count
         lhs = c("read") + c("fanout_extra")
         rhs = (c("written") + c("deleted") + c("skipped_existing") + c("collapsed") + c("dead_lettered")
-               + c("dropped"))
+               + c("dropped") + c("unchanged") + c("vanished"))
         return lhs == rhs
 
     @property
@@ -103,7 +104,7 @@ def finish(report: Report, counters: Dict[str, int], stats: Dict[str, Any], elap
     report.consumed_write_units = float(stats.get("consumed_write_units", 0.0))
     report.duration_seconds = round(elapsed, 3)
     moved = report.count("written") + report.count("deleted") + report.count("skipped_existing")
-    if report.job in ("export", "verify"):
+    if report.job in ("export", "verify", "update"):  # an update's unchanged items are work done too
         moved = report.count("read")
     report.items_per_second = round(moved / elapsed, 1) if elapsed > 0 else 0.0
     report.finished_at = utcnow()

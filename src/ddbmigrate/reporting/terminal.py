@@ -61,7 +61,7 @@ def render_report(report: "Report", console: Any = None) -> None:
     # that cannot be mistaken for writes.
     labels = DRY_RUN_LABELS if dry else {}
     for k in ("read", "out", "written", "deleted", "skipped_existing", "dropped", "fanout_extra",
-              "collapsed", "dead_lettered", "transform_errors"):
+              "collapsed", "dead_lettered", "transform_errors", "unchanged", "retried_races", "vanished"):
         v = report.count(k)
         if v or k in ("read", "written", "dead_lettered") or (dry and k in labels):
             t.add_row(labels.get(k, k.replace("_", " ")), f"{v:,}")
@@ -84,6 +84,13 @@ def render_report(report: "Report", console: Any = None) -> None:
     for k, v in report.extra.items():
         if isinstance(v, (str, int, float)):
             t.add_row(k.replace("_", " "), str(v))
+    est = report.extra.get("estimate")
+    if isinstance(est, dict) and "estimated" in est:  # --max-cost ran an estimate: show it against the run
+        from ..estimate.guard import comparison_lines
+
+        first, second = comparison_lines(est)
+        t.add_row("estimate", first.split(":", 1)[1].strip())
+        t.add_row("actual", second.split(":", 1)[1].strip())
     if report.dead_lettered or report.dead_letter_path and os.path.exists(report.dead_letter_path):
         t.add_row("dead-letter file", str(report.dead_letter_path or "(not kept)"))
     if not report.balanced():
@@ -130,6 +137,11 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
                           + (f" (in {r.dead_letter_path})" if r.dead_letter_path else ""))
         if r.error:
             console.print(f"[red]{r.name}:[/red] {r.error}")
+        if r.estimate and "estimated" in r.estimate:
+            from ..estimate.guard import comparison_lines
+
+            for line in comparison_lines(r.estimate):
+                console.print(f"{r.name}: {line}")
         if r.unit_seconds:
             vals = sorted(r.unit_seconds.values())
             console.print(f"{r.name}: {len(vals)} segment(s), fastest {vals[0]:.1f}s, median "

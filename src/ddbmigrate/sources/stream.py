@@ -20,7 +20,8 @@ Invariants:
 2. Positions only move past records that were handed out; the caller checkpoints a position only
    after the target acknowledged the writes of every record before it.
 3. A position the stream can no longer serve (``TrimmedDataAccessException``, a missing shard,
-   a checkpoint or a TRIM_HORIZON start older than the 24 h retention) raises
+   a checkpoint or a TRIM_HORIZON start older than the retention: 24 h, or ``retention`` seconds
+   for tests that simulate a short one) raises
    :class:`ResyncNeededError`; records are never skipped silently. Expired iterators (15 min)
    are renewed from the position transparently.
 
@@ -153,6 +154,7 @@ class StreamReader:
         self._described_at: Optional[float] = None
         self.iterator_renewals = 0
         self.get_records_calls = 0
+        self.forgotten: List[str] = []  # finished shards dropped by refresh (the caller forgets them too)
 
     # ------------------------------------------------------------------ discovery
 
@@ -191,11 +193,20 @@ class StreamReader:
         d = self.describe()
         self._described_at = now
         self.status, self.view_type = d.status, d.view_type
+        listed = {s.shard_id for s in d.shards}
         for s in d.shards:
             self.shards[s.shard_id] = s
             if s.shard_id not in self.positions:
                 # A shard we have never seen began after our start: all of it is new to us.
                 self.positions[s.shard_id] = {"from": "TRIM_HORIZON", "since": now}
+        for sid in [sid for sid in list(self.shards) if sid not in listed]:
+            if self.positions.get(sid, {}).get("done"):
+                # Finished and trimmed from the stream (24 h): forgotten, so a replication that
+                # runs for weeks keeps as many shards in memory as the stream lists. A child
+                # whose parent is unknown treats it as finished (see _parent_finished).
+                del self.shards[sid]
+                del self.positions[sid]
+                self.forgotten.append(sid)
 
     def start_positions(self) -> Dict[str, Position]:
         """Positions recorded *before* a backfill: every change from now on will be replayed.
@@ -273,9 +284,11 @@ class StreamReader:
             req["ShardIteratorType"] = "LATEST"
         else:
             since = pos.get("since")
-            if since is not None and self.clock() - float(since) > self.retention - RETENTION_MARGIN:
+            margin = min(RETENTION_MARGIN, self.retention / 4)
+            if since is not None and self.clock() - float(since) > self.retention - margin:
                 raise self._resync(shard_id, f"shard {shard_id} has been waiting since "
-                                   f"{_fmt_time(float(since))}, longer than the stream's 24 h retention")
+                                   f"{_fmt_time(float(since))}, longer than the stream's retention "
+                                   f"({_fmt_span(self.retention)})")
             req["ShardIteratorType"] = "TRIM_HORIZON"
         try:
             resp = self.client.call("GetShardIterator", req)
@@ -347,6 +360,10 @@ def _pos_text(pos: Position) -> str:
     if "at" in pos:
         return f"sequence number {pos['at']}"
     return str(pos.get("from", pos))
+
+
+def _fmt_span(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
 
 
 def _fmt_time(t: float) -> str:

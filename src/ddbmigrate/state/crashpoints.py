@@ -6,7 +6,8 @@ and the process SIGKILLs itself the n-th time it reaches that point. Points:
 - ``after_batch_ack``: a batch was acknowledged by DynamoDB, the checkpoint not yet saved;
 - ``mid_checkpoint_write``: half of the checkpoint's temp file is written;
 - ``mid_export_line``: half of an export data line is written;
-- ``after_stream_write``: stream records were written, the shard checkpoint not yet saved.
+- ``after_stream_write``: journaled stream records were written, the apply checkpoint not yet saved;
+- ``after_journal_segment``: a journal segment is durable, the positions it covers not yet recorded.
 
 When the variable is unset this costs one dict lookup per call.
 

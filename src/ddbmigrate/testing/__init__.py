@@ -4,6 +4,10 @@
   proxy on loopback between the tool and DynamoDB (Local): throttling, 500/503, connection
   resets, lost responses after the write was applied, partial ``UnprocessedItems`` and outages,
   with a per-key audit of the writes it forwarded.
+- :class:`RetentionProxy`: a proxy in front of DynamoDB Local's Streams API that trims records
+  older than R seconds the way DynamoDB does after 24 h (``TrimmedDataAccessException``,
+  ``TRIM_HORIZON`` starting after the trimmed records), so a replication's retention handling
+  can be tested in seconds.
 - :func:`run_tool`: run ``python -m ddbmigrate ...`` as a subprocess (optionally killed with
   SIGKILL or stopped with SIGTERM at a chosen moment) and collect its exit code, output and
   peak RSS.
@@ -14,6 +18,7 @@ Nothing here is imported by the tool itself; it is only for tests.
 from __future__ import annotations
 
 from .proxy import Audit, FaultProxy, Faults
+from .retention import RetentionProxy
 from .tool import ToolRun, run_tool
 
-__all__ = ["Audit", "FaultProxy", "Faults", "ToolRun", "run_tool"]
+__all__ = ["Audit", "FaultProxy", "Faults", "RetentionProxy", "ToolRun", "run_tool"]

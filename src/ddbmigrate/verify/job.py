@@ -46,6 +46,7 @@ from ..engine.pipeline import Counters
 from ..engine.run import Engine
 from ..engine.threads import ThreadsEngine
 from ..errors import InterruptedError_, UsageError
+from ..reporting import metrics
 from ..reporting.progress import Progress
 from ..reporting.report import finish, merge_stats
 from ..sinks.compare_spill import CompareSpillSpec, spill_buffer
@@ -97,6 +98,8 @@ def verify_tables(
     input_format: str = "auto",
     follow_symlinks: bool = False,
     engine: Any = None,
+    metrics_port: Optional[int] = None,
+    metrics_host: str = "127.0.0.1",
 ) -> VerifyReport:
     """Compare ``target`` with ``transform(source)`` by primary key and report every difference.
 
@@ -203,12 +206,14 @@ def verify_tables(
             source_key_schema=source_side.key_schema, source_table=src_table, target_table=tgt_table,
             dedupe=False, unit_segment=False, max_batch_ops=SPILL_BATCH, loaded=tf), sink(EXPECTED), label=source_side.label,
             estimate=source_side.estimate, readers=nreaders,
-            dead_path=os.path.join(folder, "expected.deadletter.jsonl"), on_error=on_error),
+            dead_path=os.path.join(folder, "expected.deadletter.jsonl"), on_error=on_error,
+            metrics=(metrics_host, metrics_port)),
         side_job(ACTUAL, target_side.job_source(), ProcessingSpec(
             key_schema=keys, trusted=trusted_actual, source_key_schema=target_side.key_schema,
             source_table=tgt_table, target_table=tgt_table, dedupe=False, max_batch_ops=SPILL_BATCH), sink(ACTUAL),
             label=target_side.label, estimate=target_side.estimate, readers=nreaders,
-            dead_path=os.path.join(folder, "actual.deadletter.jsonl"), on_error="fail"),
+            dead_path=os.path.join(folder, "actual.deadletter.jsonl"), on_error="fail",
+            metrics=(metrics_host, metrics_port)),
     ]
     counters = Counters()
     phase = {"status": "scan"}
@@ -220,6 +225,8 @@ def verify_tables(
 
     started = time.monotonic()
     display = Progress("verify", snapshot, mode=progress)
+    # --metrics-port: one server for the whole verify, which each side job's driver serves through.
+    server = metrics.acquire(metrics_host, metrics_port) if metrics_port is not None else None
     display.start()
     try:
         for run in runs:
@@ -257,6 +264,8 @@ def verify_tables(
                                 "(repairs are full-image writes: rerun to finish)") from None
     finally:
         display.stop()
+        if server is not None:
+            metrics.release(server)
         diffs.close()
         shutil.rmtree(folder, ignore_errors=True)
     c = counters.snapshot()

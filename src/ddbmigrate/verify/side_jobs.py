@@ -62,9 +62,11 @@ class SideRun:
 
 
 def side_job(side: int, spec: SourceSpec, processing: ProcessingSpec, sink: CompareSpillSpec, *, label: str,
-             estimate: Optional[int], readers: int, dead_path: str, on_error: str) -> SideRun:
+             estimate: Optional[int], readers: int, dead_path: str, on_error: str,
+             metrics: Tuple[str, Optional[int]] = ("127.0.0.1", None)) -> SideRun:
     """The job that reads one side into its compare sink (never checkpointed: a verify reruns)."""
-    opts = RunOptions(progress="off", dead_letter=dead_path, on_error=on_error)
+    opts = RunOptions(progress="off", dead_letter=dead_path, on_error=on_error, metrics_host=metrics[0],
+                      metrics_port=metrics[1])
     job = Job(kind="verify", identity={"job": "verify", "side": SIDE_NAME[side]}, options=opts, source=spec,
               sink=sink, processing=processing, source_label=label, target_label="compare",
               total_estimate=estimate, readers=readers, writers=WRITERS, checkpoint=False)

@@ -1,0 +1,254 @@
+"""DynamoDB bulk put items (``StartBulkPutItems``): S3 -> an *existing* table, started and watched.
+
+``native_bulk_put`` starts the operation with a client token it keeps in a small state file
+(``.ddbmigrate/bulk-put-<table>-<hash>.json``), then polls ``DescribeBulkOperation`` with the same
+progress display as ImportTable (items, bytes, failed items, ETA). Running the same command again
+re-attaches: the saved token makes StartBulkPutItems return the same operation (AWS keeps a
+token for 8 hours), and the saved ARN is described directly after that; ``restart`` starts a new
+operation with a new token. Ctrl-C asks whether to cancel the operation (CancelBulkOperation);
+declining stops the watching only, and the operation goes on in AWS.
+
+Invariants: nothing here moves items itself, so the report's counts are DynamoDB's (processed =
+written + failed); the failed items are in the S3 failure report whose location the report
+carries (``dead_letter_path``). The state file is written (atomically) before the start call, so
+a crash between the call and its answer re-attaches to the same operation instead of starting a
+second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, Optional
+
+import orjson
+
+from ..config import TableRef
+from ..errors import FatalError, InterruptedError_, UsageError
+from ..reporting.report import Report, deliver, utcnow
+from .client import DynamoClient
+from .managed import (
+    _aws_error,
+    _fmt_bytes,
+    _manifest_item_count,
+    _StopWatching,
+    _Watch,
+    import_prefix,
+    split_s3_uri,
+)
+
+TERMINAL_BULK = ("COMPLETED", "COMPLETED_WITH_ERRORS", "CANCELLED", "FAILED")
+TIERS = ("STANDARD", "ACCELERATED")
+MIN_WRITE_UNITS = 1024  # the API's minimum for MaxWriteRequestUnits
+
+
+def _state_path(table: TableRef, s3_uri: str, state_dir: str) -> str:
+    h = hashlib.sha256(orjson.dumps([table.identity(), s3_uri], option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+    return os.path.join(state_dir, f"bulk-put-{table.table}-{h}.json")
+
+
+def _load_state(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = orjson.loads(fh.read())
+        return data if isinstance(data, dict) else {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise UsageError(f"bulk put state {path} is unreadable ({e}); use --restart to start a new operation") from None
+
+
+def _save_state(path: str, state: Dict[str, Any]) -> None:
+    from ..state.checkpoint import atomic_write
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    atomic_write(path, orjson.dumps(state, option=orjson.OPT_INDENT_2, default=str))
+
+
+def bulk_put_request(s3_uri: str, table_arn: str, report_uri: str, *, input_format: str = "DYNAMODB_JSON",
+                     compression: str = "GZIP", tier: str = "STANDARD", max_write_units: Optional[float] = None,
+                     s3_bucket_owner: Optional[str] = None) -> Dict[str, Any]:
+    """StartBulkPutItems arguments (without the client token), checked before any call."""
+    if input_format not in ("DYNAMODB_JSON", "ION"):
+        raise UsageError(f"bulk put reads DYNAMODB_JSON or ION, not {input_format!r}")
+    if compression not in ("GZIP", "ZSTD", "NONE"):
+        raise UsageError(f"compression must be GZIP, ZSTD or NONE, not {compression!r}")
+    tier = tier.upper()
+    if tier not in TIERS:
+        raise UsageError(f"--tier must be standard or accelerated, not {tier.lower()!r}")
+    bucket, key_prefix, _is_export = import_prefix(s3_uri)
+    out_bucket, out_prefix = split_s3_uri(report_uri)
+    inp: Dict[str, Any] = {"S3Bucket": bucket, "InputFormat": input_format, "InputCompressionType": compression}
+    if key_prefix:
+        inp["S3KeyPrefix"] = key_prefix
+    if s3_bucket_owner:
+        inp["S3BucketOwner"] = s3_bucket_owner
+    out: Dict[str, Any] = {"S3Bucket": out_bucket, "OutputType": ["ERROR"]}
+    if out_prefix:
+        out["S3KeyPrefix"] = out_prefix
+    req: Dict[str, Any] = {"TableName": table_arn, "InputS3Configuration": inp, "OutputS3Configuration": out,
+                           "PerformanceTier": tier}
+    if max_write_units is not None:
+        if max_write_units < MIN_WRITE_UNITS:
+            raise UsageError(f"--max-write-units for bulk put must be at least {MIN_WRITE_UNITS:,} (the API's minimum), "
+                             f"not {max_write_units:,.0f}")
+        req["MaxWriteRequestUnits"] = int(max_write_units)
+    return req
+
+
+def default_report_uri(s3_uri: str, table: str) -> str:
+    bucket, _prefix = split_s3_uri(s3_uri)
+    return f"s3://{bucket}/ddbmigrate-bulk-put-reports/{table}/"
+
+
+def native_bulk_put(
+    s3_uri: str,
+    table: TableRef,
+    *,
+    tier: str = "STANDARD",
+    max_write_units: Optional[float] = None,
+    report_uri: Optional[str] = None,
+    input_format: str = "DYNAMODB_JSON",
+    compression: str = "GZIP",
+    s3_bucket_owner: Optional[str] = None,
+    total_items: Optional[int] = None,
+    restart: bool = False,
+    state_dir: str = ".ddbmigrate",
+    confirm_cancel: Optional[Callable[[str], bool]] = None,
+    progress: str = "off",
+    observer: Any = None,
+    cancel: Optional[threading.Event] = None,
+    poll_interval: float = 10.0,
+    timeout: Optional[float] = None,
+    report_path: Optional[str] = None,
+    s3_endpoint_url: Optional[str] = None,
+    client: Optional[DynamoClient] = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Report:
+    """Load the DynamoDB JSON (or Ion) files at ``s3_uri`` into the existing ``table`` with bulk put.
+
+    ``report_uri`` (default ``s3://<input bucket>/ddbmigrate-bulk-put-reports/<table>/``) receives
+    DynamoDB's report of the items it could not write. Returns the report (read = processed,
+    written = processed - failed, dead_lettered = failed; exit 3 when some failed); raises
+    FatalError if the operation FAILED or was CANCELLED, InterruptedError_ when the watching stopped.
+    """
+    c = client or DynamoClient(table, pool_size=2)
+    report_uri = report_uri or default_report_uri(s3_uri, table.table)
+    state_path = _state_path(table, s3_uri, state_dir)
+    state = {} if restart else _load_state(state_path)
+    rep = Report(job="bulk-put", source=s3_uri, target=table.describe())
+    desc = c.describe_table()  # the table must exist: bulk put never creates one
+    req = bulk_put_request(s3_uri, str(desc.get("TableArn") or table.table), report_uri,
+                           input_format=input_format, compression=compression, tier=tier,
+                           max_write_units=max_write_units, s3_bucket_owner=s3_bucket_owner)
+    if state.get("request") not in (None, req):
+        # Same table and input, other settings: re-attaching would silently ignore them.
+        raise UsageError(f"a bulk put of {s3_uri} into {table.table} with other settings is recorded in {state_path} "
+                         "(it may still be running): rerun with its settings to watch it, or add --restart to start "
+                         "a new operation", table=table.table)
+    first: Optional[Dict[str, Any]] = None
+    if state.get("arn"):
+        try:
+            first = _describe(c, str(state["arn"]), table.table)
+        except FatalError:
+            first = None  # gone (older than DynamoDB keeps it): start again with the saved token
+    if first is None:
+        token = str(state.get("client_token") or uuid.uuid4())
+        _save_state(state_path, {"client_token": token, "request": req, "started_at": utcnow()})
+        try:
+            first = dict(c.control.start_bulk_put_items(ClientToken=token, **req)["BulkOperationDescription"])
+        except Exception as e:
+            from .errors import error_code
+
+            if error_code(e) == "IdempotentParameterMismatchException":
+                raise UsageError(f"a bulk put with other settings was started for {table.table} from {s3_uri} "
+                                 "(same client token): rerun with its settings, or --restart for a new operation",
+                                 table=table.table, code="IdempotentParameterMismatchException") from None
+            raise _aws_error(e, table.table, "StartBulkPutItems") from None
+        _save_state(state_path, {"client_token": token, "request": req, "started_at": utcnow(),
+                                 "arn": first.get("BulkOperationArn")})
+    else:
+        rep.extra["reattached"] = True
+    arn = str(first.get("BulkOperationArn"))
+    out_cfg = first.get("OutputS3Configuration") or {}
+    failure_report = (f"s3://{out_cfg.get('S3Bucket')}/{out_cfg.get('S3KeyPrefix', '')}"
+                      if out_cfg.get("S3Bucket") else report_uri)
+    rep.extra.update({"bulk_operation_arn": arn, "client_token": first.get("ClientToken"),
+                      "failure_report": failure_report, "state_file": state_path,
+                      "performance_tier": first.get("PerformanceTier")})
+    if total_items is None:
+        bucket, key_prefix, is_export = import_prefix(s3_uri)
+        if is_export:
+            total_items = _manifest_item_count(bucket, key_prefix, table, s3_endpoint_url)
+
+    def snapshot(d: Dict[str, Any]) -> Dict[str, Any]:
+        done = int(d.get("ProcessedItemCount") or 0)
+        read_b, total_b = d.get("ProcessedInputBytes"), d.get("TotalInputBytes")
+        total = total_items
+        if total is None and done and read_b and total_b:
+            total = int(done * int(total_b) / int(read_b))  # items in proportion to the bytes read
+        parts = [str(d.get("BulkOperationStatus", "?")), f"{_fmt_bytes(read_b)} of {_fmt_bytes(total_b)}"]
+        if d.get("FailedItemCount"):
+            parts.append(f"failed {d['FailedItemCount']}")
+        return {"done": done, "total": total, "status": " ".join(parts),
+                "dead_lettered": int(d.get("FailedItemCount") or 0)}
+
+    watch = _Watch("bulk-put", lambda: _describe(c, arn, table.table), snapshot, TERMINAL_BULK,
+                   "BulkOperationStatus", progress=progress, poll_interval=poll_interval, timeout=timeout,
+                   sleep=sleep, clock=clock, observer=observer, cancel=cancel)
+    t0 = clock()
+    final = _watch_or_cancel(c, watch, first, arn, table.table, confirm_cancel)
+    elapsed = clock() - t0
+    processed = int(final.get("ProcessedItemCount") or 0)
+    failed = int(final.get("FailedItemCount") or 0)
+    rep.counters = {"read": processed, "written": processed - failed, "dead_lettered": failed}
+    rep.duration_seconds = round(elapsed, 3)
+    rep.items_per_second = round((processed - failed) / elapsed, 1) if elapsed > 0 else 0.0
+    rep.timeline = watch.timeline
+    rep.finished_at = utcnow()
+    if failed:
+        rep.dead_letter_path = failure_report
+        rep.dead_letter_reasons = {"bulk_put_failed": failed}
+    usage = final.get("BulkOperationUsage") or []
+    rep.extra.update({"bulk_operation_status": final.get("BulkOperationStatus"),
+                      "processed_input_bytes": final.get("ProcessedInputBytes"),
+                      "total_input_bytes": final.get("TotalInputBytes"), "bulk_put_usage": usage,
+                      "polls": watch.polls})
+    status = final.get("BulkOperationStatus")
+    if status in ("COMPLETED", "COMPLETED_WITH_ERRORS"):
+        return deliver(rep, report_path)
+    error = f"bulk put {status}: {final.get('FailureCode')}: {final.get('FailureMessage')}"
+    rep.status, rep.error = "failed", error
+    return deliver(rep, report_path, FatalError(error, table=table.table, code=final.get("FailureCode")))
+
+
+def _watch_or_cancel(c: DynamoClient, watch: _Watch, first: Dict[str, Any], arn: str, table: str,
+                     confirm_cancel: Optional[Callable[[str], bool]]) -> Dict[str, Any]:
+    """Watch to the end; on Ctrl-C ask whether to cancel the operation itself."""
+    try:
+        return watch.run(first)
+    except (KeyboardInterrupt, _StopWatching) as e:
+        plan_stop = isinstance(e, _StopWatching)
+        if not plan_stop and confirm_cancel is not None and confirm_cancel(
+                f"cancel bulk put {arn}? Items written so far stay in {table}"):
+            try:
+                c.control.cancel_bulk_operation(BulkOperationArn=arn)
+            except Exception as err:
+                raise _aws_error(err, table, "CancelBulkOperation") from None
+            watch.stop.clear()
+            return watch.run(_describe(c, arn, table))  # to CANCELLED (or the end it reached first)
+        raise InterruptedError_(
+            f"stopped watching; bulk put {arn} continues in AWS. Watch it again by running the same command "
+            f"(the client token is kept), or `aws dynamodb describe-bulk-operation --bulk-operation-arn {arn}`"
+        ) from None
+
+
+def _describe(c: DynamoClient, arn: str, table: str) -> Dict[str, Any]:
+    try:
+        return dict(c.control.describe_bulk_operation(BulkOperationArn=arn)["BulkOperationDescription"])
+    except Exception as e:
+        raise _aws_error(e, table, "DescribeBulkOperation") from None

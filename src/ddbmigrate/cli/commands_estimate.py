@@ -1,0 +1,250 @@
+"""``ddbmigrate estimate copy|import|export|replicate ARGS...`` and ``--max-cost`` helpers.
+
+The estimate subcommands take the job's own arguments and options (so a command line can be
+estimated by putting ``estimate`` in front of it), plus ``--sample N``, ``--prices FILE``,
+``--json`` and ``--max-cost USD``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+import click
+import orjson
+
+from ..errors import EXIT_OK
+from .engine import engine_options
+from .options import (
+    aws_options,
+    build_run_options,
+    pass_kwargs,
+    run_options,
+    s3_options,
+    s3_settings,
+    table_ref,
+    transform_options,
+    two_sided_aws_options,
+)
+from .render import handle_errors
+
+F = Callable[..., Any]
+
+
+def max_cost_option(f: F) -> F:
+    """``--max-cost USD``, ``--estimate`` and ``--prices FILE`` for copy, import and replicate."""
+    f = click.option("--prices", "prices", type=click.Path(exists=True, dir_okay=False),
+                     help="With --max-cost: JSON prices over the packaged, dated prices file.")(f)
+    f = click.option("--estimate", "estimate_first", is_flag=True,
+                     help="Estimate first (as `ddbmigrate estimate` would) and show estimated vs actual time "
+                          "and capacity in the report.")(f)
+    return click.option("--max-cost", "max_cost", type=float, metavar="USD",
+                        help="Estimate first (see `ddbmigrate estimate`); refuse to start (exit 2, with the "
+                             "estimate) when it exceeds USD. The report then shows estimated vs actual.")(f)
+
+
+def estimate_options(f: F) -> F:
+    opts = [
+        click.option("--sample", "estimate_sample", type=click.IntRange(1, 100_000), default=1000, show_default=True,
+                     help="Source items to sample (a parallel scan of a few segments), run through the transform."),
+        click.option("--prices", "prices", type=click.Path(exists=True, dir_okay=False),
+                     help="JSON prices over the packaged, dated prices file (same shape; only what changes)."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout."),
+        click.option("--max-cost", "max_cost", type=float, metavar="USD",
+                     help="Exit 2 when this job's lane costs more than USD."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _job_flags(f: F) -> F:
+    """Flags of the jobs that change nothing in an estimate, accepted so a job's command line works
+    (``--processes`` comes with the engine options, as on the jobs: this machine's throughput scales with it)."""
+    opts = [
+        click.option("--mode", type=click.Choice(["overwrite", "skip-existing", "fail-existing"]), default="overwrite"),
+        click.option("--dry-run", is_flag=True, hidden=True),
+        click.option("--clean-target", is_flag=True, hidden=True),
+        click.option("--yes", "-y", is_flag=True, hidden=True),
+        click.option("--verify", "verify_after", is_flag=True, hidden=True),
+        click.option("--estimate", "estimate_first", is_flag=True, hidden=True),
+        click.option("--target-kms-key", hidden=True),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def emit(est: Any, as_json: bool, err: bool = False) -> None:
+    """The estimate: one JSON document, or the text table."""
+    from ..estimate.render import estimate_lines
+
+    if as_json:
+        click.echo(orjson.dumps(est.to_dict(), option=orjson.OPT_INDENT_2, default=str).decode(), err=err)
+    else:
+        for line in estimate_lines(est):
+            click.echo(line, err=err)
+
+
+def finish(est: Any, kw: Dict[str, Any], what: str) -> int:
+    from ..estimate import enforce_max_cost
+
+    emit(est, kw.get("as_json", False))
+    enforce_max_cost(est, kw.get("max_cost"), what=what)
+    return EXIT_OK
+
+
+def check_cost(kw: Dict[str, Any], make: Callable[[], Any], what: str) -> Optional[Any]:
+    """For a job with ``--max-cost`` (or ``--estimate``): estimate; refuse (exit 2, estimate on stderr)
+    above the cap. The estimate is returned, for the report's estimated vs actual."""
+    if (kw.get("max_cost") is None and not kw.get("estimate_first")) or kw.get("dry_run"):
+        return None
+    from ..estimate import CostCapExceeded, enforce_max_cost
+
+    est = make()
+    try:
+        return enforce_max_cost(est, kw["max_cost"], what=what)
+    except CostCapExceeded:
+        if not kw.get("quiet"):
+            emit(est, False, err=True)
+        raise
+
+
+@click.group("estimate")
+def estimate_group() -> None:
+    """Time and cost of a job before running it, for every lane that can do it.
+
+    \b
+    ddbmigrate estimate copy SOURCE TARGET [copy options] [--json]
+    ddbmigrate estimate import SOURCE TABLE [import options] [--native [--bulk-put]]
+    ddbmigrate estimate export TABLE DEST [export options] [--native]
+    ddbmigrate estimate replicate SOURCE TARGET [replicate options]
+    """
+
+
+@estimate_group.command("copy")
+@click.argument("source_table")
+@click.argument("target_table")
+@two_sided_aws_options
+@run_options
+@transform_options
+@_job_flags
+@click.option("--create-target", is_flag=True, help="The target would be created with the source's schema.")
+@click.option("--target-spec", type=click.Path(exists=True, dir_okay=False),
+              help="The target's spec (its keys and indexes), when it does not exist yet.")
+@click.option("--tier", type=click.Choice(["standard", "accelerated"]), default="standard", show_default=True,
+              help="Bulk put tier for the bulk put lane.")
+@engine_options
+@estimate_options
+@handle_errors
+@pass_kwargs
+def estimate_copy_cmd(kw: Dict[str, Any]) -> int:
+    """Estimate `copy SOURCE_TABLE TARGET_TABLE` (every lane, hot keys, cost, time)."""
+    from ..estimate import estimate_copy
+
+    est = estimate_copy(table_ref(kw["source_table"], kw, "source"), table_ref(kw["target_table"], kw, "target"),
+                        build_run_options(kw), create_target=kw["create_target"], target_spec=kw["target_spec"],
+                        sample=kw["estimate_sample"], prices=kw["prices"], tier=kw["tier"].upper())
+    return finish(est, kw, "the copy")
+
+
+@estimate_group.command("replicate")
+@click.argument("source_table")
+@click.argument("target_table")
+@two_sided_aws_options
+@run_options
+@transform_options
+@_job_flags
+@click.option("--create-target", is_flag=True, help="The target would be created with the source's schema.")
+@click.option("--target-spec", type=click.Path(exists=True, dir_okay=False),
+              help="The target's spec (its keys and indexes), when it does not exist yet.")
+@click.option("--no-backfill", is_flag=True, hidden=True)
+@click.option("--status-file", hidden=True)
+@click.option("--max-runtime", type=float, hidden=True)
+@click.option("--stop-after-idle", type=float, hidden=True)
+@click.option("--poll-interval", type=float, hidden=True)
+@click.option("--journal", hidden=True)
+@click.option("--shard-readers", type=int, hidden=True)
+@click.option("--skip-ttl-deletes", is_flag=True, hidden=True)
+@click.option("--max-lag", type=float, hidden=True)
+@s3_options
+@estimate_options
+@handle_errors
+@pass_kwargs
+def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
+    """Estimate the backfill of `replicate SOURCE_TABLE TARGET_TABLE` (the stream is a note)."""
+    from ..estimate import estimate_replicate
+
+    est = estimate_replicate(table_ref(kw["source_table"], kw, "source"),
+                             table_ref(kw["target_table"], kw, "target"), build_run_options(kw),
+                             create_target=kw["create_target"], target_spec=kw["target_spec"],
+                             sample=kw["estimate_sample"], prices=kw["prices"])
+    if kw.get("no_backfill"):
+        est.assumptions.insert(0, "--no-backfill: the replication copies nothing up front; the lanes show what "
+                                  "a backfill would take, and the stream costs one write per change")
+    return finish(est, kw, "the replication's backfill")
+
+
+@estimate_group.command("import")
+@click.argument("source")
+@click.argument("table")
+@aws_options
+@s3_options
+@run_options
+@transform_options
+@_job_flags
+@click.option("--input-format", type=click.Choice(["auto", "dynamodb-json", "json"]), default="auto")
+@click.option("--follow-symlinks", is_flag=True, help="As for import: read files linked from outside SOURCE's folder.")
+@click.option("--no-validate", is_flag=True, hidden=True)
+@click.option("--create-target", is_flag=True, hidden=True)
+@click.option("--spec", type=click.Path(exists=True, dir_okay=False),
+              help="The table's spec when it does not exist yet.")
+@click.option("--native", is_flag=True, help="This job's lane is DynamoDB's (ImportTable, or bulk put with --bulk-put).")
+@click.option("--bulk-put", is_flag=True, help="This job's lane is bulk put items (existing table).")
+@click.option("--tier", type=click.Choice(["standard", "accelerated"]), default="standard", show_default=True)
+@click.option("--failure-report", hidden=True)
+@engine_options
+@estimate_options
+@handle_errors
+@pass_kwargs
+def estimate_import_cmd(kw: Dict[str, Any]) -> int:
+    """Estimate `import SOURCE TABLE` (our engine, ImportTable, bulk put)."""
+    from ..estimate import estimate_import
+
+    est = estimate_import(kw["source"], table_ref(kw["table"], kw), build_run_options(kw), spec=kw["spec"],
+                          native=kw["native"], bulk_put=kw["bulk_put"], tier=kw["tier"].upper(),
+                          sample=kw["estimate_sample"], prices=kw["prices"], input_format=kw["input_format"],
+                          s3=s3_settings(kw), follow_symlinks=kw["follow_symlinks"])
+    return finish(est, kw, "the import")
+
+
+@estimate_group.command("export")
+@click.argument("table")
+@click.argument("dest")
+@aws_options
+@s3_options
+@run_options
+@transform_options
+@click.option("--format", "fmt", type=click.Choice(["dynamodb-json", "json"]), default="dynamodb-json", hidden=True)
+@click.option("--file-size", type=int, hidden=True)
+@click.option("--native", is_flag=True, help="This job's lane is DynamoDB's native export.")
+@click.option("--export-time", hidden=True)
+@click.option("--incremental", nargs=2, default=None, hidden=True)
+@click.option("--commit-every", type=float, hidden=True)
+@engine_options
+@estimate_options
+@handle_errors
+@pass_kwargs
+def estimate_export_cmd(kw: Dict[str, Any]) -> int:
+    """Estimate `export TABLE DEST` (our scan to files, and the native export)."""
+    from ..estimate import estimate_export
+
+    est = estimate_export(table_ref(kw["table"], kw), kw["dest"], build_run_options(kw), native=kw["native"],
+                          sample=kw["estimate_sample"], prices=kw["prices"])
+    if kw.get("incremental"):
+        est.assumptions.insert(0, "--incremental: estimated as a full export (an incremental export's size is "
+                                  "only known once it has run): an upper bound")
+    return finish(est, kw, "the export")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(estimate_group)

@@ -1,0 +1,76 @@
+"""The cost cap (``--max-cost USD``) and the estimate-vs-actual comparison after a run.
+
+:func:`enforce_max_cost` raises :class:`CostCapExceeded` (a UsageError: exit 2) carrying the
+estimate when the chosen lane's cost is above the cap, or when that cost is unknown (a price
+missing from the prices file): a cap that cannot be checked is not silently passed.
+:func:`attach_estimate` puts the estimate and the run's actual time and capacity side by side in
+the report (``extra["estimate"]``), so estimates can be checked against what happened.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from ..errors import UsageError
+from .model import Estimate, fmt_duration, usd
+
+
+class CostCapExceeded(UsageError):
+    """The estimate is above ``--max-cost`` (or cannot be checked against it): nothing ran."""
+
+    def __init__(self, message: str, estimate: Estimate) -> None:
+        super().__init__(message, code="MaxCostExceeded")
+        self.estimate = estimate
+
+
+def enforce_max_cost(est: Estimate, max_cost: Optional[float], *, what: str = "this job") -> Estimate:
+    """Raise CostCapExceeded when ``est``'s chosen lane costs more than ``max_cost`` USD."""
+    if max_cost is None:
+        return est
+    if max_cost < 0:
+        raise UsageError("--max-cost must be a positive amount of US dollars")
+    lane = est.lane()
+    if lane.cost_usd is None:
+        raise CostCapExceeded(f"--max-cost {usd(max_cost)}: the cost of {what} ({lane.title}) is unknown "
+                              "(a price is missing from the prices file: give it with --prices); nothing was "
+                              "read or written", est)
+    if lane.cost_usd > max_cost:
+        raise CostCapExceeded(
+            f"estimated cost {usd(lane.cost_usd)} of {what} ({lane.title}: "
+            f"{lane.write_units.get('total', 0):,.0f} write units, {lane.read_units.get('total', 0):,.0f} read units, "
+            f"about {fmt_duration(lane.duration_s)}) exceeds --max-cost {usd(max_cost)}; nothing was read or written",
+            est)
+    return est
+
+
+def attach_estimate(report: Any, est: Estimate, path: Optional[str] = None) -> Dict[str, Any]:
+    """Estimated vs actual time and capacity, into ``report.extra["estimate"]`` (also returned);
+    ``path``: the run's JSON report, written again with it."""
+    lane = est.lane()
+    actual_w = float(getattr(report, "consumed_write_units", 0.0) or 0.0)
+    actual_r = float(getattr(report, "consumed_read_units", 0.0) or 0.0)
+    out = {
+        "lane": lane.name,
+        "estimated": {"duration_s": lane.duration_s, "write_units": lane.write_units.get("total"),
+                      "read_units": lane.read_units.get("total"), "cost_usd": lane.cost_usd,
+                      "limited_by": lane.limited_by},
+        "actual": {"duration_s": getattr(report, "duration_seconds", None), "write_units": actual_w,
+                   "read_units": actual_r},
+    }
+    extra = getattr(report, "extra", None)
+    if isinstance(extra, dict):
+        extra["estimate"] = out
+    if path and hasattr(report, "write_json"):
+        report.write_json(path)
+    return out
+
+
+def comparison_lines(cmp: Dict[str, Any]) -> list:  # type: ignore[type-arg]
+    """Two lines for the terminal: estimated vs actual."""
+    e, a = cmp["estimated"], cmp["actual"]
+    return [
+        f"estimated: {fmt_duration(e['duration_s'])}, {e['write_units'] or 0:,.0f} write units, "
+        f"{e['read_units'] or 0:,.0f} read units, {usd(e['cost_usd'])}",
+        f"actual:    {fmt_duration(a['duration_s'])}, {a['write_units']:,.0f} write units, "
+        f"{a['read_units']:,.0f} read units",
+    ]

@@ -1,0 +1,324 @@
+"""The lanes: what each way of doing the job costs and how long it takes, and the whole estimate.
+
+One function per lane (our engine; export -> ImportTable; export -> bulk put; native export; a
+global-table replica), each from the same scaled sample (:class:`~.model.Calc`), then
+:func:`estimate_job` puts them together with the key spread and the hot-key warnings. The
+formulas are in :mod:`.model`'s docstring and ``docs/estimate.md``.
+
+Invariant: a lane that cannot do the job says why (``why_not``) and still shows what it would
+cost, so the choice is visible; an unknown price leaves its cost None.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from ..aws.capacity import capacity_limit
+from .model import (
+    BULK_PUT,
+    ENGINE,
+    GB,
+    IMPORT_TABLE,
+    NATIVE_EXPORT,
+    REPLICA,
+    Calc,
+    Estimate,
+    Job,
+    Lane,
+    capacity,
+    fmt_duration,
+)
+
+
+def _engine_lane(c: Calc) -> Lane:
+    job = c.job
+    lane = Lane(ENGINE, "ddbmigrate engine (scan -> transform -> batch write)" if job.kind != "export"
+                else "ddbmigrate engine (scan -> files)", True)
+    read = c.scan_read_units() if job.kind != "import" else 0.0
+    if job.kind != "import":
+        lane.read_units = {"table": read, "total": read}
+        lane.needs.append("dynamodb:Scan and DescribeTable on the source")
+    else:
+        lane.read_units = {"total": 0.0}
+        lane.needs.append("read access to the input files (s3:GetObject, s3:ListBucket for s3://)")
+    write_mode = "PAY_PER_REQUEST"
+    if job.kind == "export":
+        lane.write_units = {"total": 0.0}
+        files, put_cost = c.s3_put_cost(c.out_bytes())
+        if job.files_in_s3:
+            lane.cost_parts["s3 requests"] = put_cost
+            lane.notes.append(f"about {files:,.0f} S3 objects written")
+        lane.consumes_capacity = True
+        write = 0.0
+    else:
+        assert job.target is not None
+        lane.write_units = c.write_units()
+        write = lane.write_units["total"]
+        write_mode = job.target.billing
+        lane.needs.append("dynamodb:BatchWriteItem and DescribeTable on the target")
+        lane.bytes_written = c.entry_bytes()
+    read_mode = job.source.billing if job.source is not None else "PAY_PER_REQUEST"
+    if job.kind == "import" and job.files_in_s3:
+        lane.cost_parts["s3 requests"] = job.files / 1000.0 * (c.price("s3_get_per_1000") or 0.0)
+    extra = sum(v for v in lane.cost_parts.values() if v is not None)
+    read_cost, write_cost, od, prov = c.cost_units(read, write, read_mode, write_mode)
+    lane.cost_parts["read units"] = read_cost
+    lane.cost_parts["write units"] = write_cost
+    lane.cost_usd = read_cost + write_cost + extra
+    lane.cost_on_demand_usd = od + extra
+    lane.cost_provisioned_usd = prov + extra
+    # time
+    if job.source is not None and read > 0:
+        cap = capacity(job.source.desc, job.source.billing, "read", c.p, c.notes, f"source {job.source.label}")
+        user = capacity_limit(job.source.desc or {}, job.max_read_units, job.read_percent, "read")
+        if user:
+            cap = min(cap, user)
+        segs = job.segments or _default_segments(job.source_bytes)
+        cap = min(cap, segs * c.p.assume("partition_read_units"))
+        lane.bounds["source read capacity"] = read / cap
+    if job.target is not None and job.kind != "export":
+        lane.bounds.update(c.write_bounds(lane.write_units, job.target))
+        lane.bounds.update(c.hot_bounds(lane))
+    lane.bounds["this machine (CPU)"] = job.source_items / c.client_rate() if job.source_items else 0.0
+    c.settle(lane)
+    return lane
+
+
+def _default_segments(nbytes: int) -> int:
+    from ..sources.table_scan import default_segments
+
+    return int(default_segments({"TableSizeBytes": nbytes}))
+
+
+def _managed_import_lane(c: Calc) -> Lane:
+    job = c.job
+    lane = Lane(IMPORT_TABLE, "export -> ImportTable (creates a new table)", False, consumes_capacity=False)
+    tgt_exists = job.target is not None and job.target.exists
+    if job.kind not in ("copy", "import"):
+        lane.why_not = "ImportTable does not follow a stream: use it for the backfill, then replicate --no-backfill"
+    elif tgt_exists:
+        lane.why_not = "the target exists, and ImportTable only creates new tables (see the bulk put lane)"
+    elif job.target is not None and (job.target.desc or {}).get("LocalSecondaryIndexes"):
+        lane.why_not = "ImportTable cannot create local secondary indexes"
+    elif job.kind == "import" and job.transform:
+        lane.why_not = "ImportTable loads the files as they are: a transform needs the engine (or export them transformed first)"
+    elif job.kind == "import" and not job.files_in_s3:
+        lane.why_not = "ImportTable reads S3: upload the files first"
+    else:
+        lane.available = True
+    _managed_common(c, lane)
+    # The same writes as the engine's, for comparison; ImportTable bills them per GB, not as capacity.
+    lane.write_units = c.write_units()
+    lane.bytes_written = c.entry_bytes()
+    imp = c.price("import_per_gb")
+    lane.cost_parts["ImportTable"] = None if imp is None else c.out_bytes() / GB * imp
+    lane.bounds["ImportTable"] = c.p.assume("managed_startup_seconds") + \
+        c.out_bytes() / GB / c.p.assume("import_table_gb_per_hour") * 3600
+    lane.needs += ["dynamodb:ImportTable", "s3:GetObject and s3:ListBucket on the bucket",
+                   "logs:CreateLogGroup/CreateLogStream/PutLogEvents (DynamoDB logs rejected items)"]
+    lane.notes.append("ImportTable consumes no table capacity: billed per GB (GiB) of uncompressed input")
+    _sum_managed(c, lane)
+    return lane
+
+
+def _bulk_put_lane(c: Calc) -> Lane:
+    job = c.job
+    tier = job.tier
+    lane = Lane(BULK_PUT, f"export -> bulk put items ({tier}, existing table)", False, consumes_capacity=False)
+    if job.kind not in ("copy", "import"):
+        lane.why_not = "bulk put does not follow a stream: use it for the backfill, then replicate --no-backfill"
+    elif job.target is None or not job.target.exists:
+        lane.why_not = "the target does not exist yet (bulk put loads an existing table; see the ImportTable lane)"
+    elif (job.target.desc or {}).get("Replicas"):
+        lane.why_not = "the target is a global table, which bulk put cannot load"
+    elif job.kind == "import" and job.transform:
+        lane.why_not = "bulk put loads the files as they are: a transform needs the engine (or export them transformed first)"
+    elif job.kind == "import" and not job.files_in_s3:
+        lane.why_not = "bulk put reads S3: upload the files first"
+    else:
+        lane.available = True
+    _managed_common(c, lane)
+    units = c.write_units()
+    lane.write_units = units
+    lane.bytes_written = c.entry_bytes()
+    gb = lane.bytes_written["total"] / GB
+    price = c.price("bulk_put_per_gb", tier)
+    lane.cost_parts[f"bulk put ({tier})"] = None if price is None else gb * price
+    if price is None:
+        lane.notes.append(f"bulk put {tier} price unknown in the prices file ({c.p.date}): cost unknown; "
+                          "give bulk_put_per_gb with --prices")
+    rate = c.p.assume("bulk_put_write_units", tier)
+    if job.max_write_units:
+        rate = min(rate, max(1024.0, job.max_write_units))
+    lane.bounds[f"bulk put {tier} rate"] = c.p.assume("managed_startup_seconds") + units["total"] / rate
+    lane.bounds.update({k: v + c.p.assume("managed_startup_seconds") for k, v in c.hot_bounds(lane).items()})
+    lane.needs += ["dynamodb:StartBulkPutItems, DescribeBulkOperation, CancelBulkOperation",
+                   "s3:GetObject/ListBucket on the input, s3:PutObject on the failure-report prefix",
+                   "a table that is not a global table"]
+    lane.notes.append("bulk put is billed per GB written to the table and each index (BulkPutBytes), "
+                      "not by the table's capacity")
+    _sum_managed(c, lane)
+    return lane
+
+
+def _managed_common(c: Calc, lane: Lane) -> None:
+    """The export step in front of a managed load: native (no transform) or ours (with one)."""
+    job = c.job
+    if job.kind == "import":
+        lane.read_units = {"total": 0.0}
+        return
+    if job.transform:
+        read = c.scan_read_units()
+        lane.read_units = {"table": read, "total": read}
+        mode = job.source.billing if job.source else "PAY_PER_REQUEST"
+        cost = c.cost_units(read, 0.0, mode, "PAY_PER_REQUEST")[0]
+        _files, puts = c.s3_put_cost(c.out_bytes())
+        lane.cost_parts["export (ddbmigrate, transformed)"] = cost + puts
+        cap = capacity((job.source.desc if job.source else None), mode, "read", c.p, c.notes,
+                       f"source {job.source.label if job.source else ''}")
+        lane.bounds["export (ddbmigrate)"] = read / cap if read else 0.0
+        lane.needs.append("ddbmigrate export with the transform to S3 first")
+    else:
+        lane.read_units = {"table": 0.0, "total": 0.0}
+        price = c.price("export_per_gb")
+        lane.cost_parts["native export"] = None if price is None else job.source_bytes / GB * price
+        lane.bounds["native export"] = c.p.assume("managed_startup_seconds") + \
+            job.source_bytes / GB / c.p.assume("native_export_gb_per_hour") * 3600
+        lane.needs += ["point-in-time recovery on the source (dynamodb:ExportTableToPointInTime)",
+                       "an S3 bucket (s3:PutObject)"]
+
+
+def _sum_managed(c: Calc, lane: Lane) -> None:
+    parts = list(lane.cost_parts.values())
+    lane.cost_usd = None if any(v is None for v in parts) else sum(v for v in parts if v is not None)
+    lane.cost_on_demand_usd = lane.cost_provisioned_usd = lane.cost_usd
+    # The steps run one after the other: the export (or upload) first, then the load.
+    steps = [k for k in lane.bounds if k.startswith(("native export", "export ("))]
+    load = {k: v for k, v in lane.bounds.items() if k not in steps}
+    first = sum(lane.bounds[k] for k in steps)
+    if load:
+        name, secs = max(load.items(), key=lambda kv: kv[1])
+        lane.duration_s, lane.limited_by = first + secs, name
+    else:
+        c.settle(lane)
+
+
+def _native_export_lane(c: Calc) -> Lane:
+    lane = Lane(NATIVE_EXPORT, "DynamoDB Export to S3 (native)", True, consumes_capacity=False)
+    if c.job.transform:
+        lane.available, lane.why_not = False, "a native export cannot transform items"
+    _managed_common(c, lane)
+    lane.write_units = {"total": 0.0}
+    _sum_managed(c, lane)
+    return lane
+
+
+def _replica_lane(c: Calc, engine: Lane) -> Lane:
+    job = c.job
+    lane = Lane(REPLICA, "global-table replica (same schema, another region)", False, consumes_capacity=True)
+    if job.transform:
+        lane.why_not = "a replica has the same items and schema: no transform"
+    elif not job.cross_region_or_account:
+        lane.why_not = "source and target are in the same region and account"
+    elif job.target is not None and job.target.exists:
+        lane.why_not = "a replica is created by DynamoDB: the target must not exist"
+    else:
+        lane.available = True
+    lane.write_units = dict(engine.write_units)
+    rw = c.price("replicated_write_per_million")
+    table_units = lane.write_units.get("table", 0.0)
+    other = lane.write_units.get("total", 0.0) - table_units
+    lane.cost_parts["replicated writes"] = None if rw is None else table_units / 1e6 * rw
+    lane.cost_parts["index writes in the replica"] = other / 1e6 * (c.price("on_demand_write_per_million") or 0.0)
+    lane.needs += ["UpdateTable ReplicaUpdates on the source (streams NEW_AND_OLD_IMAGES; on-demand or "
+                   "auto-scaled writes)", "same account (cross-account needs the multi-account global tables setup)",
+                   "afterwards: remove the replica relationship if the source is retired"]
+    lane.notes.append("time is DynamoDB's (hours for large tables): not estimated")
+    parts = list(lane.cost_parts.values())
+    lane.cost_usd = None if any(v is None for v in parts) else sum(v for v in parts if v is not None)
+    lane.cost_on_demand_usd = lane.cost_provisioned_usd = lane.cost_usd
+    return lane
+
+
+# --------------------------------------------------------------------------- hot keys and the whole
+
+
+def hot_key_warnings(c: Calc, engine: Lane) -> Tuple[Dict[str, Any], List[str]]:
+    """Per index the key spread of the sample; warnings for keys that cap the writes."""
+    keys: Dict[str, Any] = {}
+    warnings: List[str] = []
+    limit = c.p.assume("partition_write_units")
+    others = [v for k, v in engine.bounds.items() if not k.startswith("hot key")]
+    rest = max(others) if others else 0.0
+    for name, spread in c.job.stats.spread.items():
+        total_units = c.job.stats.units.get(name, 0)
+        projected = c.job.stats.projected.get(name, 0)
+        entry: Dict[str, Any] = {"attribute": spread.attribute, "distinct_values_in_sample": len(spread.values),
+                                 "items_in_sample": projected, "hottest": None}
+        hot = spread.hottest()
+        if hot is not None and total_units:
+            value, (units, outs, srcs) = hot
+            unit_share = units / total_units
+            item_share = outs / projected if projected else 0.0
+            seconds = units * c.k / limit
+            entry["hottest"] = {"value": value, "share_of_items": round(item_share, 4),
+                                "share_of_write_units": round(unit_share, 4), "source_items": srcs,
+                                "caps_writes_at_units_per_s": round(limit / unit_share, 1),
+                                "min_duration_s": round(seconds, 1)}
+            if item_share >= 0.1 or seconds >= rest:
+                where = "the table" if name == "table" else name
+                warnings.append(f"{spread.attribute}={value!r} holds {item_share * 100:.0f} % of items: {where} caps "
+                                f"writes at {limit / unit_share:,.0f} WCU/s → ≥ {fmt_duration(seconds)}")
+        keys[name] = entry
+    return keys, warnings
+
+
+def estimate_job(job: Job, *, source_label: str = "", target_label: str = "") -> Estimate:
+    """Every lane of ``job`` with its units, cost and duration."""
+    c = Calc(job)
+    st = job.stats
+    engine = _engine_lane(c)
+    lanes = [engine]
+    if job.kind in ("copy", "import", "replicate"):
+        lanes += [_managed_import_lane(c), _bulk_put_lane(c)]
+    if job.kind == "export":
+        lanes.append(_native_export_lane(c))
+    if job.kind in ("copy", "replicate"):
+        lanes.append(_replica_lane(c, engine))
+    if job.kind == "replicate":
+        sp = c.price("stream_read_per_100k")
+        engine.notes.append("the estimate covers the backfill; the stream then costs one write per change"
+                            + (f" and ${sp} per 100,000 stream reads past the free tier" if sp else ""))
+    keys, warnings = hot_key_warnings(c, engine) if job.kind != "export" else ({}, [])
+    if st.errors:
+        warnings.append(f"{st.errors} of {st.source_items} sampled items failed in the transform "
+                        f"(e.g. {st.first_error}): they would be dead letters")
+    inputs = {
+        "source_items": job.source_items, "source_bytes": job.source_bytes,
+        "sample": {"items": st.source_items, "outputs": st.outputs, "complete": st.complete,
+                   "fan_out": round(st.outputs / st.source_items, 4) if st.source_items else None,
+                   "drop_rate": round(st.dropped / st.source_items, 4) if st.source_items else None,
+                   "transform_errors": st.errors,
+                   "mean_source_item_bytes": round(st.source_bytes / st.source_items, 1) if st.source_items else None,
+                   "mean_output_item_bytes": round(st.output_bytes / st.outputs, 1) if st.outputs else None,
+                   "cpu_seconds": round(st.cpu_seconds, 4), "read_units_consumed": round(st.read_units, 2)},
+        "transform": job.transform,
+        "consistent_read": job.consistent_read,
+    }
+    for side, name in ((job.source, "source_table"), (job.target, "target_table")):
+        if side is not None:
+            d = side.desc or {}
+            inputs[name] = {"name": side.label, "exists": side.exists, "billing_mode": side.billing,
+                            "indexes": [s.name for s in (st.shapes if name == "target_table" else [])
+                                        if s.name != "table"],
+                            "item_count": d.get("ItemCount"), "size_bytes": d.get("TableSizeBytes")}
+    assumptions = list(dict.fromkeys(job.assumptions + c.p.notes + [
+        "write units: 1 per started KB per item, plus one write per GSI/LSI that projects the item "
+        "(an overwrite that changes an index key costs a delete too: not counted)",
+        "read units: 1 per started 4 KB of scanned data, half for eventually consistent scans",
+        "managed lanes' speeds (export, ImportTable, bulk put) are assumptions from the prices file, "
+        "not AWS figures",
+    ]))
+    return Estimate(job=job.kind, source=source_label, target=target_label, region=c.p.region,
+                    prices=c.p.describe(), inputs=inputs, keys=keys, lanes=lanes, warnings=warnings,
+                    assumptions=assumptions)

@@ -1,0 +1,92 @@
+"""Prices and throughput assumptions: a dated JSON file in the package, overridable with ``--prices``.
+
+The packaged file (``prices.json``) names its date and its source. A user file has the same
+shape and may give only what it changes: it is merged key by key over the packaged one, so
+``{"regions": {"eu-west-1": {...}}}`` adds a region and ``{"throughput": {...}}`` changes an
+assumption. A price that is ``null`` is unknown: costs that need it are reported as unknown,
+never as zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from ..errors import UsageError
+
+PACKAGED = os.path.join(os.path.dirname(__file__), "prices.json")
+
+
+def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as e:
+        raise UsageError(f"--prices {path}: cannot read it: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--prices {path}:{e.lineno}: not valid JSON: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--prices {path}: expected a JSON object like the packaged prices.json")
+    return data
+
+
+@dataclass
+class Prices:
+    """The prices of one region and the throughput assumptions, with where they come from."""
+
+    region: str
+    rates: Dict[str, Any]
+    throughput: Dict[str, Any]
+    date: str
+    source: str
+    file: str
+    notes: List[str] = field(default_factory=list)
+
+    def rate(self, name: str, tier: Optional[str] = None) -> Optional[float]:
+        v = self.rates.get(name)
+        if isinstance(v, dict):
+            v = v.get(tier or "STANDARD")
+        return None if v is None else float(v)
+
+    def assume(self, name: str, tier: Optional[str] = None) -> float:
+        v = self.throughput[name]
+        if isinstance(v, dict):
+            v = v[tier or "STANDARD"]
+        return float(v)
+
+    def describe(self) -> Dict[str, Any]:
+        return {"region": self.region, "date": self.date, "source": self.source, "file": self.file}
+
+
+def load_prices(region: Optional[str] = None, path: Optional[str] = None) -> Prices:
+    """The prices for ``region`` (default: the file's default region) from the packaged file,
+    merged with ``path`` when given."""
+    data = _read(PACKAGED)
+    if path:
+        data = _merge(data, _read(path))
+    regions = data.get("regions") or {}
+    default = str(data.get("default_region") or "us-east-1")
+    want = region or default
+    notes: List[str] = []
+    if want not in regions:
+        notes.append(f"no prices for {want} in the prices file: {default} prices are used (give --prices FILE "
+                     f"with a regions.{want} entry)")
+        want_rates = regions.get(default)
+        if want_rates is None:
+            raise UsageError(f"prices file has no entry for its default region {default}")
+    else:
+        want_rates = regions[want]
+    if path:
+        notes.append(f"prices merged from {path}")
+    return Prices(region=want, rates=dict(want_rates), throughput=dict(data.get("throughput") or {}),
+                  date=str(data.get("date", "?")), source=str(data.get("source", "?")),
+                  file=path or PACKAGED, notes=notes)

@@ -1,0 +1,289 @@
+"""The history table: what was applied, when, by whom, and the lock that lets one runner in.
+
+One DynamoDB table (default ``ddbmigrate_migrations``, hash key ``id``), created on first use::
+
+    id "0003_add_user_alias"   state running|applied|failed|reverted, checksum, description,
+                               started_at, finished_at, who, summary (job reports), error,
+                               attempts, runs [{started_at, finished_at, state, who, error}]
+    id "__lock__"              owner, who, acquired_at, expires_at (epoch seconds)
+
+The lock is a lease: taken by a conditional PutItem (no lock item, or one whose lease expired),
+renewed while the runner works (conditional on still owning it), deleted on exit (conditional
+again). A runner that died leaves a lock that anyone may take once it expires.
+
+Invariants:
+1. At most one runner holds an unexpired lease: every take and renewal is one conditional write.
+2. A migration's record says ``running`` before its first job starts and ``applied`` only after
+   its ``upgrade`` returned; a crash in between leaves ``running`` (or ``failed``), never
+   ``applied``, and the next ``up`` resumes it.
+3. Times come from an injected clock (tests never sleep to expire a lease).
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, List, Optional
+
+from ..aws.client import DynamoClient
+from ..aws.tables import create_table, wait_active
+from ..config import TableRef
+from ..errors import RetriableError, SchemaError, TableNotFoundError
+from ..reporting.report import utcnow
+
+log = logging.getLogger("ddbmigrate.migrations")
+
+DEFAULT_HISTORY_TABLE = "ddbmigrate_migrations"
+LOCK_ID = "__lock__"
+DEFAULT_LEASE_SECONDS = 300.0
+
+
+class LockHeldError(RetriableError):
+    """Another runner holds the migrations lock (exit 75: try again later, or --wait)."""
+
+
+def who_am_i() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in a container: still say which host and process
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+
+
+class History:
+    """The history table of one migrations folder; see the module docstring."""
+
+    def __init__(self, ref: TableRef, *, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep, client: Optional[DynamoClient] = None) -> None:
+        self.ref = ref
+        self.table = ref.table
+        self.client = client or DynamoClient(ref, pool_size=4)
+        self._own_client = client is None
+        self.clock = clock
+        self.sleep = sleep
+
+    def close(self) -> None:
+        if self._own_client:
+            self.client.close()
+
+    # ------------------------------------------------------------------ the table
+
+    def exists(self) -> bool:
+        return self.client.table_exists(self.table)
+
+    def ensure(self) -> None:
+        """Create the history table on first use (two runners creating it at once is fine)."""
+        try:
+            desc = self.client.describe_table(self.table)
+            if desc.get("TableStatus") != "ACTIVE":
+                wait_active(self.client, self.table)
+            return
+        except TableNotFoundError:
+            pass
+        log.info("creating the migrations history table %s", self.table)
+        try:
+            create_table(self.client, {"TableName": self.table, "BillingMode": "PAY_PER_REQUEST",
+                                       "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+                                       "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]})
+        except SchemaError as e:
+            if e.code != "ResourceInUseException":
+                raise
+            wait_active(self.client, self.table)
+
+    def records(self) -> Dict[str, Dict[str, Any]]:
+        """Every migration record by id (the lock item left out); {} when the table does not exist."""
+        if not self.exists():
+            return {}
+        out: Dict[str, Dict[str, Any]] = {}
+        kw: Dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
+        paginator = self.client.control.get_paginator("scan")
+        from boto3.dynamodb.types import TypeDeserializer
+
+        des = TypeDeserializer()
+        for page in paginator.paginate(**kw):
+            for raw in page.get("Items", []):
+                rec = {k: _native(des.deserialize(v)) for k, v in raw.items()}
+                if rec.get("id") != LOCK_ID:
+                    out[str(rec["id"])] = rec
+        return out
+
+    def lock_item(self) -> Optional[Dict[str, Any]]:
+        resp = self.client.control.get_item(TableName=self.table, Key={"id": {"S": LOCK_ID}}, ConsistentRead=True)
+        item = resp.get("Item")
+        if not item:
+            return None
+        from boto3.dynamodb.types import TypeDeserializer
+
+        des = TypeDeserializer()
+        return {k: _native(des.deserialize(v)) for k, v in item.items()}
+
+    # ------------------------------------------------------------------ records
+
+    def put(self, item: Dict[str, Any]) -> None:
+        """Write one migration record as it is (the lock holder only; see invariant 4 of runner.py)."""
+        from boto3.dynamodb.types import TypeSerializer
+
+        ser = TypeSerializer()
+        self.client.control.put_item(TableName=self.table,
+                                     Item={k: ser.serialize(v) for k, v in _plain(item).items()})
+
+    def start(self, mid: str, checksum: str, description: str, previous: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        rec = dict(previous or {})
+        rec.update({"id": mid, "checksum": checksum, "description": description, "state": "running",
+                    "started_at": utcnow(), "finished_at": None, "who": who_am_i(), "error": None,
+                    "attempts": int(rec.get("attempts") or 0) + 1})
+        rec["runs"] = list(rec.get("runs") or [])[-19:] + [{"started_at": rec["started_at"], "who": rec["who"],
+                                                            "state": "running", "kind": "up"}]
+        rec = {k: v for k, v in rec.items() if v is not None}
+        self.put(rec)
+        return rec
+
+    def finish(self, rec: Dict[str, Any], state: str, summary: List[Dict[str, Any]],
+               error: Optional[str] = None) -> Dict[str, Any]:
+        rec = dict(rec)
+        rec["state"] = state
+        rec["finished_at"] = utcnow()
+        rec["summary"] = summary
+        if error:
+            rec["error"] = error
+        else:
+            rec.pop("error", None)
+        runs = list(rec.get("runs") or [])
+        if runs:
+            last = dict(runs[-1])
+            last.update({"finished_at": rec["finished_at"], "state": state})
+            if error:
+                last["error"] = error
+            runs[-1] = last
+        rec["runs"] = runs
+        self.put(rec)
+        return rec
+
+    # ------------------------------------------------------------------ the lock
+
+    def acquire(self, lease: float = DEFAULT_LEASE_SECONDS, wait: float = 0.0) -> "Lock":
+        """Take the lock (waiting up to ``wait`` seconds for its holder); LockHeldError otherwise."""
+        owner = uuid.uuid4().hex
+        deadline = self.clock() + wait
+        while True:
+            now = self.clock()
+            try:
+                self.client.control.put_item(
+                    TableName=self.table,
+                    Item={"id": {"S": LOCK_ID}, "owner": {"S": owner}, "who": {"S": who_am_i()},
+                          "acquired_at": {"S": utcnow()}, "expires_at": {"N": repr(round(now + lease, 3))}},
+                    ConditionExpression="attribute_not_exists(id) OR expires_at < :now",
+                    ExpressionAttributeValues={":now": {"N": repr(round(now, 3))}})
+                return Lock(self, owner, lease, now + lease)
+            except self.client.control.exceptions.ConditionalCheckFailedException:
+                held = self.lock_item() or {}
+                if self.clock() >= deadline:
+                    left = float(held.get("expires_at") or now) - now
+                    raise LockHeldError(  # noqa: B904 - the refusal is the answer, not a failure of the handler
+                        f"another runner holds the migrations lock ({held.get('who', 'unknown')}, since "
+                        f"{held.get('acquired_at', '?')}, lease ends in {max(0.0, left):.0f}s); wait for it "
+                        "(--wait SECONDS) or run again later", table=self.table, code="LockHeld")
+                self.sleep(min(2.0, max(0.05, deadline - self.clock())))
+
+
+class Lock:
+    """A held lease: renewed in the background while held, released on exit."""
+
+    def __init__(self, history: History, owner: str, lease: float, expires_at: float) -> None:
+        self.history = history
+        self.owner = owner
+        self.lease = lease
+        self.expires_at = expires_at  # the end of the lease as last written by this runner
+        self._taken_over = False
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def lost(self) -> bool:
+        """Another runner took the lock, or the lease ran out without a renewal reaching DynamoDB
+        (so another runner may have taken it): either way this runner must not go on."""
+        return self._taken_over or self.history.clock() >= self.expires_at
+
+    def renew(self) -> bool:
+        """Move the lease's end on; False when this runner no longer owns the lock."""
+        h = self.history
+        until = h.clock() + self.lease
+        try:
+            h.client.control.update_item(
+                TableName=h.table, Key={"id": {"S": LOCK_ID}}, UpdateExpression="SET expires_at = :e",
+                ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":e": {"N": repr(round(until, 3))}, ":me": {"S": self.owner}})
+            self.expires_at = until
+            return True
+        except h.client.control.exceptions.ConditionalCheckFailedException:
+            self._taken_over = True
+            return False
+
+    def start_renewing(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(max(1.0, self.lease / 3)):
+                try:
+                    if not self.renew():
+                        log.error("the migrations lock was taken over by another runner")
+                        return
+                except Exception as e:  # a network blip: the next round tries again
+                    log.warning("renewing the migrations lock failed: %s", e)
+
+        self._thread = threading.Thread(target=loop, name="migrations-lock", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        h = self.history
+        try:
+            h.client.control.delete_item(TableName=h.table, Key={"id": {"S": LOCK_ID}}, ConditionExpression="#o = :me",
+                                          ExpressionAttributeNames={"#o": "owner"},
+                                          ExpressionAttributeValues={":me": {"S": self.owner}})
+        except h.client.control.exceptions.ConditionalCheckFailedException:
+            pass  # expired and taken by another runner: theirs now
+
+    def __enter__(self) -> "Lock":
+        self.start_renewing()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _native(v: Any) -> Any:
+    """A record read back: numbers as int (or float), sets as sorted lists, so it prints as JSON."""
+    from decimal import Decimal
+
+    if isinstance(v, Decimal):
+        return int(v) if v == v.to_integral_value() else float(v)
+    if isinstance(v, dict):
+        return {k: _native(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_native(x) for x in v]
+    if isinstance(v, (set, frozenset)):
+        return sorted(_native(x) for x in v)
+    return v
+
+
+def _plain(v: Any) -> Any:
+    """Report summaries as DynamoDB can store them: floats as Decimal, no empty sets."""
+    from decimal import Decimal
+
+    if isinstance(v, float):
+        return Decimal(repr(v))
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items() if x is not None}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+__all__ = ["DEFAULT_HISTORY_TABLE", "History", "Lock", "LockHeldError", "who_am_i"]
+

@@ -1,0 +1,329 @@
+"""``migrations status | up | down | history | verify``: the folder against the history table.
+
+    files (migrations/NNNN_*.py) ──┐
+                                   ├─▶ status: pending | running | applied | failed | changed | missing
+    history table ─────────────────┘
+    up:  check every file ─▶ create the history table ─▶ take the lock ─▶ refuse changed applied files
+         ─▶ for each pending (in order, up to --to): record running ─▶ upgrade(ctx)
+         ─▶ applied | failed (stop)
+
+Invariants:
+1. Every file is loaded and checked, and every applied one compared with its checksum, before
+   the first migration runs.
+2. ``up`` with nothing pending changes nothing (no history write, no job) and says so.
+3. A failed (or interrupted, or crashed "running") migration is resumed by the next ``up``:
+   its steps' checkpoints are kept; a migration applied afresh (never run, or reverted) starts
+   from clean step checkpoints.
+4. Only the lock holder writes migration records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from ..config import RunOptions
+from ..errors import (
+    EXIT_DIFFERENCES,
+    EXIT_OK,
+    DdbMigrateError,
+    FatalError,
+    InterruptedError_,
+    UsageError,
+)
+from .context import AwsSettings, MigrationContext
+from .files import MigrationFile, find, load_all
+from .history import DEFAULT_HISTORY_TABLE, DEFAULT_LEASE_SECONDS, History
+
+log = logging.getLogger("ddbmigrate.migrations")
+
+Confirm = Callable[[str], bool]
+DEFAULT_STATE_DIR = os.path.join(".ddbmigrate", "migrations")
+
+
+@dataclass
+class MigrationStatus:
+    """One migration as the folder and the history table see it."""
+
+    id: str
+    description: str = ""
+    state: str = "pending"  # pending | running | applied | failed | reverted | changed | missing
+    checksum: Optional[str] = None  # the file's
+    recorded_checksum: Optional[str] = None
+    started_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    who: Optional[str] = None
+    attempts: int = 0
+    error: Optional[str] = None
+    summary: List[Dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    """What ``up`` / ``down`` did."""
+
+    action: str
+    done: List[str] = field(default_factory=list)
+    status: List[MigrationStatus] = field(default_factory=list)
+    message: str = ""
+    exit_code: int = EXIT_OK
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"action": self.action, "done": self.done, "message": self.message, "exit_code": self.exit_code,
+                "migrations": [s.to_dict() for s in self.status]}
+
+
+@dataclass
+class VerifyResult:
+    problems: List[str] = field(default_factory=list)
+    checked: List[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_DIFFERENCES if self.problems else EXIT_OK
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"problems": self.problems, "checked": self.checked, "exit_code": self.exit_code}
+
+
+def _history(settings: AwsSettings, table: str, history: Optional[History]) -> History:
+    return history if history is not None else History(settings.ref(table))
+
+
+def _status(migs: List[MigrationFile], recs: Dict[str, Dict[str, Any]]) -> List[MigrationStatus]:
+    out: List[MigrationStatus] = []
+    for m in migs:
+        r = recs.get(m.id) or {}
+        state = str(r.get("state") or "pending")
+        if state == "applied" and r.get("checksum") != m.checksum:
+            state = "changed"
+        out.append(MigrationStatus(
+            id=m.id, description=m.description, state=state, checksum=m.checksum,
+            recorded_checksum=r.get("checksum"), started_at=r.get("started_at"), finished_at=r.get("finished_at"),
+            who=r.get("who"), attempts=int(r.get("attempts") or 0), error=r.get("error"),
+            summary=list(r.get("summary") or [])))
+    ids = {m.id for m in migs}
+    for mid, r in sorted(recs.items()):
+        if mid not in ids:
+            out.append(MigrationStatus(id=mid, description=str(r.get("description") or ""), state="missing",
+                                       recorded_checksum=r.get("checksum"), started_at=r.get("started_at"),
+                                       finished_at=r.get("finished_at"), who=r.get("who"), error=r.get("error")))
+    return out
+
+
+def status(directory: str, settings: AwsSettings, *, history_table: str = DEFAULT_HISTORY_TABLE,
+           history: Optional[History] = None) -> List[MigrationStatus]:
+    """Each migration of ``directory`` with its state in the history table (nothing is created)."""
+    migs = load_all(directory)
+    h = _history(settings, history_table, history)
+    try:
+        return _status(migs, h.records())
+    finally:
+        if history is None:
+            h.close()
+
+
+def history_records(settings: AwsSettings, *, history_table: str = DEFAULT_HISTORY_TABLE,
+                    history: Optional[History] = None, directory: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Every record of the history table, in id order (the lock left out). With ``directory``,
+    each record also says whether its ``file`` is there: ``same``, ``changed`` or ``missing``."""
+    files = {m.id: m.checksum for m in load_all(directory)} if directory else None
+    h = _history(settings, history_table, history)
+    try:
+        recs = h.records()
+    finally:
+        if history is None:
+            h.close()
+    out = [recs[k] for k in sorted(recs)]
+    if files is not None:
+        for r in out:
+            r["file"] = "missing" if r["id"] not in files else "same" if files[r["id"]] == r.get("checksum") \
+                else "changed"
+    return out
+
+
+def _failed(m: MigrationFile, e: BaseException) -> BaseException:
+    """The error ``up`` ends with, naming the migration; the exit code stays the original's."""
+    if isinstance(e, DdbMigrateError):
+        if not e.message.startswith(f"migration {m.id}"):
+            e.message = f"migration {m.id} failed: {e.message}"
+            e.args = (e.message,)
+        return e
+    if isinstance(e, KeyboardInterrupt):
+        return InterruptedError_(f"migration {m.id} interrupted; run `migrations up` again to resume it")
+    where = ""  # the innermost line of the migration file the exception passed through
+    frames = e.__traceback__
+    while frames is not None:
+        if os.path.abspath(frames.tb_frame.f_code.co_filename) == os.path.abspath(m.path):
+            where = f" at {m.path}:{frames.tb_lineno}"
+        frames = frames.tb_next
+    err = FatalError(f"migration {m.id} failed: {type(e).__name__}: {e}{where}")
+    err.__cause__ = e
+    return err
+
+
+def _fresh_state(state_dir: str, mid: str) -> None:
+    path = os.path.join(state_dir, mid)
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow_changed: bool = False,
+       confirm: Optional[Confirm] = None, options: Optional[RunOptions] = None,
+       history_table: str = DEFAULT_HISTORY_TABLE, state_dir: str = DEFAULT_STATE_DIR, wait: float = 0.0,
+       lease: float = DEFAULT_LEASE_SECONDS, history: Optional[History] = None) -> RunResult:
+    """Apply the pending migrations of ``directory`` in order (up to ``to``); see the module docstring.
+
+    ``confirm(message)`` is asked once, naming what will be applied (pass ``lambda m: True`` for
+    --yes). Raises the failing migration's error (its exit code) after recording it as failed.
+    """
+    migs = load_all(directory)
+    last = find(migs, to) if to else None
+    h = _history(settings, history_table, history)
+    try:
+        h.ensure()
+        with h.acquire(lease=lease, wait=wait) as lock:
+            recs = h.records()
+            st = _status(migs, recs)
+            changed = [s for s in st if s.state in ("changed", "missing")]
+            if changed and not allow_changed:
+                raise UsageError("; ".join(
+                    f"applied migration {s.id} " + ("changed since it was applied (checksum "
+                                                    f"{(s.recorded_checksum or '')[:12]} -> {(s.checksum or '')[:12]})"
+                                                    if s.state == "changed" else "has no file in the folder")
+                    for s in changed) + "; refusing to go on (--allow-changed accepts the files as they are)")
+            for s in changed:
+                if s.state == "changed":
+                    rec = dict(recs[s.id])
+                    rec["previous_checksums"] = list(rec.get("previous_checksums") or []) + [rec.get("checksum")]
+                    rec["checksum"] = s.checksum
+                    h.put(rec)
+                    log.warning("migration %s: accepting its changed file (--allow-changed)", s.id)
+            pending = [m for m in migs if (recs.get(m.id) or {}).get("state") != "applied"
+                       and (last is None or m.number <= last.number)]
+            if not pending:
+                return RunResult("up", status=_status(migs, h.records()), message="nothing to apply")
+            where = settings.endpoint_url or settings.region or "the default region"
+            msg = (f"Apply {len(pending)} migration(s) at {where}: " + ", ".join(m.id for m in pending) + "?")
+            if confirm is None or not confirm(msg):
+                raise UsageError("not applying migrations: not confirmed (pass --yes to skip the prompt)")
+            done: List[str] = []
+            for m in pending:
+                if lock.lost:
+                    raise FatalError("the migrations lock was lost (another runner took it, or its lease ran out "
+                                     "without a renewal); stopping before the next migration")
+                prev = recs.get(m.id)
+                if (prev or {}).get("state") not in ("failed", "running"):
+                    _fresh_state(state_dir, m.id)  # applied afresh: no step checkpoint of an earlier life
+                rec = h.start(m.id, m.checksum, m.description, prev)
+                ctx = MigrationContext(m.id, settings, state_dir=state_dir, options=options, confirm=confirm)
+                log.info("migration %s: applying (%s)", m.id, m.description)
+                try:
+                    m.upgrade(ctx)
+                except BaseException as e:
+                    err = _failed(m, e)
+                    h.finish(rec, "failed", ctx.summary, error=err.one_line() if isinstance(err, DdbMigrateError)
+                             else str(err))
+                    if err is e:
+                        raise
+                    raise err from (e if not isinstance(e, KeyboardInterrupt) else None)
+                h.finish(rec, "applied", ctx.summary)
+                done.append(m.id)
+            return RunResult("up", done=done, status=_status(migs, h.records()),
+                             message=f"applied {len(done)} migration(s)")
+    finally:
+        if history is None:
+            h.close()
+
+
+def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Confirm] = None,
+         options: Optional[RunOptions] = None, history_table: str = DEFAULT_HISTORY_TABLE,
+         state_dir: str = DEFAULT_STATE_DIR, wait: float = 0.0, lease: float = DEFAULT_LEASE_SECONDS,
+         history: Optional[History] = None) -> RunResult:
+    """Revert the applied migrations after ``to`` (``0`` reverts all), newest first, with their
+    ``downgrade(ctx)``; refused up front when one of them has none."""
+    migs = load_all(directory)
+    floor = 0 if to in ("0", "0000") else find(migs, to).number
+    h = _history(settings, history_table, history)
+    try:
+        h.ensure()
+        with h.acquire(lease=lease, wait=wait):
+            recs = h.records()
+            todo = [m for m in reversed(migs) if m.number > floor
+                    and (recs.get(m.id) or {}).get("state") in ("applied", "failed", "running")]
+            if not todo:
+                return RunResult("down", status=_status(migs, recs), message="nothing to revert")
+            lacking = [m.id for m in todo if m.downgrade is None]
+            if lacking:
+                raise UsageError(f"cannot revert {', '.join(lacking)}: no downgrade(ctx) in the file")
+            msg = f"Revert {len(todo)} migration(s): " + ", ".join(m.id for m in todo) + "?"
+            if confirm is None or not confirm(msg):
+                raise UsageError("not reverting migrations: not confirmed (pass --yes to skip the prompt)")
+            done: List[str] = []
+            for m in todo:
+                down_id = f"{m.id}.down"
+                rec = dict(recs[m.id])
+                ctx = MigrationContext(down_id, settings, state_dir=state_dir, options=options, confirm=confirm)
+                try:
+                    assert m.downgrade is not None
+                    m.downgrade(ctx)
+                except BaseException as e:
+                    err = _failed(m, e)
+                    rec["error"] = err.one_line() if isinstance(err, DdbMigrateError) else str(err)
+                    h.put(rec)
+                    if err is e:
+                        raise
+                    raise err from None
+                _fresh_state(state_dir, down_id)
+                h.finish(rec, "reverted", ctx.summary)
+                done.append(m.id)
+            return RunResult("down", done=done, status=_status(migs, h.records()),
+                             message=f"reverted {len(done)} migration(s)")
+    finally:
+        if history is None:
+            h.close()
+
+
+def verify(directory: str, settings: AwsSettings, *, history_table: str = DEFAULT_HISTORY_TABLE,
+           options: Optional[RunOptions] = None, state_dir: str = DEFAULT_STATE_DIR,
+           history: Optional[History] = None) -> VerifyResult:
+    """Check the folder against the history: every applied file unchanged and present, none left
+    failed or running, and each applied migration's own ``verify(ctx)`` (when it has one) passing."""
+    migs = load_all(directory)
+    h = _history(settings, history_table, history)
+    res = VerifyResult()
+    try:
+        st = _status(migs, h.records())
+    finally:
+        if history is None:
+            h.close()
+    by_id = {m.id: m for m in migs}
+    for s in st:
+        if s.state == "changed":
+            res.problems.append(f"{s.id}: file changed since it was applied (checksum "
+                                f"{(s.recorded_checksum or '')[:12]} -> {(s.checksum or '')[:12]})")
+        elif s.state == "missing":
+            res.problems.append(f"{s.id}: recorded as {s.state} but has no file in {directory}")
+        elif s.state in ("failed", "running"):
+            res.problems.append(f"{s.id}: {s.state}" + (f" ({s.error})" if s.error else ""))
+        elif s.state == "applied":
+            m = by_id[s.id]
+            if m.verify is not None:
+                ctx = MigrationContext(f"{m.id}.verify", settings, state_dir=state_dir, options=options)
+                try:
+                    m.verify(ctx)
+                except BaseException as e:
+                    err = _failed(m, e)
+                    res.problems.append(f"{s.id}: verify: " + (err.one_line() if isinstance(err, DdbMigrateError)
+                                                               else str(err)))
+            res.checked.append(s.id)
+    return res
+
+
+__all__ = ["MigrationStatus", "RunResult", "VerifyResult", "down", "history_records", "status", "up", "verify"]

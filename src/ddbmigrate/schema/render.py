@@ -1,0 +1,361 @@
+"""A table definition as ddbmigrate's spec, CloudFormation, Terraform or CDK (TypeScript).
+
+Each output is complete on its own, so an existing table is adopted by infrastructure code
+without ``ImportSourceSpecification`` (whose property can never leave the stack afterwards):
+
+* ``spec``: the AWS::DynamoDB::Table properties (YAML) that ``create-table --spec`` and
+  ``--target-spec`` read; ``spec -> table -> export --as spec`` gives the same spec back.
+* ``cloudformation``: a template whose one resource has ``DeletionPolicy: Retain`` and
+  ``UpdateReplacePolicy: Retain``, which CloudFormation's resource import requires, and which keep
+  the data if the resource ever leaves the stack.
+* ``terraform``: an ``aws_dynamodb_table`` (plus ``aws_dynamodb_resource_policy``,
+  ``aws_dynamodb_contributor_insights`` and ``aws_dynamodb_kinesis_streaming_destination`` when
+  the table has them), each with an ``import`` block (Terraform 1.5+), and ``prevent_destroy``.
+* ``cdk``: a TypeScript stack with a ``dynamodb.Table`` (AWS::DynamoDB::Table, which ``cdk import``
+  adopts; ``TableV2`` synthesizes AWS::DynamoDB::GlobalTable, a different resource type) with
+  ``RemovalPolicy.RETAIN``.
+
+Pure: text in, text out. Settings the definition could not read are left out of every output, and
+:func:`export_notes` says which.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from ..errors import UsageError
+from .model import TableDefinition, ordered
+
+FORMATS = ("spec", "cloudformation", "terraform", "cdk")
+
+
+def render(definition: TableDefinition, fmt: str) -> str:
+    """``definition`` as ``fmt`` (one of FORMATS)."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    return {"spec": to_spec, "cloudformation": to_cloudformation, "terraform": to_terraform,
+            "cdk": to_cdk}[fmt](definition)
+
+
+def export_notes(definition: TableDefinition) -> List[str]:
+    """Lines for stderr: what the export could not include, and why."""
+    out = [f"not exported: {s} ({r})" for s, r in definition.unread.items()]
+    out += [f"note: {n}" for n in definition.notes]
+    return out
+
+
+def _yaml(data: Any) -> str:
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120))
+
+
+def to_spec(definition: TableDefinition) -> str:
+    return _yaml(ordered(definition.props))
+
+
+def logical_id(name: str, suffix: str = "Table") -> str:
+    """A CloudFormation logical id (alphanumeric) from a table name."""
+    parts = re.split(r"[^A-Za-z0-9]+", name)
+    base = "".join(p[:1].upper() + p[1:] for p in parts if p) or "Dynamo"
+    return (base if base[0].isalpha() else "T" + base) + suffix
+
+
+def to_cloudformation(definition: TableDefinition) -> str:
+    name = definition.name or "Table"
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"DynamoDB table {name} (exported by ddbmigrate for CloudFormation resource import)",
+        "Resources": {
+            logical_id(name): {
+                "Type": "AWS::DynamoDB::Table",
+                # Resource import needs a DeletionPolicy; Retain on both keeps the data whatever the stack does.
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": ordered(definition.props),
+            }
+        },
+    }
+    return _yaml(template)
+
+
+# ------------------------------------------------------------------ Terraform
+
+
+def tf_name(name: str) -> str:
+    """A Terraform resource name (letters, digits, _ and -; not starting with a digit)."""
+    n = re.sub(r"[^A-Za-z0-9_-]", "_", name).lower()
+    return n if n[:1].isalpha() or n[:1] == "_" else "t_" + n
+
+
+def hcl(value: Any, indent: int = 0) -> str:
+    """A Python value as an HCL expression (strings escaped, ``${`` and ``%{`` not interpolated)."""
+    pad = "  " * (indent + 1)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("${", "$${").replace("%{", "%%{")
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        return "[\n" + "".join(f"{pad}{hcl(v, indent + 1)},\n" for v in value) + "  " * indent + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{\n" + "".join(f"{pad}{hcl(str(k))} = {hcl(v, indent + 1)}\n" for k, v in value.items()) \
+            + "  " * indent + "}"
+    raise TypeError(f"cannot write {type(value).__name__} as HCL")
+
+
+class _Block:
+    """Terraform block text: ``attr`` lines and nested blocks, two-space indented."""
+
+    def __init__(self, header: str, indent: int = 0) -> None:
+        self.lines = [("  " * indent) + header + " {"]
+        self.indent = indent + 1
+
+    def attr(self, key: str, value: Any) -> "_Block":
+        self.lines.append(("  " * self.indent) + f"{key} = {hcl(value, self.indent)}")
+        return self
+
+    def block(self, header: str) -> "_Block":
+        return _Block(header, self.indent)
+
+    def add(self, b: "_Block") -> "_Block":
+        self.lines.extend(b.text().splitlines())
+        return self
+
+    def text(self) -> str:
+        return "\n".join(self.lines + [("  " * (self.indent - 1)) + "}"])
+
+
+def _key(ks: List[Dict[str, str]], kind: str) -> Any:
+    return next((k["AttributeName"] for k in ks if k["KeyType"] == kind), None)
+
+
+def to_terraform(definition: TableDefinition) -> str:
+    p = definition.props
+    name = definition.name or "table"
+    rn = tf_name(name)
+    t = _Block(f'resource "aws_dynamodb_table" "{rn}"')
+    t.attr("name", name).attr("billing_mode", p["BillingMode"])
+    t.attr("hash_key", _key(p["KeySchema"], "HASH"))
+    if _key(p["KeySchema"], "RANGE"):
+        t.attr("range_key", _key(p["KeySchema"], "RANGE"))
+    pt = p.get("ProvisionedThroughput")
+    if pt:
+        t.attr("read_capacity", pt["ReadCapacityUnits"]).attr("write_capacity", pt["WriteCapacityUnits"])
+    if p.get("TableClass"):
+        t.attr("table_class", p["TableClass"])
+    t.attr("deletion_protection_enabled", bool(p.get("DeletionProtectionEnabled")))
+    if p.get("StreamSpecification"):
+        t.attr("stream_enabled", True).attr("stream_view_type", p["StreamSpecification"]["StreamViewType"])
+    for a in p["AttributeDefinitions"]:
+        t.add(t.block("attribute").attr("name", a["AttributeName"]).attr("type", a["AttributeType"]))
+
+    def throughputs(b: _Block, x: Dict[str, Any]) -> None:
+        od = x.get("OnDemandThroughput")
+        if od:
+            ob = b.block("on_demand_throughput")
+            if "MaxReadRequestUnits" in od:
+                ob.attr("max_read_request_units", od["MaxReadRequestUnits"])
+            if "MaxWriteRequestUnits" in od:
+                ob.attr("max_write_request_units", od["MaxWriteRequestUnits"])
+            b.add(ob)
+        wt = x.get("WarmThroughput")
+        if wt:
+            b.add(b.block("warm_throughput").attr("read_units_per_second", wt["ReadUnitsPerSecond"])
+                  .attr("write_units_per_second", wt["WriteUnitsPerSecond"]))
+
+    throughputs(t, p)
+    for g in p.get("GlobalSecondaryIndexes") or []:
+        b = t.block("global_secondary_index").attr("name", g["IndexName"]).attr("hash_key", _key(g["KeySchema"], "HASH"))
+        if _key(g["KeySchema"], "RANGE"):
+            b.attr("range_key", _key(g["KeySchema"], "RANGE"))
+        b.attr("projection_type", g["Projection"]["ProjectionType"])
+        if g["Projection"].get("NonKeyAttributes"):
+            b.attr("non_key_attributes", g["Projection"]["NonKeyAttributes"])
+        if g.get("ProvisionedThroughput"):
+            b.attr("read_capacity", g["ProvisionedThroughput"]["ReadCapacityUnits"])
+            b.attr("write_capacity", g["ProvisionedThroughput"]["WriteCapacityUnits"])
+        throughputs(b, g)
+        t.add(b)
+    for g in p.get("LocalSecondaryIndexes") or []:
+        b = t.block("local_secondary_index").attr("name", g["IndexName"]).attr("range_key", _key(g["KeySchema"], "RANGE"))
+        b.attr("projection_type", g["Projection"]["ProjectionType"])
+        if g["Projection"].get("NonKeyAttributes"):
+            b.attr("non_key_attributes", g["Projection"]["NonKeyAttributes"])
+        t.add(b)
+    ttl = p.get("TimeToLiveSpecification")
+    if ttl:
+        t.add(t.block("ttl").attr("attribute_name", ttl["AttributeName"]).attr("enabled", True))
+    pitr = p.get("PointInTimeRecoverySpecification")
+    b = t.block("point_in_time_recovery").attr("enabled", bool(pitr))
+    if pitr and pitr.get("RecoveryPeriodInDays"):
+        b.attr("recovery_period_in_days", pitr["RecoveryPeriodInDays"])
+    t.add(b)
+    sse = p.get("SSESpecification")
+    b = t.block("server_side_encryption").attr("enabled", bool(sse))
+    if sse and sse.get("KMSMasterKeyId"):
+        b.attr("kms_key_arn", sse["KMSMasterKeyId"])
+    t.add(b)
+    if p.get("Tags"):
+        t.attr("tags", {x["Key"]: x["Value"] for x in p["Tags"]})
+    # A migrated table holds data: refuse a plan that would destroy (or replace) it.
+    t.add(t.block("lifecycle").attr("prevent_destroy", True))
+    parts = [_import(f"aws_dynamodb_table.{rn}", name), t.text()]
+    ref = f"aws_dynamodb_table.{rn}"
+    rp = p.get("ResourcePolicy")
+    if rp:
+        r = _Block(f'resource "aws_dynamodb_resource_policy" "{rn}"')
+        r.lines.append(f"  resource_arn = {ref}.arn")
+        r.lines.append(f"  policy       = jsonencode({hcl(rp['PolicyDocument'], 1)})")
+        parts += [_import(f"aws_dynamodb_resource_policy.{rn}", definition.arn or f"<ARN of table {name}>",
+                          None if definition.arn else "converted from a spec: put the table's ARN in id"),
+                  r.text()]
+    insights = [(None, p.get("ContributorInsightsSpecification"))] + \
+        [(g["IndexName"], g.get("ContributorInsightsSpecification")) for g in p.get("GlobalSecondaryIndexes") or []]
+    for index, ci in insights:
+        if not ci:
+            continue
+        label = rn if index is None else f"{rn}_{tf_name(index)}"
+        r = _Block(f'resource "aws_dynamodb_contributor_insights" "{label}"')
+        r.lines.append(f"  table_name = {ref}.name")
+        if index:
+            r.attr("index_name", index)
+        if ci.get("Mode"):
+            r.attr("mode", ci["Mode"])
+        account = definition.arn.split(":")[4] if definition.arn and definition.arn.count(":") >= 5 else "ACCOUNT_ID"
+        iid = f"name:{name}" + (f"/index:{index}" if index else "") + f"/{account}"
+        parts += [_import(f"aws_dynamodb_contributor_insights.{label}", iid,
+                          None if definition.arn else "converted from a spec: put the account id in id"), r.text()]
+    ks = p.get("KinesisStreamSpecification")
+    if ks:
+        r = _Block(f'resource "aws_dynamodb_kinesis_streaming_destination" "{rn}"')
+        r.lines.append(f"  table_name = {ref}.name")
+        r.attr("stream_arn", ks["StreamArn"])
+        if ks.get("ApproximateCreationDateTimePrecision"):
+            r.attr("approximate_creation_date_time_precision", ks["ApproximateCreationDateTimePrecision"])
+        parts += [_import(f"aws_dynamodb_kinesis_streaming_destination.{rn}", f"{name},{ks['StreamArn']}"), r.text()]
+    head = f"# DynamoDB table {name}, exported by ddbmigrate: `terraform plan` adopts it through the import blocks.\n"
+    return head + "\n\n".join(parts) + "\n"
+
+
+def _import(to: str, ident: str, todo: Optional[str] = None) -> str:
+    head = f"# TODO {todo}\n" if todo else ""
+    return f"{head}import {{\n  to = {to}\n  id = {hcl(ident)}\n}}"
+
+
+# ------------------------------------------------------------------ CDK (TypeScript)
+
+_TS_TYPES = {"S": "STRING", "N": "NUMBER", "B": "BINARY"}
+
+
+def _ts(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _ts_key(defs: Dict[str, str], name: str) -> str:
+    return f"{{ name: {_ts(name)}, type: dynamodb.AttributeType.{_TS_TYPES[defs[name]]} }}"
+
+
+def to_cdk(definition: TableDefinition) -> str:
+    p = definition.props
+    name = definition.name or "Table"
+    defs = {a["AttributeName"]: a["AttributeType"] for a in p["AttributeDefinitions"]}
+    cls = logical_id(name, "TableStack")
+    props: List[str] = [f"tableName: {_ts(name)}",
+                        f"partitionKey: {_ts_key(defs, _key(p['KeySchema'], 'HASH'))}"]
+    if _key(p["KeySchema"], "RANGE"):
+        props.append(f"sortKey: {_ts_key(defs, _key(p['KeySchema'], 'RANGE'))}")
+    props.append(f"billingMode: dynamodb.BillingMode.{p['BillingMode']}")
+    if p.get("ProvisionedThroughput"):
+        props.append(f"readCapacity: {p['ProvisionedThroughput']['ReadCapacityUnits']}")
+        props.append(f"writeCapacity: {p['ProvisionedThroughput']['WriteCapacityUnits']}")
+
+    def throughput(x: Dict[str, Any], into: List[str]) -> None:
+        od = x.get("OnDemandThroughput") or {}
+        if "MaxReadRequestUnits" in od:
+            into.append(f"maxReadRequestUnits: {od['MaxReadRequestUnits']}")
+        if "MaxWriteRequestUnits" in od:
+            into.append(f"maxWriteRequestUnits: {od['MaxWriteRequestUnits']}")
+        if x.get("WarmThroughput"):
+            wt = x["WarmThroughput"]
+            into.append(f"warmThroughput: {{ readUnitsPerSecond: {wt['ReadUnitsPerSecond']}, "
+                        f"writeUnitsPerSecond: {wt['WriteUnitsPerSecond']} }}")
+
+    def insights(ci: Any, into: List[str]) -> None:
+        if ci:
+            mode = f", mode: dynamodb.ContributorInsightsMode.{ci['Mode']}" if ci.get("Mode") else ""
+            into.append(f"contributorInsightsSpecification: {{ enabled: true{mode} }}")
+
+    throughput(p, props)
+    if p.get("StreamSpecification"):
+        props.append(f"stream: dynamodb.StreamViewType.{p['StreamSpecification']['StreamViewType']}")
+    if p.get("TimeToLiveSpecification"):
+        props.append(f"timeToLiveAttribute: {_ts(p['TimeToLiveSpecification']['AttributeName'])}")
+    pitr = p.get("PointInTimeRecoverySpecification")
+    if pitr:
+        days = f", recoveryPeriodInDays: {pitr['RecoveryPeriodInDays']}" if pitr.get("RecoveryPeriodInDays") else ""
+        props.append(f"pointInTimeRecoverySpecification: {{ pointInTimeRecoveryEnabled: true{days} }}")
+    props.append(f"deletionProtection: {'true' if p.get('DeletionProtectionEnabled') else 'false'}")
+    sse = p.get("SSESpecification")
+    imports = ["cdk", "dynamodb"]
+    if sse and sse.get("KMSMasterKeyId"):
+        imports.append("kms")
+        props.append("encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED")
+        props.append(f"encryptionKey: kms.Key.fromKeyArn(this, 'TableKey', {_ts(sse['KMSMasterKeyId'])})")
+    elif sse:
+        props.append("encryption: dynamodb.TableEncryption.AWS_MANAGED")
+    if p.get("TableClass"):
+        props.append(f"tableClass: dynamodb.TableClass.{p['TableClass']}")
+    insights(p.get("ContributorInsightsSpecification"), props)
+    if p.get("ResourcePolicy"):
+        imports.append("iam")
+        doc = json.dumps(p["ResourcePolicy"]["PolicyDocument"], indent=2, ensure_ascii=False).replace("\n", "\n      ")
+        props.append(f"resourcePolicy: iam.PolicyDocument.fromJson({doc})")
+    if p.get("KinesisStreamSpecification"):
+        imports.append("kinesis")
+        props.append("kinesisStream: kinesis.Stream.fromStreamArn(this, 'KinesisDestination', "
+                     f"{_ts(p['KinesisStreamSpecification']['StreamArn'])})")
+    props.append("removalPolicy: cdk.RemovalPolicy.RETAIN")
+    body = [f"    const table = new dynamodb.Table(this, {_ts(logical_id(name))}, {{"]
+    body += [f"      {x}," for x in props]
+    body.append("    });")
+    for g in p.get("GlobalSecondaryIndexes") or []:
+        gp = [f"indexName: {_ts(g['IndexName'])}", f"partitionKey: {_ts_key(defs, _key(g['KeySchema'], 'HASH'))}"]
+        if _key(g["KeySchema"], "RANGE"):
+            gp.append(f"sortKey: {_ts_key(defs, _key(g['KeySchema'], 'RANGE'))}")
+        gp += _projection_ts(g)
+        if g.get("ProvisionedThroughput"):
+            gp.append(f"readCapacity: {g['ProvisionedThroughput']['ReadCapacityUnits']}")
+            gp.append(f"writeCapacity: {g['ProvisionedThroughput']['WriteCapacityUnits']}")
+        throughput(g, gp)
+        insights(g.get("ContributorInsightsSpecification"), gp)
+        body.append("    table.addGlobalSecondaryIndex({ " + ", ".join(gp) + " });")
+    for g in p.get("LocalSecondaryIndexes") or []:
+        lp = [f"indexName: {_ts(g['IndexName'])}", f"sortKey: {_ts_key(defs, _key(g['KeySchema'], 'RANGE'))}"]
+        lp += _projection_ts(g)
+        body.append("    table.addLocalSecondaryIndex({ " + ", ".join(lp) + " });")
+    for t in p.get("Tags") or []:
+        body.append(f"    cdk.Tags.of(table).add({_ts(t['Key'])}, {_ts(t['Value'])});")
+    modules = {"cdk": "aws-cdk-lib", "dynamodb": "aws-cdk-lib/aws-dynamodb", "kms": "aws-cdk-lib/aws-kms",
+               "iam": "aws-cdk-lib/aws-iam", "kinesis": "aws-cdk-lib/aws-kinesis"}
+    head = [f"// DynamoDB table {name}, exported by ddbmigrate. Adopt it with `cdk import` (see docs/iac.md).",
+            *[f"import * as {m} from '{modules[m]}';" for m in imports],
+            "import { Construct } from 'constructs';", "",
+            f"export class {cls} extends cdk.Stack {{",
+            "  constructor(scope: Construct, id: string, props?: cdk.StackProps) {",
+            "    super(scope, id, props);"]
+    return "\n".join(head + body + ["  }", "}", ""])
+
+
+def _projection_ts(g: Dict[str, Any]) -> List[str]:
+    out = [f"projectionType: dynamodb.ProjectionType.{g['Projection']['ProjectionType']}"]
+    if g["Projection"].get("NonKeyAttributes"):
+        out.append(f"nonKeyAttributes: {_ts(g['Projection']['NonKeyAttributes'])}")
+    return out
