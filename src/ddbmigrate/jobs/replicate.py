@@ -506,6 +506,11 @@ def _backfill(source: TableRef, target: TableRef, opts: RunOptions, meta: Dict[s
             live.backfill = fields
             return lambda: None
 
+        def fields(self) -> Dict[str, Any]:
+            # The journal fills while the backfill runs: its backlog belongs on the same line.
+            b = live.journal.backlog(live.journal.first, 0)
+            return {"journal_backlog": b["records"], "journal_bytes": b["bytes"]}
+
     def watch() -> None:
         # The library's stop_event and --max-runtime also stop a backfill (checkpoint kept).
         while not done.wait(0.2):
