@@ -340,7 +340,7 @@ class Driver:
         """This job's figures for ``--metrics-port`` (read at scrape time)."""
         counters = {k: 0 for k in COUNTER_NAMES}
         counters.update(self.counters(live=True))
-        return metrics.job_samples(self.job.kind, counters, self.stats(), self.limits(), dict(self.dead.by_reason))
+        return metrics.job_samples(self.opts.metrics_job or self.job.kind, counters, self.stats(), self.limits(), dict(self.dead.by_reason))
 
     def sink_state(self) -> Dict[str, Any]:
         with self._lock:
