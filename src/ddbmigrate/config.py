@@ -124,6 +124,7 @@ class RunOptions:
     drain_timeout: float = 30.0  # after Ctrl-C / SIGTERM: seconds to let in-flight batches finish
     metrics_port: Optional[int] = None  # serve Prometheus /metrics and /healthz here while the job runs
     metrics_host: str = "127.0.0.1"
+    metrics_job: Optional[str] = None  # the job label of its metrics (a plan's job name; default the job kind)
 
     def __post_init__(self) -> None:
         if self.checkpoint_every <= 0 or self.drain_timeout < 0:

@@ -417,3 +417,42 @@ def test_validate_reports_every_problem_in_one_pass(endpoint: str, tmp_path: Pat
     problems = [str(p) for p in validate_plan(str(plan))]
     assert any("optionz" in p for p in problems), problems
     assert any("no-such-table-here" in p for p in problems), problems
+
+
+def test_a_plan_serves_metrics_for_each_of_its_jobs(endpoint: str, tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    sources = [create_table(endpoint) for _ in range(2)]
+    for i, s in enumerate(sources):
+        put_items(endpoint, s, _bulk(f"m{i}-", 300))
+    plan = _write_plan(tmp_path / "plan.yaml", endpoint,
+                       [{"kind": "copy", "source": s, "target": f"{s}-new", "create_target": True,
+                         "options": {"segments": 2, "max_write_units": 100}} for s in sources], parallel=2)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result: Dict[str, Any] = {}
+    t = threading.Thread(target=lambda: result.update(rep=run_plan(str(plan), progress="off", metrics_port=port)))
+    t.start()
+    seen = ""
+    try:
+        deadline = time.monotonic() + 60
+        while t.is_alive() and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                if text.count('counter="written"') >= 2:
+                    seen = text
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+    finally:
+        t.join(120)
+    rep = result["rep"]
+    assert rep.status == "done"
+    names = [j.name for j in rep.jobs]
+    for name in names:  # each job's series is labelled with its plan name
+        assert f'ddbmigrate_records_total{{counter="written",job="{name}"}}' in seen or \
+            f'ddbmigrate_records{{counter="written",job="{name}"}}' in seen, (name, seen[:2000])

@@ -447,3 +447,24 @@ def test_ttl_deletes_are_replicated_by_default_and_skipped_with_the_option(endpo
     assert "TTL deletes      0 replicated, 5 skipped" in human.output and "journal" in human.output
     assert len(list((tmp_path / "shared").iterdir())) == 2  # --journal DIR shared: one folder each
     assert "phase            tailing the stream (caught up)" in human.output, human.output
+
+
+def test_the_progress_of_a_backfill_shows_the_journal_filling(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, seed_items(80))
+    writer = TimedWriter(endpoint, src, seed=9, seconds=8, keys=[f"k{i:04d}" for i in range(0, 120, 2)])
+    writer.start()
+    try:
+        out = subprocess.run([sys.executable, "-m", "ddbmigrate", "replicate", src, dst, "--endpoint-url", endpoint,
+                              "--region", "us-east-1", "--segments", "2", "--max-read-units", "4",
+                              "--poll-interval", "0.1", "--progress", "json", "--stop-after-idle", "1.5"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    finally:
+        writer.halt.set()
+        writer.join(60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    events = [json.loads(line) for line in out.stderr.splitlines() if line.startswith('{"event":"progress')]
+    backfill = [e for e in events if e.get("job") == "copy"]
+    assert backfill and all("journal_backlog" in e and "journal_bytes" in e for e in backfill), backfill[:3]
+    assert max(e["journal_backlog"] for e in backfill) > 0, backfill

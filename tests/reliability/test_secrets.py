@@ -8,6 +8,7 @@ output (signed headers) must be absent even at the highest verbosity.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -128,9 +129,12 @@ def test_echoed_request_headers_never_reach_reports_status_or_logs(endpoint: str
 
     files = {str(p.relative_to(tmp_path)): p.read_text(errors="replace") for p in tmp_path.rglob("*")
              if p.is_file() and p.name != "credentials"}
-    assert {"r-copy.json", "r-export.json", "status.json", "tool.log"} <= set(files)
+    assert {"r-copy.json", "r-export.json", "r-replicate.json", "status.json", "tool.log"} <= set(files)
+    failed = json.loads(files["r-replicate.json"])  # a failed replication still reports, truthfully
+    assert failed["status"] == "failed" and failed["exit_code"] == runs[1].exit_code == 1, failed
     # The echo really came through (else this could pass by checking nothing):
     assert "Forbidden by policy" in files["r-copy.json"] and "Forbidden by policy" in files["status.json"]
+    assert "Forbidden by policy" in files["r-replicate.json"]
     assert "Forbidden by policy" in files["r-export.json"] and "AccessDeniedException" in runs[0].stderr
     texts = dict(files, **{f"run{i}.{s}": getattr(r, s) for i, r in enumerate(runs) for s in ("stdout", "stderr")})
     for name, text in texts.items():

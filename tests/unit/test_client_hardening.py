@@ -483,3 +483,28 @@ def test_control_plane_refreshes_refused_credentials_too(tmp_path: Path, monkeyp
     assert c.stats.snapshot()["retries"] == {"credentials": 1}
     assert [access_key(r) for r in srv.requests].count(first[0]) == 1
     srv.close()
+
+
+def test_the_urllib3_path_has_a_total_deadline_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proxies and the escape hatch go through urllib3, whose read timeout is per socket read:
+    a server dripping a byte at a time must still not hold a request past its deadline."""
+    monkeypatch.setenv("DDBMIGRATE_HTTP_CLIENT", "urllib3")
+
+    def drip(c: socket.socket, req: bytes, n: int) -> bool:
+        try:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            for _ in range(100):
+                time.sleep(0.2)
+                c.sendall(b"x")
+        except OSError:
+            pass
+        return False
+
+    srv = ScriptedServer(drip)
+    c = DynamoClient(TableRef("tbl1", endpoint_url=f"http://127.0.0.1:{srv.port}", region="us-east-1"),
+                     retry=RetryPolicy(max_attempts=1), timeout=1.0)
+    from ddbmigrate.errors import RetriesExhaustedError
+
+    with pytest.raises(RetriesExhaustedError, match="not complete within 1 s"):
+        c.call("Scan", {"TableName": "tbl1"})  # the whole answer would take 20 s
+    srv.close()

@@ -31,7 +31,7 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urlsplit
 
 import boto3
@@ -80,6 +80,34 @@ CREDENTIAL_CODES = frozenset(("ExpiredTokenException", "UnrecognizedClientExcept
 # may have been lost (every other hot-path call is a read or a full-image write, see module doc).
 NON_IDEMPOTENT_OPS = frozenset(("UpdateItem", "TransactWriteItems", "ExecuteStatement",
                                 "BatchExecuteStatement", "ExecuteTransaction"))
+
+class _Read:
+    """A urllib3 response read whole within a deadline (the proxy / escape-hatch path).
+
+    urllib3's read timeout is per socket read, so a server dripping a byte a second would hold a
+    worker for as long as it likes; the body is read in pieces as they come and the exchange is
+    abandoned (connection closed, a retriable timeout) once the deadline has passed.
+    """
+
+    __slots__ = ("status", "headers", "data")
+
+    def __init__(self, r: Any, url: str, deadline_s: float) -> None:
+        deadline = time.monotonic() + deadline_s
+        parts: List[bytes] = []
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url}: response not complete within {deadline_s:g} s")
+                b = r.read1(65536) if hasattr(r, "read1") else r.read(65536)
+                if not b:
+                    break
+                parts.append(b)
+        except BaseException:
+            r.close()
+            raise
+        r.release_conn()
+        self.status, self.headers, self.data = r.status, r.headers, b"".join(parts)
+
 
 _CONN_ERRORS = (
     urllib3.exceptions.ProtocolError,
@@ -289,6 +317,7 @@ class DynamoClient:
             self._transport = Transport(self.endpoint + "/", read_timeout=timeout, max_idle=max(4, pool_size),
                                         ca_bundle=ca_bundle)
         self._url = self.endpoint + "/"
+        self._deadline_s = timeout  # no exchange outlives it, on either HTTP stack
         self._fast_signer: Optional[FastSigV4] = None
         if urlsplit(self._url).path == "/":
             # Every stack sends Host as host[:port] (port only when not the scheme's default).
@@ -333,8 +362,8 @@ class DynamoClient:
             if self._transport is not None:
                 r: Any = self._transport.post(headers, body)
             else:
-                r = self._http.urlopen("POST", self._url, body=body, headers=headers, preload_content=True,
-                                       retries=False, redirect=False)
+                r = _Read(self._http.urlopen("POST", self._url, body=body, headers=headers, preload_content=False,
+                                             retries=False, redirect=False), self._url, self._deadline_s)
         except (InvalidHeader, ValueError) as e:
             if not isinstance(e, InvalidHeader) and "header" not in str(e).lower():
                 raise

@@ -11,7 +11,7 @@ Scope, on purpose: POST to one endpoint, keep-alive, Content-Length or chunked r
 TLS with certificate verification (the default SSL context, or the CA bundle given, e.g.
 botocore's ``AWS_CA_BUNDLE`` / ``ca_bundle``), a connect timeout, a per-read timeout and a
 total deadline per exchange. No proxies: when HTTPS_PROXY/HTTP_PROXY applies, client.py uses
-urllib3 instead.
+urllib3 instead (its body read under the same deadline, client._Read).
 
 Invariants (each has a test against a misbehaving server in tests/unit/test_transport.py):
 

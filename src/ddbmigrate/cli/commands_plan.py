@@ -28,6 +28,11 @@ from .render import draw_report, handle_errors
                    "exceeds USD. A job's own cap is its options.max_cost.")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False),
               help="JSON prices over the packaged, dated prices file (for --max-cost / max_cost).")
+@click.option("--metrics-port", "metrics_port", type=click.IntRange(0, 65535),
+              help="Serve Prometheus /metrics and /healthz here while the plan runs (each job's series "
+                   "labelled with its name).")
+@click.option("--metrics-host", "metrics_host", default="127.0.0.1", show_default=True,
+              help="Address the --metrics-port server binds.")
 @handle_errors
 @pass_kwargs
 def run_cmd(kw: Dict[str, Any]) -> int:
@@ -39,7 +44,7 @@ def run_cmd(kw: Dict[str, Any]) -> int:
         rep = run_plan(kw["plan_file"], parallel=kw["parallel"], resume=kw["resume"], restart=kw["restart"],
                        report=kw["report"], progress="off" if kw["quiet"] else kw["progress"],
                        state_dir=kw["state_dir"], fail_fast=kw["fail_fast"], max_cost=kw["max_cost"],
-                       prices=kw["prices"])
+                       prices=kw["prices"], metrics_port=kw["metrics_port"], metrics_host=kw["metrics_host"])
     except PlanError as e:
         for p in e.problems:  # every problem, each with its line, not just the first
             click.echo(f"error: {p}", err=True)

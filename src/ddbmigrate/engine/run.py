@@ -65,7 +65,11 @@ Snapshot = Callable[[], Dict[str, Any]]
 
 
 class Observer(Protocol):
-    """Watches jobs: ``attach`` is called when a job starts; the function it returns, when it ends."""
+    """Watches jobs: ``attach`` is called when a job starts; the function it returns, when it ends.
+
+    An observer may also have ``fields() -> dict``: what it knows, added to the job's progress
+    (a replication's journal backlog while its backfill runs). It is optional, so observers
+    written before it existed keep working."""
 
     def attach(self, job: str, snapshot: Snapshot) -> Callable[[], None]: ...
 
@@ -146,6 +150,7 @@ class Driver:
         opts = self.opts = job.options
         self.cancel = cancel
         self.observer = observer
+        self._observer_fields: Optional[Callable[[], Dict[str, Any]]] = getattr(observer, "fields", None)
         self.report = Report(job=job.kind, source=job.source_label, target=job.target_label,
                              dead_letter_path=opts.dead_letter, segments=None, writers=job.writers)
         self.report.extra.update(job.extra)
@@ -324,6 +329,8 @@ class Driver:
         for w in views:
             if w.extra_fn is not None:
                 out.update(w.extra_fn())
+        if self._observer_fields is not None:
+            out.update(self._observer_fields())
         if self.interrupted:
             # The drain is visible: "done" keeps moving while in-flight writes are acknowledged.
             out["status"] = "stopping: finishing in-flight writes (signal again to stop at once)"
@@ -333,7 +340,7 @@ class Driver:
         """This job's figures for ``--metrics-port`` (read at scrape time)."""
         counters = {k: 0 for k in COUNTER_NAMES}
         counters.update(self.counters(live=True))
-        return metrics.job_samples(self.job.kind, counters, self.stats(), self.limits(), dict(self.dead.by_reason))
+        return metrics.job_samples(self.opts.metrics_job or self.job.kind, counters, self.stats(), self.limits(), dict(self.dead.by_reason))
 
     def sink_state(self) -> Dict[str, Any]:
         with self._lock:

@@ -309,11 +309,13 @@ def replicate(
         live.failed = e.one_line()
         status.error = e.one_line()
         status.stop("failed")
+        _write_failure_report(e, opts.report, source, target)
         raise
     except DdbMigrateError as e:
         live.failed = e.one_line()
         status.error = e.one_line()
         status.stop("interrupted" if e.exit_code == 130 else "failed")
+        _write_failure_report(e, opts.report, source, target)
         raise
     except BaseException:
         status.stop("failed")
@@ -504,6 +506,11 @@ def _backfill(source: TableRef, target: TableRef, opts: RunOptions, meta: Dict[s
             live.backfill = fields
             return lambda: None
 
+        def fields(self) -> Dict[str, Any]:
+            # The journal fills while the backfill runs: its backlog belongs on the same line.
+            b = live.journal.backlog(live.journal.first, 0)
+            return {"journal_backlog": b["records"], "journal_bytes": b["bytes"]}
+
     def watch() -> None:
         # The library's stop_event and --max-runtime also stop a backfill (checkpoint kept).
         while not done.wait(0.2):
@@ -590,6 +597,20 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
         report.extra[f"backfill_{k}"] = v
     report.extra = {k: v for k, v in report.extra.items() if v is not None}
     return report
+
+
+def _write_failure_report(e: DdbMigrateError, path: Optional[str], source: TableRef, target: TableRef) -> None:
+    """--report of a replication that failed in any phase: its real exit code, the counts of the
+    phase that failed (the backfill's own report when it was the backfill), and the error."""
+    rep = getattr(e, "report", None)
+    if rep is None:
+        rep = Report(job="replicate", source=source.describe(), target=target.describe())
+        e.report = rep  # type: ignore[attr-defined]
+    rep.status = "interrupted" if e.exit_code == 130 else "failed"
+    rep.error = rep.error or e.one_line()
+    rep.error_exit_code = e.exit_code
+    if path:
+        rep.write_json(path)
 
 
 def _reopen(store: CheckpointStore) -> None:

@@ -75,6 +75,9 @@ class JobObserver:
     def attach(self, job: str, snapshot: Snapshot) -> Callable[[], None]:
         return self.display.attach(self.name, job, snapshot)
 
+    def fields(self) -> Dict[str, Any]:
+        return {}
+
 
 class PlanProgress:
     """Combined display: each job's engine reports to ``observer_for(job_name)``."""

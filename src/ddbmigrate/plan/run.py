@@ -25,12 +25,13 @@ import concurrent.futures as cf
 import os
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import orjson
 
 from ..config import RetryPolicy, RunOptions
+from ..reporting import metrics
 from ..errors import (
     EXIT_DIFFERENCES,
     EXIT_FATAL,
@@ -124,6 +125,8 @@ class _Runner:
         from .progress import PlanProgress
 
         self.plan = plan
+        self.metrics_port: Optional[int] = None  # set by run_plan: one server for the whole plan
+        self.metrics_host = "127.0.0.1"
         self.parallel = max(1, parallel)
         self.resume = resume
         self.restart = restart
@@ -151,9 +154,13 @@ class _Runner:
         return os.path.join(self.plan.state_dir, "dead-letters", f"{job.name}.jsonl")
 
     def options(self, job: PlanJob, checkpoint: Optional[str] = None) -> RunOptions:
-        return run_options(job.options, transform=job.transform, dead_letter=self.dead_letter_path(job),
-                            checkpoint=checkpoint or self.checkpoint_path(job), resume=self.resume,
-                            restart=self.restart, progress="off")
+        opts = run_options(job.options, transform=job.transform, dead_letter=self.dead_letter_path(job),
+                           checkpoint=checkpoint or self.checkpoint_path(job), resume=self.resume,
+                           restart=self.restart, progress="off")
+        if self.metrics_port is None:
+            return opts
+        # One server for the whole plan (shared, counted), each job's series labelled with its name.
+        return replace(opts, metrics_port=self.metrics_port, metrics_host=self.metrics_host, metrics_job=job.name)
 
     # ------------------------------------------------------------------ run
 
@@ -426,6 +433,8 @@ def run_plan(
     stream: Any = None,
     max_cost: Optional[float] = None,
     prices: Optional[str] = None,
+    metrics_port: Optional[int] = None,
+    metrics_host: str = "127.0.0.1",
 ) -> PlanReport:
     """Run every job of the plan at ``path`` and return the combined report.
 
@@ -445,7 +454,14 @@ def run_plan(
     runner = _Runner(plan, parallel=parallel or plan.parallel, resume=resume, restart=restart, progress=progress,
                      stream=stream, fail_fast=plan.fail_fast if fail_fast is None else fail_fast,
                      max_cost=max_cost, prices=prices)
-    rep = runner.run()
+    runner.metrics_port, runner.metrics_host = metrics_port, metrics_host
+    # Held for the whole plan (jobs acquire the same server), so it answers between jobs too.
+    server = metrics.acquire(metrics_host, metrics_port) if metrics_port is not None else None
+    try:
+        rep = runner.run()
+    finally:
+        if server is not None:
+            metrics.release(server)
     if report:
         rep.write_json(report)
     rep.write_json(os.path.join(plan.state_dir, "last-report.json"))

@@ -142,6 +142,8 @@ class Progress:
                 extra.append(" ".join(f"{k} limit {v:,.0f}/s" for k, v in sorted(s["rate_limits"].items())))
             elif s.get("rate_limit"):
                 extra.append(f"limit {s['rate_limit']:.0f}/s")
+            if "journal_backlog" in s:
+                extra.append(f"journal {int(s['journal_backlog']):,} changes ({_fmt_bytes(s.get('journal_bytes'))})")
             if s.get("status"):
                 extra.append(str(s["status"]))
             if s.get("read") and int(s["read"]) > done:
@@ -154,7 +156,8 @@ class Progress:
             ev = {"event": "progress" if not final else "progress_final", "job": self.job, "done": done,
                   "total": total, "items_per_s": round(rate, 1), "eta_s": round(eta, 1) if eta is not None else None,
                   "elapsed_s": round(now - self._t0, 1)}
-            for k in ("read", "retries", "throttles", "dead_lettered", "rate_limit", "rate_limits", "status", "lag_s"):
+            for k in ("read", "retries", "throttles", "dead_lettered", "rate_limit", "rate_limits", "status", "lag_s",
+                      "journal_backlog", "journal_bytes"):
                 if k in s:
                     ev[k] = s[k]
             try:
@@ -171,3 +174,12 @@ def _fmt_eta(eta: Optional[float]) -> str:
     h, rem = divmod(eta, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _fmt_bytes(n: Any) -> str:
+    v = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if v < 1024 or unit == "GB":
+            return f"{v:,.0f} {unit}" if unit == "B" else f"{v:,.1f} {unit}"
+        v /= 1024
+    return f"{v:,.1f} GB"

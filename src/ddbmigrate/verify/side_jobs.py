@@ -80,6 +80,9 @@ class ReadObserver:
         self.finished = 0
         self._current: Optional[Snapshot] = None
 
+    def fields(self) -> Dict[str, Any]:
+        return {}
+
     def attach(self, job: str, snapshot: Snapshot) -> Callable[[], None]:
         self._current = snapshot
 
