@@ -6,9 +6,10 @@ from typing import Any, Dict
 
 import click
 
+from ..formats.detect import INPUT_FORMATS
 from ..jobs.export import export_table
 from ..jobs.import_files import import_files
-from ..sinks.export_files import DEFAULT_FILE_SIZE
+from ..sinks.export_files import DEFAULT_FILE_SIZE, FORMATS
 from .commands_estimate import check_cost, max_cost_option
 from .commands_plan import (
     native_export_options,
@@ -39,8 +40,8 @@ from .render import handle_errors, render_report
 @s3_options
 @run_options
 @transform_options
-@click.option("--format", "fmt", type=click.Choice(["dynamodb-json", "json"]), default="dynamodb-json",
-              show_default=True, help="dynamodb-json: the AWS export layout (lossless); json: plain values.")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="dynamodb-json",
+              show_default=True, help="dynamodb-json or ion: AWS's export formats (lossless); json: plain values.")
 @click.option("--file-size", type=int, default=DEFAULT_FILE_SIZE // (1024 * 1024), show_default=True,
               help="Start a new data file after this many MB of (uncompressed) items.")
 @click.option("--commit-every", type=float, default=30.0, show_default=True,
@@ -73,8 +74,12 @@ def export_cmd(kw: Dict[str, Any]) -> int:
 @write_mode_options
 @click.option("--no-validate", is_flag=True,
               help="Stream each file at once instead of checking it (gzip, md5Checksum, itemCount) first.")
-@click.option("--input-format", type=click.Choice(["auto", "dynamodb-json", "json"]), default="auto",
-              show_default=True, help="Format of the lines (auto: detected per file from its first object).")
+@click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)), default="auto", show_default=True,
+              help="Format of the data files (auto: decided per file from the layout and its first records).")
+@click.option("--csv-header", default=None, metavar="A,B,C",
+              help="CSV files have no header line: these are the column names, comma-separated whatever "
+                   "--csv-delimiter is (ImportTable's HeaderList).")
+@click.option("--csv-delimiter", default=",", show_default=True, help="CSV field separator (one character).")
 @click.option("--follow-symlinks", is_flag=True,
               help="Read files that link out of SOURCE's folder (refused by default).")
 @click.option("--create-target", is_flag=True, help="Create TABLE from --spec if it does not exist.")
@@ -104,7 +109,9 @@ def import_cmd(kw: Dict[str, Any]) -> int:
         return run_native_import(kw, est)
     report = import_files(kw["source"], table_ref(kw["table"], kw), opts, create_target=kw["create_target"],
                           spec=kw["spec"], validate=not kw["no_validate"], input_format=kw["input_format"],
-                          follow_symlinks=kw["follow_symlinks"], s3=s3_settings(kw), engine=engine_from(kw))
+                          csv_header=kw["csv_header"].split(",") if kw["csv_header"] else None,
+                          csv_delimiter=kw["csv_delimiter"], follow_symlinks=kw["follow_symlinks"],
+                          s3=s3_settings(kw), engine=engine_from(kw))
     if est is not None:
         from ..estimate import attach_estimate
 
@@ -117,7 +124,9 @@ def import_cmd(kw: Dict[str, Any]) -> int:
             from ..verify import files_side, verify_tables
 
             side = files_side(kw["source"], s3=s3_settings(kw), input_format=kw["input_format"],
-                              follow_symlinks=kw["follow_symlinks"])
+                              follow_symlinks=kw["follow_symlinks"], key_types=report.extra.get("key_types"),
+                              csv_header=kw["csv_header"].split(",") if kw["csv_header"] else None,
+                              csv_delimiter=kw["csv_delimiter"])
             vrep = verify_tables(kw["source"], table_ref(kw["table"], kw), source_side=side,
                                  transform=opts.transform, progress=opts.progress, on_error=opts.on_error)
             render_report(vrep, kw["quiet"])

@@ -158,7 +158,10 @@ def run_native_export(kw: Dict[str, Any]) -> int:
     if not str(kw["dest"]).startswith("s3://"):
         raise click.UsageError("--native exports go to S3: DEST must be s3://bucket/prefix")
     inc = kw.get("incremental") or None
+    if kw.get("fmt") == "json":
+        raise click.UsageError("--native exports write DYNAMODB_JSON or ION: --format dynamodb-json or ion")
     report = native_export(table_ref(kw["table"], kw), kw["dest"], export_time=kw.get("export_time"),
+                           export_format="ION" if kw.get("fmt") == "ion" else "DYNAMODB_JSON",
                            incremental=(inc[0], inc[1]) if inc else None,
                            progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
                            report_path=kw.get("report"))
@@ -194,7 +197,15 @@ def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
         if not kw.get("spec"):
             raise click.UsageError("--native creates the table with ImportTable: give --spec table.yaml "
                                    "(or --bulk-put to load an existing table)")
+        # ImportTable reads three of the formats import does (and takes no CSV options from here).
+        native_formats = {"auto": "DYNAMODB_JSON", "dynamodb-json": "DYNAMODB_JSON", "ion": "ION", "csv": "CSV"}
+        given = kw.get("input_format") or "auto"
+        if given not in native_formats:
+            raise click.UsageError(f"--native: ImportTable reads dynamodb-json, ion or csv, not {given}")
+        if kw.get("csv_header") or (kw.get("csv_delimiter") or ",") != ",":
+            raise click.UsageError("--native does not pass --csv-header/--csv-delimiter on: import without --native")
         report = native_import(kw["source"], table_ref(kw["table"], kw), kw["spec"],
+                               input_format=native_formats[given],
                                progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
                                report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
     if estimate is not None:

@@ -9,6 +9,7 @@ import click
 from ..config import RetryPolicy, TableRef
 from ..core.items import KeySchema
 from ..errors import UsageError
+from ..formats.detect import INPUT_FORMATS
 from ..verify import is_files_location, verify_tables
 from .engine import engine_from, engine_options, spark_settings, uses_spark
 from .options import (
@@ -84,7 +85,7 @@ def side_ref(arg: str, kw: Dict[str, Any], side: str) -> Union[TableRef, str]:
               help="Rewrite missing and mismatched items from the (transformed) source; delete unexpected "
                    "items after confirmation; then re-check them with consistent reads.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --repair deletes unexpected items.")
-@click.option("--input-format", type=click.Choice(["auto", "dynamodb-json", "json"]), default="auto",
+@click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)), default="auto",
               show_default=True, help="Format of a files side (auto-detected per file).")
 @click.option("--follow-symlinks", is_flag=True,
               help="Read files that link out of SOURCE's folder (refused by default).")

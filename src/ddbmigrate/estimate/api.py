@@ -203,10 +203,14 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
         tdesc = _planned_target(table.table, spec, None, notes)
     src = normalize(source) if "://" in source or not any(ch in source for ch in "*?[") else source
     s3 = s3 or S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn)
-    plan = discover(src, storage_for(src, s3), follow_symlinks=follow_symlinks)
+    storage = storage_for(src, s3)
+    plan = discover(src, storage, any_name=input_format != "auto", table=table.table, follow_symlinks=follow_symlinks)
     if plan.kind == "incremental":
         raise UsageError("estimate: an incremental export holds changes, not items; estimate the full export "
                          "instead")
+    from ..sources.detection import assign_formats
+
+    plan = assign_formats(plan, storage, input_format)  # each file sampled in the format the import reads
     stats = SampleStats(index_shapes(tdesc), tr, TransformContext(target_table=table.table))
     read_files, read_bytes = _sample_files(src, plan, s3, input_format, stats, sample)
     total_bytes = sum(f.size for f in plan.files)

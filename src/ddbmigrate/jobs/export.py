@@ -25,7 +25,7 @@ from ..errors import UsageError
 from ..reporting.report import Report
 from ..sinks.export_files import DEFAULT_FILE_SIZE, FORMATS, ExportFilesSpec
 from ..sources.table_scan import TableScanSpec, default_segments
-from ..storage.stores import S3Settings, is_s3, normalize, split_s3
+from ..storage.stores import S3Settings, S3Storage, is_s3, normalize, split_s3
 from .common import check_resume_options, engine_identity, resumed_segments, run
 
 DEFAULT_EXPORT_WRITERS = 4
@@ -72,8 +72,9 @@ def export_table(
     """Export every item of ``table`` to ``dest`` (a folder or ``s3://bucket/prefix``).
 
     Returns the report; ``report.extra`` holds ``export_id``, ``export_path`` and ``files``.
-    ``fmt="json"`` writes plain JSON lines (numbers exact, binary base64, sets as lists) in the
-    same layout. ``s3`` defaults to the table's region/profile/role and botocore's S3 endpoint.
+    ``fmt="ion"`` writes AWS's ION export (``$ion_1_0 {Item:{...}}`` lines in ``.ion.gz`` files,
+    ``outputFormat`` ION; lossless). ``fmt="json"`` writes plain JSON lines (numbers exact, binary
+    base64, sets as lists) in the same layout. ``s3`` defaults to the table's region/profile/role and botocore's S3 endpoint.
     """
     opts = options or RunOptions()
     check_export_options(opts, fmt)
@@ -94,6 +95,7 @@ def export_table(
                 or default_segments(desc))
     read_rate = capacity_limit(desc, opts.max_read_units, opts.read_percent, "read")
     bucket, prefix = split_s3(dest) if is_s3(dest) else (None, None)
+    sse, sse_key = S3Storage(s3).bucket_encryption(bucket) if bucket else (None, None)
     table_arn = str(desc.get("TableArn") or f"arn:aws:dynamodb:{region}:000000000000:table/{name}")
     job = Job(
         kind="export", identity=export_identity(table, name, dest, fmt, segments, transform), options=opts,
@@ -101,7 +103,7 @@ def export_table(
                              read_rate=read_rate, page_limit=page_limit(read_rate)),
         sink=ExportFilesSpec(dest, s3, fmt=fmt, file_size=file_size, commit_every=commit_every, s3_prefix=prefix,
                              summary={"table_arn": table_arn, "table_id": desc.get("TableId"), "bucket": bucket,
-                                      "prefix": prefix}),
+                                      "prefix": prefix, "sse": sse, "sse_kms_key_id": sse_key}),
         # Files have no key schema: a transform may re-key items (re-modelling export), so only
         # untransformed items are tied to the table's key (which they always match: trusted).
         processing=ProcessingSpec(

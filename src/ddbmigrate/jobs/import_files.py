@@ -1,4 +1,8 @@
-"""``import_files``: files (AWS export, DynamoDB-JSON, plain JSON) -> (transform) -> table.
+"""``import_files``: files (AWS exports full/incremental in DYNAMODB_JSON or ION, DynamoDB-JSON,
+plain JSON, Ion, CSV, Scan output, dynamodump, Data Pipeline) -> (transform) -> table.
+
+Each file's format is decided before anything is written (sources/detection.py) and reported
+per file in ``report.extra["file_formats"]``.
 
 Built on the same pipeline, writer, checkpoint and report as ``copy``: one unit per file (or per
 key partition for an incremental export), positions are line numbers, writes go through
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 from ..aws.capacity import capacity_limit
 from ..aws.client import DynamoClient
@@ -25,9 +29,12 @@ from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.job import Job
 from ..engine.run import Engine, Observer, pool_size
 from ..errors import DdbMigrateError, UsageError
+from ..formats.detect import INPUT_FORMATS
+from ..formats.records import csv_header_problem
 from ..reporting.report import Report
 from ..sinks.dry_run import DryRunSpec
 from ..sinks.table_writer import TableWriterSpec
+from ..sources.detection import assign_formats, formats_line, formats_used
 from ..sources.files import FilesSpec
 from ..sources.incremental import IncrementalSource
 from ..storage.export_layout import discover
@@ -47,6 +54,8 @@ def import_files(
     spec: Optional[str] = None,
     validate: bool = True,
     input_format: str = "auto",
+    csv_header: Optional[Sequence[str]] = None,
+    csv_delimiter: str = ",",
     follow_symlinks: bool = False,
     s3: Optional[S3Settings] = None,
     readers: Optional[int] = None,
@@ -58,7 +67,9 @@ def import_files(
 ) -> Report:
     """Load the items of ``source`` (path, folder, glob or ``s3://...``) into ``table``.
 
-    ``create_target``/``spec`` create the table from a CloudFormation-style spec when missing.
+    ``create_target``/``spec`` create the table from a CloudFormation-style spec when missing (a
+    dynamodump backup carries its table's schema: no spec needed). ``csv_header`` names the
+    columns of CSV files without a header line; ``csv_delimiter`` is their separator.
     ``validate=False`` skips the per-file check pass (items stream at once). A file that links out
     of SOURCE's folder is refused unless ``follow_symlinks``. Returns the report;
     raises FatalError (with ``.report``) when a file failed its checks. An incremental export is
@@ -66,14 +77,23 @@ def import_files(
     """
     opts = options or RunOptions()
     check_resume_options(opts)
-    if create_target and not spec:
-        raise UsageError("--create-target needs --spec FILE (files carry no table schema)")
+    if input_format not in INPUT_FORMATS:
+        raise UsageError(f"--input-format must be one of {', '.join(INPUT_FORMATS)}")
+    if len(csv_delimiter) != 1:
+        raise UsageError(f"--csv-delimiter must be one character, not {csv_delimiter!r}")
+    header = [h.strip() for h in csv_header] if csv_header else None
+    if header is not None and csv_header_problem(header):
+        raise UsageError(f"--csv-header: {csv_header_problem(header)}")
     if transform is None and opts.transform:
         transform = load_transform(opts.transform)
     src = normalize(source) if "://" in source or not any(c in source for c in "*?[") else source
     s3 = s3 or S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn)
     storage = storage_for(src, s3)
-    plan = discover(src, storage, follow_symlinks=follow_symlinks)
+    plan = discover(src, storage, any_name=input_format != "auto", table=table.table,
+                    follow_symlinks=follow_symlinks)
+    if create_target and not spec and plan.schema is None:
+        raise UsageError("--create-target needs --spec FILE (these files carry no table schema)")
+    plan = assign_formats(plan, storage, input_format, workers=readers or DEFAULT_READERS)
     if plan.kind == "incremental" and engine is not None and engine.name != "threads":
         raise UsageError("an incremental export is applied on the threads engine (its records are staged "
                          "by key on this machine first): drop --engine/--processes")
@@ -81,21 +101,29 @@ def import_files(
     writers = opts.writers or default_writers(opts.mode)
     dst = DynamoClient(table, pool_size=pool_size(0, 4), retry=opts.retry)
     try:
-        tdesc = prepare_target(dst, create=create_target, spec_path=spec, dry_run=opts.dry_run)
+        tdesc = prepare_target(dst, create=create_target, spec_path=spec, dry_run=opts.dry_run,
+                               source_desc=plan.schema if create_target and not spec else None)
     finally:
         dst.close()
     keys = KeySchema.from_table_description(tdesc)
     n_readers = readers or DEFAULT_READERS
     source_spec: Any
     if plan.kind == "incremental":
+        inc = IncrementalSource(storage, plan, validate=validate, spill_dir=spill_dir, readers=n_readers,
+                                key_names=keys.names)
+        if any(f.snapshot_micros is not None for f in plan.files):
+            # A full export applied with incremental ones: its items are keyed like their records.
+            inc.key_names = inc.source_key_names() or inc.key_names
         # Before staging the whole export: do its first new images fit the table?
-        check_fits_target(table.table, tdesc, sample=_first_new_images(storage, plan), transform=transform,
+        check_fits_target(table.table, tdesc, sample=_first_new_images(inc), transform=transform,
                           context=TransformContext(target_table=table.table))
-        inc = IncrementalSource(storage, plan, validate=validate, spill_dir=spill_dir, readers=n_readers)
         inc.prepare()
         source_spec = LiveSourceSpec(inc)
     else:
-        source_spec = FilesSpec(src, plan, s3, validate=validate, input_format=input_format)
+        # CSV: attributes the table defines (its keys and index keys) get their type, as ImportTable does.
+        key_types = {a["AttributeName"]: a["AttributeType"] for a in tdesc.get("AttributeDefinitions") or []}
+        source_spec = FilesSpec(src, plan, s3, validate=validate, input_format=input_format, key_types=key_types,
+                                csv_header=header, csv_delimiter=csv_delimiter)
         # Before the import proper: do the first records fit the table's keys and indexes?
         check_fits_target(table.table, tdesc, sample=_first_items(source_spec), transform=transform,
                           context=TransformContext(target_table=table.table))
@@ -122,7 +150,11 @@ def import_files(
         total_estimate=sum(f.item_count or 0 for f in plan.files) or None,
         readers=min(n_readers, max(1, len(source_spec.units()))), writers=writers,
         extra={"mode": opts.mode, "source_kind": plan.kind, "files": len(plan.files),
-               "transform": transform.name if transform else None},
+               "transform": transform.name if transform else None, "formats": formats_line(plan),
+               "file_formats": formats_used(plan),
+               **({"exports": plan.exports} if plan.exports else {}),
+               # How CSV values were typed (for --verify, which reads the files again).
+               **({"key_types": source_spec.key_types} if any(f.fmt == "csv" for f in plan.files) else {})},
     )
     return run(job, engine, cancel=cancel, observer=observer)
 
@@ -146,23 +178,19 @@ def _first_items(spec: FilesSpec, n: int = SAMPLE) -> List[Any]:
     return []
 
 
-def _first_new_images(storage: Any, plan: Any, n: int = SAMPLE) -> List[Any]:
+def _first_new_images(inc: IncrementalSource, n: int = SAMPLE) -> List[Any]:
     """The ``NewImage`` of the first records of an incremental export (deletes carry none)."""
-    import orjson
-
     from ..sources.lines import LineStream, TooLong
 
     out: List[Any] = []
-    for f in plan.files[:3]:
-        ls = LineStream(storage, f.path)
+    for f in inc.plan.files[:3]:
+        ls = LineStream(inc.storage, f.path)
         try:
             for _, line in ls.numbered():
                 if isinstance(line, TooLong):
                     continue
-                try:
-                    new = orjson.loads(line).get("NewImage")
-                except (orjson.JSONDecodeError, AttributeError):
-                    continue  # the import reports bad lines with their place
+                rec, _ = inc._decode(f, line)
+                new = rec.get("NewImage") if isinstance(rec, dict) else None
                 if isinstance(new, dict):
                     out.append(new)
                 if len(out) >= n:

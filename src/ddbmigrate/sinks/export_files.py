@@ -2,6 +2,7 @@
 
     DEST/AWSDynamoDB/<ExportId>/_started
     DEST/AWSDynamoDB/<ExportId>/data/<name>.json.gz        one {"Item": {...}} per line
+                                     (or <name>.ion.gz: one ``$ion_1_0 {Item:{...}}`` per line)
     DEST/AWSDynamoDB/<ExportId>/manifest-files.json (+ .md5)  one line per data file
     DEST/AWSDynamoDB/<ExportId>/manifest-summary.json (+ .md5) written last of all
 
@@ -51,6 +52,7 @@ from ..core.items import canonical_number
 from ..core.protocols import SinkBase
 from ..core.records import DELETE, BatchResult, Op
 from ..core.specs import Resources
+from ..formats import ion
 from ..state.crashpoints import crash_point
 from ..storage.stores import S3Settings, Storage, storage_for
 
@@ -59,7 +61,9 @@ if TYPE_CHECKING:
 
 DEFAULT_FILE_SIZE = 256 * 1024 * 1024
 _CRASH_TESTING = os.environ.get("DDBMIGRATE_CRASH_AT") == "mid_export_line"
-FORMATS = ("dynamodb-json", "json")
+FORMATS = ("dynamodb-json", "json", "ion")
+OUTPUT_FORMAT = {"dynamodb-json": "DYNAMODB_JSON", "json": "JSON", "ion": "ION"}
+EXTENSION = {"dynamodb-json": ".json.gz", "json": ".json.gz", "ion": ".ion.gz"}
 
 
 def new_export_id(now: Optional[float] = None) -> str:
@@ -158,9 +162,10 @@ class _HashingWriter:
 
 
 class _DataFile:
-    def __init__(self, tmp_dir: str, export_id: str, level: int) -> None:
+    def __init__(self, tmp_dir: str, export_id: str, level: int, ext: str = ".json.gz") -> None:
         self.name = _file_name()
-        self.tmp = os.path.join(tmp_dir, f"{export_id}-{self.name}.json.gz.part")
+        self.ext = ext
+        self.tmp = os.path.join(tmp_dir, f"{export_id}-{self.name}{ext}.part")
         self._fh = open(self.tmp, "wb")
         self._raw = _HashingWriter(self._fh)
         # mtime=0 and no file name in the header: the same items give the same bytes.
@@ -289,9 +294,11 @@ class FileSink(SinkBase):
                 if f is None:
                     with self._cond:
                         self._ensure_started()
-                    f = self._open[tid] = _DataFile(self._tmp(), self.export_id, self.level)
+                    f = self._open[tid] = _DataFile(self._tmp(), self.export_id, self.level, EXTENSION[self.fmt])
                 if self.fmt == "dynamodb-json":
                     f.write(b'{"Item":' + op.enc + b"}\n")
+                elif self.fmt == "ion":
+                    f.write(ion.item_line(op.wire()))
                 else:
                     f.write(plain_json(op.wire()) + b"\n")
                 if f.bytes >= self.file_size:
@@ -302,7 +309,7 @@ class FileSink(SinkBase):
 
     def _finish(self, f: _DataFile) -> None:
         md5 = f.finish()
-        rel = f"data/{f.name}.json.gz"
+        rel = f"data/{f.name}{f.ext}"
         etag = self.storage.put_file(f.tmp, self.storage.join(self.root, rel))
         entry = {"itemCount": f.items, "md5Checksum": md5, "etag": etag, "dataFileS3Key": self.key_of(rel)}
         with self._cond:
@@ -387,20 +394,33 @@ class FileSink(SinkBase):
 
     # ------------------------------------------------------------------ manifests
 
+    def ensure_a_file(self) -> None:
+        """An export of no items still lists one (empty) data file, as AWS's does."""
+        if not self.committed:
+            self._ensure_started()
+            self._finish(_DataFile(self._tmp(), self.export_id, self.level, EXTENSION[self.fmt]))
+            with self._cond:
+                self.committed.extend(self._pending)
+                self._pending = []
+
     def write_manifests(self, summary: Dict[str, Any]) -> Dict[str, Any]:
         """Write manifest-files.json, then manifest-summary.json (the completion marker)."""
         self._ensure_started()
         files = sorted(self.committed, key=lambda e: e["dataFileS3Key"])
         lines = b"".join(orjson.dumps(e) + b"\n" for e in files)
         self._write_with_md5("manifest-files.json", lines)
-        full = {
+        given = {
             "version": "2020-06-30",
             **summary,
             "manifestFilesS3Key": self.key_of("manifest-files.json"),
             "billedSizeBytes": self.bytes_written,
             "itemCount": sum(int(e["itemCount"]) for e in files),
-            "outputFormat": "DYNAMODB_JSON" if self.fmt == "dynamodb-json" else "JSON",
+            "outputFormat": OUTPUT_FORMAT[self.fmt],
         }
+        # AWS's field order for the export type; any other field after them.
+        order = SUMMARY_FIELDS.get(str(given.get("exportType")), SUMMARY_FIELDS["FULL_EXPORT"])
+        full = {k: given[k] for k in order if k in given}
+        full.update({k: v for k, v in given.items() if k not in full})
         self._write_with_md5("manifest-summary.json", orjson.dumps(full))
         return full
 
@@ -469,13 +489,16 @@ class ExportFilesSpec:
             report.extra["orphan_files_deleted"] = orphans
         summary = export_summary(sink.export_id, sink.started_at, **self.summary)
         summary["exportType"] = "FULL_EXPORT"
+        sink.ensure_a_file()
+        sink.close()  # removes its temporary folder again
         manifest = sink.write_manifests(summary)
         report.extra.update({"export_id": sink.export_id, "export_path": sink.root, "files": len(sink.committed),
                              "items_exported": manifest["itemCount"]})
 
 
 def export_summary(export_id: str, started_at: float, *, table_arn: str, table_id: Optional[str],
-                   bucket: Optional[str], prefix: Optional[str]) -> Dict[str, Any]:
+                   bucket: Optional[str], prefix: Optional[str], sse: Optional[str] = None,
+                   sse_kms_key_id: Optional[str] = None) -> Dict[str, Any]:
     """The manifest-summary.json fields known before the manifests are written (AWS's names)."""
     return {
         "exportArn": f"{table_arn}/export/{export_id}",
@@ -486,6 +509,20 @@ def export_summary(export_id: str, started_at: float, *, table_arn: str, table_i
         "exportTime": iso_millis(started_at),
         "s3Bucket": bucket,
         "s3Prefix": prefix or None,
-        "s3SseAlgorithm": None,
-        "s3SseKmsKeyId": None,
+        # S3 encrypts every new object: with the bucket's default (SSE-S3 unless it says KMS,
+        # see bucket_encryption); a local folder has none.
+        "s3SseAlgorithm": (sse or "AES256") if bucket else None,
+        "s3SseKmsKeyId": sse_kms_key_id if bucket else None,
     }
+
+
+# manifest-summary.json fields in AWS's order, per export type (docs/files.md lists them).
+SUMMARY_FIELDS = {
+    "FULL_EXPORT": ("version", "exportArn", "startTime", "endTime", "tableArn", "tableId", "exportTime", "s3Bucket",
+                    "s3Prefix", "s3SseAlgorithm", "s3SseKmsKeyId", "manifestFilesS3Key", "billedSizeBytes",
+                    "itemCount", "outputFormat", "exportType"),
+    "INCREMENTAL_EXPORT": ("version", "exportArn", "startTime", "endTime", "tableArn", "tableId", "exportFromTime",
+                           "exportToTime", "s3Bucket", "s3Prefix", "s3SseAlgorithm", "s3SseKmsKeyId",
+                           "manifestFilesS3Key", "billedSizeBytes", "itemCount", "outputFormat", "outputView",
+                           "exportType"),
+}

@@ -1,4 +1,8 @@
-"""Read items from files: AWS exports (full), DynamoDB-JSON lines, plain JSON (lines or an array).
+"""Read items from files: AWS exports (full; DYNAMODB_JSON or ION), DynamoDB-JSON lines, plain
+JSON (lines or an array), Ion, CSV, Scan documents (aws CLI, dynamodump), Data Pipeline lines.
+
+Each file's format is decided before the job (:mod:`ddbmigrate.sources.detection`) and carried
+in its :class:`FileEntry`; this module reads it.
 
 What SOURCE may be, and the manifest checks, are in :mod:`ddbmigrate.storage.export_layout`;
 reading and parsing lines in :mod:`ddbmigrate.sources.lines`; incremental exports in
@@ -15,6 +19,9 @@ Invariants:
    at once and a failure reports how many of the file's items had been handed on.
 4. Every line ends as an item, a reject (dead-lettered with ``file:line`` and the reason) or is
    blank; counts add up.
+5. A file whose first ``FIRST_RECORDS`` records all fail to parse is not in the format it is
+   read as: it fails as a whole with one line (file, format, first reason), and none of those
+   records is dead-lettered.
 """
 
 from __future__ import annotations
@@ -24,14 +31,26 @@ import json
 import threading
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+import orjson
+
+from ..core.items import item_problem
 from ..core.protocols import SourceBase
 from ..core.records import Chunk
 from ..core.specs import Resources, SourceSpecBase
 from ..errors import DdbMigrateError, FatalError, UsageError
+from ..formats import ion
+from ..formats.detect import INPUT_FORMATS, READER
+from ..formats.records import (
+    RecordProblem,
+    csv_header_problem,
+    csv_item,
+    from_data_pipeline,
+)
 from ..storage.export_layout import FileEntry, FileProblem, Plan, check_against_manifest
 from ..storage.stores import S3Settings, Storage, storage_for
+from .documents import JsonText, every_line
 from .lines import (
     BLOCK,
     CORRUPT_ERRORS,
@@ -40,6 +59,7 @@ from .lines import (
     TooLong,
     convert_decoded,
     corrupt_reason,
+    duplicate_name,
     duplicate_reason,
     duplicate_recorder,
     parse_item,
@@ -49,7 +69,9 @@ from .lines import (
 
 CHUNK_LINES = 1000
 CHUNK_BYTES = 4 * 1024 * 1024
-INPUT_FORMATS = ("auto", "dynamodb-json", "json")
+FIRST_RECORDS = 100
+# How parse_item names the line formats it reads.
+_LINE_FMT = {"dynamodb-json": "ddb", "json": "plain", "dead-letter": "deadletter"}
 
 
 @dataclass
@@ -74,15 +96,19 @@ class FileSource(SourceBase):
     ordered = True
 
     def __init__(self, storage: Storage, plan: Plan, *, validate: bool = True, input_format: str = "auto",
-                 chunk_lines: int = CHUNK_LINES) -> None:
+                 chunk_lines: int = CHUNK_LINES, key_types: Optional[Dict[str, str]] = None,
+                 csv_header: Optional[List[str]] = None, csv_delimiter: str = ",") -> None:
         if input_format not in INPUT_FORMATS:
             raise UsageError(f"--input-format must be one of {', '.join(INPUT_FORMATS)}")
         self.storage = storage
         self.plan = plan
         self.validate = validate
-        self.fmt = {"auto": "auto", "dynamodb-json": "ddb", "json": "plain"}[input_format]
-        if plan.kind == "export" and input_format == "auto":
-            self.fmt = "plain" if plan.summary.get("outputFormat") == "JSON" else "ddb"
+        # A file whose format was not decided up front (library use): the given one, or detected
+        # from its first object as before.
+        self.input_format = input_format
+        self.key_types = dict(key_types or {})
+        self.csv_header = list(csv_header) if csv_header else None
+        self.csv_delimiter = csv_delimiter
         self.chunk_lines = chunk_lines
         self.by_unit = {f.unit: f for f in plan.files}
         self._failed: Dict[str, FileFailure] = {}
@@ -127,19 +153,37 @@ class FileSource(SourceBase):
                 return
             ls = LineStream(self.storage, f.path)
         try:
-            yield from self._read_stream(f, ls, start, stop)
+            reader = READER.get(self._fmt(f), self._fmt(f))
+            if reader == "csv":
+                yield from self._read_csv(f, ls, start, stop)
+            elif reader == "scan":
+                yield from self._read_docs(f, ls, start, stop)
+            else:
+                yield from self._read_stream(f, ls, start, stop)
         finally:
             ls.close()
+
+    def _fmt(self, f: FileEntry) -> str:
+        return f.fmt or ("auto" if self.input_format == "auto" else self.input_format)
+
+    def _not_format(self, f: FileEntry, first: Optional[Tuple[str, str]]) -> None:
+        where, reason = first or ("", "")
+        self._fail(f, f"not {self._fmt(f)}: its first {FIRST_RECORDS} records all failed to parse, so none was "
+                   f"loaded or dead-lettered (first, {where}: {reason})", None, 0)
 
     def _read_stream(self, f: FileEntry, ls: LineStream, start: int, stop: threading.Event) -> Iterator[Chunk]:
         handed = 0
         lineno = 0
         nonblank = 0
-        fmt = self.fmt
+        name = self._fmt(f)
+        fmt = _LINE_FMT.get(name, name)
+        other: Any = {"ion": ion.parse_item_line, "data-pipeline": _data_pipeline_line}.get(name)
         chunk = Chunk(position=start, origins=[])
         nbytes = 0
+        parsed = failed = 0  # records of this file parsed / failed from its first line (invariant 5)
+        first_fail: Optional[Tuple[str, str]] = None
         try:
-            if ls.first_char() == b"[":
+            if ls.first_char() == b"[" and other is None:  # first_char also drops a UTF-8 BOM
                 yield from self._read_array(f, ls, start, stop)
                 return
             for lineno, line in ls.numbered():
@@ -151,12 +195,22 @@ class FileSource(SourceBase):
                     chunk.rejects.append(("", f"line is {line.size} bytes, over the {MAX_LINE}-byte line limit "
                                           "(DynamoDB items are at most 400 KB)", origin))
                 else:
-                    item, reason, fmt = parse_item(line.rstrip(b"\r"), fmt)
+                    if other is None:
+                        item, reason, fmt = parse_item(line.rstrip(b"\r"), fmt)
+                    else:
+                        item, reason = other(line.rstrip(b"\r"))
                     if item is not None:
                         chunk.items.append(item)
                         chunk.origins.append(origin)  # type: ignore[union-attr]
+                        parsed += 1
                     else:
                         chunk.rejects.append((line[:100_000].decode("utf-8", "replace"), reason or "invalid", origin))
+                        if not parsed and start == 0:
+                            failed += 1
+                            first_fail = first_fail or (origin, reason or "invalid")
+                            if failed >= FIRST_RECORDS:
+                                self._not_format(f, first_fail)
+                                return
                     nbytes += len(line)
                 chunk.position = lineno
                 if len(chunk.items) + len(chunk.rejects) >= self.chunk_lines or nbytes >= CHUNK_BYTES:
@@ -190,7 +244,8 @@ class FileSource(SourceBase):
         text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         blocks = ls.blocks()
         buf, pos, line, eof = "", 0, 1 + ls.skipped_newlines, False
-        idx, handed, fmt = 0, 0, self.fmt
+        name = self._fmt(f)
+        idx, handed, fmt = 0, 0, _LINE_FMT.get(name, name)
         chunk = Chunk(position=start, origins=[])
 
         def fill() -> None:
@@ -286,8 +341,197 @@ class FileSource(SourceBase):
             return
         yield Chunk(position=idx, done=True)
 
+    # ------------------------------------------------------------------ CSV
 
-__all__ = ["CHUNK_BYTES", "CHUNK_LINES", "FileFailure", "FileSource", "INPUT_FORMATS"]
+    def _read_csv(self, f: FileEntry, ls: LineStream, start: int, stop: threading.Event) -> Iterator[Chunk]:
+        """CSV as ImportTable reads it; position = data records handed on (header excluded)."""
+        import csv
+
+        lineno = 0
+
+        def text() -> Iterator[str]:
+            nonlocal lineno
+            for line in every_line(ls):  # blank lines and spaces too: they may be inside a quoted value
+                lineno += 1
+                if isinstance(line, TooLong):
+                    raise FileProblem(f"line {lineno} is {line.size} bytes, over the {MAX_LINE}-byte line limit",
+                                      lineno)
+                yield line.decode("utf-8", "replace") + "\n"
+
+        header = self.csv_header
+        idx = handed = parsed = failed = 0
+        first_fail: Optional[Tuple[str, str]] = None
+        chunk = Chunk(position=start, origins=[])
+        try:
+            rows = csv.reader(text(), delimiter=self.csv_delimiter, strict=False)
+            at = 1
+            for row in rows:
+                where, at = at, lineno + 1  # the record started on the line after the last one read
+                if header is None:
+                    header = [c.strip() for c in row]
+                    if header and header[0].startswith("\ufeff"):
+                        header[0] = header[0][1:]
+                    problem = csv_header_problem(header)
+                    if problem:
+                        raise FileProblem(f"not csv: {problem}", where)
+                    continue
+                if not any(row):
+                    continue  # a blank line is no record
+                idx += 1
+                if idx <= start:
+                    continue
+                origin = f"{f.unit}:{where}"
+                try:
+                    chunk.items.append(csv_item(header, row, self.key_types))
+                    chunk.origins.append(origin)  # type: ignore[union-attr]
+                    parsed += 1
+                except RecordProblem as e:
+                    chunk.rejects.append((self.csv_delimiter.join(row)[:100_000], str(e), origin))
+                    if not parsed and start == 0:
+                        failed += 1
+                        first_fail = first_fail or (origin, str(e))
+                        if failed >= FIRST_RECORDS:
+                            self._not_format(f, first_fail)
+                            return
+                chunk.position = idx
+                if len(chunk.items) + len(chunk.rejects) >= self.chunk_lines:
+                    handed += len(chunk.items)
+                    yield chunk
+                    chunk = Chunk(position=idx, origins=[])
+                    if stop.is_set():
+                        return
+            md5 = ls.md5_b64()
+        except (FileProblem, csv.Error, *CORRUPT_ERRORS) as e:
+            handed += len(chunk.items)
+            if chunk.items or chunk.rejects:
+                yield chunk
+            reason = e.reason if isinstance(e, FileProblem) else \
+                f"invalid CSV: {e}" if isinstance(e, csv.Error) else f"corrupt file: {corrupt_reason(e)}"
+            self._fail(f, reason, getattr(e, "line", None) or lineno, handed)
+            return
+        if chunk.items or chunk.rejects:
+            handed += len(chunk.items)
+            yield chunk
+        try:
+            check_against_manifest(f, md5, idx)
+        except FileProblem as e:
+            self._fail(f, e.reason, None, handed)
+            return
+        yield Chunk(position=idx, done=True)
+
+    # ------------------------------------------------------------------ Scan documents
+
+    def _read_docs(self, f: FileEntry, ls: LineStream, start: int, stop: threading.Event) -> Iterator[Chunk]:
+        """Scan response documents one after another (``aws dynamodb scan`` pages, dynamodump data
+        files); the ``Items`` array is streamed element by element. Position = items handed on."""
+        js = JsonText(ls)
+        idx = handed = 0
+        chunk = Chunk(position=start, origins=[])
+        docs = 0
+        try:
+            while True:
+                js.skip_ws()
+                if js.at_end():
+                    break
+                docs += 1
+                if not js.take("{"):
+                    raise FileProblem(f"not a Scan document: document {docs} does not start with '{{' "
+                                      f"(found {js.peek_text()!r})", js.line)
+                count: Optional[int] = None
+                in_doc = 0
+                first = True
+                while True:
+                    js.skip_ws()
+                    if js.take("}"):
+                        break
+                    if not first and not js.take(","):
+                        raise FileProblem(f"invalid JSON in document {docs}: expected ',' or '}}'", js.line)
+                    first = False
+                    js.skip_ws()
+                    key = js.value(f"document {docs}")
+                    js.skip_ws()
+                    if not isinstance(key, str) or not js.take(":"):
+                        raise FileProblem(f"invalid JSON in document {docs}: expected a key", js.line)
+                    js.skip_ws()
+                    if key != "Items":
+                        v = js.value(f"document {docs}")
+                        if key == "Count" and isinstance(v, int):
+                            count = v
+                        elif key not in _SCAN_OTHER_KEYS:
+                            raise FileProblem(f"not a Scan document: document {docs} has a key {key!r}", js.line)
+                        continue
+                    if not js.take("["):
+                        raise FileProblem(f"Items of document {docs} is not a list", js.line)
+                    n = 0
+                    while True:
+                        js.skip_ws()
+                        if js.take("]"):
+                            break
+                        if n and not js.take(","):
+                            raise FileProblem(f"invalid JSON in Items of document {docs}: expected ',' or ']'",
+                                              js.line)
+                        js.skip_ws()
+                        line = js.line
+                        obj = js.value(f"item {n + 1} of document {docs}")
+                        n += 1
+                        idx += 1
+                        if idx <= start:
+                            continue
+                        origin = f"{f.unit}:{line}"
+                        p = duplicate_reason(js.repeated[0]) if js.repeated else item_problem(obj)
+                        if p is None:
+                            chunk.items.append(obj)
+                            chunk.origins.append(origin)  # type: ignore[union-attr]
+                        else:
+                            chunk.rejects.append((short_json(obj), p, origin))
+                        chunk.position = idx
+                        if len(chunk.items) + len(chunk.rejects) >= self.chunk_lines:
+                            handed += len(chunk.items)
+                            yield chunk
+                            chunk = Chunk(position=idx, origins=[])
+                            if stop.is_set():
+                                return
+                    in_doc = n
+                if count is not None and count != in_doc:
+                    raise FileProblem(f"document {docs} says Count {count} but holds {in_doc} items (cut file?)",
+                                      js.line)
+            md5 = ls.md5_b64()
+        except (FileProblem, *CORRUPT_ERRORS) as e:
+            handed += len(chunk.items)
+            if chunk.items or chunk.rejects:
+                yield chunk
+            if isinstance(e, FileProblem):
+                self._fail(f, e.reason, e.line, handed)
+            else:
+                self._fail(f, f"corrupt file: {corrupt_reason(e)}", js.line, handed)
+            return
+        if chunk.items or chunk.rejects:
+            handed += len(chunk.items)
+            yield chunk
+        try:
+            check_against_manifest(f, md5, None)
+        except FileProblem as e:
+            self._fail(f, e.reason, None, handed)
+            return
+        yield Chunk(position=idx, done=True)
+
+
+_SCAN_OTHER_KEYS = frozenset(("Count", "ScannedCount", "LastEvaluatedKey", "ConsumedCapacity", "NextToken",
+                              "ResponseMetadata"))
+
+
+def _data_pipeline_line(line: bytes) -> Tuple[Optional[Any], Optional[str]]:
+    try:
+        obj = orjson.loads(line)
+        dup = duplicate_name(line, obj)
+        return (None, dup) if dup else (from_data_pipeline(obj), None)
+    except orjson.JSONDecodeError as e:
+        return None, f"invalid JSON: {e}"
+    except RecordProblem as e:
+        return None, str(e)
+
+
+__all__ = ["CHUNK_BYTES", "CHUNK_LINES", "FIRST_RECORDS", "FileFailure", "FileSource", "INPUT_FORMATS"]
 
 
 @dataclass(frozen=True)
@@ -299,6 +543,10 @@ class FilesSpec(SourceSpecBase):
     s3: Optional[S3Settings] = None
     validate: bool = True
     input_format: str = "auto"
+    # CSV: the key attributes' types (from the table's key schema), header and delimiter.
+    key_types: Optional[Dict[str, str]] = None
+    csv_header: Optional[List[str]] = None
+    csv_delimiter: str = ","
 
     def units(self) -> List[str]:
         return [f.unit for f in self.plan.files]
@@ -309,7 +557,8 @@ class FilesSpec(SourceSpecBase):
             mine = set(res.units)
             plan = replace(plan, files=[f for f in plan.files if f.unit in mine])
         return FileSource(storage_for(self.location, self.s3), plan, validate=self.validate,
-                          input_format=self.input_format)
+                          input_format=self.input_format, key_types=self.key_types, csv_header=self.csv_header,
+                          csv_delimiter=self.csv_delimiter)
 
     def failed(self, failures: Any) -> DdbMigrateError:
         return FatalError(

@@ -7,6 +7,14 @@ unit) then keeps only the newest record of each key (ties broken by file order, 
 writes that one: a put of ``NewImage``, or a delete when there is no ``NewImage``. Older
 versions are counted as ``collapsed``.
 
+Several exports under one prefix (see :func:`ddbmigrate.storage.export_layout.discover`) are one
+staging: the full export's items count as puts written at its ``exportTime`` and every
+incremental record at its own ``WriteTimestampMicros``, so the newest version of each key wins
+whatever order the exports' files are read in. An incremental record older than the full
+export is superseded by it even when the key is absent from it (the snapshot says the key did
+not exist then), so an old put never brings back an item deleted before the snapshot. Records in ION are read into the same shape as
+their DYNAMODB_JSON twins first.
+
 Invariants:
 1. Memory is bounded by one partition's distinct keys; the partition count grows with the
    input size.
@@ -22,7 +30,7 @@ import hashlib
 import os
 import tempfile
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import orjson
 
@@ -30,10 +38,22 @@ from ..core.items import WireItem, canonical_item, item_problem
 from ..core.protocols import SourceBase
 from ..core.records import DELETE, PUT, Chunk
 from ..errors import FatalError
+from ..formats import ion
 from ..storage.export_layout import FileEntry, FileProblem, Plan, check_against_manifest
 from ..storage.stores import Storage
-from .files import CHUNK_LINES, FileFailure, FileSource
-from .lines import CORRUPT_ERRORS, MAX_LINE, LineStream, TooLong, corrupt_reason
+from .files import CHUNK_LINES, FIRST_RECORDS, FileFailure, FileSource
+from .lines import (
+    CORRUPT_ERRORS,
+    MAX_LINE,
+    LineStream,
+    TooLong,
+    corrupt_reason,
+    parse_item,
+)
+
+
+# A record older than the full export applied before it (see IncrementalSource.read).
+STALE = "stale"
 
 
 def _record_problem(rec: Any) -> Optional[str]:
@@ -69,7 +89,8 @@ class IncrementalSource(SourceBase):
     """
 
     def __init__(self, storage: Storage, plan: Plan, *, validate: bool = True, partitions: Optional[int] = None,
-                 spill_dir: Optional[str] = None, readers: int = 4, chunk_ops: int = CHUNK_LINES) -> None:
+                 spill_dir: Optional[str] = None, readers: int = 4, chunk_ops: int = CHUNK_LINES,
+                 key_names: Sequence[str] = ()) -> None:
         self.storage = storage
         self.plan = plan
         self.validate = validate
@@ -79,6 +100,7 @@ class IncrementalSource(SourceBase):
         self.spill_dir = spill_dir
         self.readers = readers
         self.chunk_ops = chunk_ops
+        self.key_names = tuple(key_names)  # to find the keys of a full export's items
         self._tmp: Optional[tempfile.TemporaryDirectory[str]] = None
         self._locks = [threading.Lock() for _ in range(self.partitions)]
         self._files: List[Any] = []
@@ -123,6 +145,7 @@ class IncrementalSource(SourceBase):
         ls = LineStream(self.storage, f.path)
         buffers: Dict[int, List[bytes]] = {}
         lineno = nonblank = 0
+        good = 0  # records of this file that parsed: none after FIRST_RECORDS lines, it is not in its format
 
         def flush(i: int) -> None:
             with self._locks[i]:
@@ -136,19 +159,23 @@ class IncrementalSource(SourceBase):
                     rec: Any = ["!", "", f"line is {line.size} bytes, over the {MAX_LINE}-byte line limit", origin]
                     part = lineno % self.partitions
                 else:
-                    try:
-                        obj = orjson.loads(line)
-                        reason = _record_problem(obj)
-                    except orjson.JSONDecodeError as e:
-                        obj, reason = None, f"invalid JSON: {e}"
+                    obj, reason = self._decode(f, line)
                     if reason is not None:
+                        if not good and nonblank >= FIRST_RECORDS:
+                            self._failed[f.unit] = FileFailure(
+                                f.unit, f.path, f"not {f.fmt or 'dynamodb-json'}: its first {FIRST_RECORDS} records "
+                                f"all failed to parse (last: {reason})", None, 0)
+                            return
                         rec = ["!", line[:100_000].decode("utf-8", "replace"), reason, origin]
                         part = lineno % self.partitions
                     else:
+                        good += 1
                         kt = key_text(obj["Keys"])
                         ts = int(obj["Metadata"]["WriteTimestampMicros"]["N"])
                         new = obj.get("NewImage")
-                        if new is not None:
+                        if f.since_micros is not None and ts < f.since_micros:
+                            rec = [kt, ts, n, lineno, STALE, None, origin]
+                        elif new is not None:
                             rec = [kt, ts, n, lineno, PUT, new, origin]
                         else:
                             rec = [kt, ts, n, lineno, DELETE, obj.get("OldImage") or obj["Keys"], origin]
@@ -171,6 +198,52 @@ class IncrementalSource(SourceBase):
         with self._locks[0]:
             self.records += nonblank
 
+    def source_key_names(self, limit: int = 1000) -> Optional[Tuple[str, ...]]:
+        """The key attribute names the incremental records carry (their ``Keys``), from the first
+        valid record: a full export applied before them is keyed the same way, whatever the
+        target's key (a transform may re-key items). None when no record says."""
+        for f in self.plan.files:
+            if f.snapshot_micros is not None:
+                continue
+            ls = LineStream(self.storage, f.path)
+            try:
+                for n, (_, line) in enumerate(ls.numbered()):
+                    if n >= limit:
+                        break
+                    if isinstance(line, TooLong):
+                        continue
+                    rec, _ = self._decode(f, line)
+                    if isinstance(rec, dict):
+                        return tuple(sorted(rec["Keys"]))
+            except CORRUPT_ERRORS:
+                pass  # staging names the file
+            finally:
+                ls.close()
+        return None
+
+    def _decode(self, f: FileEntry, line: bytes) -> Tuple[Any, Optional[str]]:
+        """A data line -> (record in DYNAMODB_JSON's incremental shape, None) or (None, reason)."""
+        if f.snapshot_micros is not None:  # a full export's item, written at its exportTime
+            if f.fmt == "ion":
+                item, reason = ion.parse_item_line(line)
+            else:
+                item, reason, _ = parse_item(line, "plain" if f.fmt == "json" else "ddb")
+            if item is None:
+                return None, reason
+            missing = [k for k in self.key_names if k not in item]
+            if missing or not self.key_names:
+                return None, f"missing key attribute {missing[0]!r}" if missing else "no key schema"
+            return {"Metadata": {"WriteTimestampMicros": {"N": str(f.snapshot_micros)}},
+                    "Keys": {k: item[k] for k in self.key_names}, "NewImage": item}, None
+        try:
+            obj = ion.parse_change_line(line) if f.fmt == "ion" else orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            return None, f"invalid JSON: {e}"
+        except ion.IonProblem as e:
+            return None, str(e)
+        reason = _record_problem(obj)
+        return (None, reason) if reason else (obj, None)
+
     def read(self, unit: str, position: Any, stop: threading.Event) -> Iterator[Chunk]:
         i = int(unit.rsplit("-", 1)[1])
         best: Dict[str, List[Any]] = {}
@@ -192,6 +265,12 @@ class IncrementalSource(SourceBase):
                     best[rec[0]] = rec
         rejects.sort(key=lambda r: r[3])
         winners = [best[k] for k in sorted(best)]
+        # A key whose newest record predates the full export applied first: the snapshot is the
+        # truth then (the key was absent from it), so nothing is written for it.
+        stale = sum(1 for w in winners if w[4] == STALE)
+        if stale:
+            winners = [w for w in winners if w[4] != STALE]
+            superseded += stale
         del best
         start = int(position or 0)
         n = len(rejects) + len(winners)

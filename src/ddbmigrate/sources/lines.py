@@ -1,6 +1,6 @@
 """Lines and records of one stored file: streamed, gunzipped, and parsed into wire items.
 
-Files may be gzip (detected by their magic bytes) or plain. Per file, the format is detected
+Files may be gzip or zstd (detected by their magic bytes) or plain. Per file, the format is detected
 from its first object (:func:`detect`): ``{"Item": ...}`` or bare DynamoDB-JSON items,
 incremental export records (``Keys``/``NewImage``/``Metadata``), our own dead-letter lines
 (``{"item": ...}``), or JSON lines of plain values (parsed with ``Decimal``, so numbers keep
@@ -29,13 +29,14 @@ import orjson
 
 from ..core.items import ALL_TYPES, WireItem, from_python, item_problem
 from ..errors import InvalidItemError, RetriableError
+from ..formats.compression import HEAD, ZstdError, ZstdReader, codec_of
 from ..storage.stores import Storage
 
 MAX_LINE = 8 * 1024 * 1024
 BLOCK = 1 << 20
 
 # What reading a corrupt or truncated file raises (gzip CRC / length, cut streams).
-CORRUPT_ERRORS = (OSError, EOFError, zlib.error)
+CORRUPT_ERRORS = (OSError, EOFError, zlib.error, ZstdError)
 
 
 # --------------------------------------------------------------------------- streaming lines
@@ -130,12 +131,14 @@ class LineStream:
     def __init__(self, storage: Storage, path: str) -> None:
         fh = storage.open_read(path)
         self._fh = fh
-        head = fh.read(2)
+        head = fh.read(HEAD)
         self.raw = _Raw(fh)
         self.raw.md5.update(head)
         self.raw._head = head
-        self.gzip = head == b"\x1f\x8b"
-        self._reader: Any = _Gunzip(self.raw) if self.gzip else self.raw
+        self.codec = codec_of(head)  # gzip / zstd / plain, by magic bytes (ImportTable's three)
+        self.gzip = self.codec != "plain"  # compressed: a stream with its own integrity check
+        self._reader: Any = (_Gunzip(self.raw) if self.codec == "gzip" else
+                             ZstdReader(self.raw) if self.codec == "zstd" else self.raw)
         self._pending: List[bytes] = []
         self._started = False
         # Newlines in the whitespace-only blocks first_char() dropped: line numbers stay true.
@@ -167,6 +170,17 @@ class LineStream:
                 self.skipped_newlines += b.count(b"\n")
             else:
                 self._pending.append(b)
+
+    def peek(self, n: int = BLOCK) -> bytes:
+        """Up to ``n`` bytes of the (decompressed) content, read ahead and not consumed."""
+        have = sum(len(b) for b in self._pending)
+        while have < n:
+            b = self._read_block()
+            if not b:
+                break
+            self._pending.append(b)
+            have += len(b)
+        return b"".join(self._pending)[:n]
 
     def blocks(self) -> Iterator[bytes]:
         while self._pending:

@@ -1,30 +1,39 @@
-"""The AWS Export-to-S3 layout, read side: what a files SOURCE names, and the manifest checks.
+"""The layouts a files SOURCE may name, read side: what to read, in which format, and the checks.
 
-    <prefix>/AWSDynamoDB/<ExportId>/
+    <prefix>/AWSDynamoDB/<ExportId>/          an AWS export (full or incremental)
         _started
         manifest-summary.json  (+ .md5 or .checksum)
         manifest-files.json    (+ .md5 or .checksum)   one JSON object per line
-        data/<name>.json.gz    one {"Item": {...}} per line
+        data/<name>.json.gz | .ion.gz          full export: its own data folder
+    <prefix>/AWSDynamoDB/data/<name>.json.gz   incremental exports: one data folder shared by all
 
-What SOURCE may be (see :func:`discover`): an export folder (``.../AWSDynamoDB/<ExportId>/``,
-or a folder holding exactly one ``AWSDynamoDB/<ExportId>``), one file, a folder of files, or a
-glob. The result is a :class:`Plan`: the data files to read, with the manifest's ``itemCount``
-and ``md5Checksum`` of each when an export lists them.
+    <backup>/<table>/schema.json + data/0001.json ...     a dynamodump backup
+    <folder>/manifest {"name":"DynamoDB-export",...} + UUID-named files   an AWS Data Pipeline export
+
+What SOURCE may be (see :func:`discover`): an export folder, a prefix holding one export or a
+chain of them (a full export and/or incremental exports, applied in time order), a dynamodump
+backup or table folder, a Data Pipeline export folder, one file, a folder of files, or a glob. The
+result is a :class:`Plan`: the data files to read with, for each, the manifest's ``itemCount`` and
+``md5Checksum`` when a manifest lists them, and the format when the layout fixes it.
 
 Invariants:
 1. A torn export is refused, never half-read: ``_started`` without ``manifest-summary.json``,
    a missing ``manifest-files.json`` or a listed data file that is not there is a FatalError.
+   Data files are found where the manifest's ``dataFileS3Key`` says (relative to the bucket).
 2. A manifest with a ``.md5`` or ``.checksum`` file is checked against it before it is trusted.
 3. A data file is only as good as its manifest entry says (:func:`check_against_manifest`):
    a file whose md5Checksum or itemCount differs raises :class:`FileProblem`.
+4. Several exports under one prefix are applied only as a chain without gaps (one full export at
+   most, incremental windows in ``exportFromTime`` order); anything else is a UsageError naming them.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional
 
 import orjson
@@ -32,7 +41,11 @@ import orjson
 from ..errors import FatalError, UsageError
 from .stores import GLOB_CHARS, Storage, is_s3
 
-DATA_SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz", ".gz")
+_STEMS = (".json", ".jsonl", ".ndjson", ".ion", ".csv")
+DATA_SUFFIXES = tuple(s + c for s in _STEMS for c in ("", ".gz", ".zst", ".zstd")) + (".gz", ".zst")
+# Files of the layouts that are never data.
+NOT_DATA = ("manifest", "manifest-summary.json", "manifest-files.json", "_started", "_SUCCESS", "schema.json")
+OUTPUT_FORMATS = {"DYNAMODB_JSON": "dynamodb-json", "ION": "ion", "JSON": "json"}
 
 
 class FileProblem(Exception):
@@ -53,42 +66,64 @@ class FileEntry:
     size: int = 0
     item_count: Optional[int] = None  # from manifest-files.json
     md5: Optional[str] = None  # base64, from manifest-files.json
+    fmt: str = ""  # the format it is read in ("" until detected; see formats.detect)
+    # For a full export applied before incremental ones: its exportTime, as each item's write time.
+    snapshot_micros: Optional[int] = None
+    # For an incremental export applied after a full one: that exportTime; older records are stale.
+    since_micros: Optional[int] = None
 
 
 @dataclass
 class Plan:
     """What a SOURCE names: its kind, root, data files and (for an export) manifest-summary.json."""
 
-    kind: str  # "files" | "export" | "incremental"
+    kind: str  # "files" | "export" | "incremental" | "dynamodump" | "data-pipeline"
     root: str
     files: List[FileEntry]
     summary: Dict[str, Any] = field(default_factory=dict)
+    # The exports read, in the order applied: ExportId, exportType, outputFormat, times.
+    exports: List[Dict[str, Any]] = field(default_factory=list)
+    # A table description the files carry (dynamodump's schema.json), for --create-target.
+    schema: Optional[Dict[str, Any]] = None
 
 
 # --------------------------------------------------------------------------- discovery
 
 
-def discover(source: str, storage: Storage, *, follow_symlinks: bool = False) -> Plan:
+def discover(source: str, storage: Storage, *, any_name: bool = False, table: Optional[str] = None,
+             follow_symlinks: bool = False) -> Plan:
     """Find what SOURCE names; errors are one clear line.
+
+    ``any_name``: a folder's files are data whatever their names (an explicit --input-format);
+    ``table``: the target table's name, to pick its folder in a dynamodump backup of several.
 
     A file found inside a folder (or by a glob) that resolves, through links, to a place outside
     that folder is refused unless ``follow_symlinks``: an export handed over by someone else must
-    not make the import read (and copy into a dead-letter file) whatever the link points at.
+    not make the import read (and copy into a dead-letter file) whatever the link points at. For
+    an export folder, "that folder" is the prefix holding its ``AWSDynamoDB/``: incremental
+    exports keep their data in the prefix's shared ``AWSDynamoDB/data/``.
     """
     if any(c in source for c in GLOB_CHARS):
         found = storage.glob(source)
         base = _glob_base(source)
-        files = [FileEntry(p, storage.relative(base, p), s) for p, s in found if _is_data_name(p)]
+        files = [FileEntry(p, storage.relative(base, p), s) for p, s in found if _is_data_name(p, any_name)]
         if not files:
             raise UsageError(f"no data files match {source}")
         plan = Plan("files", base, files)
         return plan if follow_symlinks else _confined(plan, base, storage)
     if storage.is_dir(source):
-        plan = _discover_folder(source, storage)
-        return plan if follow_symlinks else _confined(plan, source, storage)
+        plan = _discover_folder(source, storage, any_name, table)
+        return plan if follow_symlinks else _confined(plan, _confine_root(source, plan), storage)
     if not storage.exists(source):
         raise UsageError(f"{source} does not exist", file=source)
     return Plan("files", source.rsplit("/", 1)[0], [FileEntry(source, source.rsplit("/", 1)[-1], storage.size(source))])
+
+
+def _confine_root(source: str, plan: Plan) -> str:
+    parent, _, _ = source.rstrip("/").rpartition("/")
+    if plan.kind in ("export", "incremental") and parent.rsplit("/", 1)[-1] == "AWSDynamoDB":
+        return parent.rpartition("/")[0]
+    return source
 
 
 def _confined(plan: Plan, root: str, storage: Storage) -> Plan:
@@ -111,29 +146,149 @@ def _glob_base(pattern: str) -> str:
     return pattern[:cut].rsplit("/", 1)[0]
 
 
-def _is_data_name(p: str) -> bool:
+def _is_data_name(p: str, any_name: bool = False) -> bool:
     name = p.rsplit("/", 1)[-1]
-    return not name.startswith(".") and name.endswith(DATA_SUFFIXES) and not name.startswith("manifest-")
+    if name.startswith(".") or name.startswith("manifest-") or name in NOT_DATA:
+        return False
+    if name.endswith((".md5", ".checksum")):
+        return False
+    return any_name or name.endswith(DATA_SUFFIXES)
 
 
-def _discover_folder(folder: str, storage: Storage) -> Plan:
+def _discover_folder(folder: str, storage: Storage, any_name: bool = False, table: Optional[str] = None) -> Plan:
     listing = storage.list_files(folder)
     names = {storage.relative(folder, p): s for p, s in listing}
     if "manifest-summary.json" in names or "_started" in names:
         return _export_plan(folder, storage, names)
-    exports = sorted({n.split("/")[1] for n in names if n.startswith("AWSDynamoDB/") and n.count("/") >= 2})
+    # Every folder under AWSDynamoDB/ but the incremental exports' shared data/ is an export (one
+    # without manifest-summary.json is torn, and refused as such).
+    exports = sorted({n.split("/")[1] for n in names if n.startswith("AWSDynamoDB/") and n.count("/") >= 2}
+                     - {"data"})
     if exports:
-        if len(exports) > 1:
-            raise UsageError(f"{folder} holds {len(exports)} exports ({', '.join(exports[:5])}); "
-                             "name one: SOURCE/AWSDynamoDB/<ExportId>")
-        sub = storage.join(folder, "AWSDynamoDB", exports[0])
-        prefix = f"AWSDynamoDB/{exports[0]}/"
-        return _export_plan(sub, storage, {n[len(prefix):]: s for n, s in names.items() if n.startswith(prefix)})
+        aws_dir = storage.join(folder, "AWSDynamoDB")
+        plans = []
+        for eid in exports:
+            prefix = f"AWSDynamoDB/{eid}/"
+            plans.append(_export_plan(storage.join(aws_dir, eid), storage,
+                                      {n[len(prefix):]: s for n, s in names.items() if n.startswith(prefix)},
+                                      shared={storage.join(folder, n): s for n, s in names.items()
+                                              if n.startswith("AWSDynamoDB/data/")}))
+        return plans[0] if len(plans) == 1 else _chain(folder, plans)
+    if "manifest" in names:
+        dp = _data_pipeline_plan(folder, storage, names)
+        if dp is not None:
+            return dp
+    dump = _dynamodump_plan(folder, storage, names, table)
+    if dump is not None:
+        return dump
     files = [FileEntry(p, storage.relative(folder, p), s) for p, s in listing
-             if _is_data_name(p) and "/." not in storage.relative(folder, "/" + p)]
+             if _is_data_name(p, any_name) and "/." not in storage.relative(folder, "/" + p)]
     if not files:
-        raise UsageError(f"no data files (*.json, *.json.gz, *.jsonl) in {folder}")
+        raise UsageError(f"no data files (*.json, *.json.gz, *.jsonl, *.ion, *.csv, optionally .gz/.zst) in {folder}")
     return Plan("files", folder, files)
+
+
+def _micros(ts: Any) -> Optional[int]:
+    """An ISO-8601 time of a manifest (``2023-09-19T04:00:00.000Z``) as epoch microseconds."""
+    if not isinstance(ts, str):
+        return None
+    try:
+        d = _dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=_dt.timezone.utc)
+    return (d - _EPOCH) // _dt.timedelta(microseconds=1)
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def _describe(p: Plan) -> str:
+    s = p.summary
+    if p.kind == "incremental":
+        return f"{p.root.rsplit('/', 1)[-1]} (incremental {s.get('exportFromTime')} .. {s.get('exportToTime')})"
+    return f"{p.root.rsplit('/', 1)[-1]} (full at {s.get('exportTime')})"
+
+
+def _chain(folder: str, plans: List[Plan]) -> Plan:
+    """Several exports under one prefix: the full export (one at most) then the incremental windows
+    in ``exportFromTime`` order, without gaps; otherwise ask which one (invariant 4)."""
+    fulls = [p for p in plans if p.kind == "export"]
+    incs = sorted((p for p in plans if p.kind == "incremental"),
+                  key=lambda p: (_micros(p.summary.get("exportFromTime")) or 0, _micros(p.summary.get("exportToTime")) or 0))
+    listing = "; ".join(_describe(p) for p in plans[:6]) + (" ..." if len(plans) > 6 else "")
+    if len(fulls) > 1 or not incs:
+        raise UsageError(f"{folder} holds {len(plans)} exports ({listing}); name one: SOURCE/AWSDynamoDB/<ExportId>")
+    covered = _micros(fulls[0].summary.get("exportTime")) if fulls else None
+    for p in incs:
+        start, end = _micros(p.summary.get("exportFromTime")), _micros(p.summary.get("exportToTime"))
+        if start is None or end is None:
+            raise UsageError(f"{p.root}: manifest-summary.json has no exportFromTime/exportToTime")
+        if covered is not None and start > covered:
+            raise UsageError(f"{folder}: the exports leave a gap before {_describe(p)} (changes before "
+                             f"{p.summary.get('exportFromTime')} are missing); exports found: {listing}; "
+                             "name one to import it alone: SOURCE/AWSDynamoDB/<ExportId>")
+        covered = max(covered or end, end)
+    files: List[FileEntry] = []
+    order = fulls + incs
+    full_time = _micros(fulls[0].summary.get("exportTime")) if fulls else None
+    for p in order:
+        snap = full_time if p.kind == "export" else None
+        since = full_time if p.kind == "incremental" else None
+        for f in p.files:
+            files.append(replace(f, unit=f"{p.root.rsplit('/', 1)[-1]}/{f.unit}", snapshot_micros=snap,
+                                 since_micros=since))
+    exports = [e for p in order for e in p.exports]
+    return Plan("incremental", folder, files, order[-1].summary, exports)
+
+
+def _data_pipeline_plan(folder: str, storage: Storage, names: Dict[str, int]) -> Optional[Plan]:
+    raw = storage.read_bytes(storage.join(folder, "manifest"))
+    try:
+        manifest = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(manifest, dict) or manifest.get("name") != "DynamoDB-export":
+        return None
+    files: List[FileEntry] = []
+    # Entries are s3:// URLs of where the export was written; the files are found by name here.
+    by_name = {n.rsplit("/", 1)[-1]: n for n in sorted(names, key=lambda n: n.count("/"), reverse=True)}
+    for e in manifest.get("entries") or []:
+        url = str(e.get("url", "")) if isinstance(e, dict) else ""
+        base = url.rstrip("/").rsplit("/", 1)[-1]
+        rel = by_name.get(base) if base else None
+        if rel is None:
+            if isinstance(e, dict) and e.get("mandatory") is False:
+                continue
+            raise FatalError(f"data file {base or url!r} listed in the Data Pipeline manifest is missing",
+                             file=storage.join(folder, "manifest"), code="MissingDataFile")
+        files.append(FileEntry(storage.join(folder, rel), rel, names[rel], fmt="data-pipeline"))
+    return Plan("data-pipeline", folder, files, {"name": manifest.get("name"), "version": manifest.get("version")})
+
+
+def _dynamodump_plan(folder: str, storage: Storage, names: Dict[str, int], table: Optional[str]) -> Optional[Plan]:
+    if "schema.json" in names:
+        sub = ""
+    else:
+        tables = sorted({n.split("/")[0] for n in names if n.count("/") == 1 and n.endswith("/schema.json")})
+        if not tables:
+            return None
+        if len(tables) > 1 and table in tables:
+            tables = [table]
+        if len(tables) > 1:
+            raise UsageError(f"{folder} is a dynamodump backup of {len(tables)} tables ({', '.join(tables[:8])}); "
+                             "name one: SOURCE/<table>")
+        sub = tables[0] + "/"
+    try:
+        desc = orjson.loads(storage.read_bytes(storage.join(folder, sub + "schema.json")))
+    except orjson.JSONDecodeError as e:
+        raise FatalError(f"{sub}schema.json is not JSON: {e}", file=folder) from None
+    schema = desc.get("Table", desc) if isinstance(desc, dict) else None
+    root = storage.join(folder, sub.rstrip("/")) if sub else folder
+    files = [FileEntry(storage.join(folder, n), n[len(sub):], s, fmt="dynamodump") for n, s in sorted(names.items())
+             if n.startswith(sub + "data/") and n.endswith(".json")]
+    return Plan("dynamodump", root, files, {}, schema=schema if isinstance(schema, dict) else None)
 
 
 def _verify_checksum(storage: Storage, root: str, names: Dict[str, int], name: str, data: bytes) -> None:
@@ -156,10 +311,13 @@ def checksum_matches(expected: str, data: bytes) -> bool:
     return False
 
 
-def _export_plan(root: str, storage: Storage, names: Dict[str, int]) -> Plan:
+def _export_plan(root: str, storage: Storage, names: Dict[str, int],
+                 shared: Optional[Dict[str, int]] = None) -> Plan:
+    """One export at ``root`` (names: its files, relative to it); ``shared``: the files of the
+    prefix's shared ``AWSDynamoDB/data/`` folder (full paths), listed on demand when None."""
     if "manifest-summary.json" not in names:
-        raise FatalError(f"{root} is an unfinished export: _started is there but manifest-summary.json is "
-                         "not (the export was interrupted; resume it, or import its data/ folder knowingly)",
+        raise FatalError(f"{root} is an unfinished export: it has no manifest-summary.json (the export was "
+                         "interrupted; resume it, or import its data/ folder knowingly)",
                          file=root, code="TornExport")
     raw_summary = storage.read_bytes(storage.join(root, "manifest-summary.json"))
     _verify_checksum(storage, root, names, "manifest-summary.json", raw_summary)
@@ -171,9 +329,13 @@ def _export_plan(root: str, storage: Storage, names: Dict[str, int]) -> Plan:
         raise FatalError("manifest-files.json is missing", file=root, code="TornExport")
     raw_files = storage.read_bytes(storage.join(root, "manifest-files.json"))
     _verify_checksum(storage, root, names, "manifest-files.json", raw_files)
-    fmt = summary.get("outputFormat", "DYNAMODB_JSON")
-    if fmt not in ("DYNAMODB_JSON", "JSON"):
-        raise UsageError(f"{root}: outputFormat {fmt} is not supported (export as DYNAMODB_JSON)")
+    out_fmt = summary.get("outputFormat", "DYNAMODB_JSON")
+    if out_fmt not in OUTPUT_FORMATS:
+        raise UsageError(f"{root}: outputFormat {out_fmt} is not supported (DYNAMODB_JSON, ION or JSON)")
+    fmt = OUTPUT_FORMATS[out_fmt]
+    # The folder that holds AWSDynamoDB/: dataFileS3Key (relative to the bucket) resolves under it.
+    parent, _, eid = root.rstrip("/").rpartition("/")
+    base = parent.rpartition("/")[0] if parent.rsplit("/", 1)[-1] == "AWSDynamoDB" else None
     files: List[FileEntry] = []
     for i, line in enumerate(raw_files.splitlines(), 1):
         if not line.strip():
@@ -184,16 +346,45 @@ def _export_plan(root: str, storage: Storage, names: Dict[str, int]) -> Plan:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             raise FatalError("manifest-files.json line is not a valid entry", file=storage.join(root, "manifest-files.json"),
                              line=i) from None
-        idx = key.find("/data/")
-        rel = key[idx + 1:] if idx >= 0 else "data/" + key.rsplit("/", 1)[-1]
-        if rel not in names:
-            raise FatalError(f"data file {rel} listed in manifest-files.json is missing", file=root,
-                             code="MissingDataFile")
-        files.append(FileEntry(storage.join(root, rel), rel, names[rel],
+        if shared is None and base is not None and "/AWSDynamoDB/data/" in "/" + key:
+            # Listed once per export (not per file): the prefix's shared data folder.
+            d = storage.join(base, "AWSDynamoDB", "data")
+            shared = dict(storage.list_files(d)) if storage.is_dir(d) else {}
+        found = _resolve(storage, root, base, names, key, shared or {})
+        if found is None:
+            raise FatalError(f"data file {key} listed in manifest-files.json is missing (looked at its "
+                             "dataFileS3Key under the export's prefix and in the export's data/ folder)",
+                             file=root, code="MissingDataFile")
+        path, size = found
+        rel = storage.relative(root, path) if path.startswith(root.rstrip("/") + "/") else \
+            storage.relative(parent, path)
+        files.append(FileEntry(path, rel, size,
                                int(entry["itemCount"]) if entry.get("itemCount") is not None else None,
-                               entry.get("md5Checksum")))
+                               entry.get("md5Checksum"), fmt=fmt))
     kind = "incremental" if summary.get("exportType") == "INCREMENTAL_EXPORT" else "export"
-    return Plan(kind, root, files, summary)
+    info = {"export_id": eid, "type": summary.get("exportType") or "FULL_EXPORT", "outputFormat": out_fmt,
+            "exportTime": summary.get("exportTime"), "exportFromTime": summary.get("exportFromTime"),
+            "exportToTime": summary.get("exportToTime"), "files": len(files)}
+    return Plan(kind, root, files, summary, [info])
+
+
+def _resolve(storage: Storage, root: str, base: Optional[str], names: Dict[str, int], key: str,
+             shared: Dict[str, int]) -> Optional[Any]:
+    """Where a manifest's ``dataFileS3Key`` is: under the prefix's folder (AWS: relative to the
+    bucket), else in the export's own data/ folder (a copy whose prefix changed)."""
+    idx = key.rfind("AWSDynamoDB/")
+    if base is not None and idx >= 0:
+        path = storage.join(base, key[idx:])
+        if path.startswith(root.rstrip("/") + "/"):
+            rel = storage.relative(root, path)
+            if rel in names:
+                return path, names[rel]
+        elif path in shared:
+            return path, shared[path]
+    rel = "data/" + key.rsplit("/", 1)[-1]
+    if rel in names:
+        return storage.join(root, rel), names[rel]
+    return None
 
 
 def check_against_manifest(f: FileEntry, md5: str, count: Optional[int]) -> None:
@@ -204,4 +395,5 @@ def check_against_manifest(f: FileEntry, md5: str, count: Optional[int]) -> None
         raise FileProblem(f"itemCount mismatch: manifest says {f.item_count}, file has {count} lines")
 
 
-__all__ = ["DATA_SUFFIXES", "FileEntry", "FileProblem", "Plan", "check_against_manifest", "checksum_matches", "discover"]
+__all__ = ["DATA_SUFFIXES", "FileEntry", "FileProblem", "NOT_DATA", "OUTPUT_FORMATS", "Plan", "check_against_manifest",
+           "checksum_matches", "discover"]

@@ -275,6 +275,19 @@ class S3Storage(Storage):
         bucket, key = split_s3(path)
         self._call("DELETE", path, self.client.delete_object, Bucket=bucket, Key=key)
 
+    def bucket_encryption(self, bucket: str) -> Tuple[str, Optional[str]]:
+        """How S3 encrypts new objects in ``bucket`` (an export's ``s3SseAlgorithm`` and
+        ``s3SseKmsKeyId``): ``("KMS", key)`` for a KMS default, else ``("AES256", None)`` (S3's
+        own default, also when the bucket's setting cannot be read)."""
+        try:
+            rules = self.client.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+            default = rules[0]["ApplyServerSideEncryptionByDefault"]
+        except Exception:  # no configuration, no permission: S3 encrypts with SSE-S3 anyway
+            return "AES256", None
+        if str(default.get("SSEAlgorithm", "")).startswith("aws:kms"):
+            return "KMS", default.get("KMSMasterKeyID")
+        return "AES256", None
+
 
 def _make_s3_client(s: S3Settings) -> Any:
     from botocore.config import Config

@@ -135,10 +135,13 @@ def open_side(arg: SideRef, client: Optional[DynamoClient], s3: Any, input_forma
 
 
 def files_side(location: str, *, s3: Any = None, input_format: str = "auto", validate: bool = True,
-               follow_symlinks: bool = False) -> Side:
+               follow_symlinks: bool = False, key_types: Optional[Dict[str, str]] = None,
+               csv_header: Optional[List[str]] = None, csv_delimiter: str = ",") -> Side:
     """An export folder, file, folder of files, glob or ``s3://`` prefix, read by the file source.
 
-    Files carry no key schema: it comes from the other side's table or ``key_schema``.
+    Files carry no key schema: it comes from the other side's table or ``key_schema``. CSV files
+    are read as the import read them: ``key_types`` (the attribute types the table defines),
+    ``csv_header`` and ``csv_delimiter``.
     Incremental exports hold changes, not a full image, so they cannot be a verify side.
     """
     from ..sources.files import FileSource
@@ -147,13 +150,18 @@ def files_side(location: str, *, s3: Any = None, input_format: str = "auto", val
 
     src = normalize(location) if "://" in location or not any(c in location for c in "*?[") else location
     storage = storage_for(src, s3)
-    plan = discover(src, storage, follow_symlinks=follow_symlinks)
+    plan = discover(src, storage, any_name=input_format != "auto", follow_symlinks=follow_symlinks)
     if plan.kind == "incremental":
         raise UsageError(f"{location} is an incremental export (changes, not a full image): it cannot be "
                          "verified; verify the table it was applied to, or a full export")
-    fs = FileSource(storage, plan, validate=validate, input_format=input_format)
+    from ..sources.detection import assign_formats
+
+    plan = assign_formats(plan, storage, input_format)
+    fs = FileSource(storage, plan, validate=validate, input_format=input_format, key_types=key_types,
+                    csv_header=csv_header, csv_delimiter=csv_delimiter)
     estimate = sum(f.item_count or 0 for f in plan.files) or None
-    spec = VerifyFilesSpec(src, plan, s3=s3, validate=validate, input_format=input_format, label=src)
+    spec = VerifyFilesSpec(src, plan, s3=s3, validate=validate, input_format=input_format, label=src,
+                           key_types=key_types, csv_header=csv_header, csv_delimiter=csv_delimiter)
     return Side(label=src, source=fs, key_schema=None, estimate=estimate, spec=spec)
 
 

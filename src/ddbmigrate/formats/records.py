@@ -1,0 +1,146 @@
+"""Small record codecs of other tools' files: AWS Data Pipeline lines, scan pages, CSV rows.
+
+* AWS Data Pipeline (``DynamoDB-export``) lines carry the SDK v1 ``AttributeValue`` field names:
+  ``{"s":..}``, ``{"n":..}``, ``{"b":..}``, ``{"sS":[..]}``, ``{"nS":[..]}``, ``{"bS":[..]}``,
+  ``{"m":{..}}``, ``{"l":[..]}``, ``{"bOOL":..}``, ``{"nULLValue":true}`` (``nULL`` also read).
+* A scan page (``aws dynamodb scan --output json``, a dynamodump ``data/0001.json``) is a JSON
+  document with ``Items`` (wire items), ``Count``, ``ScannedCount`` and maybe
+  ``LastEvaluatedKey``/``NextToken``/``ConsumedCapacity``.
+* A CSV row, as ImportTable reads it: the key attributes typed by the table's key schema, every
+  other attribute a string, an empty value is no attribute.
+
+Invariant: every conversion is exact or a reason; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ..core.items import WireItem, item_problem
+
+DP_TYPES = {"s": "S", "n": "N", "b": "B", "ss": "SS", "ns": "NS", "bs": "BS", "m": "M", "l": "L",
+            "bool": "BOOL", "null": "NULL", "nullvalue": "NULL"}
+SCAN_KEYS = frozenset(("Items", "Count", "ScannedCount", "LastEvaluatedKey", "ConsumedCapacity", "NextToken",
+                       "ResponseMetadata"))
+
+
+class RecordProblem(ValueError):
+    """A record that does not convert; the message is the dead-letter reason."""
+
+
+# --------------------------------------------------------------------------- Data Pipeline
+
+
+def looks_data_pipeline(obj: Mapping[str, Any]) -> bool:
+    """Every value a one-key object with a lowercase SDK v1 type name (and at least one value)."""
+    if not obj:
+        return False
+    seen_lower = False
+    for v in obj.values():
+        if not isinstance(v, dict) or len(v) != 1:
+            return False
+        k = next(iter(v))
+        if k.lower() not in DP_TYPES:
+            return False
+        seen_lower = seen_lower or k != k.upper()
+    return seen_lower
+
+
+def _dp_value(v: Any, path: str) -> Dict[str, Any]:
+    if not isinstance(v, dict) or len(v) != 1:
+        raise RecordProblem(f"{path}: expected one type key such as {{\"s\": ...}}")
+    ((k, x),) = v.items()
+    t = DP_TYPES.get(k.lower())
+    if t is None:
+        raise RecordProblem(f"{path}: unknown type key {k!r}")
+    if t == "M":
+        if not isinstance(x, dict):
+            raise RecordProblem(f"{path}: m must be an object")
+        return {"M": {str(n): _dp_value(e, f"{path}.{n}") for n, e in x.items()}}
+    if t == "L":
+        if not isinstance(x, list):
+            raise RecordProblem(f"{path}: l must be a list")
+        return {"L": [_dp_value(e, f"{path}[{i}]") for i, e in enumerate(x)]}
+    if t == "NULL":
+        return {"NULL": True}
+    return {t: x}
+
+
+def from_data_pipeline(obj: Any) -> WireItem:
+    """A Data Pipeline line (decoded) -> wire item. Raises RecordProblem."""
+    if not isinstance(obj, dict):
+        raise RecordProblem(f"expected a JSON object, got {type(obj).__name__}")
+    item = {str(k): _dp_value(v, str(k)) for k, v in obj.items()}
+    p = item_problem(item)
+    if p:
+        raise RecordProblem(p)
+    return item
+
+
+# --------------------------------------------------------------------------- scan pages
+
+
+def looks_scan_page(obj: Any) -> bool:
+    """A Scan response document: ``Items`` a list, the other keys a Scan response's."""
+    return (isinstance(obj, dict) and isinstance(obj.get("Items"), list) and set(obj) <= SCAN_KEYS
+            and ("Count" in obj or "ScannedCount" in obj))
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def csv_item(header: Sequence[str], row: Sequence[str], key_types: Mapping[str, str]) -> WireItem:
+    """One CSV row -> wire item (AWS's rules: see the module docstring). Raises RecordProblem."""
+    if len(row) > len(header):
+        raise RecordProblem(f"row has {len(row)} values but the header names {len(header)} columns")
+    item: Dict[str, Any] = {}
+    for name, value in zip(header, row):
+        if value == "":
+            continue  # an empty value is no attribute (ImportTable does the same)
+        t = key_types.get(name, "S")
+        if t == "B":
+            try:
+                base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise RecordProblem(f"key attribute {name!r} is binary: {value[:40]!r} is not base64") from None
+        item[name] = {t: value}
+    p = item_problem(item)
+    if p:
+        raise RecordProblem(p)
+    return item
+
+
+def parse_csv_header(text: str, delimiter: str) -> List[str]:
+    import csv
+
+    row = next(csv.reader([text], delimiter=delimiter), [])
+    return [c.strip() for c in row]
+
+
+def csv_header_problem(header: Sequence[str]) -> Optional[str]:
+    if not header or any(not h for h in header):
+        return "the CSV header has an empty column name"
+    dup = {h for h in header if list(header).count(h) > 1}
+    if dup:
+        return f"the CSV header names {sorted(dup)[0]!r} twice"
+    return None
+
+
+def first_keys(obj: Mapping[str, Any], n: int = 4) -> Tuple[str, ...]:
+    return tuple(list(obj)[:n])
+
+
+__all__ = [
+    "DP_TYPES",
+    "SCAN_KEYS",
+    "RecordProblem",
+    "csv_header_problem",
+    "csv_item",
+    "first_keys",
+    "from_data_pipeline",
+    "looks_data_pipeline",
+    "looks_scan_page",
+    "parse_csv_header",
+]
