@@ -27,6 +27,7 @@ Invariants:
 from __future__ import annotations
 
 import codecs
+import csv
 import json
 import threading
 from dataclasses import dataclass, replace
@@ -171,6 +172,26 @@ class FileSource(SourceBase):
         self._fail(f, f"not {self._fmt(f)}: its first {FIRST_RECORDS} records all failed to parse, so none was "
                    f"loaded or dead-lettered (first, {where}: {reason})", None, 0)
 
+    def _end(self, f: FileEntry, chunk: Chunk, handed: int, md5: str, count: Optional[int],
+             position: int) -> Iterator[Chunk]:
+        """A file read to its end: its last chunk, then the manifest's check, then done."""
+        if chunk.items or chunk.rejects:
+            handed += len(chunk.items)
+            yield chunk
+        try:
+            check_against_manifest(f, md5, count)
+        except FileProblem as e:
+            self._fail(f, e.reason, None, handed)
+            return
+        yield Chunk(position=position, done=True)
+
+    def _broken(self, f: FileEntry, chunk: Chunk, handed: int, reason: str, line: Optional[int]) -> Iterator[Chunk]:
+        """A file that failed midway: what was read of it still goes on, then it is marked failed."""
+        handed += len(chunk.items)
+        if chunk.items or chunk.rejects:
+            yield chunk
+        self._fail(f, reason, line, handed)
+
     def _read_stream(self, f: FileEntry, ls: LineStream, start: int, stop: threading.Event) -> Iterator[Chunk]:
         handed = 0
         lineno = 0
@@ -221,21 +242,9 @@ class FileSource(SourceBase):
                         return
             md5 = ls.md5_b64()
         except CORRUPT_ERRORS as e:
-            handed += len(chunk.items)
-            if chunk.items or chunk.rejects:
-                yield chunk
-            self._fail(f, f"corrupt file: {corrupt_reason(e)}", lineno + 1, handed)
+            yield from self._broken(f, chunk, handed, f"corrupt file: {corrupt_reason(e)}", lineno + 1)
             return
-        if chunk.items or chunk.rejects:
-            handed += len(chunk.items)
-            chunk.done = False
-            yield chunk
-        try:
-            check_against_manifest(f, md5, nonblank)
-        except FileProblem as e:
-            self._fail(f, e.reason, None, handed)
-            return
-        yield Chunk(position=lineno, done=True)
+        yield from self._end(f, chunk, handed, md5, nonblank, lineno)
 
     def _read_array(self, f: FileEntry, ls: LineStream, start: int, stop: threading.Event) -> Iterator[Chunk]:
         """A JSON array, decoded one element at a time (position = elements handed on)."""
@@ -324,29 +333,14 @@ class FileSource(SourceBase):
                         return
             md5 = ls.md5_b64()
         except (FileProblem, *CORRUPT_ERRORS) as e:
-            handed += len(chunk.items)
-            if chunk.items or chunk.rejects:
-                yield chunk
-            if isinstance(e, FileProblem):
-                self._fail(f, e.reason, e.line, handed)
-            else:
-                self._fail(f, f"corrupt file: {corrupt_reason(e)}", line, handed)
+            yield from self._broken(f, chunk, handed, *_problem(e, line))
             return
-        if chunk.items or chunk.rejects:
-            yield chunk
-        try:
-            check_against_manifest(f, md5, None)
-        except FileProblem as e:
-            self._fail(f, e.reason, None, handed + len(chunk.items))
-            return
-        yield Chunk(position=idx, done=True)
+        yield from self._end(f, chunk, handed, md5, None, idx)
 
     # ------------------------------------------------------------------ CSV
 
     def _read_csv(self, f: FileEntry, ls: LineStream, start: int, stop: threading.Event) -> Iterator[Chunk]:
         """CSV as ImportTable reads it; position = data records handed on (header excluded)."""
-        import csv
-
         lineno = 0
 
         def text() -> Iterator[str]:
@@ -402,22 +396,9 @@ class FileSource(SourceBase):
                         return
             md5 = ls.md5_b64()
         except (FileProblem, csv.Error, *CORRUPT_ERRORS) as e:
-            handed += len(chunk.items)
-            if chunk.items or chunk.rejects:
-                yield chunk
-            reason = e.reason if isinstance(e, FileProblem) else \
-                f"invalid CSV: {e}" if isinstance(e, csv.Error) else f"corrupt file: {corrupt_reason(e)}"
-            self._fail(f, reason, getattr(e, "line", None) or lineno, handed)
+            yield from self._broken(f, chunk, handed, *_problem(e, lineno))
             return
-        if chunk.items or chunk.rejects:
-            handed += len(chunk.items)
-            yield chunk
-        try:
-            check_against_manifest(f, md5, idx)
-        except FileProblem as e:
-            self._fail(f, e.reason, None, handed)
-            return
-        yield Chunk(position=idx, done=True)
+        yield from self._end(f, chunk, handed, md5, idx, idx)
 
     # ------------------------------------------------------------------ Scan documents
 
@@ -497,23 +478,9 @@ class FileSource(SourceBase):
                                       js.line)
             md5 = ls.md5_b64()
         except (FileProblem, *CORRUPT_ERRORS) as e:
-            handed += len(chunk.items)
-            if chunk.items or chunk.rejects:
-                yield chunk
-            if isinstance(e, FileProblem):
-                self._fail(f, e.reason, e.line, handed)
-            else:
-                self._fail(f, f"corrupt file: {corrupt_reason(e)}", js.line, handed)
+            yield from self._broken(f, chunk, handed, *_problem(e, js.line))
             return
-        if chunk.items or chunk.rejects:
-            handed += len(chunk.items)
-            yield chunk
-        try:
-            check_against_manifest(f, md5, None)
-        except FileProblem as e:
-            self._fail(f, e.reason, None, handed)
-            return
-        yield Chunk(position=idx, done=True)
+        yield from self._end(f, chunk, handed, md5, None, idx)
 
 
 _SCAN_OTHER_KEYS = frozenset(("Count", "ScannedCount", "LastEvaluatedKey", "ConsumedCapacity", "NextToken",
@@ -529,6 +496,15 @@ def _data_pipeline_line(line: bytes) -> Tuple[Optional[Any], Optional[str]]:
         return None, f"invalid JSON: {e}"
     except RecordProblem as e:
         return None, str(e)
+
+
+def _problem(e: BaseException, line: Optional[int]) -> Tuple[str, Optional[int]]:
+    """(reason, line) of what stopped reading a file: a bad layout, bad CSV, or corrupt bytes."""
+    if isinstance(e, FileProblem):
+        return e.reason, e.line or line
+    if isinstance(e, csv.Error):
+        return f"invalid CSV: {e}", line
+    return f"corrupt file: {corrupt_reason(e)}", line
 
 
 __all__ = ["CHUNK_BYTES", "CHUNK_LINES", "FIRST_RECORDS", "FileFailure", "FileSource", "INPUT_FORMATS"]
