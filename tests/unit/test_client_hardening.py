@@ -26,7 +26,7 @@ import pytest
 from ddbmigrate.aws.client import DynamoClient
 from ddbmigrate.config import RetryPolicy, TableRef
 from ddbmigrate.errors import AwsError
-from test_transport import ScriptedServer, ok
+from test_transport import ScriptedServer, drip_reply, ok
 
 SCAN_OK = b'{"Items":[],"Count":0,"ScannedCount":0}'
 
@@ -489,18 +489,7 @@ def test_the_urllib3_path_has_a_total_deadline_too(monkeypatch: pytest.MonkeyPat
     """Proxies and the escape hatch go through urllib3, whose read timeout is per socket read:
     a server dripping a byte at a time must still not hold a request past its deadline."""
     monkeypatch.setenv("DDBMIGRATE_HTTP_CLIENT", "urllib3")
-
-    def drip(c: socket.socket, req: bytes, n: int) -> bool:
-        try:
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
-            for _ in range(100):
-                time.sleep(0.2)
-                c.sendall(b"x")
-        except OSError:
-            pass
-        return False
-
-    srv = ScriptedServer(drip)
+    srv = ScriptedServer(drip_reply)
     c = DynamoClient(TableRef("tbl1", endpoint_url=f"http://127.0.0.1:{srv.port}", region="us-east-1"),
                      retry=RetryPolicy(max_attempts=1), timeout=1.0)
     from ddbmigrate.errors import RetriesExhaustedError

@@ -224,19 +224,20 @@ def test_lost_response_on_a_reused_connection_is_not_resent() -> None:
     srv.close()
 
 
-def test_slow_drip_response_hits_the_total_deadline() -> None:
-    # Each byte comes within the read timeout, the whole answer would take 20 s.
-    def reply(c: socket.socket, req: bytes, n: int) -> bool:
-        try:
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
-            for _ in range(100):
-                time.sleep(0.2)
-                c.sendall(b"x")
-        except OSError:
-            pass
-        return False
+def drip_reply(c: socket.socket, req: bytes, n: int) -> bool:
+    """A 100-byte answer, a byte every 0.2 s: each within any read timeout, the whole 20 s."""
+    try:
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):
+            time.sleep(0.2)
+            c.sendall(b"x")
+    except OSError:
+        pass
+    return False
 
-    srv = ScriptedServer(reply)
+
+def test_slow_drip_response_hits_the_total_deadline() -> None:
+    srv = ScriptedServer(drip_reply)
     t = Transport(f"http://127.0.0.1:{srv.port}/", read_timeout=1.0)
     with pytest.raises(TransportError, match="deadline"):
         t.post({}, b"{}")
