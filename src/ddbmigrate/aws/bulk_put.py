@@ -17,18 +17,20 @@ second one.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 import os
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import orjson
 
 from ..config import TableRef
 from ..errors import FatalError, InterruptedError_, UsageError
 from ..reporting.report import Report, deliver, utcnow
+from .bulk_put_stage import Condition
 from .client import DynamoClient
 from .managed import (
     _aws_error,
@@ -70,7 +72,7 @@ def _save_state(path: str, state: Dict[str, Any]) -> None:
 
 def bulk_put_request(s3_uri: str, table_arn: str, report_uri: str, *, input_format: str = "DYNAMODB_JSON",
                      compression: str = "GZIP", tier: str = "STANDARD", max_write_units: Optional[float] = None,
-                     s3_bucket_owner: Optional[str] = None) -> Dict[str, Any]:
+                     s3_bucket_owner: Optional[str] = None, condition_report: bool = False) -> Dict[str, Any]:
     """StartBulkPutItems arguments (without the client token), checked before any call."""
     if input_format not in ("DYNAMODB_JSON", "ION"):
         raise UsageError(f"bulk put reads DYNAMODB_JSON or ION, not {input_format!r}")
@@ -86,7 +88,9 @@ def bulk_put_request(s3_uri: str, table_arn: str, report_uri: str, *, input_form
         inp["S3KeyPrefix"] = key_prefix
     if s3_bucket_owner:
         inp["S3BucketOwner"] = s3_bucket_owner
-    out: Dict[str, Any] = {"S3Bucket": out_bucket, "OutputType": ["ERROR"]}
+    # With a per-item condition, the items that fail it are reported too (apart from the errors).
+    out: Dict[str, Any] = {"S3Bucket": out_bucket,
+                           "OutputType": ["ERROR", "CONDITION_CHECK_FAILURE"] if condition_report else ["ERROR"]}
     if out_prefix:
         out["S3KeyPrefix"] = out_prefix
     req: Dict[str, Any] = {"TableName": table_arn, "InputS3Configuration": inp, "OutputS3Configuration": out,
@@ -104,6 +108,27 @@ def default_report_uri(s3_uri: str, table: str) -> str:
     return f"s3://{bucket}/ddbmigrate-bulk-put-reports/{table}/"
 
 
+def default_staging_uri(report_uri: str, key: Any) -> str:
+    """Next to the report prefix: ``<report prefix>-staging/<hash of input and condition>/``."""
+    bucket, prefix = split_s3_uri(report_uri)
+    h = hashlib.sha256(orjson.dumps(key, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+    return f"s3://{bucket}/{prefix + '-staging' if prefix else 'ddbmigrate-bulk-put-staging'}/{h}/"
+
+
+def _check_staging(staging_uri: str, s3_uri: str, report_uri: str) -> Tuple[str, str]:
+    """(bucket, key prefix ending in /) of the staging location, refused where it would mix with
+    the input (a re-stage would read its own copies) or receive DynamoDB's report."""
+    sb, sp = split_s3_uri(staging_uri)
+    sp = sp + "/" if sp else ""
+    ib, ip, _is_export = import_prefix(s3_uri)
+    rb, rp = split_s3_uri(report_uri)
+    if sb == ib and (sp.startswith(ip) or ip.startswith(sp)):
+        raise UsageError(f"--staging {staging_uri} overlaps the input {s3_uri}: give a prefix outside it")
+    if sb == rb and (rp + "/").startswith(sp):
+        raise UsageError(f"--staging {staging_uri} holds the failure report prefix {report_uri}: give another one")
+    return sb, sp
+
+
 def native_bulk_put(
     s3_uri: str,
     table: TableRef,
@@ -114,6 +139,9 @@ def native_bulk_put(
     input_format: str = "DYNAMODB_JSON",
     compression: str = "GZIP",
     s3_bucket_owner: Optional[str] = None,
+    condition: Optional[Condition] = None,
+    staging_uri: Optional[str] = None,
+    keep_staging: bool = False,
     total_items: Optional[int] = None,
     restart: bool = False,
     state_dir: str = ".ddbmigrate",
@@ -132,24 +160,51 @@ def native_bulk_put(
     """Load the DynamoDB JSON (or Ion) files at ``s3_uri`` into the existing ``table`` with bulk put.
 
     ``report_uri`` (default ``s3://<input bucket>/ddbmigrate-bulk-put-reports/<table>/``) receives
-    DynamoDB's report of the items it could not write. Returns the report (read = processed,
-    written = processed - failed, dead_lettered = failed; exit 3 when some failed); raises
-    FatalError if the operation FAILED or was CANCELLED, InterruptedError_ when the watching stopped.
+    DynamoDB's report of the items it could not write. With ``condition`` the input is first
+    staged (see :mod:`.bulk_put_stage`) under ``staging_uri`` (default next to the report prefix),
+    the load reads the staged copy, the items that fail the condition are counted apart
+    (``condition_failed``) and the staged objects are deleted after the end unless
+    ``keep_staging``. Returns the report (read = processed, written = processed - failed -
+    condition_failed, dead_lettered = failed; exit 3 when some failed); raises FatalError if the
+    operation FAILED or was CANCELLED, InterruptedError_ when the watching stopped.
     """
-    c = client or DynamoClient(table, pool_size=2)
     report_uri = report_uri or default_report_uri(s3_uri, table.table)
+    load_uri = s3_uri
+    staging: Optional[Tuple[str, str]] = None
+    if condition is not None:
+        key = [table.identity(), s3_uri, condition.identity(), input_format, compression]
+        staging_uri = staging_uri or default_staging_uri(report_uri, key)
+        staging = _check_staging(staging_uri, s3_uri, report_uri)
+        load_uri = f"s3://{staging[0]}/{staging[1]}"
+    elif staging_uri or keep_staging:
+        raise UsageError("--staging and --keep-staging go with --condition (only a condition needs a staged copy)")
+    # Every setting is checked before the first call (the table's ARN comes later).
+    bulk_put_request(load_uri, table.table, report_uri, input_format=input_format, compression=compression,
+                     tier=tier, max_write_units=max_write_units, s3_bucket_owner=s3_bucket_owner,
+                     condition_report=condition is not None)
+    c = client or DynamoClient(table, pool_size=2)
     state_path = _state_path(table, s3_uri, state_dir)
     state = {} if restart else _load_state(state_path)
     rep = Report(job="bulk-put", source=s3_uri, target=table.describe())
     desc = c.describe_table()  # the table must exist: bulk put never creates one
-    req = bulk_put_request(s3_uri, str(desc.get("TableArn") or table.table), report_uri,
+    req = bulk_put_request(load_uri, str(desc.get("TableArn") or table.table), report_uri,
                            input_format=input_format, compression=compression, tier=tier,
-                           max_write_units=max_write_units, s3_bucket_owner=s3_bucket_owner)
+                           max_write_units=max_write_units, s3_bucket_owner=s3_bucket_owner,
+                           condition_report=condition is not None)
     if state.get("request") not in (None, req):
         # Same table and input, other settings: re-attaching would silently ignore them.
         raise UsageError(f"a bulk put of {s3_uri} into {table.table} with other settings is recorded in {state_path} "
                          "(it may still be running): rerun with its settings to watch it, or add --restart to start "
                          "a new operation", table=table.table)
+    # A copy staged by an earlier run of this request is reused (not staged twice), unless deleted.
+    staged: Optional[Dict[str, Any]] = (state.get("staged") if state.get("request") == req
+                                        and not state.get("staging_deleted") else None)
+    s3: Any = None
+    if condition is not None:
+        from ..storage.stores import S3Settings, S3Storage
+
+        s3 = S3Storage(S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn,
+                                  endpoint_url=s3_endpoint_url)).client
     first: Optional[Dict[str, Any]] = None
     if state.get("arn"):
         try:
@@ -158,7 +213,21 @@ def native_bulk_put(
             first = None  # gone (older than DynamoDB keeps it): start again with the saved token
     if first is None:
         token = str(state.get("client_token") or uuid.uuid4())
-        _save_state(state_path, {"client_token": token, "request": req, "started_at": utcnow()})
+        if condition is not None and staging is not None and not staged:
+            from .bulk_put_stage import stage_input
+
+            ib, ip, _is_export = import_prefix(s3_uri)
+            try:
+                staged = stage_input(s3, ib, ip, staging[0], staging[1], condition, input_format=input_format,
+                                     compression=compression)
+            except UsageError:
+                raise
+            except Exception as e:
+                raise _aws_error(e, table.table, "staging the input with the condition") from None
+        base = {"client_token": token, "request": req, "started_at": utcnow()}
+        if staged:
+            base["staged"] = staged
+        _save_state(state_path, base)
         try:
             first = dict(c.control.start_bulk_put_items(ClientToken=token, **req)["BulkOperationDescription"])
         except Exception as e:
@@ -169,8 +238,8 @@ def native_bulk_put(
                                  "(same client token): rerun with its settings, or --restart for a new operation",
                                  table=table.table, code="IdempotentParameterMismatchException") from None
             raise _aws_error(e, table.table, "StartBulkPutItems") from None
-        _save_state(state_path, {"client_token": token, "request": req, "started_at": utcnow(),
-                                 "arn": first.get("BulkOperationArn")})
+        state = {**base, "arn": first.get("BulkOperationArn")}
+        _save_state(state_path, state)
     else:
         rep.extra["reattached"] = True
     arn = str(first.get("BulkOperationArn"))
@@ -180,6 +249,12 @@ def native_bulk_put(
     rep.extra.update({"bulk_operation_arn": arn, "client_token": first.get("ClientToken"),
                       "failure_report": failure_report, "state_file": state_path,
                       "performance_tier": first.get("PerformanceTier")})
+    if staged:
+        rep.extra.update({"condition": condition.fields() if condition else None,
+                          "staging": f"s3://{staged['bucket']}/{staged['prefix']}",
+                          "staged_objects": len(staged.get("objects") or []), "staged_items": staged.get("items")})
+        if total_items is None:
+            total_items = int(staged.get("items") or 0) or None
     if total_items is None:
         bucket, key_prefix, is_export = import_prefix(s3_uri)
         if is_export:
@@ -205,7 +280,12 @@ def native_bulk_put(
     elapsed = clock() - t0
     processed = int(final.get("ProcessedItemCount") or 0)
     failed = int(final.get("FailedItemCount") or 0)
-    rep.counters = {"read": processed, "written": processed - failed, "dead_lettered": failed}
+    cond_failed = 0
+    if condition is not None:
+        cond_failed = _settle_condition(rep, s3, final, failure_report, processed - failed)
+    rep.counters = {"read": processed, "written": processed - failed - cond_failed, "dead_lettered": failed}
+    if condition is not None:
+        rep.counters["condition_failed"] = cond_failed
     rep.duration_seconds = round(elapsed, 3)
     rep.items_per_second = round((processed - failed) / elapsed, 1) if elapsed > 0 else 0.0
     rep.timeline = watch.timeline
@@ -218,12 +298,43 @@ def native_bulk_put(
                       "processed_input_bytes": final.get("ProcessedInputBytes"),
                       "total_input_bytes": final.get("TotalInputBytes"), "bulk_put_usage": usage,
                       "polls": watch.polls})
+    if staged and final.get("BulkOperationStatus") in TERMINAL_BULK:
+        if keep_staging:
+            rep.extra["staging_kept"] = True
+        elif not state.get("staging_deleted"):
+            from .bulk_put_stage import delete_staged
+
+            try:
+                delete_staged(s3, str(staged["bucket"]), list(staged.get("objects") or []))
+                _save_state(state_path, {**state, "staging_deleted": True})
+                rep.extra["staging_deleted"] = True
+            except Exception as e:  # the load is done: a leftover copy is worth a note, not a failure
+                rep.extra["staging_delete_error"] = f"{type(e).__name__}: {str(e)[:200]}"
     status = final.get("BulkOperationStatus")
     if status in ("COMPLETED", "COMPLETED_WITH_ERRORS"):
         return deliver(rep, report_path)
     error = f"bulk put {status}: {final.get('FailureCode')}: {final.get('FailureMessage')}"
     rep.status, rep.error = "failed", error
     return deliver(rep, report_path, FatalError(error, table=table.table, code=final.get("FailureCode")))
+
+
+def _settle_condition(rep: Report, s3: Any, final: Dict[str, Any], failure_report: str, not_failed: int) -> int:
+    """The items that failed the condition, counted from DynamoDB's CONDITION_CHECK_FAILURE report
+    (DescribeBulkOperation does not count them apart); 0 with a note when it cannot be read."""
+    from .bulk_put_stage import count_condition_failures
+
+    bucket, prefix = split_s3_uri(failure_report)
+    start = final.get("StartTime")
+    since = start if isinstance(start, _dt.datetime) else None
+    n, objects = count_condition_failures(s3, bucket, prefix, since)
+    rep.extra["condition_failure_report"] = failure_report
+    rep.extra["condition_failure_objects"] = objects
+    if n is None:
+        rep.extra["condition_failed_unknown"] = (
+            f"the condition-failure report under {failure_report} could not be read: the written count "
+            "includes the items that failed the condition")
+        return 0
+    return min(n, max(0, not_failed))
 
 
 def _watch_or_cancel(c: DynamoClient, watch: _Watch, first: Dict[str, Any], arn: str, table: str,

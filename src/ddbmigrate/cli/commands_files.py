@@ -104,6 +104,10 @@ def import_cmd(kw: Dict[str, Any]) -> int:
                                input_format=kw["input_format"], s3=s3_settings(kw),
                                follow_symlinks=kw["follow_symlinks"])
 
+    if kw.get("bulk_put") or kw.get("condition"):
+        from .commands_plan import bulk_put_condition
+
+        bulk_put_condition(kw)  # a wrong --condition stops here, before anything is read or written
     est = check_cost(kw, estimate, "the import")  # before anything is read or written
     if kw.get("native") or kw.get("bulk_put"):  # ImportTable (new table) or bulk put (existing), watched
         return run_native_import(kw, est)

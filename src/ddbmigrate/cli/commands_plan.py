@@ -184,16 +184,31 @@ def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
 
         if kw.get("spec"):
             raise click.UsageError("--bulk-put loads an existing table: drop --spec (ImportTable creates new tables)")
+        cond = bulk_put_condition(kw)
+        formats = {"auto": "DYNAMODB_JSON", "dynamodb-json": "DYNAMODB_JSON", "ion": "ION"}
+        given = kw.get("input_format") or "auto"
+        if given not in formats:
+            raise click.UsageError(f"--bulk-put reads dynamodb-json or ion, not {given}")
         ask = confirm_prompt(bool(kw.get("yes")))
         report = native_bulk_put(kw["source"], table_ref(kw["table"], kw), tier=str(kw.get("tier") or "standard"),
                                  max_write_units=kw.get("max_write_units"), report_uri=kw.get("failure_report"),
+                                 input_format=formats[given],
+                                 compression=str(kw.get("bulk_put_compression") or "gzip").upper(),
+                                 condition=cond, staging_uri=kw.get("staging"),
+                                 keep_staging=bool(kw.get("keep_staging")),
                                  restart=bool(kw.get("restart")), confirm_cancel=ask,
                                  progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
                                  report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
         click.echo(f"failure report: {report.extra.get('failure_report')}", err=True)
+        if cond is not None:
+            n = report.count("condition_failed")
+            note = report.extra.get("condition_failed_unknown")
+            click.echo(f"condition failed: {'unknown' if note else f'{n:,}'} item(s), not written "
+                       f"(report: {report.extra.get('condition_failure_report')})", err=True)
     else:
-        if kw.get("tier") not in (None, "standard") or kw.get("failure_report"):
-            raise click.UsageError("--tier and --failure-report are bulk put options: add --bulk-put")
+        if kw.get("tier") not in (None, "standard") or kw.get("failure_report") or _bulk_put_only(kw):
+            raise click.UsageError("--tier, --failure-report, --condition*, --staging, --keep-staging and "
+                                   "--compression are bulk put options: add --bulk-put")
         if not kw.get("spec"):
             raise click.UsageError("--native creates the table with ImportTable: give --spec table.yaml "
                                    "(or --bulk-put to load an existing table)")
@@ -217,6 +232,21 @@ def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
     return report.exit_code
 
 
+def _bulk_put_only(kw: Dict[str, Any]) -> bool:
+    return bool(kw.get("condition") or kw.get("condition_names") or kw.get("condition_values") or kw.get("staging")
+                or kw.get("keep_staging") or kw.get("bulk_put_compression") not in (None, "gzip"))
+
+
+def bulk_put_condition(kw: Dict[str, Any]) -> Any:
+    """``--condition`` with its names and values, checked (exit 2 with one line when wrong)."""
+    from ..aws.bulk_put_stage import parse_condition
+
+    if not kw.get("bulk_put") and _bulk_put_only(kw):
+        raise click.UsageError("--condition*, --staging, --keep-staging and --compression are bulk put options: "
+                               "add --native --bulk-put")
+    return parse_condition(kw.get("condition"), kw.get("condition_names"), kw.get("condition_values"))
+
+
 def native_export_options(f: Any) -> Any:
     """The options ``export`` gains for --native (added by commands_files.export_cmd)."""
     f = click.option("--incremental", nargs=2, metavar="FROM TO", default=None,
@@ -235,6 +265,24 @@ def native_import_options(f: Any) -> Any:
                           "(default s3://<input bucket>/ddbmigrate-bulk-put-reports/<table>/).")(f)
     f = click.option("--tier", type=click.Choice(["standard", "accelerated"]), default="standard", show_default=True,
                      help="With --bulk-put: the performance tier.")(f)
+    f = click.option("--keep-staging", is_flag=True,
+                     help="With --condition: keep the staged copy of the input after the load ends.")(f)
+    f = click.option("--staging", metavar="S3URI",
+                     help="With --condition: where the copy of the input with the condition in every record is "
+                          "staged (default: next to the failure report, <report prefix>-staging/<hash>/).")(f)
+    f = click.option("--compression", "bulk_put_compression", type=click.Choice(["gzip", "zstd", "none"]),
+                     default="gzip", show_default=True,
+                     help="With --bulk-put: how the input objects are compressed (InputCompressionType); "
+                          "a staged copy is written the same way.")(f)
+    f = click.option("--condition-values", metavar="JSON",
+                     help="With --condition: ExpressionAttributeValues as DynamoDB JSON, e.g. "
+                          "'{\":v\": {\"N\": \"3\"}}' (or @file.json).")(f)
+    f = click.option("--condition-names", metavar="JSON",
+                     help="With --condition: ExpressionAttributeNames, e.g. '{\"#v\": \"version\"}' (or @file.json).")(f)
+    f = click.option("--condition", metavar="EXPR",
+                     help="With --bulk-put: a condition every item must meet to be written (e.g. "
+                          "'attribute_not_exists(pk)'); it is put into each record of a staged copy of the input, "
+                          "and the items that fail it are counted apart.")(f)
     f = click.option("--bulk-put", "bulk_put", is_flag=True,
                      help="With --native: load the EXISTING table TABLE with bulk put items (StartBulkPutItems), "
                           "watched; rerunning re-attaches (client token kept); Ctrl-C asks to cancel.")(f)

@@ -4,6 +4,7 @@ Balance (invariant 2 of the pipeline), checked by :meth:`Report.balanced`::
 
     read + fanout_extra == written + deleted + skipped_existing + collapsed + dead_lettered + dropped
                            + unchanged + vanished      (an in-place update: left as they were / deleted meanwhile)
+                           + condition_failed          (bulk put --condition: the condition did not hold)
 
 Without a transform this is ``read == written + dead_lettered + collapsed (+ skipped_existing)``.
 """
@@ -75,7 +76,7 @@ class Report:
         c = self.count
         lhs = c("read") + c("fanout_extra")
         rhs = (c("written") + c("deleted") + c("skipped_existing") + c("collapsed") + c("dead_lettered")
-               + c("dropped") + c("unchanged") + c("vanished"))
+               + c("dropped") + c("unchanged") + c("vanished") + c("condition_failed"))
         return lhs == rhs
 
     @property

@@ -61,7 +61,8 @@ def render_report(report: "Report", console: Any = None) -> None:
     # that cannot be mistaken for writes.
     labels = DRY_RUN_LABELS if dry else {}
     for k in ("read", "out", "written", "deleted", "skipped_existing", "dropped", "fanout_extra",
-              "collapsed", "dead_lettered", "transform_errors", "unchanged", "retried_races", "vanished"):
+              "collapsed", "dead_lettered", "transform_errors", "unchanged", "retried_races", "vanished",
+              "condition_failed"):
         v = report.count(k)
         if v or k in ("read", "written", "dead_lettered") or (dry and k in labels):
             t.add_row(labels.get(k, k.replace("_", " ")), f"{v:,}")
