@@ -31,9 +31,15 @@ def enforce_max_cost(est: Estimate, max_cost: Optional[float], *, what: str = "t
         raise UsageError("--max-cost must be a positive amount of US dollars")
     lane = est.lane()
     if lane.cost_usd is None:
-        raise CostCapExceeded(f"--max-cost {usd(max_cost)}: the cost of {what} ({lane.title}) is unknown "
-                              "(a price is missing from the prices file: give it with --prices); nothing was "
-                              "read or written", est)
+        missing = ", ".join(lane.missing_prices) or "a price"
+        region = est.prices.get("rates_region") or est.region
+        example = lane.missing_prices[0] if lane.missing_prices else "<price name>"
+        name, _, tier = example.partition(".")
+        value = f'{{"{tier}": <USD>}}' if tier else "<USD>"
+        raise CostCapExceeded(
+            f"--max-cost {usd(max_cost)}: the cost of {what} ({lane.title}) is unknown: {missing} for {region} is "
+            f"null in the prices file ({est.prices.get('date')}: not published in its sources). Give it with --prices "
+            f'FILE holding {{"regions": {{"{region}": {{"{name}": {value}}}}}}}; nothing was read or written', est)
     if lane.cost_usd > max_cost:
         raise CostCapExceeded(
             f"estimated cost {usd(lane.cost_usd)} of {what} ({lane.title}: "

@@ -25,9 +25,18 @@ from .model import (
     Estimate,
     Job,
     Lane,
+    add_costs,
     capacity,
     fmt_duration,
 )
+
+
+def bulk_put_price_note(region: str, tier: str, date: str) -> str:
+    """Why a bulk put cost is unknown, and how to give the price."""
+    return (f"bulk put {tier} price unknown: AWS had published no per-GB bulk put price in the sources of the "
+            f"prices file ({date}), so bulk_put_per_gb.{tier} is null for {region} and the cost is unknown. "
+            f"Give it with --prices FILE holding "
+            f'{{"regions": {{"{region}": {{"bulk_put_per_gb": {{"{tier}": <USD per GB>}}}}}}}}')
 
 
 def _engine_lane(c: Calc) -> Lane:
@@ -44,8 +53,8 @@ def _engine_lane(c: Calc) -> Lane:
     write_mode = "PAY_PER_REQUEST"
     if job.kind == "export":
         lane.write_units = {"total": 0.0}
-        files, put_cost = c.s3_put_cost(c.out_bytes())
         if job.files_in_s3:
+            files, put_cost = c.s3_put_cost(c.out_bytes())
             lane.cost_parts["s3 requests"] = put_cost
             lane.notes.append(f"about {files:,.0f} S3 objects written")
         lane.consumes_capacity = True
@@ -59,14 +68,15 @@ def _engine_lane(c: Calc) -> Lane:
         lane.bytes_written = c.entry_bytes()
     read_mode = job.source.billing if job.source is not None else "PAY_PER_REQUEST"
     if job.kind == "import" and job.files_in_s3:
-        lane.cost_parts["s3 requests"] = job.files / 1000.0 * (c.price("s3_get_per_1000") or 0.0)
-    extra = sum(v for v in lane.cost_parts.values() if v is not None)
+        lane.cost_parts["s3 requests"] = c.cost(job.files, "s3_get_per_1000", 1000.0)
+    extra = add_costs(*lane.cost_parts.values())
     read_cost, write_cost, od, prov = c.cost_units(read, write, read_mode, write_mode)
     lane.cost_parts["read units"] = read_cost
     lane.cost_parts["write units"] = write_cost
-    lane.cost_usd = read_cost + write_cost + extra
-    lane.cost_on_demand_usd = od + extra
-    lane.cost_provisioned_usd = prov + extra
+    lane.cost_usd = add_costs(read_cost, write_cost, extra)
+    lane.cost_on_demand_usd = add_costs(od, extra)
+    lane.cost_provisioned_usd = add_costs(prov, extra)
+    lane.missing_prices = c.take_missing()
     # time
     if job.source is not None and read > 0:
         cap = capacity(job.source.desc, job.source.billing, "read", c.p, c.notes, f"source {job.source.label}")
@@ -110,8 +120,7 @@ def _managed_import_lane(c: Calc) -> Lane:
     # The same writes as the engine's, for comparison; ImportTable bills them per GB, not as capacity.
     lane.write_units = c.write_units()
     lane.bytes_written = c.entry_bytes()
-    imp = c.price("import_per_gb")
-    lane.cost_parts["ImportTable"] = None if imp is None else c.out_bytes() / GB * imp
+    lane.cost_parts["ImportTable"] = c.cost(c.out_bytes() / GB, "import_per_gb")
     lane.bounds["ImportTable"] = c.p.assume("managed_startup_seconds") + \
         c.out_bytes() / GB / c.p.assume("import_table_gb_per_hour") * 3600
     lane.needs += ["dynamodb:ImportTable", "s3:GetObject and s3:ListBucket on the bucket",
@@ -142,11 +151,9 @@ def _bulk_put_lane(c: Calc) -> Lane:
     lane.write_units = units
     lane.bytes_written = c.entry_bytes()
     gb = lane.bytes_written["total"] / GB
-    price = c.price("bulk_put_per_gb", tier)
-    lane.cost_parts[f"bulk put ({tier})"] = None if price is None else gb * price
-    if price is None:
-        lane.notes.append(f"bulk put {tier} price unknown in the prices file ({c.p.date}): cost unknown; "
-                          "give bulk_put_per_gb with --prices")
+    lane.cost_parts[f"bulk put ({tier})"] = c.cost(gb, "bulk_put_per_gb", tier=tier)
+    if c.price("bulk_put_per_gb", tier) is None:
+        lane.notes.append(bulk_put_price_note(c.p.region, tier, c.p.date))
     rate = c.p.assume("bulk_put_write_units", tier)
     if job.max_write_units:
         rate = min(rate, max(1024.0, job.max_write_units))
@@ -173,15 +180,14 @@ def _managed_common(c: Calc, lane: Lane) -> None:
         mode = job.source.billing if job.source else "PAY_PER_REQUEST"
         cost = c.cost_units(read, 0.0, mode, "PAY_PER_REQUEST")[0]
         _files, puts = c.s3_put_cost(c.out_bytes())
-        lane.cost_parts["export (ddbmigrate, transformed)"] = cost + puts
+        lane.cost_parts["export (ddbmigrate, transformed)"] = add_costs(cost, puts)
         cap = capacity((job.source.desc if job.source else None), mode, "read", c.p, c.notes,
                        f"source {job.source.label if job.source else ''}")
         lane.bounds["export (ddbmigrate)"] = read / cap if read else 0.0
         lane.needs.append("ddbmigrate export with the transform to S3 first")
     else:
         lane.read_units = {"table": 0.0, "total": 0.0}
-        price = c.price("export_per_gb")
-        lane.cost_parts["native export"] = None if price is None else job.source_bytes / GB * price
+        lane.cost_parts["native export"] = c.cost(job.source_bytes / GB, "export_per_gb")
         lane.bounds["native export"] = c.p.assume("managed_startup_seconds") + \
             job.source_bytes / GB / c.p.assume("native_export_gb_per_hour") * 3600
         lane.needs += ["point-in-time recovery on the source (dynamodb:ExportTableToPointInTime)",
@@ -189,8 +195,8 @@ def _managed_common(c: Calc, lane: Lane) -> None:
 
 
 def _sum_managed(c: Calc, lane: Lane) -> None:
-    parts = list(lane.cost_parts.values())
-    lane.cost_usd = None if any(v is None for v in parts) else sum(v for v in parts if v is not None)
+    lane.cost_usd = add_costs(*lane.cost_parts.values())
+    lane.missing_prices = c.take_missing()
     lane.cost_on_demand_usd = lane.cost_provisioned_usd = lane.cost_usd
     # The steps run one after the other: the export (or upload) first, then the load.
     steps = [k for k in lane.bounds if k.startswith(("native export", "export ("))]
@@ -225,18 +231,17 @@ def _replica_lane(c: Calc, engine: Lane) -> Lane:
     else:
         lane.available = True
     lane.write_units = dict(engine.write_units)
-    rw = c.price("replicated_write_per_million")
     table_units = lane.write_units.get("table", 0.0)
     other = lane.write_units.get("total", 0.0) - table_units
-    lane.cost_parts["replicated writes"] = None if rw is None else table_units / 1e6 * rw
-    lane.cost_parts["index writes in the replica"] = other / 1e6 * (c.price("on_demand_write_per_million") or 0.0)
+    lane.cost_parts["replicated writes"] = c.cost(table_units, "replicated_write_per_million", 1e6)
+    lane.cost_parts["index writes in the replica"] = c.cost(other, "on_demand_write_per_million", 1e6)
     lane.needs += ["UpdateTable ReplicaUpdates on the source (streams NEW_AND_OLD_IMAGES; on-demand or "
                    "auto-scaled writes)", "same account (cross-account needs the multi-account global tables setup)",
                    "afterwards: remove the replica relationship if the source is retired"]
     lane.notes.append("time is DynamoDB's (hours for large tables): not estimated")
-    parts = list(lane.cost_parts.values())
-    lane.cost_usd = None if any(v is None for v in parts) else sum(v for v in parts if v is not None)
+    lane.cost_usd = add_costs(*lane.cost_parts.values())
     lane.cost_on_demand_usd = lane.cost_provisioned_usd = lane.cost_usd
+    lane.missing_prices = c.take_missing()
     return lane
 
 

@@ -38,6 +38,11 @@ NATIVE_EXPORT = "native-export"
 REPLICA = "global-table-replica"
 
 
+def add_costs(*parts: Optional[float]) -> Optional[float]:
+    """The sum, or None when any part is unknown."""
+    return None if any(v is None for v in parts) else sum(v for v in parts if v is not None)
+
+
 def usd(v: Optional[float]) -> str:
     """Dollars with cents, or with significant digits below a dollar ($0.000030)."""
     if v is None:
@@ -125,6 +130,7 @@ class Lane:
     limited_by: Optional[str] = None
     bounds: Dict[str, float] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    missing_prices: List[str] = field(default_factory=list)  # why cost_usd is None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -136,7 +142,7 @@ class Lane:
             "cost_parts_usd": {k: _money(v) for k, v in self.cost_parts.items()},
             "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
             "limited_by": self.limited_by, "bounds_s": {k: round(v, 3) for k, v in self.bounds.items()},
-            "notes": self.notes,
+            "notes": self.notes, "missing_prices": self.missing_prices,
         }
 
 
@@ -229,6 +235,7 @@ class Calc:
         self.k = (job.source_items / st.source_items) if st.source_items else 0.0
         self.p = job.prices
         self.notes: List[str] = job.assumptions
+        self.missing: List[str] = []  # prices asked for and not in the prices file (see cost())
 
     # units of the whole job (scaled from the sample)
     def write_units(self) -> Dict[str, float]:
@@ -254,19 +261,40 @@ class Calc:
     def price(self, name: str, tier: Optional[str] = None) -> Optional[float]:
         return self.p.rate(name, tier)
 
-    def cost_units(self, read: float, write: float, read_mode: str,
-                   write_mode: str) -> Tuple[float, float, float, float]:
-        """(read cost, write cost) at the tables' own billing modes, then (all on-demand, all provisioned)."""
-        rr, wr = self.price("on_demand_read_per_million") or 0.0, self.price("on_demand_write_per_million") or 0.0
-        rh, wh = self.price("provisioned_rcu_hour") or 0.0, self.price("provisioned_wcu_hour") or 0.0
-        od_r, od_w = read / 1e6 * rr, write / 1e6 * wr
-        pr_r, pr_w = read / 3600.0 * rh, write / 3600.0 * wh
-        return (pr_r if read_mode == "PROVISIONED" else od_r, pr_w if write_mode == "PROVISIONED" else od_w,
-                od_r + od_w, pr_r + pr_w)
+    def cost(self, quantity: float, name: str, per: float = 1.0, tier: Optional[str] = None) -> Optional[float]:
+        """``quantity / per × price``; None (and the price named in :meth:`take_missing`) when the
+        price is unknown, so a missing price never reads as free. Nothing to pay needs no price."""
+        if quantity <= 0:
+            return 0.0
+        price = self.price(name, tier)
+        if price is None:
+            label = f"{name}.{tier}" if tier else name
+            if label not in self.missing:
+                self.missing.append(label)
+            return None
+        return quantity / per * price
 
-    def s3_put_cost(self, nbytes: float) -> Tuple[float, float]:
+    def take_missing(self) -> List[str]:
+        out, self.missing = self.missing, []
+        return out
+
+    def cost_units(self, read: float, write: float, read_mode: str,
+                   write_mode: str) -> Tuple[Optional[float], Optional[float], Optional[float], Optional[float]]:
+        """(read cost, write cost) at the tables' own billing modes, then (all on-demand, all provisioned)."""
+        od_r, od_w = self.cost(read, "on_demand_read_per_million", 1e6), self.cost(write, "on_demand_write_per_million", 1e6)
+        pr_r, pr_w = self.cost(read, "provisioned_rcu_hour", 3600.0), self.cost(write, "provisioned_wcu_hour", 3600.0)
+        chosen = [pr_r if read_mode == "PROVISIONED" else od_r, pr_w if write_mode == "PROVISIONED" else od_w]
+        self.missing = [m for m in self.missing  # only the prices of the modes the tables use are missing
+                        if (m.startswith("on_demand_read") and read_mode != "PROVISIONED")
+                        or (m.startswith("on_demand_write") and write_mode != "PROVISIONED")
+                        or (m.startswith("provisioned_rcu") and read_mode == "PROVISIONED")
+                        or (m.startswith("provisioned_wcu") and write_mode == "PROVISIONED")
+                        or not m.startswith(("on_demand_", "provisioned_"))]
+        return chosen[0], chosen[1], add_costs(od_r, od_w), add_costs(pr_r, pr_w)
+
+    def s3_put_cost(self, nbytes: float) -> Tuple[float, Optional[float]]:
         files = math.ceil(nbytes / self.p.assume("export_file_bytes")) + 4 if nbytes > 0 else 0  # + manifests
-        return files, files / 1000.0 * (self.price("s3_put_per_1000") or 0.0)
+        return files, self.cost(files, "s3_put_per_1000", 1000.0)
 
     # time
     def client_rate(self) -> float:

@@ -50,6 +50,7 @@ class Prices:
     source: str
     file: str
     notes: List[str] = field(default_factory=list)
+    rates_region: str = ""  # whose prices these are (the default region's after a fallback)
 
     def rate(self, name: str, tier: Optional[str] = None) -> Optional[float]:
         v = self.rates.get(name)
@@ -64,7 +65,8 @@ class Prices:
         return float(v)
 
     def describe(self) -> Dict[str, Any]:
-        return {"region": self.region, "date": self.date, "source": self.source, "file": self.file}
+        return {"region": self.region, "rates_region": self.rates_region or self.region, "date": self.date,
+                "source": self.source, "file": self.file}
 
 
 def load_prices(region: Optional[str] = None, path: Optional[str] = None) -> Prices:
@@ -77,16 +79,21 @@ def load_prices(region: Optional[str] = None, path: Optional[str] = None) -> Pri
     default = str(data.get("default_region") or "us-east-1")
     want = region or default
     notes: List[str] = []
+    rates_region = want
     if want not in regions:
         notes.append(f"no prices for {want} in the prices file: {default} prices are used (give --prices FILE "
                      f"with a regions.{want} entry)")
         want_rates = regions.get(default)
+        rates_region = default
         if want_rates is None:
             raise UsageError(f"prices file has no entry for its default region {default}")
     else:
         want_rates = regions[want]
     if path:
         notes.append(f"prices merged from {path}")
-    return Prices(region=want, rates=dict(want_rates), throughput=dict(data.get("throughput") or {}),
-                  date=str(data.get("date", "?")), source=str(data.get("source", "?")),
-                  file=path or PACKAGED, notes=notes)
+    rates = {k: v for k, v in dict(want_rates).items() if k not in ("source", "date")}
+    # Each region names its own source and date; the file's top-level ones are the default region's.
+    return Prices(region=want, rates=rates, throughput=dict(data.get("throughput") or {}),
+                  date=str(want_rates.get("date") or data.get("date", "?")),
+                  source=str(want_rates.get("source") or data.get("source", "?")),
+                  file=path or PACKAGED, notes=notes, rates_region=rates_region)
