@@ -11,7 +11,7 @@ cost, so the choice is visible; an unknown price leaves its cost None.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..aws.capacity import capacity_limit
 from .model import (
@@ -255,10 +255,13 @@ def hot_key_warnings(c: Calc, engine: Lane) -> Tuple[Dict[str, Any], List[str]]:
     limit = c.p.assume("partition_write_units")
     others = [v for k, v in engine.bounds.items() if not k.startswith("hot key")]
     rest = max(others) if others else 0.0
+    kinds = {sh.name: sh.kind for sh in c.job.stats.shapes}
+    has_lsi = "LSI" in kinds.values()
     for name, spread in c.job.stats.spread.items():
         total_units = c.job.stats.units.get(name, 0)
         projected = c.job.stats.projected.get(name, 0)
-        entry: Dict[str, Any] = {"attribute": spread.attribute, "distinct_values_in_sample": len(spread.values),
+        entry: Dict[str, Any] = {"attribute": spread.attribute, "sort_key": spread.sort_attribute,
+                                 "distinct_values_in_sample": len(spread.values),
                                  "items_in_sample": projected, "hottest": None}
         hot = spread.hottest()
         if hot is not None and total_units:
@@ -266,16 +269,43 @@ def hot_key_warnings(c: Calc, engine: Lane) -> Tuple[Dict[str, Any], List[str]]:
             unit_share = units / total_units
             item_share = outs / projected if projected else 0.0
             seconds = units * c.k / limit
+            sorts = len(spread.sort_values.get(value, ()))
+            split = split_for_heat(kinds.get(name, "table"), spread.sort_attribute, sorts, has_lsi)
             entry["hottest"] = {"value": value, "share_of_items": round(item_share, 4),
                                 "share_of_write_units": round(unit_share, 4), "source_items": srcs,
                                 "caps_writes_at_units_per_s": round(limit / unit_share, 1),
-                                "min_duration_s": round(seconds, 1)}
+                                "min_duration_s": round(seconds, 1),
+                                "distinct_sort_keys_in_sample": sorts if spread.sort_attribute else None,
+                                "split_for_heat": split}
             if item_share >= 0.1 or seconds >= rest:
                 where = "the table" if name == "table" else name
                 warnings.append(f"{spread.attribute}={value!r} holds {item_share * 100:.0f} % of items: {where} caps "
                                 f"writes at {limit / unit_share:,.0f} WCU/s → ≥ {fmt_duration(seconds)}")
+                if split.startswith("possible"):
+                    engine.notes.append(f"hot key {spread.attribute}={value!r} ({where}): {split}")
         keys[name] = entry
     return keys, warnings
+
+
+def split_for_heat(kind: str, sort_attr: Optional[str], distinct_sorts: int, has_lsi: bool) -> str:
+    """Whether DynamoDB could spread one hot partition-key value over several partitions.
+
+    Items are placed by the hash of their partition key, so one value starts in one partition
+    (1,000 WCU/s). Adaptive capacity can split a partition for heat by sort-key range, which only
+    helps a value with many sort keys, and not in a table with an LSI (its item collections stay
+    whole in one partition). The estimate never counts on it: this is said, not modelled.
+    """
+    if kind == "LSI":
+        return "not possible: an LSI entry lives in its table item's collection, which an LSI keeps whole"
+    if not sort_attr:
+        return "not possible: no sort key, every write of the value goes to one partition"
+    if kind == "table" and has_lsi:
+        return "not possible: the table has a local secondary index, so an item collection is never split"
+    if distinct_sorts < 2:
+        return f"not possible: one {sort_attr} value under it in the sample"
+    return (f"possible, not counted: {distinct_sorts} distinct {sort_attr} values under it in the sample, so "
+            "DynamoDB may split it for heat by sort-key range after minutes of sustained load (not when "
+            f"{sort_attr} only grows, e.g. timestamps written in order); the bound above assumes one partition")
 
 
 def estimate_job(job: Job, *, source_label: str = "", target_label: str = "") -> Estimate:
@@ -323,6 +353,9 @@ def estimate_job(job: Job, *, source_label: str = "", target_label: str = "") ->
         "read units: 1 per started 4 KB of scanned data, half for eventually consistent scans",
         "managed lanes' speeds (export, ImportTable, bulk put) are assumptions from the prices file, "
         "not AWS figures",
+        "hot keys: DynamoDB places items by the hash of the partition key, so every write of one partition-key "
+        "value (table or GSI) is counted against one partition's 1,000 WCU/s, whatever its sort keys; a split for "
+        "heat by sort-key range (possible with a sort key and, on the table, no LSI) is not counted on",
     ]))
     return Estimate(job=job.kind, source=source_label, target=target_label, region=c.p.region,
                     prices=c.p.describe(), inputs=inputs, keys=keys, lanes=lanes, warnings=warnings,

@@ -311,12 +311,17 @@ class Calc:
         """Seconds each index's hottest partition key needs at one partition's write limit."""
         limit = self.p.assume("partition_write_units")
         out: Dict[str, float] = {}
+        lsis = [s.name for s in self.job.stats.shapes if s.kind == "LSI"]
         for name, spread in self.job.stats.spread.items():
+            if name in lsis:
+                continue  # an LSI entry lives in its table item's partition: counted with the table's key
             hot = spread.hottest()
             if hot is None:
                 continue
-            units = hot[1][0] * self.k * units_scale
-            out[f"hot key {name}"] = units / limit
+            units = float(hot[1][0])
+            if name == "table":
+                units += sum(self.job.stats.spread[n].values.get(hot[0], [0])[0] for n in lsis)
+            out[f"hot key {name}"] = units * self.k * units_scale / limit
         return out
 
     def write_bounds(self, units: Mapping[str, float], target: Side) -> Dict[str, float]:

@@ -19,7 +19,7 @@ import concurrent.futures as cf
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 import orjson
 
@@ -99,18 +99,24 @@ def index_shapes(desc: Mapping[str, Any]) -> List[IndexShape]:
 
 @dataclass
 class KeySpread:
-    """Per distinct value of one index's partition key: [write units, outputs, source items]."""
+    """Per distinct value of one index's partition key: [write units, outputs, source items], and
+    (with a sort key) the distinct sort-key values seen under it: what a split for heat could use."""
 
     attribute: str
     values: Dict[str, List[int]] = field(default_factory=dict)
+    sort_attribute: Optional[str] = None
+    sort_values: Dict[str, Set[str]] = field(default_factory=dict)  # bounded by the sample size
 
-    def add(self, value: str, units: int, source_index: int, last_source: Dict[str, int]) -> None:
+    def add(self, value: str, units: int, source_index: int, last_source: Dict[str, int],
+            sort_value: Optional[str] = None) -> None:
         row = self.values.setdefault(value, [0, 0, 0])
         row[0] += units
         row[1] += 1
         if last_source.get(value) != source_index:  # fan-out outputs of one item share a key: count the item once
             row[2] += 1
             last_source[value] = source_index
+        if sort_value is not None:
+            self.sort_values.setdefault(value, set()).add(sort_value)
 
     def hottest(self) -> Optional[Tuple[str, List[int]]]:
         """The value with the most write units among those seen in two or more source items.
@@ -151,7 +157,7 @@ class SampleStats:
             self.units.setdefault(s.name, 0)
             self.entry_bytes.setdefault(s.name, 0)
             self.projected.setdefault(s.name, 0)
-            self.spread.setdefault(s.name, KeySpread(s.hash_key))
+            self.spread.setdefault(s.name, KeySpread(s.hash_key, sort_attribute=s.range_key))
             self._last.setdefault(s.name, {})
 
     @property
@@ -190,7 +196,9 @@ class SampleStats:
                 self.projected[s.name] += 1
                 v = o.get(s.hash_key)
                 if isinstance(v, dict) and v:
-                    self.spread[s.name].add(value_text(v), u, idx, self._last[s.name])
+                    r = o.get(s.range_key) if s.range_key else None
+                    self.spread[s.name].add(value_text(v), u, idx, self._last[s.name],
+                                            value_text(r) if isinstance(r, dict) and r else None)
 
 
 def sample_table(client: Any, table: str, n: int = DEFAULT_SAMPLE, segments: int = SAMPLE_SEGMENTS,
