@@ -318,3 +318,20 @@ def test_iter_lines_streams_across_blocks() -> None:
 
     data = b"a\n" + b"b" * 10 + b"\n\nc"
     assert list(iter_lines(io.BytesIO(data), block=3)) == [b"a", b"b" * 10, b"", b"c"]
+
+
+def test_condition_options_without_bulk_put_and_an_uncheckable_cap_stop_before_anything(
+        fake: Any, s3: Any, moto_s3: str) -> None:
+    src = _input(s3, [{"pk": {"S": "a"}}], parts=1)
+    bucket = src.split("/")[2]
+    base = ["import", src, TABLE, "--endpoint-url", fake.url, "--s3-endpoint-url", moto_s3, "--region", "us-east-1",
+            "--progress", "off"]
+    r = CliRunner().invoke(main, base + ["--condition", "attribute_not_exists(pk)"])
+    assert r.exit_code == 2 and "add --native --bulk-put" in r.output
+    # the bulk put price is unpublished: the cap cannot be checked, so nothing is staged or started
+    r = CliRunner().invoke(main, base + ["--native", "--bulk-put", "--condition", "attribute_not_exists(pk)",
+                                         "--max-cost", "5"])
+    assert r.exit_code == 2, r.output
+    assert "bulk_put_per_gb.STANDARD for us-east-1 is null" in r.output
+    assert not any(c["op"] == "StartBulkPutItems" for c in fake.calls)
+    assert _objects(s3, bucket, "ddbmigrate-bulk-put-reports/") == []

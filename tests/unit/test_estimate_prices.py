@@ -95,3 +95,14 @@ def test_the_unknown_bulk_put_price_says_why_and_how_to_give_it(tmp_path: Path) 
     est2 = estimate_job(_job("us-east-1", prices=load_prices("us-east-1", str(tmp_path / "p.json")), exists=True))
     est2.chosen = "bulk-put"
     assert est2.lane().cost_usd is not None and enforce_max_cost(est2, 100.0) is est2
+
+
+def test_bulk_put_with_a_condition_prices_the_staged_copy() -> None:
+    job = _job("us-east-1", exists=True)
+    job.kind, job.source, job.files, job.files_in_s3, job.staged_condition = "import", None, 3, True, True
+    bulk = estimate_job(job).lane("bulk-put")
+    # each of the 3 input objects is read (GET) and written (PUT) once more
+    assert bulk.cost_parts["staged copy (S3 requests)"] == pytest.approx(3 / 1000 * (0.0004 + 0.005))
+    assert any("--condition: the 3 input object(s) are first copied" in n for n in bulk.notes)
+    job.staged_condition = False
+    assert "staged copy (S3 requests)" not in estimate_job(job).lane("bulk-put").cost_parts

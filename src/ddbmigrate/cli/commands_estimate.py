@@ -202,6 +202,13 @@ def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
 @click.option("--bulk-put", is_flag=True, help="This job's lane is bulk put items (existing table).")
 @click.option("--tier", type=click.Choice(["standard", "accelerated"]), default="standard", show_default=True)
 @click.option("--failure-report", hidden=True)
+@click.option("--condition", help="As for import --bulk-put: the staged copy it needs is priced too.")
+@click.option("--condition-names", hidden=True)
+@click.option("--condition-values", hidden=True)
+@click.option("--staging", hidden=True)
+@click.option("--keep-staging", is_flag=True, hidden=True)
+@click.option("--compression", "bulk_put_compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip",
+              hidden=True)
 @engine_options
 @estimate_options
 @handle_errors
@@ -209,11 +216,13 @@ def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
 def estimate_import_cmd(kw: Dict[str, Any]) -> int:
     """Estimate `import SOURCE TABLE` (our engine, ImportTable, bulk put)."""
     from ..estimate import estimate_import
+    from .commands_plan import bulk_put_condition
 
+    cond = bulk_put_condition(kw)  # the same checks as the import itself (exit 2)
     est = estimate_import(kw["source"], table_ref(kw["table"], kw), build_run_options(kw), spec=kw["spec"],
                           native=kw["native"], bulk_put=kw["bulk_put"], tier=kw["tier"].upper(),
                           sample=kw["estimate_sample"], prices=kw["prices"], input_format=kw["input_format"],
-                          s3=s3_settings(kw), follow_symlinks=kw["follow_symlinks"])
+                          s3=s3_settings(kw), follow_symlinks=kw["follow_symlinks"], condition=cond is not None)
     return finish(est, kw, "the import")
 
 

@@ -102,7 +102,7 @@ def import_cmd(kw: Dict[str, Any]) -> int:
                                native=bool(kw.get("native")), bulk_put=bool(kw.get("bulk_put")),
                                tier=str(kw.get("tier") or "standard").upper(), prices=kw.get("prices"),
                                input_format=kw["input_format"], s3=s3_settings(kw),
-                               follow_symlinks=kw["follow_symlinks"])
+                               follow_symlinks=kw["follow_symlinks"], condition=bool(kw.get("condition")))
 
     if kw.get("bulk_put") or kw.get("condition"):
         from .commands_plan import bulk_put_condition

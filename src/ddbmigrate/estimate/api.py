@@ -181,8 +181,9 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
                     bulk_put: bool = False, tier: str = "STANDARD", sample: int = DEFAULT_SAMPLE,
                     prices: Optional[str] = None, input_format: str = "auto", s3: Any = None,
                     follow_symlinks: bool = False, client_items_per_second: Optional[float] = None,
-                    client: Optional[Any] = None) -> Estimate:
-    """``import source table``: our engine, ImportTable (new table), bulk put (existing table)."""
+                    client: Optional[Any] = None, condition: bool = False) -> Estimate:
+    """``import source table``: our engine, ImportTable (new table), bulk put (existing table;
+    ``condition``: with ``--condition``, so a staged copy of the input first)."""
     from ..storage.export_layout import discover
     from ..storage.stores import S3Settings, normalize, storage_for
 
@@ -232,7 +233,7 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
               prices=load_prices(_region(table), prices), target=Side(tdesc, exists, table.table),
               transform=tr.name if tr else None, max_write_units=opts.max_write_units,
               write_percent=opts.write_percent, processes=opts.processes, files=len(plan.files),
-              files_in_s3=str(src).startswith("s3://"), tier=tier,
+              files_in_s3=str(src).startswith("s3://"), tier=tier, staged_condition=condition,
               client_items_per_second=client_items_per_second, assumptions=notes)
     est = estimate_job(job, source_label=str(source), target_label=table.describe())
     est.chosen = BULK_PUT if bulk_put else IMPORT_TABLE if native else ENGINE

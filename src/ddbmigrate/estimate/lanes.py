@@ -164,6 +164,14 @@ def _bulk_put_lane(c: Calc) -> Lane:
                    "a table that is not a global table"]
     lane.notes.append("bulk put is billed per GB written to the table and each index (BulkPutBytes), "
                       "not by the table's capacity")
+    if job.staged_condition:
+        # --condition: every input object is read and written once more (the staged copy), by this machine.
+        lane.cost_parts["staged copy (S3 requests)"] = add_costs(c.cost(job.files, "s3_get_per_1000", 1000.0),
+                                                                 c.cost(job.files, "s3_put_per_1000", 1000.0))
+        lane.needs.append("s3:PutObject/DeleteObject on the staging prefix (--condition)")
+        lane.notes.append(f"--condition: the {job.files:,} input object(s) are first copied with the condition in "
+                          "every record (read and written once through this machine: time not counted; "
+                          "S3 storage of the copy while it runs not counted)")
     _sum_managed(c, lane)
     return lane
 

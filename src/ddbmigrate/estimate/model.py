@@ -106,6 +106,7 @@ class Job:
     files: int = 0  # import: input files; export: none
     files_in_s3: bool = False  # import: the input is in S3; export: the destination is
     tier: str = "STANDARD"
+    staged_condition: bool = False  # bulk put --condition: the input is staged (rewritten) first
     cross_region_or_account: bool = False
     client_items_per_second: Optional[float] = None  # injected in tests; else measured
     assumptions: List[str] = field(default_factory=list)
