@@ -153,6 +153,7 @@ def native_bulk_put(
     timeout: Optional[float] = None,
     report_path: Optional[str] = None,
     s3_endpoint_url: Optional[str] = None,
+    s3_settings: Any = None,
     client: Optional[DynamoClient] = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -203,8 +204,9 @@ def native_bulk_put(
     if condition is not None:
         from ..storage.stores import S3Settings, S3Storage
 
-        s3 = S3Storage(S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn,
-                                  endpoint_url=s3_endpoint_url)).client
+        # The CLI's --s3-* settings when given, else the table's credentials and region.
+        s3 = S3Storage(s3_settings or S3Settings(region=table.region, profile=table.profile,
+                                                 role_arn=table.role_arn, endpoint_url=s3_endpoint_url)).client
     first: Optional[Dict[str, Any]] = None
     if state.get("arn"):
         try:

@@ -175,7 +175,7 @@ def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
     """``import s3://... TABLE --native --spec table.yaml`` (ImportTable, new table) or
     ``import s3://... TABLE --native --bulk-put`` (bulk put items, existing table)."""
     from ..aws.managed import native_import
-    from .options import confirm_prompt, table_ref
+    from .options import confirm_prompt, s3_settings, table_ref
 
     if not str(kw["source"]).startswith("s3://"):
         raise click.UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
@@ -198,7 +198,8 @@ def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
                                  keep_staging=bool(kw.get("keep_staging")),
                                  restart=bool(kw.get("restart")), confirm_cancel=ask,
                                  progress="off" if kw.get("quiet") else kw.get("progress", "auto"),
-                                 report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"))
+                                 report_path=kw.get("report"), s3_endpoint_url=kw.get("s3_endpoint_url"),
+                                 s3_settings=s3_settings(kw) if cond is not None else None)
         click.echo(f"failure report: {report.extra.get('failure_report')}", err=True)
         if cond is not None:
             n = report.count("condition_failed")
