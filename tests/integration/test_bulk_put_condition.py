@@ -335,3 +335,24 @@ def test_condition_options_without_bulk_put_and_an_uncheckable_cap_stop_before_a
     assert "bulk_put_per_gb.STANDARD for us-east-1 is null" in r.output
     assert not any(c["op"] == "StartBulkPutItems" for c in fake.calls)
     assert _objects(s3, bucket, "ddbmigrate-bulk-put-reports/") == []
+
+
+def test_ion_input_is_staged_as_ion_with_the_condition(fake: Any, s3: Any, moto_s3: str, tmp_path: Any) -> None:
+    from ddbmigrate.core.items import canonical_item
+    from ddbmigrate.formats.ion import item_line, loads_line, to_wire_item
+
+    items = every_type_items()[:5]
+    bucket = unique("ion").lower().replace("_", "-")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="data/a.ion.gz", Body=gzip.compress(b"".join(item_line(i) for i in items)))
+    rep = _run(fake, f"s3://{bucket}/data/", tmp_path, moto_s3, input_format="ION", keep_staging=True)
+    start = next(c["body"] for c in fake.calls if c["op"] == "StartBulkPutItems")
+    assert start["InputS3Configuration"]["InputFormat"] == "ION"
+    sb, sp = rep.extra["staging"][5:].split("/", 1)
+    (key,) = _objects(s3, sb, sp)
+    lines = [ln for ln in gzip.decompress(s3.get_object(Bucket=sb, Key=key)["Body"].read()).splitlines() if ln]
+    got = [loads_line(ln) for ln in lines]
+    assert [canonical_item(to_wire_item(v["Item"])) for v in got] == [canonical_item(i) for i in items]
+    for v in got:
+        assert str(v["ConditionExpression"]) == COND and dict(v["ExpressionAttributeNames"]) == {"#v": "version"}
+        assert to_wire_item(v["ExpressionAttributeValues"]) == {":v": {"N": "12345678901234567890123456789012345678"}}
