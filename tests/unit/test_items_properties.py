@@ -302,3 +302,75 @@ def test_canonical_item_tells_values_apart() -> None:
     same: List[Dict[str, Any]] = [{"n": {"N": "1.0"}, "ns": {"NS": ["2", "1E0"]}},
                                   {"n": {"N": "1"}, "ns": {"NS": ["1", "2.00"]}}]
     assert canonical_item(same[0]) == canonical_item(same[1])
+
+
+# ------------------------------------------------------------------ the fast validation path
+
+from ddbmigrate.core.items import valid_item_names  # noqa: E402
+from ddbmigrate.sources.lines import _count_keys, parse_item  # noqa: E402
+
+# Values the fast path must not wave through: each is invalid, or valid only by a rule the fast
+# path does not check (and so must answer "not sure").
+awkward = st.sampled_from([
+    {"N": "1E+200"}, {"N": "1" * 39}, {"N": "0." + "0" * 40 + "1"}, {"N": " 1"}, {"N": "1_0"}, {"N": "NaN"},
+    {"N": "-0"}, {"N": ".5"}, {"N": 1}, {"NS": ["1", "1.0"]}, {"NS": ["1", "01"]}, {"NS": []}, {"SS": ["a", "a"]},
+    {"SS": []}, {"BS": ["AA==", "AA=="]}, {"B": "not base64!"}, {"BOOL": "true"}, {"NULL": False},
+    {"S": 1}, {"X": "y"}, {"S": "a", "N": "1"}, {}, {"M": {"": {"S": "x"}}}, {"L": {"S": "x"}}, "text",
+])
+mixed_values = st.recursive(
+    st.one_of(scalars, awkward),
+    lambda children: st.one_of(st.lists(children, max_size=3).map(lambda l: {"L": l}),
+                               st.dictionaries(texts, children, max_size=3).map(lambda m: {"M": m})),
+    max_leaves=12,
+)
+
+
+@PROPS
+@given(st.one_of(wire_items, deep_items(), st.dictionaries(names, mixed_values, min_size=1, max_size=5)))
+def test_fast_validation_never_passes_what_the_full_check_refuses(item: Dict[str, Any]) -> None:
+    names_found = valid_item_names(item)
+    if names_found is not None:
+        assert item_problem(item) is None
+        assert names_found == _count_keys(item)
+
+
+usual_scalars = st.one_of(
+    texts.map(lambda s: {"S": s}),
+    st.integers(-10**36 + 1, 10**36 - 1).map(lambda n: {"N": str(n)}),  # 38 characters at most
+    st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-10**20, max_value=10**20)
+      .map(lambda d: {"N": format(d, "f")}),
+    st.binary(max_size=16).map(lambda b: {"B": b64(b)}),
+    st.booleans().map(lambda b: {"BOOL": b}),
+    st.just({"NULL": True}),
+    st.sets(texts, min_size=1, max_size=5).map(lambda s: {"SS": list(s)}),
+    st.sets(st.integers(-10**30, 10**30), min_size=1, max_size=5).map(lambda s: {"NS": [str(n) for n in s]}),
+    st.sets(st.binary(max_size=8), min_size=1, max_size=5).map(lambda s: {"BS": [b64(b) for b in s]}),
+)
+usual_items = st.dictionaries(names, st.recursive(
+    usual_scalars, lambda c: st.one_of(st.lists(c, max_size=3).map(lambda l: {"L": l}),
+                                       st.dictionaries(names, c, max_size=3).map(lambda m: {"M": m})),
+    max_leaves=12), min_size=1, max_size=6)
+
+
+@PROPS
+@given(usual_items)
+def test_fast_validation_knows_the_usual_items(item: Dict[str, Any]) -> None:
+    """Valid items in their usual spelling take the fast path (else the speed-up is a fiction)."""
+    assert valid_item_names(item) == _count_keys(item)
+
+
+@PROPS
+@given(wire_items, st.booleans(), st.booleans())
+def test_export_lines_parse_the_same_on_the_fast_path(item: Dict[str, Any], wrap: bool, repeat: bool) -> None:
+    """An Export-to-S3 line (or a bare item) gives the same item or reason with or without the
+    fast path; a repeated name anywhere is still a reject."""
+    body = orjson.dumps({"Item": item} if wrap else item)
+    if repeat:  # repeat the first attribute at the end of the item
+        k, v = next(iter(item.items()))
+        extra = b"," + orjson.dumps(k) + b":" + orjson.dumps(v)
+        body = body[:-2] + extra + b"}}" if wrap else body[:-1] + extra + b"}"
+    got, reason, _ = parse_item(body, "ddb")
+    if repeat:
+        assert got is None and reason is not None and "appears twice" in reason
+    else:
+        assert reason is None and got == item

@@ -187,3 +187,26 @@ def test_units_held_back_are_charged_as_sent() -> None:
     b.settle(100, 40)  # 60 refunded: DynamoDB consumed 40 ...
     b.held_back(60)  # ... because it held the other 60 back: they were sent all the same
     assert b._tokens == pytest.approx(0.0, abs=1e-6)
+
+
+def test_adaptive_limiter_probes_slowly_near_the_rate_it_was_throttled_at_then_forgets_it() -> None:
+    clock = FakeClock()
+    lim = _adaptive(clock)
+    _admit(lim, clock, 1000, 1.0)
+    lim.throttled()  # the table admitted ~1,000/s: the rate becomes ~950
+    start = lim.rate
+    assert start is not None
+    clock.now += 1.0
+    lim.acquire(1)
+    assert lim.rate == pytest.approx(start * 1.03)  # below 97 % of the known 1,000: full speed
+    fast = lim.rate
+    assert fast >= 970
+    clock.now += 1.0
+    lim.acquire(1)
+    assert lim.rate == pytest.approx(fast * 1.005)  # within 3 % of it: 0.5 % a second
+    clock.now += 30.0  # half a minute without a throttle: the capacity may have grown
+    lim.acquire(1)
+    slow = lim.rate
+    clock.now += 1.0
+    lim.acquire(1)
+    assert lim.rate == pytest.approx(slow * 1.03)

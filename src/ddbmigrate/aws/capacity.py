@@ -155,14 +155,20 @@ class AdaptiveLimiter(RateLimiter):
     are one signal (every writer sees the same congestion). Two edge cases: with less than a
     quarter second of answers there is nothing to learn a rate from (the retries' back-off waits);
     with no answer for half a second (every writer inside a refused call's retries) what was
-    admitted reads near zero and says nothing, so the rate is only halved.
+    admitted reads near zero and says nothing, so the rate is only halved. Within ``near`` (97 %)
+    of what the table admitted at the last throttle the probe slows to ``slow_probe`` (0.5 %/s)
+    for ``forget_after`` (30 s): the capacity is most likely right there, and every probe past it
+    costs partly refused calls (the throttled share of calls is what this keeps under 5 %).
     Measured against the fault proxy's capacity model in ``bench/capacity.py``.
     """
 
     def __init__(self, *, hold: float = 0.95, probe: float = 0.03, window: float = 1.0,
                  min_rate: float = 1.0, decrease_interval: float = 0.5, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep, name: str = "") -> None:
+                 sleep: Callable[[float], None] = time.sleep, name: str = "", slow_probe: float = 0.005,
+                 near: float = 0.97, forget_after: float = 30.0) -> None:
         self.hold, self.probe, self.window = hold, probe, window
+        self.slow_probe, self.near, self.forget_after = slow_probe, near, forget_after
+        self._known: Optional[float] = None  # units/s the table admitted at the last throttle
         self.min_rate = min_rate
         self.decrease_interval = decrease_interval
         self.clock, self.sleep = clock, sleep
@@ -189,7 +195,14 @@ class AdaptiveLimiter(RateLimiter):
         now = self.clock()
         steps = int(now - self._last_probe)
         if steps > 0 and now - self._last_decrease >= 1.0:
-            bucket.rate = bucket.ceiling = bucket.rate * (1.0 + self.probe) ** min(steps, 30)
+            # Near the rate the table admitted at the last throttle, probe slowly: each probe
+            # past the capacity costs partly refused calls. Far below it, or long after it (a
+            # capacity that grew), probe at full speed.
+            known = self._known
+            near = (known is not None and bucket.rate >= self.near * known
+                    and now - self._last_decrease < self.forget_after)
+            step = self.slow_probe if near else self.probe
+            bucket.rate = bucket.ceiling = bucket.rate * (1.0 + step) ** min(steps, 30)
             self.rate = bucket.rate
             self._last_probe += steps
 
@@ -239,6 +252,7 @@ class AdaptiveLimiter(RateLimiter):
                 return
             self._last_decrease = self._last_probe = now
             target = max(self.min_rate, accepted * self.hold)
+            self._known = accepted if accepted > 0 else self._known
             if not any(t >= now - 0.5 for t, _ in self._accepted[-64:]):
                 # No answer for half a second (every writer in a refused call's retries): what
                 # was admitted reads near zero, which says nothing; only halve.

@@ -14,6 +14,7 @@ import base64
 import binascii
 import decimal
 import hashlib
+import re
 from collections import abc as _abc
 from dataclasses import dataclass
 from decimal import Decimal
@@ -40,6 +41,8 @@ _MAX_DIGITS = 38
 
 def number_problem(text: Any) -> Optional[str]:
     """Why ``text`` is not a valid DynamoDB number, or None."""
+    if type(text) is str and len(text) <= 38 and _PLAIN_NUMBER(text):
+        return None  # the usual spelling: no Decimal needed to know it is in range
     if not isinstance(text, str):
         return f"number must be a string, got {type(text).__name__}"
     if "_" in text or text != text.strip():
@@ -218,6 +221,96 @@ def item_problem(item: Any) -> Optional[str]:
         if p:
             return p
     return None
+
+
+# The fast path of validation, for the items files almost always hold: one C-level regex per
+# number and no Decimal, a set checked for repeats only in its canonical spelling. Anything it
+# is not sure of (a number near the limits, a number set not in canonical form, any problem)
+# returns None, and the caller falls back to ``item_problem`` for the exact reason.
+_PLAIN_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?").fullmatch  # at most 38 chars: at most 38 digits
+_CANON_INT = re.compile(r"-?[1-9][0-9]*|0").fullmatch  # one spelling per value
+_B64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?").fullmatch  # padded
+
+
+class _NotSure(Exception):
+    pass
+
+
+def _fast_keys(v: Any, depth: int) -> int:
+    """Names in the type descriptor ``v`` and everything inside it; raises _NotSure."""
+    if type(v) is not dict or len(v) != 1 or depth > 32:
+        raise _NotSure
+    ((t, x),) = v.items()
+    if t == "S":
+        if type(x) is str:
+            return 1
+    elif t == "N":
+        if type(x) is str and len(x) <= 38 and _PLAIN_NUMBER(x):
+            return 1
+    elif t == "M":
+        if type(x) is dict:
+            return 1 + _fast_names(x, depth + 1)
+    elif t == "L":
+        if type(x) is list:
+            n = 1
+            for e in x:
+                n += _fast_keys(e, depth + 1)
+            return n
+    elif t == "BOOL":
+        if x is True or x is False:
+            return 1
+    elif t == "NULL":
+        if x is True:
+            return 1
+    elif t == "SS":
+        if type(x) is list and x and all(type(e) is str for e in x) and len(set(x)) == len(x):
+            return 1
+    elif t == "NS":
+        if (type(x) is list and x and all(type(e) is str and len(e) <= 38 and _CANON_INT(e) for e in x)
+                and len(set(x)) == len(x)):
+            return 1
+    elif t == "B":
+        if type(x) is str and _B64(x):
+            return 1
+    elif t == "BS":
+        if type(x) is list and x and all(type(e) is str and _B64(e) for e in x) and len(set(x)) == len(x):
+            return 1
+    raise _NotSure
+
+
+def _fast_names(m: Dict[str, Any], depth: int) -> int:
+    """Names of a map (an item's attributes, or an M value) and of everything inside it."""
+    n = len(m)
+    for k, v in m.items():
+        if not k:
+            raise _NotSure
+        # The two most common values are checked here, without a call.
+        if type(v) is dict and len(v) == 1:
+            s = v.get("S")
+            if s is not None and type(s) is str:
+                n += 1
+                continue
+            s = v.get("N")
+            if s is not None and type(s) is str and len(s) <= 38 and _PLAIN_NUMBER(s):
+                n += 1
+                continue
+        n += _fast_keys(v, depth)
+    return n
+
+
+def valid_item_names(item: Any) -> Optional[int]:
+    """How many names (attribute names, type tags, map keys) a valid ``item`` holds, or None.
+
+    None means "not sure": the item may be invalid, or valid in a way only the full check
+    (:func:`item_problem`) can tell. The count lets a reader prove that no name was repeated in
+    the JSON text it came from, without a second parse.
+    """
+    if type(item) is not dict or not item:
+        return None
+    try:
+        return _fast_names(item, 1)
+    except _NotSure:
+        return None
 
 
 def validate_item(item: Any) -> WireItem:
