@@ -235,7 +235,10 @@ class AdaptiveLimiter(RateLimiter):
             # only what it can sustain. A longer window kept the burst in view and took six
             # decreases of a tenth, three seconds of throttle storm, to come down from it.
             span = max(0.25, self.window)
-            return sum(u for t, u in self._accepted if t > now - span) / span
+            # A first throttle less than a window into the run: divide by the time answers came
+            # in, not the whole window, or the rate (and the slow-probe band) starts far too low.
+            seen = max(0.25, min(span, now - self._accepted[0][0]))
+            return sum(u for t, u in self._accepted if t > now - span) / seen
 
     def _peak_rate(self, now: float) -> float:
         """The most units admitted in any one second of the recent history."""
@@ -276,7 +279,7 @@ class AdaptiveLimiter(RateLimiter):
                 # under its rate, so 95 % of it alone could still be above the rate.
                 target = max(self.min_rate, min(target, self._bucket.rate * 0.9))
                 with self._bucket._lock:
-                    self._bucket._refill(now)  # tokens earned up to now, so the debt is not refilled away
+                    self._bucket._refill(self.clock())  # tokens earned up to now: the debt is not refilled away
                     self._bucket.rate = self._bucket.ceiling = target
                     self._bucket._tokens = min(self._bucket._tokens, -self.quiet * target)
             self.rate = target
