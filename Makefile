@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast bench typecheck clean
+.PHONY: demo test test-fast bench bench-jobs bench-capacity typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ bench: $(VENV)/.installed-test
 	bash scripts/ensure-deps
 	bash scripts/ensure-tools
 	$(BIN)/python bench/run.py
+
+# Every job beside its CPU floor (small, typical, large items) and the --processes scaling table.
+bench-jobs: $(VENV)/.installed-test
+	bash scripts/ensure-deps
+	$(BIN)/python bench/jobs.py --scaling 1,2,4 --json bench/results/jobs.json
+
+# Efficiency and throttled share against the fault proxy's capacity model.
+bench-capacity: $(VENV)/.installed-test
+	bash scripts/ensure-deps
+	$(BIN)/python bench/capacity.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ddbmigrate

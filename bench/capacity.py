@@ -38,7 +38,9 @@ from ddbmigrate.testing.capacity import WriteCapacity  # noqa: E402
 
 
 def run_case(endpoint: str, args: List[str], capacity: float, partitions: int, settle: float,
-             dst: str) -> Dict[str, Any]:
+             dst: str, change: Any = None) -> Dict[str, Any]:
+    """``change`` = (at seconds, new capacity): the table's capacity changes mid-run; the steady
+    state is then measured from ``settle`` seconds after the change."""
     whole = WriteCapacity(capacity, partitions=partitions)
     steady: Dict[str, Any] = {}
     with FaultProxy(endpoint, faults=Faults(capacity=whole)) as proxy:
@@ -46,7 +48,9 @@ def run_case(endpoint: str, args: List[str], capacity: float, partitions: int, s
             steady.update(whole.snapshot())
             whole.reset_stats()
 
-        t = threading.Timer(settle, take_steady)
+        if change:
+            threading.Timer(change[0], whole.set_units, args=(change[1],)).start()
+        t = threading.Timer(settle + (change[0] if change else 0.0), take_steady)
         t.start()
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "ddbmigrate", *args, "--endpoint-url", proxy.url, "--quiet"],
@@ -60,8 +64,13 @@ def run_case(endpoint: str, args: List[str], capacity: float, partitions: int, s
     total_units = first.get("accepted_units", 0) + (late["accepted_units"] if steady else 0)
     total_calls = first.get("write_calls", 0) + (late["write_calls"] if steady else 0)
     total_thr = first.get("throttled_calls", 0) + (late["throttled_calls"] if steady else 0)
+    if os.environ.get("CAPACITY_TIMELINE"):
+        for sec in whole.timeline():
+            print(json.dumps(sec), file=sys.stderr)
+    capacity_seconds = (capacity * min(wall, change[0]) + change[1] * max(0.0, wall - change[0]) if change
+                        else capacity * wall)
     return {"seconds": round(wall, 2),
-            "efficiency_whole": round(total_units / (capacity * wall), 3),
+            "efficiency_whole": round(total_units / capacity_seconds, 3),
             "efficiency_steady": late["efficiency"] if steady else None,
             "throttled_calls_whole": round(total_thr / max(1, total_calls), 4),
             "throttled_calls_steady": late["throttled_call_share"] if steady else None}
@@ -76,6 +85,8 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=5.0, help="seconds before the steady state is measured")
     ap.add_argument("--jobs", default="copy,import")
     ap.add_argument("--rates", default="found,limited", help="found (no rate option) and/or limited")
+    ap.add_argument("--change", default="8:750", help="AT:UNITS: one more copy whose table capacity changes to "
+                    "UNITS at AT seconds (none: skip it)")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "capacity.json"))
     a = ap.parse_args()
     server = local.start(heap="2g")
@@ -101,6 +112,15 @@ def main() -> int:
                 r.update({"job": job, "rate": f"--max-write-units {a.capacity:g}" if limited else "found (none given)"})
                 rows.append(r)
                 print(json.dumps(r), file=sys.stderr)
+        if a.change != "none" and "copy" in a.jobs.split(","):
+            at, units = (float(x) for x in a.change.split(":"))
+            dst = "cap-copy-change"
+            create_sample_table(c, dst)
+            args = ["copy", "cap-source", dst, "--restart", "--checkpoint", os.path.join(work, dst + ".json")]
+            r = run_case(endpoint, args, a.capacity, a.partitions, a.settle, dst, change=(at, units))
+            r.update({"job": "copy", "rate": f"found; capacity {a.capacity:g} -> {units:g} at {at:g} s"})
+            rows.append(r)
+            print(json.dumps(r), file=sys.stderr)
     finally:
         server.stop()
     env = {"items": a.items, "item_size": a.size, "capacity": a.capacity, "partitions": a.partitions,

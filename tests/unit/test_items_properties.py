@@ -374,3 +374,63 @@ def test_export_lines_parse_the_same_on_the_fast_path(item: Dict[str, Any], wrap
         assert got is None and reason is not None and "appears twice" in reason
     else:
         assert reason is None and got == item
+
+
+# ------------------------------------------------------------------ export lines handed on as read
+
+@PROPS
+@given(st.lists(st.tuples(wire_items, st.sampled_from(["wrapped", "bare", "extra", "metadata", "spaced", "crlf"])),
+                min_size=1, max_size=8))
+def test_export_lines_are_sent_as_read_or_encoded_again_never_changed(lines: List[Any]) -> None:
+    """An Export-to-S3 line's item JSON goes to the writer as it was read (not encoded again);
+    a line that is not exactly a one-name wrapper is encoded from what was parsed. Either way
+    the bytes sent decode to exactly the item the line holds."""
+    import gzip as _gzip
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    from ddbmigrate.core.processing import Processing, Processor
+    from ddbmigrate.sources.files import FileSource
+    from ddbmigrate.storage.export_layout import FileEntry, Plan
+    from ddbmigrate.storage.stores import LocalStorage
+
+    body, want = [], []
+    for item, form in lines:
+        if form == "wrapped":
+            body.append(b'{"Item":' + orjson.dumps(item) + b"}")
+        elif form == "crlf":
+            body.append(b'{"Item":' + orjson.dumps(item) + b"}\r")
+        elif form == "spaced":
+            body.append(b'{"Item": ' + orjson.dumps(item) + b" }")
+        elif form == "metadata":  # a wrapper with a second name: the item is inside, the slice is not it
+            body.append(b'{"Item":' + orjson.dumps(item) + b',"Metadata":{"note":"x:y"}}')
+        elif form == "extra":  # a bare item with an attribute named "Item" next to others
+            item = {**item, "Item": {"S": "an attribute"}, "zz": {"N": "1"}}
+            body.append(b'{"Item":{"S":"an attribute"},' + orjson.dumps({k: v for k, v in item.items() if k != "Item"})[1:])
+        else:
+            body.append(orjson.dumps(item))
+        want.append(item)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "part.json.gz"
+        path.write_bytes(_gzip.compress(b"\n".join(body) + b"\n"))
+        src = FileSource(LocalStorage(), Plan("files", d, [FileEntry(str(path), path.name)]), input_format="dynamodb-json")
+        chunks = list(src.read(path.name, None, threading.Event()))
+    assert not src.failures() and not [r for c in chunks for r in c.rejects]
+    proc = Processor(Processing(key_schema=None))
+    sent = [orjson.loads(op.enc) for c in chunks
+            for op in proc.chunk(c, 0, lambda *a, **k: pytest.fail(f"dead letter {a}")).ops]
+    assert sent == want
+    handed = [e for c in chunks for e in (c.encs or [])]
+    assert all((e is not None) == (form in ("wrapped", "spaced", "crlf")) for e, (_, form) in zip(handed, lines))
+
+
+def test_fast_validation_keeps_the_depth_limit_for_strings_and_numbers_in_maps() -> None:
+    for leaf in ({"S": "x"}, {"N": "1"}):
+        v: Dict[str, Any] = leaf
+        for _ in range(32):
+            v = {"M": {"a": v}}
+        item = {"top": v}
+        assert item_problem(item) is not None and valid_item_names(item) is None
+        got, reason, _ = parse_item(orjson.dumps({"Item": item}), "ddb")
+        assert got is None and reason is not None and "32 levels" in reason

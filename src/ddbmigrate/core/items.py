@@ -280,6 +280,8 @@ def _fast_keys(v: Any, depth: int) -> int:
 
 def _fast_names(m: Dict[str, Any], depth: int) -> int:
     """Names of a map (an item's attributes, or an M value) and of everything inside it."""
+    if depth > 32:
+        raise _NotSure  # the values below are checked here, not in _fast_keys: its depth check too
     n = len(m)
     for k, v in m.items():
         if not k:

@@ -131,6 +131,7 @@ class Processor:
         else:
             records = [(PUT, it) for it in chunk.items]
         origins = chunk.origins
+        encs = chunk.encs if tf is None and chunk.ops is None and chunk.raw is None else None
         ops: List[Op] = []
         # A context of its own per chunk: reader threads never share a mutable context, and the
         # transform sees the segment it is reading.
@@ -190,7 +191,8 @@ class Processor:
                     if p:
                         dead(out, p, "InvalidKey", "validate", origin, skey)
                         continue
-                enc = exact(dumps(out))
+                given = encs[idx] if encs is not None else None
+                enc = given if given is not None else exact(dumps(out))
                 if len(enc) > MAX_ITEM_BYTES:
                     p = self.problem(out, enc)
                     if p is not None:

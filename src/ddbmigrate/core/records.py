@@ -80,6 +80,9 @@ class Chunk:
     done: bool = False  # the unit has no more data after this chunk
     consumed: float = 0.0
     raw: Optional[List[bytes]] = None  # items as their JSON bytes (lazy): parsed only if needed
+    # Beside ``items``: each item's JSON as read, when the source has it exactly (else None),
+    # so an item written unchanged is not encoded again.
+    encs: Optional[List[Optional[bytes]]] = None
     # Records the source read and resolved itself, counted with this chunk's ticket (an
     # incremental import counts the superseded versions of a key as read + collapsed).
     counts: Optional[Dict[str, int]] = None

@@ -85,6 +85,52 @@ class Batch:
     lane: int = 0  # the writer queue it goes to (key-affine pipelines only)
 
 
+class UnitRoundRobinQueue(Queue):  # type: ignore[type-arg]
+    """A bounded queue of batches that hands them out one unit (segment, file) after the other.
+
+    Within a unit the order is kept (first in, first out); across units it rotates, so the
+    writers are spread over every unit that has something queued. ``None`` (a writer's stop
+    sentinel) is handed out only when no batch is left, as in a plain queue where sentinels are
+    put after the last batch.
+    """
+
+    def _init(self, maxsize: int) -> None:
+        self._units: "Dict[Any, Deque[Batch]]" = {}
+        self._turns: "Deque[Any]" = deque()  # units with batches, in the order they are served
+        self._stops = 0
+        self._n = 0
+
+    def _qsize(self) -> int:
+        return self._n
+
+    def _put(self, item: Optional[Batch]) -> None:
+        self._n += 1
+        if item is None:
+            self._stops += 1
+            return
+        unit = item.ticket.unit
+        q = self._units.get(unit)
+        if q is None:
+            q = self._units[unit] = deque()
+        if not q:
+            self._turns.append(unit)
+        q.append(item)
+
+    def _get(self) -> Optional[Batch]:
+        self._n -= 1
+        if not self._turns:
+            self._stops -= 1
+            return None
+        unit = self._turns.popleft()
+        q = self._units[unit]
+        b = q.popleft()
+        if q:
+            self._turns.append(unit)
+        else:
+            del self._units[unit]
+        return b
+
+
 @dataclass
 class UnitState:
     position: Any = None
@@ -161,8 +207,12 @@ class Pipeline:
         depth = queue_batches or self.writers * 4
         # Each lane holds a few batches, so a reader blocked on one writer's retry back-off has
         # usually handed the other writers enough to go on with.
-        self.queues: "List[Queue[Optional[Batch]]]" = [Queue(maxsize=max(4, -(-depth // lanes)))
-                                                       for _ in range(lanes)]
+        # The shared queue deals batches out one unit after the other: the items of one scan page
+        # sit close together in the hash space, so a first-in-first-out queue would have every
+        # writer on the same few target partitions at once while the others idle.
+        self.queues: "List[Queue[Optional[Batch]]]" = (
+            [Queue(maxsize=max(4, -(-depth // lanes))) for _ in range(lanes)] if self.key_affine
+            else [UnitRoundRobinQueue(maxsize=max(4, depth))])
         self.dead = dead_letters or DeadLetters(None)
         self.counters = Counters(counters)
         self.on_checkpoint = on_checkpoint

@@ -63,7 +63,7 @@ from .lines import (
     duplicate_name,
     duplicate_reason,
     duplicate_recorder,
-    parse_item,
+    parse_line,
     short_json,
     unicode_problem,
 )
@@ -199,7 +199,7 @@ class FileSource(SourceBase):
         name = self._fmt(f)
         fmt = _LINE_FMT.get(name, name)
         other: Any = {"ion": ion.parse_item_line, "data-pipeline": _data_pipeline_line}.get(name)
-        chunk = Chunk(position=start, origins=[])
+        chunk = Chunk(position=start, origins=[], encs=[])
         nbytes = 0
         parsed = failed = 0  # records of this file parsed / failed from its first line (invariant 5)
         first_fail: Optional[Tuple[str, str]] = None
@@ -216,13 +216,19 @@ class FileSource(SourceBase):
                     chunk.rejects.append(("", f"line is {line.size} bytes, over the {MAX_LINE}-byte line limit "
                                           "(DynamoDB items are at most 400 KB)", origin))
                 else:
+                    text = line.rstrip(b"\r")
+                    alone = False
                     if other is None:
-                        item, reason, fmt = parse_item(line.rstrip(b"\r"), fmt)
+                        item, reason, fmt, alone = parse_line(text, fmt)
                     else:
-                        item, reason = other(line.rstrip(b"\r"))
+                        item, reason = other(text)
                     if item is not None:
                         chunk.items.append(item)
                         chunk.origins.append(origin)  # type: ignore[union-attr]
+                        # An Export-to-S3 line ({"Item": ...} and nothing else) holds the item's
+                        # JSON as it is to be sent: hand it on, so it is not encoded again.
+                        chunk.encs.append(text[8:-1] if alone and text.startswith(b'{"Item":')  # type: ignore[union-attr]
+                                          and text.endswith(b"}") else None)
                         parsed += 1
                     else:
                         chunk.rejects.append((line[:100_000].decode("utf-8", "replace"), reason or "invalid", origin))
@@ -237,7 +243,7 @@ class FileSource(SourceBase):
                 if len(chunk.items) + len(chunk.rejects) >= self.chunk_lines or nbytes >= CHUNK_BYTES:
                     handed += len(chunk.items)
                     yield chunk
-                    chunk, nbytes = Chunk(position=lineno, origins=[]), 0
+                    chunk, nbytes = Chunk(position=lineno, origins=[], encs=[]), 0
                     if stop.is_set():
                         return
             md5 = ls.md5_b64()

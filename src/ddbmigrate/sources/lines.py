@@ -370,6 +370,13 @@ def duplicate_name(line: bytes, obj: Any) -> Optional[str]:
 
 def parse_item(line: bytes, fmt: str) -> Tuple[Optional[WireItem], Optional[str], str]:
     """(item, None, fmt) or (None, reason, fmt); ``fmt`` is fixed by the first object of a file."""
+    item, reason, fmt, _ = parse_line(line, fmt)
+    return item, reason, fmt
+
+
+def parse_line(line: bytes, fmt: str) -> Tuple[Optional[WireItem], Optional[str], str, bool]:
+    """:func:`parse_item`, and whether the line was a wrapper with one name (``{"Item": {...}}``)
+    whose value is the item: only then is the text after ``{"Item":`` the item's own JSON."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as e:
@@ -377,42 +384,46 @@ def parse_item(line: bytes, fmt: str) -> Tuple[Optional[WireItem], Optional[str]
             try:  # orjson refuses what json accepts only in edge cases (e.g. huge ints): retry
                 obj = _loads_plain(line)
             except ValueError as e2:
-                return None, f"invalid JSON: {e2}", fmt
+                return None, f"invalid JSON: {e2}", fmt, False
         else:
-            return None, f"invalid JSON: {e}", fmt
+            return None, f"invalid JSON: {e}", fmt, False
     if fmt == "ddb" and type(obj) is dict:
         # The usual line, proven valid and free of repeated names in one walk (no second
         # validation, no second parse); anything else takes the full path below for its reason.
         inner = obj.get("Item")
         item = inner if len(obj) == 1 and type(inner) is dict else obj
         names = valid_item_names(item)
-        if names is not None and names + (item is inner) == key_ends(line):
-            return item, None, fmt
+        if names is not None:
+            names += item is inner
+            # Every name is followed by a colon: as many colons as names kept means none was
+            # repeated (a one-byte count, three times faster than the two-byte one on a long line).
+            if line.count(b":") == names or key_ends(line) == names:
+                return item, None, fmt, item is inner
     dup = duplicate_name(line, obj)
     if dup:
-        return None, dup, fmt
+        return None, dup, fmt, False
     if fmt == "auto":
         fmt = detect(obj)
     if fmt == "incremental":
-        return None, "an incremental export record outside an incremental import", fmt
+        return None, "an incremental export record outside an incremental import", fmt, False
     if fmt == "deadletter":
-        return _from_dead_letter(obj) + (fmt,)
+        return _from_dead_letter(obj) + (fmt, False)
     if fmt == "plain":
         if not isinstance(obj, dict):
-            return None, f"expected a JSON object, got {type(obj).__name__}", fmt
+            return None, f"expected a JSON object, got {type(obj).__name__}", fmt, False
         try:
-            return from_python(_loads_plain(line)), None, fmt
+            return from_python(_loads_plain(line)), None, fmt, False
         except ValueError as e:
-            return None, f"invalid JSON: {e}", fmt
+            return None, f"invalid JSON: {e}", fmt, False
         except InvalidItemError as e:
-            return None, e.message, fmt
+            return None, e.message, fmt, False
         except RecursionError:
-            return None, "nested deeper than DynamoDB's 32 levels", fmt
+            return None, "nested deeper than DynamoDB's 32 levels", fmt, False
     if not isinstance(obj, dict):
-        return None, f"expected a JSON object, got {type(obj).__name__}", fmt
+        return None, f"expected a JSON object, got {type(obj).__name__}", fmt, False
     item = _unwrap(obj)
     p = item_problem(item)
-    return (None, p, fmt) if p else (item, None, fmt)
+    return (None, p, fmt, False) if p else (item, None, fmt, len(obj) == 1 and item is obj.get("Item"))
 
 
 def _unwrap(obj: Dict[str, Any]) -> Any:
@@ -475,4 +486,4 @@ def corrupt_reason(e: BaseException) -> str:
 
 
 __all__ = ["BLOCK", "CORRUPT_ERRORS", "Line", "LineStream", "MAX_LINE", "TooLong", "convert_decoded", "corrupt_reason",
-           "detect", "duplicate_name", "duplicate_reason", "duplicate_recorder", "unicode_problem", "looks_wire", "parse_item", "short_json"]
+           "detect", "duplicate_name", "duplicate_reason", "duplicate_recorder", "unicode_problem", "looks_wire", "parse_item", "parse_line", "short_json"]

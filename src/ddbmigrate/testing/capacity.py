@@ -46,6 +46,9 @@ class WriteCapacity:
         self.first: Optional[float] = None
         self.last: Optional[float] = None
         self.throttled_keys: Counter[HotKey] = Counter()
+        self._origin = clock()
+        # Per second since the model was made: [write calls, throttled calls, units admitted].
+        self.seconds: Dict[int, List[float]] = {}
 
     def reset_stats(self) -> None:
         """Start counting afresh (the buckets keep their tokens): for a steady-state window."""
@@ -113,7 +116,18 @@ class WriteCapacity:
                 self.throttled_calls += 1
             if not kept:
                 self.refused_calls += 1
+            sec = self.seconds.setdefault(int(now - self._origin), [0, 0, 0.0])
+            sec[0] += 1
+            sec[1] += 1 if held else 0
+            sec[2] += sum(float(max(1, math.ceil(item_size((r.get("PutRequest") or {}).get("Item") or {}) / 1024)))
+                          if "PutRequest" in r else 1.0 for r in kept)
         return kept, held
+
+    def timeline(self) -> List[Dict[str, Any]]:
+        """Per second: write calls, throttled calls and units admitted (to see when throttles happen)."""
+        with self._lock:
+            return [{"second": k, "calls": int(v[0]), "throttled": int(v[1]), "units": round(v[2], 1)}
+                    for k, v in sorted(self.seconds.items())]
 
     def _peek(self, bucket: Tuple[str, str, int], wcu: float, now: float) -> bool:
         rate = self.units / self.partitions
