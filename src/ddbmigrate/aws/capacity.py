@@ -155,23 +155,14 @@ class AdaptiveLimiter(RateLimiter):
     are one signal (every writer sees the same congestion). Two edge cases: with less than a
     quarter second of answers there is nothing to learn a rate from (the retries' back-off waits);
     with no answer for half a second (every writer inside a refused call's retries) what was
-    admitted reads near zero and says nothing, so the rate is only halved. Within 3 % (``near``)
-    either side of what the table admitted at the last throttle the probe slows to ``slow_probe``
-    (0.5 %/s), for at most ``forget_after`` (30 s): the capacity is most likely right there, and
-    every probe past it costs partly refused calls (the throttled share of calls is what this
-    keeps under 5 %). Past 103 % without a throttle the capacity has grown: full speed again.
-    Each decrease starts with a quarter second (``quiet``) of silence: the table's buckets are
-    empty then and every writer holds a retry, which sent at once would meet them empty again.
+    admitted reads near zero and says nothing, so the rate is only halved.
     Measured against the fault proxy's capacity model in ``bench/capacity.py``.
     """
 
-    def __init__(self, *, hold: float = 0.95, probe: float = 0.03, window: float = 0.5,
+    def __init__(self, *, hold: float = 0.95, probe: float = 0.03, window: float = 1.0,
                  min_rate: float = 1.0, decrease_interval: float = 0.5, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep, name: str = "", slow_probe: float = 0.005,
-                 near: float = 0.97, forget_after: float = 30.0, quiet: float = 0.25) -> None:
+                 sleep: Callable[[float], None] = time.sleep, name: str = "") -> None:
         self.hold, self.probe, self.window = hold, probe, window
-        self.slow_probe, self.near, self.forget_after, self.quiet = slow_probe, near, forget_after, quiet
-        self._known: Optional[float] = None  # units/s the table admitted at the last throttle
         self.min_rate = min_rate
         self.decrease_interval = decrease_interval
         self.clock, self.sleep = clock, sleep
@@ -198,14 +189,7 @@ class AdaptiveLimiter(RateLimiter):
         now = self.clock()
         steps = int(now - self._last_probe)
         if steps > 0 and now - self._last_decrease >= 1.0:
-            # Near the rate the table admitted at the last throttle, probe slowly: each probe
-            # past the capacity costs partly refused calls. Far below it, or long after it (a
-            # capacity that grew), probe at full speed.
-            known = self._known
-            near = (known is not None and self.near * known <= bucket.rate < (2.0 - self.near) * known
-                    and now - self._last_decrease < self.forget_after)
-            step = self.slow_probe if near else self.probe
-            bucket.rate = bucket.ceiling = bucket.rate * (1.0 + step) ** min(steps, 30)
+            bucket.rate = bucket.ceiling = bucket.rate * (1.0 + self.probe) ** min(steps, 30)
             self.rate = bucket.rate
             self._last_probe += steps
 
@@ -230,15 +214,10 @@ class AdaptiveLimiter(RateLimiter):
         with self._lock:
             if not self._accepted:
                 return 0.0
-            # Over the last half second: a table spends its burst allowance in the first instants
-            # of a run, so by the second throttle signal (half a second later) the window holds
-            # only what it can sustain. A longer window kept the burst in view and took six
-            # decreases of a tenth, three seconds of throttle storm, to come down from it.
-            span = max(0.25, self.window)
-            # A first throttle less than a window into the run: divide by the time answers came
-            # in, not the whole window, or the rate (and the slow-probe band) starts far too low.
-            seen = max(0.25, min(span, now - self._accepted[0][0]))
-            return sum(u for t, u in self._accepted if t > now - span) / seen
+            # Over the window; never less than a second, because what a table admits in its
+            # first instants includes its burst allowance, which is not a rate it can hold.
+            span = max(1.0, self.window)
+            return sum(u for t, u in self._accepted if t > now - span) / span
 
     def _peak_rate(self, now: float) -> float:
         """The most units admitted in any one second of the recent history."""
@@ -260,7 +239,6 @@ class AdaptiveLimiter(RateLimiter):
                 return
             self._last_decrease = self._last_probe = now
             target = max(self.min_rate, accepted * self.hold)
-            self._known = accepted if accepted > 0 else self._known
             if not any(t >= now - 0.5 for t, _ in self._accepted[-64:]):
                 # No answer for half a second (every writer in a refused call's retries): what
                 # was admitted reads near zero, which says nothing; only halve.
@@ -270,18 +248,14 @@ class AdaptiveLimiter(RateLimiter):
                 self._bucket = TokenBucket(target, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
                                            sleep=self.sleep, decrease_interval=self.decrease_interval,
                                            name=self.name)
-                # A quarter second of silence: the table's buckets are empty and every writer holds
-                # a retry; sending at once only meets empty buckets again (a throttle storm).
-                self._bucket._tokens = -self.quiet * target
+                self._bucket._tokens = 0.0  # no burst on top of what is already in flight
             else:
                 # At least a tenth below what was asked before this throttle: what a table
                 # admitted in the last second includes the burst it saved up while we stayed
                 # under its rate, so 95 % of it alone could still be above the rate.
                 target = max(self.min_rate, min(target, self._bucket.rate * 0.9))
-                with self._bucket._lock:
-                    self._bucket._refill(self.clock())  # tokens earned up to now: the debt is not refilled away
-                    self._bucket.rate = self._bucket.ceiling = target
-                    self._bucket._tokens = min(self._bucket._tokens, -self.quiet * target)
+                self._bucket.rate = self._bucket.ceiling = target
+                self._bucket._tokens = min(self._bucket._tokens, 0.0)
             self.rate = target
 
     def current_rate(self) -> Optional[float]:
