@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import List
+import random
+from typing import List, Optional, Tuple
 
 import pytest
 
 from ddbmigrate.aws.capacity import ON_DEMAND_DEFAULT_UNITS, capacity_limit
 from ddbmigrate.errors import UsageError
 from ddbmigrate.config import RunOptions
-from ddbmigrate.aws.capacity import RateLimiter, TokenBucket, limiter_for
+from ddbmigrate.aws.capacity import AdaptiveLimiter, RateLimiter, TokenBucket, limiter_for
 
 
 class FakeClock:
@@ -138,46 +139,126 @@ def _adaptive(clock: "FakeClock") -> "AdaptiveLimiter":
     return AdaptiveLimiter(clock=clock, sleep=clock.sleep)
 
 
-def _admit(lim: "AdaptiveLimiter", clock: "FakeClock", rate: float, seconds: float, step: float = 0.05) -> None:
-    for _ in range(int(seconds / step)):
+class SimTable:
+    """A table that admits ``capacity`` units a second with a second of burst, as DynamoDB's
+    partitions do (one partition here); ``noise`` throttles that share of calls whatever the rate."""
+
+    def __init__(self, clock: FakeClock, capacity: float, noise: float = 0.0, seed: int = 7) -> None:
+        self.clock, self.capacity, self.noise = clock, capacity, noise
+        self.tokens, self.at = capacity, clock.now
+        self.rng = random.Random(seed)
+        self.calls = self.throttled = 0
+        self.admitted: List[Tuple[float, float]] = []
+
+    def set_capacity(self, capacity: float) -> None:
+        self.capacity = capacity
+        self.tokens = min(self.tokens, capacity)
+
+    def call(self, units: float) -> float:
+        now = self.clock.now
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.capacity)
+        self.at = now
+        got = min(units, float(int(self.tokens)))
+        if self.noise and self.rng.random() < self.noise:
+            got = float(self.rng.randrange(0, int(units)))  # a random prefix kept, or nothing
+        self.tokens -= got
+        self.calls += 1
+        self.throttled += got < units
+        self.admitted.append((now, got))
+        return got
+
+
+def simulate(lim: AdaptiveLimiter, clock: FakeClock, table: SimTable, seconds: float,
+             step: float = 0.00125, change: Optional[Tuple[float, float]] = None) -> None:
+    """Writers one after another (a call every ``step`` when nothing holds them: 20,000 units/s),
+    each through the limiter as the table writer does: acquire, call, settle, held back, throttled."""
+    end = clock.now + seconds
+    while clock.now < end:
+        if change is not None and clock.now >= end - seconds + change[0]:
+            table.set_capacity(change[1])
+            change = None
+        lim.acquire(25)
         clock.now += step
-        lim.settle(rate * step, rate * step)
+        got = table.call(25)
+        lim.settle(25, got)
+        if got < 25:
+            lim.held_back(25 - got)
+            lim.throttled()
 
 
-def test_adaptive_limiter_is_unlimited_until_a_throttle_then_holds_95_percent_of_what_was_admitted() -> None:
+def admitted_rate(table: SimTable, since: float, until: float) -> float:
+    return sum(u for t, u in table.admitted if since <= t < until) / (until - since)
+
+
+def test_adaptive_limiter_is_unlimited_until_a_table_pushes_back() -> None:
     clock = FakeClock()
     lim = _adaptive(clock)
     lim.acquire(10_000)  # no limit yet: returns at once
-    assert lim.rate is None and lim.describe() is None
-    _admit(lim, clock, 1000, 0.1)
-    lim.throttled()  # a tenth of a second of answers: nothing to learn from yet
-    assert lim.rate is None and lim.throttle_events == 1
-    _admit(lim, clock, 1000, 1.0)
-    lim.throttled()
-    assert lim.rate is not None and 940 <= lim.rate <= 1000  # 95 % of ~1,000 admitted a second
-    assert lim.describe() == {"limit": lim.rate, "current": lim.rate, "throttle_events": 2, "auto": True}
+    assert lim.rate is None and lim.describe() is None and not clock.sleeps
+    table = SimTable(clock, capacity=1e9)
+    simulate(lim, clock, table, 5.0)
+    assert lim.rate is None and table.throttled == 0
 
 
-def test_adaptive_limiter_decreases_at_least_a_tenth_probes_up_and_halves_when_nothing_answers() -> None:
+def test_adaptive_limiter_finds_the_capacity_and_holds_it_with_few_throttled_calls() -> None:
     clock = FakeClock()
     lim = _adaptive(clock)
-    _admit(lim, clock, 1000, 1.0)
-    lim.throttled()
+    table = SimTable(clock, capacity=1500)
+    start = clock.now
+    simulate(lim, clock, table, 60.0)
+    assert lim.rate is not None and 1300 <= lim.rate <= 1600, lim.rate
+    assert admitted_rate(table, start + 5, clock.now) >= 0.9 * 1500
+    # Each crossing of the capacity while probing costs a congestion's calls (the goal is 5 %; in
+    # this one-partition model with a second of burst it is about 6.5 %, the old limiter's 10-19 %
+    # is what this bound keeps out).
+    assert table.throttled / table.calls <= 0.08, (table.throttled, table.calls)
+    d = lim.describe()
+    assert d is not None and d["auto"] and d["current"] == round(lim.rate, 1)
+
+
+def test_adaptive_limiter_follows_a_capacity_that_shrinks_and_one_that_grows() -> None:
+    clock = FakeClock()
+    lim = _adaptive(clock)
+    table = SimTable(clock, capacity=3000)
+    simulate(lim, clock, table, 30.0, change=(10.0, 1000.0))
+    assert lim.rate is not None and 850 <= lim.rate <= 1100, lim.rate
+    mark, calls, throttled = clock.now, table.calls, table.throttled
+    table.set_capacity(2000)  # grows: probing finds it again
+    simulate(lim, clock, table, 40.0)
+    # Probing runs on past the capacity while the burst the table saved lasts: bounds, not a value.
+    assert lim.rate is not None and 1700 <= lim.rate <= 1.3 * 2000, lim.rate
+    assert admitted_rate(table, mark + 25, clock.now) >= 0.9 * 2000
+    assert (table.throttled - throttled) / (table.calls - calls) <= 0.05
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_throttles_do_not_decay_the_rate(seed: int) -> None:
+    """A server refusing 15 % of calls whatever the rate (the fault proxy's throttles) is noise:
+    cutting on it would crawl. The rate may be cut by a chance run of throttles, never for long."""
+    clock = FakeClock()
+    lim = _adaptive(clock)
+    table = SimTable(clock, capacity=1e9, noise=0.15, seed=seed)
+    start = clock.now
+    simulate(lim, clock, table, 60.0)
+    assert admitted_rate(table, start + 30, clock.now) >= 0.5 * 0.85 * 20_000
+    assert lim.rate is None or lim.rate >= 0.5 * 0.85 * 20_000, lim.rate
+
+
+def test_throttles_of_calls_sent_before_a_cut_are_not_counted_against_it() -> None:
+    clock = FakeClock()
+    lim = _adaptive(clock)
+    table = SimTable(clock, capacity=1500)
+    simulate(lim, clock, table, 3.0)
     first = lim.rate
     assert first is not None
-    lim.throttled()  # the same congestion (within decrease_interval): one signal
-    assert lim.rate == first
-    _admit(lim, clock, 1000, 1.0)  # admitted as much as before, yet throttled again
-    lim.throttled()
-    assert lim.rate == pytest.approx(first * 0.9)
-    second = lim.rate
-    clock.now += 3.0  # three quiet seconds: +3 % each
-    lim.acquire(1)
-    assert lim.rate == pytest.approx(second * 1.03 ** 3)
-    probed = lim.rate
-    clock.now += 1.0  # nothing admitted for a second: every writer is stuck in retries
-    lim.throttled()
-    assert lim.rate == pytest.approx(probed * 0.5)
+    cuts = lim.rate
+    # Sixteen writers' calls, sent before the cut, answer throttled after it: one congestion.
+    lim._last_cut = clock.now
+    for _ in range(16):
+        lim._local.sent = clock.now - 0.01
+        lim._local.call = None
+        lim.throttled()
+    assert lim.rate == cuts
 
 
 def test_units_held_back_are_charged_as_sent() -> None:
@@ -187,3 +268,24 @@ def test_units_held_back_are_charged_as_sent() -> None:
     b.settle(100, 40)  # 60 refunded: DynamoDB consumed 40 ...
     b.held_back(60)  # ... because it held the other 60 back: they were sent all the same
     assert b._tokens == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("current,expected", [
+    (0.0, "no capacity limit found (7 throttles retried"),
+    (1234.0, "found from throttles: held at 1,234/s (7 throttles)"),
+])
+def test_the_summary_says_whether_a_rate_was_found(current: float, expected: str) -> None:
+    """Throttles the limiter took for noise leave no rate: the summary must not say "held at 0/s"."""
+    import io
+
+    from rich.console import Console
+
+    from ddbmigrate.reporting.report import Report
+    from ddbmigrate.reporting.terminal import render_report
+
+    rep = Report(job="copy")
+    rep.rate_limits["write"] = {"limit": current, "current": current, "throttle_events": 7, "auto": True}
+    out = io.StringIO()
+    render_report(rep, Console(file=out, width=200))
+    assert expected in out.getvalue()
+    assert "held at 0/s" not in out.getvalue()

@@ -11,11 +11,15 @@ Invariant: over any window the consumed units stay within rate x window + burst.
 
 from __future__ import annotations
 
+import collections
+import logging
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 from ..errors import UsageError
+
+log = logging.getLogger("ddbmigrate.capacity")
 
 # What --*-percent of an on-demand table without a configured maximum is a percentage of.
 ON_DEMAND_DEFAULT_UNITS = 40_000.0
@@ -139,42 +143,51 @@ class TokenBucket(RateLimiter):
         return self.rate
 
 
-_HISTORY = 10.0  # seconds of admitted units an AdaptiveLimiter keeps
-
-
 class AdaptiveLimiter(RateLimiter):
     """No limit until DynamoDB says there is one; then hold just under what it admits.
 
-    The job was given no rate, so the table's capacity is whatever DynamoDB admits. Until the
-    first throttle nothing is limited. A throttle sets the rate to ``hold`` (95 %) of the units
-    DynamoDB *admitted* over the last ``window`` second(s) — under a capacity limit, that is the
-    capacity, whatever was asked — and at least 10 % below the rate before (what a table admits
-    right after we stayed under its rate includes the burst it saved up meanwhile). Each second
-    without a throttle adds ``probe`` (3 %), so a capacity that grows is found again and one that
-    shrinks is followed at the next throttle. Throttles within ``decrease_interval`` of a decrease
-    are one signal (every writer sees the same congestion). Two edge cases: with less than a
-    quarter second of answers there is nothing to learn a rate from (the retries' back-off waits);
-    with no answer for half a second (every writer inside a refused call's retries) what was
-    admitted reads near zero and says nothing, so the rate is only halved.
-    Measured against the fault proxy's capacity model in ``bench/capacity.py``.
+    The job was given no rate, so the table's capacity is whatever DynamoDB admits. The evidence
+    is per call: when it was sent, what it had admitted, whether anything was held back.
+
+    - **Capacity or noise.** A capacity limit throttles most calls once the rate is over it (the
+      table's bucket is empty, so nearly every call finds it short); throttles that are not about
+      capacity (a server's random refusals) touch a share of calls whatever the rate. So the rate
+      is cut only when at least half of the last ``window_calls`` calls sent since the last cut,
+      and at least ``min_throttled`` of them, were throttled. Random throttles at 15 % of calls
+      almost never meet that, so they are retried by the back-off and never decay the rate.
+    - **How far to cut.** Those calls were sent at a rate the table could not take, so what it
+      admitted over them is its capacity (its burst spent): the rate becomes ``hold`` (95 %) of
+      that, and at least 5 % below the rate before. Calls sent before a cut are not evidence
+      against the new rate (they were in flight), so one congestion is one cut however many
+      writers saw it.
+    - **Finding more.** A second after a cut the rate grows again: ``probe`` (3 %) a second while
+      well below the rate where the table last pushed back, ``slow_probe`` (0.5 %) a second within
+      3 % of it (the last throttle point is the likeliest capacity: crossing it slowly costs few
+      throttled calls), and fast again beyond it (the capacity grew).
+
+    Measured against the fault proxy's capacity model in ``bench/capacity.py``; random throttles
+    in ``tests/unit/test_ratelimit.py``.
     """
 
-    def __init__(self, *, hold: float = 0.95, probe: float = 0.03, window: float = 1.0,
-                 min_rate: float = 1.0, decrease_interval: float = 0.5, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep, name: str = "") -> None:
-        self.hold, self.probe, self.window = hold, probe, window
+    def __init__(self, *, hold: float = 0.95, probe: float = 0.05, slow_probe: float = 0.005,
+                 window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, min_rate: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 name: str = "") -> None:
+        self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
+        self.window_calls, self.min_throttled, self.min_calls = window_calls, min_throttled, min_calls
         self.min_rate = min_rate
-        self.decrease_interval = decrease_interval
         self.clock, self.sleep = clock, sleep
         self.name = name
         self.rate = None
         self.ceiling = None
         self._lock = threading.Lock()
         self._bucket: Optional[TokenBucket] = None
-        self._accepted: List[Tuple[float, float]] = []  # (time, units) in the window
-        self._started = clock()
-        self._last_decrease = -1e18
+        # The last calls' answers: [answered at, sent at, units admitted, throttled, units sent].
+        self._calls: Deque[List[Any]] = collections.deque(maxlen=4096)
+        self._local = threading.local()
+        self._last_cut = -1e18
         self._last_probe = 0.0
+        self._knee: Optional[float] = None  # what the table admitted when it last pushed back
         self.throttle_events = 0
 
     def acquire(self, units: float = 1.0) -> None:
@@ -184,22 +197,40 @@ class AdaptiveLimiter(RateLimiter):
                 self._maybe_probe(bucket)
         if bucket is not None:
             bucket.acquire(units)
+        self._local.sent = self.clock()
+        self._local.units = units
+        self._local.call = None
 
     def _maybe_probe(self, bucket: "TokenBucket") -> None:
         now = self.clock()
         steps = int(now - self._last_probe)
-        if steps > 0 and now - self._last_decrease >= 1.0:
-            bucket.rate = bucket.ceiling = bucket.rate * (1.0 + self.probe) ** min(steps, 30)
-            self.rate = bucket.rate
-            self._last_probe += steps
+        if steps <= 0 or now - self._last_cut < 1.0:
+            return
+        self._last_probe += steps
+        rate = bucket.rate
+        for _ in range(min(steps, 30)):
+            knee = self._knee
+            if knee is not None and rate > knee * 1.03:
+                self._knee = None  # no push-back past the old capacity: it grew
+            near = knee is not None and rate >= knee * 0.97
+            rate *= 1.0 + (self.slow_probe if near else self.probe)
+        bucket.rate = bucket.ceiling = rate
+        self.rate = rate
+
+    def _answer(self, admitted: float, throttled: bool) -> List[Any]:
+        now = self.clock()
+        sent = getattr(self._local, "sent", now)
+        call = [now, sent, admitted, throttled, getattr(self._local, "units", admitted)]
+        calls = self._calls
+        calls.append(call)
+        while len(calls) > self.window_calls and calls[0][0] < now - 2.0:
+            calls.popleft()
+        self._local.call = call
+        return call
 
     def settle(self, estimate: float, consumed: float) -> None:
-        now = self.clock()
         with self._lock:
-            self._accepted.append((now, consumed))
-            cut = now - _HISTORY
-            if self._accepted[0][0] < cut:
-                self._accepted = [(t, u) for t, u in self._accepted if t >= cut]
+            self._answer(consumed, False)
             bucket = self._bucket
         if bucket is not None:
             bucket.settle(estimate, consumed)
@@ -209,54 +240,60 @@ class AdaptiveLimiter(RateLimiter):
         if bucket is not None:
             bucket.held_back(units)
 
-    def accepted_rate(self) -> float:
-        now = self.clock()
-        with self._lock:
-            if not self._accepted:
-                return 0.0
-            # Over the window; never less than a second, because what a table admits in its
-            # first instants includes its burst allowance, which is not a rate it can hold.
-            span = max(1.0, self.window)
-            return sum(u for t, u in self._accepted if t > now - span) / span
-
-    def _peak_rate(self, now: float) -> float:
-        """The most units admitted in any one second of the recent history."""
-        per: Dict[int, float] = {}
-        for t, u in self._accepted:
-            per[int(now - t)] = per.get(int(now - t), 0.0) + u
-        return max(per.values(), default=0.0)
-
     def throttled(self) -> None:
-        accepted = self.accepted_rate()
         with self._lock:
-            now = self.clock()
             self.throttle_events += 1
-            if now - self._last_decrease < self.decrease_interval:
-                return
-            if self._bucket is None and (not self._accepted or now - self._accepted[0][0] < 0.25):
-                # Too few answers to learn a rate from (the first answers of many writers arrive
-                # together): the retries' back-off waits meanwhile.
-                return
-            self._last_decrease = self._last_probe = now
-            target = max(self.min_rate, accepted * self.hold)
-            if not any(t >= now - 0.5 for t, _ in self._accepted[-64:]):
-                # No answer for half a second (every writer in a refused call's retries): what
-                # was admitted reads near zero, which says nothing; only halve.
-                before = self._bucket.rate if self._bucket is not None else self._peak_rate(now)
-                target = max(self.min_rate, before * 0.5)
-            if self._bucket is None:
-                self._bucket = TokenBucket(target, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
-                                           sleep=self.sleep, decrease_interval=self.decrease_interval,
-                                           name=self.name)
-                self._bucket._tokens = 0.0  # no burst on top of what is already in flight
+            call = getattr(self._local, "call", None)
+            if call is not None:
+                call[3] = True  # this call's answer (settled with what it admitted) held some back
             else:
-                # At least a tenth below what was asked before this throttle: what a table
-                # admitted in the last second includes the burst it saved up while we stayed
-                # under its rate, so 95 % of it alone could still be above the rate.
-                target = max(self.min_rate, min(target, self._bucket.rate * 0.9))
-                self._bucket.rate = self._bucket.ceiling = target
-                self._bucket._tokens = min(self._bucket._tokens, 0.0)
-            self.rate = target
+                self._answer(0.0, True)  # refused whole
+            # A refused call is re-sent by the client's retries without a new acquire.
+            self._local.call = None
+            self._local.sent = self.clock()
+            self._maybe_cut()
+
+    def _maybe_cut(self) -> None:
+        now = self.clock()
+        recent = [c for c in self._calls if c[1] >= self._last_cut][-self.window_calls:]
+        if len(self._calls) < self.min_calls:
+            return
+        throttled = sum(1 for c in recent if c[3])
+        if throttled < self.min_throttled or 2 * throttled < len(recent):
+            return  # a few throttles among answered calls: noise the back-off absorbs
+        # What the table admitted (to any call) since the first of these was sent: they found it
+        # short, so that is its capacity, plus what was left of its burst at the first cut, which
+        # the next cut takes out if it mattered. A cut is between 5 % and half of the rate
+        # before: a few calls' lumps must not make the rate.
+        since = min(c[1] for c in recent)
+        span = max(0.05, now - since)
+        admitted = sum(c[2] for c in self._calls if c[0] >= since) / span
+        target = max(self.min_rate, admitted * self.hold)
+        if self._bucket is None:
+            # The first cut, from no limit: at most half of what was sent (the table's burst
+            # can make what it admitted look like far more than its rate).
+            sent = sum(c[4] for c in recent) / span
+            target = max(self.min_rate, min(target, 0.5 * sent))
+            self._bucket = TokenBucket(target, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
+                                       sleep=self.sleep, name=self.name)
+        else:
+            # A cut soon after another says the last estimate was high (the table's partitions
+            # run out of burst one after the other): cut deeper.
+            before = self._bucket.rate
+            least = 0.85 if now - self._last_cut < 2.0 else 0.95
+            target = max(self.min_rate, min(max(target, before * 0.5), before * least))
+            self._bucket.rate = self._bucket.ceiling = target
+        # No burst on top of what is in flight: the table's own burst is spent.
+        self._bucket._tokens = min(self._bucket._tokens, 0.0)
+        log.debug("%s: %d of the last %d calls throttled; the table admitted %.0f units/s; rate now %.0f",
+                  self.name or "limiter", throttled, len(recent), admitted, target)
+        # The likeliest capacity, where probing slows down: what the cut holds to, over the hold
+        # (what the table admitted over a few calls includes some burst, so it reads high). Not
+        # known after a first cut that only halved what was sent.
+        halved_only = self._last_cut < -1e17 and target < admitted * self.hold * 0.999
+        self._knee = None if halved_only else admitted
+        self._last_cut = self._last_probe = now
+        self.rate = target
 
     def current_rate(self) -> Optional[float]:
         return self.rate
@@ -264,6 +301,7 @@ class AdaptiveLimiter(RateLimiter):
     def describe(self) -> Optional[Dict[str, Any]]:
         if self.rate is None and not self.throttle_events:
             return None
+        # Throttled but never cut (noise the back-off absorbed): no limit found, none held.
         return {"limit": round(self.rate or 0.0, 1), "current": round(self.rate or 0.0, 1),
                 "throttle_events": self.throttle_events, "auto": True}
 

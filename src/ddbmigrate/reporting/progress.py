@@ -138,8 +138,8 @@ class Progress:
                 extra.append(f"throttles {s['throttles']}")
             if s.get("dead_lettered"):
                 extra.append(f"[red]dead {s['dead_lettered']}[/red]")
-            if s.get("rate_limits"):
-                extra.append(" ".join(f"{k} limit {v:,.0f}/s" for k, v in sorted(s["rate_limits"].items())))
+            if s.get("rate_limits") and any(s["rate_limits"].values()):
+                extra.append(" ".join(f"{k} limit {v:,.0f}/s" for k, v in sorted(s["rate_limits"].items()) if v))
             elif s.get("rate_limit"):
                 extra.append(f"limit {s['rate_limit']:.0f}/s")
             if "journal_backlog" in s:

@@ -69,6 +69,10 @@ def render_report(report: "Report", console: Any = None) -> None:
     retries = ", ".join(f"{k} {v}" for k, v in sorted(report.retries.items()) if v) or "0"
     t.add_row("retries", retries)
     for name, lim in sorted(report.rate_limits.items()):
+        if lim.get("auto") and not lim.get("current"):
+            t.add_row(f"{name} rate", f"no capacity limit found ({lim.get('throttle_events', 0)} throttles retried, "
+                                      "none a sign of one)")
+            continue
         if lim.get("auto"):
             t.add_row(f"{name} rate", f"found from throttles: held at {lim.get('current', 0):,.0f}/s "
                                       f"({lim.get('throttle_events', 0)} throttles)")
