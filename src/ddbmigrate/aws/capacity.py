@@ -149,24 +149,25 @@ class AdaptiveLimiter(RateLimiter):
     The job was given no rate, so the table's capacity is whatever DynamoDB admits. The evidence
     is per call: when it was sent, what it had admitted, whether anything was held back.
 
-    - **Capacity or noise.** A capacity limit throttles most calls once the rate is over it (the
-      table's bucket is empty, so nearly every call finds it short); throttles that are not about
-      capacity (a server's random refusals) touch a share of calls whatever the rate. So the rate
-      is cut only when at least half of the last ``window_calls`` calls sent since the last cut,
-      and at least ``min_throttled`` of them, were throttled. Random throttles at 15 % of calls
-      almost never meet that, so they are retried by the back-off and never decay the rate.
-    - **How far to cut.** Those calls were sent at a rate the table could not take, so what it
-      admitted over them is its capacity (its burst spent): the rate becomes ``hold`` (95 %) of
-      that, and at least 5 % below the rate before. Calls sent before a cut are not evidence
-      against the new rate (they were in flight), so one congestion is one cut however many
+    - **Capacity or noise.** Over a capacity, the table's bucket is empty and most calls find it
+      short; throttles that are not about capacity (a server refusing a share of calls whatever
+      the rate) touch a few. So the rate is cut only when at least half of the last
+      ``window_calls`` (24) calls sent since the last cut, and at least ``min_throttled`` (8) of
+      them, were throttled: a chance run of that many in 15 % random throttles is rare, and the
+      probe wins back what it cost (simulated in ``tests/unit/test_ratelimit.py``).
+    - **How far to cut.** What the table admitted since those calls began to be sent is its
+      capacity (plus what was left of its burst): the rate becomes ``hold`` (95 %) of that. A
+      cut is at least 5 % (15 % when it follows another within 2 s: the estimate was high, as the
+      table's partitions run out of burst one after the other) and at most half. The first cut,
+      from no limit, is also at most half of what was sent. Calls sent before a cut are not
+      evidence against it (they were in flight), so one congestion is one cut however many
       writers saw it.
-    - **Finding more.** A second after a cut the rate grows again: ``probe`` (3 %) a second while
-      well below the rate where the table last pushed back, ``slow_probe`` (0.5 %) a second within
-      3 % of it (the last throttle point is the likeliest capacity: crossing it slowly costs few
-      throttled calls), and fast again beyond it (the capacity grew).
+    - **Finding more.** A second after a cut the rate grows: ``probe`` (5 %) a second while below
+      where the table last pushed back, ``slow_probe`` (0.5 %) a second within 3 % of it (the
+      likeliest capacity: crossing it slowly costs few throttled calls), fast again beyond it
+      (the capacity grew).
 
-    Measured against the fault proxy's capacity model in ``bench/capacity.py``; random throttles
-    in ``tests/unit/test_ratelimit.py``.
+    Measured against the fault proxy's capacity model in ``bench/capacity.py``.
     """
 
     def __init__(self, *, hold: float = 0.95, probe: float = 0.05, slow_probe: float = 0.005,
@@ -287,9 +288,8 @@ class AdaptiveLimiter(RateLimiter):
         self._bucket._tokens = min(self._bucket._tokens, 0.0)
         log.debug("%s: %d of the last %d calls throttled; the table admitted %.0f units/s; rate now %.0f",
                   self.name or "limiter", throttled, len(recent), admitted, target)
-        # The likeliest capacity, where probing slows down: what the cut holds to, over the hold
-        # (what the table admitted over a few calls includes some burst, so it reads high). Not
-        # known after a first cut that only halved what was sent.
+        # The likeliest capacity, where probing slows down. Not known after a first cut that only
+        # halved what was sent.
         halved_only = self._last_cut < -1e17 and target < admitted * self.hold * 0.999
         self._knee = None if halved_only else admitted
         self._last_cut = self._last_probe = now
