@@ -221,7 +221,7 @@ def test_adaptive_limiter_follows_a_capacity_that_shrinks_and_one_that_grows() -
     lim = _adaptive(clock)
     table = SimTable(clock, capacity=3000)
     simulate(lim, clock, table, 30.0, change=(10.0, 1000.0))
-    assert lim.rate is not None and 850 <= lim.rate <= 1100, lim.rate
+    assert lim.rate is not None and 850 <= lim.rate <= 1150, lim.rate
     mark, calls, throttled = clock.now, table.calls, table.throttled
     table.set_capacity(2000)  # grows: probing finds it again
     simulate(lim, clock, table, 40.0)
@@ -289,3 +289,52 @@ def test_the_summary_says_whether_a_rate_was_found(current: float, expected: str
     render_report(rep, Console(file=out, width=200))
     assert expected in out.getvalue()
     assert "held at 0/s" not in out.getvalue()
+
+
+def _calls(lim: AdaptiveLimiter, clock: FakeClock, pattern: List[bool]) -> None:
+    for throttled in pattern:
+        lim.acquire(25)
+        clock.now += 0.02
+        lim.settle(25, 20 if throttled else 25)
+        if throttled:
+            lim.held_back(5)
+            lim.throttled()
+
+
+def _steady_share(n: int, every: int) -> List[bool]:
+    return [i % every == 0 for i in range(n)]
+
+
+def test_a_steady_minority_of_throttled_calls_gets_a_trial_cut_kept_when_it_helps() -> None:
+    """A rate a little over the capacity throttles a share of calls, not most: a 5 % trial cut
+    that makes them stop is kept."""
+    clock = FakeClock()
+    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)  # cuts only
+    _calls(lim, clock, [True] * 24)  # a congestion: the first cut
+    first = lim.rate
+    assert first is not None
+    clock.now += 2.0
+    _calls(lim, clock, _steady_share(60, 5))  # a fifth of the calls throttled, steadily
+    assert lim.rate == pytest.approx(first * 0.95)
+    clock.now += 2.0
+    _calls(lim, clock, [False] * 60 + [True])  # the trial helped: none throttled since
+    assert lim.rate == pytest.approx(first * 0.95)
+    assert lim._noise == 0.0
+
+
+def test_a_trial_cut_that_does_not_help_is_put_back_and_the_share_taken_as_noise() -> None:
+    clock = FakeClock()
+    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)  # cuts only
+    _calls(lim, clock, [True] * 24)
+    first = lim.rate
+    assert first is not None
+    clock.now += 2.0
+    _calls(lim, clock, _steady_share(60, 5))
+    assert lim.rate == pytest.approx(first * 0.95)
+    clock.now += 2.0
+    _calls(lim, clock, _steady_share(60, 5))  # as many throttled at the lower rate: noise
+    assert lim.rate == pytest.approx(first)
+    assert lim._noise == pytest.approx(0.2, abs=0.03)
+    clock.now += 2.0
+    _calls(lim, clock, _steady_share(60, 4))  # a quarter: within the noise and a tenth, no trial
+    assert lim.rate == pytest.approx(first)

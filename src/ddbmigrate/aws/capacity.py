@@ -15,7 +15,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ..errors import UsageError
 
@@ -159,9 +159,14 @@ class AdaptiveLimiter(RateLimiter):
       capacity (plus what was left of its burst): the rate becomes ``hold`` (95 %) of that. A
       cut is at least 5 % (15 % when it follows another within 2 s: the estimate was high, as the
       table's partitions run out of burst one after the other) and at most half. The first cut,
-      from no limit, is also at most half of what was sent. Calls sent before a cut are not
+      from no limit, is also at most the admitted share of the throttled calls times what was
+      sent. Calls sent before a cut are not
       evidence against it (they were in flight), so one congestion is one cut however many
       writers saw it.
+    - **A steady minority.** 10 % or more of the last ``trial_calls`` (48) throttled, but not
+      half: a rate a little over the capacity, or noise. A 5 % trial cut tells them apart: if the
+      share then halves the cut stays, else the rate is put back and the share is taken as noise
+      (only more than it counts from then on).
     - **Finding more.** A second after a cut the rate grows: ``probe`` (5 %) a second while below
       where the table last pushed back, ``slow_probe`` (0.5 %) a second within 3 % of it (the
       likeliest capacity: crossing it slowly costs few throttled calls), fast again beyond it
@@ -171,11 +176,12 @@ class AdaptiveLimiter(RateLimiter):
     """
 
     def __init__(self, *, hold: float = 0.95, probe: float = 0.05, slow_probe: float = 0.005,
-                 window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, min_rate: float = 1.0,
+                 window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, trial_calls: int = 48, min_rate: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
         self.window_calls, self.min_throttled, self.min_calls = window_calls, min_throttled, min_calls
+        self.trial_calls = trial_calls
         self.min_rate = min_rate
         self.clock, self.sleep = clock, sleep
         self.name = name
@@ -189,6 +195,8 @@ class AdaptiveLimiter(RateLimiter):
         self._last_cut = -1e18
         self._last_probe = 0.0
         self._knee: Optional[float] = None  # what the table admitted when it last pushed back
+        self._trial: Optional[Tuple[Optional[float], float]] = None  # (rate before, share) of a trial cut
+        self._noise = 0.0  # the share of calls throttled whatever the rate, as a trial found it
         self.throttle_events = 0
 
     def acquire(self, units: float = 1.0) -> None:
@@ -261,7 +269,9 @@ class AdaptiveLimiter(RateLimiter):
             return
         throttled = sum(1 for c in recent if c[3])
         if throttled < self.min_throttled or 2 * throttled < len(recent):
-            return  # a few throttles among answered calls: noise the back-off absorbs
+            self._maybe_trial(now)
+            return
+        self._trial = None
         # What the table admitted (to any call) since the first of these was sent: they found it
         # short, so that is its capacity, plus what was left of its burst at the first cut, which
         # the next cut takes out if it mattered. A cut is between 5 % and half of the rate
@@ -271,10 +281,12 @@ class AdaptiveLimiter(RateLimiter):
         admitted = sum(c[2] for c in self._calls if c[0] >= since) / span
         target = max(self.min_rate, admitted * self.hold)
         if self._bucket is None:
-            # The first cut, from no limit: at most half of what was sent (the table's burst
-            # can make what it admitted look like far more than its rate).
+            # The first cut, from no limit: at most the admitted share of the throttled calls times
+            # what was sent (the table's burst can make what it admitted look like far more than its rate).
             sent = sum(c[4] for c in recent) / span
-            target = max(self.min_rate, min(target, 0.5 * sent))
+            held = [c for c in recent if c[3]]
+            share = sum(c[2] for c in held) / max(1e-9, sum(c[4] for c in held))
+            target = max(self.min_rate, min(target, self.hold * share * sent))
             self._bucket = TokenBucket(target, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
                                        sleep=self.sleep, name=self.name)
         else:
@@ -288,12 +300,49 @@ class AdaptiveLimiter(RateLimiter):
         self._bucket._tokens = min(self._bucket._tokens, 0.0)
         log.debug("%s: %d of the last %d calls throttled; the table admitted %.0f units/s; rate now %.0f",
                   self.name or "limiter", throttled, len(recent), admitted, target)
-        # The likeliest capacity, where probing slows down. Not known after a first cut that only
-        # halved what was sent.
-        halved_only = self._last_cut < -1e17 and target < admitted * self.hold * 0.999
-        self._knee = None if halved_only else admitted
+        self._knee = admitted  # the likeliest capacity, where probing slows down
         self._last_cut = self._last_probe = now
         self.rate = target
+
+    def _maybe_trial(self, now: float) -> None:
+        """A share of calls throttled, steadily, but not most: a rate a little over the capacity,
+        or noise. A trial tells them apart: 5 % less rate; if the share then halves it was the
+        capacity and the cut stays, else it is noise: the rate is put back and the share noted,
+        so only more than it counts from then on."""
+        since = [c for c in self._calls if c[1] >= self._last_cut][-self.trial_calls:]
+        if len(since) < self.trial_calls or now - self._last_cut < 2.0:
+            return
+        share = sum(1 for c in since if c[3]) / len(since)
+        if self._trial is not None:
+            before, before_share = self._trial
+            self._trial = None
+            self._last_cut = now  # fresh evidence from here on, either way
+            if share >= 0.5 * before_share:
+                self._noise = share
+                if before is None:
+                    self._bucket = None
+                    self.rate = None
+                elif self._bucket is not None:
+                    self._bucket.rate = self._bucket.ceiling = before
+                    self.rate = before
+                log.debug("%s: %.0f%% of calls throttled whatever the rate: not a capacity",
+                          self.name or "limiter", 100 * share)
+            return
+        if share < max(0.1, self._noise + 0.1):
+            return
+        before_rate = self._bucket.rate if self._bucket is not None else None
+        if self._bucket is None:
+            span = max(0.05, now - since[0][1])
+            rate = max(self.min_rate, self.hold * sum(c[4] for c in since) / span)
+            self._bucket = TokenBucket(rate, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
+                                       sleep=self.sleep, name=self.name)
+        else:
+            rate = max(self.min_rate, self._bucket.rate * self.hold)
+            self._bucket.rate = self._bucket.ceiling = rate
+        self._trial = (before_rate, share)
+        self._knee = rate / self.hold
+        self._last_cut = self._last_probe = now
+        self.rate = rate
 
     def current_rate(self) -> Optional[float]:
         return self.rate
