@@ -10,6 +10,7 @@ fields and enums, answers with scripted progress, and keeps one operation per cl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -94,7 +95,14 @@ def fake() -> Iterator[Any]:
          "BulkOperationUsage": [{"TableName": TABLE_ARN, "BulkPutBytes": 3900,
                                  "GlobalSecondaryIndexes": {"GSI1": {"BulkPutBytes": 1200}}}]},
     ]
-    service = FakeBulk(script)
+    with serve(FakeBulk(script)) as service:
+        yield service
+
+
+@contextlib.contextmanager
+def serve(service: "FakeBulk") -> Iterator[Any]:
+    """The scripted service behind a DynamoDB-shaped HTTP endpoint on loopback (``service.url``);
+    a request its asserts refuse comes back as a ValidationException."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -115,8 +123,7 @@ def fake() -> Iterator[Any]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     service.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
     try:
         yield service

@@ -12,9 +12,6 @@ DynamoDB does with them.
 from __future__ import annotations
 
 import gzip
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterator, List
 
 import boto3
@@ -24,7 +21,7 @@ import zstandard
 from click.testing import CliRunner
 from hypothesis import given, settings
 from support import as_set, every_type_items, unique
-from test_bulk_put_api import TABLE, FakeBulk
+from test_bulk_put_api import TABLE, FakeBulk, serve
 
 from ddbmigrate.aws.bulk_put import native_bulk_put
 from ddbmigrate.aws.bulk_put_stage import Rewriter, iter_lines, parse_condition
@@ -80,34 +77,8 @@ def fake(s3: Any) -> Iterator[Any]:
         {"ProcessedItemCount": 9, "ProcessedInputBytes": 4000, "FailedItemCount": 1,
          "BulkOperationStatus": "COMPLETED_WITH_ERRORS"},
     ]
-    service = FakeBulkWithReport(script, s3, cond_failed=2)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
-            op = self.headers["X-Amz-Target"].split(".", 1)[1]
-            try:
-                status, answer = service.handle(op, body)
-            except AssertionError as e:
-                status, answer = 400, {"__type": "com.amazon.coral.validate#ValidationException", "message": str(e)}
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/x-amz-json-1.0")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    service.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    try:
+    with serve(FakeBulkWithReport(script, s3, cond_failed=2)) as service:
         yield service
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _input(s3: Any, items: List[Dict[str, Any]], *, parts: int = 3, codec: str = "gzip") -> str:

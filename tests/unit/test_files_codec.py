@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddbmigrate.core.items import canonical_item, number_problem
+from ddbmigrate.core.items import canonical_item
 from ddbmigrate.core.records import PUT, Op
 from ddbmigrate.sinks.export_files import FileSink, plain_json
 from ddbmigrate.sources.files import FileSource
@@ -25,26 +25,7 @@ from ddbmigrate.sources.lines import LineStream, TooLong, parse_item
 from ddbmigrate.storage.export_layout import FileEntry, Plan
 from ddbmigrate.storage.export_layout import checksum_matches as _checksum_matches
 from ddbmigrate.storage.stores import LocalStorage
-
-
-def _b64(b: bytes) -> str:
-    return base64.b64encode(b).decode()
-
-
-_num = st.builds(lambda m, e: f"{m}E{e}", st.integers(-10 ** 38 + 1, 10 ** 38 - 1), st.integers(-90, 80)) \
-    .filter(lambda s: number_problem(s) is None)
-_scalar = st.one_of(
-    st.text(max_size=10).map(lambda s: {"S": s}), _num.map(lambda n: {"N": n}),
-    st.binary(max_size=10).map(lambda b: {"B": _b64(b)}), st.booleans().map(lambda b: {"BOOL": b}),
-    st.just({"NULL": True}),
-    st.sets(st.text(max_size=5), min_size=1, max_size=3).map(lambda s: {"SS": sorted(s)}),
-    st.sets(st.integers(-999, 999), min_size=1, max_size=3).map(lambda s: {"NS": [str(x) for x in s]}),
-    st.sets(st.binary(min_size=1, max_size=4), min_size=1, max_size=3).map(lambda s: {"BS": [_b64(x) for x in s]}),
-)
-_value = st.recursive(_scalar, lambda k: st.one_of(st.lists(k, max_size=3).map(lambda v: {"L": v}),
-                                                   st.dictionaries(st.text(min_size=1, max_size=4), k, max_size=3)
-                                                   .map(lambda v: {"M": v})), max_leaves=10)
-_item = st.dictionaries(st.text(min_size=1, max_size=6), _value, min_size=1, max_size=5)
+from formats_support import _item
 
 
 @settings(max_examples=300, deadline=None)
