@@ -9,12 +9,15 @@ import tempfile
 from typing import Any, Dict, List, Tuple
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ddbmigrate.core.items import KeySchema
 from ddbmigrate.core.records import PUT, Op
 from ddbmigrate.core.specs import Resources
 from ddbmigrate.sinks.compare_spill import ACTUAL, EXPECTED, CompareSpillSpec, SpillSet
 from ddbmigrate.verify.compare import Comparer
+from formats_support import _item
 
 KEYS = KeySchema("pk", "S")
 
@@ -72,3 +75,51 @@ def test_sampling_is_by_key_on_both_sides() -> None:
     assert got == {"missing": [], "unexpected": [], "mismatched": []}
     assert exp.sampled_out == act.sampled_out and 0 < exp.sampled_out < 1000
     assert counts["equal"] + exp.sampled_out == 1000
+
+
+def _reordered(v: Any, rnd: Any) -> Any:
+    """The same value with every map's names (and every set's members) in another order."""
+    if isinstance(v, dict):
+        names = list(v)
+        rnd.shuffle(names)
+        return {n: _reordered(v[n], rnd) for n in names}
+    if isinstance(v, list):
+        return [_reordered(x, rnd) for x in v]
+    return v
+
+
+@settings(max_examples=60, deadline=None)
+@given(items=st.lists(_item, min_size=1, max_size=8), seed=st.integers(0, 10 ** 6), change=st.booleans())
+def test_items_spilled_as_their_json_compare_by_content_not_attribute_order(
+        items: List[Dict[str, Any]], seed: int, change: bool) -> None:
+    """Items are spilled as the bytes they came in and digested as such; a side that returns
+    the same items with names and set members in another order still compares equal (in full,
+    canonically), and a changed value is still a mismatch."""
+    import random
+
+    rnd = random.Random(seed)
+    expected = [{**it, "pk": {"S": f"k{i}"}} for i, it in enumerate(items)]
+    actual = [_reordered(it, rnd) for it in expected]
+    for it in actual:
+        for v in it.values():
+            for t in ("SS", "NS", "BS"):
+                if t in v:
+                    rnd.shuffle(v[t])
+    if change:
+        actual[0] = {**actual[0], "zz-changed": {"S": "new"}}
+    got, counts, _, _ = compare([expected], [actual], 10 ** 8)
+    assert got["mismatched"] == (["k0"] if change else [])
+    assert counts["equal"] == len(items) - (1 if change else 0)
+    assert not got["missing"] and not got["unexpected"]
+
+
+def test_the_key_is_read_from_the_json_with_numbers_by_value() -> None:
+    """A number key spelled differently on the two sides (1 and 1.0) is one key."""
+    keys = KeySchema("n", "N")
+    with tempfile.TemporaryDirectory() as d:
+        folder = os.path.join(d, "spill")
+        exp = spill(CompareSpillSpec(EXPECTED, folder, keys, 4), [[{"n": {"N": "1"}, "v": {"S": "a"}}]])
+        act = spill(CompareSpillSpec(ACTUAL, folder, keys, 4), [[{"v": {"S": "a"}, "n": {"N": "1.0"}}]])
+        seen: List[Any] = []
+        cc = Comparer(keys, folder, partitions=4, budget=10 ** 8).compare(seen.append, sides=(exp, act))
+        assert cc.as_dict()["equal"] == 1 and seen == []

@@ -167,7 +167,7 @@ class AdaptiveLimiter(RateLimiter):
       half: a rate a little over the capacity, or noise. A 5 % trial cut tells them apart: if the
       share then halves the cut stays, else the rate is put back and the share is taken as noise
       (only more than it counts from then on).
-    - **Finding more.** A second after a cut the rate grows: ``probe`` (5 %) a second while below
+    - **Finding more.** A second after a cut the rate grows: ``probe`` (3 %) a second while below
       where the table last pushed back, ``slow_probe`` (0.5 %) a second within 3 % of it (the
       likeliest capacity: crossing it slowly costs few throttled calls), fast again beyond it
       (the capacity grew).
@@ -175,7 +175,7 @@ class AdaptiveLimiter(RateLimiter):
     Measured against the fault proxy's capacity model in ``bench/capacity.py``.
     """
 
-    def __init__(self, *, hold: float = 0.95, probe: float = 0.05, slow_probe: float = 0.005,
+    def __init__(self, *, hold: float = 0.95, probe: float = 0.03, slow_probe: float = 0.005,
                  window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, trial_calls: int = 48, min_rate: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
