@@ -338,3 +338,18 @@ def test_a_trial_cut_that_does_not_help_is_put_back_and_the_share_taken_as_noise
     clock.now += 2.0
     _calls(lim, clock, _steady_share(60, 4))  # a quarter: within the noise and a tenth, no trial
     assert lim.rate == pytest.approx(first)
+
+
+def test_a_trial_needs_no_more_than_its_calls_at_a_slow_rate() -> None:
+    """At a few calls a second, the calls a trial looks at span far more than the two seconds of
+    answers kept otherwise: they are kept all the same."""
+    clock = FakeClock()
+    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)
+    _calls(lim, clock, [True] * 24)
+    first = lim.rate
+    assert first is not None
+    clock.now += 2.0
+    for throttled in _steady_share(60, 5):
+        clock.now += 0.5  # two calls a second
+        _calls(lim, clock, [throttled])
+    assert lim.rate == pytest.approx(first * 0.95)

@@ -232,7 +232,7 @@ class AdaptiveLimiter(RateLimiter):
         call = [now, sent, admitted, throttled, getattr(self._local, "units", admitted)]
         calls = self._calls
         calls.append(call)
-        while len(calls) > self.window_calls and calls[0][0] < now - 2.0:
+        while len(calls) > max(self.window_calls, self.trial_calls) and calls[0][0] < now - 2.0:
             calls.popleft()
         self._local.call = call
         return call
