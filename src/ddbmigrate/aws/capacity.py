@@ -226,7 +226,7 @@ class AdaptiveLimiter(RateLimiter):
         bucket.rate = bucket.ceiling = rate
         self.rate = rate
 
-    def _answer(self, admitted: float, throttled: bool) -> List[Any]:
+    def _answer(self, admitted: float, throttled: bool) -> None:
         now = self.clock()
         sent = getattr(self._local, "sent", now)
         call = [now, sent, admitted, throttled, getattr(self._local, "units", admitted)]
@@ -235,7 +235,6 @@ class AdaptiveLimiter(RateLimiter):
         while len(calls) > max(self.window_calls, self.trial_calls) and calls[0][0] < now - 2.0:
             calls.popleft()
         self._local.call = call
-        return call
 
     def settle(self, estimate: float, consumed: float) -> None:
         with self._lock:
@@ -264,9 +263,9 @@ class AdaptiveLimiter(RateLimiter):
 
     def _maybe_cut(self) -> None:
         now = self.clock()
-        recent = [c for c in self._calls if c[1] >= self._last_cut][-self.window_calls:]
         if len(self._calls) < self.min_calls:
             return
+        recent = [c for c in self._calls if c[1] >= self._last_cut][-self.window_calls:]
         throttled = sum(1 for c in recent if c[3])
         if throttled < self.min_throttled or 2 * throttled < len(recent):
             self._maybe_trial(now)

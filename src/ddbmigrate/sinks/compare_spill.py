@@ -1,7 +1,7 @@
 """The compare sink: a verify job's "writes" are spilled, by key hash, into partition files.
 
     verify job: side's SourceSpec ─▶ ProcessingSpec (what a copy would write) ─▶ CompareSpillSpec(side)
-        each worker's sink: op.item ─▶ key hash ─▶ partition p ─▶ <folder>/<side>-<pid>-<uuid>-<p>.bin
+        each worker's sink: op's JSON ─▶ key hash ─▶ partition p ─▶ <folder>/<side>-<pid>-<uuid>-<p>.bin
         driver: merge() concatenates the workers' file lists per partition ─▶ finalize() hands them
         to the comparison (verify/compare.py, partition by partition, over every worker's files)
 
@@ -12,8 +12,12 @@ Invariants:
 1. Every op a sink acknowledges is spilled (or counted as sampled out, by the same key-hash rule
    on both sides) exactly once; each sink writes only its own files (named by pid and a uuid), so
    workers never append to one file, and its committed state lists every file it wrote.
-2. Every record is made by :func:`spill_records`, the one encoding the Comparer uses too, so a
-   key lands in the same partition with a comparable digest whoever spilled it.
+2. Every record is placed and encoded by one rule (``_spill``), so a key lands in the same
+   partition whoever spilled it. The digest is of the item's JSON: as it came in for a verify
+   job's sinks (:func:`spill_ops`), with sorted names for the Comparer's ``add``
+   (:func:`spill_records`); both sides of one comparison are spilled the same way. Equal digests
+   are equal items; unequal ones are compared in full and canonically by the Comparer, so an
+   attribute order that differs between the sides costs time, never a wrong answer.
 3. Memory is bounded by one buffer per partition (``buffer_bytes``), never the items.
 """
 
@@ -26,7 +30,7 @@ import struct
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import orjson
 
@@ -56,10 +60,10 @@ NO_DIGEST = b"\0" * 16
 # --------------------------------------------------------------------------- the spill file format
 
 
-def encode_record(kb: bytes, item: Optional[WireItem]) -> bytes:
-    if item is None:
+def encode_record(kb: bytes, ib: Optional[bytes]) -> bytes:
+    """One record: the key, and the item's JSON ``ib`` with its digest (None: the key alone)."""
+    if ib is None:
         return HDR.pack(len(kb), 0, NO_DIGEST) + kb
-    ib = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
     return HDR.pack(len(kb), len(ib), hashlib.blake2b(ib, digest_size=16).digest()) + kb + ib
 
 
@@ -183,24 +187,33 @@ def sample_threshold(sample: Optional[float]) -> Optional[int]:
     return int(sample * 2 ** 32) if sample is not None and sample < 1.0 else None
 
 
-def spill_records(keys: KeySchema, partitions: int, threshold: Optional[int], keys_only: bool,
-                  items: Iterable[WireItem]) -> Tuple[List[Tuple[int, int, bytes]], int]:
-    """(partition, key length, record) of each item in the sample, and how many were sampled out.
+Records = Tuple[List[Tuple[int, int, bytes]], int]
+T = TypeVar("T")
 
-    The one encoding of a side's items, whoever spills them (the Comparer, a verify job's sink),
-    so both sides of a key always land in the same partition with comparable digests.
-    """
+
+def _spill(partitions: int, threshold: Optional[int], keys_only: bool, things: Iterable[T],
+           key_of: Callable[[T], bytes], body_of: Callable[[T], bytes]) -> Records:
+    """(partition, key length, record) of each thing in the sample, and how many were sampled out:
+    the one placement rule (by key hash, the same on both sides) and the one record format."""
     recs: List[Tuple[int, int, bytes]] = []
     dropped = 0
-    for it in items:
-        kb = orjson.dumps(keys.key(it))
+    for t in things:
+        kb = key_of(t)
         h = hashlib.blake2b(kb, digest_size=8).digest()
         if threshold is not None and int.from_bytes(h[4:], "little") >= threshold:
             dropped += 1
             continue
         recs.append((int.from_bytes(h[:4], "little") % partitions, len(kb),
-                     encode_record(kb, None if keys_only else it)))
+                     encode_record(kb, None if keys_only else body_of(t))))
     return recs, dropped
+
+
+def spill_records(keys: KeySchema, partitions: int, threshold: Optional[int], keys_only: bool,
+                  items: Iterable[WireItem]) -> Records:
+    """Items as Python objects (the Comparer's ``add``): each spilled as its JSON with sorted
+    names, so items built in any order digest alike."""
+    return _spill(partitions, threshold, keys_only, items, lambda it: orjson.dumps(keys.key(it)),
+                  lambda it: orjson.dumps(it, option=orjson.OPT_SORT_KEYS))
 
 
 _parsers = threading.local()
@@ -225,27 +238,10 @@ def _key_of(keys: KeySchema, op: Op) -> bytes:
 
 
 def spill_ops(keys: KeySchema, partitions: int, threshold: Optional[int], keys_only: bool,
-              ops: Iterable[Op]) -> Tuple[List[Tuple[int, int, bytes]], int]:
-    """As :func:`spill_records`, for a job's ops: each item is spilled as the JSON it came in
-    and its digest is of those bytes, so no item is built or encoded again. Both sides of a
-    verify spill this way: equal bytes are equal items; unequal digests are compared in full
-    (canonically) by the comparer, so an attribute order that differs between the sides costs
-    time, never a wrong answer."""
-    recs: List[Tuple[int, int, bytes]] = []
-    dropped = 0
-    for o in ops:
-        kb = _key_of(keys, o)
-        h = hashlib.blake2b(kb, digest_size=8).digest()
-        if threshold is not None and int.from_bytes(h[4:], "little") >= threshold:
-            dropped += 1
-            continue
-        if keys_only:
-            rec = HDR.pack(len(kb), 0, NO_DIGEST) + kb
-        else:
-            enc = o.enc
-            rec = HDR.pack(len(kb), len(enc), hashlib.blake2b(enc, digest_size=16).digest()) + kb + enc
-        recs.append((int.from_bytes(h[:4], "little") % partitions, len(kb), rec))
-    return recs, dropped
+              ops: Iterable[Op]) -> Records:
+    """A job's ops (a verify side's sink): each item is spilled as the JSON it came in and its
+    digest is of those bytes, so no item is built or encoded again."""
+    return _spill(partitions, threshold, keys_only, ops, lambda o: _key_of(keys, o), lambda o: o.enc)
 
 
 def spill_buffer(budget: int, partitions: int) -> int:
@@ -336,4 +332,5 @@ def spill_of(report: "Report") -> SpillSet:
 
 
 __all__ = ["ACTUAL", "EXPECTED", "CompareSpillSink", "CompareSpillSpec", "SPILL_REPORT_KEY", "Spill", "SpillSet",
-           "encode_record", "iter_records", "read_item", "sample_threshold", "spill_buffer", "spill_of", "spill_records"]
+           "encode_record", "iter_records", "read_item", "sample_threshold", "spill_buffer", "spill_of", "spill_ops",
+           "spill_records"]

@@ -13,9 +13,10 @@ of a partition, whoever wrote it. Spill record (little endian)::
 
     u16 key length | u32 item length | 16-byte digest | key (orjson of KeySchema.key) | item
 
-``item`` is the orjson encoding of the wire item with sorted attribute names, and ``digest`` is
-BLAKE2b-128 of exactly those bytes. Equal digests therefore prove equal items cheaply; unequal
-digests are confirmed with :func:`items.canonical_item` (set order, number spelling, base64),
+``item`` is the item's JSON (as it came in, from a verify job's sinks; with sorted attribute
+names, from :meth:`Comparer.add`) and ``digest`` is BLAKE2b-128 of exactly those bytes. Equal
+digests therefore prove equal items cheaply; unequal digests are confirmed with
+:func:`items.canonical_item` (attribute and set order, number spelling, base64),
 so a reordered set or ``1`` vs ``1.0`` is never a difference, while ``N "1"`` vs ``S "1"`` is.
 
 Invariant: every record added to a side is counted in exactly one outcome: ``equal`` (both
