@@ -17,6 +17,10 @@ Invariants:
    ``itemCount``) is verified in a first pass *before* any of its items is handed on; a file
    that fails is reported and none of its items is written. With ``validate=False`` items stream
    at once and a failure reports how many of the file's items had been handed on.
+6. A checked file is fetched and decompressed once: the check pass keeps its content (memory up
+   to ``KEEP_IN_MEMORY`` per reader, then an unnamed temporary file up to ``KEEP_LIMIT``) and
+   the items are read from that. Over ``KEEP_LIMIT`` (a decompression bomb, say) nothing more is
+   kept and the file is read from storage a second time, as before: disk use is bounded too.
 4. Every line ends as an item, a reject (dead-lettered with ``file:line`` and the reason) or is
    blank; counts add up.
 5. A file whose first ``FIRST_RECORDS`` records all fail to parse is not in the format it is
@@ -29,6 +33,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import tempfile
 import threading
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -69,6 +74,11 @@ from .lines import (
 )
 
 CHUNK_LINES = 1000
+# A checked file's content is kept for its reading (invariant 6): this much in memory per reader
+# thread, the rest in an unnamed temporary file (in TMPDIR, gone with the process even on kill -9)
+# up to KEEP_LIMIT; a file whose content is larger is read from storage again instead.
+KEEP_IN_MEMORY = 4 * 1024 * 1024
+KEEP_LIMIT = 1024 * 1024 * 1024
 CHUNK_BYTES = 4 * 1024 * 1024
 FIRST_RECORDS = 100
 # How parse_item names the line formats it reads.
@@ -126,32 +136,44 @@ class FileSource(SourceBase):
         with self._lock:
             self._failed[f.unit] = FileFailure(f.unit, f.path, reason, line, handed_on)
 
-    def check_file(self, f: FileEntry) -> None:
-        """The validation pass: gzip integrity, md5Checksum, itemCount. Raises FileProblem."""
-        ls = LineStream(self.storage, f.path)
+    def checked(self, f: FileEntry) -> LineStream:
+        """The check pass (gzip integrity, md5Checksum, itemCount; raises FileProblem), and the
+        file's lines to read after it: replayed from what the pass kept (invariant 6), or read
+        from storage again when the file was over ``KEEP_LIMIT``. Only a gzip stream or a
+        manifest entry gives something to check: any other file is streamed as it is read."""
+        kept = tempfile.SpooledTemporaryFile(max_size=KEEP_IN_MEMORY)
+        ls = LineStream(self.storage, f.path, keep=kept, keep_limit=KEEP_LIMIT)
+        if not (f.md5 or f.item_count is not None or ls.gzip):
+            ls.keep_nothing()
+            kept.close()
+            return ls
         n = 0
         try:
             for _ in ls.numbered():
                 n += 1
-            md5 = ls.md5_b64()
-        except CORRUPT_ERRORS as e:
-            raise FileProblem(f"corrupt file: {corrupt_reason(e)}") from None
+            check_against_manifest(f, ls.md5_b64(), n)
+        except BaseException as e:
+            kept.close()
+            if isinstance(e, CORRUPT_ERRORS):
+                raise FileProblem(f"corrupt file: {corrupt_reason(e)}") from None
+            raise
         finally:
             ls.close()
-        check_against_manifest(f, md5, n)
+        if ls.kept_all:
+            return LineStream.replay(kept, ls)
+        kept.close()
+        return LineStream(self.storage, f.path)
 
     def read(self, unit: str, position: Any, stop: threading.Event) -> Iterator[Chunk]:
         f = self.by_unit[unit]
         start = int(position or 0)
-        ls = LineStream(self.storage, f.path)
-        # Only a gzip stream or a manifest entry gives something to verify; plain files stream.
-        if self.validate and (f.md5 or f.item_count is not None or ls.gzip):
-            ls.close()
+        if self.validate:
             try:
-                self.check_file(f)
+                ls = self.checked(f)
             except FileProblem as e:
                 self._fail(f, e.reason, e.line, 0)
                 return
+        else:
             ls = LineStream(self.storage, f.path)
         try:
             reader = READER.get(self._fmt(f), self._fmt(f))

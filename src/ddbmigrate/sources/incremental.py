@@ -138,11 +138,12 @@ class IncrementalSource(SourceBase):
     def _stage(self, n: int, f: FileEntry) -> None:
         if self.validate:
             try:
-                FileSource(self.storage, self.plan).check_file(f)
+                ls = FileSource(self.storage, self.plan).checked(f)
             except FileProblem as e:
                 self._failed[f.unit] = FileFailure(f.unit, f.path, e.reason, e.line, 0)
                 return
-        ls = LineStream(self.storage, f.path)
+        else:
+            ls = LineStream(self.storage, f.path)
         buffers: Dict[int, List[bytes]] = {}
         lineno = nonblank = 0
         good = 0  # records of this file that parsed: none after FIRST_RECORDS lines, it is not in its format

@@ -23,7 +23,7 @@ import json
 import re
 import zlib
 from decimal import Decimal
-from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
+from typing import IO, Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import orjson
 
@@ -45,9 +45,10 @@ CORRUPT_ERRORS = (OSError, EOFError, zlib.error, ZstdError)
 class _Raw:
     """The stored bytes as read: hashed and counted on the way (for md5Checksum)."""
 
-    def __init__(self, fh: BinaryIO, head: bytes = b"") -> None:
+    def __init__(self, fh: IO[bytes], head: bytes = b"", hashed: bool = True) -> None:
         self.fh = fh
         self.md5 = hashlib.md5()
+        self.hashed = hashed
         self._head = head
 
     def read(self, n: int = -1) -> bytes:
@@ -63,7 +64,8 @@ class _Raw:
         except Exception as e:  # an S3 stream cut mid-file (botocore/urllib3 errors): resumable
             raise RetriableError(f"reading stopped: {type(e).__name__}: {str(e)[:200]}; rerun with --resume",
                                  code="ReadError") from None
-        self.md5.update(data)
+        if self.hashed:
+            self.md5.update(data)
         return data
 
     def drain(self) -> None:
@@ -128,24 +130,56 @@ class LineStream:
     memory and in the time it takes to gunzip it.
     """
 
-    def __init__(self, storage: Storage, path: str) -> None:
+    def __init__(self, storage: Storage, path: str, *, keep: Optional[IO[bytes]] = None,
+                 keep_limit: int = 0) -> None:
+        """``keep``: a file that receives the content as it is decompressed, up to ``keep_limit``
+        bytes, so that one reading can both check a file and feed its items (:meth:`replay`);
+        ``kept_all`` says whether all of it fitted."""
         fh = storage.open_read(path)
-        self._fh = fh
         head = fh.read(HEAD)
-        self.raw = _Raw(fh)
+        self._setup(fh, _Raw(fh, head), codec_of(head), keep)
         self.raw.md5.update(head)
-        self.raw._head = head
-        self.codec = codec_of(head)  # gzip / zstd / plain, by magic bytes (ImportTable's three)
+        self._keep_left = keep_limit
+
+    @classmethod
+    def replay(cls, kept: IO[bytes], checked: "LineStream") -> "LineStream":
+        """The lines of what ``checked`` kept, read from ``kept`` (rewound): not decompressed or
+        hashed again; ``md5_b64`` and ``gzip`` are those of the checked file."""
+        kept.seek(0)
+        ls = cls.__new__(cls)
+        ls._setup(kept, _Raw(kept, hashed=False), "plain", None)
+        ls.codec, ls.gzip, ls._md5 = checked.codec, checked.gzip, checked.md5_b64()
+        return ls
+
+    def _setup(self, fh: IO[bytes], raw: _Raw, codec: str, keep: Optional[IO[bytes]]) -> None:
+        self._fh = fh
+        self.raw = raw
+        self.codec = codec  # gzip / zstd / plain, by magic bytes (ImportTable's three)
         self.gzip = self.codec != "plain"  # compressed: a stream with its own integrity check
         self._reader: Any = (_Gunzip(self.raw) if self.codec == "gzip" else
                              ZstdReader(self.raw) if self.codec == "zstd" else self.raw)
+        self._keep = keep
+        self._keep_left = 0
+        self.kept_all = keep is not None
+        self._md5: Optional[str] = None
         self._pending: List[bytes] = []
         self._started = False
         # Newlines in the whitespace-only blocks first_char() dropped: line numbers stay true.
         self.skipped_newlines = 0
 
+    def keep_nothing(self) -> None:
+        self._keep, self.kept_all = None, False
+
     def _read_block(self) -> bytes:
         b: bytes = self._reader.read(BLOCK)
+        if self._keep is not None and b:
+            if len(b) > self._keep_left:  # too much to keep: give the space back now
+                self._keep.seek(0)
+                self._keep.truncate()
+                self._keep, self.kept_all = None, False
+            else:
+                self._keep.write(b)  # before the BOM is dropped: the replay drops it the same way
+                self._keep_left -= len(b)
         if not self._started and b:
             self._started = True
             if b.startswith(codecs.BOM_UTF8):
@@ -236,8 +270,10 @@ class LineStream:
             yield lineno, TooLong(len(carry)) if len(carry) > MAX_LINE else carry
 
     def md5_b64(self) -> str:
-        self.raw.drain()
-        return base64.b64encode(self.raw.md5.digest()).decode("ascii")
+        if self._md5 is None:
+            self.raw.drain()
+            self._md5 = base64.b64encode(self.raw.md5.digest()).decode("ascii")
+        return self._md5
 
     def close(self) -> None:
         try:
