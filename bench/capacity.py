@@ -6,8 +6,10 @@ of it is throttled, against the fault proxy's capacity model (testing/capacity.p
 For copy and import (a gzip DYNAMODB_JSON export of the same table), each without rate options
 (the rate is found from throttles) and with ``--max-write-units`` set to the capacity, it prints:
 efficiency = accepted write units / (capacity x seconds), over the whole write phase and over
-the steady state (after ``--settle`` seconds), and the share of write calls with anything
-throttled. Results go to bench/results/capacity.json.
+the steady state (after ``--settle`` seconds), the share of write calls with anything
+throttled, and the share of write requests (the puts inside the calls) throttled. Results go
+to bench/results/capacity.json. CAPACITY_TIMELINE=1 prints calls per second, CAPACITY_CALLS=F
+writes every call (time, units sent, units admitted) to F, CAPACITY_LOG=F the job's debug log.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def run_case(endpoint: str, args: List[str], capacity: float, partitions: int, s
         t = threading.Timer(settle + (change[0] if change else 0.0), take_steady)
         t.start()
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "ddbmigrate", *args, "--endpoint-url", proxy.url, "--quiet"],
+        log = ["--log-level", "debug", "--log-file", os.environ["CAPACITY_LOG"]] if os.environ.get("CAPACITY_LOG") else []
+        out = subprocess.run([sys.executable, "-m", "ddbmigrate", *args, "--endpoint-url", proxy.url, "--quiet", *log],
                              capture_output=True, text=True)
         wall = time.perf_counter() - t0
         t.cancel()
@@ -64,15 +67,22 @@ def run_case(endpoint: str, args: List[str], capacity: float, partitions: int, s
     total_units = first.get("accepted_units", 0) + (late["accepted_units"] if steady else 0)
     total_calls = first.get("write_calls", 0) + (late["write_calls"] if steady else 0)
     total_thr = first.get("throttled_calls", 0) + (late["throttled_calls"] if steady else 0)
+    # Write requests (the puts and deletes inside the calls): DynamoDB's throttle events count these.
+    thr_items = first.get("throttled_items", 0) + (late["throttled_items"] if steady else 0)
+    ok_items = first.get("accepted_items", 0) + (late["accepted_items"] if steady else 0)
     if os.environ.get("CAPACITY_TIMELINE"):
         for sec in whole.timeline():
             print(json.dumps(sec), file=sys.stderr)
+    if os.environ.get("CAPACITY_CALLS"):  # per call: seconds since the start, units sent, units admitted
+        with open(os.environ["CAPACITY_CALLS"], "w") as fh:
+            json.dump(list(whole.calls), fh)
     capacity_seconds = (capacity * min(wall, change[0]) + change[1] * max(0.0, wall - change[0]) if change
                         else capacity * wall)
     return {"seconds": round(wall, 2),
             "efficiency_whole": round(total_units / capacity_seconds, 3),
             "efficiency_steady": late["efficiency"] if steady else None,
             "throttled_calls_whole": round(total_thr / max(1, total_calls), 4),
+            "throttled_requests_whole": round(thr_items / max(1, thr_items + ok_items), 4),
             "throttled_calls_steady": late["throttled_call_share"] if steady else None}
 
 
@@ -136,12 +146,12 @@ def render(rows: List[Dict[str, Any]], env: Dict[str, Any]) -> str:
     out = [f"{env['items']:,} items of ~{env['item_size']} B, capacity {env['capacity']:g} WCU/s over "
            f"{env['partitions']} partitions (fault proxy model), steady state after {env['settle_s']:g} s", "",
            "| job | rate | seconds | efficiency (whole) | efficiency (steady) | throttled calls (whole) | "
-           "throttled calls (steady) |", "|---|---|---:|---:|---:|---:|---:|"]
+           "throttled calls (steady) | throttled write requests (whole) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         steady = "-" if r["efficiency_steady"] is None else f"{r['efficiency_steady']:.0%}"
         thr = "-" if r["throttled_calls_steady"] is None else f"{r['throttled_calls_steady']:.1%}"
         out.append(f"| {r['job']} | {r['rate']} | {r['seconds']:.1f} | {r['efficiency_whole']:.0%} | {steady} | "
-                   f"{r['throttled_calls_whole']:.1%} | {thr} |")
+                   f"{r['throttled_calls_whole']:.1%} | {thr} | {r['throttled_requests_whole']:.1%} |")
     return "\n".join(out)
 
 

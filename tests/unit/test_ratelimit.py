@@ -353,3 +353,43 @@ def test_a_trial_needs_no_more_than_its_calls_at_a_slow_rate() -> None:
         clock.now += 0.5  # two calls a second
         _calls(lim, clock, [throttled])
     assert lim.rate == pytest.approx(first * 0.95)
+
+
+# --------------------------------------------------------------------------- whole runs, simulated
+
+def _runs(**kw: object) -> list:
+    from capacity_sim import simulate  # tests/: writers and a partitioned table in simulated time
+
+    return [simulate(20_000, 1500, seed=seed, **kw) for seed in range(1, 11)]  # type: ignore[arg-type]
+
+
+def test_a_whole_run_finds_the_capacity_with_few_throttled_requests() -> None:
+    """16 writers, 4 partitions with a second of burst, 20,000 items: the start-up congestion is
+    the only one, and it is short. The issue's bound (5 % of write requests throttled) holds
+    for every run; of calls (one throttled item makes a throttled call) it holds on average."""
+    runs = _runs()
+    for r in runs:
+        assert r.efficiency >= 0.9, r
+        assert r.throttled_item_share <= 0.05, r
+        assert r.throttled_share <= 0.08, r
+    assert sum(r.throttled_share for r in runs) / len(runs) <= 0.06
+
+
+def test_a_capacity_halved_mid_run_costs_no_storm() -> None:
+    runs = _runs(change=(8.0, 750.0))
+    for r in runs:
+        assert r.efficiency >= 0.9, r
+        assert r.throttled_item_share <= 0.05, r
+        assert r.throttled_share <= 0.15, r
+
+
+def test_the_start_up_congestion_is_cut_not_tried() -> None:
+    """A congestion begins with throttles in the latest calls only: that is a cut's to answer
+    (from what the table admitted), not a steady share's trial (which would take the rate of the
+    table's burst for a limit and cost a second round of throttles)."""
+    clock = FakeClock()
+    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep)
+    _calls(lim, clock, [False] * 40 + [True] * 7)  # 7 of 48 throttled, all of them lately
+    assert lim.rate is None and lim._trial is None
+    _calls(lim, clock, [True] * 5)
+    assert lim.rate is not None and lim._trial is None  # the cut

@@ -156,32 +156,36 @@ class AdaptiveLimiter(RateLimiter):
       them, were throttled: a chance run of that many in 15 % random throttles is rare, and the
       probe wins back what it cost (simulated in ``tests/unit/test_ratelimit.py``).
     - **How far to cut.** What the table admitted since those calls began to be sent is its
-      capacity (plus what was left of its burst): the rate becomes ``hold`` (95 %) of that. A
-      cut is at least 5 % (15 % when it follows another within 2 s: the estimate was high, as the
-      table's partitions run out of burst one after the other) and at most half. The first cut,
-      from no limit, is also at most the admitted share of the throttled calls times what was
-      sent. Calls sent before a cut are not
-      evidence against it (they were in flight), so one congestion is one cut however many
-      writers saw it.
-    - **A steady minority.** 10 % or more of the last ``trial_calls`` (48) throttled, but not
-      half: a rate a little over the capacity, or noise. A 5 % trial cut tells them apart: if the
-      share then halves the cut stays, else the rate is put back and the share is taken as noise
-      (only more than it counts from then on).
+      capacity (plus what was left of its burst): the rate becomes ``hold`` (85 %) of that,
+      headroom for the table's emptied buckets to fill again (at 95 % a call in three still
+      found one short for seconds). A cut is at least 5 % (15 % when it follows another within
+      2 s: the estimate was high, as the table's partitions run out of burst one after the
+      other) and at most half. The first cut, from no limit, takes at most the admitted share
+      of the throttled calls times what was sent (the table's burst makes what it admitted
+      read high). Calls sent before a cut are not evidence against it (they were in flight),
+      so one congestion is one cut however many writers saw it.
+    - **A steady minority.** 10 % or more of the last ``trial_calls`` (48) throttled, in both
+      halves of them, but not half: a rate a little over the capacity, or noise. A trial cut
+      (``trial_cut``, 5 %) tells them apart: if the share then halves the cut stays, else the rate is put back
+      and the share is taken as noise (only more than it counts from then on).
     - **Finding more.** A second after a cut the rate grows: ``probe`` (3 %) a second while below
       where the table last pushed back, ``slow_probe`` (0.5 %) a second within 3 % of it (the
       likeliest capacity: crossing it slowly costs few throttled calls), fast again beyond it
       (the capacity grew).
 
-    Measured against the fault proxy's capacity model in ``bench/capacity.py``.
+    Measured against the fault proxy's capacity model in ``bench/capacity.py``, and in
+    simulated time (16 writers, a partitioned table) in ``tests/unit/test_ratelimit.py``.
     """
 
-    def __init__(self, *, hold: float = 0.95, probe: float = 0.03, slow_probe: float = 0.005,
+    def __init__(self, *, hold: float = 0.85, probe: float = 0.03, slow_probe: float = 0.005,
                  window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, trial_calls: int = 48, min_rate: float = 1.0,
+                 trial_cut: float = 0.05,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
         self.window_calls, self.min_throttled, self.min_calls = window_calls, min_throttled, min_calls
         self.trial_calls = trial_calls
+        self.trial_cut = trial_cut
         self.min_rate = min_rate
         self.clock, self.sleep = clock, sleep
         self.name = name
@@ -272,28 +276,33 @@ class AdaptiveLimiter(RateLimiter):
             return
         self._trial = None
         # What the table admitted (to any call) since the first of these was sent: they found it
-        # short, so that is its capacity, plus what was left of its burst at the first cut, which
-        # the next cut takes out if it mattered. A cut is between 5 % and half of the rate
-        # before: a few calls' lumps must not make the rate.
+        # short, so that is its capacity, plus what was left of its burst. The rate becomes
+        # ``hold`` of it: after a congestion the table's buckets are empty, and only headroom
+        # lets them fill again (at 95 % a call in three still finds one short for seconds).
         since = min(c[1] for c in recent)
         span = max(0.05, now - since)
         admitted = sum(c[2] for c in self._calls if c[0] >= since) / span
-        target = max(self.min_rate, admitted * self.hold)
         if self._bucket is None:
-            # The first cut, from no limit: at most the admitted share of the throttled calls times
-            # what was sent (the table's burst can make what it admitted look like far more than its rate).
+            # The first cut, from no limit: the table's burst makes what it admitted look like far
+            # more than its rate; the admitted share of the throttled calls times what was sent
+            # is nearer.
             sent = sum(c[4] for c in recent) / span
             held = [c for c in recent if c[3]]
             share = sum(c[2] for c in held) / max(1e-9, sum(c[4] for c in held))
-            target = max(self.min_rate, min(target, self.hold * share * sent))
+            admitted = min(admitted, share * sent)
+            target = max(self.min_rate, self.hold * admitted)
             self._bucket = TokenBucket(target, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
                                        sleep=self.sleep, name=self.name)
         else:
-            # A cut soon after another says the last estimate was high (the table's partitions
-            # run out of burst one after the other): cut deeper.
+            # A cut is between 5 % and half of the rate before (a few calls' lumps must not make
+            # the rate); one soon after another says the last estimate was high (the table's
+            # partitions run out of burst one after the other): at least 15 %, and the same
+            # congestion gives no higher knee.
             before = self._bucket.rate
-            least = 0.85 if now - self._last_cut < 2.0 else 0.95
-            target = max(self.min_rate, min(max(target, before * 0.5), before * least))
+            soon = now - self._last_cut < 2.0
+            target = max(self.min_rate, min(max(self.hold * admitted, before * 0.5), before * (0.85 if soon else 0.95)))
+            if soon and self._knee is not None:
+                admitted = min(admitted, self._knee)
             self._bucket.rate = self._bucket.ceiling = target
         # No burst on top of what is in flight: the table's own burst is spent.
         self._bucket._tokens = min(self._bucket._tokens, 0.0)
@@ -312,6 +321,11 @@ class AdaptiveLimiter(RateLimiter):
         if len(since) < self.trial_calls or now - self._last_cut < 2.0:
             return
         share = sum(1 for c in since if c[3]) / len(since)
+        half = len(since) // 2
+        if self._trial is None and min(sum(1 for c in since[:half] if c[3]), sum(1 for c in since[half:] if c[3])) < 2:
+            # Not a steady share: throttles only in the later calls are a congestion beginning,
+            # which the cut answers (a trial first would take the rate of the burst for it).
+            return
         if self._trial is not None:
             before, before_share = self._trial
             self._trial = None
@@ -332,14 +346,14 @@ class AdaptiveLimiter(RateLimiter):
         before_rate = self._bucket.rate if self._bucket is not None else None
         if self._bucket is None:
             span = max(0.05, now - since[0][1])
-            rate = max(self.min_rate, self.hold * sum(c[4] for c in since) / span)
+            rate = max(self.min_rate, (1 - self.trial_cut) * sum(c[4] for c in since) / span)
             self._bucket = TokenBucket(rate, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
                                        sleep=self.sleep, name=self.name)
         else:
-            rate = max(self.min_rate, self._bucket.rate * self.hold)
+            rate = max(self.min_rate, self._bucket.rate * (1 - self.trial_cut))
             self._bucket.rate = self._bucket.ceiling = rate
         self._trial = (before_rate, share)
-        self._knee = rate / self.hold
+        self._knee = rate / (1 - self.trial_cut)
         self._last_cut = self._last_probe = now
         self.rate = rate
 

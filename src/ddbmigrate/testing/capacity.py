@@ -17,8 +17,8 @@ import hashlib
 import math
 import threading
 import time
-from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections import Counter, deque
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 from ..core.items import item_size
 
@@ -49,6 +49,8 @@ class WriteCapacity:
         self._origin = clock()
         # Per second since the model was made: [write calls, throttled calls, units admitted].
         self.seconds: Dict[int, List[float]] = {}
+        # The last calls, for a closer look than per second: (at, units sent, units admitted).
+        self.calls: Deque[Tuple[float, float, float]] = deque(maxlen=100_000)
 
     def reset_stats(self) -> None:
         """Start counting afresh (the buckets keep their tokens): for a steady-state window."""
@@ -119,8 +121,9 @@ class WriteCapacity:
             sec = self.seconds.setdefault(int(now - self._origin), [0, 0, 0.0])
             sec[0] += 1
             sec[1] += 1 if held else 0
-            sec[2] += sum(float(max(1, math.ceil(item_size((r.get("PutRequest") or {}).get("Item") or {}) / 1024)))
-                          if "PutRequest" in r else 1.0 for r in kept)
+            admitted = sum(_wcu(r) for r in kept)
+            sec[2] += admitted
+            self.calls.append((now - self._origin, admitted + sum(_wcu(r) for r in held), admitted))
         return kept, held
 
     def timeline(self) -> List[Dict[str, Any]]:
@@ -148,6 +151,11 @@ class WriteCapacity:
                 "throttled_share": round(self.throttled_items / max(1, self.throttled_items + self.accepted_items), 4),
                 "hot_keys": [{"index": i, "attribute": a, "value": v, "throttled": n} for (i, a, v), n in hot],
             }
+
+
+def _wcu(request: Dict[str, Any]) -> float:
+    put = (request.get("PutRequest") or {}).get("Item")
+    return float(max(1, math.ceil(item_size(put) / 1024))) if put is not None else 1.0
 
 
 def _text(v: Any) -> str:

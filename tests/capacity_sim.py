@@ -1,0 +1,145 @@
+"""Writers against a table with partitioned capacity, in simulated time: the limiter's whole-run
+behaviour (start-up, holding, a capacity that changes) measured deterministically, without a
+server or a clock.
+
+The table is the fault proxy's own capacity model (``testing.capacity.WriteCapacity``: buckets
+per partition by the hash of the key, a second of burst, items over a bucket held back, a call
+with none admitted refused). The writers do what ``TableWriter._batch_write`` and
+``DynamoClient.call_raw`` do with the limiter: acquire, call, settle; held-back items retried
+after a jittered back-off (acquired again); a refused call re-sent after a back-off without a
+new acquire. Each writer is one event stream with its own thread-local limiter state.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import types
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from ddbmigrate.aws.capacity import AdaptiveLimiter
+from ddbmigrate.testing.capacity import WriteCapacity
+
+
+class _Wait(Exception):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+class SimClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        raise _Wait(seconds)  # the writer is re-scheduled; the bucket took nothing
+
+
+@dataclass
+class Run:
+    seconds: float
+    items: int
+    calls: int
+    throttled_calls: int
+    throttled_items: int
+    admitted_units: float
+    capacity_seconds: float
+    rates: List[Tuple[float, Optional[float]]] = field(default_factory=list)
+    steady_efficiency: float = 0.0  # from 5 s on: the table's starting burst left out
+
+    @property
+    def throttled_share(self) -> float:
+        return self.throttled_calls / max(1, self.calls)
+
+    @property
+    def throttled_item_share(self) -> float:
+        """Of the write requests inside the calls (DynamoDB's per-request throttle events)."""
+        return self.throttled_items / max(1, self.throttled_items + self.items)
+
+    @property
+    def efficiency(self) -> float:
+        return self.admitted_units / self.capacity_seconds
+
+
+def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int = 16, seed: int = 1,
+             latency: Tuple[float, float] = (0.05, 0.1), change: Optional[Tuple[float, float]] = None,
+             limiter: Optional[AdaptiveLimiter] = None) -> Run:
+    """Write ``items`` items of 1 WCU in calls of 25; ``change`` = (at seconds, new capacity)."""
+    rng = random.Random(seed)
+    clock = SimClock()
+    table = WriteCapacity(capacity, partitions=partitions, clock=clock)
+    lim = limiter or AdaptiveLimiter(clock=clock, sleep=clock.sleep)
+    start = clock.now
+    keys = iter(range(items))
+    events: List[Tuple[float, int, int, str, Any]] = []
+    seq = 0
+
+    def push(t: float, w: int, what: str, batch: Any) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(events, (t, seq, w, what, batch))
+
+    def next_batch() -> Optional[List[Dict[str, Any]]]:
+        batch = [{"PutRequest": {"Item": {"pk": {"S": f"k{k}"}}}} for _, k in zip(range(25), keys)]
+        return batch or None
+
+    locals_ = [types.SimpleNamespace() for _ in range(writers)]
+    attempts: Dict[int, int] = {}
+    rates: List[Tuple[float, Optional[float]]] = []
+    for w in range(writers):
+        b = next_batch()
+        if b:
+            push(clock.now, w, "acquire", b)
+    changed = change is None
+    end = clock.now
+    while events:
+        t, _, w, what, batch = heapq.heappop(events)
+        clock.now = t
+        if not changed and change is not None and t - start >= change[0]:
+            table.set_units(change[1])
+            changed = True
+        lim._local = locals_[w]
+        if not rates or t - start - rates[-1][0] >= 0.25:
+            rates.append((t - start, lim.rate))
+        if what == "acquire":
+            try:
+                lim.acquire(float(len(batch)))
+            except _Wait as e:
+                push(t + max(e.seconds, 0.001), w, "acquire", batch)
+                continue
+            push(t + rng.uniform(*latency), w, "answer", batch)
+        else:
+            kept, held = table.admit("t", batch, "pk", {})
+            end = t
+            if not kept:  # refused whole: the client's retry loop, no new acquire
+                lim.throttled()
+                attempts[w] = attempts.get(w, 0) + 1
+                push(t + _backoff(rng, attempts[w]) + rng.uniform(*latency), w, "answer", batch)
+                continue
+            lim.settle(float(len(batch)), float(len(kept)))
+            if held:
+                lim.held_back(float(len(held)))
+                lim.throttled()
+                attempts[w] = attempts.get(w, 0) + 1
+                push(t + _backoff(rng, attempts[w]), w, "acquire", held)
+                continue
+            attempts[w] = 0
+            b = next_batch()
+            if b:
+                push(t, w, "acquire", b)
+    seconds = end - start
+    if change is not None and seconds > change[0]:
+        cap_s = capacity * change[0] + change[1] * (seconds - change[0])
+    else:
+        cap_s = capacity * seconds
+    late = [a for t, _, a in table.calls if t >= 5.0]
+    cap_late = cap_s - capacity * min(5.0, seconds)
+    return Run(seconds, items, table.write_calls, table.throttled_calls, table.throttled_items, table.accepted_units,
+               cap_s, rates, sum(late) / cap_late if cap_late > 0 else 0.0)
+
+
+def _backoff(rng: random.Random, attempt: int) -> float:
+    return min(5.0, 0.05 * 2 ** attempt) * rng.random()
