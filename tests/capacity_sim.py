@@ -47,8 +47,13 @@ class Run:
     throttled_items: int
     admitted_units: float
     capacity_seconds: float
-    rates: List[Tuple[float, Optional[float]]] = field(default_factory=list)
+    rates: List[Tuple[float, Optional[float]]] = field(default_factory=list, repr=False)
     steady_efficiency: float = 0.0  # from 5 s on: the table's starting burst left out
+    calls_log: List[Tuple[float, float, float]] = field(default_factory=list, repr=False)  # (at, sent, admitted)
+
+    def throttled_share_after(self, seconds: float) -> float:
+        late = [(s, a) for t, s, a in self.calls_log if t >= seconds]
+        return sum(1 for s, a in late if s > a) / max(1, len(late))
 
     @property
     def throttled_share(self) -> float:
@@ -138,7 +143,7 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
     late = [a for t, _, a in table.calls if t >= 5.0]
     cap_late = cap_s - capacity * min(5.0, seconds)
     return Run(seconds, items, table.write_calls, table.throttled_calls, table.throttled_items, table.accepted_units,
-               cap_s, rates, sum(late) / cap_late if cap_late > 0 else 0.0)
+               cap_s, rates, sum(late) / cap_late if cap_late > 0 else 0.0, list(table.calls))
 
 
 def _backoff(rng: random.Random, attempt: int) -> float:

@@ -352,15 +352,18 @@ def test_a_trial_needs_no_more_than_its_calls_at_a_slow_rate() -> None:
     for throttled in _steady_share(60, 5):
         clock.now += 0.5  # two calls a second
         _calls(lim, clock, [throttled])
-    assert lim.rate == pytest.approx(first * 0.95)
+    # The trial is under what the table admitted to those calls (two calls of ~24 units a
+    # second), not 5 % under a rate the writers were not using: that would test nothing.
+    assert lim._trial is not None
+    assert 0.9 * 48 <= lim.rate <= 0.95 * 50
 
 
 # --------------------------------------------------------------------------- whole runs, simulated
 
-def _runs(**kw: object) -> list:
+def _runs(seeds: int = 10, **kw: object) -> list:
     from capacity_sim import simulate  # tests/: writers and a partitioned table in simulated time
 
-    return [simulate(20_000, 1500, seed=seed, **kw) for seed in range(1, 11)]  # type: ignore[arg-type]
+    return [simulate(20_000, 1500, seed=seed, **kw) for seed in range(1, seeds + 1)]  # type: ignore[arg-type]
 
 
 def test_a_whole_run_finds_the_capacity_with_few_throttled_requests() -> None:
@@ -376,11 +379,15 @@ def test_a_whole_run_finds_the_capacity_with_few_throttled_requests() -> None:
 
 
 def test_a_capacity_halved_mid_run_costs_no_storm() -> None:
-    runs = _runs(change=(8.0, 750.0))
+    """One congestion when it halves, then the new capacity held: 5 s after the change no more
+    than a call in fifty is throttled. (A trial cut to the capacity itself finds the table's
+    buckets still empty: it was taken for noise, and a fifth of the calls stayed throttled.)"""
+    runs = _runs(20, change=(8.0, 750.0))
     for r in runs:
         assert r.efficiency >= 0.9, r
         assert r.throttled_item_share <= 0.05, r
         assert r.throttled_share <= 0.15, r
+        assert r.throttled_share_after(13.0) <= 0.02, r.throttled_share_after(13.0)
 
 
 def test_the_start_up_congestion_is_cut_not_tried() -> None:

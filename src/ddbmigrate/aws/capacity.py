@@ -153,8 +153,10 @@ class AdaptiveLimiter(RateLimiter):
       short; throttles that are not about capacity (a server refusing a share of calls whatever
       the rate) touch a few. So the rate is cut only when at least half of the last
       ``window_calls`` (24) calls sent since the last cut, and at least ``min_throttled`` (8) of
-      them, were throttled: a chance run of that many in 15 % random throttles is rare, and the
-      probe wins back what it cost (simulated in ``tests/unit/test_ratelimit.py``).
+      them, were throttled (with no limit yet, also 6 of the last 8: the first cut is read from
+      the throttled calls, and noise would make it deep): a chance run of that many in 15 %
+      random throttles is rare, and the probe wins back what it cost (simulated in
+      ``tests/unit/test_ratelimit.py``).
     - **How far to cut.** What the table admitted since those calls began to be sent is its
       capacity (plus what was left of its burst): the rate becomes ``hold`` (85 %) of that,
       headroom for the table's emptied buckets to fill again (at 95 % a call in three still
@@ -165,9 +167,14 @@ class AdaptiveLimiter(RateLimiter):
       read high). Calls sent before a cut are not evidence against it (they were in flight),
       so one congestion is one cut however many writers saw it.
     - **A steady minority.** 10 % or more of the last ``trial_calls`` (48) throttled, in both
-      halves of them, but not half: a rate a little over the capacity, or noise. A trial cut
-      (``trial_cut``, 5 %) tells them apart: if the share then halves the cut stays, else the rate is put back
-      and the share is taken as noise (only more than it counts from then on).
+      halves of them and since the last cut, but not half: a rate a little over the capacity, or
+      noise. A trial tells them apart: ``trial_cut`` (5 %) under what the table admitted to
+      those calls (not under the rate: at the capacity itself its buckets stay empty, and
+      writers sending less than the rate would test nothing). If the share since the trial is
+      half of the share before it, the cut stays; else the rate is put back and the share is
+      taken as noise (only more than it counts from then on). Shares are of all the calls since
+      the cut, not of the 48 that started the trial, which a chance run in noise would make
+      look halved afterwards.
     - **Finding more.** A second after a cut the rate grows: ``probe`` (3 %) a second while below
       where the table last pushed back, ``slow_probe`` (0.5 %) a second within 3 % of it (the
       likeliest capacity: crossing it slowly costs few throttled calls), fast again beyond it
@@ -197,6 +204,7 @@ class AdaptiveLimiter(RateLimiter):
         self._calls: Deque[List[Any]] = collections.deque(maxlen=4096)
         self._local = threading.local()
         self._last_cut = -1e18
+        self._run = [0, 0]  # calls answered since the last cut (or trial), and those throttled
         self._last_probe = 0.0
         self._knee: Optional[float] = None  # what the table admitted when it last pushed back
         self._trial: Optional[Tuple[Optional[float], float]] = None  # (rate before, share) of a trial cut
@@ -236,6 +244,9 @@ class AdaptiveLimiter(RateLimiter):
         call = [now, sent, admitted, throttled, getattr(self._local, "units", admitted)]
         calls = self._calls
         calls.append(call)
+        if sent >= self._last_cut:
+            self._run[0] += 1
+            self._run[1] += throttled
         while len(calls) > max(self.window_calls, self.trial_calls) and calls[0][0] < now - 2.0:
             calls.popleft()
         self._local.call = call
@@ -258,6 +269,7 @@ class AdaptiveLimiter(RateLimiter):
             call = getattr(self._local, "call", None)
             if call is not None:
                 call[3] = True  # this call's answer (settled with what it admitted) held some back
+                self._run[1] += call[1] >= self._last_cut
             else:
                 self._answer(0.0, True)  # refused whole
             # A refused call is re-sent by the client's retries without a new acquire.
@@ -271,7 +283,11 @@ class AdaptiveLimiter(RateLimiter):
             return
         recent = [c for c in self._calls if c[1] >= self._last_cut][-self.window_calls:]
         throttled = sum(1 for c in recent if c[3])
-        if throttled < self.min_throttled or 2 * throttled < len(recent):
+        # With no limit yet, a congestion is also most of the latest calls throttled at once:
+        # half of 24 by chance in noise is rare, and that on top rarer still (its first cut would
+        # be read from noise and cost the most).
+        if (throttled < self.min_throttled or 2 * throttled < len(recent)
+                or (self._bucket is None and sum(1 for c in recent[-8:] if c[3]) < 6)):
             self._maybe_trial(now)
             return
         self._trial = None
@@ -310,17 +326,20 @@ class AdaptiveLimiter(RateLimiter):
                   self.name or "limiter", throttled, len(recent), admitted, target)
         self._knee = admitted  # the likeliest capacity, where probing slows down
         self._last_cut = self._last_probe = now
+        self._run = [0, 0]
         self.rate = target
 
     def _maybe_trial(self, now: float) -> None:
         """A share of calls throttled, steadily, but not most: a rate a little over the capacity,
-        or noise. A trial tells them apart: 5 % less rate; if the share then halves it was the
-        capacity and the cut stays, else it is noise: the rate is put back and the share noted,
-        so only more than it counts from then on."""
+        or noise. A trial tells them apart (see the class docstring): if the share halves under
+        the trial rate it was the capacity and the cut stays, else it is noise: the rate is put
+        back and the share noted, so only more than it counts from then on."""
         since = [c for c in self._calls if c[1] >= self._last_cut][-self.trial_calls:]
         if len(since) < self.trial_calls or now - self._last_cut < 2.0:
             return
-        share = sum(1 for c in since if c[3]) / len(since)
+        # The share since the last cut (or trial), not only of these calls: a trial started on a
+        # chance run of throttles in noise would otherwise look kept as the share falls back.
+        share = self._run[1] / max(1, self._run[0])
         half = len(since) // 2
         if self._trial is None and min(sum(1 for c in since[:half] if c[3]), sum(1 for c in since[half:] if c[3])) < 2:
             # Not a steady share: throttles only in the later calls are a congestion beginning,
@@ -330,7 +349,11 @@ class AdaptiveLimiter(RateLimiter):
             before, before_share = self._trial
             self._trial = None
             self._last_cut = now  # fresh evidence from here on, either way
-            if share >= 0.5 * before_share:
+            self._run = [0, 0]
+            if share < 0.5 * before_share:
+                log.debug("%s: %.0f%% throttled after the trial (%.0f%% before): kept", self.name or "limiter",
+                          100 * share, 100 * before_share)
+            else:
                 self._noise = share
                 if before is None:
                     self._bucket = None
@@ -341,20 +364,27 @@ class AdaptiveLimiter(RateLimiter):
                 log.debug("%s: %.0f%% of calls throttled whatever the rate: not a capacity",
                           self.name or "limiter", 100 * share)
             return
-        if share < max(0.1, self._noise + 0.1):
+        if min(share, sum(1 for c in since if c[3]) / len(since)) < max(0.1, self._noise + 0.1):
             return
         before_rate = self._bucket.rate if self._bucket is not None else None
+        # The trial rate: under what the table admitted to these calls, so that a rate over the
+        # capacity by more than a little is tried under it too (a trial at the capacity itself
+        # still finds the buckets empty and would be taken for noise).
+        span = max(0.05, now - since[0][1])
+        admitted = sum(c[2] for c in since) / span
         if self._bucket is None:
-            span = max(0.05, now - since[0][1])
-            rate = max(self.min_rate, (1 - self.trial_cut) * sum(c[4] for c in since) / span)
+            rate = max(self.min_rate, (1 - self.trial_cut) * min(admitted, sum(c[4] for c in since) / span))
             self._bucket = TokenBucket(rate, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
                                        sleep=self.sleep, name=self.name)
         else:
-            rate = max(self.min_rate, self._bucket.rate * (1 - self.trial_cut))
+            rate = max(self.min_rate, min(self._bucket.rate, admitted) * (1 - self.trial_cut))
             self._bucket.rate = self._bucket.ceiling = rate
         self._trial = (before_rate, share)
+        log.debug("%s: %.0f%% of the last %d calls throttled: trying %.0f units/s", self.name or "limiter",
+                  100 * share, len(since), rate)
         self._knee = rate / (1 - self.trial_cut)
         self._last_cut = self._last_probe = now
+        self._run = [0, 0]
         self.rate = rate
 
     def current_rate(self) -> Optional[float]:

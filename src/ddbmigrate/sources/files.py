@@ -78,7 +78,7 @@ CHUNK_LINES = 1000
 # thread, the rest in an unnamed temporary file (in TMPDIR, gone with the process even on kill -9)
 # up to KEEP_LIMIT; a file whose content is larger is read from storage again instead.
 KEEP_IN_MEMORY = 4 * 1024 * 1024
-KEEP_LIMIT = 1024 * 1024 * 1024
+KEEP_LIMIT = 256 * 1024 * 1024
 CHUNK_BYTES = 4 * 1024 * 1024
 FIRST_RECORDS = 100
 # How parse_item names the line formats it reads.
@@ -142,7 +142,11 @@ class FileSource(SourceBase):
         from storage again when the file was over ``KEEP_LIMIT``. Only a gzip stream or a
         manifest entry gives something to check: any other file is streamed as it is read."""
         kept = tempfile.SpooledTemporaryFile(max_size=KEEP_IN_MEMORY)
-        ls = LineStream(self.storage, f.path, keep=kept, keep_limit=KEEP_LIMIT)
+        try:
+            ls = LineStream(self.storage, f.path, keep=kept, keep_limit=KEEP_LIMIT)
+        except BaseException:
+            kept.close()
+            raise
         if not (f.md5 or f.item_count is not None or ls.gzip):
             ls.keep_nothing()
             kept.close()
