@@ -176,9 +176,10 @@ class AdaptiveLimiter(RateLimiter):
       the cut, not of the 48 that started the trial, which a chance run in noise would make
       look halved afterwards.
     - **Finding more.** A second after a cut the rate grows: ``probe`` (3 %) a second while below
-      where the table last pushed back, ``slow_probe`` (0.5 %) a second within 3 % of it (the
-      likeliest capacity: crossing it slowly costs few throttled calls), fast again beyond it
-      (the capacity grew).
+      where the table last pushed back, ``slow_probe`` (0.5 %) a second from 97 % of it up to it
+      (the likeliest capacity: crossing it slowly costs few throttled calls), fast again past
+      it (the capacity grew; a band above it too spent seconds crawling where the estimate had
+      been low).
 
     Measured against the fault proxy's capacity model in ``bench/capacity.py``, and in
     simulated time (16 writers, a partitioned table) in ``tests/unit/test_ratelimit.py``.
@@ -231,9 +232,9 @@ class AdaptiveLimiter(RateLimiter):
         rate = bucket.rate
         for _ in range(min(steps, 30)):
             knee = self._knee
-            if knee is not None and rate > knee * 1.03:
+            near = knee is not None and rate >= knee * 0.97  # the step that crosses it is slow too
+            if knee is not None and rate > knee:
                 self._knee = None  # no push-back past the old capacity: it grew
-            near = knee is not None and rate >= knee * 0.97
             rate *= 1.0 + (self.slow_probe if near else self.probe)
         bucket.rate = bucket.ceiling = rate
         self.rate = rate
