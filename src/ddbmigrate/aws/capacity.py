@@ -381,8 +381,8 @@ class AdaptiveLimiter(RateLimiter):
             rate = max(self.min_rate, min(self._bucket.rate, admitted) * (1 - self.trial_cut))
             self._bucket.rate = self._bucket.ceiling = rate
         self._trial = (before_rate, share)
-        log.debug("%s: %.0f%% of the last %d calls throttled: trying %.0f units/s", self.name or "limiter",
-                  100 * share, len(since), rate)
+        log.debug("%s: %.0f%% of the calls since the last cut throttled: trying %.0f units/s",
+                  self.name or "limiter", 100 * share, rate)
         self._knee = rate / (1 - self.trial_cut)
         self._last_cut = self._last_probe = now
         self._run = [0, 0]
