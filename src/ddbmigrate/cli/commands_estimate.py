@@ -74,6 +74,13 @@ def _job_flags(f: F) -> F:
     return f
 
 
+def _target_options(f: F) -> F:
+    """A table-to-table estimate's target that may not exist yet (copy, replicate)."""
+    f = click.option("--target-spec", type=click.Path(exists=True, dir_okay=False),
+                     help="The target's spec (its keys and indexes), when it does not exist yet.")(f)
+    return click.option("--create-target", is_flag=True, help="The target would be created with the source's schema.")(f)
+
+
 def emit(est: Any, as_json: bool, err: bool = False) -> None:
     """The estimate: one JSON document, or the text table."""
     from ..estimate.render import estimate_lines
@@ -128,9 +135,7 @@ def estimate_group() -> None:
 @run_options
 @transform_options
 @_job_flags
-@click.option("--create-target", is_flag=True, help="The target would be created with the source's schema.")
-@click.option("--target-spec", type=click.Path(exists=True, dir_okay=False),
-              help="The target's spec (its keys and indexes), when it does not exist yet.")
+@_target_options
 @click.option("--tier", type=click.Choice(["standard", "accelerated"]), default="standard", show_default=True,
               help="Bulk put tier for the bulk put lane.")
 @engine_options
@@ -154,9 +159,7 @@ def estimate_copy_cmd(kw: Dict[str, Any]) -> int:
 @run_options
 @transform_options
 @_job_flags
-@click.option("--create-target", is_flag=True, help="The target would be created with the source's schema.")
-@click.option("--target-spec", type=click.Path(exists=True, dir_okay=False),
-              help="The target's spec (its keys and indexes), when it does not exist yet.")
+@_target_options
 @click.option("--no-backfill", is_flag=True, hidden=True)
 @click.option("--status-file", hidden=True)
 @click.option("--max-runtime", type=float, hidden=True)
