@@ -47,6 +47,7 @@ class Run:
     throttled_items: int
     admitted_units: float
     capacity_seconds: float
+    # The limiter's rate every 0.25 s of simulated time: to read what a failing run did.
     rates: List[Tuple[float, Optional[float]]] = field(default_factory=list, repr=False)
     steady_efficiency: float = 0.0  # from 5 s on: the table's starting burst left out
     calls_log: List[Tuple[float, float, float]] = field(default_factory=list, repr=False)  # (at, sent, admitted)

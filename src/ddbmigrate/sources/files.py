@@ -17,15 +17,15 @@ Invariants:
    ``itemCount``) is verified in a first pass *before* any of its items is handed on; a file
    that fails is reported and none of its items is written. With ``validate=False`` items stream
    at once and a failure reports how many of the file's items had been handed on.
-6. A checked file is fetched and decompressed once: the check pass keeps its content (memory up
-   to ``KEEP_IN_MEMORY`` per reader, then an unnamed temporary file up to ``KEEP_LIMIT``) and
-   the items are read from that. Over ``KEEP_LIMIT`` (a decompression bomb, say) nothing more is
-   kept and the file is read from storage a second time, as before: disk use is bounded too.
 4. Every line ends as an item, a reject (dead-lettered with ``file:line`` and the reason) or is
    blank; counts add up.
 5. A file whose first ``FIRST_RECORDS`` records all fail to parse is not in the format it is
    read as: it fails as a whole with one line (file, format, first reason), and none of those
    records is dead-lettered.
+6. A checked file is fetched and decompressed once: the check pass keeps its content (memory up
+   to ``KEEP_IN_MEMORY`` per reader, then an unnamed temporary file up to ``KEEP_LIMIT``) and
+   the items are read from that. Over ``KEEP_LIMIT`` (a decompression bomb, say) nothing more is
+   kept and the file is read from storage a second time, as before: disk use is bounded too.
 """
 
 from __future__ import annotations

@@ -85,6 +85,7 @@ class WriteCapacity:
         now = self.clock()
         kept: List[Dict[str, Any]] = []
         held: List[Dict[str, Any]] = []
+        sent = admitted = 0.0  # this call's write units
         with self._lock:
             self.write_calls += 1
             self.first = now if self.first is None else self.first
@@ -93,6 +94,7 @@ class WriteCapacity:
                 put = (r.get("PutRequest") or {}).get("Item")
                 image = put if put is not None else (r.get("DeleteRequest") or {}).get("Key") or {}
                 wcu = float(max(1, math.ceil(item_size(image) / 1024))) if put is not None else 1.0
+                sent += wcu
                 wanted: List[Tuple[Tuple[str, str, int], HotKey]] = []
                 if hash_key and hash_key in image:
                     v = image[hash_key]
@@ -112,6 +114,7 @@ class WriteCapacity:
                 for bucket, _ in wanted:
                     self._take(bucket, wcu, now)
                 kept.append(r)
+                admitted += wcu
                 self.accepted_units += wcu
                 self.accepted_items += 1
             if held:
@@ -121,9 +124,8 @@ class WriteCapacity:
             sec = self.seconds.setdefault(int(now - self._origin), [0, 0, 0.0])
             sec[0] += 1
             sec[1] += 1 if held else 0
-            admitted = sum(_wcu(r) for r in kept)
             sec[2] += admitted
-            self.calls.append((now - self._origin, admitted + sum(_wcu(r) for r in held), admitted))
+            self.calls.append((now - self._origin, sent, admitted))
         return kept, held
 
     def timeline(self) -> List[Dict[str, Any]]:
@@ -151,11 +153,6 @@ class WriteCapacity:
                 "throttled_share": round(self.throttled_items / max(1, self.throttled_items + self.accepted_items), 4),
                 "hot_keys": [{"index": i, "attribute": a, "value": v, "throttled": n} for (i, a, v), n in hot],
             }
-
-
-def _wcu(request: Dict[str, Any]) -> float:
-    put = (request.get("PutRequest") or {}).get("Item")
-    return float(max(1, math.ceil(item_size(put) / 1024))) if put is not None else 1.0
 
 
 def _text(v: Any) -> str:
