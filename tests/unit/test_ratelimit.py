@@ -374,8 +374,53 @@ def test_a_whole_run_finds_the_capacity_with_few_throttled_requests() -> None:
     for r in runs:
         assert r.efficiency >= 0.9, r
         assert r.throttled_item_share <= 0.05, r
-        assert r.throttled_share <= 0.08, r
+        # A congestion every ten seconds or so is what holding near the capacity costs (the
+        # probe crosses it again once the last push-back is stale).
+        assert r.throttled_share <= 0.10, r
     assert sum(r.throttled_share for r in runs) / len(runs) <= 0.06
+
+
+@pytest.mark.parametrize("partitions", [4, 8])
+def test_after_start_up_a_run_holds_at_least_90_percent_of_the_capacity(partitions: int) -> None:
+    """From 5 s on, every run admits at least 90 % of the capacity. It failed (0.83-0.90) while
+    the rate crawled at 0.5 %/s under a push-back read low, for as long as it took to pass it:
+    the slow zone now lasts ``slow_for`` (3 s), then the probe is fast again."""
+    runs = _runs(partitions=partitions)
+    for r in runs:
+        assert r.steady_efficiency >= 0.9, r
+        assert r.throttled_item_share <= 0.05, r
+
+
+def test_a_capacity_that_grows_is_found_in_seconds() -> None:
+    """Doubled at 8 s (auto scaling): 8 s later the rate is past the new capacity. At a fixed
+    3 %/s it was still under 1,900 units/s; the probe now grows the longer the table has not
+    pushed back, and crosses the new capacity with few throttled calls."""
+    from capacity_sim import simulate
+
+    for seed in range(1, 11):
+        r = simulate(40_000, 1500, seed=seed, change=(8.0, 3000.0))
+        rate_at_16 = max(rate or 0.0 for at, rate in r.rates if at <= 16.0)
+        assert rate_at_16 >= 2700, (seed, rate_at_16)
+        assert r.throttled_share_after(8.0) <= 0.05, (seed, r.throttled_share_after(8.0))
+
+
+def test_a_knee_read_low_is_not_crawled_past_for_long() -> None:
+    """Near where the table last pushed back the rate climbs 0.5 %/s, for at most ``slow_for``
+    seconds: then that push-back is taken as stale (no throttle came) and probing is fast."""
+    clock = FakeClock()
+    lim = _adaptive(clock)
+    table = SimTable(clock, capacity=1e9)
+    lim._bucket = TokenBucket(970.0, recover_step=0.0, clock=clock, sleep=clock.sleep)
+    lim.rate, lim._knee = 970.0, 1000.0  # a push-back read low: nothing throttles near it
+    lim._last_cut = lim._last_probe = clock.now
+    simulate(lim, clock, table, 3.5)
+    assert lim._knee == 1000.0 and lim.rate is not None and 980 < lim.rate < 1000.0  # crawling near it
+    simulate(lim, clock, table, 1.0)
+    assert lim._knee is None  # 3 s near it without a throttle: stale
+    simulate(lim, clock, table, 3.0)
+    # Fast again, and faster the longer the table has not pushed back (at 0.5 %/s and then
+    # 3 %/s past the old knee it would be at about 1,030).
+    assert lim.rate is not None and lim.rate > 1200.0, lim.rate
 
 
 def test_a_capacity_halved_mid_run_costs_no_storm() -> None:
@@ -400,3 +445,19 @@ def test_the_start_up_congestion_is_cut_not_tried() -> None:
     assert lim.rate is None and lim._trial is None
     _calls(lim, clock, [True] * 5)
     assert lim.rate is not None and lim._trial is None  # the cut
+
+
+def test_the_rate_does_not_run_away_from_what_the_writers_send() -> None:
+    """Writers sending 500 units/s under a found rate of 1,000 for a minute: the rate stays near
+    what they use. Grown unchecked (3-15 %/s for a minute) it would take many cuts of at most
+    half each to come down to a capacity that binds later."""
+    clock = FakeClock()
+    lim = _adaptive(clock)
+    lim._bucket = TokenBucket(1000.0, recover_step=0.0, clock=clock, sleep=clock.sleep)
+    lim.rate = 1000.0
+    lim._last_cut = lim._last_probe = clock.now
+    for _ in range(1200):  # 60 s, a call of 25 every 0.05 s
+        lim.acquire(25)
+        clock.now += 0.05
+        lim.settle(25, 25)
+    assert lim.rate is not None and lim.rate <= 1000.0, lim.rate

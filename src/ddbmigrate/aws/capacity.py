@@ -177,20 +177,28 @@ class AdaptiveLimiter(RateLimiter):
       look halved afterwards.
     - **Finding more.** A second after a cut the rate grows: ``probe`` (3 %) a second while below
       where the table last pushed back, ``slow_probe`` (0.5 %) a second from 97 % of it up to it
-      (the likeliest capacity: crossing it slowly costs few throttled calls), fast again past
-      it (the capacity grew; a band above it too spent seconds crawling where the estimate had
-      been low).
+      (the likeliest capacity: crossing it slowly costs few throttled calls), for at most
+      ``slow_for`` (3 s): a push-back read low (a first cut's estimate reads low when the writers
+      back off) was otherwise crawled past for seconds at 80-90 % of the capacity. Past it, or
+      with it stale, the step grows by ``probe_growth`` (30 %) of itself for every second since
+      the last cut, up to ``max_probe`` (15 %): the longer the table has not pushed back, the
+      less that push-back says, and a capacity that grew (auto scaling) is found in seconds.
+      The rate never grows past ``headroom`` (1.25) times what the writers sent in the last 2 s:
+      unused, it tests nothing, and a cut takes at most half of it.
 
     Measured against the fault proxy's capacity model in ``bench/capacity.py``, and in
     simulated time (16 writers, a partitioned table) in ``tests/unit/test_ratelimit.py``.
     """
 
-    def __init__(self, *, hold: float = 0.85, probe: float = 0.03, slow_probe: float = 0.005,
+    def __init__(self, *, hold: float = 0.85, probe: float = 0.03, slow_probe: float = 0.005, slow_for: float = 3.0,
+                 probe_growth: float = 0.3, max_probe: float = 0.15, headroom: float = 1.25,
                  window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, trial_calls: int = 48, min_rate: float = 1.0,
                  trial_cut: float = 0.05,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
+        self.slow_for, self.probe_growth, self.max_probe = slow_for, probe_growth, max_probe
+        self.headroom = headroom
         self.window_calls, self.min_throttled, self.min_calls = window_calls, min_throttled, min_calls
         self.trial_calls = trial_calls
         self.trial_cut = trial_cut
@@ -208,6 +216,7 @@ class AdaptiveLimiter(RateLimiter):
         self._run = [0, 0]  # calls answered since the last cut (or trial), and those throttled
         self._last_probe = 0.0
         self._knee: Optional[float] = None  # what the table admitted when it last pushed back
+        self._slow_since = -1e18  # when the rate came near the knee (after the last cut)
         self._trial: Optional[Tuple[Optional[float], float]] = None  # (rate before, share) of a trial cut
         self._noise = 0.0  # the share of calls throttled whatever the rate, as a trial found it
         self.throttle_events = 0
@@ -233,9 +242,27 @@ class AdaptiveLimiter(RateLimiter):
         for _ in range(min(steps, 30)):
             knee = self._knee
             near = knee is not None and rate >= knee * 0.97  # the step that crosses it is slow too
-            if knee is not None and rate > knee:
-                self._knee = None  # no push-back past the old capacity: it grew
-            rate *= 1.0 + (self.slow_probe if near else self.probe)
+            if near and self._slow_since < self._last_cut:
+                self._slow_since = now
+            if knee is not None and (rate > knee or (near and now - self._slow_since >= self.slow_for)):
+                # Past the old capacity with no push-back (it grew), or crawling below a knee that
+                # was read low (a first cut's estimate reads low when the writers back off): the
+                # likeliest capacity is no longer known.
+                self._knee = knee = None
+                near = False
+            if near:
+                step = self.slow_probe
+            elif knee is None:
+                # The longer the table has not pushed back, the less its last push-back says: a
+                # capacity that grew is found in seconds, not in minutes of 3 %.
+                step = min(self.max_probe, self.probe * (1.0 + self.probe_growth * max(0.0, now - self._last_cut - 1.0)))
+            else:
+                step = self.probe
+            rate *= 1.0 + step
+        # Never far above what the writers send: a rate they do not use proves nothing, and one
+        # grown unchecked would take many cuts (each at most half) to come down when it binds.
+        used = sum(c[4] for c in self._calls if c[0] >= now - 2.0) / 2.0
+        rate = max(bucket.rate, min(rate, self.headroom * used))
         bucket.rate = bucket.ceiling = rate
         self.rate = rate
 
