@@ -1,0 +1,56 @@
+"""The capacity limiter over many seeds and cases, in simulated time (no server, no clock).
+
+    python bench/capacity_simulated.py        # about 15 s
+
+Each case runs ``tests/capacity_sim.simulate`` (16 writers, the fault proxy's capacity model,
+the client's retries) for every seed and prints the range and mean of whole-run efficiency,
+efficiency after 5 s (the table's starting burst left out), throttled calls and the worst
+share of throttled write requests. The same model backs the tests in
+tests/unit/test_ratelimit.py; this prints the spread behind their bounds, for comparing two
+versions of the limiter side by side (run it on each).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+from typing import Any, Dict, List, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "src"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+from capacity_sim import Run, simulate  # noqa: E402
+
+# name: (items, capacity, seeds, keyword arguments, "throttled after" seconds or None)
+CASES: Dict[str, Tuple[int, float, int, Dict[str, Any], Any]] = {
+    "1,500 WCU, 4 partitions": (20_000, 1500, 20, {}, None),
+    "same, 40,000 items": (40_000, 1500, 10, {}, None),
+    "same, 8 partitions": (20_000, 1500, 10, {"partitions": 8}, None),
+    "calls of 20-300 ms": (20_000, 1500, 10, {"latency": (0.02, 0.3)}, None),
+    "halved at 8 s": (20_000, 1500, 20, {"change": (8.0, 750.0)}, 13.0),
+    "doubled at 8 s": (30_000, 1500, 10, {"change": (8.0, 3000.0)}, None),
+}
+
+
+def span(xs: List[float], pct: bool = False) -> str:
+    f = (lambda x: f"{100 * x:.1f} %") if pct else (lambda x: f"{x:.2f}")
+    return f"{f(min(xs))}-{f(max(xs))} ({f(statistics.mean(xs))})"
+
+
+def main() -> int:
+    print("| case | seeds | efficiency, whole | after 5 s | throttled calls | throttled write requests (worst) "
+          "| calls throttled 5 s after the change (worst) |")
+    print("|---|---:|---|---|---|---:|---:|")
+    for name, (items, cap, seeds, kw, after) in CASES.items():
+        runs: List[Run] = [simulate(items, cap, seed=s, **kw) for s in range(1, seeds + 1)]
+        late = f"{100 * max(r.throttled_share_after(after) for r in runs):.1f} %" if after else "-"
+        print(f"| {name} | {seeds} | {span([r.efficiency for r in runs])} | "
+              f"{span([r.steady_efficiency for r in runs])} | {span([r.throttled_share for r in runs], True)} | "
+              f"{100 * max(r.throttled_item_share for r in runs):.1f} % | {late} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
