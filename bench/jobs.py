@@ -368,7 +368,9 @@ def render(rows: List[Dict[str, Any]], scaling: List[Dict[str, Any]], env: Dict[
         out.append(f"| {r['profile']} ({r['items']:,}) | {r['job']} | {r['cpu_us']:.1f} | {r['floor_us']:.1f} | "
                    f"{ratio} | {goal} | {r['items_per_s']:,.0f} |")
     if scaling:
-        out += ["", "| job | processes | items/s | × 1 process | client CPU µs/item (with start-up) | client cores "
+        out += ["", f"Scaling: {scaling[0]['items']:,} typical items from bench/synthetic_endpoint.py, 16 segments, "
+                f"{env['writers']} writers per process", "",
+                "| job | processes | items/s | × 1 process | client CPU µs/item (with start-up) | client cores "
                 "| endpoint cores |", "|---|---:|---:|---:|---:|---:|---:|"]
         one = {s["job"]: s["items_per_s"] for s in scaling if s["processes"] == 1}
         for s in scaling:

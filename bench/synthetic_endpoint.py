@@ -91,7 +91,9 @@ class SyntheticEndpoint(FaultProxy):
             chosen: List[bytes] = []
             used = 0
             i = start
-            while i < self.items and used < PAGE_BYTES and (not limit or len(chosen) < limit):
+            while i < self.items and (not limit or len(chosen) < limit):
+                if chosen and used + len(self._encoded[i]) > PAGE_BYTES:
+                    break  # at most 1 MB a page, as DynamoDB (by JSON bytes here, not item size)
                 chosen.append(self._encoded[i])
                 used += len(self._encoded[i])
                 i += total

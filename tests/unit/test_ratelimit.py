@@ -313,7 +313,7 @@ def test_a_steady_minority_of_throttled_calls_gets_a_trial_cut_kept_when_it_help
     _calls(lim, clock, [True] * 24)  # a congestion: the first cut
     first = lim.rate
     assert first is not None
-    clock.now += 2.0
+    clock.now += 5.0  # the table's buckets have had time to fill (see the next test)
     _calls(lim, clock, _steady_share(60, 5))  # a fifth of the calls throttled, steadily
     assert lim.rate == pytest.approx(first * 0.95)
     clock.now += 2.0
@@ -322,13 +322,32 @@ def test_a_steady_minority_of_throttled_calls_gets_a_trial_cut_kept_when_it_help
     assert lim._noise == 0.0
 
 
-def test_a_trial_cut_that_does_not_help_is_put_back_and_the_share_taken_as_noise() -> None:
+def test_a_steady_share_soon_after_a_cut_is_tried_as_far_under_as_a_cut() -> None:
+    """Within 5 s of a cut the table's buckets are still empty: a steady share throttled then
+    says the cut landed at the capacity. A trial 5 % under it still found them short, was taken
+    for noise and put back, and the calls stayed throttled until the next congestion (seen
+    against the fault proxy: 15-25 % of calls for seconds after a capacity shrank). It goes
+    15 % under, as a cut does."""
     clock = FakeClock()
     lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)  # cuts only
     _calls(lim, clock, [True] * 24)
     first = lim.rate
     assert first is not None
     clock.now += 2.0
+    _calls(lim, clock, _steady_share(60, 5))
+    assert lim._trial is not None and lim.rate == pytest.approx(first * 0.85)
+    clock.now += 2.0
+    _calls(lim, clock, [False] * 60 + [True])  # it helped: kept
+    assert lim.rate == pytest.approx(first * 0.85) and lim._noise == 0.0
+
+
+def test_a_trial_cut_that_does_not_help_is_put_back_and_the_share_taken_as_noise() -> None:
+    clock = FakeClock()
+    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)  # cuts only
+    _calls(lim, clock, [True] * 24)
+    first = lim.rate
+    assert first is not None
+    clock.now += 5.0
     _calls(lim, clock, _steady_share(60, 5))
     assert lim.rate == pytest.approx(first * 0.95)
     clock.now += 2.0
@@ -367,9 +386,11 @@ def _runs(seeds: int = 10, **kw: object) -> list:
 
 
 def test_a_whole_run_finds_the_capacity_with_few_throttled_requests() -> None:
-    """16 writers, 4 partitions with a second of burst, 20,000 items: the start-up congestion is
-    the only one, and it is short. The issue's bound (5 % of write requests throttled) holds
-    for every run; of calls (one throttled item makes a throttled call) it holds on average."""
+    """16 writers, 4 partitions with a second of burst, 20,000 items: the start-up congestion,
+    then one crossing of the capacity every ten seconds or so as the probe tests it again. The
+    issue's bound (5 % of write requests throttled) holds for every run; of calls (one
+    throttled item makes a throttled call) at most 10 % in each of these seeds (11 % in 2 of 40
+    seeds) and 6 % on average."""
     runs = _runs()
     for r in runs:
         assert r.efficiency >= 0.9, r
@@ -382,7 +403,8 @@ def test_a_whole_run_finds_the_capacity_with_few_throttled_requests() -> None:
 
 @pytest.mark.parametrize("partitions", [4, 8])
 def test_after_start_up_a_run_holds_at_least_90_percent_of_the_capacity(partitions: int) -> None:
-    """From 5 s on, every run admits at least 90 % of the capacity. It failed (0.83-0.90) while
+    """From 5 s on, each of these runs admits at least 90 % of the capacity (over 40 seeds: 39
+    of 40 with 4 partitions, 37 of 40 with 8, the lowest 0.87). It failed (0.83-0.90) while
     the rate crawled at 0.5 %/s under a push-back read low, for as long as it took to pass it:
     the slow zone now lasts ``slow_for`` (3 s), then the probe is fast again."""
     runs = _runs(partitions=partitions)
@@ -392,9 +414,10 @@ def test_after_start_up_a_run_holds_at_least_90_percent_of_the_capacity(partitio
 
 
 def test_a_capacity_that_grows_is_found_in_seconds() -> None:
-    """Doubled at 8 s (auto scaling): 8 s later the rate is past the new capacity. At a fixed
-    3 %/s it was still under 1,900 units/s; the probe now grows the longer the table has not
-    pushed back, and crosses the new capacity with few throttled calls."""
+    """Doubled at 8 s (auto scaling): 8 s later the rate is at least 2,700 units/s in each of
+    these seeds (36 of 40; all at 2,860 or more 12 s later). At a fixed 3 %/s it was under
+    1,900; the probe now grows the longer the table has not pushed back, and crosses the new
+    capacity with few throttled calls."""
     from capacity_sim import simulate
 
     for seed in range(1, 11):
@@ -461,3 +484,29 @@ def test_the_rate_does_not_run_away_from_what_the_writers_send() -> None:
         clock.now += 0.05
         lim.settle(25, 25)
     assert lim.rate is not None and lim.rate <= 1000.0, lim.rate
+
+
+def _held_by_the_rate(clock: FakeClock, lim: AdaptiveLimiter, estimate: float, consumed: float,
+                      seconds: float) -> None:
+    """Writers as fast as the limiter lets them, no throttles: each call estimated at
+    ``estimate`` units consumes ``consumed`` (an item with a GSI consumes more than its size)."""
+    end = clock.now + seconds
+    while clock.now < end:
+        lim.acquire(estimate)
+        clock.now += 0.0001
+        lim.settle(estimate, consumed)
+
+
+@pytest.mark.parametrize("estimate,consumed", [(25.0, 50.0), (1.0, 1.0), (1.0, 2.0)])
+def test_probing_counts_what_the_bucket_was_charged(estimate: float, consumed: float) -> None:
+    """The cap on probing (1.25x what the writers use) is in the bucket's units: what was
+    consumed, twice the estimate for items with a GSI (measured in estimates, the rate stayed at
+    the first cut for the whole run), and over the time the kept calls span (4,096 calls of one
+    unit at 3,000 a second are 1.4 s, not 2: read as 2 the rate could not pass 2,560)."""
+    clock = FakeClock()
+    lim = _adaptive(clock)
+    lim._bucket = TokenBucket(3000.0, recover_step=0.0, clock=clock, sleep=clock.sleep)
+    lim.rate = 3000.0
+    lim._last_cut = lim._last_probe = clock.now
+    _held_by_the_rate(clock, lim, estimate, consumed, 8.0)
+    assert lim.rate is not None and lim.rate > 3000.0 * 1.03 ** 5, lim.rate

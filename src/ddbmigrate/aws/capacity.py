@@ -178,22 +178,23 @@ class AdaptiveLimiter(RateLimiter):
     - **Finding more.** A second after a cut the rate grows: ``probe`` (3 %) a second while below
       where the table last pushed back, ``slow_probe`` (0.5 %) a second from 97 % of it up to it
       (the likeliest capacity: crossing it slowly costs few throttled calls), for at most
-      ``slow_for`` (3 s): a push-back read low (a first cut's estimate reads low when the writers
-      back off) was otherwise crawled past for seconds at 80-90 % of the capacity. Past it, or
-      with it stale, the step grows by ``probe_growth`` (30 %) of itself for every second since
-      the last cut, up to ``max_probe`` (15 %): the longer the table has not pushed back, the
-      less that push-back says, and a capacity that grew (auto scaling) is found in seconds.
-      The rate never grows past ``headroom`` (1.25) times what the writers sent in the last 2 s:
-      unused, it tests nothing, and a cut takes at most half of it.
+      ``slow_for`` (3) steps: a push-back read low (a first cut's estimate reads low when the
+      writers back off) was otherwise crawled past for seconds at 80-90 % of the capacity. Past
+      it, or with it stale, each step is ``probe_growth`` x ``probe`` (0.9 points) larger than
+      the last since the cut, up to ``max_probe`` (15 %): the longer the table has not pushed
+      back, the less that push-back says, and a capacity that grew (auto scaling) is found in
+      seconds. A step is taken only while the rate is under ``headroom`` (1.25) times what the
+      bucket was charged in the last 2 s (consumed, or sent when some was held back): a rate the
+      writers do not use tests nothing, and a cut takes at most half of it.
 
     Measured against the fault proxy's capacity model in ``bench/capacity.py``, and in
     simulated time (16 writers, a partitioned table) in ``tests/unit/test_ratelimit.py``.
     """
 
-    def __init__(self, *, hold: float = 0.85, probe: float = 0.03, slow_probe: float = 0.005, slow_for: float = 3.0,
+    def __init__(self, *, hold: float = 0.85, probe: float = 0.03, slow_probe: float = 0.005, slow_for: int = 3,
                  probe_growth: float = 0.3, max_probe: float = 0.15, headroom: float = 1.25,
                  window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, trial_calls: int = 48, min_rate: float = 1.0,
-                 trial_cut: float = 0.05,
+                 trial_cut: float = 0.05, after_cut: float = 5.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
@@ -201,7 +202,7 @@ class AdaptiveLimiter(RateLimiter):
         self.headroom = headroom
         self.window_calls, self.min_throttled, self.min_calls = window_calls, min_throttled, min_calls
         self.trial_calls = trial_calls
-        self.trial_cut = trial_cut
+        self.trial_cut, self.after_cut = trial_cut, after_cut
         self.min_rate = min_rate
         self.clock, self.sleep = clock, sleep
         self.name = name
@@ -216,7 +217,10 @@ class AdaptiveLimiter(RateLimiter):
         self._run = [0, 0]  # calls answered since the last cut (or trial), and those throttled
         self._last_probe = 0.0
         self._knee: Optional[float] = None  # what the table admitted when it last pushed back
-        self._slow_since = -1e18  # when the rate came near the knee (after the last cut)
+        # Probe steps taken (the rate not held by what the writers use) since the last cut or
+        # trial, and of them near the knee.
+        self._counted_from, self._probes, self._slow_steps = -1e18, 0, 0
+        self._cut_at = -1e18  # the last cut (not trial)
         self._trial: Optional[Tuple[Optional[float], float]] = None  # (rate before, share) of a trial cut
         self._noise = 0.0  # the share of calls throttled whatever the rate, as a trial found it
         self.throttle_events = 0
@@ -238,13 +242,23 @@ class AdaptiveLimiter(RateLimiter):
         if steps <= 0 or now - self._last_cut < 1.0:
             return
         self._last_probe += steps
+        if self._counted_from != self._last_cut:  # a cut or a trial since: count afresh
+            self._counted_from, self._probes, self._slow_steps = self._last_cut, 0, 0
+        # Never far above what the writers use: a rate they do not use proves nothing (nor
+        # counts as probing), and one grown unchecked would take many cuts (each at most half)
+        # to come down when it binds. Used = what the bucket was charged: consumed, which is
+        # more than the estimate with indexes or deletes, or sent, when some was held back.
+        calls = self._calls
+        start = max(now - 2.0, calls[0][0]) if calls else now
+        used = sum(max(c[2], c[4]) for c in calls if c[0] >= start) / max(0.5, now - start)
+        cap = self.headroom * used
         rate = bucket.rate
         for _ in range(min(steps, 30)):
+            if rate >= cap:
+                break
             knee = self._knee
             near = knee is not None and rate >= knee * 0.97  # the step that crosses it is slow too
-            if near and self._slow_since < self._last_cut:
-                self._slow_since = now
-            if knee is not None and (rate > knee or (near and now - self._slow_since >= self.slow_for)):
+            if knee is not None and (rate > knee or (near and self._slow_steps >= self.slow_for)):
                 # Past the old capacity with no push-back (it grew), or crawling below a knee that
                 # was read low (a first cut's estimate reads low when the writers back off): the
                 # likeliest capacity is no longer known.
@@ -252,17 +266,16 @@ class AdaptiveLimiter(RateLimiter):
                 near = False
             if near:
                 step = self.slow_probe
+                self._slow_steps += 1
             elif knee is None:
                 # The longer the table has not pushed back, the less its last push-back says: a
                 # capacity that grew is found in seconds, not in minutes of 3 %.
-                step = min(self.max_probe, self.probe * (1.0 + self.probe_growth * max(0.0, now - self._last_cut - 1.0)))
+                step = min(self.max_probe, self.probe * (1.0 + self.probe_growth * self._probes))
             else:
                 step = self.probe
+            self._probes += 1
             rate *= 1.0 + step
-        # Never far above what the writers send: a rate they do not use proves nothing, and one
-        # grown unchecked would take many cuts (each at most half) to come down when it binds.
-        used = sum(c[4] for c in self._calls if c[0] >= now - 2.0) / 2.0
-        rate = max(bucket.rate, min(rate, self.headroom * used))
+        rate = max(bucket.rate, min(rate, cap))
         bucket.rate = bucket.ceiling = rate
         self.rate = rate
 
@@ -353,7 +366,7 @@ class AdaptiveLimiter(RateLimiter):
         log.debug("%s: %d of the last %d calls throttled; the table admitted %.0f units/s; rate now %.0f",
                   self.name or "limiter", throttled, len(recent), admitted, target)
         self._knee = admitted  # the likeliest capacity, where probing slows down
-        self._last_cut = self._last_probe = now
+        self._last_cut = self._last_probe = self._cut_at = now
         self._run = [0, 0]
         self.rate = target
 
@@ -401,16 +414,22 @@ class AdaptiveLimiter(RateLimiter):
         span = max(0.05, now - since[0][1])
         admitted = sum(c[2] for c in since) / span
         if self._bucket is None:
-            rate = max(self.min_rate, (1 - self.trial_cut) * min(admitted, sum(c[4] for c in since) / span))
+            basis = min(admitted, sum(c[4] for c in since) / span)
+            rate = max(self.min_rate, (1 - self.trial_cut) * basis)
             self._bucket = TokenBucket(rate, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
                                        sleep=self.sleep, name=self.name)
         else:
-            rate = max(self.min_rate, min(self._bucket.rate, admitted) * (1 - self.trial_cut))
+            basis = min(self._bucket.rate, admitted)
+            # Soon after a cut the table's buckets are still empty: a share throttled then says the
+            # cut landed at the capacity, where a trial 5 % under it still finds them short (and
+            # was taken for noise); it goes as far under as a cut does.
+            cut = (1 - self.hold) if now - self._cut_at < self.after_cut else self.trial_cut
+            rate = max(self.min_rate, basis * (1 - cut))
             self._bucket.rate = self._bucket.ceiling = rate
         self._trial = (before_rate, share)
         log.debug("%s: %.0f%% of the calls since the last cut throttled: trying %.0f units/s",
                   self.name or "limiter", 100 * share, rate)
-        self._knee = rate / (1 - self.trial_cut)
+        self._knee = basis
         self._last_cut = self._last_probe = now
         self._run = [0, 0]
         self.rate = rate
