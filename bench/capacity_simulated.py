@@ -35,7 +35,9 @@ CASES: Dict[str, Tuple[int, float, int, Dict[str, Any], Any]] = {
 
 
 def span(xs: List[float], pct: bool = False) -> str:
-    f = (lambda x: f"{100 * x:.1f} %") if pct else (lambda x: f"{x:.2f}")
+    def f(x: float) -> str:
+        return f"{100 * x:.1f} %" if pct else f"{x:.2f}"
+
     return f"{f(min(xs))}-{f(max(xs))} ({f(statistics.mean(xs))})"
 
 

@@ -192,7 +192,7 @@ class Bench:
 
 
 def per_item(full: Dict[str, Any], empty: Dict[str, Any], n: int) -> float:
-    return max(0.0, full["cpu"] - empty["cpu"]) / n * 1e6
+    return float(max(0.0, full["cpu"] - empty["cpu"]) / n * 1e6)
 
 
 def main() -> int:
@@ -227,9 +227,10 @@ def main() -> int:
     scaling: List[Dict[str, Any]] = []
     try:
         b = Bench(endpoint, work, a.segments, a.writers)
-        empty = b.fresh("empty")
-        empty_export = b.export_of(empty)
-        for prof in [x for x in a.profiles.split(",") if x]:
+        profiles = [x for x in a.profiles.split(",") if x]
+        empty = b.fresh("empty") if profiles else ""
+        empty_export = b.export_of(empty) if profiles else ""
+        for prof in profiles:
             make, div = PROFILES[prof]
             n = max(100, a.items // div)
             src = b.fresh(f"src-{prof}")
