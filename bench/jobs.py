@@ -293,7 +293,7 @@ def scaling_table(local_endpoint: str, work: str, procs: List[int], n: int, repe
     checked, and its CPU is reported beside the endpoint's (both share the machine's cores).
     """
     b = Bench(local_endpoint, work, 16, writers)
-    src, dst = b.fresh("syn"), b.fresh("sink")
+    src = b.fresh("syn")
     log = open(os.path.join(work, "synthetic_endpoint.log"), "w+")
     ep = subprocess.Popen([PY, os.path.join(HERE, "synthetic_endpoint.py"), "--target", local_endpoint,
                            "--table", src, "--items", str(n)], stdout=subprocess.PIPE, stderr=log, text=True)
@@ -313,8 +313,7 @@ def scaling_table(local_endpoint: str, work: str, procs: List[int], n: int, repe
                 for _ in range(repeat):
                     before, ticks0 = _puts(url), _cpu_ticks(ep.pid)
                     extra = ["--processes", str(p)]
-                    m = syn.ours(job, exported if job == "import" else src, extra) if job == "export" else \
-                        _run_into(syn, job, exported if job == "import" else src, dst, extra)
+                    m = syn.ours(job, exported if job == "import" else src, extra)
                     m["endpoint_cpu"] = (_cpu_ticks(ep.pid) - ticks0) / os.sysconf("SC_CLK_TCK")
                     written = _puts(url) - before
                     if job != "export" and written != n:
@@ -333,16 +332,6 @@ def scaling_table(local_endpoint: str, work: str, procs: List[int], n: int, repe
         ep.terminate()
         ep.wait()
         log.close()
-
-
-def _run_into(b: Bench, job: str, src: str, dst: str, extra: List[str]) -> Dict[str, Any]:
-    """copy, transform or import into ``dst`` (the endpoint keeps nothing, so one target serves every run)."""
-    e = ["--endpoint-url", b.endpoint, "--quiet", "--restart", "--writers", str(b.writers)] + extra
-    base = [PY, "-m", "ddbmigrate"]
-    if job == "import":
-        return run_cpu(base + ["import", src, dst] + e, b.work)
-    t = ["--transform", f"{IDENTITY}:identity"] if job == "transform" else []
-    return run_cpu(base + ["copy", src, dst, "--segments", str(b.segments)] + e + t, b.work)
 
 
 def _puts(url: str) -> int:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 import zlib
 from typing import Dict, List, Optional, Tuple
@@ -117,17 +116,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     a = p.parse_args(argv)
     ep = SyntheticEndpoint(a.target, a.table, a.items, size=a.size, port=a.port)
 
-    async def run() -> None:
-        await ep._bind()
-        print(ep.url, flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await ep._close()
-
-    asyncio.run(run())
+    ep.serve_until_signalled(lambda url: url)
     return 0
 
 

@@ -301,6 +301,14 @@ def _calls(lim: AdaptiveLimiter, clock: FakeClock, pattern: List[bool]) -> None:
             lim.throttled()
 
 
+def _first_cut(clock: FakeClock) -> Tuple[AdaptiveLimiter, float]:
+    """A limiter that only cuts (no probing), after a congestion's first cut, and its rate."""
+    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)
+    _calls(lim, clock, [True] * 24)
+    assert lim.rate is not None
+    return lim, lim.rate
+
+
 def _steady_share(n: int, every: int) -> List[bool]:
     return [i % every == 0 for i in range(n)]
 
@@ -309,10 +317,7 @@ def test_a_steady_minority_of_throttled_calls_gets_a_trial_cut_kept_when_it_help
     """A rate a little over the capacity throttles a share of calls, not most: a 5 % trial cut
     that makes them stop is kept."""
     clock = FakeClock()
-    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)  # cuts only
-    _calls(lim, clock, [True] * 24)  # a congestion: the first cut
-    first = lim.rate
-    assert first is not None
+    lim, first = _first_cut(clock)
     clock.now += 5.0  # the table's buckets have had time to fill (see the next test)
     _calls(lim, clock, _steady_share(60, 5))  # a fifth of the calls throttled, steadily
     assert lim.rate == pytest.approx(first * 0.95)
@@ -329,10 +334,7 @@ def test_a_steady_share_soon_after_a_cut_is_tried_as_far_under_as_a_cut() -> Non
     against the fault proxy: 15-25 % of calls for seconds after a capacity shrank). It goes
     15 % under, as a cut does."""
     clock = FakeClock()
-    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)  # cuts only
-    _calls(lim, clock, [True] * 24)
-    first = lim.rate
-    assert first is not None
+    lim, first = _first_cut(clock)
     clock.now += 2.0
     _calls(lim, clock, _steady_share(60, 5))
     assert lim._trial is not None and lim.rate == pytest.approx(first * 0.85)
@@ -343,10 +345,7 @@ def test_a_steady_share_soon_after_a_cut_is_tried_as_far_under_as_a_cut() -> Non
 
 def test_a_trial_cut_that_does_not_help_is_put_back_and_the_share_taken_as_noise() -> None:
     clock = FakeClock()
-    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)  # cuts only
-    _calls(lim, clock, [True] * 24)
-    first = lim.rate
-    assert first is not None
+    lim, first = _first_cut(clock)
     clock.now += 5.0
     _calls(lim, clock, _steady_share(60, 5))
     assert lim.rate == pytest.approx(first * 0.95)
@@ -363,10 +362,7 @@ def test_a_trial_needs_no_more_than_its_calls_at_a_slow_rate() -> None:
     """At a few calls a second, the calls a trial looks at span far more than the two seconds of
     answers kept otherwise: they are kept all the same."""
     clock = FakeClock()
-    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)
-    _calls(lim, clock, [True] * 24)
-    first = lim.rate
-    assert first is not None
+    lim, first = _first_cut(clock)
     clock.now += 2.0
     for throttled in _steady_share(60, 5):
         clock.now += 0.5  # two calls a second

@@ -213,13 +213,13 @@ class AdaptiveLimiter(RateLimiter):
         # The last calls' answers: [answered at, sent at, units admitted, throttled, units sent].
         self._calls: Deque[List[Any]] = collections.deque(maxlen=4096)
         self._local = threading.local()
-        self._last_cut = -1e18
-        self._run = [0, 0]  # calls answered since the last cut (or trial), and those throttled
+        self._last_cut = -1e18  # the last cut, trial or trial verdict: evidence counts from here
+        self._run = [0, 0]  # calls answered since then, and those throttled
         self._last_probe = 0.0
         self._knee: Optional[float] = None  # what the table admitted when it last pushed back
-        # Probe steps taken (the rate not held by what the writers use) since the last cut or
-        # trial, and of them near the knee.
-        self._counted_from, self._probes, self._slow_steps = -1e18, 0, 0
+        # Probe steps taken since then (the rate not held by what the writers use), and of them
+        # near the knee.
+        self._probes = self._slow_steps = 0
         self._cut_at = -1e18  # the last cut (not trial)
         self._trial: Optional[Tuple[Optional[float], float]] = None  # (rate before, share) of a trial cut
         self._noise = 0.0  # the share of calls throttled whatever the rate, as a trial found it
@@ -242,8 +242,6 @@ class AdaptiveLimiter(RateLimiter):
         if steps <= 0 or now - self._last_cut < 1.0:
             return
         self._last_probe += steps
-        if self._counted_from != self._last_cut:  # a cut or a trial since: count afresh
-            self._counted_from, self._probes, self._slow_steps = self._last_cut, 0, 0
         # Never far above what the writers use: a rate they do not use proves nothing (nor
         # counts as probing), and one grown unchecked would take many cuts (each at most half)
         # to come down when it binds. Used = what the bucket was charged: consumed, which is
@@ -366,9 +364,15 @@ class AdaptiveLimiter(RateLimiter):
         log.debug("%s: %d of the last %d calls throttled; the table admitted %.0f units/s; rate now %.0f",
                   self.name or "limiter", throttled, len(recent), admitted, target)
         self._knee = admitted  # the likeliest capacity, where probing slows down
-        self._last_cut = self._last_probe = self._cut_at = now
-        self._run = [0, 0]
+        self._fresh_evidence(now)
+        self._last_probe = self._cut_at = now
         self.rate = target
+
+    def _fresh_evidence(self, now: float) -> None:
+        """A cut, a trial or a trial's verdict: calls, throttles and probe steps count anew."""
+        self._last_cut = now
+        self._run = [0, 0]
+        self._probes = self._slow_steps = 0
 
     def _maybe_trial(self, now: float) -> None:
         """A share of calls throttled, steadily, but not most: a rate a little over the capacity,
@@ -389,8 +393,7 @@ class AdaptiveLimiter(RateLimiter):
         if self._trial is not None:
             before, before_share = self._trial
             self._trial = None
-            self._last_cut = now  # fresh evidence from here on, either way
-            self._run = [0, 0]
+            self._fresh_evidence(now)  # either way
             if share < 0.5 * before_share:
                 log.debug("%s: %.0f%% throttled after the trial (%.0f%% before): kept", self.name or "limiter",
                           100 * share, 100 * before_share)
@@ -430,8 +433,8 @@ class AdaptiveLimiter(RateLimiter):
         log.debug("%s: %.0f%% of the calls since the last cut throttled: trying %.0f units/s",
                   self.name or "limiter", 100 * share, rate)
         self._knee = basis
-        self._last_cut = self._last_probe = now
-        self._run = [0, 0]
+        self._fresh_evidence(now)
+        self._last_probe = now
         self.rate = rate
 
     def current_rate(self) -> Optional[float]:

@@ -46,7 +46,7 @@ import urllib.parse
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import orjson
 
@@ -266,6 +266,21 @@ class FaultProxy:
         assert self._server is not None
         async with self._server:
             await self._server.serve_forever()
+
+    def serve_until_signalled(self, banner: Callable[[str], str]) -> None:
+        """Serve in this thread until SIGINT or SIGTERM; ``banner(url)`` is printed once bound."""
+
+        async def run() -> None:
+            await self._bind()
+            print(banner(self.url), flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            await self._close()
+
+        asyncio.run(run())
 
     def start_outage(self, seconds: float) -> None:
         """Reset every request for ``seconds`` from now (callable from any thread)."""
@@ -650,17 +665,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         faults.ops = frozenset(o.strip() for o in a.ops.split(",") if o.strip())
     proxy = FaultProxy(a.target, seed=a.seed, faults=faults, host=a.host, port=a.port)
 
-    async def run() -> None:
-        await proxy._bind()
-        print(f"fault proxy listening on {proxy.url} -> {a.target} (seed {a.seed})", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await proxy._close()
-
-    asyncio.run(run())
+    proxy.serve_until_signalled(lambda url: f"fault proxy listening on {url} -> {a.target} (seed {a.seed})")
     snap = proxy.audit.snapshot()
     if a.audit:
         with open(a.audit, "wb") as fh:
