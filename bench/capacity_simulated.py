@@ -1,6 +1,7 @@
 """The capacity limiter over many seeds and cases, in simulated time (no server, no clock).
 
     python bench/capacity_simulated.py        # about 15 s
+    python bench/capacity_simulated.py --grid # other capacities and partition counts, about 20 s
 
 Each case runs ``tests/capacity_sim.simulate`` (16 writers, the fault proxy's capacity model,
 the client's retries) for every seed and prints the range and mean of whole-run efficiency,
@@ -41,7 +42,43 @@ def span(xs: List[float], pct: bool = False) -> str:
     return f"{f(min(xs))}-{f(max(xs))} ({f(statistics.mean(xs))})"
 
 
+def grid_rows(capacities: List[float], partitions: List[int], seeds: int, seconds: float) -> List[Dict[str, Any]]:
+    """The issue's bound at other operating points than the tuned one: each capacity C with each
+    partition count P, C x ``seconds`` items of 1 WCU (a run of about that long), over seeds."""
+    rows = []
+    for cap in capacities:
+        for parts in partitions:
+            runs = [simulate(int(cap * seconds), cap, partitions=parts, seed=s) for s in range(1, seeds + 1)]
+            rows.append({
+                "capacity": cap, "partitions": parts,
+                "efficiency": [r.efficiency for r in runs],
+                "throttled": [r.throttled_item_share for r in runs],
+                # Throttled write requests answered in the first 2 s, as a share of all of the run's.
+                "early": [sum(sent - got for at, sent, got in r.calls_log if at < 2.0)
+                          / max(1, r.items + r.throttled_items) for r in runs],
+                "met": all(r.efficiency >= 0.9 and r.throttled_item_share <= 0.05 for r in runs),
+            })
+    return rows
+
+
+def grid(capacities: List[float], partitions: List[int], seeds: int, seconds: float) -> int:
+    print("| capacity (WCU) | partitions | efficiency, whole | throttled write requests | throttled in the first 2 s "
+          "| ≥ 90 % and ≤ 5 % in every seed |")
+    print("|---:|---:|---|---|---|---|")
+    for cap in capacities:
+        for row in grid_rows([cap], partitions, seeds, seconds):
+            print(f"| {cap:,.0f} | {row['partitions']} | {span(row['efficiency'])} | {span(row['throttled'], True)} "
+                  f"| {span(row['early'], True)} | {'yes' if row['met'] else 'no'} |", flush=True)
+    return 0
+
+
 def main() -> int:
+    if "--grid" in sys.argv[1:]:
+        # python bench/capacity_simulated.py --grid [CAPACITIES [PARTITIONS [SEEDS]]]
+        rest = sys.argv[sys.argv.index("--grid") + 1:]
+        caps = [float(x) for x in (rest[0] if rest else "100,200,500,1000,1500,3000").split(",")]
+        parts = [int(x) for x in (rest[1] if len(rest) > 1 else "1,2,4,8").split(",")]
+        return grid(caps, parts, int(rest[2]) if len(rest) > 2 else 8, 12.0)
     print("| case | seeds | efficiency, whole | after 5 s | throttled calls | throttled write requests (worst) "
           "| calls throttled 5 s after the change (worst) |")
     print("|---|---:|---|---|---|---:|---:|")

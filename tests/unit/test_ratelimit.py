@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 from typing import List, Optional, Tuple
 
 import pytest
@@ -506,3 +508,22 @@ def test_probing_counts_what_the_bucket_was_charged(estimate: float, consumed: f
     lim._last_cut = lim._last_probe = clock.now
     _held_by_the_rate(clock, lim, estimate, consumed, 8.0)
     assert lim.rate is not None and lim.rate > 3000.0 * 1.03 ** 5, lim.rate
+
+
+def test_the_capacity_grid_reports_the_bound_as_the_runs_met_it() -> None:
+    """``bench/capacity_simulated.py --grid`` (the limiter at other capacities and partition
+    counts): each row's verdict is the issue's bound over its own runs, and the start-up column
+    is a part of the whole."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+    from capacity_sim import simulate
+    from capacity_simulated import grid_rows
+
+    rows = grid_rows([200.0, 1500.0], [1, 4], 2, 6.0)
+    assert [(r["capacity"], r["partitions"]) for r in rows] == [(200.0, 1), (200.0, 4), (1500.0, 1), (1500.0, 4)]
+    for row in rows:
+        runs = [simulate(int(row["capacity"] * 6.0), row["capacity"], partitions=row["partitions"], seed=s)
+                for s in (1, 2)]
+        assert row["efficiency"] == [r.efficiency for r in runs]
+        assert row["throttled"] == [r.throttled_item_share for r in runs]
+        assert row["met"] == all(r.efficiency >= 0.9 and r.throttled_item_share <= 0.05 for r in runs)
+        assert all(0.0 <= e <= t + 1e-12 for e, t in zip(row["early"], row["throttled"]))
