@@ -24,6 +24,9 @@ from ..core.items import item_size
 
 # What one throttled key value is reported as: (index or "" for the table, attribute, value).
 HotKey = Tuple[str, str, str]
+# One partition's bucket: (table, index or "", partition key attribute, partition). Each table has
+# its own capacity, as on DynamoDB: two targets written through one proxy do not share it.
+_Bucket = Tuple[str, str, str, int]
 
 
 class WriteCapacity:
@@ -36,7 +39,7 @@ class WriteCapacity:
         self.burst_seconds = burst_seconds
         self.clock = clock
         self._lock = threading.Lock()
-        self._tokens: Dict[Tuple[str, str, int], Tuple[float, float]] = {}  # -> (tokens, at)
+        self._tokens: Dict[_Bucket, Tuple[float, float]] = {}  # -> (tokens, at)
         self.accepted_units = 0.0
         self.accepted_items = 0
         self.throttled_items = 0
@@ -65,7 +68,7 @@ class WriteCapacity:
         with self._lock:
             self.units = float(units)
 
-    def _take(self, bucket: Tuple[str, str, int], wcu: float, now: float) -> bool:
+    def _take(self, bucket: _Bucket, wcu: float, now: float) -> bool:
         rate = self.units / self.partitions
         tokens, at = self._tokens.get(bucket, (rate * self.burst_seconds, now))
         tokens = min(rate * self.burst_seconds, tokens + (now - at) * rate)
@@ -95,15 +98,15 @@ class WriteCapacity:
                 image = put if put is not None else (r.get("DeleteRequest") or {}).get("Key") or {}
                 wcu = float(max(1, math.ceil(item_size(image) / 1024))) if put is not None else 1.0
                 sent += wcu
-                wanted: List[Tuple[Tuple[str, str, int], HotKey]] = []
+                wanted: List[Tuple[_Bucket, HotKey]] = []
                 if hash_key and hash_key in image:
                     v = image[hash_key]
-                    wanted.append((("", hash_key, self._partition(v)), ("", hash_key, _text(v))))
+                    wanted.append(((table, "", hash_key, self._partition(v)), ("", hash_key, _text(v))))
                 if put is not None:
                     for index, attr in gsi_keys.items():
                         if attr in put:
                             v = put[attr]
-                            wanted.append(((index, attr, self._partition(v)), (index, attr, _text(v))))
+                            wanted.append(((table, index, attr, self._partition(v)), (index, attr, _text(v))))
                 short = [hot for bucket, hot in wanted if not self._peek(bucket, wcu, now)]
                 if short:
                     held.append(r)
@@ -134,7 +137,7 @@ class WriteCapacity:
             return [{"second": k, "calls": int(v[0]), "throttled": int(v[1]), "units": round(v[2], 1)}
                     for k, v in sorted(self.seconds.items())]
 
-    def _peek(self, bucket: Tuple[str, str, int], wcu: float, now: float) -> bool:
+    def _peek(self, bucket: _Bucket, wcu: float, now: float) -> bool:
         rate = self.units / self.partitions
         tokens, at = self._tokens.get(bucket, (rate * self.burst_seconds, now))
         return min(rate * self.burst_seconds, tokens + (now - at) * rate) >= wcu

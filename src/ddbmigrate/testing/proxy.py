@@ -28,7 +28,11 @@ Run it standalone::
     python -m ddbmigrate.testing.proxy --target http://127.0.0.1:8000 --seed 7 \\
         --throttle 0.05 --unprocessed 0.1 --outage 10:30 --audit audit.json
 
-then point the tool at it with ``--endpoint-url http://127.0.0.1:<port>``.
+then point the tool at it with ``--endpoint-url http://127.0.0.1:<port>``. With
+``--write-capacity 1500 --partitions 4`` each table admits 1,500 write units a second, split
+over 4 partitions by the hash of the partition key (``testing/capacity.py``);
+``GET /__proxy__/capacity`` returns what it admitted and throttled (efficiency, hot keys), and
+``GET /__proxy__/capacity?units=750`` changes the capacity while a job runs.
 """
 
 from __future__ import annotations
@@ -549,9 +553,32 @@ class FaultProxy:
             q = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
             self.start_outage(float(q.get("seconds", ["5"])[0]))
             body = b'{"ok":true}'
+        elif path.startswith("/__proxy__/capacity"):
+            return await self._capacity_control(req, writer, path)
         else:
             body = b'{"error":"unknown control path"}'
         return await self._respond(writer, req, 200, [(b"Content-Type", b"application/json")], body, recrc=False)
+
+    async def _capacity_control(self, req: _Request, writer: asyncio.StreamWriter, path: str) -> bool:
+        """The capacity model's figures; ``?units=N`` changes its capacity first (auto scaling,
+        or a table's capacity lowered under a running job)."""
+        cap = self.faults.capacity
+        units = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("units")
+        status, body = 200, b""
+        if cap is None:
+            status, body = 400, b'{"error":"no capacity model: start the proxy with --write-capacity UNITS"}'
+        elif units:
+            try:
+                n = float(units[0])
+            except ValueError:
+                n = -1.0
+            if not n > 0:
+                status, body = 400, orjson.dumps({"error": f"units must be a positive number, got {units[0]!r}"})
+            else:
+                cap.set_units(n)
+        if cap is not None and status == 200:
+            body = orjson.dumps(cap.snapshot())
+        return await self._respond(writer, req, status, [(b"Content-Type", b"application/json")], body, recrc=False)
 
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 500: b"Internal Server Error", 503: b"Service Unavailable"}
@@ -659,13 +686,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--ops", help="comma-separated operations to inject into (default: data plane)")
     p.add_argument("--writes-only", action="store_true", help="inject only into write requests")
     p.add_argument("--audit", help="write the audit JSON here on exit")
+    cap = p.add_argument_group("capacity model", "a table's write capacity, as DynamoDB spends it (testing/capacity.py)")
+    cap.add_argument("--write-capacity", type=float, metavar="UNITS",
+                     help="write units per second each table admits; writes over it come back in UnprocessedItems, "
+                          "or as ProvisionedThroughputExceededException when none fit (change it while running: "
+                          "GET /__proxy__/capacity?units=N)")
+    cap.add_argument("--partitions", type=int,
+                     help="partitions the capacity is split over, by the hash of the partition key (and of each "
+                          "GSI's partition key for its own buckets); default 4")
+    cap.add_argument("--burst-seconds", type=float,
+                     help="seconds of capacity each partition can bank while idle; default 1")
     a = p.parse_args(argv)
-    faults = Faults(**{k: getattr(a, k) for k in FAULT_KINDS}, outages=a.outage, writes_only=a.writes_only)
+    if a.write_capacity is None and (a.partitions is not None or a.burst_seconds is not None):
+        p.error("--partitions and --burst-seconds shape the capacity model: give --write-capacity too")
+    capacity = None
+    if a.write_capacity is not None:
+        a.partitions = 4 if a.partitions is None else a.partitions
+        a.burst_seconds = 1.0 if a.burst_seconds is None else a.burst_seconds
+        if not a.write_capacity > 0 or a.partitions < 1 or not a.burst_seconds > 0:
+            p.error("--write-capacity and --burst-seconds must be positive and --partitions at least 1")
+        capacity = WriteCapacity(a.write_capacity, partitions=a.partitions, burst_seconds=a.burst_seconds)
+    faults = Faults(**{k: getattr(a, k) for k in FAULT_KINDS}, outages=a.outage, writes_only=a.writes_only,
+                    capacity=capacity)
     if a.ops:
         faults.ops = frozenset(o.strip() for o in a.ops.split(",") if o.strip())
     proxy = FaultProxy(a.target, seed=a.seed, faults=faults, host=a.host, port=a.port)
-
-    proxy.serve_until_signalled(lambda url: f"fault proxy listening on {url} -> {a.target} (seed {a.seed})")
+    shape = (f", {a.write_capacity:g} write units/s over {a.partitions} partitions" if capacity is not None else "")
+    proxy.serve_until_signalled(lambda url: f"fault proxy listening on {url} -> {a.target} (seed {a.seed}{shape})")
     snap = proxy.audit.snapshot()
     if a.audit:
         with open(a.audit, "wb") as fh:
