@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any, List, Tuple
 
 import boto3
 import pytest
@@ -48,15 +50,20 @@ def test_standalone_proxy_injects_audits_and_writes_its_audit(endpoint: str, tmp
     assert saved["relative_updates"] == 0
 
 
-def _start(args: list) -> tuple:
+def _start(args: List[str]) -> Tuple["subprocess.Popen[str]", str, str]:
+    """The standalone proxy, its URL and its banner (read within 60 s, or the test fails)."""
     proc = subprocess.Popen([sys.executable, "-m", "ddbmigrate.testing.proxy", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline() if proc.stdout else ""
-    assert "listening on http://127.0.0.1:" in line, (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 60)
+    line = proc.stdout.readline() if ready else ""
+    if "listening on http://127.0.0.1:" not in line:
+        proc.kill()
+        pytest.fail(f"the proxy did not start: {line!r}")
     return proc, line.split("listening on ")[1].split()[0], line
 
 
-def _get(url: str) -> tuple:
+def _get(url: str) -> Tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
             return r.status, json.loads(r.read())
@@ -64,16 +71,18 @@ def _get(url: str) -> tuple:
         return e.code, json.loads(e.read())
 
 
-def test_standalone_proxy_models_a_tables_write_capacity(endpoint: str) -> None:
-    """--write-capacity 2 --burst-seconds 10 --partitions 1: the burst (20 items of 1 WCU) is
+def test_standalone_proxy_models_a_tables_write_capacity(endpoint: str, tmp_path: Path) -> None:
+    """--write-capacity 0.5 --burst-seconds 40 --partitions 1: the burst (20 items of 1 WCU) is
     admitted, the rest comes back in UnprocessedItems, a call with nothing admitted is refused
-    whole (2 units/s refill less than an item between two calls); the control path reports it and
-    changes the capacity while the proxy runs."""
+    whole (half a unit a second refills one item in 2 s, far more than between two calls); the
+    control path reports it and changes the capacity while the proxy runs; the audit file keeps
+    the capacity's figures."""
     table = create_table(endpoint)
-    proc, url, banner = _start(["--target", endpoint, "--write-capacity", "2", "--partitions", "1",
-                                  "--burst-seconds", "10"])
+    audit = tmp_path / "audit.json"
+    proc, url, banner = _start(["--target", endpoint, "--write-capacity", "0.5", "--partitions", "1",
+                                "--burst-seconds", "40", "--audit", str(audit)])
     try:
-        assert "2 write units/s over 1 partitions" in banner
+        assert "0.5 write units/s over 1 partition(s), 40 s of burst" in banner
         c = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
                          aws_secret_access_key="test", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
 
@@ -87,12 +96,14 @@ def test_standalone_proxy_models_a_tables_write_capacity(endpoint: str) -> None:
             batch("b")
         assert ei.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
         status, snap = _get(url + "/__proxy__/capacity")
-        assert status == 200 and snap["units"] == 2 and snap["partitions"] == 1
+        assert status == 200 and snap["units"] == 0.5 and snap["partitions"] == 1
         assert snap["accepted_items"] == 20 and snap["throttled_items"] == 30 and snap["refused_calls"] == 1
-        assert _get(url + "/__proxy__/capacity?units=abc")[0] == 400
+        for bad in ("abc", "", "0", "inf", "0.01"):  # 0.01 x 40 s: not one write unit, ever
+            status, err = _get(url + f"/__proxy__/capacity?units={bad}")
+            assert status == 400 and "units=" in err["error"], (bad, err)
         status, snap = _get(url + "/__proxy__/capacity?units=1000")
         assert status == 200 and snap["units"] == 1000
-        time.sleep(0.3)  # the bucket refills at 1,000 units/s (up to 10 s of it): 25 in 25 ms
+        time.sleep(0.3)  # the bucket refills at 1,000 units/s: 25 in 25 ms
         assert not batch("c").get("UnprocessedItems")
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -103,12 +114,19 @@ def test_standalone_proxy_models_a_tables_write_capacity(endpoint: str) -> None:
     keys = sorted(i["pk"]["S"] for i in direct.scan(TableName=table)["Items"])
     held = sorted(r["PutRequest"]["Item"]["pk"]["S"] for r in first["UnprocessedItems"][table])
     assert keys == sorted({f"a{i:02d}" for i in range(25)} - set(held)) + [f"c{i:02d}" for i in range(25)]
+    saved = json.loads(audit.read_text())["capacity"]
+    assert saved["accepted_items"] == 45 and saved["tables"][table]["throttled_items"] == 30
 
 
 def test_standalone_proxy_capacity_options_need_a_capacity(endpoint: str) -> None:
     bad = subprocess.run([sys.executable, "-m", "ddbmigrate.testing.proxy", "--target", endpoint, "--partitions", "4"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "give --write-capacity too" in bad.stderr
+    for args, says in ((["--write-capacity", "3"], "cannot admit one write unit"),
+                       (["--write-capacity", "1000", "--unprocessed", "0.1"], "give one of them")):
+        bad = subprocess.run([sys.executable, "-m", "ddbmigrate.testing.proxy", "--target", endpoint, *args],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and says in bad.stderr, bad.stderr
     proc, url, _ = _start(["--target", endpoint])
     try:
         status, body = _get(url + "/__proxy__/capacity")

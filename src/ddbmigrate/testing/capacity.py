@@ -22,8 +22,8 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 from ..core.items import item_size
 
-# What one throttled key value is reported as: (index or "" for the table, attribute, value).
-HotKey = Tuple[str, str, str]
+# What one throttled key value is reported as: (table, index or "" for the table, attribute, value).
+HotKey = Tuple[str, str, str, str]
 # One partition's bucket: (table, index or "", partition key attribute, partition). Each table has
 # its own capacity, as on DynamoDB: two targets written through one proxy do not share it.
 _Bucket = Tuple[str, str, str, int]
@@ -32,11 +32,11 @@ _Bucket = Tuple[str, str, str, int]
 class WriteCapacity:
     def __init__(self, units: float, *, partitions: int = 4, burst_seconds: float = 1.0,
                  clock: Any = time.monotonic) -> None:
-        if units <= 0 or partitions <= 0:
-            raise ValueError("units and partitions must be positive")
-        self.units = float(units)
+        if partitions < 1 or not (math.isfinite(burst_seconds) and burst_seconds > 0):
+            raise ValueError("partitions must be at least 1 and burst seconds a positive number")
         self.partitions = partitions
         self.burst_seconds = burst_seconds
+        self.units = self._checked(units)
         self.clock = clock
         self._lock = threading.Lock()
         self._tokens: Dict[_Bucket, Tuple[float, float]] = {}  # -> (tokens, at)
@@ -49,6 +49,8 @@ class WriteCapacity:
         self.first: Optional[float] = None
         self.last: Optional[float] = None
         self.throttled_keys: Counter[HotKey] = Counter()
+        # Per table written: [units accepted, items accepted, items throttled].
+        self.tables: Dict[str, List[float]] = {}
         self._origin = clock()
         # Per second since the model was made: [write calls, throttled calls, units admitted].
         self.seconds: Dict[int, List[float]] = {}
@@ -63,10 +65,23 @@ class WriteCapacity:
             self.write_calls = 0
             self.first = self.last = None
             self.throttled_keys.clear()
+            self.tables.clear()
+
+    def _checked(self, units: float) -> float:
+        """Units a partition's bucket can hold at least one write unit of: a capacity that never
+        admits a 1 KB item would refuse every write for ever, which no table does."""
+        units = float(units)
+        if not (math.isfinite(units) and units > 0):
+            raise ValueError(f"write capacity must be a positive number, got {units:g}")
+        if units / self.partitions * self.burst_seconds < 1.0:
+            raise ValueError(f"{units:g} units over {self.partitions} partitions with {self.burst_seconds:g} s of "
+                             "burst cannot admit one write unit; give more units or fewer partitions")
+        return units
 
     def set_units(self, units: float) -> None:
+        units = self._checked(units)
         with self._lock:
-            self.units = float(units)
+            self.units = units
 
     def _take(self, bucket: _Bucket, wcu: float, now: float) -> bool:
         rate = self.units / self.partitions
@@ -93,6 +108,7 @@ class WriteCapacity:
             self.write_calls += 1
             self.first = now if self.first is None else self.first
             self.last = now
+            per_table = self.tables.setdefault(table, [0.0, 0, 0])
             for r in requests:
                 put = (r.get("PutRequest") or {}).get("Item")
                 image = put if put is not None else (r.get("DeleteRequest") or {}).get("Key") or {}
@@ -101,22 +117,25 @@ class WriteCapacity:
                 wanted: List[Tuple[_Bucket, HotKey]] = []
                 if hash_key and hash_key in image:
                     v = image[hash_key]
-                    wanted.append(((table, "", hash_key, self._partition(v)), ("", hash_key, _text(v))))
+                    wanted.append(((table, "", hash_key, self._partition(v)), (table, "", hash_key, _text(v))))
                 if put is not None:
                     for index, attr in gsi_keys.items():
                         if attr in put:
                             v = put[attr]
-                            wanted.append(((table, index, attr, self._partition(v)), (index, attr, _text(v))))
+                            wanted.append(((table, index, attr, self._partition(v)), (table, index, attr, _text(v))))
                 short = [hot for bucket, hot in wanted if not self._peek(bucket, wcu, now)]
                 if short:
                     held.append(r)
                     self.throttled_items += 1
+                    per_table[2] += 1
                     for hot in short:
                         self.throttled_keys[hot] += 1
                     continue
                 for bucket, _ in wanted:
                     self._take(bucket, wcu, now)
                 kept.append(r)
+                per_table[0] += wcu
+                per_table[1] += 1
                 admitted += wcu
                 self.accepted_units += wcu
                 self.accepted_items += 1
@@ -143,18 +162,26 @@ class WriteCapacity:
         return min(rate * self.burst_seconds, tokens + (now - at) * rate) >= wcu
 
     def snapshot(self) -> Dict[str, Any]:
+        """The model's figures. Each table has the capacity, so efficiency is what was accepted of
+        the capacity of every table written (one table: accepted / (units x seconds)); calls are
+        counted per table (a BatchWriteItem to two tables is two)."""
         with self._lock:
             span = (self.last - self.first) if self.first is not None and self.last is not None else 0.0
             hot = self.throttled_keys.most_common(3)
+            whole = self.units * span * max(1, len(self.tables))
             return {
                 "units": self.units, "partitions": self.partitions, "seconds": round(span, 3),
                 "accepted_units": round(self.accepted_units, 1), "accepted_items": self.accepted_items,
                 "throttled_items": self.throttled_items, "refused_calls": self.refused_calls,
                 "write_calls": self.write_calls, "throttled_calls": self.throttled_calls,
                 "throttled_call_share": round(self.throttled_calls / max(1, self.write_calls), 4),
-                "efficiency": round(self.accepted_units / (self.units * span), 3) if span > 0 else None,
+                "efficiency": round(self.accepted_units / whole, 3) if span > 0 else None,
                 "throttled_share": round(self.throttled_items / max(1, self.throttled_items + self.accepted_items), 4),
-                "hot_keys": [{"index": i, "attribute": a, "value": v, "throttled": n} for (i, a, v), n in hot],
+                "hot_keys": [{"table": t, "index": i, "attribute": a, "value": v, "throttled": n}
+                             for (t, i, a, v), n in hot],
+                "tables": {t: {"accepted_units": round(u, 1), "accepted_items": int(ok), "throttled_items": int(no),
+                               "efficiency": round(u / (self.units * span), 3) if span > 0 else None}
+                           for t, (u, ok, no) in self.tables.items()},
             }
 
 

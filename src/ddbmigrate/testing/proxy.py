@@ -553,7 +553,7 @@ class FaultProxy:
             q = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
             self.start_outage(float(q.get("seconds", ["5"])[0]))
             body = b'{"ok":true}'
-        elif path.startswith("/__proxy__/capacity"):
+        elif urllib.parse.urlsplit(path).path == "/__proxy__/capacity":
             return await self._capacity_control(req, writer, path)
         else:
             body = b'{"error":"unknown control path"}'
@@ -563,19 +563,15 @@ class FaultProxy:
         """The capacity model's figures; ``?units=N`` changes its capacity first (auto scaling,
         or a table's capacity lowered under a running job)."""
         cap = self.faults.capacity
-        units = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("units")
+        units = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query, keep_blank_values=True).get("units")
         status, body = 200, b""
         if cap is None:
             status, body = 400, b'{"error":"no capacity model: start the proxy with --write-capacity UNITS"}'
-        elif units:
+        elif units is not None:
             try:
-                n = float(units[0])
-            except ValueError:
-                n = -1.0
-            if not n > 0:
-                status, body = 400, orjson.dumps({"error": f"units must be a positive number, got {units[0]!r}"})
-            else:
-                cap.set_units(n)
+                cap.set_units(float(units[0]))
+            except ValueError as e:  # not a number, not positive, or too small to admit a write
+                status, body = 400, orjson.dumps({"error": f"units={units[0]!r}: {e}"})
         if cap is not None and status == 200:
             body = orjson.dumps(cap.snapshot())
         return await self._respond(writer, req, status, [(b"Content-Type", b"application/json")], body, recrc=False)
@@ -701,19 +697,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.error("--partitions and --burst-seconds shape the capacity model: give --write-capacity too")
     capacity = None
     if a.write_capacity is not None:
+        if a.unprocessed:
+            # A call split at random would bypass the buckets: the capacity's figures would lie.
+            p.error("--unprocessed and --write-capacity both decide what a write admits: give one of them")
         a.partitions = 4 if a.partitions is None else a.partitions
         a.burst_seconds = 1.0 if a.burst_seconds is None else a.burst_seconds
-        if not a.write_capacity > 0 or a.partitions < 1 or not a.burst_seconds > 0:
-            p.error("--write-capacity and --burst-seconds must be positive and --partitions at least 1")
-        capacity = WriteCapacity(a.write_capacity, partitions=a.partitions, burst_seconds=a.burst_seconds)
+        try:
+            capacity = WriteCapacity(a.write_capacity, partitions=a.partitions, burst_seconds=a.burst_seconds)
+        except ValueError as e:
+            p.error(str(e))
     faults = Faults(**{k: getattr(a, k) for k in FAULT_KINDS}, outages=a.outage, writes_only=a.writes_only,
                     capacity=capacity)
     if a.ops:
         faults.ops = frozenset(o.strip() for o in a.ops.split(",") if o.strip())
     proxy = FaultProxy(a.target, seed=a.seed, faults=faults, host=a.host, port=a.port)
-    shape = (f", {a.write_capacity:g} write units/s over {a.partitions} partitions" if capacity is not None else "")
+    shape = (f", {a.write_capacity:g} write units/s over {a.partitions} partition(s), {a.burst_seconds:g} s of burst"
+             if capacity is not None else "")
     proxy.serve_until_signalled(lambda url: f"fault proxy listening on {url} -> {a.target} (seed {a.seed}{shape})")
-    snap = proxy.audit.snapshot()
+    snap = proxy.audit.snapshot(faults.capacity)
     if a.audit:
         with open(a.audit, "wb") as fh:
             fh.write(orjson.dumps(snap, option=orjson.OPT_INDENT_2))
