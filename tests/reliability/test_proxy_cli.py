@@ -23,33 +23,6 @@ from support import create_table
 pytestmark = pytest.mark.reliability
 
 
-def test_standalone_proxy_injects_audits_and_writes_its_audit(endpoint: str, tmp_path: Path) -> None:
-    table = create_table(endpoint)
-    audit = tmp_path / "audit.json"
-    proc = subprocess.Popen([sys.executable, "-m", "ddbmigrate.testing.proxy", "--target", endpoint, "--seed", "3",
-                             "--throttle", "1.0", "--ops", "Scan", "--audit", str(audit)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        assert "listening on http://127.0.0.1:" in line, line
-        url = line.split("listening on ")[1].split()[0]
-        c = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
-                         aws_secret_access_key="test", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
-        c.put_item(TableName=table, Item={"pk": {"S": "a"}, "v": {"N": "1"}})  # not in --ops: untouched
-        with pytest.raises(ClientError) as ei:
-            c.scan(TableName=table)  # botocore parses our injected error (and checks its CRC32)
-        assert ei.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
-        live = json.loads(urllib.request.urlopen(url + "/__proxy__/audit", timeout=10).read())
-        assert live["faults"] == {"throttle": 1} and live["writes_forwarded"] == 1
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-    assert proc.returncode == 0
-    saved = json.loads(audit.read_text())
-    assert saved["requests"]["Scan"] == 1 and saved["forwarded"] == {"PutItem": 1}
-    assert saved["relative_updates"] == 0
-
-
 def _start(args: List[str]) -> Tuple["subprocess.Popen[str]", str, str]:
     """The standalone proxy, its URL and its banner (read within 60 s, or the test fails)."""
     proc = subprocess.Popen([sys.executable, "-m", "ddbmigrate.testing.proxy", *args],
@@ -71,6 +44,33 @@ def _get(url: str) -> Tuple[int, Any]:
         return e.code, json.loads(e.read())
 
 
+def _client(url: str) -> Any:
+    """boto3 through the proxy, one attempt a call: what the proxy answers is what the test sees."""
+    return boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
+                        aws_secret_access_key="test", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+
+
+def test_standalone_proxy_injects_audits_and_writes_its_audit(endpoint: str, tmp_path: Path) -> None:
+    table = create_table(endpoint)
+    audit = tmp_path / "audit.json"
+    proc, url, _ = _start(["--target", endpoint, "--seed", "3", "--throttle", "1.0", "--ops", "Scan", "--audit", str(audit)])
+    try:
+        c = _client(url)
+        c.put_item(TableName=table, Item={"pk": {"S": "a"}, "v": {"N": "1"}})  # not in --ops: untouched
+        with pytest.raises(ClientError) as ei:
+            c.scan(TableName=table)  # botocore parses our injected error (and checks its CRC32)
+        assert ei.value.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+        live = json.loads(urllib.request.urlopen(url + "/__proxy__/audit", timeout=10).read())
+        assert live["faults"] == {"throttle": 1} and live["writes_forwarded"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0
+    saved = json.loads(audit.read_text())
+    assert saved["requests"]["Scan"] == 1 and saved["forwarded"] == {"PutItem": 1}
+    assert saved["relative_updates"] == 0
+
+
 def test_standalone_proxy_models_a_tables_write_capacity(endpoint: str, tmp_path: Path) -> None:
     """--write-capacity 0.5 --burst-seconds 40 --partitions 1: the burst (20 items of 1 WCU) is
     admitted, the rest comes back in UnprocessedItems, a call with nothing admitted is refused
@@ -83,8 +83,7 @@ def test_standalone_proxy_models_a_tables_write_capacity(endpoint: str, tmp_path
                                 "--burst-seconds", "40", "--audit", str(audit)])
     try:
         assert "0.5 write units/s over 1 partition(s), 40 s of burst" in banner
-        c = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
-                         aws_secret_access_key="test", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+        c = _client(url)
 
         def batch(prefix: str) -> dict:
             return c.batch_write_item(RequestItems={table: [
@@ -119,10 +118,8 @@ def test_standalone_proxy_models_a_tables_write_capacity(endpoint: str, tmp_path
 
 
 def test_standalone_proxy_capacity_options_need_a_capacity(endpoint: str) -> None:
-    bad = subprocess.run([sys.executable, "-m", "ddbmigrate.testing.proxy", "--target", endpoint, "--partitions", "4"],
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "give --write-capacity too" in bad.stderr
-    for args, says in ((["--write-capacity", "3"], "cannot admit one write unit"),
+    for args, says in ((["--partitions", "4"], "give --write-capacity too"),
+                       (["--write-capacity", "3"], "cannot admit one write unit"),
                        (["--write-capacity", "1000", "--unprocessed", "0.1"], "give one of them")):
         bad = subprocess.run([sys.executable, "-m", "ddbmigrate.testing.proxy", "--target", endpoint, *args],
                              capture_output=True, text=True, timeout=60)

@@ -40,16 +40,13 @@ class WriteCapacity:
         self.clock = clock
         self._lock = threading.Lock()
         self._tokens: Dict[_Bucket, Tuple[float, float]] = {}  # -> (tokens, at)
-        self.accepted_units = 0.0
-        self.accepted_items = 0
-        self.throttled_items = 0
         self.refused_calls = 0
         self.throttled_calls = 0  # calls with anything held back (refused ones included)
         self.write_calls = 0
         self.first: Optional[float] = None
         self.last: Optional[float] = None
         self.throttled_keys: Counter[HotKey] = Counter()
-        # Per table written: [units accepted, items accepted, items throttled].
+        # Per table written: [units accepted, items accepted, items throttled]; the totals are their sums.
         self.tables: Dict[str, List[float]] = {}
         self._origin = clock()
         # Per second since the model was made: [write calls, throttled calls, units admitted].
@@ -60,8 +57,7 @@ class WriteCapacity:
     def reset_stats(self) -> None:
         """Start counting afresh (the buckets keep their tokens): for a steady-state window."""
         with self._lock:
-            self.accepted_units = 0.0
-            self.accepted_items = self.throttled_items = self.refused_calls = self.throttled_calls = 0
+            self.refused_calls = self.throttled_calls = 0
             self.write_calls = 0
             self.first = self.last = None
             self.throttled_keys.clear()
@@ -77,6 +73,18 @@ class WriteCapacity:
             raise ValueError(f"{units:g} units over {self.partitions} partitions with {self.burst_seconds:g} s of "
                              "burst cannot admit one write unit; give more units or fewer partitions")
         return units
+
+    @property
+    def accepted_units(self) -> float:
+        return float(sum(t[0] for t in self.tables.values()))
+
+    @property
+    def accepted_items(self) -> int:
+        return int(sum(t[1] for t in self.tables.values()))
+
+    @property
+    def throttled_items(self) -> int:
+        return int(sum(t[2] for t in self.tables.values()))
 
     def set_units(self, units: float) -> None:
         units = self._checked(units)
@@ -126,7 +134,6 @@ class WriteCapacity:
                 short = [hot for bucket, hot in wanted if not self._peek(bucket, wcu, now)]
                 if short:
                     held.append(r)
-                    self.throttled_items += 1
                     per_table[2] += 1
                     for hot in short:
                         self.throttled_keys[hot] += 1
@@ -137,8 +144,6 @@ class WriteCapacity:
                 per_table[0] += wcu
                 per_table[1] += 1
                 admitted += wcu
-                self.accepted_units += wcu
-                self.accepted_items += 1
             if held:
                 self.throttled_calls += 1
             if not kept:
@@ -169,14 +174,15 @@ class WriteCapacity:
             span = (self.last - self.first) if self.first is not None and self.last is not None else 0.0
             hot = self.throttled_keys.most_common(3)
             whole = self.units * span * max(1, len(self.tables))
+            accepted, throttled = self.accepted_items, self.throttled_items
             return {
                 "units": self.units, "partitions": self.partitions, "seconds": round(span, 3),
-                "accepted_units": round(self.accepted_units, 1), "accepted_items": self.accepted_items,
-                "throttled_items": self.throttled_items, "refused_calls": self.refused_calls,
+                "accepted_units": round(self.accepted_units, 1), "accepted_items": accepted,
+                "throttled_items": throttled, "refused_calls": self.refused_calls,
                 "write_calls": self.write_calls, "throttled_calls": self.throttled_calls,
                 "throttled_call_share": round(self.throttled_calls / max(1, self.write_calls), 4),
                 "efficiency": round(self.accepted_units / whole, 3) if span > 0 else None,
-                "throttled_share": round(self.throttled_items / max(1, self.throttled_items + self.accepted_items), 4),
+                "throttled_share": round(throttled / max(1, throttled + accepted), 4),
                 "hot_keys": [{"table": t, "index": i, "attribute": a, "value": v, "throttled": n}
                              for (t, i, a, v), n in hot],
                 "tables": {t: {"accepted_units": round(u, 1), "accepted_items": int(ok), "throttled_items": int(no),

@@ -547,23 +547,24 @@ class FaultProxy:
 
     async def _control(self, req: _Request, writer: asyncio.StreamWriter) -> bool:
         path = req.target.decode()
+        url = urllib.parse.urlsplit(path)
         if path.startswith("/__proxy__/audit"):
             body = orjson.dumps(self.audit.snapshot(self.faults.capacity))
         elif path.startswith("/__proxy__/outage"):
-            q = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+            q = urllib.parse.parse_qs(url.query)
             self.start_outage(float(q.get("seconds", ["5"])[0]))
             body = b'{"ok":true}'
-        elif urllib.parse.urlsplit(path).path == "/__proxy__/capacity":
-            return await self._capacity_control(req, writer, path)
+        elif url.path == "/__proxy__/capacity":
+            return await self._capacity_control(req, writer, url.query)
         else:
             body = b'{"error":"unknown control path"}'
         return await self._respond(writer, req, 200, [(b"Content-Type", b"application/json")], body, recrc=False)
 
-    async def _capacity_control(self, req: _Request, writer: asyncio.StreamWriter, path: str) -> bool:
+    async def _capacity_control(self, req: _Request, writer: asyncio.StreamWriter, query: str) -> bool:
         """The capacity model's figures; ``?units=N`` changes its capacity first (auto scaling,
         or a table's capacity lowered under a running job)."""
         cap = self.faults.capacity
-        units = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query, keep_blank_values=True).get("units")
+        units = urllib.parse.parse_qs(query, keep_blank_values=True).get("units")
         status, body = 200, b""
         if cap is None:
             status, body = 400, b'{"error":"no capacity model: start the proxy with --write-capacity UNITS"}'
@@ -700,10 +701,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         if a.unprocessed:
             # A call split at random would bypass the buckets: the capacity's figures would lie.
             p.error("--unprocessed and --write-capacity both decide what a write admits: give one of them")
-        a.partitions = 4 if a.partitions is None else a.partitions
-        a.burst_seconds = 1.0 if a.burst_seconds is None else a.burst_seconds
+        shape = {k: v for k, v in (("partitions", a.partitions), ("burst_seconds", a.burst_seconds)) if v is not None}
         try:
-            capacity = WriteCapacity(a.write_capacity, partitions=a.partitions, burst_seconds=a.burst_seconds)
+            capacity = WriteCapacity(a.write_capacity, **shape)  # its own defaults for what is not given
         except ValueError as e:
             p.error(str(e))
     faults = Faults(**{k: getattr(a, k) for k in FAULT_KINDS}, outages=a.outage, writes_only=a.writes_only,
@@ -711,9 +711,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if a.ops:
         faults.ops = frozenset(o.strip() for o in a.ops.split(",") if o.strip())
     proxy = FaultProxy(a.target, seed=a.seed, faults=faults, host=a.host, port=a.port)
-    shape = (f", {a.write_capacity:g} write units/s over {a.partitions} partition(s), {a.burst_seconds:g} s of burst"
-             if capacity is not None else "")
-    proxy.serve_until_signalled(lambda url: f"fault proxy listening on {url} -> {a.target} (seed {a.seed}{shape})")
+    said = (f", {capacity.units:g} write units/s over {capacity.partitions} partition(s), "
+            f"{capacity.burst_seconds:g} s of burst" if capacity is not None else "")
+    proxy.serve_until_signalled(lambda url: f"fault proxy listening on {url} -> {a.target} (seed {a.seed}{said})")
     snap = proxy.audit.snapshot(faults.capacity)
     if a.audit:
         with open(a.audit, "wb") as fh:
