@@ -150,6 +150,24 @@ def test_file_sink_commits_only_at_checkpoints_and_restore_drops_orphans(tmp_pat
     assert sorted(p.name for p in data.iterdir()) == sorted(e["dataFileS3Key"].rsplit("/", 1)[1] for e in saved["files"])
 
 
+def test_a_sink_writes_after_another_sink_tidied_the_shared_temporary_folder_away(tmp_path: Path) -> None:
+    """Two sinks of one export (two Spark tasks): the first closes with the shared temporary
+    folder empty and removes it, after the second found it but before its first file. The
+    second still writes and finishes its file (it failed with FileNotFoundError on the .part)."""
+    first = FileSink(LocalStorage(), str(tmp_path), export_id="01796544605852-6d23dadd")
+    second = FileSink(LocalStorage(), str(tmp_path), export_id="01796544605852-6d23dadd")
+    shared = second._tmp()
+    first.write([_op(0)])
+    first.close()
+    assert not Path(shared).exists()  # tidied away: the race the second sink must survive
+    second.write([_op(1), _op(2)])
+    second.close()
+    files = sorted((Path(second.root) / "data").iterdir())
+    lines = [json.loads(x) for f in files for x in gzip.decompress(f.read_bytes()).splitlines()]
+    assert sorted(orjson.dumps(x).decode() for x in lines) == sorted(
+        orjson.dumps({"Item": _op(i).item}).decode() for i in range(3))
+
+
 def test_an_export_commits_only_whole_chunks(tmp_path: Path) -> None:
     """Files are committed only when no chunk is half-acknowledged: the committed files hold
     exactly the items the checkpoint counts (a resume then never writes an item twice)."""

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import (
     TYPE_CHECKING,
     Any,
+    BinaryIO,
     Callable,
     Dict,
     Iterator,
@@ -161,12 +162,27 @@ class _HashingWriter:
         self.fh.flush()
 
 
+def _open_in(folder: str, path: str) -> BinaryIO:
+    """``path`` opened for writing in the shared temporary ``folder``, made again if it is gone.
+
+    Every sink of an export (one per Spark task, per process) removes that folder when it closes
+    and finds it empty, so another sink may take it away between making it and opening a file in
+    it. Once the file is there the folder is not empty and no sink can remove it.
+    """
+    for _ in range(10):
+        try:
+            return open(path, "wb")
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+    return open(path, "wb")
+
+
 class _DataFile:
     def __init__(self, tmp_dir: str, export_id: str, level: int, ext: str = ".json.gz") -> None:
         self.name = _file_name()
         self.ext = ext
         self.tmp = os.path.join(tmp_dir, f"{export_id}-{self.name}{ext}.part")
-        self._fh = open(self.tmp, "wb")
+        self._fh = _open_in(tmp_dir, self.tmp)
         self._raw = _HashingWriter(self._fh)
         # mtime=0 and no file name in the header: the same items give the same bytes.
         self._gz = gzip.GzipFile(filename="", fileobj=self._raw, mode="wb", compresslevel=level, mtime=0)
