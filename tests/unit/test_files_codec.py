@@ -168,6 +168,21 @@ def test_a_sink_writes_after_another_sink_tidied_the_shared_temporary_folder_awa
         orjson.dumps({"Item": _op(i).item}).decode() for i in range(3))
 
 
+def test_temporary_files_for_a_remote_destination_go_to_a_folder_of_our_own(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sink removes its temporary folder when it finds it empty: for S3 that folder must be one
+    ddbmigrate made inside TMPDIR, never the user's TMPDIR itself."""
+    from ddbmigrate.storage.stores import Storage
+
+    user_tmp = tmp_path / "tmp"
+    user_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(user_tmp))
+    ours = Path(Storage().temp_dir("s3://bucket/prefix"))
+    assert ours.is_dir() and ours.parent == user_tmp
+    ours.rmdir()  # what a closing sink does with an empty one
+    assert user_tmp.is_dir()
+
+
 def test_an_export_commits_only_whole_chunks(tmp_path: Path) -> None:
     """Files are committed only when no chunk is half-acknowledged: the committed files hold
     exactly the items the checkpoint counts (a resume then never writes an item twice)."""

@@ -97,8 +97,11 @@ class Storage:
         return path[len(r):] if path.startswith(r) else path
 
     def temp_dir(self, near: str) -> str:
-        """A folder for temporary files (on the destination's disk when it is local)."""
-        return os.environ.get("TMPDIR") or "/tmp"
+        """A folder of ddbmigrate's own for temporary files (on the destination's disk when it is
+        local). Its own, because a sink removes it when it finds it empty: never the user's TMPDIR."""
+        d = os.path.join(os.environ.get("TMPDIR") or "/tmp", "ddbmigrate-tmp")
+        os.makedirs(d, exist_ok=True)
+        return d
 
 
 class LocalStorage(Storage):
