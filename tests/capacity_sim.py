@@ -72,8 +72,10 @@ class Run:
 
 def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int = 16, seed: int = 1,
              latency: Tuple[float, float] = (0.05, 0.1), change: Optional[Tuple[float, float]] = None,
-             limiter: Optional[AdaptiveLimiter] = None) -> Run:
-    """Write ``items`` items of 1 WCU in calls of 25; ``change`` = (at seconds, new capacity)."""
+             limiter: Optional[AdaptiveLimiter] = None, estimate: float = 1.0) -> Run:
+    """Write ``items`` items of 1 WCU in calls of 25; ``change`` = (at seconds, new capacity);
+    ``estimate`` = the writers' estimate of an item's units (the table writer's comes from the
+    item's JSON, which is larger than DynamoDB's measure of it: 2 for an item of 600 bytes)."""
     rng = random.Random(seed)
     clock = SimClock()
     table = WriteCapacity(capacity, partitions=partitions, clock=clock)
@@ -110,22 +112,25 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
         lim._local = locals_[w]
         if not rates or t - start - rates[-1][0] >= 0.25:
             rates.append((t - start, lim.rate))
-        if what == "acquire":
+        if what in ("acquire", "again"):
             try:
-                lim.acquire(float(len(batch)))
+                if what == "again":
+                    lim.again()
+                else:
+                    lim.acquire(estimate * len(batch))
             except _Wait as e:
-                push(t + max(e.seconds, 0.001), w, "acquire", batch)
+                push(t + max(e.seconds, 0.001), w, what, batch)
                 continue
             push(t + rng.uniform(*latency), w, "answer", batch)
         else:
             kept, held = table.admit("t", batch, "pk", {})
             end = t
-            if not kept:  # refused whole: the client's retry loop, no new acquire
+            if not kept:  # refused whole: the client's retry loop, which waits for the rate again
                 lim.throttled()
                 attempts[w] = attempts.get(w, 0) + 1
-                push(t + _backoff(rng, attempts[w]) + rng.uniform(*latency), w, "answer", batch)
+                push(t + _backoff(rng, attempts[w]), w, "again", batch)
                 continue
-            lim.settle(float(len(batch)), float(len(kept)))
+            lim.settle(estimate * len(batch), float(len(kept)))
             if held:
                 lim.held_back(float(len(held)))
                 lim.throttled()

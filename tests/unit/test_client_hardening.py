@@ -497,3 +497,39 @@ def test_the_urllib3_path_has_a_total_deadline_too(monkeypatch: pytest.MonkeyPat
     with pytest.raises(RetriesExhaustedError, match="not complete within 1 s"):
         c.call("Scan", {"TableName": "tbl1"})  # the whole answer would take 20 s
     srv.close()
+
+
+# ---------------------------------------------------------------- throttled calls and the limiter
+
+
+def test_a_throttled_call_waits_for_the_limiter_before_it_is_sent_again() -> None:
+    """A call refused with ProvisionedThroughputExceededException is re-sent by the client's
+    own retry loop: it tells the limiter, then acquires from it again, so the re-sent call waits
+    for the rate (it used to be re-sent on the back-off alone, past a rate just cut)."""
+    throttle = (b'{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",'
+                b'"message":"The level of configured provisioned throughput for the table was exceeded."}')
+
+    def once(c: socket.socket, req: bytes, n: int) -> bool:
+        if n == 1:
+            c.sendall(f"HTTP/1.1 400 Bad Request\r\nContent-Length: {len(throttle)}\r\n\r\n".encode() + throttle)
+        else:
+            c.sendall(ok(b'{"UnprocessedItems":{}}'))
+        return True
+
+    class Spy:
+        def __init__(self) -> None:
+            self.seen: List[str] = []
+
+        def throttled(self) -> None:
+            self.seen.append("throttled")
+
+        def again(self) -> None:
+            self.seen.append("again")
+
+    srv = ScriptedServer(once)
+    spy = Spy()
+    c = client(f"http://127.0.0.1:{srv.port}")
+    c.call("BatchWriteItem", {"RequestItems": {"tbl1": [{"PutRequest": {"Item": {"pk": {"S": "a"}}}}]}}, limiter=spy)
+    assert spy.seen == ["throttled", "again"] and len(srv.requests) == 2
+    assert c.stats.snapshot()["retries"] == {"throttle": 1}
+    srv.close()

@@ -47,6 +47,11 @@ class RateLimiter:
     def throttled(self) -> None:
         return None
 
+    def again(self) -> None:
+        """Before a call refused whole is sent again (the client's retry): a limit that adapts
+        charges the new attempt as it did the first; a fixed one counts the call once."""
+        return None
+
     def current_rate(self) -> Optional[float]:
         return None
 
@@ -149,24 +154,35 @@ class AdaptiveLimiter(RateLimiter):
     The job was given no rate, so the table's capacity is whatever DynamoDB admits. The evidence
     is per call: when it was sent, what it had admitted, whether anything was held back.
 
+    - **Start-up.** Sixteen writers sending at once put 400 units in flight before the first
+      answer; against a table of a few hundred WCU they are throttled as soon as its burst runs
+      out. So the rate starts at ``start_rate`` (200 units/s) and grows ``start_growth`` (x1.5)
+      every ``start_period`` (0.1 s) while under a quarter of the calls are throttled, and
+      the limit is gone past ``start_until`` (50,000 units/s, about 1.4 s: a table that never
+      pushes back pays for the ramp with well under a second). The table's burst hides its
+      capacity, so the ramp's first congestion (4 of the last 5 calls throttled: at 200 WCU
+      calls are few) reads high: the ramp goes down to ``start_back`` (half) of that reading
+      and grows ``start_regrowth`` (x1.1) a period, and its next congestion, the burst spent,
+      is the first cut. Over 1,000-3,000 WCU the ramp is gone before the burst is.
+
     - **Capacity or noise.** Over a capacity, the table's bucket is empty and most calls find it
       short; throttles that are not about capacity (a server refusing a share of calls whatever
       the rate) touch a few. So the rate is cut only when at least half of the last
       ``window_calls`` (24) calls sent since the last cut, and at least ``min_throttled`` (8) of
-      them, were throttled (with no limit yet, also 6 of the last 8: the first cut is read from
+      them, were throttled (with no limit and no ramp, also 6 of the last 8: the first cut is read from
       the throttled calls, and noise would make it deep): a chance run of that many in 15 %
       random throttles is rare, and the probe wins back what it cost (simulated in
       ``tests/unit/test_ratelimit.py``).
     - **How far to cut.** What the table admitted since those calls began to be sent is its
-      capacity (plus what was left of its burst): the rate becomes ``hold`` (85 %) of that,
+      capacity (plus what was left of its burst): the rate becomes ``hold`` (90 %) of that,
       headroom for the table's emptied buckets to fill again (at 95 % a call in three still
-      found one short for seconds). A cut is at least 5 % (15 % when it follows another within
+      found one short for seconds; at 85 % runs over 4-8 partitions held under 90 %). A cut is at least 5 % (15 % when it follows another within
       2 s: the estimate was high, as the table's partitions run out of burst one after the
       other) and at most half. The first cut, from no limit, takes at most the admitted share
       of the throttled calls times what was sent (the table's burst makes what it admitted
       read high). Calls sent before a cut are not evidence against it (they were in flight),
       so one congestion is one cut however many writers saw it.
-    - **A steady minority.** 10 % or more of the last ``trial_calls`` (48) throttled, in both
+    - **A steady minority.** ``trial_share`` (5 %) or more of the last ``trial_calls`` (48) throttled, in both
       halves of them and since the last cut, but not half: a rate a little over the capacity, or
       noise. A trial tells them apart: ``trial_cut`` (5 %) under what the table admitted to
       those calls (not under the rate: at the capacity itself its buckets stay empty, and
@@ -185,24 +201,33 @@ class AdaptiveLimiter(RateLimiter):
       back, the less that push-back says, and a capacity that grew (auto scaling) is found in
       seconds. A step is taken only while the rate is under ``headroom`` (1.25) times what the
       bucket was charged in the last 2 s (consumed, or sent when some was held back): a rate the
-      writers do not use tests nothing, and a cut takes at most half of it.
+      writers do not use tests nothing, and a cut takes at most half of it. Nor while more than
+      ``probe_quiet`` (5 %, over the noise) of the calls answered in those 2 s were throttled:
+      the rate is at the capacity already (grown on past it, a capacity that halved was held
+      over, a call in thirteen throttled, under the trial's share).
 
     Measured against the fault proxy's capacity model in ``bench/capacity.py``, and in
     simulated time (16 writers, a partitioned table) in ``tests/unit/test_ratelimit.py``.
     """
 
-    def __init__(self, *, hold: float = 0.85, probe: float = 0.03, slow_probe: float = 0.005, slow_for: int = 3,
-                 probe_growth: float = 0.3, max_probe: float = 0.15, headroom: float = 1.25,
+    def __init__(self, *, hold: float = 0.9, probe: float = 0.03, slow_probe: float = 0.005, slow_for: int = 3,
+                 probe_growth: float = 0.3, max_probe: float = 0.15, headroom: float = 1.25, probe_quiet: float = 0.05,
                  window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, trial_calls: int = 48, min_rate: float = 1.0,
-                 trial_cut: float = 0.05, after_cut: float = 5.0,
+                 trial_share: float = 0.05, trial_cut: float = 0.05, after_cut: float = 5.0,
+                 start_rate: Optional[float] = 200.0, start_period: float = 0.1, start_growth: float = 1.5,
+                 start_until: float = 50_000.0, start_back: float = 0.5, start_regrowth: float = 1.1,
+                 reacquire: bool = True,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
         self.slow_for, self.probe_growth, self.max_probe = slow_for, probe_growth, max_probe
-        self.headroom = headroom
+        self.headroom, self.probe_quiet = headroom, probe_quiet
         self.window_calls, self.min_throttled, self.min_calls = window_calls, min_throttled, min_calls
         self.trial_calls = trial_calls
-        self.trial_cut, self.after_cut = trial_cut, after_cut
+        self.trial_share, self.trial_cut, self.after_cut = trial_share, trial_cut, after_cut
+        self.start_rate, self.start_period, self.start_growth = start_rate, start_period, start_growth
+        self.start_until, self.start_back, self.start_regrowth = start_until, start_back, start_regrowth
+        self.reacquire = reacquire
         self.min_rate = min_rate
         self.clock, self.sleep = clock, sleep
         self.name = name
@@ -224,17 +249,62 @@ class AdaptiveLimiter(RateLimiter):
         self._trial: Optional[Tuple[Optional[float], float]] = None  # (rate before, share) of a trial cut
         self._noise = 0.0  # the share of calls throttled whatever the rate, as a trial found it
         self.throttle_events = 0
+        # The start-up ramp (a bucket of its own until the first cut) and whether it is over,
+        # has been pushed back once, and when it last grew.
+        self._ramp: Optional[TokenBucket] = None
+        self._ramp_over = start_rate is None
+        self._ramp_back = False
+        self._ramp_grown = 0.0
+        self._ratio = 1.0  # units consumed per unit of the callers' estimates, as calls admitted whole showed
+
+    def _ramping(self) -> Optional["TokenBucket"]:
+        """The start-up ramp's bucket, grown for the periods since it last grew; None once over."""
+        if self._ramp_over or self.start_rate is None:
+            return None
+        now = self.clock()
+        ramp = self._ramp
+        if ramp is None:
+            ramp = self._ramp = TokenBucket(self.start_rate, burst_seconds=self.start_period, recover_step=0.0,
+                                            clock=self.clock, sleep=self.sleep, name=self.name)
+            self._ramp_grown = now
+            return ramp
+        growth = self.start_regrowth if self._ramp_back else self.start_growth
+        while now - self._ramp_grown >= self.start_period:
+            # A quarter of the calls of the last period or two throttled (over the noise): not
+            # grown, and the congestion rule decides.
+            since = [c for c in self._calls if c[1] >= self._ramp_grown - self.start_period]
+            throttled = sum(1 for c in since if c[3])
+            if 4 * throttled >= len(since) > 0 and throttled > self._noise * len(since) + 1:
+                self._ramp_grown = now
+                break
+            self._ramp_grown += self.start_period
+            ramp.rate = ramp.ceiling = ramp.rate * growth
+        if ramp.rate >= self.start_until:
+            self._ramp, self._ramp_over = None, True
+            return None
+        return ramp
 
     def acquire(self, units: float = 1.0) -> None:
         with self._lock:
             bucket = self._bucket
             if bucket is not None:
                 self._maybe_probe(bucket)
+                self._ramp, self._ramp_over = None, True
+            else:
+                bucket = self._ramping()
+        # Charged in the table's units: the caller's estimate times what calls have consumed per
+        # estimated unit (JSON is larger than DynamoDB's item size; a GSI doubles a write).
+        whole = getattr(self._local, "whole", None)
+        if whole is not None:
+            self._local.whole = None
+            self._ratio += 0.1 * (whole[1] / whole[0] - self._ratio)
+        charge = units * self._ratio
         if bucket is not None:
-            bucket.acquire(units)
+            bucket.acquire(charge)
         self._local.sent = self.clock()
-        self._local.units = units
+        self._local.units, self._local.estimate = charge, units
         self._local.call = None
+        self._local.charged = bucket
 
     def _maybe_probe(self, bucket: "TokenBucket") -> None:
         now = self.clock()
@@ -251,6 +321,10 @@ class AdaptiveLimiter(RateLimiter):
         used = sum(max(c[2], c[4]) for c in calls if c[0] >= start) / max(0.5, now - start)
         cap = self.headroom * used
         rate = bucket.rate
+        # Throttled calls in the last 2 s (not those sent before the last cut): at the capacity already.
+        late = [c for c in calls if c[0] >= start and c[1] >= self._last_cut]
+        if len(late) >= 4 and sum(1 for c in late if c[3]) > (self._noise + self.probe_quiet) * len(late):
+            return
         for _ in range(min(steps, 30)):
             if rate >= cap:
                 break
@@ -294,8 +368,16 @@ class AdaptiveLimiter(RateLimiter):
         with self._lock:
             self._answer(consumed, False)
             bucket = self._bucket
+        # Learnt at this thread's next acquire, unless the call turns out throttled (a call held
+        # back in part says nothing of the ratio).
+        self._local.whole = (estimate, consumed) if estimate > 0 and consumed > 0 else None
         if bucket is not None:
-            bucket.settle(estimate, consumed)
+            # A call the bucket did not charge (sent before the limit was found, or under the
+            # start-up ramp) is charged what it consumed, not refunded a charge it never paid:
+            # with estimates over the consumption every call in flight at the first cut handed
+            # the new rate free units.
+            charged = getattr(self._local, "charged", None) is bucket
+            bucket.settle(getattr(self._local, "units", estimate) if charged else 0.0, consumed)
 
     def held_back(self, units: float) -> None:
         bucket = self._bucket
@@ -311,22 +393,33 @@ class AdaptiveLimiter(RateLimiter):
                 self._run[1] += call[1] >= self._last_cut
             else:
                 self._answer(0.0, True)  # refused whole
-            # A refused call is re-sent by the client's retries without a new acquire.
-            self._local.call = None
+            # A refused call is re-sent by the client's retries, after ``again``.
+            self._local.call = self._local.whole = None
             self._local.sent = self.clock()
             self._maybe_cut()
 
+    def again(self) -> None:
+        if self.reacquire:
+            self.acquire(getattr(self._local, "estimate", 1.0))
+
     def _maybe_cut(self) -> None:
         now = self.clock()
-        if len(self._calls) < self.min_calls:
+        ramp = self._ramp if self._bucket is None else None
+        if len(self._calls) < (5 if ramp is not None else self.min_calls):
             return
         recent = [c for c in self._calls if c[1] >= self._last_cut][-self.window_calls:]
         throttled = sum(1 for c in recent if c[3])
-        # With no limit yet, a congestion is also most of the latest calls throttled at once:
-        # half of 24 by chance in noise is rare, and that on top rarer still (its first cut would
-        # be read from noise and cost the most).
-        if (throttled < self.min_throttled or 2 * throttled < len(recent)
-                or (self._bucket is None and sum(1 for c in recent[-8:] if c[3]) < 6)):
+        if ramp is not None:
+            # Under the ramp calls are few (at 200 WCU, eight a second) and the rate is held by
+            # it: a congestion is most of the latest calls throttled.
+            congested = sum(1 for c in recent[-5:] if c[3]) >= 4
+        else:
+            # With no limit, a congestion is also most of the latest calls throttled at once:
+            # half of 24 by chance in noise is rare, and that on top rarer still (its first cut
+            # would be read from noise and cost the most).
+            congested = not (throttled < self.min_throttled or 2 * throttled < len(recent)
+                             or (self._bucket is None and sum(1 for c in recent[-8:] if c[3]) < 6))
+        if not congested:
             self._maybe_trial(now)
             return
         self._trial = None
@@ -344,7 +437,21 @@ class AdaptiveLimiter(RateLimiter):
             sent = sum(c[4] for c in recent) / span
             held = [c for c in recent if c[3]]
             share = sum(c[2] for c in held) / max(1e-9, sum(c[4] for c in held))
-            admitted = min(admitted, share * sent)
+            if not self._ramp_back:  # after a push-back of the ramp the burst is spent
+                admitted = min(admitted, share * sent)
+            if ramp is not None and not self._ramp_back:
+                # The ramp's first congestion, read high from the table's burst: the ramp goes
+                # well under it and grows again gently; its next congestion reads true.
+                admitted = min(admitted, share * ramp.rate)
+                self._ramp_back = True
+                ramp.rate = ramp.ceiling = max(self.min_rate, self.start_back * admitted)
+                ramp._tokens = min(ramp._tokens, 0.0)
+                self._fresh_evidence(now)
+                self._ramp_grown = now
+                log.debug("%s: %d of the last 5 calls throttled in the start-up ramp; the table admitted about "
+                          "%.0f units/s; ramp now %.0f", self.name or "limiter", sum(1 for c in recent[-5:] if c[3]),
+                          admitted, ramp.rate)
+                return
             target = max(self.min_rate, self.hold * admitted)
             self._bucket = TokenBucket(target, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
                                        sleep=self.sleep, name=self.name)
@@ -408,7 +515,7 @@ class AdaptiveLimiter(RateLimiter):
                 log.debug("%s: %.0f%% of calls throttled whatever the rate: not a capacity",
                           self.name or "limiter", 100 * share)
             return
-        if min(share, sum(1 for c in since if c[3]) / len(since)) < max(0.1, self._noise + 0.1):
+        if min(share, sum(1 for c in since if c[3]) / len(since)) < max(self.trial_share, self._noise + self.trial_share):
             return
         before_rate = self._bucket.rate if self._bucket is not None else None
         # The trial rate: under what the table admitted to these calls, so that a rate over the

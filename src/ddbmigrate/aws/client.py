@@ -444,6 +444,8 @@ class DynamoClient:
                 limiter.throttled()
             if cause != "credentials":  # fresh credentials need no back-off
                 self.backoff.wait(attempt)
+            if cause == "throttle" and limiter is not None:
+                limiter.again()  # the re-sent call waits for the rate as the first did
 
     def _refused(self, e: ServiceError, table: Optional[str], refreshed: bool) -> AwsError:
         why = ("refused again after loading fresh credentials" if refreshed

@@ -62,6 +62,9 @@ class _Attributed:
         self.note([s.item if isinstance(s, Op) else s for s in self.sent])
         self.limiter.throttled()
 
+    def again(self) -> None:
+        self.limiter.again()
+
 
 class TableWriter(SinkBase):
     """Writes acknowledged full images into one table; see the module docstring."""
