@@ -6,8 +6,8 @@ The table is the fault proxy's own capacity model (``testing.capacity.WriteCapac
 per partition by the hash of the key, a second of burst, items over a bucket held back, a call
 with none admitted refused). The writers do what ``TableWriter._batch_write`` and
 ``DynamoClient.call_raw`` do with the limiter: acquire, call, settle; held-back items retried
-after a jittered back-off (acquired again); a refused call re-sent after a back-off without a
-new acquire. Each writer is one event stream with its own thread-local limiter state.
+after a jittered back-off (acquired again); a refused call re-sent after a back-off and
+``again()`` (the client's retry loop). Each writer is one event stream with its own thread-local limiter state.
 """
 
 from __future__ import annotations

@@ -192,8 +192,9 @@ def admitted_rate(table: SimTable, since: float, until: float) -> float:
 
 
 def test_adaptive_limiter_is_unlimited_until_a_table_pushes_back() -> None:
+    """Without the start-up ramp (reads: see the next test for writes)."""
     clock = FakeClock()
-    lim = _adaptive(clock)
+    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, start_rate=None)
     lim.acquire(10_000)  # no limit yet: returns at once
     assert lim.rate is None and lim.describe() is None and not clock.sleeps
     table = SimTable(clock, capacity=1e9)
@@ -547,6 +548,9 @@ def test_the_start_up_ramp_ends_in_no_limit_when_the_table_never_pushes_back() -
     start = clock.now
     simulate(lim, clock, table, 3.0)
     assert lim._ramp_over and lim.rate is None and lim.describe() is None and table.throttled == 0
+    # The ramp binds at first: 200, 300, 450 units/s (plus a tenth of a second of burst and one
+    # call of 25 ahead), where the writers alone would send 6,000 units in 0.3 s.
+    assert sum(u for t, u in table.admitted if t < start + 0.3) <= 200
     assert admitted_rate(table, start, start + 1.0) >= 2000  # the ramp's own second
     assert admitted_rate(table, start + 1.5, start + 3.0) >= 0.95 * 20_000  # the writers' full speed
 
@@ -611,3 +615,35 @@ def test_a_call_refused_whole_waits_for_the_rate_before_it_is_sent_again() -> No
     lim.again()
     assert sum(clock.sleeps) == pytest.approx(0.25)  # the second attempt paid for as the first
     assert TokenBucket(100.0).again() is None and RateLimiter().again() is None  # fixed limits: once
+
+
+def test_a_ramp_pushed_back_by_calls_refused_whole_keeps_a_rate() -> None:
+    """Calls refused whole (a throttled Scan or PutItem, or a batch with nothing admitted) carry
+    no admitted share: the push-back is read from what the table admitted, not from a share of
+    0, which set the ramp to 1 unit/s."""
+    clock = FakeClock()
+    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep)
+    for _ in range(12):  # whole calls under the ramp
+        lim.acquire(25)
+        clock.now += 0.05
+        lim.settle(25, 25)
+    for _ in range(5):
+        lim.acquire(25)
+        clock.now += 0.05
+        lim.throttled()  # refused whole
+    assert lim._ramp_back and lim._ramp is not None
+    assert lim._ramp.rate >= 50.0, lim._ramp.rate
+
+
+def test_scans_find_the_capacity_without_a_start_up_ramp() -> None:
+    """A Scan page is charged 128 units ahead: a ramp from 200 units/s would hold a small
+    table's first pages for seconds."""
+    from ddbmigrate.config import TableRef
+    from ddbmigrate.core.specs import Resources
+    from ddbmigrate.sources.table_scan import TableScanSpec
+
+    res = Resources()
+    src = TableScanSpec(TableRef("tbl1", region="us-east-1", endpoint_url="http://127.0.0.1:9"), 4).build(res)
+    assert isinstance(src.limiter, AdaptiveLimiter) and src.limiter.start_rate is None
+    assert isinstance(res.limiter(None, "write"), AdaptiveLimiter) and res.limiter(None, "write").start_rate == 200.0
+    res.close()

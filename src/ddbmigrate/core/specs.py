@@ -47,12 +47,17 @@ class Resources:
         self.clients.append(c)
         return c
 
-    def limiter(self, rate: Optional[float], name: str) -> "RateLimiter":
+    def limiter(self, rate: Optional[float], name: str, *, ramp: bool = True) -> "RateLimiter":
         """A token bucket at this worker's share of ``rate`` units/s; without a rate, one that
-        finds the table's capacity from DynamoDB's throttles (aws/capacity.py AdaptiveLimiter)."""
+        finds the table's capacity from DynamoDB's throttles (aws/capacity.py AdaptiveLimiter),
+        after a start-up ramp unless ``ramp`` is false."""
         from ..aws.capacity import AdaptiveLimiter, RateLimiter, TokenBucket
 
-        lim: RateLimiter = TokenBucket(max(0.5, rate * self.share), name=name) if rate else AdaptiveLimiter(name=name)
+        lim: RateLimiter
+        if rate:
+            lim = TokenBucket(max(0.5, rate * self.share), name=name)
+        else:
+            lim = AdaptiveLimiter(name=name) if ramp else AdaptiveLimiter(name=name, start_rate=None)
         lim.name = name
         self.limiters.append(lim)
         return lim
