@@ -192,9 +192,8 @@ def admitted_rate(table: SimTable, since: float, until: float) -> float:
 
 
 def test_adaptive_limiter_is_unlimited_until_a_table_pushes_back() -> None:
-    """Without the start-up ramp (reads: see the next test for writes)."""
     clock = FakeClock()
-    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, start_rate=None)
+    lim = _adaptive(clock)
     lim.acquire(10_000)  # no limit yet: returns at once
     assert lim.rate is None and lim.describe() is None and not clock.sleeps
     table = SimTable(clock, capacity=1e9)
@@ -230,9 +229,10 @@ def test_adaptive_limiter_follows_a_capacity_that_shrinks_and_one_that_grows() -
     # Probing runs on past the capacity while the burst the table saved lasts: bounds, not a value.
     assert lim.rate is not None and 1700 <= lim.rate <= 1.3 * 2000, lim.rate
     assert admitted_rate(table, mark + 25, clock.now) >= 0.9 * 2000
-    # Of calls, on one partition where every crossing throttles whole calls: 5.0 % (4.95 %
-    # without the start-up ramp); the issue's bound is on write requests, fewer.
-    assert (table.throttled - throttled) / (table.calls - calls) <= 0.055
+    # Of calls, on one partition where every crossing throttles whole calls: 6.4 % since cuts
+    # hold 90 % of what the table admitted (4.95 % at 85 %, which held runs over 4-8 partitions
+    # under 90 %); the issue's bound is on write requests, far fewer.
+    assert (table.throttled - throttled) / (table.calls - calls) <= 0.07
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -306,9 +306,8 @@ def _calls(lim: AdaptiveLimiter, clock: FakeClock, pattern: List[bool]) -> None:
 
 
 def _first_cut(clock: FakeClock) -> Tuple[AdaptiveLimiter, float]:
-    """A limiter that only cuts (no probing, no start-up ramp), after a congestion's first cut,
-    and its rate."""
-    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0, start_rate=None)
+    """A limiter that only cuts (no probing), after a congestion's first cut, and its rate."""
+    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)
     _calls(lim, clock, [True] * 24)
     assert lim.rate is not None
     return lim, lim.rate
@@ -404,22 +403,20 @@ def test_a_whole_run_finds_the_capacity_with_few_throttled_requests() -> None:
 
 @pytest.mark.parametrize("partitions", [4, 8])
 def test_after_start_up_a_run_holds_at_least_90_percent_of_the_capacity(partitions: int) -> None:
-    """From 5 s on, these runs admit at least 90 % of the capacity, all but one of them, and
-    none under 85 % (over 40 seeds: 38 of 40 with 4 partitions, 35 of 40 with 8, the lowest
-    0.85; before the start-up ramp and the accounting fixes 39 and 37, the lowest 0.87, while
-    the grid of other capacities met the bound in 8 of 40 cases, now 16). It failed (0.83-0.90)
-    while the rate crawled at 0.5 %/s under a push-back read low, for as long as it took to pass
-    it: the slow zone now lasts ``slow_for`` (3 s), then the probe is fast again."""
+    """From 5 s on, each of these runs admits at least 90 % of the capacity (over 40 seeds: 40
+    of 40 with 4 partitions, 39 of 40 with 8, the lowest 0.89; before cuts held 90 % of what the
+    table admitted, 39 and 34, the lowest 0.79). It failed (0.83-0.90) while the rate crawled at
+    0.5 %/s under a push-back read low, for as long as it took to pass it: the slow zone now
+    lasts ``slow_for`` (3 s), then the probe is fast again."""
     runs = _runs(partitions=partitions)
-    assert sum(r.steady_efficiency < 0.9 for r in runs) <= 1, runs
     for r in runs:
-        assert r.steady_efficiency >= 0.85, r
+        assert r.steady_efficiency >= 0.9, r
         assert r.throttled_item_share <= 0.05, r
 
 
 def test_a_capacity_that_grows_is_found_in_seconds() -> None:
     """Doubled at 8 s (auto scaling): 12 s later the rate is at least 2,700 units/s in each of
-    these seeds (40 of 40; 8 s later 33 of 40, 36 before probing stopped while more than 5 %
+    these seeds (40 of 40; 8 s later 30 of 40, 36 before probing stopped while more than 5 %
     of the calls are throttled, which keeps a halved capacity from being probed past). At a
     fixed 3 %/s it was under 1,900; the probe grows the longer the table has not pushed back,
     and crosses the new capacity with few throttled calls."""
@@ -453,14 +450,17 @@ def test_a_knee_read_low_is_not_crawled_past_for_long() -> None:
 
 def test_a_capacity_halved_mid_run_costs_no_storm() -> None:
     """One congestion when it halves, then the new capacity held: 5 s after the change no more
-    than a call in fifty is throttled. (A trial cut to the capacity itself finds the table's
-    buckets still empty: it was taken for noise, and a fifth of the calls stayed throttled.)"""
+    than a call in fifty is throttled, in all runs but one, and none with more than 8 % (over 40
+    seeds: 39 of 40 at most 2 %, the worst 6.8 %; with cuts to 85 % and trials from 10 %, 38, the
+    worst 12.8 %). (A trial cut to the capacity itself finds the table's buckets still empty: it
+    was taken for noise, and a fifth of the calls stayed throttled.)"""
     runs = _runs(20, change=(8.0, 750.0))
     for r in runs:
         assert r.efficiency >= 0.9, r
         assert r.throttled_item_share <= 0.05, r
         assert r.throttled_share <= 0.15, r
-        assert r.throttled_share_after(13.0) <= 0.02, r.throttled_share_after(13.0)
+        assert r.throttled_share_after(13.0) <= 0.08, r.throttled_share_after(13.0)
+    assert sum(r.throttled_share_after(13.0) > 0.02 for r in runs) <= 1
 
 
 def test_the_start_up_congestion_is_cut_not_tried() -> None:
@@ -539,49 +539,20 @@ def test_the_capacity_grid_reports_the_bound_as_the_runs_met_it(monkeypatch: pyt
 
 # --------------------------------------------------------------------------- start-up and charging
 
-def test_the_start_up_ramp_ends_in_no_limit_when_the_table_never_pushes_back() -> None:
-    """The ramp (200 units/s, x1.5 every 0.1 s) is gone within a second and a half: a table that
-    never throttles costs under a second of full speed, and no limit is reported."""
-    clock = FakeClock()
-    lim = _adaptive(clock)
-    table = SimTable(clock, capacity=1e9)
-    start = clock.now
-    simulate(lim, clock, table, 3.0)
-    assert lim._ramp_over and lim.rate is None and lim.describe() is None and table.throttled == 0
-    # The ramp binds at first: 200, 300, 450 units/s (plus a tenth of a second of burst and one
-    # call of 25 ahead), where the writers alone would send 6,000 units in 0.3 s.
-    assert sum(u for t, u in table.admitted if t < start + 0.3) <= 200
-    assert admitted_rate(table, start, start + 1.0) >= 2000  # the ramp's own second
-    assert admitted_rate(table, start + 1.5, start + 3.0) >= 0.95 * 20_000  # the writers' full speed
-
-
-def test_a_small_capacity_is_found_without_a_start_up_storm() -> None:
-    """16 writers put 400 units in flight at once: against 200 or 500 WCU (4 partitions, 25 s of
-    items) they were throttled as soon as the table's burst ran out, 17.5 % of write requests
-    at 200 WCU and 5.4 % at 500 (6 seeds). The start-up ramp sends what the table admits
-    before it has heard a throttle: 5.0 % and 3.5 %."""
-    from capacity_sim import simulate
-
-    for cap, mean_bound, each_bound in ((200, 0.055, 0.065), (500, 0.05, 0.05)):
-        runs = [simulate(int(cap * 25), cap, partitions=4, seed=s) for s in range(1, 7)]
-        assert all(r.efficiency >= 0.9 for r in runs), runs
-        assert all(r.throttled_item_share <= each_bound for r in runs), [r.throttled_item_share for r in runs]
-        assert sum(r.throttled_item_share for r in runs) / len(runs) <= mean_bound
-
-
-def test_a_call_sent_before_the_limit_was_found_is_charged_what_it_consumed() -> None:
+def test_a_call_sent_before_the_limit_was_found_is_not_refunded_by_it() -> None:
     """Estimates run over consumption (a 600-byte item is 2 units of JSON, 1 WCU): a call the
     bucket charged is refunded the difference, a call it never charged (in flight when the
-    limit was found) is charged what it consumed. Refunded too, every call in flight at the
-    first cut handed the new rate free units, and the writers sent twice the rate for a while
-    (seen against the fault proxy: a cascade of cuts to half the capacity)."""
+    limit was found) is settled by nobody. Refunded, every call in flight at the first cut
+    handed the new rate free units, and the writers sent twice the rate for a while (seen
+    against the fault proxy: a cascade of cuts to half the capacity)."""
     clock = FakeClock()
-    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, start_rate=None)
+    lim = _adaptive(clock)
     lim.acquire(50)  # no limit yet: nothing charged
     lim._bucket = TokenBucket(100.0, recover_step=0.0, clock=clock, sleep=clock.sleep)
     lim._bucket._tokens = 0.0  # the cut: no burst on top of what is in flight
-    lim.settle(50, 25)
-    assert lim._bucket._tokens == pytest.approx(-25.0)
+    lim.settle(50, 20)
+    lim.held_back(5)
+    assert lim._bucket._tokens == 0.0
     lim._bucket._tokens = 100.0
     lim.acquire(50)  # charged by the bucket, then refunded what it did not consume
     lim.settle(50, 25)
@@ -592,7 +563,7 @@ def test_the_charge_follows_what_whole_calls_consumed() -> None:
     """Calls admitted whole that consume half their estimate teach the limiter to charge half;
     a call held back in part says nothing about it."""
     clock = FakeClock()
-    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, start_rate=None)
+    lim = _adaptive(clock)
     for _ in range(60):
         lim.acquire(50)
         lim.settle(50, 25)
@@ -607,7 +578,7 @@ def test_the_charge_follows_what_whole_calls_consumed() -> None:
 
 def test_a_call_refused_whole_waits_for_the_rate_before_it_is_sent_again() -> None:
     clock = FakeClock()
-    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, start_rate=None)
+    lim = _adaptive(clock)
     lim._bucket = TokenBucket(100.0, recover_step=0.0, clock=clock, sleep=clock.sleep)
     lim._bucket._tokens = 0.0
     lim.acquire(25)
@@ -617,33 +588,18 @@ def test_a_call_refused_whole_waits_for_the_rate_before_it_is_sent_again() -> No
     assert TokenBucket(100.0).again() is None and RateLimiter().again() is None  # fixed limits: once
 
 
-def test_a_ramp_pushed_back_by_calls_refused_whole_keeps_a_rate() -> None:
+def test_a_first_cut_from_calls_refused_whole_keeps_a_rate() -> None:
     """Calls refused whole (a throttled Scan or PutItem, or a batch with nothing admitted) carry
-    no admitted share: the push-back is read from what the table admitted, not from a share of
-    0, which set the ramp to 1 unit/s."""
+    no admitted share: the first cut is read from what the table admitted, not from a share of
+    0, which set the rate to 1 unit/s."""
     clock = FakeClock()
-    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep)
-    for _ in range(12):  # whole calls under the ramp
+    lim = _adaptive(clock)
+    for _ in range(12):
         lim.acquire(25)
-        clock.now += 0.05
+        clock.now += 0.02
         lim.settle(25, 25)
-    for _ in range(5):
+    for _ in range(12):
         lim.acquire(25)
-        clock.now += 0.05
+        clock.now += 0.02
         lim.throttled()  # refused whole
-    assert lim._ramp_back and lim._ramp is not None
-    assert lim._ramp.rate >= 50.0, lim._ramp.rate
-
-
-def test_scans_find_the_capacity_without_a_start_up_ramp() -> None:
-    """A Scan page is charged 128 units ahead: a ramp from 200 units/s would hold a small
-    table's first pages for seconds."""
-    from ddbmigrate.config import TableRef
-    from ddbmigrate.core.specs import Resources
-    from ddbmigrate.sources.table_scan import TableScanSpec
-
-    res = Resources()
-    src = TableScanSpec(TableRef("tbl1", region="us-east-1", endpoint_url="http://127.0.0.1:9"), 4).build(res)
-    assert isinstance(src.limiter, AdaptiveLimiter) and src.limiter.start_rate is None
-    assert isinstance(res.limiter(None, "write"), AdaptiveLimiter) and res.limiter(None, "write").start_rate == 200.0
-    res.close()
+    assert lim.rate is not None and lim.rate >= 100.0, lim.rate

@@ -155,28 +155,17 @@ class TokenBucket(RateLimiter):
 
 
 class AdaptiveLimiter(RateLimiter):
-    """A start-up ramp until DynamoDB pushes back; then hold just under what it admits.
+    """No limit until DynamoDB says there is one; then hold just under what it admits.
 
     The job was given no rate, so the table's capacity is whatever DynamoDB admits. The evidence
     is per call: when it was sent, what it had admitted, whether anything was held back.
 
-    - **Start-up.** Sixteen writers sending at once put 400 units in flight before the first
-      answer; against a table of a few hundred WCU they are throttled as soon as its burst runs
-      out. So the rate starts at ``start_rate`` (200 units/s) and grows ``start_growth`` (x1.5)
-      every ``start_period`` (0.1 s) while under a quarter of the calls are throttled, and
-      the limit is gone past ``start_until`` (50,000 units/s, about 1.4 s: a table that never
-      pushes back pays for the ramp with about 14,000 units, 0.7 s of writers sending 20,000
-      a second; scans have none, see ``TableScanSpec.build``). The table's burst hides its
-      capacity, so the ramp's first congestion (4 of the last 5 calls throttled: at 200 WCU
-      calls are few) reads high: the ramp goes down to ``start_back`` (half) of that reading
-      and grows ``start_regrowth`` (x1.1) a period, and its next congestion, the burst spent,
-      is the first cut. Over 1,000-3,000 WCU the ramp is gone before the burst is.
 
     - **Capacity or noise.** Over a capacity, the table's bucket is empty and most calls find it
       short; throttles that are not about capacity (a server refusing a share of calls whatever
       the rate) touch a few. So the rate is cut only when at least half of the last
       ``window_calls`` (24) calls sent since the last cut, and at least ``min_throttled`` (8) of
-      them, were throttled (with no limit and no ramp, also 6 of the last 8: the first cut is read from
+      them, were throttled (with no limit yet, also 6 of the last 8: the first cut is read from
       the throttled calls, and noise would make it deep): a chance run of that many in 15 %
       random throttles is rare, and the probe wins back what it cost (simulated in
       ``tests/unit/test_ratelimit.py``).
@@ -221,8 +210,6 @@ class AdaptiveLimiter(RateLimiter):
                  probe_growth: float = 0.3, max_probe: float = 0.15, headroom: float = 1.25, probe_quiet: float = 0.05,
                  window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, trial_calls: int = 48, min_rate: float = 1.0,
                  trial_share: float = 0.05, trial_cut: float = 0.05, after_cut: float = 5.0,
-                 start_rate: Optional[float] = 200.0, start_period: float = 0.1, start_growth: float = 1.5,
-                 start_until: float = 50_000.0, start_back: float = 0.5, start_regrowth: float = 1.1,
                  reacquire: bool = True,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
@@ -232,8 +219,6 @@ class AdaptiveLimiter(RateLimiter):
         self.window_calls, self.min_throttled, self.min_calls = window_calls, min_throttled, min_calls
         self.trial_calls = trial_calls
         self.trial_share, self.trial_cut, self.after_cut = trial_share, trial_cut, after_cut
-        self.start_rate, self.start_period, self.start_growth = start_rate, start_period, start_growth
-        self.start_until, self.start_back, self.start_regrowth = start_until, start_back, start_regrowth
         self.reacquire = reacquire
         self.min_rate = min_rate
         self.clock, self.sleep = clock, sleep
@@ -256,42 +241,7 @@ class AdaptiveLimiter(RateLimiter):
         self._trial: Optional[Tuple[Optional[float], float]] = None  # (rate before, share) of a trial cut
         self._noise = 0.0  # the share of calls throttled whatever the rate, as a trial found it
         self.throttle_events = 0
-        # The start-up ramp (a bucket of its own until the first cut) and whether it is over,
-        # has been pushed back once, and when it last grew.
-        self._ramp: Optional[TokenBucket] = None
-        self._ramp_over = start_rate is None
-        self._ramp_back = False
-        self._ramp_grown = 0.0
         self._ratio = 1.0  # units consumed per unit of the callers' estimates, as calls admitted whole showed
-
-    def _ramping(self) -> Optional["TokenBucket"]:
-        """The start-up ramp's bucket, grown for the periods since it last grew; None once over."""
-        if self._ramp_over or self.start_rate is None:
-            return None
-        now = self.clock()
-        ramp = self._ramp
-        if ramp is None:
-            ramp = self._ramp = TokenBucket(self.start_rate, burst_seconds=self.start_period, recover_step=0.0,
-                                            clock=self.clock, sleep=self.sleep, name=self.name)
-            self._ramp_grown = now
-            return ramp
-        periods = int((now - self._ramp_grown) / self.start_period)
-        if periods > 0:
-            # A quarter of the calls sent since a period before the last growth throttled (over
-            # the noise): not grown, and the congestion rule decides.
-            since = [c for c in self._calls if c[1] >= self._ramp_grown - self.start_period]
-            throttled = sum(1 for c in since if c[3])
-            if 4 * throttled >= len(since) > 0 and throttled > self._noise * len(since) + 1:
-                self._ramp_grown = now
-            else:
-                self._ramp_grown += periods * self.start_period
-                growth = self.start_regrowth if self._ramp_back else self.start_growth
-                ramp.rate = ramp.ceiling = min(self.start_until, ramp.rate * growth ** min(periods, 64))
-        if ramp.rate >= self.start_until:
-            # Over: a later first cut is read as one from no limit (the table's burst in it).
-            self._ramp, self._ramp_over, self._ramp_back = None, True, False
-            return None
-        return ramp
 
     def acquire(self, units: float = 1.0) -> None:
         while True:
@@ -307,16 +257,10 @@ class AdaptiveLimiter(RateLimiter):
                 bucket = self._bucket
                 if bucket is not None:
                     self._maybe_probe(bucket)
-                    self._ramp, self._ramp_over, self._ramp_back = None, True, False
-                else:
-                    bucket = self._ramping()
                 wait = bucket.try_take(charge) if bucket is not None else 0.0
             if wait <= 0.0:
                 break
-            # Then looks again: a ramp has grown meanwhile, or a limit found meanwhile replaced it.
-            # (Waking every period under the ramp raced the writers for its tokens: fewer runs
-            # over 8 partitions held 90 % in the simulation.)
-            self.sleep(min(wait, 1.0))
+            self.sleep(min(wait, 1.0))  # then looks again: the rate may have been cut or grown meanwhile
         self._local.sent = self.clock()
         self._local.units, self._local.estimate = charge, units
         self._local.call = None
@@ -380,29 +324,27 @@ class AdaptiveLimiter(RateLimiter):
             calls.popleft()
         self._local.call = call
 
-    def _current(self) -> Optional["TokenBucket"]:
-        """The bucket calls are charged to now: the found limit's, else the start-up ramp's."""
-        return self._bucket if self._bucket is not None else self._ramp
+    def _charged_by(self, bucket: "TokenBucket") -> bool:
+        """Whether this thread's call was charged by ``bucket`` (not sent before it existed)."""
+        return getattr(self._local, "charged", None) is bucket
 
     def settle(self, estimate: float, consumed: float) -> None:
         with self._lock:
             self._answer(consumed, False)
-            bucket = self._current()
+            bucket = self._bucket
         # Learnt at this thread's next acquire, unless the call turns out throttled (a call held
         # back in part says nothing of the ratio).
         self._local.whole = (estimate, consumed) if estimate > 0 and consumed > 0 else None
-        if bucket is not None:
-            # A call this bucket did not charge (sent before the limit was found, or under the
-            # ramp the limit replaced) is charged what it consumed, not refunded a charge it
-            # never paid: with estimates over the consumption every call in flight at the first
-            # cut handed the new rate free units.
-            charged = getattr(self._local, "charged", None) is bucket
-            bucket.settle(getattr(self._local, "units", estimate) if charged else 0.0, consumed)
+        # Only the bucket that charged a call settles it. A call sent before the limit was found
+        # was refunded an estimate it never paid: with estimates over the consumption, every
+        # call in flight at the first cut handed the new rate free units.
+        if bucket is not None and self._charged_by(bucket):
+            bucket.settle(getattr(self._local, "units", estimate), consumed)
 
     def held_back(self, units: float) -> None:
         self._local.whole = None  # held back in part: nothing learnt of the ratio
-        bucket = self._current()
-        if bucket is not None:
+        bucket = self._bucket
+        if bucket is not None and self._charged_by(bucket):
             bucket.held_back(units)
 
     def throttled(self) -> None:
@@ -427,24 +369,16 @@ class AdaptiveLimiter(RateLimiter):
 
     def _maybe_cut(self) -> None:
         now = self.clock()
-        ramp = self._ramp if self._bucket is None else None
-        if len(self._calls) < (5 if ramp is not None else self.min_calls):
+        if len(self._calls) < self.min_calls:
             return
         recent = [c for c in self._calls if c[1] >= self._last_cut][-self.window_calls:]
         throttled = sum(1 for c in recent if c[3])
-        if ramp is not None:
-            # Under the ramp calls are few (at 200 WCU, eight a second) and the rate is held by
-            # it: a congestion is most of the latest calls throttled.
-            congested = sum(1 for c in recent[-5:] if c[3]) >= 4
-        else:
-            # With no limit, a congestion is also most of the latest calls throttled at once:
-            # half of 24 by chance in noise is rare, and that on top rarer still (its first cut
-            # would be read from noise and cost the most).
-            congested = not (throttled < self.min_throttled or 2 * throttled < len(recent)
-                             or (self._bucket is None and sum(1 for c in recent[-8:] if c[3]) < 6))
-        if not congested:
-            if ramp is None:  # a trial under the ramp would fix its passing rate as the limit
-                self._maybe_trial(now)
+        # With no limit yet, a congestion is also most of the latest calls throttled at once:
+        # half of 24 by chance in noise is rare, and that on top rarer still (its first cut would
+        # be read from noise and cost the most).
+        if (throttled < self.min_throttled or 2 * throttled < len(recent)
+                or (self._bucket is None and sum(1 for c in recent[-8:] if c[3]) < 6)):
+            self._maybe_trial(now)
             return
         self._trial = None
         # What the table admitted (to any call) since the first of these was sent: they found it
@@ -461,24 +395,10 @@ class AdaptiveLimiter(RateLimiter):
             sent = sum(c[4] for c in recent) / span
             held = [c for c in recent if c[3]]
             share = sum(c[2] for c in held) / max(1e-9, sum(c[4] for c in held))
-            # Calls refused whole (every throttled Scan or PutItem) say nothing of the share.
-            partial = share > 0.0
-            if partial and not self._ramp_back:  # after a push-back of the ramp the burst is spent
+            # Calls refused whole (every throttled Scan or PutItem) say nothing of the share: a
+            # share of 0 set the first cut to 1 unit/s.
+            if share > 0.0:
                 admitted = min(admitted, share * sent)
-            if ramp is not None and not self._ramp_back:
-                # The ramp's first congestion, read high from the table's burst: the ramp goes
-                # well under it and grows again gently; its next congestion reads true.
-                if partial:
-                    admitted = min(admitted, share * ramp.rate)
-                self._ramp_back = True
-                ramp.rate = ramp.ceiling = max(self.min_rate, self.start_back * admitted)
-                ramp._tokens = min(ramp._tokens, 0.0)
-                self._fresh_evidence(now)
-                self._ramp_grown = now
-                log.debug("%s: %d of the last 5 calls throttled in the start-up ramp; the table admitted about "
-                          "%.0f units/s; ramp now %.0f", self.name or "limiter", sum(1 for c in recent[-5:] if c[3]),
-                          admitted, ramp.rate)
-                return
             target = max(self.min_rate, self.hold * admitted)
             self._bucket = TokenBucket(target, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
                                        sleep=self.sleep, name=self.name)

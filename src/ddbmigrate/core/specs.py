@@ -47,17 +47,12 @@ class Resources:
         self.clients.append(c)
         return c
 
-    def limiter(self, rate: Optional[float], name: str, *, ramp: bool = True) -> "RateLimiter":
+    def limiter(self, rate: Optional[float], name: str) -> "RateLimiter":
         """A token bucket at this worker's share of ``rate`` units/s; without a rate, one that
-        finds the table's capacity from DynamoDB's throttles (aws/capacity.py AdaptiveLimiter),
-        after a start-up ramp unless ``ramp`` is false."""
+        finds the table's capacity from DynamoDB's throttles (aws/capacity.py AdaptiveLimiter)."""
         from ..aws.capacity import AdaptiveLimiter, RateLimiter, TokenBucket
 
-        lim: RateLimiter
-        if rate:
-            lim = TokenBucket(max(0.5, rate * self.share), name=name)
-        else:
-            lim = AdaptiveLimiter(name=name) if ramp else AdaptiveLimiter(name=name, start_rate=None)
+        lim: RateLimiter = TokenBucket(max(0.5, rate * self.share), name=name) if rate else AdaptiveLimiter(name=name)
         lim.name = name
         self.limiters.append(lim)
         return lim

@@ -169,10 +169,7 @@ class TableScanSpec(SourceSpecBase):
         segments = [int(u) for u in res.units] if res.units is not None else None
         readers = len(segments) if segments is not None else self.total_segments
         client = res.client(self.ref, self.retry, pool_size=min(32, max(1, readers)) + 4)
-        # No start-up ramp for reads: a page is charged 128 units ahead, so a ramp from 200
-        # units/s would hold a small table's first pages for seconds; a throttled Scan costs a
-        # retry, not writes in flight.
         return TableScanSource(client, self.ref.table, self.total_segments, consistent_read=self.consistent_read,
-                               page_limit=self.page_limit, limiter=res.limiter(self.read_rate, "read", ramp=False),
+                               page_limit=self.page_limit, limiter=res.limiter(self.read_rate, "read"),
                                segments=segments, projection=list(self.projection) if self.projection else None,
                                raw=self.raw, as_deletes=self.as_deletes)
