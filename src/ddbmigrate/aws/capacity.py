@@ -160,7 +160,6 @@ class AdaptiveLimiter(RateLimiter):
     The job was given no rate, so the table's capacity is whatever DynamoDB admits. The evidence
     is per call: when it was sent, what it had admitted, whether anything was held back.
 
-
     - **Capacity or noise.** Over a capacity, the table's bucket is empty and most calls find it
       short; throttles that are not about capacity (a server refusing a share of calls whatever
       the rate) touch a few. So the rate is cut only when at least half of the last
@@ -172,15 +171,17 @@ class AdaptiveLimiter(RateLimiter):
     - **How far to cut.** What the table admitted since those calls began to be sent is its
       capacity (plus what was left of its burst): the rate becomes ``hold`` (90 %) of that,
       headroom for the table's emptied buckets to fill again (at 95 % a call in three still
-      found one short for seconds; at 85 % runs over 4-8 partitions held under 90 %). A cut is at least 5 % (15 % when it follows another within
-      2 s: the estimate was high, as the table's partitions run out of burst one after the
-      other) and at most half. The first cut, from no limit, takes at most the admitted share
-      of the throttled calls times what was sent (the table's burst makes what it admitted
-      read high). Calls sent before a cut are not evidence against it (they were in flight),
-      so one congestion is one cut however many writers saw it.
-    - **A steady minority.** ``trial_share`` (5 %) or more of the last ``trial_calls`` (48) throttled, in both
-      halves of them and since the last cut, but not half: a rate a little over the capacity, or
-      noise. A trial tells them apart: ``trial_cut`` (5 %) under what the table admitted to
+      found one short for seconds; at 85 % runs over 4-8 partitions held under 90 %). A cut is
+      at least 5 % (15 % when it follows another within 2 s: the estimate was high, as the
+      table's partitions run out of burst one after the other) and at most half. The first
+      cut, from no limit, takes at most the admitted share of the throttled calls times what
+      was sent (the table's burst makes what it admitted read high; when every throttled call
+      was refused whole there is no share, and what it admitted is taken). Calls sent before a
+      cut are not evidence against it (they were in flight), so one congestion is one cut
+      however many writers saw it.
+    - **A steady minority.** ``trial_share`` (5 %) or more of the last ``trial_calls`` (48)
+      throttled, in both halves of them and since the last cut, but not half: a rate a little
+      over the capacity, or noise. A trial tells them apart: ``trial_cut`` (5 %) under what the table admitted to
       those calls (not under the rate: at the capacity itself its buckets stay empty, and
       writers sending less than the rate would test nothing). If the share since the trial is
       half of the share before it, the cut stays; else the rate is put back and the share is
@@ -462,7 +463,8 @@ class AdaptiveLimiter(RateLimiter):
                 log.debug("%s: %.0f%% of calls throttled whatever the rate: not a capacity",
                           self.name or "limiter", 100 * share)
             return
-        if min(share, sum(1 for c in since if c[3]) / len(since)) < max(self.trial_share, self._noise + self.trial_share):
+        floor = max(self.trial_share, self._noise + self.trial_share)
+        if min(share, sum(1 for c in since if c[3]) / len(since)) < floor:
             return
         before_rate = self._bucket.rate if self._bucket is not None else None
         # The trial rate: under what the table admitted to these calls, so that a rate over the
