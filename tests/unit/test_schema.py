@@ -187,6 +187,20 @@ def test_spec_export_round_trips_and_normalize_is_idempotent(spec: Dict[str, Any
     assert next(iter(tf["resource"][0]["aws_dynamodb_table"].values()))["name"] == spec["TableName"]
 
 
+@pytest.mark.parametrize("value", ["\x85", "x\x85y", "a\u2028b", "\u2029", "é \u2028"])
+def test_a_tag_value_with_a_unicode_line_break_survives_spec_and_cloudformation(value: str) -> None:
+    """PyYAML writes NEL and the Unicode line and paragraph separators raw inside single quotes,
+    and reads them back as line breaks: hypothesis found a tag value "\x85" read back as " "."""
+    spec = {"TableName": "orders", "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "Tags": [{"Key": "note", "Value": value}]}
+    d = defn(spec)
+    assert definition_from_spec(yaml.safe_load(render(d, "spec"))).props["Tags"] == [{"Key": "note", "Value": value}]
+    template = yaml.safe_load(to_cloudformation(d))
+    assert next(iter(template["Resources"].values()))["Properties"]["Tags"] == [{"Key": "note", "Value": value}]
+
+
 @pytest.mark.parametrize("mutate,field", [
     (lambda s: s.update(DeletionProtectionEnabled="yes"), "DeletionProtectionEnabled"),
     (lambda s: s["PointInTimeRecoverySpecification"].update(RecoveryPeriodInDays=36), "RecoveryPeriodInDays"),

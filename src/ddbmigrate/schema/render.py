@@ -48,8 +48,23 @@ def export_notes(definition: TableDefinition) -> List[str]:
     return out
 
 
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # yaml has no type stubs here
+    """PyYAML writes NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR raw inside single quotes, where
+    its own loader reads them as line breaks (a tag value "\x85" came back as " "): strings with
+    them are written double-quoted, where they are escaped."""
+
+
+def _str(dumper: Any, data: str) -> Any:
+    style = '"' if any(c in data for c in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def _yaml(data: Any) -> str:
-    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120))
+    return str(yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                         width=120))
 
 
 def to_spec(definition: TableDefinition) -> str:
