@@ -7,7 +7,8 @@ per partition by the hash of the key, a second of burst, items over a bucket hel
 with none admitted refused). The writers do what ``TableWriter._batch_write`` and
 ``DynamoClient.call_raw`` do with the limiter: acquire, call, settle; held-back items retried
 after a jittered back-off (acquired again); a refused call re-sent after a back-off and
-``again()`` (the client's retry loop). Each writer is one event stream with its own thread-local limiter state.
+``again()`` (the client's retry loop). Each writer is one event stream with its own
+thread-local limiter state.
 """
 
 from __future__ import annotations

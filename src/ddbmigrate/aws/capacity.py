@@ -2,8 +2,8 @@
 
 Workers call ``acquire(estimate)`` before a request and ``settle(estimate, consumed)`` after
 it, so the bucket is charged what DynamoDB actually consumed; ``again()`` before the client's
-retry re-sends a call refused whole (each attempt sent is charged). ``throttled()`` halves the rate
-(multiplicative decrease, at most once per ``decrease_interval``: eight writers throttled by the
+retry re-sends a call refused whole (each attempt sent is charged). ``throttled()`` halves the
+rate (multiplicative decrease, at most once per ``decrease_interval``: eight writers throttled by the
 same burst are one signal, not eight halvings); each second without throttling adds back
 ``recover_step`` of the ceiling (additive increase). Time and sleep are injected so tests run without sleeping.
 
@@ -181,8 +181,8 @@ class AdaptiveLimiter(RateLimiter):
       however many writers saw it.
     - **A steady minority.** ``trial_share`` (5 %) or more of the last ``trial_calls`` (48)
       throttled, in both halves of them and since the last cut, but not half: a rate a little
-      over the capacity, or noise. A trial tells them apart: ``trial_cut`` (5 %) under what the table admitted to
-      those calls (not under the rate: at the capacity itself its buckets stay empty, and
+      over the capacity, or noise. A trial tells them apart: ``trial_cut`` (5 %) under what the
+      table admitted to those calls (not under the rate: at the capacity itself its buckets stay empty, and
       writers sending less than the rate would test nothing). If the share since the trial is
       half of the share before it, the cut stays; else the rate is put back and the share is
       taken as noise (only more than it counts from then on). Shares are of all the calls since
@@ -211,7 +211,6 @@ class AdaptiveLimiter(RateLimiter):
                  probe_growth: float = 0.3, max_probe: float = 0.15, headroom: float = 1.25, probe_quiet: float = 0.05,
                  window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, trial_calls: int = 48, min_rate: float = 1.0,
                  trial_share: float = 0.05, trial_cut: float = 0.05, after_cut: float = 5.0,
-                 reacquire: bool = True,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
@@ -220,7 +219,6 @@ class AdaptiveLimiter(RateLimiter):
         self.window_calls, self.min_throttled, self.min_calls = window_calls, min_throttled, min_calls
         self.trial_calls = trial_calls
         self.trial_share, self.trial_cut, self.after_cut = trial_share, trial_cut, after_cut
-        self.reacquire = reacquire
         self.min_rate = min_rate
         self.clock, self.sleep = clock, sleep
         self.name = name
@@ -340,7 +338,7 @@ class AdaptiveLimiter(RateLimiter):
         # was refunded an estimate it never paid: with estimates over the consumption, every
         # call in flight at the first cut handed the new rate free units.
         if bucket is not None and self._charged_by(bucket):
-            bucket.settle(getattr(self._local, "units", estimate), consumed)
+            bucket.settle(self._local.units, consumed)
 
     def held_back(self, units: float) -> None:
         self._local.whole = None  # held back in part: nothing learnt of the ratio
@@ -365,8 +363,7 @@ class AdaptiveLimiter(RateLimiter):
     def again(self) -> None:
         """The attempt refused stays charged (it was sent, as units held back are); the next
         one is charged and waits for the rate like any call."""
-        if self.reacquire:
-            self.acquire(getattr(self._local, "estimate", 1.0))
+        self.acquire(getattr(self._local, "estimate", 1.0))
 
     def _maybe_cut(self) -> None:
         now = self.clock()
