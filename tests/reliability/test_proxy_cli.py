@@ -131,3 +131,45 @@ def test_standalone_proxy_capacity_options_need_a_capacity(endpoint: str) -> Non
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def _send(url: str, method: str, data: bytes = b"") -> Tuple[int, Any]:
+    req = urllib.request.Request(url, data=data or None, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_standalone_proxy_control_paths_answer_404_405_and_400_and_change_state_by_post(endpoint: str) -> None:
+    """A mistyped control path is 404 (it read 200 with an error body, so a script checking the
+    status took it for success); a method other than GET or POST is 405; an outage of
+    ``seconds=abc`` is 400, not a dropped connection; a change is a POST, with the query or a form
+    body, and the old GET with a query still works."""
+    create_table(endpoint)
+    proc, url, _ = _start(["--target", endpoint, "--write-capacity", "1000", "--partitions", "2"])
+    try:
+        for path in ("/__proxy__/capacty", "/__proxy__/", "/__proxy__/audit/x"):
+            status, body = _get(url + path)
+            assert status == 404 and "/__proxy__/capacity" in body["paths"], (path, body)
+        status, body = _send(url + "/__proxy__/capacity", "DELETE")
+        assert status == 405 and "POST" in body["error"]
+        for bad in ("abc", "0", "-1", "nan"):
+            status, body = _send(url + f"/__proxy__/outage?seconds={bad}", "POST")
+            assert status == 400 and "seconds=" in body["error"], (bad, body)
+        assert _get(url + "/__proxy__/capacity")[1]["units"] == 1000  # a read changes nothing
+        status, snap = _send(url + "/__proxy__/capacity?units=600", "POST")
+        assert status == 200 and snap["units"] == 600
+        status, snap = _send(url + "/__proxy__/capacity", "POST", b"units=700")
+        assert status == 200 and snap["units"] == 700
+        status, snap = _get(url + "/__proxy__/capacity?units=800")
+        assert status == 200 and snap["units"] == 800
+        status, audit = _get(url + "/__proxy__/audit")
+        assert status == 200 and audit["capacity"]["units"] == 800
+        status, body = _send(url + "/__proxy__/outage?seconds=0.5", "POST")
+        assert status == 200 and body == {"ok": True, "seconds": 0.5}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0

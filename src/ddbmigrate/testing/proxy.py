@@ -31,8 +31,10 @@ Run it standalone::
 then point the tool at it with ``--endpoint-url http://127.0.0.1:<port>``. With
 ``--write-capacity 1500 --partitions 4`` each table admits 1,500 write units a second, split
 over 4 partitions by the hash of the partition key (``testing/capacity.py``);
-``GET /__proxy__/capacity`` returns what it admitted and throttled (efficiency, hot keys), and
-``GET /__proxy__/capacity?units=750`` changes the capacity while a job runs.
+``GET /__proxy__/capacity`` returns what it admitted and throttled (efficiency, hot keys),
+``POST /__proxy__/capacity?units=750`` changes the capacity while a job runs (a GET with the
+query does too, for older scripts), ``POST /__proxy__/outage?seconds=5`` starts an outage and
+``GET /__proxy__/audit`` returns the audit; any other path is 404.
 """
 
 from __future__ import annotations
@@ -546,39 +548,62 @@ class FaultProxy:
         return not close
 
     async def _control(self, req: _Request, writer: asyncio.StreamWriter) -> bool:
-        path = req.target.decode()
-        url = urllib.parse.urlsplit(path)
-        if path.startswith("/__proxy__/audit"):
-            body = orjson.dumps(self.audit.snapshot(self.faults.capacity))
-        elif path.startswith("/__proxy__/outage"):
-            q = urllib.parse.parse_qs(url.query)
-            self.start_outage(float(q.get("seconds", ["5"])[0]))
-            body = b'{"ok":true}'
-        elif url.path == "/__proxy__/capacity":
-            return await self._capacity_control(req, writer, url.query)
-        else:
-            body = b'{"error":"unknown control path"}'
-        return await self._respond(writer, req, 200, [(b"Content-Type", b"application/json")], body, recrc=False)
+        """``/__proxy__/audit`` (read), ``/__proxy__/capacity`` (read; ``units=N`` sets) and
+        ``/__proxy__/outage`` (``seconds=N`` starts one). A change is a POST; a GET with the same
+        query is kept for the scripts and notes that used it. Any other path is 404, another
+        method 405, a bad value 400: a test that mistypes a path must not read success."""
+        url = urllib.parse.urlsplit(req.target.decode("latin-1"))
+        query = url.query
+        if req.method == b"POST" and req.body:
+            # A form body is the same parameters (``curl -d units=750``).
+            query = "&".join(q for q in (query, req.body.decode("latin-1")) if q)
+        handlers = {"/__proxy__/audit": self._audit_control, "/__proxy__/capacity": self._capacity_control,
+                    "/__proxy__/outage": self._outage_control}
+        handler = handlers.get(url.path.rstrip("/"))
+        if handler is None:
+            return await self._json(writer, req, 404, {"error": f"unknown control path {url.path!r}",
+                                                       "paths": sorted(handlers)})
+        if req.method not in (b"GET", b"POST"):
+            return await self._json(writer, req, 405, {"error": f"{req.method.decode('latin-1')} {url.path}: "
+                                                                "use GET to read, POST to change"})
+        return await handler(req, writer, query)
+
+    async def _json(self, writer: asyncio.StreamWriter, req: _Request, status: int, body: Any) -> bool:
+        return await self._respond(writer, req, status, [(b"Content-Type", b"application/json")],
+                                   body if isinstance(body, bytes) else orjson.dumps(body), recrc=False)
+
+    async def _audit_control(self, req: _Request, writer: asyncio.StreamWriter, query: str) -> bool:
+        return await self._json(writer, req, 200, orjson.dumps(self.audit.snapshot(self.faults.capacity)))
+
+    async def _outage_control(self, req: _Request, writer: asyncio.StreamWriter, query: str) -> bool:
+        raw = urllib.parse.parse_qs(query, keep_blank_values=True).get("seconds", ["5"])[0]
+        try:
+            seconds = float(raw)
+            if not 0 < seconds < 86400:
+                raise ValueError
+        except ValueError:
+            return await self._json(writer, req, 400, {"error": f"seconds={raw!r}: a number of seconds above 0"})
+        self.start_outage(seconds)
+        return await self._json(writer, req, 200, {"ok": True, "seconds": seconds})
 
     async def _capacity_control(self, req: _Request, writer: asyncio.StreamWriter, query: str) -> bool:
-        """The capacity model's figures; ``?units=N`` changes its capacity first (auto scaling,
+        """The capacity model's figures; ``units=N`` changes its capacity first (auto scaling,
         or a table's capacity lowered under a running job)."""
         cap = self.faults.capacity
         units = urllib.parse.parse_qs(query, keep_blank_values=True).get("units")
-        status, body = 200, b""
         if cap is None:
-            status, body = 400, b'{"error":"no capacity model: start the proxy with --write-capacity UNITS"}'
-        elif units is not None:
+            return await self._json(writer, req, 400,
+                                    b'{"error":"no capacity model: start the proxy with --write-capacity UNITS"}')
+        if units is not None:
             try:
                 cap.set_units(float(units[0]))
             except ValueError as e:  # not a number, not positive, or too small to admit a write
-                status, body = 400, orjson.dumps({"error": f"units={units[0]!r}: {e}"})
-        if cap is not None and status == 200:
-            body = orjson.dumps(cap.snapshot())
-        return await self._respond(writer, req, status, [(b"Content-Type", b"application/json")], body, recrc=False)
+                return await self._json(writer, req, 400, {"error": f"units={units[0]!r}: {e}"})
+        return await self._json(writer, req, 200, orjson.dumps(cap.snapshot()))
 
 
-_REASONS = {200: b"OK", 400: b"Bad Request", 500: b"Internal Server Error", 503: b"Service Unavailable"}
+_REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+            500: b"Internal Server Error", 503: b"Service Unavailable"}
 
 
 def _loads(data: bytes) -> Optional[Dict[str, Any]]:
