@@ -603,3 +603,87 @@ def test_a_first_cut_from_calls_refused_whole_keeps_a_rate() -> None:
         clock.now += 0.02
         lim.throttled()  # refused whole
     assert lim.rate is not None and lim.rate >= 100.0, lim.rate
+
+
+@pytest.mark.parametrize("on_arrival", [False, True])
+@pytest.mark.parametrize("capacity", [1000.0, 1500.0])
+def test_a_first_cut_read_low_is_raised_once_the_calls_under_it_come_back_quiet(capacity: float,
+                                                                              on_arrival: bool) -> None:
+    """One partition: every item in one bucket, so the first cut's share of what was sent reads
+    the writers' back-off as the table's refusal and lands at 0.34-0.6 of the capacity, climbed
+    back at 3 %/s (whole runs of C x 12 items: 0.66-0.94 of it, in both models of when the
+    table decides). Half a second later the calls sent under it come back quiet and the rate is
+    raised to what the table admitted while its buckets were empty. Each of these seeds now
+    holds at least 90 % with at most 5 % of write requests throttled (over 6 seeds and runs of
+    12 and 25 s: 0.94-1.05)."""
+    from capacity_sim import simulate
+
+    for seed in range(1, 7):
+        r = simulate(int(capacity * 12), capacity, partitions=1, seed=seed, admit_on_arrival=on_arrival)
+        assert r.efficiency >= 0.9, (seed, r)
+        assert r.throttled_item_share <= 0.05, (seed, r)
+
+
+def _congested(clock: FakeClock, late_whole: int) -> AdaptiveLimiter:
+    """A limiter's first congestion, scripted: 12 calls admitted whole (the table's burst), one
+    every 0.05 s, then 12 throttled calls, one every 0.02 s, each admitted 5 units (250 units/s:
+    the table's refill). The first cut reads about 130 (the share admitted, a fifth, of what was
+    sent since the burst began). Among the throttled calls come ``late_whole`` calls sent with
+    the first of them but answered whole (admitted when they arrived, from the burst; answered
+    late)."""
+    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, probe=0.0, slow_probe=0.0)
+    for _ in range(12):
+        lim.acquire(25)
+        clock.now += 0.05
+        lim.settle(25, 25)
+    early = clock.now
+    for i in range(12 + late_whole):
+        lim.acquire(25)
+        clock.now += 0.02
+        if 4 <= i < 4 + late_whole:
+            lim._local.sent = early
+            lim.settle(25, 25)
+            continue
+        lim.settle(25, 5)
+        lim.held_back(20)
+        lim.throttled()
+    return lim
+
+
+def test_the_recheck_reads_the_refill_by_send_and_by_answer_time() -> None:
+    """What the table admitted while its buckets were empty is read both ways, the lower taken:
+    calls sent with the first throttled one but answered late after it (a table that decides on
+    arrival) admitted whole from the burst, and counted by their answer they made the reading
+    4.4 times the capacity in a real run; and a limiter whose calls under its first cut come
+    back quiet is raised to ``hold`` of that reading, not to the burst."""
+    clock = FakeClock()
+    lim = _congested(clock, late_whole=3)
+    first = lim.rate
+    assert first is not None
+    for _ in range(12):  # calls under the cut come back quiet
+        lim.acquire(25)
+        clock.now += 0.05
+        lim.settle(25, 25)
+    lim.acquire(1)
+    # By the time sent: the throttled calls after the first admitted 55 units in 0.3 s (about
+    # 180 units/s; 250 is the refill, the first call's 0.02 s and 5 units are the difference).
+    # By their answers the late calls add 75 units: 460 units/s.
+    assert lim.rate is not None and lim.rate > first
+    assert lim._knee is not None and 150.0 <= lim._knee <= 260.0, lim._knee
+    assert lim.rate == pytest.approx(0.9 * lim._knee)
+
+
+def test_a_first_cut_whose_calls_come_back_throttled_is_not_raised() -> None:
+    clock = FakeClock()
+    lim = _congested(clock, late_whole=0)
+    first = lim.rate
+    assert first is not None
+    for _ in range(12):  # under the cut, still a third throttled: the cut did not read low
+        lim.acquire(25)
+        clock.now += 0.05
+        lim.settle(25, 20)
+        if _ % 3 == 0:
+            lim.held_back(5)
+            lim.throttled()
+    lim.acquire(1)
+    assert lim.rate is not None and lim.rate <= first

@@ -179,6 +179,14 @@ class AdaptiveLimiter(RateLimiter):
       was refused whole there is no share, and what it admitted is taken). Calls sent before a
       cut are not evidence against it (they were in flight), so one congestion is one cut
       however many writers saw it.
+    - **A first cut read low.** That share counts the writers' back-off as the table's refusal:
+      with one or two partitions a first cut landed at 0.34-0.6 of the capacity, and was climbed
+      back at 3 % a second. So half a second after it, when ``recheck_calls`` (8) calls sent
+      under it have come back with at most ``recheck_quiet`` (a quarter) throttled, the rate is
+      raised to ``hold`` of what the table admitted while its buckets were empty (their refill,
+      the capacity; see ``_after_push_back``), which becomes the knee, and the probe's steps
+      start at ``recheck_step`` (10 %) a second. With more partitions the first cut reads high,
+      the calls under it come back throttled, and nothing changes.
     - **A steady minority.** ``trial_share`` (5 %) or more of the last ``trial_calls`` (48)
       throttled, in both halves of them and since the last cut, but not half: a rate a little
       over the capacity, or noise. A trial tells them apart: ``trial_cut`` (5 %) under what the
@@ -211,6 +219,8 @@ class AdaptiveLimiter(RateLimiter):
                  probe_growth: float = 0.3, max_probe: float = 0.15, headroom: float = 1.25, probe_quiet: float = 0.05,
                  window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, trial_calls: int = 48, min_rate: float = 1.0,
                  trial_share: float = 0.05, trial_cut: float = 0.05, after_cut: float = 5.0,
+                 recheck_after: float = 0.5, recheck_calls: int = 8, recheck_quiet: float = 0.25,
+                 recheck_step: float = 0.1,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
@@ -220,6 +230,8 @@ class AdaptiveLimiter(RateLimiter):
         self.trial_calls = trial_calls
         self.trial_share, self.trial_cut, self.after_cut = trial_share, trial_cut, after_cut
         self.min_rate = min_rate
+        self.recheck_after, self.recheck_calls = recheck_after, recheck_calls
+        self.recheck_quiet, self.recheck_step = recheck_quiet, recheck_step
         self.clock, self.sleep = clock, sleep
         self.name = name
         self.rate = None
@@ -241,6 +253,7 @@ class AdaptiveLimiter(RateLimiter):
         self._noise = 0.0  # the share of calls throttled whatever the rate, as a trial found it
         self.throttle_events = 0
         self._ratio = 1.0  # units consumed per unit of the callers' estimates, as calls admitted whole showed
+        self._recheck = False  # the first cut is to be checked against what came after it
 
     def acquire(self, units: float = 1.0) -> None:
         while True:
@@ -255,6 +268,7 @@ class AdaptiveLimiter(RateLimiter):
                 charge = units * self._ratio
                 bucket = self._bucket
                 if bucket is not None:
+                    self._maybe_recheck(bucket, self.clock())
                     self._maybe_probe(bucket)
                 wait = bucket.try_take(charge) if bucket is not None else 0.0
             if wait <= 0.0:
@@ -397,6 +411,7 @@ class AdaptiveLimiter(RateLimiter):
             # share of 0 set the first cut to 1 unit/s.
             if share > 0.0:
                 admitted = min(admitted, share * sent)
+            self._recheck = True
             target = max(self.min_rate, self.hold * admitted)
             self._bucket = TokenBucket(target, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
                                        sleep=self.sleep, name=self.name)
@@ -405,6 +420,7 @@ class AdaptiveLimiter(RateLimiter):
             # the rate); one soon after another says the last estimate was high (the table's
             # partitions run out of burst one after the other): at least 15 %, and the same
             # congestion gives no higher knee.
+            self._recheck = False
             before = self._bucket.rate
             soon = now - self._last_cut < 2.0
             target = max(self.min_rate, min(max(self.hold * admitted, before * 0.5), before * (0.85 if soon else 0.95)))
@@ -419,6 +435,57 @@ class AdaptiveLimiter(RateLimiter):
         self._fresh_evidence(now)
         self._last_probe = self._cut_at = now
         self.rate = target
+
+    def _after_push_back(self) -> Optional[float]:
+        """What the table admitted while its buckets were empty, from its first push-back until
+        the first cut: their refill, the capacity. When the table decides is between the send
+        and the answer, so it is read both ways and the lower taken: by the time answered, from
+        the first throttled answer (a call answered after it may have been admitted long
+        before it, when the table decides on arrival: one sent 0.26 s before a cut came back
+        whole after the first throttled answer, and that reading was 4.4 times the capacity),
+        and by the time sent, from the first throttled call's send (a call sent after it may
+        have been admitted before it, when the table decides late)."""
+        calls = [c for c in self._calls if c[1] < self._cut_at]
+        thr = [c for c in calls if c[3]]
+        if len(thr) < 4:
+            return None
+        end: float = max(c[0] for c in calls)
+        answered: float = min(c[0] for c in thr)
+        sent: float = min(c[1] for c in thr)
+        if end - answered < 0.05 or self._cut_at - sent < 0.05:
+            return None
+        by_answer = float(sum(c[2] for c in calls if c[0] > answered)) / (end - answered)
+        by_send = float(sum(c[2] for c in calls if c[1] > sent)) / (self._cut_at - sent)
+        return min(by_answer, by_send)
+
+    def _maybe_recheck(self, bucket: "TokenBucket", now: float) -> None:
+        """The first cut checked by the calls sent under it (see the class docstring). When the
+        reading of the refill is no higher than the rate there is no knee: quiet says the
+        capacity is above the rate, not by how much (with the writers in back-off the reading
+        is low too: 3,000 WCU on one partition read 0.6-0.7 of it). Never a cut."""
+        if not self._recheck or now - self._last_cut < self.recheck_after:
+            return
+        n, throttled = self._run
+        if n < self.recheck_calls:
+            return
+        self._recheck = False
+        if throttled > (self._noise + self.recheck_quiet) * n:
+            return
+        admitted = self._after_push_back()
+        if admitted is not None and self.hold * admitted > bucket.rate:
+            rate = self.hold * admitted
+            log.debug("%s: quiet under the first cut; the table admitted %.0f units/s after it pushed back: "
+                      "rate now %.0f", self.name or "limiter", admitted, rate)
+            bucket.rate = bucket.ceiling = rate
+            self._fresh_evidence(now)
+            self._last_probe = now
+            self.rate = rate
+            self._knee = admitted
+        else:
+            self._knee = None  # quiet under it: the table's last push-back said too little
+        # The step that makes the first one ``recheck_step``: probe x (1 + growth x steps).
+        if self.probe > 0 and self.probe_growth > 0:
+            self._probes = max(0, round((self.recheck_step / self.probe - 1.0) / self.probe_growth))
 
     def _fresh_evidence(self, now: float) -> None:
         """A cut, a trial or a trial's verdict: calls, throttles and probe steps count anew."""
