@@ -73,15 +73,19 @@ class Run:
 
 def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int = 16, seed: int = 1,
              latency: Tuple[float, float] = (0.05, 0.1), change: Optional[Tuple[float, float]] = None,
-             limiter: Optional[AdaptiveLimiter] = None, estimate: float = 1.0, admit_on_arrival: bool = False) -> Run:
+             limiter: Optional[AdaptiveLimiter] = None, estimate: float = 1.0, admit_on_arrival: bool = False,
+             noise: float = 0.0) -> Run:
     """Write ``items`` items of 1 WCU in calls of 25; ``change`` = (at seconds, new capacity);
     ``estimate`` = the writers' estimate of an item's units (the table writer's comes from the
     item's JSON, which is larger than DynamoDB's measure of it: 2 for an item of 600 bytes).
     ``admit_on_arrival``: the table decides when the call arrives and the latency is all in the
     answer (the fault proxy in front of DynamoDB Local, whose writing is the slow part), rather
     than when it is answered: a call answered after a throttled one may then have been admitted
-    long before it."""
+    long before it. ``noise``: that share of calls is refused whole whatever the rate (a server
+    throttling at random), counted as throttled."""
     rng = random.Random(seed)
+    noise_rng = random.Random(seed * 7919 + 1)  # its own stream: the writers' draws stay as they were
+    noise_calls = noise_items = 0
     clock = SimClock()
     table = WriteCapacity(capacity, partitions=partitions, clock=clock)
     lim = limiter or AdaptiveLimiter(clock=clock, sleep=clock.sleep)
@@ -98,6 +102,14 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
     def next_batch() -> Optional[List[Dict[str, Any]]]:
         batch = [{"PutRequest": {"Item": {"pk": {"S": f"k{k}"}}}} for _, k in zip(range(25), keys)]
         return batch or None
+
+    def admit(batch: List[Dict[str, Any]]) -> Tuple[List[Any], List[Any]]:
+        nonlocal noise_calls, noise_items
+        if noise and noise_rng.random() < noise:
+            noise_calls += 1
+            noise_items += len(batch)
+            return [], batch
+        return table.admit("t", batch, "pk", {})
 
     locals_ = [types.SimpleNamespace() for _ in range(writers)]
     attempts: Dict[int, int] = {}
@@ -127,13 +139,13 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
                 push(t + max(e.seconds, 0.001), w, what, batch)
                 continue
             if admit_on_arrival:
-                batch = (batch, table.admit("t", batch, "pk", {}))
+                batch = (batch, admit(batch))
             push(t + rng.uniform(*latency), w, "answer", batch)
         else:
             if admit_on_arrival:
                 batch, (kept, held) = batch
             else:
-                kept, held = table.admit("t", batch, "pk", {})
+                kept, held = admit(batch)
             end = t
             if not kept:  # refused whole: the client's retry loop, which waits for the rate again
                 lim.throttled()
@@ -158,7 +170,8 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
         cap_s = capacity * seconds
     late = [a for t, _, a in table.calls if t >= 5.0]
     cap_late = cap_s - capacity * min(5.0, seconds)
-    return Run(seconds, items, table.write_calls, table.throttled_calls, table.throttled_items, table.accepted_units,
+    return Run(seconds, items, table.write_calls + noise_calls, table.throttled_calls + noise_calls,
+               table.throttled_items + noise_items, table.accepted_units,
                cap_s, rates, sum(late) / cap_late if cap_late > 0 else 0.0, list(table.calls))
 
 

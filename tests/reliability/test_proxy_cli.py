@@ -133,8 +133,9 @@ def test_standalone_proxy_capacity_options_need_a_capacity(endpoint: str) -> Non
         proc.wait(30)
 
 
-def _send(url: str, method: str, data: bytes = b"") -> Tuple[int, Any]:
-    req = urllib.request.Request(url, data=data or None, method=method)
+def _send(url: str, method: str, data: bytes = b"", ctype: str = "") -> Tuple[int, Any]:
+    req = urllib.request.Request(url, data=data or None, method=method,
+                                 headers={"Content-Type": ctype} if ctype else {})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
@@ -150,11 +151,26 @@ def test_standalone_proxy_control_paths_answer_404_405_and_400_and_change_state_
     create_table(endpoint)
     proc, url, _ = _start(["--target", endpoint, "--write-capacity", "1000", "--partitions", "2"])
     try:
-        for path in ("/__proxy__/capacty", "/__proxy__/", "/__proxy__/audit/x"):
+        for path in ("/__proxy__/capacty", "/__proxy__/", "/__proxy__", "/__proxy__/audit/x"):
             status, body = _get(url + path)
             assert status == 404 and "/__proxy__/capacity" in body["paths"], (path, body)
         status, body = _send(url + "/__proxy__/capacity", "DELETE")
         assert status == 405 and "POST" in body["error"]
+        try:
+            urllib.request.urlopen(urllib.request.Request(url + "/__proxy__/capacity", method="PUT"), timeout=10)
+        except urllib.error.HTTPError as e:
+            assert e.code == 405 and e.headers["Allow"] == "GET, POST"
+        # Whatever is mistyped is refused, and the capacity stays as it was.
+        for path, data, ctype, code, says in (
+                ("/__proxy__/capacity?unit=700", b"", "", 400, "unknown parameter 'unit'"),
+                ("/__proxy__/capacity?units=700&units=800", b"", "", 400, "units given twice"),
+                ("/__proxy__/capacity?units=600", b"units=700", "", 400, "units given twice"),
+                ("/__proxy__/capacity", b'{"units": 700}', "application/json", 415, "form body"),
+                ("/__proxy__/outage", b'{"seconds": 0.5}', "application/json", 415, "form body"),
+                ("/__proxy__/audit?x=1", b"", "", 400, "takes none"),
+                ("/__proxy__/capacity", b"units", "", 400, "bad query field")):
+            status, body = _send(url + path, "POST", data, ctype)
+            assert status == code and says in body["error"], (path, data, body)
         for bad in ("abc", "0", "-1", "nan"):
             status, body = _send(url + f"/__proxy__/outage?seconds={bad}", "POST")
             assert status == 400 and "seconds=" in body["error"], (bad, body)
@@ -173,3 +189,25 @@ def test_standalone_proxy_control_paths_answer_404_405_and_400_and_change_state_
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert proc.returncode == 0
+
+
+def test_standalone_proxy_stops_cleanly_with_a_client_connected(endpoint: str) -> None:
+    """SIGTERM with a kept-alive connection open: exit 0 and no traceback (asyncio printed a
+    CancelledError traceback for the connection's handler on every such stop)."""
+    import http.client
+
+    proc = subprocess.Popen([sys.executable, "-m", "ddbmigrate.testing.proxy", "--target", endpoint],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 60)
+    line = proc.stdout.readline() if ready else ""
+    assert "listening on http://127.0.0.1:" in line, line
+    host, port = line.split("listening on http://")[1].split()[0].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", "/__proxy__/audit")
+    assert conn.getresponse().read()  # the connection stays open, idle
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    conn.close()
+    assert proc.returncode == 0
+    assert "Traceback" not in err and "CancelledError" not in err, err

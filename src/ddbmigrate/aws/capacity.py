@@ -184,9 +184,13 @@ class AdaptiveLimiter(RateLimiter):
       back at 3 % a second. So half a second after it, when ``recheck_calls`` (8) calls sent
       under it have come back with at most ``recheck_quiet`` (a quarter) throttled, the rate is
       raised to ``hold`` of what the table admitted while its buckets were empty (their refill,
-      the capacity; see ``_after_push_back``), which becomes the knee, and the probe's steps
-      start at ``recheck_step`` (10 %) a second. With more partitions the first cut reads high,
-      the calls under it come back throttled, and nothing changes.
+      the capacity; see ``_after_push_back``), which becomes the knee: up to it the probe is as
+      after any cut (3 % a second, then 0.5 % near it), past it its steps start at
+      ``recheck_step`` (10 %) a second, for the reading too is low when the writers back off.
+      When that reading is no higher than the rate there is no knee, and the steps start at
+      ``recheck_step`` at once. With four partitions and more the first cut
+      mostly reads high, the calls under it come back throttled, and nothing changes (at 3,000
+      WCU it reads low there too, and is raised).
     - **A steady minority.** ``trial_share`` (5 %) or more of the last ``trial_calls`` (48)
       throttled, in both halves of them and since the last cut, but not half: a rate a little
       over the capacity, or noise. A trial tells them apart: ``trial_cut`` (5 %) under what the
@@ -437,32 +441,49 @@ class AdaptiveLimiter(RateLimiter):
         self.rate = target
 
     def _after_push_back(self) -> Optional[float]:
-        """What the table admitted while its buckets were empty, from its first push-back until
-        the first cut: their refill, the capacity. When the table decides is between the send
-        and the answer, so it is read both ways and the lower taken: by the time answered, from
-        the first throttled answer (a call answered after it may have been admitted long
-        before it, when the table decides on arrival: one sent 0.26 s before a cut came back
-        whole after the first throttled answer, and that reading was 4.4 times the capacity),
-        and by the time sent, from the first throttled call's send (a call sent after it may
-        have been admitted before it, when the table decides late)."""
+        """What the table admitted while its buckets were empty, in the congestion that made the
+        first cut: their refill, the capacity. The congestion is the calls answered before the
+        cut and those in flight then, back from the last for as long as at least half of them
+        (of 8 or more) were throttled, from three throttled in a row (a throttle before it, in
+        noise or from a hot key, would bring the table's burst into the reading: 2.6 times the
+        capacity in 10 % noise). When the table decides is between the send and
+        the answer, so it is read both ways and the lower taken: by the time answered, from the
+        first throttled answer (a call answered after it may have been admitted long before it,
+        when the table decides on arrival: one sent 0.26 s before a cut came back whole after
+        the first throttled answer, and that reading was 4.4 times the capacity), and by the
+        time sent, from the first throttled call's send (a call sent after it may have been
+        admitted before it, when the table decides late)."""
         calls = [c for c in self._calls if c[1] < self._cut_at]
-        thr = [c for c in calls if c[3]]
+        start, n, throttled = len(calls), 0, 0
+        for i in range(len(calls) - 1, -1, -1):
+            n += 1
+            throttled += calls[i][3]
+            if n >= 8 and 2 * throttled < n:
+                break
+            if calls[i][3]:
+                start = i
+        # It begins with three throttled answers in a row: a lone throttle at its edge (noise,
+        # a refused call) would bring in the whole calls around it.
+        while start + 2 < len(calls) and not (calls[start][3] and calls[start + 1][3] and calls[start + 2][3]):
+            start += 1
+        congestion = calls[start:]
+        thr = [c for c in congestion if c[3]]
         if len(thr) < 4:
             return None
-        end: float = max(c[0] for c in calls)
-        answered: float = min(c[0] for c in thr)
+        end: float = congestion[-1][0]
+        answered: float = thr[0][0]
         sent: float = min(c[1] for c in thr)
         if end - answered < 0.05 or self._cut_at - sent < 0.05:
             return None
-        by_answer = float(sum(c[2] for c in calls if c[0] > answered)) / (end - answered)
+        by_answer = float(sum(c[2] for c in congestion if c[0] > answered)) / (end - answered)
         by_send = float(sum(c[2] for c in calls if c[1] > sent)) / (self._cut_at - sent)
         return min(by_answer, by_send)
 
     def _maybe_recheck(self, bucket: "TokenBucket", now: float) -> None:
-        """The first cut checked by the calls sent under it (see the class docstring). When the
-        reading of the refill is no higher than the rate there is no knee: quiet says the
-        capacity is above the rate, not by how much (with the writers in back-off the reading
-        is low too: 3,000 WCU on one partition read 0.6-0.7 of it). Never a cut."""
+        """The first cut checked by the calls sent under it (see the class docstring). No knee
+        when the reading of the refill is no higher than the rate: quiet says the capacity is
+        above it, not by how much (with the writers in back-off the reading is low too: 3,000
+        WCU on one partition read 0.6-0.7 of it). Never a cut."""
         if not self._recheck or now - self._last_cut < self.recheck_after:
             return
         n, throttled = self._run
@@ -550,6 +571,7 @@ class AdaptiveLimiter(RateLimiter):
             rate = max(self.min_rate, basis * (1 - cut))
             self._bucket.rate = self._bucket.ceiling = rate
         self._trial = (before_rate, share)
+        self._recheck = False  # the trial decides now
         log.debug("%s: %.0f%% of the calls since the last cut throttled: trying %.0f units/s",
                   self.name or "limiter", 100 * share, rate)
         self._knee = basis

@@ -314,6 +314,10 @@ class FaultProxy:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             return
+        except asyncio.CancelledError:
+            # Stopped with this connection open (kept alive, idle): the connection ends here. Let
+            # through, asyncio printed its traceback on every stop with a client connected.
+            return
         finally:
             self._clients.discard(writer)
             if not writer.is_closing():
@@ -351,7 +355,7 @@ class FaultProxy:
         now = time.monotonic()
         target = (req.header(b"x-amz-target") or b"").decode()
         op = target.rsplit(".", 1)[-1] if target else ""
-        if req.target.startswith(b"/__proxy__/"):
+        if req.target == b"/__proxy__" or req.target.startswith((b"/__proxy__/", b"/__proxy__?")):
             return await self._control(req, writer)
         self.audit.note("requests", op)
         if op in DATA_PLANE_OPS and self._first is None:
@@ -528,7 +532,8 @@ class FaultProxy:
                                    recrc=True)
 
     async def _respond(self, writer: asyncio.StreamWriter, req: _Request, status: int,
-                       headers: List[Tuple[bytes, bytes]], body: bytes, *, recrc: bool) -> bool:
+                       headers: List[Tuple[bytes, bytes]], body: bytes, *, recrc: bool,
+                       length: Optional[int] = None) -> bool:
         close = (req.header(b"connection") or b"").lower() == b"close" or req.version == b"HTTP/1.0"
         out = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Status"))]
         for k, v in headers:
@@ -541,7 +546,7 @@ class FaultProxy:
             out.append(b"x-amz-crc32: " + str(zlib.crc32(body) & 0xFFFFFFFF).encode())
             if not any(k.lower() == b"x-amzn-requestid" for k, _ in headers):
                 out.append(b"x-amzn-RequestId: proxy-" + str(self.rng.getrandbits(48)).encode())
-        out.append(b"Content-Length: " + str(len(body)).encode())
+        out.append(b"Content-Length: " + str(len(body) if length is None else length).encode())
         out.append(b"Connection: close" if close else b"Connection: keep-alive")
         writer.write(b"\r\n".join(out) + b"\r\n\r\n" + body)
         await writer.drain()
@@ -549,34 +554,60 @@ class FaultProxy:
 
     async def _control(self, req: _Request, writer: asyncio.StreamWriter) -> bool:
         """``/__proxy__/audit`` (read), ``/__proxy__/capacity`` (read; ``units=N`` sets) and
-        ``/__proxy__/outage`` (``seconds=N`` starts one). A change is a POST; a GET with the same
-        query is kept for the scripts and notes that used it. Any other path is 404, another
-        method 405, a bad value 400: a test that mistypes a path must not read success."""
+        ``/__proxy__/outage`` (``seconds=N`` starts one). A change is a POST, its parameters in
+        the query or a form body; a GET with the query is kept for the scripts and notes that
+        used it. Any other path is 404, another method 405, a body that is not a form 415, an
+        unknown parameter, a parameter given twice or a bad value 400: a request that mistypes
+        anything must not read as success."""
         url = urllib.parse.urlsplit(req.target.decode("latin-1"))
-        query = url.query
-        if req.method == b"POST" and req.body:
-            # A form body is the same parameters (``curl -d units=750``).
-            query = "&".join(q for q in (query, req.body.decode("latin-1")) if q)
-        handlers = {"/__proxy__/audit": self._audit_control, "/__proxy__/capacity": self._capacity_control,
-                    "/__proxy__/outage": self._outage_control}
-        handler = handlers.get(url.path.rstrip("/"))
+        handlers: Dict[str, Tuple[Any, FrozenSet[str]]] = {
+            "/__proxy__/audit": (self._audit_control, frozenset()),
+            "/__proxy__/capacity": (self._capacity_control, frozenset(("units",))),
+            "/__proxy__/outage": (self._outage_control, frozenset(("seconds",)))}
+        handler, known = handlers.get(url.path.rstrip("/"), (None, frozenset()))
         if handler is None:
             return await self._json(writer, req, 404, {"error": f"unknown control path {url.path!r}",
                                                        "paths": sorted(handlers)})
         if req.method not in (b"GET", b"POST"):
             return await self._json(writer, req, 405, {"error": f"{req.method.decode('latin-1')} {url.path}: "
-                                                                "use GET to read, POST to change"})
-        return await handler(req, writer, query)
+                                                                "GET reads; POST (or GET with a query) changes"},
+                                    extra=[(b"Allow", b"GET, POST")])
+        parts = [url.query]
+        if req.body:
+            ctype = (req.header(b"content-type") or b"application/x-www-form-urlencoded").split(b";")[0].strip()
+            if req.method != b"POST" or ctype.lower() != b"application/x-www-form-urlencoded":
+                return await self._json(writer, req, 415, {"error": f"{url.path}: parameters go in the query or a "
+                                                                    "form body (units=750), not "
+                                                                    f"{ctype.decode('latin-1')!r}"})
+            parts.append(req.body.decode("latin-1"))
+        params: Dict[str, str] = {}
+        try:
+            for part in parts:
+                for k, v in urllib.parse.parse_qsl(part, keep_blank_values=True, strict_parsing=bool(part)):
+                    if k not in known:
+                        raise ValueError(f"unknown parameter {k!r}" + (f" (expected {', '.join(sorted(known))})"
+                                                                        if known else " (this path takes none)"))
+                    if k in params:
+                        raise ValueError(f"{k} given twice")
+                    params[k] = v
+        except ValueError as e:
+            return await self._json(writer, req, 400, {"error": f"{url.path}: {e}"})
+        return bool(await handler(req, writer, params))
 
-    async def _json(self, writer: asyncio.StreamWriter, req: _Request, status: int, body: Any) -> bool:
-        return await self._respond(writer, req, status, [(b"Content-Type", b"application/json")],
-                                   body if isinstance(body, bytes) else orjson.dumps(body), recrc=False)
+    async def _json(self, writer: asyncio.StreamWriter, req: _Request, status: int, body: Any,
+                    extra: Optional[List[Tuple[bytes, bytes]]] = None) -> bool:
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        if req.method == b"HEAD":  # the length of what a GET would have said, and no body
+            return await self._respond(writer, req, status, [(b"Content-Type", b"application/json")] + (extra or []),
+                                       b"", recrc=False, length=len(data))
+        return await self._respond(writer, req, status, [(b"Content-Type", b"application/json")] + (extra or []),
+                                   data, recrc=False)
 
-    async def _audit_control(self, req: _Request, writer: asyncio.StreamWriter, query: str) -> bool:
+    async def _audit_control(self, req: _Request, writer: asyncio.StreamWriter, params: Dict[str, str]) -> bool:
         return await self._json(writer, req, 200, orjson.dumps(self.audit.snapshot(self.faults.capacity)))
 
-    async def _outage_control(self, req: _Request, writer: asyncio.StreamWriter, query: str) -> bool:
-        raw = urllib.parse.parse_qs(query, keep_blank_values=True).get("seconds", ["5"])[0]
+    async def _outage_control(self, req: _Request, writer: asyncio.StreamWriter, params: Dict[str, str]) -> bool:
+        raw = params.get("seconds", "5")
         try:
             seconds = float(raw)
             if not 0 < seconds < 86400:
@@ -586,23 +617,24 @@ class FaultProxy:
         self.start_outage(seconds)
         return await self._json(writer, req, 200, {"ok": True, "seconds": seconds})
 
-    async def _capacity_control(self, req: _Request, writer: asyncio.StreamWriter, query: str) -> bool:
+    async def _capacity_control(self, req: _Request, writer: asyncio.StreamWriter, params: Dict[str, str]) -> bool:
         """The capacity model's figures; ``units=N`` changes its capacity first (auto scaling,
         or a table's capacity lowered under a running job)."""
         cap = self.faults.capacity
-        units = urllib.parse.parse_qs(query, keep_blank_values=True).get("units")
+        units = params.get("units")
         if cap is None:
             return await self._json(writer, req, 400,
                                     b'{"error":"no capacity model: start the proxy with --write-capacity UNITS"}')
         if units is not None:
             try:
-                cap.set_units(float(units[0]))
+                cap.set_units(float(units))
             except ValueError as e:  # not a number, not positive, or too small to admit a write
-                return await self._json(writer, req, 400, {"error": f"units={units[0]!r}: {e}"})
+                return await self._json(writer, req, 400, {"error": f"units={units!r}: {e}"})
         return await self._json(writer, req, 200, orjson.dumps(cap.snapshot()))
 
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+            415: b"Unsupported Media Type",
             500: b"Internal Server Error", 503: b"Service Unavailable"}
 
 
