@@ -177,7 +177,7 @@ def test_standalone_proxy_control_paths_answer_404_405_and_400_and_change_state_
         assert _get(url + "/__proxy__/capacity")[1]["units"] == 1000  # a read changes nothing
         status, snap = _send(url + "/__proxy__/capacity?units=600", "POST")
         assert status == 200 and snap["units"] == 600
-        status, snap = _send(url + "/__proxy__/capacity", "POST", b"units=700")
+        status, snap = _send(url + "/__proxy__/capacity", "POST", b"units=700&")
         assert status == 200 and snap["units"] == 700
         status, snap = _get(url + "/__proxy__/capacity?units=800")
         assert status == 200 and snap["units"] == 800

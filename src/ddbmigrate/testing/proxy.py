@@ -583,6 +583,7 @@ class FaultProxy:
         params: Dict[str, str] = {}
         try:
             for part in parts:
+                part = "&".join(field for field in part.split("&") if field)  # "units=750&" is fine
                 for k, v in urllib.parse.parse_qsl(part, keep_blank_values=True, strict_parsing=bool(part)):
                     if k not in known:
                         raise ValueError(f"unknown parameter {k!r}" + (f" (expected {', '.join(sorted(known))})"
