@@ -160,6 +160,11 @@ def test_standalone_proxy_control_paths_answer_404_405_and_400_and_change_state_
             urllib.request.urlopen(urllib.request.Request(url + "/__proxy__/capacity", method="PUT"), timeout=10)
         except urllib.error.HTTPError as e:
             assert e.code == 405 and e.headers["Allow"] == "GET, POST"
+        else:
+            pytest.fail("PUT /__proxy__/capacity was answered 2xx")
+        status, body = _send(url + "/__proxy__/capacity", "GET", b"units=700",
+                             "application/x-www-form-urlencoded")
+        assert status == 400 and "only with POST" in body["error"]
         # Whatever is mistyped is refused, and the capacity stays as it was.
         for path, data, ctype, code, says in (
                 ("/__proxy__/capacity?unit=700", b"", "", 400, "unknown parameter 'unit'"),

@@ -696,7 +696,8 @@ def test_the_recheck_never_raises_a_first_cut_far_over_the_capacity(noise: float
     decides, 6 seeds: at most 1.1 times the capacity, and 1.3 times with 10 % of calls refused
     at random. A lone throttle before the congestion (noise, a hot key) once started the
     reading's window: the table's burst came into it and the rate was raised to 2.45 times the
-    capacity. (It raises at all: at least one raise in each half of these runs.)"""
+    capacity. (It raises at all: at least 12 raises over these 48 runs; 58 without noise, 23
+    with it.)"""
     from capacity_sim import simulate
 
     raises: List[float] = []

@@ -185,10 +185,10 @@ class AdaptiveLimiter(RateLimiter):
       under it have come back with at most ``recheck_quiet`` (a quarter) throttled, the rate is
       raised to ``hold`` of what the table admitted while its buckets were empty (their refill,
       the capacity; see ``_after_push_back``), which becomes the knee: up to it the probe is as
-      after any cut (3 % a second, then 0.5 % near it), past it its steps start at
-      ``recheck_step`` (10 %) a second, for the reading too is low when the writers back off.
-      When that reading is no higher than the rate there is no knee, and the steps start at
-      ``recheck_step`` at once. With four partitions and more the first cut
+      after any cut (3 % a second, then 0.5 % near it), past it its steps are the largest
+      (``max_probe``, 15 %), for the reading too is low when the writers back off. When that
+      reading is no higher than the rate there is no knee, and the steps start at
+      ``recheck_step`` (10 %) a second. With four partitions and more the first cut
       mostly reads high, the calls under it come back throttled, and nothing changes (at 3,000
       WCU it reads low there too, and is raised).
     - **A steady minority.** ``trial_share`` (5 %) or more of the last ``trial_calls`` (48)
@@ -443,9 +443,9 @@ class AdaptiveLimiter(RateLimiter):
     def _after_push_back(self) -> Optional[float]:
         """What the table admitted while its buckets were empty, in the congestion that made the
         first cut: their refill, the capacity. The congestion is the calls answered before the
-        cut and those in flight then, back from the last for as long as at least half of them
-        (of 8 or more) were throttled, from three throttled in a row (a throttle before it, in
-        noise or from a hot key, would bring the table's burst into the reading: 2.6 times the
+        cut and those in flight then, back from the last for as long as at least half of every 8
+        in a row were throttled, from three throttled in a row (a throttle before it, in noise
+        or from a hot key, would bring the table's burst into the reading: 2.45 times the
         capacity in 10 % noise). When the table decides is between the send and
         the answer, so it is read both ways and the lower taken: by the time answered, from the
         first throttled answer (a call answered after it may have been admitted long before it,
@@ -454,11 +454,10 @@ class AdaptiveLimiter(RateLimiter):
         time sent, from the first throttled call's send (a call sent after it may have been
         admitted before it, when the table decides late)."""
         calls = [c for c in self._calls if c[1] < self._cut_at]
-        start, n, throttled = len(calls), 0, 0
+        start = len(calls)
         for i in range(len(calls) - 1, -1, -1):
-            n += 1
-            throttled += calls[i][3]
-            if n >= 8 and 2 * throttled < n:
+            window = calls[i:i + 8]
+            if len(window) == 8 and 2 * sum(1 for c in window if c[3]) < 8:
                 break
             if calls[i][3]:
                 start = i
@@ -504,7 +503,8 @@ class AdaptiveLimiter(RateLimiter):
             self._knee = admitted
         else:
             self._knee = None  # quiet under it: the table's last push-back said too little
-        # The step that makes the first one ``recheck_step``: probe x (1 + growth x steps).
+        # Steps from ``recheck_step`` (probe x (1 + growth x steps)); counted on below a knee, so
+        # past it they are the largest.
         if self.probe > 0 and self.probe_growth > 0:
             self._probes = max(0, round((self.recheck_step / self.probe - 1.0) / self.probe_growth))
 

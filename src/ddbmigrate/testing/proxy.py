@@ -575,7 +575,10 @@ class FaultProxy:
         parts = [url.query]
         if req.body:
             ctype = (req.header(b"content-type") or b"application/x-www-form-urlencoded").split(b";")[0].strip()
-            if req.method != b"POST" or ctype.lower() != b"application/x-www-form-urlencoded":
+            if req.method != b"POST":
+                return await self._json(writer, req, 400, {"error": f"{url.path}: a body only with POST "
+                                                                    "(or the parameters in the query)"})
+            if ctype.lower() != b"application/x-www-form-urlencoded":
                 return await self._json(writer, req, 415, {"error": f"{url.path}: parameters go in the query or a "
                                                                     "form body (units=750), not "
                                                                     f"{ctype.decode('latin-1')!r}"})
