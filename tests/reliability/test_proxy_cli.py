@@ -23,10 +23,10 @@ from support import create_table
 pytestmark = pytest.mark.reliability
 
 
-def _start(args: List[str]) -> Tuple["subprocess.Popen[str]", str, str]:
+def _start(args: List[str], stderr: int = subprocess.DEVNULL) -> Tuple["subprocess.Popen[str]", str, str]:
     """The standalone proxy, its URL and its banner (read within 60 s, or the test fails)."""
     proc = subprocess.Popen([sys.executable, "-m", "ddbmigrate.testing.proxy", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 60)
     line = proc.stdout.readline() if ready else ""
@@ -36,12 +36,18 @@ def _start(args: List[str]) -> Tuple["subprocess.Popen[str]", str, str]:
     return proc, line.split("listening on ")[1].split()[0], line
 
 
-def _get(url: str) -> Tuple[int, Any]:
+def _send(url: str, method: str, data: bytes = b"", ctype: str = "") -> Tuple[int, Any]:
+    req = urllib.request.Request(url, data=data or None, method=method,
+                                 headers={"Content-Type": ctype} if ctype else {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def _get(url: str) -> Tuple[int, Any]:
+    return _send(url, "GET")
 
 
 def _client(url: str) -> Any:
@@ -133,16 +139,6 @@ def test_standalone_proxy_capacity_options_need_a_capacity(endpoint: str) -> Non
         proc.wait(30)
 
 
-def _send(url: str, method: str, data: bytes = b"", ctype: str = "") -> Tuple[int, Any]:
-    req = urllib.request.Request(url, data=data or None, method=method,
-                                 headers={"Content-Type": ctype} if ctype else {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 def test_standalone_proxy_control_paths_answer_404_405_and_400_and_change_state_by_post(endpoint: str) -> None:
     """A mistyped control path is 404 (it read 200 with an error body, so a script checking the
     status took it for success); a method other than GET or POST is 405; an outage of
@@ -201,13 +197,8 @@ def test_standalone_proxy_stops_cleanly_with_a_client_connected(endpoint: str) -
     CancelledError traceback for the connection's handler on every such stop)."""
     import http.client
 
-    proc = subprocess.Popen([sys.executable, "-m", "ddbmigrate.testing.proxy", "--target", endpoint],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
-    line = proc.stdout.readline() if ready else ""
-    assert "listening on http://127.0.0.1:" in line, line
-    host, port = line.split("listening on http://")[1].split()[0].split(":")
+    proc, url, _ = _start(["--target", endpoint], stderr=subprocess.PIPE)
+    host, port = url.split("//")[1].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     conn.request("GET", "/__proxy__/audit")
     assert conn.getresponse().read()  # the connection stays open, idle

@@ -598,17 +598,15 @@ class FaultProxy:
             return await self._json(writer, req, 400, {"error": f"{url.path}: {e}"})
         return bool(await handler(req, writer, params))
 
-    async def _json(self, writer: asyncio.StreamWriter, req: _Request, status: int, body: Any,
+    async def _json(self, writer: asyncio.StreamWriter, req: _Request, status: int, body: Dict[str, Any],
                     extra: Optional[List[Tuple[bytes, bytes]]] = None) -> bool:
-        data = body if isinstance(body, bytes) else orjson.dumps(body)
-        if req.method == b"HEAD":  # the length of what a GET would have said, and no body
-            return await self._respond(writer, req, status, [(b"Content-Type", b"application/json")] + (extra or []),
-                                       b"", recrc=False, length=len(data))
+        data = orjson.dumps(body)
+        head = req.method == b"HEAD"  # the length of what a GET would have said, and no body
         return await self._respond(writer, req, status, [(b"Content-Type", b"application/json")] + (extra or []),
-                                   data, recrc=False)
+                                   b"" if head else data, recrc=False, length=len(data) if head else None)
 
     async def _audit_control(self, req: _Request, writer: asyncio.StreamWriter, params: Dict[str, str]) -> bool:
-        return await self._json(writer, req, 200, orjson.dumps(self.audit.snapshot(self.faults.capacity)))
+        return await self._json(writer, req, 200, self.audit.snapshot(self.faults.capacity))
 
     async def _outage_control(self, req: _Request, writer: asyncio.StreamWriter, params: Dict[str, str]) -> bool:
         raw = params.get("seconds", "5")
@@ -628,13 +626,13 @@ class FaultProxy:
         units = params.get("units")
         if cap is None:
             return await self._json(writer, req, 400,
-                                    b'{"error":"no capacity model: start the proxy with --write-capacity UNITS"}')
+                                    {"error": "no capacity model: start the proxy with --write-capacity UNITS"})
         if units is not None:
             try:
                 cap.set_units(float(units))
             except ValueError as e:  # not a number, not positive, or too small to admit a write
                 return await self._json(writer, req, 400, {"error": f"units={units!r}: {e}"})
-        return await self._json(writer, req, 200, orjson.dumps(cap.snapshot()))
+        return await self._json(writer, req, 200, cap.snapshot())
 
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
