@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import boto3
 import pytest
@@ -91,9 +91,10 @@ def test_standalone_proxy_models_a_tables_write_capacity(endpoint: str, tmp_path
         assert "0.5 write units/s over 1 partition(s), 40 s of burst" in banner
         c = _client(url)
 
-        def batch(prefix: str) -> dict:
-            return c.batch_write_item(RequestItems={table: [
+        def batch(prefix: str) -> Dict[str, Any]:
+            resp: Dict[str, Any] = c.batch_write_item(RequestItems={table: [
                 {"PutRequest": {"Item": {"pk": {"S": f"{prefix}{i:02d}"}}}} for i in range(25)]})
+            return resp
 
         first = batch("a")
         assert len(first["UnprocessedItems"][table]) == 5

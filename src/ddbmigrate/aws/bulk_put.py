@@ -29,18 +29,11 @@ import orjson
 
 from ..config import TableRef
 from ..errors import FatalError, InterruptedError_, UsageError
+from ..reporting.progress import fmt_bytes
 from ..reporting.report import Report, deliver, utcnow
 from .bulk_put_stage import Condition
 from .client import DynamoClient
-from .managed import (
-    _aws_error,
-    _fmt_bytes,
-    _manifest_item_count,
-    _StopWatching,
-    _Watch,
-    import_prefix,
-    split_s3_uri,
-)
+from .managed import StopWatching, Watch, aws_error, import_prefix, manifest_item_count, split_s3_uri
 
 TERMINAL_BULK = ("COMPLETED", "COMPLETED_WITH_ERRORS", "CANCELLED", "FAILED")
 TIERS = ("STANDARD", "ACCELERATED")
@@ -225,7 +218,7 @@ def native_bulk_put(
             except UsageError:
                 raise
             except Exception as e:
-                raise _aws_error(e, table.table, "staging the input with the condition") from None
+                raise aws_error(e, table.table, "staging the input with the condition") from None
         base = {"client_token": token, "request": req, "started_at": utcnow()}
         if staged:
             base["staged"] = staged
@@ -239,7 +232,7 @@ def native_bulk_put(
                 raise UsageError(f"a bulk put with other settings was started for {table.table} from {s3_uri} "
                                  "(same client token): rerun with its settings, or --restart for a new operation",
                                  table=table.table, code="IdempotentParameterMismatchException") from None
-            raise _aws_error(e, table.table, "StartBulkPutItems") from None
+            raise aws_error(e, table.table, "StartBulkPutItems") from None
         state = {**base, "arn": first.get("BulkOperationArn")}
         _save_state(state_path, state)
     else:
@@ -260,7 +253,7 @@ def native_bulk_put(
     if total_items is None:
         bucket, key_prefix, is_export = import_prefix(s3_uri)
         if is_export:
-            total_items = _manifest_item_count(bucket, key_prefix, table, s3_endpoint_url)
+            total_items = manifest_item_count(bucket, key_prefix, table, s3_endpoint_url)
 
     def snapshot(d: Dict[str, Any]) -> Dict[str, Any]:
         done = int(d.get("ProcessedItemCount") or 0)
@@ -268,13 +261,13 @@ def native_bulk_put(
         total = total_items
         if total is None and done and read_b and total_b:
             total = int(done * int(total_b) / int(read_b))  # items in proportion to the bytes read
-        parts = [str(d.get("BulkOperationStatus", "?")), f"{_fmt_bytes(read_b)} of {_fmt_bytes(total_b)}"]
+        parts = [str(d.get("BulkOperationStatus", "?")), f"{fmt_bytes(read_b)} of {fmt_bytes(total_b)}"]
         if d.get("FailedItemCount"):
             parts.append(f"failed {d['FailedItemCount']}")
         return {"done": done, "total": total, "status": " ".join(parts),
                 "dead_lettered": int(d.get("FailedItemCount") or 0)}
 
-    watch = _Watch("bulk-put", lambda: _describe(c, arn, table.table), snapshot, TERMINAL_BULK,
+    watch = Watch("bulk-put", lambda: _describe(c, arn, table.table), snapshot, TERMINAL_BULK,
                    "BulkOperationStatus", progress=progress, poll_interval=poll_interval, timeout=timeout,
                    sleep=sleep, clock=clock, observer=observer, cancel=cancel)
     t0 = clock()
@@ -339,19 +332,19 @@ def _settle_condition(rep: Report, s3: Any, final: Dict[str, Any], failure_repor
     return min(n, max(0, not_failed))
 
 
-def _watch_or_cancel(c: DynamoClient, watch: _Watch, first: Dict[str, Any], arn: str, table: str,
+def _watch_or_cancel(c: DynamoClient, watch: Watch, first: Dict[str, Any], arn: str, table: str,
                      confirm_cancel: Optional[Callable[[str], bool]]) -> Dict[str, Any]:
     """Watch to the end; on Ctrl-C ask whether to cancel the operation itself."""
     try:
         return watch.run(first)
-    except (KeyboardInterrupt, _StopWatching) as e:
-        plan_stop = isinstance(e, _StopWatching)
+    except (KeyboardInterrupt, StopWatching) as e:
+        plan_stop = isinstance(e, StopWatching)
         if not plan_stop and confirm_cancel is not None and confirm_cancel(
                 f"cancel bulk put {arn}? Items written so far stay in {table}"):
             try:
                 c.control.cancel_bulk_operation(BulkOperationArn=arn)
             except Exception as err:
-                raise _aws_error(err, table, "CancelBulkOperation") from None
+                raise aws_error(err, table, "CancelBulkOperation") from None
             watch.stop.clear()
             return watch.run(_describe(c, arn, table))  # to CANCELLED (or the end it reached first)
         raise InterruptedError_(
@@ -364,4 +357,4 @@ def _describe(c: DynamoClient, arn: str, table: str) -> Dict[str, Any]:
     try:
         return dict(c.control.describe_bulk_operation(BulkOperationArn=arn)["BulkOperationDescription"])
     except Exception as e:
-        raise _aws_error(e, table, "DescribeBulkOperation") from None
+        raise aws_error(e, table, "DescribeBulkOperation") from None

@@ -36,7 +36,7 @@ from ..errors import (
     TableNotFoundError,
     UsageError,
 )
-from ..reporting.progress import Progress
+from ..reporting.progress import Progress, fmt_bytes
 from ..reporting.report import Report, deliver, utcnow
 from .client import DynamoClient
 from .errors import error_code, error_message
@@ -87,29 +87,18 @@ def export_folder(bucket: str, prefix: str, desc: Dict[str, Any]) -> str:
     return f"s3://{bucket}/{base}AWSDynamoDB/{export_id}/"
 
 
-def _fmt_bytes(n: Optional[int]) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def _aws_error(e: Exception, table: str, op: str) -> DdbMigrateError:
+def aws_error(e: Exception, table: str, op: str) -> DdbMigrateError:
     code, msg = error_code(e), error_message(e)
     if code == "PointInTimeRecoveryUnavailableException":
         return FatalError(f"{op}: point-in-time recovery is not enabled on {table}", table=table, code=code)
     return AwsError(f"{op} failed: {msg or e}", table=table, code=code)
 
 
-class _StopWatching(Exception):
+class StopWatching(Exception):
     """The caller asked to stop watching (a plan's Ctrl-C / SIGTERM)."""
 
 
-class _Watch:
+class Watch:
     """Poll ``describe()`` until a terminal status, feeding a progress display."""
 
     def __init__(self, job: str, describe: Callable[[], Dict[str, Any]], snapshot: Callable[[Dict[str, Any]], Dict[str, Any]],
@@ -151,7 +140,7 @@ class _Watch:
                 else:
                     self.sleep(self.poll)
                 if self.stop.is_set():
-                    raise _StopWatching()
+                    raise StopWatching()
                 self.last = self.describe()
                 self.polls += 1
         finally:
@@ -161,11 +150,11 @@ class _Watch:
         return self.last
 
 
-def _watch_to_end(watch: _Watch, first: Dict[str, Any], kind: str, arn: str) -> Dict[str, Any]:
+def _watch_to_end(watch: Watch, first: Dict[str, Any], kind: str, arn: str) -> Dict[str, Any]:
     """``watch.run(first)``; Ctrl-C stops the watching only, and says how to watch the ``kind`` again."""
     try:
         return watch.run(first)
-    except (KeyboardInterrupt, _StopWatching):
+    except (KeyboardInterrupt, StopWatching):
         raise InterruptedError_(
             f"stopped watching; {kind} {arn} continues in AWS. Watch it again with "
             f"native_{kind}(..., {kind}_arn={arn!r}) or `aws dynamodb describe-{kind} --{kind}-arn {arn}`") from None
@@ -187,7 +176,7 @@ def _check_pitr(client: DynamoClient, table: str, export_time: Optional[_dt.date
     except client.control.exceptions.TableNotFoundException:
         raise TableNotFoundError(f"table {table!r} does not exist at {client.endpoint}", table=table) from None
     except Exception as e:
-        raise _aws_error(e, table, "DescribeContinuousBackups") from None
+        raise aws_error(e, table, "DescribeContinuousBackups") from None
     pitr = cb.get("PointInTimeRecoveryDescription") or {}
     status = pitr.get("PointInTimeRecoveryStatus", "DISABLED")
     if status != "ENABLED":
@@ -267,7 +256,7 @@ def native_export(
         try:
             first = c.control.export_table_to_point_in_time(**req)["ExportDescription"]
         except Exception as e:
-            raise _aws_error(e, table.table, "ExportTableToPointInTime") from None
+            raise aws_error(e, table.table, "ExportTableToPointInTime") from None
     else:
         first = _describe_export(c, export_arn, table.table)
     arn = str(first.get("ExportArn"))
@@ -279,10 +268,10 @@ def native_export(
         billed = d.get("BilledSizeBytes")
         parts = [status]
         if billed is not None:
-            parts.append(f"billed {_fmt_bytes(int(billed))}")
+            parts.append(f"billed {fmt_bytes(int(billed))}")
         return {"done": int(d.get("ItemCount") or 0), "total": None, "status": " ".join(parts)}
 
-    watch = _Watch("native-export", lambda: _describe_export(c, arn, table.table), snapshot, TERMINAL_EXPORT,
+    watch = Watch("native-export", lambda: _describe_export(c, arn, table.table), snapshot, TERMINAL_EXPORT,
                    "ExportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
                    clock=clock, observer=observer, cancel=cancel)
     t0 = clock()
@@ -307,7 +296,7 @@ def _describe_export(c: DynamoClient, arn: str, table: str) -> Dict[str, Any]:
     try:
         return dict(c.control.describe_export(ExportArn=arn)["ExportDescription"])
     except Exception as e:
-        raise _aws_error(e, table, "DescribeExport") from None
+        raise aws_error(e, table, "DescribeExport") from None
 
 
 def import_prefix(uri: str) -> Tuple[str, str, bool]:
@@ -381,7 +370,7 @@ def native_import(
             raise UsageError(f"table {table.table} already exists: ImportTable only creates new tables; load into an "
                              "existing table with `ddbmigrate import` (without --native)", table=table.table)
         if total_items is None and is_export:
-            total_items = _manifest_item_count(bucket, key_prefix, table, s3_endpoint_url)
+            total_items = manifest_item_count(bucket, key_prefix, table, s3_endpoint_url)
         source: Dict[str, Any] = {"S3Bucket": bucket, "S3KeyPrefix": key_prefix}
         if s3_bucket_owner:
             source["S3BucketOwner"] = s3_bucket_owner
@@ -392,7 +381,7 @@ def native_import(
         try:
             first = c.control.import_table(**req)["ImportTableDescription"]
         except Exception as e:
-            raise _aws_error(e, table.table, "ImportTable") from None
+            raise aws_error(e, table.table, "ImportTable") from None
         report.extra["notes"] = notes
     else:
         first = _describe_import(c, import_arn, table.table)
@@ -402,13 +391,13 @@ def native_import(
 
     def snapshot(d: Dict[str, Any]) -> Dict[str, Any]:
         done = int(d.get("ProcessedItemCount") or 0)
-        parts = [str(d.get("ImportStatus", "?")), _fmt_bytes(d.get("ProcessedSizeBytes"))]
+        parts = [str(d.get("ImportStatus", "?")), fmt_bytes(d.get("ProcessedSizeBytes"))]
         if d.get("ErrorCount"):
             parts.append(f"errors {d['ErrorCount']}")
         return {"done": done, "total": total_items, "status": " ".join(parts),
                 "dead_lettered": int(d.get("ErrorCount") or 0)}
 
-    watch = _Watch("native-import", lambda: _describe_import(c, arn, table.table), snapshot, TERMINAL_IMPORT,
+    watch = Watch("native-import", lambda: _describe_import(c, arn, table.table), snapshot, TERMINAL_IMPORT,
                    "ImportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
                    clock=clock, observer=observer, cancel=cancel)
     final = _watch_to_end(watch, first, "import", arn)
@@ -434,10 +423,10 @@ def _describe_import(c: DynamoClient, arn: str, table: str) -> Dict[str, Any]:
     try:
         return dict(c.control.describe_import(ImportArn=arn)["ImportTableDescription"])
     except Exception as e:
-        raise _aws_error(e, table, "DescribeImport") from None
+        raise aws_error(e, table, "DescribeImport") from None
 
 
-def _manifest_item_count(bucket: str, data_prefix: str, table: TableRef, endpoint_url: Optional[str]) -> Optional[int]:
+def manifest_item_count(bucket: str, data_prefix: str, table: TableRef, endpoint_url: Optional[str]) -> Optional[int]:
     """itemCount from the export's manifest-summary.json (best effort: only the ETA needs it).
 
     Short timeouts and two attempts: an unreachable S3 must not hold up the import.

@@ -143,7 +143,8 @@ class Progress:
             elif s.get("rate_limit"):
                 extra.append(f"limit {s['rate_limit']:.0f}/s")
             if "journal_backlog" in s:
-                extra.append(f"journal {int(s['journal_backlog']):,} changes ({_fmt_bytes(s.get('journal_bytes'))})")
+                size = fmt_bytes(s.get("journal_bytes") or 0)
+                extra.append(f"journal {int(s['journal_backlog']):,} changes ({size})")
             if s.get("status"):
                 extra.append(str(s["status"]))
             if s.get("read") and int(s["read"]) > done:
@@ -176,10 +177,13 @@ def _fmt_eta(eta: Optional[float]) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def _fmt_bytes(n: Any) -> str:
-    v = float(n or 0)
+def fmt_bytes(n: Optional[float]) -> str:
+    """A size for people: ``1.5 MB``; ``?`` when it is not known."""
+    if n is None:
+        return "?"
+    size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if v < 1024 or unit == "GB":
-            return f"{v:,.0f} {unit}" if unit == "B" else f"{v:,.1f} {unit}"
-        v /= 1024
-    return f"{v:,.1f} GB"
+        if size < 1024:
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} TB"
