@@ -1,15 +1,38 @@
-"""How the progress line and the managed jobs' status lines write sizes (reporting/progress.py)."""
+"""How sizes are written for people (reporting/progress.fmt_bytes): the managed jobs' status
+lines (ImportTable, export, bulk put) and the progress line's journal size."""
 
 from __future__ import annotations
 
+import io
+
+import pytest
+
+from ddbmigrate.reporting.progress import fmt_bytes
+
 
 def test_sizes_are_written_for_people_and_an_unknown_one_says_so() -> None:
-    from ddbmigrate.reporting.progress import fmt_bytes
-
     assert fmt_bytes(None) == "?"
     assert fmt_bytes(0) == "0 B"
     assert fmt_bytes(1023) == "1,023 B"
+    assert fmt_bytes(1024) == "1.0 KB"
     assert fmt_bytes(1536) == "1.5 KB"
+    assert fmt_bytes(5 * 1024 ** 2) == "5.0 MB"
     assert fmt_bytes(3 * 1024 ** 3) == "3.0 GB"
+    assert fmt_bytes(1024 ** 4 - 1) == "1,024.0 GB"  # rounded, not promoted: the unit is chosen first
     assert fmt_bytes(5 * 1024 ** 4) == "5.0 TB"
     assert fmt_bytes(2048 * 1024 ** 4) == "2,048.0 TB"
+
+
+def test_the_progress_line_gives_the_journal_size_and_zero_when_none_is_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddbmigrate.reporting.progress import Progress
+
+    monkeypatch.setenv("COLUMNS", "200")  # the whole line, whatever the terminal running the tests
+
+    for size, shown in ((None, "(0 B)"), (1536, "(1.5 KB)")):
+        out = io.StringIO()
+        p = Progress("j", lambda: {"done": 5, "total": 10, "journal_backlog": 1234, "journal_bytes": size},
+                     mode="bar", interval=60.0, stream=out)
+        p.start()
+        p.stop()
+        text = " ".join(out.getvalue().split())
+        assert f"journal 1,234 changes {shown}" in text, text

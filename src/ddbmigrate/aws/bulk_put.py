@@ -268,8 +268,8 @@ def native_bulk_put(
                 "dead_lettered": int(d.get("FailedItemCount") or 0)}
 
     watch = Watch("bulk-put", lambda: _describe(c, arn, table.table), snapshot, TERMINAL_BULK,
-                   "BulkOperationStatus", progress=progress, poll_interval=poll_interval, timeout=timeout,
-                   sleep=sleep, clock=clock, observer=observer, cancel=cancel)
+                  "BulkOperationStatus", progress=progress, poll_interval=poll_interval, timeout=timeout,
+                  sleep=sleep, clock=clock, observer=observer, cancel=cancel)
     t0 = clock()
     final = _watch_or_cancel(c, watch, first, arn, table.table, confirm_cancel)
     elapsed = clock() - t0

@@ -272,8 +272,8 @@ def native_export(
         return {"done": int(d.get("ItemCount") or 0), "total": None, "status": " ".join(parts)}
 
     watch = Watch("native-export", lambda: _describe_export(c, arn, table.table), snapshot, TERMINAL_EXPORT,
-                   "ExportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
-                   clock=clock, observer=observer, cancel=cancel)
+                  "ExportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
+                  clock=clock, observer=observer, cancel=cancel)
     t0 = clock()
     final = _watch_to_end(watch, first, "export", arn)
     report.duration_seconds = round(clock() - t0, 3)
@@ -398,8 +398,8 @@ def native_import(
                 "dead_lettered": int(d.get("ErrorCount") or 0)}
 
     watch = Watch("native-import", lambda: _describe_import(c, arn, table.table), snapshot, TERMINAL_IMPORT,
-                   "ImportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
-                   clock=clock, observer=observer, cancel=cancel)
+                  "ImportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
+                  clock=clock, observer=observer, cancel=cancel)
     final = _watch_to_end(watch, first, "import", arn)
     elapsed = clock() - t0
     processed = int(final.get("ProcessedItemCount") or 0)
