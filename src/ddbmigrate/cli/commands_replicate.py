@@ -15,6 +15,7 @@ import orjson
 from ..errors import EXIT_LAGGING, EXIT_NOT_RUNNING, FatalError
 from ..jobs.cutover import cutover
 from ..jobs.replicate import replicate
+from ..reporting.progress import fmt_bytes
 from ..state.status import read_status, request_stop, status_path_for, stop_request_path
 from .commands_estimate import check_cost, max_cost_option
 from .options import (
@@ -239,7 +240,8 @@ def _print_status(doc: Dict[str, Any]) -> None:
         ]
     j = doc.get("journal") or {}
     if j:
-        lines.append(f"  journal          {j.get('backlog_records', 0)} records to apply, {_bytes(j.get('bytes'))} in "
+        size = fmt_bytes(j.get("bytes") or 0)
+        lines.append(f"  journal          {j.get('backlog_records', 0)} records to apply, {size} in "
                      f"{j.get('segments', 0)} segments at {j.get('location')}")
     if doc.get("phase") == "stream":
         lines += [
@@ -267,15 +269,6 @@ def _phase(doc: Dict[str, Any]) -> str:
     if doc.get("phase") == "stream":
         return "tailing the stream (caught up)" if doc.get("caught_up") else "applying the journal"
     return str(doc.get("phase") or "-")
-
-
-def _bytes(n: Any) -> str:
-    v = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB"):
-        if v < 1024 or unit == "GB":
-            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
-        v /= 1024
-    return f"{v:.1f} GB"
 
 
 @click.command("cutover")
