@@ -3,6 +3,7 @@
     python bench/capacity_simulated.py        # about 15 s
     python bench/capacity_simulated.py --grid # other capacities and partition counts, about 20 s
     python bench/capacity_simulated.py --on-arrival [--grid ...]  # the table decides on arrival
+    python bench/capacity_simulated.py --limit 1 [--fixed] [--grid ...]  # a rate given
 
 Each case runs ``tests/capacity_sim.simulate`` (16 writers, the fault proxy's capacity model,
 the client's retries) for every seed and prints the range and mean of whole-run efficiency,
@@ -11,7 +12,10 @@ share of throttled write requests. The same model backs the tests in
 tests/unit/test_ratelimit.py; this prints the spread behind their bounds, for comparing two
 versions of the limiter side by side (run it on each). ``--on-arrival``: the table decides when a
 call arrives and the latency is all in the answer (the fault proxy in front of DynamoDB Local);
-by default it decides when the call is answered.
+by default it decides when the call is answered. ``--limit X``: the job is given a rate
+(``--max-write-units``) of X times the table's starting capacity; ``--fixed``: held by the plain
+token bucket (halved on throttles, 5 % of the rate back a second), the limiter a given rate had
+before it adapted under it.
 """
 
 from __future__ import annotations
@@ -46,14 +50,14 @@ def span(xs: List[float], pct: bool = False) -> str:
 
 
 def grid_rows(capacities: List[float], partitions: List[int], seeds: int, seconds: float,
-              on_arrival: bool = False) -> List[Dict[str, Any]]:
+              on_arrival: bool = False, **limit: Any) -> List[Dict[str, Any]]:
     """The issue's bound at other operating points than the tuned one: each capacity C with each
     partition count P, C x ``seconds`` items of 1 WCU (a run of about that long), over seeds."""
     rows = []
     for cap in capacities:
         for parts in partitions:
-            runs = [simulate(int(cap * seconds), cap, partitions=parts, seed=s, admit_on_arrival=on_arrival)
-                    for s in range(1, seeds + 1)]
+            runs = [simulate(int(cap * seconds), cap, partitions=parts, seed=s, admit_on_arrival=on_arrival,
+                             **_limit(cap, limit)) for s in range(1, seeds + 1)]
             rows.append({
                 "capacity": cap, "partitions": parts,
                 "efficiency": [r.efficiency for r in runs],
@@ -66,12 +70,20 @@ def grid_rows(capacities: List[float], partitions: List[int], seeds: int, second
     return rows
 
 
-def grid(capacities: List[float], partitions: List[int], seeds: int, seconds: float, on_arrival: bool = False) -> int:
+def _limit(capacity: float, opts: Dict[str, Any]) -> Dict[str, Any]:
+    """``simulate``'s limit options for a table of ``capacity``: X times it, if given."""
+    if not opts.get("limit"):
+        return {}
+    return {"limit": opts["limit"] * capacity, "fixed": bool(opts.get("fixed"))}
+
+
+def grid(capacities: List[float], partitions: List[int], seeds: int, seconds: float, on_arrival: bool = False,
+         **limit: Any) -> int:
     print("| capacity (WCU) | partitions | efficiency, whole | throttled write requests | throttled in the first 2 s "
           "| ≥ 90 % and ≤ 5 % in every seed |")
     print("|---:|---:|---|---|---|---|")
     for cap in capacities:
-        for row in grid_rows([cap], partitions, seeds, seconds, on_arrival):
+        for row in grid_rows([cap], partitions, seeds, seconds, on_arrival, **limit):
             print(f"| {cap:,.0f} | {row['partitions']} | {span(row['efficiency'])} | {span(row['throttled'], True)} "
                   f"| {span(row['early'], True)} | {'yes' if row['met'] else 'no'} |", flush=True)
     return 0
@@ -81,17 +93,27 @@ def main() -> int:
     on_arrival = "--on-arrival" in sys.argv[1:]
     if on_arrival:
         sys.argv.remove("--on-arrival")
+    limit: Dict[str, Any] = {"fixed": "--fixed" in sys.argv[1:]}
+    if limit["fixed"]:
+        sys.argv.remove("--fixed")
+    if "--limit" in sys.argv[1:]:
+        i = sys.argv.index("--limit")
+        limit["limit"] = float(sys.argv[i + 1])
+        del sys.argv[i:i + 2]
+    elif limit["fixed"]:
+        sys.exit("--fixed needs --limit X")
     if "--grid" in sys.argv[1:]:
         # python bench/capacity_simulated.py --grid [CAPACITIES [PARTITIONS [SEEDS]]]
         rest = sys.argv[sys.argv.index("--grid") + 1:]
         caps = [float(x) for x in (rest[0] if rest else "100,200,500,1000,1500,3000").split(",")]
         parts = [int(x) for x in (rest[1] if len(rest) > 1 else "1,2,4,8").split(",")]
-        return grid(caps, parts, int(rest[2]) if len(rest) > 2 else 8, 12.0, on_arrival)
+        return grid(caps, parts, int(rest[2]) if len(rest) > 2 else 8, 12.0, on_arrival, **limit)
     print("| case | seeds | efficiency, whole | after 5 s | throttled calls | throttled write requests (worst) "
           "| calls throttled 5 s after the change (worst) |")
     print("|---|---:|---|---|---|---:|---:|")
     for name, (items, cap, seeds, kw, after) in CASES.items():
-        runs: List[Run] = [simulate(items, cap, seed=s, admit_on_arrival=on_arrival, **kw) for s in range(1, seeds + 1)]
+        runs: List[Run] = [simulate(items, cap, seed=s, admit_on_arrival=on_arrival, **kw, **_limit(cap, limit))
+                           for s in range(1, seeds + 1)]
         late = f"{100 * max(r.throttled_share_after(after) for r in runs):.1f} %" if after else "-"
         print(f"| {name} | {seeds} | {span([r.efficiency for r in runs])} | "
               f"{span([r.steady_efficiency for r in runs])} | {span([r.throttled_share for r in runs], True)} | "

@@ -2,10 +2,15 @@
 
 Workers call ``acquire(estimate)`` before a request and ``settle(estimate, consumed)`` after
 it, so the bucket is charged what DynamoDB actually consumed; ``again()`` before the client's
-retry re-sends a call refused whole (each attempt sent is charged). ``throttled()`` halves the
-rate (multiplicative decrease, at most once per ``decrease_interval``: eight writers throttled by the
-same burst are one signal, not eight halvings); each second without throttling adds back
-``recover_step`` of the ceiling (additive increase). Time and sleep are injected so tests run without sleeping.
+retry re-sends a call refused whole (each attempt sent is charged). Every job's limiter is an
+:class:`AdaptiveLimiter`: with no rate given it is unlimited until the table pushes back, then
+holds just under what the table admits; with a rate given (``--max-*-units``, ``--*-percent``)
+it starts at that rate and never goes over it, and under it answers the table's push-back the
+same way. :class:`TokenBucket` is the bucket it sets; on its own (``throttled()`` halves its
+rate at most once per ``decrease_interval``, each second without throttling adds back
+``recover_step`` of the ceiling) it held a given rate before, and measured 0.86-0.87 of a
+table's capacity when that rate was the capacity (``bench/capacity_simulated.py --fixed``).
+Time and sleep are injected so tests run without sleeping.
 
 Invariant: over any window the consumed units stay within rate x window + burst.
 """
@@ -215,6 +220,13 @@ class AdaptiveLimiter(RateLimiter):
       the rate is at the capacity already (grown on past it, a capacity that halved was held
       over, a call in thirteen throttled, under the trial's share).
 
+    - **A rate given** (``limit``: ``--max-*-units``, ``--*-percent``). The rate starts there, and
+      neither a probe nor a recheck takes it over. The first push-back under it is read as
+      the first cut from no limit is, then the cuts, trials and probes are the same. It is a
+      ceiling, not a target: a bucket that halved on every throttle (and climbed back 5 % a
+      second) held 0.86-0.87 of a table whose capacity was the rate given, as the writers'
+      lumps and the partitions' uneven shares crossed it now and then.
+
     Measured against the fault proxy's capacity model in ``bench/capacity.py``, and in
     simulated time (16 writers, a partitioned table) in ``tests/unit/test_ratelimit.py``.
     """
@@ -224,7 +236,7 @@ class AdaptiveLimiter(RateLimiter):
                  window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, trial_calls: int = 48, min_rate: float = 1.0,
                  trial_share: float = 0.05, trial_cut: float = 0.05, after_cut: float = 5.0,
                  recheck_after: float = 0.5, recheck_calls: int = 8, recheck_quiet: float = 0.25,
-                 recheck_step: float = 0.1,
+                 recheck_step: float = 0.1, limit: Optional[float] = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
@@ -258,6 +270,19 @@ class AdaptiveLimiter(RateLimiter):
         self.throttle_events = 0
         self._ratio = 1.0  # units consumed per unit of the callers' estimates, as calls admitted whole showed
         self._recheck = False  # the first cut is to be checked against what came after it
+        self._found = False  # a first cut or trial made: the table has pushed back
+        # A rate given (--max-*-units): the rate starts there and never goes over it; under it the
+        # table's push-back is answered as without one (a cut to what it admits, then probes).
+        self.limit: Optional[float] = None
+        if limit is not None:
+            if limit <= 0:
+                raise ValueError("limit must be positive")
+            self.limit = self.rate = float(limit)
+            self._bucket = TokenBucket(self.limit, min_rate=min(self.min_rate, self.limit), recover_step=0.0,
+                                       clock=clock, sleep=sleep, name=name)
+            # No second of the rate at once on top of it: a table given its own capacity as the
+            # rate had its burst emptied by it at start-up, and read low when it pushed back.
+            self._bucket._tokens = 0.0
 
     def acquire(self, units: float = 1.0) -> None:
         while True:
@@ -297,6 +322,8 @@ class AdaptiveLimiter(RateLimiter):
         start = max(now - 2.0, calls[0][0]) if calls else now
         used = sum(max(c[2], c[4]) for c in calls if c[0] >= start) / max(0.5, now - start)
         cap = self.headroom * used
+        if self.limit is not None:
+            cap = min(cap, self.limit)
         rate = bucket.rate
         # Throttled calls in the last 2 s (not those sent before the last cut): at the capacity already.
         late = [c for c in calls if c[0] >= start and c[1] >= self._last_cut]
@@ -393,7 +420,7 @@ class AdaptiveLimiter(RateLimiter):
         # half of 24 by chance in noise is rare, and that on top rarer still (its first cut would
         # be read from noise and cost the most).
         if (throttled < self.min_throttled or 2 * throttled < len(recent)
-                or (self._bucket is None and sum(1 for c in recent[-8:] if c[3]) < 6)):
+                or (not self._found and sum(1 for c in recent[-8:] if c[3]) < 6)):
             self._maybe_trial(now)
             return
         self._trial = None
@@ -404,10 +431,11 @@ class AdaptiveLimiter(RateLimiter):
         since = min(c[1] for c in recent)
         span = max(0.05, now - since)
         admitted = sum(c[2] for c in self._calls if c[0] >= since) / span
-        if self._bucket is None:
-            # The first cut, from no limit: the table's burst makes what it admitted look like far
-            # more than its rate; the admitted share of the throttled calls times what was sent
-            # is nearer.
+        bucket = self._bucket
+        if not self._found or bucket is None:
+            # The first cut (from no limit, or from the rate given): the table's burst makes what
+            # it admitted look like far more than its rate; the admitted share of the throttled
+            # calls times what was sent is nearer.
             sent = sum(c[4] for c in recent) / span
             held = [c for c in recent if c[3]]
             share = sum(c[2] for c in held) / max(1e-9, sum(c[4] for c in held))
@@ -416,23 +444,28 @@ class AdaptiveLimiter(RateLimiter):
             if share > 0.0:
                 admitted = min(admitted, share * sent)
             self._recheck = True
+            self._found = True
             target = max(self.min_rate, self.hold * admitted)
-            self._bucket = TokenBucket(target, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
-                                       sleep=self.sleep, name=self.name)
+            if bucket is None:
+                bucket = self._bucket = TokenBucket(target, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
+                                                    sleep=self.sleep, name=self.name)
+            else:  # under a rate given: a cut, never a raise
+                target = min(target, bucket.rate * 0.95)
+                bucket.rate = bucket.ceiling = target
         else:
             # A cut is between 5 % and half of the rate before (a few calls' lumps must not make
             # the rate); one soon after another says the last estimate was high (the table's
             # partitions run out of burst one after the other): at least 15 %, and the same
             # congestion gives no higher knee.
             self._recheck = False
-            before = self._bucket.rate
+            before = bucket.rate
             soon = now - self._last_cut < 2.0
             target = max(self.min_rate, min(max(self.hold * admitted, before * 0.5), before * (0.85 if soon else 0.95)))
             if soon and self._knee is not None:
                 admitted = min(admitted, self._knee)
-            self._bucket.rate = self._bucket.ceiling = target
+            bucket.rate = bucket.ceiling = target
         # No burst on top of what is in flight: the table's own burst is spent.
-        self._bucket._tokens = min(self._bucket._tokens, 0.0)
+        bucket._tokens = min(bucket._tokens, 0.0)
         log.debug("%s: %d of the last %d calls throttled; the table admitted %.0f units/s; rate now %.0f",
                   self.name or "limiter", throttled, len(recent), admitted, target)
         self._knee = admitted  # the likeliest capacity, where probing slows down
@@ -492,8 +525,8 @@ class AdaptiveLimiter(RateLimiter):
         if throttled > (self._noise + self.recheck_quiet) * n:
             return
         admitted = self._after_push_back()
-        if admitted is not None and self.hold * admitted > bucket.rate:
-            rate = self.hold * admitted
+        if admitted is not None and self.hold * admitted > bucket.rate and (self.limit is None or bucket.rate < self.limit):
+            rate = self.hold * admitted if self.limit is None else min(self.limit, self.hold * admitted)
             log.debug("%s: quiet under the first cut; the table admitted %.0f units/s after it pushed back: "
                       "rate now %.0f", self.name or "limiter", admitted, rate)
             bucket.rate = bucket.ceiling = rate
@@ -542,6 +575,7 @@ class AdaptiveLimiter(RateLimiter):
                 if before is None:
                     self._bucket = None
                     self.rate = None
+                    self._found = False
                 elif self._bucket is not None:
                     self._bucket.rate = self._bucket.ceiling = before
                     self.rate = before
@@ -552,6 +586,7 @@ class AdaptiveLimiter(RateLimiter):
         if min(share, sum(1 for c in since if c[3]) / len(since)) < floor:
             return
         before_rate = self._bucket.rate if self._bucket is not None else None
+        self._found = True
         # The trial rate: under what the table admitted to these calls, so that a rate over the
         # capacity by more than a little is tried under it too (a trial at the capacity itself
         # still finds the buckets empty and would be taken for noise).
@@ -583,6 +618,9 @@ class AdaptiveLimiter(RateLimiter):
         return self.rate
 
     def describe(self) -> Optional[Dict[str, Any]]:
+        if self.limit is not None:
+            return {"limit": round(self.limit, 1), "current": round(self.rate or 0.0, 1),
+                    "throttle_events": self.throttle_events}
         if self.rate is None and not self.throttle_events:
             return None
         # Throttled but never cut (noise the back-off absorbed): no limit found, none held.
@@ -591,7 +629,10 @@ class AdaptiveLimiter(RateLimiter):
 
 
 def limiter_for(rate: Optional[float], name: str = "") -> RateLimiter:
-    return TokenBucket(rate, name=name) if rate else RateLimiter()
+    """With a rate (``--max-*-units``, ``--*-percent``): never over it, and under it the table's
+    push-back answered as when the rate is found (a cut to what it admits, then probes). Without
+    one: no limit (the engine's workers use an :class:`AdaptiveLimiter` without a limit instead)."""
+    return AdaptiveLimiter(limit=max(0.5, rate), name=name) if rate else RateLimiter()
 
 
 def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Optional[float], kind: str) -> Optional[float]:

@@ -48,11 +48,11 @@ class Resources:
         return c
 
     def limiter(self, rate: Optional[float], name: str) -> "RateLimiter":
-        """A token bucket at this worker's share of ``rate`` units/s; without a rate, one that
-        finds the table's capacity from DynamoDB's throttles (aws/capacity.py AdaptiveLimiter)."""
-        from ..aws.capacity import AdaptiveLimiter, RateLimiter, TokenBucket
+        """The limiter that finds the table's capacity from DynamoDB's throttles
+        (aws/capacity.py AdaptiveLimiter); with a rate, never over this worker's share of it."""
+        from ..aws.capacity import AdaptiveLimiter, limiter_for
 
-        lim: RateLimiter = TokenBucket(max(0.5, rate * self.share), name=name) if rate else AdaptiveLimiter(name=name)
+        lim = limiter_for(rate * self.share, name) if rate else AdaptiveLimiter(name=name)
         lim.name = name
         self.limiters.append(lim)
         return lim
