@@ -722,12 +722,14 @@ def test_the_recheck_never_raises_a_first_cut_far_over_the_capacity(noise: float
 
 # --------------------------------------------------------------------------- a rate given
 
-@pytest.mark.parametrize("rate,units", [(100.0, 1.0), (100.0, 25.0), (7.5, 2.0), (40_000.0, 128.0)])
+@pytest.mark.parametrize("rate,units", [(100.0, 1.0), (100.0, 25.0), (7.5, 2.0), (40_000.0, 128.0), (0.5, 1.0)])
 def test_a_rate_given_is_never_exceeded(rate: float, units: float) -> None:
     """``--max-write-units`` is a ceiling: what is sent stays within the rate times the time
     since the start (no second of burst on top of it at once: a table given its own capacity had
     its burst emptied by that at start-up), on a table that never pushes back (nothing to adapt
-    to) and on one that always does (every call short: the cuts never raise it)."""
+    to) and on one that always does (every call short: the cuts never raise it; a limit under
+    the cuts' floor of 1 unit/s was raised to it). The job may start long after its limiter
+    was made: no burst was saved up meanwhile."""
     for capacity in (1e12, rate / 3):
         clock = FakeClock()
         lim = limiter_for(rate)
@@ -735,6 +737,7 @@ def test_a_rate_given_is_never_exceeded(rate: float, units: float) -> None:
         lim.clock, lim.sleep = clock, clock.sleep
         assert lim._bucket is not None
         lim._bucket.clock, lim._bucket.sleep, lim._bucket._last = clock, clock.sleep, clock.now
+        clock.now += 30.0  # a slow start (S3 listing, an import's check pass)
         table = SimTable(clock, capacity=capacity)
         start, sent = clock.now, 0.0
         for _ in range(2000):
@@ -755,11 +758,11 @@ def test_a_rate_given_is_never_exceeded(rate: float, units: float) -> None:
 @pytest.mark.parametrize("partitions", [1, 4, 8])
 def test_a_rate_given_at_the_capacity_holds_it(partitions: int) -> None:
     """``--max-write-units C`` on a table of C. A bucket that started with a second of the rate
-    on top of it, halved on every throttle and climbed back 5 % a second held 0.86-0.87 of it in
+    on top of it, halved on every throttle and climbed back 5 % a second held 0.85-0.87 of it in
     every run (0.90 after start-up): it emptied the table's burst at once, and the writers'
     lumps and the partitions' uneven shares then crossed the capacity now and then. Now the rate
     starts without that second, and under it the table's push-back is answered as when no rate
-    is given (a cut to what it admits, then probes, never over the rate): 0.98-1.00 over the
+    is given (a cut to what it admits, then probes, never over the rate): 0.98-1.01 over the
     simulated grid (200-3,000 WCU, 1-8 partitions, every seed; `bench/capacity_simulated.py
     --limit 1 --grid`)."""
     from capacity_sim import simulate
@@ -767,11 +770,12 @@ def test_a_rate_given_at_the_capacity_holds_it(partitions: int) -> None:
     for seed in range(1, 7):
         r = simulate(12_000, 1000, partitions=partitions, seed=seed, limit=1000)
         assert r.efficiency >= 0.9, (seed, r)
-        assert r.steady_efficiency >= 0.88, (seed, r)
+        assert r.steady_efficiency >= 0.95, (seed, r)
         assert r.throttled_item_share <= 0.05, (seed, r)
         assert max(rate or 0.0 for _, rate in r.rates) <= 1000
         before = simulate(12_000, 1000, partitions=partitions, seed=seed, limit=1000, fixed=True)
-        assert before.efficiency < 0.9 < r.efficiency  # what this replaced, measured the same way
+        # What this replaced, measured the same way.
+        assert before.efficiency < 0.9 < r.efficiency and before.steady_efficiency < 0.92
 
 
 def test_a_rate_under_the_capacity_is_held_exactly_and_one_over_it_finds_the_capacity() -> None:
@@ -779,7 +783,7 @@ def test_a_rate_under_the_capacity_is_held_exactly_and_one_over_it_finds_the_cap
 
     for seed in range(1, 5):
         under = simulate(9_000, 1500, partitions=4, seed=seed, limit=750)
-        assert under.throttled_calls == 0 and 0.49 <= under.efficiency <= 0.5 + 1 / 12, under
+        assert under.throttled_calls == 0 and 0.49 <= under.efficiency <= 0.505, under
         over = simulate(18_000, 1500, partitions=4, seed=seed, limit=3000)
         assert over.efficiency >= 0.9 and over.throttled_item_share <= 0.05, over
         assert max(rate or 0.0 for _, rate in over.rates) <= 3000
@@ -791,4 +795,37 @@ def test_a_rate_given_follows_a_capacity_halved_under_it_without_a_storm() -> No
     for seed in range(1, 9):
         r = simulate(20_000, 1500, seed=seed, change=(8.0, 750.0), limit=1500)
         assert r.efficiency >= 0.9 and r.throttled_item_share <= 0.05, r
-        assert r.throttled_share_after(13.0) <= 0.08, (seed, r.throttled_share_after(13.0))
+        assert r.throttled_share_after(13.0) <= 0.02, (seed, r.throttled_share_after(13.0))
+
+
+def test_noise_under_a_rate_given_is_not_a_push_back() -> None:
+    """A server refusing 15 % of calls at random under the rate given: a trial finds it is not a
+    capacity, the rate is put back at the limit, and the table's first real push-back is still
+    read as a first cut (from the throttled calls' admitted share, then rechecked). (In 1 of 15
+    seeds a chance run makes the first trial look kept, as it does with no rate given.)"""
+    for seed in (1, 2, 3):
+        clock = FakeClock()
+        lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, limit=15_000.0)
+        table = SimTable(clock, capacity=1e9, noise=0.15, seed=seed)
+        simulate(lim, clock, table, 20.0)
+        assert lim._noise > 0.0 and lim.rate == 15_000.0 and not lim._found, seed
+        table.noise = 0.0
+        table.set_capacity(8_000.0)
+        end = clock.now + 3.0  # the table's second of burst, then its push-back
+        while not lim._found and clock.now < end:
+            simulate(lim, clock, table, 0.01)
+        assert lim._found and lim.rate is not None and lim.rate < 8_000.0
+        # A first cut (to be rechecked by the calls sent under it), not a later one (never
+        # rechecked) nor a trial.
+        assert lim._recheck and lim._trial is None and lim._cut_at > clock.now - 0.1
+
+
+def test_a_recheck_never_raises_past_the_rate_given() -> None:
+    clock = FakeClock()
+    lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, limit=1000.0)
+    assert lim._bucket is not None
+    lim._bucket.rate = lim.rate = 400.0  # a first cut read low
+    lim._recheck, lim._found, lim._last_cut, lim._run = True, True, clock.now - 1.0, [10, 0]
+    lim._after_push_back = lambda: 5000.0  # type: ignore[method-assign]  # the refill read high
+    lim._maybe_recheck(lim._bucket, clock.now)
+    assert lim.rate == 1000.0 and lim._bucket.rate == 1000.0

@@ -8,7 +8,7 @@ holds just under what the table admits; with a rate given (``--max-*-units``, ``
 it starts at that rate and never goes over it, and under it answers the table's push-back the
 same way. :class:`TokenBucket` is the bucket it sets; on its own (``throttled()`` halves its
 rate at most once per ``decrease_interval``, each second without throttling adds back
-``recover_step`` of the ceiling) it held a given rate before, and measured 0.86-0.87 of a
+``recover_step`` of the ceiling) it held a given rate before, and measured 0.85-0.87 of a
 table's capacity when that rate was the capacity (``bench/capacity_simulated.py --fixed``).
 Time and sleep are injected so tests run without sleeping.
 
@@ -54,8 +54,9 @@ class RateLimiter:
         return None
 
     def again(self) -> None:
-        """Before a call refused whole is sent again (the client's retry): a limit that adapts
-        charges the new attempt as it did the first; a fixed one counts the call once."""
+        """Before a call refused whole is sent again (the client's retry): a job's limiter
+        charges the new attempt as it did the first (each attempt sent is charged); no limit,
+        and a bare :class:`TokenBucket`, count the call once."""
         return None
 
     def current_rate(self) -> Optional[float]:
@@ -160,10 +161,12 @@ class TokenBucket(RateLimiter):
 
 
 class AdaptiveLimiter(RateLimiter):
-    """No limit until DynamoDB says there is one; then hold just under what it admits.
+    """No limit until DynamoDB says there is one (or the rate given, ``limit``); then hold just
+    under what it admits.
 
-    The job was given no rate, so the table's capacity is whatever DynamoDB admits. The evidence
-    is per call: when it was sent, what it had admitted, whether anything was held back.
+    With no rate given the table's capacity is whatever DynamoDB admits; with one, that is so
+    under it. The evidence is per call: when it was sent, what it had admitted, whether anything
+    was held back.
 
     - **Capacity or noise.** Over a capacity, the table's bucket is empty and most calls find it
       short; throttles that are not about capacity (a server refusing a share of calls whatever
@@ -220,12 +223,15 @@ class AdaptiveLimiter(RateLimiter):
       the rate is at the capacity already (grown on past it, a capacity that halved was held
       over, a call in thirteen throttled, under the trial's share).
 
-    - **A rate given** (``limit``: ``--max-*-units``, ``--*-percent``). The rate starts there, and
-      neither a probe nor a recheck takes it over. The first push-back under it is read as
-      the first cut from no limit is, then the cuts, trials and probes are the same. It is a
-      ceiling, not a target: a bucket that halved on every throttle (and climbed back 5 % a
-      second) held 0.86-0.87 of a table whose capacity was the rate given, as the writers'
-      lumps and the partitions' uneven shares crossed it now and then.
+    - **A rate given** (``limit``: ``--max-*-units``, ``--*-percent``). The rate starts there at
+      the first call, with no second of it saved up on top, and neither a probe nor a recheck
+      takes it over (nor a cut's floor: ``min_rate`` is at most the limit). The first push-back
+      under it is read as the first cut from no limit is, then the cuts, trials and probes are
+      the same; a trial found to be noise leaves the next push-back a first cut again. It is
+      a ceiling, not a target: a bucket that began with a second's burst, halved on every
+      throttle and climbed back 5 % a second held 0.85-0.87 of a table whose capacity was the
+      rate given (its burst emptied the table's at start-up; the writers' lumps and the
+      partitions' uneven shares then crossed it now and then).
 
     Measured against the fault proxy's capacity model in ``bench/capacity.py``, and in
     simulated time (16 writers, a partitioned table) in ``tests/unit/test_ratelimit.py``.
@@ -265,7 +271,8 @@ class AdaptiveLimiter(RateLimiter):
         # near the knee.
         self._probes = self._slow_steps = 0
         self._cut_at = -1e18  # the last cut (not trial)
-        self._trial: Optional[Tuple[Optional[float], float]] = None  # (rate before, share) of a trial cut
+        # (rate before, share, whether the table had pushed back before) of a trial cut
+        self._trial: Optional[Tuple[Optional[float], float, bool]] = None
         self._noise = 0.0  # the share of calls throttled whatever the rate, as a trial found it
         self.throttle_events = 0
         self._ratio = 1.0  # units consumed per unit of the callers' estimates, as calls admitted whole showed
@@ -274,15 +281,15 @@ class AdaptiveLimiter(RateLimiter):
         # A rate given (--max-*-units): the rate starts there and never goes over it; under it the
         # table's push-back is answered as without one (a cut to what it admits, then probes).
         self.limit: Optional[float] = None
+        self._started = True  # the first call was charged (a bucket built before it starts then)
         if limit is not None:
             if limit <= 0:
                 raise ValueError("limit must be positive")
             self.limit = self.rate = float(limit)
-            self._bucket = TokenBucket(self.limit, min_rate=min(self.min_rate, self.limit), recover_step=0.0,
+            self.min_rate = min(self.min_rate, self.limit)  # a cut's floor, or it would raise a small limit
+            self._bucket = TokenBucket(self.limit, min_rate=self.min_rate, recover_step=0.0,
                                        clock=clock, sleep=sleep, name=name)
-            # No second of the rate at once on top of it: a table given its own capacity as the
-            # rate had its burst emptied by it at start-up, and read low when it pushed back.
-            self._bucket._tokens = 0.0
+            self._started = False
 
     def acquire(self, units: float = 1.0) -> None:
         while True:
@@ -296,6 +303,13 @@ class AdaptiveLimiter(RateLimiter):
                     self._ratio = min(4.0, max(0.25, self._ratio + 0.1 * (whole[1] / whole[0] - self._ratio)))
                 charge = units * self._ratio
                 bucket = self._bucket
+                if not self._started and bucket is not None:
+                    # The rate given starts at the first call, with no second of it at once on
+                    # top (a table given its own capacity as the rate had its burst emptied by
+                    # that at start-up, and read low when it pushed back), however long the job
+                    # took to start.
+                    self._started = True
+                    bucket._tokens, bucket._last = 0.0, self.clock()
                 if bucket is not None:
                     self._maybe_recheck(bucket, self.clock())
                     self._maybe_probe(bucket)
@@ -564,7 +578,7 @@ class AdaptiveLimiter(RateLimiter):
             # which the cut answers (a trial first would take the rate of the burst for it).
             return
         if self._trial is not None:
-            before, before_share = self._trial
+            before, before_share, found = self._trial
             self._trial = None
             self._fresh_evidence(now)  # either way
             if share < 0.5 * before_share:
@@ -572,10 +586,10 @@ class AdaptiveLimiter(RateLimiter):
                           100 * share, 100 * before_share)
             else:
                 self._noise = share
+                self._found = found  # noise is no push-back: the next one is read as a first cut
                 if before is None:
                     self._bucket = None
                     self.rate = None
-                    self._found = False
                 elif self._bucket is not None:
                     self._bucket.rate = self._bucket.ceiling = before
                     self.rate = before
@@ -586,7 +600,7 @@ class AdaptiveLimiter(RateLimiter):
         if min(share, sum(1 for c in since if c[3]) / len(since)) < floor:
             return
         before_rate = self._bucket.rate if self._bucket is not None else None
-        self._found = True
+        found, self._found = self._found, True
         # The trial rate: under what the table admitted to these calls, so that a rate over the
         # capacity by more than a little is tried under it too (a trial at the capacity itself
         # still finds the buckets empty and would be taken for noise).
@@ -605,7 +619,7 @@ class AdaptiveLimiter(RateLimiter):
             cut = (1 - self.hold) if now - self._cut_at < self.after_cut else self.trial_cut
             rate = max(self.min_rate, basis * (1 - cut))
             self._bucket.rate = self._bucket.ceiling = rate
-        self._trial = (before_rate, share)
+        self._trial = (before_rate, share, found)
         self._recheck = False  # the trial decides now
         log.debug("%s: %.0f%% of the calls since the last cut throttled: trying %.0f units/s",
                   self.name or "limiter", 100 * share, rate)
