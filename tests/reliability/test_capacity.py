@@ -117,3 +117,36 @@ def test_a_constant_gsi_key_is_named_as_the_hot_key(endpoint: str, small: str, t
     assert snap["hot_keys"][0]["value"] == "USER"
     # Held at that partition's rate (units count the table's and the index's write: 2 per item).
     assert rep["rate_limits"]["write"]["current"] <= 1.2 * 2 * 600, rep["rate_limits"]
+
+
+@pytest.mark.parametrize("units,limit", [(1500, 1500), (1500, 750)])
+def test_a_rate_given_is_a_ceiling_held_without_a_storm(endpoint: str, padded: str, tmp_path: Path,
+                                                        units: int, limit: int) -> None:
+    """``--max-write-units`` through the proxy: never more than it, the report says so, and when
+    it is the table's whole capacity it is held; under the capacity, nothing is throttled. (How
+    close to the rate, and that no burst is saved up on top of it, are measured in simulated
+    time in tests/unit/test_ratelimit.py, where a loaded machine cannot move them.)"""
+    cap = WriteCapacity(units, partitions=4)
+    dst = create_table(endpoint)
+    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
+        timer = _steady(cap, 5.0)
+        try:
+            rep = _copy(proxy, padded, dst, tmp_path, "--max-write-units", str(limit))
+            calls = list(cap.calls)
+        finally:
+            timer.cancel()
+    assert len(scan_all(endpoint, dst)) == N
+    steady = cap.snapshot()
+    lim = rep["rate_limits"]["write"]
+    assert lim["limit"] == limit and not lim.get("auto") and lim["current"] <= limit, lim
+    # What arrived by each call, counted from the first: at most the rate since then, plus what
+    # 16 writers can have in flight, plus a quarter of a second for the first call's own trip.
+    first = calls[0][0]
+    sent = 0.0
+    for at, units_sent, _ in calls:
+        sent += units_sent
+        assert sent <= limit * (at - first + 0.25) + 16 * 25, (at - first, sent)
+    if limit < units:
+        assert steady["throttled_calls"] == 0 and 0.4 <= (steady["efficiency"] or 0) <= 0.52, steady
+    else:
+        assert steady["throttled_call_share"] <= 0.05 and (steady["efficiency"] or 0) >= 0.85, steady
