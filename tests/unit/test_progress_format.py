@@ -36,3 +36,23 @@ def test_the_progress_line_gives_the_journal_size_and_zero_when_none_is_known(mo
         p.stop()
         text = " ".join(out.getvalue().split())
         assert f"journal 1,234 changes {shown}" in text, text
+
+
+def test_the_first_progress_line_gives_the_rate_since_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first line came 5 s in with 0 items/s and no ETA: there was no earlier line to compare
+    with. It is now the rate since the start, from what was done then (a resumed job's count)."""
+    import json
+
+    from ddbmigrate.reporting import progress
+
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    done = [400]  # a resumed job: 400 done before this run
+    out = io.StringIO()
+    p = progress.Progress("copy", lambda: {"done": done[0], "total": 3400}, mode="json", interval=3600.0, stream=out)
+    p.start()
+    now[0], done[0] = 105.0, 1400
+    p._tick()
+    p.stop()
+    first = json.loads(out.getvalue().splitlines()[0])
+    assert first["items_per_s"] == 200.0 and first["eta_s"] == 10.0, first

@@ -64,6 +64,12 @@ class Progress:
     def start(self) -> None:
         if self.mode == "off":
             return
+        # What was done when the job started (a resumed job's checkpoint): the first line's rate is
+        # the progress since then, not 0 items/s for lack of an earlier line to compare with.
+        try:
+            self._history.append((time.monotonic(), int(self.snapshot().get("done", 0))))
+        except Exception:  # a display problem must never stop a migration
+            pass
         if self.mode == "bar":
             from rich.console import Console
             from rich.progress import (
