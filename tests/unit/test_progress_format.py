@@ -56,3 +56,25 @@ def test_the_first_progress_line_gives_the_rate_since_the_start(monkeypatch: pyt
     p.stop()
     first = json.loads(out.getvalue().splitlines()[0])
     assert first["items_per_s"] == 200.0 and first["eta_s"] == 10.0, first
+
+
+def test_the_last_progress_line_gives_the_whole_runs_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines in between give the last 10 seconds' rate (to follow the speed as it changes); the
+    last gives the run's, as the summary does, not the speed of its final seconds."""
+    import json
+
+    from ddbmigrate.reporting import progress
+
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    done = [0]
+    out = io.StringIO()
+    p = progress.Progress("copy", lambda: {"done": done[0], "total": 6000}, mode="json", interval=3600.0, stream=out)
+    p.start()
+    for t, d in ((110.0, 1000), (120.0, 2000), (130.0, 6000)):  # 100/s, then 400/s at the end
+        now[0], done[0] = t, d
+        p._tick()
+    p.stop()
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert lines[-2]["items_per_s"] == 400.0  # the last 10 s
+    assert lines[-1]["event"] == "progress_final" and lines[-1]["items_per_s"] == 200.0  # 6,000 in 30 s

@@ -52,6 +52,7 @@ class Progress:
         self._task: Any = None
         self._t0 = time.monotonic()
         self._history: List[tuple[float, int]] = []
+        self._base: Optional[tuple[float, int]] = None  # (when, done) as the job started
         self.timeline: List[Dict[str, Any]] = []
 
     def __enter__(self) -> "Progress":
@@ -67,7 +68,8 @@ class Progress:
         # What was done when the job started (a resumed job's checkpoint): the first line's rate is
         # the progress since then, not 0 items/s for lack of an earlier line to compare with.
         try:
-            self._history.append((time.monotonic(), int(self.snapshot().get("done", 0))))
+            self._base = (time.monotonic(), int(self.snapshot().get("done", 0)))
+            self._history.append(self._base)
         except Exception:  # a display problem must never stop a migration
             pass
         if self.mode == "bar":
@@ -131,6 +133,10 @@ class Progress:
         done = int(s.get("done", 0))
         total = s.get("total")
         rate = self._rate(now, done)
+        if final and self._base is not None and now > self._base[0]:
+            # The last line gives the whole run's rate (this run's: a resumed job's count before it
+            # is left out), not the last 10 seconds'.
+            rate = (done - self._base[1]) / (now - self._base[0])
         eta = (max(0, int(total) - done) / rate) if (total and rate > 0) else None
         self.timeline.append({"t": round(now - self._t0, 2), "done": done, "retries": s.get("retries", 0),
                               "throttles": s.get("throttles", 0)})
