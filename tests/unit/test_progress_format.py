@@ -78,3 +78,16 @@ def test_the_last_progress_line_gives_the_whole_runs_rate(monkeypatch: pytest.Mo
     lines = [json.loads(x) for x in out.getvalue().splitlines()]
     assert lines[-2]["items_per_s"] == 400.0  # the last 10 s
     assert lines[-1]["event"] == "progress_final" and lines[-1]["items_per_s"] == 200.0  # 6,000 in 30 s
+
+
+def test_a_resumed_jobs_items_per_second_counts_only_this_runs_items() -> None:
+    """The report's counts are the whole job's (a resumed job's checkpoint included); its items/s
+    is this run's: 1,000 items in 10 s is 100/s, not 10,100 items over this run's 10 s."""
+    from ddbmigrate.reporting.report import Report, finish
+
+    before = {"read": 9100, "written": 9000, "skipped_existing": 100}
+    whole = {"read": 10100, "written": 9900, "skipped_existing": 200}
+    r = finish(Report("copy"), whole, {}, 10.0, before=before)
+    assert r.count("written") == 9900 and r.items_per_second == 100.0
+    assert finish(Report("export"), whole, {}, 10.0, before=before).items_per_second == 100.0  # read
+    assert finish(Report("copy"), whole, {}, 10.0).items_per_second == 1010.0  # a first run

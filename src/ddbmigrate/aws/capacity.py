@@ -646,7 +646,7 @@ def limiter_for(rate: Optional[float], name: str = "") -> RateLimiter:
     """With a rate (``--max-*-units``, ``--*-percent``): never over it, and under it the table's
     push-back answered as when the rate is found (a cut to what it admits, then probes). Without
     one: no limit (the engine's workers use an :class:`AdaptiveLimiter` without a limit instead)."""
-    return AdaptiveLimiter(limit=max(0.5, rate), name=name) if rate else RateLimiter()
+    return AdaptiveLimiter(limit=rate, name=name) if rate else RateLimiter()
 
 
 def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Optional[float], kind: str) -> Optional[float]:

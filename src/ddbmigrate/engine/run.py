@@ -457,7 +457,8 @@ class Driver:
                 error.hint = f"checkpoint kept at {report.checkpoint_path}; rerun the same command with --resume"
         self.dead.close()
         report.timeline = self.progress.timeline if self.progress is not None else []
-        finish(report, self.counters(live=error is None), self.stats(), time.monotonic() - self.started)
+        finish(report, self.counters(live=error is None), self.stats(), time.monotonic() - self.started,
+               before=self.base)
         report.dead_letter_reasons = dict(self.dead.by_reason)
         if self.dead.examples:
             report.extra["dead_letter_messages"] = dict(self.dead.examples)

@@ -374,10 +374,11 @@ def task_slots(sc: Any, todo: int, settings: SparkSettings) -> int:
 
 
 def divide_rate(rate: Optional[float], slots: int) -> Optional[float]:
-    """Each of ``slots`` concurrent tasks gets an equal share of the job's limit."""
+    """Each of ``slots`` concurrent tasks gets an equal share of the job's limit (however small:
+    a floor per task would put the job over its limit)."""
     if not rate:
         return None
-    return max(0.5, float(rate) / max(1, slots))
+    return float(rate) / max(1, slots)
 
 
 def java_error_line(e: BaseException) -> str:

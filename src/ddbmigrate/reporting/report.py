@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 import orjson
 
@@ -98,16 +98,23 @@ class Report:
         atomic_write(path, orjson.dumps(redact_obj(self.to_dict()), option=orjson.OPT_INDENT_2, default=str))
 
 
-def finish(report: Report, counters: Dict[str, int], stats: Dict[str, Any], elapsed: float) -> Report:
+def _moved(job: str, counters: Mapping[str, int]) -> int:
+    if job in ("export", "verify", "update"):  # an update's unchanged items are work done too
+        return int(counters.get("read", 0))
+    return sum(int(counters.get(k, 0)) for k in ("written", "deleted", "skipped_existing"))
+
+
+def finish(report: Report, counters: Dict[str, int], stats: Dict[str, Any], elapsed: float,
+           before: Optional[Mapping[str, int]] = None) -> Report:
+    """``counters`` are the whole job's; ``before``, what a resumed job's checkpoint held when
+    this run began: items/s is this run's items over this run's time."""
     report.counters = {k: v for k, v in counters.items()}
     report.retries = dict(stats.get("retries", {}))
     report.consumed_read_units = float(stats.get("consumed_read_units", 0.0))
     report.consumed_write_units = float(stats.get("consumed_write_units", 0.0))
     report.duration_seconds = round(elapsed, 3)
-    moved = report.count("written") + report.count("deleted") + report.count("skipped_existing")
-    if report.job in ("export", "verify", "update"):  # an update's unchanged items are work done too
-        moved = report.count("read")
-    report.items_per_second = round(moved / elapsed, 1) if elapsed > 0 else 0.0
+    moved = _moved(report.job, counters) - (_moved(report.job, before) if before else 0)
+    report.items_per_second = round(max(0, moved) / elapsed, 1) if elapsed > 0 else 0.0
     report.finished_at = utcnow()
     return report
 
