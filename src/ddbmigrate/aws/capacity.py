@@ -143,6 +143,11 @@ class TokenBucket(RateLimiter):
         with self._lock:
             self._tokens -= units
 
+    def restart(self) -> None:
+        """From now on, with nothing saved up: no burst for the time before its first call."""
+        with self._lock:
+            self._tokens, self._last = 0.0, self.clock()
+
     def throttled(self) -> None:
         with self._lock:
             now = self.clock()
@@ -309,7 +314,7 @@ class AdaptiveLimiter(RateLimiter):
                     # that at start-up, and read low when it pushed back), however long the job
                     # took to start.
                     self._started = True
-                    bucket._tokens, bucket._last = 0.0, self.clock()
+                    bucket.restart()
                 if bucket is not None:
                     self._maybe_recheck(bucket, self.clock())
                     self._maybe_probe(bucket)
@@ -539,8 +544,10 @@ class AdaptiveLimiter(RateLimiter):
         if throttled > (self._noise + self.recheck_quiet) * n:
             return
         admitted = self._after_push_back()
-        if admitted is not None and self.hold * admitted > bucket.rate and (self.limit is None or bucket.rate < self.limit):
-            rate = self.hold * admitted if self.limit is None else min(self.limit, self.hold * admitted)
+        rate = self.hold * admitted if admitted is not None else 0.0
+        if self.limit is not None:
+            rate = min(rate, self.limit)
+        if admitted is not None and rate > bucket.rate:
             log.debug("%s: quiet under the first cut; the table admitted %.0f units/s after it pushed back: "
                       "rate now %.0f", self.name or "limiter", admitted, rate)
             bucket.rate = bucket.ceiling = rate
