@@ -449,18 +449,65 @@ def test_a_knee_read_low_is_not_crawled_past_for_long() -> None:
 
 
 def test_a_capacity_halved_mid_run_costs_no_storm() -> None:
-    """One congestion when it halves, then the new capacity held: 5 s after the change no more
-    than a call in fifty is throttled, in all runs but one, and none with more than 8 % (over 40
-    seeds: 39 of 40 at most 2 %, the worst 6.8 %; with cuts to 85 % and trials from 10 %, 38, the
-    worst 12.8 %). (A trial cut to the capacity itself finds the table's buckets still empty: it
-    was taken for noise, and a fifth of the calls stayed throttled.)"""
+    """One congestion when it halves, then the new capacity held: 5 s after the change no call
+    is throttled (over 40 seeds; before trials began with nothing saved up under the rate before,
+    39 of 40 at most 2 %, the worst 6.8 %; with cuts to 85 % and trials from 10 %, 38, the worst
+    12.8 %). (A trial cut to the capacity itself finds the table's buckets still empty: it was
+    taken for noise, and a fifth of the calls stayed throttled.)"""
     runs = _runs(20, change=(8.0, 750.0))
     for r in runs:
         assert r.efficiency >= 0.9, r
         assert r.throttled_item_share <= 0.05, r
         assert r.throttled_share <= 0.15, r
-        assert r.throttled_share_after(13.0) <= 0.08, r.throttled_share_after(13.0)
-    assert sum(r.throttled_share_after(13.0) > 0.02 for r in runs) <= 1
+        assert r.throttled_share_after(13.0) <= 0.01, r.throttled_share_after(13.0)
+
+
+def test_a_capacity_that_shrinks_under_slow_calls_is_followed_without_a_storm() -> None:
+    """3,000 WCU that become 1,000 at 1.5 s, calls of 150-400 ms (a loaded proxy in front of
+    DynamoDB Local): the table's burst hides the shrink, so the first push-back is a steady
+    minority and gets a trial. Two things made that a storm: the bucket's second saved up at the
+    rate before was sent over the trial's (its first second was not under it), and a share that
+    rose under the trial was taken for noise, which put the rate back to none (a fifth to a
+    quarter of the calls throttled from then on, in 20 of 60 runs over a tenth). Now the rate,
+    once found, stays, and 3.5 s after the change at most 5 % of the calls are throttled."""
+    from capacity_sim import simulate
+
+    for seed in range(1, 9):
+        for on_arrival in (False, True):
+            r = simulate(12_000, 3000, seed=seed, change=(1.5, 1000.0), latency=(0.15, 0.4),
+                         admit_on_arrival=on_arrival)
+            found = [t for t, rate in r.rates if rate is not None]
+            assert found and all(rate is not None for t, rate in r.rates if t >= found[0]), (seed, on_arrival)
+            assert r.throttled_share_after(5.0) <= 0.05, (seed, on_arrival, r.throttled_share_after(5.0))
+
+
+def test_a_trial_under_which_more_is_throttled_is_not_noise() -> None:
+    clock = FakeClock()
+    lim, first = _first_cut(clock)
+    clock.now += 5.0
+    _calls(lim, clock, _steady_share(60, 10))  # a tenth throttled: a trial 5 % under
+    trial = lim.rate
+    assert trial == pytest.approx(first * 0.95)
+    clock.now += 2.0
+    _calls(lim, clock, _steady_share(60, 3))  # a third under the trial: the capacity is lower still
+    assert lim.rate is not None and lim.rate < trial
+    assert lim._noise == 0.0
+
+
+def test_a_trial_sends_nothing_saved_up_under_the_rate_before() -> None:
+    clock = FakeClock()
+    lim, first = _first_cut(clock)
+    clock.now += 5.0  # a quiet 5 s: the bucket is full, a second of the rate
+    for throttled in _steady_share(60, 10):
+        _calls(lim, clock, [throttled])
+        if lim.rate != first:
+            break
+    assert lim.rate == pytest.approx(first * 0.95)
+    clock.now += 0.5
+    sent = 0.0
+    while lim._bucket is not None and lim._bucket.try_take(25) <= 0.0:
+        sent += 25
+    assert sent <= 0.5 * lim.rate + 25, (sent, lim.rate)
 
 
 def test_the_start_up_congestion_is_cut_not_tried() -> None:

@@ -143,6 +143,12 @@ class TokenBucket(RateLimiter):
         with self._lock:
             self._tokens -= units
 
+    def drain(self) -> None:
+        """Nothing saved up: from now on at most the rate (a debt stays owed)."""
+        with self._lock:
+            self._refill(self.clock())
+            self._tokens = min(self._tokens, 0.0)
+
     def restart(self) -> None:
         """From now on, with nothing saved up: no burst for the time before its first call."""
         with self._lock:
@@ -484,7 +490,7 @@ class AdaptiveLimiter(RateLimiter):
                 admitted = min(admitted, self._knee)
             bucket.rate = bucket.ceiling = target
         # No burst on top of what is in flight: the table's own burst is spent.
-        bucket._tokens = min(bucket._tokens, 0.0)
+        bucket.drain()
         log.debug("%s: %d of the last %d calls throttled; the table admitted %.0f units/s; rate now %.0f",
                   self.name or "limiter", throttled, len(recent), admitted, target)
         self._knee = admitted  # the likeliest capacity, where probing slows down
@@ -591,6 +597,11 @@ class AdaptiveLimiter(RateLimiter):
             if share < 0.5 * before_share:
                 log.debug("%s: %.0f%% throttled after the trial (%.0f%% before): kept", self.name or "limiter",
                           100 * share, 100 * before_share)
+            elif share > max(2.0 * before_share, before_share + self.trial_share):
+                # More throttled under a lower rate is no noise: a capacity under the trial's rate
+                # too (one that shrank, or a trial read from the burst). A new trial, from this rate.
+                log.debug("%s: %.0f%% throttled after the trial (%.0f%% before): the capacity is under it",
+                          self.name or "limiter", 100 * share, 100 * before_share)
             else:
                 self._noise = share
                 self._found = found  # noise is no push-back: the next one is read as a first cut
@@ -602,7 +613,8 @@ class AdaptiveLimiter(RateLimiter):
                     self.rate = before
                 log.debug("%s: %.0f%% of calls throttled whatever the rate: not a capacity",
                           self.name or "limiter", 100 * share)
-            return
+            if share <= max(2.0 * before_share, before_share + self.trial_share):
+                return
         floor = max(self.trial_share, self._noise + self.trial_share)
         if min(share, sum(1 for c in since if c[3]) / len(since)) < floor:
             return
@@ -626,6 +638,9 @@ class AdaptiveLimiter(RateLimiter):
             cut = (1 - self.hold) if now - self._cut_at < self.after_cut else self.trial_cut
             rate = max(self.min_rate, basis * (1 - cut))
             self._bucket.rate = self._bucket.ceiling = rate
+        # What the bucket saved up under the rate before would be sent over the trial's: tried
+        # from now, or the first second of the two it is judged on is not under it.
+        self._bucket.drain()
         self._trial = (before_rate, share, found)
         self._recheck = False  # the trial decides now
         log.debug("%s: %.0f%% of the calls since the last cut throttled: trying %.0f units/s",
