@@ -170,12 +170,15 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
             if b:
                 push(t, w, "acquire", b)
     seconds = end - start
-    if change is not None and seconds > change[0]:
-        cap_s = capacity * change[0] + change[1] * (seconds - change[0])
-    else:
-        cap_s = capacity * seconds
+
+    def capacity_seconds(until: float) -> float:
+        if change is not None and until > change[0]:
+            return capacity * change[0] + change[1] * (until - change[0])
+        return capacity * until
+
+    cap_s = capacity_seconds(seconds)
     late = [a for t, _, a in table.calls if t >= 5.0]
-    cap_late = cap_s - capacity * min(5.0, seconds)
+    cap_late = cap_s - capacity_seconds(min(5.0, seconds))
     return Run(seconds, items, table.write_calls + noise_calls, table.throttled_calls + noise_calls,
                table.throttled_items + noise_items, table.accepted_units,
                cap_s, rates, sum(late) / cap_late if cap_late > 0 else 0.0, list(table.calls))

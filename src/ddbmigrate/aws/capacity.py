@@ -214,9 +214,12 @@ class AdaptiveLimiter(RateLimiter):
       throttled, in both halves of them and since the last cut, but not half: a rate a little
       over the capacity, or noise. A trial tells them apart: ``trial_cut`` (5 %) under what the
       table admitted to those calls (not under the rate: at the capacity itself its buckets stay empty, and
-      writers sending less than the rate would test nothing). If the share since the trial is
-      half of the share before it, the cut stays; else the rate is put back and the share is
-      taken as noise (only more than it counts from then on). Shares are of all the calls since
+      writers sending less than the rate would test nothing), with nothing saved up under the
+      rate before (its first second was otherwise not under the trial's). If the share since
+      the trial is half of the share before it, the cut stays; if over twice it (and 5 points), the
+      capacity is under the trial too (one that shrank behind the table's burst), and a new
+      trial starts from it; else the rate is put back and the share is taken as noise (only
+      more than it counts from then on). Shares are of all the calls since
       the cut, not of the 48 that started the trial, which a chance run in noise would make
       look halved afterwards.
     - **Finding more.** A second after a cut the rate grows: ``probe`` (3 %) a second while below
@@ -594,14 +597,12 @@ class AdaptiveLimiter(RateLimiter):
             before, before_share, found = self._trial
             self._trial = None
             self._fresh_evidence(now)  # either way
-            if share < 0.5 * before_share:
-                log.debug("%s: %.0f%% throttled after the trial (%.0f%% before): kept", self.name or "limiter",
-                          100 * share, 100 * before_share)
-            elif share > max(2.0 * before_share, before_share + self.trial_share):
-                # More throttled under a lower rate is no noise: a capacity under the trial's rate
-                # too (one that shrank, or a trial read from the burst). A new trial, from this rate.
-                log.debug("%s: %.0f%% throttled after the trial (%.0f%% before): the capacity is under it",
-                          self.name or "limiter", 100 * share, 100 * before_share)
+            # More throttled under a lower rate is no noise: a capacity under the trial's rate
+            # too (one that shrank behind the table's burst). A new trial, from this rate.
+            lower_still = share > max(2.0 * before_share, before_share + self.trial_share)
+            if share < 0.5 * before_share or lower_still:
+                log.debug("%s: %.0f%% throttled after the trial (%.0f%% before): %s", self.name or "limiter",
+                          100 * share, 100 * before_share, "the capacity is under it" if lower_still else "kept")
             else:
                 self._noise = share
                 self._found = found  # noise is no push-back: the next one is read as a first cut
@@ -613,7 +614,7 @@ class AdaptiveLimiter(RateLimiter):
                     self.rate = before
                 log.debug("%s: %.0f%% of calls throttled whatever the rate: not a capacity",
                           self.name or "limiter", 100 * share)
-            if share <= max(2.0 * before_share, before_share + self.trial_share):
+            if not lower_still:
                 return
         floor = max(self.trial_share, self._noise + self.trial_share)
         if min(share, sum(1 for c in since if c[3]) / len(since)) < floor:
