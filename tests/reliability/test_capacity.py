@@ -98,13 +98,15 @@ def test_a_capacity_that_shrinks_mid_run_is_followed_without_a_storm(endpoint: s
     assert len(scan_all(endpoint, dst)) == N
     steady = cap.snapshot()
     # The bound, of write requests; of calls (one item held back makes one) a storm is
-    # about half. The rate left at the end came down from the 3,000 the table first admitted,
-    # but may be a probe riding the second of burst the table saved while the writers were
-    # under its new capacity (simulated with slow calls: up to 1.56 times it).
+    # about half (a rate put back to none by a trial read as noise left a fifth to a quarter,
+    # and a rate of 0 in the report). The rate left at the end came down from the 3,000 the
+    # table first admitted, but may be a probe riding the second of burst the table saved while
+    # the writers were under its new capacity (simulated with slow calls: up to 1.56 times it).
     assert steady["throttled_share"] <= 0.05, steady
     assert steady["throttled_call_share"] <= 0.20, steady
+    assert steady["efficiency"] is not None and steady["efficiency"] >= 0.6, steady
     lim = rep["rate_limits"]["write"]
-    assert lim["throttle_events"] >= 1 and lim["current"] <= 1700, rep["rate_limits"]
+    assert lim.get("auto") and lim["throttle_events"] >= 1 and 500 <= lim["current"] <= 1700, rep["rate_limits"]
 
 
 def test_a_constant_gsi_key_is_named_as_the_hot_key(endpoint: str, small: str, tmp_path: Path) -> None:

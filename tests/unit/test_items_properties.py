@@ -316,6 +316,9 @@ awkward = st.sampled_from([
     {"N": "-0"}, {"N": ".5"}, {"N": 1}, {"NS": ["1", "1.0"]}, {"NS": ["1", "01"]}, {"NS": []}, {"SS": ["a", "a"]},
     {"SS": []}, {"BS": ["AA==", "AA=="]}, {"B": "not base64!"}, {"BOOL": "true"}, {"NULL": False},
     {"S": 1}, {"X": "y"}, {"S": "a", "N": "1"}, {}, {"M": {"": {"S": "x"}}}, {"L": {"S": "x"}}, "text",
+    # Digits that str.isdigit() knows and DynamoDB does not: the fast path's check of plain digits.
+    {"N": "\u0663"}, {"N": "\u00b2"}, {"N": "1\uff11"}, {"N": ""}, {"N": "-"}, {"N": "1."}, {"N": "+1"},
+    {"NS": ["\u0663"]}, {"NS": ["1" * 39]}, {"SS": ["a", 1]}, {"BS": ["AA==", 1]}, {"L": [{"N": "\u0663"}]},
 ])
 mixed_values = st.recursive(
     st.one_of(scalars, awkward),
@@ -425,11 +428,12 @@ def test_export_lines_are_sent_as_read_or_encoded_again_never_changed(lines: Lis
     assert all((e is not None) == (form in ("wrapped", "spaced", "crlf")) for e, (_, form) in zip(handed, lines))
 
 
-def test_fast_validation_keeps_the_depth_limit_for_strings_and_numbers_in_maps() -> None:
+@pytest.mark.parametrize("nest", ["M", "L"])
+def test_fast_validation_keeps_the_depth_limit_for_strings_and_numbers_in_maps_and_lists(nest: str) -> None:
     for leaf in ({"S": "x"}, {"N": "1"}):
         v: Dict[str, Any] = leaf
         for _ in range(32):
-            v = {"M": {"a": v}}
+            v = {"M": {"a": v}} if nest == "M" else {"L": [v]}
         item = {"top": v}
         assert item_problem(item) is not None and valid_item_names(item) is None
         got, reason, _ = parse_item(orjson.dumps({"Item": item}), "ddb")

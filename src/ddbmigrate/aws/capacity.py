@@ -216,7 +216,7 @@ class AdaptiveLimiter(RateLimiter):
       table admitted to those calls (not under the rate: at the capacity itself its buckets stay empty, and
       writers sending less than the rate would test nothing), with nothing saved up under the
       rate before (its first second was otherwise not under the trial's). If the share since
-      the trial is half of the share before it, the cut stays; if over twice it (and 5 points), the
+      the trial is half of the share before it, the cut stays; if over twice it, the
       capacity is under the trial too (one that shrank behind the table's burst), and a new
       trial starts from it; else the rate is put back and the share is taken as noise (only
       more than it counts from then on). Shares are of all the calls since
@@ -598,11 +598,17 @@ class AdaptiveLimiter(RateLimiter):
             self._trial = None
             self._fresh_evidence(now)  # either way
             # More throttled under a lower rate is no noise: a capacity under the trial's rate
-            # too (one that shrank behind the table's burst). A new trial, from this rate.
-            lower_still = share > max(2.0 * before_share, before_share + self.trial_share)
-            if share < 0.5 * before_share or lower_still:
-                log.debug("%s: %.0f%% throttled after the trial (%.0f%% before): %s", self.name or "limiter",
-                          100 * share, 100 * before_share, "the capacity is under it" if lower_still else "kept")
+            # too (one that shrank behind the table's burst). A new trial, from this rate, which
+            # keeps the first one's flag (noise after it is no push-back either).
+            lower_still = share > 2.0 * before_share
+            if lower_still:
+                self._found = found
+                log.debug("%s: %.0f%% throttled after the trial (%.0f%% before): the capacity is under it",
+                          self.name or "limiter", 100 * share, 100 * before_share)
+            elif share < 0.5 * before_share:
+                log.debug("%s: %.0f%% throttled after the trial (%.0f%% before): kept", self.name or "limiter",
+                          100 * share, 100 * before_share)
+                return
             else:
                 self._noise = share
                 self._found = found  # noise is no push-back: the next one is read as a first cut
@@ -614,11 +620,11 @@ class AdaptiveLimiter(RateLimiter):
                     self.rate = before
                 log.debug("%s: %.0f%% of calls throttled whatever the rate: not a capacity",
                           self.name or "limiter", 100 * share)
-            if not lower_still:
                 return
-        floor = max(self.trial_share, self._noise + self.trial_share)
-        if min(share, sum(1 for c in since if c[3]) / len(since)) < floor:
-            return
+        else:
+            floor = max(self.trial_share, self._noise + self.trial_share)
+            if min(share, sum(1 for c in since if c[3]) / len(since)) < floor:
+                return
         before_rate = self._bucket.rate if self._bucket is not None else None
         found, self._found = self._found, True
         # The trial rate: under what the table admitted to these calls, so that a rate over the

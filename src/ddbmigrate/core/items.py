@@ -236,26 +236,27 @@ class _NotSure(Exception):
     pass
 
 
-def _fast_keys(v: Any, depth: int) -> int:
-    """Names in the type descriptor ``v`` and everything inside it; raises _NotSure."""
-    if type(v) is not dict or len(v) != 1 or depth > 32:
-        raise _NotSure
-    ((t, x),) = v.items()
-    if t == "S":
-        if type(x) is str:
-            return 1
-    elif t == "N":
-        if type(x) is str and len(x) <= 38 and _PLAIN_NUMBER(x):
-            return 1
-    elif t == "M":
+_STR = {str}
+
+
+def _number(x: Any) -> bool:
+    # Digits alone (most numbers) with two C-level string methods; anything else by the regex.
+    return type(x) is str and len(x) <= 38 and ((x.isdigit() and x.isascii()) or _PLAIN_NUMBER(x) is not None)
+
+
+def _strings(x: Any) -> bool:
+    """A non-empty list of strings, none repeated (a set's members)."""
+    return type(x) is list and bool(x) and set(map(type, x)) == _STR and len(set(x)) == len(x)
+
+
+def _fast_other(t: str, x: Any, depth: int) -> int:
+    """Names in a descriptor of type ``t`` other than S and N, its tag counted; raises _NotSure."""
+    if t == "M":
         if type(x) is dict:
             return 1 + _fast_names(x, depth + 1)
     elif t == "L":
         if type(x) is list:
-            n = 1
-            for e in x:
-                n += _fast_keys(e, depth + 1)
-            return n
+            return 1 + (_fast_values(x, depth + 1) if x else 0)  # the depth is of its elements
     elif t == "BOOL":
         if x is True or x is False:
             return 1
@@ -263,41 +264,48 @@ def _fast_keys(v: Any, depth: int) -> int:
         if x is True:
             return 1
     elif t == "SS":
-        if type(x) is list and x and all(type(e) is str for e in x) and len(set(x)) == len(x):
+        if _strings(x):
             return 1
     elif t == "NS":
-        if (type(x) is list and x and all(type(e) is str and len(e) <= 38 and _CANON_INT(e) for e in x)
-                and len(set(x)) == len(x)):
+        if _strings(x) and max(map(len, x)) <= 38 and all(map(_CANON_INT, x)):
             return 1
     elif t == "B":
         if type(x) is str and _B64(x):
             return 1
     elif t == "BS":
-        if type(x) is list and x and all(type(e) is str and _B64(e) for e in x) and len(set(x)) == len(x):
+        if _strings(x) and all(map(_B64, x)):
             return 1
     raise _NotSure
 
 
+def _fast_values(values: Iterable[Any], depth: int) -> int:
+    """Names in the type descriptors ``values`` (a map's values, a list's elements) and in
+    everything inside them; raises _NotSure. S and N, the most common, are checked here."""
+    if depth > 32:
+        raise _NotSure
+    n = 0
+    for v in values:
+        if type(v) is not dict or len(v) != 1:
+            raise _NotSure
+        for t, x in v.items():
+            if t == "S":
+                if type(x) is not str:
+                    raise _NotSure
+                n += 1
+            elif t == "N":
+                if not _number(x):
+                    raise _NotSure
+                n += 1
+            else:
+                n += _fast_other(t, x, depth)
+    return n
+
+
 def _fast_names(m: Dict[str, Any], depth: int) -> int:
     """Names of a map (an item's attributes, or an M value) and of everything inside it."""
-    if depth > 32:
-        raise _NotSure  # the values below are checked here, not in _fast_keys: its depth check too
-    n = len(m)
-    for k, v in m.items():
-        if not k:
-            raise _NotSure
-        # The two most common values are checked here, without a call.
-        if type(v) is dict and len(v) == 1:
-            s = v.get("S")
-            if s is not None and type(s) is str:
-                n += 1
-                continue
-            s = v.get("N")
-            if s is not None and type(s) is str and len(s) <= 38 and _PLAIN_NUMBER(s):
-                n += 1
-                continue
-        n += _fast_keys(v, depth)
-    return n
+    if "" in m:
+        raise _NotSure
+    return len(m) + _fast_values(m.values(), depth)
 
 
 def valid_item_names(item: Any) -> Optional[int]:
