@@ -438,3 +438,30 @@ def test_fast_validation_keeps_the_depth_limit_for_strings_and_numbers_in_maps_a
         assert item_problem(item) is not None and valid_item_names(item) is None
         got, reason, _ = parse_item(orjson.dumps({"Item": item}), "ddb")
         assert got is None and reason is not None and "32 levels" in reason
+
+
+# ------------------------------------------------------------------ what a transform may return
+
+def test_a_transform_may_return_any_mapping_alone_or_in_a_list() -> None:
+    """A dict is the usual return (checked by its type first, for speed); any other mapping is
+    an item too, and anything else is named."""
+    import collections
+    import types
+
+    from ddbmigrate.core.transform import Transform
+    from ddbmigrate.errors import TransformError
+
+    item = {"pk": {"S": "a"}, "n": {"N": "1"}}
+    want = [{"pk": {"S": "a"}, "n": {"N": "1"}}]
+    def alone(wrap: Any) -> Any:
+        return lambda it: wrap(it)
+
+    def listed(wrap: Any) -> Any:
+        return lambda it: [wrap(it), wrap(dict(it, pk="b"))]
+
+    for wrap in (dict, types.MappingProxyType, collections.OrderedDict, collections.ChainMap):
+        assert Transform(alone(wrap), "t", "h", "test")(item) == want
+        assert Transform(listed(wrap), "t", "h", "test")(item) == want + [{"pk": {"S": "b"}, "n": {"N": "1"}}]
+    for bad, said in ((lambda it: 3, "returned int"), (lambda it: [it, 3], "a list holding int")):
+        with pytest.raises(TransformError, match=said):
+            Transform(bad, "t", "h", "test")(item)
