@@ -465,3 +465,41 @@ def test_a_transform_may_return_any_mapping_alone_or_in_a_list() -> None:
     for bad, said in ((lambda it: 3, "returned int"), (lambda it: [it, 3], "a list holding int")):
         with pytest.raises(TransformError, match=said):
             Transform(bad, "t", "h", "test")(item)
+
+
+class _Text(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+set_members = st.one_of(
+    st.text(max_size=5), st.text(max_size=5).map(_Text),
+    st.integers(-10**6, 10**6), st.integers(0, 9).map(_Int), st.booleans(),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2, min_value=-100, max_value=100),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.binary(max_size=4), st.binary(max_size=4).map(bytearray),
+)
+
+
+@PROPS
+@given(st.lists(set_members, min_size=1, max_size=5))
+def test_a_python_set_becomes_the_set_type_of_its_members_or_is_refused(members: List[Any]) -> None:
+    """Strings (and their subclasses) make an SS, numbers that are not booleans an NS, bytes and
+    bytearrays a BS; a mix, or booleans, is refused naming the attribute."""
+    hashable = [bytes(m) if type(m) is bytearray else m for m in members]
+    value = set(hashable)
+    if all(isinstance(m, str) for m in value):
+        assert from_python({"s": value}) == {"s": {"SS": list(value)}}
+    elif all(isinstance(m, (int, float, Decimal)) and not isinstance(m, bool) for m in value):
+        got = from_python({"s": value})["s"]["NS"]
+        assert sorted(Decimal(g) for g in got) == sorted(Decimal(str(m)) if isinstance(m, float) else Decimal(m)
+                                                         for m in value)
+    elif all(isinstance(m, bytes) for m in value):
+        got = from_python({"s": value})["s"]["BS"]
+        assert sorted(base64.b64decode(g) for g in got) == sorted(value)
+    else:
+        with pytest.raises(InvalidItemError, match="^s: a set must hold only"):
+            from_python({"s": value})

@@ -576,10 +576,23 @@ def _from_py(v: Any) -> Dict[str, Any]:
     raise _PathError(f"unsupported Python type {type(v).__name__}")
 
 
+_NUMBER_TYPES = {int, Decimal, float}
+_BYTES_TYPES = {bytes, bytearray}
+
+
 def _set(v: Any) -> Dict[str, Any]:
     # Set order carries no meaning in DynamoDB, so elements are not sorted.
     if not v:
         raise _PathError("empty set; DynamoDB does not allow empty sets")
+    # The usual sets, by their members' exact types in one C-level pass (bool is not int here).
+    kinds = set(map(type, v))
+    if kinds == _STR:
+        return {"SS": list(v)}
+    if kinds <= _NUMBER_TYPES:
+        return {"NS": [_num(e) for e in v]}
+    if kinds <= _BYTES_TYPES:
+        return {"BS": [base64.b64encode(bytes(e)).decode("ascii") for e in v]}
+    # Subclasses, and sets that mix kinds (refused below, by the general checks).
     first = type(next(iter(v)))
     if first is str or isinstance(next(iter(v)), str):
         if all(type(e) is str or isinstance(e, str) for e in v):
