@@ -237,6 +237,7 @@ class _NotSure(Exception):
 
 
 _STR = {str}
+_BYTES = {bytes}
 
 
 def _number(x: Any) -> bool:
@@ -577,7 +578,16 @@ def _from_py(v: Any) -> Dict[str, Any]:
 
 
 _NUMBER_TYPES = {int, Decimal, float}
-_BYTES_TYPES = {bytes, bytearray}
+
+
+def _number_set(v: Any, floats: bool) -> Dict[str, Any]:
+    nums = [_num(e) for e in v]
+    # A Python set holds each value once (1 == 1.0 == Decimal("1")), but a float is its binary
+    # value: 0.1 and Decimal("0.1") are two members, spelled as one number, which DynamoDB
+    # refuses as a repeat. As numbers they are one member.
+    if floats and len(nums) > 1:
+        nums = list({Decimal(n): n for n in nums}.values())
+    return {"NS": nums}
 
 
 def _set(v: Any) -> Dict[str, Any]:
@@ -585,24 +595,26 @@ def _set(v: Any) -> Dict[str, Any]:
     if not v:
         raise _PathError("empty set; DynamoDB does not allow empty sets")
     # The usual sets, by their members' exact types in one C-level pass (bool is not int here).
-    kinds = set(map(type, v))
+    try:
+        kinds = set(map(type, v))
+    except TypeError:  # a member whose class cannot be hashed: the general checks say why
+        kinds = set()
     if kinds == _STR:
         return {"SS": list(v)}
-    if kinds <= _NUMBER_TYPES:
-        return {"NS": [_num(e) for e in v]}
-    if kinds <= _BYTES_TYPES:
-        return {"BS": [base64.b64encode(bytes(e)).decode("ascii") for e in v]}
+    if kinds and kinds <= _NUMBER_TYPES:
+        return _number_set(v, float in kinds)
+    if kinds == _BYTES:
+        return {"BS": [base64.b64encode(e).decode("ascii") for e in v]}
     # Subclasses, and sets that mix kinds (refused below, by the general checks).
-    first = type(next(iter(v)))
-    if first is str or isinstance(next(iter(v)), str):
-        if all(type(e) is str or isinstance(e, str) for e in v):
-            return {"SS": list(v)}
-    elif first is bytes or first is bytearray:
-        if all(isinstance(e, (bytes, bytearray)) for e in v):
+    first = next(iter(v))
+    if isinstance(first, str):
+        if all(isinstance(e, str) for e in v):
+            return {"SS": [str(e) for e in v]}
+    elif isinstance(first, bytes):  # (a bytearray cannot be a set's member: it is not hashable)
+        if all(isinstance(e, bytes) for e in v):
             return {"BS": [base64.b64encode(bytes(e)).decode("ascii") for e in v]}
     elif all(isinstance(e, (int, float, Decimal)) and not isinstance(e, bool) for e in v):
-        # A Python set already holds each numeric value once (1 == 1.0 == Decimal("1")).
-        return {"NS": [_num(e) for e in v]}
+        return _number_set(v, any(isinstance(e, float) for e in v))
     raise _PathError("a set must hold only strings, only numbers or only bytes")
 
 
