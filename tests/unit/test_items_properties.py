@@ -531,3 +531,16 @@ def test_a_python_set_becomes_the_set_type_of_its_members_or_is_refused(members:
 
 def test_a_float_and_a_decimal_spelled_as_one_number_are_one_member_of_a_number_set() -> None:
     assert from_python({"s": {0.1, Decimal("0.1"), 2}})["s"]["NS"] in (["0.1", "2"], ["2", "0.1"])
+
+
+def test_a_set_member_whose_class_cannot_be_hashed_is_refused_naming_the_attribute() -> None:
+    class Meta(type):
+        def __eq__(cls, other: object) -> bool:  # and so no __hash__: the class is unhashable
+            return cls is other
+
+    class Odd(metaclass=Meta):
+        def __hash__(self) -> int:
+            return 1
+
+    with pytest.raises(InvalidItemError, match="^s: a set must hold only"):
+        from_python({"s": {Odd()}})
