@@ -1,6 +1,6 @@
 """The capacity limiter over many seeds and cases, in simulated time (no server, no clock).
 
-    python bench/capacity_simulated.py        # about 15 s
+    python bench/capacity_simulated.py        # about 40 s
     python bench/capacity_simulated.py --grid # other capacities and partition counts, about 20 s
     python bench/capacity_simulated.py --on-arrival [--grid ...]  # the table decides on arrival
     python bench/capacity_simulated.py --limit 1 [--fixed] [--grid ...]  # a rate given
@@ -8,7 +8,8 @@
 Each case runs ``tests/capacity_sim.simulate`` (16 writers, the fault proxy's capacity model,
 the client's retries) for every seed and prints the range and mean of whole-run efficiency,
 efficiency after 5 s (the table's starting burst left out), throttled calls and the worst
-share of throttled write requests. The same model backs the tests in
+share of throttled write requests; for a capacity that changes, the worst share of calls
+throttled once it settled (5 s after it, or from 5 s for a change at 1.5 s). The same model backs the tests in
 tests/unit/test_ratelimit.py; this prints the spread behind their bounds, for comparing two
 versions of the limiter side by side (run it on each). ``--on-arrival``: the table decides when a
 call arrives and the latency is all in the answer (the fault proxy in front of DynamoDB Local);
@@ -39,6 +40,12 @@ CASES: Dict[str, Tuple[int, float, int, Dict[str, Any], Any]] = {
     "calls of 20-300 ms": (20_000, 1500, 10, {"latency": (0.02, 0.3)}, None),
     "halved at 8 s": (20_000, 1500, 20, {"change": (8.0, 750.0)}, 13.0),
     "doubled at 8 s": (30_000, 1500, 10, {"change": (8.0, 3000.0)}, None),
+    # A shrink the table's burst hides, under the slow calls of a loaded proxy (the case that
+    # failed CI; docs/performance.md): counted from 5 s, 3.5 s after the change.
+    "3,000 -> 1,000 WCU at 1.5 s, 12,000 items, calls of 150-400 ms":
+        (12_000, 3000, 30, {"change": (1.5, 1000.0), "latency": (0.15, 0.4)}, 5.0),
+    "same, calls of 100-300 ms, estimates 1.3 times the units":
+        (12_000, 3000, 30, {"change": (1.5, 1000.0), "latency": (0.1, 0.3), "estimate": 1.3}, 5.0),
 }
 
 
@@ -109,7 +116,7 @@ def main() -> int:
         parts = [int(x) for x in (rest[1] if len(rest) > 1 else "1,2,4,8").split(",")]
         return grid(caps, parts, int(rest[2]) if len(rest) > 2 else 8, 12.0, on_arrival, **limit)
     print("| case | seeds | efficiency, whole | after 5 s | throttled calls | throttled write requests (worst) "
-          "| calls throttled 5 s after the change (worst) |")
+          "| calls throttled once the change settled (worst) |")
     print("|---|---:|---|---|---|---:|---:|")
     for name, (items, cap, seeds, kw, after) in CASES.items():
         runs: List[Run] = [simulate(items, cap, seed=s, admit_on_arrival=on_arrival, **kw, **_limit(cap, limit))
