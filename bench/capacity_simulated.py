@@ -9,8 +9,8 @@ Each case runs ``tests/capacity_sim.simulate`` (16 writers, the fault proxy's ca
 the client's retries) for every seed and prints the range and mean of whole-run efficiency,
 efficiency after 5 s (the table's starting burst left out), throttled calls and the worst
 share of throttled write requests; for a capacity that changes, the worst share of calls
-throttled once it settled (5 s after it, or from 5 s for a change at 1.5 s). The same model backs the tests in
-tests/unit/test_ratelimit.py; this prints the spread behind their bounds, for comparing two
+throttled once it settled (5 s after it, or from 5 s for a change at 1.5 s). The same model
+backs the tests in tests/unit/test_ratelimit.py; this prints the spread behind their bounds, for comparing two
 versions of the limiter side by side (run it on each). ``--on-arrival``: the table decides when a
 call arrives and the latency is all in the answer (the fault proxy in front of DynamoDB Local);
 by default it decides when the call is answered. ``--limit X``: the job is given a rate

@@ -60,9 +60,8 @@ class Transform:
     def to_wire(self, out: Any) -> List[WireItem]:
         if out is None:
             return []
-        if type(out) is dict:  # the usual return: isinstance against typing's Mapping costs ~1 µs
-            return [self._one(out)]
-        if isinstance(out, Mapping):
+        # A dict, the usual return, by its type first: isinstance against typing's Mapping costs ~1 µs.
+        if type(out) is dict or isinstance(out, Mapping):
             return [self._one(out)]
         if isinstance(out, (list, tuple)):
             return [self._one(o) for o in out]
