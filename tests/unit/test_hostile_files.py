@@ -27,8 +27,8 @@ from ddbmigrate.storage.export_layout import FileEntry, Plan
 from ddbmigrate.storage.stores import LocalStorage
 
 
-def _read(path: Path) -> Tuple[List[Any], List[Any], List[Any]]:
-    src = FileSource(LocalStorage(), Plan("files", str(path.parent), [FileEntry(str(path), path.name)]))
+def _read(path: Path, fmt: str = "") -> Tuple[List[Any], List[Any], List[Any]]:
+    src = FileSource(LocalStorage(), Plan("files", str(path.parent), [FileEntry(str(path), path.name, fmt=fmt)]))
     chunks = list(src.read(path.name, None, threading.Event()))
     items = [it for c in chunks for it in c.items]
     rejects = [r for c in chunks for r in c.rejects]
@@ -244,3 +244,28 @@ def test_the_cli_refuses_before_touching_the_table(tmp_path: Path) -> None:
         assert out.returncode == 2, out.stderr
         assert "outside" in out.stderr and "--follow-symlinks" in out.stderr and "Traceback" not in out.stderr
         assert "not\": \"yours" not in out.stderr + out.stdout
+
+
+@pytest.mark.parametrize("line, why", [
+    (b'{Item:{pk:"d",a:"x",a:"y"}}', "item: the name 'a' appears twice"),
+    (b'$ion_1_0 {Item:{pk:"e",m:{k:1,k:2}}}', "m: the name 'k' appears twice"),
+    (b'{Item:{pk:"f",l:[{a:1,a:2}]}}', r"l\[0\]: the name 'a' appears twice"),
+    (b'{Item:{pk:"g"},Item:{pk:"h"}}', "the name 'Item' appears twice"),
+])
+def test_ion_names_repeated_in_a_struct_are_dead_letters(tmp_path: Path, line: bytes, why: str) -> None:
+    # Ion allows a name twice in one struct; an item cannot hold both values, so the line is a
+    # dead letter with its reason, never an item with one of them.
+    p = tmp_path / "bad.ion"
+    p.write_bytes(b'{Item:{pk:"ok1",m:{k:1}}}\n' + line + b'\n{Item:{pk:"ok2"}}\n')
+    items, rejects, failures = _read(p, "ion")
+    assert items == [{"pk": {"S": "ok1"}, "m": {"M": {"k": {"N": "1"}}}}, {"pk": {"S": "ok2"}}] and not failures
+    assert len(rejects) == 1 and rejects[0][2] == "bad.ion:2" and re.search(why, rejects[0][1]), rejects
+
+
+def test_ion_incremental_record_with_a_repeated_field_is_refused() -> None:
+    from ddbmigrate.formats import ion
+
+    with pytest.raises(ion.IonProblem, match="'Keys' appears twice"):
+        ion.parse_change_line(b'{Keys:{pk:"a"},Keys:{pk:"b"},NewImage:{pk:"a"}}')
+    with pytest.raises(ion.IonProblem, match="NewImage: the name 'x' appears twice"):
+        ion.parse_change_line(b'{Keys:{pk:"a"},NewImage:{pk:"a",x:1,x:2}}')

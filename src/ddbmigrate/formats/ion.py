@@ -106,7 +106,7 @@ def to_wire_value(v: Any, path: str = "item") -> Dict[str, Any]:
     if isinstance(v, (bytes, bytearray)):
         return {"B": _blob(v, path)}
     if isinstance(v, Mapping):
-        return {"M": {str(k): to_wire_value(x, f"{path}.{k}") for k, x in v.items()}}
+        return {"M": {k: to_wire_value(x, f"{path}.{k}") for k, x in _fields(v, path).items()}}
     if isinstance(v, list):
         return {"L": [to_wire_value(x, f"{path}[{i}]") for i, x in enumerate(v)]}
     if ion_type is IonType.TIMESTAMP:
@@ -122,10 +122,22 @@ def _text(v: Any, path: str) -> str:
     raise IonProblem(f"{path}: expected a string in $dynamodb_SS, got {type(v).__name__}")
 
 
+def _fields(v: Mapping[Any, Any], path: str) -> Dict[str, Any]:
+    """A struct's fields by name. Ion allows a name twice in one struct (its ``items()`` gives
+    both); a DynamoDB item or map cannot hold it, and keeping one would lose the other."""
+    out: Dict[str, Any] = {}
+    for k, x in v.items():
+        name = str(k)
+        if name in out:
+            raise IonProblem(f"{path}: the name {name!r} appears twice in one struct")
+        out[name] = x
+    return out
+
+
 def to_wire_item(v: Any, what: str = "item") -> WireItem:
     if not isinstance(v, Mapping):
         raise IonProblem(f"{what}: expected an Ion struct, got {type(v).__name__}")
-    return {str(k): to_wire_value(x, str(k)) for k, x in v.items()}
+    return {k: to_wire_value(x, k) for k, x in _fields(v, what).items()}
 
 
 def parse_item_line(line: bytes) -> Tuple[Optional[WireItem], Optional[str]]:
@@ -146,6 +158,7 @@ def parse_change_line(line: bytes) -> Dict[str, Any]:
     v = loads_line(line)
     if not isinstance(v, Mapping):
         raise IonProblem(f"expected an Ion struct, got {type(v).__name__}")
+    v = _fields(v, "record")
     out: Dict[str, Any] = {}
     meta = v.get("Metadata")
     if isinstance(meta, Mapping) and "WriteTimestampMicros" in meta:
