@@ -73,6 +73,29 @@ def test_dead_letter_path_is_printed_in_the_summary(endpoint: str, tmp_path: Pat
     assert ".deadletter.jsonl" in out.replace("\n", "").replace(" ", "") or "deadletter" in out
 
 
+def test_a_fresh_run_keeps_the_last_runs_default_dead_letters(endpoint: str, tmp_path: Path) -> None:
+    # Run twice, as an operator reruns a job: the first run's records are the only trace of its
+    # rejected items, so the second run moves them aside instead of emptying the file.
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(60))
+    args = ("copy", src, dst, "--endpoint-url", endpoint, "--on-error", "skip", "--progress", "off")
+    first = cli(*args, "--transform", write_transform(tmp_path, FAILING), cwd=tmp_path)
+    assert first.returncode == 3, first.stderr
+    files = list((tmp_path / ".ddbmigrate").glob("*.deadletter.jsonl"))
+    assert len(files) == 1
+    first_keys = sorted(dead_keys(files[0]))
+    assert first_keys == [f"k{i:05d}" for i in range(60) if i % 7 == 0]
+    # The same job (same tables), now with a transform that rejects other items.
+    second = cli(*args, "--transform", write_transform(tmp_path, FAILING.replace("% 7", "% 11"), "tf2.py"),
+                 cwd=tmp_path)
+    assert second.returncode == 3, second.stderr
+    kept = [p for p in (tmp_path / ".ddbmigrate").glob("*.deadletter.*.jsonl")]
+    assert len(kept) == 1 and kept[0].name in second.stderr, second.stderr
+    assert sorted(dead_keys(kept[0])) == first_keys
+    assert sorted(dead_keys(files[0])) == [f"k{i:05d}" for i in range(60) if i % 11 == 0]
+    assert "Traceback" not in second.stderr
+
+
 def test_a_resumed_run_repeats_no_dead_letter(endpoint: str, tmp_path: Path) -> None:
     src, dst = create_table(endpoint), create_table(endpoint)
     put_items(endpoint, src, items(1200))

@@ -171,6 +171,13 @@ class Driver:
         dead_path = opts.dead_letter or default_dead_letter_path(
             self.report.checkpoint_path or default_path(job.kind, dict(job.identity)), dry_run=opts.dry_run)
         self.report.dead_letter_path = dead_path
+        if state is None and not opts.dead_letter and not opts.dry_run:
+            # The default file belongs to this job: a fresh run starts it afresh, and the last
+            # run's dead letters (a finished run's, or one started over) are kept beside it.
+            kept = keep_previous_dead_letters(dead_path)
+            if kept is not None:
+                self.report.extra["previous_dead_letters"] = kept
+                log.warning("dead letters of the previous run kept in %s; this run's go to %s", kept, dead_path)
         self.dead = DeadLetters(dead_path)
         self.dead_bytes: Optional[int] = None
         saved_dead = self.saved_extra.get("dead_letters") or {}
@@ -181,9 +188,7 @@ class Driver:
                 log.info("dead letters: dropped %d bytes written after the last checkpoint "
                          "(their items are read again)", cut)
         elif state is None and not opts.dead_letter:
-            # The default file belongs to this job: a fresh run starts it afresh (a --dead-letter
-            # file the user named is appended to, as it always was).
-            self.dead.truncate(0)
+            self.dead.truncate(0)  # (a --dead-letter file the user named is appended to, as it always was)
         # --max-errors counts the whole job, a resumed one included.
         self.dead.count = int(self.base.get("dead_lettered", 0))
         self.workers: Dict[int, WorkerView] = {}
@@ -508,6 +513,24 @@ def default_dead_letter_path(checkpoint_path: str, dry_run: bool = False) -> str
     base = checkpoint_path[: -len(".checkpoint.json")] if checkpoint_path.endswith(".checkpoint.json") \
         else checkpoint_path
     return base + (".dry-run" if dry_run else "") + ".deadletter.jsonl"
+
+
+def keep_previous_dead_letters(path: str) -> Optional[str]:
+    """Move a non-empty dead-letter file aside (``X.deadletter.<UTC time>.jsonl``) and return
+    where, or None when there is nothing to keep. A record is the only trace of its item."""
+    try:
+        if os.path.getsize(path) == 0:
+            return None
+    except OSError:
+        return None
+    stem = path[: -len(".jsonl")] if path.endswith(".jsonl") else path
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(os.path.getmtime(path)))
+    for n in range(1000):
+        kept = f"{stem}.{stamp}{'' if n == 0 else f'-{n}'}.jsonl"
+        if not os.path.exists(kept):
+            os.replace(path, kept)
+            return kept
+    raise FatalError(f"cannot keep the previous dead letters of {path}: too many kept beside it; move them away")
 
 
 def interrupted_error(checkpoint_path: Optional[str]) -> InterruptedError_:
