@@ -384,6 +384,69 @@ def test_dead_letter_file_is_replayable(endpoint: str, tmp_path: Path) -> None:
     assert rep.written == 1 and rep.dead_lettered == 0
 
 
+def _dead(path: Path) -> List[Dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _fix_raw(path: Path, old: str, new: str) -> None:
+    recs = _dead(path)
+    for r in recs:
+        r["raw"] = r["raw"].replace(old, new)
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+def test_dead_letters_of_lines_that_did_not_parse_replay_after_a_fix(endpoint: str, tmp_path: Path) -> None:
+    # A rejected line is kept whole (a 300 KB one included), an Ion line as Ion, a CSV row as the
+    # item it made: fixed in the dead-letter file, each replays into the table.
+    table = create_table(endpoint)
+    big = "x" * 300_000
+    (tmp_path / "big.json").write_bytes(dumps({"Item": {"pk": {"S": "big"}, "s": {"S": big}, "e": {"SS": []}}}) + b"\n")
+    (tmp_path / "t.ion").write_bytes(b'{Item:{pk:"ion",s:$dynamodb_SS::[]}}\n')
+    for name in ("big.json", "t.ion"):
+        dl = tmp_path / f"{name}.dead.jsonl"
+        rep = import_files(str(tmp_path / name), ref(endpoint, table), opts(dead_letter=str(dl)))
+        assert rep.dead_lettered == 1
+        (rec,) = _dead(dl)
+        assert "empty" in rec["reason"] and rec["item"] is None and "raw_truncated" not in rec
+        # Replayed as it is, the record fails for its own reason, not as a line cut short.
+        again = tmp_path / f"{name}.again.jsonl"
+        rep = import_files(str(dl), ref(endpoint, table), opts(dead_letter=str(again)))
+        assert rep.dead_lettered == 1 and "empty" in _dead(again)[0]["reason"], _dead(again)[0]["reason"]
+    _fix_raw(tmp_path / "big.json.dead.jsonl", '"SS":[]', '"SS":["fixed"]')
+    _fix_raw(tmp_path / "t.ion.dead.jsonl", "$dynamodb_SS::[]", '$dynamodb_SS::["fixed"]')
+    for name in ("big.json", "t.ion"):
+        rep = import_files(str(tmp_path / f"{name}.dead.jsonl"), ref(endpoint, table), OFF)
+        assert rep.written == 1 and rep.dead_lettered == 0
+    got = {i["pk"]["S"]: i for i in scan_all(endpoint, table)}
+    assert got["big"] == {"pk": {"S": "big"}, "s": {"S": big}, "e": {"SS": ["fixed"]}}
+    assert got["ion"] == {"pk": {"S": "ion"}, "s": {"SS": ["fixed"]}}
+
+    n_table = create_table(endpoint, hash_key=("pk", "N"))
+    (tmp_path / "rows.csv").write_text('pk,name\n1,"a, b"\nnot-a-number,"c ""d"""\n2,e,extra\n')
+    dl = tmp_path / "csv.dead.jsonl"
+    rep = import_files(str(tmp_path / "rows.csv"), ref(endpoint, n_table), opts(dead_letter=str(dl)))
+    assert rep.written == 1 and rep.dead_lettered == 2
+    bad_number, extra = _dead(dl)
+    assert json.loads(bad_number["raw"]) == {"pk": {"N": "not-a-number"}, "name": {"S": 'c "d"'}}
+    assert extra["raw"] == "2,e,extra" and "3 values" in extra["reason"]
+    _fix_raw(dl, "not-a-number", "3")
+    rep = import_files(str(dl), ref(endpoint, n_table), opts(dead_letter=str(tmp_path / "csv.again.jsonl")))
+    assert rep.written == 1 and rep.dead_lettered == 1
+    assert sorted(scan_all(endpoint, n_table), key=lambda i: i["pk"]["N"]) == [
+        {"pk": {"N": "1"}, "name": {"S": "a, b"}}, {"pk": {"N": "3"}, "name": {"S": 'c "d"'}}]
+
+
+def test_a_raw_line_too_long_for_its_dead_letter_says_so_on_replay() -> None:
+    from ddbmigrate.sources.lines import parse_item
+    from ddbmigrate.state.deadletter import MAX_RAW, dead_letter_line
+
+    raw = '{"pk": {"S": "' + "y" * MAX_RAW + '"}, "e": {"SS": []}}'
+    rec = json.loads(dead_letter_line(None, "empty set", origin="f.json:9", raw=raw))
+    assert rec["raw_truncated"] is True and rec["raw_length"] == len(raw) and len(rec["raw"]) == MAX_RAW
+    item, reason, _ = parse_item(dead_letter_line(None, "empty set", origin="f.json:9", raw=raw).rstrip(), "auto")
+    assert item is None and reason is not None and "first 2,000,000 characters" in reason and "f.json:9" in reason
+
+
 def _two_file_export(tmp_path: Path) -> tuple:
     f1, f2 = gen_items(40, "a"), gen_items(300, "b")
     root = aws_export(tmp_path / "exp", [[{"Item": i} for i in f1], [{"Item": i} for i in f2]])

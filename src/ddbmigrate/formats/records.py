@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import orjson
 
 from ..core.items import WireItem, item_problem
 
@@ -27,7 +31,12 @@ SCAN_KEYS = frozenset(("Items", "Count", "ScannedCount", "LastEvaluatedKey", "Co
 
 
 class RecordProblem(ValueError):
-    """A record that does not convert; the message is the dead-letter reason."""
+    """A record that does not convert; the message is the dead-letter reason. ``item``: the
+    record as far as it converted (a CSV row's typed attributes), for its dead letter."""
+
+    def __init__(self, message: str, item: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(message)
+        self.item = item
 
 
 # --------------------------------------------------------------------------- Data Pipeline
@@ -108,13 +117,22 @@ def csv_item(header: Sequence[str], row: Sequence[str], key_types: Mapping[str, 
         item[name] = {t: value}
     p = item_problem(item)
     if p:
-        raise RecordProblem(p)
+        raise RecordProblem(p, item)
     return item
 
 
-def parse_csv_header(text: str, delimiter: str) -> List[str]:
-    import csv
+def csv_reject_raw(e: RecordProblem, row: Sequence[str], delimiter: str) -> str:
+    """A rejected CSV row as its dead letter keeps it, to be replayed: the item it made, as
+    DynamoDB JSON, when the row converted (fix the value there and replay); else the row as CSV
+    (a row with more values than the header has columns: fix it in its file)."""
+    if e.item is not None:
+        return orjson.dumps(e.item).decode()
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="").writerow(row)
+    return out.getvalue()
 
+
+def parse_csv_header(text: str, delimiter: str) -> List[str]:
     row = next(csv.reader([text], delimiter=delimiter), [])
     return [c.strip() for c in row]
 

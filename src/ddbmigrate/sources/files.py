@@ -50,6 +50,7 @@ from ..formats import ion
 from ..formats.detect import INPUT_FORMATS, READER
 from ..formats.records import (
     RecordProblem,
+    csv_reject_raw,
     csv_header_problem,
     csv_item,
     from_data_pipeline,
@@ -257,7 +258,10 @@ class FileSource(SourceBase):
                                           and text.endswith(b"}") else None)
                         parsed += 1
                     else:
-                        chunk.rejects.append((line[:100_000].decode("utf-8", "replace"), reason or "invalid", origin))
+                        raw = line if other is not ion.parse_item_line or line.startswith(ion.IVM) else ion.IVM + b" " + line
+                        # The whole line, so that a replay of the dead letter reads it again (an
+                        # Ion line marked as Ion).
+                        chunk.rejects.append((raw.decode("utf-8", "replace"), reason or "invalid", origin))
                         if not parsed and start == 0:
                             failed += 1
                             first_fail = first_fail or (origin, reason or "invalid")
@@ -412,7 +416,7 @@ class FileSource(SourceBase):
                     chunk.origins.append(origin)  # type: ignore[union-attr]
                     parsed += 1
                 except RecordProblem as e:
-                    chunk.rejects.append((self.csv_delimiter.join(row)[:100_000], str(e), origin))
+                    chunk.rejects.append((csv_reject_raw(e, row, self.csv_delimiter), str(e), origin))
                     if not parsed and start == 0:
                         failed += 1
                         first_fail = first_fail or (origin, str(e))

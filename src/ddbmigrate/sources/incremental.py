@@ -167,7 +167,7 @@ class IncrementalSource(SourceBase):
                                 f.unit, f.path, f"not {f.fmt or 'dynamodb-json'}: its first {FIRST_RECORDS} records "
                                 f"all failed to parse (last: {reason})", None, 0)
                             return
-                        rec = ["!", line[:100_000].decode("utf-8", "replace"), reason, origin]
+                        rec = ["!", line.decode("utf-8", "replace"), reason, origin]
                         part = lineno % self.partitions
                     else:
                         good += 1

@@ -482,9 +482,17 @@ def _from_dead_letter(obj: Dict[str, Any]) -> Tuple[Optional[WireItem], Optional
     item = obj.get("item")
     if item is None:
         raw = obj.get("raw")
-        if not isinstance(raw, str):
+        if not isinstance(raw, str) or not raw:
             return None, "dead-letter line has neither an item nor the raw line"
-        got, reason, _ = parse_item(raw.encode("utf-8"), "auto")
+        if obj.get("raw_truncated"):
+            return None, (f"the dead letter kept only the first {len(raw):,} characters of its line "
+                          f"({obj.get('raw_length', '?')} in all): replay it from its source ({obj.get('origin', '?')})")
+        data = raw.encode("utf-8")
+        if data.lstrip().startswith(b"$ion_1_0"):  # an Ion file's line (files.py marks every one)
+            from ..formats import ion
+
+            return ion.parse_item_line(data)
+        got, reason, _ = parse_item(data, "auto")
         return got, reason
     p = item_problem(item)
     return (None, p) if p else (item, None)
@@ -508,11 +516,11 @@ def convert_decoded(obj: Any, fmt: str) -> Tuple[Optional[WireItem], Optional[st
 
 
 def short_json(obj: Any) -> str:
-    """A decoded value as JSON text for a reject line, at most 100,000 characters."""
+    """A decoded value as JSON text for a reject line (the dead letter bounds its length)."""
     try:
-        return json.dumps(obj, default=str)[:100_000]
+        return json.dumps(obj, default=str)
     except (TypeError, ValueError):
-        return repr(obj)[:100_000]
+        return repr(obj)
 
 
 def corrupt_reason(e: BaseException) -> str:

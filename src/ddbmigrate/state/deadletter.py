@@ -6,8 +6,11 @@ Line format (one JSON object per line)::
      "origin": "segment 3" | "data/x.json.gz:17", "source_key": {...}, "transform": "f.py:fn",
      "time": "2026-11-25T10:00:00Z"}
 
-``ddbmigrate import dead.jsonl TABLE`` replays the ``item`` of every line. Invariant: the file is
-flushed and fsynced before any checkpoint that counts its lines is saved.
+``ddbmigrate import dead.jsonl TABLE`` replays the ``item`` of every line. A record the source
+could not parse has no ``item`` but its ``raw`` text (an Ion line starts with ``$ion_1_0``; a
+line over ``MAX_RAW`` characters is cut, with ``raw_truncated`` and ``raw_length``), which the
+replay parses again. Invariant: the file is flushed and fsynced before any checkpoint that
+counts its lines is saved.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ import threading
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import orjson
+
+# The raw text of a line kept in a record: every line that can hold a DynamoDB item (400 KB, its
+# JSON a few times that with escapes), and a record still within the line reader's limit.
+MAX_RAW = 2_000_000
 
 
 class DeadLetters:
@@ -134,7 +141,10 @@ def dead_letter_line(
     if transform is not None:
         rec["transform"] = transform
     if raw is not None:
-        rec["raw"] = raw if len(raw) <= 1_000_000 else raw[:1_000_000]
+        if len(raw) <= MAX_RAW:
+            rec["raw"] = raw
+        else:  # a replay of it says so, rather than failing to parse what is left
+            rec["raw"], rec["raw_truncated"], rec["raw_length"] = raw[:MAX_RAW], True, len(raw)
     if traceback is not None:
         rec["traceback"] = traceback
     rec["time"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
