@@ -495,6 +495,48 @@ def test_a_file_not_in_the_chosen_format_fails_at_once(endpoint: str, tmp_path: 
     assert scan_all(endpoint, dst) == []
 
 
+def test_a_short_file_none_of_whose_lines_is_its_format_fails_whole(endpoint: str, tmp_path: Path) -> None:
+    # Fewer than 100 records: a manifest saying DYNAMODB_JSON over Ion lines fails that file with
+    # one line, nothing dead-lettered; the other file of the export loads.
+    dst = create_table(endpoint)
+    ion_lines = b"".join(b'$ion_1_0 {Item:{pk:"i%d"}}\n' % i for i in range(5))
+    good = b"".join(b'{"Item":{"pk":{"S":"g%d"}}}\n' % i for i in range(3))
+    root = write_export(tmp_path / "liar", "01793772000000-cccccccc", [ion_lines, good])
+    dl = tmp_path / "dead.jsonl"
+    r = cli("import", str(root), dst, "--endpoint-url", endpoint, "--quiet", "--dead-letter", str(dl))
+    assert r.returncode == 1, r.stderr
+    assert "not dynamodb-json: its 5 records all failed to parse" in r.stderr and "invalid JSON" in r.stderr
+    assert not dl.exists() or dl.read_text() == ""
+    assert sorted(i["pk"]["S"] for i in scan_all(endpoint, dst)) == ["g0", "g1", "g2"]
+    # The same in an incremental export: nothing staged, written or dead-lettered.
+    write_export(tmp_path / "liar2", "01793775600000-dddddddd", [b"not json\n"], incremental=True)
+    with pytest.raises(FatalError, match="not dynamodb-json: its 1 record failed to parse"):
+        import_files(str(tmp_path / "liar2"), ref(endpoint, create_table(endpoint)), OFF)
+    # Lines of the format holding bad items are dead letters, however few.
+    bad_items = b'{"Item":{"pk":{"S":"b"},"e":{"SS":[]}}}\n'
+    root3 = write_export(tmp_path / "bad", "01793779200000-eeeeeeee", [bad_items])
+    rep = import_files(str(root3), ref(endpoint, dst), RunOptions(progress="off", dead_letter=str(tmp_path / "dl3.jsonl")))
+    assert rep.dead_lettered == 1 and rep.exit_code == 3
+
+
+def test_every_csv_header_is_checked_for_the_key_before_anything_is_written(endpoint: str, tmp_path: Path) -> None:
+    # The second file lacks the key column: the import stops before writing, naming that file,
+    # instead of dead-lettering each of its rows.
+    dst = create_table(endpoint)
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.csv").write_text("pk,name\na,x\n")
+    (d / "b.csv").write_text("id,name\nc,x\nd,y\n")
+    r = cli("import", str(d), dst, "--endpoint-url", endpoint, "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert "b.csv" in r.stderr and "no column 'pk'" in r.stderr and "Traceback" not in r.stderr
+    assert scan_all(endpoint, dst) == []
+    (d / "b.csv").write_text("name,pk\nx,c\n")
+    r = cli("import", str(d), dst, "--endpoint-url", endpoint, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert sorted(i["pk"]["S"] for i in scan_all(endpoint, dst)) == ["a", "c"]
+
+
 def test_input_format_lists_every_format() -> None:
     from click.testing import CliRunner
 

@@ -124,9 +124,12 @@ def import_files(
         key_types = {a["AttributeName"]: a["AttributeType"] for a in tdesc.get("AttributeDefinitions") or []}
         source_spec = FilesSpec(src, plan, s3, validate=validate, input_format=input_format, key_types=key_types,
                                 csv_header=header, csv_delimiter=csv_delimiter)
-        # Before the import proper: do the first records fit the table's keys and indexes?
+        # Before the import proper: do the first records fit the table's keys and indexes? And
+        # does every CSV file have a column for each key (else its every row is a dead letter)?
         check_fits_target(table.table, tdesc, sample=_first_items(source_spec), transform=transform,
                           context=TransformContext(target_table=table.table))
+        if transform is None:
+            _check_csv_headers(source_spec, keys, table.table)
     write_rate = capacity_limit(tdesc, opts.max_write_units, opts.write_percent, "write")
     identity = {
         "job": "import",
@@ -157,6 +160,15 @@ def import_files(
                **({"key_types": source_spec.key_types} if any(f.fmt == "csv" for f in plan.files) else {})},
     )
     return run(job, engine, cancel=cancel, observer=observer)
+
+
+def _check_csv_headers(spec: FilesSpec, keys: KeySchema, table: str) -> None:
+    for f, header in spec.csv_headers():
+        missing = [k for k in keys.names if k not in header]
+        if missing:
+            raise UsageError(f"{f.unit}: the CSV header has no column {missing[0]!r}, a key attribute of table "
+                             f"{table!r}; nothing was written", file=f.path, line=1,
+                             hint="give the file a header naming the key columns (or --csv-header for files without one)")
 
 
 def _first_items(spec: FilesSpec, n: int = SAMPLE) -> List[Any]:

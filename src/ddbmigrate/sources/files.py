@@ -21,7 +21,9 @@ Invariants:
    blank; counts add up.
 5. A file whose first ``FIRST_RECORDS`` records all fail to parse is not in the format it is
    read as: it fails as a whole with one line (file, format, first reason), and none of those
-   records is dead-lettered.
+   records is dead-lettered. So does a shorter file none of whose lines is even valid syntax of
+   its format (a manifest saying DYNAMODB_JSON over Ion lines); a file of valid lines holding
+   bad items is dead-lettered line by line.
 6. A checked file is fetched and decompressed once: the check pass keeps its content (memory up
    to ``KEEP_IN_MEMORY`` per reader, then an unnamed temporary file up to ``KEEP_LIMIT``) and
    the items are read from that. Over ``KEEP_LIMIT`` (a decompression bomb, say) nothing more is
@@ -54,6 +56,7 @@ from ..formats.records import (
     csv_header_problem,
     csv_item,
     from_data_pipeline,
+    parse_csv_header,
 )
 from ..storage.export_layout import FileEntry, FileProblem, Plan, check_against_manifest
 from ..storage.stores import S3Settings, Storage, storage_for
@@ -82,6 +85,9 @@ KEEP_IN_MEMORY = 4 * 1024 * 1024
 KEEP_LIMIT = 256 * 1024 * 1024
 CHUNK_BYTES = 4 * 1024 * 1024
 FIRST_RECORDS = 100
+# Reasons that say a line is not the format's syntax at all, as opposed to a bad item in it.
+SYNTAX_REASONS = ("invalid JSON", "invalid Ion", "expected one Ion value", "expected a JSON object",
+                  "expected an Ion struct")
 # How parse_item names the line formats it reads.
 _LINE_FMT = {"dynamodb-json": "ddb", "json": "plain", "dead-letter": "deadletter"}
 
@@ -194,9 +200,11 @@ class FileSource(SourceBase):
     def _fmt(self, f: FileEntry) -> str:
         return f.fmt or ("auto" if self.input_format == "auto" else self.input_format)
 
-    def _not_format(self, f: FileEntry, first: Optional[Tuple[str, str]]) -> None:
+    def _not_format(self, f: FileEntry, first: Optional[Tuple[str, str]], records: int = FIRST_RECORDS) -> None:
         where, reason = first or ("", "")
-        self._fail(f, f"not {self._fmt(f)}: its first {FIRST_RECORDS} records all failed to parse, so none was "
+        which = f"first {records} records all" if records >= FIRST_RECORDS else \
+            f"{records} record{'s all' if records > 1 else ''}"
+        self._fail(f, f"not {self._fmt(f)}: its {which} failed to parse, so none was "
                    f"loaded or dead-lettered (first, {where}: {reason})", None, 0)
 
     def _end(self, f: FileEntry, chunk: Chunk, handed: int, md5: str, count: Optional[int],
@@ -229,6 +237,7 @@ class FileSource(SourceBase):
         chunk = Chunk(position=start, origins=[], encs=[])
         nbytes = 0
         parsed = failed = 0  # records of this file parsed / failed from its first line (invariant 5)
+        syntax_failed = 0  # of those, not even the format's syntax
         first_fail: Optional[Tuple[str, str]] = None
         try:
             if ls.first_char() == b"[" and other is None:  # first_char also drops a UTF-8 BOM
@@ -258,6 +267,7 @@ class FileSource(SourceBase):
                                           and text.endswith(b"}") else None)
                         parsed += 1
                     else:
+                        syntax_failed += reason is not None and reason.startswith(SYNTAX_REASONS)
                         raw = line if other is not ion.parse_item_line or line.startswith(ion.IVM) else ion.IVM + b" " + line
                         # The whole line, so that a replay of the dead letter reads it again (an
                         # Ion line marked as Ion).
@@ -279,6 +289,10 @@ class FileSource(SourceBase):
             md5 = ls.md5_b64()
         except CORRUPT_ERRORS as e:
             yield from self._broken(f, chunk, handed, f"corrupt file: {corrupt_reason(e)}", lineno + 1)
+            return
+        if failed and failed == syntax_failed and not parsed and start == 0 and chunk.rejects and \
+                len(chunk.rejects) == failed:
+            self._not_format(f, first_fail, failed)  # nothing of it was handed on
             return
         yield from self._end(f, chunk, handed, md5, nonblank, lineno)
 
@@ -543,7 +557,7 @@ def _problem(e: BaseException, line: Optional[int]) -> Tuple[str, Optional[int]]
     return f"corrupt file: {corrupt_reason(e)}", line
 
 
-__all__ = ["CHUNK_BYTES", "CHUNK_LINES", "FIRST_RECORDS", "FileFailure", "FileSource", "INPUT_FORMATS"]
+__all__ = ["CHUNK_BYTES", "CHUNK_LINES", "FIRST_RECORDS", "SYNTAX_REASONS", "FileFailure", "FileSource", "INPUT_FORMATS"]
 
 
 @dataclass(frozen=True)
@@ -571,6 +585,29 @@ class FilesSpec(SourceSpecBase):
         return FileSource(storage_for(self.location, self.s3), plan, validate=self.validate,
                           input_format=self.input_format, key_types=self.key_types, csv_header=self.csv_header,
                           csv_delimiter=self.csv_delimiter)
+
+    def csv_headers(self) -> Iterator[Tuple[FileEntry, List[str]]]:
+        """Each CSV file's header (``csv_header`` when given, else its first line), read without
+        reading the file: to check them all before the import starts. A file whose first line
+        cannot be read is left to the import, which names its problem."""
+        storage = None
+        for f in self.plan.files:
+            if f.fmt != "csv":
+                continue
+            if self.csv_header is not None:
+                yield f, list(self.csv_header)
+                continue
+            storage = storage or storage_for(self.location, self.s3)
+            ls = LineStream(storage, f.path)
+            try:
+                first = next((line for _, line in ls.numbered() if not isinstance(line, TooLong)), None)
+            except (DdbMigrateError, *CORRUPT_ERRORS):
+                continue
+            finally:
+                ls.close()
+            if first is not None:
+                header = parse_csv_header(first.decode("utf-8", "replace").lstrip("\ufeff"), self.csv_delimiter)
+                yield f, header
 
     def failed(self, failures: Any) -> DdbMigrateError:
         return FatalError(

@@ -41,7 +41,7 @@ from ..errors import FatalError
 from ..formats import ion
 from ..storage.export_layout import FileEntry, FileProblem, Plan, check_against_manifest
 from ..storage.stores import Storage
-from .files import CHUNK_LINES, FIRST_RECORDS, FileFailure, FileSource
+from .files import CHUNK_LINES, FIRST_RECORDS, SYNTAX_REASONS, FileFailure, FileSource
 from .lines import (
     CORRUPT_ERRORS,
     MAX_LINE,
@@ -147,8 +147,12 @@ class IncrementalSource(SourceBase):
         buffers: Dict[int, List[bytes]] = {}
         lineno = nonblank = 0
         good = 0  # records of this file that parsed: none after FIRST_RECORDS lines, it is not in its format
+        syntax = 0  # lines that were not even the format's syntax
+        first = ""
+        flushed = [False]
 
         def flush(i: int) -> None:
+            flushed[0] = True
             with self._locks[i]:
                 self._files[i].write(b"".join(buffers.pop(i)))
 
@@ -167,6 +171,9 @@ class IncrementalSource(SourceBase):
                                 f.unit, f.path, f"not {f.fmt or 'dynamodb-json'}: its first {FIRST_RECORDS} records "
                                 f"all failed to parse (last: {reason})", None, 0)
                             return
+                        if reason.startswith(SYNTAX_REASONS):
+                            syntax += 1
+                            first = first or f"{origin}: {reason}"
                         rec = ["!", line.decode("utf-8", "replace"), reason, origin]
                         part = lineno % self.partitions
                     else:
@@ -186,6 +193,12 @@ class IncrementalSource(SourceBase):
                     flush(part)
             md5 = ls.md5_b64()
             check_against_manifest(f, md5, nonblank)
+            if not good and syntax and syntax == nonblank and not flushed[0]:
+                # A short file none of whose lines is its format's syntax (invariant 5 of files.py).
+                self._failed[f.unit] = FileFailure(
+                    f.unit, f.path, f"not {f.fmt or 'dynamodb-json'}: its {nonblank} record"
+                    f"{'s all' if nonblank > 1 else ''} failed to parse (first, {first})", None, 0)
+                return
         except CORRUPT_ERRORS as e:
             self._failed[f.unit] = FileFailure(f.unit, f.path, f"corrupt file: {corrupt_reason(e)}", lineno + 1, 0)
             return
