@@ -412,6 +412,10 @@ def test_dead_letters_of_lines_that_did_not_parse_replay_after_a_fix(endpoint: s
         again = tmp_path / f"{name}.again.jsonl"
         rep = import_files(str(dl), ref(endpoint, table), opts(dead_letter=str(again)))
         assert rep.dead_lettered == 1 and "empty" in _dead(again)[0]["reason"], _dead(again)[0]["reason"]
+        assert _dead(again)[0]["origin"] == f"{name}.dead.jsonl:1 (from {name}:1)"  # where it came from too
+        twice = tmp_path / f"{name}.twice.jsonl"
+        import_files(str(again), ref(endpoint, table), opts(dead_letter=str(twice)))
+        assert _dead(twice)[0]["origin"] == f"{name}.again.jsonl:1 (from {name}:1)"
     _fix_raw(tmp_path / "big.json.dead.jsonl", '"SS":[]', '"SS":["fixed"]')
     _fix_raw(tmp_path / "t.ion.dead.jsonl", "$dynamodb_SS::[]", '$dynamodb_SS::["fixed"]')
     for name in ("big.json", "t.ion"):

@@ -256,6 +256,8 @@ class FileSource(SourceBase):
                     alone = False
                     if other is None:
                         item, reason, fmt, alone = parse_line(text, fmt)
+                        if fmt == "deadletter":
+                            origin = replayed_origin(origin, text)
                     else:
                         item, reason = other(text)
                     if item is not None:
@@ -558,6 +560,19 @@ def _problem(e: BaseException, line: Optional[int]) -> Tuple[str, Optional[int]]
 
 
 __all__ = ["CHUNK_BYTES", "CHUNK_LINES", "FIRST_RECORDS", "SYNTAX_REASONS", "FileFailure", "FileSource", "INPUT_FORMATS"]
+
+
+def replayed_origin(origin: str, line: bytes) -> str:
+    """A replayed dead letter's place, with the place it first came from (its own ``origin``)."""
+    try:
+        first = orjson.loads(line).get("origin")
+    except (orjson.JSONDecodeError, AttributeError):
+        return origin
+    if not isinstance(first, str) or not first:
+        return origin
+    if " (from " in first:  # replayed before: the place it first came from
+        first = first.rsplit(" (from ", 1)[1].rstrip(")")
+    return f"{origin} (from {first})"
 
 
 @dataclass(frozen=True)
