@@ -10,6 +10,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, Optional
+from urllib.parse import urlsplit
 
 from .errors import UsageError
 
@@ -17,6 +18,35 @@ _ARN = re.compile(r"^arn:aws[a-zA-Z-]*:dynamodb:([a-z0-9-]+):(\d{12}):table/([A-
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 
 WRITE_MODES = ("overwrite", "skip-existing", "fail-existing")
+# A host name as botocore accepts one (labels of letters, digits and inner hyphens).
+_HOST = re.compile(r"^((?!-)[A-Za-z0-9-]{1,63}(?<!-)\.)*((?!-)[A-Za-z0-9-]{1,63}(?<!-))\.?$")
+
+
+def endpoint_problem(url: str) -> Optional[str]:
+    """What is wrong with an endpoint URL, or None: ``http(s)://host[:port][/path]`` is what
+    botocore and our transport both take. Checked before any work, so a typo is a usage error
+    naming its option rather than a failure deep inside a client."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError on a port that is not a number in range
+    except ValueError as e:
+        return f"not a URL ({e})"
+    if parts.scheme not in ("http", "https"):
+        return "not an http:// or https:// URL"
+    host = parts.hostname or ""
+    if not host or not (_HOST.match(host) or (parts.netloc.count("[") == 1 and ":" in host)):
+        return "no valid host name"
+    return None
+
+
+def check_endpoint(url: Optional[str], name: str) -> Optional[str]:
+    """``url`` when it is a usable endpoint (or None); else a UsageError naming ``name``, the
+    option or environment variable it came from."""
+    if url is not None:
+        problem = endpoint_problem(url)
+        if problem:
+            raise UsageError(f"{name} {url!r}: {problem} (expected http(s)://host[:port])")
+    return url
 
 
 @dataclass(frozen=True)

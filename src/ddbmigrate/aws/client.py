@@ -46,7 +46,7 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 
-from ..config import RetryPolicy, TableRef
+from ..config import RetryPolicy, TableRef, check_endpoint
 from ..logs import redact
 from ..errors import (
     AwsError,
@@ -255,6 +255,8 @@ class DynamoClient:
         """``service`` names the botocore service of the fast path (``dynamodbstreams`` for the
         Streams API); its signing name and JSON target prefix come from botocore's model."""
         self.ref = ref
+        # A library caller's (or a plan's) malformed endpoint: a usage error, not botocore's ValueError.
+        check_endpoint(ref.endpoint_url, "endpoint URL")
         self.retry_policy = retry or RetryPolicy()
         self.stats = stats or RetryStats()
         self.backoff = Backoff(self.retry_policy, sleep=sleep, rand=rand)
@@ -267,15 +269,19 @@ class DynamoClient:
             connect_timeout=5,
             read_timeout=timeout,
         )
-        self.control = self.session.client(
-            service, region_name=region, endpoint_url=ref.endpoint_url, config=cfg
-        )
+        try:
+            self.control = self.session.client(
+                service, region_name=region, endpoint_url=ref.endpoint_url, config=cfg
+            )
+        except ValueError as e:  # an endpoint from AWS_ENDPOINT_URL(_DYNAMODB) or the profile
+            raise UsageError(f"invalid {service} endpoint: {e} (expected http(s)://host[:port])") from None
         self.control.meta.events.register("needs-retry", self._say_unreachable)
         model = self.control.meta.service_model
         self._signing_name = model.signing_name or "dynamodb"
         self._target_prefix = str(model.metadata.get("targetPrefix") or "DynamoDB_20120810") + "."
         self.region = self.control.meta.region_name
         self.endpoint = self.control.meta.endpoint_url.rstrip("/")
+        check_endpoint(self.endpoint, f"{service} endpoint")  # one botocore took from the environment, too
         creds = self.session.get_credentials()
         if creds is None:
             raise UsageError(

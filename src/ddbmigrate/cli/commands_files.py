@@ -6,6 +6,7 @@ from typing import Any, Dict
 
 import click
 
+from ..errors import UsageError
 from ..formats.detect import INPUT_FORMATS
 from ..jobs.export import export_table
 from ..jobs.import_files import import_files
@@ -55,8 +56,10 @@ def export_cmd(kw: Dict[str, Any]) -> int:
     if wants_native_export(kw):  # DynamoDB's managed Export to S3, watched (see commands_plan.py)
         return run_native_export(kw)
     opts = build_run_options(kw)
+    if kw["file_size"] < 1:
+        raise UsageError(f"--file-size must be at least 1 (MB), not {kw['file_size']}")
     report = export_table(table_ref(kw["table"], kw), kw["dest"], opts, kw["fmt"], s3=s3_settings(kw),
-                          file_size=max(1, kw["file_size"]) * 1024 * 1024, commit_every=kw["commit_every"],
+                          file_size=kw["file_size"] * 1024 * 1024, commit_every=kw["commit_every"],
                           engine=engine_from(kw))
     render_report(report, kw["quiet"])
     if not kw["quiet"]:
@@ -93,6 +96,9 @@ def export_cmd(kw: Dict[str, Any]) -> int:
 @pass_kwargs
 def import_cmd(kw: Dict[str, Any]) -> int:
     """Load SOURCE (export folder, file, folder or glob; local or s3://) into TABLE."""
+    if kw.get("bulk_put") and not kw.get("native"):
+        raise UsageError("--bulk-put needs --native (it loads TABLE with DynamoDB's bulk put items, "
+                         "from s3://)")
     opts = build_run_options(kw)
 
     def estimate() -> Any:

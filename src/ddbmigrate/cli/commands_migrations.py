@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 import click
 import orjson
 
-from .options import F, aws_options, build_run_options, confirm_prompt, pass_kwargs
+from .options import F, aws_options, build_run_options, confirm_prompt, endpoint_option, pass_kwargs
 from .render import handle_errors
 
 
@@ -28,8 +28,8 @@ def _history_options(f: F) -> F:
 def _settings(kw: Dict[str, Any]) -> Any:
     from ..migrations import AwsSettings
 
-    return AwsSettings(region=kw.get("region"), profile=kw.get("profile"), endpoint_url=kw.get("endpoint_url"),
-                       role_arn=kw.get("role_arn"))
+    return AwsSettings(region=kw.get("region"), profile=kw.get("profile"),
+                       endpoint_url=endpoint_option(kw.get("endpoint_url")), role_arn=kw.get("role_arn"))
 
 
 def _json(obj: Any) -> None:

@@ -8,7 +8,7 @@ import click
 
 from ..errors import EXIT_OK, EXIT_USAGE
 from .options import pass_kwargs
-from .render import draw_report, handle_errors
+from .render import draw_report, handle_errors, write_failure_report
 
 
 @click.command("run")
@@ -48,6 +48,9 @@ def run_cmd(kw: Dict[str, Any]) -> int:
     except PlanError as e:
         for p in e.problems:  # every problem, each with its line, not just the first
             click.echo(f"error: {p}", err=True)
+        problem = write_failure_report("run", kw, EXIT_USAGE, e.one_line())
+        if problem:
+            click.echo(f"warning: {problem}", err=True)
         return EXIT_USAGE
     if not kw["quiet"]:
         render_plan_report(rep)

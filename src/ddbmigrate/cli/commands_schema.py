@@ -14,7 +14,7 @@ import orjson
 
 from ..config import TableRef
 from ..schema.apply import create_table_from_spec
-from .options import aws_options, pass_kwargs, table_ref, two_sided_aws_options
+from .options import aws_options, endpoint_option, pass_kwargs, table_ref, two_sided_aws_options
 from .render import handle_errors
 
 
@@ -36,7 +36,7 @@ def create_table_cmd(kw: Dict[str, Any]) -> int:
     """
     table: Optional[str] = kw.get("table")
     desc = create_table_from_spec(kw["spec"], table, region=kw.get("region"), profile=kw.get("profile"),
-                                  endpoint_url=kw.get("endpoint_url"), role_arn=kw.get("role_arn"),
+                                  endpoint_url=endpoint_option(kw.get("endpoint_url")), role_arn=kw.get("role_arn"),
                                   kms_key=kw.get("kms_key"))
     if not kw.get("quiet"):
         for line in desc["Lines"]:

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional, Union
 
 import click
 
-from ..config import RetryPolicy, TableRef
+from ..config import TableRef
 from ..core.items import KeySchema
 from ..errors import UsageError
 from ..formats.detect import INPUT_FORMATS
@@ -15,6 +15,7 @@ from .engine import engine_from, engine_options, spark_settings, uses_spark
 from .options import (
     confirm_prompt,
     pass_kwargs,
+    retry_policy,
     s3_options,
     s3_settings,
     table_ref,
@@ -130,7 +131,7 @@ def verify_cmd(kw: Dict[str, Any]) -> int:
             segments=kw.get("segments"), source_segments=kw.get("source_segments"),
             target_segments=kw.get("target_segments"), consistent_read=kw["consistent_read"],
             memory_mb=kw["memory_mb"], progress="off" if kw["quiet"] else kw["progress"],
-            retry=RetryPolicy(max_attempts=kw.get("max_attempts") or 10), max_read_units=kw.get("max_read_units"))
+            retry=retry_policy(kw), max_read_units=kw.get("max_read_units"))
         render_report(report, kw["quiet"])
         return int(report.exit_code)
     report = verify_tables(
@@ -141,7 +142,7 @@ def verify_cmd(kw: Dict[str, Any]) -> int:
         segments=kw.get("segments"), source_segments=kw.get("source_segments"),
         target_segments=kw.get("target_segments"), consistent_read=kw["consistent_read"],
         max_read_units=kw.get("max_read_units"), memory_mb=kw["memory_mb"], work_dir=kw.get("work_dir"),
-        retry=RetryPolicy(max_attempts=kw.get("max_attempts") or 10),
+        retry=retry_policy(kw),
         progress="off" if kw["quiet"] else kw["progress"], input_format=kw["input_format"],
         follow_symlinks=kw["follow_symlinks"],
         s3=s3_settings(kw), engine=engine_from(kw) if (kw.get("processes") or 1) > 1 else None,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Any, Callable, Dict, Optional
 
 import click
 
-from ..config import RetryPolicy, RunOptions, TableRef
+from ..config import RetryPolicy, RunOptions, TableRef, check_endpoint
+from ..errors import UsageError
 from ..storage.stores import S3Settings
 
 F = Callable[..., Any]
@@ -43,12 +45,32 @@ def two_sided_aws_options(f: F) -> F:
 
 
 def table_ref(table: str, kw: Dict[str, Any], side: Optional[str] = None) -> TableRef:
-    """Side-specific options override the shared ones."""
+    """Side-specific options override the shared ones. The endpoint is checked here, before any
+    work: a malformed one is a usage error naming the option (or variable) it came from."""
     vals: Dict[str, Any] = {}
     for name in AWS_FIELDS:
         v = kw.get(f"{side}_{name}") if side else None
         vals[name] = v if v is not None else kw.get(name)
+    option = f"--{side}-endpoint-url" if side and kw.get(f"{side}_endpoint_url") is not None else "--endpoint-url"
+    vals["endpoint_url"] = endpoint_option(vals["endpoint_url"], option)
     return TableRef(table=table, **vals)
+
+
+# botocore's order for a DynamoDB client without an explicit endpoint.
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL")
+
+
+def endpoint_option(url: Optional[str], option: str = "--endpoint-url") -> Optional[str]:
+    """``url`` (from ``option``) checked; without one, the environment variable botocore would use
+    instead is checked, so a bad AWS_ENDPOINT_URL is one line naming it, not an internal error."""
+    if url is not None:
+        return check_endpoint(url, option)
+    if os.environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() != "true":
+        for var in ENDPOINT_VARIABLES:
+            if os.environ.get(var):
+                check_endpoint(os.environ[var], var)
+                break
+    return None
 
 
 def s3_options(f: F) -> F:
@@ -71,7 +93,7 @@ def s3_settings(kw: Dict[str, Any]) -> S3Settings:
         region=kw.get("s3_region") or kw.get("region"),
         profile=kw.get("s3_profile") or kw.get("profile"),
         role_arn=kw.get("s3_role_arn") or kw.get("role_arn"),
-        endpoint_url=kw.get("s3_endpoint_url"),
+        endpoint_url=check_endpoint(kw.get("s3_endpoint_url"), "--s3-endpoint-url"),
     )
 
 
@@ -154,20 +176,41 @@ def write_mode_options(f: F) -> F:
     return f
 
 
+def given(kw: Dict[str, Any], name: str, default: Any) -> Any:
+    """The option's value, or ``default`` only when it was not given: a 0 stays 0 (and is then
+    refused or honoured), never silently replaced by the default as ``value or default`` would."""
+    v = kw.get(name)
+    return default if v is None else v
+
+
+def retry_policy(kw: Dict[str, Any]) -> RetryPolicy:
+    """``--max-attempts N`` (default 10); 0 or less is refused, as a usage error naming it."""
+    attempts = given(kw, "max_attempts", 10)
+    if attempts < 1:
+        raise UsageError(f"--max-attempts must be at least 1, not {attempts}")
+    return RetryPolicy(max_attempts=attempts)
+
+
 def build_run_options(kw: Dict[str, Any]) -> RunOptions:
     progress = "off" if kw.get("quiet") else kw.get("progress", "auto")
+    sample = given(kw, "sample", 0)
+    if sample < 0:
+        raise UsageError(f"--sample must be 0 or more, not {sample}")
+    if sample > 0 and not kw.get("dry_run"):
+        # It shows the pairs of a dry run only: without --dry-run it would be silently ignored.
+        raise UsageError("--sample N needs --dry-run (it shows a dry run's before/after pairs)")
     return RunOptions(
         segments=kw.get("segments"), writers=kw.get("writers"), mode=kw.get("mode") or "overwrite",
         transform=kw.get("transform"), on_error=kw.get("on_error") or "fail", max_errors=kw.get("max_errors"),
         dead_letter=kw.get("dead_letter"), report=kw.get("report"), checkpoint=kw.get("checkpoint"),
         resume=bool(kw.get("resume")), restart=bool(kw.get("restart")), force=bool(kw.get("force")),
-        dry_run=bool(kw.get("dry_run")), sample=int(kw.get("sample") or 0),
+        dry_run=bool(kw.get("dry_run")), sample=int(sample),
         consistent_read=bool(kw.get("consistent_read")), max_read_units=kw.get("max_read_units"),
         max_write_units=kw.get("max_write_units"), read_percent=kw.get("read_percent"),
-        write_percent=kw.get("write_percent"), retry=RetryPolicy(max_attempts=kw.get("max_attempts") or 10),
-        processes=kw.get("processes") or 1,
-        progress=progress, checkpoint_every=kw.get("checkpoint_every") or 2.0,
-        drain_timeout=kw["drain_timeout"] if kw.get("drain_timeout") is not None else 30.0,
+        write_percent=kw.get("write_percent"), retry=retry_policy(kw),
+        processes=given(kw, "processes", 1),
+        progress=progress, checkpoint_every=given(kw, "checkpoint_every", 2.0),
+        drain_timeout=given(kw, "drain_timeout", 30.0),
         metrics_port=kw.get("metrics_port"), metrics_host=kw.get("metrics_host") or "127.0.0.1",
     )
 

@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import click
 
@@ -37,6 +37,119 @@ def draw_report(report: Any) -> None:
             terminal.render_cutover_report(report)
 
 
+# Commands whose --report a failure must still leave behind: command -> (the report's job, the
+# argument that is its source, the one that is its target). A job that fails inside its run writes
+# its own report (engine/run.py); one that fails before (a missing file, an unreachable endpoint,
+# a bad option value) leaves this one: the same schema, the real exit code, the error, zero counts.
+# The estimate commands take --report only to mirror the job's options: they write none.
+FAILURE_REPORTS: Dict[str, Tuple[str, Optional[str], Optional[str]]] = {
+    "copy": ("copy", "source_table", "target_table"),
+    "clean": ("clean", None, "table"),
+    "export": ("export", "table", "dest"),
+    "import": ("import", "source", "table"),
+    "update": ("update", "table", "table"),
+    "verify": ("verify", "source", "target"),
+    "replicate": ("replicate", "source_table", "target_table"),
+    "cutover": ("cutover", "source_table", "target_table"),
+    "run": ("plan", "plan_file", None),
+}
+# The arguments that name a table, and the side whose --source-/--target- options apply to it.
+_TABLE_ARGS = {"source_table": "source", "target_table": "target", "table": None}
+
+FileState = Optional[Tuple[int, int, int]]
+
+
+def _file_state(path: Optional[str]) -> FileState:
+    """What tells whether ``path`` was (re)written since: an atomic write replaces the inode."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size) if st is not None else None
+
+
+def _label(command: str, kw: Dict[str, Any], arg: Optional[str]) -> str:
+    """How the job's own report names a side: ``table @ region @ endpoint`` for a table."""
+    value = kw.get(arg) if arg else None
+    if value is None or arg is None:
+        return ""
+    side: Optional[str] = None
+    if arg in _TABLE_ARGS:
+        side = _TABLE_ARGS[arg]
+    elif command == "verify":  # either side of verify is a table or files
+        from ..verify import is_files_location
+
+        if is_files_location(str(value)):
+            return str(value)
+        side = arg
+    else:
+        return str(value)
+    from .options import table_ref
+
+    try:
+        return table_ref(str(value), kw, side).describe()
+    except DdbMigrateError:  # the bad name or endpoint the command failed on
+        return str(value)
+
+
+def write_failure_report(command: str, kw: Dict[str, Any], exit_code: int, error: str,
+                         report: Any = None) -> Optional[str]:
+    """Write the report ``--report`` asked for, of a ``command`` that failed before its job wrote
+    one: ``report`` when the error carried one, else a report with no counts. Returns a one-line
+    problem when it could not be written (a report that cannot be written must not hide the error)."""
+    path = kw.get("report") or kw.get("report_path")
+    kind = FAILURE_REPORTS.get(command)
+    if not path or kind is None:
+        return None
+    job, source_arg, target_arg = kind
+    source, target = _label(command, kw, source_arg), _label(command, kw, target_arg)
+    if job == "update":
+        target += " (in place)"
+    status = "interrupted" if exit_code == EXIT_INTERRUPTED else "failed"
+    try:
+        if job == "plan" or job == "cutover":
+            import orjson
+
+            from ..logs import redact_obj
+            from ..state.checkpoint import atomic_write
+
+            doc: Dict[str, Any]
+            if job == "plan":
+                from ..plan.report import PlanReport
+
+                doc = PlanReport(plan=source, name=os.path.splitext(os.path.basename(source))[0],
+                                 status=status).to_dict()
+                doc.update(exit_code=exit_code, error=error)
+            else:
+                from ..jobs.cutover import CutoverReport
+
+                doc = CutoverReport(source=source, target=target, go=False, reason=error,
+                                    exit_code=exit_code).to_dict()
+            atomic_write(path, orjson.dumps(redact_obj(doc), option=orjson.OPT_INDENT_2, default=str))
+            return None
+        from ..reporting.report import Report, utcnow
+
+        if not isinstance(report, Report):
+            if job == "verify":
+                from ..verify.report import VerifyReport
+
+                report = VerifyReport(source=source, target=target)
+            else:
+                from ..core.records import COUNTER_NAMES
+
+                report = Report(job=job, source=source, target=target, counters=dict.fromkeys(COUNTER_NAMES, 0))
+            report.finished_at = utcnow()
+        report.status = status
+        report.error = report.error or error
+        report.error_exit_code = exit_code
+        report.write_json(path)
+    except Exception as e:  # a path that is a folder, a full disk: said, after the error itself
+        from ..logs import redact
+
+        return f"could not write the report {path}: {type(e).__name__}: {redact(str(e))}"
+    return None
+
+
 def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
     """Turn library errors into one line on stderr and the error class's exit code.
 
@@ -56,6 +169,16 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
         # The outcome goes to the log too (at info: -v), so a --log-file tells how the command ended.
         log = logging.getLogger("ddbmigrate.cli")
         name = f.__name__.removesuffix("_cmd").replace("_", " ")
+        # --report of a job that fails before it could write one (see FAILURE_REPORTS): a report
+        # still tells how it ended, and a stale one of an earlier run is not taken for this one's.
+        before = _file_state(kw.get("report") or kw.get("report_path"))
+
+        def report_failure(code: int, error: str, report: Any = None) -> None:
+            if _file_state(kw.get("report") or kw.get("report_path")) == before:
+                problem = write_failure_report(name, kw, code, error, report)
+                if problem:
+                    click.echo(f"warning: {problem}", err=True)
+
         try:
             code = f(*args, **kw)
         except DdbMigrateError as e:
@@ -63,23 +186,29 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
             if report is not None and not quiet:
                 draw_report(report)
             line = redact(e.one_line())
+            report_failure(e.exit_code, line, report)
             click.echo(f"error: {line}", err=True)
             if e.hint and e.hint not in e.one_line():
                 click.echo(f"hint: {redact(e.hint)}", err=True)
             log.info("%s ended with exit %d: %s", name, e.exit_code, line)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
+            report_failure(EXIT_INTERRUPTED, "interrupted")
             click.echo("interrupted", err=True)
             log.info("%s interrupted (exit %d)", name, EXIT_INTERRUPTED)
             sys.exit(EXIT_INTERRUPTED)
-        except click.exceptions.ClickException:
+        except click.exceptions.ClickException as e:
+            # A usage error found once the options were read (a combination of them): the job
+            # was asked for, so its --report says why it did not run.
+            report_failure(e.exit_code, redact(e.format_message()).replace("\n", " "))
             raise
         except Exception as e:
             if os.environ.get("DDBMIGRATE_DEBUG"):
                 raise
             # Redacted before the cut: half a secret would no longer be recognised.
-            click.echo(f"internal error: {type(e).__name__}: {redact(str(e))[:500]} "
-                       "(set DDBMIGRATE_DEBUG=1 for a traceback)", err=True)
+            text = f"internal error: {type(e).__name__}: {redact(str(e))[:500]}"
+            report_failure(EXIT_FATAL, text)
+            click.echo(f"{text} (set DDBMIGRATE_DEBUG=1 for a traceback)", err=True)
             log.info("%s ended with an internal error (exit %d): %s", name, EXIT_FATAL, type(e).__name__)
             sys.exit(EXIT_FATAL)
         log.info("%s ended with exit %d", name, code or 0)

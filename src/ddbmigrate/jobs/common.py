@@ -81,6 +81,8 @@ def prepare_target(
     (--target-kms-key) replaces the source's encryption key. What was created, and every setting
     not applied with its reason, is logged and handed to ``on_created`` (a ``CreateResult``).
     A dry run creates nothing: it validates against the schema the target would be created with.
+    Without ``source_client`` and ``source_desc`` the source is files (import): a missing target's
+    message names import's options, not copy's.
     """
     name = client.ref.table
     try:
@@ -92,9 +94,13 @@ def prepare_target(
         return desc
     except TableNotFoundError:
         if not create and not spec_path:
+            # Files (import) have no source table to clone: import creates from --spec, or from
+            # the schema a dynamodump backup carries; copy and replicate clone the source.
+            how = ("add --create-target --spec FILE to create it from a table spec (a dynamodump backup "
+                   "carries its own schema: --create-target alone)" if source_client is None and source_desc is None
+                   else "add --create-target to create it from the source's schema (or --target-spec FILE)")
             raise TableNotFoundError(
-                f"target table {name!r} does not exist at {client.endpoint}; add --create-target to "
-                "create it from the source's schema (or --target-spec FILE)", table=name,
+                f"target table {name!r} does not exist at {client.endpoint}; {how}", table=name,
             ) from None
     from ..schema.apply import create_from_definition, log_plan, log_result, plan_creation
     from ..schema.read import read_definition
