@@ -96,6 +96,27 @@ def test_a_fresh_run_keeps_the_last_runs_default_dead_letters(endpoint: str, tmp
     assert "Traceback" not in second.stderr
 
 
+def test_a_verify_that_finds_differences_is_in_the_jobs_report(endpoint: str, tmp_path: Path) -> None:
+    # The target holds an item the source does not: the copy succeeds, --verify finds it, and the
+    # command's exit code is the report's, with what verify found.
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(20))
+    put_items(endpoint, dst, [{"pk": {"S": "stray"}}])
+    r = cli("copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", "--verify", "--report", "r.json",
+            cwd=tmp_path)
+    assert r.returncode not in (0, 1), r.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["exit_code"] == r.returncode and rep["counters"]["written"] == 20
+    assert rep["extra"]["verify"]["unexpected"] == 1 and rep["extra"]["verify"]["missing"] == 0
+    assert rep["extra"]["verify"]["exit_code"] == r.returncode and "difference" in rep["error"]
+    # And a verify that agrees leaves the job's own exit code.
+    dst2 = create_table(endpoint)
+    r = cli("copy", src, dst2, "--endpoint-url", endpoint, "--progress", "off", "--verify", "--report", "r2.json",
+            cwd=tmp_path)
+    rep = json.loads((tmp_path / "r2.json").read_text())
+    assert r.returncode == 0 and rep["exit_code"] == 0 and rep["extra"]["verify"]["differences"] == 0, r.stderr
+
+
 def test_a_resumed_run_repeats_no_dead_letter(endpoint: str, tmp_path: Path) -> None:
     src, dst = create_table(endpoint), create_table(endpoint)
     put_items(endpoint, src, items(1200))

@@ -22,7 +22,7 @@ from .options import (
     write_mode_options,
 )
 from .commands_schema import preflight
-from .render import handle_errors, render_report
+from .render import handle_errors, render_report, verify_after
 
 
 @click.command("copy")
@@ -72,15 +72,12 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
 
         for s in report.samples:
             click.echo(orjson.dumps(s, default=str).decode())
-    code = report.exit_code
     if kw.get("verify_after"):
         from ..verify import verify_tables
 
-        vrep = verify_tables(src, dst, transform=opts.transform, progress=opts.progress, on_error=opts.on_error)
-        render_report(vrep, kw["quiet"])
-        if vrep.exit_code:
-            return int(vrep.exit_code)
-    return code
+        return verify_after(report, kw.get("report"), kw["quiet"], lambda: verify_tables(
+            src, dst, transform=opts.transform, progress=opts.progress, on_error=opts.on_error))
+    return report.exit_code
 
 
 @click.command("clean")

@@ -31,7 +31,7 @@ from .options import (
     transform_options,
     write_mode_options,
 )
-from .render import handle_errors, render_report
+from .render import handle_errors, render_report, verify_after
 
 
 @click.command("export")
@@ -137,11 +137,9 @@ def import_cmd(kw: Dict[str, Any]) -> int:
                               follow_symlinks=kw["follow_symlinks"], key_types=report.extra.get("key_types"),
                               csv_header=kw["csv_header"].split(",") if kw["csv_header"] else None,
                               csv_delimiter=kw["csv_delimiter"])
-            vrep = verify_tables(kw["source"], table_ref(kw["table"], kw), source_side=side,
-                                 transform=opts.transform, progress=opts.progress, on_error=opts.on_error)
-            render_report(vrep, kw["quiet"])
-            if vrep.exit_code:
-                return int(vrep.exit_code)
+            return verify_after(report, kw.get("report"), kw["quiet"], lambda: verify_tables(
+                kw["source"], table_ref(kw["table"], kw), source_side=side, transform=opts.transform,
+                progress=opts.progress, on_error=opts.on_error))
     return report.exit_code
 
 

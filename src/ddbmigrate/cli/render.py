@@ -37,6 +37,31 @@ def draw_report(report: Any) -> None:
             terminal.render_cutover_report(report)
 
 
+def verify_after(report: Any, path: Optional[str], quiet: bool, verify: Callable[[], Any]) -> int:
+    """``--verify`` after a job: its outcome is in the job's report too (``extra["verify"]``, the
+    report written again), and a verify that found differences or failed is the report's
+    ``exit_code`` as it is the command's: a report never says 0 for a command that exited 1."""
+    try:
+        vrep = verify()
+    except DdbMigrateError as e:
+        # (write_json redacts what it writes)
+        report.extra["verify"] = {"error": e.one_line(), "exit_code": e.exit_code}
+        report.error_exit_code, report.error = e.exit_code, report.error or f"--verify: {e.one_line()}"
+        if path:
+            report.write_json(path)
+        raise
+    render_report(vrep, quiet)
+    report.extra["verify"] = {"exit_code": vrep.exit_code, "differences": vrep.differences, "equal": vrep.equal,
+                              "missing": vrep.missing, "unexpected": vrep.unexpected, "mismatched": vrep.mismatched,
+                              "diff_path": vrep.diff_path}
+    if vrep.exit_code:
+        report.error_exit_code = vrep.exit_code
+        report.error = report.error or f"--verify found {vrep.differences:,} difference(s)"
+    if path:
+        report.write_json(path)
+    return int(report.exit_code)
+
+
 # Commands whose --report a failure must still leave behind: command -> (the report's job, the
 # argument that is its source, the one that is its target). A job that fails inside its run writes
 # its own report (engine/run.py); one that fails before (a missing file, an unreachable endpoint,
