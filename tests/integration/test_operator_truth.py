@@ -117,6 +117,51 @@ def test_a_verify_that_finds_differences_is_in_the_jobs_report(endpoint: str, tm
     assert r.returncode == 0 and rep["exit_code"] == 0 and rep["extra"]["verify"]["differences"] == 0, r.stderr
 
 
+def test_an_unwritable_dead_letter_file_is_refused_before_anything_is_read(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(30))
+    (tmp_path / "afile").write_text("")
+    r = cli("copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", "--dead-letter", "afile/dl.jsonl",
+            cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "dead-letter file afile/dl.jsonl" in r.stderr and "Traceback" not in r.stderr
+    assert scan_all(endpoint, dst) == []
+    assert not list((tmp_path / ".ddbmigrate").glob("*.checkpoint.json")) if (tmp_path / ".ddbmigrate").exists() else True
+
+
+def test_a_dead_letter_write_that_fails_midway_loses_no_record(endpoint: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # The disk fills after the first dead letters: the job stops, its checkpoint stays before the
+    # records whose lines were lost, and a resume writes or dead-letters every one of them.
+    from ddbmigrate.state import deadletter
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(600))
+    tf = write_transform(tmp_path, FAILING)
+    real = deadletter.DeadLetters.commit
+    calls = [0]
+
+    def full_disk(self: Any, lines: Any, settled: bool = True) -> None:
+        calls[0] += 1
+        if calls[0] > 2 and settled:
+            raise deadletter.DeadLetters._cannot(self, OSError(28, "No space left on device"))
+        real(self, lines, settled)
+
+    monkeypatch.setattr(deadletter.DeadLetters, "commit", full_disk)
+    dl = tmp_path / "dl.jsonl"
+    o = dict(progress="off", transform=tf, on_error="skip", segments=4, dead_letter=str(dl),
+             checkpoint=str(tmp_path / "cp.json"), max_read_units=40)
+    with pytest.raises(Exception, match="cannot write the dead-letter file"):
+        copy_table(ref(endpoint, src), ref(endpoint, dst), RunOptions(**o))
+    monkeypatch.setattr(deadletter.DeadLetters, "commit", real)
+    rep = copy_table(ref(endpoint, src), ref(endpoint, dst), RunOptions(**o, resume=True))
+    expected = sorted(f"k{i:05d}" for i in range(600) if i % 7 == 0)
+    assert sorted(dead_keys(dl)) == expected
+    assert sorted(i["pk"]["S"] for i in scan_all(endpoint, dst)) == sorted(
+        f"k{i:05d}" for i in range(600) if i % 7)
+    assert rep.balanced() and rep.dead_lettered == len(expected)
+
+
 def test_a_resumed_run_repeats_no_dead_letter(endpoint: str, tmp_path: Path) -> None:
     src, dst = create_table(endpoint), create_table(endpoint)
     put_items(endpoint, src, items(1200))
@@ -145,6 +190,9 @@ def test_a_resumed_run_repeats_no_dead_letter(endpoint: str, tmp_path: Path) -> 
     first = ei.value.report  # type: ignore[attr-defined]
     assert first.exit_code == 130 and first.to_dict()["exit_code"] == 130
     assert 0 < first.read < 1200  # the report of an interrupted run carries its real counts
+    # ... and its dead-letter file holds exactly what that report counts (no line of a chunk the
+    # checkpoint does not cover: those are read again, and dead-lettered, by the resume).
+    assert len(dead_keys(Path(first.dead_letter_path))) == first.dead_lettered
     rep = copy_table(ref(endpoint, src), ref(endpoint, dst),
                      RunOptions(progress="off", transform=tf, on_error="skip", segments=4, resume=True,
                                 max_read_units=20))

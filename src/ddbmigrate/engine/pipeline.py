@@ -240,6 +240,7 @@ class Pipeline:
         self.interrupted = False
         self._ckpt_lock = threading.Lock()
         self._dropped: List[Ticket] = []  # tickets abandoned before they were queued
+        self._stopped_by_max_errors = False  # the unsettled dead letters are then kept (see run)
         self._paused = threading.Event()  # readers hold new chunks (a buffering sink commits)
 
     # ------------------------------------------------------------------ public
@@ -274,7 +275,9 @@ class Pipeline:
             saver.join()
             self.finished = time.monotonic()
             self.save_checkpoint()
-            self._keep_unsettled_dead_letters()
+            if self._stopped_by_max_errors:
+                # Only then: after a Ctrl-C or a failure the file holds exactly what the report counts.
+                self._keep_unsettled_dead_letters()
         if self.errors:
             raise self.errors[0]
         if self.interrupted:
@@ -544,13 +547,18 @@ class Pipeline:
     def _maybe_complete(self, st: UnitState) -> None:
         with self._commit_lock, st.lock:
             while st.pending and st.pending[0].sealed and st.pending[0].remaining <= 0:
-                t = st.pending.popleft()
+                t = st.pending[0]
+                if t.dead:
+                    # First: a dead-letter file that cannot be written (a full disk) fails the job
+                    # with the ticket still pending, so no checkpoint moves past records whose
+                    # only trace was to be those lines.
+                    self.dead.commit(t.dead)
+                    t.dead = []
+                st.pending.popleft()
                 st.position = t.position
                 if t.done_unit:
                     st.done = True
                     st.finished = time.monotonic()
-                if t.dead:
-                    self.dead.commit(t.dead)
                 self.counters.commit(t.counts)
 
     # ------------------------------------------------------------------ processing
@@ -565,6 +573,7 @@ class Pipeline:
         """
         limit = self.proc.max_errors
         if not self.dead.reserve(limit):
+            self._stopped_by_max_errors = True
             self._fail(FatalError(f"more than --max-errors {limit} items would be dead-lettered; stopping "
                                   "(checkpoint kept; fix the cause and --resume)"))
             return False

@@ -155,6 +155,8 @@ class Driver:
                              dead_letter_path=opts.dead_letter, segments=None, writers=job.writers)
         self.report.extra.update(job.extra)
         self.fp = fingerprint(dict(job.identity))
+        if opts.dead_letter:  # a file named: checked before any checkpoint is opened
+            DeadLetters(opts.dead_letter).check()
         self.store: Optional[CheckpointStore] = None
         state: Optional[CheckpointState] = None
         if job.checkpoint and not opts.dry_run:
@@ -179,6 +181,7 @@ class Driver:
                 self.report.extra["previous_dead_letters"] = kept
                 log.warning("dead letters of the previous run kept in %s; this run's go to %s", kept, dead_path)
         self.dead = DeadLetters(dead_path)
+        self.dead.check()  # (the default one: beside the checkpoint just opened)
         self.dead_bytes: Optional[int] = None
         saved_dead = self.saved_extra.get("dead_letters") or {}
         if state is not None and saved_dead.get("path") == dead_path:

@@ -22,6 +22,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import orjson
 
+from ..errors import FatalError, UsageError
+
 # The raw text of a line kept in a record: every line that can hold a DynamoDB item (400 KB, its
 # JSON a few times that with escapes), and a record still within the line reader's limit.
 MAX_RAW = 2_000_000
@@ -75,13 +77,41 @@ class DeadLetters:
                         self.examples[key] = str(orjson.loads(line).get("reason", ""))[:500]
                 if self.path is None:
                     continue
-                if self._fh is None:
-                    d = os.path.dirname(os.path.abspath(self.path))
-                    os.makedirs(d, exist_ok=True)
-                    self._fh = open(self.path, "ab")
-                    self._bytes = self._fh.tell()
-                self._fh.write(line)
+                try:
+                    if self._fh is None:
+                        d = os.path.dirname(os.path.abspath(self.path))
+                        os.makedirs(d, exist_ok=True)
+                        self._fh = open(self.path, "ab")
+                        self._bytes = self._fh.tell()
+                    self._fh.write(line)
+                except OSError as e:
+                    raise self._cannot(e) from None
                 self._bytes += len(line)
+
+    def _cannot(self, e: OSError) -> FatalError:
+        return FatalError(f"cannot write the dead-letter file {self.path}: {e.strerror or e}; the checkpoint "
+                          "stays before the records it would hold", hint="free the space or fix the path, then "
+                          "rerun with --resume (or give --dead-letter FILE elsewhere)")
+
+    def check(self) -> None:
+        """Before the job reads anything: can the file be written? (A UsageError naming it, not a
+        failure midway, with records read whose only trace it was to be.)"""
+        if self.path is None:
+            return
+        d = os.path.dirname(os.path.abspath(self.path))
+        problem = None
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            problem = f"its folder {d} cannot be made ({e.strerror or e})"
+        if problem is None:
+            if os.path.isdir(self.path):
+                problem = "it is a folder"
+            elif not os.access(self.path if os.path.exists(self.path) else d, os.W_OK):
+                problem = "it is not writable" if os.path.exists(self.path) else f"its folder {d} is not writable"
+        if problem:
+            raise UsageError(f"cannot write the dead-letter file {self.path}: {problem}",
+                             hint="give --dead-letter FILE in a writable place")
 
     def mark(self) -> int:
         """The file's size as far as committed lines go (what a checkpoint records)."""
@@ -108,8 +138,11 @@ class DeadLetters:
         """Make every line written so far durable (called before a checkpoint save)."""
         with self._lock:
             if self._fh is not None:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
+                try:
+                    self._fh.flush()
+                    os.fsync(self._fh.fileno())
+                except OSError as e:
+                    raise self._cannot(e) from None
 
     def close(self) -> None:
         with self._lock:
