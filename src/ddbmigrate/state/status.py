@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import orjson
 
@@ -112,7 +112,8 @@ class StatusWriter:
         except Exception:  # a torn read of live metrics: the next write has them
             pass
         state = self.state_fn() if self.state_fn is not None and not self._final else self.state
-        doc.update({"state": state, "updated_at": time.time(), "updated": utcnow(), "pid": os.getpid()})
+        doc.update({"state": state, "updated_at": time.time(), "updated": utcnow(), "pid": os.getpid(),
+                    "pid_started": process_started()})
         if self.error:
             doc["error"] = self.error
         atomic_write(self.path, orjson.dumps(redact_obj(doc), option=orjson.OPT_INDENT_2, default=str))
@@ -140,7 +141,8 @@ def read_status(path: str) -> Dict[str, Any]:
     age = time.time() - float(doc.get("updated_at") or 0)
     doc["age_seconds"] = round(age, 1)
     running = doc.get("state") in ("starting", "backfill", "replaying", "tailing")
-    doc["alive"] = running and age < max(10.0, 5 * float(doc.get("status_every") or 1.0)) and _pid_alive(doc.get("pid"))
+    doc["alive"] = running and age < max(10.0, 5 * float(doc.get("status_every") or 1.0)) and _pid_alive(
+        doc.get("pid"), doc.get("pid_started"))
     if not doc["alive"] and doc.get("state") != "stopped":
         # A replicator that is not running has no lag to speak of: its last figures are history
         # (one stopped cleanly keeps them: they are where it stopped).
@@ -152,14 +154,38 @@ def read_status(path: str) -> Dict[str, Any]:
     return doc
 
 
-def _pid_alive(pid: Any) -> bool:
+def _proc_stat(pid: int) -> Optional[List[str]]:
+    """The fields of /proc/PID/stat after the command name (state first), or None without /proc."""
     try:
-        os.kill(int(pid), 0)
-        return True
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2:].split()
+
+
+def process_started(pid: Optional[int] = None) -> Optional[str]:
+    """When the process started (clock ticks since boot, /proc's field 22): with the pid, who it is."""
+    fields = _proc_stat(pid if pid is not None else os.getpid())
+    return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def _pid_alive(pid: Any, started: Any = None) -> bool:
+    """Whether the process that wrote a status still runs: not a zombie (killed, not yet reaped:
+    ``kill(pid, 0)`` still succeeds) nor another process given its pid since (its start time)."""
+    try:
+        pid = int(pid)
+        os.kill(pid, 0)
     except (TypeError, ValueError, ProcessLookupError):
         return False
     except PermissionError:
-        return True
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc here: kill(pid, 0) is all there is
+    if fields[0] in ("Z", "X", "x"):
+        return False
+    return started is None or len(fields) <= 19 or fields[19] == str(started)
 
 
 def refuse_second_replicator(status_file: str) -> None:
