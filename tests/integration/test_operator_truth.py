@@ -4,6 +4,7 @@ letter, checks before the first read, progress on settled records, reports of fa
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -200,6 +201,27 @@ def test_a_resumed_run_repeats_no_dead_letter(endpoint: str, tmp_path: Path) -> 
     expected = sorted(f"k{i:05d}" for i in range(1200) if i % 7 == 0)
     assert sorted(keys) == expected, f"{len(keys)} lines for {len(expected)} rejected items"
     assert rep.dead_lettered == len(expected) and rep.balanced()
+
+
+def test_skip_existing_resumed_counts_what_the_killed_run_wrote_as_written(endpoint: str, tmp_path: Path) -> None:
+    # 50 of 1,200 keys exist before the job, with other content. The run dies (as by kill -9)
+    # with batches acknowledged that no checkpoint covers; the resume finds those items there,
+    # equal to its own: the job wrote them. Only the 50 were found existing.
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(1200))
+    put_items(endpoint, dst, [{"pk": {"S": f"k{i:05d}"}, "old": {"S": "yes"}} for i in range(0, 1200, 24)])
+    args = ["copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", "--mode", "skip-existing",
+            "--segments", "2", "--checkpoint-every", "30", "--report", "r.json"]
+    env = {**os.environ, "DDBMIGRATE_CRASH_AT": "after_batch_ack", "DDBMIGRATE_CRASH_AFTER": "20"}
+    killed = subprocess.run([sys.executable, "-m", "ddbmigrate", *args], capture_output=True, text=True,
+                            timeout=180, cwd=tmp_path, env=env)
+    assert killed.returncode != 0
+    r = cli(*args, "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    counters = json.loads((tmp_path / "r.json").read_text())["counters"]
+    assert (counters["written"], counters["skipped_existing"]) == (1150, 50), counters
+    got = {i["pk"]["S"]: i for i in scan_all(endpoint, dst)}
+    assert len(got) == 1200 and sum(1 for i in got.values() if "old" in i) == 50
 
 
 def test_a_target_that_cannot_fit_exits_2_before_any_read(endpoint: str, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import orjson
@@ -79,8 +79,12 @@ class TableWriter(SinkBase):
         limiter: Optional[RateLimiter] = None,
         backoff: Optional[Backoff] = None,
         index_keys: Sequence[Tuple[str, str]] = (),
+        resumed: bool = False,
     ) -> None:
         self.client = client
+        # A resumed run re-reads what its interrupted run may have written after its last
+        # checkpoint: an item found there equal to the one being written is counted written.
+        self.resumed = resumed
         self.index_keys = tuple(index_keys)
         self.throttled_keys: Counter[KeyValue] = Counter()
         self._keys_lock = threading.Lock()
@@ -221,9 +225,13 @@ class TableWriter(SinkBase):
                 res.written += 1
             except ConditionalCheckFailed as e:
                 self.client.stats.consumed(write=1.0)
-                if e.retried and e.item is not None and canonical_item(e.item) == canonical_item(o.item):
-                    # Our own first attempt was applied and its response lost: the item there is
-                    # the one we sent. It was written by this run, not found existing.
+                if ((e.retried or self.resumed) and e.item is not None
+                        and canonical_item(e.item) == canonical_item(o.item)):
+                    # Our own first attempt was applied and its response lost, or the interrupted
+                    # run this one resumes wrote it after its last checkpoint: the item there is
+                    # the one we send. It was written by this job, not found existing. (On a
+                    # resume, one that existed before the job with this very content is counted
+                    # so too: the two cannot be told apart, and the table holds it either way.)
                     res.written += 1
                 elif self.mode == "skip-existing":
                     res.skipped_existing += 1
@@ -278,11 +286,16 @@ class TableWriterSpec(SinkSpecBase):
     write_rate: Optional[float] = None
     writers: int = 16
     index_keys: Tuple[Tuple[str, str], ...] = ()  # (GSI name, its partition key) of the target
+    resumed: bool = False
+
+    def prepare(self, saved: Optional[Mapping[str, Any]]) -> "TableWriterSpec":
+        return replace(self, resumed=saved is not None)
 
     def build(self, res: Resources) -> TableWriter:
         client = res.client(self.ref, self.retry, pool_size=self.writers + 4)
         return TableWriter(client, self.ref.table, self.keys, mode=self.mode,
-                           limiter=res.limiter(self.write_rate, "write"), index_keys=self.index_keys)
+                           limiter=res.limiter(self.write_rate, "write"), index_keys=self.index_keys,
+                           resumed=self.resumed)
 
     def merge(self, states: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
         keys: Counter[Tuple[str, str, str]] = Counter()
