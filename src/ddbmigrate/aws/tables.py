@@ -253,13 +253,25 @@ def spec_ttl_attribute(spec: Dict[str, Any]) -> Optional[str]:
 
 
 def load_spec(path: str) -> Dict[str, Any]:
+    """A table spec file (YAML or JSON): properties, a resource or a one-table template. A key
+    given twice at any depth is refused, naming the file and the line (not the last one kept)."""
     import yaml
+
+    from ..yaml_strict import DuplicateKeyError, load_text
 
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            text = fh.read()
     except OSError as e:
         raise UsageError(f"cannot read table spec {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"table spec {path} is not UTF-8 text: {e.reason}") from None
+    try:
+        data, _node = load_text(text)
+    except DuplicateKeyError as e:
+        d = e.duplicates[0]
+        more = f" (and {len(e.duplicates) - 1} more duplicate key(s))" if len(e.duplicates) > 1 else ""
+        raise UsageError(f"table spec {path}:{d.line}: {d.message()}{more}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, Dict, List
 
 import click
 import orjson
 
+from ..errors import UsageError
 from .options import F, aws_options, build_run_options, confirm_prompt, endpoint_option, pass_kwargs
 from .render import handle_errors
+
+# --lease: the lock is renewed every third of it (at least every second), so a lease shorter than
+# 3 s could run out between two renewals; one longer than a day keeps a crashed runner's lock for
+# longer than anyone waits (and DynamoDB numbers have a ceiling).
+MIN_LEASE_SECONDS = 3.0
+MAX_LEASE_SECONDS = 86400.0
 
 
 def _dir_option(f: F) -> F:
@@ -118,10 +126,27 @@ def _run_options(f: F) -> F:
         f = o(f)
     f = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(f)
     f = click.option("--wait", type=float, default=0.0, show_default=True,
-                     help="Seconds to wait for another runner's lock before giving up (exit 75).")(f)
+                     help="Seconds (0 or more) to wait for another runner's lock before giving up (exit 75).")(f)
     f = click.option("--lease", type=float, default=300.0, show_default=True,
-                     help="Seconds the lock is held without renewal (a crashed runner's lock expires after it).")(f)
+                     help="Seconds the lock is held without renewal (a crashed runner's lock expires after it); "
+                          "3 to 86400.")(f)
     return f
+
+
+def _check_run_numbers(kw: Dict[str, Any]) -> None:
+    """Refuse, as a usage error naming the option, the numbers ``up`` and ``down`` cannot run with,
+    before anything is read or locked (a --lease of 0 would otherwise "lose" the lock at once)."""
+    lease = kw["lease"]
+    if not (math.isfinite(lease) and MIN_LEASE_SECONDS <= lease <= MAX_LEASE_SECONDS):
+        raise UsageError(f"--lease must be between {MIN_LEASE_SECONDS:g} and {MAX_LEASE_SECONDS:g} seconds, "
+                         f"not {lease:g}")
+    wait = kw["wait"]
+    if math.isnan(wait) or wait < 0:
+        raise UsageError(f"--wait must be 0 or more seconds, not {wait:g}")
+    for name in ("max_read_units", "max_write_units", "read_percent", "write_percent", "drain_timeout"):
+        v = kw.get(name)
+        if v is not None and not math.isfinite(v):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number, not {v:g}")
 
 
 def _print_result(res: Any, as_json: bool) -> None:
@@ -145,6 +170,7 @@ def up_cmd(kw: Dict[str, Any]) -> int:
     """Apply the pending migrations in order; resume a failed one from its job checkpoints."""
     from ..migrations import up
 
+    _check_run_numbers(kw)
     res = up(kw["directory"], _settings(kw), to=kw["to"], allow_changed=kw["allow_changed"],
              confirm=confirm_prompt(kw["yes"]), options=build_run_options(kw), history_table=kw["history_table"],
              state_dir=kw["state_dir"], wait=kw["wait"], lease=kw["lease"])
@@ -166,6 +192,7 @@ def down_cmd(kw: Dict[str, Any]) -> int:
     """Revert applied migrations with their downgrade(ctx)."""
     from ..migrations import down
 
+    _check_run_numbers(kw)
     res = down(kw["directory"], _settings(kw), to=kw["to"], confirm=confirm_prompt(kw["yes"]),
                options=build_run_options(kw), history_table=kw["history_table"], state_dir=kw["state_dir"],
                wait=kw["wait"], lease=kw["lease"])

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Dict, List
 
@@ -199,6 +200,11 @@ def stop_cmd(kw: Dict[str, Any]) -> int:
     """End a replication cleanly (after cutover): it finishes in-flight writes, saves its checkpoint
     and exits 0 with the report saying "stopped". Exit 6 when no replicator is running."""
     path = _status_path(kw)
+    if not os.path.exists(path):
+        # Nothing ever ran here (or it ran elsewhere): nothing is running, as the docs say (exit 6).
+        click.echo(f"not running: no replication status at {path} (is the replicator running in another "
+                   "folder? pass its --status-file or --checkpoint)", err=True)
+        return EXIT_NOT_RUNNING
     doc = read_status(path)
     if not doc.get("alive"):
         click.echo(f"not running: the replication is {doc.get('state')} (status {path})", err=True)

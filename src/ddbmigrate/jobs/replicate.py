@@ -49,7 +49,7 @@ from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.job import Job
 from ..engine.run import pool_size
 from ..engine.threads import ThreadsEngine
-from ..errors import DdbMigrateError, FatalError, ResyncNeededError, UsageError
+from ..errors import DdbMigrateError, FatalError, ResyncNeededError, TableNotFoundError, UsageError
 from ..reporting import metrics
 from ..reporting.report import Report
 from ..sinks.table_writer import TableWriterSpec
@@ -199,14 +199,23 @@ def replicate(
     if (source.table == target.table and src.endpoint == dst.endpoint and src.region == dst.region
             and source.role_arn == target.role_arn and source.profile == target.profile):
         raise UsageError("source and target are the same table")
+    if target_kms_key and not (create_target or target_spec):
+        raise UsageError("--target-kms-key applies to a table ddbmigrate creates: add --create-target or --target-spec")
     sdesc = src.describe_table()
     skeys = KeySchema.from_table_description(sdesc)
     tkeys_known: Optional[KeySchema] = None
+    tdesc: Optional[Dict[str, Any]] = None
+    target_missing = False
     try:
         tdesc = dst.describe_table()
         tkeys_known = KeySchema.from_table_description(tdesc)
+    except TableNotFoundError:
+        # Refused here, before the stream is enabled and before any checkpoint or journal exists,
+        # so the fix the message names (rerun with --create-target) just works.
+        _check_missing_target(dst, backfill=backfill, create_target=create_target, target_spec=target_spec)
+        target_missing = True
     except DdbMigrateError:
-        tkeys_known = None  # created by the backfill (--create-target / --target-spec)
+        tkeys_known = None  # not describable now (permissions, ...): the backfill's copy says why
     else:
         # Before the stream is set up or anything read: do the items fit the target at all?
         check_fits_target(target.table, tdesc, source_desc=sdesc, sample=sample_table(src, source.table),
@@ -228,6 +237,10 @@ def replicate(
     clear_stop_request(status_file)  # an old request must not stop this run
     stop = _StopWatch(stop_event, status_file)
     store, state = open_checkpoint(meta_path, identity, resume=opts.resume, restart=opts.restart, force=opts.force)
+    if clean_target and backfill and state is None and (tdesc is not None or target_missing):
+        # A fresh run empties the target in its backfill: ask now, before the checkpoint and the
+        # journal exist (a refusal after them would leave a run whose --resume skips the clean).
+        confirm = _confirm_clean(dst, tdesc, confirm)
     sc = stream_client(source, src, retry=opts.retry)
     reader = StreamReader(sc, arn, page_limit=page_limit, clock=clock, retention=stream_retention)
     fp = fingerprint(identity)
@@ -480,6 +493,39 @@ class _StopWatch:
     def close(self) -> None:
         self._done.set()
         self._thread.join()
+
+
+def _check_missing_target(client: DynamoClient, *, backfill: bool, create_target: bool,
+                          target_spec: Optional[str]) -> None:
+    """The target does not exist: refuse up front unless the backfill creates it (the same message
+    as copy's), and check the spec it would be created from."""
+    name = client.ref.table
+    if not backfill:
+        raise TableNotFoundError(
+            f"target table {name!r} does not exist at {client.endpoint}; --no-backfill replays changes onto "
+            "an existing copy of the source: drop --no-backfill to create and fill it first", table=name)
+    if not create_target and not target_spec:
+        raise TableNotFoundError(
+            f"target table {name!r} does not exist at {client.endpoint}; add --create-target to create it from "
+            "the source's schema (or --target-spec FILE)", table=name)
+    if target_spec:
+        from ..schema.spec import load_definition
+
+        load_definition(target_spec, name)  # a bad spec is refused now, not after the journal started
+
+
+def _confirm_clean(client: DynamoClient, tdesc: Optional[Dict[str, Any]], confirm: Optional[Confirm]) -> Confirm:
+    """--clean-target of a fresh run, asked before anything is written: the confirm the backfill's
+    clean then gets (it says yes: the question was asked). A target the backfill creates
+    (``tdesc`` None: it does not exist yet) is new and empty: nothing to ask."""
+    if tdesc is not None:
+        name = client.ref.table
+        count = int(tdesc.get("ItemCount") or 0)
+        msg = (f"Delete ALL items of table {name!r} at {client.endpoint} ({client.region}), about {count:,} items "
+               "(item count is refreshed by DynamoDB every ~6 hours)?")
+        if confirm is None or not confirm(msg):
+            raise UsageError(f"not emptying {name}: not confirmed (pass --yes to skip the prompt)")
+    return lambda _message: True
 
 
 def _resync_hint(source: TableRef, target: TableRef) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import UsageError
+from ..yaml_strict import DuplicateKeyError, load_text
 
 # --------------------------------------------------------------------------- problems
 
@@ -45,7 +46,8 @@ Path_ = Tuple[Any, ...]
 
 
 def load_yaml(path: str) -> Tuple[Any, Dict[Path_, int]]:
-    """Parse YAML (safe types only) and return the data plus the 1-based line of every node path."""
+    """Parse YAML (safe types only, no key given twice) and return the data plus the 1-based line
+    of every node path."""
     import yaml
 
     try:
@@ -53,22 +55,21 @@ def load_yaml(path: str) -> Tuple[Any, Dict[Path_, int]]:
             text = fh.read()
     except OSError as e:
         raise PlanError([PlanProblem(path, None, f"cannot read plan: {e.strerror or e}")]) from None
-    loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            raise PlanError([PlanProblem(path, 1, "plan is empty")])
-        # Constructing first also flattens merge keys (<<) in the node tree, so the walk below
-        # sees the same shape as the data.
-        data = loader.construct_document(node)
+        # A key given twice is refused (PyYAML would keep the last one silently). Constructing
+        # first also flattens merge keys (<<) in the node tree, so the walk below sees the same
+        # shape as the data.
+        data, node = load_text(text)
+    except DuplicateKeyError as e:
+        raise PlanError([PlanProblem(path, d.line, d.message()) for d in e.duplicates]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
         raise PlanError([PlanProblem(path, line, f"not valid YAML: {e.problem or e.context}")]) from None
     except yaml.YAMLError as e:
         raise PlanError([PlanProblem(path, None, f"not valid YAML: {e}")]) from None
-    finally:
-        loader.dispose()
+    if node is None:
+        raise PlanError([PlanProblem(path, 1, "plan is empty")])
     lines: Dict[Path_, int] = {}
     _walk(node, data, (), lines)
     return data, lines
@@ -80,7 +81,9 @@ def _walk(node: Any, data: Any, path: Path_, lines: Dict[Path_, int]) -> None:
     # setdefault: a mapping value keeps the line of its key, which is where people look.
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode) and isinstance(data, dict):
-        for knode, vnode in node.value:
+        # Last first: a key given next to a merge key (<<) overrides the merged one, which the
+        # flattened node lists before it; the line shown is the one whose value is used.
+        for knode, vnode in reversed(node.value):
             key = knode.value if isinstance(knode, yaml.ScalarNode) else None
             if key is None or key == "<<" or key not in data:
                 continue
