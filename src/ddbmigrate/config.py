@@ -6,6 +6,7 @@ written into a checkpoint fingerprint unchanged. Nothing here talks to AWS.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -157,11 +158,17 @@ class RunOptions:
     metrics_job: Optional[str] = None  # the job label of its metrics (a plan's job name; default the job kind)
 
     def __post_init__(self) -> None:
-        if self.checkpoint_every <= 0 or self.drain_timeout < 0:
-            raise UsageError("--checkpoint-every must be > 0 and --drain-timeout >= 0")
+        # NaN passes every comparison below (all are False): refused first, by name.
+        for name in ("checkpoint_every", "drain_timeout", "max_read_units", "max_write_units", "read_percent",
+                     "write_percent"):
+            v = getattr(self, name)
+            if isinstance(v, float) and math.isnan(v):
+                raise UsageError(f"--{name.replace('_', '-')} must be a number, not nan")
+        if not 0 < self.checkpoint_every < math.inf or self.drain_timeout < 0:
+            raise UsageError("--checkpoint-every must be > 0 (and finite) and --drain-timeout >= 0")
         for name in ("max_read_units", "max_write_units"):
             v = getattr(self, name)
-            if v is not None and v <= 0:
+            if v is not None and not 0 < v < math.inf:
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive number of units per second")
         for name in ("read_percent", "write_percent"):
             v = getattr(self, name)

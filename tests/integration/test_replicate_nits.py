@@ -142,8 +142,6 @@ def test_stop_with_no_status_file_is_not_running_exit_6(endpoint: str, tmp_path:
 # --------------------------------------------------------------------------- E: the error line once
 
 
-@pytest.mark.xfail(strict=True, reason="known: cli/render.py handle_errors draws the error's report, whose table "
-                                       "ends with 'error: <line>', then echoes 'error: <line>' again")
 def test_a_failed_jobs_error_line_is_printed_once() -> None:
     from ddbmigrate.cli.render import handle_errors
     from ddbmigrate.errors import InterruptedError_

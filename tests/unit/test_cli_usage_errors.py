@@ -184,3 +184,18 @@ def test_a_missing_copy_target_still_names_copys_options() -> None:
                        source_client=_NoTable("Src"))  # type: ignore[arg-type]
     msg = e.value.one_line()
     assert "--create-target" in msg and "--target-spec FILE" in msg
+
+
+@pytest.mark.parametrize("opt", ["--max-write-units", "--max-read-units", "--drain-timeout", "--checkpoint-every",
+                                 "--write-percent"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_rate_or_time_that_is_not_a_finite_number_is_refused(opt: str, value: str) -> None:
+    from ddbmigrate.cli.options import build_run_options
+    from ddbmigrate.config import RunOptions
+
+    kw = {opt.lstrip("-").replace("-", "_"): float(value)}
+    if value == "inf" and opt in ("--drain-timeout",):
+        RunOptions(drain_timeout=float("inf"))  # wait for the drain however long: allowed
+        return
+    with pytest.raises(UsageError, match=opt):
+        build_run_options(kw)

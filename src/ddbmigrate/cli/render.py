@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import os
@@ -209,7 +210,10 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
         except DdbMigrateError as e:
             report = getattr(e, "report", None)
             if report is not None and not quiet:
-                draw_report(report)
+                # The table without its own "error:" line: the one below says it, once, last.
+                shown = copy.copy(report)
+                shown.error = None
+                draw_report(shown)
             line = redact(e.one_line())
             report_failure(e.exit_code, line, report)
             click.echo(f"error: {line}", err=True)
