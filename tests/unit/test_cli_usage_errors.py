@@ -199,3 +199,8 @@ def test_a_rate_or_time_that_is_not_a_finite_number_is_refused(opt: str, value: 
         return
     with pytest.raises(UsageError, match=opt):
         build_run_options(kw)
+
+
+def test_a_malformed_region_is_named_as_the_region_not_the_endpoint(data: str) -> None:
+    line = one_usage_line(run(["import", data, "Orders", "--region", "us east 1", "-q"]), "invalid region", "us east 1")
+    assert "endpoint" not in line

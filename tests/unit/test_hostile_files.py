@@ -269,3 +269,13 @@ def test_ion_incremental_record_with_a_repeated_field_is_refused() -> None:
         ion.parse_change_line(b'{Keys:{pk:"a"},Keys:{pk:"b"},NewImage:{pk:"a"}}')
     with pytest.raises(ion.IonProblem, match="NewImage: the name 'x' appears twice"):
         ion.parse_change_line(b'{Keys:{pk:"a"},NewImage:{pk:"a",x:1,x:2}}')
+
+
+def test_a_rejected_array_element_is_kept_as_written(tmp_path: Path) -> None:
+    # Its dead letter replays the same numbers: the element's own text, not a re-encoding of the
+    # decoded value (which wrote 2.50 as the string "2.50").
+    p = tmp_path / "a.json"
+    p.write_text('[{"pk": "a"},\n {"pk": "b", "n": 2.50, "pk": "c"}]')
+    items, rejects, failures = _read(p)
+    assert items == [{"pk": {"S": "a"}}] and not failures
+    assert [(r[0], r[2]) for r in rejects] == [('{"pk": "b", "n": 2.50, "pk": "c"}', "a.json:2")]

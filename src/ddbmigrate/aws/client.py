@@ -41,6 +41,7 @@ import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.exceptions import InvalidRegionError
 from botocore.credentials import (
     AssumeRoleCredentialFetcher,
     DeferredRefreshableCredentials,
@@ -273,6 +274,8 @@ class DynamoClient:
             self.control = self.session.client(
                 service, region_name=region, endpoint_url=ref.endpoint_url, config=cfg
             )
+        except InvalidRegionError as e:  # (a ValueError too: told apart first)
+            raise UsageError(f"invalid region: {e}") from None
         except ValueError as e:  # an endpoint from AWS_ENDPOINT_URL(_DYNAMODB) or the profile
             raise UsageError(f"invalid {service} endpoint: {e} (expected http(s)://host[:port])") from None
         self.control.meta.events.register("needs-retry", self._say_unreachable)

@@ -44,12 +44,19 @@ def verify_after(report: Any, path: Optional[str], quiet: bool, verify: Callable
     ``exit_code`` as it is the command's: a report never says 0 for a command that exited 1."""
     try:
         vrep = verify()
-    except DdbMigrateError as e:
-        # (write_json redacts what it writes)
-        report.extra["verify"] = {"error": e.one_line(), "exit_code": e.exit_code}
-        report.error_exit_code, report.error = e.exit_code, report.error or f"--verify: {e.one_line()}"
+    except (DdbMigrateError, KeyboardInterrupt, Exception) as e:
+        # The job's report was written before verify began: a Ctrl-C or any failure of verify
+        # is written into it here, or it would say 0 for a command that exits otherwise.
+        if isinstance(e, DdbMigrateError):
+            code, text = e.exit_code, e.one_line()
+        elif isinstance(e, KeyboardInterrupt):
+            code, text = EXIT_INTERRUPTED, "interrupted"
+        else:
+            code, text = EXIT_FATAL, f"internal error: {type(e).__name__}"
+        report.extra["verify"] = {"error": text, "exit_code": code}
+        report.error_exit_code, report.error = code, report.error or f"--verify: {text}"
         if path:
-            report.write_json(path)
+            report.write_json(path)  # (redacted as it is written)
         raise
     render_report(vrep, quiet)
     report.extra["verify"] = {"exit_code": vrep.exit_code, "differences": vrep.differences, "equal": vrep.equal,
@@ -128,11 +135,11 @@ def write_failure_report(command: str, kw: Dict[str, Any], exit_code: int, error
     if not path or kind is None:
         return None
     job, source_arg, target_arg = kind
-    source, target = _label(command, kw, source_arg), _label(command, kw, target_arg)
-    if job == "update":
-        target += " (in place)"
     status = "interrupted" if exit_code == EXIT_INTERRUPTED else "failed"
     try:
+        source, target = _label(command, kw, source_arg), _label(command, kw, target_arg)
+        if job == "update":
+            target += " (in place)"
         if job == "plan" or job == "cutover":
             import orjson
 

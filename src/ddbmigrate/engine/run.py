@@ -155,7 +155,10 @@ class Driver:
                              dead_letter_path=opts.dead_letter, segments=None, writers=job.writers)
         self.report.extra.update(job.extra)
         self.fp = fingerprint(dict(job.identity))
-        if opts.dead_letter:  # a file named: checked before any checkpoint is opened
+        # A dead-letter file that cannot be written is refused before anything is read; a named one
+        # before any checkpoint is opened too. (Not for a dry run, which may run in a read-only
+        # folder and makes its file only if a record fails.)
+        if opts.dead_letter and not opts.dry_run:
             DeadLetters(opts.dead_letter).check()
         self.store: Optional[CheckpointStore] = None
         state: Optional[CheckpointState] = None
@@ -173,6 +176,9 @@ class Driver:
         dead_path = opts.dead_letter or default_dead_letter_path(
             self.report.checkpoint_path or default_path(job.kind, dict(job.identity)), dry_run=opts.dry_run)
         self.report.dead_letter_path = dead_path
+        self.dead = DeadLetters(dead_path)
+        if not opts.dry_run and not opts.dead_letter:  # (a named one was checked above)
+            self.dead.check()
         if state is None and not opts.dead_letter and not opts.dry_run:
             # The default file belongs to this job: a fresh run starts it afresh, and the last
             # run's dead letters (a finished run's, or one started over) are kept beside it.
@@ -180,8 +186,6 @@ class Driver:
             if kept is not None:
                 self.report.extra["previous_dead_letters"] = kept
                 log.warning("dead letters of the previous run kept in %s; this run's go to %s", kept, dead_path)
-        self.dead = DeadLetters(dead_path)
-        self.dead.check()  # (the default one: beside the checkpoint just opened)
         self.dead_bytes: Optional[int] = None
         saved_dead = self.saved_extra.get("dead_letters") or {}
         if state is not None and saved_dead.get("path") == dead_path:
@@ -527,12 +531,16 @@ def keep_previous_dead_letters(path: str) -> Optional[str]:
     except OSError:
         return None
     stem = path[: -len(".jsonl")] if path.endswith(".jsonl") else path
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(os.path.getmtime(path)))
-    for n in range(1000):
-        kept = f"{stem}.{stamp}{'' if n == 0 else f'-{n}'}.jsonl"
-        if not os.path.exists(kept):
-            os.replace(path, kept)
-            return kept
+    try:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(os.path.getmtime(path)))
+        for n in range(1000):
+            kept = f"{stem}.{stamp}{'' if n == 0 else f'-{n}'}.jsonl"
+            if not os.path.exists(kept):
+                os.replace(path, kept)
+                return kept
+    except OSError as e:
+        raise FatalError(f"cannot keep the previous dead letters of {path}: {e.strerror or e}; move the file "
+                         "away, then rerun") from None
     raise FatalError(f"cannot keep the previous dead letters of {path}: too many kept beside it; move them away")
 
 

@@ -308,6 +308,7 @@ class FileSource(SourceBase):
         name = self._fmt(f)
         idx, handed, fmt = 0, 0, _LINE_FMT.get(name, name)
         chunk = Chunk(position=start, origins=[])
+        nbytes = 0
 
         def fill() -> None:
             nonlocal buf, pos, eof
@@ -359,6 +360,7 @@ class FileSource(SourceBase):
                             raise FileProblem(f"array element {idx + 1} is over {MAX_LINE} bytes", line) from None
                     fill()
                 elem_line = line
+                elem_text = buf[pos:end]  # as written: a dead letter of it replays the same numbers
                 line += buf.count("\n", pos, end)
                 escaped = buf.find("\\u", pos, end) >= 0
                 pos = end
@@ -375,12 +377,14 @@ class FileSource(SourceBase):
                     chunk.items.append(item)
                     chunk.origins.append(origin)  # type: ignore[union-attr]
                 else:
-                    chunk.rejects.append((short_json(obj), reason or "invalid", origin))
+                    chunk.rejects.append((elem_text, reason or "invalid", origin))
+                nbytes += len(elem_text)
                 chunk.position = idx
-                if len(chunk.items) + len(chunk.rejects) >= self.chunk_lines:
+                # Cut by bytes too: an element may be megabytes (memory is bounded per chunk).
+                if len(chunk.items) + len(chunk.rejects) >= self.chunk_lines or nbytes >= CHUNK_BYTES:
                     handed += len(chunk.items)
                     yield chunk
-                    chunk = Chunk(position=idx, origins=[])
+                    chunk, nbytes = Chunk(position=idx, origins=[]), 0
                     if stop.is_set():
                         return
             md5 = ls.md5_b64()
@@ -405,7 +409,7 @@ class FileSource(SourceBase):
                 yield line.decode("utf-8", "replace") + "\n"
 
         header = self.csv_header
-        idx = handed = parsed = failed = 0
+        idx = handed = parsed = failed = nbytes = 0
         first_fail: Optional[Tuple[str, str]] = None
         chunk = Chunk(position=start, origins=[])
         try:
@@ -439,11 +443,12 @@ class FileSource(SourceBase):
                         if failed >= FIRST_RECORDS:
                             self._not_format(f, first_fail)
                             return
+                nbytes += sum(map(len, row))
                 chunk.position = idx
-                if len(chunk.items) + len(chunk.rejects) >= self.chunk_lines:
+                if len(chunk.items) + len(chunk.rejects) >= self.chunk_lines or nbytes >= CHUNK_BYTES:
                     handed += len(chunk.items)
                     yield chunk
-                    chunk = Chunk(position=idx, origins=[])
+                    chunk, nbytes = Chunk(position=idx, origins=[]), 0
                     if stop.is_set():
                         return
             md5 = ls.md5_b64()
@@ -458,7 +463,7 @@ class FileSource(SourceBase):
         """Scan response documents one after another (``aws dynamodb scan`` pages, dynamodump data
         files); the ``Items`` array is streamed element by element. Position = items handed on."""
         js = JsonText(ls)
-        idx = handed = 0
+        idx = handed = nbytes = 0
         chunk = Chunk(position=start, origins=[])
         docs = 0
         try:
@@ -516,12 +521,14 @@ class FileSource(SourceBase):
                             chunk.items.append(obj)
                             chunk.origins.append(origin)  # type: ignore[union-attr]
                         else:
-                            chunk.rejects.append((short_json(obj), p, origin))
+                            raw = short_json(obj)
+                            chunk.rejects.append((raw, p, origin))
+                            nbytes += len(raw)
                         chunk.position = idx
-                        if len(chunk.items) + len(chunk.rejects) >= self.chunk_lines:
+                        if len(chunk.items) + len(chunk.rejects) >= self.chunk_lines or nbytes >= CHUNK_BYTES:
                             handed += len(chunk.items)
                             yield chunk
-                            chunk = Chunk(position=idx, origins=[])
+                            chunk, nbytes = Chunk(position=idx, origins=[]), 0
                             if stop.is_set():
                                 return
                     in_doc = n
@@ -602,9 +609,9 @@ class FilesSpec(SourceSpecBase):
                           csv_delimiter=self.csv_delimiter)
 
     def csv_headers(self) -> Iterator[Tuple[FileEntry, List[str]]]:
-        """Each CSV file's header (``csv_header`` when given, else its first line), read without
-        reading the file: to check them all before the import starts. A file whose first line
-        cannot be read is left to the import, which names its problem."""
+        """Each CSV file's header (``csv_header`` when given, else its first line: only that much
+        of the file is read), to check them all before the import starts. A file whose first
+        line cannot be read is left to the import, which names its problem."""
         storage = None
         for f in self.plan.files:
             if f.fmt != "csv":

@@ -149,10 +149,8 @@ class IncrementalSource(SourceBase):
         good = 0  # records of this file that parsed: none after FIRST_RECORDS lines, it is not in its format
         syntax = 0  # lines that were not even the format's syntax
         first = ""
-        flushed = [False]
 
         def flush(i: int) -> None:
-            flushed[0] = True
             with self._locks[i]:
                 self._files[i].write(b"".join(buffers.pop(i)))
 
@@ -174,7 +172,9 @@ class IncrementalSource(SourceBase):
                         if reason.startswith(SYNTAX_REASONS):
                             syntax += 1
                             first = first or f"{origin}: {reason}"
-                        rec = ["!", line.decode("utf-8", "replace"), reason, origin]
+                        # Cut: a partition holds its rejects in memory while it is read, and an
+                        # incremental record is not replayed as an item (its file is, from origin).
+                        rec = ["!", line[:100_000].decode("utf-8", "replace"), reason, origin]
                         part = lineno % self.partitions
                     else:
                         good += 1
@@ -193,8 +193,9 @@ class IncrementalSource(SourceBase):
                     flush(part)
             md5 = ls.md5_b64()
             check_against_manifest(f, md5, nonblank)
-            if not good and syntax and syntax == nonblank and not flushed[0]:
-                # A short file none of whose lines is its format's syntax (invariant 5 of files.py).
+            if not good and syntax and syntax == nonblank:
+                # A short file none of whose lines is its format's syntax (invariant 5 of files.py;
+                # under FIRST_RECORDS lines, so none of its buffers was flushed).
                 self._failed[f.unit] = FileFailure(
                     f.unit, f.path, f"not {f.fmt or 'dynamodb-json'}: its {nonblank} record"
                     f"{'s all' if nonblank > 1 else ''} failed to parse (first, {first})", None, 0)

@@ -15,6 +15,7 @@ counts its lines is saved.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import threading
@@ -27,6 +28,7 @@ from ..errors import FatalError, UsageError
 # The raw text of a line kept in a record: every line that can hold a DynamoDB item (400 KB, its
 # JSON a few times that with escapes), and a record still within the line reader's limit.
 MAX_RAW = 2_000_000
+MAX_RECORD = 7 * 1024 * 1024  # under the line reader's 8 MB (sources/lines.py MAX_LINE)
 
 
 class DeadLetters:
@@ -44,6 +46,7 @@ class DeadLetters:
         self._lock = threading.Lock()
         self._fh: Any = None
         self._bytes = 0
+        self._broken: Optional[FatalError] = None  # a write failed: the file takes no more
         self.by_reason: Dict[str, int] = {}
         self.examples: Dict[str, str] = {}  # code -> one of its messages
 
@@ -67,26 +70,40 @@ class DeadLetters:
 
         ``settled=False``: lines of records no checkpoint covers (a stopped run's last chunks),
         kept to be read but not counted; a resume cuts them off and reads their records again.
+        All or nothing: a write that fails (a full disk) is cut back off the file, counts nothing,
+        and leaves the file refusing every later commit, so no line is torn or written twice.
         """
         with self._lock:
-            for line, key in lines:
-                if settled:
+            if self._broken is not None:
+                raise self._broken
+            data = b"".join(line for line, _ in lines)
+            if self.path is not None and data:
+                try:
+                    if self._fh is None:
+                        self._folder()
+                        # Unbuffered: a write error is known here, not at a later flush.
+                        self._fh = open(self.path, "ab", buffering=0)
+                        self._bytes = self._fh.tell()
+                    view = memoryview(data)
+                    while view:
+                        view = view[self._fh.write(view):]
+                except OSError as e:
+                    self._broken = self._cannot(e)
+                    if self._fh is not None:
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(self._fh.fileno(), self._bytes)
+                    raise self._broken from None
+                self._bytes += len(data)
+            if settled:
+                for line, key in lines:
                     self.by_reason[key] = self.by_reason.get(key, 0) + 1
                     if key not in self.examples:
                         # The message behind a code, once per code: the report shows it.
                         self.examples[key] = str(orjson.loads(line).get("reason", ""))[:500]
-                if self.path is None:
-                    continue
-                try:
-                    if self._fh is None:
-                        d = os.path.dirname(os.path.abspath(self.path))
-                        os.makedirs(d, exist_ok=True)
-                        self._fh = open(self.path, "ab")
-                        self._bytes = self._fh.tell()
-                    self._fh.write(line)
-                except OSError as e:
-                    raise self._cannot(e) from None
-                self._bytes += len(line)
+
+    def _folder(self) -> None:
+        assert self.path is not None
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)) or ".", exist_ok=True)
 
     def _cannot(self, e: OSError) -> FatalError:
         return FatalError(f"cannot write the dead-letter file {self.path}: {e.strerror or e}; the checkpoint "
@@ -95,13 +112,14 @@ class DeadLetters:
 
     def check(self) -> None:
         """Before the job reads anything: can the file be written? (A UsageError naming it, not a
-        failure midway, with records read whose only trace it was to be.)"""
-        if self.path is None:
+        failure midway, with records read whose only trace it was to be.) An object-store path
+        (``s3://``, the Spark engine's) is its engine's to check."""
+        if self.path is None or "://" in self.path:
             return
         d = os.path.dirname(os.path.abspath(self.path))
         problem = None
         try:
-            os.makedirs(d, exist_ok=True)
+            self._folder()
         except OSError as e:
             problem = f"its folder {d} cannot be made ({e.strerror or e})"
         if problem is None:
@@ -137,18 +155,20 @@ class DeadLetters:
     def sync(self) -> None:
         """Make every line written so far durable (called before a checkpoint save)."""
         with self._lock:
+            if self._broken is not None:
+                raise self._broken
             if self._fh is not None:
                 try:
-                    self._fh.flush()
                     os.fsync(self._fh.fileno())
                 except OSError as e:
-                    raise self._cannot(e) from None
+                    self._broken = self._cannot(e)
+                    raise self._broken from None
 
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
+                with contextlib.suppress(OSError):  # a broken file already said why
+                    os.fsync(self._fh.fileno())
                 self._fh.close()
                 self._fh = None
 
@@ -181,7 +201,15 @@ def dead_letter_line(
     if traceback is not None:
         rec["traceback"] = traceback
     rec["time"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return orjson.dumps(rec, default=_default) + b"\n"
+    out = orjson.dumps(rec, default=_default) + b"\n"
+    while len(out) > MAX_RECORD and rec.get("raw"):
+        # Escapes (a control character is six bytes) can make the record longer than a replay
+        # reads as one line: cut the raw text further, and say so.
+        text = rec["raw"]
+        rec["raw"], rec["raw_truncated"] = text[: len(text) // 2], True
+        rec.setdefault("raw_length", len(raw or ""))
+        out = orjson.dumps(rec, default=_default) + b"\n"
+    return out
 
 
 def _default(o: Any) -> Any:
