@@ -73,9 +73,13 @@ def test_a_copy_finds_the_capacity_and_holds_it(endpoint: str, padded: str, tmp_
             timer.cancel()
     assert len(scan_all(endpoint, dst)) == N
     steady = cap.snapshot()
-    # Without the adaptive rate, 16 writers retrying on their own back-off get about half of
-    # their calls throttled; holding the found rate keeps it to a few.
-    assert steady["throttled_call_share"] <= 0.10, steady
+    # The bound is of write requests. Of calls (one item held back makes one), 16 writers
+    # retrying on their own back-off get about half throttled; holding the found rate keeps it to
+    # a few, and a probe crossing the capacity now and then a few more: in a steady window of 4 s
+    # (a loaded machine, whose calls are slow) one crossing read 11.5 % of calls, 0.9 of the
+    # capacity used.
+    assert steady["throttled_share"] <= 0.05, steady
+    assert steady["throttled_call_share"] <= 0.15, steady
     assert steady["efficiency"] is not None and steady["efficiency"] >= 0.6, steady
     lim = rep["rate_limits"]["write"]
     assert lim.get("auto") and lim["throttle_events"] >= 1 and 900 <= lim["current"] <= 1800, lim
