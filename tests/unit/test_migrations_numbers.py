@@ -5,7 +5,7 @@ the lock and "lose" it at once: exit 1, "another runner took it")."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import Any, List
 
 import pytest
 from click.testing import CliRunner, Result
@@ -60,3 +60,14 @@ def test_the_limits_themselves_are_accepted(tmp_path: Path) -> None:
     r = run(tmp_path, ["up", "--lease", "3", "--wait", "0"])
     assert r.exit_code == 75, (r.exit_code, r.stderr)
     assert "--lease" not in r.stderr
+
+
+def test_library_callers_get_the_same_refusal(tmp_path: Any) -> None:
+    from ddbmigrate.errors import UsageError
+    from ddbmigrate.migrations.context import AwsSettings
+    from ddbmigrate.migrations.runner import down, up
+
+    for call in (lambda: up(str(tmp_path), AwsSettings(), lease=0),
+                 lambda: down(str(tmp_path), AwsSettings(), to="0", lease=1e300)):
+        with pytest.raises(UsageError, match="--lease must be between 3 and 86400"):
+            call()

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any, Dict, List
 
 import click
 import orjson
 
-from ..errors import UsageError
 from .options import F, aws_options, build_run_options, confirm_prompt, endpoint_option, pass_kwargs
 from .render import handle_errors
-
-# --lease: the lock is renewed every third of it (at least every second), so a lease shorter than
-# 3 s could run out between two renewals; one longer than a day keeps a crashed runner's lock for
-# longer than anyone waits (and DynamoDB numbers have a ceiling).
-MIN_LEASE_SECONDS = 3.0
-MAX_LEASE_SECONDS = 86400.0
 
 
 def _dir_option(f: F) -> F:
@@ -135,18 +127,11 @@ def _run_options(f: F) -> F:
 
 def _check_run_numbers(kw: Dict[str, Any]) -> None:
     """Refuse, as a usage error naming the option, the numbers ``up`` and ``down`` cannot run with,
-    before anything is read or locked (a --lease of 0 would otherwise "lose" the lock at once)."""
-    lease = kw["lease"]
-    if not (math.isfinite(lease) and MIN_LEASE_SECONDS <= lease <= MAX_LEASE_SECONDS):
-        raise UsageError(f"--lease must be between {MIN_LEASE_SECONDS:g} and {MAX_LEASE_SECONDS:g} seconds, "
-                         f"not {lease:g}")
-    wait = kw["wait"]
-    if math.isnan(wait) or wait < 0:
-        raise UsageError(f"--wait must be 0 or more seconds, not {wait:g}")
-    for name in ("max_read_units", "max_write_units", "read_percent", "write_percent", "drain_timeout"):
-        v = kw.get(name)
-        if v is not None and not math.isfinite(v):
-            raise UsageError(f"--{name.replace('_', '-')} must be a finite number, not {v:g}")
+    before anything is read or locked (a --lease of 0 would otherwise "lose" the lock at once).
+    Rates and the drain timeout are RunOptions' to check."""
+    from ..migrations.runner import check_lock_times
+
+    check_lock_times(kw["lease"], kw["wait"])
 
 
 def _print_result(res: Any, as_json: bool) -> None:

@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -174,6 +175,23 @@ def _fresh_state(state_dir: str, mid: str) -> None:
         shutil.rmtree(path)
 
 
+# The lock is renewed every max(1 s, lease / 3): a shorter lease could run out between renewals
+# (the run then stops as if another runner took the lock); a day is more than any crash should
+# hold the lock for.
+MIN_LEASE_SECONDS = 3.0
+MAX_LEASE_SECONDS = 86400.0
+
+
+def check_lock_times(lease: float, wait: float) -> None:
+    """Refuse, naming the option, a lease or wait ``up`` and ``down`` cannot run with, before
+    anything is read or locked (library callers and the CLI alike)."""
+    if not (math.isfinite(lease) and MIN_LEASE_SECONDS <= lease <= MAX_LEASE_SECONDS):
+        raise UsageError(f"--lease must be between {MIN_LEASE_SECONDS:g} and {MAX_LEASE_SECONDS:g} seconds, "
+                         f"not {lease:g}")
+    if math.isnan(wait) or wait < 0:
+        raise UsageError(f"--wait must be 0 or more seconds, not {wait:g}")
+
+
 def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow_changed: bool = False,
        confirm: Optional[Confirm] = None, options: Optional[RunOptions] = None,
        history_table: str = DEFAULT_HISTORY_TABLE, state_dir: str = DEFAULT_STATE_DIR, wait: float = 0.0,
@@ -183,6 +201,7 @@ def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow
     ``confirm(message)`` is asked once, naming what will be applied (pass ``lambda m: True`` for
     --yes). Raises the failing migration's error (its exit code) after recording it as failed.
     """
+    check_lock_times(lease, wait)
     migs = load_all(directory)
     last = find(migs, to) if to else None
     h = _history(settings, history_table, history)
@@ -248,6 +267,7 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
          history: Optional[History] = None) -> RunResult:
     """Revert the applied migrations after ``to`` (``0`` reverts all), newest first, with their
     ``downgrade(ctx)``; refused up front when one of them has none."""
+    check_lock_times(lease, wait)
     migs = load_all(directory)
     floor = 0 if to in ("0", "0000") else find(migs, to).number
     h = _history(settings, history_table, history)
