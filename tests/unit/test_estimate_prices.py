@@ -106,3 +106,11 @@ def test_bulk_put_with_a_condition_prices_the_staged_copy() -> None:
     assert any("--condition: the 3 input object(s) are first copied" in n for n in bulk.notes)
     job.staged_condition = False
     assert "staged copy (S3 requests)" not in estimate_job(job).lane("bulk-put").cost_parts
+
+
+def test_a_price_given_twice_in_a_prices_file_is_refused(tmp_path: Path) -> None:
+    from ddbmigrate.errors import UsageError
+
+    (tmp_path / "p.json").write_text('{"regions": {"us-east-1": {"wcu_hour": 1, "wcu_hour": 2}}}')
+    with pytest.raises(UsageError, match="'wcu_hour' appears twice"):
+        load_prices("us-east-1", str(tmp_path / "p.json"))

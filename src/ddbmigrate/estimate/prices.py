@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import UsageError
 
@@ -27,9 +27,17 @@ def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _read(path: str) -> Dict[str, Any]:
+    def refuse_repeats(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:  # json keeps the last one silently: a price given twice is a mistake
+                raise UsageError(f"--prices {path}: the key {k!r} appears twice in one object")
+            out[k] = v
+        return out
+
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+            data = json.load(fh, object_pairs_hook=refuse_repeats)
     except OSError as e:
         raise UsageError(f"--prices {path}: cannot read it: {e.strerror}") from None
     except json.JSONDecodeError as e:
