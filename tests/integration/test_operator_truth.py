@@ -224,6 +224,21 @@ def test_skip_existing_resumed_counts_what_the_killed_run_wrote_as_written(endpo
     assert len(got) == 1200 and sum(1 for i in got.values() if "old" in i) == 50
 
 
+def test_every_retry_is_in_the_report_the_preflight_scan_included(endpoint: str, tmp_path: Path) -> None:
+    # Half of all Scans fail with a 500, the sample Scan before the copy too: the report's retries
+    # are exactly the faults the proxy injected.
+    from ddbmigrate.testing.proxy import Faults, FaultProxy
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(300))
+    with FaultProxy(endpoint, seed=7, faults=Faults(error500=0.5, ops=frozenset({"Scan"}))) as proxy:
+        rep = copy_table(ref(proxy.url, src), ref(endpoint, dst),
+                         RunOptions(progress="off", segments=2, max_read_units=40, checkpoint=str(tmp_path / "c.json")))
+        injected = sum(proxy.audit.faults.values())
+    assert injected >= 3 and rep.retries.get("5xx", 0) == injected, (rep.retries, dict(proxy.audit.faults))
+    assert len(scan_all(endpoint, dst)) == 300
+
+
 def test_a_target_that_cannot_fit_exits_2_before_any_read(endpoint: str, tmp_path: Path) -> None:
     src = create_table(endpoint)
     dst = create_table(endpoint, hash_key=("pk", "N"))

@@ -42,6 +42,9 @@ class Job:
     progress_counter: str = "read"
     extra: Mapping[str, Any] = field(default_factory=dict)
     checkpoint: bool = True
+    # The retry stats of the clients the job builder used before the run (describing the tables,
+    # sampling the source): their throttles and retries are the job's too, and the report says so.
+    preflight: Sequence[Mapping[str, Any]] = ()
 
     def with_identity(self, **kw: Any) -> "Job":
         return dataclasses.replace(self, identity={**self.identity, **kw})

@@ -304,7 +304,8 @@ class Driver:
     def stats(self) -> Dict[str, Any]:
         with self._lock:
             views = list(self.workers.values())
-        return merge_stats(*(s for s in (w.stats_fn() if w.stats_fn is not None else w.stats for w in views) if s))
+        return merge_stats(*(dict(s) for s in self.job.preflight),
+                           *(s for s in (w.stats_fn() if w.stats_fn is not None else w.stats for w in views) if s))
 
     def limits(self) -> Dict[str, Dict[str, Any]]:
         """Every configured limit summed over workers: their shares add up to the job's limit."""

@@ -116,6 +116,7 @@ def copy_table(
         writers=writers, extra={"mode": opts.mode, "transform": transform.name if transform else None,
                                 "clean_target": cleaned,
                                 **({"target_created": created[0]} if created else {})},
+        preflight=(src.stats.snapshot(), dst.stats.snapshot()),
     )
     return run(job, engine, cancel=cancel, observer=observer)
 

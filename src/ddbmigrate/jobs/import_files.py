@@ -158,6 +158,7 @@ def import_files(
                **({"exports": plan.exports} if plan.exports else {}),
                # How CSV values were typed (for --verify, which reads the files again).
                **({"key_types": source_spec.key_types} if any(f.fmt == "csv" for f in plan.files) else {})},
+        preflight=(dst.stats.snapshot(),),
     )
     return run(job, engine, cancel=cancel, observer=observer)
 

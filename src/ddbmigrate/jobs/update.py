@@ -105,6 +105,7 @@ def update_table(
         source_label=table.describe(), target_label=table.describe() + " (in place)",
         total_estimate=int(desc.get("ItemCount") or 0) or None, readers=default_readers(segments),
         writers=writers, extra={"transform": tf.name, "version_attribute": version_attribute},
+        preflight=(client.stats.snapshot(),),
     )
     return run(job, engine, cancel=cancel, observer=observer)
 
