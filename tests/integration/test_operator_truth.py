@@ -239,6 +239,15 @@ def test_every_retry_is_in_the_report_the_preflight_scan_included(endpoint: str,
     assert len(scan_all(endpoint, dst)) == 300
 
 
+def test_resume_without_a_checkpoint_says_it_starts_from_the_beginning(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(10))
+    r = cli("copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "--resume: no checkpoint at" in r.stderr and "starts from the beginning" in r.stderr
+    assert len(scan_all(endpoint, dst)) == 10
+
+
 def test_a_target_that_cannot_fit_exits_2_before_any_read(endpoint: str, tmp_path: Path) -> None:
     src = create_table(endpoint)
     dst = create_table(endpoint, hash_key=("pk", "N"))

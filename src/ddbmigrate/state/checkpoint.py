@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -186,7 +187,10 @@ def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restar
         existing = store.load(verify=False)  # not resumed from: the usual refusal below says what to do
     if existing is None or restart:
         if resume and existing is None and not restart:
-            pass  # nothing to resume: start fresh, which is what the user wants anyway
+            # Nothing to resume: start fresh, which is what the user wants anyway, but said (run
+            # from another folder, or a --checkpoint mistyped, this redoes the whole job).
+            logging.getLogger("ddbmigrate").warning(
+                "--resume: no checkpoint at %s, so this run starts from the beginning", path)
         return store, None
     if existing.state == "done" and not resume:
         return store, None
