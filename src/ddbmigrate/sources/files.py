@@ -610,26 +610,34 @@ class FilesSpec(SourceSpecBase):
 
     def csv_headers(self) -> Iterator[Tuple[FileEntry, List[str]]]:
         """Each CSV file's header (``csv_header`` when given, else its first line: only that much
-        of the file is read), to check them all before the import starts. A file whose first
-        line cannot be read is left to the import, which names its problem."""
-        storage = None
-        for f in self.plan.files:
-            if f.fmt != "csv":
-                continue
-            if self.csv_header is not None:
-                yield f, list(self.csv_header)
-                continue
-            storage = storage or storage_for(self.location, self.s3)
+        of the file is read, eight files at a time), to check them all before the import starts.
+        A file whose first line cannot be read is left to the import, which names its problem."""
+        files = [f for f in self.plan.files if f.fmt == "csv"]
+        if self.csv_header is not None:
+            yield from ((f, list(self.csv_header)) for f in files)
+            return
+        if not files:
+            return
+        storage = storage_for(self.location, self.s3)
+
+        def header_of(f: FileEntry) -> Optional[List[str]]:
             ls = LineStream(storage, f.path)
             try:
                 first = next((line for _, line in ls.numbered() if not isinstance(line, TooLong)), None)
             except (DdbMigrateError, *CORRUPT_ERRORS):
-                continue
+                return None
             finally:
                 ls.close()
-            if first is not None:
-                header = parse_csv_header(first.decode("utf-8", "replace").lstrip("\ufeff"), self.csv_delimiter)
-                yield f, header
+            if first is None:
+                return None
+            return parse_csv_header(first.decode("utf-8", "replace").lstrip("\ufeff"), self.csv_delimiter)
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(files)), thread_name_prefix="csv-header") as pool:
+            for f, header in zip(files, pool.map(header_of, files)):
+                if header is not None:
+                    yield f, header
 
     def failed(self, failures: Any) -> DdbMigrateError:
         return FatalError(
