@@ -248,6 +248,32 @@ def test_resume_without_a_checkpoint_says_it_starts_from_the_beginning(endpoint:
     assert len(scan_all(endpoint, dst)) == 10
 
 
+def test_progress_moves_during_a_copy_held_to_a_low_write_rate(endpoint: str, tmp_path: Path) -> None:
+    # One segment whose items fit one 1 MB page, written at 40 units/s: a page is what a job
+    # settles and checkpoints, so under a write limit pages are a few seconds of writes, and
+    # progress (and the checkpoint) moves while the copy runs, not only at its end.
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(200))
+    seen: List[int] = []
+
+    class Watch:
+        def attach(self, job: str, snapshot: Callable[[], Dict[str, Any]]) -> Callable[[], None]:
+            done = threading.Event()
+
+            def watch() -> None:
+                while not done.wait(0.1):
+                    seen.append(int(snapshot().get("done", 0)))
+
+            threading.Thread(target=watch, daemon=True).start()
+            return done.set
+
+    rep = copy_table(ref(endpoint, src), ref(endpoint, dst),
+                     RunOptions(progress="off", segments=1, max_write_units=40, checkpoint=str(tmp_path / "c.json")),
+                     observer=Watch())
+    assert rep.written == 200
+    assert any(0 < d < 200 for d in seen), sorted(set(seen))
+
+
 def test_a_target_that_cannot_fit_exits_2_before_any_read(endpoint: str, tmp_path: Path) -> None:
     src = create_table(endpoint)
     dst = create_table(endpoint, hash_key=("pk", "N"))

@@ -37,7 +37,6 @@ def clean_table(
 ) -> Report:
     """Delete every item in ``table``. ``confirm(message)`` must return True to proceed."""
     opts = options or RunOptions()
-    writers = opts.writers or default_writers("overwrite")
     c = DynamoClient(table, pool_size=pool_size(0, 4), retry=opts.retry)
     try:
         desc = c.describe_table()
@@ -56,10 +55,11 @@ def clean_table(
     # The same capacity caps as copy: the scan reads keys only, the deletes cost write units.
     read_rate = capacity_limit(desc, opts.max_read_units, opts.read_percent, "read")
     write_rate = capacity_limit(desc, opts.max_write_units, opts.write_percent, "write")
+    writers = opts.writers or default_writers("overwrite", write_rate)
     job = Job(
         kind="clean", identity={**base, "segments": segments}, options=opts,
         source=TableScanSpec(table, segments, retry=opts.retry, consistent_read=opts.consistent_read,
-                             read_rate=read_rate, page_limit=page_limit(read_rate), projection=keys.names,
+                             read_rate=read_rate, page_limit=page_limit(read_rate, write_rate), projection=keys.names,
                              as_deletes=True),
         sink=TableWriterSpec(table, keys, retry=opts.retry, write_rate=write_rate, writers=writers),
         processing=ProcessingSpec(key_schema=keys, trusted=True),

@@ -7,6 +7,7 @@ A job module (copy, clean, export, import) describes its job with these and hand
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from typing import Any, Callable, Dict, Optional
 
@@ -40,11 +41,18 @@ def check_resume_options(opts: RunOptions) -> None:
         raise UsageError("--resume and --restart are mutually exclusive")
 
 
-def default_writers(mode: str) -> int:
+def default_writers(mode: str, write_rate: Optional[float] = None) -> int:
     # A BatchWriteItem of 25 takes ~5-10 ms against DynamoDB, so 16 writers keep up with an
     # on-demand table's default 40,000 writes/s; 8 would cap a copy near 20-25k items/s.
     # Conditional modes send one PutItem per item, so they need more requests in flight.
-    return 16 if mode == "overwrite" else 32
+    base = 16 if mode == "overwrite" else 32
+    if not write_rate:
+        return base
+    # Under a write limit, one writer per 100 units/s (at least 2): more only wait on the limit,
+    # each holding a batch, and batches of many chunks in flight at once settle (and move progress
+    # and the checkpoint) only when the last of them is written: 16 writers at 20 units/s showed
+    # nothing done for minutes.
+    return max(2, min(base, math.ceil(write_rate / 100.0)))
 
 
 def resumed_segments(opts: RunOptions, kind: str, identity: Dict[str, Any]) -> Optional[int]:

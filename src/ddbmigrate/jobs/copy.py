@@ -99,10 +99,11 @@ def copy_table(
         dst.close()
     read_rate = capacity_limit(sdesc, opts.max_read_units, opts.read_percent, "read")
     write_rate = capacity_limit(tdesc, opts.max_write_units, opts.write_percent, "write")
+    writers = opts.writers or default_writers(opts.mode, write_rate)
     job = Job(
         kind="copy", identity=identity, options=opts,
         source=TableScanSpec(source, segments, retry=opts.retry, consistent_read=opts.consistent_read,
-                             read_rate=read_rate, page_limit=page_limit(read_rate), raw=True),
+                             read_rate=read_rate, page_limit=page_limit(read_rate, write_rate), raw=True),
         sink=DryRunSpec() if opts.dry_run else TableWriterSpec(target, dst_keys, retry=opts.retry, mode=opts.mode,
                                                                write_rate=write_rate, writers=writers,
                                                                index_keys=gsi_partition_keys(tdesc)),

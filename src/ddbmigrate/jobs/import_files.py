@@ -98,7 +98,6 @@ def import_files(
         raise UsageError("an incremental export is applied on the threads engine (its records are staged "
                          "by key on this machine first): drop --engine/--processes")
 
-    writers = opts.writers or default_writers(opts.mode)
     dst = DynamoClient(table, pool_size=pool_size(0, 4), retry=opts.retry)
     try:
         tdesc = prepare_target(dst, create=create_target, spec_path=spec, dry_run=opts.dry_run,
@@ -131,6 +130,7 @@ def import_files(
         if transform is None:
             _check_csv_headers(source_spec, keys, table.table)
     write_rate = capacity_limit(tdesc, opts.max_write_units, opts.write_percent, "write")
+    writers = opts.writers or default_writers(opts.mode, write_rate)
     identity = {
         "job": "import",
         "names": [table.table],
