@@ -48,11 +48,11 @@ def default_writers(mode: str, write_rate: Optional[float] = None) -> int:
     base = 16 if mode == "overwrite" else 32
     if not write_rate:
         return base
-    # Under a write limit, one writer per 100 units/s (at least 2): more only wait on the limit,
-    # each holding a batch, and batches of many chunks in flight at once settle (and move progress
-    # and the checkpoint) only when the last of them is written: 16 writers at 20 units/s showed
-    # nothing done for minutes.
-    return max(2, min(base, math.ceil(write_rate / 100.0)))
+    # Under a write limit, one writer per 50 units/s (at least 4: two calls a second each, with
+    # room for slow ones): more only wait on the limit, each holding a batch, and batches of many
+    # chunks in flight at once settle (and move progress and the checkpoint) only when the last
+    # of them is written: 16 writers at 20 units/s showed nothing done for minutes.
+    return max(4, min(base, math.ceil(write_rate / 50.0)))
 
 
 def resumed_segments(opts: RunOptions, kind: str, identity: Dict[str, Any]) -> Optional[int]:
