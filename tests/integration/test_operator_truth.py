@@ -201,6 +201,8 @@ def test_a_resumed_run_repeats_no_dead_letter(endpoint: str, tmp_path: Path) -> 
     expected = sorted(f"k{i:05d}" for i in range(1200) if i % 7 == 0)
     assert sorted(keys) == expected, f"{len(keys)} lines for {len(expected)} rejected items"
     assert rep.dead_lettered == len(expected) and rep.balanced()
+    # The reasons are the whole job's too, the interrupted run's included.
+    assert sum(rep.dead_letter_reasons.values()) == len(expected), rep.dead_letter_reasons
 
 
 def test_skip_existing_resumed_counts_what_the_killed_run_wrote_as_written(endpoint: str, tmp_path: Path) -> None:

@@ -188,14 +188,22 @@ class Driver:
                 log.warning("dead letters of the previous run kept in %s; this run's go to %s", kept, dead_path)
         self.dead_bytes: Optional[int] = None
         saved_dead = self.saved_extra.get("dead_letters") or {}
+        # Where this job's lines begin in its file (a --dead-letter file the user named may hold
+        # earlier jobs' lines before them).
+        self.dead_start = 0
         if state is not None and saved_dead.get("path") == dead_path:
             # Lines of chunks the checkpoint does not count: this run reads those chunks again.
             cut = self.dead.truncate(int(saved_dead.get("bytes") or 0))
             if cut:
                 log.info("dead letters: dropped %d bytes written after the last checkpoint "
                          "(their items are read again)", cut)
+            # The report's reasons are the whole job's, as its counts are: the earlier runs' too.
+            self.dead_start = int(saved_dead.get("start") or 0)
+            self.dead.recount(self.dead_start)
         elif state is None and not opts.dead_letter:
             self.dead.truncate(0)  # (a --dead-letter file the user named is appended to, as it always was)
+        elif state is None:
+            self.dead_start = self.dead.mark()
         # --max-errors counts the whole job, a resumed one included.
         self.dead.count = int(self.base.get("dead_lettered", 0))
         self.workers: Dict[int, WorkerView] = {}
@@ -381,7 +389,7 @@ class Driver:
                 dead_bytes = self.dead_bytes
             extra = self.sink_state()
             if self.dead.path is not None:
-                extra["dead_letters"] = {"path": self.dead.path,
+                extra["dead_letters"] = {"path": self.dead.path, "start": self.dead_start,
                                          "bytes": dead_bytes if dead_bytes is not None else self.dead.mark()}
             self.dead.sync()
             st = CheckpointState(fingerprint=self.fp, job=dict(self.job.identity), positions=positions, done=done,

@@ -131,6 +131,22 @@ class DeadLetters:
             raise UsageError(f"cannot write the dead-letter file {self.path}: {problem}",
                              hint="give --dead-letter FILE in a writable place")
 
+    def recount(self, start: int = 0) -> None:
+        """The reasons of the records already in the file from byte ``start`` (a resumed job's
+        earlier runs), so the report's reasons add up to its dead-letter count, as the counts do."""
+        if self.path is None or not os.path.exists(self.path):
+            return
+        with self._lock, open(self.path, "rb") as fh:
+            fh.seek(start)
+            for line in fh:
+                try:
+                    rec = orjson.loads(line)
+                    key = str(rec.get("error_code") or rec.get("reason") or "")
+                except (orjson.JSONDecodeError, AttributeError):
+                    continue  # a line cut short by a crash: not counted (the checkpoint never was)
+                self.by_reason[key] = self.by_reason.get(key, 0) + 1
+                self.examples.setdefault(key, str(rec.get("reason", ""))[:500])
+
     def mark(self) -> int:
         """The file's size as far as committed lines go (what a checkpoint records)."""
         with self._lock:
