@@ -451,6 +451,20 @@ def test_a_raw_line_too_long_for_its_dead_letter_says_so_on_replay() -> None:
     assert item is None and reason is not None and "first 2,000,000 characters" in reason and "f.json:9" in reason
 
 
+def test_an_export_to_a_file_is_one_line_before_any_checkpoint(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint)
+    put_items(endpoint, src, gen_items(5))
+    (tmp_path / "afile").write_text("hi")
+    r = subprocess.run([sys.executable, "-m", "ddbmigrate", "export", src, "afile", "--endpoint-url", endpoint, "-q"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "is a file, not a folder" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / ".ddbmigrate").exists() or not list((tmp_path / ".ddbmigrate").glob("*.checkpoint.json"))
+    (tmp_path / "afile").unlink()
+    r = subprocess.run([sys.executable, "-m", "ddbmigrate", "export", src, "afile", "--endpoint-url", endpoint, "-q"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr  # no --restart needed
+
+
 def _two_file_export(tmp_path: Path) -> tuple:
     f1, f2 = gen_items(40, "a"), gen_items(300, "b")
     root = aws_export(tmp_path / "exp", [[{"Item": i} for i in f1], [{"Item": i} for i in f2]])

@@ -9,6 +9,7 @@ last, so a folder without ``manifest-summary.json`` is an unfinished export.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Dict, Optional
 
@@ -55,6 +56,19 @@ def export_identity(table: TableRef, name: str, dest: str, fmt: str, segments: i
     }
 
 
+def _check_local_dest(dest: str) -> None:
+    """A local destination that cannot be a folder is one line, before any checkpoint exists
+    (it failed midway as an internal error, and its checkpoint then asked for --restart)."""
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise UsageError(f"export destination {dest} is a file, not a folder")
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"export destination {dest} cannot be made a folder: {e.strerror or e}") from None
+    if not os.access(dest, os.W_OK):
+        raise UsageError(f"export destination {dest} is not writable")
+
+
 def export_table(
     table: TableRef,
     dest: str,
@@ -81,6 +95,8 @@ def export_table(
     if transform is None and opts.transform:
         transform = load_transform(opts.transform)
     dest = normalize(dest)
+    if not is_s3(dest):
+        _check_local_dest(dest)
     s3 = s3 or S3Settings(region=table.region, profile=table.profile, role_arn=table.role_arn)
     writers = opts.writers or DEFAULT_EXPORT_WRITERS
     c = DynamoClient(table, pool_size=4, retry=opts.retry)
