@@ -254,6 +254,7 @@ def test_update_dead_letters_bad_outputs_and_continues(endpoint: str) -> None:
     c = rep.counters
     assert c["read"] == 12 and c["dead_lettered"] == 4 and c["unchanged"] == 1 and c["written"] == 7
     assert c["retried_races"] == 3 and rep.exit_code == 3 and rep.balanced()
+    assert c["transform_errors"] == 1  # the one that raised, counted as a copy counts it
     lines = [json.loads(x) for x in Path(rep.dead_letter_path or "").read_text().splitlines()]
     assert sorted(x["error_code"] for x in lines) == ["FanOut", "ItemKeepsChanging", "KeyChanged", "ValueError"]
     hot = next(x for x in lines if x["error_code"] == "ItemKeepsChanging")

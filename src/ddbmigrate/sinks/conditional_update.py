@@ -62,14 +62,15 @@ DEFAULT_MAX_RACES = 10
 class Plan:
     """What one item needs: nothing, a refusal, or an UpdateItem request (and the image it makes)."""
 
-    __slots__ = ("after", "code", "reason", "request")
+    __slots__ = ("after", "code", "reason", "request", "transform_failed")
 
     def __init__(self, request: Optional[Dict[str, Any]] = None, after: Optional[WireItem] = None,
-                 reason: Optional[str] = None, code: Optional[str] = None) -> None:
+                 reason: Optional[str] = None, code: Optional[str] = None, transform_failed: bool = False) -> None:
         self.request = request
         self.after = after
         self.reason = reason
         self.code = code
+        self.transform_failed = transform_failed  # the user's code raised (counted as a copy counts it)
 
     @property
     def unchanged(self) -> bool:
@@ -208,6 +209,8 @@ class ConditionalUpdateSink(SinkBase):
         while True:
             plan = self._plan(item)
             if plan.reason is not None:
+                if plan.transform_failed:
+                    res.counts["transform_errors"] = res.counts.get("transform_errors", 0) + 1
                 res.rejected.append((op, plan.reason, plan.code or "UpdateRefused"))
                 return
             if plan.unchanged:
@@ -252,7 +255,7 @@ class ConditionalUpdateSink(SinkBase):
             if self.processor.proc.on_error == "fail":
                 where = orjson.dumps(self.keys.project_or_none(item)).decode()
                 raise TransformError(f"{e.message} (source key {where})", code=e.code) from e
-            return Plan(reason=e.message, code=e.code or "TransformError")
+            return Plan(reason=e.message, code=e.code or "TransformError", transform_failed=True)
         if not outs:
             return Plan()  # None: leave the item as it is (an update never deletes)
         if len(outs) > 1:
