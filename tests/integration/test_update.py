@@ -182,6 +182,11 @@ def test_update_with_version_attribute(endpoint: str) -> None:
     assert final["k3"]["ver"] == {"N": "5"}  # the app's 4, moved on by our update
     assert final["k0"]["ver"] == {"N": "4"}
     assert final["nover"]["ver"] == {"N": "1"}
+    # A transform that changes the version itself is refused with the reason, not half applied.
+    rep = update_table(ref(endpoint, table), opts(on_error="skip"), transform=lambda it: dict(it, ver=99, x=1),
+                       version_attribute="ver")
+    assert rep.counters["written"] == 0 and rep.counters["dead_lettered"] == 21, rep.counters
+    assert all("x" not in i and i["ver"] != {"N": "99"} for i in scan_all(endpoint, table))
     # An application writer holding version 4 of k0 now loses its race instead of our change.
     with pytest.raises(app.exceptions.ConditionalCheckFailedException):
         app.update_item(TableName=table, Key={"pk": {"S": "k0"}}, UpdateExpression="SET email = :e",

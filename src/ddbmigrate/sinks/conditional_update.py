@@ -100,10 +100,11 @@ class UpdateRequestBuilder:
     def plan(self, before: WireItem, after: WireItem) -> Plan:
         names = self.keys.names
         sets, removes = diff(before, after, names)
-        if self.version is not None:
-            sets.pop(self.version, None)
-            if self.version in removes:
-                removes.remove(self.version)
+        if self.version is not None and (self.version in sets or self.version in removes):
+            # The update sets the version itself (its condition): a transform's own change of it
+            # would be lost, so the item is refused with the reason, not updated without it.
+            return Plan(reason=f"the transform changed the version attribute {self.version!r}, which the update "
+                               "manages (--version-attribute); leave it as it is", code="VersionChanged")
         if not sets and not removes:
             return Plan()
         expr_names: Dict[str, str] = {}
