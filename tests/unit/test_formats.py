@@ -274,3 +274,12 @@ def test_zstd_bomb_is_read_in_bounded_pieces() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     size, total, biggest = (int(x) for x in out.stdout.split())
     assert size < 100_000 and total == 128 << 20 and biggest <= 32 << 20
+
+
+def test_a_file_of_bare_words_is_not_ion() -> None:
+    from ddbmigrate.formats.detect import detect
+
+    # "garbage" parses as an Ion symbol; a file of items in Ion holds structs.
+    assert detect(b"garbage\n", "x.json", True).fmt is None
+    assert detect(b"garbage\nmore words\n", "x.json", True).fmt is None
+    assert detect(b"{Item:{pk:\"a\"}}\n", "x.json", True).fmt == "ion"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Dict, List, Optional, Tuple
@@ -165,8 +166,10 @@ def detect(head: bytes, name: str, complete: bool) -> Detected:
         return Detected(None, f"JSON values that are not objects, starting {_shown(body)}")
     if lines:
         try:
-            ion.loads_line(lines[0])
-            return Detected("ion", "Ion values")
+            # An Ion item is a struct: a bare word (``garbage``) parses as an Ion symbol, but no
+            # file of them is a file of items.
+            if isinstance(ion.loads_line(lines[0]), Mapping):
+                return Detected("ion", "Ion structs")
         except ion.IonProblem:
             pass
     first = lines[0] if lines else body
