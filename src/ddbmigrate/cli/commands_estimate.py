@@ -7,12 +7,13 @@ estimated by putting ``estimate`` in front of it), plus ``--sample N``, ``--pric
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import click
 import orjson
 
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, EXIT_USAGE
+from ..formats.detect import INPUT_FORMATS
 from .engine import engine_options
 from .options import (
     aws_options,
@@ -30,6 +31,64 @@ from .render import handle_errors
 F = Callable[..., Any]
 
 
+class OptionValueError(click.ClickException):
+    """A refused option value: exit 2 and one ``error:`` line (as the commands' own usage errors),
+    raised while the options are read, so before any command does anything."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class CostCap(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """``--max-cost USD``: a finite amount of US dollars, 0 or more.
+
+    ``nan`` would pass every comparison with an estimate (no cap at all, silently) and ``inf`` is
+    no cap either; they and a negative amount are refused when the option is read, by every
+    command that takes it, before any sampling, reading or writing."""
+
+    name = "USD"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
+        from ..estimate.guard import max_cost_problem
+
+        if isinstance(value, float):
+            amount = value
+        else:
+            try:
+                amount = float(str(value).strip())
+            except ValueError:
+                raise OptionValueError(f"--max-cost must be an amount of US dollars, not {value!r}") from None
+        problem = max_cost_problem(amount, given=str(value).strip())
+        if problem:
+            raise OptionValueError(problem)
+        return amount
+
+
+def max_cost_param(help_text: str) -> Callable[[F], F]:
+    """The one ``--max-cost USD`` option (copy, import, replicate, estimate *, run)."""
+    return click.option("--max-cost", "max_cost", type=CostCap(), metavar="USD", help=help_text)
+
+
+def file_input_options(f: F) -> F:
+    """The input options of ``import`` (format and CSV), shared by ``import`` and ``estimate
+    import``, so that ``estimate`` in front of an import's command line accepts the same options."""
+    opts = [
+        click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)), default="auto", show_default=True,
+                     help="Format of the data files (auto: decided per file from the layout and its first records)."),
+        click.option("--csv-header", default=None, metavar="A,B,C",
+                     help="CSV files have no header line: these are the column names, comma-separated whatever "
+                          "--csv-delimiter is (ImportTable's HeaderList)."),
+        click.option("--csv-delimiter", default=",", show_default=True, help="CSV field separator (one character)."),
+        click.option("--follow-symlinks", is_flag=True,
+                     help="Read files that link out of SOURCE's folder (refused by default)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
 def max_cost_option(f: F) -> F:
     """``--max-cost USD``, ``--estimate`` and ``--prices FILE`` for copy, import and replicate."""
     f = click.option("--prices", "prices", type=click.Path(exists=True, dir_okay=False),
@@ -37,20 +96,18 @@ def max_cost_option(f: F) -> F:
     f = click.option("--estimate", "estimate_first", is_flag=True,
                      help="Estimate first (as `ddbmigrate estimate` would) and show estimated vs actual time "
                           "and capacity in the report.")(f)
-    return click.option("--max-cost", "max_cost", type=float, metavar="USD",
-                        help="Estimate first (see `ddbmigrate estimate`); refuse to start (exit 2, with the "
-                             "estimate) when it exceeds USD. The report then shows estimated vs actual.")(f)
+    return max_cost_param("Estimate first (see `ddbmigrate estimate`); refuse to start (exit 2, with the "
+                          "estimate) when it exceeds USD. The report then shows estimated vs actual.")(f)
 
 
 def estimate_options(f: F) -> F:
-    opts = [
+    opts: List[Callable[[F], F]] = [
         click.option("--sample", "estimate_sample", type=click.IntRange(1, 100_000), default=1000, show_default=True,
                      help="Source items to sample (a parallel scan of a few segments), run through the transform."),
         click.option("--prices", "prices", type=click.Path(exists=True, dir_okay=False),
                      help="JSON prices over the packaged, dated prices file (same shape; only what changes)."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout."),
-        click.option("--max-cost", "max_cost", type=float, metavar="USD",
-                     help="Exit 2 when this job's lane costs more than USD."),
+        max_cost_param("Exit 2 when this job's lane costs more than USD (checked before anything is sampled)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -103,9 +160,12 @@ def finish(est: Any, kw: Dict[str, Any], what: str) -> int:
 def check_cost(kw: Dict[str, Any], make: Callable[[], Any], what: str) -> Optional[Any]:
     """For a job with ``--max-cost`` (or ``--estimate``): estimate; refuse (exit 2, estimate on stderr)
     above the cap. The estimate is returned, for the report's estimated vs actual."""
+    from ..estimate import CostCapExceeded, enforce_max_cost
+    from ..estimate.guard import check_max_cost
+
+    check_max_cost(kw.get("max_cost"))  # before the estimate reads anything (the option checks it too)
     if (kw.get("max_cost") is None and not kw.get("estimate_first")) or kw.get("dry_run"):
         return None
-    from ..estimate import CostCapExceeded, enforce_max_cost
 
     est = make()
     try:
@@ -195,8 +255,7 @@ def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
 @run_options
 @transform_options
 @_job_flags
-@click.option("--input-format", type=click.Choice(["auto", "dynamodb-json", "json"]), default="auto")
-@click.option("--follow-symlinks", is_flag=True, help="As for import: read files linked from outside SOURCE's folder.")
+@file_input_options
 @click.option("--no-validate", is_flag=True, hidden=True)
 @click.option("--create-target", is_flag=True, hidden=True)
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False),
@@ -219,13 +278,17 @@ def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
 def estimate_import_cmd(kw: Dict[str, Any]) -> int:
     """Estimate `import SOURCE TABLE` (our engine, ImportTable, bulk put)."""
     from ..estimate import estimate_import
-    from .commands_plan import bulk_put_condition
+    from .commands_plan import bulk_put_condition, check_native_import_source
 
+    if kw["native"] or kw["bulk_put"]:
+        check_native_import_source(kw)  # a local SOURCE: refused as the import refuses it
     cond = bulk_put_condition(kw)  # the same checks as the import itself (exit 2)
+    header = kw["csv_header"].split(",") if kw["csv_header"] else None
     est = estimate_import(kw["source"], table_ref(kw["table"], kw), build_run_options(kw), spec=kw["spec"],
                           native=kw["native"], bulk_put=kw["bulk_put"], tier=kw["tier"].upper(),
                           sample=kw["estimate_sample"], prices=kw["prices"], input_format=kw["input_format"],
-                          s3=s3_settings(kw), follow_symlinks=kw["follow_symlinks"], condition=cond is not None)
+                          s3=s3_settings(kw), follow_symlinks=kw["follow_symlinks"], condition=cond is not None,
+                          csv_header=header, csv_delimiter=kw["csv_delimiter"])
     return finish(est, kw, "the import")
 
 

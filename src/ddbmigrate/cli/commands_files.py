@@ -7,11 +7,10 @@ from typing import Any, Dict
 import click
 
 from ..errors import UsageError
-from ..formats.detect import INPUT_FORMATS
 from ..jobs.export import export_table
 from ..jobs.import_files import import_files
 from ..sinks.export_files import DEFAULT_FILE_SIZE, FORMATS
-from .commands_estimate import check_cost, max_cost_option
+from .commands_estimate import check_cost, file_input_options, max_cost_option
 from .commands_plan import (
     native_export_options,
     native_import_options,
@@ -77,14 +76,7 @@ def export_cmd(kw: Dict[str, Any]) -> int:
 @write_mode_options
 @click.option("--no-validate", is_flag=True,
               help="Stream each file at once instead of checking it (gzip, md5Checksum, itemCount) first.")
-@click.option("--input-format", type=click.Choice(list(INPUT_FORMATS)), default="auto", show_default=True,
-              help="Format of the data files (auto: decided per file from the layout and its first records).")
-@click.option("--csv-header", default=None, metavar="A,B,C",
-              help="CSV files have no header line: these are the column names, comma-separated whatever "
-                   "--csv-delimiter is (ImportTable's HeaderList).")
-@click.option("--csv-delimiter", default=",", show_default=True, help="CSV field separator (one character).")
-@click.option("--follow-symlinks", is_flag=True,
-              help="Read files that link out of SOURCE's folder (refused by default).")
+@file_input_options
 @click.option("--create-target", is_flag=True, help="Create TABLE from --spec if it does not exist.")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False),
               help="CloudFormation-style table spec (YAML/JSON) for --create-target.")

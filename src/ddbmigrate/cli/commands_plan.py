@@ -7,6 +7,7 @@ from typing import Any, Dict
 import click
 
 from ..errors import EXIT_OK, EXIT_USAGE
+from .commands_estimate import max_cost_param
 from .options import pass_kwargs
 from .render import draw_report, handle_errors, write_failure_report
 
@@ -16,6 +17,9 @@ from .render import draw_report, handle_errors, write_failure_report
 @click.option("--parallel", type=click.IntRange(1, 256), help="Jobs at a time (default: the plan's, else 4).")
 @click.option("--resume", is_flag=True, help="Skip finished jobs; resume the others from their checkpoints.")
 @click.option("--restart", is_flag=True, help="Ignore an unfinished earlier run and start every job over.")
+@click.option("--force", is_flag=True,
+              help="With --resume: resume a job even if its checkpoint belongs to a different definition of it "
+                   "(a fixed transform, changed options), as a job's own --force does.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the combined JSON report here.")
 @click.option("--state-dir", type=click.Path(file_okay=False),
               help="Where checkpoints, dead letters and plan-state.json live (default: from the plan).")
@@ -23,9 +27,8 @@ from .render import draw_report, handle_errors, write_failure_report
 @click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="auto", show_default=True,
               help="Progress display (auto: bars on a terminal, JSON lines otherwise).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary.")
-@click.option("--max-cost", "max_cost", type=float, metavar="USD",
-              help="Estimate the plan's jobs first; refuse to start (exit 2, with the estimates) when their total "
-                   "exceeds USD. A job's own cap is its options.max_cost.")
+@max_cost_param("Estimate the plan's jobs first; refuse to start (exit 2, with the estimates) when their total "
+                "exceeds USD. A job's own cap is its options.max_cost.")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False),
               help="JSON prices over the packaged, dated prices file (for --max-cost / max_cost).")
 @click.option("--metrics-port", "metrics_port", type=click.IntRange(0, 65535),
@@ -44,7 +47,8 @@ def run_cmd(kw: Dict[str, Any]) -> int:
         rep = run_plan(kw["plan_file"], parallel=kw["parallel"], resume=kw["resume"], restart=kw["restart"],
                        report=kw["report"], progress="off" if kw["quiet"] else kw["progress"],
                        state_dir=kw["state_dir"], fail_fast=kw["fail_fast"], max_cost=kw["max_cost"],
-                       prices=kw["prices"], metrics_port=kw["metrics_port"], metrics_host=kw["metrics_host"])
+                       prices=kw["prices"], metrics_port=kw["metrics_port"], metrics_host=kw["metrics_host"],
+                       force=kw["force"])
     except PlanError as e:
         for p in e.problems:  # every problem, each with its line, not just the first
             click.echo(f"error: {p}", err=True)
@@ -180,8 +184,7 @@ def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
     from ..aws.managed import native_import
     from .options import confirm_prompt, s3_settings, table_ref
 
-    if not str(kw["source"]).startswith("s3://"):
-        raise click.UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
+    check_native_import_source(kw)
     if kw.get("bulk_put"):
         from ..aws.bulk_put import native_bulk_put
 
@@ -234,6 +237,12 @@ def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
     if not kw.get("quiet"):
         draw_report(report)
     return report.exit_code
+
+
+def check_native_import_source(kw: Dict[str, Any]) -> None:
+    """``import --native`` (and ``estimate import --native``) read S3 only: a local SOURCE is refused."""
+    if not str(kw["source"]).startswith("s3://"):
+        raise click.UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
 
 
 def _bulk_put_only(kw: Dict[str, Any]) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..aws.client import DynamoClient
 from ..config import RetryPolicy, RunOptions, TableRef
@@ -181,12 +181,25 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
                     bulk_put: bool = False, tier: str = "STANDARD", sample: int = DEFAULT_SAMPLE,
                     prices: Optional[str] = None, input_format: str = "auto", s3: Any = None,
                     follow_symlinks: bool = False, client_items_per_second: Optional[float] = None,
-                    client: Optional[Any] = None, condition: bool = False) -> Estimate:
+                    client: Optional[Any] = None, condition: bool = False,
+                    csv_header: Optional[Sequence[str]] = None, csv_delimiter: str = ",") -> Estimate:
     """``import source table``: our engine, ImportTable (new table), bulk put (existing table;
-    ``condition``: with ``--condition``, so a staged copy of the input first)."""
+    ``condition``: with ``--condition``, so a staged copy of the input first). ``input_format``,
+    ``csv_header`` and ``csv_delimiter`` are the import's, checked as it checks them."""
+    from ..formats.detect import INPUT_FORMATS
+    from ..formats.records import csv_header_problem
     from ..storage.export_layout import discover
     from ..storage.stores import S3Settings, normalize, storage_for
 
+    if (native or bulk_put) and not str(source).startswith("s3://"):
+        raise UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
+    if input_format not in INPUT_FORMATS:
+        raise UsageError(f"--input-format must be one of {', '.join(INPUT_FORMATS)}")
+    if len(csv_delimiter) != 1:
+        raise UsageError(f"--csv-delimiter must be one character, not {csv_delimiter!r}")
+    header = [h.strip() for h in csv_header] if csv_header else None
+    if header is not None and csv_header_problem(header):
+        raise UsageError(f"--csv-header: {csv_header_problem(header)}")
     opts = options or RunOptions()
     tr = _transform(opts, transform)
     notes: List[str] = []
@@ -213,7 +226,10 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
 
     plan = assign_formats(plan, storage, input_format)  # each file sampled in the format the import reads
     stats = SampleStats(index_shapes(tdesc), tr, TransformContext(target_table=table.table))
-    read_files, read_bytes = _sample_files(src, plan, s3, input_format, stats, sample)
+    # CSV values of the attributes the table defines get their type, as the import gives them.
+    key_types = {a["AttributeName"]: a["AttributeType"] for a in tdesc.get("AttributeDefinitions") or []}
+    read_files, read_bytes = _sample_files(src, plan, s3, input_format, stats, sample, key_types=key_types,
+                                           csv_header=header, csv_delimiter=csv_delimiter)
     total_bytes = sum(f.size for f in plan.files)
     counts = [f.item_count for f in plan.files]
     if stats.complete:
@@ -241,12 +257,14 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
 
 
 def _sample_files(location: str, plan: Any, s3: Any, input_format: str, stats: SampleStats,
-                  n: int) -> Tuple[int, int]:
+                  n: int, *, key_types: Optional[Dict[str, str]] = None, csv_header: Optional[List[str]] = None,
+                  csv_delimiter: str = ",") -> Tuple[int, int]:
     """Feed up to ``n`` items of the input files to ``stats``; (files read whole, their bytes)."""
     from ..core.specs import Resources
     from ..sources.files import FilesSpec
 
-    spec = FilesSpec(location, plan, s3, validate=False, input_format=input_format)
+    spec = FilesSpec(location, plan, s3, validate=False, input_format=input_format, key_types=key_types,
+                     csv_header=csv_header, csv_delimiter=csv_delimiter)
     stop = threading.Event()
     whole = whole_bytes = 0
     sizes = {f.unit: f.size for f in plan.files}

@@ -9,6 +9,7 @@ the report (``extra["estimate"]``), so estimates can be checked against what hap
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, Optional
 
 from ..errors import UsageError
@@ -23,12 +24,36 @@ class CostCapExceeded(UsageError):
         self.estimate = estimate
 
 
+def max_cost_problem(value: Any, name: str = "--max-cost", given: Optional[str] = None) -> Optional[str]:
+    """Why ``value`` is not a cost cap (a finite number of US dollars, 0 or more), or None
+    (``given``: the value as the user wrote it, for the message).
+
+    ``nan`` compares false with everything, so it would silently pass every estimate; ``inf``
+    is no cap at all; both are refused, as a negative amount is."""
+    shown = given if given is not None else repr(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{name} must be an amount of US dollars, not {shown}"
+    if not math.isfinite(value) or value < 0:
+        return f"{name} must be a finite amount of US dollars, 0 or more, not {shown}"
+    return None
+
+
+def check_max_cost(max_cost: Optional[float], name: str = "--max-cost") -> Optional[float]:
+    """``max_cost`` when it is a usable cap (or None); a UsageError (exit 2) otherwise."""
+    if max_cost is None:
+        return None
+    problem = max_cost_problem(max_cost, name)
+    if problem:
+        raise UsageError(problem)
+    return float(max_cost)
+
+
 def enforce_max_cost(est: Estimate, max_cost: Optional[float], *, what: str = "this job") -> Estimate:
-    """Raise CostCapExceeded when ``est``'s chosen lane costs more than ``max_cost`` USD."""
+    """Raise CostCapExceeded when ``est``'s chosen lane costs more than ``max_cost`` USD
+    (a UsageError, before looking at the estimate, when ``max_cost`` is not a finite amount >= 0)."""
+    max_cost = check_max_cost(max_cost)
     if max_cost is None:
         return est
-    if max_cost < 0:
-        raise UsageError("--max-cost must be a positive amount of US dollars")
     lane = est.lane()
     if lane.cost_usd is None:
         missing = ", ".join(lane.missing_prices) or "a price"

@@ -13,7 +13,7 @@ Invariant: estimating never writes (DescribeTable, Scan and S3 reads only).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import DdbMigrateError, UsageError
 from .load import Plan, PlanJob, run_options
@@ -58,8 +58,17 @@ def estimate_job(job: PlanJob, *, sample: int = 1000, prices: Optional[str] = No
         elif job.kind == "export" and job.source and job.path_to:
             e = est.estimate_export(job.source, job.path_to, opts, native=job.native, sample=sample, prices=prices)
         elif job.kind == "import" and job.path_from and job.target:
+            # The import's input options travel in its args (import_files' keywords): sampled alike.
+            # (A value of the wrong type is left to the job itself, which names it.)
+            kinds = {"input_format": str, "csv_delimiter": str, "follow_symlinks": bool}
+            inputs: Dict[str, Any] = {k: job.args[k] for k, t in kinds.items() if isinstance(job.args.get(k), t)}
+            header = job.args.get("csv_header")
+            if isinstance(header, str):
+                inputs["csv_header"] = header.split(",")
+            elif isinstance(header, list) and all(isinstance(h, str) for h in header):
+                inputs["csv_header"] = header
             e = est.estimate_import(job.path_from, job.target, opts, spec=job.spec or job.target_spec,
-                                    native=job.native, sample=sample, prices=prices)
+                                    native=job.native, sample=sample, prices=prices, **inputs)
         else:
             return JobEstimate(job, error=f"a {job.kind} job is not estimated")
     except DdbMigrateError as err:
@@ -78,13 +87,16 @@ def check_plan_cost(plan: Plan, jobs: Sequence[PlanJob], max_cost: Optional[floa
                     prices: Optional[str] = None) -> List[JobEstimate]:
     """Raise UsageError (exit 2) naming each estimate when ``max_cost`` (the plan's total) or a
     job's ``options.max_cost`` is exceeded; returns the estimates made (none without a cap)."""
+    from ..estimate.guard import check_max_cost
+    from ..estimate.model import usd
+
+    max_cost = check_max_cost(max_cost)  # nan, inf or < 0: refused before anything is estimated
     capped = [j for j in jobs if j.options.get("max_cost") is not None]
+    for j in capped:
+        check_max_cost(j.options["max_cost"], f"{j.name}: max_cost")
     wanted = [j for j in jobs if j.kind in ESTIMATED_KINDS] if max_cost is not None else capped
     if not wanted:
         return []
-    if max_cost is not None and max_cost < 0:
-        raise UsageError("--max-cost must be a positive amount of US dollars")
-    from ..estimate.model import usd
 
     results = estimate_plan(plan, jobs=wanted, prices=prices)
     problems: List[str] = []

@@ -12,6 +12,12 @@ Invariants:
   and dead-letter file, and the plan keeps ``plan-state.json`` (written atomically after each job
   ends): ``--resume`` skips the jobs that finished and resumes the others from their
   checkpoints, so a plan resumed any number of times converges like each of its jobs does.
+  Before any job starts (or any target is created), the jobs about to run are saved as
+  ``running``: a plan killed outright (``kill -9``, a lost machine) is still seen as an
+  unfinished run, refused without ``--resume``/``--restart`` once, at plan level.
+* ``--resume --force`` passes ``force`` to every job: a job whose checkpoint was made by another
+  definition (a fixed transform, changed options) resumes from it anyway, as a single job's
+  ``--force`` does; inside a plan, the jobs' own refusals name the plan's command line.
 * A failing job never silently disappears: it is reported with its error and exit code, jobs
   that depend on it (``after:``) are reported ``blocked``, and the plan's exit code reflects the
   worst outcome. Independent jobs keep running unless ``fail_fast`` is set.
@@ -38,6 +44,7 @@ from ..errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     DdbMigrateError,
+    FingerprintMismatchError,
     UsageError,
 )
 from ..jobs import registry
@@ -106,8 +113,22 @@ class _PlanState:
     def record(self, job: PlanJob, result: JobResult) -> None:
         with self._lock:
             self.jobs[job.name] = {"hash": job.definition_hash(), "status": result.status, "result": asdict(result)}
-            atomic_write(self.path, orjson.dumps({"version": STATE_VERSION, "jobs": self.jobs, "saved_at": utcnow()},
-                                                 option=orjson.OPT_INDENT_2, default=str))
+            self._save()
+
+    def mark_running(self, jobs: Sequence[PlanJob]) -> None:
+        """Save ``jobs`` as ``running`` before any of them starts: a plan killed outright (no
+        chance to record how its jobs ended) is still an unfinished run, so the next run without
+        --resume is refused at plan level instead of each job meeting its own checkpoint."""
+        if not jobs:
+            return
+        with self._lock:
+            for job in jobs:
+                self.jobs[job.name] = {"hash": job.definition_hash(), "status": "running", "result": None}
+            self._save()
+
+    def _save(self) -> None:
+        atomic_write(self.path, orjson.dumps({"version": STATE_VERSION, "jobs": self.jobs, "saved_at": utcnow()},
+                                             option=orjson.OPT_INDENT_2, default=str))
 
     def finished_result(self, job: PlanJob) -> Optional[JobResult]:
         rec = self.jobs.get(job.name)
@@ -119,9 +140,15 @@ class _PlanState:
             return None
 
 
+def plan_command(plan: Plan, *flags: str) -> str:
+    """The command line that runs ``plan`` again with ``flags`` (for the messages that name it)."""
+    return " ".join(["ddbmigrate", "run", plan.path, *flags])
+
+
 class _Runner:
     def __init__(self, plan: Plan, *, parallel: int, resume: bool, restart: bool, progress: str, stream: Any,
-                 fail_fast: bool, max_cost: Optional[float] = None, prices: Optional[str] = None) -> None:
+                 fail_fast: bool, max_cost: Optional[float] = None, prices: Optional[str] = None,
+                 force: bool = False) -> None:
         from .progress import PlanProgress
 
         self.plan = plan
@@ -130,6 +157,7 @@ class _Runner:
         self.parallel = max(1, parallel)
         self.resume = resume
         self.restart = restart
+        self.force = force
         self.fail_fast = fail_fast
         self.state = _PlanState(plan.state_dir)
         self.display = PlanProgress([(j.name, f"{j.name}") for j in plan.jobs], mode=progress, stream=stream)
@@ -156,7 +184,7 @@ class _Runner:
     def options(self, job: PlanJob, checkpoint: Optional[str] = None) -> RunOptions:
         opts = run_options(job.options, transform=job.transform, dead_letter=self.dead_letter_path(job),
                            checkpoint=checkpoint or self.checkpoint_path(job), resume=self.resume,
-                           restart=self.restart, progress="off")
+                           restart=self.restart, force=self.force, progress="off")
         if self.metrics_port is None:
             return opts
         # One server for the whole plan (shared, counted), each job's series labelled with its name.
@@ -191,6 +219,9 @@ class _Runner:
         for r in check_plan_cost(self.plan, pending, self.max_cost, prices=self.prices):
             if r.estimate is not None:
                 self.estimates[r.job.name] = r.estimate
+        # From here on the run changes things (targets, checkpoints): say so first, durably.
+        self.state.mark_running(pending)
+        started = list(pending)
         self.display.start()
         restore = self._install_signals()
         try:
@@ -199,6 +230,11 @@ class _Runner:
         finally:
             restore()
             self.display.stop()
+            # Jobs that never ran (blocked, or not started after a stop) are saved as what they
+            # are, no longer "running" (a status no finished job has: they stay unfinished).
+            for job in started:
+                if self.state.jobs.get(job.name, {}).get("status") == "running":
+                    self.state.record(job, self.results[job.name])
         rep = self.report
         rep.jobs = [self.results[j.name] for j in self.plan.jobs]
         rep.duration_seconds = round(time.monotonic() - self.t0, 3)
@@ -348,7 +384,7 @@ class _Runner:
             res.report = _report_dict(rep)
             res.status = "interrupted" if e.exit_code == EXIT_INTERRUPTED else "failed"
             res.exit_code = e.exit_code
-            res.error = e.one_line()
+            res.error = self._plan_error(e)
         except Exception as e:  # a bug or an unexpected library error: report it, keep the plan going
             res.status, res.exit_code = "failed", EXIT_FATAL
             res.error = f"internal error: {type(e).__name__}: {redact(str(e))[:500]}"
@@ -357,6 +393,20 @@ class _Runner:
         if res.report is not None and not res.report.get("timeline"):
             res.report["timeline"] = self.display.phase_timeline(job.name, str(res.report.get("job") or job.kind))
         return res
+
+    def _plan_error(self, e: DdbMigrateError) -> str:
+        """The job's error, with the way out a plan has when it is a checkpoint refusal: the job's
+        own --force/--resume are options of the single-job commands, not of ``run``."""
+        text = e.one_line()
+        if isinstance(e, FingerprintMismatchError):
+            head = text.split("; use --force", 1)[0]
+            return (f"{head}; use {plan_command(self.plan, '--resume', '--force')} to resume anyway, or "
+                    f"{plan_command(self.plan, '--restart')} to start every job over")
+        if isinstance(e, UsageError) and text.startswith("a checkpoint of an unfinished run exists"):
+            head = text.split(": add --resume", 1)[0]
+            return (f"{head}: use {plan_command(self.plan, '--resume')} to continue it, or "
+                    f"{plan_command(self.plan, '--restart')} to start every job over")
+        return text
 
     def _engine(self, job: PlanJob) -> Any:
         """The engine the job named, built now; None (and no ``engine=`` at all) when it named none."""
@@ -435,6 +485,7 @@ def run_plan(
     prices: Optional[str] = None,
     metrics_port: Optional[int] = None,
     metrics_host: str = "127.0.0.1",
+    force: bool = False,
 ) -> PlanReport:
     """Run every job of the plan at ``path`` and return the combined report.
 
@@ -442,9 +493,17 @@ def run_plan(
     ``error``). Invalid plans raise :class:`PlanError`; an unfinished earlier run without
     ``resume`` or ``restart`` raises :class:`UsageError`, and so does an estimate above
     ``max_cost`` (USD, the plan's total) or above a job's ``options.max_cost``, before any job runs.
+    ``force`` (with ``resume``): a job whose checkpoint belongs to another definition of it (a fixed
+    transform, changed options) resumes from it anyway, as a single job's ``--force`` does.
     """
+    from ..estimate.guard import check_max_cost
+
     if resume and restart:
         raise UsageError("--resume and --restart are mutually exclusive")
+    if force and not resume:
+        raise UsageError("--force resumes jobs whose checkpoint belongs to a different definition: it needs "
+                         "--resume (or use --restart to start every job over)")
+    max_cost = check_max_cost(max_cost)  # nan, inf or negative: refused before anything is read
     plan = load_plan(path, state_dir=state_dir)
     for job in plan.jobs:
         # A missing job kind or engine fails here, before any job has started.
@@ -453,7 +512,7 @@ def run_plan(
             registry.job_function("verify", engine=job.passed_engine())
     runner = _Runner(plan, parallel=parallel or plan.parallel, resume=resume, restart=restart, progress=progress,
                      stream=stream, fail_fast=plan.fail_fast if fail_fast is None else fail_fast,
-                     max_cost=max_cost, prices=prices)
+                     max_cost=max_cost, prices=prices, force=force)
     runner.metrics_port, runner.metrics_host = metrics_port, metrics_host
     # Held for the whole plan (jobs acquire the same server), so it answers between jobs too.
     server = metrics.acquire(metrics_host, metrics_port) if metrics_port is not None else None
