@@ -279,3 +279,15 @@ def test_a_rejected_array_element_is_kept_as_written(tmp_path: Path) -> None:
     items, rejects, failures = _read(p)
     assert items == [{"pk": {"S": "a"}}] and not failures
     assert [(r[0], r[2]) for r in rejects] == [('{"pk": "b", "n": 2.50, "pk": "c"}', "a.json:2")]
+
+
+def test_an_ion_marker_on_its_own_line_is_no_record(tmp_path: Path) -> None:
+    # A writer may start an Ion file with its version marker alone on the first line: valid Ion,
+    # no record, and not one a manifest's itemCount counts.
+    p = tmp_path / "x.ion"
+    p.write_bytes(b'$ion_1_0\n{Item:{pk:"a"}}\n$ion_1_0 {Item:{pk:"b"}}\n')
+    items, rejects, failures = _read(p, "ion")
+    assert items == [{"pk": {"S": "a"}}, {"pk": {"S": "b"}}] and rejects == [] and failures == []
+    src = FileSource(LocalStorage(), Plan("files", str(tmp_path), [FileEntry(str(p), p.name, fmt="ion", item_count=2)]))
+    chunks = list(src.read(p.name, None, threading.Event()))
+    assert [it for c in chunks for it in c.items] == items and src.failures() == []

@@ -200,12 +200,15 @@ def check_sample(head: bytes, fmt: str, complete: bool) -> Optional[str]:
     if reader == "ion":
         reasons = []
         for ln in lines:
+            if ion.is_marker_line(ln):
+                continue
             try:
-                ion.loads_line(ln)
-                return None
+                if isinstance(ion.loads_line(ln), Mapping):
+                    return None
+                reasons.append("an Ion value that is not a struct (an item is one)")
             except ion.IonProblem as e:
                 reasons.append(str(e))
-        return reasons[0]
+        return reasons[0] if reasons else None
     if body[:1] == b"[":
         return None  # an array: each element is checked as it is read
     objs = []

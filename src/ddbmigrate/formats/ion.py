@@ -43,6 +43,12 @@ class IonProblem(ValueError):
 # --------------------------------------------------------------------------- reading
 
 
+def is_marker_line(line: bytes) -> bool:
+    """A line holding only the Ion version marker (a writer may start a file with it on its own
+    line): valid Ion, and no record."""
+    return line.strip() == IVM
+
+
 def loads_line(line: bytes) -> Any:
     """The one Ion value of a line (an optional ``$ion_1_0`` marker first). Raises IonProblem."""
     try:

@@ -159,9 +159,11 @@ class FileSource(SourceBase):
             kept.close()
             return ls
         n = 0
+        ion_file = self._fmt(f) == "ion"
         try:
-            for _ in ls.numbered():
-                n += 1
+            for _, line in ls.numbered():
+                # (an Ion marker on its own line is no record: not one the itemCount counts)
+                n += not (ion_file and not isinstance(line, TooLong) and ion.is_marker_line(line))
             check_against_manifest(f, ls.md5_b64(), n)
         except BaseException as e:
             kept.close()
@@ -244,6 +246,8 @@ class FileSource(SourceBase):
                 yield from self._read_array(f, ls, start, stop)
                 return
             for lineno, line in ls.numbered():
+                if other is ion.parse_item_line and not isinstance(line, TooLong) and ion.is_marker_line(line):
+                    continue  # no record (nor one the manifest's itemCount counts)
                 nonblank += 1
                 if lineno <= start:
                     continue

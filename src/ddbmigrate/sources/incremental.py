@@ -156,6 +156,8 @@ class IncrementalSource(SourceBase):
 
         try:
             for lineno, line in ls.numbered():
+                if f.fmt == "ion" and not isinstance(line, TooLong) and ion.is_marker_line(line):
+                    continue  # no record (nor one the manifest's itemCount counts)
                 nonblank += 1
                 origin = f"{f.unit}:{lineno}"
                 if isinstance(line, TooLong):
