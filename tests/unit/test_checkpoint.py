@@ -112,3 +112,13 @@ def test_unreadable_checkpoint_is_one_clear_line(tmp_path: Path, content: bytes)
     path.write_bytes(content)
     with pytest.raises(UsageError, match="--restart"):
         CheckpointStore(str(path)).load()
+
+
+def test_a_finished_run_of_another_job_is_not_resumed_even_forced(tmp_path: Path) -> None:
+    # Resuming it would report the other run's counts as this job's and write nothing.
+    path = str(tmp_path / "c.json")
+    CheckpointStore(path).save(state(state="done"))
+    other = dict(IDENTITY, target="another-table")
+    with pytest.raises(FingerprintMismatchError, match="finished run of a different job.*--restart"):
+        open_checkpoint(path, other, resume=True, restart=False, force=True)
+    assert open_checkpoint(path, other, resume=True, restart=True, force=True)[1] is None

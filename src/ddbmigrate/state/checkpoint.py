@@ -199,6 +199,14 @@ def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restar
             f"a checkpoint of an unfinished run exists at {path}: add --resume to continue it or "
             "--restart to start over"
         )
+    if existing.fingerprint != fp and existing.state == "done":
+        # Not even with --force: resuming a finished run of another definition (another target,
+        # say) would report its counts as this job's and write nothing.
+        diff = sorted(k for k in set(identity) | set(existing.job) if identity.get(k) != existing.job.get(k))
+        raise FingerprintMismatchError(
+            f"checkpoint {path} is of a finished run of a different job (differs in: {', '.join(diff) or 'identity'}); "
+            "use --restart to run this one"
+        )
     if existing.fingerprint != fp and not force:
         diff = sorted(k for k in set(identity) | set(existing.job) if identity.get(k) != existing.job.get(k))
         raise FingerprintMismatchError(
