@@ -78,3 +78,17 @@ def test_a_record_stays_shorter_than_a_line_a_replay_reads() -> None:
     rec = json.loads(dead_letter_line(None, "bad", raw="\x01" * 1_900_000))  # six bytes a character, escaped
     assert rec["raw_truncated"] is True and rec["raw_length"] == 1_900_000
     assert len(dead_letter_line(None, "bad", raw="\x01" * 1_900_000)) <= MAX_RECORD
+
+
+def test_a_resumed_jobs_reasons_are_recounted_from_where_it_began(tmp_path: Path) -> None:
+    # A named file holds another job's 2 records, then this job's 3: from the byte it began, or
+    # (a checkpoint that did not record it) from its last 3 records.
+    path = tmp_path / "dl.jsonl"
+    other = [(dead_letter_line({"pk": {"S": f"o{i}"}}, "other", code="Other"), "Other") for i in range(2)]
+    DeadLetters(str(path)).commit(other)
+    begin = path.stat().st_size
+    mine = [(dead_letter_line({"pk": {"S": f"m{i}"}}, "mine", code="Mine"), "Mine") for i in range(3)]
+    DeadLetters(str(path)).commit(mine)
+    for start in (begin, None):
+        dl = DeadLetters(str(path))
+        assert dl.recount(start, 3) == begin and dl.by_reason == {"Mine": 3}, start

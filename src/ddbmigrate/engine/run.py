@@ -198,11 +198,12 @@ class Driver:
                 log.info("dead letters: dropped %d bytes written after the last checkpoint "
                          "(their items are read again)", cut)
             # The report's reasons are the whole job's, as its counts are: the earlier runs' too.
-            self.dead_start = int(saved_dead.get("start") or 0)
-            self.dead.recount(self.dead_start)
+            start = saved_dead.get("start")
+            self.dead_start = self.dead.recount(int(start) if start is not None else None,
+                                                int(self.base.get("dead_lettered", 0)))
         elif state is None and not opts.dead_letter:
             self.dead.truncate(0)  # (a --dead-letter file the user named is appended to, as it always was)
-        elif state is None:
+        else:
             self.dead_start = self.dead.mark()
         # --max-errors counts the whole job, a resumed one included.
         self.dead.count = int(self.base.get("dead_lettered", 0))

@@ -131,14 +131,26 @@ class DeadLetters:
             raise UsageError(f"cannot write the dead-letter file {self.path}: {problem}",
                              hint="give --dead-letter FILE in a writable place")
 
-    def recount(self, start: int = 0) -> None:
-        """The reasons of the records already in the file from byte ``start`` (a resumed job's
-        earlier runs), so the report's reasons add up to its dead-letter count, as the counts do."""
+    def recount(self, start: Optional[int], last: int) -> int:
+        """The reasons of the records already in the file (a resumed job's earlier runs), so the
+        report's reasons add up to its dead-letter count, as the counts do: from byte ``start``,
+        or, when where the job began is not known (a checkpoint made before it was recorded), its
+        ``last`` records (a file the user named may hold other jobs' before them). Returns the
+        byte where the job's records begin."""
         if self.path is None or not os.path.exists(self.path):
-            return
+            return start or 0
         with self._lock, open(self.path, "rb") as fh:
-            fh.seek(start)
-            for line in fh:
+            skip = 0
+            if start is None:
+                skip = max(0, sum(1 for _ in fh) - last)
+                fh.seek(0)
+            else:
+                fh.seek(start)
+            begin = fh.tell()
+            for i, line in enumerate(fh):
+                if i < skip:
+                    begin += len(line)
+                    continue
                 try:
                     rec = orjson.loads(line)
                     key = str(rec.get("error_code") or rec.get("reason") or "")
@@ -146,6 +158,7 @@ class DeadLetters:
                     continue  # a line cut short by a crash: not counted (the checkpoint never was)
                 self.by_reason[key] = self.by_reason.get(key, 0) + 1
                 self.examples.setdefault(key, str(rec.get("reason", ""))[:500])
+        return begin
 
     def mark(self) -> int:
         """The file's size as far as committed lines go (what a checkpoint records)."""
