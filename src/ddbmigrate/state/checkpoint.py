@@ -25,7 +25,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 import orjson
 
@@ -171,6 +171,9 @@ def atomic_write(path: str, data: bytes) -> None:
         os.close(dfd)
 
 
+_WARNED_FRESH: Set[str] = set()
+
+
 def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restart: bool, force: bool) -> tuple[CheckpointStore, Optional[CheckpointState]]:
     """Open the job's checkpoint: the state to resume from, or None to start fresh.
 
@@ -186,9 +189,11 @@ def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restar
             raise
         existing = store.load(verify=False)  # not resumed from: the usual refusal below says what to do
     if existing is None or restart:
-        if resume and existing is None and not restart:
+        if resume and existing is None and not restart and path not in _WARNED_FRESH:
             # Nothing to resume: start fresh, which is what the user wants anyway, but said (run
-            # from another folder, or a --checkpoint mistyped, this redoes the whole job).
+            # from another folder, or a --checkpoint mistyped, this redoes the whole job). Once:
+            # a job's builder and its driver both open the same path.
+            _WARNED_FRESH.add(path)
             logging.getLogger("ddbmigrate").warning(
                 "--resume: no checkpoint at %s, so this run starts from the beginning", path)
         return store, None
