@@ -703,7 +703,8 @@ def page_limit(read_rate: Optional[float], write_rate: Optional[float] = None) -
     """Scan page size (items) under a rate limit. Under a read limit, small pages keep each
     request's cost near the bucket's size. Under a write limit, a page is the unit a job settles
     and checkpoints: a 1 MB page written at 20 units/s showed no progress for minutes (and a
-    kill -9 lost all of it); a page of two seconds' writes settles within seconds."""
+    kill -9 lost all of it); a page of two seconds' writes (of items of 1 KB or less) settles
+    within seconds."""
     limits = [r * 4 for r in (read_rate,) if r] + [w * 2 for w in (write_rate,) if w]
     if not limits:
         return None

@@ -51,8 +51,10 @@ def default_writers(mode: str, write_rate: Optional[float] = None) -> int:
     # Under a write limit, one writer per 50 units/s (at least 4: two calls a second each, with
     # room for slow ones): more only wait on the limit, each holding a batch, and batches of many
     # chunks in flight at once settle (and move progress and the checkpoint) only when the last
-    # of them is written: 16 writers at 20 units/s showed nothing done for minutes.
-    return max(4, min(base, math.ceil(write_rate / 50.0)))
+    # of them is written: 16 writers at 20 units/s showed nothing done for minutes. A conditional
+    # mode's call is one item: one writer per 10 units/s, at least 8 (100 ms calls).
+    per, least = (50.0, 4) if mode == "overwrite" else (10.0, 8)
+    return max(least, min(base, math.ceil(write_rate / per)))
 
 
 def resumed_segments(opts: RunOptions, kind: str, identity: Dict[str, Any]) -> Optional[int]:
