@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -284,10 +283,12 @@ def _options(ck: _Checker, value: Any, p: Path_) -> Dict[str, Any]:
     for k, v in opts.items():
         if k in OPTION_TYPES and ck.typed(v, p + (k,), OPTION_TYPES[k], k):
             out[k] = v
-    if isinstance(out.get("max_cost"), _NUM) and (not math.isfinite(out["max_cost"]) or out["max_cost"] < 0):
-        # .nan would pass every comparison (no cap at all), .inf is none either: both refused.
-        ck.add(p + ("max_cost",), f"{ck.where(p)}: max_cost must be a finite amount of US dollars, 0 or more, "
-                                  f"not {out['max_cost']!r}")
+    if "max_cost" in out:
+        from ..estimate.guard import max_cost_problem
+
+        problem = max_cost_problem(out["max_cost"], "max_cost")
+        if problem:
+            ck.add(p + ("max_cost",), f"{ck.where(p)}: {problem}")
     try:
         run_options(out)
     except UsageError as e:
