@@ -126,7 +126,9 @@ def test_update_sets_changed_removes_dropped_and_conditions_on_what_was_read() -
 def test_update_with_version_attribute_conditions_on_it_alone_and_moves_it_on() -> None:
     b = UpdateRequestBuilder("T", KEYS, "ver")
     before = {"pk": {"S": "a"}, "sk": {"N": "1"}, "x": {"S": "1"}, "ver": {"N": "41"}}
-    plan = b.plan(before, dict(before, x={"S": "2"}, ver={"N": "999"}))
+    # A transform that sets the version itself: refused (the update manages it), not overridden.
+    assert b.plan(before, dict(before, x={"S": "2"}, ver={"N": "999"})).code == "VersionChanged"
+    plan = b.plan(before, {k: v for k, v in dict(before, x={"S": "2"}).items() if k != "ver"})  # left out: moved on
     req = plan.request
     assert req is not None
     names = {v: k for k, v in req["ExpressionAttributeNames"].items()}

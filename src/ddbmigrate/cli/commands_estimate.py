@@ -278,8 +278,6 @@ def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
 def estimate_import_cmd(kw: Dict[str, Any]) -> int:
     """Estimate `import SOURCE TABLE` (our engine, ImportTable, bulk put)."""
     from ..estimate import estimate_import
-    from .commands_plan import bulk_put_condition, check_native_import_source
-
     if kw["native"] or kw["bulk_put"]:
         check_native_import_source(kw)  # a local SOURCE: refused as the import refuses it
     cond = bulk_put_condition(kw)  # the same checks as the import itself (exit 2)
@@ -323,3 +321,26 @@ def estimate_export_cmd(kw: Dict[str, Any]) -> int:
 
 def register(group: click.Group) -> None:
     group.add_command(estimate_group)
+
+
+# The checks import's --native options share with `estimate import` (commands_plan.py's native
+# import runs them too; defined here, below the commands that both import).
+def check_native_import_source(kw: Dict[str, Any]) -> None:
+    """``import --native`` (and ``estimate import --native``) read S3 only: a local SOURCE is refused."""
+    if not str(kw["source"]).startswith("s3://"):
+        raise click.UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
+
+
+def bulk_put_only(kw: Dict[str, Any]) -> bool:
+    return bool(kw.get("condition") or kw.get("condition_names") or kw.get("condition_values") or kw.get("staging")
+                or kw.get("keep_staging") or kw.get("bulk_put_compression") not in (None, "gzip"))
+
+
+def bulk_put_condition(kw: Dict[str, Any]) -> Any:
+    """``--condition`` with its names and values, checked (exit 2 with one line when wrong)."""
+    from ..aws.bulk_put_stage import parse_condition
+
+    if not kw.get("bulk_put") and bulk_put_only(kw):
+        raise click.UsageError("--condition*, --staging, --keep-staging and --compression are bulk put options: "
+                               "add --native --bulk-put")
+    return parse_condition(kw.get("condition"), kw.get("condition_names"), kw.get("condition_values"))

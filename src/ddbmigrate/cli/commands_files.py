@@ -103,7 +103,7 @@ def import_cmd(kw: Dict[str, Any]) -> int:
                                follow_symlinks=kw["follow_symlinks"], condition=bool(kw.get("condition")))
 
     if kw.get("bulk_put") or kw.get("condition"):
-        from .commands_plan import bulk_put_condition
+        from .commands_estimate import bulk_put_condition
 
         bulk_put_condition(kw)  # a wrong --condition stops here, before anything is read or written
     est = check_cost(kw, estimate, "the import")  # before anything is read or written

@@ -7,7 +7,7 @@ from typing import Any, Dict
 import click
 
 from ..errors import EXIT_OK, EXIT_USAGE
-from .commands_estimate import max_cost_param
+from .commands_estimate import bulk_put_only, bulk_put_condition, check_native_import_source, max_cost_param
 from .options import pass_kwargs
 from .render import draw_report, handle_errors, write_failure_report
 
@@ -213,7 +213,7 @@ def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
             click.echo(f"condition failed: {'unknown' if note else f'{n:,}'} item(s), not written "
                        f"(report: {report.extra.get('condition_failure_report')})", err=True)
     else:
-        if kw.get("tier") not in (None, "standard") or kw.get("failure_report") or _bulk_put_only(kw):
+        if kw.get("tier") not in (None, "standard") or kw.get("failure_report") or bulk_put_only(kw):
             raise click.UsageError("--tier, --failure-report, --condition*, --staging, --keep-staging and "
                                    "--compression are bulk put options: add --bulk-put")
         if not kw.get("spec"):
@@ -237,27 +237,6 @@ def run_native_import(kw: Dict[str, Any], estimate: Any = None) -> int:
     if not kw.get("quiet"):
         draw_report(report)
     return report.exit_code
-
-
-def check_native_import_source(kw: Dict[str, Any]) -> None:
-    """``import --native`` (and ``estimate import --native``) read S3 only: a local SOURCE is refused."""
-    if not str(kw["source"]).startswith("s3://"):
-        raise click.UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
-
-
-def _bulk_put_only(kw: Dict[str, Any]) -> bool:
-    return bool(kw.get("condition") or kw.get("condition_names") or kw.get("condition_values") or kw.get("staging")
-                or kw.get("keep_staging") or kw.get("bulk_put_compression") not in (None, "gzip"))
-
-
-def bulk_put_condition(kw: Dict[str, Any]) -> Any:
-    """``--condition`` with its names and values, checked (exit 2 with one line when wrong)."""
-    from ..aws.bulk_put_stage import parse_condition
-
-    if not kw.get("bulk_put") and _bulk_put_only(kw):
-        raise click.UsageError("--condition*, --staging, --keep-staging and --compression are bulk put options: "
-                               "add --native --bulk-put")
-    return parse_condition(kw.get("condition"), kw.get("condition_names"), kw.get("condition_values"))
 
 
 def native_export_options(f: Any) -> Any:

@@ -100,12 +100,15 @@ class UpdateRequestBuilder:
     def plan(self, before: WireItem, after: WireItem) -> Plan:
         names = self.keys.names
         sets, removes = diff(before, after, names)
-        if self.version is not None and (self.version in sets or self.version in removes):
-            # The update sets the version itself (its condition): a transform's own change of it
-            # would be lost, so the item is refused with the reason, not updated without it.
-            return Plan(reason=f"the transform changed the version attribute {self.version!r}, which the update "
-                               "manages (--version-attribute); leave it as it is", code="VersionChanged")
-        if not sets and not removes:
+        version_set = False
+        if self.version is not None:
+            # The update sets the version itself (its condition). Left out by the transform (a new
+            # item built without it), it is moved on all the same; given another value, that value
+            # would be lost: the item is refused with the reason (below), not updated without it.
+            version_set = sets.pop(self.version, None) is not None
+            if self.version in removes:
+                removes.remove(self.version)
+        if not sets and not removes and not version_set:
             return Plan()
         expr_names: Dict[str, str] = {}
         values: Dict[str, Any] = {}
@@ -136,6 +139,10 @@ class UpdateRequestBuilder:
             else:
                 return Plan(reason=f"version attribute {self.version!r} is not a number "
                                    f"({next(iter(cur), '?')})", code="BadVersionAttribute")
+            if version_set:
+                return Plan(reason=f"the transform set the version attribute {self.version!r} to another value; "
+                                   "the update manages it (--version-attribute): leave it as it is",
+                            code="VersionChanged")
         else:
             # The condition is the read image itself: any write since the read breaks it.
             for n, v in before.items():
