@@ -167,3 +167,26 @@ def split(item):
     return [{"pk": item["pk"] + "#a", "age": item.get("age")},
             {"pk": item["pk"] + "#b", "tags": item.get("tags", {"none"})}]
 '''
+
+
+def one_usage_line(r: Any, *words: str) -> str:
+    """A click ``Result`` that is exit 2 with one ``error:`` line on stderr naming every word:
+    never a traceback, never "internal error". Returns the line."""
+    assert r.exit_code == 2, (r.exit_code, r.stderr, r.exception)
+    assert isinstance(r.exception, SystemExit)
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return str(lines[0])
+
+
+def write_plan(path: Any, endpoint: str, jobs: List[Dict[str, Any]], **top: Any) -> Any:
+    """A plan file whose every job reads and writes ``endpoint``; ``top`` adds top-level keys."""
+    import yaml
+
+    side = {"endpoint_url": endpoint, "region": "us-east-1"}
+    doc = {"version": 1, "defaults": {"source": side, "target": side}, "jobs": jobs, **top}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ddbmigrate.plan import load_plan, run_plan, validate_plan
-from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all, unique
+from support import as_set, boto_client, create_table, every_type_items, put_items, scan_all, unique, write_plan
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +28,6 @@ def _bulk(prefix: str, n: int) -> List[Dict[str, Any]]:
     return [{"pk": {"S": f"{prefix}{i:04d}"}, "n": {"N": str(i)}, "pad": {"S": "x" * (i % 50)}} for i in range(n)]
 
 
-def _write_plan(path: Path, endpoint: str, jobs: List[Dict[str, Any]], **top: Any) -> Path:
-    side = {"endpoint_url": endpoint, "region": "us-east-1"}
-    doc = {"version": 1, "defaults": {"source": side, "target": side}, "jobs": jobs, **top}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def test_four_tables_copied_concurrently_with_combined_report(endpoint: str, tmp_path: Path) -> None:
@@ -41,7 +36,7 @@ def test_four_tables_copied_concurrently_with_combined_report(endpoint: str, tmp
     for i, s in enumerate(sources):
         contents[s] = every_type_items() + _bulk(f"t{i}-", 40 + 15 * i)
         put_items(endpoint, s, contents[s])
-    plan = _write_plan(tmp_path / "plan.yaml", endpoint,
+    plan = write_plan(tmp_path / "plan.yaml", endpoint,
                        [{"kind": "copy", "source": s, "target": f"{s}-new", "options": {"segments": 3}}
                         for s in sources],
                        parallel=3)
@@ -97,7 +92,7 @@ def test_plan_resumed_after_one_job_failed(endpoint: str, tmp_path: Path) -> Non
         j["create_target"] = True
     jobs.append({"kind": "copy", "name": "flaky", "source": flaky, "target": flaky + "-dst", "create_target": True,
                  "transform": "tx.py:fail_once", "options": {"segments": 4, "on_error": "fail"}})
-    plan = _write_plan(tmp_path / "plan.yaml", endpoint, jobs, parallel=3)
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, jobs, parallel=3)
 
     first = run_plan(str(plan), progress="off")
     assert first.status == "failed" and first.exit_code != 0
@@ -193,7 +188,7 @@ jobs:
 def test_cli_run_validate_and_exit_codes(endpoint: str, tmp_path: Path) -> None:
     src = create_table(endpoint)
     put_items(endpoint, src, every_type_items())
-    plan = _write_plan(tmp_path / "plan.yaml", endpoint,
+    plan = write_plan(tmp_path / "plan.yaml", endpoint,
                        [{"kind": "copy", "source": src, "target": src + "-c", "create_target": True}])
     r = subprocess.run([sys.executable, "-m", "ddbmigrate", "plan", "validate", str(plan)], capture_output=True,
                        text=True)
@@ -239,7 +234,7 @@ def test_ctrl_c_stops_every_job_and_resume_finishes_exactly(endpoint: str, tmp_p
     # Slow and with a short queue, so the interruption lands mid-job.
     jobs = [{"kind": "copy", "source": s, "target": s + "-d", "create_target": True,
              "options": {"max_write_units": 150, "segments": 4, "writers": 1}} for s in sources]
-    plan = _write_plan(tmp_path / "plan.yaml", endpoint, jobs, state_dir="st", parallel=2)
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, jobs, state_dir="st", parallel=2)
     proc = subprocess.Popen([sys.executable, "-m", "ddbmigrate", "run", str(plan), "--progress", "json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpts = [tmp_path / "st" / "checkpoints" / f"copy-{s}.checkpoint.json" for s in sources]
@@ -277,7 +272,7 @@ def test_export_then_import_then_verify_chain(endpoint: str, tmp_path: Path) -> 
             {"kind": "import", "name": "imp", "from": "out", "target": src + "-imp", "create_target": True,
              "target_spec": "spec.yaml", "after": "exp"},
             {"kind": "verify", "name": "ver", "source": src, "target": src + "-imp", "after": ["imp"]}]
-    plan = _write_plan(tmp_path / "plan.yaml", endpoint, jobs, parallel=2)
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, jobs, parallel=2)
     assert validate_plan(str(plan)) == []  # "out" does not exist yet, but an export job writes it
     rep = run_plan(str(plan), progress="off")
     assert rep.status == "done" and rep.exit_code == 0, [(j.name, j.error) for j in rep.jobs]
@@ -298,7 +293,7 @@ def test_failed_dependency_blocks_and_verify_differences_fail(endpoint: str, tmp
     jobs = [{"kind": "copy", "name": "broken", "source": src, "target": "no-such-target"},
             {"kind": "verify", "name": "after-broken", "source": src, "target": other, "after": "broken"},
             {"kind": "verify", "name": "differs", "source": src, "target": other}]
-    plan = _write_plan(tmp_path / "plan.yaml", endpoint, jobs)
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, jobs)
     rep = run_plan(str(plan), progress="off")
     assert rep.job("broken").status == "failed" and "no-such-target" in (rep.job("broken").error or "")
     assert rep.job("after-broken").status == "blocked" and "broken" in (rep.job("after-broken").error or "")
@@ -328,7 +323,7 @@ def test_replicate_job_under_concurrent_writes_then_verify(endpoint: str, tmp_pa
     jobs = [{"kind": "replicate", "name": "rep", "source": src, "target": dst,
              "options": {"segments": 4, "writers": 4}, "args": {"stop_after_idle": 3.0, "poll_interval": 0.1}},
             {"kind": "verify", "name": "ver", "source": src, "target": dst, "after": ["rep"]}]
-    plan = _write_plan(tmp_path / "plan.yaml", endpoint, jobs)
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, jobs)
     assert validate_plan(str(plan)) == []
     t = threading.Thread(target=writer, daemon=True)
     t.start()
@@ -388,7 +383,7 @@ def test_plan_jobs_on_processes_and_spark(endpoint: str, tmp_path: Path, local_s
              "spark_master": "local[2]", "options": {"segments": 4}},
             {"kind": "import", "name": "import-back", "from": "out", "target": src + "-back",
              "create_target": True, "target_spec": "spec.yaml", "after": "export-on-spark"}]
-    plan = _write_plan(tmp_path / "plan.yaml", endpoint, jobs, parallel=2)
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, jobs, parallel=2)
     assert validate_plan(str(plan)) == []
     assert [(j.engine, j.processes, j.spark_master) for j in load_plan(str(plan)).jobs] == [
         ("processes", 2, None), ("spark", None, "local[2]"), (None, None, None)]
@@ -408,7 +403,7 @@ def test_plan_jobs_on_processes_and_spark(endpoint: str, tmp_path: Path, local_s
 def test_validate_reports_every_problem_in_one_pass(endpoint: str, tmp_path: Path) -> None:
     """A field problem does not hide a table problem: one run of `plan validate` lists both."""
     src = create_table(endpoint)
-    plan = _write_plan(tmp_path / "plan.yaml", endpoint, [
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, [
         {"name": "typo", "kind": "copy", "source": {"table": src}, "target": {"table": unique()},
          "optionz": {"segments": 2}},
         {"name": "missing", "kind": "copy", "source": {"table": "no-such-table-here"},
@@ -426,7 +421,7 @@ def test_a_plan_serves_metrics_for_each_of_its_jobs(endpoint: str, tmp_path: Pat
     sources = [create_table(endpoint) for _ in range(2)]
     for i, s in enumerate(sources):
         put_items(endpoint, s, _bulk(f"m{i}-", 300))
-    plan = _write_plan(tmp_path / "plan.yaml", endpoint,
+    plan = write_plan(tmp_path / "plan.yaml", endpoint,
                        [{"kind": "copy", "source": s, "target": f"{s}-new", "create_target": True,
                          "options": {"segments": 2, "max_write_units": 100}} for s in sources], parallel=2)
     with socket.socket() as sock:

@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 
 import pytest
 import yaml
-from support import as_set, boto_client, create_table, put_items, scan_all
+from support import as_set, boto_client, create_table, put_items, scan_all, write_plan
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +27,6 @@ SLOW = (
 )
 
 
-def _write_plan(path: Path, endpoint: str, jobs: List[Dict[str, Any]], **top: Any) -> Path:
-    side = {"endpoint_url": endpoint, "region": "us-east-1"}
-    doc = {"version": 1, "defaults": {"source": side, "target": side}, "jobs": jobs, **top}
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def test_a_plan_killed_with_sigkill_is_refused_once_then_resumed(endpoint: str, tmp_path: Path) -> None:
@@ -39,7 +34,7 @@ def test_a_plan_killed_with_sigkill_is_refused_once_then_resumed(endpoint: str, 
     items = [{"pk": {"S": f"k{i:04d}"}, "pad": {"S": "x" * (i % 30)}} for i in range(400)]
     put_items(endpoint, src, items)
     (tmp_path / "slow.py").write_text(SLOW)
-    plan = _write_plan(tmp_path / "p.yaml", endpoint, [
+    plan = write_plan(tmp_path / "p.yaml", endpoint, [
         {"kind": "copy", "name": "slow", "source": src, "target": src + "-a", "create_target": True,
          "transform": "slow.py:slow", "options": {"segments": 2, "writers": 1}},
         {"kind": "copy", "name": "after-slow", "after": ["slow"], "source": src, "target": src + "-b",

@@ -16,22 +16,13 @@ from ddbmigrate.config import TableRef, endpoint_problem
 from ddbmigrate.errors import TableNotFoundError, UsageError
 from ddbmigrate.jobs.common import prepare_target
 
+from support import one_usage_line
+
 
 def run(args: List[str], **env: str) -> Result:
     return CliRunner().invoke(main, args, env=env or None)
 
 
-def one_usage_line(r: Result, *words: str) -> str:
-    """The result is exit 2 with a single ``error:`` line on stderr that names every word."""
-    assert r.exit_code == 2, (r.exit_code, r.stderr, r.exception)
-    assert isinstance(r.exception, SystemExit)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    line = lines[0]
-    assert line.startswith("error: ") and "internal error" not in line and "Traceback" not in r.stderr
-    for w in words:
-        assert w in line, (w, line)
-    return line
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ from ddbmigrate.estimate import enforce_max_cost, estimate_import
 from ddbmigrate.formats.detect import INPUT_FORMATS
 from ddbmigrate.plan import PlanError, load_plan, run_plan
 
+from support import one_usage_line
+
 EP = "http://127.0.0.1:1"  # nothing listens: a command that got as far as AWS would fail differently
 
 TABLE_DESC = {
@@ -43,16 +45,6 @@ def run(args: List[str]) -> Result:
     return CliRunner().invoke(main, args)
 
 
-def one_usage_line(r: Result, *words: str) -> str:
-    assert r.exit_code == 2, (r.exit_code, r.stderr, r.exception)
-    assert isinstance(r.exception, SystemExit)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1, r.stderr
-    line = lines[0]
-    assert line.startswith("error: ") and "Traceback" not in r.stderr and "internal error" not in line
-    for w in words:
-        assert w in line, (w, line)
-    return line
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from click.testing import CliRunner, Result
 
 from ddbmigrate.cli import main
 
+from support import one_usage_line
+
 # Nothing may be called: an unreachable endpoint (and one attempt) shows any call as exit 75.
 DEAD = ["--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1", "--max-attempts", "1"]
 
@@ -23,15 +25,6 @@ def run(tmp_path: Path, args: List[str]) -> Result:
     return CliRunner().invoke(main, ["migrations", *args, "--dir", str(folder), "--yes", *DEAD])
 
 
-def one_usage_line(r: Result, *words: str) -> str:
-    assert r.exit_code == 2, (r.exit_code, r.stderr, r.exception)
-    assert isinstance(r.exception, SystemExit)
-    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    return lines[0]
 
 
 @pytest.mark.parametrize("command", [["up"], ["down", "--to", "0"]], ids=["up", "down"])

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional
 import click
 import orjson
 
-from ..errors import EXIT_OK, EXIT_USAGE
+from ..errors import EXIT_OK, EXIT_USAGE, UsageError
 from ..formats.detect import INPUT_FORMATS
 from .engine import engine_options
 from .options import (
@@ -278,8 +278,6 @@ def estimate_replicate_cmd(kw: Dict[str, Any]) -> int:
 def estimate_import_cmd(kw: Dict[str, Any]) -> int:
     """Estimate `import SOURCE TABLE` (our engine, ImportTable, bulk put)."""
     from ..estimate import estimate_import
-    if kw["native"] or kw["bulk_put"]:
-        check_native_import_source(kw)  # a local SOURCE: refused as the import refuses it
     cond = bulk_put_condition(kw)  # the same checks as the import itself (exit 2)
     header = kw["csv_header"].split(",") if kw["csv_header"] else None
     est = estimate_import(kw["source"], table_ref(kw["table"], kw), build_run_options(kw), spec=kw["spec"],
@@ -328,7 +326,7 @@ def register(group: click.Group) -> None:
 def check_native_import_source(kw: Dict[str, Any]) -> None:
     """``import --native`` (and ``estimate import --native``) read S3 only: a local SOURCE is refused."""
     if not str(kw["source"]).startswith("s3://"):
-        raise click.UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
+        raise UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
 
 
 def bulk_put_only(kw: Dict[str, Any]) -> bool:

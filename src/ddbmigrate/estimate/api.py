@@ -186,20 +186,13 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
     """``import source table``: our engine, ImportTable (new table), bulk put (existing table;
     ``condition``: with ``--condition``, so a staged copy of the input first). ``input_format``,
     ``csv_header`` and ``csv_delimiter`` are the import's, checked as it checks them."""
-    from ..formats.detect import INPUT_FORMATS
-    from ..formats.records import csv_header_problem
+    from ..jobs.import_files import check_file_input
     from ..storage.export_layout import discover
     from ..storage.stores import S3Settings, normalize, storage_for
 
     if (native or bulk_put) and not str(source).startswith("s3://"):
         raise UsageError("--native imports read S3: SOURCE must be s3://bucket/prefix (an export folder)")
-    if input_format not in INPUT_FORMATS:
-        raise UsageError(f"--input-format must be one of {', '.join(INPUT_FORMATS)}")
-    if len(csv_delimiter) != 1:
-        raise UsageError(f"--csv-delimiter must be one character, not {csv_delimiter!r}")
-    header = [h.strip() for h in csv_header] if csv_header else None
-    if header is not None and csv_header_problem(header):
-        raise UsageError(f"--csv-header: {csv_header_problem(header)}")
+    header = check_file_input(input_format, csv_header, csv_delimiter)
     opts = options or RunOptions()
     tr = _transform(opts, transform)
     notes: List[str] = []

@@ -19,7 +19,7 @@ from ..core.specs import ProcessingSpec, TransformRef
 from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.job import Job
 from ..engine.pipeline import default_readers
-from ..engine.run import Engine, Observer, pool_size
+from ..engine.run import Engine, Observer
 from ..errors import UsageError
 from ..reporting.report import Report
 from ..sinks.dry_run import DryRunSpec
@@ -70,9 +70,9 @@ def copy_table(
         raise UsageError("--target-kms-key applies to a table ddbmigrate creates: add --create-target or --target-spec")
     if transform is None and opts.transform:
         transform = load_transform(opts.transform)
-    writers = opts.writers or default_writers(opts.mode)
+    # These two only describe, create and sample: the job's writers open their own clients.
     src = DynamoClient(source, pool_size=4, retry=opts.retry)
-    dst = DynamoClient(target, pool_size=pool_size(0, writers), retry=opts.retry)
+    dst = DynamoClient(target, pool_size=4, retry=opts.retry)
     try:
         sdesc = src.describe_table()
         if same_table(source, target, src, dst):

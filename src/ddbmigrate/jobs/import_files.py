@@ -45,6 +45,21 @@ from .fit import SAMPLE, check_fits_target
 DEFAULT_READERS = 8
 
 
+def check_file_input(input_format: str, csv_header: Optional[Sequence[str]],
+                     csv_delimiter: str) -> Optional[List[str]]:
+    """The import's input options checked (exit 2 naming the option); the CSV header, trimmed.
+
+    Shared with ``estimate import``, which must refuse what the import would refuse."""
+    if input_format not in INPUT_FORMATS:
+        raise UsageError(f"--input-format must be one of {', '.join(INPUT_FORMATS)}")
+    if len(csv_delimiter) != 1:
+        raise UsageError(f"--csv-delimiter must be one character, not {csv_delimiter!r}")
+    header = [h.strip() for h in csv_header] if csv_header else None
+    if header is not None and csv_header_problem(header):
+        raise UsageError(f"--csv-header: {csv_header_problem(header)}")
+    return header
+
+
 def import_files(
     source: str,
     table: TableRef,
@@ -77,13 +92,7 @@ def import_files(
     """
     opts = options or RunOptions()
     check_resume_options(opts)
-    if input_format not in INPUT_FORMATS:
-        raise UsageError(f"--input-format must be one of {', '.join(INPUT_FORMATS)}")
-    if len(csv_delimiter) != 1:
-        raise UsageError(f"--csv-delimiter must be one character, not {csv_delimiter!r}")
-    header = [h.strip() for h in csv_header] if csv_header else None
-    if header is not None and csv_header_problem(header):
-        raise UsageError(f"--csv-header: {csv_header_problem(header)}")
+    header = check_file_input(input_format, csv_header, csv_delimiter)
     if transform is None and opts.transform:
         transform = load_transform(opts.transform)
     src = normalize(source) if "://" in source or not any(c in source for c in "*?[") else source
