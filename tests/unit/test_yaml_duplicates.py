@@ -183,3 +183,26 @@ def test_a_template_repeating_a_key_deep_inside_is_refused(tmp_path: Path) -> No
 def test_a_valid_spec_still_loads(tmp_path: Path) -> None:
     spec = write(tmp_path / "table.yaml", SPEC_TWO_KEY_SCHEMAS.rsplit("KeySchema:", 1)[0])
     assert load_spec(spec)["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+
+
+def test_a_policy_document_given_as_json_text_is_held_to_the_same_rule(tmp_path: Path) -> None:
+    # The policy is JSON inside the spec: a name repeated there would be read as one of the two.
+    policy = ('{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Effect": "Deny", '
+              '"Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "dynamodb:GetItem", '
+              '"Resource": "*"}]}')
+    spec = write(tmp_path / "table.yaml", f"""
+        TableName: pol
+        BillingMode: PAY_PER_REQUEST
+        AttributeDefinitions: [{{AttributeName: pk, AttributeType: S}}]
+        KeySchema: [{{AttributeName: pk, KeyType: HASH}}]
+        ResourcePolicy:
+          PolicyDocument: '{policy}'
+    """)
+    r = run(["create-table", "--spec", spec, *DEAD])
+    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
+    lines = error_lines(r)
+    assert len(lines) == 1 and "PolicyDocument" in lines[0] and "'Effect' appears twice" in lines[0], r.stderr
+    # The same policy without the repeat is accepted by the check (the dead endpoint fails later).
+    ok = write(tmp_path / "ok.yaml", open(spec).read().replace('"Effect": "Deny", ', ""))
+    r = run(["create-table", "--spec", ok, *DEAD])
+    assert "PolicyDocument" not in r.stderr, r.stderr

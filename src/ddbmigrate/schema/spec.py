@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional
 
 from ..aws.tables import load_spec, spec_to_request
 from ..errors import UsageError
+from ..sources.lines import duplicate_reason, duplicate_recorder
 from .model import TableDefinition, normalize
 
 TABLE_CLASSES = ("STANDARD", "STANDARD_INFREQUENT_ACCESS")
@@ -121,10 +122,14 @@ def check_settings(props: Dict[str, Any]) -> None:
         _known(rp, ("PolicyDocument",), "ResourcePolicy")
         doc = rp.get("PolicyDocument")
         if isinstance(doc, str):
+            found, pairs = duplicate_recorder()
             try:
-                doc = json.loads(doc)
+                doc = json.loads(doc, object_pairs_hook=pairs)
             except ValueError as e:
                 raise UsageError(f"table spec: ResourcePolicy.PolicyDocument is not valid JSON: {e}") from None
+            if found:
+                # IAM would read one of the two; which one is not ours to guess.
+                raise UsageError(f"table spec: ResourcePolicy.PolicyDocument: {duplicate_reason(found[0])}")
         if not isinstance(doc, dict) or "Statement" not in doc:
             raise UsageError("table spec: ResourcePolicy.PolicyDocument must be an IAM policy (with Statement)")
     ks = props.get("KinesisStreamSpecification")
