@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ddbmigrate.errors import FatalError, UsageError
-from ddbmigrate.state.deadletter import MAX_RECORD, DeadLetters, dead_letter_line
+from ddbmigrate.state.deadletter import MAX_RAW, MAX_RECORD, DeadLetters, dead_letter_line
 
 
 class FullDisk:
@@ -92,3 +92,61 @@ def test_a_resumed_jobs_reasons_are_recounted_from_where_it_began(tmp_path: Path
     for start in (begin, None):
         dl = DeadLetters(str(path))
         assert dl.recount(start, 3) == begin and dl.by_reason == {"Mine": 3}, start
+
+
+def _pks(path: Path) -> Any:
+    return [json.loads(x)["item"]["pk"]["S"] for x in path.read_text().splitlines()]
+
+
+def test_a_shared_file_is_cut_back_and_recounted_by_whose_records_they_are(tmp_path: Path) -> None:
+    # Two jobs name one --dead-letter file and append to it in turn. Job A is killed after its
+    # checkpoint counted a0-a1; on resume it cuts off its own later records only: B's stay.
+    path = tmp_path / "shared.jsonl"
+    a, b = DeadLetters(str(path), job="aaaa"), DeadLetters(str(path), job="bbbb")
+    a.commit(_lines(2, "a"))
+    b.commit(_lines(1, "b"))
+    checkpointed = a.mark()  # the end of A's last line: B's line comes after it
+    assert checkpointed < path.stat().st_size
+    a.commit(_lines(2, "x"))  # after A's checkpoint: read again on resume
+    b.commit(_lines(2, "c"))
+    a.close()
+    b.close()
+    assert _pks(path) == ["a0", "a1", "b0", "x0", "x1", "c0", "c1"]
+    assert [json.loads(x)["job"] for x in path.read_text().splitlines()] == ["aaaa"] * 2 + ["bbbb"] + ["aaaa"] * 2 + ["bbbb"] * 2
+    resumed = DeadLetters(str(path), job="aaaa")
+    assert resumed.truncate(checkpointed) == 2 * len(_lines(1, "x")[0][0]) + 2 * len(b'"job":"aaaa",')
+    assert _pks(path) == ["a0", "a1", "b0", "c0", "c1"]
+    # Its reasons are its own: B's records, before and after, are not counted.
+    recount = DeadLetters(str(path), job="aaaa")
+    recount.recount(0, 2)
+    assert recount.by_reason == {"Bad": 2}
+    # A record is still a replayable dead letter (the replay reads its item).
+    assert all(json.loads(x)["item"] for x in path.read_text().splitlines())
+
+
+def test_a_file_of_one_job_is_cut_back_at_its_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "own.jsonl"
+    dl = DeadLetters(str(path))
+    dl.commit(_lines(2, "a"))
+    mark = dl.mark()
+    dl.commit(_lines(3, "x"))
+    dl.close()
+    assert DeadLetters(str(path)).truncate(mark) > 0 and _pks(path) == ["a0", "a1"]
+    assert "job" not in json.loads(path.read_text().splitlines()[0])
+
+
+@pytest.mark.parametrize("kw", [{}, {"raw": "x" * (MAX_RAW + 1)}], ids=["item", "raw-cut"])
+def test_every_record_is_detected_as_a_dead_letter_file(tmp_path: Path, kw: Any) -> None:
+    # A named file's records carry "job", a cut raw line "raw_truncated" and "raw_length": the
+    # replay (`import FILE TABLE`, format auto) must still know the file for what it is.
+    from ddbmigrate.formats.detect import detect
+
+    path = tmp_path / "named.jsonl"
+    dl = DeadLetters(str(path), job="0123456789abcdef")
+    item = None if kw else {"pk": {"S": "a"}}
+    dl.commit([(dead_letter_line(item, "bad", code="Bad", origin="f:1", source_key={"pk": {"S": "a"}},
+                                 transform="t.py:f", traceback="tb", **kw), "Bad")])
+    dl.close()
+    data = path.read_bytes()
+    assert json.loads(data)["job"] == "0123456789abcdef"
+    assert detect(data, "named.jsonl", True).fmt == "dead-letter"

@@ -176,7 +176,11 @@ class Driver:
         dead_path = opts.dead_letter or default_dead_letter_path(
             self.report.checkpoint_path or default_path(job.kind, dict(job.identity)), dry_run=opts.dry_run)
         self.report.dead_letter_path = dead_path
-        self.dead = DeadLetters(dead_path)
+        saved_dead = self.saved_extra.get("dead_letters") or {}
+        # A file the user named may be shared with other jobs: its records say whose they are
+        # (a resumed job keeps its tag, though --force may have changed its fingerprint).
+        self.dead_tag = (saved_dead.get("job") or self.fp[:16]) if opts.dead_letter else None
+        self.dead = DeadLetters(dead_path, job=self.dead_tag)
         if not opts.dry_run and not opts.dead_letter:  # (a named one was checked above)
             self.dead.check()
         if state is None and not opts.dead_letter and not opts.dry_run:
@@ -187,7 +191,6 @@ class Driver:
                 self.report.extra["previous_dead_letters"] = kept
                 log.warning("dead letters of the previous run kept in %s; this run's go to %s", kept, dead_path)
         self.dead_bytes: Optional[int] = None
-        saved_dead = self.saved_extra.get("dead_letters") or {}
         # Where this job's lines begin in its file (a --dead-letter file the user named may hold
         # earlier jobs' lines before them).
         self.dead_start = 0
@@ -391,7 +394,8 @@ class Driver:
             extra = self.sink_state()
             if self.dead.path is not None:
                 extra["dead_letters"] = {"path": self.dead.path, "start": self.dead_start,
-                                         "bytes": dead_bytes if dead_bytes is not None else self.dead.mark()}
+                                         "bytes": dead_bytes if dead_bytes is not None else self.dead.mark(),
+                                         **({"job": self.dead_tag} if self.dead_tag else {})}
             self.dead.sync()
             st = CheckpointState(fingerprint=self.fp, job=dict(self.job.identity), positions=positions, done=done,
                                  counters=counters, state="done" if final else "running", extra=extra)

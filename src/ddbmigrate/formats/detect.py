@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import orjson
 
 from ..core.items import ALL_TYPES
+from ..state.deadletter import RECORD_KEYS
 from . import ion
 from .records import looks_data_pipeline, looks_scan_page
 
@@ -42,8 +43,6 @@ INPUT_FORMATS = ("auto", *FORMATS)
 READER = {"aws-scan": "scan", "dynamodump": "scan"}
 
 _SCAN_FIRST_KEY = re.compile(rb'^\s*\{\s*"(Items|Count|ScannedCount|LastEvaluatedKey|ConsumedCapacity|NextToken)"\s*:')
-_DEAD_LETTER_KEYS = frozenset(("item", "raw", "reason", "error_code", "stage", "origin", "source_key", "transform",
-                               "code", "time", "key", "traceback"))
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def classify(obj: Any) -> Tuple[str, ...]:
         out.append("dynamodb-json")
     if "Keys" in keys and keys <= {"Keys", "Metadata", "NewImage", "OldImage"} and _looks_wire(obj["Keys"]):
         out.append("incremental")
-    if "item" in keys and ("reason" in keys or "error_code" in keys) and keys <= _DEAD_LETTER_KEYS:
+    if "item" in keys and ("reason" in keys or "error_code" in keys) and keys <= RECORD_KEYS:
         out.append("dead-letter")
     if looks_data_pipeline(obj):
         out.append("data-pipeline")

@@ -6,7 +6,9 @@ Line format (one JSON object per line)::
      "origin": "segment 3" | "data/x.json.gz:17", "source_key": {...}, "transform": "f.py:fn",
      "time": "2026-11-25T10:00:00Z"}
 
-``ddbmigrate import dead.jsonl TABLE`` replays the ``item`` of every line. A record the source
+``ddbmigrate import dead.jsonl TABLE`` replays the ``item`` of every line. In a file the user named (``--dead-letter FILE``),
+which several jobs may share, each record also starts with ``"job"``, the job's fingerprint: a
+resumed job cuts back and recounts only its own records. A record the source
 could not parse has no ``item`` but its ``raw`` text (an Ion line starts with ``$ion_1_0``; a
 line over ``MAX_RAW`` characters is cut, with ``raw_truncated`` and ``raw_length``), which the
 replay parses again. Invariant: the file is flushed and fsynced before any checkpoint that
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import os
 import threading
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -29,6 +32,10 @@ from ..errors import FatalError, UsageError
 # JSON a few times that with escapes), and a record still within the line reader's limit.
 MAX_RAW = 2_000_000
 MAX_RECORD = 7 * 1024 * 1024  # under the line reader's 8 MB (sources/lines.py MAX_LINE)
+# Every name a record may hold (what format detection knows a dead-letter file by); "code" and
+# "key" are older versions' names.
+RECORD_KEYS = frozenset(("job", "item", "raw", "raw_truncated", "raw_length", "reason", "error_code", "stage",
+                         "origin", "source_key", "transform", "traceback", "time", "code", "key"))
 
 
 class DeadLetters:
@@ -40,8 +47,10 @@ class DeadLetters:
     and :meth:`truncate` cuts a resumed file back to it.
     """
 
-    def __init__(self, path: Optional[str]) -> None:
+    def __init__(self, path: Optional[str], job: Optional[str] = None) -> None:
         self.path = path
+        # A shared file's records say whose they are (see the module doc); None: the file is the job's.
+        self._tag = b'{"job":' + orjson.dumps(job) + b"," if job else None
         self.count = 0  # records reserved (the --max-errors budget)
         self._lock = threading.Lock()
         self._fh: Any = None
@@ -76,24 +85,34 @@ class DeadLetters:
         with self._lock:
             if self._broken is not None:
                 raise self._broken
-            data = b"".join(line for line, _ in lines)
+            tag = self._tag
+            data = b"".join(line if tag is None else tag + line[1:] for line, _ in lines)
             if self.path is not None and data:
+                before = None
                 try:
                     if self._fh is None:
                         self._folder()
                         # Unbuffered: a write error is known here, not at a later flush.
                         self._fh = open(self.path, "ab", buffering=0)
-                        self._bytes = self._fh.tell()
+                    # Locked against other processes sharing the file: a resume's cut-back reads
+                    # and rewrites its end, and must not lose a line appended meanwhile.
+                    fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX)
+                    before = os.fstat(self._fh.fileno()).st_size
                     view = memoryview(data)
                     while view:
                         view = view[self._fh.write(view):]
+                    # The end of this job's last line: other jobs' lines may lie before it.
+                    self._bytes = before + len(data)
                 except OSError as e:
                     self._broken = self._cannot(e)
+                    if self._fh is not None and before is not None:
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(self._fh.fileno(), before)
+                    raise self._broken from None
+                finally:
                     if self._fh is not None:
                         with contextlib.suppress(OSError):
-                            os.ftruncate(self._fh.fileno(), self._bytes)
-                    raise self._broken from None
-                self._bytes += len(data)
+                            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             if settled:
                 for line, key in lines:
                     self.by_reason[key] = self.by_reason.get(key, 0) + 1
@@ -151,6 +170,8 @@ class DeadLetters:
                 if i < skip:
                     begin += len(line)
                     continue
+                if not self._mine(line):
+                    continue  # another job's, in a file they share
                 try:
                     rec = orjson.loads(line)
                     key = str(rec.get("error_code") or rec.get("reason") or "")
@@ -167,19 +188,36 @@ class DeadLetters:
                 return os.path.getsize(self.path)
             return self._bytes
 
+    def _mine(self, line: bytes) -> bool:
+        """Is ``line`` this job's? In a shared file, a line of another job (or of none, written
+        before records said whose they are) is not."""
+        return self._tag is None or line.startswith(self._tag)
+
     def truncate(self, size: int) -> int:
-        """Cut the file back to ``size`` bytes (lines of chunks a resume reads again); returns bytes cut."""
+        """Cut this job's lines after ``size`` bytes off the file (lines of chunks a resume reads
+        again); other jobs' lines in a shared file stay. Returns the bytes cut."""
         if self.path is None or not os.path.exists(self.path):
             return 0
-        with self._lock:
-            have = os.path.getsize(self.path)
-            if have <= size:
-                return 0
-            with open(self.path, "r+b") as fh:
+        with self._lock, open(self.path, "r+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                have = os.fstat(fh.fileno()).st_size
+                if have <= size:
+                    return 0
+                kept = b""
+                if self._tag is not None:
+                    fh.seek(size)
+                    # Bounded by what ran since the checkpoint (a checkpoint's worth of records).
+                    kept = b"".join(line for line in fh if not self._mine(line) and line.endswith(b"\n"))
                 fh.truncate(size)
+                if kept:
+                    fh.seek(size)
+                    fh.write(kept)
                 fh.flush()
                 os.fsync(fh.fileno())
-            return have - size
+                return have - size - len(kept)
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def sync(self) -> None:
         """Make every line written so far durable (called before a checkpoint save)."""
