@@ -148,6 +148,8 @@ def _print_result(res: Any, as_json: bool) -> None:
 @_run_options
 @click.option("--to", "to", metavar="ID", help="Apply up to and including this migration (id or number).")
 @click.option("--allow-changed", is_flag=True, help="Accept applied migrations whose file changed since.")
+@click.option("--out-of-order", "out_of_order", is_flag=True,
+              help="Apply pending migrations numbered below the highest applied one (refused otherwise, exit 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @handle_errors
 @pass_kwargs
@@ -158,7 +160,7 @@ def up_cmd(kw: Dict[str, Any]) -> int:
     _check_run_numbers(kw)
     res = up(kw["directory"], _settings(kw), to=kw["to"], allow_changed=kw["allow_changed"],
              confirm=confirm_prompt(kw["yes"]), options=build_run_options(kw), history_table=kw["history_table"],
-             state_dir=kw["state_dir"], wait=kw["wait"], lease=kw["lease"])
+             state_dir=kw["state_dir"], wait=kw["wait"], lease=kw["lease"], out_of_order=kw["out_of_order"])
     _print_result(res, kw["as_json"])
     return res.exit_code
 

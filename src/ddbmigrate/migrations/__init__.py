@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .context import AwsSettings, MigrationContext, StepFailed
 from .files import MigrationFile, load_all
-from .history import DEFAULT_HISTORY_TABLE, History, LockHeldError
+from .history import DEFAULT_HISTORY_TABLE, History, LockHeldError, LockLostError
 from .runner import (
     MigrationStatus,
     RunResult,
@@ -33,6 +33,7 @@ __all__ = [
     "AwsSettings",
     "History",
     "LockHeldError",
+    "LockLostError",
     "MigrationContext",
     "MigrationFile",
     "MigrationStatus",

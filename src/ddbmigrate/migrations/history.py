@@ -13,6 +13,8 @@ again). A runner that died leaves a lock that anyone may take once it expires.
 
 Invariants:
 1. At most one runner holds an unexpired lease: every take and renewal is one conditional write.
+   Every migration record is written in one transaction with a check that the writer still
+   holds the lease (LockLostError otherwise): a runner that lost the lock writes nothing.
 2. A migration's record says ``running`` before its first job starts and ``applied`` only after
    its ``upgrade`` returned; a crash in between leaves ``running`` (or ``failed``), never
    ``applied``, and the next ``up`` resumes it.
@@ -45,6 +47,16 @@ DEFAULT_LEASE_SECONDS = 300.0
 
 class LockHeldError(RetriableError):
     """Another runner holds the migrations lock (exit 75: try again later, or --wait)."""
+
+
+class LockLostError(RetriableError):
+    """This runner no longer holds the lock it took (exit 75, as LockHeldError: the lock is, or
+    may be, another runner's now; run again later)."""
+
+    reason = "another runner took it, or its lease ran out without a renewal"
+
+
+_CONFLICT_RETRIES = 5
 
 
 def who_am_i() -> str:
@@ -124,15 +136,62 @@ class History:
 
     # ------------------------------------------------------------------ records
 
-    def put(self, item: Dict[str, Any]) -> None:
-        """Write one migration record as it is (the lock holder only; see invariant 4 of runner.py)."""
+    def put(self, item: Dict[str, Any], *, lock: "Lock") -> None:
+        """Write one migration record as it is, only while ``lock`` is still this runner's: the
+        record and a check of the lock item (same owner, lease not over) are one transaction.
+
+        A runner paused past its lease (a GC pause, a stopped process, a slow network) may wake
+        after another runner took the lock and recorded the same migration: its write must not
+        replace the new holder's record. LockLostError (nothing written) when the lock is gone.
+        """
         from boto3.dynamodb.types import TypeSerializer
 
         ser = TypeSerializer()
-        self.client.control.put_item(TableName=self.table,
-                                     Item={k: ser.serialize(v) for k, v in _plain(item).items()})
+        record = {k: ser.serialize(v) for k, v in _plain(item).items()}
+        control = self.client.control
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                control.transact_write_items(TransactItems=[
+                    {"ConditionCheck": {
+                        "TableName": self.table, "Key": {"id": {"S": LOCK_ID}},
+                        "ConditionExpression": "#o = :me AND expires_at > :now",
+                        "ExpressionAttributeNames": {"#o": "owner"},
+                        "ExpressionAttributeValues": {":me": {"S": lock.owner},
+                                                      ":now": {"N": repr(round(self.clock(), 3))}}}},
+                    {"Put": {"TableName": self.table, "Item": record}},
+                ])
+                return
+            except control.exceptions.TransactionCanceledException as e:
+                codes = [str(r.get("Code")) for r in e.response.get("CancellationReasons") or []]
+                if "ConditionalCheckFailed" in codes:
+                    lock._taken_over = True
+                    why = self._holder(lock)
+                    lost = LockLostError(f"the migrations lock was lost ({why}); the record of {item.get('id')} "
+                                         "was not written", table=self.table, code="LockLost")
+                    lost.reason = why
+                    raise lost from None
+                # The background renewal touching the lock item at the same moment: try again.
+                if "TransactionConflict" not in codes or attempt == _CONFLICT_RETRIES:
+                    raise RetriableError(
+                        f"cannot write the record of {item.get('id')}: transaction cancelled "
+                        f"({', '.join(codes) or 'no reason given'})", table=self.table,
+                        code="TransactionCanceled") from None
+                self.sleep(0.05 * (attempt + 1))
 
-    def start(self, mid: str, checksum: str, description: str, previous: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    def _holder(self, lock: "Lock") -> str:
+        """Who has the lock now, for the one line that says this runner lost it."""
+        try:
+            held = self.lock_item()
+        except Exception:  # the refusal matters, not the name: say what is known
+            held = None
+        if held is None:
+            return "its lease ran out; another runner may have taken the lock and released it since"
+        if held.get("owner") != lock.owner:
+            return f"taken over by {held.get('who', 'another runner')} at {held.get('acquired_at', '?')}"
+        return "its lease ran out without a renewal"
+
+    def start(self, mid: str, checksum: str, description: str, previous: Optional[Dict[str, Any]], *,
+              lock: "Lock") -> Dict[str, Any]:
         rec = dict(previous or {})
         rec.update({"id": mid, "checksum": checksum, "description": description, "state": "running",
                     "started_at": utcnow(), "finished_at": None, "who": who_am_i(), "error": None,
@@ -140,11 +199,11 @@ class History:
         rec["runs"] = list(rec.get("runs") or [])[-19:] + [{"started_at": rec["started_at"], "who": rec["who"],
                                                             "state": "running", "kind": "up"}]
         rec = {k: v for k, v in rec.items() if v is not None}
-        self.put(rec)
+        self.put(rec, lock=lock)
         return rec
 
     def finish(self, rec: Dict[str, Any], state: str, summary: List[Dict[str, Any]],
-               error: Optional[str] = None) -> Dict[str, Any]:
+               error: Optional[str] = None, *, lock: "Lock") -> Dict[str, Any]:
         rec = dict(rec)
         rec["state"] = state
         rec["finished_at"] = utcnow()
@@ -161,7 +220,7 @@ class History:
                 last["error"] = error
             runs[-1] = last
         rec["runs"] = runs
-        self.put(rec)
+        self.put(rec, lock=lock)
         return rec
 
     # ------------------------------------------------------------------ the lock
@@ -285,5 +344,5 @@ def _plain(v: Any) -> Any:
     return v
 
 
-__all__ = ["DEFAULT_HISTORY_TABLE", "History", "Lock", "LockHeldError", "who_am_i"]
+__all__ = ["DEFAULT_HISTORY_TABLE", "History", "Lock", "LockHeldError", "LockLostError", "who_am_i"]
 

@@ -14,7 +14,10 @@ Invariants:
 3. A failed (or interrupted, or crashed "running") migration is resumed by the next ``up``:
    its steps' checkpoints are kept; a migration applied afresh (never run, or reverted) starts
    from clean step checkpoints.
-4. Only the lock holder writes migration records.
+4. Only the lock holder writes migration records: each write is conditional on the lock (see
+   history.py); a runner that lost it writes nothing more and stops (LockLostError, exit 75).
+5. Migrations are applied in number order: one numbered below the highest applied migration is
+   refused (exit 2) unless ``out_of_order`` (``--out-of-order``) says it is meant.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from ..config import RunOptions
 from ..errors import (
@@ -37,11 +41,12 @@ from ..errors import (
 )
 from .context import AwsSettings, MigrationContext
 from .files import MigrationFile, find, load_all
-from .history import DEFAULT_HISTORY_TABLE, DEFAULT_LEASE_SECONDS, History
+from .history import DEFAULT_HISTORY_TABLE, DEFAULT_LEASE_SECONDS, History, LockLostError
 
 log = logging.getLogger("ddbmigrate.migrations")
 
 Confirm = Callable[[str], bool]
+T = TypeVar("T")
 DEFAULT_STATE_DIR = os.path.join(".ddbmigrate", "migrations")
 
 
@@ -149,15 +154,31 @@ def history_records(settings: AwsSettings, *, history_table: str = DEFAULT_HISTO
     return out
 
 
+RUN_AGAIN = "run `ddbmigrate migrations up` again"
+# A job's own advice ("rerun the same command with --resume") is wrong inside a migration: the
+# migrations commands have no --resume, a plain `up` resumes the migration from its checkpoints.
+_JOB_RESUME = re.compile(r"(?:re)?run (?:the same command )?with --resume|(?<=and )--resume")
+
+
+def _set_message(e: DdbMigrateError, message: str) -> None:
+    e.message = message
+    e.args = (message,)
+
+
 def _failed(m: MigrationFile, e: BaseException) -> BaseException:
     """The error ``up`` ends with, naming the migration; the exit code stays the original's."""
+    if isinstance(e, InterruptedError_):
+        _set_message(e, f"migration {m.id} interrupted; {RUN_AGAIN} to resume it")
+        e.hint = None
+        return e
     if isinstance(e, DdbMigrateError):
-        if not e.message.startswith(f"migration {m.id}"):
-            e.message = f"migration {m.id} failed: {e.message}"
-            e.args = (e.message,)
+        msg = _JOB_RESUME.sub(RUN_AGAIN, e.message)
+        if e.hint:
+            e.hint = _JOB_RESUME.sub(RUN_AGAIN, e.hint)
+        _set_message(e, msg if msg.startswith(f"migration {m.id}") else f"migration {m.id} failed: {msg}")
         return e
     if isinstance(e, KeyboardInterrupt):
-        return InterruptedError_(f"migration {m.id} interrupted; run `migrations up` again to resume it")
+        return InterruptedError_(f"migration {m.id} interrupted; {RUN_AGAIN} to resume it")
     where = ""  # the innermost line of the migration file the exception passed through
     frames = e.__traceback__
     while frames is not None:
@@ -167,6 +188,18 @@ def _failed(m: MigrationFile, e: BaseException) -> BaseException:
     err = FatalError(f"migration {m.id} failed: {type(e).__name__}: {e}{where}")
     err.__cause__ = e
     return err
+
+
+def _write(m: MigrationFile, when: str, write: Callable[[], T]) -> T:
+    """A history write of ``m`` by this runner; when the lock turned out lost, the one line says
+    which migration, what this runner did not record, and that it stops."""
+    try:
+        return write()
+    except LockLostError as e:
+        _set_message(e, f"migration {m.id}: the migrations lock was lost ({e.reason}) {when}; this runner "
+                        f"recorded nothing, the lock holder's record stands; stopping ({RUN_AGAIN} once the "
+                        "other runner is done)")
+        raise e from None
 
 
 def _fresh_state(state_dir: str, mid: str) -> None:
@@ -192,14 +225,39 @@ def check_lock_times(lease: float, wait: float) -> None:
         raise UsageError(f"--wait must be 0 or more seconds, not {wait:g}")
 
 
+def _lock_lost_before_next() -> LockLostError:
+    return LockLostError("the migrations lock was lost (another runner took it, or its lease ran out without a "
+                         f"renewal); stopping before the next migration ({RUN_AGAIN} once the other runner is done)",
+                         code="LockLost")
+
+
+def _number(mid: str) -> int:
+    head = mid.split("_", 1)[0]
+    return int(head) if head.isdigit() else -1
+
+
+def _out_of_order(pending: List[MigrationFile],
+                  recs: Dict[str, Dict[str, Any]]) -> Tuple[List[MigrationFile], Optional[str]]:
+    """The pending migrations numbered below the highest applied one (its file there or not), and
+    that one's id."""
+    applied = [mid for mid, r in recs.items() if r.get("state") == "applied" and _number(mid) >= 0]
+    if not applied:
+        return [], None
+    top = max(applied, key=_number)
+    return [m for m in pending if m.number < _number(top)], top
+
+
 def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow_changed: bool = False,
        confirm: Optional[Confirm] = None, options: Optional[RunOptions] = None,
        history_table: str = DEFAULT_HISTORY_TABLE, state_dir: str = DEFAULT_STATE_DIR, wait: float = 0.0,
-       lease: float = DEFAULT_LEASE_SECONDS, history: Optional[History] = None) -> RunResult:
+       lease: float = DEFAULT_LEASE_SECONDS, history: Optional[History] = None,
+       out_of_order: bool = False) -> RunResult:
     """Apply the pending migrations of ``directory`` in order (up to ``to``); see the module docstring.
 
     ``confirm(message)`` is asked once, naming what will be applied (pass ``lambda m: True`` for
     --yes). Raises the failing migration's error (its exit code) after recording it as failed.
+    A pending migration numbered below the highest applied one is refused (UsageError) unless
+    ``out_of_order``. LockLostError (nothing more written) when another runner took the lock.
     """
     check_lock_times(lease, wait)
     migs = load_all(directory)
@@ -222,40 +280,52 @@ def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow
                     rec = dict(recs[s.id])
                     rec["previous_checksums"] = list(rec.get("previous_checksums") or []) + [rec.get("checksum")]
                     rec["checksum"] = s.checksum
-                    h.put(rec)
+                    h.put(rec, lock=lock)
                     log.warning("migration %s: accepting its changed file (--allow-changed)", s.id)
             pending = [m for m in migs if (recs.get(m.id) or {}).get("state") != "applied"
                        and (last is None or m.number <= last.number)]
             if not pending:
                 return RunResult("up", status=_status(migs, h.records()), message="nothing to apply")
+            early, top = _out_of_order(pending, recs)
+            if early and not out_of_order:
+                raise UsageError(", ".join(m.path for m in early) + (" are" if len(early) > 1 else " is")
+                                 + f" numbered below {top}, the highest applied migration: refusing to apply "
+                                 + ("them" if len(early) > 1 else "it") + " out of order (--out-of-order "
+                                 "applies " + ("them" if len(early) > 1 else "it") + " anyway)")
+            late = f" (out of order, below the applied {top}: {', '.join(m.id for m in early)})" if early else ""
+            for m in early:
+                log.warning("migration %s: applying it out of order, after the applied %s (--out-of-order)", m.id, top)
             where = settings.endpoint_url or settings.region or "the default region"
-            msg = (f"Apply {len(pending)} migration(s) at {where}: " + ", ".join(m.id for m in pending) + "?")
+            msg = (f"Apply {len(pending)} migration(s) at {where}: " + ", ".join(m.id for m in pending) + late + "?")
             if confirm is None or not confirm(msg):
                 raise UsageError("not applying migrations: not confirmed (pass --yes to skip the prompt)")
             done: List[str] = []
             for m in pending:
                 if lock.lost:
-                    raise FatalError("the migrations lock was lost (another runner took it, or its lease ran out "
-                                     "without a renewal); stopping before the next migration")
+                    raise _lock_lost_before_next()
                 prev = recs.get(m.id)
                 if (prev or {}).get("state") not in ("failed", "running"):
                     _fresh_state(state_dir, m.id)  # applied afresh: no step checkpoint of an earlier life
-                rec = h.start(m.id, m.checksum, m.description, prev)
+                rec = _write(m, "before it started",
+                             lambda: h.start(m.id, m.checksum, m.description, prev, lock=lock))
                 ctx = MigrationContext(m.id, settings, state_dir=state_dir, options=options, confirm=confirm)
                 log.info("migration %s: applying (%s)", m.id, m.description)
                 try:
                     m.upgrade(ctx)
                 except BaseException as e:
                     err = _failed(m, e)
-                    h.finish(rec, "failed", ctx.summary, error=err.one_line() if isinstance(err, DdbMigrateError)
-                             else str(err))
+                    line = err.one_line() if isinstance(err, DdbMigrateError) else str(err)
+                    cause = line.removeprefix(f"migration {m.id} failed: ")
+                    _write(m, f"while it ran, and its upgrade failed: {cause}",
+                           lambda: h.finish(rec, "failed", ctx.summary, error=line, lock=lock))
                     if err is e:
                         raise
                     raise err from (e if not isinstance(e, KeyboardInterrupt) else None)
-                h.finish(rec, "applied", ctx.summary)
+                _write(m, "while it ran (its upgrade returned)",
+                       lambda: h.finish(rec, "applied", ctx.summary, lock=lock))
                 done.append(m.id)
             return RunResult("up", done=done, status=_status(migs, h.records()),
-                             message=f"applied {len(done)} migration(s)")
+                             message=f"applied {len(done)} migration(s){late}")
     finally:
         if history is None:
             h.close()
@@ -273,7 +343,7 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
     h = _history(settings, history_table, history)
     try:
         h.ensure()
-        with h.acquire(lease=lease, wait=wait):
+        with h.acquire(lease=lease, wait=wait) as lock:
             recs = h.records()
             todo = [m for m in reversed(migs) if m.number > floor
                     and (recs.get(m.id) or {}).get("state") in ("applied", "failed", "running")]
@@ -287,6 +357,8 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
                 raise UsageError("not reverting migrations: not confirmed (pass --yes to skip the prompt)")
             done: List[str] = []
             for m in todo:
+                if lock.lost:
+                    raise _lock_lost_before_next()
                 down_id = f"{m.id}.down"
                 rec = dict(recs[m.id])
                 ctx = MigrationContext(down_id, settings, state_dir=state_dir, options=options, confirm=confirm)
@@ -296,12 +368,14 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
                 except BaseException as e:
                     err = _failed(m, e)
                     rec["error"] = err.one_line() if isinstance(err, DdbMigrateError) else str(err)
-                    h.put(rec)
+                    _write(m, f"while it was reverted, and its downgrade failed: {rec['error']}",
+                           lambda: h.put(rec, lock=lock))
                     if err is e:
                         raise
                     raise err from None
                 _fresh_state(state_dir, down_id)
-                h.finish(rec, "reverted", ctx.summary)
+                _write(m, "while it was reverted (its downgrade returned)",
+                       lambda: h.finish(rec, "reverted", ctx.summary, lock=lock))
                 done.append(m.id)
             return RunResult("down", done=done, status=_status(migs, h.records()),
                              message=f"reverted {len(done)} migration(s)")

@@ -1,0 +1,194 @@
+"""``migrations up`` on DynamoDB Local: a runner that lost the lock writes no history record (the
+new holder's stands), a migration numbered below an applied one is refused unless
+``--out-of-order``, and an interrupted migration says how to go on with the command that exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+from support import one_usage_line, unique
+
+from ddbmigrate import TableRef
+from ddbmigrate.errors import EXIT_INTERRUPTED, EXIT_RETRIABLE, UsageError
+from ddbmigrate.migrations import AwsSettings, History, LockHeldError, LockLostError, history_records, status, up
+
+pytestmark = pytest.mark.integration
+
+YES = lambda message: True
+
+
+def cli(*args: str) -> Any:
+    """The command line in this process (click's runner): exit code, stdout and stderr."""
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def one_error_line(r: Any, code: int) -> str:
+    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr, r.exception)
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return str(lines[0])
+
+
+# Runner A's migration. While A is inside it, runner B (the same library, its clock past A's
+# lease: A "paused" longer than its lease) takes the lock over and applies this very migration.
+# Then A's upgrade returns, or fails, as A's would after waking up.
+TAKEN_OVER = '''"""Applied by runner B while runner A is inside it."""
+import os
+
+from ddbmigrate.migrations import History, up
+
+LOG = {log!r}
+HIST = {hist!r}
+FAIL = {fail!r}
+
+
+def upgrade(ctx):
+    with open(LOG, "a") as fh:
+        fh.write(ctx.id + "\\n")
+    with open(LOG) as fh:
+        if len(fh.read().splitlines()) > 1:
+            return  # runner B (or a later run): nothing more to do
+    ref = ctx.table(HIST)
+    probe = History(ref)
+    expires = float(probe.lock_item()["expires_at"])  # A's lease
+    probe.close()
+    b = History(ref, clock=lambda: expires + 1)
+    try:
+        res = up(os.path.dirname(os.path.abspath(__file__)), ctx.settings, history_table=HIST,
+                 state_dir={state_b!r}, confirm=lambda m: True, history=b, lease=60)
+    finally:
+        b.close()
+    assert res.done == [ctx.id, "0002_after"], res.done
+    if FAIL:
+        raise RuntimeError("runner A's upgrade fails after the takeover")
+'''
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["upgrade-returns", "upgrade-fails"])
+def test_a_runner_that_lost_the_lock_writes_nothing_and_the_new_holders_record_stands(
+        endpoint: str, tmp_path: Path, fail: bool) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    log, hist = tmp_path / "applied.log", unique("hist")
+    (d / "0001_taken_over.py").write_text(TAKEN_OVER.format(log=str(log), hist=hist, fail=fail,
+                                                            state_b=str(tmp_path / "stB")))
+    (d / "0002_after.py").write_text(f'"""After."""\n\ndef upgrade(ctx):\n    open({str(log)!r}, "a").write('
+                                     'ctx.id + "\\n")\n')
+    aws = ["--endpoint-url", endpoint, "--region", "us-east-1"]
+    common = ["--dir", str(d), "--history-table", hist, "--progress", "off", *aws]
+
+    a = cli("migrations", "up", *common, "--state-dir", str(tmp_path / "stA"), "--yes")
+    line = one_error_line(a, EXIT_RETRIABLE)
+    assert "migration 0001_taken_over: the migrations lock was lost" in line and "recorded nothing" in line, line
+    if fail:
+        assert "runner A's upgrade fails" in line, line  # what A did not record is still said
+    # B applied both migrations; A wrote nothing over B's records and did not go on to 0002.
+    assert log.read_text().splitlines() == ["0001_taken_over", "0001_taken_over", "0002_after"]
+    recs = {r["id"]: r for r in history_records(AwsSettings(region="us-east-1", endpoint_url=endpoint),
+                                                history_table=hist)}
+    assert recs["0001_taken_over"]["state"] == "applied" and "error" not in recs["0001_taken_over"]
+    assert recs["0001_taken_over"]["attempts"] == 2  # A's start, then B's resume: nothing after
+    assert [r["state"] for r in recs["0001_taken_over"]["runs"]] == ["running", "applied"]
+    assert recs["0002_after"]["state"] == "applied"
+
+    again = cli("migrations", "up", *common, "--state-dir", str(tmp_path / "stC"), "--yes")
+    assert again.exit_code == 0 and "nothing to apply" in again.stdout, (again.stdout, again.stderr)
+    assert len(log.read_text().splitlines()) == 3  # not applied a second time
+
+
+def test_history_writes_need_the_lock_still_held(endpoint: str) -> None:
+    hist = unique("hist")
+    now = [1_000_000.0]
+    ref = TableRef(hist, region="us-east-1", endpoint_url=endpoint)
+    h = History(ref, clock=lambda: now[0])
+    h.ensure()
+    a = h.acquire(lease=60)
+    rec = h.start("0001_x", "c" * 64, "X", None, lock=a)
+    assert h.records()["0001_x"]["state"] == "running"
+
+    # A's lease ran out, nobody took it yet: A's clock says it may not write any more.
+    now[0] += 61
+    with pytest.raises(LockLostError, match="lease ran out without a renewal") as ei:
+        h.finish(rec, "applied", [], lock=a)
+    assert ei.value.exit_code == EXIT_RETRIABLE == LockHeldError.exit_code
+    assert h.records()["0001_x"]["state"] == "running"
+
+    # B takes the expired lock and records the migration; A's late writes are all refused.
+    b = h.acquire(lease=60)
+    b_rec = h.finish(h.start("0001_x", "c" * 64, "X", h.records()["0001_x"], lock=b), "applied", [], lock=b)
+    now[0] -= 61  # even by a clock that says A's lease is not over: the owner changed
+    for write in (lambda: h.finish(rec, "failed", [], error="boom", lock=a),
+                  lambda: h.put(dict(rec, state="reverted"), lock=a),
+                  lambda: h.start("0002_y", "d" * 64, "Y", None, lock=a)):
+        with pytest.raises(LockLostError, match="taken over by"):
+            write()
+    assert a.lost
+    recs = h.records()
+    assert set(recs) == {"0001_x"} and recs["0001_x"]["state"] == "applied"
+    assert recs["0001_x"]["finished_at"] == b_rec["finished_at"] and "error" not in recs["0001_x"]
+    b.release()
+    a.release()
+    h.close()
+
+
+def mig(d: Path, n: str, log: Path) -> None:
+    (d / f"{n}_m.py").write_text(f'"""M {n}."""\n\ndef upgrade(ctx):\n    open({str(log)!r}, "a").write("{n}\\n")\n')
+
+
+def test_a_migration_numbered_below_an_applied_one_needs_out_of_order(endpoint: str, tmp_path: Path) -> None:
+    d = tmp_path / "migrations"
+    d.mkdir()
+    log, hist = tmp_path / "applied.log", unique("hist")
+    mig(d, "0001", log)
+    mig(d, "0003", log)
+    common = ["--dir", str(d), "--history-table", hist, "--state-dir", str(tmp_path / "state"), "--progress", "off",
+              "--endpoint-url", endpoint, "--region", "us-east-1"]
+    assert cli("migrations", "up", *common, "--yes").exit_code == 0
+    mig(d, "0002", log)
+    mig(d, "0004", log)
+
+    line = one_usage_line(cli("migrations", "up", *common, "--yes"), "0002_m.py", "0003", "--out-of-order")
+    assert "0004" not in line
+    assert log.read_text().split() == ["0001", "0003"]  # nothing ran, not even the in-order 0004
+    s = AwsSettings(region="us-east-1", endpoint_url=endpoint)
+    assert [x.state for x in status(str(d), s, history_table=hist)] == ["applied", "pending", "applied", "pending"]
+    with pytest.raises(UsageError, match="0002_m.py is numbered below 0003_m"):
+        up(str(d), s, history_table=hist, state_dir=str(tmp_path / "state"), confirm=YES)
+
+    ok = cli("migrations", "up", *common, "--yes", "--out-of-order")
+    assert ok.exit_code == 0, ok.stderr
+    assert "applied 2 migration(s)" in ok.stdout and "out of order" in ok.stdout and "0002_m" in ok.stdout
+    assert log.read_text().split() == ["0001", "0003", "0002", "0004"]
+    again = cli("migrations", "up", *common, "--yes")
+    assert again.exit_code == 0 and "nothing to apply" in again.stdout
+
+
+INTERRUPTED = '''"""Stopped by SIGTERM in its job (the job's own error, as the engine raises it)."""
+from ddbmigrate.engine.run import interrupted_error
+
+
+def upgrade(ctx):
+    raise interrupted_error(".ddbmigrate/migrations/0001_stopped/01-copy.checkpoint.json")
+'''
+
+
+def test_an_interrupted_migration_says_to_run_up_again_not_resume(endpoint: str, tmp_path: Path) -> None:
+    d = tmp_path / "migrations"
+    d.mkdir()
+    (d / "0001_stopped.py").write_text(INTERRUPTED)
+    hist = unique("hist")
+    r = cli("migrations", "up", "--dir", str(d), "--history-table", hist, "--state-dir", str(tmp_path / "state"),
+            "--progress", "off", "--endpoint-url", endpoint, "--region", "us-east-1", "--yes")
+    line = one_error_line(r, EXIT_INTERRUPTED)
+    assert "migration 0001_stopped interrupted" in line and "run `ddbmigrate migrations up` again" in line, line
+    assert "--resume" not in r.stderr
+    rec: List[Dict[str, Any]] = history_records(AwsSettings(region="us-east-1", endpoint_url=endpoint),
+                                                history_table=hist)
+    assert rec[0]["state"] == "failed" and "--resume" not in rec[0]["error"]

@@ -1,0 +1,31 @@
+"""The errors ``migrations up`` ends with tell the command that exists: a job's own advice
+("rerun the same command with --resume") is wrong there, a plain ``up`` resumes the migration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ddbmigrate.engine.run import interrupted_error, max_errors_error
+from ddbmigrate.errors import EXIT_INTERRUPTED, EXIT_RETRIABLE, DdbMigrateError, RetriableError
+from ddbmigrate.migrations.files import load
+from ddbmigrate.migrations.runner import _failed
+
+
+def test_job_errors_inside_a_migration_point_to_migrations_up(tmp_path: Path) -> None:
+    f = tmp_path / "0001_m.py"
+    f.write_text('"""M."""\n\ndef upgrade(ctx):\n    pass\n')
+    m = load(str(f))
+
+    stopped = _failed(m, interrupted_error("state/0001_m/01-copy.checkpoint.json"))
+    assert isinstance(stopped, DdbMigrateError) and stopped.exit_code == EXIT_INTERRUPTED
+    assert str(stopped) == "migration 0001_m interrupted; run `ddbmigrate migrations up` again to resume it"
+    assert stopped.hint is None
+
+    slow = RetriableError("throttled", hint="checkpoint kept at x.json; rerun the same command with --resume")
+    out = _failed(m, slow)
+    assert isinstance(out, DdbMigrateError) and out.exit_code == EXIT_RETRIABLE
+    assert out.hint == "checkpoint kept at x.json; run `ddbmigrate migrations up` again"
+
+    many = _failed(m, max_errors_error(5))
+    assert "--resume" not in str(many) and "run `ddbmigrate migrations up` again" in str(many)
+    assert str(many).startswith("migration 0001_m failed: more than --max-errors 5")
