@@ -216,6 +216,12 @@ def test_a_tag_value_with_a_unicode_line_break_survives_spec_and_cloudformation(
                                                                           "WriteCapacityUnits": 1}),
      "OnDemandThroughput needs BillingMode PAY_PER_REQUEST"),
     (lambda s: s["PointInTimeRecoverySpecification"].update(Enabled=True), "PointInTimeRecoverySpecification.Enabled"),
+    # "false" is a non-empty string: read as true, it would have turned TTL on.
+    (lambda s: s["TimeToLiveSpecification"].update(Enabled="false"), "TimeToLiveSpecification.Enabled"),
+    (lambda s: s.update(TimeToLiveSpecification=True), "TimeToLiveSpecification must be a mapping"),
+    (lambda s: s["TimeToLiveSpecification"].update(AttributeName=5), "TimeToLiveSpecification.AttributeName"),
+    (lambda s: s["TimeToLiveSpecification"].update(Bogus=1), "TimeToLiveSpecification.Bogus"),
+    (lambda s: s["TimeToLiveSpecification"].pop("AttributeName"), "TimeToLiveSpecification.AttributeName"),
 ])
 def test_bad_settings_name_the_file_and_field(mutate: Callable[[Dict[str, Any]], None], field: str) -> None:
     spec = every_setting()

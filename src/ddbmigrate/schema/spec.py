@@ -101,6 +101,17 @@ def check_settings(props: Dict[str, Any]) -> None:
             raise UsageError("table spec: SSESpecification.KMSMasterKeyId must be a key id, ARN or alias")
         if sse.get("KMSMasterKeyId") and not sse.get("SSEEnabled"):
             raise UsageError("table spec: SSESpecification.KMSMasterKeyId needs SSEEnabled: true")
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl is not None:
+        w = "TimeToLiveSpecification"
+        ttl = _mapping(ttl, w)
+        _known(ttl, ("AttributeName", "Enabled"), w)
+        _bool(ttl, "Enabled", w)  # "false" is a string, and true to Python: refused, not enabled
+        name = ttl.get("AttributeName")
+        if name is not None and not (isinstance(name, str) and name):
+            raise UsageError(f"table spec: {w}.AttributeName must be an attribute name")
+        if ttl["Enabled"] and not name:
+            raise UsageError(f"table spec: {w}.AttributeName is required when Enabled")
     if "TableClass" in props and props["TableClass"] not in TABLE_CLASSES:
         raise UsageError(f"table spec: TableClass must be {' or '.join(TABLE_CLASSES)}")
     tags = props.get("Tags")
@@ -168,9 +179,6 @@ def definition_from_spec(spec: Dict[str, Any], table: Optional[str] = None, *,
             raise UsageError("table spec: TableName is required (or give the table name on the command line)")
         spec_to_request(props, table_name=str(name))  # keys, indexes, billing, stream, unknown fields
         check_settings(props)
-        if props.get("TimeToLiveSpecification", {}).get("Enabled") and \
-                not props["TimeToLiveSpecification"].get("AttributeName"):
-            raise UsageError("table spec: TimeToLiveSpecification.AttributeName is required when Enabled")
     except UsageError as e:
         if path:
             raise UsageError(e.message.replace("table spec:", f"table spec {path}:", 1)) from None
