@@ -31,7 +31,7 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
@@ -59,7 +59,7 @@ from ..errors import (
 from .credentials import CredentialCache
 from .errors import error_code, parse_error_body
 from .signing import FastSigV4
-from .transport import InvalidHeader, Transport, host_header
+from .transport import MAX_BODY, BadResponse, InvalidHeader, Transport, host_header, too_large
 
 log = logging.getLogger("ddbmigrate.client")
 
@@ -87,7 +87,9 @@ class _Read:
 
     urllib3's read timeout is per socket read, so a server dripping a byte a second would hold a
     worker for as long as it likes; the body is read in pieces as they come and the exchange is
-    abandoned (connection closed, a retriable timeout) once the deadline has passed.
+    abandoned (connection closed, a retriable timeout) once the deadline has passed. A body
+    over :data:`transport.MAX_BODY` is refused as on the builtin path (announced, or as it grows;
+    urllib3 decodes a compressed body, so this also bounds what it inflates to).
     """
 
     __slots__ = ("status", "headers", "data")
@@ -95,7 +97,11 @@ class _Read:
     def __init__(self, r: Any, url: str, deadline_s: float) -> None:
         deadline = time.monotonic() + deadline_s
         parts: List[bytes] = []
+        have = 0
         try:
+            cl = str(r.headers.get("content-length") or "").strip()
+            if cl.isdigit() and int(cl) > MAX_BODY:
+                raise too_large(f"a Content-Length of {int(cl):,} bytes")
             while True:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{url}: response not complete within {deadline_s:g} s")
@@ -103,6 +109,9 @@ class _Read:
                 if not b:
                     break
                 parts.append(b)
+                have += len(b)
+                if have > MAX_BODY:
+                    raise too_large(f"a body of at least {have:,} bytes")
         except BaseException:
             r.close()
             raise
@@ -119,6 +128,22 @@ _CONN_ERRORS = (
     ConnectionError,
     OSError,
 )
+
+
+T = TypeVar("T")
+
+
+def load_object(data: bytes, op: str) -> Dict[str, Any]:
+    """A 200 answer's JSON object; anything else (HTML from a captive portal, a gzip body, JSON
+    cut short, an array) is a :class:`BadResponse`, which the retry loop retries."""
+    try:
+        d = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        # orjson's message gives the position, not the text: no item data reaches a log.
+        raise BadResponse(f"the {op} answer (HTTP 200, {len(data):,} bytes) is not JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise BadResponse(f"the {op} answer (HTTP 200) is a JSON {type(d).__name__}, not an object")
+    return d
 
 
 class RetryStats:
@@ -360,8 +385,7 @@ class DynamoClient:
 
     def request_once(self, op: str, body: bytes) -> Dict[str, Any]:
         """One signed POST, parsed. Raises ServiceError or a connection error."""
-        data = self.request_raw_once(op, body)
-        return orjson.loads(data) if data else {}
+        return load_object(self.request_raw_once(op, body), op)
 
     def request_raw_once(self, op: str, body: bytes) -> bytes:
         """One signed POST; the raw 200 body. Raises ServiceError or a connection error."""
@@ -383,7 +407,7 @@ class DynamoClient:
                              table=self.ref.table) from None
         data = r.data
         crc = r.headers.get("x-amz-crc32")
-        if crc is not None and int(crc) != (zlib.crc32(data) & 0xFFFFFFFF):
+        if crc is not None and (not str(crc).strip().isdigit() or int(crc) != (zlib.crc32(data) & 0xFFFFFFFF)):
             raise ServiceError("CRC32Mismatch", "response body failed its CRC32 check", 0)
         if r.status == 200:
             return bytes(data)
@@ -398,13 +422,26 @@ class DynamoClient:
         err.credentials = frozen
         raise err
 
-    def call(self, op: str, payload: Any, *, table: Optional[str] = None, limiter: Any = None) -> Dict[str, Any]:
-        """A data-plane call with explicit, counted, capped and jittered retries."""
-        data = self.call_raw(op, payload, table=table, limiter=limiter)
-        return orjson.loads(data) if data else {}
+    def call(self, op: str, payload: Any, *, table: Optional[str] = None, limiter: Any = None,
+             resendable: bool = False) -> Dict[str, Any]:
+        """A data-plane call with explicit, counted, capped and jittered retries.
 
-    def call_raw(self, op: str, payload: Any, *, table: Optional[str] = None, limiter: Any = None) -> bytes:
-        """Like :meth:`call`, but returns the response body unparsed (for lazy parsers)."""
+        ``resendable``: the caller vouches that a second application is harmless although ``op``
+        may not be in general (an UpdateItem conditional on the whole image it was computed from:
+        once applied, its condition fails, and the caller reads what is there)."""
+        return self.call_parsed(op, payload, lambda data: load_object(data, op), table=table, limiter=limiter,
+                                resendable=resendable)
+
+    def call_raw(self, op: str, payload: Any, *, table: Optional[str] = None, limiter: Any = None,
+                 resendable: bool = False) -> bytes:
+        """Like :meth:`call`, but returns the response body unparsed and unchecked."""
+        return self.call_parsed(op, payload, bytes, table=table, limiter=limiter, resendable=resendable)
+
+    def call_parsed(self, op: str, payload: Any, parse: Callable[[bytes], T], *, table: Optional[str] = None,
+                    limiter: Any = None, resendable: bool = False) -> T:
+        """Like :meth:`call`, with the 200 body handed to ``parse`` (e.g. a lazy parser) inside
+        the retry loop: a :class:`BadResponse` it raises, for a body it cannot read or whose shape
+        is wrong, is retried and counted as a connection error, as a body cut short would be."""
         body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         attempt = 0
         # An earlier attempt may have been applied only if its answer never came (a connection
@@ -413,7 +450,7 @@ class DynamoClient:
         refreshed = False
         while True:
             try:
-                return self.request_raw_once(op, body)
+                return parse(self.request_raw_once(op, body))
             except ServiceError as e:
                 cause = e.cause
                 if cause is None and e.code in CREDENTIAL_CODES and e.credentials is not None:
@@ -431,7 +468,7 @@ class DynamoClient:
             except _CONN_ERRORS as e:
                 cause, last = "connection", e
             attempt += 1
-            if cause in ("connection", "5xx") and not _resendable(op, body):
+            if cause in ("connection", "5xx") and not (resendable or _resendable(op, body)):
                 raise AwsError(
                     f"{op} failed ({_brief(last)}) and may have been applied; it is not sent again because "
                     "applying it twice could change the result", table=table or self.ref.table,
@@ -439,8 +476,9 @@ class DynamoClient:
             maybe_applied = maybe_applied or cause in ("connection", "5xx")
             if cause == "connection" and 2 <= attempt < self.retry_policy.max_attempts:
                 # One line per attempt once it is not a passing blip: silence looks like a hang.
-                log.warning("cannot reach %s (%s); retrying, attempt %d of %d", self.endpoint, _brief(last),
-                            attempt + 1, self.retry_policy.max_attempts)
+                log.warning("%s %s (%s); retrying, attempt %d of %d",
+                            "bad answer from" if isinstance(last, BadResponse) else "cannot reach", self.endpoint,
+                            _brief(last), attempt + 1, self.retry_policy.max_attempts)
             if attempt >= self.retry_policy.max_attempts:
                 raise RetriesExhaustedError(
                     f"{op} still failing after {attempt} attempts: {_brief(last)}",

@@ -13,7 +13,8 @@ botocore's ``AWS_CA_BUNDLE`` / ``ca_bundle``), a connect timeout, a per-read tim
 total deadline per exchange. No proxies: when HTTPS_PROXY/HTTP_PROXY applies, client.py uses
 urllib3 instead (its body read under the same deadline, client._Read).
 
-Invariants (each has a test against a misbehaving server in tests/unit/test_transport.py):
+Invariants (each has a test against a misbehaving server in tests/unit/test_transport.py;
+5 in tests/reliability/test_hostile_answers.py):
 
 1. A response is only ever matched to the request it answers. Interim ``1xx`` responses are
    read and skipped; a connection goes back to the pool only when its response was framed
@@ -27,6 +28,8 @@ Invariants (each has a test against a misbehaving server in tests/unit/test_tran
 3. No exchange outlives its deadline (``total_timeout``, by default the read timeout): a
    server that drips one byte per second cannot hold a worker for minutes.
 4. No header value or name carries CR, LF or NUL: an injected header is refused, not sent.
+5. No response body is held above :data:`MAX_BODY` bytes: a larger Content-Length is refused
+   before a byte of it is read, and a chunked or close-delimited body as soon as it grows past.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ from urllib.parse import urlsplit
 
 _MAX_HEAD = 65536
 _RECV = 65536
+# DynamoDB's largest answers (a 16 MB BatchGetItem, a 1 MB Scan page in JSON) stay far below
+# this; anything above is a broken or hostile server, and reading it whole would exhaust memory.
+MAX_BODY = 64 * 1024 * 1024
 _monotonic = time.monotonic
 
 
@@ -54,6 +60,23 @@ class ConnectionLost(TransportError):
     The server may or may not have processed the request (a lost response looks exactly like a
     keep-alive connection the server closed while we were sending), so it is never re-sent here.
     """
+
+
+class ResponseTooLarge(TransportError):
+    """The response body is (or announces itself as) larger than :data:`MAX_BODY`."""
+
+
+class BadResponse(TransportError):
+    """A 200 answer whose body is not what the operation returns (not JSON, wrong shape).
+
+    Retriable as a 'connection' cause, like a body cut short: a proxy, a captive portal or a
+    broken connection garbled it, and the next attempt may well get the real answer."""
+
+
+def too_large(what: str, limit: int = MAX_BODY) -> ResponseTooLarge:
+    """``what`` says the size, e.g. ``"a Content-Length of 5,000,000,000 bytes"``."""
+    return ResponseTooLarge(f"response refused: {what} is over the {limit:,}-byte limit for one answer "
+                            "(no DynamoDB answer is that large)")
 
 
 class InvalidHeader(ValueError):
@@ -139,7 +162,8 @@ class Transport:
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0, read_timeout: float = 30.0,
                  total_timeout: Optional[float] = None, max_idle: int = 64,
-                 ssl_context: Optional[ssl.SSLContext] = None, ca_bundle: Optional[str] = None) -> None:
+                 ssl_context: Optional[ssl.SSLContext] = None, ca_bundle: Optional[str] = None,
+                 max_body: int = MAX_BODY) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"unsupported endpoint scheme in {url!r}")
@@ -154,6 +178,7 @@ class Transport:
         # a 1 MB Scan page in well under a second, so the read timeout is a generous bound.
         self.total_timeout = read_timeout if total_timeout is None else total_timeout
         self.max_idle = max_idle
+        self.max_body = max_body
         if self.tls:
             self._ctx: Optional[ssl.SSLContext] = ssl_context or ssl_context_for(ca_bundle)
         else:
@@ -333,7 +358,10 @@ class Transport:
             cl = headers["content-length"]
             if not cl.isdigit():
                 raise ValueError(f"bad Content-Length {cl!r}")
-            data = self._read_exact(conn, int(cl), deadline)
+            n = int(cl)
+            if n > self.max_body:
+                raise too_large(f"a Content-Length of {n:,} bytes", self.max_body)
+            data = self._read_exact(conn, n, deadline)
         elif status in (204, 304):
             data = b""
         else:
@@ -376,6 +404,7 @@ class Transport:
 
     def _read_chunked(self, conn: _Conn, deadline: float) -> bytes:
         out: List[bytes] = []
+        total = 0
         while True:
             size_s = self._read_line(conn, deadline).split(b";", 1)[0].strip()
             try:
@@ -386,6 +415,9 @@ class Transport:
                 while self._read_line(conn, deadline):
                     pass  # trailers, up to the empty line
                 return b"".join(out)
+            total += size
+            if total > self.max_body:
+                raise too_large(f"a chunked body of at least {total:,} bytes", self.max_body)
             try:
                 out.append(self._read_exact(conn, size, deadline))
             except ValueError:
@@ -395,12 +427,16 @@ class Transport:
 
     def _read_to_close(self, conn: _Conn, deadline: float) -> bytes:
         parts = [conn.buf]
+        have = len(conn.buf)
         conn.buf = b""
         while True:
+            if have > self.max_body:
+                raise too_large(f"a body without a length, at {have:,} bytes and growing,", self.max_body)
             d = self._recv(conn, deadline)
             if not d:
                 return b"".join(parts)
             parts.append(d)
+            have += len(d)
 
 
 class _NothingBack(Exception):

@@ -7,7 +7,10 @@ The BatchWriteItem contract this module owns:
   attempts run out we raise RetriesExhaustedError (exit 75) and the checkpoint stays behind the
   batch: an item is never "ignored and continued";
 - a ValidationException on a whole batch is narrowed down item by item so one bad item is
-  dead-lettered instead of poisoning 24 good ones.
+  dead-lettered instead of poisoning 24 good ones;
+- an answer whose ``UnprocessedItems`` is not a mapping of lists of put/delete requests is a
+  :class:`BadResponse` (retried, counted as a connection error): reading it as "all written"
+  could lose items, and the batch holds full images only, so sending it again is harmless.
 
 Conditional modes (skip-existing, fail-existing) cannot use BatchWriteItem, so they run as
 PutItem calls with ``attribute_not_exists`` on the hash key, with the same retries and counts.
@@ -30,7 +33,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import orjson
 
 from ..aws.capacity import RateLimiter
-from ..aws.client import Backoff, DynamoClient
+from ..aws.client import Backoff, DynamoClient, load_object
+from ..aws.transport import BadResponse
 from ..config import RetryPolicy, TableRef
 from ..core.items import KeySchema, canonical_item
 from ..core.protocols import SinkBase
@@ -130,16 +134,15 @@ class TableWriter(SinkBase):
         while True:
             self.limiter.acquire(estimate)
             try:
-                resp = self.client.call("BatchWriteItem", body, table=self.table,
-                                        limiter=_Attributed(self.limiter, self._note_throttled, pending))
+                consumed, unprocessed, images = self.client.call_parsed(
+                    "BatchWriteItem", body, self._parse_answer, table=self.table,
+                    limiter=_Attributed(self.limiter, self._note_throttled, pending))
             except AwsError as e:
                 if e.code == "ValidationException" and len(ops) > 0:
                     return self._one_by_one(ops)
                 raise
-            consumed = _consumed(resp)
             self.limiter.settle(estimate, consumed)
             self.client.stats.consumed(write=consumed)
-            unprocessed = (resp.get("UnprocessedItems") or {}).get(self.table) or []
             if unprocessed:
                 self.limiter.held_back(float(len(unprocessed)))
             if not unprocessed:
@@ -156,13 +159,35 @@ class TableWriter(SinkBase):
                 )
             self.client.stats.retry("unprocessed")
             log.debug("BatchWriteItem: %d of %d requests unprocessed (attempt %d)", len(unprocessed), len(ops), attempt)
-            pending = [(r.get("PutRequest") or {}).get("Item") or (r.get("DeleteRequest") or {}).get("Key")
-                       for r in unprocessed]
+            pending = images
             self._note_throttled(pending)
             self.limiter.throttled()
             body = b'{"RequestItems":' + orjson.dumps({self.table: unprocessed}) + b',"ReturnConsumedCapacity":"TOTAL"}'
             estimate = float(len(unprocessed))
             self.backoff.wait(attempt)
+
+    def _parse_answer(self, data: bytes) -> Tuple[float, List[Any], List[Any]]:
+        """A BatchWriteItem answer -> (units consumed, our unprocessed requests, their images);
+        checked inside the retry loop, so a garbled answer is sent again (see the module doc)."""
+        resp = load_object(data, "BatchWriteItem")
+        unp = resp.get("UnprocessedItems")
+        if unp is None:
+            return _consumed(resp), [], []
+        if not isinstance(unp, dict) or not all(isinstance(v, list) for v in unp.values()):
+            raise BadResponse("the BatchWriteItem answer's UnprocessedItems is not a mapping of table names "
+                              "to lists of requests")
+        unprocessed: List[Any] = unp.get(self.table) or []
+        images: List[Any] = []
+        for r in unprocessed:  # at most 25, and only when some are held back
+            put = r.get("PutRequest") if isinstance(r, dict) else None
+            img = put.get("Item") if isinstance(put, dict) else None
+            if img is None and isinstance(r, dict) and isinstance(r.get("DeleteRequest"), dict):
+                img = r["DeleteRequest"].get("Key")
+            if not isinstance(img, dict):
+                raise BadResponse("the BatchWriteItem answer's UnprocessedItems holds something that is not a "
+                                  "PutRequest with an Item or a DeleteRequest with a Key")
+            images.append(img)
+        return _consumed(resp), unprocessed, images
 
     def _note_throttled(self, images: Sequence[Any]) -> None:
         hk = self.keys.hash_name
@@ -267,12 +292,17 @@ def hot_key(state: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
 
 
 def _consumed(resp: Dict[str, Any]) -> float:
+    # Only steers the rate: a shape DynamoDB never sends counts as nothing rather than failing
+    # a write that was applied.
     cc = resp.get("ConsumedCapacity")
     if not cc:
         return 0.0
-    if isinstance(cc, list):
-        return float(sum(float(c.get("CapacityUnits") or 0.0) for c in cc))
-    return float(cc.get("CapacityUnits") or 0.0)
+    return float(sum(_units(c) for c in cc)) if isinstance(cc, list) else _units(cc)
+
+
+def _units(cc: Any) -> float:
+    units = cc.get("CapacityUnits") if isinstance(cc, dict) else None
+    return float(units) if isinstance(units, (int, float)) and not isinstance(units, bool) else 0.0
 
 
 @dataclass(frozen=True)

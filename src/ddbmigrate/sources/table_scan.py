@@ -3,6 +3,12 @@
 Items are yielded exactly as DynamoDB sent them (wire format), a page per chunk. A chunk's
 position is the page's LastEvaluatedKey, so a checkpoint at that position resumes right after
 the page; the last page (no LastEvaluatedKey) marks the segment done.
+
+A page is checked as it is parsed, in O(1) (never per item): a body that is not a JSON object,
+``Items`` that is not a list (null, missing, a string), a ``Count`` that disagrees with it, or a
+``LastEvaluatedKey`` that is not an object is a :class:`BadResponse`, retried like a body cut
+short; a ``LastEvaluatedKey`` equal to the ``ExclusiveStartKey`` just sent would read the same
+page for ever, so it stops the job (:class:`FatalError`).
 """
 
 from __future__ import annotations
@@ -12,14 +18,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-import orjson
-
 from ..aws.capacity import RateLimiter
-from ..aws.client import DynamoClient
+from ..aws.client import DynamoClient, load_object
+from ..aws.transport import BadResponse
 from ..config import RetryPolicy, TableRef
 from ..core.protocols import SourceBase
 from ..core.records import DELETE, Chunk
 from ..core.specs import Resources, SourceSpecBase
+from ..errors import FatalError
 
 # DynamoDB reads at most 1 MB per page: 1 MB eventually consistent = 128 RCU (4 KB at 0.5).
 _PAGE_RCU_ESTIMATE = 128.0
@@ -58,14 +64,54 @@ def split_page(data: bytes) -> Tuple[List[bytes], Optional[Dict[str, Any]], Opti
     simdjson and each item is taken out as bytes (about 2 µs).
     """
     assert _simdjson is not None
-    doc: Any = _simdjson.Parser().parse(data)
+    try:
+        doc: Any = _simdjson.Parser().parse(data)
+    except ValueError as e:  # UnicodeDecodeError too (a gzip body)
+        raise BadResponse(f"the Scan answer (HTTP 200, {len(data):,} bytes) is not JSON: "
+                          f"{str(e).split(':', 1)[0]}") from None
+    if not isinstance(doc, _simdjson.Object):
+        raise BadResponse(f"the Scan answer (HTTP 200) is a JSON {type(doc).__name__}, not an object")
     items: Any = doc.get("Items")
-    raw: List[bytes] = [it.mini for it in items] if items is not None else []
     lek: Any = doc.get("LastEvaluatedKey")
+    # Array/Object are the parser's own types: isinstance and len are O(1), nothing is built.
+    _check_page(items, items if isinstance(items, _simdjson.Array) else None, doc.get("Count"), lek,
+                _simdjson.Object)
+    try:
+        raw: List[bytes] = [it.mini for it in items]
+    except AttributeError:  # a number or a string among the Items (free to catch: no check per item)
+        raise BadResponse("the Scan answer's Items are not all JSON objects") from None
     cc: Any = doc.get("ConsumedCapacity")
-    out = (raw, lek.as_dict() if lek is not None else None, cc.as_dict() if cc is not None else None)
+    out = (raw, lek.as_dict() if lek is not None else None,
+           cc.as_dict() if isinstance(cc, _simdjson.Object) else None)
     del items, lek, cc, doc  # the parser's buffers are released with its last proxy
     return out
+
+
+def _check_page(items: Any, as_list: Any, count: Any, lek: Any, mapping: Any) -> None:
+    """A Scan page's shape, in O(1): ``as_list`` is ``items`` when it is a list (of the parser's
+    type), ``mapping`` the parser's type of a JSON object."""
+    if as_list is None:
+        # Taking null or a missing Items as an empty page would skip the page's items silently.
+        what = "missing or null" if items is None else f"a JSON {type(items).__name__}"
+        raise BadResponse(f"the Scan answer has no list of Items ({what})")
+    if count is not None and (type(count) is not int or count != len(as_list)):
+        raise BadResponse(f"the Scan answer's Count ({str(count)[:20]}) is not its number of Items ({len(as_list)})")
+    if lek is not None and not isinstance(lek, mapping):
+        raise BadResponse(f"the Scan answer's LastEvaluatedKey is a JSON {type(lek).__name__}, not an object")
+
+
+def _parse_page(data: bytes) -> Dict[str, Any]:
+    resp = load_object(data, "Scan")
+    items = resp.get("Items")
+    _check_page(items, items if isinstance(items, list) else None, resp.get("Count"),
+                resp.get("LastEvaluatedKey"), dict)
+    return resp
+
+
+def _units(cc: Any) -> float:
+    """ConsumedCapacity's units; 0 for a shape DynamoDB never sends (it only steers the rate)."""
+    units = cc.get("CapacityUnits") if isinstance(cc, dict) else None
+    return float(units) if isinstance(units, (int, float)) and not isinstance(units, bool) else 0.0
 
 
 def unit_name(segment: int) -> str:
@@ -126,19 +172,26 @@ class TableScanSource(SourceBase):
             estimate = min(estimate, max(1.0, self.page_limit / 2))
         while not stop.is_set():
             self.limiter.acquire(estimate)
-            data = self.client.call_raw("Scan", req, table=self.table, limiter=self.limiter)
             if self.raw:
-                raw, lek, cc = split_page(data)
+                raw, lek, cc = self.client.call_parsed("Scan", req, split_page, table=self.table,
+                                                       limiter=self.limiter)
                 chunk = Chunk(raw=raw, position=lek, done=lek is None)
             else:
-                resp = orjson.loads(data)
+                resp = self.client.call_parsed("Scan", req, _parse_page, table=self.table, limiter=self.limiter)
                 lek, cc = resp.get("LastEvaluatedKey"), resp.get("ConsumedCapacity")
-                items = resp.get("Items") or []
+                items = resp["Items"]
                 if self.as_deletes:  # emptying a table: each item read is a delete of its key
                     chunk = Chunk(ops=[(DELETE, it) for it in items], position=lek, done=lek is None)
                 else:
                     chunk = Chunk(items=items, position=lek, done=lek is None)
-            consumed = float((cc or {}).get("CapacityUnits") or 0.0)
+            if lek is not None and lek == req.get("ExclusiveStartKey"):
+                # The server would hand back this page for ever: a copy would read the same items
+                # again and again, never finishing. Nothing retried will change that.
+                raise FatalError("the Scan does not advance: the LastEvaluatedKey returned is the ExclusiveStartKey "
+                                 "just sent, so the same page would be read for ever (a broken endpoint or proxy?)",
+                                 table=self.table, segment=seg,
+                                 code="LastEvaluatedKeyRepeated")
+            consumed = _units(cc)
             chunk.consumed = consumed
             self.limiter.settle(estimate, consumed)
             self.client.stats.consumed(read=consumed)
