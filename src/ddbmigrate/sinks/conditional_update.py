@@ -280,7 +280,10 @@ class ConditionalUpdateSink(SinkBase):
     def _call(self, op: str, req: Dict[str, Any], image: WireItem) -> Dict[str, Any]:
         est = float(max(1, -(-item_size(image) // 1024)))
         self.limiter.acquire(est)
-        resp = self.client.call(op, req, table=self.table, limiter=self.limiter)
+        # Every request is conditional on the whole image it was computed from, so one that was
+        # applied but whose answer was lost fails its condition when sent again, and _one reads
+        # the item to tell which (invariant 1 holds across the resend).
+        resp = self.client.call(op, req, table=self.table, limiter=self.limiter, resendable=True)
         consumed = float((resp.get("ConsumedCapacity") or {}).get("CapacityUnits") or 0.0)
         self.limiter.settle(est, consumed)
         self.client.stats.consumed(write=consumed)
