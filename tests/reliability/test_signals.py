@@ -82,3 +82,27 @@ def test_signal_during_an_outage_gives_up_draining_and_keeps_a_consistent_checkp
                    retries=att.retries(), recovery_s=round(sum(r.duration_s for r in att.runs[1:]), 2),
                    peak_rss_mb=att.peak_rss_mb(), exit_codes=att.exit_codes))
     assert_copied(att, diff, len(expected))
+
+
+def test_sigterm_before_the_run_begins_is_an_interrupt_with_its_report(endpoint: str, tmp_path: Path) -> None:
+    # The transform's sample (before the job, and before its own signal handling) is where the
+    # SIGTERM lands: the command still ends as interrupted (exit 130) with its --report, as a
+    # Ctrl-C would, rather than being killed by the signal (exit -15) with nothing said.
+    src = create_table(endpoint)
+    from support import put_items
+
+    put_items(endpoint, src, [{"pk": {"S": f"k{i}"}} for i in range(20)])
+    (tmp_path / "marker.py").write_text(
+        "import pathlib, time\n"
+        "def slow(item):\n"
+        "    pathlib.Path('sampling').touch()\n"
+        "    time.sleep(30)\n"
+        "    return item\n")
+    run = run_tool(["copy", src, src + "-new", "--endpoint-url", endpoint, "--create-target", "--transform",
+                    "marker.py:slow", "--progress", "off", "--report", "r.json"], cwd=str(tmp_path), timeout=60,
+                   kill_when=lambda: (tmp_path / "sampling").exists(), signal_to_send=signal.SIGTERM)
+    assert run.signalled == "SIGTERM"
+    assert run.exit_code == 130, (run.exit_code, run.stderr)
+    assert "interrupted" in run.stderr and "Traceback" not in run.stderr
+    rep = read_report(tmp_path / "r.json")
+    assert rep is not None and rep["status"] == "interrupted" and rep["exit_code"] == 130

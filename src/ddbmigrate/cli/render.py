@@ -6,11 +6,13 @@ import copy
 import functools
 import logging
 import os
+import signal
 import sys
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import click
 
+from ..engine.run import install_handler
 from ..errors import EXIT_FATAL, EXIT_INTERRUPTED, DdbMigrateError
 
 
@@ -183,6 +185,10 @@ def write_failure_report(command: str, kw: Dict[str, Any], exit_code: int, error
     return None
 
 
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
     """Turn library errors into one line on stderr and the error class's exit code.
 
@@ -212,6 +218,9 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
                 if problem:
                     click.echo(f"warning: {problem}", err=True)
 
+        # Until a job installs its own handler (once it runs), SIGTERM is a Ctrl-C: checks and
+        # samples before the run end as "interrupted" (exit 130, with their --report), not killed.
+        restore = install_handler(_terminate_as_interrupt, (signal.SIGTERM,))
         try:
             code = f(*args, **kw)
         except DdbMigrateError as e:
@@ -247,6 +256,8 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"{text} (set DDBMIGRATE_DEBUG=1 for a traceback)", err=True)
             log.info("%s ended with an internal error (exit %d): %s", name, EXIT_FATAL, type(e).__name__)
             sys.exit(EXIT_FATAL)
+        finally:
+            restore()
         log.info("%s ended with exit %d", name, code or 0)
         sys.exit(code or 0)
 
