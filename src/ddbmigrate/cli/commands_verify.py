@@ -11,6 +11,7 @@ from ..core.items import KeySchema
 from ..errors import UsageError
 from ..formats.detect import INPUT_FORMATS
 from ..verify import is_files_location, verify_tables
+from ..verify.report import output_path_problem
 from .engine import engine_from, engine_options, spark_settings, uses_spark
 from .options import (
     confirm_prompt,
@@ -62,6 +63,16 @@ def parse_key_schema(text: Optional[str]) -> Optional[KeySchema]:
     return KeySchema(out[0][0], out[0][1], out[1][0], out[1][1])
 
 
+def writable_report(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
+    """--report is checked as the options are read, before the command runs: a failed verify
+    writes its report to this same path, which would only fail again under the error."""
+    if value and "://" not in value:
+        problem = output_path_problem(value, replaced=True)
+        if problem:
+            raise click.BadParameter(f"{value} cannot be written: {problem}", ctx, param)
+    return value
+
+
 def side_ref(arg: str, kw: Dict[str, Any], side: str) -> Union[TableRef, str]:
     """A table (name or ARN, with this side's AWS options) or a files location (kept as text)."""
     if is_files_location(arg):
@@ -81,7 +92,8 @@ def side_ref(arg: str, kw: Dict[str, Any], side: str) -> Union[TableRef, str]:
 @click.option("--keys-only", is_flag=True, help="Compare presence of keys only, not item contents.")
 @click.option("--diff", "diff_path", type=click.Path(dir_okay=False),
               help="Write every difference as a JSON line (with the items and differing paths).")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), callback=writable_report,
+              help="Write the JSON report here.")
 @click.option("--repair", is_flag=True,
               help="Rewrite missing and mismatched items from the (transformed) source; delete unexpected "
                    "items after confirmation; then re-check them with consistent reads.")

@@ -250,7 +250,9 @@ def render_verify_report(report: "VerifyReport", console: Any = None) -> None:
     console.print(t)
     for d in report.preview[:10]:
         paths = ", ".join(d.get("paths", [])[:5])
-        console.print(f"  {d['category']:<11} {orjson.dumps(d['key']).decode()}" + (f"  ({paths})" if paths else "")
+        # A record with no key (unreadable, or invalid before its key was known) is named by where it was read.
+        where = orjson.dumps(d["key"]).decode() if d.get("key") is not None else d.get("origin") or "null"
+        console.print(f"  {d['category']:<11} {where}" + (f"  ({paths})" if paths else "")
                       + (f"  {d['reason']}" if d.get("reason") else ""))
     if report.differences > len(report.preview[:10]):
         console.print(f"  ... {report.differences - len(report.preview[:10]):,} more"

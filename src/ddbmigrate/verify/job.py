@@ -26,6 +26,7 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ import time
 from typing import (
     Any,
     Dict,
+    List,
     Optional,
     Union,
 )
@@ -45,23 +47,24 @@ from ..core.transform import Transform, load_transform
 from ..engine.pipeline import Counters
 from ..engine.run import Engine
 from ..engine.threads import ThreadsEngine
-from ..errors import InterruptedError_, UsageError
+from ..errors import DdbMigrateError, InterruptedError_, UsageError
 from ..reporting import metrics
 from ..reporting.progress import Progress
-from ..reporting.report import finish, merge_stats
+from ..reporting.report import Report, finish, merge_stats
 from ..sinks.compare_spill import CompareSpillSpec, spill_buffer
 from ..sources.table_scan import TableScanSpec, default_segments
 from .compare import ACTUAL, DEFAULT_BUDGET, EXPECTED, Comparer, partitions_for
 from .repair import Confirm, repair_differences
 from .report import DifferencesFile, VerifyReport, sample_confidence
 from .scan import check_verify_options
-from .side_jobs import ReadObserver, run_side, side_job, side_outcomes, spills, stats_of
+from .side_jobs import ReadObserver, SideRun, run_side, side_job, side_outcomes, spills, stats_of
 from .sides import Side, SideRef, open_side
 
 DEFAULT_READERS = 8
 # Ops per batch handed to a compare sink: it has no 25-item limit, and each write takes the
 # spill's lock once, so larger batches cost less CPU (the queue holds a few of them).
 SPILL_BATCH = 500
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- the job
@@ -129,7 +132,8 @@ def verify_tables(
             repair=repair, confirm=confirm, segments=segments, source_segments=source_segments,
             target_segments=target_segments, consistent_read=consistent_read, memory_mb=memory_mb,
             progress=progress, on_error=on_error, retry=retry, max_read_units=max_read_units)
-    check_verify_options(sample, on_error, repair, keys_only)
+    check_verify_options(sample, on_error, repair, keys_only, max_read_units=max_read_units, report_path=report_path,
+                         diff_path=diff_path)
     if memory_mb is not None and memory_mb <= 0:
         raise UsageError("--memory must be a positive number of MB")
     budget = int(memory_mb * 1024 * 1024) if memory_mb is not None else DEFAULT_BUDGET
@@ -230,7 +234,11 @@ def verify_tables(
     display.start()
     try:
         for run in runs:
-            run_side(run, run_on, reads)
+            try:
+                run_side(run, run_on, reads)
+            except DdbMigrateError as e:
+                _as_verify_failure(e, source_side.label, target_side.label, runs)
+                raise
             side_outcomes(run, diffs, source_side.key_schema, tf is not None)
             counters.bump(run.counters)
         exp, act = spills(runs)
@@ -276,8 +284,24 @@ def verify_tables(
     report.timeline = display.timeline
     report.status = "done"
     if report_path:
-        report.write_json(report_path)
+        try:
+            report.write_json(report_path)
+        except OSError as e:
+            # The path was checked before reading; if it fails now (a full disk, a folder removed
+            # meanwhile) the comparison's verdict still stands: said, not replaced by an error.
+            log.warning("could not write the report %s: %s", report_path, e.strerror or e)
     return report
+
+
+def _as_verify_failure(e: DdbMigrateError, source: str, target: str, runs: List[SideRun]) -> None:
+    """A side job's error carries that job's report, labelled ``side -> compare`` and counting one
+    side: the summary of a failed verify names verify's two sides and the reads of both."""
+    rep = getattr(e, "report", None)
+    if not isinstance(rep, Report) or isinstance(rep, VerifyReport):
+        return
+    rep.source, rep.target = source, target
+    done = sum(int(r.report.counters.get("read", 0)) for r in runs if r.report is not None)
+    rep.counters["read"] = int(rep.counters.get("read", 0)) + done
 
 
 __all__ = ["DEFAULT_READERS", "verify_tables"]

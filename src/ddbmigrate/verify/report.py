@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
 import orjson
 
-from ..errors import EXIT_DIFFERENCES, EXIT_OK
+from ..errors import EXIT_DIFFERENCES, EXIT_OK, UsageError
 from ..reporting.report import Report
 
 CATEGORIES = ("missing", "unexpected", "mismatched", "invalid", "unreadable")
@@ -108,13 +109,60 @@ def sample_confidence(rate: float, found: int) -> Dict[str, Any]:
 
 
 def preview_entry(d: Dict[str, Any]) -> Dict[str, Any]:
-    """A difference line without the item bodies: category, key, differing paths, reason."""
-    p: Dict[str, Any] = {"category": d["category"], "key": d.get("key") or d.get("source_key")}
+    """A difference line without the item bodies: category, key, differing paths, reason, and
+    for a record with no key (unreadable, or invalid without a source key) where it was read."""
+    key = d.get("key") or d.get("source_key")
+    p: Dict[str, Any] = {"category": d["category"], "key": key}
     if "differences" in d:
         p["paths"] = [x["path"] for x in d["differences"]]
+    if d.get("side"):
+        p["side"] = d["side"]
+    if d.get("origin"):
+        p["origin"] = d["origin"]
     if "reason" in d:
         p["reason"] = d["reason"]
     return p
+
+
+def output_path_problem(path: str, *, replaced: bool) -> Optional[str]:
+    """Why ``path`` cannot be written, or None. Only probes: a missing folder is checked, not made.
+
+    ``replaced``: the file is written beside and renamed over (the report), so only its folder
+    must take a new file; otherwise it is opened in place (the differences file), so an existing
+    file must be writable too."""
+    folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if os.path.isdir(path):
+        return "it is a folder"
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, not a folder"
+    # A real file, not os.access: root passes os.access everywhere, and /proc or a read-only
+    # mount refuse new files whatever the mode bits say.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ddbmigrate-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"{existing} does not take new files ({e.strerror or e})"
+    if not replaced and os.path.isfile(path):
+        try:
+            open(path, "ab").close()
+        except OSError as e:
+            return f"it is not writable ({e.strerror or e})"
+    return None
+
+
+def check_output_path(path: Optional[str], option: str, *, replaced: bool) -> None:
+    """Before anything is read: a UsageError naming ``option`` if ``path`` cannot be written. An
+    object-store path (``s3://``, Spark's differences) is its engine's to check."""
+    if not path or "://" in path:
+        return
+    problem = output_path_problem(path, replaced=replaced)
+    if problem:
+        raise UsageError(f"{option} {path} cannot be written: {problem}",
+                         hint=f"give {option} a path in a writable folder")
 
 
 class DifferencesFile:
@@ -153,4 +201,5 @@ def iter_diffs(path: str) -> Iterator[Dict[str, Any]]:
                 yield orjson.loads(line)
 
 
-__all__ = ["CATEGORIES", "DifferencesFile", "PREVIEW", "VerifyReport", "iter_diffs", "preview_entry", "sample_confidence"]
+__all__ = ["CATEGORIES", "DifferencesFile", "PREVIEW", "VerifyReport", "check_output_path", "iter_diffs",
+           "output_path_problem", "preview_entry", "sample_confidence"]

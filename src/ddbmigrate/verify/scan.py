@@ -9,6 +9,7 @@ serves both.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from typing import (
@@ -34,10 +35,13 @@ from ..core.transform import Transform, TransformContext
 from ..engine.pipeline import Counters
 from ..errors import TransformError, UsageError
 from .compare import ACTUAL, EXPECTED
+from .report import check_output_path
 from .sides import Side
 
 
-def check_verify_options(sample: Optional[float], on_error: str, repair: bool, keys_only: bool) -> None:
+def check_verify_options(sample: Optional[float], on_error: str, repair: bool, keys_only: bool, *,
+                         max_read_units: Optional[float] = None, report_path: Optional[str] = None,
+                         diff_path: Optional[str] = None) -> None:
     """The usage checks every verify engine (local, Spark) makes before reading anything."""
     if sample is not None and not (0 < sample <= 1):
         raise UsageError(f"--sample must be a rate in (0, 1], not {sample}")
@@ -45,6 +49,17 @@ def check_verify_options(sample: Optional[float], on_error: str, repair: bool, k
         raise UsageError(f"--on-error must be fail or skip, not {on_error!r}")
     if repair and keys_only:
         raise UsageError("--repair needs full items; it cannot be combined with --keys-only")
+    # As copy refuses them (config.RunOptions): 0 must not quietly mean "no limit", and a
+    # negative rate would only fail inside the rate limiter, after the scans began.
+    if max_read_units is not None:
+        if isinstance(max_read_units, float) and math.isnan(max_read_units):
+            raise UsageError("--max-read-units must be a number, not nan")
+        if not 0 < max_read_units < math.inf:
+            raise UsageError("--max-read-units must be a positive number of units per second")
+    # The report is written only at the end: a path that cannot take it would lose the verdict
+    # of a comparison that may have read for hours.
+    check_output_path(report_path, "--report", replaced=True)
+    check_output_path(diff_path, "--diff", replaced=False)
 
 
 # --------------------------------------------------------------------------- scan phase

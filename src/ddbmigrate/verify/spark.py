@@ -356,7 +356,8 @@ def verify_tables_spark(
     """
     if not isinstance(source, TableRef) or not isinstance(target, TableRef):
         raise UsageError("verify --engine spark compares two tables; verify files with the local engine")
-    check_verify_options(sample, on_error, repair, keys_only)
+    check_verify_options(sample, on_error, repair, keys_only, max_read_units=max_read_units, report_path=report_path,
+                         diff_path=diff_path)
     if repair and diff_path is not None and diff_path.startswith("s3://"):
         raise UsageError("--repair with --engine spark needs a local --diff file")
     budget = int(memory_mb * 1024 * 1024) if memory_mb is not None else DEFAULT_BUDGET
