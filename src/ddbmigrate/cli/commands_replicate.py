@@ -198,7 +198,8 @@ def _status_path(kw: Dict[str, Any]) -> str:
 @pass_kwargs
 def stop_cmd(kw: Dict[str, Any]) -> int:
     """End a replication cleanly (after cutover): it finishes in-flight writes, saves its checkpoint
-    and exits 0 with the report saying "stopped". Exit 6 when no replicator is running."""
+    and exits 0 with the report saying "stopped" (during the backfill too: --resume continues it).
+    Exit 6 when no replicator is running."""
     path = _status_path(kw)
     if not os.path.exists(path):
         # Nothing ever ran here (or it ran elsewhere): nothing is running, as the docs say (exit 6).
@@ -287,7 +288,9 @@ def _phase(doc: Dict[str, Any]) -> str:
 @click.option("--quiet-period", type=float, default=10.0, show_default=True,
               help="Seconds without any new stream record that count as 'writes have stopped'.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Give up (no-go) after this long.")
-@click.option("--no-verify", is_flag=True, help="Only wait for lag 0 (not recommended).")
+@click.option("--no-verify", is_flag=True,
+              help="Only wait for lag 0 (not recommended; NO-GO when the replicator is stopped: it cannot see "
+                   "writes made after it stopped).")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the go / no-go report as JSON here.")
 @click.option("--diff", "diff_path", type=click.Path(dir_okay=False),
               help="Write every difference verify finds here (JSON lines); NO-GO names the first 20 anyway.")
@@ -298,7 +301,8 @@ def _phase(doc: Dict[str, Any]) -> str:
 def cutover_cmd(kw: Dict[str, Any]) -> int:
     """Cutover gate: wait until replication lag is 0 after source writes stopped, verify, print GO / NO-GO.
 
-    Exit 0 on GO; 4 when verify found differences; 1 when lag did not reach 0 or the replicator is down.
+    Exit 0 on GO; 4 when verify found differences; 1 when lag did not reach 0, the replicator is down,
+    or (with --no-verify) it is stopped.
     """
     src = table_ref(kw["source_table"], kw, "source")
     dst = table_ref(kw["target_table"], kw, "target")

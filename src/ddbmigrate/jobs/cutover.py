@@ -8,6 +8,8 @@ Invariants:
    nothing pending, the source has been quiet for ``quiet_period`` seconds, and (unless skipped)
    verify found the target equal to transform(source); every other outcome is NO-GO with the
    reason and a non-zero exit code.
+3. A stopped replicator reads no stream: it cannot tell whether the source took writes after it
+   stopped. Only verify can vouch for it, so ``verify=False`` with a stopped replicator is NO-GO.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def cutover(
 
     Reads the status file of the running replicator. "Lag 0" means: the replicator is alive (or
     stopped cleanly), caught up on every shard, nothing pending, and no new stream record for
-    ``quiet_period`` seconds. Then ``verify`` compares the target with transform(source), where
+    ``quiet_period`` seconds. A stopped replicator cannot see writes made after it stopped: with
+    ``verify=False`` it is NO-GO (exit 1). Then ``verify`` compares the target with transform(source), where
     the transform is the replicator's own (from its status) unless ``transform`` is given. On
     NO-GO the report names up to 20 differing keys; ``diff_path`` receives every difference.
     """
@@ -96,6 +99,11 @@ def cutover(
         caught = bool(st.get("caught_up")) and not st.get("pending_records") and float(st.get("lag_seconds") or 0) == 0
         quiet = float(st.get("idle_seconds") or 0)
         rep.quiet_seconds = quiet
+        if stopped_clean and not alive and not verify:
+            rep.reason = ("the replicator is stopped and cannot prove the source quiet (writes after it stopped "
+                          "are not seen): run cutover without --no-verify, or restart the replicator with --resume")
+            rep.exit_code = EXIT_FATAL
+            return rep
         if caught and (alive or stopped_clean) and (quiet >= quiet_period or stopped_clean):
             break
         if not alive and not stopped_clean:
@@ -129,7 +137,10 @@ def cutover(
     rep.differences = int(d.get("differences") or 0)
     if int(getattr(vrep, "exit_code", 0)) == 0 and rep.differences == 0:
         rep.go, rep.exit_code = True, EXIT_OK
-        rep.reason = "lag is zero, the source is quiet and the target equals transform(source)"
+        # A stopped replicator saw nothing after it stopped: verify alone proves the tables equal.
+        rep.reason = ("the replicator stopped with nothing pending and the target equals transform(source)"
+                      if stopped_clean and not alive else
+                      "lag is zero, the source is quiet and the target equals transform(source)")
     else:
         rep.go, rep.exit_code = False, EXIT_DIFFERENCES
         rep.reason = f"verify found {rep.differences} differences; do not switch traffic"

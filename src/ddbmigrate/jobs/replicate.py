@@ -49,7 +49,14 @@ from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.job import Job
 from ..engine.run import pool_size
 from ..engine.threads import ThreadsEngine
-from ..errors import DdbMigrateError, FatalError, ResyncNeededError, TableNotFoundError, UsageError
+from ..errors import (
+    DdbMigrateError,
+    FatalError,
+    InterruptedError_,
+    ResyncNeededError,
+    TableNotFoundError,
+    UsageError,
+)
 from ..reporting import metrics
 from ..reporting.report import Report
 from ..sinks.table_writer import TableWriterSpec
@@ -76,8 +83,11 @@ from ..state.checkpoint import (
 )
 from ..state.journal import DEFAULT_SEGMENT_BYTES, Journal, journal_paths
 from ..state.status import (
+    ReplicatorLock,
     StatusWriter,
+    check_status_path,
     clear_stop_request,
+    lock_path_for,
     refuse_second_replicator,
     replication_identity,
     status_path_for,
@@ -189,6 +199,10 @@ def replicate(
         raise UsageError("--shard-readers must be between 1 and 1000")
     if max_lag is not None and max_lag < 0:
         raise UsageError("--max-lag must be >= 0 seconds")
+    if not poll_interval > 0:  # 0 or less would poll a quiet stream (and the journal) in a busy loop
+        raise UsageError("--poll-interval must be > 0 seconds")
+    status_file = status_path or status_path_for(source, target, opts.checkpoint)
+    check_status_path(status_file, given=status_path is not None)
     tf = load_transform(transform) if isinstance(transform, str) else transform
     if tf is None and opts.transform:
         tf = load_transform(opts.transform)
@@ -228,135 +242,151 @@ def replicate(
                 "transform_hash": tf.code_hash if tf else None, "mode": "overwrite"}
     meta_path = opts.checkpoint or default_path("replicate", replication_identity(source, target))
     bf_path, st_path = _paths(meta_path)
-    status_file = status_path or status_path_for(source, target, opts.checkpoint)
     status = StatusWriter(status_file, {"source": source.describe(), "target": target.describe(),
                                         "stream_arn": arn, "checkpoint": meta_path, "status_every": status_every,
                                         "transform": _absolute_ref(tf)},
                           every=status_every)
-    refuse_second_replicator(status_file)
-    clear_stop_request(status_file)  # an old request must not stop this run
-    stop = _StopWatch(stop_event, status_file)
-    store, state = open_checkpoint(meta_path, identity, resume=opts.resume, restart=opts.restart, force=opts.force)
-    if clean_target and backfill and state is None and (tdesc is not None or target_missing):
-        # A fresh run empties the target in its backfill: ask now, before the checkpoint and the
-        # journal exist (a refusal after them would leave a run whose --resume skips the clean).
-        confirm = _confirm_clean(dst, tdesc, confirm)
-    sc = stream_client(source, src, retry=opts.retry)
-    reader = StreamReader(sc, arn, page_limit=page_limit, clock=clock, retention=stream_retention)
-    fp = fingerprint(identity)
-    default_journal, journal_state = journal_paths(meta_path)
-
-    if state is None:
-        for p in (bf_path, st_path):
-            CheckpointStore(p).remove()
-        start = reader.start_positions()  # invariant 1: before the backfill scans anything
-        started_at = clock()
-        meta: Dict[str, Any] = {
-            "phase": "backfill" if backfill else "stream", "stream_arn": arn, "started_at": started_at,
-            "skip_before": started_at - (SKEW_MARGIN if backfill else NO_BACKFILL_MARGIN),
-            "start": {"shards": start, "alive_at": started_at},
-            "segments": opts.segments or default_segments(sdesc),
-            "journal": _journal_location(journal, default_journal),
-        }
-        # The journal starts (at the recorded positions) before the checkpoint names it, so a
-        # crash in between leaves no checkpoint pointing to a journal that does not exist.
-        _journal(meta, journal_state, journal_segment_bytes, clock, journal_s3, source).open(
-            fresh=True, positions=meta["start"]["shards"])
-        store.save(CheckpointState(fingerprint=fp, job=identity, extra=meta))
-        fresh = True
-    else:
-        meta = dict(state.extra)
-        fresh = False
-        if meta.get("stream_arn") != arn:
-            hint = _resync_hint(source, target)
-            raise ResyncNeededError(
-                f"resync needed: the stream of {source.table} changed since the checkpoint (it was disabled and "
-                f"enabled again), so changes in between were not recorded; {hint}", table=source.table,
-                code="StreamChanged", hint=hint)
-        if "journal" not in meta or not os.path.exists(journal_state):
-            raise UsageError(f"the checkpoint {meta_path} has no journal state beside it (written by an older "
-                             "ddbmigrate, or the .journal.json file was removed): --restart to start over")
-        if journal and _journal_location(journal, default_journal) != meta["journal"]:
-            raise UsageError(f"this replication journals to {meta['journal']}; resume it with that --journal "
-                             "(or --restart)")
-    jr = _journal(meta, journal_state, journal_segment_bytes, clock, journal_s3, source)
-    jr.open(fresh=False, positions=meta["start"]["shards"])
-    writer = JournalWriter(reader, jr, readers=shard_readers, poll_interval=poll_interval, clock=clock,
-                           table=source.table, retention=stream_retention)
-    live = _Live(jr, writer, clock, max_lag)
-    status.fields = live.fields
-    server: Optional[metrics.MetricsServer] = None
-    remove_metrics: Callable[[], None] = lambda: None
-    if opts.metrics_port is not None:
-        server = metrics.acquire(opts.metrics_host, opts.metrics_port)
-        remove_metrics = server.add(live.samples, live.health)
-    status.start()
-    stop.start()
+    # The checkpoint and the journal are what two replicators would fight over (whatever status
+    # file each was given): the lock guards them, for as long as this one runs.
+    lock = ReplicatorLock(lock_path_for(meta_path))
+    lock.acquire()
     try:
-        if meta["phase"] == "backfill":
-            status.set("backfill", live.fields)
+        refuse_second_replicator(status_file)
+        clear_stop_request(status_file)  # an old request must not stop this run
+        stop = _StopWatch(stop_event, status_file)
+        store, state = open_checkpoint(meta_path, identity, resume=opts.resume, restart=opts.restart, force=opts.force)
+        if clean_target and backfill and state is None and (tdesc is not None or target_missing):
+            # A fresh run empties the target in its backfill: ask now, before the checkpoint and the
+            # journal exist (a refusal after them would leave a run whose --resume skips the clean).
+            confirm = _confirm_clean(dst, tdesc, confirm)
+        sc = stream_client(source, src, retry=opts.retry)
+        reader = StreamReader(sc, arn, page_limit=page_limit, clock=clock, retention=stream_retention)
+        fp = fingerprint(identity)
+        default_journal, journal_state = journal_paths(meta_path)
 
-            def run_backfill() -> Report:
-                return _backfill(source, target, opts, meta, bf_path, tf, fresh, create_target, target_spec,
-                                 clean_target, confirm, stop.event, deadline, live, cancel,
-                                 target_kms_key=target_kms_key)
-
-            cancel = threading.Event()
-            if journal_during_backfill:
-                writer.start()
-                brep = run_guarded(run_backfill, writer, cancel)
-            else:
-                brep = run_backfill()
-            meta["phase"] = "stream"
-            meta["backfill"] = {"read": brep.read, "written": brep.written, "dead_lettered": brep.dead_lettered,
-                                "seconds": brep.duration_seconds}
+        if state is None:
+            for p in (bf_path, st_path):
+                CheckpointStore(p).remove()
+            start = reader.start_positions()  # invariant 1: before the backfill scans anything
+            started_at = clock()
+            meta: Dict[str, Any] = {
+                "phase": "backfill" if backfill else "stream", "stream_arn": arn, "started_at": started_at,
+                "skip_before": started_at - (SKEW_MARGIN if backfill else NO_BACKFILL_MARGIN),
+                "start": {"shards": start, "alive_at": started_at},
+                "segments": opts.segments or default_segments(sdesc),
+                "journal": _journal_location(journal, default_journal),
+            }
+            # The journal starts (at the recorded positions) before the checkpoint names it, so a
+            # crash in between leaves no checkpoint pointing to a journal that does not exist.
+            _journal(meta, journal_state, journal_segment_bytes, clock, journal_s3, source).open(
+                fresh=True, positions=meta["start"]["shards"])
             store.save(CheckpointState(fingerprint=fp, job=identity, extra=meta))
-        if not writer.running:
-            writer.start()
-        report = _apply_phase(source, target, opts, meta, st_path, identity, tf, fresh, src, dst, sc, jr, writer,
-                              live, skeys, status, stop.event, deadline, stop_after_idle, poll_interval, clock,
-                              writers, skip_ttl_deletes, page_limit)
-    except ResyncNeededError as e:
-        e.hint = e.hint or _resync_hint(source, target)
-        e.message = f"{e.message}; {e.hint}"
-        live.failed = e.one_line()
-        status.error = e.one_line()
-        status.stop("failed")
-        _write_failure_report(e, opts.report, source, target)
-        raise
-    except DdbMigrateError as e:
-        live.failed = e.one_line()
-        status.error = e.one_line()
-        status.stop("interrupted" if e.exit_code == 130 else "failed")
-        _write_failure_report(e, opts.report, source, target)
-        raise
-    except BaseException:
-        status.stop("failed")
-        raise
+            fresh = True
+        else:
+            meta = dict(state.extra)
+            fresh = False
+            if meta.get("stream_arn") != arn:
+                hint = _resync_hint(source, target)
+                raise ResyncNeededError(
+                    f"resync needed: the stream of {source.table} changed since the checkpoint (it was disabled and "
+                    f"enabled again), so changes in between were not recorded; {hint}", table=source.table,
+                    code="StreamChanged", hint=hint)
+            if "journal" not in meta or not os.path.exists(journal_state):
+                raise UsageError(f"the checkpoint {meta_path} has no journal state beside it (written by an older "
+                                 "ddbmigrate, or the .journal.json file was removed): --restart to start over")
+            if journal and _journal_location(journal, default_journal) != meta["journal"]:
+                raise UsageError(f"this replication journals to {meta['journal']}; resume it with that --journal "
+                                 "(or --restart)")
+        jr = _journal(meta, journal_state, journal_segment_bytes, clock, journal_s3, source)
+        jr.open(fresh=False, positions=meta["start"]["shards"])
+        writer = JournalWriter(reader, jr, readers=shard_readers, poll_interval=poll_interval, clock=clock,
+                               table=source.table, retention=stream_retention)
+        live = _Live(jr, writer, clock, max_lag)
+        status.fields = live.fields
+        server: Optional[metrics.MetricsServer] = None
+        remove_metrics: Callable[[], None] = lambda: None
+        if opts.metrics_port is not None:
+            server = metrics.acquire(opts.metrics_host, opts.metrics_port)
+            remove_metrics = server.add(live.samples, live.health)
+        status.start()
+        stop.start()
+        report: Optional[Report] = None
+        try:
+            if meta["phase"] == "backfill":
+                status.set("backfill", live.fields)
+
+                def run_backfill() -> Report:
+                    return _backfill(source, target, opts, meta, bf_path, tf, fresh, create_target, target_spec,
+                                     clean_target, confirm, stop.event, deadline, live, cancel,
+                                     target_kms_key=target_kms_key)
+
+                cancel = threading.Event()
+                try:
+                    if journal_during_backfill:
+                        writer.start()
+                        brep = run_guarded(run_backfill, writer, cancel)
+                    else:
+                        brep = run_backfill()
+                except InterruptedError_ as e:
+                    if not stop.requested:
+                        raise  # Ctrl-C / SIGTERM, the caller's stop_event, --max-runtime: interrupted
+                    # `replicate stop` ends the replication on purpose in any phase: stopped, not
+                    # interrupted. The backfill's checkpoint is saved and --resume continues it.
+                    report = _stopped_backfill_report(e, source, target)
+                else:
+                    meta["phase"] = "stream"
+                    meta["backfill"] = {"read": brep.read, "written": brep.written,
+                                        "dead_lettered": brep.dead_lettered, "seconds": brep.duration_seconds}
+                    store.save(CheckpointState(fingerprint=fp, job=identity, extra=meta))
+            if report is None:
+                if not writer.running:
+                    writer.start()
+                report = _apply_phase(source, target, opts, meta, st_path, identity, tf, fresh, src, dst, sc, jr,
+                                      writer, live, skeys, status, stop.event, deadline, stop_after_idle, poll_interval,
+                                      clock, writers, skip_ttl_deletes, page_limit)
+        except ResyncNeededError as e:
+            e.hint = e.hint or _resync_hint(source, target)
+            e.message = f"{e.message}; {e.hint}"
+            live.failed = e.one_line()
+            status.error = e.one_line()
+            status.stop("failed")
+            _write_failure_report(e, opts.report, source, target)
+            raise
+        except DdbMigrateError as e:
+            live.failed = e.one_line()
+            status.error = e.one_line()
+            status.stop("interrupted" if e.exit_code == 130 else "failed")
+            _write_failure_report(e, opts.report, source, target)
+            raise
+        except BaseException:
+            status.stop("failed")
+            raise
+        finally:
+            writer.stop()
+            remove_metrics()
+            if server is not None:
+                metrics.release(server)
+            stop.close()
+            sc.close()
+            if source_client is None:
+                src.close()
+            if target_client is None:
+                dst.close()
+        if isinstance(writer.error, DdbMigrateError):
+            # The applier stopped on its own (stop, idle, max runtime) as the writer failed, or its
+            # last seal failed: nothing is lost (no position passed an unsealed record), but say so.
+            status.error = writer.error.one_line()
+            status.stop("failed")
+            raise writer.error
+        if stop.requested:
+            report.status = "stopped"  # `replicate stop`: the replication was ended on purpose
+            clear_stop_request(status_file)
+            if opts.report:
+                report.write_json(opts.report)
+        status.stop("stopped")
+        return report
     finally:
-        writer.stop()
-        remove_metrics()
-        if server is not None:
-            metrics.release(server)
-        stop.close()
-        sc.close()
-        if source_client is None:
-            src.close()
-        if target_client is None:
-            dst.close()
-    if isinstance(writer.error, DdbMigrateError):
-        # The applier stopped on its own (stop, idle, max runtime) as the writer failed, or its
-        # last seal failed: nothing is lost (no position passed an unsealed record), but say so.
-        status.error = writer.error.one_line()
-        status.stop("failed")
-        raise writer.error
-    if stop.requested:
-        report.status = "stopped"  # `replicate stop`: the replication was ended on purpose
-        clear_stop_request(status_file)
-        if opts.report:
-            report.write_json(opts.report)
-    status.stop("stopped")
-    return report
+        lock.release()
 
 
 class _Live:
@@ -643,6 +673,20 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
         report.extra[f"backfill_{k}"] = v
     report.extra = {k: v for k, v in report.extra.items() if v is not None}
     return report
+
+
+def _stopped_backfill_report(e: InterruptedError_, source: TableRef, target: TableRef) -> Report:
+    """The report of a replication `replicate stop` ended during its backfill: the backfill's
+    counts, no error (the caller marks it stopped)."""
+    rep: Optional[Report] = getattr(e, "report", None)
+    if rep is None:
+        rep = Report(job="replicate", source=source.describe(), target=target.describe())
+    rep.job = "replicate"
+    rep.error = None
+    rep.error_exit_code = None
+    rep.extra["phase"] = "backfill"
+    rep.extra["stopped_by"] = "stop requested"
+    return rep
 
 
 def _write_failure_report(e: DdbMigrateError, path: Optional[str], source: TableRef, target: TableRef) -> None:

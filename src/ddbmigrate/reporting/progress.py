@@ -170,7 +170,7 @@ class Progress:
                   "total": total, "items_per_s": round(rate, 1), "eta_s": round(eta, 1) if eta is not None else None,
                   "elapsed_s": round(now - self._t0, 1)}
             for k in ("read", "retries", "throttles", "dead_lettered", "rate_limit", "rate_limits", "status", "lag_s",
-                      "journal_backlog", "journal_bytes"):
+                      "backlog", "journal_backlog", "journal_bytes"):
                 if k in s:
                     ev[k] = s[k]
             try:

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
 
-from ..errors import DdbMigrateError, RetriableError, UsageError
+from ..errors import DdbMigrateError, ResyncNeededError, RetriableError, UsageError
 from ..storage.stores import S3Settings, Storage, is_s3, normalize, storage_for
 from .checkpoint import atomic_write
 from .crashpoints import crash_point
@@ -291,13 +291,34 @@ class Journal:
         try:
             data = self.storage.read_bytes(path)
         except (DdbMigrateError, OSError) as e:
+            if not self._exists(path):
+                # Its records are gone and the stream positions moved past them: no rerun can
+                # bring them back, only a resync can (the caller adds the command).
+                raise ResyncNeededError(f"resync needed: journal segment {path} is missing, so the changes it "
+                                        "held are lost", file=path, code="JournalSegmentMissing") from None
             msg = e.message if isinstance(e, DdbMigrateError) else str(e)
             raise RetriableError(f"cannot read journal segment {path}: {msg}", file=path) from None
         try:
             text = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise RetriableError(f"journal segment {path} is damaged ({e}); it cannot be applied", file=path) from None
-        return [orjson.loads(line) for line in text.splitlines() if line]
+            lines = [orjson.loads(line) for line in text.splitlines() if line]
+        except (OSError, EOFError, orjson.JSONDecodeError) as e:
+            raise ResyncNeededError(f"resync needed: journal segment {path} is damaged ({e}), so the changes it "
+                                    "held are lost", file=path, code="JournalSegmentDamaged") from None
+        with self._lock:
+            meta = self.segments.get(n)
+        if meta is not None and len(lines) != int(meta[0]):
+            # A valid file with records missing (truncated, replaced): applying what is left would
+            # skip changes silently.
+            raise ResyncNeededError(f"resync needed: journal segment {path} holds {len(lines)} records where the "
+                                    f"journal recorded {int(meta[0])}, so changes are lost", file=path,
+                                    code="JournalSegmentShort")
+        return lines
+
+    def _exists(self, path: str) -> bool:
+        try:
+            return self.storage.exists(path)
+        except (DdbMigrateError, OSError):
+            return True  # cannot tell (a failing bucket): retriable, not lost
 
     def delete_below(self, n: int) -> None:
         """Delete the segments before ``n``: applied, and the applier's checkpoint says so."""

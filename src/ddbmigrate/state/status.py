@@ -9,11 +9,14 @@ Invariants:
    status; it holds counts and lag, never an item body.
 2. A status problem never stops a replication: write errors are swallowed and the next write
    catches up.
-3. One replicator per checkpoint: a second one is refused while the status file shows a live one.
+3. One replicator per checkpoint: a second one is refused while another holds the checkpoint's
+   lock (an exclusive ``flock``, released by the kernel however its holder ends, kill -9
+   included), or while the status file shows a live one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 import time
@@ -54,6 +57,27 @@ def clear_stop_request(status_file: str) -> None:
         os.unlink(stop_request_path(status_file))
     except FileNotFoundError:
         pass
+
+
+def check_status_path(path: str, given: bool) -> None:
+    """Refuse, before any work, a status file that could never be written (its folder is a file,
+    or not writable): the replication would otherwise fail later, or run with no status at all."""
+    def refuse(why: str) -> None:
+        raise UsageError(f"--status-file {path}: {why}" if given else
+                         f"the status file {path} cannot be written ({why}); pass --status-file PATH", file=path)
+
+    if os.path.isdir(path):
+        refuse("is a folder")
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):  # made when the status is first written
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    if not os.path.isdir(folder):
+        refuse(f"{folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        refuse(f"the folder {folder} is not writable")
 
 
 def replication_identity(source: TableRef, target: TableRef) -> Dict[str, Any]:
@@ -201,5 +225,77 @@ def refuse_second_replicator(status_file: str) -> None:
                          f"{status_file}); stop it first")
 
 
-__all__ = ["StatusWriter", "clear_stop_request", "read_status", "refuse_second_replicator", "replication_identity",
-           "request_stop", "status_path_for", "stop_request_path", "stop_requested"]
+class ReplicatorLock:
+    """The exclusive lock of one replication's checkpoint and journal, held for the replicator's life.
+
+    The status file cannot be the guard: a second replicator given another --status-file would
+    never see the first one's. ``flock`` on a file next to the checkpoint guards what the two
+    would really share, and the kernel drops it when its holder dies (kill -9 leaves no stale lock).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot create the checkpoint folder {folder}: {e.strerror}", file=folder) from None
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise UsageError(f"cannot open the replication lock {self.path}: {e.strerror}",
+                                 file=self.path) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_pid(fd)
+                os.close(fd)
+                who = f" (pid {holder})" if holder else ""
+                raise UsageError(f"another replicator{who} is running for these tables (lock {self.path}); "
+                                 "stop it first") from None
+            except OSError as e:
+                os.close(fd)
+                raise UsageError(f"cannot lock {self.path}: {e.strerror}", file=self.path) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            # The previous holder removed the file between our open and our lock: the lock we
+            # hold is on a file nobody else will open. Take the one at the path.
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.path)  # while still held: whoever opens the path now gets a new file
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
+def _read_pid(fd: int) -> Optional[int]:
+    try:
+        return int(os.pread(fd, 32, 0).decode("ascii").strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def lock_path_for(checkpoint_meta: str) -> str:
+    """The replication's lock file: next to its checkpoint and journal state."""
+    return checkpoint_meta.removesuffix(".checkpoint.json") + ".lock"
+
+
+__all__ = ["ReplicatorLock", "StatusWriter", "check_status_path", "clear_stop_request", "lock_path_for", "read_status",
+           "refuse_second_replicator", "replication_identity", "request_stop", "status_path_for", "stop_request_path",
+           "stop_requested"]

@@ -1,0 +1,281 @@
+"""Live-migration promises an audit found broken (against the real DynamoDB Local):
+
+* ``cutover --no-verify`` never says GO for a stopped replicator: it cannot see writes made
+  after it stopped (verify can, and does);
+* a second replicator on the same checkpoint is refused whatever --status-file it is given, and a
+  replicator killed with -9 leaves no lock behind;
+* ``replicate stop`` during the backfill ends the replicator as stopped (exit 0, both commands),
+  and --resume continues the backfill;
+* a journal segment that is missing or holds fewer records than the journal recorded is a
+  resync, never an endless "rerun with --resume" nor a silent skip;
+* bad --poll-interval and --status-file values are refused up front with one line;
+* the stream phase's JSON progress lines carry ``backlog``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ddbmigrate import RunOptions, TableRef
+from ddbmigrate.cli import main
+from ddbmigrate.errors import ResyncNeededError
+from ddbmigrate.jobs.replicate import replicate
+from ddbmigrate.state.journal import Journal, segment_name
+from ddbmigrate.state.status import read_status, request_stop
+from support import as_set, create_table, put_items, scan_all
+
+pytestmark = pytest.mark.integration
+
+QUICK = ["--poll-interval", "0.1", "--progress", "off", "--quiet"]
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def base(endpoint: str) -> List[str]:
+    return ["--endpoint-url", endpoint, "--region", "us-east-1"]
+
+
+def ref(endpoint: str, table: str) -> TableRef:
+    return TableRef(table, endpoint_url=endpoint, region="us-east-1")
+
+
+def items(n: int, prefix: str = "k") -> List[Dict[str, Any]]:
+    return [{"pk": {"S": f"{prefix}{i:04d}"}, "v": {"N": str(i)}} for i in range(n)]
+
+
+def one_error_line(r: Result, code: int, *words: str) -> str:
+    assert r.exit_code == code, (r.exit_code, r.stderr, r.exception)
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, r.stderr
+    for w in words:
+        assert w in errors[0], (w, errors[0])
+    return errors[0]
+
+
+def wait_for(what: str, cond: Any, timeout: float = 60.0) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def state_of(status: Path) -> Dict[str, Any]:
+    return read_status(str(status)) if status.exists() else {}
+
+
+def status_in(folder: Path) -> Path:
+    return wait_for("a status file", lambda: next(iter(folder.glob("*.status.json")), None))
+
+
+def popen_replicate(tmp_path: Path, *args: str) -> "subprocess.Popen[str]":
+    return subprocess.Popen([sys.executable, "-m", "ddbmigrate", "replicate", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# --------------------------------------------------------------------------- 1: cutover --no-verify
+
+
+def test_no_verify_cutover_of_a_stopped_replicator_is_no_go(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, items(10))
+    status = tmp_path / "st.json"
+    box: Dict[str, Any] = {}
+    t = threading.Thread(target=lambda: box.update(r=replicate(
+        ref(endpoint, src), ref(endpoint, dst), options=RunOptions(progress="off"), status_path=str(status),
+        poll_interval=0.1, status_every=0.2)), daemon=True)
+    t.start()
+    wait_for("tailing", lambda: state_of(status).get("state") == "tailing")
+    request_stop(str(status))
+    t.join(60)
+    assert box["r"].status == "stopped" and state_of(status)["state"] == "stopped"
+    gate = [*base(endpoint), "--status-file", str(status), "--quiet-period", "0.5", "--timeout", "30",
+            "--progress", "off", "--quiet"]
+
+    # Nothing written since it stopped: verify proves it, but no claim of a quiet source is made.
+    ok = cli("cutover", src, dst, *gate)
+    assert ok.exit_code == 0, (ok.stdout, ok.stderr)
+    assert ok.stdout.startswith("GO: ") and "quiet" not in ok.stdout, ok.stdout
+
+    # A write after the stop: the stopped replicator never saw it.
+    put_items(endpoint, src, [{"pk": {"S": "after-stop"}}])
+    blind = cli("cutover", src, dst, *gate, "--no-verify")
+    assert blind.exit_code == 1, (blind.exit_code, blind.stdout, blind.stderr)
+    lines = blind.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("NO-GO: ") and "stopped" in lines[0], blind.stderr
+    assert "without --no-verify" in lines[0] and "source is quiet" not in lines[0], lines[0]
+    assert "GO" not in blind.stdout
+    seen = cli("cutover", src, dst, *gate)
+    assert seen.exit_code == 4 and "1 differences" in seen.stderr, (seen.exit_code, seen.stderr)
+
+
+# --------------------------------------------------------------------------- 2: one replicator per pair
+
+
+def test_a_second_replicator_with_another_status_file_is_refused_and_kill_9_leaves_no_lock(
+        endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, items(20))
+    first = popen_replicate(tmp_path, src, dst, *base(endpoint), "--poll-interval", "0.1", "--progress", "off")
+    try:
+        status = status_in(tmp_path / ".ddbmigrate")
+        wait_for("tailing", lambda: state_of(status).get("state") == "tailing")
+        second = cli("replicate", src, dst, *base(endpoint), "--resume", "--status-file", "other.status.json",
+                     "--stop-after-idle", "1", *QUICK)
+        one_error_line(second, 2, "another replicator", f"pid {first.pid}")
+        assert not (tmp_path / "other.status.json").exists()
+        assert read_status(str(status))["alive"]  # the first one runs on, untouched
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=60)
+    put_items(endpoint, src, items(5, "late"))
+    # The kernel dropped the dead one's lock: resuming is not refused, and converges.
+    again = cli("replicate", src, dst, *base(endpoint), "--resume", "--status-file", "other.status.json",
+                "--stop-after-idle", "1", *QUICK)
+    assert again.exit_code == 0, (again.exit_code, again.stderr)
+    assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
+    assert list((tmp_path / ".ddbmigrate").glob("*.lock")) == []  # released and removed on exit
+
+
+# --------------------------------------------------------------------------- 3: stop during the backfill
+
+
+def test_replicate_stop_during_the_backfill_is_stopped_exit_0_and_resume_continues(
+        endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, items(300))
+    p = popen_replicate(tmp_path, src, dst, *base(endpoint), "--segments", "1", "--max-read-units", "1",
+                        "--poll-interval", "0.1", "--progress", "off", "--report", "rep.json")
+    try:
+        status = status_in(tmp_path / ".ddbmigrate")
+        wait_for("the backfill", lambda: state_of(status).get("state") == "backfill")
+        s = cli("replicate", "stop", src, dst, *base(endpoint), "--timeout", "60")
+        assert s.exit_code == 0 and "stopped" in s.stdout, (s.exit_code, s.stdout, s.stderr)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert "Traceback" not in err and "interrupted" not in err, err
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert rep["status"] == "stopped" and rep["exit_code"] == 0 and rep["extra"]["stopped_by"] == "stop requested"
+    doc = read_status(str(status))
+    assert doc["state"] == "stopped" and not doc["alive"] and doc["phase"] == "backfill"
+    assert len(scan_all(endpoint, dst)) < 300  # it really was stopped mid-backfill
+
+    resumed = cli("replicate", src, dst, *base(endpoint), "--resume", "--stop-after-idle", "1", *QUICK)
+    assert resumed.exit_code == 0, (resumed.exit_code, resumed.stderr)
+    assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
+
+
+# --------------------------------------------------------------------------- 5: journal segment integrity
+
+
+def _sealed_journal(tmp_path: Path) -> Journal:
+    jr = Journal(str(tmp_path / "j"), str(tmp_path / "j.json"))
+    jr.open(fresh=True, positions={})
+    recs = [{"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": f"k{i}"}}}} for i in range(3)]
+    jr.append("shard-1", recs, {"seq": "3"}, read_at=time.time())
+    assert jr.seal()
+    return jr
+
+
+def test_a_missing_or_shortened_segment_is_a_resync_not_a_retry(tmp_path: Path) -> None:
+    jr = _sealed_journal(tmp_path)
+    seg = tmp_path / "j" / segment_name(0)
+    assert len(jr.read_segment(0)) == 3
+    lines = gzip.decompress(seg.read_bytes()).splitlines(keepends=True)
+    seg.write_bytes(gzip.compress(b"".join(lines[:2])))  # valid gzip, one record fewer
+    with pytest.raises(ResyncNeededError) as short:
+        jr.read_segment(0)
+    assert str(seg) in short.value.one_line() and "3" in short.value.message
+    seg.unlink()
+    with pytest.raises(ResyncNeededError) as gone:
+        jr.read_segment(0)
+    assert str(seg) in gone.value.one_line() and "missing" in gone.value.message
+
+
+def test_resuming_onto_a_shortened_segment_stops_with_resync_needed(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, items(200))
+    # A slow backfill that ends on --max-runtime (checkpoint kept), with changes journaled meanwhile.
+    p = popen_replicate(tmp_path, src, dst, *base(endpoint), "--segments", "1", "--max-read-units", "1",
+                        "--poll-interval", "0.1", "--progress", "off", "--max-runtime", "6")
+    try:
+        status = status_in(tmp_path / ".ddbmigrate")
+        wait_for("the backfill", lambda: state_of(status).get("state") == "backfill")
+        put_items(endpoint, src, items(20, "during"))
+        p.communicate(timeout=90)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    segs = sorted((tmp_path / ".ddbmigrate").glob("*.journal/seg-*.jsonl.gz"))
+    assert segs, p.returncode
+    seg = segs[0]
+    lines = gzip.decompress(seg.read_bytes()).splitlines(keepends=True)
+    seg.write_bytes(gzip.compress(b"".join(lines[:-1])))
+    r = cli("replicate", src, dst, *base(endpoint), "--resume", "--stop-after-idle", "1", *QUICK)
+    one_error_line(r, 1, "resync needed", str(seg.name), "--restart --clean-target")
+
+
+# --------------------------------------------------------------------------- 4, 6: refused up front
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_poll_interval_not_above_zero_is_refused(endpoint: str, tmp_path: Path, value: str) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    r = cli("replicate", src, dst, *base(endpoint), "--poll-interval", value, "--max-runtime", "3",
+            "--progress", "off", "--quiet")
+    one_error_line(r, 2, "--poll-interval must be > 0 seconds")
+    assert not (tmp_path / ".ddbmigrate").exists() or not list((tmp_path / ".ddbmigrate").iterdir())
+
+
+def test_a_status_file_under_a_regular_file_is_refused_up_front(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    (tmp_path / "afile").write_text("")
+    r = cli("replicate", src, dst, *base(endpoint), "--status-file", "afile/s.json", "--stop-after-idle", "1",
+            *QUICK)
+    one_error_line(r, 2, "--status-file", "afile/s.json")
+    assert not (tmp_path / ".ddbmigrate").exists() or not list((tmp_path / ".ddbmigrate").iterdir())
+    assert scan_all(endpoint, dst) == []
+
+
+# --------------------------------------------------------------------------- 7: progress lines
+
+
+def test_json_progress_of_the_stream_phase_carries_the_backlog(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, items(5))
+    out = subprocess.run([sys.executable, "-m", "ddbmigrate", "replicate", src, dst, *base(endpoint),
+                          "--poll-interval", "0.1", "--progress", "json", "--stop-after-idle", "1"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    events = [json.loads(ln) for ln in out.stderr.splitlines() if ln.startswith('{"event":"progress')]
+    stream = [e for e in events if e.get("job") == "replicate"]
+    assert stream and all("backlog" in e for e in stream), stream
+    assert stream[-1]["backlog"] == 0
