@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..aws.capacity import RateLimiter
+from ..aws.capacity import RateLimiter, page_limit
 from ..aws.client import DynamoClient, load_object
 from ..aws.transport import BadResponse
 from ..config import RetryPolicy, TableRef
@@ -114,6 +114,15 @@ def _units(cc: Any) -> float:
     return float(units) if isinstance(units, (int, float)) and not isinstance(units, bool) else 0.0
 
 
+def found_rate(res: Resources, name: str) -> Optional[float]:
+    """The rate the limiter ``name`` of ``res`` holds now (a worker's writers are built after its
+    readers, so it is looked up when asked); None while it holds none."""
+    for lim in res.limiters:
+        if lim.name == name:
+            return lim.current_rate()
+    return None
+
+
 def unit_name(segment: int) -> str:
     return str(segment)
 
@@ -134,6 +143,7 @@ class TableScanSource(SourceBase):
         projection: Optional[List[str]] = None,
         raw: bool = False,
         as_deletes: bool = False,
+        write_rate: Optional[Callable[[], Optional[float]]] = None,
     ) -> None:
         self.client = client
         self.table = table
@@ -146,6 +156,9 @@ class TableScanSource(SourceBase):
         # raw: hand items on as their JSON bytes (lazy parse), for pass-through copies.
         self.raw = raw and _simdjson is not None and not as_deletes
         self.as_deletes = as_deletes
+        # The write rate the job's writers found the target holds (None until they find one):
+        # without a configured limit, pages shrink to it once known, as page_limit says.
+        self.write_rate = write_rate
 
     def units(self) -> List[str]:
         segs = self.only if self.only is not None else range(self.total)
@@ -171,6 +184,11 @@ class TableScanSource(SourceBase):
         if self.page_limit:
             estimate = min(estimate, max(1.0, self.page_limit / 2))
         while not stop.is_set():
+            if not self.page_limit and self.write_rate is not None:
+                found = page_limit(None, self.write_rate())
+                if found:
+                    req["Limit"] = found
+                    estimate = min(_PAGE_RCU_ESTIMATE * (2 if self.consistent else 1), max(1.0, found / 2))
             self.limiter.acquire(estimate)
             if self.raw:
                 raw, lek, cc = self.client.call_parsed("Scan", req, split_page, table=self.table,
@@ -225,4 +243,4 @@ class TableScanSpec(SourceSpecBase):
         return TableScanSource(client, self.ref.table, self.total_segments, consistent_read=self.consistent_read,
                                page_limit=self.page_limit, limiter=res.limiter(self.read_rate, "read"),
                                segments=segments, projection=list(self.projection) if self.projection else None,
-                               raw=self.raw, as_deletes=self.as_deletes)
+                               raw=self.raw, as_deletes=self.as_deletes, write_rate=lambda: found_rate(res, "write"))
