@@ -169,17 +169,37 @@ def split(item):
 '''
 
 
-def one_usage_line(r: Any, *words: str) -> str:
-    """A click ``Result`` that is exit 2 with one ``error:`` line on stderr naming every word:
-    never a traceback, never "internal error". Returns the line."""
-    assert r.exit_code == 2, (r.exit_code, r.stderr, r.exception)
-    assert isinstance(r.exception, SystemExit)
+def one_error_line(r: Any, code: int, *words: str, alone: bool = True) -> str:
+    """A CLI result (click's, or a finished process's) that is exit ``code`` with one ``error:``
+    line naming every word, and never a traceback or "internal error"; ``alone``: nothing else
+    on stderr. Returns the line."""
+    assert r.exit_code == code, (r.exit_code, r.stderr, getattr(r, "exception", None))
+    if hasattr(r, "exception"):
+        assert isinstance(r.exception, SystemExit)
     assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
+    lines = r.stderr.strip().splitlines() if alone else [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     for w in words:
         assert w in lines[0], (w, lines[0])
     return str(lines[0])
+
+
+def one_usage_line(r: Any, *words: str) -> str:
+    """:func:`one_error_line` of a usage error (exit 2)."""
+    return one_error_line(r, 2, *words)
+
+
+def wait_for(pred: Any, timeout: float, what: str) -> Any:
+    """``pred()``'s first truthy value, polled until ``timeout`` seconds (then the test fails)."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def write_plan(path: Any, endpoint: str, jobs: List[Dict[str, Any]], **top: Any) -> Any:

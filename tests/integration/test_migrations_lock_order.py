@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from support import one_usage_line, unique
+from support import one_error_line, one_usage_line, unique
 
 from ddbmigrate import TableRef
 from ddbmigrate.errors import EXIT_INTERRUPTED, EXIT_RETRIABLE, UsageError
@@ -28,12 +28,6 @@ def cli(*args: str) -> Any:
     return CliRunner().invoke(main, list(args))
 
 
-def one_error_line(r: Any, code: int) -> str:
-    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr, r.exception)
-    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    return str(lines[0])
 
 
 # Runner A's migration. While A is inside it, runner B (the same library, its clock past A's

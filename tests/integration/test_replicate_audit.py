@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from click.testing import CliRunner, Result
@@ -34,7 +34,7 @@ from ddbmigrate.errors import ResyncNeededError
 from ddbmigrate.jobs.replicate import replicate
 from ddbmigrate.state.journal import Journal, segment_name
 from ddbmigrate.state.status import read_status, request_stop
-from support import as_set, create_table, put_items, scan_all
+from support import as_set, create_table, one_error_line, put_items, scan_all, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -57,24 +57,8 @@ def items(n: int, prefix: str = "k") -> List[Dict[str, Any]]:
     return [{"pk": {"S": f"{prefix}{i:04d}"}, "v": {"N": str(i)}} for i in range(n)]
 
 
-def one_error_line(r: Result, code: int, *words: str) -> str:
-    assert r.exit_code == code, (r.exit_code, r.stderr, r.exception)
-    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(errors) == 1, r.stderr
-    for w in words:
-        assert w in errors[0], (w, errors[0])
-    return errors[0]
 
 
-def wait_for(what: str, cond: Any, timeout: float = 60.0) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def state_of(status: Path) -> Dict[str, Any]:
@@ -82,7 +66,7 @@ def state_of(status: Path) -> Dict[str, Any]:
 
 
 def status_in(folder: Path) -> Path:
-    return wait_for("a status file", lambda: next(iter(folder.glob("*.status.json")), None))
+    return Path(wait_for(lambda: next(iter(folder.glob("*.status.json")), None), 60.0, "a status file"))
 
 
 def popen_replicate(tmp_path: Path, *args: str) -> "subprocess.Popen[str]":
@@ -103,7 +87,7 @@ def test_no_verify_cutover_of_a_stopped_replicator_is_no_go(endpoint: str, tmp_p
         ref(endpoint, src), ref(endpoint, dst), options=RunOptions(progress="off"), status_path=str(status),
         poll_interval=0.1, status_every=0.2)), daemon=True)
     t.start()
-    wait_for("tailing", lambda: state_of(status).get("state") == "tailing")
+    wait_for(lambda: state_of(status).get("state") == "tailing", 60.0, "tailing")
     request_stop(str(status))
     t.join(60)
     assert box["r"].status == "stopped" and state_of(status)["state"] == "stopped"
@@ -138,10 +122,10 @@ def test_a_second_replicator_with_another_status_file_is_refused_and_kill_9_leav
     first = popen_replicate(tmp_path, src, dst, *base(endpoint), "--poll-interval", "0.1", "--progress", "off")
     try:
         status = status_in(tmp_path / ".ddbmigrate")
-        wait_for("tailing", lambda: state_of(status).get("state") == "tailing")
+        wait_for(lambda: state_of(status).get("state") == "tailing", 60.0, "tailing")
         second = cli("replicate", src, dst, *base(endpoint), "--resume", "--status-file", "other.status.json",
                      "--stop-after-idle", "1", *QUICK)
-        one_error_line(second, 2, "another replicator", f"pid {first.pid}")
+        one_error_line(second, 2, "another replicator", f"pid {first.pid}", alone=False)
         assert not (tmp_path / "other.status.json").exists()
         assert read_status(str(status))["alive"]  # the first one runs on, untouched
     finally:
@@ -156,19 +140,30 @@ def test_a_second_replicator_with_another_status_file_is_refused_and_kill_9_leav
     assert list((tmp_path / ".ddbmigrate").glob("*.lock")) == []  # released and removed on exit
 
 
+def slow_backfill(endpoint: str, tmp_path: Path, n: int, *extra: str) -> Tuple[str, str, Any]:
+    """A replicator in its backfill (one segment at 1 read unit/s) of a source of ``n`` items."""
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, items(n))
+    p = popen_replicate(tmp_path, src, dst, *base(endpoint), "--segments", "1", "--max-read-units", "1",
+                        "--poll-interval", "0.1", "--progress", "off", *extra)
+    try:
+        status = status_in(tmp_path / ".ddbmigrate")
+        wait_for(lambda: state_of(status).get("state") == "backfill", 60.0, "the backfill")
+    except BaseException:
+        p.kill()
+        p.communicate()
+        raise
+    return src, dst, p
+
+
 # --------------------------------------------------------------------------- 3: stop during the backfill
 
 
 def test_replicate_stop_during_the_backfill_is_stopped_exit_0_and_resume_continues(
         endpoint: str, tmp_path: Path) -> None:
-    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
-    dst = create_table(endpoint)
-    put_items(endpoint, src, items(300))
-    p = popen_replicate(tmp_path, src, dst, *base(endpoint), "--segments", "1", "--max-read-units", "1",
-                        "--poll-interval", "0.1", "--progress", "off", "--report", "rep.json")
+    src, dst, p = slow_backfill(endpoint, tmp_path, 300, "--report", "rep.json")
     try:
-        status = status_in(tmp_path / ".ddbmigrate")
-        wait_for("the backfill", lambda: state_of(status).get("state") == "backfill")
         s = cli("replicate", "stop", src, dst, *base(endpoint), "--timeout", "60")
         assert s.exit_code == 0 and "stopped" in s.stdout, (s.exit_code, s.stdout, s.stderr)
         out, err = p.communicate(timeout=60)
@@ -179,7 +174,7 @@ def test_replicate_stop_during_the_backfill_is_stopped_exit_0_and_resume_continu
     assert "Traceback" not in err and "interrupted" not in err, err
     rep = json.loads((tmp_path / "rep.json").read_text())
     assert rep["status"] == "stopped" and rep["exit_code"] == 0 and rep["extra"]["stopped_by"] == "stop requested"
-    doc = read_status(str(status))
+    doc = read_status(str(status_in(tmp_path / ".ddbmigrate")))
     assert doc["state"] == "stopped" and not doc["alive"] and doc["phase"] == "backfill"
     assert len(scan_all(endpoint, dst)) < 300  # it really was stopped mid-backfill
 
@@ -216,15 +211,9 @@ def test_a_missing_or_shortened_segment_is_a_resync_not_a_retry(tmp_path: Path) 
 
 
 def test_resuming_onto_a_shortened_segment_stops_with_resync_needed(endpoint: str, tmp_path: Path) -> None:
-    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
-    dst = create_table(endpoint)
-    put_items(endpoint, src, items(200))
     # A slow backfill that ends on --max-runtime (checkpoint kept), with changes journaled meanwhile.
-    p = popen_replicate(tmp_path, src, dst, *base(endpoint), "--segments", "1", "--max-read-units", "1",
-                        "--poll-interval", "0.1", "--progress", "off", "--max-runtime", "6")
+    src, dst, p = slow_backfill(endpoint, tmp_path, 200, "--max-runtime", "6")
     try:
-        status = status_in(tmp_path / ".ddbmigrate")
-        wait_for("the backfill", lambda: state_of(status).get("state") == "backfill")
         put_items(endpoint, src, items(20, "during"))
         p.communicate(timeout=90)
     finally:
@@ -236,7 +225,7 @@ def test_resuming_onto_a_shortened_segment_stops_with_resync_needed(endpoint: st
     lines = gzip.decompress(seg.read_bytes()).splitlines(keepends=True)
     seg.write_bytes(gzip.compress(b"".join(lines[:-1])))
     r = cli("replicate", src, dst, *base(endpoint), "--resume", "--stop-after-idle", "1", *QUICK)
-    one_error_line(r, 1, "resync needed", str(seg.name), "--restart --clean-target")
+    one_error_line(r, 1, "resync needed", str(seg.name), "--restart --clean-target", alone=False)
 
 
 # --------------------------------------------------------------------------- 4, 6: refused up front
@@ -248,7 +237,7 @@ def test_a_poll_interval_not_above_zero_is_refused(endpoint: str, tmp_path: Path
     dst = create_table(endpoint)
     r = cli("replicate", src, dst, *base(endpoint), "--poll-interval", value, "--max-runtime", "3",
             "--progress", "off", "--quiet")
-    one_error_line(r, 2, "--poll-interval must be > 0 seconds")
+    one_error_line(r, 2, "--poll-interval must be > 0 seconds", alone=False)
     assert not (tmp_path / ".ddbmigrate").exists() or not list((tmp_path / ".ddbmigrate").iterdir())
 
 
@@ -258,7 +247,7 @@ def test_a_status_file_under_a_regular_file_is_refused_up_front(endpoint: str, t
     (tmp_path / "afile").write_text("")
     r = cli("replicate", src, dst, *base(endpoint), "--status-file", "afile/s.json", "--stop-after-idle", "1",
             *QUICK)
-    one_error_line(r, 2, "--status-file", "afile/s.json")
+    one_error_line(r, 2, "--status-file", "afile/s.json", alone=False)
     assert not (tmp_path / ".ddbmigrate").exists() or not list((tmp_path / ".ddbmigrate").iterdir())
     assert scan_all(endpoint, dst) == []
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from support import as_set, create_table, every_type_items, put_items, scan_all
+from support import as_set, create_table, every_type_items, put_items, scan_all, wait_for
 from test_replicate import (
     FANOUT_PY,
     Writer,
@@ -88,14 +88,6 @@ class TimedWriter(Writer):
             self.done_at = time.time()
 
 
-def wait_for(pred: Any, timeout: float, what: str) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status_of(path: Path) -> Dict[str, Any]:

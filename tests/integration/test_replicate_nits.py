@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ddbmigrate.cli import main
-from support import as_set, boto_client, create_table, put_items, scan_all, unique
+from support import as_set, boto_client, create_table, one_error_line, put_items, scan_all, unique
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +31,6 @@ def base(endpoint: str) -> List[str]:
     return ["--endpoint-url", endpoint, "--region", "us-east-1"]
 
 
-def one_error_line(r: Result, code: int, *words: str) -> str:
-    assert r.exit_code == code, (r.exit_code, r.stderr, r.exception)
-    assert isinstance(r.exception, SystemExit)
-    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(errors) == 1, r.stderr
-    for w in words:
-        assert w in errors[0], (w, errors[0])
-    return errors[0]
 
 
 def nothing_written(tmp_path: Path) -> None:
@@ -66,7 +57,7 @@ def test_missing_target_is_refused_before_any_checkpoint_and_create_target_then_
     src = source_with_items(endpoint)
     dst = unique("nosuch")
     r = cli("replicate", src, dst, *base(endpoint), "--yes")
-    one_error_line(r, 1, dst, "does not exist", "--create-target")
+    one_error_line(r, 1, dst, "does not exist", "--create-target", alone=False)
     nothing_written(tmp_path)
     assert not exists(endpoint, dst)
 
@@ -82,7 +73,7 @@ def test_a_source_without_stream_is_not_enabled_for_a_job_refused_anyway(endpoin
     src = create_table(endpoint)  # no stream: --yes would enable one
     dst = unique("nosuch")
     r = cli("replicate", src, dst, *base(endpoint), "--yes")
-    one_error_line(r, 1, "--create-target")
+    one_error_line(r, 1, "--create-target", alone=False)
     assert not boto_client(endpoint).describe_table(TableName=src)["Table"].get("StreamSpecification")
     nothing_written(tmp_path)
 
@@ -92,7 +83,7 @@ def test_a_bad_target_spec_is_refused_before_any_checkpoint(endpoint: str, tmp_p
     spec = tmp_path / "target.yaml"
     spec.write_text("KeySchema: [{AttributeName: pk, KeyType: HASH}]\n")  # no AttributeDefinitions
     r = cli("replicate", src, unique("nosuch"), *base(endpoint), "--yes", "--target-spec", str(spec))
-    one_error_line(r, 2, str(spec), "AttributeDefinitions")
+    one_error_line(r, 2, str(spec), "AttributeDefinitions", alone=False)
     spec.unlink()
     nothing_written(tmp_path)
 
@@ -101,7 +92,7 @@ def test_no_backfill_onto_a_missing_target_is_refused_before_any_checkpoint(endp
     src = source_with_items(endpoint)
     dst = unique("nosuch")
     r = cli("replicate", src, dst, *base(endpoint), "--yes", "--no-backfill", "--create-target")
-    one_error_line(r, 1, dst, "--no-backfill")
+    one_error_line(r, 1, dst, "--no-backfill", alone=False)
     nothing_written(tmp_path)
     assert not exists(endpoint, dst)
 
@@ -112,7 +103,7 @@ def test_an_unconfirmed_clean_target_is_refused_before_any_checkpoint(endpoint: 
     put_items(endpoint, dst, [{"pk": {"S": "stale"}}])
     # No --yes and no terminal: the clean is not confirmed.
     r = cli("replicate", src, dst, *base(endpoint), "--clean-target", "--progress", "off")
-    one_error_line(r, 2, "not emptying", dst, "--yes")
+    one_error_line(r, 2, "not emptying", dst, "--yes", alone=False)
     nothing_written(tmp_path)
     assert as_set(scan_all(endpoint, dst)) == as_set([{"pk": {"S": "stale"}}])
 

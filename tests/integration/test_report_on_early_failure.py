@@ -15,7 +15,7 @@ from ddbmigrate import RunOptions, TableRef
 from ddbmigrate.cli import main
 from ddbmigrate.core.records import COUNTER_NAMES
 from ddbmigrate.jobs.export import export_table
-from support import create_table, put_items
+from support import create_table, one_error_line, put_items
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +26,6 @@ def cli(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
 
 
-def one_error_line(r: Result, code: int) -> str:
-    assert r.exit_code == code, (r.exit_code, r.stderr, r.exception)
-    assert isinstance(r.exception, SystemExit)
-    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    return lines[0]
 
 
 def failed_report(path: Path, code: int, *, job: str = "import") -> Dict[str, Any]:
