@@ -37,6 +37,9 @@ def endpoint_problem(url: str) -> Optional[str]:
     host = parts.hostname or ""
     if not host or not (_HOST.match(host) or (parts.netloc.count("[") == 1 and ":" in host)):
         return "no valid host name"
+    if parts.username is not None or parts.password is not None:
+        # Nothing uses it (requests are signed), and it would be printed and kept in checkpoints.
+        return "it carries user:password@ (DynamoDB takes credentials from the AWS chain; a proxy's go in HTTPS_PROXY)"
     return None
 
 
@@ -48,6 +51,21 @@ def check_endpoint(url: Optional[str], name: str) -> Optional[str]:
         if problem:
             raise UsageError(f"{name} {url!r}: {problem} (expected http(s)://host[:port])")
     return url
+
+
+def _profile_settings(profile: Optional[str]) -> Dict[str, Any]:
+    """The region and endpoint URL a profile (or the default one) sets, as botocore reads them;
+    empty when the config cannot be read (the client says why, once it is made)."""
+    try:
+        import botocore.session
+
+        session = botocore.session.Session(profile=profile)
+        config = session.get_scoped_config()
+        dynamodb = config.get("dynamodb") if isinstance(config.get("dynamodb"), dict) else {}
+        return {"region": session.get_config_variable("region"),
+                "endpoint_url": dynamodb.get("endpoint_url") or config.get("endpoint_url")}
+    except Exception:  # a missing profile, an unreadable file: not this function's to report
+        return {}
 
 
 @dataclass(frozen=True)
@@ -95,14 +113,16 @@ class TableRef:
         return " @ ".join(parts)
 
     def identity(self) -> Dict[str, Any]:
-        """What identifies this table for a checkpoint fingerprint (no credentials)."""
-        return {
-            "table": self.table,
-            "region": self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-            "endpoint_url": self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
-            or os.environ.get("AWS_ENDPOINT_URL"),
-            "role_arn": self.role_arn,
-        }
+        """What identifies this table for a checkpoint fingerprint (no credentials): the region
+        and endpoint as the client resolves them, a profile's own included (two profiles of one
+        table name in two regions are two jobs, and one must never resume the other)."""
+        region = self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
+        if region is None or endpoint is None:
+            from_profile = _profile_settings(self.profile)
+            region = region or from_profile.get("region")
+            endpoint = endpoint or from_profile.get("endpoint_url")
+        return {"table": self.table, "region": region, "endpoint_url": endpoint, "role_arn": self.role_arn}
 
     def with_table(self, table: str) -> "TableRef":
         return replace(self, table=table)

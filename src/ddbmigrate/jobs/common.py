@@ -142,9 +142,27 @@ def prepare_target(
     return result.description
 
 
-def same_table(a: TableRef, b: TableRef, ca: DynamoClient, cb: DynamoClient) -> bool:
-    return a.table == b.table and ca.endpoint == cb.endpoint and ca.region == cb.region and a.role_arn == b.role_arn \
-        and a.profile == b.profile
+def same_table(a: TableRef, b: TableRef, ca: DynamoClient, cb: DynamoClient, source_desc: Dict[str, Any],
+               target_desc: Optional[Dict[str, Any]] = None) -> bool:
+    """Is the target the source table itself, however each was reached? Two profiles of one
+    account, an endpoint spelled two ways, DynamoDB Local's shared database seen from two
+    regions: a --clean-target would empty the source. DescribeTable tells: the same TableId
+    (DynamoDB's own identity of a table), or, where there is none (DynamoDB Local), the same ARN
+    created at the same instant. ``target_desc``: the target's DescribeTable when already read."""
+    if a.table == b.table and ca.endpoint == cb.endpoint and ca.region == cb.region and a.role_arn == b.role_arn \
+            and a.profile == b.profile:
+        return True
+    if target_desc is None:
+        try:
+            target_desc = cb.describe_table()
+        except TableNotFoundError:
+            return False
+    ida, idb = source_desc.get("TableId"), target_desc.get("TableId")
+    if ida and idb:
+        return bool(ida == idb)
+    arn = source_desc.get("TableArn")
+    return bool(arn) and arn == target_desc.get("TableArn") and \
+        source_desc.get("CreationDateTime") == target_desc.get("CreationDateTime")
 
 
 def without_none(d: Dict[str, Any]) -> Dict[str, Any]:

@@ -75,7 +75,7 @@ def copy_table(
     dst = DynamoClient(target, pool_size=4, retry=opts.retry)
     try:
         sdesc = src.describe_table()
-        if same_table(source, target, src, dst):
+        if same_table(source, target, src, dst, sdesc):
             raise UsageError("source and target are the same table")
         created: List[Dict[str, Any]] = []
         tdesc = prepare_target(dst, source_desc=sdesc, source_client=src, create=create_target,

@@ -94,7 +94,7 @@ from ..state.status import (
     stop_requested,
 )
 from ..storage.stores import S3Settings, is_s3, normalize
-from .common import default_writers
+from .common import default_writers, same_table
 from .copy import copy_table
 from .fit import check_fits_target, sample_table
 
@@ -210,9 +210,6 @@ def replicate(
     writers = opts.writers or default_writers("overwrite")
     src = source_client or DynamoClient(source, pool_size=pool_size(32, 0), retry=opts.retry, stats=RetryStats())
     dst = target_client or DynamoClient(target, pool_size=pool_size(0, writers), retry=opts.retry, stats=RetryStats())
-    if (source.table == target.table and src.endpoint == dst.endpoint and src.region == dst.region
-            and source.role_arn == target.role_arn and source.profile == target.profile):
-        raise UsageError("source and target are the same table")
     if target_kms_key and not (create_target or target_spec):
         raise UsageError("--target-kms-key applies to a table ddbmigrate creates: add --create-target or --target-spec")
     sdesc = src.describe_table()
@@ -231,6 +228,8 @@ def replicate(
     except DdbMigrateError:
         tkeys_known = None  # not describable now (permissions, ...): the backfill's copy says why
     else:
+        if same_table(source, target, src, dst, sdesc, tdesc):
+            raise UsageError("source and target are the same table")
         # Before the stream is set up or anything read: do the items fit the target at all?
         check_fits_target(target.table, tdesc, source_desc=sdesc, sample=sample_table(src, source.table),
                           transform=tf, context=TransformContext(source_table=source.table, target_table=target.table))
