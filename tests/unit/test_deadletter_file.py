@@ -95,12 +95,13 @@ def test_a_resumed_jobs_reasons_are_recounted_from_where_it_began(tmp_path: Path
 
 
 def _pks(path: Path) -> Any:
-    return [json.loads(x)["item"]["pk"]["S"] for x in path.read_text().splitlines()]
+    return [json.loads(x)["item"]["pk"]["S"] for x in path.read_text().splitlines() if x.strip()]
 
 
 def test_a_shared_file_is_cut_back_and_recounted_by_whose_records_they_are(tmp_path: Path) -> None:
     # Two jobs name one --dead-letter file and append to it in turn. Job A is killed after its
-    # checkpoint counted a0-a1; on resume it cuts off its own later records only: B's stay.
+    # checkpoint counted a0-a1; on resume it takes out its own later records only: B's stay,
+    # at the very bytes where they were (B's own checkpoint offsets stay true).
     path = tmp_path / "shared.jsonl"
     a, b = DeadLetters(str(path), job="aaaa"), DeadLetters(str(path), job="bbbb")
     a.commit(_lines(2, "a"))
@@ -108,20 +109,55 @@ def test_a_shared_file_is_cut_back_and_recounted_by_whose_records_they_are(tmp_p
     checkpointed = a.mark()  # the end of A's last line: B's line comes after it
     assert checkpointed < path.stat().st_size
     a.commit(_lines(2, "x"))  # after A's checkpoint: read again on resume
+    b_start = path.stat().st_size
     b.commit(_lines(2, "c"))
+    b_mark = b.mark()
     a.close()
     b.close()
     assert _pks(path) == ["a0", "a1", "b0", "x0", "x1", "c0", "c1"]
     assert [json.loads(x)["job"] for x in path.read_text().splitlines()] == ["aaaa"] * 2 + ["bbbb"] + ["aaaa"] * 2 + ["bbbb"] * 2
+    size = path.stat().st_size
     resumed = DeadLetters(str(path), job="aaaa")
-    assert resumed.truncate(checkpointed) == 2 * len(_lines(1, "x")[0][0]) + 2 * len(b'"job":"aaaa",')
+    assert resumed.truncate(checkpointed) == 2 * (len(_lines(1, "x")[0][0]) + len(b'"job":"aaaa",'))
     assert _pks(path) == ["a0", "a1", "b0", "c0", "c1"]
-    # Its reasons are its own: B's records, before and after, are not counted.
+    assert path.stat().st_size == size and b.mark() == b_mark  # nothing moved
+    # Its reasons are its own: B's records, before and after, are not counted; and B, resumed
+    # from its own checkpoint, finds its records where it left them.
     recount = DeadLetters(str(path), job="aaaa")
     recount.recount(0, 2)
     assert recount.by_reason == {"Bad": 2}
-    # A record is still a replayable dead letter (the replay reads its item).
-    assert all(json.loads(x)["item"] for x in path.read_text().splitlines())
+    b_again = DeadLetters(str(path), job="bbbb")
+    assert b_again.recount(b_start, 2) == b_start and b_again.by_reason == {"Bad": 2}
+    # Every record left is still a replayable dead letter (a replay skips blank lines).
+    assert all(json.loads(x)["item"] for x in path.read_text().splitlines() if x.strip())
+
+
+def test_a_shared_file_with_only_this_jobs_lines_after_its_mark_is_cut_short(tmp_path: Path) -> None:
+    path = tmp_path / "shared.jsonl"
+    b, a = DeadLetters(str(path), job="bbbb"), DeadLetters(str(path), job="aaaa")
+    b.commit(_lines(1, "b"))
+    a.commit(_lines(1, "a"))
+    mark = a.mark()
+    a.commit(_lines(3, "x"))
+    a.close()
+    b.close()
+    assert DeadLetters(str(path), job="aaaa").truncate(mark) > 0
+    assert path.stat().st_size == mark and _pks(path) == ["b0", "a0"]
+
+
+def test_a_file_from_before_tags_is_the_jobs_own(tmp_path: Path) -> None:
+    # A checkpoint made before records said whose they were: its lines are untagged, and the
+    # resumed job (no tag) cuts back and recounts them as its own, as that version did.
+    path = tmp_path / "old.jsonl"
+    old = DeadLetters(str(path))
+    old.commit(_lines(2, "a"))
+    mark = old.mark()
+    old.commit(_lines(1, "x"))
+    old.close()
+    resumed = DeadLetters(str(path))
+    assert resumed.truncate(mark) > 0 and _pks(path) == ["a0", "a1"]
+    resumed.recount(0, 2)
+    assert resumed.by_reason == {"Bad": 2}
 
 
 def test_a_file_of_one_job_is_cut_back_at_its_checkpoint(tmp_path: Path) -> None:

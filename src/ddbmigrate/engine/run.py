@@ -177,9 +177,12 @@ class Driver:
             self.report.checkpoint_path or default_path(job.kind, dict(job.identity)), dry_run=opts.dry_run)
         self.report.dead_letter_path = dead_path
         saved_dead = self.saved_extra.get("dead_letters") or {}
-        # A file the user named may be shared with other jobs: its records say whose they are
-        # (a resumed job keeps its tag, though --force may have changed its fingerprint).
-        self.dead_tag = (saved_dead.get("job") or self.fp[:16]) if opts.dead_letter else None
+        # A file the user named may be shared with other jobs: its records say whose they are.
+        # A resumed job keeps its tag (though --force may have changed its fingerprint); one
+        # resumed from a checkpoint older than tags has untagged lines, and goes on without one.
+        self.dead_tag: Optional[str] = None
+        if opts.dead_letter:
+            self.dead_tag = saved_dead.get("job") if state is not None and saved_dead else self.fp[:16]
         self.dead = DeadLetters(dead_path, job=self.dead_tag)
         if not opts.dry_run and not opts.dead_letter:  # (a named one was checked above)
             self.dead.check()

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import os
 import threading
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import orjson
 
@@ -96,7 +95,7 @@ class DeadLetters:
                         self._fh = open(self.path, "ab", buffering=0)
                     # Locked against other processes sharing the file: a resume's cut-back reads
                     # and rewrites its end, and must not lose a line appended meanwhile.
-                    fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX)
+                    _flock(self._fh, exclusive=True)
                     before = os.fstat(self._fh.fileno()).st_size
                     view = memoryview(data)
                     while view:
@@ -112,7 +111,7 @@ class DeadLetters:
                 finally:
                     if self._fh is not None:
                         with contextlib.suppress(OSError):
-                            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+                            _flock(self._fh, exclusive=False)
             if settled:
                 for line, key in lines:
                     self.by_reason[key] = self.by_reason.get(key, 0) + 1
@@ -194,30 +193,44 @@ class DeadLetters:
         return self._tag is None or line.startswith(self._tag)
 
     def truncate(self, size: int) -> int:
-        """Cut this job's lines after ``size`` bytes off the file (lines of chunks a resume reads
-        again); other jobs' lines in a shared file stay. Returns the bytes cut."""
+        """Take this job's lines after ``size`` bytes out of the file (lines of chunks a resume
+        reads again); returns their bytes. A file of this job alone is cut back to ``size``. In a
+        shared file, other jobs' lines follow: this job's are blanked where they stand (readers
+        skip blank lines), so no line moves and every other job's checkpointed offsets stay true;
+        nothing is ever held in memory but the lines' places."""
         if self.path is None or not os.path.exists(self.path):
             return 0
         with self._lock, open(self.path, "r+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            _flock(fh, exclusive=True)
             try:
                 have = os.fstat(fh.fileno()).st_size
                 if have <= size:
                     return 0
-                kept = b""
+                mine: List[Tuple[int, int]] = []
+                others = False
                 if self._tag is not None:
                     fh.seek(size)
-                    # Bounded by what ran since the checkpoint (a checkpoint's worth of records).
-                    kept = b"".join(line for line in fh if not self._mine(line) and line.endswith(b"\n"))
-                fh.truncate(size)
-                if kept:
-                    fh.seek(size)
-                    fh.write(kept)
+                    pos = size
+                    for line in fh:
+                        # A line cut short by a crash (no newline) is nobody's record: taken out too.
+                        if self._mine(line) or not line.endswith(b"\n"):
+                            mine.append((pos, len(line)))
+                        elif line.strip():
+                            others = True
+                        pos += len(line)
+                if not others:
+                    fh.truncate(size)
+                    cut = have - size
+                else:
+                    for at, n in mine:
+                        fh.seek(at)
+                        fh.write(b" " * (n - 1) + b"\n" if n else b"")
+                    cut = sum(n for _, n in mine)
                 fh.flush()
                 os.fsync(fh.fileno())
-                return have - size - len(kept)
+                return cut
             finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                _flock(fh, exclusive=False)
 
     def sync(self) -> None:
         """Make every line written so far durable (called before a checkpoint save)."""
@@ -238,6 +251,16 @@ class DeadLetters:
                     os.fsync(self._fh.fileno())
                 self._fh.close()
                 self._fh = None
+
+
+def _flock(fh: Any, *, exclusive: bool) -> None:
+    """Lock (or unlock) the whole file against other processes sharing it; where there is no
+    flock (Windows), a file is one job's at a time."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_UN)
 
 
 def dead_letter_line(
