@@ -25,7 +25,9 @@ it is truncated or stored: an endpoint that echoes request headers cannot leak a
 from __future__ import annotations
 
 import logging
+import os
 import random
+import ssl
 import threading
 import time
 import zlib
@@ -59,7 +61,7 @@ from ..errors import (
 from .credentials import CredentialCache
 from .errors import error_code, parse_error_body
 from .signing import FastSigV4
-from .transport import MAX_BODY, BadResponse, InvalidHeader, Transport, host_header, too_large
+from .transport import MAX_BODY, BadResponse, InvalidHeader, Transport, host_header, ssl_context_for, too_large
 
 log = logging.getLogger("ddbmigrate.client")
 
@@ -250,9 +252,13 @@ def make_session(ref: TableRef) -> boto3.Session:
         extra: Dict[str, Any] = {"RoleSessionName": ref.role_session_name}
         if ref.external_id:
             extra["ExternalId"] = ref.external_id
+        try:
+            source_credentials = base.get_credentials()
+        except Exception as e:  # the chain under the role: a credential_process, a source_profile, ...
+            raise _credentials_error(session, ref, e) from None
         fetcher = AssumeRoleCredentialFetcher(
             client_creator=base.create_client,
-            source_credentials=base.get_credentials(),
+            source_credentials=source_credentials,
             role_arn=ref.role_arn,
             extra_args=extra,
         )
@@ -288,6 +294,15 @@ class DynamoClient:
         self.backoff = Backoff(self.retry_policy, sleep=sleep, rand=rand)
         self.session = make_session(ref)
         region = self.session.region_name or "us-east-1"
+        # The credential chain is resolved here, on its own, not inside session.client() (which
+        # resolves it too, then caches it): a failing credential_process, a missing source_profile,
+        # an unreadable SSO cache is the chain's fault, said as such, not an endpoint's.
+        try:
+            creds = self.session.get_credentials()
+        except Exception as e:  # BotoCoreError (CredentialRetrievalError, InvalidConfigError,
+            # ProfileNotFound, PartialCredentialsError, ...), OSError (a program that is not
+            # there), ValueError (a process printing no JSON)
+            raise _credentials_error(self.session, ref, e) from None
         cfg = Config(
             retries={"mode": "standard", "total_max_attempts": self.retry_policy.max_attempts},
             max_pool_connections=max(10, pool_size),
@@ -310,7 +325,6 @@ class DynamoClient:
         self.region = self.control.meta.region_name
         self.endpoint = self.control.meta.endpoint_url.rstrip("/")
         check_endpoint(self.endpoint, f"{service} endpoint")  # one botocore took from the environment, too
-        creds = self.session.get_credentials()
         if creds is None:
             raise UsageError(
                 f"no AWS credentials found for {ref.describe()}: set a profile, environment "
@@ -320,7 +334,7 @@ class DynamoClient:
         try:
             self._credentials.get_frozen_credentials()  # registers the values for redaction, fails early
         except Exception as e:  # a failing credential_process, SSO token, role assumption
-            raise UsageError(f"cannot load AWS credentials for {ref.describe()}: {_brief(e)}") from None
+            raise _credentials_error(self.session, ref, e) from None
         # The control plane signs with the same cache, so credentials refreshed after a refusal
         # (below) serve both paths; botocore's signer only calls get_frozen_credentials().
         try:
@@ -331,6 +345,9 @@ class DynamoClient:
         # The CA bundle botocore uses (AWS_CA_BUNDLE, the profile's ca_bundle): the hot path
         # must trust exactly what the control plane trusts.
         ca_bundle = self.session._session.get_config_variable("ca_bundle") or None
+        # Loaded now, whichever HTTP stack follows: a missing or unreadable bundle is a usage error
+        # naming where it was set, not an internal error or a connection retried ten times.
+        tls_ctx = _tls_context(ca_bundle, self.session, ref) if self.endpoint.startswith("https") else None
         self._transport: Optional[Transport] = None
         self._http: Any = None
         proxy = _proxy_url(self.endpoint)
@@ -349,7 +366,7 @@ class DynamoClient:
                                              ca_certs=ca_bundle, timeout=urllib3.Timeout(connect=10.0, read=timeout))
         else:
             self._transport = Transport(self.endpoint + "/", read_timeout=timeout, max_idle=max(4, pool_size),
-                                        ca_bundle=ca_bundle)
+                                        ssl_context=tls_ctx, ca_bundle=ca_bundle)
         self._url = self.endpoint + "/"
         self._deadline_s = timeout  # no exchange outlives it, on either HTTP stack
         self._fast_signer: Optional[FastSigV4] = None
@@ -611,6 +628,70 @@ def _proxy_url(endpoint: str) -> str:
         return ""
     scheme = "https" if endpoint.startswith("https") else "http"
     return os.environ.get(f"{scheme}_proxy") or os.environ.get(f"{scheme.upper()}_PROXY") or ""
+
+
+# The settings of a profile that make it fetch credentials (named in an error, never their values:
+# a credential_process command line may carry a token).
+_CHAIN_KEYS = ("credential_process", "role_arn", "source_profile", "credential_source", "web_identity_token_file",
+               "sso_session", "sso_start_url")
+
+
+def _profile_of(session: Any, ref: TableRef) -> Optional[str]:
+    try:
+        return ref.profile or session._session.profile or None
+    except Exception:
+        return ref.profile
+
+
+def _profile_config(session: Any, name: str) -> Dict[str, Any]:
+    try:
+        return dict(session._session.full_config.get("profiles", {}).get(name) or {})
+    except Exception:  # an unreadable config file: its name is still worth saying
+        return {}
+
+
+def _credentials_error(session: Any, ref: TableRef, e: Exception) -> UsageError:
+    """One line naming the profile and the setting whose credentials could not be loaded."""
+    name = _profile_of(session, ref)
+    cfg = _profile_config(session, name or "default")
+    keys = [f"source_profile {str(cfg[k])!r}" if k == "source_profile" else k for k in _CHAIN_KEYS if k in cfg]
+    if keys:
+        where = f"profile {name or 'default'!r} ({', '.join(keys)})"
+    elif name:
+        where = f"profile {name!r}"
+    else:
+        where = "the default credential chain"
+    why = _one_line(e)
+    if isinstance(e, ValueError) and e.__class__.__module__.startswith("json"):
+        why = f"its output is not valid JSON ({why})"
+    elif isinstance(e, OSError) and not isinstance(e, ssl.SSLError):
+        why = f"{e.__class__.__name__}: {why}"
+    return UsageError(f"cannot load AWS credentials for {ref.describe()} from {where}: {why}")
+
+
+def _tls_context(ca_bundle: Optional[str], session: Any, ref: TableRef) -> Optional[ssl.SSLContext]:
+    """The hot path's TLS context for ``ca_bundle`` (None: the system's CAs, made by the transport);
+    a bundle that cannot be loaded is a :class:`UsageError` naming the setting and the path."""
+    if not ca_bundle:
+        return None
+    try:
+        return ssl_context_for(ca_bundle)
+    except OSError as e:  # FileNotFoundError, PermissionError, ssl.SSLError (no certificate in it)
+        if os.environ.get("AWS_CA_BUNDLE") == ca_bundle:
+            where = "AWS_CA_BUNDLE"
+        else:
+            where = f"the ca_bundle of profile {_profile_of(session, ref) or 'default'!r}"
+        if not os.path.exists(ca_bundle):
+            why = "no such file or directory"
+        elif isinstance(e, ssl.SSLError):
+            why = f"not a PEM file of CA certificates ({_one_line(e)})"
+        else:
+            why = _one_line(e)
+        raise UsageError(f"cannot use the CA bundle {ca_bundle} set by {where}: {why}") from None
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(_brief(e).split()) or e.__class__.__name__
 
 
 def _brief(e: Exception) -> str:

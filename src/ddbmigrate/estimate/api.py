@@ -26,10 +26,17 @@ from .prices import load_prices
 from .sample import DEFAULT_SAMPLE, SampleStats, index_shapes, sample_table
 
 
-def _region(*refs: Optional[TableRef]) -> Optional[str]:
-    for r in refs:
-        if r is not None and r.region:
-            return r.region
+def _region(*sides: Tuple[Any, Optional[TableRef]]) -> Optional[str]:
+    """The region whose prices apply: the first side's (client, ref) that has one - the ref's own
+    region, else the one its client's session resolved (a profile's region, AWS_REGION, ...: where
+    the requests really go); else the environment's; None: the prices file's default."""
+    for client, ref in sides:
+        if ref is not None and ref.region:
+            return ref.region
+        session = getattr(client, "session", None)
+        resolved = getattr(session, "region_name", None) if session is not None else None
+        if isinstance(resolved, str) and resolved:
+            return resolved
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
@@ -115,7 +122,7 @@ def _table_job(kind: str, source: TableRef, target: TableRef, options: Optional[
     si, ti = source.identity(), target.identity()
     cross = si["region"] != ti["region"] or source.role_arn != target.role_arn or source.profile != target.profile
     job = Job(kind=kind, stats=stats, source_items=items, source_bytes=nbytes,
-              prices=load_prices(_region(target, source), prices),
+              prices=load_prices(_region((dst, target), (src, source)), prices),
               source=Side(sdesc, True, source.table), target=Side(tdesc, exists, target.table),
               transform=tr.name if tr else None, consistent_read=opts.consistent_read,
               max_read_units=opts.max_read_units, max_write_units=opts.max_write_units,
@@ -165,7 +172,7 @@ def estimate_export(source: TableRef, dest: str, options: Optional[RunOptions] =
             src.close()
     items, nbytes = _side_counts(sdesc, stats, notes)
     job = Job(kind="export", stats=stats, source_items=items, source_bytes=nbytes,
-              prices=load_prices(_region(source), prices), source=Side(sdesc, True, source.table),
+              prices=load_prices(_region((src, source)), prices), source=Side(sdesc, True, source.table),
               transform=tr.name if tr else None, consistent_read=opts.consistent_read,
               max_read_units=opts.max_read_units, read_percent=opts.read_percent, segments=opts.segments,
               processes=opts.processes, files_in_s3=dest.startswith("s3://"),
@@ -239,7 +246,7 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
         items = max(items, stats.source_items)
         nbytes = int(stats.source_bytes / stats.source_items * items) if stats.source_items else 0
     job = Job(kind="import", stats=stats, source_items=items, source_bytes=nbytes,
-              prices=load_prices(_region(table), prices), target=Side(tdesc, exists, table.table),
+              prices=load_prices(_region((dst, table)), prices), target=Side(tdesc, exists, table.table),
               transform=tr.name if tr else None, max_write_units=opts.max_write_units,
               write_percent=opts.write_percent, processes=opts.processes, files=len(plan.files),
               files_in_s3=str(src).startswith("s3://"), tier=tier, staged_condition=condition,
