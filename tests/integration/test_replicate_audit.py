@@ -177,6 +177,10 @@ def test_replicate_stop_during_the_backfill_is_stopped_exit_0_and_resume_continu
     doc = read_status(str(status_in(tmp_path / ".ddbmigrate")))
     assert doc["state"] == "stopped" and not doc["alive"] and doc["phase"] == "backfill"
     assert len(scan_all(endpoint, dst)) < 300  # it really was stopped mid-backfill
+    # A cutover against it says so at once (its figures will not change), not after --timeout.
+    gate = cli("cutover", src, dst, *base(endpoint), "--timeout", "300", "--quiet-period", "0.5")
+    assert gate.exit_code == 1 and "stopped during its backfill" in gate.stdout + gate.stderr, (
+        gate.exit_code, gate.stdout, gate.stderr)
 
     resumed = cli("replicate", src, dst, *base(endpoint), "--resume", "--stop-after-idle", "1", *QUICK)
     assert resumed.exit_code == 0, (resumed.exit_code, resumed.stderr)
@@ -204,6 +208,12 @@ def test_a_missing_or_shortened_segment_is_a_resync_not_a_retry(tmp_path: Path) 
     with pytest.raises(ResyncNeededError) as short:
         jr.read_segment(0)
     assert str(seg) in short.value.one_line() and "3" in short.value.message
+    # Damaged bytes (deflate data that does not decode: zlib.error, not an OSError) too.
+    good = gzip.compress(b"".join(lines))
+    seg.write_bytes(good[:12] + bytes(b ^ 0x5A for b in good[12:-8]) + good[-8:])
+    with pytest.raises(ResyncNeededError) as damaged:
+        jr.read_segment(0)
+    assert str(seg) in damaged.value.one_line() and "damaged" in damaged.value.message
     seg.unlink()
     with pytest.raises(ResyncNeededError) as gone:
         jr.read_segment(0)

@@ -46,11 +46,12 @@ def test_pages_follow_the_write_rate_the_writers_found() -> None:
     assert client.limits == [None, None, 80, 80] and page_limit(None, 40.0) == 80
 
 
-def test_a_configured_page_limit_is_kept() -> None:
-    client = Pages(2, lambda n: None)
-    source = TableScanSource(client, "t", 1, page_limit=25, write_rate=lambda: 5.0)  # type: ignore[arg-type]
-    _read(source)
-    assert client.limits == [25, 25]
+def test_a_read_limits_pages_and_the_found_write_rate_the_smaller_wins() -> None:
+    for found, limits in ((5.0, [10, 10]), (500.0, [25, 25]), (None, [25, 25])):
+        client = Pages(2, lambda n: None)
+        source = TableScanSource(client, "t", 1, page_limit=25, write_rate=lambda: found)  # type: ignore[arg-type]
+        _read(source)
+        assert client.limits == limits, (found, client.limits)
 
 
 def test_the_found_rate_is_the_write_limiters() -> None:

@@ -222,7 +222,10 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
         # samples before the run end as "interrupted" (exit 130, with their --report), not killed.
         restore = install_handler(_terminate_as_interrupt, (signal.SIGTERM,))
         try:
-            code = f(*args, **kw)
+            try:
+                code = f(*args, **kw)
+            finally:
+                restore()  # before the failure is reported: a second SIGTERM there ends the process
         except DdbMigrateError as e:
             report = getattr(e, "report", None)
             if report is not None and not quiet:
@@ -256,8 +259,6 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"{text} (set DDBMIGRATE_DEBUG=1 for a traceback)", err=True)
             log.info("%s ended with an internal error (exit %d): %s", name, EXIT_FATAL, type(e).__name__)
             sys.exit(EXIT_FATAL)
-        finally:
-            restore()
         log.info("%s ended with exit %d", name, code or 0)
         sys.exit(code or 0)
 

@@ -106,6 +106,12 @@ def cutover(
             return rep
         if caught and (alive or stopped_clean) and (quiet >= quiet_period or stopped_clean):
             break
+        if stopped_clean and not alive and not caught:
+            # A stopped replicator's figures never change: waiting out --timeout would tell nothing more.
+            during = " during its backfill" if st.get("phase") == "backfill" else " before it caught up"
+            rep.reason = f"the replicator was stopped{during}; resume it (--resume) and run cutover again"
+            rep.exit_code = EXIT_FATAL
+            return rep
         if not alive and not stopped_clean:
             rep.reason = (f"the replicator is not running (state {st.get('state')}, last update "
                           f"{st.get('age_seconds')} s ago); restart it with --resume")

@@ -357,6 +357,9 @@ def replicate(
             status.stop("interrupted" if e.exit_code == 130 else "failed")
             _write_failure_report(e, opts.report, source, target)
             raise
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM outside a job's own handling (cli/render.py)
+            status.stop("interrupted")
+            raise
         except BaseException:
             status.stop("failed")
             raise

@@ -33,9 +33,10 @@ import uuid
 from typing import Any, Callable, Dict, List, Optional
 
 from ..aws.client import DynamoClient
+from ..aws.errors import error_code
 from ..aws.tables import create_table, wait_active
 from ..config import TableRef
-from ..errors import RetriableError, SchemaError, TableNotFoundError
+from ..errors import AwsError, RetriableError, SchemaError, TableNotFoundError
 from ..reporting.report import utcnow
 
 log = logging.getLogger("ddbmigrate.migrations")
@@ -177,6 +178,13 @@ class History:
                         f"({', '.join(codes) or 'no reason given'})", table=self.table,
                         code="TransactionCanceled") from None
                 self.sleep(0.05 * (attempt + 1))
+            except control.exceptions.ClientError as e:
+                if error_code(e) not in ("AccessDeniedException", "AccessDenied"):
+                    raise
+                raise AwsError(f"cannot write the record of {item.get('id')}: access denied; recording a migration "
+                               f"needs dynamodb:PutItem and dynamodb:ConditionCheckItem on {self.table} (the record "
+                               "and a check of the lock are one transaction)", table=self.table,
+                               code="AccessDeniedException") from None
 
     def _holder(self, lock: "Lock") -> str:
         """Who has the lock now, for the one line that says this runner lost it."""

@@ -184,9 +184,10 @@ class TableScanSource(SourceBase):
         if self.page_limit:
             estimate = min(estimate, max(1.0, self.page_limit / 2))
         while not stop.is_set():
-            if not self.page_limit and self.write_rate is not None:
+            if self.write_rate is not None:
                 found = page_limit(None, self.write_rate())
-                if found:
+                if found:  # (with a read limit's pages too: the smaller of the two)
+                    found = min(found, self.page_limit or found)
                     req["Limit"] = found
                     estimate = min(_PAGE_RCU_ESTIMATE * (2 if self.consistent else 1), max(1.0, found / 2))
             self.limiter.acquire(estimate)

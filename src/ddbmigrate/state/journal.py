@@ -31,6 +31,7 @@ import hashlib
 import os
 import threading
 import time
+import zlib
 from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
@@ -301,7 +302,7 @@ class Journal:
         try:
             text = gzip.decompress(data)
             lines = [orjson.loads(line) for line in text.splitlines() if line]
-        except (OSError, EOFError, orjson.JSONDecodeError) as e:
+        except (OSError, EOFError, zlib.error, orjson.JSONDecodeError) as e:
             raise ResyncNeededError(f"resync needed: journal segment {path} is damaged ({e}), so the changes it "
                                     "held are lost", file=path, code="JournalSegmentDamaged") from None
         with self._lock:
