@@ -185,6 +185,9 @@ def write_failure_report(command: str, kw: Dict[str, Any], exit_code: int, error
     return None
 
 
+EXIT_BROKEN_PIPE = 128 + 13  # as a shell reports a process ended by SIGPIPE
+
+
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -240,6 +243,13 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
                 click.echo(f"hint: {redact(e.hint)}", err=True)
             log.info("%s ended with exit %d: %s", name, e.exit_code, line)
             sys.exit(e.exit_code)
+        except BrokenPipeError:
+            # The reader of our output went away (`... | head`): nothing more can be said there.
+            # stdout is pointed at /dev/null so the interpreter's own flush at exit stays quiet.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            log.info("%s: its output was closed by the reader (exit %d)", name, EXIT_BROKEN_PIPE)
+            sys.exit(EXIT_BROKEN_PIPE)
         except KeyboardInterrupt:
             report_failure(EXIT_INTERRUPTED, "interrupted")
             click.echo("interrupted", err=True)
