@@ -164,6 +164,24 @@ def test_a_migration_numbered_below_an_applied_one_needs_out_of_order(endpoint: 
     assert again.exit_code == 0 and "nothing to apply" in again.stdout
 
 
+def test_an_out_of_order_migration_that_failed_resumes_without_the_flag(endpoint: str, tmp_path: Path) -> None:
+    d = tmp_path / "migrations"
+    d.mkdir()
+    log, hist = tmp_path / "applied.log", unique("hist")
+    mig(d, "0001", log)
+    mig(d, "0003", log)
+    common = ["--dir", str(d), "--history-table", hist, "--state-dir", str(tmp_path / "state"), "--progress", "off",
+              "--endpoint-url", endpoint, "--region", "us-east-1", "--yes"]
+    assert cli("migrations", "up", *common).exit_code == 0
+    (d / "0002_m.py").write_text('"""M 0002."""\n\ndef upgrade(ctx):\n    raise RuntimeError("not yet")\n')
+    failed = cli("migrations", "up", *common, "--out-of-order")
+    assert failed.exit_code == 1 and "not yet" in failed.stderr, (failed.exit_code, failed.stderr)
+    mig(d, "0002", log)  # fixed; the run it failed in was the out-of-order one it was let through in
+    again = cli("migrations", "up", *common)
+    assert again.exit_code == 0, again.stderr
+    assert log.read_text().split() == ["0001", "0003", "0002"]
+
+
 INTERRUPTED = '''"""Stopped by SIGTERM in its job (the job's own error, as the engine raises it)."""
 from ddbmigrate.engine.run import interrupted_error
 

@@ -239,12 +239,13 @@ def _number(mid: str) -> int:
 def _out_of_order(pending: List[MigrationFile],
                   recs: Dict[str, Dict[str, Any]]) -> Tuple[List[MigrationFile], Optional[str]]:
     """The pending migrations numbered below the highest applied one (its file there or not), and
-    that one's id."""
+    that one's id. One already begun (failed, interrupted) was let through when it began: resuming
+    it is not a new choice to run it out of order."""
     applied = [mid for mid, r in recs.items() if r.get("state") == "applied" and _number(mid) >= 0]
     if not applied:
         return [], None
     top = max(applied, key=_number)
-    return [m for m in pending if m.number < _number(top)], top
+    return [m for m in pending if m.number < _number(top) and m.id not in recs], top
 
 
 def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow_changed: bool = False,
