@@ -54,6 +54,17 @@ def test_a_read_limits_pages_and_the_found_write_rate_the_smaller_wins() -> None
         assert client.limits == limits, (found, client.limits)
 
 
+def test_pages_read_at_once_share_two_seconds_of_writes() -> None:
+    # 8 segments read at once at 600 units/s: 150 items a page, 1,200 in flight (two seconds),
+    # not 8 pages of 1,000 (13 s of writes that progress and the ETA would trail by).
+    assert page_limit(None, 600.0, 8) == 150 and page_limit(None, 600.0) == 1000
+    assert page_limit(None, 20.0, 8) == 10  # never below 10 items
+    client = Pages(2, lambda n: None)
+    source = TableScanSource(client, "t", 8, write_rate=lambda: 600.0, readers=8)  # type: ignore[arg-type]
+    _read(source)
+    assert client.limits == [150, 150]
+
+
 def test_the_found_rate_is_the_write_limiters() -> None:
     res = Resources()
     assert found_rate(res, "write") is None  # the writers are built after the readers

@@ -699,13 +699,15 @@ def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Option
     return max(1.0, prov * percent / 100.0)
 
 
-def page_limit(read_rate: Optional[float], write_rate: Optional[float] = None) -> Optional[int]:
+def page_limit(read_rate: Optional[float], write_rate: Optional[float] = None, readers: int = 1) -> Optional[int]:
     """Scan page size (items) under a rate limit. Under a read limit, small pages keep each
     request's cost near the bucket's size. Under a write limit, a page is the unit a job settles
     and checkpoints: a 1 MB page written at 20 units/s showed no progress for minutes (and a
-    kill -9 lost all of it); a page of two seconds' writes (of items of 1 KB or less) settles
-    within seconds."""
-    limits = [r * 4 for r in (read_rate,) if r] + [w * 2 for w in (write_rate,) if w]
+    kill -9 lost all of it). The ``readers`` pages read at once are written side by side (the
+    writers take their batches in turn), so each settles only when all of them are nearly
+    written: together they hold about two seconds of writes (of items of 1 KB or less), and
+    progress and the ETA trail the writes by that much, not by a page per reader."""
+    limits = [r * 4 for r in (read_rate,) if r] + [w * 2 / max(1, readers) for w in (write_rate,) if w]
     if not limits:
         return None
     return int(max(10, min(1000, min(limits))))

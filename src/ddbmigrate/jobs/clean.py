@@ -59,7 +59,9 @@ def clean_table(
     job = Job(
         kind="clean", identity={**base, "segments": segments}, options=opts,
         source=TableScanSpec(table, segments, retry=opts.retry, consistent_read=opts.consistent_read,
-                             read_rate=read_rate, page_limit=page_limit(read_rate, write_rate), projection=keys.names,
+                             read_rate=read_rate,
+                             page_limit=page_limit(read_rate, write_rate, default_readers(segments)),
+                             readers=default_readers(segments), projection=keys.names,
                              as_deletes=True),
         sink=TableWriterSpec(table, keys, retry=opts.retry, write_rate=write_rate, writers=writers),
         processing=ProcessingSpec(key_schema=keys, trusted=True),

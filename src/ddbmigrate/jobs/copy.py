@@ -103,7 +103,9 @@ def copy_table(
     job = Job(
         kind="copy", identity=identity, options=opts,
         source=TableScanSpec(source, segments, retry=opts.retry, consistent_read=opts.consistent_read,
-                             read_rate=read_rate, page_limit=page_limit(read_rate, write_rate), raw=True),
+                             read_rate=read_rate,
+                             page_limit=page_limit(read_rate, write_rate, default_readers(segments)),
+                             readers=default_readers(segments), raw=True),
         sink=DryRunSpec() if opts.dry_run else TableWriterSpec(target, dst_keys, retry=opts.retry, mode=opts.mode,
                                                                write_rate=write_rate, writers=writers,
                                                                index_keys=gsi_partition_keys(tdesc)),

@@ -96,7 +96,9 @@ def update_table(
     job = Job(
         kind="update", identity=identity, options=opts,
         source=TableScanSpec(table, segments, retry=opts.retry, consistent_read=opts.consistent_read,
-                             read_rate=read_rate, page_limit=page_limit(read_rate, write_rate), raw=True),
+                             read_rate=read_rate,
+                             page_limit=page_limit(read_rate, write_rate, default_readers(segments)),
+                             readers=default_readers(segments), raw=True),
         sink=ConditionalUpdateSpec(table, keys, in_sink, retry=opts.retry, version_attribute=version_attribute,
                                    write_rate=write_rate, writers=writers, max_races=max_races,
                                    dry_run=opts.dry_run),

@@ -144,6 +144,7 @@ class TableScanSource(SourceBase):
         raw: bool = False,
         as_deletes: bool = False,
         write_rate: Optional[Callable[[], Optional[float]]] = None,
+        readers: int = 1,
     ) -> None:
         self.client = client
         self.table = table
@@ -159,6 +160,7 @@ class TableScanSource(SourceBase):
         # The write rate the job's writers found the target holds (None until they find one):
         # without a configured limit, pages shrink to it once known, as page_limit says.
         self.write_rate = write_rate
+        self.readers = readers  # segments read at once (their pages share the found rate)
 
     def units(self) -> List[str]:
         segs = self.only if self.only is not None else range(self.total)
@@ -185,7 +187,7 @@ class TableScanSource(SourceBase):
             estimate = min(estimate, max(1.0, self.page_limit / 2))
         while not stop.is_set():
             if self.write_rate is not None:
-                found = page_limit(None, self.write_rate())
+                found = page_limit(None, self.write_rate(), self.readers)
                 if found:  # (with a read limit's pages too: the smaller of the two)
                     found = min(found, self.page_limit or found)
                     req["Limit"] = found
@@ -233,6 +235,7 @@ class TableScanSpec(SourceSpecBase):
     projection: Optional[Tuple[str, ...]] = None
     raw: bool = False
     as_deletes: bool = False
+    readers: int = 1  # segments the job reads at once (page sizes under a write rate share it)
 
     def units(self) -> List[str]:
         return [unit_name(s) for s in range(max(1, self.total_segments))]
@@ -244,4 +247,5 @@ class TableScanSpec(SourceSpecBase):
         return TableScanSource(client, self.ref.table, self.total_segments, consistent_read=self.consistent_read,
                                page_limit=self.page_limit, limiter=res.limiter(self.read_rate, "read"),
                                segments=segments, projection=list(self.projection) if self.projection else None,
-                               raw=self.raw, as_deletes=self.as_deletes, write_rate=lambda: found_rate(res, "write"))
+                               raw=self.raw, as_deletes=self.as_deletes, write_rate=lambda: found_rate(res, "write"),
+                               readers=self.readers)
