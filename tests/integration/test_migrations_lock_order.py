@@ -5,7 +5,7 @@ new holder's stands), a migration numbered below an applied one is refused unles
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from support import one_error_line, one_usage_line, unique
@@ -136,7 +136,8 @@ def mig(d: Path, n: str, log: Path) -> None:
     (d / f"{n}_m.py").write_text(f'"""M {n}."""\n\ndef upgrade(ctx):\n    open({str(log)!r}, "a").write("{n}\\n")\n')
 
 
-def test_a_migration_numbered_below_an_applied_one_needs_out_of_order(endpoint: str, tmp_path: Path) -> None:
+def applied_0001_and_0003(endpoint: str, tmp_path: Path) -> Tuple[Path, Path, str, List[str]]:
+    """A folder of migrations 0001 and 0003, both applied: (folder, their log, history, options)."""
     d = tmp_path / "migrations"
     d.mkdir()
     log, hist = tmp_path / "applied.log", unique("hist")
@@ -145,6 +146,11 @@ def test_a_migration_numbered_below_an_applied_one_needs_out_of_order(endpoint: 
     common = ["--dir", str(d), "--history-table", hist, "--state-dir", str(tmp_path / "state"), "--progress", "off",
               "--endpoint-url", endpoint, "--region", "us-east-1"]
     assert cli("migrations", "up", *common, "--yes").exit_code == 0
+    return d, log, hist, common
+
+
+def test_a_migration_numbered_below_an_applied_one_needs_out_of_order(endpoint: str, tmp_path: Path) -> None:
+    d, log, hist, common = applied_0001_and_0003(endpoint, tmp_path)
     mig(d, "0002", log)
     mig(d, "0004", log)
 
@@ -165,14 +171,8 @@ def test_a_migration_numbered_below_an_applied_one_needs_out_of_order(endpoint: 
 
 
 def test_an_out_of_order_migration_that_failed_resumes_without_the_flag(endpoint: str, tmp_path: Path) -> None:
-    d = tmp_path / "migrations"
-    d.mkdir()
-    log, hist = tmp_path / "applied.log", unique("hist")
-    mig(d, "0001", log)
-    mig(d, "0003", log)
-    common = ["--dir", str(d), "--history-table", hist, "--state-dir", str(tmp_path / "state"), "--progress", "off",
-              "--endpoint-url", endpoint, "--region", "us-east-1", "--yes"]
-    assert cli("migrations", "up", *common).exit_code == 0
+    d, log, _, common = applied_0001_and_0003(endpoint, tmp_path)
+    common = [*common, "--yes"]
     (d / "0002_m.py").write_text('"""M 0002."""\n\ndef upgrade(ctx):\n    raise RuntimeError("not yet")\n')
     failed = cli("migrations", "up", *common, "--out-of-order")
     assert failed.exit_code == 1 and "not yet" in failed.stderr, (failed.exit_code, failed.stderr)

@@ -154,21 +154,11 @@ def test_a_file_from_before_tags_is_the_jobs_own(tmp_path: Path) -> None:
     mark = old.mark()
     old.commit(_lines(1, "x"))
     old.close()
+    assert "job" not in json.loads(path.read_text().splitlines()[0])  # (a file of one job: no tags)
     resumed = DeadLetters(str(path))
-    assert resumed.truncate(mark) > 0 and _pks(path) == ["a0", "a1"]
+    assert resumed.truncate(mark) > 0 and _pks(path) == ["a0", "a1"] and path.stat().st_size == mark
     resumed.recount(0, 2)
     assert resumed.by_reason == {"Bad": 2}
-
-
-def test_a_file_of_one_job_is_cut_back_at_its_checkpoint(tmp_path: Path) -> None:
-    path = tmp_path / "own.jsonl"
-    dl = DeadLetters(str(path))
-    dl.commit(_lines(2, "a"))
-    mark = dl.mark()
-    dl.commit(_lines(3, "x"))
-    dl.close()
-    assert DeadLetters(str(path)).truncate(mark) > 0 and _pks(path) == ["a0", "a1"]
-    assert "job" not in json.loads(path.read_text().splitlines()[0])
 
 
 @pytest.mark.parametrize("kw", [{}, {"raw": "x" * (MAX_RAW + 1)}], ids=["item", "raw-cut"])
