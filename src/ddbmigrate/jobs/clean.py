@@ -56,16 +56,17 @@ def clean_table(
     read_rate = capacity_limit(desc, opts.max_read_units, opts.read_percent, "read")
     write_rate = capacity_limit(desc, opts.max_write_units, opts.write_percent, "write")
     writers = opts.writers or default_writers("overwrite", write_rate)
+    readers = default_readers(segments)  # segments read at once: the job's readers and its page sizes
     job = Job(
         kind="clean", identity={**base, "segments": segments}, options=opts,
         source=TableScanSpec(table, segments, retry=opts.retry, consistent_read=opts.consistent_read,
                              read_rate=read_rate,
-                             page_limit=page_limit(read_rate, write_rate, default_readers(segments)),
-                             readers=default_readers(segments), projection=keys.names,
+                             page_limit=page_limit(read_rate, write_rate, readers),
+                             readers=readers, projection=keys.names,
                              as_deletes=True),
         sink=TableWriterSpec(table, keys, retry=opts.retry, write_rate=write_rate, writers=writers),
         processing=ProcessingSpec(key_schema=keys, trusted=True),
-        target_label=table.describe(), total_estimate=count or None, readers=default_readers(segments),
+        target_label=table.describe(), total_estimate=count or None, readers=readers,
         writers=writers, progress_counter="deleted",
     )
     return run(job, engine, cancel=cancel, observer=observer)

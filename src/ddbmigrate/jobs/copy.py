@@ -100,12 +100,13 @@ def copy_table(
     read_rate = capacity_limit(sdesc, opts.max_read_units, opts.read_percent, "read")
     write_rate = capacity_limit(tdesc, opts.max_write_units, opts.write_percent, "write")
     writers = opts.writers or default_writers(opts.mode, write_rate)
+    readers = default_readers(segments)  # segments read at once: the job's readers and its page sizes
     job = Job(
         kind="copy", identity=identity, options=opts,
         source=TableScanSpec(source, segments, retry=opts.retry, consistent_read=opts.consistent_read,
                              read_rate=read_rate,
-                             page_limit=page_limit(read_rate, write_rate, default_readers(segments)),
-                             readers=default_readers(segments), raw=True),
+                             page_limit=page_limit(read_rate, write_rate, readers),
+                             readers=readers, raw=True),
         sink=DryRunSpec() if opts.dry_run else TableWriterSpec(target, dst_keys, retry=opts.retry, mode=opts.mode,
                                                                write_rate=write_rate, writers=writers,
                                                                index_keys=gsi_partition_keys(tdesc)),
@@ -115,7 +116,7 @@ def copy_table(
             target_table=target.table, sample=opts.sample, loaded=transform,
         ),
         source_label=source.describe(), target_label=target.describe(),
-        total_estimate=int(sdesc.get("ItemCount") or 0) or None, readers=default_readers(segments),
+        total_estimate=int(sdesc.get("ItemCount") or 0) or None, readers=readers,
         writers=writers, extra={"mode": opts.mode, "transform": transform.name if transform else None,
                                 "clean_target": cleaned,
                                 **({"target_created": created[0]} if created else {})},

@@ -93,19 +93,20 @@ def update_table(
     # passes the scanned items through unparsed.
     in_sink = ProcessingSpec(key_schema=keys, transform=TransformRef.of(tf), on_error=opts.on_error,
                              source_key_schema=keys, source_table=table.table, target_table=table.table, loaded=tf)
+    readers = default_readers(segments)  # segments read at once: the job's readers and its page sizes
     job = Job(
         kind="update", identity=identity, options=opts,
         source=TableScanSpec(table, segments, retry=opts.retry, consistent_read=opts.consistent_read,
                              read_rate=read_rate,
-                             page_limit=page_limit(read_rate, write_rate, default_readers(segments)),
-                             readers=default_readers(segments), raw=True),
+                             page_limit=page_limit(read_rate, write_rate, readers),
+                             readers=readers, raw=True),
         sink=ConditionalUpdateSpec(table, keys, in_sink, retry=opts.retry, version_attribute=version_attribute,
                                    write_rate=write_rate, writers=writers, max_races=max_races,
                                    dry_run=opts.dry_run),
         processing=ProcessingSpec(key_schema=keys, trusted=True, source_key_schema=keys, source_table=table.table,
                                   target_table=table.table),
         source_label=table.describe(), target_label=table.describe() + " (in place)",
-        total_estimate=int(desc.get("ItemCount") or 0) or None, readers=default_readers(segments),
+        total_estimate=int(desc.get("ItemCount") or 0) or None, readers=readers,
         writers=writers, extra={"transform": tf.name, "version_attribute": version_attribute},
         preflight=(client.stats.snapshot(),),
     )
