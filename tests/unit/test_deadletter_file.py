@@ -14,6 +14,8 @@ import pytest
 
 from ddbmigrate.errors import FatalError, UsageError
 from ddbmigrate.state.deadletter import MAX_RAW, MAX_RECORD, DeadLetters, dead_letter_line
+from ddbmigrate.state.status import check_status_path
+from ddbmigrate.verify.report import check_output_path
 
 
 class FullDisk:
@@ -64,14 +66,26 @@ def test_a_commit_that_fails_midway_leaves_the_file_as_it_was(tmp_path: Path) ->
 
 def test_the_file_is_checked_before_the_job(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
-    with pytest.raises(UsageError, match="cannot be made"):
+    with pytest.raises(UsageError, match="afile is a file, not a folder"):
         DeadLetters(str(tmp_path / "afile" / "dl.jsonl")).check()
     (tmp_path / "adir").mkdir()
     with pytest.raises(UsageError, match="is a folder"):
         DeadLetters(str(tmp_path / "adir")).check()
     DeadLetters(str(tmp_path / "new" / "dl.jsonl")).check()  # a folder to make is fine
+    assert not (tmp_path / "new").exists()  # checked, not made
     DeadLetters("s3://bucket/dead/").check()  # the Spark engine's: not a local path
     assert not os.path.exists("s3:")
+
+
+def test_every_file_a_job_writes_beside_its_data_is_probed_for_real() -> None:
+    """/proc refuses new files whatever its mode bits (and root passes os.access everywhere): the
+    dead-letter, status and report files are each refused before the job, not midway."""
+    with pytest.raises(UsageError, match="/proc does not take new files"):
+        DeadLetters("/proc/ddbmigrate-dead.jsonl").check()
+    with pytest.raises(UsageError, match="--status-file /proc/sub/status.json: /proc does not take new files"):
+        check_status_path("/proc/sub/status.json", given=True)
+    with pytest.raises(UsageError, match="--report /proc/r.json cannot be written: /proc does not take new files"):
+        check_output_path("/proc/r.json", "--report", replaced=True)
 
 
 def test_a_record_stays_shorter_than_a_line_a_replay_reads() -> None:

@@ -11,7 +11,7 @@ from ..core.items import KeySchema
 from ..errors import UsageError
 from ..formats.detect import INPUT_FORMATS
 from ..verify import is_files_location, verify_tables
-from ..verify.report import output_path_problem
+from ..state.paths import output_path_problem
 from .engine import engine_from, engine_options, spark_settings, uses_spark
 from .options import (
     confirm_prompt,

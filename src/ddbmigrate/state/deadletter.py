@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import orjson
 
 from ..errors import FatalError, UsageError
+from .paths import output_path_problem
 
 # The raw text of a line kept in a record: every line that can hold a DynamoDB item (400 KB, its
 # JSON a few times that with escapes), and a record still within the line reader's limit.
@@ -134,17 +135,7 @@ class DeadLetters:
         (``s3://``, the Spark engine's) is its engine's to check."""
         if self.path is None or "://" in self.path:
             return
-        d = os.path.dirname(os.path.abspath(self.path))
-        problem = None
-        try:
-            self._folder()
-        except OSError as e:
-            problem = f"its folder {d} cannot be made ({e.strerror or e})"
-        if problem is None:
-            if os.path.isdir(self.path):
-                problem = "it is a folder"
-            elif not os.access(self.path if os.path.exists(self.path) else d, os.W_OK):
-                problem = "it is not writable" if os.path.exists(self.path) else f"its folder {d} is not writable"
+        problem = output_path_problem(self.path, replaced=False)
         if problem:
             raise UsageError(f"cannot write the dead-letter file {self.path}: {problem}",
                              hint="give --dead-letter FILE in a writable place")

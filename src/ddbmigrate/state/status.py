@@ -29,6 +29,7 @@ from ..errors import UsageError
 from ..logs import redact_obj
 from ..reporting.report import utcnow
 from .checkpoint import atomic_write, default_path
+from .paths import output_path_problem
 
 
 def status_path_for(source: TableRef, target: TableRef, checkpoint: Optional[str] = None) -> str:
@@ -66,18 +67,9 @@ def check_status_path(path: str, given: bool) -> None:
         raise UsageError(f"--status-file {path}: {why}" if given else
                          f"the status file {path} cannot be written ({why}); pass --status-file PATH", file=path)
 
-    if os.path.isdir(path):
-        refuse("is a folder")
-    folder = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(folder):  # made when the status is first written
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    if not os.path.isdir(folder):
-        refuse(f"{folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        refuse(f"the folder {folder} is not writable")
+    problem = output_path_problem(path, replaced=True)
+    if problem:
+        refuse(problem)
 
 
 def replication_identity(source: TableRef, target: TableRef) -> Dict[str, Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
@@ -26,6 +25,7 @@ import orjson
 
 from ..errors import EXIT_DIFFERENCES, EXIT_OK, UsageError
 from ..reporting.report import Report
+from ..state.paths import output_path_problem
 
 CATEGORIES = ("missing", "unexpected", "mismatched", "invalid", "unreadable")
 PREVIEW = 20
@@ -124,36 +124,6 @@ def preview_entry(d: Dict[str, Any]) -> Dict[str, Any]:
     return p
 
 
-def output_path_problem(path: str, *, replaced: bool) -> Optional[str]:
-    """Why ``path`` cannot be written, or None. Only probes: a missing folder is checked, not made.
-
-    ``replaced``: the file is written beside and renamed over (the report), so only its folder
-    must take a new file; otherwise it is opened in place (the differences file), so an existing
-    file must be writable too."""
-    folder = os.path.dirname(os.path.abspath(path))
-    existing = folder
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if os.path.isdir(path):
-        return "it is a folder"
-    if not os.path.isdir(existing):
-        return f"{existing} is a file, not a folder"
-    # A real file, not os.access: root passes os.access everywhere, and /proc or a read-only
-    # mount refuse new files whatever the mode bits say.
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".ddbmigrate-probe-", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        return f"{existing} does not take new files ({e.strerror or e})"
-    if not replaced and os.path.isfile(path):
-        try:
-            open(path, "ab").close()
-        except OSError as e:
-            return f"it is not writable ({e.strerror or e})"
-    return None
-
-
 def check_output_path(path: Optional[str], option: str, *, replaced: bool) -> None:
     """Before anything is read: a UsageError naming ``option`` if ``path`` cannot be written. An
     object-store path (``s3://``, Spark's differences) is its engine's to check."""
@@ -202,4 +172,4 @@ def iter_diffs(path: str) -> Iterator[Dict[str, Any]]:
 
 
 __all__ = ["CATEGORIES", "DifferencesFile", "PREVIEW", "VerifyReport", "check_output_path", "iter_diffs",
-           "output_path_problem", "preview_entry", "sample_confidence"]
+           "preview_entry", "sample_confidence"]
