@@ -116,7 +116,32 @@ def test_transform_failure_is_summarised_under_verify_sides(endpoint: str, tmp_p
     (tmp_path / "tf.py").write_text("def boom(item):\n    raise ValueError('boom')\n")
     res = cli("verify", table, table, *common(endpoint), "--transform", "tf.py:boom", "--report", "r.json")
     assert res.exit_code == 1, res.output
-    assert "boom" in res.stderr and "compare" not in res.stderr, res.stderr
+    assert "boom" in res.stderr and "-> compare" not in res.stderr and "no verdict" in res.stderr, res.stderr
     saved = json.load(open("r.json"))
     label = ref(endpoint, table).describe()
     assert (saved["job"], saved["source"], saved["target"], saved["exit_code"]) == ("verify", label, label, 1)
+
+
+def test_a_verify_whose_target_fails_says_what_each_side_read_and_gives_no_verdict(endpoint: str, tmp_path: Any) -> None:
+    # Every Scan of the target fails: the source was read (5 items), the target not. The summary
+    # and --report are verify's own (sides read, units, the error and its exit code), with no
+    # verdict: not "EQUAL", not "missing 0", not a copy's "written 0" nor "counts do not add up".
+    from ddbmigrate.testing.proxy import Faults, FaultProxy
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    items = [{"pk": {"S": f"k{i}"}, "v": {"N": str(i)}} for i in range(5)]
+    put_items(endpoint, src, items)
+    put_items(endpoint, dst, items)
+    with FaultProxy(endpoint, seed=1, faults=Faults(error500=1.0, ops=frozenset({"Scan"}))) as proxy:
+        res = cli("verify", src, dst, "--source-endpoint-url", endpoint, "--target-endpoint-url", proxy.url,
+                  "--region", "us-east-1", "--progress", "off", "--max-attempts", "2", "--report", "r.json")
+    assert res.exit_code == 75, res.output
+    err = res.stderr
+    assert "failed: no verdict" in err and "EQUAL" not in err and "missing" not in err, err
+    assert "written" not in err and "do not add up" not in err, err
+    assert [ln.split("│")[2].strip() for ln in err.splitlines() if "read  " in ln] == ["5", "0"], err
+    saved = json.load(open("r.json"))
+    assert (saved["status"], saved["exit_code"], saved["equal_sides"], saved["balanced"]) == ("failed", 75, None, None)
+    assert saved["counters"] == {"read": 5, "source_read": 5} and saved["consumed_read_units"] > 0
+    assert saved["retries"].get("5xx", 0) >= 1 and "Scan" in saved["error"] and "writers" not in [
+        k for k, v in saved.items() if v]

@@ -207,7 +207,10 @@ def render_verify_report(report: "VerifyReport", console: Any = None) -> None:
     from ..verify.report import CATEGORIES
 
     console = _console(console)
-    verdict = "EQUAL" if report.equal_sides else f"DIFFERENT ({report.differences:,})"
+    if not (report.compared or report.repair is not None):
+        verdict = "no verdict (it stopped before its end)"
+    else:
+        verdict = "EQUAL" if report.equal_sides else f"DIFFERENT ({report.differences:,})"
     if report.repair is not None and report.differences:
         verdict += " - repaired" if not report.remaining else f" - {report.remaining:,} remain after repair"
     t = Table(title=f"ddbmigrate verify: {report.status}: {verdict}", show_header=False, title_justify="left")
@@ -229,10 +232,12 @@ def render_verify_report(report: "VerifyReport", console: Any = None) -> None:
     t.add_row("target read", f"{c('target_read'):,}")
     if report.sample_rate is not None:
         t.add_row("not in the sample", f"{c('sampled_out_expected'):,} expected / {c('sampled_out_actual'):,} target")
-    t.add_row("equal", f"{report.equal:,}")
+    verdict_known = report.compared or report.repair is not None
+    if verdict_known:  # an unfinished verify has no counts by outcome: zeros would read as found
+        t.add_row("equal", f"{report.equal:,}")
     for k in CATEGORIES:
         v = getattr(report, k)
-        if v or k in ("missing", "unexpected", "mismatched"):
+        if v or (verdict_known and k in ("missing", "unexpected", "mismatched")):
             t.add_row(f"[red]{k}[/red]" if v else k, f"{v:,}")
     for k in ("expected_duplicates", "actual_duplicates"):
         if c(k):
@@ -245,7 +250,7 @@ def render_verify_report(report: "VerifyReport", console: Any = None) -> None:
     t.add_row("items/s", f"{report.items_per_second:,.0f}")
     if report.diff_path:
         t.add_row("differences file", report.diff_path)
-    if not report.balanced():
+    if report.compared and not report.balanced():
         t.add_row("[red]counts[/red]", "[red]do not add up[/red]")
     console.print(t)
     for d in report.preview[:10]:

@@ -36,6 +36,7 @@ from typing import (
     Dict,
     List,
     Optional,
+    Tuple,
     Union,
 )
 
@@ -50,7 +51,7 @@ from ..engine.threads import ThreadsEngine
 from ..errors import DdbMigrateError, InterruptedError_, UsageError
 from ..reporting import metrics
 from ..reporting.progress import Progress
-from ..reporting.report import Report, finish, merge_stats
+from ..reporting.report import finish, merge_stats
 from ..sinks.compare_spill import CompareSpillSpec, spill_buffer
 from ..sources.table_scan import TableScanSpec, default_segments
 from .compare import ACTUAL, DEFAULT_BUDGET, EXPECTED, Comparer, partitions_for
@@ -236,8 +237,8 @@ def verify_tables(
         for run in runs:
             try:
                 run_side(run, run_on, reads)
-            except DdbMigrateError as e:
-                _as_verify_failure(e, source_side.label, target_side.label, runs)
+            except BaseException:
+                counters.bump(run.counters)  # what a side that stopped had read
                 raise
             side_outcomes(run, diffs, source_side.key_schema, tf is not None)
             counters.bump(run.counters)
@@ -268,8 +269,13 @@ def verify_tables(
             report.repair = {"put": 0, "deleted": 0, "delete_skipped": 0, "rejected": 0, "rechecked": 0,
                              "still_different": 0}
     except KeyboardInterrupt:
-        raise InterruptedError_("verify interrupted; nothing was changed unless --repair had started "
-                                "(repairs are full-image writes: rerun to finish)") from None
+        err = InterruptedError_("verify interrupted; nothing was changed unless --repair had started "
+                                "(repairs are full-image writes: rerun to finish)")
+        _unfinished(report, err, counters, runs, (source_side, target_side), time.monotonic() - started)
+        raise err from None
+    except DdbMigrateError as e:
+        _unfinished(report, e, counters, runs, (source_side, target_side), time.monotonic() - started)
+        raise
     finally:
         display.stop()
         if server is not None:
@@ -293,15 +299,19 @@ def verify_tables(
     return report
 
 
-def _as_verify_failure(e: DdbMigrateError, source: str, target: str, runs: List[SideRun]) -> None:
-    """A side job's error carries that job's report, labelled ``side -> compare`` and counting one
-    side: the summary of a failed verify names verify's two sides and the reads of both."""
-    rep = getattr(e, "report", None)
-    if not isinstance(rep, Report) or isinstance(rep, VerifyReport):
-        return
-    rep.source, rep.target = source, target
-    done = sum(int(r.report.counters.get("read", 0)) for r in runs if r.report is not None)
-    rep.counters["read"] = int(rep.counters.get("read", 0)) + done
+def _unfinished(report: VerifyReport, error: DdbMigrateError, counters: Counters, runs: List[SideRun],
+               sides: Tuple[Any, Any], elapsed: float) -> None:
+    """A verify that stopped before its end carries its own report as ``error.report``: both sides
+    named, what each read before it stopped, the units it consumed, the error and its exit code,
+    and no verdict (see :attr:`VerifyReport.verdict`)."""
+    stats = [s.client.stats.snapshot() for s in sides if s.client is not None]
+    c = counters.snapshot()
+    c["read"] = c.get("source_read", 0) + c.get("target_read", 0)
+    finish(report, {k: v for k, v in c.items() if v}, merge_stats(*stats, *stats_of(runs)), elapsed)
+    report.status = "interrupted" if isinstance(error, InterruptedError_) else "failed"
+    report.error = error.one_line()
+    report.error_exit_code = error.exit_code
+    setattr(error, "report", report)
 
 
 __all__ = ["DEFAULT_READERS", "verify_tables"]

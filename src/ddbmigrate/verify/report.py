@@ -62,6 +62,12 @@ class VerifyReport(Report):
         return self.differences == 0
 
     @property
+    def compared(self) -> bool:
+        """Both sides read to their end and compared: only then is there a verdict (a verify that
+        failed or was interrupted says what it read, and that it has none)."""
+        return self.status == "done"
+
+    @property
     def exit_code(self) -> int:
         if self.error_exit_code is not None:
             return self.error_exit_code
@@ -80,7 +86,10 @@ class VerifyReport(Report):
     def to_dict(self) -> Dict[str, Any]:
         d = super().to_dict()
         d["differences"] = self.differences
-        d["equal_sides"] = self.equal_sides
+        d["equal_sides"] = self.equal_sides if self.compared else None
+        # A verify stopped midway read records it never compared: its counts cannot add up, and
+        # saying "false" would read as a bug. One stopped before reading adds up (all zeros).
+        d["balanced"] = self.balanced() if self.compared or not self.count("read") else None
         return d
 
 

@@ -36,7 +36,7 @@ from ..core.items import KeySchema
 from ..core.specs import ProcessingSpec, SourceSpec
 from ..engine.job import Job
 from ..engine.run import Engine, Snapshot
-from ..errors import InterruptedError_
+from ..errors import DdbMigrateError, InterruptedError_
 from ..reporting.report import Report
 from ..sinks.compare_spill import ACTUAL, EXPECTED, CompareSpillSpec, SpillSet, spill_of
 from .compare import Emit as DiffWriter
@@ -103,8 +103,16 @@ def run_side(run: SideRun, engine: Engine, observer: ReadObserver) -> None:
     as it is (a transform error with ``on_error=fail`` stops verify with that error)."""
     try:
         rep = engine.run(run.job, observer=observer)
-    except InterruptedError_:
-        raise KeyboardInterrupt from None  # verify says what an interrupted verify means
+    except DdbMigrateError as e:
+        # What the side read before it stopped, and its client's retries and units: verify's own
+        # report of the failure counts them.
+        partial = getattr(e, "report", None)
+        if isinstance(partial, Report):
+            run.report = partial
+            run.counters = {f"{SIDE_NAME[run.side]}_read": int(partial.counters.get("read", 0))}
+        if isinstance(e, InterruptedError_):
+            raise KeyboardInterrupt from None  # verify says what an interrupted verify means
+        raise
     run.report = rep
     run.spill = spill_of(rep)
     c = rep.counters
