@@ -91,3 +91,23 @@ def test_a_resumed_jobs_items_per_second_counts_only_this_runs_items() -> None:
     assert r.count("written") == 9900 and r.items_per_second == 100.0
     assert finish(Report("export"), whole, {}, 10.0, before=before).items_per_second == 100.0  # read
     assert finish(Report("copy"), whole, {}, 10.0).items_per_second == 1010.0  # a first run
+
+
+def test_the_rate_starts_when_the_first_items_settle_so_the_early_eta_is_not_high() -> None:
+    """A job held to 500 items/s whose first page of writes settles 2 s in: at 6 s, 2,000 are
+    settled. The rate is 500/s (not 2,000 / 6 s), so the ETA for 4,000 more is 8 s, not 12."""
+    from ddbmigrate.reporting.progress import Progress
+
+    p = Progress("copy", lambda: {"done": 0}, mode="json", stream=io.StringIO())
+    p._base = (100.0, 0)
+    p._history.append(p._base)
+    settled = {100.5: 0, 101.0: 0, 101.5: 0, 102.0: 0, 104.0: 1000, 106.0: 2000}
+    rates = [p._rate(t, d) for t, d in settled.items()]
+    assert rates[:4] == [0.0, 0.0, 0.0, 0.0]  # nothing settled: no rate, no ETA
+    assert rates[4:] == [500.0, 500.0]
+    # A resumed job's start is what its checkpoint held; a stall later in the run stays in the window.
+    q = Progress("copy", lambda: {"done": 0}, mode="json", stream=io.StringIO())
+    q._base = (0.0, 7000)
+    q._history.append(q._base)
+    got = [q._rate(t, d) for t, d in [(1.0, 7000), (2.0, 7500), (3.0, 7500), (4.0, 7500), (5.0, 8000)]]
+    assert got[-1] == 1000 / 4.0

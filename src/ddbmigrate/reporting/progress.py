@@ -120,6 +120,12 @@ class Progress:
         # A 10-second window: responsive to turning the speed up, smooth enough to read.
         while len(self._history) > 2 and now - self._history[0][0] > 10.0:
             self._history.pop(0)
+        # Until the job's first items settle, the window starts at the last moment none had: the
+        # pipeline's fill (pages of writes in flight, seconds of them under a write limit) is paid
+        # once, and counted in the rate it made the early ETA read high.
+        start = self._base[1] if self._base is not None else 0
+        while len(self._history) > 2 and self._history[1][1] == start:
+            self._history.pop(0)
         t0, d0 = self._history[0]
         if now - t0 <= 0:
             return 0.0
