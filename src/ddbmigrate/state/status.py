@@ -16,8 +16,8 @@ Invariants:
 
 from __future__ import annotations
 
-import fcntl
 import os
+import sys
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -58,6 +58,22 @@ def clear_stop_request(status_file: str) -> None:
         os.unlink(stop_request_path(status_file))
     except FileNotFoundError:
         pass
+
+
+def _lock_now(fd: int) -> None:
+    """Lock ``fd`` for this process, or raise BlockingIOError when another holds it. (fcntl is
+    imported here, not at the top: ``import ddbmigrate`` must work where it does not exist.)"""
+    if sys.platform == "win32":
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as e:
+            raise BlockingIOError(*e.args) from None
+        return
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def check_status_path(path: str, given: bool) -> None:
@@ -242,7 +258,7 @@ class ReplicatorLock:
                 raise UsageError(f"cannot open the replication lock {self.path}: {e.strerror}",
                                  file=self.path) from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _lock_now(fd)
             except BlockingIOError:
                 holder = _read_pid(fd)
                 os.close(fd)
