@@ -335,6 +335,7 @@ ONCE: Dict[str, Tuple[str, Answer, Callable[[Dict[str, Any]], bool]]] = {
     "scan-items-string": ("Scan", patched(Items="abc"), job_scan),
     "scan-items-object": ("Scan", patched(Items=lambda d, req: {"a": d["Items"][0]}), job_scan),
     "scan-items-numbers": ("Scan", patched(Items=lambda d, req: list(range(len(d["Items"])))), job_scan),
+    "scan-items-arrays": ("Scan", patched(Items=lambda d, req: [[i] for i in d["Items"]]), job_scan),
     "scan-count-disagrees": ("Scan", patched(Items=lambda d, req: d["Items"][:-1]), job_scan),
     "scan-lek-string": ("Scan", patched(LastEvaluatedKey="k0001"), job_scan),
     "bwi-invalid-json": ("BatchWriteItem", body(b'{"UnprocessedItems": {'), any_request),
@@ -366,7 +367,7 @@ def test_one_broken_answer_is_retried_and_nothing_is_lost(endpoint: str, small_s
     assert rep["counters"]["read"] == ITEMS == rep["counters"]["written"]
 
 
-@pytest.mark.parametrize("case", ["scan-items-null", "scan-invalid-json"])
+@pytest.mark.parametrize("case", ["scan-items-null", "scan-invalid-json", "scan-items-arrays"])
 def test_the_parsed_scan_path_retries_a_broken_page(endpoint: str, tmp_path: Path, case: str) -> None:
     """clean reads pages with orjson (not the lazy parser copy uses): same checks, same outcome."""
     table = create_table(endpoint)

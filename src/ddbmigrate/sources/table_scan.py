@@ -78,8 +78,10 @@ def split_page(data: bytes) -> Tuple[List[bytes], Optional[Dict[str, Any]], Opti
                 _simdjson.Object)
     try:
         raw: List[bytes] = [it.mini for it in items]
-    except AttributeError:  # a number or a string among the Items (free to catch: no check per item)
+    except AttributeError:  # a number or a string among the Items
         raise BadResponse("the Scan answer's Items are not all JSON objects") from None
+    if not all(r.startswith(b"{") for r in raw):  # an array among them (arrays have .mini too)
+        raise BadResponse("the Scan answer's Items are not all JSON objects")
     cc: Any = doc.get("ConsumedCapacity")
     out = (raw, lek.as_dict() if lek is not None else None,
            cc.as_dict() if isinstance(cc, _simdjson.Object) else None)
@@ -105,6 +107,8 @@ def _parse_page(data: bytes) -> Dict[str, Any]:
     items = resp.get("Items")
     _check_page(items, items if isinstance(items, list) else None, resp.get("Count"),
                 resp.get("LastEvaluatedKey"), dict)
+    if not all(type(i) is dict for i in items):
+        raise BadResponse("the Scan answer's Items are not all JSON objects")
     return resp
 
 
