@@ -107,7 +107,7 @@ def _parse_page(data: bytes) -> Dict[str, Any]:
     items = resp.get("Items")
     _check_page(items, items if isinstance(items, list) else None, resp.get("Count"),
                 resp.get("LastEvaluatedKey"), dict)
-    if not all(type(i) is dict for i in items):
+    if not all(type(i) is dict for i in items or ()):  # (a list: checked above)
         raise BadResponse("the Scan answer's Items are not all JSON objects")
     return resp
 
