@@ -439,3 +439,24 @@ def test_an_exit_3_run_is_not_a_green_done_in_html(tmp_path: Path) -> None:
     page = render_html(load_run_report(str(tmp_path / "run.json")))
     assert "done with dead letters" in page and STATUS_COLOURS["done"] not in page.split("<h2>")[0]
     assert "<td>seven</td>" in page
+
+
+def test_a_failed_copy_says_what_it_wrote_past_its_checkpoint(endpoint: str, tmp_path: Path) -> None:
+    # One segment, 3,000 items, writes held to 1,000 units/s: the transform fails on the second page
+    # while the first is being written. The report counts what the checkpoint covers (its counts
+    # add up, a resume starts there), and says how many more DynamoDB acknowledged: together,
+    # exactly what the target holds. Before, it said "written 0" over hundreds of items.
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(3000))
+    tf = write_transform(tmp_path, "def f(item):\n    if int(item['n']) == 2500:\n        raise ValueError('late')\n"
+                                   "    return item\n")
+    r = cli("copy", src, dst, "--endpoint-url", endpoint, "--transform", tf, "--segments", "1",
+            "--max-write-units", "1000", "--progress", "off", "--report", "r.json", cwd=tmp_path)
+    assert r.returncode == 1 and "late" in r.stderr, r.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    in_target = len(scan_all(endpoint, dst))
+    unsettled = rep["extra"].get("unsettled", {}).get("written", 0)
+    assert rep["balanced"] and unsettled > 0, rep
+    assert rep["counters"]["written"] + unsettled == in_target, (rep["counters"], unsettled, in_target)
+    assert "also written, not settled" in r.stderr and f"{unsettled:,} (a resume writes them again)" in r.stderr, \
+        r.stderr

@@ -488,6 +488,15 @@ class Driver:
         report.timeline = self.progress.timeline if self.progress is not None else []
         finish(report, self.counters(live=error is None), self.stats(), time.monotonic() - self.started,
                before=self.base)
+        if error is not None:
+            # A stopped job counts what its checkpoint covers (chunks whose every write was
+            # acknowledged), so its counts add up and a resume starts there. Writes DynamoDB
+            # acknowledged in chunks that never finished are in the target too: said, not hidden.
+            live = self.counters(live=True)
+            unsettled = {k: live.get(k, 0) - report.count(k) for k in ("written", "deleted")}
+            unsettled = {k: v for k, v in unsettled.items() if v > 0}
+            if unsettled:
+                report.extra["unsettled"] = unsettled
         report.dead_letter_reasons = dict(self.dead.by_reason)
         if self.dead.examples:
             report.extra["dead_letter_messages"] = dict(self.dead.examples)

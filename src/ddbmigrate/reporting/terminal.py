@@ -66,6 +66,10 @@ def render_report(report: "Report", console: Any = None) -> None:
         v = report.count(k)
         if v or k in ("read", "written", "dead_lettered") or (dry and k in labels):
             t.add_row(labels.get(k, k.replace("_", " ")), f"{v:,}")
+        unsettled = report.extra.get("unsettled")
+        if k in ("written", "deleted") and isinstance(unsettled, dict) and unsettled.get(k):
+            # Acknowledged, in chunks the stop cut short (the checkpoint is before them).
+            t.add_row(f"also {k}, not settled", f"{int(unsettled[k]):,} (a resume writes them again)")
     retries = ", ".join(f"{k} {v}" for k, v in sorted(report.retries.items()) if v) or "0"
     t.add_row("retries", retries)
     for name, lim in sorted(report.rate_limits.items()):
