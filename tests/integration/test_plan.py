@@ -119,6 +119,50 @@ def test_plan_resumed_after_one_job_failed(endpoint: str, tmp_path: Path) -> Non
         assert as_set(scan_all(endpoint, s + "-dst")) == as_set(scan_all(endpoint, s))
 
 
+def test_a_new_run_never_takes_the_last_runs_finished_jobs_for_its_own(endpoint: str, tmp_path: Path) -> None:
+    """Run 1 finishes both jobs; the second source then changes. Run 2 (new) stops in its first
+    job before the second starts (fail_fast), as a kill would. Its --resume must copy the second
+    source as it is now: before, that job's finished checkpoint of run 1 was taken for run 2's,
+    and it reported "done" with run 1's counts, the new items never copied. Run 2's dead letters
+    are its own, run 1's kept beside."""
+    one, two = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, one, _bulk("a", 40))
+    put_items(endpoint, two, _bulk("b", 30) + [{"pk": {"S": "bad"}, "n": {"N": "-1"}}])
+    flag = tmp_path / "fail.flag"
+    (tmp_path / "tx.py").write_text(
+        "import os\n"
+        f"FLAG = {str(flag)!r}\n"
+        "def first(item):\n"
+        "    if os.path.exists(FLAG):\n"
+        "        raise RuntimeError('stopped')\n"
+        "    return item\n"
+        "def second(item):\n"
+        "    if item['pk'] == 'bad':\n"
+        "        raise ValueError('bad item')\n"
+        "    return item\n")
+    jobs = [{"kind": "copy", "name": "one", "source": one, "target": one + "-dst", "create_target": True,
+             "transform": "tx.py:first"},
+            {"kind": "copy", "name": "two", "source": two, "target": two + "-dst", "create_target": True,
+             "transform": "tx.py:second", "options": {"on_error": "skip"}}]
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, jobs, parallel=1, fail_fast=True)
+    first = run_plan(str(plan), progress="off")
+    assert first.job("two").status == "done" and first.job("two").report["counters"]["written"] == 30
+    put_items(endpoint, two, _bulk("c", 25))
+    flag.write_text("1")
+    second = run_plan(str(plan), progress="off")
+    assert second.job("one").status == "failed" and second.job("two").status != "done"
+    flag.unlink()
+    third = run_plan(str(plan), progress="off", resume=True)
+    assert third.status == "done" and not third.job("two").resumed_from_state
+    rep = third.job("two").report
+    assert rep is not None and rep["counters"]["written"] == 55 and rep["counters"]["dead_lettered"] == 1
+    assert len(scan_all(endpoint, two + "-dst")) == 55
+    dead = Path(third.job("two").dead_letter_path or "")
+    assert dead.is_file() and len(dead.read_text().splitlines()) == 1  # this run's one, not two
+    kept = [p for p in dead.parent.iterdir() if p.name.startswith("two.") and p != dead]
+    assert len(kept) == 1 and len(kept[0].read_text().splitlines()) == 1  # run 1's, kept beside
+
+
 def test_remodel_example_two_tables_into_one(endpoint: str, tmp_path: Path) -> None:
     """The shipped example (its transforms and spec), pointed at DynamoDB Local."""
     shutil.copytree(EXAMPLES, tmp_path / "plans")

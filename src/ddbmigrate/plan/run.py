@@ -221,6 +221,8 @@ class _Runner:
                 self.estimates[r.job.name] = r.estimate
         # From here on the run changes things (targets, checkpoints): say so first, durably.
         self.state.mark_running(pending)
+        if not self.resume:
+            self._start_afresh(pending)
         started = list(pending)
         self.display.start()
         restore = self._install_signals()
@@ -251,6 +253,25 @@ class _Runner:
             rep.status = "done"
         rep.compute_totals()
         return rep
+
+    def _start_afresh(self, jobs: Sequence[PlanJob]) -> None:
+        """A new run (or --restart): the jobs' files of the run before are not this run's. A job's
+        finished checkpoint would otherwise be taken, on a later --resume, for this run's (a job
+        that never started reported done, with the old run's counts, over a changed source), and
+        its dead letters would pile up under this run's count. The dead letters are kept beside."""
+        from ..engine.run import keep_previous_dead_letters
+
+        for job in jobs:
+            cp = self.checkpoint_path(job)
+            try:
+                os.unlink(cp)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise UsageError(f"cannot remove the last run's checkpoint {cp}: {e.strerror or e}", file=cp) from None
+            dead = self.dead_letter_path(job)
+            if dead is not None:
+                keep_previous_dead_letters(dead)
 
     def _install_signals(self) -> Callable[[], None]:
         # Ctrl-C and SIGTERM: running jobs drain and checkpoint, no new job starts. Handled as
