@@ -514,9 +514,11 @@ def _num(v: Any) -> str:
     elif t is bool:
         raise _PathError("booleans are not numbers")
     elif isinstance(v, float):
-        s = repr(v)
-    elif isinstance(v, (int, Decimal)):
-        s = str(v)
+        s = float.__repr__(v)
+    elif isinstance(v, int):
+        s = int.__repr__(v)  # an (int, Enum) member's value, not its name
+    elif isinstance(v, Decimal):
+        s = Decimal.__str__(v)
     else:
         raise _PathError(f"not a number: {_short(v)}")
     p = number_problem(s)
@@ -559,9 +561,11 @@ def _from_py(v: Any) -> Dict[str, Any]:
         return {"B": base64.b64encode(bytes(v)).decode("ascii")}
     if t is set or t is frozenset:
         return _set(v)
-    # Subclasses and other mappings/sequences: the slower, general checks.
+    # Subclasses and other mappings/sequences: the slower, general checks. A subclass's value is
+    # taken with its base class's method: str() of a (str, Enum) member is "Status.ACTIVE", not
+    # the "active" it holds.
     if isinstance(v, str):
-        return {"S": str(v)}
+        return {"S": str.__str__(v)}
     if isinstance(v, bool):
         return {"BOOL": bool(v)}
     if isinstance(v, (int, float, Decimal)):
@@ -609,7 +613,8 @@ def _set(v: Any) -> Dict[str, Any]:
     first = next(iter(v))
     if isinstance(first, str):
         if all(isinstance(e, str) for e in v):
-            return {"SS": [str(e) for e in v]}
+            members = {str.__str__(e) for e in v}  # values, as for a single string (see _from_py)
+            return {"SS": list(members)}
     elif isinstance(first, bytes):  # (a bytearray cannot be a set's member: it is not hashable)
         if all(isinstance(e, bytes) for e in v):
             return {"BS": [base64.b64encode(bytes(e)).decode("ascii") for e in v]}

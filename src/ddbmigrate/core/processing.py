@@ -182,7 +182,11 @@ class Processor:
                             dead(out, p, "InvalidKey", "validate", origin, skey)
                             continue
                         out = keyschema.project(out)
-                    enc = exact(dumps(out))
+                    try:
+                        enc = exact(dumps(out))
+                    except TypeError:
+                        dead(None, NOT_UTF8, "InvalidOutput", "validate", origin, skey, raw=_escaped(out))
+                        continue
                     ops.append(Op(DELETE, out, enc, keyschema.key(out) if dedupe and keyschema else None,
                                   origin, skey))
                     continue
@@ -192,7 +196,11 @@ class Processor:
                         dead(out, p, "InvalidKey", "validate", origin, skey)
                         continue
                 given = encs[idx] if encs is not None else None
-                enc = given if given is not None else exact(dumps(out))
+                try:
+                    enc = given if given is not None else exact(dumps(out))
+                except TypeError:
+                    dead(None, NOT_UTF8, "InvalidOutput", "validate", origin, skey, raw=_escaped(out))
+                    continue
                 if len(enc) > MAX_ITEM_BYTES:
                     p = self.problem(out, enc)
                     if p is not None:
@@ -244,6 +252,21 @@ class Processor:
         counts["read"] += n
         counts["out"] += n
         return ops
+
+
+# orjson refuses to encode only a str that is not UTF-8 (a transform's lone surrogate, "\ud800"):
+# DynamoDB cannot hold it either, so the item is a dead letter, not the job's end.
+NOT_UTF8 = "the item holds a string that is not valid UTF-8 (a lone surrogate?); DynamoDB strings are UTF-8"
+
+
+def _escaped(item: Any) -> str:
+    """The item as JSON with every non-ASCII character escaped: a dead letter can hold it."""
+    import json
+
+    try:
+        return json.dumps(item, ensure_ascii=True, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return ascii(item)
 
 
 def exact(enc: bytes) -> bytes:

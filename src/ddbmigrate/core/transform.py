@@ -50,7 +50,8 @@ class Transform:
         py = to_python(item)
         try:
             out = self.func(py, ctx or TransformContext()) if self.wants_context else self.func(py)
-        except Exception as e:  # user code: anything may escape, we classify it
+        except (Exception, SystemExit) as e:  # user code: anything may escape, we classify it
+            # (sys.exit() in a transform too: it must not end the job as if it had succeeded.)
             raise TransformError(
                 f"transform {self.name} raised {type(e).__name__}: {e} at {_user_frame(e, self.location)}",
                 code=type(e).__name__,
@@ -81,6 +82,9 @@ class Transform:
         except InvalidItemError as e:
             raise TransformError(f"transform {self.name} returned an invalid item: {e.message}",
                                  code="InvalidOutput") from None
+        except RecursionError:
+            raise TransformError(f"transform {self.name} returned an item nested too deep to follow (a map or "
+                                 "list that holds itself?); DynamoDB allows 32 levels", code="InvalidOutput") from None
 
 
 def _wants_context(func: Callable[..., Any], name: str) -> bool:
@@ -91,6 +95,10 @@ def _wants_context(func: Callable[..., Any], name: str) -> bool:
     params = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required = [p for p in params if p.default is p.empty]
     varargs = any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
+    kw_required = [p.name for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    if kw_required:  # it would fail on every item: say so now, once
+        raise UsageError(f"transform {name} has required keyword-only parameters ({', '.join(kw_required)}) that "
+                         f"ddbmigrate cannot give; its signature is {name.split(':')[-1]}{sig}")
     if len(required) > 2 or (not params and not varargs):
         raise UsageError(
             f"transform {name} must take one argument (item) or two (item, context); "
@@ -134,16 +142,15 @@ def load_transform(ref: str) -> Transform:
             raise UsageError(f"--transform {ref!r}: cannot load {target}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[modname] = module  # so pickling (Spark, processes) can find it by name
-        sys.path.insert(0, os.path.dirname(path))
+        # The file's folder stays importable, as a script's is: a transform may import a sibling
+        # module inside the function, on its first item, not only at the top of the file.
+        folder = os.path.dirname(path)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         try:
             spec.loader.exec_module(module)
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             raise UsageError(f"--transform {ref!r}: importing {target} failed: {type(e).__name__}: {e}") from None
-        finally:
-            try:
-                sys.path.remove(os.path.dirname(path))
-            except ValueError:
-                pass
         location = path
     else:
         try:

@@ -1,0 +1,128 @@
+"""What a transform returns or does, beyond a plain dict, ends the way a user expects: an Enum's
+value (not its name) is written; a string that is not UTF-8 or an item that holds itself is a dead
+letter naming the source key, not the job's end; sys.exit() inside a transform is a transform
+error, not a success; a signature ddbmigrate cannot call is refused before anything is read; a
+sibling module imported inside the function is found."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Dict, List
+
+import pytest
+
+from support import create_table, one_error_line, put_items, scan_all
+
+pytestmark = pytest.mark.integration
+
+TRANSFORMS = '''
+import enum, sys
+
+class Status(str, enum.Enum):
+    ACTIVE = "active"
+
+class Level(int, enum.Enum):
+    HIGH = 3
+
+def enums(item):
+    return {"pk": item["pk"], "status": Status.ACTIVE, "tags": {Status.ACTIVE, "x"}, "level": Level.HIGH}
+
+def surrogate(item):
+    if int(item["n"]) % 10 == 0:
+        item["note"] = "a\\ud800b"
+    return item
+
+def cycle(item):
+    if int(item["n"]) % 10 == 0:
+        item["self"] = item
+    return item
+
+def exits(item):
+    if int(item["n"]) == 7:
+        sys.exit(0)
+    return item
+
+def kwonly(item, *, strict):
+    return item
+
+def lazy(item):
+    from helpers import mark
+    return mark(item)
+'''
+
+
+def cli(tmp_path: Path, *args: str) -> Any:
+    """The command in its own process (sys.exit in a transform must reach the real exit code)."""
+    r = subprocess.run([sys.executable, "-m", "ddbmigrate", *args], capture_output=True, text=True,
+                       timeout=180, cwd=tmp_path)
+    return SimpleNamespace(exit_code=r.returncode, returncode=r.returncode, stderr=r.stderr)
+
+
+@pytest.fixture
+def tables(endpoint: str, tmp_path: Path) -> Dict[str, str]:
+    # In a folder of their own, not the working directory: the sibling must be found from the
+    # transform's folder.
+    (tmp_path / "tf").mkdir()
+    (tmp_path / "tf" / "t.py").write_text(TRANSFORMS)
+    (tmp_path / "tf" / "helpers.py").write_text("def mark(item):\n    item['marked'] = True\n    return item\n")
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, [{"pk": {"S": f"k{i:02d}"}, "n": {"N": str(i)}} for i in range(30)])
+    return {"src": src, "dst": dst}
+
+
+def copy(endpoint: str, tmp_path: Path, t: Dict[str, str], fn: str, *more: str) -> Any:
+    return cli(tmp_path, "copy", t["src"], t["dst"], "--endpoint-url", endpoint, "--progress", "off",
+               "--transform", f"tf/t.py:{fn}", "--dead-letter", "dl.jsonl", *more)
+
+
+def dead(tmp_path: Path) -> List[Dict[str, Any]]:
+    p = tmp_path / "dl.jsonl"
+    return [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
+
+
+def test_an_enum_member_is_written_as_its_value(endpoint: str, tmp_path: Path, tables: Dict[str, str]) -> None:
+    r = copy(endpoint, tmp_path, tables, "enums")
+    assert r.returncode == 0, r.stderr
+    got = scan_all(endpoint, tables["dst"])
+    assert len(got) == 30
+    assert all(i["status"] == {"S": "active"} and i["level"] == {"N": "3"} for i in got), got[0]
+    assert all(sorted(i["tags"]["SS"]) == ["active", "x"] for i in got), got[0]
+
+
+@pytest.mark.parametrize("fn,reason", [("surrogate", "not valid UTF-8"), ("cycle", "nested too deep")])
+def test_an_unwritable_output_is_a_dead_letter_naming_its_source(endpoint: str, tmp_path: Path,
+                                                                 tables: Dict[str, str], fn: str, reason: str) -> None:
+    r = copy(endpoint, tmp_path, tables, fn, "--on-error", "skip")
+    assert r.returncode == 3, r.stderr  # dead letters, not an internal error
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+    recs = dead(tmp_path)
+    assert sorted(d["source_key"]["pk"]["S"] for d in recs) == ["k00", "k10", "k20"], recs
+    assert all(reason in d["reason"] for d in recs), recs
+    assert sorted(i["pk"]["S"] for i in scan_all(endpoint, tables["dst"])) == [
+        f"k{i:02d}" for i in range(30) if i % 10]
+
+
+def test_sys_exit_in_a_transform_fails_the_job_naming_the_item(endpoint: str, tmp_path: Path,
+                                                               tables: Dict[str, str]) -> None:
+    r = copy(endpoint, tmp_path, tables, "exits")
+    line = one_error_line(r, 1, "SystemExit", "k07", alone=False)
+    assert "transform tf/t.py:exits raised SystemExit" in line, line
+
+
+def test_a_required_keyword_only_parameter_is_refused_before_reading(endpoint: str, tmp_path: Path,
+                                                                     tables: Dict[str, str]) -> None:
+    r = copy(endpoint, tmp_path, tables, "kwonly")
+    one_error_line(r, 2, "strict", "keyword-only")
+    assert scan_all(endpoint, tables["dst"]) == [] and not dead(tmp_path)
+
+
+def test_a_sibling_module_imported_inside_the_function_is_found(endpoint: str, tmp_path: Path,
+                                                                tables: Dict[str, str]) -> None:
+    r = copy(endpoint, tmp_path, tables, "lazy")
+    assert r.returncode == 0, r.stderr
+    got = scan_all(endpoint, tables["dst"])
+    assert len(got) == 30 and all(i["marked"] == {"BOOL": True} for i in got)
