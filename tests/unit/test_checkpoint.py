@@ -97,6 +97,19 @@ def test_fingerprint_mismatch_is_refused_unless_forced(tmp_path: Path) -> None:
     assert st is not None and st.positions == {"0": {"pk": {"S": "k9"}}}
 
 
+def test_another_segment_count_is_refused_even_forced(tmp_path: Path) -> None:
+    # Segment "1" finished of 64 is not segment 1 of 4: read as such, a quarter of the table
+    # would be skipped as done, and the report would say done.
+    path = str(tmp_path / "c.json")
+    CheckpointStore(path).save(state(dict(IDENTITY, segments=64)))
+    for force in (False, True):
+        with pytest.raises(FingerprintMismatchError) as ei:
+            open_checkpoint(path, IDENTITY, resume=True, restart=False, force=force)
+        assert "64 scan segments" in ei.value.message and "--segments 64" in ei.value.message
+        assert "--force" not in ei.value.message and ei.value.exit_code == 2
+    assert open_checkpoint(path, IDENTITY, resume=True, restart=True, force=False)[1] is None
+
+
 def test_default_path_ignores_options_so_a_changed_option_meets_its_checkpoint() -> None:
     changed = dict(IDENTITY, transform="t.py:f", transform_hash="abc", segments=8, mode="skip-existing")
     assert default_path("copy", changed) == default_path("copy", IDENTITY)

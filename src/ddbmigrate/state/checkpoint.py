@@ -212,6 +212,13 @@ def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restar
             f"checkpoint {path} is of a finished run of a different job (differs in: {', '.join(diff) or 'identity'}); "
             "use --restart to run this one"
         )
+    old_seg, new_seg = existing.job.get("segments"), identity.get("segments")
+    if old_seg is not None and new_seg is not None and old_seg != new_seg and existing.state != "done":
+        # Not even with --force: a position (and a finished segment) is a place in a scan of that
+        # many segments. Read as another count's, whole ranges are skipped as done, silently.
+        raise FingerprintMismatchError(
+            f"checkpoint {path} was made with {old_seg} scan segments, and its positions mean nothing for "
+            f"{new_seg}: resume with --segments {old_seg} (or without --segments), or --restart to start over")
     if existing.fingerprint != fp and not force:
         diff = sorted(k for k in set(identity) | set(existing.job) if identity.get(k) != existing.job.get(k))
         raise FingerprintMismatchError(
