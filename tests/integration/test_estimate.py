@@ -70,7 +70,16 @@ WRITE_UNITS = TABLE_UNITS + GSI1_UNITS + GSI2_UNITS   # 48
 COST = WRITE_UNITS * 0.625 / 1e6 + READ_UNITS * 0.125 / 1e6
 # ImportTable lane: $0.10/GB native export of the source + $0.15/GB of the imported (output) bytes;
 # our engine exports first because there is a transform: read units + S3 PUT requests instead.
-OUTPUT_BYTES = 8 * (1542 + 18)
+# ImportTable bills the uncompressed size of its input: the export's JSON lines, each
+# {"Item":<wire JSON>} and a newline (10 bytes beside the item's JSON). An attribute
+# "NAME":{"S":"VALUE"} is len(NAME) + len(VALUE) + 11 bytes, plus a comma between and {} around.
+# Output A: PK 2+7+11, SK 2+1+11, GSI1PK 6+4+11, GSI1SK 6+2+11, GSI2PK 6+2+11, blob 4+1500+11
+#           = 1,608 + 5 + 2 = 1,615 -> a line of 1,625
+# Output B: PK 20, SK 14, small (N "1") 5+1+11 = 51 + 2 + 2 = 55 -> a line of 65
+EXPORT_LINE_BYTES = 8 * (1625 + 65)                    # 13,520
+# The source's own lines (the import of its export): {"pk":"u0","blob":1500 x "a"} 15 + 1,515 + 3
+# = 1,533 -> 1,543; {"pk":"d0","blob":10 x "b"} 15 + 25 + 3 = 43 -> 53
+SOURCE_LINE_BYTES = 8 * 1543 + 2 * 53                  # 12,450
 
 
 def _source(endpoint: str) -> str:
@@ -125,7 +134,7 @@ def test_estimate_copy_json_equals_the_hand_computation(endpoint: str, tmp_path:
     lanes = {ln["lane"]: ln for ln in doc["lanes"]}
     assert lanes["import-table"]["available"] is True and lanes["bulk-put"]["available"] is False
     imp = lanes["import-table"]["cost_parts_usd"]
-    assert imp["ImportTable"] == pytest.approx(OUTPUT_BYTES / 1024 ** 3 * 0.15, abs=1e-9)
+    assert imp["ImportTable"] == pytest.approx(EXPORT_LINE_BYTES / 1024 ** 3 * 0.15, abs=1e-9)
     assert lanes["global-table-replica"]["available"] is False  # a transform: not the same items
     assert doc["prices"]["date"] and "aws.amazon.com/dynamodb/pricing" in doc["prices"]["source"]
 
@@ -357,4 +366,4 @@ def test_estimate_import_of_an_s3_export_offers_the_managed_lanes(endpoint: str,
                           spec=str(spec), native=True, client_items_per_second=1e6)
     imp = new.lane("import-table")
     assert new.chosen == "import-table" and imp.available
-    assert imp.cost_usd == pytest.approx(SOURCE_BYTES / 1024 ** 3 * 0.15, abs=1e-12)
+    assert imp.cost_usd == pytest.approx(SOURCE_LINE_BYTES / 1024 ** 3 * 0.15, abs=1e-12)

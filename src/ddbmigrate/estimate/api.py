@@ -121,8 +121,13 @@ def _table_job(kind: str, source: TableRef, target: TableRef, options: Optional[
     items, nbytes = _side_counts(sdesc, stats, notes)
     si, ti = source.identity(), target.identity()
     cross = si["region"] != ti["region"] or source.role_arn != target.role_arn or source.profile != target.profile
+    # Reads are billed in the source's region, writes in the target's: each side its own prices.
+    write_region = _region((dst, target), (src, source))
+    read_region = _region((src, source), (dst, target))
+    write_prices = load_prices(write_region, prices)
+    read_prices = load_prices(read_region, prices) if read_region != write_region else None
     job = Job(kind=kind, stats=stats, source_items=items, source_bytes=nbytes,
-              prices=load_prices(_region((dst, target), (src, source)), prices),
+              prices=write_prices, source_prices=read_prices,
               source=Side(sdesc, True, source.table), target=Side(tdesc, exists, target.table),
               transform=tr.name if tr else None, consistent_read=opts.consistent_read,
               max_read_units=opts.max_read_units, max_write_units=opts.max_write_units,
@@ -231,6 +236,9 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
     read_files, read_bytes = _sample_files(src, plan, s3, input_format, stats, sample, key_types=key_types,
                                            csv_header=header, csv_delimiter=csv_delimiter)
     total_bytes = sum(f.size for f in plan.files)
+    # ImportTable bills the input's uncompressed size: the files' own when none is compressed;
+    # else None, and the lane estimates it from the sample as DynamoDB JSON lines.
+    compressed = any(f.path.lower().endswith((".gz", ".zst", ".zstd")) for f in plan.files)
     counts = [f.item_count for f in plan.files]
     if stats.complete:
         items = stats.source_items
@@ -250,6 +258,7 @@ def estimate_import(source: str, table: TableRef, options: Optional[RunOptions] 
               transform=tr.name if tr else None, max_write_units=opts.max_write_units,
               write_percent=opts.write_percent, processes=opts.processes, files=len(plan.files),
               files_in_s3=str(src).startswith("s3://"), tier=tier, staged_condition=condition,
+              import_source_bytes=None if compressed else float(total_bytes),
               client_items_per_second=client_items_per_second, assumptions=notes)
     est = estimate_job(job, source_label=str(source), target_label=table.describe())
     est.chosen = BULK_PUT if bulk_put else IMPORT_TABLE if native else ENGINE

@@ -56,9 +56,12 @@ def enforce_max_cost(est: Estimate, max_cost: Optional[float], *, what: str = "t
         return est
     lane = est.lane()
     if lane.cost_usd is None:
-        missing = ", ".join(lane.missing_prices) or "a price"
-        region = est.prices.get("rates_region") or est.region
+        default = est.prices.get("rates_region") or est.region
         example = lane.missing_prices[0] if lane.missing_prices else "<price name>"
+        # a cross-region job misses prices of the source's region, the file entry to give is that one
+        region = lane.missing_regions.get(example, default)
+        missing = ", ".join(m if lane.missing_regions.get(m, default) == region
+                            else f"{m} (of {lane.missing_regions[m]})" for m in lane.missing_prices) or "a price"
         name, _, tier = example.partition(".")
         value = f'{{"{tier}": <USD>}}' if tier else "<USD>"
         raise CostCapExceeded(

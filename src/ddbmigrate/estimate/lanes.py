@@ -29,6 +29,7 @@ from .model import (
     capacity,
     fmt_duration,
 )
+from .sample import index_shapes
 
 
 def bulk_put_price_note(region: str, tier: str, date: str) -> str:
@@ -37,6 +38,11 @@ def bulk_put_price_note(region: str, tier: str, date: str) -> str:
             f"prices file ({date}), so bulk_put_per_gb.{tier} is null for {region} and the cost is unknown. "
             f"Give it with --prices FILE holding "
             f'{{"regions": {{"{region}": {{"bulk_put_per_gb": {{"{tier}": <USD per GB>}}}}}}}}')
+
+
+def _take_missing(c: Calc, lane: Lane) -> None:
+    lane.missing_prices = c.take_missing()
+    lane.missing_regions = c.take_missing_regions(lane.missing_prices)
 
 
 def _engine_lane(c: Calc) -> Lane:
@@ -54,7 +60,7 @@ def _engine_lane(c: Calc) -> Lane:
     if job.kind == "export":
         lane.write_units = {"total": 0.0}
         if job.files_in_s3:
-            files, put_cost = c.s3_put_cost(c.out_bytes())
+            files, put_cost = c.s3_put_cost(c.out_bytes(), c.sp)
             lane.cost_parts["s3 requests"] = put_cost
             lane.notes.append(f"about {files:,.0f} S3 objects written")
         lane.consumes_capacity = True
@@ -76,7 +82,7 @@ def _engine_lane(c: Calc) -> Lane:
     lane.cost_usd = add_costs(read_cost, write_cost, extra)
     lane.cost_on_demand_usd = add_costs(od, extra)
     lane.cost_provisioned_usd = add_costs(prov, extra)
-    lane.missing_prices = c.take_missing()
+    _take_missing(c, lane)
     # time
     if job.source is not None and read > 0:
         cap = capacity(job.source.desc, job.source.billing, "read", c.p, c.notes, f"source {job.source.label}")
@@ -120,12 +126,17 @@ def _managed_import_lane(c: Calc) -> Lane:
     # The same writes as the engine's, for comparison; ImportTable bills them per GB, not as capacity.
     lane.write_units = c.write_units()
     lane.bytes_written = c.entry_bytes()
-    lane.cost_parts["ImportTable"] = c.cost(c.out_bytes() / GB, "import_per_gb")
+    # AWS bills ImportTable by the uncompressed size of its S3 input (DynamoDB JSON lines, with
+    # the "Item" wrapper and attribute type tags), well above the items' DynamoDB size.
+    source_gb = c.import_bytes() / GB
+    lane.cost_parts["ImportTable"] = c.cost(source_gb, "import_per_gb")
     lane.bounds["ImportTable"] = c.p.assume("managed_startup_seconds") + \
-        c.out_bytes() / GB / c.p.assume("import_table_gb_per_hour") * 3600
+        source_gb / c.p.assume("import_table_gb_per_hour") * 3600
     lane.needs += ["dynamodb:ImportTable", "s3:GetObject and s3:ListBucket on the bucket",
                    "logs:CreateLogGroup/CreateLogStream/PutLogEvents (DynamoDB logs rejected items)"]
-    lane.notes.append("ImportTable consumes no table capacity: billed per GB (GiB) of uncompressed input")
+    lane.notes.append(f"ImportTable consumes no table capacity: billed per GB (GiB) of uncompressed input "
+                      f"({c.import_bytes():,.0f} bytes" + (")" if job.import_source_bytes is not None else
+                                                           " as DynamoDB JSON lines, estimated from the sample)"))
     _sum_managed(c, lane)
     return lane
 
@@ -187,7 +198,7 @@ def _managed_common(c: Calc, lane: Lane) -> None:
         lane.read_units = {"table": read, "total": read}
         mode = job.source.billing if job.source else "PAY_PER_REQUEST"
         cost = c.cost_units(read, 0.0, mode, "PAY_PER_REQUEST")[0]
-        _files, puts = c.s3_put_cost(c.out_bytes())
+        _files, puts = c.s3_put_cost(c.out_bytes(), c.sp)
         lane.cost_parts["export (ddbmigrate, transformed)"] = add_costs(cost, puts)
         cap = capacity((job.source.desc if job.source else None), mode, "read", c.p, c.notes,
                        f"source {job.source.label if job.source else ''}")
@@ -195,7 +206,7 @@ def _managed_common(c: Calc, lane: Lane) -> None:
         lane.needs.append("ddbmigrate export with the transform to S3 first")
     else:
         lane.read_units = {"table": 0.0, "total": 0.0}
-        lane.cost_parts["native export"] = c.cost(job.source_bytes / GB, "export_per_gb")
+        lane.cost_parts["native export"] = c.cost(job.source_bytes / GB, "export_per_gb", prices=c.sp)
         lane.bounds["native export"] = c.p.assume("managed_startup_seconds") + \
             job.source_bytes / GB / c.p.assume("native_export_gb_per_hour") * 3600
         lane.needs += ["point-in-time recovery on the source (dynamodb:ExportTableToPointInTime)",
@@ -204,7 +215,7 @@ def _managed_common(c: Calc, lane: Lane) -> None:
 
 def _sum_managed(c: Calc, lane: Lane) -> None:
     lane.cost_usd = add_costs(*lane.cost_parts.values())
-    lane.missing_prices = c.take_missing()
+    _take_missing(c, lane)
     lane.cost_on_demand_usd = lane.cost_provisioned_usd = lane.cost_usd
     # The steps run one after the other: the export (or upload) first, then the load.
     steps = [k for k in lane.bounds if k.startswith(("native export", "export ("))]
@@ -249,7 +260,7 @@ def _replica_lane(c: Calc, engine: Lane) -> Lane:
     lane.notes.append("time is DynamoDB's (hours for large tables): not estimated")
     lane.cost_usd = add_costs(*lane.cost_parts.values())
     lane.cost_on_demand_usd = lane.cost_provisioned_usd = lane.cost_usd
-    lane.missing_prices = c.take_missing()
+    _take_missing(c, lane)
     return lane
 
 
@@ -329,7 +340,7 @@ def estimate_job(job: Job, *, source_label: str = "", target_label: str = "") ->
     if job.kind in ("copy", "replicate"):
         lanes.append(_replica_lane(c, engine))
     if job.kind == "replicate":
-        sp = c.price("stream_read_per_100k")
+        sp = c.price("stream_read_per_100k", prices=c.sp)  # the stream is the source's
         engine.notes.append("the estimate covers the backfill; the stream then costs one write per change"
                             + (f" and ${sp} per 100,000 stream reads past the free tier" if sp else ""))
     keys, warnings = hot_key_warnings(c, engine) if job.kind != "export" else ({}, [])
@@ -351,11 +362,20 @@ def estimate_job(job: Job, *, source_label: str = "", target_label: str = "") ->
     for side, name in ((job.source, "source_table"), (job.target, "target_table")):
         if side is not None:
             d = side.desc or {}
+            # the target's shapes are the sample's; the source's come from its own description
+            shapes = st.shapes if name == "target_table" else index_shapes(d) if d.get("KeySchema") else []
             inputs[name] = {"name": side.label, "exists": side.exists, "billing_mode": side.billing,
-                            "indexes": [s.name for s in (st.shapes if name == "target_table" else [])
-                                        if s.name != "table"],
+                            "indexes": [s.name for s in shapes if s.name != "table"],
                             "item_count": d.get("ItemCount"), "size_bytes": d.get("TableSizeBytes")}
-    assumptions = list(dict.fromkeys(job.assumptions + c.p.notes + [
+    prices = c.p.describe()
+    cross: List[str] = []
+    if c.sp is not c.p:
+        prices["source_side"] = c.sp.describe()
+        cross.append(f"source and target are in different regions ({c.sp.region} -> {c.p.region}): reads and "
+                     f"exports are priced at {c.sp.rates_region or c.sp.region} prices, writes and loads at "
+                     f"{c.p.rates_region or c.p.region} prices; inter-region data transfer (billed per GB by AWS) "
+                     "is not priced: the prices file has no data transfer prices")
+    assumptions = list(dict.fromkeys(job.assumptions + c.p.notes + (c.sp.notes if c.sp is not c.p else []) + cross + [
         "write units: 1 per started KB per item, plus one write per GSI/LSI that projects the item "
         "(an overwrite that changes an index key costs a delete too: not counted)",
         "read units: 1 per started 4 KB of scanned data, half for eventually consistent scans",
@@ -366,5 +386,5 @@ def estimate_job(job: Job, *, source_label: str = "", target_label: str = "") ->
         "heat by sort-key range (possible with a sort key and, on the table, no LSI) is not counted on",
     ]))
     return Estimate(job=job.kind, source=source_label, target=target_label, region=c.p.region,
-                    prices=c.p.describe(), inputs=inputs, keys=keys, lanes=lanes, warnings=warnings,
+                    prices=prices, inputs=inputs, keys=keys, lanes=lanes, warnings=warnings,
                     assumptions=assumptions)

@@ -92,7 +92,7 @@ class Job:
     stats: SampleStats
     source_items: int
     source_bytes: int
-    prices: Prices
+    prices: Prices  # the target's region (writes, managed loads); of the source when there is no target
     source: Optional[Side] = None  # a table source (copy, replicate, export)
     target: Optional[Side] = None  # a table target (copy, replicate, import)
     transform: Optional[str] = None
@@ -110,6 +110,10 @@ class Job:
     cross_region_or_account: bool = False
     client_items_per_second: Optional[float] = None  # injected in tests; else measured
     assumptions: List[str] = field(default_factory=list)
+    # A source in another region than ``prices``': its reads and exports are billed at its prices.
+    source_prices: Optional[Prices] = None
+    # import: what ImportTable bills (the input's uncompressed size), when the files tell it
+    import_source_bytes: Optional[float] = None
 
 
 @dataclass
@@ -132,6 +136,7 @@ class Lane:
     bounds: Dict[str, float] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
     missing_prices: List[str] = field(default_factory=list)  # why cost_usd is None
+    missing_regions: Dict[str, str] = field(default_factory=dict)  # missing price -> its region
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -235,8 +240,10 @@ class Calc:
         st = job.stats
         self.k = (job.source_items / st.source_items) if st.source_items else 0.0
         self.p = job.prices
+        self.sp = job.source_prices or job.prices  # the source side's region: reads, exports
         self.notes: List[str] = job.assumptions
         self.missing: List[str] = []  # prices asked for and not in the prices file (see cost())
+        self.missing_regions: Dict[str, str] = {}  # missing price -> the region it is missing for
 
     # units of the whole job (scaled from the sample)
     def write_units(self) -> Dict[str, float]:
@@ -256,22 +263,33 @@ class Calc:
     def out_bytes(self) -> float:
         return self.job.stats.output_bytes * self.k
 
+    def import_bytes(self) -> float:
+        """What ImportTable bills and reads: the uncompressed size of its input in S3 - the files'
+        when known, else the export's DynamoDB JSON lines (one ``{"Item":...}`` per output item)."""
+        if self.job.import_source_bytes is not None:
+            return self.job.import_source_bytes
+        return self.job.stats.json_line_bytes * self.k
+
     def output_items(self) -> float:
         return self.job.stats.outputs * self.k
 
-    def price(self, name: str, tier: Optional[str] = None) -> Optional[float]:
-        return self.p.rate(name, tier)
+    def price(self, name: str, tier: Optional[str] = None, prices: Optional[Prices] = None) -> Optional[float]:
+        return (prices or self.p).rate(name, tier)
 
-    def cost(self, quantity: float, name: str, per: float = 1.0, tier: Optional[str] = None) -> Optional[float]:
+    def cost(self, quantity: float, name: str, per: float = 1.0, tier: Optional[str] = None,
+             prices: Optional[Prices] = None) -> Optional[float]:
         """``quantity / per × price``; None (and the price named in :meth:`take_missing`) when the
-        price is unknown, so a missing price never reads as free. Nothing to pay needs no price."""
+        price is unknown, so a missing price never reads as free. Nothing to pay needs no price.
+        ``prices``: another region's (the source's), else the target's."""
         if quantity <= 0:
             return 0.0
-        price = self.price(name, tier)
+        pr = prices or self.p
+        price = pr.rate(name, tier)
         if price is None:
             label = f"{name}.{tier}" if tier else name
             if label not in self.missing:
                 self.missing.append(label)
+            self.missing_regions[label] = pr.rates_region or pr.region
             return None
         return quantity / per * price
 
@@ -279,11 +297,17 @@ class Calc:
         out, self.missing = self.missing, []
         return out
 
+    def take_missing_regions(self, missing: List[str]) -> Dict[str, str]:
+        return {m: self.missing_regions[m] for m in missing if m in self.missing_regions}
+
     def cost_units(self, read: float, write: float, read_mode: str,
                    write_mode: str) -> Tuple[Optional[float], Optional[float], Optional[float], Optional[float]]:
         """(read cost, write cost) at the tables' own billing modes, then (all on-demand, all provisioned)."""
-        od_r, od_w = self.cost(read, "on_demand_read_per_million", 1e6), self.cost(write, "on_demand_write_per_million", 1e6)
-        pr_r, pr_w = self.cost(read, "provisioned_rcu_hour", 3600.0), self.cost(write, "provisioned_wcu_hour", 3600.0)
+        sp = self.sp  # reads are billed where the source is, writes where the target is
+        od_r, od_w = (self.cost(read, "on_demand_read_per_million", 1e6, prices=sp),
+                      self.cost(write, "on_demand_write_per_million", 1e6))
+        pr_r, pr_w = (self.cost(read, "provisioned_rcu_hour", 3600.0, prices=sp),
+                      self.cost(write, "provisioned_wcu_hour", 3600.0))
         chosen = [pr_r if read_mode == "PROVISIONED" else od_r, pr_w if write_mode == "PROVISIONED" else od_w]
         self.missing = [m for m in self.missing  # only the prices of the modes the tables use are missing
                         if (m.startswith("on_demand_read") and read_mode != "PROVISIONED")
@@ -293,9 +317,9 @@ class Calc:
                         or not m.startswith(("on_demand_", "provisioned_"))]
         return chosen[0], chosen[1], add_costs(od_r, od_w), add_costs(pr_r, pr_w)
 
-    def s3_put_cost(self, nbytes: float) -> Tuple[float, Optional[float]]:
+    def s3_put_cost(self, nbytes: float, prices: Optional[Prices] = None) -> Tuple[float, Optional[float]]:
         files = math.ceil(nbytes / self.p.assume("export_file_bytes")) + 4 if nbytes > 0 else 0  # + manifests
-        return files, self.cost(files, "s3_put_per_1000", 1000.0)
+        return files, self.cost(files, "s3_put_per_1000", 1000.0, prices=prices)
 
     # time
     def client_rate(self) -> float:
@@ -331,12 +355,16 @@ class Calc:
         bounds: Dict[str, float] = {}
         table_cap = capacity(desc, target.billing, "write", self.p, self.notes, f"target {target.label}")
         user = capacity_limit(desc, job.max_write_units, job.write_percent, "write")
-        if user:
-            table_cap = min(table_cap, user)
         # LSI writes are the table's own capacity (same partitions).
         lsi = sum(v for n, v in units.items() if n != "total" and self._kind(n) == "LSI")
         if units.get("table", 0) + lsi > 0:
             bounds["target table capacity"] = (units.get("table", 0) + lsi) / table_cap
+        total = sum(v for n, v in units.items() if n != "total")
+        if user and total > 0:
+            # The engine's limiter counts every consumed write unit (ReturnConsumedCapacity TOTAL:
+            # the table and each index), so the cap bounds their sum, not the table's share.
+            what = "--max-write-units" if job.max_write_units else "--write-percent"
+            bounds[f"write limit ({what})"] = total / user
         for n, v in units.items():
             if n in ("table", "total") or self._kind(n) != "GSI" or v <= 0:
                 continue

@@ -10,6 +10,7 @@ never as zero.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -77,12 +78,64 @@ class Prices:
                 "source": self.source, "file": self.file}
 
 
+# Throughput figures the estimate divides by: 0 would be a ZeroDivisionError, not an estimate.
+_MAY_BE_ZERO = ("managed_startup_seconds",)
+_TEXT = ("source", "date", "note", "currency")
+
+
+def _number_problem(v: Any, positive: bool) -> Optional[str]:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return f"must be a number, not {json.dumps(v)}"
+    if not math.isfinite(v):
+        return f"must be a finite number, not {v}"
+    # -0.0 too: it prints as $-0.00 and reads as a refund
+    if v < 0 or math.copysign(1.0, v) < 0:
+        return f"must not be negative, not {v}"
+    if positive and v == 0:
+        return "must be more than 0 (the estimate divides by it)"
+    return None
+
+
+def _check(path: str, data: Dict[str, Any]) -> None:
+    """A UsageError naming ``path`` and the key of the first value the estimate cannot use: a price
+    that is not null or a finite number >= 0, a throughput figure that is not a finite number > 0."""
+    def fail(key: str, problem: str) -> None:
+        raise UsageError(f"--prices {path}: {key} {problem}")
+
+    regions = data.get("regions")
+    if regions is not None and not isinstance(regions, dict):
+        fail("regions", "must be an object of regions")
+    for region, rates in (regions or {}).items():
+        if not isinstance(rates, dict):
+            fail(f"regions.{region}", "must be an object of prices")
+        for name, v in rates.items():
+            if name in _TEXT or v is None:
+                continue
+            tiers = v.items() if isinstance(v, dict) else [("", v)]
+            for tier, x in tiers:
+                problem = None if x is None else _number_problem(x, positive=False)
+                if problem:
+                    fail(f"regions.{region}.{name}" + (f".{tier}" if tier else ""), problem)
+    throughput = data.get("throughput")
+    if throughput is not None and not isinstance(throughput, dict):
+        fail("throughput", "must be an object of figures")
+    for name, v in (throughput or {}).items():
+        tiers = v.items() if isinstance(v, dict) else [("", v)]
+        for tier, x in tiers:
+            problem = _number_problem(x, positive=name not in _MAY_BE_ZERO)
+            if problem:
+                fail(f"throughput.{name}" + (f".{tier}" if tier else ""), problem)
+
+
 def load_prices(region: Optional[str] = None, path: Optional[str] = None) -> Prices:
     """The prices for ``region`` (default: the file's default region) from the packaged file,
-    merged with ``path`` when given."""
+    merged with ``path`` when given (a UsageError naming the key when one of its values is not
+    a usable price or figure)."""
     data = _read(PACKAGED)
     if path:
-        data = _merge(data, _read(path))
+        over = _read(path)
+        _check(path, over)
+        data = _merge(data, over)
     regions = data.get("regions") or {}
     default = str(data.get("default_region") or "us-east-1")
     want = region or default

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from .model import Estimate, Lane, fmt_duration, usd
 
@@ -39,10 +39,23 @@ def _lane_lines(ln: Lane, chosen: bool) -> List[str]:
     return lines
 
 
+def _prices_of(p: Dict[str, Any]) -> str:
+    """Whose prices these are: a region without prices of its own names the region used instead."""
+    used = p.get("rates_region") or p["region"]
+    where = used if used == p["region"] else f"{used} (none for {p['region']} in the prices file)"
+    return f"{where} of {p['date']}"
+
+
+def _prices_line(p: Dict[str, Any]) -> str:
+    side = p.get("source_side")
+    if side:
+        return f"  prices: reads {_prices_of(side)}, writes {_prices_of(p)} ({p['file']})"
+    return f"  prices: {_prices_of(p)} ({p['file']})"
+
+
 def estimate_lines(est: Estimate) -> List[str]:
     s = est.inputs["sample"]
-    out = [f"estimate: {est.job} {est.source} -> {est.target}",
-           f"  prices: {est.prices['region']} of {est.prices['date']} ({est.prices['file']})",
+    out = [f"estimate: {est.job} {est.source} -> {est.target}", _prices_line(est.prices),
            f"  source: {est.inputs['source_items']:,} items, {est.inputs['source_bytes']:,} bytes"
            f"{' (the sample is the whole source)' if s['complete'] else ''}",
            f"  sample: {s['items']:,} items -> {s['outputs']:,} outputs (fan-out {_v(s['fan_out'])}, "

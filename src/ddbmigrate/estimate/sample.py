@@ -142,6 +142,7 @@ class SampleStats:
     errors: int = 0
     source_bytes: int = 0
     output_bytes: int = 0
+    json_line_bytes: int = 0  # the outputs as export lines: {"Item":<wire JSON>} and a newline each
     cpu_seconds: float = 0.0
     complete: bool = False  # the sample is the whole source
     read_units: float = 0.0  # what taking the sample consumed (DynamoDB's ConsumedCapacity)
@@ -170,10 +171,12 @@ class SampleStats:
         self.source_items += 1
         self.source_bytes += item_size(item)
         t0 = time.process_time()
+        lines = 0
         try:
             outs = self.transform(item, self.context) if self.transform is not None else [item]
             for o in outs:
-                orjson.dumps(o)  # the encoding the writer does: part of the CPU per item
+                # the encoding the writer does: part of the CPU per item
+                lines += len(orjson.dumps(o)) + len(b'{"Item":}\n')
         except DdbMigrateError as e:
             self.errors += 1  # a dead letter of the job, not a drop
             self.first_error = self.first_error or e.one_line()
@@ -182,6 +185,7 @@ class SampleStats:
             self.cpu_seconds += time.process_time() - t0
         if not outs:
             self.dropped += 1
+        self.json_line_bytes += lines
         for o in outs:
             self.outputs += 1
             size = item_size(o)
@@ -204,30 +208,40 @@ class SampleStats:
 def sample_table(client: Any, table: str, n: int = DEFAULT_SAMPLE, segments: int = SAMPLE_SEGMENTS,
                  consistent: bool = False) -> Tuple[List[WireItem], bool, float]:
     """(items, whole table seen, read units consumed): a parallel Scan of ``segments`` segments,
-    each reading its share of ``n`` items."""
+    each reading its share of ``n`` items; the share of a segment that ends early goes to the
+    segments still going (in rounds), so the sample has ``n`` items unless the table has fewer."""
     segments = max(1, min(segments, n))
-    share = math.ceil(n / segments)
+    got: List[List[WireItem]] = [[] for _ in range(segments)]
+    starts: List[Optional[Dict[str, Any]]] = [None] * segments
+    ended = [False] * segments
+    consumed = [0.0] * segments
 
-    def one(seg: int) -> Tuple[List[WireItem], bool, float]:
-        got: List[WireItem] = []
-        consumed = 0.0
-        start: Optional[Dict[str, Any]] = None
-        while len(got) < share:
+    def one(seg: int, share: int) -> None:
+        want = len(got[seg]) + share
+        while len(got[seg]) < want:
             req: Dict[str, Any] = {"TableName": table, "Segment": seg, "TotalSegments": segments,
-                                   "Limit": min(1000, share - len(got)), "ReturnConsumedCapacity": "TOTAL"}
+                                   "Limit": min(1000, want - len(got[seg])), "ReturnConsumedCapacity": "TOTAL"}
             if consistent:
                 req["ConsistentRead"] = True
-            if start:
-                req["ExclusiveStartKey"] = start
+            if starts[seg]:
+                req["ExclusiveStartKey"] = starts[seg]
             page = client.call("Scan", req, table=table)
-            got.extend(page.get("Items") or [])
-            consumed += float((page.get("ConsumedCapacity") or {}).get("CapacityUnits") or 0.0)
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return got, True, consumed
-        return got, False, consumed
+            got[seg].extend(page.get("Items") or [])
+            consumed[seg] += float((page.get("ConsumedCapacity") or {}).get("CapacityUnits") or 0.0)
+            starts[seg] = page.get("LastEvaluatedKey")
+            if not starts[seg]:
+                ended[seg] = True
+                return
 
     with cf.ThreadPoolExecutor(max_workers=segments, thread_name_prefix="estimate-sample") as pool:
-        parts = list(pool.map(one, range(segments)))
-    items = [i for p in parts for i in p[0]]
-    return items, all(p[1] for p in parts), sum(p[2] for p in parts)
+        while True:
+            going = [i for i in range(segments) if not ended[i]]
+            left = n - sum(len(g) for g in got)
+            if not going or left <= 0:
+                break
+            # Even shares of what is left (the first ones one more): a key that fills its segment
+            # (one partition-key value's items are all in one segment) gets the others' unused share.
+            shares = {seg: left // len(going) + (1 if k < left % len(going) else 0) for k, seg in enumerate(going)}
+            list(pool.map(lambda seg: one(seg, shares[seg]), [s for s in going if shares[s] > 0]))
+    items = [i for g in got for i in g]
+    return items, all(ended), sum(consumed)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -245,7 +245,8 @@ def to_terraform(definition: TableDefinition) -> str:
         if ci.get("Mode"):
             r.attr("mode", ci["Mode"])
         account = definition.arn.split(":")[4] if definition.arn and definition.arn.count(":") >= 5 else "ACCOUNT_ID"
-        iid = f"name:{name}" + (f"/index:{index}" if index else "") + f"/{account}"
+        # The provider parses table/index/account and wants all three, the index empty for the table.
+        iid = f"name:{name}/index:{index or ''}/{account}"
         parts += [_import(f"aws_dynamodb_contributor_insights.{label}", iid,
                           None if definition.arn else "converted from a spec: put the account id in id"), r.text()]
     ks = p.get("KinesisStreamSpecification")
@@ -257,7 +258,37 @@ def to_terraform(definition: TableDefinition) -> str:
             r.attr("approximate_creation_date_time_precision", ks["ApproximateCreationDateTimePrecision"])
         parts += [_import(f"aws_dynamodb_kinesis_streaming_destination.{rn}", f"{name},{ks['StreamArn']}"), r.text()]
     head = f"# DynamoDB table {name}, exported by ddbmigrate: `terraform plan` adopts it through the import blocks.\n"
+    need = _provider_needs(p)
+    if need:
+        version, why = need
+        req = (f"# {why} hashicorp/aws {version} or later (merge this into the configuration's own "
+               "required_providers, if it has one)\n"
+               "terraform {\n  required_providers {\n    aws = {\n      source  = \"hashicorp/aws\"\n"
+               f"      version = \">= {version}\"\n    }}\n  }}\n}}")
+        parts.insert(0, req)
     return head + "\n\n".join(parts) + "\n"
+
+
+# The aws provider release that first took each argument the export may write (its CHANGELOG).
+_PROVIDER_SINCE = (("6.13.0", "warm_throughput"), ("6.11.0", "aws_dynamodb_contributor_insights mode"))
+
+
+def _provider_needs(p: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+    """(oldest aws provider version, why) when the output uses arguments older providers reject.
+
+    Only then: a table that needs nothing newer is not tied to a provider version."""
+    gsis = p.get("GlobalSecondaryIndexes") or []
+    used = {
+        "warm_throughput": bool(p.get("WarmThroughput")) or any(g.get("WarmThroughput") for g in gsis),
+        "aws_dynamodb_contributor_insights mode": any(
+            (ci or {}).get("Mode") for ci in [p.get("ContributorInsightsSpecification")]
+            + [g.get("ContributorInsightsSpecification") for g in gsis]),
+    }
+    for version, what in _PROVIDER_SINCE:
+        if used[what]:
+            names = [w for _v, w in _PROVIDER_SINCE if used[w]]
+            return version, f"{' and '.join(names)} need{'s' if len(names) == 1 else ''}"
+    return None
 
 
 def _import(to: str, ident: str, todo: Optional[str] = None) -> str:
@@ -337,6 +368,9 @@ def to_cdk(definition: TableDefinition) -> str:
         imports.append("kinesis")
         props.append("kinesisStream: kinesis.Stream.fromStreamArn(this, 'KinesisDestination', "
                      f"{_ts(p['KinesisStreamSpecification']['StreamArn'])})")
+        precision = p["KinesisStreamSpecification"].get("ApproximateCreationDateTimePrecision")
+        if precision:
+            props.append(f"kinesisPrecisionTimestamp: dynamodb.ApproximateCreationDateTimePrecision.{precision}")
     props.append("removalPolicy: cdk.RemovalPolicy.RETAIN")
     body = [f"    const table = new dynamodb.Table(this, {_ts(logical_id(name))}, {{"]
     body += [f"      {x}," for x in props]
