@@ -84,6 +84,24 @@ def test_signal_during_an_outage_gives_up_draining_and_keeps_a_consistent_checkp
     assert_copied(att, diff, len(expected))
 
 
+def test_retries_that_run_out_while_draining_after_a_signal_are_still_an_interrupt(
+        endpoint: str, source: Tuple[str, Dict[str, Any]], tmp_path: Path) -> None:
+    # The signal comes during an outage; the in-flight batches' retries run out while the job
+    # drains (2 attempts, well within --drain-timeout). The user stopped the job: exit 130 and
+    # "interrupted", not 75 "failed" with the retries' error; a resume finishes the copy.
+    src, expected = source
+    dst = create_table(endpoint)
+    with FaultProxy(endpoint) as proxy:
+        first = run_tool(args(proxy, src, dst, "--drain-timeout", "30", "--max-attempts", "2"), cwd=str(tmp_path),
+                         timeout=90, kill_when=outage_then_signal(proxy, 10, 0.2), signal_to_send=signal.SIGINT)
+        assert first.exit_code == 130, first.stderr
+        assert "interrupted" in first.stderr and "still failing" not in first.stderr.split("error:")[-1]
+        proxy.end_outage()
+        att = run_until_done(args(proxy, src, dst), tmp_path, resume_first=True)
+    diff = compare(expected, endpoint, dst)
+    assert_copied(att, diff, len(expected))
+
+
 def test_sigterm_before_the_run_begins_is_an_interrupt_with_its_report(endpoint: str, tmp_path: Path) -> None:
     # The transform's sample (before the job, and before its own signal handling) is where the
     # SIGTERM lands: the command still ends as interrupted (exit 130) with its --report, as a

@@ -43,7 +43,7 @@ from typing import (
 from ..core.processing import Processing, Processor
 from ..core.protocols import Sink, Source
 from ..core.records import COUNTER_NAMES, MAX_BATCH_BYTES, BatchResult, Chunk, Op
-from ..errors import FatalError, InterruptedError_
+from ..errors import FatalError, InterruptedError_, RetriableError
 from ..state.crashpoints import pause_point
 from ..state.deadletter import DeadLetters, dead_letter_line
 
@@ -278,7 +278,10 @@ class Pipeline:
             if self._stopped_by_max_errors:
                 # Only then: after a Ctrl-C or a failure the file holds exactly what the report counts.
                 self._keep_unsettled_dead_letters()
-        if self.errors:
+        # Stopped by the user while DynamoDB was out of reach: the retries that ran out while
+        # draining are the stop's consequence, not the job's failure (exit 130, not 75). A fatal
+        # error (access denied, a bad item) still wins.
+        if self.errors and not (self.interrupted and isinstance(self.errors[0], RetriableError)):
             raise self.errors[0]
         if self.interrupted:
             raise InterruptedError_("interrupted; checkpoint saved")
