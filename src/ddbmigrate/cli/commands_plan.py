@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import click
 
@@ -86,7 +86,11 @@ def validate_cmd(kw: Dict[str, Any]) -> int:
     """Check PLAN_FILE (schema, tables, permissions, key schemas) and print what would run."""
     from ..plan import load_plan, validate_plan
 
-    problems = validate_plan(kw["plan_file"], check_tables=not kw["no_check_tables"], sample=kw["sample"])
+    warnings: List[Any] = []
+    problems = validate_plan(kw["plan_file"], check_tables=not kw["no_check_tables"], sample=kw["sample"],
+                             warnings=warnings)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
     for p in problems:
         click.echo(f"error: {p}", err=True)
     if problems:

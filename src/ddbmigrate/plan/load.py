@@ -73,6 +73,7 @@ REQUIRED: Dict[str, Tuple[str, ...]] = {
 TOP_FIELDS = ("version", "name", "state_dir", "parallel", "fail_fast", "defaults", "jobs")
 DEFAULT_FIELDS = ("source", "target", "options", "create_target", "target_spec", "verify_after", "transforms",
                   *ENGINE_FIELDS)
+_TRANSFORM_FORM = "expected path/to/file.py:function or package.module:function"
 _JOB_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
@@ -108,9 +109,12 @@ class PlanJob:
     processes: Optional[int] = None  # set when engine is processes
     spark_master: Optional[str] = None  # only with engine spark; None: the active or default Spark
     field_lines: Dict[str, int] = field(default_factory=dict)
+    # Fields taken from ``defaults``, each with the line of the default: a problem with one is
+    # fixed there, once, not in every job it serves.
+    defaulted: Dict[str, int] = field(default_factory=dict)
 
     def line_of(self, key: str) -> int:
-        return self.field_lines.get(key, self.line)
+        return self.defaulted.get(key) or self.field_lines.get(key, self.line)
 
     def passed_engine(self) -> Optional[str]:
         """The engine to build and pass as ``engine=``: None when the job named none, or when its
@@ -122,7 +126,7 @@ class PlanJob:
     def definition(self) -> Dict[str, Any]:
         d = asdict(self)
         # Scheduling is not part of what a job does (see the module docstring).
-        for k in ("line", "index", "field_lines") + ENGINE_FIELDS:
+        for k in ("line", "index", "field_lines", "defaulted") + ENGINE_FIELDS:
             d.pop(k)
         return d
 
@@ -348,7 +352,8 @@ def read_plan(path: str, *, state_dir: Optional[str] = None) -> Tuple[Plan, List
     dopts = _options(ck, d.get("options"), ("defaults", "options"))
     dtransforms = ck.mapping(d.get("transforms"), ("defaults", "transforms"), list(d.get("transforms") or {}))
     for k, v in dtransforms.items():
-        ck.typed(v, ("defaults", "transforms", k), str, f"transform for {k}")
+        if ck.typed(v, ("defaults", "transforms", k), str, f"transform for {k}") and ":" not in v:
+            ck.add(("defaults", "transforms", k), f"defaults.transforms.{k} {v!r}: {_TRANSFORM_FORM}")
     dflags: Dict[str, Any] = {}
     for flag in ("create_target", "verify_after"):
         if flag in d and ck.typed(d[flag], ("defaults", flag), bool, flag):
@@ -388,20 +393,32 @@ def read_plan(path: str, *, state_dir: Optional[str] = None) -> Tuple[Plan, List
             if flag in raw and flag in allowed:
                 if ck.typed(raw[flag], jp + (flag,), bool, flag):
                     setattr(job, flag, raw[flag])
-            elif flag in dflags and flag in allowed:
+            elif flag in dflags and flag in allowed and not (flag == "verify_after" and kind == "import"):
+                # A default serves the kinds it can apply to: an import has no source table to
+                # compare its target with, so defaults.verify_after leaves it alone.
                 setattr(job, flag, dflags[flag])
+                job.defaulted[flag] = ck.line(("defaults", flag)) or 0
+        if kind == "import" and job.verify_after:
+            ck.add(jp + ("verify_after",), f"jobs[{i}].verify_after: an import has no source table to compare "
+                   "its target with; add a verify job after it instead")
         for key, attr in (("target_spec", "target_spec"), ("spec", "spec"), ("from", "path_from"), ("to", "path_to")):
             if raw.get(key) is not None and key in allowed and ck.typed(raw[key], jp + (key,), str, key):
                 setattr(job, attr, _resolve_path(base, raw[key]))
         if job.target_spec is None and "target_spec" in allowed and isinstance(d.get("target_spec"), str):
             job.target_spec = _resolve_path(base, d["target_spec"])
+            job.defaulted["target_spec"] = ck.line(("defaults", "target_spec")) or 0
         tr = raw.get("transform")
         if tr is None and job.source is not None and "transform" in allowed:
             tr = dtransforms.get(job.source.table)
+            if tr is not None:
+                # Checked once where it is written (defaults.transforms), not in every job it serves.
+                job.defaulted["transform"] = ck.line(("defaults", "transforms", job.source.table)) or 0
+                if isinstance(tr, str):
+                    job.transform = _resolve_transform(base, tr)
+                tr = None
         if tr is not None and ck.typed(tr, jp + ("transform",), str, "transform"):
             if ":" not in tr:
-                ck.add(jp + ("transform",), f"jobs[{i}].transform {tr!r}: expected path/to/file.py:function "
-                       "or package.module:function")
+                ck.add(jp + ("transform",), f"jobs[{i}].transform {tr!r}: {_TRANSFORM_FORM}")
             job.transform = _resolve_transform(base, tr)
         if "export_time" in raw and ck.typed(raw["export_time"], jp + ("export_time",), str, "export_time"):
             job.export_time = raw["export_time"]
@@ -413,6 +430,8 @@ def read_plan(path: str, *, state_dir: Optional[str] = None) -> Tuple[Plan, List
                 ck.add(jp + ("incremental",), f"jobs[{i}].incremental must be [FROM, TO] (two timestamps)")
         if job.kind in ("export", "import") and not job.native and (job.export_time or job.incremental):
             ck.add(jp, f"jobs[{i}]: export_time / incremental need native: true")
+        if job.kind == "export" and job.native:
+            _check_native_export(ck, job, jp)
         if job.kind == "import" and job.native and not (job.spec or job.target_spec):
             ck.add(jp, f"jobs[{i}]: a native import creates its table: give spec: table.yaml")
         merged_opts = dict(dopts)
@@ -455,6 +474,14 @@ def read_plan(path: str, *, state_dir: Optional[str] = None) -> Tuple[Plan, List
         if job.clean_target and not job.confirm:
             ck.add(jp + ("clean_target",), f"jobs[{i}] ({name}) empties its target first: add 'confirm: true'")
         jobs.append(job)
+    # A transform keyed by a table no job reads (a typo) would leave that data untransformed.
+    read = sorted({j.source.table for j in jobs if j.source is not None and "transform" in KIND_FIELDS[j.kind]})
+    for k in dtransforms:
+        if isinstance(k, str) and k not in read:
+            close = difflib.get_close_matches(k, read, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            ck.add(("defaults", "transforms", k), f"defaults.transforms: no job reads a table {k!r}, so this "
+                   f"transform would never run{hint}")
     names = {j.name for j in jobs}
     for j in jobs:
         for a in j.after:
@@ -468,6 +495,41 @@ def read_plan(path: str, *, state_dir: Optional[str] = None) -> Tuple[Plan, List
         ck.add(("jobs", first.index, "after"), f"jobs depend on each other in a cycle: {' -> '.join(cycle)}")
     return Plan(path=path, name=plan_name, state_dir=state_dir,
                 parallel=parallel, fail_fast=fail_fast, jobs=jobs), list(ck.problems)
+
+
+def _check_native_export(ck: _Checker, job: PlanJob, jp: Path_) -> None:
+    """What a native export's run would refuse at once, found here with the plan field's line
+    (the same parsing the export uses, so the two never disagree)."""
+    from ..aws.managed import MAX_INCREMENTAL, MIN_INCREMENTAL, parse_time, split_s3_uri
+
+    where = ck.where(jp)
+    if job.path_to is not None:
+        try:
+            split_s3_uri(job.path_to)
+        except UsageError:
+            ck.add(jp + ("to",), f"{where}.to {job.path_to!r}: a native export writes to S3: give "
+                   "s3://bucket/prefix (or drop native: true to export to a folder)")
+    if job.export_time is not None and job.incremental is not None:
+        ck.add(jp + ("incremental",), f"{where}: export_time and incremental are exclusive "
+               "(an incremental export has its own window)")
+    if job.export_time is not None:
+        try:
+            parse_time(job.export_time, f"{where}.export_time")
+        except UsageError as e:
+            ck.add(jp + ("export_time",), e.message)
+    if job.incremental is not None:
+        try:
+            frm = parse_time(job.incremental[0], f"{where}.incremental FROM")
+            to = parse_time(job.incremental[1], f"{where}.incremental TO")
+        except UsageError as e:
+            ck.add(jp + ("incremental",), e.message)
+            return
+        if to <= frm:
+            ck.add(jp + ("incremental",), f"{where}.incremental: TO ({to.isoformat()}) must be after FROM "
+                   f"({frm.isoformat()})")
+        elif not MIN_INCREMENTAL <= to - frm <= MAX_INCREMENTAL:
+            ck.add(jp + ("incremental",), f"{where}.incremental: the window must be between 15 minutes and "
+                   f"24 hours (got {to - frm})")
 
 
 def _engine_settings(ck: _Checker, raw: Dict[str, Any], p: Path_) -> Dict[str, Any]:

@@ -71,12 +71,16 @@ class PlanReport:
     @property
     def exit_code(self) -> int:
         codes = [j.exit_code for j in self.jobs]
+        failed = [c for j, c in zip(self.jobs, codes) if j.status in ("failed", "blocked")]
+        fatal = [c for c in failed if c in (EXIT_FATAL, EXIT_USAGE)]
+        # Before interrupted: a job that failed for good before the Ctrl-C needs fixing, and a
+        # 130 would say that resuming is all there is to do.
+        if fatal:
+            return fatal[0]
+        if failed:
+            return max(failed)
         if self.status == "interrupted":
             return EXIT_INTERRUPTED
-        failed = [c for j, c in zip(self.jobs, codes) if j.status in ("failed", "blocked")]
-        if failed:
-            fatal = [c for c in failed if c in (EXIT_FATAL, EXIT_USAGE)]
-            return fatal[0] if fatal else max(failed)
         if any(j.status in ("interrupted", "not-started") for j in self.jobs):
             return EXIT_INTERRUPTED
         if EXIT_DIFFERENCES in codes:

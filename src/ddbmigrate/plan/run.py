@@ -1,8 +1,9 @@
 """Running a plan: at most ``parallel`` jobs at a time, one display, one report, one resume.
 
 :func:`run_plan` loads the plan (:mod:`.load`), checks that every job's function and engine are
-in this build (:mod:`ddbmigrate.jobs.registry`), creates missing targets one at a time, then
-schedules the jobs on a thread pool as their ``after:`` allow. Each job calls its library
+in this build (:mod:`ddbmigrate.jobs.registry`), creates missing targets one at a time (a job
+with ``after:`` creates its own when it starts, under the same lock), then schedules the jobs on a
+thread pool as their ``after:`` allow. Each job calls its library
 function; a job that names an ``engine:`` gets ``engine=engine_for(name, ...)``, and one that
 names none is called exactly as before engines existed (no ``engine`` keyword at all).
 
@@ -110,6 +111,12 @@ class _PlanState:
     def unfinished(self) -> List[str]:
         return [n for n, j in self.jobs.items() if j.get("status") != "done"]
 
+    def keep_only(self, names: Sequence[str]) -> None:
+        """Forget the jobs no longer in the plan: a job removed from the file is not something
+        a later run could finish, so it must not keep every run refused as unfinished."""
+        keep = set(names)
+        self.jobs = {n: j for n, j in self.jobs.items() if n in keep}
+
     def record(self, job: PlanJob, result: JobResult) -> None:
         with self._lock:
             self.jobs[job.name] = {"hash": job.definition_hash(), "status": result.status, "result": asdict(result)}
@@ -170,6 +177,11 @@ class _Runner:
         self.max_cost = max_cost
         self.prices = prices
         self.estimates: Dict[str, Any] = {}
+        # Targets are created one at a time, each once per run (by ref_key): a job that starts
+        # after another (after:) prepares its target when it starts, so two such jobs writing
+        # into one new table would otherwise both try to create it.
+        self._target_lock = threading.Lock()
+        self._prepared: Dict[Any, Optional[str]] = {}
 
     # ------------------------------------------------------------------ paths
 
@@ -194,6 +206,8 @@ class _Runner:
 
     def run(self) -> PlanReport:
         had_state = self.state.load()
+        if had_state:
+            self.state.keep_only([j.name for j in self.plan.jobs])
         if had_state and self.restart:
             self.state.jobs = {}
         elif had_state and not self.resume and self.state.unfinished():
@@ -338,19 +352,35 @@ class _Runner:
         """Create missing targets one at a time before jobs run concurrently.
 
         Two jobs writing into one new table (a re-model of two tables into one) would otherwise
-        race to create it; preparing here also fails early, before any data moves.
+        race to create it; preparing here also fails early, before any data moves. A job with
+        ``after:`` may need what an earlier job makes (its source, say): its target is prepared
+        when it starts (:meth:`_prepare_target`, under the same lock).
         """
+        for job in jobs:
+            if job.after or not _creates_target(job):
+                continue
+            try:
+                self._prepare_target(job)
+            except DdbMigrateError as e:
+                res = self.results[job.name]
+                res.status, res.exit_code, res.error = "failed", e.exit_code, f"preparing the target: {e.one_line()}"
+        for job in jobs:
+            if self.results[job.name].status == "failed":
+                self.state.record(job, self.results[job.name])
+                self.display.set_status(job.name, "failed")
+        jobs[:] = [j for j in jobs if self.results[j.name].status != "failed"]
+
+    def _prepare_target(self, job: PlanJob) -> None:
+        """Describe the job's target, creating it when missing; once per table per run, and one
+        at a time, so a table created by another job of the plan is found and used."""
         from ..aws.client import DynamoClient
+        from ..errors import FatalError
         from ..jobs.common import prepare_target
 
-        done: Dict[Any, Optional[str]] = {}
-        for job in jobs:
-            if job.after or job.target is None or not (job.create_target or job.target_spec):
-                continue
-            if job.kind not in ("copy", "import", "replicate") or (job.kind == "import" and job.native):
-                continue
-            key = ref_key(job.target)
-            if key not in done:
+        assert job.target is not None
+        key = ref_key(job.target)
+        with self._target_lock:
+            if key not in self._prepared:
                 try:
                     retry = RetryPolicy(max_attempts=int(job.options.get("max_attempts", 10)))
                     dst = DynamoClient(job.target, pool_size=2, retry=retry)
@@ -358,19 +388,14 @@ class _Runner:
                     sdesc = src.describe_table() if (src is not None and not job.target_spec) else None
                     prepare_target(dst, source_desc=sdesc, source_client=src, create=job.create_target,
                                    spec_path=job.target_spec)
-                    done[key] = None
+                    self._prepared[key] = None
                 except DdbMigrateError as e:
-                    done[key] = e.one_line()
-                    res = self.results[job.name]
-                    res.status, res.exit_code, res.error = "failed", e.exit_code, f"preparing the target: {e.one_line()}"
-            if done[key] is not None and self.results[job.name].status != "failed":
-                res = self.results[job.name]
-                res.status, res.exit_code, res.error = "failed", EXIT_FATAL, f"preparing the target: {done[key]}"
-        for job in jobs:
-            if self.results[job.name].status == "failed":
-                self.state.record(job, self.results[job.name])
-                self.display.set_status(job.name, "failed")
-        jobs[:] = [j for j in jobs if self.results[j.name].status != "failed"]
+                    self._prepared[key] = e.one_line()
+                    raise
+                return
+            error = self._prepared[key]
+        if error is not None:
+            raise FatalError(error)
 
     def _run_job(self, job: PlanJob) -> JobResult:
         res = JobResult(job.name, job.kind, job.line, description=job.describe(), started_at=utcnow(),
@@ -378,6 +403,14 @@ class _Runner:
         res.checkpoint_path = self.checkpoint_path(job)
         res.dead_letter_path = self.dead_letter_path(job)
         t = time.monotonic()
+        if job.after and _creates_target(job):
+            try:
+                self._prepare_target(job)
+            except DdbMigrateError as e:
+                res.status, res.exit_code = "failed", e.exit_code
+                res.error = f"preparing the target: {e.one_line()}"
+                res.finished_at = utcnow()
+                return res
         try:
             engine = self._engine(job)
             report = self._execute(job, engine)
@@ -489,6 +522,13 @@ class _Runner:
         os.makedirs(os.path.join(self.plan.state_dir, "diffs"), exist_ok=True)
         return _call(func, (job.source, job.target), self._verify_kwargs(job, self.options(job)),
                      {"engine": engine} if engine is not None else {})
+
+
+def _creates_target(job: PlanJob) -> bool:
+    """Whether the plan prepares the job's target (a native import creates its own)."""
+    if job.target is None or not (job.create_target or job.target_spec):
+        return False
+    return job.kind in ("copy", "import", "replicate") and not (job.kind == "import" and job.native)
 
 
 def run_plan(

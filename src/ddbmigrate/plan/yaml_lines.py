@@ -55,6 +55,10 @@ def load_yaml(path: str) -> Tuple[Any, Dict[Path_, int]]:
             text = fh.read()
     except OSError as e:
         raise PlanError([PlanProblem(path, None, f"cannot read plan: {e.strerror or e}")]) from None
+    except UnicodeDecodeError as e:
+        # UTF-16 from some editors, or not a text file at all: a plan is UTF-8 YAML.
+        raise PlanError([PlanProblem(path, None, f"cannot read plan: not UTF-8 text (byte {e.start}: "
+                                                 f"{e.reason}); save it as UTF-8")]) from None
     try:
         # A key given twice is refused (PyYAML would keep the last one silently). Constructing
         # first also flattens merge keys (<<) in the node tree, so the walk below sees the same

@@ -1,0 +1,172 @@
+"""Plan defects found by an audit, reproduced on DynamoDB Local: exact items, statuses and messages."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+import yaml
+
+from ddbmigrate.plan import run_plan, validate_plan
+from ddbmigrate.plan.yaml_lines import PlanProblem
+from support import as_set, create_table, put_items, scan_all, unique, write_plan
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plans"
+SPEC = ("AttributeDefinitions: [{AttributeName: pk, AttributeType: S}]\n"
+        "KeySchema: [{AttributeName: pk, KeyType: HASH}]\n")
+
+
+def _items(prefix: str, n: int) -> List[Dict[str, Any]]:
+    return [{"pk": {"S": f"{prefix}{i:03d}"}, "n": {"N": str(i)}} for i in range(n)]
+
+
+def _with_defaults(plan: Path, **defaults: Any) -> None:
+    doc = yaml.safe_load(plan.read_text())
+    doc["defaults"].update(defaults)
+    plan.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_default_verify_after_verifies_copies_and_leaves_imports_alone(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint)
+    items = _items("v", 25)
+    put_items(endpoint, src, items)
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, [
+        {"kind": "copy", "name": "cp", "source": src, "target": src + "-copy"},
+        {"kind": "export", "name": "exp", "source": src, "to": "out"},
+        {"kind": "import", "name": "imp", "from": "out", "target": src + "-imp", "target_spec": "spec.yaml",
+         "after": "exp"}], state_dir="state")
+    _with_defaults(plan, create_target=True, verify_after=True)
+    assert validate_plan(str(plan)) == []
+
+    rep = run_plan(str(plan), progress="off")
+
+    assert rep.status == "done" and rep.exit_code == 0, [(j.name, j.error) for j in rep.jobs]
+    assert as_set(scan_all(endpoint, src + "-imp")) == as_set(items)
+    assert as_set(scan_all(endpoint, src + "-copy")) == as_set(items)
+    assert rep.job("cp").verify is not None and rep.job("cp").verify["exit_code"] == 0
+    assert rep.job("imp").verify is None and rep.job("imp").report["counters"]["written"] == 25
+
+
+def test_two_jobs_after_another_create_their_one_new_target_once(endpoint: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both start when the export they wait for ends; the first creates the table from the spec,
+    the second finds it and writes into it (no ResourceInUseException)."""
+    from ddbmigrate.aws.client import DynamoClient
+    from ddbmigrate.errors import TableNotFoundError
+
+    real = DynamoClient.describe_table
+
+    def slow_when_missing(self: DynamoClient, *a: Any, **kw: Any) -> Any:
+        # Widens the window between "the target is missing" and CreateTable, where both jobs met.
+        try:
+            return real(self, *a, **kw)
+        except TableNotFoundError:
+            time.sleep(0.5)
+            raise
+
+    monkeypatch.setattr(DynamoClient, "describe_table", slow_when_missing)
+    one, two = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, one, _items("a", 30))
+    put_items(endpoint, two, _items("b", 30))
+    shop = unique("shop")
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, [
+        {"kind": "export", "name": "gate", "source": one, "to": "gate"},
+        {"kind": "copy", "name": "c1", "source": one, "target": shop, "target_spec": "spec.yaml", "after": "gate"},
+        {"kind": "copy", "name": "c2", "source": two, "target": shop, "target_spec": "spec.yaml", "after": "gate"}],
+        state_dir="state", parallel=3)
+    assert validate_plan(str(plan)) == []
+
+    rep = run_plan(str(plan), progress="off")
+
+    assert rep.status == "done" and rep.exit_code == 0, [(j.name, j.error) for j in rep.jobs]
+    assert as_set(scan_all(endpoint, shop)) == as_set(_items("a", 30) + _items("b", 30))
+
+
+def test_a_job_removed_from_the_plan_does_not_block_the_next_run(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint)
+    put_items(endpoint, src, _items("r", 10))
+    jobs: List[Dict[str, Any]] = [
+        {"kind": "copy", "name": "v1", "source": src, "target": src + "-v1", "create_target": True},
+        {"kind": "copy", "name": "c3", "source": src, "target": unique("missing")}]
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, jobs, state_dir="state")
+    first = run_plan(str(plan), progress="off")
+    assert first.job("c3").status == "failed" and first.exit_code == 1
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, jobs[:1] + [
+        {"kind": "copy", "name": "v2", "source": src, "target": src + "-v2", "create_target": True}],
+        state_dir="state")
+
+    second = run_plan(str(plan), progress="off")
+
+    assert second.status == "done" and second.exit_code == 0, [(j.name, j.error) for j in second.jobs]
+    assert [j.name for j in second.jobs] == ["v1", "v2"]
+    assert as_set(scan_all(endpoint, src + "-v2")) == as_set(_items("r", 10))
+    state = yaml.safe_load((tmp_path / "state" / "plan-state.json").read_text())
+    assert sorted(state["jobs"]) == ["v1", "v2"]
+
+
+def _remodel(endpoint: str, tmp_path: Path, on_error: str) -> Path:
+    shutil.copytree(EXAMPLES, tmp_path / "plans")
+    customers = create_table(endpoint, hash_key=("customer_id", "S"))
+    orders = create_table(endpoint, hash_key=("order_id", "S"))
+    put_items(endpoint, customers, [{"customer_id": {"S": f"c{i}"}} for i in range(5)])
+    put_items(endpoint, orders, [{"order_id": {"S": f"o{i}"}, "customer_id": {"S": f"c{i % 5}"}} for i in range(19)]
+              + [{"order_id": {"S": "orphan"}}])
+    path = tmp_path / "plans" / "remodel_two_into_one.yaml"
+    doc = yaml.safe_load(path.read_text())
+    side = {"endpoint_url": endpoint, "region": "us-east-1"}
+    doc["defaults"].update(source=side, target=side)
+    doc["defaults"]["options"] = {"on_error": on_error}
+    doc["jobs"][0]["source"], doc["jobs"][1]["source"] = customers, orders
+    for j in doc["jobs"]:
+        j["target"] = unique("shop")
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_remodel_example_with_an_orphan_order_validates_with_a_warning(endpoint: str, tmp_path: Path) -> None:
+    path = _remodel(endpoint, tmp_path, "skip")
+    line = next(i + 1 for i, x in enumerate(path.read_text().splitlines()) if "order_to_shop" in x)
+    warnings: List[PlanProblem] = []
+    assert validate_plan(str(path), warnings=warnings) == []
+    shop_py = tmp_path / "plans" / "transforms" / "shop.py"
+    assert [(w.line, w.message) for w in warnings] == [
+        (line, "orders-into-shop: the transform raised on 1 of 20 sampled items; with on_error: skip they will "
+               f"be dead-lettered, e.g. transform {shop_py}:order_to_shop raised ValueError: order orphan has no "
+               f"customer_id at {shop_py}:25 (ValueError)")]
+    r = subprocess.run([sys.executable, "-m", "ddbmigrate", "plan", "validate", str(path)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [f"warning: {warnings[0]}"]
+
+
+def test_remodel_example_with_an_orphan_order_and_on_error_fail_counts_every_sampled_item(
+        endpoint: str, tmp_path: Path) -> None:
+    path = _remodel(endpoint, tmp_path, "fail")
+    problems = validate_plan(str(path))
+    assert len(problems) == 1 and problems[0].message.startswith(
+        "orders-into-shop: 1 of 20 sampled transformed items do not fit the key schema of "), problems
+    assert "order orphan has no customer_id" in problems[0].message
+
+
+def test_a_bad_default_spec_is_one_problem_at_its_line(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint)
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, [
+        {"kind": "copy", "name": "one", "source": src, "target": unique("new")},
+        {"kind": "copy", "name": "two", "source": src, "target": unique("new")}], state_dir="state")
+    _with_defaults(plan, target_spec="no-such-spec.yaml")
+    line = next(i + 1 for i, x in enumerate(plan.read_text().splitlines()) if "no-such-spec" in x)
+
+    problems = validate_plan(str(plan))
+
+    assert [(p.line, p.message) for p in problems] == [
+        (line, f"defaults.target_spec: cannot read table spec {tmp_path / 'no-such-spec.yaml'}: "
+               "No such file or directory")]
