@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Dict, List
 
 import pytest
@@ -460,3 +461,61 @@ def test_a_failed_copy_says_what_it_wrote_past_its_checkpoint(endpoint: str, tmp
     assert rep["counters"]["written"] + unsettled == in_target, (rep["counters"], unsettled, in_target)
     assert "also written, not settled" in r.stderr and f"{unsettled:,} (a resume writes them again)" in r.stderr, \
         r.stderr
+
+
+def test_a_second_run_of_a_running_job_is_refused_and_kill_9_leaves_no_lock(endpoint: str, tmp_path: Path) -> None:
+    # Two runs of one job at once each wrote its checkpoint and dead letters (the file held
+    # duplicates); a --restart would empty the files under the first. The second is refused.
+    import signal
+
+    from support import one_error_line, wait_for
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(2000))
+    args = [sys.executable, "-m", "ddbmigrate", "copy", src, dst, "--endpoint-url", endpoint, "--progress", "off",
+            "--max-write-units", "200"]
+    first = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: list((tmp_path / ".ddbmigrate").glob("*.lock")), 60.0, "the first run's lock")
+        for more in (["--resume"], ["--restart"]):
+            r = cli("copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", *more, cwd=tmp_path)
+            one_error_line(SimpleNamespace(exit_code=r.returncode, stderr=r.stderr), 2,
+                           "another run of this job", f"pid {first.pid}")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    r = cli("copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(scan_all(endpoint, dst)) == 2000
+    assert not list((tmp_path / ".ddbmigrate").glob("*.lock"))  # released at the end
+
+
+def test_a_resume_that_names_another_dead_letter_file_is_refused(endpoint: str, tmp_path: Path) -> None:
+    # The first run's dead letters (and lines a resume must cut off) are in the default file: a
+    # resume writing elsewhere split them (the report's reasons counted one file) and repeated one.
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(700))
+    tf = write_transform(tmp_path, FAILING)
+    args = ["copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", "--transform", tf, "--on-error", "skip",
+            "--segments", "4", "--checkpoint-every", "0.05"]
+    r = subprocess.run([sys.executable, "-m", "ddbmigrate", *args], capture_output=True, text=True, timeout=180,
+                       cwd=tmp_path, env={**os.environ, "DDBMIGRATE_CRASH_AT": "after_batch_ack",
+                                          "DDBMIGRATE_CRASH_AFTER": "8"})
+    assert r.returncode == -9, r.stderr
+    (cp,) = (tmp_path / ".ddbmigrate").glob("*.checkpoint.json")
+    default = tmp_path / ".ddbmigrate" / cp.name.replace(".checkpoint.json", ".deadletter.jsonl")
+    r = cli(*args, "--resume", "--dead-letter", "other.jsonl", cwd=tmp_path)
+    from support import one_error_line
+
+    one_error_line(SimpleNamespace(exit_code=r.returncode, stderr=r.stderr), 2, "dead letters so far are in",
+                   "--dead-letter .ddbmigrate/" + default.name)
+    assert not (tmp_path / "other.jsonl").exists()
+    r = cli(*args, "--resume", "--report", "r.json", cwd=tmp_path)
+    assert r.returncode == 3, r.stderr
+    expected = sorted(f"k{i:05d}" for i in range(700) if i % 7 == 0)
+    assert sorted(dead_keys(default)) == expected  # each once, in one file
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["counters"]["dead_lettered"] == len(expected)
+    assert sum(rep["dead_letter_reasons"].values()) == len(expected)

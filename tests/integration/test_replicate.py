@@ -407,6 +407,9 @@ def test_status_of_a_killed_replicator_is_not_running(endpoint: str, tmp_path: P
     human = cli("replicate", "status", src, dst, *base)
     assert human.exit_code == 6 and "not running" in human.stdout and "lag              unknown" in human.stdout
     assert "caught up" not in human.stdout
+    # Nor is it "applying the journal" or "tailing": the phase is where it stopped.
+    assert "phase            stream when it stopped (nothing runs now)" in human.stdout, human.stdout
+    assert "applying" not in human.stdout and "tailing the stream" not in human.stdout
 
 
 def test_replicate_stop_ends_it_cleanly_and_cutover_uses_its_transform(endpoint: str, tmp_path: Path) -> None:

@@ -271,6 +271,9 @@ def _print_status(doc: Dict[str, Any]) -> None:
 
 
 def _phase(doc: Dict[str, Any]) -> str:
+    if not doc.get("alive"):
+        # A replicator that is not running does nothing: its phase is only where it stopped.
+        return f"{doc.get('phase') or '-'} when it stopped (nothing runs now)"
     if doc.get("phase") == "backfill":
         return "backfill (the journal keeps every change meanwhile)"
     if doc.get("phase") == "stream":

@@ -44,7 +44,7 @@ from typing import (
 
 from ..config import RunOptions
 from ..core.records import COUNTER_NAMES
-from ..errors import DdbMigrateError, FatalError, InterruptedError_, RetriableError
+from ..errors import DdbMigrateError, FatalError, InterruptedError_, RetriableError, UsageError
 from ..logs import redact
 from ..reporting import metrics
 from ..reporting.progress import Progress
@@ -57,6 +57,7 @@ from ..state.checkpoint import (
     open_checkpoint,
 )
 from ..state.deadletter import DeadLetters
+from ..state.status import RunLock, lock_path_for
 from .job import Job
 
 log = logging.getLogger("ddbmigrate")
@@ -162,6 +163,27 @@ class Driver:
             DeadLetters(opts.dead_letter).check()
         self.store: Optional[CheckpointStore] = None
         state: Optional[CheckpointState] = None
+        # One run of a job at a time, before its checkpoint or dead letters are touched (a second
+        # run would write both beside the first, and a --restart would empty them under it).
+        self.run_lock: Optional[RunLock] = None
+        if job.checkpoint and not opts.dry_run:
+            self.run_lock = RunLock(lock_path_for(opts.checkpoint or default_path(job.kind, dict(job.identity))),
+                                    busy="another run of this job{who} is running (lock {path}): wait for it to end, "
+                                         "or stop it, then rerun")
+            self.run_lock.acquire()
+        try:
+            self._open(job, opts, state)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Let the next run of this job start (the kernel does it too, when the process ends)."""
+        if self.run_lock is not None:
+            self.run_lock.release()
+            self.run_lock = None
+
+    def _open(self, job: Job, opts: RunOptions, state: Optional[CheckpointState]) -> None:
         if job.checkpoint and not opts.dry_run:
             self.store, state = open_job_checkpoint(job.kind, dict(job.identity), opts, self.report)
         self.units = list(job.source.units())
@@ -197,6 +219,14 @@ class Driver:
         # Where this job's lines begin in its file (a --dead-letter file the user named may hold
         # earlier jobs' lines before them).
         self.dead_start = 0
+        saved_path = saved_dead.get("path")
+        if state is not None and state.state != "done" and saved_path and \
+                os.path.abspath(str(saved_path)) != os.path.abspath(dead_path):
+            # The earlier runs' dead letters, and lines of chunks this run reads again (to be cut
+            # off), are in that file: a resume writing elsewhere would split them and repeat some.
+            raise UsageError(f"this job's dead letters so far are in {saved_path}, not {dead_path}: resume with "
+                             f"--dead-letter {saved_path}" + ("" if opts.dead_letter else " (or move it back)"),
+                             file=dead_path)
         if state is not None and saved_dead.get("path") == dead_path:
             # Lines of chunks the checkpoint does not count: this run reads those chunks again.
             cut = self.dead.truncate(int(saved_dead.get("bytes") or 0))
@@ -468,6 +498,13 @@ class Driver:
     def finish(self, error: Optional[BaseException], *, segments: Optional[int] = None,
                extra: Optional[Mapping[str, Any]] = None) -> Report:
         """Final checkpoint, sink finalisation, the report; raises the job's error (report attached)."""
+        try:
+            return self._finish(error, segments=segments, extra=extra)
+        finally:
+            self.release()
+
+    def _finish(self, error: Optional[BaseException], *, segments: Optional[int],
+                extra: Optional[Mapping[str, Any]]) -> Report:
         opts = self.opts
         report = self.report
         if error is None and self.failures:

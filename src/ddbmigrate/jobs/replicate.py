@@ -83,7 +83,7 @@ from ..state.checkpoint import (
 )
 from ..state.journal import DEFAULT_SEGMENT_BYTES, Journal, journal_paths
 from ..state.status import (
-    ReplicatorLock,
+    RunLock,
     StatusWriter,
     check_status_path,
     clear_stop_request,
@@ -247,7 +247,7 @@ def replicate(
                           every=status_every)
     # The checkpoint and the journal are what two replicators would fight over (whatever status
     # file each was given): the lock guards them, for as long as this one runs.
-    lock = ReplicatorLock(lock_path_for(meta_path))
+    lock = RunLock(lock_path_for(meta_path))
     lock.acquire()
     try:
         refuse_second_replicator(status_file)

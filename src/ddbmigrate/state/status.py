@@ -233,16 +233,21 @@ def refuse_second_replicator(status_file: str) -> None:
                          f"{status_file}); stop it first")
 
 
-class ReplicatorLock:
-    """The exclusive lock of one replication's checkpoint and journal, held for the replicator's life.
+class RunLock:
+    """The exclusive lock of one job's checkpoint (a replication's: its journal too), held for the
+    run's life: two runs of one job at once would each write its checkpoint and dead letters, and
+    a --restart would empty the files the other is writing.
 
-    The status file cannot be the guard: a second replicator given another --status-file would
-    never see the first one's. ``flock`` on a file next to the checkpoint guards what the two
-    would really share, and the kernel drops it when its holder dies (kill -9 leaves no stale lock).
+    For a replication the status file cannot be the guard: a second replicator given another
+    --status-file would never see the first one's. ``flock`` on a file next to the checkpoint
+    guards what the two would really share, and the kernel drops it when its holder dies (kill -9
+    leaves no stale lock). ``busy``: the refusal, with ``{who}`` (the holder's pid) and ``{path}``.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy: str = "another replicator{who} is running for these tables (lock {path}); "
+                                              "stop it first") -> None:
         self.path = path
+        self.busy = busy
         self._fd: Optional[int] = None
 
     def acquire(self) -> None:
@@ -255,7 +260,7 @@ class ReplicatorLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as e:
-                raise UsageError(f"cannot open the replication lock {self.path}: {e.strerror}",
+                raise UsageError(f"cannot open the lock {self.path}: {e.strerror}",
                                  file=self.path) from None
             try:
                 _lock_now(fd)
@@ -263,8 +268,7 @@ class ReplicatorLock:
                 holder = _read_pid(fd)
                 os.close(fd)
                 who = f" (pid {holder})" if holder else ""
-                raise UsageError(f"another replicator{who} is running for these tables (lock {self.path}); "
-                                 "stop it first") from None
+                raise UsageError(self.busy.format(who=who, path=self.path)) from None
             except OSError as e:
                 os.close(fd)
                 raise UsageError(f"cannot lock {self.path}: {e.strerror}", file=self.path) from None
@@ -300,10 +304,10 @@ def _read_pid(fd: int) -> Optional[int]:
 
 
 def lock_path_for(checkpoint_meta: str) -> str:
-    """The replication's lock file: next to its checkpoint and journal state."""
+    """A run's lock file: next to its checkpoint (a replication's, next to its journal state)."""
     return checkpoint_meta.removesuffix(".checkpoint.json") + ".lock"
 
 
-__all__ = ["ReplicatorLock", "StatusWriter", "check_status_path", "clear_stop_request", "lock_path_for", "read_status",
+__all__ = ["RunLock", "StatusWriter", "check_status_path", "clear_stop_request", "lock_path_for", "read_status",
            "refuse_second_replicator", "replication_identity", "request_stop", "status_path_for", "stop_request_path",
            "stop_requested"]
