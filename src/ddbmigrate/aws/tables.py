@@ -9,6 +9,7 @@ with UpdateTimeToLive because CreateTable cannot carry it.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -145,6 +146,11 @@ def spec_to_request(spec: Dict[str, Any], table_name: Optional[str] = None) -> D
                                  "is not in AttributeDefinitions")
         if ks[0]["KeyType"] != "HASH":
             raise UsageError(f"table spec: {where}[0] must be the HASH key")
+        if len(ks) == 2 and ks[1]["KeyType"] != "RANGE":
+            raise UsageError(f"table spec: {where}[1].KeyType must be RANGE (a key has one HASH attribute)")
+        if len(ks) == 2 and ks[0]["AttributeName"] == ks[1]["AttributeName"]:
+            raise UsageError(f"table spec: {where} names {ks[0]['AttributeName']!r} twice (HASH and RANGE are "
+                             "two attributes)")
         return [{"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in ks]
 
     mode = props.get("BillingMode", "PAY_PER_REQUEST")
@@ -181,20 +187,36 @@ def spec_to_request(spec: Dict[str, Any], table_name: Optional[str] = None) -> D
             out["NonKeyAttributes"] = nk
         return out
 
+    index_names: Dict[str, str] = {}
     for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
         idx = props.get(kind)
         if idx is None:
             continue
         if not isinstance(idx, list):
             raise UsageError(f"table spec: {kind} must be a list")
+        limit = 20 if kind == "GlobalSecondaryIndexes" else 5
+        if len(idx) > limit:
+            raise UsageError(f"table spec: {kind} lists {len(idx)} indexes; DynamoDB allows {limit}")
         out = []
         for i, g in enumerate(idx):
             where = f"{kind}[{i}]"
             if not isinstance(g, dict) or not g.get("IndexName"):
                 raise UsageError(f"table spec: {where}.IndexName is required")
+            iname = g["IndexName"]
+            # DynamoDB's own rule (CreateTable refuses it otherwise, as one raw AWS message).
+            if not isinstance(iname, str) or not _INDEX_NAME.fullmatch(iname):
+                raise UsageError(f"table spec: {where}.IndexName {iname!r} must be 3-255 characters of "
+                                 "A-Z a-z 0-9 _ - .")
+            if iname in index_names:
+                raise UsageError(f"table spec: {where}.IndexName {iname!r} is also {index_names[iname]}'s name")
+            index_names[iname] = where
             _check_fields(g, INDEX_PROPERTIES, f"{where}.")
             gi: Dict[str, Any] = {"IndexName": g["IndexName"], "KeySchema": keys(g.get("KeySchema"), f"{where}.KeySchema"),
                                   "Projection": projection(g.get("Projection"), f"{where}.Projection")}
+            if kind == "LocalSecondaryIndexes" and (len(gi["KeySchema"]) != 2 or gi["KeySchema"][0] !=
+                                                    req["KeySchema"][0]):
+                raise UsageError(f"table spec: {where}.KeySchema must be the table's HASH key "
+                                 f"({req['KeySchema'][0]['AttributeName']}) and a RANGE key")
             if kind == "GlobalSecondaryIndexes" and mode == "PROVISIONED":
                 gi["ProvisionedThroughput"] = throughput(g.get("ProvisionedThroughput", props.get("ProvisionedThroughput")),
                                                          f"{where}.ProvisionedThroughput")
@@ -217,6 +239,8 @@ def spec_to_request(spec: Dict[str, Any], table_name: Optional[str] = None) -> D
         raise UsageError(f"table spec: AttributeDefinitions lists {', '.join(unused)} which no key or index uses")
     return req
 
+
+_INDEX_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 
 # Every property of AWS::DynamoDB::Table, so a typo ("GlobalSecondaryIndex") is an error that names
 # the field instead of an index silently missing from the new table.
