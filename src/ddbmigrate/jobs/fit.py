@@ -11,18 +11,22 @@ Two kinds of evidence, both cheap:
 2. A sample: the first items of the source, through the transform when there is one, checked
    against the target's table key and every GSI/LSI key attribute that they carry (an index key
    may be absent: that is a sparse index, not an error). When no sampled item fits, the job
-   stops; a few items that do not fit are left to the dead-letter file, item by item.
+   stops; a few items that do not fit are left to the dead-letter file, item by item. An
+   import reads its records until one fits (:func:`check_records_fit`): unfit records at the
+   head of a file do not stop it when later ones fit.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from ..core.items import KeySchema, WireItem
 from ..core.transform import Transform, TransformContext
 from ..errors import DdbMigrateError, UsageError
 
 SAMPLE = 20
+# How many unfit records in a row an import reads before it concludes the input does not fit.
+SAMPLE_RECORDS = 1000
 _TYPE_NAMES = {"S": "string", "N": "number", "B": "binary"}
 
 
@@ -112,6 +116,48 @@ def check_fits_target(target_name: str, target_desc: Mapping[str, Any], *,
         more = f" (and {len(unique) - 1} more)" if len(unique) > 1 else ""
         raise UsageError(f"what this job writes does not fit table {target_name!r}: {first}{more}; nothing "
                          "was read or written", table=target_name, code="KeyMismatch")
+
+
+def check_records_fit(target_name: str, target_desc: Mapping[str, Any], records: Iterable[Tuple[WireItem, str]],
+                      whole: Callable[[], bool], *, limit: int = SAMPLE_RECORDS,
+                      transform: Optional[Transform] = None, context: Optional[TransformContext] = None) -> None:
+    """The import's check, over ``(item, origin)`` records read in order (at most ``limit``).
+
+    Files often open with a few odd records (a junk header, test rows), so the first records
+    alone prove nothing about the rest: the check ends at the first record that fits, and the
+    unfit ones before it are the dead-letter file's, each with its ``file:line``. It refuses
+    (UsageError, exit 2) only when every record read is unfit and they are either the whole
+    input (``whole()`` after the records ran out: then nothing could be loaded anyway) or
+    ``limit`` of them (no longer a few odd ones), naming where they are and how to go on.
+    """
+    checked = 0
+    problems: Dict[str, None] = {}
+    first = last = ""
+    for item, origin in records:
+        outputs, bad, found = sample_problems([item], target_desc, transform, context)
+        if not outputs:
+            continue  # dropped by the transform (or its error): says nothing about fitting
+        if not bad:
+            return
+        checked += 1
+        problems.update(dict.fromkeys(found))
+        first, last = first or origin, origin
+        if checked >= limit:
+            break
+    if not checked or (checked < limit and not whole()):
+        return
+    reason = next(iter(problems))
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    span = first if first == last else f"{first} to {last}"
+    if checked < limit:
+        raise UsageError(f"what this job writes does not fit table {target_name!r}: {reason}{more}; none of the "
+                         f"{checked} record(s) of the input fits ({span}); nothing was written",
+                         table=target_name, code="KeyMismatch")
+    raise UsageError(f"what this job writes does not fit table {target_name!r}: {reason}{more}; the first {checked} "
+                     f"records ({span}) all fail to fit, so the import stops before writing anything",
+                     table=target_name, code="KeyMismatch",
+                     hint="check the target table's key (or the --transform); if records after these do fit, "
+                          "move these out of the input and run again")
 
 
 def sample_table(client: Any, table: str, n: int = SAMPLE) -> List[WireItem]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from ..aws.capacity import capacity_limit
 from ..aws.client import DynamoClient
@@ -40,7 +40,7 @@ from ..sources.incremental import IncrementalSource
 from ..storage.export_layout import discover
 from ..storage.stores import S3Settings, normalize, storage_for
 from .common import check_resume_options, default_writers, prepare_target, run
-from .fit import SAMPLE, check_fits_target
+from .fit import SAMPLE, SAMPLE_RECORDS, check_fits_target, check_records_fit
 
 DEFAULT_READERS = 8
 
@@ -134,7 +134,8 @@ def import_files(
                                 csv_header=header, csv_delimiter=csv_delimiter)
         # Before the import proper: do the first records fit the table's keys and indexes? And
         # does every CSV file have a column for each key (else its every row is a dead letter)?
-        check_fits_target(table.table, tdesc, sample=_first_items(source_spec), transform=transform,
+        sampled = _Records(source_spec)
+        check_records_fit(table.table, tdesc, sampled, sampled.whole, transform=transform,
                           context=TransformContext(target_table=table.table))
         if transform is None:
             _check_csv_headers(source_spec, keys, table.table)
@@ -181,23 +182,44 @@ def _check_csv_headers(spec: FilesSpec, keys: KeySchema, table: str) -> None:
                              hint="give the file a header naming the key columns (or --csv-header for files without one)")
 
 
-def _first_items(spec: FilesSpec, n: int = SAMPLE) -> List[Any]:
-    """The first ``n`` items of the first file that has any (unchecked: the job checks the files)."""
-    import threading as _threading
+class _Records:
+    """The input's records in order, ``(item, origin)``, read for the fit check (unchecked: the
+    job checks the files), at most ``limit`` of them from the first ``max_files`` files. One
+    chunk is held at a time. ``whole()`` says, once they ran out, whether they were every record
+    of the input (every file read to its end), so that a refusal can say nothing would load."""
 
-    stop = _threading.Event()
-    for unit in spec.units()[:3]:
-        src = replace(spec, validate=False).build(Resources(units=[unit]))
-        try:
-            for chunk in src.read(unit, None, stop):
-                items = chunk.items or [img for _kind, img in (chunk.ops or [])]
-                if items:
-                    return list(items[:n])
-        except DdbMigrateError:
-            continue  # a bad file: the job reports it with its own message
-        finally:
-            src.close()
-    return []
+    def __init__(self, spec: FilesSpec, limit: int = SAMPLE_RECORDS, max_files: int = 16) -> None:
+        self.spec, self.limit, self.max_files = spec, limit, max_files
+        self._whole = False
+
+    def whole(self) -> bool:
+        return self._whole
+
+    def __iter__(self) -> Iterator[Tuple[Any, str]]:
+        import threading as _threading
+
+        stop = _threading.Event()
+        units = self.spec.units()
+        n = 0
+        ended = 0  # files read to their end
+        for unit in units[:self.max_files]:
+            src = replace(self.spec, validate=False).build(Resources(units=[unit]))
+            try:
+                for chunk in src.read(unit, None, stop):
+                    items = chunk.items or [img for _kind, img in (chunk.ops or [])]
+                    origins = chunk.origins if chunk.origins is not None and len(chunk.origins) == len(items) \
+                        else [unit] * len(items)
+                    for item, origin in zip(items, origins):
+                        yield item, origin
+                        n += 1
+                        if n >= self.limit:
+                            return
+                    ended += chunk.done
+            except DdbMigrateError:
+                continue  # a bad file: the job reports it with its own message
+            finally:
+                src.close()
+        self._whole = ended == len(units)
 
 
 def _first_new_images(inc: IncrementalSource, n: int = SAMPLE) -> List[Any]:

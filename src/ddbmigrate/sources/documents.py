@@ -3,15 +3,17 @@
 values may hold blank lines), and a stream of JSON documents read value by value (Scan output).
 
 Invariant: memory is bounded by ``MAX_LINE`` whatever the file: a line or a JSON value longer
-than that is refused without being held whole.
+than that is refused without being held whole. An over-long JSON value is skipped to its end
+(:class:`ValueTooLong`), so a reader of elements can dead-letter it and go on with the next.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import re
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Iterator, Tuple
 
 from ..storage.export_layout import FileProblem
 from .lines import BLOCK, MAX_LINE, Line, LineStream, TooLong, duplicate_recorder
@@ -46,6 +48,22 @@ def every_line(ls: LineStream) -> Iterator[Line]:
         yield carry
 
 
+class ValueTooLong(FileProblem):
+    """A JSON value over MAX_LINE, skipped to its end unheld: what follows it can still be read."""
+
+    def __init__(self, what: str, size: int, line: int) -> None:
+        super().__init__(f"{what} is {size:,} characters, over the {MAX_LINE}-byte limit (DynamoDB items are "
+                         "at most 400 KB)", line)
+        self.size = size
+
+
+# What ends a skipped value: inside a string, its quote or an escape; outside, a string or a bracket;
+# a number or literal ends at whitespace or the next delimiter.
+_IN_STRING = re.compile(r'["\\]')
+_STRUCTURE = re.compile(r'["{}\[\]]')
+_SCALAR_END = re.compile(r'[\s,\]}]')
+
+
 class JsonText:
     """A JSON text read block by block: whitespace, single characters and whole values (numbers
     as Decimal), with the line number; a value longer than MAX_LINE is refused (memory bound)."""
@@ -56,7 +74,7 @@ class JsonText:
         # Names repeated in an object of the last value decoded (JSON would keep one silently).
         self.repeated, pairs = duplicate_recorder()
         self._dec = json.JSONDecoder(parse_float=Decimal, object_pairs_hook=pairs)
-        self.buf, self.pos, self.line, self.eof = "", 0, 1, False
+        self.buf, self.pos, self.line, self.eof = "", 0, 1 + ls.skipped_newlines, False
 
     def _fill(self) -> bool:
         if self.eof:
@@ -94,6 +112,11 @@ class JsonText:
         return False
 
     def value(self, what: str) -> Any:
+        return self.value_text(what, False)[0]
+
+    def value_text(self, what: str, text: bool = True) -> Tuple[Any, str]:
+        """The next value, and its text as written when ``text``. A value over MAX_LINE raises
+        :class:`ValueTooLong` once it has been skipped to its end (never held whole)."""
         self.repeated.clear()
         while True:
             try:
@@ -107,11 +130,56 @@ class JsonText:
                     raise FileProblem(f"invalid JSON in {what}: {e.msg}",
                                       self.line + self.buf.count("\n", self.pos, e.pos)) from None
                 if len(self.buf) - self.pos > MAX_LINE:
-                    raise FileProblem(f"{what} is over {MAX_LINE} bytes", self.line) from None
+                    line = self.line
+                    raise ValueTooLong(what, self._skip_value(what), line) from None
             self._fill()
+        got = self.buf[self.pos:end] if text else ""
         self.line += self.buf.count("\n", self.pos, end)
         self.pos = end
-        return obj
+        return obj, got
+
+    def _skip_value(self, what: str) -> int:
+        """Skip the value at ``pos`` to its end, holding at most a block of it; its length."""
+        size, depth = 0, 0
+        first = self.buf[self.pos]
+        in_str, scalar = first == '"', first not in '{["'
+        i = self.pos + 1 if in_str or not scalar else self.pos
+        if not scalar and not in_str:
+            depth = 1
+        while True:
+            done = False
+            while i < len(self.buf):
+                if scalar:
+                    m = _SCALAR_END.search(self.buf, i)
+                    i, done = (m.start(), True) if m else (len(self.buf), False)
+                    break
+                m = (_IN_STRING if in_str else _STRUCTURE).search(self.buf, i)
+                if m is None:
+                    i = len(self.buf)
+                    break
+                c = m.group()
+                if c == "\\":
+                    if m.end() >= len(self.buf):
+                        i = m.start()  # the escaped character is in the next block
+                        break
+                    i = m.end() + 1
+                elif c == '"':
+                    in_str, i = not in_str, m.end()
+                    done = not in_str and depth == 0
+                else:
+                    depth += 1 if c in "{[" else -1
+                    i = m.end()
+                    done = depth == 0
+                if done:
+                    break
+            size += i - self.pos
+            self.line += self.buf.count("\n", self.pos, i)
+            self.buf, self.pos = self.buf[i:], 0
+            i = 0
+            if done or (scalar and self.eof):
+                return size
+            if not self._fill():
+                raise FileProblem(f"{what} is not closed (truncated file?)", self.line)
 
 
-__all__ = ["JsonText", "every_line"]
+__all__ = ["JsonText", "ValueTooLong", "every_line"]

@@ -32,13 +32,10 @@ Invariants:
 
 from __future__ import annotations
 
-import codecs
 import csv
-import json
 import tempfile
 import threading
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import orjson
@@ -60,9 +57,8 @@ from ..formats.records import (
 )
 from ..storage.export_layout import FileEntry, FileProblem, Plan, check_against_manifest
 from ..storage.stores import S3Settings, Storage, storage_for
-from .documents import JsonText, every_line
+from .documents import JsonText, ValueTooLong, every_line
 from .lines import (
-    BLOCK,
     CORRUPT_ERRORS,
     MAX_LINE,
     LineStream,
@@ -71,13 +67,16 @@ from .lines import (
     corrupt_reason,
     duplicate_name,
     duplicate_reason,
-    duplicate_recorder,
     parse_line,
     short_json,
     unicode_problem,
 )
 
 CHUNK_LINES = 1000
+# A CSV value may be as long as a line (an item's one attribute may be 400 KB, over csv's own
+# 128 KB default); _read_csv bounds what the reader holds to MAX_LINE itself. The limit is the
+# csv module's, process-wide: raised, never lowered.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE))
 # A checked file's content is kept for its reading (invariant 6): this much in memory per reader
 # thread, the rest in an unnamed temporary file (in TMPDIR, gone with the process even on kill -9)
 # up to KEEP_LIMIT; a file whose content is larger is read from storage again instead.
@@ -303,77 +302,40 @@ class FileSource(SourceBase):
         yield from self._end(f, chunk, handed, md5, nonblank, lineno)
 
     def _read_array(self, f: FileEntry, ls: LineStream, start: int, stop: threading.Event) -> Iterator[Chunk]:
-        """A JSON array, decoded one element at a time (position = elements handed on)."""
-        repeated, pairs = duplicate_recorder()
-        dec = json.JSONDecoder(parse_float=Decimal, object_pairs_hook=pairs)
-        text = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        blocks = ls.blocks()
-        buf, pos, line, eof = "", 0, 1 + ls.skipped_newlines, False
+        """A JSON array, decoded one element at a time (position = elements handed on); an
+        element over MAX_LINE is skipped unheld and dead-lettered, and the next one read."""
+        js = JsonText(ls)
         name = self._fmt(f)
         idx, handed, fmt = 0, 0, _LINE_FMT.get(name, name)
         chunk = Chunk(position=start, origins=[])
         nbytes = 0
-
-        def fill() -> None:
-            nonlocal buf, pos, eof
-            if pos > BLOCK:
-                buf, pos = buf[pos:], 0
-            b = next(blocks, None)
-            if b is None:
-                eof = True
-                buf += text.decode(b"", final=True)
-            else:
-                buf += text.decode(b)
-
-        def skip_ws() -> None:
-            nonlocal pos, line
-            while True:
-                end = len(buf) - len(buf[pos:].lstrip())
-                line += buf.count("\n", pos, end)
-                pos = end
-                if pos < len(buf) or eof:
-                    return
-                fill()
-
         try:
-            skip_ws()
-            pos += 1  # the "[" that made this an array
+            js.skip_ws()
+            js.take("[")  # the "[" that made this an array
             while True:
-                skip_ws()
-                if pos >= len(buf):
-                    raise FileProblem("the JSON array is not closed (truncated file?)", line)
-                if buf[pos] == "]":
+                js.skip_ws()
+                if js.at_end():
+                    raise FileProblem("the JSON array is not closed (truncated file?)", js.line)
+                if js.take("]"):
                     break
                 if idx:
-                    if buf[pos] != ",":
-                        raise FileProblem(f"invalid JSON array: expected ',' or ']' after element {idx}", line)
-                    pos += 1
-                    skip_ws()
-                while True:
-                    try:
-                        obj, end = dec.raw_decode(buf, pos)
-                        if end < len(buf) or eof:
-                            break
-                    except RecursionError:
-                        raise FileProblem(f"array element {idx + 1} is nested too deeply", line) from None
-                    except json.JSONDecodeError as e:
-                        if eof:
-                            raise FileProblem(f"invalid JSON in array element {idx + 1}: {e.msg}",
-                                              line + buf.count("\n", pos, e.pos)) from None
-                        if len(buf) - pos > MAX_LINE:
-                            raise FileProblem(f"array element {idx + 1} is over {MAX_LINE} bytes", line) from None
-                    fill()
-                elem_line = line
-                elem_text = buf[pos:end]  # as written: a dead letter of it replays the same numbers
-                line += buf.count("\n", pos, end)
-                escaped = buf.find("\\u", pos, end) >= 0
-                pos = end
+                    if not js.take(","):
+                        raise FileProblem(f"invalid JSON array: expected ',' or ']' after element {idx}", js.line)
+                    js.skip_ws()
+                elem_line = js.line
                 idx += 1
-                problem: Optional[str] = duplicate_reason(repeated.pop()) if repeated else None
+                origin = f"{f.unit}:{elem_line}"
+                try:
+                    obj, elem_text = js.value_text(f"array element {idx}")  # as written: a dead letter replays it
+                except ValueTooLong as e:
+                    if idx > start:
+                        chunk.rejects.append(("", e.reason, origin))
+                        chunk.position = idx
+                    continue
+                problem: Optional[str] = duplicate_reason(js.repeated[0]) if js.repeated else None
                 if idx <= start:
                     continue
-                origin = f"{f.unit}:{elem_line}"
-                problem = problem or (unicode_problem(obj) if escaped else None)
+                problem = problem or (unicode_problem(obj) if "\\u" in elem_text else None)
                 item, reason = None, problem
                 if not problem:
                     item, reason, fmt = convert_decoded(obj, fmt)
@@ -393,39 +355,88 @@ class FileSource(SourceBase):
                         return
             md5 = ls.md5_b64()
         except (FileProblem, *CORRUPT_ERRORS) as e:
-            yield from self._broken(f, chunk, handed, *_problem(e, line))
+            yield from self._broken(f, chunk, handed, *_problem(e, js.line))
             return
         yield from self._end(f, chunk, handed, md5, None, idx)
 
     # ------------------------------------------------------------------ CSV
 
     def _read_csv(self, f: FileEntry, ls: LineStream, start: int, stop: threading.Event) -> Iterator[Chunk]:
-        """CSV as ImportTable reads it; position = data records handed on (header excluded)."""
+        """CSV as ImportTable reads it; position = data records handed on (header excluded).
+
+        csv.reader pulls one line at a time and hands a record back as soon as its last line is
+        read (each line given to it ends in a newline), so what the reader holds is what was read
+        since the last record: that is bounded by MAX_LINE here, and a record the reader hands
+        back after the text ran out was cut inside a quoted value."""
         lineno = 0
+        pending = 0  # bytes read into the record the reader is in (0: between records)
+        opened = 0  # the line that record started on
+        at_eof = False
+        bad_text: Optional[str] = None  # the first undecodable bytes of that record
+        skipped: List[Tuple[int, int]] = []  # lines over MAX_LINE outside any record: (line, size)
 
         def text() -> Iterator[str]:
-            nonlocal lineno
+            nonlocal lineno, pending, opened, at_eof, bad_text
             for line in every_line(ls):  # blank lines and spaces too: they may be inside a quoted value
                 lineno += 1
+                size = line.size if isinstance(line, TooLong) else len(line) + 1
+                if pending and pending + size > MAX_LINE:
+                    raise FileProblem(f"the quoted value opened on line {opened} runs over {MAX_LINE} bytes "
+                                      "(a quote never closed?)", opened)
                 if isinstance(line, TooLong):
-                    raise FileProblem(f"line {lineno} is {line.size} bytes, over the {MAX_LINE}-byte line limit",
-                                      lineno)
-                yield line.decode("utf-8", "replace") + "\n"
+                    if header is None:
+                        raise FileProblem(f"line {lineno} is {line.size} bytes, over the {MAX_LINE}-byte line "
+                                          "limit", lineno)
+                    # Dropped unread (never held): a record of its own, dead-lettered in order.
+                    skipped.append((lineno, line.size))
+                    continue
+                if not pending:
+                    opened, bad_text = lineno, None
+                pending += size
+                try:
+                    yield line.decode("utf-8") + "\n"
+                except UnicodeDecodeError as e:
+                    # Kept undecodable (surrogateescape) so the row still splits where it should;
+                    # the record is then dead-lettered with this reason, never loaded with U+FFFD.
+                    bad_text = bad_text or (f"invalid UTF-8 on line {lineno}: byte 0x{line[e.start]:02x} at "
+                                            f"column {e.start + 1} ({e.reason})")
+                    yield line.decode("utf-8", "surrogateescape") + "\n"
+            at_eof = True
 
         header = self.csv_header
         idx = handed = parsed = failed = nbytes = 0
         first_fail: Optional[Tuple[str, str]] = None
         chunk = Chunk(position=start, origins=[])
+
+        def reject(raw: str, reason: str, origin: str) -> bool:
+            """A dead letter; True when the file's first records all failed (invariant 5)."""
+            nonlocal failed, first_fail
+            chunk.rejects.append((raw, reason, origin))
+            if not parsed and start == 0:
+                failed += 1
+                first_fail = first_fail or (origin, reason)
+                return failed >= FIRST_RECORDS
+            return False
+
         try:
             rows = csv.reader(text(), delimiter=self.csv_delimiter, strict=False)
-            at = 1
             for row in rows:
-                where, at = at, lineno + 1  # the record started on the line after the last one read
+                where, bad, pending = opened, bad_text, 0
+                if at_eof:
+                    raise FileProblem(f"the quoted value opened on line {where} is never closed: the file ends "
+                                      f"inside it, {lineno - where + 1} line(s) later", where)
+                while skipped:
+                    at, size = skipped.pop(0)
+                    idx += 1
+                    if idx > start and reject("", f"line is {size} bytes, over the {MAX_LINE}-byte line limit "
+                                              "(DynamoDB items are at most 400 KB)", f"{f.unit}:{at}"):
+                        self._not_format(f, first_fail)
+                        return
                 if header is None:
                     header = [c.strip() for c in row]
                     if header and header[0].startswith("\ufeff"):
                         header[0] = header[0][1:]
-                    problem = csv_header_problem(header)
+                    problem = bad or csv_header_problem(header)
                     if problem:
                         raise FileProblem(f"not csv: {problem}", where)
                     continue
@@ -435,16 +446,18 @@ class FileSource(SourceBase):
                 if idx <= start:
                     continue
                 origin = f"{f.unit}:{where}"
-                try:
-                    chunk.items.append(csv_item(header, row, self.key_types))
-                    chunk.origins.append(origin)  # type: ignore[union-attr]
-                    parsed += 1
-                except RecordProblem as e:
-                    chunk.rejects.append((csv_reject_raw(e, row, self.csv_delimiter), str(e), origin))
-                    if not parsed and start == 0:
-                        failed += 1
-                        first_fail = first_fail or (origin, str(e))
-                        if failed >= FIRST_RECORDS:
+                if bad:
+                    raw = self.csv_delimiter.join(row).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    if reject(raw, bad, origin):
+                        self._not_format(f, first_fail)
+                        return
+                else:
+                    try:
+                        chunk.items.append(csv_item(header, row, self.key_types))
+                        chunk.origins.append(origin)  # type: ignore[union-attr]
+                        parsed += 1
+                    except RecordProblem as e:
+                        if reject(csv_reject_raw(e, row, self.csv_delimiter), str(e), origin):
                             self._not_format(f, first_fail)
                             return
                 nbytes += sum(map(len, row))
@@ -455,6 +468,13 @@ class FileSource(SourceBase):
                     chunk, nbytes = Chunk(position=idx, origins=[]), 0
                     if stop.is_set():
                         return
+            while skipped:  # over-long lines after the last record
+                at, size = skipped.pop(0)
+                idx += 1
+                if idx > start:
+                    chunk.rejects.append(("", f"line is {size} bytes, over the {MAX_LINE}-byte line limit "
+                                          "(DynamoDB items are at most 400 KB)", f"{f.unit}:{at}"))
+                chunk.position = idx
             md5 = ls.md5_b64()
         except (FileProblem, csv.Error, *CORRUPT_ERRORS) as e:
             yield from self._broken(f, chunk, handed, *_problem(e, lineno))
@@ -514,12 +534,19 @@ class FileSource(SourceBase):
                                               js.line)
                         js.skip_ws()
                         line = js.line
-                        obj = js.value(f"item {n + 1} of document {docs}")
                         n += 1
                         idx += 1
+                        origin = f"{f.unit}:{line}"
+                        try:
+                            obj = js.value(f"item {n} of document {docs}")
+                        except ValueTooLong as e:
+                            # Skipped unheld; counted as an item the document holds (its Count).
+                            if idx > start:
+                                chunk.rejects.append(("", e.reason, origin))
+                                chunk.position = idx
+                            continue
                         if idx <= start:
                             continue
-                        origin = f"{f.unit}:{line}"
                         p = duplicate_reason(js.repeated[0]) if js.repeated else item_problem(obj)
                         if p is None:
                             chunk.items.append(obj)

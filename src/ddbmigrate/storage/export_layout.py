@@ -361,11 +361,40 @@ def _export_plan(root: str, storage: Storage, names: Dict[str, int],
         files.append(FileEntry(path, rel, size,
                                int(entry["itemCount"]) if entry.get("itemCount") is not None else None,
                                entry.get("md5Checksum"), fmt=fmt))
+    _check_listed(root, storage, names, summary, files)
     kind = "incremental" if summary.get("exportType") == "INCREMENTAL_EXPORT" else "export"
     info = {"export_id": eid, "type": summary.get("exportType") or "FULL_EXPORT", "outputFormat": out_fmt,
             "exportTime": summary.get("exportTime"), "exportFromTime": summary.get("exportFromTime"),
             "exportToTime": summary.get("exportToTime"), "files": len(files)}
     return Plan(kind, root, files, summary, [info])
+
+
+def _check_listed(root: str, storage: Storage, names: Dict[str, int], summary: Dict[str, Any],
+                  files: List[FileEntry]) -> None:
+    """manifest-files.json against manifest-summary.json's ``itemCount`` (AWS and ddbmigrate both
+    write it, full and incremental exports alike): a manifest that lost lines (or was emptied)
+    still passes its own checksum when the checksum file went with it, and every file it lists
+    would load cleanly, so only this sum shows the items it no longer names.
+
+    Fewer items listed than the summary counts is refused before anything is read. More listed
+    than counted is left to the per-file check, which names the entry whose count is off; unless
+    the export's own data/ folder holds files no entry names, which says the manifest is not the
+    one written with this data. Incremental exports keep their data in the prefix's shared
+    folder, where other exports' files are expected: only the export's own data/ is looked at.
+    """
+    total = summary.get("itemCount")
+    if not isinstance(total, int) or isinstance(total, bool) or any(f.item_count is None for f in files):
+        return
+    listed = sum(f.item_count or 0 for f in files)
+    own = {storage.relative(root, f.path) for f in files if f.path.startswith(root.rstrip("/") + "/")}
+    unlisted = sorted(n for n in names if n.startswith("data/") and n not in own and _is_data_name(n, True))
+    if listed == total or (listed > total and not unlisted):
+        return
+    extra = (f"; data/ holds {len(unlisted)} file(s) it does not list: " + ", ".join(unlisted[:5])
+             + (" ..." if len(unlisted) > 5 else "")) if unlisted else ""
+    raise FatalError(f"manifest-files.json lists {len(files)} file(s) with {listed} items but manifest-summary.json "
+                     f"says the export holds {total}{extra}; nothing was written (the manifest is cut or not this "
+                     "export's)", file=storage.join(root, "manifest-files.json"), code="ManifestMismatch")
 
 
 def _resolve(storage: Storage, root: str, base: Optional[str], names: Dict[str, int], key: str,

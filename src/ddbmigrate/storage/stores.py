@@ -14,10 +14,10 @@ S3-specific settings say otherwise.
 
 from __future__ import annotations
 
-import fnmatch
 import glob as _glob
 import hashlib
 import os
+import re
 import shutil
 import threading
 from dataclasses import dataclass
@@ -246,8 +246,8 @@ class S3Storage(Storage):
         bucket, key = split_s3(pattern)
         cut = min((key.find(c) for c in GLOB_CHARS if c in key), default=len(key))
         prefix = key[:cut]
-        full = f"s3://{bucket}/{key}"
-        return sorted((p, s) for p, s in self._iter(bucket, prefix) if fnmatch.fnmatchcase(p, full))
+        match = glob_regex(key).fullmatch
+        return sorted((p, s) for p, s in self._iter(bucket, prefix) if match(p[len(bucket) + 6:]))
 
     def size(self, path: str) -> int:
         bucket, key = split_s3(path)
@@ -290,6 +290,45 @@ class S3Storage(Storage):
         if str(default.get("SSEAlgorithm", "")).startswith("aws:kms"):
             return "KMS", default.get("KMSMasterKeyID")
         return "AES256", None
+
+
+def glob_regex(pattern: str) -> "re.Pattern[str]":
+    """A glob over keys as ``glob.glob(recursive=True)`` reads it over paths, so that the same
+    pattern names the same files in S3 as on disk: ``*``, ``?`` and ``[...]`` stay inside one
+    segment (S3 keys are flat strings, and fnmatch's ``*`` would cross ``/``), a segment that is
+    exactly ``**`` spans any number of folders, and a wildcard does not match a leading dot."""
+    segs = pattern.split("/")
+    out = []
+    for i, seg in enumerate(segs):
+        last = i == len(segs) - 1
+        if seg == "**":
+            out.append("(?:[^/.][^/]*/)*(?:[^/.][^/]*)?" if last else "(?:[^/.][^/]*/)*")
+            continue
+        rx = "(?!\\.)" if seg[:1] and seg[:1] in GLOB_CHARS else ""
+        j = 0
+        while j < len(seg):
+            c = seg[j]
+            j += 1
+            if c == "*":
+                rx += "[^/]*"
+            elif c == "?":
+                rx += "[^/]"
+            elif c == "[":
+                end = seg.find("]", j + 1 if seg[j:j + 1] in ("!", "]") else j)
+                if end < 0:
+                    rx += "\\["
+                    continue
+                body = seg[j:end].replace("\\", "\\\\").replace("[", "\\[")
+                j = end + 1
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                elif body.startswith("^"):
+                    body = "\\" + body
+                rx += f"[{body}]"
+            else:
+                rx += re.escape(c)
+        out.append(rx + ("" if last else "/"))
+    return re.compile("".join(out), re.DOTALL)
 
 
 def _make_s3_client(s: S3Settings) -> Any:
