@@ -131,7 +131,7 @@ def import_files(
         # CSV: attributes the table defines (its keys and index keys) get their type, as ImportTable does.
         key_types = {a["AttributeName"]: a["AttributeType"] for a in tdesc.get("AttributeDefinitions") or []}
         source_spec = FilesSpec(src, plan, s3, validate=validate, input_format=input_format, key_types=key_types,
-                                csv_header=header, csv_delimiter=csv_delimiter)
+                                csv_header=header, csv_delimiter=csv_delimiter, transformed=transform is not None)
         # Before the import proper: do the first records fit the table's keys and indexes? And
         # does every CSV file have a column for each key (else its every row is a dead letter)?
         sampled = _Records(source_spec)

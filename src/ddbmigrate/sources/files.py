@@ -68,6 +68,7 @@ from .lines import (
     duplicate_name,
     duplicate_reason,
     parse_line,
+    replay_refusal,
     short_json,
     unicode_problem,
 )
@@ -114,7 +115,8 @@ class FileSource(SourceBase):
 
     def __init__(self, storage: Storage, plan: Plan, *, validate: bool = True, input_format: str = "auto",
                  chunk_lines: int = CHUNK_LINES, key_types: Optional[Dict[str, str]] = None,
-                 csv_header: Optional[List[str]] = None, csv_delimiter: str = ",") -> None:
+                 csv_header: Optional[List[str]] = None, csv_delimiter: str = ",",
+                 transformed: Optional[bool] = None) -> None:
         if input_format not in INPUT_FORMATS:
             raise UsageError(f"--input-format must be one of {', '.join(INPUT_FORMATS)}")
         self.storage = storage
@@ -126,6 +128,9 @@ class FileSource(SourceBase):
         self.key_types = dict(key_types or {})
         self.csv_header = list(csv_header) if csv_header else None
         self.csv_delimiter = csv_delimiter
+        # An import's: whether it applies a transform (a dead letter is replayed with one only
+        # when it holds a source record; see lines.replay_refusal). None: not a replay's concern.
+        self.transformed = transformed
         self.chunk_lines = chunk_lines
         self.by_unit = {f.unit: f for f in plan.files}
         self._failed: Dict[str, FileFailure] = {}
@@ -256,14 +261,23 @@ class FileSource(SourceBase):
                                           "(DynamoDB items are at most 400 KB)", origin))
                 else:
                     text = line.rstrip(b"\r")
-                    alone = False
+                    alone = refused_here = False
                     if other is None:
                         item, reason, fmt, alone = parse_line(text, fmt)
                         if fmt == "deadletter":
                             origin = replayed_origin(origin, text)
+                            if item is not None and self.transformed is not None:
+                                refused = replay_refusal(text, self.transformed)
+                                if refused is not None:
+                                    # Kept whole (as its raw line): the right replay reads it again.
+                                    chunk.rejects.append((line.decode("utf-8", "replace"), refused, origin))
+                                    parsed += 1  # a record of this format: not a sign of another
+                                    item, refused_here = None, True
                     else:
                         item, reason = other(text)
-                    if item is not None:
+                    if refused_here:
+                        pass
+                    elif item is not None:
                         chunk.items.append(item)
                         chunk.origins.append(origin)  # type: ignore[union-attr]
                         # An Export-to-S3 line ({"Item": ...} and nothing else) holds the item's
@@ -626,6 +640,7 @@ class FilesSpec(SourceSpecBase):
     key_types: Optional[Dict[str, str]] = None
     csv_header: Optional[List[str]] = None
     csv_delimiter: str = ","
+    transformed: Optional[bool] = None
 
     def units(self) -> List[str]:
         return [f.unit for f in self.plan.files]
@@ -637,7 +652,7 @@ class FilesSpec(SourceSpecBase):
             plan = replace(plan, files=[f for f in plan.files if f.unit in mine])
         return FileSource(storage_for(self.location, self.s3), plan, validate=self.validate,
                           input_format=self.input_format, key_types=self.key_types, csv_header=self.csv_header,
-                          csv_delimiter=self.csv_delimiter)
+                          csv_delimiter=self.csv_delimiter, transformed=self.transformed)
 
     def csv_headers(self) -> Iterator[Tuple[FileEntry, List[str]]]:
         """Each CSV file's header (``csv_header`` when given, else its first line: only that much

@@ -498,6 +498,53 @@ def _from_dead_letter(obj: Dict[str, Any]) -> Tuple[Optional[WireItem], Optional
     return (None, p) if p else (item, None)
 
 
+def _innermost(rec: Any) -> Any:
+    """A dead-letter record, or the one it keeps whole as its raw line (a replay that refused a
+    record keeps it so, and the right replay reads it again): the record that says what it holds."""
+    for _ in range(8):
+        raw = rec.get("raw") if isinstance(rec, dict) else None
+        if not (isinstance(rec, dict) and rec.get("stage") == "read" and isinstance(raw, str)
+                and raw.lstrip().startswith("{")):
+            return rec
+        try:
+            inner = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return rec
+        if not (isinstance(inner, dict) and "reason" in inner and ("item" in inner or "raw" in inner)):
+            return rec
+        rec = inner
+    return rec
+
+
+def replay_refusal(line: bytes, transformed: bool) -> Optional[str]:
+    """Why this dead letter must not be written by a replay with (``transformed``) or without a
+    transform, or None. A record of a failed transform holds the *source* item (so does an
+    unreadable line of a job with a transform); one refused later holds what the transform
+    returned. Written the other way, a replay would put a source-model item into the target, or
+    transform an item twice. A repeated key's second item would replace the first one written."""
+    try:
+        rec = _innermost(orjson.loads(line))
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(rec, dict):
+        return None
+    stage, tf = rec.get("stage"), rec.get("transform")
+    if rec.get("error_code") == "DuplicateKey":
+        return ("not replayed: the transform returned two items with this key for one source item and the first "
+                "was written; this one would replace it (fix the transform, then replay the source item)")
+    if tf and not transformed and (stage == "transform" or stage == "read"):
+        return (f"not replayed: this dead letter holds a source record of a job with --transform {tf}, not what "
+                "it writes; replay it with --transform (the fixed function): this file's other lines replay "
+                "without it")
+    if transformed and stage in ("validate", "write"):
+        # (Whatever the job that wrote it: a replay's own records no longer name the first job's
+        # transform.)
+        return ("not replayed: this dead letter holds an item as it was to be written (what a transform "
+                "returned, if the job had one); with --transform it would be transformed again: replay it "
+                "without --transform")
+    return None
+
+
 def convert_decoded(obj: Any, fmt: str) -> Tuple[Optional[WireItem], Optional[str], str]:
     """An already decoded JSON value (numbers as Decimal/int) -> wire item or reason."""
     if not isinstance(obj, dict):
@@ -530,4 +577,4 @@ def corrupt_reason(e: BaseException) -> str:
 
 
 __all__ = ["BLOCK", "CORRUPT_ERRORS", "Line", "LineStream", "MAX_LINE", "TooLong", "convert_decoded", "corrupt_reason",
-           "detect", "duplicate_name", "duplicate_reason", "duplicate_recorder", "unicode_problem", "looks_wire", "parse_item", "parse_line", "short_json"]
+           "detect", "duplicate_name", "replay_refusal", "duplicate_reason", "duplicate_recorder", "unicode_problem", "looks_wire", "parse_item", "parse_line", "short_json"]

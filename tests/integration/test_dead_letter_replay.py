@@ -1,0 +1,80 @@
+"""Replaying a copy's dead-letter file never writes an item the wrong way: a failed transform's
+record holds the source item (it needs the fixed transform), a record refused later holds what
+the transform returned (it must not be transformed again). Each replay writes its own kind and
+keeps the other whole, for the other replay; a repeated key's second item is never replayed over
+the first."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from support import create_table, put_items, scan_all
+
+pytestmark = pytest.mark.integration
+
+V2 = '''
+def v2(item):
+    if item["id"] == "bad1" and BROKEN:
+        raise ValueError("bug in v2")
+    if item["id"] == "fan":
+        return [{"id": "fan", "cents": 1}, {"id": "fan", "cents": 2}]
+    return {"id": item["id"], "name": item["name"], "cents": item["dollars"] * 100, "schema": "v2"}
+'''
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    return subprocess.run([sys.executable, "-m", "ddbmigrate", *args], capture_output=True, text=True, timeout=180,
+                          cwd=tmp_path)
+
+
+def by_id(items: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    return {i["id"]["S"]: i for i in items}
+
+
+def test_a_mixed_dead_letter_file_is_replayed_each_kind_the_right_way(endpoint: str, tmp_path: Path) -> None:
+    src, dst = create_table(endpoint, hash_key=("id", "S")), create_table(endpoint, hash_key=("id", "S"))
+    put_items(endpoint, src, [{"id": {"S": k}, "name": {"S": k.upper()}, "dollars": {"N": "5"}}
+                              for k in ("a", "b", "bad1", "fan")])
+    put_items(endpoint, dst, [{"id": {"S": "big"}, "name": {"S": "pre-existing"}}])
+    put_items(endpoint, src, [{"id": {"S": "big"}, "name": {"S": "B" * 10}, "dollars": {"N": "5"},
+                               "pad": {"S": "x"}}])
+    (tmp_path / "v2.py").write_text("BROKEN = True\n" + V2)
+    (tmp_path / "v2fixed.py").write_text("BROKEN = False\n" + V2)
+    env_args = ["--endpoint-url", endpoint, "--progress", "off"]
+    r = cli(tmp_path, "copy", src, dst, *env_args, "--transform", "v2.py:v2", "--on-error", "skip",
+            "--mode", "fail-existing", "--dead-letter", "dl.jsonl")
+    assert r.returncode == 3, r.stderr
+    recs = [json.loads(x) for x in (tmp_path / "dl.jsonl").read_text().splitlines()]
+    kinds = sorted((d["stage"], d["error_code"]) for d in recs)
+    assert kinds == [("transform", "ValueError"), ("validate", "DuplicateKey"),
+                     ("write", "ConditionalCheckFailedException")], kinds
+
+    # Without --transform: the source item of the failed transform is not written in the old model.
+    r = cli(tmp_path, "import", "dl.jsonl", dst, *env_args, "--mode", "fail-existing", "--dead-letter", "r1.jsonl")
+    assert r.returncode == 3, r.stderr
+    got = by_id(scan_all(endpoint, dst))
+    assert "dollars" not in json.dumps(got.get("bad1", {})) and got["big"]["name"] == {"S": "pre-existing"}
+    assert got["fan"]["cents"] == {"N": "1"}  # the first of the repeated key stays
+    again = [json.loads(x) for x in (tmp_path / "r1.jsonl").read_text().splitlines()]
+    reasons = " ".join(d["reason"] for d in again)
+    assert "replay it with --transform" in reasons and "would replace it" in reasons
+
+    # With the fixed transform, the kept records: the source item goes through it once; an item the
+    # transform already returned is refused, not transformed twice.
+    r = cli(tmp_path, "import", "r1.jsonl", dst, *env_args, "--transform", "v2fixed.py:v2", "--dead-letter", "r2.jsonl")
+    assert r.returncode == 3, r.stderr
+    got = by_id(scan_all(endpoint, dst))
+    assert got["bad1"]["cents"] == {"N": "500"} and got["bad1"]["schema"] == {"S": "v2"}
+    assert got["fan"]["cents"] == {"N": "1"}
+    left = [json.loads(x) for x in (tmp_path / "r2.jsonl").read_text().splitlines()]
+    assert sorted(d["reason"].split(";")[0] for d in left) == [
+        "not replayed: the transform returned two items with this key for one source item and the first was written",
+        "not replayed: this dead letter holds an item as it was to be written (what a transform returned, if the "
+        "job had one)"]
+    assert got["big"]["name"] == {"S": "pre-existing"}  # the conflict, never written over
