@@ -222,3 +222,32 @@ def test_the_update_turns_what_was_read_into_what_the_transform_returned(a: Dict
     set_clause = update.split(" REMOVE ")[0]
     for attr in untouched:  # an attribute the transform kept as it was is never written
         assert attr not in placeholders or f"{placeholders[attr]} = :" not in set_clause
+
+
+def test_a_running_migration_whose_runner_is_gone_is_shown_interrupted(tmp_path: Path) -> None:
+    # kill -9 of `migrations up` left the record "running": status said "running" (exit 0) for a
+    # dead process. The lock says whether its runner still is.
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from ddbmigrate.migrations.runner import _runner_gone, _status
+
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    now = 1000.0
+    assert "lock is free" in (_runner_gone(None, now) or "")
+    assert "lock is free" in (_runner_gone({"who": f"u@{host} pid {os.getpid()}", "expires_at": 999.0}, now) or "")
+    gone = _runner_gone({"who": f"u@{host} pid {dead}", "expires_at": 1294.0}, now)
+    assert gone is not None and f"pid {dead}" in gone and "in 294 s" in gone
+    assert _runner_gone({"who": f"u@{host} pid {os.getpid()}", "expires_at": 1294.0}, now) is None  # alive
+    assert _runner_gone({"who": f"u@elsewhere-{host} pid {dead}", "expires_at": 1294.0}, now) is None  # can't tell
+    new(str(tmp_path), "copy it")
+    migs = load_all(str(tmp_path))
+    recs = {migs[0].id: {"state": "running", "checksum": migs[0].checksum}}
+    (row,) = _status(migs, recs, gone)
+    assert row.state == "interrupted" and row.error == gone
+    (row,) = _status(migs, recs, None)
+    assert row.state == "running"

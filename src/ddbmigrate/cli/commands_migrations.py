@@ -92,7 +92,7 @@ def status_cmd(kw: Dict[str, Any]) -> int:
     rows = status(kw["directory"], _settings(kw), history_table=kw["history_table"])
     if kw["as_json"]:
         _json({"migrations": [r.to_dict() for r in rows],
-               "pending": [r.id for r in rows if r.state in ("pending", "failed", "running", "reverted")]})
+               "pending": [r.id for r in rows if r.state in ("pending", "failed", "running", "interrupted", "reverted")]})
     else:
         _table([r.to_dict() for r in rows], ["id", "state", "description", "finished_at", "who"])
     return 0

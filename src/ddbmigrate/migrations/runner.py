@@ -27,6 +27,7 @@ import math
 import os
 import re
 import shutil
+import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
@@ -56,7 +57,7 @@ class MigrationStatus:
 
     id: str
     description: str = ""
-    state: str = "pending"  # pending | running | applied | failed | reverted | changed | missing
+    state: str = "pending"  # pending | running | interrupted | applied | failed | reverted | changed | missing
     checksum: Optional[str] = None  # the file's
     recorded_checksum: Optional[str] = None
     started_at: Optional[str] = None
@@ -102,13 +103,35 @@ def _history(settings: AwsSettings, table: str, history: Optional[History]) -> H
     return history if history is not None else History(settings.ref(table))
 
 
-def _status(migs: List[MigrationFile], recs: Dict[str, Dict[str, Any]]) -> List[MigrationStatus]:
+def _runner_gone(lock: Optional[Dict[str, Any]], now: float) -> Optional[str]:
+    """Why a migration recorded "running" is not running now, or None when its runner may be: the
+    lock is free (its lease ran out), or its holder was a process of this host that is gone."""
+    if lock is None or float(lock.get("expires_at") or 0) <= now:
+        return "its runner is gone (the migrations lock is free); the next `migrations up` resumes it"
+    who = str(lock.get("who") or "")
+    m = re.fullmatch(r".*@(?P<host>\S+) pid (?P<pid>\d+)", who)
+    if m and m.group("host") == socket.gethostname():
+        try:
+            os.kill(int(m.group("pid")), 0)
+        except ProcessLookupError:
+            return (f"its runner ({who}) is gone; `migrations up` resumes it once the lock's lease ends, in "
+                    f"{float(lock.get('expires_at') or 0) - now:.0f} s")
+        except (PermissionError, OverflowError):
+            pass
+    return None
+
+
+def _status(migs: List[MigrationFile], recs: Dict[str, Dict[str, Any]],
+            gone: Optional[str] = None) -> List[MigrationStatus]:
+    """``gone``: why a migration recorded "running" is not (see _runner_gone); it is then "interrupted"."""
     out: List[MigrationStatus] = []
     for m in migs:
         r = recs.get(m.id) or {}
         state = str(r.get("state") or "pending")
         if state == "applied" and r.get("checksum") != m.checksum:
             state = "changed"
+        if state == "running" and gone is not None:
+            state, r = "interrupted", dict(r, error=r.get("error") or gone)
         out.append(MigrationStatus(
             id=m.id, description=m.description, state=state, checksum=m.checksum,
             recorded_checksum=r.get("checksum"), started_at=r.get("started_at"), finished_at=r.get("finished_at"),
@@ -129,7 +152,12 @@ def status(directory: str, settings: AwsSettings, *, history_table: str = DEFAUL
     migs = load_all(directory)
     h = _history(settings, history_table, history)
     try:
-        return _status(migs, h.records())
+        recs = h.records()
+        gone = None
+        if any(r.get("state") == "running" for r in recs.values()):
+            # "running" is what the record said when its runner began: the lock says whether it still is.
+            gone = _runner_gone(h.lock_item(), h.clock())
+        return _status(migs, recs, gone)
     finally:
         if history is None:
             h.close()
@@ -405,7 +433,7 @@ def verify(directory: str, settings: AwsSettings, *, history_table: str = DEFAUL
                                 f"{(s.recorded_checksum or '')[:12]} -> {(s.checksum or '')[:12]})")
         elif s.state == "missing":
             res.problems.append(f"{s.id}: recorded as {s.state} but has no file in {directory}")
-        elif s.state in ("failed", "running"):
+        elif s.state in ("failed", "running", "interrupted"):
             res.problems.append(f"{s.id}: {s.state}" + (f" ({s.error})" if s.error else ""))
         elif s.state == "applied":
             m = by_id[s.id]
