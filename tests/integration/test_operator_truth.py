@@ -519,3 +519,24 @@ def test_a_resume_that_names_another_dead_letter_file_is_refused(endpoint: str, 
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["counters"]["dead_lettered"] == len(expected)
     assert sum(rep["dead_letter_reasons"].values()) == len(expected)
+
+
+def test_a_resumed_copy_with_clean_target_still_says_the_target_was_emptied(endpoint: str, tmp_path: Path) -> None:
+    # The clean ran in the first run, killed in its copy phase; the resumed run's report dropped
+    # the clean entirely, as if the target had never been emptied.
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(600))
+    put_items(endpoint, dst, [{"pk": {"S": f"old{i}"}} for i in range(100)])
+    args = ["copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", "--clean-target", "--yes",
+            "--writers", "1", "--checkpoint-every", "0.05"]
+    r = subprocess.run([sys.executable, "-m", "ddbmigrate", *args], capture_output=True, text=True, timeout=180,
+                       cwd=tmp_path, env={**os.environ, "DDBMIGRATE_CRASH_AT": "after_batch_ack",
+                                          "DDBMIGRATE_CRASH_AFTER": "12"})
+    assert r.returncode == -9, r.stderr
+    assert not any(i["pk"]["S"].startswith("old") for i in scan_all(endpoint, dst))  # the clean was done
+    r = cli(*args, "--resume", "--report", "r.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["extra"]["clean_target"]["deleted"] == 100, rep["extra"]
+    assert "target emptied first" in r.stderr and "100 items deleted" in r.stderr
+    assert len(scan_all(endpoint, dst)) == 600

@@ -49,6 +49,19 @@ def exits(item):
 def kwonly(item, *, strict):
     return item
 
+def gsi_bad(item):
+    n = int(item["n"])
+    d = {"PK": "USER#" + item["pk"], "SK": "PROFILE", "GSI1PK": "USER", "GSI1SK": item["pk"]}
+    if n % 10 == 0:
+        d["GSI1PK"] = 5
+    if n % 10 == 1:
+        d["GSI1SK"] = ""
+    if n % 10 == 2:
+        d["SK"] = "y" * 1500
+    if n % 10 == 3:
+        d["GSI1PK"] = "z" * 2100
+    return d
+
 def lazy(item):
     from helpers import mark
     return mark(item)
@@ -126,3 +139,47 @@ def test_a_sibling_module_imported_inside_the_function_is_found(endpoint: str, t
     assert r.returncode == 0, r.stderr
     got = scan_all(endpoint, tables["dst"])
     assert len(got) == 30 and all(i["marked"] == {"BOOL": True} for i in got)
+
+
+@pytest.mark.parametrize("target_key", [("pk", None), ("name", None)])
+def test_a_copy_without_a_transform_into_a_target_keyed_otherwise_is_refused(endpoint: str, tmp_path: Path,
+                                                                             target_key: Any) -> None:
+    # (pk, sk) into pk kept one item per pk; email-keyed items into a table keyed by name merged
+    # the namesakes. Both ended "done", exit 0. Now refused before anything is read.
+    src = create_table(endpoint, hash_key=("pk", "S"), range_key=("sk", "N"))
+    put_items(endpoint, src, [{"pk": {"S": f"p{i % 3}"}, "sk": {"N": str(i)}, "name": {"S": f"n{i % 2}"}}
+                              for i in range(12)])
+    dst = create_table(endpoint, hash_key=(target_key[0], "S"))
+    r = cli(tmp_path, "copy", src, dst, "--endpoint-url", endpoint, "--progress", "off")
+    one_error_line(r, 2, "does not hold the source's (pk, sk)", "share it", "--transform", alone=False)
+    assert scan_all(endpoint, dst) == []
+    # A target whose key holds the source's (here with a sort key more) is fine.
+    wider = create_table(endpoint, hash_key=("pk", "S"), range_key=("sk", "N"))
+    r = cli(tmp_path, "copy", src, wider, "--endpoint-url", endpoint, "--progress", "off")
+    assert r.returncode == 0 and len(scan_all(endpoint, wider)) == 12, r.stderr
+
+
+def test_what_an_index_or_a_key_size_refuses_is_caught_before_sending_and_by_a_dry_run(
+        endpoint: str, tmp_path: Path, tables: Dict[str, str]) -> None:
+    # A GSI key of another type, an empty GSI key, a sort key over 1,024 bytes, a GSI partition key
+    # over 2,048: the dry run said "invalid 0, would write 30"; the real run dead-lettered them
+    # only after DynamoDB refused whole batches.
+    gsi = [{"IndexName": "GSI1", "KeySchema": [{"AttributeName": "GSI1PK", "KeyType": "HASH"},
+                                               {"AttributeName": "GSI1SK", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "ALL"}}]
+    app = create_table(endpoint, hash_key=("PK", "S"), range_key=("SK", "S"), gsis=gsi)
+    args = ["copy", tables["src"], app, "--endpoint-url", endpoint, "--progress", "off",
+            "--transform", "tf/t.py:gsi_bad", "--on-error", "skip"]
+    dry = cli(tmp_path, *args, "--dry-run", "--dead-letter", "dry.jsonl")
+    assert dry.returncode in (0, 3), dry.stderr
+    assert "18" in [ln.split("│")[2].strip() for ln in dry.stderr.splitlines() if "would write" in ln], dry.stderr
+    real = cli(tmp_path, *args, "--dead-letter", "dl.jsonl")
+    assert real.returncode == 3, real.stderr
+    recs = dead(tmp_path)
+    assert len(recs) == 12 and all(d["stage"] == "validate" for d in recs), recs
+    reasons = sorted({d["reason"] for d in recs})
+    assert reasons == ["index GSI1 key attribute 'GSI1PK' is over 2048 bytes (HASH key)",
+                       "index GSI1 key attribute 'GSI1PK' must be of type S, got N",
+                       "index GSI1 key attribute 'GSI1SK' is empty",
+                       "key attribute 'SK' is over 1024 bytes (DynamoDB's limit for a sort key)"], reasons
+    assert len(scan_all(endpoint, app)) == 18

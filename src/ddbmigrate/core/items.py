@@ -18,7 +18,7 @@ import re
 from collections import abc as _abc
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import orjson
 
@@ -63,6 +63,53 @@ def number_problem(text: Any) -> Optional[str]:
     adjusted = exp + len(digits) - 1
     if adjusted > 125 or adjusted < -130:
         return f"number {text[:40]!r} is out of DynamoDB's range (1E-130 to 9.99E+125)"
+    return None
+
+
+# (attribute, type, index name, "HASH" | "RANGE") of a table's GSI and LSI keys.
+IndexKey = Tuple[str, str, str, str]
+# DynamoDB's limits on a key value's bytes (a table's or an index's): "Hash primary key values
+# must be under 2048 bytes, and range primary key values must be under 1024 bytes".
+KEY_BYTES = {"HASH": 2048, "RANGE": 1024}
+
+
+def index_keys_of(desc: Mapping[str, Any]) -> Tuple[IndexKey, ...]:
+    """The key attributes of every GSI and LSI of a DescribeTable answer (or CreateTable request)."""
+    types = {a["AttributeName"]: a["AttributeType"] for a in desc.get("AttributeDefinitions") or []}
+    out: List[IndexKey] = []
+    for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        for ix in desc.get(kind) or []:
+            for k in ix.get("KeySchema") or []:
+                name = k.get("AttributeName")
+                if name in types:
+                    out.append((name, types[name], str(ix.get("IndexName")), str(k.get("KeyType"))))
+    return tuple(out)
+
+
+def _key_bytes(typ: str, x: Any) -> int:
+    if typ == "S":
+        return len(x) if len(x) * 4 <= 1024 else len(x.encode("utf-8", "surrogatepass"))
+    if typ == "B":
+        return len(x) * 3 // 4  # base64 text (its padding makes this an upper bound)
+    return 0  # numbers are short
+
+
+def index_key_problem(item: Mapping[str, Any], keys: Sequence[IndexKey]) -> Optional[str]:
+    """Why DynamoDB would refuse ``item`` for one of the table's indexes (an index key attribute
+    of another type, empty, or over the key size limit), or None. An item without an index's key
+    attribute is simply not in that (sparse) index."""
+    for name, typ, index, role in keys:
+        v = item.get(name)
+        if v is None:
+            continue
+        if type(v) is not dict or typ not in v or len(v) != 1:
+            got = next(iter(v), "?") if isinstance(v, dict) and v else type(v).__name__
+            return f"index {index} key attribute {name!r} must be of type {typ}, got {got}"
+        x = v[typ]
+        if typ in ("S", "B") and x == "":
+            return f"index {index} key attribute {name!r} is empty"
+        if typ != "N" and isinstance(x, str) and _key_bytes(typ, x) > KEY_BYTES.get(role, 2048):
+            return f"index {index} key attribute {name!r} is over {KEY_BYTES.get(role, 2048)} bytes ({role} key)"
     return None
 
 
@@ -384,6 +431,11 @@ class KeySchema:
             x = v[typ]
             if typ == "S" and (not isinstance(x, str) or x == ""):
                 return f"key attribute {name!r} is an empty string"
+            if typ != "N" and isinstance(x, str) and len(x) > 256:
+                limit = KEY_BYTES["HASH" if name == self.hash_name else "RANGE"]
+                if _key_bytes(typ, x) > limit:
+                    return f"key attribute {name!r} is over {limit} bytes (DynamoDB's limit for a " \
+                           f"{'partition' if limit == 2048 else 'sort'} key)"
             if typ == "B" and (not x or (isinstance(x, str) and _b64_problem(x, name))):
                 return f"key attribute {name!r} is empty or not valid base64"
             if typ == "N":

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Se
 import orjson
 
 from ..errors import TransformError
-from .items import MAX_ITEM_BYTES, KeySchema, WireItem, oversize
+from .items import MAX_ITEM_BYTES, IndexKey, KeySchema, WireItem, index_key_problem, oversize
 from .records import DELETE, MAX_BATCH_OPS, PUT, Chunk, Op
 from .transform import Transform, TransformContext, short_traceback
 
@@ -48,6 +48,9 @@ class Processing:
     # The transform sees the scan segment a record came from (ctx.segment). Verify turns it off:
     # its segments are not the copy's, so there ctx.segment is None, as it always was.
     unit_segment: bool = True
+    # The sink table's index keys: an output DynamoDB would refuse for an index is a dead letter
+    # here (and a dry run's "invalid"), not a refused batch narrowed down item by item.
+    index_keys: Tuple[IndexKey, ...] = ()
 
 
 class Processed(NamedTuple):
@@ -106,6 +109,7 @@ class Processor:
         proc = self.proc
         keyschema = proc.key_schema
         check_keys = self.check_keys
+        index_keys = proc.index_keys
         dedupe = self.dedupe
         tf = proc.transform
         dumps = orjson.dumps
@@ -194,6 +198,11 @@ class Processor:
                     p = keyschema.problem(out)  # type: ignore[union-attr]
                     if p:
                         dead(out, p, "InvalidKey", "validate", origin, skey)
+                        continue
+                if index_keys:
+                    p = index_key_problem(out, index_keys)
+                    if p:
+                        dead(out, p, "InvalidIndexKey", "validate", origin, skey)
                         continue
                 given = encs[idx] if encs is not None else None
                 try:

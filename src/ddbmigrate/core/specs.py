@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from ..config import RetryPolicy, TableRef
 from ..errors import DdbMigrateError, FatalError, UsageError
@@ -170,6 +170,7 @@ class ProcessingSpec:
     dedupe: bool = True
     sample: int = 0
     unit_segment: bool = True  # ctx.segment is the scan segment (verify: None; see Processing)
+    index_keys: Tuple[Any, ...] = ()  # the sink table's GSI/LSI keys (core.items.index_keys_of)
     # The loaded transform of the process that made the job, so the threads engine does not
     # load it twice; never pickled (other processes load it by reference).
     loaded: Optional[Transform] = field(default=None, compare=False, repr=False)
@@ -190,7 +191,7 @@ class ProcessingSpec:
             trusted=self.trusted, source_key_schema=self.source_key_schema,
             context=TransformContext(source_table=self.source_table, target_table=self.target_table),
             max_batch_ops=self.max_batch_ops, dedupe=self.dedupe, sample=self.sample,
-            unit_segment=self.unit_segment,
+            unit_segment=self.unit_segment, index_keys=self.index_keys,
         )
 
 

@@ -141,6 +141,10 @@ class WorkerFeed(Protocol):
              limits: Mapping[str, Mapping[str, Any]], settled: Optional[Mapping[str, int]] = None) -> None: ...
 
 
+# Report entries of a job's phase before its run (see Driver._open), kept in its checkpoint.
+CARRIED = ("clean_target",)
+
+
 class Driver:
     """One run of one job; see the module docstring. Engines call ``commit``/``live``/``finish``."""
 
@@ -193,6 +197,12 @@ class Driver:
             self.done = list(self.units)
         self.base: Dict[str, int] = dict(state.counters) if state else {}
         self.saved_extra: Dict[str, Any] = dict(state.extra) if state else {}
+        # What a job did before its run proper (copy --clean-target's clean) is in the report of
+        # every run of it, a resumed one's too, which did not do it: the checkpoint carries it.
+        for k, v in (self.saved_extra.get("carried") or {}).items():
+            if self.report.extra.get(k) is None:
+                self.report.extra[k] = v
+        self.carried = {k: self.report.extra[k] for k in CARRIED if self.report.extra.get(k) is not None}
         self.sink = job.sink.prepare(self.saved_extra or None)
         # Dead letters are always kept: by default next to the checkpoint (a dry run's apart).
         dead_path = opts.dead_letter or default_dead_letter_path(
@@ -425,6 +435,8 @@ class Driver:
                         counters[k] = counters.get(k, 0) + v
                 dead_bytes = self.dead_bytes
             extra = self.sink_state()
+            if self.carried:
+                extra["carried"] = self.carried
             if self.dead.path is not None:
                 extra["dead_letters"] = {"path": self.dead.path, "start": self.dead_start,
                                          "bytes": dead_bytes if dead_bytes is not None else self.dead.mark(),

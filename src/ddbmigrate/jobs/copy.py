@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 from ..aws.capacity import capacity_limit, page_limit
 from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
-from ..core.items import KeySchema, gsi_partition_keys
+from ..core.items import KeySchema, gsi_partition_keys, index_keys_of
 from ..core.specs import ProcessingSpec, TransformRef
 from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.job import Job
@@ -113,7 +113,7 @@ def copy_table(
         processing=ProcessingSpec(
             key_schema=dst_keys, transform=TransformRef.of(transform), on_error=opts.on_error,
             trusted=src_keys == dst_keys, source_key_schema=src_keys, source_table=source.table,
-            target_table=target.table, sample=opts.sample, loaded=transform,
+            target_table=target.table, sample=opts.sample, loaded=transform, index_keys=index_keys_of(tdesc),
         ),
         source_label=source.describe(), target_label=target.describe(),
         total_estimate=int(sdesc.get("ItemCount") or 0) or None, readers=readers,

@@ -18,13 +18,18 @@ Two kinds of evidence, both cheap:
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+
+import orjson
 
 from ..core.items import KeySchema, WireItem
 from ..core.transform import Transform, TransformContext
 from ..errors import DdbMigrateError, UsageError
 
 SAMPLE = 20
+log = logging.getLogger("ddbmigrate.fit")
+
 # How many unfit records in a row an import reads before it concludes the input does not fit.
 SAMPLE_RECORDS = 1000
 _TYPE_NAMES = {"S": "string", "N": "number", "B": "binary"}
@@ -65,6 +70,33 @@ def schema_problems(source_desc: Mapping[str, Any], target_desc: Mapping[str, An
     return problems
 
 
+def rekey_problems(source_desc: Mapping[str, Any], target_desc: Mapping[str, Any],
+                   sample: Iterable[WireItem]) -> List[str]:
+    """A copy without a transform into a table keyed otherwise: source items that share the
+    target's key would be one target item, all but the last overwritten, and the job would end
+    "done" (a table keyed (pk, sk) copied into one keyed pk keeps one item per pk). Two sampled
+    items that share it are a problem; otherwise it is said, once, as a warning."""
+    skey = [k["AttributeName"] for k in source_desc.get("KeySchema") or []]
+    tkeys = KeySchema.from_table_description(target_desc)
+    tkey = list(tkeys.names)
+    if not skey or not tkey or set(skey) <= set(tkey):
+        return []
+    seen: Dict[Any, WireItem] = {}
+    for item in sample:
+        if tkeys.problem(item) is None:  # (unfit items are the dead-letter file's)
+            k = tkeys.key(item)
+            if k in seen:
+                first = {n: seen[k][n] for n in skey if n in seen[k]}
+                second = {n: item[n] for n in skey if n in item}
+                return [f"the target's primary key ({', '.join(tkey)}) does not hold the source's ({', '.join(skey)}): "
+                        f"source items {orjson.dumps(first).decode()} and {orjson.dumps(second).decode()} share it "
+                        "and would overwrite one another; give --transform to re-key on purpose"]
+            seen[k] = item
+    log.warning("the target's primary key (%s) is not the source's (%s): source items that share its value "
+                "overwrite one another (none did in a sample of %d)", ", ".join(tkey), ", ".join(skey), len(seen))
+    return []
+
+
 def sample_problems(items: Iterable[WireItem], target_desc: Mapping[str, Any],
                     transform: Optional[Transform] = None, context: Optional[TransformContext] = None,
                     ) -> Tuple[int, int, List[str]]:
@@ -102,8 +134,10 @@ def check_fits_target(target_name: str, target_desc: Mapping[str, Any], *,
                       transform: Optional[Transform] = None, context: Optional[TransformContext] = None) -> None:
     """Raise UsageError (exit 2) naming the first attribute that cannot fit, before any read."""
     problems: List[str] = []
+    sample = list(sample)
     if source_desc is not None and transform is None:
         problems += schema_problems(source_desc, target_desc)
+        problems += rekey_problems(source_desc, target_desc, sample)
     if not problems:
         # A few odd items are the dead-letter file's business; a sample in which no item fits
         # means the whole job would be dead letters.

@@ -23,7 +23,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 from ..aws.capacity import capacity_limit
 from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
-from ..core.items import KeySchema, gsi_partition_keys
+from ..core.items import KeySchema, gsi_partition_keys, index_keys_of
 from ..core.specs import LiveSourceSpec, ProcessingSpec, Resources, TransformRef
 from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.job import Job
@@ -158,7 +158,8 @@ def import_files(
                                                                write_rate=write_rate, writers=writers,
                                                                index_keys=gsi_partition_keys(tdesc)),
         processing=ProcessingSpec(key_schema=keys, transform=TransformRef.of(transform), on_error=opts.on_error,
-                                  target_table=table.table, sample=opts.sample, loaded=transform),
+                                  target_table=table.table, sample=opts.sample, loaded=transform,
+                                  index_keys=index_keys_of(tdesc)),
         source_label=src, target_label=table.describe(),
         total_estimate=sum(f.item_count or 0 for f in plan.files) or None,
         readers=min(n_readers, max(1, len(source_spec.units()))), writers=writers,
