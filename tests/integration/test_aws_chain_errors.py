@@ -125,7 +125,9 @@ def test_estimate_prices_the_job_in_the_profiles_regions(endpoint: str, tmp_path
     # the text report says the same; an AWS_CA_BUNDLE that is not there is no concern of an http endpoint
     r = _run(env, *args, ca_bundle=str(tmp_path / "nonexistent.pem"))
     assert r.exit_code == 0, r.stderr
-    assert "prices: ap-northeast-1" in r.stdout, r.stdout
+    # each side at its own region's prices, and a region the prices file lacks said
+    assert "prices: reads us-east-1 (none for eu-west-1 in the prices file)" in r.stdout, r.stdout
+    assert "writes ap-northeast-1" in r.stdout, r.stdout
     # one side only: the source's profile region (a Scan's reads are all there is to price)
     r = _run(env, "estimate", "export", src, str(tmp_path / "out"), "--profile", "srcp", "--endpoint-url", endpoint,
              "--json")
