@@ -43,9 +43,34 @@ def test_totals_timelines_and_json_events() -> None:
     users = [e for e in events if e["job"] == "users"]
     assert users[1]["items_per_s"] == 20.0 and users[1]["eta_s"] == 3.0  # 60 left at 20/s
     totals = [e for e in events if e["job"] == "total"]
-    # the total counts an unknown-size job as its done items
-    assert totals[2]["done"] == 75 and totals[2]["total"] == 115
+    # a running job of unknown size makes the plan's total unknown (the others' total would read
+    # as nearly done); the rate is from the plan's start, on the first line too
+    assert totals[2]["done"] == 75 and totals[2]["total"] is None and totals[2]["eta_s"] is None
+    assert totals[0]["items_per_s"] == 25.0
     assert events[-1]["event"] == "progress_final"
+
+
+def test_a_job_still_to_start_makes_the_plans_total_unknown() -> None:
+    clock = Clock()
+    out = io.StringIO()
+    pp = PlanProgress([("a", "a"), ("b", "b")], mode="json", stream=out, interval=3600, clock=clock)
+    pp.start()
+    state = {"done": 0, "total": 100}
+    detach = pp.observer_for("a").attach("copy", lambda: dict(state))
+    clock.now += 2.0
+    state["done"] = 100
+    pp._tick()  # a is done with its 100, b has not started: not "100 of 100"
+    total = [json.loads(x) for x in out.getvalue().splitlines() if json.loads(x)["job"] == "total"][-1]
+    assert total["done"] == 100 and total["total"] is None and total["waiting"] == 1  # b
+    detach()
+    pp.set_status("a", "done")
+    detach = pp.observer_for("b").attach("copy", lambda: {"done": 10, "total": 50})
+    clock.now += 1.0
+    pp._tick()
+    detach()
+    pp.stop()
+    total = [json.loads(x) for x in out.getvalue().splitlines() if json.loads(x)["job"] == "total"][-2]
+    assert total["done"] == 110 and total["total"] == 150 and total["waiting"] == 0
 
 
 def test_phases_are_kept_separately() -> None:

@@ -102,6 +102,9 @@ class PlanProgress:
 
     def start(self) -> None:
         self._t0 = self.clock()
+        # The whole plan's rate from its start: the first line's too (not 0 for want of an earlier one).
+        with self._lock:
+            self._total_history[:] = [(self._t0, sum(r.done for r in self.rows.values()))]
         if self.mode == "bar":
             from rich.console import Console
             from rich.progress import (
@@ -246,8 +249,12 @@ class PlanProgress:
                     ev["status"] = phase.last["status"]
                 events.append(ev)
         done = sum(r.done for r in rows)
-        # The total bar counts finished jobs' items too; unknown totals count as their done.
-        total = sum((r.total if r.total else r.done) for r in rows)
+        # The total bar counts finished jobs' items too; a finished job's unknown total is its done.
+        # A job still to start (or running without a total) makes the plan's total unknown: a
+        # total of the others' would read as nearly done, with an ETA that ends too soon.
+        waiting = sum(1 for r in rows if r.phase is None and r.status in ("queued", "starting"))
+        unknown = waiting or any(r.phase is not None and not r.total for r in rows)
+        total = 0 if unknown else sum((r.total if r.total else r.done) for r in rows)
         rate = _window_rate(self._total_history, now, done)
         eta = (max(0, total - done) / rate) if (total and rate > 0) else None
         self.timeline.append({"t": round(now - self._t0, 2), "done": done,
@@ -257,11 +264,12 @@ class PlanProgress:
         if self._bar is not None:
             running = sum(1 for r in rows if r.phase is not None)
             self._bar.update(self._total_task, completed=done, total=max(total, done) or None,
-                             rate=f"{rate:,.0f}/s", eta=_fmt_eta(eta), extra=f"{running} running")
+                             rate=f"{rate:,.0f}/s", eta=_fmt_eta(eta),
+                             extra=f"{running} running" + (f", {waiting} waiting" if waiting else ""))
         elif self.mode == "json":
             events.append({"event": "progress_final" if final else "progress", "job": "total", "done": done,
                            "total": total or None, "items_per_s": round(rate, 1),
-                           "eta_s": round(eta, 1) if eta is not None else None,
+                           "eta_s": round(eta, 1) if eta is not None else None, "waiting": waiting,
                            "elapsed_s": round(now - self._t0, 1)})
             try:
                 for ev in events:
