@@ -170,3 +170,36 @@ def test_a_bad_default_spec_is_one_problem_at_its_line(endpoint: str, tmp_path: 
     assert [(p.line, p.message) for p in problems] == [
         (line, f"defaults.target_spec: cannot read table spec {tmp_path / 'no-such-spec.yaml'}: "
                "No such file or directory")]
+
+
+def test_a_verify_job_is_drawn_on_its_row_and_stops_with_the_plan(endpoint: str, tmp_path: Path) -> None:
+    # Before, a verify in a plan showed nothing (the total stayed at 0) and ran to its end after
+    # Ctrl-C; now its reads are its row's progress, and a signal stops it like any job (exit 130).
+    import json
+    import signal
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    big = [{"pk": {"S": f"k{i:04d}"}, "pad": {"S": "x" * 3000}} for i in range(600)]
+    put_items(endpoint, src, big)
+    put_items(endpoint, dst, big)
+    plan = write_plan(tmp_path / "plan.yaml", endpoint,
+                      [{"kind": "verify", "name": "v", "source": src, "target": dst,
+                        "options": {"max_read_units": 20}}], state_dir=str(tmp_path / "state"))
+    p = subprocess.Popen([sys.executable, "-m", "ddbmigrate", "run", str(plan), "--progress", "json"], cwd=tmp_path,
+                         stderr=subprocess.PIPE, text=True)
+    seen: List[Dict[str, Any]] = []
+    assert p.stderr is not None
+    deadline = time.monotonic() + 60
+    for line in p.stderr:
+        if line.startswith("{"):
+            ev = json.loads(line)
+            seen.append(ev)
+            if ev.get("job") == "v" and ev.get("done", 0) > 0:
+                break
+        assert time.monotonic() < deadline, seen
+    sent = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=60)
+    assert p.returncode == 130, seen[-3:]
+    assert time.monotonic() - sent < 20  # (the whole verify at 20 units/s takes over a minute)
+    assert any(e.get("job") == "v" and e.get("phase") == "verify" for e in seen), seen[:5]

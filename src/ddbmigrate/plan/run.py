@@ -512,7 +512,9 @@ class _Runner:
         return {"transform": job.transform, "progress": "off", "segments": opts.segments,
                 "consistent_read": opts.consistent_read or None, "max_read_units": opts.max_read_units,
                 "retry": opts.retry, "on_error": opts.on_error,
-                "diff_path": os.path.join(self.plan.state_dir, "diffs", f"{job.name}.jsonl")}
+                "diff_path": os.path.join(self.plan.state_dir, "diffs", f"{job.name}.jsonl"),
+                # Stopped with the plan (Ctrl-C, SIGTERM, fail_fast) and drawn on its job's row.
+                "cancel": self.stopping, "observer": self.display.observer_for(job.name)}
 
     def _verify(self, job: PlanJob, engine: Any) -> Any:
         # verify_after scans both tables, so it runs on the engine that moved the data.

@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from typing import (
     Any,
@@ -104,6 +105,8 @@ def verify_tables(
     engine: Any = None,
     metrics_port: Optional[int] = None,
     metrics_host: str = "127.0.0.1",
+    cancel: Optional[threading.Event] = None,
+    observer: Any = None,
 ) -> VerifyReport:
     """Compare ``target`` with ``transform(source)`` by primary key and report every difference.
 
@@ -223,7 +226,7 @@ def verify_tables(
     counters = Counters()
     phase = {"status": "scan"}
     total = (source_side.estimate or 0) + (target_side.estimate or 0)
-    reads = ReadObserver()
+    reads = ReadObserver(observer)
 
     def snapshot() -> Dict[str, Any]:
         return {"done": reads.read(), "total": total or None, "status": phase["status"]}
@@ -236,7 +239,7 @@ def verify_tables(
     try:
         for run in runs:
             try:
-                run_side(run, run_on, reads)
+                run_side(run, run_on, reads, cancel)
             except BaseException:
                 counters.bump(run.counters)  # what a side that stopped had read
                 raise

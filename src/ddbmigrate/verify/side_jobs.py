@@ -76,20 +76,24 @@ def side_job(side: int, spec: SourceSpec, processing: ProcessingSpec, sink: Comp
 class ReadObserver:
     """Follows the running side job's reads, for verify's own progress display."""
 
-    def __init__(self) -> None:
+    def __init__(self, outer: Any = None) -> None:
         self.finished = 0
         self._current: Optional[Snapshot] = None
+        self.outer = outer  # a caller's observer (a plan's row), shown each side job too
 
     def fields(self) -> Dict[str, Any]:
         return {}
 
     def attach(self, job: str, snapshot: Snapshot) -> Callable[[], None]:
         self._current = snapshot
+        outer_detach = self.outer.attach(job, snapshot) if self.outer is not None else None
 
         def detach() -> None:
             # The job's last reads stay counted once it is over.
             self.finished += int(snapshot().get("read") or 0)
             self._current = None
+            if outer_detach is not None:
+                outer_detach()
 
         return detach
 
@@ -98,11 +102,11 @@ class ReadObserver:
         return self.finished + (int(cur().get("read") or 0) if cur is not None else 0)
 
 
-def run_side(run: SideRun, engine: Engine, observer: ReadObserver) -> None:
+def run_side(run: SideRun, engine: Engine, observer: ReadObserver, cancel: Optional[Any] = None) -> None:
     """Run one side's job; its spill files and counters land in ``run``. A job's error is raised
     as it is (a transform error with ``on_error=fail`` stops verify with that error)."""
     try:
-        rep = engine.run(run.job, observer=observer)
+        rep = engine.run(run.job, observer=observer, cancel=cancel)
     except DdbMigrateError as e:
         # What the side read before it stopped, and its client's retries and units: verify's own
         # report of the failure counts them.
