@@ -183,3 +183,16 @@ def test_what_an_index_or_a_key_size_refuses_is_caught_before_sending_and_by_a_d
                        "index GSI1 key attribute 'GSI1SK' is empty",
                        "key attribute 'SK' is over 1024 bytes (DynamoDB's limit for a sort key)"], reasons
     assert len(scan_all(endpoint, app)) == 18
+
+
+def test_a_job_the_fit_check_refuses_creates_no_target(endpoint: str, tmp_path: Path,
+                                                      tables: Dict[str, str]) -> None:
+    # --create-target clones the source (keyed pk); the transform's items carry PK/SK only: the
+    # job is refused, "nothing was read or written", and there is no new empty table either.
+    from support import boto_client, unique
+
+    new = unique("created")
+    r = cli(tmp_path, "copy", tables["src"], new, "--endpoint-url", endpoint, "--progress", "off",
+            "--create-target", "--transform", "tf/t.py:gsi_bad")
+    one_error_line(r, 2, "missing key attribute 'pk'", alone=False)
+    assert new not in boto_client(endpoint).list_tables()["TableNames"]

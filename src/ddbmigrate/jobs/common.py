@@ -84,8 +84,12 @@ def prepare_target(
     dry_run: bool = False,
     kms_key: Optional[str] = None,
     on_created: Optional[Callable[[Any], None]] = None,
+    check: Optional[Callable[[Dict[str, Any]], None]] = None,
 ) -> Dict[str, Any]:
     """Describe the target, creating it (from a spec or as a clone of the source) when asked.
+
+    ``check`` is called with the description a table to be created would have, before it is
+    created: a job it refuses leaves no new, empty table behind.
 
     A clone carries every setting of the source (:mod:`ddbmigrate.schema.apply`); ``kms_key``
     (--target-kms-key) replaces the source's encryption key. What was created, and every setting
@@ -135,6 +139,8 @@ def prepare_target(
         definition = from_aws(source_desc, unread={k: f"{op} was not called" for k, op in READ_BY.items()})
     else:
         raise UsageError(f"cannot create {name}: give --spec FILE")
+    if check is not None:
+        check(request_from_spec(load_spec(spec_path), spec_path, name)[0] if spec_path else dict(source_desc or {}))
     result = create_from_definition(client, definition, table=name, kms_key=kms_key)
     log_result(result)
     if on_created is not None:

@@ -78,15 +78,23 @@ def copy_table(
         if same_table(source, target, src, dst, sdesc):
             raise UsageError("source and target are the same table")
         created: List[Dict[str, Any]] = []
+        fitted: List[bool] = []
+
+        def fits(desc: Dict[str, Any]) -> None:
+            # Before anything is read for real (or deleted by --clean-target, or a target created
+            # that the job would then refuse): do the items fit?
+            check_fits_target(target.table, desc, source_desc=sdesc, sample=sample_table(src, source.table),
+                              transform=transform,
+                              context=TransformContext(source_table=source.table, target_table=target.table))
+            fitted.append(True)
+
         tdesc = prepare_target(dst, source_desc=sdesc, source_client=src, create=create_target,
                                spec_path=target_spec, dry_run=opts.dry_run, kms_key=target_kms_key,
-                               on_created=lambda r: created.append(r.to_dict()))
+                               on_created=lambda r: created.append(r.to_dict()), check=fits)
         src_keys = KeySchema.from_table_description(sdesc)
         dst_keys = KeySchema.from_table_description(tdesc)
-        # Before anything is read for real (or deleted by --clean-target): do the items fit?
-        check_fits_target(target.table, tdesc, source_desc=sdesc, sample=sample_table(src, source.table),
-                          transform=transform,
-                          context=TransformContext(source_table=source.table, target_table=target.table))
+        if not fitted:
+            fits(tdesc)
         names = [src.ref.table, dst.ref.table]
         base = copy_identity(source, target, names, 0, transform, opts)
         segments = (opts.segments or resumed_segments(opts, "copy", engine_identity(base, engine))
