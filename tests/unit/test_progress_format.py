@@ -111,3 +111,22 @@ def test_the_rate_starts_when_the_first_items_settle_so_the_early_eta_is_not_hig
     q._history.append(q._base)
     got = [q._rate(t, d) for t, d in [(1.0, 7000), (2.0, 7500), (3.0, 7500), (4.0, 7500), (5.0, 8000)]]
     assert got[-1] == 1000 / 4.0
+
+
+@pytest.mark.parametrize("columns", ["80", "60"])
+def test_a_narrow_terminal_cuts_the_extras_not_the_count_or_the_eta(monkeypatch: pytest.MonkeyPatch,
+                                                                    columns: str) -> None:
+    # At 80 columns the total read "0/150…" (of 15,000) and, while draining, the long "stopping:
+    # ..." hid the job, its count and its ETA.
+    from ddbmigrate.reporting.progress import Progress
+
+    monkeypatch.setenv("COLUMNS", columns)
+    out = io.StringIO()
+    snap = {"done": 828, "total": 15000, "retries": 3, "throttles": 2, "rate_limit": 800.0,
+            "status": "stopping: finishing in-flight writes (signal again to stop at once)"}
+    p = Progress("copy", lambda: dict(snap), mode="bar", interval=60.0, stream=out)
+    p.start()
+    p.stop()
+    last = [ln for ln in out.getvalue().splitlines() if ln.strip()][-1]
+    assert len(last) <= int(columns), last
+    assert "copy" in last and "828/15000" in last and "ETA" in last, last

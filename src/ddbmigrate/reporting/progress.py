@@ -84,7 +84,7 @@ class Progress:
 
             self._bar = RichProgress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=BAR_WIDTH),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"),
                 TextColumn("ETA {task.fields[eta]}"),
@@ -167,9 +167,15 @@ class Progress:
                 extra.append(str(s["status"]))
             if s.get("read") and int(s["read"]) > done:
                 extra.append(f"read {int(s['read']):,}")
+            rate_text, eta_text = f"{rate:,.0f} {self.label}/s", _fmt_eta(eta)
+            shown = max(int(total), done) if total else None
+            # On a narrow terminal the extras (retries, limits, a drain's "stopping: ...") are what
+            # is cut, never the job, its done/total, its rate or its ETA (rich would squeeze them all).
+            essentials = (len(self.job) + BAR_WIDTH + len(f"{done}/{shown if shown is not None else '?'}")
+                          + len(rate_text) + len(f"ETA {eta_text}") + len("0:00:00") + 7)
             self._bar.update(
-                self._task, completed=done, total=max(int(total), done) if total else None,
-                rate=f"{rate:,.0f} {self.label}/s", eta=_fmt_eta(eta), extra=" ".join(extra),
+                self._task, completed=done, total=shown, rate=rate_text, eta=eta_text,
+                extra=_fit(" ".join(extra), self._bar.console.width - essentials),
             )
         elif self.mode == "json":
             ev = {"event": "progress" if not final else "progress_final", "job": self.job, "done": done,
@@ -184,6 +190,22 @@ class Progress:
                 self.stream.flush()
             except (OSError, ValueError):
                 pass
+
+
+BAR_WIDTH = 20
+
+
+def _fit(markup: str, room: int) -> str:
+    """``markup`` cut to ``room`` characters on screen (an ellipsis where cut; nothing if no room)."""
+    from rich.text import Text
+
+    text = Text.from_markup(markup)
+    if text.cell_len <= room:
+        return markup
+    if room <= 1:
+        return ""
+    text.truncate(room, overflow="ellipsis")
+    return text.markup
 
 
 def _fmt_eta(eta: Optional[float]) -> str:
