@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from click.testing import CliRunner, Result
 
@@ -178,3 +178,38 @@ def test_a_plan_that_is_not_utf8_is_one_line_naming_the_file(tmp_path: Path) -> 
     assert "internal error" not in r.stderr and "Traceback" not in r.stderr
     line = one_usage_line(_cli(["run", str(path)]), str(path), "not UTF-8")
     assert line == errors[0]
+
+
+def test_a_resumed_plan_watches_its_native_export_again_instead_of_starting_a_second(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    # An interrupted native export kept running in AWS; the plan's --resume started a second one
+    # (billed twice), and an ImportTable's resume failed for good (its table existed by then).
+    import ddbmigrate.aws.managed as managed
+    from ddbmigrate.errors import InterruptedError_
+    from ddbmigrate.plan import run_plan
+    from ddbmigrate.reporting.report import Report
+
+    calls: List[Dict[str, Any]] = []
+
+    def fake_export(table: Any, s3_uri: str, export_time: Any = None, incremental: Any = None, *,
+                    export_arn: Any = None, on_started: Any = None, progress: str = "off", observer: Any = None,
+                    cancel: Any = None) -> Report:
+        calls.append({"export_arn": export_arn})
+        arn = export_arn or f"arn:aws:dynamodb:us-east-1:1:table/t/export/{len(calls)}"
+        on_started(arn)
+        if len(calls) == 1:
+            raise InterruptedError_("interrupted")
+        return Report(job="native-export", source="t", target=s3_uri, extra={"export_arn": arn})
+
+    monkeypatch.setattr(managed, "native_export", fake_export)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("state_dir: state\n"
+                    "defaults: {source: {endpoint_url: 'http://127.0.0.1:9', region: us-east-1}}\n"
+                    "jobs:\n  - {name: exp, kind: export, native: true, source: events, to: 's3://b/x'}\n")
+    first = run_plan(str(plan), progress="off")
+    assert first.job("exp").status == "interrupted"
+    second = run_plan(str(plan), progress="off", resume=True)
+    assert second.job("exp").status == "done", second.job("exp").error
+    assert [c["export_arn"] for c in calls] == [None, "arn:aws:dynamodb:us-east-1:1:table/t/export/1"]
+    third = run_plan(str(plan), progress="off")  # a new run: its own export, not the last one's
+    assert third.job("exp").status == "done" and calls[-1]["export_arn"] is None

@@ -205,6 +205,7 @@ def native_export(
     view_type: str = "NEW_AND_OLD_IMAGES",
     s3_bucket_owner: Optional[str] = None,
     export_arn: Optional[str] = None,
+    on_started: Optional[Callable[[str], None]] = None,
     progress: str = "off",
     observer: Any = None,
     cancel: Optional[threading.Event] = None,
@@ -219,7 +220,8 @@ def native_export(
 
     ``export_time`` exports the table as it was then (default: now). ``incremental=(from, to)``
     exports only the changes in that window (15 minutes to 24 hours). ``export_arn`` watches an
-    export that is already running instead of starting one. Returns a report whose
+    export that is already running instead of starting one; ``on_started`` is given the export's
+    ARN as soon as it is known. Returns a report whose
     ``extra["export_path"]`` is the export folder; raises FatalError if DynamoDB reports FAILED.
     """
     if export_time is not None and incremental is not None:
@@ -260,6 +262,8 @@ def native_export(
     else:
         first = _describe_export(c, export_arn, table.table)
     arn = str(first.get("ExportArn"))
+    if on_started is not None:
+        on_started(arn)  # (a plan keeps it: its --resume watches this export, never starts a second)
     report.extra.update({"export_arn": arn, "export_type": first.get("ExportType") or
                          ("INCREMENTAL_EXPORT" if window else "FULL_EXPORT")})
 
@@ -337,6 +341,7 @@ def native_import(
     s3_bucket_owner: Optional[str] = None,
     total_items: Optional[int] = None,
     import_arn: Optional[str] = None,
+    on_started: Optional[Callable[[str], None]] = None,
     progress: str = "off",
     observer: Any = None,
     cancel: Optional[threading.Event] = None,
@@ -386,6 +391,8 @@ def native_import(
     else:
         first = _describe_import(c, import_arn, table.table)
     arn = str(first.get("ImportArn"))
+    if on_started is not None:
+        on_started(arn)
     report.extra.update({"import_arn": arn, "s3_key_prefix": key_prefix, "total_items": total_items})
     t0 = clock()
 

@@ -286,6 +286,10 @@ class _Runner:
             dead = self.dead_letter_path(job)
             if dead is not None:
                 keep_previous_dead_letters(dead)
+            try:
+                os.unlink(self.managed_path(job))  # the last run's export or import: not this run's
+            except FileNotFoundError:
+                pass
 
     def _install_signals(self) -> Callable[[], None]:
         # Ctrl-C and SIGTERM: running jobs drain and checkpoint, no new job starts. Handled as
@@ -489,11 +493,11 @@ class _Runner:
             return _call(func, (job.target, opts), watch, user)
         if job.kind == "export" and job.native:
             return _call(func, (job.source, job.path_to),
-                         {"export_time": job.export_time, "incremental": job.incremental, "progress": "off", **watch},
-                         user)
+                         {"export_time": job.export_time, "incremental": job.incremental, "progress": "off",
+                          **self._managed(job, "export_arn"), **watch}, user)
         if job.kind == "import" and job.native:
-            return _call(func, (job.path_from, job.target, job.spec or job.target_spec), {"progress": "off", **watch},
-                         user)
+            return _call(func, (job.path_from, job.target, job.spec or job.target_spec),
+                         {"progress": "off", **self._managed(job, "import_arn"), **watch}, user)
         if job.kind == "export":
             return _call(func, (job.source, job.path_to, opts), watch, user)
         if job.kind == "import":
@@ -507,6 +511,25 @@ class _Runner:
                      {"options": opts, "transform": job.transform, "create_target": job.create_target,
                       "target_spec": job.target_spec, "clean_target": job.clean_target, "confirm": confirm,
                       "stop_event": self.stopping}, user)
+
+    def managed_path(self, job: PlanJob) -> str:
+        return os.path.join(self.plan.state_dir, "managed", f"{job.name}.json")
+
+    def _managed(self, job: PlanJob, arn_arg: str) -> Dict[str, Any]:
+        """A native export or import is an operation AWS runs on its own: the plan keeps its ARN as
+        soon as it starts, and a --resume watches that one again instead of starting a second
+        (a second export billed twice; a second ImportTable refused, its table now existing)."""
+        path = self.managed_path(job)
+        kw: Dict[str, Any] = {"on_started": lambda arn: atomic_write(path, orjson.dumps({arn_arg: arn}))}
+        if self.resume:
+            try:
+                with open(path, "rb") as fh:
+                    arn = orjson.loads(fh.read()).get(arn_arg)
+            except (OSError, ValueError, AttributeError):
+                arn = None
+            if arn:
+                kw[arn_arg] = arn
+        return kw
 
     def _verify_kwargs(self, job: PlanJob, opts: RunOptions) -> Dict[str, Any]:
         return {"transform": job.transform, "progress": "off", "segments": opts.segments,
