@@ -297,9 +297,14 @@ def test_max_errors_aborts(endpoint: str, tmp_path: Path) -> None:
     r = cli("copy", src, dst, "--endpoint-url", endpoint, "--region", "us-east-1", "--transform",
             f"{tmp_path}/allbad.py:f", "--on-error", "skip", "--max-errors", "2", "--segments", "1", "--quiet")
     assert r.returncode == 1 and "--max-errors 2" in r.stderr and "Traceback" not in r.stderr
-    with pytest.raises(FatalError, match="max-errors"):
+    with pytest.raises(FatalError, match="max-errors") as ei:
         copy_table(ref(endpoint, src), ref(endpoint, dst),
-                   opts(transform=f"{tmp_path}/allbad.py:f", on_error="skip", max_errors=2, segments=1, restart=True))
+                   opts(transform=f"{tmp_path}/allbad.py:f", on_error="skip", max_errors=2, segments=1, restart=True,
+                        dead_letter=str(tmp_path / "dl.jsonl")))
+    # The report says the dead letters the stop kept in the file (they were "dead 0" beside a file of 2).
+    rep = ei.value.report  # type: ignore[attr-defined]
+    kept = len((tmp_path / "dl.jsonl").read_text().splitlines())
+    assert kept == 2 and rep.count("dead_lettered") + rep.extra["unsettled"]["dead_lettered"] == kept, rep.extra
 
 
 # ------------------------------------------------------------------ dry run, context, loading

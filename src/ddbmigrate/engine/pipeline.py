@@ -168,6 +168,11 @@ class Counters:
             return dict(self.committed if committed else self.live)
 
 
+# The code of the error that stops a job at --max-errors: its dead letters not yet settled are
+# kept in the file (to be read), so its report says them too.
+MAX_ERRORS = "MaxErrors"
+
+
 class Pipeline:
     """Run a source into a sink with bounded queues, threads, tickets and cancellation."""
 
@@ -578,7 +583,7 @@ class Pipeline:
         if not self.dead.reserve(limit):
             self._stopped_by_max_errors = True
             self._fail(FatalError(f"more than --max-errors {limit} items would be dead-lettered; stopping "
-                                  "(checkpoint kept; fix the cause and --resume)"))
+                                  "(checkpoint kept; fix the cause and --resume)", code=MAX_ERRORS))
             return False
         ticket.dead.append((dead_letter_line(
             item, reason, code=code, stage=stage, origin=str(origin) if origin is not None else None,

@@ -59,6 +59,7 @@ from ..state.checkpoint import (
 from ..state.deadletter import DeadLetters
 from ..state.status import RunLock, lock_path_for
 from .job import Job
+from .pipeline import MAX_ERRORS
 
 log = logging.getLogger("ddbmigrate")
 
@@ -542,7 +543,10 @@ class Driver:
             # acknowledged), so its counts add up and a resume starts there. Writes DynamoDB
             # acknowledged in chunks that never finished are in the target too: said, not hidden.
             live = self.counters(live=True)
-            unsettled = {k: live.get(k, 0) - report.count(k) for k in ("written", "deleted")}
+            kinds = ["written", "deleted"]
+            if getattr(error, "code", None) == MAX_ERRORS:
+                kinds.append("dead_lettered")  # kept in the file for the user to read (pipeline.py)
+            unsettled = {k: live.get(k, 0) - report.count(k) for k in kinds}
             unsettled = {k: v for k, v in unsettled.items() if v > 0}
             if unsettled:
                 report.extra["unsettled"] = unsettled

@@ -70,6 +70,9 @@ def render_report(report: "Report", console: Any = None) -> None:
         if k in ("written", "deleted") and isinstance(unsettled, dict) and unsettled.get(k):
             # Acknowledged, in chunks the stop cut short (the checkpoint is before them).
             t.add_row(f"also {k}, not settled", f"{int(unsettled[k]):,} (a resume writes them again)")
+        if k == "dead_lettered" and isinstance(unsettled, dict) and unsettled.get(k):
+            t.add_row("also dead-lettered, not settled", f"{int(unsettled[k]):,} (in the file; a resume reads "
+                                                         "them again and cuts them off)")
     retries = ", ".join(f"{k} {v}" for k, v in sorted(report.retries.items()) if v) or "0"
     t.add_row("retries", retries)
     for name, lim in sorted(report.rate_limits.items()):
