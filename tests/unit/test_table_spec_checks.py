@@ -52,3 +52,25 @@ def test_what_create_table_refuses_is_one_line_naming_the_field(over: Dict[str, 
         spec_to_request(spec(**over))
     for w in words:
         assert w in ei.value.message, ei.value.message
+
+
+def test_a_provisioned_clone_says_auto_scaling_is_not_copied() -> None:
+    # The clone was fixed at the source's capacity of the day, silently: a source scaling 5 to
+    # 1,000 WCU became a table of 5.
+    from types import SimpleNamespace
+
+    from ddbmigrate.schema.apply import plan_creation
+    from ddbmigrate.schema.model import TableDefinition
+
+    props = {"TableName": "Src", "BillingMode": "PROVISIONED",
+             "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+             "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+             "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]}
+    client = SimpleNamespace(ref=SimpleNamespace(table="Dst"), region="us-east-1")
+    read = TableDefinition(props=dict(props), arn="arn:aws:dynamodb:us-east-1:123456789012:table/Src")
+    plan = plan_creation(client, read, table="Dst", account="123456789012")  # type: ignore[arg-type]
+    (why,) = [r for s, r in plan.not_applied if s == "AutoScaling"]
+    assert "table/Dst" in why and "not read or copied" in why
+    # A spec (no source table) has no scaling to lose; nor has an on-demand table.
+    assert not [s for s, _ in plan_creation(client, TableDefinition(props=dict(props)), table="Dst",  # type: ignore[arg-type]
+                                            account="1").not_applied if s == "AutoScaling"]

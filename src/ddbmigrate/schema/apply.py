@@ -173,6 +173,13 @@ def plan_creation(client: DynamoClient, definition: TableDefinition, *, table: O
             not_applied.append(("SSESpecification.KMSMasterKeyId",
                                 f"{refused}; the new table uses the AWS managed key instead: pass "
                                 "--target-kms-key KEY to use your own"))
+    if props.get("BillingMode") == "PROVISIONED" and definition.arn:
+        # Application Auto Scaling is its own service (targets and policies on the table and its
+        # indexes): never read, so a clone would be fixed at the source's capacity of today.
+        not_applied.append(("AutoScaling", (
+            "auto scaling (Application Auto Scaling targets and policies) is not read or copied: the new table "
+            "is fixed at the source's provisioned capacity; register scaling on it if the source has any "
+            f"(aws application-autoscaling register-scalable-target --resource-id table/{name} ...)")))
     return CreationPlan(table=name, props=normalize(props), not_applied=not_applied, notes=list(definition.notes))
 
 
