@@ -308,6 +308,10 @@ def test_plan_validate_estimate_and_run_max_cost(endpoint: str, tmp_path: Path) 
     r = _run("run", str(capped), "--progress", "off")
     assert r.exit_code == 2 and "exceeds its max_cost" in r.stderr
     assert target not in boto_client(endpoint).list_tables()["TableNames"]
+    # ... and `plan validate --estimate` says so before, as a problem at the job's line (exit 2)
+    r = _run("plan", "validate", str(capped), "--estimate")
+    assert r.exit_code == 2 and f"{capped}:" in r.stderr and "remodel: estimated $" in r.stderr, r.output
+    assert "exceeds its max_cost" in r.stderr
     # above the cap: the plan runs, and the job's report carries estimate vs actual
     r = _run("run", str(plan), "--max-cost", "1", "--progress", "off", "--report", str(tmp_path / "run.json"))
     assert r.exit_code == 0, r.output

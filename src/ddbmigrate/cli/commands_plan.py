@@ -110,20 +110,33 @@ def _print_plan_estimate(plan: Any, kw: Dict[str, Any]) -> int:
 
     from ..plan.estimate import estimate_plan
 
+    from ..estimate.model import usd
+
     results = estimate_plan(plan, sample=kw["estimate_sample"], prices=kw.get("prices"))
     known = [r.cost for r in results if r.cost is not None]
     total = sum(known) if len(known) == len(results) else None
+    # A job's max_cost that its estimate exceeds (or cannot be checked against): `run` would
+    # refuse the plan, so validating it says so (exit 2), as every other problem.
+    problems: List[str] = []
+    for r in results:
+        cap = r.job.options.get("max_cost")
+        if cap is not None and (r.cost is None or r.cost > float(cap)):
+            problems.append(f"{plan.path}:{r.job.line}: {r.job.name}: " + (
+                f"max_cost {usd(float(cap))} cannot be checked: {r.line()}" if r.cost is None else
+                f"estimated {usd(r.cost)} exceeds its max_cost {usd(float(cap))}"))
     if kw.get("as_json"):
-        doc = {"plan": plan.name, "total_cost_usd": total,
+        doc = {"plan": plan.name, "total_cost_usd": total, "problems": problems,
                "jobs": [{"job": r.job.name, "kind": r.job.kind, "error": r.error,
                          "estimate": r.estimate.to_dict() if r.estimate is not None else None} for r in results]}
         click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode())
-        return EXIT_OK
+        return EXIT_USAGE if problems else EXIT_OK
     click.echo(f"plan {plan.name}: {len(plan.jobs)} job(s), {plan.parallel} at a time, state in {plan.state_dir}")
     for r in results:
         click.echo(f"  {r.line()}")
     click.echo(f"  total: {'unknown (see above)' if total is None else f'${total:,.4f}'}")
-    return EXIT_OK
+    for p in problems:
+        click.echo(f"error: {p}", err=True)
+    return EXIT_USAGE if problems else EXIT_OK
 
 
 @click.command("report")
