@@ -62,43 +62,34 @@ def outage_then_signal(proxy: FaultProxy, writes: int, delay: float) -> Callable
     return cond
 
 
-def test_signal_during_an_outage_gives_up_draining_and_keeps_a_consistent_checkpoint(
-        endpoint: str, source: Tuple[str, Dict[str, Any]], tmp_path: Path) -> None:
+@pytest.mark.parametrize("drain,attempts,delay,sig", [
+    # In-flight batches cannot finish (every request is reset): the drain must time out
+    # (--drain-timeout 1) and the process still exit 130 with its checkpoint saved.
+    ("1", "50", 1.0, signal.SIGTERM),
+    # The in-flight batches' retries run out while the job drains (2 attempts, well within
+    # --drain-timeout): the user stopped the job, so 130 "interrupted", not 75 "failed".
+    ("30", "2", 0.2, signal.SIGINT),
+], ids=["drain-times-out", "retries-run-out-while-draining"])
+def test_signal_during_an_outage_is_an_interrupt_and_keeps_a_consistent_checkpoint(
+        endpoint: str, source: Tuple[str, Dict[str, Any]], tmp_path: Path, drain: str, attempts: str, delay: float,
+        sig: signal.Signals) -> None:
     src, expected = source
     dst = create_table(endpoint)
     with FaultProxy(endpoint) as proxy:
-        # In-flight batches cannot finish (every request is reset): the drain must time out
-        # (--drain-timeout 1) and the process still exit 130 with its checkpoint saved.
-        first = run_tool(args(proxy, src, dst, "--drain-timeout", "1", "--max-attempts", "50"), cwd=str(tmp_path),
-                         timeout=90, kill_when=outage_then_signal(proxy, 10, 1.0), signal_to_send=signal.SIGTERM)
+        first = run_tool(args(proxy, src, dst, "--drain-timeout", drain, "--max-attempts", attempts), cwd=str(tmp_path),
+                         timeout=90, kill_when=outage_then_signal(proxy, 10, delay), signal_to_send=sig)
         assert first.exit_code == 130, first.stderr
         assert not first.timed_out and "--resume" in first.stderr
-        proxy.end_outage()
-        att = run_until_done(args(proxy, src, dst), tmp_path, resume_first=True)
-    diff = compare(expected, endpoint, dst)
-    att.runs.insert(0, first)
-    record(Outcome(scenario="copy/SIGTERM-in-outage+resume", kind="signal", items=len(expected), **diff,
-                   write_amplification=proxy.audit.write_amplification(dst, len(expected)),
-                   retries=att.retries(), recovery_s=round(sum(r.duration_s for r in att.runs[1:]), 2),
-                   peak_rss_mb=att.peak_rss_mb(), exit_codes=att.exit_codes))
-    assert_copied(att, diff, len(expected))
-
-
-def test_retries_that_run_out_while_draining_after_a_signal_are_still_an_interrupt(
-        endpoint: str, source: Tuple[str, Dict[str, Any]], tmp_path: Path) -> None:
-    # The signal comes during an outage; the in-flight batches' retries run out while the job
-    # drains (2 attempts, well within --drain-timeout). The user stopped the job: exit 130 and
-    # "interrupted", not 75 "failed" with the retries' error; a resume finishes the copy.
-    src, expected = source
-    dst = create_table(endpoint)
-    with FaultProxy(endpoint) as proxy:
-        first = run_tool(args(proxy, src, dst, "--drain-timeout", "30", "--max-attempts", "2"), cwd=str(tmp_path),
-                         timeout=90, kill_when=outage_then_signal(proxy, 10, 0.2), signal_to_send=signal.SIGINT)
-        assert first.exit_code == 130, first.stderr
         assert "interrupted" in first.stderr and "still failing" not in first.stderr.split("error:")[-1]
         proxy.end_outage()
         att = run_until_done(args(proxy, src, dst), tmp_path, resume_first=True)
     diff = compare(expected, endpoint, dst)
+    att.runs.insert(0, first)
+    if sig == signal.SIGTERM:
+        record(Outcome(scenario="copy/SIGTERM-in-outage+resume", kind="signal", items=len(expected), **diff,
+                       write_amplification=proxy.audit.write_amplification(dst, len(expected)),
+                       retries=att.retries(), recovery_s=round(sum(r.duration_s for r in att.runs[1:]), 2),
+                       peak_rss_mb=att.peak_rss_mb(), exit_codes=att.exit_codes))
     assert_copied(att, diff, len(expected))
 
 
