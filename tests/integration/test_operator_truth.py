@@ -477,10 +477,14 @@ def test_a_second_run_of_a_running_job_is_refused_and_kill_9_leaves_no_lock(endp
     first = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: list((tmp_path / ".ddbmigrate").glob("*.lock")), 60.0, "the first run's lock")
-        for more in (["--resume"], ["--restart"]):
+        wait_for(lambda: scan_all(endpoint, dst), 60.0, "the first run's writes")
+        # (--clean-target too: refused before its clean, which would empty the target under the copy)
+        for more in (["--resume"], ["--restart"], ["--restart", "--clean-target", "--yes"]):
+            before = len(scan_all(endpoint, dst))
             r = cli("copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", *more, cwd=tmp_path)
             one_error_line(SimpleNamespace(exit_code=r.returncode, stderr=r.stderr), 2,
                            "another run of this job", f"pid {first.pid}")
+            assert len(scan_all(endpoint, dst)) >= before > 0
         first.send_signal(signal.SIGKILL)
         first.wait(30)
     finally:

@@ -117,6 +117,19 @@ def test_over_long_array_element_is_a_dead_letter_and_the_rest_loads(tmp_path: P
     assert failed == []
 
 
+def test_an_invalid_array_element_is_invalid_json_not_an_over_long_one(tmp_path: Path) -> None:
+    # A syntax error well inside what was read was taken for a value going on in the next block:
+    # buffered to 8 MB, then skipped as "over the limit", its text lost (or, within the last 8 MB
+    # of a file, the file failed as invalid): it depended on the file's size. Now it is invalid
+    # JSON where it is, whatever follows.
+    p = tmp_path / "arr.json"
+    rest = ",\n".join('{"pk":"k%d","pad":"%s"}' % (i, "y" * 1000) for i in range(9000))  # over 8 MB after it
+    p.write_text('[\n{"pk":"a"},\n{"pk":"bad" "x":1},\n' + rest + "\n]\n")
+    items, rejects, failed = _read(p, "json")
+    assert _pks(items) == ["a"] and rejects == []
+    assert len(failed) == 1 and "invalid JSON in array element 2" in failed[0] and "arr.json:3" in failed[0], failed
+
+
 def test_over_long_item_of_a_scan_document_is_a_dead_letter_and_the_rest_loads(tmp_path: Path) -> None:
     p = tmp_path / "scan.json"
     p.write_text('{"Items":[{"pk":{"S":"a"}},\n{"pk":{"S":"%s"}},\n{"pk":{"S":"c"}}],"Count":3,"ScannedCount":3}\n'

@@ -544,3 +544,21 @@ def test_a_set_member_whose_class_cannot_be_hashed_is_refused_naming_the_attribu
 
     with pytest.raises(InvalidItemError, match="^s: a set must hold only"):
         from_python({"s": {Odd()}})
+
+
+def test_key_values_at_dynamodbs_byte_limits_pass_and_one_byte_more_does_not() -> None:
+    # 2,048 bytes for a partition key, 1,024 for a sort key, a binary key counted in the bytes its
+    # base64 holds (its padding is not bytes): a 2,047-byte binary key was refused.
+    import base64
+
+    from ddbmigrate.core.items import KeySchema, index_key_problem
+
+    ks = KeySchema("h", "B", "r", "S")
+    for n in (2046, 2047, 2048):
+        item = {"h": {"B": base64.b64encode(b"x" * n).decode()}, "r": {"S": "é" * 512}}  # 1,024 bytes of UTF-8
+        assert ks.problem(item) is None, n
+    assert "over 2048" in (ks.problem({"h": {"B": base64.b64encode(b"x" * 2049).decode()}, "r": {"S": "a"}}) or "")
+    assert "over 1024" in (ks.problem({"h": {"B": "eA=="}, "r": {"S": "é" * 512 + "a"}}) or "")
+    idx = (("g", "B", "G1", "HASH"),)
+    assert index_key_problem({"g": {"B": base64.b64encode(b"x" * 2048).decode()}}, idx) is None
+    assert index_key_problem({"g": {"B": base64.b64encode(b"x" * 2049).decode()}}, idx) is not None

@@ -68,8 +68,8 @@ def number_problem(text: Any) -> Optional[str]:
 
 # (attribute, type, index name, "HASH" | "RANGE") of a table's GSI and LSI keys.
 IndexKey = Tuple[str, str, str, str]
-# DynamoDB's limits on a key value's bytes (a table's or an index's): "Hash primary key values
-# must be under 2048 bytes, and range primary key values must be under 1024 bytes".
+# DynamoDB's limits on a key value's bytes (a table's or an index's): at most 2,048 for a
+# partition key and 1,024 for a sort key (its message says "must be under", meaning up to).
 KEY_BYTES = {"HASH": 2048, "RANGE": 1024}
 
 
@@ -90,7 +90,7 @@ def _key_bytes(typ: str, x: Any) -> int:
     if typ == "S":
         return len(x) if len(x) * 4 <= 1024 else len(x.encode("utf-8", "surrogatepass"))
     if typ == "B":
-        return len(x) * 3 // 4  # base64 text (its padding makes this an upper bound)
+        return int(len(x) // 4 * 3 - x.endswith("=") - x.endswith("=="))  # base64 text: the bytes it holds
     return 0  # numbers are short
 
 

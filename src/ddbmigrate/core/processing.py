@@ -188,8 +188,8 @@ class Processor:
                         out = keyschema.project(out)
                     try:
                         enc = exact(dumps(out))
-                    except TypeError:
-                        dead(None, NOT_UTF8, "InvalidOutput", "validate", origin, skey, raw=_escaped(out))
+                    except TypeError as e:
+                        dead(None, _unencodable(e), "InvalidOutput", "validate", origin, skey, raw=_escaped(out))
                         continue
                     ops.append(Op(DELETE, out, enc, keyschema.key(out) if dedupe and keyschema else None,
                                   origin, skey))
@@ -207,8 +207,8 @@ class Processor:
                 given = encs[idx] if encs is not None else None
                 try:
                     enc = given if given is not None else exact(dumps(out))
-                except TypeError:
-                    dead(None, NOT_UTF8, "InvalidOutput", "validate", origin, skey, raw=_escaped(out))
+                except TypeError as e:
+                    dead(None, _unencodable(e), "InvalidOutput", "validate", origin, skey, raw=_escaped(out))
                     continue
                 if len(enc) > MAX_ITEM_BYTES:
                     p = self.problem(out, enc)
@@ -266,6 +266,10 @@ class Processor:
 # orjson refuses to encode only a str that is not UTF-8 (a transform's lone surrogate, "\ud800"):
 # DynamoDB cannot hold it either, so the item is a dead letter, not the job's end.
 NOT_UTF8 = "the item holds a string that is not valid UTF-8 (a lone surrogate?); DynamoDB strings are UTF-8"
+
+
+def _unencodable(e: TypeError) -> str:
+    return NOT_UTF8 if "UTF-8" in str(e) else f"the item cannot be encoded as JSON: {e}"
 
 
 def _escaped(item: Any) -> str:

@@ -49,19 +49,23 @@ class ProcessesEngine:
 
     def run(self, job: Job, *, cancel: Optional[Any] = None, observer: Optional[Observer] = None) -> Report:
         driver = Driver(job, self.name, cancel=cancel, observer=observer)
-        run = _Run(driver, job, self.processes)
-        error: Optional[BaseException] = None
         try:
-            with driver.running():
-                run.start()
-                run.loop()
-        except BaseException as e:  # the parent's own failure: stop the workers, report it
-            error = e
-        finally:
-            run.stop_workers()
-        run.settle_dead_letters()
-        if driver.interrupted and not run.errors and error is None:
-            run.errors.append(KeyboardInterrupt())
+            run = _Run(driver, job, self.processes)
+            error: Optional[BaseException] = None
+            try:
+                with driver.running():
+                    run.start()
+                    run.loop()
+            except BaseException as e:  # the parent's own failure: stop the workers, report it
+                error = e
+            finally:
+                run.stop_workers()
+            run.settle_dead_letters()
+            if driver.interrupted and not run.errors and error is None:
+                run.errors.append(KeyboardInterrupt())
+        except BaseException:
+            driver.release()  # (finish does it otherwise): the next run of the job is not refused
+            raise
         return driver.finish(first_error([error, *run.errors]))
 
 

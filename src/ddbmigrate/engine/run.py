@@ -57,7 +57,7 @@ from ..state.checkpoint import (
     open_checkpoint,
 )
 from ..state.deadletter import DeadLetters
-from ..state.status import RunLock, lock_path_for
+from ..state.status import RUN_BUSY, RunLock, lock_path_for
 from .job import Job
 from .pipeline import MAX_ERRORS
 
@@ -173,8 +173,7 @@ class Driver:
         self.run_lock: Optional[RunLock] = None
         if job.checkpoint and not opts.dry_run:
             self.run_lock = RunLock(lock_path_for(opts.checkpoint or default_path(job.kind, dict(job.identity))),
-                                    busy="another run of this job{who} is running (lock {path}): wait for it to end, "
-                                         "or stop it, then rerun")
+                                    busy=RUN_BUSY)
             self.run_lock.acquire()
         try:
             self._open(job, opts, state)
@@ -231,14 +230,14 @@ class Driver:
         # earlier jobs' lines before them).
         self.dead_start = 0
         saved_path = saved_dead.get("path")
-        if state is not None and state.state != "done" and saved_path and \
-                os.path.abspath(str(saved_path)) != os.path.abspath(dead_path):
+        same_file = bool(saved_path) and os.path.abspath(str(saved_path)) == os.path.abspath(dead_path)
+        if state is not None and state.state != "done" and saved_path and not same_file:
             # The earlier runs' dead letters, and lines of chunks this run reads again (to be cut
             # off), are in that file: a resume writing elsewhere would split them and repeat some.
             raise UsageError(f"this job's dead letters so far are in {saved_path}, not {dead_path}: resume with "
                              f"--dead-letter {saved_path}" + ("" if opts.dead_letter else " (or move it back)"),
                              file=dead_path)
-        if state is not None and saved_dead.get("path") == dead_path:
+        if state is not None and same_file:
             # Lines of chunks the checkpoint does not count: this run reads those chunks again.
             cut = self.dead.truncate(int(saved_dead.get("bytes") or 0))
             if cut:

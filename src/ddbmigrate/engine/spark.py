@@ -330,7 +330,10 @@ class SparkEngine:
         # 0.1 Spark checkpoints had engine="spark" in their identity: they resume as they are.
         job = dataclasses.replace(job.with_identity(engine="spark"), sink=Spark01State(job.sink))
         driver = Driver(job, self.name, cancel=cancel, observer=observer)
-        return _SparkRun(driver, self.settings).run()
+        try:
+            return _SparkRun(driver, self.settings).run()
+        finally:
+            driver.release()  # (finish does it; a failure before finish must not keep the job's lock)
 
 
 class _SparkRun:

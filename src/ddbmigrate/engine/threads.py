@@ -29,12 +29,15 @@ class ThreadsEngine:
             observer: Optional[Observer] = None) -> Report:
         driver = Driver(job, self.name, cancel=cancel, observer=observer)
         error: Optional[BaseException] = None
-        with driver.running():
-            try:
-                run_units(driver, job, Resources(), self.crash_hook, dead=driver.dead,
-                          checkpoint=driver.store is not None)
-            except BaseException as e:  # classified by the driver (Ctrl-C included)
-                error = e
+        try:
+            with driver.running():
+                try:
+                    run_units(driver, job, Resources(), self.crash_hook, dead=driver.dead,
+                              checkpoint=driver.store is not None)
+                except BaseException as e:  # classified by the driver (Ctrl-C included)
+                    error = e
+        except BaseException as e:  # around the run (its metrics port, its observer): reported the same
+            error = error or e
         return driver.finish(error)
 
 

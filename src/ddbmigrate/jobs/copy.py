@@ -26,6 +26,7 @@ from ..sinks.dry_run import DryRunSpec
 from ..sinks.table_writer import TableWriterSpec
 from ..sources.table_scan import TableScanSpec, default_segments
 from ..state.checkpoint import default_path, open_checkpoint
+from ..state.status import RUN_BUSY, RunLock, lock_path_for
 from .clean import clean_table
 from .common import (
     Confirm,
@@ -100,8 +101,20 @@ def copy_table(
         segments = (opts.segments or resumed_segments(opts, "copy", engine_identity(base, engine))
                     or default_segments(sdesc))
         identity = copy_identity(source, target, names, segments, transform, opts)
-        cleaned = _clean_first(target, engine_identity(identity, engine), opts, confirm, engine) \
-            if clean_target and not opts.dry_run else None
+        held: Optional[RunLock] = None
+        if clean_target and not opts.dry_run:
+            # The copy's own lock, from before the clean to the copy's end: a --clean-target run
+            # never empties a target a running copy of the same job is writing.
+            cp = opts.checkpoint or default_path("copy", engine_identity(identity, engine))
+            held = RunLock(lock_path_for(cp), busy=RUN_BUSY)
+            held.acquire()
+        try:
+            cleaned = _clean_first(target, engine_identity(identity, engine), opts, confirm, engine) \
+                if clean_target and not opts.dry_run else None
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
     finally:
         src.close()
         dst.close()
@@ -130,7 +143,11 @@ def copy_table(
                                 **({"target_created": created[0]} if created else {})},
         preflight=(src.stats.snapshot(), dst.stats.snapshot()),
     )
-    return run(job, engine, cancel=cancel, observer=observer)
+    try:
+        return run(job, engine, cancel=cancel, observer=observer)
+    finally:
+        if held is not None:
+            held.release()
 
 
 def _clean_first(target: TableRef, identity: Dict[str, Any], opts: RunOptions, confirm: Optional[Confirm],

@@ -274,22 +274,31 @@ class _Runner:
         that never started reported done, with the old run's counts, over a changed source), and
         its dead letters would pile up under this run's count. The dead letters are kept beside."""
         from ..engine.run import keep_previous_dead_letters
+        from ..state.status import RUN_BUSY, RunLock, lock_path_for
 
         for job in jobs:
             cp = self.checkpoint_path(job)
+            # Under the job's own lock: a run of it still going (this plan run elsewhere, or the
+            # job by hand) is refused here, before its files are touched.
+            lock = RunLock(lock_path_for(cp), busy=f"{job.name}: {RUN_BUSY}")
+            lock.acquire()
             try:
-                os.unlink(cp)
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                raise UsageError(f"cannot remove the last run's checkpoint {cp}: {e.strerror or e}", file=cp) from None
-            dead = self.dead_letter_path(job)
-            if dead is not None:
-                keep_previous_dead_letters(dead)
-            try:
-                os.unlink(self.managed_path(job))  # the last run's export or import: not this run's
-            except FileNotFoundError:
-                pass
+                try:
+                    os.unlink(cp)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    raise UsageError(f"cannot remove the last run's checkpoint {cp}: {e.strerror or e}",
+                                     file=cp) from None
+                dead = self.dead_letter_path(job)
+                if dead is not None:
+                    keep_previous_dead_letters(dead)
+                try:
+                    os.unlink(self.managed_path(job))  # the last run's export or import: not this run's
+                except FileNotFoundError:
+                    pass
+            finally:
+                lock.release()
 
     def _install_signals(self) -> Callable[[], None]:
         # Ctrl-C and SIGTERM: running jobs drain and checkpoint, no new job starts. Handled as
@@ -443,6 +452,13 @@ class _Runner:
             res.status = "interrupted" if e.exit_code == EXIT_INTERRUPTED else "failed"
             res.exit_code = e.exit_code
             res.error = self._plan_error(e)
+            if job.native and res.status == "failed" and e.exit_code == EXIT_FATAL:
+                # The operation itself FAILED (or was cancelled) in AWS: a --resume starts a new one
+                # rather than watch that one fail again.
+                try:
+                    os.unlink(self.managed_path(job))
+                except FileNotFoundError:
+                    pass
         except Exception as e:  # a bug or an unexpected library error: report it, keep the plan going
             res.status, res.exit_code = "failed", EXIT_FATAL
             res.error = f"internal error: {type(e).__name__}: {redact(str(e))[:500]}"
@@ -520,11 +536,15 @@ class _Runner:
         soon as it starts, and a --resume watches that one again instead of starting a second
         (a second export billed twice; a second ImportTable refused, its table now existing)."""
         path = self.managed_path(job)
-        kw: Dict[str, Any] = {"on_started": lambda arn: atomic_write(path, orjson.dumps({arn_arg: arn}))}
+        # Kept with the job's definition: a job changed since (another export time, another
+        # table) starts its own operation rather than watch the old one for it.
+        kw: Dict[str, Any] = {"on_started": lambda arn: atomic_write(path, orjson.dumps(
+            {arn_arg: arn, "definition": job.definition_hash()}))}
         if self.resume:
             try:
                 with open(path, "rb") as fh:
-                    arn = orjson.loads(fh.read()).get(arn_arg)
+                    saved = orjson.loads(fh.read())
+                arn = saved.get(arn_arg) if saved.get("definition") == job.definition_hash() else None
             except (OSError, ValueError, AttributeError):
                 arn = None
             if arn:

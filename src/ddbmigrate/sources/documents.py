@@ -126,7 +126,11 @@ class JsonText:
             except RecursionError:
                 raise FileProblem(f"{what} is nested too deeply", self.line) from None
             except json.JSONDecodeError as e:
-                if self.eof:
+                # Only an error at the end of what is read so far (or a string still open) may be
+                # a value that goes on in the next block; any other is invalid JSON, said as such
+                # (not skipped as "too long", its text lost).
+                incomplete = e.pos >= len(self.buf) - 1 or e.msg.startswith("Unterminated string")
+                if self.eof or not incomplete:
                     raise FileProblem(f"invalid JSON in {what}: {e.msg}",
                                       self.line + self.buf.count("\n", self.pos, e.pos)) from None
                 if len(self.buf) - self.pos > MAX_LINE:

@@ -244,6 +244,11 @@ class RunLock:
     leaves no stale lock). ``busy``: the refusal, with ``{who}`` (the holder's pid) and ``{path}``.
     """
 
+    # Held by this process: path -> [fd, holders]. A job's own phases (copy --clean-target takes
+    # the copy's lock before its clean, then its driver takes it again) share one flock.
+    _held: Dict[str, List[int]] = {}
+    _guard = threading.Lock()
+
     def __init__(self, path: str, busy: str = "another replicator{who} is running for these tables (lock {path}); "
                                               "stop it first") -> None:
         self.path = path
@@ -251,6 +256,18 @@ class RunLock:
         self._fd: Optional[int] = None
 
     def acquire(self) -> None:
+        key = os.path.abspath(self.path)
+        with RunLock._guard:
+            held = RunLock._held.get(key)
+            if held is not None:
+                held[1] += 1
+                self._fd = held[0]
+                return
+            self._take()
+            assert self._fd is not None
+            RunLock._held[key] = [self._fd, 1]
+
+    def _take(self) -> None:
         folder = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(folder, exist_ok=True)
@@ -286,21 +303,34 @@ class RunLock:
         self._fd = fd
 
     def release(self) -> None:
-        if self._fd is None:
+        fd = self._fd
+        if fd is None:
             return
-        try:
-            os.unlink(self.path)  # while still held: whoever opens the path now gets a new file
-        except OSError:
-            pass
-        os.close(self._fd)
-        self._fd = None
+        key = os.path.abspath(self.path)
+        with RunLock._guard:
+            held = RunLock._held.get(key)
+            self._fd = None
+            if held is not None and held[1] > 1:
+                held[1] -= 1
+                return
+            RunLock._held.pop(key, None)
+            try:
+                os.unlink(self.path)  # while still held: whoever opens the path now gets a new file
+            except OSError:
+                pass
+            os.close(fd)
 
 
 def _read_pid(fd: int) -> Optional[int]:
     try:
-        return int(os.pread(fd, 32, 0).decode("ascii").strip() or 0) or None
+        os.lseek(fd, 0, os.SEEK_SET)  # (not os.pread: Windows has none)
+        return int(os.read(fd, 32).decode("ascii").strip() or 0) or None
     except (OSError, ValueError):
         return None
+
+
+# A job's refusal of a second run of itself (the replicator says its own).
+RUN_BUSY = "another run of this job{who} is running (lock {path}): wait for it to end, or stop it, then rerun"
 
 
 def lock_path_for(checkpoint_meta: str) -> str:
@@ -308,6 +338,6 @@ def lock_path_for(checkpoint_meta: str) -> str:
     return checkpoint_meta.removesuffix(".checkpoint.json") + ".lock"
 
 
-__all__ = ["RunLock", "StatusWriter", "check_status_path", "clear_stop_request", "lock_path_for", "read_status",
+__all__ = ["RUN_BUSY", "RunLock", "StatusWriter", "check_status_path", "clear_stop_request", "lock_path_for", "read_status",
            "refuse_second_replicator", "replication_identity", "request_stop", "status_path_for", "stop_request_path",
            "stop_requested"]
