@@ -172,7 +172,7 @@ class Driver:
         # run would write both beside the first, and a --restart would empty them under it).
         self.run_lock: Optional[RunLock] = None
         if job.checkpoint and not opts.dry_run:
-            self.run_lock = RunLock(lock_path_for(opts.checkpoint or default_path(job.kind, dict(job.identity))),
+            self.run_lock = RunLock(lock_path_for(job_checkpoint_path(job.kind, dict(job.identity), opts)),
                                     busy=RUN_BUSY)
             self.run_lock.acquire()
         try:
@@ -578,6 +578,12 @@ class Driver:
         return deliver(report, opts.report, error)
 
 
+def job_checkpoint_path(kind: str, identity: Dict[str, Any], opts: RunOptions) -> str:
+    """Where a job's checkpoint is (--checkpoint, or the default for what it moves); its lock,
+    dead letters and a resume's checks are all found from it."""
+    return opts.checkpoint or default_path(kind, identity)
+
+
 def open_job_checkpoint(job: str, identity: Dict[str, Any], opts: RunOptions,
                         report: Report) -> Tuple[Optional[CheckpointStore], Optional[CheckpointState]]:
     """The job's checkpoint store and saved state (None on a fresh start); nothing for a dry run.
@@ -586,7 +592,7 @@ def open_job_checkpoint(job: str, identity: Dict[str, Any], opts: RunOptions,
     """
     if opts.dry_run:
         return None, None
-    path = opts.checkpoint or default_path(job, identity)
+    path = job_checkpoint_path(job, identity, opts)
     store, state = open_checkpoint(path, identity, resume=opts.resume, restart=opts.restart, force=opts.force)
     report.checkpoint_path = path
     return store, state

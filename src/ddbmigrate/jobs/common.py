@@ -16,10 +16,10 @@ from ..aws.tables import load_spec, request_from_spec
 from ..config import RunOptions, TableRef
 from ..engine import default_engine
 from ..engine.job import Job
-from ..engine.run import Engine, Observer
+from ..engine.run import Engine, Observer, job_checkpoint_path
 from ..errors import TableNotFoundError, UsageError
 from ..reporting.report import Report
-from ..state.checkpoint import CheckpointStore, default_path
+from ..state.checkpoint import CheckpointStore
 
 Confirm = Callable[[str], bool]
 
@@ -67,7 +67,7 @@ def resumed_segments(opts: RunOptions, kind: str, identity: Dict[str, Any]) -> O
     if not opts.resume or opts.restart or opts.segments:
         return None
     try:
-        st = CheckpointStore(opts.checkpoint or default_path(kind, identity)).load(verify=False)
+        st = CheckpointStore(job_checkpoint_path(kind, identity, opts)).load(verify=False)
     except UsageError:
         return None  # unreadable: open_checkpoint reports it with its own message
     seg = st.job.get("segments") if st is not None else None

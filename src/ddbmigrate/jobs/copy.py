@@ -19,13 +19,13 @@ from ..core.specs import ProcessingSpec, TransformRef
 from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.job import Job
 from ..engine.pipeline import default_readers
-from ..engine.run import Engine, Observer
+from ..engine.run import Engine, Observer, job_checkpoint_path
 from ..errors import UsageError
 from ..reporting.report import Report
 from ..sinks.dry_run import DryRunSpec
 from ..sinks.table_writer import TableWriterSpec
 from ..sources.table_scan import TableScanSpec, default_segments
-from ..state.checkpoint import default_path, open_checkpoint
+from ..state.checkpoint import open_checkpoint
 from ..state.status import RUN_BUSY, RunLock, lock_path_for
 from .clean import clean_table
 from .common import (
@@ -105,8 +105,8 @@ def copy_table(
         if clean_target and not opts.dry_run:
             # The copy's own lock, from before the clean to the copy's end: a --clean-target run
             # never empties a target a running copy of the same job is writing.
-            cp = opts.checkpoint or default_path("copy", engine_identity(identity, engine))
-            held = RunLock(lock_path_for(cp), busy=RUN_BUSY)
+            held = RunLock(lock_path_for(job_checkpoint_path("copy", engine_identity(identity, engine), opts)),
+                           busy=RUN_BUSY)
             held.acquire()
         try:
             cleaned = _clean_first(target, engine_identity(identity, engine), opts, confirm, engine) \
@@ -158,7 +158,7 @@ def _clean_first(target: TableRef, identity: Dict[str, Any], opts: RunOptions, c
     when a resumed copy is past that phase."""
     # Refuse before deleting anything when the copy itself would be refused afterwards
     # (an unfinished copy checkpoint without --resume/--restart).
-    path = opts.checkpoint or default_path("copy", identity)
+    path = job_checkpoint_path("copy", identity, opts)
     open_checkpoint(path, identity, resume=opts.resume, restart=opts.restart, force=opts.force)
     # Once the copy phase has a checkpoint the clean is over (its own checkpoint says done);
     # before that, --resume continues an interrupted clean.

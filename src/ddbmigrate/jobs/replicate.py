@@ -47,7 +47,7 @@ from ..core.items import KeySchema
 from ..core.specs import LiveSourceSpec, ProcessingSpec
 from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.job import Job
-from ..engine.run import pool_size
+from ..engine.run import job_checkpoint_path, pool_size
 from ..engine.threads import ThreadsEngine
 from ..errors import (
     DdbMigrateError,
@@ -77,7 +77,6 @@ from ..sources.table_scan import default_segments
 from ..state.checkpoint import (
     CheckpointState,
     CheckpointStore,
-    default_path,
     fingerprint,
     open_checkpoint,
 )
@@ -239,7 +238,7 @@ def replicate(
 
     identity = {**replication_identity(source, target), "transform": tf.name if tf else None,
                 "transform_hash": tf.code_hash if tf else None, "mode": "overwrite"}
-    meta_path = opts.checkpoint or default_path("replicate", replication_identity(source, target))
+    meta_path = job_checkpoint_path("replicate", replication_identity(source, target), opts)
     bf_path, st_path = _paths(meta_path)
     status = StatusWriter(status_file, {"source": source.describe(), "target": target.describe(),
                                         "stream_arn": arn, "checkpoint": meta_path, "status_every": status_every,

@@ -265,9 +265,13 @@ class FileSource(SourceBase):
                     if other is None:
                         item, reason, fmt, alone = parse_line(text, fmt)
                         if fmt == "deadletter":
-                            origin = replayed_origin(origin, text)
+                            try:  # (parse_line keeps its object to itself: one more parse, not two)
+                                record: Any = orjson.loads(text)
+                            except orjson.JSONDecodeError:
+                                record = None
+                            origin = replayed_origin(origin, record)
                             if item is not None and self.transformed is not None:
-                                refused = replay_refusal(text, self.transformed)
+                                refused = replay_refusal(record, self.transformed)
                                 if refused is not None:
                                     # Kept whole (as its raw line): the right replay reads it again.
                                     chunk.rejects.append((line.decode("utf-8", "replace"), refused, origin))
@@ -614,12 +618,10 @@ def _problem(e: BaseException, line: Optional[int]) -> Tuple[str, Optional[int]]
 __all__ = ["CHUNK_BYTES", "CHUNK_LINES", "FIRST_RECORDS", "SYNTAX_REASONS", "FileFailure", "FileSource", "INPUT_FORMATS"]
 
 
-def replayed_origin(origin: str, line: bytes) -> str:
-    """A replayed dead letter's place, with the place it first came from (its own ``origin``)."""
-    try:
-        first = orjson.loads(line).get("origin")
-    except (orjson.JSONDecodeError, AttributeError):
-        return origin
+def replayed_origin(origin: str, record: Any) -> str:
+    """A replayed dead letter's place, with the place it first came from (the decoded record's
+    own ``origin``)."""
+    first = record.get("origin") if isinstance(record, dict) else None
     if not isinstance(first, str) or not first:
         return origin
     if " (from " in first:  # replayed before: the place it first came from

@@ -516,16 +516,14 @@ def _innermost(rec: Any) -> Any:
     return rec
 
 
-def replay_refusal(line: bytes, transformed: bool) -> Optional[str]:
+def replay_refusal(record: Any, transformed: bool) -> Optional[str]:
     """Why this dead letter must not be written by a replay with (``transformed``) or without a
     transform, or None. A record of a failed transform holds the *source* item (so does an
     unreadable line of a job with a transform); one refused later holds what the transform
     returned. Written the other way, a replay would put a source-model item into the target, or
-    transform an item twice. A repeated key's second item would replace the first one written."""
-    try:
-        rec = _innermost(orjson.loads(line))
-    except orjson.JSONDecodeError:
-        return None
+    transform an item twice. A repeated key's second item would replace the first one written.
+    ``record``: the dead-letter line, decoded."""
+    rec = _innermost(record)
     if not isinstance(rec, dict):
         return None
     stage, tf = rec.get("stage"), rec.get("transform")
