@@ -306,7 +306,7 @@ def _unfinished(report: VerifyReport, error: DdbMigrateError, counters: Counters
                sides: Tuple[Any, Any], elapsed: float) -> None:
     """A verify that stopped before its end carries its own report as ``error.report``: both sides
     named, what each read before it stopped, the units it consumed, the error and its exit code,
-    and no verdict (see :attr:`VerifyReport.verdict`)."""
+    and no verdict (see :attr:`VerifyReport.compared`)."""
     stats = [s.client.stats.snapshot() for s in sides if s.client is not None]
     c = counters.snapshot()
     c["read"] = c.get("source_read", 0) + c.get("target_read", 0)
