@@ -4,7 +4,10 @@ of it is throttled, against the fault proxy's capacity model (testing/capacity.p
     python bench/capacity.py [--items 30000] [--capacity 1500] [--partitions 4]
 
 For copy and import (a gzip DYNAMODB_JSON export of the same table), each without rate options
-(the rate is found from throttles) and with ``--max-write-units`` set to the capacity, it prints:
+on a table that says its capacity (``declared``: DescribeTable carries it, as a provisioned
+table's WriteCapacityUnits do, and the job starts there), on one that does not (``found``: an
+on-demand table's partition limits; the rate is found from throttles), and with
+``--max-write-units`` set to the capacity (``limited``), it prints:
 efficiency = accepted write units / (capacity x seconds), over the whole write phase and over
 the steady state (after ``--settle`` seconds), the share of write calls with anything
 throttled, and the share of write requests (the puts inside the calls) throttled. Results go
@@ -40,10 +43,11 @@ from ddbmigrate.testing.capacity import WriteCapacity  # noqa: E402
 
 
 def run_case(endpoint: str, args: List[str], capacity: float, partitions: int, settle: float,
-             dst: str, change: Any = None) -> Dict[str, Any]:
+             dst: str, change: Any = None, declared: bool = True) -> Dict[str, Any]:
     """``change`` = (at seconds, new capacity): the table's capacity changes mid-run; the steady
-    state is then measured from ``settle`` seconds after the change."""
-    whole = WriteCapacity(capacity, partitions=partitions)
+    state is then measured from ``settle`` seconds after the change. ``declared``: DescribeTable
+    says the capacity (a provisioned table) or not (on demand)."""
+    whole = WriteCapacity(capacity, partitions=partitions, declared=declared)
     steady: Dict[str, Any] = {}
     with FaultProxy(endpoint, faults=Faults(capacity=whole)) as proxy:
         def take_steady() -> None:
@@ -94,7 +98,9 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--settle", type=float, default=5.0, help="seconds before the steady state is measured")
     ap.add_argument("--jobs", default="copy,import")
-    ap.add_argument("--rates", default="found,limited", help="found (no rate option) and/or limited")
+    ap.add_argument("--rates", default="declared,found,limited",
+                    help="declared (no rate option, the table says its capacity), found (no rate option, it does "
+                         "not) and/or limited (--max-write-units)")
     ap.add_argument("--change", default="8:750", help="AT:UNITS: one more copy whose table capacity changes to "
                     "UNITS at AT seconds (none: skip it)")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "capacity.json"))
@@ -110,27 +116,35 @@ def main() -> int:
         export = os.path.join(work, "export")
         subprocess.run([sys.executable, "-m", "ddbmigrate", "export", "cap-source", export, "--endpoint-url",
                         endpoint, "--quiet"], check=True, cwd=work)
+        labels = {"declared": f"none given; the table declares {a.capacity:g}",
+                  "found": "none given or declared: found", "limited": f"--max-write-units {a.capacity:g}"}
+        rates = [r for r in a.rates.split(",") if r]
+        for r in rates:
+            if r not in labels:
+                raise SystemExit(f"--rates: unknown {r!r} (declared, found, limited)")
         for job in a.jobs.split(","):
-            for limited in [r == "limited" for r in a.rates.split(",")]:
-                dst = f"cap-{job}-{'limited' if limited else 'auto'}"
+            for rate in rates:
+                dst = f"cap-{job}-{rate}"
                 create_sample_table(c, dst)
                 src_arg = "cap-source" if job == "copy" else export
                 args = [job, src_arg, dst, "--restart", "--checkpoint", os.path.join(work, dst + ".json")]
-                if limited:
+                if rate == "limited":
                     args += ["--max-write-units", str(a.capacity)]
-                r = run_case(endpoint, args, a.capacity, a.partitions, a.settle, dst)
-                r.update({"job": job, "rate": f"--max-write-units {a.capacity:g}" if limited else "found (none given)"})
+                r = run_case(endpoint, args, a.capacity, a.partitions, a.settle, dst, declared=rate != "found")
+                r.update({"job": job, "rate": labels[rate]})
                 rows.append(r)
                 print(json.dumps(r), file=sys.stderr)
         if a.change != "none" and "copy" in a.jobs.split(","):
             at, units = (float(x) for x in a.change.split(":"))
-            dst = "cap-copy-change"
-            create_sample_table(c, dst)
-            args = ["copy", "cap-source", dst, "--restart", "--checkpoint", os.path.join(work, dst + ".json")]
-            r = run_case(endpoint, args, a.capacity, a.partitions, a.settle, dst, change=(at, units))
-            r.update({"job": "copy", "rate": f"found; capacity {a.capacity:g} -> {units:g} at {at:g} s"})
-            rows.append(r)
-            print(json.dumps(r), file=sys.stderr)
+            for rate in [r for r in rates if r != "limited"]:
+                dst = f"cap-copy-change-{rate}"
+                create_sample_table(c, dst)
+                args = ["copy", "cap-source", dst, "--restart", "--checkpoint", os.path.join(work, dst + ".json")]
+                r = run_case(endpoint, args, a.capacity, a.partitions, a.settle, dst, change=(at, units),
+                             declared=rate == "declared")
+                r.update({"job": "copy", "rate": f"{labels[rate]}; capacity {a.capacity:g} -> {units:g} at {at:g} s"})
+                rows.append(r)
+                print(json.dumps(r), file=sys.stderr)
     finally:
         server.stop()
     env = {"items": a.items, "item_size": a.size, "capacity": a.capacity, "partitions": a.partitions,

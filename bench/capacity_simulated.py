@@ -4,6 +4,7 @@
     python bench/capacity_simulated.py --grid # other capacities and partition counts, about 20 s
     python bench/capacity_simulated.py --on-arrival [--grid ...]  # the table decides on arrival
     python bench/capacity_simulated.py --limit 1 [--fixed] [--grid ...]  # a rate given
+    python bench/capacity_simulated.py --declared 1 [--grid ...]  # the table declares its capacity
 
 Each case runs ``tests/capacity_sim.simulate`` (16 writers, the fault proxy's capacity model,
 the client's retries) for every seed and prints the range and mean of whole-run efficiency,
@@ -16,7 +17,8 @@ call arrives and the latency is all in the answer (the fault proxy in front of D
 by default it decides when the call is answered. ``--limit X``: the job is given a rate
 (``--max-write-units``) of X times the table's starting capacity; ``--fixed``: held by the plain
 token bucket (halved on throttles, 5 % of the rate back a second), the limiter a given rate had
-before it adapted under it.
+before it adapted under it. ``--declared Y``: the table declares Y times its capacity (a
+provisioned table's write units; the job starts there).
 """
 
 from __future__ import annotations
@@ -78,10 +80,12 @@ def grid_rows(capacities: List[float], partitions: List[int], seeds: int, second
 
 
 def _limit(capacity: float, opts: Dict[str, Any]) -> Dict[str, Any]:
-    """``simulate``'s limit options for a table of ``capacity``: X times it, if given."""
+    """``simulate``'s limit options for a table of ``capacity``: X times it, if given; the
+    capacity the table declares, Y times it, if given."""
+    out: Dict[str, Any] = {"declared": opts["declared"] * capacity} if opts.get("declared") else {}
     if not opts.get("limit"):
-        return {}
-    return {"limit": opts["limit"] * capacity, "fixed": bool(opts.get("fixed"))}
+        return out
+    return {**out, "limit": opts["limit"] * capacity, "fixed": bool(opts.get("fixed"))}
 
 
 def grid(capacities: List[float], partitions: List[int], seeds: int, seconds: float, on_arrival: bool = False,
@@ -109,6 +113,10 @@ def main() -> int:
         del sys.argv[i:i + 2]
     elif limit["fixed"]:
         sys.exit("--fixed needs --limit X")
+    if "--declared" in sys.argv[1:]:
+        i = sys.argv.index("--declared")
+        limit["declared"] = float(sys.argv[i + 1])
+        del sys.argv[i:i + 2]
     if "--grid" in sys.argv[1:]:
         # python bench/capacity_simulated.py --grid [CAPACITIES [PARTITIONS [SEEDS]]]
         rest = sys.argv[sys.argv.index("--grid") + 1:]

@@ -74,7 +74,8 @@ class Run:
 def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int = 16, seed: int = 1,
              latency: Tuple[float, float] = (0.05, 0.1), change: Optional[Tuple[float, float]] = None,
              limiter: Optional[AdaptiveLimiter] = None, estimate: float = 1.0, admit_on_arrival: bool = False,
-             noise: float = 0.0, limit: Optional[float] = None, fixed: bool = False) -> Run:
+             noise: float = 0.0, limit: Optional[float] = None, fixed: bool = False,
+             declared: Optional[float] = None) -> Run:
     """Write ``items`` items of 1 WCU in calls of 25; ``change`` = (at seconds, new capacity);
     ``estimate`` = the writers' estimate of an item's units (the table writer's comes from the
     item's JSON, which is larger than DynamoDB's measure of it: 2 for an item of 600 bytes).
@@ -84,7 +85,8 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
     long before it. ``noise``: that share of calls is refused whole whatever the rate (a server
     throttling at random), counted as throttled. ``limit``: the rate given (``--max-write-units``);
     ``fixed``: with it, the plain token bucket (halved on throttles, 5 % back a second) that held
-    a given rate before the limiter adapted under it, to compare the two."""
+    a given rate before the limiter adapted under it, to compare the two. ``declared``: the
+    capacity the table says it has (a provisioned table's write units), where the rate starts."""
     rng = random.Random(seed)
     noise_rng = random.Random(seed * 7919 + 1)  # its own stream: the writers' draws stay as they were
     noise_calls = noise_items = 0
@@ -94,7 +96,7 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
     if lim is None and fixed and limit:
         lim = TokenBucket(limit, clock=clock, sleep=clock.sleep)
     elif lim is None:
-        lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, limit=limit)
+        lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, limit=limit, declared=declared)
     start = clock.now
     keys = iter(range(items))
     events: List[Tuple[float, int, int, str, Any]] = []

@@ -63,7 +63,7 @@ def _steady(cap: WriteCapacity, after: float) -> threading.Timer:
 
 
 def test_a_copy_finds_the_capacity_and_holds_it(endpoint: str, padded: str, tmp_path: Path) -> None:
-    cap = WriteCapacity(1500, partitions=4)
+    cap = WriteCapacity(1500, partitions=4, declared=False)  # the table does not say (on demand's partitions)
     dst = create_table(endpoint)
     with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
         timer = _steady(cap, 5.0)
@@ -88,7 +88,7 @@ def test_a_copy_finds_the_capacity_and_holds_it(endpoint: str, padded: str, tmp_
 
 def test_a_capacity_that_shrinks_mid_run_is_followed_without_a_storm(endpoint: str, padded: str,
                                                                      tmp_path: Path) -> None:
-    cap = WriteCapacity(3000, partitions=4)
+    cap = WriteCapacity(3000, partitions=4, declared=False)
     dst = create_table(endpoint)
     with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
         shrink = threading.Timer(1.5, cap.set_units, args=(1000,))
@@ -129,6 +129,49 @@ def test_a_constant_gsi_key_is_named_as_the_hot_key(endpoint: str, small: str, t
     assert snap["hot_keys"][0]["value"] == "USER"
     # Held at that partition's rate (units count the table's and the index's write: 2 per item).
     assert rep["rate_limits"]["write"]["current"] <= 1.2 * 2 * 600, rep["rate_limits"]
+    # The table declared 2,400 (the modelled units): the job started there and came down to the partition.
+    assert rep["rate_limits"]["write"]["declared"] == 2400, rep["rate_limits"]
+
+
+def test_a_copy_starts_at_the_capacity_the_table_declares(endpoint: str, small: str, tmp_path: Path) -> None:
+    """A table of 500 WCU (where a job that must find its capacity throttles 6-8 % of its writes
+    at start-up, in the simulator and through this proxy) that says so: the job starts at it, and
+    the whole run stays within the issue's bound on write requests."""
+    cap = WriteCapacity(500, partitions=4)
+    dst = create_table(endpoint)
+    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
+        rep = _copy(proxy, small, dst, tmp_path)
+        calls = list(cap.calls)
+    assert len(scan_all(endpoint, dst)) == SMALL
+    whole = cap.snapshot()
+    assert whole["throttled_share"] <= 0.05, whole
+    lim = rep["rate_limits"]["write"]
+    assert lim["declared"] == 500 and lim.get("auto"), lim
+    # Nothing sent faster than the declared rate in the first second (with no limit, 16 writers'
+    # first calls are 400 units at once), counting what was in flight as the first calls went.
+    first = calls[0][0]
+    assert sum(units for at, units, _ in calls if at - first < 1.0) <= 500 * 1.0 + 16 * 25, calls[:40]
+
+
+def test_a_table_on_dynamodb_local_declares_nothing_believed(endpoint: str, tmp_path: Path) -> None:
+    """DynamoDB Local reports the units a table was created with (1 WCU here) and never
+    throttles: a job that started at them would take minutes. It runs as fast as Local takes."""
+    from support import boto_client
+
+    src = _seed(endpoint, 600)
+    dst = "one-wcu-" + src
+    c = boto_client(endpoint)
+    c.create_table(TableName=dst, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                   AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                   ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1})
+    report = tmp_path / "r.json"
+    r = run_tool(["copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", "--report", str(report)],
+                 cwd=str(tmp_path), timeout=120)
+    assert r.exit_code == 0, r.stderr[-3000:]
+    rep = read_report(report)
+    assert rep is not None and rep["counters"]["written"] == 600, rep
+    assert "declared" not in rep["rate_limits"].get("write", {}), rep["rate_limits"]
+    assert rep["duration_seconds"] < 60, rep["duration_seconds"]  # 600 units at 1 WCU would be 10 minutes
 
 
 @pytest.mark.parametrize("units,limit", [(1500, 1500), (1500, 750)])

@@ -3,8 +3,9 @@
 Workers call ``acquire(estimate)`` before a request and ``settle(estimate, consumed)`` after
 it, so the bucket is charged what DynamoDB actually consumed; ``again()`` before the client's
 retry re-sends a call refused whole (each attempt sent is charged). Every job's limiter is an
-:class:`AdaptiveLimiter`: with no rate given it is unlimited until the table pushes back, then
-holds just under what the table admits; with a rate given (``--max-*-units``, ``--*-percent``)
+:class:`AdaptiveLimiter`: with no rate given it starts at what the table declares it admits
+(a provisioned table's units, on DynamoDB itself), or is unlimited until the table pushes back,
+then holds just under what the table admits; with a rate given (``--max-*-units``, ``--*-percent``)
 it starts at that rate and never goes over it, and under it answers the table's push-back the
 same way. :class:`TokenBucket` is the bucket it sets; on its own (``throttled()`` halves its
 rate at most once per ``decrease_interval``, each second without throttling adds back
@@ -22,6 +23,7 @@ import logging
 import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit
 
 from ..errors import UsageError
 
@@ -237,6 +239,19 @@ class AdaptiveLimiter(RateLimiter):
       the rate is at the capacity already (grown on past it, a capacity that halved was held
       over, a call in thirteen throttled, under the trial's share).
 
+    - **A capacity the table declares** (``declared``: :func:`declared_write_capacity`, a
+      provisioned table's write units on DynamoDB's own endpoints). The rate starts there at the
+      first call, with nothing saved up, as with a rate given, and the push-back is read as a
+      later cut (what the table admitted, within 5-50 % of the rate). Probing near it is slow
+      (it is the knee) and past it ``probe`` (3 %) a second with no growing steps: there is only
+      the table's burst there, or auto scaling. A push-back more than 3 % past it is that burst
+      running out, and the cut goes back to ``hold`` of the declared capacity, not below what the
+      emptied partitions admitted (0.68 of it in the simulator); the next push-back, if the
+      declaration was wrong, cuts as any. Below 1,000 WCU, with no limit, 16 writers put 400
+      units in flight before the first answer, which no rule that answers throttles can take
+      back: 6-20 % of a 12 s run's writes throttled at start-up, none from the declared start
+      (``bench/capacity_simulated.py --declared 1 --grid``).
+
     - **A rate given** (``limit``: ``--max-*-units``, ``--*-percent``). The rate starts there at
       the first call, with no second of it saved up on top, and neither a probe nor a recheck
       takes it over (nor a cut's floor: ``min_rate`` is at most the limit). The first push-back
@@ -256,7 +271,7 @@ class AdaptiveLimiter(RateLimiter):
                  window_calls: int = 24, min_throttled: int = 8, min_calls: int = 16, trial_calls: int = 48, min_rate: float = 1.0,
                  trial_share: float = 0.05, trial_cut: float = 0.05, after_cut: float = 5.0,
                  recheck_after: float = 0.5, recheck_calls: int = 8, recheck_quiet: float = 0.25,
-                 recheck_step: float = 0.1, limit: Optional[float] = None,
+                 recheck_step: float = 0.1, limit: Optional[float] = None, declared: Optional[float] = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
@@ -304,6 +319,29 @@ class AdaptiveLimiter(RateLimiter):
             self._bucket = TokenBucket(self.limit, min_rate=self.min_rate, recover_step=0.0,
                                        clock=clock, sleep=sleep, name=name)
             self._started = False
+        # What the table says it admits (its provisioned write units, where DynamoDB enforces
+        # them): the rate starts there instead of at no limit, as the likeliest capacity. With no
+        # limit the writers put 400 units in flight before the first answer; under 1,000 WCU the
+        # table's burst cannot take them, and no rule that answers throttles saves what was sent
+        # before the first one came back. A start, not a ceiling: probes go past it (burst
+        # capacity, auto scaling), and push-back under it is read as without it.
+        self.declared: Optional[float] = None
+        self._floored = -1e18  # the last cut held at hold x declared (see _declared_floor)
+        if declared is not None and declared > 0 and (self.limit is None or declared < self.limit):
+            self.declared = self.rate = float(declared)
+            self.min_rate = min(self.min_rate, self.declared)  # a worker's small share: no cut raises it
+            self._knee = self.declared
+            # A push-back is read as a later cut (what the table admitted, within 5-50 % of the
+            # rate), not as a first cut from no limit, whose reading of the throttled calls'
+            # share is for the burst of 16 writers' first calls (it read 0.58 of the capacity
+            # after a probe past it, in the simulator).
+            self._found = True
+            if self._bucket is None:
+                self._bucket = TokenBucket(self.declared, min_rate=self.min_rate, recover_step=0.0,
+                                           clock=clock, sleep=sleep, name=name)
+            else:
+                self._bucket.rate = self._bucket.ceiling = self.declared
+            self._started = False
 
     def acquire(self, units: float = 1.0) -> None:
         while True:
@@ -324,6 +362,9 @@ class AdaptiveLimiter(RateLimiter):
                     # took to start.
                     self._started = True
                     bucket.restart()
+                    # Probe steps count from the first call (one grown from the epoch would take
+                    # all its steps at once).
+                    self._last_probe = self.clock()
                 if bucket is not None:
                     self._maybe_recheck(bucket, self.clock())
                     self._maybe_probe(bucket)
@@ -375,6 +416,10 @@ class AdaptiveLimiter(RateLimiter):
                 # The longer the table has not pushed back, the less its last push-back says: a
                 # capacity that grew is found in seconds, not in minutes of 3 %.
                 step = min(self.max_probe, self.probe * (1.0 + self.probe_growth * self._probes))
+                if self.declared is not None and rate >= self.declared:
+                    # Past what the table declares there is only its burst (or auto scaling,
+                    # which takes minutes): no growing steps there.
+                    step = self.probe
             else:
                 step = self.probe
             self._probes += 1
@@ -491,6 +536,10 @@ class AdaptiveLimiter(RateLimiter):
             target = max(self.min_rate, min(max(self.hold * admitted, before * 0.5), before * (0.85 if soon else 0.95)))
             if soon and self._knee is not None:
                 admitted = min(admitted, self._knee)
+            floored = self._declared_floor(before, target)
+            if floored > target:
+                admitted = max(admitted, floored / self.hold)  # the knee: where probing slows
+            target = floored
             bucket.rate = bucket.ceiling = target
         # No burst on top of what is in flight: the table's own burst is spent.
         bucket.drain()
@@ -500,6 +549,23 @@ class AdaptiveLimiter(RateLimiter):
         self._fresh_evidence(now)
         self._last_probe = self._cut_at = now
         self.rate = target
+
+    def _declared_floor(self, before: float, target: float) -> float:
+        """A push-back past ``hold`` of what the table declares is its burst running out (or the
+        partitions' uneven shares): the rate goes back to ``hold`` of the declared capacity, not
+        below it by what the emptied partitions admitted (0.68 of it, in the simulator, after two
+        cuts in one congestion). If the declaration is wrong, the push-back under that says so,
+        and is cut as any."""
+        if self.declared is None:
+            return target
+        floor = self.hold * self.declared
+        now = self.clock()
+        # Past it by more than the slow steps near it take the rate (a table that has less than
+        # it declares pushes back before that), or the same congestion's next cut.
+        if before > 1.03 * self.declared or (before > floor and now - self._floored < 2.0):
+            self._floored = now
+            return max(target, min(before * 0.95, floor))
+        return target
 
     def _after_push_back(self) -> Optional[float]:
         """What the table admitted while its buckets were empty, in the congestion that made the
@@ -643,7 +709,7 @@ class AdaptiveLimiter(RateLimiter):
             # cut landed at the capacity, where a trial 5 % under it still finds them short (and
             # was taken for noise); it goes as far under as a cut does.
             cut = (1 - self.hold) if now - self._cut_at < self.after_cut else self.trial_cut
-            rate = max(self.min_rate, basis * (1 - cut))
+            rate = self._declared_floor(self._bucket.rate, max(self.min_rate, basis * (1 - cut)))
             self._bucket.rate = self._bucket.ceiling = rate
         # What the bucket saved up under the rate before would be sent over the trial's: tried
         # from now, or the first second of the two it is judged on is not under it.
@@ -662,8 +728,14 @@ class AdaptiveLimiter(RateLimiter):
 
     def describe(self) -> Optional[Dict[str, Any]]:
         if self.limit is not None:
-            return {"limit": round(self.limit, 1), "current": round(self.rate or 0.0, 1),
-                    "throttle_events": self.throttle_events}
+            out: Dict[str, Any] = {"limit": round(self.limit, 1), "current": round(self.rate or 0.0, 1),
+                                   "throttle_events": self.throttle_events}
+            if self.declared is not None:
+                out["declared"] = round(self.declared, 1)
+            return out
+        if self.declared is not None:
+            return {"limit": round(self.rate or 0.0, 1), "current": round(self.rate or 0.0, 1),
+                    "throttle_events": self.throttle_events, "auto": True, "declared": round(self.declared, 1)}
         if self.rate is None and not self.throttle_events:
             return None
         # Throttled but never cut (noise the back-off absorbed): no limit found, none held.
@@ -671,11 +743,54 @@ class AdaptiveLimiter(RateLimiter):
                 "throttle_events": self.throttle_events, "auto": True}
 
 
-def limiter_for(rate: Optional[float], name: str = "") -> RateLimiter:
+def limiter_for(rate: Optional[float], name: str = "", declared: Optional[float] = None) -> RateLimiter:
     """With a rate (``--max-*-units``, ``--*-percent``): never over it, and under it the table's
     push-back answered as when the rate is found (a cut to what it admits, then probes). Without
-    one: no limit (the engine's workers use an :class:`AdaptiveLimiter` without a limit instead)."""
-    return AdaptiveLimiter(limit=rate, name=name) if rate else RateLimiter()
+    one: no limit (the engine's workers use an :class:`AdaptiveLimiter` without a limit instead).
+    ``declared``: the table's own capacity (:func:`declared_write_capacity`), where it starts."""
+    return AdaptiveLimiter(limit=rate, declared=declared, name=name) if rate else RateLimiter()
+
+
+# Hosts where DynamoDB itself answers, and so enforces what a table declares. DynamoDB Local and
+# moto report whatever a table was created with (5 WCU, say) and never throttle: a job that
+# started at that rate there would crawl. Neither does a host we do not know (LocalStack, a
+# compatible database, a gateway): it is left to the table's push-back.
+AWS_HOSTS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+# The fault proxy's capacity model (testing/capacity.py) answers DescribeTable with this header:
+# the units it enforces, as a provisioned table's WriteCapacityUnits on DynamoDB. The client puts
+# it in the description under CAPACITY_MODEL_MARK (never from DynamoDB's own endpoints).
+CAPACITY_MODEL_HEADER = "x-ddbmigrate-capacity-model"
+CAPACITY_MODEL_MARK = "DdbmigrateCapacityModel"
+
+
+def declared_write_capacity(desc: Dict[str, Any], endpoint: Optional[str]) -> Optional[float]:
+    """Write units per second the table enforces by its own description, or None: a provisioned
+    table's ``WriteCapacityUnits``, an on-demand table's ``MaxWriteRequestUnits`` (its
+    ``WarmThroughput`` is a floor, not a limit), the lowest of the table's and its indexes' (a
+    write to an index is refused when the index has no capacity left; units already spent on
+    the table count there as well, so this never overstates what a write may use). None on an
+    endpoint that does not enforce it (see ``AWS_HOSTS``) or with nothing declared."""
+    if not desc:
+        return None
+    model = desc.get(CAPACITY_MODEL_MARK)
+    if isinstance(model, dict):
+        v = model.get("WriteCapacityUnits")
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+    host = urlsplit(endpoint).hostname if endpoint else None
+    if host is None or not host.lower().endswith(AWS_HOSTS):
+        return None
+    on_demand = ((desc.get("BillingModeSummary") or {}).get("BillingMode") == "PAY_PER_REQUEST")
+    units: List[float] = []
+    for part in [desc] + [g for g in desc.get("GlobalSecondaryIndexes") or [] if isinstance(g, dict)]:
+        if on_demand:
+            v = (part.get("OnDemandThroughput") or {}).get("MaxWriteRequestUnits")
+        else:
+            v = (part.get("ProvisionedThroughput") or {}).get("WriteCapacityUnits")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            units.append(float(v))
+        elif part is desc:
+            return None  # the table declares nothing (on demand with no maximum)
+    return min(units) if units else None
 
 
 def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Optional[float], kind: str) -> Optional[float]:

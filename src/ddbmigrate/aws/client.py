@@ -50,6 +50,7 @@ from botocore.credentials import (
 )
 
 from ..config import RetryPolicy, TableRef, check_endpoint
+from .capacity import AWS_HOSTS, CAPACITY_MODEL_HEADER, CAPACITY_MODEL_MARK
 from ..logs import redact
 from ..errors import (
     AwsError,
@@ -559,7 +560,8 @@ class DynamoClient:
     def describe_table(self, table: Optional[str] = None) -> Dict[str, Any]:
         name = table or self.ref.table
         try:
-            return dict(self.control.describe_table(TableName=name)["Table"])
+            resp = self.control.describe_table(TableName=name)
+            desc = dict(resp["Table"])
         except self.control.exceptions.ResourceNotFoundException:
             raise TableNotFoundError(
                 f"table {name!r} does not exist at {self.endpoint} ({self.region})", table=name,
@@ -567,6 +569,18 @@ class DynamoClient:
             ) from None
         except Exception as e:
             raise _control_error(e, name) from None
+        model = ((resp.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get(CAPACITY_MODEL_HEADER)
+        if model is not None:
+            # The fault proxy's capacity model: what it enforces (botocore keeps no field it does
+            # not know, so it comes as a header). Never from DynamoDB's own endpoints.
+            host = (urlsplit(self.endpoint).hostname or "").lower()
+            try:
+                units = float(model)
+            except ValueError:
+                units = 0.0
+            if units > 0 and units < float("inf") and not host.endswith(AWS_HOSTS):
+                desc[CAPACITY_MODEL_MARK] = {"WriteCapacityUnits": units}
+        return desc
 
     def table_exists(self, table: Optional[str] = None) -> bool:
         try:

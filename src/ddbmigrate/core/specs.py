@@ -47,12 +47,14 @@ class Resources:
         self.clients.append(c)
         return c
 
-    def limiter(self, rate: Optional[float], name: str) -> "RateLimiter":
+    def limiter(self, rate: Optional[float], name: str, declared: Optional[float] = None) -> "RateLimiter":
         """The limiter that finds the table's capacity from DynamoDB's throttles
-        (aws/capacity.py AdaptiveLimiter); with a rate, never over this worker's share of it."""
+        (aws/capacity.py AdaptiveLimiter); with a rate, never over this worker's share of it;
+        starting at this worker's share of what the table ``declared`` it admits, if it did."""
         from ..aws.capacity import AdaptiveLimiter, limiter_for
 
-        lim = limiter_for(rate * self.share, name) if rate else AdaptiveLimiter(name=name)
+        start = declared * self.share if declared else None
+        lim = limiter_for(rate * self.share, name, start) if rate else AdaptiveLimiter(name=name, declared=start)
         lim.name = name
         self.limiters.append(lim)
         return lim

@@ -375,6 +375,9 @@ class Driver:
                 o["throttle_events"] += int(d.get("throttle_events") or 0)
                 if d.get("auto"):
                     o["auto"] = True  # found from DynamoDB's throttles, not given
+                if d.get("declared"):
+                    # Where it started: each worker's share of what the table declares it admits.
+                    o["declared"] = round(float(o.get("declared") or 0) + float(d["declared"]), 1)
         return out
 
     def snapshot(self) -> Dict[str, Any]:

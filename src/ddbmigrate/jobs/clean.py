@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Optional
 
-from ..aws.capacity import capacity_limit, page_limit
+from ..aws.capacity import capacity_limit, declared_write_capacity, page_limit
 from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
 from ..core.items import KeySchema
@@ -64,7 +64,8 @@ def clean_table(
                              page_limit=page_limit(read_rate, write_rate, readers),
                              readers=readers, projection=keys.names,
                              as_deletes=True),
-        sink=TableWriterSpec(table, keys, retry=opts.retry, write_rate=write_rate, writers=writers),
+        sink=TableWriterSpec(table, keys, retry=opts.retry, write_rate=write_rate, writers=writers,
+                             declared=declared_write_capacity(desc, endpoint)),
         processing=ProcessingSpec(key_schema=keys, trusted=True),
         target_label=table.describe(), total_estimate=count or None, readers=readers,
         writers=writers, progress_counter="deleted",

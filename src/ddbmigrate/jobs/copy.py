@@ -11,7 +11,7 @@ import os
 import threading
 from typing import Any, Dict, List, Optional
 
-from ..aws.capacity import capacity_limit, page_limit
+from ..aws.capacity import capacity_limit, declared_write_capacity, page_limit
 from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
 from ..core.items import KeySchema, gsi_partition_keys, index_keys_of
@@ -130,7 +130,8 @@ def copy_table(
                              readers=readers, raw=True),
         sink=DryRunSpec() if opts.dry_run else TableWriterSpec(target, dst_keys, retry=opts.retry, mode=opts.mode,
                                                                write_rate=write_rate, writers=writers,
-                                                               index_keys=gsi_partition_keys(tdesc)),
+                                                               index_keys=gsi_partition_keys(tdesc),
+                                                               declared=declared_write_capacity(tdesc, dst.endpoint)),
         processing=ProcessingSpec(
             key_schema=dst_keys, transform=TransformRef.of(transform), on_error=opts.on_error,
             trusted=src_keys == dst_keys, source_key_schema=src_keys, source_table=source.table,

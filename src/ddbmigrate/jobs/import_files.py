@@ -20,7 +20,7 @@ import threading
 from dataclasses import replace
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
-from ..aws.capacity import capacity_limit
+from ..aws.capacity import capacity_limit, declared_write_capacity
 from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
 from ..core.items import KeySchema, gsi_partition_keys, index_keys_of
@@ -156,7 +156,8 @@ def import_files(
         kind="import", identity=identity, options=opts, source=source_spec,
         sink=DryRunSpec() if opts.dry_run else TableWriterSpec(table, keys, retry=opts.retry, mode=opts.mode,
                                                                write_rate=write_rate, writers=writers,
-                                                               index_keys=gsi_partition_keys(tdesc)),
+                                                               index_keys=gsi_partition_keys(tdesc),
+                                                               declared=declared_write_capacity(tdesc, dst.endpoint)),
         processing=ProcessingSpec(key_schema=keys, transform=TransformRef.of(transform), on_error=opts.on_error,
                                   target_table=table.table, sample=opts.sample, loaded=transform,
                                   index_keys=index_keys_of(tdesc)),

@@ -39,7 +39,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-from ..aws.capacity import capacity_limit
+from ..aws.capacity import capacity_limit, declared_write_capacity
 from ..aws.client import DynamoClient, RetryStats
 from ..aws.tables import wait_active
 from ..config import RunOptions, TableRef
@@ -650,7 +650,7 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
         # The journal and its writer live in this process: the threads engine runs it.
         source=LiveSourceSpec(jsrc, watched=[sc]),
         sink=TableWriterSpec(target, tkeys, retry=opts.retry, mode="overwrite", write_rate=write_rate,
-                             writers=writers),
+                             writers=writers, declared=declared_write_capacity(tdesc, dst.endpoint)),
         processing=ProcessingSpec(key_schema=tkeys, on_error=opts.on_error, trusted=tf is None and tkeys == skeys,
                                   source_key_schema=skeys),
         source_label=source.describe(), target_label=target.describe(), readers=1, writers=writers,

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 import orjson
 
-from ..aws.capacity import capacity_limit, page_limit
+from ..aws.capacity import capacity_limit, declared_write_capacity, page_limit
 from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
 from ..core.items import KeySchema, WireItem
@@ -102,7 +102,7 @@ def update_table(
                              readers=readers, raw=True),
         sink=ConditionalUpdateSpec(table, keys, in_sink, retry=opts.retry, version_attribute=version_attribute,
                                    write_rate=write_rate, writers=writers, max_races=max_races,
-                                   dry_run=opts.dry_run),
+                                   dry_run=opts.dry_run, declared=declared_write_capacity(desc, client.endpoint)),
         processing=ProcessingSpec(key_schema=keys, trusted=True, source_key_schema=keys, source_table=table.table,
                                   target_table=table.table),
         source_label=table.describe(), target_label=table.describe() + " (in place)",

@@ -312,12 +312,13 @@ class ConditionalUpdateSpec(SinkSpecBase):
     writers: int = 32
     max_races: int = DEFAULT_MAX_RACES
     dry_run: bool = False
+    declared: Optional[float] = None  # the write units the table says it admits: where the rate starts
 
     def build(self, res: Resources) -> ConditionalUpdateSink:
         client = res.client(self.ref, self.retry, pool_size=self.writers + 4)
         return ConditionalUpdateSink(client, self.ref.table, self.keys, Processor(self.processing.build()),
                                      version_attribute=self.version_attribute,
-                                     limiter=res.limiter(self.write_rate, "write"), max_races=self.max_races,
+                                     limiter=res.limiter(self.write_rate, "write", self.declared), max_races=self.max_races,
                                      dry_run=self.dry_run)
 
 

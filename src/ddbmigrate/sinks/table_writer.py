@@ -317,6 +317,7 @@ class TableWriterSpec(SinkSpecBase):
     writers: int = 16
     index_keys: Tuple[Tuple[str, str], ...] = ()  # (GSI name, its partition key) of the target
     resumed: bool = False
+    declared: Optional[float] = None  # the write units the table says it admits: where the rate starts
 
     def prepare(self, saved: Optional[Mapping[str, Any]]) -> "TableWriterSpec":
         return replace(self, resumed=saved is not None)
@@ -324,7 +325,7 @@ class TableWriterSpec(SinkSpecBase):
     def build(self, res: Resources) -> TableWriter:
         client = res.client(self.ref, self.retry, pool_size=self.writers + 4)
         return TableWriter(client, self.ref.table, self.keys, mode=self.mode,
-                           limiter=res.limiter(self.write_rate, "write"), index_keys=self.index_keys,
+                           limiter=res.limiter(self.write_rate, "write", self.declared), index_keys=self.index_keys,
                            resumed=self.resumed)
 
     def merge(self, states: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:

@@ -31,11 +31,15 @@ _Bucket = Tuple[str, str, str, int]
 
 class WriteCapacity:
     def __init__(self, units: float, *, partitions: int = 4, burst_seconds: float = 1.0,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Any = time.monotonic, declared: bool = True) -> None:
         if partitions < 1 or not (math.isfinite(burst_seconds) and burst_seconds > 0):
             raise ValueError("partitions must be at least 1 and burst seconds a positive number")
         self.partitions = partitions
         self.burst_seconds = burst_seconds
+        # Whether the table says what it admits (DescribeTable through the proxy carries the
+        # units, as a provisioned table's WriteCapacityUnits do), or not (an on-demand table's
+        # partition limits): a job reads the first and must find the second.
+        self.declared = declared
         self.units = self._checked(units)
         self.clock = clock
         self._lock = threading.Lock()

@@ -56,6 +56,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import orjson
 
+from ..aws.capacity import CAPACITY_MODEL_HEADER
 from .capacity import WriteCapacity
 
 DATA_PLANE_OPS: FrozenSet[str] = frozenset((
@@ -417,6 +418,12 @@ class FaultProxy:
             d = _loads(resp)
             if d:
                 self.audit.learn_keys(d)
+            cap = self.faults.capacity
+            if op == "DescribeTable" and cap is not None and cap.declared:
+                # The model is a table that says what it admits, as a provisioned table's
+                # WriteCapacityUnits does on DynamoDB (DynamoDB Local's say whatever the table was
+                # created with, and are not read). A header of its own: the body is Local's.
+                headers = [*headers, (CAPACITY_MODEL_HEADER.encode(), f"{cap.units:g}".encode())]
         if status == 200 and op in DATA_PLANE_OPS and self._outage_ends:
             ended = [e for e in self._outage_ends if e <= now]
             if ended:
@@ -752,9 +759,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                           "GSI's partition key for its own buckets); default 4")
     cap.add_argument("--burst-seconds", type=float,
                      help="seconds of capacity each partition can bank while idle; default 1")
+    cap.add_argument("--undeclared", action="store_true",
+                     help="the table does not say what it admits (an on-demand table's partition limits): by "
+                          "default DescribeTable carries the modelled units, as a provisioned table's "
+                          "WriteCapacityUnits do")
     a = p.parse_args(argv)
-    if a.write_capacity is None and (a.partitions is not None or a.burst_seconds is not None):
-        p.error("--partitions and --burst-seconds shape the capacity model: give --write-capacity too")
+    if a.write_capacity is None and (a.partitions is not None or a.burst_seconds is not None or a.undeclared):
+        p.error("--partitions, --burst-seconds and --undeclared shape the capacity model: give --write-capacity too")
     capacity = None
     if a.write_capacity is not None:
         if a.unprocessed:
@@ -762,7 +773,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             p.error("--unprocessed and --write-capacity both decide what a write admits: give one of them")
         shape = {k: v for k, v in (("partitions", a.partitions), ("burst_seconds", a.burst_seconds)) if v is not None}
         try:
-            capacity = WriteCapacity(a.write_capacity, **shape)  # its own defaults for what is not given
+            capacity = WriteCapacity(a.write_capacity, declared=not a.undeclared, **shape)  # defaults otherwise
         except ValueError as e:
             p.error(str(e))
     faults = Faults(**{k: getattr(a, k) for k in FAULT_KINDS}, outages=a.outage, writes_only=a.writes_only,

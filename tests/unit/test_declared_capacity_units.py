@@ -1,0 +1,252 @@
+"""A table's declared write capacity: where the limiter starts, and where it is believed.
+
+Below about 1,000 WCU a job that starts with no limit throttles 6-20 % of its writes in its
+first two seconds (16 writers put 400 units in flight before the first answer; a table with a
+second of burst cannot take them), and no rule that answers throttles saves what was sent
+before the first one came back. A provisioned table says what it admits; the limiter starts
+there. DynamoDB Local and moto say whatever the table was created with and never throttle, so
+only DynamoDB's own endpoints (and the fault proxy's capacity model) are believed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from ddbmigrate.aws.capacity import CAPACITY_MODEL_MARK, AdaptiveLimiter, declared_write_capacity
+from ddbmigrate.core.specs import Resources
+
+AWS = "https://dynamodb.us-east-1.amazonaws.com"
+
+
+def _provisioned(wcu: float, gsis: Optional[List[float]] = None) -> Dict[str, Any]:
+    return {
+        "TableName": "t", "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": wcu},
+        "GlobalSecondaryIndexes": [{"IndexName": f"g{i}", "ProvisionedThroughput": {"WriteCapacityUnits": w}}
+                                   for i, w in enumerate(gsis or [])],
+    }
+
+
+def _on_demand(max_units: Optional[float], gsis: Optional[List[Optional[float]]] = None) -> Dict[str, Any]:
+    def odt(v: Optional[float]) -> Dict[str, Any]:
+        return {"OnDemandThroughput": {"MaxWriteRequestUnits": v}} if v is not None else {}
+
+    return {"TableName": "t", "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+            "ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0}, **odt(max_units),
+            "GlobalSecondaryIndexes": [{"IndexName": f"g{i}", **odt(v)} for i, v in enumerate(gsis or [])]}
+
+
+@pytest.mark.parametrize("desc,endpoint,expected", [
+    (_provisioned(500), AWS, 500.0),
+    (_provisioned(500), "https://dynamodb.cn-north-1.amazonaws.com.cn", 500.0),
+    (_provisioned(500), "https://vpce-0a1b-xyz.dynamodb.eu-west-1.vpce.amazonaws.com", 500.0),
+    (_provisioned(500), "https://dynamodb.us-east-1.api.aws", 500.0),
+    # An index with less: a write to it is refused when the index has no capacity left.
+    (_provisioned(500, [200, 800]), AWS, 200.0),
+    (_on_demand(1200), AWS, 1200.0),
+    (_on_demand(1200, [300, None]), AWS, 300.0),
+    # On demand with no maximum (-1 is "none"): nothing declared; the warm throughput is a floor.
+    (_on_demand(None), AWS, None),
+    (_on_demand(-1), AWS, None),
+    ({**_on_demand(None), "WarmThroughput": {"WriteUnitsPerSecond": 4000}}, AWS, None),
+    # DynamoDB Local, moto, a gateway: whatever the table was created with, never enforced.
+    (_provisioned(5), "http://127.0.0.1:8000", None),
+    (_provisioned(5), "http://localhost:4566", None),
+    (_provisioned(5), "https://dynamodb.example.internal", None),
+    (_provisioned(5), "https://amazonaws.com.evil.example", None),
+    (_provisioned(5), None, None),
+    (_provisioned(0), AWS, None),
+    ({}, AWS, None),
+    # The fault proxy's model says what it enforces, on loopback, whatever the table was created with.
+    ({**_provisioned(5), CAPACITY_MODEL_MARK: {"WriteCapacityUnits": 750, "Partitions": 4}},
+     "http://127.0.0.1:9000", 750.0),
+    ({**_provisioned(5), CAPACITY_MODEL_MARK: {"WriteCapacityUnits": "750"}}, "http://127.0.0.1:9000", None),
+    ({**_provisioned(5), CAPACITY_MODEL_MARK: {"WriteCapacityUnits": True}}, "http://127.0.0.1:9000", None),
+])
+def test_what_a_table_declares_and_where_it_is_believed(desc: Dict[str, Any], endpoint: Optional[str],
+                                                        expected: Optional[float]) -> None:
+    assert declared_write_capacity(desc, endpoint) == expected
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def test_the_rate_starts_at_the_declared_capacity_with_nothing_saved_up() -> None:
+    """The first second sends the declared units, not a second of them on top (the table's own
+    burst is left for the partitions' uneven shares), and no probe step is taken in it (one
+    counted from the epoch would take all its steps at once)."""
+    clock = _Clock()
+    lim = AdaptiveLimiter(declared=400.0, clock=clock, sleep=clock.sleep)
+    clock.now += 3600.0  # built long before the job's first call
+    start = clock.now
+    sent = 0.0
+    while clock.now < start + 1.0:
+        lim.acquire(25.0)
+        lim.settle(25.0, 25.0)
+        sent += 25.0
+    assert 375.0 <= sent <= 425.0 + 25.0, sent
+    assert lim.rate is not None and 400.0 <= lim.rate <= 402.0, lim.rate  # a slow step at most
+    d = lim.describe()
+    assert d is not None and d["declared"] == 400.0 and d["auto"], d
+
+
+def test_a_rate_given_over_the_declared_capacity_starts_at_it_and_one_under_it_is_kept() -> None:
+    clock = _Clock()
+    over = AdaptiveLimiter(limit=1000.0, declared=400.0, clock=clock, sleep=clock.sleep)
+    assert over.rate == 400.0 and over.limit == 1000.0
+    under = AdaptiveLimiter(limit=300.0, declared=400.0, clock=clock, sleep=clock.sleep)
+    assert under.rate == 300.0 and under.declared is None
+
+
+def test_each_worker_starts_at_its_share_of_the_declared_capacity() -> None:
+    lim = Resources(share=0.25).limiter(None, "write", 1000.0)
+    assert isinstance(lim, AdaptiveLimiter) and lim.rate == 250.0
+    assert Resources().limiter(None, "write").rate is None  # nothing declared: no limit until push-back
+
+
+def _sim(capacity: float, partitions: int, seed: int, declared: Optional[float], **kw: Any) -> Any:
+    from capacity_sim import simulate  # tests/: writers and a partitioned table in simulated time
+
+    return simulate(int(capacity * 12), capacity, partitions=partitions, seed=seed, declared=declared, **kw)
+
+
+@pytest.mark.parametrize("capacity,partitions", [(200, 1), (200, 4), (500, 1), (500, 4), (500, 8)])
+def test_a_small_declared_capacity_is_held_within_the_bound_from_the_start(capacity: float,
+                                                                         partitions: int) -> None:
+    """The issue's bound (at least 90 % of the capacity, at most 5 % of write requests
+    throttled) in every seed, where finding it from throttles cannot meet it: the start-up
+    congestion alone is 6-20 % of such a run's writes."""
+    for seed in (1, 2, 3):
+        found = _sim(capacity, partitions, seed, None)
+        assert found.throttled_item_share > 0.05, found  # what the declared start is for
+        run = _sim(capacity, partitions, seed, capacity)
+        assert run.efficiency >= 0.9 and run.throttled_item_share <= 0.05, (seed, run)
+        early = sum(sent - got for at, sent, got in run.calls_log if at < 2.0)
+        assert early == 0, (seed, early)
+
+
+def test_a_declared_capacity_the_table_does_not_have_is_cut_to_what_it_admits() -> None:
+    """A table that declares twice what it admits (a hot partition, an index with less): the
+    push-back is answered as any cut, down to the capacity, with no storm."""
+    for seed in (1, 2, 3):
+        run = _sim(500, 4, seed, 1000.0)
+        late = [r for at, r in run.rates if at >= 6.0 and r is not None]
+        # Down from 1,000 within 6 s; a probe may cross the capacity now and then, as always.
+        assert late and max(late) <= 1.25 * 500 and 0.8 * 500 <= sum(late) / len(late) <= 1.1 * 500, (seed, late)
+        assert run.efficiency >= 0.85 and run.throttled_item_share <= 0.08, (seed, run)
+
+
+def test_a_table_with_more_than_it_declares_is_probed_past_it() -> None:
+    """Past the declared capacity there is the table's burst, and auto scaling: the rate goes on
+    past it, 3 % a second, with no growing steps."""
+    run = _sim(1000, 4, 1, 500.0, latency=(0.05, 0.1))
+    rates = [r for at, r in run.rates if r is not None]
+    assert rates[0] == 500.0
+    at_8 = max(r for at, r in run.rates if at <= 8.0 and r is not None)
+    assert 500 * 1.1 <= at_8 <= 500 * 1.4, at_8
+
+
+@pytest.mark.parametrize("seed", range(1, 9))
+def test_a_probe_past_the_declared_capacity_comes_back_under_it_not_far_below(seed: int) -> None:
+    """1,500 WCU over 8 partitions, declared: the probe past it meets the end of the table's
+    burst one partition after another, and two cuts within a second read what the emptied
+    partitions admitted (0.68 of the capacity in seeds 2 and 7, 0.86-0.89 of it after 5 s).
+    A push-back past the declared capacity goes back to 90 % of it (a later cut may go under,
+    as the emptied partitions fill again)."""
+    run = _sim(1500, 8, seed, 1500.0)
+    assert run.steady_efficiency >= 0.9 and run.throttled_item_share <= 0.05, run
+    late = [r for at, r in run.rates if at >= 5.0 and r is not None]
+    assert min(late) >= 0.75 * 1500, min(late)  # 1,023 and 1,073 without it
+
+
+@pytest.mark.parametrize("declared,line", [
+    (500.0, "started at the table's own 500/s, held at 512/s (3 throttles)"),
+    (None, "found from throttles: held at 512/s (3 throttles)"),
+])
+def test_the_summary_says_where_the_rate_started(declared: Optional[float], line: str) -> None:
+    import io
+
+    from rich.console import Console
+
+    from ddbmigrate.reporting.report import Report
+    from ddbmigrate.reporting.terminal import render_report
+
+    rep = Report(job="copy")
+    rep.rate_limits["write"] = {"limit": 512.0, "current": 512.0, "throttle_events": 3, "auto": True,
+                                **({"declared": declared} if declared else {})}
+    out = io.StringIO()
+    render_report(rep, Console(file=out, width=200))
+    assert line in out.getvalue()
+
+
+def test_the_workers_shares_add_up_to_what_the_table_declared() -> None:
+    """Two processes, each starting at half: the report says the table's whole figure."""
+    import threading
+    import types
+
+    from ddbmigrate.engine.run import Driver, WorkerView
+
+    views = {}
+    for i in range(2):
+        v = WorkerView()
+        d = Resources(share=0.5).limiter(None, "write", 500.0).describe()
+        assert d is not None
+        v.limits = {"write": d}
+        views[i] = v
+    total = Driver.limits(types.SimpleNamespace(_lock=threading.Lock(), workers=views))  # type: ignore[arg-type]
+    assert total["write"]["declared"] == 500.0 and total["write"]["current"] == 500.0 and total["write"]["auto"]
+
+
+class _Control:
+    """botocore's describe_table answer as the client sees it through the proxy or DynamoDB."""
+
+    def __init__(self, headers: Dict[str, str]) -> None:
+        self.headers = headers
+
+    def describe_table(self, TableName: str) -> Dict[str, Any]:
+        return {"Table": _provisioned(5), "ResponseMetadata": {"HTTPHeaders": self.headers}}
+
+
+@pytest.mark.parametrize("endpoint,header,expected", [
+    ("http://127.0.0.1:9000", "750", 750.0),
+    ("http://127.0.0.1:9000", None, None),
+    ("http://127.0.0.1:9000", "nan", None),
+    ("http://127.0.0.1:9000", "-5", None),
+    ("http://127.0.0.1:9000", "lots", None),
+    # Never from DynamoDB's own endpoints: what it declares is in the table's own fields.
+    ("https://dynamodb.us-east-1.amazonaws.com", "750", 5.0),
+])
+def test_the_capacity_models_header_is_read_only_off_dynamodb(endpoint: str, header: Optional[str],
+                                                              expected: Optional[float]) -> None:
+    from ddbmigrate.aws.capacity import CAPACITY_MODEL_HEADER
+    from ddbmigrate.aws.client import DynamoClient
+
+    client = DynamoClient.__new__(DynamoClient)
+    client.endpoint = endpoint
+    client.control = _Control({CAPACITY_MODEL_HEADER: header} if header is not None else {})
+    client.ref = type("R", (), {"table": "t"})()
+    desc = client.describe_table()
+    assert declared_write_capacity(desc, endpoint) == expected
+
+
+def test_a_share_under_one_unit_a_second_is_never_raised_by_a_cut() -> None:
+    """32 Spark tasks sharing 10 declared WCU: 0.3125 each. A cut's floor (1 unit/s) must not
+    raise it."""
+    clock = _Clock()
+    lim = AdaptiveLimiter(declared=10.0 / 32, clock=clock, sleep=clock.sleep)
+    for _ in range(40):
+        lim.acquire(1.0)
+        clock.now += 0.05
+        lim.settle(1.0, 0.0)
+        lim.held_back(1.0)
+        lim.throttled()
+    assert lim.rate is not None and lim.rate <= 10.0 / 32, lim.rate
