@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from ddbmigrate.aws.capacity import CAPACITY_MODEL_MARK, AdaptiveLimiter, declared_write_capacity
+from ddbmigrate.aws.capacity import CAPACITY_MODEL_MARK, AdaptiveLimiter, Declared, declared_write_capacity
 from ddbmigrate.core.specs import Resources
 
 AWS = "https://dynamodb.us-east-1.amazonaws.com"
@@ -38,14 +38,16 @@ def _on_demand(max_units: Optional[float], gsis: Optional[List[Optional[float]]]
 
 
 @pytest.mark.parametrize("desc,endpoint,expected", [
-    (_provisioned(500), AWS, 500.0),
-    (_provisioned(500), "https://dynamodb.cn-north-1.amazonaws.com.cn", 500.0),
-    (_provisioned(500), "https://vpce-0a1b-xyz.dynamodb.eu-west-1.vpce.amazonaws.com", 500.0),
-    (_provisioned(500), "https://dynamodb.us-east-1.api.aws", 500.0),
-    # An index with less: a write to it is refused when the index has no capacity left.
-    (_provisioned(500, [200, 800]), AWS, 200.0),
-    (_on_demand(1200), AWS, 1200.0),
-    (_on_demand(1200, [300, None]), AWS, 300.0),
+    (_provisioned(500), AWS, Declared(500.0)),
+    (_provisioned(500), "https://dynamodb.cn-north-1.amazonaws.com.cn", Declared(500.0)),
+    (_provisioned(500), "https://vpce-0a1b-xyz.dynamodb.eu-west-1.vpce.amazonaws.com", Declared(500.0)),
+    (_provisioned(500), "https://dynamodb.us-east-1.api.aws", Declared(500.0)),
+    # An index with less: a write to it is refused when the index has no capacity left. With
+    # indexes the figure is where to start, not the capacity (writes spend index units too).
+    (_provisioned(500, [200, 800]), AWS, Declared(200.0, exact=False)),
+    (_provisioned(500, [800]), AWS, Declared(500.0, exact=False)),
+    (_on_demand(1200), AWS, Declared(1200.0)),
+    (_on_demand(1200, [300, None]), AWS, Declared(300.0, exact=False)),
     # On demand with no maximum (-1 is "none"): nothing declared; the warm throughput is a floor.
     (_on_demand(None), AWS, None),
     (_on_demand(-1), AWS, None),
@@ -60,12 +62,14 @@ def _on_demand(max_units: Optional[float], gsis: Optional[List[Optional[float]]]
     ({}, AWS, None),
     # The fault proxy's model says what it enforces, on loopback, whatever the table was created with.
     ({**_provisioned(5), CAPACITY_MODEL_MARK: {"WriteCapacityUnits": 750, "Partitions": 4}},
-     "http://127.0.0.1:9000", 750.0),
+     "http://127.0.0.1:9000", Declared(750.0)),
+    ({**_provisioned(5, [5]), CAPACITY_MODEL_MARK: {"WriteCapacityUnits": 750}}, "http://127.0.0.1:9000",
+     Declared(750.0, exact=False)),
     ({**_provisioned(5), CAPACITY_MODEL_MARK: {"WriteCapacityUnits": "750"}}, "http://127.0.0.1:9000", None),
     ({**_provisioned(5), CAPACITY_MODEL_MARK: {"WriteCapacityUnits": True}}, "http://127.0.0.1:9000", None),
 ])
 def test_what_a_table_declares_and_where_it_is_believed(desc: Dict[str, Any], endpoint: Optional[str],
-                                                        expected: Optional[float]) -> None:
+                                                        expected: Optional[Declared]) -> None:
     assert declared_write_capacity(desc, endpoint) == expected
 
 
@@ -108,8 +112,10 @@ def test_a_rate_given_over_the_declared_capacity_starts_at_it_and_one_under_it_i
 
 
 def test_each_worker_starts_at_its_share_of_the_declared_capacity() -> None:
-    lim = Resources(share=0.25).limiter(None, "write", 1000.0)
-    assert isinstance(lim, AdaptiveLimiter) and lim.rate == 250.0
+    lim = Resources(share=0.25).limiter(None, "write", Declared(1000.0))
+    assert isinstance(lim, AdaptiveLimiter) and lim.rate == 250.0 and lim._knee == 250.0
+    floor = Resources(share=0.25).limiter(None, "write", Declared(1000.0, exact=False))
+    assert isinstance(floor, AdaptiveLimiter) and floor.rate == 250.0 and floor._knee is None
     assert Resources().limiter(None, "write").rate is None  # nothing declared: no limit until push-back
 
 
@@ -198,7 +204,7 @@ def test_the_workers_shares_add_up_to_what_the_table_declared() -> None:
     views = {}
     for i in range(2):
         v = WorkerView()
-        d = Resources(share=0.5).limiter(None, "write", 500.0).describe()
+        d = Resources(share=0.5).limiter(None, "write", Declared(500.0)).describe()
         assert d is not None
         v.limits = {"write": d}
         views[i] = v
@@ -217,16 +223,16 @@ class _Control:
 
 
 @pytest.mark.parametrize("endpoint,header,expected", [
-    ("http://127.0.0.1:9000", "750", 750.0),
+    ("http://127.0.0.1:9000", "750", Declared(750.0)),
     ("http://127.0.0.1:9000", None, None),
     ("http://127.0.0.1:9000", "nan", None),
     ("http://127.0.0.1:9000", "-5", None),
     ("http://127.0.0.1:9000", "lots", None),
     # Never from DynamoDB's own endpoints: what it declares is in the table's own fields.
-    ("https://dynamodb.us-east-1.amazonaws.com", "750", 5.0),
+    ("https://dynamodb.us-east-1.amazonaws.com", "750", Declared(5.0)),
 ])
 def test_the_capacity_models_header_is_read_only_off_dynamodb(endpoint: str, header: Optional[str],
-                                                              expected: Optional[float]) -> None:
+                                                              expected: Optional[Declared]) -> None:
     from ddbmigrate.aws.capacity import CAPACITY_MODEL_HEADER
     from ddbmigrate.aws.client import DynamoClient
 
@@ -250,3 +256,24 @@ def test_a_share_under_one_unit_a_second_is_never_raised_by_a_cut() -> None:
         lim.held_back(1.0)
         lim.throttled()
     assert lim.rate is not None and lim.rate <= 10.0 / 32, lim.rate
+
+
+def test_a_floor_declared_by_a_table_with_indexes_is_probed_past_as_a_found_rate() -> None:
+    """1,000 WCU on the table and on its GSI, every item in both: 2,000 units a second of
+    consumed capacity. Started at 1,000, the rate grows as after any cut (3 %, 3.9 %, ... a
+    second), not 3 % a second as past an exact capacity, which would take 23 s to double."""
+    clock = _Clock()
+    lim = AdaptiveLimiter(declared=1000.0, declared_exact=False, clock=clock, sleep=clock.sleep)
+    end = clock.now + 12.0
+    while clock.now < end:
+        lim.acquire(25.0)
+        clock.now += 25.0 / 4000.0  # writers that could send 4,000 units a second; nothing throttles
+        lim.settle(25.0, 25.0)
+    assert lim.rate is not None and lim.rate >= 1800.0, lim.rate
+    exact = AdaptiveLimiter(declared=1000.0, clock=clock, sleep=clock.sleep)
+    end = clock.now + 12.0
+    while clock.now < end:
+        exact.acquire(25.0)
+        clock.now += 25.0 / 4000.0
+        exact.settle(25.0, 25.0)
+    assert exact.rate is not None and exact.rate < 1500.0, exact.rate

@@ -22,6 +22,7 @@ import collections
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -272,6 +273,7 @@ class AdaptiveLimiter(RateLimiter):
                  trial_share: float = 0.05, trial_cut: float = 0.05, after_cut: float = 5.0,
                  recheck_after: float = 0.5, recheck_calls: int = 8, recheck_quiet: float = 0.25,
                  recheck_step: float = 0.1, limit: Optional[float] = None, declared: Optional[float] = None,
+                 declared_exact: bool = True,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
@@ -326,11 +328,14 @@ class AdaptiveLimiter(RateLimiter):
         # before the first one came back. A start, not a ceiling: probes go past it (burst
         # capacity, auto scaling), and push-back under it is read as without it.
         self.declared: Optional[float] = None
+        # Whether the declared figure is the capacity (the knee, with no growing steps past it and
+        # cuts back to it), or only where to start (a table with GSIs: see Declared).
+        self._declared_exact = declared_exact
         self._floored = -1e18  # the last cut held at hold x declared (see _declared_floor)
         if declared is not None and declared > 0 and (self.limit is None or declared < self.limit):
             self.declared = self.rate = float(declared)
             self.min_rate = min(self.min_rate, self.declared)  # a worker's small share: no cut raises it
-            self._knee = self.declared
+            self._knee = self.declared if declared_exact else None
             # A push-back is read as a later cut (what the table admitted, within 5-50 % of the
             # rate), not as a first cut from no limit, whose reading of the throttled calls'
             # share is for the burst of 16 writers' first calls (it read 0.58 of the capacity
@@ -416,7 +421,7 @@ class AdaptiveLimiter(RateLimiter):
                 # The longer the table has not pushed back, the less its last push-back says: a
                 # capacity that grew is found in seconds, not in minutes of 3 %.
                 step = min(self.max_probe, self.probe * (1.0 + self.probe_growth * self._probes))
-                if self.declared is not None and rate >= self.declared:
+                if self.declared is not None and self._declared_exact and rate >= self.declared:
                     # Past what the table declares there is only its burst (or auto scaling,
                     # which takes minutes): no growing steps there.
                     step = self.probe
@@ -556,7 +561,7 @@ class AdaptiveLimiter(RateLimiter):
         below it by what the emptied partitions admitted (0.68 of it, in the simulator, after two
         cuts in one congestion). If the declaration is wrong, the push-back under that says so,
         and is cut as any."""
-        if self.declared is None:
+        if self.declared is None or not self._declared_exact:
             return target
         floor = self.hold * self.declared
         now = self.clock()
@@ -743,12 +748,30 @@ class AdaptiveLimiter(RateLimiter):
                 "throttle_events": self.throttle_events, "auto": True}
 
 
-def limiter_for(rate: Optional[float], name: str = "", declared: Optional[float] = None) -> RateLimiter:
+def limiter_for(rate: Optional[float], name: str = "", declared: Optional["Declared"] = None) -> RateLimiter:
     """With a rate (``--max-*-units``, ``--*-percent``): never over it, and under it the table's
     push-back answered as when the rate is found (a cut to what it admits, then probes). Without
     one: no limit (the engine's workers use an :class:`AdaptiveLimiter` without a limit instead).
-    ``declared``: the table's own capacity (:func:`declared_write_capacity`), where it starts."""
-    return AdaptiveLimiter(limit=rate, declared=declared, name=name) if rate else RateLimiter()
+    ``declared``: what the table says it admits (:func:`declared_write_capacity`), where it starts."""
+    if not rate:
+        return RateLimiter()
+    return AdaptiveLimiter(limit=rate, declared=declared.units if declared else None,
+                           declared_exact=declared.exact if declared else True, name=name)
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a table says it admits a second, in the limiter's units: the write units consumed,
+    the table's and its indexes' together (ReturnConsumedCapacity TOTAL). ``exact``: that is its
+    capacity (a table with no GSI). With GSIs it is the lowest of their figures, a floor: a
+    write spends index units too, for each index the item has the keys of, which a description
+    cannot tell, so the rate only starts there and probes on as when it was found."""
+
+    units: float
+    exact: bool = True
+
+    def share(self, fraction: float) -> "Declared":
+        return Declared(self.units * fraction, self.exact)
 
 
 # Hosts where DynamoDB itself answers, and so enforces what a table declares. DynamoDB Local and
@@ -763,19 +786,22 @@ CAPACITY_MODEL_HEADER = "x-ddbmigrate-capacity-model"
 CAPACITY_MODEL_MARK = "DdbmigrateCapacityModel"
 
 
-def declared_write_capacity(desc: Dict[str, Any], endpoint: Optional[str]) -> Optional[float]:
+def declared_write_capacity(desc: Dict[str, Any], endpoint: Optional[str]) -> Optional[Declared]:
     """Write units per second the table enforces by its own description, or None: a provisioned
     table's ``WriteCapacityUnits``, an on-demand table's ``MaxWriteRequestUnits`` (its
     ``WarmThroughput`` is a floor, not a limit), the lowest of the table's and its indexes' (a
-    write to an index is refused when the index has no capacity left; units already spent on
-    the table count there as well, so this never overstates what a write may use). None on an
-    endpoint that does not enforce it (see ``AWS_HOSTS``) or with nothing declared."""
+    write to an index is refused when the index has no capacity left), exact only for a table
+    with no GSI (see :class:`Declared`). None on an endpoint that does not enforce it (see
+    ``AWS_HOSTS``) or with nothing declared."""
     if not desc:
         return None
+    exact = not desc.get("GlobalSecondaryIndexes")
     model = desc.get(CAPACITY_MODEL_MARK)
     if isinstance(model, dict):
         v = model.get("WriteCapacityUnits")
-        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            return Declared(float(v), exact)
+        return None
     host = urlsplit(endpoint).hostname if endpoint else None
     if host is None or not host.lower().endswith(AWS_HOSTS):
         return None
@@ -790,7 +816,7 @@ def declared_write_capacity(desc: Dict[str, Any], endpoint: Optional[str]) -> Op
             units.append(float(v))
         elif part is desc:
             return None  # the table declares nothing (on demand with no maximum)
-    return min(units) if units else None
+    return Declared(min(units), exact) if units else None
 
 
 def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Optional[float], kind: str) -> Optional[float]:

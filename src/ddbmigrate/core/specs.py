@@ -21,7 +21,7 @@ from .protocols import Sink, Source
 from .transform import Transform, TransformContext, load_transform
 
 if TYPE_CHECKING:
-    from ..aws.capacity import RateLimiter
+    from ..aws.capacity import Declared, RateLimiter
     from ..aws.client import DynamoClient
     from ..reporting.report import Report
 
@@ -47,14 +47,16 @@ class Resources:
         self.clients.append(c)
         return c
 
-    def limiter(self, rate: Optional[float], name: str, declared: Optional[float] = None) -> "RateLimiter":
+    def limiter(self, rate: Optional[float], name: str, declared: Optional["Declared"] = None) -> "RateLimiter":
         """The limiter that finds the table's capacity from DynamoDB's throttles
         (aws/capacity.py AdaptiveLimiter); with a rate, never over this worker's share of it;
         starting at this worker's share of what the table ``declared`` it admits, if it did."""
         from ..aws.capacity import AdaptiveLimiter, limiter_for
 
-        start = declared * self.share if declared else None
-        lim = limiter_for(rate * self.share, name, start) if rate else AdaptiveLimiter(name=name, declared=start)
+        start = declared.share(self.share) if declared else None
+        lim = (limiter_for(rate * self.share, name, start) if rate else
+               AdaptiveLimiter(name=name, declared=start.units if start else None,
+                               declared_exact=start.exact if start else True))
         lim.name = name
         self.limiters.append(lim)
         return lim

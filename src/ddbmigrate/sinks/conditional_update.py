@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
 
-from ..aws.capacity import RateLimiter
+from ..aws.capacity import Declared, RateLimiter
 from ..aws.client import DynamoClient
 from ..config import RetryPolicy, TableRef
 from ..core.items import KeySchema, WireItem, canonical_value, item_size
@@ -312,7 +312,7 @@ class ConditionalUpdateSpec(SinkSpecBase):
     writers: int = 32
     max_races: int = DEFAULT_MAX_RACES
     dry_run: bool = False
-    declared: Optional[float] = None  # the write units the table says it admits: where the rate starts
+    declared: Optional[Declared] = None  # the write units the table says it admits: where the rate starts
 
     def build(self, res: Resources) -> ConditionalUpdateSink:
         client = res.client(self.ref, self.retry, pool_size=self.writers + 4)

@@ -32,7 +32,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import orjson
 
-from ..aws.capacity import RateLimiter
+from ..aws.capacity import Declared, RateLimiter
 from ..aws.client import Backoff, DynamoClient, load_object
 from ..aws.transport import BadResponse
 from ..config import RetryPolicy, TableRef
@@ -317,7 +317,7 @@ class TableWriterSpec(SinkSpecBase):
     writers: int = 16
     index_keys: Tuple[Tuple[str, str], ...] = ()  # (GSI name, its partition key) of the target
     resumed: bool = False
-    declared: Optional[float] = None  # the write units the table says it admits: where the rate starts
+    declared: Optional[Declared] = None  # the write units the table says it admits: where the rate starts
 
     def prepare(self, saved: Optional[Mapping[str, Any]]) -> "TableWriterSpec":
         return replace(self, resumed=saved is not None)
