@@ -244,8 +244,11 @@ class AdaptiveLimiter(RateLimiter):
       provisioned table's write units on DynamoDB's own endpoints). The rate starts there at the
       first call, with nothing saved up, as with a rate given, and the push-back is read as a
       later cut (what the table admitted, within 5-50 % of the rate). Probing near it is slow
-      (it is the knee) and past it ``probe`` (3 %) a second with no growing steps: there is only
-      the table's burst there, or auto scaling. A push-back more than 3 % past it is that burst
+      (it is the knee) and past it ``probe`` (3 %) a second with no growing steps, up to
+      ``past_declared`` (1.3) times it: the table's burst is there. Further past it with no
+      push-back the table has more (auto scaling raised it), and the steps grow as for any
+      capacity that grew (a table auto scaled from 500 to 2,000 WCU is at 1,500 within 20 s,
+      not 855). A push-back more than 3 % past it is that burst
       running out, and the cut goes back to ``hold`` of the declared capacity, not below what the
       emptied partitions admitted (0.68 of it in the simulator); the next push-back, if the
       declaration was wrong, cuts as any. Below 1,000 WCU, with no limit, 16 writers put 400
@@ -273,7 +276,7 @@ class AdaptiveLimiter(RateLimiter):
                  trial_share: float = 0.05, trial_cut: float = 0.05, after_cut: float = 5.0,
                  recheck_after: float = 0.5, recheck_calls: int = 8, recheck_quiet: float = 0.25,
                  recheck_step: float = 0.1, limit: Optional[float] = None, declared: Optional[float] = None,
-                 declared_exact: bool = True,
+                 declared_exact: bool = True, past_declared: float = 1.3,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
@@ -331,6 +334,7 @@ class AdaptiveLimiter(RateLimiter):
         # Whether the declared figure is the capacity (the knee, with no growing steps past it and
         # cuts back to it), or only where to start (a table with GSIs: see Declared).
         self._declared_exact = declared_exact
+        self.past_declared = past_declared
         self._floored = -1e18  # the last cut held at hold x declared (see _declared_floor)
         if declared is not None and declared > 0 and (self.limit is None or declared < self.limit):
             self.declared = self.rate = float(declared)
@@ -421,9 +425,11 @@ class AdaptiveLimiter(RateLimiter):
                 # The longer the table has not pushed back, the less its last push-back says: a
                 # capacity that grew is found in seconds, not in minutes of 3 %.
                 step = min(self.max_probe, self.probe * (1.0 + self.probe_growth * self._probes))
-                if self.declared is not None and self._declared_exact and rate >= self.declared:
-                    # Past what the table declares there is only its burst (or auto scaling,
-                    # which takes minutes): no growing steps there.
+                if self.declared is not None and self._declared_exact and \
+                        self.declared <= rate < self.past_declared * self.declared:
+                    # Just past what the table declares there is its burst: no growing steps
+                    # there. Further past it with no push-back, the table has more (auto scaling
+                    # raised it, or minutes of saved burst): found as any capacity that grew.
                     step = self.probe
             else:
                 step = self.probe
