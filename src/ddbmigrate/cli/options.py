@@ -110,7 +110,9 @@ def run_options(f: F) -> F:
         click.option("--restart", is_flag=True, help="Ignore an existing checkpoint and start over."),
         click.option("--force", is_flag=True, help="Resume even if the checkpoint belongs to a different job."),
         click.option("--max-read-units", type=float, help="Read capacity units per second, across all workers."),
-        click.option("--max-write-units", type=float, help="Write capacity units per second, across all workers."),
+        click.option("--max-write-units", type=float,
+                     help="Write capacity units per second, across all workers. Without it, writes start at the "
+                          "target's provisioned units (on DynamoDB itself) and find the capacity from throttles."),
         click.option("--read-percent", type=float, help="Percent of the source's read capacity to use."),
         click.option("--write-percent", type=float, help="Percent of the target's write capacity to use."),
         click.option("--max-attempts", type=int, default=10, show_default=True,
