@@ -175,7 +175,7 @@ def test_a_probe_past_the_declared_capacity_comes_back_under_it_not_far_below(se
 
 
 @pytest.mark.parametrize("declared,line", [
-    (500.0, "started at the table's own 500/s, held at 512/s (3 throttles)"),
+    (500.0, "started at the table's own 500/s; 512/s at the end (3 throttles)"),
     (None, "found from throttles: held at 512/s (3 throttles)"),
 ])
 def test_the_summary_says_where_the_rate_started(declared: Optional[float], line: str) -> None:

@@ -77,8 +77,8 @@ def render_report(report: "Report", console: Any = None) -> None:
     t.add_row("retries", retries)
     for name, lim in sorted(report.rate_limits.items()):
         if lim.get("declared") and lim.get("auto"):
-            t.add_row(f"{name} rate", f"started at the table's own {lim['declared']:,.0f}/s, held at "
-                                      f"{lim.get('current', 0):,.0f}/s ({lim.get('throttle_events', 0)} throttles)")
+            t.add_row(f"{name} rate", f"started at the table's own {lim['declared']:,.0f}/s; "
+                                      f"{lim.get('current', 0):,.0f}/s at the end ({lim.get('throttle_events', 0)} throttles)")
             continue
         if lim.get("auto") and not lim.get("current"):
             t.add_row(f"{name} rate", f"no capacity limit found ({lim.get('throttle_events', 0)} throttles retried, "
