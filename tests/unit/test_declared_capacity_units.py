@@ -42,12 +42,22 @@ def _on_demand(max_units: Optional[float], gsis: Optional[List[Optional[float]]]
     (_provisioned(500), "https://dynamodb.cn-north-1.amazonaws.com.cn", Declared(500.0)),
     (_provisioned(500), "https://vpce-0a1b-xyz.dynamodb.eu-west-1.vpce.amazonaws.com", Declared(500.0)),
     (_provisioned(500), "https://dynamodb.us-east-1.api.aws", Declared(500.0)),
-    # An index with less: a write to it is refused when the index has no capacity left. With
-    # indexes the figure is where to start, not the capacity (writes spend index units too).
-    (_provisioned(500, [200, 800]), AWS, Declared(200.0, exact=False)),
+    (_provisioned(500), "https://dynamodb-fips.us-gov-west-1.amazonaws.com", Declared(500.0)),
+    (_provisioned(500), "https://111122223333.ddb.us-east-1.amazonaws.com", Declared(500.0)),
+    (_provisioned(500), "https://dynamodb.us-iso-east-1.c2s.ic.gov", Declared(500.0)),
+    (_provisioned(500), "https://DynamoDB.US-EAST-1.amazonaws.com.", Declared(500.0)),
+    # Other hosts on AWS: DynamoDB Local on EC2, behind a load balancer or an API gateway.
+    (_provisioned(5), "http://ec2-54-1-2-3.compute-1.amazonaws.com:8000", None),
+    (_provisioned(5), "http://local-ddb-123.us-east-1.elb.amazonaws.com", None),
+    (_provisioned(5), "https://abc123.execute-api.us-east-1.amazonaws.com", None),
+    (_provisioned(5), "https://dynamodb.us-east-1.amazonaws.com.attacker.net", None),
+    (_provisioned(5), "https://streams.dynamodb.us-east-1.amazonaws.com.evil", None),
+    # With indexes the table's own figure is where to start, not the capacity (writes spend
+    # index units too), nor the lowest index's (a sparse index is spent by few items).
+    (_provisioned(500, [200, 800]), AWS, Declared(500.0, exact=False)),
     (_provisioned(500, [800]), AWS, Declared(500.0, exact=False)),
     (_on_demand(1200), AWS, Declared(1200.0)),
-    (_on_demand(1200, [300, None]), AWS, Declared(300.0, exact=False)),
+    (_on_demand(1200, [300, None]), AWS, Declared(1200.0, exact=False)),
     # On demand with no maximum (-1 is "none"): nothing declared; the warm throughput is a floor.
     (_on_demand(None), AWS, None),
     (_on_demand(-1), AWS, None),
@@ -90,6 +100,7 @@ def test_the_rate_starts_at_the_declared_capacity_with_nothing_saved_up() -> Non
     counted from the epoch would take all its steps at once)."""
     clock = _Clock()
     lim = AdaptiveLimiter(declared=400.0, clock=clock, sleep=clock.sleep)
+    assert lim.describe() is None  # nothing sent yet
     clock.now += 3600.0  # built long before the job's first call
     start = clock.now
     sent = 0.0
@@ -103,18 +114,19 @@ def test_the_rate_starts_at_the_declared_capacity_with_nothing_saved_up() -> Non
     assert d is not None and d["declared"] == 400.0 and d["auto"], d
 
 
-def test_a_rate_given_over_the_declared_capacity_starts_at_it_and_one_under_it_is_kept() -> None:
-    clock = _Clock()
-    over = AdaptiveLimiter(limit=1000.0, declared=400.0, clock=clock, sleep=clock.sleep)
-    assert over.rate == 400.0 and over.limit == 1000.0
-    under = AdaptiveLimiter(limit=300.0, declared=400.0, clock=clock, sleep=clock.sleep)
-    assert under.rate == 300.0 and under.declared is None
+def test_a_rate_given_is_where_a_jobs_rate_starts_whatever_the_table_declares() -> None:
+    """``--max-write-units`` (or ``--write-percent``) is what the user asked for: the start and
+    the ceiling, over the declared figure or under it."""
+    for rate in (4000.0, 300.0):
+        lim = Resources().limiter(rate, "write", Declared(400.0))
+        assert isinstance(lim, AdaptiveLimiter) and lim.rate == rate and lim.limit == rate and lim.declared is None
 
 
 def test_each_worker_starts_at_its_share_of_the_declared_capacity() -> None:
     lim = Resources(share=0.25).limiter(None, "write", Declared(1000.0))
     assert isinstance(lim, AdaptiveLimiter) and lim.rate == 250.0 and lim._knee == 250.0
     floor = Resources(share=0.25).limiter(None, "write", Declared(1000.0, exact=False))
+    assert lim.describe() is None  # nothing sent yet: it started nowhere (a dry run, nothing to write)
     assert isinstance(floor, AdaptiveLimiter) and floor.rate == 250.0 and floor._knee is None
     assert Resources().limiter(None, "write").rate is None  # nothing declared: no limit until push-back
 
@@ -204,7 +216,9 @@ def test_the_workers_shares_add_up_to_what_the_table_declared() -> None:
     views = {}
     for i in range(2):
         v = WorkerView()
-        d = Resources(share=0.5).limiter(None, "write", Declared(500.0)).describe()
+        lim = Resources(share=0.5).limiter(None, "write", Declared(500.0))
+        lim.acquire(1.0)
+        d = lim.describe()
         assert d is not None
         v.limits = {"write": d}
         views[i] = v
@@ -228,6 +242,11 @@ class _Control:
     ("http://127.0.0.1:9000", "nan", None),
     ("http://127.0.0.1:9000", "-5", None),
     ("http://127.0.0.1:9000", "lots", None),
+    ("http://127.0.0.1:9000", "1e-300", None),  # a rate of 1e-300 units/s: the writers would wait for ever
+    ("http://127.0.0.1:9000", "0.5", None),
+    ("http://127.0.0.1:9000", "1_000", None),
+    ("http://127.0.0.1:9000", "inf", None),
+    ("http://127.0.0.1:9000", "1234567.0", Declared(1234567.0)),
     # Never from DynamoDB's own endpoints: what it declares is in the table's own fields.
     ("https://dynamodb.us-east-1.amazonaws.com", "750", Declared(5.0)),
 ])
@@ -301,3 +320,36 @@ def test_a_writer_spec_with_a_declared_capacity_crosses_processes() -> None:
     assert back.declared == Declared(750.0, exact=False)
     lim = Resources(share=0.5).limiter(back.write_rate, "write", back.declared)
     assert isinstance(lim, AdaptiveLimiter) and lim.rate == 375.0 and lim._knee is None
+
+
+@pytest.mark.parametrize("declared", [5.0, 20.0])
+def test_a_small_declared_rate_grows_when_the_table_has_more(declared: float) -> None:
+    """A table auto scaled from 5 (or 20) WCU to 1,000, or one whose figure is small for
+    another reason: at 25 units a call, 2 s of calls read 12.5 or 25 units/s used, and the probe
+    stopped at 1.25 times that for good (207 s for 3,000 items). A writer that waited for the
+    rate counts it as used: the rate climbs as any capacity that grew is found, 15 % a second
+    at most (30-41 s here; 207 and 119 s before)."""
+    from capacity_sim import simulate
+
+    run = simulate(3000, 1000, partitions=4, seed=1, declared=declared)
+    assert run.seconds <= 50.0, run.seconds
+    assert max(r for _, r in run.rates if r is not None) >= 400.0
+
+
+def test_three_workers_shares_are_reported_as_the_whole_figure() -> None:
+    import threading
+    import types
+
+    from ddbmigrate.engine.run import Driver, WorkerView
+
+    views = {}
+    for i in range(3):
+        lim = Resources(share=1 / 3).limiter(None, "write", Declared(1000.0))
+        lim.acquire(1.0)
+        v = WorkerView()
+        d = lim.describe()
+        assert d is not None
+        v.limits = {"write": d}
+        views[i] = v
+    total = Driver.limits(types.SimpleNamespace(_lock=threading.Lock(), workers=views))  # type: ignore[arg-type]
+    assert total["write"]["declared"] == 1000.0, total

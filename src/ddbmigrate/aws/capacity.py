@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -300,6 +301,7 @@ class AdaptiveLimiter(RateLimiter):
         self._last_cut = -1e18  # the last cut, trial or trial verdict: evidence counts from here
         self._run = [0, 0]  # calls answered since then, and those throttled
         self._last_probe = 0.0
+        self._waited = False  # a writer waited for the rate since the last probe step
         self._knee: Optional[float] = None  # what the table admitted when it last pushed back
         # Probe steps taken since then (the rate not held by what the writers use), and of them
         # near the knee.
@@ -378,6 +380,8 @@ class AdaptiveLimiter(RateLimiter):
                     self._maybe_recheck(bucket, self.clock())
                     self._maybe_probe(bucket)
                 wait = bucket.try_take(charge) if bucket is not None else 0.0
+                if wait > 0.0:
+                    self._waited = True  # the rate held a writer back: they use all of it
             if wait <= 0.0:
                 break
             self.sleep(min(wait, 1.0))  # then looks again: the rate may have been cut or grown meanwhile
@@ -399,13 +403,23 @@ class AdaptiveLimiter(RateLimiter):
         calls = self._calls
         start = max(now - 2.0, calls[0][0]) if calls else now
         used = sum(max(c[2], c[4]) for c in calls if c[0] >= start) / max(0.5, now - start)
+        if self._waited:
+            # A writer waited for the rate since the last step: they use all of it, whatever 2 s
+            # of calls read (at 25 units a call, a rate under 50 units/s holds one or two calls in
+            # 2 s, and would stop at 1.25 times 12.5 or 25 units/s for good).
+            used = max(used, bucket.rate)
+            self._waited = False
         cap = self.headroom * used
         if self.limit is not None:
             cap = min(cap, self.limit)
         rate = bucket.rate
-        # Throttled calls in the last 2 s (not those sent before the last cut): at the capacity already.
-        late = [c for c in calls if c[0] >= start and c[1] >= self._last_cut]
-        if len(late) >= 4 and sum(1 for c in late if c[3]) > (self._noise + self.probe_quiet) * len(late):
+        # Throttled calls in the last 2 s (not those sent before the last cut): at the capacity
+        # already. At a rate of a few calls in 2 s, the last 4 since the last cut.
+        since_cut = [c for c in calls if c[1] >= self._last_cut]
+        late = [c for c in since_cut if c[0] >= start]
+        if len(late) < 4:
+            late = since_cut[-4:]
+        if len(late) >= 2 and sum(1 for c in late if c[3]) > (self._noise + self.probe_quiet) * len(late):
             return
         for _ in range(min(steps, 30)):
             if rate >= cap:
@@ -742,11 +756,14 @@ class AdaptiveLimiter(RateLimiter):
             out: Dict[str, Any] = {"limit": round(self.limit, 1), "current": round(self.rate or 0.0, 1),
                                    "throttle_events": self.throttle_events}
             if self.declared is not None:
-                out["declared"] = round(self.declared, 1)
+                out["declared"] = self.declared
             return out
         if self.declared is not None:
+            if not self._started:
+                return None  # nothing was written (a dry run, nothing to write): it started nowhere
+            # Unrounded: the driver sums the workers' shares (three thirds of 1,000 read 999.9).
             return {"limit": round(self.rate or 0.0, 1), "current": round(self.rate or 0.0, 1),
-                    "throttle_events": self.throttle_events, "auto": True, "declared": round(self.declared, 1)}
+                    "throttle_events": self.throttle_events, "auto": True, "declared": self.declared}
         if self.rate is None and not self.throttle_events:
             return None
         # Throttled but never cut (noise the back-off absorbed): no limit found, none held.
@@ -769,9 +786,9 @@ def limiter_for(rate: Optional[float], name: str = "", declared: Optional["Decla
 class Declared:
     """What a table says it admits a second, in the limiter's units: the write units consumed,
     the table's and its indexes' together (ReturnConsumedCapacity TOTAL). ``exact``: that is its
-    capacity (a table with no GSI). With GSIs it is the lowest of their figures, a floor: a
-    write spends index units too, for each index the item has the keys of, which a description
-    cannot tell, so the rate only starts there and probes on as when it was found."""
+    capacity (a table with no GSI). With GSIs it is the table's own figure, a start: a write
+    spends index units too, for each index the item has the keys of, which a description cannot
+    tell, so the rate only starts there and probes on (or is cut) as when it was found."""
 
     units: float
     exact: bool = True
@@ -780,11 +797,23 @@ class Declared:
         return Declared(self.units * fraction, self.exact)
 
 
-# Hosts where DynamoDB itself answers, and so enforces what a table declares. DynamoDB Local and
-# moto report whatever a table was created with (5 WCU, say) and never throttle: a job that
-# started at that rate there would crawl. Neither does a host we do not know (LocalStack, a
-# compatible database, a gateway): it is left to the table's push-back.
-AWS_HOSTS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+# DynamoDB's own endpoints, which enforce what a table declares: dynamodb[-fips].REGION.amazonaws.com
+# (.com.cn, .api.aws for dual stack, the ISO partitions), an interface VPC endpoint
+# (vpce-....dynamodb.REGION.vpce.amazonaws.com) and an account-based one (ACCOUNT.ddb.REGION...).
+# DynamoDB Local and moto report whatever a table was created with (5 WCU, say) and never
+# throttle: a job that started at that rate there would crawl. Neither does any other host, on
+# AWS or not (Local on EC2, behind a load balancer, LocalStack, a compatible database): there
+# the capacity is left to the table's push-back.
+DYNAMODB_HOST = re.compile(r"(?:[a-z0-9-]+\.)?(?:dynamodb(?:-fips)?|ddb)\.[a-z0-9-]+\.(?:vpce\.)?"
+                           r"(?:amazonaws\.com(?:\.cn)?|api\.aws|c2s\.ic\.gov|sc2s\.sgov\.gov)")
+
+
+def is_dynamodb_host(endpoint: Optional[str]) -> bool:
+    """Whether ``endpoint`` is DynamoDB's own (see ``DYNAMODB_HOST``)."""
+    host = urlsplit(endpoint).hostname if endpoint else None
+    return host is not None and DYNAMODB_HOST.fullmatch(host.lower().rstrip(".")) is not None
+
+
 # The fault proxy's capacity model (testing/capacity.py) answers DescribeTable with this header:
 # the units it enforces, as a provisioned table's WriteCapacityUnits on DynamoDB. The client puts
 # it in the description under CAPACITY_MODEL_MARK (never from DynamoDB's own endpoints).
@@ -795,10 +824,12 @@ CAPACITY_MODEL_MARK = "DdbmigrateCapacityModel"
 def declared_write_capacity(desc: Dict[str, Any], endpoint: Optional[str]) -> Optional[Declared]:
     """Write units per second the table enforces by its own description, or None: a provisioned
     table's ``WriteCapacityUnits``, an on-demand table's ``MaxWriteRequestUnits`` (its
-    ``WarmThroughput`` is a floor, not a limit), the lowest of the table's and its indexes' (a
-    write to an index is refused when the index has no capacity left), exact only for a table
-    with no GSI (see :class:`Declared`). None on an endpoint that does not enforce it (see
-    ``AWS_HOSTS``) or with nothing declared."""
+    ``WarmThroughput`` is a floor, not a limit). Exact only for a table with no GSI (see
+    :class:`Declared`); with GSIs it is the table's own figure, where the rate starts: an
+    index's is spent only by the items that have its keys (a sparse index of 5 WCU would have
+    held a table of 1,000 at 5 units/s), and an index short of capacity pushes back like any
+    table. None on an endpoint that does not enforce it (see ``DYNAMODB_HOST``) or with
+    nothing declared."""
     if not desc:
         return None
     exact = not desc.get("GlobalSecondaryIndexes")
@@ -808,21 +839,16 @@ def declared_write_capacity(desc: Dict[str, Any], endpoint: Optional[str]) -> Op
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
             return Declared(float(v), exact)
         return None
-    host = urlsplit(endpoint).hostname if endpoint else None
-    if host is None or not host.lower().endswith(AWS_HOSTS):
+    if not is_dynamodb_host(endpoint):
         return None
     on_demand = ((desc.get("BillingModeSummary") or {}).get("BillingMode") == "PAY_PER_REQUEST")
-    units: List[float] = []
-    for part in [desc] + [g for g in desc.get("GlobalSecondaryIndexes") or [] if isinstance(g, dict)]:
-        if on_demand:
-            v = (part.get("OnDemandThroughput") or {}).get("MaxWriteRequestUnits")
-        else:
-            v = (part.get("ProvisionedThroughput") or {}).get("WriteCapacityUnits")
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-            units.append(float(v))
-        elif part is desc:
-            return None  # the table declares nothing (on demand with no maximum)
-    return Declared(min(units), exact) if units else None
+    if on_demand:
+        v = (desc.get("OnDemandThroughput") or {}).get("MaxWriteRequestUnits")
+    else:
+        v = (desc.get("ProvisionedThroughput") or {}).get("WriteCapacityUnits")
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+        return Declared(float(v), exact)
+    return None  # the table declares nothing (on demand with no maximum)
 
 
 def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Optional[float], kind: str) -> Optional[float]:

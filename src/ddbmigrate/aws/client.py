@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import ssl
 import threading
 import time
@@ -50,7 +51,7 @@ from botocore.credentials import (
 )
 
 from ..config import RetryPolicy, TableRef, check_endpoint
-from .capacity import AWS_HOSTS, CAPACITY_MODEL_HEADER, CAPACITY_MODEL_MARK
+from .capacity import CAPACITY_MODEL_HEADER, CAPACITY_MODEL_MARK, is_dynamodb_host
 from ..logs import redact
 from ..errors import (
     AwsError,
@@ -147,6 +148,8 @@ def load_object(data: bytes, op: str) -> Dict[str, Any]:
     if not isinstance(d, dict):
         raise BadResponse(f"the {op} answer (HTTP 200) is a JSON {type(d).__name__}, not an object")
     return d
+
+_UNITS = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,17})?")
 
 
 class RetryStats:
@@ -572,13 +575,10 @@ class DynamoClient:
         model = ((resp.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get(CAPACITY_MODEL_HEADER)
         if model is not None:
             # The fault proxy's capacity model: what it enforces (botocore keeps no field it does
-            # not know, so it comes as a header). Never from DynamoDB's own endpoints.
-            host = (urlsplit(self.endpoint).hostname or "").lower()
-            try:
-                units = float(model)
-            except ValueError:
-                units = 0.0
-            if units > 0 and units < float("inf") and not host.endswith(AWS_HOSTS):
+            # not know, so it comes as a header). Never from DynamoDB's own endpoints; a plain
+            # decimal of at least 1 unit (a table's least), at most a billion.
+            units = float(model) if _UNITS.fullmatch(model.strip()) else 0.0
+            if 1.0 <= units <= 1e9 and not is_dynamodb_host(self.endpoint):
                 desc[CAPACITY_MODEL_MARK] = {"WriteCapacityUnits": units}
         return desc
 

@@ -49,12 +49,13 @@ class Resources:
 
     def limiter(self, rate: Optional[float], name: str, declared: Optional["Declared"] = None) -> "RateLimiter":
         """The limiter that finds the table's capacity from DynamoDB's throttles
-        (aws/capacity.py AdaptiveLimiter); with a rate, never over this worker's share of it;
-        starting at this worker's share of what the table ``declared`` it admits, if it did."""
+        (aws/capacity.py AdaptiveLimiter); with a rate, never over this worker's share of it,
+        starting there; without one, starting at this worker's share of what the table
+        ``declared`` it admits, if it did (a rate given is what the user asked for)."""
         from ..aws.capacity import AdaptiveLimiter, limiter_for
 
         start = declared.share(self.share) if declared else None
-        lim = (limiter_for(rate * self.share, name, start) if rate else
+        lim = (limiter_for(rate * self.share, name) if rate else
                AdaptiveLimiter(name=name, declared=start.units if start else None,
                                declared_exact=start.exact if start else True))
         lim.name = name

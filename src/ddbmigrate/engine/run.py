@@ -377,7 +377,10 @@ class Driver:
                     o["auto"] = True  # found from DynamoDB's throttles, not given
                 if d.get("declared"):
                     # Where it started: each worker's share of what the table declares it admits.
-                    o["declared"] = round(float(o.get("declared") or 0) + float(d["declared"]), 1)
+                    o["declared"] = float(o.get("declared") or 0) + float(d["declared"])
+        for o in out.values():
+            if "declared" in o:
+                o["declared"] = round(o["declared"], 1)
         return out
 
     def snapshot(self) -> Dict[str, Any]:

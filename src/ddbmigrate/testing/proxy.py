@@ -423,7 +423,7 @@ class FaultProxy:
                 # The model is a table that says what it admits, as a provisioned table's
                 # WriteCapacityUnits does on DynamoDB (DynamoDB Local's say whatever the table was
                 # created with, and are not read). A header of its own: the body is Local's.
-                headers = [*headers, (CAPACITY_MODEL_HEADER.encode(), f"{cap.units:g}".encode())]
+                headers = [*headers, (CAPACITY_MODEL_HEADER.encode(), repr(float(cap.units)).encode())]
         if status == 200 and op in DATA_PLANE_OPS and self._outage_ends:
             ended = [e for e in self._outage_ends if e <= now]
             if ended:
