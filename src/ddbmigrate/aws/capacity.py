@@ -402,13 +402,14 @@ class AdaptiveLimiter(RateLimiter):
         # more than the estimate with indexes or deletes, or sent, when some was held back.
         calls = self._calls
         start = max(now - 2.0, calls[0][0]) if calls else now
-        used = sum(max(c[2], c[4]) for c in calls if c[0] >= start) / max(0.5, now - start)
-        if self._waited:
-            # A writer waited for the rate since the last step: they use all of it, whatever 2 s
-            # of calls read (at 25 units a call, a rate under 50 units/s holds one or two calls in
-            # 2 s, and would stop at 1.25 times 12.5 or 25 units/s for good).
+        window = [c for c in calls if c[0] >= start]
+        used = sum(max(c[2], c[4]) for c in window) / max(0.5, now - start)
+        if self._waited and len(window) < 4:
+            # Too few calls in 2 s to read the use from (at 25 units a call, a rate under 50
+            # units/s holds one or two, and stopped at 1.25 times 12.5 or 25 units/s for good),
+            # and a writer waited for the rate since the last step: they use all of it.
             used = max(used, bucket.rate)
-            self._waited = False
+        self._waited = False
         cap = self.headroom * used
         if self.limit is not None:
             cap = min(cap, self.limit)
