@@ -51,7 +51,6 @@ from botocore.credentials import (
 )
 
 from ..config import RetryPolicy, TableRef, check_endpoint
-from .capacity import CAPACITY_MODEL_HEADER, CAPACITY_MODEL_MARK, is_dynamodb_host
 from ..logs import redact
 from ..errors import (
     AwsError,
@@ -60,6 +59,7 @@ from ..errors import (
     TableNotFoundError,
     UsageError,
 )
+from .capacity import CAPACITY_MODEL_HEADER, CAPACITY_MODEL_MARK, is_dynamodb_host
 from .credentials import CredentialCache
 from .errors import error_code, parse_error_body
 from .signing import FastSigV4
@@ -149,6 +149,8 @@ def load_object(data: bytes, op: str) -> Dict[str, Any]:
         raise BadResponse(f"the {op} answer (HTTP 200) is a JSON {type(d).__name__}, not an object")
     return d
 
+
+# The capacity model's header (describe_table): a plain decimal, no exponent, sign or underscore.
 _UNITS = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,17})?")
 
 

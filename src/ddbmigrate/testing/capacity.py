@@ -180,7 +180,8 @@ class WriteCapacity:
             whole = self.units * span * max(1, len(self.tables))
             accepted, throttled = self.accepted_items, self.throttled_items
             return {
-                "units": self.units, "partitions": self.partitions, "seconds": round(span, 3),
+                "units": self.units, "partitions": self.partitions, "declared": self.declared,
+                "seconds": round(span, 3),
                 "accepted_units": round(self.accepted_units, 1), "accepted_items": accepted,
                 "throttled_items": throttled, "refused_calls": self.refused_calls,
                 "write_calls": self.write_calls, "throttled_calls": self.throttled_calls,
