@@ -326,13 +326,13 @@ def test_a_writer_spec_with_a_declared_capacity_crosses_processes() -> None:
 def test_a_small_declared_rate_grows_when_the_table_has_more(declared: float) -> None:
     """A table auto scaled from 5 (or 20) WCU to 1,000, or one whose figure is small for
     another reason: at 25 units a call, 2 s of calls read 12.5 or 25 units/s used, and the probe
-    stopped at 1.25 times that for good (207 s for 3,000 items). A writer that waited for the
-    rate counts it as used: the rate climbs as any capacity that grew is found, 15 % a second
-    at most (30-41 s here; 207 and 119 s before)."""
+    stopped at 1.25 times that for good (207 s for 3,000 items). The
+    use is read over the last 4 calls when 2 s cannot hold 4: the rate climbs as any capacity
+    that grew is found (under a minute here; 207 and 119 s before)."""
     from capacity_sim import simulate
 
     run = simulate(3000, 1000, partitions=4, seed=1, declared=declared)
-    assert run.seconds <= 50.0, run.seconds
+    assert run.seconds <= 80.0, run.seconds
     assert max(r for _, r in run.rates if r is not None) >= 10 * declared
 
 

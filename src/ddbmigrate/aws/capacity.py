@@ -301,7 +301,6 @@ class AdaptiveLimiter(RateLimiter):
         self._last_cut = -1e18  # the last cut, trial or trial verdict: evidence counts from here
         self._run = [0, 0]  # calls answered since then, and those throttled
         self._last_probe = 0.0
-        self._waited = False  # a writer waited for the rate since the last probe step
         self._knee: Optional[float] = None  # what the table admitted when it last pushed back
         # Probe steps taken since then (the rate not held by what the writers use), and of them
         # near the knee.
@@ -380,8 +379,6 @@ class AdaptiveLimiter(RateLimiter):
                     self._maybe_recheck(bucket, self.clock())
                     self._maybe_probe(bucket)
                 wait = bucket.try_take(charge) if bucket is not None else 0.0
-                if wait > 0.0:
-                    self._waited = True  # the rate held a writer back: they use all of it
             if wait <= 0.0:
                 break
             self.sleep(min(wait, 1.0))  # then looks again: the rate may have been cut or grown meanwhile
@@ -403,13 +400,15 @@ class AdaptiveLimiter(RateLimiter):
         calls = self._calls
         start = max(now - 2.0, calls[0][0]) if calls else now
         window = [c for c in calls if c[0] >= start]
+        if len(window) < 4 and len(calls) >= 4:
+            last = [calls[-k] for k in range(4, 0, -1)]
+            if bucket.rate * 2.0 < sum(c[4] for c in last):
+                # A rate too low for 2 s to hold 4 calls (at 25 units a call, under 50 units/s:
+                # one or two, read as 12.5 or 25 units/s used, and the rate stopped at 1.25
+                # times that for good): the use is read over the last 4 calls. Not at a higher
+                # rate's end, when the calls thin out: that reading would be of the busy time.
+                start, window = min(c[1] for c in last), last
         used = sum(max(c[2], c[4]) for c in window) / max(0.5, now - start)
-        if self._waited and len(window) < 4:
-            # Too few calls in 2 s to read the use from (at 25 units a call, a rate under 50
-            # units/s holds one or two, and stopped at 1.25 times 12.5 or 25 units/s for good),
-            # and a writer waited for the rate since the last step: they use all of it.
-            used = max(used, bucket.rate)
-        self._waited = False
         cap = self.headroom * used
         if self.limit is not None:
             cap = min(cap, self.limit)
