@@ -28,6 +28,22 @@ class _Wait(Exception):
         self.seconds = seconds
 
 
+class FakeClock:
+    """Time moves only when the limiter sleeps (or the test advances it): one caller at a time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: List[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        assert s > 0
+        self.sleeps.append(s)
+        self.now += s
+
+
 class SimClock:
     def __init__(self) -> None:
         self.now = 1000.0

@@ -16,6 +16,7 @@ import pytest
 
 from ddbmigrate.aws.capacity import CAPACITY_MODEL_MARK, AdaptiveLimiter, Declared, declared_write_capacity
 from ddbmigrate.core.specs import Resources
+from capacity_sim import FakeClock  # tests/: time that moves only when slept or advanced
 
 AWS = "https://dynamodb.us-east-1.amazonaws.com"
 
@@ -83,22 +84,11 @@ def test_what_a_table_declares_and_where_it_is_believed(desc: Dict[str, Any], en
     assert declared_write_capacity(desc, endpoint) == expected
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
-
-
 def test_the_rate_starts_at_the_declared_capacity_with_nothing_saved_up() -> None:
     """The first second sends the declared units, not a second of them on top (the table's own
     burst is left for the partitions' uneven shares), and no probe step is taken in it (one
     counted from the epoch would take all its steps at once)."""
-    clock = _Clock()
+    clock = FakeClock()
     lim = AdaptiveLimiter(declared=400.0, clock=clock, sleep=clock.sleep)
     assert lim.describe() is None  # nothing sent yet
     clock.now += 3600.0  # built long before the job's first call
@@ -266,7 +256,7 @@ def test_the_capacity_models_header_is_read_only_off_dynamodb(endpoint: str, hea
 def test_a_share_under_one_unit_a_second_is_never_raised_by_a_cut() -> None:
     """32 Spark tasks sharing 10 declared WCU: 0.3125 each. A cut's floor (1 unit/s) must not
     raise it."""
-    clock = _Clock()
+    clock = FakeClock()
     lim = AdaptiveLimiter(declared=10.0 / 32, clock=clock, sleep=clock.sleep)
     for _ in range(40):
         lim.acquire(1.0)
@@ -282,7 +272,7 @@ def test_a_floor_declared_by_a_table_with_indexes_is_probed_past_as_a_found_rate
     consumed capacity. Started at 1,000, the rate grows as after any cut (3 %, 3.9 %, ... a
     second) from the first second: 6 s in it is well past 1,200, where an exact declared
     capacity is still crossed slowly (0.5 %, then 3 % a second)."""
-    def rate_after(lim: AdaptiveLimiter, clock: _Clock, seconds: float) -> float:
+    def rate_after(lim: AdaptiveLimiter, clock: FakeClock, seconds: float) -> float:
         end = clock.now + seconds
         while clock.now < end:
             lim.acquire(25.0)
@@ -291,7 +281,7 @@ def test_a_floor_declared_by_a_table_with_indexes_is_probed_past_as_a_found_rate
         assert lim.rate is not None
         return lim.rate
 
-    clock = _Clock()
+    clock = FakeClock()
     floor = rate_after(AdaptiveLimiter(declared=1000.0, declared_exact=False, clock=clock, sleep=clock.sleep),
                        clock, 6.0)
     exact = rate_after(AdaptiveLimiter(declared=1000.0, clock=clock, sleep=clock.sleep), clock, 6.0)

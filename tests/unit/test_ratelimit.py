@@ -12,22 +12,7 @@ from ddbmigrate.aws.capacity import ON_DEMAND_DEFAULT_UNITS, capacity_limit
 from ddbmigrate.errors import UsageError
 from ddbmigrate.config import RunOptions
 from ddbmigrate.aws.capacity import AdaptiveLimiter, RateLimiter, TokenBucket, limiter_for
-
-
-class FakeClock:
-    """Time moves only when the bucket sleeps (or the test advances it)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: List[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        assert s > 0
-        self.sleeps.append(s)
-        self.now += s
+from capacity_sim import FakeClock  # tests/: time that moves only when slept or advanced
 
 
 def bucket(rate: float, clock: FakeClock, **kw: float) -> TokenBucket:

@@ -337,7 +337,7 @@ class AdaptiveLimiter(RateLimiter):
         self._declared_exact = declared_exact
         self.past_declared = past_declared
         self._floored = -1e18  # the last cut held at hold x declared (see _declared_floor)
-        if declared is not None and declared > 0 and (self.limit is None or declared < self.limit):
+        if declared is not None and declared > 0 and self.limit is None:  # a rate given is the start
             self.declared = self.rate = float(declared)
             self.min_rate = min(self.min_rate, self.declared)  # a worker's small share: no cut raises it
             self._knee = self.declared if declared_exact else None
@@ -346,11 +346,8 @@ class AdaptiveLimiter(RateLimiter):
             # share is for the burst of 16 writers' first calls (it read 0.58 of the capacity
             # after a probe past it, in the simulator).
             self._found = True
-            if self._bucket is None:
-                self._bucket = TokenBucket(self.declared, min_rate=self.min_rate, recover_step=0.0,
-                                           clock=clock, sleep=sleep, name=name)
-            else:
-                self._bucket.rate = self._bucket.ceiling = self.declared
+            self._bucket = TokenBucket(self.declared, min_rate=self.min_rate, recover_step=0.0,
+                                       clock=clock, sleep=sleep, name=name)
             self._started = False
 
     def acquire(self, units: float = 1.0) -> None:
@@ -753,11 +750,8 @@ class AdaptiveLimiter(RateLimiter):
 
     def describe(self) -> Optional[Dict[str, Any]]:
         if self.limit is not None:
-            out: Dict[str, Any] = {"limit": round(self.limit, 1), "current": round(self.rate or 0.0, 1),
-                                   "throttle_events": self.throttle_events}
-            if self.declared is not None:
-                out["declared"] = self.declared
-            return out
+            return {"limit": round(self.limit, 1), "current": round(self.rate or 0.0, 1),
+                    "throttle_events": self.throttle_events}
         if self.declared is not None:
             if not self._started:
                 return None  # nothing was written (a dry run, nothing to write): it started nowhere
@@ -771,15 +765,11 @@ class AdaptiveLimiter(RateLimiter):
                 "throttle_events": self.throttle_events, "auto": True}
 
 
-def limiter_for(rate: Optional[float], name: str = "", declared: Optional["Declared"] = None) -> RateLimiter:
+def limiter_for(rate: Optional[float], name: str = "") -> RateLimiter:
     """With a rate (``--max-*-units``, ``--*-percent``): never over it, and under it the table's
     push-back answered as when the rate is found (a cut to what it admits, then probes). Without
-    one: no limit (the engine's workers use an :class:`AdaptiveLimiter` without a limit instead).
-    ``declared``: what the table says it admits (:func:`declared_write_capacity`), where it starts."""
-    if not rate:
-        return RateLimiter()
-    return AdaptiveLimiter(limit=rate, declared=declared.units if declared else None,
-                           declared_exact=declared.exact if declared else True, name=name)
+    one: no limit (the engine's workers use an :class:`AdaptiveLimiter` without a limit instead)."""
+    return AdaptiveLimiter(limit=rate, name=name) if rate else RateLimiter()
 
 
 @dataclass(frozen=True)
@@ -832,23 +822,18 @@ def declared_write_capacity(desc: Dict[str, Any], endpoint: Optional[str]) -> Op
     nothing declared."""
     if not desc:
         return None
-    exact = not desc.get("GlobalSecondaryIndexes")
     model = desc.get(CAPACITY_MODEL_MARK)
     if isinstance(model, dict):
         v = model.get("WriteCapacityUnits")
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-            return Declared(float(v), exact)
+    elif not is_dynamodb_host(endpoint):
         return None
-    if not is_dynamodb_host(endpoint):
-        return None
-    on_demand = ((desc.get("BillingModeSummary") or {}).get("BillingMode") == "PAY_PER_REQUEST")
-    if on_demand:
-        v = (desc.get("OnDemandThroughput") or {}).get("MaxWriteRequestUnits")
+    elif (desc.get("BillingModeSummary") or {}).get("BillingMode") == "PAY_PER_REQUEST":
+        v = (desc.get("OnDemandThroughput") or {}).get("MaxWriteRequestUnits")  # -1 or none: no maximum
     else:
         v = (desc.get("ProvisionedThroughput") or {}).get("WriteCapacityUnits")
     if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-        return Declared(float(v), exact)
-    return None  # the table declares nothing (on demand with no maximum)
+        return Declared(float(v), exact=not desc.get("GlobalSecondaryIndexes"))
+    return None
 
 
 def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Optional[float], kind: str) -> Optional[float]:
