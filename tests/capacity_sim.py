@@ -19,7 +19,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from ddbmigrate.aws.capacity import AdaptiveLimiter, TokenBucket
+from ddbmigrate.aws.capacity import AdaptiveLimiter, Declared, TokenBucket
 from ddbmigrate.testing.capacity import WriteCapacity
 
 
@@ -91,7 +91,7 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
              latency: Tuple[float, float] = (0.05, 0.1), change: Optional[Tuple[float, float]] = None,
              limiter: Optional[AdaptiveLimiter] = None, estimate: float = 1.0, admit_on_arrival: bool = False,
              noise: float = 0.0, limit: Optional[float] = None, fixed: bool = False,
-             declared: Optional[float] = None) -> Run:
+             declared: Optional[float] = None, redescribe: bool = True) -> Run:
     """Write ``items`` items of 1 WCU in calls of 25; ``change`` = (at seconds, new capacity);
     ``estimate`` = the writers' estimate of an item's units (the table writer's comes from the
     item's JSON, which is larger than DynamoDB's measure of it: 2 for an item of 600 bytes).
@@ -102,7 +102,9 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
     throttling at random), counted as throttled. ``limit``: the rate given (``--max-write-units``);
     ``fixed``: with it, the plain token bucket (halved on throttles, 5 % back a second) that held
     a given rate before the limiter adapted under it, to compare the two. ``declared``: the
-    capacity the table says it has (a provisioned table's write units), where the rate starts."""
+    capacity the table says it has (a provisioned table's write units), where the rate starts;
+    ``redescribe``: with it, the limiter reads the table's figure again as it runs, as a job's
+    does with DescribeTable (``declared``, times what ``change`` did to the capacity)."""
     rng = random.Random(seed)
     noise_rng = random.Random(seed * 7919 + 1)  # its own stream: the writers' draws stay as they were
     noise_calls = noise_items = 0
@@ -112,7 +114,9 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
     if lim is None and fixed and limit:
         lim = TokenBucket(limit, clock=clock, sleep=clock.sleep)
     elif lim is None:
-        lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, limit=limit, declared=declared)
+        lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, limit=limit, declared=declared,
+                              redescribe=(lambda: Declared(declared * table.units / capacity))
+                              if declared and redescribe else None)
     start = clock.now
     keys = iter(range(items))
     events: List[Tuple[float, int, int, str, Any]] = []

@@ -343,3 +343,197 @@ def test_three_workers_shares_are_reported_as_the_whole_figure() -> None:
         views[i] = v
     total = Driver.limits(types.SimpleNamespace(_lock=threading.Lock(), workers=views))  # type: ignore[arg-type]
     assert total["write"]["declared"] == 1000.0, total
+
+
+# A capacity changed under a running job (UpdateTable, auto scaling): the declared figure is
+# read again as the job runs, and the rate moves with it.
+
+
+def _after(run: Any, at: float) -> float:
+    """Of the write requests sent from ``at`` on, the share held back."""
+    late = [(sent, got) for t, sent, got in run.calls_log if t >= at]
+    return sum(s - g for s, g in late) / max(1.0, sum(s for s, _ in late))
+
+
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_a_capacity_halved_mid_run_is_followed_without_a_storm(partitions: int) -> None:
+    """500 WCU halved at 8 s of a 40 s run. Read once, the old figure stayed the knee and the
+    probe grew past the new capacity again and again (4.6-6.1 % of the writes after the change
+    held back); read again, the rate is at the new figure within 2 s of the first push-back."""
+    from capacity_sim import simulate
+
+    for seed in (1, 2, 3):
+        once = simulate(12_000, 500, partitions=partitions, seed=seed, declared=500.0, change=(8.0, 250.0),
+                        redescribe=False)
+        run = simulate(12_000, 500, partitions=partitions, seed=seed, declared=500.0, change=(8.0, 250.0))
+        assert _after(run, 8.0) <= 0.05 and _after(run, 8.0) < _after(once, 8.0), (seed, _after(run, 8.0),
+                                                                                     _after(once, 8.0))
+        assert run.efficiency >= 0.9, (seed, run)
+        soon = [r for at, r in run.rates if 10.5 <= at <= 14.0 and r is not None]
+        assert soon and max(soon) <= 1.05 * 250.0, (seed, soon)
+
+
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_a_capacity_doubled_mid_run_is_used_at_the_next_look(partitions: int) -> None:
+    """500 WCU raised to 1,000 at 8 s: the next look (every 10 s) sets the rate at the new
+    figure, where probing alone took 3 % a second and then growing steps (0.87-0.95 of the
+    capacity over the run)."""
+    from capacity_sim import simulate
+
+    for seed in (1, 2, 3):
+        run = simulate(24_000, 500, partitions=partitions, seed=seed, declared=500.0, change=(8.0, 1000.0))
+        once = simulate(24_000, 500, partitions=partitions, seed=seed, declared=500.0, change=(8.0, 1000.0),
+                        redescribe=False)
+        at_11 = [r for at, r in run.rates if 10.5 <= at <= 11.5 and r is not None]
+        assert at_11 and min(at_11) >= 900.0, (seed, at_11)
+        assert run.efficiency >= 0.95 and run.efficiency > once.efficiency, (seed, run.efficiency, once.efficiency)
+        assert run.throttled_item_share <= 0.02, (seed, run)
+
+
+class _Table:
+    """What DescribeTable says, and how often it was asked."""
+
+    def __init__(self, units: Optional[float]) -> None:
+        self.units = units
+        self.looks = 0
+        self.fail: Optional[Exception] = None
+
+    def __call__(self) -> Optional[Declared]:
+        self.looks += 1
+        if self.fail is not None:
+            raise self.fail
+        return Declared(self.units) if self.units is not None else None
+
+
+def _run_for(lim: AdaptiveLimiter, clock: FakeClock, seconds: float, units: float = 25.0) -> None:
+    end = clock.now + seconds
+    while clock.now < end:
+        lim.acquire(units)
+        lim.settle(units, units)
+
+
+def test_the_table_is_looked_at_every_ten_seconds_and_a_change_moves_the_rate() -> None:
+    clock = FakeClock()
+    table = _Table(400.0)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, clock=clock, sleep=clock.sleep)
+    _run_for(lim, clock, 9.5)
+    assert table.looks == 0  # not at the start (the job has just read it), nor within 10 s
+    _run_for(lim, clock, 1.0)
+    assert table.looks == 1 and lim.declared == 400.0 and lim.declared_changes == 0
+    before = lim.rate
+    assert before is not None
+    table.units = 200.0
+    _run_for(lim, clock, 10.0)
+    assert table.looks == 2 and lim.declared == 200.0 and lim._knee == 200.0
+    assert lim.rate is not None and lim.rate <= 200.0 * 1.01, lim.rate  # scaled, then at most the figure
+    d = lim.describe()
+    assert d is not None and d["declared"] == 400.0 and d["declared_last"] == 200.0, d
+    # What it sends from there on is the new figure's, not the old one's.
+    start, sent = clock.now, 0.0
+    while clock.now < start + 4.0:
+        lim.acquire(25.0)
+        lim.settle(25.0, 25.0)
+        sent += 25.0
+    assert sent <= 4 * 200.0 * 1.05 + 25.0, sent
+
+
+def test_a_look_that_fails_leaves_the_rate_and_one_that_finds_nothing_leaves_it_to_push_back() -> None:
+    from ddbmigrate.errors import DdbMigrateError
+
+    clock = FakeClock()
+    table = _Table(400.0)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, clock=clock, sleep=clock.sleep)
+    table.fail = DdbMigrateError("AccessDeniedException: not allowed to DescribeTable")
+    _run_for(lim, clock, 10.5)
+    assert table.looks == 1 and lim.describe_failures == 1 and lim.declared == 400.0
+    table.fail = None
+    table.units = None  # switched to on demand with no maximum
+    _run_for(lim, clock, 10.0)
+    assert lim.declared is None and lim._knee is None and lim.rate is not None
+    d = lim.describe()
+    assert d is not None and d["declared"] == 400.0 and d["declared_last"] == 0.0
+
+
+def test_a_push_back_brings_the_next_look_forward() -> None:
+    """Throttled at the figure (the capacity lowered): looked at 2 s after the last look, not
+    at the next 10 s."""
+    clock = FakeClock()
+    table = _Table(400.0)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, clock=clock, sleep=clock.sleep)
+    _run_for(lim, clock, 10.5)
+    assert table.looks == 1
+    table.units = 100.0
+    for _ in range(30):  # most calls held back: a congestion, cut once
+        lim.acquire(25.0)
+        lim.settle(25.0, 5.0)
+        lim.held_back(20.0)
+        lim.throttled()
+    cut_at = clock.now
+    assert lim.rate is not None and lim.rate < 400.0
+    _run_for(lim, clock, 2.5, units=5.0)
+    # Looked at again (at most every 2 s while it pushes back), not 10 s after the last look.
+    assert 2 <= table.looks <= 3 and lim.declared == 100.0, (table.looks, clock.now - cut_at)
+    assert lim.rate <= 100.0
+
+
+def test_only_one_writer_looks_while_the_others_go_on() -> None:
+    """A DescribeTable is a round trip: the writer that looks does it outside the lock, and
+    the others are not held up (nor look too)."""
+    import threading
+
+    gate = threading.Event()
+    looking = threading.Event()
+    table = _Table(400.0)
+
+    def slow() -> Optional[Declared]:
+        looking.set()
+        gate.wait(10.0)
+        return table()
+
+    lim = AdaptiveLimiter(declared=400.0, redescribe=slow, redescribe_every=0.0)
+    lim.acquire(1.0)  # the first call: due from now
+    t = threading.Thread(target=lim.acquire, args=(1.0,))
+    t.start()
+    assert looking.wait(5.0)
+    done = threading.Event()
+
+    def other() -> None:
+        lim.acquire(1.0)
+        done.set()
+
+    threading.Thread(target=other).start()
+    assert done.wait(5.0)  # not held up by the look in flight
+    assert table.looks == 0
+    gate.set()
+    t.join(5.0)
+    assert table.looks == 1
+
+
+def test_a_workers_look_is_at_its_share_and_only_for_a_declared_start() -> None:
+    table = _Table(1000.0)
+    lim = Resources(share=0.25).limiter(None, "write", Declared(1000.0), table)
+    assert isinstance(lim, AdaptiveLimiter) and lim._redescribe is not None
+    table.units = 2000.0
+    assert lim._redescribe() == Declared(500.0)
+    # With a rate given, or nothing declared at the start, the rate is not the table's figure.
+    given = Resources().limiter(300.0, "write", Declared(1000.0), table)
+    assert isinstance(given, AdaptiveLimiter) and given._redescribe is None
+    found = Resources().limiter(None, "write", None, table)
+    assert isinstance(found, AdaptiveLimiter) and found._redescribe is None
+
+
+def test_the_summary_says_the_capacity_changed() -> None:
+    import io
+
+    from rich.console import Console
+
+    from ddbmigrate.reporting.report import Report
+    from ddbmigrate.reporting.terminal import render_report
+
+    rep = Report(job="copy")
+    rep.rate_limits["write"] = {"limit": 240.0, "current": 240.0, "throttle_events": 9, "auto": True,
+                                "declared": 500.0, "declared_last": 250.0}
+    out = io.StringIO()
+    render_report(rep, Console(file=out, width=200))
+    assert ("started at the table's own 500/s, 250/s later (the table's capacity changed); 240/s at the end "
+            "(9 throttles)") in out.getvalue()

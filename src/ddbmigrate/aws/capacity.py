@@ -278,6 +278,8 @@ class AdaptiveLimiter(RateLimiter):
                  recheck_after: float = 0.5, recheck_calls: int = 8, recheck_quiet: float = 0.25,
                  recheck_step: float = 0.1, limit: Optional[float] = None, declared: Optional[float] = None,
                  declared_exact: bool = True, past_declared: float = 1.3,
+                 redescribe: Optional[Callable[[], Optional["Declared"]]] = None, redescribe_every: float = 10.0,
+                 redescribe_soon: float = 2.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
@@ -337,8 +339,18 @@ class AdaptiveLimiter(RateLimiter):
         self._declared_exact = declared_exact
         self.past_declared = past_declared
         self._floored = -1e18  # the last cut held at hold x declared (see _declared_floor)
+        # What the table declares, read again while the job runs (see _maybe_redescribe): the
+        # figure at the start is what the report says the rate started at; ``declared`` is the last.
+        self._redescribe = redescribe
+        self.redescribe_every, self.redescribe_soon = redescribe_every, redescribe_soon
+        self._describe_due: Optional[float] = None  # when to look next (set at the first call)
+        self._described = -1e18  # when it was last looked at
+        self._describing = False
+        self.declared_first: Optional[float] = None
+        self.declared_changes = 0
+        self.describe_failures = 0
         if declared is not None and declared > 0 and self.limit is None:  # a rate given is the start
-            self.declared = self.rate = float(declared)
+            self.declared = self.declared_first = self.rate = float(declared)
             self.min_rate = min(self.min_rate, self.declared)  # a worker's small share: no cut raises it
             self._knee = self.declared if declared_exact else None
             # A push-back is read as a later cut (what the table admitted, within 5-50 % of the
@@ -351,6 +363,8 @@ class AdaptiveLimiter(RateLimiter):
             self._started = False
 
     def acquire(self, units: float = 1.0) -> None:
+        if self._redescribe is not None and self.limit is None:
+            self._maybe_redescribe()
         while True:
             with self._lock:
                 # Charged in the table's units: the caller's estimate times what calls admitted
@@ -383,6 +397,92 @@ class AdaptiveLimiter(RateLimiter):
         self._local.units, self._local.estimate = charge, units
         self._local.call = None
         self._local.charged = bucket
+
+    def _maybe_redescribe(self) -> None:
+        """Read what the table declares again, every ``redescribe_every`` seconds, and
+        ``redescribe_soon`` after a push-back at or under the figure it declared: a capacity
+        changed under a running job (an UpdateTable, auto scaling) is otherwise only found from
+        throttles. Found that way, a capacity halved at 8 s of a 40 s run was crossed again and
+        again: the last figure was the knee, and past it the probe grew (10-24 % of the calls
+        after the change throttled, in the simulator). One caller looks, outside the lock (a
+        DescribeTable takes a round trip); the others go on at the rate they have. A look that
+        fails leaves the rate as it was: the table's push-back is still answered."""
+        now = self.clock()
+        with self._lock:
+            if self._describe_due is None:  # the first call: the job has just read it
+                self._describe_due = now + self.redescribe_every
+                return
+            if self._describing or now < self._describe_due:
+                return
+            self._describing = True
+        lookup = self._redescribe
+        assert lookup is not None
+        failed = False
+        found: Optional[Declared] = None
+        try:
+            found = lookup()
+        except Exception as e:  # noqa: BLE001 - any failure to look: the rate stays as it is
+            failed = True
+            log.debug("%s: the table's capacity could not be read again: %s", self.name or "limiter", e)
+        with self._lock:
+            self._describing = False
+            self._described = now = self.clock()
+            self._describe_due = now + self.redescribe_every
+            if failed:
+                self.describe_failures += 1
+            else:
+                self._redeclare(found, now)
+
+    def _redeclare(self, found: Optional["Declared"], now: float) -> None:
+        """The table declares ``found`` now. A figure that changed moves the rate by as much
+        (0.9 of the old capacity becomes 0.9 of the new: a rate the table held under its figure,
+        for a hot key, stays as far under it), and is the knee if exact. None: it no longer
+        declares one (on demand with no maximum), and the rate is left to its push-back."""
+        old = self.declared
+        if found is None:
+            if old is not None:
+                log.info("%s: the table no longer declares a write capacity (%.0f before): the rate is "
+                         "left to its push-back", self.name or "limiter", old)
+                self.declared = None
+                self._knee = None
+                self.declared_changes += 1
+            return
+        units = found.units
+        if old is not None and abs(units - old) <= 0.005 * old and found.exact == self._declared_exact:
+            return
+        bucket = self._bucket
+        if old is not None and bucket is not None:
+            rate = bucket.rate * units / old
+            if found.exact:
+                rate = min(rate, units)  # past the old figure was its burst, not the new one's
+        elif bucket is not None:
+            rate = min(bucket.rate, units)  # found under it: kept; over it: the figure
+        else:
+            rate = units  # no limit until now, and none pushed back
+        rate = max(min(self.min_rate, units), rate)
+        log.info("%s: the table declares %.0f write units a second (%s before): rate %.0f",
+                 self.name or "limiter", units, f"{old:.0f}" if old is not None else "none", rate)
+        self.declared = units
+        self._declared_exact = found.exact
+        self.declared_changes += 1
+        self.min_rate = min(self.min_rate, units)
+        if bucket is None:
+            bucket = self._bucket = TokenBucket(rate, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
+                                                sleep=self.sleep, name=self.name)
+            bucket.restart()
+        else:
+            if rate < bucket.rate:
+                bucket.drain()  # nothing saved up at the old rate is sent over the new one
+            bucket.rate = bucket.ceiling = rate
+            bucket.min_rate = min(bucket.min_rate, self.min_rate)
+        self._found = True  # a push-back under it is read as a later cut, as from a declared start
+        self._knee = units if found.exact else (self._knee * units / old if self._knee and old else None)
+        self._trial = None
+        self._recheck = False
+        self._floored = -1e18
+        self._fresh_evidence(now)  # calls sent at the old rate are no evidence about the new one
+        self._last_probe = now
+        self.rate = rate
 
     def _maybe_probe(self, bucket: "TokenBucket") -> None:
         now = self.clock()
@@ -563,6 +663,9 @@ class AdaptiveLimiter(RateLimiter):
                 admitted = max(admitted, floored / self.hold)  # the knee: where probing slows
             target = floored
             bucket.rate = bucket.ceiling = target
+        if self._redescribe is not None and self.declared is not None and self._describe_due is not None:
+            # Pushed back: the figure it declares may have been lowered (a look is one call).
+            self._describe_due = min(self._describe_due, max(now, self._described + self.redescribe_soon))
         # No burst on top of what is in flight: the table's own burst is spent.
         bucket.drain()
         log.debug("%s: %d of the last %d calls throttled; the table admitted %.0f units/s; rate now %.0f",
@@ -752,17 +855,20 @@ class AdaptiveLimiter(RateLimiter):
         if self.limit is not None:
             return {"limit": round(self.limit, 1), "current": round(self.rate or 0.0, 1),
                     "throttle_events": self.throttle_events}
-        if self.declared is not None:
-            if not self._started:
-                return None  # nothing was written (a dry run, nothing to write): it started nowhere
-            # Unrounded: the driver sums the workers' shares (three thirds of 1,000 read 999.9).
-            return {"limit": round(self.rate or 0.0, 1), "current": round(self.rate or 0.0, 1),
-                    "throttle_events": self.throttle_events, "auto": True, "declared": self.declared}
-        if self.rate is None and not self.throttle_events:
+        if self.declared_first is not None and not self._started:
+            return None  # nothing was written (a dry run, nothing to write): it started nowhere
+        if self.declared_first is None and self.rate is None and not self.throttle_events:
             return None
         # Throttled but never cut (noise the back-off absorbed): no limit found, none held.
-        return {"limit": round(self.rate or 0.0, 1), "current": round(self.rate or 0.0, 1),
-                "throttle_events": self.throttle_events, "auto": True}
+        out: Dict[str, Any] = {"limit": round(self.rate or 0.0, 1), "current": round(self.rate or 0.0, 1),
+                               "throttle_events": self.throttle_events, "auto": True}
+        if self.declared_first is not None:
+            # Unrounded: the driver sums the workers' shares (three thirds of 1,000 read 999.9).
+            out["declared"] = self.declared_first
+        if self.declared_changes:
+            # What the table declared last, changed while the job ran (0: none any more).
+            out["declared_last"] = self.declared or 0.0
+        return out
 
 
 def limiter_for(rate: Optional[float], name: str = "") -> RateLimiter:
@@ -834,6 +940,14 @@ def declared_write_capacity(desc: Dict[str, Any], endpoint: Optional[str]) -> Op
     if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
         return Declared(float(v), exact=not desc.get("GlobalSecondaryIndexes"))
     return None
+
+
+def redescriber(client: Any, table: str) -> Callable[[], Optional[Declared]]:
+    """What ``table`` declares now, read through ``client`` (a DynamoClient): for a limiter to
+    follow a capacity changed under a running job (see ``AdaptiveLimiter._maybe_redescribe``)."""
+    def look() -> Optional[Declared]:
+        return declared_write_capacity(client.describe_table(table), client.endpoint)
+    return look
 
 
 def capacity_limit(desc: Dict[str, Any], units: Optional[float], percent: Optional[float], kind: str) -> Optional[float]:

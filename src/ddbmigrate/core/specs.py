@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from ..config import RetryPolicy, TableRef
 from ..errors import DdbMigrateError, FatalError, UsageError
@@ -47,17 +47,27 @@ class Resources:
         self.clients.append(c)
         return c
 
-    def limiter(self, rate: Optional[float], name: str, declared: Optional["Declared"] = None) -> "RateLimiter":
+    def limiter(self, rate: Optional[float], name: str, declared: Optional["Declared"] = None,
+                redescribe: Optional[Callable[[], Optional["Declared"]]] = None) -> "RateLimiter":
         """The limiter that finds the table's capacity from DynamoDB's throttles
         (aws/capacity.py AdaptiveLimiter); with a rate, never over this worker's share of it,
         starting there; without one, starting at this worker's share of what the table
-        ``declared`` it admits, if it did (a rate given is what the user asked for)."""
+        ``declared`` it admits, if it did (a rate given is what the user asked for), and
+        following what ``redescribe`` says it declares as the job runs."""
         from ..aws.capacity import AdaptiveLimiter, limiter_for
 
         start = declared.share(self.share) if declared else None
+        look: Optional[Callable[[], Optional["Declared"]]] = None
+        if start is not None and redescribe is not None:
+            share, lookup = self.share, redescribe
+
+            def look() -> Optional["Declared"]:
+                found = lookup()
+                return found.share(share) if found is not None else None
+
         lim = (limiter_for(rate * self.share, name) if rate else
                AdaptiveLimiter(name=name, declared=start.units if start else None,
-                               declared_exact=start.exact if start else True))
+                               declared_exact=start.exact if start else True, redescribe=look))
         lim.name = name
         self.limiters.append(lim)
         return lim

@@ -375,12 +375,15 @@ class Driver:
                 o["throttle_events"] += int(d.get("throttle_events") or 0)
                 if d.get("auto"):
                     o["auto"] = True  # found from DynamoDB's throttles, not given
-                if d.get("declared"):
-                    # Where it started: each worker's share of what the table declares it admits.
-                    o["declared"] = float(o.get("declared") or 0) + float(d["declared"])
+                for k in ("declared", "declared_last"):
+                    if d.get(k) is not None:
+                        # Where it started, and what the table declared last if that changed:
+                        # each worker's share of what the table declares it admits.
+                        o[k] = float(o.get(k) or 0) + float(d[k])
         for o in out.values():
-            if "declared" in o:
-                o["declared"] = round(o["declared"], 1)
+            for k in ("declared", "declared_last"):
+                if k in o:
+                    o[k] = round(o[k], 1)
         return out
 
     def snapshot(self) -> Dict[str, Any]:

@@ -77,7 +77,11 @@ def render_report(report: "Report", console: Any = None) -> None:
     t.add_row("retries", retries)
     for name, lim in sorted(report.rate_limits.items()):
         if lim.get("declared") and lim.get("auto"):
-            t.add_row(f"{name} rate", f"started at the table's own {lim['declared']:,.0f}/s; "
+            last = lim.get("declared_last")
+            changed = "" if last is None else (
+                f", {last:,.0f}/s later (the table's capacity changed)" if last else
+                ", none declared later (left to the table's push-back)")
+            t.add_row(f"{name} rate", f"started at the table's own {lim['declared']:,.0f}/s{changed}; "
                                       f"{lim.get('current', 0):,.0f}/s at the end ({lim.get('throttle_events', 0)} throttles)")
             continue
         if lim.get("auto") and not lim.get("current"):

@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
 
-from ..aws.capacity import Declared, RateLimiter
+from ..aws.capacity import Declared, RateLimiter, redescriber
 from ..aws.client import DynamoClient
 from ..config import RetryPolicy, TableRef
 from ..core.items import KeySchema, WireItem, canonical_value, item_size
@@ -318,7 +318,9 @@ class ConditionalUpdateSpec(SinkSpecBase):
         client = res.client(self.ref, self.retry, pool_size=self.writers + 4)
         return ConditionalUpdateSink(client, self.ref.table, self.keys, Processor(self.processing.build()),
                                      version_attribute=self.version_attribute,
-                                     limiter=res.limiter(self.write_rate, "write", self.declared), max_races=self.max_races,
+                                     limiter=res.limiter(self.write_rate, "write", self.declared,
+                                                         redescriber(client, self.ref.table)),
+                                     max_races=self.max_races,
                                      dry_run=self.dry_run)
 
 

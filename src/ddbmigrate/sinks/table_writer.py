@@ -32,7 +32,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import orjson
 
-from ..aws.capacity import Declared, RateLimiter
+from ..aws.capacity import Declared, RateLimiter, redescriber
 from ..aws.client import Backoff, DynamoClient, load_object
 from ..aws.transport import BadResponse
 from ..config import RetryPolicy, TableRef
@@ -325,8 +325,8 @@ class TableWriterSpec(SinkSpecBase):
     def build(self, res: Resources) -> TableWriter:
         client = res.client(self.ref, self.retry, pool_size=self.writers + 4)
         return TableWriter(client, self.ref.table, self.keys, mode=self.mode,
-                           limiter=res.limiter(self.write_rate, "write", self.declared), index_keys=self.index_keys,
-                           resumed=self.resumed)
+                           limiter=res.limiter(self.write_rate, "write", self.declared, redescriber(client, self.ref.table)),
+                           index_keys=self.index_keys, resumed=self.resumed)
 
     def merge(self, states: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
         keys: Counter[Tuple[str, str, str]] = Counter()
