@@ -415,7 +415,7 @@ def _run_for(lim: AdaptiveLimiter, clock: FakeClock, seconds: float, units: floa
 def test_the_table_is_looked_at_every_ten_seconds_and_a_change_moves_the_rate() -> None:
     clock = FakeClock()
     table = _Table(400.0)
-    lim = AdaptiveLimiter(declared=400.0, redescribe=table, clock=clock, sleep=clock.sleep)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, clock=clock, sleep=clock.sleep)
     _run_for(lim, clock, 9.5)
     assert table.looks == 0  # not at the start (the job has just read it), nor within 10 s
     _run_for(lim, clock, 1.0)
@@ -442,7 +442,7 @@ def test_a_look_that_fails_leaves_the_rate_and_one_that_finds_nothing_leaves_it_
 
     clock = FakeClock()
     table = _Table(400.0)
-    lim = AdaptiveLimiter(declared=400.0, redescribe=table, clock=clock, sleep=clock.sleep)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, clock=clock, sleep=clock.sleep)
     table.fail = DdbMigrateError("AccessDeniedException: not allowed to DescribeTable")
     _run_for(lim, clock, 10.5)
     assert table.looks == 1 and lim.describe_failures == 1 and lim.declared == 400.0
@@ -459,7 +459,7 @@ def test_a_push_back_brings_the_next_look_forward() -> None:
     at the next 10 s."""
     clock = FakeClock()
     table = _Table(400.0)
-    lim = AdaptiveLimiter(declared=400.0, redescribe=table, clock=clock, sleep=clock.sleep)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, clock=clock, sleep=clock.sleep)
     _run_for(lim, clock, 10.5)
     assert table.looks == 1
     table.units = 100.0
@@ -476,10 +476,12 @@ def test_a_push_back_brings_the_next_look_forward() -> None:
     assert lim.rate <= 100.0
 
 
-def test_only_one_writer_looks_while_the_others_go_on() -> None:
-    """A DescribeTable is a round trip: the writer that looks does it outside the lock, and
-    the others are not held up (nor look too)."""
+def test_the_look_is_aside_from_the_writers_and_one_at_a_time() -> None:
+    """A DescribeTable is a round trip, minutes in an outage (the control client retries): no
+    writer waits for it, holding its batch (a job's stop would wait too), and no second look
+    starts while one is in flight."""
     import threading
+    import time
 
     gate = threading.Event()
     looking = threading.Event()
@@ -492,21 +494,17 @@ def test_only_one_writer_looks_while_the_others_go_on() -> None:
 
     lim = AdaptiveLimiter(declared=400.0, redescribe=slow, redescribe_every=0.0)
     lim.acquire(1.0)  # the first call: due from now
-    t = threading.Thread(target=lim.acquire, args=(1.0,))
-    t.start()
+    lim.acquire(1.0)  # due: a look starts, and this writer goes on
     assert looking.wait(5.0)
-    done = threading.Event()
-
-    def other() -> None:
-        lim.acquire(1.0)
-        done.set()
-
-    threading.Thread(target=other).start()
-    assert done.wait(5.0)  # not held up by the look in flight
-    assert table.looks == 0
+    for _ in range(5):
+        lim.acquire(1.0)  # not held up, and no second look
+    assert table.looks == 0 and lim._describing
+    table.units = 200.0
     gate.set()
-    t.join(5.0)
-    assert table.looks == 1
+    deadline = time.monotonic() + 5.0
+    while lim.declared != 200.0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert table.looks == 1 and lim.declared == 200.0 and not lim._describing
 
 
 def test_a_workers_look_is_at_its_share_and_only_for_a_declared_start() -> None:
