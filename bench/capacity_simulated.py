@@ -18,7 +18,8 @@ by default it decides when the call is answered. ``--limit X``: the job is given
 (``--max-write-units``) of X times the table's starting capacity; ``--fixed``: held by the plain
 token bucket (halved on throttles, 5 % of the rate back a second), the limiter a given rate had
 before it adapted under it. ``--declared Y``: the table declares Y times its capacity (a
-provisioned table's write units; the job starts there).
+provisioned table's write units; the job starts there, and reads it again as it runs, as a job's
+limiter does; ``--read-once``: only at the start, as before 2026-12-07's second session).
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def _limit(capacity: float, opts: Dict[str, Any]) -> Dict[str, Any]:
     """``simulate``'s limit options for a table of ``capacity``: X times it, if given; the
     capacity the table declares, Y times it, if given."""
     out: Dict[str, Any] = {"declared": opts["declared"] * capacity} if opts.get("declared") else {}
+    if "redescribe" in opts:
+        out["redescribe"] = opts["redescribe"]
     if not opts.get("limit"):
         return out
     return {**out, "limit": opts["limit"] * capacity, "fixed": bool(opts.get("fixed"))}
@@ -117,6 +120,9 @@ def main() -> int:
         i = sys.argv.index("--declared")
         limit["declared"] = float(sys.argv[i + 1])
         del sys.argv[i:i + 2]
+    if "--read-once" in sys.argv[1:]:
+        sys.argv.remove("--read-once")
+        limit["redescribe"] = False
     if "--grid" in sys.argv[1:]:
         # python bench/capacity_simulated.py --grid [CAPACITIES [PARTITIONS [SEEDS]]]
         rest = sys.argv[sys.argv.index("--grid") + 1:]

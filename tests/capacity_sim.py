@@ -116,7 +116,8 @@ def simulate(items: int, capacity: float, *, partitions: int = 4, writers: int =
     elif lim is None:
         lim = AdaptiveLimiter(clock=clock, sleep=clock.sleep, limit=limit, declared=declared,
                               redescribe=(lambda: Declared(declared * table.units / capacity))
-                              if declared and redescribe else None, look_aside=False)
+                              if declared and redescribe else None, look_aside=False,
+                              redescribe_jitter=0.0)
     start = clock.now
     keys = iter(range(items))
     events: List[Tuple[float, int, int, str, Any]] = []

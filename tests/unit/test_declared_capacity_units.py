@@ -415,7 +415,7 @@ def _run_for(lim: AdaptiveLimiter, clock: FakeClock, seconds: float, units: floa
 def test_the_table_is_looked_at_every_ten_seconds_and_a_change_moves_the_rate() -> None:
     clock = FakeClock()
     table = _Table(400.0)
-    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, clock=clock, sleep=clock.sleep)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, redescribe_jitter=0.0, clock=clock, sleep=clock.sleep)
     _run_for(lim, clock, 9.5)
     assert table.looks == 0  # not at the start (the job has just read it), nor within 10 s
     _run_for(lim, clock, 1.0)
@@ -442,13 +442,13 @@ def test_a_look_that_fails_leaves_the_rate_and_one_that_finds_nothing_leaves_it_
 
     clock = FakeClock()
     table = _Table(400.0)
-    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, clock=clock, sleep=clock.sleep)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, redescribe_jitter=0.0, clock=clock, sleep=clock.sleep)
     table.fail = DdbMigrateError("AccessDeniedException: not allowed to DescribeTable")
     _run_for(lim, clock, 10.5)
     assert table.looks == 1 and lim.describe_failures == 1 and lim.declared == 400.0
     table.fail = None
     table.units = None  # switched to on demand with no maximum
-    _run_for(lim, clock, 10.0)
+    _run_for(lim, clock, 20.0)  # looked at less often after a failure
     assert lim.declared is None and lim._knee is None and lim.rate is not None
     d = lim.describe()
     assert d is not None and d["declared"] == 400.0 and d["declared_last"] == 0.0
@@ -459,7 +459,7 @@ def test_a_push_back_brings_the_next_look_forward() -> None:
     at the next 10 s."""
     clock = FakeClock()
     table = _Table(400.0)
-    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, clock=clock, sleep=clock.sleep)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, redescribe_jitter=0.0, clock=clock, sleep=clock.sleep)
     _run_for(lim, clock, 10.5)
     assert table.looks == 1
     table.units = 100.0
@@ -535,3 +535,115 @@ def test_the_summary_says_the_capacity_changed() -> None:
     render_report(rep, Console(file=out, width=200))
     assert ("started at the table's own 500/s, 250/s later (the table's capacity changed); 240/s at the end "
             "(9 throttles)") in out.getvalue()
+
+
+def test_the_report_says_the_newest_whole_figure_any_worker_read() -> None:
+    """Three workers, each a third: one looked after the table went from 1,000 to 500, the
+    others finished before. The report says 500 (the table's figure), not the one worker's
+    share of it (166.7), nor a sum of shares some of which are stale."""
+    import threading
+    import types
+
+    from ddbmigrate.engine.run import Driver, WorkerView
+
+    tables = [_Table(1000.0 / 3) for _ in range(3)]
+    views = {}
+    for i, t in enumerate(tables):
+        clock = FakeClock()
+        lim = AdaptiveLimiter(declared=1000.0 / 3, redescribe=t, look_aside=False, redescribe_jitter=0.0,
+                              share=1 / 3, clock=clock, sleep=clock.sleep)
+        if i == 1:
+            t.units = 500.0 / 3
+        _run_for(lim, clock, 10.5)
+        v = WorkerView()
+        d = lim.describe()
+        assert d is not None
+        v.limits = {"write": d}
+        views[i] = v
+    total = Driver.limits(types.SimpleNamespace(_lock=threading.Lock(), workers=views))  # type: ignore[arg-type]
+    assert total["write"]["declared"] == 1000.0 and total["write"]["declared_last"] == 500.0, total
+    assert "declared_read_at" not in total["write"]
+
+
+def test_a_figure_changed_and_changed_back_is_no_change_in_the_report() -> None:
+    clock = FakeClock()
+    table = _Table(400.0)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, redescribe_jitter=0.0,
+                          clock=clock, sleep=clock.sleep)
+    table.units = 800.0
+    _run_for(lim, clock, 10.5)
+    assert lim.declared == 800.0
+    table.units = 400.0
+    _run_for(lim, clock, 10.0)
+    d = lim.describe()
+    assert d is not None and lim.declared == 400.0 and "declared_last" not in d, d
+
+
+def test_a_look_with_no_thread_to_be_had_is_a_failed_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    table = _Table(400.0)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, redescribe_every=0.0)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    lim.acquire(1.0)  # a look is due at once (every 0 s): no thread for it, and the writer goes on
+    assert not lim._describing and lim.describe_failures == 1 and table.looks == 0
+    monkeypatch.undo()
+
+
+def test_a_failing_look_is_said_once_and_tried_less_often(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from ddbmigrate.errors import DdbMigrateError
+
+    clock = FakeClock()
+    table = _Table(400.0)
+    table.fail = DdbMigrateError("AccessDeniedException: not authorized to perform dynamodb:DescribeTable")
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, redescribe_jitter=0.0,
+                          clock=clock, sleep=clock.sleep)
+    with caplog.at_level(logging.DEBUG, logger="ddbmigrate.capacity"):
+        _run_for(lim, clock, 70.5)
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and "AccessDeniedException" in warned[0].getMessage(), warned
+    # At 10, 30 and 60 s (10 s more after each failure, up to a minute), not every 10 s.
+    assert table.looks == 3, table.looks
+    d = lim.describe()
+    assert d is not None and d["declared_look_failures"] == 3 and lim.declared == 400.0
+
+
+def test_a_worker_started_long_after_the_jobs_reading_looks_at_its_first_call() -> None:
+    """A Spark task (or a process) built from the job's reading of a minute ago: a capacity
+    raised since is read at once, not after the worker's own first 10 s."""
+    import time
+
+    table = _Table(2000.0)
+    old = Declared(1000.0, read_at=time.time() - 60.0)
+    lim = Resources(share=0.5).limiter(None, "write", old, table)
+    assert isinstance(lim, AdaptiveLimiter) and lim.redescribe_first == 0.0
+    lim._look_aside = False
+    lim.acquire(1.0)
+    assert table.looks == 1 and lim.declared == 1000.0 and lim.rate == 1000.0, (table.looks, lim.declared, lim.rate)
+    fresh = Resources().limiter(None, "write", Declared(1000.0, read_at=time.time()), table)
+    assert isinstance(fresh, AdaptiveLimiter) and 9.0 <= fresh.redescribe_first <= 10.0
+
+
+def test_a_push_back_during_a_look_brings_the_next_one_forward() -> None:
+    """The look in flight may have read the figure before the change that the push-back is
+    about: the next one is 2 s after it, not 10."""
+    clock = FakeClock()
+    table = _Table(400.0)
+    lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, redescribe_jitter=0.0,
+                          clock=clock, sleep=clock.sleep)
+    _run_for(lim, clock, 1.0)
+    with lim._lock:
+        lim._describing = True  # a look in flight
+    for _ in range(30):
+        lim.acquire(25.0)
+        lim.settle(25.0, 5.0)
+        lim.held_back(20.0)
+        lim.throttled()
+    assert lim._look_again_soon
+    lim._look()
+    assert lim._describe_due is not None and lim._describe_due - clock.now == pytest.approx(2.0)

@@ -20,16 +20,21 @@ from __future__ import annotations
 
 import collections
 import logging
+import random
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..errors import UsageError
 
 log = logging.getLogger("ddbmigrate.capacity")
+
+# How often a limiter started at a table's declared capacity reads it again (see
+# AdaptiveLimiter._maybe_redescribe).
+REDESCRIBE_EVERY = 10.0
 
 # What --*-percent of an on-demand table without a configured maximum is a percentage of.
 ON_DEMAND_DEFAULT_UNITS = 40_000.0
@@ -278,8 +283,10 @@ class AdaptiveLimiter(RateLimiter):
                  recheck_after: float = 0.5, recheck_calls: int = 8, recheck_quiet: float = 0.25,
                  recheck_step: float = 0.1, limit: Optional[float] = None, declared: Optional[float] = None,
                  declared_exact: bool = True, past_declared: float = 1.3,
-                 redescribe: Optional[Callable[[], Optional["Declared"]]] = None, redescribe_every: float = 10.0,
-                 redescribe_soon: float = 2.0, look_aside: bool = True,
+                 redescribe: Optional[Callable[[], Optional["Declared"]]] = None,
+                 redescribe_every: float = REDESCRIBE_EVERY,
+                 redescribe_soon: float = 2.0, redescribe_first: Optional[float] = None,
+                 redescribe_jitter: float = 0.2, look_aside: bool = True, share: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
                  name: str = "") -> None:
         self.hold, self.probe, self.slow_probe = hold, probe, slow_probe
@@ -343,9 +350,19 @@ class AdaptiveLimiter(RateLimiter):
         # figure at the start is what the report says the rate started at; ``declared`` is the last.
         self._redescribe = redescribe
         self.redescribe_every, self.redescribe_soon = redescribe_every, redescribe_soon
+        # The first look, from the first call: ``redescribe_every`` when the figure was just read;
+        # sooner for a worker started later from the job's reading (a Spark task, a resumed
+        # process): it would otherwise miss a capacity raised since for its first 10 s.
+        self.redescribe_first = redescribe_every if redescribe_first is None else max(0.0, redescribe_first)
+        # Workers look at different moments (a congestion brings every worker's look forward at
+        # once: 16 DescribeTables in the same second otherwise).
+        self.redescribe_jitter = redescribe_jitter
         self._describe_due: Optional[float] = None  # when to look next (set at the first call)
         self._described = -1e18  # when it was last looked at
         self._describing = False
+        self._look_again_soon = False  # pushed back while a look was in flight
+        self.share = share  # this worker's part of the job's figures: the report says the table's whole
+        self._declared_read: Optional[Tuple[float, float]] = None  # (wall time, whole figure) of the last change
         # Looked at in a thread of its own: a writer that looked would hold its batch for as long
         # as a DescribeTable takes, which an outage or a hung endpoint makes minutes (the control
         # client retries), and a job's stop would wait for it. Inline in simulated time.
@@ -402,6 +419,10 @@ class AdaptiveLimiter(RateLimiter):
         self._local.call = None
         self._local.charged = bucket
 
+    def _interval(self, seconds: float) -> float:
+        """``seconds``, give or take ``redescribe_jitter`` of it."""
+        return seconds * (1.0 + self.redescribe_jitter * (2.0 * random.random() - 1.0))
+
     def _maybe_redescribe(self) -> None:
         """Read what the table declares again, every ``redescribe_every`` seconds, and
         ``redescribe_soon`` after a push-back: a capacity changed under a running job (an
@@ -413,35 +434,51 @@ class AdaptiveLimiter(RateLimiter):
         table's push-back is still answered."""
         now = self.clock()
         with self._lock:
-            if self._describe_due is None:  # the first call: the job has just read it
-                self._describe_due = now + self.redescribe_every
-                return
+            if self._describe_due is None:  # the first call
+                self._describe_due = now + self._interval(self.redescribe_first)
             if self._describing or now < self._describe_due:
                 return
             self._describing = True
-        if self._look_aside:
-            threading.Thread(target=self._look, name=f"{self.name or 'limiter'}-describe", daemon=True).start()
-        else:
+        if not self._look_aside:
             self._look()
+            return
+        try:
+            threading.Thread(target=self._look, name=f"{self.name or 'limiter'}-describe", daemon=True).start()
+        except RuntimeError as e:  # no thread to be had (at the limit, or the interpreter exiting)
+            with self._lock:
+                self._describing = False
+                self._describe_due = self.clock() + self._interval(self.redescribe_every)
+                self._failed(e)
 
     def _look(self) -> None:
         lookup = self._redescribe
         assert lookup is not None
-        failed = False
+        failed: Optional[BaseException] = None
         found: Optional[Declared] = None
         try:
             found = lookup()
         except Exception as e:  # noqa: BLE001 - any failure to look: the rate stays as it is
-            failed = True
-            log.debug("%s: the table's capacity could not be read again: %s", self.name or "limiter", e)
+            failed = e
         with self._lock:
             self._describing = False
             self._described = now = self.clock()
-            self._describe_due = now + self.redescribe_every
-            if failed:
-                self.describe_failures += 1
+            soon, self._look_again_soon = self._look_again_soon, False
+            if failed is not None:
+                # Looked at less often while it fails (a role that may write but not describe
+                # the table would otherwise be refused every 10 s and after every cut).
+                self._failed(failed)
+                self._describe_due = now + self._interval(self.redescribe_every * min(6, 1 + self.describe_failures))
             else:
+                self._describe_due = now + self._interval(self.redescribe_soon if soon else self.redescribe_every)
                 self._redeclare(found, now)
+
+    def _failed(self, e: BaseException) -> None:
+        self.describe_failures += 1
+        if self.describe_failures == 1:
+            log.warning("%s: could not read the table's write capacity again (%s); the rate follows the table's "
+                        "push-back alone until a look succeeds", self.name or "limiter", str(e).splitlines()[0][:200])
+        else:
+            log.debug("%s: the table's capacity could not be read again: %s", self.name or "limiter", e)
 
     def _redeclare(self, found: Optional["Declared"], now: float) -> None:
         """The table declares ``found`` now. A figure that changed moves the rate by as much
@@ -456,17 +493,30 @@ class AdaptiveLimiter(RateLimiter):
                 self.declared = None
                 self._knee = None
                 self.declared_changes += 1
+                self._declared_read = (time.time(), 0.0)
             return
         units = found.units
         if old is not None and abs(units - old) <= 0.005 * old and found.exact == self._declared_exact:
             return
         bucket = self._bucket
-        if old is not None and bucket is not None:
+        if old is not None and bucket is not None and units < old:
+            # Lowered: the rate may have been cut for it already (a push-back brings a look
+            # forward), and is then kept: scaled again, a rate cut to what a capacity lowered
+            # from 3,000 to 1,000 admitted went on to a third of that (0.48 of the capacity
+            # after 5 s, in the simulator). Over an exact figure it goes to the figure; with
+            # GSIs (the rate counts index units too) as far under the old rate as the figure.
+            target = units if found.exact else max(units, bucket.rate * units / old)
+            rate = min(bucket.rate, target)
+        elif old is not None and bucket is not None:
+            # Raised: as far under the new figure as under the old (a rate held under it for a
+            # hot key stays under it); past an exact figure was the old one's burst.
             rate = bucket.rate * units / old
             if found.exact:
-                rate = min(rate, units)  # past the old figure was its burst, not the new one's
+                rate = min(rate, units)
         elif bucket is not None:
-            rate = min(bucket.rate, units)  # found under it: kept; over it: the figure
+            # Found under it: kept; over an exact figure: the figure (with GSIs the rate counts
+            # index units too, and runs over the table's own figure).
+            rate = min(bucket.rate, units) if found.exact else bucket.rate
         else:
             rate = units  # no limit until now, and none pushed back
         rate = max(min(self.min_rate, units), rate)
@@ -475,6 +525,7 @@ class AdaptiveLimiter(RateLimiter):
         self.declared = units
         self._declared_exact = found.exact
         self.declared_changes += 1
+        self._declared_read = (time.time(), units / self.share)
         self.min_rate = min(self.min_rate, units)
         if bucket is None:
             bucket = self._bucket = TokenBucket(rate, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
@@ -675,7 +726,11 @@ class AdaptiveLimiter(RateLimiter):
             bucket.rate = bucket.ceiling = target
         if self._redescribe is not None and self.declared is not None and self._describe_due is not None:
             # Pushed back: the figure it declares may have been lowered (a look is one call).
-            self._describe_due = min(self._describe_due, max(now, self._described + self.redescribe_soon))
+            if self._describing:
+                self._look_again_soon = True  # it may have read the figure before the change
+            else:
+                look = self._described + self._interval(self.redescribe_soon)
+                self._describe_due = min(self._describe_due, max(now, look))
         # No burst on top of what is in flight: the table's own burst is spent.
         bucket.drain()
         log.debug("%s: %d of the last %d calls throttled; the table admitted %.0f units/s; rate now %.0f",
@@ -869,15 +924,21 @@ class AdaptiveLimiter(RateLimiter):
             return None  # nothing was written (a dry run, nothing to write): it started nowhere
         if self.declared_first is None and self.rate is None and not self.throttle_events:
             return None
-        # Throttled but never cut (noise the back-off absorbed): no limit found, none held.
+        # A rate found or started at the table's figure; or throttled but never cut (noise the
+        # back-off absorbed): 0, none held.
         out: Dict[str, Any] = {"limit": round(self.rate or 0.0, 1), "current": round(self.rate or 0.0, 1),
                                "throttle_events": self.throttle_events, "auto": True}
         if self.declared_first is not None:
             # Unrounded: the driver sums the workers' shares (three thirds of 1,000 read 999.9).
             out["declared"] = self.declared_first
-        if self.declared_changes:
-            # What the table declared last, changed while the job ran (0: none any more).
-            out["declared_last"] = self.declared or 0.0
+        read = self._declared_read
+        if read is not None and self.declared_first is not None and \
+                abs(read[1] - self.declared_first / self.share) > 0.005 * read[1]:
+            # What the table declared when last read, if it changed while the job ran (0: none
+            # any more): the table's whole figure, and when (the driver takes the newest).
+            out["declared_last"], out["declared_read_at"] = read[1], read[0]
+        if self.describe_failures:
+            out["declared_look_failures"] = self.describe_failures
         return out
 
 
@@ -898,9 +959,12 @@ class Declared:
 
     units: float
     exact: bool = True
+    # When it was read (wall time; 0: not known): a worker started long after the job read it
+    # (a Spark task, a process) looks again at its first call. Not part of the figure.
+    read_at: float = field(default=0.0, compare=False)
 
     def share(self, fraction: float) -> "Declared":
-        return Declared(self.units * fraction, self.exact)
+        return Declared(self.units * fraction, self.exact, self.read_at)
 
 
 # DynamoDB's own endpoints, which enforce what a table declares: dynamodb[-fips].REGION.amazonaws.com
@@ -948,7 +1012,7 @@ def declared_write_capacity(desc: Dict[str, Any], endpoint: Optional[str]) -> Op
     else:
         v = (desc.get("ProvisionedThroughput") or {}).get("WriteCapacityUnits")
     if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-        return Declared(float(v), exact=not desc.get("GlobalSecondaryIndexes"))
+        return Declared(float(v), exact=not desc.get("GlobalSecondaryIndexes"), read_at=time.time())
     return None
 
 

@@ -54,10 +54,13 @@ class Resources:
         starting there; without one, starting at this worker's share of what the table
         ``declared`` it admits, if it did (a rate given is what the user asked for), and
         following what ``redescribe`` says it declares as the job runs."""
-        from ..aws.capacity import AdaptiveLimiter, limiter_for
+        from ..aws.capacity import REDESCRIBE_EVERY, AdaptiveLimiter, limiter_for
+
+        import time
 
         start = declared.share(self.share) if declared else None
         look: Optional[Callable[[], Optional["Declared"]]] = None
+        first: Optional[float] = None
         if start is not None and redescribe is not None:
             share, lookup = self.share, redescribe
 
@@ -65,9 +68,15 @@ class Resources:
                 found = lookup()
                 return found.share(share) if found is not None else None
 
+            # Read by the job before this worker began (a Spark task, a later process): the
+            # first look is due when the job's reading is as old as a look's interval.
+            if start.read_at:
+                first = max(0.0, REDESCRIBE_EVERY - (time.time() - start.read_at))
+
         lim = (limiter_for(rate * self.share, name) if rate else
                AdaptiveLimiter(name=name, declared=start.units if start else None,
-                               declared_exact=start.exact if start else True, redescribe=look))
+                               declared_exact=start.exact if start else True, redescribe=look,
+                               redescribe_first=first, share=self.share))
         lim.name = name
         self.limiters.append(lim)
         return lim

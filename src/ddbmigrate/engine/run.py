@@ -375,12 +375,19 @@ class Driver:
                 o["throttle_events"] += int(d.get("throttle_events") or 0)
                 if d.get("auto"):
                     o["auto"] = True  # found from DynamoDB's throttles, not given
-                for k in ("declared", "declared_last"):
-                    if d.get(k) is not None:
-                        # Where it started, and what the table declared last if that changed:
-                        # each worker's share of what the table declares it admits.
-                        o[k] = float(o.get(k) or 0) + float(d[k])
+                if d.get("declared"):
+                    # Where it started: each worker's share of what the table declares it admits.
+                    o["declared"] = float(o.get("declared") or 0) + float(d["declared"])
+                if d.get("declared_last") is not None and float(d.get("declared_read_at") or 0) >= \
+                        float(o.get("declared_read_at") or 0):
+                    # What the table declared when last read, if that changed: the table's whole
+                    # figure, the newest reading of any worker (not a sum: only some may have looked).
+                    o["declared_last"], o["declared_read_at"] = float(d["declared_last"]), float(d["declared_read_at"])
+                if d.get("declared_look_failures"):
+                    failures = int(o.get("declared_look_failures") or 0)
+                    o["declared_look_failures"] = failures + int(d["declared_look_failures"])
         for o in out.values():
+            o.pop("declared_read_at", None)
             for k in ("declared", "declared_last"):
                 if k in o:
                     o[k] = round(o[k], 1)

@@ -48,7 +48,9 @@ class Report:
     error: Optional[str] = None
     samples: List[Dict[str, Any]] = field(default_factory=list)
     extra: Dict[str, Any] = field(default_factory=dict)
-    # per limiter ("read"/"write"): {"limit": units/s, "current": units/s at the end, "throttle_events": n}
+    # per limiter ("read"/"write"): {"limit": units/s, "current": units/s at the end, "throttle_events": n};
+    # "auto" when not given; "declared": the table's figure it started at, "declared_last" the figure
+    # it read later if that changed, "declared_look_failures" the looks that failed
     rate_limits: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     timeline: List[Dict[str, Any]] = field(default_factory=list)
     # The exit code of a run that ended on an error (130 interrupted, 75 resumable, 1, 2);
