@@ -260,7 +260,9 @@ class AdaptiveLimiter(RateLimiter):
       declaration was wrong, cuts as any. Below 1,000 WCU, with no limit, 16 writers put 400
       units in flight before the first answer, which no rule that answers throttles can take
       back: 6-20 % of a 12 s run's writes throttled at start-up, none from the declared start
-      (``bench/capacity_simulated.py --declared 1 --grid``).
+      (``bench/capacity_simulated.py --declared 1 --grid``). The figure is read again as the
+      job runs (``redescribe``: every 10 s, and soon after a push-back), and a changed one
+      moves the rate and the knee (``_maybe_redescribe``, ``_redeclare``).
 
     - **A rate given** (``limit``: ``--max-*-units``, ``--*-percent``). The rate starts there at
       the first call, with no second of it saved up on top, and neither a probe nor a recheck
@@ -429,7 +431,7 @@ class AdaptiveLimiter(RateLimiter):
         UpdateTable, auto scaling) is otherwise only found from throttles. Found that way, a
         capacity halved at 8 s of a 40 s run was crossed again and again: the old figure stayed
         the knee, and past it the probe grew (4.6-6.1 % of the writes after the change held
-        back, in the simulator; 2.9-4.9 % read again). One look at a time, aside from the
+        back, in the simulator; 2.6-4.9 % read again). One look at a time, aside from the
         writers (see ``look_aside``); a look that fails leaves the rate as it was, and the
         table's push-back is still answered."""
         now = self.clock()
@@ -481,10 +483,11 @@ class AdaptiveLimiter(RateLimiter):
             log.debug("%s: the table's capacity could not be read again: %s", self.name or "limiter", e)
 
     def _redeclare(self, found: Optional["Declared"], now: float) -> None:
-        """The table declares ``found`` now. A figure that changed moves the rate by as much
-        (0.9 of the old capacity becomes 0.9 of the new: a rate the table held under its figure,
-        for a hot key, stays as far under it), and is the knee if exact. None: it no longer
-        declares one (on demand with no maximum), and the rate is left to its push-back."""
+        """The table declares ``found`` now. A figure lowered takes the rate to it (a rate under
+        it is kept); one raised moves the rate by as much (0.9 of the old figure becomes 0.9 of
+        the new: a rate held under it for a hot key stays as far under it). Either is the knee if
+        exact. None: it no longer declares one (on demand with no maximum), and the rate is left
+        to its push-back."""
         old = self.declared
         if found is None:
             if old is not None:
