@@ -538,8 +538,8 @@ def test_the_summary_says_the_capacity_changed() -> None:
 
 
 def test_the_report_says_the_newest_whole_figure_any_worker_read() -> None:
-    """Three workers, each a third: one looked after the table went from 1,000 to 500, the
-    others finished before. The report says 500 (the table's figure), not the one worker's
+    """Three workers, each a third: the last to look read the table after it went from 1,000
+    to 500, the others before. The report says 500 (the table's figure), not that worker's
     share of it (166.7), nor a sum of shares some of which are stale."""
     import threading
     import types
@@ -552,7 +552,7 @@ def test_the_report_says_the_newest_whole_figure_any_worker_read() -> None:
         clock = FakeClock()
         lim = AdaptiveLimiter(declared=1000.0 / 3, redescribe=t, look_aside=False, redescribe_jitter=0.0,
                               share=1 / 3, clock=clock, sleep=clock.sleep)
-        if i == 1:
+        if i == 2:  # the last to look (the wall clock orders the readings)
             t.units = 500.0 / 3
         _run_for(lim, clock, 10.5)
         v = WorkerView()
@@ -565,18 +565,65 @@ def test_the_report_says_the_newest_whole_figure_any_worker_read() -> None:
     assert "declared_read_at" not in total["write"]
 
 
+def _report(*limiters: AdaptiveLimiter) -> Dict[str, Any]:
+    """What the driver makes of the workers' limits."""
+    import threading
+    import types
+
+    from ddbmigrate.engine.run import Driver, WorkerView
+
+    views = {}
+    for i, lim in enumerate(limiters):
+        v = WorkerView()
+        d = lim.describe()
+        assert d is not None
+        v.limits = {"write": d}
+        views[i] = v
+    return Driver.limits(types.SimpleNamespace(_lock=threading.Lock(), workers=views))["write"]  # type: ignore[arg-type]
+
+
 def test_a_figure_changed_and_changed_back_is_no_change_in_the_report() -> None:
+    """Auto scaling up and down again: two workers, one that saw only the raise and finished,
+    one that saw it undone later. The table is at its first figure: no change is reported."""
+    import time
+
+    limiters = []
+    tables = [_Table(500.0), _Table(500.0)]  # each worker's half
+    for t in tables:
+        clock = FakeClock()
+        lim = AdaptiveLimiter(declared=500.0, redescribe=t, look_aside=False, redescribe_jitter=0.0,
+                              share=0.5, clock=clock, sleep=clock.sleep)
+        t.units = 1000.0
+        _run_for(lim, clock, 10.5)
+        assert lim.declared == 1000.0
+        limiters.append((lim, clock))
+    time.sleep(0.01)  # the second reads later, by the wall clock the driver compares
+    lim, clock = limiters[1]
+    tables[1].units = 500.0
+    _run_for(lim, clock, 10.0)
+    assert lim.declared == 500.0
+    total = _report(limiters[0][0], limiters[1][0])
+    assert total["declared"] == 1000.0 and "declared_last" not in total, total
+    assert _report(limiters[0][0])["declared_last"] == 2000.0  # the first alone: the raise
+
+
+def test_a_failing_look_is_not_brought_forward_by_push_back() -> None:
+    from ddbmigrate.errors import DdbMigrateError
+
     clock = FakeClock()
     table = _Table(400.0)
+    table.fail = DdbMigrateError("AccessDeniedException")
     lim = AdaptiveLimiter(declared=400.0, redescribe=table, look_aside=False, redescribe_jitter=0.0,
                           clock=clock, sleep=clock.sleep)
-    table.units = 800.0
     _run_for(lim, clock, 10.5)
-    assert lim.declared == 800.0
-    table.units = 400.0
-    _run_for(lim, clock, 10.0)
-    d = lim.describe()
-    assert d is not None and lim.declared == 400.0 and "declared_last" not in d, d
+    assert table.looks == 1
+    end = clock.now + 15.0
+    while clock.now < end:  # pushed back all along: cut after cut
+        lim.acquire(25.0)
+        lim.settle(25.0, 5.0)
+        lim.held_back(20.0)
+        lim.throttled()
+    assert lim.throttle_events > 30 and table.looks == 1, table.looks  # next at 20 s after the first
 
 
 def test_a_look_with_no_thread_to_be_had_is_a_failed_look(monkeypatch: pytest.MonkeyPatch) -> None:

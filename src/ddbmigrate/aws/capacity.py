@@ -364,7 +364,7 @@ class AdaptiveLimiter(RateLimiter):
         self._describing = False
         self._look_again_soon = False  # pushed back while a look was in flight
         self.share = share  # this worker's part of the job's figures: the report says the table's whole
-        self._declared_read: Optional[Tuple[float, float]] = None  # (wall time, whole figure) of the last change
+        self._declared_read: Optional[Tuple[float, float]] = None  # (wall time, whole figure) of the last look
         # Looked at in a thread of its own: a writer that looked would hold its batch for as long
         # as a DescribeTable takes, which an outage or a hung endpoint makes minutes (the control
         # client retries), and a job's stop would wait for it. Inline in simulated time.
@@ -372,6 +372,7 @@ class AdaptiveLimiter(RateLimiter):
         self.declared_first: Optional[float] = None
         self.declared_changes = 0
         self.describe_failures = 0
+        self._failing = 0  # looks failed since the last that did not
         if declared is not None and declared > 0 and self.limit is None:  # a rate given is the start
             self.declared = self.declared_first = self.rate = float(declared)
             self.min_rate = min(self.min_rate, self.declared)  # a worker's small share: no cut raises it
@@ -422,8 +423,8 @@ class AdaptiveLimiter(RateLimiter):
         self._local.charged = bucket
 
     def _interval(self, seconds: float) -> float:
-        """``seconds``, give or take ``redescribe_jitter`` of it."""
-        return seconds * (1.0 + self.redescribe_jitter * (2.0 * random.random() - 1.0))
+        """``seconds``, give or take ``redescribe_jitter`` of it (at most all of it)."""
+        return seconds * (1.0 + min(1.0, self.redescribe_jitter) * (2.0 * random.random() - 1.0))
 
     def _maybe_redescribe(self) -> None:
         """Read what the table declares again, every ``redescribe_every`` seconds, and
@@ -469,13 +470,18 @@ class AdaptiveLimiter(RateLimiter):
                 # Looked at less often while it fails (a role that may write but not describe
                 # the table would otherwise be refused every 10 s and after every cut).
                 self._failed(failed)
-                self._describe_due = now + self._interval(self.redescribe_every * min(6, 1 + self.describe_failures))
+                self._describe_due = now + self._interval(self.redescribe_every * min(6, 1 + self._failing))
             else:
+                self._failing = 0
                 self._describe_due = now + self._interval(self.redescribe_soon if soon else self.redescribe_every)
                 self._redeclare(found, now)
+                # Every look, changed or not: the driver takes the newest reading of any worker
+                # (one that saw a raise and another that later saw it undone).
+                self._declared_read = (time.time(), (found.units if found is not None else 0.0) / self.share)
 
     def _failed(self, e: BaseException) -> None:
         self.describe_failures += 1
+        self._failing += 1
         if self.describe_failures == 1:
             log.warning("%s: could not read the table's write capacity again (%s); the rate follows the table's "
                         "push-back alone until a look succeeds", self.name or "limiter", str(e).splitlines()[0][:200])
@@ -496,7 +502,6 @@ class AdaptiveLimiter(RateLimiter):
                 self.declared = None
                 self._knee = None
                 self.declared_changes += 1
-                self._declared_read = (time.time(), 0.0)
             return
         units = found.units
         if old is not None and abs(units - old) <= 0.005 * old and found.exact == self._declared_exact:
@@ -528,7 +533,6 @@ class AdaptiveLimiter(RateLimiter):
         self.declared = units
         self._declared_exact = found.exact
         self.declared_changes += 1
-        self._declared_read = (time.time(), units / self.share)
         self.min_rate = min(self.min_rate, units)
         if bucket is None:
             bucket = self._bucket = TokenBucket(rate, min_rate=self.min_rate, recover_step=0.0, clock=self.clock,
@@ -727,7 +731,8 @@ class AdaptiveLimiter(RateLimiter):
                 admitted = max(admitted, floored / self.hold)  # the knee: where probing slows
             target = floored
             bucket.rate = bucket.ceiling = target
-        if self._redescribe is not None and self.declared is not None and self._describe_due is not None:
+        if self._redescribe is not None and self.declared is not None and self._describe_due is not None \
+                and not self._failing:  # (looks that fail are not brought forward: see _look)
             # Pushed back: the figure it declares may have been lowered (a look is one call).
             if self._describing:
                 self._look_again_soon = True  # it may have read the figure before the change
@@ -935,10 +940,10 @@ class AdaptiveLimiter(RateLimiter):
             # Unrounded: the driver sums the workers' shares (three thirds of 1,000 read 999.9).
             out["declared"] = self.declared_first
         read = self._declared_read
-        if read is not None and self.declared_first is not None and \
-                abs(read[1] - self.declared_first / self.share) > 0.005 * read[1]:
-            # What the table declared when last read, if it changed while the job ran (0: none
-            # any more): the table's whole figure, and when (the driver takes the newest).
+        if read is not None and self.declared_first is not None:
+            # What the table declared when last read (0: none any more), the table's whole
+            # figure, and when: the driver takes the newest of any worker's, and says it only if
+            # it differs from the start.
             out["declared_last"], out["declared_read_at"] = read[1], read[0]
         if self.describe_failures:
             out["declared_look_failures"] = self.describe_failures

@@ -71,7 +71,7 @@ class Resources:
             # Read by the job before this worker began (a Spark task, a later process): the
             # first look is due when the job's reading is as old as a look's interval.
             if start.read_at:
-                first = max(0.0, REDESCRIBE_EVERY - (time.time() - start.read_at))
+                first = min(REDESCRIBE_EVERY, max(0.0, REDESCRIBE_EVERY - (time.time() - start.read_at)))
 
         lim = (limiter_for(rate * self.share, name) if rate else
                AdaptiveLimiter(name=name, declared=start.units if start else None,

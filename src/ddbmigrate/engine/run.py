@@ -388,6 +388,9 @@ class Driver:
                     o["declared_look_failures"] = failures + int(d["declared_look_failures"])
         for o in out.values():
             o.pop("declared_read_at", None)
+            last = o.get("declared_last")
+            if last is not None and abs(last - float(o.get("declared") or 0)) <= 0.005 * max(last, 1.0):
+                del o["declared_last"]  # read again, unchanged (or changed and back)
             for k in ("declared", "declared_last"):
                 if k in o:
                     o[k] = round(o[k], 1)

@@ -544,7 +544,14 @@ class _SparkRun:
         mine = self.slot_limits.setdefault(slot, {})
         for name, d in limits.items():
             prev = mine.get(name, {})
-            mine[name] = {**d, "throttle_events": int(prev.get("throttle_events", 0)) + int(d.get("throttle_events") or 0)}
+            merged = {**d, "throttle_events": int(prev.get("throttle_events", 0)) + int(d.get("throttle_events") or 0)}
+            failures = int(prev.get("declared_look_failures") or 0) + int(d.get("declared_look_failures") or 0)
+            if failures:
+                merged["declared_look_failures"] = failures
+            # The newest reading of the table's figure, of this task or an earlier one.
+            if float(prev.get("declared_read_at") or 0) > float(d.get("declared_read_at") or 0):
+                merged["declared_last"], merged["declared_read_at"] = prev["declared_last"], prev["declared_read_at"]
+            mine[name] = merged
         view = self.driver.worker(-2 - slot)
         view.finished = True
         self.driver.live(-2 - slot, {}, {}, mine)
