@@ -694,3 +694,27 @@ def test_a_push_back_during_a_look_brings_the_next_one_forward() -> None:
     assert lim._look_again_soon
     lim._look()
     assert lim._describe_due is not None and lim._describe_due - clock.now == pytest.approx(2.0)
+
+
+def test_a_spark_slot_keeps_the_newest_reading_of_its_tasks_and_sums_their_failed_looks() -> None:
+    """A slot reports its latest task's limits: an earlier task's reading of a changed figure
+    is kept when the latest ended before its own look, and failed looks add up."""
+    import types
+
+    from ddbmigrate.engine.spark import _SparkRun
+
+    lived: List[Any] = []
+    run: Any = types.SimpleNamespace(slot_limits={}, driver=types.SimpleNamespace(
+        worker=lambda i: types.SimpleNamespace(finished=False), live=lambda *a: lived.append(a)))
+    first = {"limit": 250.0, "current": 250.0, "throttle_events": 2, "auto": True, "declared": 250.0,
+             "declared_last": 1000.0, "declared_read_at": 2000.0, "declared_look_failures": 1}
+    second = {"limit": 250.0, "current": 250.0, "throttle_events": 3, "auto": True, "declared": 250.0,
+              "declared_look_failures": 2}
+    _SparkRun._slot_limits(run, 0, {"write": first})
+    _SparkRun._slot_limits(run, 0, {"write": second})
+    mine = run.slot_limits[0]["write"]
+    assert mine["throttle_events"] == 5 and mine["declared_look_failures"] == 3
+    assert mine["declared_last"] == 1000.0 and mine["declared_read_at"] == 2000.0
+    newer = {**second, "declared_last": 500.0, "declared_read_at": 3000.0, "declared_look_failures": 0}
+    _SparkRun._slot_limits(run, 0, {"write": newer})
+    assert run.slot_limits[0]["write"]["declared_last"] == 500.0
