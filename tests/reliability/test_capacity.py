@@ -218,9 +218,9 @@ def test_worker_processes_follow_a_declared_capacity_raised_mid_run(endpoint: st
     assert after["throttled_share"] <= 0.05, after
     lim = rep["rate_limits"]["write"]
     assert lim["declared"] == 500 and lim["declared_last"] == 1000, lim
-    # Found by reading the figure: the rate at the end is near the new figure (a probe alone,
-    # from 500, is at 3 % a second up to 650 first).
-    assert lim["current"] >= 800, lim
+    # The rate at the end is near the new figure (a worker whose units ended before its look
+    # still says its half of the old one).
+    assert lim["current"] >= 700, lim
 
 
 def test_a_table_on_dynamodb_local_declares_nothing_believed(endpoint: str, tmp_path: Path) -> None:
