@@ -861,3 +861,30 @@ def test_a_recheck_never_raises_past_the_rate_given() -> None:
     lim._after_push_back = lambda: 5000.0  # type: ignore[method-assign]  # the refill read high
     lim._maybe_recheck(lim._bucket, clock.now)
     assert lim.rate == 1000.0 and lim._bucket.rate == 1000.0
+
+
+def test_callers_waiting_for_the_rate_are_served_in_the_order_they_came() -> None:
+    """Writers take batches from the queue in order and then wait for the rate: served in any
+    order, the batches of a few pages settled together near a slow copy's end, and progress
+    stood at 0 for most of it. In the order they came, the first page's writes settle first."""
+    import threading
+    import time
+
+    from ddbmigrate.aws.capacity import AdaptiveLimiter
+
+    lim = AdaptiveLimiter(limit=200.0)
+    lim.acquire(20.0)  # the first call: taken at once, the balance 20 units (0.1 s) in debt
+    served: List[int] = []
+    threads = []
+    for i in range(6):
+        def take(i: int = i) -> None:
+            lim.acquire(20.0)
+            served.append(i)
+        t = threading.Thread(target=take)
+        t.start()
+        threads.append(t)
+        time.sleep(0.01)  # the order they come in
+    for t in threads:
+        t.join(10.0)
+    assert served == list(range(6)), served
+    assert not lim._line

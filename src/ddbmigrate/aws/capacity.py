@@ -309,6 +309,7 @@ class AdaptiveLimiter(RateLimiter):
         # The last calls' answers: [answered at, sent at, units admitted, throttled, units sent].
         self._calls: Deque[List[Any]] = collections.deque(maxlen=4096)
         self._local = threading.local()
+        self._line: Deque[object] = collections.deque()  # callers waiting for the rate, in order
         self._last_cut = -1e18  # the last cut, trial or trial verdict: evidence counts from here
         self._run = [0, 0]  # calls answered since then, and those throttled
         self._last_probe = 0.0
@@ -389,6 +390,18 @@ class AdaptiveLimiter(RateLimiter):
     def acquire(self, units: float = 1.0) -> None:
         if self._redescribe is not None and self.limit is None:
             self._maybe_redescribe()
+        me: Optional[object] = None  # this caller's place in the line, once it has had to wait
+        try:
+            self._acquire(units, me_box := [me])
+        finally:
+            if me_box[0] is not None:  # left the line without its turn (an exception in the wait)
+                with self._lock:
+                    try:
+                        self._line.remove(me_box[0])
+                    except ValueError:
+                        pass
+
+    def _acquire(self, units: float, me_box: List[Optional[object]]) -> None:
         while True:
             with self._lock:
                 # Charged in the table's units: the caller's estimate times what calls admitted
@@ -413,10 +426,31 @@ class AdaptiveLimiter(RateLimiter):
                 if bucket is not None:
                     self._maybe_recheck(bucket, self.clock())
                     self._maybe_probe(bucket)
-                wait = bucket.try_take(charge) if bucket is not None else 0.0
-            if wait <= 0.0:
+                me = me_box[0]
+                if bucket is None:
+                    wait = 0.0
+                elif self._line and self._line[0] is not me:
+                    # Callers that had to wait for the rate are served in the order they came: a
+                    # batch taken from the queue first is sent first, so a page's writes settle
+                    # before the next page's (served in any order, the 16 writers' batches of a
+                    # few pages settled together near a slow copy's end, and progress stood at 0).
+                    if me is None:
+                        me = me_box[0] = object()
+                        self._line.append(me)
+                    wait = -1.0
+                else:
+                    wait = bucket.try_take(charge)
+                    if wait > 0.0 and me is None:
+                        me = me_box[0] = object()
+                        self._line.append(me)
+                    elif wait <= 0.0 and me is not None:
+                        self._line.popleft()  # its turn, taken
+                        me_box[0] = None
+            if wait == 0.0:
                 break
-            self.sleep(min(wait, 1.0))  # then looks again: the rate may have been cut or grown meanwhile
+            # Then looks again: the rate may have been cut or grown meanwhile. Behind another
+            # caller, for as long as that one's turn may take.
+            self.sleep(min(wait, 1.0) if wait > 0.0 else 0.02)
         self._local.sent = self.clock()
         self._local.units, self._local.estimate = charge, units
         self._local.call = None
