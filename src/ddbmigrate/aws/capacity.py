@@ -390,18 +390,18 @@ class AdaptiveLimiter(RateLimiter):
     def acquire(self, units: float = 1.0) -> None:
         if self._redescribe is not None and self.limit is None:
             self._maybe_redescribe()
-        me: Optional[object] = None  # this caller's place in the line, once it has had to wait
+        place: List[Optional[object]] = [None]  # this caller's place in the line, once it has had to wait
         try:
-            self._acquire(units, me_box := [me])
+            self._acquire(units, place)
         finally:
-            if me_box[0] is not None:  # left the line without its turn (an exception in the wait)
+            if place[0] is not None:  # left the line without its turn (an exception in the wait)
                 with self._lock:
                     try:
-                        self._line.remove(me_box[0])
+                        self._line.remove(place[0])
                     except ValueError:
                         pass
 
-    def _acquire(self, units: float, me_box: List[Optional[object]]) -> None:
+    def _acquire(self, units: float, place: List[Optional[object]]) -> None:
         while True:
             with self._lock:
                 # Charged in the table's units: the caller's estimate times what calls admitted
@@ -426,7 +426,7 @@ class AdaptiveLimiter(RateLimiter):
                 if bucket is not None:
                     self._maybe_recheck(bucket, self.clock())
                     self._maybe_probe(bucket)
-                me = me_box[0]
+                me = place[0]
                 if bucket is None:
                     wait = 0.0
                 elif self._line and self._line[0] is not me:
@@ -435,17 +435,17 @@ class AdaptiveLimiter(RateLimiter):
                     # before the next page's (served in any order, the 16 writers' batches of a
                     # few pages settled together near a slow copy's end, and progress stood at 0).
                     if me is None:
-                        me = me_box[0] = object()
+                        me = place[0] = object()
                         self._line.append(me)
                     wait = -1.0
                 else:
                     wait = bucket.try_take(charge)
                     if wait > 0.0 and me is None:
-                        me = me_box[0] = object()
+                        me = place[0] = object()
                         self._line.append(me)
                     elif wait <= 0.0 and me is not None:
                         self._line.popleft()  # its turn, taken
-                        me_box[0] = None
+                        place[0] = None
             if wait == 0.0:
                 break
             # Then looks again: the rate may have been cut or grown meanwhile. Behind another

@@ -10,6 +10,7 @@ workers' committed states with the checkpoint, ``finalize`` once after the last 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
@@ -55,8 +56,6 @@ class Resources:
         ``declared`` it admits, if it did (a rate given is what the user asked for), and
         following what ``redescribe`` says it declares as the job runs."""
         from ..aws.capacity import REDESCRIBE_EVERY, AdaptiveLimiter, limiter_for
-
-        import time
 
         start = declared.share(self.share) if declared else None
         look: Optional[Callable[[], Optional["Declared"]]] = None
