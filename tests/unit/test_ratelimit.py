@@ -872,7 +872,7 @@ def test_callers_waiting_for_the_rate_are_served_in_the_order_they_came() -> Non
 
     from ddbmigrate.aws.capacity import AdaptiveLimiter
 
-    lim = AdaptiveLimiter(limit=200.0)
+    lim = AdaptiveLimiter(limit=200.0, in_order=True)  # a job's write limiter (limiter_for(rate, "write"))
     lim.acquire(20.0)  # the first call: taken at once, the balance 20 units (0.1 s) in debt
     served: List[int] = []
     threads = []

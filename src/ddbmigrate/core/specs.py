@@ -75,7 +75,7 @@ class Resources:
         lim = (limiter_for(rate * self.share, name) if rate else
                AdaptiveLimiter(name=name, declared=start.units if start else None,
                                declared_exact=start.exact if start else True, redescribe=look,
-                               redescribe_first=first, share=self.share))
+                               redescribe_first=first, share=self.share, in_order=name == "write"))
         lim.name = name
         self.limiters.append(lim)
         return lim
