@@ -153,6 +153,30 @@ def test_a_copy_starts_at_the_capacity_the_table_declares(endpoint: str, small: 
     assert sum(units for at, units, _ in calls if at - first < 1.0) <= 500 * 1.0 + 16 * 25, calls[:40]
 
 
+def _copy_changing(endpoint: str, cap: WriteCapacity, units: float, src: str, dst: str, tmp_path: Path,
+                   *extra: str) -> Dict[str, Any]:
+    """A copy through the proxy whose capacity becomes ``units`` after 3,000 units written
+    (about 2 s of the job's writes, however slow its start on a loaded machine: the job must have
+    read the first figure), the model's figures counted from there."""
+    done = threading.Event()
+
+    def change() -> None:
+        while not done.wait(0.02):
+            if cap.accepted_units >= 3000:
+                cap.set_units(units)
+                cap.reset_stats()
+                return
+
+    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
+        watcher = threading.Thread(target=change, daemon=True)
+        watcher.start()
+        try:
+            return _copy(proxy, src, dst, tmp_path, *extra)
+        finally:
+            done.set()
+            watcher.join(5.0)
+
+
 def test_a_declared_capacity_halved_mid_run_is_read_again_and_followed(endpoint: str, padded: str,
                                                                      tmp_path: Path) -> None:
     """1,500 WCU that the table declares, lowered to 750 mid-run (an UpdateTable): the job reads
@@ -161,25 +185,7 @@ def test_a_declared_capacity_halved_mid_run_is_read_again_and_followed(endpoint:
     of the writes after such a change held back; 2.6-4.9 % read again). The report says so."""
     cap = WriteCapacity(1500, partitions=4)
     dst = create_table(endpoint)
-    done = threading.Event()
-
-    def lower() -> None:
-        # After 3,000 units written (about 2 s of the job's writes, however slow its start on a
-        # loaded machine: the job must have read 1,500 first), and counted from there.
-        while not done.wait(0.02):
-            if cap.accepted_units >= 3000:
-                cap.set_units(750)
-                cap.reset_stats()
-                return
-
-    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
-        watcher = threading.Thread(target=lower, daemon=True)
-        watcher.start()
-        try:
-            rep = _copy(proxy, padded, dst, tmp_path)
-        finally:
-            done.set()
-            watcher.join(5.0)
+    rep = _copy_changing(endpoint, cap, 750, padded, dst, tmp_path)
     assert len(scan_all(endpoint, dst)) == N
     after = cap.snapshot()
     assert after["throttled_share"] <= 0.05, after
@@ -196,23 +202,7 @@ def test_worker_processes_follow_a_declared_capacity_raised_mid_run(endpoint: st
     and the report says the table's whole figure, not a worker's share of it."""
     cap = WriteCapacity(500, partitions=4)
     dst = create_table(endpoint)
-    done = threading.Event()
-
-    def raise_it() -> None:
-        while not done.wait(0.02):
-            if cap.accepted_units >= 3000:
-                cap.set_units(1000)
-                cap.reset_stats()
-                return
-
-    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
-        watcher = threading.Thread(target=raise_it, daemon=True)
-        watcher.start()
-        try:
-            rep = _copy(proxy, padded, dst, tmp_path, "--processes", "2")
-        finally:
-            done.set()
-            watcher.join(5.0)
+    rep = _copy_changing(endpoint, cap, 1000, padded, dst, tmp_path, "--processes", "2")
     assert len(scan_all(endpoint, dst)) == N
     after = cap.snapshot()
     assert after["throttled_share"] <= 0.05, after

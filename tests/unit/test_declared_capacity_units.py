@@ -541,13 +541,8 @@ def test_the_report_says_the_newest_whole_figure_any_worker_read() -> None:
     """Three workers, each a third: the last to look read the table after it went from 1,000
     to 500, the others before. The report says 500 (the table's figure), not that worker's
     share of it (166.7), nor a sum of shares some of which are stale."""
-    import threading
-    import types
-
-    from ddbmigrate.engine.run import Driver, WorkerView
-
     tables = [_Table(1000.0 / 3) for _ in range(3)]
-    views = {}
+    limiters = []
     for i, t in enumerate(tables):
         clock = FakeClock()
         lim = AdaptiveLimiter(declared=1000.0 / 3, redescribe=t, look_aside=False, redescribe_jitter=0.0,
@@ -555,14 +550,10 @@ def test_the_report_says_the_newest_whole_figure_any_worker_read() -> None:
         if i == 2:  # the last to look (the wall clock orders the readings)
             t.units = 500.0 / 3
         _run_for(lim, clock, 10.5)
-        v = WorkerView()
-        d = lim.describe()
-        assert d is not None
-        v.limits = {"write": d}
-        views[i] = v
-    total = Driver.limits(types.SimpleNamespace(_lock=threading.Lock(), workers=views))  # type: ignore[arg-type]
-    assert total["write"]["declared"] == 1000.0 and total["write"]["declared_last"] == 500.0, total
-    assert "declared_read_at" not in total["write"]
+        limiters.append(lim)
+    total = _report(*limiters)
+    assert total["declared"] == 1000.0 and total["declared_last"] == 500.0, total
+    assert "declared_read_at" not in total
 
 
 def _report(*limiters: AdaptiveLimiter) -> Dict[str, Any]:
