@@ -78,3 +78,31 @@ def test_a_mixed_dead_letter_file_is_replayed_each_kind_the_right_way(endpoint: 
         "not replayed: this dead letter holds an item as it was to be written (what a transform returned, if the "
         "job had one)"]
     assert got["big"]["name"] == {"S": "pre-existing"}  # the conflict, never written over
+
+
+def test_a_line_that_is_not_utf8_is_kept_exactly_and_never_replayed_as_u_fffd(endpoint: str, tmp_path: Path) -> None:
+    """A line with bytes that are not UTF-8 is dead-lettered with its exact bytes (``raw_b64``): its
+    replay is dead-lettered again, not loaded with U+FFFD for each bad byte (a record kept as
+    readable text alone was replayed as if the replacement characters were the data). A raw line
+    fixed in the record by hand is loaded."""
+    dst = create_table(endpoint, hash_key=("pk", "S"))
+    (tmp_path / "in.json").write_bytes(b'{"Item":{"pk":{"S":"u1"}}}\n{"Item":{"pk":{"S":"u2\xe9x"}}}\n'
+                                       b'{"Item":{"pk":{"S":"u3"},"a":{"S":"\xff\xfe"}}}\n')
+    env_args = ["--endpoint-url", endpoint, "--progress", "off"]
+    r = cli(tmp_path, "import", "in.json", dst, *env_args, "--dead-letter", "dl.jsonl")
+    assert r.returncode == 3, r.stderr
+    recs = [json.loads(x) for x in (tmp_path / "dl.jsonl").read_text().splitlines()]
+    assert [d["reason"] for d in recs] == ["not valid UTF-8: byte 23 of the line is b'\\xe9'",
+                                           "not valid UTF-8: byte 36 of the line is b'\\xff'"]
+    assert [d["origin"] for d in recs] == ["in.json:2", "in.json:3"]
+
+    r = cli(tmp_path, "import", "dl.jsonl", dst, *env_args, "--dead-letter", "again.jsonl")
+    assert r.returncode == 3, r.stderr + r.stdout
+    assert len((tmp_path / "again.jsonl").read_text().splitlines()) == 2
+    assert sorted(i["pk"]["S"] for i in scan_all(endpoint, dst)) == ["u1"]
+
+    fixed = dict(recs[0], raw=recs[0]["raw"].replace("\ufffd", "\u00e9"))
+    (tmp_path / "fixed.jsonl").write_text(json.dumps(fixed) + "\n")
+    r = cli(tmp_path, "import", "fixed.jsonl", dst, *env_args)
+    assert r.returncode == 0, r.stderr
+    assert sorted(i["pk"]["S"] for i in scan_all(endpoint, dst)) == ["u1", "u2\u00e9x"]

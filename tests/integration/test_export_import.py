@@ -266,6 +266,26 @@ def test_hand_built_incremental_export_applies_newest_per_key(endpoint: str, tmp
     assert rep.balanced() and rep.extra["source_kind"] == "incremental"
 
 
+def test_an_incremental_record_whose_image_has_another_key_is_a_dead_letter(endpoint: str, tmp_path: Path) -> None:
+    """Before: a record with Keys {pk: a} and NewImage {pk: ZZZ} wrote ZZZ, and a (older, from a
+    record before it) was neither written nor deleted, with nothing dead-lettered and exit 0."""
+    dst = create_table(endpoint)
+    t = 1_700_000_000_000_000
+    odd = _rec("a", t + 300, {"v": {"S": "a3"}})
+    odd["NewImage"]["pk"] = {"S": "ZZZ"}
+    old_odd = _rec("b", t + 300, None, {"v": {"S": "b1"}})
+    old_odd["OldImage"] = {"v": {"S": "b1"}}  # no key at all
+    aws_export(tmp_path / "inc", [[_rec("a", t + 100, {"v": {"S": "a1"}}), _rec("b", t + 100, {"v": {"S": "b1"}}),
+                                   odd, old_odd]], incremental=True)
+    rep = import_files(str(tmp_path / "inc"), ref(endpoint, dst), opts(dead_letter=str(tmp_path / "dl.jsonl")))
+    got = {i["pk"]["S"]: i["v"]["S"] for i in scan_all(endpoint, dst)}
+    assert got == {"a": "a1", "b": "b1"}
+    recs = [json.loads(x) for x in (tmp_path / "dl.jsonl").read_text().splitlines()]
+    assert sorted(r["reason"] for r in recs) == ["NewImage's key attribute 'pk' differs from Keys",
+                                                 "OldImage lacks the key attribute 'pk' that Keys gives"]
+    assert rep.counters["dead_lettered"] == 2 and rep.balanced()
+
+
 # --------------------------------------------------------------------------- malformed input
 
 BAD_LINES = [

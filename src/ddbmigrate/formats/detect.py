@@ -109,7 +109,7 @@ def _array_elements(text: str) -> List[Any]:
             break
         try:
             obj, pos = dec.raw_decode(text, pos)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # (the reader dead-letters an element too deep)
             break
         out.append(obj)
     return out

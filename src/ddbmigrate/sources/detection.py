@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..formats.detect import FORMATS, INPUT_FORMATS, check_sample, detect
 from ..storage.export_layout import FileEntry, Plan
 from ..storage.stores import Storage
-from .lines import CORRUPT_ERRORS, MAX_LINE, LineStream
+from .lines import CORRUPT_ERRORS, MAX_LINE, LineStream, TooLong
 
 HEAD_BYTES = 256 * 1024
 
@@ -35,11 +35,36 @@ def _head(storage: Storage, path: str) -> Tuple[bytes, bool]:
         if len(head) > limit and b"\n" not in head:
             limit = MAX_LINE
             head = ls.peek(limit + 1)
+            if len(head) > limit and b"\n" not in head:
+                return _after_first_line(storage, path)
     except CORRUPT_ERRORS:
         head = b"".join(ls._pending)  # what decompressed before the damage; the read reports it
     finally:
         ls.close()
     return head[:limit], len(head) <= limit
+
+
+def _after_first_line(storage: Storage, path: str) -> Tuple[bytes, bool]:
+    """The lines after a first line over the line limit, up to HEAD_BYTES of them: that line is
+    the reader's to dead-letter (as it does any such line), and the format is told by the rest
+    (told by its first 8 MB, it was "a multi-line JSON document", and the file was refused)."""
+    ls = LineStream(storage, path)
+    lines: List[bytes] = []
+    size = 0
+    try:
+        for _, line in ls.numbered():
+            if isinstance(line, TooLong):
+                continue
+            lines.append(line)
+            size += len(line) + 1
+            if size > HEAD_BYTES:
+                break
+    except CORRUPT_ERRORS:
+        pass  # the read reports it
+    finally:
+        ls.close()
+    # Whole lines, each ended: none is cut by the sample's end.
+    return b"".join(ln + b"\n" for ln in lines), size <= HEAD_BYTES
 
 
 def _decide(storage: Storage, f: FileEntry, forced: Optional[str]) -> FileEntry:

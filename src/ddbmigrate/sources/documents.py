@@ -48,8 +48,26 @@ def every_line(ls: LineStream) -> Iterator[Line]:
         yield carry
 
 
-class ValueTooLong(FileProblem):
-    """A JSON value over MAX_LINE, skipped to its end unheld: what follows it can still be read."""
+class ValueSkipped(FileProblem):
+    """A JSON value that cannot be an item, skipped to its end unheld: what follows it can still be
+    read (a reader of elements dead-letters it and goes on, with ``raw``, its text if kept)."""
+
+    raw = ""
+
+
+class ValueNotUtf8(ValueSkipped):
+    """A JSON value holding bytes that are not UTF-8: kept exactly (``raw``, with the bytes as
+    surrogate escapes, which a dead letter keeps as ``raw_b64``), never loaded with U+FFFD."""
+
+    def __init__(self, what: str, raw: str, line: int) -> None:
+        bad = _NOT_UTF8.search(raw)
+        byte = f" (byte 0x{ord(bad.group()) - 0xDC00:02x})" if bad and 0xDC80 <= ord(bad.group()) <= 0xDCFF else ""
+        super().__init__(f"not valid UTF-8: {what} holds bytes that are not UTF-8{byte}", line)
+        self.raw = raw
+
+
+class ValueTooLong(ValueSkipped):
+    """A JSON value over MAX_LINE."""
 
     def __init__(self, what: str, size: int, line: int) -> None:
         super().__init__(f"{what} is {size:,} characters, over the {MAX_LINE}-byte limit (DynamoDB items are "
@@ -57,11 +75,21 @@ class ValueTooLong(FileProblem):
         self.size = size
 
 
+class ValueTooDeep(ValueSkipped):
+    """A JSON value nested deeper than the parser's recursion allows (DynamoDB allows 32 levels)."""
+
+    def __init__(self, what: str, line: int) -> None:
+        super().__init__(f"{what} is nested too deeply to parse (DynamoDB allows 32 levels)", line)
+
+
 # What ends a skipped value: inside a string, its quote or an escape; outside, a string or a bracket;
 # a number or literal ends at whitespace or the next delimiter.
 _IN_STRING = re.compile(r'["\\]')
 _STRUCTURE = re.compile(r'["{}\[\]]')
 _SCALAR_END = re.compile(r'[\s,\]}]')
+# A byte that is not UTF-8, as the reader decodes it (surrogateescape: U+DC80-U+DCFF); a JSON
+# escape of a lone surrogate stays six characters of text here, which the item checks refuse.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 class JsonText:
@@ -70,7 +98,9 @@ class JsonText:
 
     def __init__(self, ls: LineStream) -> None:
         self._blocks = ls.blocks()
-        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Bytes that are not UTF-8 kept as surrogate escapes: a value holding them is refused
+        # (ValueNotUtf8), where U+FFFD in their place would have been loaded as the data.
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         # Names repeated in an object of the last value decoded (JSON would keep one silently).
         self.repeated, pairs = duplicate_recorder()
         self._dec = json.JSONDecoder(parse_float=Decimal, object_pairs_hook=pairs)
@@ -124,7 +154,9 @@ class JsonText:
                 if end < len(self.buf) or self.eof:
                     break
             except RecursionError:
-                raise FileProblem(f"{what} is nested too deeply", self.line) from None
+                line = self.line
+                self._skip_value(what)
+                raise ValueTooDeep(what, line) from None
             except json.JSONDecodeError as e:
                 # Only an error at the end of what is read so far (or a string still open) may be
                 # a value that goes on in the next block; any other is invalid JSON, said as such
@@ -138,7 +170,12 @@ class JsonText:
                     raise ValueTooLong(what, self._skip_value(what), line) from None
             self._fill()
         got = self.buf[self.pos:end] if text else ""
+        line = self.line
         self.line += self.buf.count("\n", self.pos, end)
+        if _NOT_UTF8.search(self.buf, self.pos, end):
+            raw = self.buf[self.pos:end]
+            self.pos = end
+            raise ValueNotUtf8(what, raw, line)
         self.pos = end
         return obj, got
 
@@ -186,4 +223,4 @@ class JsonText:
                 raise FileProblem(f"{what} is not closed (truncated file?)", self.line)
 
 
-__all__ = ["JsonText", "ValueTooLong", "every_line"]
+__all__ = ["JsonText", "ValueNotUtf8", "ValueSkipped", "ValueTooDeep", "ValueTooLong", "every_line"]

@@ -55,9 +55,10 @@ from ..formats.records import (
     from_data_pipeline,
     parse_csv_header,
 )
+from ..state.deadletter import raw_text
 from ..storage.export_layout import FileEntry, FileProblem, Plan, check_against_manifest
 from ..storage.stores import S3Settings, Storage, storage_for
-from .documents import JsonText, ValueTooLong, every_line
+from .documents import JsonText, ValueSkipped, every_line
 from .lines import (
     CORRUPT_ERRORS,
     MAX_LINE,
@@ -86,7 +87,7 @@ KEEP_LIMIT = 256 * 1024 * 1024
 CHUNK_BYTES = 4 * 1024 * 1024
 FIRST_RECORDS = 100
 # Reasons that say a line is not the format's syntax at all, as opposed to a bad item in it.
-SYNTAX_REASONS = ("invalid JSON", "invalid Ion", "expected one Ion value", "expected a JSON object",
+SYNTAX_REASONS = ("invalid JSON", "not valid UTF-8", "invalid Ion", "expected one Ion value", "expected a JSON object",
                   "expected an Ion struct")
 # How parse_item names the line formats it reads.
 _LINE_FMT = {"dynamodb-json": "ddb", "json": "plain", "dead-letter": "deadletter"}
@@ -261,7 +262,7 @@ class FileSource(SourceBase):
                                           "(DynamoDB items are at most 400 KB)", origin))
                 else:
                     text = line.rstrip(b"\r")
-                    alone = refused_here = False
+                    alone = refused_here = a_record = False
                     if other is None:
                         item, reason, fmt, alone = parse_line(text, fmt)
                         if fmt == "deadletter":
@@ -269,12 +270,15 @@ class FileSource(SourceBase):
                                 record: Any = orjson.loads(text)
                             except orjson.JSONDecodeError:
                                 record = None
+                            # A record of this format whatever the line it keeps: one whose line
+                            # fails again is dead-lettered again, not taken for another format.
+                            a_record = isinstance(record, dict) and "reason" in record
                             origin = replayed_origin(origin, record)
                             if item is not None and self.transformed is not None:
                                 refused = replay_refusal(record, self.transformed)
                                 if refused is not None:
                                     # Kept whole (as its raw line): the right replay reads it again.
-                                    chunk.rejects.append((line.decode("utf-8", "replace"), refused, origin))
+                                    chunk.rejects.append((raw_text(line), refused, origin))
                                     parsed += 1  # a record of this format: not a sign of another
                                     item, refused_here = None, True
                     else:
@@ -294,8 +298,10 @@ class FileSource(SourceBase):
                         raw = line if other is not ion.parse_item_line or line.startswith(ion.IVM) else ion.IVM + b" " + line
                         # The whole line, so that a replay of the dead letter reads it again (an
                         # Ion line marked as Ion).
-                        chunk.rejects.append((raw.decode("utf-8", "replace"), reason or "invalid", origin))
-                        if not parsed and start == 0:
+                        chunk.rejects.append((raw_text(raw), reason or "invalid", origin))
+                        if a_record:
+                            parsed += 1
+                        elif not parsed and start == 0:
                             failed += 1
                             first_fail = first_fail or (origin, reason or "invalid")
                             if failed >= FIRST_RECORDS:
@@ -345,9 +351,9 @@ class FileSource(SourceBase):
                 origin = f"{f.unit}:{elem_line}"
                 try:
                     obj, elem_text = js.value_text(f"array element {idx}")  # as written: a dead letter replays it
-                except ValueTooLong as e:
+                except ValueSkipped as e:
                     if idx > start:
-                        chunk.rejects.append(("", e.reason, origin))
+                        chunk.rejects.append((e.raw, e.reason, origin))
                         chunk.position = idx
                     continue
                 problem: Optional[str] = duplicate_reason(js.repeated[0]) if js.repeated else None
@@ -416,8 +422,10 @@ class FileSource(SourceBase):
                 except UnicodeDecodeError as e:
                     # Kept undecodable (surrogateescape) so the row still splits where it should;
                     # the record is then dead-lettered with this reason, never loaded with U+FFFD.
-                    bad_text = bad_text or (f"invalid UTF-8 on line {lineno}: byte 0x{line[e.start]:02x} at "
-                                            f"column {e.start + 1} ({e.reason})")
+                    utf16 = lineno == 1 and line.startswith((b"\xff\xfe", b"\xfe\xff"))
+                    bad_text = bad_text or (
+                        "the file is UTF-16 (a spreadsheet's \"Unicode text\"?): save it as CSV UTF-8" if utf16 else
+                        f"invalid UTF-8 on line {lineno}: byte 0x{line[e.start]:02x} at column {e.start + 1} ({e.reason})")
                     yield line.decode("utf-8", "surrogateescape") + "\n"
             at_eof = True
 
@@ -465,7 +473,7 @@ class FileSource(SourceBase):
                     continue
                 origin = f"{f.unit}:{where}"
                 if bad:
-                    raw = self.csv_delimiter.join(row).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    raw = self.csv_delimiter.join(row)
                     if reject(raw, bad, origin):
                         self._not_format(f, first_fail)
                         return
@@ -557,10 +565,10 @@ class FileSource(SourceBase):
                         origin = f"{f.unit}:{line}"
                         try:
                             obj = js.value(f"item {n} of document {docs}")
-                        except ValueTooLong as e:
+                        except ValueSkipped as e:
                             # Skipped unheld; counted as an item the document holds (its Count).
                             if idx > start:
-                                chunk.rejects.append(("", e.reason, origin))
+                                chunk.rejects.append((e.raw, e.reason, origin))
                                 chunk.position = idx
                             continue
                         if idx <= start:
@@ -611,6 +619,9 @@ def _problem(e: BaseException, line: Optional[int]) -> Tuple[str, Optional[int]]
     if isinstance(e, FileProblem):
         return e.reason, e.line or line
     if isinstance(e, csv.Error):
+        if "new-line character seen in unquoted field" in str(e):
+            return ("invalid CSV: a carriage return (\\r) alone inside an unquoted value; quote the value "
+                    "(RFC 4180) or remove the \\r"), line
         return f"invalid CSV: {e}", line
     return f"corrupt file: {corrupt_reason(e)}", line
 
@@ -678,7 +689,10 @@ class FilesSpec(SourceSpecBase):
                 ls.close()
             if first is None:
                 return None
-            return parse_csv_header(first.decode("utf-8", "replace").lstrip("\ufeff"), self.csv_delimiter)
+            try:
+                return parse_csv_header(first.decode("utf-8").lstrip("\ufeff"), self.csv_delimiter)
+            except (UnicodeDecodeError, csv.Error):  # (not UTF-8: UTF-16 from a spreadsheet, say)
+                return None
 
         from concurrent.futures import ThreadPoolExecutor
 

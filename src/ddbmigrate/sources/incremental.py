@@ -39,6 +39,7 @@ from ..core.protocols import SourceBase
 from ..core.records import DELETE, PUT, Chunk
 from ..errors import FatalError
 from ..formats import ion
+from ..state.deadletter import raw_text
 from ..storage.export_layout import FileEntry, FileProblem, Plan, check_against_manifest
 from ..storage.stores import Storage
 from .files import CHUNK_LINES, FIRST_RECORDS, SYNTAX_REASONS, FileFailure, FileSource
@@ -72,6 +73,14 @@ def _record_problem(rec: Any) -> Optional[str]:
             p = item_problem(rec[name])
             if p:
                 return f"{name}: {p}"
+            # An image of another key than the record's: applied, it would write that key (and
+            # the record's own key would neither be written nor deleted), silently.
+            image = rec[name]
+            for k, v in (keys or {}).items():
+                if k not in image:
+                    return f"{name} lacks the key attribute {k!r} that Keys gives"
+                if canonical_item({k: image[k]}) != canonical_item({k: v}):
+                    return f"{name}'s key attribute {k!r} differs from Keys"
     return None
 
 
@@ -176,7 +185,7 @@ class IncrementalSource(SourceBase):
                             first = first or f"{origin}: {reason}"
                         # Cut: a partition holds its rejects in memory while it is read, and an
                         # incremental record is not replayed as an item (its file is, from origin).
-                        rec = ["!", line[:100_000].decode("utf-8", "replace"), reason, origin]
+                        rec = ["!", raw_text(line[:100_000]), reason, origin]
                         part = lineno % self.partitions
                     else:
                         good += 1

@@ -30,6 +30,7 @@ import orjson
 from ..core.items import ALL_TYPES, WireItem, from_python, item_problem, valid_item_names
 from ..errors import InvalidItemError, RetriableError
 from ..formats.compression import HEAD, ZstdError, ZstdReader, codec_of
+from ..state.deadletter import raw_bytes
 from ..storage.stores import Storage
 
 MAX_LINE = 8 * 1024 * 1024
@@ -404,6 +405,16 @@ def duplicate_name(line: bytes, obj: Any) -> Optional[str]:
     return duplicate_reason(found[0]) if found else None
 
 
+def _json_reason(line: bytes, e: Exception) -> str:
+    """Why a line is not JSON: bytes that are not UTF-8 said as such (orjson's words for them,
+    "surrogates not allowed", name neither the bytes nor where they are)."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as u:
+        return f"not valid UTF-8: byte {u.start + 1} of the line is {line[u.start:u.start + 1]!r}"
+    return f"invalid JSON: {e}"
+
+
 def parse_item(line: bytes, fmt: str) -> Tuple[Optional[WireItem], Optional[str], str]:
     """(item, None, fmt) or (None, reason, fmt); ``fmt`` is fixed by the first object of a file."""
     item, reason, fmt, _ = parse_line(line, fmt)
@@ -420,9 +431,9 @@ def parse_line(line: bytes, fmt: str) -> Tuple[Optional[WireItem], Optional[str]
             try:  # orjson refuses what json accepts only in edge cases (e.g. huge ints): retry
                 obj = _loads_plain(line)
             except ValueError as e2:
-                return None, f"invalid JSON: {e2}", fmt, False
+                return None, _json_reason(line, e2), fmt, False
         else:
-            return None, f"invalid JSON: {e}", fmt, False
+            return None, _json_reason(line, e), fmt, False
     if fmt == "ddb" and type(obj) is dict:
         # The usual line, proven valid and free of repeated names in one walk (no second
         # validation, no second parse); anything else takes the full path below for its reason.
@@ -487,7 +498,10 @@ def _from_dead_letter(obj: Dict[str, Any]) -> Tuple[Optional[WireItem], Optional
         if obj.get("raw_truncated"):
             return None, (f"the dead letter kept only the first {len(raw):,} characters of its line "
                           f"({obj.get('raw_length', '?')} in all): replay it from its source ({obj.get('origin', '?')})")
-        data = raw.encode("utf-8")
+        try:
+            data = raw_bytes(obj) or b""
+        except ValueError:
+            return None, "dead-letter line's raw_b64 is not base64"
         if data.lstrip().startswith(b"$ion_1_0"):  # an Ion file's line (files.py marks every one)
             from ..formats import ion
 

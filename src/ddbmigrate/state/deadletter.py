@@ -11,12 +11,16 @@ which several jobs may share, each record also starts with ``"job"``, the job's 
 resumed job cuts back and recounts only its own records. A record the source
 could not parse has no ``item`` but its ``raw`` text (an Ion line starts with ``$ion_1_0``; a
 line over ``MAX_RAW`` characters is cut, with ``raw_truncated`` and ``raw_length``), which the
-replay parses again. Invariant: the file is flushed and fsynced before any checkpoint that
+replay parses again. A line that is not valid UTF-8 is kept exactly too: its bytes in ``raw_b64``
+beside a readable ``raw`` (U+FFFD for each bad byte), so that a replay reads the bytes, not the
+readable text (which would load U+FFFD as if it were the data); a ``raw`` edited to fix the line is
+read instead. Invariant: the file is flushed and fsynced before any checkpoint that
 counts its lines is saved.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as _dt
 import os
@@ -34,7 +38,7 @@ MAX_RAW = 2_000_000
 MAX_RECORD = 7 * 1024 * 1024  # under the line reader's 8 MB (sources/lines.py MAX_LINE)
 # Every name a record may hold (what format detection knows a dead-letter file by); "code" and
 # "key" are older versions' names.
-RECORD_KEYS = frozenset(("job", "item", "raw", "raw_truncated", "raw_length", "reason", "error_code", "stage",
+RECORD_KEYS = frozenset(("job", "item", "raw", "raw_b64", "raw_truncated", "raw_length", "reason", "error_code", "stage",
                          "origin", "source_key", "transform", "traceback", "time", "code", "key"))
 
 
@@ -275,6 +279,11 @@ def dead_letter_line(
     if transform is not None:
         rec["transform"] = transform
     if raw is not None:
+        exact = _invalid_utf8(raw)
+        if exact is not None:
+            raw = exact.decode("utf-8", "replace")
+            if len(exact) <= MAX_RAW:
+                rec["raw_b64"] = base64.b64encode(exact).decode("ascii")
         if len(raw) <= MAX_RAW:
             rec["raw"] = raw
         else:  # a replay of it says so, rather than failing to parse what is left
@@ -287,16 +296,48 @@ def dead_letter_line(
         # Escapes (a control character is six bytes) can make the record longer than a replay
         # reads as one line: cut the raw text further, and say so.
         text = rec["raw"]
+        rec.pop("raw_b64", None)
         rec["raw"], rec["raw_truncated"] = text[: len(text) // 2], True
         rec.setdefault("raw_length", len(raw or ""))
         out = orjson.dumps(rec, default=_default) + b"\n"
     return out
 
 
+def raw_text(line: bytes) -> str:
+    """A line's bytes as the ``raw`` text of a record: exact, invalid UTF-8 included (as surrogate
+    escapes, which :func:`dead_letter_line` keeps as ``raw_b64``)."""
+    return line.decode("utf-8", "surrogateescape")
+
+
+def _invalid_utf8(raw: str) -> Optional[bytes]:
+    """The bytes of a ``raw`` text that is not valid UTF-8 (see :func:`raw_text`), or None."""
+    try:
+        raw.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        try:
+            return raw.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate from elsewhere than a byte
+            return raw.encode("utf-8", "surrogatepass")
+
+
+def raw_bytes(record: Dict[str, Any]) -> Optional[bytes]:
+    """The line a record keeps, as bytes to parse again: ``raw_b64``'s exact bytes while ``raw`` is
+    still their readable form, else ``raw`` (edited to fix the line, or valid UTF-8 from the
+    start). None: no raw text; ValueError: ``raw_b64`` is not base64."""
+    raw = record.get("raw")
+    if not isinstance(raw, str):
+        return None
+    b64 = record.get("raw_b64")
+    if isinstance(b64, str):
+        exact = base64.b64decode(b64, validate=True)  # binascii.Error is a ValueError
+        if exact.decode("utf-8", "replace") == raw:
+            return exact
+    return raw.encode("utf-8", "surrogatepass")
+
+
 def _default(o: Any) -> Any:
     if isinstance(o, (bytes, bytearray)):
-        import base64
-
         return base64.b64encode(bytes(o)).decode("ascii")
     if isinstance(o, (set, frozenset)):
         return sorted(o, key=str)
