@@ -123,3 +123,21 @@ def test_the_key_is_read_from_the_json_with_numbers_by_value() -> None:
         seen: List[Any] = []
         cc = Comparer(keys, folder, partitions=4, budget=10 ** 8).compare(seen.append, sides=(exp, act))
         assert cc.as_dict()["equal"] == 1 and seen == []
+
+
+def test_a_key_repeated_on_either_side_is_compared_by_its_last_record() -> None:
+    """An import writes a repeated key's last record, whichever side the file is on: compared by
+    its first record on the target side, a file whose repeated key ended different read EQUAL
+    while the table imported from it did not (and the other way round read DIFFERENT)."""
+    base = [{"pk": {"S": f"a{i}"}} for i in range(5)]
+    later = {"pk": {"S": "a1"}, "x": {"S": "dup"}}
+    for budget in (10 ** 8, 3000):
+        got, counts, _, _ = compare([base], [base + [later]], budget)
+        assert got == {"missing": [], "unexpected": [], "mismatched": ["a1"]}
+        assert counts["actual_duplicates"] == 1 and counts["equal"] == 4
+        got, counts, _, _ = compare([base + [later]], [base], budget)
+        assert got == {"missing": [], "unexpected": [], "mismatched": ["a1"]}
+        assert counts["expected_duplicates"] == 1
+        # The repeat put back as it was: equal.
+        got, counts, _, _ = compare([base], [base + [later, base[1]]], budget)
+        assert got == {"missing": [], "unexpected": [], "mismatched": []} and counts["equal"] == 5

@@ -10,6 +10,7 @@ render.
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Any, Dict
 
 if TYPE_CHECKING:
@@ -26,6 +27,20 @@ DRY_RUN_LABELS: Dict[str, str] = {
     "fanout_extra": "fan-out (extra items)",
     "dead_lettered": "invalid (would dead-letter)",
 }
+
+
+# Control characters (C0 but the newline, DEL, C1): a name or message from the data must not move
+# the cursor, set the window title or clear the screen of the terminal it is printed on.
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _plain(text: Any) -> str:
+    """``text`` from the data or the user (a name, a path, a message) as it is to be printed:
+    control characters escaped, and rich's markup too (an attribute named "[/]" stopped the
+    summary with a MarkupError; "[bold]" restyled the rest)."""
+    from rich.markup import escape
+
+    return escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)))
 
 
 def _console(console: Any, stderr: bool = True) -> Any:
@@ -53,9 +68,9 @@ def render_report(report: "Report", console: Any = None) -> None:
     t.add_column("what", style="bold")
     t.add_column("value", justify="right")
     if report.source:
-        t.add_row("source", report.source)
+        t.add_row("source", _plain(report.source))
     if report.target:
-        t.add_row("target", report.target)
+        t.add_row("target", _plain(report.target))
     dry = report.status == "dry-run"
     # A dry run always shows the whole funnel (in, out, dropped, fan-out, invalid), in words
     # that cannot be mistaken for writes.
@@ -112,12 +127,12 @@ def render_report(report: "Report", console: Any = None) -> None:
         t.add_row("estimate", first.split(":", 1)[1].strip())
         t.add_row("actual", second.split(":", 1)[1].strip())
     if report.dead_lettered or report.dead_letter_path and os.path.exists(report.dead_letter_path):
-        t.add_row("dead-letter file", str(report.dead_letter_path or "(not kept)"))
+        t.add_row("dead-letter file", _plain(report.dead_letter_path or "(not kept)"))
     if not report.balanced():
         t.add_row("[red]counts[/red]", "[red]do not add up[/red]")
     console.print(t)
     if report.error:
-        console.print(f"[red]error:[/red] {report.error}")
+        console.print(f"[red]error:[/red] {_plain(report.error)}")
 
 
 def render_run_report(rr: "RunReport", console: Any = None) -> None:
@@ -137,7 +152,7 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
     for r in rr.runs:
         colour = "green" if r.status == "done" else "red" if r.status in ("failed", "blocked", "differences") \
             else "yellow"
-        t.add_row(r.name, f"[{colour}]{r.status}[/{colour}]", f"{r.counters.get('read', 0):,}",
+        t.add_row(_plain(r.name), f"[{colour}]{r.status}[/{colour}]", f"{r.counters.get('read', 0):,}",
                   f"{r.counters.get('written', 0):,}", f"{r.dead:,}", f"{sum(r.retries.values()):,}",
                   f"{r.retries.get('throttle', 0):,}", f"{r.duration:,.1f}", f"{r.items_per_second:,.0f}",
                   sparkline([v for _, v in throughput(r.timeline)]))
@@ -152,19 +167,19 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
     console.print(t)
     for r in rr.runs:
         if r.dead_letter_reasons:
-            reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(r.dead_letter_reasons.items(), key=lambda x: -x[1]))
-            console.print(f"[red]{r.name}[/red] dead letters: {reasons}"
-                          + (f" (in {r.dead_letter_path})" if r.dead_letter_path else ""))
+            reasons = ", ".join(f"{_plain(k)} {v:,}" for k, v in sorted(r.dead_letter_reasons.items(), key=lambda x: -x[1]))
+            console.print(f"[red]{_plain(r.name)}[/red] dead letters: {reasons}"
+                          + (f" (in {_plain(r.dead_letter_path)})" if r.dead_letter_path else ""))
         if r.error:
-            console.print(f"[red]{r.name}:[/red] {r.error}")
+            console.print(f"[red]{_plain(r.name)}:[/red] {_plain(r.error)}")
         if r.estimate and "estimated" in r.estimate:
             from ..estimate.guard import comparison_lines
 
             for line in comparison_lines(r.estimate):
-                console.print(f"{r.name}: {line}")
+                console.print(f"{_plain(r.name)}: {_plain(line)}")
         if r.unit_seconds:
             vals = sorted(r.unit_seconds.values())
-            console.print(f"{r.name}: {len(vals)} segment(s), fastest {vals[0]:.1f}s, median "
+            console.print(f"{_plain(r.name)}: {len(vals)} segment(s), fastest {vals[0]:.1f}s, median "
                           f"{vals[len(vals) // 2]:.1f}s, slowest {vals[-1]:.1f}s")
 
 
@@ -192,7 +207,7 @@ def render_plan_report(report: "PlanReport", console: Any = None) -> None:
         status = f"[{colour}]{j.status}[/{colour}]" if colour else j.status
         if j.resumed_from_state:
             status += " (earlier run)"
-        t.add_row(j.name, j.kind, status, f"{c.get('read', 0):,}", f"{c.get('written', 0):,}",
+        t.add_row(_plain(j.name), j.kind, status, f"{c.get('read', 0):,}", f"{c.get('written', 0):,}",
                   f"{c.get('dead_lettered', 0):,}", f"{r:,}", f"{j.duration_seconds:,.1f}")
     tc = report.totals.get("counters", {})
     t.add_row("[bold]total", "", "", f"{tc.get('read', 0):,}", f"{tc.get('written', 0):,}",
@@ -201,7 +216,7 @@ def render_plan_report(report: "PlanReport", console: Any = None) -> None:
     console.print(t)
     for j in report.jobs:
         if j.error:
-            console.print(f"[red]{j.name}:[/red] {j.error}")
+            console.print(f"[red]{_plain(j.name)}:[/red] {_plain(j.error)}")
     if not report.balanced():
         console.print("[red]counts do not add up in at least one job[/red]")
 
@@ -231,8 +246,8 @@ def render_verify_report(report: "VerifyReport", console: Any = None) -> None:
     t = Table(title=f"ddbmigrate verify: {report.status}: {verdict}", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value", justify="right")
-    t.add_row("source", report.source)
-    t.add_row("target", report.target)
+    t.add_row("source", _plain(report.source))
+    t.add_row("target", _plain(report.target))
     mode = "keys only" if report.keys_only else "full items"
     if report.sample_rate is not None:
         mode += f", sample {report.sample_rate * 100:.4g}% of keys"
@@ -264,19 +279,19 @@ def render_verify_report(report: "VerifyReport", console: Any = None) -> None:
     t.add_row("duration", f"{report.duration_seconds:,.1f} s")
     t.add_row("items/s", f"{report.items_per_second:,.0f}")
     if report.diff_path:
-        t.add_row("differences file", report.diff_path)
+        t.add_row("differences file", _plain(report.diff_path))
     if report.compared and not report.balanced():
         t.add_row("[red]counts[/red]", "[red]do not add up[/red]")
     console.print(t)
     for d in report.preview[:10]:
-        paths = ", ".join(d.get("paths", [])[:5])
+        paths = ", ".join(_plain(p) for p in d.get("paths", [])[:5])
         # A record with no key (unreadable, or invalid before its key was known) is named by where it was read.
         where = orjson.dumps(d["key"]).decode() if d.get("key") is not None else d.get("origin") or "null"
-        console.print(f"  {d['category']:<11} {where}" + (f"  ({paths})" if paths else "")
-                      + (f"  {d['reason']}" if d.get("reason") else ""))
+        console.print(f"  {d['category']:<11} {_plain(where)}" + (f"  ({paths})" if paths else "")
+                      + (f"  {_plain(d['reason'])}" if d.get("reason") else ""))
     if report.differences > len(report.preview[:10]):
         console.print(f"  ... {report.differences - len(report.preview[:10]):,} more"
-                      + (f" in {report.diff_path}" if report.diff_path else " (use --diff FILE to list them all)"))
+                      + (f" in {_plain(report.diff_path)}" if report.diff_path else " (use --diff FILE to list them all)"))
     if report.confidence.get("statement"):
         console.print(f"sample: {report.confidence['statement']}")
     if report.repair is not None:
@@ -287,7 +302,7 @@ def render_verify_report(report: "VerifyReport", console: Any = None) -> None:
                       + f"; re-checked {r.get('rechecked', 0):,} keys with consistent reads: "
                       + f"{r.get('still_different', 0):,} still different")
     if report.error:
-        console.print(f"[red]error:[/red] {report.error}")
+        console.print(f"[red]error:[/red] {_plain(report.error)}")
 
 
 def render_cutover_report(report: "CutoverReport", console: Any = None) -> None:
@@ -298,8 +313,8 @@ def render_cutover_report(report: "CutoverReport", console: Any = None) -> None:
     t = Table(title=f"ddbmigrate cutover: {'GO' if report.go else 'NO-GO'}", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value", justify="right")
-    t.add_row("source", report.source)
-    t.add_row("target", report.target)
+    t.add_row("source", _plain(report.source))
+    t.add_row("target", _plain(report.target))
     t.add_row("replicator", str(report.replicator_state))
     t.add_row("lag", "-" if report.lag_seconds is None else f"{report.lag_seconds:.1f} s")
     t.add_row("pending records", "-" if report.pending_records is None else str(report.pending_records))
@@ -311,14 +326,14 @@ def render_cutover_report(report: "CutoverReport", console: Any = None) -> None:
             if k in report.verify:
                 t.add_row(f"verify {k}", str(report.verify[k]))
     if report.transform:
-        t.add_row("transform", report.transform)
+        t.add_row("transform", _plain(report.transform))
     t.add_row("waited", f"{report.waited_seconds:.1f} s")
-    t.add_row("decision", ("[green]GO[/green]: " if report.go else "[red]NO-GO[/red]: ") + report.reason)
+    t.add_row("decision", ("[green]GO[/green]: " if report.go else "[red]NO-GO[/red]: ") + _plain(report.reason))
     console.print(t)
     if report.differing:
         import orjson
 
         console.print(f"first {len(report.differing)} differing keys"
-                      + (f" (all differences: {report.diff_path})" if report.diff_path else "") + ":")
+                      + (f" (all differences: {_plain(report.diff_path)})" if report.diff_path else "") + ":")
         for d in report.differing:
             console.print("  " + orjson.dumps(d, default=str).decode(), markup=False, highlight=False)

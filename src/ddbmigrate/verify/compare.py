@@ -53,7 +53,7 @@ from ..sinks.compare_spill import (
 )
 
 _IDX = struct.Struct("<16sHQI")  # digest, file number, item offset, item length: one index entry's value
-_MATCHED = b""  # index value of a key already paired (or seen only on the target side)
+_MATCHED = b""  # index value of a key already paired
 # Rough bytes of Python heap per index entry, beyond the key bytes: key object header, packed
 # value object, and the dict slot. Used to size partitions, so it errs on the high side.
 INDEX_ENTRY_OVERHEAD = 200
@@ -199,31 +199,37 @@ class Comparer:
                 fh = handles[(side, fno)] = open((epaths, apaths)[side][fno], "rb")
             return read_item(fh, off, ilen)
 
+        # The target side's later record of a key wins too: a file imported writes its last one
+        # (compared by its first, a file whose repeated key's last record differed read EQUAL,
+        # and the table imported from it did not). Its records are taken whole before any is
+        # compared; the partition's size counts both sides, so this is within the budget.
+        last: Dict[bytes, bytes] = {}
+        for afno, apath in enumerate(apaths):
+            for kb, dig, off, ilen in iter_records(apath):
+                counts.actual += 1
+                if kb in last:
+                    counts.actual_duplicates += 1
+                last[kb] = pack(dig, afno, off, ilen)
         try:
-            for afno, apath in enumerate(apaths):
-                for kb, dig, off, ilen in iter_records(apath):
-                    counts.actual += 1
-                    v = index.get(kb)
-                    if v is None:
-                        index[kb] = _MATCHED
-                        counts.unexpected += 1
-                        emit(self._diff("unexpected", kb, None, item(ACTUAL, afno, off, ilen)))
-                        continue
-                    if v == _MATCHED:
-                        counts.actual_duplicates += 1
-                        continue
-                    index[kb] = _MATCHED
-                    edig, efno, eoff, elen = _IDX.unpack(v)
-                    if edig == dig:
-                        counts.equal += 1
-                        continue
-                    e_item = item(EXPECTED, efno, eoff, elen)
-                    a_item = item(ACTUAL, afno, off, ilen)
-                    if e_item is not None and a_item is not None and canonical_item(e_item) == canonical_item(a_item):
-                        counts.equal += 1
-                        continue
-                    counts.mismatched += 1
-                    emit(self._diff("mismatched", kb, e_item, a_item))
+            for kb, packed in last.items():
+                dig, afno, off, ilen = _IDX.unpack(packed)
+                v = index.get(kb)
+                if v is None:
+                    counts.unexpected += 1
+                    emit(self._diff("unexpected", kb, None, item(ACTUAL, afno, off, ilen)))
+                    continue
+                index[kb] = _MATCHED
+                edig, efno, eoff, elen = _IDX.unpack(v)
+                if edig == dig:
+                    counts.equal += 1
+                    continue
+                e_item = item(EXPECTED, efno, eoff, elen)
+                a_item = item(ACTUAL, afno, off, ilen)
+                if e_item is not None and a_item is not None and canonical_item(e_item) == canonical_item(a_item):
+                    counts.equal += 1
+                    continue
+                counts.mismatched += 1
+                emit(self._diff("mismatched", kb, e_item, a_item))
             # Expected keys never paired are missing; report them in key order (stable output).
             for kb in sorted(k for k, v in index.items() if v != _MATCHED):
                 _dig, efno, eoff, elen = _IDX.unpack(index[kb])
