@@ -196,3 +196,29 @@ def test_a_job_the_fit_check_refuses_creates_no_target(endpoint: str, tmp_path: 
             "--create-target", "--transform", "tf/t.py:gsi_bad")
     one_error_line(r, 2, "missing key attribute 'pk'", alone=False)
     assert new not in boto_client(endpoint).list_tables()["TableNames"]
+
+
+def test_one_item_collection_that_does_not_fit_is_dead_lettered_not_the_whole_job(endpoint: str,
+                                                                                  tmp_path: Path) -> None:
+    """The fit check sampled one Scan page's first 20 items: an item collection (one partition
+    key's items, read together). When the first key's items alone did not fit, the whole copy was
+    refused (exit 2), where the rest fit and those belonged in the dead-letter file."""
+    from support import boto_client
+
+    src = create_table(endpoint, range_key=("sk", "N"))
+    dst = create_table(endpoint, hash_key=("PK", "S"), range_key=("SK", "S"),
+                       gsis=[{"IndexName": "GSI1", "Projection": {"ProjectionType": "ALL"},
+                              "KeySchema": [{"AttributeName": "GSI1PK", "KeyType": "HASH"},
+                                            {"AttributeName": "GSI1SK", "KeyType": "RANGE"}]}])
+    put_items(endpoint, src, [{"pk": {"S": f"p{p:02d}"}, "sk": {"N": str(s)}} for p in range(30) for s in range(25)])
+    first = boto_client(endpoint).scan(TableName=src, Limit=1)["Items"][0]["pk"]["S"]
+    (tmp_path / "tf.py").write_text(
+        "def legacy(item):\n"
+        f"    bad = item['pk'] == {first!r}\n"
+        "    return {'PK': item['pk'], 'SK': str(item['sk']), 'GSI1PK': 'ALL', 'GSI1SK': 5 if bad else str(item['sk'])}\n")
+    r = cli(tmp_path, "copy", src, dst, "--endpoint-url", endpoint, "--progress", "off", "--transform", "tf.py:legacy",
+            "--dead-letter", "dl.jsonl")
+    assert r.returncode == 3, r.stderr
+    assert len(scan_all(endpoint, dst)) == 29 * 25
+    recs = dead(tmp_path)
+    assert len(recs) == 25 and {d["source_key"]["pk"]["S"] for d in recs} == {first}, recs[:2]

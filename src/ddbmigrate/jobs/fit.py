@@ -8,7 +8,8 @@ both types.
 Two kinds of evidence, both cheap:
 1. Schemas: without a transform, an attribute that the source and the target both define
    (table or index key, in ``AttributeDefinitions``) with different types cannot fit.
-2. A sample: the first items of the source, through the transform when there is one, checked
+2. A sample: the first items of a few scan segments of the source (several partition keys, not
+   one item collection), through the transform when there is one, checked
    against the target's table key and every GSI/LSI key attribute that they carry (an index key
    may be absent: that is a sparse index, not an error). When no sampled item fits, the job
    stops; a few items that do not fit are left to the dead-letter file, item by item. An
@@ -194,7 +195,19 @@ def check_records_fit(target_name: str, target_desc: Mapping[str, Any], records:
                           "move these out of the input and run again")
 
 
-def sample_table(client: Any, table: str, n: int = SAMPLE) -> List[WireItem]:
-    """The first ``n`` items of ``table`` (one small Scan page)."""
-    resp = client.call("Scan", {"TableName": table, "Limit": n}, table=table)
-    return list(resp.get("Items") or [])
+SAMPLE_SEGMENTS = 4
+
+
+def sample_table(client: Any, table: str, n: int = SAMPLE, segments: int = SAMPLE_SEGMENTS) -> List[WireItem]:
+    """About ``n`` items of ``table``: the first few of each of ``segments`` Scan segments. One
+    page's first items are mostly one item collection (one partition key's items are read
+    together): when that key's items alone did not fit, the whole job was refused where its
+    other items fit and those few belonged in the dead-letter file. Each segment covers its own
+    share of the partition keys."""
+    per = max(1, -(-n // segments))
+    out: List[WireItem] = []
+    for seg in range(segments):
+        resp = client.call("Scan", {"TableName": table, "Limit": per, "Segment": seg, "TotalSegments": segments},
+                           table=table)
+        out += list(resp.get("Items") or [])
+    return out
