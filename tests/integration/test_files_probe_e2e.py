@@ -96,3 +96,18 @@ def test_a_first_line_over_the_line_limit_is_a_dead_letter_and_the_rest_loads(en
     assert pks(endpoint, t) == ["k0", "k1", "k2"]
     [rec] = dead(dl)
     assert rec["origin"] == "first.json:1" and "over the" in rec["reason"] and "line limit" in rec["reason"]
+
+
+def test_a_file_whose_name_holds_glob_characters_is_that_file(endpoint: str, tmp_path: Path) -> None:
+    """Before: "no data files match" (exit 2): the name was read as a glob, which matches
+    "we ird1.json", not itself. A glob that names no file by that name is still a glob."""
+    (tmp_path / "we ird[1].json").write_text('{"Item":{"pk":{"S":"w1"}}}\n')
+    (tmp_path / "we ird1.json").write_text('{"Item":{"pk":{"S":"w2"}}}\n')
+    t = create_table(endpoint)
+    r = cli("import", str(tmp_path / "we ird[1].json"), t, "--endpoint-url", endpoint, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert pks(endpoint, t) == ["w1"]
+    t2 = create_table(endpoint)
+    r = cli("import", str(tmp_path / "we ird[0-9].json"), t2, "--endpoint-url", endpoint, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert pks(endpoint, t2) == ["w2"]

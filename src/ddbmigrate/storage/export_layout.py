@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional
 
 import orjson
 
-from ..errors import FatalError, UsageError
+from ..errors import DdbMigrateError, FatalError, UsageError
 from .stores import GLOB_CHARS, Storage, is_s3
 
 _STEMS = (".json", ".jsonl", ".ndjson", ".ion", ".csv")
@@ -103,7 +103,10 @@ def discover(source: str, storage: Storage, *, any_name: bool = False, table: Op
     an export folder, "that folder" is the prefix holding its ``AWSDynamoDB/``: incremental
     exports keep their data in the prefix's shared ``AWSDynamoDB/data/``.
     """
-    if any(c in source for c in GLOB_CHARS):
+    # A file or folder by that very name is that one: a name may hold "[" or "*" (files named
+    # "report[1].json" matched no glob of themselves).
+    literal = any(c in source for c in GLOB_CHARS) and _names_itself(source, storage)
+    if any(c in source for c in GLOB_CHARS) and not literal:
         found = storage.glob(source)
         base = _glob_base(source)
         files = [FileEntry(p, storage.relative(base, p), s) for p, s in found if _is_data_name(p, any_name)]
@@ -117,6 +120,14 @@ def discover(source: str, storage: Storage, *, any_name: bool = False, table: Op
     if not storage.exists(source):
         raise UsageError(f"{source} does not exist", file=source)
     return Plan("files", source.rsplit("/", 1)[0], [FileEntry(source, source.rsplit("/", 1)[-1], storage.size(source))])
+
+
+def _names_itself(source: str, storage: Storage) -> bool:
+    """Whether a source holding glob characters is a file or folder of that very name."""
+    try:
+        return storage.exists(source) or storage.is_dir(source)
+    except DdbMigrateError:  # (S3 may refuse a look at a key that is not there: then it is a glob)
+        return False
 
 
 def _confine_root(source: str, plan: Plan) -> str:
