@@ -279,3 +279,21 @@ def test_an_input_none_of_whose_records_fits_is_refused_naming_where() -> None:
         check_records_fit("kf", _DESC, _records(50, 0), lambda: False, limit=50)
     assert "the first 50 records (in.json:1 to in.json:50) all fail to fit" in e.value.message
     assert e.value.hint and "move these out of the input" in e.value.hint
+
+
+def test_files_of_the_shared_data_folder_are_named_where_they_are(tmp_path: Path) -> None:
+    """A dead letter's file:line names the file where it is: an incremental export's data is in
+    the prefix's shared AWSDynamoDB/data/, not under its ExportId (before: <ExportId>/data/...)."""
+    full = _export(tmp_path, "01700000000000-cccccccc", [3])
+    inc = _export(tmp_path, "01700000000001-dddddddd", [2], incremental=True)
+    summary = json.loads((inc / "manifest-summary.json").read_text())
+    summary.update(exportFromTime="2023-11-14T22:13:20.000Z", exportToTime="2023-11-14T22:15:00.000Z")
+    (inc / "manifest-summary.json").write_text(json.dumps(summary))
+    summary = json.loads((full / "manifest-summary.json").read_text())
+    summary.update(exportTime="2023-11-14T22:13:20.000Z")
+    (full / "manifest-summary.json").write_text(json.dumps(summary))
+    plan = discover(str(tmp_path), LocalStorage())
+    units = [f.unit for f in plan.files]
+    assert units[0].startswith("01700000000000-cccccccc/data/") and units[1].startswith("data/"), units
+    for f in plan.files:
+        assert os.path.exists(os.path.join(str(tmp_path), "AWSDynamoDB", f.unit)), f.unit

@@ -248,8 +248,12 @@ def _chain(folder: str, plans: List[Plan]) -> Plan:
         snap = full_time if p.kind == "export" else None
         since = full_time if p.kind == "incremental" else None
         for f in p.files:
-            files.append(replace(f, unit=f"{p.root.rsplit('/', 1)[-1]}/{f.unit}", snapshot_micros=snap,
-                                 since_micros=since))
+            # Named from the AWSDynamoDB/ folder: <ExportId>/data/... for an export's own files,
+            # data/... for those in the prefix's shared data folder (named under the export's id,
+            # a dead letter's file:line pointed at a file that is not there).
+            own = f.path.startswith(p.root.rstrip("/") + "/")
+            files.append(replace(f, unit=f"{p.root.rsplit('/', 1)[-1]}/{f.unit}" if own else f.unit,
+                                 snapshot_micros=snap, since_micros=since))
     exports = [e for p in order for e in p.exports]
     return Plan("incremental", folder, files, order[-1].summary, exports)
 
