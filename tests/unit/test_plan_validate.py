@@ -108,7 +108,27 @@ def test_mode_checked_like_the_cli(tmp_path: Path) -> None:
               mode: sideways
     """)
     got = _problems(path)
-    assert list(got) == [5] and "mode must be one of" in got[5]
+    assert list(got) == [6] and "mode must be one of" in got[6]  # the line of the value
+
+
+def test_every_bad_option_value_is_named_on_its_own_line(tmp_path: Path) -> None:
+    """Before: the options were checked together, and only the first bad value was said."""
+    path = _write(tmp_path, """
+        jobs:
+          - kind: copy
+            source: a-table
+            target: b-table
+            options:
+              segments: -3
+              mode: skip-existing
+              max_attempts: 0
+              max_write_units: -5
+              write_percent: 500
+    """)
+    got = _problems(path)
+    assert sorted(got) == [6, 8, 9, 10], got
+    assert "segments must be between" in got[6] and "max attempts must be at least 1" in got[8]
+    assert "max_write_units must be a positive number" in got[9] and "write_percent must be in (0, 100]" in got[10]
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:

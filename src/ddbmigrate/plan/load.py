@@ -293,10 +293,20 @@ def _options(ck: _Checker, value: Any, p: Path_) -> Dict[str, Any]:
         problem = max_cost_problem(out["max_cost"], "max_cost")
         if problem:
             ck.add(p + ("max_cost",), f"{ck.where(p)}: {problem}")
-    try:
-        run_options(out)
-    except UsageError as e:
-        ck.add(p, f"{ck.where(p)}: {e.message.replace('--', '').replace('-', '_')}")
+    # Each option alone, so that every bad value is named (together, the first stopped the
+    # check), then all of them together for what one says of another.
+    bad = False
+    for k in out:
+        try:
+            run_options({k: out[k]})
+        except UsageError as e:
+            bad = True
+            ck.add(p + (k,), f"{ck.where(p + (k,))}: {e.message.replace('--', '').replace('-', '_')}")
+    if not bad:
+        try:
+            run_options(out)
+        except UsageError as e:
+            ck.add(p, f"{ck.where(p)}: {e.message.replace('--', '').replace('-', '_')}")
     return out
 
 
