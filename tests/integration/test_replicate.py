@@ -445,6 +445,9 @@ def test_replicate_stop_ends_it_cleanly_and_cutover_uses_its_transform(endpoint:
     assert rep["status"] == "stopped" and rep["extra"]["stopped_by"] == "stop requested"
     doc = read_status(str(next((tmp_path / ".ddbmigrate").glob("*.status.json"))))
     assert doc["state"] == "stopped" and not doc["alive"]
+    # Not running, so its lag is unknown (the source may change after the stop): never "caught
+    # up"; where it stopped is kept as history.
+    assert doc["lag_seconds"] is None and not doc["caught_up"] and "last_lag_seconds" in doc
     again = subprocess.run([sys.executable, "-m", "ddbmigrate", "replicate", "stop", src, dst, *base],
                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert again.returncode == 6 and "not running" in again.stderr

@@ -157,6 +157,25 @@ def slow_backfill(endpoint: str, tmp_path: Path, n: int, *extra: str) -> Tuple[s
     return src, dst, p
 
 
+def test_a_replication_interrupted_in_its_backfill_is_reported_as_a_replication(endpoint: str,
+                                                                                 tmp_path: Path) -> None:
+    """Before: Ctrl-C during the backfill wrote the backfill's own report, filed as a copy
+    ("job": "copy") with no journal, though the journal held what a resume applies."""
+    src, dst, p = slow_backfill(endpoint, tmp_path, 300, "--report", "rep.json")
+    try:
+        time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert rep["job"] == "replicate" and rep["status"] == "interrupted" and rep["exit_code"] == 130, rep
+    assert rep["extra"]["phase"] == "backfill" and "backlog_records" in rep["extra"]["journal"], rep["extra"]
+    assert "ddbmigrate copy" not in err
+
+
 # --------------------------------------------------------------------------- 3: stop during the backfill
 
 

@@ -96,7 +96,13 @@ def cutover(
             return rep
         alive = bool(st.get("alive"))
         stopped_clean = st.get("state") == "stopped"
-        caught = bool(st.get("caught_up")) and not st.get("pending_records") and float(st.get("lag_seconds") or 0) == 0
+        if stopped_clean and not alive:
+            # Where it stopped (its lag now is unknown: writes after the stop are the verify's to find).
+            caught = bool(st.get("last_caught_up")) and not st.get("pending_records") \
+                and float(st.get("last_lag_seconds") or 0) == 0
+        else:
+            caught = bool(st.get("caught_up")) and not st.get("pending_records") \
+                and float(st.get("lag_seconds") or 0) == 0
         quiet = float(st.get("idle_seconds") or 0)
         rep.quiet_seconds = quiet
         if stopped_clean and not alive and not verify:

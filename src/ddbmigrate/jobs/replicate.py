@@ -330,7 +330,7 @@ def replicate(
                         raise  # Ctrl-C / SIGTERM, the caller's stop_event, --max-runtime: interrupted
                     # `replicate stop` ends the replication on purpose in any phase: stopped, not
                     # interrupted. The backfill's checkpoint is saved and --resume continues it.
-                    report = _stopped_backfill_report(e, source, target)
+                    report = _stopped_backfill_report(e, source, target, _journal_now(live))
                 else:
                     meta["phase"] = "stream"
                     meta["backfill"] = {"read": brep.read, "written": brep.written,
@@ -348,13 +348,13 @@ def replicate(
             live.failed = e.one_line()
             status.error = e.one_line()
             status.stop("failed")
-            _write_failure_report(e, opts.report, source, target)
+            _write_failure_report(e, opts.report, source, target, _journal_now(live))
             raise
         except DdbMigrateError as e:
             live.failed = e.one_line()
             status.error = e.one_line()
             status.stop("interrupted" if e.exit_code == 130 else "failed")
-            _write_failure_report(e, opts.report, source, target)
+            _write_failure_report(e, opts.report, source, target, _journal_now(live))
             raise
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM outside a job's own handling (cli/render.py)
             status.stop("interrupted")
@@ -676,13 +676,33 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
     return report
 
 
-def _stopped_backfill_report(e: InterruptedError_, source: TableRef, target: TableRef) -> Report:
+def _journal_now(live: "_Live") -> Optional[Dict[str, Any]]:
+    """The journal's figures for the report of a replication that ends early (what it holds is
+    still to be applied by a resume), or None if they cannot be read."""
+    try:
+        fields = live.fields()
+    except Exception:  # (a report of a failure must not fail on its figures)
+        return None
+    journal = fields.get("journal")
+    return {"phase": fields.get("phase"), **journal} if isinstance(journal, dict) else None
+
+
+def _as_replicate(rep: Report, journal: Optional[Dict[str, Any]]) -> None:
+    """The backfill's own report (a copy's) made the replication's: its job, phase and journal."""
+    rep.job = "replicate"
+    if journal is not None:
+        rep.extra.setdefault("phase", journal.pop("phase", None))
+        rep.extra.setdefault("journal", journal)
+
+
+def _stopped_backfill_report(e: InterruptedError_, source: TableRef, target: TableRef,
+                             journal: Optional[Dict[str, Any]] = None) -> Report:
     """The report of a replication `replicate stop` ended during its backfill: the backfill's
     counts, no error (the caller marks it stopped)."""
     rep: Optional[Report] = getattr(e, "report", None)
     if rep is None:
         rep = Report(job="replicate", source=source.describe(), target=target.describe())
-    rep.job = "replicate"
+    _as_replicate(rep, journal)
     rep.error = None
     rep.error_exit_code = None
     rep.extra["phase"] = "backfill"
@@ -690,13 +710,16 @@ def _stopped_backfill_report(e: InterruptedError_, source: TableRef, target: Tab
     return rep
 
 
-def _write_failure_report(e: DdbMigrateError, path: Optional[str], source: TableRef, target: TableRef) -> None:
+def _write_failure_report(e: DdbMigrateError, path: Optional[str], source: TableRef, target: TableRef,
+                          journal: Optional[Dict[str, Any]] = None) -> None:
     """--report of a replication that failed in any phase: its real exit code, the counts of the
-    phase that failed (the backfill's own report when it was the backfill), and the error."""
+    phase that failed (the backfill's own report when it was the backfill: filed as the
+    replication's, with the journal it leaves, not as a copy), and the error."""
     rep = getattr(e, "report", None)
     if rep is None:
         rep = Report(job="replicate", source=source.describe(), target=target.describe())
         e.report = rep  # type: ignore[attr-defined]
+    _as_replicate(rep, journal)
     rep.status = "interrupted" if e.exit_code == 130 else "failed"
     rep.error = rep.error or e.one_line()
     rep.error_exit_code = e.exit_code

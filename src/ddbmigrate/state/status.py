@@ -175,10 +175,12 @@ def read_status(path: str) -> Dict[str, Any]:
     running = doc.get("state") in ("starting", "backfill", "replaying", "tailing")
     doc["alive"] = running and age < max(10.0, 5 * float(doc.get("status_every") or 1.0)) and _pid_alive(
         doc.get("pid"), doc.get("pid_started"))
-    if not doc["alive"] and doc.get("state") != "stopped":
-        # A replicator that is not running has no lag to speak of: its last figures are history
-        # (one stopped cleanly keeps them: they are where it stopped).
+    if not doc["alive"]:
+        # A replicator that is not running has no lag to speak of: its last figures are history,
+        # one stopped cleanly too (the source goes on changing after the stop: "caught up" at
+        # its last figure read true while the table took hundreds of writes it never applied).
         doc["last_lag_seconds"] = doc.get("lag_seconds")
+        doc["last_caught_up"] = bool(doc.get("caught_up"))
         doc["lag_seconds"] = None
         doc["caught_up"] = False
         if running:
