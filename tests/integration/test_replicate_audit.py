@@ -140,6 +140,29 @@ def test_a_second_replicator_with_another_status_file_is_refused_and_kill_9_leav
     assert list((tmp_path / ".ddbmigrate").glob("*.lock")) == []  # released and removed on exit
 
 
+def test_a_second_replicator_with_another_checkpoint_or_folder_is_refused(endpoint: str, tmp_path: Path) -> None:
+    """Before: only the checkpoint's lock guarded a pair, so a second replicator given another
+    --checkpoint (or run from another folder) ran beside the first, both applying the stream."""
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, items(20))
+    first = popen_replicate(tmp_path, src, dst, *base(endpoint), "--poll-interval", "0.1", "--progress", "off")
+    try:
+        status = status_in(tmp_path / ".ddbmigrate")
+        wait_for(lambda: state_of(status).get("state") == "tailing", 60.0, "tailing")
+        other = tmp_path / "elsewhere"
+        other.mkdir()
+        second = subprocess.run([sys.executable, "-m", "ddbmigrate", "replicate", src, dst, *base(endpoint),
+                                 "--checkpoint", "other.checkpoint.json", "--stop-after-idle", "1", *QUICK],
+                                cwd=other, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert "another replicator" in second.stderr and f"pid {first.pid}" in second.stderr, second.stderr
+        assert read_status(str(status))["alive"]
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=60)
+
+
 def slow_backfill(endpoint: str, tmp_path: Path, n: int, *extra: str) -> Tuple[str, str, Any]:
     """A replicator in its backfill (one segment at 1 read unit/s) of a source of ``n`` items."""
     src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")

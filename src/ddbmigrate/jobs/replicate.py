@@ -87,6 +87,7 @@ from ..state.status import (
     check_status_path,
     clear_stop_request,
     lock_path_for,
+    pair_lock,
     refuse_second_replicator,
     replication_identity,
     status_path_for,
@@ -248,7 +249,10 @@ def replicate(
     # file each was given): the lock guards them, for as long as this one runs.
     lock = RunLock(lock_path_for(meta_path))
     lock.acquire()
+    pair = pair_lock(source, target)
     try:
+        if pair is not None:
+            pair.acquire()
         refuse_second_replicator(status_file)
         clear_stop_request(status_file)  # an old request must not stop this run
         stop = _StopWatch(stop_event, status_file)
@@ -387,6 +391,8 @@ def replicate(
         status.stop("stopped")
         return report
     finally:
+        if pair is not None:
+            pair.release()
         lock.release()
 
 

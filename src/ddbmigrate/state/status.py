@@ -335,11 +335,33 @@ def _read_pid(fd: int) -> Optional[int]:
 RUN_BUSY = "another run of this job{who} is running (lock {path}): wait for it to end, or stop it, then rerun"
 
 
+def pair_lock(source: TableRef, target: TableRef) -> Optional[RunLock]:
+    """The lock of a source/target pair on this machine, whatever checkpoint or folder a
+    replicator was given (its checkpoint's lock alone let a second one run with another
+    --checkpoint). In the user's runtime folder (XDG_RUNTIME_DIR, else a folder of the user's own
+    in the temp folder); None where there is none to be had (the checkpoint's lock still holds)."""
+    import tempfile
+
+    from .checkpoint import default_path
+
+    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(tempfile.gettempdir(), f"ddbmigrate-{os.getuid()}")
+    folder = os.path.join(base, "ddbmigrate-pairs") if os.environ.get("XDG_RUNTIME_DIR") else base
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        if os.stat(folder).st_uid != os.getuid():
+            return None  # another user's folder: not ours to lock in
+    except OSError:
+        return None
+    name = os.path.basename(lock_path_for(default_path("replicate", replication_identity(source, target))))
+    return RunLock(os.path.join(folder, name), busy="another replicator{who} is running for these tables "
+                   "(with another checkpoint or folder; lock {path}): stop it first")
+
+
 def lock_path_for(checkpoint_meta: str) -> str:
     """A run's lock file: next to its checkpoint (a replication's, next to its journal state)."""
     return checkpoint_meta.removesuffix(".checkpoint.json") + ".lock"
 
 
-__all__ = ["RUN_BUSY", "RunLock", "StatusWriter", "check_status_path", "clear_stop_request", "lock_path_for", "read_status",
+__all__ = ["RUN_BUSY", "RunLock", "StatusWriter", "check_status_path", "clear_stop_request", "lock_path_for", "pair_lock", "read_status",
            "refuse_second_replicator", "replication_identity", "request_stop", "status_path_for", "stop_request_path",
            "stop_requested"]
