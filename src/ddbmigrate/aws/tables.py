@@ -129,10 +129,17 @@ def spec_to_request(spec: Dict[str, Any], table_name: Optional[str] = None) -> D
     attrs = props["AttributeDefinitions"]
     if not isinstance(attrs, list) or not attrs:
         raise UsageError("table spec: AttributeDefinitions must be a non-empty list")
-    defined = {}
+    defined: Dict[str, str] = {}
+    first: Dict[str, int] = {}
     for i, a in enumerate(attrs):
         if not isinstance(a, dict) or "AttributeName" not in a or a.get("AttributeType") not in ("S", "N", "B"):
             raise UsageError(f"table spec: AttributeDefinitions[{i}] needs AttributeName and AttributeType S, N or B")
+        # DynamoDB refuses a repeated name even with the same type; keeping one of the two would
+        # create a table with a key type the spec may not mean.
+        if a["AttributeName"] in first:
+            raise UsageError(f"table spec: AttributeDefinitions[{i}].AttributeName {a['AttributeName']!r} is also "
+                             f"AttributeDefinitions[{first[a['AttributeName']]}]'s (an attribute is defined once)")
+        first[a["AttributeName"]] = i
         defined[a["AttributeName"]] = a["AttributeType"]
 
     def keys(ks: Any, where: str) -> List[Dict[str, str]]:
@@ -166,13 +173,29 @@ def spec_to_request(spec: Dict[str, Any], table_name: Optional[str] = None) -> D
     def throughput(pt: Any, where: str) -> Dict[str, int]:
         if not isinstance(pt, dict):
             raise UsageError(f"table spec: {where} is required with BillingMode PROVISIONED")
-        try:
-            return {"ReadCapacityUnits": int(pt["ReadCapacityUnits"]), "WriteCapacityUnits": int(pt["WriteCapacityUnits"])}
-        except (KeyError, TypeError, ValueError):
-            raise UsageError(f"table spec: {where} needs integer ReadCapacityUnits and WriteCapacityUnits") from None
+        out: Dict[str, int] = {}
+        for k in ("ReadCapacityUnits", "WriteCapacityUnits"):
+            v = pt.get(k)
+            # CloudFormation takes "5" for 5; true (int 1 to Python) and 2.5 are no capacity.
+            if isinstance(v, bool) or not isinstance(v, (int, str)) or isinstance(v, str) and not v.strip().isdigit() \
+                    or int(v) < 1:
+                raise UsageError(f"table spec: {where} needs integer ReadCapacityUnits and WriteCapacityUnits >= 1")
+            out[k] = int(v)
+        return out
+
+    def no_throughput(d: Dict[str, Any], where: str) -> None:
+        # CreateTable refuses capacity on an on-demand table; dropping it would create a table
+        # billed differently from what the spec says.
+        if d.get("ProvisionedThroughput") is not None:
+            unset = "" if "BillingMode" in props else \
+                " (BillingMode is not given: ddbmigrate's default is PAY_PER_REQUEST, CloudFormation's PROVISIONED)"
+            raise UsageError(f"table spec: {where}ProvisionedThroughput needs BillingMode PROVISIONED, "
+                             f"not PAY_PER_REQUEST{unset}")
 
     if mode == "PROVISIONED":
         req["ProvisionedThroughput"] = throughput(props.get("ProvisionedThroughput"), "ProvisionedThroughput")
+    else:
+        no_throughput(props, "")
 
     def projection(p: Any, where: str) -> Dict[str, Any]:
         if p is None:
@@ -220,6 +243,8 @@ def spec_to_request(spec: Dict[str, Any], table_name: Optional[str] = None) -> D
             if kind == "GlobalSecondaryIndexes" and mode == "PROVISIONED":
                 gi["ProvisionedThroughput"] = throughput(g.get("ProvisionedThroughput", props.get("ProvisionedThroughput")),
                                                          f"{where}.ProvisionedThroughput")
+            elif kind == "GlobalSecondaryIndexes":
+                no_throughput(g, f"{where}.")
             out.append(gi)
         if out:
             req[kind] = out

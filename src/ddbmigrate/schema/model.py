@@ -301,7 +301,13 @@ def from_aws(
     if pitr.get("PointInTimeRecoveryStatus") in ("ENABLED", "ENABLING"):
         props["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True,
                                                      "RecoveryPeriodInDays": pitr.get("RecoveryPeriodInDays")}
-    props["DeletionProtectionEnabled"] = bool(desc.get("DeletionProtectionEnabled"))
+    unread = dict(unread or {})
+    if "DeletionProtectionEnabled" in desc:
+        props["DeletionProtectionEnabled"] = bool(desc["DeletionProtectionEnabled"])
+    else:
+        # DynamoDB always reports it; an endpoint that does not has not said "off", and an export
+        # writing "off" would have Terraform turn protection off on apply.
+        unread.setdefault("DeletionProtectionEnabled", "DescribeTable did not report it")
     sse = desc.get("SSEDescription") or {}
     if sse.get("Status") in ("ENABLED", "ENABLING", "UPDATING") and sse.get("SSEType", "KMS") == "KMS":
         props["SSESpecification"] = {"SSEEnabled": True, "SSEType": "KMS",
@@ -327,7 +333,7 @@ def from_aws(
     replicas = [r.get("RegionName") for r in desc.get("Replicas") or []]
     if replicas:
         notes.append(f"global table replicas ({', '.join(str(r) for r in replicas)}) are not part of the definition")
-    return TableDefinition(props=normalize(props), unread=dict(unread or {}), notes=notes,
+    return TableDefinition(props=normalize(props), unread=unread, notes=notes,
                            arn=desc.get("TableArn"), label=f"table {desc['TableName']}")
 
 

@@ -48,6 +48,20 @@ def export_notes(definition: TableDefinition) -> List[str]:
     return out
 
 
+def _unread_comments(definition: TableDefinition, mark: str, consequence: str,
+                     where: Optional[Dict[str, str]] = None) -> str:
+    """Comment lines (``mark`` starts each) naming the settings left out as unread; "" when none.
+
+    The file outlives the stderr notes (``--output``), and whoever applies it must know that these
+    settings were not read rather than read as off. ``where`` adds a word per setting."""
+    if not definition.unread:
+        return ""
+    lines = [f"{mark} Not exported, could not be read ({consequence}):"]
+    lines += [f"{mark}   {s}: {' '.join(str(r).split())}{(' ' + where[s]) if where and s in where else ''}"
+              for s, r in definition.unread.items()]
+    return "\n".join(lines) + "\n"
+
+
 class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # yaml has no type stubs here
     """PyYAML writes NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR raw inside single quotes, where
     its own loader reads them as line breaks (a tag value "\x85" came back as " "): strings with
@@ -93,7 +107,7 @@ def to_cloudformation(definition: TableDefinition) -> str:
             }
         },
     }
-    return _yaml(template)
+    return _unread_comments(definition, "#", "left out, so the stack does not set them") + _yaml(template)
 
 
 # ------------------------------------------------------------------ Terraform
@@ -152,8 +166,24 @@ def _key(ks: List[Dict[str, str]], kind: str) -> Any:
     return next((k["AttributeName"] for k in ks if k["KeyType"] == kind), None)
 
 
+# The aws_dynamodb_table arguments that hold each setting. An unread setting is left out *and* put
+# in ignore_changes: leaving it out is not enough, since the provider plans an argument it does not
+# compute (tags, deletion_protection_enabled) back to its default, and which ones it computes
+# changes between provider versions. ignore_changes keeps the table's value whatever it is.
+_TF_TABLE_ARGS = {
+    "DeletionProtectionEnabled": ("deletion_protection_enabled",),
+    "TableClass": ("table_class",),
+    "StreamSpecification": ("stream_enabled", "stream_view_type"),
+    "TimeToLiveSpecification": ("ttl",),
+    "PointInTimeRecoverySpecification": ("point_in_time_recovery",),
+    "SSESpecification": ("server_side_encryption",),
+    "Tags": ("tags",),
+}
+
+
 def to_terraform(definition: TableDefinition) -> str:
     p = definition.props
+    unread = definition.unread
     name = definition.name or "table"
     rn = tf_name(name)
     t = _Block(f'resource "aws_dynamodb_table" "{rn}"')
@@ -166,7 +196,8 @@ def to_terraform(definition: TableDefinition) -> str:
         t.attr("read_capacity", pt["ReadCapacityUnits"]).attr("write_capacity", pt["WriteCapacityUnits"])
     if p.get("TableClass"):
         t.attr("table_class", p["TableClass"])
-    t.attr("deletion_protection_enabled", bool(p.get("DeletionProtectionEnabled")))
+    if "DeletionProtectionEnabled" not in unread:
+        t.attr("deletion_protection_enabled", bool(p.get("DeletionProtectionEnabled")))
     if p.get("StreamSpecification"):
         t.attr("stream_enabled", True).attr("stream_view_type", p["StreamSpecification"]["StreamViewType"])
     for a in p["AttributeDefinitions"]:
@@ -208,20 +239,28 @@ def to_terraform(definition: TableDefinition) -> str:
     ttl = p.get("TimeToLiveSpecification")
     if ttl:
         t.add(t.block("ttl").attr("attribute_name", ttl["AttributeName"]).attr("enabled", True))
+    # Written as off only when read as off: "enabled = false" for an unread setting would turn it off.
     pitr = p.get("PointInTimeRecoverySpecification")
-    b = t.block("point_in_time_recovery").attr("enabled", bool(pitr))
-    if pitr and pitr.get("RecoveryPeriodInDays"):
-        b.attr("recovery_period_in_days", pitr["RecoveryPeriodInDays"])
-    t.add(b)
+    if "PointInTimeRecoverySpecification" not in unread:
+        b = t.block("point_in_time_recovery").attr("enabled", bool(pitr))
+        if pitr and pitr.get("RecoveryPeriodInDays"):
+            b.attr("recovery_period_in_days", pitr["RecoveryPeriodInDays"])
+        t.add(b)
     sse = p.get("SSESpecification")
-    b = t.block("server_side_encryption").attr("enabled", bool(sse))
-    if sse and sse.get("KMSMasterKeyId"):
-        b.attr("kms_key_arn", sse["KMSMasterKeyId"])
-    t.add(b)
+    if "SSESpecification" not in unread:
+        b = t.block("server_side_encryption").attr("enabled", bool(sse))
+        if sse and sse.get("KMSMasterKeyId"):
+            b.attr("kms_key_arn", sse["KMSMasterKeyId"])
+        t.add(b)
     if p.get("Tags"):
         t.attr("tags", {x["Key"]: x["Value"] for x in p["Tags"]})
     # A migrated table holds data: refuse a plan that would destroy (or replace) it.
-    t.add(t.block("lifecycle").attr("prevent_destroy", True))
+    life = t.block("lifecycle").attr("prevent_destroy", True)
+    ignored = [a for setting, args in _TF_TABLE_ARGS.items() if setting in unread for a in args]
+    if ignored:
+        # Bare attribute names: ignore_changes takes references, not strings.
+        life.lines.append(("  " * life.indent) + f"ignore_changes = [{', '.join(ignored)}]")
+    t.add(life)
     parts = [_import(f"aws_dynamodb_table.{rn}", name), t.text()]
     ref = f"aws_dynamodb_table.{rn}"
     rp = p.get("ResourcePolicy")
@@ -258,6 +297,8 @@ def to_terraform(definition: TableDefinition) -> str:
             r.attr("approximate_creation_date_time_precision", ks["ApproximateCreationDateTimePrecision"])
         parts += [_import(f"aws_dynamodb_kinesis_streaming_destination.{rn}", f"{name},{ks['StreamArn']}"), r.text()]
     head = f"# DynamoDB table {name}, exported by ddbmigrate: `terraform plan` adopts it through the import blocks.\n"
+    head += _unread_comments(definition, "#", "left out, so Terraform keeps the table's own values",
+                             {s: f"(lifecycle ignore_changes: {', '.join(a)})" for s, a in _TF_TABLE_ARGS.items()})
     need = _provider_needs(p)
     if need:
         version, why = need
@@ -348,7 +389,8 @@ def to_cdk(definition: TableDefinition) -> str:
     if pitr:
         days = f", recoveryPeriodInDays: {pitr['RecoveryPeriodInDays']}" if pitr.get("RecoveryPeriodInDays") else ""
         props.append(f"pointInTimeRecoverySpecification: {{ pointInTimeRecoveryEnabled: true{days} }}")
-    props.append(f"deletionProtection: {'true' if p.get('DeletionProtectionEnabled') else 'false'}")
+    if "DeletionProtectionEnabled" not in definition.unread:
+        props.append(f"deletionProtection: {'true' if p.get('DeletionProtectionEnabled') else 'false'}")
     sse = p.get("SSESpecification")
     imports = ["cdk", "dynamodb"]
     if sse and sse.get("KMSMasterKeyId"):
@@ -394,7 +436,9 @@ def to_cdk(definition: TableDefinition) -> str:
         body.append(f"    cdk.Tags.of(table).add({_ts(t['Key'])}, {_ts(t['Value'])});")
     modules = {"cdk": "aws-cdk-lib", "dynamodb": "aws-cdk-lib/aws-dynamodb", "kms": "aws-cdk-lib/aws-kms",
                "iam": "aws-cdk-lib/aws-iam", "kinesis": "aws-cdk-lib/aws-kinesis"}
+    unread_note = _unread_comments(definition, "//", "left out, so the stack does not set them")
     head = [f"// DynamoDB table {name}, exported by ddbmigrate. Adopt it with `cdk import` (see docs/iac.md).",
+            *unread_note.splitlines(),
             *[f"import * as {m} from '{modules[m]}';" for m in imports],
             "import { Construct } from 'constructs';", "",
             f"export class {cls} extends cdk.Stack {{",

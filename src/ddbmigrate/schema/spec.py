@@ -120,10 +120,15 @@ def check_settings(props: Dict[str, Any]) -> None:
             raise UsageError("table spec: Tags must be a list of {Key, Value}")
         seen = set()
         for i, t in enumerate(tags):
-            if not isinstance(t, dict) or not isinstance(t.get("Key"), str) or not t["Key"] \
-                    or not isinstance(t.get("Value", ""), str):
+            if not isinstance(t, dict) or not isinstance(t.get("Key"), str) or not t["Key"]:
                 raise UsageError(f"table spec: Tags[{i}] needs a string Key and Value")
             _known(t, ("Key", "Value"), f"Tags[{i}]")
+            # CloudFormation requires Value (an empty string is a value; a missing one is not).
+            if t.get("Value") is None:
+                raise UsageError(f"table spec: Tags[{i}].Value is required for tag {t['Key']!r} "
+                                 "(write Value: '' for an empty one)")
+            if not isinstance(t["Value"], str):
+                raise UsageError(f"table spec: Tags[{i}].Value must be a string")
             if t["Key"] in seen:
                 raise UsageError(f"table spec: Tags[{i}].Key {t['Key']!r} appears twice")
             seen.add(t["Key"])
