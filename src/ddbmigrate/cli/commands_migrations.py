@@ -85,8 +85,9 @@ def new_cmd(kw: Dict[str, Any]) -> int:
 @handle_errors
 @pass_kwargs
 def status_cmd(kw: Dict[str, Any]) -> int:
-    """Each migration of the folder: pending, running, applied, failed, changed (file edited
-    since it was applied) or missing (recorded, no file)."""
+    """Each migration of the folder: pending, running, interrupted (recorded running, its runner
+    gone: `up` resumes it), applied, failed, reverted, changed (file edited since it was applied)
+    or missing (recorded, no file)."""
     from ..migrations import status
 
     rows = status(kw["directory"], _settings(kw), history_table=kw["history_table"])

@@ -11,12 +11,35 @@ Running ``upgrade`` again (``up`` after a failure) therefore walks the same step
 step is a no-op (its checkpoint says done), the step that failed resumes from its checkpoint,
 the rest run fresh.
 
+A place in ``upgrade`` is not a job, though: the file may have been edited between the runs
+(a step retargeted, one inserted before the failed one). So a step's checkpoint is only used by
+the job it was made by, compared on the job's identity (what the job fingerprints its checkpoint
+with, see state/checkpoint.py):
+
+    checkpoint found at the step's place        the step
+    none                                        runs from the beginning
+    of another job: other tables, other files   runs from the beginning; the checkpoint is moved
+      (the identity outside HOW_FIELDS)           aside (``<name>.superseded-<UTC>``), never resumed
+    unfinished, same tables, other code/options  resumes from it (invariant 2)
+    unfinished, other scan segments              runs from the beginning (its positions are places
+                                                   in a scan of that many segments), moved aside
+    finished, same job                           a no-op: its counts are the ones reported
+    finished, other code or options              runs again (moved aside): the step as written now
+                                                   is what gets recorded as applied
+    finished with dead letters                   runs again (invariant 1)
+    unreadable or not matching its checksum      refused, naming the file to move aside
+
 Invariants:
 1. A step that dead-lettered items fails the migration (its data is not all there); rerun
    after the fix, that step starts over (copies and updates are idempotent), not from its end.
-2. The checkpoint of a failed step is resumed even when the migration's code changed since
-   (that is what fixing it means); items it already wrote are not written again.
-3. Every step's report summary is kept for the history record, a failed step's too.
+2. The checkpoint of a failed step is resumed even when the migration's code or the step's
+   options changed since (that is what fixing it means); items it already wrote are not written
+   again. Never when the step now reads or writes other tables or files: positions in another
+   job's scan would skip items of this one, and its counts would be recorded as this one's.
+3. Every step's report summary is kept for the history record, a failed step's too; a step that
+   did not resume the checkpoint at its place says so (``started_over``).
+4. No message of a step names an option ``migrations up`` lacks (--restart, --force, --resume):
+   what to do is said with the commands that exist.
 """
 
 from __future__ import annotations
@@ -24,24 +47,31 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from ..aws.client import DynamoClient
 from ..aws.tables import create_table, load_spec, request_from_spec
 from ..config import RunOptions, TableRef
 from ..core.items import KeySchema
 from ..errors import DdbMigrateError, FatalError, TableNotFoundError, UsageError
-from ..jobs.copy import copy_table
+from ..jobs.copy import copy_identity, copy_table
 from ..jobs.import_files import import_files
-from ..jobs.update import update_table
+from ..jobs.update import update_identity, update_table
 from ..reporting.report import Report
-from ..state.checkpoint import CheckpointStore
+from ..state.checkpoint import HOW_FIELDS, CheckpointState, CheckpointStore
 
 log = logging.getLogger("ddbmigrate.migrations")
 
 Confirm = Callable[[str], bool]
+# The job identity a step would checkpoint under, from the step's options (see _checkpoint_mode).
+Identity = Callable[[RunOptions], Dict[str, Any]]
 RUN_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(RunOptions))
+RUN_AGAIN = "run `ddbmigrate migrations up` again"
+# The tail of a checkpoint refusal that names the single-job commands' options.
+_JOB_ADVICE = re.compile(r"(?:;|:) (?:use --|resume with --segments).*$")
 
 
 @dataclass(frozen=True)
@@ -77,6 +107,7 @@ class MigrationContext:
         self.confirm = confirm or (lambda message: False)
         self.summary: List[Dict[str, Any]] = []
         self._steps = 0
+        self._started_over: Optional[str] = None  # why this step's checkpoint was not resumed
 
     # ------------------------------------------------------------------ helpers
 
@@ -88,19 +119,86 @@ class MigrationContext:
         self._steps += 1
         return os.path.join(self.state_dir, f"{self._steps:02d}-{kind}.checkpoint.json")
 
-    def _options(self, checkpoint: str, overrides: Mapping[str, Any]) -> RunOptions:
+    def _options(self, checkpoint: str, overrides: Mapping[str, Any], identity: Identity) -> RunOptions:
         unknown = sorted(set(overrides) - RUN_OPTION_NAMES)
         if unknown:
             raise UsageError(f"migration {self.id}: unknown job option(s) {', '.join(unknown)}")
-        resume, restart = _resume_mode(checkpoint)
         kw: Dict[str, Any] = {f.name: getattr(self.base, f.name) for f in dataclasses.fields(RunOptions)}
-        kw.update({"checkpoint": checkpoint, "resume": resume, "restart": restart, "force": resume,
+        kw.update({"checkpoint": checkpoint, "resume": False, "restart": False, "force": False,
                    "dead_letter": None, "report": None, "transform": None})
         kw.update(overrides)
-        return RunOptions(**kw)
+        opts = RunOptions(**kw)
+        if opts.checkpoint is None:
+            return opts
+        resume, restart, force = self._checkpoint_mode(opts.checkpoint, identity(opts), opts)
+        # A migration that passes one of these itself means it.
+        return dataclasses.replace(opts, resume=overrides.get("resume", resume),
+                                   restart=overrides.get("restart", restart), force=overrides.get("force", force))
+
+    def _checkpoint_mode(self, path: str, want: Dict[str, Any], opts: RunOptions) -> Tuple[bool, bool, bool]:
+        """(resume, restart, force) for the step's checkpoint at ``path``; see the module docstring.
+
+        ``want``: the identity the step's job will have. Its segments are the checkpoint's unless
+        the step names some (the job resumes with the checkpoint's count), so they are compared
+        only then; keys the job adds later (an import's file count) are not known here.
+        """
+        self._started_over = None
+        if not os.path.exists(path):
+            return False, False, False
+        try:
+            state = CheckpointStore(path).load()
+        except UsageError as e:
+            raise UsageError(self._advice(e.message, path)) from None
+        if state is None:
+            return False, False, False
+        if state.state == "done" and int(state.counters.get("dead_lettered") or 0) > 0:
+            return False, True, False
+        want = {k: v for k, v in want.items() if k != "segments"}
+        if opts.segments:
+            want["segments"] = opts.segments
+        diff = sorted(k for k in want if want[k] != state.job.get(k))
+        where = [k for k in diff if k not in HOW_FIELDS]
+        if where:
+            why = f"its checkpoint is of another job ({_what(state)}; differs in: {', '.join(where)})"
+        elif state.state == "done" and diff:
+            # A finished job with other code or options cannot be resumed (open_checkpoint refuses
+            # it even with force): run it as it is written now, or the history would record this
+            # code as applied to data the old code wrote. (A transform defined in the migration file
+            # is identified by the file's hash: any edit of the file runs such steps again.)
+            why = f"it finished with other code or options (differs in: {', '.join(diff)})"
+        elif state.state != "done" and "segments" in diff:
+            why = (f"its checkpoint was made with {state.job.get('segments')} scan segments, not "
+                   f"{opts.segments}: its positions mean nothing for this scan")
+        else:
+            return True, False, bool(diff)
+        self._set_aside(path, why)
+        return False, True, False
+
+    def _set_aside(self, path: str, why: str) -> None:
+        """Move the checkpoint at ``path`` (and its clean phase's) out of the step's way, kept."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = f"{path}.superseded-{stamp}"
+        n = 1
+        while os.path.exists(aside):
+            aside, n = f"{path}.superseded-{stamp}-{n}", n + 1
+        os.replace(path, aside)
+        if os.path.exists(path + ".clean"):
+            os.replace(path + ".clean", aside + ".clean")
+        self._started_over = f"{why}; that checkpoint is kept as {aside}"
+        log.warning("migration %s, step %d: %s; this step runs from the beginning (the old checkpoint is kept "
+                    "as %s)", self.id, self._steps, why, aside)
+
+    def _advice(self, message: str, path: str) -> str:
+        """A checkpoint refusal, with what to do in a migration instead of a job's --restart/--force."""
+        head = _JOB_ADVICE.sub("", message)
+        return (f"step {self._steps}: {head}; move {path} aside (or delete it) to run this step from the "
+                f"beginning, then {RUN_AGAIN}")
 
     def _record(self, kind: str, label: str, report: Optional[Report], error: Optional[BaseException]) -> None:
         entry: Dict[str, Any] = {"step": self._steps, "kind": kind, "what": label}
+        if self._started_over:
+            entry["started_over"] = self._started_over
+            self._started_over = None
         if report is not None:
             entry.update({"status": report.status, "exit_code": report.exit_code,
                           "counters": {k: v for k, v in report.counters.items() if v},
@@ -112,10 +210,17 @@ class MigrationContext:
                 else f"{type(error).__name__}: {error}"
         self.summary.append(entry)
 
-    def _run(self, kind: str, label: str, call: Callable[[], Report]) -> Report:
+    def _run(self, kind: str, label: str, opts: RunOptions, call: Callable[[], Report]) -> Report:
         try:
             report = call()
         except BaseException as e:
+            cp = opts.checkpoint
+            if isinstance(e, DdbMigrateError) and cp and cp in e.message and _JOB_ADVICE.search(e.message):
+                # A refusal of what the step could not check before the job (an import's file
+                # count, a --clean-target's own checkpoint), in the terms of a migration.
+                e.message = self._advice(e.message, cp + ".clean" if cp + ".clean" in e.message else cp)
+                e.args = (e.message,)
+                e.hint = None
             self._record(kind, label, getattr(e, "report", None), e)
             raise
         self._record(kind, label, report, None)
@@ -160,8 +265,14 @@ class MigrationContext:
         path = self._next("copy")
         src, dst = self.table(source), self.table(target)
         tf = _transform(transform)
-        opts = self._options(path, options)
-        return self._run("copy", f"{src.table} -> {dst.table}", lambda: copy_table(
+
+        def identity(o: RunOptions) -> Dict[str, Any]:
+            # As copy_table makes it (a transform given as an option is loaded by it the same way).
+            loaded = tf if tf is not None or not o.transform else _transform(o.transform)
+            return copy_identity(src, dst, [src.table, dst.table], 0, loaded, o)
+
+        opts = self._options(path, options, identity)
+        return self._run("copy", f"{src.table} -> {dst.table}", opts, lambda: copy_table(
             src, dst, opts, create_target=create_target, target_spec=target_spec, clean_target=clean_target,
             confirm=self.confirm, transform=tf))
 
@@ -170,8 +281,14 @@ class MigrationContext:
         """Transform ``table``'s items in place, safe under live writes (``ddbmigrate update``)."""
         path = self._next("update")
         ref = self.table(table)
-        opts = self._options(path, options)
-        return self._run("update", ref.table, lambda: update_table(
+
+        def identity(o: RunOptions) -> Dict[str, Any]:
+            chosen = transform if transform is not None else o.transform
+            return update_identity(ref, 0, _transform(chosen), version_attribute, o) if chosen is not None \
+                else {"job": "update", "names": [ref.table], "table": ref.identity()}
+
+        opts = self._options(path, options, identity)
+        return self._run("update", ref.table, opts, lambda: update_table(
             ref, opts, transform=transform, version_attribute=version_attribute, max_races=max_races))
 
     def import_files(self, source: str, table: Union[str, TableRef], *, transform: Any = None,
@@ -180,9 +297,18 @@ class MigrationContext:
         """Load files (an export folder, JSON lines, ``s3://...``) into ``table``."""
         path = self._next("import")
         ref = self.table(table)
-        opts = self._options(path, options)
         tf = _transform(transform)
-        return self._run("import", f"{source} -> {ref.table}", lambda: import_files(
+
+        def identity(o: RunOptions) -> Dict[str, Any]:
+            # import_files adds what its plan finds (kind, file count): a finished step that
+            # differs only there is refused by the job, and _run says what to do.
+            loaded = tf if tf is not None or not o.transform else _transform(o.transform)
+            return {"job": "import", "names": [ref.table], "source": _import_source(source),
+                    "target": ref.identity(), "transform": loaded.name if loaded else None,
+                    "transform_hash": loaded.code_hash if loaded else None, **o.fingerprint_fields()}
+
+        opts = self._options(path, options, identity)
+        return self._run("import", f"{source} -> {ref.table}", opts, lambda: import_files(
             source, ref, opts, create_target=create_target, spec=spec, input_format=input_format, transform=tf))
 
     def verify(self, source: Union[str, TableRef], target: Union[str, TableRef], *, transform: Any = None,
@@ -214,16 +340,16 @@ def _transform(transform: Any) -> Any:
     return as_transform(transform) if transform is not None else None
 
 
-def _resume_mode(path: str) -> "tuple[bool, bool]":
-    """(resume, restart) for a step's checkpoint; see the module docstring's invariants."""
-    if not os.path.exists(path):
-        return False, False
-    state = CheckpointStore(path).load()
-    if state is None:
-        return False, False
-    if state.state == "done" and int(state.counters.get("dead_lettered") or 0) > 0:
-        return False, True
-    return True, False
+def _import_source(source: str) -> str:
+    """The source as import_files records it in its identity."""
+    from ..storage.stores import normalize
+
+    return normalize(source) if "://" in source or not any(c in source for c in "*?[") else source
+
+
+def _what(state: CheckpointState) -> str:
+    names = [str(n) for n in state.job.get("names") or []]
+    return f"{state.job.get('job', 'job')} {' -> '.join(names)}".strip()
 
 
 __all__ = ["AwsSettings", "MigrationContext", "StepFailed"]

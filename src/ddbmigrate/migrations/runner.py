@@ -1,7 +1,8 @@
 """``migrations status | up | down | history | verify``: the folder against the history table.
 
     files (migrations/NNNN_*.py) ──┐
-                                   ├─▶ status: pending | running | applied | failed | changed | missing
+                                   ├─▶ status: pending | running | interrupted | applied | failed | reverted
+                                   │           | changed | missing
     history table ─────────────────┘
     up:  check every file ─▶ create the history table ─▶ take the lock ─▶ refuse changed applied files
          ─▶ for each pending (in order, up to --to): record running ─▶ upgrade(ctx)
@@ -12,8 +13,9 @@ Invariants:
    the first migration runs.
 2. ``up`` with nothing pending changes nothing (no history write, no job) and says so.
 3. A failed (or interrupted, or crashed "running") migration is resumed by the next ``up``:
-   its steps' checkpoints are kept; a migration applied afresh (never run, or reverted) starts
-   from clean step checkpoints.
+   its steps' checkpoints are kept, and each is resumed only by the job that made it (an edited
+   file may have put another job at a step's place: see context.py); a migration applied afresh
+   (never run, or reverted) starts from clean step checkpoints.
 4. Only the lock holder writes migration records: each write is conditional on the lock (see
    history.py); a runner that lost it writes nothing more and stops (LockLostError, exit 75).
 5. Migrations are applied in number order: one numbered below the highest applied migration is
@@ -40,7 +42,7 @@ from ..errors import (
     InterruptedError_,
     UsageError,
 )
-from .context import AwsSettings, MigrationContext
+from .context import RUN_AGAIN, AwsSettings, MigrationContext
 from .files import MigrationFile, find, load_all
 from .history import DEFAULT_HISTORY_TABLE, DEFAULT_LEASE_SECONDS, History, LockLostError
 
@@ -182,7 +184,6 @@ def history_records(settings: AwsSettings, *, history_table: str = DEFAULT_HISTO
     return out
 
 
-RUN_AGAIN = "run `ddbmigrate migrations up` again"
 # A job's own advice ("rerun the same command with --resume") is wrong inside a migration: the
 # migrations commands have no --resume, a plain `up` resumes the migration from its checkpoints.
 _JOB_RESUME = re.compile(r"(?:re)?run (?:the same command )?with --resume|(?<=and )--resume")
