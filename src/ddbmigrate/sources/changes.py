@@ -17,7 +17,10 @@ Invariants:
    start or as a TTL expiry (``--skip-ttl-deletes``), or rejected with its reason — each counted.
 
 The transform must give each source item its own target keys (no two source items may derive
-the same target key), as for any replicated re-modelling.
+the same target key), as for any replicated re-modelling. Within one page of records, a key that
+one source item's final image derives is never deleted for another item's old image (a re-key
+made as a put and a delete, mapped back by a rollback's inverse transform, is two source items
+deriving one key for a moment); across pages the rule above stands.
 """
 
 from __future__ import annotations
@@ -101,6 +104,14 @@ class ChangeMapper:
         for recs in groups.values():
             c["collapsed_records"] += len(recs) - 1
             self._group(shard_id, recs, ops, rejects)
+        if not self.simple:
+            # A key one source item's final image derives is not deleted for another one's old
+            # image: a re-key made as a put of the new key and a delete of the old (a rollback's
+            # inverse transform maps both to one key) deleted the item the put had just written.
+            tk = self.tkeys
+            kept = {tk.key(o) for kind, o in ops if kind == PUT}
+            if kept:
+                ops = [(kind, o) for kind, o in ops if kind == PUT or tk.key(o) not in kept]
         return ops, rejects
 
     def _group(self, shard_id: str, recs: List[Dict[str, Any]], ops: List[Tuple[int, WireItem]],
