@@ -239,7 +239,8 @@ def test_dry_run_says_what_the_created_target_would_lack(endpoint: str, tmp_path
     dst = unique("dst")
     r = run("copy", src, dst, "--create-target", "--dry-run", "--endpoint-url", endpoint, "--progress", "off")
     assert r.exit_code == 0, r.stderr
-    assert f"dry run: would create table {dst} with BillingMode, OnDemandThroughput" in r.stderr
+    assert f"dry run: would create table {dst} (" in r.stderr
+    assert "with BillingMode PAY_PER_REQUEST, OnDemandThroughput" in r.stderr, r.stderr
     assert f"{dst}: would not be applied: PointInTimeRecoverySpecification, Tags" in r.stderr
     r = run("copy", src, dst, "--target-spec", str(spec_path), "--dry-run", "--endpoint-url", endpoint,
             "--progress", "off")

@@ -94,7 +94,8 @@ def rekey_problems(source_desc: Mapping[str, Any], target_desc: Mapping[str, Any
                         "and would overwrite one another; give --transform to re-key on purpose"]
             seen[k] = item
     log.warning("the target's primary key (%s) is not the source's (%s): source items that share its value "
-                "overwrite one another (none did in a sample of %d)", ", ".join(tkey), ", ".join(skey), len(seen))
+                "overwrite one another (%s)", ", ".join(tkey), ", ".join(skey),
+                f"none did in a sample of {len(seen)}" if seen else "no sampled item carries the target's key")
     return []
 
 

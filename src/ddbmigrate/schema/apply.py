@@ -350,8 +350,13 @@ def log_result(result: CreateResult) -> None:
 
 def log_plan(plan: CreationPlan) -> None:
     """A dry run of a creation: what would be created, and what would not be applied (WARNING)."""
-    settings = [k for k in plan.props if k not in ("TableName", "AttributeDefinitions", "KeySchema")]
-    log.warning("dry run: would create table %s with %s", plan.table, ", ".join(settings))
+    # A setting with a plain value is said with it ("BillingMode PAY_PER_REQUEST"); the others by name.
+    settings = [f"{k} {v}" if isinstance(v, (str, int, float, bool)) else k
+                for k, v in plan.props.items() if k not in ("TableName", "AttributeDefinitions", "KeySchema")]
+    keys = ", ".join(f"{k.get('AttributeName')} {k.get('KeyType')}" for k in plan.props.get("KeySchema") or []
+                     if isinstance(k, dict))
+    log.warning("dry run: would create table %s (%s) with %s", plan.table, keys or "no key",
+                ", ".join(settings) or "no other settings")
     gaps = CreateResult(table=plan.table, description={}, not_applied=plan.not_applied, notes=plan.notes)
     for line in gaps.setting_lines():
         log.warning("%s: %s", plan.table, line.replace("not applied:", "would not be applied:", 1))
