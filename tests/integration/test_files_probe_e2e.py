@@ -111,3 +111,17 @@ def test_a_file_whose_name_holds_glob_characters_is_that_file(endpoint: str, tmp
     r = cli("import", str(tmp_path / "we ird[0-9].json"), t2, "--endpoint-url", endpoint, "--quiet")
     assert r.returncode == 0, r.stderr
     assert pks(endpoint, t2) == ["w2"]
+
+
+def test_a_ragged_csv_rows_dead_letter_replays_to_one_clear_reason(endpoint: str, tmp_path: Path) -> None:
+    """Before: its replay read the CSV row as JSON ("invalid JSON: Expecting value"), and a file
+    of such records alone was refused as "not dead-letter"."""
+    p, dl, again, t = tmp_path / "t.csv", tmp_path / "dl.jsonl", tmp_path / "again.jsonl", create_table(endpoint)
+    p.write_text("pk,name,price\na,x,1\nc,x,y,z\n")
+    r = cli("import", str(p), t, "--endpoint-url", endpoint, "--dead-letter", str(dl), "--quiet")
+    assert r.returncode == 3, r.stderr
+    r = cli("import", str(dl), t, "--endpoint-url", endpoint, "--dead-letter", str(again), "--quiet")
+    assert r.returncode == 3, r.stderr
+    [rec] = dead(again)
+    assert rec["reason"].startswith("a CSV row with more values than its header has columns is not replayed alone")
+    assert "t.csv:3" in rec["reason"] and pks(endpoint, t) == ["a"]

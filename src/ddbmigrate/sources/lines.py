@@ -495,6 +495,11 @@ def _from_dead_letter(obj: Dict[str, Any]) -> Tuple[Optional[WireItem], Optional
         raw = obj.get("raw")
         if not isinstance(raw, str) or not raw:
             return None, "dead-letter line has neither an item nor the raw line"
+        reason = obj.get("reason")
+        if isinstance(reason, str) and reason.startswith("row has ") and "values but the header names" in reason:
+            # A CSV row kept as CSV: without its header it is no item (and not JSON).
+            return None, ("a CSV row with more values than its header has columns is not replayed alone: fix it in "
+                          f"its file ({obj.get('origin', '?')}) and import that file again")
         if obj.get("raw_truncated"):
             return None, (f"the dead letter kept only the first {len(raw):,} characters of its line "
                           f"({obj.get('raw_length', '?')} in all): replay it from its source ({obj.get('origin', '?')})")
