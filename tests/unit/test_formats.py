@@ -60,6 +60,16 @@ def test_ion_aws_documented_lines() -> None:
     assert (ion.parse_item_line(b'{Item:{a:"x"')[1] or "").startswith("invalid Ion")
 
 
+def test_an_ion_timestamp_is_kept_as_its_ion_text() -> None:
+    """DynamoDB has no timestamp type: a timestamp is a string, as written (before: isoformat,
+    which read "2020T" as a midnight and cut nanoseconds to microseconds)."""
+    got, reason = ion.parse_item_line(b'$ion_1_0 {Item:{pk:"a",y:2020T,z:2020-01-01T00:00:00Z,'
+                                      b'n:2020-01-01T00:00:00.123456789-08:00,m:x::2007-02-23T12:14Z}}')
+    assert reason is None and got == {"pk": {"S": "a"}, "y": {"S": "2020T"}, "z": {"S": "2020-01-01T00:00:00Z"},
+                                      "n": {"S": "2020-01-01T00:00:00.123456789-08:00"},
+                                      "m": {"S": "2007-02-23T12:14Z"}}
+
+
 def test_ion_numbers_are_exact() -> None:
     assert ion.ion_number("12345678901234567890123456789012345678") == "12345678901234567890123456789012345678"
     assert ion.ion_number("1.5E+100") == "1.5d+100" and ion.ion_number("-0.000001") == "-0.000001"

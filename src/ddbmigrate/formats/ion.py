@@ -13,7 +13,7 @@ Invariant: lossless both ways for every DynamoDB value. Numbers are written from
 decimal text (never through a float) and read as ``Decimal``; blobs keep every byte, empty ones
 included; sets keep their annotation at any depth. An Ion float (not something AWS writes) is
 read through its shortest repr and so is the only lossy input; symbols and timestamps read as
-strings.
+strings (a timestamp as its Ion text, precision and offset as written).
 """
 
 from __future__ import annotations
@@ -116,8 +116,15 @@ def to_wire_value(v: Any, path: str = "item") -> Dict[str, Any]:
     if isinstance(v, list):
         return {"L": [to_wire_value(x, f"{path}[{i}]") for i, x in enumerate(v)]}
     if ion_type is IonType.TIMESTAMP:
-        return {"S": v.isoformat()}
+        return {"S": _timestamp_text(v)}
     raise IonProblem(f"{path}: Ion {ion_type or type(v).__name__} has no DynamoDB type")
+
+
+def _timestamp_text(v: Any) -> str:
+    """A timestamp as its Ion text, precision and offset as written ("2020T", nanoseconds, "Z"):
+    Python's isoformat read "2020T" as midnight on New Year's Day and cut nanoseconds to micros."""
+    text: str = simpleion.dumps(v, binary=False, omit_version_marker=True).strip()
+    return text.rsplit("::", 1)[-1]  # (an annotation is not the value; a timestamp holds no "::")
 
 
 def _text(v: Any, path: str) -> str:
