@@ -24,8 +24,14 @@ with, see state/checkpoint.py):
     unfinished, other scan segments              runs from the beginning (its positions are places
                                                    in a scan of that many segments), moved aside
     finished, same job                           a no-op: its counts are the ones reported
-    finished, other code or options              runs again (moved aside): the step as written now
-                                                   is what gets recorded as applied
+    finished, other code or options              not run again, with a warning and a ``kept`` note in
+                                                   its history entry: its data is what that code
+                                                   wrote (a transform defined in the migration file
+                                                   is identified by the file's hash, so fixing a
+                                                   later step edits it; run again, an update that
+                                                   raises a price would raise it twice, a copy would
+                                                   overwrite what later steps changed). Move its
+                                                   checkpoint aside to run it as written now
     finished with dead letters                   runs again (invariant 1)
     unreadable or not matching its checksum      refused, naming the file to move aside
 
@@ -108,6 +114,8 @@ class MigrationContext:
         self.summary: List[Dict[str, Any]] = []
         self._steps = 0
         self._started_over: Optional[str] = None  # why this step's checkpoint was not resumed
+        # A finished step whose code changed since: (why, its checkpoint), not run again.
+        self._kept: Optional[Tuple[str, CheckpointState]] = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -142,7 +150,7 @@ class MigrationContext:
         the step names some (the job resumes with the checkpoint's count), so they are compared
         only then; keys the job adds later (an import's file count) are not known here.
         """
-        self._started_over = None
+        self._started_over = self._kept = None
         if not os.path.exists(path):
             return False, False, False
         try:
@@ -161,11 +169,12 @@ class MigrationContext:
         if where:
             why = f"its checkpoint is of another job ({_what(state)}; differs in: {', '.join(where)})"
         elif state.state == "done" and diff:
-            # A finished job with other code or options cannot be resumed (open_checkpoint refuses
-            # it even with force): run it as it is written now, or the history would record this
-            # code as applied to data the old code wrote. (A transform defined in the migration file
-            # is identified by the file's hash: any edit of the file runs such steps again.)
-            why = f"it finished with other code or options (differs in: {', '.join(diff)})"
+            # Finished: not run again (see the module docstring), said in the log and the history.
+            self._kept = (f"finished before with other code or options (differs in: {', '.join(diff)}); not run "
+                          f"again: its data is what that code wrote (move {path} aside to run it as written now)",
+                          state)
+            log.warning("migration %s, step %d: %s", self.id, self._steps, self._kept[0])
+            return False, False, False
         elif state.state != "done" and "segments" in diff:
             why = (f"its checkpoint was made with {state.job.get('segments')} scan segments, not "
                    f"{opts.segments}: its positions mean nothing for this scan")
@@ -211,6 +220,13 @@ class MigrationContext:
         self.summary.append(entry)
 
     def _run(self, kind: str, label: str, opts: RunOptions, call: Callable[[], Report]) -> Report:
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            why, state = kept
+            report = Report(job=kind, status="done", counters=dict(state.counters))
+            self._record(kind, label, report, None)
+            self.summary[-1]["kept"] = why
+            return report
         try:
             report = call()
         except BaseException as e:
