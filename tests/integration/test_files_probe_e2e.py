@@ -125,3 +125,16 @@ def test_a_ragged_csv_rows_dead_letter_replays_to_one_clear_reason(endpoint: str
     [rec] = dead(again)
     assert rec["reason"].startswith("a CSV row with more values than its header has columns is not replayed alone")
     assert "t.csv:3" in rec["reason"] and pks(endpoint, t) == ["a"]
+
+
+def test_a_scan_document_on_one_line_longer_than_the_sample_is_read_as_one(endpoint: str, tmp_path: Path) -> None:
+    """An `aws dynamodb scan` output written on one line (no newline in its first 8 MB) was "a
+    multi-line JSON document", refused; and it must not be taken for a file of lines whose first
+    line is over the limit."""
+    p, t = tmp_path / "scan.json", create_table(endpoint)
+    items = [{"pk": {"S": f"k{i}"}, "a": {"S": "x" * 1000}} for i in range(9000)]
+    p.write_text(json.dumps({"Items": items, "Count": len(items), "ScannedCount": len(items)}))
+    assert p.stat().st_size > MAX_LINE
+    r = cli("import", str(p), t, "--endpoint-url", endpoint, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert len(pks(endpoint, t)) == 9000

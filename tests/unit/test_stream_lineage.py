@@ -508,3 +508,12 @@ def test_a_rekey_mapped_back_to_one_key_keeps_the_put_not_the_old_images_delete(
         ops, rejects = ChangeMapper(inverse, SK, SK).map("s", page)
         assert not rejects
         assert keys_of(ops, PUT) == ["k1"] and keys_of(ops, DELETE) == ["k2"], ops
+
+
+def test_an_output_without_the_target_key_is_left_to_the_pipeline_not_a_crash() -> None:
+    """The put-wins rule read every put's key: an output lacking it (which the pipeline
+    dead-letters) raised KeyError and stopped the replicator."""
+    keyless = Transform(lambda item: {"owner": item["owner"]}, "test:keyless", "hash", __file__)
+    ops, rejects = ChangeMapper(keyless, SK, SK).map("s", [rec("INSERT", 1, None, img("a", "ann")),
+                                                          rec("REMOVE", 2, img("b", "bob"), None)])
+    assert not rejects and [k for k, _ in ops] == [PUT], ops

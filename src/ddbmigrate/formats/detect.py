@@ -149,7 +149,7 @@ def detect(head: bytes, name: str, complete: bool) -> Detected:
         first_ok = True
     except orjson.JSONDecodeError:
         first_obj, first_ok = None, False
-    if looks_scan_page(first_obj) or (not first_ok and _SCAN_FIRST_KEY.match(body)):
+    if looks_scan_page(first_obj) or ((not first_ok or not lines) and _SCAN_FIRST_KEY.match(body)):
         return Detected("aws-scan", "a Scan response document (Items, Count, ScannedCount)")
     if not objs and body[:1] == b"{":
         try:

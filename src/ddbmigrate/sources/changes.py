@@ -109,9 +109,11 @@ class ChangeMapper:
             # image: a re-key made as a put of the new key and a delete of the old (a rollback's
             # inverse transform maps both to one key) deleted the item the put had just written.
             tk = self.tkeys
-            kept = {tk.key(o) for kind, o in ops if kind == PUT}
+            # (An output that lacks the key is the pipeline's to dead-letter: it keys nothing.)
+            kept = {tk.key(o) for kind, o in ops if kind == PUT and tk.problem(o) is None}
             if kept:
-                ops = [(kind, o) for kind, o in ops if kind == PUT or tk.key(o) not in kept]
+                ops = [(kind, o) for kind, o in ops
+                       if kind == PUT or tk.problem(o) is not None or tk.key(o) not in kept]
         return ops, rejects
 
     def _group(self, shard_id: str, recs: List[Dict[str, Any]], ops: List[Tuple[int, WireItem]],

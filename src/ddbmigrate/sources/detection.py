@@ -35,8 +35,6 @@ def _head(storage: Storage, path: str) -> Tuple[bytes, bool]:
         if len(head) > limit and b"\n" not in head:
             limit = MAX_LINE
             head = ls.peek(limit + 1)
-            if len(head) > limit and b"\n" not in head:
-                return _after_first_line(storage, path)
     except CORRUPT_ERRORS:
         head = b"".join(ls._pending)  # what decompressed before the damage; the read reports it
     finally:
@@ -45,9 +43,8 @@ def _head(storage: Storage, path: str) -> Tuple[bytes, bool]:
 
 
 def _after_first_line(storage: Storage, path: str) -> Tuple[bytes, bool]:
-    """The lines after a first line over the line limit, up to HEAD_BYTES of them: that line is
-    the reader's to dead-letter (as it does any such line), and the format is told by the rest
-    (told by its first 8 MB, it was "a multi-line JSON document", and the file was refused)."""
+    """The lines after a first line over the line limit, up to HEAD_BYTES of them (skipped
+    unheld: the reader dead-letters that line as it does any such line)."""
     ls = LineStream(storage, path)
     lines: List[bytes] = []
     size = 0
@@ -78,6 +75,13 @@ def _decide(storage: Storage, f: FileEntry, forced: Optional[str]) -> FileEntry:
                              + (f": try --input-format {found.fmt}" if found.fmt in FORMATS else ""), file=f.path)
         return replace(f, fmt=forced)
     d = detect(head, name, complete)
+    if d.fmt is None and not complete and b"\n" not in head:
+        # A first line over the line limit that is no document this reads whole (an array, a
+        # Scan response): a record the reader dead-letters, and the lines after it tell the format
+        # (told by its first 8 MB, it was "a multi-line JSON document", and the file was refused).
+        rest, rest_complete = _after_first_line(storage, f.path)
+        if rest.strip():
+            d = detect(rest, name, rest_complete)
     if d.fmt == "incremental":
         raise UsageError(f"{f.path}: holds incremental export records (Keys/NewImage/Metadata) without their "
                          "export: import the export folder (its manifest-summary.json says INCREMENTAL_EXPORT)",
