@@ -231,6 +231,12 @@ def test_plan_report_exit_code_and_totals() -> None:
     assert rep.exit_code == 1
     d = rep.to_dict()
     assert d["exit_code"] == 1 and [j["name"] for j in d["jobs"]] == ["a", "b", "c", "d"]
+    # A job with no verdict (a verify that failed before comparing) has nothing to add up.
+    assert rep.balanced()
+    rep.jobs.append(JobResult("e", "verify", 5, status="failed", exit_code=2, report={"balanced": None}))
+    assert rep.balanced()
+    rep.jobs.append(JobResult("f", "copy", 6, status="done", report={"balanced": False}))
+    assert not rep.balanced()
 
 
 def test_state_dir_is_deterministic_per_plan_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -177,7 +177,7 @@ def spec_to_request(spec: Dict[str, Any], table_name: Optional[str] = None) -> D
         for k in ("ReadCapacityUnits", "WriteCapacityUnits"):
             v = pt.get(k)
             # CloudFormation takes "5" for 5; true (int 1 to Python) and 2.5 are no capacity.
-            if isinstance(v, bool) or not isinstance(v, (int, str)) or isinstance(v, str) and not v.strip().isdigit() \
+            if isinstance(v, bool) or not isinstance(v, (int, str)) or isinstance(v, str) and not (v.strip().isascii() and v.strip().isdigit()) \
                     or int(v) < 1:
                 raise UsageError(f"table spec: {where} needs integer ReadCapacityUnits and WriteCapacityUnits >= 1")
             out[k] = int(v)

@@ -90,7 +90,8 @@ class PlanReport:
         return EXIT_OK
 
     def balanced(self) -> bool:
-        return all(j.report is None or j.report.get("balanced", True) for j in self.jobs)
+        # (None: a job with no verdict, a verify that failed before comparing: nothing to add up.)
+        return all(j.report is None or j.report.get("balanced", True) is not False for j in self.jobs)
 
     def job(self, name: str) -> JobResult:
         for j in self.jobs:

@@ -105,6 +105,7 @@ class JsonText:
         self.repeated, pairs = duplicate_recorder()
         self._dec = json.JSONDecoder(parse_float=Decimal, object_pairs_hook=pairs)
         self.buf, self.pos, self.line, self.eof = "", 0, 1 + ls.skipped_newlines, False
+        self._suspect = False  # a block held bytes that are not UTF-8 (see _fill)
 
     def _fill(self) -> bool:
         if self.eof:
@@ -114,9 +115,14 @@ class JsonText:
         b = next(self._blocks, None)
         if b is None:
             self.eof = True
-            self.buf += self._text.decode(b"", final=True)
+            text = self._text.decode(b"", final=True)
         else:
-            self.buf += self._text.decode(b)
+            text = self._text.decode(b)
+        # Values are searched for bytes that are not UTF-8 only once a block held some: an ASCII
+        # block (most exports) holds none, and the search cost a third of each value's decode.
+        if not self._suspect and (b is None or not b.isascii()) and _NOT_UTF8.search(text):
+            self._suspect = True
+        self.buf += text
         return True
 
     def skip_ws(self) -> None:
@@ -172,7 +178,7 @@ class JsonText:
         got = self.buf[self.pos:end] if text else ""
         line = self.line
         self.line += self.buf.count("\n", self.pos, end)
-        if _NOT_UTF8.search(self.buf, self.pos, end):
+        if self._suspect and _NOT_UTF8.search(self.buf, self.pos, end):
             raw = self.buf[self.pos:end]
             self.pos = end
             raise ValueNotUtf8(what, raw, line)

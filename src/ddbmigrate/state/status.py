@@ -338,21 +338,24 @@ RUN_BUSY = "another run of this job{who} is running (lock {path}): wait for it t
 def pair_lock(source: TableRef, target: TableRef) -> Optional[RunLock]:
     """The lock of a source/target pair on this machine, whatever checkpoint or folder a
     replicator was given (its checkpoint's lock alone let a second one run with another
-    --checkpoint). In the user's runtime folder (XDG_RUNTIME_DIR, else a folder of the user's own
-    in the temp folder); None where there is none to be had (the checkpoint's lock still holds)."""
+    --checkpoint). The pair is the tables where they are (region, endpoint, role) and the profiles
+    that reach them (same-named tables of two accounts are two pairs). In a folder of the user's
+    own in the temp folder, one place whatever the environment (XDG_RUNTIME_DIR is set in a login
+    shell and not under cron); None where there is none to be had (the checkpoint's lock still
+    holds)."""
     import tempfile
 
     from .checkpoint import default_path
 
-    base = os.environ.get("XDG_RUNTIME_DIR") or os.path.join(tempfile.gettempdir(), f"ddbmigrate-{os.getuid()}")
-    folder = os.path.join(base, "ddbmigrate-pairs") if os.environ.get("XDG_RUNTIME_DIR") else base
+    folder = os.path.join(tempfile.gettempdir(), f"ddbmigrate-{os.getuid()}")
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
         if os.stat(folder).st_uid != os.getuid():
             return None  # another user's folder: not ours to lock in
     except OSError:
         return None
-    name = os.path.basename(lock_path_for(default_path("replicate", replication_identity(source, target))))
+    pair = {**replication_identity(source, target), "profiles": [source.profile, target.profile]}
+    name = os.path.basename(lock_path_for(default_path("replicate", pair)))
     return RunLock(os.path.join(folder, name), busy="another replicator{who} is running for these tables "
                    "(with another checkpoint or folder; lock {path}): stop it first")
 
