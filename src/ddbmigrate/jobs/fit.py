@@ -200,12 +200,12 @@ SAMPLE_SEGMENTS = 4
 
 
 def sample_table(client: Any, table: str, n: int = SAMPLE, segments: int = SAMPLE_SEGMENTS) -> List[WireItem]:
-    """About ``n`` items of ``table``: the first few of each of ``segments`` Scan segments. One
-    page's first items are mostly one item collection (one partition key's items are read
-    together): when that key's items alone did not fit, the whole job was refused where its
-    other items fit and those few belonged in the dead-letter file. Each segment covers its own
-    share of the partition keys."""
-    per = max(1, -(-n // segments))
+    """The first ``n`` items of each of ``segments`` Scan segments. One page's first items are
+    mostly one item collection (one partition key's items are read together): when that key's
+    items alone did not fit, the whole job was refused where its other items fit and those few
+    belonged in the dead-letter file. Each segment covers its own share of the partition keys;
+    ``n`` from each keeps the evidence of a table of one collection as it was."""
+    per = max(1, n)
     out: List[WireItem] = []
     for seg in range(segments):
         resp = client.call("Scan", {"TableName": table, "Limit": per, "Segment": seg, "TotalSegments": segments},
