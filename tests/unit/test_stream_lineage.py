@@ -300,6 +300,46 @@ def test_trim_horizon_start_older_than_retention_means_resync_needed() -> None:
     assert reader.positions["s"] == {"from": "TRIM_HORIZON", "since": clock()}
 
 
+class _LocalQuirk(ScriptedStream):
+    """DynamoDB Local's: an iterator from TRIM_HORIZON of a shard that was empty while other
+    tables took writes is refused as trimmed once records come; a fresh one reads them."""
+
+    def _GetRecords(self, p: Dict[str, Any]) -> Dict[str, Any]:
+        sid, idx_s, issued = p["ShardIterator"].split("|")
+        if self.shards[sid]["records"] and (getattr(self, "always", False) or float(issued) < self.shards[sid][
+                "records"][0]["dynamodb"]["ApproximateCreationDateTime"] - 1):
+            raise AwsError("The operation attempted to read past the oldest stream record in a shard.",
+                           code="TrimmedDataAccessException")
+        return super()._GetRecords(p)
+
+
+def test_an_empty_shard_read_moments_ago_refused_as_trimmed_is_read_again_from_its_horizon() -> None:
+    """Before: the replication stopped with "resync needed" on DynamoDB Local as soon as the
+    source took writes, when its stream had been enabled by the replicator (an empty shard) and
+    the backfill wrote the target meanwhile. Nothing can be trimmed of a shard that was empty
+    moments ago; a position really trimmed still needs a resync."""
+    clock = Clock()
+    stream = _LocalQuirk(clock)
+    stream.add_shard("s")
+    reader = StreamReader(stream, ARN, clock=clock)
+    reader.load({"s": {"from": "TRIM_HORIZON", "since": clock()}})
+    reader.refresh(force=True)
+    assert reader.read_page("s").records == []
+    clock.t += 5
+    for i in range(3):
+        stream.write("s", f"k{i}")
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in reader.read_page("s").records] == ["k0", "k1", "k2"]
+    # Refused again from a fresh iterator: that is no quirk, and the replication needs a resync.
+    stream.always = True  # type: ignore[attr-defined]
+    stream.write("s", "k9")
+    reader.load({"s": {"from": "TRIM_HORIZON", "since": clock()}})
+    reader.refresh(force=True)
+    before = stream.calls.count("GetShardIterator")
+    with pytest.raises(ResyncNeededError, match="trimmed"):
+        reader.read_page("s")
+    assert stream.calls.count("GetShardIterator") == before + 2
+
+
 def test_stream_view_types() -> None:
     check_stream_view("NEW_AND_OLD_IMAGES", needs_old=True, table="t")
     check_stream_view("NEW_IMAGE", needs_old=False, table="t")

@@ -23,7 +23,10 @@ Invariants:
    a checkpoint or a TRIM_HORIZON start older than the retention: 24 h, or ``retention`` seconds
    for tests that simulate a short one) raises
    :class:`ResyncNeededError`; records are never skipped silently. Expired iterators (15 min)
-   are renewed from the position transparently.
+   are renewed from the position transparently, and so, once, is a TRIM_HORIZON iterator of a
+   shard nothing was read from yet and that was empty within the retention (nothing in it can be
+   trimmed): DynamoDB Local refuses one as trimmed when other tables took writes while the shard
+   was empty, which stopped every replication whose stream the replicator had just enabled.
 
 Sequence numbers are compared as integers (DynamoDB Local shares one counter between streams and
 pads them; real ones are up to 40 digits). DynamoDB Local may send an empty nested map as ``{}``
@@ -302,13 +305,22 @@ class StreamReader:
         it = resp.get("ShardIterator")
         return str(it) if it else None
 
+    def _seen_empty_lately(self, shard_id: str) -> bool:
+        """Whether ``shard_id`` is read from TRIM_HORIZON, nothing read yet, and it was empty up to
+        a moment well within the stream's retention (so nothing in it can have been trimmed)."""
+        pos = self.positions[shard_id]
+        since = pos.get("since")
+        margin = min(RETENTION_MARGIN, self.retention / 4)
+        return (pos.get("from") == "TRIM_HORIZON" and since is not None
+                and self.clock() - float(since) < self.retention - margin)
+
     def _resync(self, shard_id: str, why: str) -> ResyncNeededError:
         return ResyncNeededError(f"resync needed: {why}", code="TrimmedDataAccessException")
 
     def read_page(self, shard_id: str) -> Page:
         """One GetRecords page of a ready shard; the position moves past the records returned."""
         cur = self._cursors.setdefault(shard_id, _Cursor())
-        renewed = False
+        renewed = horizon_again = False
         while True:
             if cur.iterator is None:
                 it = self._iterator(shard_id)
@@ -323,6 +335,15 @@ class StreamReader:
                     # Iterators live 15 minutes; a new one from the same position loses nothing.
                     cur.iterator = None
                     renewed = True
+                    self.iterator_renewals += 1
+                    continue
+                if e.code == "TrimmedDataAccessException" and not horizon_again and self._seen_empty_lately(shard_id):
+                    # Nothing read yet, and the shard was empty when last read, moments ago: no
+                    # record it has can be old enough to be trimmed. DynamoDB Local says this of an
+                    # iterator from TRIM_HORIZON of a shard that was empty while other tables took
+                    # writes (its sequence numbers are shared); a fresh one reads the records.
+                    cur.iterator = None
+                    horizon_again = True
                     self.iterator_renewals += 1
                     continue
                 if e.code == "TrimmedDataAccessException":
