@@ -163,6 +163,28 @@ def test_a_second_replicator_with_another_checkpoint_or_folder_is_refused(endpoi
         first.communicate(timeout=60)
 
 
+def test_a_stream_the_replicator_enables_is_followed_past_the_sources_first_write(endpoint: str,
+                                                                                   tmp_path: Path) -> None:
+    """Before: with the source's stream enabled by the replicator (--yes), its shard was empty
+    while the backfill wrote the target, and DynamoDB Local then refused the shard's iterator as
+    trimmed at the source's first write: "resync needed", exit 1."""
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(300))
+    p = popen_replicate(tmp_path, src, dst, *base(endpoint), "--yes", "--poll-interval", "0.2", "--progress", "off")
+    try:
+        status = status_in(tmp_path / ".ddbmigrate")
+        wait_for(lambda: state_of(status).get("state") == "tailing", 60.0, "tailing")
+        time.sleep(1.0)
+        put_items(endpoint, src, items(30, "late"))
+        wait_for(lambda: len(scan_all(endpoint, dst)) == 330 or p.poll() is not None, 60.0, "the late items")
+        assert p.poll() is None, p.communicate()[1]
+        assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=60)
+
+
 def slow_backfill(endpoint: str, tmp_path: Path, n: int, *extra: str) -> Tuple[str, str, Any]:
     """A replicator in its backfill (one segment at 1 read unit/s) of a source of ``n`` items."""
     src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
