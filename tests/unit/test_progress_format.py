@@ -130,3 +130,50 @@ def test_a_narrow_terminal_cuts_the_extras_not_the_count_or_the_eta(monkeypatch:
     last = [ln for ln in out.getvalue().splitlines() if ln.strip()][-1]
     assert len(last) <= int(columns), last
     assert "copy" in last and "828/15000" in last and "ETA" in last, last
+
+
+def test_progress_never_goes_back_and_a_passed_estimate_is_no_total() -> None:
+    """A Spark task retried from its start settles its unit's items anew: done went 250 -> 150 with
+    -20 items/s. A total estimated from DescribeTable's ItemCount (hours old) that the job passed
+    read done 3,814 of 3,000 with an ETA of 0 while it ran."""
+    import json
+
+    from ddbmigrate.reporting.progress import Progress
+
+    snaps = iter([{"done": 0, "total": 3000}, {"done": 250, "total": 3000}, {"done": 150, "total": 3000},
+                  {"done": 3814, "total": 3000}, {"done": 4560, "total": 3000}])
+    out = io.StringIO()
+    p = Progress("copy", lambda: next(snaps), mode="json", interval=3600.0, stream=out)
+    p.start()
+    for _ in range(3):
+        p._tick()
+    p._tick(final=True)
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert [x["done"] for x in lines] == [250, 250, 3814, 4560]
+    assert all(x["items_per_s"] >= 0 for x in lines)
+    assert lines[2]["total"] == 3814 and lines[2]["eta_s"] is None  # passed: no total, no ETA of 0
+    assert lines[3]["total"] == 4560
+    assert [t["done"] for t in p.timeline] == [250, 250, 3814, 4560]
+
+
+def test_metrics_counters_never_go_down() -> None:
+    """Prometheus reads a counter that drops as a restart: a Spark task retried from its start
+    took written 400 -> 50."""
+    from types import SimpleNamespace
+
+    from ddbmigrate.engine.run import Driver
+
+    d = Driver.__new__(Driver)
+    d.opts = SimpleNamespace(metrics_job=None)  # type: ignore[assignment]
+    d.job = SimpleNamespace(kind="copy")  # type: ignore[assignment]
+    d.dead = SimpleNamespace(by_reason={})  # type: ignore[assignment]
+    d._counter_high = {}
+    seen = iter([{"written": 400, "read": 400}, {"written": 50, "read": 60}, {"written": 500, "read": 500}])
+    d.counters = lambda live, settled=False: next(seen)  # type: ignore[method-assign]
+    d.stats = lambda: {"retries": {}}  # type: ignore[method-assign]
+    d.limits = lambda: {}  # type: ignore[method-assign]
+
+    def written() -> float:
+        return next(s.value for s in d.metric_samples() if s.name == "records" and s.labels["counter"] == "written")
+
+    assert [written(), written(), written()] == [400.0, 400.0, 500.0]

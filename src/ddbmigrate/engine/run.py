@@ -24,6 +24,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -255,6 +256,7 @@ class Driver:
         self.dead.count = int(self.base.get("dead_lettered", 0))
         self.workers: Dict[int, WorkerView] = {}
         self._lock = threading.Lock()
+        self._counter_high: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float] = {}  # see metric_samples
         self._save_lock = threading.Lock()
         self.samples: List[Tuple[Any, Any]] = []
         self.failures: List[Any] = []
@@ -427,7 +429,20 @@ class Driver:
         """This job's figures for ``--metrics-port`` (read at scrape time)."""
         counters = {k: 0 for k in COUNTER_NAMES}
         counters.update(self.counters(live=True))
-        return metrics.job_samples(self.opts.metrics_job or self.job.kind, counters, self.stats(), self.limits(), dict(self.dead.by_reason))
+        samples = metrics.job_samples(self.opts.metrics_job or self.job.kind, counters, self.stats(), self.limits(),
+                                      dict(self.dead.by_reason))
+        # A counter never goes down (Prometheus reads a drop as a restart and counts it all again):
+        # a unit done again (a Spark task retried from its start) counts anew from 0, and the
+        # figure holds until the retry passes it.
+        out = []
+        for smp in samples:
+            if smp.kind == "counter":
+                key = (smp.name, tuple(sorted(smp.labels.items())))
+                high = max(smp.value, self._counter_high.get(key, 0.0))
+                self._counter_high[key] = high
+                smp = dataclasses.replace(smp, value=high)
+            out.append(smp)
+        return out
 
     def sink_state(self) -> Dict[str, Any]:
         with self._lock:

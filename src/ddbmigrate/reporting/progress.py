@@ -53,6 +53,7 @@ class Progress:
         self._t0 = time.monotonic()
         self._history: List[tuple[float, int]] = []
         self._base: Optional[tuple[float, int]] = None  # (when, done) as the job started
+        self._done_shown = 0  # the most that has been shown done (see _tick)
         self.timeline: List[Dict[str, Any]] = []
 
     def __enter__(self) -> "Progress":
@@ -136,14 +137,22 @@ class Progress:
             return
         s = self.snapshot()
         now = time.monotonic()
-        done = int(s.get("done", 0))
+        # Never backwards: a unit done again (a Spark task retried from its start) settles its
+        # items anew, and the count holds until the retry passes it.
+        done = max(int(s.get("done", 0)), self._done_shown)
+        self._done_shown = done
         total = s.get("total")
+        # An estimated total (DescribeTable's ItemCount, up to 6 hours old) that the job has passed
+        # is no total: it becomes what is done, and the ETA is unknown until the end.
+        passed = total is not None and done >= int(total) and not final
+        if total is not None and done > int(total):
+            total = done
         rate = self._rate(now, done)
         if final and self._base is not None and now > self._base[0]:
             # The last line gives the whole run's rate (this run's: a resumed job's count before it
             # is left out), not the last 10 seconds'.
             rate = (done - self._base[1]) / (now - self._base[0])
-        eta = (max(0, int(total) - done) / rate) if (total and rate > 0) else None
+        eta = (max(0, int(total) - done) / rate) if (total and rate > 0 and not passed) else None
         self.timeline.append({"t": round(now - self._t0, 2), "done": done, "retries": s.get("retries", 0),
                               "throttles": s.get("throttles", 0)})
         if len(self.timeline) > 2000:
