@@ -108,3 +108,11 @@ def test_sparkline() -> None:
     assert sparkline([]) == ""
     assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
     assert len(sparkline([float(i) for i in range(100)], width=10)) == 10
+
+
+def test_the_summarys_throttles_are_the_timelines() -> None:
+    """The summary counted refused calls alone (23) beside a timeline counting held-back items too (41)."""
+    from ddbmigrate.reporting.html import throttled
+
+    assert throttled({"throttle": 23, "unprocessed": 18, "5xx": 4}) == 41
+    assert throttled({}) == 0

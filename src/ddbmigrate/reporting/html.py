@@ -155,6 +155,12 @@ def throughput(timeline: Sequence[Dict[str, Any]]) -> List[Tuple[float, float]]:
     return out
 
 
+def throttled(retries: Dict[str, int]) -> int:
+    """Throttles as the timeline counts them: calls refused and items held back (UnprocessedItems),
+    each retried (the summary counted the first alone, and read 23 beside a timeline's 41)."""
+    return int(retries.get("throttle", 0)) + int(retries.get("unprocessed", 0))
+
+
 def cumulative(timeline: Sequence[Dict[str, Any]], key: str) -> List[Tuple[float, float]]:
     return [(float(p["t"]), float(p.get(key, 0) or 0)) for p in timeline]
 
@@ -356,7 +362,7 @@ def render_html(rr: RunReport) -> str:
             f"<tr><td>{e(r.name)}</td><td style='color:{STATUS_COLOURS.get(status_label(r.status, None, r.dead), '#0f172a')}'>"
             f"{e(status_label(r.status, None, r.dead))}</td>"
             f"<td>{r.counters.get('read', 0):,}</td><td>{r.counters.get('written', 0):,}</td><td>{r.dead:,}</td>"
-            f"<td>{sum(r.retries.values()):,}</td><td>{r.retries.get('throttle', 0):,}</td><td>{r.duration:,.1f}</td>"
+            f"<td>{sum(r.retries.values()):,}</td><td>{throttled(r.retries):,}</td><td>{r.duration:,.1f}</td>"
             f"<td>{r.items_per_second:,.0f}</td></tr>")
     if len(rr.runs) > 1:
         def tot(k: str) -> int:
@@ -364,7 +370,7 @@ def render_html(rr: RunReport) -> str:
 
         parts.append(f"<tr><th>total</th><th></th><th>{tot('read'):,}</th><th>{tot('written'):,}</th>"
                      f"<th>{tot('dead_lettered'):,}</th><th>{sum(sum(r.retries.values()) for r in rr.runs):,}</th>"
-                     f"<th>{sum(r.retries.get('throttle', 0) for r in rr.runs):,}</th><th>{rr.duration:,.1f}</th>"
+                     f"<th>{sum(throttled(r.retries) for r in rr.runs):,}</th><th>{rr.duration:,.1f}</th>"
                      "<th></th></tr>")
     parts.append("</table>")
     errors = [r for r in rr.runs if r.error]

@@ -140,7 +140,7 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
     throughput sparkline, then dead-letter reasons, errors and segment timings."""
     from rich.table import Table
 
-    from .html import sparkline, throughput
+    from .html import sparkline, throttled, throughput
 
     console = _console(console, stderr=False)  # stdout: this summary is the command's output
     t = Table(title=f"ddbmigrate {rr.title}: {rr.status}" + (f" (exit {rr.exit_code})" if rr.exit_code is not None
@@ -154,7 +154,7 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
             else "yellow"
         t.add_row(_plain(r.name), f"[{colour}]{r.status}[/{colour}]", f"{r.counters.get('read', 0):,}",
                   f"{r.counters.get('written', 0):,}", f"{r.dead:,}", f"{sum(r.retries.values()):,}",
-                  f"{r.retries.get('throttle', 0):,}", f"{r.duration:,.1f}", f"{r.items_per_second:,.0f}",
+                  f"{throttled(r.retries):,}", f"{r.duration:,.1f}", f"{r.items_per_second:,.0f}",
                   sparkline([v for _, v in throughput(r.timeline)]))
     if len(rr.runs) > 1:
         def tot(k: str) -> int:
@@ -162,7 +162,7 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
 
         t.add_row("[bold]total", "", f"{tot('read'):,}", f"{tot('written'):,}", f"{tot('dead_lettered'):,}",
                   f"{sum(sum(r.retries.values()) for r in rr.runs):,}",
-                  f"{sum(r.retries.get('throttle', 0) for r in rr.runs):,}", f"{rr.duration:,.1f}", "",
+                  f"{sum(throttled(r.retries) for r in rr.runs):,}", f"{rr.duration:,.1f}", "",
                   sparkline([v for _, v in throughput(rr.total_timeline)]))
     console.print(t)
     for r in rr.runs:
