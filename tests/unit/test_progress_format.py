@@ -177,3 +177,11 @@ def test_metrics_counters_never_go_down() -> None:
         return next(s.value for s in d.metric_samples() if s.name == "records" and s.labels["counter"] == "written")
 
     assert [written(), written(), written()] == [400.0, 400.0, 500.0]
+
+
+def test_every_retry_cause_is_exposed_from_the_start() -> None:
+    from ddbmigrate.reporting.metrics import job_samples
+
+    got = {(s.labels["cause"], s.value) for s in job_samples("copy", {}, {"retries": {"5xx": 2}}, {}, {})
+           if s.name == "retries"}
+    assert got == {("throttle", 0.0), ("unprocessed", 0.0), ("5xx", 2.0), ("connection", 0.0), ("credentials", 0.0)}

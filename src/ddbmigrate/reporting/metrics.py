@@ -223,6 +223,11 @@ class Stall:
         return None
 
 
+# What the client retries, by cause (aws/client.py: throttle, 5xx, connection, credentials;
+# sinks: UnprocessedItems).
+RETRY_CAUSES = ("throttle", "unprocessed", "5xx", "connection", "credentials")
+
+
 def job_samples(job: str, counters: Mapping[str, int], stats: Mapping[str, Any],
                 limits: Mapping[str, Mapping[str, Any]], dead_reasons: Mapping[str, int]) -> List[Sample]:
     """The figures every job has, as samples labelled with the job's kind."""
@@ -230,7 +235,11 @@ def job_samples(job: str, counters: Mapping[str, int], stats: Mapping[str, Any],
     for k, v in sorted(counters.items()):
         out.append(Sample("records", float(v), {"job": job, "counter": k}, "counter",
                           "records by what happened to them (read, written, deleted, dead_lettered, ...)"))
-    for cause, n in sorted((stats.get("retries") or {}).items()):
+    # Every cause from the start, at 0: a rate() over a family that appears only with its first
+    # retry has nothing to compare it with.
+    retries = {c: 0 for c in RETRY_CAUSES}
+    retries.update(stats.get("retries") or {})
+    for cause, n in sorted(retries.items()):
         out.append(Sample("retries", float(n), {"job": job, "cause": str(cause)}, "counter", "retries by cause"))
     for reason, n in sorted(dead_reasons.items()):
         out.append(Sample("dead_lettered", float(n), {"job": job, "reason": str(reason)}, "counter",
