@@ -533,3 +533,57 @@ def test_a_throttled_call_waits_for_the_limiter_before_it_is_sent_again() -> Non
     assert spy.seen == ["throttled", "again"] and len(srv.requests) == 2
     assert c.stats.snapshot()["retries"] == {"throttle": 1}
     srv.close()
+
+
+# ---------------------------------------------------------------- an answer holding back what was never sent
+
+
+@pytest.mark.parametrize("foreign", [
+    {"PutRequest": {"Item": {"pk": {"S": "FOREIGN-1"}, "evil": {"S": "yes"}}}},
+    {"DeleteRequest": {"Key": {"pk": {"S": "KEEPME"}}}},
+])
+def test_unprocessed_items_this_call_never_sent_are_never_applied(foreign: Dict[str, Any]) -> None:
+    """Before: a server's UnprocessedItems was re-sent as it came: a request of its own wrote an
+    item that was never part of the job, or deleted one the target had (exit 0, "done"). Now the
+    answer is a bad one, retried: the batch is sent again, the foreign request never."""
+    from ddbmigrate.core.items import KeySchema
+    from ddbmigrate.core.records import PUT, Op
+    from ddbmigrate.sinks.table_writer import TableWriter
+
+    def reply(c: socket.socket, req: bytes, n: int) -> bool:
+        held = {"tbl1": [foreign, {"PutRequest": {"Item": {"pk": {"S": "k1"}, "n": {"N": "1.0"}}}}]}
+        c.sendall(ok(orjson.dumps({"UnprocessedItems": held if n == 1 else {}})))
+        return True
+
+    srv = ScriptedServer(reply)
+    cl = client(f"http://127.0.0.1:{srv.port}")
+    items = [{"pk": {"S": f"k{i}"}, "n": {"N": str(i)}} for i in range(3)]
+    w = TableWriter(cl, "tbl1", KeySchema("pk", "S"))
+    res = w.write([Op(PUT, it, orjson.dumps(it), None) for it in items])
+    assert res.written == 3
+    bodies = [r.split(b"\r\n\r\n", 1)[1] for r in srv.requests]
+    assert len(bodies) == 2 and bodies[0] == bodies[1]
+    assert all(b"FOREIGN" not in b and b"KEEPME" not in b for b in bodies)
+    assert cl.stats.snapshot()["retries"].get("connection") == 1
+    cl.close()
+
+
+def test_unprocessed_items_of_this_call_are_sent_again_whatever_their_spelling() -> None:
+    """The check compares items by value: DynamoDB may hand back 1.0 for 1, attributes reordered."""
+    from ddbmigrate.core.items import KeySchema
+    from ddbmigrate.core.records import PUT, Op
+    from ddbmigrate.sinks.table_writer import TableWriter
+
+    def reply(c: socket.socket, req: bytes, n: int) -> bool:
+        held = {"tbl1": [{"PutRequest": {"Item": {"n": {"N": "1.0"}, "pk": {"S": "k1"}}}}]}
+        c.sendall(ok(orjson.dumps({"UnprocessedItems": held if n == 1 else {}})))
+        return True
+
+    srv = ScriptedServer(reply)
+    cl = client(f"http://127.0.0.1:{srv.port}")
+    items = [{"pk": {"S": f"k{i}"}, "n": {"N": str(i)}} for i in range(3)]
+    res = TableWriter(cl, "tbl1", KeySchema("pk", "S")).write([Op(PUT, it, orjson.dumps(it), None) for it in items])
+    assert res.written == 3
+    bodies = [r.split(b"\r\n\r\n", 1)[1] for r in srv.requests]
+    assert len(bodies) == 2 and b'"k1"' in bodies[1] and b'"k0"' not in bodies[1]
+    cl.close()

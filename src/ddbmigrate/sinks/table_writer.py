@@ -24,6 +24,7 @@ partition no rate can get past (e.g. a transform that gives every item ``GSI1PK 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections import Counter
@@ -43,6 +44,21 @@ from ..core.specs import Resources, SinkSpecBase
 from ..errors import AwsError, ConditionalCheckFailed, RetriesExhaustedError
 
 log = logging.getLogger("ddbmigrate.sinks")
+
+
+def _request_text(request: Any) -> Tuple[str, Any]:
+    """A put or delete, an Op or a request as BatchWriteItem holds it, in one canonical form (the
+    same item or key whatever its numbers' spelling or its attributes' order)."""
+    image: Any
+    if isinstance(request, Op):
+        kind, image = ("D" if request.kind == DELETE else "P"), request.item
+    else:
+        put = request.get("PutRequest") if isinstance(request, dict) else None
+        if isinstance(put, dict):
+            kind, image = "P", put.get("Item")
+        else:
+            kind, image = "D", (request.get("DeleteRequest") or {}).get("Key")
+    return kind, canonical_item(image)
 
 
 def _wcu(enc_len: int) -> float:
@@ -131,11 +147,12 @@ class TableWriter(SinkBase):
         estimate = sum(_wcu(len(o.enc)) for o in ops)
         attempt = 0
         pending: Sequence[Any] = ops
+        sent: Sequence[Any] = ops  # what this attempt sends: the Ops, then the requests held back
         while True:
             self.limiter.acquire(estimate)
             try:
                 consumed, unprocessed, images = self.client.call_parsed(
-                    "BatchWriteItem", body, self._parse_answer, table=self.table,
+                    "BatchWriteItem", body, functools.partial(self._parse_answer, sent=sent), table=self.table,
                     limiter=_Attributed(self.limiter, self._note_throttled, pending))
             except AwsError as e:
                 if e.code == "ValidationException" and len(ops) > 0:
@@ -160,13 +177,14 @@ class TableWriter(SinkBase):
             self.client.stats.retry("unprocessed")
             log.debug("BatchWriteItem: %d of %d requests unprocessed (attempt %d)", len(unprocessed), len(ops), attempt)
             pending = images
+            sent = unprocessed
             self._note_throttled(pending)
             self.limiter.throttled()
             body = b'{"RequestItems":' + orjson.dumps({self.table: unprocessed}) + b',"ReturnConsumedCapacity":"TOTAL"}'
             estimate = float(len(unprocessed))
             self.backoff.wait(attempt)
 
-    def _parse_answer(self, data: bytes) -> Tuple[float, List[Any], List[Any]]:
+    def _parse_answer(self, data: bytes, sent: Sequence[Any]) -> Tuple[float, List[Any], List[Any]]:
         """A BatchWriteItem answer -> (units consumed, our unprocessed requests, their images);
         checked inside the retry loop, so a garbled answer is sent again (see the module doc)."""
         resp = load_object(data, "BatchWriteItem")
@@ -187,6 +205,13 @@ class TableWriter(SinkBase):
                 raise BadResponse("the BatchWriteItem answer's UnprocessedItems holds something that is not a "
                                   "PutRequest with an Item or a DeleteRequest with a Key")
             images.append(img)
+        if unprocessed:
+            # Only requests of this call can be held back: one it never sent would be re-sent as
+            # it is, writing (or deleting) an item that was never part of the job.
+            ours = {_request_text(x) for x in sent}
+            if any(_request_text(r) not in ours for r in unprocessed):
+                raise BadResponse("the BatchWriteItem answer's UnprocessedItems holds a request this call did not "
+                                  "send")
         return _consumed(resp), unprocessed, images
 
     def _note_throttled(self, images: Sequence[Any]) -> None:
