@@ -141,3 +141,17 @@ def test_a_key_repeated_on_either_side_is_compared_by_its_last_record() -> None:
         # The repeat put back as it was: equal.
         got, counts, _, _ = compare([base], [base + [later, base[1]]], budget)
         assert got == {"missing": [], "unexpected": [], "mismatched": []} and counts["equal"] == 5
+
+
+def test_an_item_without_the_key_is_refused_by_the_side_not_a_key_error() -> None:
+    """No DynamoDB table gives an item without its key, but a server may: verify stopped with
+    "internal error: KeyError: 'pk'". The sink refuses it, with why; the rest is spilled."""
+    with tempfile.TemporaryDirectory() as d:
+        spec = CompareSpillSpec(ACTUAL, os.path.join(d, "spill"), KEYS, 16)
+        sink = spec.build(Resources())
+        items = [{"pk": {"S": "a"}}, {"n": {"N": "1"}}, {"pk": {"N": "5"}}, {"pk": {"S": "b"}}]
+        res = sink.write(ops(items))
+        assert res.written == 2
+        assert [(o.item, code) for o, _, code in res.rejected] == [(items[1], "InvalidKey"), (items[2], "InvalidKey")]
+        assert all(reason for _, reason, _ in res.rejected)
+        sink.close()

@@ -562,3 +562,19 @@ def test_key_values_at_dynamodbs_byte_limits_pass_and_one_byte_more_does_not() -
     idx = (("g", "B", "G1", "HASH"),)
     assert index_key_problem({"g": {"B": base64.b64encode(b"x" * 2048).decode()}}, idx) is None
     assert index_key_problem({"g": {"B": base64.b64encode(b"x" * 2049).decode()}}, idx) is not None
+
+
+def test_a_delete_of_an_item_without_the_key_is_a_dead_letter_not_a_key_error() -> None:
+    """Emptying a table deletes each item read by its key: an item a server gave without the key
+    (or with it of another type) stopped `clean` with KeyError."""
+    from ddbmigrate.core.items import KeySchema
+    from ddbmigrate.core.processing import Processing, Processor
+    from ddbmigrate.core.records import DELETE, Chunk
+
+    proc = Processor(Processing(key_schema=KeySchema("pk", "S")))
+    dead: List[Any] = []
+    chunk = Chunk(ops=[(DELETE, {"pk": {"S": "a"}, "x": {"N": "1"}}), (DELETE, {"x": {"N": "2"}}),
+                       (DELETE, {"pk": {"N": "3"}})], position=None)
+    out = proc.chunk(chunk, 0, lambda *a, **k: dead.append(a))
+    assert [orjson.loads(op.enc) for op in out.ops] == [{"pk": {"S": "a"}}]
+    assert [(d[0], d[2]) for d in dead] == [({"x": {"N": "2"}}, "InvalidKey"), ({"pk": {"N": "3"}}, "InvalidKey")]

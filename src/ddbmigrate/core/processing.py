@@ -185,7 +185,15 @@ class Processor:
                         if p:
                             dead(out, p, "InvalidKey", "validate", origin, skey)
                             continue
-                        out = keyschema.project(out)
+                        try:
+                            out = keyschema.project(out)
+                            keyschema.key(out)
+                        except (KeyError, TypeError, ValueError, ArithmeticError):
+                            # (No table gives an item without its key; a server may: it stopped
+                            # a clean with KeyError.)
+                            dead(out, keyschema.problem(out) or "the item lacks the key", "InvalidKey", "validate",
+                                 origin, skey)
+                            continue
                     try:
                         enc = exact(dumps(out))
                     except TypeError as e:

@@ -192,13 +192,19 @@ T = TypeVar("T")
 
 
 def _spill(partitions: int, threshold: Optional[int], keys_only: bool, things: Iterable[T],
-           key_of: Callable[[T], bytes], body_of: Callable[[T], bytes]) -> Records:
+           key_of: Callable[[T], Optional[bytes]], body_of: Callable[[T], bytes],
+           keyless: Optional[List[T]] = None) -> Records:
     """(partition, key length, record) of each thing in the sample, and how many were sampled out:
-    the one placement rule (by key hash, the same on both sides) and the one record format."""
+    the one placement rule (by key hash, the same on both sides) and the one record format. A
+    thing with no key (``key_of`` gives None) goes to ``keyless``."""
     recs: List[Tuple[int, int, bytes]] = []
     dropped = 0
     for t in things:
         kb = key_of(t)
+        if kb is None:
+            if keyless is not None:
+                keyless.append(t)
+            continue
         h = hashlib.blake2b(kb, digest_size=8).digest()
         if threshold is not None and int.from_bytes(h[4:], "little") >= threshold:
             dropped += 1
@@ -219,7 +225,7 @@ def spill_records(keys: KeySchema, partitions: int, threshold: Optional[int], ke
 _parsers = threading.local()
 
 
-def _key_of(keys: KeySchema, op: Op) -> bytes:
+def _key_of(keys: KeySchema, op: Op) -> Optional[bytes]:
     """The key bytes of an op, read from its JSON without building the item (simdjson), unless
     the item is already built or the JSON does not hold the key as expected."""
     if op._item is None and _simdjson is not None:
@@ -234,14 +240,20 @@ def _key_of(keys: KeySchema, op: Op) -> bytes:
                 del doc
         except (KeyError, TypeError, ValueError, RuntimeError):
             pass
-    return orjson.dumps(keys.key(op.item))
+    try:
+        return orjson.dumps(keys.key(op.item))
+    except (KeyError, TypeError, AttributeError):
+        # An item without the key, or with it of another type: no DynamoDB table gives one, but a
+        # server may (the sink says which, item by item).
+        return None
 
 
 def spill_ops(keys: KeySchema, partitions: int, threshold: Optional[int], keys_only: bool,
-              ops: Iterable[Op]) -> Records:
+              ops: Iterable[Op], keyless: Optional[List[Op]] = None) -> Records:
     """A job's ops (a verify side's sink): each item is spilled as the JSON it came in and its
-    digest is of those bytes, so no item is built or encoded again."""
-    return _spill(partitions, threshold, keys_only, ops, lambda o: _key_of(keys, o), lambda o: o.enc)
+    digest is of those bytes, so no item is built or encoded again. Ops whose item lacks the key
+    go to ``keyless``."""
+    return _spill(partitions, threshold, keys_only, ops, lambda o: _key_of(keys, o), lambda o: o.enc, keyless)
 
 
 def spill_buffer(budget: int, partitions: int) -> int:
@@ -276,13 +288,18 @@ class CompareSpillSink(SinkBase):
         if any(o.kind == DELETE for o in ops):
             # Verify reads full images only (an incremental export is refused when its side opens).
             raise UsageError("a verify side produced a delete: only full images can be compared")
-        recs, dropped = spill_ops(self.spec.keys, self.spec.partitions, self.threshold, self.spec.keys_only, ops)
+        keyless: List[Op] = []
+        recs, dropped = spill_ops(self.spec.keys, self.spec.partitions, self.threshold, self.spec.keys_only, ops,
+                                  keyless)
         self.spill.add(recs)
         if dropped:
             with self._lock:
                 self.sampled_out += dropped
         # Sampled-out ops are acknowledged too: they are settled (counted in the state), not lost.
-        return BatchResult(written=len(ops))
+        # One without the key cannot be matched: refused, with why (it stopped verify with KeyError).
+        keys = self.spec.keys
+        rejected = [(o, keys.problem(o.item) or "the item lacks the key", "InvalidKey") for o in keyless]
+        return BatchResult(written=len(ops) - len(keyless), rejected=rejected)
 
     @contextlib.contextmanager
     def commit(self, final: bool) -> Iterator[Optional[Dict[str, Any]]]:
