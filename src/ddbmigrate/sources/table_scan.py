@@ -13,10 +13,14 @@ page for ever, so it stops the job (:class:`FatalError`).
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Set, Tuple
+
+import orjson
 
 from ..aws.capacity import RateLimiter, page_limit
 from ..aws.client import DynamoClient, load_object
@@ -29,6 +33,8 @@ from ..errors import FatalError
 
 # DynamoDB reads at most 1 MB per page: 1 MB eventually consistent = 128 RCU (4 KB at 0.5).
 _PAGE_RCU_ESTIMATE = 128.0
+# LastEvaluatedKeys of a segment remembered to tell a Scan that goes round in circles (16 bytes each).
+_SEEN_KEYS = 4096
 
 
 MIN_SEGMENTS = 32
@@ -189,6 +195,8 @@ class TableScanSource(SourceBase):
         estimate = _PAGE_RCU_ESTIMATE * (2 if self.consistent else 1)
         if self.page_limit:
             estimate = min(estimate, max(1.0, self.page_limit / 2))
+        seen: Set[bytes] = set()  # the segment's last LastEvaluatedKeys (see below)
+        order: Deque[bytes] = collections.deque()
         while not stop.is_set():
             if self.write_rate is not None:
                 found = page_limit(None, self.write_rate(), self.readers)
@@ -209,6 +217,18 @@ class TableScanSource(SourceBase):
                     chunk = Chunk(ops=[(DELETE, it) for it in items], position=lek, done=lek is None)
                 else:
                     chunk = Chunk(items=items, position=lek, done=lek is None)
+            if lek is not None and lek != req.get("ExclusiveStartKey"):
+                # A key handed back again after others (a server cycling between pages) would read
+                # the same pages for ever too: the last keys of this segment are remembered.
+                mark = hashlib.blake2b(orjson.dumps(lek, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+                if mark in seen:
+                    raise FatalError("the Scan goes round in circles: it handed back a LastEvaluatedKey it had "
+                                     "already given, so the same pages would be read for ever (a broken endpoint "
+                                     "or proxy?)", table=self.table, segment=seg, code="LastEvaluatedKeyRepeated")
+                seen.add(mark)
+                order.append(mark)
+                if len(order) > _SEEN_KEYS:
+                    seen.discard(order.popleft())
             if lek is not None and lek == req.get("ExclusiveStartKey"):
                 # The server would hand back this page for ever: a copy would read the same items
                 # again and again, never finishing. Nothing retried will change that.
