@@ -587,3 +587,34 @@ def test_unprocessed_items_of_this_call_are_sent_again_whatever_their_spelling()
     bodies = [r.split(b"\r\n\r\n", 1)[1] for r in srv.requests]
     assert len(bodies) == 2 and b'"k1"' in bodies[1] and b'"k0"' not in bodies[1]
     cl.close()
+
+
+# ---------------------------------------------------------------- the control plane's broken answers
+
+
+@pytest.mark.parametrize("body", [b"<html>hello</html>", b'{"Table": {"TableNa', b"{}"])
+def test_a_describe_table_answer_that_is_no_description_is_retried_then_exit_75(body: bytes) -> None:
+    """Before: "error: 'Table'" (a KeyError) or a codec error, exit 1, not retried; the data path
+    retries such an answer and ends in exit 75 naming the operation."""
+    from ddbmigrate.errors import RetriesExhaustedError
+
+    srv = ScriptedServer(lambda c, req, n: c.sendall(ok(body)) or True)
+    cl = client(f"http://127.0.0.1:{srv.port}", attempts=3)
+    with pytest.raises(RetriesExhaustedError, match="DescribeTable still failing after 3 attempts") as e:
+        cl.describe_table()
+    assert e.value.exit_code == 75 and len(srv.requests) == 3
+    assert cl.stats.snapshot()["retries"].get("connection") == 2
+    cl.close()
+
+
+def test_a_describe_table_answered_by_a_502_page_is_exit_75() -> None:
+    from ddbmigrate.errors import RetriesExhaustedError
+
+    page = b"<html>Bad Gateway</html>"
+    srv = ScriptedServer(lambda c, req, n: c.sendall(
+        f"HTTP/1.1 502 Bad Gateway\r\nContent-Length: {len(page)}\r\n\r\n".encode() + page) or True)
+    cl = client(f"http://127.0.0.1:{srv.port}", attempts=2)
+    with pytest.raises(RetriesExhaustedError, match="HTTP 502") as e:
+        cl.describe_table()
+    assert e.value.exit_code == 75
+    cl.close()

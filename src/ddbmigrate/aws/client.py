@@ -45,6 +45,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.exceptions import InvalidRegionError
+from botocore.parsers import ResponseParserError
 from botocore.credentials import (
     AssumeRoleCredentialFetcher,
     DeferredRefreshableCredentials,
@@ -564,16 +565,32 @@ class DynamoClient:
 
     def describe_table(self, table: Optional[str] = None) -> Dict[str, Any]:
         name = table or self.ref.table
-        try:
-            resp = self.control.describe_table(TableName=name)
-            desc = dict(resp["Table"])
-        except self.control.exceptions.ResourceNotFoundException:
-            raise TableNotFoundError(
-                f"table {name!r} does not exist at {self.endpoint} ({self.region})", table=name,
-                code="ResourceNotFoundException",
-            ) from None
-        except Exception as e:
-            raise _control_error(e, name) from None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = self.control.describe_table(TableName=name)
+                got = resp.get("Table") if isinstance(resp, dict) else None
+                if not isinstance(got, dict) or not got.get("TableName"):
+                    raise BadResponse("the answer holds no table description")
+                desc = dict(got)
+                break
+            except self.control.exceptions.ResourceNotFoundException:
+                raise TableNotFoundError(
+                    f"table {name!r} does not exist at {self.endpoint} ({self.region})", table=name,
+                    code="ResourceNotFoundException",
+                ) from None
+            except (BadResponse, ResponseParserError, UnicodeDecodeError) as e:
+                # An answer botocore cannot read (HTML, cut short, gzip it was not asked for), or
+                # one that is no description: retried as the data path retries one, then exit 75
+                # naming the operation (it was a KeyError: 'Table', exit 1).
+                if attempt >= self.retry_policy.max_attempts:
+                    raise RetriesExhaustedError(f"DescribeTable still failing after {attempt} attempts: {_brief(e)}",
+                                                table=name, code="BadResponse") from None
+                self.stats.retry("connection")
+                self.backoff.wait(attempt)
+            except Exception as e:
+                raise _control_error(e, name) from None
         model = ((resp.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get(CAPACITY_MODEL_HEADER)
         if model is not None:
             # The fault proxy's capacity model: what it enforces (botocore keeps no field it does
@@ -719,8 +736,13 @@ def _control_error(e: Exception, table: str) -> Exception:
     code = error_code(e)
     if code in THROTTLE_CODES or code in RETRIABLE_CODES:
         return RetriesExhaustedError(f"{code} on {table}: {_brief(e)}", table=table, code=code)
-    if e.__class__.__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
+    if e.__class__.__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError",
+                                "ReadTimeoutError", "ProxyConnectionError"):
         return RetriesExhaustedError(f"cannot reach DynamoDB: {_brief(e)}", table=table, code="connection")
+    if code is not None and code.isdigit() and (code.startswith("5") or code == "429"):
+        # An answer with no DynamoDB error in it (a load balancer's 502, a proxy's 429) after
+        # botocore's retries: the server's trouble, which a later run may not have (exit 75).
+        return RetriesExhaustedError(f"HTTP {code} on {table}: {_brief(e)}", table=table, code=f"HTTP{code}")
     if e.__class__.__name__ in ("NoCredentialsError", "PartialCredentialsError"):
         return UsageError(f"no usable AWS credentials: {_brief(e)}", table=table)
     return AwsError(_brief(e), table=table, code=code)
