@@ -618,3 +618,16 @@ def test_a_describe_table_answered_by_a_502_page_is_exit_75() -> None:
         cl.describe_table()
     assert e.value.exit_code == 75
     cl.close()
+
+
+@pytest.mark.parametrize("proxy, said", [("garbage:::", "not a proxy URL"), ("http://127.0.0.1:notaport", "not a proxy URL"),
+                                         ("socks5://127.0.0.1:1080", "the socks5 scheme is not supported")])
+def test_a_proxy_setting_that_is_no_proxy_url_is_one_line_naming_the_variable(
+        monkeypatch: pytest.MonkeyPatch, proxy: str, said: str) -> None:
+    """Before: "internal error: LocationParseError" or "ProxySchemeUnknown", exit 1."""
+    from ddbmigrate.errors import UsageError
+
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    with pytest.raises(UsageError, match=f"HTTP_PROXY: {said}") as e:
+        client("http://127.0.0.1:9")
+    assert e.value.exit_code == 2 and "127.0.0.1:1080" not in e.value.message

@@ -660,7 +660,25 @@ def _proxy_url(endpoint: str) -> str:
     if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]
         return ""
     scheme = "https" if endpoint.startswith("https") else "http"
-    return os.environ.get(f"{scheme}_proxy") or os.environ.get(f"{scheme.upper()}_PROXY") or ""
+    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY"):
+        proxy = os.environ.get(name)
+        if proxy:
+            _check_proxy(proxy, name)
+            return proxy
+    return ""
+
+
+def _check_proxy(proxy: str, name: str) -> None:
+    """A UsageError naming the variable when ``proxy`` is no http(s) proxy URL (it was an internal
+    error: LocationParseError, ProxySchemeUnknown). The URL is not repeated: it may hold a password."""
+    try:
+        u = urllib3.util.parse_url(proxy if "://" in proxy else "http://" + proxy)
+    except Exception:  # urllib3's LocationParseError (a ValueError) and anything it finds odd
+        u = None
+    if u is None or not u.host or (u.scheme or "http") not in ("http", "https"):
+        why = f"the {u.scheme} scheme is not supported" if u is not None and u.scheme not in (None, "http", "https") \
+            else "not a proxy URL"
+        raise UsageError(f"{name}: {why} (expected http(s)://[user:password@]host:port)")
 
 
 # The settings of a profile that make it fetch credentials (named in an error, never their values:
