@@ -158,8 +158,14 @@ def preflight_note(source: Any, target: Any) -> Optional[str]:
 
     from concurrent.futures import ThreadPoolExecutor
 
+    from ..config import RetryPolicy
+
+    # A courtesy, never worth a wait: one retry, 10 s a call (with the clients' defaults an endpoint
+    # that never answers held the job back 5 minutes before it began, whatever --max-attempts said).
+    quick = RetryPolicy(max_attempts=2)
     try:
-        sc, tc = DynamoClient(source, pool_size=1), DynamoClient(target, pool_size=1)
+        sc = DynamoClient(source, pool_size=1, retry=quick, timeout=10.0)
+        tc = DynamoClient(target, pool_size=1, retry=quick, timeout=10.0)
         try:
             if not tc.table_exists():
                 return None
