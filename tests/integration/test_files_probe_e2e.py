@@ -3,32 +3,17 @@ the table, the dead letters with their file:line and reason, and the exit code."
 
 from __future__ import annotations
 
+import base64
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
 
 import pytest
 
 from ddbmigrate.sources.lines import MAX_LINE
-from support import create_table, scan_all
+from support import create_table
+from test_files_audit_e2e import cli, dead, pks
 
 pytestmark = pytest.mark.integration
-
-
-def cli(*args: str, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
-    return subprocess.run([sys.executable, "-m", "ddbmigrate", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
-
-
-def pks(endpoint: str, table: str) -> List[str]:
-    return sorted(i["pk"]["S"] for i in scan_all(endpoint, table))
-
-
-def dead(path: Path) -> List[Dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
 DEEP = "[" * 2000 + "]" * 2000
@@ -66,7 +51,7 @@ def test_bytes_that_are_not_utf8_in_a_json_document_are_a_dead_letter_not_u_fffd
     [rec] = dead(dl)
     assert rec["reason"].startswith("not valid UTF-8") and "0xe9" in rec["reason"], rec
     assert rec["origin"] == "u.json:1"
-    assert b"a\xe9b" in __import__("base64").b64decode(rec["raw_b64"])
+    assert b"a\xe9b" in base64.b64decode(rec["raw_b64"])
 
 
 @pytest.mark.parametrize("data, said", [
