@@ -88,9 +88,9 @@ class VerifyReport(Report):
         d["differences"] = self.differences
         d["equal_sides"] = self.equal_sides if self.compared else None
         # A verify stopped midway read records it never compared: its counts cannot add up, and
-        # saying "false" would read as a bug; nor "true" for one stopped before reading (a table
-        # not found): with no verdict there is nothing to balance (docs/verify.md).
-        d["balanced"] = self.balanced() if self.compared else None
+        # saying "false" would read as a bug. One stopped before reading adds up (all zeros), as
+        # every job's report of a failure before its first read does.
+        d["balanced"] = self.balanced() if self.compared or not self.count("read") else None
         return d
 
 
