@@ -394,6 +394,57 @@ def test_every_long_job_serves_metrics_through_the_driver(endpoint: str, tmp_pat
     assert not _port_open(port)
 
 
+def test_metrics_linger_serves_the_final_counts_after_the_job(endpoint: str, tmp_path: Path) -> None:
+    """`copy --metrics-port P --metrics-linger S`: a job shorter than the scrape interval is still
+    seen as it ended; the counts served then are the report's. Before, the server closed with
+    the job and the last scrape's figures were the last the scraper ever had."""
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, seed_items(40))
+    port = _free_port()
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen([sys.executable, "-m", "ddbmigrate", "copy", src, dst, "--endpoint-url", endpoint,
+                             "--progress", "off", "--metrics-port", str(port), "--metrics-linger", "60",
+                             "--report", str(report)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
+    try:
+        wait_for(lambda: report.exists() and b"metrics: the final figures stay on" in _peek_stderr(proc), 60,
+                 "the copy to end and linger")
+        rep = json.loads(report.read_text())
+        code, text = _scrape(port, "/metrics")
+        assert code == 200 and rep["exit_code"] == 0 and rep["counters"]["written"] == 40
+        assert re.search(r'^ddbmigrate_records_total\{counter="written",job="copy"\} 40\.0$', text, re.MULTILINE), text
+        assert _metric(text, "running") == 0
+        assert 'ddbmigrate_job_running{job="copy"}' not in text  # a gauge of the present: gone
+        proc.send_signal(signal.SIGINT)  # ends the linger at once; the job's own exit code stays
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not _port_open(port)
+    r = subprocess.run([sys.executable, "-m", "ddbmigrate", "copy", src, dst, "--endpoint-url", endpoint,
+                        "--metrics-linger", "5"], capture_output=True, text=True,
+                       env={**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
+    assert r.returncode == 2 and "--metrics-linger needs --metrics-port" in r.stderr, r.stderr
+
+
+_stderr_seen: Dict[int, bytes] = {}
+
+
+def _peek_stderr(proc: "subprocess.Popen[bytes]") -> bytes:
+    """What the process has written to stderr so far (read without blocking)."""
+    import select
+
+    assert proc.stderr is not None
+    got = _stderr_seen.get(proc.pid, b"")
+    while select.select([proc.stderr], [], [], 0)[0]:
+        chunk = os.read(proc.stderr.fileno(), 65536)
+        if not chunk:
+            break
+        got += chunk
+    _stderr_seen[proc.pid] = got
+    return got
+
+
 def test_ttl_deletes_are_replicated_by_default_and_skipped_with_the_option(endpoint: str, tmp_path: Path) -> None:
     src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
     put_items(endpoint, src, [{"pk": {"S": f"{kind}{i}"}, "v": {"N": str(i)}} for kind in ("ttl", "user")

@@ -65,6 +65,25 @@ def test_csv_quoted_values_over_several_lines_still_load(tmp_path: Path) -> None
     assert rejects == [] and failed == []
 
 
+def test_csv_text_after_a_closing_quote_is_a_dead_letter_not_a_merged_value(tmp_path: Path) -> None:
+    """Before: ``b,"ab"cd`` loaded v = "abcd", a value no one wrote, and the import said nothing."""
+    p = tmp_path / "x.csv"
+    p.write_text('pk,v\na,1\nb,"ab"cd\nc,"multi\nline"z\nd,"say ""hi"""\n')
+    items, rejects, failed = _read(p, "csv")
+    assert [(it["pk"]["S"], it["v"]["S"], o) for it, o in items] == [("a", "1", "x.csv:2"), ("d", 'say "hi"', "x.csv:6")]
+    assert [(raw, o) for raw, _, o in rejects] == [('b,"ab"cd', "x.csv:3"), ('c,"multi\nline"z', "x.csv:4")]
+    assert all(r.startswith("malformed CSV record (',' expected after '\"')") for _, r, _ in rejects), rejects
+    assert failed == []
+
+
+def test_csv_header_with_text_after_a_closing_quote_fails_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "h.csv"
+    p.write_text('"pk"x,v\na,1\n')
+    items, rejects, failed = _read(p, "csv")
+    assert items == [] and rejects == []
+    assert len(failed) == 1 and failed[0].startswith("h.csv:1: not csv: the header is a malformed CSV record")
+
+
 def test_csv_quoted_value_running_past_the_line_limit_fails_naming_where_it_opened(tmp_path: Path) -> None:
     p = tmp_path / "r.csv"
     row = "x" * 1000 + "\n"

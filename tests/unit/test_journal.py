@@ -370,12 +370,45 @@ def test_metrics_server_serves_providers_and_health() -> None:
         assert code == 503 and "lag too high" in body
         assert metrics.acquire("127.0.0.1", server.port) is server  # shared by every job in the process
         metrics.release(server)
+        assert "ddbmigrate_running 1.0" in _get(server.url + "/metrics")[1]
         remove()
-        assert _get(server.url + "/healthz")[0] == 200 and "lag_seconds" not in _get(server.url + "/metrics")[1]
+        # The ended job's counters stay at their last values; its gauges (a lag) say nothing now.
+        code, text = _get(server.url + "/metrics")
+        assert _get(server.url + "/healthz")[0] == 200 and "lag_seconds" not in text
+        assert 'ddbmigrate_records_total{counter="read",job="copy"} 7.0' in text and "ddbmigrate_running 0.0" in text
     finally:
         metrics.release(server)
     with pytest.raises(OSError):
         urllib.request.urlopen(server.url + "/metrics", timeout=1)
+
+
+def test_a_released_server_lingers_with_the_final_counts_then_closes() -> None:
+    """--metrics-linger: a job shorter than the scrape interval is still seen as it ended."""
+    metrics.set_linger(30)
+    try:
+        server = metrics.acquire("127.0.0.1", 0)
+        count = {"n": 0}
+        remove = server.add(lambda: [metrics.Sample("records", count["n"], {"job": "copy", "counter": "written"},
+                                                    "counter")])
+        count["n"] = 1234
+        remove()
+        metrics.release(server)
+        code, text = _get(server.url + "/metrics")  # released, still serving
+        assert code == 200 and 'ddbmigrate_records_total{counter="written",job="copy"} 1234.0' in text
+        assert metrics.acquire("127.0.0.1", server.port) is server  # the same address serves again
+        metrics.release(server)
+        said: List[str] = []
+        metrics.set_linger(0.3)
+        metrics.release(metrics.acquire("127.0.0.1", server.port))  # released again: 0.3 s now
+        t0 = time.monotonic()
+        metrics.wait_lingering(said.append)
+        assert 0.1 < time.monotonic() - t0 < 5
+        assert said and said[0].startswith(f"metrics: the final figures stay on {server.url}/metrics for ")
+        with pytest.raises(OSError):
+            urllib.request.urlopen(server.url + "/metrics", timeout=1)
+        metrics.wait_lingering()  # nothing left: returns at once
+    finally:
+        metrics.set_linger(0)
 
 
 def test_stall_means_failing_only_while_retries_come_and_nothing_settles() -> None:

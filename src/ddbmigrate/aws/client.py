@@ -61,23 +61,14 @@ from ..errors import (
     UsageError,
 )
 from .capacity import CAPACITY_MODEL_HEADER, CAPACITY_MODEL_MARK, is_dynamodb_host
+from .control_plane import AnswerRefused, control_error, is_unreachable, send_bounded
 from .credentials import CredentialCache
-from .errors import error_code, parse_error_body
+from .errors import RETRIABLE_CODES, THROTTLE_CODES, error_code, parse_error_body
 from .signing import FastSigV4
 from .transport import MAX_BODY, BadResponse, InvalidHeader, Transport, host_header, ssl_context_for, too_large
 
 log = logging.getLogger("ddbmigrate.client")
 
-THROTTLE_CODES = frozenset(
-    (
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "LimitExceededException",
-    )
-)
-RETRIABLE_CODES = frozenset(("InternalServerError", "ServiceUnavailable", "TransactionInProgressException"))
 # A write that raced an ongoing transaction on the same item: retrying is what AWS advises.
 CONFLICT_CODES = frozenset(("TransactionConflictException",))
 # Credentials refused although they may be fine by their own clock: refresh, then retry once.
@@ -376,6 +367,8 @@ class DynamoClient:
                                         ssl_context=tls_ctx, ca_bundle=ca_bundle)
         self._url = self.endpoint + "/"
         self._deadline_s = timeout  # no exchange outlives it, on either HTTP stack
+        # The control plane's answers are bounded as the data path's are (see control_plane.py).
+        self.bound(self.control)
         self._fast_signer: Optional[FastSigV4] = None
         if urlsplit(self._url).path == "/":
             # Every stack sends Host as host[:port] (port only when not the scheme's default).
@@ -407,6 +400,20 @@ class DynamoClient:
         signer.add_auth(req)
         return dict(req.headers.items())
 
+    def _exchange(self, headers: Dict[str, str], body: bytes) -> Any:
+        """One POST of a signed request on this client's HTTP stack: the answer (``.status``,
+        ``.headers``, ``.data``) held whole, within the size cap and the deadline."""
+        if self._transport is not None:
+            return self._transport.post(headers, body)
+        return _Read(self._http.urlopen("POST", self._url, body=body, headers=headers, preload_content=False,
+                                        retries=False, redirect=False), self._url, self._deadline_s)
+
+    def bound(self, control: Any) -> Any:
+        """Make a botocore client of this endpoint send through this client's bounded HTTP stack
+        (answers capped in size and time, see control_plane.py); returns it."""
+        send_bounded(control, self._url, self._exchange)
+        return control
+
     def request_once(self, op: str, body: bytes) -> Dict[str, Any]:
         """One signed POST, parsed. Raises ServiceError or a connection error."""
         return load_object(self.request_raw_once(op, body), op)
@@ -416,11 +423,7 @@ class DynamoClient:
         frozen = self._credentials.get_frozen_credentials()
         headers = self._sign(op, body, frozen)
         try:
-            if self._transport is not None:
-                r: Any = self._transport.post(headers, body)
-            else:
-                r = _Read(self._http.urlopen("POST", self._url, body=body, headers=headers, preload_content=False,
-                                             retries=False, redirect=False), self._url, self._deadline_s)
+            r = self._exchange(headers, body)
         except (InvalidHeader, ValueError) as e:
             if not isinstance(e, InvalidHeader) and "header" not in str(e).lower():
                 raise
@@ -544,11 +547,15 @@ class DynamoClient:
 
     def _say_unreachable(self, attempts: int = 0, caught_exception: Any = None, **_: Any) -> None:
         """botocore's retry hook (control plane): say so while an endpoint cannot be reached."""
-        if caught_exception is not None and caught_exception.__class__.__name__ in (
-                "EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError"):
-            if attempts < self.retry_policy.max_attempts:
-                log.warning("cannot reach %s (%s); retrying, attempt %d of %d", self.endpoint,
-                            _brief(caught_exception), attempts + 1, self.retry_policy.max_attempts)
+        if caught_exception is None or attempts >= self.retry_policy.max_attempts:
+            return
+        if is_unreachable(caught_exception):
+            log.warning("cannot reach %s (%s); retrying, attempt %d of %d", self.endpoint,
+                        _brief(caught_exception), attempts + 1, self.retry_policy.max_attempts)
+        elif isinstance(caught_exception, AnswerRefused):
+            self.stats.retry("connection")
+            log.warning("%s; retrying, attempt %d of %d", _brief(caught_exception), attempts + 1,
+                        self.retry_policy.max_attempts)
 
     def _to_error(self, e: ServiceError, table: Optional[str]) -> Exception:
         t = table or self.ref.table
@@ -590,7 +597,7 @@ class DynamoClient:
                 self.stats.retry("connection")
                 self.backoff.wait(attempt)
             except Exception as e:
-                raise _control_error(e, name) from None
+                raise control_error(e, name) from None
         model = ((resp.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get(CAPACITY_MODEL_HEADER)
         if model is not None:
             # The fault proxy's capacity model: what it enforces (botocore keeps no field it does
@@ -748,19 +755,3 @@ def _one_line(e: Exception) -> str:
 def _brief(e: Exception) -> str:
     s = redact(str(e))  # before the cut: half a token would no longer be recognised
     return s if len(s) < 200 else s[:197] + "..."
-
-
-def _control_error(e: Exception, table: str) -> Exception:
-    code = error_code(e)
-    if code in THROTTLE_CODES or code in RETRIABLE_CODES:
-        return RetriesExhaustedError(f"{code} on {table}: {_brief(e)}", table=table, code=code)
-    if e.__class__.__name__ in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError",
-                                "ReadTimeoutError", "ProxyConnectionError"):
-        return RetriesExhaustedError(f"cannot reach DynamoDB: {_brief(e)}", table=table, code="connection")
-    if code is not None and code.isdigit() and (code.startswith("5") or code == "429"):
-        # An answer with no DynamoDB error in it (a load balancer's 502, a proxy's 429) after
-        # botocore's retries: the server's trouble, which a later run may not have (exit 75).
-        return RetriesExhaustedError(f"HTTP {code} on {table}: {_brief(e)}", table=table, code=f"HTTP{code}")
-    if e.__class__.__name__ in ("NoCredentialsError", "PartialCredentialsError"):
-        return UsageError(f"no usable AWS credentials: {_brief(e)}", table=table)
-    return AwsError(_brief(e), table=table, code=code)

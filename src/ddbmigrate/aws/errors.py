@@ -11,8 +11,8 @@ AWS reports a failure in one of two shapes, and ddbmigrate meets both:
 Invariant: these helpers never raise, whatever they are given (an exception of any library, a
 malformed body); messages read from a body are redacted (:func:`ddbmigrate.logs.redact`);
 "no code" is ``None`` (or an ``HTTP<status>`` code for a body), so callers
-classify errors without guarding each lookup. Which codes are retriable is decided by the
-callers (``aws.client``), not here.
+classify errors without guarding each lookup. The codes every caller retries are listed here
+(:data:`THROTTLE_CODES`, :data:`RETRIABLE_CODES`); how they are retried is the callers' affair.
 """
 
 from __future__ import annotations
@@ -22,6 +22,17 @@ from typing import Any, Dict, Optional, Tuple
 import orjson
 
 from ..logs import redact
+
+THROTTLE_CODES = frozenset(
+    (
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "LimitExceededException",
+    )
+)
+RETRIABLE_CODES = frozenset(("InternalServerError", "ServiceUnavailable", "TransactionInProgressException"))
 
 
 def _error_dict(e: object) -> Dict[str, Any]:

@@ -62,6 +62,11 @@ class ConnectionLost(TransportError):
     """
 
 
+class ConnectFailed(TransportError):
+    """No connection could be made (refused, unreachable, a TLS handshake or certificate refused):
+    nothing was sent."""
+
+
 class ResponseTooLarge(TransportError):
     """The response body is (or announces itself as) larger than :data:`MAX_BODY`."""
 
@@ -197,7 +202,7 @@ class Transport:
                 sock = self._ctx.wrap_socket(sock, server_hostname=self.host)
             sock.settimeout(self.read_timeout)
         except OSError as e:
-            raise TransportError(f"cannot connect to {self.host}:{self.port}: {e}") from e
+            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {e}") from e
         return _Conn(sock)
 
     def _get(self) -> _Conn:

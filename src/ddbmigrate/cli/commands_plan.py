@@ -8,7 +8,7 @@ import click
 
 from ..errors import EXIT_OK, EXIT_USAGE
 from .commands_estimate import bulk_put_only, bulk_put_condition, check_native_import_source, max_cost_param
-from .options import pass_kwargs
+from .options import METRICS_LINGER, pass_kwargs
 from .render import draw_report, handle_errors, write_failure_report
 
 
@@ -36,6 +36,7 @@ from .render import draw_report, handle_errors, write_failure_report
                    "labelled with its name).")
 @click.option("--metrics-host", "metrics_host", default="127.0.0.1", show_default=True,
               help="Address the --metrics-port server binds.")
+@METRICS_LINGER
 @handle_errors
 @pass_kwargs
 def run_cmd(kw: Dict[str, Any]) -> int:

@@ -14,6 +14,7 @@ from ..verify import is_files_location, verify_tables
 from ..state.paths import output_path_problem
 from .engine import engine_from, engine_options, spark_settings, uses_spark
 from .options import (
+    METRICS_LINGER,
     confirm_prompt,
     pass_kwargs,
     retry_policy,
@@ -120,6 +121,7 @@ def side_ref(arg: str, kw: Dict[str, Any], side: str) -> Union[TableRef, str]:
 @click.option("--metrics-port", type=int,
               help="Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port while it runs.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address --metrics-port binds.")
+@METRICS_LINGER
 @engine_options
 @handle_errors
 @pass_kwargs

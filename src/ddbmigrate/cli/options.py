@@ -97,6 +97,13 @@ def s3_settings(kw: Dict[str, Any]) -> S3Settings:
     )
 
 
+# Read by handle_errors (render.py), not by the command: the wait is the process's, at its end.
+METRICS_LINGER = click.option(
+    "--metrics-linger", "metrics_linger", type=click.FloatRange(0, 3600), default=0.0,
+    help="With --metrics-port: once the work is done, keep serving its final figures SECONDS more "
+         "before exiting (more than the scrape interval: the last scrape then sees how it ended).")
+
+
 def run_options(f: F) -> F:
     opts = [
         click.option("--segments", type=int, help="Parallel scan segments (default: from the table size)."),
@@ -129,6 +136,7 @@ def run_options(f: F) -> F:
                      help="Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port while the job runs."),
         click.option("--metrics-host", "metrics_host", default="127.0.0.1", show_default=True,
                      help="Address the --metrics-port server binds."),
+        METRICS_LINGER,
     ]
     for o in reversed(opts):
         f = o(f)

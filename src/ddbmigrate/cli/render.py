@@ -199,12 +199,12 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
     before the command runs: every command logs the same way, and the command never sees them."""
     from .options import LOGGING_KEYS, logging_options
 
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kw: Any) -> Any:
+    def run(*args: Any, **kw: Any) -> Any:
         quiet = bool(kw.get("quiet"))
         from ..logs import configure_logging, redact
 
         verbose, log_level, log_file = (kw.pop(k, None) for k in LOGGING_KEYS)
+        linger = float(kw.pop("metrics_linger", None) or 0.0)
         level = log_level or ("debug" if (verbose or 0) > 1 else "info" if verbose else None) \
             or os.environ.get("DDBMIGRATE_LOG_LEVEL")
         configure_logging(level or "warning", log_file)
@@ -224,9 +224,23 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
         # Until a job installs its own handler (once it runs), SIGTERM is a Ctrl-C: checks and
         # samples before the run end as "interrupted" (exit 130, with their --report), not killed.
         restore = install_handler(_terminate_as_interrupt, (signal.SIGTERM,))
+        if linger:
+            from ..reporting import metrics
+
+            metrics.set_linger(linger)
         try:
             try:
+                if linger and kw.get("metrics_port") is None:
+                    raise click.UsageError("--metrics-linger needs --metrics-port")
                 code = f(*args, **kw)
+            except Exception as e:
+                from ..aws.control_plane import control_error, is_botocore_error
+
+                if not is_botocore_error(e):
+                    raise
+                # A control-plane call that no job step turned into one of ours: still one line and
+                # the exit code its kind deserves (75 for an endpoint that did not answer).
+                raise control_error(e) from None
             finally:
                 restore()  # before the failure is reported: a second SIGTERM there ends the process
         except DdbMigrateError as e:
@@ -271,5 +285,15 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(EXIT_FATAL)
         log.info("%s ended with exit %d", name, code or 0)
         sys.exit(code or 0)
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        try:
+            return run(*args, **kw)
+        finally:
+            # --metrics-linger: the final figures stay served a while, whatever the outcome.
+            from ..reporting import metrics
+
+            metrics.wait_lingering(lambda text: None if kw.get("quiet") else click.echo(text, err=True))
 
     return logging_options(wrapper)

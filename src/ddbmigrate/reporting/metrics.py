@@ -12,6 +12,9 @@ Invariants:
    job keeps anyway; a provider that raises is skipped for that scrape.
 2. The server binds 127.0.0.1 unless ``--metrics-host`` says otherwise; it serves counts and
    lag, never an item body or a secret.
+3. A job's final counts are not lost to the scrape interval: once it ends its counters stay
+   served at their last values (its gauges go; ``ddbmigrate_running`` is 0) while the process lives, and ``--metrics-linger`` keeps the
+   process (and the server) up that long after the command's work is done.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class MetricsServer:
         self.port = port
         self._lock = threading.Lock()
         self._providers: Dict[int, Tuple[Provider, Optional[Health]]] = {}
+        self._final: Dict[int, List[Sample]] = {}  # the last figures of providers removed
         self._next = 0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
@@ -140,18 +144,31 @@ class MetricsServer:
             self._providers[key] = (provider, health)
 
         def remove() -> None:
+            # Its counters stay served at their last values (a live provider's same series win):
+            # a job's final counts must not vanish before a scraper has seen them (invariant 3).
+            # Not its gauges: a lag or a rate says what is happening now, and nothing is.
+            try:
+                last = [x for x in provider() if x.kind == "counter"]
+            except Exception:
+                last = []
             with self._lock:
                 self._providers.pop(key, None)
+                self._final[key] = last
 
         return remove
 
     def providers(self) -> List[Provider]:
         with self._lock:
-            return [p for p, _ in self._providers.values()] + [self._own]
+            finals = [(lambda last=last: last) for last in self._final.values()]
+            return [p for p, _ in self._providers.values()] + [self._own] + finals
 
     def _own(self) -> List[Sample]:
         why = self.unhealthy()
+        with self._lock:
+            running = 1.0 if self._providers else 0.0
         return [Sample("healthy", 0.0 if why else 1.0, help="1 while /healthz answers 200"),
+                Sample("running", running, help="1 while a job runs; 0 once it has ended (its final figures "
+                                                 "stay served until the process exits, see --metrics-linger)"),
                 Sample("process_uptime_seconds", round(time.time() - self.started, 1),
                        help="seconds since the metrics server started")]
 
@@ -175,6 +192,16 @@ class MetricsServer:
 
 _servers: Dict[Tuple[str, int], MetricsServer] = {}
 _servers_lock = threading.Lock()
+_linger = 0.0
+_lingering: Dict[MetricsServer, float] = {}  # released servers kept serving -> until (monotonic)
+
+
+def set_linger(seconds: float) -> None:
+    """Keep a released server serving its final figures this long (``--metrics-linger``): a job
+    shorter than the scrape interval, or its last seconds, would otherwise never be scraped.
+    The wait is :func:`wait_lingering`'s, at the end of the command."""
+    global _linger
+    _linger = max(0.0, float(seconds))
 
 
 def acquire(host: str, port: int) -> MetricsServer:
@@ -182,10 +209,15 @@ def acquire(host: str, port: int) -> MetricsServer:
     with _servers_lock:
         s = _servers.get((host, port))
         if s is None:
-            s = MetricsServer(host, port)
-            _servers[(host, port)] = s
+            # One released and lingering on that address serves again (it holds the port).
+            s = next((x for x in _lingering if (x.host, x.port) == (host, port)), None)
+            if s is not None:
+                del _lingering[s]
+            else:
+                s = MetricsServer(host, port)
+            _servers[(host, s.port)] = s
             if port == 0:
-                _servers[(host, s.port)] = s
+                _servers[(host, 0)] = s
         s.users += 1
         return s
 
@@ -197,7 +229,29 @@ def release(server: MetricsServer) -> None:
             return
         for k in [k for k, v in _servers.items() if v is server]:
             del _servers[k]
+        if _linger > 0:
+            _lingering[server] = time.monotonic() + _linger
+            return
     server.close()
+
+
+def wait_lingering(say: Callable[[str], None] = lambda text: None) -> None:
+    """Serve the released servers' final figures until their linger ends (Ctrl-C ends it at
+    once), then close them. Returns at once when none lingers."""
+    with _servers_lock:
+        waiting = sorted(_lingering.items(), key=lambda kv: kv[1])
+        _lingering.clear()
+    try:
+        for server, until in waiting:
+            left = until - time.monotonic()
+            if left > 0:
+                say(f"metrics: the final figures stay on {server.url}/metrics for {left:.0f} s (--metrics-linger)")
+                time.sleep(left)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for server, _ in waiting:
+            server.close()
 
 
 class Stall:

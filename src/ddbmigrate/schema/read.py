@@ -18,21 +18,21 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from botocore.config import Config
 
-from ..aws.client import RETRIABLE_CODES, THROTTLE_CODES, DynamoClient
+from ..aws.client import DynamoClient
+from ..aws.control_plane import AnswerRefused, is_unreachable
+from ..aws.errors import RETRIABLE_CODES, THROTTLE_CODES
 from ..aws.errors import error_code, error_message
 from ..config import TableRef
 from .model import TableDefinition, from_aws
 
 ATTEMPTS = 4
-# botocore's connection failures (no AWS error code): worth another attempt, like throttling.
-_CONNECTION_ERRORS = ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError")
 
 
 def settings_client(client: DynamoClient) -> Any:
     """A botocore DynamoDB client for the settings calls: one attempt per call, short timeouts."""
     cfg = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
-    return client.session.client("dynamodb", region_name=client.region, endpoint_url=client.ref.endpoint_url,
-                                 config=cfg)
+    return client.bound(client.session.client("dynamodb", region_name=client.region,
+                                              endpoint_url=client.ref.endpoint_url, config=cfg))
 
 
 def why(e: Exception, op: str) -> str:
@@ -59,7 +59,7 @@ def call(fn: Callable[..., Any], op: str, *, sleep: Callable[[float], None] = ti
         except Exception as e:
             code = error_code(e)
             transient = code in THROTTLE_CODES or code in RETRIABLE_CODES or code in retry_codes \
-                or type(e).__name__ in _CONNECTION_ERRORS
+                or is_unreachable(e) or isinstance(e, AnswerRefused)  # no AWS error code: worth another attempt
             if attempt + 1 < attempts and transient:
                 sleep(min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2))
                 continue

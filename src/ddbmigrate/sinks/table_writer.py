@@ -46,7 +46,7 @@ from ..errors import AwsError, ConditionalCheckFailed, RetriesExhaustedError
 log = logging.getLogger("ddbmigrate.sinks")
 
 
-def _request_text(request: Any) -> Tuple[str, Any]:
+def _request_identity(request: Any) -> Tuple[str, Any]:
     """A put or delete, an Op or a request as BatchWriteItem holds it, in one canonical form (the
     same item or key whatever its numbers' spelling or its attributes' order)."""
     image: Any
@@ -208,8 +208,8 @@ class TableWriter(SinkBase):
         if unprocessed:
             # Only requests of this call can be held back: one it never sent would be re-sent as
             # it is, writing (or deleting) an item that was never part of the job.
-            ours = {_request_text(x) for x in sent}
-            if any(_request_text(r) not in ours for r in unprocessed):
+            ours = {_request_identity(x) for x in sent}
+            if any(_request_identity(r) not in ours for r in unprocessed):
                 raise BadResponse("the BatchWriteItem answer's UnprocessedItems holds a request this call did not "
                                   "send")
         return _consumed(resp), unprocessed, images

@@ -398,6 +398,7 @@ class FileSource(SourceBase):
         at_eof = False
         bad_text: Optional[str] = None  # the first undecodable bytes of that record
         skipped: List[Tuple[int, int]] = []  # lines over MAX_LINE outside any record: (line, size)
+        record: List[str] = []  # the lines of the record being read (at most MAX_LINE bytes)
 
         def text() -> Iterator[str]:
             nonlocal lineno, pending, opened, at_eof, bad_text
@@ -416,9 +417,12 @@ class FileSource(SourceBase):
                     continue
                 if not pending:
                     opened, bad_text = lineno, None
+                    record.clear()
                 pending += size
                 try:
-                    yield line.decode("utf-8") + "\n"
+                    decoded = line.decode("utf-8") + "\n"
+                    record.append(decoded)  # what a malformed record's dead letter keeps
+                    yield decoded
                 except UnicodeDecodeError as e:
                     # Kept undecodable (surrogateescape) so the row still splits where it should;
                     # the record is then dead-lettered with this reason, never loaded with U+FFFD.
@@ -426,7 +430,9 @@ class FileSource(SourceBase):
                     bad_text = bad_text or (
                         "the file is UTF-16 (a spreadsheet's \"Unicode text\"?): save it as CSV UTF-8" if utf16 else
                         f"invalid UTF-8 on line {lineno}: byte 0x{line[e.start]:02x} at column {e.start + 1} ({e.reason})")
-                    yield line.decode("utf-8", "surrogateescape") + "\n"
+                    decoded = line.decode("utf-8", "surrogateescape") + "\n"
+                    record.append(decoded)
+                    yield decoded
             at_eof = True
 
         header = self.csv_header
@@ -444,13 +450,41 @@ class FileSource(SourceBase):
                 return failed >= FIRST_RECORDS
             return False
 
+        def records() -> Iterator[Tuple[List[str], Optional[str]]]:
+            """(row, None), or ([the record's text], what is wrong with it) for a record csv cannot
+            read strictly, e.g. ``x,"ab"cd`` (text after a closing quote): lenient csv would load
+            ``abcd``, which no one wrote. The reader goes on at the next line."""
+            rows = csv.reader(text(), delimiter=self.csv_delimiter, strict=True)
+            while True:
+                try:
+                    row = next(rows)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    if at_eof:  # "unexpected end of data": the file ends inside a quoted value
+                        yield [], None
+                        return
+                    yield ["".join(record).rstrip("\n")], str(e)
+                    continue
+                yield row, None
+
         try:
-            rows = csv.reader(text(), delimiter=self.csv_delimiter, strict=False)
-            for row in rows:
+            for row, malformed in records():
                 where, bad, pending = opened, bad_text, 0
                 if at_eof:
                     raise FileProblem(f"the quoted value opened on line {where} is never closed: the file ends "
                                       f"inside it, {lineno - where + 1} line(s) later", where)
+                if malformed is not None:
+                    why = (f"malformed CSV record ({malformed}): a quoted value must be followed by the "
+                           "delimiter or the end of the line; write a quote inside a quoted value as two quotes")
+                    if header is None:
+                        raise FileProblem(f"not csv: the header is a {why}", where)
+                    idx += 1
+                    if idx > start and reject(row[0], bad or why, f"{f.unit}:{where}"):
+                        self._not_format(f, first_fail)
+                        return
+                    chunk.position = idx
+                    continue
                 while skipped:
                     at, size = skipped.pop(0)
                     idx += 1

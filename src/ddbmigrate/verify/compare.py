@@ -180,16 +180,14 @@ class Comparer:
             self._split(epaths, apaths, depth, emit, counts)
             return
         counts.max_partition_records = max(counts.max_partition_records, records)
-        index: Dict[bytes, bytes] = {}
-        pack = _IDX.pack
-        for fno, epath in enumerate(epaths):
-            for kb, dig, off, ilen in iter_records(epath):
-                counts.expected += 1
-                if kb in index:
-                    # The later record wins, as a later write would (within one writer's file;
-                    # across writers, which is "later" is arbitrary: either way it is counted).
-                    counts.expected_duplicates += 1
-                index[kb] = pack(dig, fno, off, ilen)
+        # On both sides the later record of a key wins, as a later write would (within one
+        # writer's file; across writers, which is "later" is arbitrary: either way it is
+        # counted). On the target side it is what a file imported writes: compared by its first,
+        # a file whose repeated key's last record differed read EQUAL, and the table imported
+        # from it did not. The partition's size counts both sides, so both fit the budget.
+        index, counts.expected, counts.expected_duplicates = _last_records(
+            epaths, counts.expected, counts.expected_duplicates)
+        last, counts.actual, counts.actual_duplicates = _last_records(apaths, counts.actual, counts.actual_duplicates)
         # One handle per file, opened when one of its items is first reported.
         handles: Dict[Tuple[int, int], Any] = {}
 
@@ -199,17 +197,6 @@ class Comparer:
                 fh = handles[(side, fno)] = open((epaths, apaths)[side][fno], "rb")
             return read_item(fh, off, ilen)
 
-        # The target side's later record of a key wins too: a file imported writes its last one
-        # (compared by its first, a file whose repeated key's last record differed read EQUAL,
-        # and the table imported from it did not). Its records are taken whole before any is
-        # compared; the partition's size counts both sides, so this is within the budget.
-        last: Dict[bytes, bytes] = {}
-        for afno, apath in enumerate(apaths):
-            for kb, dig, off, ilen in iter_records(apath):
-                counts.actual += 1
-                if kb in last:
-                    counts.actual_duplicates += 1
-                last[kb] = pack(dig, afno, off, ilen)
         try:
             for kb, packed in last.items():
                 dig, afno, off, ilen = _IDX.unpack(packed)
@@ -356,3 +343,17 @@ __all__ = ["ACTUAL", "DEFAULT_BUDGET", "EXPECTED", "INDEX_ENTRY_OVERHEAD", "MAX_
            "SPLIT_FANOUT", "CompareCounts", "Comparer", "Emit", "Spill", "SpillSet", "compare_in_memory",
            "diff_paths", "iter_records", "key_bytes", "key_hash", "partitions_for", "read_item", "sampled",
            "spill_buffer"]
+
+
+def _last_records(paths: List[str], records: int, repeats: int) -> Tuple[Dict[bytes, bytes], int, int]:
+    """Key -> its last record's packed (digest, file, offset, length) over ``paths``, with the
+    running count of records and of repeated keys carried on."""
+    index: Dict[bytes, bytes] = {}
+    pack = _IDX.pack
+    for fno, path in enumerate(paths):
+        for kb, dig, off, ilen in iter_records(path):
+            records += 1
+            if kb in index:
+                repeats += 1
+            index[kb] = pack(dig, fno, off, ilen)
+    return index, records, repeats
