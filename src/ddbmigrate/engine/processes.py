@@ -139,6 +139,7 @@ class _Run:
         self._flush(wid, result["dead_mark"])
         view = driver.worker(wid)
         view.committed = result["counters"]
+        view.stopped = result.get("stopped")
         view.finished = True
         driver.samples.extend(result["samples"])
         driver.unit_seconds.update(result["unit_seconds"])
@@ -349,6 +350,8 @@ def _child_main(job: Job, sink: Any, wid: int, units: List[str], positions: Dict
     driver.live(wid, view.committed, merge_stats(*res.stats()), _limits(res), view.committed)
     out.put(("end", wid, {"dead_mark": driver.dead_mark,
                           "counters": view.committed if err else (view.live or view.committed),
+                          # Stopped: what it wrote beyond its last commit is in the target too.
+                          "stopped": (view.live or view.committed) if err else None,
                           "samples": driver.samples, "unit_seconds": driver.unit_seconds,
                           "failures": driver.failures}, err))
     out.close()

@@ -97,6 +97,9 @@ class WorkerView:
         self.limits: Dict[str, Dict[str, Any]] = {}
         self.sink_state: Optional[Mapping[str, Any]] = None
         self.finished = False
+        # A worker (process, Spark task) that stopped on an error: every count it made, its
+        # unacknowledged writes included, for the report's "also written, not settled".
+        self.stopped: Optional[Dict[str, int]] = None
         self.live_fn: Optional[Callable[[], Dict[str, int]]] = None
         self.settled_fn: Optional[Callable[[], Dict[str, int]]] = None
         self.extra_fn: Optional[Callable[[], Dict[str, Any]]] = None
@@ -107,6 +110,8 @@ class WorkerView:
     def live_counters(self) -> Dict[str, int]:
         if self.live_fn is not None:
             return self.live_fn()
+        if self.stopped is not None:
+            return self.stopped
         if self.finished or self.live is None:
             return self.committed
         return self.live

@@ -107,6 +107,7 @@ class SegmentResult:
     attempt: int = 0
     done: bool = False
     counters: Dict[str, int] = field(default_factory=dict)
+    live: Dict[str, int] = field(default_factory=dict)  # writes not yet acknowledged too
     stats: Dict[str, Any] = field(default_factory=dict)
     limits: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     dead_letter_reasons: Dict[str, int] = field(default_factory=dict)
@@ -181,6 +182,7 @@ def run_unit(task: UnitTask, index: int, attempt: int = 0, already_dead: int = 0
     finally:
         if pipeline is not None:
             res.counters = pipeline.counters.snapshot(committed=True)
+            res.live = pipeline.counters.snapshot()
         res.stats = merge_stats(*resources.stats())
         res.limits = {lim.name or str(i): d for i, lim in enumerate(resources.limiters)
                       if (d := lim.describe()) is not None}
@@ -520,6 +522,8 @@ class _SparkRun:
         driver.samples.extend(res.samples)
         driver.failures.extend(res.failures)
         if res.error is not None or not res.done:
+            # Its unit is done again on a resume; what it wrote is in the target meanwhile.
+            view.stopped = dict(res.live or res.counters)
             self.late.append(res)
             if res.error is not None:
                 self._fail(from_wire(res.error, f"{_where(res.segment, res.unit)}: "))
