@@ -81,6 +81,57 @@ def _shown(key: Tuple[Any, ...]) -> Any:
     return "<<" if key[0] == "merge" else key[-1]
 
 
+# Values a document may stand for once its aliases are expanded. Plans, table specs and templates
+# hold thousands at most; a "billion laughs" file (nine aliases of nine aliases of ...) holds a
+# few lines and expands to millions, which anything walking the data then pays for in full.
+MAX_EXPANDED = 1_000_000
+
+
+class AliasBombError(Exception):
+    """The aliases (``*name``) of a document expand it past :data:`MAX_EXPANDED` values, or
+    refer to a node from inside itself."""
+
+
+def check_expansion(node: Any, limit: int = MAX_EXPANDED) -> None:
+    """Raise :class:`AliasBombError` when ``node`` expanded would hold over ``limit`` values or
+    contains itself. Each distinct node is sized once (aliases share it), so this is linear in
+    the text, whatever the expansion."""
+    import yaml
+
+    size: Dict[int, int] = {}
+    open_nodes: Set[int] = set()
+    stack: List[Tuple[Any, bool]] = [(node, False)]
+    while stack:
+        n, children_done = stack.pop()
+        if id(n) in size:
+            continue
+        kids: List[Any] = []
+        if isinstance(n, yaml.SequenceNode):
+            kids = list(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            kids = [x for kv in n.value for x in kv]
+        if children_done:
+            open_nodes.discard(id(n))
+            total = 1 + sum(size[id(k)] for k in kids)
+            if total > limit:
+                raise AliasBombError(
+                    f"its aliases (*name) expand it to over {limit:,} values (line {n.start_mark.line + 1}): "
+                    "refused, no plan or table spec is that large")
+            size[id(n)] = total
+            continue
+        if id(n) in open_nodes:
+            raise AliasBombError(f"an alias at line {n.start_mark.line + 1} refers to a value from inside "
+                                 "itself: refused")
+        open_nodes.add(id(n))
+        stack.append((n, True))
+        for k in kids:
+            if id(k) in open_nodes:
+                raise AliasBombError(f"an alias at line {k.start_mark.line + 1} refers to a value from inside "
+                                     "itself: refused")
+            if id(k) not in size:
+                stack.append((k, False))
+
+
 class DuplicateKeyError(Exception):
     """The text repeats a key; ``duplicates`` lists each repetition (with its line)."""
 
@@ -92,7 +143,8 @@ class DuplicateKeyError(Exception):
 def load_text(text: str) -> Tuple[Any, Optional[Any]]:
     """(data, root node) of one YAML/JSON document, safe types only; (None, None) when it is empty.
 
-    Raises ``DuplicateKeyError`` for a repeated key, ``yaml.YAMLError`` for anything else wrong."""
+    Raises ``DuplicateKeyError`` for a repeated key, ``AliasBombError`` for aliases that expand
+    it past :data:`MAX_EXPANDED` values (or into itself), ``yaml.YAMLError`` for anything else."""
     import yaml
 
     loader = yaml.SafeLoader(text)
@@ -100,6 +152,7 @@ def load_text(text: str) -> Tuple[Any, Optional[Any]]:
         node = loader.get_single_node()
         if node is None:
             return None, None
+        check_expansion(node)
         dups = duplicate_keys(loader, node)
         if dups:
             raise DuplicateKeyError(dups)
@@ -109,4 +162,4 @@ def load_text(text: str) -> Tuple[Any, Optional[Any]]:
         loader.dispose()
 
 
-__all__ = ["DuplicateKey", "DuplicateKeyError", "duplicate_keys", "load_text"]
+__all__ = ["AliasBombError", "DuplicateKey", "DuplicateKeyError", "check_expansion", "duplicate_keys", "load_text"]

@@ -206,3 +206,38 @@ def test_a_policy_document_given_as_json_text_is_held_to_the_same_rule(tmp_path:
     ok = write(tmp_path / "ok.yaml", open(spec).read().replace('"Effect": "Deny", ', ""))
     r = run(["create-table", "--spec", ok, *DEAD])
     assert "PolicyDocument" not in r.stderr, r.stderr
+
+
+# ------------------------------------------------------------------ aliases that expand too far
+
+BOMB = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['x'] * 9)}]\n"
+               for p, c in zip([""] + list("abcdefg"), "abcdefgh")) + "jobs: *h\n"
+
+
+def test_a_billion_laughs_plan_is_refused_before_it_is_walked(tmp_path: Path) -> None:
+    """Nine lines standing for 9**8 (43 million) jobs: before, `plan validate` grew past 5 GB."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    r = run(["plan", "validate", str(path)])
+    assert r.exit_code == 2, r.output
+    assert "expand it to over 1,000,000 values" in r.output and "bomb.yaml" in r.output, r.output
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB
+    with pytest.raises(UsageError, match="spec .*bomb.yaml: its aliases"):
+        load_spec(str(path))
+
+
+def test_an_alias_inside_its_own_anchor_is_refused() -> None:
+    from ddbmigrate.yaml_strict import AliasBombError
+
+    with pytest.raises(AliasBombError, match="from inside itself"):
+        load_text("a: &x [1, *x]\n")
+
+
+def test_ordinary_anchors_and_merges_still_load() -> None:
+    data, _ = load_text("base: &b {segments: 4}\njobs:\n  - {<<: *b, name: one}\n  - {<<: *b, name: two}\n"
+                        "list: &l [1, 2]\nagain: [*l, *l]\n")
+    assert data["jobs"] == [{"segments": 4, "name": "one"}, {"segments": 4, "name": "two"}]
+    assert data["again"] == [[1, 2], [1, 2]]

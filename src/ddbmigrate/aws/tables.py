@@ -306,7 +306,7 @@ def load_spec(path: str) -> Dict[str, Any]:
     given twice at any depth is refused, naming the file and the line (not the last one kept)."""
     import yaml
 
-    from ..yaml_strict import DuplicateKeyError, load_text
+    from ..yaml_strict import AliasBombError, DuplicateKeyError, load_text
 
     try:
         with open(path, encoding="utf-8") as fh:
@@ -321,6 +321,8 @@ def load_spec(path: str) -> Dict[str, Any]:
         d = e.duplicates[0]
         more = f" (and {len(e.duplicates) - 1} more duplicate key(s))" if len(e.duplicates) > 1 else ""
         raise UsageError(f"table spec {path}:{d.line}: {d.message()}{more}") from None
+    except AliasBombError as e:
+        raise UsageError(f"table spec {path}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

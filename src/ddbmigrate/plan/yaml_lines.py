@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import UsageError
-from ..yaml_strict import DuplicateKeyError, load_text
+from ..yaml_strict import AliasBombError, DuplicateKeyError, load_text
 
 # --------------------------------------------------------------------------- problems
 
@@ -66,6 +66,8 @@ def load_yaml(path: str) -> Tuple[Any, Dict[Path_, int]]:
         data, node = load_text(text)
     except DuplicateKeyError as e:
         raise PlanError([PlanProblem(path, d.line, d.message()) for d in e.duplicates]) from None
+    except AliasBombError as e:
+        raise PlanError([PlanProblem(path, None, str(e))]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
