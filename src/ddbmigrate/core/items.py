@@ -32,7 +32,9 @@ SCALAR_TYPES = ("S", "N", "B")
 ALL_TYPES = frozenset(("S", "N", "B", "BOOL", "NULL", "L", "M", "SS", "NS", "BS"))
 
 # Enough precision that no arithmetic on a valid DynamoDB number ever rounds.
-_CTX = decimal.Context(prec=200, Emax=999999, Emin=-999999)
+# Exponents as wide as Decimal has: a value far out of DynamoDB's range (1e1000000) is said to be
+# out of range, not raised as decimal.Overflow from normalize() (an internal error).
+_CTX = decimal.Context(prec=200, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 _MAX_DIGITS = 38
 
 
@@ -56,6 +58,8 @@ def number_problem(text: Any) -> Optional[str]:
         return f"not a finite number: {text[:40]!r}"
     if d.is_zero():
         return None
+    if not -140 < d.adjusted() < 140:  # far out of range: said without normalizing its digits
+        return f"number {text[:40]!r} is out of DynamoDB's range (1E-130 to 9.99E+125)"
     sign, digits, exp = _CTX.normalize(d).as_tuple()
     assert isinstance(exp, int)
     if len(digits) > _MAX_DIGITS:
@@ -445,15 +449,19 @@ class KeySchema:
         return None
 
     def key(self, item: Mapping[str, Any]) -> Key:
-        """A hashable identity of the item's primary key (numbers compared by value)."""
+        """A hashable identity of the item's primary key (numbers by value, binary by bytes)."""
         h = item[self.hash_name][self.hash_type]
         if self.hash_type == "N":
             h = canonical_number(h)
+        elif self.hash_type == "B":
+            h = canonical_b64(h)
         if self.range_name is None:
             return (h,)
         r = item[self.range_name][self.range_type]
         if self.range_type == "N":
             r = canonical_number(r)
+        elif self.range_type == "B":
+            r = canonical_b64(r)
         return (h, r)
 
     def project(self, item: Mapping[str, Any]) -> WireItem:
@@ -678,6 +686,18 @@ def _set(v: Any) -> Dict[str, Any]:
 # --------------------------------------------------------------------------- canonical form
 
 
+def canonical_b64(x: Any) -> str:
+    """One base64 spelling per byte string: ``QQ==`` and ``QR==`` both hold b"A" (the bits past
+    the last byte are ignored by decoders, DynamoDB's included), and compare equal this way.
+    Bytes are encoded; text that is not base64 stays as it is (it is refused elsewhere)."""
+    if not isinstance(x, str):
+        return base64.b64encode(bytes(x)).decode("ascii")
+    try:
+        return base64.b64encode(base64.b64decode(x, validate=True)).decode("ascii")
+    except (binascii.Error, ValueError):
+        return x
+
+
 def canonical_value(v: Mapping[str, Any]) -> Any:
     """A comparable form: set order ignored, numbers by value, binary by bytes."""
     if not v:
@@ -686,8 +706,10 @@ def canonical_value(v: Mapping[str, Any]) -> Any:
     if t == "N":
         return ("N", canonical_number(x))
     if t == "B":
-        return ("B", x if isinstance(x, str) else base64.b64encode(x).decode("ascii"))
-    if t in ("SS", "BS"):
+        return ("B", canonical_b64(x))
+    if t == "BS":
+        return ("BS", tuple(sorted(canonical_b64(e) for e in x)))
+    if t == "SS":
         return (t, tuple(sorted(x)))
     if t == "NS":
         return ("NS", tuple(sorted(canonical_number(e) for e in x)))

@@ -106,7 +106,7 @@ def to_wire_value(v: Any, path: str = "item") -> Dict[str, Any]:
     if isinstance(v, str):
         return {"S": str(v)}
     if hasattr(v, "text") and ion_type is IonType.SYMBOL:
-        return {"S": str(v.text)}
+        return {"S": _symbol_text(v, path)}
     if isinstance(v, (int, Decimal, float)):
         return {"N": _number(v, path)}
     if isinstance(v, (bytes, bytearray)):
@@ -131,8 +131,16 @@ def _text(v: Any, path: str) -> str:
     if isinstance(v, str):
         return str(v)
     if hasattr(v, "text"):
-        return str(v.text)
+        return _symbol_text(v, path)
     raise IonProblem(f"{path}: expected a string in $dynamodb_SS, got {type(v).__name__}")
+
+
+def _symbol_text(v: Any, path: str) -> str:
+    # A symbol with no text ($0, or an id its symbol table does not define) says nothing: it
+    # was stored as the string "None", a value no one wrote.
+    if v.text is None:
+        raise IonProblem(f"{path}: an Ion symbol with no text (${getattr(v, 'sid', 0)}) has no DynamoDB value")
+    return str(v.text)
 
 
 def _fields(v: Mapping[Any, Any], path: str) -> Dict[str, Any]:

@@ -167,7 +167,9 @@ class JsonText:
                 # Only an error at the end of what is read so far (or a string still open) may be
                 # a value that goes on in the next block; any other is invalid JSON, said as such
                 # (not skipped as "too long", its text lost).
-                incomplete = e.pos >= len(self.buf) - 1 or e.msg.startswith("Unterminated string")
+                # A block may also end inside an escape ("\u00e"): the decoder says so a few
+                # characters before the end, where the escape begins (a surrogate pair is 12).
+                incomplete = e.pos >= len(self.buf) - 12 or e.msg.startswith("Unterminated string")
                 if self.eof or not incomplete:
                     raise FileProblem(f"invalid JSON in {what}: {e.msg}",
                                       self.line + self.buf.count("\n", self.pos, e.pos)) from None
