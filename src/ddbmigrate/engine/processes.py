@@ -149,7 +149,7 @@ class _Run:
             e = from_wire(err)
             self.errors.append(e)
             if not isinstance(e, InterruptedError_):
-                driver.interrupt()  # one failure stops the others, checkpoint kept
+                self._stop_others(wid, "failed")
 
     def _check_alive(self) -> None:
         """A worker killed without a word (OOM, kill -9) stops the job; what it committed stays valid.
@@ -164,7 +164,15 @@ class _Run:
             self.ended.add(wid)
             self.driver.worker(wid).finished = True
             self.errors.append(FatalError(f"worker process {wid} died (exit code {c.exitcode})"))
-            self.driver.interrupt()
+            self._stop_others(wid, "died")
+
+    def _stop_others(self, wid: int, what: str) -> None:
+        """One worker's failure stops the others (they drain, checkpoint kept) — as a failure: the
+        driver's interrupt() would mark the job stopped by a signal, and its progress say
+        "signal again to stop at once" when nobody sent one (a Ctrl-C later still is one)."""
+        self.stop_ev.set()
+        status = {"status": f"failing: worker process {wid} {what}; the others are finishing their in-flight writes"}
+        self.driver.worker(wid).extra_fn = lambda: status
 
     def _flush(self, wid: int, upto: int) -> None:
         n = upto - self.flushed[wid]

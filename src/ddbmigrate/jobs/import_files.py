@@ -16,6 +16,8 @@ so ``--resume`` retries only what is left once the file is fixed.
 
 from __future__ import annotations
 
+import hashlib
+
 import threading
 from dataclasses import replace
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
@@ -58,6 +60,14 @@ def check_file_input(input_format: str, csv_header: Optional[Sequence[str]],
     if header is not None and csv_header_problem(header):
         raise UsageError(f"--csv-header: {csv_header_problem(header)}")
     return header
+
+
+def _inputs_version(plan: Any, storage: Any) -> str:
+    """One digest of every data file's version (see the import identity)."""
+    h = hashlib.sha256()
+    for f in plan.files:
+        h.update(f"{f.unit}\0{f.md5 or storage.version(f.path)}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:32]
 
 
 def import_files(
@@ -148,6 +158,14 @@ def import_files(
         "target": table.identity(),
         "kind": plan.kind,
         "files": len(plan.files),
+        # Which bytes the positions are places in: a file rewritten after a crash (the same name,
+        # other lines) must not be resumed at line N of the old one (items were lost, exit 0).
+        # An export's manifest MD5s say it; other files their size and mtime, or their ETag.
+        "inputs": _inputs_version(plan, storage),
+        # How lines become items: another header or delimiter reads the same lines as others.
+        **({"input_format": input_format} if input_format != "auto" else {}),
+        **({"csv_header": list(header)} if header else {}),
+        **({"csv_delimiter": csv_delimiter} if csv_delimiter != "," else {}),
         "transform": transform.name if transform else None,
         "transform_hash": transform.code_hash if transform else None,
         **opts.fingerprint_fields(),

@@ -17,11 +17,11 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import orjson
 
-from ..errors import UsageError
+from ..errors import EXIT_DEAD_LETTERS, EXIT_DIFFERENCES, UsageError
 
 PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#65a30d", "#db2777", "#475569",
            "#ca8a04")
@@ -31,10 +31,86 @@ STATUS_COLOURS = {"done": "#16a34a", "failed": "#dc2626", "interrupted": "#d9770
 
 
 def status_label(status: str, exit_code: Optional[int], dead: int) -> str:
-    """A run that ended with dead letters (exit 3) is not a plain green "done"."""
-    if status == "done" and (exit_code == 3 or dead):
+    """A run that ended with anything but exit 0 is not a plain green "done": a verify that found
+    differences (exit 4) finishes its work, "done", and still fails its purpose."""
+    if status != "done":
+        return status
+    if exit_code == EXIT_DIFFERENCES:
+        return "differences"
+    if exit_code == EXIT_DEAD_LETTERS or dead:
         return "done with dead letters"
+    if exit_code:
+        return f"done, exit {exit_code}"
     return status
+
+
+# A stopped run's writes, deletes and dead letters past its checkpoint (``extra.unsettled``), in
+# the words of every summary that shows them: the job's own, ``ddbmigrate report`` and the page.
+UNSETTLED: Dict[str, Tuple[str, str]] = {
+    "written": ("also written, not settled", "a resume writes them again"),
+    "deleted": ("also deleted, not settled", "a resume deletes them again"),
+    "dead_lettered": ("also dead-lettered, not settled", "in the file; a resume reads them again and cuts them off"),
+}
+
+
+def unsettled_counts(unsettled: Any) -> Dict[str, int]:
+    """The non-zero counts of an ``extra.unsettled``, in :data:`UNSETTLED`'s order."""
+    if not isinstance(unsettled, Mapping):
+        return {}
+    return {k: _count(unsettled.get(k)) for k in UNSETTLED if _count(unsettled.get(k))}
+
+
+def _count(v: Any) -> int:
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
+
+
+def verdict_text(compared: bool, differences: int, repaired: bool, remaining: int) -> str:
+    """A verify's verdict as its own summary words it; a verify that stopped before its end has none."""
+    if not (compared or repaired):
+        return "no verdict (it stopped before its end)"
+    text = "EQUAL" if not differences else f"DIFFERENT ({differences:,})"
+    if repaired and differences:
+        text += " - repaired" if not remaining else f" - {remaining:,} remain after repair"
+    return text
+
+
+@dataclass
+class Verdict:
+    """What a verify found, read from its report: a job's "done" says only that it read both
+    sides to the end; this says whether they are equal."""
+
+    compared: bool
+    counts: Dict[str, int]  # "equal", then each category of difference
+    differences: int
+    diff_path: Optional[str] = None
+    repaired: bool = False
+    remaining: int = 0
+    after: bool = False  # a job's verify_after, not a verify job of its own
+
+    @property
+    def text(self) -> str:
+        return verdict_text(self.compared, self.differences, self.repaired, self.remaining)
+
+    @property
+    def failed(self) -> bool:
+        """Differences left (verify's exit 4)."""
+        return self.remaining > 0
+
+
+def verdict_of(d: Any, after: bool = False) -> Optional[Verdict]:
+    """The verdict in a report dict when it is a verify's (None for any other job's)."""
+    if not isinstance(d, dict) or d.get("job") != "verify" or "missing" not in d:
+        return None
+    from ..verify.report import CATEGORIES
+
+    counts = {k: _count(d.get(k)) for k in ("equal",) + CATEGORIES}
+    differences = sum(counts[k] for k in CATEGORIES)
+    compared = d.get("status") == "done"
+    return Verdict(compared=compared, counts=counts, differences=differences,
+                   diff_path=str(d["diff_path"]) if d.get("diff_path") else None,
+                   repaired=d.get("repair") is not None,
+                   remaining=_count(d.get("remaining")) if "remaining" in d else differences if compared else 0,
+                   after=after)
 
 
 @dataclass
@@ -59,6 +135,9 @@ class Run:
     target: str = ""
     balanced: Optional[bool] = None
     estimate: Optional[Dict[str, Any]] = None  # estimated vs actual, when the run was estimated first
+    exit_code: Optional[int] = None
+    unsettled: Dict[str, int] = field(default_factory=dict)  # see UNSETTLED
+    verdict: Optional[Verdict] = None  # a verify's, or a job's verify_after
 
     @property
     def dead(self) -> int:
@@ -114,6 +193,8 @@ def _run_from_report(d: Dict[str, Any], name: Optional[str] = None, offset: floa
         error=error or d.get("error"), items_per_second=float(d.get("items_per_second") or 0.0),
         source=str(d.get("source") or ""), target=str(d.get("target") or ""), balanced=d.get("balanced"),
         estimate=extra.get("estimate") if isinstance(extra.get("estimate"), dict) else None,
+        exit_code=d.get("exit_code") if isinstance(d.get("exit_code"), int) else None,
+        unsettled=unsettled_counts(extra.get("unsettled")), verdict=verdict_of(d),
     )
 
 
@@ -127,6 +208,10 @@ def normalise(data: Any) -> RunReport:
             run = _run_from_report(rep, name=j.get("name"), offset=float(j.get("offset_seconds") or 0.0),
                                    status=j.get("status"), error=j.get("error"))
             run.kind = str(j.get("kind") or run.kind)
+            # The plan's code for the job, not its report's: a verify_after's differences are the job's.
+            run.exit_code = j.get("exit_code") if isinstance(j.get("exit_code"), int) else run.exit_code
+            if run.verdict is None:
+                run.verdict = verdict_of(j.get("verify"), after=True)
             if not rep:
                 run.duration = float(j.get("duration_seconds") or 0.0)
             runs.append(run)
@@ -358,9 +443,9 @@ def render_html(rr: RunReport) -> str:
     parts.append("<h2>Summary</h2><table id='summary'><tr><th>job</th><th>status</th><th>read</th><th>written</th>"
                  "<th>dead letters</th><th>retries</th><th>throttles</th><th>seconds</th><th>items/s</th></tr>")
     for r in rr.runs:
+        label = status_label(r.status, r.exit_code, r.dead)
         parts.append(
-            f"<tr><td>{e(r.name)}</td><td style='color:{STATUS_COLOURS.get(status_label(r.status, None, r.dead), '#0f172a')}'>"
-            f"{e(status_label(r.status, None, r.dead))}</td>"
+            f"<tr><td>{e(r.name)}</td><td style='color:{STATUS_COLOURS.get(label, '#0f172a')}'>{e(label)}</td>"
             f"<td>{r.counters.get('read', 0):,}</td><td>{r.counters.get('written', 0):,}</td><td>{r.dead:,}</td>"
             f"<td>{sum(r.retries.values()):,}</td><td>{throttled(r.retries):,}</td><td>{r.duration:,.1f}</td>"
             f"<td>{r.items_per_second:,.0f}</td></tr>")
@@ -373,9 +458,20 @@ def render_html(rr: RunReport) -> str:
                      f"<th>{sum(throttled(r.retries) for r in rr.runs):,}</th><th>{rr.duration:,.1f}</th>"
                      "<th></th></tr>")
     parts.append("</table>")
+    unsettled = [(r, k, n) for r in rr.runs for k, n in r.unsettled.items()]
+    if unsettled:
+        # In the target (or the dead-letter file) beside the counts above, which stop at the checkpoint.
+        parts.append("<table id='unsettled'><tr><th>job</th><th>past the checkpoint</th><th>items</th><th></th></tr>")
+        for r, k, n in unsettled:
+            label, note = UNSETTLED[k]
+            parts.append(f"<tr><td>{e(r.name)}</td><td>{e(label)}</td><td>{n:,}</td><td>{e(note)}</td></tr>")
+        parts.append("</table>")
     errors = [r for r in rr.runs if r.error]
     for r in errors:
         parts.append(f"<p class='err'><b>{e(r.name)}</b>: {e(str(r.error))}</p>")
+    verdicts = [(r, r.verdict) for r in rr.runs if r.verdict is not None]
+    if verdicts:
+        parts.append(_verify_table(verdicts))
 
     # 1. throughput over time
     series = [(r.name, colours[r.name], _shift(throughput(r.timeline), r.offset if rr.is_plan else 0.0))
@@ -395,8 +491,9 @@ def render_html(rr: RunReport) -> str:
     parts.append(line_chart("retries", "retries and throttles so far", rt, "count"))
     # 3. durations: per job on the plan's clock, and per segment
     parts.append("<h2>Durations</h2>")
-    bars = [(r.name, r.offset, r.duration, STATUS_COLOURS.get(r.status, "#475569"),
-             f"{r.name}: {r.status}, {r.duration:.1f}s from {r.offset:.1f}s") for r in rr.runs]
+    bars = [(r.name, r.offset, r.duration, STATUS_COLOURS.get(status_label(r.status, r.exit_code, r.dead), "#475569"),
+             f"{r.name}: {status_label(r.status, r.exit_code, r.dead)}, {r.duration:.1f}s from {r.offset:.1f}s")
+            for r in rr.runs]
     parts.append(bar_chart("durations", "per job (start and length, seconds)", bars, "s"))
     for i, r in enumerate(rr.runs):
         if r.unit_seconds:
@@ -416,10 +513,32 @@ def render_html(rr: RunReport) -> str:
             parts.append(f"<tr><td>{e(r.name)}</td><td>{e(str(k))}</td><td>{e(r.dead_letter_messages.get(k, ''))}</td>"
                          f"<td>{int(v):,}</td><td>{e(str(r.dead_letter_path or ''))}</td></tr>")
         parts.append("</table>")
+    elif verdicts:
+        parts.append("<p>No item was dead-lettered (a verify's invalid and unreadable records are differences, "
+                     "under Verify).</p>")
     else:
         parts.append("<p>No item was dead-lettered.</p>")
     parts.append(f"<script>{_JS}</script></body></html>")
     return "".join(parts)
+
+
+def _verify_table(verdicts: List[Tuple[Run, Verdict]]) -> str:
+    from ..verify.report import CATEGORIES
+
+    e = html.escape
+    names = ("equal",) + CATEGORIES
+    out = ["<h2>Verify</h2><table id='verify'><tr><th>job</th><th>verdict</th>"
+           + "".join(f"<th>{k}</th>" for k in names) + "<th>differences file</th></tr>"]
+    for r, v in verdicts:
+        colour = "#dc2626" if v.failed else "#16a34a" if v.compared or v.repaired else "#d97706"
+        name = f"{r.name} (verify after)" if v.after else r.name
+        # A verify that stopped midway counted no outcome: zeros would read as "none found".
+        cells = "".join(f"<td>{v.counts.get(k, 0):,}</td>" if v.compared else "<td>-</td>" for k in names)
+        where = v.diff_path or ("not kept (--diff FILE keeps them)" if v.differences else "")
+        out.append(f"<tr><td>{e(name)}</td><td class='verdict' style='color:{colour}'>{e(v.text)}</td>{cells}"
+                   f"<td>{e(where)}</td></tr>")
+    out.append("</table>")
+    return "".join(out)
 
 
 def write_html(rr: RunReport, path: str) -> None:

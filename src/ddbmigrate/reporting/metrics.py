@@ -255,23 +255,32 @@ def wait_lingering(say: Callable[[str], None] = lambda text: None) -> None:
 
 
 class Stall:
-    """'Failing' for a health check: retries keep coming and nothing settles for ``after`` seconds."""
+    """'Failing' for a health check: retries keep coming and nothing is written for ``after`` seconds.
+
+    Written means acknowledged by the target: records settling (``done``) or, when the caller
+    counts them, writes acknowledged (``acked``). Under a write limit a chunk settles only once
+    every one of its writes is acknowledged, a minute apart at a few WCU/s while its writes land
+    all along: judged by ``done`` alone, a job writing steadily would be called failing.
+    """
 
     def __init__(self, after: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.after = after
         self.clock = clock
         self._done: Optional[float] = None
+        self._acked: Optional[float] = None
         self._retries: Optional[float] = None
         self._progress_at = clock()
         self._retry_at: Optional[float] = None
 
-    def observe(self, done: float, retries: float) -> Optional[str]:
+    def observe(self, done: float, retries: float, acked: Optional[float] = None) -> Optional[str]:
         now = self.clock()
-        if self._done is None or done != self._done:
+        if self._done is None or done != self._done or (acked is not None and acked != self._acked):
             self._progress_at = now
         if self._retries is not None and retries > self._retries:
             self._retry_at = now
         self._done, self._retries = done, retries
+        if acked is not None:
+            self._acked = acked
         if self._retry_at is not None and self._retry_at >= self._progress_at and now - self._progress_at >= self.after:
             return f"failing: requests are being retried and nothing was written for {now - self._progress_at:.0f} s"
         return None

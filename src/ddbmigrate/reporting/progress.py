@@ -7,8 +7,16 @@ counters. JSON events go to stderr, one per ``interval`` seconds::
      "eta_s": 10.8, "read": 14000, "retries": 3, "throttles": 1, "dead_lettered": 0, "rate_limit": null}
 
 ``done`` counts records *settled*: every write they led to acknowledged, or skipped, dropped or
-dead-lettered; the rate and the ETA are computed from it. ``read`` (records read) is shown
-beside, so a drain after the reads are over is visible as ``done`` catching up with ``read``.
+dead-lettered. ``read`` (records read) is shown beside, so a drain after the reads are over is
+visible as ``done`` catching up with ``read``.
+
+The rate is of acknowledged work. A chunk settles only once its last write is acknowledged: under
+a write limit (a throttled target, a few WCU/s) that is a minute or more of writes landing with
+``done`` standing still, and a rate of ``done`` alone would read 0 all along. So when the snapshot
+counts the writes the target acknowledged (``acked``, settled or not), the rate is the faster of
+``done``'s and ``acked``'s, the writes turned into records at the ratio this run settled them (one
+to one until a first chunk settles). The rate is this run's: never below 0, even when a job counts
+``done`` from 0 while the count it started from was a resumed checkpoint's.
 
 Invariant 8: no secret and no item body is ever part of an event.
 """
@@ -18,7 +26,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import orjson
 
@@ -51,8 +59,8 @@ class Progress:
         self._bar: Any = None
         self._task: Any = None
         self._t0 = time.monotonic()
-        self._history: List[tuple[float, int]] = []
-        self._base: Optional[tuple[float, int]] = None  # (when, done) as the job started
+        self._history: List[Tuple[float, int, Optional[int]]] = []  # (when, done, acked)
+        self._base: Optional[Tuple[float, int, Optional[int]]] = None  # the same as the job started
         self._done_shown = 0  # the most that has been shown done (see _tick)
         self.timeline: List[Dict[str, Any]] = []
 
@@ -69,7 +77,8 @@ class Progress:
         # What was done when the job started (a resumed job's checkpoint): the first line's rate is
         # the progress since then, not 0 items/s for lack of an earlier line to compare with.
         try:
-            self._base = (time.monotonic(), int(self.snapshot().get("done", 0)))
+            s = self.snapshot()
+            self._base = (time.monotonic(), int(s.get("done", 0)), _acked(s))
             self._history.append(self._base)
         except Exception:  # a display problem must never stop a migration
             pass
@@ -116,21 +125,48 @@ class Progress:
             except Exception:  # a display problem must never stop a migration
                 pass
 
-    def _rate(self, now: float, done: int) -> float:
-        self._history.append((now, done))
+    def _rebase(self, done: int, acked: Optional[int]) -> None:
+        """A count below the one the job started from was started again from 0 (a job counting
+        this run's records only, after a start that showed its checkpoint's): this run's rate is
+        measured from 0, not from a figure the count never had."""
+        if self._base is None:
+            return
+        t, d0, a0 = self._base
+        done_again = done < d0
+        acked_again = acked is not None and a0 is not None and acked < a0
+        if done_again or acked_again:
+            self._base = (t, 0 if done_again else d0, 0 if acked_again else a0)
+            self._history = [self._base]
+
+    def _ratio(self, done: int, acked: Optional[int]) -> float:
+        """Records settled per acknowledged write in this run (1 until a record settled)."""
+        if acked is None or self._base is None or self._base[2] is None:
+            return 1.0
+        dd = done - self._base[1]
+        da = acked - self._base[2]
+        return dd / da if dd > 0 and da > 0 else 1.0
+
+    def _rate(self, now: float, done: int, acked: Optional[int] = None) -> float:
+        self._rebase(done, acked)
+        self._history.append((now, done, acked))
         # A 10-second window: responsive to turning the speed up, smooth enough to read.
         while len(self._history) > 2 and now - self._history[0][0] > 10.0:
             self._history.pop(0)
-        # Until the job's first items settle, the window starts at the last moment none had: the
-        # pipeline's fill (pages of writes in flight, seconds of them under a write limit) is paid
-        # once, and counted in the rate it made the early ETA read high.
+        # Until the job's first writes are acknowledged, the window starts at the last moment none
+        # were: the pipeline's fill (pages of writes in flight, seconds of them under a write limit)
+        # is paid once, and counted in the rate it made the early ETA read high.
         start = self._base[1] if self._base is not None else 0
-        while len(self._history) > 2 and self._history[1][1] == start:
+        astart = self._base[2] if self._base is not None else None
+        while (len(self._history) > 2 and self._history[1][1] == start
+               and (acked is None or self._history[1][2] in (None, astart))):
             self._history.pop(0)
-        t0, d0 = self._history[0]
+        t0, d0, a0 = self._history[0]
         if now - t0 <= 0:
             return 0.0
-        return (done - d0) / (now - t0)
+        rate = (done - d0) / (now - t0)
+        if acked is not None and a0 is not None:
+            rate = max(rate, (acked - a0) * self._ratio(done, acked) / (now - t0))
+        return max(0.0, rate)
 
     def _tick(self, final: bool = False) -> None:
         if self.mode == "off":
@@ -141,17 +177,22 @@ class Progress:
         # items anew, and the count holds until the retry passes it.
         done = max(int(s.get("done", 0)), self._done_shown)
         self._done_shown = done
+        acked = _acked(s)
         total = s.get("total")
         # An estimated total (DescribeTable's ItemCount, up to 6 hours old) that the job has passed
         # is no total: it becomes what is done, and the ETA is unknown until the end.
         passed = total is not None and done >= int(total) and not final
         if total is not None and done > int(total):
             total = done
-        rate = self._rate(now, done)
+        rate = self._rate(now, done, acked)
         if final and self._base is not None and now > self._base[0]:
             # The last line gives the whole run's rate (this run's: a resumed job's count before it
             # is left out), not the last 10 seconds'.
-            rate = (done - self._base[1]) / (now - self._base[0])
+            t0, d0, a0 = self._base
+            rate = (done - d0) / (now - t0)
+            if acked is not None and a0 is not None:
+                rate = max(rate, (acked - a0) * self._ratio(done, acked) / (now - t0))
+            rate = max(0.0, rate)
         eta = (max(0, int(total) - done) / rate) if (total and rate > 0 and not passed) else None
         self.timeline.append({"t": round(now - self._t0, 2), "done": done, "retries": s.get("retries", 0),
                               "throttles": s.get("throttles", 0)})
@@ -202,6 +243,12 @@ class Progress:
 
 
 BAR_WIDTH = 20
+
+
+def _acked(s: Dict[str, Any]) -> Optional[int]:
+    """The writes the target acknowledged, settled or not, when the job counts them."""
+    v = s.get("acked")
+    return int(v) if v is not None else None
 
 
 def _fit(markup: str, room: int) -> str:

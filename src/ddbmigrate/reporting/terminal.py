@@ -63,6 +63,8 @@ def render_report(report: "Report", console: Any = None) -> None:
     """A job's summary table on the terminal (stderr by default), then its error if any."""
     from rich.table import Table
 
+    from .html import UNSETTLED, unsettled_counts
+
     console = _console(console)
     t = Table(title=f"ddbmigrate {report.job}: {report.status}", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
@@ -75,19 +77,16 @@ def render_report(report: "Report", console: Any = None) -> None:
     # A dry run always shows the whole funnel (in, out, dropped, fan-out, invalid), in words
     # that cannot be mistaken for writes.
     labels = DRY_RUN_LABELS if dry else {}
+    unsettled = unsettled_counts(report.extra.get("unsettled"))
     for k in ("read", "out", "written", "deleted", "skipped_existing", "dropped", "fanout_extra",
               "collapsed", "dead_lettered", "transform_errors", "unchanged", "retried_races", "vanished",
               "condition_failed"):
         v = report.count(k)
         if v or k in ("read", "written", "dead_lettered") or (dry and k in labels):
             t.add_row(labels.get(k, k.replace("_", " ")), f"{v:,}")
-        unsettled = report.extra.get("unsettled")
-        if k in ("written", "deleted") and isinstance(unsettled, dict) and unsettled.get(k):
-            # Acknowledged, in chunks the stop cut short (the checkpoint is before them).
-            t.add_row(f"also {k}, not settled", f"{int(unsettled[k]):,} (a resume writes them again)")
-        if k == "dead_lettered" and isinstance(unsettled, dict) and unsettled.get(k):
-            t.add_row("also dead-lettered, not settled", f"{int(unsettled[k]):,} (in the file; a resume reads "
-                                                         "them again and cuts them off)")
+        if k in unsettled:
+            # Acknowledged (or dead-lettered), in chunks the stop cut short: the checkpoint is before them.
+            t.add_row(UNSETTLED[k][0], f"{unsettled[k]:,} ({UNSETTLED[k][1]})")
     retries = ", ".join(f"{k} {v}" for k, v in sorted(report.retries.items()) if v) or "0"
     t.add_row("retries", retries)
     for name, lim in sorted(report.rate_limits.items()):
@@ -140,19 +139,23 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
     throughput sparkline, then dead-letter reasons, errors and segment timings."""
     from rich.table import Table
 
-    from .html import sparkline, throttled, throughput
+    from .html import UNSETTLED, sparkline, status_label, throttled, throughput
 
     console = _console(console, stderr=False)  # stdout: this summary is the command's output
-    t = Table(title=f"ddbmigrate {rr.title}: {rr.status}" + (f" (exit {rr.exit_code})" if rr.exit_code is not None
-                                                              else ""), title_justify="left")
+    top = status_label(rr.status, rr.exit_code, sum(r.dead for r in rr.runs))
+    t = Table(title=f"ddbmigrate {_plain(rr.title)}: {top}" + (f" (exit {rr.exit_code})" if rr.exit_code is not None
+                                                                else ""), title_justify="left")
     for col, just in (("job", "left"), ("status", "left"), ("read", "right"), ("written", "right"),
                       ("dead", "right"), ("retries", "right"), ("throttles", "right"), ("seconds", "right"),
                       ("items/s", "right"), ("throughput", "left")):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rr.runs:
-        colour = "green" if r.status == "done" else "red" if r.status in ("failed", "blocked", "differences") \
+        # Green only for a run that ended with exit 0: a verify that found differences is "done"
+        # reading, and exits 4.
+        label = status_label(r.status, r.exit_code, r.dead)
+        colour = "green" if label == "done" else "red" if label in ("failed", "blocked", "differences") \
             else "yellow"
-        t.add_row(_plain(r.name), f"[{colour}]{r.status}[/{colour}]", f"{r.counters.get('read', 0):,}",
+        t.add_row(_plain(r.name), f"[{colour}]{label}[/{colour}]", f"{r.counters.get('read', 0):,}",
                   f"{r.counters.get('written', 0):,}", f"{r.dead:,}", f"{sum(r.retries.values()):,}",
                   f"{throttled(r.retries):,}", f"{r.duration:,.1f}", f"{r.items_per_second:,.0f}",
                   sparkline([v for _, v in throughput(r.timeline)]))
@@ -166,6 +169,11 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
                   sparkline([v for _, v in throughput(rr.total_timeline)]))
     console.print(t)
     for r in rr.runs:
+        for k, n in r.unsettled.items():
+            # Beside "written" above, which stops at the checkpoint: the target holds these too.
+            console.print(f"{_plain(r.name)}: {UNSETTLED[k][0]} {n:,} ({UNSETTLED[k][1]})")
+        if r.verdict is not None:
+            _print_verdict(console, f"{r.name} (verify after)" if r.verdict.after else r.name, r.verdict)
         if r.dead_letter_reasons:
             reasons = ", ".join(f"{_plain(k)} {v:,}" for k, v in sorted(r.dead_letter_reasons.items(), key=lambda x: -x[1]))
             console.print(f"[red]{_plain(r.name)}[/red] dead letters: {reasons}"
@@ -183,8 +191,26 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
                           f"{vals[len(vals) // 2]:.1f}s, slowest {vals[-1]:.1f}s")
 
 
+def _print_verdict(console: Any, name: str, v: "Verdict") -> None:
+    """A verify's verdict under a summary table: its counts by category and where the differences are."""
+    from ..verify.report import CATEGORIES
+
+    colour = "red" if v.failed else "green" if v.compared or v.repaired else "yellow"
+    line = f"{_plain(name)}: [{colour}]{_plain(v.text)}[/{colour}]"
+    if v.compared:  # an unfinished verify has no counts by outcome: zeros would read as found
+        shown = [k for k in ("equal",) + CATEGORIES
+                 if k in ("equal", "missing", "unexpected", "mismatched") or v.counts.get(k)]
+        line += ": " + ", ".join(f"{k} {v.counts.get(k, 0):,}" for k in shown)
+    console.print(line)
+    if v.diff_path:
+        console.print(f"{_plain(name)}: differences file {_plain(v.diff_path)}")
+    elif v.differences:
+        console.print(f"{_plain(name)}: differences file not kept (use --diff FILE to list them all)")
+
+
 if TYPE_CHECKING:
     from ..plan.report import PlanReport
+    from .html import Verdict
 
 # A plan job's status, coloured so a failed job stands out in a long table.
 _PLAN_STATUS_COLOURS: Dict[str, str] = {"done": "green", "failed": "red", "interrupted": "yellow",
@@ -214,9 +240,14 @@ def render_plan_report(report: "PlanReport", console: Any = None) -> None:
               f"{report.totals.get('dead_lettered', 0):,}", f"{sum(report.totals.get('retries', {}).values()):,}",
               f"{report.duration_seconds:,.1f}")
     console.print(t)
+    from .html import verdict_of
+
     for j in report.jobs:
         if j.error:
             console.print(f"[red]{_plain(j.name)}:[/red] {_plain(j.error)}")
+        v = verdict_of(j.report) or verdict_of(j.verify, after=True)
+        if v is not None:
+            _print_verdict(console, f"{j.name} (verify after)" if v.after else j.name, v)
     if not report.balanced():
         console.print("[red]counts do not add up in at least one job[/red]")
 
@@ -236,13 +267,10 @@ def render_verify_report(report: "VerifyReport", console: Any = None) -> None:
 
     from ..verify.report import CATEGORIES
 
+    from .html import verdict_text
+
     console = _console(console)
-    if not (report.compared or report.repair is not None):
-        verdict = "no verdict (it stopped before its end)"
-    else:
-        verdict = "EQUAL" if report.equal_sides else f"DIFFERENT ({report.differences:,})"
-    if report.repair is not None and report.differences:
-        verdict += " - repaired" if not report.remaining else f" - {report.remaining:,} remain after repair"
+    verdict = verdict_text(report.compared, report.differences, report.repair is not None, report.remaining)
     t = Table(title=f"ddbmigrate verify: {report.status}: {verdict}", show_header=False, title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value", justify="right")

@@ -43,7 +43,7 @@ def fingerprint(identity: Dict[str, Any]) -> str:
 # fingerprint but not in the default path, so changing one and running --resume meets the old
 # checkpoint and is refused with a clear message (instead of silently starting a fresh run).
 HOW_FIELDS = frozenset(("transform", "transform_hash", "mode", "dry_run", "segments", "options", "format",
-                        "compression", "on_error"))
+                        "compression", "on_error", "inputs", "input_format", "csv_header", "csv_delimiter"))
 
 
 def default_path(kind: str, identity: Dict[str, Any]) -> str:
@@ -174,6 +174,16 @@ def atomic_write(path: str, data: bytes) -> None:
 _WARNED_FRESH: Set[str] = set()
 
 
+# What --force may change under a resume: how items are transformed and written, which the user
+# may fix mid-job on purpose (a transform bug, a mode). Anything else (source, target, folder,
+# format, files, CSV parsing) makes the saved positions point at other data.
+FORCEABLE = frozenset(("transform", "transform_hash", "mode", "dry_run", "on_error", "version_attribute"))
+
+
+_SAID = {"inputs": "input files (one was rewritten, added or removed since)", "dest": "destination",
+         "csv_header": "--csv-header", "csv_delimiter": "--csv-delimiter", "input_format": "--input-format"}
+
+
 def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restart: bool, force: bool) -> tuple[CheckpointStore, Optional[CheckpointState]]:
     """Open the job's checkpoint: the state to resume from, or None to start fresh.
 
@@ -219,12 +229,23 @@ def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restar
         raise FingerprintMismatchError(
             f"checkpoint {path} was made with {old_seg} scan segments, and its positions mean nothing for "
             f"{new_seg}: resume with --segments {old_seg} (or without --segments), or --restart to start over")
-    if existing.fingerprint != fp and not force:
+    if existing.fingerprint != fp:
         diff = sorted(k for k in set(identity) | set(existing.job) if identity.get(k) != existing.job.get(k))
-        raise FingerprintMismatchError(
-            f"checkpoint {path} belongs to a different job (differs in: {', '.join(diff) or 'identity'}); "
-            "use --force to resume anyway or --restart to start over"
-        )
+        fixed = [k for k in diff if k not in FORCEABLE]
+        if fixed:
+            # Not even with --force: the positions are places in *that* source, and what was
+            # written went to *that* target or folder, in *that* format. Resumed elsewhere, the
+            # items before the positions are never written where this job writes, and the run
+            # says done (a copy to another table left 326 items out of it, exit 0).
+            raise FingerprintMismatchError(
+                f"checkpoint {path} is of a job with another {', '.join(_SAID.get(k, k) for k in fixed if k != 'names' or len(fixed) == 1)}: its "
+                "positions mean nothing for this one, even with --force; use --restart to start over (or the "
+                "old options to resume it)")
+        if not force:
+            raise FingerprintMismatchError(
+                f"checkpoint {path} belongs to a different job (differs in: {', '.join(diff) or 'identity'}); "
+                "use --force to resume anyway or --restart to start over"
+            )
     if existing.state == "done":
         # Resuming a finished job: nothing left, but keep its counters for the report.
         return store, existing

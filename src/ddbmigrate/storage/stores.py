@@ -21,7 +21,7 @@ import re
 import shutil
 import threading
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple
 
 from ..aws.errors import error_code
 from ..errors import AwsError, UsageError
@@ -73,6 +73,11 @@ class Storage:
 
     def size(self, path: str) -> int:
         raise NotImplementedError
+
+    def version(self, path: str) -> str:
+        """What changes when the file is rewritten: a resume reading line N of a file that is no
+        longer the one its checkpoint read would skip the wrong lines."""
+        return str(self.size(path))
 
     def open_read(self, path: str) -> BinaryIO:
         raise NotImplementedError
@@ -128,6 +133,10 @@ class LocalStorage(Storage):
 
     def size(self, path: str) -> int:
         return os.path.getsize(path)
+
+    def version(self, path: str) -> str:
+        st = os.stat(path)
+        return f"{st.st_size}:{st.st_mtime_ns}"
 
     def open_read(self, path: str) -> BinaryIO:
         try:
@@ -185,6 +194,7 @@ class S3Storage(Storage):
         self.settings = settings or S3Settings()
         self._client = client
         self._lock = threading.Lock()
+        self._etags: Dict[str, str] = {}  # path -> ETag, from the listings made
 
     @property
     def client(self) -> Any:
@@ -233,7 +243,9 @@ class S3Storage(Storage):
         try:
             for page in pages:
                 for o in page.get("Contents") or []:
-                    yield f"s3://{bucket}/{o['Key']}", int(o["Size"])
+                    path = f"s3://{bucket}/{o['Key']}"
+                    self._etags[path] = str(o.get("ETag", "")).strip('"')
+                    yield path, int(o["Size"])
         except Exception as e:
             raise AwsError(f"S3 LIST s3://{bucket}/{prefix} failed: {str(e)[:300]}") from None
 
@@ -252,6 +264,13 @@ class S3Storage(Storage):
     def size(self, path: str) -> int:
         bucket, key = split_s3(path)
         return int(self._call("HEAD", path, self.client.head_object, Bucket=bucket, Key=key)["ContentLength"])
+
+    def version(self, path: str) -> str:
+        got = self._etags.get(path)  # from the listing that found the file: no request per file
+        if got:
+            return got
+        bucket, key = split_s3(path)
+        return str(self._call("HEAD", path, self.client.head_object, Bucket=bucket, Key=key).get("ETag", "")).strip('"')
 
     def open_read(self, path: str) -> BinaryIO:
         bucket, key = split_s3(path)

@@ -44,6 +44,8 @@ from .compare import Emit as DiffWriter
 # Today's verify kept at most this much of an unparsable record in its difference line.
 RAW_KEPT = 10_000
 SIDE_NAME = {EXPECTED: "source", ACTUAL: "target"}
+# The ``job`` label of each side's --metrics-port series.
+METRICS_JOB = {side: f"verify-{name}" for side, name in SIDE_NAME.items()}
 # One writer thread per worker spills: the spill is one lock and the work is CPU under the GIL;
 # more writers only contend (measured: 59k items/s with one, 45k with four, 100k items a side).
 WRITERS = 1
@@ -65,8 +67,11 @@ def side_job(side: int, spec: SourceSpec, processing: ProcessingSpec, sink: Comp
              estimate: Optional[int], readers: int, dead_path: str, on_error: str,
              metrics: Tuple[str, Optional[int]] = ("127.0.0.1", None)) -> SideRun:
     """The job that reads one side into its compare sink (never checkpointed: a verify reruns)."""
+    # Each side's series under its own label: the two jobs run one after the other and each counts
+    # from 0, so under one label "read" fell from the source's count to the target's (Prometheus
+    # takes a drop for a restart); apart, each only rises and both final counts stay served.
     opts = RunOptions(progress="off", dead_letter=dead_path, on_error=on_error, metrics_host=metrics[0],
-                      metrics_port=metrics[1])
+                      metrics_port=metrics[1], metrics_job=METRICS_JOB[side])
     job = Job(kind="verify", identity={"job": "verify", "side": SIDE_NAME[side]}, options=opts, source=spec,
               sink=sink, processing=processing, source_label=label, target_label="compare",
               total_estimate=estimate, readers=readers, writers=WRITERS, checkpoint=False)
@@ -178,4 +183,4 @@ def spills(runs: List[SideRun]) -> Tuple[SpillSet, SpillSet]:
     return exp, act
 
 
-__all__ = ["ReadObserver", "SideRun", "run_side", "side_job", "side_outcomes", "spills", "stats_of"]
+__all__ = ["METRICS_JOB", "ReadObserver", "SideRun", "run_side", "side_job", "side_outcomes", "spills", "stats_of"]
