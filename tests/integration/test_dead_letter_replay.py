@@ -106,3 +106,29 @@ def test_a_line_that_is_not_utf8_is_kept_exactly_and_never_replayed_as_u_fffd(en
     r = cli(tmp_path, "import", "fixed.jsonl", dst, *env_args)
     assert r.returncode == 0, r.stderr
     assert sorted(i["pk"]["S"] for i in scan_all(endpoint, dst)) == ["u1", "u2\u00e9x"]
+
+
+def test_a_replicators_dead_letter_is_refused_saying_how_to_recover(endpoint: str, tmp_path: Path) -> None:
+    """A replicate dead letter holds a stream record (a REMOVE, here): import cannot apply it.
+    Before, it was refused as "an incremental export record outside an incremental import",
+    which says nothing of what to do; now the refusal says how to bring the target back."""
+    from ddbmigrate.state.deadletter import dead_letter_line
+
+    dst = create_table(endpoint, hash_key=("id", "S"))
+    put_items(endpoint, dst, [{"id": {"S": "k1"}, "v": {"S": "still here"}}])
+    record = {"eventName": "REMOVE", "eventID": "e1",
+              "dynamodb": {"Keys": {"id": {"S": "k1"}}, "OldImage": {"id": {"S": "k1"}, "v": {"S": "still here"}},
+                           "SequenceNumber": "100", "StreamViewType": "NEW_AND_OLD_IMAGES"}}
+    (tmp_path / "dl.jsonl").write_bytes(dead_letter_line(
+        None, "transform failed: ValueError: boom", code="InvalidInput", stage="read", origin="shard-0001:100",
+        raw=json.dumps(record)))
+    (tmp_path / "fixed.py").write_text("def f(item):\n    return item\n")
+    for n, extra in enumerate(([], ["--transform", "fixed.py:f"])):
+        r = cli(tmp_path, "import", "dl.jsonl", dst, "--endpoint-url", endpoint, "--progress", "off",
+                "--dead-letter", f"again{n}.jsonl", *extra)
+        assert r.returncode == 3, r.stderr
+        again = [json.loads(x) for x in (tmp_path / f"again{n}.jsonl").read_text().splitlines()]
+        assert len(again) == 1 and again[0]["reason"].startswith(
+            "not replayed: a dead letter of `ddbmigrate replicate` holds a stream record"), again
+        assert "verify SOURCE TARGET --repair" in again[0]["reason"]
+    assert scan_all(endpoint, dst) == [{"id": {"S": "k1"}, "v": {"S": "still here"}}]

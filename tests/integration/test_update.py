@@ -268,6 +268,20 @@ def test_update_dead_letters_bad_outputs_and_continues(endpoint: str) -> None:
     assert "other" not in final and final["r4"] == {"pk": {"S": "r4"}, "v": {"N": "4"}}
     assert final["r7"]["w"] == {"N": "14"}
     assert "w" not in final["r5"] and final["r5"]["hot"] == {"N": "3"}  # all 3 application writes kept
+    assert {x["stage"] for x in lines} == {"update"}, lines
+
+    # A replay with import would put the images read before the update back over the writes made
+    # since (before: "stage": "write", replayed as plain puts, exit 0): every record is refused.
+    app.update_item(TableName=table, Key={"pk": {"S": "r1"}}, UpdateExpression="SET app = :n",
+                    ExpressionAttributeValues={":n": {"S": "newer"}})
+    from ddbmigrate.jobs.import_files import import_files
+
+    again = str(Path(rep.dead_letter_path or "").with_suffix(".replay.jsonl"))
+    replay = import_files(rep.dead_letter_path or "", ref(endpoint, table), opts(dead_letter=again))
+    assert replay.counters.get("written", 0) == 0 and replay.counters["dead_lettered"] == 4, replay.counters
+    refused = [json.loads(x)["reason"] for x in Path(again).read_text().splitlines()]
+    assert all(r.startswith("not replayed: a dead letter of `ddbmigrate update`") for r in refused), refused
+    assert by_pk(scan_all(endpoint, table)) == {**final, "r1": {**final["r1"], "app": {"S": "newer"}}}
 
 
 def test_update_cli_dry_run_then_run(endpoint: str, tmp_path: Path) -> None:

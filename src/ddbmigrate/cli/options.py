@@ -109,7 +109,8 @@ def run_options(f: F) -> F:
         click.option("--segments", type=int, help="Parallel scan segments (default: from the table size)."),
         click.option("--writers", type=int, help="Concurrent writer threads (default 16; 32 for conditional modes; export: 4 file writers)."),
         click.option("--dead-letter", "dead_letter", type=click.Path(dir_okay=False),
-                     help="JSON-lines file for items that could not be written (replayable with import)."),
+                     help="JSON-lines file for items that could not be written, with why (a copy's or an import's "
+                          "replay with import; docs/files.md says how each record replays)."),
         click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here."),
         click.option("--checkpoint", type=click.Path(dir_okay=False),
                      help="Checkpoint file (default: .ddbmigrate/<job>-<tables>-<hash>.checkpoint.json)."),

@@ -540,8 +540,9 @@ class Pipeline:
         # Several writers acknowledge batches of one ticket at once: its counts are updated
         # under the unit's lock, or concurrent read-modify-writes lose acknowledgements.
         with st.lock:
+            stage = getattr(self.sink, "dead_letter_stage", "write")
             for op, reason, code in res.rejected:
-                if not self._dead(op.wire(), reason, code, "write", op.origin, op.source_key, t):
+                if not self._dead(op.wire(), reason, code, stage, op.origin, op.source_key, t):
                     return  # refused (--max-errors): the ticket stays open, its position unsaved
             for k, v in counts.items():
                 if v:

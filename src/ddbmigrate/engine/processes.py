@@ -171,7 +171,7 @@ class _Run:
         driver's interrupt() would mark the job stopped by a signal, and its progress say
         "signal again to stop at once" when nobody sent one (a Ctrl-C later still is one)."""
         self.stop_ev.set()
-        status = {"status": f"failing: worker process {wid} {what}; the others are finishing their in-flight writes"}
+        status = {"status": f"failing: worker process {wid} {what}; the other workers stop (checkpoint kept)"}
         self.driver.worker(wid).extra_fn = lambda: status
 
     def _flush(self, wid: int, upto: int) -> None:

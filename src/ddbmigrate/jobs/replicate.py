@@ -33,6 +33,7 @@ the same target key), as for any replicated re-modelling.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -97,6 +98,8 @@ from ..storage.stores import S3Settings, is_s3, normalize
 from .common import default_writers, same_table
 from .copy import copy_table
 from .fit import check_fits_target, sample_table
+
+log = logging.getLogger("ddbmigrate")
 
 Confirm = Callable[[str], bool]
 # Records older than (start - this) are skipped on the first replay of a shard: the backfill,
@@ -345,7 +348,7 @@ def replicate(
                     writer.start()
                 report = _apply_phase(source, target, opts, meta, st_path, identity, tf, fresh, src, dst, sc, jr,
                                       writer, live, skeys, status, stop.event, deadline, stop_after_idle, poll_interval,
-                                      clock, writers, skip_ttl_deletes, page_limit)
+                                      clock, writers, skip_ttl_deletes, page_limit, max_runtime=max_runtime)
         except ResyncNeededError as e:
             e.hint = e.hint or _resync_hint(source, target)
             e.message = f"{e.message}; {e.hint}"
@@ -617,7 +620,8 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
                  dst: DynamoClient, sc: DynamoClient, jr: Journal, writer: JournalWriter, live: _Live,
                  skeys: KeySchema, status: StatusWriter, stop_event: Optional[threading.Event],
                  deadline: Optional[float], stop_after_idle: Optional[float], poll_interval: float,
-                 clock: Callable[[], float], writers: int, skip_ttl_deletes: bool, page_limit: int) -> Report:
+                 clock: Callable[[], float], writers: int, skip_ttl_deletes: bool, page_limit: int, *,
+                 max_runtime: Optional[float] = None) -> Report:
     """Phase 5: apply the journal in order, then keep applying it as the writer tails the stream."""
     tdesc = dst.describe_table()
     tkeys = KeySchema.from_table_description(tdesc)
@@ -662,9 +666,19 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
         source_label=source.describe(), target_label=target.describe(), readers=1, writers=writers,
         extra={"transform": tf.name if tf else None},
     )
+    view = _ApplyView(jsrc)
+    ended = threading.Event()
+    cutter: Optional[threading.Thread] = None
+    if deadline is not None:
+        cutter = threading.Thread(target=_cut_at_deadline, args=(jsrc, deadline, ended, view, max_runtime),
+                                  name="replicate-max-runtime", daemon=True)
+        cutter.start()
     try:
-        report = ThreadsEngine().run(job)
+        report = ThreadsEngine().run(job, observer=view)
     finally:
+        ended.set()
+        if cutter is not None:
+            cutter.join()
         _reopen(stream_ckpt)
         try:
             jsrc.prune(force=True)  # the final checkpoint is saved: what it covers can go
@@ -678,8 +692,66 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
     report.extra["stopped_by"] = jsrc.stopped_by
     for k, v in (meta.get("backfill") or {}).items():
         report.extra[f"backfill_{k}"] = v
+    if jsrc.stopped_by == "max runtime" and deadline is not None:
+        # Ended by the limit, not done: the report and the output say so, and by how much it ran
+        # past it (a chunk in flight is cut at the limit, see _cut_at_deadline).
+        report.status = "stopped"
+        ran = time.monotonic() - deadline + (max_runtime or 0.0)
+        report.extra["max_runtime"] = {"limit_s": max_runtime, "ran_s": round(ran, 1),
+                                       "cut_records": jsrc.in_flight}
+        log.warning("--max-runtime %g s reached: stopped after %.1f s%s; checkpoint kept, --resume continues",
+                    max_runtime or 0.0, ran, f" (a chunk of {jsrc.in_flight:,} records was cut: --resume applies "
+                                             "it again)" if jsrc.in_flight else "")
     report.extra = {k: v for k, v in report.extra.items() if v is not None}
+    if opts.report:
+        report.write_json(opts.report)  # the driver wrote it before the figures above were added
     return report
+
+
+class _ApplyView:
+    """The apply job's progress, as an observer of its driver (engine/run.py) adds to it.
+
+    ``done`` is the records applied by this run, from 0 from the start: the driver's own count at
+    the start is the checkpoint's, and a rate from that to this run's count read negative.
+    ``acked`` counts the target writes acknowledged so far, settled or not: a chunk (up to 1,000
+    records) settles only once its last write is acknowledged, a minute apart at 20 WCU/s, and
+    its writes landing meanwhile are progress all the same (reporting/progress.py).
+    """
+
+    def __init__(self, source: JournalSource) -> None:
+        self.source = source
+        self.status: Optional[str] = None
+
+    def attach(self, job: str, snapshot: Callable[[], Dict[str, Any]]) -> Callable[[], None]:
+        return lambda: None
+
+    def fields(self) -> Dict[str, Any]:
+        p = self.source.pipeline
+        c = p.counters.snapshot() if p is not None else {}
+        out: Dict[str, Any] = {"done": self.source.records_applied,
+                               "acked": sum(int(c.get(k, 0)) for k in ("written", "deleted", "skipped_existing"))}
+        if self.status:
+            out["status"] = self.status
+        return out
+
+
+def _cut_at_deadline(source: JournalSource, deadline: float, ended: threading.Event, view: _ApplyView,
+                     max_runtime: Optional[float]) -> None:
+    """--max-runtime in the apply phase: the source checks it between chunks only, and one chunk
+    under a write limit (1,000 records at 20 WCU/s) takes most of a minute. At the limit the
+    chunk in flight is cut: its queued batches are dropped and requests under way get the
+    pipeline's grace (an abort, not an error). No record of it counts as applied, so the
+    checkpoint stays before it and --resume applies it again — full images, so its writes that
+    did land are written again harmlessly, and nothing after it was started."""
+    if ended.wait(max(0.0, deadline - time.monotonic())):
+        return
+    p = source.pipeline
+    if p is None or not source.in_flight:
+        return  # between chunks: the source stops on its own
+    source.stopped_by = "max runtime"
+    view.status = (f"stopping: --max-runtime {max_runtime or 0:g} s reached; cutting the chunk in flight "
+                   f"({source.in_flight:,} records, applied again on --resume)")
+    p.abort.set()
 
 
 def _journal_now(live: "_Live") -> Optional[Dict[str, Any]]:

@@ -59,8 +59,9 @@ class Progress:
         self._bar: Any = None
         self._task: Any = None
         self._t0 = time.monotonic()
-        self._history: List[Tuple[float, int, Optional[int]]] = []  # (when, done, acked)
-        self._base: Optional[Tuple[float, int, Optional[int]]] = None  # the same as the job started
+        self._history: List[Tuple[Any, ...]] = []  # (when, done, acked)
+        self._base: Optional[Tuple[Any, ...]] = None  # the same, as the job started
+        self._settled_at: Optional[Tuple[int, int]] = None  # (done, acked) when records last settled
         self._done_shown = 0  # the most that has been shown done (see _tick)
         self.timeline: List[Dict[str, Any]] = []
 
@@ -131,23 +132,38 @@ class Progress:
         measured from 0, not from a figure the count never had."""
         if self._base is None:
             return
-        t, d0, a0 = self._base
+        t, d0, a0 = _point(self._base)
         done_again = done < d0
         acked_again = acked is not None and a0 is not None and acked < a0
         if done_again or acked_again:
             self._base = (t, 0 if done_again else d0, 0 if acked_again else a0)
             self._history = [self._base]
+            self._settled_at = None
 
-    def _ratio(self, done: int, acked: Optional[int]) -> float:
-        """Records settled per acknowledged write in this run (1 until a record settled)."""
-        if acked is None or self._base is None or self._base[2] is None:
+    def _ratio(self) -> float:
+        """Records settled per acknowledged write in this run, as of the last time records
+        settled (1 until some did)."""
+        if self._settled_at is None or self._base is None:
             return 1.0
-        dd = done - self._base[1]
-        da = acked - self._base[2]
+        _, d0, a0 = _point(self._base)
+        dd, da = self._settled_at[0] - d0, self._settled_at[1] - (a0 or 0)
         return dd / da if dd > 0 and da > 0 else 1.0
+
+    def _since(self, since: Tuple[Any, ...], now: float, done: int, acked: Optional[int]) -> float:
+        """The rate of acknowledged work from ``since`` (a point of the history) to now."""
+        t0, d0, a0 = _point(since)
+        if now - t0 <= 0:
+            return 0.0
+        rate = (done - d0) / (now - t0)
+        if acked is not None and a0 is not None:
+            rate = max(rate, (acked - a0) * self._ratio() / (now - t0))
+        return max(0.0, rate)
 
     def _rate(self, now: float, done: int, acked: Optional[int] = None) -> float:
         self._rebase(done, acked)
+        if acked is not None and self._history and done > _point(self._history[-1])[1] \
+                and self._base is not None and _point(self._base)[2] is not None:
+            self._settled_at = (done, acked)
         self._history.append((now, done, acked))
         # A 10-second window: responsive to turning the speed up, smooth enough to read.
         while len(self._history) > 2 and now - self._history[0][0] > 10.0:
@@ -155,18 +171,11 @@ class Progress:
         # Until the job's first writes are acknowledged, the window starts at the last moment none
         # were: the pipeline's fill (pages of writes in flight, seconds of them under a write limit)
         # is paid once, and counted in the rate it made the early ETA read high.
-        start = self._base[1] if self._base is not None else 0
-        astart = self._base[2] if self._base is not None else None
+        _, start, astart = _point(self._base) if self._base is not None else (0.0, 0, None)
         while (len(self._history) > 2 and self._history[1][1] == start
-               and (acked is None or self._history[1][2] in (None, astart))):
+               and (acked is None or _point(self._history[1])[2] in (None, astart))):
             self._history.pop(0)
-        t0, d0, a0 = self._history[0]
-        if now - t0 <= 0:
-            return 0.0
-        rate = (done - d0) / (now - t0)
-        if acked is not None and a0 is not None:
-            rate = max(rate, (acked - a0) * self._ratio(done, acked) / (now - t0))
-        return max(0.0, rate)
+        return self._since(self._history[0], now, done, acked)
 
     def _tick(self, final: bool = False) -> None:
         if self.mode == "off":
@@ -188,11 +197,7 @@ class Progress:
         if final and self._base is not None and now > self._base[0]:
             # The last line gives the whole run's rate (this run's: a resumed job's count before it
             # is left out), not the last 10 seconds'.
-            t0, d0, a0 = self._base
-            rate = (done - d0) / (now - t0)
-            if acked is not None and a0 is not None:
-                rate = max(rate, (acked - a0) * self._ratio(done, acked) / (now - t0))
-            rate = max(0.0, rate)
+            rate = self._since(self._base, now, done, acked)
         eta = (max(0, int(total) - done) / rate) if (total and rate > 0 and not passed) else None
         self.timeline.append({"t": round(now - self._t0, 2), "done": done, "retries": s.get("retries", 0),
                               "throttles": s.get("throttles", 0)})
@@ -243,6 +248,11 @@ class Progress:
 
 
 BAR_WIDTH = 20
+
+
+def _point(p: Tuple[Any, ...]) -> Tuple[float, int, Optional[int]]:
+    """(when, done, acked) of a point of the history (acked None when the job does not count it)."""
+    return float(p[0]), int(p[1]), (int(p[2]) if len(p) > 2 and p[2] is not None else None)
 
 
 def _acked(s: Dict[str, Any]) -> Optional[int]:

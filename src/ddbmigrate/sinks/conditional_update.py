@@ -189,6 +189,10 @@ def _bump(text: str) -> Any:
 class ConditionalUpdateSink(SinkBase):
     """Applies an update transform to each item in place; see the module docstring."""
 
+    # Its dead letters hold an item as it was read, before the update: put back by a replay, it
+    # would undo whatever was written since. Their stage says so, and the replay refuses them.
+    dead_letter_stage = "update"
+
     def __init__(self, client: DynamoClient, table: str, keys: KeySchema, processor: Processor, *,
                  version_attribute: Optional[str] = None, limiter: Optional[RateLimiter] = None,
                  max_races: int = DEFAULT_MAX_RACES, dry_run: bool = False) -> None:

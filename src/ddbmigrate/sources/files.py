@@ -274,7 +274,7 @@ class FileSource(SourceBase):
                             # fails again is dead-lettered again, not taken for another format.
                             a_record = isinstance(record, dict) and "reason" in record
                             origin = replayed_origin(origin, record)
-                            if item is not None and self.transformed is not None:
+                            if self.transformed is not None and (item is not None or a_record):
                                 refused = replay_refusal(record, self.transformed)
                                 if refused is not None:
                                     # Kept whole (as its raw line): the right replay reads it again.

@@ -535,6 +535,18 @@ def _innermost(rec: Any) -> Any:
     return rec
 
 
+def _stream_record(rec: Dict[str, Any]) -> bool:
+    """Does a dead letter hold a DynamoDB Streams record (``eventName`` and ``dynamodb``)?"""
+    raw = rec.get("raw")
+    held: Any = rec.get("item")
+    if held is None and isinstance(raw, str) and '"eventName"' in raw:
+        try:
+            held = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False
+    return isinstance(held, dict) and "eventName" in held and isinstance(held.get("dynamodb"), dict)
+
+
 def replay_refusal(record: Any, transformed: bool) -> Optional[str]:
     """Why this dead letter must not be written by a replay with (``transformed``) or without a
     transform, or None. A record of a failed transform holds the *source* item (so does an
@@ -546,6 +558,14 @@ def replay_refusal(record: Any, transformed: bool) -> Optional[str]:
     if not isinstance(rec, dict):
         return None
     stage, tf = rec.get("stage"), rec.get("transform")
+    if stage == "update":
+        return ("not replayed: a dead letter of `ddbmigrate update` holds the item as it was read before the "
+                "update; put back, it would undo every write made to it since. Fix the cause and run the update "
+                "again (it reads each item afresh)")
+    if _stream_record(rec):
+        return ("not replayed: a dead letter of `ddbmigrate replicate` holds a stream record, which import does not "
+                "apply; fix the cause, then `ddbmigrate verify SOURCE TARGET --repair` (with the replication's "
+                "--transform) writes what the target lacks")
     if rec.get("error_code") == "DuplicateKey":
         return ("not replayed: the transform returned two items with this key for one source item and the first "
                 "was written; this one would replace it (fix the transform, then replay the source item)")

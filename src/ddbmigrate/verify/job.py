@@ -18,8 +18,9 @@ Invariants:
 1. Counts add up (:meth:`VerifyReport.balanced`): every record read on either side ends in
    exactly one outcome (compared, sampled out, dropped by the transform, invalid, unreadable).
 2. Nothing is written unless ``repair`` is asked for; deletes additionally need ``confirm``.
-   Repairs are full-image puts and deletes (replay-safe), and every repaired key is read back
-   with a strongly consistent read before the report calls it fixed.
+   Repairs are full-image puts and deletes (replay-safe) of what the source holds when the key
+   is repaired (read again, not the scan's copy), and every repaired key is read back with a
+   strongly consistent read before the report calls it fixed.
 3. No item body reaches the terminal or the JSON report; bodies go only to the ``diff_path``
    file the user asked for.
 """
@@ -45,7 +46,7 @@ from ..aws.client import DynamoClient
 from ..config import RetryPolicy, TableRef
 from ..core.items import KeySchema
 from ..core.specs import ProcessingSpec, TransformRef
-from ..core.transform import Transform, load_transform
+from ..core.transform import Transform, TransformContext, load_transform
 from ..engine.pipeline import Counters
 from ..engine.run import Engine
 from ..engine.threads import ThreadsEngine
@@ -116,9 +117,10 @@ def verify_tables(
     Items are matched by the target's key schema (``key_schema`` when the target is files and
     no table says it). ``sample`` (0 < rate <= 1) checks a deterministic key-hash fraction of the
     keys on both sides; ``keys_only`` compares presence only. ``memory_mb`` bounds the
-    comparison's memory (default 256). ``repair`` rewrites missing and mismatched items from the
-    expected side and deletes unexpected ones when ``confirm(message)`` agrees, then re-reads the
-    repaired keys consistently. Returns the report; ``report.exit_code`` is 0 or 4.
+    comparison's memory (default 256). ``repair`` rewrites missing and mismatched items, and deletes
+    unexpected ones when ``confirm(message)`` agrees, to what a table source holds when the key
+    is repaired (read again: it may have changed since the scan), then re-reads the repaired keys
+    consistently. Returns the report; ``report.exit_code`` is 0 or 4.
 
     ``engine``: each side is read by a job on this engine (``ddbmigrate.engine.engine_for``):
     threads by default, or the processes engine's worker processes, which spill their own files;
@@ -264,7 +266,12 @@ def verify_tables(
         if repair and (report.missing or report.mismatched or report.unexpected):
             phase["status"] = "repair"
             assert target_side.client is not None
-            report.repair = repair_differences(diffs.path, target_side.client, keys, confirm=confirm)
+            # The source table is read again key by key before each repair: it may have been
+            # written since it was scanned (a live replicate), and its old image must not win.
+            report.repair = repair_differences(
+                diffs.path, target_side.client, keys, confirm=confirm, source=source_side.client,
+                source_keys=source_side.key_schema, transform=tf,
+                context=TransformContext(source_table=src_table, target_table=tgt_table))
             r = report.repair
             report.remaining = (report.invalid + report.unreadable + r["still_different"] + r["rejected"]
                                 + r["delete_skipped"])

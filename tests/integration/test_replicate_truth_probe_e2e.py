@@ -1,0 +1,129 @@
+"""Numbers an acceptance probe found untrue, against the real DynamoDB Local (the unit half is in
+tests/unit/test_replicate_truth_probe.py):
+
+* ``replicate --max-runtime`` with a backlog on a throttled target stops near its limit, cutting
+  the chunk in flight, says so (status ``stopped``, ``max_runtime`` in the report), and a
+  ``--resume`` applies every record the cut left (nothing lost);
+* the progress of both runs is of acknowledged work, never negative (the resumed apply job counts
+  ``done`` from 0 while its checkpoint counted thousands);
+* ``copy --processes 2`` that fails (exit 75, no signal) does not end on a line saying it is
+  "stopping ... (signal again to stop at once)".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from ddbmigrate import RunOptions, TableRef
+from ddbmigrate.config import RetryPolicy
+from ddbmigrate.jobs.replicate import replicate
+from ddbmigrate.state.status import read_status
+from ddbmigrate.testing.capacity import WriteCapacity
+from ddbmigrate.testing.proxy import FaultProxy, Faults
+from support import as_set, create_table, put_items, scan_all, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def ref(endpoint: str, table: str) -> TableRef:
+    return TableRef(table, endpoint_url=endpoint, region="us-east-1")
+
+
+def items(n: int) -> List[Dict[str, Any]]:
+    return [{"pk": {"S": f"k{i:04d}"}, "v": {"N": str(i)}, "pad": {"S": "x" * 200}} for i in range(n)]
+
+
+def progress_lines(text: str, job: str) -> List[Dict[str, Any]]:
+    out = []
+    for ln in text.splitlines():
+        if ln.startswith('{"event":"progress'):
+            ev = json.loads(ln)
+            if ev.get("job") == job:
+                out.append(ev)
+    return out
+
+
+def test_max_runtime_cuts_the_chunk_in_flight_says_so_and_resume_loses_nothing(
+        endpoint: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    # 600 one-unit writes at 10 WCU/s: a minute of writing for one journal chunk (up to 1,000
+    # records), far past the 15 s limit.
+    cap = WriteCapacity(10, partitions=1)
+    status = tmp_path / "r.status.json"
+
+    def run(**kw: Any) -> Any:
+        resume = bool(kw.pop("resume", False))
+        return replicate(ref(endpoint, src), ref(proxy.url, dst), backfill=False, status_path=str(status),
+                         poll_interval=0.1,
+                         options=RunOptions(progress="json", writers=2, checkpoint=str(tmp_path / "r.checkpoint.json"),
+                                            retry=RetryPolicy(max_attempts=1000, max_delay=0.5), resume=resume),
+                         **kw)
+
+    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
+        box: Dict[str, Any] = {}
+
+        def go() -> None:
+            try:
+                box["report"] = run(max_runtime=15)
+            except BaseException as e:  # noqa: BLE001 - the test reports it
+                box["error"] = e
+
+        t = threading.Thread(target=go, daemon=True)
+        t.start()
+        wait_for(lambda: status.exists() and read_status(str(status)).get("state") in ("replaying", "tailing"),
+                 60, "the replicator applying the journal")
+        put_items(endpoint, src, items(600))
+        t.join(180)
+        assert not t.is_alive(), "--max-runtime 15 did not stop the replicator"
+        assert "error" not in box, box.get("error")
+        rep = box["report"]
+        first = capfd.readouterr().err
+
+        # It says it was the limit, not "done", and that it cut the chunk in flight.
+        assert rep.status == "stopped" and rep.exit_code == 0
+        assert rep.extra["stopped_by"] == "max runtime"
+        limit = rep.extra["max_runtime"]
+        assert limit["limit_s"] == 15 and limit["cut_records"] > 0, limit
+        # Bounded: the old code ran the whole chunk out (a minute at 10 WCU/s) past the limit.
+        assert limit["ran_s"] < 15 + 30, limit
+        assert "--max-runtime 15 s reached" in first
+        assert len(scan_all(endpoint, dst)) < 600
+        lines = progress_lines(first, "replicate")
+        assert lines and all(x["items_per_s"] >= 0 for x in lines), lines
+        # Writes landed though no chunk may have settled: the rate says so.
+        assert lines[-1]["event"] == "progress_final" and lines[-1]["items_per_s"] > 0, lines[-1]
+
+        # The checkpoint stayed before the cut chunk: a resume applies all of it, nothing lost.
+        cap.set_units(100_000)
+        rep2 = run(resume=True, stop_after_idle=1.0)
+        second = capfd.readouterr().err
+        assert rep2.status == "done" and rep2.extra["stopped_by"] == "idle"
+        assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
+        lines2 = progress_lines(second, "replicate")
+        assert lines2 and all(x["items_per_s"] >= 0 for x in lines2), lines2
+
+
+def test_a_processes_copy_that_fails_is_not_described_as_a_signal_stop(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint)
+    dst = create_table(endpoint)
+    put_items(endpoint, src, items(200))
+    # Every write answered 500: the workers' retries run out, exit 75; nobody sends a signal.
+    with FaultProxy(endpoint, faults=Faults(error500=1.0, writes_only=True)) as proxy:
+        out = subprocess.run([sys.executable, "-m", "ddbmigrate", "copy", src, dst, "--endpoint-url", proxy.url,
+                              "--region", "us-east-1", "--processes", "2", "--segments", "4", "--max-attempts", "2",
+                              "--progress", "json"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert out.returncode == 75, out.stderr[-2000:]
+    lines = progress_lines(out.stderr, "copy")
+    assert lines and lines[-1]["event"] == "progress_final", out.stderr[-2000:]
+    assert not any("signal" in str(x.get("status", "")) for x in lines), lines
