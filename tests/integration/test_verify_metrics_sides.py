@@ -26,7 +26,7 @@ import pytest
 from ddbmigrate import TableRef
 from ddbmigrate.engine import engine_for
 from ddbmigrate.verify import verify_tables
-from support import create_table, put_items, wait_for
+from support import boto_client, create_table, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -94,12 +94,20 @@ class Scraper:
         return out
 
 
+def _put(endpoint: str, table: str, items: List[Dict[str, Any]]) -> None:
+    c = boto_client(endpoint)
+    for i in range(0, len(items), 25):
+        pending: Any = {table: [{"PutRequest": {"Item": it}} for it in items[i:i + 25]]}
+        while pending:
+            pending = c.batch_write_item(RequestItems=pending).get("UnprocessedItems")
+
+
 def _tables(endpoint: str, n: int) -> Tuple[TableRef, TableRef]:
     src, dst = create_table(endpoint), create_table(endpoint)
-    put_items(endpoint, src, [{"pk": {"S": f"k{i:05d}"}, "n": {"N": str(i)}} for i in range(n)])
+    _put(endpoint, src, [{"pk": {"S": f"k{i:05d}"}, "n": {"N": str(i)}} for i in range(n)])
     # The target lacks 3 items and has 2 of its own: the verify finds differences, as in the probe.
-    put_items(endpoint, dst, [{"pk": {"S": f"k{i:05d}"}, "n": {"N": str(i)}} for i in range(3, n)]
-              + [{"pk": {"S": f"x{i}"}} for i in range(2)])
+    _put(endpoint, dst, [{"pk": {"S": f"k{i:05d}"}, "n": {"N": str(i)}} for i in range(3, n)]
+         + [{"pk": {"S": f"x{i}"}} for i in range(2)])
     return (TableRef(src, endpoint_url=endpoint, region="us-east-1"),
             TableRef(dst, endpoint_url=endpoint, region="us-east-1"))
 

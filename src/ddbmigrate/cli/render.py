@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import copy
+import errno
 import functools
 import logging
 import os
 import signal
 import sys
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import click
 
 from ..engine.run import install_handler
-from ..errors import EXIT_FATAL, EXIT_INTERRUPTED, DdbMigrateError
+from ..errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_USAGE, DdbMigrateError
 
 
 def render_report(report: Any, quiet: bool) -> None:
@@ -207,7 +208,14 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
         linger = float(kw.pop("metrics_linger", None) or 0.0)
         level = log_level or ("debug" if (verbose or 0) > 1 else "info" if verbose else None) \
             or os.environ.get("DDBMIGRATE_LOG_LEVEL")
-        configure_logging(level or "warning", log_file)
+        try:
+            configure_logging(level or "warning", log_file)
+        except ValueError as e:  # only from DDBMIGRATE_LOG_LEVEL: --log-level is a checked choice
+            click.echo(f"error: DDBMIGRATE_LOG_LEVEL={os.environ.get('DDBMIGRATE_LOG_LEVEL', '')!r}: {e}", err=True)
+            sys.exit(EXIT_USAGE)
+        except OSError as e:
+            click.echo(f"error: cannot open --log-file {log_file}: {e.strerror or e}", err=True)
+            sys.exit(EXIT_USAGE)
         # The outcome goes to the log too (at info: -v), so a --log-file tells how the command ended.
         log = logging.getLogger("ddbmigrate.cli")
         name = f.__name__.removesuffix("_cmd").replace("_", " ")
@@ -215,7 +223,11 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
         # still tells how it ended, and a stale one of an earlier run is not taken for this one's.
         before = _file_state(kw.get("report") or kw.get("report_path"))
 
+        refused_paths: List[str] = []  # the output files themselves were refused: none is written
+
         def report_failure(code: int, error: str, report: Any = None) -> None:
+            if refused_paths:
+                return
             if _file_state(kw.get("report") or kw.get("report_path")) == before:
                 problem = write_failure_report(name, kw, code, error, report)
                 if problem:
@@ -232,6 +244,16 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 if linger and kw.get("metrics_port") is None:
                     raise click.UsageError("--metrics-linger needs --metrics-port")
+                from ..errors import UsageError
+                from ..state.paths import outputs_problem
+
+                problem = outputs_problem(
+                    {"--report": kw.get("report") or kw.get("report_path"), "--dead-letter": kw.get("dead_letter"),
+                     "--log-file": log_file, "--checkpoint": kw.get("checkpoint")},
+                    [str(kw[k]) for k in ("source", "plan_file", "spec") if isinstance(kw.get(k), str)])
+                if problem:
+                    refused_paths.append(problem)
+                    raise UsageError(problem)
                 code = f(*args, **kw)
             except Exception as e:
                 from ..aws.control_plane import control_error, is_botocore_error
@@ -277,6 +299,17 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as e:
             if os.environ.get("DDBMIGRATE_DEBUG"):
                 raise
+            if isinstance(e, OSError) and e.strerror:
+                # The machine's answer, not a defect of ours: a full disk, a folder that takes no
+                # file, a file that went away. One line naming the file when the system says it.
+                where = f": {e.filename}" if e.filename else (
+                    " (writing a file of this job: the export folder, the checkpoint, the dead letters or a "
+                    "spill folder)" if e.errno == errno.ENOSPC else "")
+                text = redact(f"{e.strerror}{where}")
+                report_failure(EXIT_FATAL, text)
+                click.echo(f"error: {text}", err=True)
+                log.info("%s ended with exit %d: %s", name, EXIT_FATAL, text)
+                sys.exit(EXIT_FATAL)
             # Redacted before the cut: half a secret would no longer be recognised.
             text = f"internal error: {type(e).__name__}: {redact(str(e))[:500]}"
             report_failure(EXIT_FATAL, text)

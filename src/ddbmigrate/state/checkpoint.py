@@ -141,6 +141,19 @@ class CheckpointTamperedError(UsageError):
 
 
 def atomic_write(path: str, data: bytes) -> None:
+    # Through a symbolic link to the file it names: renamed over, the link itself would become a
+    # file and the file the user pointed at would never be written.
+    path = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        special = os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
+    except OSError:
+        special = False
+    if special:
+        # A FIFO, a terminal, /dev/stdout or /dev/null: written into, never replaced (as root, a
+        # rename over /dev/full made it a regular file).
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)

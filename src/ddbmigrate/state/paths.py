@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Optional
+from typing import Dict, Optional, Sequence
 
 
 def nearest_existing(folder: str) -> str:
@@ -49,4 +49,37 @@ def output_path_problem(path: str, *, replaced: bool) -> Optional[str]:
     return None
 
 
-__all__ = ["nearest_existing", "output_path_problem"]
+def _same(a: str, b: str) -> bool:
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def outputs_problem(outputs: Dict[str, Optional[str]], inputs: Sequence[str]) -> Optional[str]:
+    """Why the files a command writes (option name -> path) cannot be written as given, or None:
+    two options naming one file (the report written last would replace the dead letters, items
+    that were never written), one naming a file the command reads (an import's data), or a
+    report in a place that takes no file (said after the whole job, it was an internal error)."""
+    named = [(opt, p) for opt, p in outputs.items() if p and "://" not in p and p != "-"]
+    for i, (opt, p) in enumerate(named):
+        for other, q in named[i + 1:]:
+            if _same(p, q):
+                return f"{opt} and {other} name the same file {p}: each needs its own"
+        for src in inputs:
+            if src and "://" not in src and os.path.isfile(src) and _same(p, src):
+                return f"{opt} {p} is a file this command reads: it would be written over"
+    report = outputs.get("--report")
+    if report and "://" not in report:
+        target = os.path.realpath(report)
+        if os.path.exists(target) and not os.path.isfile(target) and not os.path.isdir(target):
+            return None  # a FIFO or a device (/dev/stdout): written into, not replaced
+        problem = output_path_problem(target, replaced=True)
+        if problem:
+            return f"cannot write the report {report}: {problem}"
+    return None
+
+
+__all__ = ["nearest_existing", "output_path_problem", "outputs_problem"]
