@@ -43,7 +43,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 from ..aws.capacity import capacity_limit, declared_write_capacity
 from ..aws.client import DynamoClient, RetryStats
 from ..aws.tables import wait_active
-from ..config import RunOptions, TableRef
+from ..config import RetryPolicy, RunOptions, TableRef
 from ..core.items import KeySchema
 from ..core.specs import LiveSourceSpec, ProcessingSpec
 from ..core.transform import Transform, TransformContext, load_transform
@@ -109,6 +109,9 @@ SKEW_MARGIN = 5 * 60.0
 # Without a backfill (both sides known equal, e.g. a rollback replication started at cutover),
 # only changes from the start on matter; re-applying the last minutes' full images is harmless.
 NO_BACKFILL_MARGIN = 120.0
+# What one attempt of a write request may take at most (the transport's connect and read
+# timeouts): the ceiling of the wait for requests under way when --max-runtime cuts a chunk.
+REQUEST_SECONDS = 40.0
 
 
 # --------------------------------------------------------------------------- replicate
@@ -670,7 +673,8 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
     ended = threading.Event()
     cutter: Optional[threading.Thread] = None
     if deadline is not None:
-        cutter = threading.Thread(target=_cut_at_deadline, args=(jsrc, deadline, ended, view, max_runtime),
+        cutter = threading.Thread(target=_cut_at_deadline, args=(jsrc, deadline, ended, view, max_runtime,
+                                                                 _request_bound(opts.retry)),
                                   name="replicate-max-runtime", daemon=True)
         cutter.start()
     try:
@@ -735,14 +739,21 @@ class _ApplyView:
         return out
 
 
+def _request_bound(retry: RetryPolicy) -> float:
+    """Seconds one write request can take, its retries included (at worst)."""
+    return retry.max_attempts * (retry.max_delay + REQUEST_SECONDS)
+
+
 def _cut_at_deadline(source: JournalSource, deadline: float, ended: threading.Event, view: _ApplyView,
-                     max_runtime: Optional[float]) -> None:
+                     max_runtime: Optional[float], request_bound: float) -> None:
     """--max-runtime in the apply phase: the source checks it between chunks only, and one chunk
     under a write limit (1,000 records at 20 WCU/s) takes most of a minute. At the limit the
-    chunk in flight is cut: its queued batches are dropped and requests under way get the
-    pipeline's grace (an abort, not an error). No record of it counts as applied, so the
-    checkpoint stays before it and --resume applies it again — full images, so its writes that
-    did land are written again harmlessly, and nothing after it was started."""
+    chunk in flight is cut: its queued batches are dropped (an abort, not an error). No record of
+    it counts as applied, so the checkpoint stays before it and --resume applies it again — full
+    images, so its writes that did land are written again harmlessly, and nothing after it was
+    started. Requests already under way are waited for, not abandoned as a second Ctrl-C's are:
+    one landing after this run returned could land after a resumed run's newer image of its key
+    (the library's caller, or another process during --metrics-linger)."""
     if ended.wait(max(0.0, deadline - time.monotonic())):
         return
     p = source.pipeline
@@ -751,6 +762,7 @@ def _cut_at_deadline(source: JournalSource, deadline: float, ended: threading.Ev
     source.stopped_by = "max runtime"
     view.status = (f"stopping: --max-runtime {max_runtime or 0:g} s reached; cutting the chunk in flight "
                    f"({source.in_flight:,} records, applied again on --resume)")
+    p.abandon_grace = max(p.abandon_grace, request_bound)
     p.abort.set()
 
 

@@ -4,7 +4,8 @@
 Accepts what ``--report`` writes: a single job's :class:`~ddbmigrate.reporting.report.Report` or a plan's
 :class:`~ddbmigrate.plan.report.PlanReport` (``"kind": "plan"``). Both become a list of *runs* (one per
 job) with counters, retries, durations, dead-letter counts and a timeline of ``{t, done,
-retries, throttles}`` points.
+retries, throttles}`` points, plus what the job's own summary said beyond its counters: a
+verify's verdict (:class:`Verdict`) and a stopped run's writes past its checkpoint (:data:`UNSETTLED`).
 
 Invariant: the HTML page is self-contained (no external asset, no network request): the charts
 are inline SVG drawn here, in Python, so the page reads the same offline, in a mail attachment,

@@ -150,8 +150,8 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
                       ("items/s", "right"), ("throughput", "left")):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rr.runs:
-        # Green only for a run that ended with exit 0: a verify that found differences is "done"
-        # reading, and exits 4.
+        # Green only for exit 0: a verify that found differences read both sides to the end
+        # ("done") and exits 4.
         label = status_label(r.status, r.exit_code, r.dead)
         colour = "green" if label == "done" else "red" if label in ("failed", "blocked", "differences") \
             else "yellow"
@@ -218,8 +218,11 @@ _PLAN_STATUS_COLOURS: Dict[str, str] = {"done": "green", "failed": "red", "inter
 
 
 def render_plan_report(report: "PlanReport", console: Any = None) -> None:
-    """A plan run: one row per job plus a total row, then each job's error, on stderr by default."""
+    """A plan run: one row per job plus a total row, then each job's error and each verify's
+    verdict, on stderr by default."""
     from rich.table import Table
+
+    from .html import verdict_of
 
     console = _console(console)
     t = Table(title=f"ddbmigrate plan {report.name}: {report.status}", title_justify="left")
@@ -240,8 +243,6 @@ def render_plan_report(report: "PlanReport", console: Any = None) -> None:
               f"{report.totals.get('dead_lettered', 0):,}", f"{sum(report.totals.get('retries', {}).values()):,}",
               f"{report.duration_seconds:,.1f}")
     console.print(t)
-    from .html import verdict_of
-
     for j in report.jobs:
         if j.error:
             console.print(f"[red]{_plain(j.name)}:[/red] {_plain(j.error)}")

@@ -464,6 +464,8 @@ class FileSource(SourceBase):
                     if at_eof:  # "unexpected end of data": the file ends inside a quoted value
                         yield [], None
                         return
+                    if "expected after" not in str(e):
+                        raise  # a bare CR and the like: the file's fault, said below as before
                     yield ["".join(record).rstrip("\n")], str(e)
                     continue
                 yield row, None

@@ -67,7 +67,7 @@ class _Truth:
 
 # One difference to repair: the target key (wire), its identity bytes, and the comparison's
 # expectation (None for an unexpected item).
-Entry = Tuple[WireItem, bytes, Optional[WireItem], str]
+Entry = Tuple[WireItem, bytes, Optional[WireItem]]
 
 
 def repair_differences(diff_file: str, client: DynamoClient, keys: KeySchema, *,
@@ -113,11 +113,11 @@ def repair_differences(diff_file: str, client: DynamoClient, keys: KeySchema, *,
 
     def repair(entries: List[Entry]) -> None:
         truths = truth.of(entries)
-        actual = batch_get(client, table, [k for k, _, _, _ in entries], keys)
+        actual = batch_get(client, table, [k for k, _, _ in entries], keys)
         ops: List[Op] = []
-        written: List[Tuple[Entry, _Truth]] = []
+        checked: List[Tuple[Entry, _Truth]] = []  # repaired, or found right: read back below
         for e in entries:
-            key, kb, expected, cat = e
+            key, kb, expected = e
             t = truths[kb]
             if t.how == FAILED:
                 # No expectation to write: the key stays as it is, and is said to differ.
@@ -135,18 +135,18 @@ def repair_differences(diff_file: str, client: DynamoClient, keys: KeySchema, *,
             else:
                 count(delete_skipped=1)
                 continue
-            written.append((e, t))
+            checked.append((e, t))
         for i in range(0, len(ops), MAX_BATCH_OPS):
             res = writer.write(ops[i:i + MAX_BATCH_OPS])
             count(put=res.written, deleted=res.deleted, rejected=len(res.rejected))
-        if not written:
+        if not checked:
             return
         # Re-check with strongly consistent reads, against the source as it is now: a write
         # replicated after the repair's read is then not called fixed by an older image.
-        entries2 = [e for e, _ in written]
+        entries2 = [e for e, _ in checked]
         again = truth.of(entries2)
-        actual = batch_get(client, table, [k for k, _, _, _ in entries2], keys)
-        for (key, kb, _, _), t in written:
+        actual = batch_get(client, table, [k for k, _, _ in entries2], keys)
+        for (key, kb, _), t in checked:
             t2 = again[kb]
             want = t2.item if t2.how == FRESH else t.item
             count(rechecked=1)
@@ -160,10 +160,10 @@ def repair_differences(diff_file: str, client: DynamoClient, keys: KeySchema, *,
             cat = d["category"]
             if cat in ("missing", "mismatched"):
                 k = keys.project(d["expected"])
-                batch.append((k, orjson.dumps(keys.key(k)), d["expected"], cat))
+                batch.append((k, orjson.dumps(keys.key(k)), d["expected"]))
             elif cat == "unexpected":
                 k = keys.project(d["key"])
-                batch.append((k, orjson.dumps(keys.key(k)), None, cat))
+                batch.append((k, orjson.dumps(keys.key(k)), None))
             else:
                 continue
             if len(batch) >= BATCH_GET:
@@ -271,17 +271,17 @@ class _Source:
 
     def of(self, entries: List[Entry]) -> Dict[bytes, _Truth]:
         if self.client is None:
-            return {kb: _Truth(COPY, expected) for _, kb, expected, _ in entries}
+            return {kb: _Truth(COPY, expected) for _, kb, expected in entries}
         assert self.skeys is not None
         skeys = self.skeys
         wanted: Dict[bytes, WireItem] = {}
-        for key, _, _, _ in entries:
+        for key, _, _ in entries:
             sk = skeys.project(key)
             wanted.setdefault(orjson.dumps(skeys.key(sk)), sk)  # BatchGetItem refuses duplicate keys
         got = batch_get(self.client, self.client.ref.table, list(wanted.values()), skeys)
         outs_of: Dict[bytes, Any] = {}
         truths: Dict[bytes, _Truth] = {}
-        for key, kb, expected, _ in entries:
+        for key, kb, expected in entries:
             skb = orjson.dumps(skeys.key(skeys.project(key)))
             item = got.get(skb)
             if item is None:
