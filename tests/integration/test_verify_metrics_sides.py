@@ -144,9 +144,9 @@ def test_verify_cli_serves_both_sides_final_counts(endpoint: str, tmp_path: Path
                              "--report", str(report)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
                             env={**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
     err: List[bytes] = []
-    assert proc.stderr is not None
-    reader = threading.Thread(target=lambda: err.extend(iter(proc.stderr.readline, b"")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
+    stderr = proc.stderr
+    assert stderr is not None
+    threading.Thread(target=lambda: err.extend(iter(stderr.readline, b"")), daemon=True).start()
     try:
         # A Ctrl-C before the linger began would stop the verify's last steps, not the linger.
         wait_for(lambda: b"metrics: the final figures stay on" in b"".join(err), 60, "the verify to end and linger")

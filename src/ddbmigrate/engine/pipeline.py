@@ -529,6 +529,11 @@ class Pipeline:
                 res = self.sink.write(b.ops)
                 self._ack(b, res)
         except BaseException as e:
+            partial = getattr(e, "partial", None)
+            if isinstance(partial, BatchResult):
+                # Written, never acknowledged as a batch: live counts only (see table_writer._partial).
+                self.counters.bump({k: v for k, v in (("written", partial.written), ("deleted", partial.deleted),
+                                                      ("skipped_existing", partial.skipped_existing)) if v})
             self._fail(e)
 
     def _ack(self, b: Batch, res: BatchResult) -> None:

@@ -238,19 +238,23 @@ class TableWriter(SinkBase):
     def _one_by_one(self, ops: List[Op]) -> BatchResult:
         """Isolate the item(s) DynamoDB refuses; write the rest."""
         res = BatchResult()
-        for o in ops:
-            try:
-                if o.kind == DELETE:
-                    self._single("DeleteItem", b'{"TableName":' + orjson.dumps(self.table) + b',"Key":' + o.enc + b"}", o)
-                    res.deleted += 1
-                else:
-                    self._single("PutItem", b'{"TableName":' + orjson.dumps(self.table) + b',"Item":' + o.enc + b"}", o)
-                    res.written += 1
-            except AwsError as e:
-                if e.code != "ValidationException":
-                    raise
-                res.rejected.append((o, f"rejected by DynamoDB: {e.message}", e.code or "ValidationException"))
+        with _partial(res):
+            for o in ops:
+                self._one(o, res)
         return res
+
+    def _one(self, o: Op, res: BatchResult) -> None:
+        try:
+            if o.kind == DELETE:
+                self._single("DeleteItem", b'{"TableName":' + orjson.dumps(self.table) + b',"Key":' + o.enc + b"}", o)
+                res.deleted += 1
+            else:
+                self._single("PutItem", b'{"TableName":' + orjson.dumps(self.table) + b',"Item":' + o.enc + b"}", o)
+                res.written += 1
+        except AwsError as e:
+            if e.code != "ValidationException":
+                raise
+            res.rejected.append((o, f"rejected by DynamoDB: {e.message}", e.code or "ValidationException"))
 
     def _single(self, op: str, body: bytes, o: Op) -> Dict[str, Any]:
         est = _wcu(len(o.enc))
@@ -269,30 +273,51 @@ class TableWriter(SinkBase):
                 + b',"ConditionExpression":"attribute_not_exists(#h)","ExpressionAttributeNames":'
                 + self._cond_names + b',"ReturnValuesOnConditionCheckFailure":"ALL_OLD"'
                 + b',"ReturnConsumedCapacity":"TOTAL","Item":')
-        for o in ops:
-            try:
-                self._single("PutItem", head + o.enc + b"}", o)
-                res.written += 1
-            except ConditionalCheckFailed as e:
-                self.client.stats.consumed(write=1.0)
-                if ((e.retried or self.resumed) and e.item is not None
-                        and canonical_item(e.item) == canonical_item(o.item)):
-                    # Our own first attempt was applied and its response lost, or the interrupted
-                    # run this one resumes wrote it after its last checkpoint: the item there is
-                    # the one we send. It was written by this job, not found existing. (On a
-                    # resume, one that existed before the job with this very content is counted
-                    # so too: the two cannot be told apart, and the table holds it either way.)
-                    res.written += 1
-                elif self.mode == "skip-existing":
-                    res.skipped_existing += 1
-                else:
-                    res.rejected.append((o, "item already exists in the target (--mode fail-existing)",
-                                         "ConditionalCheckFailedException"))
-            except AwsError as e:
-                if e.code != "ValidationException":
-                    raise
-                res.rejected.append((o, f"rejected by DynamoDB: {e.message}", e.code or "ValidationException"))
+        with _partial(res):
+            for o in ops:
+                self._conditional_put(head, o, res)
         return res
+
+    def _conditional_put(self, head: bytes, o: Op, res: BatchResult) -> None:
+        try:
+            self._single("PutItem", head + o.enc + b"}", o)
+            res.written += 1
+        except ConditionalCheckFailed as e:
+            self.client.stats.consumed(write=1.0)
+            if ((e.retried or self.resumed) and e.item is not None
+                    and canonical_item(e.item) == canonical_item(o.item)):
+                # Our own first attempt was applied and its response lost, or the interrupted
+                # run this one resumes wrote it after its last checkpoint: the item there is
+                # the one we send. It was written by this job, not found existing. (On a
+                # resume, one that existed before the job with this very content is counted
+                # so too: the two cannot be told apart, and the table holds it either way.)
+                res.written += 1
+            elif self.mode == "skip-existing":
+                res.skipped_existing += 1
+            else:
+                res.rejected.append((o, "item already exists in the target (--mode fail-existing)",
+                                     "ConditionalCheckFailedException"))
+        except AwsError as e:
+            if e.code != "ValidationException":
+                raise
+            res.rejected.append((o, f"rejected by DynamoDB: {e.message}", e.code or "ValidationException"))
+
+
+@contextlib.contextmanager
+def _partial(res: BatchResult) -> Iterator[None]:
+    """A call of one item at a time that stops midway (retries spent, a stop) has written the
+    items before: the exception carries them (``partial``), so the run's live counts, and its
+    report's "also written, not settled", include them. Lost, a failed fail-existing copy said
+    written 0 over 231 items in the target."""
+    try:
+        yield
+    except BaseException as e:
+        if res.written or res.deleted or res.skipped_existing:
+            try:
+                e.partial = res  # type: ignore[attr-defined]
+            except AttributeError:
+                pass
+        raise
 
 
 def _text(v: Any) -> str:
