@@ -570,3 +570,31 @@ def test_a_resumed_copy_with_clean_target_still_says_the_target_was_emptied(endp
     assert rep["extra"]["clean_target"]["deleted"] == 100, rep["extra"]
     assert "target emptied first" in r.stderr and "100 items deleted" in r.stderr
     assert len(scan_all(endpoint, dst)) == 600
+
+
+def test_a_clean_that_leaves_items_written_meanwhile_says_so(endpoint: str, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """An application writing during a clean leaves items its scan never saw: "done" alone let a
+    --clean-target copy mix them in. The check at its end finds them and warns."""
+    import ddbmigrate.jobs.clean as clean_mod
+    from ddbmigrate import clean_table
+
+    table = create_table(endpoint)
+    put_items(endpoint, table, items(300))
+    real_run = clean_mod.run
+
+    def run_then_write(*a: Any, **kw: Any) -> Any:
+        rep = real_run(*a, **kw)
+        put_items(endpoint, table, [{"pk": {"S": "late-1"}}, {"pk": {"S": "late-2"}}])  # after the scan
+        return rep
+
+    monkeypatch.setattr(clean_mod, "run", run_then_write)
+    with caplog.at_level("WARNING", logger="ddbmigrate.clean"):
+        rep = clean_table(TableRef(table, endpoint_url=endpoint, region="us-east-1"), RunOptions(progress="off"),
+                          confirm=lambda m: True)
+    assert rep.counters["deleted"] == 300 and rep.extra["left_after_clean"] == "2"
+    assert f"{table} is not empty after the clean: 2 item(s)" in caplog.text
+    monkeypatch.setattr(clean_mod, "run", real_run)
+    rep = clean_table(TableRef(table, endpoint_url=endpoint, region="us-east-1"), RunOptions(progress="off"),
+                      confirm=lambda m: True)
+    assert "left_after_clean" not in rep.extra and scan_all(endpoint, table) == []

@@ -79,7 +79,7 @@ class Scraper:
         self._thread.join(10)
 
     # the observer verify_tables shows each side job to (attached after its metrics are served)
-    def attach(self, job: str, snapshot: Any) -> Callable[[], None]:
+    def attach(self, job: str, snapshot: Any) -> Callable[[], Any]:
         self.scrape()
         return self.scrape  # after the job's figures became its final ones
 

@@ -8,6 +8,7 @@ TableScanSpec whose items become deletes -> TableWriterSpec.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Optional
 
@@ -24,6 +25,8 @@ from ..reporting.report import Report
 from ..sinks.table_writer import TableWriterSpec
 from ..sources.table_scan import TableScanSpec, default_segments
 from .common import Confirm, default_writers, engine_identity, resumed_segments, run
+
+log = logging.getLogger("ddbmigrate.clean")
 
 
 def clean_table(
@@ -70,4 +73,28 @@ def clean_table(
         target_label=table.describe(), total_estimate=count or None, readers=readers,
         writers=writers, progress_counter="deleted",
     )
-    return run(job, engine, cancel=cancel, observer=observer)
+    report = run(job, engine, cancel=cancel, observer=observer)
+    if report.exit_code == 0 and not opts.dry_run:
+        _check_left(table, opts, report)
+    return report
+
+
+def _check_left(table: TableRef, opts: RunOptions, report: Report) -> None:
+    """A clean's scan sees each item once: items written while it ran (an application still
+    writing, a replicator) are left behind, and "done" alone would let a --clean-target copy or
+    a backfill mix them in. One page of keys, strongly consistent, says whether any is left."""
+    c = DynamoClient(table, pool_size=pool_size(0, 2), retry=opts.retry)
+    try:
+        page = c.call("Scan", {"TableName": c.ref.table, "Limit": 100, "ConsistentRead": True,
+                               "Select": "COUNT"}, table=c.ref.table)
+    except Exception as e:  # the clean itself is done; this check only warns
+        log.warning("could not check that %s is empty after the clean: %s", table.table, e)
+        return
+    finally:
+        c.close()
+    left = int(page.get("Count") or 0)
+    if left or page.get("LastEvaluatedKey"):
+        more = "+" if page.get("LastEvaluatedKey") else ""
+        report.extra["left_after_clean"] = f"{left}{more}"
+        log.warning("%s is not empty after the clean: %s item(s) found by a check at its end, written while it "
+                    "ran; stop the writers and run clean again before loading it", table.table, f"{left}{more}")
