@@ -157,6 +157,9 @@ def start(
     timeout: float = 60.0,
 ) -> LocalServer:
     """Start DynamoDB Local on ``port`` (a free one by default) and wait until it answers."""
+    if port and _answers(port) or port and _taken(port):
+        # Another server answers there: waiting for "ours" to answer would take it for ours.
+        raise FatalError(f"port {port} is already in use on 127.0.0.1: give another --port, or none for a free one")
     java = ensure_java()
     libdir = ensure_dynamodb_local()
     port = port or free_port()
@@ -181,6 +184,15 @@ def start(
         time.sleep(0.1)
     server.stop()
     raise FatalError(f"DynamoDB Local did not answer on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def _taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
 
 
 def _answers(port: int) -> bool:

@@ -243,7 +243,11 @@ def make_session(ref: TableRef) -> boto3.Session:
     try:
         session = boto3.Session(profile_name=ref.profile, region_name=ref.region)
     except Exception as e:  # botocore.exceptions.ProfileNotFound and friends
-        raise UsageError(f"cannot load AWS profile {ref.profile!r}: {e}") from None
+        import os
+
+        name = ref.profile or os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE")
+        where = "" if ref.profile or not name else " (from AWS_PROFILE)"
+        raise UsageError(f"cannot load AWS profile {name!r}{where}: {e}") from None
     _share_models(session)
     if ref.role_arn:
         base = session._session  # botocore session, for its credential machinery

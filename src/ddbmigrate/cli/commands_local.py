@@ -17,7 +17,7 @@ def local_group() -> None:
 
 
 @local_group.command("start")
-@click.option("--port", type=int, help="Port (default: a free one).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: a free one).")
 @click.option("--db-path", type=click.Path(file_okay=False), help="Keep data in this folder (default: in memory).")
 @handle_errors
 def local_start(port: Optional[int], db_path: Optional[str]) -> int:
@@ -49,7 +49,7 @@ def local_status() -> int:
 
 
 @click.command("demo")
-@click.option("--items", type=int, default=100_000, show_default=True, help="Sample items to create.")
+@click.option("--items", type=click.IntRange(1, 10_000_000), default=100_000, show_default=True, help="Sample items to create.")
 @click.option("--item-size", type=int, default=1000, show_default=True, help="Approximate item size in bytes.")
 @click.option("--progress", type=click.Choice(["auto", "bar", "json", "off"]), default="bar", show_default=True)
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the JSON report here.")

@@ -192,7 +192,7 @@ def _status_path(kw: Dict[str, Any]) -> str:
 @two_sided_aws_options
 @click.option("--status-file", type=click.Path(dir_okay=False), help="The replicator's status file.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="The replicator's --checkpoint, if it had one.")
-@click.option("--timeout", type=float, default=120.0, show_default=True,
+@click.option("--timeout", type=click.FloatRange(0, 86_400 * 7), default=120.0, show_default=True,
               help="Seconds to wait for the replicator to finish its in-flight writes and stop.")
 @handle_errors
 @pass_kwargs
@@ -288,9 +288,9 @@ def _phase(doc: Dict[str, Any]) -> str:
 @click.option("--transform", help="The transform verify compares with (default: the running replicator's own).")
 @click.option("--status-file", type=click.Path(dir_okay=False), help="The replicator's status file.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="The replicator's --checkpoint, if it had one.")
-@click.option("--quiet-period", type=float, default=10.0, show_default=True,
+@click.option("--quiet-period", type=click.FloatRange(0, 86_400), default=10.0, show_default=True,
               help="Seconds without any new stream record that count as 'writes have stopped'.")
-@click.option("--timeout", type=float, default=600.0, show_default=True, help="Give up (no-go) after this long.")
+@click.option("--timeout", type=click.FloatRange(0, 86_400 * 7), default=600.0, show_default=True, help="Give up (no-go) after this long.")
 @click.option("--no-verify", is_flag=True,
               help="Only wait for lag 0 (not recommended; NO-GO when the replicator is stopped: it cannot see "
                    "writes made after it stopped).")

@@ -159,8 +159,10 @@ def load_transform(ref: str) -> Transform:
             raise UsageError(f"--transform {ref!r}: cannot import {target}: {type(e).__name__}: {e}") from None
         location = os.path.abspath(getattr(module, "__file__", "") or target)
     func = getattr(module, fname, None)
-    if func is None or not callable(func):
+    if func is None:
         raise UsageError(f"--transform {ref!r}: {target} has no function {fname!r}")
+    if not callable(func):
+        raise UsageError(f"--transform {ref!r}: {fname!r} in {target} is a {type(func).__name__}, not a function")
     try:
         with open(location, "rb") as fh:
             code_hash = hashlib.sha256(fh.read()).hexdigest()

@@ -139,7 +139,7 @@ def load(path: str) -> MigrationFile:
     except SyntaxError as e:
         sys.modules.pop(modname, None)
         raise UsageError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a file that calls sys.exit() while imported: said, not obeyed
         sys.modules.pop(modname, None)
         raise UsageError(f"{path}: importing it failed: {type(e).__name__}: {e}") from None
     finally:
