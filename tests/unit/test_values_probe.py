@@ -106,3 +106,23 @@ def test_an_ion_symbol_without_text_is_refused_not_stored_as_none() -> None:
     assert got is None and reason is not None and "symbol with no text" in reason, (got, reason)
     got, reason = ion.parse_item_line(b"$ion_1_0 {Item:{pk:\"i26\",v:$dynamodb_SS::[a, $0]}}")
     assert got is None and reason is not None and "symbol with no text" in reason, (got, reason)
+
+
+def test_a_utf16_json_file_is_said_to_be_utf16(tmp_path: Path) -> None:
+    """Before: "not a format ddbmigrate reads ... found text starting '\\xff\\xfe{\\x00'", and with
+    --input-format "it does not start with a JSON object"."""
+    from ddbmigrate.errors import UsageError
+    from ddbmigrate.sources.detection import assign_formats
+
+    body = '{"Items":[{"pk":{"S":"a"}}],"Count":1,"ScannedCount":1}\n'
+    for name, data in (("bom.json", body.encode("utf-16")), ("nobom.json", body.encode("utf-16-le"))):
+        path = tmp_path / name
+        path.write_bytes(data)
+        for fmt in ("auto", "aws-scan"):
+            with pytest.raises(UsageError, match="the file is UTF-16 text"):
+                assign_formats(Plan("files", str(tmp_path), [FileEntry(str(path), name)]), LocalStorage(), fmt)
+    nuls = tmp_path / "zeros.json"
+    nuls.write_bytes(b"\0" * 4096)  # not text at all: not called UTF-16
+    with pytest.raises(UsageError) as e:
+        assign_formats(Plan("files", str(tmp_path), [FileEntry(str(nuls), "zeros.json")]), LocalStorage(), "auto")
+    assert "UTF-16" not in e.value.message

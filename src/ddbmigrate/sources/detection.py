@@ -64,9 +64,29 @@ def _after_first_line(storage: Storage, path: str) -> Tuple[bytes, bool]:
     return b"".join(ln + b"\n" for ln in lines), size <= HEAD_BYTES
 
 
+def _utf16(head: bytes) -> bool:
+    """A UTF-16 text (PowerShell 5's `>`, a spreadsheet's "Unicode text"): a byte-order mark, or
+    a NUL beside every ASCII character."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    sample = head[:64]
+    if len(sample) < 8 or len(sample) % 2:
+        sample = sample[: len(sample) // 2 * 2]
+    if len(sample) < 8:
+        return False
+    even, odd = sample[0::2], sample[1::2]
+    # ASCII in UTF-16: every other byte NUL, the others text (a file of NULs is not this).
+    return (odd.count(0) == len(odd) and 0 not in even) or (even.count(0) == len(even) and 0 not in odd)
+
+
 def _decide(storage: Storage, f: FileEntry, forced: Optional[str]) -> FileEntry:
     head, complete = _head(storage, f.path)
     name = f.path.rsplit("/", 1)[-1]
+    if _utf16(head) and (forced or "") != "csv" and ".csv" not in name.lower():
+        # Said as what it is: "text starting '\xff\xfe{\x00'", and --input-format then "does not
+        # start with a JSON object", left the user guessing. (CSV says it at its header.)
+        raise UsageError(f"{f.path}: the file is UTF-16 text (PowerShell's `>`, or \"Unicode text\"): save it "
+                         "as UTF-8 (e.g. `Out-File -Encoding utf8`, or `iconv -f UTF-16 -t UTF-8`)", file=f.path)
     if forced is not None:
         problem = check_sample(head, forced, complete)
         if problem is not None:
