@@ -126,3 +126,14 @@ def test_a_utf16_json_file_is_said_to_be_utf16(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as e:
         assign_formats(Plan("files", str(tmp_path), [FileEntry(str(nuls), "zeros.json")]), LocalStorage(), "auto")
     assert "UTF-16" not in e.value.message
+
+
+def test_a_difference_path_tells_a_dotted_name_from_a_nested_key() -> None:
+    from ddbmigrate.verify.compare import diff_paths
+
+    e = {"pk": {"S": "k"}, "a.b": {"S": "1"}, "a": {"M": {"b": {"S": "1"}}}, "l[0]": {"S": "x"},
+         "l": {"L": [{"S": "x"}]}}
+    changed_top = {**e, "a.b": {"S": "2"}, "l[0]": {"S": "y"}}
+    changed_nested = {**e, "a": {"M": {"b": {"S": "2"}}}, "l": {"L": [{"S": "y"}]}}
+    assert [p for p, _, _ in diff_paths(e, changed_top)] == ['"a.b"', '"l[0]"']
+    assert [p for p, _, _ in diff_paths(e, changed_nested)] == ["a.b", "l[0]"]

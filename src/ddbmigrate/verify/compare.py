@@ -30,7 +30,9 @@ or a duplicate of a key already seen on the same side. So::
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import struct
 import threading
 from dataclasses import dataclass, field
@@ -295,8 +297,18 @@ def diff_paths(expected: WireItem, actual: WireItem) -> List[Tuple[str, Any, Any
     """
     out: List[Tuple[str, Any, Any]] = []
     for name in sorted(set(expected) | set(actual)):
-        _diff_value(expected.get(name), actual.get(name), name, out)
+        _diff_value(expected.get(name), actual.get(name), _name(name), out)
     return out
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+
+
+def _name(k: str) -> str:
+    """A name as a path shows it: quoted (JSON) when it is not a plain word, so an attribute
+    named ``a.b`` (``"a.b"``) is not taken for the map ``a``'s key ``b`` (``a.b``), nor ``l[0]``
+    for a list's first element."""
+    return k if _PLAIN_NAME.match(k) else json.dumps(k, ensure_ascii=False)
 
 
 def _diff_value(e: Any, a: Any, path: str, out: List[Tuple[str, Any, Any]]) -> None:
@@ -310,7 +322,7 @@ def _diff_value(e: Any, a: Any, path: str, out: List[Tuple[str, Any, Any]]) -> N
     if te == "M":
         em, am = e.get("M", {}), a.get("M", {})
         for k in sorted(set(em) | set(am)):
-            _diff_value(em.get(k), am.get(k), f"{path}.{k}", out)
+            _diff_value(em.get(k), am.get(k), f"{path}.{_name(k)}", out)
         return
     if te == "L":
         el, al = e["L"], a["L"]
