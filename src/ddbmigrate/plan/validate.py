@@ -61,6 +61,20 @@ def validate_plan(path: str, *, check_tables: bool = True, sample: int = 20,
         if warnings is not None:
             warnings.append(PlanProblem(path, job.line_of(key), f"{job.name}: {msg}", job.name))
 
+    # Where the plan keeps its state, and local export folders: a place that takes no folder or
+    # file is said now, not by `run` after its first jobs (an internal error, before).
+    from ..state.paths import output_path_problem
+
+    state_problem = output_path_problem(os.path.join(plan.state_dir, "probe"), replaced=True)
+    if state_problem:
+        problems.append(PlanProblem(path, None, f"state_dir {plan.state_dir}: {state_problem}"))
+    for job in plan.jobs:
+        dest = getattr(job, "path_to", None)
+        if job.kind == "export" and isinstance(dest, str) and dest and "://" not in dest:
+            dest_problem = output_path_problem(os.path.join(dest, "probe"), replaced=True)
+            if dest_problem:
+                add(job, "to", f"cannot write the export to {dest}: {dest_problem}")
+
     transforms: Dict[str, Any] = {}
     bad_specs: Set[str] = set()
     for job in plan.jobs:
