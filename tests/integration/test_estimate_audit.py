@@ -102,3 +102,22 @@ def test_import_table_of_uncompressed_files_is_priced_by_their_size(endpoint: st
                 "--spec", str(spec))
     imp = next(ln for ln in doc["lanes"] if ln["lane"] == "import-table")
     assert imp["cost_parts_usd"]["ImportTable"] == pytest.approx(len(lines) / 1024 ** 3 * 0.15, rel=1e-3)
+
+
+@pytest.mark.parametrize("name, data", [
+    ("garbage.json.zst", b"\x28\xb5\x2f\xfd" + b"garbage" * 20),  # a zstd header, then no zstd
+    ("cut.json.gz", None),  # a gzip stream cut short
+])
+def test_a_file_the_import_would_refuse_is_not_estimated_as_read_whole(endpoint: str, tmp_path: Path, name: str,
+                                                                        data: Any) -> None:
+    """Before: "source: 0 items, 0 bytes (the sample is the whole source)", exit 0; the import of
+    the same file fails (BadFile). Now the estimate says the file's problem, as the import would."""
+    import gzip
+
+    if data is None:
+        whole = gzip.compress(b"".join(b'{"Item":{"pk":{"S":"k%d"}}}\n' % i for i in range(800)))
+        data = whole[: len(whole) // 2]
+    (tmp_path / name).write_bytes(data)
+    r = _cli("estimate", "import", str(tmp_path / name), create_table(endpoint), "--endpoint-url", endpoint)
+    assert r.exit_code == 1, r.output
+    assert name in r.output and "the import would stop on it too" in r.output, r.output

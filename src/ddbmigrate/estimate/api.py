@@ -293,6 +293,13 @@ def _sample_files(location: str, plan: Any, s3: Any, input_format: str, stats: S
             finished = False  # a bad file: the import reports it; the estimate uses what it read
         finally:
             src.close()
+        failed = src.failures()
+        if failed:
+            # A file that is not what its name says (garbage after a zstd header, a gzip cut
+            # short): counted as read whole, it made "0 items, the whole source" an estimate.
+            from ..errors import FatalError
+
+            raise FatalError(f"{failed[0].one_line()} (the import would stop on it too; fix or remove the file)")
         if not finished:
             stats.complete = False
             return whole, whole_bytes
