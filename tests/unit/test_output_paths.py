@@ -111,3 +111,21 @@ def test_ctrl_c_while_the_command_starts_is_one_line_exit_130(tmp_path: Path, de
     _, err = p.communicate(timeout=120)
     assert "Traceback" not in err, err
     assert p.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", (p.returncode, err)
+
+
+def test_an_interrupt_after_the_job_ended_keeps_the_reports_exit_code(tmp_path: Path) -> None:
+    """A Ctrl-C while the summary of a finished job is drawn: the report says done (exit 0) and
+    the command said interrupted (130), sending a wrapper to resume a complete job. The report's
+    code wins when this run wrote a report of a job that ended; never for one it did not write."""
+    import json
+
+    from ddbmigrate.cli.render import _ended_code, _file_state
+
+    path = tmp_path / "r.json"
+    before = _file_state(str(path))
+    assert _ended_code(str(path), before) is None  # nothing written
+    for status, code, expected in (("done", 0, 0), ("failed", 75, 75), ("done", 3, 3), ("interrupted", 130, None)):
+        path.write_text(json.dumps({"job": "copy", "status": status, "exit_code": code}))
+        assert _ended_code(str(path), before) == expected, status
+    stale = _file_state(str(path))  # a report of an earlier run, not rewritten by this one
+    assert _ended_code(str(path), stale) is None

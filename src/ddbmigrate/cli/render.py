@@ -95,6 +95,24 @@ _TABLE_ARGS = {"source_table": "source", "target_table": "target", "table": None
 FileState = Optional[Tuple[int, int, int]]
 
 
+def _ended_code(path: Optional[str], before: "FileState") -> Optional[int]:
+    """The exit code of the report this run wrote at ``path`` for a job that ended (not one
+    stopped by the interrupt), or None."""
+    if not path or "://" in path or _file_state(path) == before:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            import orjson
+
+            data = orjson.loads(fh.read())
+    except (OSError, ValueError):
+        return None
+    code = data.get("exit_code") if isinstance(data, dict) else None
+    if not isinstance(code, int) or isinstance(code, bool) or data.get("status") not in ("done", "dry-run", "failed"):
+        return None
+    return code
+
+
 def _file_state(path: Optional[str]) -> FileState:
     """What tells whether ``path`` was (re)written since: an atomic write replaces the inode."""
     try:
@@ -287,6 +305,14 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
             log.info("%s: its output was closed by the reader (exit %d)", name, EXIT_BROKEN_PIPE)
             sys.exit(EXIT_BROKEN_PIPE)
         except KeyboardInterrupt:
+            ended = _ended_code(kw.get("report") or kw.get("report_path"), before)
+            if ended is not None:
+                # The job had ended and written its report when the signal came (while its summary
+                # was drawn): the report stands, and the exit code is the one it gives, not 130
+                # for a job that is complete (a wrapper would resume it for nothing).
+                click.echo(f"interrupted after the job ended; its report stands (exit {ended})", err=True)
+                log.info("%s interrupted after it ended (exit %d)", name, ended)
+                sys.exit(ended)
             report_failure(EXIT_INTERRUPTED, "interrupted")
             click.echo("interrupted", err=True)
             log.info("%s interrupted (exit %d)", name, EXIT_INTERRUPTED)
