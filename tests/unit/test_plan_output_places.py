@@ -24,3 +24,26 @@ def test_writable_places_raise_nothing(tmp_path: Path) -> None:
     plan.write_text(f"version: 1\nstate_dir: {tmp_path}/state\njobs:\n  - name: e\n    kind: export\n"
                     f"    source: src\n    to: {tmp_path}/out\n")
     assert validate_plan(str(plan), check_tables=False) == []
+
+
+def test_an_unreadable_folder_is_said_not_taken_for_an_empty_one(tmp_path: Path, monkeypatch: "object") -> None:
+    """os.walk skips a folder it cannot list: an import of it said "no data files" (as root, a
+    mode of 000 does not stop a read, so the refusal is simulated)."""
+    import os
+
+    import pytest
+
+    from ddbmigrate.errors import UsageError
+    from ddbmigrate.storage.stores import LocalStorage
+
+    (tmp_path / "in").mkdir()
+    real = os.scandir
+
+    def scandir(path: "object" = ".") -> "object":
+        if str(path) == str(tmp_path / "in"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)  # type: ignore[attr-defined]
+    with pytest.raises(UsageError, match=f"cannot read the folder {tmp_path}/in: Permission denied"):
+        LocalStorage().list_files(str(tmp_path / "in"))

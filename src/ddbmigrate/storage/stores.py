@@ -121,7 +121,12 @@ class LocalStorage(Storage):
 
     def list_files(self, folder: str) -> List[Tuple[str, int]]:
         out = []
-        for root, dirs, files in os.walk(folder):
+
+        def unreadable(e: OSError) -> None:
+            # Skipped silently by os.walk, an unreadable folder read as "no data files in it".
+            raise UsageError(f"cannot read the folder {e.filename or folder}: {e.strerror or e}")
+
+        for root, dirs, files in os.walk(folder, onerror=unreadable):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for f in files:
                 p = os.path.join(root, f)
