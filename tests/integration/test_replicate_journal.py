@@ -390,7 +390,7 @@ def test_every_long_job_serves_metrics_through_the_driver(endpoint: str, tmp_pat
                          metrics_port=port)
     assert vrep.missing == vrep.mismatched == vrep.unexpected == 0
     code, text = seen["during_verify"]
-    assert code == 200 and 'ddbmigrate_job_running{job="verify"} 1.0' in text
+    assert code == 200 and 'ddbmigrate_job_running{job="verify-source"} 1.0' in text  # its own label per side
     assert not _port_open(port)
 
 

@@ -7,8 +7,7 @@ tests/unit/test_replicate_truth_probe.py):
 * the progress of both runs is of acknowledged work, never negative (the resumed apply job counts
   ``done`` from 0 while its checkpoint counted thousands);
 * ``/healthz`` of a replicator whose writes land on a throttled target, a whole chunk settling at
-  once, is not "failing: ... nothing was written" (needs engine/run.py to give the stall detector
-  the acknowledged writes: marked xfail until it does);
+  once, is not "failing: ... nothing was written" (the stall detector counts acknowledged writes);
 * ``copy --processes 2`` that fails (exit 75, no signal) does not end on a line saying it is
   "stopping ... (signal again to stop at once)".
 """
@@ -152,8 +151,6 @@ def _scrape(port: int, path: str) -> Tuple[int, str]:
         return 0, ""
 
 
-@pytest.mark.xfail(strict=True, reason="engine/run.py must pass the acknowledged writes to metrics.Stall "
-                                       "(observe(..., acked=...)); remove this mark once it does")
 def test_healthz_is_not_failing_while_throttled_writes_land(endpoint: str, tmp_path: Path) -> None:
     """The probe: 503 "failing: requests are being retried and nothing was written for 43 s" while
     `written` rose 3,500 -> 3,825: a whole journal chunk settles at once under 20 WCU/s."""

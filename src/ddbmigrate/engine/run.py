@@ -406,11 +406,15 @@ class Driver:
     def snapshot(self) -> Dict[str, Any]:
         """What progress shows: records settled (not merely read), reads beside them."""
         c = self.counters(live=False, settled=True)
+        live = self.counters(live=True)
         stats = self.stats()
         limits = self.limits()
         out: Dict[str, Any] = {
             "done": c.get(self.job.progress_counter, 0), "total": self.job.total_estimate,
-            "read": self.counters(live=True).get("read", 0),
+            "read": live.get("read", 0),
+            # Writes the target acknowledged, settled or not: progress's rate and /healthz's stall
+            # detector (a chunk settles at once, and a throttled one took minutes showing 0/s).
+            "acked": sum(live.get(k, 0) for k in ("written", "deleted", "skipped_existing")),
             "retries": sum(stats.get("retries", {}).values()),
             "throttles": stats.get("retries", {}).get("throttle", 0) + stats.get("retries", {}).get("unprocessed", 0),
             "dead_lettered": c.get("dead_lettered", 0),
@@ -498,8 +502,12 @@ class Driver:
         if self.opts.metrics_port is not None:
             server = metrics.acquire(self.opts.metrics_host, self.opts.metrics_port)
             stall = metrics.Stall()
-            remove = server.add(self.metric_samples, lambda: stall.observe(
-                self.snapshot().get("done", 0), sum(self.stats().get("retries", {}).values())))
+
+            def health() -> Optional[str]:
+                snap = self.snapshot()
+                return stall.observe(snap.get("done", 0), snap.get("retries", 0), acked=snap.get("acked"))
+
+            remove = server.add(self.metric_samples, health)
         restore = install_handler(self._on_signal)
         detach: Callable[[], None] = lambda: None
         if self.observer is not None:

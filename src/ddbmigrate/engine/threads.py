@@ -105,8 +105,12 @@ def run_units(feed: WorkerFeed, job: Job, res: Resources, crash_hook: Callable[[
                 pass
         # A stopped run's mark would also cover the unsettled dead letters appended after its last
         # save: only a finished run's is the size a checkpoint may record.
-        feed.commit(wid, cut.positions, cut.done, p.counters.snapshot() if error is None else cut.counters,
-                    final_state, save=False, dead_mark=cut.dead_mark if error is None else None)
+        # A run cut short (an error, or an abort: --max-runtime cutting a chunk, a second Ctrl-C)
+        # saves what its positions cover, not its live counts: writes of the cut chunk are done
+        # again by the resume, and counted then (they were counted twice).
+        whole = error is None and not p.abort.is_set()
+        feed.commit(wid, cut.positions, cut.done, p.counters.snapshot() if whole else cut.counters,
+                    final_state, save=False, dead_mark=cut.dead_mark if whole else None)
         feed.samples.extend(p.samples)
         feed.unit_seconds.update(p.unit_seconds())
         feed.failures.extend(src.failures())
