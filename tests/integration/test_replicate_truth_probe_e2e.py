@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from ddbmigrate.state.status import read_status
 from ddbmigrate.testing.capacity import WriteCapacity
 from ddbmigrate.testing.proxy import FaultProxy, Faults
 from support import as_set, create_table, put_items, scan_all, wait_for
+from test_replicate_journal import _free_port
 
 pytestmark = pytest.mark.integration
 
@@ -133,12 +133,6 @@ def test_a_processes_copy_that_fails_is_not_described_as_a_signal_stop(endpoint:
     lines = progress_lines(out.stderr, "copy")
     assert lines and lines[-1]["event"] == "progress_final", out.stderr[-2000:]
     assert not any("signal" in str(x.get("status", "")) for x in lines), lines
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _scrape(port: int, path: str) -> Tuple[int, str]:
