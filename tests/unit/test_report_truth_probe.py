@@ -200,3 +200,18 @@ def test_a_report_without_unsettled_adds_nothing(tmp_path: Path) -> None:
     (tmp_path / "run.json").write_text(json.dumps(data))
     rr = load_run_report(str(tmp_path / "run.json"))
     assert "not settled" not in _printed(render_run_report, rr) and "id='unsettled'" not in render_html(rr)
+
+
+def test_a_resumed_runs_report_says_which_figures_are_this_runs() -> None:
+    """A resume's counts are the whole job's, its time, units and rate this run's: 20,000 written
+    over 16.9 s read as 1,183/s where the run did 1,009/s, and nothing said it was resumed."""
+    from ddbmigrate.reporting.report import finish
+
+    rep = finish(Report(job="copy", source="a", target="b"), {"read": 20_000, "written": 20_000},
+                 {"retries": {}}, 16.9, before={"read": 2_950, "written": 2_950})
+    assert rep.items_per_second == round(17_050 / 16.9, 1)
+    assert rep.extra["resumed"]["counters_before"] == {"read": 2_950, "written": 2_950}
+    assert "2,950 done by earlier runs" in _printed(render_report, rep)
+    fresh = finish(Report(job="copy", source="a", target="b"), {"read": 5, "written": 5}, {"retries": {}}, 1.0,
+                   before={})
+    assert "resumed" not in fresh.extra and "earlier runs" not in _printed(render_report, fresh)

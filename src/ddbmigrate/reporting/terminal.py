@@ -108,6 +108,12 @@ def render_report(report: "Report", console: Any = None) -> None:
             continue
         t.add_row(f"{name} rate limit", f"{lim.get('limit', 0):,.0f}/s (now {lim.get('current', 0):,.0f}/s, "
                                          f"{lim.get('throttle_events', 0)} throttles)")
+    resumed = report.extra.get("resumed")
+    if isinstance(resumed, dict) and isinstance(resumed.get("counters_before"), dict):
+        earlier = resumed["counters_before"]
+        did = int(earlier.get("written", 0) or 0) + int(earlier.get("deleted", 0) or 0) or int(earlier.get("read", 0) or 0)
+        t.add_row("resumed", f"{did:,} done by earlier runs (in the counts above); RCU/WCU, duration and items/s "
+                             "are this run's")
     t.add_row("consumed RCU / WCU", f"{report.consumed_read_units:,.1f} / {report.consumed_write_units:,.1f}")
     t.add_row("duration", f"{report.duration_seconds:,.1f} s")
     t.add_row("items/s", f"{report.items_per_second:,.0f}")
