@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ddbmigrate import RunOptions, TableRef
-from ddbmigrate.errors import FatalError, UsageError
+from ddbmigrate.errors import FingerprintMismatchError, FatalError, UsageError
 from ddbmigrate.jobs.export import export_table
 from ddbmigrate.jobs.import_files import import_files
 from ddbmigrate.core.items import number_problem
@@ -556,7 +556,11 @@ def test_resume_after_fixing_a_bad_file_loads_only_the_rest(endpoint: str, tmp_p
     with pytest.raises(FatalError):
         import_files(str(root), ref(endpoint, dst), OFF)
     _set_file(root, 1, good)
-    rep = import_files(str(root), ref(endpoint, dst), opts(resume=True))
+    # The file was replaced: without --force that is refused (a rewrite with other records would
+    # lose some), with it the fixed file is read on from where the bad one stopped.
+    with pytest.raises(FingerprintMismatchError, match=r"the input files changed \(.*rewritten\)"):
+        import_files(str(root), ref(endpoint, dst), opts(resume=True))
+    rep = import_files(str(root), ref(endpoint, dst), opts(resume=True, force=True))
     assert as_set(scan_all(endpoint, dst)) == as_set(f1 + f2)
     assert rep.read == len(f1) + len(f2) and rep.written == len(f1) + len(f2) and rep.balanced()
 

@@ -316,3 +316,14 @@ def test_files_of_the_shared_data_folder_are_named_where_they_are(tmp_path: Path
     assert units[0].startswith("01700000000000-cccccccc/data/") and units[1].startswith("data/"), units
     for f in plan.files:
         assert os.path.exists(os.path.join(str(tmp_path), "AWSDynamoDB", f.unit)), f.unit
+
+
+def test_csv_malformed_rows_are_handed_on_in_chunks_not_held(tmp_path: Path) -> None:
+    """A file of rows with text after a closing quote: each is a dead letter, handed on as any
+    record is (before, the whole remainder piled up in one chunk and the position never moved)."""
+    p = tmp_path / "bad.csv"
+    p.write_text("pk,v\nfirst,1\n" + "".join(f'k{i},"ab"cd\n' for i in range(5000)))
+    src = FileSource(LocalStorage(), Plan("files", str(tmp_path), [FileEntry(str(p), p.name, fmt="csv")]),
+                     key_types={"pk": "S"})
+    sizes = [len(c.rejects) for c in src.read(p.name, None, threading.Event())]
+    assert sum(sizes) == 5000 and len(sizes) > 1 and max(sizes) < 5000, sizes[:5]

@@ -98,8 +98,8 @@ FileState = Optional[Tuple[int, int, int]]
 def _ended_code(path: Optional[str], before: "FileState") -> Optional[int]:
     """The exit code of the report this run wrote at ``path`` for a job that ended (not one
     stopped by the interrupt), or None."""
-    if not path or "://" in path or _file_state(path) == before:
-        return None
+    if not path or "://" in path or not os.path.isfile(path) or _file_state(path) == before:
+        return None  # (a FIFO or a device: opened for reading, it would block)
     try:
         with open(path, "rb") as fh:
             import orjson

@@ -214,6 +214,7 @@ class _RemoteDriver:
         self.samples: List[Any] = []
         self.unit_seconds: Dict[str, float] = {}
         self.failures: List[Any] = []
+        self.cut_short = False  # (only the threads engine's driver acts on it)
         self._view = WorkerView()
         self._stops: List[Any] = []
         self.dead_mark = 0

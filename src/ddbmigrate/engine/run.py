@@ -135,6 +135,7 @@ class WorkerFeed(Protocol):
     samples: List[Tuple[Any, Any]]
     unit_seconds: Dict[str, float]
     failures: List[Any]
+    cut_short: bool
 
     def worker(self, wid: int) -> WorkerView: ...
 
@@ -271,6 +272,9 @@ class Driver:
         self._interrupt: List[Callable[[], None]] = []
         self._abort: List[Callable[[], None]] = []
         self.interrupted = False
+        # A worker's pipeline was aborted without an error (--max-runtime cutting a replicate
+        # chunk): its counts are what its positions cover, as a failed run's (see _finish).
+        self.cut_short = False
         if self.store is not None:
             if state is None:
                 # Saved before anything is read: it records where this run's dead letters start,
@@ -582,9 +586,10 @@ class Driver:
                 error.hint = f"checkpoint kept at {report.checkpoint_path}; rerun the same command with --resume"
         self.dead.close()
         report.timeline = self.progress.timeline if self.progress is not None else []
-        finish(report, self.counters(live=error is None), self.stats(), time.monotonic() - self.started,
+        whole = error is None and not self.cut_short
+        finish(report, self.counters(live=whole), self.stats(), time.monotonic() - self.started,
                before=self.base)
-        if error is not None:
+        if not whole:
             # A stopped job counts what its checkpoint covers (chunks whose every write was
             # acknowledged), so its counts add up and a resume starts there. Writes DynamoDB
             # acknowledged in chunks that never finished are in the target too: said, not hidden.

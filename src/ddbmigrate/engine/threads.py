@@ -109,6 +109,8 @@ def run_units(feed: WorkerFeed, job: Job, res: Resources, crash_hook: Callable[[
         # saves what its positions cover, not its live counts: writes of the cut chunk are done
         # again by the resume, and counted then (they were counted twice).
         whole = error is None and not p.abort.is_set()
+        if error is None and not whole:
+            feed.cut_short = True  # (the driver's report counts what the positions cover too)
         feed.commit(wid, cut.positions, cut.done, p.counters.snapshot() if whole else cut.counters,
                     final_state, save=False, dead_mark=cut.dead_mark if whole else None)
         feed.samples.extend(p.samples)

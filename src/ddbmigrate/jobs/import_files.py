@@ -20,7 +20,7 @@ import hashlib
 
 import threading
 from dataclasses import replace
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Any, Iterator, List, Optional, Sequence, Tuple
 
 from ..aws.capacity import capacity_limit, declared_write_capacity
 from ..aws.client import DynamoClient
@@ -62,12 +62,11 @@ def check_file_input(input_format: str, csv_header: Optional[Sequence[str]],
     return header
 
 
-def _inputs_version(plan: Any, storage: Any) -> str:
-    """One digest of every data file's version (see the import identity)."""
-    h = hashlib.sha256()
-    for f in plan.files:
-        h.update(f"{f.unit}\0{f.md5 or storage.version(f.path)}\n".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:32]
+def _inputs_version(plan: Any, storage: Any) -> Dict[str, str]:
+    """Each data file's version, by unit (see the import identity): a short digest of its
+    manifest MD5, or of its size and mtime or ETag."""
+    return {f.unit: hashlib.sha256(str(f.md5 or storage.version(f.path)).encode()).hexdigest()[:16]
+            for f in plan.files}
 
 
 def import_files(

@@ -388,12 +388,15 @@ def replicate(
             # last seal failed: nothing is lost (no position passed an unsealed record), but say so.
             status.error = writer.error.one_line()
             status.stop("failed")
+            if getattr(writer.error, "report", None) is None:
+                writer.error.report = report  # type: ignore[attr-defined]
+            _write_failure_report(writer.error, opts.report, source, target, _journal_now(live))
             raise writer.error
         if stop.requested:
             report.status = "stopped"  # `replicate stop`: the replication was ended on purpose
             clear_stop_request(status_file)
-            if opts.report:
-                report.write_json(opts.report)
+        if opts.report:
+            report.write_json(opts.report)
         status.stop("stopped")
         return report
     finally:
@@ -633,7 +636,9 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
     if mapper.needs_old_images:
         spec = src.describe_table().get("StreamSpecification") or {}
         check_stream_view(spec.get("StreamViewType"), needs_old=True, table=source.table)
-    sopts = replace(opts, checkpoint=path, resume=not fresh, restart=fresh, force=False)
+    # The report is written once, by the caller at the end (report=None: not by the driver too;
+    # a FIFO or /dev/stderr got two documents, and a FIFO whose reader left hung the second).
+    sopts = replace(opts, checkpoint=path, resume=not fresh, restart=fresh, force=False, report=None)
     stream_ckpt = CheckpointStore(path)
     _reopen(stream_ckpt)
 
@@ -707,8 +712,6 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
                     max_runtime or 0.0, ran, f" (a chunk of {jsrc.in_flight:,} records was cut: --resume applies "
                                              "it again)" if jsrc.in_flight else "")
     report.extra = {k: v for k, v in report.extra.items() if v is not None}
-    if opts.report:
-        report.write_json(opts.report)  # the driver wrote it before the figures above were added
     return report
 
 

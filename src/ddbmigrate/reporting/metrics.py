@@ -159,7 +159,8 @@ class MetricsServer:
 
     def providers(self) -> List[Provider]:
         with self._lock:
-            finals = [(lambda last=last: last) for last in self._final.values()]
+            # Newest first: of two ended jobs under one label, the later one's totals are served.
+            finals = [(lambda last=last: last) for last in reversed(list(self._final.values()))]
             return [p for p, _ in self._providers.values()] + [self._own] + finals
 
     def _own(self) -> List[Sample]:

@@ -486,6 +486,14 @@ class FileSource(SourceBase):
                         self._not_format(f, first_fail)
                         return
                     chunk.position = idx
+                    nbytes += len(row[0])
+                    # Handed on as any record is: a file of such rows is not held whole in one chunk.
+                    if len(chunk.items) + len(chunk.rejects) >= self.chunk_lines or nbytes >= CHUNK_BYTES:
+                        handed += len(chunk.items)
+                        yield chunk
+                        chunk, nbytes = Chunk(position=idx, origins=[]), 0
+                        if stop.is_set():
+                            return
                     continue
                 while skipped:
                     at, size = skipped.pop(0)
@@ -742,5 +750,6 @@ class FilesSpec(SourceSpecBase):
             f"{len(failures)} file(s) failed their checks and were not fully loaded: "
             + "; ".join(f.one_line() for f in failures[:5]) + (" ..." if len(failures) > 5 else ""),
             file=failures[0].path, line=failures[0].line, code="BadFile",
-            hint="fix or replace the file(s), then rerun with --resume (loaded files are not redone)",
+            hint="fix or replace the file(s), then rerun with --resume (loaded files are not redone; a file "
+                 "replaced since needs --resume --force: it is read on from where it stopped)",
         )

@@ -141,19 +141,24 @@ class CheckpointTamperedError(UsageError):
 
 
 def atomic_write(path: str, data: bytes) -> None:
-    # Through a symbolic link to the file it names: renamed over, the link itself would become a
-    # file and the file the user pointed at would never be written.
-    path = os.path.realpath(path) if os.path.islink(path) else path
+    if path.startswith(("/dev/", "/proc/")):
+        # /dev/stdout, /dev/null, a terminal: written into, never replaced (as root, a rename over
+        # /dev/full made it a regular file), and appended to: /dev/stdout of `>> run.log` is that
+        # file, which "wb" would empty.
+        with open(path, "ab") as fh:
+            fh.write(data)
+        return
     try:
         special = os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
     except OSError:
         special = False
-    if special:
-        # A FIFO, a terminal, /dev/stdout or /dev/null: written into, never replaced (as root, a
-        # rename over /dev/full made it a regular file).
+    if special:  # a FIFO: written into
         with open(path, "wb") as fh:
             fh.write(data)
         return
+    # Through a symbolic link to the file it names: renamed over, the link itself would become a
+    # file and the file the user pointed at would never be written.
+    path = os.path.realpath(path) if os.path.islink(path) else path
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
@@ -193,8 +198,22 @@ _WARNED_FRESH: Set[str] = set()
 FORCEABLE = frozenset(("transform", "transform_hash", "mode", "dry_run", "on_error", "version_attribute"))
 
 
-_SAID = {"inputs": "input files (one was rewritten, added or removed since)", "dest": "destination",
+_SAID = {"dest": "destination",
          "csv_header": "--csv-header", "csv_delimiter": "--csv-delimiter", "input_format": "--input-format"}
+
+
+def _inputs_changed(old: Any, new: Any) -> str:
+    """Which input files changed between two identities' ``inputs`` (unit -> version)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return "the input files are not known to be the ones it read (it was made by an earlier version)"
+    changed = sorted(u for u in new if u in old and old[u] != new[u])
+    added, gone = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    parts = []
+    for what, units in (("rewritten", changed), ("added", added), ("removed", gone)):
+        if units:
+            more = f" and {len(units) - 3} more" if len(units) > 3 else ""
+            parts.append(f"{', '.join(units[:3])}{more} {what}")
+    return "the input files changed (" + "; ".join(parts) + ")" if parts else "the input files changed"
 
 
 def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restart: bool, force: bool) -> tuple[CheckpointStore, Optional[CheckpointState]]:
@@ -244,7 +263,9 @@ def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restar
             f"{new_seg}: resume with --segments {old_seg} (or without --segments), or --restart to start over")
     if existing.fingerprint != fp:
         diff = sorted(k for k in set(identity) | set(existing.job) if identity.get(k) != existing.job.get(k))
-        fixed = [k for k in diff if k not in FORCEABLE]
+        # Input files changed: refused unless --force says it is on purpose (a file that failed its
+        # checks replaced by its fixed copy is read on from where it stopped); see _inputs_changed.
+        fixed = [k for k in diff if k not in FORCEABLE and k not in ("inputs", "files")]
         if fixed:
             # Not even with --force: the positions are places in *that* source, and what was
             # written went to *that* target or folder, in *that* format. Resumed elsewhere, the
@@ -254,6 +275,12 @@ def open_checkpoint(path: str, identity: Dict[str, Any], *, resume: bool, restar
                 f"checkpoint {path} is of a job with another {', '.join(_SAID.get(k, k) for k in fixed if k != 'names' or len(fixed) == 1)}: its "
                 "positions mean nothing for this one, even with --force; use --restart to start over (or the "
                 "old options to resume it)")
+        if not force and "inputs" in diff and all(k in ("inputs", "files") for k in diff):
+            raise FingerprintMismatchError(
+                f"checkpoint {path}: {_inputs_changed(existing.job.get('inputs'), identity.get('inputs'))} since "
+                "it was saved. A resume reads each file on from the record it stopped at, so a file rewritten "
+                "with other records would lose some: --restart to start over, or, if you replaced a file that "
+                "failed its checks with its fixed copy, --resume --force")
         if not force:
             raise FingerprintMismatchError(
                 f"checkpoint {path} belongs to a different job (differs in: {', '.join(diff) or 'identity'}); "

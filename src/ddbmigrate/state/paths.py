@@ -73,9 +73,11 @@ def outputs_problem(outputs: Dict[str, Optional[str]], inputs: Sequence[str]) ->
                 return f"{opt} {p} is a file this command reads: it would be written over"
     report = outputs.get("--report")
     if report and "://" not in report:
+        if report.startswith(("/dev/", "/proc/")):
+            return None if os.path.exists(report) else f"cannot write the report {report}: it does not exist"
         target = os.path.realpath(report)
         if os.path.exists(target) and not os.path.isfile(target) and not os.path.isdir(target):
-            return None  # a FIFO or a device (/dev/stdout): written into, not replaced
+            return None  # a FIFO: written into, not replaced
         problem = output_path_problem(target, replaced=True)
         if problem:
             return f"cannot write the report {report}: {problem}"

@@ -57,7 +57,7 @@ from ..reporting.report import finish, merge_stats
 from ..sinks.compare_spill import CompareSpillSpec, spill_buffer
 from ..sources.table_scan import TableScanSpec, default_segments
 from .compare import ACTUAL, DEFAULT_BUDGET, EXPECTED, Comparer, partitions_for
-from .repair import Confirm, repair_differences
+from .repair import Confirm, no_repairs, repair_differences
 from .report import DifferencesFile, VerifyReport, sample_confidence
 from .scan import check_verify_options
 from .side_jobs import ReadObserver, SideRun, run_side, side_job, side_outcomes, spills, stats_of
@@ -276,8 +276,7 @@ def verify_tables(
             report.remaining = (report.invalid + report.unreadable + r["still_different"] + r["rejected"]
                                 + r["delete_skipped"])
         elif repair:
-            report.repair = {"put": 0, "deleted": 0, "delete_skipped": 0, "rejected": 0, "rechecked": 0,
-                             "still_different": 0}
+            report.repair = no_repairs()
     except KeyboardInterrupt:
         err = InterruptedError_("verify interrupted; nothing was changed unless --repair had started "
                                 "(repairs are full-image writes: rerun to finish)")

@@ -70,6 +70,12 @@ class _Truth:
 Entry = Tuple[WireItem, bytes, Optional[WireItem]]
 
 
+def no_repairs() -> Dict[str, int]:
+    """A repair's counts, all zero (also a --repair that found nothing to repair)."""
+    return {"put": 0, "deleted": 0, "delete_skipped": 0, "rejected": 0, "rechecked": 0, "still_different": 0,
+            "reread": 0, "source_changed": 0, "already_equal": 0, "not_reread": 0, "transform_errors": 0}
+
+
 def repair_differences(diff_file: str, client: DynamoClient, keys: KeySchema, *,
                        confirm: Optional[Confirm] = None, writers: int = 8,
                        source: Optional[DynamoClient] = None, source_keys: Optional[KeySchema] = None,
@@ -94,9 +100,7 @@ def repair_differences(diff_file: str, client: DynamoClient, keys: KeySchema, *,
         delete_ok = bool(confirm is not None and confirm(msg))
     truth = _Source(source, source_keys, keys, transform, context)
     writer = TableWriter(client, table, keys)
-    result: Dict[str, int] = {"put": 0, "deleted": 0, "delete_skipped": 0, "rejected": 0, "rechecked": 0,
-                              "still_different": 0, "reread": 0, "source_changed": 0, "already_equal": 0,
-                              "not_reread": 0, "transform_errors": 0}
+    result: Dict[str, int] = no_repairs()
     still_keys: List[Dict[str, Any]] = []
     lock = threading.Lock()
 
@@ -285,7 +289,11 @@ class _Source:
             skb = orjson.dumps(skeys.key(skeys.project(key)))
             item = got.get(skb)
             if item is None:
-                if self.absent_is_none:
+                # With a transform, an item the comparison expected but whose key is not in the
+                # source was made under another key (a transform re-keying some items only, past
+                # the probe): "nothing" would delete it. Only unexpected items, or no transform,
+                # read absence as "nothing should be there".
+                if self.absent_is_none and (self.tf is None or expected is None):
                     truths[kb] = _Truth(FRESH, None)
                 else:
                     truths[kb] = _Truth(COPY, expected)

@@ -73,7 +73,7 @@ from .compare import (
     key_hash,
     partitions_for,
 )
-from .repair import repair_differences
+from .repair import no_repairs, repair_differences
 from .report import PREVIEW, VerifyReport, preview_entry, sample_confidence
 from .scan import check_verify_options, scan_sides
 from .sides import EMPTY_SOURCE, Side
@@ -470,14 +470,16 @@ def verify_tables_spark(
             report.extra["diff_files"] = sorted(parts)
         if repair and (report.missing or report.mismatched or report.unexpected):
             assert work_diff is not None
-            report.repair = repair_differences(work_diff, dc_, tkeys, confirm=confirm)
+            # As the local engine repairs: each key read again from the source first.
+            report.repair = repair_differences(
+                work_diff, dc_, tkeys, confirm=confirm, source=sc_, source_keys=skeys, transform=tf,
+                context=TransformContext(source_table=source.table, target_table=target.table))
             rr = report.repair
             report.remaining = (report.invalid + report.unreadable + rr["still_different"] + rr["rejected"]
                                 + rr["delete_skipped"])
             stats_snaps.append(dc_.stats.snapshot())
         elif repair:
-            report.repair = {"put": 0, "deleted": 0, "delete_skipped": 0, "rejected": 0, "rechecked": 0,
-                             "still_different": 0}
+            report.repair = no_repairs()
         counters["read"] = counters.get("source_read", 0) + counters.get("target_read", 0)
         stats = merge_stats(*stats_snaps)
         if retries:
