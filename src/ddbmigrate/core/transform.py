@@ -162,7 +162,8 @@ def load_transform(ref: str) -> Transform:
     if func is None:
         raise UsageError(f"--transform {ref!r}: {target} has no function {fname!r}")
     if not callable(func):
-        raise UsageError(f"--transform {ref!r}: {fname!r} in {target} is a {type(func).__name__}, not a function")
+        raise UsageError(f"--transform {ref!r}: {target} has no function {fname!r} (that name holds a "
+                         f"value of type {type(func).__name__}, not a function)")
     try:
         with open(location, "rb") as fh:
             code_hash = hashlib.sha256(fh.read()).hexdigest()
