@@ -124,7 +124,8 @@ def wait_state(where: Path, states: tuple, timeout: float = 60.0) -> Dict[str, A
     """Wait until the (only) status file in ``where`` (a file or a folder) shows one of ``states``."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        files = sorted(where.glob("*.status.json")) if where.is_dir() else [where] if where.exists() else []
+        # (is_file, not exists: the folder may appear between the two checks, and is no status file)
+        files = sorted(where.glob("*.status.json")) if where.is_dir() else [where] if where.is_file() else []
         if files:
             st = read_status(str(files[0]))
             if st.get("state") in states:
