@@ -30,7 +30,7 @@ import pytest
 from ddbmigrate import RunOptions, TableRef
 from ddbmigrate.config import RetryPolicy
 from ddbmigrate.jobs.replicate import replicate
-from ddbmigrate.state.status import read_status
+from ddbmigrate.state.status import read_status, request_stop
 from ddbmigrate.testing.capacity import WriteCapacity
 from ddbmigrate.testing.proxy import FaultProxy, Faults
 from support import as_set, create_table, put_items, scan_all, wait_for
@@ -116,6 +116,56 @@ def test_max_runtime_cuts_the_chunk_in_flight_says_so_and_resume_loses_nothing(
         assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
         lines2 = progress_lines(second, "replicate")
         assert lines2 and all(x["items_per_s"] >= 0 for x in lines2), lines2
+
+
+def test_replicate_stop_cuts_the_chunk_in_flight_and_resume_loses_nothing(endpoint: str, tmp_path: Path) -> None:
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    # 600 one-unit writes at 10 WCU/s: a minute of writing for one journal chunk.
+    cap = WriteCapacity(10, partitions=1)
+    status = tmp_path / "r.status.json"
+
+    def run(**kw: Any) -> Any:
+        resume = bool(kw.pop("resume", False))
+        return replicate(ref(endpoint, src), ref(proxy.url, dst), backfill=False, status_path=str(status),
+                         poll_interval=0.1,
+                         options=RunOptions(progress="none", writers=2, checkpoint=str(tmp_path / "r.checkpoint.json"),
+                                            retry=RetryPolicy(max_attempts=1000, max_delay=0.5), resume=resume),
+                         **kw)
+
+    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
+        box: Dict[str, Any] = {}
+
+        def go() -> None:
+            try:
+                box["report"] = run()
+            except BaseException as e:  # noqa: BLE001 - the test reports it
+                box["error"] = e
+
+        t = threading.Thread(target=go, daemon=True)
+        t.start()
+        wait_for(lambda: status.exists() and read_status(str(status)).get("state") in ("replaying", "tailing"),
+                 60, "the replicator applying the journal")
+        put_items(endpoint, src, items(600))
+        wait_for(lambda: len(scan_all(endpoint, dst)) >= 20, 60, "the chunk being applied")
+        asked = time.monotonic()
+        request_stop(str(status))  # what `ddbmigrate replicate stop` does
+        t.join(120)
+        assert not t.is_alive(), "replicate stop did not stop the replicator"
+        # Bounded: the old code applied the whole chunk first (a minute at 10 WCU/s).
+        assert time.monotonic() - asked < 30
+        assert "error" not in box, box.get("error")
+        rep = box["report"]
+        assert rep.status == "stopped" and rep.exit_code == 0
+        assert rep.extra["stopped_by"] == "stop requested"
+        assert rep.extra["cut_records"] > 0, rep.extra
+        assert len(scan_all(endpoint, dst)) < 600
+
+        # The checkpoint stayed before the cut chunk: a resume applies all of it.
+        cap.set_units(100_000)
+        rep2 = run(resume=True, stop_after_idle=1.0)
+        assert rep2.status == "done" and rep2.extra["stopped_by"] == "idle"
+        assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
 
 
 def test_a_processes_copy_that_fails_is_not_described_as_a_signal_stop(endpoint: str, tmp_path: Path) -> None:

@@ -676,18 +676,15 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
     )
     view = _ApplyView(jsrc)
     ended = threading.Event()
-    cutter: Optional[threading.Thread] = None
-    if deadline is not None:
-        cutter = threading.Thread(target=_cut_at_deadline, args=(jsrc, deadline, ended, view, max_runtime,
-                                                                 _request_bound(opts.retry)),
-                                  name="replicate-max-runtime", daemon=True)
-        cutter.start()
+    cutter = threading.Thread(target=_cut_when_stopped, args=(jsrc, deadline, stop_event, ended, view, max_runtime,
+                                                              _request_bound(opts.retry)),
+                              name="replicate-cut", daemon=True)
+    cutter.start()
     try:
         report = ThreadsEngine().run(job, observer=view)
     finally:
         ended.set()
-        if cutter is not None:
-            cutter.join()
+        cutter.join()
         _reopen(stream_ckpt)
         try:
             jsrc.prune(force=True)  # the final checkpoint is saved: what it covers can go
@@ -703,7 +700,7 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
         report.extra[f"backfill_{k}"] = v
     if jsrc.stopped_by == "max runtime" and deadline is not None:
         # Ended by the limit, not done: the report and the output say so, and by how much it ran
-        # past it (a chunk in flight is cut at the limit, see _cut_at_deadline).
+        # past it (a chunk in flight is cut at the limit, see _cut_when_stopped).
         report.status = "stopped"
         ran = time.monotonic() - deadline + (max_runtime or 0.0)
         report.extra["max_runtime"] = {"limit_s": max_runtime, "ran_s": round(ran, 1),
@@ -711,6 +708,10 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
         log.warning("--max-runtime %g s reached: stopped after %.1f s%s; checkpoint kept, --resume continues",
                     max_runtime or 0.0, ran, f" (a chunk of {jsrc.in_flight:,} records was cut: --resume applies "
                                              "it again)" if jsrc.in_flight else "")
+    elif jsrc.stopped_by == "stop requested" and view.cut:
+        report.extra["cut_records"] = view.cut
+        log.warning("stopped on request, cutting a chunk of %s records in flight: --resume applies it again",
+                    f"{view.cut:,}")
     report.extra = {k: v for k, v in report.extra.items() if v is not None}
     return report
 
@@ -728,6 +729,7 @@ class _ApplyView:
     def __init__(self, source: JournalSource) -> None:
         self.source = source
         self.status: Optional[str] = None
+        self.cut = 0  # records of the chunk in flight cut by a stop (applied again on --resume)
 
     def attach(self, job: str, snapshot: Callable[[], Dict[str, Any]]) -> Callable[[], None]:
         return lambda: None
@@ -747,23 +749,39 @@ def _request_bound(retry: RetryPolicy) -> float:
     return retry.max_attempts * (retry.max_delay + REQUEST_SECONDS)
 
 
-def _cut_at_deadline(source: JournalSource, deadline: float, ended: threading.Event, view: _ApplyView,
-                     max_runtime: Optional[float], request_bound: float) -> None:
-    """--max-runtime in the apply phase: the source checks it between chunks only, and one chunk
-    under a write limit (1,000 records at 20 WCU/s) takes most of a minute. At the limit the
-    chunk in flight is cut: its queued batches are dropped (an abort, not an error). No record of
-    it counts as applied, so the checkpoint stays before it and --resume applies it again — full
-    images, so its writes that did land are written again harmlessly, and nothing after it was
-    started. Requests already under way are waited for, not abandoned as a second Ctrl-C's are:
-    one landing after this run returned could land after a resumed run's newer image of its key
-    (the library's caller, or another process during --metrics-linger)."""
-    if ended.wait(max(0.0, deadline - time.monotonic())):
-        return
+def _cut_when_stopped(source: JournalSource, deadline: Optional[float], stop_event: Optional[threading.Event],
+                      ended: threading.Event, view: _ApplyView, max_runtime: Optional[float],
+                      request_bound: float) -> None:
+    """--max-runtime, `replicate stop` or the caller's stop_event in the apply phase: the source
+    checks them between chunks only, and one chunk under a write limit (1,000 records at 20
+    WCU/s) takes most of a minute. Then the chunk in flight is cut: its queued batches are
+    dropped (an abort, not an error). No record of it counts as applied, so the checkpoint stays
+    before it and --resume applies it again — full images, so its writes that did land are
+    written again harmlessly, and nothing after it was started. Requests already under way are
+    waited for, not abandoned as a second Ctrl-C's are: one landing after this run returned
+    could land after a resumed run's newer image of its key (the library's caller, or another
+    process during --metrics-linger)."""
+    while True:
+        wait = 0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))
+        if ended.wait(wait):
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            why = "max runtime"
+            say = f"--max-runtime {max_runtime or 0:g} s reached"
+            break
+        if stop_event is not None and stop_event.is_set():
+            why, say = "stop requested", "stop requested"
+            break
+    # Between chunks the source stops on its own; one it had started reading as the stop came is
+    # cut when it is handed on.
+    while source.pipeline is None or not source.in_flight:
+        if ended.wait(0.05):
+            return
     p = source.pipeline
-    if p is None or not source.in_flight:
-        return  # between chunks: the source stops on its own
-    source.stopped_by = "max runtime"
-    view.status = (f"stopping: --max-runtime {max_runtime or 0:g} s reached; cutting the chunk in flight "
+    source.stopped_by = why
+    if why == "stop requested":
+        view.cut = source.in_flight
+    view.status = (f"stopping: {say}; cutting the chunk in flight "
                    f"({source.in_flight:,} records, applied again on --resume)")
     p.abandon_grace = max(p.abandon_grace, request_bound)
     p.abort.set()
