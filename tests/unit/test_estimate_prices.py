@@ -114,3 +114,30 @@ def test_a_price_given_twice_in_a_prices_file_is_refused(tmp_path: Path) -> None
     (tmp_path / "p.json").write_text('{"regions": {"us-east-1": {"wcu_hour": 1, "wcu_hour": 2}}}')
     with pytest.raises(UsageError, match="'wcu_hour' appears twice"):
         load_prices("us-east-1", str(tmp_path / "p.json"))
+
+
+@pytest.mark.parametrize("over, named", [
+    ({"regions": {"us-east-1": {"on_demand_write_per_milion": 9}}},
+     "regions.us-east-1.on_demand_write_per_milion is not a name the prices file has (did you mean "
+     "'on_demand_write_per_million'?)"),
+    ({"region": {"us-east-1": {}}}, "region is not a name"),
+    ({"throughput": {"partition_writes": 500}}, "throughput.partition_writes is not a name"),
+    ({"regions": {"eu-south-9": {"bulk_put_per_gb": {"FAST": 1}}}}, "regions.eu-south-9.bulk_put_per_gb.FAST"),
+])
+def test_a_misspelt_name_in_a_prices_file_is_refused_not_merged_unread(tmp_path: Path, over: Dict[str, Any],
+                                                                       named: str) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(over))
+    from ddbmigrate.errors import UsageError
+
+    with pytest.raises(UsageError) as e:
+        load_prices("us-east-1", str(path))
+    assert f"--prices {path}: {named}" in str(e.value)
+
+
+def test_a_prices_file_may_add_a_region_with_the_known_names(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"regions": {"eu-south-9": {"on_demand_write_per_million": 9, "source": "mine",
+                                                           "bulk_put_per_gb": {"STANDARD": 1}}}}))
+    p = load_prices("eu-south-9", str(path))
+    assert p.rate("on_demand_write_per_million") == 9 and p.rate("bulk_put_per_gb") == 1 and p.source == "mine"

@@ -9,11 +9,12 @@ never as zero.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..errors import UsageError
 
@@ -96,11 +97,55 @@ def _number_problem(v: Any, positive: bool) -> Optional[str]:
     return None
 
 
-def _check(path: str, data: Dict[str, Any]) -> None:
+def _known_names(base: Dict[str, Any]) -> Tuple[Set[str], Set[str], Dict[str, Set[str]]]:
+    """The price names any packaged region has, the throughput figures' names, and each tiered
+    name's tiers: what an override may give."""
+    prices: Set[str] = set(_TEXT)
+    tiers: Dict[str, Set[str]] = {}
+    for rates in (base.get("regions") or {}).values():
+        for name, v in (rates or {}).items():
+            prices.add(name)
+            if isinstance(v, dict):
+                tiers.setdefault(name, set()).update(v)
+    for name, v in (base.get("throughput") or {}).items():
+        if isinstance(v, dict):
+            tiers.setdefault(name, set()).update(v)
+    return prices, set(base.get("throughput") or {}), tiers
+
+
+def _check(path: str, data: Dict[str, Any], base: Optional[Dict[str, Any]] = None) -> None:
     """A UsageError naming ``path`` and the key of the first value the estimate cannot use: a price
-    that is not null or a finite number >= 0, a throughput figure that is not a finite number > 0."""
+    that is not null or a finite number >= 0, a throughput figure that is not a finite number > 0,
+    or (given the packaged ``base``) a name it does not have — a misspelt price would otherwise be
+    merged unread, and the packaged price it meant to change used without a word."""
     def fail(key: str, problem: str) -> None:
         raise UsageError(f"--prices {path}: {key} {problem}")
+
+    def unknown(key: str, name: str, known: Iterable[str]) -> None:
+        near = difflib.get_close_matches(name, list(known), n=1)
+        fail(key, "is not a name the prices file has" + (f" (did you mean {near[0]!r}?)" if near else
+                                                           f"; known: {', '.join(sorted(known))}"))
+
+    if base is not None:
+        price_names, figure_names, tier_names = _known_names(base)
+        for k in data:
+            if k not in base:
+                unknown(k, k, base)
+        regions = data.get("regions")
+        for region, rates in (regions.items() if isinstance(regions, dict) else ()):
+            for name, v in (rates.items() if isinstance(rates, dict) else ()):
+                if name not in price_names:
+                    unknown(f"regions.{region}.{name}", name, price_names)
+                for tier in (v if isinstance(v, dict) else ()):
+                    if tier not in tier_names.get(name, ()):
+                        unknown(f"regions.{region}.{name}.{tier}", tier, tier_names.get(name, ()))
+        figures = data.get("throughput")
+        for name, v in (figures.items() if isinstance(figures, dict) else ()):
+            if name not in figure_names:
+                unknown(f"throughput.{name}", name, figure_names)
+            for tier in (v if isinstance(v, dict) else ()):
+                if tier not in tier_names.get(name, ()):
+                    unknown(f"throughput.{name}.{tier}", tier, tier_names.get(name, ()))
 
     regions = data.get("regions")
     if regions is not None and not isinstance(regions, dict):
@@ -134,7 +179,7 @@ def load_prices(region: Optional[str] = None, path: Optional[str] = None) -> Pri
     data = _read(PACKAGED)
     if path:
         over = _read(path)
-        _check(path, over)
+        _check(path, over, data)
         data = _merge(data, over)
     regions = data.get("regions") or {}
     default = str(data.get("default_region") or "us-east-1")
