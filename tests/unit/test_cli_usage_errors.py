@@ -195,3 +195,12 @@ def test_a_rate_or_time_that_is_not_a_finite_number_is_refused(opt: str, value: 
 def test_a_malformed_region_is_named_as_the_region_not_the_endpoint(data: str) -> None:
     line = one_usage_line(run(["import", data, "Orders", "--region", "us east 1", "-q"]), "invalid region", "us east 1")
     assert "endpoint" not in line
+
+
+def test_a_transform_path_that_is_a_folder_is_said_to_be_one(tmp_path: Path) -> None:
+    from ddbmigrate.core.transform import load_transform
+
+    (tmp_path / "t.py").mkdir()
+    with pytest.raises(UsageError) as e:
+        load_transform(f"{tmp_path / 't.py'}:fn")
+    assert "t.py is a folder; expected the .py file that defines fn" in str(e.value)

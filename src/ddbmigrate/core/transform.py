@@ -134,6 +134,9 @@ def load_transform(ref: str) -> Transform:
     module: ModuleType
     if target.endswith(".py") or os.sep in target or "/" in target:
         path = os.path.abspath(target)
+        if os.path.isdir(path):
+            raise UsageError(f"--transform {ref!r}: {target} is a folder; expected the .py file that defines "
+                             f"{fname}")
         if not os.path.isfile(path):
             raise UsageError(f"--transform {ref!r}: file {target} not found")
         modname = "ddbmigrate_user_" + hashlib.sha1(path.encode()).hexdigest()[:12]
