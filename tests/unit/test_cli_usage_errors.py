@@ -204,3 +204,12 @@ def test_a_transform_path_that_is_a_folder_is_said_to_be_one(tmp_path: Path) -> 
     with pytest.raises(UsageError) as e:
         load_transform(f"{tmp_path / 't.py'}:fn")
     assert "t.py is a folder; expected the .py file that defines fn" in str(e.value)
+
+
+def test_a_blank_region_variable_is_named(data: str) -> None:
+    one_usage_line(run(["import", data, "Orders", "--endpoint-url", "http://127.0.0.1:9", "-q"],
+                       AWS_DEFAULT_REGION=" ", AWS_REGION="", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y"),
+                   "invalid region ' '", "(from AWS_DEFAULT_REGION)")
+    one_usage_line(run(["import", data, "Orders", "--endpoint-url", "http://127.0.0.1:9", "--region", "us east",
+                        "-q"], AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y"),
+                   "invalid region 'us east'", "(from the region option)")

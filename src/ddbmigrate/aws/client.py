@@ -271,6 +271,18 @@ def make_session(ref: TableRef) -> boto3.Session:
     return session
 
 
+def _region_origin(ref: TableRef) -> str:
+    """Where the region botocore was given comes from, for a message about it: a blank or
+    misspelt AWS_DEFAULT_REGION is otherwise hard to find."""
+    if ref.region:
+        return "the region option"
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(var):
+            return var
+    profile = ref.profile or os.environ.get("AWS_PROFILE") or "default"
+    return f"the {profile!r} profile's config"
+
+
 class DynamoClient:
     """One per side, shared by all worker threads."""
 
@@ -317,7 +329,7 @@ class DynamoClient:
                 service, region_name=region, endpoint_url=ref.endpoint_url, config=cfg
             )
         except InvalidRegionError as e:  # (a ValueError too: told apart first)
-            raise UsageError(f"invalid region: {e}") from None
+            raise UsageError(f"invalid region {region!r} (from {_region_origin(ref)}): {e}") from None
         except ValueError as e:  # an endpoint from AWS_ENDPOINT_URL(_DYNAMODB) or the profile
             raise UsageError(f"invalid {service} endpoint: {e} (expected http(s)://host[:port])") from None
         self.control.meta.events.register("needs-retry", self._say_unreachable)
