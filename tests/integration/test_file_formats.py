@@ -377,6 +377,29 @@ def test_aws_cli_scan_output_with_several_pages(endpoint: str, moto_s3: str, tmp
         import_files(str(tmp_path / "cut"), ref(endpoint, create_table(endpoint)), OFF)
 
 
+def test_aws_cli_scan_output_cut_by_max_items(endpoint: str, tmp_path: Path) -> None:
+    # What `aws dynamodb scan --max-items 3 --page-size 4` (then --starting-token) prints: the
+    # CLI's own paginator cuts Items, keeps Count of the pages it fetched, and adds a NextToken.
+    src = create_table(endpoint)
+    every = items(10)
+    put_items(endpoint, src, every)
+    pager = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1").get_paginator("scan")
+    first = pager.paginate(TableName=src, PaginationConfig={"MaxItems": 3, "PageSize": 4}).build_full_result()
+    second = pager.paginate(TableName=src, PaginationConfig={"MaxItems": 3, "PageSize": 4,
+                                                               "StartingToken": first["NextToken"]}).build_full_result()
+    assert first["Count"] > len(first["Items"]) and "NextToken" in second
+    (tmp_path / "scan.json").write_text(json.dumps(first, indent=4) + "\n" + json.dumps(second, indent=4) + "\n")
+    dst = create_table(endpoint)
+    rep = import_files(str(tmp_path / "scan.json"), ref(endpoint, dst), OFF)
+    assert rep.exit_code == 0
+    assert as_set(scan_all(endpoint, dst)) == as_set(first["Items"] + second["Items"])
+    # More items than Count is still a contradiction, NextToken or not.
+    cut = dict(first, Count=2)
+    (tmp_path / "bad.json").write_text(json.dumps(cut, indent=4) + "\n")
+    with pytest.raises(FatalError, match="says Count 2 but holds 3"):
+        import_files(str(tmp_path / "bad.json"), ref(endpoint, create_table(endpoint)), OFF)
+
+
 def _dynamodump() -> str:
     for p in (REPO / ".venv-tools" / "bin" / "dynamodump", Path("/work/main/.venv-tools/bin/dynamodump")):
         if p.exists():

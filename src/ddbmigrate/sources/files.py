@@ -571,6 +571,7 @@ class FileSource(SourceBase):
                                       f"(found {js.peek_text()!r})", js.line)
                 count: Optional[int] = None
                 in_doc = 0
+                paged = False
                 first = True
                 while True:
                     js.skip_ws()
@@ -589,6 +590,8 @@ class FileSource(SourceBase):
                         v = js.value(f"document {docs}")
                         if key == "Count" and isinstance(v, int):
                             count = v
+                        elif key == "NextToken":
+                            paged = True
                         elif key not in _SCAN_OTHER_KEYS:
                             raise FileProblem(f"not a Scan document: document {docs} has a key {key!r}", js.line)
                         continue
@@ -633,7 +636,9 @@ class FileSource(SourceBase):
                             if stop.is_set():
                                 return
                     in_doc = n
-                if count is not None and count != in_doc:
+                # The AWS CLI's `--max-items` cuts Items, not Count (the pages it fetched), and says
+                # so with a NextToken: there only more items than Count is a contradiction.
+                if count is not None and (count < in_doc if paged else count != in_doc):
                     raise FileProblem(f"document {docs} says Count {count} but holds {in_doc} items (cut file?)",
                                       js.line)
             md5 = ls.md5_b64()
