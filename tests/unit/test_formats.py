@@ -293,3 +293,12 @@ def test_a_file_of_bare_words_is_not_ion() -> None:
     assert detect(b"garbage\n", "x.json", True).fmt is None
     assert detect(b"garbage\nmore words\n", "x.json", True).fmt is None
     assert detect(b"{Item:{pk:\"a\"}}\n", "x.json", True).fmt == "ion"
+
+
+def test_a_first_line_longer_than_the_sample_is_not_called_a_multi_line_document() -> None:
+    head = b'{"pk": "' + b"x" * 4096
+    got = detect(head, "big.json", complete=False)
+    assert got.fmt is None
+    assert "first line is longer than the 4,104-byte sample" in got.found and "multi-line" not in got.found
+    # A document really over many lines still says so.
+    assert "multi-line JSON document" in detect(b'{\n  "pk": "a",\n  "v": {\n', "d.json", complete=False).found

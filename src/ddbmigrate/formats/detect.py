@@ -157,6 +157,10 @@ def detect(head: bytes, name: str, complete: bool) -> Detected:
             return Detected("ion", "Ion structs")
         except ion.IonProblem:
             pass
+        if not lines and not complete:
+            # No line ended within the sample: one long line, not a document over many lines.
+            return Detected(None, f"a JSON document whose first line is longer than the {len(head):,}-byte sample "
+                                  f"read to tell formats apart, starting {_shown(body)}")
         return Detected(None, f"a multi-line JSON document starting {_shown(body)}")
     if objs:
         vote = _vote(objs)
