@@ -204,3 +204,26 @@ def test_an_interrupted_migration_says_to_run_up_again_not_resume(endpoint: str,
     rec: List[Dict[str, Any]] = history_records(AwsSettings(region="us-east-1", endpoint_url=endpoint),
                                                 history_table=hist)
     assert rec[0]["state"] == "failed" and "--resume" not in rec[0]["error"]
+
+
+@pytest.mark.parametrize("state", ["applied", "failed"])
+def test_a_renamed_migration_is_not_applied_again_under_its_new_name(endpoint: str, tmp_path: Path,
+                                                                      state: str) -> None:
+    # Renaming an applied (or half-applied) file used to be "missing" + a new pending one of the
+    # same number: --allow-changed, as the refusal advised, then ran it a second time.
+    d, log, hist, common = applied_0001_and_0003(endpoint, tmp_path)
+    if state == "failed":
+        (d / "0004_m.py").write_text('"""M 0004."""\n\ndef upgrade(ctx):\n    open('
+                                     f'{str(log)!r}, "a").write("0004\\n")\n    raise RuntimeError("half done")\n')
+        assert cli("migrations", "up", *common, "--yes").exit_code == 1
+        (d / "0004_m.py").rename(d / "0004_m_renamed.py")
+    else:
+        (d / "0003_m.py").rename(d / "0003_m_renamed.py")
+    ran = log.read_text().split()
+    for extra in ([], ["--allow-changed"], ["--allow-changed", "--out-of-order"]):
+        r = cli("migrations", "up", *common, "--yes", *extra)
+        one_usage_line(r, "_m_renamed.py", f"{state} migration", "_m.py")
+    assert log.read_text().split() == ran
+    assert {r["id"] for r in history_records(AwsSettings(region="us-east-1", endpoint_url=endpoint),
+                                             history_table=hist)} == {"0001_m", "0003_m"} | (
+        {"0004_m"} if state == "failed" else set())

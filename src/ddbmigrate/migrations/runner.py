@@ -19,7 +19,9 @@ Invariants:
 4. Only the lock holder writes migration records: each write is conditional on the lock (see
    history.py); a runner that lost it writes nothing more and stops (LockLostError, exit 75).
 5. Migrations are applied in number order: one numbered below the highest applied migration is
-   refused (exit 2) unless ``out_of_order`` (``--out-of-order``) says it is meant.
+   refused (exit 2) unless ``out_of_order`` (``--out-of-order``) says it is meant. A number is
+   one migration's for good: a new file with the number of a recorded one whose file is gone (a
+   rename) is refused, whatever the flags.
 """
 
 from __future__ import annotations
@@ -277,6 +279,22 @@ def _out_of_order(pending: List[MigrationFile],
     return [m for m in pending if m.number < _number(top) and m.id not in recs], top
 
 
+def _reused_numbers(migs: List[MigrationFile], recs: Dict[str, Dict[str, Any]]) -> List[str]:
+    """Files never recorded whose number is a recorded migration's (its file gone): most often that
+    migration renamed. Applied under its new id it would run again on data it already changed, so
+    neither the number nor --allow-changed may let it through; a reverted one left nothing behind."""
+    taken = {_number(mid): (mid, r.get("state")) for mid, r in recs.items()
+             if _number(mid) >= 0 and r.get("state") in ("applied", "failed", "running")}
+    ids = {m.id for m in migs}
+    out = []
+    for m in migs:
+        if m.id not in recs and m.number in taken and taken[m.number][0] not in ids:
+            mid, state = taken[m.number]
+            out.append(f"{m.path} has the number of the {state} migration {mid}, whose file is not in the folder "
+                       f"(renamed? give it back its name, {mid}.py)")
+    return out
+
+
 def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow_changed: bool = False,
        confirm: Optional[Confirm] = None, options: Optional[RunOptions] = None,
        history_table: str = DEFAULT_HISTORY_TABLE, state_dir: str = DEFAULT_STATE_DIR, wait: float = 0.0,
@@ -298,6 +316,9 @@ def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow
         with h.acquire(lease=lease, wait=wait) as lock:
             recs = h.records()
             st = _status(migs, recs)
+            reused = _reused_numbers(migs, recs)
+            if reused:
+                raise UsageError("; ".join(reused) + "; refusing to apply it again under another name")
             changed = [s for s in st if s.state in ("changed", "missing")]
             if changed and not allow_changed:
                 raise UsageError("; ".join(
