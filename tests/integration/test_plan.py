@@ -495,3 +495,34 @@ def test_a_plan_serves_metrics_for_each_of_its_jobs(endpoint: str, tmp_path: Pat
     for name in names:  # each job's series is labelled with its plan name
         assert f'ddbmigrate_records_total{{counter="written",job="{name}"}}' in seen or \
             f'ddbmigrate_records{{counter="written",job="{name}"}}' in seen, (name, seen[:2000])
+
+
+def test_a_plans_verify_serves_metrics_beside_its_job(endpoint: str, tmp_path: Path) -> None:
+    """verify_after and a verify job serve their sides' series on the plan's server, each under
+    its job's name (before: a plan's verify served nothing)."""
+    import socket
+    import urllib.request
+
+    from ddbmigrate.reporting import metrics
+
+    src = create_table(endpoint)
+    put_items(endpoint, src, _bulk("v-", 120))
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, [
+        {"kind": "copy", "name": "cp", "source": src, "target": f"{src}-new", "create_target": True,
+         "verify_after": True, "options": {"segments": 2}},
+        {"kind": "verify", "name": "ver", "source": src, "target": f"{src}-new", "after": "cp"}])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    metrics.set_linger(5)  # the plan ends with the verify: its final figures stay to be read
+    try:
+        rep = run_plan(str(plan), progress="off", metrics_port=port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    finally:
+        metrics.set_linger(0)
+        metrics.wait_lingering()
+    assert rep.status == "done" and rep.exit_code == 0, [(j.name, j.error) for j in rep.jobs]
+    for job in ("cp:verify-source", "cp:verify-target", "ver:verify-source", "ver:verify-target"):
+        assert f'ddbmigrate_records_total{{counter="read",job="{job}"}} 120.0' in text, (job, text[:3000])
+    assert 'ddbmigrate_records_total{counter="written",job="cp"} 120.0' in text

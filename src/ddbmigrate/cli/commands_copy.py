@@ -76,7 +76,8 @@ def copy_cmd(kw: Dict[str, Any]) -> int:
         from ..verify import verify_tables
 
         return verify_after(report, kw.get("report"), kw["quiet"], lambda: verify_tables(
-            src, dst, transform=opts.transform, progress=opts.progress, on_error=opts.on_error))
+            src, dst, transform=opts.transform, progress=opts.progress, on_error=opts.on_error,
+            metrics_port=opts.metrics_port, metrics_host=opts.metrics_host))
     return report.exit_code
 
 

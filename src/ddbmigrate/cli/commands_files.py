@@ -131,7 +131,8 @@ def import_cmd(kw: Dict[str, Any]) -> int:
                               csv_delimiter=kw["csv_delimiter"])
             return verify_after(report, kw.get("report"), kw["quiet"], lambda: verify_tables(
                 kw["source"], table_ref(kw["table"], kw), source_side=side, transform=opts.transform,
-                progress=opts.progress, on_error=opts.on_error))
+                progress=opts.progress, on_error=opts.on_error, metrics_port=opts.metrics_port,
+                metrics_host=opts.metrics_host))
     return report.exit_code
 
 

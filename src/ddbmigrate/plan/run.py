@@ -557,7 +557,10 @@ class _Runner:
                 "retry": opts.retry, "on_error": opts.on_error,
                 "diff_path": os.path.join(self.plan.state_dir, "diffs", f"{job.name}.jsonl"),
                 # Stopped with the plan (Ctrl-C, SIGTERM, fail_fast) and drawn on its job's row.
-                "cancel": self.stopping, "observer": self.display.observer_for(job.name)}
+                "cancel": self.stopping, "observer": self.display.observer_for(job.name),
+                # On the plan's server, apart from the job's own series (each only rises).
+                "metrics_port": opts.metrics_port, "metrics_host": opts.metrics_host,
+                "metrics_job": opts.metrics_job}
 
     def _verify(self, job: PlanJob, engine: Any) -> Any:
         # verify_after scans both tables, so it runs on the engine that moved the data.

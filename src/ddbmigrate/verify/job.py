@@ -106,6 +106,7 @@ def verify_tables(
     engine: Any = None,
     metrics_port: Optional[int] = None,
     metrics_host: str = "127.0.0.1",
+    metrics_job: Optional[str] = None,
     cancel: Optional[threading.Event] = None,
     observer: Any = None,
 ) -> VerifyReport:
@@ -217,13 +218,13 @@ def verify_tables(
             dedupe=False, unit_segment=False, max_batch_ops=SPILL_BATCH, loaded=tf), sink(EXPECTED), label=source_side.label,
             estimate=source_side.estimate, readers=nreaders,
             dead_path=os.path.join(folder, "expected.deadletter.jsonl"), on_error=on_error,
-            metrics=(metrics_host, metrics_port)),
+            metrics=(metrics_host, metrics_port), metrics_job=metrics_job),
         side_job(ACTUAL, target_side.job_source(), ProcessingSpec(
             key_schema=keys, trusted=trusted_actual, source_key_schema=target_side.key_schema,
             source_table=tgt_table, target_table=tgt_table, dedupe=False, max_batch_ops=SPILL_BATCH), sink(ACTUAL),
             label=target_side.label, estimate=target_side.estimate, readers=nreaders,
             dead_path=os.path.join(folder, "actual.deadletter.jsonl"), on_error="fail",
-            metrics=(metrics_host, metrics_port)),
+            metrics=(metrics_host, metrics_port), metrics_job=metrics_job),
     ]
     counters = Counters()
     phase = {"status": "scan"}

@@ -65,13 +65,15 @@ class SideRun:
 
 def side_job(side: int, spec: SourceSpec, processing: ProcessingSpec, sink: CompareSpillSpec, *, label: str,
              estimate: Optional[int], readers: int, dead_path: str, on_error: str,
-             metrics: Tuple[str, Optional[int]] = ("127.0.0.1", None)) -> SideRun:
-    """The job that reads one side into its compare sink (never checkpointed: a verify reruns)."""
+             metrics: Tuple[str, Optional[int]] = ("127.0.0.1", None), metrics_job: Optional[str] = None) -> SideRun:
+    """The job that reads one side into its compare sink (never checkpointed: a verify reruns).
+    ``metrics_job`` prefixes its series' label (a plan's job name: ``orders:verify-source``)."""
     # Each side's series under its own label: the two jobs run one after the other and each counts
     # from 0, so under one label "read" fell from the source's count to the target's (Prometheus
     # takes a drop for a restart); apart, each only rises and both final counts stay served.
     opts = RunOptions(progress="off", dead_letter=dead_path, on_error=on_error, metrics_host=metrics[0],
-                      metrics_port=metrics[1], metrics_job=METRICS_JOB[side])
+                      metrics_port=metrics[1],
+                      metrics_job=f"{metrics_job}:{METRICS_JOB[side]}" if metrics_job else METRICS_JOB[side])
     job = Job(kind="verify", identity={"job": "verify", "side": SIDE_NAME[side]}, options=opts, source=spec,
               sink=sink, processing=processing, source_label=label, target_label="compare",
               total_estimate=estimate, readers=readers, writers=WRITERS, checkpoint=False)
