@@ -131,6 +131,8 @@ def test_standalone_proxy_capacity_options_need_a_capacity(endpoint: str) -> Non
         bad = subprocess.run([sys.executable, "-m", "ddbmigrate.testing.proxy", "--target", endpoint, *args],
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and says in bad.stderr, bad.stderr
+        # The documented command starts without a runpy warning.
+        assert "RuntimeWarning" not in bad.stderr, bad.stderr
     proc, url, _ = _start(["--target", endpoint])
     try:
         status, body = _get(url + "/__proxy__/capacity")

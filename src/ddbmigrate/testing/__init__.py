@@ -17,8 +17,22 @@ Nothing here is imported by the tool itself; it is only for tests.
 
 from __future__ import annotations
 
-from .proxy import Audit, FaultProxy, Faults
-from .retention import RetentionProxy
-from .tool import ToolRun, run_tool
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .proxy import Audit, FaultProxy, Faults
+    from .retention import RetentionProxy
+    from .tool import ToolRun, run_tool
 
 __all__ = ["Audit", "FaultProxy", "Faults", "RetentionProxy", "ToolRun", "run_tool"]
+_HOME = {"Audit": "proxy", "FaultProxy": "proxy", "Faults": "proxy", "RetentionProxy": "retention",
+         "ToolRun": "tool", "run_tool": "tool"}
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, not here: `python -m ddbmigrate.testing.proxy` imports this package
+    # first, and a proxy module already imported by it made runpy warn on every start.
+    if name in _HOME:
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
