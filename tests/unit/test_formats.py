@@ -302,3 +302,28 @@ def test_a_first_line_longer_than_the_sample_is_not_called_a_multi_line_document
     assert "first line is longer than the 4,104-byte sample" in got.found and "multi-line" not in got.found
     # A document really over many lines still says so.
     assert "multi-line JSON document" in detect(b'{\n  "pk": "a",\n  "v": {\n', "d.json", complete=False).found
+
+
+def test_manifests_of_the_wrong_shape_are_one_clear_error(tmp_path: Path) -> None:
+    from ddbmigrate.errors import FatalError
+    from ddbmigrate.storage.export_layout import discover
+
+    def export(name: str, summary: Any, entry: Any) -> Path:
+        root = tmp_path / name / "AWSDynamoDB" / "01700000000000-aaaaaaaa"
+        (root / "data").mkdir(parents=True)
+        (root / "data" / "a.json.gz").write_bytes(b"")
+        (root / "manifest-summary.json").write_bytes(orjson.dumps(summary))
+        (root / "manifest-files.json").write_bytes(orjson.dumps(entry) + b"\n")
+        return tmp_path / name
+
+    good = {"itemCount": 0, "dataFileS3Key": "AWSDynamoDB/01700000000000-aaaaaaaa/data/a.json.gz"}
+    with pytest.raises(FatalError, match="manifest-summary.json is not a JSON object"):
+        discover(str(export("list", [{"outputFormat": "ION"}], good)), LocalStorage())
+    with pytest.raises(FatalError, match="manifest-files.json line is not a valid entry") as e:
+        discover(str(export("count", {"itemCount": 0}, dict(good, itemCount="abc"))), LocalStorage())
+    assert e.value.line == 1
+    dp = tmp_path / "dp"
+    dp.mkdir()
+    (dp / "manifest").write_bytes(orjson.dumps({"name": "DynamoDB-export", "version": 3, "entries": 5}))
+    with pytest.raises(FatalError, match="entries is not a list"):
+        discover(str(dp), LocalStorage())

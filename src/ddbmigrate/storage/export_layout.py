@@ -269,7 +269,10 @@ def _data_pipeline_plan(folder: str, storage: Storage, names: Dict[str, int]) ->
     files: List[FileEntry] = []
     # Entries are s3:// URLs of where the export was written; the files are found by name here.
     by_name = {n.rsplit("/", 1)[-1]: n for n in sorted(names, key=lambda n: n.count("/"), reverse=True)}
-    for e in manifest.get("entries") or []:
+    entries = manifest.get("entries") or []
+    if not isinstance(entries, list):
+        raise FatalError("the Data Pipeline manifest's entries is not a list", file=storage.join(folder, "manifest"))
+    for e in entries:
         url = str(e.get("url", "")) if isinstance(e, dict) else ""
         base = url.rstrip("/").rsplit("/", 1)[-1]
         rel = by_name.get(base) if base else None
@@ -340,6 +343,8 @@ def _export_plan(root: str, storage: Storage, names: Dict[str, int],
         summary = orjson.loads(raw_summary)
     except orjson.JSONDecodeError as e:
         raise FatalError(f"manifest-summary.json is not JSON: {e}", file=root) from None
+    if not isinstance(summary, dict):
+        raise FatalError(f"manifest-summary.json is not a JSON object (found {type(summary).__name__})", file=root)
     if "manifest-files.json" not in names:
         raise FatalError("manifest-files.json is missing", file=root, code="TornExport")
     raw_files = storage.read_bytes(storage.join(root, "manifest-files.json"))
@@ -358,7 +363,8 @@ def _export_plan(root: str, storage: Storage, names: Dict[str, int],
         try:
             entry = orjson.loads(line)
             key = str(entry["dataFileS3Key"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            count = int(entry["itemCount"]) if entry.get("itemCount") is not None else None
+        except (ValueError, KeyError, TypeError):  # (an itemCount that is no number too)
             raise FatalError("manifest-files.json line is not a valid entry", file=storage.join(root, "manifest-files.json"),
                              line=i) from None
         if shared is None and base is not None and "/AWSDynamoDB/data/" in "/" + key:
@@ -373,9 +379,7 @@ def _export_plan(root: str, storage: Storage, names: Dict[str, int],
         path, size = found
         rel = storage.relative(root, path) if path.startswith(root.rstrip("/") + "/") else \
             storage.relative(parent, path)
-        files.append(FileEntry(path, rel, size,
-                               int(entry["itemCount"]) if entry.get("itemCount") is not None else None,
-                               entry.get("md5Checksum"), fmt=fmt))
+        files.append(FileEntry(path, rel, size, count, entry.get("md5Checksum"), fmt=fmt))
     _check_listed(root, storage, names, summary, files)
     kind = "incremental" if summary.get("exportType") == "INCREMENTAL_EXPORT" else "export"
     info = {"export_id": eid, "type": summary.get("exportType") or "FULL_EXPORT", "outputFormat": out_fmt,
