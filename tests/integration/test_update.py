@@ -284,6 +284,34 @@ def test_update_dead_letters_bad_outputs_and_continues(endpoint: str) -> None:
     assert by_pk(scan_all(endpoint, table)) == {**final, "r1": {**final["r1"], "app": {"S": "newer"}}}
 
 
+def test_a_failed_update_reports_the_items_it_updated_before_it_stopped(endpoint: str) -> None:
+    # The transform fails (--on-error fail) on the fifth item a writer sees, in the middle of a
+    # batch: the four updated before it used to be lost from the report (written 0, nothing
+    # "also written, not settled") while the table held them changed.
+    table = create_table(endpoint)
+    put_items(endpoint, table, [{"pk": {"S": f"r{i}"}, "v": {"N": str(i)}} for i in range(10)])
+    seen: List[str] = []
+
+    def fifth_fails(item: Dict[str, Any]) -> Any:
+        if threading.current_thread().name.startswith("writer-"):
+            seen.append(item["pk"])
+            if len(seen) == 5:
+                raise ValueError("boom")
+        return dict(item, w=1)
+
+    with pytest.raises(TransformError, match="boom") as ei:
+        update_table(ref(endpoint, table), opts(segments=1, writers=1, dry_run=True), transform=fifth_fails)
+    assert "unsettled" not in ei.value.report.extra  # type: ignore[attr-defined]  # (nothing was sent)
+    seen.clear()
+    with pytest.raises(TransformError, match="boom") as ei:
+        update_table(ref(endpoint, table), opts(segments=1, writers=1), transform=fifth_fails)
+    updated = sorted(it["pk"]["S"] for it in scan_all(endpoint, table) if "w" in it)
+    assert updated == sorted(seen[:4])
+    rep = ei.value.report  # type: ignore[attr-defined]
+    assert rep.exit_code == 1 and rep.counters["written"] == 0
+    assert rep.extra["unsettled"] == {"written": 4}, rep.extra
+
+
 def test_update_cli_dry_run_then_run(endpoint: str, tmp_path: Path) -> None:
     table = seed(endpoint, 30)
     f = tmp_path / "m.py"
