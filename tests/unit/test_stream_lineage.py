@@ -300,6 +300,29 @@ def test_trim_horizon_start_older_than_retention_means_resync_needed() -> None:
     assert reader.positions["s"] == {"from": "TRIM_HORIZON", "since": clock()}
 
 
+
+def test_a_shard_polled_empty_for_a_day_resumes_without_a_resync() -> None:
+    """Before: an empty shard's start stayed at the time of its first iterator (the next ones are
+    chained from it), so a replicator that polled it empty for a day and was stopped a moment
+    ago was told "resync needed" on --resume, with nothing trimmed."""
+    clock = Clock()
+    stream = ScriptedStream(clock)
+    stream.add_shard("s")
+    reader = StreamReader(stream, ARN, clock=clock)
+    reader.load({"s": {"from": "TRIM_HORIZON", "since": clock()}})
+    reader.refresh(force=True)
+    for _ in range(25 * 6):  # every 10 minutes for 25 h, one chained iterator after another
+        assert reader.read_page("s").records == []
+        clock.t += 600
+    assert stream.calls.count("GetShardIterator") == 1
+    assert reader.positions["s"] == {"from": "TRIM_HORIZON", "since": clock() - 600}
+    stream.write("s", "k1")
+    resumed = StreamReader(stream, ARN, clock=clock)
+    resumed.load(reader.snapshot())
+    resumed.refresh(force=True)
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in resumed.read_page("s").records] == ["k1"]
+
+
 class _LocalQuirk(ScriptedStream):
     """DynamoDB Local's: an iterator from TRIM_HORIZON of a shard that was empty while other
     tables took writes is refused as trimmed once records come; a fresh one reads them."""

@@ -122,7 +122,6 @@ class Page:
 @dataclass
 class _Cursor:
     iterator: Optional[str] = None
-    obtained_at: float = 0.0
     last_empty: bool = False  # the last GetRecords returned nothing (caught up, for now)
 
 
@@ -326,9 +325,10 @@ class StreamReader:
                 it = self._iterator(shard_id)
                 if it is None:  # no iterator for a closed, fully read shard
                     return self._finish(shard_id, cur, [])
-                cur.iterator, cur.obtained_at = it, self.clock()
+                cur.iterator = it
             try:
                 self.get_records_calls += 1
+                asked_at = self.clock()
                 resp = self.client.call("GetRecords", {"ShardIterator": cur.iterator, "Limit": self.page_limit})
             except DdbMigrateError as e:
                 if e.code == "ExpiredIteratorException" and not renewed:
@@ -358,9 +358,11 @@ class StreamReader:
         pos = self.positions[shard_id]
         if records:
             self.positions[shard_id] = {"after": str(records[-1]["dynamodb"]["SequenceNumber"])}
-        elif pos.get("from") == "TRIM_HORIZON" and "since" in pos and cur.obtained_at:
-            # An empty shard up to the iterator's creation: nothing older than that can be lost.
-            self.positions[shard_id] = {"from": "TRIM_HORIZON", "since": cur.obtained_at}
+        elif pos.get("from") == "TRIM_HORIZON" and "since" in pos:
+            # An empty shard up to this read: nothing older than it can be lost. (Not up to the
+            # iterator's creation: the next iterators of a shard polled empty for a day are chained
+            # from the first one, and its time called a resume right after a stop "resync needed".)
+            self.positions[shard_id] = {"from": "TRIM_HORIZON", "since": asked_at}
         nxt = resp.get("NextShardIterator")
         if not nxt:
             return self._finish(shard_id, cur, records)
