@@ -174,6 +174,10 @@ def test_new_numbers_files_and_loading_never_runs_upgrade(tmp_path: Path) -> Non
     ("0001_x.py", '"""d"""\ndef upgrade(ctx:\n', "syntax error"),
     ("0001_x.py", '"""d"""\nimport nope_not_here\n', "ModuleNotFoundError"),
     ("1_x.py", '"""d"""\ndef upgrade(ctx):\n    pass\n', "NNNN_title.py"),
+    # Called and never awaited or iterated, these were recorded applied with nothing done.
+    ("0001_x.py", '"""d"""\nasync def upgrade(ctx):\n    pass\n', "not async"),
+    ("0001_x.py", '"""d"""\ndef upgrade(ctx):\n    yield\n', "not a generator"),
+    ("0001_x.py", '"""d"""\ndef upgrade(ctx):\n    pass\nasync def verify(ctx):\n    pass\n', "verify must be"),
 ])
 def test_bad_migration_files_are_one_line_naming_the_file(tmp_path: Path, name: str, text: str, needle: str) -> None:
     (tmp_path / name).write_text(text)

@@ -8,9 +8,9 @@
 Invariants:
 1. Discovering and loading never runs ``upgrade``: a file is imported (its top level runs, as
    for any Python module) and its functions are checked, nothing more.
-2. Every file is checked (name, number unique, docstring, ``upgrade(ctx)`` with one parameter,
-   an optional ``downgrade(ctx)`` and ``verify(ctx)`` alike) before any migration is applied; a
-   bad one is one line naming the file.
+2. Every file is checked (name, number unique, docstring, ``upgrade(ctx)`` a plain function (not
+   async, not a generator) with one parameter, an optional ``downgrade(ctx)`` and ``verify(ctx)``
+   alike) before any migration is applied; a bad one is one line naming the file.
 3. A migration's checksum is the SHA-256 of its file's bytes: what the history compares.
 """
 
@@ -108,6 +108,12 @@ def _check_fn(path: str, module: ModuleType, name: str, required: bool) -> Optio
         return None
     if not callable(fn):
         raise UsageError(f"{path}: {name} must be a function {name}(ctx)")
+    if inspect.iscoroutinefunction(fn) or inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        # Called, it returns a coroutine or generator without running a line: the migration
+        # would be recorded applied (or its verify passed) with nothing done.
+        kind = "a generator" if inspect.isgeneratorfunction(fn) else "async"
+        raise UsageError(f"{path}: {name} must be a plain function {name}(ctx), not {kind}: it is called, never "
+                         "awaited or iterated, so its body would not run")
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
