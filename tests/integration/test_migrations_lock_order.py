@@ -227,3 +227,24 @@ def test_a_renamed_migration_is_not_applied_again_under_its_new_name(endpoint: s
     assert {r["id"] for r in history_records(AwsSettings(region="us-east-1", endpoint_url=endpoint),
                                              history_table=hist)} == {"0001_m", "0003_m"} | (
         {"0004_m"} if state == "failed" else set())
+
+
+def test_down_refuses_when_a_migration_to_revert_has_no_file(endpoint: str, tmp_path: Path) -> None:
+    # It used to be passed over: the ones below it were undone under it, "reverted 2", exit 0.
+    d, log, hist = tmp_path / "migrations", tmp_path / "ran.log", unique("hist")
+    d.mkdir()
+    for n in ("0001", "0002", "0003"):
+        (d / f"{n}_m.py").write_text(f'"""M {n}."""\n\ndef upgrade(ctx):\n    pass\n\n\ndef downgrade(ctx):\n'
+                                     f'    open({str(log)!r}, "a").write("{n}\\n")\n')
+    common = ["--dir", str(d), "--history-table", hist, "--state-dir", str(tmp_path / "state"), "--progress", "off",
+              "--endpoint-url", endpoint, "--region", "us-east-1", "--yes"]
+    assert cli("migrations", "up", *common).exit_code == 0
+    (d / "0003_m.py").rename(tmp_path / "0003_m.py")
+    one_usage_line(cli("migrations", "down", *common, "--to", "0"), "cannot revert 0003_m", "no file")
+    one_usage_line(cli("migrations", "down", *common, "--to", "1"), "cannot revert 0003_m")
+    assert not log.exists()
+    s = AwsSettings(region="us-east-1", endpoint_url=endpoint)
+    assert [x.state for x in status(str(d), s, history_table=hist)] == ["applied", "applied", "missing"]
+    (tmp_path / "0003_m.py").rename(d / "0003_m.py")
+    assert cli("migrations", "down", *common, "--to", "1").exit_code == 0
+    assert log.read_text().split() == ["0003", "0002"]

@@ -398,6 +398,15 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
             recs = h.records()
             todo = [m for m in reversed(migs) if m.number > floor
                     and (recs.get(m.id) or {}).get("state") in ("applied", "failed", "running")]
+            # A recorded migration above the floor without its file cannot be reverted: passed
+            # over, the ones below it would be undone under it, and the run would say "reverted".
+            ids = {m.id for m in migs}
+            gone = sorted(mid for mid, r in recs.items() if mid not in ids and _number(mid) > floor
+                          and r.get("state") in ("applied", "failed", "running"))
+            if gone:
+                raise UsageError(f"cannot revert {', '.join(gone)}: recorded "
+                                 f"{'/'.join(sorted({str(recs[mid].get('state')) for mid in gone}))} but no file in "
+                                 f"{directory} (restore the file to revert it); nothing was reverted")
             if not todo:
                 return RunResult("down", status=_status(migs, recs), message="nothing to revert")
             lacking = [m.id for m in todo if m.downgrade is None]
