@@ -418,6 +418,18 @@ def test_cloudformation_passes_cfn_lint() -> None:
         assert not matches, [str(m) for m in matches]
 
 
+def test_cloudformation_of_a_table_with_a_255_character_name_passes_cfn_lint() -> None:
+    # The longest table name DynamoDB takes: the logical id made of it must still fit in 255.
+    spec = {"TableName": "o" * 255, "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]}
+    text = to_cloudformation(defn(spec))
+    (res_id, res), = yaml.safe_load(text)["Resources"].items()
+    assert res["Properties"]["TableName"] == "o" * 255 and res_id.endswith("Table")
+    matches = cfnlint.api.lint(text, regions=["us-east-1"], config=cfnlint.api.ManualArgs(include_checks=["I"]))
+    assert not matches, [str(m) for m in matches]
+
+
 def test_terraform_has_the_documented_attributes_and_blocks() -> None:
     tf = parse_hcl(to_terraform(defn(every_setting())))
     imports = {i["to"].strip("${}"): i["id"] for i in tf["import"]}
