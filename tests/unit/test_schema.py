@@ -465,6 +465,21 @@ def test_terraform_has_the_documented_attributes_and_blocks() -> None:
     assert {next(iter(c)) for c in ci} == {"orders", "orders_bygroup"}
 
 
+def test_terraform_names_contributor_insights_of_look_alike_indexes_apart() -> None:
+    # by.email, by_email and By_Email are three indexes, and one Terraform name unless told apart.
+    spec = every_setting()
+    g = spec["GlobalSecondaryIndexes"][0]
+    spec["GlobalSecondaryIndexes"] = [dict(copy.deepcopy(g), IndexName=n) for n in ("by.email", "by_email", "By_Email")]
+    tf = parse_hcl(to_terraform(defn(spec)))
+    ci = [next(iter(r["aws_dynamodb_contributor_insights"].items())) for r in tf["resource"]
+          if "aws_dynamodb_contributor_insights" in r]
+    labels = [label for label, _ in ci]
+    assert len(set(labels)) == len(labels) == 4, labels
+    assert sorted(body.get("index_name", "") for _, body in ci) == ["", "By_Email", "by.email", "by_email"]
+    imports = sorted(i["to"].strip("${}") for i in tf["import"] if "contributor_insights" in i["to"])
+    assert imports == sorted(f"aws_dynamodb_contributor_insights.{label}" for label in labels)
+
+
 def test_terraform_provisioned_capacity() -> None:
     spec = every_setting()
     spec.update(BillingMode="PROVISIONED", ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 6})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import yaml
 
@@ -275,10 +275,18 @@ def to_terraform(definition: TableDefinition) -> str:
                   r.text()]
     insights = [(None, p.get("ContributorInsightsSpecification"))] + \
         [(g["IndexName"], g.get("ContributorInsightsSpecification")) for g in p.get("GlobalSecondaryIndexes") or []]
+    labels: Set[str] = set()
     for index, ci in insights:
         if not ci:
             continue
-        label = rn if index is None else f"{rn}_{tf_name(index)}"
+        label = base = rn if index is None else f"{rn}_{tf_name(index)}"
+        # Index names that differ only in case or in "." / "_" make one resource name: Terraform
+        # refuses a name declared twice, so the later ones are numbered.
+        n = 1
+        while label in labels:
+            n += 1
+            label = f"{base}_{n}"
+        labels.add(label)
         r = _Block(f'resource "aws_dynamodb_contributor_insights" "{label}"')
         r.lines.append(f"  table_name = {ref}.name")
         if index:
