@@ -172,6 +172,11 @@ def test_a_prefix_of_full_and_incremental_exports_is_applied_in_time_order(endpo
     assert [e["export_id"] for e in rep.extra["exports"]] == ["01793772000000-aaaaaaaa", "01793775600000-bbbbbbbb",
                                                              "01793779200000-cccccccc"]
     assert rep.balanced() and rep.counters["deleted"] == 1 and rep.exit_code == 0  # new1: created, then deleted
+    # The AWSDynamoDB/ folder itself is the same chain, not a folder of plain files.
+    dst2 = create_table(endpoint)
+    rep = import_files(str(tmp_path / "p" / "AWSDynamoDB") + "/", ref(endpoint, dst2), OFF)
+    assert as_set(scan_all(endpoint, dst2)) == as_set(expected.values())
+    assert rep.extra["source_kind"] == "incremental" and len(rep.extra["exports"]) == 3
 
 
 def test_exports_that_cannot_be_chained_are_named_and_asked(endpoint: str, tmp_path: Path) -> None:
@@ -188,6 +193,9 @@ def test_exports_that_cannot_be_chained_are_named_and_asked(endpoint: str, tmp_p
     write_export(two, "01793772000001-dddddddd", [jl([{"Item": i} for i in items(2)])])
     with pytest.raises(UsageError, match="holds 2 exports"):
         import_files(str(two), ref(endpoint, dst), OFF)
+    # Named by their AWSDynamoDB/ folder: asked the same, never both read unchecked in no order.
+    with pytest.raises(UsageError, match="holds 2 exports"):
+        import_files(str(two / "AWSDynamoDB"), ref(endpoint, dst), OFF)
     assert scan_all(endpoint, dst) == []
 
 

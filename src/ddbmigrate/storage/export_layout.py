@@ -131,9 +131,11 @@ def _names_itself(source: str, storage: Storage) -> bool:
 
 
 def _confine_root(source: str, plan: Plan) -> str:
-    parent, _, _ = source.rstrip("/").rpartition("/")
+    parent, _, base = source.rstrip("/").rpartition("/")
     if plan.kind in ("export", "incremental") and parent.rsplit("/", 1)[-1] == "AWSDynamoDB":
         return parent.rpartition("/")[0]
+    if plan.kind in ("export", "incremental") and base == "AWSDynamoDB":
+        return parent  # (read as the prefix that holds it)
     return source
 
 
@@ -171,6 +173,12 @@ def _discover_folder(folder: str, storage: Storage, any_name: bool = False, tabl
     names = {storage.relative(folder, p): s for p, s in listing}
     if "manifest-summary.json" in names or "_started" in names:
         return _export_plan(folder, storage, names)
+    # The AWSDynamoDB/ folder itself is read as the prefix that holds it: read as a folder of
+    # files, it skipped every manifest check and mixed the items of all its exports, in no order.
+    parent, _, base = folder.rstrip("/").rpartition("/")
+    if base == "AWSDynamoDB" and any(n.count("/") == 1 and n.endswith(("/manifest-summary.json", "/_started"))
+                                     for n in names):
+        folder, names = parent, {"AWSDynamoDB/" + n: s for n, s in names.items()}
     # Every folder under AWSDynamoDB/ but the incremental exports' shared data/ is an export (one
     # without manifest-summary.json is torn, and refused as such).
     exports = sorted({n.split("/")[1] for n in names if n.startswith("AWSDynamoDB/") and n.count("/") >= 2}
