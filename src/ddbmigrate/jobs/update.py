@@ -21,7 +21,7 @@ import orjson
 from ..aws.capacity import capacity_limit, declared_write_capacity, page_limit
 from ..aws.client import DynamoClient
 from ..config import RunOptions, TableRef
-from ..core.items import KeySchema, WireItem
+from ..core.items import MAX_ITEM_BYTES, KeySchema, WireItem, oversize
 from ..core.specs import ProcessingSpec, TransformRef
 from ..core.transform import Transform, TransformContext, as_transform
 from ..engine.job import Job
@@ -116,11 +116,13 @@ def update_table(
 def check_sample(name: str, desc: Dict[str, Any], keys: KeySchema, sample: List[WireItem], tf: Transform,
                  context: TransformContext) -> None:
     """Raise UsageError (exit 2) when no sampled item's update could be written: the transform
-    fans out or changes the key, or its outputs do not fit the table's or an index's key types.
+    fans out or changes the key, or its outputs do not fit the table's or an index's key types or
+    are over 400 KB.
     A few odd items are the dead-letter file's business; a sample with no good one means the
     whole table would be dead letters. The transform runs once on each sampled item here."""
     outputs: List[WireItem] = []
     shape: List[str] = []
+    large: List[str] = []
     for item in sample:
         try:
             outs = tf(item, context)
@@ -134,12 +136,19 @@ def check_sample(name: str, desc: Dict[str, Any], keys: KeySchema, sample: List[
         elif keys.problem(outs[0]) or keys.key(outs[0]) != keys.key(item):
             got = orjson.dumps(keys.project_or_none(outs[0])).decode()
             shape.append(f"changed the key of the item {where} to {got}")
+        elif (size := oversize(outs[0], len(orjson.dumps(outs[0])))) is not None:
+            large.append(f"the item {where} would be {size} bytes")
         else:
             outputs.append(outs[0])
     if shape and not outputs:
         raise UsageError(f"--transform {tf.name}: an update transform returns one item with the same key (or None "
                          f"to leave it as it is), but on a sample of {len(sample)} items it {shape[0]}; nothing was "
                          "written", table=name, code="KeyChanged")
+    if large and not outputs:
+        # Each would be a dead letter: the whole table read and dead-lettered, exit 3.
+        raise UsageError(f"--transform {tf.name}: on a sample of {len(sample)} items, every item it returns is over "
+                         f"DynamoDB's item size limit of {MAX_ITEM_BYTES} bytes ({large[0]}); nothing was written",
+                         table=name, code="ItemTooLarge")
     n, bad, found = sample_problems(outputs, desc)
     if n and bad == n:
         first = found[0].replace("source items", "transformed items")
