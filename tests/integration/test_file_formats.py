@@ -487,6 +487,32 @@ def test_data_pipeline_export(endpoint: str, moto_s3: str, tmp_path: Path) -> No
         import_files(str(folder), ref(endpoint, dst), OFF)
 
 
+def test_data_pipeline_dead_letters_replay_as_the_items_they_are(endpoint: str, tmp_path: Path) -> None:
+    folder = tmp_path / "dp"
+    folder.mkdir()
+    name = "5d2bf1ba-829e-402f-a9a4-2849b974be01"
+    (folder / name).write_bytes(jl([{"pk": {"s": "a"}, "tags": {"sS": []}}, {"pk": {"s": "b"}, "n": {"n": "1"}},
+                                    {"pk": {"s": "c"}, "m": {"m": {"bin": {"b": "!!"}}}}]))
+    (folder / "manifest").write_bytes(dumps({"name": "DynamoDB-export", "version": 3, "entries": [
+        {"url": f"s3://bucket/backups/{name}", "mandatory": True}]}))
+    dst = create_table(endpoint)
+    dl = tmp_path / "dl.jsonl"
+    rep = import_files(str(folder), ref(endpoint, dst), RunOptions(progress="off", dead_letter=str(dl)))
+    assert rep.exit_code == 3 and as_set(scan_all(endpoint, dst)) == as_set([{"pk": {"S": "b"}, "n": {"N": "1"}}])
+    # Fixed where the dead letters keep them, and replayed: the items they are, never Data
+    # Pipeline's {"s": ...} read as a map.
+    records = [json.loads(ln) for ln in dl.read_text().splitlines()]
+    assert [r["origin"] for r in records] == [f"{name}:1", f"{name}:3"]
+    for r in records:
+        r["raw"] = r["raw"].replace("[]", '["x"]').replace('"!!"', '"AA=="')
+    (tmp_path / "fixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    rep = import_files(str(tmp_path / "fixed.jsonl"), ref(endpoint, dst), OFF)
+    assert rep.exit_code == 0
+    assert as_set(scan_all(endpoint, dst)) == as_set([
+        {"pk": {"S": "a"}, "tags": {"SS": ["x"]}}, {"pk": {"S": "b"}, "n": {"N": "1"}},
+        {"pk": {"S": "c"}, "m": {"M": {"bin": {"B": "AA=="}}}}])
+
+
 # --------------------------------------------------------------------------- detection and errors
 
 

@@ -32,7 +32,8 @@ SCAN_KEYS = frozenset(("Items", "Count", "ScannedCount", "LastEvaluatedKey", "Co
 
 class RecordProblem(ValueError):
     """A record that does not convert; the message is the dead-letter reason. ``item``: the
-    record as far as it converted (a CSV row's typed attributes), for its dead letter."""
+    record as far as it converted (a CSV row's typed attributes, a Data Pipeline line's item), for its
+    dead letter."""
 
     def __init__(self, message: str, item: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(message)
@@ -84,7 +85,7 @@ def from_data_pipeline(obj: Any) -> WireItem:
     item = {str(k): _dp_value(v, str(k)) for k, v in obj.items()}
     p = item_problem(item)
     if p:
-        raise RecordProblem(p)
+        raise RecordProblem(p, item)
     return item
 
 

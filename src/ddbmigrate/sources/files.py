@@ -296,6 +296,8 @@ class FileSource(SourceBase):
                     else:
                         syntax_failed += reason is not None and reason.startswith(SYNTAX_REASONS)
                         raw = line if other is not ion.parse_item_line or line.startswith(ion.IVM) else ion.IVM + b" " + line
+                        if other is _data_pipeline_line:
+                            raw = _data_pipeline_reject_raw(text)
                         # The whole line, so that a replay of the dead letter reads it again (an
                         # Ion line marked as Ion).
                         chunk.rejects.append((raw_text(raw), reason or "invalid", origin))
@@ -661,6 +663,22 @@ def _data_pipeline_line(line: bytes) -> Tuple[Optional[Any], Optional[str]]:
         return None, f"invalid JSON: {e}"
     except RecordProblem as e:
         return None, str(e)
+
+
+def _data_pipeline_reject_raw(line: bytes) -> bytes:
+    """A rejected Data Pipeline line as its dead letter keeps it: the DynamoDB-JSON item it made,
+    when its names converted (a replay reads its raw line as DynamoDB JSON or plain JSON, where
+    ``{"s": ...}`` is a map); else the line as it was."""
+    try:
+        obj = orjson.loads(line)
+        if duplicate_name(line, obj) is None:
+            from_data_pipeline(obj)
+    except RecordProblem as e:
+        if e.item is not None:
+            return orjson.dumps(e.item)
+    except orjson.JSONDecodeError:
+        pass
+    return line
 
 
 def _problem(e: BaseException, line: Optional[int]) -> Tuple[str, Optional[int]]:
