@@ -493,6 +493,24 @@ def test_terraform_provisioned_capacity() -> None:
     assert (g["read_capacity"], g["write_capacity"]) == (3, 2)
 
 
+def test_terraform_keeps_a_global_tables_replicas() -> None:
+    # The provider reads replicas into `replica`: an export without it planned them away, and
+    # `terraform apply` deleted the replica tables.
+    desc = {"TableName": "Orders", "TableArn": ARN, "DeletionProtectionEnabled": False,
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+            "Replicas": [{"RegionName": "us-west-2"}, {"RegionName": "ap-south-1"}]}
+    text = to_terraform(from_aws(desc))
+    t = [r["aws_dynamodb_table"] for r in parse_hcl(text)["resource"] if "aws_dynamodb_table" in r][0]["orders"]
+    assert "replica" not in t
+    assert t["lifecycle"][0]["ignore_changes"] == ["replica"]
+    assert "# Global table replicas (us-west-2, ap-south-1) are not exported" in text
+    desc.pop("Replicas")
+    assert "ignore_changes" not in parse_hcl(to_terraform(from_aws(desc)))["resource"][0]["aws_dynamodb_table"][
+        "orders"]["lifecycle"][0]
+
+
 def test_cdk_snippet_carries_every_setting() -> None:
     ts = to_cdk(defn(every_setting()))
     for needle in (

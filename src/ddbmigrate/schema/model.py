@@ -68,7 +68,8 @@ class TableDefinition:
     ``unread`` maps a setting to why it could not be read (the endpoint does not support the
     call, access denied): such a setting is neither copied nor compared, and says so.
     ``notes`` are things seen that a definition cannot carry (global table replicas, ``aws:``
-    tags). ``arn`` is the table's ARN when it was read from a table.
+    tags). ``arn`` is the table's ARN when it was read from a table; ``replicas`` the regions of
+    its global table replicas.
     """
 
     props: Dict[str, Any]
@@ -76,6 +77,7 @@ class TableDefinition:
     notes: List[str] = field(default_factory=list)
     arn: Optional[str] = None
     label: str = ""
+    replicas: List[str] = field(default_factory=list)
 
     @property
     def name(self) -> Optional[str]:
@@ -330,11 +332,11 @@ def from_aws(
         if reserved:
             notes.append(f"tags reserved by AWS left out: {', '.join(sorted(reserved))}")
         props["Tags"] = [t for t in tags if not str(t["Key"]).startswith("aws:")]
-    replicas = [r.get("RegionName") for r in desc.get("Replicas") or []]
+    replicas = [str(r.get("RegionName")) for r in desc.get("Replicas") or []]
     if replicas:
-        notes.append(f"global table replicas ({', '.join(str(r) for r in replicas)}) are not part of the definition")
+        notes.append(f"global table replicas ({', '.join(replicas)}) are not part of the definition")
     return TableDefinition(props=normalize(props), unread=unread, notes=notes,
-                           arn=desc.get("TableArn"), label=f"table {desc['TableName']}")
+                           arn=desc.get("TableArn"), label=f"table {desc['TableName']}", replicas=replicas)
 
 
 def create_request(props: Dict[str, Any]) -> Dict[str, Any]:

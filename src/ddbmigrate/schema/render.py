@@ -259,6 +259,10 @@ def to_terraform(definition: TableDefinition) -> str:
     # A migrated table holds data: refuse a plan that would destroy (or replace) it.
     life = t.block("lifecycle").attr("prevent_destroy", True)
     ignored = [a for setting, args in _TF_TABLE_ARGS.items() if setting in unread for a in args]
+    if definition.replicas:
+        # The provider reads a global table's replicas into `replica`: left out, they would be
+        # planned away, and applying that deletes the replica tables.
+        ignored.append("replica")
     if ignored:
         # Bare attribute names: ignore_changes takes references, not strings.
         life.lines.append(("  " * life.indent) + f"ignore_changes = [{', '.join(ignored)}]")
@@ -309,6 +313,9 @@ def to_terraform(definition: TableDefinition) -> str:
     head = f"# DynamoDB table {name}, exported by ddbmigrate: `terraform plan` adopts it through the import blocks.\n"
     head += _unread_comments(definition, "#", "left out, so Terraform keeps the table's own values",
                              {s: f"(lifecycle ignore_changes: {', '.join(a)})" for s, a in _TF_TABLE_ARGS.items()})
+    if definition.replicas:
+        head += (f"# Global table replicas ({', '.join(definition.replicas)}) are not exported: "
+                 "lifecycle ignore_changes: replica keeps them.\n")
     need = _provider_needs(p)
     if need:
         version, why = need
