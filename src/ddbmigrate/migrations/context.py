@@ -214,6 +214,10 @@ class MigrationContext:
                           "seconds": report.duration_seconds, "checkpoint": report.checkpoint_path})
             if report.dead_lettered:
                 entry["dead_letters"] = report.dead_letter_path
+            if report.extra.get("unsettled"):
+                # A stopped step's writes past its checkpoint are in the table too (its counters
+                # cover the checkpoint only): the record says so, as the report does.
+                entry["unsettled"] = dict(report.extra["unsettled"])
         if error is not None:
             entry["error"] = error.one_line() if isinstance(error, DdbMigrateError) \
                 else f"{type(error).__name__}: {error}"
