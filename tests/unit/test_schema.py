@@ -694,6 +694,24 @@ def test_schema_export_converts_a_spec_file(tmp_path: Path) -> None:
     assert r.exit_code == 0 and json.loads(r.stdout)["equal"] is True
 
 
+@pytest.mark.parametrize("fmt", ["spec", "cloudformation", "terraform", "cdk"])
+def test_schema_export_of_a_spec_without_table_name_is_refused(tmp_path: Path, fmt: str) -> None:
+    # It was exported as a table named "unnamed": an import block, resource import or create of that table.
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    spec = every_setting()
+    spec.pop("TableName")
+    path = tmp_path / "orders.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    r = CliRunner().invoke(main, ["schema", "export", str(path), "--as", fmt])
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    assert r.stderr.strip() == f"error: table spec {path}: TableName is required to export it"
+    r = CliRunner().invoke(main, ["schema", "diff", str(path), str(path), "--json"])  # names are not compared
+    assert r.exit_code == 0 and json.loads(r.stdout)["equal"] is True
+
+
 def test_policies_that_differ_only_by_their_own_table_and_account_are_equal() -> None:
     def table(arn: str, action: str) -> TableDefinition:
         acct = arn.split(":")[4]

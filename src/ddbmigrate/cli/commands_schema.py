@@ -104,7 +104,21 @@ def schema_export_cmd(kw: Dict[str, Any]) -> int:
     from ..schema.read import definition_of
     from ..schema.render import export_notes, render
 
-    definition = definition_of(_side(kw["table"], kw, ""))
+    side = _side(kw["table"], kw, "")
+    if isinstance(side, str):
+        from ..aws.tables import load_spec
+        from ..errors import UsageError
+        from ..schema.spec import definition_from_spec
+
+        spec = load_spec(side)
+        props = spec.get("Properties", spec)
+        if isinstance(props, dict) and not props.get("TableName"):
+            # Every format names the table (Terraform's import block, CloudFormation's resource
+            # import): under a made-up name, the output would adopt or create another table.
+            raise UsageError(f"table spec {side}: TableName is required to export it")
+        definition = definition_from_spec(spec, path=side)
+    else:
+        definition = definition_of(side)
     text = render(definition, kw["fmt"])
     if kw.get("output"):
         from ..state.checkpoint import atomic_write
