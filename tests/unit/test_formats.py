@@ -56,6 +56,10 @@ def test_ion_aws_documented_lines() -> None:
     assert rec == {"Metadata": {"WriteTimestampMicros": {"N": "1680109764000000"}}, "Keys": {"PK": {"S": "a"}},
                    "NewImage": {"PK": {"S": "a"}, "n": {"NS": ["3"]}},
                    "OldImage": {"PK": {"S": "a"}, "n": {"NS": ["1", "2.50"]}}}
+    # A null image is no image, as in the DYNAMODB_JSON twin ("OldImage": null): a delete stays one.
+    rec = ion.parse_change_line(b'$ion_1_0 {Metadata:{WriteTimestampMicros:1},Keys:{PK:"a"},NewImage:null.struct,'
+                                b'OldImage:null}')
+    assert rec == {"Metadata": {"WriteTimestampMicros": {"N": "1"}}, "Keys": {"PK": {"S": "a"}}}
     assert ion.parse_item_line(b"{Item:{a:1}} {Item:{b:2}}")[1] == "expected one Ion value on the line, found 2"
     assert (ion.parse_item_line(b'{Item:{a:"x"')[1] or "").startswith("invalid Ion")
 

@@ -90,7 +90,7 @@ def _blob(v: Any, path: str) -> str:
 def to_wire_value(v: Any, path: str = "item") -> Dict[str, Any]:
     """One Ion value -> one DynamoDB wire value (see the module docstring's mapping)."""
     ion_type = getattr(v, "ion_type", None)
-    if v is None or ion_type is IonType.NULL or type(v).__name__ == "IonPyNull":
+    if _is_null(v):
         return {"NULL": True}
     st = _annotation(v)
     if st is not None:
@@ -118,6 +118,11 @@ def to_wire_value(v: Any, path: str = "item") -> Dict[str, Any]:
     if ion_type is IonType.TIMESTAMP:
         return {"S": _timestamp_text(v)}
     raise IonProblem(f"{path}: Ion {ion_type or type(v).__name__} has no DynamoDB type")
+
+
+def _is_null(v: Any) -> bool:
+    """Any Ion null, typed ones (``null.struct``) included."""
+    return v is None or getattr(v, "ion_type", None) is IonType.NULL or type(v).__name__ == "IonPyNull"
 
 
 def _timestamp_text(v: Any) -> str:
@@ -185,7 +190,8 @@ def parse_change_line(line: bytes) -> Dict[str, Any]:
     if isinstance(meta, Mapping) and "WriteTimestampMicros" in meta:
         out["Metadata"] = {"WriteTimestampMicros": {"N": _number(meta["WriteTimestampMicros"], "Metadata")}}
     for name in ("Keys", "NewImage", "OldImage"):
-        if v.get(name) is not None:
+        # A null image is no image, as ``"OldImage": null`` is in the record's DYNAMODB_JSON twin.
+        if not _is_null(v.get(name)):
             out[name] = to_wire_item(v[name], name)
     return out
 
