@@ -4,15 +4,25 @@ new holder's stands), a migration numbered below an applied one is refused unles
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import pytest
-from support import one_error_line, one_usage_line, unique
+from support import create_table, one_error_line, one_usage_line, put_items, scan_all, unique
 
-from ddbmigrate import TableRef
+from ddbmigrate import RunOptions, TableRef
 from ddbmigrate.errors import EXIT_INTERRUPTED, EXIT_RETRIABLE, UsageError
-from ddbmigrate.migrations import AwsSettings, History, LockHeldError, LockLostError, history_records, status, up
+from ddbmigrate.migrations import (
+    AwsSettings,
+    History,
+    LockHeldError,
+    LockLostError,
+    down,
+    history_records,
+    status,
+    up,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -248,3 +258,57 @@ def test_down_refuses_when_a_migration_to_revert_has_no_file(endpoint: str, tmp_
     (tmp_path / "0003_m.py").rename(d / "0003_m.py")
     assert cli("migrations", "down", *common, "--to", "1").exit_code == 0
     assert log.read_text().split() == ["0003", "0002"]
+
+
+PRICES = '''"""Raise every price by 100; the downgrade lowers it again (neither is idempotent)."""
+MARKER = {marker!r}
+
+
+def plus(item):
+    return dict(item, price=item["price"] + 100)
+
+
+def minus(item):
+    return dict(item, price=item["price"] - 100)
+
+
+def upgrade(ctx):
+    ctx.update({table!r}, plus)
+
+
+def downgrade(ctx):
+    ctx.update({table!r}, minus)
+    open(MARKER, "w").close()  # from here on the runner's clock is past its lease
+'''
+
+
+def test_a_downgrade_whose_reverted_record_was_not_written_is_not_run_twice(endpoint: str,
+                                                                          tmp_path: Path) -> None:
+    # The downgrade's step checkpoints were deleted before "reverted" was recorded: a runner that
+    # lost the lock there (or died) left the migration "applied" with no trace of the finished
+    # downgrade, and the next `down` lowered every price a second time.
+    table = create_table(endpoint)
+    put_items(endpoint, table, [{"pk": {"S": f"k{i}"}, "price": {"N": "1000"}} for i in range(6)])
+    d, marker, hist, state = tmp_path / "migrations", tmp_path / "late", unique("hist"), str(tmp_path / "state")
+    d.mkdir()
+    (d / "0001_prices.py").write_text(PRICES.format(marker=str(marker), table=table))
+    s = AwsSettings(region="us-east-1", endpoint_url=endpoint)
+    kw: Dict[str, Any] = {"history_table": hist, "state_dir": state, "confirm": YES,
+                          "options": RunOptions(progress="off")}
+    assert up(str(d), s, **kw).done == ["0001_prices"]
+    late = History(TableRef(hist, region="us-east-1", endpoint_url=endpoint),
+                   clock=lambda: time.time() + (1000 if marker.exists() else 0))
+    try:
+        with pytest.raises(LockLostError):
+            down(str(d), s, to="0", history=late, lease=60, **kw)
+    finally:
+        late.close()
+    prices = lambda: sorted(it["price"]["N"] for it in scan_all(endpoint, table))
+    assert prices() == ["1000"] * 6
+    assert [x.state for x in status(str(d), s, history_table=hist)] == ["applied"]
+    assert down(str(d), s, to="0", **kw).done == ["0001_prices"]  # recorded now; its step is a no-op
+    assert prices() == ["1000"] * 6
+    assert [x.state for x in status(str(d), s, history_table=hist)] == ["reverted"]
+    assert up(str(d), s, **kw).done == ["0001_prices"]  # applied afresh: the downgrade's state is gone
+    assert down(str(d), s, to="0", **kw).done == ["0001_prices"]
+    assert prices() == ["1000"] * 6

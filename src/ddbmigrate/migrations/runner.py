@@ -357,6 +357,7 @@ def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow
                 prev = recs.get(m.id)
                 if (prev or {}).get("state") not in ("failed", "running"):
                     _fresh_state(state_dir, m.id)  # applied afresh: no step checkpoint of an earlier life
+                    _fresh_state(state_dir, f"{m.id}.down")  # (nor of a downgrade recorded but not cleaned)
                 rec = _write(m, "before it started",
                              lambda: h.start(m.id, m.checksum, m.description, prev, lock=lock))
                 ctx = MigrationContext(m.id, settings, state_dir=state_dir, options=options, confirm=confirm)
@@ -433,9 +434,11 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
                     if err is e:
                         raise
                     raise err from None
-                _fresh_state(state_dir, down_id)
                 _write(m, "while it was reverted (its downgrade returned)",
                        lambda: h.finish(rec, "reverted", ctx.summary, lock=lock))
+                # Only once "reverted" is recorded: not recorded (the lock lost, a crash), the next
+                # `down` must find the finished steps done, not run the downgrade a second time.
+                _fresh_state(state_dir, down_id)
                 done.append(m.id)
             return RunResult("down", done=done, status=_status(migs, h.records()),
                              message=f"reverted {len(done)} migration(s)")
