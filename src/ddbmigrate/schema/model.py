@@ -286,6 +286,11 @@ def from_aws(
     props["WarmThroughput"] = desc.get("WarmThroughput")
     gsis = []
     for g in desc.get("GlobalSecondaryIndexes") or []:
+        if g.get("IndexStatus") == "DELETING":
+            # On its way out: a clone would get an index the source no longer has, and an adopted
+            # definition would re-create it once the deletion ends.
+            notes.append(f"index {g['IndexName']} is being deleted: left out of the definition")
+            continue
         gsis.append({"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g.get("Projection"),
                      "ProvisionedThroughput": g.get("ProvisionedThroughput"),
                      "OnDemandThroughput": g.get("OnDemandThroughput"), "WarmThroughput": g.get("WarmThroughput"),
