@@ -291,3 +291,28 @@ def test_an_ion_marker_on_its_own_line_is_no_record(tmp_path: Path) -> None:
     src = FileSource(LocalStorage(), Plan("files", str(tmp_path), [FileEntry(str(p), p.name, fmt="ion", item_count=2)]))
     chunks = list(src.read(p.name, None, threading.Event()))
     assert [it for c in chunks for it in c.items] == items and src.failures() == []
+
+
+def test_a_huge_manifest_is_refused_without_being_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddbmigrate.errors import FatalError
+    from ddbmigrate.storage import export_layout
+    from ddbmigrate.storage.export_layout import discover
+
+    monkeypatch.setattr(export_layout, "MANIFEST_LIMIT", 4096)
+    root = tmp_path / "exp" / "AWSDynamoDB" / "01700000000000-aaaaaaaa"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "a.json.gz").write_bytes(gzip.compress(b""))
+    (root / "manifest-files.json").write_bytes(json.dumps({
+        "itemCount": 0, "dataFileS3Key": "AWSDynamoDB/01700000000000-aaaaaaaa/data/a.json.gz"}).encode() + b"\n")
+    summary = json.dumps({"itemCount": 0, "outputFormat": "DYNAMODB_JSON"}).encode()
+    (root / "manifest-summary.json").write_bytes(summary)
+    assert len(discover(str(tmp_path / "exp"), LocalStorage()).files) == 1
+    (root / "manifest-summary.json").write_bytes(b" " * 5000 + summary)  # (valid JSON, over the limit)
+    with pytest.raises(FatalError, match="manifest-summary.json is over 4,096 bytes") as e:
+        discover(str(tmp_path / "exp"), LocalStorage())
+    assert e.value.code == "ManifestTooLarge"
+    # A data file named "manifest" that big is no Data Pipeline manifest: the folder's files are read.
+    (tmp_path / "dp").mkdir()
+    (tmp_path / "dp" / "manifest").write_bytes(b" " * 5000)
+    (tmp_path / "dp" / "a.json").write_bytes(b'{"pk": {"S": "a"}}\n')
+    assert [f.unit for f in discover(str(tmp_path / "dp"), LocalStorage()).files] == ["a.json"]

@@ -46,6 +46,8 @@ DATA_SUFFIXES = tuple(s + c for s in _STEMS for c in ("", ".gz", ".zst", ".zstd"
 # Files of the layouts that are never data.
 NOT_DATA = ("manifest", "manifest-summary.json", "manifest-files.json", "_started", "_SUCCESS", "schema.json")
 OUTPUT_FORMATS = {"DYNAMODB_JSON": "dynamodb-json", "ION": "ion", "JSON": "json"}
+# The largest real one, an export's manifest-files.json, takes about 250 bytes per data file.
+MANIFEST_LIMIT = 64 * 1024 * 1024
 
 
 class FileProblem(Exception):
@@ -267,7 +269,9 @@ def _chain(folder: str, plans: List[Plan]) -> Plan:
 
 
 def _data_pipeline_plan(folder: str, storage: Storage, names: Dict[str, int]) -> Optional[Plan]:
-    raw = storage.read_bytes(storage.join(folder, "manifest"))
+    if names["manifest"] > MANIFEST_LIMIT:
+        return None  # (no Data Pipeline manifest is that big: a data file of that name)
+    raw = _read_manifest(storage, storage.join(folder, "manifest"))
     try:
         manifest = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -307,7 +311,7 @@ def _dynamodump_plan(folder: str, storage: Storage, names: Dict[str, int], table
                              "name one: SOURCE/<table>")
         sub = tables[0] + "/"
     try:
-        desc = orjson.loads(storage.read_bytes(storage.join(folder, sub + "schema.json")))
+        desc = orjson.loads(_read_manifest(storage, storage.join(folder, sub + "schema.json")))
     except orjson.JSONDecodeError as e:
         raise FatalError(f"{sub}schema.json is not JSON: {e}", file=folder) from None
     schema = desc.get("Table", desc) if isinstance(desc, dict) else None
@@ -317,11 +321,29 @@ def _dynamodump_plan(folder: str, storage: Storage, names: Dict[str, int], table
     return Plan("dynamodump", root, files, {}, schema=schema if isinstance(schema, dict) else None)
 
 
+def _read_manifest(storage: Storage, path: str) -> bytes:
+    """A layout's own file (a manifest, a checksum, schema.json), read whole: never more than
+    MANIFEST_LIMIT bytes of it, so a huge one (no real manifest is) cannot fill the memory."""
+    parts: List[bytes] = []
+    n = 0
+    with storage.open_read(path) as fh:
+        while n <= MANIFEST_LIMIT:  # (a read of a network stream may return less than asked)
+            part = fh.read(min(1 << 20, MANIFEST_LIMIT + 1 - n))
+            if not part:
+                break
+            parts.append(part)
+            n += len(part)
+    if n > MANIFEST_LIMIT:
+        raise FatalError(f"{path.rsplit('/', 1)[-1]} is over {MANIFEST_LIMIT:,} bytes, more than any manifest "
+                         "holds: not read", file=path, code="ManifestTooLarge")
+    return b"".join(parts)
+
+
 def _verify_checksum(storage: Storage, root: str, names: Dict[str, int], name: str, data: bytes) -> None:
     stem = name[: -len(".json")]
     for ext in (".md5", ".checksum"):
         if stem + ext in names:
-            expected = storage.read_bytes(storage.join(root, stem + ext)).decode("ascii", "replace").strip()
+            expected = _read_manifest(storage, storage.join(root, stem + ext)).decode("ascii", "replace").strip()
             if not checksum_matches(expected, data):
                 raise FatalError(f"{name} does not match its {stem + ext} (manifest corrupt or changed)",
                                  file=storage.join(root, name), code="ChecksumMismatch")
@@ -345,7 +367,7 @@ def _export_plan(root: str, storage: Storage, names: Dict[str, int],
         raise FatalError(f"{root} is an unfinished export: it has no manifest-summary.json (the export was "
                          "interrupted; resume it, or import its data/ folder knowingly)",
                          file=root, code="TornExport")
-    raw_summary = storage.read_bytes(storage.join(root, "manifest-summary.json"))
+    raw_summary = _read_manifest(storage, storage.join(root, "manifest-summary.json"))
     _verify_checksum(storage, root, names, "manifest-summary.json", raw_summary)
     try:
         summary = orjson.loads(raw_summary)
@@ -355,7 +377,7 @@ def _export_plan(root: str, storage: Storage, names: Dict[str, int],
         raise FatalError(f"manifest-summary.json is not a JSON object (found {type(summary).__name__})", file=root)
     if "manifest-files.json" not in names:
         raise FatalError("manifest-files.json is missing", file=root, code="TornExport")
-    raw_files = storage.read_bytes(storage.join(root, "manifest-files.json"))
+    raw_files = _read_manifest(storage, storage.join(root, "manifest-files.json"))
     _verify_checksum(storage, root, names, "manifest-files.json", raw_files)
     out_fmt = summary.get("outputFormat", "DYNAMODB_JSON")
     if out_fmt not in OUTPUT_FORMATS:
