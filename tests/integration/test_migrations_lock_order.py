@@ -312,3 +312,21 @@ def test_a_downgrade_whose_reverted_record_was_not_written_is_not_run_twice(endp
     assert up(str(d), s, **kw).done == ["0001_prices"]  # applied afresh: the downgrade's state is gone
     assert down(str(d), s, to="0", **kw).done == ["0001_prices"]
     assert prices() == ["1000"] * 6
+
+
+@pytest.mark.parametrize("key", [("pk", "S"), ("id", "S")], ids=["other-key", "data-table-keyed-id"])
+def test_a_history_table_that_is_a_data_table_is_one_line(endpoint: str, tmp_path: Path, key: Tuple[str, str]) -> None:
+    # --history-table naming a data table: keyed otherwise it was a raw ValidationException (up)
+    # or "internal error: KeyError" (status); keyed id, its items were listed as migrations.
+    table = create_table(endpoint, hash_key=key)
+    items = [{key[0]: {"S": "user-1"}, "name": {"S": "Ada"}}]
+    put_items(endpoint, table, items)
+    d = tmp_path / "migrations"
+    d.mkdir()
+    mig(d, "0001", tmp_path / "ran.log")
+    where = ["--dir", str(d), "--history-table", table, "--state-dir", str(tmp_path / "state"),
+             "--endpoint-url", endpoint, "--region", "us-east-1"]
+    for command in (["up", "--yes"], ["status"], ["history"], ["verify"], ["down", "--to", "0", "--yes"]):
+        one_usage_line(cli("migrations", *command, *where), f"table {table} is not a migrations history table")
+    assert not (tmp_path / "ran.log").exists()
+    assert scan_all(endpoint, table) == items

@@ -36,7 +36,7 @@ from ..aws.client import DynamoClient
 from ..aws.errors import error_code
 from ..aws.tables import create_table, wait_active
 from ..config import TableRef
-from ..errors import AwsError, RetriableError, SchemaError, TableNotFoundError
+from ..errors import AwsError, RetriableError, SchemaError, TableNotFoundError, UsageError
 from ..reporting.report import utcnow
 
 log = logging.getLogger("ddbmigrate.migrations")
@@ -87,12 +87,27 @@ class History:
     # ------------------------------------------------------------------ the table
 
     def exists(self) -> bool:
-        return self.client.table_exists(self.table)
+        try:
+            self._check_key(self.client.describe_table(self.table))
+            return True
+        except TableNotFoundError:
+            return False
+
+    def _check_key(self, desc: Dict[str, Any]) -> None:
+        """Refuse a table that is not keyed as a history table (``--history-table`` naming a data
+        table): the lock item and records would be refused one by one, or mixed with its items."""
+        types = {a.get("AttributeName"): a.get("AttributeType") for a in desc.get("AttributeDefinitions") or []}
+        key = [(k.get("AttributeName"), k.get("KeyType")) for k in desc.get("KeySchema") or []]
+        if key != [("id", "HASH")] or types.get("id") != "S":
+            have = ", ".join(f"{n} ({types.get(n, '?')}, {t.lower()})" for n, t in key) or "unknown"
+            raise UsageError(f"table {self.table} is not a migrations history table: its key is {have}, not id "
+                             "(S, hash); give --history-table the name of a history table, or of a table to create")
 
     def ensure(self) -> None:
         """Create the history table on first use (two runners creating it at once is fine)."""
         try:
             desc = self.client.describe_table(self.table)
+            self._check_key(desc)
             if desc.get("TableStatus") != "ACTIVE":
                 wait_active(self.client, self.table)
             return
@@ -122,6 +137,10 @@ class History:
             for raw in page.get("Items", []):
                 rec = {k: _native(des.deserialize(v)) for k, v in raw.items()}
                 if rec.get("id") != LOCK_ID:
+                    if "state" not in rec:  # a data table keyed id: its items are no migrations
+                        raise UsageError(f"table {self.table} is not a migrations history table: its item "
+                                         f"{str(rec.get('id'))[:80]!r} is no migration record; give --history-table "
+                                         "the name of a history table, or of a table to create")
                     out[str(rec["id"])] = rec
         return out
 
