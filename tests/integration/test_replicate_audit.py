@@ -30,7 +30,7 @@ from click.testing import CliRunner, Result
 
 from ddbmigrate import RunOptions, TableRef
 from ddbmigrate.cli import main
-from ddbmigrate.errors import ResyncNeededError
+from ddbmigrate.errors import ResyncNeededError, UsageError
 from ddbmigrate.jobs.replicate import replicate
 from ddbmigrate.state.journal import Journal, segment_name
 from ddbmigrate.state.status import read_status, request_stop
@@ -313,6 +313,41 @@ def test_a_poll_interval_not_above_zero_is_refused(endpoint: str, tmp_path: Path
             "--progress", "off", "--quiet")
     one_error_line(r, 2, "--poll-interval must be > 0 seconds", alone=False)
     assert not (tmp_path / ".ddbmigrate").exists() or not list((tmp_path / ".ddbmigrate").iterdir())
+
+
+
+@pytest.mark.parametrize("limit", ["max_runtime", "stop_after_idle", "max_lag"])
+def test_a_nan_limit_is_refused_not_a_run_that_never_ends(endpoint: str, tmp_path: Path, limit: str) -> None:
+    """Before: nan passed the `< 0` checks, and a nan --max-runtime or --stop-after-idle never
+    stopped the replication (nor a nan --max-lag ever failed /healthz)."""
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    stop = threading.Event()
+    stop.set()  # (were it accepted, the run ends at once instead of never)
+    with pytest.raises(UsageError, match=f"--{limit.replace('_', '-')} must be"):
+        replicate(ref(endpoint, src), ref(endpoint, dst), options=RunOptions(progress="off"), stop_event=stop,
+                  poll_interval=0.1, **{limit: float("nan")})
+    assert not (tmp_path / ".ddbmigrate").exists() or not list((tmp_path / ".ddbmigrate").iterdir())
+
+
+@pytest.mark.parametrize("args, words", [
+    (["replicate", "status", "--status-file", "s.json", "--watch", "nan"], ["--watch must be"]),
+    (["replicate", "status", "--status-file", "s.json", "--watch", "-1"], ["--watch must be"]),
+    (["replicate", "status", "--status-file", "s.json", "--max-lag", "nan"], ["--max-lag must be"]),
+    (["cutover", "{src}", "{dst}", "--timeout", "nan"], ["--timeout", "must be"]),
+    (["cutover", "{src}", "{dst}", "--quiet-period", "nan"], ["--quiet-period", "must be"]),
+])
+def test_status_and_cutover_refuse_a_nan_or_negative_figure(endpoint: str, tmp_path: Path, args: List[str],
+                                                           words: List[str]) -> None:
+    """Before: `status --watch -1` printed once, then "internal error: ValueError"; a nan
+    --max-lag never lagged; a nan cutover --timeout waited forever for a lag that never came."""
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    (tmp_path / "s.json").write_text(json.dumps({"state": "tailing", "updated_at": time.time(), "pid": os.getpid(),
+                                                 "lag_seconds": 99.0, "caught_up": False}))
+    r = cli(*[a.format(src=src, dst=dst) for a in args], *(base(endpoint) if args[0] == "cutover" else []),
+            "--progress" if args[0] == "cutover" else "--json", *(["off"] if args[0] == "cutover" else []))
+    one_error_line(r, 2, *words, alone=False)
 
 
 def test_a_status_file_under_a_regular_file_is_refused_up_front(endpoint: str, tmp_path: Path) -> None:

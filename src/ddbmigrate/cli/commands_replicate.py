@@ -13,7 +13,7 @@ from typing import Any, Dict, List
 import click
 import orjson
 
-from ..errors import EXIT_LAGGING, EXIT_NOT_RUNNING, FatalError
+from ..errors import EXIT_LAGGING, EXIT_NOT_RUNNING, FatalError, UsageError
 from ..jobs.cutover import cutover
 from ..jobs.replicate import replicate
 from ..reporting.progress import fmt_bytes
@@ -154,6 +154,11 @@ def status_cmd(kw: Dict[str, Any]) -> int:
     Exit codes: 0 running (caught up, or within --max-lag), 5 running but lagging more than
     --max-lag, 6 not running (stopped, failed, or dead: its lag is then unknown).
     """
+    # (nan passes every comparison: a --max-lag that never lags, a --watch that cannot sleep)
+    if kw.get("watch") is not None and not kw["watch"] > 0:
+        raise UsageError("--watch must be a number of seconds > 0")
+    if kw.get("max_lag") is not None and not kw["max_lag"] >= 0:
+        raise UsageError("--max-lag must be a number of seconds >= 0")
     path = _status_path(kw)
     while True:
         doc = read_status(path)

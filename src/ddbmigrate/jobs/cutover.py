@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 from ..config import TableRef
 from ..core.transform import Transform
-from ..errors import EXIT_DIFFERENCES, EXIT_FATAL, EXIT_OK
+from ..errors import EXIT_DIFFERENCES, EXIT_FATAL, EXIT_OK, UsageError
 from ..state.status import read_status, status_path_for
 
 
@@ -77,6 +77,8 @@ def cutover(
     the transform is the replicator's own (from its status) unless ``transform`` is given. On
     NO-GO the report names up to 20 differing keys; ``diff_path`` receives every difference.
     """
+    if not (quiet_period >= 0 and timeout >= 0):  # nan: never quiet enough, never timed out
+        raise UsageError("--quiet-period and --timeout must be numbers of seconds >= 0")
     path = status_path or status_path_for(source, target, checkpoint)
     rep = CutoverReport(source=source.describe(), target=target.describe())
     t0 = clock()

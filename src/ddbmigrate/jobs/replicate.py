@@ -197,13 +197,14 @@ def replicate(
         raise UsageError("replicate has no --dry-run; use `ddbmigrate copy --dry-run` to check a transform")
     if opts.mode != "overwrite":
         raise UsageError("replicate writes full images (--mode overwrite); other modes would break convergence")
-    if max_runtime is not None and max_runtime <= 0:
+    # (not x > 0, not x <= 0: nan passes every comparison, and a nan limit never ends the run)
+    if max_runtime is not None and not max_runtime > 0:
         raise UsageError("--max-runtime must be > 0 seconds")
-    if stop_after_idle is not None and stop_after_idle < 0:
+    if stop_after_idle is not None and not stop_after_idle >= 0:
         raise UsageError("--stop-after-idle must be >= 0 seconds")
     if not 1 <= shard_readers <= 1000:
         raise UsageError("--shard-readers must be between 1 and 1000")
-    if max_lag is not None and max_lag < 0:
+    if max_lag is not None and not max_lag >= 0:
         raise UsageError("--max-lag must be >= 0 seconds")
     if not poll_interval > 0:  # 0 or less would poll a quiet stream (and the journal) in a busy loop
         raise UsageError("--poll-interval must be > 0 seconds")
