@@ -57,41 +57,61 @@ def progress_lines(text: str, job: str) -> List[Dict[str, Any]]:
     return out
 
 
-def test_max_runtime_cuts_the_chunk_in_flight_says_so_and_resume_loses_nothing(
-        endpoint: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
-    dst = create_table(endpoint)
-    # 600 one-unit writes at 10 WCU/s: a minute of writing for one journal chunk (up to 1,000
-    # records), far past the 15 s limit.
-    cap = WriteCapacity(10, partitions=1)
-    status = tmp_path / "r.status.json"
+class _Throttled:
+    """A replicator of a streamed source into a target behind a 10 WCU/s proxy: 600 one-unit
+    writes are a minute of writing for one journal chunk (up to 1,000 records)."""
 
-    def run(**kw: Any) -> Any:
+    def __init__(self, endpoint: str, tmp_path: Path, progress: str) -> None:
+        self.endpoint, self.tmp_path, self.progress = endpoint, tmp_path, progress
+        self.src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+        self.dst = create_table(endpoint)
+        self.cap = WriteCapacity(10, partitions=1)
+        self.status = tmp_path / "r.status.json"
+        self.proxy = FaultProxy(endpoint, faults=Faults(capacity=self.cap))
+        self.box: Dict[str, Any] = {}
+
+    def run(self, **kw: Any) -> Any:
         resume = bool(kw.pop("resume", False))
-        return replicate(ref(endpoint, src), ref(proxy.url, dst), backfill=False, status_path=str(status),
-                         poll_interval=0.1,
-                         options=RunOptions(progress="json", writers=2, checkpoint=str(tmp_path / "r.checkpoint.json"),
+        return replicate(ref(self.endpoint, self.src), ref(self.proxy.url, self.dst), backfill=False,
+                         status_path=str(self.status), poll_interval=0.1,
+                         options=RunOptions(progress=self.progress, writers=2,
+                                            checkpoint=str(self.tmp_path / "r.checkpoint.json"),
                                             retry=RetryPolicy(max_attempts=1000, max_delay=0.5), resume=resume),
                          **kw)
 
-    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
-        box: Dict[str, Any] = {}
-
+    def start_applying_600(self, **kw: Any) -> threading.Thread:
+        """The replicator in a thread (its report or error in ``box``), applying 600 new records."""
         def go() -> None:
             try:
-                box["report"] = run(max_runtime=15)
+                self.box["report"] = self.run(**kw)
             except BaseException as e:  # noqa: BLE001 - the test reports it
-                box["error"] = e
+                self.box["error"] = e
 
         t = threading.Thread(target=go, daemon=True)
         t.start()
-        wait_for(lambda: status.exists() and read_status(str(status)).get("state") in ("replaying", "tailing"),
+        wait_for(lambda: self.status.exists() and read_status(str(self.status)).get("state") in ("replaying", "tailing"),
                  60, "the replicator applying the journal")
-        put_items(endpoint, src, items(600))
+        put_items(self.endpoint, self.src, items(600))
+        return t
+
+    def resume_unthrottled(self) -> Any:
+        """A resume with the capacity lifted: every record the cut left is applied."""
+        self.cap.set_units(100_000)
+        rep = self.run(resume=True, stop_after_idle=1.0)
+        assert rep.status == "done" and rep.extra["stopped_by"] == "idle"
+        assert as_set(scan_all(self.endpoint, self.dst)) == as_set(scan_all(self.endpoint, self.src))
+        return rep
+
+
+def test_max_runtime_cuts_the_chunk_in_flight_says_so_and_resume_loses_nothing(
+        endpoint: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    r = _Throttled(endpoint, tmp_path, "json")
+    with r.proxy:
+        t = r.start_applying_600(max_runtime=15)  # far past the 15 s limit
         t.join(180)
         assert not t.is_alive(), "--max-runtime 15 did not stop the replicator"
-        assert "error" not in box, box.get("error")
-        rep = box["report"]
+        assert "error" not in r.box, r.box.get("error")
+        rep = r.box["report"]
         first = capfd.readouterr().err
 
         # It says it was the limit, not "done", and that it cut the chunk in flight.
@@ -102,70 +122,36 @@ def test_max_runtime_cuts_the_chunk_in_flight_says_so_and_resume_loses_nothing(
         # Bounded: the old code ran the whole chunk out (a minute at 10 WCU/s) past the limit.
         assert limit["ran_s"] < 15 + 30, limit
         assert "--max-runtime 15 s reached" in first
-        assert len(scan_all(endpoint, dst)) < 600
+        assert len(scan_all(endpoint, r.dst)) < 600
         lines = progress_lines(first, "replicate")
         assert lines and all(x["items_per_s"] >= 0 for x in lines), lines
         # Writes landed though no chunk may have settled: the rate says so.
         assert lines[-1]["event"] == "progress_final" and lines[-1]["items_per_s"] > 0, lines[-1]
 
         # The checkpoint stayed before the cut chunk: a resume applies all of it, nothing lost.
-        cap.set_units(100_000)
-        rep2 = run(resume=True, stop_after_idle=1.0)
-        second = capfd.readouterr().err
-        assert rep2.status == "done" and rep2.extra["stopped_by"] == "idle"
-        assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
-        lines2 = progress_lines(second, "replicate")
+        r.resume_unthrottled()
+        lines2 = progress_lines(capfd.readouterr().err, "replicate")
         assert lines2 and all(x["items_per_s"] >= 0 for x in lines2), lines2
 
 
 def test_replicate_stop_cuts_the_chunk_in_flight_and_resume_loses_nothing(endpoint: str, tmp_path: Path) -> None:
-    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
-    dst = create_table(endpoint)
-    # 600 one-unit writes at 10 WCU/s: a minute of writing for one journal chunk.
-    cap = WriteCapacity(10, partitions=1)
-    status = tmp_path / "r.status.json"
-
-    def run(**kw: Any) -> Any:
-        resume = bool(kw.pop("resume", False))
-        return replicate(ref(endpoint, src), ref(proxy.url, dst), backfill=False, status_path=str(status),
-                         poll_interval=0.1,
-                         options=RunOptions(progress="none", writers=2, checkpoint=str(tmp_path / "r.checkpoint.json"),
-                                            retry=RetryPolicy(max_attempts=1000, max_delay=0.5), resume=resume),
-                         **kw)
-
-    with FaultProxy(endpoint, faults=Faults(capacity=cap)) as proxy:
-        box: Dict[str, Any] = {}
-
-        def go() -> None:
-            try:
-                box["report"] = run()
-            except BaseException as e:  # noqa: BLE001 - the test reports it
-                box["error"] = e
-
-        t = threading.Thread(target=go, daemon=True)
-        t.start()
-        wait_for(lambda: status.exists() and read_status(str(status)).get("state") in ("replaying", "tailing"),
-                 60, "the replicator applying the journal")
-        put_items(endpoint, src, items(600))
-        wait_for(lambda: len(scan_all(endpoint, dst)) >= 20, 60, "the chunk being applied")
+    r = _Throttled(endpoint, tmp_path, "none")
+    with r.proxy:
+        t = r.start_applying_600()
+        wait_for(lambda: len(scan_all(endpoint, r.dst)) >= 20, 60, "the chunk being applied")
         asked = time.monotonic()
-        request_stop(str(status))  # what `ddbmigrate replicate stop` does
+        request_stop(str(r.status))  # what `ddbmigrate replicate stop` does
         t.join(120)
         assert not t.is_alive(), "replicate stop did not stop the replicator"
         # Bounded: the old code applied the whole chunk first (a minute at 10 WCU/s).
         assert time.monotonic() - asked < 30
-        assert "error" not in box, box.get("error")
-        rep = box["report"]
+        assert "error" not in r.box, r.box.get("error")
+        rep = r.box["report"]
         assert rep.status == "stopped" and rep.exit_code == 0
         assert rep.extra["stopped_by"] == "stop requested"
         assert rep.extra["cut_records"] > 0, rep.extra
-        assert len(scan_all(endpoint, dst)) < 600
-
-        # The checkpoint stayed before the cut chunk: a resume applies all of it.
-        cap.set_units(100_000)
-        rep2 = run(resume=True, stop_after_idle=1.0)
-        assert rep2.status == "done" and rep2.extra["stopped_by"] == "idle"
-        assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
+        assert len(scan_all(endpoint, r.dst)) < 600
+        r.resume_unthrottled()  # the checkpoint stayed before the cut chunk
 
 
 def test_a_processes_copy_that_fails_is_not_described_as_a_signal_stop(endpoint: str, tmp_path: Path) -> None:

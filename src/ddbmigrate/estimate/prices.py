@@ -126,6 +126,14 @@ def _check(path: str, data: Dict[str, Any], base: Optional[Dict[str, Any]] = Non
         fail(key, "is not a name the prices file has" + (f" (did you mean {near[0]!r}?)" if near else
                                                            f"; known: {', '.join(sorted(known))}"))
 
+    def names_in(prefix: str, values: Any, known: Set[str], tier_names: Dict[str, Set[str]]) -> None:
+        for name, v in (values.items() if isinstance(values, dict) else ()):
+            if name not in known:
+                unknown(f"{prefix}.{name}", name, known)
+            for tier in (v if isinstance(v, dict) else ()):
+                if tier not in tier_names.get(name, ()):
+                    unknown(f"{prefix}.{name}.{tier}", tier, tier_names.get(name, ()))
+
     if base is not None:
         price_names, figure_names, tier_names = _known_names(base)
         for k in data:
@@ -133,19 +141,8 @@ def _check(path: str, data: Dict[str, Any], base: Optional[Dict[str, Any]] = Non
                 unknown(k, k, base)
         regions = data.get("regions")
         for region, rates in (regions.items() if isinstance(regions, dict) else ()):
-            for name, v in (rates.items() if isinstance(rates, dict) else ()):
-                if name not in price_names:
-                    unknown(f"regions.{region}.{name}", name, price_names)
-                for tier in (v if isinstance(v, dict) else ()):
-                    if tier not in tier_names.get(name, ()):
-                        unknown(f"regions.{region}.{name}.{tier}", tier, tier_names.get(name, ()))
-        figures = data.get("throughput")
-        for name, v in (figures.items() if isinstance(figures, dict) else ()):
-            if name not in figure_names:
-                unknown(f"throughput.{name}", name, figure_names)
-            for tier in (v if isinstance(v, dict) else ()):
-                if tier not in tier_names.get(name, ()):
-                    unknown(f"throughput.{name}.{tier}", tier, tier_names.get(name, ()))
+            names_in(f"regions.{region}", rates, price_names, tier_names)
+        names_in("throughput", data.get("throughput"), figure_names, tier_names)
 
     regions = data.get("regions")
     if regions is not None and not isinstance(regions, dict):
