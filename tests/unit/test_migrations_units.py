@@ -97,6 +97,17 @@ def test_registry_refuses_gaps_duplicates_and_bad_versions() -> None:
     assert upgrade_item({"pk": "a", "name": "A B"}, [split_name, gsi_key]) == upgrade_item({"pk": "a", "name": "A B"}, REG)
 
 
+def test_a_registry_with_a_gap_is_one_line_naming_the_reference(tmp_path: Path) -> None:
+    from ddbmigrate.migrations.upgrade import load_registry
+
+    f = tmp_path / "schema.py"
+    f.write_text("from ddbmigrate.migrations import UpgradeRegistry\nR = UpgradeRegistry('_v', "
+                 "{1: lambda i: None, 3: lambda i: None})\n")
+    with pytest.raises(UsageError) as ei:
+        load_registry(f"{f}:R", "_v")
+    assert ei.value.message.startswith(f"--transform {f}:R: upgrade steps have a gap: no step from version 2")
+
+
 # ------------------------------------------------------------------ the UpdateItem of one item
 
 KEYS = KeySchema("pk", "S", "sk", "N")

@@ -143,7 +143,10 @@ def load_registry(ref: Optional[str], attribute: str) -> Transform:
     if reg.attribute != attribute:
         raise UsageError(f"--transform {ref}: the registry keeps its version in {reg.attribute!r}, not "
                          f"{attribute!r} (--schema-version-attribute)")
-    reg.check()  # a gap in the steps is refused now, not on the first item
+    try:
+        reg.check()  # a gap in the steps is refused now, not on the first item
+    except UsageError as e:
+        raise UsageError(f"--transform {ref}: {e.message}") from None
     return tf
 
 
