@@ -316,6 +316,20 @@ def test_a_poll_interval_not_above_zero_is_refused(endpoint: str, tmp_path: Path
 
 
 
+
+@pytest.mark.parametrize("where", ["s3://", "s3:///prefix"])
+def test_a_journal_url_without_a_bucket_is_refused_up_front(endpoint: str, tmp_path: Path, where: str) -> None:
+    """Before: `--journal s3://` journaled to a local folder named "s3:" (and `s3:///prefix`
+    failed only at the first seal, exit 75, once the checkpoint and the journal existed)."""
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, items(3))
+    r = cli("replicate", src, dst, *base(endpoint), "--journal", where, "--max-runtime", "2", *QUICK)
+    one_error_line(r, 2, f"--journal {where}", "s3://bucket/prefix", alone=False)
+    assert sorted(os.listdir(tmp_path)) == []
+    assert scan_all(endpoint, dst) == []
+
+
 @pytest.mark.parametrize("limit", ["max_runtime", "stop_after_idle", "max_lag"])
 def test_a_nan_limit_is_refused_not_a_run_that_never_ends(endpoint: str, tmp_path: Path, limit: str) -> None:
     """Before: nan passed the `< 0` checks, and a nan --max-runtime or --stop-after-idle never

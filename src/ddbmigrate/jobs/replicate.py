@@ -208,6 +208,9 @@ def replicate(
         raise UsageError("--max-lag must be >= 0 seconds")
     if not poll_interval > 0:  # 0 or less would poll a quiet stream (and the journal) in a busy loop
         raise UsageError("--poll-interval must be > 0 seconds")
+    if journal and is_s3(journal) and not journal[len("s3://"):].partition("/")[0]:
+        # Refused now: the first seal, after the checkpoint and the stream were set up, found it.
+        raise UsageError(f"--journal {journal}: expected s3://bucket/prefix, or a folder")
     status_file = status_path or status_path_for(source, target, opts.checkpoint)
     check_status_path(status_file, given=status_path is not None)
     tf = load_transform(transform) if isinstance(transform, str) else transform
