@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from ddbmigrate.state.checkpoint import (
+    TORN_PREFIX,
     VERSION,
     CheckpointState,
     CheckpointStore,
@@ -60,6 +61,15 @@ def test_kill_mid_write_leaves_the_old_checkpoint_and_an_ignored_temp_file(tmp_p
     assert len(torn) == 1 and 0 < torn[0].stat().st_size < 5000  # a torn half...
     got = CheckpointStore(str(path)).load()  # ...which loading ignores
     assert got is not None and got.fingerprint == fingerprint(IDENTITY)
+    # The next process to write there deletes it: a dead writer's, nothing leaks run after run.
+    # Another's temporary file is kept (it may be writing), as is any file not of this pattern.
+    alive = tmp_path / f"{TORN_PREFIX}{torn[0].name[len(TORN_PREFIX):].split('-')[0]}-1-keepme"  # pid 1: init
+    alive.write_bytes(b"x")
+    (tmp_path / ".tmp-users-own").write_bytes(b"y")
+    proc = subprocess.run([sys.executable, "-c", code.replace("'new'", "'newer'")], capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["c.json", alive.name, ".tmp-users-own"])
+    assert CheckpointStore(str(path)).load(verify=False).fingerprint == "newer"
 
 
 def test_unfinished_run_needs_resume_or_restart(tmp_path: Path) -> None:
