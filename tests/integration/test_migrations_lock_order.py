@@ -330,3 +330,20 @@ def test_a_history_table_that_is_a_data_table_is_one_line(endpoint: str, tmp_pat
         one_usage_line(cli("migrations", *command, *where), f"table {table} is not a migrations history table")
     assert not (tmp_path / "ran.log").exists()
     assert scan_all(endpoint, table) == items
+
+
+def test_ctrl_c_in_a_verify_stops_migrations_verify(endpoint: str, tmp_path: Path) -> None:
+    # It was taken for a difference ("... interrupted; run `migrations up` again to resume it"),
+    # the next migration's verify ran, and the command ended with exit 4.
+    d, log, hist = tmp_path / "migrations", tmp_path / "verified.log", unique("hist")
+    d.mkdir()
+    (d / "0001_a.py").write_text('"""A."""\n\ndef upgrade(ctx):\n    pass\n\n\ndef verify(ctx):\n'
+                                 '    raise KeyboardInterrupt\n')
+    (d / "0002_b.py").write_text(f'"""B."""\n\ndef upgrade(ctx):\n    pass\n\n\ndef verify(ctx):\n'
+                                 f'    open({str(log)!r}, "a").write("0002")\n')
+    where = ["--dir", str(d), "--history-table", hist, "--state-dir", str(tmp_path / "state"),
+             "--endpoint-url", endpoint, "--region", "us-east-1"]
+    assert cli("migrations", "up", *where, "--yes", "--progress", "off").exit_code == 0
+    line = one_error_line(cli("migrations", "verify", *where), EXIT_INTERRUPTED, "verify", "0001_a")
+    assert "migrations up" not in line
+    assert not log.exists()

@@ -476,6 +476,11 @@ def verify(directory: str, settings: AwsSettings, *, history_table: str = DEFAUL
                 try:
                     m.verify(ctx)
                 except BaseException as e:
+                    if isinstance(e, (KeyboardInterrupt, InterruptedError_)):
+                        # Ctrl-C/SIGTERM stops the check (exit 130): not a difference, nor a reason
+                        # to go on to the next migration's verify.
+                        raise InterruptedError_(f"migrations verify interrupted in the verify(ctx) of {m.id}") \
+                            from None
                     err = _failed(m, e)
                     res.problems.append(f"{s.id}: verify: " + (err.one_line() if isinstance(err, DdbMigrateError)
                                                                else str(err)))
