@@ -527,6 +527,22 @@ def test_an_index_being_deleted_is_not_part_of_the_definition() -> None:
     assert "byOld" not in to_terraform(d) and "byOld" not in json.dumps(create_request(d.props))
 
 
+@pytest.mark.parametrize("key", ["alias/orders-key", "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"])
+def test_a_spec_naming_its_kms_key_by_alias_or_id_converts_to_terraform_and_cdk(key: str) -> None:
+    # kms_key_arn and kms.Key.fromKeyArn take only an ARN: the key was written as given, which
+    # `terraform validate` and `cdk synth` refuse.
+    spec = every_setting()
+    spec["SSESpecification"]["KMSMasterKeyId"] = key
+    tf = parse_hcl(to_terraform(defn(spec)))
+    t = [r["aws_dynamodb_table"] for r in tf["resource"] if "aws_dynamodb_table" in r][0]["orders"]
+    assert t["server_side_encryption"][0] == {"enabled": True, "kms_key_arn": "${data.aws_kms_key.orders.arn}"}
+    assert tf["data"] == [{"aws_kms_key": {"orders": {"key_id": key}}}]
+    ts = to_cdk(defn(spec))
+    assert "kms.Key.fromKeyArn(this, 'TableKey', \"" not in ts
+    assert (f"kms.Alias.fromAliasName(this, 'TableKey', \"{key}\")" if key.startswith("alias/") else
+            f"this.formatArn({{ service: 'kms', resource: 'key', resourceName: \"{key}\" }})") in ts
+
+
 def test_cdk_snippet_carries_every_setting() -> None:
     ts = to_cdk(defn(every_setting()))
     for needle in (

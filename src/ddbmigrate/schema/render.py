@@ -249,10 +249,17 @@ def to_terraform(definition: TableDefinition) -> str:
             b.attr("recovery_period_in_days", pitr["RecoveryPeriodInDays"])
         t.add(b)
     sse = p.get("SSESpecification")
+    key_lookup = None
     if "SSESpecification" not in unread:
         b = t.block("server_side_encryption").attr("enabled", bool(sse))
-        if sse and sse.get("KMSMasterKeyId"):
-            b.attr("kms_key_arn", sse["KMSMasterKeyId"])
+        key = (sse or {}).get("KMSMasterKeyId")
+        if key and not key.startswith("arn:"):
+            # A spec may name the key by id or alias (CloudFormation takes both); kms_key_arn takes
+            # only an ARN, which the aws_kms_key data source looks up.
+            key_lookup = f'data "aws_kms_key" "{rn}" {{\n  key_id = {hcl(key)}\n}}'
+            b.lines.append(("  " * b.indent) + f"kms_key_arn = data.aws_kms_key.{rn}.arn")
+        elif key:
+            b.attr("kms_key_arn", key)
         t.add(b)
     if p.get("Tags"):
         t.attr("tags", {x["Key"]: x["Value"] for x in p["Tags"]})
@@ -267,7 +274,7 @@ def to_terraform(definition: TableDefinition) -> str:
         # Bare attribute names: ignore_changes takes references, not strings.
         life.lines.append(("  " * life.indent) + f"ignore_changes = [{', '.join(ignored)}]")
     t.add(life)
-    parts = [_import(f"aws_dynamodb_table.{rn}", name), t.text()]
+    parts = [_import(f"aws_dynamodb_table.{rn}", name), t.text()] + ([key_lookup] if key_lookup else [])
     ref = f"aws_dynamodb_table.{rn}"
     rp = p.get("ResourcePolicy")
     if rp:
@@ -413,7 +420,16 @@ def to_cdk(definition: TableDefinition) -> str:
     if sse and sse.get("KMSMasterKeyId"):
         imports.append("kms")
         props.append("encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED")
-        props.append(f"encryptionKey: kms.Key.fromKeyArn(this, 'TableKey', {_ts(sse['KMSMasterKeyId'])})")
+        key = sse["KMSMasterKeyId"]
+        # fromKeyArn refuses at synth what is not an ARN: a spec may name the key by alias or id.
+        if key.startswith("alias/"):
+            ref = f"kms.Alias.fromAliasName(this, 'TableKey', {_ts(key)})"
+        elif not key.startswith("arn:"):
+            ref = (f"kms.Key.fromKeyArn(this, 'TableKey', this.formatArn({{ service: 'kms', resource: 'key', "
+                   f"resourceName: {_ts(key)} }}))")
+        else:
+            ref = f"kms.Key.fromKeyArn(this, 'TableKey', {_ts(key)})"
+        props.append(f"encryptionKey: {ref}")
     elif sse:
         props.append("encryption: dynamodb.TableEncryption.AWS_MANAGED")
     if p.get("TableClass"):
