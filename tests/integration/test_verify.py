@@ -360,3 +360,22 @@ def test_composite_number_and_binary_keys(endpoint: str) -> None:
     assert ks.key(line["key"]) == ks.key(items[10])
     assert rep.repair is not None and rep.repair["put"] == 1 and rep.repair["still_different"] == 0
     assert as_set(scan_all(endpoint, dst)) == as_set(items)
+
+
+def test_a_killed_verifys_spill_folder_is_deleted_by_the_next_verify(endpoint: str, copied: Dict[str, str],
+                                                                     tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from ddbmigrate.state import leftovers
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    left = tmp_path / f"verify-{leftovers.HOST}-{gone.pid}-x1y2z3"  # as a kill -9 leaves it
+    (left / "spill").mkdir(parents=True)
+    (left / "spill" / "side0-p0").write_bytes(b"z" * 4096)
+    rep = verify_tables(ref(endpoint, copied["src"]), ref(endpoint, copied["dst"]), segments=2, progress="off",
+                        work_dir=str(tmp_path))
+    assert rep.exit_code == 0
+    # The dead one's spill and its own work folder are both gone.
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("verify-")]

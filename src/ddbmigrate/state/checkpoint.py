@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Set
 import orjson
 
 from ..errors import FingerprintMismatchError, UsageError
+from . import leftovers
 from .crashpoints import crash_point
 
 VERSION = 1
@@ -140,39 +141,11 @@ class CheckpointTamperedError(UsageError):
     """A checkpoint whose content no longer matches the checksum it was saved with."""
 
 
-# The temporary file of an atomic write is named for its writer: .tmp-ddbmigrate-HOST-PID-xxxx.
-# A process killed mid-write (kill -9, a crash) leaves one; it is only ever renamed by its writer.
+# The temporary file of an atomic write is named for its writer (state/leftovers.py): one that a
+# kill -9 left is deleted by the next process writing in that folder. A write takes milliseconds:
+# one an hour old has no writer left, whatever its name says.
 TORN_PREFIX = ".tmp-ddbmigrate-"
-_HOST = (os.uname().nodename if hasattr(os, "uname") else "host").replace("-", "_")[:40] or "host"
-# A temporary file this old has no writer left, whatever its name says (a write takes milliseconds).
 TORN_AGE_S = 3600.0
-_SWEPT: Set[str] = set()
-
-
-def _sweep_torn(folder: str) -> None:
-    """Delete what writes killed midway left in ``folder``, once per folder and process: files of
-    this host's dead processes, or older than TORN_AGE_S. (A folder shared by hosts or by pid
-    namespaces keeps another's for the hour: it may still be writing.)"""
-    if folder in _SWEPT:
-        return
-    _SWEPT.add(folder)
-    from .status import _pid_alive  # (status imports this module)
-
-    try:
-        names = [n for n in os.listdir(folder) if n.startswith(TORN_PREFIX)]
-    except OSError:
-        return
-    now = time.time()
-    for n in names:
-        host, _, rest = n[len(TORN_PREFIX):].partition("-")
-        pid = rest.partition("-")[0]
-        path = os.path.join(folder, n)
-        try:
-            old = now - os.stat(path).st_mtime > TORN_AGE_S
-            if old or (host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))):
-                os.unlink(path)
-        except OSError:
-            pass  # gone already (another sweeper), or not ours to delete
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -196,8 +169,8 @@ def atomic_write(path: str, data: bytes) -> None:
     path = os.path.realpath(path) if os.path.islink(path) else path
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    _sweep_torn(folder)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TORN_PREFIX}{_HOST}-{os.getpid()}-", dir=folder)
+    leftovers.sweep(folder, TORN_PREFIX, max_age=TORN_AGE_S)
+    fd, tmp = tempfile.mkstemp(prefix=leftovers.owned(TORN_PREFIX), dir=folder)
     # mkstemp creates 0600; a report or manifest should get the usual umask-based mode.
     umask = os.umask(0)
     os.umask(umask)

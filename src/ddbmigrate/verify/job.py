@@ -56,12 +56,16 @@ from ..reporting.progress import Progress
 from ..reporting.report import finish, merge_stats
 from ..sinks.compare_spill import CompareSpillSpec, spill_buffer
 from ..sources.table_scan import TableScanSpec, default_segments
+from ..state import leftovers
 from .compare import ACTUAL, DEFAULT_BUDGET, EXPECTED, Comparer, partitions_for
 from .repair import Confirm, no_repairs, repair_differences
 from .report import DifferencesFile, VerifyReport, sample_confidence
 from .scan import check_verify_options
 from .side_jobs import ReadObserver, SideRun, run_side, side_job, side_outcomes, spills, stats_of
 from .sides import Side, SideRef, open_side
+
+# A verify's work folder, named for its process (state/leftovers.py).
+WORK_PREFIX = "verify-"
 
 DEFAULT_READERS = 8
 # Ops per batch handed to a compare sink: it has no 25-item limit, and each write takes the
@@ -188,7 +192,9 @@ def verify_tables(
     # ---- work folder (absolute: worker processes write their spill files there), differences file
     base = work_dir or os.path.join(".ddbmigrate")
     os.makedirs(base, exist_ok=True)
-    folder = os.path.abspath(tempfile.mkdtemp(prefix="verify-", dir=base))
+    # A verify killed midway (kill -9) left its spill, as large as both tables: the next one deletes it.
+    leftovers.sweep(base, WORK_PREFIX)
+    folder = os.path.abspath(tempfile.mkdtemp(prefix=leftovers.owned(WORK_PREFIX), dir=base))
     estimate = (source_side.estimate or 0) + (target_side.estimate or 0)
     if sample is not None:
         estimate = int(estimate * sample) + 1

@@ -1,0 +1,57 @@
+"""What a process killed midway leaves behind: the temporary file of an atomic write, a verify's
+spill folder (as large as both tables). Each is named for its owner (``PREFIXHOST-PID-...``), so
+that the next run can tell a dead owner's from a live one's and delete it: a kill -9, run after
+run, must not fill the disk.
+
+Only this host's owners are judged by their pid: a folder shared with other hosts or pid
+namespaces keeps their files (they may be in use) unless an age limit is given.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Optional, Set, Tuple
+
+HOST = ((os.uname().nodename if hasattr(os, "uname") else "") or "host").replace("-", "_")[:40]
+_SWEPT: Set[Tuple[str, str]] = set()
+
+
+def owned(prefix: str) -> str:
+    """The name prefix of this process's leftovers of a kind."""
+    return f"{prefix}{HOST}-{os.getpid()}-"
+
+
+def sweep(folder: str, prefix: str, *, max_age: Optional[float] = None, once: bool = True) -> int:
+    """Delete the ``prefix`` files and folders in ``folder`` whose owner is a dead process of
+    this host, or (``max_age``) that were last changed that many seconds ago; how many.
+    ``once``: at most one look per folder and process."""
+    if once:
+        if (folder, prefix) in _SWEPT:
+            return 0
+        _SWEPT.add((folder, prefix))
+    from .status import _pid_alive  # (status imports the checkpoint module, which imports this one)
+
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix)]
+    except OSError:
+        return 0
+    now, gone = time.time(), 0
+    for n in names:
+        host, _, rest = n[len(prefix):].partition("-")
+        pid = rest.partition("-")[0]
+        path = os.path.join(folder, n)
+        try:
+            old = max_age is not None and now - os.lstat(path).st_mtime > max_age
+            dead = host == HOST and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+            if not (old or dead):
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+            gone += 1
+        except OSError:
+            pass  # gone already (another sweeper), or not ours to delete
+    return gone
