@@ -266,6 +266,24 @@ def test_hand_built_incremental_export_applies_newest_per_key(endpoint: str, tmp
     assert rep.balanced() and rep.extra["source_kind"] == "incremental"
 
 
+def test_an_incremental_import_deletes_what_a_killed_one_staged(endpoint: str, tmp_path: Path) -> None:
+    """The records of an incremental export are staged on disk; a kill -9 left them there for good."""
+    from ddbmigrate.sources.incremental import STAGE_PREFIX
+    from ddbmigrate.state import leftovers
+
+    dst = create_table(endpoint)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    spill = tmp_path / "spill"
+    left = spill / f"{STAGE_PREFIX}{leftovers.HOST}-{gone.pid}-k9"
+    left.mkdir(parents=True)
+    (left / "p0000.jsonl").write_bytes(b"{}\n" * 1000)
+    aws_export(tmp_path / "inc", [[_rec("a", 1_700_000_000_000_000, {"v": {"S": "a1"}})]], incremental=True)
+    rep = import_files(str(tmp_path / "inc"), ref(endpoint, dst), OFF, spill_dir=str(spill))
+    assert rep.written == 1 and [i["pk"]["S"] for i in scan_all(endpoint, dst)] == ["a"]
+    assert list(spill.iterdir()) == []  # the killed one's staging and this one's both gone
+
+
 def test_an_incremental_record_whose_image_has_another_key_is_a_dead_letter(endpoint: str, tmp_path: Path) -> None:
     """Before: a record with Keys {pk: a} and NewImage {pk: ZZZ} wrote ZZZ, and a (older, from a
     record before it) was neither written nor deleted, with nothing dead-lettered and exit 0."""

@@ -39,6 +39,7 @@ from ..core.protocols import SourceBase
 from ..core.records import DELETE, PUT, Chunk
 from ..errors import FatalError
 from ..formats import ion
+from ..state import leftovers
 from ..state.deadletter import raw_text
 from ..storage.export_layout import FileEntry, FileProblem, Plan, check_against_manifest
 from ..storage.stores import Storage
@@ -55,6 +56,8 @@ from .lines import (
 
 # A record older than the full export applied before it (see IncrementalSource.read).
 STALE = "stale"
+# The folder of an import's staged records, named for its process (state/leftovers.py).
+STAGE_PREFIX = "ddbmigrate-incremental-"
 
 
 def _record_problem(rec: Any) -> Optional[str]:
@@ -129,7 +132,9 @@ class IncrementalSource(SourceBase):
 
     def prepare(self) -> None:
         """Stage every record into its key's partition file. Raises FatalError on a bad file."""
-        self._tmp = tempfile.TemporaryDirectory(prefix="ddbmigrate-incremental-", dir=self.spill_dir)
+        # An import killed midway left its staged records (the whole export's): the next one deletes them.
+        leftovers.sweep(self.spill_dir or tempfile.gettempdir(), STAGE_PREFIX)
+        self._tmp = tempfile.TemporaryDirectory(prefix=leftovers.owned(STAGE_PREFIX), dir=self.spill_dir)
         self._files = [open(self._path(i), "ab") for i in range(self.partitions)]
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(self.readers, len(self.plan.files)))) as ex:
