@@ -105,8 +105,9 @@ class MigrationContext:
 
     def __init__(self, migration_id: str, settings: AwsSettings, *,
                  state_dir: str = os.path.join(".ddbmigrate", "migrations"), options: Optional[RunOptions] = None,
-                 confirm: Optional[Confirm] = None) -> None:
+                 confirm: Optional[Confirm] = None, again: str = RUN_AGAIN) -> None:
         self.id = migration_id
+        self.again = again  # how to go on after a failure: `up` again, or `down` again for a downgrade
         self.settings = settings
         self.state_dir = os.path.join(state_dir, migration_id)
         self.base = options or RunOptions()
@@ -201,7 +202,7 @@ class MigrationContext:
         """A checkpoint refusal, with what to do in a migration instead of a job's --restart/--force."""
         head = _JOB_ADVICE.sub("", message)
         return (f"step {self._steps}: {head}; move {path} aside (or delete it) to run this step from the "
-                f"beginning, then {RUN_AGAIN}")
+                f"beginning, then {self.again}")
 
     def _record(self, kind: str, label: str, report: Optional[Report], error: Optional[BaseException]) -> None:
         entry: Dict[str, Any] = {"step": self._steps, "kind": kind, "what": label}
@@ -246,7 +247,7 @@ class MigrationContext:
         self._record(kind, label, report, None)
         if report.dead_lettered:
             raise StepFailed(f"step {self._steps} ({kind} {label}): {report.dead_lettered} item(s) dead-lettered "
-                             f"(see {report.dead_letter_path}); fix the cause and run `migrations up` again")
+                             f"(see {report.dead_letter_path}); fix the cause and {self.again}")
         return report
 
     # ------------------------------------------------------------------ the jobs

@@ -196,20 +196,21 @@ def _set_message(e: DdbMigrateError, message: str) -> None:
     e.args = (message,)
 
 
-def _failed(m: MigrationFile, e: BaseException) -> BaseException:
-    """The error ``up`` ends with, naming the migration; the exit code stays the original's."""
+def _failed(m: MigrationFile, e: BaseException, again: str = RUN_AGAIN) -> BaseException:
+    """The error ``up`` (or ``down``: ``again`` says to run it again) ends with, naming the
+    migration; the exit code stays the original's."""
     if isinstance(e, InterruptedError_):
-        _set_message(e, f"migration {m.id} interrupted; {RUN_AGAIN} to resume it")
+        _set_message(e, f"migration {m.id} interrupted; {again} to resume it")
         e.hint = None
         return e
     if isinstance(e, DdbMigrateError):
-        msg = _JOB_RESUME.sub(RUN_AGAIN, e.message)
+        msg = _JOB_RESUME.sub(again, e.message)
         if e.hint:
-            e.hint = _JOB_RESUME.sub(RUN_AGAIN, e.hint)
+            e.hint = _JOB_RESUME.sub(again, e.hint)
         _set_message(e, msg if msg.startswith(f"migration {m.id}") else f"migration {m.id} failed: {msg}")
         return e
     if isinstance(e, KeyboardInterrupt):
-        return InterruptedError_(f"migration {m.id} interrupted; {RUN_AGAIN} to resume it")
+        return InterruptedError_(f"migration {m.id} interrupted; {again} to resume it")
     where = ""  # the innermost line of the migration file the exception passed through
     frames = e.__traceback__
     while frames is not None:
@@ -221,14 +222,14 @@ def _failed(m: MigrationFile, e: BaseException) -> BaseException:
     return err
 
 
-def _write(m: MigrationFile, when: str, write: Callable[[], T]) -> T:
+def _write(m: MigrationFile, when: str, write: Callable[[], T], again: str = RUN_AGAIN) -> T:
     """A history write of ``m`` by this runner; when the lock turned out lost, the one line says
     which migration, what this runner did not record, and that it stops."""
     try:
         return write()
     except LockLostError as e:
         _set_message(e, f"migration {m.id}: the migrations lock was lost ({e.reason}) {when}; this runner "
-                        f"recorded nothing, the lock holder's record stands; stopping ({RUN_AGAIN} once the "
+                        f"recorded nothing, the lock holder's record stands; stopping ({again} once the "
                         "other runner is done)")
         raise e from None
 
@@ -256,9 +257,9 @@ def check_lock_times(lease: float, wait: float) -> None:
         raise UsageError(f"--wait must be 0 or more seconds, not {wait:g}")
 
 
-def _lock_lost_before_next() -> LockLostError:
+def _lock_lost_before_next(again: str = RUN_AGAIN) -> LockLostError:
     return LockLostError("the migrations lock was lost (another runner took it, or its lease ran out without a "
-                         f"renewal); stopping before the next migration ({RUN_AGAIN} once the other runner is done)",
+                         f"renewal); stopping before the next migration ({again} once the other runner is done)",
                          code="LockLost")
 
 
@@ -417,25 +418,29 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
             if confirm is None or not confirm(msg):
                 raise UsageError("not reverting migrations: not confirmed (pass --yes to skip the prompt)")
             done: List[str] = []
+            # A downgrade stopped midway goes on with `down` (its record still says applied: `up`
+            # would find nothing to do), so that is what every message of this run says to run.
+            again = f"run `ddbmigrate migrations down --to {to}` again"
             for m in todo:
                 if lock.lost:
-                    raise _lock_lost_before_next()
+                    raise _lock_lost_before_next(again)
                 down_id = f"{m.id}.down"
                 rec = dict(recs[m.id])
-                ctx = MigrationContext(down_id, settings, state_dir=state_dir, options=options, confirm=confirm)
+                ctx = MigrationContext(down_id, settings, state_dir=state_dir, options=options, confirm=confirm,
+                                       again=again)
                 try:
                     assert m.downgrade is not None
                     m.downgrade(ctx)
                 except BaseException as e:
-                    err = _failed(m, e)
+                    err = _failed(m, e, again)
                     rec["error"] = err.one_line() if isinstance(err, DdbMigrateError) else str(err)
                     _write(m, f"while it was reverted, and its downgrade failed: {rec['error']}",
-                           lambda: h.put(rec, lock=lock))
+                           lambda: h.put(rec, lock=lock), again)
                     if err is e:
                         raise
                     raise err from None
                 _write(m, "while it was reverted (its downgrade returned)",
-                       lambda: h.finish(rec, "reverted", ctx.summary, lock=lock))
+                       lambda: h.finish(rec, "reverted", ctx.summary, lock=lock), again)
                 # Only once "reverted" is recorded: not recorded (the lock lost, a crash), the next
                 # `down` must find the finished steps done, not run the downgrade a second time.
                 _fresh_state(state_dir, down_id)
