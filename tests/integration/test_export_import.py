@@ -680,6 +680,22 @@ def test_export_resumes_after_kill_without_duplicates(endpoint: str, tmp_path: P
     assert as_set(scan_all(endpoint, dst)) == as_set(scan_all(endpoint, src))
 
 
+def test_an_export_killed_midway_leaves_no_unfinished_file_after_a_restart(endpoint: str, tmp_path: Path) -> None:
+    """Its unfinished data files were deleted only by a --resume of the same export: a --restart
+    (a new export) or another export to the same place left them in the folder for good."""
+    src = create_table(endpoint)
+    put_items(endpoint, src, gen_items(300))
+    out = tmp_path / "out"
+    args = ["export", src, str(out), "--endpoint-url", endpoint, "--quiet", "--segments", "2",
+            "--checkpoint", str(tmp_path / "c.json")]
+    r = cli(*args, env={"DDBMIGRATE_CRASH_AT": "mid_export_line", "DDBMIGRATE_CRASH_AFTER": "50"})
+    assert r.returncode == -9, r.stderr
+    assert list((out / ".ddbmigrate-tmp").iterdir())  # half a file, as the kill left it
+    r = cli(*args, "--restart")
+    assert r.returncode == 0, r.stderr
+    assert not (out / ".ddbmigrate-tmp").exists()  # swept, then removed empty
+
+
 def test_missing_source_and_ambiguous_folder_are_usage_errors(endpoint: str, tmp_path: Path) -> None:
     dst = create_table(endpoint)
     with pytest.raises(UsageError, match="does not exist"):

@@ -54,6 +54,7 @@ from ..core.protocols import SinkBase
 from ..core.records import DELETE, BatchResult, Op
 from ..core.specs import Resources
 from ..formats import ion
+from ..state import leftovers
 from ..state.crashpoints import crash_point
 from ..storage.stores import S3Settings, Storage, storage_for
 
@@ -65,6 +66,8 @@ _CRASH_TESTING = os.environ.get("DDBMIGRATE_CRASH_AT") == "mid_export_line"
 FORMATS = ("dynamodb-json", "json", "ion")
 OUTPUT_FORMAT = {"dynamodb-json": "DYNAMODB_JSON", "json": "JSON", "ion": "ION"}
 EXTENSION = {"dynamodb-json": ".json.gz", "json": ".json.gz", "ion": ".ion.gz"}
+# A data file being written, named for its process (state/leftovers.py) in the temporary folder.
+PART_PREFIX = "part-"
 
 
 def new_export_id(now: Optional[float] = None) -> str:
@@ -181,7 +184,7 @@ class _DataFile:
     def __init__(self, tmp_dir: str, export_id: str, level: int, ext: str = ".json.gz") -> None:
         self.name = _file_name()
         self.ext = ext
-        self.tmp = os.path.join(tmp_dir, f"{export_id}-{self.name}{ext}.part")
+        self.tmp = os.path.join(tmp_dir, f"{leftovers.owned(PART_PREFIX)}{export_id}-{self.name}{ext}")
         self._fh = _open_in(tmp_dir, self.tmp)
         self._raw = _HashingWriter(self._fh)
         # mtime=0 and no file name in the header: the same items give the same bytes.
@@ -276,6 +279,9 @@ class FileSink(SinkBase):
     def _tmp(self) -> str:
         if self._tmp_dir is None:
             self._tmp_dir = self.storage.temp_dir(self.dest)
+            # Unfinished files of exports killed midway (this one's, resumed now, or any other's
+            # restarted or given up): their process is gone, and nothing will finish them.
+            leftovers.sweep(self._tmp_dir, PART_PREFIX)
         return self._tmp_dir
 
     def _ensure_started(self) -> None:
@@ -378,8 +384,8 @@ class FileSink(SinkBase):
         self.bytes_written = int(extra.get("bytes") or 0)
         self._started_written = True
         self.delete_unlisted()  # finished after the last checkpoint: re-exported now
-        tmp = self._tmp()
-        if os.path.isdir(tmp):
+        tmp = self._tmp()  # (the killed run's unfinished files are its leftovers: deleted there)
+        if os.path.isdir(tmp):  # and as 0.1 named them, unowned
             for n in os.listdir(tmp):
                 if n.startswith(self.export_id + "-"):
                     os.unlink(os.path.join(tmp, n))
