@@ -331,3 +331,18 @@ def test_manifests_of_the_wrong_shape_are_one_clear_error(tmp_path: Path) -> Non
     (dp / "manifest").write_bytes(orjson.dumps({"name": "DynamoDB-export", "version": 3, "entries": 5}))
     with pytest.raises(FatalError, match="entries is not a list"):
         discover(str(dp), LocalStorage())
+
+
+def test_an_export_manifest_named_as_the_source_says_to_import_its_folder(tmp_path: Path) -> None:
+    import re
+
+    from ddbmigrate.errors import UsageError
+    from ddbmigrate.storage.export_layout import discover
+
+    root = tmp_path / "AWSDynamoDB" / "01700000000000-aaaaaaaa"
+    root.mkdir(parents=True)
+    for name in ("manifest-summary.json", "manifest-files.json"):
+        (root / name).write_bytes(b'{"itemCount": 0}\n')
+        with pytest.raises(UsageError, match=re.escape(f"{name} is an export's manifest, not its data: import the "
+                                                       f"export's folder ({root})")):
+            discover(str(root / name), LocalStorage())

@@ -121,6 +121,11 @@ def discover(source: str, storage: Storage, *, any_name: bool = False, table: Op
         return plan if follow_symlinks else _confined(plan, _confine_root(source, plan), storage)
     if not storage.exists(source):
         raise UsageError(f"{source} does not exist", file=source)
+    parent, _, name = source.rpartition("/")
+    if name in ("manifest-summary.json", "manifest-files.json"):
+        # Read as data, a manifest was one item refused for lacking the table's key.
+        raise UsageError(f"{source} is an export's manifest, not its data: import the export's folder "
+                         f"({parent or '.'})", file=source)
     return Plan("files", source.rsplit("/", 1)[0], [FileEntry(source, source.rsplit("/", 1)[-1], storage.size(source))])
 
 
