@@ -52,3 +52,16 @@ def test_a_downgrade_stopped_midway_points_to_migrations_down(tmp_path: Path) ->
         ctx._run("update", "t", RunOptions(), lambda: Report(job="update", status="done",
                                                               counters={"dead_lettered": 2}))
     assert str(ei.value).endswith(f"fix the cause and {again}") and "migrations up" not in str(ei.value)
+
+
+def test_a_failed_steps_history_entry_does_not_advise_resume(tmp_path: Path) -> None:
+    # The migration's error said `migrations up`, its step's entry still "rerun ... with --resume".
+    ctx = MigrationContext("0001_m", AwsSettings(), state_dir=str(tmp_path))
+
+    def stopped() -> Report:
+        raise interrupted_error("state/0001_m/01-update.checkpoint.json")
+
+    with pytest.raises(DdbMigrateError):
+        ctx._run("update", "t", RunOptions(), stopped)
+    error = ctx.summary[-1]["error"]
+    assert "--resume" not in error and "run `ddbmigrate migrations up` again" in error, error

@@ -78,6 +78,9 @@ RUN_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(RunOptions))
 RUN_AGAIN = "run `ddbmigrate migrations up` again"
 # The tail of a checkpoint refusal that names the single-job commands' options.
 _JOB_ADVICE = re.compile(r"(?:;|:) (?:use --|resume with --segments).*$")
+# A job's own advice ("rerun the same command with --resume") is wrong inside a migration: the
+# migrations commands have no --resume, a plain `up` resumes the migration from its checkpoints.
+_JOB_RESUME = re.compile(r"(?:re)?run (?:the same command )?with --resume|(?<=and )--resume")
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,8 @@ class MigrationContext:
                 # cover the checkpoint only): the record says so, as the report does.
                 entry["unsettled"] = dict(report.extra["unsettled"])
         if error is not None:
-            entry["error"] = error.one_line() if isinstance(error, DdbMigrateError) \
+            # (Invariant 4: the step's error, as the migration's, says what to run, not --resume.)
+            entry["error"] = _JOB_RESUME.sub(self.again, error.one_line()) if isinstance(error, DdbMigrateError) \
                 else f"{type(error).__name__}: {error}"
         self.summary.append(entry)
 

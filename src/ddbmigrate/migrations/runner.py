@@ -44,7 +44,7 @@ from ..errors import (
     InterruptedError_,
     UsageError,
 )
-from .context import RUN_AGAIN, AwsSettings, MigrationContext
+from .context import _JOB_RESUME, RUN_AGAIN, AwsSettings, MigrationContext
 from .files import MigrationFile, find, load_all
 from .history import DEFAULT_HISTORY_TABLE, DEFAULT_LEASE_SECONDS, History, LockLostError
 
@@ -185,10 +185,6 @@ def history_records(settings: AwsSettings, *, history_table: str = DEFAULT_HISTO
                 else "changed"
     return out
 
-
-# A job's own advice ("rerun the same command with --resume") is wrong inside a migration: the
-# migrations commands have no --resume, a plain `up` resumes the migration from its checkpoints.
-_JOB_RESUME = re.compile(r"(?:re)?run (?:the same command )?with --resume|(?<=and )--resume")
 
 
 def _set_message(e: DdbMigrateError, message: str) -> None:
