@@ -315,6 +315,54 @@ def test_writer_resumes_from_the_journal_and_a_trimmed_position_needs_resync(tmp
         JournalWriter(StreamReader(stream, ARN, clock=clock), old, clock=clock).start()
 
 
+
+class _SlowParent(ScriptedStream):
+    """Reading the rest of shard p takes an hour, meanwhile the oldest record of its child is trimmed."""
+
+    def _GetRecords(self, p: Dict[str, Any]) -> Dict[str, Any]:
+        resp = super()._GetRecords(p)
+        if p["ShardIterator"].startswith("p|") and "NextShardIterator" not in resp:
+            self.clock.t += 3600
+            self.trimmed_before = int(self.shards["c"]["records"][0]["dynamodb"]["SequenceNumber"]) + 1
+        return resp
+
+
+def test_a_child_shard_born_while_the_replicator_was_down_is_checked_from_the_stop(tmp_path: Path) -> None:
+    """Before: a shard first listed on --resume was taken as begun at the resume, though it began
+    while the replicator was down (23 h here); read an hour later, its trimmed first records were
+    skipped silently (TRIM_HORIZON starts after them) instead of a resync."""
+    clock = Clock()
+    stream = _SlowParent(clock)
+    stream.add_shard("p")
+    stream.write("p", "k0")
+    j = journal(tmp_path, seal_every=0.0, clock=clock)
+    j.open(fresh=True, positions={"p": {"from": "TRIM_HORIZON", "since": clock()}})
+    w = JournalWriter(StreamReader(stream, ARN, clock=clock), j, readers=1, poll_interval=0.0, clock=clock)
+    w.start()
+    deadline = time.monotonic() + 10
+    while j.records_total < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    w.stop()
+    w.check()
+    clock.t += 600  # stopped; the stream goes on: p splits, its child c takes writes
+    stream.write("p", "k1")
+    stream.close("p")
+    stream.add_shard("c", parent="p")
+    stream.write("c", "k2")
+    clock.t += 23 * 3600  # resumed within the retention (the journal's positions are 23 h 10 min old)
+    again = journal(tmp_path, seal_every=0.0, clock=clock)
+    again.open(fresh=False, positions={})
+    w = JournalWriter(StreamReader(stream, ARN, clock=clock), again, readers=1, poll_interval=0.0, clock=clock)
+    w.start()
+    deadline = time.monotonic() + 10
+    while w.error is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    w.stop()
+    with pytest.raises(ResyncNeededError, match="shard c .*longer than the stream's retention"):
+        w.check()
+    assert [x["r"]["dynamodb"]["Keys"]["pk"]["S"] for x in lines(again)] == ["k0", "k1"]
+
+
 # --------------------------------------------------------------------------- TTL deletes
 
 

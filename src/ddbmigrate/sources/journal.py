@@ -94,7 +94,7 @@ class JournalWriter:
                 f"resync needed: the journal's stream positions are from "
                 f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(alive_at))}, older than the stream's retention, "
                 "so changes may have been trimmed", table=self.table, code="CheckpointTooOld")
-        self.reader.load(self.journal.positions)
+        self.reader.load(self.journal.positions, saved_ago=self.clock() - alive_at)
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self._thread.start()
 

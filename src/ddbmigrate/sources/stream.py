@@ -154,6 +154,7 @@ class StreamReader:
         self.view_type: Optional[str] = None
         self._cursors: Dict[str, _Cursor] = {}
         self._described_at: Optional[float] = None
+        self._saved_ago = 0.0  # how long ago the positions load() was given were saved
         self.iterator_renewals = 0
         self.get_records_calls = 0
         self.forgotten: List[str] = []  # finished shards dropped by refresh (the caller forgets them too)
@@ -196,11 +197,14 @@ class StreamReader:
         self._described_at = now
         self.status, self.view_type = d.status, d.view_type
         listed = {s.shard_id for s in d.shards}
+        # The first listing after a resume: a shard new to us may have begun any time after the
+        # positions were saved (hours ago), and its oldest records be that close to trimming.
+        since, self._saved_ago = now - self._saved_ago, 0.0
         for s in d.shards:
             self.shards[s.shard_id] = s
             if s.shard_id not in self.positions:
                 # A shard we have never seen began after our start: all of it is new to us.
-                self.positions[s.shard_id] = {"from": "TRIM_HORIZON", "since": now}
+                self.positions[s.shard_id] = {"from": "TRIM_HORIZON", "since": since}
         for sid in [sid for sid in list(self.shards) if sid not in listed]:
             if self.positions.get(sid, {}).get("done"):
                 # Finished and trimmed from the stream (24 h): forgotten, so a replication that
@@ -228,11 +232,12 @@ class StreamReader:
         self.positions = dict(out)
         return out
 
-    def load(self, positions: Dict[str, Position]) -> None:
-        """Continue from checkpointed positions (iterators are rebuilt lazily)."""
+    def load(self, positions: Dict[str, Position], saved_ago: float = 0.0) -> None:
+        """Continue from checkpointed positions (iterators are rebuilt lazily), saved ``saved_ago`` s ago."""
         self.positions = {k: dict(v) for k, v in positions.items()}
         self._cursors = {}
         self._described_at = None
+        self._saved_ago = max(0.0, saved_ago)
 
     def snapshot(self) -> Dict[str, Position]:
         return {k: dict(v) for k, v in self.positions.items()}
