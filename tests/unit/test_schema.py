@@ -857,3 +857,22 @@ def test_settings_calls_retry_transient_errors_only() -> None:
     assert why(e, "DescribeContinuousBackups") == "the endpoint does not support DescribeContinuousBackups"
     e = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "X")
     assert why(e, "GetResourcePolicy") == "access denied to GetResourcePolicy"
+
+
+def test_an_export_of_a_provisioned_table_says_auto_scaling_is_not_exported() -> None:
+    """Its fixed capacity would fight auto scaling on a later apply: the file and stderr say so."""
+    from dataclasses import replace
+
+    spec = {"TableName": "orders", "BillingMode": "PROVISIONED",
+            "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 7},
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]}
+    live = replace(defn(spec), arn="arn:aws:dynamodb:us-east-1:123456789012:table/orders")
+    assert any("auto scaling" in n and "ignore_changes" in n for n in export_notes(live))
+    assert "# Note: auto scaling (Application Auto Scaling targets and policies) is not read" in to_terraform(live)
+    parse_hcl(to_terraform(live))  # still valid HCL
+    # On demand, or a spec (not a live table: what it says is what the user wrote): no note.
+    assert not any("auto scaling" in n for n in export_notes(defn(spec)))
+    on_demand = replace(defn({k: v for k, v in spec.items() if k != "ProvisionedThroughput"} |
+                             {"BillingMode": "PAY_PER_REQUEST"}), arn=live.arn)
+    assert not any("auto scaling" in n for n in export_notes(on_demand))

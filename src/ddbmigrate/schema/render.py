@@ -41,10 +41,24 @@ def render(definition: TableDefinition, fmt: str) -> str:
             "cdk": to_cdk}[fmt](definition)
 
 
+# Application Auto Scaling is its own service, never read: an export of a provisioned table fixes
+# its capacity at today's figures, which a later apply would set back under auto scaling.
+AUTO_SCALING_NOTE = ("auto scaling (Application Auto Scaling targets and policies) is not read or exported: if it "
+                     "manages this table's capacity, keep the capacity out of what the tool applies (Terraform: "
+                     "read_capacity and write_capacity, and each index's, in lifecycle ignore_changes), or a later "
+                     "apply sets it back to the figures of the export")
+
+
+def _provisioned_table(definition: TableDefinition) -> bool:
+    return bool(definition.arn) and definition.props.get("BillingMode") == "PROVISIONED"
+
+
 def export_notes(definition: TableDefinition) -> List[str]:
     """Lines for stderr: what the export could not include, and why."""
     out = [f"not exported: {s} ({r})" for s, r in definition.unread.items()]
     out += [f"note: {n}" for n in definition.notes]
+    if _provisioned_table(definition):
+        out.append(f"note: {AUTO_SCALING_NOTE}")
     return out
 
 
@@ -323,6 +337,8 @@ def to_terraform(definition: TableDefinition) -> str:
     if definition.replicas:
         head += (f"# Global table replicas ({', '.join(definition.replicas)}) are not exported: "
                  "lifecycle ignore_changes: replica keeps them.\n")
+    if _provisioned_table(definition):
+        head += f"# Note: {AUTO_SCALING_NOTE}.\n"
     need = _provider_needs(p)
     if need:
         version, why = need
