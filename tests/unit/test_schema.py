@@ -394,6 +394,11 @@ def test_create_result_groups_unsupported_apis_in_one_line() -> None:
     lines = r.setting_lines()
     assert lines[0] == "not applied: Tags, ResourcePolicy: not read from table S: the endpoint does not support their APIs"
     assert lines[1].startswith("not applied: TableClass: asked for")
+    one = CreateResult(table="T", description={}, not_applied=[
+        ("PointInTimeRecoverySpecification", "not read from table S: the endpoint does not support "
+                                             "DescribeContinuousBackups")])
+    assert one.setting_lines() == ["not applied: PointInTimeRecoverySpecification: not read from table S: the "
+                                   "endpoint does not support its API"]
 
 
 # ------------------------------------------------------------------ renderers

@@ -64,11 +64,11 @@ class CreateResult:
             for s, r in entries:
                 m = re.match(r"^(.*)the endpoint does not support \w+$", r)
                 if m:
-                    grouped.setdefault(f"{kind}: {{}}: {m.group(1)}the endpoint does not support their APIs", []) \
-                        .append(s)
+                    grouped.setdefault(f"{kind}: {{}}: {m.group(1)}the endpoint does not support {{}}", []).append(s)
                 else:
                     out.append(f"{kind}: {s}: {r}")
-        out = [fmt.format(", ".join(settings)) for fmt, settings in grouped.items()] + out
+        out = [fmt.format(", ".join(settings), "their APIs" if len(settings) > 1 else "its API")
+               for fmt, settings in grouped.items()] + out
         out += [f"note: {n}" for n in self.notes]
         return out
 
