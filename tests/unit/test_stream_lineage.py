@@ -284,6 +284,31 @@ def test_trimmed_position_means_resync_needed() -> None:
         reader.read_page("s")
 
 
+
+def test_a_parent_gone_from_the_stream_before_it_was_read_to_its_end_means_resync_needed() -> None:
+    """Before: resumed with a position in a shard the stream no longer lists (trimmed while the
+    replicator was down and behind), its unread records were lost and its child waited for it
+    forever, the replication saying nothing but a growing lag."""
+    clock = Clock()
+    stream = ScriptedStream(clock)
+    stream.add_shard("p")
+    stream.write("p", "a")
+    stream.write("p", "b")
+    reader = StreamReader(stream, ARN, clock=clock, page_limit=1)
+    reader.start_positions()
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in reader.read_page("p").records] == ["a"]
+    saved = reader.snapshot()
+    stream.close("p")
+    stream.add_shard("c", parent="p")
+    stream.write("c", "x")
+    stream.order.remove("p")  # p's records (b) trimmed: DynamoDB no longer lists it
+    stream.trimmed_before = 3
+    resumed = StreamReader(stream, ARN, clock=clock)
+    resumed.load(saved)
+    with pytest.raises(ResyncNeededError, match="shard p is gone from the stream before it was read to its end"):
+        resumed.refresh(force=True)
+
+
 def test_trim_horizon_start_older_than_retention_means_resync_needed() -> None:
     clock = Clock()
     stream = ScriptedStream(clock)

@@ -205,6 +205,12 @@ class StreamReader:
             if s.shard_id not in self.positions:
                 # A shard we have never seen began after our start: all of it is new to us.
                 self.positions[s.shard_id] = {"from": "TRIM_HORIZON", "since": since}
+        for sid, pos in list(self.positions.items()):
+            if sid not in listed and not pos.get("done"):
+                # Shards are listed until their last record is trimmed: this one's unread records
+                # are gone (a resume found it so; its children would wait for it forever).
+                raise self._resync(sid, f"shard {sid} is gone from the stream before it was read to its end "
+                                   f"(from {_pos_text(pos)}; its records are older than the retention)")
         for sid in [sid for sid in list(self.shards) if sid not in listed]:
             if self.positions.get(sid, {}).get("done"):
                 # Finished and trimmed from the stream (24 h): forgotten, so a replication that
