@@ -1,7 +1,7 @@
-"""What a process killed midway leaves behind: the temporary file of an atomic write, a verify's
-spill folder (as large as both tables). Each is named for its owner (``PREFIXHOST-PID-...``), so
-that the next run can tell a dead owner's from a live one's and delete it: a kill -9, run after
-run, must not fill the disk.
+"""Whether a process still runs, and what one killed midway leaves behind: the temporary file of
+an atomic write, a verify's spill folder (as large as both tables). Each is named for its owner
+(``PREFIXHOST-PID-...``), so that the next run can tell a dead owner's from a live one's and
+delete it: a kill -9, run after run, must not fill the disk.
 
 Only this host's owners are judged by their pid: a folder shared with other hosts or pid
 namespaces keeps their files (they may be in use) unless an age limit is given.
@@ -12,10 +12,44 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from typing import Optional, Set, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
 HOST = ((os.uname().nodename if hasattr(os, "uname") else "") or "host").replace("-", "_")[:40]
 _SWEPT: Set[Tuple[str, str]] = set()
+
+
+def _proc_stat(pid: int) -> Optional[List[str]]:
+    """The fields of /proc/PID/stat after the command name (state first), or None without /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2:].split()
+
+
+def process_started(pid: Optional[int] = None) -> Optional[str]:
+    """When the process started (clock ticks since boot, /proc's field 22): with the pid, who it is."""
+    fields = _proc_stat(pid if pid is not None else os.getpid())
+    return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def pid_alive(pid: Any, started: Any = None) -> bool:
+    """Whether the process that wrote a status still runs: not a zombie (killed, not yet reaped:
+    ``kill(pid, 0)`` still succeeds) nor another process given its pid since (its start time)."""
+    try:
+        pid = int(pid)
+        os.kill(pid, 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:
+        return True  # no /proc here: kill(pid, 0) is all there is
+    if fields[0] in ("Z", "X", "x"):
+        return False
+    return started is None or len(fields) <= 19 or fields[19] == str(started)
 
 
 def owned(prefix: str) -> str:
@@ -31,8 +65,6 @@ def sweep(folder: str, prefix: str, *, max_age: Optional[float] = None, once: bo
         if (folder, prefix) in _SWEPT:
             return 0
         _SWEPT.add((folder, prefix))
-    from .status import _pid_alive  # (status imports the checkpoint module, which imports this one)
-
     try:
         names = [n for n in os.listdir(folder) if n.startswith(prefix)]
     except OSError:
@@ -44,7 +76,7 @@ def sweep(folder: str, prefix: str, *, max_age: Optional[float] = None, once: bo
         path = os.path.join(folder, n)
         try:
             old = max_age is not None and now - os.lstat(path).st_mtime > max_age
-            dead = host == HOST and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+            dead = host == HOST and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))
             if not (old or dead):
                 continue
             if os.path.isdir(path) and not os.path.islink(path):

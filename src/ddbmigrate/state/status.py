@@ -29,6 +29,7 @@ from ..errors import UsageError
 from ..logs import redact_obj
 from ..reporting.report import utcnow
 from .checkpoint import atomic_write, default_path
+from .leftovers import pid_alive, process_started
 from .paths import output_path_problem
 
 
@@ -173,7 +174,7 @@ def read_status(path: str) -> Dict[str, Any]:
     age = time.time() - float(doc.get("updated_at") or 0)
     doc["age_seconds"] = round(age, 1)
     running = doc.get("state") in ("starting", "backfill", "replaying", "tailing")
-    doc["alive"] = running and age < max(10.0, 5 * float(doc.get("status_every") or 1.0)) and _pid_alive(
+    doc["alive"] = running and age < max(10.0, 5 * float(doc.get("status_every") or 1.0)) and pid_alive(
         doc.get("pid"), doc.get("pid_started"))
     if not doc["alive"]:
         # A replicator that is not running has no lag to speak of: its last figures are history,
@@ -186,40 +187,6 @@ def read_status(path: str) -> Dict[str, Any]:
         if running:
             doc["state"] = "dead"  # it said it was running, but it no longer updates its status
     return doc
-
-
-def _proc_stat(pid: int) -> Optional[List[str]]:
-    """The fields of /proc/PID/stat after the command name (state first), or None without /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            text = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2:].split()
-
-
-def process_started(pid: Optional[int] = None) -> Optional[str]:
-    """When the process started (clock ticks since boot, /proc's field 22): with the pid, who it is."""
-    fields = _proc_stat(pid if pid is not None else os.getpid())
-    return fields[19] if fields is not None and len(fields) > 19 else None
-
-
-def _pid_alive(pid: Any, started: Any = None) -> bool:
-    """Whether the process that wrote a status still runs: not a zombie (killed, not yet reaped:
-    ``kill(pid, 0)`` still succeeds) nor another process given its pid since (its start time)."""
-    try:
-        pid = int(pid)
-        os.kill(pid, 0)
-    except (TypeError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        pass
-    fields = _proc_stat(pid)
-    if fields is None:
-        return True  # no /proc here: kill(pid, 0) is all there is
-    if fields[0] in ("Z", "X", "x"):
-        return False
-    return started is None or len(fields) <= 19 or fields[19] == str(started)
 
 
 def refuse_second_replicator(status_file: str) -> None:
