@@ -33,6 +33,7 @@ Invariants:
 from __future__ import annotations
 
 import csv
+import logging
 import tempfile
 import threading
 from dataclasses import dataclass, replace
@@ -58,6 +59,8 @@ from ..formats.records import (
 from ..state.deadletter import raw_text
 from ..storage.export_layout import FileEntry, FileProblem, Plan, check_against_manifest
 from ..storage.stores import S3Settings, Storage, storage_for
+
+log = logging.getLogger(__name__)
 from .documents import JsonText, ValueSkipped, every_line
 from .lines import (
     CORRUPT_ERRORS,
@@ -639,10 +642,15 @@ class FileSource(SourceBase):
                                 return
                     in_doc = n
                 # The AWS CLI's `--max-items` cuts Items, not Count (the pages it fetched), and says
-                # so with a NextToken: there only more items than Count is a contradiction.
-                if count is not None and (count < in_doc if paged else count != in_doc):
-                    raise FileProblem(f"document {docs} says Count {count} but holds {in_doc} items (cut file?)",
-                                      js.line)
+                # so with a NextToken; the last output of a `--starting-token` resume has no
+                # NextToken, and its Count holds the items of the resumed page before the token. So
+                # only more items than Count is a contradiction; fewer is said, not refused.
+                if count is not None and count < in_doc:
+                    raise FileProblem(f"document {docs} says Count {count} but holds {in_doc} items", js.line)
+                if count is not None and count > in_doc and not paged:
+                    log.warning("%s: document %d says Count %d but holds %d items: read as the last output of a "
+                                "paginated `aws dynamodb scan` (--starting-token); if the file was cut, the rest "
+                                "is not in it", f.unit, docs, count, in_doc)
             md5 = ls.md5_b64()
         except (FileProblem, *CORRUPT_ERRORS) as e:
             yield from self._broken(f, chunk, handed, *_problem(e, js.line))
