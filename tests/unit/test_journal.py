@@ -44,6 +44,7 @@ from ddbmigrate.state.journal import (
     segment_name,
 )
 from ddbmigrate.storage.stores import LocalStorage
+from support import wait_for
 
 
 def journal(tmp_path: Path, **kw: Any) -> Journal:
@@ -314,6 +315,53 @@ def test_writer_resumes_from_the_journal_and_a_trimmed_position_needs_resync(tmp
     with pytest.raises(ResyncNeededError, match="older than the stream's retention"):
         JournalWriter(StreamReader(stream, ARN, clock=clock), old, clock=clock).start()
 
+
+
+
+class _StalledStream(ScriptedStream):
+    """GetRecords hangs while ``stall`` is set (a Streams endpoint down, its calls retried)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.stall = threading.Event()
+        self.release = threading.Event()
+        self.stalled = threading.Event()
+
+    def _GetRecords(self, p: Dict[str, Any]) -> Dict[str, Any]:
+        if self.stall.is_set():
+            self.stalled.set()
+            self.release.wait(60)
+        return super()._GetRecords(p)
+
+
+def test_a_stream_whose_reads_stall_is_no_longer_caught_up(tmp_path: Path) -> None:
+    """Before: once caught up, a poll that hung (the Streams endpoint failing, retried for a
+    minute) left the writer "caught up" while the source took changes nobody read: status said
+    lag 0 and the quiet period ran, so `cutover --no-verify` said GO over unread changes."""
+    clock = Clock()
+    stream = _StalledStream(clock)
+    stream.add_shard("s")
+    j = journal(tmp_path, seal_every=0.0, clock=clock)
+    j.open(fresh=True, positions={"s": {"from": "TRIM_HORIZON", "since": clock()}})
+    w = JournalWriter(StreamReader(stream, ARN, clock=clock), j, readers=1, poll_interval=0.0, clock=clock)
+    w.start()
+    try:
+        wait_for(lambda: w.caught_up, 10, "caught up")
+        stream.stall.set()
+        assert stream.stalled.wait(10)
+        stream.write("s", "unread")
+        clock.t += 2
+        time.sleep(0.3)
+        assert w.caught_up  # a poll under way for a moment is no reason to doubt it
+        clock.t += 10
+        wait_for(lambda: not w.caught_up, 5, "not caught up")
+        stream.stall.clear()
+        stream.release.set()
+        wait_for(lambda: j.records_total == 1 and w.caught_up, 10, "caught up again")
+    finally:
+        stream.release.set()
+        w.stop()
+    w.check()
 
 
 class _SlowParent(ScriptedStream):

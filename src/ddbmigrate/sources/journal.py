@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 UNIT = "journal"
 DEFAULT_SHARD_READERS = 8
+# A poll of a caught-up shard answers in well under a second; one still under way after this
+# long is being retried (the Streams endpoint failing): the stream is no longer known caught up.
+STALLED_READ_SECONDS = 5.0
 
 
 class JournalWriter:
@@ -73,6 +76,7 @@ class JournalWriter:
         self.caught_up = False
         self.max_concurrent = 0  # most shards read at once (tests, bench)
         self._busy: Set[str] = set()
+        self._busy_since: Dict[str, float] = {}
         self._not_before: Dict[str, float] = {}
         self._last_empty: Dict[str, bool] = {}
         self._turn: Dict[str, int] = {}  # when each shard was last dispatched: round robin over shards
@@ -171,8 +175,11 @@ class JournalWriter:
         else:
             self._ended_since = None
         # Caught up: every readable shard's last read was empty (a poll in flight does not count
-        # against it: a record it finds makes its shard non-empty again) and nothing is unsealed.
-        self.caught_up = (not self.reader.waiting_shards() and bool(ready)
+        # against it: a record it finds makes its shard non-empty again; one stalled does: the
+        # stream then takes changes nobody reads) and nothing is unsealed.
+        with self._cond:
+            stalled = any(now - t > STALLED_READ_SECONDS for t in self._busy_since.values())
+        self.caught_up = (not self.reader.waiting_shards() and bool(ready) and not stalled
                           and all(self._last_empty.get(s, False) for s in ready)
                           and self.journal.buffered_bytes() == 0)
         # Least recently read first, so a busy shard never starves the others of a reader.
@@ -189,6 +196,7 @@ class JournalWriter:
             self._turn[sid] = self._turns
             with self._cond:
                 self._busy.add(sid)
+                self._busy_since[sid] = now
                 self.max_concurrent = max(self.max_concurrent, len(self._busy))
             futures.append(pool.submit(self._read_shard, sid))
 
@@ -215,6 +223,7 @@ class JournalWriter:
         finally:
             with self._cond:
                 self._busy.discard(sid)
+                self._busy_since.pop(sid, None)
                 self._cond.notify_all()
 
     def _stream_ended(self) -> None:
