@@ -97,6 +97,19 @@ def test_no_backfill_onto_a_missing_target_is_refused_before_any_checkpoint(endp
     assert not exists(endpoint, dst)
 
 
+
+def test_clean_target_with_no_backfill_is_refused_not_ignored(endpoint: str, tmp_path: Path) -> None:
+    """Before: `--no-backfill --clean-target --yes` ran, the target kept as it was."""
+    src = source_with_items(endpoint)
+    dst = create_table(endpoint)
+    put_items(endpoint, dst, [{"pk": {"S": "stale"}}])
+    r = cli("replicate", src, dst, *base(endpoint), "--no-backfill", "--clean-target", "--yes", "--max-runtime", "2",
+            "--progress", "off", "--quiet")
+    one_error_line(r, 2, "--clean-target", "--no-backfill", alone=False)
+    nothing_written(tmp_path)
+    assert as_set(scan_all(endpoint, dst)) == as_set([{"pk": {"S": "stale"}}])
+
+
 def test_an_unconfirmed_clean_target_is_refused_before_any_checkpoint(endpoint: str, tmp_path: Path) -> None:
     src = source_with_items(endpoint)
     dst = create_table(endpoint)

@@ -208,6 +208,10 @@ def replicate(
         raise UsageError("--max-lag must be >= 0 seconds")
     if not poll_interval > 0:  # 0 or less would poll a quiet stream (and the journal) in a busy loop
         raise UsageError("--poll-interval must be > 0 seconds")
+    if clean_target and not backfill:
+        # The clean is the backfill's first step: without one, the target was kept as it was, silently.
+        raise UsageError("--clean-target empties the target before the backfill, and --no-backfill skips it: "
+                         "drop one of the two")
     if journal and is_s3(journal) and not journal[len("s3://"):].partition("/")[0]:
         # Refused now: the first seal, after the checkpoint and the stream were set up, found it.
         raise UsageError(f"--journal {journal}: expected s3://bucket/prefix, or a folder")
