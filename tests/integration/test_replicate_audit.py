@@ -34,7 +34,7 @@ from ddbmigrate.errors import ResyncNeededError, UsageError
 from ddbmigrate.jobs.replicate import replicate
 from ddbmigrate.state.journal import Journal, segment_name
 from ddbmigrate.state.status import read_status, request_stop
-from support import as_set, create_table, one_error_line, put_items, scan_all, wait_for
+from support import as_set, boto_client, create_table, one_error_line, put_items, scan_all, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -300,6 +300,35 @@ def test_resuming_onto_a_shortened_segment_stops_with_resync_needed(endpoint: st
     seg.write_bytes(gzip.compress(b"".join(lines[:-1])))
     r = cli("replicate", src, dst, *base(endpoint), "--resume", "--stop-after-idle", "1", *QUICK)
     one_error_line(r, 1, "resync needed", str(seg.name), "--restart --clean-target", alone=False)
+
+
+
+def test_the_report_of_a_resync_in_the_stream_phase_names_the_command(endpoint: str, tmp_path: Path) -> None:
+    """Before: stderr and the status named the command to resync, the --report did not (the
+    engine's report kept the error line from before the command was added)."""
+    src = create_table(endpoint, stream="NEW_AND_OLD_IMAGES")
+    dst = create_table(endpoint)
+    put_items(endpoint, src, items(3))
+    box: Dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            replicate(ref(endpoint, src), ref(endpoint, dst), options=RunOptions(progress="off", report="rep.json"),
+                      status_path=str(tmp_path / "st.json"), poll_interval=0.1, status_every=0.2)
+        except BaseException as e:  # noqa: BLE001 - the test looks at it
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    wait_for(lambda: (tmp_path / "st.json").is_file() and read_status(str(tmp_path / "st.json")).get("state")
+             == "tailing", 60, "tailing")
+    boto_client(endpoint).update_table(TableName=src, StreamSpecification={"StreamEnabled": False})
+    t.join(120)
+    assert isinstance(box.get("error"), ResyncNeededError)
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert rep["status"] == "failed" and rep["exit_code"] == 1
+    assert "has ended" in rep["error"] and "--restart --clean-target" in rep["error"], rep["error"]
+    assert read_status(str(tmp_path / "st.json"))["error"] == rep["error"]
 
 
 # --------------------------------------------------------------------------- 4, 6: refused up front

@@ -363,6 +363,8 @@ def replicate(
         except ResyncNeededError as e:
             e.hint = e.hint or _resync_hint(source, target)
             e.message = f"{e.message}; {e.hint}"
+            if getattr(e, "report", None) is not None:
+                e.report.error = e.one_line()  # type: ignore[attr-defined]  # (the engine's, without the resync)
             live.failed = e.one_line()
             status.error = e.one_line()
             status.stop("failed")
