@@ -213,3 +213,12 @@ def test_a_blank_region_variable_is_named(data: str) -> None:
     one_usage_line(run(["import", data, "Orders", "--endpoint-url", "http://127.0.0.1:9", "--region", "us east",
                         "-q"], AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y"),
                    "invalid region 'us east'", "(from the region option)")
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:///prefix"])
+def test_an_s3_url_naming_no_bucket_is_refused_not_taken_for_a_local_folder(tmp_path: Path, url: str,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    one_usage_line(run(["export", "Orders", url, "--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1",
+                        "-q"], AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y"), "expected s3://bucket/prefix")
+    assert not (tmp_path / "s3:").exists()

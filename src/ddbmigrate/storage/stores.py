@@ -376,7 +376,10 @@ def storage_for(url: str, s3: Optional[S3Settings] = None) -> Storage:
 def normalize(url: str) -> str:
     """Absolute local path, or the S3 URL without a trailing slash."""
     if is_s3(url):
-        return url.rstrip("/") if url.rstrip("/") != "s3:/" else url
+        # A URL naming no bucket (s3://, s3:///x) is refused here: stripped, "s3://" was "s3:", a
+        # local folder of that name.
+        split_s3(url)
+        return url.rstrip("/")
     return os.path.abspath(os.path.expanduser(url))
 
 
