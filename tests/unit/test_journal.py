@@ -355,6 +355,10 @@ def test_a_stream_whose_reads_stall_is_no_longer_caught_up(tmp_path: Path) -> No
         assert w.caught_up  # a poll under way for a moment is no reason to doubt it
         clock.t += 10
         wait_for(lambda: not w.caught_up, 5, "not caught up")
+        # And its lag is the stall's, not 0: `status --max-lag` and the cutover gate see it.
+        lag = JournalSource(j, w, None, skip_before=None, persisted=lambda: None,  # type: ignore[arg-type]
+                            clock=clock).lag_seconds()  # (no mapping here)
+        assert lag >= 10, lag
         stream.stall.clear()
         stream.release.set()
         wait_for(lambda: j.records_total == 1 and w.caught_up, 10, "caught up again")

@@ -226,6 +226,14 @@ class JournalWriter:
                 self._busy_since.pop(sid, None)
                 self._cond.notify_all()
 
+    def stalled_since(self) -> Optional[float]:
+        """When the oldest poll still under way after STALLED_READ_SECONDS started (the changes
+        made since may be unread), or None."""
+        now = self.clock()
+        with self._cond:
+            old = [t for t in self._busy_since.values() if now - t > STALLED_READ_SECONDS]
+        return min(old) if old else None
+
     def _stream_ended(self) -> None:
         """Every shard is finished: children of a split not listed yet, or the stream was disabled."""
         self.reader.refresh(force=True)
@@ -304,6 +312,11 @@ class JournalSource(SourceBase):
         oldest = self.in_flight_since
         if oldest is None:
             oldest = self.journal.oldest_time(int(self.position["segment"]))
+        stalled = self.writer.stalled_since()
+        if stalled is not None:
+            # A stalled read: what the source took since it began is unread, however old (a lag of
+            # 0 let `status --max-lag` pass through a Streams outage).
+            oldest = stalled if oldest is None else min(oldest, stalled)
         if oldest is None:
             return 0.0
         return max(0.0, round(self.clock() - oldest, 1))
