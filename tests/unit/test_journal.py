@@ -603,7 +603,8 @@ def test_split_in_progress_waits_for_children_then_a_disabled_stream_needs_resyn
     clock.events.append((clock.t + 60, child))
     clock.events.append((clock.t + 200, disable))
     err = _writer_error(clock, stream, tmp_path)
-    assert isinstance(err, ResyncNeededError) and "has ended (status DISABLED)" in err.message
+    assert isinstance(err, ResyncNeededError) and err.message.startswith("resync needed: the stream of")
+    assert "has ended (status DISABLED)" in err.message
     j = journal(tmp_path)
     j.open(fresh=False, positions={})
     assert [x["r"]["dynamodb"]["Keys"]["pk"]["S"] for x in lines(j)] == ["a", "b"]  # no error during the wait

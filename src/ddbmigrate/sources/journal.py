@@ -246,8 +246,8 @@ class JournalWriter:
             if now - self._ended_since < STREAM_END_GRACE:
                 return
         raise ResyncNeededError(
-            f"the stream of {self.table} has ended (status {self.reader.status}): the stream was disabled, so "
-            "changes made since then are not recorded", table=self.table, code="StreamDisabled")
+            f"resync needed: the stream of {self.table} has ended (status {self.reader.status}): the stream was "
+            "disabled, so changes made since then are not recorded", table=self.table, code="StreamDisabled")
 
     # ------------------------------------------------------------------ figures
 
