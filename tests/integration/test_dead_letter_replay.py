@@ -132,3 +132,26 @@ def test_a_replicators_dead_letter_is_refused_saying_how_to_recover(endpoint: st
             "not replayed: a dead letter of `ddbmigrate replicate` holds a stream record"), again
         assert "verify SOURCE TARGET --repair" in again[0]["reason"]
     assert scan_all(endpoint, dst) == [{"id": {"S": "k1"}, "v": {"S": "still here"}}]
+
+
+def test_an_incremental_imports_dead_letter_is_refused_saying_how_to_recover(endpoint: str, tmp_path: Path) -> None:
+    """An incremental export's record that failed is dead-lettered whole; a newer or an older
+    record of its key may have been written. Replayed alone it would put its image over that one
+    (an older image over a newer one), so the replay refuses it and says how to bring it in."""
+    from test_export_import import _rec, aws_export
+
+    dst = create_table(endpoint)
+    t = 1_700_000_000_000_000
+    bad = _rec("a", t + 100, {"v": {"N": "not a number"}})  # the newest of a: refused
+    aws_export(tmp_path / "inc", [[_rec("a", t, {"v": {"S": "older"}}), bad]], incremental=True)
+    r = cli(tmp_path, "import", "inc", dst, "--endpoint-url", endpoint, "--progress", "off", "--dead-letter", "dl.jsonl")
+    assert r.returncode == 3, r.stderr
+    assert scan_all(endpoint, dst) == [{"pk": {"S": "a"}, "v": {"S": "older"}}]
+    r = cli(tmp_path, "import", "dl.jsonl", dst, "--endpoint-url", endpoint, "--progress", "off",
+            "--dead-letter", "again.jsonl")
+    assert r.returncode == 3, r.stderr
+    again = [json.loads(x) for x in (tmp_path / "again.jsonl").read_text().splitlines()]
+    assert len(again) == 1 and again[0]["reason"].startswith(
+        "not replayed: a dead letter of an incremental export's import holds an export record"), again
+    assert "import the export again" in again[0]["reason"]
+    assert scan_all(endpoint, dst) == [{"pk": {"S": "a"}, "v": {"S": "older"}}]

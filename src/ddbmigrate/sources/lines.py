@@ -23,7 +23,7 @@ import json
 import re
 import zlib
 from decimal import Decimal
-from typing import IO, Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import orjson
 
@@ -547,6 +547,26 @@ def _stream_record(rec: Dict[str, Any]) -> bool:
     return isinstance(held, dict) and "eventName" in held and isinstance(held.get("dynamodb"), dict)
 
 
+def _export_record(rec: Dict[str, Any]) -> bool:
+    """Does a dead letter hold an incremental export's record (``Metadata``, ``Keys`` and an image),
+    as JSON or as Ion?"""
+    raw = rec.get("raw")
+    held: Any = rec.get("item")
+    if held is None and isinstance(raw, str) and "Metadata" in raw and "Keys" in raw:
+        text = raw.lstrip()
+        try:
+            if text.startswith("{"):
+                held = orjson.loads(text)
+            else:
+                from ..formats import ion
+
+                held = ion.loads_line(text.encode())
+        except Exception:  # noqa: BLE001 - not a record of either: none to refuse
+            return False
+    return (isinstance(held, Mapping) and "Metadata" in held and "Keys" in held
+            and ("NewImage" in held or "OldImage" in held))
+
+
 def replay_refusal(record: Any, transformed: bool) -> Optional[str]:
     """Why this dead letter must not be written by a replay with (``transformed``) or without a
     transform, or None. A record of a failed transform holds the *source* item (so does an
@@ -566,6 +586,11 @@ def replay_refusal(record: Any, transformed: bool) -> Optional[str]:
         return ("not replayed: a dead letter of `ddbmigrate replicate` holds a stream record, which import does not "
                 "apply; fix the cause, then `ddbmigrate verify SOURCE TARGET --repair` (with the replication's "
                 "--transform) writes what the target lacks")
+    if _export_record(rec):
+        return ("not replayed: a dead letter of an incremental export's import holds an export record; applied "
+                "alone it would put its image over the one the import wrote for its key, which may be newer. Fix "
+                "the export's file and import the export again (the newest record of each key is applied), or "
+                "`ddbmigrate verify SOURCE TARGET --repair` from the source table")
     if rec.get("error_code") == "DuplicateKey":
         return ("not replayed: the transform returned two items with this key for one source item and the first "
                 "was written; this one would replace it (fix the transform, then replay the source item)")
