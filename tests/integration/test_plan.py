@@ -345,6 +345,23 @@ def test_failed_dependency_blocks_and_verify_differences_fail(endpoint: str, tmp
     assert rep.status == "failed" and rep.exit_code == 1
 
 
+def test_a_verify_after_that_fails_leaves_the_jobs_own_counts(endpoint: str, tmp_path: Path) -> None:
+    """The copy ended, its verify_after did not: the report keeps what the copy wrote (it read
+    the verify's report, or none, as the job's: written 0 of a table copied whole)."""
+    src = create_table(endpoint)
+    put_items(endpoint, src, _bulk("v", 40))
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, [
+        {"kind": "copy", "name": "copied", "source": src, "target": src + "-v", "create_target": True,
+         "verify_after": True}], state_dir="st")
+    (tmp_path / "st" / "diffs" / "copied.jsonl").mkdir(parents=True)  # the verify cannot write its differences
+    rep = run_plan(str(plan), progress="off")
+    job = rep.job("copied")
+    assert job.status == "failed" and "diffs" in (job.error or "")
+    assert job.report is not None and job.report["job"] == "copy"
+    assert job.report["counters"]["written"] == 40 and rep.totals["counters"]["written"] == 40
+    assert len(scan_all(endpoint, src + "-v")) == 40
+
+
 def test_replicate_job_under_concurrent_writes_then_verify(endpoint: str, tmp_path: Path) -> None:
     """A plan's replicate job backfills and replays the stream until idle; a verify job after it
     finds the target equal to the source, writes made during the job included."""

@@ -447,8 +447,13 @@ class _Runner:
             if job.kind == "verify" and res.exit_code == EXIT_DIFFERENCES:
                 res.status = "differences"
         except DdbMigrateError as e:
-            rep = getattr(e, "report", None)
-            res.report = _report_dict(rep)
+            rep = _report_dict(getattr(e, "report", None))
+            if res.report is not None:
+                # The job's own work had ended and its verify_after stopped or failed: the job's
+                # counts stay the job's, and the verify's report is its verify.
+                res.verify = rep
+            else:
+                res.report = rep
             res.status = "interrupted" if e.exit_code == EXIT_INTERRUPTED else "failed"
             res.exit_code = e.exit_code
             res.error = self._plan_error(e)
