@@ -111,6 +111,18 @@ def test_mode_checked_like_the_cli(tmp_path: Path) -> None:
     assert list(got) == [6] and "mode must be one of" in got[6]  # the line of the value
 
 
+def test_a_bad_mode_is_told_the_values_a_plan_takes(tmp_path: Path) -> None:
+    """Before: the message listed skip_existing, a value it then refused as not one of them."""
+    path = _write(tmp_path, """
+        jobs:
+          - {kind: copy, source: a-table, target: b-table, options: {mode: skip_existing}}
+          - {kind: copy, source: a-table, target: c-table, options: {mode: skip-existing}}
+    """)
+    got = _problems(path)
+    assert list(got) == [2], got
+    assert "mode must be one of overwrite, skip-existing, fail-existing, not 'skip_existing'" in got[2]
+
+
 def test_every_bad_option_value_is_named_on_its_own_line(tmp_path: Path) -> None:
     """Before: the options were checked together, and only the first bad value was said."""
     path = _write(tmp_path, """

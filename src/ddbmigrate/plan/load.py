@@ -301,13 +301,20 @@ def _options(ck: _Checker, value: Any, p: Path_) -> Dict[str, Any]:
             run_options({k: out[k]})
         except UsageError as e:
             bad = True
-            ck.add(p + (k,), f"{ck.where(p + (k,))}: {e.message.replace('--', '').replace('-', '_')}")
+            ck.add(p + (k,), f"{ck.where(p + (k,))}: {_plan_words(e.message)}")
     if not bad:
         try:
             run_options(out)
         except UsageError as e:
-            ck.add(p, f"{ck.where(p)}: {e.message.replace('--', '').replace('-', '_')}")
+            ck.add(p, f"{ck.where(p)}: {_plan_words(e.message)}")
     return out
+
+
+def _plan_words(message: str) -> str:
+    """A CLI option's message in the plan's words: ``--max-write-units`` is ``max_write_units``.
+    Only the option names: the values it lists are the plan's too (mode skip-existing read
+    "one of overwrite, skip_existing, ..., not 'skip_existing'")."""
+    return re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), message)
 
 
 def load_plan(path: str, *, state_dir: Optional[str] = None) -> Plan:
