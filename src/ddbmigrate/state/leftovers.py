@@ -9,12 +9,34 @@ namespaces keeps their files (they may be in use) unless an age limit is given.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import time
 from typing import Any, List, Optional, Set, Tuple
 
-HOST = ((os.uname().nodename if hasattr(os, "uname") else "") or "host").replace("-", "_")[:40]
+
+def host_word(name: str, pid_space: Optional[str] = None) -> str:
+    """Who can judge an owner's pid, as one word of its name (no '-', which parts it; no '/').
+
+    A host name alone does not say it: a container on the host network has the host's name and
+    pids of its own, judged dead here while it runs (the pid namespace is added), and Kubernetes
+    pods of one workload differ only at the end of their names (a long one keeps a hash of it)."""
+    word = re.sub(r"[^A-Za-z0-9_.]", "_", name or "host")
+    if len(word) > 40:
+        word = f"{word[:31]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return f"{word}.{pid_space}" if pid_space else word
+
+
+def _pid_space() -> Optional[str]:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return None  # no /proc (macOS): the host name is all there is
+
+
+HOST = host_word(os.uname().nodename if hasattr(os, "uname") else "", _pid_space())
 _SWEPT: Set[Tuple[str, str]] = set()
 
 
@@ -40,7 +62,7 @@ def pid_alive(pid: Any, started: Any = None) -> bool:
     try:
         pid = int(pid)
         os.kill(pid, 0)
-    except (TypeError, ValueError, ProcessLookupError):
+    except (TypeError, ValueError, OverflowError, ProcessLookupError):  # (a pid past C's int: no process)
         return False
     except PermissionError:
         pass
