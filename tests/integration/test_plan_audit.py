@@ -113,6 +113,30 @@ def test_a_job_removed_from_the_plan_does_not_block_the_next_run(endpoint: str, 
     assert sorted(state["jobs"]) == ["v1", "v2"]
 
 
+@pytest.mark.parametrize("content", [b"{\"version\": 1, \"jobs\": {", b"[1]", b'{"version": 9, "jobs": {}}'])
+def test_a_plan_state_that_does_not_read_is_refused_and_restart_starts_over(endpoint: str, tmp_path: Path,
+                                                                           content: bytes) -> None:
+    """The refusal names --restart, which refused the same (and "[1]" was an internal error)."""
+    from ddbmigrate.errors import UsageError
+
+    src = create_table(endpoint)
+    put_items(endpoint, src, _items("s", 10))
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, [
+        {"kind": "copy", "name": "c", "source": src, "target": src + "-c", "create_target": True}],
+        state_dir="state")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "plan-state.json").write_bytes(content)
+    for resume in (False, True):
+        with pytest.raises(UsageError, match="use --restart to start over"):
+            run_plan(str(plan), progress="off", resume=resume)
+
+    rep = run_plan(str(plan), progress="off", restart=True)
+
+    assert rep.status == "done" and rep.exit_code == 0, [(j.name, j.error) for j in rep.jobs]
+    assert as_set(scan_all(endpoint, src + "-c")) == as_set(_items("s", 10))
+    assert run_plan(str(plan), progress="off", resume=True).job("c").resumed_from_state
+
+
 def _remodel(endpoint: str, tmp_path: Path, on_error: str) -> Path:
     shutil.copytree(EXAMPLES, tmp_path / "plans")
     customers = create_table(endpoint, hash_key=("customer_id", "S"))

@@ -95,16 +95,27 @@ class _PlanState:
         self.jobs: Dict[str, Dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def load(self) -> bool:
+    def load(self, restart: bool = False) -> bool:
+        """Read the state; False when there is none. ``restart`` ignores the state, so one whose
+        content does not read is no reason to refuse (the way out its error names)."""
+        problem: Optional[str] = None
         try:
             with open(self.path, "rb") as fh:
                 data = orjson.loads(fh.read())
         except FileNotFoundError:
             return False
-        except (OSError, orjson.JSONDecodeError) as e:
-            raise UsageError(f"plan state {self.path} is unreadable: {e}; use --restart to start over") from None
-        if data.get("version") != STATE_VERSION:
-            raise UsageError(f"plan state {self.path} has version {data.get('version')}, expected {STATE_VERSION}")
+        except OSError as e:  # the folder itself: --restart would meet it too
+            raise UsageError(f"cannot read plan state {self.path}: {e.strerror or e}") from None
+        except orjson.JSONDecodeError as e:
+            data, problem = None, f"is unreadable: {e}"
+        if problem is None and not (isinstance(data, dict) and isinstance(data.get("jobs") or {}, dict)):
+            problem = "is not a plan state"
+        elif problem is None and data.get("version") != STATE_VERSION:
+            problem = f"has version {data.get('version')}, expected {STATE_VERSION}"
+        if problem is not None:
+            if restart:
+                return False
+            raise UsageError(f"plan state {self.path} {problem}; use --restart to start over")
         self.jobs = dict(data.get("jobs") or {})
         return True
 
@@ -205,7 +216,7 @@ class _Runner:
     # ------------------------------------------------------------------ run
 
     def run(self) -> PlanReport:
-        had_state = self.state.load()
+        had_state = self.state.load(restart=self.restart)
         if had_state:
             self.state.keep_only([j.name for j in self.plan.jobs])
         if had_state and self.restart:
