@@ -215,3 +215,21 @@ def test_a_resumed_runs_report_says_which_figures_are_this_runs() -> None:
     fresh = finish(Report(job="copy", source="a", target="b"), {"read": 5, "written": 5}, {"retries": {}}, 1.0,
                    before={})
     assert "resumed" not in fresh.extra and "earlier runs" not in _printed(render_report, fresh)
+
+
+def test_a_plan_that_failed_before_any_job_says_why(tmp_path: Path) -> None:
+    """``run --report`` of a plan refused before its jobs (an invalid plan, --max-cost, a busy
+    --metrics-port) keeps the plan's error; ``report`` drew an empty table and "failed" alone."""
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("jobs:\n  - {kind: cpy, source: users, target: users-v2}\n")
+    run = CliRunner().invoke(main, ["run", str(plan), "--quiet", "--report", str(tmp_path / "run.json")])
+    assert run.exit_code == 2
+    rr = load_run_report(str(tmp_path / "run.json"))
+    printed = _printed(render_run_report, rr)
+    assert "error:" in printed and "did you mean 'copy'?" in printed
+    page = render_html(rr)
+    assert "did you mean &#x27;copy&#x27;?" in page and "class='err'" in page

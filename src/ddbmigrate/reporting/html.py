@@ -155,6 +155,7 @@ class RunReport:
     runs: List[Run]
     total_timeline: List[Dict[str, Any]] = field(default_factory=list)
     is_plan: bool = False
+    error: Optional[str] = None  # a plan's own: it failed before any job (no job row to carry it)
 
 
 # --------------------------------------------------------------------------- loading
@@ -219,7 +220,8 @@ def normalise(data: Any) -> RunReport:
         return RunReport(title=f"plan {data.get('name', '')}", status=str(data.get("status")),
                          exit_code=data.get("exit_code"), duration=float(data.get("duration_seconds") or 0.0),
                          started_at=data.get("started_at"), runs=runs,
-                         total_timeline=list(data.get("timeline") or []), is_plan=True)
+                         total_timeline=list(data.get("timeline") or []), is_plan=True,
+                         error=str(data["error"]) if data.get("error") else None)
     if "job" in data and "counters" in data:
         run = _run_from_report(data)
         return RunReport(title=f"{run.kind} {run.source} → {run.target}".strip(), status=run.status,
@@ -467,6 +469,8 @@ def render_html(rr: RunReport) -> str:
             label, note = UNSETTLED[k]
             parts.append(f"<tr><td>{e(r.name)}</td><td>{e(label)}</td><td>{n:,}</td><td>{e(note)}</td></tr>")
         parts.append("</table>")
+    if rr.error:
+        parts.append(f"<p class='err'><b>plan</b>: {e(rr.error)}</p>")
     errors = [r for r in rr.runs if r.error]
     for r in errors:
         parts.append(f"<p class='err'><b>{e(r.name)}</b>: {e(str(r.error))}</p>")

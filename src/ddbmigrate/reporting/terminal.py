@@ -119,8 +119,10 @@ def render_report(report: "Report", console: Any = None) -> None:
     t.add_row("items/s", f"{report.items_per_second:,.0f}")
     cleaned = report.extra.get("clean_target")
     if isinstance(cleaned, dict):
+        left = cleaned.get("left_after_clean")
         t.add_row("target emptied first", f"{int(cleaned.get('deleted') or 0):,} items deleted in "
-                                          f"{float(cleaned.get('seconds') or 0):,.1f} s")
+                                          f"{float(cleaned.get('seconds') or 0):,.1f} s"
+                                          + (f"; {_plain(str(left))} written meanwhile left in it" if left else ""))
     for k, v in report.extra.items():
         if isinstance(v, (str, int, float)):
             t.add_row(k.replace("_", " "), str(v))
@@ -174,6 +176,8 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
                   f"{sum(throttled(r.retries) for r in rr.runs):,}", f"{rr.duration:,.1f}", "",
                   sparkline([v for _, v in throughput(rr.total_timeline)]))
     console.print(t)
+    if rr.error:
+        console.print(f"[red]error:[/red] {_plain(rr.error)}")
     for r in rr.runs:
         for k, n in r.unsettled.items():
             # Beside "written" above, which stops at the checkpoint: the target holds these too.
