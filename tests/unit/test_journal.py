@@ -368,6 +368,45 @@ def test_a_stream_whose_reads_stall_is_no_longer_caught_up(tmp_path: Path) -> No
     w.check()
 
 
+class _DownStream(_StalledStream):
+    """The whole Streams endpoint down: DescribeStream hangs too once ``stall`` is set."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.describing = threading.Event()
+
+    def _DescribeStream(self, p: Dict[str, Any]) -> Dict[str, Any]:
+        if self.stall.is_set():
+            self.describing.set()
+            self.release.wait(60)
+        return super()._DescribeStream(p)
+
+
+def test_a_stall_shows_in_the_lag_while_the_writer_is_stuck_listing_shards(tmp_path: Path) -> None:
+    """The writer's periodic DescribeStream retried through the outage too, so its 'caught up'
+    was the one from before the outage, and the lag read 0 over a poll stalled for 30 s."""
+    clock = Clock()
+    stream = _DownStream(clock)
+    stream.add_shard("s")
+    j = journal(tmp_path, seal_every=0.0, clock=clock)
+    j.open(fresh=True, positions={"s": {"from": "TRIM_HORIZON", "since": clock()}})
+    w = JournalWriter(StreamReader(stream, ARN, clock=clock), j, readers=1, poll_interval=0.0, clock=clock)
+    w.start()
+    try:
+        wait_for(lambda: w.caught_up, 10, "caught up")
+        stream.stall.set()
+        assert stream.stalled.wait(10)
+        stream.write("s", "unread")
+        clock.t += 31  # the next round lists the shards first, and hangs there
+        assert stream.describing.wait(10)
+        lag = JournalSource(j, w, None, skip_before=None, persisted=lambda: None,  # type: ignore[arg-type]
+                            clock=clock).lag_seconds()  # (no mapping here)
+        assert lag >= 30, lag
+    finally:
+        stream.release.set()
+        w.stop()
+
+
 class _SlowParent(ScriptedStream):
     """Reading the rest of shard p takes an hour, meanwhile the oldest record of its child is trimmed."""
 

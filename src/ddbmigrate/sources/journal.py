@@ -307,12 +307,14 @@ class JournalSource(SourceBase):
     def lag_seconds(self) -> float:
         """0 when everything read from the stream is applied; else how old the oldest unapplied change is."""
         b = self.backlog()
-        if b["records"] == 0 and self.writer.caught_up:
+        # A stall first: the writer's caught_up may be from before it, its DescribeStream stuck
+        # in the same outage (retried for minutes) before it could say otherwise.
+        stalled = self.writer.stalled_since()
+        if b["records"] == 0 and self.writer.caught_up and stalled is None:
             return 0.0
         oldest = self.in_flight_since
         if oldest is None:
             oldest = self.journal.oldest_time(int(self.position["segment"]))
-        stalled = self.writer.stalled_since()
         if stalled is not None:
             # A stalled read: what the source took since it began is unread, however old (a lag of
             # 0 let `status --max-lag` pass through a Streams outage).
