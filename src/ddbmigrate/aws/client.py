@@ -271,13 +271,15 @@ def make_session(ref: TableRef) -> boto3.Session:
     return session
 
 
-def _region_origin(ref: TableRef) -> str:
+def _region_origin(ref: TableRef, region: str) -> str:
     """Where the region botocore was given comes from, for a message about it: a blank or
     misspelt AWS_DEFAULT_REGION is otherwise hard to find."""
     if ref.region:
         return "the region option"
-    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        if os.environ.get(var):
+    # The variable holding that very region: botocore reads AWS_DEFAULT_REGION, not AWS_REGION,
+    # so a set AWS_REGION is not where a bad one came from (a profile's may be).
+    for var in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        if os.environ.get(var) == region:
             return var
     profile = ref.profile or os.environ.get("AWS_PROFILE") or "default"
     return f"the {profile!r} profile's config"
@@ -329,7 +331,7 @@ class DynamoClient:
                 service, region_name=region, endpoint_url=ref.endpoint_url, config=cfg
             )
         except InvalidRegionError as e:  # (a ValueError too: told apart first)
-            raise UsageError(f"invalid region {region!r} (from {_region_origin(ref)}): {e}") from None
+            raise UsageError(f"invalid region {region!r} (from {_region_origin(ref, region)}): {e}") from None
         except ValueError as e:  # an endpoint from AWS_ENDPOINT_URL(_DYNAMODB) or the profile
             raise UsageError(f"invalid {service} endpoint: {e} (expected http(s)://host[:port])") from None
         self.control.meta.events.register("needs-retry", self._say_unreachable)
