@@ -233,3 +233,22 @@ def test_a_plan_that_failed_before_any_job_says_why(tmp_path: Path) -> None:
     assert "error:" in printed and "did you mean 'copy'?" in printed
     page = render_html(rr)
     assert "did you mean &#x27;copy&#x27;?" in page and "class='err'" in page
+
+
+def test_a_replication_shows_what_its_backfill_wrote(tmp_path: Path) -> None:
+    """A replication's counters are its stream's: one that backfilled 200 items and replayed none
+    was "written 0" on every summary but its own ("backfill written 200")."""
+    rep = Report(job="replicate", source="a", target="b", status="stopped", counters={"read": 0, "written": 0},
+                 extra={"backfill_read": 200, "backfill_written": 200, "backfill_dead_lettered": 0,
+                        "backfill_seconds": 0.5, "stopped_by": "max runtime"})
+    line = "backfill read 200, written 200, dead-lettered 0"
+    single = load_run_report(_saved(tmp_path, rep))
+    assert line in _printed(render_run_report, single) and line in render_html(single)
+    plan = PlanReport(plan="plan.yaml", name="p", jobs=[
+        JobResult("live", "replicate", 1, status="done", report=rep.to_dict())])
+    plan.compute_totals()
+    assert line in _printed(render_plan_report, plan)
+    assert line in _printed(render_run_report, load_run_report(_saved(tmp_path, plan, "plan.json")))
+    copy = load_run_report(_saved(tmp_path, Report(job="copy", source="a", target="b", counters={"written": 3}),
+                                  "copy.json"))
+    assert "backfill" not in _printed(render_run_report, copy) and "backfill" not in render_html(copy)

@@ -65,6 +65,19 @@ def _count(v: Any) -> int:
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
 
 
+def backfill_counts(extra: Any) -> Dict[str, int]:
+    """A replication's backfill (``extra.backfill_*``): its counters are the stream's alone, so
+    one that backfilled a whole table read "written 0" beside its own summary's "backfill written"."""
+    if not isinstance(extra, Mapping) or not any(f"backfill_{k}" in extra for k in ("read", "written")):
+        return {}
+    return {k: _count(extra.get(f"backfill_{k}")) for k in ("read", "written", "dead_lettered")}
+
+
+def backfill_text(counts: Dict[str, int]) -> str:
+    return (f"backfill read {counts['read']:,}, written {counts['written']:,}, dead-lettered "
+            f"{counts['dead_lettered']:,} (before the stream: not in the stream's counts)")
+
+
 def verdict_text(compared: bool, differences: int, repaired: bool, remaining: int) -> str:
     """A verify's verdict as its own summary words it; a verify that stopped before its end has none."""
     if not (compared or repaired):
@@ -139,6 +152,7 @@ class Run:
     exit_code: Optional[int] = None
     unsettled: Dict[str, int] = field(default_factory=dict)  # see UNSETTLED
     verdict: Optional[Verdict] = None  # a verify's, or a job's verify_after
+    backfill: Dict[str, int] = field(default_factory=dict)  # a replication's, see backfill_counts
 
     @property
     def dead(self) -> int:
@@ -197,6 +211,7 @@ def _run_from_report(d: Dict[str, Any], name: Optional[str] = None, offset: floa
         estimate=extra.get("estimate") if isinstance(extra.get("estimate"), dict) else None,
         exit_code=d.get("exit_code") if isinstance(d.get("exit_code"), int) else None,
         unsettled=unsettled_counts(extra.get("unsettled")), verdict=verdict_of(d),
+        backfill=backfill_counts(extra),
     )
 
 
@@ -471,6 +486,9 @@ def render_html(rr: RunReport) -> str:
         parts.append("</table>")
     if rr.error:
         parts.append(f"<p class='err'><b>plan</b>: {e(rr.error)}</p>")
+    for r in rr.runs:
+        if r.backfill:
+            parts.append(f"<p class='backfill'><b>{e(r.name)}</b>: {e(backfill_text(r.backfill))}</p>")
     errors = [r for r in rr.runs if r.error]
     for r in errors:
         parts.append(f"<p class='err'><b>{e(r.name)}</b>: {e(str(r.error))}</p>")

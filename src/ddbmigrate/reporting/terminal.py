@@ -147,7 +147,7 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
     throughput sparkline, then dead-letter reasons, errors and segment timings."""
     from rich.table import Table
 
-    from .html import UNSETTLED, sparkline, status_label, throttled, throughput
+    from .html import UNSETTLED, backfill_text, sparkline, status_label, throttled, throughput
 
     console = _console(console, stderr=False)  # stdout: this summary is the command's output
     top = status_label(rr.status, rr.exit_code, sum(r.dead for r in rr.runs))
@@ -182,6 +182,8 @@ def render_run_report(rr: "RunReport", console: Any = None) -> None:
         for k, n in r.unsettled.items():
             # Beside "written" above, which stops at the checkpoint: the target holds these too.
             console.print(f"{_plain(r.name)}: {UNSETTLED[k][0]} {n:,} ({UNSETTLED[k][1]})")
+        if r.backfill:
+            console.print(f"{_plain(r.name)}: {backfill_text(r.backfill)}")
         if r.verdict is not None:
             _print_verdict(console, f"{r.name} (verify after)" if r.verdict.after else r.name, r.verdict)
         if r.dead_letter_reasons:
@@ -232,7 +234,7 @@ def render_plan_report(report: "PlanReport", console: Any = None) -> None:
     verdict, on stderr by default."""
     from rich.table import Table
 
-    from .html import verdict_of
+    from .html import backfill_counts, backfill_text, verdict_of
 
     console = _console(console)
     t = Table(title=f"ddbmigrate plan {report.name}: {report.status}", title_justify="left")
@@ -254,6 +256,9 @@ def render_plan_report(report: "PlanReport", console: Any = None) -> None:
               f"{report.duration_seconds:,.1f}")
     console.print(t)
     for j in report.jobs:
+        backfill = backfill_counts((j.report or {}).get("extra"))
+        if backfill:
+            console.print(f"{_plain(j.name)}: {backfill_text(backfill)}")
         if j.error:
             console.print(f"[red]{_plain(j.name)}:[/red] {_plain(j.error)}")
         v = verdict_of(j.report) or verdict_of(j.verify, after=True)
