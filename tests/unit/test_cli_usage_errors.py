@@ -213,6 +213,10 @@ def test_a_blank_region_variable_is_named(data: str) -> None:
     one_usage_line(run(["import", data, "Orders", "--endpoint-url", "http://127.0.0.1:9", "--region", "us east",
                         "-q"], AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y"),
                    "invalid region 'us east'", "(from the region option)")
+    # AWS_REGION set too (as AWS's own environments do): botocore read AWS_DEFAULT_REGION, which is named.
+    one_usage_line(run(["import", data, "Orders", "--endpoint-url", "http://127.0.0.1:9", "-q"],
+                       AWS_DEFAULT_REGION=" ", AWS_REGION="eu-west-1", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y"),
+                   "invalid region ' '", "(from AWS_DEFAULT_REGION)")
 
 
 @pytest.mark.parametrize("url", ["s3://", "s3:///prefix"])
@@ -222,7 +226,3 @@ def test_an_s3_url_naming_no_bucket_is_refused_not_taken_for_a_local_folder(tmp_
     one_usage_line(run(["export", "Orders", url, "--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1",
                         "-q"], AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y"), "expected s3://bucket/prefix")
     assert not (tmp_path / "s3:").exists()
-    # AWS_REGION set too (as AWS's own environments do): botocore read AWS_DEFAULT_REGION, which is named.
-    one_usage_line(run(["import", data, "Orders", "--endpoint-url", "http://127.0.0.1:9", "-q"],
-                       AWS_DEFAULT_REGION=" ", AWS_REGION="eu-west-1", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y"),
-                   "invalid region ' '", "(from AWS_DEFAULT_REGION)")
