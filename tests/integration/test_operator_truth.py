@@ -598,3 +598,33 @@ def test_a_clean_that_leaves_items_written_meanwhile_says_so(endpoint: str, monk
     rep = clean_table(TableRef(table, endpoint_url=endpoint, region="us-east-1"), RunOptions(progress="off"),
                       confirm=lambda m: True)
     assert "left_after_clean" not in rep.extra and scan_all(endpoint, table) == []
+
+
+def test_a_clean_target_that_leaves_items_says_so_in_the_copy_report(endpoint: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer still writing during --clean-target leaves items the copy then mixes in: the
+    copy's report and summary said "done" and only how many were deleted."""
+    import ddbmigrate.jobs.clean as clean_mod
+    from rich.console import Console
+
+    from ddbmigrate.reporting.terminal import render_report
+
+    src, dst = create_table(endpoint), create_table(endpoint)
+    put_items(endpoint, src, items(30))
+    put_items(endpoint, dst, [{"pk": {"S": f"old{i}"}} for i in range(25)])
+    real_run = clean_mod.run
+
+    def run_then_write(*a: Any, **kw: Any) -> Any:
+        rep = real_run(*a, **kw)
+        put_items(endpoint, dst, [{"pk": {"S": "late-1"}}, {"pk": {"S": "late-2"}}])  # after the clean's scan
+        return rep
+
+    monkeypatch.setattr(clean_mod, "run", run_then_write)
+    rep = copy_table(ref(endpoint, src), ref(endpoint, dst), RunOptions(progress="off"), clean_target=True,
+                     confirm=lambda m: True)
+    assert rep.extra["clean_target"]["deleted"] == 25
+    assert rep.extra["clean_target"]["left_after_clean"] == "2"
+    assert len(scan_all(endpoint, dst)) == 32
+    console = Console(record=True, width=240)
+    render_report(rep, console)
+    assert "2 written meanwhile left in it" in console.export_text()

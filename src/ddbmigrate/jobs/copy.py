@@ -170,8 +170,13 @@ def _clean_first(target: TableRef, identity: Dict[str, Any], opts: RunOptions, c
                             checkpoint=f"{opts.checkpoint}.clean" if opts.checkpoint else None,
                             max_write_units=opts.max_write_units, write_percent=opts.write_percent)
     rep = clean_table(target, options=clean_opts, confirm=confirm, engine=engine)
-    return {"deleted": rep.count("deleted"), "seconds": rep.duration_seconds, "checkpoint": rep.checkpoint_path,
-            "dead_lettered": rep.dead_lettered}
+    cleaned = {"deleted": rep.count("deleted"), "seconds": rep.duration_seconds, "checkpoint": rep.checkpoint_path,
+               "dead_lettered": rep.dead_lettered}
+    # Items another writer put in while the clean ran are mixed into the copy: the copy's report
+    # must say so, not only a log line of the clean's.
+    if rep.extra.get("left_after_clean"):
+        cleaned["left_after_clean"] = rep.extra["left_after_clean"]
+    return cleaned
 
 
 def copy_identity(source: TableRef, target: TableRef, names: List[str], segments: int,
