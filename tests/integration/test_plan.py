@@ -362,6 +362,22 @@ def test_a_verify_after_that_fails_leaves_the_jobs_own_counts(endpoint: str, tmp
     assert len(scan_all(endpoint, src + "-v")) == 40
 
 
+def test_a_job_blocked_by_a_retriable_failure_leaves_the_plan_retriable(endpoint: str, tmp_path: Path) -> None:
+    """Docs: a fatal failure (1/2) before a retriable one (75). The job after it, blocked, was a
+    fatal 1 of its own, so a plan that a later --resume would finish exited 1."""
+    src = create_table(endpoint)
+    put_items(endpoint, src, _bulk("r", 5))
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, [
+        {"kind": "copy", "name": "down", "source": {"table": src, "endpoint_url": "http://127.0.0.1:9"},
+         "target": src + "-d", "create_target": True, "options": {"max_attempts": 1}},
+        {"kind": "copy", "name": "next", "source": src, "target": src + "-n", "create_target": True,
+         "after": "down"}])
+    rep = run_plan(str(plan), progress="off")
+    assert rep.job("down").status == "failed" and rep.job("down").exit_code == 75
+    assert rep.job("next").status == "blocked" and rep.job("next").exit_code == 75
+    assert rep.status == "failed" and rep.exit_code == 75
+
+
 def test_replicate_job_under_concurrent_writes_then_verify(endpoint: str, tmp_path: Path) -> None:
     """A plan's replicate job backfills and replays the stream until idle; a verify job after it
     finds the target equal to the source, writes made during the job included."""

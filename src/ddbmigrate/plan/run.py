@@ -44,6 +44,7 @@ from ..errors import (
     EXIT_FATAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     DdbMigrateError,
     FingerprintMismatchError,
     UsageError,
@@ -342,8 +343,12 @@ class _Runner:
                         dep_status = [self.results[a].status for a in job.after]
                         if any(s in ("failed", "blocked", "interrupted", "differences") for s in dep_status):
                             res = self.results[job.name]
-                            res.status, res.exit_code = "blocked", EXIT_FATAL
                             bad = [a for a in job.after if self.results[a].status != "done"]
+                            # Its cause's code, not a fatal 1 of its own: the plan's exit follows the
+                            # jobs that failed (a retriable 75 read as fatal through the job after it).
+                            codes = [self.results[a].exit_code or EXIT_FATAL for a in bad]
+                            fatal = [c for c in codes if c in (EXIT_FATAL, EXIT_USAGE)]
+                            res.status, res.exit_code = "blocked", fatal[0] if fatal else max(codes)
                             res.error = f"not run: it runs after {', '.join(bad)}, which did not finish"
                             self.display.set_status(job.name, "blocked")
                             pending.remove(job)
