@@ -150,6 +150,22 @@ def test_file_sink_commits_only_at_checkpoints_and_restore_drops_orphans(tmp_pat
     assert sorted(p.name for p in data.iterdir()) == sorted(e["dataFileS3Key"].rsplit("/", 1)[1] for e in saved["files"])
 
 
+def test_a_resume_deletes_its_exports_unfinished_files_whichever_host_wrote_them(tmp_path: Path) -> None:
+    """A resume deleted every unfinished file of its export; named for their process, those of
+    another host or pid namespace (a Kubernetes pod restarted under a new name, on a shared
+    volume) were kept by the sweep, and by the resume, for good."""
+    export_id = "01796544605852-6d23dadd"
+    first = FileSink(LocalStorage(), str(tmp_path), export_id=export_id)
+    tmp = Path(first._tmp())
+    theirs = tmp / f"part-pod_abc.4026532001-7-{export_id}-x1.json.gz"  # the killed pod's
+    other_export = tmp / "part-pod_abc.4026532001-7-01796544605999-0a0b0c0d-y.json.gz"
+    theirs.write_bytes(b"half")
+    other_export.write_bytes(b"half")
+    again = FileSink(LocalStorage(), str(tmp_path))
+    again.restore({"export_id": export_id, "files": []})
+    assert sorted(p.name for p in tmp.iterdir()) == [other_export.name]
+
+
 def test_a_sink_writes_after_another_sink_tidied_the_shared_temporary_folder_away(tmp_path: Path) -> None:
     """Two sinks of one export (two Spark tasks): the first closes with the shared temporary
     folder empty and removes it, after the second found it but before its first file. The

@@ -384,11 +384,19 @@ class FileSink(SinkBase):
         self.bytes_written = int(extra.get("bytes") or 0)
         self._started_written = True
         self.delete_unlisted()  # finished after the last checkpoint: re-exported now
-        tmp = self._tmp()  # (the killed run's unfinished files are its leftovers: deleted there)
-        if os.path.isdir(tmp):  # and as 0.1 named them, unowned
+        tmp = self._tmp()
+        if os.path.isdir(tmp):
+            # This export's unfinished files, whoever wrote them (the sweep keeps those of another
+            # host or pid namespace: a pod restarted as another, a container): no worker runs yet,
+            # and nothing will finish them. Also as 0.1 named them, unowned.
             for n in os.listdir(tmp):
-                if n.startswith(self.export_id + "-"):
-                    os.unlink(os.path.join(tmp, n))
+                # part-HOST-PID-<export id>-... (host and pid hold no '-'), or <export id>-...
+                rest = n[len(PART_PREFIX):].split("-", 2)[-1] if n.startswith(PART_PREFIX) else n
+                if rest.startswith(self.export_id + "-"):
+                    try:
+                        os.unlink(os.path.join(tmp, n))
+                    except FileNotFoundError:
+                        pass
 
     def delete_unlisted(self) -> int:
         """Delete the data files the committed list does not name (invariant 2); returns how many."""
