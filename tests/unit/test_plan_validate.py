@@ -513,3 +513,20 @@ def test_verify_and_verify_after_accept_every_engine(tmp_path: Path, engine: str
           - {{name: check, kind: verify, source: t-src, target: t-dst, after: [move]}}
         """)
     assert validate_plan(path, check_tables=False) == []
+
+
+def test_validate_prints_control_characters_from_a_message_inertly(tmp_path: Path) -> None:
+    """A transform's message (a sampled item's values in it) was printed raw: on a terminal, an
+    OSC sequence in it set the window title (click strips CSI colours alone, and only off one)."""
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    (tmp_path / "tx.py").write_text('raise ValueError("bad \\x1b]0;pwned\\x07 \\x1b[2J value")\n')
+    path = _write(tmp_path, """
+        jobs:
+          - {kind: copy, source: a-table, target: b-table, transform: "tx.py:fix"}
+    """)
+    r = CliRunner().invoke(main, ["plan", "validate", path, "--no-check-tables"], color=True)
+    assert r.exit_code == 2
+    assert "bad \\x1b]0;pwned\\x07 \\x1b[2J value" in r.output and "\x1b" not in r.output and "\x07" not in r.output

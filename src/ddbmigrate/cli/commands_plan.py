@@ -86,14 +86,16 @@ def plan_group() -> None:
 def validate_cmd(kw: Dict[str, Any]) -> int:
     """Check PLAN_FILE (schema, tables, permissions, key schemas) and print what would run."""
     from ..plan import load_plan, validate_plan
+    from ..reporting.terminal import inert
 
     warnings: List[Any] = []
     problems = validate_plan(kw["plan_file"], check_tables=not kw["no_check_tables"], sample=kw["sample"],
                              warnings=warnings)
+    # A sampled item's values reach these lines (in a transform's message): shown, never obeyed.
     for w in warnings:
-        click.echo(f"warning: {w}", err=True)
+        click.echo(f"warning: {inert(w)}", err=True)
     for p in problems:
-        click.echo(f"error: {p}", err=True)
+        click.echo(f"error: {inert(p)}", err=True)
     if problems:
         click.echo(f"{len(problems)} problem(s) in {kw['plan_file']}", err=True)
         return EXIT_USAGE
@@ -110,6 +112,7 @@ def _print_plan_estimate(plan: Any, kw: Dict[str, Any]) -> int:
     import orjson
 
     from ..plan.estimate import estimate_plan
+    from ..reporting.terminal import inert
 
     from ..estimate.model import usd
 
@@ -136,7 +139,7 @@ def _print_plan_estimate(plan: Any, kw: Dict[str, Any]) -> int:
         click.echo(f"  {r.line()}")
     click.echo(f"  total: {'unknown (see above)' if total is None else f'${total:,.4f}'}")
     for p in problems:
-        click.echo(f"error: {p}", err=True)
+        click.echo(f"error: {inert(p)}", err=True)
     return EXIT_USAGE if problems else EXIT_OK
 
 

@@ -34,13 +34,18 @@ DRY_RUN_LABELS: Dict[str, str] = {
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
+def inert(text: Any) -> str:
+    """``text`` with its control characters escaped, for output that is not rich's."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
 def _plain(text: Any) -> str:
     """``text`` from the data or the user (a name, a path, a message) as it is to be printed:
     control characters escaped, and rich's markup too (an attribute named "[/]" stopped the
     summary with a MarkupError; "[bold]" restyled the rest)."""
     from rich.markup import escape
 
-    return escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)))
+    return escape(inert(text))
 
 
 def _console(console: Any, stderr: bool = True) -> Any:
