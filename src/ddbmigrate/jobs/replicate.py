@@ -719,6 +719,7 @@ def _apply_phase(source: TableRef, target: TableRef, opts: RunOptions, meta: Dic
                     max_runtime or 0.0, ran, f" (a chunk of {jsrc.in_flight:,} records was cut: --resume applies "
                                              "it again)" if jsrc.in_flight else "")
     elif jsrc.stopped_by == "stop requested" and view.cut:
+        report.status = "stopped"  # (the caller's stop_event too: not all it read is applied)
         report.extra["cut_records"] = view.cut
         log.warning("stopped on request, cutting a chunk of %s records in flight: --resume applies it again",
                     f"{view.cut:,}")
