@@ -122,7 +122,14 @@ class TableRef:
             from_profile = _profile_settings(self.profile)
             region = region or from_profile.get("region")
             endpoint = endpoint or from_profile.get("endpoint_url")
-        return {"table": self.table, "region": region, "endpoint_url": endpoint, "role_arn": self.role_arn}
+        ident = {"table": self.table, "region": region, "endpoint_url": endpoint, "role_arn": self.role_arn}
+        # Two profiles of one region are two accounts as often as not (prod and staging, or a
+        # profile's own role_arn): a checkpoint of one must never be resumed against the other.
+        # Only when one is named, so the fingerprints of jobs run without a profile stay as they were.
+        profile = self.profile or os.environ.get("AWS_PROFILE")
+        if profile and profile != "default":
+            ident["profile"] = profile
+        return ident
 
     def with_table(self, table: str) -> "TableRef":
         return replace(self, table=table)

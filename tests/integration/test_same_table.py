@@ -71,3 +71,24 @@ def test_a_checkpoint_knows_the_region_a_profile_sets(tmp_path: Path, monkeypatc
     # What was given wins over the profile, as it does for the client.
     assert TableRef("orders", profile="west", region="us-west-2").identity()["region"] == "us-west-2"
     assert os.environ.get("AWS_REGION") is None
+
+
+def test_two_profiles_of_one_region_are_two_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # prod and staging, both us-east-1: the same fingerprint let a --resume run against the other
+    # account skip every item before the saved positions, and say done.
+    cfg = tmp_path / "config"
+    cfg.write_text("[profile prod]\nregion = us-east-1\n[profile staging]\nregion = us-east-1\n"
+                   "[profile cross]\nregion = us-east-1\nrole_arn = arn:aws:iam::222222222222:role/m\n"
+                   "source_profile = prod\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(cfg))
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    prod, staging, cross = (TableRef("orders", profile=p).identity() for p in ("prod", "staging", "cross"))
+    assert prod != staging and prod != cross and staging != cross
+    monkeypatch.setenv("AWS_PROFILE", "staging")
+    assert TableRef("orders").identity() == staging
+    # Without a profile (or the default one) the fingerprint is what it always was.
+    monkeypatch.delenv("AWS_PROFILE")
+    plain = {"table": "orders", "region": "us-west-2", "endpoint_url": None, "role_arn": None}
+    assert TableRef("orders", region="us-west-2").identity() == plain
+    assert TableRef("orders", region="us-west-2", profile="default").identity() == plain
