@@ -59,8 +59,6 @@ from ..formats.records import (
 from ..state.deadletter import raw_text
 from ..storage.export_layout import FileEntry, FileProblem, Plan, check_against_manifest
 from ..storage.stores import S3Settings, Storage, storage_for
-
-log = logging.getLogger(__name__)
 from .documents import JsonText, ValueSkipped, every_line
 from .lines import (
     CORRUPT_ERRORS,
@@ -77,6 +75,7 @@ from .lines import (
     unicode_problem,
 )
 
+log = logging.getLogger(__name__)
 CHUNK_LINES = 1000
 # A CSV value may be as long as a line (an item's one attribute may be 400 KB, over csv's own
 # 128 KB default); _read_csv bounds what the reader holds to MAX_LINE itself. The limit is the
