@@ -14,7 +14,7 @@ import yaml
 
 from ddbmigrate.plan import run_plan, validate_plan
 from ddbmigrate.plan.yaml_lines import PlanProblem
-from support import as_set, create_table, put_items, scan_all, unique, write_plan
+from support import as_set, boto_client, create_table, put_items, scan_all, unique, write_plan
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +135,24 @@ def test_a_plan_state_that_does_not_read_is_refused_and_restart_starts_over(endp
     assert rep.status == "done" and rep.exit_code == 0, [(j.name, j.error) for j in rep.jobs]
     assert as_set(scan_all(endpoint, src + "-c")) == as_set(_items("s", 10))
     assert run_plan(str(plan), progress="off", resume=True).job("c").resumed_from_state
+
+
+def test_fail_fast_stops_the_plan_when_a_target_cannot_be_prepared(endpoint: str, tmp_path: Path) -> None:
+    """A job whose target failed to be created is a failed job: with fail_fast the others ran anyway."""
+    src = create_table(endpoint)
+    put_items(endpoint, src, _items("f", 10))
+    (tmp_path / "bad.yaml").write_text("not: a: spec\n")
+    later = unique("later")
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, [
+        {"kind": "copy", "name": "broken", "source": src, "target": unique("broken"), "target_spec": "bad.yaml"},
+        {"kind": "copy", "name": "later", "source": src, "target": later, "create_target": True}],
+        fail_fast=True)
+    rep = run_plan(str(plan), progress="off")
+    assert rep.job("broken").status == "failed" and "preparing the target" in (rep.job("broken").error or "")
+    assert rep.job("later").status == "not-started" and rep.job("later").report is None
+    assert rep.status == "failed" and rep.exit_code == 2
+    with pytest.raises(Exception, match="ResourceNotFound"):  # not created either
+        boto_client(endpoint).describe_table(TableName=later)
 
 
 def _remodel(endpoint: str, tmp_path: Path, on_error: str) -> Path:

@@ -388,11 +388,15 @@ class _Runner:
         for job in jobs:
             if job.after or not _creates_target(job):
                 continue
+            if self.stopping.is_set():  # Ctrl-C, or fail_fast after a target that failed: none made past it
+                break
             try:
                 self._prepare_target(job)
             except DdbMigrateError as e:
                 res = self.results[job.name]
                 res.status, res.exit_code, res.error = "failed", e.exit_code, f"preparing the target: {e.one_line()}"
+                if self.fail_fast:  # a failed job, as one failing once it runs: the others do not start
+                    self.stop("fail_fast")
         for job in jobs:
             if self.results[job.name].status == "failed":
                 self.state.record(job, self.results[job.name])
