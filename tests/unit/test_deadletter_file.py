@@ -190,3 +190,21 @@ def test_every_record_is_detected_as_a_dead_letter_file(tmp_path: Path, kw: Any)
     data = path.read_bytes()
     assert json.loads(data)["job"] == "0123456789abcdef"
     assert detect(data, "named.jsonl", True).fmt == "dead-letter"
+
+
+def test_only_an_export_record_kept_raw_is_refused_as_one() -> None:
+    """An incremental import's record (kept as its raw line) is refused on replay; an item that
+    happens to have attributes called Metadata, Keys and NewImage is an item, replayed."""
+    from ddbmigrate.sources.lines import replay_refusal
+
+    record = {"Metadata": {"WriteTimestampMicros": {"N": "1"}}, "Keys": {"pk": {"S": "a"}},
+              "NewImage": {"pk": {"S": "a"}}}
+    kept = json.loads(dead_letter_line(None, "bad", code="InvalidInput", stage="read", origin="f:1",
+                                       raw=json.dumps(record)))
+    refusal = replay_refusal(kept, False)
+    assert refusal is not None and "incremental export's import" in refusal
+    ion_kept = dict(kept, raw="$ion_1_0 {Metadata:{WriteTimestampMicros:1},Keys:{pk:\"a\"},NewImage:{pk:\"a\"}}")
+    assert replay_refusal(ion_kept, False) is not None
+    item = {"pk": {"S": "x"}, "Metadata": {"S": "WriteTimestampMicros"}, "Keys": {"M": {}}, "NewImage": {"S": "y"}}
+    as_item = json.loads(dead_letter_line(item, "throttled", code="RetriesExhausted", stage="write", origin="f:2"))
+    assert replay_refusal(as_item, False) is None

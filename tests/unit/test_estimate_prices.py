@@ -123,6 +123,8 @@ def test_a_price_given_twice_in_a_prices_file_is_refused(tmp_path: Path) -> None
     ({"region": {"us-east-1": {}}}, "region is not a name"),
     ({"throughput": {"partition_writes": 500}}, "throughput.partition_writes is not a name"),
     ({"regions": {"eu-south-9": {"bulk_put_per_gb": {"FAST": 1}}}}, "regions.eu-south-9.bulk_put_per_gb.FAST"),
+    ({"regions": {"us-east-1": {"export_per_gb": {"STANDARD": 1}}}},
+     "regions.us-east-1.export_per_gb.STANDARD is not a name the prices file has: this price has no tiers"),
 ])
 def test_a_misspelt_name_in_a_prices_file_is_refused_not_merged_unread(tmp_path: Path, over: Dict[str, Any],
                                                                        named: str) -> None:

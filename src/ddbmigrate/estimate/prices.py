@@ -122,9 +122,11 @@ def _check(path: str, data: Dict[str, Any], base: Optional[Dict[str, Any]] = Non
         raise UsageError(f"--prices {path}: {key} {problem}")
 
     def unknown(key: str, name: str, known: Iterable[str]) -> None:
-        near = difflib.get_close_matches(name, list(known), n=1)
+        names = sorted(known)
+        near = difflib.get_close_matches(name, names, n=1)
         fail(key, "is not a name the prices file has" + (f" (did you mean {near[0]!r}?)" if near else
-                                                           f"; known: {', '.join(sorted(known))}"))
+                                                           f"; known: {', '.join(names)}" if names else
+                                                           ": this price has no tiers"))
 
     def names_in(prefix: str, values: Any, known: Set[str], tier_names: Dict[str, Set[str]]) -> None:
         for name, v in (values.items() if isinstance(values, dict) else ()):

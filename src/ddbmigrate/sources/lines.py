@@ -551,19 +551,22 @@ def _export_record(rec: Dict[str, Any]) -> bool:
     """Does a dead letter hold an incremental export's record (``Metadata``, ``Keys`` and an image),
     as JSON or as Ion?"""
     raw = rec.get("raw")
-    held: Any = rec.get("item")
-    if held is None and isinstance(raw, str) and "Metadata" in raw and "Keys" in raw:
-        text = raw.lstrip()
-        try:
-            if text.startswith("{"):
-                held = orjson.loads(text)
-            else:
-                from ..formats import ion
+    # (Only a record kept as its raw line: a dead letter holding an item is an item, whatever its
+    # attributes are called.)
+    if rec.get("item") is not None or not (isinstance(raw, str) and "WriteTimestampMicros" in raw):
+        return False
+    text = raw.lstrip()
+    try:
+        if text.startswith("{"):
+            held: Any = orjson.loads(text)
+        else:
+            from ..formats import ion
 
-                held = ion.loads_line(text.encode())
-        except Exception:  # noqa: BLE001 - not a record of either: none to refuse
-            return False
-    return (isinstance(held, Mapping) and "Metadata" in held and "Keys" in held
+            held = ion.loads_line(text.encode())
+    except Exception:  # noqa: BLE001 - not a record of either: none to refuse
+        return False
+    meta = held.get("Metadata") if isinstance(held, Mapping) else None
+    return (isinstance(meta, Mapping) and "WriteTimestampMicros" in meta and isinstance(held.get("Keys"), Mapping)
             and ("NewImage" in held or "OldImage" in held))
 
 

@@ -84,9 +84,10 @@ def sweep(folder: str, prefix: str, *, max_age: Optional[float] = None, once: bo
     this host, or (``max_age``) that were last changed that many seconds ago; how many.
     ``once``: at most one look per folder and process."""
     if once:
-        if (folder, prefix) in _SWEPT:
+        seen = (os.path.abspath(folder), prefix)  # (a relative folder is another after a chdir)
+        if seen in _SWEPT:
             return 0
-        _SWEPT.add((folder, prefix))
+        _SWEPT.add(seen)
     try:
         names = [n for n in os.listdir(folder) if n.startswith(prefix)]
     except OSError:
