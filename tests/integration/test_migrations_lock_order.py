@@ -347,3 +347,18 @@ def test_ctrl_c_in_a_verify_stops_migrations_verify(endpoint: str, tmp_path: Pat
     line = one_error_line(cli("migrations", "verify", *where), EXIT_INTERRUPTED, "verify", "0001_a")
     assert "migrations up" not in line
     assert not log.exists()
+
+
+def test_a_failure_with_a_huge_error_message_is_recorded_failed(endpoint: str, tmp_path: Path) -> None:
+    # An error quoting a large item made the record over 400 KB: the failure went unrecorded (the
+    # migration stayed "running"), and the line said ValidationException, not the error.
+    d, hist = tmp_path / "migrations", unique("hist")
+    d.mkdir()
+    (d / "0001_big.py").write_text('"""Big."""\n\ndef upgrade(ctx):\n    raise ValueError("bad item " + "x" * 300000)\n')
+    r = cli("migrations", "up", "--dir", str(d), "--history-table", hist, "--state-dir", str(tmp_path / "state"),
+            "--endpoint-url", endpoint, "--region", "us-east-1", "--yes")
+    assert one_error_line(r, 1).startswith("error: migration 0001_big failed: ValueError: bad item xxx")
+    rec = history_records(AwsSettings(region="us-east-1", endpoint_url=endpoint), history_table=hist)[0]
+    assert rec["state"] == "failed" and rec["runs"][-1]["state"] == "failed"
+    assert rec["error"].startswith("migration 0001_big failed: ValueError: bad item xxx")
+    assert rec["error"].endswith(" more characters)") and len(rec["error"]) < 3000

@@ -68,6 +68,7 @@ from ..jobs.import_files import import_files
 from ..jobs.update import update_identity, update_table
 from ..reporting.report import Report
 from ..state.checkpoint import HOW_FIELDS, CheckpointState, CheckpointStore
+from .history import clip
 
 log = logging.getLogger("ddbmigrate.migrations")
 
@@ -224,8 +225,8 @@ class MigrationContext:
                 entry["unsettled"] = dict(report.extra["unsettled"])
         if error is not None:
             # (Invariant 4: the step's error, as the migration's, says what to run, not --resume.)
-            entry["error"] = _JOB_RESUME.sub(self.again, error.one_line()) if isinstance(error, DdbMigrateError) \
-                else f"{type(error).__name__}: {error}"
+            entry["error"] = clip(_JOB_RESUME.sub(self.again, error.one_line()) if isinstance(error, DdbMigrateError)
+                                  else f"{type(error).__name__}: {error}")
         self.summary.append(entry)
 
     def _run(self, kind: str, label: str, opts: RunOptions, call: Callable[[], Report]) -> Report:

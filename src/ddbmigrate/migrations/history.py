@@ -58,6 +58,17 @@ class LockLostError(RetriableError):
 
 
 _CONFLICT_RETRIES = 5
+# An error is kept in a record cut to this: the record is one item (400 KB at most), and an error
+# that quotes a large item or answer in full would make the record unwritable, so the migration's
+# failure (its real error) would go unrecorded and it would stay "running".
+MAX_ERROR_CHARS = 2000
+
+
+def clip(text: str) -> str:
+    """``text`` as a record keeps it (see MAX_ERROR_CHARS)."""
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return f"{text[:MAX_ERROR_CHARS]}... ({len(text) - MAX_ERROR_CHARS} more characters)"
 
 
 def who_am_i() -> str:
@@ -235,6 +246,7 @@ class History:
         rec["state"] = state
         rec["finished_at"] = utcnow()
         rec["summary"] = summary
+        error = clip(error) if error else error
         if error:
             rec["error"] = error
         else:

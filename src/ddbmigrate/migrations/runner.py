@@ -46,7 +46,7 @@ from ..errors import (
 )
 from .context import _JOB_RESUME, RUN_AGAIN, AwsSettings, MigrationContext
 from .files import MigrationFile, find, load_all
-from .history import DEFAULT_HISTORY_TABLE, DEFAULT_LEASE_SECONDS, History, LockLostError
+from .history import DEFAULT_HISTORY_TABLE, DEFAULT_LEASE_SECONDS, History, LockLostError, clip
 
 log = logging.getLogger("ddbmigrate.migrations")
 
@@ -429,7 +429,7 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
                     m.downgrade(ctx)
                 except BaseException as e:
                     err = _failed(m, e, again)
-                    rec["error"] = err.one_line() if isinstance(err, DdbMigrateError) else str(err)
+                    rec["error"] = clip(err.one_line() if isinstance(err, DdbMigrateError) else str(err))
                     _write(m, f"while it was reverted, and its downgrade failed: {rec['error']}",
                            lambda: h.put(rec, lock=lock), again)
                     if err is e:
