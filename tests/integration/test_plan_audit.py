@@ -155,6 +155,38 @@ def test_fail_fast_stops_the_plan_when_a_target_cannot_be_prepared(endpoint: str
         boto_client(endpoint).describe_table(TableName=later)
 
 
+def test_a_copy_that_ends_as_the_plan_stops_is_verified_by_the_resume(endpoint: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy that returned just as the plan was stopped skipped its verify_after and was saved
+    "done": every --resume then skipped it, and its verify never ran."""
+    from ddbmigrate.jobs import registry
+
+    real = registry.job_function("copy")
+
+    def copy_then_stopped(*args: Any, cancel: Any, **kw: Any) -> Any:
+        report = real(*args, cancel=cancel, **kw)
+        cancel.set()  # the plan's Ctrl-C, right after the copy's last batch
+        return report
+
+    src = create_table(endpoint)
+    put_items(endpoint, src, _items("v", 10))
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, [
+        {"kind": "copy", "name": "c", "source": src, "target": src + "-v", "create_target": True,
+         "verify_after": True}], state_dir="state")
+    resolve = registry.JobKind.resolve
+    with monkeypatch.context() as m:
+        m.setattr(registry.JobKind, "resolve",
+                  lambda self: copy_then_stopped if self.kind == "copy" else resolve(self))
+        first = run_plan(str(plan), progress="off")
+    assert first.job("c").status == "interrupted" and first.job("c").verify is None and first.exit_code == 130
+
+    again = run_plan(str(plan), progress="off", resume=True)
+
+    job = again.job("c")
+    assert job.status == "done" and not job.resumed_from_state and again.exit_code == 0
+    assert job.verify is not None and job.verify["equal"] == 10
+
+
 def _remodel(endpoint: str, tmp_path: Path, on_error: str) -> Path:
     shutil.copytree(EXAMPLES, tmp_path / "plans")
     customers = create_table(endpoint, hash_key=("customer_id", "S"))

@@ -454,7 +454,11 @@ class _Runner:
             res.report = _report_dict(report)
             res.exit_code = int(getattr(report, "exit_code", EXIT_OK) or EXIT_OK)
             res.status = "done"
-            if job.verify_after and job.kind in ("copy", "import", "replicate") and not self.stopping.is_set():
+            if job.verify_after and job.kind in ("copy", "import", "replicate") and self.stopping.is_set():
+                # Its work ended as the plan stopped: "done" would let --resume skip the verify for good.
+                res.status, res.exit_code = "interrupted", EXIT_INTERRUPTED
+                res.error = "the plan stopped before its verify_after; --resume verifies it"
+            elif job.verify_after and job.kind in ("copy", "import", "replicate"):
                 self.display.set_status(job.name, "verifying")
                 vrep = self._verify(job, engine)
                 res.verify = _report_dict(vrep)
