@@ -252,3 +252,22 @@ def test_a_replication_shows_what_its_backfill_wrote(tmp_path: Path) -> None:
     copy = load_run_report(_saved(tmp_path, Report(job="copy", source="a", target="b", counters={"written": 3}),
                                   "copy.json"))
     assert "backfill" not in _printed(render_run_report, copy) and "backfill" not in render_html(copy)
+
+
+def test_report_html_never_writes_over_the_report_it_reads(tmp_path: Path) -> None:
+    """``report run.json --html run.json`` wrote the page over the run's report (its only record)."""
+    from click.testing import CliRunner
+
+    from ddbmigrate.cli import main
+
+    path = _saved(tmp_path, Report(job="copy", source="a", target="b", counters={"read": 3, "written": 3}))
+    before = Path(path).read_bytes()
+    for html_out in (path, str(tmp_path / "." / "run.json")):
+        r = CliRunner().invoke(main, ["report", path, "--html", html_out, "--quiet"])
+        assert r.exit_code == 2 and "is a file this command reads" in r.output
+        assert Path(path).read_bytes() == before
+    (tmp_path / "afile").write_text("")
+    r = CliRunner().invoke(main, ["report", path, "--html", str(tmp_path / "afile" / "x.html"), "--quiet"])
+    assert r.exit_code == 2 and "is a file, not a folder" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["report", path, "--html", str(tmp_path / "page.html"), "--quiet"])
+    assert r.exit_code == 0 and (tmp_path / "page.html").read_text().startswith("<!DOCTYPE html>")

@@ -152,9 +152,17 @@ def _print_plan_estimate(plan: Any, kw: Dict[str, Any]) -> int:
 @pass_kwargs
 def report_cmd(kw: Dict[str, Any]) -> int:
     """Summarise a finished run's JSON report (from --report) on the terminal and as HTML."""
+    from ..errors import UsageError
     from ..reporting.html import load_run_report, write_html
     from ..reporting.terminal import render_run_report
+    from ..state.paths import output_path_problem, outputs_problem
 
+    if kw["html_out"]:
+        # Before reading: --html naming the report itself wrote the page over the run's only report.
+        problem = outputs_problem({"--html": kw["html_out"]}, [kw["report_file"]])
+        where = output_path_problem(kw["html_out"], replaced=True) if not problem else None
+        if problem or where:
+            raise UsageError(problem or f"cannot write the page {kw['html_out']}: {where}")
     data = load_run_report(kw["report_file"])
     if not kw["quiet"]:
         render_run_report(data)
