@@ -133,3 +133,13 @@ def test_estimate_prices_the_job_in_the_profiles_regions(endpoint: str, tmp_path
              "--json")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["region"] == "eu-west-1"
+
+
+def test_a_role_that_cannot_be_assumed_is_named(endpoint: str, tmp_path: Path) -> None:
+    # The line named only the profile underneath ("from profile 'srcp': ... RoleArn ..."), which
+    # was fine: the role given for one side was the fault.
+    env = _aws_files(tmp_path)
+    dst = unique("d")
+    r = _run(env, "copy", unique("s"), dst, "--profile", "srcp", "--endpoint-url", endpoint,
+             "--target-role-arn", "notanarn", "--progress", "off")
+    one_usage_line(r, f"for {dst} @", "'srcp'", "assuming role 'notanarn'")

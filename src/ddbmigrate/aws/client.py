@@ -737,6 +737,10 @@ def _credentials_error(session: Any, ref: TableRef, e: Exception) -> UsageError:
         where = f"profile {name!r}"
     else:
         where = "the default credential chain"
+    if ref.role_arn:
+        # The profile may be fine and the role the fault (a malformed ARN, a role not trusting it):
+        # name what was being assumed, not only the profile underneath.
+        where += f" assuming role {ref.role_arn!r}"
     why = _one_line(e)
     if isinstance(e, ValueError) and e.__class__.__module__.startswith("json"):
         why = f"its output is not valid JSON ({why})"
