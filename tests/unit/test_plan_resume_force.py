@@ -87,6 +87,21 @@ def test_a_checkpoint_refusal_inside_a_plan_names_the_plan_s_way_out(tmp_path: P
     assert runner._plan_error(other) == "something else"
 
 
+def test_a_refusal_that_force_cannot_lift_does_not_advise_it(tmp_path: Path) -> None:
+    """A job moved to another target: "even with --force", then "use ... --resume --force to
+    resume anyway" (which failed the same)."""
+    path = _plan(tmp_path, [{"kind": "copy", "source": "Orders", "target": "Orders2"}])
+    runner = _runner(path, resume=True)
+    for text in ("checkpoint st/c.json is of a job with another target: its positions mean nothing for this one, "
+                 "even with --force; use --restart to start over (or the old options to resume it)",
+                 "checkpoint st/c.json is of a finished run of a different job (differs in: target); use --restart "
+                 "to run this one",
+                 "checkpoint st/c.json was made with 4 scan segments, and its positions mean nothing for 8: resume "
+                 "with --segments 4 (or without --segments), or --restart to start over"):
+        line = runner._plan_error(FingerprintMismatchError(text))
+        assert "--force to resume anyway" not in line and line == text
+
+
 FAILING = (
     "def f(item):\n"
     "    if item['pk'] == 'k0042':\n"

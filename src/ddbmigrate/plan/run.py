@@ -501,7 +501,9 @@ class _Runner:
         """The job's error, with the way out a plan has when it is a checkpoint refusal: the job's
         own --force/--resume are options of the single-job commands, not of ``run``."""
         text = e.one_line()
-        if isinstance(e, FingerprintMismatchError):
+        # Only where the job's own --force would do: one refused "even with --force" (another
+        # target, other segments, a finished run of another job) was told to use it anyway.
+        if isinstance(e, FingerprintMismatchError) and "; use --force" in text:
             head = text.split("; use --force", 1)[0]
             return (f"{head}; use {plan_command(self.plan, '--resume', '--force')} to resume anyway, or "
                     f"{plan_command(self.plan, '--restart')} to start every job over")
