@@ -187,6 +187,30 @@ def test_a_copy_that_ends_as_the_plan_stops_is_verified_by_the_resume(endpoint: 
     assert job.verify is not None and job.verify["equal"] == 10
 
 
+def test_a_finished_job_changed_before_a_resume_runs_again(endpoint: str, tmp_path: Path) -> None:
+    """Docs: --resume skips the jobs done *whose definition did not change*. A changed one met its
+    old finished checkpoint ("of a finished run of a different job ... use --restart") and failed,
+    so only a --restart of every job ran it."""
+    src = create_table(endpoint)
+    put_items(endpoint, src, _items("d", 12))
+    jobs: List[Dict[str, Any]] = [
+        {"kind": "copy", "name": "moved", "source": src, "target": src + "-old", "create_target": True},
+        {"kind": "copy", "name": "broken", "source": src, "target": unique("missing")}]
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, jobs, state_dir="state")
+    first = run_plan(str(plan), progress="off")
+    assert first.job("moved").status == "done" and first.job("broken").status == "failed"
+    jobs[0]["target"] = src + "-new"
+    plan = write_plan(tmp_path / "plan.yaml", endpoint, jobs, state_dir="state")
+
+    again = run_plan(str(plan), progress="off", resume=True)
+
+    moved = again.job("moved")
+    assert moved.status == "done" and not moved.resumed_from_state, moved.error
+    assert moved.report is not None and moved.report["counters"]["written"] == 12
+    assert as_set(scan_all(endpoint, src + "-new")) == as_set(_items("d", 12))
+    assert again.job("broken").status == "failed"
+
+
 def _remodel(endpoint: str, tmp_path: Path, on_error: str) -> Path:
     shutil.copytree(EXAMPLES, tmp_path / "plans")
     customers = create_table(endpoint, hash_key=("customer_id", "S"))

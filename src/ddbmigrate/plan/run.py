@@ -245,10 +245,13 @@ class _Runner:
         for r in check_plan_cost(self.plan, pending, self.max_cost, prices=self.prices):
             if r.estimate is not None:
                 self.estimates[r.job.name] = r.estimate
+        # A job that finished, then changed (another target, a fixed transform): its finished
+        # checkpoint is the old definition's, which its run refuses even with --force, so --resume
+        # failed it until --restart redid every job. It runs again, from the start.
+        changed = [j for j in pending if self.resume and self.state.jobs.get(j.name, {}).get("status") == "done"]
         # From here on the run changes things (targets, checkpoints): say so first, durably.
         self.state.mark_running(pending)
-        if not self.resume:
-            self._start_afresh(pending)
+        self._start_afresh(pending if not self.resume else changed)
         started = list(pending)
         self.display.start()
         restore = self._install_signals()
