@@ -151,6 +151,10 @@ def test_update_with_version_attribute_conditions_on_it_alone_and_moves_it_on() 
     assert plan2.after is not None and plan2.after["ver"] == {"N": "1"}
     assert plan2.request is not None and "attribute_not_exists" in plan2.request["ConditionExpression"]
     assert b.plan(dict(before, ver={"S": "x"}), dict(before, x={"S": "9"})).code == "BadVersionAttribute"
+    # Moved on exactly in all of DynamoDB's 38 digits.
+    for ver, nxt in (("1" + "0" * 36, "1" + "0" * 35 + "1"), ("9" * 38, "1" + "0" * 38)):
+        moved = b.plan(dict(before, ver={"N": ver}), {k: v for k, v in dict(before, x={"S": "2"}).items() if k != "ver"})
+        assert moved.after is not None and moved.after["ver"] == {"N": nxt}, moved.after
 
 
 def test_a_condition_past_dynamodbs_limits_is_refused_with_a_hint() -> None:

@@ -183,9 +183,11 @@ class UpdateRequestBuilder:
 
 
 def _bump(text: str) -> Any:
-    from decimal import Decimal
+    from decimal import Context, Decimal
 
-    return Decimal(text) + 1
+    # In all of DynamoDB's 38 digits (and one carried), not Python's default 28: 10**30 + 1 would
+    # round back to 10**30.
+    return Context(prec=40).add(Decimal(text), 1)
 
 
 class ConditionalUpdateSink(SinkBase):
