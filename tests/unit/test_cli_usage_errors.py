@@ -226,3 +226,14 @@ def test_an_s3_url_naming_no_bucket_is_refused_not_taken_for_a_local_folder(tmp_
     one_usage_line(run(["export", "Orders", url, "--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1",
                         "-q"], AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y"), "expected s3://bucket/prefix")
     assert not (tmp_path / "s3:").exists()
+
+
+def test_the_error_line_prints_control_characters_inertly(tmp_path: Path) -> None:
+    """A message quotes the data (a transform's exception, a file name, a value): an escape
+    sequence in it must not drive the terminal (an OSC sets the window title)."""
+    name = str(tmp_path / "in\x1b]0;pwned\x07.json")
+    r = run(["import", name, "Orders", "--endpoint-url", "http://127.0.0.1:9", "--region", "us-east-1", "-q"],
+            AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y")
+    assert r.exit_code == 2, r.output
+    assert "\x1b" not in r.output and "\x07" not in r.output
+    assert "in\\x1b]0;pwned\\x07.json" in r.output

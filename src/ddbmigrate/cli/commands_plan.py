@@ -42,7 +42,7 @@ from .render import draw_report, handle_errors, write_failure_report
 def run_cmd(kw: Dict[str, Any]) -> int:
     """Run every job of PLAN_FILE (YAML): concurrently, with one progress display and one report."""
     from ..plan import PlanError, run_plan
-    from ..reporting.terminal import render_plan_report
+    from ..reporting.terminal import inert, render_plan_report
 
     try:
         rep = run_plan(kw["plan_file"], parallel=kw["parallel"], resume=kw["resume"], restart=kw["restart"],
@@ -52,7 +52,7 @@ def run_cmd(kw: Dict[str, Any]) -> int:
                        force=kw["force"])
     except PlanError as e:
         for p in e.problems:  # every problem, each with its line, not just the first
-            click.echo(f"error: {p}", err=True)
+            click.echo(f"error: {inert(p)}", err=True)
         problem = write_failure_report("run", kw, EXIT_USAGE, e.one_line())
         if problem:
             click.echo(f"warning: {problem}", err=True)

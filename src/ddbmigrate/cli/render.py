@@ -15,6 +15,7 @@ import click
 
 from ..engine.run import install_handler
 from ..errors import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_USAGE, DdbMigrateError
+from ..reporting.terminal import inert
 
 
 def render_report(report: Any, quiet: bool) -> None:
@@ -292,9 +293,11 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
                 draw_report(shown)
             line = redact(e.one_line())
             report_failure(e.exit_code, line, report)
-            click.echo(f"error: {line}", err=True)
+            # A message may quote the data (a transform's exception, an item's value): printed
+            # inertly, an escape sequence in it does not drive the terminal.
+            click.echo(f"error: {inert(line)}", err=True)
             if e.hint and e.hint not in e.one_line():
-                click.echo(f"hint: {redact(e.hint)}", err=True)
+                click.echo(f"hint: {inert(redact(e.hint))}", err=True)
             log.info("%s ended with exit %d: %s", name, e.exit_code, line)
             sys.exit(e.exit_code)
         except BrokenPipeError:
@@ -333,13 +336,13 @@ def handle_errors(f: Callable[..., Any]) -> Callable[..., Any]:
                     "spill folder)" if e.errno == errno.ENOSPC else "")
                 text = redact(f"{e.strerror}{where}")
                 report_failure(EXIT_FATAL, text)
-                click.echo(f"error: {text}", err=True)
+                click.echo(f"error: {inert(text)}", err=True)
                 log.info("%s ended with exit %d: %s", name, EXIT_FATAL, text)
                 sys.exit(EXIT_FATAL)
             # Redacted before the cut: half a secret would no longer be recognised.
             text = f"internal error: {type(e).__name__}: {redact(str(e))[:500]}"
             report_failure(EXIT_FATAL, text)
-            click.echo(f"{text} (set DDBMIGRATE_DEBUG=1 for a traceback)", err=True)
+            click.echo(f"{inert(text)} (set DDBMIGRATE_DEBUG=1 for a traceback)", err=True)
             log.info("%s ended with an internal error (exit %d): %s", name, EXIT_FATAL, type(e).__name__)
             sys.exit(EXIT_FATAL)
         log.info("%s ended with exit %d", name, code or 0)
