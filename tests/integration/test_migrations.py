@@ -461,3 +461,20 @@ def test_ctx_import_files_and_a_verify_that_finds_differences_fails_the_migratio
     assert run_up(w).done == ["0001_seed"]
     rec = history_records(w["s"], history_table=w["hist"])[0]
     assert rec["state"] == "applied" and rec["attempts"] == 2 and rec["summary"][0]["counters"]["written"] == 7
+
+
+def test_up_json_prints_a_document_when_a_migration_fails(endpoint: str, tmp_path: Path) -> None:
+    """CI reading `up --json` got nothing on stdout when a migration failed (only the error line)."""
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "0001_fine.py").write_text('"""Nothing to do."""\n\n\ndef upgrade(ctx):\n    pass\n')
+    (d / "0002_breaks.py").write_text('"""Fails."""\n\n\ndef upgrade(ctx):\n    raise RuntimeError("no such column")\n')
+    aws = ["--endpoint-url", endpoint, "--region", "us-east-1"]
+    out = subprocess.run([sys.executable, "-m", "ddbmigrate", "migrations", "up", "--dir", str(d), "--yes",
+                          "--history-table", unique("hist"), "--state-dir", str(tmp_path / "st"), "--progress", "off",
+                          "--json", *aws], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 1, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["action"] == "up" and doc["done"] == ["0001_fine"] and doc["exit_code"] == 1
+    assert "migration 0002_breaks failed: RuntimeError: no such column" in doc["error"]
+    assert out.stderr.strip().splitlines()[-1].startswith("error: migration 0002_breaks failed")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import click
 import orjson
@@ -142,6 +142,23 @@ def _print_result(res: Any, as_json: bool) -> None:
         click.echo(res.message)
 
 
+def _run_printed(action: str, as_json: bool, run: Callable[[], Any]) -> int:
+    """``run()`` (up or down) and its result printed; with --json a failure is a document too (what
+    was done before it, the error and the exit code) before the error line, so that CI reading
+    stdout gets one either way."""
+    from ..errors import DdbMigrateError
+
+    try:
+        res = run()
+    except DdbMigrateError as e:
+        if as_json:
+            _json({"action": action, "done": list(getattr(e, "done", [])), "message": e.one_line(),
+                   "error": e.one_line(), "exit_code": e.exit_code})
+        raise
+    _print_result(res, as_json)
+    return int(res.exit_code)
+
+
 @migrations_group.command("up")
 @_dir_option
 @_history_options
@@ -159,11 +176,10 @@ def up_cmd(kw: Dict[str, Any]) -> int:
     from ..migrations import up
 
     _check_run_numbers(kw)
-    res = up(kw["directory"], _settings(kw), to=kw["to"], allow_changed=kw["allow_changed"],
-             confirm=confirm_prompt(kw["yes"]), options=build_run_options(kw), history_table=kw["history_table"],
-             state_dir=kw["state_dir"], wait=kw["wait"], lease=kw["lease"], out_of_order=kw["out_of_order"])
-    _print_result(res, kw["as_json"])
-    return res.exit_code
+    return _run_printed("up", kw["as_json"], lambda: up(
+        kw["directory"], _settings(kw), to=kw["to"], allow_changed=kw["allow_changed"],
+        confirm=confirm_prompt(kw["yes"]), options=build_run_options(kw), history_table=kw["history_table"],
+        state_dir=kw["state_dir"], wait=kw["wait"], lease=kw["lease"], out_of_order=kw["out_of_order"]))
 
 
 @migrations_group.command("down")
@@ -181,11 +197,10 @@ def down_cmd(kw: Dict[str, Any]) -> int:
     from ..migrations import down
 
     _check_run_numbers(kw)
-    res = down(kw["directory"], _settings(kw), to=kw["to"], confirm=confirm_prompt(kw["yes"]),
-               options=build_run_options(kw), history_table=kw["history_table"], state_dir=kw["state_dir"],
-               wait=kw["wait"], lease=kw["lease"])
-    _print_result(res, kw["as_json"])
-    return res.exit_code
+    return _run_printed("down", kw["as_json"], lambda: down(
+        kw["directory"], _settings(kw), to=kw["to"], confirm=confirm_prompt(kw["yes"]),
+        options=build_run_options(kw), history_table=kw["history_table"], state_dir=kw["state_dir"],
+        wait=kw["wait"], lease=kw["lease"]))
 
 
 @migrations_group.command("history")

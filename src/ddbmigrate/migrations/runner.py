@@ -192,6 +192,12 @@ def _set_message(e: DdbMigrateError, message: str) -> None:
     e.args = (message,)
 
 
+def _done_before(err: BaseException, done: List[str]) -> None:
+    """What the run had applied (or reverted) before ``err`` stopped it, kept on the error: the
+    command's --json says it on failure too (a CI step reads that, not the error line)."""
+    err.done = list(done)  # type: ignore[attr-defined]
+
+
 def _failed(m: MigrationFile, e: BaseException, again: str = RUN_AGAIN) -> BaseException:
     """The error ``up`` (or ``down``: ``again`` says to run it again) ends with, naming the
     migration; the exit code stays the original's."""
@@ -363,6 +369,7 @@ def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow
                     m.upgrade(ctx)
                 except BaseException as e:
                     err = _failed(m, e)
+                    _done_before(err, done)
                     line = err.one_line() if isinstance(err, DdbMigrateError) else str(err)
                     cause = line.removeprefix(f"migration {m.id} failed: ")
                     _write(m, f"while it ran, and its upgrade failed: {cause}",
@@ -429,6 +436,7 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
                     m.downgrade(ctx)
                 except BaseException as e:
                     err = _failed(m, e, again)
+                    _done_before(err, done)
                     rec["error"] = clip(err.one_line() if isinstance(err, DdbMigrateError) else str(err))
                     _write(m, f"while it was reverted, and its downgrade failed: {rec['error']}",
                            lambda: h.put(rec, lock=lock), again)
