@@ -334,12 +334,11 @@ class _StalledStream(ScriptedStream):
         return super()._GetRecords(p)
 
 
-def test_a_stream_whose_reads_stall_is_no_longer_caught_up(tmp_path: Path) -> None:
-    """Before: once caught up, a poll that hung (the Streams endpoint failing, retried for a
-    minute) left the writer "caught up" while the source took changes nobody read: status said
-    lag 0 and the quiet period ran, so `cutover --no-verify` said GO over unread changes."""
+def _stalled_after_catching_up(tmp_path: Path, kind: Any) -> Tuple[Clock, Any, Journal, JournalWriter]:
+    """A writer caught up on one shard, then its GetRecords hung, with a change made meanwhile.
+    The caller stops the writer (``w.stop()``, after ``stream.release.set()``)."""
     clock = Clock()
-    stream = _StalledStream(clock)
+    stream = kind(clock)
     stream.add_shard("s")
     j = journal(tmp_path, seal_every=0.0, clock=clock)
     j.open(fresh=True, positions={"s": {"from": "TRIM_HORIZON", "since": clock()}})
@@ -350,6 +349,19 @@ def test_a_stream_whose_reads_stall_is_no_longer_caught_up(tmp_path: Path) -> No
         stream.stall.set()
         assert stream.stalled.wait(10)
         stream.write("s", "unread")
+    except BaseException:
+        stream.release.set()
+        w.stop()
+        raise
+    return clock, stream, j, w
+
+
+def test_a_stream_whose_reads_stall_is_no_longer_caught_up(tmp_path: Path) -> None:
+    """Before: once caught up, a poll that hung (the Streams endpoint failing, retried for a
+    minute) left the writer "caught up" while the source took changes nobody read: status said
+    lag 0 and the quiet period ran, so `cutover --no-verify` said GO over unread changes."""
+    clock, stream, j, w = _stalled_after_catching_up(tmp_path, _StalledStream)
+    try:
         clock.t += 2
         time.sleep(0.3)
         assert w.caught_up  # a poll under way for a moment is no reason to doubt it
@@ -385,18 +397,8 @@ class _DownStream(_StalledStream):
 def test_a_stall_shows_in_the_lag_while_the_writer_is_stuck_listing_shards(tmp_path: Path) -> None:
     """The writer's periodic DescribeStream retried through the outage too, so its 'caught up'
     was the one from before the outage, and the lag read 0 over a poll stalled for 30 s."""
-    clock = Clock()
-    stream = _DownStream(clock)
-    stream.add_shard("s")
-    j = journal(tmp_path, seal_every=0.0, clock=clock)
-    j.open(fresh=True, positions={"s": {"from": "TRIM_HORIZON", "since": clock()}})
-    w = JournalWriter(StreamReader(stream, ARN, clock=clock), j, readers=1, poll_interval=0.0, clock=clock)
-    w.start()
+    clock, stream, j, w = _stalled_after_catching_up(tmp_path, _DownStream)
     try:
-        wait_for(lambda: w.caught_up, 10, "caught up")
-        stream.stall.set()
-        assert stream.stalled.wait(10)
-        stream.write("s", "unread")
         clock.t += 31  # the next round lists the shards first, and hangs there
         assert stream.describing.wait(10)
         lag = JournalSource(j, w, None, skip_before=None, persisted=lambda: None,  # type: ignore[arg-type]
