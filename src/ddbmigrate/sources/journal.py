@@ -177,9 +177,7 @@ class JournalWriter:
         # Caught up: every readable shard's last read was empty (a poll in flight does not count
         # against it: a record it finds makes its shard non-empty again; one stalled does: the
         # stream then takes changes nobody reads) and nothing is unsealed.
-        with self._cond:
-            stalled = any(now - t > STALLED_READ_SECONDS for t in self._busy_since.values())
-        self.caught_up = (not self.reader.waiting_shards() and bool(ready) and not stalled
+        self.caught_up = (not self.reader.waiting_shards() and bool(ready) and self.stalled_since() is None
                           and all(self._last_empty.get(s, False) for s in ready)
                           and self.journal.buffered_bytes() == 0)
         # Least recently read first, so a busy shard never starves the others of a reader.
