@@ -94,7 +94,7 @@ from ..state.status import (
     status_path_for,
     stop_requested,
 )
-from ..storage.stores import S3Settings, is_s3, normalize
+from ..storage.stores import S3Settings, is_s3, normalize, split_s3
 from .common import default_writers, same_table
 from .copy import copy_table
 from .fit import check_fits_target, sample_table
@@ -212,9 +212,11 @@ def replicate(
         # The clean is the backfill's first step: without one, the target was kept as it was, silently.
         raise UsageError("--clean-target empties the target before the backfill, and --no-backfill skips it: "
                          "drop one of the two")
-    if journal and is_s3(journal) and not journal[len("s3://"):].partition("/")[0]:
-        # Refused now: the first seal, after the checkpoint and the stream were set up, found it.
-        raise UsageError(f"--journal {journal}: expected s3://bucket/prefix, or a folder")
+    if journal and is_s3(journal):
+        try:  # refused now: the first seal, after the checkpoint and the stream were set up, found it
+            split_s3(journal)
+        except UsageError:
+            raise UsageError(f"--journal {journal}: expected s3://bucket/prefix, or a folder") from None
     status_file = status_path or status_path_for(source, target, opts.checkpoint)
     check_status_path(status_file, given=status_path is not None)
     tf = load_transform(transform) if isinstance(transform, str) else transform

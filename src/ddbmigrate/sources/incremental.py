@@ -133,8 +133,8 @@ class IncrementalSource(SourceBase):
     def prepare(self) -> None:
         """Stage every record into its key's partition file. Raises FatalError on a bad file."""
         # An import killed midway left its staged records (the whole export's): the next one deletes them.
-        leftovers.sweep(self.spill_dir or tempfile.gettempdir(), STAGE_PREFIX)
-        self._tmp = tempfile.TemporaryDirectory(prefix=leftovers.owned(STAGE_PREFIX), dir=self.spill_dir)
+        prefix = leftovers.claim(self.spill_dir or tempfile.gettempdir(), STAGE_PREFIX)
+        self._tmp = tempfile.TemporaryDirectory(prefix=prefix, dir=self.spill_dir)
         self._files = [open(self._path(i), "ab") for i in range(self.partitions)]
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(self.readers, len(self.plan.files)))) as ex:

@@ -34,7 +34,6 @@ from typing import (
     Dict,
     List,
     Optional,
-    Set,
     Tuple,
 )
 
@@ -75,8 +74,7 @@ class JournalWriter:
         self.records_read: Dict[str, int] = {"INSERT": 0, "MODIFY": 0, "REMOVE": 0}
         self.caught_up = False
         self.max_concurrent = 0  # most shards read at once (tests, bench)
-        self._busy: Set[str] = set()
-        self._busy_since: Dict[str, float] = {}
+        self._busy_since: Dict[str, float] = {}  # the shards being read, and since when
         self._not_before: Dict[str, float] = {}
         self._last_empty: Dict[str, bool] = {}
         self._turn: Dict[str, int] = {}  # when each shard was last dispatched: round robin over shards
@@ -169,7 +167,7 @@ class JournalWriter:
                 self._last_empty.pop(sid, None)
         ready = self.reader.ready_shards()
         with self._cond:
-            busy = set(self._busy)
+            busy = set(self._busy_since)
         if not ready and not busy and not self.reader.waiting_shards() and self.reader.all_finished():
             self._stream_ended()
         else:
@@ -193,9 +191,8 @@ class JournalWriter:
             self._turns += 1
             self._turn[sid] = self._turns
             with self._cond:
-                self._busy.add(sid)
                 self._busy_since[sid] = now
-                self.max_concurrent = max(self.max_concurrent, len(self._busy))
+                self.max_concurrent = max(self.max_concurrent, len(self._busy_since))
             futures.append(pool.submit(self._read_shard, sid))
 
     def _read_shard(self, sid: str) -> None:
@@ -220,7 +217,6 @@ class JournalWriter:
                 self._refresh_now = True  # its children may be listed now
         finally:
             with self._cond:
-                self._busy.discard(sid)
                 self._busy_since.pop(sid, None)
                 self._cond.notify_all()
 
@@ -252,7 +248,7 @@ class JournalWriter:
     def shard_counts(self) -> Dict[str, int]:
         positions = list(self.reader.positions.values())
         return {"shards_open": len(self.reader.ready_shards()), "shards_waiting": len(self.reader.waiting_shards()),
-                "shards_finished": sum(1 for p in positions if p.get("done")), "shards_reading": len(self._busy)}
+                "shards_finished": sum(1 for p in positions if p.get("done")), "shards_reading": len(self._busy_since)}
 
 
 class JournalSource(SourceBase):

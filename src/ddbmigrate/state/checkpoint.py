@@ -169,8 +169,7 @@ def atomic_write(path: str, data: bytes) -> None:
     path = os.path.realpath(path) if os.path.islink(path) else path
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    leftovers.sweep(folder, TORN_PREFIX, max_age=TORN_AGE_S)
-    fd, tmp = tempfile.mkstemp(prefix=leftovers.owned(TORN_PREFIX), dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=leftovers.claim(folder, TORN_PREFIX, max_age=TORN_AGE_S), dir=folder)
     # mkstemp creates 0600; a report or manifest should get the usual umask-based mode.
     umask = os.umask(0)
     os.umask(umask)

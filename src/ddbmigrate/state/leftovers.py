@@ -79,6 +79,13 @@ def owned(prefix: str) -> str:
     return f"{prefix}{HOST}-{os.getpid()}-"
 
 
+def claim(folder: str, prefix: str, *, max_age: Optional[float] = None) -> str:
+    """The name prefix for this process's leftover of a kind in ``folder``, after sweeping the
+    dead owners' there: what a new temporary file or folder is made with."""
+    sweep(folder, prefix, max_age=max_age)
+    return owned(prefix)
+
+
 def sweep(folder: str, prefix: str, *, max_age: Optional[float] = None, once: bool = True) -> int:
     """Delete the ``prefix`` files and folders in ``folder`` whose owner is a dead process of
     this host, or (``max_age``) that were last changed that many seconds ago; how many.

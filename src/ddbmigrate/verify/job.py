@@ -193,8 +193,7 @@ def verify_tables(
     base = work_dir or os.path.join(".ddbmigrate")
     os.makedirs(base, exist_ok=True)
     # A verify killed midway (kill -9) left its spill, as large as both tables: the next one deletes it.
-    leftovers.sweep(base, WORK_PREFIX)
-    folder = os.path.abspath(tempfile.mkdtemp(prefix=leftovers.owned(WORK_PREFIX), dir=base))
+    folder = os.path.abspath(tempfile.mkdtemp(prefix=leftovers.claim(base, WORK_PREFIX), dir=base))
     estimate = (source_side.estimate or 0) + (target_side.estimate or 0)
     if sample is not None:
         estimate = int(estimate * sample) + 1
