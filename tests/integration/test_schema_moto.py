@@ -5,6 +5,10 @@ protection, warm throughput and resource policies (PutResourcePolicy / GetResour
 not report table class, on-demand maximum throughput, contributor insights or Kinesis
 destinations (those are covered on DynamoDB Local or by the unit tests, see docs/iac.md).
 Every outcome is checked with plain boto3 against the server, not with ddbmigrate's reader.
+
+moto's KMS and STS (the AWS managed key, the account a key belongs to) are named the way a user
+names them, ``AWS_ENDPOINT_URL_KMS`` and ``AWS_ENDPOINT_URL_STS``: ``--endpoint-url`` is DynamoDB's
+alone (test_schema_service_endpoints.py).
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ from ddbmigrate.cli import main
 ACCOUNT = "123456789012"  # moto's account
 FOREIGN_KEY = "arn:aws:kms:us-east-1:111122223333:key/0b1c2d3e-aaaa-bbbb-cccc-000000000001"
 OWN_KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/0b1c2d3e-aaaa-bbbb-cccc-000000000002"
+
+
+@pytest.fixture(autouse=True)
+def _kms_and_sts_at_moto(moto_s3: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", moto_s3)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_s3)
 
 
 def ddb(url: str) -> Any:
@@ -191,11 +201,9 @@ def test_create_table_kms_key_overrides_the_spec(moto_s3: str, tmp_path: Path) -
     assert ddb(moto_s3).describe_table(TableName=other)["Table"]["SSEDescription"]["KMSMasterKeyArn"] != FOREIGN_KEY
 
 
-def test_cross_account_clone_rewrites_the_policy_and_refuses_the_source_key(
-        moto_s3: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cross_account_clone_rewrites_the_policy_and_refuses_the_source_key(moto_s3: str) -> None:
     """--target-role-arn into another account (moto keeps one set of tables per account and hands
-    out that account's credentials from AssumeRole)."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", moto_s3)  # the role is assumed at moto's STS
+    out that account's credentials from AssumeRole, at its STS: AWS_ENDPOINT_URL_STS)."""
     other, role = "111122223333", "arn:aws:iam::111122223333:role/migration"
     src, dst = unique("src"), unique("dst")
     c = ddb(moto_s3)

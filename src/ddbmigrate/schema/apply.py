@@ -32,7 +32,7 @@ from ..aws.tables import wait_active
 from ..errors import SchemaError
 from .diff import diff_definitions, shown
 from .model import DEFAULT_INSIGHTS_MODE, TableDefinition, create_request, normalize
-from .read import ATTEMPTS, call, read_definition, settings_client, why
+from .read import ATTEMPTS, call, read_definition, service_client, settings_client, why
 
 log = logging.getLogger("ddbmigrate.schema")
 _KMS_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:kms:([a-z0-9-]+):(\d{12}):")
@@ -79,9 +79,9 @@ def account_of(client: DynamoClient) -> Optional[str]:
     if m:
         return m.group(1)
     try:
-        sts = client.session.client("sts", region_name=client.region, endpoint_url=client.ref.endpoint_url,
-                                    config=Config(retries={"total_max_attempts": 1}, connect_timeout=3,
-                                                  read_timeout=5))
+        # STS's own endpoint, not DynamoDB's --endpoint-url (see service_client).
+        sts = service_client(client, "sts", config=Config(retries={"total_max_attempts": 1}, connect_timeout=3,
+                                                          read_timeout=5))
         return str(sts.get_caller_identity()["Account"])
     except Exception:
         return None

@@ -35,6 +35,19 @@ def settings_client(client: DynamoClient) -> Any:
                                               endpoint_url=client.ref.endpoint_url, config=cfg))
 
 
+def service_client(client: DynamoClient, service: str, *, region: Optional[str] = None,
+                   config: Optional[Config] = None) -> Any:
+    """A botocore client of another AWS service (``kms``, ``sts``) with ``client``'s credentials, at
+    that service's own endpoint.
+
+    ``--endpoint-url`` (``TableRef.endpoint_url``) is DynamoDB's: a KMS or STS call sent there goes
+    to DynamoDB Local, a proxy or a VPC endpoint that answers no such call. The service's endpoint
+    comes from the AWS chain instead (``AWS_ENDPOINT_URL_KMS``, ``AWS_ENDPOINT_URL_STS``,
+    ``AWS_ENDPOINT_URL``, the profile's ``services`` section), else AWS's public one.
+    """
+    return client.session.client(service, region_name=region or client.region, config=config)
+
+
 def why(e: Exception, op: str) -> str:
     """One phrase saying why ``op`` failed, for 'not read' / 'not applied' lines."""
     code = error_code(e)
@@ -79,9 +92,8 @@ def is_aws_managed_key(client: DynamoClient, key_arn: str) -> bool:
     parts = key_arn.split(":")
     region = parts[3] if len(parts) > 5 and parts[3] else client.region
     try:
-        kms = client.session.client("kms", region_name=region, endpoint_url=client.ref.endpoint_url,
-                                    config=Config(retries={"total_max_attempts": 2}, connect_timeout=3,
-                                                  read_timeout=10))
+        kms = service_client(client, "kms", region=region,
+                             config=Config(retries={"total_max_attempts": 2}, connect_timeout=3, read_timeout=10))
         aliases = kms.list_aliases(KeyId=key_arn).get("Aliases") or []
     except Exception:
         return False
