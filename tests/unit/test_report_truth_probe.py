@@ -14,8 +14,10 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Dict
 
+import pytest
 from rich.console import Console
 
+from ddbmigrate.errors import UsageError
 from ddbmigrate.plan.report import JobResult, PlanReport
 from ddbmigrate.reporting.html import STATUS_COLOURS, load_run_report, render_html
 from ddbmigrate.reporting.report import Report
@@ -196,10 +198,15 @@ def test_a_plan_job_stopped_past_its_checkpoint_shows_it_too(tmp_path: Path) -> 
 
 def test_a_report_without_unsettled_adds_nothing(tmp_path: Path) -> None:
     data: Dict[str, Any] = Report(job="copy", counters={"read": 5, "written": 5}).to_dict()
-    data["extra"] = {"unsettled": "not a mapping"}  # a hand-edited or foreign file is not a crash
     (tmp_path / "run.json").write_text(json.dumps(data))
     rr = load_run_report(str(tmp_path / "run.json"))
     assert "not settled" not in _printed(render_run_report, rr) and "id='unsettled'" not in render_html(rr)
+    # A hand-edited one is not a crash, nor silently dropped (the writes it names are in the
+    # target): the field is named (tests/unit/test_report_hand_edited.py has the rest).
+    data["extra"] = {"unsettled": "not a mapping"}
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=r"field extra\.unsettled is text \(expected an object\)"):
+        load_run_report(str(tmp_path / "run.json"))
 
 
 def test_a_resumed_runs_report_says_which_figures_are_this_runs() -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import orjson
 
@@ -173,76 +173,254 @@ class RunReport:
 
 
 # --------------------------------------------------------------------------- loading
+#
+# A report is read field by field, each one checked for its type as it is read: a report edited
+# by hand (a count written as text, a list where an object was, a field removed) is one line
+# naming the file and the field (exit 2), never a traceback or an internal error half-way through
+# the page. A field ddbmigrate may leave out (older reports, jobs that stopped early) takes its
+# default; one every report of its kind has is required.
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "text"
+    if isinstance(v, list):
+        return "a list"
+    return "an object"
+
+
+class _Fields:
+    """One JSON object of a report and where it is in the file (``jobs[2].report``): every read
+    checks the field's type, and a wrong one is a UsageError naming the field."""
+
+    def __init__(self, d: Mapping[str, Any], at: str = "") -> None:
+        self.d = d
+        self.at = at
+
+    def where(self, key: str) -> str:
+        return f"{self.at}.{key}" if self.at else key
+
+    def bad(self, key: str, expected: str, found: Any = None, missing: bool = False) -> UsageError:
+        what = "is missing" if missing else f"is {_kind(found)}"
+        return UsageError(f"field {self.where(key)} {what} (expected {expected})")
+
+    def has(self, key: str) -> bool:
+        return self.d.get(key) is not None
+
+    def _get(self, key: str, expected: str, required: bool) -> Any:
+        v = self.d.get(key)
+        if v is None and required:
+            raise self.bad(key, expected, missing=key not in self.d, found=v)
+        return v
+
+    def text(self, key: str, default: str = "", required: bool = False) -> str:
+        v = self._get(key, "text", required)
+        if v is None:
+            return default
+        if not isinstance(v, str):
+            raise self.bad(key, "text", v)
+        return v
+
+    def opt_text(self, key: str) -> Optional[str]:
+        return self.text(key) if self.has(key) else None
+
+    def number(self, key: str, default: float = 0.0, required: bool = False) -> float:
+        v = self._get(key, "a number", required)
+        if v is None:
+            return default
+        return _number(v, lambda: self.bad(key, "a number", v))
+
+    def opt_number(self, key: str) -> Optional[float]:
+        return self.number(key) if self.has(key) else None
+
+    def opt_int(self, key: str) -> Optional[int]:
+        v = self.d.get(key)
+        if v is None:
+            return None
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise self.bad(key, "a whole number", v)
+        return v
+
+    def opt_bool(self, key: str) -> Optional[bool]:
+        v = self.d.get(key)
+        if v is not None and not isinstance(v, bool):
+            raise self.bad(key, "true or false", v)
+        return v
+
+    def obj(self, key: str, required: bool = False) -> "_Fields":
+        v = self._get(key, "an object", required)
+        if v is None:
+            return _Fields({}, self.where(key))
+        if not isinstance(v, dict):
+            raise self.bad(key, "an object", v)
+        return _Fields(v, self.where(key))
+
+    def opt_obj(self, key: str) -> Optional["_Fields"]:
+        return self.obj(key) if self.has(key) else None
+
+    def objs(self, key: str, required: bool = False) -> List["_Fields"]:
+        v = self._get(key, "a list of objects", required)
+        if v is None:
+            return []
+        if not isinstance(v, list):
+            raise self.bad(key, "a list of objects", v)
+        out = []
+        for i, item in enumerate(v):
+            if not isinstance(item, dict):
+                raise UsageError(f"field {self.where(key)}[{i}] is {_kind(item)} (expected an object)")
+            out.append(_Fields(item, f"{self.where(key)}[{i}]"))
+        return out
+
+    def numbers(self, key: str, required: bool = False) -> Dict[str, float]:
+        """An object of numbers (counters, retries, seconds by segment)."""
+        f = self.obj(key, required)
+        return {str(k): f.number(str(k), required=True) for k in f.d}
+
+    def counts(self, key: str, required: bool = False) -> Dict[str, int]:
+        """An object of counts: whole numbers stay exact (past 2**53 too), others are cut to one."""
+        f = self.obj(key, required)
+        out: Dict[str, int] = {}
+        for k, v in f.d.items():
+            n = f.number(str(k), required=True)  # (checks it)
+            out[str(k)] = v if isinstance(v, int) and not isinstance(v, bool) else int(n)
+        return out
+
+
+def _number(v: Any, bad: Callable[[], UsageError]) -> float:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise bad()
+    f = float(v)
+    if not math.isfinite(f):  # (JSON has no infinity, but a float of a huge integer does)
+        raise bad()
+    return f
 
 
 def load_run_report(path: str) -> RunReport:
-    """Read and normalise a report file; one clear error line if it is not one."""
+    """Read and normalise a report file; one clear error line, naming the file (and the field),
+    if it is not one."""
     try:
         with open(path, "rb") as fh:
             data = orjson.loads(fh.read())
     except FileNotFoundError:
         raise UsageError(f"report {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"report {path} is a folder, not a file") from None
     except OSError as e:
-        raise UsageError(f"cannot read report {path}: {e.strerror}") from None
+        raise UsageError(f"cannot read report {path}: {e.strerror or e}") from None
     except orjson.JSONDecodeError as e:
-        raise UsageError(f"report {path} is not JSON: {e}") from None
+        raise UsageError(f"report {path} is not JSON (cut short, or edited into something else): {e}") from None
     try:
         return normalise(data)
     except UsageError as e:
-        raise UsageError(f"{path}: {e.message}") from None
+        raise UsageError(f"report {path}: {e.message}") from None
 
 
-def _run_from_report(d: Dict[str, Any], name: Optional[str] = None, offset: float = 0.0,
+def _timeline(f: _Fields, key: str) -> List[Dict[str, Any]]:
+    points = []
+    for p in f.objs(key):
+        point: Dict[str, Any] = {"t": p.number("t", required=True)}
+        for k in ("done", "retries", "throttles"):
+            if p.has(k):
+                point[k] = p.number(k)
+        points.append(point)
+    return points
+
+
+def _check_estimate(extra: _Fields) -> Optional[Dict[str, Any]]:
+    """``extra.estimate`` (estimated vs actual), its figures checked: the summary formats them."""
+    est = extra.opt_obj("estimate")
+    if est is None:
+        return None
+    if "estimated" in est.d:
+        estimated, actual = est.obj("estimated", required=True), est.obj("actual", required=True)
+        for f, keys in ((estimated, ("duration_s", "write_units", "read_units", "cost_usd")), (actual, ("duration_s",))):
+            for k in keys:  # each one there, null when it was not known
+                if k not in f.d:
+                    raise f.bad(k, "a number or null", missing=True)
+                f.opt_number(k)
+        for k in ("write_units", "read_units"):
+            actual.number(k, required=True)
+    return dict(est.d)
+
+
+def _check_verify(f: _Fields) -> None:
+    """A verify's counts (see :func:`verdict_of`), when the object is a verify's."""
+    if f.d.get("job") != "verify" or "missing" not in f.d:
+        return
+    from ..verify.report import CATEGORIES
+
+    for k in ("equal", "remaining") + CATEGORIES:
+        f.opt_number(k)
+    f.opt_text("diff_path")
+    if f.has("repair"):
+        f.obj("repair")
+
+
+def _run_from_report(f: _Fields, name: Optional[str] = None, offset: float = 0.0,
                      status: Optional[str] = None, error: Optional[str] = None) -> Run:
-    extra = d.get("extra") or {}
-    units = extra.get("unit_seconds") if isinstance(extra.get("unit_seconds"), dict) else {}
+    extra = f.obj("extra")
+    job = f.text("job", "job")
+    _check_verify(f)
+    extra.counts("unsettled")
+    for k in ("read", "written", "dead_lettered"):
+        extra.opt_number(f"backfill_{k}")
+    messages = extra.obj("dead_letter_messages")
     return Run(
-        name=name or str(d.get("job") or "job"), kind=str(d.get("job") or "job"),
-        status=status or str(d.get("status") or "?"),
-        counters={k: int(v) for k, v in (d.get("counters") or {}).items() if isinstance(v, (int, float))},
-        retries={k: int(v) for k, v in (d.get("retries") or {}).items() if isinstance(v, (int, float))},
-        duration=float(d.get("duration_seconds") or 0.0), offset=offset,
-        timeline=[p for p in (d.get("timeline") or []) if isinstance(p, dict) and "t" in p],
-        dead_letter_reasons=dict(d.get("dead_letter_reasons") or {}), dead_letter_path=d.get("dead_letter_path"),
-        dead_letter_messages={str(k): str(v) for k, v in (extra.get("dead_letter_messages") or {}).items()},
-        unit_seconds={str(k): float(v) for k, v in (units or {}).items()},
-        error=error or d.get("error"), items_per_second=float(d.get("items_per_second") or 0.0),
-        source=str(d.get("source") or ""), target=str(d.get("target") or ""), balanced=d.get("balanced"),
-        estimate=extra.get("estimate") if isinstance(extra.get("estimate"), dict) else None,
-        exit_code=d.get("exit_code") if isinstance(d.get("exit_code"), int) else None,
-        unsettled=unsettled_counts(extra.get("unsettled")), verdict=verdict_of(d),
-        backfill=backfill_counts(extra),
+        name=name or job, kind=job, status=status or f.text("status", "?"),
+        counters=f.counts("counters"), retries=f.counts("retries"),
+        duration=f.number("duration_seconds"), offset=offset, timeline=_timeline(f, "timeline"),
+        dead_letter_reasons=f.counts("dead_letter_reasons"), dead_letter_path=f.opt_text("dead_letter_path"),
+        dead_letter_messages={str(k): messages.text(str(k)) for k in messages.d},
+        unit_seconds=extra.numbers("unit_seconds"),
+        error=error or f.opt_text("error"), items_per_second=f.number("items_per_second"),
+        source=f.text("source"), target=f.text("target"), balanced=f.opt_bool("balanced"),
+        estimate=_check_estimate(extra), exit_code=f.opt_int("exit_code"),
+        unsettled=unsettled_counts(extra.d.get("unsettled")), verdict=verdict_of(f.d),
+        backfill=backfill_counts(extra.d),
     )
 
 
 def normalise(data: Any) -> RunReport:
+    """A report's dict as a :class:`RunReport`; a UsageError naming the field that is not as
+    ddbmigrate writes it."""
     if not isinstance(data, dict):
-        raise UsageError("not a ddbmigrate report (expected a JSON object)")
-    if data.get("kind") == "plan" and isinstance(data.get("jobs"), list):
+        raise UsageError(f"not a ddbmigrate report (it is {_kind(data)}, expected a JSON object)")
+    top = _Fields(data)
+    if data.get("kind") == "plan":
         runs = []
-        for j in data["jobs"]:
-            rep = j.get("report") or {}
-            run = _run_from_report(rep, name=j.get("name"), offset=float(j.get("offset_seconds") or 0.0),
-                                   status=j.get("status"), error=j.get("error"))
-            run.kind = str(j.get("kind") or run.kind)
+        for j in top.objs("jobs", required=True):
+            rep = j.obj("report")
+            run = _run_from_report(rep, name=j.text("name", required=True), offset=j.number("offset_seconds"),
+                                   status=j.text("status", "?"), error=j.opt_text("error"))
+            run.kind = j.text("kind") or run.kind
             # The plan's code for the job, not its report's: a verify_after's differences are the job's.
-            run.exit_code = j.get("exit_code") if isinstance(j.get("exit_code"), int) else run.exit_code
-            if run.verdict is None:
-                run.verdict = verdict_of(j.get("verify"), after=True)
-            if not rep:
-                run.duration = float(j.get("duration_seconds") or 0.0)
+            code = j.opt_int("exit_code")
+            run.exit_code = code if code is not None else run.exit_code
+            verify = j.opt_obj("verify")
+            if run.verdict is None and verify is not None:
+                _check_verify(verify)
+                run.verdict = verdict_of(verify.d, after=True)
+            if not rep.d:
+                run.duration = j.number("duration_seconds")
             runs.append(run)
-        return RunReport(title=f"plan {data.get('name', '')}", status=str(data.get("status")),
-                         exit_code=data.get("exit_code"), duration=float(data.get("duration_seconds") or 0.0),
-                         started_at=data.get("started_at"), runs=runs,
-                         total_timeline=list(data.get("timeline") or []), is_plan=True,
-                         error=str(data["error"]) if data.get("error") else None)
-    if "job" in data and "counters" in data:
-        run = _run_from_report(data)
-        return RunReport(title=f"{run.kind} {run.source} → {run.target}".strip(), status=run.status,
-                         exit_code=data.get("exit_code"), duration=run.duration, started_at=data.get("started_at"),
-                         runs=[run], total_timeline=run.timeline)
-    raise UsageError("not a ddbmigrate report (no 'job'/'counters', and not a plan report)")
+        return RunReport(title=f"plan {top.text('name')}", status=top.text("status", "?"),
+                         exit_code=top.opt_int("exit_code"), duration=top.number("duration_seconds"),
+                         started_at=top.opt_text("started_at"), runs=runs,
+                         total_timeline=_timeline(top, "timeline"), is_plan=True, error=top.opt_text("error"))
+    if "job" not in data and "counters" not in data:
+        raise UsageError("not a ddbmigrate report (no 'job' and 'counters', and not a plan report)")
+    top.text("job", required=True)
+    top.obj("counters", required=True)
+    run = _run_from_report(top)
+    return RunReport(title=f"{run.kind} {run.source} → {run.target}".strip(), status=run.status,
+                     exit_code=run.exit_code, duration=run.duration, started_at=top.opt_text("started_at"),
+                     runs=[run], total_timeline=run.timeline)
 
 
 # --------------------------------------------------------------------------- derived series
