@@ -9,7 +9,7 @@ import pytest
 
 from ddbmigrate import RunOptions
 from ddbmigrate.engine.run import interrupted_error, max_errors_error
-from ddbmigrate.errors import EXIT_INTERRUPTED, EXIT_RETRIABLE, DdbMigrateError, RetriableError
+from ddbmigrate.errors import EXIT_DEAD_LETTERS, EXIT_INTERRUPTED, EXIT_RETRIABLE, DdbMigrateError, RetriableError
 from ddbmigrate.migrations.context import AwsSettings, MigrationContext, StepFailed
 from ddbmigrate.migrations.files import load
 from ddbmigrate.migrations.runner import _failed
@@ -52,6 +52,7 @@ def test_a_downgrade_stopped_midway_points_to_migrations_down(tmp_path: Path) ->
         ctx._run("update", "t", RunOptions(), lambda: Report(job="update", status="done",
                                                               counters={"dead_lettered": 2}))
     assert str(ei.value).endswith(f"fix the cause and {again}") and "migrations up" not in str(ei.value)
+    assert ei.value.exit_code == EXIT_DEAD_LETTERS  # done with dead letters, as every job: not 1
 
 
 def test_a_failed_steps_history_entry_does_not_advise_resume(tmp_path: Path) -> None:

@@ -267,6 +267,14 @@ def test_a_running_migration_whose_runner_is_gone_is_shown_interrupted(tmp_path:
     migs = load_all(str(tmp_path))
     recs = {migs[0].id: {"state": "running", "checksum": migs[0].checksum}}
     (row,) = _status(migs, recs, gone)
-    assert row.state == "interrupted" and row.error == gone
+    assert row.state == "interrupted" and row.error == f"{gone}; the next `migrations up` resumes it"
     (row,) = _status(migs, recs, None)
     assert row.state == "running"
+    # A revert under way whose runner is gone: `down` (the same --to) finishes it.
+    runs = [{"kind": "up", "state": "applied"}, {"kind": "down", "state": "reverting", "to": "0"}]
+    recs = {migs[0].id: {"state": "reverting", "checksum": migs[0].checksum, "runs": runs}}
+    (row,) = _status(migs, recs, gone)
+    assert row.state == "revert_interrupted"
+    assert row.error == f"{gone}; run `ddbmigrate migrations down --to 0` again to finish its revert"
+    (row,) = _status(migs, recs, None)
+    assert row.state == "reverting"

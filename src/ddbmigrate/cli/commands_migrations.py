@@ -86,14 +86,17 @@ def new_cmd(kw: Dict[str, Any]) -> int:
 @pass_kwargs
 def status_cmd(kw: Dict[str, Any]) -> int:
     """Each migration of the folder: pending, running, interrupted (recorded running, its runner
-    gone: `up` resumes it), applied, failed, reverted, changed (file edited since it was applied)
-    or missing (recorded, no file)."""
+    gone: `up` resumes it), applied, failed, reverted, reverting, revert_interrupted or
+    revert_failed (a revert under way, its runner gone, or failed: `down` finishes it), changed
+    (file edited since it was applied) or missing (recorded, no file)."""
     from ..migrations import status
 
     rows = status(kw["directory"], _settings(kw), history_table=kw["history_table"])
     if kw["as_json"]:
-        _json({"migrations": [r.to_dict() for r in rows],
-               "pending": [r.id for r in rows if r.state in ("pending", "failed", "running", "interrupted", "reverted")]})
+        pending = ("pending", "failed", "running", "interrupted", "reverted")  # what `up` would apply
+        reverting = ("reverting", "revert_interrupted", "revert_failed")  # what `down` must finish
+        _json({"migrations": [r.to_dict() for r in rows], "pending": [r.id for r in rows if r.state in pending],
+               "reverting": [r.id for r in rows if r.state in reverting]})
     else:
         _table([r.to_dict() for r in rows], ["id", "state", "description", "finished_at", "who"])
     return 0

@@ -36,8 +36,9 @@ with, see state/checkpoint.py):
     unreadable or not matching its checksum      refused, naming the file to move aside
 
 Invariants:
-1. A step that dead-lettered items fails the migration (its data is not all there); rerun
-   after the fix, that step starts over (copies and updates are idempotent), not from its end.
+1. A step that dead-lettered items fails the migration (its data is not all there) with exit 3
+   (StepDeadLettered; a verify's differences: exit 4); rerun after the fix, that step starts
+   over (copies and updates are idempotent), not from its end.
 2. The checkpoint of a failed step is resumed even when the migration's code or the step's
    options changed since (that is what fixing it means); items it already wrote are not written
    again. Never when the step now reads or writes other tables or files: positions in another
@@ -62,7 +63,14 @@ from ..aws.client import DynamoClient
 from ..aws.tables import create_table, load_spec, request_from_spec
 from ..config import RunOptions, TableRef
 from ..core.items import KeySchema
-from ..errors import DdbMigrateError, FatalError, TableNotFoundError, UsageError
+from ..errors import (
+    EXIT_DEAD_LETTERS,
+    EXIT_DIFFERENCES,
+    DdbMigrateError,
+    FatalError,
+    TableNotFoundError,
+    UsageError,
+)
 from ..jobs.copy import copy_identity, copy_table
 from ..jobs.import_files import import_files
 from ..jobs.update import update_identity, update_table
@@ -101,7 +109,21 @@ class AwsSettings:
 
 
 class StepFailed(FatalError):
-    """A migration step ended with items dead-lettered or differences found."""
+    """A migration step ended with items dead-lettered or differences found (exit 1 as such;
+    the two subclasses below carry the project's codes for those outcomes)."""
+
+
+class StepDeadLettered(StepFailed):
+    """A step dead-lettered items: the migration fails (never recorded applied), exit 3 as any
+    job done with dead letters."""
+
+    exit_code = EXIT_DEAD_LETTERS
+
+
+class StepDiffered(StepFailed):
+    """A ``ctx.verify`` found differences: the migration fails, exit 4 as ``verify``'s."""
+
+    exit_code = EXIT_DIFFERENCES
 
 
 class MigrationContext:
@@ -251,8 +273,8 @@ class MigrationContext:
             raise
         self._record(kind, label, report, None)
         if report.dead_lettered:
-            raise StepFailed(f"step {self._steps} ({kind} {label}): {report.dead_lettered} item(s) dead-lettered "
-                             f"(see {report.dead_letter_path}); fix the cause and {self.again}")
+            raise StepDeadLettered(f"step {self._steps} ({kind} {label}): {report.dead_lettered} item(s) "
+                                   f"dead-lettered (see {report.dead_letter_path}); fix the cause and {self.again}")
         return report
 
     # ------------------------------------------------------------------ the jobs
@@ -355,8 +377,8 @@ class MigrationContext:
             raise
         self._record("verify", label, rep, None)
         if fail and rep.exit_code:
-            raise StepFailed(f"step {self._steps} (verify {label}): the tables differ "
-                             f"({ {k: v for k, v in rep.counters.items() if v} })")
+            raise StepDiffered(f"step {self._steps} (verify {label}): the tables differ "
+                               f"({ {k: v for k, v in rep.counters.items() if v} })")
         return rep
 
 
@@ -378,4 +400,4 @@ def _what(state: CheckpointState) -> str:
     return f"{state.job.get('job', 'job')} {' -> '.join(names)}".strip()
 
 
-__all__ = ["AwsSettings", "MigrationContext", "StepFailed"]
+__all__ = ["AwsSettings", "MigrationContext", "StepDeadLettered", "StepDiffered", "StepFailed"]

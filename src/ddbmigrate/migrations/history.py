@@ -2,9 +2,11 @@
 
 One DynamoDB table (default ``ddbmigrate_migrations``, hash key ``id``), created on first use::
 
-    id "0003_add_user_alias"   state running|applied|failed|reverted, checksum, description,
-                               started_at, finished_at, who, summary (job reports), error,
-                               attempts, runs [{started_at, finished_at, state, who, error}]
+    id "0003_add_user_alias"   state running|applied|failed|reverting|revert_failed|reverted,
+                               checksum, description, started_at, finished_at, who, error,
+                               summary (the latest run's steps, bounded), steps (totals of all its
+                               steps), attempts, runs [{kind up|down, started_at, finished_at,
+                               state, who, error, to}]
     id "__lock__"              owner, who, acquired_at, expires_at (epoch seconds)
 
 The lock is a lease: taken by a conditional PutItem (no lock item, or one whose lease expired),
@@ -17,8 +19,13 @@ Invariants:
    holds the lease (LockLostError otherwise): a runner that lost the lock writes nothing.
 2. A migration's record says ``running`` before its first job starts and ``applied`` only after
    its ``upgrade`` returned; a crash in between leaves ``running`` (or ``failed``), never
-   ``applied``, and the next ``up`` resumes it.
+   ``applied``, and the next ``up`` resumes it. A revert likewise: ``reverting`` before its
+   ``downgrade`` starts, ``reverted`` only after it returned; a crash leaves ``reverting`` (or
+   ``revert_failed``), which ``down`` finishes and ``up`` refuses.
 3. Times come from an injected clock (tests never sleep to expire a lease).
+4. A record is one item, always under DynamoDB's 400 KB: every part of it is bounded (errors
+   cut, the last 20 runs), and the per-step ``summary`` — one entry per step, so as long as the
+   migration — is cut to what fits (:func:`bounded_summary`), while ``steps`` totals every step.
 """
 
 from __future__ import annotations
@@ -30,12 +37,13 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..aws.client import DynamoClient
 from ..aws.errors import error_code
 from ..aws.tables import create_table, wait_active
 from ..config import TableRef
+from ..core.items import value_size
 from ..errors import AwsError, RetriableError, SchemaError, TableNotFoundError, UsageError
 from ..reporting.report import utcnow
 
@@ -69,6 +77,104 @@ def clip(text: str) -> str:
     if len(text) <= MAX_ERROR_CHARS:
         return text
     return f"{text[:MAX_ERROR_CHARS]}... ({len(text) - MAX_ERROR_CHARS} more characters)"
+
+
+# What one record may take of DynamoDB's 400 KB (409,600 bytes): the rest is headroom for what
+# is measured approximately (the lock check's transaction, numbers' sizes) and for attributes
+# added by hand. The per-step summary gets what the rest of the record leaves of it.
+MAX_RECORD_BYTES = 320 * 1024
+# The first steps of a long migration are kept beside the notable and the last ones (below).
+FIRST_STEPS = 10
+# A step entry is notable when it has one of these: what an operator must be able to read back.
+NOTABLE_KEYS = ("error", "dead_letters", "started_over", "kept", "unsettled")
+
+
+def _clip_strings(v: Any) -> Any:
+    if isinstance(v, str):
+        return clip(v)
+    if isinstance(v, dict):
+        return {k: _clip_strings(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_clip_strings(x) for x in v]
+    return v
+
+
+def record_size(v: Any) -> int:
+    """Bytes DynamoDB counts for ``v`` as it would be stored: a record (a dict: its attributes'
+    names and values), or one value (a list: as an attribute's value)."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    ser = TypeSerializer()
+    if isinstance(v, dict):
+        return sum(len(k.encode("utf-8")) + value_size(ser.serialize(x)) for k, x in _plain(v).items())
+    return value_size(ser.serialize(_plain(v)))
+
+
+def _value_bytes(v: Any) -> int:
+    """Bytes DynamoDB counts for ``v`` as a value (a dict is a map: its own overhead counted)."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    return value_size(TypeSerializer().serialize(_plain(v)))
+
+
+def _notable(entry: Dict[str, Any]) -> bool:
+    return (any(k in entry for k in NOTABLE_KEYS) or entry.get("exit_code") not in (None, 0)
+            or entry.get("status") not in (None, "done", "created", "exists"))
+
+
+def _ranges(steps: List[int]) -> str:
+    """``[3, 4, 5, 9]`` as ``"3-5, 9"``."""
+    out: List[str] = []
+    for n in sorted(steps):
+        if out and n == int(out[-1].rsplit("-", 1)[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)
+
+
+def bounded_summary(summary: List[Dict[str, Any]], budget: int) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+    """(the step entries a record keeps, the totals of every step) for a run's ``summary``.
+
+    Every entry is kept while they all fit in ``budget`` bytes. Past it (a migration of
+    thousands of steps), entries are kept in this order until the budget is spent: the last one
+    (where the run ended: the failed step), the notable ones (an error, dead letters, a
+    checkpoint started over or kept, writes past a checkpoint, a non-zero exit code), newest
+    first; the first FIRST_STEPS; then the others, newest first. The kept ones stay in step
+    order; the totals (``count``, ``by_kind``, summed ``counters`` and ``seconds``) cover every
+    step, and ``omitted`` / ``omitted_steps`` say which entries were left out.
+    """
+    entries = [_clip_strings(e) for e in summary]
+    counters: Dict[str, int] = {}
+    by_kind: Dict[str, int] = {}
+    seconds = 0.0
+    for e in entries:
+        kind = str(e.get("kind") or "step")
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+        for k, v in (e.get("counters") or {}).items():
+            if isinstance(v, int) and not isinstance(v, bool):
+                counters[k] = counters.get(k, 0) + v
+        if isinstance(e.get("seconds"), (int, float)):
+            seconds += float(e["seconds"])
+    totals: Dict[str, Any] = {"count": len(entries), "by_kind": by_kind, "counters": counters,
+                              "seconds": round(seconds, 3), "omitted": 0}
+    sizes = [_value_bytes(e) + 1 for e in entries]  # an element of a list: its value and one byte
+    if not entries or sum(sizes) + 3 <= budget:
+        return entries, totals
+    last = len(entries) - 1
+    order = [last] + [i for i in range(last - 1, -1, -1) if _notable(entries[i])]
+    order += [i for i in range(min(FIRST_STEPS, last))]
+    order += list(range(last - 1, -1, -1))
+    keep: Set[int] = set()
+    used = 3
+    for i in order:
+        if i not in keep and used + sizes[i] <= budget:
+            keep.add(i)
+            used += sizes[i]
+    left_out = [int(entries[i].get("step") or i + 1) for i in range(len(entries)) if i not in keep]
+    totals["omitted"] = len(left_out)
+    totals["omitted_steps"] = clip(_ranges(left_out))
+    return [entries[i] for i in sorted(keep)], totals
 
 
 def who_am_i() -> str:
@@ -230,8 +336,9 @@ class History:
 
     def start(self, mid: str, checksum: str, description: str, previous: Optional[Dict[str, Any]], *,
               lock: "Lock") -> Dict[str, Any]:
+        """Record ``mid`` running (an ``up`` begins it); the record written."""
         rec = dict(previous or {})
-        rec.update({"id": mid, "checksum": checksum, "description": description, "state": "running",
+        rec.update({"id": mid, "checksum": checksum, "description": clip(description), "state": "running",
                     "started_at": utcnow(), "finished_at": None, "who": who_am_i(), "error": None,
                     "attempts": int(rec.get("attempts") or 0) + 1})
         rec["runs"] = list(rec.get("runs") or [])[-19:] + [{"started_at": rec["started_at"], "who": rec["who"],
@@ -240,12 +347,26 @@ class History:
         self.put(rec, lock=lock)
         return rec
 
+    def start_revert(self, previous: Dict[str, Any], to: str, *, lock: "Lock") -> Dict[str, Any]:
+        """Record the migration of ``previous`` (its record) reverting: a ``down --to to`` begins
+        its downgrade. Until ``finish`` says ``reverted`` (or ``revert_failed``), this is what
+        the history says: a runner killed in the downgrade leaves it, not ``applied``."""
+        rec = dict(previous)
+        rec.update({"state": "reverting", "started_at": utcnow(), "finished_at": None, "who": who_am_i(),
+                    "error": None})
+        rec["runs"] = list(rec.get("runs") or [])[-19:] + [{"started_at": rec["started_at"], "who": rec["who"],
+                                                            "state": "reverting", "kind": "down", "to": to}]
+        rec = {k: v for k, v in rec.items() if v is not None}
+        self.put(rec, lock=lock)
+        return rec
+
     def finish(self, rec: Dict[str, Any], state: str, summary: List[Dict[str, Any]],
                error: Optional[str] = None, *, lock: "Lock") -> Dict[str, Any]:
+        """Record the end of the run ``rec`` was started for: ``state``, the run's step
+        ``summary`` (bounded to what the item can hold, see bounded_summary) and ``error``."""
         rec = dict(rec)
         rec["state"] = state
         rec["finished_at"] = utcnow()
-        rec["summary"] = summary
         error = clip(error) if error else error
         if error:
             rec["error"] = error
@@ -259,6 +380,9 @@ class History:
                 last["error"] = error
             runs[-1] = last
         rec["runs"] = runs
+        rest = {k: v for k, v in rec.items() if k not in ("summary", "steps")}
+        # The totals are small (a few kinds and counter names, omitted_steps clipped): 4 KB covers them.
+        rec["summary"], rec["steps"] = bounded_summary(summary, MAX_RECORD_BYTES - record_size(rest) - 4096)
         self.put(rec, lock=lock)
         return rec
 
@@ -383,5 +507,6 @@ def _plain(v: Any) -> Any:
     return v
 
 
-__all__ = ["DEFAULT_HISTORY_TABLE", "History", "Lock", "LockHeldError", "LockLostError", "who_am_i"]
+__all__ = ["DEFAULT_HISTORY_TABLE", "History", "Lock", "LockHeldError", "LockLostError", "bounded_summary",
+           "who_am_i"]
 

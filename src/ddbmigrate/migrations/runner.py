@@ -2,11 +2,14 @@
 
     files (migrations/NNNN_*.py) ──┐
                                    ├─▶ status: pending | running | interrupted | applied | failed | reverted
-                                   │           | changed | missing
+                                   │           | reverting | revert_interrupted | revert_failed | changed | missing
     history table ─────────────────┘
-    up:  check every file ─▶ create the history table ─▶ take the lock ─▶ refuse changed applied files
-         ─▶ for each pending (in order, up to --to): record running ─▶ upgrade(ctx)
-         ─▶ applied | failed (stop)
+    up:   check every file ─▶ create the history table ─▶ take the lock ─▶ refuse changed applied files
+          ─▶ refuse a pending one whose revert is unfinished
+          ─▶ for each pending (in order, up to --to): record running ─▶ upgrade(ctx)
+          ─▶ applied | failed (stop)
+    down: check every file ─▶ take the lock ─▶ for each to revert (newest first): record reverting
+          ─▶ downgrade(ctx) ─▶ reverted | revert_failed (stop)
 
 Invariants:
 1. Every file is loaded and checked, and every applied one compared with its checksum, before
@@ -22,6 +25,14 @@ Invariants:
    refused (exit 2) unless ``out_of_order`` (``--out-of-order``) says it is meant. A number is
    one migration's for good: a new file with the number of a recorded one whose file is gone (a
    rename) is refused, whatever the flags.
+6. A revert is recorded as ``up`` is: ``reverting`` before the downgrade's first step, so a
+   runner killed in it leaves a record that says so. A migration whose revert did not finish
+   (``reverting``, ``revert_failed``) is finished by ``down`` (its downgrade's finished steps
+   are no-ops) and refused by ``up``: its upgrade run afresh over half-reverted data would apply
+   a second time what the downgrade had not undone yet.
+7. A step that dead-lettered items fails its migration (recorded ``failed``, or
+   ``revert_failed``: never ``applied``/``reverted``, its data is not all there) with exit 3;
+   a ``ctx.verify`` that found differences, with exit 4 (see context.py).
 """
 
 from __future__ import annotations
@@ -61,7 +72,9 @@ class MigrationStatus:
 
     id: str
     description: str = ""
-    state: str = "pending"  # pending | running | interrupted | applied | failed | reverted | changed | missing
+    # pending | running | interrupted | applied | failed | reverted | reverting | revert_interrupted |
+    # revert_failed | changed | missing
+    state: str = "pending"
     checksum: Optional[str] = None  # the file's
     recorded_checksum: Optional[str] = None
     started_at: Optional[str] = None
@@ -69,7 +82,8 @@ class MigrationStatus:
     who: Optional[str] = None
     attempts: int = 0
     error: Optional[str] = None
-    summary: List[Dict[str, Any]] = field(default_factory=list)
+    summary: List[Dict[str, Any]] = field(default_factory=list)  # the latest run's steps (bounded)
+    steps: Dict[str, Any] = field(default_factory=dict)  # totals over all of them (see history.py)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -107,40 +121,66 @@ def _history(settings: AwsSettings, table: str, history: Optional[History]) -> H
     return history if history is not None else History(settings.ref(table))
 
 
+# A record in one of these states had its data changed by a run, and was not reverted since.
+TOUCHED = ("applied", "failed", "running", "reverting", "revert_failed")
+# A revert began and did not finish: `down` finishes it, `up` refuses it.
+UNFINISHED_REVERT = ("reverting", "revert_failed")
+
+
 def _runner_gone(lock: Optional[Dict[str, Any]], now: float) -> Optional[str]:
-    """Why a migration recorded "running" is not running now, or None when its runner may be: the
-    lock is free (its lease ran out), or its holder was a process of this host that is gone."""
+    """Why a migration recorded "running" (or "reverting") is not running now, or None when its
+    runner may be: the lock is free (its lease ran out), or its holder was a process of this
+    host that is gone. What to run is the caller's to add (see _gone_advice)."""
     if lock is None or float(lock.get("expires_at") or 0) <= now:
-        return "its runner is gone (the migrations lock is free); the next `migrations up` resumes it"
+        return "its runner is gone (the migrations lock is free)"
     who = str(lock.get("who") or "")
     m = re.fullmatch(r".*@(?P<host>\S+) pid (?P<pid>\d+)", who)
     if m and m.group("host") == socket.gethostname():
         try:
             os.kill(int(m.group("pid")), 0)
         except ProcessLookupError:
-            return (f"its runner ({who}) is gone; `migrations up` resumes it once the lock's lease ends, in "
+            return (f"its runner ({who}) is gone; the lock's lease ends in "
                     f"{float(lock.get('expires_at') or 0) - now:.0f} s")
         except (PermissionError, OverflowError):
             pass
     return None
 
 
+def _revert_to(rec: Dict[str, Any]) -> str:
+    """The ``down --to`` of the revert ``rec`` records (the last run's), ``ID`` when unknown."""
+    runs = rec.get("runs") or []
+    return str(runs[-1].get("to") or "ID") if runs and runs[-1].get("kind") == "down" else "ID"
+
+
+def _finish_revert(rec: Dict[str, Any]) -> str:
+    return f"run `ddbmigrate migrations down --to {_revert_to(rec)}` again to finish its revert"
+
+
+def _gone_advice(rec: Dict[str, Any], gone: str) -> str:
+    """``gone`` (see _runner_gone) with what to run for the record ``rec``."""
+    if rec.get("state") == "reverting":
+        return f"{gone}; {_finish_revert(rec)}"
+    return f"{gone}; the next `migrations up` resumes it"
+
+
 def _status(migs: List[MigrationFile], recs: Dict[str, Dict[str, Any]],
             gone: Optional[str] = None) -> List[MigrationStatus]:
-    """``gone``: why a migration recorded "running" is not (see _runner_gone); it is then "interrupted"."""
+    """``gone``: why a migration recorded "running" (or "reverting") is not (see _runner_gone);
+    it is then "interrupted" (or "revert_interrupted")."""
     out: List[MigrationStatus] = []
     for m in migs:
         r = recs.get(m.id) or {}
         state = str(r.get("state") or "pending")
         if state == "applied" and r.get("checksum") != m.checksum:
             state = "changed"
-        if state == "running" and gone is not None:
-            state, r = "interrupted", dict(r, error=r.get("error") or gone)
+        if state in ("running", "reverting") and gone is not None:
+            shown = "interrupted" if state == "running" else "revert_interrupted"
+            state, r = shown, dict(r, error=r.get("error") or _gone_advice(r, gone))
         out.append(MigrationStatus(
             id=m.id, description=m.description, state=state, checksum=m.checksum,
             recorded_checksum=r.get("checksum"), started_at=r.get("started_at"), finished_at=r.get("finished_at"),
             who=r.get("who"), attempts=int(r.get("attempts") or 0), error=r.get("error"),
-            summary=list(r.get("summary") or [])))
+            summary=list(r.get("summary") or []), steps=dict(r.get("steps") or {})))
     ids = {m.id for m in migs}
     for mid, r in sorted(recs.items()):
         if mid not in ids:
@@ -158,7 +198,7 @@ def status(directory: str, settings: AwsSettings, *, history_table: str = DEFAUL
     try:
         recs = h.records()
         gone = None
-        if any(r.get("state") == "running" for r in recs.values()):
+        if any(r.get("state") in ("running", "reverting") for r in recs.values()):
             # "running" is what the record said when its runner began: the lock says whether it still is.
             gone = _runner_gone(h.lock_item(), h.clock())
         return _status(migs, recs, gone)
@@ -287,7 +327,7 @@ def _reused_numbers(migs: List[MigrationFile], recs: Dict[str, Dict[str, Any]]) 
     migration renamed. Applied under its new id it would run again on data it already changed, so
     neither the number nor --allow-changed may let it through; a reverted one left nothing behind."""
     taken = {_number(mid): (mid, r.get("state")) for mid, r in recs.items()
-             if _number(mid) >= 0 and r.get("state") in ("applied", "failed", "running")}
+             if _number(mid) >= 0 and r.get("state") in TOUCHED}
     ids = {m.id for m in migs}
     out = []
     for m in migs:
@@ -340,6 +380,12 @@ def up(directory: str, settings: AwsSettings, *, to: Optional[str] = None, allow
                        and (last is None or m.number <= last.number)]
             if not pending:
                 return RunResult("up", status=_status(migs, h.records()), message="nothing to apply")
+            reverting = [m for m in pending if (recs.get(m.id) or {}).get("state") in UNFINISHED_REVERT]
+            if reverting:
+                raise UsageError("; ".join(
+                    f"migration {m.id} is being reverted (recorded {recs[m.id].get('state')}: its downgrade began "
+                    f"and did not finish), so its data is partly reverted; {_finish_revert(recs[m.id])}, then "
+                    "`migrations up` applies it afresh" for m in reverting) + "; nothing was applied")
             early, top = _out_of_order(pending, recs)
             if early and not out_of_order:
                 raise UsageError(", ".join(m.path for m in early) + (" are" if len(early) > 1 else " is")
@@ -401,13 +447,12 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
         h.ensure()
         with h.acquire(lease=lease, wait=wait) as lock:
             recs = h.records()
-            todo = [m for m in reversed(migs) if m.number > floor
-                    and (recs.get(m.id) or {}).get("state") in ("applied", "failed", "running")]
+            todo = [m for m in reversed(migs) if m.number > floor and (recs.get(m.id) or {}).get("state") in TOUCHED]
             # A recorded migration above the floor without its file cannot be reverted: passed
             # over, the ones below it would be undone under it, and the run would say "reverted".
             ids = {m.id for m in migs}
             gone = sorted(mid for mid, r in recs.items() if mid not in ids and _number(mid) > floor
-                          and r.get("state") in ("applied", "failed", "running"))
+                          and r.get("state") in TOUCHED)
             if gone:
                 raise UsageError(f"cannot revert {', '.join(gone)}: recorded "
                                  f"{'/'.join(sorted({str(recs[mid].get('state')) for mid in gone}))} but no file in "
@@ -421,25 +466,27 @@ def down(directory: str, settings: AwsSettings, *, to: str, confirm: Optional[Co
             if confirm is None or not confirm(msg):
                 raise UsageError("not reverting migrations: not confirmed (pass --yes to skip the prompt)")
             done: List[str] = []
-            # A downgrade stopped midway goes on with `down` (its record still says applied: `up`
-            # would find nothing to do), so that is what every message of this run says to run.
+            # A downgrade stopped midway goes on with `down` (its record says reverting or
+            # revert_failed: `up` refuses it), so that is what every message of this run says to run.
             again = f"run `ddbmigrate migrations down --to {to}` again"
             for m in todo:
                 if lock.lost:
                     raise _lock_lost_before_next(again)
                 down_id = f"{m.id}.down"
-                rec = dict(recs[m.id])
+                prev = recs[m.id]
+                rec = _write(m, "before its downgrade started", lambda: h.start_revert(prev, to, lock=lock), again)
                 ctx = MigrationContext(down_id, settings, state_dir=state_dir, options=options, confirm=confirm,
                                        again=again)
+                log.info("migration %s: reverting (%s)", m.id, m.description)
                 try:
                     assert m.downgrade is not None
                     m.downgrade(ctx)
                 except BaseException as e:
                     err = _failed(m, e, again)
                     _done_before(err, done)
-                    rec["error"] = clip(err.one_line() if isinstance(err, DdbMigrateError) else str(err))
-                    _write(m, f"while it was reverted, and its downgrade failed: {rec['error']}",
-                           lambda: h.put(rec, lock=lock), again)
+                    line = clip(err.one_line() if isinstance(err, DdbMigrateError) else str(err))
+                    _write(m, f"while it was reverted, and its downgrade failed: {line}",
+                           lambda: h.finish(rec, "revert_failed", ctx.summary, error=line, lock=lock), again)
                     if err is e:
                         raise
                     raise err from None
@@ -476,7 +523,7 @@ def verify(directory: str, settings: AwsSettings, *, history_table: str = DEFAUL
                                 f"{(s.recorded_checksum or '')[:12]} -> {(s.checksum or '')[:12]})")
         elif s.state == "missing":
             res.problems.append(f"{s.id}: recorded as {s.state} but has no file in {directory}")
-        elif s.state in ("failed", "running", "interrupted"):
+        elif s.state in ("failed", "running", "interrupted", "reverting", "revert_interrupted", "revert_failed"):
             res.problems.append(f"{s.id}: {s.state}" + (f" ({s.error})" if s.error else ""))
         elif s.state == "applied":
             m = by_id[s.id]
