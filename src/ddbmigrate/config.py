@@ -10,7 +10,7 @@ import math
 import os
 import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .errors import UsageError
@@ -68,6 +68,45 @@ def _profile_settings(profile: Optional[str]) -> Dict[str, Any]:
         return {}
 
 
+def configured_location(profile: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+    """The region and the DynamoDB endpoint a client of ``profile`` (or the default one) gets when
+    it is given neither, as botocore resolves them: the region from AWS_DEFAULT_REGION or the
+    profile; the endpoint from AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, the profile's
+    ``services`` section or its ``endpoint_url``, unless AWS_IGNORE_CONFIGURED_ENDPOINT_URLS (or
+    the profile's ``ignore_configured_endpoint_urls``) says to ignore them. (None, None) when the
+    configuration cannot be read: the client says why, once it is made."""
+    try:
+        import botocore.session
+
+        session = botocore.session.Session(profile=profile)
+        region = session.get_config_variable("region")
+        endpoint: Optional[str] = None
+        if not session.get_config_variable("ignore_configured_endpoint_urls"):
+            try:
+                from botocore.configprovider import ConfiguredEndpointProvider
+            except ImportError:  # (botocore's own lookup is not public: the documented order, then)
+                endpoint = (os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or os.environ.get("AWS_ENDPOINT_URL")
+                            or session.get_scoped_config().get("endpoint_url"))
+            else:
+                endpoint = ConfiguredEndpointProvider(full_config=session.full_config,
+                                                      scoped_config=session.get_scoped_config(),
+                                                      client_name="dynamodb").provide()
+        return (str(region) if region else None, str(endpoint) if endpoint else None)
+    except Exception:  # a missing profile, an unreadable file: not this function's to report
+        return (None, None)
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` (refused as an endpoint, but never printed either)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.username is None and parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
 @dataclass(frozen=True)
 class TableRef:
     """A DynamoDB table and how to reach it.
@@ -104,12 +143,20 @@ class TableRef:
         return self.table
 
     def describe(self) -> str:
-        """A human label without secrets."""
+        """A human label without secrets: ``table @ region @ endpoint``, with the region and the
+        endpoint the client really uses however they were set (an option, AWS_DEFAULT_REGION,
+        AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, the profile), not only the options': a summary
+        of a copy into DynamoDB Local set by AWS_ENDPOINT_URL said "table T", as for AWS's own."""
+        region, endpoint = self.region, self.endpoint_url
+        if region is None or endpoint is None:
+            configured = configured_location(self.profile)
+            region = region or configured[0]
+            endpoint = endpoint or configured[1]
         parts = [self.table]
-        if self.region:
-            parts.append(self.region)
-        if self.endpoint_url:
-            parts.append(self.endpoint_url)
+        if region:
+            parts.append(region)
+        if endpoint:
+            parts.append(_without_userinfo(endpoint))
         return " @ ".join(parts)
 
     def identity(self) -> Dict[str, Any]:
