@@ -147,6 +147,9 @@ def test_every_hand_edit_renders_or_is_one_line_naming_the_file(mutant: Tuple[st
     (lambda d: d["extra"].update(estimate={"estimated": {}}), ["field extra.estimate.actual is missing"]),
     (lambda d: d["extra"]["unit_seconds"].update({"1": [2.5]}), ["field extra.unit_seconds.1 is a list"]),
     (lambda d: d.update(exit_code="3"), ["field exit_code is text (expected a whole number)"]),
+    (lambda d: d["counters"].update(written=-5), ["field counters.written is -5 (expected a number from 0 to 1e+15)"]),
+    (lambda d: d["timeline"][1].update(done=1e300), ["field timeline[1].done is 1e+300"]),
+    (lambda d: d.update(duration_seconds=10 ** 30), ["field duration_seconds is 1e+30"]),
 ])
 def test_the_line_names_the_field(tmp_path: Any, edit: Any, words: List[str]) -> None:
     doc = copy.deepcopy(VALID["copy"])
@@ -178,6 +181,15 @@ def test_a_file_that_is_not_a_report_object_says_so(tmp_path: Any, content: byte
     path = tmp_path / "run.json"
     path.write_bytes(content)
     one_usage_line(report(str(path), str(tmp_path / "run.html")), str(path), *words)
+
+
+def test_points_a_moment_apart_draw_no_endless_rate(tmp_path: Any) -> None:
+    doc = copy.deepcopy(VALID["copy"])
+    doc["timeline"] = [{"t": 0.0, "done": 0}, {"t": 5e-324, "done": 10 ** 15}, {"t": 1.0, "done": 10 ** 15}]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    r = report(str(path), str(tmp_path / "run.html"))
+    assert r.exit_code == 0, r.output
 
 
 def test_the_valid_reports_render() -> None:

@@ -234,7 +234,7 @@ class _Fields:
         v = self._get(key, "a number", required)
         if v is None:
             return default
-        return _number(v, lambda: self.bad(key, "a number", v))
+        return _number(v, lambda: self.bad(key, "a number", v), self.where(key))
 
     def opt_number(self, key: str) -> Optional[float]:
         return self.number(key) if self.has(key) else None
@@ -292,13 +292,17 @@ class _Fields:
         return out
 
 
-def _number(v: Any, bad: Callable[[], UsageError]) -> float:
+# Every figure of a report (counts, seconds, units, dollars, a timeline's points) is one of these:
+# no run counts or lasts more, and the page's arithmetic (rates, scales) stays finite.
+MAX_FIGURE = 1e15
+
+
+def _number(v: Any, bad: Callable[[], UsageError], where: str) -> float:
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         raise bad()
-    f = float(v)
-    if not math.isfinite(f):  # (JSON has no infinity, but a float of a huge integer does)
-        raise bad()
-    return f
+    if not 0 <= v <= MAX_FIGURE:  # (compared as given: a float of a 400-digit integer overflows)
+        raise UsageError(f"field {where} is {v!r:.40} (expected a number from 0 to {MAX_FIGURE:.0e})")
+    return float(v)
 
 
 def load_run_report(path: str) -> RunReport:
@@ -432,7 +436,9 @@ def throughput(timeline: Sequence[Dict[str, Any]]) -> List[Tuple[float, float]]:
     for a, b in zip(timeline, timeline[1:]):
         dt = float(b["t"]) - float(a["t"])
         if dt > 0:
-            out.append((float(b["t"]), max(0.0, (float(b.get("done", 0)) - float(a.get("done", 0))) / dt)))
+            rate = max(0.0, (float(b.get("done", 0)) - float(a.get("done", 0))) / dt)
+            if math.isfinite(rate):  # (two points a few femtoseconds apart: no rate to draw)
+                out.append((float(b["t"]), rate))
     return out
 
 
