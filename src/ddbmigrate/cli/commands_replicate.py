@@ -17,6 +17,7 @@ from ..errors import EXIT_LAGGING, EXIT_NOT_RUNNING, FatalError, UsageError
 from ..jobs.cutover import cutover
 from ..jobs.replicate import replicate
 from ..reporting.progress import fmt_bytes
+from ..reporting.terminal import inert
 from ..state.status import read_status, request_stop, status_path_for, stop_request_path
 from .commands_estimate import check_cost, max_cost_option
 from .options import (
@@ -238,6 +239,13 @@ def _print_status(doc: Dict[str, Any]) -> None:
         f"  state            {state} ({alive}; updated {doc.get('age_seconds')} s ago)",
         f"  phase            {_phase(doc)}",
     ]
+    refused = doc.get("refused")
+    if isinstance(refused, dict) and not doc.get("alive"):
+        # A run refused before it started changed nothing: the lines below are the last real run's.
+        what = "a --resume" if refused.get("resume") else "a run"
+        lines.insert(1, f"  last attempt     {what} was refused at {refused.get('at')}, before it started: "
+                        f"{inert(refused.get('error'))}")
+        lines.insert(2, "                   (nothing ran: the state below is the last run's)")
     if doc.get("phase") == "backfill":
         done, total = doc.get("backfill_done"), doc.get("backfill_total")
         pct = f" ({100.0 * float(done or 0) / float(total):.0f} %)" if total else ""
@@ -271,7 +279,7 @@ def _print_status(doc: Dict[str, Any]) -> None:
     if counts:
         lines.append("  target writes    " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if doc.get("error"):
-        lines.append(f"  error            {doc['error']}")
+        lines.append(f"  error            {inert(doc['error'])}")
     click.echo("\n".join(lines))
 
 

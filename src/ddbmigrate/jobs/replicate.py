@@ -51,6 +51,7 @@ from ..engine.job import Job
 from ..engine.run import job_checkpoint_path, pool_size
 from ..engine.threads import ThreadsEngine
 from ..errors import (
+    EXIT_INTERRUPTED,
     DdbMigrateError,
     FatalError,
     InterruptedError_,
@@ -88,6 +89,7 @@ from ..state.status import (
     check_status_path,
     clear_stop_request,
     lock_path_for,
+    note_refusal,
     pair_lock,
     refuse_second_replicator,
     replication_identity,
@@ -219,202 +221,216 @@ def replicate(
             raise UsageError(f"--journal {journal}: expected s3://bucket/prefix, or a folder") from None
     status_file = status_path or status_path_for(source, target, opts.checkpoint)
     check_status_path(status_file, given=status_path is not None)
-    tf = load_transform(transform) if isinstance(transform, str) else transform
-    if tf is None and opts.transform:
-        tf = load_transform(opts.transform)
-    deadline = time.monotonic() + max_runtime if max_runtime else None
-    writers = opts.writers or default_writers("overwrite")
-    src = source_client or DynamoClient(source, pool_size=pool_size(32, 0), retry=opts.retry, stats=RetryStats())
-    dst = target_client or DynamoClient(target, pool_size=pool_size(0, writers), retry=opts.retry, stats=RetryStats())
-    if target_kms_key and not (create_target or target_spec):
-        raise UsageError("--target-kms-key applies to a table ddbmigrate creates: add --create-target or --target-spec")
-    sdesc = src.describe_table()
-    skeys = KeySchema.from_table_description(sdesc)
-    tkeys_known: Optional[KeySchema] = None
-    tdesc: Optional[Dict[str, Any]] = None
-    target_missing = False
+    # A run refused before it started (its status writer never wrote: a --resume whose checkpoint
+    # or stream no longer matches, a target that changed, ...) leaves the last real run's state in
+    # the status file, and says there that this one was refused and why: `replicate status` showed
+    # the earlier run as if nothing had happened.
+    status: Optional[StatusWriter] = None
     try:
-        tdesc = dst.describe_table()
-        tkeys_known = KeySchema.from_table_description(tdesc)
-    except TableNotFoundError:
-        # Refused here, before the stream is enabled and before any checkpoint or journal exists,
-        # so the fix the message names (rerun with --create-target) just works.
-        _check_missing_target(dst, backfill=backfill, create_target=create_target, target_spec=target_spec)
-        target_missing = True
-    except DdbMigrateError:
-        tkeys_known = None  # not describable now (permissions, ...): the backfill's copy says why
-    else:
-        if same_table(source, target, src, dst, sdesc, tdesc):
-            raise UsageError("source and target are the same table")
-        # Before the stream is set up or anything read: do the items fit the target at all?
-        check_fits_target(target.table, tdesc, source_desc=sdesc, sample=sample_table(src, source.table),
-                          transform=tf, context=TransformContext(source_table=source.table, target_table=target.table))
-    needs_old = tf is not None or target_spec is not None or (tkeys_known is not None and tkeys_known != skeys)
-    sdesc = ensure_stream(src, sdesc, needs_old=needs_old, confirm=enable_stream_confirm)
-    arn = str(sdesc["LatestStreamArn"])
-
-    identity = {**replication_identity(source, target), "transform": tf.name if tf else None,
-                "transform_hash": tf.code_hash if tf else None, "mode": "overwrite"}
-    meta_path = job_checkpoint_path("replicate", replication_identity(source, target), opts)
-    bf_path, st_path = _paths(meta_path)
-    status = StatusWriter(status_file, {"source": source.describe(), "target": target.describe(),
-                                        "stream_arn": arn, "checkpoint": meta_path, "status_every": status_every,
-                                        "transform": _absolute_ref(tf)},
-                          every=status_every)
-    # The checkpoint and the journal are what two replicators would fight over (whatever status
-    # file each was given): the lock guards them, for as long as this one runs.
-    lock = RunLock(lock_path_for(meta_path))
-    lock.acquire()
-    pair = pair_lock(source, target)
-    try:
-        if pair is not None:
-            pair.acquire()
-        refuse_second_replicator(status_file)
-        clear_stop_request(status_file)  # an old request must not stop this run
-        stop = _StopWatch(stop_event, status_file)
-        store, state = open_checkpoint(meta_path, identity, resume=opts.resume, restart=opts.restart, force=opts.force)
-        if clean_target and backfill and state is None and (tdesc is not None or target_missing):
-            # A fresh run empties the target in its backfill: ask now, before the checkpoint and the
-            # journal exist (a refusal after them would leave a run whose --resume skips the clean).
-            confirm = _confirm_clean(dst, tdesc, confirm)
-        sc = stream_client(source, src, retry=opts.retry)
-        reader = StreamReader(sc, arn, page_limit=page_limit, clock=clock, retention=stream_retention)
-        fp = fingerprint(identity)
-        default_journal, journal_state = journal_paths(meta_path)
-
-        if state is None:
-            for p in (bf_path, st_path):
-                CheckpointStore(p).remove()
-            start = reader.start_positions()  # invariant 1: before the backfill scans anything
-            started_at = clock()
-            meta: Dict[str, Any] = {
-                "phase": "backfill" if backfill else "stream", "stream_arn": arn, "started_at": started_at,
-                "skip_before": started_at - (SKEW_MARGIN if backfill else NO_BACKFILL_MARGIN),
-                "start": {"shards": start, "alive_at": started_at},
-                "segments": opts.segments or default_segments(sdesc),
-                "journal": _journal_location(journal, default_journal),
-            }
-            # The journal starts (at the recorded positions) before the checkpoint names it, so a
-            # crash in between leaves no checkpoint pointing to a journal that does not exist.
-            _journal(meta, journal_state, journal_segment_bytes, clock, journal_s3, source).open(
-                fresh=True, positions=meta["start"]["shards"])
-            store.save(CheckpointState(fingerprint=fp, job=identity, extra=meta))
-            fresh = True
-        else:
-            meta = dict(state.extra)
-            fresh = False
-            if meta.get("stream_arn") != arn:
-                hint = _resync_hint(source, target)
-                raise ResyncNeededError(
-                    f"resync needed: the stream of {source.table} changed since the checkpoint (it was disabled and "
-                    f"enabled again), so changes in between were not recorded; {hint}", table=source.table,
-                    code="StreamChanged", hint=hint)
-            if "journal" not in meta or not os.path.exists(journal_state):
-                raise UsageError(f"the checkpoint {meta_path} has no journal state beside it (written by an older "
-                                 "ddbmigrate, or the .journal.json file was removed): --restart to start over")
-            if journal and _journal_location(journal, default_journal) != meta["journal"]:
-                raise UsageError(f"this replication journals to {meta['journal']}; resume it with that --journal "
-                                 "(or --restart)")
-        jr = _journal(meta, journal_state, journal_segment_bytes, clock, journal_s3, source)
-        jr.open(fresh=False, positions=meta["start"]["shards"])
-        writer = JournalWriter(reader, jr, readers=shard_readers, poll_interval=poll_interval, clock=clock,
-                               table=source.table, retention=stream_retention)
-        live = _Live(jr, writer, clock, max_lag)
-        status.fields = live.fields
-        server: Optional[metrics.MetricsServer] = None
-        remove_metrics: Callable[[], None] = lambda: None
-        if opts.metrics_port is not None:
-            server = metrics.acquire(opts.metrics_host, opts.metrics_port)
-            remove_metrics = server.add(live.samples, live.health)
-        status.start()
-        stop.start()
-        report: Optional[Report] = None
+        tf = load_transform(transform) if isinstance(transform, str) else transform
+        if tf is None and opts.transform:
+            tf = load_transform(opts.transform)
+        deadline = time.monotonic() + max_runtime if max_runtime else None
+        writers = opts.writers or default_writers("overwrite")
+        src = source_client or DynamoClient(source, pool_size=pool_size(32, 0), retry=opts.retry, stats=RetryStats())
+        dst = target_client or DynamoClient(target, pool_size=pool_size(0, writers), retry=opts.retry,
+                                            stats=RetryStats())
+        if target_kms_key and not (create_target or target_spec):
+            raise UsageError("--target-kms-key applies to a table ddbmigrate creates: add --create-target or "
+                             "--target-spec")
+        sdesc = src.describe_table()
+        skeys = KeySchema.from_table_description(sdesc)
+        tkeys_known: Optional[KeySchema] = None
+        tdesc: Optional[Dict[str, Any]] = None
+        target_missing = False
         try:
-            if meta["phase"] == "backfill":
-                status.set("backfill", live.fields)
+            tdesc = dst.describe_table()
+            tkeys_known = KeySchema.from_table_description(tdesc)
+        except TableNotFoundError:
+            # Refused here, before the stream is enabled and before any checkpoint or journal exists,
+            # so the fix the message names (rerun with --create-target) just works.
+            _check_missing_target(dst, backfill=backfill, create_target=create_target, target_spec=target_spec)
+            target_missing = True
+        except DdbMigrateError:
+            tkeys_known = None  # not describable now (permissions, ...): the backfill's copy says why
+        else:
+            if same_table(source, target, src, dst, sdesc, tdesc):
+                raise UsageError("source and target are the same table")
+            # Before the stream is set up or anything read: do the items fit the target at all?
+            check_fits_target(target.table, tdesc, source_desc=sdesc, sample=sample_table(src, source.table),
+                              transform=tf,
+                              context=TransformContext(source_table=source.table, target_table=target.table))
+        needs_old = tf is not None or target_spec is not None or (tkeys_known is not None and tkeys_known != skeys)
+        sdesc = ensure_stream(src, sdesc, needs_old=needs_old, confirm=enable_stream_confirm)
+        arn = str(sdesc["LatestStreamArn"])
 
-                def run_backfill() -> Report:
-                    return _backfill(source, target, opts, meta, bf_path, tf, fresh, create_target, target_spec,
-                                     clean_target, confirm, stop.event, deadline, live, cancel,
-                                     target_kms_key=target_kms_key)
+        identity = {**replication_identity(source, target), "transform": tf.name if tf else None,
+                    "transform_hash": tf.code_hash if tf else None, "mode": "overwrite"}
+        meta_path = job_checkpoint_path("replicate", replication_identity(source, target), opts)
+        bf_path, st_path = _paths(meta_path)
+        status = StatusWriter(status_file, {"source": source.describe(), "target": target.describe(),
+                                            "stream_arn": arn, "checkpoint": meta_path, "status_every": status_every,
+                                            "transform": _absolute_ref(tf)},
+                              every=status_every)
+        # The checkpoint and the journal are what two replicators would fight over (whatever status
+        # file each was given): the lock guards them, for as long as this one runs.
+        lock = RunLock(lock_path_for(meta_path))
+        lock.acquire()
+        pair = pair_lock(source, target)
+        try:
+            if pair is not None:
+                pair.acquire()
+            refuse_second_replicator(status_file)
+            clear_stop_request(status_file)  # an old request must not stop this run
+            stop = _StopWatch(stop_event, status_file)
+            store, state = open_checkpoint(meta_path, identity, resume=opts.resume, restart=opts.restart,
+                                           force=opts.force)
+            if clean_target and backfill and state is None and (tdesc is not None or target_missing):
+                # A fresh run empties the target in its backfill: ask now, before the checkpoint and the
+                # journal exist (a refusal after them would leave a run whose --resume skips the clean).
+                confirm = _confirm_clean(dst, tdesc, confirm)
+            sc = stream_client(source, src, retry=opts.retry)
+            reader = StreamReader(sc, arn, page_limit=page_limit, clock=clock, retention=stream_retention)
+            fp = fingerprint(identity)
+            default_journal, journal_state = journal_paths(meta_path)
 
-                cancel = threading.Event()
-                try:
-                    if journal_during_backfill:
-                        writer.start()
-                        brep = run_guarded(run_backfill, writer, cancel)
+            if state is None:
+                for p in (bf_path, st_path):
+                    CheckpointStore(p).remove()
+                start = reader.start_positions()  # invariant 1: before the backfill scans anything
+                started_at = clock()
+                meta: Dict[str, Any] = {
+                    "phase": "backfill" if backfill else "stream", "stream_arn": arn, "started_at": started_at,
+                    "skip_before": started_at - (SKEW_MARGIN if backfill else NO_BACKFILL_MARGIN),
+                    "start": {"shards": start, "alive_at": started_at},
+                    "segments": opts.segments or default_segments(sdesc),
+                    "journal": _journal_location(journal, default_journal),
+                }
+                # The journal starts (at the recorded positions) before the checkpoint names it, so a
+                # crash in between leaves no checkpoint pointing to a journal that does not exist.
+                _journal(meta, journal_state, journal_segment_bytes, clock, journal_s3, source).open(
+                    fresh=True, positions=meta["start"]["shards"])
+                store.save(CheckpointState(fingerprint=fp, job=identity, extra=meta))
+                fresh = True
+            else:
+                meta = dict(state.extra)
+                fresh = False
+                if meta.get("stream_arn") != arn:
+                    hint = _resync_hint(source, target)
+                    raise ResyncNeededError(
+                        f"resync needed: the stream of {source.table} changed since the checkpoint (it was disabled and "
+                        f"enabled again), so changes in between were not recorded; {hint}", table=source.table,
+                        code="StreamChanged", hint=hint)
+                if "journal" not in meta or not os.path.exists(journal_state):
+                    raise UsageError(f"the checkpoint {meta_path} has no journal state beside it (written by an older "
+                                     "ddbmigrate, or the .journal.json file was removed): --restart to start over")
+                if journal and _journal_location(journal, default_journal) != meta["journal"]:
+                    raise UsageError(f"this replication journals to {meta['journal']}; resume it with that --journal "
+                                     "(or --restart)")
+            jr = _journal(meta, journal_state, journal_segment_bytes, clock, journal_s3, source)
+            jr.open(fresh=False, positions=meta["start"]["shards"])
+            writer = JournalWriter(reader, jr, readers=shard_readers, poll_interval=poll_interval, clock=clock,
+                                   table=source.table, retention=stream_retention)
+            live = _Live(jr, writer, clock, max_lag)
+            status.fields = live.fields
+            server: Optional[metrics.MetricsServer] = None
+            remove_metrics: Callable[[], None] = lambda: None
+            if opts.metrics_port is not None:
+                server = metrics.acquire(opts.metrics_host, opts.metrics_port)
+                remove_metrics = server.add(live.samples, live.health)
+            status.start()
+            stop.start()
+            report: Optional[Report] = None
+            try:
+                if meta["phase"] == "backfill":
+                    status.set("backfill", live.fields)
+
+                    def run_backfill() -> Report:
+                        return _backfill(source, target, opts, meta, bf_path, tf, fresh, create_target, target_spec,
+                                         clean_target, confirm, stop.event, deadline, live, cancel,
+                                         target_kms_key=target_kms_key)
+
+                    cancel = threading.Event()
+                    try:
+                        if journal_during_backfill:
+                            writer.start()
+                            brep = run_guarded(run_backfill, writer, cancel)
+                        else:
+                            brep = run_backfill()
+                    except InterruptedError_ as e:
+                        if not stop.requested:
+                            raise  # Ctrl-C / SIGTERM, the caller's stop_event, --max-runtime: interrupted
+                        # `replicate stop` ends the replication on purpose in any phase: stopped, not
+                        # interrupted. The backfill's checkpoint is saved and --resume continues it.
+                        report = _stopped_backfill_report(e, source, target, _journal_now(live))
                     else:
-                        brep = run_backfill()
-                except InterruptedError_ as e:
-                    if not stop.requested:
-                        raise  # Ctrl-C / SIGTERM, the caller's stop_event, --max-runtime: interrupted
-                    # `replicate stop` ends the replication on purpose in any phase: stopped, not
-                    # interrupted. The backfill's checkpoint is saved and --resume continues it.
-                    report = _stopped_backfill_report(e, source, target, _journal_now(live))
-                else:
-                    meta["phase"] = "stream"
-                    meta["backfill"] = {"read": brep.read, "written": brep.written,
-                                        "dead_lettered": brep.dead_lettered, "seconds": brep.duration_seconds}
-                    store.save(CheckpointState(fingerprint=fp, job=identity, extra=meta))
-            if report is None:
-                if not writer.running:
-                    writer.start()
-                report = _apply_phase(source, target, opts, meta, st_path, identity, tf, fresh, src, dst, sc, jr,
-                                      writer, live, skeys, status, stop.event, deadline, stop_after_idle, poll_interval,
-                                      clock, writers, skip_ttl_deletes, page_limit, max_runtime=max_runtime)
-        except ResyncNeededError as e:
-            e.hint = e.hint or _resync_hint(source, target)
-            e.message = f"{e.message}; {e.hint}"
-            if getattr(e, "report", None) is not None:
-                e.report.error = e.one_line()  # type: ignore[attr-defined]  # (the engine's, without the resync)
-            live.failed = e.one_line()
-            status.error = e.one_line()
-            status.stop("failed")
-            _write_failure_report(e, opts.report, source, target, _journal_now(live))
-            raise
-        except DdbMigrateError as e:
-            live.failed = e.one_line()
-            status.error = e.one_line()
-            status.stop("interrupted" if e.exit_code == 130 else "failed")
-            _write_failure_report(e, opts.report, source, target, _journal_now(live))
-            raise
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM outside a job's own handling (cli/render.py)
-            status.stop("interrupted")
-            raise
-        except BaseException:
-            status.stop("failed")
-            raise
+                        meta["phase"] = "stream"
+                        meta["backfill"] = {"read": brep.read, "written": brep.written,
+                                            "dead_lettered": brep.dead_lettered, "seconds": brep.duration_seconds}
+                        store.save(CheckpointState(fingerprint=fp, job=identity, extra=meta))
+                if report is None:
+                    if not writer.running:
+                        writer.start()
+                    report = _apply_phase(source, target, opts, meta, st_path, identity, tf, fresh, src, dst, sc, jr,
+                                          writer, live, skeys, status, stop.event, deadline, stop_after_idle, poll_interval,
+                                          clock, writers, skip_ttl_deletes, page_limit, max_runtime=max_runtime)
+            except ResyncNeededError as e:
+                e.hint = e.hint or _resync_hint(source, target)
+                e.message = f"{e.message}; {e.hint}"
+                if getattr(e, "report", None) is not None:
+                    e.report.error = e.one_line()  # type: ignore[attr-defined]  # (the engine's, without the resync)
+                live.failed = e.one_line()
+                status.error = e.one_line()
+                status.stop("failed")
+                _write_failure_report(e, opts.report, source, target, _journal_now(live))
+                raise
+            except DdbMigrateError as e:
+                live.failed = e.one_line()
+                status.error = e.one_line()
+                status.stop("interrupted" if e.exit_code == 130 else "failed")
+                _write_failure_report(e, opts.report, source, target, _journal_now(live))
+                raise
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM outside a job's own handling (cli/render.py)
+                status.stop("interrupted")
+                raise
+            except BaseException:
+                status.stop("failed")
+                raise
+            finally:
+                writer.stop()
+                remove_metrics()
+                if server is not None:
+                    metrics.release(server)
+                stop.close()
+                sc.close()
+                if source_client is None:
+                    src.close()
+                if target_client is None:
+                    dst.close()
+            if isinstance(writer.error, DdbMigrateError):
+                # The applier stopped on its own (stop, idle, max runtime) as the writer failed, or its
+                # last seal failed: nothing is lost (no position passed an unsealed record), but say so.
+                status.error = writer.error.one_line()
+                status.stop("failed")
+                if getattr(writer.error, "report", None) is None:
+                    writer.error.report = report  # type: ignore[attr-defined]
+                _write_failure_report(writer.error, opts.report, source, target, _journal_now(live))
+                raise writer.error
+            if stop.requested:
+                report.status = "stopped"  # `replicate stop`: the replication was ended on purpose
+                clear_stop_request(status_file)
+            if opts.report:
+                report.write_json(opts.report)
+            status.stop("stopped")
+            return report
         finally:
-            writer.stop()
-            remove_metrics()
-            if server is not None:
-                metrics.release(server)
-            stop.close()
-            sc.close()
-            if source_client is None:
-                src.close()
-            if target_client is None:
-                dst.close()
-        if isinstance(writer.error, DdbMigrateError):
-            # The applier stopped on its own (stop, idle, max runtime) as the writer failed, or its
-            # last seal failed: nothing is lost (no position passed an unsealed record), but say so.
-            status.error = writer.error.one_line()
-            status.stop("failed")
-            if getattr(writer.error, "report", None) is None:
-                writer.error.report = report  # type: ignore[attr-defined]
-            _write_failure_report(writer.error, opts.report, source, target, _journal_now(live))
-            raise writer.error
-        if stop.requested:
-            report.status = "stopped"  # `replicate stop`: the replication was ended on purpose
-            clear_stop_request(status_file)
-        if opts.report:
-            report.write_json(opts.report)
-        status.stop("stopped")
-        return report
-    finally:
-        if pair is not None:
-            pair.release()
-        lock.release()
+            if pair is not None:
+                pair.release()
+            lock.release()
+    except DdbMigrateError as e:
+        if (status is None or not status.started) and e.exit_code != EXIT_INTERRUPTED:
+            note_refusal(status_file, e.one_line(), resume=opts.resume)
+        raise
 
 
 class _Live:

@@ -109,8 +109,10 @@ class StatusWriter:
         self._final = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self.started = False  # its first write is this run's: from then on the file is this run's
 
     def start(self) -> None:
+        self.started = True
         if self.path is None:
             return
         self.write()
@@ -187,6 +189,27 @@ def read_status(path: str) -> Dict[str, Any]:
         if running:
             doc["state"] = "dead"  # it said it was running, but it no longer updates its status
     return doc
+
+
+def note_refusal(path: str, error: str, resume: bool) -> None:
+    """Say in the status file at ``path`` that a run of its replication was refused before it
+    started (``error``: why), beside the state of the last run that did run, left as it was: its
+    state, figures and ``updated_at`` (which tells whether it is alive) are that run's, and a
+    refused ``--resume`` is neither "running" nor "caught up". ``refused`` holds ``at`` (UTC),
+    ``at_epoch``, ``error``, ``resume`` and ``pid``; the next run that starts writes its own status,
+    without it. Nothing is written when there is no status file (no run ever started here: there
+    is nothing stale to correct) or while a replicator is alive (its own status stands, and the
+    refusal was of a second one). Like every status write, a failure here is swallowed."""
+    try:
+        if not read_status(path).get("alive"):
+            with open(path, "rb") as fh:
+                doc = orjson.loads(fh.read())
+            if isinstance(doc, dict):
+                doc["refused"] = {"at": utcnow(), "at_epoch": time.time(), "error": error, "resume": resume,
+                                  "pid": os.getpid()}
+                atomic_write(path, orjson.dumps(redact_obj(doc), option=orjson.OPT_INDENT_2, default=str))
+    except Exception:  # no status file, an unreadable one, a folder that takes no file
+        pass
 
 
 def refuse_second_replicator(status_file: str) -> None:
@@ -332,6 +355,7 @@ def lock_path_for(checkpoint_meta: str) -> str:
     return checkpoint_meta.removesuffix(".checkpoint.json") + ".lock"
 
 
-__all__ = ["RUN_BUSY", "RunLock", "StatusWriter", "check_status_path", "clear_stop_request", "lock_path_for", "pair_lock", "read_status",
+__all__ = ["RUN_BUSY", "RunLock", "StatusWriter", "check_status_path", "clear_stop_request", "lock_path_for",
+           "note_refusal", "pair_lock", "read_status",
            "refuse_second_replicator", "replication_identity", "request_stop", "status_path_for", "stop_request_path",
            "stop_requested"]
