@@ -127,7 +127,7 @@ def schema_export_cmd(kw: Dict[str, Any]) -> int:
     else:
         sys.stdout.write(text)
     if not kw.get("quiet"):
-        for line in export_notes(definition):
+        for line in export_notes(definition, kw["fmt"]):
             click.echo(line, err=True)
     return 0
 

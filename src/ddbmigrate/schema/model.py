@@ -68,8 +68,12 @@ class TableDefinition:
     ``unread`` maps a setting to why it could not be read (the endpoint does not support the
     call, access denied): such a setting is neither copied nor compared, and says so.
     ``notes`` are things seen that a definition cannot carry (global table replicas, ``aws:``
-    tags). ``arn`` is the table's ARN when it was read from a table; ``replicas`` the regions of
-    its global table replicas.
+    tags). ``arn`` is the table's ARN when it was read from a table, ``region`` the region it was
+    read in. A global table's replicas are not part of ``props`` (a single region's table, which
+    a spec, a clone and the diff are about): ``replicas`` are the regions of the *other* replicas,
+    ``replica_details`` what DescribeTable reports of every replica (see :func:`replica_detail`)
+    and ``global_table`` its ``GlobalTableVersion``, ``MultiRegionConsistency`` and witness
+    regions, for the exports that carry them (CloudFormation's AWS::DynamoDB::GlobalTable).
     """
 
     props: Dict[str, Any]
@@ -78,6 +82,15 @@ class TableDefinition:
     arn: Optional[str] = None
     label: str = ""
     replicas: List[str] = field(default_factory=list)
+    region: Optional[str] = None
+    replica_details: List[Dict[str, Any]] = field(default_factory=list)
+    global_table: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_global(self) -> bool:
+        """A global table: replicas in other regions (a replica list naming only its own region
+        is one too)."""
+        return bool(self.replicas or self.replica_details)
 
     @property
     def name(self) -> Optional[str]:
@@ -337,11 +350,72 @@ def from_aws(
         if reserved:
             notes.append(f"tags reserved by AWS left out: {', '.join(sorted(reserved))}")
         props["Tags"] = [t for t in tags if not str(t["Key"]).startswith("aws:")]
-    replicas = [str(r.get("RegionName")) for r in desc.get("Replicas") or []]
+    arn = desc.get("TableArn")
+    region = arn_region(arn)
+    details: List[Dict[str, Any]] = []
+    for r in desc.get("Replicas") or []:
+        if not isinstance(r, dict) or not r.get("RegionName"):
+            continue
+        if r.get("ReplicaStatus") in GONE_REPLICA:
+            # On its way out (or never made): an export would adopt or re-create it.
+            notes.append(f"replica {r['RegionName']} is {r['ReplicaStatus']}: left out of the global table")
+            continue
+        details.append(replica_detail(r))
+    replicas = [str(r["RegionName"]) for r in details if r["RegionName"] != region]
     if replicas:
-        notes.append(f"global table replicas ({', '.join(replicas)}) are not part of the definition")
-    return TableDefinition(props=normalize(props), unread=unread, notes=notes,
-                           arn=desc.get("TableArn"), label=f"table {desc['TableName']}", replicas=replicas)
+        notes.append(f"{REPLICAS_NOTE} ({', '.join(replicas)}) are not part of the definition")
+    glob: Dict[str, Any] = {}
+    if details:
+        glob["GlobalTableVersion"] = desc.get("GlobalTableVersion")
+        if desc.get("MultiRegionConsistency") == "STRONG":
+            glob["MultiRegionConsistency"] = "STRONG"
+            glob["Witnesses"] = [str(w["RegionName"]) for w in desc.get("GlobalTableWitnesses") or []
+                                 if isinstance(w, dict) and w.get("RegionName")]
+    return TableDefinition(props=normalize(props), unread=unread, notes=notes, arn=arn,
+                           label=f"table {desc['TableName']}", replicas=replicas, region=region,
+                           replica_details=details, global_table=glob)
+
+
+# The start of the note a read global table gets (an export that carries the replicas drops it).
+REPLICAS_NOTE = "global table replicas"
+# Replica states whose replica is not part of the global table any more (or never was).
+GONE_REPLICA = ("DELETING", "CREATION_FAILED")
+
+
+def arn_region(arn: Any) -> Optional[str]:
+    """The region of an ARN (``arn:aws:dynamodb:REGION:...``); None when it has none."""
+    parts = str(arn or "").split(":")
+    return parts[3] if len(parts) > 5 and parts[0] == "arn" and parts[3] else None
+
+
+def replica_detail(r: Dict[str, Any]) -> Dict[str, Any]:
+    """What DescribeTable reports of one replica (a ``Replicas`` entry), statuses dropped:
+    ``RegionName``, its KMS key, table class and its read throughput overrides (table and GSIs)."""
+    out: Dict[str, Any] = {"RegionName": str(r["RegionName"])}
+    if r.get("KMSMasterKeyId"):
+        out["KMSMasterKeyId"] = str(r["KMSMasterKeyId"])
+    tc = (r.get("ReplicaTableClassSummary") or {}).get("TableClass")
+    if tc:
+        out["TableClass"] = str(tc)
+
+    def overrides(x: Dict[str, Any], into: Dict[str, Any]) -> None:
+        units = (x.get("ProvisionedThroughputOverride") or {}).get("ReadCapacityUnits")
+        if units is not None and int(units) > 0:
+            into["ReadCapacityUnits"] = int(units)
+        units = (x.get("OnDemandThroughputOverride") or {}).get("MaxReadRequestUnits")
+        if units is not None and int(units) > 0:
+            into["MaxReadRequestUnits"] = int(units)
+
+    overrides(r, out)
+    gsis = []
+    for g in r.get("GlobalSecondaryIndexes") or []:
+        if isinstance(g, dict) and g.get("IndexName"):
+            one: Dict[str, Any] = {"IndexName": str(g["IndexName"])}
+            overrides(g, one)
+            gsis.append(one)
+    if gsis:
+        out["GlobalSecondaryIndexes"] = gsis
+    return out
 
 
 def create_request(props: Dict[str, Any]) -> Dict[str, Any]:

@@ -166,6 +166,7 @@ def read_definition(client: DynamoClient, table: Optional[str] = None, *,
         unread=unread,
     )
     defn.label = f"table {name}" + (f" ({client.region})" if client.region else "")
+    defn.region = defn.region or client.region  # from the ARN; an endpoint may report none
     return defn
 
 

@@ -7,13 +7,16 @@ without ``ImportSourceSpecification`` (whose property can never leave the stack 
   ``--target-spec`` read; ``spec -> table -> export --as spec`` gives the same spec back.
 * ``cloudformation``: a template whose one resource has ``DeletionPolicy: Retain`` and
   ``UpdateReplacePolicy: Retain``, which CloudFormation's resource import requires, and which keep
-  the data if the resource ever leaves the stack.
+  the data if the resource ever leaves the stack. A global table is an ``AWS::DynamoDB::GlobalTable``
+  with every replica, never an ``AWS::DynamoDB::Table`` (adopting one region's table alone would
+  leave the replicas unmanaged, and a later stack could not keep them); one that a GlobalTable
+  cannot describe (provisioned billing, the legacy 2017.11.29 version) is refused.
 * ``terraform``: an ``aws_dynamodb_table`` (plus ``aws_dynamodb_resource_policy``,
   ``aws_dynamodb_contributor_insights`` and ``aws_dynamodb_kinesis_streaming_destination`` when
   the table has them), each with an ``import`` block (Terraform 1.5+), and ``prevent_destroy``.
 * ``cdk``: a TypeScript stack with a ``dynamodb.Table`` (AWS::DynamoDB::Table, which ``cdk import``
   adopts; ``TableV2`` synthesizes AWS::DynamoDB::GlobalTable, a different resource type) with
-  ``RemovalPolicy.RETAIN``.
+  ``RemovalPolicy.RETAIN``; refused for a global table.
 
 Pure: text in, text out. Settings the definition could not read are left out of every output, and
 :func:`export_notes` says which.
@@ -28,7 +31,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import yaml
 
 from ..errors import UsageError
-from .model import TableDefinition, ordered
+from .model import REPLICAS_NOTE, TableDefinition, ordered
 
 FORMATS = ("spec", "cloudformation", "terraform", "cdk")
 
@@ -53,10 +56,25 @@ def _provisioned_table(definition: TableDefinition) -> bool:
     return bool(definition.arn) and definition.props.get("BillingMode") == "PROVISIONED"
 
 
-def export_notes(definition: TableDefinition) -> List[str]:
-    """Lines for stderr: what the export could not include, and why."""
+def export_notes(definition: TableDefinition, fmt: Optional[str] = None) -> List[str]:
+    """Lines for stderr: what the export (as ``fmt``) could not include, and why."""
     out = [f"not exported: {s} ({r})" for s, r in definition.unread.items()]
-    out += [f"note: {n}" for n in definition.notes]
+    notes = definition.notes
+    if fmt == "cloudformation" and definition.is_global:
+        try:
+            props, unread = _global_table_properties(definition)
+        except UsageError:  # not exportable as CloudFormation at all (render says why)
+            props, unread = {}, {}
+        if props:
+            # The replicas are in this one: the note that they are not part of the definition is not.
+            notes = [n for n in notes if not n.startswith(REPLICAS_NOTE)]
+            regions = [r["Region"] for r in props["Replicas"]]
+            out.append(f"note: exported as AWS::DynamoDB::GlobalTable with its replicas ({', '.join(regions)}): "
+                       "import it as that resource type, in a stack of one of those regions")
+            out += [f"not exported: replica {region}: {', '.join(settings)} (DescribeTable in {definition.region} "
+                    f"does not report them; export with --region {region} to read them)"
+                    for region, settings in unread.items()]
+    out += [f"note: {n}" for n in notes]
     if _provisioned_table(definition):
         out.append(f"note: {AUTO_SCALING_NOTE}")
     return out
@@ -108,7 +126,172 @@ def logical_id(name: str, suffix: str = "Table") -> str:
     return (base if base[0].isalpha() else "T" + base)[:229 - len(suffix)] + suffix
 
 
+# The only global table version AWS::DynamoDB::GlobalTable manages.
+GLOBAL_TABLE_VERSION = "2019.11.21"
+# A replica's settings that only a DescribeTable (and the other reads) in its own region report.
+_OTHER_REPLICA_UNREAD = ("PointInTimeRecoverySpecification", "DeletionProtectionEnabled",
+                         "ContributorInsightsSpecification", "Tags", "ResourcePolicy", "KinesisStreamSpecification")
+
+
+def _global_regions(definition: TableDefinition) -> List[str]:
+    here = [definition.region] if definition.region else []
+    return here + [r["RegionName"] for r in definition.replica_details if r["RegionName"] not in here] \
+        + [r for r in definition.replicas if r not in here
+           and r not in [d["RegionName"] for d in definition.replica_details]]
+
+
+def _global_refusal(definition: TableDefinition, what: str) -> UsageError:
+    name = definition.name or "table"
+    return UsageError(
+        f"{name} is a global table (replicas in {', '.join(_global_regions(definition))}): {what}; "
+        "exported as one region's AWS::DynamoDB::Table it would leave the replicas out. Use --as terraform "
+        "(its aws_dynamodb_table keeps the replicas), or write the AWS::DynamoDB::GlobalTable resource by hand",
+        table=definition.name)
+
+
+def _global_table_properties(definition: TableDefinition) -> Tuple[Dict[str, Any], Dict[str, List[str]]]:
+    """AWS::DynamoDB::GlobalTable properties of a global table, and per other replica the settings
+    that could not be read for it (DescribeTable in one region reports only some of the others')."""
+    p = definition.props
+    here = definition.region
+    version = definition.global_table.get("GlobalTableVersion")
+    if version and version != GLOBAL_TABLE_VERSION:
+        raise _global_refusal(definition, f"it is a version {version} global table, and "
+                                          f"AWS::DynamoDB::GlobalTable manages version {GLOBAL_TABLE_VERSION} only "
+                                          "(upgrade it first)")
+    if p.get("BillingMode") == "PROVISIONED":
+        raise _global_refusal(definition, "AWS::DynamoDB::GlobalTable describes a PROVISIONED global table "
+                                          "only with write auto scaling (WriteProvisionedThroughputSettings), "
+                                          "which ddbmigrate does not read")
+    if not here:
+        raise _global_refusal(definition, "the region it was read in is unknown (DescribeTable gave no ARN)")
+
+    def read_max(x: Dict[str, Any]) -> Any:
+        return (x.get("OnDemandThroughput") or {}).get("MaxReadRequestUnits")
+
+    def write_max(x: Dict[str, Any]) -> Any:
+        return (x.get("OnDemandThroughput") or {}).get("MaxWriteRequestUnits")
+
+    out: Dict[str, Any] = {k: p[k] for k in ("TableName", "BillingMode", "AttributeDefinitions", "KeySchema")}
+    if write_max(p):
+        out["WriteOnDemandThroughputSettings"] = {"MaxWriteRequestUnits": write_max(p)}
+    if p.get("WarmThroughput"):
+        out["WarmThroughput"] = p["WarmThroughput"]
+    table_gsis = p.get("GlobalSecondaryIndexes") or []
+    gsis = []
+    for g in table_gsis:
+        one = {k: g[k] for k in ("IndexName", "KeySchema", "Projection")}
+        if g.get("WarmThroughput"):
+            one["WarmThroughput"] = g["WarmThroughput"]
+        if write_max(g):
+            one["WriteOnDemandThroughputSettings"] = {"MaxWriteRequestUnits": write_max(g)}
+        gsis.append(one)
+    if gsis:
+        out["GlobalSecondaryIndexes"] = gsis
+    for k in ("LocalSecondaryIndexes", "StreamSpecification", "TimeToLiveSpecification"):
+        if p.get(k):
+            out[k] = p[k]
+    sse = p.get("SSESpecification")
+    key = (sse or {}).get("KMSMasterKeyId")
+    if sse:
+        # The key is regional, so each replica names its own; none at all is DynamoDB's AWS managed key.
+        out["SSESpecification"] = {"SSEEnabled": True, "SSEType": sse.get("SSEType") or "KMS"}
+    if definition.global_table.get("MultiRegionConsistency"):
+        out["MultiRegionConsistency"] = definition.global_table["MultiRegionConsistency"]
+        if definition.global_table.get("Witnesses"):
+            out["GlobalTableWitnesses"] = [{"Region": r} for r in definition.global_table["Witnesses"]]
+
+    # The replica in the region the table was read in has every setting read.
+    local: Dict[str, Any] = {"Region": here}
+    if p.get("DeletionProtectionEnabled"):
+        local["DeletionProtectionEnabled"] = True
+    for k in ("PointInTimeRecoverySpecification", "ContributorInsightsSpecification", "TableClass",
+              "ResourcePolicy", "KinesisStreamSpecification", "Tags"):
+        if p.get(k):
+            local[k] = p[k]
+    if key:
+        local["SSESpecification"] = {"KMSMasterKeyId": key}
+    if read_max(p):
+        local["ReadOnDemandThroughputSettings"] = {"MaxReadRequestUnits": read_max(p)}
+    local_gsis = []
+    for g in table_gsis:
+        one = {"IndexName": g["IndexName"]}
+        if g.get("ContributorInsightsSpecification"):
+            one["ContributorInsightsSpecification"] = g["ContributorInsightsSpecification"]
+        if read_max(g):
+            one["ReadOnDemandThroughputSettings"] = {"MaxReadRequestUnits": read_max(g)}
+        if len(one) > 1:
+            local_gsis.append(one)
+    if local_gsis:
+        local["GlobalSecondaryIndexes"] = local_gsis
+    replicas = [local]
+    unread: Dict[str, List[str]] = {}
+    details = {r["RegionName"]: r for r in definition.replica_details}
+    for region in _global_regions(definition)[1:]:
+        r = details.get(region, {"RegionName": region})
+        one = {"Region": region}
+        missing = list(_OTHER_REPLICA_UNREAD)
+        if r.get("TableClass"):
+            if r["TableClass"] != "STANDARD":
+                one["TableClass"] = r["TableClass"]
+        else:
+            missing.append("TableClass")
+        if key:
+            if r.get("KMSMasterKeyId"):
+                one["SSESpecification"] = {"KMSMasterKeyId": r["KMSMasterKeyId"]}
+            else:
+                missing.append("SSESpecification.KMSMasterKeyId")
+        # No override: the replica has the table's read maximum.
+        if r.get("MaxReadRequestUnits") or read_max(p):
+            one["ReadOnDemandThroughputSettings"] = {"MaxReadRequestUnits": r.get("MaxReadRequestUnits") or read_max(p)}
+        overrides = {g["IndexName"]: g for g in r.get("GlobalSecondaryIndexes") or []}
+        other_gsis = []
+        for g in table_gsis:
+            units = overrides.get(g["IndexName"], {}).get("MaxReadRequestUnits") or read_max(g)
+            if units:
+                other_gsis.append({"IndexName": g["IndexName"], "ReadOnDemandThroughputSettings": {
+                    "MaxReadRequestUnits": units}})
+        if other_gsis:
+            one["GlobalSecondaryIndexes"] = other_gsis
+        if table_gsis:
+            missing.append("GlobalSecondaryIndexes[*].ContributorInsightsSpecification")
+        replicas.append(one)
+        unread[region] = missing
+    out["Replicas"] = replicas
+    return out, unread
+
+
+def _global_table_template(definition: TableDefinition) -> str:
+    props, unread = _global_table_properties(definition)
+    name = definition.name or "Table"
+    regions = [r["Region"] for r in props["Replicas"]]
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": f"DynamoDB global table {name}, replicas in {', '.join(regions)} (exported by ddbmigrate "
+                       "for CloudFormation resource import)",
+        "Resources": {
+            logical_id(name): {
+                "Type": "AWS::DynamoDB::GlobalTable",
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Properties": props,
+            }
+        },
+    }
+    head = (f"# Global table {name}, read in {definition.region}: every replica is in Replicas. Import it as\n"
+            "# AWS::DynamoDB::GlobalTable (identifier: TableName) in a stack of one of the replicas' regions.\n")
+    if unread:
+        head += (f"# Not read for the replicas in other regions (DescribeTable in {definition.region} does not report "
+                 "them;\n# export with --region REGION to read a replica's own):\n")
+        head += "".join(f"#   {region}: {', '.join(settings)}\n" for region, settings in unread.items())
+        head += ("# They are left out, so an import keeps each replica's own values: add them before a stack update,\n"
+                 "# which may set what the template does not say to its default.\n")
+    return head + _unread_comments(definition, "#", "left out, so the stack does not set them") + _yaml(template)
+
+
 def to_cloudformation(definition: TableDefinition) -> str:
+    if definition.is_global:
+        return _global_table_template(definition)
     name = definition.name or "Table"
     template = {
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -391,6 +574,13 @@ def _ts_key(defs: Dict[str, str], name: str) -> str:
 
 
 def to_cdk(definition: TableDefinition) -> str:
+    if definition.is_global:
+        # dynamodb.Table is AWS::DynamoDB::Table: `cdk import` would adopt one region's table alone.
+        raise UsageError(f"{definition.name or 'table'} is a global table (replicas in "
+                         f"{', '.join(_global_regions(definition))}): --as cdk writes a dynamodb.Table "
+                         "(AWS::DynamoDB::Table), which would leave the replicas out; use --as cloudformation "
+                         "(AWS::DynamoDB::GlobalTable, with every replica) or --as terraform",
+                         table=definition.name)
     p = definition.props
     name = definition.name or "Table"
     defs = {a["AttributeName"]: a["AttributeType"] for a in p["AttributeDefinitions"]}
