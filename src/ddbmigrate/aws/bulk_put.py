@@ -33,7 +33,15 @@ from ..reporting.progress import fmt_bytes
 from ..reporting.report import Report, deliver, utcnow
 from .bulk_put_stage import Condition
 from .client import DynamoClient
-from .managed import StopWatching, Watch, aws_error, import_prefix, manifest_item_count, split_s3_uri
+from .managed import (
+    StopWatching,
+    Watch,
+    aws_error,
+    check_watching,
+    import_prefix,
+    manifest_item_count,
+    split_s3_uri,
+)
 
 TERMINAL_BULK = ("COMPLETED", "COMPLETED_WITH_ERRORS", "CANCELLED", "FAILED")
 TIERS = ("STANDARD", "ACCELERATED")
@@ -162,6 +170,7 @@ def native_bulk_put(
     condition_failed, dead_lettered = failed; exit 3 when some failed); raises FatalError if the
     operation FAILED or was CANCELLED, InterruptedError_ when the watching stopped.
     """
+    check_watching(poll_interval, timeout)
     report_uri = report_uri or default_report_uri(s3_uri, table.table)
     load_uri = s3_uri
     staging: Optional[Tuple[str, str]] = None
@@ -269,7 +278,9 @@ def native_bulk_put(
 
     watch = Watch("bulk-put", lambda: _describe(c, arn, table.table), snapshot, TERMINAL_BULK,
                   "BulkOperationStatus", progress=progress, poll_interval=poll_interval, timeout=timeout,
-                  sleep=sleep, clock=clock, observer=observer, cancel=cancel)
+                  sleep=sleep, clock=clock, observer=observer, cancel=cancel,
+                  follow=f"bulk put {arn} continues in AWS. Watch it again by running the same command (the client "
+                         f"token is kept), or `aws dynamodb describe-bulk-operation --bulk-operation-arn {arn}`")
     t0 = clock()
     final = _watch_or_cancel(c, watch, first, arn, table.table, confirm_cancel)
     elapsed = clock() - t0
@@ -308,7 +319,8 @@ def native_bulk_put(
     status = final.get("BulkOperationStatus")
     if status in ("COMPLETED", "COMPLETED_WITH_ERRORS"):
         return deliver(rep, report_path)
-    error = f"bulk put {status}: {final.get('FailureCode')}: {final.get('FailureMessage')}"
+    # A CANCELLED operation has no failure code or message: none is printed as "None: None".
+    error = f"bulk put {status}" + "".join(f": {x}" for x in (final.get("FailureCode"), final.get("FailureMessage")) if x)
     rep.status, rep.error = "failed", error
     return deliver(rep, report_path, FatalError(error, table=table.table, code=final.get("FailureCode")))
 

@@ -22,10 +22,11 @@ injectable, so the watch loop is tested without waiting.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from ..config import TableRef
 from ..errors import (
@@ -56,15 +57,49 @@ def parse_time(value: TimeLike, what: str = "time") -> _dt.datetime:
     if isinstance(value, _dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _dt.datetime.fromtimestamp(float(value), tz=_dt.timezone.utc)
+        return _from_unix(float(value), str(value), what)
     text = str(value).strip()
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return _dt.datetime.fromtimestamp(float(text), tz=_dt.timezone.utc)
+        return _from_unix(float(text), text, what)
     try:
         t = _dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise UsageError(f"{what} {text!r}: expected ISO 8601 like 2026-11-25T10:00:00Z or Unix seconds") from None
     return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+def _from_unix(seconds: float, shown: str, what: str) -> _dt.datetime:
+    """Unix seconds -> aware UTC datetime; NaN, infinities and seconds past year 9999 are a
+    usage error naming the value (``fromtimestamp`` raised ValueError/OverflowError: exit 1)."""
+    try:
+        return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise UsageError(f"{what} {shown!r}: not a time (Unix seconds between 0 and the year 9999, or ISO 8601 "
+                         "like 2026-11-25T10:00:00Z)") from None
+
+
+def check_watching(poll_interval: float, timeout: Optional[float]) -> None:
+    """``poll_interval`` and ``timeout`` (None: no limit) finite numbers of seconds, 0 or more,
+    checked before the operation starts: a negative or NaN interval broke the wait (``time.sleep``
+    raises) only once the export or import was running, an infinite one never polled again, and a
+    NaN timeout never ends."""
+    ok = isinstance(poll_interval, (int, float)) and not isinstance(poll_interval, bool) \
+        and math.isfinite(poll_interval) and poll_interval >= 0
+    if not ok:
+        raise UsageError(f"poll_interval must be a finite number of seconds, 0 or more, not {poll_interval!r}")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not math.isfinite(timeout) or timeout < 0):
+        raise UsageError(f"timeout must be None or a finite number of seconds, 0 or more, not {timeout!r}")
+
+
+def count(d: Mapping[str, Any], key: str) -> Optional[int]:
+    """A count field of a Describe* answer as an int >= 0, or None when it is missing or is not
+    one (a string, a negative or fractional number): a count the service did not give is not
+    invented, and a malformed one does not end the watching with a traceback."""
+    v = d.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or v != int(v):
+        return None
+    return int(v)
 
 
 def split_s3_uri(uri: str) -> Tuple[str, str]:
@@ -79,6 +114,10 @@ def split_s3_uri(uri: str) -> Tuple[str, str]:
 
 def export_folder(bucket: str, prefix: str, desc: Dict[str, Any]) -> str:
     """The export's folder URL, from its manifest key when DynamoDB gives one, else its ARN."""
+    # A watched export (export_arn=) names its own place: the caller's s3_uri may differ.
+    if isinstance(desc.get("S3Bucket"), str) and desc["S3Bucket"]:
+        bucket = desc["S3Bucket"]
+        prefix = str(desc.get("S3Prefix") or "").strip("/")
     manifest = desc.get("ExportManifest")
     if manifest and "/" in str(manifest):
         return f"s3://{bucket}/{str(manifest).rsplit('/', 1)[0]}/"
@@ -104,8 +143,10 @@ class Watch:
     def __init__(self, job: str, describe: Callable[[], Dict[str, Any]], snapshot: Callable[[Dict[str, Any]], Dict[str, Any]],
                  terminal: Tuple[str, ...], status_key: str, *, progress: str, poll_interval: float,
                  timeout: Optional[float], sleep: Callable[[float], None], clock: Callable[[], float],
-                 observer: Any = None, cancel: Optional[threading.Event] = None) -> None:
+                 observer: Any = None, cancel: Optional[threading.Event] = None, follow: str = "") -> None:
         self.job = job
+        # "<kind> <ARN>; follow it with ...": said when the watching stops before the operation ends
+        self.follow = follow
         self.describe = describe
         self.to_snapshot = snapshot
         self.terminal = terminal
@@ -134,7 +175,7 @@ class Watch:
             while str(self.last.get(self.status_key)) not in self.terminal:
                 if self.timeout is not None and self.clock() - t0 > self.timeout:
                     raise FatalError(f"still {self.last.get(self.status_key)} after {self.timeout:.0f}s of watching; "
-                                     "the operation continues in AWS")
+                                     f"{self.follow or 'the operation continues in AWS'}")
                 if self.sleep is time.sleep:
                     self.stop.wait(self.poll)  # wakes at once when a plan stops
                 else:
@@ -143,6 +184,11 @@ class Watch:
                     raise StopWatching()
                 self.last = self.describe()
                 self.polls += 1
+                if self.last.get(self.status_key) is None:
+                    # Not a status that may end later: without one it would be polled forever.
+                    raise FatalError(f"the answer to the poll has no {self.status_key}, so whether it ended is "
+                                     f"unknown; {self.follow or 'the operation may continue in AWS'}",
+                                     code="MissingStatus")
         finally:
             display.stop()
             detach()
@@ -150,14 +196,30 @@ class Watch:
         return self.last
 
 
+def follow_text(kind: str, arn: str) -> str:
+    """How to watch a ``kind`` (export, import) that goes on in AWS again."""
+    return (f"{kind} {arn} continues in AWS. Watch it again with native_{kind}(..., {kind}_arn={arn!r}) or "
+            f"`aws dynamodb describe-{kind} --{kind}-arn {arn}`")
+
+
 def _watch_to_end(watch: Watch, first: Dict[str, Any], kind: str, arn: str) -> Dict[str, Any]:
     """``watch.run(first)``; Ctrl-C stops the watching only, and says how to watch the ``kind`` again."""
     try:
         return watch.run(first)
     except (KeyboardInterrupt, StopWatching):
-        raise InterruptedError_(
-            f"stopped watching; {kind} {arn} continues in AWS. Watch it again with "
-            f"native_{kind}(..., {kind}_arn={arn!r}) or `aws dynamodb describe-{kind} --{kind}-arn {arn}`") from None
+        raise InterruptedError_(f"stopped watching; {follow_text(kind, arn)}") from None
+
+
+def _start(call: Callable[[], Dict[str, Any]], op: str, table: str, listing: str) -> Dict[str, Any]:
+    """The start call; Ctrl-C during it may have started the operation without our knowing its
+    ARN, so the message says where to look (``listing``) instead of a bare "interrupted"."""
+    try:
+        return call()
+    except KeyboardInterrupt:
+        raise InterruptedError_(f"interrupted during {op}: the operation may have started in AWS and goes on "
+                                f"without being watched; look for it with `{listing}`", table=table) from None
+    except Exception as e:
+        raise aws_error(e, table, op) from None
 
 
 def _settle(report: Report, final: Dict[str, Any], kind: str, status_key: str, table: str,
@@ -165,9 +227,11 @@ def _settle(report: Report, final: Dict[str, Any], kind: str, status_key: str, t
     """Write the report (if asked) and return it; raise FatalError, carrying it, unless COMPLETED."""
     if final.get(status_key) == "COMPLETED":
         return deliver(report, report_path)
-    error = f"{kind} {final.get(status_key)}: {final.get('FailureCode')}: {final.get('FailureMessage')}"
+    code, why = final.get("FailureCode"), final.get("FailureMessage")
+    # A CANCELLED operation has no failure code or message: none is printed as "None: None".
+    error = f"{kind} {final.get(status_key)}" + "".join(f": {x}" for x in (code, why) if x)
     report.status, report.error = "failed", error
-    return deliver(report, report_path, FatalError(error, table=table, code=final.get("FailureCode")))
+    return deliver(report, report_path, FatalError(error, table=table, code=code))
 
 
 def _check_pitr(client: DynamoClient, table: str, export_time: Optional[_dt.datetime]) -> None:
@@ -228,6 +292,9 @@ def native_export(
         raise UsageError("--export-time and --incremental are exclusive (an incremental export has its own window)")
     if export_format not in ("DYNAMODB_JSON", "ION"):
         raise UsageError(f"export format must be DYNAMODB_JSON or ION, not {export_format!r}")
+    if view_type not in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES"):
+        raise UsageError(f"view type must be NEW_IMAGE or NEW_AND_OLD_IMAGES, not {view_type!r}")
+    check_watching(poll_interval, timeout)
     bucket, prefix = split_s3_uri(s3_uri)
     at = parse_time(export_time, "--export-time") if export_time is not None else None
     window: Optional[Tuple[_dt.datetime, _dt.datetime]] = None
@@ -255,10 +322,9 @@ def native_export(
             req["ExportType"] = "INCREMENTAL_EXPORT"
             req["IncrementalExportSpecification"] = {"ExportFromTime": window[0], "ExportToTime": window[1],
                                                      "ExportViewType": view_type}
-        try:
-            first = c.control.export_table_to_point_in_time(**req)["ExportDescription"]
-        except Exception as e:
-            raise aws_error(e, table.table, "ExportTableToPointInTime") from None
+        first = _start(lambda: c.control.export_table_to_point_in_time(**req)["ExportDescription"],
+                       "ExportTableToPointInTime", table.table,
+                       f"aws dynamodb list-exports --table-arn {desc['TableArn']}")
     else:
         first = _describe_export(c, export_arn, table.table)
     arn = str(first.get("ExportArn"))
@@ -269,24 +335,24 @@ def native_export(
 
     def snapshot(d: Dict[str, Any]) -> Dict[str, Any]:
         status = str(d.get("ExportStatus", "?"))
-        billed = d.get("BilledSizeBytes")
+        billed = count(d, "BilledSizeBytes")
         parts = [status]
         if billed is not None:
-            parts.append(f"billed {fmt_bytes(int(billed))}")
-        return {"done": int(d.get("ItemCount") or 0), "total": None, "status": " ".join(parts)}
+            parts.append(f"billed {fmt_bytes(billed)}")
+        return {"done": count(d, "ItemCount") or 0, "total": None, "status": " ".join(parts)}
 
     watch = Watch("native-export", lambda: _describe_export(c, arn, table.table), snapshot, TERMINAL_EXPORT,
                   "ExportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
-                  clock=clock, observer=observer, cancel=cancel)
+                  clock=clock, observer=observer, cancel=cancel, follow=follow_text("export", arn))
     t0 = clock()
     final = _watch_to_end(watch, first, "export", arn)
     report.duration_seconds = round(clock() - t0, 3)
     report.timeline = watch.timeline
     report.finished_at = utcnow()
-    items = int(final.get("ItemCount") or 0)
+    items = count(final, "ItemCount") or 0
     report.counters = {"read": items, "written": items}
-    report.extra.update({"export_status": final.get("ExportStatus"), "billed_size_bytes": final.get("BilledSizeBytes"),
-                         "item_count": final.get("ItemCount"), "export_path": export_folder(bucket, prefix, final),
+    report.extra.update({"export_status": final.get("ExportStatus"), "billed_size_bytes": count(final, "BilledSizeBytes"),
+                         "item_count": count(final, "ItemCount"), "export_path": export_folder(bucket, prefix, final),
                          "polls": watch.polls})
     if at is not None:
         report.extra["export_time"] = at.isoformat()
@@ -366,6 +432,7 @@ def native_import(
         raise UsageError(f"input format must be DYNAMODB_JSON, ION or CSV, not {input_format!r}")
     if compression not in ("GZIP", "ZSTD", "NONE"):
         raise UsageError(f"compression must be GZIP, ZSTD or NONE, not {compression!r}")
+    check_watching(poll_interval, timeout)
     bucket, key_prefix, is_export = import_prefix(s3_uri)
     c = client or DynamoClient(table, pool_size=2)
     report = Report(job="native-import", source=s3_uri, target=table.describe())
@@ -383,10 +450,8 @@ def native_import(
                                "TableCreationParameters": params}
         if compression != "NONE":
             req["InputCompressionType"] = compression
-        try:
-            first = c.control.import_table(**req)["ImportTableDescription"]
-        except Exception as e:
-            raise aws_error(e, table.table, "ImportTable") from None
+        first = _start(lambda: c.control.import_table(**req)["ImportTableDescription"], "ImportTable",
+                       table.table, "aws dynamodb list-imports")
         report.extra["notes"] = notes
     else:
         first = _describe_import(c, import_arn, table.table)
@@ -397,33 +462,43 @@ def native_import(
     t0 = clock()
 
     def snapshot(d: Dict[str, Any]) -> Dict[str, Any]:
-        done = int(d.get("ProcessedItemCount") or 0)
-        parts = [str(d.get("ImportStatus", "?")), fmt_bytes(d.get("ProcessedSizeBytes"))]
-        if d.get("ErrorCount"):
-            parts.append(f"errors {d['ErrorCount']}")
-        return {"done": done, "total": total_items, "status": " ".join(parts),
-                "dead_lettered": int(d.get("ErrorCount") or 0)}
+        done, errors = import_counts(d)[0], count(d, "ErrorCount") or 0
+        parts = [str(d.get("ImportStatus", "?")), fmt_bytes(count(d, "ProcessedSizeBytes"))]
+        if errors:
+            parts.append(f"errors {errors}")
+        return {"done": done, "total": total_items, "status": " ".join(parts), "dead_lettered": errors}
 
     watch = Watch("native-import", lambda: _describe_import(c, arn, table.table), snapshot, TERMINAL_IMPORT,
                   "ImportStatus", progress=progress, poll_interval=poll_interval, timeout=timeout, sleep=sleep,
-                  clock=clock, observer=observer, cancel=cancel)
+                  clock=clock, observer=observer, cancel=cancel, follow=follow_text("import", arn))
     final = _watch_to_end(watch, first, "import", arn)
     elapsed = clock() - t0
-    processed = int(final.get("ProcessedItemCount") or 0)
-    imported = int(final.get("ImportedItemCount") or (processed - int(final.get("ErrorCount") or 0)))
-    errors = int(final.get("ErrorCount") or 0)
+    processed, imported, errors = import_counts(final)
     report.counters = {"read": processed, "written": imported, "dead_lettered": errors}
     report.duration_seconds = round(elapsed, 3)
     report.items_per_second = round(imported / elapsed, 1) if elapsed > 0 else 0.0
     report.timeline = watch.timeline
     report.finished_at = utcnow()
     report.dead_letter_path = final.get("CloudWatchLogGroupArn")
-    report.extra.update({"import_status": final.get("ImportStatus"), "processed_size_bytes": final.get("ProcessedSizeBytes"),
+    report.extra.update({"import_status": final.get("ImportStatus"), "processed_size_bytes": count(final, "ProcessedSizeBytes"),
                          "cloudwatch_log_group": final.get("CloudWatchLogGroupArn"), "table_arn": final.get("TableArn"),
                          "polls": watch.polls})
     if errors:
         report.dead_letter_reasons = {"import_error": errors}
     return _settle(report, final, "import", "ImportStatus", table.table, report_path)
+
+
+def import_counts(d: Mapping[str, Any]) -> Tuple[int, int, int]:
+    """(processed, imported, errors) of a DescribeImport answer, each a count >= 0. A count the
+    answer lacks (or gives malformed) is derived from the others, and processed is at least
+    imported + errors, so the counts add up (read = written + dead_lettered) instead of showing
+    ``read 0, written 10``."""
+    processed, imported, errors = (count(d, k) for k in ("ProcessedItemCount", "ImportedItemCount", "ErrorCount"))
+    errors = errors or 0
+    if imported is None:
+        imported = max(0, (processed or 0) - errors)
+    # processed is never below imported + errors: every item imported or rejected was processed
+    return max(processed or 0, imported + errors), imported, errors
 
 
 def _describe_import(c: DynamoClient, arn: str, table: str) -> Dict[str, Any]:

@@ -11,9 +11,11 @@ cost, so the choice is visible; an unknown price leaves its cost None.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..aws.capacity import capacity_limit
+from ..errors import UsageError
 from .model import (
     BULK_PUT,
     ENGINE,
@@ -250,6 +252,8 @@ def _replica_lane(c: Calc, engine: Lane) -> Lane:
     else:
         lane.available = True
     lane.write_units = dict(engine.write_units)
+    # DynamoDB copies the items into the replica: no Scan of ours (the same keys as every lane's)
+    lane.read_units = {"table": 0.0, "total": 0.0}
     table_units = lane.write_units.get("table", 0.0)
     other = lane.write_units.get("total", 0.0) - table_units
     lane.cost_parts["replicated writes"] = c.cost(table_units, "replicated_write_per_million", 1e6)
@@ -304,6 +308,26 @@ def hot_key_warnings(c: Calc, engine: Lane) -> Tuple[Dict[str, Any], List[str]]:
                     engine.notes.append(f"hot key {spread.attribute}={value!r} ({where}): {split}")
         keys[name] = entry
     return keys, warnings
+
+
+def _check_finite(lane: Lane) -> None:
+    """A UsageError (exit 2, one line) naming the first figure of ``lane`` that is not a finite
+    number. Only out-of-range inputs make one (``--max-write-units 1e-320``, a ``--prices`` figure
+    of 1e-320 GB/h or a price of 1e308): shown, an infinite time was an OverflowError (exit 1), an
+    infinite cost "$inf" (and null in the JSON, which means an unknown price)."""
+    figures: List[Tuple[str, Optional[float]]] = [("cost", lane.cost_usd), ("on-demand cost", lane.cost_on_demand_usd),
+                                                  ("provisioned cost", lane.cost_provisioned_usd)]
+    figures += [(f"cost of {k}", v) for k, v in lane.cost_parts.items()]
+    figures += [(f"time bound {k!r}", v) for k, v in lane.bounds.items()]
+    figures += [(f"write units ({k})", v) for k, v in lane.write_units.items()]
+    figures += [(f"read units ({k})", v) for k, v in lane.read_units.items()]
+    figures += [(f"bytes written ({k})", v) for k, v in lane.bytes_written.items()]
+    figures.append(("time", lane.duration_s))
+    for what, v in figures:
+        if v is not None and not math.isfinite(v):
+            raise UsageError(f"estimate: the {what} of the lane {lane.title!r} is {v}, not a finite number: an input "
+                             "is out of range (an option such as --max-write-units or --max-read-units, a --prices "
+                             "price or throughput figure, or the table's reported size)")
 
 
 def split_for_heat(kind: str, sort_attr: Optional[str], distinct_sorts: int, has_lsi: bool) -> str:
@@ -385,6 +409,8 @@ def estimate_job(job: Job, *, source_label: str = "", target_label: str = "") ->
         "value (table or GSI) is counted against one partition's 1,000 WCU/s, whatever its sort keys; a split for "
         "heat by sort-key range (possible with a sort key and, on the table, no LSI) is not counted on",
     ]))
+    for ln in lanes:
+        _check_finite(ln)
     return Estimate(job=job.kind, source=source_label, target=target_label, region=c.p.region,
                     prices=prices, inputs=inputs, keys=keys, lanes=lanes, warnings=warnings,
                     assumptions=assumptions)

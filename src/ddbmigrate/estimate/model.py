@@ -47,6 +47,8 @@ def usd(v: Optional[float]) -> str:
     """Dollars with cents, or with significant digits below a dollar ($0.000030)."""
     if v is None:
         return "unknown"
+    if not math.isfinite(v):
+        return f"${v}"
     if v >= 1 or v <= 0:
         return f"${v:,.2f}"
     decimals = max(4, 1 - math.floor(math.log10(v)))
@@ -56,6 +58,8 @@ def usd(v: Optional[float]) -> str:
 def fmt_duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return "?"
+    if not math.isfinite(seconds):
+        return "unbounded" if seconds > 0 else "?"
     s = int(math.ceil(seconds))
     if s < 60:
         return f"{s} s"
@@ -384,4 +388,5 @@ class Calc:
             lane.duration_s, lane.limited_by = 0.0, None
             return
         name, secs = max(lane.bounds.items(), key=lambda kv: kv[1])
-        lane.duration_s, lane.limited_by = secs, name
+        # nothing to do (an empty table) takes 0 s, limited by nothing
+        lane.duration_s, lane.limited_by = secs, (name if secs > 0 else None)
