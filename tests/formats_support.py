@@ -1,9 +1,11 @@
-"""Test helpers for file formats: hypothesis strategies of every DynamoDB type, and Ion written
-with amazon.ion's own writer in AWS's type mapping (independent of ddbmigrate's Ion writer)."""
+"""Test helpers for file formats: hypothesis strategies of every DynamoDB type, Ion written
+with amazon.ion's own writer in AWS's type mapping (independent of ddbmigrate's Ion writer), and
+Data Pipeline's Hive export lines as the emr-dynamodb-connector's Gson writes them."""
 
 from __future__ import annotations
 
 import base64
+import json
 from decimal import Decimal
 from typing import Any, Dict
 
@@ -61,3 +63,43 @@ def aws_ion_line(item: Dict[str, Any]) -> bytes:
     return text.encode() if isinstance(text, str) else text
 
 
+
+
+# --------------------------------------------------------------------------- Data Pipeline's Hive export
+
+# The type names the emr-dynamodb-connector's Gson writes: by reflection over the SDK v1
+# AttributeValue's fields, or lower-cased by its SDK v2 AttributeValueSerializer.
+GSON_NAMES = {
+    "v1": {"S": "s", "N": "n", "B": "b", "SS": "sS", "NS": "nS", "BS": "bS", "M": "m", "L": "l", "BOOL": "bOOL",
+           "NULL": "nULLValue"},
+    "v2": {"S": "s", "N": "n", "B": "b", "SS": "ss", "NS": "ns", "BS": "bs", "M": "m", "L": "l", "BOOL": "bool",
+           "NULL": "null"},
+}
+
+
+def gson_value(v: Dict[str, Any], sdk: str) -> Dict[str, Any]:
+    ((t, x),) = v.items()
+    name = GSON_NAMES[sdk][t]
+    if t == "M":
+        return {name: {k: gson_value(e, sdk) for k, e in x.items()}}
+    if t == "L":
+        return {name: [gson_value(e, sdk) for e in x]}
+    return {name: x}
+
+
+def gson_json(obj: Any, ascii_only: bool = False) -> str:
+    """JSON as Gson (``disableHtmlEscaping``) writes it: compact, every control character escaped,
+    and U+2028/U+2029 too; ``ascii_only`` escapes the rest, which any JSON reader must accept."""
+    text = json.dumps(obj, ensure_ascii=ascii_only, separators=(",", ":"))
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def hive_line(item: Dict[str, Any], sdk: str = "v1", ascii_only: bool = False) -> bytes:
+    """One line of Data Pipeline's Hive export (``item map<string,string>`` in Hive's default text
+    format): ``name \\x03 value`` fields joined by ``\\x02``, the name raw, the value Gson's JSON."""
+    return "\x02".join(f"{name}\x03{gson_json(gson_value(v, sdk), ascii_only)}" for name, v in item.items()).encode()
+
+
+# Names a Hive line can hold: Hive writes a name raw, so none holds a delimiter or a newline.
+hive_item = st.dictionaries(st.text(min_size=1, max_size=6).filter(lambda s: not set(s) & {"\x02", "\x03", "\n"}),
+                            _value, min_size=1, max_size=5)

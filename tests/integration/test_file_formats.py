@@ -33,7 +33,7 @@ from ddbmigrate.jobs.export import export_table
 from ddbmigrate.jobs.import_files import import_files
 from ddbmigrate.storage.stores import S3Settings
 from support import as_set, create_table, every_type_items, put_items, scan_all, unique
-from formats_support import _value, aws_ion_line
+from formats_support import _value, aws_ion_line, hive_line
 
 pytestmark = pytest.mark.integration
 
@@ -521,6 +521,94 @@ def test_data_pipeline_dead_letters_replay_as_the_items_they_are(endpoint: str, 
         {"pk": {"S": "c"}, "m": {"M": {"bin": {"B": "AA=="}}}}])
 
 
+def test_data_pipeline_hive_export(endpoint: str, tmp_path: Path) -> None:
+    # The older "Export DynamoDB table to S3" template: EMR + Hive writes \x02/\x03 lines of the
+    # connector's Gson JSON (SDK v1 field names, or SDK v2's lower-cased ones), files named by Hive.
+    every = every_type_items() + items(25)
+    folder = tmp_path / "2014-05-01-00-00-00"
+    folder.mkdir()
+    (folder / "000000").write_bytes(b"".join(hive_line(i, "v1") + b"\n" for i in every[:10]))
+    (folder / "000001").write_bytes(gzip.compress(b"".join(hive_line(i, "v2") + b"\n" for i in every[10:])))
+    (folder / "_SUCCESS").write_bytes(b"")
+    dst = create_table(endpoint)
+    r = cli("import", str(folder), dst, "--endpoint-url", endpoint, "--quiet", "--input-format", "data-pipeline-hive")
+    assert r.returncode == 0, r.stderr
+    assert as_set(scan_all(endpoint, dst)) == as_set(every)
+    # A file named alone is told by its content (in a folder, files with no extension are data
+    # only when the format is named, as for Data Pipeline's JSON files without their manifest).
+    dst2 = create_table(endpoint)
+    rep = import_files(str(folder / "000001"), ref(endpoint, dst2), OFF)
+    assert rep.extra["file_formats"] == {"000001": "data-pipeline-hive"} and rep.exit_code == 0
+    assert as_set(scan_all(endpoint, dst2)) == as_set(every[10:])
+    r = cli("import", str(folder / "000000"), dst, "--endpoint-url", endpoint, "--quiet", "--input-format",
+            "data-pipeline")
+    assert r.returncode == 2 and "not data-pipeline" in r.stderr and "try --input-format data-pipeline-hive" in r.stderr
+
+
+def test_data_pipeline_hive_bad_lines_dead_letter_and_replay(endpoint: str, tmp_path: Path) -> None:
+    folder = tmp_path / "hive"
+    folder.mkdir()
+    lines = [hive_line({"pk": {"S": "a"}, "n": {"N": "1"}}),
+             b'pk\x03{"s":"b"}\x02n\x03{"n":"2"',  # cut short: invalid JSON
+             b'pk\x03{"s":"c"}\x02tags\x03{"sS":[]}',  # converts, but an empty set
+             b'pk\x03{"s":"d"}\x02name\x03{"s":"caf\xe9"}']  # not UTF-8
+    (folder / "000000_0").write_bytes(b"\n".join(lines) + b"\n")
+    dst = create_table(endpoint)
+    dl = tmp_path / "dl.jsonl"
+    r = cli("import", str(folder / "000000_0"), dst, "--endpoint-url", endpoint, "--quiet", "--dead-letter", str(dl))
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    assert as_set(scan_all(endpoint, dst)) == as_set([{"pk": {"S": "a"}, "n": {"N": "1"}}])
+    records = [json.loads(ln) for ln in dl.read_text().splitlines()]
+    assert [r["origin"] for r in records] == ["000000_0:2", "000000_0:3", "000000_0:4"]
+    assert records[0]["reason"].startswith("invalid JSON in the value of 'n'")
+    assert records[0]["raw"].encode() == lines[1] and json.loads(records[1]["raw"])["tags"] == {"SS": []}
+    assert records[2]["reason"].startswith("not valid UTF-8") and base64.b64decode(records[2]["raw_b64"]) == lines[3]
+    # Replayed unedited: the same lines are dead letters again, the bytes still exact.
+    dl2 = tmp_path / "dl2.jsonl"
+    r = cli("import", str(dl), dst, "--endpoint-url", endpoint, "--quiet", "--dead-letter", str(dl2))
+    assert r.returncode == 3, r.stderr
+    assert len(dl2.read_text().splitlines()) == 3 and len(scan_all(endpoint, dst)) == 1
+    assert base64.b64decode(json.loads(json.loads(dl2.read_text().splitlines()[2])["raw"])["raw_b64"]) == lines[3]
+    # Fixed where the dead letters keep them: the items they are (Hive lines read as Hive again).
+    records[0]["raw"] = records[0]["raw"] + "}"
+    records[1]["raw"] = records[1]["raw"].replace("[]", '["x"]')
+    records[2]["raw"] = records[2]["raw"].replace("\ufffd", "\u00e9")
+    (tmp_path / "fixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    rep = import_files(str(tmp_path / "fixed.jsonl"), ref(endpoint, dst), OFF)
+    assert rep.exit_code == 0
+    assert as_set(scan_all(endpoint, dst)) == as_set([
+        {"pk": {"S": "a"}, "n": {"N": "1"}}, {"pk": {"S": "b"}, "n": {"N": "2"}},
+        {"pk": {"S": "c"}, "tags": {"SS": ["x"]}}, {"pk": {"S": "d"}, "name": {"S": "caf\u00e9"}}])
+
+
+def test_data_pipeline_invalid_json_lines_replay_as_data_pipeline(endpoint: str, tmp_path: Path) -> None:
+    folder = tmp_path / "dp"
+    folder.mkdir()
+    name = "5d2bf1ba-829e-402f-a9a4-2849b974be01"
+    bad = [b'{"pk":{"s":"b"},"m":{"m":{"k":{"s":"v"}}},}', b'{"pk":{"s":"c"},"x":{"s":"\xff"}}']
+    (folder / name).write_bytes(jl([{"pk": {"s": "a"}}]) + b"\n".join(bad) + b"\n")
+    (folder / "manifest").write_bytes(dumps({"name": "DynamoDB-export", "version": 3, "entries": [
+        {"url": f"s3://bucket/backups/{name}", "mandatory": True}]}))
+    dst = create_table(endpoint)
+    dl = tmp_path / "dl.jsonl"
+    rep = import_files(str(folder), ref(endpoint, dst), RunOptions(progress="off", dead_letter=str(dl)))
+    assert rep.exit_code == 3 and len(scan_all(endpoint, dst)) == 1
+    records = [json.loads(ln) for ln in dl.read_text().splitlines()]
+    assert [r["origin"] for r in records] == [f"{name}:2", f"{name}:3"]
+    assert records[0]["raw"].encode() == bad[0] and base64.b64decode(records[1]["raw_b64"]) == bad[1]
+    # Unedited, each is dead-lettered again (its bytes kept exactly), and nothing is written.
+    rep = import_files(str(dl), ref(endpoint, dst), RunOptions(progress="off", dead_letter=str(tmp_path / "d2.jsonl")))
+    assert rep.exit_code == 3 and rep.dead_lettered == 2 and len(scan_all(endpoint, dst)) == 1
+    # Fixed: Data Pipeline items, never {"s": ...} read as a map.
+    records[0]["raw"] = records[0]["raw"].replace("}},}", "}}}")
+    records[1]["raw"] = records[1]["raw"].replace("\ufffd", "y")
+    (tmp_path / "fixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    rep = import_files(str(tmp_path / "fixed.jsonl"), ref(endpoint, dst), OFF)
+    assert rep.exit_code == 0
+    assert as_set(scan_all(endpoint, dst)) == as_set([
+        {"pk": {"S": "a"}}, {"pk": {"S": "b"}, "m": {"M": {"k": {"S": "v"}}}}, {"pk": {"S": "c"}, "x": {"S": "y"}}])
+
+
 # --------------------------------------------------------------------------- detection and errors
 
 
@@ -608,7 +696,8 @@ def test_input_format_lists_every_format() -> None:
     from ddbmigrate.cli import main
 
     out = CliRunner().invoke(main, ["import", "--help"], terminal_width=200).output
-    for f in ("auto", "dynamodb-json", "json", "ion", "csv", "aws-scan", "dynamodump", "data-pipeline"):
+    for f in ("auto", "dynamodb-json", "json", "ion", "csv", "aws-scan", "dynamodump", "data-pipeline",
+              "data-pipeline-hive"):
         assert f in out
     assert "--csv-header" in out and "--csv-delimiter" in out
     assert "dynamodb-json|json|ion" in CliRunner().invoke(main, ["export", "--help"], terminal_width=200).output

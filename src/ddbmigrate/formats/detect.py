@@ -5,7 +5,8 @@ classified, and a specific format (DynamoDB JSON, an incremental export, a dead-
 Data Pipeline export) is chosen only when it explains at least half of them; otherwise the file
 is plain JSON. So a plain JSON file whose items have an attribute named ``Item``, ``Keys`` or
 ``Metadata`` stays plain JSON. The ``{"Item": ...}`` wrapper counts only when it is the line's
-single key and its value is shaped like a DynamoDB item.
+single key and its value is shaped like a DynamoDB item. Lines holding a raw ``\\x03`` (no JSON or
+Ion text does) are first tried as Data Pipeline's Hive export, by the same rule of half.
 
 Invariant: pure (bytes in, a :class:`Detected` out); the caller reads the head of the file.
 """
@@ -24,7 +25,7 @@ import orjson
 from ..core.items import ALL_TYPES
 from ..state.deadletter import RECORD_KEYS
 from . import ion
-from .records import looks_data_pipeline, looks_scan_page
+from .records import HIVE_NAME, looks_data_pipeline, looks_hive_line, looks_scan_page
 
 SAMPLE = 100
 
@@ -37,6 +38,7 @@ FORMATS: Dict[str, str] = {
     "aws-scan": "`aws dynamodb scan --output json` documents (one or several pages)",
     "dynamodump": "dynamodump backup data pages (data/0001.json ...)",
     "data-pipeline": "AWS Data Pipeline DynamoDB-export lines (lowercase type keys)",
+    "data-pipeline-hive": "AWS Data Pipeline Hive export lines (\\x02 between attributes, \\x03 after a name)",
 }
 INPUT_FORMATS = ("auto", *FORMATS)
 # What a file is read with: aws-scan and dynamodump pages are the same Scan documents.
@@ -98,6 +100,15 @@ def _vote(objs: List[Any]) -> Optional[str]:
     return "json"
 
 
+def _hive_vote(lines: List[bytes]) -> Optional[Detected]:
+    """Data Pipeline Hive lines when at least half of the sampled lines are."""
+    n = sum(map(looks_hive_line, lines))
+    if lines and n * 2 >= len(lines):
+        return Detected("data-pipeline-hive", f"{n} Data Pipeline Hive line(s)" +
+                        (f", {len(lines) - n} other" if n < len(lines) else ""))
+    return None
+
+
 def _array_elements(text: str) -> List[Any]:
     dec = json.JSONDecoder(parse_float=Decimal)
     out: List[Any] = []
@@ -132,6 +143,10 @@ def detect(head: bytes, name: str, complete: bool) -> Detected:
         return Detected("csv", "a .csv file")
     if stem.endswith(".ion"):
         return Detected("ion", "a .ion file")
+    if HIVE_NAME in body:  # (no JSON or Ion text holds a raw \x03: only then are lines split)
+        hive = _hive_vote(_sample_lines(body, complete))
+        if hive is not None:
+            return hive
     if body[:1] == b"[":
         elems = _array_elements(body.decode("utf-8", "replace"))
         afmt = _vote(elems) or "json"
@@ -188,6 +203,11 @@ def check_sample(head: bytes, fmt: str, complete: bool) -> Optional[str]:
     if not body or reader == "csv":
         return None
     lines = _sample_lines(body, complete)
+    if fmt == "data-pipeline-hive":
+        if not lines or any(map(looks_hive_line, lines)):
+            return None
+        return (f"no line of the first {len(lines)} is a Hive line (attributes separated by \\x02, each name "
+                "followed by \\x03 and its value as JSON)")
     if reader == "scan":
         if body[:1] != b"{":
             return "it does not start with a JSON object"

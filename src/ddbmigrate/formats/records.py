@@ -3,6 +3,14 @@
 * AWS Data Pipeline (``DynamoDB-export``) lines carry the SDK v1 ``AttributeValue`` field names:
   ``{"s":..}``, ``{"n":..}``, ``{"b":..}``, ``{"sS":[..]}``, ``{"nS":[..]}``, ``{"bS":[..]}``,
   ``{"m":{..}}``, ``{"l":[..]}``, ``{"bOOL":..}``, ``{"nULLValue":true}`` (``nULL`` also read).
+* Data Pipeline's older Hive export (EMR, ``DynamoDBStorageHandler``, an ``item map<string,string>``
+  column written by Hive's default text format) writes one item per line: attributes separated by
+  ``\\x02``, each attribute's name (raw text) and value by ``\\x03``; the value is the connector's
+  Gson JSON of the ``AttributeValue`` (emr-dynamodb-connector ``HiveDynamoDBItemType``, read back
+  by its ``DynamoDBExportSerDe``). Connectors on SDK v1 write the field names above; on SDK v2 its
+  ``AttributeValueSerializer`` writes the type names lower-cased (``ss``, ``ns``, ``bs``,
+  ``bool``, ``null``). Binary is base64 in both. Gson escapes every control character inside the
+  JSON, so only a name can hold a raw ``\\x02``/``\\x03``/newline, and no such name can be written.
 * A scan page (``aws dynamodb scan --output json``, a dynamodump ``data/0001.json``) is a JSON
   document with ``Items`` (wire items), ``Count``, ``ScannedCount`` and maybe
   ``LastEvaluatedKey``/``NextToken``/``ConsumedCapacity``.
@@ -73,9 +81,7 @@ def _dp_value(v: Any, path: str) -> Dict[str, Any]:
         if not isinstance(x, list):
             raise RecordProblem(f"{path}: l must be a list")
         return {"L": [_dp_value(e, f"{path}[{i}]") for i, e in enumerate(x)]}
-    if t == "NULL":
-        return {"NULL": True}
-    return {t: x}
+    return {t: x}  # (NULL false, a BOOL that is a string, ...: item_problem says why, nothing is guessed)
 
 
 def from_data_pipeline(obj: Any) -> WireItem:
@@ -87,6 +93,49 @@ def from_data_pipeline(obj: Any) -> WireItem:
     if p:
         raise RecordProblem(p, item)
     return item
+
+
+# --------------------------------------------------------------------------- Data Pipeline Hive lines
+
+HIVE_FIELD = b"\x02"  # between attributes (Hive's collection-items delimiter)
+HIVE_NAME = b"\x03"  # between an attribute's name and its value (Hive's map-keys delimiter)
+
+
+def looks_hive_line(line: bytes) -> bool:
+    """Every field of the line a name, one ``\\x03`` and a JSON object (for detection: no JSON
+    text, Ion text or CSV holds a raw ``\\x03``; a value is not parsed here)."""
+    if HIVE_NAME not in line:
+        return False
+    for field in line.rstrip(b"\r").split(HIVE_FIELD):
+        _, sep, value = field.partition(HIVE_NAME)
+        if not sep or HIVE_NAME in value or not (value.startswith(b"{") and value.endswith(b"}")):
+            return False
+    return True
+
+
+def hive_fields(line: bytes) -> List[Tuple[str, bytes]]:
+    """A Hive line -> ``[(name, value JSON)]`` in line order. Raises RecordProblem: a line that is
+    not UTF-8, a field without exactly one ``\\x03``, a name given twice, Hive's NULL (``\\N``)."""
+    if line == b"\\N":
+        raise RecordProblem("invalid Hive line: \\N is Hive's NULL, not an item")
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as u:
+        raise RecordProblem(f"not valid UTF-8: byte {u.start + 1} of the line is {line[u.start:u.start + 1]!r}") \
+            from None
+    out: List[Tuple[str, bytes]] = []
+    seen = set()
+    for i, field in enumerate(line.split(HIVE_FIELD), 1):
+        parts = field.split(HIVE_NAME)
+        if len(parts) != 2:
+            raise RecordProblem(f"invalid Hive line: field {i} has {'no' if len(parts) == 1 else len(parts) - 1} "
+                                "\\x03 between its name and value (expected exactly one)")
+        name = parts[0].decode("utf-8")
+        if name in seen:
+            raise RecordProblem(f"the attribute {name!r} appears twice in the line (a reader would keep one of them)")
+        seen.add(name)
+        out.append((name, parts[1]))
+    return out
 
 
 # --------------------------------------------------------------------------- scan pages
@@ -157,9 +206,13 @@ __all__ = [
     "RecordProblem",
     "csv_header_problem",
     "csv_item",
+    "HIVE_FIELD",
+    "HIVE_NAME",
     "first_keys",
     "from_data_pipeline",
+    "hive_fields",
     "looks_data_pipeline",
+    "looks_hive_line",
     "looks_scan_page",
     "parse_csv_header",
 ]

@@ -1,5 +1,6 @@
 """Read items from files: AWS exports (full; DYNAMODB_JSON or ION), DynamoDB-JSON lines, plain
-JSON (lines or an array), Ion, CSV, Scan documents (aws CLI, dynamodump), Data Pipeline lines.
+JSON (lines or an array), Ion, CSV, Scan documents (aws CLI, dynamodump), Data Pipeline lines (JSON
+or Hive).
 
 Each file's format is decided before the job (:mod:`ddbmigrate.sources.detection`) and carried
 in its :class:`FileEntry`; this module reads it.
@@ -53,7 +54,6 @@ from ..formats.records import (
     csv_reject_raw,
     csv_header_problem,
     csv_item,
-    from_data_pipeline,
     parse_csv_header,
 )
 from ..state.deadletter import raw_text
@@ -63,13 +63,17 @@ from .documents import JsonText, ValueSkipped, every_line
 from .lines import (
     CORRUPT_ERRORS,
     MAX_LINE,
+    Line,
     LineStream,
+    PIPELINE_TAGS,
     TooLong,
     convert_decoded,
     corrupt_reason,
-    duplicate_name,
+    data_pipeline_line,
     duplicate_reason,
+    hive_line,
     parse_line,
+    pipeline_reject,
     replay_refusal,
     short_json,
     unicode_problem,
@@ -90,7 +94,7 @@ CHUNK_BYTES = 4 * 1024 * 1024
 FIRST_RECORDS = 100
 # Reasons that say a line is not the format's syntax at all, as opposed to a bad item in it.
 SYNTAX_REASONS = ("invalid JSON", "not valid UTF-8", "invalid Ion", "expected one Ion value", "expected a JSON object",
-                  "expected an Ion struct")
+                  "expected an Ion struct", "invalid Hive line")
 # How parse_item names the line formats it reads.
 _LINE_FMT = {"dynamodb-json": "ddb", "json": "plain", "dead-letter": "deadletter"}
 
@@ -242,7 +246,8 @@ class FileSource(SourceBase):
         nonblank = 0
         name = self._fmt(f)
         fmt = _LINE_FMT.get(name, name)
-        other: Any = {"ion": ion.parse_item_line, "data-pipeline": _data_pipeline_line}.get(name)
+        other: Any = {"ion": ion.parse_item_line, "data-pipeline": data_pipeline_line,
+                      "data-pipeline-hive": hive_line}.get(name)
         chunk = Chunk(position=start, origins=[], encs=[])
         nbytes = 0
         parsed = failed = 0  # records of this file parsed / failed from its first line (invariant 5)
@@ -252,7 +257,8 @@ class FileSource(SourceBase):
             if ls.first_char() == b"[" and other is None:  # first_char also drops a UTF-8 BOM
                 yield from self._read_array(f, ls, start, stop)
                 return
-            for lineno, line in ls.numbered():
+            # (A Hive line starts with an attribute's raw name, which may start with a space.)
+            for lineno, line in (ls.numbered() if other is not hive_line else _unstripped(ls)):
                 if other is ion.parse_item_line and not isinstance(line, TooLong) and ion.is_marker_line(line):
                     continue  # no record (nor one the manifest's itemCount counts)
                 nonblank += 1
@@ -298,8 +304,8 @@ class FileSource(SourceBase):
                     else:
                         syntax_failed += reason is not None and reason.startswith(SYNTAX_REASONS)
                         raw = line if other is not ion.parse_item_line or line.startswith(ion.IVM) else ion.IVM + b" " + line
-                        if other is _data_pipeline_line:
-                            raw = _data_pipeline_reject_raw(text)
+                        if name in PIPELINE_TAGS:
+                            raw, reason = pipeline_reject(text, name, reason or "invalid")
                         # The whole line, so that a replay of the dead letter reads it again (an
                         # Ion line marked as Ion).
                         chunk.rejects.append((raw_text(raw), reason or "invalid", origin))
@@ -661,31 +667,11 @@ _SCAN_OTHER_KEYS = frozenset(("Count", "ScannedCount", "LastEvaluatedKey", "Cons
                               "ResponseMetadata"))
 
 
-def _data_pipeline_line(line: bytes) -> Tuple[Optional[Any], Optional[str]]:
-    try:
-        obj = orjson.loads(line)
-        dup = duplicate_name(line, obj)
-        return (None, dup) if dup else (from_data_pipeline(obj), None)
-    except orjson.JSONDecodeError as e:
-        return None, f"invalid JSON: {e}"
-    except RecordProblem as e:
-        return None, str(e)
-
-
-def _data_pipeline_reject_raw(line: bytes) -> bytes:
-    """A rejected Data Pipeline line as its dead letter keeps it: the DynamoDB-JSON item it made,
-    when its names converted (a replay reads its raw line as DynamoDB JSON or plain JSON, where
-    ``{"s": ...}`` is a map); else the line as it was."""
-    try:
-        obj = orjson.loads(line)
-        if duplicate_name(line, obj) is None:
-            from_data_pipeline(obj)
-    except RecordProblem as e:
-        if e.item is not None:
-            return orjson.dumps(e.item)
-    except orjson.JSONDecodeError:
-        pass
-    return line
+def _unstripped(ls: LineStream) -> Iterator[Tuple[int, Line]]:
+    """``LineStream.numbered`` that keeps a line's leading spaces (blank lines are still none)."""
+    for lineno, line in enumerate(every_line(ls), 1):
+        if isinstance(line, TooLong) or line.strip():
+            yield lineno, line
 
 
 def _problem(e: BaseException, line: Optional[int]) -> Tuple[str, Optional[int]]:

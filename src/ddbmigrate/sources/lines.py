@@ -30,6 +30,7 @@ import orjson
 from ..core.items import ALL_TYPES, WireItem, from_python, item_problem, valid_item_names
 from ..errors import InvalidItemError, RetriableError
 from ..formats.compression import HEAD, ZstdError, ZstdReader, codec_of
+from ..formats.records import RecordProblem, from_data_pipeline, hive_fields
 from ..state.deadletter import raw_bytes
 from ..storage.stores import Storage
 
@@ -507,6 +508,10 @@ def _from_dead_letter(obj: Dict[str, Any]) -> Tuple[Optional[WireItem], Optional
             data = raw_bytes(obj) or b""
         except ValueError:
             return None, "dead-letter line's raw_b64 is not base64"
+        fmt = pipeline_format(reason)
+        if fmt is not None:  # a Data Pipeline line kept as it was: read as one again, never as plain JSON
+            got, why, _ = parse_pipeline_line(data, fmt)
+            return got, why
         if data.lstrip().startswith(b"$ion_1_0"):  # an Ion file's line (files.py marks every one)
             from ..formats import ion
 
@@ -515,6 +520,74 @@ def _from_dead_letter(obj: Dict[str, Any]) -> Tuple[Optional[WireItem], Optional
         return got, reason
     p = item_problem(item)
     return (None, p) if p else (item, None)
+
+
+# --------------------------------------------------------------------------- AWS Data Pipeline lines
+
+# The reason of a dead letter that keeps a Data Pipeline line as it was (it did not convert to an
+# item, which would be kept as DynamoDB JSON instead) ends with its format: its replay reads the
+# raw line (edited or not) as that format again. Read as JSON lines, {"s": "x"} is a map.
+PIPELINE_TAGS = {"data-pipeline": " (data-pipeline)", "data-pipeline-hive": " (data-pipeline-hive)"}
+
+
+def pipeline_format(reason: Any) -> Optional[str]:
+    """The Data Pipeline format a dead letter's ``reason`` says its raw line is in, or None."""
+    if isinstance(reason, str) and reason.endswith(")"):
+        for fmt, tag in PIPELINE_TAGS.items():
+            if reason.endswith(tag):
+                return fmt
+    return None
+
+
+def parse_pipeline_line(line: bytes, fmt: str) -> Tuple[Optional[WireItem], Optional[str], Optional[Dict[str, Any]]]:
+    """A ``data-pipeline`` (JSON) or ``data-pipeline-hive`` line -> (item, None, None), or
+    (None, reason, the item as far as it converted or None)."""
+    obj: Dict[str, Any] = {}
+    try:
+        if fmt == "data-pipeline":
+            try:
+                whole = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                return None, _json_reason(line, e), None
+            dup = duplicate_name(line, whole)
+            if dup:
+                return None, dup, None
+            return from_data_pipeline(whole), None, None
+        for name, text in hive_fields(line):
+            try:
+                value = orjson.loads(text)
+            except orjson.JSONDecodeError as e:
+                return None, f"invalid JSON in the value of {name!r}: {e}", None
+            dup = duplicate_name(text, value)
+            if dup:
+                return None, f"{name!r}: {dup}", None
+            obj[name] = value
+        return from_data_pipeline(obj), None, None
+    except RecordProblem as e:
+        return None, str(e), e.item
+    except RecursionError:
+        return None, "nested deeper than DynamoDB's 32 levels", None
+
+
+def data_pipeline_line(line: bytes) -> Tuple[Optional[WireItem], Optional[str]]:
+    item, reason, _ = parse_pipeline_line(line, "data-pipeline")
+    return item, reason
+
+
+def hive_line(line: bytes) -> Tuple[Optional[WireItem], Optional[str]]:
+    item, reason, _ = parse_pipeline_line(line, "data-pipeline-hive")
+    return item, reason
+
+
+def pipeline_reject(line: bytes, fmt: str, reason: str) -> Tuple[bytes, str]:
+    """A rejected Data Pipeline line as its dead letter keeps it, (raw, reason): the DynamoDB-JSON
+    item it made when its attributes converted (fix the value there and replay: it is read as
+    DynamoDB JSON); else the line as it was, its reason tagged with its format (see
+    ``PIPELINE_TAGS``), so that its replay reads it, fixed or not, as that format again."""
+    _, _, partial = parse_pipeline_line(line, fmt)
+    if partial is not None:
+        return orjson.dumps(partial), reason
+    return line, reason + PIPELINE_TAGS[fmt]
 
 
 def _innermost(rec: Any) -> Any:
@@ -641,5 +714,7 @@ def corrupt_reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {s}" if type(e).__name__ not in s else s
 
 
-__all__ = ["BLOCK", "CORRUPT_ERRORS", "Line", "LineStream", "MAX_LINE", "TooLong", "convert_decoded", "corrupt_reason",
-           "detect", "duplicate_name", "replay_refusal", "duplicate_reason", "duplicate_recorder", "unicode_problem", "looks_wire", "parse_item", "parse_line", "short_json"]
+__all__ = ["BLOCK", "CORRUPT_ERRORS", "Line", "LineStream", "MAX_LINE", "PIPELINE_TAGS", "TooLong", "convert_decoded",
+           "corrupt_reason", "data_pipeline_line", "detect", "duplicate_name", "duplicate_reason", "duplicate_recorder",
+           "hive_line", "looks_wire", "parse_item", "parse_line", "parse_pipeline_line", "pipeline_format",
+           "pipeline_reject", "replay_refusal", "short_json", "unicode_problem"]
